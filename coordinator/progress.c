@@ -1,0 +1,148 @@
+#include "coordinator/progress.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include "worker/fsutil.h"
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+void format_duration(char *out, size_t n, double s)
+{
+    if (!(s >= 0) || s > 1e8) {
+        snprintf(out, n, "--");
+        return;
+    }
+    long t = (long)(s + 0.5);
+    if (t >= 3600)
+        snprintf(out, n, "%ldh%02ldm", t / 3600, (t / 60) % 60);
+    else if (t >= 60)
+        snprintf(out, n, "%ldm%02lds", t / 60, t % 60);
+    else
+        snprintf(out, n, "%lds", t);
+}
+
+/* Keeps the rows of an existing metrics file up to `step` (inclusive). */
+static int truncate_metrics(const char *path, long step, Err *e)
+{
+    void *raw;
+    size_t len;
+    if (access(path, F_OK) != 0) return 0;
+    if (read_file(path, (size_t)1 << 32, &raw, &len, e)) return -1;
+    char *out = malloc(len + 1);
+    if (!out) {
+        free(raw);
+        return err_set(e, "out of memory");
+    }
+    size_t o = 0;
+    for (char *line = raw; line && *line;) {
+        char *nl = strchr(line, '\n');
+        size_t ll = nl ? (size_t)(nl - line + 1) : strlen(line);
+        const char *s = strstr(line, "\"step\":");
+        long st = s ? strtol(s + 7, NULL, 10) : 0;
+        if (s && st <= step && nl) {
+            memcpy(out + o, line, ll);
+            o += ll;
+        }
+        line = nl ? nl + 1 : NULL;
+    }
+    int rc = write_file_atomic(path, out, o, e);
+    free(out);
+    free(raw);
+    return rc;
+}
+
+int progress_open(Progress *p, const char *run_dir, long total_steps, long resume_step,
+                  int mode, int log_every, int quiet, Err *e)
+{
+    memset(p, 0, sizeof *p);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", run_dir);
+    if (resume_step > 0 && truncate_metrics(path, resume_step, e)) return -1;
+    p->metrics = fopen(path, resume_step > 0 ? "a" : "w");
+    if (!p->metrics) return err_set(e, "%s: cannot open for writing", path);
+    p->bar = mode == 2 || (mode == 0 && isatty(STDOUT_FILENO));
+    p->quiet = quiet;
+    p->total_steps = total_steps;
+    p->first_step = resume_step + 1;
+    p->log_every = log_every > 0 ? log_every : 1;
+    p->t0 = now_s();
+    return 0;
+}
+
+static void write_metrics_row(FILE *f, const StepReport *r)
+{
+    fprintf(f, "{\"step\":%ld,\"loss\":%.9g,", r->step, r->loss);
+    if (!isnan(r->val_loss)) fprintf(f, "\"val_loss\":%.9g,", r->val_loss);
+    fprintf(f,
+            "\"lr\":%.6g,\"grad_norm\":%.6g,\"tokens_per_s\":%.1f,\"gflops\":%.2f,"
+            "\"comm_bytes\":%.0f,\"time_ms\":%.3f}\n",
+            r->lr, r->grad_norm, r->tokens_per_s, r->gflops, r->comm_bytes, r->time_ms);
+    fflush(f);
+}
+
+static void format_bytes(char *out, size_t n, double b)
+{
+    if (b >= 1e9) snprintf(out, n, "%.2f GB", b / 1e9);
+    else if (b >= 1e6) snprintf(out, n, "%.2f MB", b / 1e6);
+    else if (b >= 1e3) snprintf(out, n, "%.1f kB", b / 1e3);
+    else snprintf(out, n, "%.0f B", b);
+}
+
+void progress_report(Progress *p, const StepReport *r)
+{
+    if (p->metrics) write_metrics_row(p->metrics, r);
+    int is_eval = !isnan(r->val_loss);
+    if (p->quiet || (!is_eval && r->step % p->log_every && r->step != p->total_steps)) return;
+    double elapsed = now_s() - p->t0;
+    long done = r->step - p->first_step + 1;
+    double eta = done > 0 ? elapsed / done * (p->total_steps - r->step) : NAN;
+    char eta_s[32], val[32] = "", comm[32];
+    format_duration(eta_s, sizeof eta_s, eta);
+    format_bytes(comm, sizeof comm, r->comm_bytes);
+    if (is_eval) snprintf(val, sizeof val, " | val %.4f", r->val_loss);
+    int width = 0;
+    for (long t = p->total_steps; t; t /= 10) width++;
+    char line[512];
+    snprintf(line, sizeof line,
+             "step %*ld/%ld | loss %.4f%s | %.0f tok/s | %.1f GFLOP/s | comm %s | %.0f ms | ETA %s",
+             width, r->step, p->total_steps, r->loss, val, r->tokens_per_s, r->gflops, comm,
+             r->time_ms, eta_s);
+    if (p->bar) {
+        int filled = (int)(20.0 * r->step / (p->total_steps ? p->total_steps : 1));
+        char bar[24];
+        for (int i = 0; i < 20; i++) bar[i] = i < filled ? '#' : '.';
+        bar[20] = 0;
+        /* \r + clear-to-end: redraw in place; eval rows stay on screen */
+        printf("\r\033[K[%s] %s%s", bar, line, is_eval || r->step == p->total_steps ? "\n" : "");
+    } else {
+        printf("%s\n", line);
+    }
+    fflush(stdout);
+}
+
+void progress_note(Progress *p, const char *fmt, ...)
+{
+    if (p->quiet) return;
+    va_list ap;
+    va_start(ap, fmt);
+    if (p->bar) printf("\r\033[K");
+    vprintf(fmt, ap);
+    printf("\n");
+    va_end(ap);
+    fflush(stdout);
+}
+
+void progress_close(Progress *p)
+{
+    if (p->metrics) fclose(p->metrics);
+    p->metrics = NULL;
+}

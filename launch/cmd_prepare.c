@@ -1,0 +1,104 @@
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "launch/commands.h"
+#include "launch/options.h"
+#include "worker/data.h"
+#include "worker/fsutil.h"
+
+typedef struct {
+    char out[4096];
+    float val_fraction;
+} PrepareArgs;
+
+static const OptSpec PREPARE_OPTS[] = {
+    {"out", OT_STR, offsetof(PrepareArgs, out), sizeof(((PrepareArgs *)0)->out), "FILE",
+     "token file to write (default " DEFAULT_DATA ")", NULL, 1, 0},
+    {"val-fraction", OT_FLOAT, offsetof(PrepareArgs, val_fraction), 0, "X",
+     "share of the bytes (the end) kept for validation (0.05)", NULL, 1e-6, 0.9},
+    {0},
+};
+
+#define KJV_RANGE "gen1:1-rev22:21"
+
+/* Dumps the King James Bible with Debian's `bible` (package bible-kjv). */
+static int dump_kjv(const char *txt, char *err, size_t n)
+{
+    char cmd[8400];
+    snprintf(cmd, sizeof cmd, "bible '%s' > '%s.tmp' 2>/dev/null && mv '%s.tmp' '%s'", KJV_RANGE,
+             txt, txt, txt);
+    if (system(cmd) != 0) {
+        unlink(txt);
+        snprintf(err, n, "could not run `bible '%s'` to make the default dataset; install "
+                         "Debian's bible-kjv package (apt-get install bible-kjv) or pass --data FILE",
+                 KJV_RANGE);
+        return -1;
+    }
+    return 0;
+}
+
+static int prepare_kjv(const char *out, double val_fraction, char *err, size_t n)
+{
+    char dir[4096], txt[4200];
+    snprintf(dir, sizeof dir, "%s", out);
+    char *slash = strrchr(dir, '/');
+    if (slash) *slash = 0; else snprintf(dir, sizeof dir, ".");
+    Err e = {{0}};
+    if (mkdir_p(dir, &e)) {
+        snprintf(err, n, "%s", e.msg);
+        return -1;
+    }
+    snprintf(txt, sizeof txt, "%s/kjv.txt", dir);
+    if (dump_kjv(txt, err, n)) return -1;
+    const char *paths[1] = {txt};
+    if (prepare_text_files(paths, 1, out, val_fraction, &e)) {
+        snprintf(err, n, "%s", e.msg);
+        return -1;
+    }
+    return 0;
+}
+
+int ensure_default_data(char *err, size_t n)
+{
+    if (access(DEFAULT_DATA, R_OK) == 0) return 0;
+    fprintf(stderr, "mpitrain: making the default dataset %s from the King James Bible\n", DEFAULT_DATA);
+    return prepare_kjv(DEFAULT_DATA, 0.05, err, n);
+}
+
+int cmd_prepare(int argc, char **argv)
+{
+    PrepareArgs a = {DEFAULT_DATA, 0.05f};
+    const char *inputs[256];
+    int n_in = 0, help = 0;
+    int rc = opts_parse("prepare", PREPARE_OPTS, &a, argc, argv, 1, inputs, 256, &n_in, &help);
+    if (rc) return rc;
+    if (help) {
+        opts_print_help(stdout, "mpitrain prepare [options] [TEXT_FILE...]",
+                        "Turns text files into a token file (byte-level, vocabulary 256) with a "
+                        "train/validation split.\nWithout files it prepares the King James Bible "
+                        "from Debian's bible-kjv package.",
+                        PREPARE_OPTS);
+        return 0;
+    }
+    char err[1024];
+    Err e = {{0}};
+    if (n_in == 0)
+        rc = prepare_kjv(a.out, a.val_fraction, err, sizeof err);
+    else if ((rc = prepare_text_files(inputs, n_in, a.out, a.val_fraction, &e)))
+        snprintf(err, sizeof err, "%s", e.msg);
+    if (rc) {
+        fprintf(stderr, "mpitrain prepare: %s\n", err);
+        return 1;
+    }
+    TokenFile f;
+    if (tokfile_open(&f, a.out, &e) == 0) {
+        printf("wrote %s: %llu train + %llu validation tokens, vocabulary %d\n", a.out,
+               (unsigned long long)f.n_train, (unsigned long long)f.n_val, f.vocab);
+        tokfile_close(&f);
+    }
+    return 0;
+}

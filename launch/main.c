@@ -1,0 +1,35 @@
+#include <stdio.h>
+#include <string.h>
+#include "launch/commands.h"
+#include "launch/options.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: mpitrain <command> [options]\n\n"
+            "commands:\n"
+            "  train     train a model (run under mpirun/srun for several ranks)\n"
+            "  prepare   turn text files into a token file (default: the King James Bible)\n"
+            "  sample    generate text from a checkpoint\n"
+            "  ckpt      inspect and export checkpoints (info, export)\n\n"
+            "`mpitrain <command> --help` describes each command.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    const char *c = argv[1];
+    if (!strcmp(c, "--help") || !strcmp(c, "-h") || !strcmp(c, "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(c, "train")) return cmd_train(argc - 1, argv + 1);
+    if (!strcmp(c, "prepare")) return cmd_prepare(argc - 1, argv + 1);
+    if (!strcmp(c, "sample")) return cmd_sample(argc - 1, argv + 1);
+    if (!strcmp(c, "ckpt")) return cmd_ckpt(argc - 1, argv + 1);
+    fprintf(stderr, "mpitrain: unknown command '%s' (commands: train, prepare, sample, ckpt)\n", c);
+    return EXIT_USAGE;
+}

@@ -1,0 +1,39 @@
+#ifndef MPITRAIN_OPTIONS_H
+#define MPITRAIN_OPTIONS_H
+/* Table-driven long options shared by every subcommand, and the
+ * `key = value` config-file reader (keys are option names without "--";
+ * command-line flags override the file). */
+#include <stddef.h>
+#include <stdio.h>
+
+typedef enum { OT_INT, OT_LONG, OT_U64, OT_FLOAT, OT_STR, OT_FLAG, OT_CHOICE } OptType;
+
+typedef struct {
+    const char *name;     /* "layers" for --layers */
+    OptType type;
+    size_t offset;        /* into the target struct */
+    size_t size;          /* for OT_STR: buffer size */
+    const char *metavar;  /* "N", "FILE", ... */
+    const char *help;
+    const char *choices;  /* OT_CHOICE: "gpt|mlp"; stored as the index (int) */
+    double min, max;      /* numeric range, inclusive (ignored if min > max) */
+} OptSpec;
+
+/* Exit code for usage errors (unknown option, bad value). */
+#define EXIT_USAGE 2
+
+/* Parses argv[first..argc) into target. Positional arguments (not starting
+ * with "--") are collected into pos (up to max_pos). Returns 0, or
+ * EXIT_USAGE after printing one line "mpitrain <cmd>: <problem>" to stderr.
+ * "--help" sets *help. "--config FILE" is applied before other flags when
+ * the table has a "config" entry. */
+int opts_parse(const char *cmd, const OptSpec *specs, void *target, int argc, char **argv,
+               int first, const char **pos, int max_pos, int *n_pos, int *help);
+/* Applies one name=value pair (from a config file or a flag). */
+int opts_set(const char *cmd, const OptSpec *specs, void *target, const char *name,
+             const char *value, const char *where);
+/* Reads a config file of `key = value` lines (# comments, blank lines). */
+int opts_load_config(const char *cmd, const OptSpec *specs, void *target, const char *path);
+void opts_print_help(FILE *out, const char *usage, const char *summary, const OptSpec *specs);
+
+#endif

@@ -1,0 +1,348 @@
+#include "models/ops.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+/* ---- elementary functions -------------------------------------------- */
+
+/* Rational minimax approximation of tanh on [-7.9, 7.9] (|err| < 1e-6);
+ * branch-free so the loops that call it vectorize. */
+float fast_tanhf(float x)
+{
+    const float clamp = 7.90531110763549805f;
+    x = x > clamp ? clamp : (x < -clamp ? -clamp : x);
+    float x2 = x * x;
+    float p = -2.76076847742355e-16f;
+    p = p * x2 + 2.00018790482477e-13f;
+    p = p * x2 + -8.60467152213735e-11f;
+    p = p * x2 + 5.12229709037114e-08f;
+    p = p * x2 + 1.48572235717979e-05f;
+    p = p * x2 + 6.37261928875436e-04f;
+    p = p * x2 + 4.89352455891786e-03f;
+    p = p * x;
+    float q = 1.19825839466702e-06f;
+    q = q * x2 + 1.18534705686654e-04f;
+    q = q * x2 + 2.26843463243900e-03f;
+    q = q * x2 + 4.89352518554385e-03f;
+    return p / q;
+}
+
+/* exp(x) = 2^n * exp(r), |r| <= ln2/2, Cephes polynomial for exp(r). */
+float fast_expf(float x)
+{
+    x = x > 88.3f ? 88.3f : (x < -87.3f ? -87.3f : x);
+    float n = floorf(x * 1.44269504088896341f + 0.5f);
+    float r = x - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    union { int i; float f; } s;
+    s.i = ((int)n + 127) << 23;
+    return p * s.f;
+}
+
+/* ---- threads ------------------------------------------------------------ */
+
+void ops_set_threads(int n)
+{
+    if (n < 1) n = 1;
+    omp_set_num_threads(n);
+    openblas_set_num_threads(n);
+}
+
+int ops_get_threads(void) { return omp_get_max_threads(); }
+
+const char *ops_blas_config(void) { return openblas_get_config(); }
+
+/* ---- matmul --------------------------------------------------------------- */
+
+void matmul_forward(float *out, const float *inp, const float *w, const float *bias,
+                    int N, int C, int OC)
+{
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, w, C,
+                0.0f, out, OC);
+    if (!bias) return;
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        float *o = out + (size_t)n * OC;
+        for (int j = 0; j < OC; j++) o[j] += bias[j];
+    }
+}
+
+/* Column sums in row order: the same bits for any thread count. */
+static void sum_rows_into(float *acc, const float *x, int N, int D)
+{
+    enum { BLK = 64 };
+    int nblk = (D + BLK - 1) / BLK;
+#pragma omp parallel for schedule(static)
+    for (int b = 0; b < nblk; b++) {
+        int j0 = b * BLK, j1 = j0 + BLK < D ? j0 + BLK : D;
+        for (int n = 0; n < N; n++) {
+            const float *row = x + (size_t)n * D;
+            for (int j = j0; j < j1; j++) acc[j] += row[j];
+        }
+    }
+}
+
+void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout,
+                     const float *inp, const float *w, int N, int C, int OC)
+{
+    if (dinp)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC, 1.0f, dout, OC, w, C,
+                    1.0f, dinp, C);
+    if (dw)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, C, N, 1.0f, dout, OC, inp, C,
+                    1.0f, dw, C);
+    if (dbias) sum_rows_into(dbias, dout, N, OC);
+}
+
+/* ---- layernorm ------------------------------------------------------------ */
+
+void layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
+                       const float *w, const float *b, int N, int C)
+{
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * C;
+        float s = 0.0f;
+        for (int i = 0; i < C; i++) s += x[i];
+        float m = s / C;
+        float v = 0.0f;
+        for (int i = 0; i < C; i++) {
+            float d = x[i] - m;
+            v += d * d;
+        }
+        float r = 1.0f / sqrtf(v / C + 1e-5f);
+        float *o = out + (size_t)n * C;
+        for (int i = 0; i < C; i++) o[i] = (x[i] - m) * r * w[i] + b[i];
+        mean[n] = m;
+        rstd[n] = r;
+    }
+}
+
+void layernorm_backward(float *dinp, float *dw, float *db, const float *dout,
+                        const float *inp, const float *w, const float *mean,
+                        const float *rstd, int N, int C)
+{
+    if (dinp) {
+#pragma omp parallel for schedule(static)
+        for (int n = 0; n < N; n++) {
+            const float *x = inp + (size_t)n * C, *dy = dout + (size_t)n * C;
+            float m = mean[n], r = rstd[n];
+            float sum_dn = 0.0f, sum_dn_n = 0.0f;
+            for (int i = 0; i < C; i++) {
+                float dn = dy[i] * w[i];
+                sum_dn += dn;
+                sum_dn_n += dn * (x[i] - m) * r;
+            }
+            sum_dn /= C;
+            sum_dn_n /= C;
+            float *dx = dinp + (size_t)n * C;
+            for (int i = 0; i < C; i++) {
+                float norm = (x[i] - m) * r;
+                dx[i] += r * (dy[i] * w[i] - sum_dn - norm * sum_dn_n);
+            }
+        }
+    }
+    if (!dw && !db) return;
+    enum { BLK = 32 };
+    int nblk = (C + BLK - 1) / BLK;
+#pragma omp parallel for schedule(static)
+    for (int bk = 0; bk < nblk; bk++) {
+        int j0 = bk * BLK, j1 = j0 + BLK < C ? j0 + BLK : C;
+        for (int n = 0; n < N; n++) {
+            const float *x = inp + (size_t)n * C, *dy = dout + (size_t)n * C;
+            float m = mean[n], r = rstd[n];
+            for (int i = j0; i < j1; i++) {
+                if (dw) dw[i] += dy[i] * (x[i] - m) * r;
+                if (db) db[i] += dy[i];
+            }
+        }
+    }
+}
+
+/* ---- GELU (tanh approximation) ------------------------------------------ */
+
+#define GELU_K 0.7978845608028654f /* sqrt(2/pi) */
+
+void gelu_forward(float *out, const float *inp, size_t n)
+{
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float x = inp[i];
+        float t = fast_tanhf(GELU_K * (x + 0.044715f * x * x * x));
+        out[i] = 0.5f * x * (1.0f + t);
+    }
+}
+
+void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n)
+{
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float x = inp[i];
+        float t = fast_tanhf(GELU_K * (x + 0.044715f * x * x * x));
+        float dt = (1.0f - t * t) * GELU_K * (1.0f + 3.0f * 0.044715f * x * x);
+        dinp[i] += dout[i] * (0.5f * (1.0f + t) + 0.5f * x * dt);
+    }
+}
+
+/* ---- residual --------------------------------------------------------------- */
+
+void residual_forward(float *out, const float *a, const float *b, size_t n)
+{
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+}
+
+void add_inplace(float *dst, const float *src, size_t n)
+{
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) dst[i] += src[i];
+}
+
+/* ---- attention ---------------------------------------------------------- */
+
+/* In-place causal softmax of an (T,T) score matrix; entries above the
+ * diagonal become exactly 0. */
+static void causal_softmax_rows(float *s, int T)
+{
+    for (int i = 0; i < T; i++) {
+        float *row = s + (size_t)i * T;
+        float mx = row[0];
+        for (int j = 1; j <= i; j++) mx = row[j] > mx ? row[j] : mx;
+        float sum = 0.0f;
+        for (int j = 0; j <= i; j++) {
+            row[j] = fast_expf(row[j] - mx);
+            sum += row[j];
+        }
+        float inv = 1.0f / sum;
+        for (int j = 0; j <= i; j++) row[j] *= inv;
+        for (int j = i + 1; j < T; j++) row[j] = 0.0f;
+    }
+}
+
+void attention_forward(float *out, float *att, const float *qkv, int B, int T, int NH, int hs)
+{
+    const int C = NH * hs, C3 = 3 * C;
+    const float scale = 1.0f / sqrtf((float)hs);
+#pragma omp parallel for schedule(static)
+    for (int bh = 0; bh < B * NH; bh++) {
+        int b = bh / NH, h = bh % NH;
+        const float *q = qkv + (size_t)b * T * C3 + h * hs;
+        const float *k = q + C, *v = q + 2 * C;
+        float *s = att + (size_t)bh * T * T;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, scale, q, C3, k, C3,
+                    0.0f, s, T);
+        causal_softmax_rows(s, T);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, s, T, v, C3,
+                    0.0f, out + (size_t)b * T * C + h * hs, C);
+    }
+}
+
+void attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv,
+                        const float *att, int B, int T, int NH, int hs)
+{
+    const int C = NH * hs, C3 = 3 * C;
+    const float scale = 1.0f / sqrtf((float)hs);
+#pragma omp parallel for schedule(static)
+    for (int bh = 0; bh < B * NH; bh++) {
+        int b = bh / NH, h = bh % NH;
+        size_t off = (size_t)b * T * C3 + h * hs;
+        const float *q = qkv + off, *k = q + C, *v = q + 2 * C;
+        float *dq = dqkv + off, *dk = dq + C, *dv = dq + 2 * C;
+        const float *p = att + (size_t)bh * T * T;
+        const float *dy = dout + (size_t)b * T * C + h * hs;
+        float *ds = scratch + (size_t)bh * T * T;
+        /* dP = dY V^T, dV += P^T dY */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, 1.0f, dy, C, v, C3,
+                    0.0f, ds, T);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, p, T, dy, C,
+                    1.0f, dv, C3);
+        /* softmax backward: dS = P * (dP - rowsum(P * dP)) */
+        for (int i = 0; i < T; i++) {
+            const float *pr = p + (size_t)i * T;
+            float *dr = ds + (size_t)i * T;
+            float dot = 0.0f;
+            for (int j = 0; j <= i; j++) dot += pr[j] * dr[j];
+            for (int j = 0; j <= i; j++) dr[j] = pr[j] * (dr[j] - dot);
+            for (int j = i + 1; j < T; j++) dr[j] = 0.0f;
+        }
+        /* dQ += scale dS K, dK += scale dS^T Q */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, scale, ds, T, k, C3,
+                    1.0f, dq, C3);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, scale, ds, T, q, C3,
+                    1.0f, dk, C3);
+    }
+}
+
+/* ---- embedding --------------------------------------------------------- */
+
+void embedding_forward(float *out, const int *tokens, const float *wte, const float *wpe,
+                       int B, int T, int C)
+{
+#pragma omp parallel for schedule(static)
+    for (int bt = 0; bt < B * T; bt++) {
+        const float *e = wte + (size_t)tokens[bt] * C, *p = wpe + (size_t)(bt % T) * C;
+        float *o = out + (size_t)bt * C;
+        for (int i = 0; i < C; i++) o[i] = e[i] + p[i];
+    }
+}
+
+void embedding_backward(float *dwte, float *dwpe, const float *dout, const int *tokens,
+                        int B, int T, int C)
+{
+    /* scatter-add in token order: serial, so the sum order is fixed */
+    for (int bt = 0; bt < B * T; bt++) {
+        const float *d = dout + (size_t)bt * C;
+        if (dwte) {
+            float *g = dwte + (size_t)tokens[bt] * C;
+            for (int i = 0; i < C; i++) g[i] += d[i];
+        }
+        if (dwpe) {
+            float *g = dwpe + (size_t)(bt % T) * C;
+            for (int i = 0; i < C; i++) g[i] += d[i];
+        }
+    }
+}
+
+/* ---- softmax cross-entropy -------------------------------------------- */
+
+static double xent_row(float *dl, const float *l, int target, int V, float grad_scale)
+{
+    float mx = l[0];
+    for (int j = 1; j < V; j++) mx = l[j] > mx ? l[j] : mx;
+    double sum = 0.0;
+    for (int j = 0; j < V; j++) sum += exp((double)(l[j] - mx));
+    double logz = log(sum) + mx;
+    if (dl) {
+        for (int j = 0; j < V; j++) dl[j] = (float)exp(l[j] - logz) * grad_scale;
+        dl[target] -= grad_scale;
+    }
+    return logz - l[target];
+}
+
+double softmax_xent(float *dlogits, const float *logits, const int *targets, int N, int V,
+                    float grad_scale)
+{
+    /* Fixed chunking: partial sums combine in the same order for any number
+     * of threads, so the loss is bit-reproducible. */
+    enum { CHUNKS = 64 };
+    double part[CHUNKS] = {0};
+#pragma omp parallel for schedule(static)
+    for (int c = 0; c < CHUNKS; c++) {
+        int n0 = (int)((long)N * c / CHUNKS), n1 = (int)((long)N * (c + 1) / CHUNKS);
+        for (int n = n0; n < n1; n++)
+            part[c] += xent_row(dlogits ? dlogits + (size_t)n * V : NULL,
+                                logits + (size_t)n * V, targets[n], V, grad_scale);
+    }
+    double total = 0.0;
+    for (int c = 0; c < CHUNKS; c++) total += part[c];
+    return total;
+}

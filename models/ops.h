@@ -1,0 +1,64 @@
+#ifndef MPITRAIN_OPS_H
+#define MPITRAIN_OPS_H
+/* Kernels: free functions over row-major float buffers. N = B*T rows.
+ * Backward functions ACCUMULATE into their gradient outputs (+=), so a
+ * tensor used twice (tied embedding) just receives both contributions.
+ * Any gradient output may be NULL when it is not needed.
+ * All kernels are deterministic for a given thread count; the ones whose
+ * reductions run in a fixed order (everything but the GEMMs) are
+ * deterministic for any thread count. */
+#include <stddef.h>
+
+/* out (N,OC) = inp (N,C) @ w^T (w is (OC,C), as a torch Linear) + bias (OC) */
+void matmul_forward(float *out, const float *inp, const float *w, const float *bias,
+                    int N, int C, int OC);
+/* dinp (N,C) += dout @ w;  dw (OC,C) += dout^T @ inp;  dbias (OC) += sum_rows dout */
+void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout,
+                     const float *inp, const float *w, int N, int C, int OC);
+
+/* out (N,C), mean (N), rstd (N) */
+void layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
+                       const float *w, const float *b, int N, int C);
+void layernorm_backward(float *dinp, float *dw, float *db, const float *dout,
+                        const float *inp, const float *w, const float *mean,
+                        const float *rstd, int N, int C);
+
+/* GELU, tanh approximation (GPT-2) */
+void gelu_forward(float *out, const float *inp, size_t n);
+void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n);
+
+/* out = a + b */
+void residual_forward(float *out, const float *a, const float *b, size_t n);
+/* dst += src */
+void add_inplace(float *dst, const float *src, size_t n);
+
+/* Causal multi-head self-attention on a packed qkv (B,T,3*C_local) buffer
+ * whose last dim is [q heads | k heads | v heads], NH heads of size hs.
+ * out (B,T,NH*hs); att (B,NH,T,T) keeps the softmax probabilities. */
+void attention_forward(float *out, float *att, const float *qkv, int B, int T, int NH, int hs);
+/* dqkv += ...; scratch must hold B*NH*T*T floats. */
+void attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv,
+                        const float *att, int B, int T, int NH, int hs);
+
+/* out (B,T,C) = wte[tokens] + wpe[t] */
+void embedding_forward(float *out, const int *tokens, const float *wte, const float *wpe,
+                       int B, int T, int C);
+void embedding_backward(float *dwte, float *dwpe, const float *dout, const int *tokens,
+                        int B, int T, int C);
+
+/* Softmax cross-entropy over logits (N,V). Returns the SUM of per-row losses
+ * (callers divide by the global token count). If dlogits is non-NULL it is
+ * SET (not accumulated) to (softmax - onehot) * grad_scale. */
+double softmax_xent(float *dlogits, const float *logits, const int *targets, int N, int V,
+                    float grad_scale);
+
+/* Vectorizable elementary functions (also used by tests for accuracy checks). */
+float fast_tanhf(float x);
+float fast_expf(float x);
+
+/* Threads used by the OpenMP kernels and by OpenBLAS (one shared pool). */
+void ops_set_threads(int n);
+int ops_get_threads(void);
+const char *ops_blas_config(void);
+
+#endif

@@ -1,0 +1,489 @@
+#include "worker/ckpt.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <dirent.h>
+#include "worker/crc32c.h"
+#include "worker/fsutil.h"
+
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "checkpoint data is little-endian");
+
+/* ---- meta <-> protobuf -------------------------------------------------- */
+
+void ckpt_meta_to_pb(const CkptMeta *meta, Mpitrain__Manifest *mf, Mpitrain__ModelConfigPB *mc,
+                     Mpitrain__OptimConfigPB *oc, Mpitrain__Layout *ly)
+{
+    mpitrain__manifest__init(mf);
+    mpitrain__model_config_pb__init(mc);
+    mpitrain__optim_config_pb__init(oc);
+    mpitrain__layout__init(ly);
+    const ModelConfig *c = &meta->model;
+    mc->kind = c->kind;
+    mc->n_layer = c->n_layer;
+    mc->n_head = c->n_head;
+    mc->n_embd = c->n_embd;
+    mc->seq_len = c->seq_len;
+    mc->vocab = c->vocab;
+    mc->in_dim = c->in_dim;
+    const OptimConfig *o = &meta->optim;
+    oc->name = (char *)optim_name(o->kind);
+    oc->lr = o->lr;
+    oc->min_lr = o->min_lr;
+    oc->beta1 = o->beta1;
+    oc->beta2 = o->beta2;
+    oc->eps = o->eps;
+    oc->weight_decay = o->weight_decay;
+    oc->momentum = o->momentum;
+    oc->grad_clip = o->grad_clip;
+    oc->warmup = o->warmup;
+    oc->total_steps = o->total_steps;
+    ly->dp = meta->dp;
+    ly->tp = meta->tp;
+    ly->pp = meta->pp;
+    ly->zero = meta->zero;
+    mf->format_version = CKPT_FORMAT_VERSION;
+    mf->model = mc;
+    mf->optim = oc;
+    mf->layout = ly;
+    mf->step = meta->step;
+    mf->seed = meta->seed;
+    mf->data_position = meta->data_pos;
+    mf->global_batch = meta->global_batch;
+    mf->optimizer_step = meta->opt_t;
+    mf->data_path = (char *)meta->data_path;
+    mf->created_unix = (int64_t)time(NULL);
+}
+
+void ckpt_meta_from_pb(const Mpitrain__Manifest *mf, CkptMeta *meta)
+{
+    memset(meta, 0, sizeof *meta);
+    if (mf->model) {
+        const Mpitrain__ModelConfigPB *mc = mf->model;
+        meta->model = (ModelConfig){(ModelKind)mc->kind, mc->n_layer, mc->n_head, mc->n_embd,
+                                    mc->seq_len, mc->vocab, mc->in_dim};
+    }
+    if (mf->optim) {
+        const Mpitrain__OptimConfigPB *oc = mf->optim;
+        if (!oc->name || optim_parse_kind(oc->name, &meta->optim.kind)) meta->optim.kind = OPT_ADAMW;
+        meta->optim.lr = oc->lr;
+        meta->optim.min_lr = oc->min_lr;
+        meta->optim.beta1 = oc->beta1;
+        meta->optim.beta2 = oc->beta2;
+        meta->optim.eps = oc->eps;
+        meta->optim.weight_decay = oc->weight_decay;
+        meta->optim.momentum = oc->momentum;
+        meta->optim.grad_clip = oc->grad_clip;
+        meta->optim.warmup = oc->warmup;
+        meta->optim.total_steps = oc->total_steps;
+    }
+    if (mf->layout) {
+        meta->dp = mf->layout->dp;
+        meta->tp = mf->layout->tp;
+        meta->pp = mf->layout->pp;
+        meta->zero = mf->layout->zero;
+    }
+    meta->step = mf->step;
+    meta->seed = mf->seed;
+    meta->data_pos = mf->data_position;
+    meta->global_batch = mf->global_batch;
+    meta->opt_t = mf->optimizer_step;
+    snprintf(meta->data_path, sizeof meta->data_path, "%s", mf->data_path ? mf->data_path : "");
+}
+
+/* ---- writing ------------------------------------------------------------ */
+
+typedef struct {
+    Mpitrain__TensorRecord *recs;
+    int64_t *shapes; /* 2 per record */
+    char **names;
+    int n, cap;
+} RecordList;
+
+static int add_record(RecordList *rl, const char *prefix, const ParamInfo *t, size_t begin,
+                      size_t count, const char *file, uint64_t offset, uint32_t crc)
+{
+    if (rl->n == rl->cap) {
+        int cap = rl->cap ? rl->cap * 2 : 64;
+        void *a = realloc(rl->recs, cap * sizeof *rl->recs);
+        if (a) rl->recs = a;
+        void *b = realloc(rl->shapes, cap * 2 * sizeof *rl->shapes);
+        if (b) rl->shapes = b;
+        void *c = realloc(rl->names, cap * sizeof *rl->names);
+        if (c) rl->names = c;
+        if (!a || !b || !c) return -1;
+        rl->cap = cap;
+    }
+    Mpitrain__TensorRecord *r = &rl->recs[rl->n];
+    mpitrain__tensor_record__init(r);
+    size_t len = strlen(prefix) + strlen(t->name) + 2;
+    rl->names[rl->n] = malloc(len);
+    if (!rl->names[rl->n]) return -1;
+    snprintf(rl->names[rl->n], len, "%s/%s", prefix, t->name);
+    r->name = rl->names[rl->n];
+    r->n_shape = t->ndim;
+    r->shape = &rl->shapes[2 * rl->n];
+    r->shape[0] = t->shape[0];
+    r->shape[1] = t->shape[1];
+    r->dtype = "f32";
+    r->file = (char *)file;
+    r->offset = offset;
+    r->nbytes = count * sizeof(float);
+    r->crc32c = crc;
+    r->elem_begin = begin;
+    r->elem_count = count;
+    rl->n++;
+    return 0;
+}
+
+static void free_records(RecordList *rl)
+{
+    for (int i = 0; i < rl->n; i++) free(rl->names[i]);
+    free(rl->recs);
+    free(rl->shapes);
+    free(rl->names);
+}
+
+/* Writes the part of buffer `buf` (which holds flat elements [lo, hi)) that
+ * falls in each tensor as one record. */
+static int write_range(AtomicFile *af, RecordList *rl, const Model *m, const char *prefix,
+                       const float *buf, size_t lo, size_t hi, const char *file,
+                       uint64_t *offset, Err *e)
+{
+    for (int k = 0; k < m->n_tensors; k++) {
+        const ParamInfo *t = &m->tensors[k];
+        size_t a = t->offset > lo ? t->offset : lo;
+        size_t b = t->offset + t->numel < hi ? t->offset + t->numel : hi;
+        if (a >= b) continue;
+        const float *src = buf + (a - lo);
+        size_t bytes = (b - a) * sizeof(float);
+        if (atomic_write(af, src, bytes, e)) return -1;
+        if (add_record(rl, prefix, t, a - t->offset, b - a, file, *offset, crc32c(0, src, bytes)))
+            return err_set(e, "out of memory building the checkpoint manifest");
+        *offset += bytes;
+    }
+    return 0;
+}
+
+static int write_manifest(const char *dir, const CkptMeta *meta, RecordList *rl, Err *e)
+{
+    Mpitrain__Manifest mf;
+    Mpitrain__ModelConfigPB mc;
+    Mpitrain__OptimConfigPB oc;
+    Mpitrain__Layout ly;
+    ckpt_meta_to_pb(meta, &mf, &mc, &oc, &ly);
+    Mpitrain__TensorRecord **ptrs = malloc((rl->n ? rl->n : 1) * sizeof *ptrs);
+    if (!ptrs) return err_set(e, "out of memory");
+    for (int i = 0; i < rl->n; i++) ptrs[i] = &rl->recs[i];
+    mf.n_tensors = rl->n;
+    mf.tensors = ptrs;
+    size_t len = mpitrain__manifest__get_packed_size(&mf);
+    unsigned char *buf = malloc(16 + len);
+    if (!buf) {
+        free(ptrs);
+        return err_set(e, "out of memory");
+    }
+    mpitrain__manifest__pack(&mf, buf + 16);
+    memcpy(buf, CKPT_MAGIC, 8);
+    uint32_t len32 = (uint32_t)len, crc = crc32c(0, buf + 16, len);
+    memcpy(buf + 8, &len32, 4);
+    memcpy(buf + 12, &crc, 4);
+    char path[4400];
+    snprintf(path, sizeof path, "%s/manifest.pb", dir);
+    int rc = write_file_atomic(path, buf, 16 + len, e);
+    free(buf);
+    free(ptrs);
+    return rc;
+}
+
+static int swap_into_place(const char *tmp, const char *final, const char *root, Err *e)
+{
+    char old[4400];
+    struct stat st;
+    int had_old = stat(final, &st) == 0;
+    if (had_old) {
+        snprintf(old, sizeof old, "%s.old.%d", final, (int)getpid());
+        if (rename(final, old) != 0)
+            return err_set(e, "%s: cannot move old checkpoint aside: %s", final, strerror(errno));
+    }
+    if (rename(tmp, final) != 0)
+        return err_set(e, "%s: cannot rename into place: %s", final, strerror(errno));
+    if (had_old) remove_tree(old);
+    return fsync_dir(root, e);
+}
+
+static int write_latest(const char *root, const char *name, Err *e)
+{
+    char path[4200], line[256];
+    snprintf(path, sizeof path, "%s/latest", root);
+    int n = snprintf(line, sizeof line, "%s\n", name);
+    return write_file_atomic(path, line, (size_t)n, e);
+}
+
+int ckpt_save(const char *root, const CkptMeta *meta, const Model *m, const Optimizer *o,
+              char *out_dir, size_t out_len, Err *e)
+{
+    char name[64], final[4200], tmp[4300], data[4400];
+    snprintf(name, sizeof name, "step_%08lld", (long long)meta->step);
+    snprintf(final, sizeof final, "%s/%s", root, name);
+    snprintf(tmp, sizeof tmp, "%s/.tmp.%s.%d", root, name, (int)getpid());
+    if (mkdir_p(root, e) || mkdir_p(tmp, e)) return -1;
+    const char *file = "rank_00000.bin";
+    snprintf(data, sizeof data, "%s/%s", tmp, file);
+    RecordList rl = {0};
+    AtomicFile af;
+    uint64_t off = 0;
+    int rc = atomic_open(&af, data, e);
+    if (!rc) rc = write_range(&af, &rl, m, "param", m->params, 0, m->n_params, file, &off, e);
+    if (!rc && o && o->m)
+        rc = write_range(&af, &rl, m, "opt_m", o->m, o->lo, o->hi, file, &off, e);
+    if (!rc && o && o->v)
+        rc = write_range(&af, &rl, m, "opt_v", o->v, o->lo, o->hi, file, &off, e);
+    if (!rc) rc = atomic_commit(&af, e);
+    if (!rc) rc = write_manifest(tmp, meta, &rl, e);
+    if (!rc) rc = fsync_dir(tmp, e);
+    if (!rc) rc = swap_into_place(tmp, final, root, e);
+    if (!rc) rc = write_latest(root, name, e);
+    free_records(&rl);
+    if (rc) {
+        remove_tree(tmp);
+        return err_wrap(e, "saving checkpoint %s", final);
+    }
+    if (out_dir) snprintf(out_dir, out_len, "%s", final);
+    return 0;
+}
+
+/* ---- reading ----------------------------------------------------------- */
+
+static int file_exists(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0;
+}
+
+static int follow_latest(const char *root, char *out, size_t n, Err *e)
+{
+    char p[4200], line[256] = {0};
+    snprintf(p, sizeof p, "%s/latest", root);
+    FILE *f = fopen(p, "r");
+    if (!f) return -1;
+    if (!fgets(line, sizeof line, f)) line[0] = 0;
+    fclose(f);
+    line[strcspn(line, "\r\n")] = 0;
+    if (!line[0] || strchr(line, '/'))
+        return err_set(e, "%s: does not name a checkpoint directory", p);
+    snprintf(out, n, "%s/%s", root, line);
+    return 0;
+}
+
+int ckpt_resolve(const char *path, char *out, size_t n, Err *e)
+{
+    char p[4200];
+    snprintf(p, sizeof p, "%s/manifest.pb", path);
+    if (file_exists(p)) {
+        snprintf(out, n, "%s", path);
+        return 0;
+    }
+    Err sub = {{0}};
+    if (follow_latest(path, out, n, &sub) == 0) return 0;
+    if (sub.msg[0]) return err_set(e, "%s", sub.msg);
+    snprintf(p, sizeof p, "%s/ckpt", path);
+    if (follow_latest(p, out, n, &sub) == 0) return 0;
+    if (sub.msg[0]) return err_set(e, "%s", sub.msg);
+    return err_set(e, "%s: no checkpoint here (looked for manifest.pb, latest and ckpt/latest)", path);
+}
+
+int ckpt_read_manifest(const char *dir, Mpitrain__Manifest **out, Err *e)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/manifest.pb", dir);
+    void *raw;
+    size_t len;
+    if (read_file(path, CKPT_MAX_MANIFEST, &raw, &len, e)) return -1;
+    unsigned char *buf = raw;
+    uint32_t plen = 0, crc = 0;
+    int rc = 0;
+    if (len < 16 || memcmp(buf, CKPT_MAGIC, 8) != 0) {
+        rc = err_set(e, "%s: not an mpitrain checkpoint manifest (bad magic)", path);
+    } else {
+        memcpy(&plen, buf + 8, 4);
+        memcpy(&crc, buf + 12, 4);
+        if (plen != len - 16)
+            rc = err_set(e, "%s: truncated or padded: header says %u bytes of manifest, file has %zu",
+                         path, plen, len - 16);
+        else if (crc32c(0, buf + 16, plen) != crc)
+            rc = err_set(e, "%s: manifest checksum mismatch (stored 0x%08x, computed 0x%08x): corrupted",
+                         path, crc, crc32c(0, buf + 16, plen));
+    }
+    if (!rc) {
+        *out = mpitrain__manifest__unpack(NULL, plen, buf + 16);
+        if (!*out) rc = err_set(e, "%s: manifest does not decode as protobuf", path);
+        else if ((*out)->format_version != CKPT_FORMAT_VERSION) {
+            rc = err_set(e, "%s: format_version %u, this build reads version %d", path,
+                         (*out)->format_version, CKPT_FORMAT_VERSION);
+            mpitrain__manifest__free_unpacked(*out, NULL);
+        } else if (!(*out)->model) {
+            rc = err_set(e, "%s: manifest has no model config", path);
+            mpitrain__manifest__free_unpacked(*out, NULL);
+        }
+    }
+    free(raw);
+    return rc;
+}
+
+int ckpt_load_meta(const char *dir, CkptMeta *meta, Err *e)
+{
+    Mpitrain__Manifest *mf;
+    if (ckpt_read_manifest(dir, &mf, e)) return -1;
+    ckpt_meta_from_pb(mf, meta);
+    mpitrain__manifest__free_unpacked(mf, NULL);
+    return 0;
+}
+
+/* Where a record's elements go, or NULL if this process does not hold them. */
+static float *record_target(const Mpitrain__TensorRecord *r, const ParamInfo *t, Model *m,
+                            Optimizer *o, const char *kind)
+{
+    size_t flat = t->offset + r->elem_begin;
+    if (!strcmp(kind, "param")) return m->params + flat;
+    if (!o || flat < o->lo || flat + r->elem_count > o->hi) return NULL;
+    if (!strcmp(kind, "opt_m")) return o->m ? o->m + (flat - o->lo) : NULL;
+    if (!strcmp(kind, "opt_v")) return o->v ? o->v + (flat - o->lo) : NULL;
+    return NULL;
+}
+
+static int check_record(const char *dir, const Mpitrain__TensorRecord *r, const ParamInfo *t,
+                        Err *e)
+{
+    const char *nm = r->name;
+    if (!r->dtype || strcmp(r->dtype, "f32"))
+        return err_set(e, "checkpoint %s: tensor '%s': dtype '%s', expected f32", dir, nm,
+                       r->dtype ? r->dtype : "");
+    if ((int)r->n_shape != t->ndim || r->shape[0] != t->shape[0] ||
+        (t->ndim > 1 && r->shape[1] != t->shape[1]))
+        return err_set(e, "checkpoint %s: tensor '%s': shape does not match the model's (%d x %d)",
+                       dir, nm, t->shape[0], t->shape[1]);
+    if (r->elem_count > t->numel || r->elem_begin > t->numel - r->elem_count)
+        return err_set(e, "checkpoint %s: tensor '%s': elements [%llu, +%llu) outside its %zu", dir,
+                       nm, (unsigned long long)r->elem_begin, (unsigned long long)r->elem_count,
+                       t->numel);
+    if (r->nbytes != r->elem_count * sizeof(float))
+        return err_set(e, "checkpoint %s: tensor '%s': %llu bytes for %llu floats", dir, nm,
+                       (unsigned long long)r->nbytes, (unsigned long long)r->elem_count);
+    if (!r->file || !r->file[0] || strchr(r->file, '/'))
+        return err_set(e, "checkpoint %s: tensor '%s': bad data file name", dir, nm);
+    return 0;
+}
+
+static int read_record(const char *dir, const Mpitrain__TensorRecord *r, float *dst, Err *e)
+{
+    char path[4400];
+    snprintf(path, sizeof path, "%s/%s", dir, r->file);
+    FILE *f = fopen(path, "rb");
+    if (!f) return err_set(e, "checkpoint %s: tensor '%s': cannot open %s: %s", dir, r->name,
+                            r->file, strerror(errno));
+    struct stat st;
+    int rc = 0;
+    if (fstat(fileno(f), &st) != 0 || (uint64_t)st.st_size < r->offset ||
+        (uint64_t)st.st_size - r->offset < r->nbytes) {
+        rc = err_set(e, "checkpoint %s: tensor '%s': %s is truncated (needs bytes %llu..%llu, has %lld)",
+                     dir, r->name, r->file, (unsigned long long)r->offset,
+                     (unsigned long long)(r->offset + r->nbytes), (long long)st.st_size);
+    } else if (fseeko(f, (off_t)r->offset, SEEK_SET) != 0 || fread(dst, 1, r->nbytes, f) != r->nbytes) {
+        rc = err_set(e, "checkpoint %s: tensor '%s': read error in %s", dir, r->name, r->file);
+    } else {
+        uint32_t crc = crc32c(0, dst, r->nbytes);
+        if (crc != r->crc32c)
+            rc = err_set(e, "checkpoint %s: tensor '%s': checksum mismatch in %s (stored 0x%08x, "
+                            "computed 0x%08x): the data is corrupted",
+                         dir, r->name, r->file, r->crc32c, crc);
+    }
+    fclose(f);
+    return rc;
+}
+
+static int split_name(const char *full, char *kind, size_t kn, const char **tensor)
+{
+    const char *slash = strchr(full, '/');
+    if (!slash || (size_t)(slash - full) >= kn) return -1;
+    memcpy(kind, full, slash - full);
+    kind[slash - full] = 0;
+    *tensor = slash + 1;
+    return 0;
+}
+
+int ckpt_load(const char *dir, Model *m, Optimizer *o, Err *e)
+{
+    Mpitrain__Manifest *mf;
+    if (ckpt_read_manifest(dir, &mf, e)) return -1;
+    size_t *covered = calloc(m->n_tensors, sizeof *covered);
+    int rc = covered ? 0 : err_set(e, "out of memory");
+    for (size_t i = 0; !rc && i < mf->n_tensors; i++) {
+        const Mpitrain__TensorRecord *r = mf->tensors[i];
+        char kind[16];
+        const char *tname;
+        if (!r->name || split_name(r->name, kind, sizeof kind, &tname)) {
+            rc = err_set(e, "checkpoint %s: record %zu has a malformed name", dir, i);
+            break;
+        }
+        const ParamInfo *t = model_find_tensor(m, tname);
+        if (!t) {
+            rc = err_set(e, "checkpoint %s: tensor '%s' is not part of this model (%s)", dir,
+                         r->name, "was the checkpoint made with other --layers/--embd?");
+            break;
+        }
+        if ((rc = check_record(dir, r, t, e))) break;
+        float *dst = record_target(r, t, m, o, kind);
+        if (!dst) continue;
+        if ((rc = read_record(dir, r, dst, e))) break;
+        if (!strcmp(kind, "param")) covered[t - m->tensors] += r->elem_count;
+    }
+    for (int k = 0; !rc && k < m->n_tensors; k++)
+        if (covered[k] != m->tensors[k].numel)
+            rc = err_set(e, "checkpoint %s: tensor 'param/%s' is missing or incomplete (%zu of %zu elements)",
+                         dir, m->tensors[k].name, covered[k], m->tensors[k].numel);
+    free(covered);
+    mpitrain__manifest__free_unpacked(mf, NULL);
+    return rc;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int ckpt_prune(const char *root, int keep, Err *e)
+{
+    (void)e;
+    if (keep <= 0) return 0;
+    /* step_* directories sorted by name = by step (zero-padded) */
+    char **names = NULL;
+    int n = 0, cap = 0;
+    struct dirent *ent;
+    DIR *d = opendir(root);
+    if (!d) return 0;
+    while ((ent = readdir(d))) {
+        if (strncmp(ent->d_name, "step_", 5) || strchr(ent->d_name, '.')) continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            char **nn = realloc(names, cap * sizeof *names);
+            if (!nn) break;
+            names = nn;
+        }
+        names[n++] = strdup(ent->d_name);
+    }
+    closedir(d);
+    qsort(names, n, sizeof *names, cmp_str);
+    for (int i = 0; i < n - keep; i++) {
+        char path[4400];
+        snprintf(path, sizeof path, "%s/%s", root, names[i]);
+        remove_tree(path);
+    }
+    for (int i = 0; i < n; i++) free(names[i]);
+    free(names);
+    return 0;
+}

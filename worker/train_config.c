@@ -1,0 +1,38 @@
+#include <string.h>
+#include "worker/train.h"
+
+void train_config_defaults(TrainConfig *c)
+{
+    memset(c, 0, sizeof *c);
+    /* the reference GPT: 4 layers, 4 heads, width 256, context 256, bytes */
+    c->model = (ModelConfig){MODEL_GPT, 4, 4, 256, 256, 256, 0};
+    c->optim = (OptimConfig){OPT_ADAMW, 1e-3f, 1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.9f, 1.0f, 20, 0};
+    c->global_batch = 8;
+    c->steps = 300;
+    c->seed = 1337;
+    c->micro_batches = 1;
+    c->save_every = 100;
+    c->keep_ckpts = 3;
+    c->eval_every = 50;
+    c->eval_batches = 4;
+    c->log_every = 1;
+    c->dp = c->tp = c->pp = 0; /* 0 = decide from the world size */
+}
+
+int train_config_validate(const TrainConfig *c, Err *e)
+{
+    if (model_config_validate(&c->model, e)) return -1;
+    if (optim_config_validate(&c->optim, e)) return -1;
+    if (c->global_batch < 1) return err_set(e, "--batch %d: must be at least 1", c->global_batch);
+    if (c->steps < 1) return err_set(e, "--steps %ld: must be at least 1", c->steps);
+    if (c->micro_batches < 1)
+        return err_set(e, "--micro-batches %d: must be at least 1", c->micro_batches);
+    if (c->global_batch % c->micro_batches)
+        return err_set(e, "--micro-batches %d does not divide --batch %d", c->micro_batches,
+                       c->global_batch);
+    if (!c->out[0]) return err_set(e, "--out: a run directory is required");
+    if (!c->data[0]) return err_set(e, "--data: a token file is required");
+    if (c->eval_every > 0 && c->eval_batches < 1)
+        return err_set(e, "--eval-batches %d: must be at least 1", c->eval_batches);
+    return 0;
+}

@@ -1,0 +1,19 @@
+#ifndef MPITRAIN_TRAINER_H
+#define MPITRAIN_TRAINER_H
+#include "comm/comm.h"
+#include "worker/train.h"
+
+/* Summary of a finished run, for callers and tests. */
+typedef struct {
+    long first_step, last_step;
+    double final_loss, final_val_loss;
+    double mean_tokens_per_s, mean_gflops, mean_step_ms;
+    size_t opt_state_bytes;
+    char run_dir[PATH_LEN];
+    char last_ckpt[PATH_LEN];
+} TrainResult;
+
+/* Runs the training job this rank takes part in. */
+int train_run(const TrainConfig *cfg, const CommWorld *w, TrainResult *res, Err *e);
+
+#endif
