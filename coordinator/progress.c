@@ -80,8 +80,8 @@ int progress_open(Progress *p, const char *run_dir, long total_steps, long resum
 
 static void write_metrics_row(FILE *f, const StepReport *r)
 {
-    fprintf(f, "{\"step\":%ld,\"loss\":%.9g,", r->step, r->loss);
-    if (!isnan(r->val_loss)) fprintf(f, "\"val_loss\":%.9g,", r->val_loss);
+    fprintf(f, "{\"step\":%ld,\"loss\":%.17g,", r->step, r->loss);
+    if (!isnan(r->val_loss)) fprintf(f, "\"val_loss\":%.17g,", r->val_loss);
     fprintf(f,
             "\"lr\":%.6g,\"grad_norm\":%.6g,\"tokens_per_s\":%.1f,\"gflops\":%.2f,"
             "\"comm_bytes\":%.0f,\"time_ms\":%.3f}\n",

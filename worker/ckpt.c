@@ -126,9 +126,9 @@ static int add_record(RecordList *rl, const char *prefix, const ParamInfo *t, si
     snprintf(rl->names[rl->n], len, "%s/%s", prefix, t->name);
     r->name = rl->names[rl->n];
     r->n_shape = t->ndim;
-    r->shape = &rl->shapes[2 * rl->n];
-    r->shape[0] = t->shape[0];
-    r->shape[1] = t->shape[1];
+    rl->shapes[2 * rl->n] = t->shape[0];
+    rl->shapes[2 * rl->n + 1] = t->shape[1];
+    r->shape = NULL; /* set by write_manifest: shapes may still move */
     r->dtype = "f32";
     r->file = (char *)file;
     r->offset = offset;
@@ -178,7 +178,10 @@ static int write_manifest(const char *dir, const CkptMeta *meta, RecordList *rl,
     ckpt_meta_to_pb(meta, &mf, &mc, &oc, &ly);
     Mpitrain__TensorRecord **ptrs = malloc((rl->n ? rl->n : 1) * sizeof *ptrs);
     if (!ptrs) return err_set(e, "out of memory");
-    for (int i = 0; i < rl->n; i++) ptrs[i] = &rl->recs[i];
+    for (int i = 0; i < rl->n; i++) {
+        rl->recs[i].shape = &rl->shapes[2 * i];
+        ptrs[i] = &rl->recs[i];
+    }
     mf.n_tensors = rl->n;
     mf.tensors = ptrs;
     size_t len = mpitrain__manifest__get_packed_size(&mf);
