@@ -1,13 +1,25 @@
 #include "comm/comm.h"
 
 #include <mpi.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+struct Group {
+    MPI_Comm comm;
+    int rank, size;
+    CommStats stats;
+};
+
+static Group world_group;
 
 int comm_init(int *argc, char ***argv, CommWorld *w)
 {
     int provided;
     MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
+    /* collectives return errors to us instead of aborting deep inside MPI */
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
     MPI_Comm_rank(MPI_COMM_WORLD, &w->rank);
     MPI_Comm_size(MPI_COMM_WORLD, &w->size);
     MPI_Comm node;
@@ -17,6 +29,9 @@ int comm_init(int *argc, char ***argv, CommWorld *w)
     MPI_Comm_free(&node);
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     w->cores = n > 0 ? (int)n : 1;
+    world_group.comm = MPI_COMM_WORLD;
+    world_group.rank = w->rank;
+    world_group.size = w->size;
     return 0;
 }
 
@@ -38,4 +53,225 @@ double comm_wtime(void)
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-void comm_barrier(void) { MPI_Barrier(MPI_COMM_WORLD); }
+/* ---- groups ------------------------------------------------------------- */
+
+Group *group_world(void) { return &world_group; }
+
+Group *group_split(Group *parent, int color, int key)
+{
+    Group *g = calloc(1, sizeof *g);
+    if (!g) return NULL;
+    MPI_Comm_split(parent->comm, color, key, &g->comm);
+    MPI_Comm_rank(g->comm, &g->rank);
+    MPI_Comm_size(g->comm, &g->size);
+    return g;
+}
+
+void group_free(Group *g)
+{
+    if (!g || g == &world_group) return;
+    MPI_Comm_free(&g->comm);
+    free(g);
+}
+
+int group_rank(const Group *g) { return g->rank; }
+int group_size(const Group *g) { return g->size; }
+CommStats *group_stats(Group *g) { return &g->stats; }
+
+/* ---- accounting --------------------------------------------------------- */
+
+static double ring_share(const Group *g) { return (double)(g->size - 1) / g->size; }
+
+static void account(Group *g, double bytes, double t0)
+{
+    g->stats.bytes_sent += bytes;
+    g->stats.exposed_s += comm_wtime() - t0;
+    g->stats.calls++;
+}
+
+/* ---- blocking collectives --------------------------------------------- */
+
+void coll_barrier(Group *g)
+{
+    double t0 = comm_wtime();
+    MPI_Barrier(g->comm);
+    account(g, 0, t0);
+}
+
+void coll_bcast(Group *g, void *buf, size_t bytes, int root)
+{
+    double t0 = comm_wtime();
+    MPI_Bcast(buf, (int)bytes, MPI_BYTE, root, g->comm);
+    account(g, g->rank == root ? (double)bytes : 0, t0);
+}
+
+static void allreduce(Group *g, void *buf, size_t n, MPI_Datatype t, MPI_Op op, size_t elem)
+{
+    if (g->size == 1) return;
+    double t0 = comm_wtime();
+    MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, t, op, g->comm);
+    account(g, 2.0 * ring_share(g) * n * elem, t0);
+}
+
+void coll_allreduce_sum_f32(Group *g, float *buf, size_t n)
+{
+    allreduce(g, buf, n, MPI_FLOAT, MPI_SUM, sizeof(float));
+}
+
+void coll_allreduce_sum_f64(Group *g, double *buf, size_t n)
+{
+    allreduce(g, buf, n, MPI_DOUBLE, MPI_SUM, sizeof(double));
+}
+
+void coll_allreduce_max_i64(Group *g, int64_t *buf, size_t n)
+{
+    allreduce(g, buf, n, MPI_INT64_T, MPI_MAX, sizeof(int64_t));
+}
+
+void coll_allreduce_min_i64(Group *g, int64_t *buf, size_t n)
+{
+    allreduce(g, buf, n, MPI_INT64_T, MPI_MIN, sizeof(int64_t));
+}
+
+static double total_count(const Group *g, const int *counts)
+{
+    double s = 0;
+    for (int i = 0; i < g->size; i++) s += counts[i];
+    return s;
+}
+
+void coll_reduce_scatter_f32(Group *g, const float *send, float *recv, const int *counts)
+{
+    double t0 = comm_wtime();
+    MPI_Reduce_scatter(send, recv, counts, MPI_FLOAT, MPI_SUM, g->comm);
+    account(g, ring_share(g) * total_count(g, counts) * sizeof(float), t0);
+}
+
+void coll_allgather_bytes(Group *g, const void *mine, void *out, size_t bytes_each)
+{
+    double t0 = comm_wtime();
+    MPI_Allgather(mine, (int)bytes_each, MPI_BYTE, out, (int)bytes_each, MPI_BYTE, g->comm);
+    account(g, (double)(g->size - 1) * bytes_each, t0);
+}
+
+void coll_gather_bytes(Group *g, const void *mine, void *out, size_t bytes_each, int root)
+{
+    double t0 = comm_wtime();
+    MPI_Gather(mine, (int)bytes_each, MPI_BYTE, out, (int)bytes_each, MPI_BYTE, root, g->comm);
+    account(g, g->rank == root ? 0 : (double)bytes_each, t0);
+}
+
+int coll_gatherv_bytes(Group *g, const void *mine, size_t len, void **out, size_t *lens, int root)
+{
+    int n = (int)len, *counts = NULL, *displs = NULL, total = 0;
+    double t0 = comm_wtime();
+    if (g->rank == root) {
+        counts = calloc(g->size, sizeof(int));
+        displs = calloc(g->size, sizeof(int));
+    }
+    MPI_Gather(&n, 1, MPI_INT, counts, 1, MPI_INT, root, g->comm);
+    char *buf = NULL;
+    if (g->rank == root) {
+        for (int i = 0; i < g->size; i++) {
+            displs[i] = total;
+            total += counts[i];
+            lens[i] = (size_t)counts[i];
+        }
+        buf = malloc(total ? (size_t)total : 1);
+    }
+    MPI_Gatherv(mine, n, MPI_BYTE, buf, counts, displs, MPI_BYTE, root, g->comm);
+    account(g, g->rank == root ? 0 : (double)len, t0);
+    free(counts);
+    free(displs);
+    if (g->rank == root) *out = buf;
+    return 0;
+}
+
+void coll_allgatherv_inplace_f32(Group *g, float *buf, const int *counts)
+{
+    if (g->size == 1) return;
+    int *displs = malloc(g->size * sizeof(int));
+    for (int i = 0, d = 0; i < g->size; d += counts[i], i++) displs[i] = d;
+    double t0 = comm_wtime();
+    MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, counts, displs, MPI_FLOAT, g->comm);
+    account(g, ring_share(g) * total_count(g, counts) * sizeof(float), t0);
+    free(displs);
+}
+
+/* ---- non-blocking ------------------------------------------------------ */
+
+static void start(CommRequest *r, Group *g, double bytes)
+{
+    r->g = g;
+    r->t_start = comm_wtime();
+    r->bytes = bytes;
+    r->active = 1;
+}
+
+void coll_iallreduce_sum_f32(Group *g, float *buf, size_t n, CommRequest *r)
+{
+    if (!r->req) r->req = malloc(sizeof(MPI_Request));
+    start(r, g, 2.0 * ring_share(g) * n * sizeof(float));
+    MPI_Iallreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_SUM, g->comm, (MPI_Request *)r->req);
+}
+
+void coll_ireduce_scatter_f32(Group *g, const float *send, float *recv, const int *counts,
+                              CommRequest *r)
+{
+    if (!r->req) r->req = malloc(sizeof(MPI_Request));
+    start(r, g, ring_share(g) * total_count(g, counts) * sizeof(float));
+    MPI_Ireduce_scatter(send, recv, counts, MPI_FLOAT, MPI_SUM, g->comm, (MPI_Request *)r->req);
+}
+
+static void finish(CommRequest *r, double waited)
+{
+    CommStats *s = &r->g->stats;
+    double total = comm_wtime() - r->t_start;
+    s->bytes_sent += r->bytes;
+    s->exposed_s += waited;
+    s->overlapped_s += total - waited > 0 ? total - waited : 0;
+    s->calls++;
+    r->active = 0;
+}
+
+int coll_test(CommRequest *r)
+{
+    if (!r->active) return 1;
+    int done = 0;
+    MPI_Test((MPI_Request *)r->req, &done, MPI_STATUS_IGNORE);
+    if (done) finish(r, 0);
+    return done;
+}
+
+void coll_wait(CommRequest *r)
+{
+    if (!r->active) return;
+    double t0 = comm_wtime();
+    MPI_Wait((MPI_Request *)r->req, MPI_STATUS_IGNORE);
+    finish(r, comm_wtime() - t0);
+}
+
+/* ---- failure agreement ------------------------------------------------ */
+
+int comm_agree(Group *g, int rc, const Err *mine, Err *first)
+{
+    int64_t bad[2] = {rc ? 1 : 0, rc ? g->rank : g->size};
+    int64_t failed = bad[0], lowest = bad[1];
+    if (g->size > 1) {
+        MPI_Allreduce(MPI_IN_PLACE, &failed, 1, MPI_INT64_T, MPI_SUM, g->comm);
+        MPI_Allreduce(MPI_IN_PLACE, &lowest, 1, MPI_INT64_T, MPI_MIN, g->comm);
+    }
+    if (!failed) return 0;
+    char msg[sizeof first->msg];
+    memset(msg, 0, sizeof msg);
+    if (g->rank == lowest && mine) memcpy(msg, mine->msg, sizeof msg);
+    if (g->size > 1) MPI_Bcast(msg, sizeof msg, MPI_CHAR, (int)lowest, g->comm);
+    if (first) {
+        msg[sizeof msg - 1] = 0;
+        if (g->size > 1)
+            err_set(first, "rank %d: %s", (int)lowest, msg);
+        else
+            err_set(first, "%s", msg);
+    }
+    return (int)failed;
+}

@@ -1,6 +1,10 @@
 #ifndef MPITRAIN_COMM_H
 #define MPITRAIN_COMM_H
-/* The only module that calls MPI. */
+/* The only module that calls MPI. Groups are opaque handles over
+ * communicators; every collective counts the bytes this rank sends (as a
+ * ring / recursive algorithm would: allreduce 2(p-1)/p n, reduce-scatter and
+ * allgather (p-1)/p n) and the time it spends waiting (exposed) versus the
+ * time a non-blocking operation ran behind compute (overlapped). */
 #include <stddef.h>
 #include <stdint.h>
 #include "models/err.h"
@@ -11,6 +15,22 @@ typedef struct {
     int cores;                  /* online cores of this node */
 } CommWorld;
 
+typedef struct Group Group;
+
+typedef struct {
+    double bytes_sent;   /* model bytes this rank put on the wire */
+    double exposed_s;    /* time blocked in collectives / waits */
+    double overlapped_s; /* time non-blocking ops ran while we computed */
+    long calls;
+} CommStats;
+
+typedef struct {
+    void *req;           /* MPI_Request, boxed */
+    Group *g;
+    double t_start, bytes;
+    int active;
+} CommRequest;
+
 int comm_init(int *argc, char ***argv, CommWorld *w);
 void comm_finalize(void);
 /* Kills the whole job: only the top level calls this. */
@@ -18,6 +38,46 @@ void comm_abort(int code);
 /* cores / ranks on this node, at least 1: a rank's default thread count. */
 int comm_default_threads(const CommWorld *w);
 double comm_wtime(void);
-void comm_barrier(void);
+
+/* Groups: the world, or split by color (ranks with one color form a group,
+ * ordered by key). */
+Group *group_world(void);
+Group *group_split(Group *parent, int color, int key);
+void group_free(Group *g);
+int group_rank(const Group *g);
+int group_size(const Group *g);
+CommStats *group_stats(Group *g);
+
+void coll_barrier(Group *g);
+void coll_bcast(Group *g, void *buf, size_t bytes, int root);
+void coll_allreduce_sum_f32(Group *g, float *buf, size_t n);
+void coll_allreduce_sum_f64(Group *g, double *buf, size_t n);
+void coll_allreduce_max_i64(Group *g, int64_t *buf, size_t n);
+void coll_allreduce_min_i64(Group *g, int64_t *buf, size_t n);
+/* recv gets this rank's block: counts[rank] floats of the sum of send. */
+void coll_reduce_scatter_f32(Group *g, const float *send, float *recv, const int *counts);
+void coll_allgather_bytes(Group *g, const void *mine, void *out, size_t bytes_each);
+void coll_gather_bytes(Group *g, const void *mine, void *out, size_t bytes_each, int root);
+
+/* Variable-size gather to root: out (root only) receives every rank's bytes
+ * back to back; *lens (root only, size entries) their sizes. out is malloc'd. */
+int coll_gatherv_bytes(Group *g, const void *mine, size_t len, void **out, size_t *lens, int root);
+/* In-place all-gather: rank r's counts[r] floats start at displacement
+ * sum(counts[0..r)) of buf. */
+void coll_allgatherv_inplace_f32(Group *g, float *buf, const int *counts);
+
+/* Non-blocking: start, then test (drives progress) or wait. */
+void coll_iallreduce_sum_f32(Group *g, float *buf, size_t n, CommRequest *r);
+void coll_ireduce_scatter_f32(Group *g, const float *send, float *recv, const int *counts,
+                              CommRequest *r);
+/* 1 when done (and the request is released). */
+int coll_test(CommRequest *r);
+void coll_wait(CommRequest *r);
+
+/* Agreement on failure: every rank passes its own rc/message; returns the
+ * number of failed ranks (0 = all fine) and, on rank 0, the message of the
+ * lowest failing rank prefixed with "rank N: ". Never hangs as long as every
+ * rank calls it. */
+int comm_agree(Group *g, int rc, const Err *mine, Err *first);
 
 #endif

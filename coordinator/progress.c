@@ -84,8 +84,10 @@ static void write_metrics_row(FILE *f, const StepReport *r)
     if (!isnan(r->val_loss)) fprintf(f, "\"val_loss\":%.17g,", r->val_loss);
     fprintf(f,
             "\"lr\":%.6g,\"grad_norm\":%.6g,\"tokens_per_s\":%.1f,\"gflops\":%.2f,"
-            "\"comm_bytes\":%.0f,\"time_ms\":%.3f}\n",
-            r->lr, r->grad_norm, r->tokens_per_s, r->gflops, r->comm_bytes, r->time_ms);
+            "\"comm_bytes\":%.0f,\"time_ms\":%.3f,\"compute_ms\":%.3f,\"exposed_comm_ms\":%.3f,"
+            "\"overlapped_comm_ms\":%.3f,\"idle_ms\":%.3f}\n",
+            r->lr, r->grad_norm, r->tokens_per_s, r->gflops, r->comm_bytes, r->time_ms,
+            r->compute_ms, r->exposed_ms, r->overlapped_ms, r->idle_ms);
     fflush(f);
 }
 

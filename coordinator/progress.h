@@ -10,8 +10,9 @@ typedef struct {
     double val_loss;    /* NaN when not evaluated this step */
     double lr, grad_norm;
     double tokens_per_s, gflops;
-    double comm_bytes;  /* bytes this rank sent in collectives this step */
-    double time_ms;     /* wall time of the step */
+    double comm_bytes;  /* bytes a rank sent in collectives this step (mean) */
+    double time_ms;     /* wall time of the step (slowest rank) */
+    double compute_ms, exposed_ms, overlapped_ms, idle_ms; /* per rank, mean */
 } StepReport;
 
 typedef struct {

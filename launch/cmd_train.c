@@ -5,6 +5,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "comm/comm.h"
+#include "coordinator/plan.h"
 #include "launch/commands.h"
 #include "launch/options.h"
 #include "worker/trainer.h"
@@ -45,6 +46,8 @@ static const OptSpec TRAIN_OPTS[] = {
     NUM("tp", OT_INT, tp, "N", 0, 1 << 20, "tensor-parallel ranks (1)"),
     NUM("pp", OT_INT, pp, "N", 0, 1 << 20, "pipeline stages (1)"),
     NUM("zero", OT_INT, zero, "0|1|2", 0, 2, "ZeRO optimizer-state sharding stage (0)"),
+    NUM("bucket-mb", OT_FLOAT, bucket_mb, "MB", 0.001, 1e6, "gradient all-reduce bucket size (4)"),
+    NUM("overlap", OT_INT, overlap, "0|1", 0, 1, "start bucket all-reduces during backward (1)"),
     NUM("micro-batches", OT_INT, micro_batches, "M", 1, 1 << 20, "micro-batches per step (1)"),
     {"pp-schedule", OT_CHOICE, F(pp_schedule), 0, NULL, "pipeline schedule (1f1b)", "gpipe|1f1b", 1, 0},
     NUM("save-every", OT_INT, save_every, "N", 0, 1e9, "checkpoint every N steps, 0 = only at the end (100)"),
@@ -89,14 +92,17 @@ static int parse_train_args(TrainConfig *c, int argc, char **argv, int *done)
     c->model.kind = (ModelKind)c->model_kind;
     c->optim.kind = (OptKind)c->optimizer;
     c->optim.total_steps = c->steps;
+    c->bucket_bytes = (long)(c->bucket_mb * 1048576.0);
     if (c->optim.min_lr > c->optim.lr) c->optim.min_lr = c->optim.lr;
     return 0;
 }
 
-static int report_failure(const CommWorld *w, const Err *e)
+/* Only rank 0 speaks: every rank holds the same agreed message. */
+static int fail(const CommWorld *w, const char *what, const Err *e, int code)
 {
-    fprintf(stderr, "mpitrain train: error%s: %s\n", w->size > 1 ? " (rank)" : "", e->msg);
-    return 1;
+    if (w->rank == 0) fprintf(stderr, "mpitrain train: %s%s\n", what, e->msg);
+    comm_finalize();
+    return code;
 }
 
 int cmd_train(int argc, char **argv)
@@ -111,19 +117,19 @@ int cmd_train(int argc, char **argv)
     }
     CommWorld w;
     comm_init(&argc, &argv, &w);
-    Err e = {{0}};
-    char derr[1024] = "";
-    if (!cfg.data[0] && !cfg.resume[0]) {
-        if (w.rank == 0 && ensure_default_data(derr, sizeof derr)) {
-            fprintf(stderr, "mpitrain train: %s\n", derr);
-            comm_finalize();
-            return 1;
+    Err e = {{0}}, mine = {{0}};
+    int bad = 0;
+    if (w.rank == 0) {
+        if (!cfg.data[0] && !cfg.resume[0]) {
+            bad = ensure_default_data(mine.msg, sizeof mine.msg);
+            snprintf(cfg.data, sizeof cfg.data, "%s", DEFAULT_DATA);
         }
-        snprintf(cfg.data, sizeof cfg.data, "%s", DEFAULT_DATA);
+        if (!cfg.resume[0]) default_out_dir(&cfg);
     }
-    if (!cfg.resume[0]) default_out_dir(&cfg);
+    if (comm_agree(group_world(), bad, &mine, &e)) return fail(&w, "", &e, 1);
+    if (plan_distribute(group_world(), &cfg, &w, &e)) return fail(&w, "invalid plan: ", &e, EXIT_USAGE);
     TrainResult res;
-    rc = train_run(&cfg, &w, &res, &e) ? report_failure(&w, &e) : 0;
+    if (train_run(&cfg, &w, &res, &e)) return fail(&w, "", &e, 1);
     comm_finalize();
-    return rc;
+    return 0;
 }

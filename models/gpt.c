@@ -106,15 +106,22 @@ static void carve_layer(LayerActs *a, float **pool, int B, int T, int C, int NH)
     a->res3 = carve(pool, N * C);
 }
 
+size_t gpt_act_floats(const ModelConfig *c, int B)
+{
+    const int T = c->seq_len, C = c->n_embd, NH = c->n_head, V = c->vocab, L = c->n_layer;
+    size_t N = (size_t)B * T;
+    return L * (layer_act_floats(B, T, C, NH) + 16 * 16) /* carve padding */
+           + N * C * 9 + N * 3 * C + N * 4 * C * 2 + N * 2 + N * V * 2
+           + (size_t)B * NH * T * T + 64 * 16;
+}
+
 static int alloc_acts(Model *m, Err *e)
 {
     GptState *g = m->gpt;
     const int B = m->max_batch, T = m->cfg.seq_len, C = m->cfg.n_embd, NH = m->cfg.n_head,
               V = m->cfg.vocab, L = m->cfg.n_layer;
     size_t N = (size_t)B * T;
-    size_t total = L * (layer_act_floats(B, T, C, NH) + 16 * 16) /* padding */
-                   + N * C * 9 + N * 3 * C + N * 4 * C * 2 + N * 2 + N * V * 2
-                   + (size_t)B * NH * T * T + 64 * 16;
+    size_t total = gpt_act_floats(&m->cfg, B);
     g->act_pool = model_calloc(total, sizeof(float));
     g->layers = calloc(L, sizeof *g->layers);
     if (!g->act_pool || !g->layers)
@@ -258,9 +265,14 @@ void gpt_backward(Model *m, const int *inputs, const int *targets, int B, float 
     layernorm_backward(g->dres, tensor_at(m, m->grads, f), tensor_at(m, m->grads, f + 1), g->dln,
                        layer_input(m, L), tensor_at(m, m->params, f), g->lnf_mean, g->lnf_rstd,
                        N, C);
-    for (int l = L - 1; l >= 0; l--) layer_backward(m, l, layer_input(m, l), B, T);
+    model_block_done(m, L + 1);
+    for (int l = L - 1; l >= 0; l--) {
+        layer_backward(m, l, layer_input(m, l), B, T);
+        model_block_done(m, l + 1);
+    }
     embedding_backward(tensor_at(m, m->grads, WTE), tensor_at(m, m->grads, WPE), g->dres,
                        inputs, B, T, C);
+    model_block_done(m, 0);
 }
 
 const float *model_next_logits(Model *m, const int *tokens, int t)
@@ -268,6 +280,7 @@ const float *model_next_logits(Model *m, const int *tokens, int t)
     /* run the full context length; causal attention means positions after t
      * do not affect position t-1, so pad with token 0 */
     const int T = m->cfg.seq_len;
+    if (t < 1 || t > T) return NULL;
     int *buf = calloc(T, sizeof(int));
     if (!buf) return NULL;
     memcpy(buf, tokens, (size_t)t * sizeof(int));

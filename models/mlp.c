@@ -42,8 +42,7 @@ int mlp_build(Model *m, Err *e)
     }
     m->params = model_calloc(m->n_params, sizeof(float));
     m->grads = model_calloc(m->n_params, sizeof(float));
-    size_t total = (size_t)B * s->in_dim + (size_t)2 * L * B * H + (size_t)2 * B * K
-                   + (size_t)2 * B * H + (size_t)(2 * L + 8) * 16;
+    size_t total = model_act_floats(c, B);
     s->pool = model_calloc(total, sizeof(float));
     s->pre = calloc(L, sizeof(float *));
     s->post = calloc(L, sizeof(float *));
@@ -112,6 +111,7 @@ void mlp_backward_features(Model *m, const float *x, const int *labels, int B, f
         }
         matmul_backward(dinp, w_of(m, m->grads, l, 0), w_of(m, m->grads, l, 1), dout, in,
                         w_of(m, m->params, l, 0), B, in_dim, out_dim);
+        model_block_done(m, l);
         if (l == 0) break;
         memset(s->dpre, 0, (size_t)B * H * sizeof(float));
         gelu_backward(s->dpre, s->pre[l - 1], s->dpost, (size_t)B * H);
@@ -128,7 +128,7 @@ static void tokens_to_features(Model *m, const int *inputs, const int *targets, 
     memset(s->x, 0, (size_t)B * s->in_dim * sizeof(float));
     for (int b = 0; b < B; b++) {
         for (int t = 0; t < T; t++) s->x[(size_t)b * s->in_dim + (size_t)t * V + inputs[b * T + t]] = 1.0f;
-        s->labels[b] = targets[b * T + T - 1];
+        if (targets) s->labels[b] = targets[b * T + T - 1];
     }
 }
 

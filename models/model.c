@@ -25,6 +25,9 @@ int model_config_validate(const ModelConfig *c, Err *e)
                            c->n_head, c->n_embd);
     }
     if (c->in_dim < 0) return err_set(e, "mlp input dimension %d is negative", c->in_dim);
+    if (c->kind == MODEL_MLP && !c->in_dim && (long)c->seq_len * c->vocab > (1L << 26))
+        return err_set(e, "--model mlp: --seq-len %d x --vocab %d one-hot inputs are too wide; "
+                          "use a shorter context", c->seq_len, c->vocab);
     return 0;
 }
 
@@ -98,14 +101,26 @@ void model_free(Model *m)
     memset(m, 0, sizeof *m);
 }
 
+/* Batches larger than the activations were sized for are a caller bug:
+ * stop loudly rather than overrun the buffers. */
+static void check_batch(const Model *m, int B)
+{
+    if (B < 1 || B > m->max_batch) {
+        fprintf(stderr, "mpitrain: internal error: batch %d outside 1..%d\n", B, m->max_batch);
+        abort();
+    }
+}
+
 double model_forward(Model *m, const int *inputs, const int *targets, int B)
 {
+    check_batch(m, B);
     if (m->cfg.kind == MODEL_GPT) return gpt_forward(m, inputs, targets, B, m->cfg.seq_len);
     return mlp_forward_tokens(m, inputs, targets, B);
 }
 
 void model_backward(Model *m, const int *inputs, const int *targets, int B, float grad_scale)
 {
+    check_batch(m, B);
     if (m->cfg.kind == MODEL_GPT)
         gpt_backward(m, inputs, targets, B, grad_scale);
     else
@@ -135,4 +150,39 @@ const ParamInfo *model_find_tensor(const Model *m, const char *name)
     for (int k = 0; k < m->n_tensors; k++)
         if (!strcmp(m->tensors[k].name, name)) return &m->tensors[k];
     return NULL;
+}
+
+size_t model_count_params(const ModelConfig *c)
+{
+    size_t C = c->n_embd, L = c->n_layer;
+    if (c->kind == MODEL_GPT)
+        return (size_t)c->vocab * C + (size_t)c->seq_len * C + L * (12 * C * C + 13 * C) + 2 * C;
+    size_t in = c->in_dim ? (size_t)c->in_dim : (size_t)c->seq_len * c->vocab, n = 0;
+    for (size_t l = 0; l <= L; l++) {
+        size_t a = l == 0 ? in : C, b = l == L ? (size_t)c->vocab : C;
+        n += a * b + b;
+    }
+    return n;
+}
+
+size_t model_act_floats(const ModelConfig *c, int B)
+{
+    if (c->kind == MODEL_GPT) return gpt_act_floats(c, B);
+    size_t in = c->in_dim ? (size_t)c->in_dim : (size_t)c->seq_len * c->vocab;
+    return (size_t)B * (in + 2 * (size_t)c->n_layer * c->n_embd + 2 * (size_t)c->vocab +
+                        2 * (size_t)c->n_embd) + (size_t)(2 * c->n_layer + 8) * 16;
+}
+
+void model_block_offsets(const Model *m, size_t *block_lo)
+{
+    for (int b = 0; b <= m->n_blocks; b++) block_lo[b] = m->n_params;
+    for (int k = m->n_tensors - 1; k >= 0; k--) block_lo[m->tensors[k].block] = m->tensors[k].offset;
+    /* a block without tensors starts where the next one does */
+    for (int b = m->n_blocks - 1; b >= 0; b--)
+        if (block_lo[b] > block_lo[b + 1]) block_lo[b] = block_lo[b + 1];
+}
+
+void model_block_done(Model *m, int block)
+{
+    if (m->on_block_grads) m->on_block_grads(m->hook_ctx, block);
 }

@@ -52,6 +52,11 @@ typedef struct {
     size_t act_floats;      /* activation memory, for accounting */
     GptState *gpt;
     MlpState *mlp;
+    /* Called by backward as soon as every gradient of `block` is final
+     * (blocks finish in descending order), so a caller can start reducing
+     * them while backward goes on. NULL = no calls. */
+    void (*on_block_grads)(void *ctx, int block);
+    void *hook_ctx;
 } Model;
 
 /* Checks the configuration; the message names the field and the fix. */
@@ -75,17 +80,29 @@ int model_preds_per_seq(const ModelConfig *cfg);
  * attention), the figure GFLOP/s reports use. */
 double model_train_flops_per_seq(const Model *m);
 /* Logits at the last position of a single sequence of length t (gpt) for
- * sampling; returns a pointer into the activations (vocab floats). */
+ * sampling; returns a pointer into the activations (vocab floats), or NULL
+ * when t is outside 1..seq_len or the model is not a GPT. */
 const float *model_next_logits(Model *m, const int *tokens, int t);
 const ParamInfo *model_find_tensor(const Model *m, const char *name);
+/* Flat offset of the first parameter of each block; block_lo[n_blocks] =
+ * n_params (the array has n_blocks + 1 entries). */
+void model_block_offsets(const Model *m, size_t *block_lo);
+/* Internal: fires the gradient hook. */
+void model_block_done(Model *m, int block);
 
 /* Float-feature MLP interface (the synthetic classification task): x is
  * (B, in_dim), labels (B). */
 double mlp_forward_features(Model *m, const float *x, const int *labels, int B);
 void mlp_backward_features(Model *m, const float *x, const int *labels, int B, float grad_scale);
 
+/* Sizes without building: parameter count and activation floats for a
+ * micro-batch of B sequences (the plan's memory estimate). */
+size_t model_count_params(const ModelConfig *cfg);
+size_t model_act_floats(const ModelConfig *cfg, int B);
+
 /* Internal: the per-architecture builders (models/gpt.c, models/mlp.c). */
 int gpt_build(Model *m, Err *e);
+size_t gpt_act_floats(const ModelConfig *c, int B);
 void gpt_free(Model *m);
 double gpt_forward(Model *m, const int *inputs, const int *targets, int B, int T);
 void gpt_backward(Model *m, const int *inputs, const int *targets, int B, float grad_scale);

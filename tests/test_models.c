@@ -460,7 +460,7 @@ Test(models, mlp_learns_blobs)
     cr_assert_eq(model_init(&m, &cfg, NPTS, 31337, &e), 0, "%s", e.msg);
 
     float centers[K * D];
-    for (int i = 0; i < K * D; i++) centers[i] = 2.0f * philox_normal(500, RNG_SAMPLE, i);
+    for (int i = 0; i < K * D; i++) centers[i] = 1.0f * philox_normal(500, RNG_SAMPLE, i);
     float *x = malloc((size_t)NPTS * D * sizeof(float));
     int *y = malloc(NPTS * sizeof(int));
     cr_assert(x && y);

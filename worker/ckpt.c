@@ -148,18 +148,18 @@ static void free_records(RecordList *rl)
     free(rl->names);
 }
 
-/* Writes the part of buffer `buf` (which holds flat elements [lo, hi)) that
- * falls in each tensor as one record. */
+/* Writes, tensor by tensor, the elements of [want.lo, want.hi) that `buf`
+ * holds (buf holds flat elements [buf_lo, ...)), one record each. */
 static int write_range(AtomicFile *af, RecordList *rl, const Model *m, const char *prefix,
-                       const float *buf, size_t lo, size_t hi, const char *file,
+                       const float *buf, size_t buf_lo, Range want, const char *file,
                        uint64_t *offset, Err *e)
 {
     for (int k = 0; k < m->n_tensors; k++) {
         const ParamInfo *t = &m->tensors[k];
-        size_t a = t->offset > lo ? t->offset : lo;
-        size_t b = t->offset + t->numel < hi ? t->offset + t->numel : hi;
+        size_t a = t->offset > want.lo ? t->offset : want.lo;
+        size_t b = t->offset + t->numel < want.hi ? t->offset + t->numel : want.hi;
         if (a >= b) continue;
-        const float *src = buf + (a - lo);
+        const float *src = buf + (a - buf_lo);
         size_t bytes = (b - a) * sizeof(float);
         if (atomic_write(af, src, bytes, e)) return -1;
         if (add_record(rl, prefix, t, a - t->offset, b - a, file, *offset, crc32c(0, src, bytes)))
@@ -169,13 +169,18 @@ static int write_range(AtomicFile *af, RecordList *rl, const Model *m, const cha
     return 0;
 }
 
-static int write_manifest(const char *dir, const CkptMeta *meta, RecordList *rl, Err *e)
+static Range intersect(Range a, Range b)
+{
+    Range r = {a.lo > b.lo ? a.lo : b.lo, a.hi < b.hi ? a.hi : b.hi};
+    if (r.hi < r.lo) r.hi = r.lo;
+    return r;
+}
+
+/* Packs records (shape pointers fixed up) as a Manifest holding only them. */
+static int pack_records(RecordList *rl, uint8_t **out, size_t *len, Err *e)
 {
     Mpitrain__Manifest mf;
-    Mpitrain__ModelConfigPB mc;
-    Mpitrain__OptimConfigPB oc;
-    Mpitrain__Layout ly;
-    ckpt_meta_to_pb(meta, &mf, &mc, &oc, &ly);
+    mpitrain__manifest__init(&mf);
     Mpitrain__TensorRecord **ptrs = malloc((rl->n ? rl->n : 1) * sizeof *ptrs);
     if (!ptrs) return err_set(e, "out of memory");
     for (int i = 0; i < rl->n; i++) {
@@ -184,12 +189,46 @@ static int write_manifest(const char *dir, const CkptMeta *meta, RecordList *rl,
     }
     mf.n_tensors = rl->n;
     mf.tensors = ptrs;
+    *len = mpitrain__manifest__get_packed_size(&mf);
+    *out = malloc(*len ? *len : 1);
+    if (*out) mpitrain__manifest__pack(&mf, *out);
+    free(ptrs);
+    return *out ? 0 : err_set(e, "out of memory");
+}
+
+int ckpt_write_shard(const char *tmp, int index, const Model *m, const Optimizer *o, Range r,
+                     uint8_t **records, size_t *records_len, Err *e)
+{
+    char file[64], data[4400];
+    snprintf(file, sizeof file, "rank_%05d.bin", index);
+    snprintf(data, sizeof data, "%s/%s", tmp, file);
+    RecordList rl = {0};
+    AtomicFile af;
+    uint64_t off = 0;
+    int rc = atomic_open(&af, data, e);
+    if (!rc) rc = write_range(&af, &rl, m, "param", m->params, 0, r, file, &off, e);
+    Range os = o ? intersect(r, (Range){o->lo, o->hi}) : (Range){0, 0};
+    if (!rc && o && o->m) rc = write_range(&af, &rl, m, "opt_m", o->m, o->lo, os, file, &off, e);
+    if (!rc && o && o->v) rc = write_range(&af, &rl, m, "opt_v", o->v, o->lo, os, file, &off, e);
+    if (!rc) rc = atomic_commit(&af, e);
+    if (!rc) rc = pack_records(&rl, records, records_len, e);
+    free_records(&rl);
+    return rc;
+}
+
+static int write_manifest(const char *dir, const CkptMeta *meta, Mpitrain__TensorRecord **recs,
+                          size_t n, Err *e)
+{
+    Mpitrain__Manifest mf;
+    Mpitrain__ModelConfigPB mc;
+    Mpitrain__OptimConfigPB oc;
+    Mpitrain__Layout ly;
+    ckpt_meta_to_pb(meta, &mf, &mc, &oc, &ly);
+    mf.n_tensors = n;
+    mf.tensors = recs;
     size_t len = mpitrain__manifest__get_packed_size(&mf);
     unsigned char *buf = malloc(16 + len);
-    if (!buf) {
-        free(ptrs);
-        return err_set(e, "out of memory");
-    }
+    if (!buf) return err_set(e, "out of memory");
     mpitrain__manifest__pack(&mf, buf + 16);
     memcpy(buf, CKPT_MAGIC, 8);
     uint32_t len32 = (uint32_t)len, crc = crc32c(0, buf + 16, len);
@@ -199,7 +238,6 @@ static int write_manifest(const char *dir, const CkptMeta *meta, RecordList *rl,
     snprintf(path, sizeof path, "%s/manifest.pb", dir);
     int rc = write_file_atomic(path, buf, 16 + len, e);
     free(buf);
-    free(ptrs);
     return rc;
 }
 
@@ -227,37 +265,64 @@ static int write_latest(const char *root, const char *name, Err *e)
     return write_file_atomic(path, line, (size_t)n, e);
 }
 
-int ckpt_save(const char *root, const CkptMeta *meta, const Model *m, const Optimizer *o,
-              char *out_dir, size_t out_len, Err *e)
+static void step_name(char *out, size_t n, int64_t step)
 {
-    char name[64], final[4200], tmp[4300], data[4400];
-    snprintf(name, sizeof name, "step_%08lld", (long long)meta->step);
+    snprintf(out, n, "step_%08lld", (long long)step);
+}
+
+int ckpt_begin(const char *root, int64_t step, char *tmp, size_t n, Err *e)
+{
+    char name[64];
+    step_name(name, sizeof name, step);
+    snprintf(tmp, n, "%s/.tmp.%s", root, name);
+    if (mkdir_p(root, e)) return -1;
+    remove_tree(tmp); /* a stale temporary from a crashed save */
+    return mkdir_p(tmp, e);
+}
+
+int ckpt_finish(const char *root, const char *tmp, const CkptMeta *meta, uint8_t *const *shards,
+                const size_t *lens, int n_shards, char *out_dir, size_t out_len, Err *e)
+{
+    Mpitrain__Manifest **parts = calloc(n_shards, sizeof *parts);
+    size_t total = 0;
+    int rc = parts ? 0 : err_set(e, "out of memory");
+    for (int i = 0; !rc && i < n_shards; i++) {
+        parts[i] = mpitrain__manifest__unpack(NULL, lens[i], shards[i]);
+        if (!parts[i]) rc = err_set(e, "records of shard %d do not decode", i);
+        else total += parts[i]->n_tensors;
+    }
+    Mpitrain__TensorRecord **all = rc ? NULL : malloc((total ? total : 1) * sizeof *all);
+    if (!rc && !all) rc = err_set(e, "out of memory");
+    for (int i = 0, k = 0; !rc && i < n_shards; i++)
+        for (size_t j = 0; j < parts[i]->n_tensors; j++) all[k++] = parts[i]->tensors[j];
+    char name[64], final[4200];
+    step_name(name, sizeof name, meta->step);
     snprintf(final, sizeof final, "%s/%s", root, name);
-    snprintf(tmp, sizeof tmp, "%s/.tmp.%s.%d", root, name, (int)getpid());
-    if (mkdir_p(root, e) || mkdir_p(tmp, e)) return -1;
-    const char *file = "rank_00000.bin";
-    snprintf(data, sizeof data, "%s/%s", tmp, file);
-    RecordList rl = {0};
-    AtomicFile af;
-    uint64_t off = 0;
-    int rc = atomic_open(&af, data, e);
-    if (!rc) rc = write_range(&af, &rl, m, "param", m->params, 0, m->n_params, file, &off, e);
-    if (!rc && o && o->m)
-        rc = write_range(&af, &rl, m, "opt_m", o->m, o->lo, o->hi, file, &off, e);
-    if (!rc && o && o->v)
-        rc = write_range(&af, &rl, m, "opt_v", o->v, o->lo, o->hi, file, &off, e);
-    if (!rc) rc = atomic_commit(&af, e);
-    if (!rc) rc = write_manifest(tmp, meta, &rl, e);
+    if (!rc) rc = write_manifest(tmp, meta, all, total, e);
     if (!rc) rc = fsync_dir(tmp, e);
     if (!rc) rc = swap_into_place(tmp, final, root, e);
     if (!rc) rc = write_latest(root, name, e);
-    free_records(&rl);
-    if (rc) {
-        remove_tree(tmp);
-        return err_wrap(e, "saving checkpoint %s", final);
-    }
+    for (int i = 0; parts && i < n_shards; i++)
+        if (parts[i]) mpitrain__manifest__free_unpacked(parts[i], NULL);
+    free(parts);
+    free(all);
+    if (rc) return err_wrap(e, "saving checkpoint %s", final);
     if (out_dir) snprintf(out_dir, out_len, "%s", final);
     return 0;
+}
+
+int ckpt_save(const char *root, const CkptMeta *meta, const Model *m, const Optimizer *o,
+              char *out_dir, size_t out_len, Err *e)
+{
+    char tmp[4400];
+    uint8_t *recs = NULL;
+    size_t len = 0;
+    int rc = ckpt_begin(root, meta->step, tmp, sizeof tmp, e);
+    if (!rc) rc = ckpt_write_shard(tmp, 0, m, o, (Range){0, m->n_params}, &recs, &len, e);
+    if (!rc) rc = ckpt_finish(root, tmp, meta, &recs, &len, 1, out_dir, out_len, e);
+    free(recs);
+    if (rc) remove_tree(tmp);
+    return rc;
 }
 
 /* ---- reading ----------------------------------------------------------- */
@@ -347,15 +412,12 @@ int ckpt_load_meta(const char *dir, CkptMeta *meta, Err *e)
     return 0;
 }
 
-/* Where a record's elements go, or NULL if this process does not hold them. */
-static float *record_target(const Mpitrain__TensorRecord *r, const ParamInfo *t, Model *m,
-                            Optimizer *o, const char *kind)
+/* The optimizer buffer a record kind fills, or NULL. */
+static float *opt_buffer(Optimizer *o, const char *kind)
 {
-    size_t flat = t->offset + r->elem_begin;
-    if (!strcmp(kind, "param")) return m->params + flat;
-    if (!o || flat < o->lo || flat + r->elem_count > o->hi) return NULL;
-    if (!strcmp(kind, "opt_m")) return o->m ? o->m + (flat - o->lo) : NULL;
-    if (!strcmp(kind, "opt_v")) return o->v ? o->v + (flat - o->lo) : NULL;
+    if (!o) return NULL;
+    if (!strcmp(kind, "opt_m")) return o->m;
+    if (!strcmp(kind, "opt_v")) return o->v;
     return NULL;
 }
 
@@ -419,11 +481,31 @@ static int split_name(const char *full, char *kind, size_t kn, const char **tens
     return 0;
 }
 
+/* Reads a record whole (its checksum covers all of it) and copies the part
+ * that overlaps [want.lo, want.hi) of the flat buffer into dst (which holds
+ * flat elements from dst_lo). Returns the elements copied, or -1. */
+static long load_overlap(const char *dir, const Mpitrain__TensorRecord *r, size_t flat,
+                         float *dst, size_t dst_lo, Range want, Err *e)
+{
+    Range have = {flat, flat + r->elem_count};
+    Range o = {have.lo > want.lo ? have.lo : want.lo, have.hi < want.hi ? have.hi : want.hi};
+    if (o.hi <= o.lo) return 0;
+    if (o.lo == have.lo && o.hi == have.hi)
+        return read_record(dir, r, dst + (flat - dst_lo), e) ? -1 : (long)r->elem_count;
+    float *tmp = malloc(r->nbytes ? r->nbytes : 1);
+    if (!tmp) return err_set(e, "out of memory reading tensor '%s'", r->name);
+    int rc = read_record(dir, r, tmp, e);
+    if (!rc) memcpy(dst + (o.lo - dst_lo), tmp + (o.lo - flat), (o.hi - o.lo) * sizeof(float));
+    free(tmp);
+    return rc ? -1 : (long)(o.hi - o.lo);
+}
+
 int ckpt_load(const char *dir, Model *m, Optimizer *o, Err *e)
 {
     Mpitrain__Manifest *mf;
     if (ckpt_read_manifest(dir, &mf, e)) return -1;
     size_t *covered = calloc(m->n_tensors, sizeof *covered);
+    size_t opt_covered[2] = {0, 0};
     int rc = covered ? 0 : err_set(e, "out of memory");
     for (size_t i = 0; !rc && i < mf->n_tensors; i++) {
         const Mpitrain__TensorRecord *r = mf->tensors[i];
@@ -440,15 +522,26 @@ int ckpt_load(const char *dir, Model *m, Optimizer *o, Err *e)
             break;
         }
         if ((rc = check_record(dir, r, t, e))) break;
-        float *dst = record_target(r, t, m, o, kind);
-        if (!dst) continue;
-        if ((rc = read_record(dir, r, dst, e))) break;
-        if (!strcmp(kind, "param")) covered[t - m->tensors] += r->elem_count;
+        size_t flat = t->offset + r->elem_begin;
+        long got = 0;
+        if (!strcmp(kind, "param")) {
+            got = load_overlap(dir, r, flat, m->params, 0, (Range){0, m->n_params}, e);
+            if (got > 0) covered[t - m->tensors] += (size_t)got;
+        } else if (opt_buffer(o, kind)) {
+            got = load_overlap(dir, r, flat, opt_buffer(o, kind), o->lo, (Range){o->lo, o->hi}, e);
+            if (got > 0) opt_covered[strcmp(kind, "opt_m") ? 1 : 0] += (size_t)got;
+        }
+        if (got < 0) rc = -1;
     }
     for (int k = 0; !rc && k < m->n_tensors; k++)
         if (covered[k] != m->tensors[k].numel)
             rc = err_set(e, "checkpoint %s: tensor 'param/%s' is missing or incomplete (%zu of %zu elements)",
                          dir, m->tensors[k].name, covered[k], m->tensors[k].numel);
+    for (int j = 0; !rc && o && j < 2; j++)
+        if ((j == 0 ? o->m : o->v) && opt_covered[j] != o->hi - o->lo)
+            rc = err_set(e, "checkpoint %s: optimizer state '%s' covers %zu of the %zu elements this "
+                            "rank needs (saved with another optimizer?)",
+                         dir, j ? "opt_v" : "opt_m", opt_covered[j], o->hi - o->lo);
     free(covered);
     mpitrain__manifest__free_unpacked(mf, NULL);
     return rc;

@@ -12,6 +12,7 @@
 #include "models/model.h"
 #include "worker/optim.h"
 #include "mpitrain.pb-c.h"
+#include "sharding/partition.h"
 
 #define CKPT_MAGIC "MPCKPTv1"
 #define CKPT_FORMAT_VERSION 1
@@ -34,6 +35,16 @@ typedef struct {
  * under root; returns the step directory in out_dir. */
 int ckpt_save(const char *root, const CkptMeta *meta, const Model *m, const Optimizer *o,
               char *out_dir, size_t out_len, Err *e);
+/* The same in steps, for a save spread over ranks (shared file system):
+ * one process calls ckpt_begin (makes <root>/.tmp.step_N), every rank
+ * writes its shard of the flat parameter range r (and the optimizer state
+ * it holds inside r) with ckpt_write_shard, and the one process collects the
+ * shards' packed records and calls ckpt_finish (manifest, rename, latest). */
+int ckpt_begin(const char *root, int64_t step, char *tmp, size_t n, Err *e);
+int ckpt_write_shard(const char *tmp, int index, const Model *m, const Optimizer *o, Range r,
+                     uint8_t **records, size_t *records_len, Err *e);
+int ckpt_finish(const char *root, const char *tmp, const CkptMeta *meta, uint8_t *const *shards,
+                const size_t *lens, int n_shards, char *out_dir, size_t out_len, Err *e);
 /* A run directory, a checkpoint root or a step directory -> step directory. */
 int ckpt_resolve(const char *path, char *out, size_t n, Err *e);
 int ckpt_read_manifest(const char *dir, Mpitrain__Manifest **out, Err *e);

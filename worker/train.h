@@ -30,6 +30,9 @@ typedef struct {
     int progress;              /* 0 auto (bar on a terminal), 1 lines, 2 bar */
     int quiet;
     int overwrite;
+    long bucket_bytes;         /* gradient bucket size for the DP all-reduce */
+    float bucket_mb;           /* --bucket-mb, turned into bucket_bytes */
+    int overlap;               /* start bucket all-reduces during backward */
 } TrainConfig;
 
 void train_config_defaults(TrainConfig *c);

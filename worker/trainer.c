@@ -5,124 +5,112 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/stat.h>
 #include <unistd.h>
+#include "comm/mesh.h"
 #include "coordinator/progress.h"
+#include "coordinator/report.h"
 #include "models/ops.h"
 #include "worker/ckpt.h"
 #include "worker/data.h"
 #include "worker/fsutil.h"
+#include "worker/gradsync.h"
 
 typedef struct {
     const TrainConfig *cfg;
     const CommWorld *w;
+    Mesh mesh;
     TokenFile data;
     Loader train, val;
     Model model;
     Optimizer opt;
+    GradSync sync;
     int micro_b;           /* sequences per micro-batch on this rank */
-    int *inputs, *targets; /* one local batch */
+    int *inputs, *targets; /* this rank's slice of one global batch */
+    int *shard_counts;     /* dp: flat elements each rank owns (ZeRO gather) */
     long start_step;       /* steps already done (resume) */
     uint64_t data_pos;     /* global batch index of the next step */
-    char data_path[PATH_LEN];
-    char run_dir[PATH_LEN];
-    char ckpt_root[PATH_LEN];
-    CkptMeta resume_meta;
-    char resume_dir[PATH_LEN];
+    char ckpt_root[PATH_LEN + 8];
     Progress prog;
 } Trainer;
 
 static int is_rank0(const Trainer *t) { return t->w->rank == 0; }
 
+/* Every rank reports its own rc; all return the same verdict and rank 0's
+ * e names the first failing rank and why. */
+static int agree(Trainer *t, int rc, Err *e)
+{
+    Err mine = *e;
+    return comm_agree(t->mesh.world, rc, &mine, e) ? -1 : 0;
+}
+
 /* ---- set-up ---------------------------------------------------------------- */
 
-/* <run>/ckpt/step_N -> <run> */
-static void run_dir_of_checkpoint(const char *step_dir, char *out, size_t n)
+static int read_resume_point(Trainer *t, Err *e)
 {
-    snprintf(out, n, "%s", step_dir);
-    for (int up = 0; up < 2; up++) {
-        char *slash = strrchr(out, '/');
-        if (!slash) {
-            snprintf(out, n, ".");
-            return;
-        }
-        *slash = 0;
-    }
-}
-
-static int resolve_resume(Trainer *t, TrainConfig *cfg, Err *e)
-{
-    if (!cfg->resume[0]) return 0;
-    if (ckpt_resolve(cfg->resume, t->resume_dir, sizeof t->resume_dir, e) ||
-        ckpt_load_meta(t->resume_dir, &t->resume_meta, e))
-        return err_wrap(e, "--resume %s", cfg->resume);
-    const CkptMeta *m = &t->resume_meta;
-    /* the checkpoint defines the model, optimizer and data; flags decide how
-     * long to go on */
-    cfg->model = m->model;
-    long steps = cfg->steps;
-    cfg->optim = m->optim;
-    cfg->optim.total_steps = steps;
-    cfg->global_batch = m->global_batch;
-    cfg->seed = m->seed;
-    if (!cfg->data[0]) snprintf(cfg->data, sizeof cfg->data, "%s", m->data_path);
-    if (m->step >= steps)
-        return err_set(e, "--resume %s: checkpoint is at step %lld, nothing to do for --steps %ld",
-                       cfg->resume, (long long)m->step, steps);
-    t->start_step = m->step;
-    t->data_pos = m->data_pos;
-    if (!cfg->out[0]) run_dir_of_checkpoint(t->resume_dir, cfg->out, sizeof cfg->out);
+    if (!t->cfg->resume[0]) return 0;
+    CkptMeta m;
+    if (ckpt_load_meta(t->cfg->resume, &m, e)) return -1;
+    t->start_step = m.step;
+    t->data_pos = m.data_pos;
     return 0;
 }
 
-static int open_data(Trainer *t, const TrainConfig *cfg, Err *e)
+static int open_data(Trainer *t, Err *e)
 {
-    snprintf(t->data_path, sizeof t->data_path, "%s", cfg->data);
-    if (tokfile_open(&t->data, t->data_path, e)) return err_wrap(e, "--data");
-    if (t->data.vocab > cfg->model.vocab)
+    const TrainConfig *c = t->cfg;
+    if (tokfile_open(&t->data, c->data, e)) return err_wrap(e, "--data");
+    if (t->data.vocab > c->model.vocab)
         return err_set(e, "--data %s has vocabulary %d but the model's --vocab is %d; raise --vocab",
-                       t->data_path, t->data.vocab, cfg->model.vocab);
-    int ranks = 1, rank = 0;
-    if (loader_init(&t->train, &t->data, SPLIT_TRAIN, cfg->model.seq_len, cfg->global_batch, rank,
-                    ranks, e))
+                       c->data, t->data.vocab, c->model.vocab);
+    int r = t->mesh.me.dp, n = t->mesh.dims.dp;
+    if (loader_init(&t->train, &t->data, SPLIT_TRAIN, c->model.seq_len, c->global_batch, r, n, e))
         return -1;
-    if (cfg->eval_every > 0 && t->data.n_val > 0 &&
-        loader_init(&t->val, &t->data, SPLIT_VAL, cfg->model.seq_len, cfg->global_batch, rank,
-                    ranks, e))
+    if (c->eval_every > 0 && t->data.n_val > 0 &&
+        loader_init(&t->val, &t->data, SPLIT_VAL, c->model.seq_len, c->global_batch, r, n, e))
         return -1;
     return 0;
 }
 
-static int setup_model(Trainer *t, const TrainConfig *cfg, Err *e)
+static int setup_model(Trainer *t, Err *e)
 {
-    int local = t->train.local_batch;
-    if (local % cfg->micro_batches)
-        return err_set(e, "--micro-batches %d does not divide the %d sequences per rank; "
-                          "pick a divisor of %d",
-                       cfg->micro_batches, local, local);
-    t->micro_b = local / cfg->micro_batches;
-    if (model_init(&t->model, &cfg->model, t->micro_b, cfg->seed, e)) return -1;
-    if (optim_init(&t->opt, &cfg->optim, 0, t->model.n_params, e)) return -1;
-    size_t n = (size_t)local * cfg->model.seq_len;
+    const TrainConfig *c = t->cfg;
+    int local = t->train.local_batch, dp = t->mesh.dims.dp;
+    t->micro_b = local / c->micro_batches;
+    if (model_init(&t->model, &c->model, t->micro_b, c->seed, e)) return -1;
+    if (gradsync_init(&t->sync, &t->model, t->mesh.dp, c->zero, (size_t)c->bucket_bytes,
+                      c->overlap, e))
+        return -1;
+    Range u = gradsync_update_range(&t->sync);
+    if (optim_init(&t->opt, &c->optim, u.lo, u.hi, e)) return -1;
+    size_t n = (size_t)local * c->model.seq_len;
     t->inputs = calloc(n, sizeof(int));
     t->targets = calloc(n, sizeof(int));
-    if (!t->inputs || !t->targets) return err_set(e, "out of memory for the batch");
+    t->shard_counts = calloc(dp, sizeof(int));
+    if (!t->inputs || !t->targets || !t->shard_counts)
+        return err_set(e, "out of memory for the batch");
+    for (int r = 0; r < dp; r++) {
+        Range s = split_even(t->model.n_params, dp, r);
+        t->shard_counts[r] = (int)(s.hi - s.lo);
+    }
     return 0;
 }
 
-static int load_initial_state(Trainer *t, const TrainConfig *cfg, Err *e)
+static int load_initial_state(Trainer *t, Err *e)
 {
-    if (t->resume_dir[0]) {
-        if (ckpt_load(t->resume_dir, &t->model, &t->opt, e)) return -1;
-        t->opt.t = t->resume_meta.opt_t;
+    const TrainConfig *c = t->cfg;
+    if (c->resume[0]) {
+        CkptMeta m;
+        if (ckpt_load_meta(c->resume, &m, e) || ckpt_load(c->resume, &t->model, &t->opt, e))
+            return -1;
+        t->opt.t = m.opt_t;
         return 0;
     }
-    if (!cfg->init_from[0]) return 0;
+    if (!c->init_from[0]) return 0;
     char dir[PATH_LEN];
     CkptMeta meta;
-    if (ckpt_resolve(cfg->init_from, dir, sizeof dir, e) || ckpt_load_meta(dir, &meta, e))
-        return err_wrap(e, "--init-from %s", cfg->init_from);
-    if (memcmp(&meta.model, &cfg->model, sizeof meta.model) != 0)
+    if (ckpt_resolve(c->init_from, dir, sizeof dir, e) || ckpt_load_meta(dir, &meta, e))
+        return err_wrap(e, "--init-from %s", c->init_from);
+    if (memcmp(&meta.model, &c->model, sizeof meta.model) != 0)
         return err_set(e, "--init-from %s: the checkpoint's model (%d layers, %d heads, width %d, "
                           "seq %d, vocab %d) differs from this run's; pass the same model flags",
                        dir, meta.model.n_layer, meta.model.n_head, meta.model.n_embd,
@@ -130,37 +118,53 @@ static int load_initial_state(Trainer *t, const TrainConfig *cfg, Err *e)
     return ckpt_load(dir, &t->model, NULL, e);
 }
 
-static int setup_run_dir(Trainer *t, const TrainConfig *cfg, Err *e)
+static int setup_run_dir(Trainer *t, Err *e)
 {
-    snprintf(t->run_dir, sizeof t->run_dir, "%s", cfg->out);
-    snprintf(t->ckpt_root, sizeof t->ckpt_root, "%s/ckpt", cfg->out);
+    const TrainConfig *c = t->cfg;
+    snprintf(t->ckpt_root, sizeof t->ckpt_root, "%s/ckpt", c->out);
     if (!is_rank0(t)) return 0;
     char metrics[PATH_LEN + 32];
-    snprintf(metrics, sizeof metrics, "%s/metrics.jsonl", cfg->out);
-    if (!t->start_step && !cfg->overwrite && access(metrics, F_OK) == 0)
+    snprintf(metrics, sizeof metrics, "%s/metrics.jsonl", c->out);
+    if (!t->start_step && !c->overwrite && access(metrics, F_OK) == 0)
         return err_set(e, "--out %s already holds a run; continue it with --resume %s, "
                           "or pass --overwrite, or choose another --out",
-                       cfg->out, cfg->out);
-    if (mkdir_p(cfg->out, e)) return -1;
-    return progress_open(&t->prog, cfg->out, cfg->steps, t->start_step, cfg->progress,
-                         cfg->log_every, cfg->quiet, e);
+                       c->out, c->out);
+    if (mkdir_p(c->out, e)) return -1;
+    return progress_open(&t->prog, c->out, c->steps, t->start_step, c->progress, c->log_every,
+                         c->quiet, e);
 }
 
 /* ---- one step ----------------------------------------------------------- */
 
+static double per_pred(const TrainConfig *c)
+{
+    return 1.0 / ((double)c->global_batch * model_preds_per_seq(&c->model));
+}
+
+/* Forward + backward of this rank's slice; returns its loss sum. */
 static double forward_backward(Trainer *t, uint64_t batch_index)
 {
-    const int T = t->cfg->model.seq_len;
-    const float scale = 1.0f / ((float)t->cfg->global_batch * model_preds_per_seq(&t->cfg->model));
+    const TrainConfig *c = t->cfg;
+    const int T = c->model.seq_len;
     loader_batch(&t->train, batch_index, t->inputs, t->targets);
     model_zero_grad(&t->model);
     double loss_sum = 0;
-    for (int mb = 0; mb < t->cfg->micro_batches; mb++) {
+    for (int mb = 0; mb < c->micro_batches; mb++) {
         size_t off = (size_t)mb * t->micro_b * T;
         loss_sum += model_forward(&t->model, t->inputs + off, t->targets + off, t->micro_b);
-        model_backward(&t->model, t->inputs + off, t->targets + off, t->micro_b, scale);
+        if (mb == c->micro_batches - 1) gradsync_arm(&t->sync);
+        model_backward(&t->model, t->inputs + off, t->targets + off, t->micro_b,
+                       (float)per_pred(c));
     }
     return loss_sum;
+}
+
+/* Global gradient norm of the reduced gradient. */
+static double grad_norm(Trainer *t, const float *g, Range u)
+{
+    double ss = sum_squares(g, u.hi - u.lo);
+    if (t->cfg->zero) coll_allreduce_sum_f64(t->mesh.dp, &ss, 1);
+    return sqrt(ss);
 }
 
 static double eval_loss(Trainer *t)
@@ -175,26 +179,98 @@ static double eval_loss(Trainer *t)
             sum += model_forward(&t->model, t->inputs + off, t->targets + off, t->micro_b);
         }
     }
-    return sum / ((double)c->eval_batches * c->global_batch * model_preds_per_seq(&c->model));
+    coll_allreduce_sum_f64(t->mesh.dp, &sum, 1);
+    return sum * per_pred(c) / c->eval_batches;
 }
 
+/* One optimizer step; fills the rank's own timing report. */
+static int train_step(Trainer *t, long step, RankReport *rr, double *loss, double *norm, Err *e)
+{
+    const TrainConfig *c = t->cfg;
+    CommStats before = *group_stats(t->mesh.dp);
+    double t0 = comm_wtime();
+    double local = forward_backward(t, t->data_pos);
+    t->data_pos++;
+    gradsync_finish(&t->sync);
+    double sum = local;
+    coll_allreduce_sum_f64(t->mesh.dp, &sum, 1);
+    *loss = sum * per_pred(c);
+    Range u = gradsync_update_range(&t->sync);
+    const float *g = gradsync_grads(&t->sync);
+    *norm = grad_norm(t, g, u);
+    if (!isfinite(*loss) || !isfinite(*norm))
+        return err_set(e, "step %ld: loss is %g and gradient norm %g: training diverged; "
+                          "lower --lr or raise --warmup",
+                       step + 1, *loss, *norm);
+    optim_update(&t->opt, &t->model, t->model.params, g, lr_at(&c->optim, step),
+                 clip_coef(&c->optim, *norm));
+    if (c->zero) coll_allgatherv_inplace_f32(t->mesh.dp, t->model.params, t->shard_counts);
+    const CommStats *after = group_stats(t->mesh.dp);
+    rr->step_s = comm_wtime() - t0;
+    rr->exposed_s = after->exposed_s - before.exposed_s;
+    rr->overlapped_s = after->overlapped_s - before.overlapped_s;
+    rr->bytes = after->bytes_sent - before.bytes_sent;
+    return 0;
+}
+
+/* ---- checkpoints -------------------------------------------------------- */
+
+static void fill_meta(const Trainer *t, long step, CkptMeta *meta)
+{
+    memset(meta, 0, sizeof *meta);
+    meta->model = t->cfg->model;
+    meta->optim = t->cfg->optim;
+    meta->step = step;
+    meta->seed = t->cfg->seed;
+    meta->data_pos = t->data_pos;
+    meta->global_batch = t->cfg->global_batch;
+    meta->opt_t = t->opt.t;
+    meta->dp = t->mesh.dims.dp;
+    meta->tp = t->mesh.dims.tp;
+    meta->pp = t->mesh.dims.pp;
+    meta->zero = t->cfg->zero;
+    snprintf(meta->data_path, sizeof meta->data_path, "%s", t->cfg->data);
+}
+
+/* Every DP rank writes its slice of the flat buffers in parallel; rank 0
+ * writes the manifest last and publishes the step. */
 static int save_checkpoint(Trainer *t, long step, TrainResult *res, Err *e)
 {
-    CkptMeta meta;
-    memset(&meta, 0, sizeof meta);
-    meta.model = t->cfg->model;
-    meta.optim = t->cfg->optim;
-    meta.step = step;
-    meta.seed = t->cfg->seed;
-    meta.data_pos = t->data_pos;
-    meta.global_batch = t->cfg->global_batch;
-    meta.opt_t = t->opt.t;
-    meta.dp = meta.tp = meta.pp = 1;
-    snprintf(meta.data_path, sizeof meta.data_path, "%s", t->data_path);
-    if (ckpt_save(t->ckpt_root, &meta, &t->model, &t->opt, res->last_ckpt, sizeof res->last_ckpt, e))
+    Group *w = t->mesh.world;
+    char tmp[PATH_LEN + 64];
+    snprintf(tmp, sizeof tmp, "%s/.tmp.step_%08ld", t->ckpt_root, step);
+    int rc = is_rank0(t) ? ckpt_begin(t->ckpt_root, step, tmp, sizeof tmp, e) : 0;
+    if (agree(t, rc, e)) return -1;
+    uint8_t *recs = NULL;
+    size_t len = 0;
+    Range mine = split_even(t->model.n_params, t->mesh.dims.dp, t->mesh.me.dp);
+    rc = ckpt_write_shard(tmp, t->mesh.me.dp, &t->model, &t->opt, mine, &recs, &len, e);
+    if (agree(t, rc, e)) {
+        free(recs);
         return -1;
-    return ckpt_prune(t->ckpt_root, t->cfg->keep_ckpts, e);
+    }
+    void *all = NULL;
+    size_t *lens = calloc(group_size(w), sizeof *lens);
+    coll_gatherv_bytes(w, recs, len, &all, lens, 0);
+    free(recs);
+    if (is_rank0(t)) {
+        int n = group_size(w);
+        uint8_t **parts = calloc(n, sizeof *parts);
+        size_t off = 0;
+        for (int i = 0; i < n; i++, off += lens[i - 1]) parts[i] = (uint8_t *)all + off;
+        CkptMeta meta;
+        fill_meta(t, step, &meta);
+        rc = ckpt_finish(t->ckpt_root, tmp, &meta, parts, lens, n, res->last_ckpt,
+                         sizeof res->last_ckpt, e);
+        if (!rc) rc = ckpt_prune(t->ckpt_root, t->cfg->keep_ckpts, e);
+        free(parts);
+    }
+    free(all);
+    free(lens);
+    return agree(t, rc, e);
 }
+
+/* ---- the loop ---------------------------------------------------------- */
 
 static int should_eval(const Trainer *t, long step)
 {
@@ -212,27 +288,20 @@ static int should_save(const Trainer *t, long step)
 static int run_steps(Trainer *t, TrainResult *res, Err *e)
 {
     const TrainConfig *c = t->cfg;
-    const double flops_per_step = model_train_flops_per_seq(&t->model) * c->global_batch;
-    const double tokens_per_step = (double)c->global_batch * c->model.seq_len;
-    double sum_ms = 0;
+    ReportContext rc = {model_train_flops_per_seq(&t->model) * c->global_batch,
+                        (double)c->global_batch * c->model.seq_len};
+    double sum_ms = 0, sum_exposed = 0;
     int timed = 0;
     for (long step = t->start_step; step < c->steps; step++) {
-        double t0 = comm_wtime();
-        double loss = forward_backward(t, t->data_pos) / (c->global_batch * model_preds_per_seq(&c->model));
-        t->data_pos++;
-        double norm = sqrt(sum_squares(t->model.grads, t->model.n_params));
-        if (!isfinite(loss) || !isfinite(norm))
-            return err_set(e, "step %ld: loss is %g and gradient norm %g: training diverged; "
-                              "lower --lr or raise --warmup",
-                           step + 1, loss, norm);
-        float lr = lr_at(&c->optim, step);
-        optim_update(&t->opt, &t->model, t->model.params, t->model.grads, lr,
-                     clip_coef(&c->optim, norm));
-        double ms = (comm_wtime() - t0) * 1e3;
-        StepReport r = {step + 1, loss, NAN, lr, norm, tokens_per_step / (ms / 1e3),
-                        flops_per_step / (ms / 1e3) / 1e9, 0, ms};
-        if (step > t->start_step || c->steps - t->start_step == 1) { /* first step warms caches */
-            sum_ms += ms;
+        RankReport rr = {0};
+        double loss, norm;
+        int failed = train_step(t, step, &rr, &loss, &norm, e);
+        if (agree(t, failed, e)) return -1;
+        StepReport r;
+        report_gather(t->mesh.world, &rc, &rr, step + 1, loss, norm, lr_at(&c->optim, step), &r);
+        if (step > t->start_step || c->steps - t->start_step == 1) { /* step 1 warms caches */
+            sum_ms += r.time_ms;
+            sum_exposed += r.exposed_ms;
             timed++;
         }
         if (should_eval(t, step + 1)) r.val_loss = res->final_val_loss = eval_loss(t);
@@ -243,8 +312,9 @@ static int run_steps(Trainer *t, TrainResult *res, Err *e)
     }
     if (timed) {
         res->mean_step_ms = sum_ms / timed;
-        res->mean_tokens_per_s = tokens_per_step / (res->mean_step_ms / 1e3);
-        res->mean_gflops = flops_per_step / (res->mean_step_ms / 1e3) / 1e9;
+        res->mean_exposed_ms = sum_exposed / timed;
+        res->mean_tokens_per_s = rc.tokens_per_step / (res->mean_step_ms / 1e3);
+        res->mean_gflops = rc.flops_per_step / (res->mean_step_ms / 1e3) / 1e9;
     }
     return 0;
 }
@@ -254,9 +324,12 @@ static void trainer_free(Trainer *t)
     progress_close(&t->prog);
     free(t->inputs);
     free(t->targets);
+    free(t->shard_counts);
+    gradsync_free(&t->sync);
     optim_free(&t->opt);
     model_free(&t->model);
     tokfile_close(&t->data);
+    mesh_free(&t->mesh);
 }
 
 static long peak_rss_mb(void)
@@ -266,39 +339,45 @@ static long peak_rss_mb(void)
     return ru.ru_maxrss / 1024;
 }
 
-int train_run(const TrainConfig *cfg_in, const CommWorld *w, TrainResult *res, Err *e)
+static void announce(Trainer *t)
 {
-    TrainConfig cfg = *cfg_in;
+    const TrainConfig *c = t->cfg;
+    progress_note(&t->prog,
+                  "mpitrain: %s %d layers x %d wide, %.2fM params | %d rank(s): dp %d x tp %d x "
+                  "pp %d, zero %d | batch %d x %d, %d micro-batch(es) | %d thread(s)/rank | %s%s",
+                  c->model.kind == MODEL_GPT ? "gpt" : "mlp", c->model.n_layer, c->model.n_embd,
+                  t->model.n_params / 1e6, t->w->size, c->dp, c->tp, c->pp, c->zero,
+                  c->global_batch, c->model.seq_len, c->micro_batches, ops_get_threads(),
+                  optim_name(c->optim.kind), t->start_step ? " (resumed)" : "");
+}
+
+int train_run(const TrainConfig *cfg, const CommWorld *w, TrainResult *res, Err *e)
+{
     Trainer t;
     memset(&t, 0, sizeof t);
     memset(res, 0, sizeof *res);
     res->final_val_loss = NAN;
-    t.cfg = &cfg;
+    t.cfg = cfg;
     t.w = w;
-    ops_set_threads(cfg.threads > 0 ? cfg.threads : comm_default_threads(w));
-    int rc = resolve_resume(&t, &cfg, e);
-    if (!rc) rc = train_config_validate(&cfg, e);
-    if (!rc) rc = open_data(&t, &cfg, e);
-    if (!rc) rc = setup_model(&t, &cfg, e);
-    if (!rc) rc = load_initial_state(&t, &cfg, e);
-    if (!rc) rc = setup_run_dir(&t, &cfg, e);
-    if (!rc && is_rank0(&t)) {
-        progress_note(&t.prog, "mpitrain: %s %d layers x %d wide, %.2fM params, batch %d x %d, "
-                               "%d thread(s), %s%s",
-                      cfg.model.kind == MODEL_GPT ? "gpt" : "mlp", cfg.model.n_layer,
-                      cfg.model.n_embd, t.model.n_params / 1e6, cfg.global_batch,
-                      cfg.model.seq_len, ops_get_threads(), optim_name(cfg.optim.kind),
-                      t.start_step ? " (resumed)" : "");
-    }
+    ops_set_threads(cfg->threads > 0 ? cfg->threads : comm_default_threads(w));
+    int rc = mesh_init(&t.mesh, (MeshDims){cfg->dp, cfg->tp, cfg->pp}, e);
+    if (rc) return -1;
+    rc = read_resume_point(&t, e);
+    if (!rc) rc = open_data(&t, e);
+    if (!rc) rc = setup_model(&t, e);
+    if (!rc) rc = load_initial_state(&t, e);
+    rc = agree(&t, rc, e);
+    if (!rc) rc = agree(&t, setup_run_dir(&t, e), e);
+    if (!rc && is_rank0(&t)) announce(&t);
     res->first_step = t.start_step;
-    snprintf(res->run_dir, sizeof res->run_dir, "%s", t.run_dir);
+    snprintf(res->run_dir, sizeof res->run_dir, "%s", cfg->out);
     if (!rc) rc = run_steps(&t, res, e);
     res->opt_state_bytes = t.opt.state_bytes;
     if (!rc && is_rank0(&t))
-        progress_note(&t.prog, "done: step %ld, loss %.4f, %.0f tok/s, %.1f GFLOP/s, %.0f ms/step, "
-                               "peak RSS %ld MB, checkpoint %s",
+        progress_note(&t.prog, "done: step %ld, loss %.4f, %.0f tok/s, %.1f GFLOP/s, %.0f ms/step "
+                               "(%.1f ms exposed comm), peak RSS %ld MB, checkpoint %s",
                       res->last_step, res->final_loss, res->mean_tokens_per_s, res->mean_gflops,
-                      res->mean_step_ms, peak_rss_mb(), res->last_ckpt);
+                      res->mean_step_ms, res->mean_exposed_ms, peak_rss_mb(), res->last_ckpt);
     trainer_free(&t);
     return rc;
 }

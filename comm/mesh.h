@@ -1,0 +1,20 @@
+#ifndef MPITRAIN_MESH_H
+#define MPITRAIN_MESH_H
+/* The 3-D rank grid and its groups, all derived from the grid arithmetic in
+ * sharding/partition.h by MPI_Comm_split, never listed by hand. */
+#include "comm/comm.h"
+#include "sharding/partition.h"
+
+typedef struct {
+    MeshDims dims;
+    MeshCoord me;
+    Group *world;
+    Group *dp;   /* same (tp, pp): gradient all-reduce / ZeRO */
+    Group *tp;   /* same (dp, pp): tensor-parallel all-reduces */
+    Group *pp;   /* same (tp, dp): pipeline send/recv */
+} Mesh;
+
+int mesh_init(Mesh *m, MeshDims d, Err *e);
+void mesh_free(Mesh *m);
+
+#endif

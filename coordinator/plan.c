@@ -1,0 +1,374 @@
+#include "coordinator/plan.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "mpitrain.pb-c.h"
+#include "sharding/partition.h"
+#include "worker/ckpt.h"
+
+/* ---- validation ------------------------------------------------------------ */
+
+static int resolve_mesh(TrainConfig *c, int world, Err *e)
+{
+    if (c->tp == 0) c->tp = 1;
+    if (c->pp == 0) c->pp = 1;
+    if (c->dp == 0) {
+        if (world % (c->tp * c->pp))
+            return err_set(e, "%d ranks cannot be split into --tp %d x --pp %d; start a multiple "
+                              "of %d ranks", world, c->tp, c->pp, c->tp * c->pp);
+        c->dp = world / (c->tp * c->pp);
+    }
+    if ((long)c->dp * c->tp * c->pp != world)
+        return err_set(e, "the job has %d ranks but --dp %d x --tp %d x --pp %d = %d; start %d "
+                          "ranks or change --dp/--tp/--pp to multiply to %d",
+                       world, c->dp, c->tp, c->pp, c->dp * c->tp * c->pp, c->dp * c->tp * c->pp, world);
+    if (c->tp > 1)
+        return err_set(e, "--tp %d: tensor parallelism is not available in this build yet; use --tp 1", c->tp);
+    if (c->pp > 1)
+        return err_set(e, "--pp %d: pipeline parallelism is not available in this build yet; use --pp 1", c->pp);
+    return 0;
+}
+
+size_t plan_memory_per_rank(const TrainConfig *c)
+{
+    size_t n = model_count_params(&c->model);
+    int dp = c->dp > 0 ? c->dp : 1;
+    size_t shard = (n + dp - 1) / dp;
+    int moments = c->optim.kind == OPT_ADAMW ? 2 : c->optim.kind == OPT_SGD ? 1 : 0;
+    size_t opt = (size_t)moments * (c->zero ? shard : n);
+    size_t grads = n + (c->zero == 2 ? shard : 0);
+    int micro = c->global_batch / dp / (c->micro_batches > 0 ? c->micro_batches : 1);
+    size_t acts = model_act_floats(&c->model, micro > 0 ? micro : 1);
+    return (n + grads + opt + acts) * sizeof(float);
+}
+
+int plan_resolve(TrainConfig *c, int world, size_t avail, Err *e)
+{
+    if (resolve_mesh(c, world, e)) return -1;
+    if (train_config_validate(c, e)) return -1;
+    if (c->global_batch % c->dp)
+        return err_set(e, "--dp %d does not divide global batch %d; use a --batch that is a "
+                          "multiple of %d", c->dp, c->global_batch, c->dp);
+    int local = c->global_batch / c->dp;
+    if (local % c->micro_batches)
+        return err_set(e, "--micro-batches %d does not divide the %d sequences each of the %d "
+                          "data-parallel ranks gets; pick a divisor of %d",
+                       c->micro_batches, local, c->dp, local);
+    if (c->zero && c->optim.kind == OPT_ZO)
+        return err_set(e, "--zero %d: the zo optimizer keeps no optimizer state to shard", c->zero);
+    size_t need = plan_memory_per_rank(c);
+    if (avail && need > avail)
+        return err_set(e, "the plan needs about %.2f GB per rank but only %.2f GB is available per "
+                          "rank on this node; lower --batch, raise --micro-batches or use --zero 1",
+                       need / 1e9, avail / 1e9);
+    return 0;
+}
+
+/* ---- serialization --------------------------------------------------------- */
+
+uint64_t plan_hash(const void *buf, size_t len)
+{
+    /* FNV-1a, 64-bit */
+    const unsigned char *p = buf;
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < len; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+static void model_to_pb(const ModelConfig *c, Mpitrain__ModelConfigPB *m)
+{
+    mpitrain__model_config_pb__init(m);
+    m->kind = c->kind;
+    m->n_layer = c->n_layer;
+    m->n_head = c->n_head;
+    m->n_embd = c->n_embd;
+    m->seq_len = c->seq_len;
+    m->vocab = c->vocab;
+    m->in_dim = c->in_dim;
+}
+
+static void optim_to_pb(const OptimConfig *o, Mpitrain__OptimConfigPB *p)
+{
+    mpitrain__optim_config_pb__init(p);
+    p->name = (char *)optim_name(o->kind);
+    p->lr = o->lr;
+    p->min_lr = o->min_lr;
+    p->beta1 = o->beta1;
+    p->beta2 = o->beta2;
+    p->eps = o->eps;
+    p->weight_decay = o->weight_decay;
+    p->momentum = o->momentum;
+    p->grad_clip = o->grad_clip;
+    p->warmup = o->warmup;
+    p->total_steps = o->total_steps;
+}
+
+int plan_encode(const TrainConfig *c, int world, uint8_t **buf, size_t *len, Err *e)
+{
+    Mpitrain__Plan p;
+    Mpitrain__ModelConfigPB mc;
+    Mpitrain__OptimConfigPB oc;
+    Mpitrain__Layout ly;
+    mpitrain__plan__init(&p);
+    model_to_pb(&c->model, &mc);
+    optim_to_pb(&c->optim, &oc);
+    mpitrain__layout__init(&ly);
+    ly.dp = c->dp;
+    ly.tp = c->tp;
+    ly.pp = c->pp;
+    ly.zero = c->zero;
+    p.version = PLAN_VERSION;
+    p.world_size = world;
+    p.model = &mc;
+    p.optim = &oc;
+    p.layout = &ly;
+    p.global_batch = c->global_batch;
+    p.micro_batches = c->micro_batches;
+    p.steps = c->steps;
+    p.seed = c->seed;
+    p.threads = c->threads;
+    p.data_path = (char *)c->data;
+    p.out_dir = (char *)c->out;
+    p.resume = (char *)c->resume;
+    p.init_from = (char *)c->init_from;
+    p.trace = (char *)c->trace;
+    p.save_every = c->save_every;
+    p.keep_ckpts = c->keep_ckpts;
+    p.eval_every = c->eval_every;
+    p.eval_batches = c->eval_batches;
+    p.log_every = c->log_every;
+    p.progress = c->progress;
+    p.quiet = c->quiet;
+    p.overwrite = c->overwrite;
+    p.pp_schedule = c->pp_schedule;
+    p.bucket_bytes = c->bucket_bytes;
+    p.overlap = c->overlap;
+    p.n_params = model_count_params(&c->model);
+    p.mem_per_rank = (int64_t)plan_memory_per_rank(c);
+    Mpitrain__DpSlice *sl = calloc(c->dp, sizeof *sl);
+    Mpitrain__DpSlice **slp = calloc(c->dp, sizeof *slp);
+    Mpitrain__ShardRange *sh = calloc(c->dp, sizeof *sh);
+    Mpitrain__ShardRange **shp = calloc(c->dp, sizeof *shp);
+    int rc = 0;
+    if (!sl || !slp || !sh || !shp) rc = err_set(e, "out of memory encoding the plan");
+    for (int r = 0; !rc && r < c->dp; r++) {
+        Range b = dp_batch_slice(c->global_batch, c->dp, r);
+        Range s = split_even(p.n_params, c->dp, r);
+        mpitrain__dp_slice__init(&sl[r]);
+        sl[r].dp_rank = r;
+        sl[r].first_seq = (int)b.lo;
+        sl[r].n_seq = (int)(b.hi - b.lo);
+        slp[r] = &sl[r];
+        mpitrain__shard_range__init(&sh[r]);
+        sh[r].dp_rank = r;
+        sh[r].lo = s.lo;
+        sh[r].hi = s.hi;
+        shp[r] = &sh[r];
+    }
+    p.n_dp_slices = p.n_shards = c->dp;
+    p.dp_slices = slp;
+    p.shards = shp;
+    if (!rc) {
+        *len = mpitrain__plan__get_packed_size(&p);
+        *buf = malloc(*len ? *len : 1);
+        if (!*buf) rc = err_set(e, "out of memory encoding the plan");
+        else mpitrain__plan__pack(&p, *buf);
+    }
+    free(sl);
+    free(slp);
+    free(sh);
+    free(shp);
+    return rc;
+}
+
+static void copy_str(char *dst, size_t n, const char *src)
+{
+    snprintf(dst, n, "%s", src ? src : "");
+}
+
+static void plan_to_config(const Mpitrain__Plan *p, TrainConfig *c)
+{
+    train_config_defaults(c);
+    const Mpitrain__ModelConfigPB *m = p->model;
+    c->model = (ModelConfig){(ModelKind)m->kind, m->n_layer, m->n_head, m->n_embd, m->seq_len,
+                             m->vocab, m->in_dim};
+    c->model_kind = m->kind;
+    const Mpitrain__OptimConfigPB *o = p->optim;
+    if (!o->name || optim_parse_kind(o->name, &c->optim.kind)) c->optim.kind = OPT_ADAMW;
+    c->optimizer = c->optim.kind;
+    c->optim.lr = o->lr;
+    c->optim.min_lr = o->min_lr;
+    c->optim.beta1 = o->beta1;
+    c->optim.beta2 = o->beta2;
+    c->optim.eps = o->eps;
+    c->optim.weight_decay = o->weight_decay;
+    c->optim.momentum = o->momentum;
+    c->optim.grad_clip = o->grad_clip;
+    c->optim.warmup = o->warmup;
+    c->optim.total_steps = o->total_steps;
+    c->dp = p->layout->dp;
+    c->tp = p->layout->tp;
+    c->pp = p->layout->pp;
+    c->zero = p->layout->zero;
+    c->global_batch = p->global_batch;
+    c->micro_batches = p->micro_batches;
+    c->steps = p->steps;
+    c->seed = p->seed;
+    c->threads = p->threads;
+    copy_str(c->data, sizeof c->data, p->data_path);
+    copy_str(c->out, sizeof c->out, p->out_dir);
+    copy_str(c->resume, sizeof c->resume, p->resume);
+    copy_str(c->init_from, sizeof c->init_from, p->init_from);
+    copy_str(c->trace, sizeof c->trace, p->trace);
+    c->save_every = p->save_every;
+    c->keep_ckpts = p->keep_ckpts;
+    c->eval_every = p->eval_every;
+    c->eval_batches = p->eval_batches;
+    c->log_every = p->log_every;
+    c->progress = p->progress;
+    c->quiet = p->quiet;
+    c->overwrite = p->overwrite;
+    c->pp_schedule = p->pp_schedule;
+    c->bucket_bytes = p->bucket_bytes;
+    c->overlap = p->overlap;
+}
+
+/* The derived parts must be what this build would derive: a plan from a
+ * different build or a tampered one is refused. */
+static int check_derived(const Mpitrain__Plan *p, const TrainConfig *c, Err *e)
+{
+    if (p->n_params != model_count_params(&c->model))
+        return err_set(e, "plan: n_params %llu does not match the model (%zu)",
+                       (unsigned long long)p->n_params, model_count_params(&c->model));
+    if ((int)p->n_dp_slices != c->dp || (int)p->n_shards != c->dp)
+        return err_set(e, "plan: %zu batch slices and %zu shards for --dp %d", p->n_dp_slices,
+                       p->n_shards, c->dp);
+    for (int r = 0; r < c->dp; r++) {
+        Range b = dp_batch_slice(c->global_batch, c->dp, r);
+        Range s = split_even(p->n_params, c->dp, r);
+        const Mpitrain__DpSlice *sl = p->dp_slices[r];
+        const Mpitrain__ShardRange *sh = p->shards[r];
+        if (sl->dp_rank != r || (size_t)sl->first_seq != b.lo || (size_t)sl->n_seq != b.hi - b.lo)
+            return err_set(e, "plan: batch slice of dp rank %d is inconsistent", r);
+        if (sh->dp_rank != r || sh->lo != s.lo || sh->hi != s.hi)
+            return err_set(e, "plan: shard range of dp rank %d is inconsistent", r);
+    }
+    return 0;
+}
+
+int plan_decode(const uint8_t *buf, size_t len, uint64_t hash, int world, TrainConfig *c, Err *e)
+{
+    uint64_t h = plan_hash(buf, len);
+    if (h != hash)
+        return err_set(e, "plan hash mismatch (sent %016llx, received bytes hash to %016llx): "
+                          "the plan was corrupted in transit",
+                       (unsigned long long)hash, (unsigned long long)h);
+    Mpitrain__Plan *p = mpitrain__plan__unpack(NULL, len, buf);
+    if (!p) return err_set(e, "plan: bytes do not decode as a Plan message");
+    int rc = 0;
+    if (p->version != PLAN_VERSION)
+        rc = err_set(e, "plan version %u, this build speaks %d: all ranks must run the same build",
+                     p->version, PLAN_VERSION);
+    else if (!p->model || !p->optim || !p->layout)
+        rc = err_set(e, "plan: model, optimizer or layout missing");
+    else if (p->world_size != world)
+        rc = err_set(e, "plan was made for %d ranks, this job has %d", p->world_size, world);
+    if (!rc) {
+        plan_to_config(p, c);
+        rc = check_derived(p, c, e);
+    }
+    if (!rc) rc = plan_resolve(c, world, 0, e);
+    mpitrain__plan__free_unpacked(p, NULL);
+    return rc;
+}
+
+/* ---- resume -------------------------------------------------------------- */
+
+/* <run>/ckpt/step_N -> <run> */
+static void run_dir_of_checkpoint(const char *step_dir, char *out, size_t n)
+{
+    snprintf(out, n, "%s", step_dir);
+    for (int up = 0; up < 2; up++) {
+        char *slash = strrchr(out, '/');
+        if (!slash) {
+            snprintf(out, n, ".");
+            return;
+        }
+        *slash = 0;
+    }
+}
+
+int plan_apply_resume(TrainConfig *cfg, Err *e)
+{
+    if (!cfg->resume[0]) return 0;
+    char dir[PATH_LEN];
+    CkptMeta m;
+    if (ckpt_resolve(cfg->resume, dir, sizeof dir, e) || ckpt_load_meta(dir, &m, e))
+        return err_wrap(e, "--resume %s", cfg->resume);
+    /* the checkpoint defines the model, optimizer, batch and data; the flags
+     * decide how long to go on and on which layout */
+    cfg->model = m.model;
+    cfg->model_kind = m.model.kind;
+    cfg->optim = m.optim;
+    cfg->optimizer = m.optim.kind;
+    cfg->optim.total_steps = cfg->steps;
+    cfg->global_batch = m.global_batch;
+    cfg->seed = m.seed;
+    if (!cfg->data[0]) snprintf(cfg->data, sizeof cfg->data, "%s", m.data_path);
+    if (m.step >= cfg->steps)
+        return err_set(e, "--resume %s: checkpoint is at step %lld, nothing to do for --steps %ld",
+                       cfg->resume, (long long)m.step, cfg->steps);
+    if (!cfg->out[0]) run_dir_of_checkpoint(dir, cfg->out, sizeof cfg->out);
+    snprintf(cfg->resume, sizeof cfg->resume, "%s", dir);
+    return 0;
+}
+
+/* ---- distribution ---------------------------------------------------------- */
+
+static size_t available_bytes_per_rank(const CommWorld *w)
+{
+    long pages = sysconf(_SC_AVPHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    if (pages <= 0 || page <= 0) return 0;
+    return (size_t)pages * (size_t)page / (size_t)(w->local_size > 0 ? w->local_size : 1);
+}
+
+int plan_distribute(Group *world, TrainConfig *cfg, const CommWorld *w, Err *e)
+{
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    Err mine = {{0}};
+    int rc = 0;
+    if (w->rank == 0) {
+        rc = plan_apply_resume(cfg, &mine);
+        if (!rc) rc = plan_resolve(cfg, w->size, available_bytes_per_rank(w), &mine);
+        if (!rc) rc = plan_encode(cfg, w->size, &buf, &len, &mine);
+    }
+    if (comm_agree(world, rc, &mine, e)) {
+        free(buf);
+        return -1;
+    }
+    uint64_t header[2] = {len, buf ? plan_hash(buf, len) : 0};
+    coll_bcast(world, header, sizeof header, 0);
+    if (header[0] > PLAN_MAX_BYTES) rc = err_set(&mine, "plan of %llu bytes is too large",
+                                                 (unsigned long long)header[0]);
+    if (!rc && w->rank != 0 && !(buf = malloc(header[0] ? header[0] : 1)))
+        rc = err_set(&mine, "out of memory for the plan");
+    if (comm_agree(world, rc, &mine, e)) {
+        free(buf);
+        return -1;
+    }
+    coll_bcast(world, buf, header[0], 0);
+    rc = plan_decode(buf, header[0], header[1], w->size, cfg, &mine);
+    free(buf);
+    /* everyone must hold the very same plan */
+    int64_t hmin = (int64_t)header[1], hmax = (int64_t)header[1];
+    coll_allreduce_min_i64(world, &hmin, 1);
+    coll_allreduce_max_i64(world, &hmax, 1);
+    if (!rc && hmin != hmax) rc = err_set(&mine, "ranks hold different plans (hash differs)");
+    return comm_agree(world, rc, &mine, e) ? -1 : 0;
+}

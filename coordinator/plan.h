@@ -1,0 +1,40 @@
+#ifndef MPITRAIN_PLAN_H
+#define MPITRAIN_PLAN_H
+/* The coordinator's plan: rank 0 resolves the run's configuration (defaults,
+ * checkpoint to resume, mesh shape), validates it against the world it was
+ * launched into, and sends the serialized protobuf to every rank with a
+ * 64-bit hash; every rank decodes it and re-checks the hash, so all ranks
+ * train exactly the same plan. */
+#include <stddef.h>
+#include <stdint.h>
+#include "comm/comm.h"
+#include "worker/train.h"
+
+#define PLAN_VERSION 1
+#define PLAN_MAX_BYTES (16u << 20)
+
+/* Fills dp/tp/pp defaults and checks everything that can be checked before
+ * training: the message says what to change. avail_bytes_per_rank = 0 skips
+ * the memory check. */
+int plan_resolve(TrainConfig *cfg, int world_size, size_t avail_bytes_per_rank, Err *e);
+/* Estimated bytes one rank needs for this config (weights, gradients,
+ * optimizer state, activations). */
+size_t plan_memory_per_rank(const TrainConfig *cfg);
+
+/* --resume: resolves the checkpoint and takes the model, optimizer, batch,
+ * seed and data from it (the flags keep --steps, layout and run options). */
+int plan_apply_resume(TrainConfig *cfg, Err *e);
+
+uint64_t plan_hash(const void *buf, size_t len);
+/* Serializes a resolved config; *buf is malloc'd. */
+int plan_encode(const TrainConfig *cfg, int world_size, uint8_t **buf, size_t *len, Err *e);
+/* Verifies the hash, decodes and re-validates a plan. */
+int plan_decode(const uint8_t *buf, size_t len, uint64_t hash, int world_size, TrainConfig *cfg,
+                Err *e);
+
+/* Rank 0: resolve + encode + broadcast; others: receive + decode. cfg is
+ * the input on rank 0 and the plan on return everywhere. Every rank returns
+ * the same verdict; on failure rank 0's e says why. */
+int plan_distribute(Group *world, TrainConfig *cfg, const CommWorld *w, Err *e);
+
+#endif

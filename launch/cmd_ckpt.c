@@ -1,0 +1,302 @@
+/* `mpitrain ckpt <subcommand>`: inspect and convert checkpoints. */
+#include <inttypes.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "launch/commands.h"
+#include "launch/options.h"
+#include "models/model.h"
+#include "worker/ckpt.h"
+#include "worker/optim.h"
+#include "worker/safetensors.h"
+
+typedef struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} CkptSubcommand;
+
+static int ckpt_info(int argc, char **argv);
+static int ckpt_export(int argc, char **argv);
+
+/* More subcommands (replay of a ZO journal, reshard to another dp/tp/pp
+ * layout) slot in here. */
+static const CkptSubcommand SUBCOMMANDS[] = {
+    {"info", ckpt_info, "print a checkpoint's manifest: configs, step, layout, tensors"},
+    {"export", ckpt_export, "write the model weights as a .safetensors file"},
+    {0},
+};
+
+static void ckpt_usage(FILE *out)
+{
+    fprintf(out, "usage: mpitrain ckpt <subcommand> [options] DIR\n\n"
+                 "Inspects and converts checkpoints. DIR may be a run directory, a checkpoint\n"
+                 "root (holding `latest`) or one step directory.\n\nsubcommands:\n");
+    for (const CkptSubcommand *s = SUBCOMMANDS; s->name; s++)
+        fprintf(out, "  %-10s %s\n", s->name, s->summary);
+    fprintf(out, "\n`mpitrain ckpt <subcommand> --help` describes each one.\n");
+}
+
+int cmd_ckpt(int argc, char **argv)
+{
+    if (argc < 2) {
+        ckpt_usage(stderr);
+        return EXIT_USAGE;
+    }
+    const char *sub = argv[1];
+    if (!strcmp(sub, "--help") || !strcmp(sub, "-h") || !strcmp(sub, "help")) {
+        ckpt_usage(stdout);
+        return 0;
+    }
+    for (const CkptSubcommand *s = SUBCOMMANDS; s->name; s++)
+        if (!strcmp(s->name, sub)) return s->run(argc - 1, argv + 1);
+    char names[256] = "";
+    for (const CkptSubcommand *s = SUBCOMMANDS; s->name; s++)
+        snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s",
+                 s == SUBCOMMANDS ? "" : ", ", s->name);
+    fprintf(stderr, "mpitrain ckpt: unknown subcommand '%s' (subcommands: %s)\n", sub, names);
+    return EXIT_USAGE;
+}
+
+/* Parses a subcommand's flags and its one DIR argument. Returns -1 to go
+ * on, or an exit code (0 after --help). */
+static int parse_sub(const char *cmd, const char *usage, const char *summary,
+                     const OptSpec *specs, void *target, int argc, char **argv, const char **dir)
+{
+    const char *pos[2];
+    int n_pos = 0, help = 0;
+    int rc = opts_parse(cmd, specs, target, argc, argv, 1, pos, 2, &n_pos, &help);
+    if (rc) return rc;
+    if (help) {
+        opts_print_help(stdout, usage, summary, specs);
+        return 0;
+    }
+    if (n_pos != 1) {
+        fprintf(stderr, "mpitrain %s: %s (see mpitrain %s --help)\n", cmd,
+                n_pos ? "expected one checkpoint directory, got several" : "missing checkpoint directory DIR",
+                cmd);
+        return EXIT_USAGE;
+    }
+    *dir = pos[0];
+    return -1;
+}
+
+static const char *kind_name(int kind)
+{
+    return kind == MODEL_GPT ? "gpt" : kind == MODEL_MLP ? "mlp" : "unknown";
+}
+
+/* Builds the model the checkpoint describes and loads every record into
+ * it (and into a whole-model optimizer, so optimizer records are checked
+ * too): names, shapes, sizes and CRC-32C checksums. */
+static int load_verified(const char *dir, const CkptMeta *meta, Model *m, Err *e)
+{
+    if (model_init(m, &meta->model, 1, meta->seed, e)) return err_wrap(e, "checkpoint %s", dir);
+    Optimizer o;
+    int have_opt = optim_init(&o, &meta->optim, 0, m->n_params, e) == 0;
+    int rc = ckpt_load(dir, m, have_opt ? &o : NULL, e);
+    if (have_opt) optim_free(&o);
+    if (rc) model_free(m);
+    return rc;
+}
+
+/* ---- info ---------------------------------------------------------------- */
+
+typedef struct {
+    int verify;
+} InfoArgs;
+
+static const OptSpec INFO_OPTS[] = {
+    {"verify", OT_FLAG, offsetof(InfoArgs, verify), 0, NULL,
+     "also read every tensor and check its CRC-32C checksum", NULL, 1, 0},
+    {0},
+};
+
+static void shape_str(const Mpitrain__TensorRecord *r, char *out, size_t n)
+{
+    out[0] = 0;
+    for (size_t i = 0; i < r->n_shape; i++)
+        snprintf(out + strlen(out), n - strlen(out), "%s%" PRId64, i ? "x" : "", r->shape[i]);
+    if (!r->n_shape) snprintf(out, n, "scalar");
+}
+
+static void print_manifest(const char *dir, const Mpitrain__Manifest *mf)
+{
+    CkptMeta meta;
+    ckpt_meta_from_pb(mf, &meta);
+    const ModelConfig *c = &meta.model;
+    printf("checkpoint     %s\n", dir);
+    printf("format         %u\n", mf->format_version);
+    if (mf->created_unix) {
+        char when[64];
+        time_t t = (time_t)mf->created_unix;
+        struct tm tm;
+        strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S UTC", gmtime_r(&t, &tm));
+        printf("created        %s\n", when);
+    }
+    printf("model          %s: layers %d, heads %d, embd %d, seq-len %d, vocab %d", kind_name(c->kind),
+           c->n_layer, c->n_head, c->n_embd, c->seq_len, c->vocab);
+    if (c->kind == MODEL_MLP) printf(", in-dim %d", c->in_dim);
+    printf("\n");
+    if (mf->optim) {
+        const OptimConfig *o = &meta.optim;
+        printf("optimizer      %s: lr %g, min-lr %g, warmup %d, total-steps %ld, weight-decay %g, "
+               "grad-clip %g",
+               mf->optim->name ? mf->optim->name : "?", o->lr, o->min_lr, o->warmup, o->total_steps,
+               o->weight_decay, o->grad_clip);
+        if (o->kind == OPT_ADAMW) printf(", beta1 %g, beta2 %g, eps %g", o->beta1, o->beta2, o->eps);
+        if (o->kind == OPT_SGD) printf(", momentum %g", o->momentum);
+        printf("\n");
+    } else {
+        printf("optimizer      (none recorded)\n");
+    }
+    printf("step           %lld (optimizer step %lld)\n", (long long)meta.step, (long long)meta.opt_t);
+    printf("seed           %" PRIu64 "\n", meta.seed);
+    printf("data           %s, next global batch %" PRIu64 "\n",
+           meta.data_path[0] ? meta.data_path : "(unknown)", meta.data_pos);
+    printf("global batch   %d\n", meta.global_batch);
+    if (mf->layout)
+        printf("layout         dp %d, tp %d, pp %d, zero %d\n", meta.dp, meta.tp, meta.pp, meta.zero);
+    else
+        printf("layout         (none recorded)\n");
+
+    int wname = 4, wshape = 5, wfile = 4;
+    char shape[128];
+    for (size_t i = 0; i < mf->n_tensors; i++) {
+        const Mpitrain__TensorRecord *r = mf->tensors[i];
+        shape_str(r, shape, sizeof shape);
+        int ln = r->name ? (int)strlen(r->name) : 0, ls = (int)strlen(shape),
+            lf = r->file ? (int)strlen(r->file) : 0;
+        if (ln > wname) wname = ln;
+        if (ls > wshape) wshape = ls;
+        if (lf > wfile) wfile = lf;
+    }
+    printf("\ntensors (%zu records)\n", mf->n_tensors);
+    printf("  %-*s  %-*s  %-*s  %12s  %12s  %s\n", wname, "name", wshape, "shape", wfile, "file",
+           "offset", "bytes", "crc32c");
+    uint64_t n_params = 0, total = 0;
+    for (size_t i = 0; i < mf->n_tensors; i++) {
+        const Mpitrain__TensorRecord *r = mf->tensors[i];
+        shape_str(r, shape, sizeof shape);
+        printf("  %-*s  %-*s  %-*s  %12" PRIu64 "  %12" PRIu64 "  0x%08x", wname,
+               r->name ? r->name : "?", wshape, shape, wfile, r->file ? r->file : "?", r->offset,
+               r->nbytes, r->crc32c);
+        /* a record holding part of a tensor (a shard) says which part */
+        uint64_t numel = 1;
+        for (size_t k = 0; k < r->n_shape; k++) numel *= (uint64_t)r->shape[k];
+        if (r->elem_begin || r->elem_count != numel)
+            printf("  elements [%" PRIu64 ", %" PRIu64 ")", r->elem_begin,
+                   r->elem_begin + r->elem_count);
+        printf("\n");
+        if (r->name && !strncmp(r->name, "param/", 6)) n_params += r->elem_count;
+        total += r->nbytes;
+    }
+    printf("\nparameters     %" PRIu64 "\n", n_params);
+    printf("total bytes    %" PRIu64 " (%.2f MiB)\n", total, (double)total / (1024.0 * 1024.0));
+}
+
+static int ckpt_info(int argc, char **argv)
+{
+    InfoArgs a = {0};
+    const char *path = NULL;
+    int rc = parse_sub("ckpt info", "mpitrain ckpt info [--verify] DIR",
+                       "Prints a checkpoint's manifest: model and optimizer configuration, step, "
+                       "seed, data position,\nglobal batch, layout and one line per tensor record.",
+                       INFO_OPTS, &a, argc, argv, &path);
+    if (rc >= 0) return rc;
+    Err e = {{0}};
+    char dir[4096];
+    Mpitrain__Manifest *mf = NULL;
+    if (ckpt_resolve(path, dir, sizeof dir, &e) || ckpt_read_manifest(dir, &mf, &e)) {
+        fprintf(stderr, "mpitrain ckpt info: %s\n", e.msg);
+        return 1;
+    }
+    print_manifest(dir, mf);
+    rc = 0;
+    if (a.verify) {
+        CkptMeta meta;
+        Model m;
+        ckpt_meta_from_pb(mf, &meta);
+        fflush(stdout);
+        if (load_verified(dir, &meta, &m, &e)) {
+            fprintf(stderr, "mpitrain ckpt info: %s\n", e.msg);
+            rc = 1;
+        } else {
+            printf("verified       all %zu records read back with matching checksums\n",
+                   mf->n_tensors);
+            model_free(&m);
+        }
+    }
+    mpitrain__manifest__free_unpacked(mf, NULL);
+    return rc;
+}
+
+/* ---- export -------------------------------------------------------------- */
+
+typedef struct {
+    int format; /* index into "safetensors" */
+    char out[4096];
+} ExportArgs;
+
+static const OptSpec EXPORT_OPTS[] = {
+    {"format", OT_CHOICE, offsetof(ExportArgs, format), 0, NULL, "output format (safetensors)",
+     "safetensors", 1, 0},
+    {"out", OT_STR, offsetof(ExportArgs, out), sizeof(((ExportArgs *)0)->out), "FILE",
+     "file to write (required)", NULL, 1, 0},
+    {0},
+};
+
+static int export_safetensors(const char *dir, const CkptMeta *meta, const char *out, Err *e)
+{
+    Model m;
+    if (load_verified(dir, meta, &m, e)) return -1;
+    const ModelConfig *c = &meta->model;
+    char v[7][32];
+    snprintf(v[0], sizeof v[0], "%d", c->n_layer);
+    snprintf(v[1], sizeof v[1], "%d", c->n_head);
+    snprintf(v[2], sizeof v[2], "%d", c->n_embd);
+    snprintf(v[3], sizeof v[3], "%d", c->seq_len);
+    snprintf(v[4], sizeof v[4], "%d", c->vocab);
+    snprintf(v[5], sizeof v[5], "%d", c->in_dim);
+    snprintf(v[6], sizeof v[6], "%lld", (long long)meta->step);
+    const char *kv[] = {
+        "mpitrain_model", kind_name(c->kind),
+        "n_layer", v[0], "n_head", v[1], "n_embd", v[2], "seq_len", v[3], "vocab", v[4],
+        "step", v[6],
+        "in_dim", v[5], /* last: mlp only */
+    };
+    int pairs = (int)(sizeof kv / sizeof kv[0] / 2) - (c->kind == MODEL_MLP ? 0 : 1);
+    int rc = safetensors_write(out, &m, kv, pairs, e);
+    if (!rc)
+        printf("wrote %s: %d tensors, %zu parameters, step %lld\n", out, m.n_tensors, m.n_params,
+               (long long)meta->step);
+    model_free(&m);
+    return rc;
+}
+
+static int ckpt_export(int argc, char **argv)
+{
+    ExportArgs a = {0, ""};
+    const char *path = NULL;
+    int rc = parse_sub("ckpt export", "mpitrain ckpt export DIR --format safetensors --out FILE",
+                       "Writes the model weights of a checkpoint (names as in the model, shapes "
+                       "unsharded, f32) to\nanother format, after checking every checksum. The "
+                       "file appears whole or not at all.",
+                       EXPORT_OPTS, &a, argc, argv, &path);
+    if (rc >= 0) return rc;
+    if (!a.out[0]) {
+        fprintf(stderr, "mpitrain ckpt export: --out FILE is required (see mpitrain ckpt export --help)\n");
+        return EXIT_USAGE;
+    }
+    Err e = {{0}};
+    char dir[4096];
+    CkptMeta meta;
+    if (ckpt_resolve(path, dir, sizeof dir, &e) || ckpt_load_meta(dir, &meta, &e) ||
+        export_safetensors(dir, &meta, a.out, &e)) {
+        fprintf(stderr, "mpitrain ckpt export: %s\n", e.msg);
+        return 1;
+    }
+    return 0;
+}

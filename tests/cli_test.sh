@@ -1,0 +1,192 @@
+#!/bin/bash
+# Process-level checks of the mpitrain command line: exit codes (0 ok,
+# 1 runtime error, 2 usage error), one-line error messages that name the
+# flag / file / tensor, config files, a tiny real run and what it writes,
+# and the sample / ckpt / prepare commands on good and broken inputs.
+# usage: cli_test.sh MPITRAIN_BINARY SCRATCH_DIR
+set -u
+BIN=$1
+DIR=$2
+case "$BIN" in /*) ;; *) BIN=$PWD/$BIN ;; esac
+rm -rf "$DIR" && mkdir -p "$DIR" && cd "$DIR" || { echo "FAIL - cannot create $DIR"; exit 1; }
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_mpi_yield_when_idle=1
+export OMP_NUM_THREADS=1
+
+pass=0 fail=0
+ok() { pass=$((pass + 1)); echo "ok   - $1"; }
+bad() {
+  fail=$((fail + 1))
+  echo "FAIL - $1"
+  # show what the last command said, to make the failure readable
+  [ -s last.err ] && sed 's/^/       stderr: /' last.err | head -5
+}
+check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
+
+# run ARGS...: runs the binary; stdout -> last.out, stderr -> last.err, exit code -> $rc
+run() {
+  "$BIN" "$@" > last.out 2> last.err
+  rc=$?
+}
+# expect NAME CODE [GREP...]: the last run exited CODE and stderr contains each GREP
+expect() {
+  local name=$1 code=$2
+  shift 2
+  if [ "$rc" -ne "$code" ]; then
+    bad "$name: exit $rc, expected $code"
+    return
+  fi
+  for want in "$@"; do
+    if ! grep -qF -- "$want" last.err; then
+      bad "$name: stderr lacks '$want'"
+      return
+    fi
+  done
+  ok "$name"
+}
+one_line_stderr() { [ "$(wc -l < last.err)" -eq 1 ]; }
+
+# ---- a small corpus -------------------------------------------------------
+for i in $(seq 1 80); do
+  echo "And it came to pass, in verse $i, that the quick brown fox jumped over the lazy dog."
+done > corpus.txt
+run prepare corpus.txt --out corpus.tok --val-fraction 0.1
+expect "prepare a text file" 0
+[ -s corpus.tok ] || { echo "FAIL - prepare wrote no corpus.tok; cannot go on"; exit 1; }
+
+# ---- top level ------------------------------------------------------------
+run --help
+check "mpitrain --help exits 0" "[ $rc -eq 0 ] && grep -q 'usage: mpitrain' last.out"
+run
+expect "mpitrain without a command is a usage error" 2
+run frobnicate
+expect "unknown command exits 2" 2 "frobnicate"
+
+# ---- train: flag errors ---------------------------------------------------
+run train --bogus
+expect "train --bogus exits 2 naming it" 2 "--bogus"
+check "train --bogus: one line on stderr" one_line_stderr
+run train --layers abc
+expect "train --layers abc exits 2 naming --layers" 2 "--layers"
+check "train --layers abc: one line on stderr" one_line_stderr
+run train --layers 0
+expect "train --layers 0 exits 2" 2 "--layers"
+run train --heads 3 --embd 256 --data corpus.tok --out heads_bad --steps 1 --threads 1 --quiet
+check "train --heads 3 --embd 256 fails naming --heads" \
+  "[ $rc -ne 0 ] && grep -qF -- '--heads' last.err"
+check "train --heads 3 --embd 256 leaves no run directory" "[ ! -e heads_bad/metrics.jsonl ]"
+
+printf 'layers = 2\n# a comment\nthis line has no equals sign\n' > bad.cfg
+run train --config bad.cfg
+expect "train --config with a bad line exits 2 naming file:line" 2 "bad.cfg:3"
+printf 'layers = 2\nnot-an-option = 3\n' > unknown.cfg
+run train --config unknown.cfg
+expect "train --config with an unknown key exits 2 naming it" 2 "unknown.cfg:2" "not-an-option"
+run train --config missing.cfg
+expect "train --config of a missing file exits 2" 2 "missing.cfg"
+
+# ---- train: data errors -----------------------------------------------------
+run train --data /nonexistent/tokens.bin --out nodata --steps 1 --threads 1 --quiet
+expect "train --data /nonexistent exits 1 naming the file" 1 "/nonexistent/tokens.bin"
+head -c 300 corpus.tok > truncated.tok
+run train --data truncated.tok --out trunc --steps 1 --threads 1 --quiet
+expect "truncated token file exits 1" 1 "truncated.tok" "truncated"
+cp /bin/ls foreign.tok
+run train --data foreign.tok --out foreign --steps 1 --threads 1 --quiet
+expect "foreign file as token data exits 1" 1 "foreign.tok"
+
+# ---- a tiny real run ----------------------------------------------------------
+TINY="--layers 1 --heads 2 --embd 16 --seq-len 16 --batch 4 --data corpus.tok --threads 1"
+run train $TINY --steps 6 --eval-every 3 --save-every 3 --out run --progress lines
+expect "tiny training run exits 0" 0
+M=run/metrics.jsonl
+check "metrics.jsonl exists" "[ -s $M ]"
+check "6 step rows" "[ \$(grep -c '\"step\":' $M) -eq 6 ]"
+for key in step loss tokens_per_s gflops comm_bytes time_ms; do
+  check "every row has \"$key\"" "[ \$(grep -c '\"$key\":' $M) -eq 6 ]"
+done
+check "2 rows with val_loss (steps 3 and 6)" \
+  "[ \$(grep -c '\"val_loss\":' $M) -eq 2 ] && grep '\"val_loss\"' $M | grep -q '\"step\":3,' && grep '\"val_loss\"' $M | grep -q '\"step\":6,'"
+check "loss values are finite numbers" \
+  "! grep -Eq '\"loss\":(nan|inf|-inf|null)' $M"
+check "run/ckpt/latest names step 6" "grep -qx step_00000006 run/ckpt/latest"
+check "checkpoint of step 3 exists" "[ -f run/ckpt/step_00000003/manifest.pb ]"
+
+run train $TINY --steps 6 --out run --quiet
+expect "second run into the same --out without --resume exits 1" 1 "--resume"
+check "the refused run left the metrics alone" "[ \$(grep -c '\"step\":' $M) -eq 6 ]"
+
+# ---- config file values apply; flags override them -------------------------
+printf '# tiny model\nlayers = 2\nheads = 2\nembd = 32\nseq-len = 16\nbatch = 4\nsteps = 2\n' > good.cfg
+run train --config good.cfg --embd 16 --data corpus.tok --threads 1 --quiet --out cfgrun
+expect "train --config good.cfg --embd 16 exits 0" 0
+run ckpt info cfgrun
+check "config value applied (layers 2 from the file)" "grep -q 'layers 2,' last.out"
+check "flag overrides config (embd 16 from the flag)" "grep -q 'embd 16,' last.out"
+check "config value applied (step 2 from steps = 2)" "grep -Eq '^step +2 ' last.out"
+
+# ---- sample ----------------------------------------------------------------
+run sample --ckpt run --prompt "And " --tokens 20
+check "sample exits 0" "[ $rc -eq 0 ]"
+check "sample prints the prompt and 20 more bytes" \
+  "[ \$(wc -c < last.out) -ge 24 ] && [ \"\$(head -c 4 last.out)\" = 'And ' ]"
+cp last.out sample1.out
+run sample --ckpt run --prompt "And " --tokens 20
+check "sample with the same seed is reproducible" "cmp -s sample1.out last.out"
+run sample --ckpt run/ckpt/step_00000003 --prompt "" --tokens 5 --temperature 0
+check "greedy sample from a step dir with an empty prompt" "[ $rc -eq 0 ] && [ \$(wc -c < last.out) -eq 5 ]"
+run sample --ckpt run --prompt "$(head -c 100 corpus.txt)" --tokens 10 --top-k 5
+check "sample with a prompt longer than the context" "[ $rc -eq 0 ] && [ \$(wc -c < last.out) -eq 110 ]"
+run sample --prompt "And "
+expect "sample without --ckpt exits 2" 2 "--ckpt"
+run sample --ckpt nowhere
+expect "sample of a missing checkpoint exits 1" 1 "mpitrain sample:" "nowhere"
+
+# ---- ckpt info / export -----------------------------------------------------
+run ckpt info run
+check "ckpt info exits 0 and lists param/wte" "[ $rc -eq 0 ] && grep -q 'param/wte' last.out"
+check "ckpt info shows step, layout and parameters" \
+  "grep -Eq '^step +6 ' last.out && grep -q 'dp 1, tp 1, pp 1, zero 0' last.out && grep -q '^parameters' last.out"
+run ckpt info --verify run
+check "ckpt info --verify of a good checkpoint exits 0" "[ $rc -eq 0 ]"
+run ckpt --help
+check "ckpt --help exits 0" "[ $rc -eq 0 ] && grep -q 'export' last.out"
+run ckpt info --help
+check "ckpt info --help exits 0" "[ $rc -eq 0 ] && grep -q 'usage: mpitrain ckpt info' last.out"
+run ckpt frobnicate run
+expect "ckpt with an unknown subcommand exits 2" 2 "frobnicate"
+check "ckpt unknown subcommand: one line on stderr" one_line_stderr
+run ckpt info
+expect "ckpt info without DIR exits 2" 2 "DIR"
+
+run ckpt export run --format safetensors --out model.safetensors
+check "ckpt export exits 0" "[ $rc -eq 0 ] && [ -s model.safetensors ]"
+check "export: header length fits the file and the JSON names wte" \
+  "/usr/bin/python3 -c 'import json,struct,sys; b=open(\"model.safetensors\",\"rb\").read(); n=struct.unpack(\"<Q\",b[:8])[0]; h=json.loads(b[8:8+n]); sys.exit(0 if h[\"wte\"][\"shape\"]==[256,16] and h[\"__metadata__\"][\"mpitrain_model\"]==\"gpt\" else 1)'"
+run ckpt export run --format onnx --out model.onnx
+expect "ckpt export --format onnx exits 2" 2 "onnx"
+check "no file for the refused format" "[ ! -e model.onnx ]"
+run ckpt export run --format safetensors
+expect "ckpt export without --out exits 2" 2 "--out"
+
+# ---- corruption ------------------------------------------------------------------
+cp -r run corrupt
+data=corrupt/ckpt/step_00000006/rank_00000.bin
+byte=$(od -An -tu1 -j 1000 -N 1 "$data" | tr -d ' ')
+printf "$(printf '\\%03o' $(((byte + 1) % 256)))" | dd of="$data" bs=1 seek=1000 conv=notrunc 2>/dev/null
+check "the corrupted copy differs from the original" "! cmp -s $data run/ckpt/step_00000006/rank_00000.bin"
+run sample --ckpt corrupt --prompt "And " --tokens 5
+expect "sample of a corrupted checkpoint exits 1 with 'checksum'" 1 "mpitrain sample:" "checksum" "param/"
+check "sample of a corrupted checkpoint prints nothing to stdout" "[ ! -s last.out ]"
+run ckpt export corrupt --out corrupt.safetensors
+expect "export of a corrupted checkpoint exits 1" 1 "checksum"
+check "failed export leaves no file" "[ -z \"\$(ls | grep corrupt.safetensors)\" ]"
+run ckpt info --verify corrupt
+expect "ckpt info --verify of a corrupted checkpoint exits 1" 1 "checksum"
+
+# ---- prepare errors -------------------------------------------------------------
+run prepare missing.txt --out missing.tok
+expect "prepare of a missing file exits 1" 1 "missing.txt"
+check "prepare of a missing file leaves no output" "[ -z \"\$(ls | grep missing.tok)\" ]"
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
