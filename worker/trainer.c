@@ -332,11 +332,38 @@ static void trainer_free(Trainer *t)
     mesh_free(&t->mesh);
 }
 
+
 static long peak_rss_mb(void)
 {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     return ru.ru_maxrss / 1024;
+}
+
+/* <out>/summary.json: the run's figures, for people and for tests. */
+static int write_summary(Trainer *t, const TrainResult *res, Err *e)
+{
+    int n = t->w->size;
+    double mine = (double)t->opt.state_bytes;
+    double *all = is_rank0(t) ? calloc(n, sizeof *all) : NULL;
+    coll_gather_bytes(t->mesh.world, &mine, all, sizeof mine, 0);
+    if (!is_rank0(t)) return 0;
+    char buf[8192], path[PATH_LEN + 32];
+    int k = snprintf(buf, sizeof buf,
+                     "{\"ranks\":%d,\"dp\":%d,\"tp\":%d,\"pp\":%d,\"zero\":%d,\"params\":%zu,"
+                     "\"first_step\":%ld,\"last_step\":%ld,\"final_loss\":%.17g,"
+                     "\"mean_step_ms\":%.3f,\"mean_exposed_comm_ms\":%.3f,"
+                     "\"mean_tokens_per_s\":%.1f,\"mean_gflops\":%.2f,\"peak_rss_mb\":%ld,"
+                     "\"opt_state_bytes_per_rank\":[",
+                     n, t->cfg->dp, t->cfg->tp, t->cfg->pp, t->cfg->zero, t->model.n_params,
+                     res->first_step, res->last_step, res->final_loss, res->mean_step_ms,
+                     res->mean_exposed_ms, res->mean_tokens_per_s, res->mean_gflops, peak_rss_mb());
+    for (int i = 0; i < n && k < (int)sizeof buf - 32; i++)
+        k += snprintf(buf + k, sizeof buf - k, "%s%.0f", i ? "," : "", all[i]);
+    k += snprintf(buf + k, sizeof buf - k, "]}\n");
+    free(all);
+    snprintf(path, sizeof path, "%s/summary.json", t->cfg->out);
+    return write_file_atomic(path, buf, (size_t)k, e);
 }
 
 static void announce(Trainer *t)
@@ -373,6 +400,7 @@ int train_run(const TrainConfig *cfg, const CommWorld *w, TrainResult *res, Err 
     snprintf(res->run_dir, sizeof res->run_dir, "%s", cfg->out);
     if (!rc) rc = run_steps(&t, res, e);
     res->opt_state_bytes = t.opt.state_bytes;
+    if (!rc) rc = agree(&t, write_summary(&t, res, e), e);
     if (!rc && is_rank0(&t))
         progress_note(&t.prog, "done: step %ld, loss %.4f, %.0f tok/s, %.1f GFLOP/s, %.0f ms/step "
                                "(%.1f ms exposed comm), peak RSS %ld MB, checkpoint %s",

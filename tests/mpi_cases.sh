@@ -1,0 +1,80 @@
+#!/bin/bash
+# Multi-rank behaviour, one case per ctest entry, each a separate mpirun.
+# usage: mpi_cases.sh CASE MPITRAIN_BINARY SCRATCH_DIR
+set -u
+CASE=$1
+BIN=$2
+DIR=$3
+HERE=$(cd "$(dirname "$0")" && pwd)
+export MPITRAIN_BIN=$BIN
+LOCAL="$HERE/../launch/mpitrain-local"
+rm -rf "$DIR" && mkdir -p "$DIR" && cd "$DIR" || exit 1
+pass=0 fail=0
+ok() { pass=$((pass + 1)); echo "ok   - $1"; }
+bad() { fail=$((fail + 1)); echo "FAIL - $1"; }
+check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
+losses() { sed -n 's/.*"step":\([0-9]*\),"loss":\([^,]*\),.*/\1 \2/p' "$1"; }
+# max relative difference of the losses of two runs, step by step
+max_rel() { join <(losses "$1") <(losses "$2") | awk '{d=$2-$3; if(d<0)d=-d; r=d/($2<0?-$2:$2); if(r>m)m=r} END{printf "%.3g", m+0}'; }
+same_steps() { [ "$(losses "$1" | wc -l)" -eq "$(losses "$2" | wc -l)" ] && [ "$(losses "$1" | wc -l)" -gt 0 ]; }
+
+for i in $(seq 1 80); do echo "Line $i: and the evening and the morning were the day, saith the preacher."; done > corpus.txt
+"$BIN" prepare corpus.txt --out corpus.tok --val-fraction 0.1 > /dev/null || { echo "FAIL - prepare"; exit 1; }
+TINY="--layers 2 --heads 2 --embd 32 --seq-len 32 --batch 12 --data corpus.tok --threads 1 --quiet --eval-every 0 --steps 20"
+run() { local n=$1 out=$2; shift 2; timeout 240 "$LOCAL" -n "$n" train $TINY --out "$out" "$@" > "$out.log" 2>&1; }
+
+case "$CASE" in
+dp[0-9])
+  n=${CASE#dp}
+  run 1 base; check "single-rank baseline runs" "[ $? -eq 0 ]"
+  run "$n" "dp$n" --dp "$n"; check "dp=$n runs" "[ $? -eq 0 ]"
+  check "dp=$n has all 20 steps" "same_steps base/metrics.jsonl dp$n/metrics.jsonl"
+  rel=$(max_rel base/metrics.jsonl "dp$n/metrics.jsonl")
+  check "dp=$n losses match single rank (max rel diff $rel <= 1e-4)" "awk 'BEGIN{exit !($rel <= 1e-4)}'"
+  ;;
+zero)
+  for z in 0 1 2; do run 4 "z$z" --zero $z; check "dp=4 zero=$z runs" "[ $? -eq 0 ]"; done
+  for z in 1 2; do
+    rel=$(max_rel z0/metrics.jsonl "z$z/metrics.jsonl")
+    check "zero=$z losses match zero=0 (max rel diff $rel <= 1e-4)" "same_steps z0/metrics.jsonl z$z/metrics.jsonl && awk 'BEGIN{exit !($rel <= 1e-4)}'"
+  done
+  run 1 one --zero 0
+  one=$(sed -n 's/.*"opt_state_bytes_per_rank":\[\([0-9]*\).*/\1/p' one/summary.json)
+  four=$(sed -n 's/.*"opt_state_bytes_per_rank":\[\([0-9,]*\)\].*/\1/p' z1/summary.json)
+  check "zero=1 at dp=4: optimizer bytes per rank ($four) ~ 1/4 of dp=1 ($one)" \
+    "echo $four | tr , '\n' | awk -v one=$one '{r=\$1*4/one; if (r<0.99||r>1.01) bad=1} END{exit bad}'"
+  ;;
+rerun)
+  run 3 a --zero 1; run 3 b --zero 1
+  check "dp=3 re-run is bit-identical" "same_steps a/metrics.jsonl b/metrics.jsonl && cmp -s <(losses a/metrics.jsonl) <(losses b/metrics.jsonl)"
+  check "dp=3 final weights are byte-identical" "cmp -s a/ckpt/step_00000020/rank_00001.bin b/ckpt/step_00000020/rank_00001.bin"
+  ;;
+resume)
+  run 2 full --zero 1 --save-every 10; check "dp=2 zero=1 run saves" "[ -f full/ckpt/step_00000010/manifest.pb ]"
+  check "each rank wrote its shard" "[ -f full/ckpt/step_00000010/rank_00000.bin ] && [ -f full/ckpt/step_00000010/rank_00001.bin ]"
+  timeout 240 "$LOCAL" -n 2 train --resume full/ckpt/step_00000010 --out cont --steps 20 --zero 1 --threads 1 --quiet > cont.log 2>&1
+  check "resume under the same layout runs" "[ $? -eq 0 ]"
+  check "resumed steps 11..20 are bit-identical" "cmp -s <(losses full/metrics.jsonl | tail -10) <(losses cont/metrics.jsonl)"
+  ;;
+badlaunch)
+  timeout 60 "$LOCAL" -n 2 train $TINY --dp 3 --out x > x.log 2>&1; rc=$?
+  check "world 2 vs --dp 3 fails (rc $rc), no hang" "[ $rc -ne 0 ] && [ $rc -ne 124 ]"
+  check "message says what to change" "grep -q 'the job has 2 ranks but --dp 3' x.log"
+  check "rank 0 alone prints it" "[ \$(grep -c 'invalid plan' x.log) -eq 1 ]"
+  timeout 60 "$LOCAL" -n 3 train $TINY --batch 8 --out y > y.log 2>&1; rc=$?
+  check "dp 3 with batch 8 fails (rc $rc)" "[ $rc -ne 0 ] && [ $rc -ne 124 ]"
+  check "message names the fix" "grep -q -- '--dp 3 does not divide global batch 8' y.log"
+  check "no run directory was made" "[ ! -e y ]"
+  # the data exists for rank 0 (working dir a/) but not for rank 1 (b/)
+  mkdir -p a b && cp corpus.tok a/
+  root=(); [ "$(id -u)" -eq 0 ] && root=(--allow-run-as-root)
+  timeout 60 mpirun "${root[@]}" --oversubscribe --bind-to none --mca mpi_yield_when_idle 1 \
+    -np 1 -wdir "$DIR/a" "$BIN" train $TINY --data corpus.tok --out run : \
+    -np 1 -wdir "$DIR/b" "$BIN" train $TINY --data corpus.tok --out run > z.log 2>&1; rc=$?
+  check "data missing on rank 1 fails (rc $rc), no hang" "[ $rc -ne 0 ] && [ $rc -ne 124 ]"
+  check "rank 0 names rank 1 and the file" "grep -q 'rank 1: --data: corpus.tok' z.log"
+  ;;
+*) echo "unknown case $CASE"; exit 2 ;;
+esac
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
