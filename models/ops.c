@@ -9,10 +9,16 @@
 
 /* Rational minimax approximation of tanh on [-7.9, 7.9] (|err| < 1e-6);
  * branch-free so the loops that call it vectorize. */
-float fast_tanhf(float x)
+static inline float clampf(float x, float lo, float hi)
 {
-    const float clamp = 7.90531110763549805f;
-    x = x > clamp ? clamp : (x < -clamp ? -clamp : x);
+    /* written as two selects so loops that call it if-convert and vectorize */
+    x = x < hi ? x : hi;
+    return x > lo ? x : lo;
+}
+
+static inline float tanh_approx(float x)
+{
+    x = clampf(x, -7.90531110763549805f, 7.90531110763549805f);
     float x2 = x * x;
     float p = -2.76076847742355e-16f;
     p = p * x2 + 2.00018790482477e-13f;
@@ -29,10 +35,12 @@ float fast_tanhf(float x)
     return p / q;
 }
 
+float fast_tanhf(float x) { return tanh_approx(x); }
+
 /* exp(x) = 2^n * exp(r), |r| <= ln2/2, Cephes polynomial for exp(r). */
-float fast_expf(float x)
+static inline float exp_approx(float x)
 {
-    x = x > 88.3f ? 88.3f : (x < -87.3f ? -87.3f : x);
+    x = clampf(x, -87.3f, 88.3f);
     float n = floorf(x * 1.44269504088896341f + 0.5f);
     float r = x - n * 0.693359375f;
     r = r - n * -2.12194440e-4f;
@@ -47,6 +55,8 @@ float fast_expf(float x)
     s.i = ((int)n + 127) << 23;
     return p * s.f;
 }
+
+float fast_expf(float x) { return exp_approx(x); }
 
 /* ---- threads ------------------------------------------------------------ */
 
@@ -177,7 +187,7 @@ void gelu_forward(float *out, const float *inp, size_t n)
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) {
         float x = inp[i];
-        float t = fast_tanhf(GELU_K * (x + 0.044715f * x * x * x));
+        float t = tanh_approx(GELU_K * (x + 0.044715f * x * x * x));
         out[i] = 0.5f * x * (1.0f + t);
     }
 }
@@ -187,7 +197,7 @@ void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n)
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) {
         float x = inp[i];
-        float t = fast_tanhf(GELU_K * (x + 0.044715f * x * x * x));
+        float t = tanh_approx(GELU_K * (x + 0.044715f * x * x * x));
         float dt = (1.0f - t * t) * GELU_K * (1.0f + 3.0f * 0.044715f * x * x);
         dinp[i] += dout[i] * (0.5f * (1.0f + t) + 0.5f * x * dt);
     }
@@ -219,7 +229,7 @@ static void causal_softmax_rows(float *s, int T)
         for (int j = 1; j <= i; j++) mx = row[j] > mx ? row[j] : mx;
         float sum = 0.0f;
         for (int j = 0; j <= i; j++) {
-            row[j] = fast_expf(row[j] - mx);
+            row[j] = exp_approx(row[j] - mx);
             sum += row[j];
         }
         float inv = 1.0f / sum;
