@@ -7,6 +7,7 @@
 #include "mpitrain.pb-c.h"
 #include "sharding/partition.h"
 #include "worker/ckpt.h"
+#include "worker/pbconv.h"
 
 /* ---- validation ------------------------------------------------------------ */
 
@@ -84,34 +85,6 @@ uint64_t plan_hash(const void *buf, size_t len)
     return h;
 }
 
-static void model_to_pb(const ModelConfig *c, Mpitrain__ModelConfigPB *m)
-{
-    mpitrain__model_config_pb__init(m);
-    m->kind = c->kind;
-    m->n_layer = c->n_layer;
-    m->n_head = c->n_head;
-    m->n_embd = c->n_embd;
-    m->seq_len = c->seq_len;
-    m->vocab = c->vocab;
-    m->in_dim = c->in_dim;
-}
-
-static void optim_to_pb(const OptimConfig *o, Mpitrain__OptimConfigPB *p)
-{
-    mpitrain__optim_config_pb__init(p);
-    p->name = (char *)optim_name(o->kind);
-    p->lr = o->lr;
-    p->min_lr = o->min_lr;
-    p->beta1 = o->beta1;
-    p->beta2 = o->beta2;
-    p->eps = o->eps;
-    p->weight_decay = o->weight_decay;
-    p->momentum = o->momentum;
-    p->grad_clip = o->grad_clip;
-    p->warmup = o->warmup;
-    p->total_steps = o->total_steps;
-}
-
 int plan_encode(const TrainConfig *c, int world, uint8_t **buf, size_t *len, Err *e)
 {
     Mpitrain__Plan p;
@@ -119,8 +92,8 @@ int plan_encode(const TrainConfig *c, int world, uint8_t **buf, size_t *len, Err
     Mpitrain__OptimConfigPB oc;
     Mpitrain__Layout ly;
     mpitrain__plan__init(&p);
-    model_to_pb(&c->model, &mc);
-    optim_to_pb(&c->optim, &oc);
+    model_config_to_pb(&c->model, &mc);
+    optim_config_to_pb(&c->optim, &oc);
     mpitrain__layout__init(&ly);
     ly.dp = c->dp;
     ly.tp = c->tp;
@@ -198,23 +171,10 @@ static void copy_str(char *dst, size_t n, const char *src)
 static void plan_to_config(const Mpitrain__Plan *p, TrainConfig *c)
 {
     train_config_defaults(c);
-    const Mpitrain__ModelConfigPB *m = p->model;
-    c->model = (ModelConfig){(ModelKind)m->kind, m->n_layer, m->n_head, m->n_embd, m->seq_len,
-                             m->vocab, m->in_dim};
-    c->model_kind = m->kind;
-    const Mpitrain__OptimConfigPB *o = p->optim;
-    if (!o->name || optim_parse_kind(o->name, &c->optim.kind)) c->optim.kind = (OptKind)-1;
+    c->model = model_config_from_pb(p->model);
+    c->model_kind = c->model.kind;
+    if (optim_config_from_pb(p->optim, &c->optim)) c->optim.kind = (OptKind)-1;
     c->optimizer = c->optim.kind;
-    c->optim.lr = o->lr;
-    c->optim.min_lr = o->min_lr;
-    c->optim.beta1 = o->beta1;
-    c->optim.beta2 = o->beta2;
-    c->optim.eps = o->eps;
-    c->optim.weight_decay = o->weight_decay;
-    c->optim.momentum = o->momentum;
-    c->optim.grad_clip = o->grad_clip;
-    c->optim.warmup = o->warmup;
-    c->optim.total_steps = o->total_steps;
     c->dp = p->layout->dp;
     c->tp = p->layout->tp;
     c->pp = p->layout->pp;

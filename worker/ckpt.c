@@ -10,6 +10,7 @@
 #include <dirent.h>
 #include "worker/crc32c.h"
 #include "worker/fsutil.h"
+#include "worker/pbconv.h"
 
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "checkpoint data is little-endian");
 
@@ -19,29 +20,9 @@ void ckpt_meta_to_pb(const CkptMeta *meta, Mpitrain__Manifest *mf, Mpitrain__Mod
                      Mpitrain__OptimConfigPB *oc, Mpitrain__Layout *ly)
 {
     mpitrain__manifest__init(mf);
-    mpitrain__model_config_pb__init(mc);
-    mpitrain__optim_config_pb__init(oc);
     mpitrain__layout__init(ly);
-    const ModelConfig *c = &meta->model;
-    mc->kind = c->kind;
-    mc->n_layer = c->n_layer;
-    mc->n_head = c->n_head;
-    mc->n_embd = c->n_embd;
-    mc->seq_len = c->seq_len;
-    mc->vocab = c->vocab;
-    mc->in_dim = c->in_dim;
-    const OptimConfig *o = &meta->optim;
-    oc->name = (char *)optim_name(o->kind);
-    oc->lr = o->lr;
-    oc->min_lr = o->min_lr;
-    oc->beta1 = o->beta1;
-    oc->beta2 = o->beta2;
-    oc->eps = o->eps;
-    oc->weight_decay = o->weight_decay;
-    oc->momentum = o->momentum;
-    oc->grad_clip = o->grad_clip;
-    oc->warmup = o->warmup;
-    oc->total_steps = o->total_steps;
+    model_config_to_pb(&meta->model, mc);
+    optim_config_to_pb(&meta->optim, oc);
     ly->dp = meta->dp;
     ly->tp = meta->tp;
     ly->pp = meta->pp;
@@ -62,25 +43,8 @@ void ckpt_meta_to_pb(const CkptMeta *meta, Mpitrain__Manifest *mf, Mpitrain__Mod
 void ckpt_meta_from_pb(const Mpitrain__Manifest *mf, CkptMeta *meta)
 {
     memset(meta, 0, sizeof *meta);
-    if (mf->model) {
-        const Mpitrain__ModelConfigPB *mc = mf->model;
-        meta->model = (ModelConfig){(ModelKind)mc->kind, mc->n_layer, mc->n_head, mc->n_embd,
-                                    mc->seq_len, mc->vocab, mc->in_dim};
-    }
-    if (mf->optim) {
-        const Mpitrain__OptimConfigPB *oc = mf->optim;
-        if (!oc->name || optim_parse_kind(oc->name, &meta->optim.kind)) meta->optim.kind = OPT_ADAMW;
-        meta->optim.lr = oc->lr;
-        meta->optim.min_lr = oc->min_lr;
-        meta->optim.beta1 = oc->beta1;
-        meta->optim.beta2 = oc->beta2;
-        meta->optim.eps = oc->eps;
-        meta->optim.weight_decay = oc->weight_decay;
-        meta->optim.momentum = oc->momentum;
-        meta->optim.grad_clip = oc->grad_clip;
-        meta->optim.warmup = oc->warmup;
-        meta->optim.total_steps = oc->total_steps;
-    }
+    if (mf->model) meta->model = model_config_from_pb(mf->model);
+    if (mf->optim) optim_config_from_pb(mf->optim, &meta->optim);
     if (mf->layout) {
         meta->dp = mf->layout->dp;
         meta->tp = mf->layout->tp;
