@@ -8,7 +8,8 @@
 # Figures (from <out>/summary.json, step 1 excluded by the trainer):
 #   scaling efficiency = tokens/s(dp=2) / (2 * tokens/s(dp=1))
 #   exposed comm share = mean_exposed_comm_ms / mean_step_ms
-# plus, from metrics.jsonl, the mean overlapped comm and idle ms per step.
+# plus, from metrics.jsonl, the mean overlapped comm and idle ms per step (the
+# overlapped figure is the comm layer's per-request sum; see the table legend).
 #
 # Builds nothing: $MPITRAIN_BIN (default build/mpitrain), launched through
 # launch/mpitrain-local. Data: $MPITRAIN_DATA (default data/kjv.tok in the
@@ -90,7 +91,10 @@ for name, n, ov, b in rows:
           f"{ovl:9.1f}{idle:7.1f}{cb / 1e6:9.2f}")
 print()
 print("eff = tokens/s / (ranks * tokens/s at dp=1); share = exposed comm / step time;")
-print("overlap = comm time hidden behind backward; MB/step = comm_bytes per step (per rank)")
+print("overlap = the comm layer's overlapped_comm_ms: per bucket, in-flight time outside that")
+print("  bucket's own wait, summed over buckets (concurrent buckets count more than once, and a")
+print("  wait on one bucket counts as overlap for the others, so it is nonzero at --overlap 0);")
+print("MB/step = comm_bytes per step (per rank)")
 e, sh = res["dp2-ov1-b4"]
 print(f"dp_scaling: efficiency_dp2={e:.2f} exposed_share_overlap1={sh:.3f} "
       f"exposed_share_overlap0={res['dp2-ov0-b4'][1]:.3f} "

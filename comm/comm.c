@@ -1,6 +1,8 @@
 #include "comm/comm.h"
 
 #include <mpi.h>
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -10,7 +12,35 @@ struct Group {
     MPI_Comm comm;
     int rank, size;
     CommStats stats;
+    int n_active;          /* non-blocking requests in flight */
+    double active_since;   /* when the first of them started */
+    double waited_since;   /* time blocked in waits while they were in flight */
 };
+
+/* An MPI error inside a collective leaves the job in an unknown state: say
+ * which call on which rank failed and stop the job (the supervisor restarts
+ * from the last checkpoint). */
+static void check(int rc, const char *what, const Group *g)
+{
+    if (rc == MPI_SUCCESS) return;
+    char msg[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    MPI_Error_string(rc, msg, &len);
+    int wr = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &wr);
+    fprintf(stderr, "mpitrain: rank %d: %s failed in a group of %d: %s\n", wr, what,
+            g ? g->size : 0, msg);
+    MPI_Abort(MPI_COMM_WORLD, 3);
+}
+
+static int count_of(size_t n, const char *what)
+{
+    if (n > (size_t)INT_MAX) {
+        fprintf(stderr, "mpitrain: %s of %zu elements exceeds MPI's int count\n", what, n);
+        MPI_Abort(MPI_COMM_WORLD, 3);
+    }
+    return (int)n;
+}
 
 static Group world_group;
 
@@ -94,14 +124,14 @@ static void account(Group *g, double bytes, double t0)
 void coll_barrier(Group *g)
 {
     double t0 = comm_wtime();
-    MPI_Barrier(g->comm);
+    check(MPI_Barrier(g->comm), "MPI_Barrier", g);
     account(g, 0, t0);
 }
 
 void coll_bcast(Group *g, void *buf, size_t bytes, int root)
 {
     double t0 = comm_wtime();
-    MPI_Bcast(buf, (int)bytes, MPI_BYTE, root, g->comm);
+    check(MPI_Bcast(buf, count_of(bytes, "broadcast"), MPI_BYTE, root, g->comm), "MPI_Bcast", g);
     account(g, g->rank == root ? (double)bytes : 0, t0);
 }
 
@@ -109,7 +139,8 @@ static void allreduce(Group *g, void *buf, size_t n, MPI_Datatype t, MPI_Op op, 
 {
     if (g->size == 1) return;
     double t0 = comm_wtime();
-    MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, t, op, g->comm);
+    check(MPI_Allreduce(MPI_IN_PLACE, buf, count_of(n, "all-reduce"), t, op, g->comm),
+          "MPI_Allreduce", g);
     account(g, 2.0 * ring_share(g) * n * elem, t0);
 }
 
@@ -143,33 +174,36 @@ static double total_count(const Group *g, const int *counts)
 void coll_reduce_scatter_f32(Group *g, const float *send, float *recv, const int *counts)
 {
     double t0 = comm_wtime();
-    MPI_Reduce_scatter(send, recv, counts, MPI_FLOAT, MPI_SUM, g->comm);
+    check(MPI_Reduce_scatter(send, recv, counts, MPI_FLOAT, MPI_SUM, g->comm),
+          "MPI_Reduce_scatter", g);
     account(g, ring_share(g) * total_count(g, counts) * sizeof(float), t0);
 }
 
 void coll_allgather_bytes(Group *g, const void *mine, void *out, size_t bytes_each)
 {
     double t0 = comm_wtime();
-    MPI_Allgather(mine, (int)bytes_each, MPI_BYTE, out, (int)bytes_each, MPI_BYTE, g->comm);
+    int n = count_of(bytes_each, "all-gather");
+    check(MPI_Allgather(mine, n, MPI_BYTE, out, n, MPI_BYTE, g->comm), "MPI_Allgather", g);
     account(g, (double)(g->size - 1) * bytes_each, t0);
 }
 
 void coll_gather_bytes(Group *g, const void *mine, void *out, size_t bytes_each, int root)
 {
     double t0 = comm_wtime();
-    MPI_Gather(mine, (int)bytes_each, MPI_BYTE, out, (int)bytes_each, MPI_BYTE, root, g->comm);
+    int n = count_of(bytes_each, "gather");
+    check(MPI_Gather(mine, n, MPI_BYTE, out, n, MPI_BYTE, root, g->comm), "MPI_Gather", g);
     account(g, g->rank == root ? 0 : (double)bytes_each, t0);
 }
 
 int coll_gatherv_bytes(Group *g, const void *mine, size_t len, void **out, size_t *lens, int root)
 {
-    int n = (int)len, *counts = NULL, *displs = NULL, total = 0;
+    int n = count_of(len, "gather"), *counts = NULL, *displs = NULL, total = 0;
     double t0 = comm_wtime();
     if (g->rank == root) {
         counts = calloc(g->size, sizeof(int));
         displs = calloc(g->size, sizeof(int));
     }
-    MPI_Gather(&n, 1, MPI_INT, counts, 1, MPI_INT, root, g->comm);
+    check(MPI_Gather(&n, 1, MPI_INT, counts, 1, MPI_INT, root, g->comm), "MPI_Gather", g);
     char *buf = NULL;
     if (g->rank == root) {
         for (int i = 0; i < g->size; i++) {
@@ -179,7 +213,8 @@ int coll_gatherv_bytes(Group *g, const void *mine, size_t len, void **out, size_
         }
         buf = malloc(total ? (size_t)total : 1);
     }
-    MPI_Gatherv(mine, n, MPI_BYTE, buf, counts, displs, MPI_BYTE, root, g->comm);
+    check(MPI_Gatherv(mine, n, MPI_BYTE, buf, counts, displs, MPI_BYTE, root, g->comm),
+          "MPI_Gatherv", g);
     account(g, g->rank == root ? 0 : (double)len, t0);
     free(counts);
     free(displs);
@@ -193,7 +228,8 @@ void coll_allgatherv_inplace_f32(Group *g, float *buf, const int *counts)
     int *displs = malloc(g->size * sizeof(int));
     for (int i = 0, d = 0; i < g->size; d += counts[i], i++) displs[i] = d;
     double t0 = comm_wtime();
-    MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, counts, displs, MPI_FLOAT, g->comm);
+    check(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, counts, displs, MPI_FLOAT,
+                         g->comm), "MPI_Allgatherv", g);
     account(g, ring_share(g) * total_count(g, counts) * sizeof(float), t0);
     free(displs);
 }
@@ -206,13 +242,18 @@ static void start(CommRequest *r, Group *g, double bytes)
     r->t_start = comm_wtime();
     r->bytes = bytes;
     r->active = 1;
+    if (g->n_active++ == 0) {
+        g->active_since = r->t_start;
+        g->waited_since = 0;
+    }
 }
 
 void coll_iallreduce_sum_f32(Group *g, float *buf, size_t n, CommRequest *r)
 {
     if (!r->req) r->req = malloc(sizeof(MPI_Request));
     start(r, g, 2.0 * ring_share(g) * n * sizeof(float));
-    MPI_Iallreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_SUM, g->comm, (MPI_Request *)r->req);
+    check(MPI_Iallreduce(MPI_IN_PLACE, buf, count_of(n, "all-reduce"), MPI_FLOAT, MPI_SUM,
+                         g->comm, (MPI_Request *)r->req), "MPI_Iallreduce", g);
 }
 
 void coll_ireduce_scatter_f32(Group *g, const float *send, float *recv, const int *counts,
@@ -220,25 +261,33 @@ void coll_ireduce_scatter_f32(Group *g, const float *send, float *recv, const in
 {
     if (!r->req) r->req = malloc(sizeof(MPI_Request));
     start(r, g, ring_share(g) * total_count(g, counts) * sizeof(float));
-    MPI_Ireduce_scatter(send, recv, counts, MPI_FLOAT, MPI_SUM, g->comm, (MPI_Request *)r->req);
+    check(MPI_Ireduce_scatter(send, recv, counts, MPI_FLOAT, MPI_SUM, g->comm,
+                              (MPI_Request *)r->req), "MPI_Ireduce_scatter", g);
 }
 
+/* Overlapped time is the wall time during which at least one request was
+ * in flight, less the time we were blocked waiting: concurrent requests are
+ * not counted twice. */
 static void finish(CommRequest *r, double waited)
 {
-    CommStats *s = &r->g->stats;
-    double total = comm_wtime() - r->t_start;
+    Group *g = r->g;
+    CommStats *s = &g->stats;
     s->bytes_sent += r->bytes;
     s->exposed_s += waited;
-    s->overlapped_s += total - waited > 0 ? total - waited : 0;
     s->calls++;
+    g->waited_since += waited;
     r->active = 0;
+    if (--g->n_active == 0) {
+        double hidden = comm_wtime() - g->active_since - g->waited_since;
+        s->overlapped_s += hidden > 0 ? hidden : 0;
+    }
 }
 
 int coll_test(CommRequest *r)
 {
     if (!r->active) return 1;
     int done = 0;
-    MPI_Test((MPI_Request *)r->req, &done, MPI_STATUS_IGNORE);
+    check(MPI_Test((MPI_Request *)r->req, &done, MPI_STATUS_IGNORE), "MPI_Test", r->g);
     if (done) finish(r, 0);
     return done;
 }
@@ -247,7 +296,7 @@ void coll_wait(CommRequest *r)
 {
     if (!r->active) return;
     double t0 = comm_wtime();
-    MPI_Wait((MPI_Request *)r->req, MPI_STATUS_IGNORE);
+    check(MPI_Wait((MPI_Request *)r->req, MPI_STATUS_IGNORE), "MPI_Wait", r->g);
     finish(r, comm_wtime() - t0);
 }
 

@@ -347,6 +347,8 @@ static int write_summary(Trainer *t, const TrainResult *res, Err *e)
     double mine = (double)t->opt.state_bytes;
     double *all = is_rank0(t) ? calloc(n, sizeof *all) : NULL;
     coll_gather_bytes(t->mesh.world, &mine, all, sizeof mine, 0);
+    int64_t rss = peak_rss_mb();
+    coll_allreduce_max_i64(t->mesh.world, &rss, 1);
     if (!is_rank0(t)) return 0;
     char buf[8192], path[PATH_LEN + 32];
     int k = snprintf(buf, sizeof buf,
@@ -357,7 +359,7 @@ static int write_summary(Trainer *t, const TrainResult *res, Err *e)
                      "\"opt_state_bytes_per_rank\":[",
                      n, t->cfg->dp, t->cfg->tp, t->cfg->pp, t->cfg->zero, t->model.n_params,
                      res->first_step, res->last_step, res->final_loss, res->mean_step_ms,
-                     res->mean_exposed_ms, res->mean_tokens_per_s, res->mean_gflops, peak_rss_mb());
+                     res->mean_exposed_ms, res->mean_tokens_per_s, res->mean_gflops, (long)rss);
     for (int i = 0; i < n && k < (int)sizeof buf - 32; i++)
         k += snprintf(buf + k, sizeof buf - k, "%s%.0f", i ? "," : "", all[i]);
     k += snprintf(buf + k, sizeof buf - k, "]}\n");
