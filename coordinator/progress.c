@@ -60,6 +60,15 @@ static int truncate_metrics(const char *path, long step, Err *e)
     return rc;
 }
 
+/* Under mpirun a rank's stdout is a pty even when the user's is a file, so
+ * launchers that know better say so in MPITRAIN_TTY. */
+static int stdout_is_terminal(void)
+{
+    const char *v = getenv("MPITRAIN_TTY");
+    if (v && *v) return atoi(v) != 0;
+    return isatty(STDOUT_FILENO);
+}
+
 int progress_open(Progress *p, const char *run_dir, long total_steps, long resume_step,
                   int mode, int log_every, int quiet, Err *e)
 {
@@ -69,7 +78,7 @@ int progress_open(Progress *p, const char *run_dir, long total_steps, long resum
     if (resume_step > 0 && truncate_metrics(path, resume_step, e)) return -1;
     p->metrics = fopen(path, resume_step > 0 ? "a" : "w");
     if (!p->metrics) return err_set(e, "%s: cannot open for writing", path);
-    p->bar = mode == 2 || (mode == 0 && isatty(STDOUT_FILENO));
+    p->bar = mode == 2 || (mode == 0 && stdout_is_terminal());
     p->quiet = quiet;
     p->total_steps = total_steps;
     p->first_step = resume_step + 1;
@@ -115,7 +124,7 @@ void progress_report(Progress *p, const StepReport *r)
     for (long t = p->total_steps; t; t /= 10) width++;
     char line[512];
     snprintf(line, sizeof line,
-             "step %*ld/%ld | loss %.4f%s | %.0f tok/s | %.1f GFLOP/s | comm %s | %.0f ms | ETA %s",
+             "step %*ld/%ld | loss %.4f%s | %.0f tok/s | %.1f GFLOP/s | comm %s | %.3g ms | ETA %s",
              width, r->step, p->total_steps, r->loss, val, r->tokens_per_s, r->gflops, comm,
              r->time_ms, eta_s);
     if (p->bar) {

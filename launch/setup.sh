@@ -1,6 +1,6 @@
 #!/bin/bash
 # Installs what mpitrain needs from Debian 12 (only what is missing) and
-# builds it into build/. Usage: launch/setup.sh [extra cmake args...]
+# builds it into build/ (or $BUILD_DIR). Usage: launch/setup.sh [cmake args...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,5 +21,6 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" > /dev/null
 fi
 
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release "$@" > /dev/null
-cmake --build build -j"$(nproc)"
+build=${BUILD_DIR:-build}
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release "$@" > /dev/null
+cmake --build "$build" -j"$(nproc)"

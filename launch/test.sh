@@ -1,7 +1,17 @@
 #!/bin/bash
 # Builds mpitrain (installing its Debian packages) and runs every test.
+# SANITIZE=1: build with AddressSanitizer + UBSan into build-asan/ instead.
+# Arguments go to ctest (e.g. -R mpi_).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-launch/setup.sh
-cd build
+if [ "${SANITIZE:-0}" = 1 ]; then
+  export BUILD_DIR=build-asan
+  # Open MPI and OpenBLAS keep process-lifetime allocations: leaks are theirs
+  export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+  launch/setup.sh -DCMAKE_BUILD_TYPE=Debug -DMPITRAIN_SANITIZE=ON
+else
+  export BUILD_DIR=build
+  launch/setup.sh
+fi
+cd "$BUILD_DIR"
 ctest --output-on-failure --timeout 600 "$@"
