@@ -1,4 +1,5 @@
 #include "comm/comm.h"
+#include "comm/trace.h"
 
 #include <mpi.h>
 #include <limits.h>
@@ -112,11 +113,13 @@ CommStats *group_stats(Group *g) { return &g->stats; }
 
 static double ring_share(const Group *g) { return (double)(g->size - 1) / g->size; }
 
-static void account(Group *g, double bytes, double t0)
+static void account(Group *g, double bytes, double t0, const char *what)
 {
+    double t1 = comm_wtime();
     g->stats.bytes_sent += bytes;
-    g->stats.exposed_s += comm_wtime() - t0;
+    g->stats.exposed_s += t1 - t0;
     g->stats.calls++;
+    trace_record(what, TR_COMM, t0, t1);
 }
 
 /* ---- blocking collectives --------------------------------------------- */
@@ -125,14 +128,14 @@ void coll_barrier(Group *g)
 {
     double t0 = comm_wtime();
     check(MPI_Barrier(g->comm), "MPI_Barrier", g);
-    account(g, 0, t0);
+    account(g, 0, t0, "barrier");
 }
 
 void coll_bcast(Group *g, void *buf, size_t bytes, int root)
 {
     double t0 = comm_wtime();
     check(MPI_Bcast(buf, count_of(bytes, "broadcast"), MPI_BYTE, root, g->comm), "MPI_Bcast", g);
-    account(g, g->rank == root ? (double)bytes : 0, t0);
+    account(g, g->rank == root ? (double)bytes : 0, t0, "broadcast");
 }
 
 static void allreduce(Group *g, void *buf, size_t n, MPI_Datatype t, MPI_Op op, size_t elem)
@@ -141,7 +144,7 @@ static void allreduce(Group *g, void *buf, size_t n, MPI_Datatype t, MPI_Op op, 
     double t0 = comm_wtime();
     check(MPI_Allreduce(MPI_IN_PLACE, buf, count_of(n, "all-reduce"), t, op, g->comm),
           "MPI_Allreduce", g);
-    account(g, 2.0 * ring_share(g) * n * elem, t0);
+    account(g, 2.0 * ring_share(g) * n * elem, t0, "allreduce");
 }
 
 void coll_allreduce_sum_f32(Group *g, float *buf, size_t n)
@@ -176,7 +179,7 @@ void coll_reduce_scatter_f32(Group *g, const float *send, float *recv, const int
     double t0 = comm_wtime();
     check(MPI_Reduce_scatter(send, recv, counts, MPI_FLOAT, MPI_SUM, g->comm),
           "MPI_Reduce_scatter", g);
-    account(g, ring_share(g) * total_count(g, counts) * sizeof(float), t0);
+    account(g, ring_share(g) * total_count(g, counts) * sizeof(float), t0, "reduce_scatter");
 }
 
 void coll_allgather_bytes(Group *g, const void *mine, void *out, size_t bytes_each)
@@ -184,7 +187,7 @@ void coll_allgather_bytes(Group *g, const void *mine, void *out, size_t bytes_ea
     double t0 = comm_wtime();
     int n = count_of(bytes_each, "all-gather");
     check(MPI_Allgather(mine, n, MPI_BYTE, out, n, MPI_BYTE, g->comm), "MPI_Allgather", g);
-    account(g, (double)(g->size - 1) * bytes_each, t0);
+    account(g, (double)(g->size - 1) * bytes_each, t0, "allgather");
 }
 
 void coll_gather_bytes(Group *g, const void *mine, void *out, size_t bytes_each, int root)
@@ -192,7 +195,7 @@ void coll_gather_bytes(Group *g, const void *mine, void *out, size_t bytes_each,
     double t0 = comm_wtime();
     int n = count_of(bytes_each, "gather");
     check(MPI_Gather(mine, n, MPI_BYTE, out, n, MPI_BYTE, root, g->comm), "MPI_Gather", g);
-    account(g, g->rank == root ? 0 : (double)bytes_each, t0);
+    account(g, g->rank == root ? 0 : (double)bytes_each, t0, "gather");
 }
 
 int coll_gatherv_bytes(Group *g, const void *mine, size_t len, void **out, size_t *lens, int root)
@@ -215,7 +218,7 @@ int coll_gatherv_bytes(Group *g, const void *mine, size_t len, void **out, size_
     }
     check(MPI_Gatherv(mine, n, MPI_BYTE, buf, counts, displs, MPI_BYTE, root, g->comm),
           "MPI_Gatherv", g);
-    account(g, g->rank == root ? 0 : (double)len, t0);
+    account(g, g->rank == root ? 0 : (double)len, t0, "gatherv");
     free(counts);
     free(displs);
     if (g->rank == root) *out = buf;
@@ -230,15 +233,17 @@ void coll_allgatherv_inplace_f32(Group *g, float *buf, const int *counts)
     double t0 = comm_wtime();
     check(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, counts, displs, MPI_FLOAT,
                          g->comm), "MPI_Allgatherv", g);
-    account(g, ring_share(g) * total_count(g, counts) * sizeof(float), t0);
+    account(g, ring_share(g) * total_count(g, counts) * sizeof(float), t0, "allgatherv");
     free(displs);
 }
 
 /* ---- non-blocking ------------------------------------------------------ */
 
-static void start(CommRequest *r, Group *g, double bytes)
+static void start(CommRequest *r, Group *g, double bytes, const char *what, int p2p)
 {
     r->g = g;
+    r->what = what;
+    r->p2p = p2p;
     r->t_start = comm_wtime();
     r->bytes = bytes;
     r->active = 1;
@@ -251,7 +256,7 @@ static void start(CommRequest *r, Group *g, double bytes)
 void coll_iallreduce_sum_f32(Group *g, float *buf, size_t n, CommRequest *r)
 {
     if (!r->req) r->req = malloc(sizeof(MPI_Request));
-    start(r, g, 2.0 * ring_share(g) * n * sizeof(float));
+    start(r, g, 2.0 * ring_share(g) * n * sizeof(float), "wait allreduce", 0);
     check(MPI_Iallreduce(MPI_IN_PLACE, buf, count_of(n, "all-reduce"), MPI_FLOAT, MPI_SUM,
                          g->comm, (MPI_Request *)r->req), "MPI_Iallreduce", g);
 }
@@ -260,9 +265,31 @@ void coll_ireduce_scatter_f32(Group *g, const float *send, float *recv, const in
                               CommRequest *r)
 {
     if (!r->req) r->req = malloc(sizeof(MPI_Request));
-    start(r, g, ring_share(g) * total_count(g, counts) * sizeof(float));
+    start(r, g, ring_share(g) * total_count(g, counts) * sizeof(float), "wait reduce_scatter", 0);
     check(MPI_Ireduce_scatter(send, recv, counts, MPI_FLOAT, MPI_SUM, g->comm,
                               (MPI_Request *)r->req), "MPI_Ireduce_scatter", g);
+}
+
+void p2p_isend_f32(Group *g, const float *buf, size_t n, int dest, int tag, CommRequest *r)
+{
+    if (!r->req) r->req = malloc(sizeof(MPI_Request));
+    start(r, g, (double)n * sizeof(float), "wait send", 1);
+    check(MPI_Isend(buf, count_of(n, "send"), MPI_FLOAT, dest, tag, g->comm,
+                    (MPI_Request *)r->req), "MPI_Isend", g);
+}
+
+void p2p_irecv_f32(Group *g, float *buf, size_t n, int src, int tag, CommRequest *r)
+{
+    if (!r->req) r->req = malloc(sizeof(MPI_Request));
+    start(r, g, 0, "wait recv", 1);
+    check(MPI_Irecv(buf, count_of(n, "receive"), MPI_FLOAT, src, tag, g->comm,
+                    (MPI_Request *)r->req), "MPI_Irecv", g);
+}
+
+void comm_request_free(CommRequest *r)
+{
+    free(r->req);
+    r->req = NULL;
 }
 
 /* Overlapped time is the wall time during which at least one request was
@@ -297,7 +324,9 @@ void coll_wait(CommRequest *r)
     if (!r->active) return;
     double t0 = comm_wtime();
     check(MPI_Wait((MPI_Request *)r->req, MPI_STATUS_IGNORE), "MPI_Wait", r->g);
-    finish(r, comm_wtime() - t0);
+    double t1 = comm_wtime();
+    trace_record(r->what, r->p2p ? TR_P2P : TR_COMM, t0, t1);
+    finish(r, t1 - t0);
 }
 
 /* ---- failure agreement ------------------------------------------------ */

@@ -29,6 +29,8 @@ typedef struct {
     Group *g;
     double t_start, bytes;
     int active;
+    const char *what;    /* trace label of the wait */
+    int p2p;
 } CommRequest;
 
 int comm_init(int *argc, char ***argv, CommWorld *w);
@@ -70,6 +72,12 @@ void coll_allgatherv_inplace_f32(Group *g, float *buf, const int *counts);
 void coll_iallreduce_sum_f32(Group *g, float *buf, size_t n, CommRequest *r);
 void coll_ireduce_scatter_f32(Group *g, const float *send, float *recv, const int *counts,
                               CommRequest *r);
+/* Point-to-point on a group (ranks are group ranks). */
+void p2p_isend_f32(Group *g, const float *buf, size_t n, int dest, int tag, CommRequest *r);
+void p2p_irecv_f32(Group *g, float *buf, size_t n, int src, int tag, CommRequest *r);
+/* Releases the boxed MPI request of a finished CommRequest. */
+void comm_request_free(CommRequest *r);
+
 /* 1 when done (and the request is released). */
 int coll_test(CommRequest *r);
 void coll_wait(CommRequest *r);

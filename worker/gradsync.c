@@ -67,7 +67,7 @@ int gradsync_init(GradSync *s, Model *m, Group *dp, int zero, size_t bucket_byte
 
 void gradsync_free(GradSync *s)
 {
-    for (int i = 0; s->req && i < s->nb; i++) free(s->req[i].req);
+    for (int i = 0; s->req && i < s->nb; i++) comm_request_free(&s->req[i]);
     if (s->m && s->m->hook_ctx == s) {
         s->m->on_block_grads = NULL;
         s->m->hook_ctx = NULL;

@@ -7,6 +7,8 @@
 #include <sys/resource.h>
 #include <unistd.h>
 #include "comm/mesh.h"
+#include "comm/trace.h"
+#include "coordinator/timeline.h"
 #include "coordinator/progress.h"
 #include "coordinator/report.h"
 #include "models/ops.h"
@@ -44,6 +46,16 @@ static int agree(Trainer *t, int rc, Err *e)
 }
 
 /* ---- set-up ---------------------------------------------------------------- */
+
+static int start_trace(Trainer *t, Err *e)
+{
+    const TrainConfig *c = t->cfg;
+    if (!c->trace[0]) return 0;
+    /* spans per step: forward + backward per micro-batch, buckets, a few more */
+    size_t per_step = 4 * (size_t)c->micro_batches + 2 * (size_t)c->model.n_layer + 64;
+    size_t cap = per_step * (size_t)c->steps + 4096;
+    return trace_enable(t->mesh.world, cap < (4u << 20) ? cap : (4u << 20), e);
+}
 
 static int read_resume_point(Trainer *t, Err *e)
 {
@@ -151,10 +163,14 @@ static double forward_backward(Trainer *t, uint64_t batch_index)
     double loss_sum = 0;
     for (int mb = 0; mb < c->micro_batches; mb++) {
         size_t off = (size_t)mb * t->micro_b * T;
+        trace_begin_fmt(TR_COMPUTE, "forward mb%d", mb);
         loss_sum += model_forward(&t->model, t->inputs + off, t->targets + off, t->micro_b);
+        trace_end();
         if (mb == c->micro_batches - 1) gradsync_arm(&t->sync);
+        trace_begin_fmt(TR_COMPUTE, "backward mb%d", mb);
         model_backward(&t->model, t->inputs + off, t->targets + off, t->micro_b,
                        (float)per_pred(c));
+        trace_end();
     }
     return loss_sum;
 }
@@ -202,8 +218,10 @@ static int train_step(Trainer *t, long step, RankReport *rr, double *loss, doubl
         return err_set(e, "step %ld: loss is %g and gradient norm %g: training diverged; "
                           "lower --lr or raise --warmup",
                        step + 1, *loss, *norm);
+    trace_begin("optimizer", TR_OPT);
     optim_update(&t->opt, &t->model, t->model.params, g, lr_at(&c->optim, step),
                  clip_coef(&c->optim, *norm));
+    trace_end();
     if (c->zero) coll_allgatherv_inplace_f32(t->mesh.dp, t->model.params, t->shard_counts);
     const CommStats *after = group_stats(t->mesh.dp);
     rr->step_s = comm_wtime() - t0;
@@ -391,7 +409,8 @@ int train_run(const TrainConfig *cfg, const CommWorld *w, TrainResult *res, Err 
     ops_set_threads(cfg->threads > 0 ? cfg->threads : comm_default_threads(w));
     int rc = mesh_init(&t.mesh, (MeshDims){cfg->dp, cfg->tp, cfg->pp}, e);
     if (rc) return -1;
-    rc = read_resume_point(&t, e);
+    rc = start_trace(&t, e);
+    if (!rc) rc = read_resume_point(&t, e);
     if (!rc) rc = open_data(&t, e);
     if (!rc) rc = setup_model(&t, e);
     if (!rc) rc = load_initial_state(&t, e);
@@ -403,6 +422,8 @@ int train_run(const TrainConfig *cfg, const CommWorld *w, TrainResult *res, Err 
     if (!rc) rc = run_steps(&t, res, e);
     res->opt_state_bytes = t.opt.state_bytes;
     if (!rc) rc = agree(&t, write_summary(&t, res, e), e);
+    if (!rc && cfg->trace[0]) rc = agree(&t, timeline_write(t.mesh.world, cfg->trace, e), e);
+    trace_disable();
     if (!rc && is_rank0(&t))
         progress_note(&t.prog, "done: step %ld, loss %.4f, %.0f tok/s, %.1f GFLOP/s, %.0f ms/step "
                                "(%.1f ms exposed comm), peak RSS %ld MB, checkpoint %s",
