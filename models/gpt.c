@@ -1,9 +1,13 @@
 /* GPT-2 style decoder: token + position embedding, L pre-LN transformer
- * blocks, final layernorm, head tied to the token embedding. */
+ * blocks, final layernorm, head tied to the token embedding.
+ * Blocks: 0 = embedding, 1..L = transformer layers, L+1 = final norm + head.
+ * A shard holds a block range (a pipeline stage) as a tensor-parallel slice:
+ * attention heads and the MLP's hidden units are split over TP ranks
+ * (qkv and fc column-parallel, the two output projections row-parallel). */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <math.h>
 #include "models/model.h"
 #include "models/ops.h"
 
@@ -12,283 +16,384 @@ enum { T_LN1W, T_LN1B, T_QKVW, T_QKVB, T_PROJW, T_PROJB, T_LN2W, T_LN2B, T_FCW, 
 
 typedef struct {
     float *ln1, *ln1_mean, *ln1_rstd; /* (N,C) (N) (N) */
-    float *qkv;                      /* (N,3C) */
-    float *atty;                     /* (N,C) */
-    float *att;                      /* (B,NH,T,T) softmax probabilities */
+    float *qkv;                      /* (N,3C/tp) */
+    float *atty;                     /* (N,C/tp) */
+    float *att;                      /* (B,NH/tp,T,T) softmax probabilities */
     float *attproj;                  /* (N,C) */
     float *res2;                     /* (N,C) */
     float *ln2, *ln2_mean, *ln2_rstd;
-    float *fch, *fch_gelu;           /* (N,4C) */
+    float *fch, *fch_gelu;           /* (N,4C/tp) */
     float *fcproj;                   /* (N,C) */
     float *res3;                     /* (N,C) = input of the next layer */
 } LayerActs;
 
-struct GptState {
-    int layer_tensor0;   /* index of layer 0's first tensor in the table */
-    float *encoded;      /* (N,C) */
-    LayerActs *layers;   /* L */
+typedef struct {
+    float *encoded;      /* (N,C): the embedding, or the stage's received input */
+    LayerActs *layers;   /* owned layers */
     float *lnf, *lnf_mean, *lnf_rstd;
     float *logits;       /* (N,V) */
-    /* backward scratch, reused by every layer */
+} SlotActs;
+
+struct GptState {
+    int l0, l1;          /* owned transformer layers [l0, l1) */
+    int emb, head;       /* owns block 0 / block L+1 */
+    int i_wte, i_wpe, i_layer0, i_lnf, i_head_wte; /* table indices, -1 = not held */
+    int C_tp, NH_tp, F_tp;                         /* local widths */
+    SlotActs *slots;
+    /* backward scratch, reused by every layer and slot */
     float *dres, *dln, *dqkv, *datty, *dfch, *dfch_gelu, *datt_scratch, *dlogits;
     float *act_pool;
 };
-
-/* pointer to tensor k of layer l in buffer buf (params or grads) */
-static float *lt(const Model *m, const float *buf, int l, int k)
-{
-    const ParamInfo *t = &m->tensors[m->gpt->layer_tensor0 + l * T_PER_LAYER + k];
-    return (float *)buf + t->offset;
-}
 
 static float *tensor_at(const Model *m, const float *buf, int k)
 {
     return (float *)buf + m->tensors[k].offset;
 }
-/* fixed table positions: 0 wte, 1 wpe, then layers, then lnfw, lnfb */
-#define WTE 0
-#define WPE 1
-static int lnf_index(const Model *m) { return 2 + m->cfg.n_layer * T_PER_LAYER; }
+
+/* tensor k of owned layer l in buf (params or grads) */
+static float *lt(const Model *m, const float *buf, int l, int k)
+{
+    return tensor_at(m, buf, m->gpt->i_layer0 + (l - m->gpt->l0) * T_PER_LAYER + k);
+}
 
 static void add_layer_tensors(Model *m, int l)
 {
     const int C = m->cfg.n_embd, L = m->cfg.n_layer;
     const float std = 0.02f, proj_std = 0.02f / sqrtf(2.0f * L);
     char n[MODEL_MAX_NAME];
-#define ADD(suffix, nd, d0, d1, decay, split, s)                       \
-    snprintf(n, sizeof n, "h.%d." suffix, l);                          \
-    model_add_tensor(m, n, nd, d0, d1, l + 1, decay, split, s)
-    ADD("ln1.w", 1, C, 0, 0, TP_REPLICATED, -1);
-    ADD("ln1.b", 1, C, 0, 0, TP_REPLICATED, 0);
-    ADD("attn.qkv.w", 2, 3 * C, C, 1, TP_COLUMN, std);
-    ADD("attn.qkv.b", 1, 3 * C, 0, 0, TP_COLUMN, 0);
-    ADD("attn.proj.w", 2, C, C, 1, TP_ROW, proj_std);
-    ADD("attn.proj.b", 1, C, 0, 0, TP_REPLICATED, 0);
-    ADD("ln2.w", 1, C, 0, 0, TP_REPLICATED, -1);
-    ADD("ln2.b", 1, C, 0, 0, TP_REPLICATED, 0);
-    ADD("mlp.fc.w", 2, 4 * C, C, 1, TP_COLUMN, std);
-    ADD("mlp.fc.b", 1, 4 * C, 0, 0, TP_COLUMN, 0);
-    ADD("mlp.proj.w", 2, C, 4 * C, 1, TP_ROW, proj_std);
-    ADD("mlp.proj.b", 1, C, 0, 0, TP_REPLICATED, 0);
+#define ADD(suffix, nd, d0, d1, decay, split, groups, s)                       \
+    snprintf(n, sizeof n, "h.%d." suffix, l);                                  \
+    model_add_tensor(m, n, nd, d0, d1, l + 1, decay, split, groups, s)
+    ADD("ln1.w", 1, C, 0, 0, TP_REPLICATED, 1, -1);
+    ADD("ln1.b", 1, C, 0, 0, TP_REPLICATED, 1, 0);
+    ADD("attn.qkv.w", 2, 3 * C, C, 1, TP_COLUMN, 3, std);
+    ADD("attn.qkv.b", 1, 3 * C, 0, 0, TP_COLUMN, 3, 0);
+    ADD("attn.proj.w", 2, C, C, 1, TP_ROW, 1, proj_std);
+    ADD("attn.proj.b", 1, C, 0, 0, TP_REPLICATED, 1, 0);
+    ADD("ln2.w", 1, C, 0, 0, TP_REPLICATED, 1, -1);
+    ADD("ln2.b", 1, C, 0, 0, TP_REPLICATED, 1, 0);
+    ADD("mlp.fc.w", 2, 4 * C, C, 1, TP_COLUMN, 1, std);
+    ADD("mlp.fc.b", 1, 4 * C, 0, 0, TP_COLUMN, 1, 0);
+    ADD("mlp.proj.w", 2, C, 4 * C, 1, TP_ROW, 1, proj_std);
+    ADD("mlp.proj.b", 1, C, 0, 0, TP_REPLICATED, 1, 0);
 #undef ADD
 }
 
-static size_t layer_act_floats(int B, int T, int C, int NH)
+/* ---- activation memory ----------------------------------------------------- */
+
+static size_t pad16(size_t n) { return (n + 15) / 16 * 16; }
+
+static size_t layer_act_floats(size_t N, int B, int T, int C, int C_tp, int NH_tp, int F_tp)
 {
+    return pad16(N * C) * 8 + pad16(N) * 4 + pad16(N * 3 * C_tp) + pad16(N * C_tp) +
+           pad16((size_t)B * NH_tp * T * T) + pad16(N * F_tp) * 2;
+}
+
+typedef struct {
+    int l0, l1, emb, head;
+} Owned;
+
+static Owned owned_of(const ModelConfig *c, const ModelShard *sh)
+{
+    int last = sh->last_block < 0 ? c->n_layer + 1 : sh->last_block;
+    Owned o;
+    o.emb = sh->first_block == 0;
+    o.head = last == c->n_layer + 1;
+    o.l0 = sh->first_block > 1 ? sh->first_block - 1 : 0;
+    o.l1 = last < c->n_layer ? last : c->n_layer;
+    if (o.l1 < o.l0) o.l1 = o.l0;
+    return o;
+}
+
+static size_t slot_floats(const ModelConfig *c, const ModelShard *sh, int B)
+{
+    const int T = c->seq_len, C = c->n_embd, tp = sh->tp_size;
     size_t N = (size_t)B * T;
-    return N * C * 8 + N * 4 + N * 3 * C + N * 4 * C * 2 + (size_t)B * NH * T * T;
+    Owned o = owned_of(c, sh);
+    size_t f = pad16(N * C) + (size_t)(o.l1 - o.l0) *
+                                  layer_act_floats(N, B, T, C, C / tp, c->n_head / tp, 4 * C / tp);
+    if (o.head) f += pad16(N * C) + 2 * pad16(N) + pad16(N * c->vocab);
+    return f;
+}
+
+static size_t scratch_floats(const ModelConfig *c, const ModelShard *sh, int B)
+{
+    const int T = c->seq_len, C = c->n_embd, tp = sh->tp_size;
+    size_t N = (size_t)B * T;
+    return pad16(N * C) * 2 + pad16(N * 3 * C / tp) + pad16(N * C / tp) +
+           pad16(N * 4 * C / tp) * 2 + pad16((size_t)B * (c->n_head / tp) * T * T) +
+           pad16(N * c->vocab);
+}
+
+size_t gpt_act_floats(const ModelConfig *c, const ModelShard *sh, int B)
+{
+    int slots = sh->slots > 0 ? sh->slots : 1;
+    return slots * slot_floats(c, sh, B) + scratch_floats(c, sh, B);
 }
 
 static float *carve(float **pool, size_t n)
 {
     float *p = *pool;
-    *pool += (n + 15) / 16 * 16; /* keep 64-byte alignment */
+    *pool += pad16(n);
     return p;
 }
 
-static void carve_layer(LayerActs *a, float **pool, int B, int T, int C, int NH)
+static void carve_layer(GptState *g, LayerActs *a, float **pool, int B, int T, int C)
 {
     size_t N = (size_t)B * T;
     a->ln1 = carve(pool, N * C);
     a->ln1_mean = carve(pool, N);
     a->ln1_rstd = carve(pool, N);
-    a->qkv = carve(pool, N * 3 * C);
-    a->atty = carve(pool, N * C);
-    a->att = carve(pool, (size_t)B * NH * T * T);
+    a->qkv = carve(pool, N * 3 * g->C_tp);
+    a->atty = carve(pool, N * g->C_tp);
+    a->att = carve(pool, (size_t)B * g->NH_tp * T * T);
     a->attproj = carve(pool, N * C);
     a->res2 = carve(pool, N * C);
     a->ln2 = carve(pool, N * C);
     a->ln2_mean = carve(pool, N);
     a->ln2_rstd = carve(pool, N);
-    a->fch = carve(pool, N * 4 * C);
-    a->fch_gelu = carve(pool, N * 4 * C);
+    a->fch = carve(pool, N * g->F_tp);
+    a->fch_gelu = carve(pool, N * g->F_tp);
     a->fcproj = carve(pool, N * C);
     a->res3 = carve(pool, N * C);
-}
-
-size_t gpt_act_floats(const ModelConfig *c, int B)
-{
-    const int T = c->seq_len, C = c->n_embd, NH = c->n_head, V = c->vocab, L = c->n_layer;
-    size_t N = (size_t)B * T;
-    return L * (layer_act_floats(B, T, C, NH) + 16 * 16) /* carve padding */
-           + N * C * 9 + N * 3 * C + N * 4 * C * 2 + N * 2 + N * V * 2
-           + (size_t)B * NH * T * T + 64 * 16;
 }
 
 static int alloc_acts(Model *m, Err *e)
 {
     GptState *g = m->gpt;
-    const int B = m->max_batch, T = m->cfg.seq_len, C = m->cfg.n_embd, NH = m->cfg.n_head,
-              V = m->cfg.vocab, L = m->cfg.n_layer;
+    const int B = m->max_batch, T = m->cfg.seq_len, C = m->cfg.n_embd, V = m->cfg.vocab;
+    const int S = m->shard.slots, nl = g->l1 - g->l0;
     size_t N = (size_t)B * T;
-    size_t total = gpt_act_floats(&m->cfg, B);
+    size_t total = gpt_act_floats(&m->cfg, &m->shard, B);
     g->act_pool = model_calloc(total, sizeof(float));
-    g->layers = calloc(L, sizeof *g->layers);
-    if (!g->act_pool || !g->layers)
+    g->slots = calloc(S, sizeof *g->slots);
+    LayerActs *layers = calloc((size_t)S * (nl ? nl : 1), sizeof *layers);
+    if (!g->act_pool || !g->slots || !layers) {
+        free(layers);
         return err_set(e, "out of memory: activations need %.1f MB for batch %d x seq %d",
                        total * 4.0 / 1e6, B, T);
+    }
     m->act_floats = total;
     float *pool = g->act_pool;
-    g->encoded = carve(&pool, N * C);
-    for (int l = 0; l < L; l++) carve_layer(&g->layers[l], &pool, B, T, C, NH);
-    g->lnf = carve(&pool, N * C);
-    g->lnf_mean = carve(&pool, N);
-    g->lnf_rstd = carve(&pool, N);
-    g->logits = carve(&pool, N * V);
+    for (int s = 0; s < S; s++) {
+        SlotActs *sa = &g->slots[s];
+        sa->layers = layers + (size_t)s * (nl ? nl : 1);
+        sa->encoded = carve(&pool, N * C);
+        for (int l = 0; l < nl; l++) carve_layer(g, &sa->layers[l], &pool, B, T, C);
+        if (g->head) {
+            sa->lnf = carve(&pool, N * C);
+            sa->lnf_mean = carve(&pool, N);
+            sa->lnf_rstd = carve(&pool, N);
+            sa->logits = carve(&pool, N * V);
+        }
+    }
     g->dres = carve(&pool, N * C);
     g->dln = carve(&pool, N * C);
-    g->dqkv = carve(&pool, N * 3 * C);
-    g->datty = carve(&pool, N * C);
-    g->dfch = carve(&pool, N * 4 * C);
-    g->dfch_gelu = carve(&pool, N * 4 * C);
-    g->datt_scratch = carve(&pool, (size_t)B * NH * T * T);
+    g->dqkv = carve(&pool, N * 3 * g->C_tp);
+    g->datty = carve(&pool, N * g->C_tp);
+    g->dfch = carve(&pool, N * g->F_tp);
+    g->dfch_gelu = carve(&pool, N * g->F_tp);
+    g->datt_scratch = carve(&pool, (size_t)B * g->NH_tp * T * T);
     g->dlogits = carve(&pool, N * V);
     return 0;
 }
 
+/* ---- building ------------------------------------------------------------ */
+
 int gpt_build(Model *m, Err *e)
 {
     const ModelConfig *c = &m->cfg;
-    m->gpt = calloc(1, sizeof *m->gpt);
-    if (!m->gpt) return err_set(e, "out of memory");
-    m->n_blocks = c->n_layer + 2;
-    model_add_tensor(m, "wte", 2, c->vocab, c->n_embd, 0, 1, TP_REPLICATED, 0.02f);
-    model_add_tensor(m, "wpe", 2, c->seq_len, c->n_embd, 0, 1, TP_REPLICATED, 0.01f);
-    m->gpt->layer_tensor0 = m->n_tensors;
+    GptState *g = m->gpt = calloc(1, sizeof *m->gpt);
+    if (!g) return err_set(e, "out of memory");
+    Owned o = owned_of(c, &m->shard);
+    g->l0 = o.l0;
+    g->l1 = o.l1;
+    g->emb = o.emb;
+    g->head = o.head;
+    g->C_tp = c->n_embd / m->shard.tp_size;
+    g->NH_tp = c->n_head / m->shard.tp_size;
+    g->F_tp = 4 * c->n_embd / m->shard.tp_size;
+    size_t wte_global = m->global_params;
+    g->i_wte = model_add_tensor(m, "wte", 2, c->vocab, c->n_embd, 0, 1, TP_REPLICATED, 1, 0.02f);
+    g->i_wpe = model_add_tensor(m, "wpe", 2, c->seq_len, c->n_embd, 0, 1, TP_REPLICATED, 1, 0.01f);
+    g->i_layer0 = m->n_tensors;
     for (int l = 0; l < c->n_layer; l++) add_layer_tensors(m, l);
-    model_add_tensor(m, "lnf.w", 1, c->n_embd, 0, c->n_layer + 1, 0, TP_REPLICATED, -1);
-    model_add_tensor(m, "lnf.b", 1, c->n_embd, 0, c->n_layer + 1, 0, TP_REPLICATED, 0);
-    m->params = model_calloc(m->n_params, sizeof(float));
-    m->grads = model_calloc(m->n_params, sizeof(float));
-    if (!m->params || !m->grads)
-        return err_set(e, "out of memory: %zu parameters", m->n_params);
+    g->i_lnf = model_add_tensor(m, "lnf.w", 1, c->n_embd, 0, c->n_layer + 1, 0, TP_REPLICATED, 1, -1);
+    model_add_tensor(m, "lnf.b", 1, c->n_embd, 0, c->n_layer + 1, 0, TP_REPLICATED, 1, 0);
+    /* the head is tied to wte: a stage holding the head but not the
+     * embedding keeps its own copy, kept equal by summing the two gradients */
+    g->i_head_wte = g->i_wte;
+    if (g->head && !g->emb)
+        g->i_head_wte = model_add_tied_copy(m, "wte", 2, c->vocab, c->n_embd, c->n_layer + 1, 1,
+                                            0.02f, wte_global);
+    m->params = model_calloc(m->n_params ? m->n_params : 1, sizeof(float));
+    m->grads = model_calloc(m->n_params ? m->n_params : 1, sizeof(float));
+    if (!m->params || !m->grads) return err_set(e, "out of memory: %zu parameters", m->n_params);
     return alloc_acts(m, e);
 }
 
 void gpt_free(Model *m)
 {
-    free(m->gpt->act_pool);
-    free(m->gpt->layers);
-    free(m->gpt);
+    GptState *g = m->gpt;
+    if (g->slots) free(g->slots[0].layers);
+    free(g->slots);
+    free(g->act_pool);
+    free(g);
     m->gpt = NULL;
 }
 
-static void layer_forward(Model *m, int l, const float *inp, int B, int T)
+/* ---- forward ------------------------------------------------------------- */
+
+static const float *layer_input(const GptState *g, const SlotActs *sa, int l)
 {
-    const int C = m->cfg.n_embd, NH = m->cfg.n_head, N = B * T;
-    LayerActs *a = &m->gpt->layers[l];
-    const float *p = m->params;
+    return l == g->l0 ? sa->encoded : sa->layers[l - 1 - g->l0].res3;
+}
+
+static void layer_forward(Model *m, SlotActs *sa, int l, int B, int T)
+{
+    GptState *g = m->gpt;
+    const int C = m->cfg.n_embd, N = B * T, Ct = g->C_tp, Ft = g->F_tp;
+    LayerActs *a = &sa->layers[l - g->l0];
+    const float *p = m->params, *inp = layer_input(g, sa, l);
     layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, inp, lt(m, p, l, T_LN1W),
                       lt(m, p, l, T_LN1B), N, C);
-    matmul_forward(a->qkv, a->ln1, lt(m, p, l, T_QKVW), lt(m, p, l, T_QKVB), N, C, 3 * C);
-    attention_forward(a->atty, a->att, a->qkv, B, T, NH, C / NH);
-    matmul_forward(a->attproj, a->atty, lt(m, p, l, T_PROJW), lt(m, p, l, T_PROJB), N, C, C);
+    matmul_forward(a->qkv, a->ln1, lt(m, p, l, T_QKVW), lt(m, p, l, T_QKVB), N, C, 3 * Ct);
+    attention_forward(a->atty, a->att, a->qkv, B, T, g->NH_tp, C / m->cfg.n_head);
+    matmul_forward(a->attproj, a->atty, lt(m, p, l, T_PROJW), NULL, N, Ct, C);
+    model_tp_allreduce(m, a->attproj, (size_t)N * C);
+    bias_forward(a->attproj, lt(m, p, l, T_PROJB), N, C);
     residual_forward(a->res2, inp, a->attproj, (size_t)N * C);
     layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, lt(m, p, l, T_LN2W),
                       lt(m, p, l, T_LN2B), N, C);
-    matmul_forward(a->fch, a->ln2, lt(m, p, l, T_FCW), lt(m, p, l, T_FCB), N, C, 4 * C);
-    gelu_forward(a->fch_gelu, a->fch, (size_t)N * 4 * C);
-    matmul_forward(a->fcproj, a->fch_gelu, lt(m, p, l, T_FCPW), lt(m, p, l, T_FCPB), N, 4 * C, C);
+    matmul_forward(a->fch, a->ln2, lt(m, p, l, T_FCW), lt(m, p, l, T_FCB), N, C, Ft);
+    gelu_forward(a->fch_gelu, a->fch, (size_t)N * Ft);
+    matmul_forward(a->fcproj, a->fch_gelu, lt(m, p, l, T_FCPW), NULL, N, Ft, C);
+    model_tp_allreduce(m, a->fcproj, (size_t)N * C);
+    bias_forward(a->fcproj, lt(m, p, l, T_FCPB), N, C);
     residual_forward(a->res3, a->res2, a->fcproj, (size_t)N * C);
 }
 
-/* dres holds d(res3) on entry and d(inp) on exit */
-static void layer_backward(Model *m, int l, const float *inp, int B, int T)
+static const float *stage_out(const GptState *g, const SlotActs *sa)
+{
+    return g->l1 > g->l0 ? sa->layers[g->l1 - 1 - g->l0].res3 : sa->encoded;
+}
+
+static void head_forward(Model *m, SlotActs *sa, int B, int T)
 {
     GptState *g = m->gpt;
-    const int C = m->cfg.n_embd, NH = m->cfg.n_head, N = B * T;
-    LayerActs *a = &g->layers[l];
-    const float *p = m->params, *gr = m->grads;
+    const int C = m->cfg.n_embd, V = m->cfg.vocab, N = B * T;
+    layernorm_forward(sa->lnf, sa->lnf_mean, sa->lnf_rstd, stage_out(g, sa),
+                      tensor_at(m, m->params, g->i_lnf), tensor_at(m, m->params, g->i_lnf + 1), N, C);
+    matmul_forward(sa->logits, sa->lnf, tensor_at(m, m->params, g->i_head_wte), NULL, N, C, V);
+}
+
+double gpt_forward(Model *m, int slot, const int *inputs, const int *targets, int B, int T)
+{
+    GptState *g = m->gpt;
+    SlotActs *sa = &g->slots[slot];
+    if (g->emb)
+        embedding_forward(sa->encoded, inputs, tensor_at(m, m->params, g->i_wte),
+                          tensor_at(m, m->params, g->i_wpe), B, T, m->cfg.n_embd);
+    for (int l = g->l0; l < g->l1; l++) layer_forward(m, sa, l, B, T);
+    if (!g->head) return 0.0;
+    head_forward(m, sa, B, T);
+    if (!targets) return 0.0;
+    return softmax_xent(NULL, sa->logits, targets, B * T, m->cfg.vocab, 0.0f);
+}
+
+/* ---- backward ------------------------------------------------------------ */
+
+/* dres holds d(res3) on entry and d(input) on exit */
+static void layer_backward(Model *m, SlotActs *sa, int l, int B, int T)
+{
+    GptState *g = m->gpt;
+    const int C = m->cfg.n_embd, N = B * T, Ct = g->C_tp, Ft = g->F_tp;
+    LayerActs *a = &sa->layers[l - g->l0];
+    const float *p = m->params, *gr = m->grads, *inp = layer_input(g, sa, l);
     size_t NC = (size_t)N * C;
 
-    memset(g->dfch_gelu, 0, NC * 4 * sizeof(float));
+    memset(g->dfch_gelu, 0, (size_t)N * Ft * sizeof(float));
     matmul_backward(g->dfch_gelu, lt(m, gr, l, T_FCPW), lt(m, gr, l, T_FCPB), g->dres,
-                    a->fch_gelu, lt(m, p, l, T_FCPW), N, 4 * C, C);
-    memset(g->dfch, 0, NC * 4 * sizeof(float));
-    gelu_backward(g->dfch, a->fch, g->dfch_gelu, NC * 4);
+                    a->fch_gelu, lt(m, p, l, T_FCPW), N, Ft, C);
+    memset(g->dfch, 0, (size_t)N * Ft * sizeof(float));
+    gelu_backward(g->dfch, a->fch, g->dfch_gelu, (size_t)N * Ft);
     memset(g->dln, 0, NC * sizeof(float));
     matmul_backward(g->dln, lt(m, gr, l, T_FCW), lt(m, gr, l, T_FCB), g->dfch, a->ln2,
-                    lt(m, p, l, T_FCW), N, C, 4 * C);
+                    lt(m, p, l, T_FCW), N, C, Ft);
+    model_tp_allreduce(m, g->dln, NC);
     layernorm_backward(g->dres, lt(m, gr, l, T_LN2W), lt(m, gr, l, T_LN2B), g->dln, a->res2,
                        lt(m, p, l, T_LN2W), a->ln2_mean, a->ln2_rstd, N, C);
-    memset(g->datty, 0, NC * sizeof(float));
+    memset(g->datty, 0, (size_t)N * Ct * sizeof(float));
     matmul_backward(g->datty, lt(m, gr, l, T_PROJW), lt(m, gr, l, T_PROJB), g->dres, a->atty,
-                    lt(m, p, l, T_PROJW), N, C, C);
-    memset(g->dqkv, 0, NC * 3 * sizeof(float));
-    attention_backward(g->dqkv, g->datt_scratch, g->datty, a->qkv, a->att, B, T, NH, C / NH);
+                    lt(m, p, l, T_PROJW), N, Ct, C);
+    memset(g->dqkv, 0, (size_t)N * 3 * Ct * sizeof(float));
+    attention_backward(g->dqkv, g->datt_scratch, g->datty, a->qkv, a->att, B, T, g->NH_tp,
+                       C / m->cfg.n_head);
     memset(g->dln, 0, NC * sizeof(float));
     matmul_backward(g->dln, lt(m, gr, l, T_QKVW), lt(m, gr, l, T_QKVB), g->dqkv, a->ln1,
-                    lt(m, p, l, T_QKVW), N, C, 3 * C);
+                    lt(m, p, l, T_QKVW), N, C, 3 * Ct);
+    model_tp_allreduce(m, g->dln, NC);
     layernorm_backward(g->dres, lt(m, gr, l, T_LN1W), lt(m, gr, l, T_LN1B), g->dln, inp,
                        lt(m, p, l, T_LN1W), a->ln1_mean, a->ln1_rstd, N, C);
 }
 
-static const float *layer_input(const Model *m, int l)
-{
-    return l == 0 ? m->gpt->encoded : m->gpt->layers[l - 1].res3;
-}
-
-/* Final norm + tied head; returns the logits buffer. */
-static void head_forward(Model *m, int B, int T)
+static void head_backward(Model *m, SlotActs *sa, const int *targets, int B, int T, float scale)
 {
     GptState *g = m->gpt;
-    const int C = m->cfg.n_embd, V = m->cfg.vocab, L = m->cfg.n_layer, N = B * T;
-    int f = lnf_index(m);
-    layernorm_forward(g->lnf, g->lnf_mean, g->lnf_rstd, layer_input(m, L),
-                      tensor_at(m, m->params, f), tensor_at(m, m->params, f + 1), N, C);
-    matmul_forward(g->logits, g->lnf, tensor_at(m, m->params, WTE), NULL, N, C, V);
-}
-
-double gpt_forward(Model *m, const int *inputs, const int *targets, int B, int T)
-{
-    GptState *g = m->gpt;
-    const int C = m->cfg.n_embd, V = m->cfg.vocab;
-    embedding_forward(g->encoded, inputs, tensor_at(m, m->params, WTE),
-                      tensor_at(m, m->params, WPE), B, T, C);
-    for (int l = 0; l < m->cfg.n_layer; l++) layer_forward(m, l, layer_input(m, l), B, T);
-    head_forward(m, B, T);
-    if (!targets) return 0.0;
-    return softmax_xent(NULL, g->logits, targets, B * T, V, 0.0f);
-}
-
-void gpt_backward(Model *m, const int *inputs, const int *targets, int B, float grad_scale)
-{
-    GptState *g = m->gpt;
-    const int C = m->cfg.n_embd, V = m->cfg.vocab, L = m->cfg.n_layer, T = m->cfg.seq_len;
-    const int N = B * T;
-    int f = lnf_index(m);
-    softmax_xent(g->dlogits, g->logits, targets, N, V, grad_scale);
+    const int C = m->cfg.n_embd, V = m->cfg.vocab, N = B * T;
+    softmax_xent(g->dlogits, sa->logits, targets, N, V, scale);
     memset(g->dln, 0, (size_t)N * C * sizeof(float));
-    matmul_backward(g->dln, tensor_at(m, m->grads, WTE), NULL, g->dlogits, g->lnf,
-                    tensor_at(m, m->params, WTE), N, C, V);
+    matmul_backward(g->dln, tensor_at(m, m->grads, g->i_head_wte), NULL, g->dlogits, sa->lnf,
+                    tensor_at(m, m->params, g->i_head_wte), N, C, V);
     memset(g->dres, 0, (size_t)N * C * sizeof(float));
-    layernorm_backward(g->dres, tensor_at(m, m->grads, f), tensor_at(m, m->grads, f + 1), g->dln,
-                       layer_input(m, L), tensor_at(m, m->params, f), g->lnf_mean, g->lnf_rstd,
-                       N, C);
-    model_block_done(m, L + 1);
-    for (int l = L - 1; l >= 0; l--) {
-        layer_backward(m, l, layer_input(m, l), B, T);
+    layernorm_backward(g->dres, tensor_at(m, m->grads, g->i_lnf),
+                       tensor_at(m, m->grads, g->i_lnf + 1), g->dln, stage_out(g, sa),
+                       tensor_at(m, m->params, g->i_lnf), sa->lnf_mean, sa->lnf_rstd, N, C);
+}
+
+void gpt_backward(Model *m, int slot, const int *inputs, const int *targets, int B,
+                  float grad_scale, const float *dout)
+{
+    GptState *g = m->gpt;
+    SlotActs *sa = &g->slots[slot];
+    const int T = m->cfg.seq_len, C = m->cfg.n_embd;
+    if (g->head) {
+        head_backward(m, sa, targets, B, T, grad_scale);
+        model_block_done(m, m->cfg.n_layer + 1);
+    } else {
+        memcpy(g->dres, dout, (size_t)B * T * C * sizeof(float));
+    }
+    for (int l = g->l1 - 1; l >= g->l0; l--) {
+        layer_backward(m, sa, l, B, T);
         model_block_done(m, l + 1);
     }
-    embedding_backward(tensor_at(m, m->grads, WTE), tensor_at(m, m->grads, WPE), g->dres,
-                       inputs, B, T, C);
+    if (!g->emb) return;
+    embedding_backward(tensor_at(m, m->grads, g->i_wte), tensor_at(m, m->grads, g->i_wpe),
+                       g->dres, inputs, B, T, C);
     model_block_done(m, 0);
 }
+
+/* ---- stage boundaries and sampling ------------------------------------------ */
+
+float *model_stage_input(Model *m, int slot) { return m->gpt->slots[slot].encoded; }
+
+const float *model_stage_output(const Model *m, int slot)
+{
+    return stage_out(m->gpt, &m->gpt->slots[slot]);
+}
+
+const float *model_stage_dinput(const Model *m) { return m->gpt->dres; }
 
 const float *model_next_logits(Model *m, const int *tokens, int t)
 {
     /* run the full context length; causal attention means positions after t
      * do not affect position t-1, so pad with token 0 */
     const int T = m->cfg.seq_len;
-    if (t < 1 || t > T) return NULL;
+    if (m->cfg.kind != MODEL_GPT || t < 1 || t > T || !m->gpt->emb || !m->gpt->head) return NULL;
     int *buf = calloc(T, sizeof(int));
     if (!buf) return NULL;
     memcpy(buf, tokens, (size_t)t * sizeof(int));
-    if (m->cfg.kind == MODEL_GPT) {
-        gpt_forward(m, buf, NULL, 1, T);
-        free(buf);
-        return m->gpt->logits + (size_t)(t - 1) * m->cfg.vocab;
-    }
+    gpt_forward(m, 0, buf, NULL, 1, T);
     free(buf);
-    return NULL;
+    return m->gpt->slots[0].logits + (size_t)(t - 1) * m->cfg.vocab;
 }

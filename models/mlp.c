@@ -1,6 +1,9 @@
 /* MLP classifier: L hidden layers of width H with GELU, then a linear head.
  * On token data it predicts the token after a context of seq_len tokens fed
- * as one-hot features. Blocks: 0..L-1 the hidden layers, L the head. */
+ * as one-hot features. Blocks: 0..L-1 the hidden layers, L the head.
+ * Tensor parallel: layers alternate column-parallel (even: outputs split)
+ * and row-parallel (odd: inputs split, outputs summed over the group), so L
+ * must be even when tp > 1; the head is replicated. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +26,19 @@ static float *w_of(const Model *m, const float *buf, int layer, int bias)
     return (float *)buf + m->tensors[2 * layer + bias].offset;
 }
 
+static int is_row_parallel(const Model *m, int l) { return l < m->cfg.n_layer && l % 2 == 1; }
+
+/* local input / output widths of layer l (the head is l = L) */
+static int in_width(const Model *m, int l)
+{
+    return m->tensors[2 * l].local_shape[1];
+}
+
+static int out_width(const Model *m, int l)
+{
+    return m->tensors[2 * l].local_shape[0];
+}
+
 int mlp_build(Model *m, Err *e)
 {
     const ModelConfig *c = &m->cfg;
@@ -36,9 +52,10 @@ int mlp_build(Model *m, Err *e)
         int in = l == 0 ? s->in_dim : H, out = l == L ? K : H;
         TpSplit split = l == L ? TP_REPLICATED : (l % 2 ? TP_ROW : TP_COLUMN);
         snprintf(n, sizeof n, l == L ? "head.w" : "fc.%d.w", l);
-        model_add_tensor(m, n, 2, out, in, l, 1, split, 1.0f / sqrtf((float)in));
+        model_add_tensor(m, n, 2, out, in, l, 1, split, 1, 1.0f / sqrtf((float)in));
         snprintf(n, sizeof n, l == L ? "head.b" : "fc.%d.b", l);
-        model_add_tensor(m, n, 1, out, 0, l, 0, split == TP_COLUMN ? TP_COLUMN : TP_REPLICATED, 0);
+        model_add_tensor(m, n, 1, out, 0, l, 0, split == TP_COLUMN ? TP_COLUMN : TP_REPLICATED,
+                         1, 0);
     }
     m->params = model_calloc(m->n_params, sizeof(float));
     m->grads = model_calloc(m->n_params, sizeof(float));
@@ -79,17 +96,23 @@ void mlp_free(Model *m)
 double mlp_forward_features(Model *m, const float *x, const int *labels, int B)
 {
     MlpState *s = m->mlp;
-    const int L = m->cfg.n_layer, H = m->cfg.n_embd, K = m->cfg.vocab;
+    const int L = m->cfg.n_layer, K = m->cfg.vocab;
     const float *in = x;
-    int in_dim = s->in_dim;
     for (int l = 0; l < L; l++) {
-        matmul_forward(s->pre[l], in, w_of(m, m->params, l, 0), w_of(m, m->params, l, 1), B,
-                       in_dim, H);
-        gelu_forward(s->post[l], s->pre[l], (size_t)B * H);
+        int out = out_width(m, l);
+        if (is_row_parallel(m, l)) {
+            matmul_forward(s->pre[l], in, w_of(m, m->params, l, 0), NULL, B, in_width(m, l), out);
+            model_tp_allreduce(m, s->pre[l], (size_t)B * out);
+            bias_forward(s->pre[l], w_of(m, m->params, l, 1), B, out);
+        } else {
+            matmul_forward(s->pre[l], in, w_of(m, m->params, l, 0), w_of(m, m->params, l, 1), B,
+                           in_width(m, l), out);
+        }
+        gelu_forward(s->post[l], s->pre[l], (size_t)B * out);
         in = s->post[l];
-        in_dim = H;
     }
-    matmul_forward(s->logits, in, w_of(m, m->params, L, 0), w_of(m, m->params, L, 1), B, in_dim, K);
+    matmul_forward(s->logits, in, w_of(m, m->params, L, 0), w_of(m, m->params, L, 1), B,
+                   in_width(m, L), K);
     if (!labels) return 0.0;
     return softmax_xent(NULL, s->logits, labels, B, K, 0.0f);
 }
@@ -97,26 +120,26 @@ double mlp_forward_features(Model *m, const float *x, const int *labels, int B)
 void mlp_backward_features(Model *m, const float *x, const int *labels, int B, float grad_scale)
 {
     MlpState *s = m->mlp;
-    const int L = m->cfg.n_layer, H = m->cfg.n_embd, K = m->cfg.vocab;
+    const int L = m->cfg.n_layer, K = m->cfg.vocab;
     softmax_xent(s->dlogits, s->logits, labels, B, K, grad_scale);
     const float *dout = s->dlogits;
-    int out_dim = K;
     for (int l = L; l >= 0; l--) {
         const float *in = l == 0 ? x : s->post[l - 1];
-        int in_dim = l == 0 ? s->in_dim : H;
+        int in_dim = in_width(m, l);
         float *dinp = NULL;
         if (l > 0) {
-            memset(s->dpost, 0, (size_t)B * H * sizeof(float));
+            memset(s->dpost, 0, (size_t)B * in_dim * sizeof(float));
             dinp = s->dpost;
         }
         matmul_backward(dinp, w_of(m, m->grads, l, 0), w_of(m, m->grads, l, 1), dout, in,
-                        w_of(m, m->params, l, 0), B, in_dim, out_dim);
+                        w_of(m, m->params, l, 0), B, in_dim, out_width(m, l));
         model_block_done(m, l);
         if (l == 0) break;
-        memset(s->dpre, 0, (size_t)B * H * sizeof(float));
-        gelu_backward(s->dpre, s->pre[l - 1], s->dpost, (size_t)B * H);
+        /* a column-parallel layer's input gradient is a partial sum */
+        if (l < L && !is_row_parallel(m, l)) model_tp_allreduce(m, s->dpost, (size_t)B * in_dim);
+        memset(s->dpre, 0, (size_t)B * in_dim * sizeof(float));
+        gelu_backward(s->dpre, s->pre[l - 1], s->dpost, (size_t)B * in_dim);
         dout = s->dpre;
-        out_dim = H;
     }
 }
 

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "models/philox.h"
+#include "sharding/tpsplit.h"
 
 #define MAX_TENSORS 4096
 
@@ -41,21 +42,62 @@ void *model_calloc(size_t n, size_t size)
     return p;
 }
 
-void model_add_tensor(Model *m, const char *name, int ndim, int d0, int d1, int block,
-                      int decay, TpSplit split, float init_std)
+static int holds_block(const Model *m, int block)
 {
-    ParamInfo *t = &m->tensors[m->n_tensors++];
+    return block >= m->shard.first_block && block <= m->shard.last_block;
+}
+
+int model_owns_block(const Model *m, int block) { return holds_block(m, block); }
+
+static int append_tensor(Model *m, const char *name, int ndim, int d0, int d1, int block,
+                         int decay, TpSplit split, int groups, float init_std, size_t global)
+{
+    ParamInfo *t = &m->tensors[m->n_tensors];
+    memset(t, 0, sizeof *t);
     snprintf(t->name, sizeof t->name, "%s", name);
     t->ndim = ndim;
     t->shape[0] = d0;
     t->shape[1] = ndim > 1 ? d1 : 1;
-    t->numel = (size_t)d0 * (ndim > 1 ? (size_t)d1 : 1);
+    TpSlice sl = {(SplitKind)split, groups, t->shape[0], t->shape[1], m->shard.tp_rank,
+                  m->shard.tp_size};
+    t->local_shape[0] = tp_local_rows(&sl);
+    t->local_shape[1] = tp_local_cols(&sl);
+    t->numel = (size_t)t->local_shape[0] * t->local_shape[1];
     t->offset = m->n_params;
+    t->global_offset = global;
     t->block = block;
     t->decay = decay;
     t->split = split;
+    t->groups = groups;
     t->init_std = init_std;
     m->n_params += t->numel;
+    return m->n_tensors++;
+}
+
+int model_add_tensor(Model *m, const char *name, int ndim, int d0, int d1, int block,
+                     int decay, TpSplit split, int groups, float init_std)
+{
+    size_t global = m->global_params;
+    m->global_params += (size_t)d0 * (ndim > 1 ? (size_t)d1 : 1);
+    if (!holds_block(m, block)) return -1;
+    return append_tensor(m, name, ndim, d0, d1, block, decay, split, groups, init_std, global);
+}
+
+int model_add_tied_copy(Model *m, const char *name, int ndim, int d0, int d1, int block,
+                        int decay, float init_std, size_t global_offset)
+{
+    if (!holds_block(m, block)) return -1;
+    int k = append_tensor(m, name, ndim, d0, d1, block, decay, TP_REPLICATED, 1, init_std,
+                          global_offset);
+    m->tensors[k].tied_copy = 1;
+    return k;
+}
+
+size_t model_global_index(const Model *m, const ParamInfo *t, size_t i)
+{
+    TpSlice sl = {(SplitKind)t->split, t->groups, t->shape[0], t->shape[1], m->shard.tp_rank,
+                  m->shard.tp_size};
+    return t->global_offset + tp_global_index(&sl, i);
 }
 
 void model_init_weights(Model *m, uint64_t seed)
@@ -63,22 +105,89 @@ void model_init_weights(Model *m, uint64_t seed)
     for (int k = 0; k < m->n_tensors; k++) {
         const ParamInfo *t = &m->tensors[k];
         float *p = m->params + t->offset;
-        /* keyed by the GLOBAL element index, so a shard can generate its slice */
+        /* keyed by the GLOBAL element index: a shard generates its slice */
         for (size_t i = 0; i < t->numel; i++) {
             if (t->init_std > 0)
-                p[i] = t->init_std * philox_normal(seed, RNG_INIT, t->offset + i);
+                p[i] = t->init_std * philox_normal(seed, RNG_INIT, model_global_index(m, t, i));
             else
                 p[i] = t->init_std < 0 ? 1.0f : 0.0f;
         }
     }
 }
 
+void model_tp_allreduce(Model *m, float *buf, size_t n)
+{
+    if (m->shard.tp_size > 1) m->tp_allreduce(m->tp_ctx, buf, n);
+}
+
+int model_n_blocks(const ModelConfig *c)
+{
+    return c->kind == MODEL_GPT ? c->n_layer + 2 : c->n_layer + 1;
+}
+
+void model_block_costs(const ModelConfig *c, double *cost)
+{
+    int n = model_n_blocks(c);
+    double C = c->n_embd, T = c->seq_len, V = c->vocab;
+    if (c->kind == MODEL_MLP) {
+        for (int b = 0; b < n; b++) cost[b] = 1;
+        return;
+    }
+    /* forward+backward FLOPs per sequence; element-wise work is counted as
+     * a few FLOPs per element, which matters for the embedding block */
+    cost[0] = 10 * T * C;
+    for (int b = 1; b <= c->n_layer; b++) cost[b] = 6 * T * 12 * C * C + 12 * T * T * C + 60 * T * C;
+    cost[n - 1] = 6 * T * C * V + 20 * T * V;
+}
+
+int model_shard_validate(const ModelConfig *c, const ModelShard *sh, Err *e)
+{
+    int n = model_n_blocks(c);
+    if (sh->tp_size < 1 || sh->tp_rank < 0 || sh->tp_rank >= sh->tp_size)
+        return err_set(e, "tensor-parallel rank %d of %d is invalid", sh->tp_rank, sh->tp_size);
+    if (sh->first_block < 0 || sh->first_block >= n ||
+        (sh->last_block >= 0 && (sh->last_block < sh->first_block || sh->last_block >= n)))
+        return err_set(e, "blocks %d..%d are outside the model's 0..%d", sh->first_block,
+                       sh->last_block, n - 1);
+    if (sh->tp_size > 1 && c->kind == MODEL_GPT) {
+        if (c->n_head % sh->tp_size)
+            return err_set(e, "--tp %d does not divide --heads %d: attention heads are split "
+                              "across tensor-parallel ranks; pick a --tp that divides %d",
+                           sh->tp_size, c->n_head, c->n_head);
+        if ((4 * c->n_embd) % sh->tp_size)
+            return err_set(e, "--tp %d does not divide the MLP width 4 x --embd = %d", sh->tp_size,
+                           4 * c->n_embd);
+    }
+    if (sh->tp_size > 1 && c->kind == MODEL_MLP) {
+        if (c->n_layer % 2)
+            return err_set(e, "--model mlp with --tp %d needs an even --layers (column- and "
+                              "row-parallel layers come in pairs); got %d", sh->tp_size, c->n_layer);
+        if (c->n_embd % sh->tp_size)
+            return err_set(e, "--tp %d does not divide the MLP width --embd %d", sh->tp_size,
+                           c->n_embd);
+    }
+    if (c->kind == MODEL_MLP && (sh->first_block != 0 || (sh->last_block >= 0 && sh->last_block != n - 1)))
+        return err_set(e, "--model mlp does not support pipeline stages (--pp 1 only)");
+    return 0;
+}
+
 int model_init(Model *m, const ModelConfig *cfg, int max_batch, uint64_t seed, Err *e)
 {
+    ModelShard whole = {0, 1, 0, -1, 1};
+    return model_init_shard(m, cfg, &whole, max_batch, seed, e);
+}
+
+int model_init_shard(Model *m, const ModelConfig *cfg, const ModelShard *shard, int max_batch,
+                     uint64_t seed, Err *e)
+{
     memset(m, 0, sizeof *m);
-    if (model_config_validate(cfg, e)) return -1;
+    if (model_config_validate(cfg, e) || model_shard_validate(cfg, shard, e)) return -1;
     if (max_batch < 1) return err_set(e, "batch %d: must be at least 1", max_batch);
     m->cfg = *cfg;
+    m->shard = *shard;
+    m->n_blocks = model_n_blocks(cfg);
+    if (m->shard.last_block < 0) m->shard.last_block = m->n_blocks - 1;
+    if (m->shard.slots < 1) m->shard.slots = 1;
     m->max_batch = max_batch;
     m->tensors = calloc(MAX_TENSORS, sizeof *m->tensors);
     if (!m->tensors) return err_set(e, "out of memory for the tensor table");
@@ -111,20 +220,36 @@ static void check_batch(const Model *m, int B)
     }
 }
 
-double model_forward(Model *m, const int *inputs, const int *targets, int B)
+double model_forward_slot(Model *m, int slot, const int *inputs, const int *targets, int B)
 {
     check_batch(m, B);
-    if (m->cfg.kind == MODEL_GPT) return gpt_forward(m, inputs, targets, B, m->cfg.seq_len);
+    if (m->cfg.kind == MODEL_GPT) return gpt_forward(m, slot, inputs, targets, B, m->cfg.seq_len);
     return mlp_forward_tokens(m, inputs, targets, B);
+}
+
+void model_backward_slot(Model *m, int slot, const int *inputs, const int *targets, int B,
+                         float grad_scale, const float *dout)
+{
+    check_batch(m, B);
+    if (m->cfg.kind == MODEL_GPT)
+        gpt_backward(m, slot, inputs, targets, B, grad_scale, dout);
+    else
+        mlp_backward_tokens(m, inputs, targets, B, grad_scale);
+}
+
+double model_forward(Model *m, const int *inputs, const int *targets, int B)
+{
+    return model_forward_slot(m, 0, inputs, targets, B);
 }
 
 void model_backward(Model *m, const int *inputs, const int *targets, int B, float grad_scale)
 {
-    check_batch(m, B);
-    if (m->cfg.kind == MODEL_GPT)
-        gpt_backward(m, inputs, targets, B, grad_scale);
-    else
-        mlp_backward_tokens(m, inputs, targets, B, grad_scale);
+    model_backward_slot(m, 0, inputs, targets, B, grad_scale, NULL);
+}
+
+size_t model_boundary_floats(const ModelConfig *c, int B)
+{
+    return (size_t)B * c->seq_len * c->n_embd;
 }
 
 void model_zero_grad(Model *m) { memset(m->grads, 0, m->n_params * sizeof(float)); }
@@ -167,7 +292,13 @@ size_t model_count_params(const ModelConfig *c)
 
 size_t model_act_floats(const ModelConfig *c, int B)
 {
-    if (c->kind == MODEL_GPT) return gpt_act_floats(c, B);
+    ModelShard whole = {0, 1, 0, model_n_blocks(c) - 1, 1};
+    return model_shard_act_floats(c, &whole, B);
+}
+
+size_t model_shard_act_floats(const ModelConfig *c, const ModelShard *sh, int B)
+{
+    if (c->kind == MODEL_GPT) return gpt_act_floats(c, sh, B);
     size_t in = c->in_dim ? (size_t)c->in_dim : (size_t)c->seq_len * c->vocab;
     return (size_t)B * (in + 2 * (size_t)c->n_layer * c->n_embd + 2 * (size_t)c->vocab +
                         2 * (size_t)c->n_embd) + (size_t)(2 * c->n_layer + 8) * 16;

@@ -24,17 +24,31 @@ typedef struct {
 
 typedef enum { TP_REPLICATED = 0, TP_COLUMN = 1, TP_ROW = 2 } TpSplit;
 
+/* Which part of the model this process holds: a tensor-parallel slice of
+ * the blocks [first_block, last_block], with `slots` sets of activations
+ * (micro-batches in flight in a pipeline). */
+typedef struct {
+    int tp_rank, tp_size;
+    int first_block, last_block; /* inclusive; last_block < 0 = through the end */
+    int slots;
+} ModelShard;
+
 #define MODEL_MAX_NAME 48
 typedef struct {
     char name[MODEL_MAX_NAME];
     int ndim;
-    int shape[2];   /* full (unsharded) shape; ndim 1 uses shape[0] */
-    size_t offset;  /* in floats, into params/grads */
-    size_t numel;
-    int block;      /* owning block, 0..n_blocks-1 */
-    int decay;      /* AdamW weight decay applies (matrices, not biases/norms) */
+    int shape[2];        /* full (unsharded) shape; ndim 1 uses shape[0], shape[1] = 1 */
+    int local_shape[2];  /* this process's tensor-parallel slice */
+    size_t offset;       /* in floats, into this process's params/grads */
+    size_t numel;        /* local elements */
+    size_t global_offset; /* where the FULL tensor starts in the canonical flat order */
+    int block;           /* owning block, 0..n_blocks-1 */
+    int decay;           /* AdamW weight decay applies (matrices, not biases/norms) */
     TpSplit split;
-    float init_std; /* > 0: normal(0, std); 0: zeros; < 0: ones */
+    int groups;          /* column-parallel packing: 3 for qkv, else 1 */
+    int tied_copy;       /* a second copy of a tied tensor (the head's wte on the
+                            last pipeline stage): not counted twice, not saved twice */
+    float init_std;      /* > 0: normal(0, std); 0: zeros; < 0: ones */
 } ParamInfo;
 
 typedef struct GptState GptState;
@@ -42,10 +56,12 @@ typedef struct MlpState MlpState;
 
 typedef struct {
     ModelConfig cfg;
-    int n_blocks;
+    ModelShard shard;
+    int n_blocks;           /* of the whole model */
     int n_tensors;
     ParamInfo *tensors;
-    size_t n_params;
+    size_t n_params;        /* held by this process */
+    size_t global_params;   /* of the whole, unsharded model */
     float *params;
     float *grads;
     int max_batch;          /* activations are sized for this many sequences */
@@ -57,13 +73,28 @@ typedef struct {
      * them while backward goes on. NULL = no calls. */
     void (*on_block_grads)(void *ctx, int block);
     void *hook_ctx;
+    /* Tensor parallelism: sums a partial activation or input gradient over
+     * the tensor-parallel group, in place. Needed when shard.tp_size > 1. */
+    void (*tp_allreduce)(void *ctx, float *buf, size_t n);
+    void *tp_ctx;
 } Model;
 
 /* Checks the configuration; the message names the field and the fix. */
 int model_config_validate(const ModelConfig *cfg, Err *e);
 /* Allocates params, grads and activations for max_batch sequences and
- * initializes the weights deterministically from seed. */
+ * initializes the weights deterministically from seed (the whole model). */
 int model_init(Model *m, const ModelConfig *cfg, int max_batch, uint64_t seed, Err *e);
+/* The same for one shard: weights equal the matching slice of the whole
+ * model's (initialization is keyed by each element's global index). */
+int model_init_shard(Model *m, const ModelConfig *cfg, const ModelShard *shard, int max_batch,
+                     uint64_t seed, Err *e);
+/* Checks that cfg can be split this way; the message names the fix. */
+int model_shard_validate(const ModelConfig *cfg, const ModelShard *shard, Err *e);
+int model_n_blocks(const ModelConfig *cfg);
+/* Estimated compute of each block (for balancing pipeline stages). */
+void model_block_costs(const ModelConfig *cfg, double *cost);
+/* Canonical (global) flat index of local element i of tensor t. */
+size_t model_global_index(const Model *m, const ParamInfo *t, size_t i);
 void model_free(Model *m);
 void model_init_weights(Model *m, uint64_t seed);
 
@@ -73,6 +104,22 @@ void model_init_weights(Model *m, uint64_t seed);
 double model_forward(Model *m, const int *inputs, const int *targets, int B);
 /* Accumulates d(loss_sum * grad_scale)/dparams into grads. */
 void model_backward(Model *m, const int *inputs, const int *targets, int B, float grad_scale);
+
+/* Pipeline stages. A stage that does not own block 0 reads its input
+ * activations (B*T*C floats) from model_stage_input(slot), written there by
+ * the caller; one that does not own the head leaves its output in
+ * model_stage_output(slot) and returns 0 as loss. Its backward takes the
+ * gradient of its output in dout, and leaves the gradient of its input in
+ * model_stage_dinput() (until the next backward). */
+double model_forward_slot(Model *m, int slot, const int *inputs, const int *targets, int B);
+void model_backward_slot(Model *m, int slot, const int *inputs, const int *targets, int B,
+                         float grad_scale, const float *dout);
+float *model_stage_input(Model *m, int slot);
+const float *model_stage_output(const Model *m, int slot);
+const float *model_stage_dinput(const Model *m);
+int model_owns_block(const Model *m, int block);
+/* Floats of activations crossing a stage boundary for B sequences. */
+size_t model_boundary_floats(const ModelConfig *cfg, int B);
 void model_zero_grad(Model *m);
 /* Predictions per sequence that contribute to the loss (T for gpt, 1 for mlp). */
 int model_preds_per_seq(const ModelConfig *cfg);
@@ -99,21 +146,32 @@ void mlp_backward_features(Model *m, const float *x, const int *labels, int B, f
  * micro-batch of B sequences (the plan's memory estimate). */
 size_t model_count_params(const ModelConfig *cfg);
 size_t model_act_floats(const ModelConfig *cfg, int B);
+/* Activation floats of one shard (all its slots). */
+size_t model_shard_act_floats(const ModelConfig *cfg, const ModelShard *shard, int B);
 
 /* Internal: the per-architecture builders (models/gpt.c, models/mlp.c). */
 int gpt_build(Model *m, Err *e);
-size_t gpt_act_floats(const ModelConfig *c, int B);
+size_t gpt_act_floats(const ModelConfig *c, const ModelShard *sh, int B);
 void gpt_free(Model *m);
-double gpt_forward(Model *m, const int *inputs, const int *targets, int B, int T);
-void gpt_backward(Model *m, const int *inputs, const int *targets, int B, float grad_scale);
+double gpt_forward(Model *m, int slot, const int *inputs, const int *targets, int B, int T);
+void gpt_backward(Model *m, int slot, const int *inputs, const int *targets, int B,
+                  float grad_scale, const float *dout);
 int mlp_build(Model *m, Err *e);
 void mlp_free(Model *m);
 double mlp_forward_tokens(Model *m, const int *inputs, const int *targets, int B);
 void mlp_backward_tokens(Model *m, const int *inputs, const int *targets, int B, float grad_scale);
 
-/* Tensor-table construction helpers used by the builders. */
-void model_add_tensor(Model *m, const char *name, int ndim, int d0, int d1, int block,
-                      int decay, TpSplit split, float init_std);
+/* Tensor-table construction helpers used by the builders: every tensor of
+ * the whole model is declared in canonical order; the ones in the shard's
+ * blocks are allocated, as their tensor-parallel slice. Returns the table
+ * index, or -1 when the shard does not hold it. */
+int model_add_tensor(Model *m, const char *name, int ndim, int d0, int d1, int block,
+                     int decay, TpSplit split, int groups, float init_std);
+/* A second copy (tied weights) of the tensor declared at global_offset,
+ * owned by `block`: allocated when the shard holds that block. */
+int model_add_tied_copy(Model *m, const char *name, int ndim, int d0, int d1, int block,
+                        int decay, float init_std, size_t global_offset);
+void model_tp_allreduce(Model *m, float *buf, size_t n);
 void *model_calloc(size_t n, size_t size);
 
 #endif

@@ -78,7 +78,11 @@ void matmul_forward(float *out, const float *inp, const float *w, const float *b
 {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, w, C,
                 0.0f, out, OC);
-    if (!bias) return;
+    if (bias) bias_forward(out, bias, N, OC);
+}
+
+void bias_forward(float *out, const float *bias, int N, int OC)
+{
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
         float *o = out + (size_t)n * OC;

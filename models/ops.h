@@ -12,6 +12,8 @@
 /* out (N,OC) = inp (N,C) @ w^T (w is (OC,C), as a torch Linear) + bias (OC) */
 void matmul_forward(float *out, const float *inp, const float *w, const float *bias,
                     int N, int C, int OC);
+/* out (N,OC) += bias on every row */
+void bias_forward(float *out, const float *bias, int N, int OC);
 /* dinp (N,C) += dout @ w;  dw (OC,C) += dout^T @ inp;  dbias (OC) += sum_rows dout */
 void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout,
                      const float *inp, const float *w, int N, int C, int OC);
