@@ -12,9 +12,13 @@ typedef struct {
     Group *dp;   /* same (tp, pp): gradient all-reduce / ZeRO */
     Group *tp;   /* same (dp, pp): tensor-parallel all-reduces */
     Group *pp;   /* same (tp, dp): pipeline send/recv */
+    Group *emb;  /* first and last pipeline stage of one (tp, dp): the tied
+                    embedding's two copies; NULL on other stages or pp = 1 */
 } Mesh;
 
 int mesh_init(Mesh *m, MeshDims d, Err *e);
+/* Communication of this rank over all its groups. */
+CommStats mesh_stats(const Mesh *m);
 void mesh_free(Mesh *m);
 
 #endif

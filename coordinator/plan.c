@@ -6,6 +6,7 @@
 #include <unistd.h>
 #include "mpitrain.pb-c.h"
 #include "sharding/partition.h"
+#include "sharding/stages.h"
 #include "worker/ckpt.h"
 #include "worker/pbconv.h"
 
@@ -29,30 +30,77 @@ static int resolve_mesh(TrainConfig *c, int world, Err *e)
         return err_set(e, "the job has %d ranks but --dp %d x --tp %d x --pp %d = %ld; start %ld "
                           "ranks or change --dp/--tp/--pp to multiply to %d",
                        world, c->dp, c->tp, c->pp, all, all, world);
-    if (c->tp > 1)
-        return err_set(e, "--tp %d: tensor parallelism is not available in this build yet; use --tp 1", c->tp);
-    if (c->pp > 1)
-        return err_set(e, "--pp %d: pipeline parallelism is not available in this build yet; use --pp 1", c->pp);
     return 0;
+}
+
+/* Contiguous block ranges per stage, balanced by estimated compute. */
+static int resolve_stages(TrainConfig *c, Err *e)
+{
+    int n = model_n_blocks(&c->model);
+    if (c->pp > n)
+        return err_set(e, "--pp %d is more stages than the model's %d blocks (embedding, %d "
+                          "layers, head); use --pp %d or fewer", c->pp, n, c->model.n_layer, n);
+    if (c->pp > MAX_STAGES) return err_set(e, "--pp %d: at most %d stages", c->pp, MAX_STAGES);
+    double *cost = calloc(n, sizeof *cost);
+    if (!cost) return err_set(e, "out of memory");
+    model_block_costs(&c->model, cost);
+    int rc = balance_stages(cost, n, c->pp, c->stage_first);
+    free(cost);
+    return rc ? err_set(e, "cannot split %d blocks into %d stages", n, c->pp) : 0;
+}
+
+/* Every (tp rank, stage) shard must be buildable. */
+static int check_shards(const TrainConfig *c, Err *e)
+{
+    for (int s = 0; s < c->pp; s++) {
+        ModelShard sh = {0, c->tp, c->stage_first[s], c->stage_first[s + 1] - 1, 1};
+        if (model_shard_validate(&c->model, &sh, e)) return -1;
+    }
+    if (c->pp > 1 && c->zero == 2 && c->model.kind == MODEL_GPT)
+        return err_set(e, "--zero 2 with --pp %d: the tied embedding's two copies need whole "
+                          "gradients; use --zero 1", c->pp);
+    return 0;
+}
+
+/* Parameters one (tp rank, stage) shard holds. */
+static size_t stage_params(const ModelConfig *m, int tp, int b0, int b1)
+{
+    if (m->kind == MODEL_MLP) return model_count_params(m) / tp + 1;
+    size_t C = m->n_embd, n = 0;
+    for (int b = b0; b <= b1; b++) {
+        if (b == 0) n += (size_t)m->vocab * C + (size_t)m->seq_len * C;
+        else if (b <= m->n_layer) n += (12 * C * C + 7 * C) / tp + 6 * C;
+        else n += 2 * C + (b0 > 0 ? (size_t)m->vocab * C : 0); /* tied copy */
+    }
+    return n;
 }
 
 size_t plan_memory_per_rank(const TrainConfig *c)
 {
-    size_t n = model_count_params(&c->model);
-    int dp = c->dp > 0 ? c->dp : 1;
-    size_t shard = (n + dp - 1) / dp;
+    int dp = c->dp > 0 ? c->dp : 1, tp = c->tp > 0 ? c->tp : 1, pp = c->pp > 0 ? c->pp : 1;
     int moments = c->optim.kind == OPT_ADAMW ? 2 : c->optim.kind == OPT_SGD ? 1 : 0;
-    size_t opt = (size_t)moments * (c->zero ? shard : n);
-    size_t grads = n + (c->zero == 2 ? shard : 0);
-    int micro = c->global_batch / dp / (c->micro_batches > 0 ? c->micro_batches : 1);
-    size_t acts = model_act_floats(&c->model, micro > 0 ? micro : 1);
-    return (n + grads + opt + acts) * sizeof(float);
+    int M = c->micro_batches > 0 ? c->micro_batches : 1;
+    int micro = c->global_batch / dp / M;
+    size_t worst = 0;
+    for (int s = 0; s < pp; s++) {
+        int b0 = pp > 1 ? c->stage_first[s] : 0;
+        int b1 = pp > 1 ? c->stage_first[s + 1] - 1 : model_n_blocks(&c->model) - 1;
+        size_t n = stage_params(&c->model, tp, b0, b1), shard = (n + dp - 1) / dp;
+        size_t opt = (size_t)moments * (c->zero ? shard : n);
+        size_t grads = n + (c->zero == 2 ? shard : 0);
+        ModelShard sh = {0, tp, b0, b1, pp > 1 ? pipeline_slots((Schedule)c->pp_schedule, s, pp, M) : 1};
+        size_t acts = model_shard_act_floats(&c->model, &sh, micro > 0 ? micro : 1);
+        size_t total = (n + grads + opt + acts) * sizeof(float);
+        if (total > worst) worst = total;
+    }
+    return worst;
 }
 
 int plan_resolve(TrainConfig *c, int world, size_t avail, Err *e)
 {
     if (resolve_mesh(c, world, e)) return -1;
     if (train_config_validate(c, e)) return -1;
+    if (resolve_stages(c, e) || check_shards(c, e)) return -1;
     if (c->global_batch % c->dp)
         return err_set(e, "--dp %d does not divide global batch %d; use a --batch that is a "
                           "multiple of %d", c->dp, c->global_batch, c->dp);
@@ -147,6 +195,8 @@ int plan_encode(const TrainConfig *c, int world, uint8_t **buf, size_t *len, Err
         sh[r].hi = s.hi;
         shp[r] = &sh[r];
     }
+    p.n_stage_first_block = (size_t)c->pp + 1;
+    p.stage_first_block = (int32_t *)c->stage_first;
     p.n_dp_slices = p.n_shards = c->dp;
     p.dp_slices = slp;
     p.shards = shp;
@@ -200,6 +250,8 @@ static void plan_to_config(const Mpitrain__Plan *p, TrainConfig *c)
     c->pp_schedule = p->pp_schedule;
     c->bucket_bytes = p->bucket_bytes;
     c->overlap = p->overlap;
+    for (size_t i = 0; i < p->n_stage_first_block && i <= MAX_STAGES; i++)
+        c->stage_first[i] = p->stage_first_block[i];
 }
 
 /* The derived parts must be what this build would derive: a plan from a
@@ -214,6 +266,14 @@ static int check_derived(const Mpitrain__Plan *p, const TrainConfig *c, Err *e)
     if ((int)p->n_dp_slices != c->dp || (int)p->n_shards != c->dp)
         return err_set(e, "plan: %zu batch slices and %zu shards for --dp %d", p->n_dp_slices,
                        p->n_shards, c->dp);
+    if ((int)p->n_stage_first_block != c->pp + 1)
+        return err_set(e, "plan: %zu stage boundaries for --pp %d", p->n_stage_first_block, c->pp);
+    TrainConfig again = *c;
+    if (resolve_stages(&again, e)) return err_wrap(e, "plan");
+    for (int s = 0; s <= c->pp; s++)
+        if (again.stage_first[s] != c->stage_first[s])
+            return err_set(e, "plan: stage %d's first block %d differs from this build's %d", s,
+                           c->stage_first[s], again.stage_first[s]);
     for (int r = 0; r < c->dp; r++) {
         Range b = dp_batch_slice(c->global_batch, c->dp, r);
         Range s = split_even(p->n_params, c->dp, r);

@@ -125,22 +125,40 @@ Test(plan_resolve, refuses_micro_batches_not_dividing_per_rank_batch)
     cr_assert_eq(plan_resolve(&c, 4, 0, &e), 0, "%s", e.msg);
 }
 
-Test(plan_resolve, refuses_tp_and_pp_for_now)
+Test(plan_resolve, tp_and_pp_layouts_and_their_limits)
 {
     TrainConfig c;
-    small_cfg(&c);
-    c.tp = 2;
     Err e = {{0}};
+    small_cfg(&c); /* 2 heads, width 32, 2 layers = 4 blocks */
+    c.tp = 2;
+    c.pp = 2;
+    cr_assert_eq(plan_resolve(&c, 4, 0, &e), 0, "%s", e.msg);
+    cr_assert_eq(c.dp, 1);
+    cr_assert_eq(c.stage_first[0], 0);
+    cr_assert_eq(c.stage_first[2], 4);
+    cr_assert(c.stage_first[1] > 0 && c.stage_first[1] < 4);
+
+    small_cfg(&c);
+    c.tp = 4; /* 2 heads cannot be split 4 ways */
     cr_assert_eq(plan_resolve(&c, 4, 0, &e), -1);
-    ASSERT_MSG_HAS(e, "--tp 2");
-    ASSERT_MSG_HAS(e, "not available");
+    ASSERT_MSG_HAS(e, "--tp 4 does not divide --heads 2");
+
+    small_cfg(&c);
+    c.pp = 5; /* more stages than blocks */
+    cr_assert_eq(plan_resolve(&c, 5, 0, &e), -1);
+    ASSERT_MSG_HAS(e, "--pp 5");
 
     small_cfg(&c);
     c.pp = 2;
-    e.msg[0] = 0;
-    cr_assert_eq(plan_resolve(&c, 4, 0, &e), -1);
-    ASSERT_MSG_HAS(e, "--pp 2");
-    ASSERT_MSG_HAS(e, "not available");
+    c.zero = 2;
+    cr_assert_eq(plan_resolve(&c, 2, 0, &e), -1);
+    ASSERT_MSG_HAS(e, "--zero 2 with --pp 2");
+
+    small_cfg(&c);
+    c.model.kind = MODEL_MLP;
+    c.pp = 2;
+    cr_assert_eq(plan_resolve(&c, 2, 0, &e), -1);
+    ASSERT_MSG_HAS(e, "pipeline");
 }
 
 Test(plan_resolve, refuses_zero_with_zo)

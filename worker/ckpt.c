@@ -11,6 +11,7 @@
 #include "worker/crc32c.h"
 #include "worker/fsutil.h"
 #include "worker/pbconv.h"
+#include "sharding/tpsplit.h"
 
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "checkpoint data is little-endian");
 
@@ -69,7 +70,8 @@ typedef struct {
 } RecordList;
 
 static int add_record(RecordList *rl, const char *prefix, const ParamInfo *t, size_t begin,
-                      size_t count, const char *file, uint64_t offset, uint32_t crc)
+                      size_t count, const char *file, uint64_t offset, uint32_t crc, int tp_rank,
+                      int tp_size)
 {
     if (rl->n == rl->cap) {
         int cap = rl->cap ? rl->cap * 2 : 64;
@@ -100,6 +102,10 @@ static int add_record(RecordList *rl, const char *prefix, const ParamInfo *t, si
     r->crc32c = crc;
     r->elem_begin = begin;
     r->elem_count = count;
+    r->tp_rank = tp_rank;
+    r->tp_size = tp_size;
+    r->split = t->split;
+    r->groups = t->groups;
     rl->n++;
     return 0;
 }
@@ -120,13 +126,17 @@ static int write_range(AtomicFile *af, RecordList *rl, const Model *m, const cha
 {
     for (int k = 0; k < m->n_tensors; k++) {
         const ParamInfo *t = &m->tensors[k];
+        /* one copy of everything: TP rank 0 speaks for replicated tensors,
+         * the embedding stage for the tied head copy */
+        if (t->tied_copy || (t->split == TP_REPLICATED && m->shard.tp_rank > 0)) continue;
         size_t a = t->offset > want.lo ? t->offset : want.lo;
         size_t b = t->offset + t->numel < want.hi ? t->offset + t->numel : want.hi;
         if (a >= b) continue;
         const float *src = buf + (a - buf_lo);
         size_t bytes = (b - a) * sizeof(float);
         if (atomic_write(af, src, bytes, e)) return -1;
-        if (add_record(rl, prefix, t, a - t->offset, b - a, file, *offset, crc32c(0, src, bytes)))
+        if (add_record(rl, prefix, t, a - t->offset, b - a, file, *offset, crc32c(0, src, bytes),
+                       m->shard.tp_rank, m->shard.tp_size))
             return err_set(e, "out of memory building the checkpoint manifest");
         *offset += bytes;
     }
@@ -379,30 +389,14 @@ int ckpt_load_meta(const char *dir, CkptMeta *meta, Err *e)
     return 0;
 }
 
-/* The optimizer buffer a record kind fills, or NULL. */
-static float *opt_buffer(Optimizer *o, const char *kind)
-{
-    if (!o) return NULL;
-    if (!strcmp(kind, "opt_m")) return o->m;
-    if (!strcmp(kind, "opt_v")) return o->v;
-    return NULL;
-}
-
 static int check_record(const char *dir, const Mpitrain__TensorRecord *r, const ParamInfo *t,
                         Err *e)
 {
+    (void)t;
     const char *nm = r->name;
     if (!r->dtype || strcmp(r->dtype, "f32"))
         return err_set(e, "checkpoint %s: tensor '%s': dtype '%s', expected f32", dir, nm,
                        r->dtype ? r->dtype : "");
-    if ((int)r->n_shape != t->ndim || r->shape[0] != t->shape[0] ||
-        (t->ndim > 1 && r->shape[1] != t->shape[1]))
-        return err_set(e, "checkpoint %s: tensor '%s': shape does not match the model's (%d x %d)",
-                       dir, nm, t->shape[0], t->shape[1]);
-    if (r->elem_count > t->numel || r->elem_begin > t->numel - r->elem_count)
-        return err_set(e, "checkpoint %s: tensor '%s': elements [%llu, +%llu) outside its %zu", dir,
-                       nm, (unsigned long long)r->elem_begin, (unsigned long long)r->elem_count,
-                       t->numel);
     if (r->nbytes != r->elem_count * sizeof(float))
         return err_set(e, "checkpoint %s: tensor '%s': %llu bytes for %llu floats", dir, nm,
                        (unsigned long long)r->nbytes, (unsigned long long)r->elem_count);
@@ -449,130 +443,149 @@ static int split_name(const char *full, char *kind, size_t kn, const char **tens
     return 0;
 }
 
-/* Reads a record whole (its checksum covers all of it) and copies the part
- * that overlaps [want.lo, want.hi) of the flat buffer into dst (which holds
- * flat elements from dst_lo). Returns the elements copied, or -1. */
-static long load_overlap(const char *dir, const Mpitrain__TensorRecord *r, size_t flat,
-                         float *dst, size_t dst_lo, Range want, Err *e)
+/* Loading maps every record, whatever tensor-parallel slice and element
+ * range it holds, through the FULL tensor: a checkpoint saved under any
+ * (dp, tp, pp, zero) layout loads under any other. One full tensor is
+ * assembled at a time, with a map of which elements arrived, so a missing
+ * or doubly stored element is an error. */
+typedef struct {
+    const ParamInfo *t; /* the local tensor being filled */
+    size_t full_n;
+    float *full;
+    unsigned char *have;
+} Assembly;
+
+static TpSlice record_slice(const Mpitrain__TensorRecord *r, const ParamInfo *t)
 {
-    Range have = {flat, flat + r->elem_count};
-    Range o = {have.lo > want.lo ? have.lo : want.lo, have.hi < want.hi ? have.hi : want.hi};
-    if (o.hi <= o.lo) return 0;
-    if (o.lo == have.lo && o.hi == have.hi)
-        return read_record(dir, r, dst + (flat - dst_lo), e) ? -1 : (long)r->elem_count;
+    int size = r->tp_size > 0 ? r->tp_size : 1;
+    return (TpSlice){size > 1 ? (SplitKind)r->split : SPLIT_NONE, r->groups > 0 ? r->groups : 1,
+                     t->shape[0], t->shape[1], r->tp_rank, size};
+}
+
+static int check_slice(const char *dir, const Mpitrain__TensorRecord *r, const ParamInfo *t,
+                       Err *e)
+{
+    TpSlice sl = record_slice(r, t);
+    size_t local = (size_t)tp_local_rows(&sl) * tp_local_cols(&sl);
+    if (sl.size < 1 || sl.rank < 0 || sl.rank >= sl.size || (sl.kind && tp_divides(&sl)) ||
+        (sl.kind != SPLIT_NONE && sl.groups != t->groups) || sl.kind > SPLIT_ROW)
+        return err_set(e, "checkpoint %s: tensor '%s': bad tensor-parallel slice %d of %d", dir,
+                       r->name, r->tp_rank, r->tp_size);
+    if (r->elem_count > local || r->elem_begin > local - r->elem_count)
+        return err_set(e, "checkpoint %s: tensor '%s': elements [%llu, +%llu) outside its slice of %zu",
+                       dir, r->name, (unsigned long long)r->elem_begin,
+                       (unsigned long long)r->elem_count, local);
+    return 0;
+}
+
+static int assemble_record(const char *dir, const Mpitrain__TensorRecord *r, Assembly *as,
+                           Err *e)
+{
     float *tmp = malloc(r->nbytes ? r->nbytes : 1);
     if (!tmp) return err_set(e, "out of memory reading tensor '%s'", r->name);
     int rc = read_record(dir, r, tmp, e);
-    if (!rc) memcpy(dst + (o.lo - dst_lo), tmp + (o.lo - flat), (o.hi - o.lo) * sizeof(float));
+    TpSlice sl = record_slice(r, as->t);
+    for (size_t k = 0; !rc && k < r->elem_count; k++) {
+        size_t g = tp_global_index(&sl, r->elem_begin + k);
+        if (as->have[g])
+            rc = err_set(e, "checkpoint %s: tensor '%s' stores element %zu twice (overlapping "
+                            "records): the manifest is inconsistent", dir, r->name, g);
+        as->have[g] = 1;
+        as->full[g] = tmp[k];
+    }
     free(tmp);
-    return rc ? -1 : (long)(o.hi - o.lo);
+    return rc;
 }
 
-/* Flat ranges a load filled, to prove they tile what was needed exactly
- * once (two records for the same half of a tensor must not pass). */
-typedef struct {
-    Range *r;
-    size_t n, cap;
-} RangeSet;
-
-static int rs_add(RangeSet *s, Range r)
+/* Copies the local elements [lo, hi) of the assembled tensor into dst. */
+static int scatter_local(const char *dir, const char *kind, const Model *m, const Assembly *as,
+                         size_t lo, size_t hi, float *dst, Err *e)
 {
-    if (s->n == s->cap) {
-        size_t cap = s->cap ? 2 * s->cap : 256;
-        Range *nr = realloc(s->r, cap * sizeof *nr);
-        if (!nr) return -1;
-        s->r = nr;
-        s->cap = cap;
+    const ParamInfo *t = as->t;
+    for (size_t i = lo; i < hi; i++) {
+        size_t g = model_global_index(m, t, i) - t->global_offset;
+        if (!as->have[g])
+            return err_set(e, "checkpoint %s: tensor '%s/%s' is missing or incomplete (element "
+                              "%zu absent; saved with another model or optimizer?)",
+                           dir, kind, t->name, g);
+        dst[i - lo] = as->full[g];
     }
-    s->r[s->n++] = r;
     return 0;
 }
 
-static int cmp_range(const void *a, const void *b)
+/* Fills one kind ("param", "opt_m", "opt_v") of one local tensor. */
+static int load_tensor_kind(const char *dir, const Mpitrain__Manifest *mf, const char *kind,
+                            const ParamInfo *t, const Model *m, float *dst, size_t lo, size_t hi,
+                            Assembly *as, Err *e)
 {
-    const Range *x = a, *y = b;
-    return x->lo < y->lo ? -1 : x->lo > y->lo;
-}
-
-/* 0 if the ranges tile `want`; else the first flat element missing (or
- * loaded twice) in *at and 1 = gap, 2 = overlap. */
-static int rs_check(RangeSet *s, Range want, size_t *at)
-{
-    qsort(s->r, s->n, sizeof *s->r, cmp_range);
-    size_t next = want.lo;
-    for (size_t i = 0; i < s->n; i++) {
-        if (s->r[i].lo > next) { *at = next; return 1; }
-        if (s->r[i].lo < next) { *at = s->r[i].lo; return 2; }
-        next = s->r[i].hi;
+    as->t = t;
+    as->full_n = (size_t)t->shape[0] * t->shape[1];
+    memset(as->have, 0, as->full_n);
+    size_t klen = strlen(kind);
+    int rc = 0;
+    for (size_t i = 0; !rc && i < mf->n_tensors; i++) {
+        const Mpitrain__TensorRecord *r = mf->tensors[i];
+        if (strncmp(r->name, kind, klen) || r->name[klen] != '/' || strcmp(r->name + klen + 1, t->name))
+            continue;
+        if (!(rc = check_record(dir, r, t, e)) && !(rc = check_slice(dir, r, t, e)))
+            rc = assemble_record(dir, r, as, e);
     }
-    if (next < want.hi) { *at = next; return 1; }
+    return rc ? rc : scatter_local(dir, kind, m, as, lo, hi, dst, e);
+}
+
+static int check_names(const char *dir, const Mpitrain__Manifest *mf, const Model *m, Err *e)
+{
+    for (size_t i = 0; i < mf->n_tensors; i++) {
+        const Mpitrain__TensorRecord *r = mf->tensors[i];
+        char kind[16];
+        const char *tname;
+        if (!r->name || split_name(r->name, kind, sizeof kind, &tname))
+            return err_set(e, "checkpoint %s: record %zu has a malformed name", dir, i);
+        const ParamInfo *t = model_find_tensor(m, tname);
+        if (!t && m->shard.first_block == 0 && m->shard.last_block == m->n_blocks - 1)
+            return err_set(e, "checkpoint %s: tensor '%s' is not part of this model (%s)", dir,
+                           r->name, "was the checkpoint made with other --layers/--embd?");
+        if (t && (r->n_shape != (size_t)t->ndim || r->shape[0] != t->shape[0] ||
+                  (t->ndim > 1 && r->shape[1] != t->shape[1])))
+            return err_set(e, "checkpoint %s: tensor '%s': shape does not match the model's (%d x %d)",
+                           dir, r->name, t->shape[0], t->shape[1]);
+    }
     return 0;
 }
 
-static const char *tensor_at_flat(const Model *m, size_t flat)
+static size_t largest_tensor(const Model *m)
 {
-    for (int k = 0; k < m->n_tensors; k++)
-        if (flat >= m->tensors[k].offset && flat < m->tensors[k].offset + m->tensors[k].numel)
-            return m->tensors[k].name;
-    return "?";
-}
-
-static int coverage_error(const char *dir, const Model *m, const char *kind, int how, size_t at,
-                          Err *e)
-{
-    return err_set(e, "checkpoint %s: tensor '%s/%s' is %s", dir, kind, tensor_at_flat(m, at),
-                   how == 1 ? "missing or incomplete (was it saved with another model or "
-                              "optimizer?)"
-                            : "stored twice (overlapping records): the manifest is inconsistent");
-}
-
-/* Loads one record into the parameter or optimizer buffers it overlaps. */
-static int load_record(const char *dir, const Mpitrain__TensorRecord *r, const ParamInfo *t,
-                       const char *kind, Model *m, Optimizer *o, RangeSet *sets, Err *e)
-{
-    size_t flat = t->offset + r->elem_begin;
-    Range have = {flat, flat + r->elem_count};
-    int which = !strcmp(kind, "param") ? 0 : !strcmp(kind, "opt_m") ? 1 : 2;
-    float *dst = which == 0 ? m->params : opt_buffer(o, kind);
-    if (!dst) return 0;
-    Range want = which == 0 ? (Range){0, m->n_params} : (Range){o->lo, o->hi};
-    long got = load_overlap(dir, r, flat, dst, want.lo, want, e);
-    if (got < 0) return -1;
-    Range ov = {have.lo > want.lo ? have.lo : want.lo, have.hi < want.hi ? have.hi : want.hi};
-    if (got > 0 && rs_add(&sets[which], ov)) return err_set(e, "out of memory");
-    return 0;
+    size_t n = 1;
+    for (int k = 0; k < m->n_tensors; k++) {
+        size_t f = (size_t)m->tensors[k].shape[0] * m->tensors[k].shape[1];
+        if (f > n) n = f;
+    }
+    return n;
 }
 
 int ckpt_load(const char *dir, Model *m, Optimizer *o, Err *e)
 {
     Mpitrain__Manifest *mf;
     if (ckpt_read_manifest(dir, &mf, e)) return -1;
-    RangeSet sets[3] = {{0}};
-    int rc = 0;
-    for (size_t i = 0; !rc && i < mf->n_tensors; i++) {
-        const Mpitrain__TensorRecord *r = mf->tensors[i];
-        char kind[16];
-        const char *tname;
-        if (!r->name || split_name(r->name, kind, sizeof kind, &tname)) {
-            rc = err_set(e, "checkpoint %s: record %zu has a malformed name", dir, i);
-            break;
+    int rc = check_names(dir, mf, m, e);
+    size_t big = largest_tensor(m);
+    Assembly as = {NULL, 0, malloc(big * sizeof(float)), malloc(big)};
+    if (!rc && (!as.full || !as.have)) rc = err_set(e, "out of memory loading %s", dir);
+    for (int k = 0; !rc && k < m->n_tensors; k++) {
+        const ParamInfo *t = &m->tensors[k];
+        rc = load_tensor_kind(dir, mf, "param", t, m, m->params + t->offset, 0, t->numel, &as, e);
+        /* the optimizer state this rank holds inside the tensor */
+        size_t a = t->offset > (o ? o->lo : 0) ? t->offset : (o ? o->lo : 0);
+        size_t b = o && t->offset + t->numel > o->hi ? o->hi : t->offset + t->numel;
+        for (int j = 0; !rc && o && a < b && j < 2; j++) {
+            float *buf = j ? o->v : o->m;
+            if (buf)
+                rc = load_tensor_kind(dir, mf, j ? "opt_v" : "opt_m", t, m, buf + (a - o->lo),
+                                      a - t->offset, b - t->offset, &as, e);
         }
-        const ParamInfo *t = model_find_tensor(m, tname);
-        if (!t) {
-            rc = err_set(e, "checkpoint %s: tensor '%s' is not part of this model (%s)", dir,
-                         r->name, "was the checkpoint made with other --layers/--embd?");
-            break;
-        }
-        if (!(rc = check_record(dir, r, t, e))) rc = load_record(dir, r, t, kind, m, o, sets, e);
     }
-    size_t at;
-    int how;
-    if (!rc && (how = rs_check(&sets[0], (Range){0, m->n_params}, &at)))
-        rc = coverage_error(dir, m, "param", how, at, e);
-    for (int j = 1; !rc && o && j < 3; j++)
-        if ((j == 1 ? o->m : o->v) && (how = rs_check(&sets[j], (Range){o->lo, o->hi}, &at)))
-            rc = coverage_error(dir, m, j == 1 ? "opt_m" : "opt_v", how, at, e);
-    for (int j = 0; j < 3; j++) free(sets[j].r);
+    free(as.full);
+    free(as.have);
     mpitrain__manifest__free_unpacked(mf, NULL);
     return rc;
 }

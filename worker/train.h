@@ -32,6 +32,10 @@ typedef struct {
     int overwrite;
     long bucket_bytes;         /* gradient bucket size for the DP all-reduce */
     float bucket_mb;           /* --bucket-mb, turned into bucket_bytes */
+    /* pipeline stage s owns blocks [stage_first[s], stage_first[s+1]);
+     * filled by the plan */
+#define MAX_STAGES 1040
+    int stage_first[MAX_STAGES + 1];
     int overlap;               /* start bucket all-reduces during backward */
 } TrainConfig;
 

@@ -16,6 +16,7 @@
 #include "worker/data.h"
 #include "worker/fsutil.h"
 #include "worker/gradsync.h"
+#include "worker/pipeline.h"
 
 typedef struct {
     const TrainConfig *cfg;
@@ -26,6 +27,7 @@ typedef struct {
     Model model;
     Optimizer opt;
     GradSync sync;
+    Pipeline pipe;
     int micro_b;           /* sequences per micro-batch on this rank */
     int *inputs, *targets; /* this rank's slice of one global batch */
     int *shard_counts;     /* dp: flat elements each rank owns (ZeRO gather) */
@@ -83,12 +85,27 @@ static int open_data(Trainer *t, Err *e)
     return 0;
 }
 
+static void tp_allreduce(void *ctx, float *buf, size_t n)
+{
+    coll_allreduce_sum_f32((Group *)ctx, buf, n);
+}
+
 static int setup_model(Trainer *t, Err *e)
 {
     const TrainConfig *c = t->cfg;
     int local = t->train.local_batch, dp = t->mesh.dims.dp;
+    int stage = t->mesh.me.pp, p = t->mesh.dims.pp;
     t->micro_b = local / c->micro_batches;
-    if (model_init(&t->model, &c->model, t->micro_b, c->seed, e)) return -1;
+    ModelShard sh = {t->mesh.me.tp, t->mesh.dims.tp, c->stage_first[stage],
+                     c->stage_first[stage + 1] - 1,
+                     pipeline_slots((Schedule)c->pp_schedule, stage, p, c->micro_batches)};
+    if (p == 1) sh = (ModelShard){t->mesh.me.tp, t->mesh.dims.tp, 0, -1, 1};
+    if (model_init_shard(&t->model, &c->model, &sh, t->micro_b, c->seed, e)) return -1;
+    t->model.tp_allreduce = tp_allreduce;
+    t->model.tp_ctx = t->mesh.tp;
+    if (pipeline_init(&t->pipe, &t->model, t->mesh.pp, stage, p, c->micro_batches, t->micro_b,
+                      p == 1 ? SCHED_1F1B : (Schedule)c->pp_schedule, e))
+        return -1;
     if (gradsync_init(&t->sync, &t->model, t->mesh.dp, c->zero, (size_t)c->bucket_bytes,
                       c->overlap, e))
         return -1;
@@ -153,64 +170,67 @@ static double per_pred(const TrainConfig *c)
     return 1.0 / ((double)c->global_batch * model_preds_per_seq(&c->model));
 }
 
-/* Forward + backward of this rank's slice; returns its loss sum. */
-static double forward_backward(Trainer *t, uint64_t batch_index)
+/* The loss lives on the last stage; one TP rank of it speaks for its
+ * group. Returns the global batch's loss sum on every rank. */
+static double global_loss_sum(Trainer *t, double local)
 {
-    const TrainConfig *c = t->cfg;
-    const int T = c->model.seq_len;
-    loader_batch(&t->train, batch_index, t->inputs, t->targets);
-    model_zero_grad(&t->model);
-    double loss_sum = 0;
-    for (int mb = 0; mb < c->micro_batches; mb++) {
-        size_t off = (size_t)mb * t->micro_b * T;
-        trace_begin_fmt(TR_COMPUTE, "forward mb%d", mb);
-        loss_sum += model_forward(&t->model, t->inputs + off, t->targets + off, t->micro_b);
-        trace_end();
-        if (mb == c->micro_batches - 1) gradsync_arm(&t->sync);
-        trace_begin_fmt(TR_COMPUTE, "backward mb%d", mb);
-        model_backward(&t->model, t->inputs + off, t->targets + off, t->micro_b,
-                       (float)per_pred(c));
-        trace_end();
-    }
-    return loss_sum;
+    int speaks = t->mesh.me.pp == t->mesh.dims.pp - 1 && t->mesh.me.tp == 0;
+    double sum = speaks ? local : 0.0;
+    coll_allreduce_sum_f64(t->mesh.world, &sum, 1);
+    return sum;
 }
 
-/* Global gradient norm of the reduced gradient. */
+/* Global gradient norm: every element of the model counted once, however
+ * it is replicated (DP replicas, TP-replicated norms and biases, the tied
+ * embedding's second copy). g holds the gradient of elements [u.lo, u.hi). */
 static double grad_norm(Trainer *t, const float *g, Range u)
 {
-    double ss = sum_squares(g, u.hi - u.lo);
-    if (t->cfg->zero) coll_allreduce_sum_f64(t->mesh.dp, &ss, 1);
+    double ss = 0;
+    int dp_counts = t->cfg->zero || t->mesh.me.dp == 0;
+    for (int k = 0; dp_counts && k < t->model.n_tensors; k++) {
+        const ParamInfo *ti = &t->model.tensors[k];
+        if (ti->tied_copy || (ti->split == TP_REPLICATED && t->mesh.me.tp > 0)) continue;
+        size_t a = ti->offset > u.lo ? ti->offset : u.lo;
+        size_t b = ti->offset + ti->numel < u.hi ? ti->offset + ti->numel : u.hi;
+        if (a < b) ss += sum_squares(g + (a - u.lo), b - a);
+    }
+    coll_allreduce_sum_f64(t->mesh.world, &ss, 1);
     return sqrt(ss);
+}
+
+/* The head's copy of the tied embedding and the embedding itself each got
+ * half of the gradient: sum them so both copies take the same step. */
+static void sync_tied_grads(Trainer *t)
+{
+    if (!t->mesh.emb) return;
+    const ParamInfo *w = model_find_tensor(&t->model, "wte");
+    coll_allreduce_sum_f32(t->mesh.emb, t->model.grads + w->offset, w->numel);
 }
 
 static double eval_loss(Trainer *t)
 {
     const TrainConfig *c = t->cfg;
-    const int T = c->model.seq_len;
     double sum = 0;
     for (int k = 0; k < c->eval_batches; k++) {
         loader_batch(&t->val, (uint64_t)k, t->inputs, t->targets);
-        for (int mb = 0; mb < c->micro_batches; mb++) {
-            size_t off = (size_t)mb * t->micro_b * T;
-            sum += model_forward(&t->model, t->inputs + off, t->targets + off, t->micro_b);
-        }
+        sum += pipeline_eval(&t->pipe, t->inputs, t->targets);
     }
-    coll_allreduce_sum_f64(t->mesh.dp, &sum, 1);
-    return sum * per_pred(c) / c->eval_batches;
+    return global_loss_sum(t, sum) * per_pred(c) / c->eval_batches;
 }
 
 /* One optimizer step; fills the rank's own timing report. */
 static int train_step(Trainer *t, long step, RankReport *rr, double *loss, double *norm, Err *e)
 {
     const TrainConfig *c = t->cfg;
-    CommStats before = *group_stats(t->mesh.dp);
+    CommStats before = mesh_stats(&t->mesh);
     double t0 = comm_wtime();
-    double local = forward_backward(t, t->data_pos);
+    loader_batch(&t->train, t->data_pos, t->inputs, t->targets);
     t->data_pos++;
+    model_zero_grad(&t->model);
+    double local = pipeline_train(&t->pipe, t->inputs, t->targets, (float)per_pred(c), &t->sync);
     gradsync_finish(&t->sync);
-    double sum = local;
-    coll_allreduce_sum_f64(t->mesh.dp, &sum, 1);
-    *loss = sum * per_pred(c);
+    sync_tied_grads(t);
+    *loss = global_loss_sum(t, local) * per_pred(c);
     Range u = gradsync_update_range(&t->sync);
     const float *g = gradsync_grads(&t->sync);
     *norm = grad_norm(t, g, u);
@@ -223,11 +243,11 @@ static int train_step(Trainer *t, long step, RankReport *rr, double *loss, doubl
                  clip_coef(&c->optim, *norm));
     trace_end();
     if (c->zero) coll_allgatherv_inplace_f32(t->mesh.dp, t->model.params, t->shard_counts);
-    const CommStats *after = group_stats(t->mesh.dp);
+    CommStats after = mesh_stats(&t->mesh);
     rr->step_s = comm_wtime() - t0;
-    rr->exposed_s = after->exposed_s - before.exposed_s;
-    rr->overlapped_s = after->overlapped_s - before.overlapped_s;
-    rr->bytes = after->bytes_sent - before.bytes_sent;
+    rr->exposed_s = after.exposed_s - before.exposed_s;
+    rr->overlapped_s = after.overlapped_s - before.overlapped_s;
+    rr->bytes = after.bytes_sent - before.bytes_sent;
     return 0;
 }
 
@@ -262,7 +282,7 @@ static int save_checkpoint(Trainer *t, long step, TrainResult *res, Err *e)
     uint8_t *recs = NULL;
     size_t len = 0;
     Range mine = split_even(t->model.n_params, t->mesh.dims.dp, t->mesh.me.dp);
-    rc = ckpt_write_shard(tmp, t->mesh.me.dp, &t->model, &t->opt, mine, &recs, &len, e);
+    rc = ckpt_write_shard(tmp, t->w->rank, &t->model, &t->opt, mine, &recs, &len, e);
     if (agree(t, rc, e)) {
         free(recs);
         return -1;
@@ -343,6 +363,7 @@ static void trainer_free(Trainer *t)
     free(t->inputs);
     free(t->targets);
     free(t->shard_counts);
+    pipeline_free(&t->pipe);
     gradsync_free(&t->sync);
     optim_free(&t->opt);
     model_free(&t->model);
