@@ -99,6 +99,66 @@ PY
   rc=$?
   check "trace is valid JSON, every rank present, spans well nested ($(tail -1 trace_check.log))" "[ $rc -eq 0 ]"
   ;;
+layout_*)
+  # any dp x tp x pp, either schedule, 1 or 4 micro-batches: the single-rank losses
+  IFS=_ read -r _ d t p <<< "$CASE"
+  L="--layers 2 --heads 4 --embd 32 --seq-len 32 --batch 32 --data corpus.tok --threads 1 --quiet --eval-every 0 --steps 20"
+  timeout 240 "$LOCAL" -n 1 train $L --out base > base.log 2>&1; check "single-rank baseline runs" "[ $? -eq 0 ]"
+  for sched in gpipe 1f1b; do
+    for M in 1 4; do
+      o="l${d}${t}${p}_${sched}_$M"
+      timeout 240 "$LOCAL" -n $((d * t * p)) train $L --dp "$d" --tp "$t" --pp "$p" --pp-schedule $sched \
+        --micro-batches $M --out "$o" > "$o.log" 2>&1
+      check "($d,$t,$p) $sched M=$M runs" "[ $? -eq 0 ]"
+      rel=$(max_rel base/metrics.jsonl "$o/metrics.jsonl")
+      check "($d,$t,$p) $sched M=$M matches single rank (max rel $rel <= 1e-4)" \
+        "same_steps base/metrics.jsonl $o/metrics.jsonl && awk 'BEGIN{exit !($rel <= 1e-4)}'"
+    done
+  done
+  ;;
+zero_layouts)
+  L="--layers 2 --heads 4 --embd 32 --seq-len 32 --batch 16 --data corpus.tok --threads 1 --quiet --eval-every 0 --steps 20"
+  timeout 240 "$LOCAL" -n 1 train $L --out base > base.log 2>&1
+  for lay in "4 1 1" "2 2 1" "1 1 4"; do
+    set -- $lay
+    o="z$1$2$3"
+    timeout 240 "$LOCAL" -n 4 train $L --dp $1 --tp $2 --pp $3 --zero 1 --micro-batches 2 --out $o > $o.log 2>&1
+    check "($1,$2,$3) zero=1 runs" "[ $? -eq 0 ]"
+    rel=$(max_rel base/metrics.jsonl "$o/metrics.jsonl")
+    check "($1,$2,$3) zero=1 matches single rank (max rel $rel <= 1e-4)" "same_steps base/metrics.jsonl $o/metrics.jsonl && awk 'BEGIN{exit !($rel <= 1e-4)}'"
+  done
+  ;;
+pipeline)
+  # every pp x M x schedule finishes (no deadlock); activation slots as promised
+  L="--layers 2 --heads 2 --embd 16 --seq-len 16 --batch 24 --data corpus.tok --threads 1 --quiet --eval-every 1 --eval-batches 1 --steps 2"
+  for p in 2 3 4; do
+    for M in 1 2 3 8; do
+      for sched in gpipe 1f1b; do
+        o="p${p}_m${M}_$sched"
+        timeout 60 "$LOCAL" -n $p train $L --pp $p --micro-batches $M --pp-schedule $sched --out $o > $o.log 2>&1; rc=$?
+        check "pp=$p M=$M $sched completes (rc $rc)" "[ $rc -eq 0 ]"
+        slots=$(sed -n 's/.*"act_slots_per_rank":\[\([0-9,]*\)\].*/\1/p' $o/summary.json)
+        want=$(awk -v p=$p -v M=$M -v s=$sched 'BEGIN{for(i=0;i<p;i++){v=(s=="gpipe")?M:((p-i<M)?p-i:M); printf "%s%d", (i?",":""), v}}')
+        check "pp=$p M=$M $sched keeps activations for [$slots] micro-batches (expected [$want], <= pp under 1f1b)" "[ '$slots' = '$want' ]"
+      done
+    done
+  done
+  ;;
+badlayout)
+  timeout 60 "$LOCAL" -n 2 train $TINY --tp 2 --heads 3 --embd 33 --out x > x.log 2>&1; rc=$?
+  check "tp 2 with 3 heads is refused before training (rc $rc)" "[ $rc -eq 2 ] && grep -q -- '--tp 2 does not divide --heads 3' x.log && [ ! -e x ]"
+  timeout 60 "$LOCAL" -n 5 train $TINY --pp 5 --batch 5 --out y > y.log 2>&1; rc=$?
+  check "pp 5 for a 4-block model is refused (rc $rc)" "[ $rc -eq 2 ] && grep -q -- '--pp 5 is more stages' y.log"
+  timeout 60 "$LOCAL" -n 2 train $TINY --pp 2 --zero 2 --out z > z.log 2>&1; rc=$?
+  check "zero 2 with pp 2 is refused with the fix (rc $rc)" "[ $rc -eq 2 ] && grep -q -- 'use --zero 1' z.log"
+  ;;
+tpgrad)
+  for n in 2 4; do
+    timeout 60 mpirun $( [ "$(id -u)" -eq 0 ] && echo --allow-run-as-root ) --oversubscribe --bind-to none \
+      --mca mpi_yield_when_idle 1 -np $n "$(dirname "$BIN")/tests/mpi_tpgrad" > tpgrad$n.log 2>&1; rc=$?
+    check "tp=$n: every shard's gradient equals its slice of the single-rank gradient ($(tail -1 tpgrad$n.log))" "[ $rc -eq 0 ]"
+  done
+  ;;
 *) echo "unknown case $CASE"; exit 2 ;;
 esac
 echo "$pass passed, $fail failed"

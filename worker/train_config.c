@@ -17,6 +17,7 @@ void train_config_defaults(TrainConfig *c)
     c->eval_batches = 4;
     c->log_every = 1;
     c->dp = c->tp = c->pp = 0; /* 0 = decide from the world size */
+    c->pp_schedule = 1; /* 1f1b */
     c->bucket_mb = 4;
     c->bucket_bytes = 4 << 20;
     c->overlap = 1;

@@ -1,6 +1,7 @@
 #include "worker/trainer.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -379,32 +380,58 @@ static long peak_rss_mb(void)
     return ru.ru_maxrss / 1024;
 }
 
+/* Figures each rank reports for the summary (from the allocators' own
+ * accounting, not measured). */
+typedef struct {
+    double opt_bytes, act_bytes, slots;
+} RankMemory;
+
+static int append_array(char *buf, size_t n, int k, const char *key, const RankMemory *all,
+                        int ranks, size_t field)
+{
+    k += snprintf(buf + k, n - k, ",\"%s\":[", key);
+    for (int i = 0; i < ranks && k < (int)n - 32; i++)
+        k += snprintf(buf + k, n - k, "%s%.0f", i ? "," : "",
+                      *(const double *)((const char *)&all[i] + field));
+    return k + snprintf(buf + k, n - k, "]");
+}
+
 /* <out>/summary.json: the run's figures, for people and for tests. */
 static int write_summary(Trainer *t, const TrainResult *res, Err *e)
 {
     int n = t->w->size;
-    double mine = (double)t->opt.state_bytes;
-    double *all = is_rank0(t) ? calloc(n, sizeof *all) : NULL;
+    RankMemory mine = {(double)t->opt.state_bytes, (double)t->model.act_floats * sizeof(float),
+                       (double)t->model.shard.slots};
+    RankMemory *all = is_rank0(t) ? calloc(n, sizeof *all) : NULL;
     coll_gather_bytes(t->mesh.world, &mine, all, sizeof mine, 0);
     int64_t rss = peak_rss_mb();
     coll_allreduce_max_i64(t->mesh.world, &rss, 1);
     if (!is_rank0(t)) return 0;
-    char buf[8192], path[PATH_LEN + 32];
-    int k = snprintf(buf, sizeof buf,
-                     "{\"ranks\":%d,\"dp\":%d,\"tp\":%d,\"pp\":%d,\"zero\":%d,\"params\":%zu,"
+    size_t cap = 4096 + (size_t)n * 96;
+    char *buf = malloc(cap), path[PATH_LEN + 32];
+    if (!buf) {
+        free(all);
+        return err_set(e, "out of memory");
+    }
+    int k = snprintf(buf, cap,
+                     "{\"ranks\":%d,\"dp\":%d,\"tp\":%d,\"pp\":%d,\"zero\":%d,\"micro_batches\":%d,"
+                     "\"pp_schedule\":\"%s\",\"params\":%zu,"
                      "\"first_step\":%ld,\"last_step\":%ld,\"final_loss\":%.17g,"
                      "\"mean_step_ms\":%.3f,\"mean_exposed_comm_ms\":%.3f,"
-                     "\"mean_tokens_per_s\":%.1f,\"mean_gflops\":%.2f,\"peak_rss_mb\":%ld,"
-                     "\"opt_state_bytes_per_rank\":[",
-                     n, t->cfg->dp, t->cfg->tp, t->cfg->pp, t->cfg->zero, t->model.n_params,
+                     "\"mean_tokens_per_s\":%.1f,\"mean_gflops\":%.2f,\"peak_rss_mb\":%ld",
+                     n, t->cfg->dp, t->cfg->tp, t->cfg->pp, t->cfg->zero, t->cfg->micro_batches,
+                     t->cfg->pp_schedule ? "1f1b" : "gpipe", t->model.global_params,
                      res->first_step, res->last_step, res->final_loss, res->mean_step_ms,
                      res->mean_exposed_ms, res->mean_tokens_per_s, res->mean_gflops, (long)rss);
-    for (int i = 0; i < n && k < (int)sizeof buf - 32; i++)
-        k += snprintf(buf + k, sizeof buf - k, "%s%.0f", i ? "," : "", all[i]);
-    k += snprintf(buf + k, sizeof buf - k, "]}\n");
+    k = append_array(buf, cap, k, "opt_state_bytes_per_rank", all, n, offsetof(RankMemory, opt_bytes));
+    k = append_array(buf, cap, k, "act_bytes_per_rank", all, n, offsetof(RankMemory, act_bytes));
+    k = append_array(buf, cap, k, "act_slots_per_rank", all, n, offsetof(RankMemory, slots));
+    k += snprintf(buf + k, cap - k, "}\n");
     free(all);
     snprintf(path, sizeof path, "%s/summary.json", t->cfg->out);
-    return write_file_atomic(path, buf, (size_t)k, e);
+    int rc = write_file_atomic(path, buf, (size_t)k, e);
+    free(buf);
+    return rc;
 }
 
 static void announce(Trainer *t)
