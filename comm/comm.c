@@ -353,3 +353,38 @@ int comm_agree(Group *g, int rc, const Err *mine, Err *first)
     }
     return (int)failed;
 }
+
+/* Half the round trip of `reps` ping-pongs of `bytes` between ranks 0 and 1. */
+static double pingpong(Group *g, char *buf, int bytes, int reps)
+{
+    double t0 = comm_wtime();
+    for (int i = 0; i < reps; i++) {
+        if (g->rank == 0) {
+            check(MPI_Send(buf, bytes, MPI_BYTE, 1, 77, g->comm), "MPI_Send", g);
+            check(MPI_Recv(buf, bytes, MPI_BYTE, 1, 77, g->comm, MPI_STATUS_IGNORE), "MPI_Recv", g);
+        } else if (g->rank == 1) {
+            check(MPI_Recv(buf, bytes, MPI_BYTE, 0, 77, g->comm, MPI_STATUS_IGNORE), "MPI_Recv", g);
+            check(MPI_Send(buf, bytes, MPI_BYTE, 0, 77, g->comm), "MPI_Send", g);
+        }
+    }
+    return (comm_wtime() - t0) / reps / 2;
+}
+
+int comm_measure_link(Group *g, double *alpha_s, double *beta_Bps)
+{
+    if (g->size < 2) return 0;
+    enum { BIG = 1 << 20 };
+    char *buf = calloc(BIG, 1);
+    double r[2] = {0, 0};
+    coll_barrier(g);
+    pingpong(g, buf, 8, 5); /* warm up the connection */
+    double small = pingpong(g, buf, 8, 50);
+    double big = pingpong(g, buf, BIG, 10);
+    free(buf);
+    r[0] = small;
+    r[1] = big > small ? BIG / (big - small) : BIG / big;
+    check(MPI_Bcast(r, 2, MPI_DOUBLE, 0, g->comm), "MPI_Bcast", g);
+    *alpha_s = r[0];
+    *beta_Bps = r[1];
+    return 1;
+}

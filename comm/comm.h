@@ -82,6 +82,10 @@ void comm_request_free(CommRequest *r);
 int coll_test(CommRequest *r);
 void coll_wait(CommRequest *r);
 
+/* Latency and bandwidth between ranks 0 and 1 by ping-pong (8 B and 1 MB
+ * messages); collective, same result on every rank. 0 if size < 2. */
+int comm_measure_link(Group *g, double *alpha_s, double *beta_Bps);
+
 /* Agreement on failure: every rank passes its own rc/message; returns the
  * number of failed ranks (0 = all fine) and, on rank 0, the message of the
  * lowest failing rank prefixed with "rank N: ". Never hangs as long as every

@@ -9,6 +9,7 @@
 #include "sharding/stages.h"
 #include "worker/ckpt.h"
 #include "worker/pbconv.h"
+#include "coordinator/planner.h"
 
 /* ---- validation ------------------------------------------------------------ */
 
@@ -195,6 +196,7 @@ int plan_encode(const TrainConfig *c, int world, uint8_t **buf, size_t *len, Err
         sh[r].hi = s.hi;
         shp[r] = &sh[r];
     }
+    p.predicted_step_ms = c->predicted_step_ms;
     p.n_stage_first_block = (size_t)c->pp + 1;
     p.stage_first_block = (int32_t *)c->stage_first;
     p.n_dp_slices = p.n_shards = c->dp;
@@ -250,6 +252,7 @@ static void plan_to_config(const Mpitrain__Plan *p, TrainConfig *c)
     c->pp_schedule = p->pp_schedule;
     c->bucket_bytes = p->bucket_bytes;
     c->overlap = p->overlap;
+    c->predicted_step_ms = p->predicted_step_ms;
     for (size_t i = 0; i < p->n_stage_first_block && i <= MAX_STAGES; i++)
         c->stage_first[i] = p->stage_first_block[i];
 }
@@ -366,14 +369,42 @@ static size_t available_bytes_per_rank(const CommWorld *w)
     return (size_t)pages * (size_t)page / (size_t)(w->local_size > 0 ? w->local_size : 1);
 }
 
+/* No --dp/--tp/--pp: the planner's best layout for this job. */
+static void choose_layout(TrainConfig *cfg, const CommWorld *w, const Machine *mc)
+{
+    int auto_layout = !cfg->dp && !cfg->tp && !cfg->pp;
+    Prediction p[256];
+    if (auto_layout && w->size > 1) {
+        int n = planner_search(cfg, w->size, mc, available_bytes_per_rank(w), p, 256);
+        if (n) {
+            cfg->dp = p[0].dp;
+            cfg->tp = p[0].tp;
+            cfg->pp = p[0].pp;
+        }
+    }
+    TrainConfig c = *cfg;
+    Err ignore;
+    if (plan_resolve(&c, w->size, 0, &ignore)) return;
+    planner_predict(&c, mc, &p[0]);
+    cfg->predicted_step_ms = p[0].step_s * 1e3;
+}
+
 int plan_distribute(Group *world, TrainConfig *cfg, const CommWorld *w, Err *e)
 {
     uint8_t *buf = NULL;
     size_t len = 0;
     Err mine = {{0}};
     int rc = 0;
+    Machine mc;
+    planner_default_machine(&mc, w->local_size);
+    mc.cores = w->cores;
+    comm_measure_link(world, &mc.alpha_s, &mc.beta_Bps);
     if (w->rank == 0) {
         rc = plan_apply_resume(cfg, &mine);
+        if (!rc) {
+            mc.gemm_gflops = planner_measure_gemm(&cfg->model, cfg->model.seq_len * 4);
+            choose_layout(cfg, w, &mc);
+        }
         if (!rc) rc = plan_resolve(cfg, w->size, available_bytes_per_rank(w), &mine);
         if (!rc) rc = plan_encode(cfg, w->size, &buf, &len, &mine);
     }

@@ -63,6 +63,12 @@ static const OptSpec TRAIN_OPTS[] = {
     {0},
 };
 
+const OptSpec *train_option_table(size_t *n)
+{
+    *n = sizeof TRAIN_OPTS / sizeof TRAIN_OPTS[0] - 1;
+    return TRAIN_OPTS;
+}
+
 static void default_out_dir(TrainConfig *c)
 {
     if (c->out[0]) return;

@@ -7,6 +7,12 @@ int cmd_train(int argc, char **argv);
 int cmd_prepare(int argc, char **argv);
 int cmd_sample(int argc, char **argv);
 int cmd_ckpt(int argc, char **argv);
+int cmd_plan(int argc, char **argv);
+
+/* The train options (shared with `plan`, which takes the same model and
+ * batch flags); n = entries without the terminator. */
+struct OptSpec;
+const struct OptSpec *train_option_table(size_t *n);
 
 /* The default dataset: the King James Bible (Debian package bible-kjv). */
 #define DEFAULT_DATA "data/kjv.tok"

@@ -11,7 +11,8 @@ static void usage(FILE *out)
             "  train     train a model (run under mpirun/srun for several ranks)\n"
             "  prepare   turn text files into a token file (default: the King James Bible)\n"
             "  sample    generate text from a checkpoint\n"
-            "  ckpt      inspect and export checkpoints (info, export)\n\n"
+            "  ckpt      inspect and export checkpoints (info, export)\n"
+            "  plan      predict step time and memory of every layout of N ranks\n\n"
             "`mpitrain <command> --help` describes each command.\n");
 }
 
@@ -30,6 +31,7 @@ int main(int argc, char **argv)
     if (!strcmp(c, "prepare")) return cmd_prepare(argc - 1, argv + 1);
     if (!strcmp(c, "sample")) return cmd_sample(argc - 1, argv + 1);
     if (!strcmp(c, "ckpt")) return cmd_ckpt(argc - 1, argv + 1);
-    fprintf(stderr, "mpitrain: unknown command '%s' (commands: train, prepare, sample, ckpt)\n", c);
+    if (!strcmp(c, "plan")) return cmd_plan(argc - 1, argv + 1);
+    fprintf(stderr, "mpitrain: unknown command '%s' (commands: train, prepare, sample, ckpt, plan)\n", c);
     return EXIT_USAGE;
 }

@@ -8,7 +8,7 @@
 
 typedef enum { OT_INT, OT_LONG, OT_U64, OT_FLOAT, OT_STR, OT_FLAG, OT_CHOICE } OptType;
 
-typedef struct {
+typedef struct OptSpec {
     const char *name;     /* "layers" for --layers */
     OptType type;
     size_t offset;        /* into the target struct */

@@ -33,7 +33,7 @@ dp[0-9])
   check "dp=$n losses match single rank (max rel diff $rel <= 1e-4)" "awk 'BEGIN{exit !($rel <= 1e-4)}'"
   ;;
 zero)
-  for z in 0 1 2; do run 4 "z$z" --zero $z; check "dp=4 zero=$z runs" "[ $? -eq 0 ]"; done
+  for z in 0 1 2; do run 4 "z$z" --dp 4 --zero $z; check "dp=4 zero=$z runs" "[ $? -eq 0 ]"; done
   for z in 1 2; do
     rel=$(max_rel z0/metrics.jsonl "z$z/metrics.jsonl")
     check "zero=$z losses match zero=0 (max rel diff $rel <= 1e-4)" "same_steps z0/metrics.jsonl z$z/metrics.jsonl && awk 'BEGIN{exit !($rel <= 1e-4)}'"
@@ -45,14 +45,14 @@ zero)
     "echo $four | tr , '\n' | awk -v one=$one '{r=\$1*4/one; if (r<0.99||r>1.01) bad=1} END{exit bad}'"
   ;;
 rerun)
-  run 3 a --zero 1; run 3 b --zero 1
+  run 3 a --dp 3 --zero 1; run 3 b --dp 3 --zero 1
   check "dp=3 re-run is bit-identical" "same_steps a/metrics.jsonl b/metrics.jsonl && cmp -s <(losses a/metrics.jsonl) <(losses b/metrics.jsonl)"
   check "dp=3 final weights are byte-identical" "cmp -s a/ckpt/step_00000020/rank_00001.bin b/ckpt/step_00000020/rank_00001.bin"
   ;;
 resume)
-  run 2 full --zero 1 --save-every 10; check "dp=2 zero=1 run saves" "[ -f full/ckpt/step_00000010/manifest.pb ]"
+  run 2 full --dp 2 --zero 1 --save-every 10; check "dp=2 zero=1 run saves" "[ -f full/ckpt/step_00000010/manifest.pb ]"
   check "each rank wrote its shard" "[ -f full/ckpt/step_00000010/rank_00000.bin ] && [ -f full/ckpt/step_00000010/rank_00001.bin ]"
-  timeout 240 "$LOCAL" -n 2 train --resume full/ckpt/step_00000010 --out cont --steps 20 --zero 1 --threads 1 --quiet > cont.log 2>&1
+  timeout 240 "$LOCAL" -n 2 train --resume full/ckpt/step_00000010 --out cont --steps 20 --dp 2 --zero 1 --threads 1 --quiet > cont.log 2>&1
   check "resume under the same layout runs" "[ $? -eq 0 ]"
   check "resumed steps 11..20 are bit-identical" "cmp -s <(losses full/metrics.jsonl | tail -10) <(losses cont/metrics.jsonl)"
   ;;
@@ -61,7 +61,7 @@ badlaunch)
   check "world 2 vs --dp 3 fails (rc $rc), no hang" "[ $rc -ne 0 ] && [ $rc -ne 124 ]"
   check "message says what to change" "grep -q 'the job has 2 ranks but --dp 3' x.log"
   check "rank 0 alone prints it" "[ \$(grep -c 'invalid plan' x.log) -eq 1 ]"
-  timeout 60 "$LOCAL" -n 3 train $TINY --batch 8 --out y > y.log 2>&1; rc=$?
+  timeout 60 "$LOCAL" -n 3 train $TINY --dp 3 --batch 8 --out y > y.log 2>&1; rc=$?
   check "dp 3 with batch 8 fails (rc $rc)" "[ $rc -ne 0 ] && [ $rc -ne 124 ]"
   check "message names the fix" "grep -q -- '--dp 3 does not divide global batch 8' y.log"
   check "no run directory was made" "[ ! -e y ]"

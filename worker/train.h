@@ -35,6 +35,7 @@ typedef struct {
     /* pipeline stage s owns blocks [stage_first[s], stage_first[s+1]);
      * filled by the plan */
 #define MAX_STAGES 1040
+    double predicted_step_ms;  /* the planner's prediction for this layout */
     int stage_first[MAX_STAGES + 1];
     int overlap;               /* start bucket all-reduces during backward */
 } TrainConfig;

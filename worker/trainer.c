@@ -472,6 +472,11 @@ int train_run(const TrainConfig *cfg, const CommWorld *w, TrainResult *res, Err 
     if (!rc) rc = agree(&t, write_summary(&t, res, e), e);
     if (!rc && cfg->trace[0]) rc = agree(&t, timeline_write(t.mesh.world, cfg->trace, e), e);
     trace_disable();
+    if (!rc && is_rank0(&t) && cfg->predicted_step_ms > 0)
+        progress_note(&t.prog, "planner: predicted %.1f ms/step for dp %d x tp %d x pp %d, "
+                               "measured %.1f ms/step (%+.0f%%)",
+                      cfg->predicted_step_ms, cfg->dp, cfg->tp, cfg->pp, res->mean_step_ms,
+                      (cfg->predicted_step_ms / res->mean_step_ms - 1) * 100);
     if (!rc && is_rank0(&t))
         progress_note(&t.prog, "done: step %ld, loss %.4f, %.0f tok/s, %.1f GFLOP/s, %.0f ms/step "
                                "(%.1f ms exposed comm), peak RSS %ld MB, checkpoint %s",

@@ -1,0 +1,179 @@
+#include "coordinator/planner.h"
+
+#include <cblas.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "coordinator/plan.h"
+#include "models/model.h"
+#include "models/ops.h"
+#include "sharding/stages.h"
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+double planner_measure_gemm(const ModelConfig *m, int tokens)
+{
+    /* the model's typical GEMM: tokens x 4C x C (the MLP's first layer) */
+    int M = tokens > 4096 ? 4096 : (tokens < 64 ? 64 : tokens);
+    int N = 4 * m->n_embd, K = m->n_embd;
+    if (N > 4096) N = 4096;
+    if (K > 4096) K = 4096;
+    float *a = model_calloc((size_t)M * K, sizeof(float)), *b = model_calloc((size_t)N * K, sizeof(float));
+    float *c = model_calloc((size_t)M * N, sizeof(float));
+    if (!a || !b || !c) {
+        free(a);
+        free(b);
+        free(c);
+        return 50.0;
+    }
+    int saved = ops_get_threads();
+    ops_set_threads(1);
+    double best = 0;
+    for (int rep = 0; rep < 5; rep++) {
+        double t0 = now_s();
+        int calls = 0;
+        do {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, a, K, b, K, 0.0f, c, N);
+            calls++;
+        } while (now_s() - t0 < 0.01);
+        double rate = 2.0 * M * N * K * calls / (now_s() - t0) / 1e9;
+        if (rate > best) best = rate;
+    }
+    ops_set_threads(saved);
+    free(a);
+    free(b);
+    free(c);
+    return best;
+}
+
+void planner_default_machine(Machine *mc, int ranks)
+{
+    mc->gemm_gflops = 100.0;
+    mc->efficiency = 0.8;
+    mc->alpha_s = 5e-6;
+    mc->beta_Bps = 4e9;
+    mc->cores = 2;
+    mc->ranks_per_node = ranks;
+}
+
+/* Compute rate one rank gets: its share of the node's cores. */
+static double rank_flops(const Machine *mc)
+{
+    double cores_per_rank = (double)mc->cores / mc->ranks_per_node;
+    if (cores_per_rank > 1) cores_per_rank = (int)cores_per_rank; /* whole threads */
+    return mc->gemm_gflops * 1e9 * mc->efficiency * cores_per_rank;
+}
+
+/* One message of `bytes` and a ring collective over p ranks moving `bytes`. */
+static double msg_s(const Machine *mc, double bytes) { return mc->alpha_s + bytes / mc->beta_Bps; }
+
+static double ring_s(const Machine *mc, int p, double bytes, double share)
+{
+    if (p <= 1) return 0;
+    return 2.0 * (p - 1) * mc->alpha_s + share * bytes / mc->beta_Bps;
+}
+
+static void stage_cost(const TrainConfig *c, int s, const double *cost, double *flops,
+                       int *layers)
+{
+    int b0 = c->pp > 1 ? c->stage_first[s] : 0;
+    int b1 = c->pp > 1 ? c->stage_first[s + 1] : model_n_blocks(&c->model);
+    *flops = 0;
+    *layers = 0;
+    for (int b = b0; b < b1; b++) {
+        int is_layer = c->model.kind == MODEL_GPT ? (b >= 1 && b <= c->model.n_layer) : b < c->model.n_layer;
+        *flops += is_layer ? cost[b] / c->tp : cost[b]; /* embedding and head are replicated */
+        *layers += is_layer;
+    }
+}
+
+void planner_predict(const TrainConfig *c, const Machine *mc, Prediction *p)
+{
+    memset(p, 0, sizeof *p);
+    p->dp = c->dp;
+    p->tp = c->tp;
+    p->pp = c->pp;
+    p->M = c->micro_batches;
+    int n = model_n_blocks(&c->model);
+    double *cost = calloc(n, sizeof *cost);
+    if (!cost) return;
+    model_block_costs(&c->model, cost);
+    int micro = c->global_batch / c->dp / c->micro_batches;
+    double rate = rank_flops(mc), worst = 0, C = c->model.n_embd;
+    int worst_layers = 0;
+    for (int s = 0; s < c->pp; s++) {
+        double f;
+        int layers;
+        stage_cost(c, s, cost, &f, &layers);
+        if (f > worst) worst = f, worst_layers = layers;
+    }
+    free(cost);
+    double mb_s = worst * micro / rate;
+    p->compute_s = mb_s * (c->micro_batches + c->pp - 1);
+    p->bubble = pipeline_bubble(c->pp, c->micro_batches);
+    double act = (double)micro * c->model.seq_len * C * sizeof(float);
+    /* TP: 2 all-reduces forward + 2 backward per layer and micro-batch */
+    double tp_one = ring_s(mc, c->tp, act, 2.0 * (c->tp - 1) / c->tp);
+    p->tp_comm_s = 4.0 * worst_layers * c->micro_batches * tp_one;
+    /* PP: an activation forward and its gradient back per micro-batch and
+     * boundary, on the critical path once per pipeline slot */
+    if (c->pp > 1) p->pp_comm_s = 2.0 * (c->micro_batches + c->pp - 1) * msg_s(mc, act);
+    /* DP: gradient all-reduce (reduce-scatter + all-gather with ZeRO),
+     * partly hidden behind backward by the buckets */
+    double grad_bytes = (double)model_count_params(&c->model) / (c->tp * c->pp) * sizeof(float);
+    double dp_s = ring_s(mc, c->dp, grad_bytes, 2.0 * (c->dp - 1) / c->dp);
+    double hidden = c->overlap ? 0.5 * p->compute_s : 0;
+    p->dp_exposed_s = dp_s - hidden > 0.2 * dp_s ? dp_s - hidden : 0.2 * dp_s;
+    /* optimizer: memory-bound, ~ 16 bytes touched per parameter */
+    double shard = grad_bytes / sizeof(float) / (c->zero ? c->dp : 1);
+    p->opt_s = shard * 16.0 / 10e9 * mc->ranks_per_node / (mc->cores < mc->ranks_per_node ? mc->cores : mc->ranks_per_node);
+    p->step_s = p->compute_s + p->tp_comm_s + p->pp_comm_s + p->dp_exposed_s + p->opt_s;
+    p->bytes = 4.0 * worst_layers * c->micro_batches * 2.0 * (c->tp - 1) / c->tp * act +
+               (c->pp > 1 ? 2.0 * c->micro_batches * act : 0) +
+               2.0 * (c->dp - 1) / c->dp * grad_bytes;
+    p->mem = plan_memory_per_rank(c);
+}
+
+static int cmp_pred(const void *a, const void *b)
+{
+    const Prediction *x = a, *y = b;
+    if (x->step_s != y->step_s) return x->step_s < y->step_s ? -1 : 1;
+    return x->bytes < y->bytes ? -1 : x->bytes > y->bytes;
+}
+
+int planner_search(const TrainConfig *cfg, int ranks, const Machine *mc, size_t avail,
+                   Prediction *out, int max)
+{
+    int n = 0;
+    for (int tp = 1; tp <= ranks; tp++)
+        for (int pp = 1; tp * pp <= ranks; pp++) {
+            if (ranks % (tp * pp)) continue;
+            int dp = ranks / (tp * pp);
+            if (cfg->global_batch % dp) continue;
+            int local = cfg->global_batch / dp;
+            Prediction best;
+            int found = 0;
+            for (int M = 1; M <= local && M <= 64; M++) {
+                if (local % M || (cfg->micro_batches && M != cfg->micro_batches)) continue;
+                TrainConfig c = *cfg;
+                c.dp = dp;
+                c.tp = tp;
+                c.pp = pp;
+                c.micro_batches = M;
+                Err e;
+                if (plan_resolve(&c, ranks, avail, &e)) continue;
+                Prediction p;
+                planner_predict(&c, mc, &p);
+                if (!found || cmp_pred(&p, &best) < 0) best = p;
+                found = 1;
+            }
+            if (found && n < max) out[n++] = best;
+        }
+    qsort(out, n, sizeof *out, cmp_pred);
+    return n;
+}
