@@ -162,6 +162,11 @@ void coll_allreduce_max_i64(Group *g, int64_t *buf, size_t n)
     allreduce(g, buf, n, MPI_INT64_T, MPI_MAX, sizeof(int64_t));
 }
 
+void coll_allreduce_max_f64(Group *g, double *buf, size_t n)
+{
+    allreduce(g, buf, n, MPI_DOUBLE, MPI_MAX, sizeof(double));
+}
+
 void coll_allreduce_min_i64(Group *g, int64_t *buf, size_t n)
 {
     allreduce(g, buf, n, MPI_INT64_T, MPI_MIN, sizeof(int64_t));

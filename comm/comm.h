@@ -55,6 +55,7 @@ void coll_bcast(Group *g, void *buf, size_t bytes, int root);
 void coll_allreduce_sum_f32(Group *g, float *buf, size_t n);
 void coll_allreduce_sum_f64(Group *g, double *buf, size_t n);
 void coll_allreduce_max_i64(Group *g, int64_t *buf, size_t n);
+void coll_allreduce_max_f64(Group *g, double *buf, size_t n);
 void coll_allreduce_min_i64(Group *g, int64_t *buf, size_t n);
 /* recv gets this rank's block: counts[rank] floats of the sum of send. */
 void coll_reduce_scatter_f32(Group *g, const float *send, float *recv, const int *counts);

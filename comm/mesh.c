@@ -16,7 +16,8 @@ int mesh_init(Mesh *m, MeshDims d, Err *e)
     m->dp = group_split(m->world, c.tp + c.pp * d.tp, c.dp);
     m->tp = group_split(m->world, c.dp + c.pp * d.dp, c.tp);
     m->pp = group_split(m->world, c.tp + c.dp * d.tp, c.pp);
-    if (!m->dp || !m->tp || !m->pp) return err_set(e, "out of memory creating rank groups");
+    m->mp = group_split(m->world, c.dp, rank);
+    if (!m->dp || !m->tp || !m->pp || !m->mp) return err_set(e, "out of memory creating rank groups");
     int ends = d.pp > 1 && (c.pp == 0 || c.pp == d.pp - 1);
     Group *emb = group_split(m->world, ends ? c.tp + c.dp * d.tp : d.tp * d.dp + rank, c.pp);
     if (ends) m->emb = emb;
@@ -30,14 +31,15 @@ void mesh_free(Mesh *m)
     group_free(m->tp);
     group_free(m->pp);
     group_free(m->emb);
+    group_free(m->mp);
     memset(m, 0, sizeof *m);
 }
 
 CommStats mesh_stats(const Mesh *m)
 {
     CommStats total = {0};
-    Group *groups[] = {m->world, m->dp, m->tp, m->pp, m->emb};
-    for (int i = 0; i < 5; i++) {
+    Group *groups[] = {m->world, m->dp, m->tp, m->pp, m->emb, m->mp};
+    for (int i = 0; i < 6; i++) {
         if (!groups[i]) continue;
         const CommStats *s = group_stats(groups[i]);
         total.bytes_sent += s->bytes_sent;

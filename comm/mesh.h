@@ -12,6 +12,7 @@ typedef struct {
     Group *dp;   /* same (tp, pp): gradient all-reduce / ZeRO */
     Group *tp;   /* same (dp, pp): tensor-parallel all-reduces */
     Group *pp;   /* same (tp, dp): pipeline send/recv */
+    Group *mp;   /* same dp: one model replica ("machine") of tp x pp ranks */
     Group *emb;  /* first and last pipeline stage of one (tp, dp): the tied
                     embedding's two copies; NULL on other stages or pp = 1 */
 } Mesh;

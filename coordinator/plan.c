@@ -140,7 +140,10 @@ int plan_encode(const TrainConfig *c, int world, uint8_t **buf, size_t *len, Err
     Mpitrain__ModelConfigPB mc;
     Mpitrain__OptimConfigPB oc;
     Mpitrain__Layout ly;
+    Mpitrain__ZoConfig zo;
     mpitrain__plan__init(&p);
+    zo_config_to_pb(c->zo_eps, c->zo_scale, c->zo_samples, c->zo_check_every, c->zo_outlier, &zo);
+    p.zo = &zo;
     model_config_to_pb(&c->model, &mc);
     optim_config_to_pb(&c->optim, &oc);
     mpitrain__layout__init(&ly);
@@ -253,6 +256,13 @@ static void plan_to_config(const Mpitrain__Plan *p, TrainConfig *c)
     c->bucket_bytes = p->bucket_bytes;
     c->overlap = p->overlap;
     c->predicted_step_ms = p->predicted_step_ms;
+    if (p->zo) {
+        c->zo_eps = p->zo->eps;
+        c->zo_scale = p->zo->scale;
+        c->zo_samples = p->zo->samples;
+        c->zo_check_every = p->zo->check_every;
+        c->zo_outlier = p->zo->outlier;
+    }
     for (size_t i = 0; i < p->n_stage_first_block && i <= MAX_STAGES; i++)
         c->stage_first[i] = p->stage_first_block[i];
 }
@@ -352,6 +362,11 @@ int plan_apply_resume(TrainConfig *cfg, Err *e)
     cfg->global_batch = m.global_batch;
     cfg->seed = m.seed;
     if (!cfg->data[0]) snprintf(cfg->data, sizeof cfg->data, "%s", m.data_path);
+    if (m.optim.kind == OPT_ZO) {
+        cfg->zo_eps = m.zo_eps;
+        cfg->zo_scale = m.zo_scale;
+        cfg->zo_samples = m.zo_samples;
+    }
     if (m.step >= cfg->steps)
         return err_set(e, "--resume %s: checkpoint is at step %lld, nothing to do for --steps %ld",
                        cfg->resume, (long long)m.step, cfg->steps);

@@ -50,6 +50,11 @@ static const OptSpec TRAIN_OPTS[] = {
     NUM("overlap", OT_INT, overlap, "0|1", 0, 1, "start bucket all-reduces during backward (1)"),
     NUM("micro-batches", OT_INT, micro_batches, "M", 1, 1 << 20, "micro-batches per step (1)"),
     {"pp-schedule", OT_CHOICE, F(pp_schedule), 0, NULL, "pipeline schedule (1f1b)", "gpipe|1f1b", 1, 0},
+    NUM("zo-eps", OT_FLOAT, zo_eps, "X", 1e-12, 10, "zo: perturbation size (1e-3)"),
+    NUM("zo-scale", OT_FLOAT, zo_scale, "X", 0, 1e12, "zo: projected gradient per int8 code unit; 0 = from a warm-up (0)"),
+    NUM("zo-samples", OT_INT, zo_samples, "K", 1, 4096, "zo: perturbations per machine per step (1)"),
+    NUM("zo-check-every", OT_INT, zo_check_every, "N", 0, 1e9, "zo: compare weight hashes across machines every N steps, 0 = never (10)"),
+    NUM("zo-outlier", OT_FLOAT, zo_outlier, "X", 1, 1e12, "zo: skip a sample whose code would exceed X units (1000)"),
     NUM("save-every", OT_INT, save_every, "N", 0, 1e9, "checkpoint every N steps, 0 = only at the end (100)"),
     NUM("keep-ckpts", OT_INT, keep_ckpts, "K", 0, 1e6, "keep the newest K checkpoints, 0 = all (3)"),
     NUM("eval-every", OT_INT, eval_every, "N", 0, 1e9, "validation loss every N steps, 0 = never (50)"),
@@ -117,10 +122,6 @@ int cmd_train(int argc, char **argv)
     int done;
     int rc = parse_train_args(&cfg, argc, argv, &done);
     if (rc || done) return rc;
-    if (cfg.optim.kind == OPT_ZO) {
-        fprintf(stderr, "mpitrain train: --optimizer zo is not available yet in this build\n");
-        return EXIT_USAGE;
-    }
     CommWorld w;
     comm_init(&argc, &argv, &w);
     Err e = {{0}}, mine = {{0}};

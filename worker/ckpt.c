@@ -41,6 +41,14 @@ void ckpt_meta_to_pb(const CkptMeta *meta, Mpitrain__Manifest *mf, Mpitrain__Mod
     mf->created_unix = (int64_t)time(NULL);
 }
 
+/* zo settings travel in a message with static storage per call site */
+static void attach_zo(const CkptMeta *meta, Mpitrain__Manifest *mf, Mpitrain__ZoConfig *z)
+{
+    if (meta->optim.kind != OPT_ZO) return;
+    zo_config_to_pb(meta->zo_eps, meta->zo_scale, meta->zo_samples, 0, 0, z);
+    mf->zo = z;
+}
+
 void ckpt_meta_from_pb(const Mpitrain__Manifest *mf, CkptMeta *meta)
 {
     memset(meta, 0, sizeof *meta);
@@ -58,6 +66,11 @@ void ckpt_meta_from_pb(const Mpitrain__Manifest *mf, CkptMeta *meta)
     meta->global_batch = mf->global_batch;
     meta->opt_t = mf->optimizer_step;
     snprintf(meta->data_path, sizeof meta->data_path, "%s", mf->data_path ? mf->data_path : "");
+    if (mf->zo) {
+        meta->zo_eps = mf->zo->eps;
+        meta->zo_scale = mf->zo->scale;
+        meta->zo_samples = mf->zo->samples;
+    }
 }
 
 /* ---- writing ------------------------------------------------------------ */
@@ -197,7 +210,9 @@ static int write_manifest(const char *dir, const CkptMeta *meta, Mpitrain__Tenso
     Mpitrain__ModelConfigPB mc;
     Mpitrain__OptimConfigPB oc;
     Mpitrain__Layout ly;
+    Mpitrain__ZoConfig zo;
     ckpt_meta_to_pb(meta, &mf, &mc, &oc, &ly);
+    attach_zo(meta, &mf, &zo);
     mf.n_tensors = n;
     mf.tensors = recs;
     size_t len = mpitrain__manifest__get_packed_size(&mf);

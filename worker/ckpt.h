@@ -29,6 +29,8 @@ typedef struct {
     int64_t opt_t;
     int dp, tp, pp, zero;
     char data_path[4096];
+    float zo_eps, zo_scale;  /* --optimizer zo: the journal's settings */
+    int zo_samples;
 } CkptMeta;
 
 /* Saves params and optimizer state of one process as a complete checkpoint

@@ -53,3 +53,14 @@ int optim_config_from_pb(const Mpitrain__OptimConfigPB *p, OptimConfig *o)
     o->total_steps = p->total_steps;
     return rc;
 }
+
+void zo_config_to_pb(float eps, float scale, int samples, int check_every, float outlier,
+                     Mpitrain__ZoConfig *z)
+{
+    mpitrain__zo_config__init(z);
+    z->eps = eps;
+    z->scale = scale;
+    z->samples = samples;
+    z->check_every = check_every;
+    z->outlier = outlier;
+}

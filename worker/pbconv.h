@@ -13,4 +13,9 @@ void optim_config_to_pb(const OptimConfig *o, Mpitrain__OptimConfigPB *p);
 /* -1 if the optimizer name is unknown (kind is then left OPT_ADAMW). */
 int optim_config_from_pb(const Mpitrain__OptimConfigPB *p, OptimConfig *o);
 
+struct TrainConfig;
+/* The zo fields of a train config. */
+void zo_config_to_pb(float eps, float scale, int samples, int check_every, float outlier,
+                     Mpitrain__ZoConfig *z);
+
 #endif

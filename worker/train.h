@@ -36,6 +36,9 @@ typedef struct {
      * filled by the plan */
 #define MAX_STAGES 1040
     double predicted_step_ms;  /* the planner's prediction for this layout */
+    /* --optimizer zo */
+    float zo_eps, zo_scale, zo_outlier; /* zo_scale 0 = pick from a warm-up */
+    int zo_samples, zo_check_every;
     int stage_first[MAX_STAGES + 1];
     int overlap;               /* start bucket all-reduces during backward */
 } TrainConfig;

@@ -18,6 +18,10 @@ void train_config_defaults(TrainConfig *c)
     c->log_every = 1;
     c->dp = c->tp = c->pp = 0; /* 0 = decide from the world size */
     c->pp_schedule = 1; /* 1f1b */
+    c->zo_eps = 1e-3f;
+    c->zo_samples = 1;
+    c->zo_check_every = 10;
+    c->zo_outlier = 1000.0f;
     c->bucket_mb = 4;
     c->bucket_bytes = 4 << 20;
     c->overlap = 1;
@@ -36,6 +40,9 @@ int train_config_validate(const TrainConfig *c, Err *e)
                        c->global_batch);
     if (!c->out[0]) return err_set(e, "--out: a run directory is required");
     if (!c->data[0]) return err_set(e, "--data: a token file is required");
+    if (c->optim.kind == OPT_ZO && (!(c->zo_eps > 0) || c->zo_samples < 1 || c->zo_scale < 0))
+        return err_set(e, "--zo-eps %g / --zo-samples %d / --zo-scale %g: eps and samples must be "
+                          "positive, scale >= 0 (0 = automatic)", c->zo_eps, c->zo_samples, c->zo_scale);
     if (c->eval_every > 0 && c->eval_batches < 1)
         return err_set(e, "--eval-batches %d: must be at least 1", c->eval_batches);
     return 0;

@@ -1,4 +1,4 @@
-#include "worker/trainer.h"
+#include "worker/trainer_internal.h"
 
 #include <math.h>
 #include <stddef.h>
@@ -19,30 +19,11 @@
 #include "worker/gradsync.h"
 #include "worker/pipeline.h"
 
-typedef struct {
-    const TrainConfig *cfg;
-    const CommWorld *w;
-    Mesh mesh;
-    TokenFile data;
-    Loader train, val;
-    Model model;
-    Optimizer opt;
-    GradSync sync;
-    Pipeline pipe;
-    int micro_b;           /* sequences per micro-batch on this rank */
-    int *inputs, *targets; /* this rank's slice of one global batch */
-    int *shard_counts;     /* dp: flat elements each rank owns (ZeRO gather) */
-    long start_step;       /* steps already done (resume) */
-    uint64_t data_pos;     /* global batch index of the next step */
-    char ckpt_root[PATH_LEN + 8];
-    Progress prog;
-} Trainer;
-
-static int is_rank0(const Trainer *t) { return t->w->rank == 0; }
+int trainer_is_rank0(const Trainer *t) { return t->w->rank == 0; }
 
 /* Every rank reports its own rc; all return the same verdict and rank 0's
  * e names the first failing rank and why. */
-static int agree(Trainer *t, int rc, Err *e)
+int trainer_agree(Trainer *t, int rc, Err *e)
 {
     Err mine = *e;
     return comm_agree(t->mesh.world, rc, &mine, e) ? -1 : 0;
@@ -152,7 +133,7 @@ static int setup_run_dir(Trainer *t, Err *e)
 {
     const TrainConfig *c = t->cfg;
     snprintf(t->ckpt_root, sizeof t->ckpt_root, "%s/ckpt", c->out);
-    if (!is_rank0(t)) return 0;
+    if (!trainer_is_rank0(t)) return 0;
     char metrics[PATH_LEN + 32];
     snprintf(metrics, sizeof metrics, "%s/metrics.jsonl", c->out);
     if (!t->start_step && !c->overwrite && access(metrics, F_OK) == 0)
@@ -166,18 +147,18 @@ static int setup_run_dir(Trainer *t, Err *e)
 
 /* ---- one step ----------------------------------------------------------- */
 
-static double per_pred(const TrainConfig *c)
+double trainer_per_pred(const TrainConfig *c)
 {
     return 1.0 / ((double)c->global_batch * model_preds_per_seq(&c->model));
 }
 
 /* The loss lives on the last stage; one TP rank of it speaks for its
  * group. Returns the global batch's loss sum on every rank. */
-static double global_loss_sum(Trainer *t, double local)
+double trainer_loss_sum(Trainer *t, Group *g, double local)
 {
     int speaks = t->mesh.me.pp == t->mesh.dims.pp - 1 && t->mesh.me.tp == 0;
     double sum = speaks ? local : 0.0;
-    coll_allreduce_sum_f64(t->mesh.world, &sum, 1);
+    coll_allreduce_sum_f64(g, &sum, 1);
     return sum;
 }
 
@@ -208,7 +189,7 @@ static void sync_tied_grads(Trainer *t)
     coll_allreduce_sum_f32(t->mesh.emb, t->model.grads + w->offset, w->numel);
 }
 
-static double eval_loss(Trainer *t)
+double trainer_eval_loss(Trainer *t)
 {
     const TrainConfig *c = t->cfg;
     double sum = 0;
@@ -216,7 +197,7 @@ static double eval_loss(Trainer *t)
         loader_batch(&t->val, (uint64_t)k, t->inputs, t->targets);
         sum += pipeline_eval(&t->pipe, t->inputs, t->targets);
     }
-    return global_loss_sum(t, sum) * per_pred(c) / c->eval_batches;
+    return trainer_loss_sum(t, t->mesh.world, sum) * trainer_per_pred(c) / c->eval_batches;
 }
 
 /* One optimizer step; fills the rank's own timing report. */
@@ -228,10 +209,10 @@ static int train_step(Trainer *t, long step, RankReport *rr, double *loss, doubl
     loader_batch(&t->train, t->data_pos, t->inputs, t->targets);
     t->data_pos++;
     model_zero_grad(&t->model);
-    double local = pipeline_train(&t->pipe, t->inputs, t->targets, (float)per_pred(c), &t->sync);
+    double local = pipeline_train(&t->pipe, t->inputs, t->targets, (float)trainer_per_pred(c), &t->sync);
     gradsync_finish(&t->sync);
     sync_tied_grads(t);
-    *loss = global_loss_sum(t, local) * per_pred(c);
+    *loss = trainer_loss_sum(t, t->mesh.world, local) * trainer_per_pred(c);
     Range u = gradsync_update_range(&t->sync);
     const float *g = gradsync_grads(&t->sync);
     *norm = grad_norm(t, g, u);
@@ -244,12 +225,17 @@ static int train_step(Trainer *t, long step, RankReport *rr, double *loss, doubl
                  clip_coef(&c->optim, *norm));
     trace_end();
     if (c->zero) coll_allgatherv_inplace_f32(t->mesh.dp, t->model.params, t->shard_counts);
+    trainer_rank_report(t, &before, t0, rr);
+    return 0;
+}
+
+void trainer_rank_report(Trainer *t, const CommStats *before, double t0, RankReport *rr)
+{
     CommStats after = mesh_stats(&t->mesh);
     rr->step_s = comm_wtime() - t0;
-    rr->exposed_s = after.exposed_s - before.exposed_s;
-    rr->overlapped_s = after.overlapped_s - before.overlapped_s;
-    rr->bytes = after.bytes_sent - before.bytes_sent;
-    return 0;
+    rr->exposed_s = after.exposed_s - before->exposed_s;
+    rr->overlapped_s = after.overlapped_s - before->overlapped_s;
+    rr->bytes = after.bytes_sent - before->bytes_sent;
 }
 
 /* ---- checkpoints -------------------------------------------------------- */
@@ -268,23 +254,26 @@ static void fill_meta(const Trainer *t, long step, CkptMeta *meta)
     meta->tp = t->mesh.dims.tp;
     meta->pp = t->mesh.dims.pp;
     meta->zero = t->cfg->zero;
+    meta->zo_eps = t->cfg->zo_eps;
+    meta->zo_scale = t->zo_scale;
+    meta->zo_samples = t->cfg->zo_samples;
     snprintf(meta->data_path, sizeof meta->data_path, "%s", t->cfg->data);
 }
 
 /* Every DP rank writes its slice of the flat buffers in parallel; rank 0
  * writes the manifest last and publishes the step. */
-static int save_checkpoint(Trainer *t, long step, TrainResult *res, Err *e)
+int trainer_save_checkpoint(Trainer *t, long step, TrainResult *res, Err *e)
 {
     Group *w = t->mesh.world;
     char tmp[PATH_LEN + 64];
     snprintf(tmp, sizeof tmp, "%s/.tmp.step_%08ld", t->ckpt_root, step);
-    int rc = is_rank0(t) ? ckpt_begin(t->ckpt_root, step, tmp, sizeof tmp, e) : 0;
-    if (agree(t, rc, e)) return -1;
+    int rc = trainer_is_rank0(t) ? ckpt_begin(t->ckpt_root, step, tmp, sizeof tmp, e) : 0;
+    if (trainer_agree(t, rc, e)) return -1;
     uint8_t *recs = NULL;
     size_t len = 0;
     Range mine = split_even(t->model.n_params, t->mesh.dims.dp, t->mesh.me.dp);
     rc = ckpt_write_shard(tmp, t->w->rank, &t->model, &t->opt, mine, &recs, &len, e);
-    if (agree(t, rc, e)) {
+    if (trainer_agree(t, rc, e)) {
         free(recs);
         return -1;
     }
@@ -292,7 +281,7 @@ static int save_checkpoint(Trainer *t, long step, TrainResult *res, Err *e)
     size_t *lens = calloc(group_size(w), sizeof *lens);
     coll_gatherv_bytes(w, recs, len, &all, lens, 0);
     free(recs);
-    if (is_rank0(t)) {
+    if (trainer_is_rank0(t)) {
         int n = group_size(w);
         uint8_t **parts = calloc(n, sizeof *parts);
         size_t off = 0;
@@ -306,19 +295,19 @@ static int save_checkpoint(Trainer *t, long step, TrainResult *res, Err *e)
     }
     free(all);
     free(lens);
-    return agree(t, rc, e);
+    return trainer_agree(t, rc, e);
 }
 
 /* ---- the loop ---------------------------------------------------------- */
 
-static int should_eval(const Trainer *t, long step)
+int trainer_should_eval(const Trainer *t, long step)
 {
     const TrainConfig *c = t->cfg;
     if (c->eval_every <= 0 || !t->val.file) return 0;
     return step % c->eval_every == 0 || step == c->steps;
 }
 
-static int should_save(const Trainer *t, long step)
+int trainer_should_save(const Trainer *t, long step)
 {
     const TrainConfig *c = t->cfg;
     return (c->save_every > 0 && step % c->save_every == 0) || step == c->steps;
@@ -335,7 +324,7 @@ static int run_steps(Trainer *t, TrainResult *res, Err *e)
         RankReport rr = {0};
         double loss, norm;
         int failed = train_step(t, step, &rr, &loss, &norm, e);
-        if (agree(t, failed, e)) return -1;
+        if (trainer_agree(t, failed, e)) return -1;
         StepReport r;
         report_gather(t->mesh.world, &rc, &rr, step + 1, loss, norm, lr_at(&c->optim, step), &r);
         if (step > t->start_step || c->steps - t->start_step == 1) { /* step 1 warms caches */
@@ -343,11 +332,11 @@ static int run_steps(Trainer *t, TrainResult *res, Err *e)
             sum_exposed += r.exposed_ms;
             timed++;
         }
-        if (should_eval(t, step + 1)) r.val_loss = res->final_val_loss = eval_loss(t);
-        if (is_rank0(t)) progress_report(&t->prog, &r);
+        if (trainer_should_eval(t, step + 1)) r.val_loss = res->final_val_loss = trainer_eval_loss(t);
+        if (trainer_is_rank0(t)) progress_report(&t->prog, &r);
         res->final_loss = loss;
         res->last_step = step + 1;
-        if (should_save(t, step + 1) && save_checkpoint(t, step + 1, res, e)) return -1;
+        if (trainer_should_save(t, step + 1) && trainer_save_checkpoint(t, step + 1, res, e)) return -1;
     }
     if (timed) {
         res->mean_step_ms = sum_ms / timed;
@@ -402,11 +391,11 @@ static int write_summary(Trainer *t, const TrainResult *res, Err *e)
     int n = t->w->size;
     RankMemory mine = {(double)t->opt.state_bytes, (double)t->model.act_floats * sizeof(float),
                        (double)t->model.shard.slots};
-    RankMemory *all = is_rank0(t) ? calloc(n, sizeof *all) : NULL;
+    RankMemory *all = trainer_is_rank0(t) ? calloc(n, sizeof *all) : NULL;
     coll_gather_bytes(t->mesh.world, &mine, all, sizeof mine, 0);
     int64_t rss = peak_rss_mb();
     coll_allreduce_max_i64(t->mesh.world, &rss, 1);
-    if (!is_rank0(t)) return 0;
+    if (!trainer_is_rank0(t)) return 0;
     size_t cap = 4096 + (size_t)n * 96;
     char *buf = malloc(cap), path[PATH_LEN + 32];
     if (!buf) {
@@ -462,22 +451,22 @@ int train_run(const TrainConfig *cfg, const CommWorld *w, TrainResult *res, Err 
     if (!rc) rc = open_data(&t, e);
     if (!rc) rc = setup_model(&t, e);
     if (!rc) rc = load_initial_state(&t, e);
-    rc = agree(&t, rc, e);
-    if (!rc) rc = agree(&t, setup_run_dir(&t, e), e);
-    if (!rc && is_rank0(&t)) announce(&t);
+    rc = trainer_agree(&t, rc, e);
+    if (!rc) rc = trainer_agree(&t, setup_run_dir(&t, e), e);
+    if (!rc && trainer_is_rank0(&t)) announce(&t);
     res->first_step = t.start_step;
     snprintf(res->run_dir, sizeof res->run_dir, "%s", cfg->out);
-    if (!rc) rc = run_steps(&t, res, e);
+    if (!rc) rc = cfg->optim.kind == OPT_ZO ? zo_run_steps(&t, res, e) : run_steps(&t, res, e);
     res->opt_state_bytes = t.opt.state_bytes;
-    if (!rc) rc = agree(&t, write_summary(&t, res, e), e);
-    if (!rc && cfg->trace[0]) rc = agree(&t, timeline_write(t.mesh.world, cfg->trace, e), e);
+    if (!rc) rc = trainer_agree(&t, write_summary(&t, res, e), e);
+    if (!rc && cfg->trace[0]) rc = trainer_agree(&t, timeline_write(t.mesh.world, cfg->trace, e), e);
     trace_disable();
-    if (!rc && is_rank0(&t) && cfg->predicted_step_ms > 0)
+    if (!rc && trainer_is_rank0(&t) && cfg->predicted_step_ms > 0)
         progress_note(&t.prog, "planner: predicted %.1f ms/step for dp %d x tp %d x pp %d, "
                                "measured %.1f ms/step (%+.0f%%)",
                       cfg->predicted_step_ms, cfg->dp, cfg->tp, cfg->pp, res->mean_step_ms,
                       (cfg->predicted_step_ms / res->mean_step_ms - 1) * 100);
-    if (!rc && is_rank0(&t))
+    if (!rc && trainer_is_rank0(&t))
         progress_note(&t.prog, "done: step %ld, loss %.4f, %.0f tok/s, %.1f GFLOP/s, %.0f ms/step "
                                "(%.1f ms exposed comm), peak RSS %ld MB, checkpoint %s",
                       res->last_step, res->final_loss, res->mean_tokens_per_s, res->mean_gflops,
