@@ -140,6 +140,15 @@ void progress_report(Progress *p, const StepReport *r)
     fflush(stdout);
 }
 
+void progress_initial_eval(Progress *p, double val_loss)
+{
+    if (p->metrics) {
+        fprintf(p->metrics, "{\"step\":0,\"val_loss\":%.17g}\n", val_loss);
+        fflush(p->metrics);
+    }
+    progress_note(p, "step 0 | val %.4f (before training)", val_loss);
+}
+
 void progress_note(Progress *p, const char *fmt, ...)
 {
     if (p->quiet) return;

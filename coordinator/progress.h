@@ -31,6 +31,8 @@ typedef struct {
 int progress_open(Progress *p, const char *run_dir, long total_steps, long resume_step,
                   int mode, int log_every, int quiet, Err *e);
 void progress_report(Progress *p, const StepReport *r);
+/* The validation loss before the first step (a metrics row of step 0). */
+void progress_initial_eval(Progress *p, double val_loss);
 void progress_note(Progress *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void progress_close(Progress *p);
 /* "1h02m", "3m20s", "12s" */

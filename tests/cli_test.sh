@@ -102,12 +102,12 @@ run train $TINY --steps 6 --eval-every 3 --save-every 3 --out run --progress lin
 expect "tiny training run exits 0" 0
 M=run/metrics.jsonl
 check "metrics.jsonl exists" "[ -s $M ]"
-check "6 step rows" "[ \$(rows '\"step\":' $M) -eq 6 ]"
-for key in step loss tokens_per_s gflops comm_bytes time_ms; do
-  check "every row has \"$key\"" "[ \$(rows '\"$key\":' $M) -eq 6 ]"
+check "6 step rows and the step-0 evaluation row" "[ \$(rows '\"loss\":' $M) -eq 6 ] && [ \$(rows '\"step\":' $M) -eq 7 ]"
+for key in loss tokens_per_s gflops comm_bytes time_ms; do
+  check "every step row has \"$key\"" "[ \$(rows '\"$key\":' $M) -eq 6 ]"
 done
-check "2 rows with val_loss (steps 3 and 6)" \
-  "[ \$(rows '\"val_loss\":' $M) -eq 2 ] && grep '\"val_loss\"' $M 2>/dev/null | grep -q '\"step\":3,' && grep '\"val_loss\"' $M 2>/dev/null | grep -q '\"step\":6,'"
+check "val_loss before training and at steps 3 and 6" \
+  "[ \$(rows '\"val_loss\":' $M) -eq 3 ] && grep -q '^{\"step\":0,\"val_loss\"' $M && grep '\"val_loss\"' $M 2>/dev/null | grep -q '\"step\":3,' && grep '\"val_loss\"' $M 2>/dev/null | grep -q '\"step\":6,'"
 check "loss values are finite numbers" \
   "[ -s $M ] && ! grep -Eq '\"loss\":(nan|inf|-inf|null)' $M"
 check "run/ckpt/latest names step 6" "grep -qx step_00000006 run/ckpt/latest"
@@ -115,7 +115,7 @@ check "checkpoint of step 3 exists" "[ -f run/ckpt/step_00000003/manifest.pb ]"
 
 run train $TINY --steps 6 --out run --quiet
 expect "second run into the same --out without --resume exits 1" 1 "--resume"
-check "the refused run left the metrics alone" "[ \$(rows '\"step\":' $M) -eq 6 ]"
+check "the refused run left the metrics alone" "[ \$(rows '\"step\":' $M) -eq 7 ]"
 
 # ---- config file values apply; flags override them -------------------------
 printf '# tiny model\nlayers = 2\nheads = 2\nembd = 32\nseq-len = 16\nbatch = 4\nsteps = 2\n' > good.cfg

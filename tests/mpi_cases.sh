@@ -159,6 +159,69 @@ tpgrad)
     check "tp=$n: every shard's gradient equals its slice of the single-rank gradient ($(tail -1 tpgrad$n.log))" "[ $rc -eq 0 ]"
   done
   ;;
+zo_identical)
+  # 4 machines x 50 steps: the hash check compares every shard's weight bits across
+  # machines every 5 steps; replaying base + journal gives the live weights bit for bit
+  Z="--optimizer zo --zo-samples 2 --zo-check-every 5 --eval-every 0 --save-every 20 --keep-ckpts 0"
+  run 4 a --dp 4 $Z --steps 50; check "4 machines x 50 steps with hash checks every 5 steps" "[ $? -eq 0 ]"
+  check "journal written" "[ -s a/zo/journal.bin ]"
+  # header 64 + roster record 24 + 50 steps x (8 head + 20 + 4 machines x 2 samples codes + 4 crc)
+  check "the journal holds one byte per (machine, sample) per step" "[ \$(stat -c %s a/zo/journal.bin) -eq \$((64 + 24 + 50 * 40)) ]"
+  run 4 b --dp 4 $Z --steps 50
+  "$BIN" ckpt export a --format safetensors --out a.st > /dev/null && "$BIN" ckpt export b --format safetensors --out b.st > /dev/null
+  check "a re-run gives byte-identical weights" "cmp -s a.st b.st"
+  "$BIN" ckpt replay a/ckpt/step_00000020 a/zo/journal.bin --out replay > replay.log 2>&1
+  check "replay from step 20 reaches step 50" "grep -q 'replayed to step 50' replay.log"
+  "$BIN" ckpt export replay --format safetensors --out replay.st > /dev/null
+  check "replayed weights == live weights, bit for bit" "cmp -s a.st replay.st"
+  ;;
+zo_layout)
+  Z="--optimizer zo --zo-samples 2 --eval-every 0 --steps 30"
+  run 2 flat --dp 2 $Z; run 4 piped --dp 2 --pp 2 $Z --micro-batches 2
+  "$BIN" ckpt export flat --format safetensors --out flat.st > /dev/null && "$BIN" ckpt export piped --format safetensors --out piped.st > /dev/null
+  check "dp=2 with pp=2 gives bit-identical weights to dp=2 after 30 steps" "[ -s flat.st ] && cmp -s flat.st piped.st"
+  ;;
+zo_roster)
+  Z="--optimizer zo --zo-samples 2 --eval-every 0 --save-every 10 --keep-ckpts 0"
+  run 4 four --dp 4 $Z --steps 20; check "4-machine run" "[ $? -eq 0 ]"
+  # resume its step-10 checkpoint with 2 machines: steps 11..20 come from the journal
+  timeout 240 "$LOCAL" -n 2 train --resume four/ckpt/step_00000010 --dp 2 --steps 30 --threads 1 \
+    --save-every 10 --keep-ckpts 0 > two.log 2>&1
+  check "2 machines resume a 4-machine run" "[ $? -eq 0 ]"
+  check "caught up 10 steps by replay" "grep -q 'caught up 10 step' two.log"
+  check "new roster epoch recorded" "grep -q 'roster epoch 1: 2 machine' two.log"
+  check "continued to step 30" "grep -qx step_00000030 four/ckpt/latest"
+  "$BIN" ckpt replay four/ckpt/step_00000010 four/zo/journal.bin --out rp > rp.log 2>&1
+  "$BIN" ckpt export rp --format safetensors --out rp.st > /dev/null; "$BIN" ckpt export four --format safetensors --out live.st > /dev/null
+  check "replay across the roster change == the live weights" "grep -q 'replayed to step 30' rp.log && cmp -s rp.st live.st"
+  ;;
+zo_bad)
+  Z="--optimizer zo --zo-samples 2 --eval-every 0 --save-every 10 --keep-ckpts 0 --dp 2"
+  run 2 j $Z --steps 10
+  cp -r j cut && size=$(stat -c %s cut/zo/journal.bin) && truncate -s $((size - 3)) cut/zo/journal.bin
+  "$BIN" ckpt replay j/ckpt/step_00000010 cut/zo/journal.bin --out x > cut.log 2>&1; rc=$?
+  check "truncated journal: error naming the record (rc $rc)" "[ $rc -eq 1 ] && grep -q 'record 11 (byte' cut.log && grep -q truncated cut.log"
+  cp -r j flip && printf '\x55' | dd of=flip/zo/journal.bin bs=1 seek=100 conv=notrunc 2> /dev/null
+  "$BIN" ckpt replay j/ckpt/step_00000010 flip/zo/journal.bin --out y > flip.log 2>&1; rc=$?
+  check "corrupted journal: checksum error naming the record (rc $rc)" "[ $rc -eq 1 ] && grep -q 'record 2 (byte' flip.log && grep -q checksum flip.log"
+  MPITRAIN_TEST_FLIP_BIT=1,7 timeout 120 "$LOCAL" -n 2 train $TINY $Z --steps 20 --zo-check-every 5 --out desync > desync.log 2>&1; rc=$?
+  check "a flipped weight bit on one rank stops the run (rc $rc)" "[ $rc -eq 1 ]"
+  check "the message names the step and the shard" "grep -q 'step 10: weights of shard (tp 0, pp 0) differ between machines' desync.log"
+  ;;
+zo_finetune)
+  # pretrain with backprop on the King James Bible, fine-tune with ZO on fortunes
+  bible 'gen1:1-gen20:18' > kjv.txt && "$BIN" prepare kjv.txt --out kjv.tok > /dev/null
+  cat /usr/share/games/fortunes/fortunes > fort.txt && "$BIN" prepare fort.txt --out fort.tok --val-fraction 0.1 > /dev/null
+  M="--layers 2 --heads 2 --embd 64 --seq-len 64 --batch 8 --threads 1 --quiet"
+  timeout 240 "$BIN" train $M --data kjv.tok --steps 200 --lr 3e-3 --eval-every 0 --out pre > pre.log 2>&1
+  check "backprop pretraining on KJV" "[ $? -eq 0 ]"
+  timeout 300 "$LOCAL" -n 4 train $M --dp 4 --optimizer zo --init-from pre --data fort.tok --steps 200 \
+    --lr 3e-3 --min-lr 3e-3 --warmup 0 --zo-samples 4 --weight-decay 0 --eval-every 100 --eval-batches 8 --out ft > ft.log 2>&1
+  check "ZO fine-tuning on fortunes with 4 machines" "[ $? -eq 0 ]"
+  v0=$(sed -n 's/^{"step":0,"val_loss":\([^}]*\)}/\1/p' ft/metrics.jsonl)
+  v1=$(sed -n 's/.*"step":200,.*"val_loss":\([^,]*\),.*/\1/p' ft/metrics.jsonl)
+  check "fortunes validation loss drops ($v0 -> $v1)" "awk -v a='$v0' -v b='$v1' 'BEGIN{exit !(a != \"\" && b != \"\" && b < a - 0.1)}'"
+  ;;
 *) echo "unknown case $CASE"; exit 2 ;;
 esac
 echo "$pass passed, $fail failed"

@@ -454,6 +454,10 @@ int train_run(const TrainConfig *cfg, const CommWorld *w, TrainResult *res, Err 
     rc = trainer_agree(&t, rc, e);
     if (!rc) rc = trainer_agree(&t, setup_run_dir(&t, e), e);
     if (!rc && trainer_is_rank0(&t)) announce(&t);
+    if (!rc && t.start_step == 0 && cfg->eval_every > 0 && t.val.file) {
+        double v = trainer_eval_loss(&t);
+        if (trainer_is_rank0(&t)) progress_initial_eval(&t.prog, v);
+    }
     res->first_step = t.start_step;
     snprintf(res->run_dir, sizeof res->run_dir, "%s", cfg->out);
     if (!rc) rc = cfg->optim.kind == OPT_ZO ? zo_run_steps(&t, res, e) : run_steps(&t, res, e);
