@@ -83,8 +83,8 @@ import json, sys
 work, runs = sys.argv[1], sys.argv[2:]
 print()
 print(f"{'p':>2}{'M':>4} {'schedule':9}{'ms/step':>9}{'idle own':>10}{'own th':>8}{'idle step':>11}"
-      f"{'theory':>8}{'own-th':>8}{'step-th':>9}{'stage0':>8}{'p2p wait':>10}")
-print(f"{'':>2}{'':>4} {'':9}{'':>9}{'':>10}{'':>8}{'':>11}{'':>8}{'':>8}{'':>9}{'':>8}{'ms/step':>10}")
+      f"{'theory':>8}{'own-th':>8}{'step-th':>9}{'stage0':>8}{'p2p wait':>10}{'slots':>7}")
+print(f"{'':>2}{'':>4} {'':9}{'':>9}{'':>10}{'':>8}{'':>11}{'':>8}{'':>8}{'':>9}{'':>8}{'ms/step':>10}{'':>7}")
 sums = {}
 for r in runs:
     name, p, m, sched = r.split(":")
@@ -96,7 +96,7 @@ for r in runs:
     sums.setdefault(p, []).append(abs(d_step))
     print(f"{p:>2}{m:>4} {sched:9}{s['mean_step_ms']:9.1f}{b['idle_own']:10.1%}{b['own_theory']:8.1%}"
           f"{b['idle_step']:11.1%}{th:8.1%}{d_own * 100:+7.1f}p{d_step * 100:+8.1f}p"
-          f"{b['idle_stage0']:8.1%}{b['p2p_wait_ms']:10.2f}")
+          f"{b['idle_stage0']:8.1%}{b['p2p_wait_ms']:10.2f}{max(s.get('act_slots_per_rank') or [0]):7d}")
 print()
 print("idle own  = 1 - busy / (the stage's own first..last compute span), mean over stages and")
 print("            steps 2..; own th = its ideal, mean over s of (p-1-s)/(M+p-1-s)")
@@ -105,7 +105,9 @@ print("            figure the textbook theory (p-1)/(M+p-1) describes")
 print("own-th, step-th = measured minus theory, in percentage points; stage0 = idle own of")
 print("            stage 0 (its own window is the pipeline's, so theory applies to it directly)")
 print("p2p wait  = 'wait send' + 'wait recv' span time per stage and step (mean over stages)")
-print("ms/step   = summary.json mean_step_ms (step 1 excluded)")
+print("ms/step   = summary.json mean_step_ms (step 1 excluded); slots = the largest")
+print("            act_slots_per_rank (micro-batch activations held at once: M for gpipe,")
+print("            at most p for 1f1b)")
 print("NOTE: p=4 runs 4 ranks on 2 cores (oversubscribed); ranks share cores, which inflates")
 print("      idle (and p2p wait) beyond the schedule's own bubble.")
 for p, v in sorted(sums.items()):

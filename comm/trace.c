@@ -22,11 +22,11 @@ static struct {
 int trace_enable(Group *world, size_t max_spans, Err *e)
 {
     trace_disable();
+    coll_barrier(world); /* untraced: the spans do not exist yet */
+    tr.origin = comm_wtime(); /* everyone leaves the barrier together: a shared zero */
     tr.spans = calloc(max_spans, sizeof *tr.spans);
     if (!tr.spans) return err_set(e, "out of memory for %zu trace spans", max_spans);
     tr.cap = max_spans;
-    coll_barrier(world);
-    tr.origin = comm_wtime(); /* everyone leaves the barrier together: a shared zero */
     return 0;
 }
 

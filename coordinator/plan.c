@@ -417,7 +417,7 @@ int plan_distribute(Group *world, TrainConfig *cfg, const CommWorld *w, Err *e)
     if (w->rank == 0) {
         rc = plan_apply_resume(cfg, &mine);
         if (!rc) {
-            mc.gemm_gflops = planner_measure_gemm(&cfg->model, cfg->model.seq_len * 4);
+            mc.gemm_gflops = planner_measure_gemm(&cfg->model, cfg->global_batch * cfg->model.seq_len / w->size);
             choose_layout(cfg, w, &mc);
         }
         if (!rc) rc = plan_resolve(cfg, w->size, available_bytes_per_rank(w), &mine);

@@ -100,8 +100,12 @@ int cmd_plan(int argc, char **argv)
     }
     if (a.link_gbps > 0) mc.beta_Bps = a.link_gbps * 1e9;
     if (a.link_latency_us > 0) mc.alpha_s = a.link_latency_us * 1e-6;
-    mc.gemm_gflops = a.gemm_gflops > 0 ? a.gemm_gflops
-                                       : planner_measure_gemm(&a.t.model, a.t.model.seq_len * 4);
+    /* one rank measures while the others wait, so ranks sharing cores do
+     * not slow each other's measurement */
+    double g = a.gemm_gflops;
+    if (!(g > 0) && w.rank == 0) g = planner_measure_gemm(&a.t.model, a.t.global_batch * a.t.model.seq_len / ranks);
+    coll_bcast(group_world(), &g, sizeof g, 0);
+    mc.gemm_gflops = g;
     if (w.rank == 0) {
         Prediction p[256];
         int n = planner_search(&a.t, ranks, &mc, 0, p, 256);
