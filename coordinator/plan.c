@@ -200,6 +200,7 @@ int plan_encode(const TrainConfig *c, int world, uint8_t **buf, size_t *len, Err
         shp[r] = &sh[r];
     }
     p.predicted_step_ms = c->predicted_step_ms;
+    p.on_nan = c->on_nan;
     p.n_stage_first_block = (size_t)c->pp + 1;
     p.stage_first_block = (int32_t *)c->stage_first;
     p.n_dp_slices = p.n_shards = c->dp;
@@ -256,6 +257,7 @@ static void plan_to_config(const Mpitrain__Plan *p, TrainConfig *c)
     c->bucket_bytes = p->bucket_bytes;
     c->overlap = p->overlap;
     c->predicted_step_ms = p->predicted_step_ms;
+    c->on_nan = p->on_nan;
     if (p->zo) {
         c->zo_eps = p->zo->eps;
         c->zo_scale = p->zo->scale;

@@ -12,6 +12,7 @@
 #include "worker/optim.h"
 #include "worker/safetensors.h"
 #include "worker/zo_replay.h"
+#include "worker/reshard.h"
 
 typedef struct {
     const char *name;
@@ -22,11 +23,13 @@ typedef struct {
 static int ckpt_info(int argc, char **argv);
 static int ckpt_export(int argc, char **argv);
 static int ckpt_replay(int argc, char **argv);
+static int ckpt_reshard_cmd(int argc, char **argv);
 
 static const CkptSubcommand SUBCOMMANDS[] = {
     {"info", ckpt_info, "print a checkpoint's manifest: configs, step, layout, tensors"},
     {"export", ckpt_export, "write the model weights as a .safetensors file"},
     {"replay", ckpt_replay, "rebuild a ZO run's exact weights from a base checkpoint + journal"},
+    {"reshard", ckpt_reshard_cmd, "rewrite a checkpoint for another dp x tp x pp / ZeRO layout"},
     {0},
 };
 
@@ -342,5 +345,46 @@ static int ckpt_replay(int argc, char **argv)
         return 1;
     }
     printf("replayed to step %ld: %s\n", step, written);
+    return 0;
+}
+
+/* ---- reshard ------------------------------------------------------------- */
+
+typedef struct {
+    int dp, tp, pp, zero;
+    char out[4096];
+} ReshardArgs;
+
+static const OptSpec RESHARD_OPTS[] = {
+    {"dp", OT_INT, offsetof(ReshardArgs, dp), 0, "N", "data-parallel ranks of the target (1)", NULL, 1, 1 << 20},
+    {"tp", OT_INT, offsetof(ReshardArgs, tp), 0, "N", "tensor-parallel ranks of the target (1)", NULL, 1, 1 << 20},
+    {"pp", OT_INT, offsetof(ReshardArgs, pp), 0, "N", "pipeline stages of the target (1)", NULL, 1, 1 << 20},
+    {"zero", OT_INT, offsetof(ReshardArgs, zero), 0, "0|1|2", "ZeRO stage of the target (0)", NULL, 0, 2},
+    {"out", OT_STR, offsetof(ReshardArgs, out), sizeof(((ReshardArgs *)0)->out), "DIR",
+     "checkpoint root to write (DIR/step_N and DIR/latest)", NULL, 1, 0},
+    {0},
+};
+
+static int ckpt_reshard_cmd(int argc, char **argv)
+{
+    ReshardArgs a = {1, 1, 1, 0, ""};
+    const char *dir = NULL;
+    int rc = parse_sub("ckpt reshard", "mpitrain ckpt reshard DIR --dp N --tp N --pp N [--zero Z] --out DIR2",
+                       "Rewrites a checkpoint (any layout) as one saved by a dp x tp x pp job with "
+                       "ZeRO stage Z:\nthe same tensors, sliced per target rank. `train --resume` "
+                       "also reshards on the fly.",
+                       RESHARD_OPTS, &a, argc, argv, &dir);
+    if (rc >= 0) return rc;
+    if (!a.out[0]) {
+        fprintf(stderr, "mpitrain ckpt reshard: --out DIR is required (see mpitrain ckpt reshard --help)\n");
+        return EXIT_USAGE;
+    }
+    Err e = {{0}};
+    char written[4400];
+    if (ckpt_reshard(dir, a.dp, a.tp, a.pp, a.zero, a.out, written, sizeof written, &e)) {
+        fprintf(stderr, "mpitrain ckpt reshard: %s\n", e.msg);
+        return 1;
+    }
+    printf("resharded to dp %d x tp %d x pp %d, zero %d: %s\n", a.dp, a.tp, a.pp, a.zero, written);
     return 0;
 }

@@ -55,6 +55,7 @@ static const OptSpec TRAIN_OPTS[] = {
     NUM("zo-samples", OT_INT, zo_samples, "K", 1, 4096, "zo: perturbations per machine per step (1)"),
     NUM("zo-check-every", OT_INT, zo_check_every, "N", 0, 1e9, "zo: compare weight hashes across machines every N steps, 0 = never (10)"),
     NUM("zo-outlier", OT_FLOAT, zo_outlier, "X", 1, 1e12, "zo: skip a sample whose code would exceed X units (1000)"),
+    {"on-nan", OT_CHOICE, F(on_nan), 0, NULL, "non-finite loss or gradient: stop with a message, or skip that update (stop)", "stop|skip", 1, 0},
     NUM("save-every", OT_INT, save_every, "N", 0, 1e9, "checkpoint every N steps, 0 = only at the end (100)"),
     NUM("keep-ckpts", OT_INT, keep_ckpts, "K", 0, 1e6, "keep the newest K checkpoints, 0 = all (3)"),
     NUM("eval-every", OT_INT, eval_every, "N", 0, 1e9, "validation loss every N steps, 0 = never (50)"),

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "models/philox.h"
 #include "sharding/tpsplit.h"
 
@@ -171,6 +172,24 @@ int model_shard_validate(const ModelConfig *c, const ModelShard *sh, Err *e)
     return 0;
 }
 
+/* A configuration (from flags or a manifest) that cannot fit in this
+ * machine's memory is an error before anything is allocated. */
+static int check_fits_in_memory(const ModelConfig *cfg, const ModelShard *shard, int B, Err *e)
+{
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    if (pages <= 0 || page <= 0) return 0;
+    double have = (double)pages * page;
+    double params = (double)model_count_params(cfg) / (shard->tp_size > 0 ? shard->tp_size : 1);
+    ModelShard sh = *shard;
+    if (sh.last_block < 0) sh.last_block = model_n_blocks(cfg) - 1;
+    double need = params * 2 * sizeof(float) + (double)model_shard_act_floats(cfg, &sh, B) * sizeof(float);
+    if (need <= have) return 0;
+    return err_set(e, "the model (%d layers x %d wide, vocab %d, seq %d: %.3g parameters) needs "
+                      "about %.3g GB, more than this machine's %.3g GB of memory",
+                   cfg->n_layer, cfg->n_embd, cfg->vocab, cfg->seq_len, params * (shard->tp_size > 0 ? shard->tp_size : 1),
+                   need / 1e9, have / 1e9);
+}
+
 int model_init(Model *m, const ModelConfig *cfg, int max_batch, uint64_t seed, Err *e)
 {
     ModelShard whole = {0, 1, 0, -1, 1};
@@ -183,6 +202,7 @@ int model_init_shard(Model *m, const ModelConfig *cfg, const ModelShard *shard, 
     memset(m, 0, sizeof *m);
     if (model_config_validate(cfg, e) || model_shard_validate(cfg, shard, e)) return -1;
     if (max_batch < 1) return err_set(e, "batch %d: must be at least 1", max_batch);
+    if (check_fits_in_memory(cfg, shard, max_batch, e)) return -1;
     m->cfg = *cfg;
     m->shard = *shard;
     m->n_blocks = model_n_blocks(cfg);

@@ -39,6 +39,7 @@ typedef struct {
     /* --optimizer zo */
     float zo_eps, zo_scale, zo_outlier; /* zo_scale 0 = pick from a warm-up */
     int zo_samples, zo_check_every;
+    int on_nan;                /* 0 stop with a message, 1 skip the update */
     int stage_first[MAX_STAGES + 1];
     int overlap;               /* start bucket all-reduces during backward */
 } TrainConfig;

@@ -1,4 +1,5 @@
 #include "worker/trainer_internal.h"
+#include "worker/testhooks.h"
 
 #include <math.h>
 #include <stddef.h>
@@ -216,10 +217,19 @@ static int train_step(Trainer *t, long step, RankReport *rr, double *loss, doubl
     Range u = gradsync_update_range(&t->sync);
     const float *g = gradsync_grads(&t->sync);
     *norm = grad_norm(t, g, u);
-    if (!isfinite(*loss) || !isfinite(*norm))
-        return err_set(e, "step %ld: loss is %g and gradient norm %g: training diverged; "
-                          "lower --lr or raise --warmup",
-                       step + 1, *loss, *norm);
+    if (!isfinite(*loss) || !isfinite(*norm)) {
+        if (c->on_nan == 0)
+            return err_set(e, "step %ld: loss is %g and gradient norm %g: training diverged; "
+                              "lower --lr or raise --warmup (or --on-nan skip)",
+                           step + 1, *loss, *norm);
+        /* --on-nan skip: every rank saw the same global loss and norm, so
+         * all of them skip this update together */
+        if (trainer_is_rank0(t))
+            progress_note(&t->prog, "step %ld: loss %g, gradient norm %g: update skipped", step + 1,
+                          *loss, *norm);
+        trainer_rank_report(t, &before, t0, rr);
+        return 0;
+    }
     trace_begin("optimizer", TR_OPT);
     optim_update(&t->opt, &t->model, t->model.params, g, lr_at(&c->optim, step),
                  clip_coef(&c->optim, *norm));
@@ -227,6 +237,20 @@ static int train_step(Trainer *t, long step, RankReport *rr, double *loss, doubl
     if (c->zero) coll_allgatherv_inplace_f32(t->mesh.dp, t->model.params, t->shard_counts);
     trainer_rank_report(t, &before, t0, rr);
     return 0;
+}
+
+/* <out>/heartbeat: the supervisor's watchdog restarts the job when it stops
+ * changing (a rank stuck in a collective stalls every rank). */
+void trainer_heartbeat(Trainer *t, long step)
+{
+    if (!trainer_is_rank0(t)) return;
+    char path[PATH_LEN + 32], line[64];
+    snprintf(path, sizeof path, "%s/heartbeat", t->cfg->out);
+    int n = snprintf(line, sizeof line, "%ld\n", step);
+    FILE *f = fopen(path, "w");
+    if (!f) return;
+    fwrite(line, 1, (size_t)n, f);
+    fclose(f);
 }
 
 void trainer_rank_report(Trainer *t, const CommStats *before, double t0, RankReport *rr)
@@ -273,6 +297,7 @@ int trainer_save_checkpoint(Trainer *t, long step, TrainResult *res, Err *e)
     size_t len = 0;
     Range mine = split_even(t->model.n_params, t->mesh.dims.dp, t->mesh.me.dp);
     rc = ckpt_write_shard(tmp, t->w->rank, &t->model, &t->opt, mine, &recs, &len, e);
+    testhook("MPITRAIN_TEST_DIE_IN_SAVE", t->w->rank, step);
     if (trainer_agree(t, rc, e)) {
         free(recs);
         return -1;
@@ -323,6 +348,8 @@ static int run_steps(Trainer *t, TrainResult *res, Err *e)
     for (long step = t->start_step; step < c->steps; step++) {
         RankReport rr = {0};
         double loss, norm;
+        testhook("MPITRAIN_TEST_KILL", t->w->rank, step + 1);
+        testhook("MPITRAIN_TEST_HANG", t->w->rank, step + 1);
         int failed = train_step(t, step, &rr, &loss, &norm, e);
         if (trainer_agree(t, failed, e)) return -1;
         StepReport r;
@@ -337,6 +364,7 @@ static int run_steps(Trainer *t, TrainResult *res, Err *e)
         res->final_loss = loss;
         res->last_step = step + 1;
         if (trainer_should_save(t, step + 1) && trainer_save_checkpoint(t, step + 1, res, e)) return -1;
+        trainer_heartbeat(t, step + 1);
     }
     if (timed) {
         res->mean_step_ms = sum_ms / timed;
@@ -454,6 +482,7 @@ int train_run(const TrainConfig *cfg, const CommWorld *w, TrainResult *res, Err 
     rc = trainer_agree(&t, rc, e);
     if (!rc) rc = trainer_agree(&t, setup_run_dir(&t, e), e);
     if (!rc && trainer_is_rank0(&t)) announce(&t);
+    if (!rc) trainer_heartbeat(&t, t.start_step);
     if (!rc && t.start_step == 0 && cfg->eval_every > 0 && t.val.file) {
         double v = trainer_eval_loss(&t);
         if (trainer_is_rank0(&t)) progress_initial_eval(&t.prog, v);

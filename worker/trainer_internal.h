@@ -45,6 +45,8 @@ int trainer_save_checkpoint(Trainer *t, long step, TrainResult *res, Err *e);
 /* Per-rank report of a step from the comm stats before it and its start. */
 void trainer_rank_report(Trainer *t, const CommStats *before, double t0, RankReport *rr);
 
+void trainer_heartbeat(Trainer *t, long step);
+
 /* The shared-randomness loop (zo_train.c). */
 int zo_run_steps(Trainer *t, TrainResult *res, Err *e);
 

@@ -281,6 +281,7 @@ int zo_run_steps(Trainer *t, TrainResult *res, Err *e)
             rc = trainer_is_rank0(t) ? journal_sync(&z.j, e) : 0;
             if (trainer_agree(t, rc, e) || trainer_save_checkpoint(t, step + 1, res, e)) rc = -1;
         }
+        trainer_heartbeat(t, step + 1);
     }
     if (!rc && timed) {
         res->mean_step_ms = sum_ms / timed;

@@ -1,0 +1,125 @@
+/* Fuzz target: the `--config FILE` reader (launch/options.c) with the train
+ * option table (launch/cmd_train.c) into a TrainConfig.
+ *
+ * The input is written as the config file and read by opts_load_config into
+ * train_config_defaults. A file it accepts then goes where `mpitrain train`
+ * sends it: the same fix-ups as the command line (choices mirrored into the
+ * model and optimizer kinds, bucket MB to bytes, min-lr capped at lr),
+ * train_config_validate, and plan_resolve for a world of dp x tp x pp ranks
+ * (no memory check). A plan that resolves must encode and decode again
+ * (plan_encode / plan_decode); a refusal there aborts with "config round
+ * trip" in the message.
+ *
+ * Seeds (MPITRAIN_FUZZ_GEN): a file setting every option of the table to a
+ * valid value. MPITRAIN_FUZZ_DICT: a libFuzzer dictionary of the option
+ * names and choices is written there. */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "coordinator/plan.h"
+#include "launch/commands.h"
+#include "launch/options.h"
+#include "tests/fuzz/fuzz_util.h"
+#include "worker/train.h"
+
+static char g_path[FUZZ_PATH];
+static const OptSpec *g_specs;
+static TrainConfig g_cfg, g_back;
+
+static void write_dict(const char *path)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) fuzz_die("cannot create %s", path);
+    fprintf(f, "\"=\"\n\" = \"\n\"#\"\n\"\\x0a\"\n\"true\"\n\"false\"\n\"nan\"\n\"inf\"\n"
+               "\"1e308\"\n\"-0\"\n\"0x1p4\"\n\"18446744073709551615\"\n\"2147483648\"\n");
+    for (const OptSpec *s = g_specs; s->name; s++) {
+        fprintf(f, "\"%s\"\n", s->name);
+        if (s->type == OT_CHOICE) {
+            char buf[256];
+            snprintf(buf, sizeof buf, "%s", s->choices);
+            for (char *tok = strtok(buf, "|"); tok; tok = strtok(NULL, "|"))
+                fprintf(f, "\"%s\"\n", tok);
+        }
+    }
+    fclose(f);
+}
+
+/* Every option at a valid value, as a config file. */
+static void write_seed(void)
+{
+    char text[16384];
+    size_t n = 0;
+    n += snprintf(text + n, sizeof text - n, "# every train option\n\n");
+    for (const OptSpec *s = g_specs; s->name && n < sizeof text - 256; s++) {
+        if (!strcmp(s->name, "config")) continue; /* config files cannot include configs */
+        char v[64];
+        switch (s->type) {
+        case OT_FLAG: snprintf(v, sizeof v, "true"); break;
+        case OT_STR: snprintf(v, sizeof v, "fuzz/%s", s->name); break;
+        case OT_U64: snprintf(v, sizeof v, "42"); break;
+        case OT_CHOICE: {
+            const char *bar = strchr(s->choices, '|');
+            snprintf(v, sizeof v, "%.*s", bar ? (int)(bar - s->choices) : 60, s->choices);
+            break;
+        }
+        default:
+            snprintf(v, sizeof v, "%.9g", s->min <= s->max ? (s->min > 1 ? s->min : fmin(1, s->max)) : 1);
+        }
+        n += snprintf(text + n, sizeof text - n, "%s = %s\n", s->name, v);
+    }
+    fuzz_seed("all_options.conf", text, n);
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc;
+    (void)argv;
+    size_t n;
+    g_specs = train_option_table(&n);
+    fuzz_join(g_path, fuzz_workdir("config"), "train.conf");
+    const char *dict = getenv("MPITRAIN_FUZZ_DICT");
+    if (dict && *dict) write_dict(dict);
+    if (fuzz_gen_dir()) write_seed();
+    return 0;
+}
+
+static int positive(int v) { return v > 0 ? v : 1; }
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    fuzz_write_file(g_path, data, size);
+    TrainConfig *c = &g_cfg;
+    train_config_defaults(c);
+    if (opts_load_config("train", g_specs, c, g_path)) return 0;
+
+    /* what parse_train_args does after the flags */
+    c->model.kind = (ModelKind)c->model_kind;
+    c->optim.kind = (OptKind)c->optimizer;
+    c->optim.total_steps = c->steps;
+    c->bucket_bytes = (long)(c->bucket_mb * 1048576.0);
+    if (c->optim.min_lr > c->optim.lr) c->optim.min_lr = c->optim.lr;
+    if (!c->data[0]) snprintf(c->data, sizeof c->data, "data/kjv.tok");
+    if (!c->out[0]) snprintf(c->out, sizeof c->out, "runs/fuzz");
+    fuzz_touch(c, sizeof *c);
+
+    Err e = {{0}};
+    if (train_config_validate(c, &e)) return 0;
+    long world = (long)positive(c->dp) * positive(c->tp) * positive(c->pp);
+    if (world > 4096) return 0; /* a real job, but a slow input */
+    if (plan_resolve(c, (int)world, 0, &e)) return 0;
+
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    if (plan_encode(c, (int)world, &buf, &len, &e)) {
+        fprintf(stderr, "config round trip: a resolved config does not encode: %s\n", e.msg);
+        abort();
+    }
+    if (plan_decode(buf, len, plan_hash(buf, len), (int)world, &g_back, &e)) {
+        fprintf(stderr, "config round trip: the plan of a resolved config is refused: %s\n", e.msg);
+        abort();
+    }
+    free(buf);
+    return 0;
+}

@@ -1,0 +1,20 @@
+#include "worker/testhooks.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+void testhook(const char *name, int rank, long step)
+{
+    const char *v = getenv(name), *attempt = getenv("MPITRAIN_RESTART_COUNT");
+    int r;
+    long s;
+    if (!v || (attempt && atoi(attempt) != 0) || sscanf(v, "%d,%ld", &r, &s) != 2) return;
+    if (r != rank || s != step) return;
+    fprintf(stderr, "mpitrain: test hook %s fires on rank %d at step %ld\n", name, rank, step);
+    if (!strcmp(name, "MPITRAIN_TEST_HANG"))
+        for (;;) pause();
+    kill(getpid(), SIGKILL);
+}
