@@ -222,6 +222,53 @@ zo_finetune)
   v1=$(sed -n 's/.*"step":200,.*"val_loss":\([^,]*\),.*/\1/p' ft/metrics.jsonl)
   check "fortunes validation loss drops ($v0 -> $v1)" "awk -v a='$v0' -v b='$v1' 'BEGIN{exit !(a != \"\" && b != \"\" && b < a - 0.1)}'"
   ;;
+reshard)
+  # save under (2,2,1), continue under other layouts: the losses of the next
+  # steps match the unresharded continuation; the weights are the same bits
+  R="--layers 2 --heads 2 --embd 32 --seq-len 32 --batch 8 --data corpus.tok --threads 1 --quiet --eval-every 0 --save-every 5 --keep-ckpts 0"
+  timeout 240 "$LOCAL" -n 4 train $R --steps 10 --dp 2 --tp 2 --zero 1 --out src > src.log 2>&1
+  check "(2,2,1) zero=1 run saves step 5" "[ -f src/ckpt/step_00000005/manifest.pb ]"
+  for lay in "1 1 4 0" "4 1 1 1" "1 2 2 0" "4 1 1 0" "1 1 4 1"; do
+    set -- $lay
+    o="to$1$2$3z$4"
+    timeout 240 "$LOCAL" -n $(($1 * $2 * $3)) train --resume src/ckpt/step_00000005 --steps 10 --dp $1 --tp $2 --pp $3 \
+      --zero $4 --threads 1 --quiet --out $o > $o.log 2>&1
+    rel=$(max_rel <(grep '"loss"' src/metrics.jsonl | tail -5) $o/metrics.jsonl)
+    check "resume under ($1,$2,$3) zero=$4 matches the continuation (max rel $rel <= 1e-4)" \
+      "[ \$(losses $o/metrics.jsonl | wc -l) -eq 5 ] && awk 'BEGIN{exit !($rel <= 1e-4)}'"
+  done
+  "$BIN" ckpt reshard src/ckpt/step_00000005 --dp 1 --tp 1 --pp 4 --out off > off.log 2>&1
+  check "offline reshard to (1,1,4)" "grep -q 'resharded to dp 1 x tp 1 x pp 4' off.log"
+  "$BIN" ckpt export src/ckpt/step_00000005 --format safetensors --out a.st > /dev/null
+  "$BIN" ckpt export off --format safetensors --out b.st > /dev/null
+  check "resharded weights are byte-equal after gathering" "[ -s a.st ] && cmp -s a.st b.st"
+  ;;
+recovery)
+  SUP="$HERE/../launch/mpitrain-launch"
+  R="--layers 2 --heads 2 --embd 32 --seq-len 32 --batch 8 --data corpus.tok --threads 1 --quiet --eval-every 0 --save-every 4 --steps 16"
+  timeout 240 "$LOCAL" -n 4 train $R --dp 4 --out ref > ref.log 2>&1
+  "$BIN" ckpt export ref --format safetensors --out ref.st > /dev/null
+  victim=$((RANDOM % 4)) step=$((5 + RANDOM % 10))
+  MPITRAIN_TEST_KILL=$victim,$step timeout 240 "$SUP" --max-restarts 2 --timeout 60 -n 4 train $R --dp 4 --out k > k.log 2>&1
+  check "kill -9 of rank $victim at step $step: the supervisor restarts and finishes" "[ $? -eq 0 ] && grep -q 'restart 1/2' k.log"
+  "$BIN" ckpt export k --format safetensors --out k.st > /dev/null
+  check "final weights equal the uninterrupted run's, bit for bit" "cmp -s ref.st k.st"
+  MPITRAIN_TEST_DIE_IN_SAVE=0,12 timeout 240 "$SUP" --max-restarts 2 --timeout 60 -n 4 train $R --dp 4 --out s > s.log 2>&1
+  check "killed while writing checkpoint 12: restarted from the intact step 8" "[ $? -eq 0 ] && grep -q 'from s/ckpt/step_00000008' s.log"
+  "$BIN" ckpt export s --format safetensors --out s.st > /dev/null
+  check "and the final weights are still bit-identical" "cmp -s ref.st s.st"
+  MPITRAIN_TEST_HANG=2,6 timeout 240 "$SUP" --max-restarts 2 --timeout 4 -n 4 train $R --dp 4 --out h > h.log 2>&1
+  check "a rank sleeping inside step 6 is detected within the timeout and restarted" "[ $? -eq 0 ] && grep -q 'a rank is stuck' h.log && grep -q 'restart 1/2' h.log"
+  "$BIN" ckpt export h --format safetensors --out h.st > /dev/null
+  check "the hung run's final weights are bit-identical too" "cmp -s ref.st h.st"
+  check "no rank of a killed job is left running" "! pgrep -f 'out h ' > /dev/null"
+  echo 2 > avail
+  MPITRAIN_TEST_KILL=3,7 timeout 240 "$SUP" --elastic --ranks-file avail --max-restarts 2 --timeout 60 -n 4 train $R --out el > el.log 2>&1
+  check "--elastic restarts with the 2 ranks still available" "[ $? -eq 0 ] && grep -q 'with 2 rank(s)' el.log && grep -q '\"ranks\":2' el/summary.json"
+  rel=$(max_rel ref/metrics.jsonl el/metrics.jsonl)
+  check "and continues the same trajectory (max rel $rel <= 1e-4)" "awk 'BEGIN{exit !($rel <= 1e-4)}'"
+  grep -h 'recovered' k.log s.log h.log | sed 's/^/     /'
+  ;;
 *) echo "unknown case $CASE"; exit 2 ;;
 esac
 echo "$pass passed, $fail failed"
