@@ -528,20 +528,74 @@ static int scatter_local(const char *dir, const char *kind, const Model *m, cons
     return 0;
 }
 
+static int is_record_of(const Mpitrain__TensorRecord *r, const char *kind, const ParamInfo *t)
+{
+    size_t klen = strlen(kind);
+    return !strncmp(r->name, kind, klen) && r->name[klen] == '/' && !strcmp(r->name + klen + 1, t->name);
+}
+
+/* The record holds elements of exactly this process's slice of t. */
+static int same_slice(const Mpitrain__TensorRecord *r, const ParamInfo *t, const Model *m)
+{
+    TpSlice a = record_slice(r, t);
+    int size = t->split == TP_REPLICATED ? 1 : m->shard.tp_size;
+    if (a.size != size) return 0;
+    return size == 1 || (a.kind == (SplitKind)t->split && a.groups == t->groups && a.rank == m->shard.tp_rank);
+}
+
+/* Fast path (the same slicing as when saved): records copy straight into
+ * local elements [lo, hi); as->have tracks local elements. */
+static int load_same_slice(const char *dir, const Mpitrain__Manifest *mf, const char *kind,
+                           const ParamInfo *t, float *dst, size_t lo, size_t hi, Assembly *as,
+                           Err *e)
+{
+    memset(as->have, 0, t->numel);
+    for (size_t i = 0; i < mf->n_tensors; i++) {
+        const Mpitrain__TensorRecord *r = mf->tensors[i];
+        if (!is_record_of(r, kind, t)) continue;
+        if (check_record(dir, r, t, e) || check_slice(dir, r, t, e)) return -1;
+        size_t a = r->elem_begin > lo ? r->elem_begin : lo;
+        size_t b = r->elem_begin + r->elem_count < hi ? r->elem_begin + r->elem_count : hi;
+        if (a >= b) continue;
+        if (memchr(as->have + a, 1, b - a))
+            return err_set(e, "checkpoint %s: tensor '%s' stores elements twice (overlapping "
+                              "records): the manifest is inconsistent", dir, r->name);
+        memset(as->have + a, 1, b - a);
+        if (a == r->elem_begin && b == r->elem_begin + r->elem_count) {
+            if (read_record(dir, r, dst + (a - lo), e)) return -1;
+            continue;
+        }
+        float *tmp = malloc(r->nbytes ? r->nbytes : 1);
+        if (!tmp) return err_set(e, "out of memory reading tensor '%s'", r->name);
+        int rc = read_record(dir, r, tmp, e);
+        if (!rc) memcpy(dst + (a - lo), tmp + (a - r->elem_begin), (b - a) * sizeof(float));
+        free(tmp);
+        if (rc) return -1;
+    }
+    const unsigned char *gap = memchr(as->have + lo, 0, hi - lo);
+    if (gap)
+        return err_set(e, "checkpoint %s: tensor '%s/%s' is missing or incomplete (element %zu "
+                          "absent; saved with another model or optimizer?)",
+                       dir, kind, t->name, (size_t)(gap - as->have));
+    return 0;
+}
+
 /* Fills one kind ("param", "opt_m", "opt_v") of one local tensor. */
 static int load_tensor_kind(const char *dir, const Mpitrain__Manifest *mf, const char *kind,
                             const ParamInfo *t, const Model *m, float *dst, size_t lo, size_t hi,
                             Assembly *as, Err *e)
 {
+    int all_same = 1;
+    for (size_t i = 0; all_same && i < mf->n_tensors; i++)
+        if (is_record_of(mf->tensors[i], kind, t) && !same_slice(mf->tensors[i], t, m)) all_same = 0;
+    if (all_same) return load_same_slice(dir, mf, kind, t, dst, lo, hi, as, e);
     as->t = t;
     as->full_n = (size_t)t->shape[0] * t->shape[1];
     memset(as->have, 0, as->full_n);
-    size_t klen = strlen(kind);
     int rc = 0;
     for (size_t i = 0; !rc && i < mf->n_tensors; i++) {
         const Mpitrain__TensorRecord *r = mf->tensors[i];
-        if (strncmp(r->name, kind, klen) || r->name[klen] != '/' || strcmp(r->name + klen + 1, t->name))
-            continue;
+        if (!is_record_of(r, kind, t)) continue;
         if (!(rc = check_record(dir, r, t, e)) && !(rc = check_slice(dir, r, t, e)))
             rc = assemble_record(dir, r, as, e);
     }
