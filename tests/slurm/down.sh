@@ -4,7 +4,7 @@
 # failed half-way or never ran, and more than once.
 DIR=${1:?usage: down.sh DIR}
 [ -d "$DIR" ] || exit 0
-DIR=$(cd "$DIR" && pwd)
+DIR=$(cd "$DIR" && pwd -P)   # physical: /proc/*/fd links show resolved paths
 
 # Ours: every process that carries MPITRAIN_SLURM_DIR=DIR in its environment
 # (up.sh exports it to the daemons) or holds a file under DIR open (daemon
@@ -17,9 +17,11 @@ marked() {  # one grep and one find over all of /proc: this runs in a loop
     find /proc/[0-9]*/fd -lname "$DIR/*"; } 2>/dev/null | cut -d/ -f3 | sort -u
 }
 family() {  # marked processes and their descendants, never this script or its callers
-  ps -e -o pid=,ppid= | awk -v roots="$(marked | tr '\n' ' ')" -v self=$$ '
+  # "/proc/PID/status:PPid: PPID" lines: no procps needed, and grep (unlike
+  # mawk) skips a process that exits while we read
+  grep -H '^PPid:' /proc/[0-9]*/status 2>/dev/null | awk -v roots="$(marked | tr '\n' ' ')" -v self=$$ '
     BEGIN { n = split(roots, r, " "); for (i = 1; i <= n; i++) keep[r[i]] = 1 }
-    { parent[$1] = $2 }
+    { split($1, f, "/"); parent[f[3]] = $2 }
     END { for (p = self; p > 1; p = parent[p]) spare[p] = 1
           do { grew = 0; for (p in parent) if (!(p in keep) && (parent[p] in keep)) { keep[p] = 1; grew = 1 } } while (grew)
           for (p in keep) if ((p in parent) && !(p in spare)) print p }'
@@ -37,8 +39,10 @@ pids=$(family)
 [ -n "$pids" ] && kill -TERM $pids 2>/dev/null
 for _ in $(seq 1 10); do   # 1 s for a clean exit, then SIGKILL
   pids=$(family)
-  [ -z "$pids" ] && exit 0
+  [ -z "$pids" ] && break
   sleep 0.1
 done
-kill -KILL $pids 2>/dev/null
+[ -n "$pids" ] && kill -KILL $pids 2>/dev/null
+# the short socket dir up.sh made under /tmp for a deep DIR
+[ -L "$DIR/run" ] && rm -rf "$(readlink "$DIR/run")" "$DIR/run"
 exit 0
