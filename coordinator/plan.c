@@ -281,7 +281,7 @@ static int check_derived(const Mpitrain__Plan *p, const TrainConfig *c, Err *e)
     if ((int)p->n_dp_slices != c->dp || (int)p->n_shards != c->dp)
         return err_set(e, "plan: %zu batch slices and %zu shards for --dp %d", p->n_dp_slices,
                        p->n_shards, c->dp);
-    if ((int)p->n_stage_first_block != c->pp + 1)
+    if ((long)p->n_stage_first_block != (long)c->pp + 1)
         return err_set(e, "plan: %zu stage boundaries for --pp %d", p->n_stage_first_block, c->pp);
     TrainConfig again = *c;
     if (resolve_stages(&again, e)) return err_wrap(e, "plan");

@@ -27,7 +27,9 @@ size_t tp_global_index(const TpSlice *s, size_t i)
 
 int tp_divides(const TpSlice *s)
 {
-    if (s->kind == SPLIT_COLUMN) return (s->rows % (s->groups * s->size)) ? s->rows : 0;
-    if (s->kind == SPLIT_ROW) return (s->cols % s->size) ? s->cols : 0;
+    long parts = s->kind == SPLIT_COLUMN ? (long)s->groups * s->size : s->size;
+    if (parts < 1) return s->kind == SPLIT_ROW ? s->cols : s->rows;
+    if (s->kind == SPLIT_COLUMN) return (s->rows % parts) ? s->rows : 0;
+    if (s->kind == SPLIT_ROW) return (s->cols % parts) ? s->cols : 0;
     return 0;
 }

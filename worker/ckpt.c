@@ -481,11 +481,13 @@ static int check_slice(const char *dir, const Mpitrain__TensorRecord *r, const P
                        Err *e)
 {
     TpSlice sl = record_slice(r, t);
-    size_t local = (size_t)tp_local_rows(&sl) * tp_local_cols(&sl);
-    if (sl.size < 1 || sl.rank < 0 || sl.rank >= sl.size || (sl.kind && tp_divides(&sl)) ||
-        (sl.kind != SPLIT_NONE && sl.groups != t->groups) || sl.kind > SPLIT_ROW)
+    /* validate before any arithmetic on the record's numbers */
+    if (sl.size < 1 || sl.size > 65536 || sl.rank < 0 || sl.rank >= sl.size || sl.kind < 0 ||
+        sl.kind > SPLIT_ROW || (sl.kind != SPLIT_NONE && sl.groups != t->groups) ||
+        (sl.kind && tp_divides(&sl)))
         return err_set(e, "checkpoint %s: tensor '%s': bad tensor-parallel slice %d of %d", dir,
                        r->name, r->tp_rank, r->tp_size);
+    size_t local = (size_t)tp_local_rows(&sl) * tp_local_cols(&sl);
     if (r->elem_count > local || r->elem_begin > local - r->elem_count)
         return err_set(e, "checkpoint %s: tensor '%s': elements [%llu, +%llu) outside its slice of %zu",
                        dir, r->name, (unsigned long long)r->elem_begin,
