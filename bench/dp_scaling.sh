@@ -18,27 +18,12 @@
 # env: STEPS (15), KEEP=1 keeps the run dirs.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-repo=$(cd "$here/.." && pwd)
-export MPITRAIN_BIN=${MPITRAIN_BIN:-$repo/build/mpitrain}
-bin=$MPITRAIN_BIN
-local_launch=$repo/launch/mpitrain-local
-py=/usr/bin/python3
-data=${MPITRAIN_DATA:-$repo/data/kjv.tok}
+NAME=dp_scaling
+. "$here/common.sh"
 steps=${STEPS:-15}
 
-die() { echo "dp_scaling: $*" >&2; exit 1; }
-[ -x "$bin" ] || die "$bin not found; build first (launch/setup.sh) or set MPITRAIN_BIN"
-[ -x "$local_launch" ] || die "$local_launch not found"
 
-work=$(mktemp -d /tmp/mpitrain-dp.XXXXXX)
-cleanup() { if [ "${KEEP:-0}" = 1 ]; then echo "run dirs kept in $work"; else rm -rf "$work"; fi; }
-trap cleanup EXIT
 
-if [ ! -s "$data" ]; then
-  echo "== preparing $data"
-  mkdir -p "$(dirname "$data")"
-  "$bin" prepare --out "$data" || die "mpitrain prepare --out $data failed"
-fi
 
 echo "== dp_scaling ($(nproc) cores; load: $(cut -d' ' -f1-3 /proc/loadavg)); global batch 8, $steps steps, 1 thread/rank"
 

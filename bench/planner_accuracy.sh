@@ -32,33 +32,18 @@
 #      measurement (which, under mpirun, runs on every rank at once).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-repo=$(cd "$here/.." && pwd)
-export MPITRAIN_BIN=${MPITRAIN_BIN:-$repo/build/mpitrain}
-bin=$MPITRAIN_BIN
-local_launch=$repo/launch/mpitrain-local
-py=/usr/bin/python3
-data=${MPITRAIN_DATA:-$repo/data/kjv.tok}
+NAME=planner_accuracy
+. "$here/common.sh"
 steps=${STEPS:-8}
 reps=${PLAN_REPS:-3}
 model=(--layers 4 --heads 4 --embd 128 --seq-len 128 --batch 8)
 gemm=()
 [ -n "${GEMM_GFLOPS:-}" ] && gemm=(--gemm-gflops "$GEMM_GFLOPS")
 
-die() { echo "planner_accuracy: $*" >&2; exit 1; }
-[ -x "$bin" ] || die "$bin not found; build first (launch/setup.sh) or set MPITRAIN_BIN"
-[ -x "$local_launch" ] || die "$local_launch not found"
 [ -x "$py" ] || die "$py not found"
 [ "$steps" -ge 3 ] || die "STEPS must be at least 3 (step 1 is skipped)"
 
-work=$(mktemp -d /tmp/mpitrain-plan.XXXXXX)
-cleanup() { if [ "${KEEP:-0}" = 1 ]; then echo "run dirs kept in $work"; else rm -rf "$work"; fi; }
-trap cleanup EXIT
 
-if [ ! -s "$data" ]; then
-  echo "== preparing $data"
-  mkdir -p "$(dirname "$data")"
-  "$bin" prepare --out "$data" || die "mpitrain prepare --out $data failed"
-fi
 
 echo "== planner_accuracy ($(nproc) cores; load: $(cut -d' ' -f1-3 /proc/loadavg)); ${model[*]}, $steps steps, 1 thread/rank${gemm:+; plan ${gemm[*]}}"
 

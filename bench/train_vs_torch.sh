@@ -20,29 +20,17 @@
 # env: ROUNDS (2), MPI_STEPS (25), TORCH_STEPS (20), KEEP=1 keeps the run dirs.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-repo=$(cd "$here/.." && pwd)
-bin=${MPITRAIN_BIN:-$repo/build/mpitrain}
+NAME=train_vs_torch
+. "$here/common.sh"
 sgemm=$(dirname "$bin")/bench_sgemm
-py=/usr/bin/python3
-data=${MPITRAIN_DATA:-$repo/data/kjv.tok}
 rounds=${ROUNDS:-2}
 mpi_steps=${MPI_STEPS:-25}
 torch_steps=${TORCH_STEPS:-20}
 
-die() { echo "train_vs_torch: $*" >&2; exit 1; }
-[ -x "$bin" ] || die "$bin not found; build first (launch/setup.sh) or set MPITRAIN_BIN"
 [ -x "$sgemm" ] || die "$sgemm not found (built with mpitrain from bench/bench_sgemm.c)"
 [ -x "$py" ] || die "$py not found (the torch peer needs Debian's python3-torch)"
 
-work=$(mktemp -d /tmp/mpitrain-bench.XXXXXX)
-cleanup() { if [ "${KEEP:-0}" = 1 ]; then echo "run dirs kept in $work"; else rm -rf "$work"; fi; }
-trap cleanup EXIT
 
-if [ ! -s "$data" ]; then
-  echo "== preparing $data"
-  mkdir -p "$(dirname "$data")"
-  "$bin" prepare --out "$data" || die "mpitrain prepare --out $data failed"
-fi
 text=$(dirname "$data")/kjv.txt
 if [ ! -s "$text" ]; then
   text=$work/kjv.txt
