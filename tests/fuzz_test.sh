@@ -15,7 +15,9 @@
 # MPITRAIN_FUZZ_GEN), from real runs of the binary (prepare, a tiny train,
 # a tiny --optimizer zo train) and from tests/fuzz/corpus/<target>/.
 #
-# Each target then runs FUZZ_SECONDS. A crash, sanitizer report, leak, hang
+# Inputs under tests/fuzz/regress/<target>/ (known findings) are replayed
+# first: one that still crashes fails the test. Each target then runs
+# FUZZ_SECONDS. A crash, sanitizer report, leak, hang
 # (an input over FUZZ_TIMEOUT seconds) or out-of-memory (a single malloc
 # over 1 GB, or RSS over 2 GB) is a finding: the input is kept under
 # SCRATCH_DIR/findings/<target>/ and the test fails. Without clang or its
@@ -25,7 +27,7 @@
 #   FUZZ_SECONDS   seconds per target (default 20)
 #   FUZZ_TARGETS   targets to run (default: manifest plan journal config tokfile)
 #   FUZZ_JOBS      fuzzers run at once (default: 2, or 1 on a single core)
-#   FUZZ_TIMEOUT   seconds one input may take (default 10)
+#   FUZZ_TIMEOUT   seconds one input may take (default 25)
 #   FUZZ_CC        the clang to use (default: the newest clang found)
 set -u
 BIN=${1:?usage: fuzz_test.sh MPITRAIN_BINARY SCRATCH_DIR}
@@ -38,7 +40,7 @@ BUILD=$(cd "$(dirname "$BIN")" && pwd)
 PROTO=$BUILD/proto
 SECS=${FUZZ_SECONDS:-20}
 TARGETS=${FUZZ_TARGETS:-manifest plan journal config tokfile}
-TIMEOUT=${FUZZ_TIMEOUT:-10}
+TIMEOUT=${FUZZ_TIMEOUT:-25}
 CORES=$(nproc 2>/dev/null || echo 1)
 JOBS=${FUZZ_JOBS:-$([ "$CORES" -ge 2 ] && echo 2 || echo 1)}
 PACKAGES="clang-14 libclang-rt-14-dev libomp-14-dev"
@@ -149,7 +151,13 @@ echo "built $(echo $TARGETS | wc -w) fuzzers with $CC ($($CC --version | head -1
 # ---- seeds ----------------------------------------------------------------
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_mpi_yield_when_idle=1
 export OMP_NUM_THREADS=1
-export MPITRAIN_FUZZ_TMP=$S/tmp
+# the targets write a file per input: on tmpfs when there is one (8x faster)
+FUZZ_TMP=$S/tmp
+if [ -d /dev/shm ] && [ -w /dev/shm ]; then
+  FUZZ_TMP=/dev/shm/mpitrain-fuzz.$$
+  trap 'rm -rf "$FUZZ_TMP"' EXIT
+fi
+export MPITRAIN_FUZZ_TMP=$FUZZ_TMP
 for t in $TARGETS; do mkdir -p "corpus/$t" "findings/$t"; done
 
 # real files from the binary: a token file, a checkpoint, a ZO journal, a config
@@ -183,18 +191,52 @@ if [ -f run/adamw/ckpt/latest ]; then
   CKPT=$S/run/adamw/ckpt/$(head -1 run/adamw/ckpt/latest)
   [ -f "$CKPT/manifest.pb" ] || CKPT=""
 fi
+# fuzz_env LOG CMD...: runs a fuzzer with its environment, output to LOG.
+# clang's OpenMP runtime registers itself in /dev/shm/__KMP_REGISTERED_LIB_<pid>_*
+# and removes that file only at a normal exit: a crashing fuzzer leaves it.
 fuzz_env() {
-  env MPITRAIN_FUZZ_TMP="$S/tmp" ${CKPT:+MPITRAIN_FUZZ_CKPT=$CKPT} \
+  local log=$1 pid rc
+  shift
+  env MPITRAIN_FUZZ_TMP="$FUZZ_TMP" ${CKPT:+MPITRAIN_FUZZ_CKPT=$CKPT} \
     ASAN_OPTIONS=${FUZZ_ASAN_OPTIONS:-detect_leaks=1} \
-    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 "$@"
+    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 "$@" > "$log" 2>&1 &
+  pid=$!
+  wait "$pid"
+  rc=$?
+  rm -f /dev/shm/__KMP_REGISTERED_LIB_"${pid}"_* 2> /dev/null
+  return "$rc"
 }
 # seeds from the project's writers, and committed ones
 for t in $TARGETS; do
-  fuzz_env MPITRAIN_FUZZ_GEN="$S/corpus/$t" MPITRAIN_FUZZ_DICT="$S/$t.dict" \
-    "bin/fuzz_$t" -runs=0 > "logs/seed_$t.log" 2>&1 ||
+  MPITRAIN_FUZZ_GEN="$S/corpus/$t" MPITRAIN_FUZZ_DICT="$S/$t.dict" \
+    fuzz_env "logs/seed_$t.log" "bin/fuzz_$t" -runs=0 ||
     { tail -30 "logs/seed_$t.log"; die "fuzz_$t failed while writing its seeds (see $S/logs/seed_$t.log)"; }
   [ -d "$REPO/tests/fuzz/corpus/$t" ] && cp "$REPO/tests/fuzz/corpus/$t"/* "corpus/$t/" 2>/dev/null
   [ -s "$t.dict" ] || rm -f "$t.dict"
+done
+
+# ---- known findings ---------------------------------------------------------
+# tests/fuzz/regress/<target>/: inputs that once crashed a reader. Each is
+# replayed on its own; one that still crashes fails the test (and stays out
+# of the corpus, so the fuzzer keeps looking for other bugs), one that no
+# longer does becomes a seed.
+failed=0
+for t in $TARGETS; do
+  for f in "$REPO/tests/fuzz/regress/$t"/*; do
+    [ -f "$f" ] || continue
+    name=$(basename "$f")
+    fuzz_env "logs/regress_${t}_$name.log" "bin/fuzz_$t" -runs=1 "$f"
+    rc=$?
+    if [ "$rc" = 0 ]; then
+      cp "$f" "corpus/$t/regress-$name"
+      continue
+    fi
+    failed=1
+    echo "FAIL - fuzz_$t: known finding tests/fuzz/regress/$t/$name still crashes (exit $rc)"
+    grep -E 'ERROR: (AddressSanitizer|LeakSanitizer|libFuzzer)|runtime error|SUMMARY:|round trip|^(journal|tokfile):|deadly signal|out-of-memory|fuzz harness' \
+      "logs/regress_${t}_$name.log" | head -4 | sed 's/^/       /'
+    echo "       rerun:      cd $S && MPITRAIN_FUZZ_TMP=$S/tmp${CKPT:+ MPITRAIN_FUZZ_CKPT=$CKPT} bin/fuzz_$t $f"
+  done
 done
 
 # ---- fuzz -----------------------------------------------------------------
@@ -203,7 +245,7 @@ run_one() {
   local args=(-max_total_time="$SECS" -timeout="$TIMEOUT" -rss_limit_mb=2048 -malloc_limit_mb=1024
               -close_fd_mask=3 -print_final_stats=1 -artifact_prefix="$S/findings/$t/")
   [ -f "$t.dict" ] && args+=(-dict="$S/$t.dict")
-  fuzz_env "bin/fuzz_$t" "${args[@]}" "corpus/$t" > "logs/$t.log" 2>&1
+  fuzz_env "logs/$t.log" "bin/fuzz_$t" "${args[@]}" "corpus/$t"
   echo $? > "logs/$t.rc"
 }
 echo "fuzzing $(echo $TARGETS | wc -w) targets for ${SECS}s each, $JOBS at a time ..."
@@ -214,7 +256,6 @@ done
 wait
 
 # ---- report ---------------------------------------------------------------
-failed=0
 for t in $TARGETS; do
   log=logs/$t.log
   rc=$(cat "logs/$t.rc" 2>/dev/null || echo 99)
@@ -238,4 +279,5 @@ for t in $TARGETS; do
   fi
 done
 [ "$failed" = 0 ] && echo "ok   - no findings in $(echo $TARGETS | wc -w) fuzz targets"
+[ "$failed" = 0 ] || echo "reproducers and logs are under $S (findings/, logs/)"
 exit "$failed"

@@ -46,11 +46,13 @@ static int decode_header(const char *path, const unsigned char *b, JournalHeader
     return 0;
 }
 
+/* Bit patterns, not float ==: a NaN in a header must still equal itself. */
 static int same_header(const JournalHeader *a, const JournalHeader *b)
 {
-    return a->seed == b->seed && a->eps == b->eps && a->scale == b->scale &&
-           a->weight_decay == b->weight_decay && a->samples == b->samples &&
-           a->global_params == b->global_params;
+    return a->seed == b->seed && !memcmp(&a->eps, &b->eps, sizeof a->eps) &&
+           !memcmp(&a->scale, &b->scale, sizeof a->scale) &&
+           !memcmp(&a->weight_decay, &b->weight_decay, sizeof a->weight_decay) &&
+           a->samples == b->samples && a->global_params == b->global_params;
 }
 
 int journal_open_read(Journal *j, const char *path, Err *e)

@@ -98,7 +98,7 @@ static void make_checkpoint(const ModelConfig *cfg, const OptimConfig *oc, int t
         Optimizer o;
         ModelShard sh = {r, tp_size, 0, -1, 1};
         if (model_init_shard(&m, cfg, &sh, 1, 99, &e)) {
-            fprintf(stderr, "fuzz_manifest: no %s seed: %s\n", name, e.msg);
+            fuzz_say("fuzz_manifest: no %s seed: %s", name, e.msg);
             return;
         }
         if (optim_init(&o, oc, 0, m.n_params, &e)) fuzz_die("%s", e.msg);
@@ -134,6 +134,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
+    fuzz_keep_stderr();
     Err e = {{0}};
     snprintf(g_dir, sizeof g_dir, "%s/ckpt", fuzz_workdir("manifest"));
     if (mkdir_p(g_dir, &e)) fuzz_die("%s", e.msg);
@@ -173,7 +174,9 @@ static void read_all(void)
 {
     Err e = {{0}};
     Mpitrain__Manifest *mf = NULL;
-    if (ckpt_read_manifest(g_dir, &mf, &e) == 0) {
+    int rc = ckpt_read_manifest(g_dir, &mf, &e);
+    fuzz_verbose("ckpt_read_manifest", rc, &e);
+    if (rc == 0) {
         CkptMeta meta;
         ckpt_meta_from_pb(mf, &meta);
         fuzz_touch(&meta, sizeof meta);
@@ -181,9 +184,16 @@ static void read_all(void)
     } else {
         return; /* ckpt_load reads the same manifest and would fail the same way */
     }
-    ckpt_load(g_dir, &g_whole, &g_whole_opt, &e);
-    if (g_have_tp1) ckpt_load(g_dir, &g_tp1, &g_tp1_opt, &e);
-    if (g_have_stage) ckpt_load(g_dir, &g_stage, NULL, &e);
+    rc = ckpt_load(g_dir, &g_whole, &g_whole_opt, &e);
+    fuzz_verbose("ckpt_load whole model", rc, &e);
+    if (g_have_tp1) {
+        rc = ckpt_load(g_dir, &g_tp1, &g_tp1_opt, &e);
+        fuzz_verbose("ckpt_load tp rank 1 of 2", rc, &e);
+    }
+    if (g_have_stage) {
+        rc = ckpt_load(g_dir, &g_stage, NULL, &e);
+        fuzz_verbose("ckpt_load stage 1..", rc, &e);
+    }
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -60,6 +60,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
+    fuzz_keep_stderr();
     fuzz_join(g_path, fuzz_workdir("tokfile"), "data.tok");
     if (fuzz_gen_dir()) {
         seed_native("bytes.tok", 256, 90, 20);
@@ -74,7 +75,9 @@ static void exercise(void)
 {
     TokenFile f;
     Err e = {{0}};
-    if (tokfile_open(&f, g_path, &e)) {
+    int rc = tokfile_open(&f, g_path, &e);
+    fuzz_verbose("tokfile_open", rc, &e);
+    if (rc) {
         tokfile_close(&f); /* documented safe after a failed open */
         return;
     }
@@ -83,8 +86,7 @@ static void exercise(void)
         ((unsigned __int128)f.n_train + f.n_val) * (unsigned)f.token_bytes + header;
     if ((f.token_bytes != 1 && f.token_bytes != 2) || f.vocab < 1 || need != f.map_len ||
         f.tokens != (const unsigned char *)f.map + header) {
-        fprintf(stderr, "tokfile: opened a file whose header disagrees with its size\n");
-        abort();
+        fuzz_fail("tokfile: opened a file whose header disagrees with its size");
     }
     static const int Ts[] = {1, 3, 16, MAX_T};
     for (int split = SPLIT_TRAIN; split <= SPLIT_VAL; split++)
@@ -93,14 +95,13 @@ static void exercise(void)
                 Loader l;
                 int T = Ts[ti], B = MAX_B;
                 if (loader_init(&l, &f, (DataSplit)split, T, B, ranks - 1, ranks, &e)) continue;
-                if (l.local_batch * T > MAX_B * MAX_T) abort();
+                if (l.local_batch * T > MAX_B * MAX_T) fuzz_die("batch buffers too small");
                 const uint64_t ks[] = {0, 1, l.n_windows + 1, UINT64_MAX};
                 for (size_t k = 0; k < sizeof ks / sizeof ks[0]; k++) {
                     loader_batch(&l, ks[k], g_in, g_tg);
                     for (int i = 0; i < l.local_batch * T; i++)
                         if (g_in[i] < 0 || g_tg[i] < 0 || g_in[i] > 65535 || g_tg[i] > 65535) {
-                            fprintf(stderr, "tokfile: loader returned token %d\n", g_in[i]);
-                            abort();
+                            fuzz_fail("tokfile: loader returned token %d", g_in[i]);
                         }
                 }
             }
