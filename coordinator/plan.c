@@ -54,7 +54,7 @@ static int resolve_stages(TrainConfig *c, Err *e)
 static int check_shards(const TrainConfig *c, Err *e)
 {
     for (int s = 0; s < c->pp; s++) {
-        ModelShard sh = {0, c->tp, c->stage_first[s], c->stage_first[s + 1] - 1, 1};
+        ModelShard sh = {0, c->tp, c->stage_first[s], c->stage_first[s + 1] - 1, 1, 0};
         if (model_shard_validate(&c->model, &sh, e)) return -1;
     }
     if (c->pp > 1 && c->zero == 2 && c->model.kind == MODEL_GPT)
@@ -89,7 +89,7 @@ size_t plan_memory_per_rank(const TrainConfig *c)
         size_t n = stage_params(&c->model, tp, b0, b1), shard = (n + dp - 1) / dp;
         size_t opt = (size_t)moments * (c->zero ? shard : n);
         size_t grads = n + (c->zero == 2 ? shard : 0);
-        ModelShard sh = {0, tp, b0, b1, pp > 1 ? pipeline_slots((Schedule)c->pp_schedule, s, pp, M) : 1};
+        ModelShard sh = {0, tp, b0, b1, pp > 1 ? pipeline_slots((Schedule)c->pp_schedule, s, pp, M) : 1, 0};
         size_t acts = model_shard_act_floats(&c->model, &sh, micro > 0 ? micro : 1);
         size_t total = (n + grads + opt + acts) * sizeof(float);
         if (total > worst) worst = total;

@@ -227,8 +227,8 @@ int gpt_build(Model *m, Err *e)
         g->i_head_wte = model_add_tied_copy(m, "wte", 2, c->vocab, c->n_embd, c->n_layer + 1, 1,
                                             0.02f, wte_global);
     m->params = model_calloc(m->n_params ? m->n_params : 1, sizeof(float));
-    m->grads = model_calloc(m->n_params ? m->n_params : 1, sizeof(float));
-    if (!m->params || !m->grads) return err_set(e, "out of memory: %zu parameters", m->n_params);
+    if (!m->shard.forward_only) m->grads = model_calloc(m->n_params ? m->n_params : 1, sizeof(float));
+    if (!m->params || (!m->grads && !m->shard.forward_only)) return err_set(e, "out of memory: %zu parameters", m->n_params);
     return alloc_acts(m, e);
 }
 

@@ -58,13 +58,14 @@ int mlp_build(Model *m, Err *e)
                          1, 0);
     }
     m->params = model_calloc(m->n_params, sizeof(float));
-    m->grads = model_calloc(m->n_params, sizeof(float));
+    if (!m->shard.forward_only) m->grads = model_calloc(m->n_params, sizeof(float));
     size_t total = model_act_floats(c, B);
     s->pool = model_calloc(total, sizeof(float));
     s->pre = calloc(L, sizeof(float *));
     s->post = calloc(L, sizeof(float *));
     s->labels = calloc(B, sizeof(int));
-    if (!m->params || !m->grads || !s->pool || !s->pre || !s->post || !s->labels)
+    if (!m->params || (!m->grads && !m->shard.forward_only) || !s->pool || !s->pre || !s->post ||
+        !s->labels)
         return err_set(e, "out of memory: %zu parameters", m->n_params);
     m->act_floats = total;
     float *p = s->pool;

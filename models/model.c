@@ -182,7 +182,7 @@ static int check_fits_in_memory(const ModelConfig *cfg, const ModelShard *shard,
     double params = (double)model_count_params(cfg) / (shard->tp_size > 0 ? shard->tp_size : 1);
     ModelShard sh = *shard;
     if (sh.last_block < 0) sh.last_block = model_n_blocks(cfg) - 1;
-    double need = params * 2 * sizeof(float) + (double)model_shard_act_floats(cfg, &sh, B) * sizeof(float);
+    double need = params * (shard->forward_only ? 1 : 2) * sizeof(float) + (double)model_shard_act_floats(cfg, &sh, B) * sizeof(float);
     if (need <= have) return 0;
     return err_set(e, "the model (%d layers x %d wide, vocab %d, seq %d: %.3g parameters) needs "
                       "about %.3g GB, more than this machine's %.3g GB of memory",
@@ -192,7 +192,7 @@ static int check_fits_in_memory(const ModelConfig *cfg, const ModelShard *shard,
 
 int model_init(Model *m, const ModelConfig *cfg, int max_batch, uint64_t seed, Err *e)
 {
-    ModelShard whole = {0, 1, 0, -1, 1};
+    ModelShard whole = {0, 1, 0, -1, 1, 0};
     return model_init_shard(m, cfg, &whole, max_batch, seed, e);
 }
 
@@ -272,7 +272,10 @@ size_t model_boundary_floats(const ModelConfig *c, int B)
     return (size_t)B * c->seq_len * c->n_embd;
 }
 
-void model_zero_grad(Model *m) { memset(m->grads, 0, m->n_params * sizeof(float)); }
+void model_zero_grad(Model *m)
+{
+    if (m->grads) memset(m->grads, 0, m->n_params * sizeof(float));
+}
 
 int model_preds_per_seq(const ModelConfig *cfg)
 {
@@ -312,7 +315,7 @@ size_t model_count_params(const ModelConfig *c)
 
 size_t model_act_floats(const ModelConfig *c, int B)
 {
-    ModelShard whole = {0, 1, 0, model_n_blocks(c) - 1, 1};
+    ModelShard whole = {0, 1, 0, model_n_blocks(c) - 1, 1, 0};
     return model_shard_act_floats(c, &whole, B);
 }
 

@@ -31,6 +31,7 @@ typedef struct {
     int tp_rank, tp_size;
     int first_block, last_block; /* inclusive; last_block < 0 = through the end */
     int slots;
+    int forward_only;            /* no gradient buffer (zeroth-order training) */
 } ModelShard;
 
 #define MODEL_MAX_NAME 48

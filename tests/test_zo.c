@@ -59,7 +59,7 @@ static void shard_matches_whole(ModelConfig c, int tp)
     ZoId id = {7, 1, 0};
     zo_perturb(&whole, 99, id, 1.0f, +1, whole.params, wz);
     for (int r = 0; r < tp; r++) {
-        ModelShard sh = {r, tp, 0, -1, 1};
+        ModelShard sh = {r, tp, 0, -1, 1, 0};
         Model part;
         cr_assert_eq(model_init_shard(&part, &c, &sh, 1, 5, &e), 0, "%s", e.msg);
         float *pz = calloc(part.n_params, sizeof(float));

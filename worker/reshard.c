@@ -15,7 +15,7 @@ static int write_target_rank(const char *src, const CkptMeta *meta, MeshDims d, 
                              size_t *len, Err *e)
 {
     MeshCoord c = mesh_coord_of(d, rank);
-    ModelShard sh = {c.tp, d.tp, first[c.pp], first[c.pp + 1] - 1, 1};
+    ModelShard sh = {c.tp, d.tp, first[c.pp], first[c.pp + 1] - 1, 1, 0};
     Model m;
     if (model_init_shard(&m, &meta->model, &sh, 1, meta->seed, e)) return -1;
     Range mine = split_even(m.n_params, d.dp, c.dp);

@@ -81,8 +81,10 @@ static int setup_model(Trainer *t, Err *e)
     t->micro_b = local / c->micro_batches;
     ModelShard sh = {t->mesh.me.tp, t->mesh.dims.tp, c->stage_first[stage],
                      c->stage_first[stage + 1] - 1,
-                     pipeline_slots((Schedule)c->pp_schedule, stage, p, c->micro_batches)};
-    if (p == 1) sh = (ModelShard){t->mesh.me.tp, t->mesh.dims.tp, 0, -1, 1};
+                     pipeline_slots((Schedule)c->pp_schedule, stage, p, c->micro_batches), 0};
+    if (p == 1) sh = (ModelShard){t->mesh.me.tp, t->mesh.dims.tp, 0, -1, 1, 0};
+    /* zeroth-order training never computes a gradient */
+    sh.forward_only = c->optim.kind == OPT_ZO;
     if (model_init_shard(&t->model, &c->model, &sh, t->micro_b, c->seed, e)) return -1;
     t->model.tp_allreduce = tp_allreduce;
     t->model.tp_ctx = t->mesh.tp;
