@@ -11,7 +11,6 @@
 #include "worker/crc32c.h"
 #include "worker/data.h"
 #include "worker/journal.h"
-#include "worker/pbconv.h"
 
 /* Writes dir/manifest.pb for the given model config and records. */
 static void write_manifest(const char *dir, ModelConfig mc, Mpitrain__TensorRecord **recs, size_t n,
@@ -29,17 +28,8 @@ static void write_manifest(const char *dir, ModelConfig mc, Mpitrain__TensorReco
     mf.format_version = version;
     mf.n_tensors = n;
     mf.tensors = recs;
-    size_t len = mpitrain__manifest__get_packed_size(&mf);
-    unsigned char *buf = malloc(16 + len);
-    mpitrain__manifest__pack(&mf, buf + 16);
-    memcpy(buf, CKPT_MAGIC, 8);
-    uint32_t l32 = (uint32_t)len, crc = crc32c(0, buf + 16, len);
-    memcpy(buf + 8, &l32, 4);
-    memcpy(buf + 12, &crc, 4);
-    char path[4400];
-    snprintf(path, sizeof path, "%s/manifest.pb", dir);
-    cr_assert_eq(test_write_file(path, buf, 16 + len), 0);
-    free(buf);
+    Err e;
+    cr_assert_eq(ckpt_write_manifest_pb(dir, &mf, &e), 0, "%s", e.msg);
 }
 
 static const ModelConfig TINY = {MODEL_GPT, 1, 2, 8, 4, 16, 0};

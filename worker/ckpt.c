@@ -203,6 +203,23 @@ int ckpt_write_shard(const char *tmp, int index, const Model *m, const Optimizer
     return rc;
 }
 
+int ckpt_write_manifest_pb(const char *dir, const Mpitrain__Manifest *mf, Err *e)
+{
+    size_t len = mpitrain__manifest__get_packed_size(mf);
+    unsigned char *buf = malloc(16 + len);
+    if (!buf) return err_set(e, "out of memory");
+    mpitrain__manifest__pack(mf, buf + 16);
+    memcpy(buf, CKPT_MAGIC, 8);
+    uint32_t len32 = (uint32_t)len, crc = crc32c(0, buf + 16, len);
+    memcpy(buf + 8, &len32, 4);
+    memcpy(buf + 12, &crc, 4);
+    char path[4400];
+    snprintf(path, sizeof path, "%s/manifest.pb", dir);
+    int rc = write_file_atomic(path, buf, 16 + len, e);
+    free(buf);
+    return rc;
+}
+
 static int write_manifest(const char *dir, const CkptMeta *meta, Mpitrain__TensorRecord **recs,
                           size_t n, Err *e)
 {
@@ -215,19 +232,7 @@ static int write_manifest(const char *dir, const CkptMeta *meta, Mpitrain__Tenso
     attach_zo(meta, &mf, &zo);
     mf.n_tensors = n;
     mf.tensors = recs;
-    size_t len = mpitrain__manifest__get_packed_size(&mf);
-    unsigned char *buf = malloc(16 + len);
-    if (!buf) return err_set(e, "out of memory");
-    mpitrain__manifest__pack(&mf, buf + 16);
-    memcpy(buf, CKPT_MAGIC, 8);
-    uint32_t len32 = (uint32_t)len, crc = crc32c(0, buf + 16, len);
-    memcpy(buf + 8, &len32, 4);
-    memcpy(buf + 12, &crc, 4);
-    char path[4400];
-    snprintf(path, sizeof path, "%s/manifest.pb", dir);
-    int rc = write_file_atomic(path, buf, 16 + len, e);
-    free(buf);
-    return rc;
+    return ckpt_write_manifest_pb(dir, &mf, e);
 }
 
 static int swap_into_place(const char *tmp, const char *final, const char *root, Err *e)

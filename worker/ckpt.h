@@ -47,6 +47,8 @@ int ckpt_write_shard(const char *tmp, int index, const Model *m, const Optimizer
                      uint8_t **records, size_t *records_len, Err *e);
 int ckpt_finish(const char *root, const char *tmp, const CkptMeta *meta, uint8_t *const *shards,
                 const size_t *lens, int n_shards, char *out_dir, size_t out_len, Err *e);
+/* Writes <dir>/manifest.pb: "MPCKPTv1" | u32 length | u32 CRC-32C | mf. */
+int ckpt_write_manifest_pb(const char *dir, const Mpitrain__Manifest *mf, Err *e);
 /* A run directory, a checkpoint root or a step directory -> step directory. */
 int ckpt_resolve(const char *path, char *out, size_t n, Err *e);
 int ckpt_read_manifest(const char *dir, Mpitrain__Manifest **out, Err *e);
