@@ -6,8 +6,8 @@
 #include <string.h>
 #include <time.h>
 #include "models/model.h"
-#include "worker/ckpt.h"
-#include "worker/fsutil.h"
+#include "worker/ckpt/ckpt.h"
+#include "base/fileio.h"
 
 static double now_s(void)
 {

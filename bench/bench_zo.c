@@ -11,7 +11,7 @@
 #include <time.h>
 #include "models/model.h"
 #include "models/ops.h"
-#include "worker/zo.h"
+#include "worker/zo/zo.h"
 
 static double now_s(void)
 {

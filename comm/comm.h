@@ -7,7 +7,7 @@
  * time a non-blocking operation ran behind compute (overlapped). */
 #include <stddef.h>
 #include <stdint.h>
-#include "models/err.h"
+#include "base/err.h"
 
 typedef struct {
     int rank, size;             /* world */

@@ -7,8 +7,8 @@
 #include "mpitrain.pb-c.h"
 #include "sharding/partition.h"
 #include "sharding/stages.h"
-#include "worker/ckpt.h"
-#include "worker/pbconv.h"
+#include "worker/ckpt/ckpt.h"
+#include "worker/config/pbconv.h"
 #include "coordinator/planner.h"
 
 /* ---- validation ------------------------------------------------------------ */

@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "comm/comm.h"
-#include "worker/train.h"
+#include "worker/config/config.h"
 
 #define PLAN_VERSION 1
 #define PLAN_MAX_BYTES (16u << 20)

@@ -5,7 +5,7 @@
  * measured GEMM rate, and link latency/bandwidth; and the search over every
  * layout of N ranks that the plan would accept. */
 #include <stddef.h>
-#include "worker/train.h"
+#include "worker/config/config.h"
 
 typedef struct {
     double gemm_gflops;     /* cblas_sgemm rate of one thread at the model's shapes */

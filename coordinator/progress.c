@@ -6,7 +6,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-#include "worker/fsutil.h"
+#include "base/fileio.h"
 
 static double now_s(void)
 {
@@ -91,11 +91,12 @@ static void write_metrics_row(FILE *f, const StepReport *r)
 {
     fprintf(f, "{\"step\":%ld,\"loss\":%.17g,", r->step, r->loss);
     if (!isnan(r->val_loss)) fprintf(f, "\"val_loss\":%.17g,", r->val_loss);
+    if (!isnan(r->grad_norm)) fprintf(f, "\"grad_norm\":%.6g,", r->grad_norm);
     fprintf(f,
-            "\"lr\":%.6g,\"grad_norm\":%.6g,\"tokens_per_s\":%.1f,\"gflops\":%.2f,"
+            "\"lr\":%.6g,\"tokens_per_s\":%.1f,\"gflops\":%.2f,"
             "\"comm_bytes\":%.0f,\"time_ms\":%.3f,\"compute_ms\":%.3f,\"exposed_comm_ms\":%.3f,"
             "\"overlapped_comm_ms\":%.3f,\"idle_ms\":%.3f}\n",
-            r->lr, r->grad_norm, r->tokens_per_s, r->gflops, r->comm_bytes, r->time_ms,
+            r->lr, r->tokens_per_s, r->gflops, r->comm_bytes, r->time_ms,
             r->compute_ms, r->exposed_ms, r->overlapped_ms, r->idle_ms);
     fflush(f);
 }
@@ -165,4 +166,22 @@ void progress_close(Progress *p)
 {
     if (p->metrics) fclose(p->metrics);
     p->metrics = NULL;
+}
+
+/* ---- the training loop's observer ------------------------------------------ */
+
+static int obs_begin(void *ctx, const TrainConfig *c, long first_step, Err *e)
+{
+    return progress_open(ctx, c->out, c->steps, first_step, c->progress, c->log_every, c->quiet, e);
+}
+
+static void obs_note(void *ctx, const char *line) { progress_note(ctx, "%s", line); }
+static void obs_initial_eval(void *ctx, double v) { progress_initial_eval(ctx, v); }
+static void obs_step(void *ctx, const StepReport *r) { progress_report(ctx, r); }
+static void obs_end(void *ctx) { progress_close(ctx); }
+
+TrainObserver progress_observer(Progress *p)
+{
+    memset(p, 0, sizeof *p);
+    return (TrainObserver){p, obs_begin, obs_note, obs_initial_eval, obs_step, obs_end};
 }

@@ -2,18 +2,9 @@
 #define MPITRAIN_PROGRESS_H
 /* Rank 0's view of a run: the progress line on stdout and metrics.jsonl. */
 #include <stdio.h>
-#include "models/err.h"
+#include "base/err.h"
+#include "worker/loop/observer.h"
 
-typedef struct {
-    long step;          /* 1-based step just completed */
-    double loss;        /* mean train loss of the global batch */
-    double val_loss;    /* NaN when not evaluated this step */
-    double lr, grad_norm;
-    double tokens_per_s, gflops;
-    double comm_bytes;  /* bytes a rank sent in collectives this step (mean) */
-    double time_ms;     /* wall time of the step (slowest rank) */
-    double compute_ms, exposed_ms, overlapped_ms, idle_ms; /* per rank, mean */
-} StepReport;
 
 typedef struct {
     FILE *metrics;
@@ -35,6 +26,8 @@ void progress_report(Progress *p, const StepReport *r);
 void progress_initial_eval(Progress *p, double val_loss);
 void progress_note(Progress *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void progress_close(Progress *p);
+/* The training loop's observer that drives p (opened when the run begins). */
+TrainObserver progress_observer(Progress *p);
 /* "1h02m", "3m20s", "12s" */
 void format_duration(char *out, size_t n, double seconds);
 

@@ -2,7 +2,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
-#include "worker/fsutil.h"
+#include "base/fileio.h"
 
 static void json_string(FILE *f, const char *s)
 {

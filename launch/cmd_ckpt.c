@@ -6,13 +6,13 @@
 #include <string.h>
 #include <time.h>
 #include "launch/commands.h"
-#include "launch/options.h"
+#include "base/options.h"
 #include "models/model.h"
-#include "worker/ckpt.h"
-#include "worker/optim.h"
-#include "worker/safetensors.h"
-#include "worker/zo_replay.h"
-#include "worker/reshard.h"
+#include "worker/ckpt/ckpt.h"
+#include "worker/optim/optim.h"
+#include "worker/ckpt/safetensors.h"
+#include "worker/zo/replay.h"
+#include "worker/ckpt/reshard.h"
 
 typedef struct {
     const char *name;

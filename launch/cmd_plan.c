@@ -6,7 +6,7 @@
 #include "comm/comm.h"
 #include "coordinator/planner.h"
 #include "launch/commands.h"
-#include "launch/options.h"
+#include "base/options.h"
 
 typedef struct {
     TrainConfig t; /* first: the train options' offsets apply unchanged */

@@ -6,9 +6,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "launch/commands.h"
-#include "launch/options.h"
-#include "worker/data.h"
-#include "worker/fsutil.h"
+#include "base/options.h"
+#include "worker/data/data.h"
+#include "base/fileio.h"
 
 typedef struct {
     char out[4096];

@@ -6,11 +6,11 @@
 #include <string.h>
 #include <unistd.h>
 #include "launch/commands.h"
-#include "launch/options.h"
+#include "base/options.h"
 #include "models/model.h"
 #include "models/philox.h"
-#include "worker/ckpt.h"
-#include "worker/data.h"
+#include "worker/ckpt/ckpt.h"
+#include "worker/data/data.h"
 
 #define PROMPT_MAX (1 << 16)
 

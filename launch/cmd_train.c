@@ -5,10 +5,13 @@
 #include <time.h>
 #include <unistd.h>
 #include "comm/comm.h"
+#include "comm/trace.h"
 #include "coordinator/plan.h"
+#include "coordinator/progress.h"
+#include "coordinator/timeline.h"
 #include "launch/commands.h"
-#include "launch/options.h"
-#include "worker/trainer.h"
+#include "base/options.h"
+#include "worker/loop/trainer.h"
 
 #define F(field) offsetof(TrainConfig, field)
 #define NUM(name, type, field, meta, lo, hi, help) \
@@ -137,7 +140,15 @@ int cmd_train(int argc, char **argv)
     if (comm_agree(group_world(), bad, &mine, &e)) return fail(&w, "", &e, 1);
     if (plan_distribute(group_world(), &cfg, &w, &e)) return fail(&w, "invalid plan: ", &e, EXIT_USAGE);
     TrainResult res;
-    if (train_run(&cfg, &w, &res, &e)) return fail(&w, "", &e, 1);
+    Progress prog;
+    TrainObserver obs = progress_observer(&prog);
+    int failed = train_run(&cfg, &w, &obs, &res, &e);
+    if (!failed && cfg.trace[0]) {
+        int rc = timeline_write(group_world(), cfg.trace, &mine);
+        failed = comm_agree(group_world(), rc, &mine, &e);
+    }
+    trace_disable();
+    if (failed) return fail(&w, "", &e, 1);
     comm_finalize();
     return 0;
 }

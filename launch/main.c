@@ -1,7 +1,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "launch/commands.h"
-#include "launch/options.h"
+#include "base/options.h"
 
 static void usage(FILE *out)
 {

@@ -8,7 +8,7 @@
  * and how tensor parallelism would split it. */
 #include <stddef.h>
 #include <stdint.h>
-#include "models/err.h"
+#include "base/err.h"
 
 typedef enum { MODEL_GPT = 0, MODEL_MLP = 1 } ModelKind;
 

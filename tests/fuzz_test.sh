@@ -109,8 +109,9 @@ export CC CFLAGS S
 # ---- build ----------------------------------------------------------------
 t0=$(date +%s)
 {
-  ls "$REPO"/models/*.c "$REPO"/sharding/*.c "$REPO"/worker/*.c "$REPO"/coordinator/*.c \
-     "$REPO"/launch/*.c "$PROTO"/*.pb-c.c | grep -v '/launch/main\.c$'
+  find "$REPO"/base "$REPO"/sharding "$REPO"/models "$REPO"/worker "$REPO"/coordinator \
+       "$REPO"/launch -name '*.c' | grep -v '/launch/main\.c$'
+  ls "$PROTO"/*.pb-c.c
 } > sources.txt
 # shellcheck disable=SC2016
 xargs -P "$CORES" -I{} sh -c '

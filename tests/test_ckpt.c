@@ -10,10 +10,10 @@
 
 #include "models/model.h"
 #include "tests/testutil.h"
-#include "worker/ckpt.h"
-#include "worker/fsutil.h"
-#include "worker/optim.h"
-#include "worker/safetensors.h"
+#include "worker/ckpt/ckpt.h"
+#include "base/fileio.h"
+#include "worker/optim/optim.h"
+#include "worker/ckpt/safetensors.h"
 
 #define PYTHON "/usr/bin/python3"
 

@@ -6,7 +6,7 @@
 #include <unistd.h>
 
 #include "tests/testutil.h"
-#include "worker/data.h"
+#include "worker/data/data.h"
 
 /* An independent CRC-32C so the test checks the documented format, not the
  * implementation against itself. */

@@ -7,10 +7,10 @@
 #include <string.h>
 #include "models/model.h"
 #include "tests/testutil.h"
-#include "worker/ckpt.h"
-#include "worker/crc32c.h"
-#include "worker/data.h"
-#include "worker/journal.h"
+#include "worker/ckpt/ckpt.h"
+#include "base/crc32c.h"
+#include "worker/data/data.h"
+#include "worker/zo/journal.h"
 
 /* Writes dir/manifest.pb for the given model config and records. */
 static void write_manifest(const char *dir, ModelConfig mc, Mpitrain__TensorRecord **recs, size_t n,

@@ -10,7 +10,7 @@
 #include "coordinator/plan.h"
 #include "mpitrain.pb-c.h"
 #include "sharding/partition.h"
-#include "worker/train.h"
+#include "worker/config/config.h"
 
 static void small_cfg(TrainConfig *c)
 {

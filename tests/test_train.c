@@ -5,7 +5,7 @@
 #include <string.h>
 #include "models/model.h"
 #include "models/ops.h"
-#include "worker/optim.h"
+#include "worker/optim/optim.h"
 
 static const char TEXT[] =
     "In the beginning God created the heaven and the earth. And the earth was without "

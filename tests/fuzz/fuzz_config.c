@@ -20,9 +20,9 @@
 #include <string.h>
 #include "coordinator/plan.h"
 #include "launch/commands.h"
-#include "launch/options.h"
+#include "base/options.h"
 #include "tests/fuzz/fuzz_util.h"
-#include "worker/train.h"
+#include "worker/config/config.h"
 
 static char g_path[FUZZ_PATH];
 static const OptSpec *g_specs;

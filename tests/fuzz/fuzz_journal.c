@@ -20,8 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include "tests/fuzz/fuzz_util.h"
-#include "worker/crc32c.h"
-#include "worker/journal.h"
+#include "base/crc32c.h"
+#include "worker/zo/journal.h"
 
 static char g_path[FUZZ_PATH];
 static unsigned char *g_buf;

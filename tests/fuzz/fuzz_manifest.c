@@ -26,9 +26,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include "tests/fuzz/fuzz_util.h"
-#include "worker/ckpt.h"
-#include "worker/crc32c.h"
-#include "worker/optim.h"
+#include "worker/ckpt/ckpt.h"
+#include "base/crc32c.h"
+#include "worker/optim/optim.h"
 
 static char g_dir[FUZZ_PATH];
 static char g_manifest[FUZZ_PATH];

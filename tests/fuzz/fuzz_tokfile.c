@@ -17,8 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include "tests/fuzz/fuzz_util.h"
-#include "worker/crc32c.h"
-#include "worker/data.h"
+#include "base/crc32c.h"
+#include "worker/data/data.h"
 
 static char g_path[FUZZ_PATH];
 static unsigned char *g_buf;

@@ -18,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include "worker/fsutil.h"
+#include "base/fileio.h"
 
 #define FUZZ_PATH 4400
 

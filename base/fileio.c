@@ -1,0 +1,159 @@
+#include "base/fileio.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int atomic_open(AtomicFile *af, const char *path, Err *e)
+{
+    if (strlen(path) >= sizeof af->path)
+        return err_set(e, "%s: path too long", path);
+    snprintf(af->path, sizeof af->path, "%s", path);
+    snprintf(af->tmp, sizeof af->tmp, "%s.tmp.%d", path, (int)getpid());
+    af->f = fopen(af->tmp, "wb");
+    if (!af->f)
+        return err_set(e, "%s: cannot create: %s", af->tmp, strerror(errno));
+    return 0;
+}
+
+int atomic_write(AtomicFile *af, const void *data, size_t len, Err *e)
+{
+    if (len && fwrite(data, 1, len, af->f) != len) {
+        int saved = errno;
+        atomic_abort(af);
+        return err_set(e, "%s: write failed: %s", af->path, strerror(saved));
+    }
+    return 0;
+}
+
+void atomic_abort(AtomicFile *af)
+{
+    if (af->f) fclose(af->f);
+    af->f = NULL;
+    unlink(af->tmp);
+}
+
+static int parent_dir(const char *path, char *out, size_t n)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s", path);
+    snprintf(out, n, "%s", dirname(tmp));
+    return 0;
+}
+
+int atomic_commit(AtomicFile *af, Err *e)
+{
+    if (fflush(af->f) != 0 || fsync(fileno(af->f)) != 0) {
+        int saved = errno;
+        atomic_abort(af);
+        return err_set(e, "%s: flush failed: %s", af->path, strerror(saved));
+    }
+    if (fclose(af->f) != 0) {
+        af->f = NULL;
+        unlink(af->tmp);
+        return err_set(e, "%s: close failed: %s", af->path, strerror(errno));
+    }
+    af->f = NULL;
+    if (rename(af->tmp, af->path) != 0) {
+        int saved = errno;
+        unlink(af->tmp);
+        return err_set(e, "%s: rename failed: %s", af->path, strerror(saved));
+    }
+    char dir[4096];
+    parent_dir(af->path, dir, sizeof dir);
+    return fsync_dir(dir, e);
+}
+
+int write_file_atomic(const char *path, const void *data, size_t len, Err *e)
+{
+    AtomicFile af;
+    if (atomic_open(&af, path, e) || atomic_write(&af, data, len, e)) return -1;
+    return atomic_commit(&af, e);
+}
+
+int fsync_dir(const char *dir, Err *e)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (fd < 0) return err_set(e, "%s: cannot open directory: %s", dir, strerror(errno));
+    int rc = fsync(fd);
+    close(fd);
+    if (rc != 0) return err_set(e, "%s: fsync failed: %s", dir, strerror(errno));
+    return 0;
+}
+
+int mkdir_p(const char *dir, Err *e)
+{
+    char tmp[4096];
+    if (strlen(dir) >= sizeof tmp) return err_set(e, "%s: path too long", dir);
+    snprintf(tmp, sizeof tmp, "%s", dir);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
+            return err_set(e, "%s: cannot create directory: %s", tmp, strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
+        return err_set(e, "%s: cannot create directory: %s", tmp, strerror(errno));
+    struct stat st;
+    if (stat(tmp, &st) != 0 || !S_ISDIR(st.st_mode))
+        return err_set(e, "%s: exists and is not a directory", tmp);
+    return 0;
+}
+
+int read_file(const char *path, size_t max_len, void **out, size_t *len, Err *e)
+{
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) return err_set(e, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        fclose(f);
+        return err_set(e, "%s: not a regular file", path);
+    }
+    if ((unsigned long long)st.st_size > max_len) {
+        fclose(f);
+        return err_set(e, "%s: file is %lld bytes, more than the %zu allowed", path,
+                       (long long)st.st_size, max_len);
+    }
+    size_t n = (size_t)st.st_size;
+    char *buf = malloc(n + 1);
+    if (!buf) {
+        fclose(f);
+        return err_set(e, "%s: out of memory reading %zu bytes", path, n);
+    }
+    if (fread(buf, 1, n, f) != n) {
+        free(buf);
+        fclose(f);
+        return err_set(e, "%s: short read", path);
+    }
+    fclose(f);
+    buf[n] = 0;
+    *out = buf;
+    *len = n;
+    return 0;
+}
+
+int remove_tree(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) return unlink(dir);
+    struct dirent *ent;
+    char p[4096];
+    while ((ent = readdir(d))) {
+        if (!strcmp(ent->d_name, ".") || !strcmp(ent->d_name, "..")) continue;
+        snprintf(p, sizeof p, "%s/%s", dir, ent->d_name);
+        struct stat st;
+        if (lstat(p, &st) == 0 && S_ISDIR(st.st_mode))
+            remove_tree(p);
+        else
+            unlink(p);
+    }
+    closedir(d);
+    return rmdir(dir);
+}

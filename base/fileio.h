@@ -1,0 +1,33 @@
+#ifndef MPITRAIN_FSUTIL_H
+#define MPITRAIN_FSUTIL_H
+#include <stddef.h>
+#include <stdio.h>
+#include "base/err.h"
+
+/* Crash-safe file output: data goes to "<path>.tmp.<pid>", is fsynced, then
+ * renamed over <path> and the directory is fsynced. A crash leaves either the
+ * old file or the new one, never half of one. */
+typedef struct {
+    FILE *f;
+    char path[4096];
+    char tmp[4200];
+} AtomicFile;
+
+int atomic_open(AtomicFile *af, const char *path, Err *e);
+int atomic_write(AtomicFile *af, const void *data, size_t len, Err *e);
+/* fsync + rename + fsync(dir). On failure the temporary is removed. */
+int atomic_commit(AtomicFile *af, Err *e);
+/* Drop the temporary without touching <path>. */
+void atomic_abort(AtomicFile *af);
+/* One-shot: write a whole buffer atomically. */
+int write_file_atomic(const char *path, const void *data, size_t len, Err *e);
+
+int fsync_dir(const char *dir, Err *e);
+/* mkdir -p; existing directories are fine. */
+int mkdir_p(const char *dir, Err *e);
+/* Read a whole file (at most max_len bytes, else an error). */
+int read_file(const char *path, size_t max_len, void **out, size_t *len, Err *e);
+/* rm -rf of a directory tree we created (used to drop failed temporaries). */
+int remove_tree(const char *dir);
+
+#endif

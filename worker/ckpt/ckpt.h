@@ -1,0 +1,68 @@
+#ifndef MPITRAIN_CKPT_H
+#define MPITRAIN_CKPT_H
+/* Checkpoints: a directory <root>/step_NNNNNNNN/ holding
+ *   manifest.pb   "MPCKPTv1" | u32 length | u32 crc32c | Manifest protobuf
+ *   rank_RRRRR.bin raw little-endian f32 tensor data written by each rank
+ * and <root>/latest naming the newest complete one. Directories are built
+ * under a temporary name and renamed when complete, so a crash never leaves
+ * a half checkpoint that looks whole. */
+#include <stddef.h>
+#include <stdint.h>
+#include "base/err.h"
+#include "models/model.h"
+#include "worker/optim/optim.h"
+#include "mpitrain.pb-c.h"
+#include "sharding/partition.h"
+
+#define CKPT_MAGIC "MPCKPTv1"
+#define CKPT_FORMAT_VERSION 1
+/* a manifest larger than this is not one of ours */
+#define CKPT_MAX_MANIFEST (64u << 20)
+
+typedef struct {
+    ModelConfig model;
+    OptimConfig optim;
+    int64_t step;          /* steps completed */
+    uint64_t seed;
+    uint64_t data_pos;     /* next global batch index */
+    int global_batch;
+    int64_t opt_t;
+    int dp, tp, pp, zero;
+    char data_path[4096];
+    float zo_eps, zo_scale;  /* --optimizer zo: the journal's settings */
+    int zo_samples;
+} CkptMeta;
+
+/* Saves params and optimizer state of one process as a complete checkpoint
+ * under root; returns the step directory in out_dir. */
+int ckpt_save(const char *root, const CkptMeta *meta, const Model *m, const Optimizer *o,
+              char *out_dir, size_t out_len, Err *e);
+/* The same in steps, for a save spread over ranks (shared file system):
+ * one process calls ckpt_begin (makes <root>/.tmp.step_N), every rank
+ * writes its shard of the flat parameter range r (and the optimizer state
+ * it holds inside r) with ckpt_write_shard, and the one process collects the
+ * shards' packed records and calls ckpt_finish (manifest, rename, latest). */
+int ckpt_begin(const char *root, int64_t step, char *tmp, size_t n, Err *e);
+int ckpt_write_shard(const char *tmp, int index, const Model *m, const Optimizer *o, Range r,
+                     uint8_t **records, size_t *records_len, Err *e);
+int ckpt_finish(const char *root, const char *tmp, const CkptMeta *meta, uint8_t *const *shards,
+                const size_t *lens, int n_shards, char *out_dir, size_t out_len, Err *e);
+/* Writes <dir>/manifest.pb: "MPCKPTv1" | u32 length | u32 CRC-32C | mf. */
+int ckpt_write_manifest_pb(const char *dir, const Mpitrain__Manifest *mf, Err *e);
+/* A run directory, a checkpoint root or a step directory -> step directory. */
+int ckpt_resolve(const char *path, char *out, size_t n, Err *e);
+int ckpt_read_manifest(const char *dir, Mpitrain__Manifest **out, Err *e);
+int ckpt_load_meta(const char *dir, CkptMeta *meta, Err *e);
+/* Loads the tensors into an initialized model (and optimizer, if non-NULL),
+ * verifying names, shapes, sizes and checksums. */
+int ckpt_load(const char *dir, Model *m, Optimizer *o, Err *e);
+/* The same from a manifest the caller has read already. */
+int ckpt_load_from(const char *dir, const Mpitrain__Manifest *mf, Model *m, Optimizer *o, Err *e);
+/* Keep only the newest `keep` step directories under root (0 = keep all). */
+int ckpt_prune(const char *root, int keep, Err *e);
+
+void ckpt_meta_to_pb(const CkptMeta *meta, Mpitrain__Manifest *mf, Mpitrain__ModelConfigPB *mc,
+                     Mpitrain__OptimConfigPB *oc, Mpitrain__Layout *ly);
+void ckpt_meta_from_pb(const Mpitrain__Manifest *mf, CkptMeta *meta);
+
+#endif

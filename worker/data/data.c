@@ -1,0 +1,378 @@
+#include "worker/data/data.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/fileio.h"
+
+/* ---- little-endian fields and the header checksum ---- */
+
+static void put32(unsigned char *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static void put64(unsigned char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint32_t get32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t get64(const unsigned char *p)
+{
+    return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
+}
+
+/* CRC-32C (Castagnoli, reflected poly 0x82F63B78, init and final xor ~0),
+ * bitwise: it only ever sees 40 bytes. CRC of "123456789" is 0xE3069283. */
+static uint32_t tok_header_crc(const unsigned char *p, size_t n)
+{
+    uint32_t c = 0xFFFFFFFFu;
+    for (size_t i = 0; i < n; i++) {
+        c ^= p[i];
+        for (int k = 0; k < 8; k++) c = (c >> 1) ^ (0x82F63B78u & (0u - (c & 1u)));
+    }
+    return ~c;
+}
+
+static void encode_header(unsigned char h[TOKFILE_HEADER_BYTES], int token_bytes, int vocab,
+                          uint64_t n_train, uint64_t n_val)
+{
+    memset(h, 0, TOKFILE_HEADER_BYTES);
+    memcpy(h, TOKFILE_MAGIC, 8);
+    put32(h + 8, TOKFILE_VERSION);
+    put32(h + 12, (uint32_t)token_bytes);
+    put32(h + 16, (uint32_t)vocab);
+    put32(h + 20, TOKFILE_HEADER_BYTES);
+    put64(h + 24, n_train);
+    put64(h + 32, n_val);
+    put32(h + 40, tok_header_crc(h, 40));
+}
+
+/* ---- opening ---- */
+
+static int map_file(TokenFile *f, Err *e)
+{
+    int fd = open(f->path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return err_set(e, "%s: cannot open token file: %s", f->path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return err_set(e, "%s: not a regular file", f->path);
+    }
+    if (st.st_size == 0) {
+        close(fd);
+        return err_set(e, "%s: empty file (0 bytes), not a token file", f->path);
+    }
+    void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    int saved = errno;
+    close(fd);
+    if (m == MAP_FAILED)
+        return err_set(e, "%s: mmap of %lld bytes failed: %s", f->path, (long long)st.st_size,
+                       strerror(saved));
+    f->map = m;
+    f->map_len = (size_t)st.st_size;
+    return 0;
+}
+
+/* File size must be exactly header + (n_train + n_val) * token_bytes. */
+static int check_size(const TokenFile *f, uint64_t header, Err *e)
+{
+    uint64_t n, bytes;
+    if (__builtin_add_overflow(f->n_train, f->n_val, &n) ||
+        __builtin_mul_overflow(n, (uint64_t)f->token_bytes, &bytes) ||
+        __builtin_add_overflow(bytes, header, &bytes))
+        return err_set(e, "%s: header token counts n_train=%" PRIu64 " n_val=%" PRIu64 " overflow",
+                       f->path, f->n_train, f->n_val);
+    if (bytes != f->map_len)
+        return err_set(e, "%s: %s: header says %" PRIu64 " tokens (%" PRIu64 " bytes) but file has %zu bytes",
+                       f->path, bytes > f->map_len ? "truncated" : "trailing data", n, bytes,
+                       f->map_len);
+    return 0;
+}
+
+static int native_fields(TokenFile *f, const unsigned char *m, Err *e)
+{
+    uint32_t tb = get32(m + 12), vocab = get32(m + 16), hb = get32(m + 20);
+    if (hb != TOKFILE_HEADER_BYTES)
+        return err_set(e, "%s: header_bytes is %u, expected %d", f->path, hb, TOKFILE_HEADER_BYTES);
+    if (tb != 1 && tb != 2)
+        return err_set(e, "%s: token_bytes is %u, must be 1 or 2", f->path, tb);
+    if (vocab == 0 || vocab > (1u << (8 * tb)))
+        return err_set(e, "%s: vocab is %u, must be 1..%u for token_bytes %u", f->path, vocab,
+                       1u << (8 * tb), tb);
+    f->format = TOKFMT_NATIVE;
+    f->token_bytes = (int)tb;
+    f->vocab = (int)vocab;
+    f->n_train = get64(m + 24);
+    f->n_val = get64(m + 32);
+    return check_size(f, TOKFILE_HEADER_BYTES, e);
+}
+
+static int parse_native(TokenFile *f, Err *e)
+{
+    const unsigned char *m = f->map;
+    if (f->map_len < TOKFILE_HEADER_BYTES)
+        return err_set(e, "%s: truncated: file has %zu bytes, less than the %d-byte header",
+                       f->path, f->map_len, TOKFILE_HEADER_BYTES);
+    uint32_t ver = get32(m + 8);
+    if (ver != TOKFILE_VERSION)
+        return err_set(e, "%s: header version is %u, this build reads version %d", f->path, ver,
+                       TOKFILE_VERSION);
+    uint32_t stored = get32(m + 40), want = tok_header_crc(m, 40);
+    if (stored != want)
+        return err_set(e, "%s: header crc mismatch: stored 0x%08x, computed 0x%08x (corrupt header)",
+                       f->path, stored, want);
+    return native_fields(f, m, e);
+}
+
+static int parse_llmc(TokenFile *f, Err *e)
+{
+    const unsigned char *m = f->map;
+    if (f->map_len < LLMC_HEADER_BYTES)
+        return err_set(e, "%s: truncated: llm.c header needs %d bytes but file has %zu bytes",
+                       f->path, LLMC_HEADER_BYTES, f->map_len);
+    int32_t ver = (int32_t)get32(m + 4), ntok = (int32_t)get32(m + 8);
+    if (ver != LLMC_VERSION)
+        return err_set(e, "%s: llm.c header version is %d, only version %d (uint16 tokens) is supported",
+                       f->path, (int)ver, LLMC_VERSION);
+    if (ntok < 0)
+        return err_set(e, "%s: llm.c header token count is %d (negative)", f->path, (int)ntok);
+    f->format = TOKFMT_LLMC;
+    f->token_bytes = 2;
+    f->vocab = LLMC_VOCAB;
+    f->n_val = (uint64_t)ntok / 10;
+    f->n_train = (uint64_t)ntok - f->n_val;
+    return check_size(f, LLMC_HEADER_BYTES, e);
+}
+
+static int parse_header(TokenFile *f, Err *e)
+{
+    const unsigned char *m = f->map;
+    if (f->map_len >= 8 && memcmp(m, TOKFILE_MAGIC, 8) == 0) return parse_native(f, e);
+    if (f->map_len >= 4 && get32(m) == LLMC_MAGIC) return parse_llmc(f, e);
+    char got[40] = "";
+    for (size_t i = 0; i < 8 && i < f->map_len; i++)
+        snprintf(got + 3 * i, sizeof got - 3 * i, "%02x ", m[i]);
+    return err_set(e, "%s: bad magic (first bytes %s): not a token file (expected \"%s\" or llm.c magic %d)",
+                   f->path, got, TOKFILE_MAGIC, LLMC_MAGIC);
+}
+
+int tokfile_open(TokenFile *f, const char *path, Err *e)
+{
+    memset(f, 0, sizeof *f);
+    if (strlen(path) >= sizeof f->path) return err_set(e, "%s: path too long", path);
+    snprintf(f->path, sizeof f->path, "%s", path);
+    if (map_file(f, e)) return -1;
+    if (parse_header(f, e)) {
+        tokfile_close(f);
+        return -1;
+    }
+    size_t header = f->format == TOKFMT_NATIVE ? TOKFILE_HEADER_BYTES : LLMC_HEADER_BYTES;
+    f->tokens = (const unsigned char *)f->map + header;
+    return 0;
+}
+
+void tokfile_close(TokenFile *f)
+{
+    if (f->map) munmap(f->map, f->map_len);
+    memset(f, 0, sizeof *f);
+}
+
+/* ---- writing ---- */
+
+static int write_tokens(AtomicFile *af, const uint16_t *t, uint64_t n, int tb, Err *e)
+{
+    unsigned char buf[16384];
+    size_t fill = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        buf[fill++] = (unsigned char)(t[i] & 0xff);
+        if (tb == 2) buf[fill++] = (unsigned char)(t[i] >> 8);
+        if (fill + 2 > sizeof buf) {
+            if (atomic_write(af, buf, fill, e)) return -1;
+            fill = 0;
+        }
+    }
+    return atomic_write(af, buf, fill, e);
+}
+
+int tokfile_write(const char *path, const uint16_t *tokens, uint64_t n_train, uint64_t n_val,
+                  int vocab, Err *e)
+{
+    if (vocab < 1 || vocab > 65536)
+        return err_set(e, "%s: vocab %d out of range 1..65536", path, vocab);
+    uint64_t n;
+    if (__builtin_add_overflow(n_train, n_val, &n))
+        return err_set(e, "%s: n_train + n_val overflows", path);
+    for (uint64_t i = 0; i < n; i++)
+        if (tokens[i] >= vocab)
+            return err_set(e, "%s: token %" PRIu64 " is %u, not below vocab %d", path, i,
+                           (unsigned)tokens[i], vocab);
+    int tb = vocab <= 256 ? 1 : 2;
+    unsigned char h[TOKFILE_HEADER_BYTES];
+    encode_header(h, tb, vocab, n_train, n_val);
+    AtomicFile af;
+    if (atomic_open(&af, path, e) || atomic_write(&af, h, sizeof h, e)) return -1;
+    if (write_tokens(&af, tokens, n, tb, e)) return -1;
+    return atomic_commit(&af, e);
+}
+
+/* ---- loader ---- */
+
+static const char *split_name(DataSplit s) { return s == SPLIT_TRAIN ? "train" : "val"; }
+
+/* Where a split lives in the token stream. llm.c files: the val split is the
+ * last 10%, widened to T+1 tokens if that leaves train T+1 tokens too. */
+static void split_range(const TokenFile *f, DataSplit s, int T, uint64_t *start, uint64_t *len)
+{
+    uint64_t nv = f->n_val, n = f->n_train + f->n_val, need = (uint64_t)T + 1;
+    if (f->format == TOKFMT_LLMC && nv < need && n >= 2 * need) nv = need;
+    *start = s == SPLIT_TRAIN ? 0 : n - nv;
+    *len = s == SPLIT_TRAIN ? n - nv : nv;
+}
+
+static int loader_check(const TokenFile *f, DataSplit split, int T, int global_batch, int rank,
+                        int ranks, Err *e)
+{
+    if (split != SPLIT_TRAIN && split != SPLIT_VAL)
+        return err_set(e, "%s: unknown data split %d", f->path, (int)split);
+    if (T < 1) return err_set(e, "%s: sequence length T=%d must be at least 1", f->path, T);
+    if (global_batch < 1)
+        return err_set(e, "%s: global batch %d must be at least 1", f->path, global_batch);
+    if (ranks < 1 || rank < 0 || rank >= ranks)
+        return err_set(e, "data-parallel rank %d out of range for %d ranks", rank, ranks);
+    if (global_batch % ranks != 0)
+        return err_set(e, "global batch %d is not divisible by %d data-parallel ranks",
+                       global_batch, ranks);
+    return 0;
+}
+
+int loader_init(Loader *l, const TokenFile *f, DataSplit split, int T, int global_batch,
+                int rank, int ranks, Err *e)
+{
+    memset(l, 0, sizeof *l);
+    if (loader_check(f, split, T, global_batch, rank, ranks, e)) return -1;
+    uint64_t start, len;
+    split_range(f, split, T, &start, &len);
+    if (len < (uint64_t)T + 1)
+        return err_set(e, "%s: %s split has %" PRIu64 " tokens, fewer than the %" PRIu64
+                       " (T+1) needed for one sequence of length T=%d",
+                       f->path, split_name(split), len, (uint64_t)T + 1, T);
+    *l = (Loader){ .file = f, .split = split, .T = T, .global_batch = global_batch,
+                   .rank = rank, .ranks = ranks, .local_batch = global_batch / ranks,
+                   .split_start = start, .split_len = len, .n_windows = (len - 1) / (uint64_t)T };
+    return 0;
+}
+
+void loader_batch(const Loader *l, uint64_t k, int *inputs, int *targets)
+{
+    const uint64_t n = l->n_windows, T = (uint64_t)l->T;
+    const uint64_t first = (uint64_t)l->rank * (uint64_t)l->local_batch;
+    for (int i = 0; i < l->local_batch; i++) {
+        /* (k*global_batch + j) mod n without overflow */
+        unsigned __int128 g = (unsigned __int128)(k % n) * (uint64_t)l->global_batch + first + (uint64_t)i;
+        uint64_t base = l->split_start + (uint64_t)(g % n) * T;
+        int *in = inputs + (size_t)i * T, *tg = targets + (size_t)i * T;
+        uint32_t cur = tokfile_get(l->file, base);
+        for (uint64_t t = 0; t < T; t++) {
+            uint32_t next = tokfile_get(l->file, base + t + 1);
+            in[t] = (int)cur;
+            tg[t] = (int)next;
+            cur = next;
+        }
+    }
+}
+
+/* ---- prepare (byte-level) ---- */
+
+void bytes_to_tokens(const char *text, size_t n, int *out)
+{
+    for (size_t i = 0; i < n; i++) out[i] = (unsigned char)text[i];
+}
+
+static int input_size(const char *path, uint64_t *size, Err *e)
+{
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return err_set(e, "%s: cannot read input text file: %s", path, strerror(errno));
+    if (!S_ISREG(st.st_mode)) return err_set(e, "%s: input is not a regular file", path);
+    *size = (uint64_t)st.st_size;
+    return 0;
+}
+
+/* Append a whole input file; with vocab 256 and token_bytes 1 the token
+ * section is exactly the bytes. On error the temporary is dropped. */
+static int copy_input(AtomicFile *af, const char *path, uint64_t *count, Err *e)
+{
+    FILE *in = fopen(path, "rb");
+    if (!in) {
+        atomic_abort(af);
+        return err_set(e, "%s: cannot open input text file: %s", path, strerror(errno));
+    }
+    unsigned char buf[16384];
+    size_t got;
+    while ((got = fread(buf, 1, sizeof buf, in)) > 0) {
+        if (atomic_write(af, buf, got, e)) {
+            fclose(in);
+            return -1;
+        }
+        *count += got;
+    }
+    int bad = ferror(in);
+    fclose(in);
+    if (bad) {
+        atomic_abort(af);
+        return err_set(e, "%s: read error", path);
+    }
+    return 0;
+}
+
+static int prepare_sizes(const char *const *paths, int n_paths, uint64_t *total, Err *e)
+{
+    *total = 0;
+    for (int i = 0; i < n_paths; i++) {
+        uint64_t sz = 0;
+        if (input_size(paths[i], &sz, e)) return -1;
+        *total += sz;
+    }
+    if (*total == 0)
+        return err_set(e, "prepare: input is empty (%d file(s), first %s): nothing to tokenize",
+                       n_paths, paths[0]);
+    return 0;
+}
+
+int prepare_text_files(const char *const *paths, int n_paths, const char *out_path,
+                       double val_fraction, Err *e)
+{
+    if (n_paths < 1) return err_set(e, "prepare: no input text files given");
+    if (!(val_fraction > 0.0 && val_fraction < 1.0))
+        return err_set(e, "prepare: val fraction %g must be strictly between 0 and 1", val_fraction);
+    uint64_t total, done = 0;
+    if (prepare_sizes(paths, n_paths, &total, e)) return -1;
+    uint64_t n_val = (uint64_t)((double)total * val_fraction + 0.5);
+    if (n_val == 0 || n_val >= total)
+        return err_set(e, "prepare: val fraction %g of %" PRIu64 " bytes leaves an empty %s split",
+                       val_fraction, total, n_val == 0 ? "val" : "train");
+    unsigned char h[TOKFILE_HEADER_BYTES];
+    encode_header(h, 1, 256, total - n_val, n_val);
+    AtomicFile af;
+    if (atomic_open(&af, out_path, e) || atomic_write(&af, h, sizeof h, e)) return -1;
+    for (int i = 0; i < n_paths; i++)
+        if (copy_input(&af, paths[i], &done, e)) return -1;
+    if (done != total) {
+        atomic_abort(&af);
+        return err_set(e, "%s: inputs changed size while preparing (%" PRIu64 " bytes, then %" PRIu64 ")",
+                       out_path, total, done);
+    }
+    return atomic_commit(&af, e);
+}

@@ -1,0 +1,73 @@
+#ifndef MPITRAIN_DATA_H
+#define MPITRAIN_DATA_H
+/* Token data: the binary token file (see docs/token-format.md), the
+ * per-rank batch loader, and `mpitrain prepare` (byte-level tokenization). */
+#include <stddef.h>
+#include <stdint.h>
+#include "base/err.h"
+
+enum { TOKFMT_NATIVE = 0, TOKFMT_LLMC = 1 };
+
+#define TOKFILE_MAGIC "MPTOKENS"
+#define TOKFILE_VERSION 1
+#define TOKFILE_HEADER_BYTES 64
+#define LLMC_MAGIC 20240520
+#define LLMC_VERSION 1
+#define LLMC_HEADER_BYTES 1024 /* 256 int32 */
+#define LLMC_VOCAB 50257       /* llm.c version 1 files hold GPT-2 tokens */
+
+typedef enum { SPLIT_TRAIN = 0, SPLIT_VAL = 1 } DataSplit;
+
+typedef struct {
+    char path[4096];
+    int token_bytes;      /* 1 or 2 */
+    int vocab;
+    uint64_t n_train, n_val;
+    int format;           /* TOKFMT_NATIVE or TOKFMT_LLMC */
+    void *map; size_t map_len;      /* mmap of whole file */
+    const unsigned char *tokens;    /* first token (train split starts here) */
+} TokenFile;
+
+/* mmap `path` read-only and validate its header and size. Native files carry
+ * their split; for llm.c files n_val = n_tokens / 10 (the last 10%), which
+ * the loader widens to T+1 tokens when that is needed and possible. Tokens
+ * are NOT checked against vocab. On error f is left closed (safe to close). */
+int tokfile_open(TokenFile *f, const char *path, Err *e);
+void tokfile_close(TokenFile *f);
+
+/* Token i over the whole file: train tokens, then val tokens. */
+static inline uint32_t tokfile_get(const TokenFile *f, uint64_t i)
+{
+    const unsigned char *p = f->tokens + i * (uint64_t)f->token_bytes;
+    return f->token_bytes == 1 ? p[0] : (uint32_t)p[0] | ((uint32_t)p[1] << 8);
+}
+
+/* Write a native token file atomically (temp + fsync + rename). token_bytes
+ * is 1 if vocab <= 256 else 2; every token must be < vocab (1..65536). */
+int tokfile_write(const char *path, const uint16_t *tokens, uint64_t n_train,
+                  uint64_t n_val, int vocab, Err *e);
+
+/* Batch loader. A global batch is `global_batch` sequences of T tokens; rank
+ * r of `ranks` gets sequences [r*B/ranks, (r+1)*B/ranks). Sequence j of global
+ * batch k reads window w = (k*global_batch + j) mod n_windows, n_windows =
+ * (split_len - 1) / T; window w is split tokens [w*T, w*T+T]: inputs are the
+ * first T, targets the last T. The global batch does not depend on ranks. */
+typedef struct {
+    const TokenFile *file; DataSplit split; int T, global_batch, rank, ranks, local_batch;
+    uint64_t split_start, split_len, n_windows;
+} Loader;
+
+int loader_init(Loader *l, const TokenFile *f, DataSplit split, int T, int global_batch,
+                int rank, int ranks, Err *e);
+/* Fill inputs/targets (local_batch*T ints each) for global batch index k. */
+void loader_batch(const Loader *l, uint64_t k, int *inputs, int *targets);
+
+/* `mpitrain prepare`: concatenate text files, byte-level tokenize (vocab 256,
+ * token = byte value), the last round(val_fraction * total) bytes are the
+ * validation split (0 < val_fraction < 1); writes a native file atomically. */
+int prepare_text_files(const char *const *paths, int n_paths, const char *out_path,
+                       double val_fraction, Err *e);
+/* Byte tokenizer: out[i] = (unsigned char)text[i]. */
+void bytes_to_tokens(const char *text, size_t n, int *out);
+
+#endif

@@ -1,0 +1,191 @@
+/* The one training loop: every strategy (backprop, zo, ...) steps through
+ * here, so stepping, the NaN policy, test hooks, reports, evaluation,
+ * checkpoints, heartbeat and the run's figures are the same for all. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "comm/trace.h"
+#include "worker/loop/strategy.h"
+#include "worker/loop/testhooks.h"
+
+/* <out>/heartbeat: the supervisor's watchdog restarts the job when it stops
+ * changing (a rank stuck in a collective stalls every rank). */
+static void heartbeat(Trainer *t, long step)
+{
+    if (!trainer_is_rank0(t)) return;
+    char path[PATH_LEN + 32], line[64];
+    snprintf(path, sizeof path, "%s/heartbeat", t->cfg->out);
+    int n = snprintf(line, sizeof line, "%ld\n", step);
+    FILE *f = fopen(path, "w");
+    if (!f) return;
+    fwrite(line, 1, (size_t)n, f);
+    fclose(f);
+}
+
+static void rank_report(Trainer *t, const CommStats *before, double t0, RankReport *rr)
+{
+    CommStats after = mesh_stats(&t->mesh);
+    rr->step_s = comm_wtime() - t0;
+    rr->exposed_s = after.exposed_s - before->exposed_s;
+    rr->overlapped_s = after.overlapped_s - before->overlapped_s;
+    rr->bytes = after.bytes_sent - before->bytes_sent;
+}
+
+static void fill_meta(const Trainer *t, long step, CkptMeta *meta)
+{
+    memset(meta, 0, sizeof *meta);
+    meta->model = t->cfg->model;
+    meta->optim = t->cfg->optim;
+    meta->step = step;
+    meta->seed = t->cfg->seed;
+    meta->data_pos = t->data_pos;
+    meta->global_batch = t->cfg->global_batch;
+    meta->opt_t = t->opt.t;
+    meta->dp = t->mesh.dims.dp;
+    meta->tp = t->mesh.dims.tp;
+    meta->pp = t->mesh.dims.pp;
+    meta->zero = t->cfg->zero;
+    meta->zo_eps = t->cfg->zo_eps;
+    meta->zo_scale = t->zo_scale;
+    meta->zo_samples = t->cfg->zo_samples;
+    snprintf(meta->data_path, sizeof meta->data_path, "%s", t->cfg->data);
+}
+
+/* Every DP rank writes its slice of the flat buffers in parallel; rank 0
+ * writes the manifest last and publishes the step. */
+static int save_checkpoint(Trainer *t, long step, TrainResult *res, Err *e)
+{
+    Group *w = t->mesh.world;
+    char tmp[PATH_LEN + 64];
+    snprintf(tmp, sizeof tmp, "%s/.tmp.step_%08ld", t->ckpt_root, step);
+    int rc = trainer_is_rank0(t) ? ckpt_begin(t->ckpt_root, step, tmp, sizeof tmp, e) : 0;
+    if (trainer_agree(t, rc, e)) return -1;
+    uint8_t *recs = NULL;
+    size_t len = 0;
+    Range mine = split_even(t->model.n_params, t->mesh.dims.dp, t->mesh.me.dp);
+    rc = ckpt_write_shard(tmp, t->w->rank, &t->model, &t->opt, mine, &recs, &len, e);
+    testhook("MPITRAIN_TEST_DIE_IN_SAVE", t->w->rank, step);
+    if (trainer_agree(t, rc, e)) {
+        free(recs);
+        return -1;
+    }
+    void *all = NULL;
+    size_t *lens = calloc(group_size(w), sizeof *lens);
+    coll_gatherv_bytes(w, recs, len, &all, lens, 0);
+    free(recs);
+    if (trainer_is_rank0(t)) {
+        int n = group_size(w);
+        uint8_t **parts = calloc(n, sizeof *parts);
+        size_t off = 0;
+        for (int i = 0; i < n; i++, off += lens[i - 1]) parts[i] = (uint8_t *)all + off;
+        CkptMeta meta;
+        fill_meta(t, step, &meta);
+        rc = ckpt_finish(t->ckpt_root, tmp, &meta, parts, lens, n, res->last_ckpt,
+                         sizeof res->last_ckpt, e);
+        if (!rc) rc = ckpt_prune(t->ckpt_root, t->cfg->keep_ckpts, e);
+        free(parts);
+    }
+    free(all);
+    free(lens);
+    return trainer_agree(t, rc, e);
+}
+
+static int should_eval(const Trainer *t, long step)
+{
+    const TrainConfig *c = t->cfg;
+    if (c->eval_every <= 0 || !t->val.file) return 0;
+    return step % c->eval_every == 0 || step == c->steps;
+}
+
+static int should_save(const Trainer *t, long step)
+{
+    const TrainConfig *c = t->cfg;
+    return (c->save_every > 0 && step % c->save_every == 0) || step == c->steps;
+}
+
+/* --on-nan: a non-finite loss or gradient norm stops the run with a message,
+ * or (skip) drops that step's update on every rank at once. */
+static int nan_policy(Trainer *t, long step, const StepOutcome *o, int *skip, Err *e)
+{
+    int has_norm = !isnan(o->grad_norm);
+    *skip = 0;
+    if (isfinite(o->loss) && (!has_norm || isfinite(o->grad_norm))) return 0;
+    if (t->cfg->on_nan == 0 && has_norm)
+        return err_set(e, "step %ld: loss is %g and gradient norm %g: training diverged; "
+                          "lower --lr or raise --warmup (or --on-nan skip)",
+                       step + 1, o->loss, o->grad_norm);
+    if (t->cfg->on_nan == 0)
+        return err_set(e, "step %ld: loss is %g: training diverged; lower --lr or raise "
+                          "--warmup (or --on-nan skip)", step + 1, o->loss);
+    trainer_note(t, "step %ld: loss %g, gradient norm %g: update skipped", step + 1, o->loss,
+                 o->grad_norm);
+    *skip = 1;
+    return 0;
+}
+
+/* One step on every rank: hooks, compute, policy, update; the rank's report. */
+static int one_step(Trainer *t, const StepStrategy *s, void *st, long step, StepOutcome *o,
+                    RankReport *rr, Err *e)
+{
+    testhook("MPITRAIN_TEST_KILL", t->w->rank, step + 1);
+    testhook("MPITRAIN_TEST_HANG", t->w->rank, step + 1);
+    CommStats before = mesh_stats(&t->mesh);
+    double t0 = comm_wtime();
+    int skip = 0;
+    int rc = s->compute(t, st, step, o, e);
+    if (!rc) rc = nan_policy(t, step, o, &skip, e);
+    if (!rc) rc = s->apply(t, st, step, skip, e);
+    testhook_flip_bit(t->model.params, t->w->rank, step + 1);
+    rank_report(t, &before, t0, rr);
+    return rc;
+}
+
+int loop_run(Trainer *t, const StepStrategy *s, TrainResult *res, Err *e)
+{
+    const TrainConfig *c = t->cfg;
+    void *st = NULL;
+    int rc = trainer_agree(t, s->setup(t, &st, e), e);
+    if (!rc) heartbeat(t, t->start_step);
+    if (!rc && t->start_step == 0 && c->eval_every > 0 && t->val.file) {
+        double v = trainer_eval_loss(t);
+        if (trainer_is_rank0(t) && t->obs->initial_eval) t->obs->initial_eval(t->obs->ctx, v);
+    }
+    ReportContext ctx = {s->flops_per_step(t), (double)c->global_batch * c->model.seq_len};
+    double sum_ms = 0, sum_exposed = 0;
+    int timed = 0;
+    for (long step = t->start_step; !rc && step < c->steps; step++) {
+        StepOutcome o = {NAN, NAN};
+        RankReport rr = {0};
+        rc = one_step(t, s, st, step, &o, &rr, e);
+        if (!rc && s->after_step) rc = s->after_step(t, st, step, e);
+        if ((rc = trainer_agree(t, rc, e))) break;
+        StepReport r;
+        report_gather(t->mesh.world, &ctx, &rr, step + 1, o.loss, o.grad_norm,
+                      lr_at(&c->optim, step), &r);
+        /* the first step of a sitting warms caches and pages: not timed,
+         * unless it is the only one */
+        if (step > t->start_step || c->steps - t->start_step == 1) {
+            sum_ms += r.time_ms;
+            sum_exposed += r.exposed_ms;
+            timed++;
+        }
+        if (should_eval(t, step + 1)) r.val_loss = res->final_val_loss = trainer_eval_loss(t);
+        if (trainer_is_rank0(t) && t->obs->step) t->obs->step(t->obs->ctx, &r);
+        res->final_loss = o.loss;
+        res->last_step = step + 1;
+        if (should_save(t, step + 1)) {
+            if (s->before_save) rc = trainer_agree(t, s->before_save(t, st, e), e);
+            if (!rc) rc = save_checkpoint(t, step + 1, res, e);
+        }
+        heartbeat(t, step + 1);
+    }
+    if (!rc && timed) {
+        res->mean_step_ms = sum_ms / timed;
+        res->mean_exposed_ms = sum_exposed / timed;
+        res->mean_tokens_per_s = ctx.tokens_per_step / (res->mean_step_ms / 1e3);
+        res->mean_gflops = ctx.flops_per_step / (res->mean_step_ms / 1e3) / 1e9;
+    }
+    if (s->free) s->free(st);
+    return rc ? -1 : 0;
+}

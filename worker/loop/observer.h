@@ -1,0 +1,23 @@
+#ifndef MPITRAIN_OBSERVER_H
+#define MPITRAIN_OBSERVER_H
+/* What a run tells the one who watches it. The training loop (worker/)
+ * calls these on rank 0 only; rank 0's progress display in coordinator/
+ * implements them, and an embedding program may pass its own (or none).
+ * Any member may be NULL. */
+#include "base/err.h"
+#include "worker/config/config.h"
+#include "worker/loop/report.h"
+
+typedef struct TrainObserver {
+    void *ctx;
+    /* the run directory exists; first_step > 0 when resuming */
+    int (*begin)(void *ctx, const TrainConfig *c, long first_step, Err *e);
+    /* one line for a person: set-up facts, skipped updates, the summary */
+    void (*note)(void *ctx, const char *line);
+    /* the validation loss before the first step */
+    void (*initial_eval)(void *ctx, double val_loss);
+    void (*step)(void *ctx, const StepReport *r);
+    void (*end)(void *ctx);
+} TrainObserver;
+
+#endif

@@ -1,0 +1,39 @@
+#ifndef MPITRAIN_STRATEGY_H
+#define MPITRAIN_STRATEGY_H
+/* How one step changes the weights. The loop (worker/loop/loop.c) owns
+ * everything around it: data position, test hooks, the NaN policy,
+ * reports, evaluation, checkpoints, heartbeat and summary. A strategy
+ * computes a step's loss (and gradient norm, where there is one), then
+ * applies the update unless the loop's NaN policy skips it. */
+#include "worker/loop/trainer_internal.h"
+
+typedef struct {
+    double loss;       /* mean loss of the global batch */
+    double grad_norm;  /* NaN when the strategy has no gradient */
+} StepOutcome;
+
+typedef struct StepStrategy {
+    const char *name;
+    /* after the model and its initial weights are in place */
+    int (*setup)(Trainer *t, void **state, Err *e);
+    /* forward (and backward) on the batch at t->data_pos; no update yet */
+    int (*compute)(Trainer *t, void *state, long step, StepOutcome *out, Err *e);
+    /* the update of this step; skip: the loop's --on-nan skip policy fired
+     * (every rank saw the same outcome, so all skip together) */
+    int (*apply)(Trainer *t, void *state, long step, int skip, Err *e);
+    /* after the step's report, every rank (may be NULL) */
+    int (*after_step)(Trainer *t, void *state, long step, Err *e);
+    /* before a checkpoint is written, every rank (may be NULL) */
+    int (*before_save)(Trainer *t, void *state, Err *e);
+    /* model FLOPs of one step, all ranks together */
+    double (*flops_per_step)(const Trainer *t);
+    void (*free)(void *state);
+} StepStrategy;
+
+extern const StepStrategy BACKPROP_STRATEGY; /* worker/loop/backprop.c */
+extern const StepStrategy ZO_STRATEGY;       /* worker/zo/zo_step.c */
+
+/* The one training loop: steps [t->start_step, cfg->steps). */
+int loop_run(Trainer *t, const StepStrategy *s, TrainResult *res, Err *e);
+
+#endif

@@ -1,0 +1,40 @@
+#include "worker/loop/testhooks.h"
+
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* The hook is set for this rank and step, on a job's first attempt. */
+static int fires(const char *name, int rank, long step)
+{
+    const char *v = getenv(name), *attempt = getenv("MPITRAIN_RESTART_COUNT");
+    int r;
+    long s;
+    if (!v || (attempt && atoi(attempt) != 0) || sscanf(v, "%d,%ld", &r, &s) != 2) return 0;
+    return r == rank && s == step;
+}
+
+void testhook_flip_bit(float *params, int rank, long step)
+{
+    if (!fires("MPITRAIN_TEST_FLIP_BIT", rank, step)) return;
+    uint32_t bits;
+    memcpy(&bits, &params[0], 4);
+    bits ^= 1u;
+    memcpy(&params[0], &bits, 4);
+}
+
+void testhook(const char *name, int rank, long step)
+{
+    if (!fires(name, rank, step)) return;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    fprintf(stderr, "mpitrain: test hook %s fires on rank %d at step %ld (t=%.3f)\n", name, rank,
+            step, ts.tv_sec + ts.tv_nsec * 1e-9);
+    if (!strcmp(name, "MPITRAIN_TEST_HANG"))
+        for (;;) pause();
+    kill(getpid(), SIGKILL);
+}

@@ -1,0 +1,16 @@
+#ifndef MPITRAIN_TESTHOOKS_H
+#define MPITRAIN_TESTHOOKS_H
+/* Fault injection for the recovery tests, driven by environment variables
+ * of the form "rank,step", active only on a job's first attempt
+ * (MPITRAIN_RESTART_COUNT unset or 0) so a restarted job runs clean:
+ *   MPITRAIN_TEST_KILL         the rank SIGKILLs itself before that step
+ *   MPITRAIN_TEST_HANG         the rank sleeps forever before that step
+ *   MPITRAIN_TEST_DIE_IN_SAVE  the rank dies after writing its checkpoint
+ *                              shard of that step, before it is published
+ *   MPITRAIN_TEST_FLIP_BIT     the rank flips the lowest bit of its first
+ *                              weight after that step (desync detection) */
+#include <stddef.h>
+void testhook(const char *name, int rank, long step);
+void testhook_flip_bit(float *params, int rank, long step);
+
+#endif

@@ -1,0 +1,322 @@
+/* Set-up and tear-down of a training run on every rank: the mesh, data,
+ * model, initial weights and run directory; the run's summary. The steps
+ * themselves are the loop's (loop.c). */
+#include "worker/loop/trainer_internal.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+#include "base/fileio.h"
+#include "comm/trace.h"
+#include "models/ops.h"
+#include "worker/loop/strategy.h"
+
+int trainer_is_rank0(const Trainer *t) { return t->w->rank == 0; }
+
+/* Every rank reports its own rc; all return the same verdict and rank 0's
+ * e names the first failing rank and why. */
+int trainer_agree(Trainer *t, int rc, Err *e)
+{
+    Err mine = *e;
+    return comm_agree(t->mesh.world, rc, &mine, e) ? -1 : 0;
+}
+
+void trainer_note(const Trainer *t, const char *fmt, ...)
+{
+    if (!trainer_is_rank0(t) || !t->obs->note) return;
+    char line[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    t->obs->note(t->obs->ctx, line);
+}
+
+/* ---- set-up ---------------------------------------------------------------- */
+
+static int start_trace(Trainer *t, Err *e)
+{
+    const TrainConfig *c = t->cfg;
+    if (!c->trace[0]) return 0;
+    /* spans per step: forward + backward per micro-batch, buckets, a few more */
+    size_t per_step = 4 * (size_t)c->micro_batches + 2 * (size_t)c->model.n_layer + 64;
+    size_t cap = per_step * (size_t)c->steps + 4096;
+    return trace_enable(t->mesh.world, cap < (4u << 20) ? cap : (4u << 20), e);
+}
+
+/* --resume: the manifest is read once, here; its weights are loaded from the
+ * same parsed copy once the model exists. */
+static int read_resume_point(Trainer *t, Mpitrain__Manifest **mf, Err *e)
+{
+    *mf = NULL;
+    if (!t->cfg->resume[0]) return 0;
+    if (ckpt_read_manifest(t->cfg->resume, mf, e)) return -1;
+    ckpt_meta_from_pb(*mf, &t->resume_meta);
+    t->start_step = t->resume_meta.step;
+    t->data_pos = t->resume_meta.data_pos;
+    return 0;
+}
+
+static int open_data(Trainer *t, Err *e)
+{
+    const TrainConfig *c = t->cfg;
+    if (tokfile_open(&t->data, c->data, e)) return err_wrap(e, "--data");
+    if (t->data.vocab > c->model.vocab)
+        return err_set(e, "--data %s has vocabulary %d but the model's --vocab is %d; raise --vocab",
+                       c->data, t->data.vocab, c->model.vocab);
+    int r = t->mesh.me.dp, n = t->mesh.dims.dp;
+    if (loader_init(&t->train, &t->data, SPLIT_TRAIN, c->model.seq_len, c->global_batch, r, n, e))
+        return -1;
+    if (c->eval_every > 0 && t->data.n_val > 0 &&
+        loader_init(&t->val, &t->data, SPLIT_VAL, c->model.seq_len, c->global_batch, r, n, e))
+        return -1;
+    return 0;
+}
+
+static void tp_allreduce(void *ctx, float *buf, size_t n)
+{
+    coll_allreduce_sum_f32((Group *)ctx, buf, n);
+}
+
+static int setup_model(Trainer *t, Err *e)
+{
+    const TrainConfig *c = t->cfg;
+    int local = t->train.local_batch, dp = t->mesh.dims.dp;
+    int stage = t->mesh.me.pp, p = t->mesh.dims.pp;
+    t->micro_b = local / c->micro_batches;
+    ModelShard sh = {t->mesh.me.tp, t->mesh.dims.tp, c->stage_first[stage],
+                     c->stage_first[stage + 1] - 1,
+                     pipeline_slots((Schedule)c->pp_schedule, stage, p, c->micro_batches), 0};
+    if (p == 1) sh = (ModelShard){t->mesh.me.tp, t->mesh.dims.tp, 0, -1, 1, 0};
+    /* zeroth-order training never computes a gradient */
+    sh.forward_only = c->optim.kind == OPT_ZO;
+    if (model_init_shard(&t->model, &c->model, &sh, t->micro_b, c->seed, e)) return -1;
+    t->model.tp_allreduce = tp_allreduce;
+    t->model.tp_ctx = t->mesh.tp;
+    if (pipeline_init(&t->pipe, &t->model, t->mesh.pp, stage, p, c->micro_batches, t->micro_b,
+                      p == 1 ? SCHED_1F1B : (Schedule)c->pp_schedule, e))
+        return -1;
+    if (gradsync_init(&t->sync, &t->model, t->mesh.dp, c->zero, (size_t)c->bucket_bytes,
+                      c->overlap, e))
+        return -1;
+    Range u = gradsync_update_range(&t->sync);
+    if (optim_init(&t->opt, &c->optim, u.lo, u.hi, e)) return -1;
+    size_t n = (size_t)local * c->model.seq_len;
+    t->inputs = calloc(n, sizeof(int));
+    t->targets = calloc(n, sizeof(int));
+    t->shard_counts = calloc(dp, sizeof(int));
+    if (!t->inputs || !t->targets || !t->shard_counts)
+        return err_set(e, "out of memory for the batch");
+    for (int r = 0; r < dp; r++) {
+        Range s = split_even(t->model.n_params, dp, r);
+        t->shard_counts[r] = (int)(s.hi - s.lo);
+    }
+    return 0;
+}
+
+static int load_initial_state(Trainer *t, const Mpitrain__Manifest *resume, Err *e)
+{
+    const TrainConfig *c = t->cfg;
+    if (resume) {
+        if (ckpt_load_from(c->resume, resume, &t->model, &t->opt, e)) return -1;
+        t->opt.t = t->resume_meta.opt_t;
+        return 0;
+    }
+    if (!c->init_from[0]) return 0;
+    char dir[PATH_LEN];
+    Mpitrain__Manifest *mf;
+    if (ckpt_resolve(c->init_from, dir, sizeof dir, e) || ckpt_read_manifest(dir, &mf, e))
+        return err_wrap(e, "--init-from %s", c->init_from);
+    CkptMeta meta;
+    ckpt_meta_from_pb(mf, &meta);
+    int rc = 0;
+    if (memcmp(&meta.model, &c->model, sizeof meta.model) != 0)
+        rc = err_set(e, "--init-from %s: the checkpoint's model (%d layers, %d heads, width %d, "
+                        "seq %d, vocab %d) differs from this run's; pass the same model flags",
+                     dir, meta.model.n_layer, meta.model.n_head, meta.model.n_embd,
+                     meta.model.seq_len, meta.model.vocab);
+    if (!rc) rc = ckpt_load_from(dir, mf, &t->model, NULL, e);
+    mpitrain__manifest__free_unpacked(mf, NULL);
+    return rc;
+}
+
+static int setup_run_dir(Trainer *t, Err *e)
+{
+    const TrainConfig *c = t->cfg;
+    snprintf(t->ckpt_root, sizeof t->ckpt_root, "%s/ckpt", c->out);
+    if (!trainer_is_rank0(t)) return 0;
+    char metrics[PATH_LEN + 32];
+    snprintf(metrics, sizeof metrics, "%s/metrics.jsonl", c->out);
+    if (!t->start_step && !c->overwrite && access(metrics, F_OK) == 0)
+        return err_set(e, "--out %s already holds a run; continue it with --resume %s, "
+                          "or pass --overwrite, or choose another --out",
+                       c->out, c->out);
+    if (mkdir_p(c->out, e)) return -1;
+    return t->obs->begin ? t->obs->begin(t->obs->ctx, c, t->start_step, e) : 0;
+}
+
+/* ---- figures every strategy shares --------------------------------------- */
+
+double trainer_per_pred(const TrainConfig *c)
+{
+    return 1.0 / ((double)c->global_batch * model_preds_per_seq(&c->model));
+}
+
+/* The loss lives on the last stage; one TP rank of it speaks for its
+ * group. Returns the global batch's loss sum on every rank. */
+double trainer_loss_sum(Trainer *t, Group *g, double local)
+{
+    int speaks = t->mesh.me.pp == t->mesh.dims.pp - 1 && t->mesh.me.tp == 0;
+    double sum = speaks ? local : 0.0;
+    coll_allreduce_sum_f64(g, &sum, 1);
+    return sum;
+}
+
+double trainer_eval_loss(Trainer *t)
+{
+    const TrainConfig *c = t->cfg;
+    double sum = 0;
+    for (int k = 0; k < c->eval_batches; k++) {
+        loader_batch(&t->val, (uint64_t)k, t->inputs, t->targets);
+        sum += pipeline_eval(&t->pipe, t->inputs, t->targets);
+    }
+    return trainer_loss_sum(t, t->mesh.world, sum) * trainer_per_pred(c) / c->eval_batches;
+}
+
+static void trainer_free(Trainer *t)
+{
+    if (trainer_is_rank0(t) && t->obs->end) t->obs->end(t->obs->ctx);
+    free(t->inputs);
+    free(t->targets);
+    free(t->shard_counts);
+    pipeline_free(&t->pipe);
+    gradsync_free(&t->sync);
+    optim_free(&t->opt);
+    model_free(&t->model);
+    tokfile_close(&t->data);
+    mesh_free(&t->mesh);
+}
+
+
+static long peak_rss_mb(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss / 1024;
+}
+
+/* Figures each rank reports for the summary (from the allocators' own
+ * accounting, not measured). */
+typedef struct {
+    double opt_bytes, act_bytes, slots;
+} RankMemory;
+
+static int append_array(char *buf, size_t n, int k, const char *key, const RankMemory *all,
+                        int ranks, size_t field)
+{
+    k += snprintf(buf + k, n - k, ",\"%s\":[", key);
+    for (int i = 0; i < ranks && k < (int)n - 32; i++)
+        k += snprintf(buf + k, n - k, "%s%.0f", i ? "," : "",
+                      *(const double *)((const char *)&all[i] + field));
+    return k + snprintf(buf + k, n - k, "]");
+}
+
+/* <out>/summary.json: the run's figures, for people and for tests. */
+static int write_summary(Trainer *t, const TrainResult *res, Err *e)
+{
+    int n = t->w->size;
+    RankMemory mine = {(double)t->opt.state_bytes, (double)t->model.act_floats * sizeof(float),
+                       (double)t->model.shard.slots};
+    RankMemory *all = trainer_is_rank0(t) ? calloc(n, sizeof *all) : NULL;
+    coll_gather_bytes(t->mesh.world, &mine, all, sizeof mine, 0);
+    int64_t rss = peak_rss_mb();
+    coll_allreduce_max_i64(t->mesh.world, &rss, 1);
+    if (!trainer_is_rank0(t)) return 0;
+    size_t cap = 4096 + (size_t)n * 96;
+    char *buf = malloc(cap), path[PATH_LEN + 32];
+    if (!buf) {
+        free(all);
+        return err_set(e, "out of memory");
+    }
+    int k = snprintf(buf, cap,
+                     "{\"ranks\":%d,\"dp\":%d,\"tp\":%d,\"pp\":%d,\"zero\":%d,\"micro_batches\":%d,"
+                     "\"pp_schedule\":\"%s\",\"params\":%zu,"
+                     "\"first_step\":%ld,\"last_step\":%ld,\"final_loss\":%.17g,"
+                     "\"mean_step_ms\":%.3f,\"mean_exposed_comm_ms\":%.3f,"
+                     "\"mean_tokens_per_s\":%.1f,\"mean_gflops\":%.2f,\"peak_rss_mb\":%ld",
+                     n, t->cfg->dp, t->cfg->tp, t->cfg->pp, t->cfg->zero, t->cfg->micro_batches,
+                     t->cfg->pp_schedule ? "1f1b" : "gpipe", t->model.global_params,
+                     res->first_step, res->last_step, res->final_loss, res->mean_step_ms,
+                     res->mean_exposed_ms, res->mean_tokens_per_s, res->mean_gflops, (long)rss);
+    k = append_array(buf, cap, k, "opt_state_bytes_per_rank", all, n, offsetof(RankMemory, opt_bytes));
+    k = append_array(buf, cap, k, "act_bytes_per_rank", all, n, offsetof(RankMemory, act_bytes));
+    k = append_array(buf, cap, k, "act_slots_per_rank", all, n, offsetof(RankMemory, slots));
+    k += snprintf(buf + k, cap - k, "}\n");
+    free(all);
+    snprintf(path, sizeof path, "%s/summary.json", t->cfg->out);
+    int rc = write_file_atomic(path, buf, (size_t)k, e);
+    free(buf);
+    return rc;
+}
+
+static void announce(Trainer *t)
+{
+    const TrainConfig *c = t->cfg;
+    trainer_note(t,
+                 "mpitrain: %s %d layers x %d wide, %.2fM params | %d rank(s): dp %d x tp %d x "
+                 "pp %d, zero %d | batch %d x %d, %d micro-batch(es) | %d thread(s)/rank | %s%s",
+                 c->model.kind == MODEL_GPT ? "gpt" : "mlp", c->model.n_layer, c->model.n_embd,
+                 t->model.n_params / 1e6, t->w->size, c->dp, c->tp, c->pp, c->zero,
+                 c->global_batch, c->model.seq_len, c->micro_batches, ops_get_threads(),
+                 optim_name(c->optim.kind), t->start_step ? " (resumed)" : "");
+}
+
+static const TrainObserver SILENT = {0};
+
+int train_run(const TrainConfig *cfg, const CommWorld *w, const TrainObserver *obs,
+              TrainResult *res, Err *e)
+{
+    Trainer t;
+    memset(&t, 0, sizeof t);
+    memset(res, 0, sizeof *res);
+    res->final_val_loss = NAN;
+    t.cfg = cfg;
+    t.w = w;
+    t.obs = obs && w->rank == 0 ? obs : &SILENT;
+    ops_set_threads(cfg->threads > 0 ? cfg->threads : comm_default_threads(w));
+    int rc = mesh_init(&t.mesh, (MeshDims){cfg->dp, cfg->tp, cfg->pp}, e);
+    if (rc) return -1;
+    Mpitrain__Manifest *resume = NULL;
+    const StepStrategy *strategy = cfg->optim.kind == OPT_ZO ? &ZO_STRATEGY : &BACKPROP_STRATEGY;
+    rc = start_trace(&t, e);
+    if (!rc) rc = read_resume_point(&t, &resume, e);
+    if (!rc) rc = open_data(&t, e);
+    if (!rc) rc = setup_model(&t, e);
+    if (!rc) rc = load_initial_state(&t, resume, e);
+    if (resume) mpitrain__manifest__free_unpacked(resume, NULL);
+    rc = trainer_agree(&t, rc, e);
+    if (!rc) rc = trainer_agree(&t, setup_run_dir(&t, e), e);
+    if (!rc) announce(&t);
+    res->first_step = t.start_step;
+    snprintf(res->run_dir, sizeof res->run_dir, "%s", cfg->out);
+    if (!rc) rc = loop_run(&t, strategy, res, e);
+    res->opt_state_bytes = t.opt.state_bytes;
+    if (!rc) rc = trainer_agree(&t, write_summary(&t, res, e), e);
+    if (!rc && cfg->predicted_step_ms > 0)
+        trainer_note(&t, "planner: predicted %.1f ms/step for dp %d x tp %d x pp %d, "
+                         "measured %.1f ms/step (%+.0f%%)",
+                     cfg->predicted_step_ms, cfg->dp, cfg->tp, cfg->pp, res->mean_step_ms,
+                     (cfg->predicted_step_ms / res->mean_step_ms - 1) * 100);
+    if (!rc)
+        trainer_note(&t, "done: step %ld, loss %.4f, %.0f tok/s, %.1f GFLOP/s, %.0f ms/step "
+                         "(%.1f ms exposed comm), peak RSS %ld MB, checkpoint %s",
+                     res->last_step, res->final_loss, res->mean_tokens_per_s, res->mean_gflops,
+                     res->mean_step_ms, res->mean_exposed_ms, peak_rss_mb(), res->last_ckpt);
+    trainer_free(&t);
+    return rc;
+}

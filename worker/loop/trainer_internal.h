@@ -1,0 +1,46 @@
+#ifndef MPITRAIN_TRAINER_INTERNAL_H
+#define MPITRAIN_TRAINER_INTERNAL_H
+/* The trainer's state, shared by the loop (loop.c), its set-up (trainer.c)
+ * and the step strategies (backprop.c, worker/zo/zo_step.c). */
+#include "comm/mesh.h"
+#include "worker/ckpt/ckpt.h"
+#include "worker/data/data.h"
+#include "worker/loop/observer.h"
+#include "worker/loop/report.h"
+#include "worker/loop/trainer.h"
+#include "worker/parallel/gradsync.h"
+#include "worker/parallel/pipeline.h"
+
+typedef struct {
+    const TrainConfig *cfg;
+    const CommWorld *w;
+    const TrainObserver *obs; /* rank 0's display; never NULL (may be all NULLs) */
+    Mesh mesh;
+    TokenFile data;
+    Loader train, val;
+    Model model;
+    Optimizer opt;
+    GradSync sync;
+    Pipeline pipe;
+    int micro_b;           /* sequences per micro-batch on this rank */
+    int *inputs, *targets; /* this rank's slice of one global batch */
+    int *shard_counts;     /* dp: flat elements each rank owns (ZeRO gather) */
+    long start_step;       /* steps already done (resume) */
+    uint64_t data_pos;     /* global batch index of the next step */
+    CkptMeta resume_meta;  /* --resume: the checkpoint's manifest, read once */
+    char ckpt_root[PATH_LEN + 8];
+    float zo_scale;        /* the scale in use (picked by the warm-up when 0) */
+} Trainer;
+
+int trainer_is_rank0(const Trainer *t);
+/* Same verdict on every rank; rank 0's e names the first failing rank. */
+int trainer_agree(Trainer *t, int rc, Err *e);
+/* A line for the observer, on rank 0 only. */
+void trainer_note(const Trainer *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+double trainer_per_pred(const TrainConfig *c);
+/* The loss lives on the last stage; one TP rank speaks for its group.
+ * Summed over g (the world: all machines; a machine's group: its own). */
+double trainer_loss_sum(Trainer *t, Group *g, double local);
+double trainer_eval_loss(Trainer *t);
+
+#endif

@@ -1,0 +1,38 @@
+#ifndef MPITRAIN_PIPELINE_H
+#define MPITRAIN_PIPELINE_H
+/* Runs one step's micro-batches through this rank's pipeline stage in GPipe
+ * or 1F1B order, sending activations forward and their gradients back with
+ * non-blocking p2p. Sends never block and each receive is awaited only when
+ * its data is needed, so no stage can wait on another in a cycle: any
+ * p >= 1 and M >= 1 completes. With p = 1 it is plain gradient
+ * accumulation over M micro-batches. */
+#include "comm/comm.h"
+#include "models/model.h"
+#include "sharding/stages.h"
+#include "worker/parallel/gradsync.h"
+
+typedef struct {
+    Model *m;
+    Group *pp;
+    int stage, p, M, micro_b, T;
+    Schedule sched;
+    int slots;
+    size_t act_n;          /* floats in one boundary message */
+    float *dsend;          /* slots x act_n: input gradients on their way back */
+    float *dout;           /* act_n: output gradient just received */
+    CommRequest *fwd_send, *bwd_send, recv;
+    PipeOp *ops;
+} Pipeline;
+
+int pipeline_init(Pipeline *pl, Model *m, Group *pp, int stage, int p, int M, int micro_b,
+                  Schedule sched, Err *e);
+void pipeline_free(Pipeline *pl);
+/* Forward + backward of the step's M micro-batches (inputs/targets: this
+ * DP rank's M*micro_b sequences). Arms sync before the last backward.
+ * Returns the loss sum on the last stage, 0 elsewhere. */
+double pipeline_train(Pipeline *pl, const int *inputs, const int *targets, float grad_scale,
+                      GradSync *sync);
+/* Forward only (evaluation). */
+double pipeline_eval(Pipeline *pl, const int *inputs, const int *targets);
+
+#endif

@@ -1,0 +1,58 @@
+#ifndef MPITRAIN_JOURNAL_H
+#define MPITRAIN_JOURNAL_H
+/* The ZO journal: the whole training history of a shared-randomness run.
+ * A 64-byte header, then records, each
+ *   u32 type | u32 payload bytes | payload | u32 CRC-32C of the 8+payload bytes
+ * STEP   (type 1): u32 step, u32 machines, u32 samples, u32 epoch, f32 lr,
+ *                  i8 codes[machines * samples]
+ * ROSTER (type 2): u32 epoch, u32 machines, u32 from_step
+ * Base checkpoint + journal replays to the exact weights. */
+#include <stdint.h>
+#include <stdio.h>
+#include "base/err.h"
+
+#define JOURNAL_MAGIC "MPZOJNL1"
+#define JOURNAL_VERSION 1
+#define JOURNAL_HEADER_BYTES 64
+#define JOURNAL_MAX_CODES (1u << 24)
+
+enum { JREC_STEP = 1, JREC_ROSTER = 2 };
+
+typedef struct {
+    uint64_t seed;
+    float eps, scale, weight_decay;
+    uint32_t samples;
+    uint64_t global_params;
+} JournalHeader;
+
+typedef struct {
+    uint32_t type;
+    uint32_t step, machines, samples, epoch; /* STEP; ROSTER uses epoch, machines, step */
+    float lr;
+    int8_t *codes;                           /* STEP: machines * samples, owned by the reader */
+} JournalRecord;
+
+typedef struct {
+    FILE *f;
+    char path[4096];
+    JournalHeader h;
+    long index;          /* records read so far */
+    int8_t *codes;
+    size_t codes_cap;
+} Journal;
+
+/* Creates path with a header, or opens an existing journal for appending
+ * after checking its header matches h. */
+int journal_open_append(Journal *j, const char *path, const JournalHeader *h, Err *e);
+int journal_append_step(Journal *j, uint32_t step, uint32_t machines, uint32_t samples,
+                        uint32_t epoch, float lr, const int8_t *codes, Err *e);
+int journal_append_roster(Journal *j, uint32_t epoch, uint32_t machines, uint32_t from_step,
+                          Err *e);
+/* fflush + fsync (before a checkpoint is published). */
+int journal_sync(Journal *j, Err *e);
+int journal_open_read(Journal *j, const char *path, Err *e);
+/* 1 = a record, 0 = clean end, -1 = error naming the record and offset. */
+int journal_next(Journal *j, JournalRecord *r, Err *e);
+void journal_close(Journal *j);
+
+#endif

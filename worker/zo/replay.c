@@ -1,0 +1,70 @@
+#include "worker/zo/replay.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include "models/model.h"
+#include "worker/ckpt/ckpt.h"
+#include "worker/zo/journal.h"
+#include "worker/zo/zo.h"
+
+static int check_journal_matches(const char *path, const Journal *j, const CkptMeta *meta,
+                                 const Model *m, Err *e)
+{
+    if (j->h.seed != meta->seed)
+        return err_set(e, "%s: journal seed %llu differs from the base checkpoint's %llu", path,
+                       (unsigned long long)j->h.seed, (unsigned long long)meta->seed);
+    if (j->h.global_params != m->global_params)
+        return err_set(e, "%s: journal is for a model of %llu parameters, the base has %zu", path,
+                       (unsigned long long)j->h.global_params, m->global_params);
+    return 0;
+}
+
+/* Applies the journal's steps >= *step, which must follow on without gaps. */
+static int apply_journal(Journal *j, Model *m, int32_t *acc, long *step, Err *e)
+{
+    JournalRecord r;
+    int rc;
+    while ((rc = journal_next(j, &r, e)) == 1) {
+        if (r.type != JREC_STEP || (long)r.step < *step) continue;
+        if ((long)r.step != *step)
+            return err_set(e, "%s: record %ld is step %u, but step %ld comes next: the journal "
+                              "has a gap", j->path, j->index, r.step, *step);
+        zo_step_update(m, m->params, acc, j->h.seed, r.step, r.codes, (int)r.machines,
+                       (int)r.samples, r.lr, j->h.scale, j->h.weight_decay);
+        (*step)++;
+    }
+    return rc;
+}
+
+int zo_replay(const char *base, const char *journal, const char *out_root, long *final_step,
+              char *written, size_t written_len, Err *e)
+{
+    char dir[4096];
+    CkptMeta meta;
+    if (ckpt_resolve(base, dir, sizeof dir, e) || ckpt_load_meta(dir, &meta, e)) return -1;
+    Model m;
+    if (model_init(&m, &meta.model, 1, meta.seed, e)) return err_wrap(e, "base %s", dir);
+    Journal j = {0};
+    int32_t *acc = calloc(m.n_params, sizeof *acc);
+    int rc = acc ? 0 : err_set(e, "out of memory");
+    if (!rc) rc = ckpt_load(dir, &m, NULL, e);
+    if (!rc) rc = journal_open_read(&j, journal, e);
+    if (!rc) rc = check_journal_matches(journal, &j, &meta, &m, e);
+    long step = (long)meta.step;
+    if (!rc) rc = apply_journal(&j, &m, acc, &step, e);
+    if (!rc) {
+        meta.step = step;
+        meta.data_pos = (uint64_t)step;
+        meta.zo_eps = j.h.eps;
+        meta.zo_scale = j.h.scale;
+        meta.zo_samples = (int)j.h.samples;
+        meta.dp = meta.tp = meta.pp = 1;
+        meta.zero = 0;
+        rc = ckpt_save(out_root, &meta, &m, NULL, written, written_len, e);
+    }
+    *final_step = step;
+    journal_close(&j);
+    free(acc);
+    model_free(&m);
+    return rc;
+}

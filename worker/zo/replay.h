@@ -1,0 +1,13 @@
+#ifndef MPITRAIN_ZO_REPLAY_H
+#define MPITRAIN_ZO_REPLAY_H
+#include <stddef.h>
+#include "base/err.h"
+
+/* Rebuilds the weights of a ZO run: the base checkpoint's weights plus every
+ * journal step from the base's step on, applied with the same update code as
+ * training (so the result is bit-identical). Writes a checkpoint of the
+ * final step under out_root (a checkpoint root: out_root/step_N, latest). */
+int zo_replay(const char *base, const char *journal, const char *out_root, long *final_step,
+              char *written, size_t written_len, Err *e);
+
+#endif

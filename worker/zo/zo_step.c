@@ -1,0 +1,268 @@
+/* The shared-randomness step strategy (--optimizer zo): see worker/zo/zo.h
+ * for the protocol and worker/zo/journal.h for the history it writes. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "base/fileio.h"
+#include "comm/trace.h"
+#include "worker/loop/strategy.h"
+#include "worker/zo/journal.h"
+#include "worker/zo/zo.h"
+
+#define WARMUP_STEP 0xFFFFFFFFu /* the scale warm-up's own perturbation stream */
+
+typedef struct {
+    float *scratch;   /* theta +- eps z: the master weights are never touched */
+    int32_t *acc;
+    int8_t *mine, *all;
+    Journal j;        /* rank 0 only */
+    uint32_t epoch;   /* the roster epoch in force */
+} Zo;
+
+/* Mean loss of this machine's batch at the weights in buf. */
+static double machine_loss(Trainer *t, float *buf)
+{
+    float *master = t->model.params;
+    t->model.params = buf;
+    double local = pipeline_eval(&t->pipe, t->inputs, t->targets);
+    t->model.params = master;
+    double preds = (double)t->train.local_batch * model_preds_per_seq(&t->cfg->model);
+    return trainer_loss_sum(t, t->mesh.mp, local) / preds;
+}
+
+/* Projected gradient along perturbation id; *mean = (L+ + L-) / 2. */
+static double projected_grad(Trainer *t, Zo *z, ZoId id, double *mean)
+{
+    const float eps = t->cfg->zo_eps;
+    zo_perturb(&t->model, t->cfg->seed, id, eps, +1, t->model.params, z->scratch);
+    double lp = machine_loss(t, z->scratch);
+    zo_perturb(&t->model, t->cfg->seed, id, eps, -1, t->model.params, z->scratch);
+    double lm = machine_loss(t, z->scratch);
+    *mean = 0.5 * (lp + lm);
+    return (lp - lm) / (2.0 * eps);
+}
+
+/* --zo-scale 0: twice the largest |g| of a few warm-up perturbations maps to
+ * code 127, agreed over all machines. */
+static float pick_scale(Trainer *t, Zo *z)
+{
+    loader_batch(&t->train, t->data_pos, t->inputs, t->targets);
+    double big = 0, mean;
+    for (int s = 0; s < t->cfg->zo_samples || s < 4; s++) {
+        double g = projected_grad(t, z, (ZoId){WARMUP_STEP, (uint32_t)t->mesh.me.dp, (uint32_t)s}, &mean);
+        if (isfinite(g) && fabs(g) > big) big = fabs(g);
+    }
+    coll_allreduce_max_f64(t->mesh.world, &big, 1);
+    return big > 0 ? (float)(2.0 * big / 127.0) : 1e-3f;
+}
+
+static void journal_path(const Trainer *t, char *out, size_t n)
+{
+    snprintf(out, n, "%s/zo/journal.bin", t->cfg->out);
+}
+
+/* One pass over an existing journal: its scale, the roster in force, and
+ * (resuming) the steps past the checkpoint replayed, so a machine that
+ * missed them catches up. *machines: the last roster's machine count. */
+static int scan_journal(Trainer *t, Zo *z, const char *path, uint32_t *machines, Err *e)
+{
+    Journal j;
+    if (journal_open_read(&j, path, e)) return -1;
+    if (j.h.seed != t->cfg->seed || j.h.samples != (uint32_t)t->cfg->zo_samples ||
+        j.h.global_params != t->model.global_params) {
+        journal_close(&j);
+        return err_set(e, "%s: the journal belongs to another run (seed, samples or model differ)", path);
+    }
+    t->zo_scale = j.h.scale;
+    JournalRecord r;
+    int rc, replayed = 0;
+    while ((rc = journal_next(&j, &r, e)) == 1) {
+        if (r.type == JREC_ROSTER) {
+            z->epoch = r.epoch;
+            *machines = r.machines;
+            continue;
+        }
+        if (!t->start_step || (long)r.step < t->start_step) continue;
+        if ((long)r.step != t->start_step) {
+            rc = err_set(e, "%s: record %ld is step %u but step %ld was expected next", path,
+                         j.index, r.step, t->start_step);
+            break;
+        }
+        zo_step_update(&t->model, t->model.params, z->acc, j.h.seed, r.step, r.codes,
+                       (int)r.machines, (int)r.samples, r.lr, j.h.scale, j.h.weight_decay);
+        t->start_step++;
+        t->data_pos++;
+        replayed++;
+    }
+    journal_close(&j);
+    if (rc < 0) return -1;
+    if (replayed)
+        trainer_note(t, "zo: caught up %d step(s) from the journal, now at step %ld", replayed,
+                     t->start_step);
+    return 0;
+}
+
+static int open_journal(Trainer *t, Zo *z, Err *e)
+{
+    char path[PATH_LEN + 32], dir[PATH_LEN + 8];
+    journal_path(t, path, sizeof path);
+    snprintf(dir, sizeof dir, "%s/zo", t->cfg->out);
+    if (mkdir_p(dir, e)) return -1;
+    JournalHeader h = {t->cfg->seed, t->cfg->zo_eps, t->zo_scale, t->cfg->optim.weight_decay,
+                       (uint32_t)t->cfg->zo_samples, t->model.global_params};
+    int fresh = access(path, F_OK) != 0;
+    if (journal_open_append(&z->j, path, &h, e)) return -1;
+    if (fresh) return journal_append_roster(&z->j, 0, (uint32_t)t->mesh.dims.dp, 0, e);
+    return 0;
+}
+
+/* A resumed run with another number of machines starts a new roster epoch. */
+static int record_roster(Trainer *t, Zo *z, uint32_t last_machines, Err *e)
+{
+    if (!trainer_is_rank0(t) || last_machines == (uint32_t)t->mesh.dims.dp) return 0;
+    z->epoch++;
+    trainer_note(t, "zo: roster epoch %u: %d machine(s) from step %ld (was %u)", z->epoch,
+                 t->mesh.dims.dp, t->start_step, last_machines);
+    return journal_append_roster(&z->j, z->epoch, (uint32_t)t->mesh.dims.dp,
+                                 (uint32_t)t->start_step, e);
+}
+
+/* Every K steps each (tp, pp) shard's weight bits must agree across machines. */
+static int check_consistency(Trainer *t, long step, Err *e)
+{
+    uint64_t h = zo_hash(t->model.params, t->model.n_params);
+    int64_t lo = (int64_t)h, hi = (int64_t)h;
+    coll_allreduce_min_i64(t->mesh.dp, &lo, 1);
+    coll_allreduce_max_i64(t->mesh.dp, &hi, 1);
+    if (lo == hi) return 0;
+    return err_set(e, "step %ld: weights of shard (tp %d, pp %d) differ between machines "
+                      "(machine %d hashes to %016llx; hashes range %016llx..%016llx): the "
+                      "replicas desynchronized, stopping",
+                   step, t->mesh.me.tp, t->mesh.me.pp, t->mesh.me.dp, (unsigned long long)h,
+                   (unsigned long long)lo, (unsigned long long)hi);
+}
+
+static int zo_setup(Trainer *t, void **state, Err *e)
+{
+    Zo *z = calloc(1, sizeof *z);
+    *state = z;
+    if (!z) return err_set(e, "out of memory for the zo state");
+    size_t n = t->model.n_params ? t->model.n_params : 1;
+    z->scratch = model_calloc(n, sizeof(float));
+    z->acc = model_calloc(n, sizeof(int32_t));
+    z->mine = calloc(t->cfg->zo_samples, 1);
+    z->all = calloc((size_t)t->cfg->zo_samples * t->mesh.dims.dp, 1);
+    if (!z->scratch || !z->acc || !z->mine || !z->all)
+        return err_set(e, "out of memory for the zo buffers");
+    char path[PATH_LEN + 32];
+    journal_path(t, path, sizeof path);
+    uint32_t last = (uint32_t)t->mesh.dims.dp;
+    t->zo_scale = t->cfg->zo_scale;
+    int have_journal = access(path, F_OK) == 0;
+    int rc = have_journal ? scan_journal(t, z, path, &last, e) : 0;
+    if (trainer_agree(t, rc, e)) return -1;
+    if (!have_journal && !(t->zo_scale > 0)) t->zo_scale = pick_scale(t, z);
+    rc = trainer_is_rank0(t) ? open_journal(t, z, e) : 0;
+    if (!rc) rc = record_roster(t, z, last, e);
+    if (!rc)
+        trainer_note(t, "zo: %d machine(s) x %d sample(s), eps %g, scale %g per code unit, "
+                        "%d byte(s) per machine per step",
+                     t->mesh.dims.dp, t->cfg->zo_samples, t->cfg->zo_eps, t->zo_scale,
+                     t->cfg->zo_samples);
+    return rc;
+}
+
+/* The machine's samples, their codes exchanged: one byte per (machine,
+ * sample) on the wire. The loss is the mean over samples whose two losses
+ * were finite (a non-finite sample is already skipped by its code). */
+static int zo_compute(Trainer *t, void *state, long step, StepOutcome *o, Err *e)
+{
+    (void)e;
+    Zo *z = state;
+    const TrainConfig *c = t->cfg;
+    loader_batch(&t->train, t->data_pos, t->inputs, t->targets);
+    t->data_pos++;
+    double sums[2] = {0, 0}; /* loss sum, samples counted */
+    for (int s = 0; s < c->zo_samples; s++) {
+        double mean;
+        ZoId id = {(uint32_t)step, (uint32_t)t->mesh.me.dp, (uint32_t)s};
+        trace_begin_fmt(TR_COMPUTE, "zo sample %d", s);
+        double g = projected_grad(t, z, id, &mean);
+        trace_end();
+        z->mine[s] = zo_code(g, t->zo_scale, c->zo_outlier);
+        if (isfinite(mean)) {
+            sums[0] += mean;
+            sums[1] += 1;
+        }
+    }
+    coll_allgather_bytes(t->mesh.dp, z->mine, z->all, (size_t)c->zo_samples);
+    coll_allreduce_sum_f64(t->mesh.dp, sums, 2);
+    o->loss = sums[1] > 0 ? sums[0] / sums[1] : NAN;
+    o->grad_norm = NAN; /* zeroth order: no gradient, so no norm */
+    return 0;
+}
+
+/* skip needs nothing here: a step whose every sample was non-finite has
+ * every code ZO_SKIP, and applying (and journaling) it keeps live and
+ * replay equal. */
+static int zo_strategy_apply(Trainer *t, void *state, long step, int skip, Err *e)
+{
+    (void)skip;
+    Zo *z = state;
+    const TrainConfig *c = t->cfg;
+    const int S = c->zo_samples, M = t->mesh.dims.dp;
+    float lr = lr_at(&c->optim, step);
+    trace_begin("zo update", TR_OPT);
+    zo_step_update(&t->model, t->model.params, z->acc, c->seed, (uint32_t)step, z->all, M, S, lr,
+                   t->zo_scale, c->optim.weight_decay);
+    trace_end();
+    if (!trainer_is_rank0(t)) return 0;
+    return journal_append_step(&z->j, (uint32_t)step, (uint32_t)M, (uint32_t)S, z->epoch, lr,
+                               z->all, e);
+}
+
+static int zo_after_step(Trainer *t, void *state, long step, Err *e)
+{
+    (void)state;
+    int every = t->cfg->zo_check_every;
+    return every > 0 && (step + 1) % every == 0 ? check_consistency(t, step + 1, e) : 0;
+}
+
+/* The journal is durable before a checkpoint that counts on it is published. */
+static int zo_before_save(Trainer *t, void *state, Err *e)
+{
+    Zo *z = state;
+    return trainer_is_rank0(t) ? journal_sync(&z->j, e) : 0;
+}
+
+/* two forward passes per sample */
+static double zo_flops(const Trainer *t)
+{
+    return model_train_flops_per_seq(&t->model) / 3.0 * 2.0 * t->cfg->zo_samples *
+           t->cfg->global_batch;
+}
+
+static void zo_free(void *state)
+{
+    Zo *z = state;
+    if (!z) return;
+    if (z->j.f) journal_close(&z->j);
+    free(z->scratch);
+    free(z->acc);
+    free(z->mine);
+    free(z->all);
+    free(z);
+}
+
+const StepStrategy ZO_STRATEGY = {
+    .name = "zo",
+    .setup = zo_setup,
+    .compute = zo_compute,
+    .apply = zo_strategy_apply,
+    .after_step = zo_after_step,
+    .before_save = zo_before_save,
+    .flops_per_step = zo_flops,
+    .free = zo_free,
+};
