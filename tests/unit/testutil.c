@@ -1,4 +1,4 @@
-#include "tests/testutil.h"
+#include "tests/unit/testutil.h"
 
 #include <stdio.h>
 #include <stdlib.h>

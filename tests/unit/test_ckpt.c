@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "models/model.h"
-#include "tests/testutil.h"
+#include "tests/unit/testutil.h"
 #include "worker/ckpt/ckpt.h"
 #include "base/fileio.h"
 #include "worker/optim/optim.h"

@@ -8,7 +8,7 @@ set -u
 BIN=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
 DIR=$2
 HERE=$(cd "$(dirname "$0")" && pwd)
-SBATCH_SCRIPT=$HERE/../launch/slurm/train.sbatch
+SBATCH_SCRIPT=$HERE/../../launch/slurm/train.sbatch
 
 for c in /usr/sbin/slurmctld /usr/sbin/slurmd /usr/sbin/munged sbatch srun; do
   if ! command -v "$c" > /dev/null; then

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "models/model.h"
-#include "tests/testutil.h"
+#include "tests/unit/testutil.h"
 #include "worker/ckpt/ckpt.h"
 #include "base/crc32c.h"
 #include "worker/data/data.h"

@@ -5,7 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "tests/testutil.h"
+#include "tests/unit/testutil.h"
 #include "worker/data/data.h"
 
 /* An independent CRC-32C so the test checks the documented format, not the

@@ -7,7 +7,7 @@
 #include <string.h>
 #include "models/model.h"
 #include "models/philox.h"
-#include "tests/testutil.h"
+#include "tests/unit/testutil.h"
 #include "worker/zo/journal.h"
 #include "worker/zo/zo.h"
 

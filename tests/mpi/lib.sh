@@ -1,0 +1,50 @@
+#!/bin/bash
+# Sourced by every tests/mpi/<case>.sh: one multi-rank case per file, each
+# its own ctest entry (mpi_<case>) and its own mpiruns. A case's name is its
+# file name; CMake makes one test of every file here but this one.
+# usage of a case: tests/mpi/CASE.sh MPITRAIN_BINARY SCRATCH_DIR
+set -u
+CASE=$(basename "$0" .sh)
+BIN=$1
+DIR=$2
+HERE=$(cd "$(dirname "$0")" && pwd)
+export MPITRAIN_BIN=$BIN
+LOCAL="$HERE/../../launch/mpitrain-local"
+rm -rf "$DIR" && mkdir -p "$DIR" && cd "$DIR" || exit 1
+pass=0 fail=0
+ok() { pass=$((pass + 1)); echo "ok   - $1"; }
+bad() { fail=$((fail + 1)); echo "FAIL - $1"; }
+check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
+losses() { sed -n 's/.*"step":\([0-9]*\),"loss":\([^,]*\),.*/\1 \2/p' "$1"; }
+# max relative difference of the losses of two runs, step by step
+max_rel() { join <(losses "$1") <(losses "$2") | awk '{d=$2-$3; if(d<0)d=-d; r=d/($2<0?-$2:$2); if(r>m)m=r} END{printf "%.3g", m+0}'; }
+same_steps() { [ "$(losses "$1" | wc -l)" -eq "$(losses "$2" | wc -l)" ] && [ "$(losses "$1" | wc -l)" -gt 0 ]; }
+
+for i in $(seq 1 80); do echo "Line $i: and the evening and the morning were the day, saith the preacher."; done > corpus.txt
+"$BIN" prepare corpus.txt --out corpus.tok --val-fraction 0.1 > /dev/null || { echo "FAIL - prepare"; exit 1; }
+TINY="--layers 2 --heads 2 --embd 32 --seq-len 32 --batch 12 --data corpus.tok --threads 1 --quiet --eval-every 0 --steps 20"
+run() { local n=$1 out=$2; shift 2; timeout 240 "$LOCAL" -n "$n" train $TINY --out "$out" "$@" > "$out.log" 2>&1; }
+
+finish() {
+  echo "$pass passed, $fail failed"
+  [ "$fail" -eq 0 ]
+}
+
+# layout_*: the case name carries its parameters
+case_layout() {
+  # any dp x tp x pp, either schedule, 1 or 4 micro-batches: the single-rank losses
+  IFS=_ read -r _ d t p <<< "$CASE"
+  L="--layers 2 --heads 4 --embd 32 --seq-len 32 --batch 32 --data corpus.tok --threads 1 --quiet --eval-every 0 --steps 20"
+  timeout 240 "$LOCAL" -n 1 train $L --out base > base.log 2>&1; check "single-rank baseline runs" "[ $? -eq 0 ]"
+  for sched in gpipe 1f1b; do
+    for M in 1 4; do
+      o="l${d}${t}${p}_${sched}_$M"
+      timeout 240 "$LOCAL" -n $((d * t * p)) train $L --dp "$d" --tp "$t" --pp "$p" --pp-schedule $sched \
+        --micro-batches $M --out "$o" > "$o.log" 2>&1
+      check "($d,$t,$p) $sched M=$M runs" "[ $? -eq 0 ]"
+      rel=$(max_rel base/metrics.jsonl "$o/metrics.jsonl")
+      check "($d,$t,$p) $sched M=$M matches single rank (max rel $rel <= 1e-4)" \
+        "same_steps base/metrics.jsonl $o/metrics.jsonl && awk 'BEGIN{exit !($rel <= 1e-4)}'"
+    done
+  done
+}
