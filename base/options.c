@@ -1,11 +1,16 @@
 #include "base/options.h"
 
+#include "base/fileio.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* "path:line: " prefixes and config values (paths) */
+#define PATH_MAX_WHERE 4200
 
 static const OptSpec *find_spec(const OptSpec *specs, const char *name)
 {
@@ -54,57 +59,28 @@ static int parse_number(const OptSpec *s, const char *v, double *out)
 }
 
 /* Whole-string base-10 unsigned 64-bit (seeds use all 64 bits). */
-static int set_u64(const char *cmd, const char *where, const char *name, const char *value,
-                   uint64_t *out)
+static int set_u64(const char *name, const char *value, uint64_t *out, Err *e)
 {
     char *end;
     errno = 0;
     unsigned long long v = strtoull(value, &end, 10);
     if (!*value || *end || errno || value[0] == '-')
-        return usage_error(cmd, where, "--%s: '%s' is not an unsigned integer", name, value);
+        return err_set(e, "--%s: '%s' is not an unsigned integer", name, value);
     *out = v;
     return 0;
 }
 
-int opts_set(const char *cmd, const OptSpec *specs, void *target, const char *name,
-             const char *value, const char *where)
+static int set_number(const OptSpec *s, char *field, const char *value, Err *e)
 {
-    const OptSpec *s = find_spec(specs, name);
-    if (!s) return usage_error(cmd, where, "unknown option --%s", name);
-    char *field = (char *)target + s->offset;
-    if (s->type == OT_FLAG) {
-        if (value && strcmp(value, "1") && strcmp(value, "true") && strcmp(value, "0") &&
-            strcmp(value, "false"))
-            return usage_error(cmd, where, "--%s takes no value (got '%s')", name, value);
-        *(int *)field = !value || !strcmp(value, "1") || !strcmp(value, "true");
-        return 0;
-    }
-    if (!value) return usage_error(cmd, where, "--%s needs a value", name);
-    if (s->type == OT_STR) {
-        if (strlen(value) >= s->size)
-            return usage_error(cmd, where, "--%s: value too long: %s", name, value);
-        memcpy(field, value, strlen(value) + 1);
-        return 0;
-    }
-    if (s->type == OT_CHOICE) {
-        int idx = choice_index(s->choices, value);
-        if (idx < 0)
-            return usage_error(cmd, where, "--%s: '%s' is not one of %s", name, value, s->choices);
-        *(int *)field = idx;
-        return 0;
-    }
-    if (s->type == OT_U64) return set_u64(cmd, where, name, value, (uint64_t *)field);
     double d;
     if (parse_number(s, value, &d))
-        return usage_error(cmd, where, "--%s: '%s' is not a valid number", name, value);
-    if (s->min <= s->max && (d < s->min || d > s->max)) {
-        return usage_error(cmd, where, "--%s: %s is out of range [%g, %g]", name, value, s->min,
-                           s->max);
-    }
+        return err_set(e, "--%s: '%s' is not a valid number", s->name, value);
+    if (s->min <= s->max && (d < s->min || d > s->max))
+        return err_set(e, "--%s: %s is out of range [%g, %g]", s->name, value, s->min, s->max);
     switch (s->type) {
     case OT_INT:
         if (d < -2147483648.0 || d > 2147483647.0)
-            return usage_error(cmd, where, "--%s: %s does not fit in an int", name, value);
+            return err_set(e, "--%s: %s does not fit in an int", s->name, value);
         *(int *)field = (int)d;
         break;
     case OT_LONG: *(long *)field = (long)d; break;
@@ -112,6 +88,42 @@ int opts_set(const char *cmd, const OptSpec *specs, void *target, const char *na
     default: break;
     }
     return 0;
+}
+
+int opts_set_value(const OptSpec *specs, void *target, const char *name, const char *value, Err *e)
+{
+    const OptSpec *s = find_spec(specs, name);
+    if (!s) return err_set(e, "unknown option --%s", name);
+    char *field = (char *)target + s->offset;
+    if (s->type == OT_FLAG) {
+        if (value && strcmp(value, "1") && strcmp(value, "true") && strcmp(value, "0") &&
+            strcmp(value, "false"))
+            return err_set(e, "--%s takes no value (got '%s')", name, value);
+        *(int *)field = !value || !strcmp(value, "1") || !strcmp(value, "true");
+        return 0;
+    }
+    if (!value) return err_set(e, "--%s needs a value", name);
+    if (s->type == OT_STR) {
+        if (strlen(value) >= s->size) return err_set(e, "--%s: value too long: %s", name, value);
+        memcpy(field, value, strlen(value) + 1);
+        return 0;
+    }
+    if (s->type == OT_CHOICE) {
+        int idx = choice_index(s->choices, value);
+        if (idx < 0) return err_set(e, "--%s: '%s' is not one of %s", name, value, s->choices);
+        *(int *)field = idx;
+        return 0;
+    }
+    if (s->type == OT_U64) return set_u64(name, value, (uint64_t *)field, e);
+    return set_number(s, field, value, e);
+}
+
+int opts_set(const char *cmd, const OptSpec *specs, void *target, const char *name,
+             const char *value, const char *where)
+{
+    Err e;
+    if (!opts_set_value(specs, target, name, value, &e)) return 0;
+    return usage_error(cmd, where, "%s", e.msg);
 }
 
 static char *trim(char *s)
@@ -123,34 +135,175 @@ static char *trim(char *s)
     return s;
 }
 
-int opts_load_config(const char *cmd, const OptSpec *specs, void *target, const char *path)
+/* One key of a config file: the same names and checks as the flags. */
+static int apply_key(const char *cmd, const OptSpec *specs, void *target, const char *key,
+                     const char *val, const char *where)
 {
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        fprintf(stderr, "mpitrain %s: --config %s: cannot open: %s\n", cmd, path, strerror(errno));
-        return EXIT_USAGE;
-    }
-    char line[8192], where[4200];
+    if (!strcmp(key, "config"))
+        return usage_error(cmd, where, "config files cannot include other configs");
+    return opts_set(cmd, specs, target, key, val, where);
+}
+
+/* `key = value` lines, # comments and blank lines. */
+static int load_key_values(const char *cmd, const OptSpec *specs, void *target, const char *path,
+                           char *text)
+{
+    char where[PATH_MAX_WHERE];
     int lineno = 0, rc = 0;
-    while (!rc && fgets(line, sizeof line, f)) {
+    for (char *line = text, *next; !rc && line; line = next) {
+        next = strchr(line, '\n');
+        if (next) *next++ = 0;
         lineno++;
         snprintf(where, sizeof where, "%s:%d: ", path, lineno);
         char *s = trim(line);
         if (!*s || *s == '#') continue;
         char *eq = strchr(s, '=');
-        if (!eq) {
-            rc = usage_error(cmd, where, "expected 'key = value', got '%s'", s);
-            break;
-        }
+        if (!eq) return usage_error(cmd, where, "expected 'key = value', got '%s'", s);
         *eq = 0;
-        char *key = trim(s), *val = trim(eq + 1);
-        if (!strcmp(key, "config")) {
-            rc = usage_error(cmd, where, "config files cannot include other configs");
-            break;
-        }
-        rc = opts_set(cmd, specs, target, key, val, where);
+        rc = apply_key(cmd, specs, target, trim(s), trim(eq + 1), where);
     }
-    fclose(f);
+    return rc;
+}
+
+/* ---- a flat JSON object (a run's config.json) -------------------------------- */
+
+typedef struct {
+    const char *text, *p;
+    const char *path;
+    char where[PATH_MAX_WHERE];
+} JsonIn;
+
+static void json_skip_ws(JsonIn *j)
+{
+    while (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r') j->p++;
+}
+
+/* "path:line: " of the current position */
+static const char *json_where(JsonIn *j)
+{
+    int line = 1;
+    for (const char *q = j->text; q < j->p; q++) line += *q == '\n';
+    snprintf(j->where, sizeof j->where, "%s:%d: ", j->path, line);
+    return j->where;
+}
+
+static void put_utf8(char **o, unsigned cp)
+{
+    if (cp < 0x80) {
+        *(*o)++ = (char)cp;
+    } else if (cp < 0x800) {
+        *(*o)++ = (char)(0xC0 | cp >> 6);
+        *(*o)++ = (char)(0x80 | (cp & 0x3F));
+    } else {
+        *(*o)++ = (char)(0xE0 | cp >> 12);
+        *(*o)++ = (char)(0x80 | ((cp >> 6) & 0x3F));
+        *(*o)++ = (char)(0x80 | (cp & 0x3F));
+    }
+}
+
+/* A JSON string at j->p into out (n bytes); 0, or -1 if malformed. */
+static int json_string_in(JsonIn *j, char *out, size_t n)
+{
+    if (*j->p != '"') return -1;
+    j->p++;
+    char *o = out, *end = out + n - 4;
+    while (*j->p && *j->p != '"') {
+        if (o >= end) return -1;
+        char c = *j->p++;
+        if ((unsigned char)c < 0x20) return -1;
+        if (c != '\\') {
+            *o++ = c;
+            continue;
+        }
+        c = *j->p++;
+        const char *plain = strchr("\"\\/bfnrt", c);
+        if (c && plain) {
+            *o++ = "\"\\/\b\f\n\r\t"[plain - "\"\\/bfnrt"];
+        } else if (c == 'u') {
+            unsigned cp = 0;
+            for (int k = 0; k < 4; k++, j->p++) {
+                char h = *j->p;
+                int v = h >= '0' && h <= '9' ? h - '0' : h >= 'a' && h <= 'f' ? h - 'a' + 10
+                      : h >= 'A' && h <= 'F' ? h - 'A' + 10 : -1;
+                if (v < 0) return -1;
+                cp = cp * 16 + (unsigned)v;
+            }
+            if (!cp) return -1;
+            put_utf8(&o, cp);
+        } else {
+            return -1;
+        }
+    }
+    if (*j->p != '"') return -1;
+    j->p++;
+    *o = 0;
+    return 0;
+}
+
+/* A bare value (number, true, false, null) up to the next , } or blank. */
+static int json_bare_in(JsonIn *j, char *out, size_t n)
+{
+    size_t k = 0;
+    while (*j->p && !strchr(",} \t\r\n", *j->p)) {
+        if (k + 1 >= n || strchr("{[\"", *j->p)) return -1;
+        out[k++] = *j->p++;
+    }
+    out[k] = 0;
+    return k ? 0 : -1;
+}
+
+static int load_json(const char *cmd, const OptSpec *specs, void *target, const char *path,
+                     const char *text)
+{
+    JsonIn j = {text, text, path, ""};
+    char key[128], val[PATH_MAX_WHERE];
+    json_skip_ws(&j);
+    j.p++; /* the '{' the caller saw */
+    for (int first = 1;; first = 0) {
+        json_skip_ws(&j);
+        if (*j.p == '}') break;
+        if (!first) {
+            if (*j.p != ',') return usage_error(cmd, json_where(&j), "expected ',' or '}'");
+            j.p++;
+            json_skip_ws(&j);
+        }
+        if (json_string_in(&j, key, sizeof key))
+            return usage_error(cmd, json_where(&j), "expected a \"key\" (an option name)");
+        json_skip_ws(&j);
+        if (*j.p++ != ':') return usage_error(cmd, json_where(&j), "expected ':' after \"%s\"", key);
+        json_skip_ws(&j);
+        int quoted = *j.p == '"';
+        if (quoted ? json_string_in(&j, val, sizeof val) : json_bare_in(&j, val, sizeof val))
+            return usage_error(cmd, json_where(&j), "\"%s\": the value must be a string, number "
+                                                     "or boolean", key);
+        if (!quoted && !strcmp(val, "null")) continue; /* keeps the default */
+        int rc = apply_key(cmd, specs, target, key, val, json_where(&j));
+        if (rc) return rc;
+    }
+    j.p++;
+    json_skip_ws(&j);
+    if (*j.p) return usage_error(cmd, json_where(&j), "text after the closing '}'");
+    return 0;
+}
+
+int opts_load_config(const char *cmd, const OptSpec *specs, void *target, const char *path)
+{
+    void *raw;
+    size_t len;
+    Err e;
+    if (read_file(path, (size_t)1 << 24, &raw, &len, &e)) {
+        fprintf(stderr, "mpitrain %s: --config %s\n", cmd, e.msg);
+        return EXIT_USAGE;
+    }
+    char *text = raw;
+    if (memchr(text, 0, len)) {
+        free(raw);
+        return usage_error(cmd, NULL, "--config %s: not a text file (it holds a NUL byte)", path);
+    }
+    const char *first = text + strspn(text, " \t\r\n");
+    int rc = *first == '{' ? load_json(cmd, specs, target, path, text)
+                           : load_key_values(cmd, specs, target, path, text);
+    free(raw);
     return rc;
 }
 
@@ -217,7 +370,47 @@ void opts_print_help(FILE *out, const char *usage, const char *summary, const Op
         else
             snprintf(left, sizeof left, "--%s %s", s->name,
                      s->type == OT_CHOICE ? s->choices : (s->metavar ? s->metavar : "X"));
-        fprintf(out, "  %-28s %s\n", left, s->help);
+        if (s->def && *s->def && s->type != OT_FLAG)
+            fprintf(out, "  %-28s %s (default %s)\n", left, s->help, s->def);
+        else
+            fprintf(out, "  %-28s %s\n", left, s->help);
     }
     fprintf(out, "  %-28s %s\n", "--help", "show this help");
+}
+
+int opts_apply_defaults(const OptSpec *specs, void *target)
+{
+    for (const OptSpec *s = specs; s->name; s++)
+        if (s->def && opts_set_value(specs, target, s->name, s->def, NULL)) return -1;
+    return 0;
+}
+
+/* The index-th name of "a|b|c". */
+static void choice_name(const char *choices, int index, char *out, size_t n)
+{
+    const char *p = choices;
+    for (int i = 0; i < index && p; i++) {
+        p = strchr(p, '|');
+        if (p) p++;
+    }
+    if (!p) {
+        snprintf(out, n, "%d", index);
+        return;
+    }
+    const char *bar = strchr(p, '|');
+    snprintf(out, n, "%.*s", bar ? (int)(bar - p) : (int)strlen(p), p);
+}
+
+void opts_format(const OptSpec *s, const void *target, char *out, size_t n)
+{
+    const char *field = (const char *)target + s->offset;
+    switch (s->type) {
+    case OT_INT: snprintf(out, n, "%d", *(const int *)field); break;
+    case OT_LONG: snprintf(out, n, "%ld", *(const long *)field); break;
+    case OT_U64: snprintf(out, n, "%llu", (unsigned long long)*(const uint64_t *)field); break;
+    case OT_FLOAT: snprintf(out, n, "%.9g", *(const float *)field); break;
+    case OT_STR: snprintf(out, n, "%s", field); break;
+    case OT_FLAG: snprintf(out, n, "%s", *(const int *)field ? "true" : "false"); break;
+    case OT_CHOICE: choice_name(s->choices, *(const int *)field, out, n); break;
+    }
 }

@@ -5,6 +5,7 @@
  * command-line flags override the file). */
 #include <stddef.h>
 #include <stdio.h>
+#include "base/err.h"
 
 typedef enum { OT_INT, OT_LONG, OT_U64, OT_FLOAT, OT_STR, OT_FLAG, OT_CHOICE } OptType;
 
@@ -17,6 +18,7 @@ typedef struct OptSpec {
     const char *help;
     const char *choices;  /* OT_CHOICE: "gpt|mlp"; stored as the index (int) */
     double min, max;      /* numeric range, inclusive (ignored if min > max) */
+    const char *def;      /* default as it would be typed; NULL = none (zero) */
 } OptSpec;
 
 /* Exit code for usage errors (unknown option, bad value). */
@@ -29,11 +31,20 @@ typedef struct OptSpec {
  * the table has a "config" entry. */
 int opts_parse(const char *cmd, const OptSpec *specs, void *target, int argc, char **argv,
                int first, const char **pos, int max_pos, int *n_pos, int *help);
-/* Applies one name=value pair (from a config file or a flag). */
+/* Applies one name=value pair; on a bad name or value, e says why (no
+ * output). value NULL = a flag given without a value. */
+int opts_set_value(const OptSpec *specs, void *target, const char *name, const char *value, Err *e);
+/* The same, printing the usage line and returning EXIT_USAGE on error. */
 int opts_set(const char *cmd, const OptSpec *specs, void *target, const char *name,
              const char *value, const char *where);
 /* Reads a config file of `key = value` lines (# comments, blank lines). */
 int opts_load_config(const char *cmd, const OptSpec *specs, void *target, const char *path);
 void opts_print_help(FILE *out, const char *usage, const char *summary, const OptSpec *specs);
+/* Every entry's default (def) applied to target; -1 if one does not parse
+ * (a bug in the table, which a unit test catches). */
+int opts_apply_defaults(const OptSpec *specs, void *target);
+/* The field's value as it would be typed (round-trips through opts_set:
+ * floats with 9 significant digits, choices by name, flags true/false). */
+void opts_format(const OptSpec *s, const void *target, char *out, size_t n);
 
 #endif

@@ -68,7 +68,6 @@ int comm_init(int *argc, char ***argv, CommWorld *w)
 
 void comm_finalize(void) { MPI_Finalize(); }
 
-void comm_abort(int code) { MPI_Abort(MPI_COMM_WORLD, code); }
 
 int comm_default_threads(const CommWorld *w)
 {
@@ -82,6 +81,20 @@ double comm_wtime(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Bookkeeping inside a collective (counts, displacements, a request) is
+ * tiny; if even that cannot be had, the rank cannot take part and a
+ * collective would hang the others, so the job ends with the rank named. */
+static void *comm_xalloc(size_t n)
+{
+    void *p = calloc(1, n ? n : 1);
+    if (p) return p;
+    int rank = -1;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    fprintf(stderr, "mpitrain: rank %d: out of memory (%zu bytes) inside a collective\n", rank, n);
+    MPI_Abort(MPI_COMM_WORLD, 1);
+    return NULL;
 }
 
 /* ---- groups ------------------------------------------------------------- */
@@ -179,14 +192,6 @@ static double total_count(const Group *g, const int *counts)
     return s;
 }
 
-void coll_reduce_scatter_f32(Group *g, const float *send, float *recv, const int *counts)
-{
-    double t0 = comm_wtime();
-    check(MPI_Reduce_scatter(send, recv, counts, MPI_FLOAT, MPI_SUM, g->comm),
-          "MPI_Reduce_scatter", g);
-    account(g, ring_share(g) * total_count(g, counts) * sizeof(float), t0, "reduce_scatter");
-}
-
 void coll_allgather_bytes(Group *g, const void *mine, void *out, size_t bytes_each)
 {
     double t0 = comm_wtime();
@@ -208,8 +213,8 @@ int coll_gatherv_bytes(Group *g, const void *mine, size_t len, void **out, size_
     int n = count_of(len, "gather"), *counts = NULL, *displs = NULL, total = 0;
     double t0 = comm_wtime();
     if (g->rank == root) {
-        counts = calloc(g->size, sizeof(int));
-        displs = calloc(g->size, sizeof(int));
+        counts = comm_xalloc(g->size * sizeof(int));
+        displs = comm_xalloc(g->size * sizeof(int));
     }
     check(MPI_Gather(&n, 1, MPI_INT, counts, 1, MPI_INT, root, g->comm), "MPI_Gather", g);
     char *buf = NULL;
@@ -219,7 +224,7 @@ int coll_gatherv_bytes(Group *g, const void *mine, size_t len, void **out, size_
             total += counts[i];
             lens[i] = (size_t)counts[i];
         }
-        buf = malloc(total ? (size_t)total : 1);
+        buf = comm_xalloc((size_t)total);
     }
     check(MPI_Gatherv(mine, n, MPI_BYTE, buf, counts, displs, MPI_BYTE, root, g->comm),
           "MPI_Gatherv", g);
@@ -233,7 +238,7 @@ int coll_gatherv_bytes(Group *g, const void *mine, size_t len, void **out, size_
 void coll_allgatherv_inplace_f32(Group *g, float *buf, const int *counts)
 {
     if (g->size == 1) return;
-    int *displs = malloc(g->size * sizeof(int));
+    int *displs = comm_xalloc(g->size * sizeof(int));
     for (int i = 0, d = 0; i < g->size; d += counts[i], i++) displs[i] = d;
     double t0 = comm_wtime();
     check(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, counts, displs, MPI_FLOAT,
@@ -260,7 +265,7 @@ static void start(CommRequest *r, Group *g, double bytes, const char *what, int 
 
 void coll_iallreduce_sum_f32(Group *g, float *buf, size_t n, CommRequest *r)
 {
-    if (!r->req) r->req = malloc(sizeof(MPI_Request));
+    if (!r->req) r->req = comm_xalloc(sizeof(MPI_Request));
     start(r, g, 2.0 * ring_share(g) * n * sizeof(float), "wait allreduce", 0);
     check(MPI_Iallreduce(MPI_IN_PLACE, buf, count_of(n, "all-reduce"), MPI_FLOAT, MPI_SUM,
                          g->comm, (MPI_Request *)r->req), "MPI_Iallreduce", g);
@@ -269,7 +274,7 @@ void coll_iallreduce_sum_f32(Group *g, float *buf, size_t n, CommRequest *r)
 void coll_ireduce_scatter_f32(Group *g, const float *send, float *recv, const int *counts,
                               CommRequest *r)
 {
-    if (!r->req) r->req = malloc(sizeof(MPI_Request));
+    if (!r->req) r->req = comm_xalloc(sizeof(MPI_Request));
     start(r, g, ring_share(g) * total_count(g, counts) * sizeof(float), "wait reduce_scatter", 0);
     check(MPI_Ireduce_scatter(send, recv, counts, MPI_FLOAT, MPI_SUM, g->comm,
                               (MPI_Request *)r->req), "MPI_Ireduce_scatter", g);
@@ -277,7 +282,7 @@ void coll_ireduce_scatter_f32(Group *g, const float *send, float *recv, const in
 
 void p2p_isend_f32(Group *g, const float *buf, size_t n, int dest, int tag, CommRequest *r)
 {
-    if (!r->req) r->req = malloc(sizeof(MPI_Request));
+    if (!r->req) r->req = comm_xalloc(sizeof(MPI_Request));
     start(r, g, (double)n * sizeof(float), "wait send", 1);
     check(MPI_Isend(buf, count_of(n, "send"), MPI_FLOAT, dest, tag, g->comm,
                     (MPI_Request *)r->req), "MPI_Isend", g);
@@ -285,7 +290,7 @@ void p2p_isend_f32(Group *g, const float *buf, size_t n, int dest, int tag, Comm
 
 void p2p_irecv_f32(Group *g, float *buf, size_t n, int src, int tag, CommRequest *r)
 {
-    if (!r->req) r->req = malloc(sizeof(MPI_Request));
+    if (!r->req) r->req = comm_xalloc(sizeof(MPI_Request));
     start(r, g, 0, "wait recv", 1);
     check(MPI_Irecv(buf, count_of(n, "receive"), MPI_FLOAT, src, tag, g->comm,
                     (MPI_Request *)r->req), "MPI_Irecv", g);
@@ -379,7 +384,7 @@ int comm_measure_link(Group *g, double *alpha_s, double *beta_Bps)
 {
     if (g->size < 2) return 0;
     enum { BIG = 1 << 20 };
-    char *buf = calloc(BIG, 1);
+    char *buf = comm_xalloc(BIG);
     double r[2] = {0, 0};
     coll_barrier(g);
     pingpong(g, buf, 8, 5); /* warm up the connection */

@@ -36,7 +36,6 @@ typedef struct {
 int comm_init(int *argc, char ***argv, CommWorld *w);
 void comm_finalize(void);
 /* Kills the whole job: only the top level calls this. */
-void comm_abort(int code);
 /* cores / ranks on this node, at least 1: a rank's default thread count. */
 int comm_default_threads(const CommWorld *w);
 double comm_wtime(void);
@@ -58,7 +57,6 @@ void coll_allreduce_max_i64(Group *g, int64_t *buf, size_t n);
 void coll_allreduce_max_f64(Group *g, double *buf, size_t n);
 void coll_allreduce_min_i64(Group *g, int64_t *buf, size_t n);
 /* recv gets this rank's block: counts[rank] floats of the sum of send. */
-void coll_reduce_scatter_f32(Group *g, const float *send, float *recv, const int *counts);
 void coll_allgather_bytes(Group *g, const void *mine, void *out, size_t bytes_each);
 void coll_gather_bytes(Group *g, const void *mine, void *out, size_t bytes_each, int root);
 

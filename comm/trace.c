@@ -30,7 +30,6 @@ int trace_enable(Group *world, size_t max_spans, Err *e)
     return 0;
 }
 
-int trace_enabled(void) { return tr.spans != NULL; }
 
 void trace_disable(void)
 {

@@ -20,7 +20,6 @@ typedef struct {
 
 /* Enables recording of up to max_spans spans; collective (barrier). */
 int trace_enable(Group *world, size_t max_spans, Err *e);
-int trace_enabled(void);
 /* Begin/end a span; spans nest (a stack of depth 16). name must outlive
  * the trace (string literals), or use trace_begin_fmt. */
 void trace_begin(const char *name, TraceCat cat);

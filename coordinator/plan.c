@@ -8,7 +8,7 @@
 #include "sharding/partition.h"
 #include "sharding/stages.h"
 #include "worker/ckpt/ckpt.h"
-#include "worker/config/pbconv.h"
+#include "worker/ckpt/pbconv.h"
 #include "coordinator/planner.h"
 
 /* ---- validation ------------------------------------------------------------ */
@@ -134,57 +134,54 @@ uint64_t plan_hash(const void *buf, size_t len)
     return h;
 }
 
+/* The settings of c as (key, value) pairs, one per table entry; the
+ * strings live in *text, the pairs in *sets (both malloc'd). */
+static int encode_settings(const TrainConfig *c, Mpitrain__Setting **sets, char **text,
+                           size_t *n_out, Err *e)
+{
+    size_t n;
+    const OptSpec *table = train_config_table(&n);
+    enum { VALUE_MAX = PATH_LEN + 64 };
+    *sets = calloc(n, sizeof **sets);
+    *text = malloc(n * VALUE_MAX);
+    if (!*sets || !*text) return err_set(e, "out of memory encoding the plan");
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!train_config_is_setting(&table[i])) continue;
+        mpitrain__setting__init(&(*sets)[k]);
+        (*sets)[k].key = (char *)table[i].name;
+        (*sets)[k].value = *text + i * VALUE_MAX;
+        opts_format(&table[i], c, (*sets)[k].value, VALUE_MAX);
+        k++;
+    }
+    *n_out = k;
+    return 0;
+}
+
 int plan_encode(const TrainConfig *c, int world, uint8_t **buf, size_t *len, Err *e)
 {
     Mpitrain__Plan p;
-    Mpitrain__ModelConfigPB mc;
-    Mpitrain__OptimConfigPB oc;
-    Mpitrain__Layout ly;
-    Mpitrain__ZoConfig zo;
     mpitrain__plan__init(&p);
-    zo_config_to_pb(c->zo_eps, c->zo_scale, c->zo_samples, c->zo_check_every, c->zo_outlier, &zo);
-    p.zo = &zo;
-    model_config_to_pb(&c->model, &mc);
-    optim_config_to_pb(&c->optim, &oc);
-    mpitrain__layout__init(&ly);
-    ly.dp = c->dp;
-    ly.tp = c->tp;
-    ly.pp = c->pp;
-    ly.zero = c->zero;
     p.version = PLAN_VERSION;
     p.world_size = world;
-    p.model = &mc;
-    p.optim = &oc;
-    p.layout = &ly;
-    p.global_batch = c->global_batch;
-    p.micro_batches = c->micro_batches;
-    p.steps = c->steps;
-    p.seed = c->seed;
-    p.threads = c->threads;
-    p.data_path = (char *)c->data;
-    p.out_dir = (char *)c->out;
-    p.resume = (char *)c->resume;
-    p.init_from = (char *)c->init_from;
-    p.trace = (char *)c->trace;
-    p.save_every = c->save_every;
-    p.keep_ckpts = c->keep_ckpts;
-    p.eval_every = c->eval_every;
-    p.eval_batches = c->eval_batches;
-    p.log_every = c->log_every;
-    p.progress = c->progress;
-    p.quiet = c->quiet;
-    p.overwrite = c->overwrite;
-    p.pp_schedule = c->pp_schedule;
-    p.bucket_bytes = c->bucket_bytes;
-    p.overlap = c->overlap;
     p.n_params = model_count_params(&c->model);
     p.mem_per_rank = (int64_t)plan_memory_per_rank(c);
+    p.predicted_step_ms = c->predicted_step_ms;
+    p.n_stage_first_block = (size_t)c->pp + 1;
+    p.stage_first_block = (int32_t *)c->stage_first;
+    Mpitrain__Setting *sets = NULL;
+    char *text = NULL;
     Mpitrain__DpSlice *sl = calloc(c->dp, sizeof *sl);
     Mpitrain__DpSlice **slp = calloc(c->dp, sizeof *slp);
     Mpitrain__ShardRange *sh = calloc(c->dp, sizeof *sh);
     Mpitrain__ShardRange **shp = calloc(c->dp, sizeof *shp);
-    int rc = 0;
-    if (!sl || !slp || !sh || !shp) rc = err_set(e, "out of memory encoding the plan");
+    Mpitrain__Setting **setp = NULL;
+    int rc = encode_settings(c, &sets, &text, &p.n_settings, e);
+    if (!rc && !(setp = calloc(p.n_settings, sizeof *setp)))
+        rc = err_set(e, "out of memory encoding the plan");
+    for (size_t i = 0; !rc && i < p.n_settings; i++) setp[i] = &sets[i];
+    p.settings = setp;
+    if (!rc && (!sl || !slp || !sh || !shp)) rc = err_set(e, "out of memory encoding the plan");
     for (int r = 0; !rc && r < c->dp; r++) {
         Range b = dp_batch_slice(c->global_batch, c->dp, r);
         Range s = split_even(p.n_params, c->dp, r);
@@ -199,10 +196,6 @@ int plan_encode(const TrainConfig *c, int world, uint8_t **buf, size_t *len, Err
         sh[r].hi = s.hi;
         shp[r] = &sh[r];
     }
-    p.predicted_step_ms = c->predicted_step_ms;
-    p.on_nan = c->on_nan;
-    p.n_stage_first_block = (size_t)c->pp + 1;
-    p.stage_first_block = (int32_t *)c->stage_first;
     p.n_dp_slices = p.n_shards = c->dp;
     p.dp_slices = slp;
     p.shards = shp;
@@ -212,6 +205,9 @@ int plan_encode(const TrainConfig *c, int world, uint8_t **buf, size_t *len, Err
         if (!*buf) rc = err_set(e, "out of memory encoding the plan");
         else mpitrain__plan__pack(&p, *buf);
     }
+    free(sets);
+    free(setp);
+    free(text);
     free(sl);
     free(slp);
     free(sh);
@@ -219,54 +215,24 @@ int plan_encode(const TrainConfig *c, int world, uint8_t **buf, size_t *len, Err
     return rc;
 }
 
-static void copy_str(char *dst, size_t n, const char *src)
-{
-    snprintf(dst, n, "%s", src ? src : "");
-}
-
-static void plan_to_config(const Mpitrain__Plan *p, TrainConfig *c)
+/* The plan's settings over the defaults, each through the same parser and
+ * range checks as a flag; the derived stage boundaries copied. */
+static int plan_to_config(const Mpitrain__Plan *p, TrainConfig *c, Err *e)
 {
     train_config_defaults(c);
-    c->model = model_config_from_pb(p->model);
-    c->model_kind = c->model.kind;
-    if (optim_config_from_pb(p->optim, &c->optim)) c->optim.kind = (OptKind)-1;
-    c->optimizer = c->optim.kind;
-    c->dp = p->layout->dp;
-    c->tp = p->layout->tp;
-    c->pp = p->layout->pp;
-    c->zero = p->layout->zero;
-    c->global_batch = p->global_batch;
-    c->micro_batches = p->micro_batches;
-    c->steps = p->steps;
-    c->seed = p->seed;
-    c->threads = p->threads;
-    copy_str(c->data, sizeof c->data, p->data_path);
-    copy_str(c->out, sizeof c->out, p->out_dir);
-    copy_str(c->resume, sizeof c->resume, p->resume);
-    copy_str(c->init_from, sizeof c->init_from, p->init_from);
-    copy_str(c->trace, sizeof c->trace, p->trace);
-    c->save_every = p->save_every;
-    c->keep_ckpts = p->keep_ckpts;
-    c->eval_every = p->eval_every;
-    c->eval_batches = p->eval_batches;
-    c->log_every = p->log_every;
-    c->progress = p->progress;
-    c->quiet = p->quiet;
-    c->overwrite = p->overwrite;
-    c->pp_schedule = p->pp_schedule;
-    c->bucket_bytes = p->bucket_bytes;
-    c->overlap = p->overlap;
-    c->predicted_step_ms = p->predicted_step_ms;
-    c->on_nan = p->on_nan;
-    if (p->zo) {
-        c->zo_eps = p->zo->eps;
-        c->zo_scale = p->zo->scale;
-        c->zo_samples = p->zo->samples;
-        c->zo_check_every = p->zo->check_every;
-        c->zo_outlier = p->zo->outlier;
+    const OptSpec *table = train_config_table(NULL);
+    for (size_t i = 0; i < p->n_settings; i++) {
+        const Mpitrain__Setting *s = p->settings[i];
+        if (!s->key || !s->value || !strcmp(s->key, "config"))
+            return err_set(e, "plan: setting %zu has no key or value", i);
+        if (opts_set_value(table, c, s->key, s->value, e))
+            return err_wrap(e, "plan: setting %s", s->key);
     }
+    train_config_finish(c);
+    c->predicted_step_ms = p->predicted_step_ms;
     for (size_t i = 0; i < p->n_stage_first_block && i <= MAX_STAGES; i++)
         c->stage_first[i] = p->stage_first_block[i];
+    return 0;
 }
 
 /* The derived parts must be what this build would derive: a plan from a
@@ -315,17 +281,10 @@ int plan_decode(const uint8_t *buf, size_t len, uint64_t hash, int world, TrainC
     if (p->version != PLAN_VERSION)
         rc = err_set(e, "plan version %u, this build speaks %d: all ranks must run the same build",
                      p->version, PLAN_VERSION);
-    else if (!p->model || !p->optim || !p->layout)
-        rc = err_set(e, "plan: model, optimizer or layout missing");
     else if (p->world_size != world)
         rc = err_set(e, "plan was made for %d ranks, this job has %d", p->world_size, world);
-    if (!rc) {
-        plan_to_config(p, c);
-        if ((int)c->optim.kind < 0)
-            rc = err_set(e, "plan: unknown optimizer '%s'", p->optim->name ? p->optim->name : "");
-        else
-            rc = check_derived(p, c, e);
-    }
+    if (!rc) rc = plan_to_config(p, c, e);
+    if (!rc) rc = check_derived(p, c, e);
     if (!rc) rc = plan_resolve(c, world, 0, e);
     mpitrain__plan__free_unpacked(p, NULL);
     return rc;
@@ -357,10 +316,8 @@ int plan_apply_resume(TrainConfig *cfg, Err *e)
     /* the checkpoint defines the model, optimizer, batch and data; the flags
      * decide how long to go on and on which layout */
     cfg->model = m.model;
-    cfg->model_kind = m.model.kind;
     cfg->optim = m.optim;
-    cfg->optimizer = m.optim.kind;
-    cfg->optim.total_steps = cfg->steps;
+    train_config_finish(cfg);
     cfg->global_batch = m.global_batch;
     cfg->seed = m.seed;
     if (!cfg->data[0]) snprintf(cfg->data, sizeof cfg->data, "%s", m.data_path);

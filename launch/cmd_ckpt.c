@@ -114,7 +114,7 @@ typedef struct {
 
 static const OptSpec INFO_OPTS[] = {
     {"verify", OT_FLAG, offsetof(InfoArgs, verify), 0, NULL,
-     "also read every tensor and check its CRC-32C checksum", NULL, 1, 0},
+     "also read every tensor and check its CRC-32C checksum", NULL, 1, 0, NULL},
     {0},
 };
 
@@ -246,9 +246,9 @@ typedef struct {
 
 static const OptSpec EXPORT_OPTS[] = {
     {"format", OT_CHOICE, offsetof(ExportArgs, format), 0, NULL, "output format (safetensors)",
-     "safetensors", 1, 0},
+     "safetensors", 1, 0, NULL},
     {"out", OT_STR, offsetof(ExportArgs, out), sizeof(((ExportArgs *)0)->out), "FILE",
-     "file to write (required)", NULL, 1, 0},
+     "file to write (required)", NULL, 1, 0, NULL},
     {0},
 };
 
@@ -313,7 +313,7 @@ typedef struct {
 
 static const OptSpec REPLAY_OPTS[] = {
     {"out", OT_STR, offsetof(ReplayArgs, out), sizeof(((ReplayArgs *)0)->out), "DIR",
-     "checkpoint root to write (DIR/step_N and DIR/latest)", NULL, 1, 0},
+     "checkpoint root to write (DIR/step_N and DIR/latest)", NULL, 1, 0, NULL},
     {0},
 };
 
@@ -356,12 +356,12 @@ typedef struct {
 } ReshardArgs;
 
 static const OptSpec RESHARD_OPTS[] = {
-    {"dp", OT_INT, offsetof(ReshardArgs, dp), 0, "N", "data-parallel ranks of the target (1)", NULL, 1, 1 << 20},
-    {"tp", OT_INT, offsetof(ReshardArgs, tp), 0, "N", "tensor-parallel ranks of the target (1)", NULL, 1, 1 << 20},
-    {"pp", OT_INT, offsetof(ReshardArgs, pp), 0, "N", "pipeline stages of the target (1)", NULL, 1, 1 << 20},
-    {"zero", OT_INT, offsetof(ReshardArgs, zero), 0, "0|1|2", "ZeRO stage of the target (0)", NULL, 0, 2},
+    {"dp", OT_INT, offsetof(ReshardArgs, dp), 0, "N", "data-parallel ranks of the target (1)", NULL, 1, 1 << 20, NULL},
+    {"tp", OT_INT, offsetof(ReshardArgs, tp), 0, "N", "tensor-parallel ranks of the target (1)", NULL, 1, 1 << 20, NULL},
+    {"pp", OT_INT, offsetof(ReshardArgs, pp), 0, "N", "pipeline stages of the target (1)", NULL, 1, 1 << 20, NULL},
+    {"zero", OT_INT, offsetof(ReshardArgs, zero), 0, "0|1|2", "ZeRO stage of the target (0)", NULL, 0, 2, NULL},
     {"out", OT_STR, offsetof(ReshardArgs, out), sizeof(((ReshardArgs *)0)->out), "DIR",
-     "checkpoint root to write (DIR/step_N and DIR/latest)", NULL, 1, 0},
+     "checkpoint root to write (DIR/step_N and DIR/latest)", NULL, 1, 0, NULL},
     {0},
 };
 

@@ -16,18 +16,18 @@ typedef struct {
 
 #define P(f) offsetof(PlanArgs, f)
 static const OptSpec PLAN_ONLY[] = {
-    {"ranks", OT_INT, P(ranks), 0, "N", "ranks to plan for (default: this job's size, else 8)", NULL, 1, 1 << 20},
-    {"cores", OT_INT, P(cores), 0, "K", "cores per node (default: this machine's)", NULL, 1, 1 << 16},
-    {"link-gbps", OT_FLOAT, P(link_gbps), 0, "X", "link bandwidth, GB/s (default: measured under mpirun, else 4)", NULL, 1e-6, 1e6},
-    {"link-latency-us", OT_FLOAT, P(link_latency_us), 0, "X", "link latency, microseconds (default: measured, else 5)", NULL, 0, 1e7},
-    {"gemm-gflops", OT_FLOAT, P(gemm_gflops), 0, "X", "one thread's sgemm rate (default: measured now)", NULL, 1e-3, 1e6},
-    {"json", OT_FLAG, P(json), 0, NULL, "one JSON object per layout instead of a table", NULL, 1, 0},
+    {"ranks", OT_INT, P(ranks), 0, "N", "ranks to plan for (default: this job's size, else 8)", NULL, 1, 1 << 20, NULL},
+    {"cores", OT_INT, P(cores), 0, "K", "cores per node (default: this machine's)", NULL, 1, 1 << 16, NULL},
+    {"link-gbps", OT_FLOAT, P(link_gbps), 0, "X", "link bandwidth, GB/s (default: measured under mpirun, else 4)", NULL, 1e-6, 1e6, NULL},
+    {"link-latency-us", OT_FLOAT, P(link_latency_us), 0, "X", "link latency, microseconds (default: measured, else 5)", NULL, 0, 1e7, NULL},
+    {"gemm-gflops", OT_FLOAT, P(gemm_gflops), 0, "X", "one thread's sgemm rate (default: measured now)", NULL, 1e-3, 1e6, NULL},
+    {"json", OT_FLAG, P(json), 0, NULL, "one JSON object per layout instead of a table", NULL, 1, 0, NULL},
 };
 
 static OptSpec *plan_table(void)
 {
     size_t n;
-    const OptSpec *train = train_option_table(&n);
+    const OptSpec *train = train_config_table(&n);
     size_t extra = sizeof PLAN_ONLY / sizeof PLAN_ONLY[0];
     OptSpec *all = calloc(n + extra + 1, sizeof *all);
     if (!all) return NULL;
@@ -82,8 +82,7 @@ int cmd_plan(int argc, char **argv)
         return rc;
     }
     free(table);
-    a.t.model.kind = (ModelKind)a.t.model_kind;
-    a.t.optim.kind = (OptKind)a.t.optimizer;
+    train_config_finish(&a.t);
     snprintf(a.t.data, sizeof a.t.data, "-");
     snprintf(a.t.out, sizeof a.t.out, "-");
     CommWorld w;

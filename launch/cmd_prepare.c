@@ -17,9 +17,9 @@ typedef struct {
 
 static const OptSpec PREPARE_OPTS[] = {
     {"out", OT_STR, offsetof(PrepareArgs, out), sizeof(((PrepareArgs *)0)->out), "FILE",
-     "token file to write (default " DEFAULT_DATA ")", NULL, 1, 0},
+     "token file to write (default " DEFAULT_DATA ")", NULL, 1, 0, NULL},
     {"val-fraction", OT_FLOAT, offsetof(PrepareArgs, val_fraction), 0, "X",
-     "share of the bytes (the end) kept for validation (0.05)", NULL, 1e-6, 0.9},
+     "share of the bytes (the end) kept for validation (0.05)", NULL, 1e-6, 0.9, NULL},
     {0},
 };
 

@@ -26,16 +26,16 @@ typedef struct {
 #define F(field) offsetof(SampleArgs, field)
 static const OptSpec SAMPLE_OPTS[] = {
     {"ckpt", OT_STR, F(ckpt), sizeof(((SampleArgs *)0)->ckpt), "DIR",
-     "checkpoint: run dir, checkpoint root or step dir (required)", NULL, 1, 0},
+     "checkpoint: run dir, checkpoint root or step dir (required)", NULL, 1, 0, NULL},
     {"prompt", OT_STR, F(prompt), PROMPT_MAX, "TEXT", "text to continue (default: a newline)", NULL,
-     1, 0},
-    {"tokens", OT_INT, F(tokens), 0, "N", "tokens (bytes) to generate (200)", NULL, 0, 1e8},
+     1, 0, NULL},
+    {"tokens", OT_INT, F(tokens), 0, "N", "tokens (bytes) to generate (200)", NULL, 0, 1e8, NULL},
     {"temperature", OT_FLOAT, F(temperature), 0, "X", "softmax temperature; 0 = greedy (0.8)",
-     NULL, 0, 100},
+     NULL, 0, 100, NULL},
     {"top-k", OT_INT, F(top_k), 0, "K", "sample among the K likeliest tokens; 0 = all (0)", NULL, 0,
-     65536},
+     65536, NULL},
     {"seed", OT_U64, F(seed), 0, "S", "sampling seed; the same seed gives the same text (1337)",
-     NULL, 0, 1.8e19},
+     NULL, 0, 1.8e19, NULL},
     {0},
 };
 #undef F

@@ -9,13 +9,9 @@ int cmd_sample(int argc, char **argv);
 int cmd_ckpt(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
 
-/* The train options (shared with `plan`, which takes the same model and
- * batch flags); n = entries without the terminator. */
-struct OptSpec;
-const struct OptSpec *train_option_table(size_t *n);
+#include <stddef.h>
+#include "worker/config/config.h" /* DEFAULT_DATA */
 
-/* The default dataset: the King James Bible (Debian package bible-kjv). */
-#define DEFAULT_DATA "data/kjv.tok"
 /* Creates DEFAULT_DATA from the `bible` command if it does not exist yet. */
 int ensure_default_data(char *err, size_t n);
 

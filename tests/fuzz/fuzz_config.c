@@ -19,7 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include "coordinator/plan.h"
-#include "launch/commands.h"
 #include "base/options.h"
 #include "tests/fuzz/fuzz_util.h"
 #include "worker/config/config.h"
@@ -78,7 +77,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argv;
     fuzz_keep_stderr();
     size_t n;
-    g_specs = train_option_table(&n);
+    g_specs = train_config_table(&n);
     fuzz_join(g_path, fuzz_workdir("config"), "train.conf");
     const char *dict = getenv("MPITRAIN_FUZZ_DICT");
     if (dict && *dict) write_dict(dict);
@@ -100,12 +99,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
 
-    /* what parse_train_args does after the flags */
-    c->model.kind = (ModelKind)c->model_kind;
-    c->optim.kind = (OptKind)c->optimizer;
-    c->optim.total_steps = c->steps;
-    c->bucket_bytes = (long)(c->bucket_mb * 1048576.0);
-    if (c->optim.min_lr > c->optim.lr) c->optim.min_lr = c->optim.lr;
+    /* what the train command does after the flags */
+    train_config_finish(c);
     if (!c->data[0]) snprintf(c->data, sizeof c->data, "data/kjv.tok");
     if (!c->out[0]) snprintf(c->out, sizeof c->out, "runs/fuzz");
     fuzz_touch(c, sizeof *c);

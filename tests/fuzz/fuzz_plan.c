@@ -47,9 +47,7 @@ static void make_seeds(void)
         train_config_defaults(&c);
         c.model = (ModelConfig){(ModelKind)s->kind, s->layers, s->heads, s->embd, s->seq,
                                 s->vocab, 0};
-        c.model_kind = s->kind;
         c.optim.kind = (OptKind)s->optimizer;
-        c.optimizer = s->optimizer;
         c.optim.total_steps = c.steps = 10;
         c.dp = s->dp;
         c.tp = s->tp;
@@ -90,15 +88,24 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
  * with 1024 layers, about 1 s in a release build but 10+ s under ASan, and
  * the decoder runs it twice (four times with the round trip). Known; keep
  * the fuzzer fast instead of reporting it as a hang. */
+static double setting(const Mpitrain__Plan *p, const char *key)
+{
+    double v = 0;
+    for (size_t i = 0; i < p->n_settings; i++)
+        if (p->settings[i]->key && p->settings[i]->value && !strcmp(p->settings[i]->key, key))
+            v = strtod(p->settings[i]->value, NULL);
+    return v;
+}
+
 static int claimed_world(const uint8_t *data, size_t size)
 {
     Mpitrain__Plan *p = mpitrain__plan__unpack(NULL, size, data);
     if (!p) return 1;
     int w = p->world_size >= 1 && p->world_size <= (1 << 20) ? p->world_size : 1;
-    if (p->layout && p->model) {
-        double blocks = p->model->n_layer + 2.0, pp = p->layout->pp > 0 ? p->layout->pp : 1;
-        if (pp <= 1040 && p->model->n_layer <= 1024 && pp * blocks * blocks > 2e7) w = 0;
-    }
+    double layers = setting(p, "layers"), pp = setting(p, "pp");
+    double blocks = layers + 2.0;
+    if (pp < 1) pp = 1;
+    if (pp <= 1040 && layers <= 1024 && pp * blocks * blocks > 2e7) w = 0;
     mpitrain__plan__free_unpacked(p, NULL);
     return w;
 }

@@ -10,7 +10,7 @@
 #include <dirent.h>
 #include "base/crc32c.h"
 #include "base/fileio.h"
-#include "worker/config/pbconv.h"
+#include "worker/ckpt/pbconv.h"
 #include "sharding/tpsplit.h"
 
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "checkpoint data is little-endian");

@@ -1,30 +1,111 @@
-#include <string.h>
+/* The one definition of a training run's settings. Each line: the option
+ * name (--name on the command line, `name = value` in a config file, a key
+ * of config.json and of the plan's settings), its type, the field, the
+ * metavar, the default as typed, the range, and the help text. */
 #include "worker/config/config.h"
+
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define F(field) offsetof(TrainConfig, field)
+#define NUM(name, type, field, meta, def, lo, hi, help) \
+    {name, type, F(field), 0, meta, help, NULL, lo, hi, def}
+#define STR(name, field, meta, help) \
+    {name, OT_STR, F(field), sizeof(((TrainConfig *)0)->field), meta, help, NULL, 1, 0, NULL}
+#define CHOICE(name, field, choices, def, help) \
+    {name, OT_CHOICE, F(field), 0, NULL, help, choices, 1, 0, def}
+#define FLAG(name, field, help) {name, OT_FLAG, F(field), 0, NULL, help, NULL, 1, 0, NULL}
+
+/* The model and optimizer kinds are stored by choice index: the choices
+ * are listed in the enums' order. */
+_Static_assert(MODEL_GPT == 0 && MODEL_MLP == 1, "--model choices follow ModelKind");
+_Static_assert(OPT_ADAMW == 0 && OPT_SGD == 1 && OPT_ZO == 2, "--optimizer choices follow OptKind");
+_Static_assert(sizeof(ModelKind) == sizeof(int) && sizeof(OptKind) == sizeof(int),
+               "choices are stored as int");
+
+static const OptSpec TABLE[] = {
+    CHOICE("model", model.kind, "gpt|mlp", "gpt", "architecture"),
+    NUM("layers", OT_INT, model.n_layer, "L", "4", 1, 1024, "transformer blocks / MLP hidden layers"),
+    NUM("heads", OT_INT, model.n_head, "H", "4", 1, 1024, "attention heads"),
+    NUM("embd", OT_INT, model.n_embd, "C", "256", 1, 65536, "model width / MLP hidden width"),
+    NUM("seq-len", OT_INT, model.seq_len, "T", "256", 1, 65536, "context length in tokens"),
+    NUM("vocab", OT_INT, model.vocab, "V", "256", 2, 65536, "vocabulary size (256: bytes)"),
+    NUM("in-dim", OT_INT, model.in_dim, "D", "0", 0, 1 << 26, "mlp: input features; 0 = seq-len x vocab (one-hot tokens)"),
+    NUM("batch", OT_INT, global_batch, "B", "8", 1, 1 << 24, "global batch in sequences, all ranks"),
+    NUM("steps", OT_LONG, steps, "N", "300", 1, 1e12, "total optimizer steps"),
+    CHOICE("optimizer", optim.kind, "adamw|sgd|zo", "adamw", "optimizer"),
+    NUM("lr", OT_FLOAT, optim.lr, "X", "1e-3", 0, 10, "peak learning rate"),
+    NUM("min-lr", OT_FLOAT, optim.min_lr, "X", "1e-4", 0, 10, "final learning rate of the cosine decay"),
+    NUM("warmup", OT_INT, optim.warmup, "N", "20", 0, 1e9, "linear warm-up steps"),
+    NUM("weight-decay", OT_FLOAT, optim.weight_decay, "X", "0.1", 0, 10, "decoupled weight decay on matrices"),
+    NUM("beta1", OT_FLOAT, optim.beta1, "X", "0.9", 0, 0.999999, "AdamW beta1"),
+    NUM("beta2", OT_FLOAT, optim.beta2, "X", "0.95", 0, 0.999999, "AdamW beta2"),
+    NUM("adam-eps", OT_FLOAT, optim.eps, "X", "1e-8", 1e-30, 1, "AdamW epsilon"),
+    NUM("momentum", OT_FLOAT, optim.momentum, "X", "0.9", 0, 0.999999, "SGD momentum"),
+    NUM("grad-clip", OT_FLOAT, optim.grad_clip, "X", "1.0", 0, 1e9, "global gradient-norm clip, 0 = off"),
+    NUM("seed", OT_U64, seed, "S", "1337", 0, 1.8e19, "run seed: init and sampling"),
+    NUM("threads", OT_INT, threads, "K", "0", 0, 4096, "threads per rank; 0 = cores / ranks on the node"),
+    STR("data", data, "FILE", "token file (default " DEFAULT_DATA ", made on first use)"),
+    STR("out", out, "DIR", "run directory (default runs/<model>-<time>)"),
+    STR("resume", resume, "DIR", "continue from a checkpoint (run dir, ckpt dir or step dir)"),
+    STR("init-from", init_from, "DIR", "start from a checkpoint's weights, fresh optimizer"),
+    STR("config", config, "FILE", "settings file: `key = value` lines or a JSON object (a run's config.json) with these option names; flags override"),
+    NUM("dp", OT_INT, dp, "N", "0", 0, 1 << 20, "data-parallel ranks (0 = world size)"),
+    NUM("tp", OT_INT, tp, "N", "0", 0, 1 << 20, "tensor-parallel ranks (0 = 1, or the planner's choice)"),
+    NUM("pp", OT_INT, pp, "N", "0", 0, 1 << 20, "pipeline stages (0 = 1, or the planner's choice)"),
+    NUM("zero", OT_INT, zero, "0|1|2", "0", 0, 2, "ZeRO optimizer-state sharding stage"),
+    NUM("bucket-mb", OT_FLOAT, bucket_mb, "MB", "4", 0.001, 1e6, "gradient all-reduce bucket size"),
+    NUM("overlap", OT_INT, overlap, "0|1", "1", 0, 1, "start bucket all-reduces during backward"),
+    NUM("micro-batches", OT_INT, micro_batches, "M", "1", 1, 1 << 20, "micro-batches per step"),
+    CHOICE("pp-schedule", pp_schedule, "gpipe|1f1b", "1f1b", "pipeline schedule"),
+    NUM("zo-eps", OT_FLOAT, zo_eps, "X", "1e-3", 1e-12, 10, "zo: perturbation size"),
+    NUM("zo-scale", OT_FLOAT, zo_scale, "X", "0", 0, 1e12, "zo: projected gradient per int8 code unit; 0 = from a warm-up"),
+    NUM("zo-samples", OT_INT, zo_samples, "K", "1", 1, 4096, "zo: perturbations per machine per step"),
+    NUM("zo-check-every", OT_INT, zo_check_every, "N", "10", 0, 1e9, "zo: compare weight hashes across machines every N steps, 0 = never"),
+    NUM("zo-outlier", OT_FLOAT, zo_outlier, "X", "1000", 1, 1e12, "zo: skip a sample whose code would exceed X units"),
+    CHOICE("on-nan", on_nan, "stop|skip", "stop", "non-finite loss or gradient: stop with a message, or skip that update"),
+    NUM("save-every", OT_INT, save_every, "N", "100", 0, 1e9, "checkpoint every N steps, 0 = only at the end"),
+    NUM("keep-ckpts", OT_INT, keep_ckpts, "K", "3", 0, 1e6, "keep the newest K checkpoints, 0 = all"),
+    NUM("eval-every", OT_INT, eval_every, "N", "50", 0, 1e9, "validation loss every N steps, 0 = never"),
+    NUM("eval-batches", OT_INT, eval_batches, "N", "4", 1, 1e6, "global batches per validation"),
+    NUM("log-every", OT_INT, log_every, "N", "1", 1, 1e9, "print a progress line every N steps"),
+    STR("trace", trace, "FILE", "write a Chrome trace-event timeline"),
+    CHOICE("progress", progress, "auto|lines|bar", "auto", "progress display (auto: bar on a terminal)"),
+    FLAG("quiet", quiet, "no progress output (metrics.jsonl is still written)"),
+    FLAG("overwrite", overwrite, "reuse an --out directory that holds a run"),
+    {0},
+};
+
+const OptSpec *train_config_table(size_t *n)
+{
+    if (n) *n = sizeof TABLE / sizeof TABLE[0] - 1;
+    return TABLE;
+}
+
+int train_config_is_setting(const OptSpec *s) { return strcmp(s->name, "config") != 0; }
 
 void train_config_defaults(TrainConfig *c)
 {
     memset(c, 0, sizeof *c);
-    /* the reference GPT: 4 layers, 4 heads, width 256, context 256, bytes */
-    c->model = (ModelConfig){MODEL_GPT, 4, 4, 256, 256, 256, 0};
-    c->optim = (OptimConfig){OPT_ADAMW, 1e-3f, 1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.9f, 1.0f, 20, 0};
-    c->global_batch = 8;
-    c->steps = 300;
-    c->seed = 1337;
-    c->micro_batches = 1;
-    c->save_every = 100;
-    c->keep_ckpts = 3;
-    c->eval_every = 50;
-    c->eval_batches = 4;
-    c->log_every = 1;
-    c->dp = c->tp = c->pp = 0; /* 0 = decide from the world size */
-    c->pp_schedule = 1; /* 1f1b */
-    c->zo_eps = 1e-3f;
-    c->zo_samples = 1;
-    c->zo_check_every = 10;
-    c->zo_outlier = 1000.0f;
-    c->bucket_mb = 4;
-    c->bucket_bytes = 4 << 20;
-    c->overlap = 1;
+    if (opts_apply_defaults(TABLE, c)) {
+        /* a default that its own range refuses: a bug in the table above */
+        fprintf(stderr, "mpitrain: internal error: the settings table has a bad default\n");
+        abort();
+    }
+    train_config_finish(c);
+}
+
+void train_config_finish(TrainConfig *c)
+{
+    c->optim.total_steps = c->steps;
+    if (c->optim.min_lr > c->optim.lr) c->optim.min_lr = c->optim.lr;
+}
+
+size_t train_config_bucket_bytes(const TrainConfig *c)
+{
+    return (size_t)(c->bucket_mb * 1048576.0);
 }
 
 int train_config_validate(const TrainConfig *c, Err *e)

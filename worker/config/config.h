@@ -1,16 +1,22 @@
-#ifndef MPITRAIN_TRAIN_H
-#define MPITRAIN_TRAIN_H
+#ifndef MPITRAIN_CONFIG_H
+#define MPITRAIN_CONFIG_H
+/* A training run's configuration: the struct, and the one table
+ * (config.c) from which its option parser, defaults, help text,
+ * config-file keys, the plan's settings, config.json and range checks all
+ * come. A new setting is one field here and one line in that table. */
 #include <stdint.h>
+#include "base/err.h"
+#include "base/options.h"
 #include "models/model.h"
 #include "worker/optim/optim.h"
 
 #define PATH_LEN 4096
+/* The default dataset: the King James Bible (Debian package bible-kjv). */
+#define DEFAULT_DATA "data/kjv.tok"
 
 typedef struct {
     ModelConfig model;
-    int model_kind;            /* choice index mirrored into model.kind */
     OptimConfig optim;
-    int optimizer;             /* choice index mirrored into optim.kind */
     int global_batch;          /* sequences per step, all ranks together */
     long steps;                /* total steps of the run */
     uint64_t seed;
@@ -21,7 +27,7 @@ typedef struct {
     char resume[PATH_LEN];
     char init_from[PATH_LEN];
     char trace[PATH_LEN];
-    char config[PATH_LEN];
+    char config[PATH_LEN];     /* --config: read by the parser, not a setting */
     int save_every, keep_ckpts;
     int eval_every, eval_batches;
     int log_every;
@@ -30,22 +36,31 @@ typedef struct {
     int progress;              /* 0 auto (bar on a terminal), 1 lines, 2 bar */
     int quiet;
     int overwrite;
-    long bucket_bytes;         /* gradient bucket size for the DP all-reduce */
-    float bucket_mb;           /* --bucket-mb, turned into bucket_bytes */
-    /* pipeline stage s owns blocks [stage_first[s], stage_first[s+1]);
-     * filled by the plan */
-#define MAX_STAGES 1040
-    double predicted_step_ms;  /* the planner's prediction for this layout */
+    float bucket_mb;           /* gradient bucket size for the DP all-reduce */
+    int overlap;               /* start bucket all-reduces during backward */
     /* --optimizer zo */
     float zo_eps, zo_scale, zo_outlier; /* zo_scale 0 = pick from a warm-up */
     int zo_samples, zo_check_every;
     int on_nan;                /* 0 stop with a message, 1 skip the update */
+
+    /* derived by the plan, not settings: */
+    double predicted_step_ms;  /* the planner's prediction for this layout */
+    /* pipeline stage s owns blocks [stage_first[s], stage_first[s+1]) */
+#define MAX_STAGES 1040
     int stage_first[MAX_STAGES + 1];
-    int overlap;               /* start bucket all-reduces during backward */
 } TrainConfig;
 
+/* The settings table (terminated by a zero entry); n = entries. */
+const OptSpec *train_config_table(size_t *n);
+/* Is this table entry a setting of the run (everything but --config)? */
+int train_config_is_setting(const OptSpec *s);
 void train_config_defaults(TrainConfig *c);
+/* What follows from the settings once they are all read (the cosine's
+ * length, a final lr above the peak): called by every path that fills a
+ * config (flags, config file, plan, resume). */
+void train_config_finish(TrainConfig *c);
 /* Cross-field checks after parsing; message names the flag to change. */
 int train_config_validate(const TrainConfig *c, Err *e);
+size_t train_config_bucket_bytes(const TrainConfig *c);
 
 #endif

@@ -71,12 +71,19 @@ static int save_checkpoint(Trainer *t, long step, TrainResult *res, Err *e)
         return -1;
     }
     void *all = NULL;
-    size_t *lens = calloc(group_size(w), sizeof *lens);
+    size_t *lens = trainer_is_rank0(t) ? calloc(group_size(w), sizeof *lens) : NULL;
+    uint8_t **parts = trainer_is_rank0(t) ? calloc(group_size(w), sizeof *parts) : NULL;
+    rc = trainer_is_rank0(t) && (!lens || !parts) ? err_set(e, "out of memory for the manifest") : 0;
+    if (trainer_agree(t, rc, e)) {
+        free(recs);
+        free(lens);
+        free(parts);
+        return -1;
+    }
     coll_gatherv_bytes(w, recs, len, &all, lens, 0);
     free(recs);
     if (trainer_is_rank0(t)) {
         int n = group_size(w);
-        uint8_t **parts = calloc(n, sizeof *parts);
         size_t off = 0;
         for (int i = 0; i < n; i++, off += lens[i - 1]) parts[i] = (uint8_t *)all + off;
         CkptMeta meta;
@@ -84,8 +91,8 @@ static int save_checkpoint(Trainer *t, long step, TrainResult *res, Err *e)
         rc = ckpt_finish(t->ckpt_root, tmp, &meta, parts, lens, n, res->last_ckpt,
                          sizeof res->last_ckpt, e);
         if (!rc) rc = ckpt_prune(t->ckpt_root, t->cfg->keep_ckpts, e);
-        free(parts);
     }
+    free(parts);
     free(all);
     free(lens);
     return trainer_agree(t, rc, e);

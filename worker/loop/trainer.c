@@ -101,7 +101,7 @@ static int setup_model(Trainer *t, Err *e)
     if (pipeline_init(&t->pipe, &t->model, t->mesh.pp, stage, p, c->micro_batches, t->micro_b,
                       p == 1 ? SCHED_1F1B : (Schedule)c->pp_schedule, e))
         return -1;
-    if (gradsync_init(&t->sync, &t->model, t->mesh.dp, c->zero, (size_t)c->bucket_bytes,
+    if (gradsync_init(&t->sync, &t->model, t->mesh.dp, c->zero, train_config_bucket_bytes(c),
                       c->overlap, e))
         return -1;
     Range u = gradsync_update_range(&t->sync);

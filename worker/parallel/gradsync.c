@@ -46,8 +46,10 @@ int gradsync_init(GradSync *s, Model *m, Group *dp, int zero, size_t bucket_byte
     s->first_block = calloc(m->n_blocks, sizeof *s->first_block);
     s->req = calloc(m->n_blocks, sizeof *s->req);
     s->counts = calloc((size_t)m->n_blocks * p, sizeof *s->counts);
-    if (!block_lo || !s->bucket || !s->first_block || !s->req || !s->counts)
+    if (!block_lo || !s->bucket || !s->first_block || !s->req || !s->counts) {
+        free(block_lo); /* the rest is gradsync_free's */
         return err_set(e, "out of memory for gradient buckets");
+    }
     model_block_offsets(m, block_lo);
     size_t floats = bucket_bytes / sizeof(float);
     s->nb = make_buckets(block_lo, m->n_blocks, floats ? floats : 1, s->bucket, s->first_block);

@@ -1,4 +1,4 @@
-#include "worker/config/pbconv.h"
+#include "worker/ckpt/pbconv.h"
 
 #include <string.h>
 
