@@ -25,20 +25,38 @@ static const OptSpec PREPARE_OPTS[] = {
 
 #define KJV_RANGE "gen1:1-rev22:21"
 
-/* Dumps the King James Bible with Debian's `bible` (package bible-kjv). */
+/* Dumps the King James Bible with Debian's `bible` (package bible-kjv)
+ * into txt, atomically. The command line is a constant: no path is ever
+ * handed to a shell. */
 static int dump_kjv(const char *txt, char *err, size_t n)
 {
-    char cmd[8400];
-    snprintf(cmd, sizeof cmd, "bible '%s' > '%s.tmp' 2>/dev/null && mv '%s.tmp' '%s'", KJV_RANGE,
-             txt, txt, txt);
-    if (system(cmd) != 0) {
-        unlink(txt);
+    Err e = {{0}};
+    AtomicFile af;
+    FILE *p = popen("bible '" KJV_RANGE "' 2>/dev/null", "r");
+    if (!p || atomic_open(&af, txt, &e)) {
+        if (p) pclose(p);
+        snprintf(err, n, "%s", p ? e.msg : "cannot start `bible`");
+        return -1;
+    }
+    char buf[1 << 16];
+    size_t got, total = 0;
+    int rc = 0;
+    while (!rc && (got = fread(buf, 1, sizeof buf, p)) > 0) {
+        rc = atomic_write(&af, buf, got, &e);
+        total += got;
+    }
+    int status = pclose(p);
+    if (!rc && (status != 0 || total == 0)) {
+        atomic_abort(&af);
         snprintf(err, n, "could not run `bible '%s'` to make the default dataset; install "
                          "Debian's bible-kjv package (apt-get install bible-kjv) or pass --data FILE",
                  KJV_RANGE);
         return -1;
     }
-    return 0;
+    if (!rc) rc = atomic_commit(&af, &e);
+    else atomic_abort(&af);
+    if (rc) snprintf(err, n, "%s", e.msg);
+    return rc;
 }
 
 static int prepare_kjv(const char *out, double val_fraction, char *err, size_t n)

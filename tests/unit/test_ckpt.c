@@ -381,7 +381,7 @@ Test(ckpt, stale_tmp_directories_do_not_block_a_save)
     Err e = {""};
     for (int i = 0; i < 2; i++) {
         cr_assert_eq(mkdir_p(path_in(dir, stale[i]), &e), 0, "%s", e.msg);
-        char f[400];
+        char f[sizeof stale + 32];
         snprintf(f, sizeof f, "%s/rank_00000.bin", stale[i]);
         cr_assert_eq(test_write_file(path_in(dir, f), "junk", 4), 0);
         snprintf(f, sizeof f, "%s/manifest.pb", stale[i]);

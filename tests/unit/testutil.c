@@ -1,4 +1,5 @@
 #include "tests/unit/testutil.h"
+#include "base/fileio.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,10 +14,9 @@ const char *test_tmpdir(const char *name)
     if (!base) base = "/tmp/mpitrain-test";
     mkdir(base, 0755);
     snprintf(path, sizeof path, "%s/%s-%d", base, name, (int)getpid());
-    char cmd[4200];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s' && mkdir -p '%s'", path, path);
-    if (system(cmd) != 0) return NULL;
-    return path;
+    remove_tree(path);
+    Err e;
+    return mkdir_p(path, &e) ? NULL : path;
 }
 
 int test_write_file(const char *path, const void *data, size_t len)
