@@ -25,9 +25,20 @@ for i in $(seq 1 80); do echo "Line $i: and the evening and the morning were the
 TINY="--layers 2 --heads 2 --embd 32 --seq-len 32 --batch 12 --data corpus.tok --threads 1 --quiet --eval-every 0 --steps 20"
 run() { local n=$1 out=$2; shift 2; timeout 240 "$LOCAL" -n "$n" train $TINY --out "$out" "$@" > "$out.log" 2>&1; }
 
+# A case that checked nothing is a broken case, not a pass.
 finish() {
   echo "$pass passed, $fail failed"
-  [ "$fail" -eq 0 ]
+  [ "$pass" -gt 0 ] && [ "$fail" -eq 0 ]
+}
+
+# dp<N>: N data-parallel ranks give the single rank's losses
+case_dp() {
+  n=${CASE#dp}
+  run 1 base; check "single-rank baseline runs" "[ $? -eq 0 ]"
+  run "$n" "dp$n" --dp "$n"; check "dp=$n runs" "[ $? -eq 0 ]"
+  check "dp=$n has all 20 steps" "same_steps base/metrics.jsonl dp$n/metrics.jsonl"
+  rel=$(max_rel base/metrics.jsonl "dp$n/metrics.jsonl")
+  check "dp=$n losses match single rank (max rel diff $rel <= 1e-4)" "awk 'BEGIN{exit !($rel <= 1e-4)}'"
 }
 
 # layout_*: the case name carries its parameters
