@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include "base/fileio.h"
+#include "base/le.h"
 
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "safetensors data is little-endian");
 
@@ -114,8 +115,7 @@ int safetensors_write(const char *path, const Model *m, const char *const *meta_
         return err_set(e, "%s: out of memory building the safetensors header", path);
     }
     unsigned char len8[8];
-    uint64_t n = b.len;
-    for (int i = 0; i < 8; i++) len8[i] = (unsigned char)(n >> (8 * i));
+    le_put64(len8, b.len);
     AtomicFile af;
     int rc = atomic_open(&af, path, e);
     if (!rc) rc = atomic_write(&af, len8, sizeof len8, e);
@@ -145,8 +145,7 @@ int safetensors_read_header(const char *path, char **json_out, uint64_t *data_st
         rc = err_set(e, "%s: too short for a safetensors file (%lld bytes)", path,
                      (long long)st.st_size);
     } else {
-        uint64_t n = 0;
-        for (int i = 0; i < 8; i++) n |= (uint64_t)len8[i] << (8 * i);
+        uint64_t n = le_get64(len8);
         uint64_t room = (uint64_t)st.st_size - 8;
         if (n > room)
             rc = err_set(e, "%s: header length %" PRIu64 " exceeds the %" PRIu64
