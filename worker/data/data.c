@@ -9,22 +9,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/crc32c.h"
 #include "base/fileio.h"
 #include "base/le.h"
-
-/* ---- the header checksum ---- */
-
-/* CRC-32C (Castagnoli, reflected poly 0x82F63B78, init and final xor ~0),
- * bitwise: it only ever sees 40 bytes. CRC of "123456789" is 0xE3069283. */
-static uint32_t tok_header_crc(const unsigned char *p, size_t n)
-{
-    uint32_t c = 0xFFFFFFFFu;
-    for (size_t i = 0; i < n; i++) {
-        c ^= p[i];
-        for (int k = 0; k < 8; k++) c = (c >> 1) ^ (0x82F63B78u & (0u - (c & 1u)));
-    }
-    return ~c;
-}
 
 static void encode_header(unsigned char h[TOKFILE_HEADER_BYTES], int token_bytes, int vocab,
                           uint64_t n_train, uint64_t n_val)
@@ -37,7 +24,7 @@ static void encode_header(unsigned char h[TOKFILE_HEADER_BYTES], int token_bytes
     le_put32(h + 20, TOKFILE_HEADER_BYTES);
     le_put64(h + 24, n_train);
     le_put64(h + 32, n_val);
-    le_put32(h + 40, tok_header_crc(h, 40));
+    le_put32(h + 40, crc32c(0, h, 40));
 }
 
 /* ---- opening ---- */
@@ -110,7 +97,7 @@ static int parse_native(TokenFile *f, Err *e)
     if (ver != TOKFILE_VERSION)
         return err_set(e, "%s: header version is %u, this build reads version %d", f->path, ver,
                        TOKFILE_VERSION);
-    uint32_t stored = le_get32(m + 40), want = tok_header_crc(m, 40);
+    uint32_t stored = le_get32(m + 40), want = crc32c(0, m, 40);
     if (stored != want)
         return err_set(e, "%s: header crc mismatch: stored 0x%08x, computed 0x%08x (corrupt header)",
                        f->path, stored, want);
