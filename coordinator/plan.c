@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "base/hash.h"
 #include "mpitrain.pb-c.h"
 #include "sharding/partition.h"
 #include "sharding/stages.h"
@@ -122,17 +123,7 @@ int plan_resolve(TrainConfig *c, int world, size_t avail, Err *e)
 
 /* ---- serialization --------------------------------------------------------- */
 
-uint64_t plan_hash(const void *buf, size_t len)
-{
-    /* FNV-1a, 64-bit */
-    const unsigned char *p = buf;
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < len; i++) {
-        h ^= p[i];
-        h *= 0x100000001b3ull;
-    }
-    return h;
-}
+uint64_t plan_hash(const void *buf, size_t len) { return fnv1a64(FNV1A64_INIT, buf, len); }
 
 /* The settings of c as (key, value) pairs, one per table entry; the
  * strings live in *text, the pairs in *sets (both malloc'd). */

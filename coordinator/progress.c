@@ -7,6 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "base/fileio.h"
+#include "base/json.h"
 
 static double now_s(void)
 {
@@ -87,18 +88,45 @@ int progress_open(Progress *p, const char *run_dir, long total_steps, long resum
     return 0;
 }
 
+/* A metrics.jsonl row: one JSON object per line, flushed so a crash keeps
+ * the rows so far. A failed write is not fatal: the metrics are a record,
+ * not the training state. */
+static void row_begin(JsonOut *j, FILE *f)
+{
+    json_init(j, f);
+    json_begin_object(j);
+}
+
+static void row_end(JsonOut *j, FILE *f)
+{
+    json_end_object(j);
+    json_newline(j);
+    json_finish(j);
+    json_free(j);
+    fflush(f);
+}
+
+/* Tests read rows with sed: "step" and "loss" stay first, in that order.
+ * val_loss only on evaluation rows (its presence marks them); grad_norm is
+ * null where the step computes none (NaN, zo). */
 static void write_metrics_row(FILE *f, const StepReport *r)
 {
-    fprintf(f, "{\"step\":%ld,\"loss\":%.17g,", r->step, r->loss);
-    if (!isnan(r->val_loss)) fprintf(f, "\"val_loss\":%.17g,", r->val_loss);
-    if (!isnan(r->grad_norm)) fprintf(f, "\"grad_norm\":%.6g,", r->grad_norm);
-    fprintf(f,
-            "\"lr\":%.6g,\"tokens_per_s\":%.1f,\"gflops\":%.2f,"
-            "\"comm_bytes\":%.0f,\"time_ms\":%.3f,\"compute_ms\":%.3f,\"exposed_comm_ms\":%.3f,"
-            "\"overlapped_comm_ms\":%.3f,\"idle_ms\":%.3f}\n",
-            r->lr, r->tokens_per_s, r->gflops, r->comm_bytes, r->time_ms,
-            r->compute_ms, r->exposed_ms, r->overlapped_ms, r->idle_ms);
-    fflush(f);
+    JsonOut j;
+    row_begin(&j, f);
+    json_int(json_key(&j, "step"), r->step);
+    json_double(json_key(&j, "loss"), r->loss);
+    if (!isnan(r->val_loss)) json_double(json_key(&j, "val_loss"), r->val_loss);
+    json_sig(json_key(&j, "grad_norm"), r->grad_norm, 6);
+    json_sig(json_key(&j, "lr"), r->lr, 6);
+    json_fixed(json_key(&j, "tokens_per_s"), r->tokens_per_s, 1);
+    json_fixed(json_key(&j, "gflops"), r->gflops, 2);
+    json_fixed(json_key(&j, "comm_bytes"), r->comm_bytes, 0);
+    json_fixed(json_key(&j, "time_ms"), r->time_ms, 3);
+    json_fixed(json_key(&j, "compute_ms"), r->compute_ms, 3);
+    json_fixed(json_key(&j, "exposed_comm_ms"), r->exposed_ms, 3);
+    json_fixed(json_key(&j, "overlapped_comm_ms"), r->overlapped_ms, 3);
+    json_fixed(json_key(&j, "idle_ms"), r->idle_ms, 3);
+    row_end(&j, f);
 }
 
 static void format_bytes(char *out, size_t n, double b)
@@ -144,8 +172,11 @@ void progress_report(Progress *p, const StepReport *r)
 void progress_initial_eval(Progress *p, double val_loss)
 {
     if (p->metrics) {
-        fprintf(p->metrics, "{\"step\":0,\"val_loss\":%.17g}\n", val_loss);
-        fflush(p->metrics);
+        JsonOut j;
+        row_begin(&j, p->metrics);
+        json_int(json_key(&j, "step"), 0);
+        json_double(json_key(&j, "val_loss"), val_loss);
+        row_end(&j, p->metrics);
     }
     progress_note(p, "step 0 | val %.4f (before training)", val_loss);
 }

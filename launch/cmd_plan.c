@@ -6,6 +6,7 @@
 #include "comm/comm.h"
 #include "coordinator/planner.h"
 #include "launch/commands.h"
+#include "base/json.h"
 #include "base/options.h"
 
 typedef struct {
@@ -50,15 +51,33 @@ static void print_table(const Prediction *p, int n, int ranks, const Machine *mc
                   p[0].dp, p[0].tp, p[0].pp, p[0].M, p[0].step_s * 1e3);
 }
 
-static void print_json(const Prediction *p, int n)
+/* One JSON object per line (JSON Lines), best layout first. */
+static int print_json(const Prediction *p, int n)
 {
-    for (int i = 0; i < n; i++)
-        printf("{\"dp\":%d,\"tp\":%d,\"pp\":%d,\"micro_batches\":%d,\"step_ms\":%.3f,\"compute_ms\":%.3f,"
-               "\"tp_comm_ms\":%.3f,\"pp_comm_ms\":%.3f,\"dp_exposed_ms\":%.3f,\"bubble\":%.4f,"
-               "\"bytes_per_step\":%.0f,\"mem_per_rank\":%zu,\"chosen\":%s}\n",
-               p[i].dp, p[i].tp, p[i].pp, p[i].M, p[i].step_s * 1e3, p[i].compute_s * 1e3,
-               p[i].tp_comm_s * 1e3, p[i].pp_comm_s * 1e3, p[i].dp_exposed_s * 1e3, p[i].bubble,
-               p[i].bytes, p[i].mem, i == 0 ? "true" : "false");
+    JsonOut j;
+    json_init(&j, stdout);
+    for (int i = 0; i < n; i++) {
+        json_begin_object(&j);
+        json_int(json_key(&j, "dp"), p[i].dp);
+        json_int(json_key(&j, "tp"), p[i].tp);
+        json_int(json_key(&j, "pp"), p[i].pp);
+        json_int(json_key(&j, "micro_batches"), p[i].M);
+        json_fixed(json_key(&j, "step_ms"), p[i].step_s * 1e3, 3);
+        json_fixed(json_key(&j, "compute_ms"), p[i].compute_s * 1e3, 3);
+        json_fixed(json_key(&j, "tp_comm_ms"), p[i].tp_comm_s * 1e3, 3);
+        json_fixed(json_key(&j, "pp_comm_ms"), p[i].pp_comm_s * 1e3, 3);
+        json_fixed(json_key(&j, "dp_exposed_ms"), p[i].dp_exposed_s * 1e3, 3);
+        json_fixed(json_key(&j, "bubble"), p[i].bubble, 4);
+        json_fixed(json_key(&j, "bytes_per_step"), p[i].bytes, 0);
+        json_uint(json_key(&j, "mem_per_rank"), p[i].mem);
+        json_bool(json_key(&j, "chosen"), i == 0);
+        json_end_object(&j);
+        json_newline(&j);
+    }
+    int rc = json_finish(&j);
+    if (rc) fprintf(stderr, "mpitrain plan: writing JSON: %s\n", j.error);
+    json_free(&j);
+    return rc;
 }
 
 int cmd_plan(int argc, char **argv)
@@ -109,9 +128,10 @@ int cmd_plan(int argc, char **argv)
         Prediction p[256];
         int n = planner_search(&a.t, ranks, &mc, 0, p, 256);
         if (!n) fprintf(stderr, "mpitrain plan: no valid layout of %d ranks for this model and batch\n", ranks);
-        if (a.json) print_json(p, n);
+        int out_rc = 0;
+        if (a.json) out_rc = print_json(p, n);
         else print_table(p, n, ranks, &mc);
-        rc = n ? 0 : 1;
+        rc = n && !out_rc ? 0 : 1;
     }
     comm_finalize();
     return rc;

@@ -93,16 +93,18 @@ PKG_LIBS=$(pkg-config --libs openblas libprotobuf-c)
 RPATH=""
 for f in $PKG_LIBS; do case "$f" in -L*) RPATH="$RPATH -Wl,-rpath,${f#-L}" ;; esac; done
 
-ARCH=x86-64-v3
-if [ -f "$BUILD/CMakeCache.txt" ]; then
-  a=$(sed -n 's/^MPITRAIN_ARCH:STRING=//p' "$BUILD/CMakeCache.txt")
-  [ -n "$a" ] && ARCH=$a
+# the build's -march (CMakeLists.txt's rule: x86-64-v3 on x86-64, else
+# none); an empty MPITRAIN_ARCH in the cache means no -march flag at all
+case "$(uname -m)" in x86_64 | amd64 | AMD64) ARCH=x86-64-v3 ;; *) ARCH="" ;; esac
+if [ -f "$BUILD/CMakeCache.txt" ] && grep -q '^MPITRAIN_ARCH:' "$BUILD/CMakeCache.txt"; then
+  ARCH=$(sed -n 's/^MPITRAIN_ARCH:[A-Z]*=//p' "$BUILD/CMakeCache.txt" | head -1)
 fi
+MARCH=${ARCH:+-march=$ARCH}
 
 ls "$PROTO"/*.pb-c.c > /dev/null 2>&1 || die "no generated protobuf-c code in $PROTO (build mpitrain first)"
 
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
-CFLAGS="-g -O1 $SAN -std=c11 -D_GNU_SOURCE -march=$ARCH -ffp-contract=off -fno-trapping-math
+CFLAGS="-g -O1 $SAN -std=c11 -D_GNU_SOURCE $MARCH -ffp-contract=off -fno-trapping-math
         -I$REPO -I$PROTO $PKG_CFLAGS $OMP"
 export CC CFLAGS S
 

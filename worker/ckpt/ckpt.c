@@ -10,6 +10,7 @@
 #include <dirent.h>
 #include "base/crc32c.h"
 #include "base/fileio.h"
+#include "base/le.h"
 #include "worker/ckpt/pbconv.h"
 #include "sharding/tpsplit.h"
 
@@ -210,9 +211,8 @@ int ckpt_write_manifest_pb(const char *dir, const Mpitrain__Manifest *mf, Err *e
     if (!buf) return err_set(e, "out of memory");
     mpitrain__manifest__pack(mf, buf + 16);
     memcpy(buf, CKPT_MAGIC, 8);
-    uint32_t len32 = (uint32_t)len, crc = crc32c(0, buf + 16, len);
-    memcpy(buf + 8, &len32, 4);
-    memcpy(buf + 12, &crc, 4);
+    le_put32(buf + 8, (uint32_t)len);
+    le_put32(buf + 12, crc32c(0, buf + 16, len));
     char path[4400];
     snprintf(path, sizeof path, "%s/manifest.pb", dir);
     int rc = write_file_atomic(path, buf, 16 + len, e);
@@ -375,8 +375,8 @@ int ckpt_read_manifest(const char *dir, Mpitrain__Manifest **out, Err *e)
     if (len < 16 || memcmp(buf, CKPT_MAGIC, 8) != 0) {
         rc = err_set(e, "%s: not an mpitrain checkpoint manifest (bad magic)", path);
     } else {
-        memcpy(&plen, buf + 8, 4);
-        memcpy(&crc, buf + 12, 4);
+        plen = le_get32(buf + 8);
+        crc = le_get32(buf + 12);
         if (plen != len - 16)
             rc = err_set(e, "%s: truncated or padded: header says %u bytes of manifest, file has %zu",
                          path, plen, len - 16);

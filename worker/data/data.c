@@ -9,54 +9,22 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/crc32c.h"
 #include "base/fileio.h"
-
-/* ---- little-endian fields and the header checksum ---- */
-
-static void put32(unsigned char *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static void put64(unsigned char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint32_t get32(const unsigned char *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t get64(const unsigned char *p)
-{
-    return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
-}
-
-/* CRC-32C (Castagnoli, reflected poly 0x82F63B78, init and final xor ~0),
- * bitwise: it only ever sees 40 bytes. CRC of "123456789" is 0xE3069283. */
-static uint32_t tok_header_crc(const unsigned char *p, size_t n)
-{
-    uint32_t c = 0xFFFFFFFFu;
-    for (size_t i = 0; i < n; i++) {
-        c ^= p[i];
-        for (int k = 0; k < 8; k++) c = (c >> 1) ^ (0x82F63B78u & (0u - (c & 1u)));
-    }
-    return ~c;
-}
+#include "base/le.h"
 
 static void encode_header(unsigned char h[TOKFILE_HEADER_BYTES], int token_bytes, int vocab,
                           uint64_t n_train, uint64_t n_val)
 {
     memset(h, 0, TOKFILE_HEADER_BYTES);
     memcpy(h, TOKFILE_MAGIC, 8);
-    put32(h + 8, TOKFILE_VERSION);
-    put32(h + 12, (uint32_t)token_bytes);
-    put32(h + 16, (uint32_t)vocab);
-    put32(h + 20, TOKFILE_HEADER_BYTES);
-    put64(h + 24, n_train);
-    put64(h + 32, n_val);
-    put32(h + 40, tok_header_crc(h, 40));
+    le_put32(h + 8, TOKFILE_VERSION);
+    le_put32(h + 12, (uint32_t)token_bytes);
+    le_put32(h + 16, (uint32_t)vocab);
+    le_put32(h + 20, TOKFILE_HEADER_BYTES);
+    le_put64(h + 24, n_train);
+    le_put64(h + 32, n_val);
+    le_put32(h + 40, crc32c(0, h, 40));
 }
 
 /* ---- opening ---- */
@@ -103,7 +71,7 @@ static int check_size(const TokenFile *f, uint64_t header, Err *e)
 
 static int native_fields(TokenFile *f, const unsigned char *m, Err *e)
 {
-    uint32_t tb = get32(m + 12), vocab = get32(m + 16), hb = get32(m + 20);
+    uint32_t tb = le_get32(m + 12), vocab = le_get32(m + 16), hb = le_get32(m + 20);
     if (hb != TOKFILE_HEADER_BYTES)
         return err_set(e, "%s: header_bytes is %u, expected %d", f->path, hb, TOKFILE_HEADER_BYTES);
     if (tb != 1 && tb != 2)
@@ -114,8 +82,8 @@ static int native_fields(TokenFile *f, const unsigned char *m, Err *e)
     f->format = TOKFMT_NATIVE;
     f->token_bytes = (int)tb;
     f->vocab = (int)vocab;
-    f->n_train = get64(m + 24);
-    f->n_val = get64(m + 32);
+    f->n_train = le_get64(m + 24);
+    f->n_val = le_get64(m + 32);
     return check_size(f, TOKFILE_HEADER_BYTES, e);
 }
 
@@ -125,11 +93,11 @@ static int parse_native(TokenFile *f, Err *e)
     if (f->map_len < TOKFILE_HEADER_BYTES)
         return err_set(e, "%s: truncated: file has %zu bytes, less than the %d-byte header",
                        f->path, f->map_len, TOKFILE_HEADER_BYTES);
-    uint32_t ver = get32(m + 8);
+    uint32_t ver = le_get32(m + 8);
     if (ver != TOKFILE_VERSION)
         return err_set(e, "%s: header version is %u, this build reads version %d", f->path, ver,
                        TOKFILE_VERSION);
-    uint32_t stored = get32(m + 40), want = tok_header_crc(m, 40);
+    uint32_t stored = le_get32(m + 40), want = crc32c(0, m, 40);
     if (stored != want)
         return err_set(e, "%s: header crc mismatch: stored 0x%08x, computed 0x%08x (corrupt header)",
                        f->path, stored, want);
@@ -142,7 +110,7 @@ static int parse_llmc(TokenFile *f, Err *e)
     if (f->map_len < LLMC_HEADER_BYTES)
         return err_set(e, "%s: truncated: llm.c header needs %d bytes but file has %zu bytes",
                        f->path, LLMC_HEADER_BYTES, f->map_len);
-    int32_t ver = (int32_t)get32(m + 4), ntok = (int32_t)get32(m + 8);
+    int32_t ver = (int32_t)le_get32(m + 4), ntok = (int32_t)le_get32(m + 8);
     if (ver != LLMC_VERSION)
         return err_set(e, "%s: llm.c header version is %d, only version %d (uint16 tokens) is supported",
                        f->path, (int)ver, LLMC_VERSION);
@@ -160,7 +128,7 @@ static int parse_header(TokenFile *f, Err *e)
 {
     const unsigned char *m = f->map;
     if (f->map_len >= 8 && memcmp(m, TOKFILE_MAGIC, 8) == 0) return parse_native(f, e);
-    if (f->map_len >= 4 && get32(m) == LLMC_MAGIC) return parse_llmc(f, e);
+    if (f->map_len >= 4 && le_get32(m) == LLMC_MAGIC) return parse_llmc(f, e);
     char got[40] = "";
     for (size_t i = 0; i < 8 && i < f->map_len; i++)
         snprintf(got + 3 * i, sizeof got - 3 * i, "%02x ", m[i]);
@@ -196,8 +164,9 @@ static int write_tokens(AtomicFile *af, const uint16_t *t, uint64_t n, int tb, E
     unsigned char buf[16384];
     size_t fill = 0;
     for (uint64_t i = 0; i < n; i++) {
-        buf[fill++] = (unsigned char)(t[i] & 0xff);
-        if (tb == 2) buf[fill++] = (unsigned char)(t[i] >> 8);
+        if (tb == 2) le_put16(buf + fill, t[i]);
+        else buf[fill] = (unsigned char)t[i];
+        fill += (size_t)tb;
         if (fill + 2 > sizeof buf) {
             if (atomic_write(af, buf, fill, e)) return -1;
             fill = 0;

@@ -12,6 +12,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 #include "base/fileio.h"
+#include "base/json.h"
 #include "comm/trace.h"
 #include "models/ops.h"
 #include "worker/loop/strategy.h"
@@ -216,14 +217,36 @@ typedef struct {
     double opt_bytes, act_bytes, slots;
 } RankMemory;
 
-static int append_array(char *buf, size_t n, int k, const char *key, const RankMemory *all,
-                        int ranks, size_t field)
+/* "key":[one figure per rank] */
+static void append_array(JsonOut *j, const char *key, const RankMemory *all, int ranks,
+                         size_t field)
 {
-    k += snprintf(buf + k, n - k, ",\"%s\":[", key);
-    for (int i = 0; i < ranks && k < (int)n - 32; i++)
-        k += snprintf(buf + k, n - k, "%s%.0f", i ? "," : "",
-                      *(const double *)((const char *)&all[i] + field));
-    return k + snprintf(buf + k, n - k, "]");
+    json_begin_array(json_key(j, key));
+    for (int i = 0; i < ranks; i++)
+        json_fixed(j, *(const double *)((const char *)&all[i] + field), 0);
+    json_end_array(j);
+}
+
+/* The figures of the summary that rank 0 knows itself, in the file's order. */
+static void append_run_figures(JsonOut *j, const Trainer *t, const TrainResult *res, int ranks,
+                               int64_t rss)
+{
+    json_int(json_key(j, "ranks"), ranks);
+    json_int(json_key(j, "dp"), t->cfg->dp);
+    json_int(json_key(j, "tp"), t->cfg->tp);
+    json_int(json_key(j, "pp"), t->cfg->pp);
+    json_int(json_key(j, "zero"), t->cfg->zero);
+    json_int(json_key(j, "micro_batches"), t->cfg->micro_batches);
+    json_str(json_key(j, "pp_schedule"), t->cfg->pp_schedule ? "1f1b" : "gpipe");
+    json_uint(json_key(j, "params"), t->model.global_params);
+    json_int(json_key(j, "first_step"), res->first_step);
+    json_int(json_key(j, "last_step"), res->last_step);
+    json_double(json_key(j, "final_loss"), res->final_loss);
+    json_fixed(json_key(j, "mean_step_ms"), res->mean_step_ms, 3);
+    json_fixed(json_key(j, "mean_exposed_comm_ms"), res->mean_exposed_ms, 3);
+    json_fixed(json_key(j, "mean_tokens_per_s"), res->mean_tokens_per_s, 1);
+    json_fixed(json_key(j, "mean_gflops"), res->mean_gflops, 2);
+    json_int(json_key(j, "peak_rss_mb"), rss);
 }
 
 /* <out>/summary.json: the run's figures, for people and for tests. */
@@ -233,34 +256,28 @@ static int write_summary(Trainer *t, const TrainResult *res, Err *e)
     RankMemory mine = {(double)t->opt.state_bytes, (double)t->model.act_floats * sizeof(float),
                        (double)t->model.shard.slots};
     RankMemory *all = trainer_is_rank0(t) ? calloc(n, sizeof *all) : NULL;
+    /* every rank learns whether rank 0 has room for the gather, so none
+     * enters it alone: [0] the peak RSS, [1] rank 0 out of memory */
+    int64_t v[2] = {peak_rss_mb(), trainer_is_rank0(t) && !all};
+    coll_allreduce_max_i64(t->mesh.world, v, 2);
+    if (v[1]) return trainer_is_rank0(t) ? err_set(e, "out of memory for the summary") : 0;
     coll_gather_bytes(t->mesh.world, &mine, all, sizeof mine, 0);
-    int64_t rss = peak_rss_mb();
-    coll_allreduce_max_i64(t->mesh.world, &rss, 1);
     if (!trainer_is_rank0(t)) return 0;
-    size_t cap = 4096 + (size_t)n * 96;
-    char *buf = malloc(cap), path[PATH_LEN + 32];
-    if (!buf) {
-        free(all);
-        return err_set(e, "out of memory");
-    }
-    int k = snprintf(buf, cap,
-                     "{\"ranks\":%d,\"dp\":%d,\"tp\":%d,\"pp\":%d,\"zero\":%d,\"micro_batches\":%d,"
-                     "\"pp_schedule\":\"%s\",\"params\":%zu,"
-                     "\"first_step\":%ld,\"last_step\":%ld,\"final_loss\":%.17g,"
-                     "\"mean_step_ms\":%.3f,\"mean_exposed_comm_ms\":%.3f,"
-                     "\"mean_tokens_per_s\":%.1f,\"mean_gflops\":%.2f,\"peak_rss_mb\":%ld",
-                     n, t->cfg->dp, t->cfg->tp, t->cfg->pp, t->cfg->zero, t->cfg->micro_batches,
-                     t->cfg->pp_schedule ? "1f1b" : "gpipe", t->model.global_params,
-                     res->first_step, res->last_step, res->final_loss, res->mean_step_ms,
-                     res->mean_exposed_ms, res->mean_tokens_per_s, res->mean_gflops, (long)rss);
-    k = append_array(buf, cap, k, "opt_state_bytes_per_rank", all, n, offsetof(RankMemory, opt_bytes));
-    k = append_array(buf, cap, k, "act_bytes_per_rank", all, n, offsetof(RankMemory, act_bytes));
-    k = append_array(buf, cap, k, "act_slots_per_rank", all, n, offsetof(RankMemory, slots));
-    k += snprintf(buf + k, cap - k, "}\n");
+    JsonOut j;
+    json_init(&j, NULL);
+    json_begin_object(&j);
+    append_run_figures(&j, t, res, n, v[0]);
+    append_array(&j, "opt_state_bytes_per_rank", all, n, offsetof(RankMemory, opt_bytes));
+    append_array(&j, "act_bytes_per_rank", all, n, offsetof(RankMemory, act_bytes));
+    append_array(&j, "act_slots_per_rank", all, n, offsetof(RankMemory, slots));
+    json_end_object(&j);
+    json_newline(&j);
     free(all);
+    char path[PATH_LEN + 32];
     snprintf(path, sizeof path, "%s/summary.json", t->cfg->out);
-    int rc = write_file_atomic(path, buf, (size_t)k, e);
-    free(buf);
+    int rc = json_finish(&j) ? err_set(e, "%s: %s", path, j.error)
+                             : write_file_atomic(path, j.buf, j.len, e);
+    json_free(&j);
     return rc;
 }
 

@@ -5,44 +5,40 @@
 #include <string.h>
 #include <unistd.h>
 #include "base/crc32c.h"
+#include "base/le.h"
 
-static void put32(unsigned char *b, uint32_t v) { memcpy(b, &v, 4); }
-static uint32_t get32(const unsigned char *b)
-{
-    uint32_t v;
-    memcpy(&v, b, 4);
-    return v;
-}
+/* Every field little-endian via base/le.h: the same bytes the memcpy-based
+ * writer produced on the x86 hosts that wrote the existing journals. */
 
 static void encode_header(const JournalHeader *h, unsigned char *b)
 {
     memset(b, 0, JOURNAL_HEADER_BYTES);
     memcpy(b, JOURNAL_MAGIC, 8);
-    put32(b + 8, JOURNAL_VERSION);
-    memcpy(b + 12, &h->seed, 8);
-    memcpy(b + 20, &h->eps, 4);
-    memcpy(b + 24, &h->scale, 4);
-    memcpy(b + 28, &h->weight_decay, 4);
-    put32(b + 32, h->samples);
-    memcpy(b + 36, &h->global_params, 8);
-    put32(b + 44, crc32c(0, b, 44));
+    le_put32(b + 8, JOURNAL_VERSION);
+    le_put64(b + 12, h->seed);
+    le_put_f32(b + 20, h->eps);
+    le_put_f32(b + 24, h->scale);
+    le_put_f32(b + 28, h->weight_decay);
+    le_put32(b + 32, h->samples);
+    le_put64(b + 36, h->global_params);
+    le_put32(b + 44, crc32c(0, b, 44));
 }
 
 static int decode_header(const char *path, const unsigned char *b, JournalHeader *h, Err *e)
 {
     if (memcmp(b, JOURNAL_MAGIC, 8))
         return err_set(e, "%s: not an mpitrain ZO journal (bad magic)", path);
-    if (get32(b + 8) != JOURNAL_VERSION)
-        return err_set(e, "%s: journal version %u, this build reads %d", path, get32(b + 8),
+    if (le_get32(b + 8) != JOURNAL_VERSION)
+        return err_set(e, "%s: journal version %u, this build reads %d", path, le_get32(b + 8),
                        JOURNAL_VERSION);
-    if (get32(b + 44) != crc32c(0, b, 44))
+    if (le_get32(b + 44) != crc32c(0, b, 44))
         return err_set(e, "%s: journal header checksum mismatch: corrupted", path);
-    memcpy(&h->seed, b + 12, 8);
-    memcpy(&h->eps, b + 20, 4);
-    memcpy(&h->scale, b + 24, 4);
-    memcpy(&h->weight_decay, b + 28, 4);
-    h->samples = get32(b + 32);
-    memcpy(&h->global_params, b + 36, 8);
+    h->seed = le_get64(b + 12);
+    h->eps = le_get_f32(b + 20);
+    h->scale = le_get_f32(b + 24);
+    h->weight_decay = le_get_f32(b + 28);
+    h->samples = le_get32(b + 32);
+    h->global_params = le_get64(b + 36);
     return 0;
 }
 
@@ -109,11 +105,12 @@ static int write_record(Journal *j, uint32_t type, const unsigned char *payload,
                         Err *e)
 {
     unsigned char head[8];
-    put32(head, type);
-    put32(head + 4, len);
-    uint32_t crc = crc32c(crc32c(0, head, 8), payload, len);
+    le_put32(head, type);
+    le_put32(head + 4, len);
+    unsigned char crc[4];
+    le_put32(crc, crc32c(crc32c(0, head, 8), payload, len));
     if (fwrite(head, 1, 8, j->f) != 8 || fwrite(payload, 1, len, j->f) != len ||
-        fwrite(&crc, 1, 4, j->f) != 4 || fflush(j->f) != 0)
+        fwrite(crc, 1, 4, j->f) != 4 || fflush(j->f) != 0)
         return err_set(e, "%s: journal write failed: %s", j->path, strerror(errno));
     return 0;
 }
@@ -124,11 +121,11 @@ int journal_append_step(Journal *j, uint32_t step, uint32_t machines, uint32_t s
     uint32_t n = machines * samples;
     unsigned char *p = malloc(20 + (size_t)n);
     if (!p) return err_set(e, "out of memory");
-    put32(p, step);
-    put32(p + 4, machines);
-    put32(p + 8, samples);
-    put32(p + 12, epoch);
-    memcpy(p + 16, &lr, 4);
+    le_put32(p, step);
+    le_put32(p + 4, machines);
+    le_put32(p + 8, samples);
+    le_put32(p + 12, epoch);
+    le_put_f32(p + 16, lr);
     memcpy(p + 20, codes, n);
     int rc = write_record(j, JREC_STEP, p, 20 + n, e);
     free(p);
@@ -139,9 +136,9 @@ int journal_append_roster(Journal *j, uint32_t epoch, uint32_t machines, uint32_
                           Err *e)
 {
     unsigned char p[12];
-    put32(p, epoch);
-    put32(p + 4, machines);
-    put32(p + 8, from_step);
+    le_put32(p, epoch);
+    le_put32(p + 4, machines);
+    le_put32(p + 8, from_step);
     return write_record(j, JREC_ROSTER, p, 12, e);
 }
 
@@ -164,7 +161,7 @@ int journal_next(Journal *j, JournalRecord *r, Err *e)
     size_t got = fread(head, 1, 8, j->f);
     if (got == 0 && feof(j->f)) return 0;
     if (got != 8) return record_error(j, off, e, "truncated record header");
-    uint32_t type = get32(head), len = get32(head + 4);
+    uint32_t type = le_get32(head), len = le_get32(head + 4);
     if (type != JREC_STEP && type != JREC_ROSTER) return record_error(j, off, e, "unknown record type");
     if (len > 20 + JOURNAL_MAX_CODES) return record_error(j, off, e, "absurd record length");
     if (len + 4 > j->codes_cap) {
@@ -175,22 +172,22 @@ int journal_next(Journal *j, JournalRecord *r, Err *e)
     }
     unsigned char *p = (unsigned char *)j->codes;
     if (fread(p, 1, len + 4, j->f) != len + 4) return record_error(j, off, e, "truncated record");
-    if (get32(p + len) != crc32c(crc32c(0, head, 8), p, len))
+    if (le_get32(p + len) != crc32c(crc32c(0, head, 8), p, len))
         return record_error(j, off, e, "checksum mismatch: the journal is corrupted");
     memset(r, 0, sizeof *r);
     r->type = type;
     if (type == JREC_ROSTER) {
         if (len != 12) return record_error(j, off, e, "bad roster record length");
-        r->epoch = get32(p);
-        r->machines = get32(p + 4);
-        r->step = get32(p + 8);
+        r->epoch = le_get32(p);
+        r->machines = le_get32(p + 4);
+        r->step = le_get32(p + 8);
     } else {
         if (len < 20) return record_error(j, off, e, "bad step record length");
-        r->step = get32(p);
-        r->machines = get32(p + 4);
-        r->samples = get32(p + 8);
-        r->epoch = get32(p + 12);
-        memcpy(&r->lr, p + 16, 4);
+        r->step = le_get32(p);
+        r->machines = le_get32(p + 4);
+        r->samples = le_get32(p + 8);
+        r->epoch = le_get32(p + 12);
+        r->lr = le_get_f32(p + 16);
         if ((uint64_t)r->machines * r->samples != len - 20 || r->samples != j->h.samples)
             return record_error(j, off, e, "code count does not match machines x samples");
         r->codes = (int8_t *)(p + 20);

@@ -2,6 +2,7 @@
 
 #include <math.h>
 #include <string.h>
+#include "base/hash.h"
 #include "models/philox.h"
 #include "sharding/tpsplit.h"
 
@@ -139,13 +140,6 @@ int zo_step_update(const Model *m, float *params, int32_t *acc, uint64_t seed, u
     return used;
 }
 
-uint64_t zo_hash(const float *p, size_t n)
-{
-    const unsigned char *b = (const unsigned char *)p;
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < n * sizeof(float); i++) {
-        h ^= b[i];
-        h *= 0x100000001b3ull;
-    }
-    return h;
-}
+/* The floats' in-memory bytes: only compared between ranks of one job, which
+ * share a byte order. */
+uint64_t zo_hash(const float *p, size_t n) { return fnv1a64(FNV1A64_INIT, p, n * sizeof *p); }

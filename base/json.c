@@ -1,0 +1,242 @@
+#include "base/json.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* With a sink, buffered text is written out past this size: a trace of
+ * millions of spans never has to fit in memory at once. */
+#define JSON_FLUSH_BYTES (64u << 10)
+
+void json_init(JsonOut *j, FILE *sink)
+{
+    memset(j, 0, sizeof *j);
+    j->sink = sink;
+}
+
+void json_free(JsonOut *j)
+{
+    free(j->buf);
+    j->buf = NULL;
+    j->len = j->cap = 0;
+}
+
+static void fail(JsonOut *j, const char *why)
+{
+    if (!j->error) j->error = why;
+}
+
+static void flush(JsonOut *j)
+{
+    if (j->error || !j->sink || !j->len) return;
+    if (fwrite(j->buf, 1, j->len, j->sink) != j->len) fail(j, "write failed");
+    j->len = 0;
+    j->buf[0] = 0;
+}
+
+static int reserve(JsonOut *j, size_t extra)
+{
+    if (j->len + extra + 1 <= j->cap) return 0;
+    size_t cap = j->cap ? j->cap : 256;
+    while (cap < j->len + extra + 1) {
+        if (cap > SIZE_MAX / 2) break;
+        cap *= 2;
+    }
+    char *b = cap >= j->len + extra + 1 ? realloc(j->buf, cap) : NULL;
+    if (!b) {
+        fail(j, "out of memory");
+        return -1;
+    }
+    j->buf = b;
+    j->cap = cap;
+    return 0;
+}
+
+static void put(JsonOut *j, const char *s, size_t n)
+{
+    if (j->error || reserve(j, n)) return;
+    memcpy(j->buf + j->len, s, n);
+    j->len += n;
+    j->buf[j->len] = 0;
+    if (j->len >= JSON_FLUSH_BYTES) flush(j);
+}
+
+static void put_s(JsonOut *j, const char *s) { put(j, s, strlen(s)); }
+
+static void put_newline_if_due(JsonOut *j)
+{
+    if (j->newline) put(j, "\n", 1);
+    j->newline = 0;
+}
+
+/* Everything a value needs before its first byte: the comma that separates
+ * it from the previous item, or the check that its key was written. */
+static int value_start(JsonOut *j)
+{
+    if (j->error) return -1;
+    int in_object = j->depth > 0 && j->open[j->depth - 1] == '{';
+    if (in_object && !j->after_key) {
+        fail(j, "a value in an object without a key");
+        return -1;
+    }
+    if (j->after_key) {
+        j->after_key = 0;
+    } else if (j->depth > 0) {
+        if (j->items[j->depth - 1]) put(j, ",", 1);
+        j->items[j->depth - 1] = 1;
+    }
+    put_newline_if_due(j);
+    return j->error ? -1 : 0;
+}
+
+static void begin(JsonOut *j, char c)
+{
+    if (value_start(j)) return;
+    if (j->depth == JSON_MAX_DEPTH) {
+        fail(j, "nested too deep");
+        return;
+    }
+    j->open[j->depth] = c;
+    j->items[j->depth] = 0;
+    j->depth++;
+    put(j, &c, 1);
+}
+
+static void end(JsonOut *j, char open, char close)
+{
+    if (j->error) return;
+    if (j->depth == 0 || j->open[j->depth - 1] != open || j->after_key) {
+        fail(j, "a container closed that is not open (or a key without a value)");
+        return;
+    }
+    put_newline_if_due(j);
+    j->depth--;
+    put(j, &close, 1);
+}
+
+void json_begin_object(JsonOut *j) { begin(j, '{'); }
+void json_end_object(JsonOut *j) { end(j, '{', '}'); }
+void json_begin_array(JsonOut *j) { begin(j, '['); }
+void json_end_array(JsonOut *j) { end(j, '[', ']'); }
+void json_newline(JsonOut *j) { j->newline = 1; }
+
+/* The escape of one byte that needs one, e.g. \" or \n or \u001f. */
+static void escape(char out[8], unsigned char c)
+{
+    char e = 0;
+    switch (c) {
+    case '"': e = '"'; break;
+    case '\\': e = '\\'; break;
+    case '\b': e = 'b'; break;
+    case '\f': e = 'f'; break;
+    case '\n': e = 'n'; break;
+    case '\r': e = 'r'; break;
+    case '\t': e = 't'; break;
+    }
+    if (e) snprintf(out, 8, "\\%c", e);
+    else snprintf(out, 8, "\\u%04x", c);
+}
+
+/* The quoted, escaped string; runs of plain bytes are copied at once. */
+static void put_quoted(JsonOut *j, const char *s)
+{
+    put(j, "\"", 1);
+    const char *run = s;
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c >= 0x20 && c != '"' && c != '\\') continue;
+        put(j, run, (size_t)(s - run));
+        run = s + 1;
+        char esc[8];
+        escape(esc, c);
+        put_s(j, esc);
+    }
+    put(j, run, (size_t)(s - run));
+    put(j, "\"", 1);
+}
+
+JsonOut *json_key(JsonOut *j, const char *key)
+{
+    if (j->error) return j;
+    if (j->depth == 0 || j->open[j->depth - 1] != '{' || j->after_key) {
+        fail(j, "a key outside an object (or two keys in a row)");
+        return j;
+    }
+    if (j->items[j->depth - 1]) put(j, ",", 1);
+    j->items[j->depth - 1] = 1;
+    put_newline_if_due(j);
+    put_quoted(j, key);
+    put(j, ":", 1);
+    j->after_key = 1;
+    return j;
+}
+
+void json_str(JsonOut *j, const char *s)
+{
+    if (!value_start(j)) put_quoted(j, s ? s : "");
+}
+
+/* One formatted scalar (the caller has checked it is finite). */
+static void put_number(JsonOut *j, char conv, int prec, double v)
+{
+    char tmp[400]; /* DBL_MAX in %.20f is 330 characters */
+    int n = conv == 'f' ? snprintf(tmp, sizeof tmp, "%.*f", prec, v)
+                        : snprintf(tmp, sizeof tmp, "%.*g", prec, v);
+    if (n < 0 || (size_t)n >= sizeof tmp) fail(j, "number does not format");
+    else put(j, tmp, (size_t)n);
+}
+
+void json_null(JsonOut *j)
+{
+    if (!value_start(j)) put(j, "null", 4);
+}
+
+void json_bool(JsonOut *j, int v)
+{
+    if (!value_start(j)) put_s(j, v ? "true" : "false");
+}
+
+void json_int(JsonOut *j, long long v)
+{
+    char tmp[32];
+    snprintf(tmp, sizeof tmp, "%lld", v);
+    if (!value_start(j)) put_s(j, tmp);
+}
+
+void json_uint(JsonOut *j, uint64_t v)
+{
+    char tmp[32];
+    snprintf(tmp, sizeof tmp, "%" PRIu64, v);
+    if (!value_start(j)) put_s(j, tmp);
+}
+
+void json_sig(JsonOut *j, double v, int digits)
+{
+    if (!isfinite(v)) {
+        json_null(j);
+        return;
+    }
+    digits = digits < 1 ? 1 : digits > 17 ? 17 : digits;
+    if (!value_start(j)) put_number(j, 'g', digits, v);
+}
+
+void json_double(JsonOut *j, double v) { json_sig(j, v, 17); }
+
+void json_fixed(JsonOut *j, double v, int decimals)
+{
+    if (!isfinite(v)) {
+        json_null(j);
+        return;
+    }
+    decimals = decimals < 0 ? 0 : decimals > 20 ? 20 : decimals;
+    if (!value_start(j)) put_number(j, 'f', decimals, v);
+}
+
+int json_finish(JsonOut *j)
+{
+    if (!j->error && (j->depth || j->after_key)) fail(j, "unclosed object or array");
+    put_newline_if_due(j);
+    flush(j);
+    return j->error ? -1 : 0;
+}

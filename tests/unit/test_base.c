@@ -1,0 +1,293 @@
+/* The ground floor's helpers: CRC-32C (both paths), FNV-1a, little-endian
+ * fields, and (below) the JSON writer. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/crc32c.h"
+#include "base/hash.h"
+#include "base/json.h"
+#include "base/le.h"
+
+/* ---- CRC-32C ---------------------------------------------------------------- */
+
+Test(crc32c, known_answer)
+{
+    cr_assert_eq(crc32c(0, "123456789", 9), 0xE3069283u);
+    cr_assert_eq(crc32c_sw(0, "123456789", 9), 0xE3069283u);
+    cr_assert_eq(crc32c(0, "", 0), 0u);
+    cr_assert_eq(crc32c_sw(0, "", 0), 0u);
+    /* RFC 3720 B.4: 32 bytes of zeros */
+    unsigned char z[32] = {0};
+    cr_assert_eq(crc32c(0, z, sizeof z), 0x8A9136AAu);
+    cr_assert_eq(crc32c_sw(0, z, sizeof z), 0x8A9136AAu);
+}
+
+/* A fixed pseudo-random sequence (xorshift), so a failure reproduces. */
+static uint64_t rng_next(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+static unsigned char *random_bytes(size_t n, uint64_t seed)
+{
+    unsigned char *b = malloc(n);
+    cr_assert_not_null(b);
+    for (size_t i = 0; i < n; i++) b[i] = (unsigned char)rng_next(&seed);
+    return b;
+}
+
+Test(crc32c, chaining)
+{
+    unsigned char *b = random_bytes(1000, 1);
+    for (size_t cut = 0; cut <= 1000; cut += 37) {
+        cr_assert_eq(crc32c(crc32c(0, b, cut), b + cut, 1000 - cut), crc32c(0, b, 1000));
+        cr_assert_eq(crc32c_sw(crc32c_sw(0, b, cut), b + cut, 1000 - cut), crc32c_sw(0, b, 1000));
+    }
+    free(b);
+}
+
+/* The software path is what non-SSE4.2 builds use: it must agree with the
+ * hardware one on every length (the 8-byte loop and the tail) and alignment. */
+Test(crc32c, software_equals_hardware)
+{
+    unsigned char *b = random_bytes(70000, 2);
+    for (size_t off = 0; off < 8; off++)
+        for (size_t n = 0; n <= 300; n++)
+            cr_assert_eq(crc32c_sw(0x12345678u, b + off, n), crc32c(0x12345678u, b + off, n),
+                         "offset %zu length %zu", off, n);
+    cr_assert_eq(crc32c_sw(0, b + 3, 69997), crc32c(0, b + 3, 69997));
+    free(b);
+}
+
+/* ---- FNV-1a ------------------------------------------------------------------ */
+
+Test(hash, fnv1a64_known_answers_and_chaining)
+{
+    cr_assert_eq(fnv1a64(FNV1A64_INIT, "", 0), 0xcbf29ce484222325ull);
+    cr_assert_eq(fnv1a64(FNV1A64_INIT, "a", 1), 0xaf63dc4c8601ec8cull);
+    cr_assert_eq(fnv1a64(FNV1A64_INIT, "foobar", 6), 0x85944171f73967e8ull);
+    cr_assert_eq(fnv1a64(fnv1a64(FNV1A64_INIT, "foo", 3), "bar", 3), 0x85944171f73967e8ull);
+}
+
+/* ---- little-endian fields ------------------------------------------------------ */
+
+Test(le, byte_order_and_round_trip)
+{
+    unsigned char b[8];
+    le_put16(b, 0x1234);
+    cr_assert(b[0] == 0x34 && b[1] == 0x12);
+    cr_assert_eq(le_get16(b), 0x1234);
+    le_put32(b, 0x89abcdefu);
+    cr_assert(b[0] == 0xef && b[1] == 0xcd && b[2] == 0xab && b[3] == 0x89);
+    cr_assert_eq(le_get32(b), 0x89abcdefu);
+    le_put64(b, 0x0123456789abcdefull);
+    cr_assert(b[0] == 0xef && b[7] == 0x01);
+    cr_assert_eq(le_get64(b), 0x0123456789abcdefull);
+    le_put_f32(b, 1.0f); /* 0x3f800000 */
+    cr_assert(b[0] == 0 && b[1] == 0 && b[2] == 0x80 && b[3] == 0x3f);
+    cr_assert_eq(le_get_f32(b), 1.0f);
+    /* a NaN keeps its payload bit for bit */
+    le_put32(b, 0x7fc00001u);
+    float f = le_get_f32(b);
+    unsigned char c[4];
+    le_put_f32(c, f);
+    cr_assert_eq(memcmp(b, c, 4), 0);
+}
+
+/* ---- the JSON writer --------------------------------------------------------- */
+
+/* The finished in-memory text of j (asserting it finished cleanly). */
+static const char *json_done(JsonOut *j)
+{
+    cr_assert_eq(json_finish(j), 0, "json_finish: %s", j->error);
+    cr_assert_not_null(j->buf);
+    return j->buf;
+}
+
+Test(json, escaping)
+{
+    JsonOut j;
+    json_init(&j, NULL);
+    json_begin_array(&j);
+    json_str(&j, "say \"hi\" \\ o/");
+    json_str(&j, "a\nb\tc\rd\be\ff");
+    json_str(&j, "\x01\x1f\x7f");
+    json_str(&j, "caf\xc3\xa9"); /* UTF-8 passes through */
+    json_str(&j, "");
+    json_end_array(&j);
+    cr_assert_str_eq(json_done(&j),
+                     "[\"say \\\"hi\\\" \\\\ o/\",\"a\\nb\\tc\\rd\\be\\ff\",\"\\u0001\\u001f\x7f\","
+                     "\"caf\xc3\xa9\",\"\"]");
+    json_free(&j);
+}
+
+Test(json, keys_are_escaped_too)
+{
+    JsonOut j;
+    json_init(&j, NULL);
+    json_begin_object(&j);
+    json_int(json_key(&j, "a\"b\n"), 1);
+    json_end_object(&j);
+    cr_assert_str_eq(json_done(&j), "{\"a\\\"b\\n\":1}");
+    json_free(&j);
+}
+
+Test(json, non_finite_numbers_are_null)
+{
+    JsonOut j;
+    json_init(&j, NULL);
+    json_begin_array(&j);
+    json_double(&j, NAN);
+    json_double(&j, INFINITY);
+    json_double(&j, -INFINITY);
+    json_sig(&j, NAN, 6);
+    json_fixed(&j, INFINITY, 3);
+    json_fixed(&j, -NAN, 0);
+    json_end_array(&j);
+    cr_assert_str_eq(json_done(&j), "[null,null,null,null,null,null]");
+    json_free(&j);
+}
+
+Test(json, number_forms)
+{
+    JsonOut j;
+    json_init(&j, NULL);
+    json_begin_array(&j);
+    json_int(&j, -9223372036854775807LL - 1);
+    json_uint(&j, UINT64_MAX);
+    json_double(&j, 0.1);
+    json_double(&j, 3);
+    json_sig(&j, 6e-4, 6);
+    json_fixed(&j, 1234.5678, 2);
+    json_fixed(&j, 2.5e6, 0);
+    json_bool(&j, 1);
+    json_bool(&j, 0);
+    json_null(&j);
+    json_end_array(&j);
+    cr_assert_str_eq(json_done(&j), "[-9223372036854775808,18446744073709551615,"
+                                    "0.10000000000000001,3,0.0006,1234.57,2500000,true,false,null]");
+    json_free(&j);
+}
+
+Test(json, nesting_and_commas)
+{
+    JsonOut j;
+    json_init(&j, NULL);
+    json_begin_object(&j);
+    json_begin_array(json_key(&j, "empty"));
+    json_end_array(&j);
+    json_begin_object(json_key(&j, "o"));
+    json_end_object(&j);
+    json_begin_array(json_key(&j, "a"));
+    for (int i = 0; i < 3; i++) {
+        json_begin_object(&j);
+        json_int(json_key(&j, "i"), i);
+        json_begin_array(json_key(&j, "v"));
+        json_int(&j, i);
+        json_int(&j, -i);
+        json_end_array(&j);
+        json_end_object(&j);
+    }
+    json_end_array(&j);
+    json_str(json_key(&j, "last"), "x");
+    json_end_object(&j);
+    cr_assert_str_eq(json_done(&j), "{\"empty\":[],\"o\":{},\"a\":[{\"i\":0,\"v\":[0,0]},"
+                                    "{\"i\":1,\"v\":[1,-1]},{\"i\":2,\"v\":[2,-2]}],\"last\":\"x\"}");
+    json_free(&j);
+}
+
+Test(json, newlines_go_after_the_comma)
+{
+    JsonOut j;
+    json_init(&j, NULL);
+    json_begin_array(&j);
+    json_newline(&j);
+    json_int(&j, 1);
+    json_newline(&j);
+    json_int(&j, 2);
+    json_newline(&j);
+    json_end_array(&j);
+    json_newline(&j);
+    json_begin_object(&j); /* JSON Lines: top-level values take no comma */
+    json_end_object(&j);
+    json_newline(&j);
+    cr_assert_str_eq(json_done(&j), "[\n1,\n2\n]\n{}\n");
+    json_free(&j);
+}
+
+Test(json, misuse_is_an_error)
+{
+    JsonOut j;
+    json_init(&j, NULL);
+    json_begin_object(&j);
+    json_int(&j, 1); /* no key */
+    cr_assert_eq(json_finish(&j), -1);
+    cr_assert_not_null(j.error);
+    json_free(&j);
+
+    json_init(&j, NULL);
+    json_begin_array(&j);
+    cr_assert_eq(json_finish(&j), -1, "an unclosed array is not a document");
+    json_free(&j);
+
+    json_init(&j, NULL);
+    json_begin_array(&j);
+    json_end_object(&j);
+    cr_assert_eq(json_finish(&j), -1);
+    json_free(&j);
+
+    json_init(&j, NULL);
+    json_key(&j, "k"); /* a key at the top level */
+    cr_assert_eq(json_finish(&j), -1);
+    json_free(&j);
+
+    json_init(&j, NULL);
+    for (int i = 0; i <= JSON_MAX_DEPTH; i++) json_begin_array(&j);
+    cr_assert_eq(json_finish(&j), -1);
+    json_free(&j);
+}
+
+/* A big document through a FILE sink: flushed in chunks, and the bytes on
+ * the file are exactly the in-memory text. */
+Test(json, file_sink_streams_the_same_text)
+{
+    JsonOut mem, file;
+    FILE *f = tmpfile();
+    cr_assert_not_null(f);
+    json_init(&mem, NULL);
+    json_init(&file, f);
+    JsonOut *both[2] = {&mem, &file};
+    for (int w = 0; w < 2; w++) {
+        JsonOut *j = both[w];
+        json_begin_array(j);
+        for (int i = 0; i < 20000; i++) {
+            json_newline(j);
+            json_begin_object(j);
+            json_str(json_key(j, "name"), "span \"x\"");
+            json_fixed(json_key(j, "ts"), i * 1.5, 3);
+            json_end_object(j);
+        }
+        json_newline(j);
+        json_end_array(j);
+        cr_assert_eq(json_finish(j), 0, "%s", j->error);
+    }
+    cr_assert_lt(file.cap, mem.len, "the sink's buffer stayed small");
+    long n = ftell(f);
+    cr_assert_eq((size_t)n, mem.len);
+    char *back = malloc(mem.len);
+    cr_assert_not_null(back);
+    rewind(f);
+    cr_assert_eq(fread(back, 1, mem.len, f), mem.len);
+    cr_assert_eq(memcmp(back, mem.buf, mem.len), 0);
+    free(back);
+    fclose(f);
+    json_free(&mem);
+    json_free(&file);
+}
