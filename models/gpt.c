@@ -226,6 +226,7 @@ int gpt_build(Model *m, Err *e)
     if (g->head && !g->emb)
         g->i_head_wte = model_add_tied_copy(m, "wte", 2, c->vocab, c->n_embd, c->n_layer + 1, 1,
                                             0.02f, wte_global);
+    if (model_tensors_ok(m, e)) return -1;
     m->params = model_calloc(m->n_params ? m->n_params : 1, sizeof(float));
     if (!m->shard.forward_only) m->grads = model_calloc(m->n_params ? m->n_params : 1, sizeof(float));
     if (!m->params || (!m->grads && !m->shard.forward_only)) return err_set(e, "out of memory: %zu parameters", m->n_params);

@@ -57,6 +57,7 @@ int mlp_build(Model *m, Err *e)
         model_add_tensor(m, n, 1, out, 0, l, 0, split == TP_COLUMN ? TP_COLUMN : TP_REPLICATED,
                          1, 0);
     }
+    if (model_tensors_ok(m, e)) return -1;
     m->params = model_calloc(m->n_params, sizeof(float));
     if (!m->shard.forward_only) m->grads = model_calloc(m->n_params, sizeof(float));
     size_t total = model_act_floats(c, B);

@@ -1,13 +1,12 @@
 #include "models/model.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include "models/philox.h"
 #include "sharding/tpsplit.h"
-
-#define MAX_TENSORS 4096
 
 int model_config_validate(const ModelConfig *c, Err *e)
 {
@@ -50,9 +49,34 @@ static int holds_block(const Model *m, int block)
 
 int model_owns_block(const Model *m, int block) { return holds_block(m, block); }
 
+/* Room for one more tensor: the table doubles as the builder declares
+ * tensors, so any accepted --layers fits. A failure is remembered (the
+ * builder checks model_tensors_ok once after declaring everything). */
+static int reserve_tensor(Model *m)
+{
+    if (m->tensors_failed) return -1;
+    if (m->n_tensors < m->tensors_cap) return 0;
+    int cap = m->tensors_cap ? 2 * (m->tensors_cap < INT_MAX / 2 ? m->tensors_cap : 0) : 64;
+    ParamInfo *t = cap ? realloc(m->tensors, (size_t)cap * sizeof *t) : NULL;
+    if (!t) {
+        m->tensors_failed = 1;
+        return -1;
+    }
+    m->tensors = t;
+    m->tensors_cap = cap;
+    return 0;
+}
+
+int model_tensors_ok(const Model *m, Err *e)
+{
+    if (!m->tensors_failed) return 0;
+    return err_set(e, "out of memory for the tensor table (%d tensors declared)", m->n_tensors);
+}
+
 static int append_tensor(Model *m, const char *name, int ndim, int d0, int d1, int block,
                          int decay, TpSplit split, int groups, float init_std, size_t global)
 {
+    if (reserve_tensor(m)) return -1;
     ParamInfo *t = &m->tensors[m->n_tensors];
     memset(t, 0, sizeof *t);
     snprintf(t->name, sizeof t->name, "%s", name);
@@ -90,7 +114,7 @@ int model_add_tied_copy(Model *m, const char *name, int ndim, int d0, int d1, in
     if (!holds_block(m, block)) return -1;
     int k = append_tensor(m, name, ndim, d0, d1, block, decay, TP_REPLICATED, 1, init_std,
                           global_offset);
-    m->tensors[k].tied_copy = 1;
+    if (k >= 0) m->tensors[k].tied_copy = 1;
     return k;
 }
 
@@ -209,8 +233,6 @@ int model_init_shard(Model *m, const ModelConfig *cfg, const ModelShard *shard, 
     if (m->shard.last_block < 0) m->shard.last_block = m->n_blocks - 1;
     if (m->shard.slots < 1) m->shard.slots = 1;
     m->max_batch = max_batch;
-    m->tensors = calloc(MAX_TENSORS, sizeof *m->tensors);
-    if (!m->tensors) return err_set(e, "out of memory for the tensor table");
     int rc = cfg->kind == MODEL_GPT ? gpt_build(m, e) : mlp_build(m, e);
     if (rc) {
         model_free(m);

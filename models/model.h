@@ -61,6 +61,8 @@ typedef struct {
     int n_blocks;           /* of the whole model */
     int n_tensors;
     ParamInfo *tensors;
+    int tensors_cap;        /* allocated entries of tensors (it grows) */
+    int tensors_failed;     /* growing the table ran out of memory */
     size_t n_params;        /* held by this process */
     size_t global_params;   /* of the whole, unsharded model */
     float *params;
@@ -172,6 +174,8 @@ int model_add_tensor(Model *m, const char *name, int ndim, int d0, int d1, int b
  * owned by `block`: allocated when the shard holds that block. */
 int model_add_tied_copy(Model *m, const char *name, int ndim, int d0, int d1, int block,
                         int decay, float init_std, size_t global_offset);
+/* After declaring every tensor: fails if the table could not grow. */
+int model_tensors_ok(const Model *m, Err *e);
 void model_tp_allreduce(Model *m, float *buf, size_t n);
 void *model_calloc(size_t n, size_t size);
 

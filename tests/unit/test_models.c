@@ -441,6 +441,29 @@ Test(models, config_validate)
     cr_expect_eq(model_config_validate(&mc, &e), 0, "%s", e.msg);
 }
 
+/* ---- deep models -------------------------------------------------------------- */
+
+/* The tensor table grows with the model: 401 layers are 4816 tensors, more
+ * than the fixed 4096-entry table this build once had (which the builder
+ * overran). Every tensor must be in place and the model must run. */
+Test(models, deep_gpt_tensor_table_grows)
+{
+    ModelConfig cfg = {MODEL_GPT, 401, 1, 8, 4, 16, 0};
+    Model m;
+    Err e = {{0}};
+    cr_assert_eq(model_init(&m, &cfg, 1, 3, &e), 0, "model_init: %s", e.msg);
+    cr_expect_eq(m.n_tensors, 2 + 12 * 401 + 2, "n_tensors %d", m.n_tensors);
+    cr_expect_geq(m.tensors_cap, m.n_tensors);
+    cr_expect_eq(strcmp(m.tensors[m.n_tensors - 1].name, "lnf.b"), 0, "last tensor '%s'",
+                 m.tensors[m.n_tensors - 1].name);
+    cr_expect(model_find_tensor(&m, "h.400.mlp.proj.b") != NULL, "last layer's tensor missing");
+    const ParamInfo *last = &m.tensors[m.n_tensors - 1];
+    cr_expect_eq(last->offset + last->numel, m.n_params, "tensors do not tile the buffer");
+    int in[4] = {1, 2, 3, 4}, tg[4] = {2, 3, 4, 5};
+    cr_expect(isfinite(model_forward(&m, in, tg, 1)), "deep forward is not finite");
+    model_free(&m);
+}
+
 /* ---- learning --------------------------------------------------------------- */
 
 /* 4 Gaussian blobs in 8 dimensions, 512 points; full-batch gradient descent
