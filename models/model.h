@@ -52,8 +52,8 @@ typedef struct {
     float init_std;      /* > 0: normal(0, std); 0: zeros; < 0: ones */
 } ParamInfo;
 
-typedef struct GptState GptState;
-typedef struct MlpState MlpState;
+/* An architecture's table of functions (models/arch.h). */
+typedef struct ModelArch ModelArch;
 
 typedef struct {
     ModelConfig cfg;
@@ -69,8 +69,8 @@ typedef struct {
     float *grads;
     int max_batch;          /* activations are sized for this many sequences */
     size_t act_floats;      /* activation memory, for accounting */
-    GptState *gpt;
-    MlpState *mlp;
+    const ModelArch *arch;  /* chosen once from cfg.kind */
+    void *state;            /* the architecture's own (activations, indices) */
     /* Called by backward as soon as every gradient of `block` is final
      * (blocks finish in descending order), so a caller can start reducing
      * them while backward goes on. NULL = no calls. */
@@ -113,7 +113,8 @@ void model_backward(Model *m, const int *inputs, const int *targets, int B, floa
  * the caller; one that does not own the head leaves its output in
  * model_stage_output(slot) and returns 0 as loss. Its backward takes the
  * gradient of its output in dout, and leaves the gradient of its input in
- * model_stage_dinput() (until the next backward). */
+ * model_stage_dinput() (until the next backward). An architecture without
+ * stages (mlp) aborts with a message if asked for stage I/O. */
 double model_forward_slot(Model *m, int slot, const int *inputs, const int *targets, int B);
 void model_backward_slot(Model *m, int slot, const int *inputs, const int *targets, int B,
                          float grad_scale, const float *dout);
@@ -152,18 +153,6 @@ size_t model_act_floats(const ModelConfig *cfg, int B);
 /* Activation floats of one shard (all its slots). */
 size_t model_shard_act_floats(const ModelConfig *cfg, const ModelShard *shard, int B);
 
-/* Internal: the per-architecture builders (models/gpt.c, models/mlp.c). */
-int gpt_build(Model *m, Err *e);
-size_t gpt_act_floats(const ModelConfig *c, const ModelShard *sh, int B);
-void gpt_free(Model *m);
-double gpt_forward(Model *m, int slot, const int *inputs, const int *targets, int B, int T);
-void gpt_backward(Model *m, int slot, const int *inputs, const int *targets, int B,
-                  float grad_scale, const float *dout);
-int mlp_build(Model *m, Err *e);
-void mlp_free(Model *m);
-double mlp_forward_tokens(Model *m, const int *inputs, const int *targets, int B);
-void mlp_backward_tokens(Model *m, const int *inputs, const int *targets, int B, float grad_scale);
-
 /* Tensor-table construction helpers used by the builders: every tensor of
  * the whole model is declared in canonical order; the ones in the shard's
  * blocks are allocated, as their tensor-parallel slice. Returns the table
@@ -174,8 +163,6 @@ int model_add_tensor(Model *m, const char *name, int ndim, int d0, int d1, int b
  * owned by `block`: allocated when the shard holds that block. */
 int model_add_tied_copy(Model *m, const char *name, int ndim, int d0, int d1, int block,
                         int decay, float init_std, size_t global_offset);
-/* After declaring every tensor: fails if the table could not grow. */
-int model_tensors_ok(const Model *m, Err *e);
 void model_tp_allreduce(Model *m, float *buf, size_t n);
 void *model_calloc(size_t n, size_t size);
 
