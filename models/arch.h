@@ -19,8 +19,11 @@ struct ModelArch {
 
     /* ---- sizes and costs, without building (models/cost.c composes them
      * into the memory and FLOP estimates; each sits next to the builder
-     * whose allocations it must match) */
+     * whose allocations it must match; shards come normalized: last_block
+     * >= 0, slots >= 1) */
+    size_t (*shard_params)(const ModelConfig *c, const ModelShard *sh); /* floats held */
     size_t (*act_floats)(const ModelConfig *c, const ModelShard *sh, int B);
+    double (*fwd_flops_per_token)(const ModelConfig *c); /* whole model, one forward */
     void (*block_costs)(const ModelConfig *c, double *cost); /* stage balancing */
 
     /* ---- building: declare allocates the state and declares every tensor

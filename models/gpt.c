@@ -443,13 +443,45 @@ static void gpt_block_costs(const ModelConfig *c, double *cost)
     cost[n - 1] = 6 * T * C * V + 20 * T * V;
 }
 
+/* One transformer layer's local parameters: the matrices and the biases
+ * of qkv and fc are split over the tp ranks; the norms and the output
+ * projections' biases are replicated. */
+static size_t layer_params(size_t C, size_t tp)
+{
+    size_t matrices = (3 * C / tp + C / tp + 4 * C / tp + 4 * C / tp) * C;
+    return matrices + 3 * C / tp + 4 * C / tp + 6 * C;
+}
+
+static size_t gpt_shard_params(const ModelConfig *c, const ModelShard *sh)
+{
+    size_t C = c->n_embd, V = c->vocab, T = c->seq_len;
+    Owned o = owned_of(c, sh);
+    size_t n = (size_t)(o.l1 - o.l0) * layer_params(C, sh->tp_size);
+    if (o.emb) n += V * C + T * C;              /* wte, wpe */
+    if (o.head) n += 2 * C + (o.emb ? 0 : V * C); /* lnf, and the tied wte's copy */
+    return n;
+}
+
+/* 2 FLOPs per weight of every matmul (the head reuses wte; the position
+ * table is a lookup, counted anyway as it is small) plus attention's two
+ * T x T products, 2 T C each per layer: 2 N + 4 L C T, the usual
+ * Kaplan/PaLM count (training, 3x: 6 N + 12 L C T). */
+static double gpt_fwd_flops_per_token(const ModelConfig *c)
+{
+    ModelShard whole = {0, 1, 0, c->n_layer + 1, 1, 0};
+    double N = (double)gpt_shard_params(c, &whole);
+    return 2.0 * N + 4.0 * c->n_layer * c->n_embd * c->seq_len;
+}
+
 const ModelArch GPT_ARCH = {
     .name = "gpt",
     .validate = gpt_validate,
     .validate_shard = gpt_validate_shard,
     .n_blocks = gpt_n_blocks,
     .preds_per_seq = gpt_preds_per_seq,
+    .shard_params = gpt_shard_params,
     .act_floats = gpt_act_floats,
+    .fwd_flops_per_token = gpt_fwd_flops_per_token,
     .block_costs = gpt_block_costs,
     .declare = gpt_declare,
     .alloc_acts = gpt_alloc_acts,

@@ -242,6 +242,34 @@ static void mlp_block_costs(const ModelConfig *c, double *cost)
     for (int b = 0; b < mlp_n_blocks(c); b++) cost[b] = 1;
 }
 
+/* Layer l's local parameters (the head is l = L): even hidden layers are
+ * column-parallel (rows and bias split), odd ones row-parallel (columns
+ * split, bias replicated), the head replicated. */
+static size_t layer_params(const ModelConfig *c, int l, size_t tp)
+{
+    size_t in = l == 0 ? (c->in_dim ? (size_t)c->in_dim : (size_t)c->seq_len * c->vocab)
+                       : (size_t)c->n_embd;
+    size_t out = l == c->n_layer ? (size_t)c->vocab : (size_t)c->n_embd;
+    if (l == c->n_layer) return out * in + out;
+    return l % 2 ? out * (in / tp) + out : (out / tp) * in + out / tp;
+}
+
+static size_t mlp_shard_params(const ModelConfig *c, const ModelShard *sh)
+{
+    size_t n = 0;
+    for (int l = sh->first_block; l <= sh->last_block; l++) n += layer_params(c, l, sh->tp_size);
+    return n;
+}
+
+/* A sample is one prediction from seq_len context tokens: 2 FLOPs per
+ * weight, spread over the tokens it reads, so that FLOPs per token x tokens
+ * gives the whole model's count (training, 3x: 6 N per sample). */
+static double mlp_fwd_flops_per_token(const ModelConfig *c)
+{
+    ModelShard whole = {0, 1, 0, c->n_layer, 1, 0};
+    return 2.0 * (double)mlp_shard_params(c, &whole) / c->seq_len;
+}
+
 /* No stage boundary entries: model.c refuses stage I/O for this table. */
 const ModelArch MLP_ARCH = {
     .name = "mlp",
@@ -249,7 +277,9 @@ const ModelArch MLP_ARCH = {
     .validate_shard = mlp_validate_shard,
     .n_blocks = mlp_n_blocks,
     .preds_per_seq = mlp_preds_per_seq,
+    .shard_params = mlp_shard_params,
     .act_floats = mlp_act_floats,
+    .fwd_flops_per_token = mlp_fwd_flops_per_token,
     .block_costs = mlp_block_costs,
     .declare = mlp_declare,
     .alloc_acts = mlp_alloc_acts,

@@ -1,6 +1,7 @@
 #include "models/model.h"
 
 #include "models/arch.h"
+#include "models/cost.h"
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -185,15 +186,14 @@ static int check_fits_in_memory(const ModelConfig *cfg, const ModelShard *shard,
     long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
     if (pages <= 0 || page <= 0) return 0;
     double have = (double)pages * page;
-    double params = (double)model_count_params(cfg) / (shard->tp_size > 0 ? shard->tp_size : 1);
-    ModelShard sh = *shard;
-    if (sh.last_block < 0) sh.last_block = model_n_blocks(cfg) - 1;
-    double need = params * (shard->forward_only ? 1 : 2) * sizeof(float) + (double)model_shard_act_floats(cfg, &sh, B) * sizeof(float);
+    /* the model alone: no optimizer state, no data parallelism */
+    CostLayout l = {*shard, B, 1, 0, 0};
+    double need = (double)cost_memory(cfg, &l).total;
     if (need <= have) return 0;
     return err_set(e, "the model (%d layers x %d wide, vocab %d, seq %d: %.3g parameters) needs "
                       "about %.3g GB, more than this machine's %.3g GB of memory",
-                   cfg->n_layer, cfg->n_embd, cfg->vocab, cfg->seq_len, params * (shard->tp_size > 0 ? shard->tp_size : 1),
-                   need / 1e9, have / 1e9);
+                   cfg->n_layer, cfg->n_embd, cfg->vocab, cfg->seq_len,
+                   (double)cost_param_count(cfg), need / 1e9, have / 1e9);
 }
 
 int model_init(Model *m, const ModelConfig *cfg, int max_batch, uint64_t seed, Err *e)
@@ -329,47 +329,11 @@ int model_preds_per_seq(const ModelConfig *cfg)
     return a ? a->preds_per_seq(cfg) : 1;
 }
 
-double model_train_flops_per_seq(const Model *m)
-{
-    const ModelConfig *c = &m->cfg;
-    if (c->kind == MODEL_MLP) return 6.0 * (double)m->n_params;
-    /* 6 N per token for the matmuls plus 12 L C T per token for attention
-     * (the usual Kaplan/PaLM count; position embeddings are no FLOPs but
-     * are small) */
-    double per_token = 6.0 * (double)m->n_params + 12.0 * c->n_layer * c->n_embd * c->seq_len;
-    return per_token * c->seq_len;
-}
-
 const ParamInfo *model_find_tensor(const Model *m, const char *name)
 {
     for (int k = 0; k < m->n_tensors; k++)
         if (!strcmp(m->tensors[k].name, name)) return &m->tensors[k];
     return NULL;
-}
-
-size_t model_count_params(const ModelConfig *c)
-{
-    size_t C = c->n_embd, L = c->n_layer;
-    if (c->kind == MODEL_GPT)
-        return (size_t)c->vocab * C + (size_t)c->seq_len * C + L * (12 * C * C + 13 * C) + 2 * C;
-    size_t in = c->in_dim ? (size_t)c->in_dim : (size_t)c->seq_len * c->vocab, n = 0;
-    for (size_t l = 0; l <= L; l++) {
-        size_t a = l == 0 ? in : C, b = l == L ? (size_t)c->vocab : C;
-        n += a * b + b;
-    }
-    return n;
-}
-
-size_t model_act_floats(const ModelConfig *c, int B)
-{
-    ModelShard whole = {0, 1, 0, model_n_blocks(c) - 1, 1, 0};
-    return model_shard_act_floats(c, &whole, B);
-}
-
-size_t model_shard_act_floats(const ModelConfig *c, const ModelShard *sh, int B)
-{
-    const ModelArch *a = arch_of(c);
-    return a ? a->act_floats(c, sh, B) : 0;
 }
 
 void model_block_offsets(const Model *m, size_t *block_lo)

@@ -94,7 +94,8 @@ int model_init_shard(Model *m, const ModelConfig *cfg, const ModelShard *shard, 
 /* Checks that cfg can be split this way; the message names the fix. */
 int model_shard_validate(const ModelConfig *cfg, const ModelShard *shard, Err *e);
 int model_n_blocks(const ModelConfig *cfg);
-/* Estimated compute of each block (for balancing pipeline stages). */
+/* Estimated training compute of each block per sequence, element-wise work
+ * included (for balancing pipeline stages and the planner's time). */
 void model_block_costs(const ModelConfig *cfg, double *cost);
 /* Canonical (global) flat index of local element i of tensor t. */
 size_t model_global_index(const Model *m, const ParamInfo *t, size_t i);
@@ -127,9 +128,6 @@ size_t model_boundary_floats(const ModelConfig *cfg, int B);
 void model_zero_grad(Model *m);
 /* Predictions per sequence that contribute to the loss (T for gpt, 1 for mlp). */
 int model_preds_per_seq(const ModelConfig *cfg);
-/* Model FLOPs of forward+backward per sequence (6*params*tokens plus
- * attention), the figure GFLOP/s reports use. */
-double model_train_flops_per_seq(const Model *m);
 /* Logits at the last position of a single sequence of length t (gpt) for
  * sampling; returns a pointer into the activations (vocab floats), or NULL
  * when t is outside 1..seq_len or the model is not a GPT. */
@@ -146,12 +144,7 @@ void model_block_done(Model *m, int block);
 double mlp_forward_features(Model *m, const float *x, const int *labels, int B);
 void mlp_backward_features(Model *m, const float *x, const int *labels, int B, float grad_scale);
 
-/* Sizes without building: parameter count and activation floats for a
- * micro-batch of B sequences (the plan's memory estimate). */
-size_t model_count_params(const ModelConfig *cfg);
-size_t model_act_floats(const ModelConfig *cfg, int B);
-/* Activation floats of one shard (all its slots). */
-size_t model_shard_act_floats(const ModelConfig *cfg, const ModelShard *shard, int B);
+/* Sizes, memory and FLOPs without building: models/cost.h. */
 
 /* Tensor-table construction helpers used by the builders: every tensor of
  * the whole model is declared in canonical order; the ones in the shard's
