@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "base/hash.h"
+#include "models/cost.h"
 #include "mpitrain.pb-c.h"
 #include "sharding/partition.h"
 #include "sharding/stages.h"
@@ -64,35 +65,26 @@ static int check_shards(const TrainConfig *c, Err *e)
     return 0;
 }
 
-/* Parameters one (tp rank, stage) shard holds. */
-static size_t stage_params(const ModelConfig *m, int tp, int b0, int b1)
+/* One stage's rank, as the cost model's numbers: the trainer builds the
+ * same shard (ZO forward-only, a pipeline stage with its schedule's slots). */
+static CostLayout stage_layout(const TrainConfig *c, int s, int dp, int tp, int pp)
 {
-    if (m->kind == MODEL_MLP) return model_count_params(m) / tp + 1;
-    size_t C = m->n_embd, n = 0;
-    for (int b = b0; b <= b1; b++) {
-        if (b == 0) n += (size_t)m->vocab * C + (size_t)m->seq_len * C;
-        else if (b <= m->n_layer) n += (12 * C * C + 7 * C) / tp + 6 * C;
-        else n += 2 * C + (b0 > 0 ? (size_t)m->vocab * C : 0); /* tied copy */
-    }
-    return n;
+    int M = c->micro_batches > 0 ? c->micro_batches : 1, micro = c->global_batch / dp / M;
+    int b0 = pp > 1 ? c->stage_first[s] : 0;
+    int b1 = pp > 1 ? c->stage_first[s + 1] - 1 : model_n_blocks(&c->model) - 1;
+    int slots = pp > 1 ? pipeline_slots((Schedule)c->pp_schedule, s, pp, M) : 1;
+    CostLayout l = {{0, tp, b0, b1, slots, c->optim.kind == OPT_ZO}, micro, dp, c->zero,
+                    cost_optim_moments(c->optim.kind)};
+    return l;
 }
 
 size_t plan_memory_per_rank(const TrainConfig *c)
 {
     int dp = c->dp > 0 ? c->dp : 1, tp = c->tp > 0 ? c->tp : 1, pp = c->pp > 0 ? c->pp : 1;
-    int moments = c->optim.kind == OPT_ADAMW ? 2 : c->optim.kind == OPT_SGD ? 1 : 0;
-    int M = c->micro_batches > 0 ? c->micro_batches : 1;
-    int micro = c->global_batch / dp / M;
     size_t worst = 0;
     for (int s = 0; s < pp; s++) {
-        int b0 = pp > 1 ? c->stage_first[s] : 0;
-        int b1 = pp > 1 ? c->stage_first[s + 1] - 1 : model_n_blocks(&c->model) - 1;
-        size_t n = stage_params(&c->model, tp, b0, b1), shard = (n + dp - 1) / dp;
-        size_t opt = (size_t)moments * (c->zero ? shard : n);
-        size_t grads = n + (c->zero == 2 ? shard : 0);
-        ModelShard sh = {0, tp, b0, b1, pp > 1 ? pipeline_slots((Schedule)c->pp_schedule, s, pp, M) : 1, 0};
-        size_t acts = model_shard_act_floats(&c->model, &sh, micro > 0 ? micro : 1);
-        size_t total = (n + grads + opt + acts) * sizeof(float);
+        CostLayout l = stage_layout(c, s, dp, tp, pp);
+        size_t total = cost_memory(&c->model, &l).total;
         if (total > worst) worst = total;
     }
     return worst;
@@ -155,7 +147,7 @@ int plan_encode(const TrainConfig *c, int world, uint8_t **buf, size_t *len, Err
     mpitrain__plan__init(&p);
     p.version = PLAN_VERSION;
     p.world_size = world;
-    p.n_params = model_count_params(&c->model);
+    p.n_params = cost_param_count(&c->model);
     p.mem_per_rank = (int64_t)plan_memory_per_rank(c);
     p.predicted_step_ms = c->predicted_step_ms;
     p.n_stage_first_block = (size_t)c->pp + 1;
@@ -232,9 +224,9 @@ static int check_derived(const Mpitrain__Plan *p, const TrainConfig *c, Err *e)
 {
     if (model_config_validate(&c->model, e)) return err_wrap(e, "plan");
     if (c->dp < 1) return err_set(e, "plan: dp %d, must be at least 1", c->dp);
-    if (p->n_params != model_count_params(&c->model))
+    if (p->n_params != cost_param_count(&c->model))
         return err_set(e, "plan: n_params %llu does not match the model (%zu)",
-                       (unsigned long long)p->n_params, model_count_params(&c->model));
+                       (unsigned long long)p->n_params, cost_param_count(&c->model));
     if ((int)p->n_dp_slices != c->dp || (int)p->n_shards != c->dp)
         return err_set(e, "plan: %zu batch slices and %zu shards for --dp %d", p->n_dp_slices,
                        p->n_shards, c->dp);

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 #include "coordinator/plan.h"
+#include "models/cost.h"
 #include "models/model.h"
 #include "models/ops.h"
 #include "sharding/stages.h"
@@ -152,7 +153,7 @@ void planner_predict(const TrainConfig *c, const Machine *mc, Prediction *p)
     if (c->pp > 1) p->pp_comm_s = 2.0 * (c->micro_batches + c->pp - 1) * (msg_s(mc, act) + sched_wait_s(mc));
     /* DP: gradient all-reduce (reduce-scatter + all-gather with ZeRO),
      * partly hidden behind backward by the buckets */
-    double grad_bytes = (double)model_count_params(&c->model) / (c->tp * c->pp) * sizeof(float);
+    double grad_bytes = (double)cost_param_count(&c->model) / (c->tp * c->pp) * sizeof(float);
     double dp_s = ring_s(mc, c->dp, grad_bytes, 2.0 * (c->dp - 1) / c->dp);
     double hidden = c->overlap ? 0.5 * p->compute_s : 0;
     p->dp_exposed_s = dp_s - hidden > 0.2 * dp_s ? dp_s - hidden : 0.2 * dp_s;

@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "models/model.h"
+#include "models/arch.h"
 #include "models/ops.h"
 
 enum { T_LN1W, T_LN1B, T_QKVW, T_QKVB, T_PROJW, T_PROJB, T_LN2W, T_LN2B, T_FCW, T_FCB,
@@ -34,7 +34,7 @@ typedef struct {
     float *logits;       /* (N,V) */
 } SlotActs;
 
-struct GptState {
+typedef struct {
     int l0, l1;          /* owned transformer layers [l0, l1) */
     int emb, head;       /* owns block 0 / block L+1 */
     int i_wte, i_wpe, i_layer0, i_lnf, i_head_wte; /* table indices, -1 = not held */
@@ -43,7 +43,9 @@ struct GptState {
     /* backward scratch, reused by every layer and slot */
     float *dres, *dln, *dqkv, *datty, *dfch, *dfch_gelu, *datt_scratch, *dlogits;
     float *act_pool;
-};
+} GptState;
+
+static GptState *gst(const Model *m) { return m->state; }
 
 static float *tensor_at(const Model *m, const float *buf, int k)
 {
@@ -53,7 +55,7 @@ static float *tensor_at(const Model *m, const float *buf, int k)
 /* tensor k of owned layer l in buf (params or grads) */
 static float *lt(const Model *m, const float *buf, int l, int k)
 {
-    return tensor_at(m, buf, m->gpt->i_layer0 + (l - m->gpt->l0) * T_PER_LAYER + k);
+    return tensor_at(m, buf, gst(m)->i_layer0 + (l - gst(m)->l0) * T_PER_LAYER + k);
 }
 
 static void add_layer_tensors(Model *m, int l)
@@ -125,7 +127,7 @@ static size_t scratch_floats(const ModelConfig *c, const ModelShard *sh, int B)
            pad16(N * c->vocab);
 }
 
-size_t gpt_act_floats(const ModelConfig *c, const ModelShard *sh, int B)
+static size_t gpt_act_floats(const ModelConfig *c, const ModelShard *sh, int B)
 {
     int slots = sh->slots > 0 ? sh->slots : 1;
     return slots * slot_floats(c, sh, B) + scratch_floats(c, sh, B);
@@ -158,9 +160,9 @@ static void carve_layer(GptState *g, LayerActs *a, float **pool, int B, int T, i
     a->res3 = carve(pool, N * C);
 }
 
-static int alloc_acts(Model *m, Err *e)
+static int gpt_alloc_acts(Model *m, Err *e)
 {
-    GptState *g = m->gpt;
+    GptState *g = gst(m);
     const int B = m->max_batch, T = m->cfg.seq_len, C = m->cfg.n_embd, V = m->cfg.vocab;
     const int S = m->shard.slots, nl = g->l1 - g->l0;
     size_t N = (size_t)B * T;
@@ -200,10 +202,11 @@ static int alloc_acts(Model *m, Err *e)
 
 /* ---- building ------------------------------------------------------------ */
 
-int gpt_build(Model *m, Err *e)
+/* State and tensor table; model.c allocates params and grads from it. */
+static int gpt_declare(Model *m, Err *e)
 {
     const ModelConfig *c = &m->cfg;
-    GptState *g = m->gpt = calloc(1, sizeof *m->gpt);
+    GptState *g = m->state = calloc(1, sizeof *g);
     if (!g) return err_set(e, "out of memory");
     Owned o = owned_of(c, &m->shard);
     g->l0 = o.l0;
@@ -226,20 +229,17 @@ int gpt_build(Model *m, Err *e)
     if (g->head && !g->emb)
         g->i_head_wte = model_add_tied_copy(m, "wte", 2, c->vocab, c->n_embd, c->n_layer + 1, 1,
                                             0.02f, wte_global);
-    m->params = model_calloc(m->n_params ? m->n_params : 1, sizeof(float));
-    if (!m->shard.forward_only) m->grads = model_calloc(m->n_params ? m->n_params : 1, sizeof(float));
-    if (!m->params || (!m->grads && !m->shard.forward_only)) return err_set(e, "out of memory: %zu parameters", m->n_params);
-    return alloc_acts(m, e);
+    return 0;
 }
 
-void gpt_free(Model *m)
+static void gpt_free(Model *m)
 {
-    GptState *g = m->gpt;
+    GptState *g = gst(m);
     if (g->slots) free(g->slots[0].layers);
     free(g->slots);
     free(g->act_pool);
     free(g);
-    m->gpt = NULL;
+    m->state = NULL;
 }
 
 /* ---- forward ------------------------------------------------------------- */
@@ -251,7 +251,7 @@ static const float *layer_input(const GptState *g, const SlotActs *sa, int l)
 
 static void layer_forward(Model *m, SlotActs *sa, int l, int B, int T)
 {
-    GptState *g = m->gpt;
+    GptState *g = gst(m);
     const int C = m->cfg.n_embd, N = B * T, Ct = g->C_tp, Ft = g->F_tp;
     LayerActs *a = &sa->layers[l - g->l0];
     const float *p = m->params, *inp = layer_input(g, sa, l);
@@ -280,17 +280,18 @@ static const float *stage_out(const GptState *g, const SlotActs *sa)
 
 static void head_forward(Model *m, SlotActs *sa, int B, int T)
 {
-    GptState *g = m->gpt;
+    GptState *g = gst(m);
     const int C = m->cfg.n_embd, V = m->cfg.vocab, N = B * T;
     layernorm_forward(sa->lnf, sa->lnf_mean, sa->lnf_rstd, stage_out(g, sa),
                       tensor_at(m, m->params, g->i_lnf), tensor_at(m, m->params, g->i_lnf + 1), N, C);
     matmul_forward(sa->logits, sa->lnf, tensor_at(m, m->params, g->i_head_wte), NULL, N, C, V);
 }
 
-double gpt_forward(Model *m, int slot, const int *inputs, const int *targets, int B, int T)
+static double gpt_forward(Model *m, int slot, const int *inputs, const int *targets, int B)
 {
-    GptState *g = m->gpt;
+    GptState *g = gst(m);
     SlotActs *sa = &g->slots[slot];
+    const int T = m->cfg.seq_len;
     if (g->emb)
         embedding_forward(sa->encoded, inputs, tensor_at(m, m->params, g->i_wte),
                           tensor_at(m, m->params, g->i_wpe), B, T, m->cfg.n_embd);
@@ -306,7 +307,7 @@ double gpt_forward(Model *m, int slot, const int *inputs, const int *targets, in
 /* dres holds d(res3) on entry and d(input) on exit */
 static void layer_backward(Model *m, SlotActs *sa, int l, int B, int T)
 {
-    GptState *g = m->gpt;
+    GptState *g = gst(m);
     const int C = m->cfg.n_embd, N = B * T, Ct = g->C_tp, Ft = g->F_tp;
     LayerActs *a = &sa->layers[l - g->l0];
     const float *p = m->params, *gr = m->grads, *inp = layer_input(g, sa, l);
@@ -339,7 +340,7 @@ static void layer_backward(Model *m, SlotActs *sa, int l, int B, int T)
 
 static void head_backward(Model *m, SlotActs *sa, const int *targets, int B, int T, float scale)
 {
-    GptState *g = m->gpt;
+    GptState *g = gst(m);
     const int C = m->cfg.n_embd, V = m->cfg.vocab, N = B * T;
     softmax_xent(g->dlogits, sa->logits, targets, N, V, scale);
     memset(g->dln, 0, (size_t)N * C * sizeof(float));
@@ -351,10 +352,10 @@ static void head_backward(Model *m, SlotActs *sa, const int *targets, int B, int
                        tensor_at(m, m->params, g->i_lnf), sa->lnf_mean, sa->lnf_rstd, N, C);
 }
 
-void gpt_backward(Model *m, int slot, const int *inputs, const int *targets, int B,
+static void gpt_backward(Model *m, int slot, const int *inputs, const int *targets, int B,
                   float grad_scale, const float *dout)
 {
-    GptState *g = m->gpt;
+    GptState *g = gst(m);
     SlotActs *sa = &g->slots[slot];
     const int T = m->cfg.seq_len, C = m->cfg.n_embd;
     if (g->head) {
@@ -375,25 +376,121 @@ void gpt_backward(Model *m, int slot, const int *inputs, const int *targets, int
 
 /* ---- stage boundaries and sampling ------------------------------------------ */
 
-float *model_stage_input(Model *m, int slot) { return m->gpt->slots[slot].encoded; }
-
-const float *model_stage_output(const Model *m, int slot)
+static size_t gpt_boundary_floats(const ModelConfig *c, int B)
 {
-    return stage_out(m->gpt, &m->gpt->slots[slot]);
+    return (size_t)B * c->seq_len * c->n_embd;
 }
 
-const float *model_stage_dinput(const Model *m) { return m->gpt->dres; }
+static float *gpt_stage_input(Model *m, int slot) { return gst(m)->slots[slot].encoded; }
 
-const float *model_next_logits(Model *m, const int *tokens, int t)
+static const float *gpt_stage_output(const Model *m, int slot)
+{
+    return stage_out(gst(m), &gst(m)->slots[slot]);
+}
+
+static const float *gpt_stage_dinput(const Model *m) { return gst(m)->dres; }
+
+static const float *gpt_next_logits(Model *m, const int *tokens, int t)
 {
     /* run the full context length; causal attention means positions after t
      * do not affect position t-1, so pad with token 0 */
     const int T = m->cfg.seq_len;
-    if (m->cfg.kind != MODEL_GPT || t < 1 || t > T || !m->gpt->emb || !m->gpt->head) return NULL;
+    if (t < 1 || t > T || !gst(m)->emb || !gst(m)->head) return NULL;
     int *buf = calloc(T, sizeof(int));
     if (!buf) return NULL;
     memcpy(buf, tokens, (size_t)t * sizeof(int));
-    gpt_forward(m, 0, buf, NULL, 1, T);
+    gpt_forward(m, 0, buf, NULL, 1);
     free(buf);
-    return m->gpt->slots[0].logits + (size_t)(t - 1) * m->cfg.vocab;
+    return gst(m)->slots[0].logits + (size_t)(t - 1) * m->cfg.vocab;
 }
+
+/* ---- configuration and costs ------------------------------------------------ */
+
+static int gpt_validate(const ModelConfig *c, Err *e)
+{
+    if (c->n_head < 1 || c->n_embd % c->n_head != 0)
+        return err_set(e, "--heads %d does not divide --embd %d; pick heads that divide the width",
+                       c->n_head, c->n_embd);
+    return 0;
+}
+
+static int gpt_validate_shard(const ModelConfig *c, const ModelShard *sh, Err *e)
+{
+    if (sh->tp_size <= 1) return 0;
+    if (c->n_head % sh->tp_size)
+        return err_set(e, "--tp %d does not divide --heads %d: attention heads are split "
+                          "across tensor-parallel ranks; pick a --tp that divides %d",
+                       sh->tp_size, c->n_head, c->n_head);
+    if ((4 * c->n_embd) % sh->tp_size)
+        return err_set(e, "--tp %d does not divide the MLP width 4 x --embd = %d", sh->tp_size,
+                       4 * c->n_embd);
+    return 0;
+}
+
+/* embedding, the layers, final norm + head */
+static int gpt_n_blocks(const ModelConfig *c) { return c->n_layer + 2; }
+
+static int gpt_preds_per_seq(const ModelConfig *c) { return c->seq_len; }
+
+static void gpt_block_costs(const ModelConfig *c, double *cost)
+{
+    int n = gpt_n_blocks(c);
+    double C = c->n_embd, T = c->seq_len, V = c->vocab;
+    /* forward+backward FLOPs per sequence; element-wise work is counted as
+     * a few FLOPs per element, which matters for the embedding block */
+    cost[0] = 10 * T * C;
+    for (int b = 1; b <= c->n_layer; b++) cost[b] = 6 * T * 12 * C * C + 12 * T * T * C + 60 * T * C;
+    cost[n - 1] = 6 * T * C * V + 20 * T * V;
+}
+
+/* One transformer layer's local parameters: the matrices and the biases
+ * of qkv and fc are split over the tp ranks; the norms and the output
+ * projections' biases are replicated. */
+static size_t layer_params(size_t C, size_t tp)
+{
+    size_t matrices = (3 * C / tp + C / tp + 4 * C / tp + 4 * C / tp) * C;
+    return matrices + 3 * C / tp + 4 * C / tp + 6 * C;
+}
+
+static size_t gpt_shard_params(const ModelConfig *c, const ModelShard *sh)
+{
+    size_t C = c->n_embd, V = c->vocab, T = c->seq_len;
+    Owned o = owned_of(c, sh);
+    size_t n = (size_t)(o.l1 - o.l0) * layer_params(C, sh->tp_size);
+    if (o.emb) n += V * C + T * C;              /* wte, wpe */
+    if (o.head) n += 2 * C + (o.emb ? 0 : V * C); /* lnf, and the tied wte's copy */
+    return n;
+}
+
+/* 2 FLOPs per weight of every matmul (the head reuses wte; the position
+ * table is a lookup, counted anyway as it is small) plus attention's two
+ * T x T products, 2 T C each per layer: 2 N + 4 L C T, the usual
+ * Kaplan/PaLM count (training, 3x: 6 N + 12 L C T). */
+static double gpt_fwd_flops_per_token(const ModelConfig *c)
+{
+    ModelShard whole = {0, 1, 0, c->n_layer + 1, 1, 0};
+    double N = (double)gpt_shard_params(c, &whole);
+    return 2.0 * N + 4.0 * c->n_layer * c->n_embd * c->seq_len;
+}
+
+const ModelArch GPT_ARCH = {
+    .name = "gpt",
+    .validate = gpt_validate,
+    .validate_shard = gpt_validate_shard,
+    .n_blocks = gpt_n_blocks,
+    .preds_per_seq = gpt_preds_per_seq,
+    .shard_params = gpt_shard_params,
+    .act_floats = gpt_act_floats,
+    .fwd_flops_per_token = gpt_fwd_flops_per_token,
+    .block_costs = gpt_block_costs,
+    .declare = gpt_declare,
+    .alloc_acts = gpt_alloc_acts,
+    .free = gpt_free,
+    .forward = gpt_forward,
+    .backward = gpt_backward,
+    .boundary_floats = gpt_boundary_floats,
+    .stage_input = gpt_stage_input,
+    .stage_output = gpt_stage_output,
+    .stage_dinput = gpt_stage_dinput,
+    .next_logits = gpt_next_logits,
+};

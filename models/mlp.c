@@ -8,10 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
-#include "models/model.h"
+#include "models/arch.h"
 #include "models/ops.h"
 
-struct MlpState {
+typedef struct {
     int in_dim;
     float *x;           /* (B, in_dim) one-hot input for token data */
     float **pre, **post; /* L x (B,H) */
@@ -19,7 +19,19 @@ struct MlpState {
     float *dlogits, *dpost, *dpre;
     int *labels;        /* (B) */
     float *pool;
-};
+} MlpState;
+
+static MlpState *mst(const Model *m) { return m->state; }
+
+/* The features interface is MLP-only: on another model, say so and stop
+ * rather than read a different architecture's state as ours. */
+static void require_mlp(const Model *m, const char *what)
+{
+    if (m->arch == &MLP_ARCH) return;
+    fprintf(stderr, "mpitrain: internal error: %s on a %s model (mlp only)\n", what,
+            m->arch ? m->arch->name : "unbuilt");
+    abort();
+}
 
 static float *w_of(const Model *m, const float *buf, int layer, int bias)
 {
@@ -39,14 +51,14 @@ static int out_width(const Model *m, int l)
     return m->tensors[2 * l].local_shape[0];
 }
 
-int mlp_build(Model *m, Err *e)
+/* State and tensor table; model.c allocates params and grads from it. */
+static int mlp_declare(Model *m, Err *e)
 {
     const ModelConfig *c = &m->cfg;
-    const int L = c->n_layer, H = c->n_embd, K = c->vocab, B = m->max_batch;
-    MlpState *s = m->mlp = calloc(1, sizeof *m->mlp);
+    const int L = c->n_layer, H = c->n_embd, K = c->vocab;
+    MlpState *s = m->state = calloc(1, sizeof *s);
     if (!s) return err_set(e, "out of memory");
     s->in_dim = c->in_dim ? c->in_dim : c->seq_len * c->vocab;
-    m->n_blocks = L + 1;
     char n[MODEL_MAX_NAME];
     for (int l = 0; l <= L; l++) {
         int in = l == 0 ? s->in_dim : H, out = l == L ? K : H;
@@ -57,16 +69,29 @@ int mlp_build(Model *m, Err *e)
         model_add_tensor(m, n, 1, out, 0, l, 0, split == TP_COLUMN ? TP_COLUMN : TP_REPLICATED,
                          1, 0);
     }
-    m->params = model_calloc(m->n_params, sizeof(float));
-    if (!m->shard.forward_only) m->grads = model_calloc(m->n_params, sizeof(float));
-    size_t total = model_act_floats(c, B);
+    return 0;
+}
+
+static size_t mlp_act_floats(const ModelConfig *c, const ModelShard *sh, int B)
+{
+    (void)sh; /* the whole model, at full width (tp only narrows what is used) */
+    size_t in = c->in_dim ? (size_t)c->in_dim : (size_t)c->seq_len * c->vocab;
+    return (size_t)B * (in + 2 * (size_t)c->n_layer * c->n_embd + 2 * (size_t)c->vocab +
+                        2 * (size_t)c->n_embd) + (size_t)(2 * c->n_layer + 8) * 16;
+}
+
+static int mlp_alloc_acts(Model *m, Err *e)
+{
+    MlpState *s = mst(m);
+    const int L = m->cfg.n_layer, H = m->cfg.n_embd, K = m->cfg.vocab, B = m->max_batch;
+    size_t total = mlp_act_floats(&m->cfg, &m->shard, B);
     s->pool = model_calloc(total, sizeof(float));
     s->pre = calloc(L, sizeof(float *));
     s->post = calloc(L, sizeof(float *));
     s->labels = calloc(B, sizeof(int));
-    if (!m->params || (!m->grads && !m->shard.forward_only) || !s->pool || !s->pre || !s->post ||
-        !s->labels)
-        return err_set(e, "out of memory: %zu parameters", m->n_params);
+    if (!s->pool || !s->pre || !s->post || !s->labels)
+        return err_set(e, "out of memory: activations need %.1f MB for batch %d", total * 4.0 / 1e6,
+                       B);
     m->act_floats = total;
     float *p = s->pool;
 #define CARVE(n) (p += ((n) + 15) / 16 * 16, p - ((n) + 15) / 16 * 16)
@@ -83,20 +108,21 @@ int mlp_build(Model *m, Err *e)
     return 0;
 }
 
-void mlp_free(Model *m)
+static void mlp_free(Model *m)
 {
-    MlpState *s = m->mlp;
+    MlpState *s = mst(m);
     free(s->pool);
     free(s->pre);
     free(s->post);
     free(s->labels);
     free(s);
-    m->mlp = NULL;
+    m->state = NULL;
 }
 
 double mlp_forward_features(Model *m, const float *x, const int *labels, int B)
 {
-    MlpState *s = m->mlp;
+    require_mlp(m, "mlp_forward_features");
+    MlpState *s = mst(m);
     const int L = m->cfg.n_layer, K = m->cfg.vocab;
     const float *in = x;
     for (int l = 0; l < L; l++) {
@@ -120,7 +146,8 @@ double mlp_forward_features(Model *m, const float *x, const int *labels, int B)
 
 void mlp_backward_features(Model *m, const float *x, const int *labels, int B, float grad_scale)
 {
-    MlpState *s = m->mlp;
+    require_mlp(m, "mlp_backward_features");
+    MlpState *s = mst(m);
     const int L = m->cfg.n_layer, K = m->cfg.vocab;
     softmax_xent(s->dlogits, s->logits, labels, B, K, grad_scale);
     const float *dout = s->dlogits;
@@ -147,7 +174,7 @@ void mlp_backward_features(Model *m, const float *x, const int *labels, int B, f
 /* one-hot context features and the label = the token after the context */
 static void tokens_to_features(Model *m, const int *inputs, const int *targets, int B)
 {
-    MlpState *s = m->mlp;
+    MlpState *s = mst(m);
     const int T = m->cfg.seq_len, V = m->cfg.vocab;
     memset(s->x, 0, (size_t)B * s->in_dim * sizeof(float));
     for (int b = 0; b < B; b++) {
@@ -156,16 +183,107 @@ static void tokens_to_features(Model *m, const int *inputs, const int *targets, 
     }
 }
 
-double mlp_forward_tokens(Model *m, const int *inputs, const int *targets, int B)
+static double mlp_forward_tokens(Model *m, int slot, const int *inputs, const int *targets, int B)
 {
+    (void)slot; /* one set of activations: no pipeline */
     tokens_to_features(m, inputs, targets, B);
-    return mlp_forward_features(m, m->mlp->x, targets ? m->mlp->labels : NULL, B);
+    return mlp_forward_features(m, mst(m)->x, targets ? mst(m)->labels : NULL, B);
 }
 
-void mlp_backward_tokens(Model *m, const int *inputs, const int *targets, int B, float grad_scale)
+static void mlp_backward_tokens(Model *m, int slot, const int *inputs, const int *targets, int B,
+                                float grad_scale, const float *dout)
 {
+    (void)slot;
     (void)inputs;
     (void)targets;
+    (void)dout; /* the head is always here: no gradient comes from a later stage */
     /* features and labels are still in place from the forward pass */
-    mlp_backward_features(m, m->mlp->x, m->mlp->labels, B, grad_scale);
+    mlp_backward_features(m, mst(m)->x, mst(m)->labels, B, grad_scale);
 }
+
+/* ---- configuration and costs ------------------------------------------------ */
+
+static int mlp_validate(const ModelConfig *c, Err *e)
+{
+    if (!c->in_dim && (long)c->seq_len * c->vocab > (1L << 26))
+        return err_set(e, "--model mlp: --seq-len %d x --vocab %d one-hot inputs are too wide; "
+                          "use a shorter context", c->seq_len, c->vocab);
+    return 0;
+}
+
+static int mlp_n_blocks(const ModelConfig *c) { return c->n_layer + 1; }
+
+static int mlp_validate_shard(const ModelConfig *c, const ModelShard *sh, Err *e)
+{
+    int n = mlp_n_blocks(c);
+    if (sh->tp_size > 1) {
+        if (c->n_layer % 2)
+            return err_set(e, "--model mlp with --tp %d needs an even --layers (column- and "
+                              "row-parallel layers come in pairs); got %d", sh->tp_size, c->n_layer);
+        if (c->n_embd % sh->tp_size)
+            return err_set(e, "--tp %d does not divide the MLP width --embd %d", sh->tp_size,
+                           c->n_embd);
+    }
+    if (sh->first_block != 0 || (sh->last_block >= 0 && sh->last_block != n - 1))
+        return err_set(e, "--model mlp does not support pipeline stages (--pp 1 only)");
+    return 0;
+}
+
+/* one prediction per sample: the token after the context */
+static int mlp_preds_per_seq(const ModelConfig *c)
+{
+    (void)c;
+    return 1;
+}
+
+static void mlp_block_costs(const ModelConfig *c, double *cost)
+{
+    /* never split into stages: any equal weights do */
+    for (int b = 0; b < mlp_n_blocks(c); b++) cost[b] = 1;
+}
+
+/* Layer l's local parameters (the head is l = L): even hidden layers are
+ * column-parallel (rows and bias split), odd ones row-parallel (columns
+ * split, bias replicated), the head replicated. */
+static size_t layer_params(const ModelConfig *c, int l, size_t tp)
+{
+    size_t in = l == 0 ? (c->in_dim ? (size_t)c->in_dim : (size_t)c->seq_len * c->vocab)
+                       : (size_t)c->n_embd;
+    size_t out = l == c->n_layer ? (size_t)c->vocab : (size_t)c->n_embd;
+    if (l == c->n_layer) return out * in + out;
+    return l % 2 ? out * (in / tp) + out : (out / tp) * in + out / tp;
+}
+
+static size_t mlp_shard_params(const ModelConfig *c, const ModelShard *sh)
+{
+    size_t n = 0;
+    for (int l = sh->first_block; l <= sh->last_block; l++) n += layer_params(c, l, sh->tp_size);
+    return n;
+}
+
+/* A sample is one prediction from seq_len context tokens: 2 FLOPs per
+ * weight, spread over the tokens it reads, so that FLOPs per token x tokens
+ * gives the whole model's count (training, 3x: 6 N per sample). */
+static double mlp_fwd_flops_per_token(const ModelConfig *c)
+{
+    ModelShard whole = {0, 1, 0, c->n_layer, 1, 0};
+    return 2.0 * (double)mlp_shard_params(c, &whole) / c->seq_len;
+}
+
+/* No stage boundary entries: model.c refuses stage I/O for this table. */
+const ModelArch MLP_ARCH = {
+    .name = "mlp",
+    .validate = mlp_validate,
+    .validate_shard = mlp_validate_shard,
+    .n_blocks = mlp_n_blocks,
+    .preds_per_seq = mlp_preds_per_seq,
+    .shard_params = mlp_shard_params,
+    .act_floats = mlp_act_floats,
+    .fwd_flops_per_token = mlp_fwd_flops_per_token,
+    .block_costs = mlp_block_costs,
+    .declare = mlp_declare,
+    .alloc_acts = mlp_alloc_acts,
+    .free = mlp_free,
+    .forward = mlp_forward_tokens,
+    .backward = mlp_backward_tokens,
+};

@@ -1,5 +1,8 @@
 #include "models/model.h"
 
+#include "models/arch.h"
+#include "models/cost.h"
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,12 +10,20 @@
 #include "models/philox.h"
 #include "sharding/tpsplit.h"
 
-#define MAX_TENSORS 4096
+const ModelArch *model_arch(ModelKind kind)
+{
+    /* the one place a kind becomes an architecture */
+    switch (kind) {
+    case MODEL_GPT: return &GPT_ARCH;
+    case MODEL_MLP: return &MLP_ARCH;
+    }
+    return NULL;
+}
 
 int model_config_validate(const ModelConfig *c, Err *e)
 {
-    if (c->kind != MODEL_GPT && c->kind != MODEL_MLP)
-        return err_set(e, "model kind %d is not gpt or mlp", (int)c->kind);
+    const ModelArch *a = model_arch(c->kind);
+    if (!a) return err_set(e, "model kind %d is not gpt or mlp", (int)c->kind);
     if (c->n_layer < 1 || c->n_layer > 1024)
         return err_set(e, "--layers %d: must be between 1 and 1024", c->n_layer);
     if (c->n_embd < 1 || c->n_embd > 65536)
@@ -21,16 +32,8 @@ int model_config_validate(const ModelConfig *c, Err *e)
         return err_set(e, "--seq-len %d: must be between 1 and 65536", c->seq_len);
     if (c->vocab < 2 || c->vocab > 65536)
         return err_set(e, "--vocab %d: must be between 2 and 65536", c->vocab);
-    if (c->kind == MODEL_GPT) {
-        if (c->n_head < 1 || c->n_embd % c->n_head != 0)
-            return err_set(e, "--heads %d does not divide --embd %d; pick heads that divide the width",
-                           c->n_head, c->n_embd);
-    }
     if (c->in_dim < 0) return err_set(e, "mlp input dimension %d is negative", c->in_dim);
-    if (c->kind == MODEL_MLP && !c->in_dim && (long)c->seq_len * c->vocab > (1L << 26))
-        return err_set(e, "--model mlp: --seq-len %d x --vocab %d one-hot inputs are too wide; "
-                          "use a shorter context", c->seq_len, c->vocab);
-    return 0;
+    return a->validate(c, e);
 }
 
 void *model_calloc(size_t n, size_t size)
@@ -50,9 +53,34 @@ static int holds_block(const Model *m, int block)
 
 int model_owns_block(const Model *m, int block) { return holds_block(m, block); }
 
+/* Room for one more tensor: the table doubles as the builder declares
+ * tensors, so any accepted --layers fits. A failure is remembered (the
+ * build checks tensors_ok once after the declarations). */
+static int reserve_tensor(Model *m)
+{
+    if (m->tensors_failed) return -1;
+    if (m->n_tensors < m->tensors_cap) return 0;
+    int cap = m->tensors_cap ? 2 * (m->tensors_cap < INT_MAX / 2 ? m->tensors_cap : 0) : 64;
+    ParamInfo *t = cap ? realloc(m->tensors, (size_t)cap * sizeof *t) : NULL;
+    if (!t) {
+        m->tensors_failed = 1;
+        return -1;
+    }
+    m->tensors = t;
+    m->tensors_cap = cap;
+    return 0;
+}
+
+static int tensors_ok(const Model *m, Err *e)
+{
+    if (!m->tensors_failed) return 0;
+    return err_set(e, "out of memory for the tensor table (%d tensors declared)", m->n_tensors);
+}
+
 static int append_tensor(Model *m, const char *name, int ndim, int d0, int d1, int block,
                          int decay, TpSplit split, int groups, float init_std, size_t global)
 {
+    if (reserve_tensor(m)) return -1;
     ParamInfo *t = &m->tensors[m->n_tensors];
     memset(t, 0, sizeof *t);
     snprintf(t->name, sizeof t->name, "%s", name);
@@ -90,7 +118,7 @@ int model_add_tied_copy(Model *m, const char *name, int ndim, int d0, int d1, in
     if (!holds_block(m, block)) return -1;
     int k = append_tensor(m, name, ndim, d0, d1, block, decay, TP_REPLICATED, 1, init_std,
                           global_offset);
-    m->tensors[k].tied_copy = 1;
+    if (k >= 0) m->tensors[k].tied_copy = 1;
     return k;
 }
 
@@ -121,28 +149,26 @@ void model_tp_allreduce(Model *m, float *buf, size_t n)
     if (m->shard.tp_size > 1) m->tp_allreduce(m->tp_ctx, buf, n);
 }
 
+/* The sizing questions below may be asked of an unchecked configuration
+ * (a checkpoint's manifest before it is validated): an unknown kind then
+ * answers "nothing" (0 blocks, no costs) instead of crashing. */
+static const ModelArch *arch_of(const ModelConfig *c) { return model_arch(c->kind); }
+
 int model_n_blocks(const ModelConfig *c)
 {
-    return c->kind == MODEL_GPT ? c->n_layer + 2 : c->n_layer + 1;
+    const ModelArch *a = arch_of(c);
+    return a ? a->n_blocks(c) : 0;
 }
 
 void model_block_costs(const ModelConfig *c, double *cost)
 {
-    int n = model_n_blocks(c);
-    double C = c->n_embd, T = c->seq_len, V = c->vocab;
-    if (c->kind == MODEL_MLP) {
-        for (int b = 0; b < n; b++) cost[b] = 1;
-        return;
-    }
-    /* forward+backward FLOPs per sequence; element-wise work is counted as
-     * a few FLOPs per element, which matters for the embedding block */
-    cost[0] = 10 * T * C;
-    for (int b = 1; b <= c->n_layer; b++) cost[b] = 6 * T * 12 * C * C + 12 * T * T * C + 60 * T * C;
-    cost[n - 1] = 6 * T * C * V + 20 * T * V;
+    const ModelArch *a = arch_of(c);
+    if (a) a->block_costs(c, cost);
 }
 
 int model_shard_validate(const ModelConfig *c, const ModelShard *sh, Err *e)
 {
+    if (!arch_of(c)) return model_config_validate(c, e); /* names the bad kind */
     int n = model_n_blocks(c);
     if (sh->tp_size < 1 || sh->tp_rank < 0 || sh->tp_rank >= sh->tp_size)
         return err_set(e, "tensor-parallel rank %d of %d is invalid", sh->tp_rank, sh->tp_size);
@@ -150,26 +176,7 @@ int model_shard_validate(const ModelConfig *c, const ModelShard *sh, Err *e)
         (sh->last_block >= 0 && (sh->last_block < sh->first_block || sh->last_block >= n)))
         return err_set(e, "blocks %d..%d are outside the model's 0..%d", sh->first_block,
                        sh->last_block, n - 1);
-    if (sh->tp_size > 1 && c->kind == MODEL_GPT) {
-        if (c->n_head % sh->tp_size)
-            return err_set(e, "--tp %d does not divide --heads %d: attention heads are split "
-                              "across tensor-parallel ranks; pick a --tp that divides %d",
-                           sh->tp_size, c->n_head, c->n_head);
-        if ((4 * c->n_embd) % sh->tp_size)
-            return err_set(e, "--tp %d does not divide the MLP width 4 x --embd = %d", sh->tp_size,
-                           4 * c->n_embd);
-    }
-    if (sh->tp_size > 1 && c->kind == MODEL_MLP) {
-        if (c->n_layer % 2)
-            return err_set(e, "--model mlp with --tp %d needs an even --layers (column- and "
-                              "row-parallel layers come in pairs); got %d", sh->tp_size, c->n_layer);
-        if (c->n_embd % sh->tp_size)
-            return err_set(e, "--tp %d does not divide the MLP width --embd %d", sh->tp_size,
-                           c->n_embd);
-    }
-    if (c->kind == MODEL_MLP && (sh->first_block != 0 || (sh->last_block >= 0 && sh->last_block != n - 1)))
-        return err_set(e, "--model mlp does not support pipeline stages (--pp 1 only)");
-    return 0;
+    return arch_of(c)->validate_shard(c, sh, e);
 }
 
 /* A configuration (from flags or a manifest) that cannot fit in this
@@ -179,21 +186,32 @@ static int check_fits_in_memory(const ModelConfig *cfg, const ModelShard *shard,
     long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
     if (pages <= 0 || page <= 0) return 0;
     double have = (double)pages * page;
-    double params = (double)model_count_params(cfg) / (shard->tp_size > 0 ? shard->tp_size : 1);
-    ModelShard sh = *shard;
-    if (sh.last_block < 0) sh.last_block = model_n_blocks(cfg) - 1;
-    double need = params * (shard->forward_only ? 1 : 2) * sizeof(float) + (double)model_shard_act_floats(cfg, &sh, B) * sizeof(float);
+    /* the model alone: no optimizer state, no data parallelism */
+    CostLayout l = {*shard, B, 1, 0, 0};
+    double need = (double)cost_memory(cfg, &l).total;
     if (need <= have) return 0;
     return err_set(e, "the model (%d layers x %d wide, vocab %d, seq %d: %.3g parameters) needs "
                       "about %.3g GB, more than this machine's %.3g GB of memory",
-                   cfg->n_layer, cfg->n_embd, cfg->vocab, cfg->seq_len, params * (shard->tp_size > 0 ? shard->tp_size : 1),
-                   need / 1e9, have / 1e9);
+                   cfg->n_layer, cfg->n_embd, cfg->vocab, cfg->seq_len,
+                   (double)cost_param_count(cfg), need / 1e9, have / 1e9);
 }
 
 int model_init(Model *m, const ModelConfig *cfg, int max_batch, uint64_t seed, Err *e)
 {
     ModelShard whole = {0, 1, 0, -1, 1, 0};
     return model_init_shard(m, cfg, &whole, max_batch, seed, e);
+}
+
+/* The architecture declares its tensors; the buffers they are carved from
+ * are the same for every architecture, so they are allocated here. */
+static int build(Model *m, Err *e)
+{
+    if (m->arch->declare(m, e) || tensors_ok(m, e)) return -1;
+    m->params = model_calloc(m->n_params, sizeof(float));
+    if (!m->shard.forward_only) m->grads = model_calloc(m->n_params, sizeof(float));
+    if (!m->params || (!m->grads && !m->shard.forward_only))
+        return err_set(e, "out of memory: %zu parameters", m->n_params);
+    return m->arch->alloc_acts(m, e);
 }
 
 int model_init_shard(Model *m, const ModelConfig *cfg, const ModelShard *shard, int max_batch,
@@ -204,15 +222,13 @@ int model_init_shard(Model *m, const ModelConfig *cfg, const ModelShard *shard, 
     if (max_batch < 1) return err_set(e, "batch %d: must be at least 1", max_batch);
     if (check_fits_in_memory(cfg, shard, max_batch, e)) return -1;
     m->cfg = *cfg;
+    m->arch = arch_of(cfg);
     m->shard = *shard;
     m->n_blocks = model_n_blocks(cfg);
     if (m->shard.last_block < 0) m->shard.last_block = m->n_blocks - 1;
     if (m->shard.slots < 1) m->shard.slots = 1;
     m->max_batch = max_batch;
-    m->tensors = calloc(MAX_TENSORS, sizeof *m->tensors);
-    if (!m->tensors) return err_set(e, "out of memory for the tensor table");
-    int rc = cfg->kind == MODEL_GPT ? gpt_build(m, e) : mlp_build(m, e);
-    if (rc) {
+    if (build(m, e)) {
         model_free(m);
         return -1;
     }
@@ -222,8 +238,7 @@ int model_init_shard(Model *m, const ModelConfig *cfg, const ModelShard *shard, 
 
 void model_free(Model *m)
 {
-    if (m->gpt) gpt_free(m);
-    if (m->mlp) mlp_free(m);
+    if (m->arch && m->state) m->arch->free(m);
     free(m->params);
     free(m->grads);
     free(m->tensors);
@@ -243,18 +258,14 @@ static void check_batch(const Model *m, int B)
 double model_forward_slot(Model *m, int slot, const int *inputs, const int *targets, int B)
 {
     check_batch(m, B);
-    if (m->cfg.kind == MODEL_GPT) return gpt_forward(m, slot, inputs, targets, B, m->cfg.seq_len);
-    return mlp_forward_tokens(m, inputs, targets, B);
+    return m->arch->forward(m, slot, inputs, targets, B);
 }
 
 void model_backward_slot(Model *m, int slot, const int *inputs, const int *targets, int B,
                          float grad_scale, const float *dout)
 {
     check_batch(m, B);
-    if (m->cfg.kind == MODEL_GPT)
-        gpt_backward(m, slot, inputs, targets, B, grad_scale, dout);
-    else
-        mlp_backward_tokens(m, inputs, targets, B, grad_scale);
+    m->arch->backward(m, slot, inputs, targets, B, grad_scale, dout);
 }
 
 double model_forward(Model *m, const int *inputs, const int *targets, int B)
@@ -267,9 +278,44 @@ void model_backward(Model *m, const int *inputs, const int *targets, int B, floa
     model_backward_slot(m, 0, inputs, targets, B, grad_scale, NULL);
 }
 
+/* ---- pipeline stage boundary ------------------------------------------------ */
+
+/* Stage I/O on an architecture without stages is a caller bug (the plan
+ * refuses --pp > 1 for it): stop with a message, not a wild pointer. */
+static void no_stages(const Model *m, const char *what)
+{
+    fprintf(stderr, "mpitrain: internal error: %s: --model %s has no pipeline stages\n", what,
+            m->arch->name);
+    abort();
+}
+
 size_t model_boundary_floats(const ModelConfig *c, int B)
 {
-    return (size_t)B * c->seq_len * c->n_embd;
+    const ModelArch *a = arch_of(c);
+    return a && a->boundary_floats ? a->boundary_floats(c, B) : 0;
+}
+
+float *model_stage_input(Model *m, int slot)
+{
+    if (!m->arch->stage_input) no_stages(m, "model_stage_input");
+    return m->arch->stage_input(m, slot);
+}
+
+const float *model_stage_output(const Model *m, int slot)
+{
+    if (!m->arch->stage_output) no_stages(m, "model_stage_output");
+    return m->arch->stage_output(m, slot);
+}
+
+const float *model_stage_dinput(const Model *m)
+{
+    if (!m->arch->stage_dinput) no_stages(m, "model_stage_dinput");
+    return m->arch->stage_dinput(m);
+}
+
+const float *model_next_logits(Model *m, const int *tokens, int t)
+{
+    return m->arch->next_logits ? m->arch->next_logits(m, tokens, t) : NULL;
 }
 
 void model_zero_grad(Model *m)
@@ -279,18 +325,8 @@ void model_zero_grad(Model *m)
 
 int model_preds_per_seq(const ModelConfig *cfg)
 {
-    return cfg->kind == MODEL_GPT ? cfg->seq_len : 1;
-}
-
-double model_train_flops_per_seq(const Model *m)
-{
-    const ModelConfig *c = &m->cfg;
-    if (c->kind == MODEL_MLP) return 6.0 * (double)m->n_params;
-    /* 6 N per token for the matmuls plus 12 L C T per token for attention
-     * (the usual Kaplan/PaLM count; position embeddings are no FLOPs but
-     * are small) */
-    double per_token = 6.0 * (double)m->n_params + 12.0 * c->n_layer * c->n_embd * c->seq_len;
-    return per_token * c->seq_len;
+    const ModelArch *a = arch_of(cfg);
+    return a ? a->preds_per_seq(cfg) : 1;
 }
 
 const ParamInfo *model_find_tensor(const Model *m, const char *name)
@@ -298,33 +334,6 @@ const ParamInfo *model_find_tensor(const Model *m, const char *name)
     for (int k = 0; k < m->n_tensors; k++)
         if (!strcmp(m->tensors[k].name, name)) return &m->tensors[k];
     return NULL;
-}
-
-size_t model_count_params(const ModelConfig *c)
-{
-    size_t C = c->n_embd, L = c->n_layer;
-    if (c->kind == MODEL_GPT)
-        return (size_t)c->vocab * C + (size_t)c->seq_len * C + L * (12 * C * C + 13 * C) + 2 * C;
-    size_t in = c->in_dim ? (size_t)c->in_dim : (size_t)c->seq_len * c->vocab, n = 0;
-    for (size_t l = 0; l <= L; l++) {
-        size_t a = l == 0 ? in : C, b = l == L ? (size_t)c->vocab : C;
-        n += a * b + b;
-    }
-    return n;
-}
-
-size_t model_act_floats(const ModelConfig *c, int B)
-{
-    ModelShard whole = {0, 1, 0, model_n_blocks(c) - 1, 1, 0};
-    return model_shard_act_floats(c, &whole, B);
-}
-
-size_t model_shard_act_floats(const ModelConfig *c, const ModelShard *sh, int B)
-{
-    if (c->kind == MODEL_GPT) return gpt_act_floats(c, sh, B);
-    size_t in = c->in_dim ? (size_t)c->in_dim : (size_t)c->seq_len * c->vocab;
-    return (size_t)B * (in + 2 * (size_t)c->n_layer * c->n_embd + 2 * (size_t)c->vocab +
-                        2 * (size_t)c->n_embd) + (size_t)(2 * c->n_layer + 8) * 16;
 }
 
 void model_block_offsets(const Model *m, size_t *block_lo)

@@ -52,8 +52,8 @@ typedef struct {
     float init_std;      /* > 0: normal(0, std); 0: zeros; < 0: ones */
 } ParamInfo;
 
-typedef struct GptState GptState;
-typedef struct MlpState MlpState;
+/* An architecture's table of functions (models/arch.h). */
+typedef struct ModelArch ModelArch;
 
 typedef struct {
     ModelConfig cfg;
@@ -61,14 +61,16 @@ typedef struct {
     int n_blocks;           /* of the whole model */
     int n_tensors;
     ParamInfo *tensors;
+    int tensors_cap;        /* allocated entries of tensors (it grows) */
+    int tensors_failed;     /* growing the table ran out of memory */
     size_t n_params;        /* held by this process */
     size_t global_params;   /* of the whole, unsharded model */
     float *params;
     float *grads;
     int max_batch;          /* activations are sized for this many sequences */
     size_t act_floats;      /* activation memory, for accounting */
-    GptState *gpt;
-    MlpState *mlp;
+    const ModelArch *arch;  /* chosen once from cfg.kind */
+    void *state;            /* the architecture's own (activations, indices) */
     /* Called by backward as soon as every gradient of `block` is final
      * (blocks finish in descending order), so a caller can start reducing
      * them while backward goes on. NULL = no calls. */
@@ -92,7 +94,8 @@ int model_init_shard(Model *m, const ModelConfig *cfg, const ModelShard *shard, 
 /* Checks that cfg can be split this way; the message names the fix. */
 int model_shard_validate(const ModelConfig *cfg, const ModelShard *shard, Err *e);
 int model_n_blocks(const ModelConfig *cfg);
-/* Estimated compute of each block (for balancing pipeline stages). */
+/* Estimated training compute of each block per sequence, element-wise work
+ * included (for balancing pipeline stages and the planner's time). */
 void model_block_costs(const ModelConfig *cfg, double *cost);
 /* Canonical (global) flat index of local element i of tensor t. */
 size_t model_global_index(const Model *m, const ParamInfo *t, size_t i);
@@ -111,7 +114,8 @@ void model_backward(Model *m, const int *inputs, const int *targets, int B, floa
  * the caller; one that does not own the head leaves its output in
  * model_stage_output(slot) and returns 0 as loss. Its backward takes the
  * gradient of its output in dout, and leaves the gradient of its input in
- * model_stage_dinput() (until the next backward). */
+ * model_stage_dinput() (until the next backward). An architecture without
+ * stages (mlp) aborts with a message if asked for stage I/O. */
 double model_forward_slot(Model *m, int slot, const int *inputs, const int *targets, int B);
 void model_backward_slot(Model *m, int slot, const int *inputs, const int *targets, int B,
                          float grad_scale, const float *dout);
@@ -124,9 +128,6 @@ size_t model_boundary_floats(const ModelConfig *cfg, int B);
 void model_zero_grad(Model *m);
 /* Predictions per sequence that contribute to the loss (T for gpt, 1 for mlp). */
 int model_preds_per_seq(const ModelConfig *cfg);
-/* Model FLOPs of forward+backward per sequence (6*params*tokens plus
- * attention), the figure GFLOP/s reports use. */
-double model_train_flops_per_seq(const Model *m);
 /* Logits at the last position of a single sequence of length t (gpt) for
  * sampling; returns a pointer into the activations (vocab floats), or NULL
  * when t is outside 1..seq_len or the model is not a GPT. */
@@ -143,24 +144,7 @@ void model_block_done(Model *m, int block);
 double mlp_forward_features(Model *m, const float *x, const int *labels, int B);
 void mlp_backward_features(Model *m, const float *x, const int *labels, int B, float grad_scale);
 
-/* Sizes without building: parameter count and activation floats for a
- * micro-batch of B sequences (the plan's memory estimate). */
-size_t model_count_params(const ModelConfig *cfg);
-size_t model_act_floats(const ModelConfig *cfg, int B);
-/* Activation floats of one shard (all its slots). */
-size_t model_shard_act_floats(const ModelConfig *cfg, const ModelShard *shard, int B);
-
-/* Internal: the per-architecture builders (models/gpt.c, models/mlp.c). */
-int gpt_build(Model *m, Err *e);
-size_t gpt_act_floats(const ModelConfig *c, const ModelShard *sh, int B);
-void gpt_free(Model *m);
-double gpt_forward(Model *m, int slot, const int *inputs, const int *targets, int B, int T);
-void gpt_backward(Model *m, int slot, const int *inputs, const int *targets, int B,
-                  float grad_scale, const float *dout);
-int mlp_build(Model *m, Err *e);
-void mlp_free(Model *m);
-double mlp_forward_tokens(Model *m, const int *inputs, const int *targets, int B);
-void mlp_backward_tokens(Model *m, const int *inputs, const int *targets, int B, float grad_scale);
+/* Sizes, memory and FLOPs without building: models/cost.h. */
 
 /* Tensor-table construction helpers used by the builders: every tensor of
  * the whole model is declared in canonical order; the ones in the shard's

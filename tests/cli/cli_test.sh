@@ -117,6 +117,11 @@ run train $TINY --steps 6 --out run --quiet
 expect "second run into the same --out without --resume exits 1" 1 "--resume"
 check "the refused run left the metrics alone" "[ \$(rows '\"step\":' $M) -eq 7 ]"
 
+# ---- a deep model: more tensors than a fixed-size table would hold --------
+run train --layers 400 --embd 8 --heads 1 --seq-len 8 --batch 1 --steps 1 --eval-every 0 \
+  --save-every 0 --data corpus.tok --threads 1 --quiet --out deep
+expect "train --layers 400 at width 8 exits 0" 0
+
 # ---- config file values apply; flags override them -------------------------
 printf '# tiny model\nlayers = 2\nheads = 2\nembd = 32\nseq-len = 16\nbatch = 4\nsteps = 2\n' > good.cfg
 run train --config good.cfg --embd 16 --data corpus.tok --threads 1 --quiet --out cfgrun

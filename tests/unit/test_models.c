@@ -4,11 +4,13 @@
  * test (the MLP must actually learn a separable problem with plain GD). */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "models/arch.h"
 #include "models/model.h"
 #include "models/ops.h"
 #include "models/philox.h"
@@ -439,6 +441,103 @@ Test(models, config_validate)
     mc.seq_len = 2;
     mc.vocab = 3;
     cr_expect_eq(model_config_validate(&mc, &e), 0, "%s", e.msg);
+}
+
+/* ---- architecture tables ------------------------------------------------------ */
+
+Test(models, arch_is_chosen_by_kind)
+{
+    cr_expect_eq(model_arch(MODEL_GPT), &GPT_ARCH);
+    cr_expect_eq(model_arch(MODEL_MLP), &MLP_ARCH);
+    cr_expect_null(model_arch((ModelKind)7));
+    ModelConfig bad = tiny_gpt();
+    bad.kind = (ModelKind)7;
+    Err e = {{0}};
+    cr_expect_neq(model_config_validate(&bad, &e), 0);
+    cr_expect_eq(model_n_blocks(&bad), 0, "an unknown kind has no blocks");
+    Model m;
+    ModelConfig g = tiny_gpt();
+    cr_assert_eq(model_init(&m, &g, 1, 1, &e), 0, "%s", e.msg);
+    cr_expect_eq(m.arch, &GPT_ARCH);
+    cr_expect_eq(strcmp(m.arch->name, "gpt"), 0);
+    /* a whole GPT's stage output is its last layer's residual stream */
+    cr_expect_not_null(model_stage_output(&m, 0));
+    model_free(&m);
+}
+
+static void build_tiny_mlp(Model *m)
+{
+    ModelConfig c = {MODEL_MLP, 2, 0, 4, 2, 3, 0};
+    Err e = {{0}};
+    cr_assert_eq(model_init(m, &c, 1, 1, &e), 0, "%s", e.msg);
+}
+
+/* The MLP has no pipeline stages: asking for stage I/O stops with a
+ * message (abort) instead of reading another architecture's state. */
+Test(models, mlp_stage_input_refused, .signal = SIGABRT)
+{
+    Model m;
+    build_tiny_mlp(&m);
+    model_stage_input(&m, 0);
+}
+
+Test(models, mlp_stage_output_refused, .signal = SIGABRT)
+{
+    Model m;
+    build_tiny_mlp(&m);
+    model_stage_output(&m, 0);
+}
+
+Test(models, mlp_stage_dinput_refused, .signal = SIGABRT)
+{
+    Model m;
+    build_tiny_mlp(&m);
+    model_stage_dinput(&m);
+}
+
+Test(models, mlp_has_no_sampling_or_boundary)
+{
+    Model m;
+    build_tiny_mlp(&m);
+    int tok[2] = {0, 1};
+    cr_expect_null(model_next_logits(&m, tok, 2));
+    cr_expect_eq(model_boundary_floats(&m.cfg, 4), 0);
+    model_free(&m);
+}
+
+/* The features interface on a GPT stops with a message. */
+Test(models, mlp_features_on_gpt_refused, .signal = SIGABRT)
+{
+    Model m;
+    ModelConfig g = tiny_gpt();
+    Err e = {{0}};
+    cr_assert_eq(model_init(&m, &g, 1, 1, &e), 0, "%s", e.msg);
+    float x[8] = {0};
+    int y = 0;
+    mlp_forward_features(&m, x, &y, 1);
+}
+
+/* ---- deep models -------------------------------------------------------------- */
+
+/* The tensor table grows with the model: 401 layers are 4816 tensors, more
+ * than the fixed 4096-entry table this build once had (which the builder
+ * overran). Every tensor must be in place and the model must run. */
+Test(models, deep_gpt_tensor_table_grows)
+{
+    ModelConfig cfg = {MODEL_GPT, 401, 1, 8, 4, 16, 0};
+    Model m;
+    Err e = {{0}};
+    cr_assert_eq(model_init(&m, &cfg, 1, 3, &e), 0, "model_init: %s", e.msg);
+    cr_expect_eq(m.n_tensors, 2 + 12 * 401 + 2, "n_tensors %d", m.n_tensors);
+    cr_expect_geq(m.tensors_cap, m.n_tensors);
+    cr_expect_eq(strcmp(m.tensors[m.n_tensors - 1].name, "lnf.b"), 0, "last tensor '%s'",
+                 m.tensors[m.n_tensors - 1].name);
+    cr_expect(model_find_tensor(&m, "h.400.mlp.proj.b") != NULL, "last layer's tensor missing");
+    const ParamInfo *last = &m.tensors[m.n_tensors - 1];
+    cr_expect_eq(last->offset + last->numel, m.n_params, "tensors do not tile the buffer");
+    int in[4] = {1, 2, 3, 4}, tg[4] = {2, 3, 4, 5};
+    cr_expect(isfinite(model_forward(&m, in, tg, 1)), "deep forward is not finite");
+    model_free(&m);
 }
 
 /* ---- learning --------------------------------------------------------------- */

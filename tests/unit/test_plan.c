@@ -233,7 +233,7 @@ Test(plan_memory, zero_shards_optimizer_state)
     cr_assert_lt(z2, z0);
 
     /* the weights alone are a floor */
-    size_t n = model_count_params(&c.model);
+    size_t n = cost_param_count(&c.model);
     cr_assert_geq(m4, n * sizeof(float));
     /* adamw keeps more state than sgd, sgd more than zo */
     c.zero = 0;
@@ -772,7 +772,7 @@ static void t_optname(Mpitrain__Plan *p, void *s)
     put(p, "optimizer", "adamw2");
 }
 
-/* regression in coordinator/plan.c (check_derived calls model_count_params before validating the model): guarded since the fix. */
+/* regression in coordinator/plan.c (check_derived counted the parameters, now cost_param_count, before validating the model): guarded since the fix. */
 Test(plan_tamper, mlp_with_negative_layers_does_not_hang, .timeout = 10)
 {
     TrainConfig c, d;

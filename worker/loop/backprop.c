@@ -74,9 +74,12 @@ static int bp_apply(Trainer *t, void *state, long step, int skip, Err *e)
     return 0;
 }
 
+/* The whole model's training FLOPs for the step's global batch (every
+ * rank reports the job's figure, whatever part of the model it holds). */
 static double bp_flops(const Trainer *t)
 {
-    return model_train_flops_per_seq(&t->model) * t->cfg->global_batch;
+    const ModelConfig *c = &t->cfg->model;
+    return cost_train_flops_per_token(c) * t->cfg->global_batch * c->seq_len;
 }
 
 const StepStrategy BACKPROP_STRATEGY = {

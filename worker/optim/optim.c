@@ -40,7 +40,7 @@ int optim_init(Optimizer *o, const OptimConfig *c, size_t lo, size_t hi, Err *e)
     o->lo = lo;
     o->hi = hi;
     size_t n = hi - lo;
-    int moments = c->kind == OPT_ADAMW ? 2 : c->kind == OPT_SGD ? 1 : 0;
+    int moments = cost_optim_moments(c->kind); /* the plan's memory check counts the same */
     if (moments >= 1 && !(o->m = model_calloc(n, sizeof(float))))
         return err_set(e, "out of memory for optimizer state (%zu floats)", n);
     if (moments >= 2 && !(o->v = model_calloc(n, sizeof(float)))) {

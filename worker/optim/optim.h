@@ -3,9 +3,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "base/err.h"
+#include "models/cost.h" /* OptKind, with the state each optimizer keeps */
 #include "models/model.h"
-
-typedef enum { OPT_ADAMW = 0, OPT_SGD = 1, OPT_ZO = 2 } OptKind;
 
 typedef struct {
     OptKind kind;

@@ -238,10 +238,13 @@ static int zo_before_save(Trainer *t, void *state, Err *e)
 }
 
 /* two forward passes per sample */
+/* Two forward passes (+eps and -eps) per sample over the global batch; no
+ * backward. */
 static double zo_flops(const Trainer *t)
 {
-    return model_train_flops_per_seq(&t->model) / 3.0 * 2.0 * t->cfg->zo_samples *
-           t->cfg->global_batch;
+    const ModelConfig *c = &t->cfg->model;
+    return cost_fwd_flops_per_token(c) * 2.0 * t->cfg->zo_samples * t->cfg->global_batch *
+           c->seq_len;
 }
 
 static void zo_free(void *state)

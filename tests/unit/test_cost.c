@@ -1,0 +1,194 @@
+/* The cost model (models/cost.h) against what the models really allocate:
+ * parameter counts of whole models and of shards (tensor-parallel slices,
+ * pipeline stages, the tied embedding's copy), the memory estimate's
+ * weights, gradients, activations and optimizer state, and the FLOP
+ * counts against the hand formula. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "models/cost.h"
+#include "models/model.h"
+#include "sharding/partition.h"
+#include "worker/optim/optim.h"
+
+static void build(Model *m, ModelConfig c, ModelShard sh, int B)
+{
+    Err e = {{0}};
+    cr_assert_eq(model_init_shard(m, &c, &sh, B, 1, &e), 0, "model_init_shard: %s", e.msg);
+}
+
+/* The estimate of the model alone must be the model's own sizes. */
+static void expect_memory_matches(const Model *m, const ModelShard *sh, int B, const char *what)
+{
+    CostLayout l = {*sh, B, 1, 0, 0};
+    CostMemory mem = cost_memory(&m->cfg, &l);
+    const size_t F = sizeof(float);
+    cr_expect_eq(cost_shard_params(&m->cfg, sh), m->n_params, "%s: %zu params estimated, %zu built",
+                 what, cost_shard_params(&m->cfg, sh), m->n_params);
+    cr_expect_eq(mem.weights, m->n_params * F, "%s: weights", what);
+    cr_expect_eq(mem.grads, m->grads ? m->n_params * F : 0, "%s: grads", what);
+    cr_expect_eq(mem.acts, m->act_floats * F, "%s: activations %zu estimated, %zu built", what,
+                 mem.acts, m->act_floats * F);
+    cr_expect_eq(mem.optim, 0);
+    cr_expect_eq(mem.total, mem.weights + mem.grads + mem.acts, "%s: total", what);
+}
+
+static const ModelConfig GPTS[] = {
+    {MODEL_GPT, 2, 2, 8, 5, 11, 0},
+    {MODEL_GPT, 1, 1, 4, 3, 2, 0},
+    {MODEL_GPT, 3, 4, 16, 8, 32, 0},
+    {MODEL_GPT, 4, 2, 12, 7, 50, 0},
+};
+
+static const ModelConfig MLPS[] = {
+    {MODEL_MLP, 1, 0, 2, 1, 2, 2},   /* float features */
+    {MODEL_MLP, 2, 0, 8, 3, 5, 0},   /* one-hot tokens */
+    {MODEL_MLP, 3, 0, 6, 4, 7, 0},
+    {MODEL_MLP, 4, 0, 10, 2, 9, 13},
+};
+
+#define N_OF(a) (sizeof(a) / sizeof((a)[0]))
+
+Test(cost, whole_model_param_count_is_the_built_count)
+{
+    for (size_t i = 0; i < N_OF(GPTS) + N_OF(MLPS); i++) {
+        ModelConfig c = i < N_OF(GPTS) ? GPTS[i] : MLPS[i - N_OF(GPTS)];
+        ModelShard whole = {0, 1, 0, -1, 1, 0};
+        Model m;
+        build(&m, c, whole, 2);
+        /* the tied head adds nothing on one rank: wte is held once */
+        cr_expect_eq(cost_param_count(&c), m.n_params, "config %zu: %zu counted, %zu built", i,
+                     cost_param_count(&c), m.n_params);
+        cr_expect_eq(cost_param_count(&c), m.global_params, "config %zu: global", i);
+        expect_memory_matches(&m, &whole, 2, "whole");
+        model_free(&m);
+    }
+}
+
+/* Every (tp rank, stage) shard of a GPT: tp 1 and 2, stages that start
+ * and end anywhere, including a head stage without the embedding, which
+ * keeps its own copy of the tied wte. */
+Test(cost, gpt_shards_match_the_built_shards)
+{
+    const ModelConfig c = GPTS[2]; /* 3 layers, heads 4: tp 1, 2, 4 */
+    const int n = c.n_layer + 2;
+    char what[64];
+    for (int tp = 1; tp <= 4; tp *= 2)
+        for (int b0 = 0; b0 < n; b0++)
+            for (int b1 = b0; b1 < n; b1++) {
+                ModelShard sh = {tp - 1, tp, b0, b1, 1 + b0 % 3, 0};
+                Model m;
+                build(&m, c, sh, 3);
+                snprintf(what, sizeof what, "tp %d blocks %d..%d", tp, b0, b1);
+                expect_memory_matches(&m, &sh, 3, what);
+                int tied = model_find_tensor(&m, "wte") && b0 > 0;
+                cr_expect_eq(tied, b1 == n - 1 && b0 > 0, "%s: tied copy", what);
+                model_free(&m);
+            }
+}
+
+Test(cost, mlp_tp_shards_match_the_built_shards)
+{
+    for (size_t i = 0; i < N_OF(MLPS); i++) {
+        ModelConfig c = MLPS[i];
+        if (c.n_layer % 2) continue; /* tp needs column/row pairs */
+        for (int r = 0; r < 2; r++) {
+            ModelShard sh = {r, 2, 0, -1, 1, 0};
+            Model m;
+            build(&m, c, sh, 4);
+            expect_memory_matches(&m, &sh, 4, "mlp tp 2");
+            model_free(&m);
+        }
+    }
+}
+
+/* Forward-only (ZO) models hold no gradients, and the estimate says so. */
+Test(cost, forward_only_has_no_gradients)
+{
+    ModelShard sh = {0, 1, 0, -1, 1, 1};
+    Model m;
+    build(&m, GPTS[0], sh, 2);
+    cr_expect_null(m.grads);
+    expect_memory_matches(&m, &sh, 2, "forward only");
+    model_free(&m);
+}
+
+Test(cost, optimizer_moments_match_the_optimizer)
+{
+    cr_expect_eq(cost_optim_moments(OPT_ADAMW), 2);
+    cr_expect_eq(cost_optim_moments(OPT_SGD), 1);
+    cr_expect_eq(cost_optim_moments(OPT_ZO), 0);
+    const ModelConfig c = GPTS[0];
+    const size_t n = cost_param_count(&c);
+    OptKind kinds[] = {OPT_ADAMW, OPT_SGD, OPT_ZO};
+    for (int k = 0; k < 3; k++) {
+        OptimConfig oc = {kinds[k], 1e-3f, 0, 0.9f, 0.95f, 1e-8f, 0, 0, 0, 0, 1};
+        Optimizer o;
+        Err e = {{0}};
+        cr_assert_eq(optim_init(&o, &oc, 0, n, &e), 0, "%s", e.msg);
+        CostLayout l = {{0, 1, 0, -1, 1, kinds[k] == OPT_ZO}, 1, 1, 0, cost_optim_moments(kinds[k])};
+        cr_expect_eq(cost_memory(&c, &l).optim, o.state_bytes, "%s", optim_name(kinds[k]));
+        optim_free(&o);
+    }
+}
+
+/* ZeRO: the optimizer state (and ZeRO-2's gradient shard) is the largest
+ * shard the partition hands a data-parallel rank. */
+Test(cost, zero_shards_are_the_largest_partition)
+{
+    const ModelConfig c = GPTS[3];
+    const size_t n = cost_param_count(&c), F = sizeof(float);
+    for (int dp = 1; dp <= 5; dp++) {
+        size_t largest = 0;
+        for (int r = 0; r < dp; r++) {
+            Range s = split_even(n, dp, r);
+            if (s.hi - s.lo > largest) largest = s.hi - s.lo;
+        }
+        CostLayout l = {{0, 1, 0, -1, 1, 0}, 1, dp, 1, 2};
+        CostMemory z1 = cost_memory(&c, &l);
+        cr_expect_eq(z1.optim, 2 * largest * F, "dp %d", dp);
+        cr_expect_eq(z1.grads, n * F);
+        l.zero = 2;
+        CostMemory z2 = cost_memory(&c, &l);
+        cr_expect_eq(z2.grads, (n + largest) * F, "dp %d: full buffer + shard", dp);
+        l.zero = 0;
+        cr_expect_eq(cost_memory(&c, &l).optim, 2 * n * F);
+    }
+}
+
+/* 2 FLOPs per weight plus attention's 4 L C T per token forward (the
+ * Kaplan/PaLM count), 3x for training; written out by hand for the tiny
+ * GPT: N = V C + T C + L (12 C^2 + 13 C) + 2 C. */
+Test(cost, gpt_flops_are_the_hand_formula)
+{
+    const ModelConfig c = GPTS[0]; /* L 2, C 8, T 5, V 11 */
+    const double N = 11 * 8 + 5 * 8 + 2 * (12 * 64 + 13 * 8) + 2 * 8;
+    cr_assert_eq(N, 1888.0);
+    cr_expect_eq((double)cost_param_count(&c), N);
+    cr_expect_eq(cost_fwd_flops_per_token(&c), 2 * N + 4 * 2 * 8 * 5);
+    cr_expect_eq(cost_train_flops_per_token(&c), 6 * N + 12 * 2 * 8 * 5);
+    cr_expect_eq(cost_train_flops_per_token(&c), 12288.0);
+}
+
+/* The MLP's sample costs 2 N forward, spread over its seq_len tokens. */
+Test(cost, mlp_flops_per_sample)
+{
+    const ModelConfig c = MLPS[1];
+    double per_sample = cost_fwd_flops_per_token(&c) * c.seq_len;
+    cr_expect_float_eq(per_sample, 2.0 * cost_param_count(&c), 1e-9);
+    cr_expect_float_eq(cost_train_flops_per_token(&c) * c.seq_len, 6.0 * cost_param_count(&c),
+                       1e-9);
+}
+
+/* An unchecked configuration (a hostile manifest) costs nothing rather
+ * than crashing the estimate. */
+Test(cost, unknown_kind_costs_nothing)
+{
+    ModelConfig c = GPTS[0];
+    c.kind = (ModelKind)9;
+    ModelShard sh = {0, 1, 0, -1, 1, 0};
+    cr_expect_eq(cost_param_count(&c), 0);
+    cr_expect_eq(cost_act_floats(&c, &sh, 1), 0);
+    cr_expect_eq(cost_fwd_flops_per_token(&c), 0.0);
+}
