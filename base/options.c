@@ -401,6 +401,24 @@ static void choice_name(const char *choices, int index, char *out, size_t n)
     snprintf(out, n, "%.*s", bar ? (int)(bar - p) : (int)strlen(p), p);
 }
 
+/* The shortest %g spelling that reads back as the same float (9 digits
+ * always do): 1e-3 stays "0.001", not "0.00100000005". */
+int opts_float_digits(float v)
+{
+    char buf[64];
+    for (int digits = 6; digits < 9; digits++) {
+        snprintf(buf, sizeof buf, "%.*g", digits, v);
+        float back = strtof(buf, NULL);
+        if (!memcmp(&back, &v, sizeof v)) return digits;
+    }
+    return 9;
+}
+
+static void format_float(char *out, size_t n, float v)
+{
+    snprintf(out, n, "%.*g", opts_float_digits(v), v);
+}
+
 void opts_format(const OptSpec *s, const void *target, char *out, size_t n)
 {
     const char *field = (const char *)target + s->offset;
@@ -408,7 +426,7 @@ void opts_format(const OptSpec *s, const void *target, char *out, size_t n)
     case OT_INT: snprintf(out, n, "%d", *(const int *)field); break;
     case OT_LONG: snprintf(out, n, "%ld", *(const long *)field); break;
     case OT_U64: snprintf(out, n, "%llu", (unsigned long long)*(const uint64_t *)field); break;
-    case OT_FLOAT: snprintf(out, n, "%.9g", *(const float *)field); break;
+    case OT_FLOAT: format_float(out, n, *(const float *)field); break;
     case OT_STR: snprintf(out, n, "%s", field); break;
     case OT_FLAG: snprintf(out, n, "%s", *(const int *)field ? "true" : "false"); break;
     case OT_CHOICE: choice_name(s->choices, *(const int *)field, out, n); break;

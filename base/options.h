@@ -44,7 +44,10 @@ void opts_print_help(FILE *out, const char *usage, const char *summary, const Op
  * (a bug in the table, which a unit test catches). */
 int opts_apply_defaults(const OptSpec *specs, void *target);
 /* The field's value as it would be typed (round-trips through opts_set:
- * floats with 9 significant digits, choices by name, flags true/false). */
+ * floats in the fewest digits that read back bit for bit, choices by
+ * name, flags true/false). */
 void opts_format(const OptSpec *s, const void *target, char *out, size_t n);
+/* The fewest significant digits (6..9) whose %g reads back as v exactly. */
+int opts_float_digits(float v);
 
 #endif

@@ -131,6 +131,21 @@ check "config value applied (layers 2 from the file)" "grep -q 'layers 2,' last.
 check "flag overrides config (embd 16 from the flag)" "grep -q 'embd 16,' last.out"
 check "config value applied (step 2 from steps = 2)" "grep -Eq '^step +2 ' last.out"
 
+# ---- config.json: the resolved settings, re-usable with --config ------------
+check "the run wrote config.json, and it is JSON with every setting" \
+  "python3 -c 'import json,sys; d=json.load(open(\"cfgrun/config.json\")); sys.exit(not (d[\"layers\"]==2 and d[\"embd\"]==16 and d[\"optimizer\"]==\"adamw\" and len(d)>40))'"
+run train --config cfgrun/config.json --out cfgagain
+expect "train --config <run>/config.json exits 0" 0
+losses() { sed -n 's/.*"step":\([0-9]*\),"loss":\([^,]*\),.*/\1 \2/p' "$1"; }
+check "a run from config.json repeats the first bit for bit" \
+  "[ -s cfgagain/metrics.jsonl ] && cmp -s <(losses cfgrun/metrics.jsonl) <(losses cfgagain/metrics.jsonl)"
+printf '{"layers": {"deep": 2}}\n' > nested.json
+run train --config nested.json
+expect "a JSON config with a nested value exits 2 naming the key" 2 "nested.json:1" '"layers"'
+printf '{"layers": 2,\n "not-an-option": 1}\n' > unknown.json
+run train --config unknown.json
+expect "a JSON config with an unknown key exits 2 naming file:line and key" 2 "unknown.json:2" "not-an-option"
+
 # ---- sample ----------------------------------------------------------------
 run sample --ckpt run --prompt "And " --tokens 20
 check "sample exits 0" "[ $rc -eq 0 ]"

@@ -4,6 +4,9 @@
  * metavar, the default as typed, the range, and the help text. */
 #include "worker/config/config.h"
 
+#include "base/fileio.h"
+#include "base/json.h"
+
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -127,4 +130,40 @@ int train_config_validate(const TrainConfig *c, Err *e)
     if (c->eval_every > 0 && c->eval_batches < 1)
         return err_set(e, "--eval-batches %d: must be at least 1", c->eval_batches);
     return 0;
+}
+
+/* A value as its JSON type: numbers as numbers, flags as booleans, names
+ * and paths as strings. The number is the same text --config reads. */
+static void json_setting(JsonOut *j, const OptSpec *s, const TrainConfig *c)
+{
+    char v[PATH_LEN + 64];
+    opts_format(s, c, v, sizeof v);
+    const char *field = (const char *)c + s->offset;
+    switch (s->type) {
+    case OT_INT: json_int(j, *(const int *)field); break;
+    case OT_LONG: json_int(j, *(const long *)field); break;
+    case OT_U64: json_uint(j, *(const uint64_t *)field); break;
+    case OT_FLOAT: json_sig(j, *(const float *)field, opts_float_digits(*(const float *)field)); break;
+    case OT_FLAG: json_bool(j, *(const int *)field); break;
+    default: json_str(j, v); break;
+    }
+}
+
+int train_config_write_json(const TrainConfig *c, const char *path, Err *e)
+{
+    JsonOut j;
+    json_init(&j, NULL);
+    json_begin_object(&j);
+    for (const OptSpec *s = TABLE; s->name; s++) {
+        if (!train_config_is_setting(s)) continue;
+        json_newline(&j);
+        json_setting(json_key(&j, s->name), s, c);
+    }
+    json_newline(&j);
+    json_end_object(&j);
+    json_newline(&j);
+    int rc = json_finish(&j) ? err_set(e, "%s: %s", path, j.error)
+                             : write_file_atomic(path, j.buf, j.len, e);
+    json_free(&j);
+    return rc;
 }

@@ -158,6 +158,9 @@ static int setup_run_dir(Trainer *t, Err *e)
                           "or pass --overwrite, or choose another --out",
                        c->out, c->out);
     if (mkdir_p(c->out, e)) return -1;
+    char path[PATH_LEN + 32];
+    snprintf(path, sizeof path, "%s/config.json", c->out);
+    if (train_config_write_json(c, path, e)) return -1;
     return t->obs->begin ? t->obs->begin(t->obs->ctx, c, t->start_step, e) : 0;
 }
 
