@@ -10,6 +10,7 @@
 #include "coordinator/progress.h"
 #include "coordinator/timeline.h"
 #include "launch/commands.h"
+#include "launch/train_args.h"
 #include "base/options.h"
 #include "worker/loop/trainer.h"
 
@@ -104,12 +105,17 @@ static int parse_train_args(TrainConfig *c, int argc, char **argv, int *done)
         *done = 1;
         return 0;
     }
+    train_args_finish(c);
+    return 0;
+}
+
+void train_args_finish(TrainConfig *c)
+{
     c->model.kind = (ModelKind)c->model_kind;
     c->optim.kind = (OptKind)c->optimizer;
     c->optim.total_steps = c->steps;
     c->bucket_bytes = (long)(c->bucket_mb * 1048576.0);
     if (c->optim.min_lr > c->optim.lr) c->optim.min_lr = c->optim.lr;
-    return 0;
 }
 
 /* Only rank 0 speaks: every rank holds the same agreed message. */
