@@ -2,7 +2,9 @@
  * It takes the command's path step by step (option table, post-parse
  * fix-ups, rank 0's defaults, plan_distribute, train_run) so that a key set
  * here means exactly what the flag of the same name means. */
-#include "mpitrain.h"
+/* relative to this file, so that a build that compiles launch/ with only the
+ * repository root on its include path (tests/fuzz) finds it too */
+#include "../include/mpitrain.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -18,7 +20,6 @@
 #include "coordinator/timeline.h"
 #include "launch/commands.h"
 #include "launch/train_args.h"
-#include "mpitrain_build.h"
 #include "worker/loop/trainer.h"
 
 struct mpitrain_config {
@@ -53,6 +54,15 @@ static int api_error(char *err, size_t errlen, int code, const char *fmt, ...)
     }
     return code;
 }
+
+/* Set by CMake from VERSION and the configure step (compile definitions:
+ * no generated header for other builds of these sources to lack). */
+#ifndef MPITRAIN_VERSION_STRING
+#define MPITRAIN_VERSION_STRING "unknown"
+#endif
+#ifndef MPITRAIN_BUILD_FACTS
+#define MPITRAIN_BUILD_FACTS "unknown build"
+#endif
 
 const char *mpitrain_version(void) { return MPITRAIN_VERSION_STRING; }
 

@@ -149,6 +149,15 @@ if [ -x tiny ]; then
   check "both ranks get rank 0's checkpoint path" "[ \$(grep -c 'checkpoint run2/ckpt/step_00000001' last.out) -eq 2 ]"
 fi
 
+# the example program of the installed docs/api.md, built the way it says
+sed -n '/^```c$/,/^```$/p' "$P/share/doc/mpitrain/api.md" | sed '1d;$d' > example.c
+run cc -Wall -Wextra -Werror example.c -o example $flags -Wl,-rpath,"$libdir"
+check "the example in docs/api.md builds" "[ $rc -eq 0 ] && [ -x example ]"
+if [ -x example ]; then
+  run ./example corpus.tok run4
+  check "the example in docs/api.md trains a step" "[ $rc -eq 0 ] && grep -q 'step 1, loss' last.out && loss_ok"
+fi
+
 # ---- a program built with find_package(mpitrain) -----------------------------------
 mkdir -p consumer
 cp tiny.c consumer/
