@@ -13,15 +13,6 @@
 #include "base/options.h"
 #include "worker/loop/trainer.h"
 
-static void default_out_dir(TrainConfig *c)
-{
-    if (c->out[0]) return;
-    char stamp[32];
-    time_t now = time(NULL);
-    strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", localtime(&now));
-    snprintf(c->out, sizeof c->out, "runs/%s-%s", c->model.kind == MODEL_GPT ? "gpt" : "mlp", stamp);
-}
-
 /* Parses flags; returns 0 to go on, or an exit code. */
 static int parse_train_args(TrainConfig *c, int argc, char **argv, int *done)
 {
@@ -67,7 +58,7 @@ int cmd_train(int argc, char **argv)
             bad = ensure_default_data(mine.msg, sizeof mine.msg);
             snprintf(cfg.data, sizeof cfg.data, "%s", DEFAULT_DATA);
         }
-        if (!cfg.resume[0]) default_out_dir(&cfg);
+        if (!cfg.resume[0]) train_config_default_out(&cfg);
     }
     if (comm_agree(group_world(), bad, &mine, &e)) return fail(&w, "", &e, 1);
     if (plan_distribute(group_world(), &cfg, &w, &e)) return fail(&w, "invalid plan: ", &e, EXIT_USAGE);

@@ -2,6 +2,7 @@
 #include <string.h>
 #include "launch/commands.h"
 #include "base/options.h"
+#include "mpitrain.h"
 
 static void usage(FILE *out)
 {
@@ -12,7 +13,8 @@ static void usage(FILE *out)
             "  prepare   turn text files into a token file (default: the King James Bible)\n"
             "  sample    generate text from a checkpoint\n"
             "  ckpt      inspect and export checkpoints (info, export)\n"
-            "  plan      predict step time and memory of every layout of N ranks\n\n"
+            "  plan      predict step time and memory of every layout of N ranks\n"
+            "  version   print the version and how this build was made (also --version)\n\n"
             "`mpitrain <command> --help` describes each command.\n");
 }
 
@@ -27,11 +29,15 @@ int main(int argc, char **argv)
         usage(stdout);
         return 0;
     }
+    if (!strcmp(c, "--version") || !strcmp(c, "version")) {
+        printf("mpitrain %s\nbuilt with %s\n", mpitrain_version(), mpitrain_build_info());
+        return 0;
+    }
     if (!strcmp(c, "train")) return cmd_train(argc - 1, argv + 1);
     if (!strcmp(c, "prepare")) return cmd_prepare(argc - 1, argv + 1);
     if (!strcmp(c, "sample")) return cmd_sample(argc - 1, argv + 1);
     if (!strcmp(c, "ckpt")) return cmd_ckpt(argc - 1, argv + 1);
     if (!strcmp(c, "plan")) return cmd_plan(argc - 1, argv + 1);
-    fprintf(stderr, "mpitrain: unknown command '%s' (commands: train, prepare, sample, ckpt, plan)\n", c);
+    fprintf(stderr, "mpitrain: unknown command '%s' (commands: train, prepare, sample, ckpt, plan, version)\n", c);
     return EXIT_USAGE;
 }

@@ -210,5 +210,18 @@ run prepare missing.txt --out missing.tok
 expect "prepare of a missing file exits 1" 1 "missing.txt"
 check "prepare of a missing file leaves no output" "[ -z \"\$(ls | grep missing.tok)\" ]"
 
+# ---- version -------------------------------------------------------------------
+# the VERSION file at the top of the tree is the one version (OLDPWD: where
+# the script was started, for a relative $0)
+src=$(dirname "$0")
+case "$src" in /*) ;; *) src=$OLDPWD/$src ;; esac
+want=$(head -1 "$src/../../VERSION")
+run --version
+check "mpitrain --version prints 'mpitrain $want' (the VERSION file) and exits 0" \
+  "[ $rc -eq 0 ] && [ \"\$(head -1 last.out)\" = 'mpitrain $want' ]"
+check "mpitrain --version adds a line of build facts" "grep -q '^built with .*-march=' last.out"
+run version
+check "mpitrain version is the same as --version" "[ $rc -eq 0 ] && grep -qx 'mpitrain $want' last.out"
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -6,11 +6,13 @@
 
 #include "base/fileio.h"
 #include "base/json.h"
+#include "models/arch.h"
 
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define F(field) offsetof(TrainConfig, field)
 #define NUM(name, type, field, meta, def, lo, hi, help) \
@@ -166,4 +168,13 @@ int train_config_write_json(const TrainConfig *c, const char *path, Err *e)
                              : write_file_atomic(path, j.buf, j.len, e);
     json_free(&j);
     return rc;
+}
+
+void train_config_default_out(TrainConfig *c)
+{
+    if (c->out[0]) return;
+    char stamp[32];
+    time_t now = time(NULL);
+    strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", localtime(&now));
+    snprintf(c->out, sizeof c->out, "runs/%s-%s", model_arch(c->model.kind)->name, stamp);
 }

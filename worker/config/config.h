@@ -62,6 +62,8 @@ void train_config_finish(TrainConfig *c);
 /* Cross-field checks after parsing; message names the flag to change. */
 int train_config_validate(const TrainConfig *c, Err *e);
 size_t train_config_bucket_bytes(const TrainConfig *c);
+/* No --out: runs/<model>-<date>-<time>. */
+void train_config_default_out(TrainConfig *c);
 /* <path> (config.json): every setting as its JSON type, re-usable with
  * --config; written atomically. */
 int train_config_write_json(const TrainConfig *c, const char *path, Err *e);
