@@ -51,7 +51,6 @@ static int holds_block(const Model *m, int block)
     return block >= m->shard.first_block && block <= m->shard.last_block;
 }
 
-int model_owns_block(const Model *m, int block) { return holds_block(m, block); }
 
 /* Room for one more tensor: the table doubles as the builder declares
  * tensors, so any accepted --layers fits. A failure is remembered (the

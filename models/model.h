@@ -122,7 +122,6 @@ void model_backward_slot(Model *m, int slot, const int *inputs, const int *targe
 float *model_stage_input(Model *m, int slot);
 const float *model_stage_output(const Model *m, int slot);
 const float *model_stage_dinput(const Model *m);
-int model_owns_block(const Model *m, int block);
 /* Floats of activations crossing a stage boundary for B sequences. */
 size_t model_boundary_floats(const ModelConfig *cfg, int B);
 void model_zero_grad(Model *m);

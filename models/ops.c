@@ -69,7 +69,6 @@ void ops_set_threads(int n)
 
 int ops_get_threads(void) { return omp_get_max_threads(); }
 
-const char *ops_blas_config(void) { return openblas_get_config(); }
 
 /* ---- matmul --------------------------------------------------------------- */
 
@@ -213,12 +212,6 @@ void residual_forward(float *out, const float *a, const float *b, size_t n)
 {
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
-}
-
-void add_inplace(float *dst, const float *src, size_t n)
-{
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) dst[i] += src[i];
 }
 
 /* ---- attention ---------------------------------------------------------- */

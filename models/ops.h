@@ -32,7 +32,6 @@ void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n);
 /* out = a + b */
 void residual_forward(float *out, const float *a, const float *b, size_t n);
 /* dst += src */
-void add_inplace(float *dst, const float *src, size_t n);
 
 /* Causal multi-head self-attention on a packed qkv (B,T,3*C_local) buffer
  * whose last dim is [q heads | k heads | v heads], NH heads of size hs.
@@ -61,6 +60,5 @@ float fast_expf(float x);
 /* Threads used by the OpenMP kernels and by OpenBLAS (one shared pool). */
 void ops_set_threads(int n);
 int ops_get_threads(void);
-const char *ops_blas_config(void);
 
 #endif
