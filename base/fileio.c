@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <stdlib.h>
@@ -40,7 +41,7 @@ void atomic_abort(AtomicFile *af)
 
 static int parent_dir(const char *path, char *out, size_t n)
 {
-    char tmp[4096];
+    char tmp[PATH_LEN];
     snprintf(tmp, sizeof tmp, "%s", path);
     snprintf(out, n, "%s", dirname(tmp));
     return 0;
@@ -64,7 +65,7 @@ int atomic_commit(AtomicFile *af, Err *e)
         unlink(af->tmp);
         return err_set(e, "%s: rename failed: %s", af->path, strerror(saved));
     }
-    char dir[4096];
+    char dir[PATH_LEN];
     parent_dir(af->path, dir, sizeof dir);
     return fsync_dir(dir, e);
 }
@@ -88,7 +89,7 @@ int fsync_dir(const char *dir, Err *e)
 
 int mkdir_p(const char *dir, Err *e)
 {
-    char tmp[4096];
+    char tmp[PATH_LEN];
     if (strlen(dir) >= sizeof tmp) return err_set(e, "%s: path too long", dir);
     snprintf(tmp, sizeof tmp, "%s", dir);
     for (char *p = tmp + 1; *p; p++) {
@@ -144,7 +145,7 @@ int remove_tree(const char *dir)
     DIR *d = opendir(dir);
     if (!d) return unlink(dir);
     struct dirent *ent;
-    char p[4096];
+    char p[PATH_LEN];
     while ((ent = readdir(d))) {
         if (!strcmp(ent->d_name, ".") || !strcmp(ent->d_name, "..")) continue;
         snprintf(p, sizeof p, "%s/%s", dir, ent->d_name);
@@ -156,4 +157,14 @@ int remove_tree(const char *dir)
     }
     closedir(d);
     return rmdir(dir);
+}
+
+int path_fmt(char *out, size_t n, Err *e, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int len = vsnprintf(out, n, fmt, ap);
+    va_end(ap);
+    if (len >= 0 && (size_t)len < n) return 0;
+    return err_set(e, "path too long (%d bytes, at most %zu): %.120s...", len, n - 1, out);
 }

@@ -4,13 +4,27 @@
 #include <stdio.h>
 #include "base/err.h"
 
+/* Path buffers come in two sizes. A path as given (a flag, a manifest
+ * field) fits PATH_LEN, the kernel's PATH_MAX; option tables refuse longer
+ * ones. A path built under such a path (a run dir's ckpt/step_N/rank_K.bin,
+ * a ".tmp.<pid>" sibling) adds less than 256 bytes to it, so PATH_BUF holds
+ * it without truncating; the kernel itself refuses one over PATH_MAX, and
+ * the error names it. */
+#define PATH_LEN 4096
+#define PATH_BUF (PATH_LEN + 256)
+
+/* snprintf for a path built from other paths: -1, with e naming the start
+ * of the path, if it does not fit in n (a truncated path could name
+ * another file). */
+int path_fmt(char *out, size_t n, Err *e, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
 /* Crash-safe file output: data goes to "<path>.tmp.<pid>", is fsynced, then
  * renamed over <path> and the directory is fsynced. A crash leaves either the
  * old file or the new one, never half of one. */
 typedef struct {
     FILE *f;
-    char path[4096];
-    char tmp[4200];
+    char path[PATH_LEN];
+    char tmp[PATH_BUF];
 } AtomicFile;
 
 int atomic_open(AtomicFile *af, const char *path, Err *e);

@@ -124,7 +124,7 @@ static int encode_settings(const TrainConfig *c, Mpitrain__Setting **sets, char 
 {
     size_t n;
     const OptSpec *table = train_config_table(&n);
-    enum { VALUE_MAX = PATH_LEN + 64 };
+    enum { VALUE_MAX = PATH_BUF };
     *sets = calloc(n, sizeof **sets);
     *text = malloc(n * VALUE_MAX);
     if (!*sets || !*text) return err_set(e, "out of memory encoding the plan");

@@ -74,7 +74,7 @@ int progress_open(Progress *p, const char *run_dir, long total_steps, long resum
                   int mode, int log_every, int quiet, Err *e)
 {
     memset(p, 0, sizeof *p);
-    char path[4200];
+    char path[PATH_BUF];
     snprintf(path, sizeof path, "%s/metrics.jsonl", run_dir);
     if (resume_step > 0 && truncate_metrics(path, resume_step, e)) return -1;
     p->metrics = fopen(path, resume_step > 0 ? "a" : "w");

@@ -211,7 +211,7 @@ static int ckpt_info(int argc, char **argv)
                        INFO_OPTS, &a, argc, argv, &path);
     if (rc >= 0) return rc;
     Err e = {{0}};
-    char dir[4096];
+    char dir[PATH_LEN];
     Mpitrain__Manifest *mf = NULL;
     if (ckpt_resolve(path, dir, sizeof dir, &e) || ckpt_read_manifest(dir, &mf, &e)) {
         fprintf(stderr, "mpitrain ckpt info: %s\n", e.msg);
@@ -241,7 +241,7 @@ static int ckpt_info(int argc, char **argv)
 
 typedef struct {
     int format; /* index into "safetensors" */
-    char out[4096];
+    char out[PATH_LEN];
 } ExportArgs;
 
 static const OptSpec EXPORT_OPTS[] = {
@@ -295,7 +295,7 @@ static int ckpt_export(int argc, char **argv)
         return EXIT_USAGE;
     }
     Err e = {{0}};
-    char dir[4096];
+    char dir[PATH_LEN];
     CkptMeta meta;
     if (ckpt_resolve(path, dir, sizeof dir, &e) || ckpt_load_meta(dir, &meta, &e) ||
         export_safetensors(dir, &meta, a.out, &e)) {
@@ -308,7 +308,7 @@ static int ckpt_export(int argc, char **argv)
 /* ---- replay -------------------------------------------------------------- */
 
 typedef struct {
-    char out[4096];
+    char out[PATH_LEN];
 } ReplayArgs;
 
 static const OptSpec REPLAY_OPTS[] = {
@@ -339,7 +339,7 @@ static int ckpt_replay(int argc, char **argv)
     }
     Err e = {{0}};
     long step = 0;
-    char written[4400];
+    char written[PATH_BUF];
     if (zo_replay(pos[0], pos[1], a.out, &step, written, sizeof written, &e)) {
         fprintf(stderr, "mpitrain ckpt replay: %s\n", e.msg);
         return 1;
@@ -352,7 +352,7 @@ static int ckpt_replay(int argc, char **argv)
 
 typedef struct {
     int dp, tp, pp, zero;
-    char out[4096];
+    char out[PATH_LEN];
 } ReshardArgs;
 
 static const OptSpec RESHARD_OPTS[] = {
@@ -380,7 +380,7 @@ static int ckpt_reshard_cmd(int argc, char **argv)
         return EXIT_USAGE;
     }
     Err e = {{0}};
-    char written[4400];
+    char written[PATH_BUF];
     if (ckpt_reshard(dir, a.dp, a.tp, a.pp, a.zero, a.out, written, sizeof written, &e)) {
         fprintf(stderr, "mpitrain ckpt reshard: %s\n", e.msg);
         return 1;

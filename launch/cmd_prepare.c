@@ -11,7 +11,7 @@
 #include "base/fileio.h"
 
 typedef struct {
-    char out[4096];
+    char out[PATH_LEN];
     float val_fraction;
 } PrepareArgs;
 
@@ -61,7 +61,7 @@ static int dump_kjv(const char *txt, char *err, size_t n)
 
 static int prepare_kjv(const char *out, double val_fraction, char *err, size_t n)
 {
-    char dir[4096], txt[4200];
+    char dir[PATH_LEN], txt[PATH_BUF];
     snprintf(dir, sizeof dir, "%s", out);
     char *slash = strrchr(dir, '/');
     if (slash) *slash = 0; else snprintf(dir, sizeof dir, ".");

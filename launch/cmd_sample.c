@@ -15,7 +15,7 @@
 #define PROMPT_MAX (1 << 16)
 
 typedef struct {
-    char ckpt[4096];
+    char ckpt[PATH_LEN];
     char prompt[PROMPT_MAX];
     int tokens;
     float temperature;
@@ -87,7 +87,7 @@ static void sample_usage(FILE *out)
 
 static int run_sample(const SampleArgs *a, Err *e)
 {
-    char dir[4096];
+    char dir[PATH_LEN];
     CkptMeta meta;
     if (ckpt_resolve(a->ckpt, dir, sizeof dir, e) || ckpt_load_meta(dir, &meta, e)) return -1;
     const ModelConfig *c = &meta.model;

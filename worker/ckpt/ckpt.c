@@ -187,7 +187,7 @@ static int pack_records(RecordList *rl, uint8_t **out, size_t *len, Err *e)
 int ckpt_write_shard(const char *tmp, int index, const Model *m, const Optimizer *o, Range r,
                      uint8_t **records, size_t *records_len, Err *e)
 {
-    char file[64], data[4400];
+    char file[64], data[PATH_BUF];
     snprintf(file, sizeof file, "rank_%05d.bin", index);
     snprintf(data, sizeof data, "%s/%s", tmp, file);
     RecordList rl = {0};
@@ -213,7 +213,7 @@ int ckpt_write_manifest_pb(const char *dir, const Mpitrain__Manifest *mf, Err *e
     memcpy(buf, CKPT_MAGIC, 8);
     le_put32(buf + 8, (uint32_t)len);
     le_put32(buf + 12, crc32c(0, buf + 16, len));
-    char path[4400];
+    char path[PATH_BUF];
     snprintf(path, sizeof path, "%s/manifest.pb", dir);
     int rc = write_file_atomic(path, buf, 16 + len, e);
     free(buf);
@@ -237,11 +237,11 @@ static int write_manifest(const char *dir, const CkptMeta *meta, Mpitrain__Tenso
 
 static int swap_into_place(const char *tmp, const char *final, const char *root, Err *e)
 {
-    char old[4400];
+    char old[PATH_BUF];
     struct stat st;
     int had_old = stat(final, &st) == 0;
     if (had_old) {
-        snprintf(old, sizeof old, "%s.old.%d", final, (int)getpid());
+        if (path_fmt(old, sizeof old, e, "%s.old.%d", final, (int)getpid())) return -1;
         if (rename(final, old) != 0)
             return err_set(e, "%s: cannot move old checkpoint aside: %s", final, strerror(errno));
     }
@@ -256,7 +256,7 @@ static int swap_into_place(const char *tmp, const char *final, const char *root,
 
 static int write_latest(const char *root, const char *name, Err *e)
 {
-    char path[4200], line[256];
+    char path[PATH_BUF], line[256];
     snprintf(path, sizeof path, "%s/latest", root);
     int n = snprintf(line, sizeof line, "%s\n", name);
     return write_file_atomic(path, line, (size_t)n, e);
@@ -292,7 +292,7 @@ int ckpt_finish(const char *root, const char *tmp, const CkptMeta *meta, uint8_t
     if (!rc && !all) rc = err_set(e, "out of memory");
     for (int i = 0, k = 0; !rc && i < n_shards; i++)
         for (size_t j = 0; j < parts[i]->n_tensors; j++) all[k++] = parts[i]->tensors[j];
-    char name[64], final[4200];
+    char name[64], final[PATH_BUF];
     step_name(name, sizeof name, meta->step);
     snprintf(final, sizeof final, "%s/%s", root, name);
     if (!rc) rc = write_manifest(tmp, meta, all, total, e);
@@ -311,7 +311,7 @@ int ckpt_finish(const char *root, const char *tmp, const CkptMeta *meta, uint8_t
 int ckpt_save(const char *root, const CkptMeta *meta, const Model *m, const Optimizer *o,
               char *out_dir, size_t out_len, Err *e)
 {
-    char tmp[4400];
+    char tmp[PATH_BUF];
     uint8_t *recs = NULL;
     size_t len = 0;
     int rc = ckpt_begin(root, meta->step, tmp, sizeof tmp, e);
@@ -332,7 +332,7 @@ static int file_exists(const char *p)
 
 static int follow_latest(const char *root, char *out, size_t n, Err *e)
 {
-    char p[4200], line[256] = {0};
+    char p[PATH_BUF], line[256] = {0};
     snprintf(p, sizeof p, "%s/latest", root);
     FILE *f = fopen(p, "r");
     if (!f) return -1;
@@ -347,7 +347,7 @@ static int follow_latest(const char *root, char *out, size_t n, Err *e)
 
 int ckpt_resolve(const char *path, char *out, size_t n, Err *e)
 {
-    char p[4200];
+    char p[PATH_BUF];
     snprintf(p, sizeof p, "%s/manifest.pb", path);
     if (file_exists(p)) {
         snprintf(out, n, "%s", path);
@@ -364,7 +364,7 @@ int ckpt_resolve(const char *path, char *out, size_t n, Err *e)
 
 int ckpt_read_manifest(const char *dir, Mpitrain__Manifest **out, Err *e)
 {
-    char path[4200];
+    char path[PATH_BUF];
     snprintf(path, sizeof path, "%s/manifest.pb", dir);
     void *raw;
     size_t len;
@@ -427,7 +427,7 @@ static int check_record(const char *dir, const Mpitrain__TensorRecord *r, const 
 
 static int read_record(const char *dir, const Mpitrain__TensorRecord *r, float *dst, Err *e)
 {
-    char path[4400];
+    char path[PATH_BUF];
     snprintf(path, sizeof path, "%s/%s", dir, r->file);
     FILE *f = fopen(path, "rb");
     if (!f) return err_set(e, "checkpoint %s: tensor '%s': cannot open %s: %s", dir, r->name,
@@ -701,10 +701,10 @@ int ckpt_prune(const char *root, int keep, Err *e)
     closedir(d);
     qsort(names, n, sizeof *names, cmp_str);
     /* `latest` may name an older step (a resumed run); it always stays */
-    char latest[4400] = "";
+    char latest[PATH_BUF] = "";
     follow_latest(root, latest, sizeof latest, NULL);
     for (int i = 0; i < n - keep; i++) {
-        char path[4400];
+        char path[PATH_BUF];
         snprintf(path, sizeof path, "%s/%s", root, names[i]);
         if (strcmp(path, latest) != 0) remove_tree(path);
     }

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "base/err.h"
+#include "base/fileio.h"
 #include "models/model.h"
 #include "worker/optim/optim.h"
 #include "mpitrain.pb-c.h"
@@ -28,7 +29,7 @@ typedef struct {
     int global_batch;
     int64_t opt_t;
     int dp, tp, pp, zero;
-    char data_path[4096];
+    char data_path[PATH_LEN];
     float zo_eps, zo_scale;  /* --optimizer zo: the journal's settings */
     int zo_samples;
 } CkptMeta;

@@ -32,7 +32,7 @@ static int write_target_rank(const char *src, const CkptMeta *meta, MeshDims d, 
 int ckpt_reshard(const char *src_path, int dp, int tp, int pp, int zero, const char *out_root,
                  char *written, size_t written_len, Err *e)
 {
-    char src[4096];
+    char src[PATH_LEN];
     CkptMeta meta;
     if (ckpt_resolve(src_path, src, sizeof src, e) || ckpt_load_meta(src, &meta, e)) return -1;
     int n = model_n_blocks(&meta.model), ranks = dp * tp * pp;
@@ -48,7 +48,7 @@ int ckpt_reshard(const char *src_path, int dp, int tp, int pp, int zero, const c
         model_block_costs(&meta.model, cost);
         rc = balance_stages(cost, n, pp, first) ? err_set(e, "cannot split into %d stages", pp) : 0;
     }
-    char tmp[4400];
+    char tmp[PATH_BUF];
     if (!rc) rc = ckpt_begin(out_root, meta.step, tmp, sizeof tmp, e);
     for (int r = 0; !rc && r < ranks; r++)
         rc = write_target_rank(src, &meta, (MeshDims){dp, tp, pp}, r, first, zero, tmp, &recs[r],

@@ -138,7 +138,7 @@ int train_config_validate(const TrainConfig *c, Err *e)
  * and paths as strings. The number is the same text --config reads. */
 static void json_setting(JsonOut *j, const OptSpec *s, const TrainConfig *c)
 {
-    char v[PATH_LEN + 64];
+    char v[PATH_BUF];
     opts_format(s, c, v, sizeof v);
     const char *field = (const char *)c + s->offset;
     switch (s->type) {

@@ -6,11 +6,11 @@
  * come. A new setting is one field here and one line in that table. */
 #include <stdint.h>
 #include "base/err.h"
+#include "base/fileio.h"
 #include "base/options.h"
 #include "models/model.h"
 #include "worker/optim/optim.h"
 
-#define PATH_LEN 4096
 /* The default dataset: the King James Bible (Debian package bible-kjv). */
 #define DEFAULT_DATA "data/kjv.tok"
 

@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "base/err.h"
+#include "base/fileio.h"
 
 enum { TOKFMT_NATIVE = 0, TOKFMT_LLMC = 1 };
 
@@ -19,7 +20,7 @@ enum { TOKFMT_NATIVE = 0, TOKFMT_LLMC = 1 };
 typedef enum { SPLIT_TRAIN = 0, SPLIT_VAL = 1 } DataSplit;
 
 typedef struct {
-    char path[4096];
+    char path[PATH_LEN];
     int token_bytes;      /* 1 or 2 */
     int vocab;
     uint64_t n_train, n_val;

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "base/fileio.h"
 #include "comm/trace.h"
 #include "worker/loop/strategy.h"
 #include "worker/loop/testhooks.h"
@@ -14,7 +15,7 @@
 static void heartbeat(Trainer *t, long step)
 {
     if (!trainer_is_rank0(t)) return;
-    char path[PATH_LEN + 32], line[64];
+    char path[PATH_BUF], line[64];
     snprintf(path, sizeof path, "%s/heartbeat", t->cfg->out);
     int n = snprintf(line, sizeof line, "%ld\n", step);
     FILE *f = fopen(path, "w");
@@ -57,9 +58,9 @@ static void fill_meta(const Trainer *t, long step, CkptMeta *meta)
 static int save_checkpoint(Trainer *t, long step, TrainResult *res, Err *e)
 {
     Group *w = t->mesh.world;
-    char tmp[PATH_LEN + 64];
-    snprintf(tmp, sizeof tmp, "%s/.tmp.step_%08ld", t->ckpt_root, step);
-    int rc = trainer_is_rank0(t) ? ckpt_begin(t->ckpt_root, step, tmp, sizeof tmp, e) : 0;
+    char tmp[PATH_BUF];
+    int rc = path_fmt(tmp, sizeof tmp, e, "%s/.tmp.step_%08ld", t->ckpt_root, step);
+    if (!rc && trainer_is_rank0(t)) rc = ckpt_begin(t->ckpt_root, step, tmp, sizeof tmp, e);
     if (trainer_agree(t, rc, e)) return -1;
     uint8_t *recs = NULL;
     size_t len = 0;

@@ -151,14 +151,14 @@ static int setup_run_dir(Trainer *t, Err *e)
     const TrainConfig *c = t->cfg;
     snprintf(t->ckpt_root, sizeof t->ckpt_root, "%s/ckpt", c->out);
     if (!trainer_is_rank0(t)) return 0;
-    char metrics[PATH_LEN + 32];
+    char metrics[PATH_BUF];
     snprintf(metrics, sizeof metrics, "%s/metrics.jsonl", c->out);
     if (!t->start_step && !c->overwrite && access(metrics, F_OK) == 0)
         return err_set(e, "--out %s already holds a run; continue it with --resume %s, "
                           "or pass --overwrite, or choose another --out",
                        c->out, c->out);
     if (mkdir_p(c->out, e)) return -1;
-    char path[PATH_LEN + 32];
+    char path[PATH_BUF];
     snprintf(path, sizeof path, "%s/config.json", c->out);
     if (train_config_write_json(c, path, e)) return -1;
     return t->obs->begin ? t->obs->begin(t->obs->ctx, c, t->start_step, e) : 0;
@@ -276,7 +276,7 @@ static int write_summary(Trainer *t, const TrainResult *res, Err *e)
     json_end_object(&j);
     json_newline(&j);
     free(all);
-    char path[PATH_LEN + 32];
+    char path[PATH_BUF];
     snprintf(path, sizeof path, "%s/summary.json", t->cfg->out);
     int rc = json_finish(&j) ? err_set(e, "%s: %s", path, j.error)
                              : write_file_atomic(path, j.buf, j.len, e);

@@ -28,7 +28,7 @@ typedef struct {
     long start_step;       /* steps already done (resume) */
     uint64_t data_pos;     /* global batch index of the next step */
     CkptMeta resume_meta;  /* --resume: the checkpoint's manifest, read once */
-    char ckpt_root[PATH_LEN + 8];
+    char ckpt_root[PATH_BUF];
     float zo_scale;        /* the scale in use (picked by the warm-up when 0) */
 } Trainer;
 

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include "base/err.h"
+#include "base/fileio.h"
 
 #define JOURNAL_MAGIC "MPZOJNL1"
 #define JOURNAL_VERSION 1
@@ -34,7 +35,7 @@ typedef struct {
 
 typedef struct {
     FILE *f;
-    char path[4096];
+    char path[PATH_LEN];
     JournalHeader h;
     long index;          /* records read so far */
     int8_t *codes;

@@ -39,7 +39,7 @@ static int apply_journal(Journal *j, Model *m, int32_t *acc, long *step, Err *e)
 int zo_replay(const char *base, const char *journal, const char *out_root, long *final_step,
               char *written, size_t written_len, Err *e)
 {
-    char dir[4096];
+    char dir[PATH_LEN];
     CkptMeta meta;
     if (ckpt_resolve(base, dir, sizeof dir, e) || ckpt_load_meta(dir, &meta, e)) return -1;
     Model m;

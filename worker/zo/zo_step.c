@@ -106,7 +106,7 @@ static int scan_journal(Trainer *t, Zo *z, const char *path, uint32_t *machines,
 
 static int open_journal(Trainer *t, Zo *z, Err *e)
 {
-    char path[PATH_LEN + 32], dir[PATH_LEN + 8];
+    char path[PATH_BUF], dir[PATH_BUF];
     journal_path(t, path, sizeof path);
     snprintf(dir, sizeof dir, "%s/zo", t->cfg->out);
     if (mkdir_p(dir, e)) return -1;
@@ -156,7 +156,7 @@ static int zo_setup(Trainer *t, void **state, Err *e)
     z->all = calloc((size_t)t->cfg->zo_samples * t->mesh.dims.dp, 1);
     if (!z->scratch || !z->acc || !z->mine || !z->all)
         return err_set(e, "out of memory for the zo buffers");
-    char path[PATH_LEN + 32];
+    char path[PATH_BUF];
     journal_path(t, path, sizeof path);
     uint32_t last = (uint32_t)t->mesh.dims.dp;
     t->zo_scale = t->cfg->zo_scale;
