@@ -14,11 +14,10 @@
 #include <time.h>
 #include "base/options.h"
 #include "comm/comm.h"
-#include "comm/trace.h"
 #include "coordinator/plan.h"
 #include "coordinator/progress.h"
-#include "coordinator/timeline.h"
 #include "launch/commands.h"
+#include "launch/run_train.h"
 #include "worker/loop/trainer.h"
 
 struct mpitrain_config {
@@ -187,31 +186,11 @@ static void fill_result(mpitrain_result *out, const TrainResult *r)
  * for a caller's thread stack). */
 static int train(TrainConfig *c, const mpitrain_config *user, TrainResult *res, Err *e)
 {
-    train_config_finish(c);
-    Err mine = {{0}};
-    int bad = 0;
-    if (api_world.rank == 0) {
-        if (!c->data[0] && !c->resume[0]) {
-            bad = ensure_default_data(mine.msg, sizeof mine.msg);
-            snprintf(c->data, sizeof c->data, "%s", DEFAULT_DATA);
-        }
-        if (!c->resume[0]) train_config_default_out(c);
-    }
-    if (comm_agree(group_world(), bad, &mine, e)) return MPITRAIN_ERR_RUNTIME;
-    if (plan_distribute(group_world(), c, &api_world, e)) {
-        err_wrap(e, "invalid plan");
-        return MPITRAIN_ERR_USAGE;
-    }
     Progress prog;
     ApiWatch watch = {progress_observer(&prog), user};
     TrainObserver obs = {&watch, watch_begin, watch_note, watch_initial_eval, watch_step, watch_end};
-    int failed = train_run(c, &api_world, &obs, res, e);
-    if (!failed && c->trace[0]) {
-        int rc = timeline_write(group_world(), c->trace, &mine);
-        failed = comm_agree(group_world(), rc, &mine, e);
-    }
-    trace_disable();
-    if (failed) return MPITRAIN_ERR_RUNTIME;
+    int rc = launch_train(c, &api_world, &obs, res, e);
+    if (rc) return rc == EXIT_USAGE ? MPITRAIN_ERR_USAGE : MPITRAIN_ERR_RUNTIME;
     /* only rank 0 knows the timings and the checkpoint: give every rank its view */
     coll_bcast(group_world(), res, sizeof *res, 0);
     return MPITRAIN_OK;

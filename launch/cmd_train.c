@@ -5,11 +5,9 @@
 #include <time.h>
 #include <unistd.h>
 #include "comm/comm.h"
-#include "comm/trace.h"
-#include "coordinator/plan.h"
 #include "coordinator/progress.h"
-#include "coordinator/timeline.h"
 #include "launch/commands.h"
+#include "launch/run_train.h"
 #include "base/options.h"
 #include "worker/loop/trainer.h"
 
@@ -51,27 +49,12 @@ int cmd_train(int argc, char **argv)
     if (rc || done) return rc;
     CommWorld w;
     comm_init(&argc, &argv, &w);
-    Err e = {{0}}, mine = {{0}};
-    int bad = 0;
-    if (w.rank == 0) {
-        if (!cfg.data[0] && !cfg.resume[0]) {
-            bad = ensure_default_data(mine.msg, sizeof mine.msg);
-            snprintf(cfg.data, sizeof cfg.data, "%s", DEFAULT_DATA);
-        }
-        if (!cfg.resume[0]) train_config_default_out(&cfg);
-    }
-    if (comm_agree(group_world(), bad, &mine, &e)) return fail(&w, "", &e, 1);
-    if (plan_distribute(group_world(), &cfg, &w, &e)) return fail(&w, "invalid plan: ", &e, EXIT_USAGE);
+    Err e = {{0}};
     TrainResult res;
     Progress prog;
     TrainObserver obs = progress_observer(&prog);
-    int failed = train_run(&cfg, &w, &obs, &res, &e);
-    if (!failed && cfg.trace[0]) {
-        int rc = timeline_write(group_world(), cfg.trace, &mine);
-        failed = comm_agree(group_world(), rc, &mine, &e);
-    }
-    trace_disable();
-    if (failed) return fail(&w, "", &e, 1);
+    rc = launch_train(&cfg, &w, &obs, &res, &e);
+    if (rc) return fail(&w, "", &e, rc);
     comm_finalize();
     return 0;
 }
