@@ -1,7 +1,7 @@
 /* The public C API (include/mpitrain.h): `mpitrain train` as library calls.
- * It takes the command's path step by step (option table, post-parse
- * fix-ups, rank 0's defaults, plan_distribute, train_run) so that a key set
- * here means exactly what the flag of the same name means. */
+ * Keys go through the command's option table and the job through the
+ * command's own runner (launch/run_train.c), so a key set here means
+ * exactly what the flag of the same name means. */
 /* relative to this file, so that a build that compiles launch/ with only the
  * repository root on its include path (tests/fuzz) finds it too */
 #include "../include/mpitrain.h"

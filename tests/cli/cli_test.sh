@@ -5,22 +5,13 @@
 # and the sample / ckpt / prepare commands on good and broken inputs.
 # usage: cli_test.sh MPITRAIN_BINARY SCRATCH_DIR
 set -u
+. "$(cd "$(dirname "$0")/.." && pwd)/check.sh"
 BIN=$1
 DIR=$2
 case "$BIN" in /*) ;; *) BIN=$PWD/$BIN ;; esac
 rm -rf "$DIR" && mkdir -p "$DIR" && cd "$DIR" || { echo "FAIL - cannot create $DIR"; exit 1; }
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_mpi_yield_when_idle=1
 export OMP_NUM_THREADS=1
 
-pass=0 fail=0
-ok() { pass=$((pass + 1)); echo "ok   - $1"; }
-bad() {
-  fail=$((fail + 1))
-  echo "FAIL - $1"
-  # show what the last command said, to make the failure readable
-  [ -s last.err ] && sed 's/^/       stderr: /' last.err | head -5
-}
-check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
 
 # run ARGS...: runs the binary; stdout -> last.out, stderr -> last.err, exit code -> $rc
 run() {
@@ -136,7 +127,6 @@ check "the run wrote config.json, and it is JSON with every setting" \
   "python3 -c 'import json,sys; d=json.load(open(\"cfgrun/config.json\")); sys.exit(not (d[\"layers\"]==2 and d[\"embd\"]==16 and d[\"optimizer\"]==\"adamw\" and len(d)>40))'"
 run train --config cfgrun/config.json --out cfgagain
 expect "train --config <run>/config.json exits 0" 0
-losses() { sed -n 's/.*"step":\([0-9]*\),"loss":\([^,]*\),.*/\1 \2/p' "$1"; }
 check "a run from config.json repeats the first bit for bit" \
   "[ -s cfgagain/metrics.jsonl ] && cmp -s <(losses cfgrun/metrics.jsonl) <(losses cfgagain/metrics.jsonl)"
 printf '{"layers": {"deep": 2}}\n' > nested.json
@@ -223,5 +213,4 @@ check "mpitrain --version adds a line of build facts" "grep -q '^built with .*-m
 run version
 check "mpitrain version is the same as --version" "[ $rc -eq 0 ] && grep -qx 'mpitrain $want' last.out"
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish

@@ -14,17 +14,9 @@ BUILD=$(dirname "$BIN")
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
 rm -rf "$DIR" && mkdir -p "$DIR" && cd "$DIR" || { echo "FAIL - cannot create $DIR"; exit 1; }
 DIR=$PWD   # the prefix and the consumer's paths must not depend on where we started
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_mpi_yield_when_idle=1
 export OMP_NUM_THREADS=1
 
-pass=0 fail=0
-ok() { pass=$((pass + 1)); echo "ok   - $1"; }
-bad() {
-  fail=$((fail + 1))
-  echo "FAIL - $1"
-  [ -s last.err ] && sed 's/^/       stderr: /' last.err | head -8
-}
-check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
+. "$SRC/tests/check.sh"
 # run CMD...: stdout -> last.out, stderr -> last.err, exit code -> $rc
 run() {
   "$@" > last.out 2> last.err
@@ -35,7 +27,7 @@ run() {
 P=$DIR/prefix
 run cmake --install "$BUILD" --prefix "$P"
 check "cmake --install into a fresh prefix exits 0" "[ $rc -eq 0 ]"
-[ "$rc" -eq 0 ] || { echo "$pass passed, $fail failed"; exit 1; }
+[ "$rc" -eq 0 ] || { bad "cmake --install runs"; finish; }
 # lib/ or lib64/ or lib/<triplet>/: wherever GNUInstallDirs put it
 pc=$(find "$P" -name mpitrain.pc | head -1)
 LIB=$(cd "$(dirname "${pc:-$P/lib/pkgconfig/x}")/.." 2>/dev/null && pwd)
@@ -186,5 +178,4 @@ check "installed train.sbatch names the installed binary" \
   "grep -qx 'installed_bin=\"$P/bin/mpitrain\"' '$P/share/mpitrain/slurm/train.sbatch'"
 check "the repository's train.sbatch names none" "grep -qx 'installed_bin=\"\"' '$SRC/launch/slurm/train.sbatch'"
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish

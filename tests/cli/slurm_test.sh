@@ -23,11 +23,7 @@ done
 
 rm -rf "$DIR" && mkdir -p "$DIR" && cd "$DIR" || exit 1
 DIR=$PWD
-pass=0 fail=0
-ok() { pass=$((pass + 1)); echo "ok   - $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL - $1"; }
-check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
-finish() { echo "$pass passed, $fail failed"; [ "$fail" -eq 0 ]; exit; }
+. "$HERE/../check.sh"
 rows() { grep -c '"loss":' "$1" 2>/dev/null || true; }
 
 # a test run inside a SLURM job must not hand that job's settings to sbatch

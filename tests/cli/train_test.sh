@@ -3,15 +3,10 @@
 # from a checkpoint continues bit-identically; the GPT and the MLP train.
 # usage: train_test.sh MPITRAIN_BINARY SCRATCH_DIR
 set -u
+. "$(cd "$(dirname "$0")/.." && pwd)/check.sh"
 BIN=$1
 DIR=$2
 rm -rf "$DIR" && mkdir -p "$DIR" && cd "$DIR" || exit 1
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_mpi_yield_when_idle=1
-pass=0 fail=0
-ok() { pass=$((pass + 1)); echo "ok   - $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL - $1"; }
-check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
-losses() { sed -n 's/.*"step":\([0-9]*\),"loss":\([^,]*\),.*/\1 \2/p' "$1"; }
 
 # a small corpus: a few chapters of text from the test's own lines
 for i in $(seq 1 60); do
@@ -51,5 +46,4 @@ first=$(losses mlp/metrics.jsonl | head -1 | cut -d' ' -f2)
 last=$(losses mlp/metrics.jsonl | tail -1 | cut -d' ' -f2)
 check "mlp loss falls ($first -> $last)" "awk -v a=$first -v b=$last 'BEGIN{exit !(b < a - 1.5)}'"
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish

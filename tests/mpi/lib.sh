@@ -11,25 +11,13 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 export MPITRAIN_BIN=$BIN
 LOCAL="$HERE/../../launch/mpitrain-local"
 rm -rf "$DIR" && mkdir -p "$DIR" && cd "$DIR" || exit 1
-pass=0 fail=0
-ok() { pass=$((pass + 1)); echo "ok   - $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL - $1"; }
-check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
-losses() { sed -n 's/.*"step":\([0-9]*\),"loss":\([^,]*\),.*/\1 \2/p' "$1"; }
-# max relative difference of the losses of two runs, step by step
-max_rel() { join <(losses "$1") <(losses "$2") | awk '{d=$2-$3; if(d<0)d=-d; r=d/($2<0?-$2:$2); if(r>m)m=r} END{printf "%.3g", m+0}'; }
-same_steps() { [ "$(losses "$1" | wc -l)" -eq "$(losses "$2" | wc -l)" ] && [ "$(losses "$1" | wc -l)" -gt 0 ]; }
+. "$HERE/../check.sh"
 
 for i in $(seq 1 80); do echo "Line $i: and the evening and the morning were the day, saith the preacher."; done > corpus.txt
 "$BIN" prepare corpus.txt --out corpus.tok --val-fraction 0.1 > /dev/null || { echo "FAIL - prepare"; exit 1; }
 TINY="--layers 2 --heads 2 --embd 32 --seq-len 32 --batch 12 --data corpus.tok --threads 1 --quiet --eval-every 0 --steps 20"
 run() { local n=$1 out=$2; shift 2; timeout 240 "$LOCAL" -n "$n" train $TINY --out "$out" "$@" > "$out.log" 2>&1; }
 
-# A case that checked nothing is a broken case, not a pass.
-finish() {
-  echo "$pass passed, $fail failed"
-  [ "$pass" -gt 0 ] && [ "$fail" -eq 0 ]
-}
 
 # dp<N>: N data-parallel ranks give the single rank's losses
 case_dp() {
