@@ -166,7 +166,14 @@ int loop_run(Trainer *t, const StepStrategy *s, TrainResult *res, Err *e)
         StepOutcome o = {NAN, NAN};
         RankReport rr = {0};
         rc = one_step(t, s, st, step, &o, &rr, e);
-        if (!rc && s->after_step) rc = s->after_step(t, st, step, e);
+        /* after_step may be collective (zo's hash check): every rank takes
+         * it, even one whose step failed (rank 0's journal write), so the
+         * others are not left waiting in it; the first error is kept */
+        if (s->after_step) {
+            Err later;
+            int rc2 = s->after_step(t, st, step, rc ? &later : e);
+            if (!rc) rc = rc2;
+        }
         if ((rc = trainer_agree(t, rc, e))) break;
         StepReport r;
         report_gather(t->mesh.world, &ctx, &rr, step + 1, o.loss, o.grad_norm,
