@@ -8,6 +8,7 @@
 #include "launch/commands.h"
 #include "base/options.h"
 #include "models/model.h"
+#include "models/arch.h"
 #include "worker/ckpt/ckpt.h"
 #include "worker/optim/optim.h"
 #include "worker/ckpt/safetensors.h"
@@ -89,7 +90,7 @@ static int parse_sub(const char *cmd, const char *usage, const char *summary,
 
 static const char *kind_name(int kind)
 {
-    return kind == MODEL_GPT ? "gpt" : kind == MODEL_MLP ? "mlp" : "unknown";
+    return model_kind_name((ModelKind)kind);
 }
 
 /* Builds the model the checkpoint describes and loads every record into

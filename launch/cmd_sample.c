@@ -8,6 +8,7 @@
 #include "launch/commands.h"
 #include "base/options.h"
 #include "models/model.h"
+#include "models/arch.h"
 #include "models/philox.h"
 #include "worker/ckpt/ckpt.h"
 #include "worker/data/data.h"
@@ -93,7 +94,7 @@ static int run_sample(const SampleArgs *a, Err *e)
     const ModelConfig *c = &meta.model;
     if (c->kind != MODEL_GPT)
         return err_set(e, "%s: this is an %s checkpoint; sampling needs a gpt checkpoint", dir,
-                       c->kind == MODEL_MLP ? "mlp" : "unknown-model");
+                       model_kind_name(c->kind));
     if (c->vocab > 256)
         return err_set(e, "%s: vocabulary %d; sampling supports byte-level checkpoints "
                           "(vocabulary at most 256)",

@@ -53,5 +53,7 @@ extern const ModelArch MLP_ARCH;
 
 /* The table of an architecture, or NULL when kind names none. */
 const ModelArch *model_arch(ModelKind kind);
+/* "gpt", "mlp", or "unknown" for a kind no table has (a corrupt manifest). */
+const char *model_kind_name(ModelKind kind);
 
 #endif

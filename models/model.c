@@ -335,6 +335,12 @@ const ParamInfo *model_find_tensor(const Model *m, const char *name)
     return NULL;
 }
 
+const char *model_kind_name(ModelKind kind)
+{
+    const ModelArch *a = model_arch(kind);
+    return a ? a->name : "unknown";
+}
+
 void model_block_offsets(const Model *m, size_t *block_lo)
 {
     for (int b = 0; b <= m->n_blocks; b++) block_lo[b] = m->n_params;

@@ -176,5 +176,5 @@ void train_config_default_out(TrainConfig *c)
     char stamp[32];
     time_t now = time(NULL);
     strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", localtime(&now));
-    snprintf(c->out, sizeof c->out, "runs/%s-%s", model_arch(c->model.kind)->name, stamp);
+    snprintf(c->out, sizeof c->out, "runs/%s-%s", model_kind_name(c->model.kind), stamp);
 }

@@ -2,6 +2,7 @@
  * model, initial weights and run directory; the run's summary. The steps
  * themselves are the loop's (loop.c). */
 #include "worker/loop/trainer_internal.h"
+#include "models/arch.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -290,7 +291,7 @@ static void announce(Trainer *t)
     trainer_note(t,
                  "mpitrain: %s %d layers x %d wide, %.2fM params | %d rank(s): dp %d x tp %d x "
                  "pp %d, zero %d | batch %d x %d, %d micro-batch(es) | %d thread(s)/rank | %s%s",
-                 c->model.kind == MODEL_GPT ? "gpt" : "mlp", c->model.n_layer, c->model.n_embd,
+                 model_kind_name(c->model.kind), c->model.n_layer, c->model.n_embd,
                  t->model.n_params / 1e6, t->w->size, c->dp, c->tp, c->pp, c->zero,
                  c->global_batch, c->model.seq_len, c->micro_batches, ops_get_threads(),
                  optim_name(c->optim.kind), t->start_step ? " (resumed)" : "");
