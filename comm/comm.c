@@ -1,5 +1,6 @@
 #include "comm/comm.h"
 #include "comm/trace.h"
+#include "base/sysinfo.h"
 
 #include <mpi.h>
 #include <limits.h>
@@ -69,9 +70,12 @@ int comm_init(int *argc, char ***argv, CommWorld *w)
 void comm_finalize(void) { MPI_Finalize(); }
 
 
+/* The CPUs a rank may use: its own share when the launcher or SLURM bound
+ * it, else an even share of the node's cores among the node's ranks. */
 int comm_default_threads(const CommWorld *w)
 {
-    int t = w->cores / (w->local_size > 0 ? w->local_size : 1);
+    int bound = 0, cpus = sys_usable_cpus(&bound);
+    int t = bound ? cpus : cpus / (w->local_size > 0 ? w->local_size : 1);
     return t < 1 ? 1 : t;
 }
 

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "base/hash.h"
+#include "base/sysinfo.h"
 #include "models/cost.h"
 #include "mpitrain.pb-c.h"
 #include "sharding/partition.h"
@@ -321,9 +322,8 @@ int plan_apply_resume(TrainConfig *cfg, Err *e)
 
 static size_t available_bytes_per_rank(const CommWorld *w)
 {
-    long pages = sysconf(_SC_AVPHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-    if (pages <= 0 || page <= 0) return 0;
-    return (size_t)pages * (size_t)page / (size_t)(w->local_size > 0 ? w->local_size : 1);
+    /* MemAvailable (page cache counts as usable), within the cgroup's limit */
+    return sys_available_bytes() / (size_t)(w->local_size > 0 ? w->local_size : 1);
 }
 
 /* No --dp/--tp/--pp: the planner's best layout for this job. */

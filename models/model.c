@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "base/sysinfo.h"
 #include "models/philox.h"
 #include "sharding/tpsplit.h"
 
@@ -182,9 +183,8 @@ int model_shard_validate(const ModelConfig *c, const ModelShard *sh, Err *e)
  * machine's memory is an error before anything is allocated. */
 static int check_fits_in_memory(const ModelConfig *cfg, const ModelShard *shard, int B, Err *e)
 {
-    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-    if (pages <= 0 || page <= 0) return 0;
-    double have = (double)pages * page;
+    double have = (double)sys_total_bytes();
+    if (have <= 0) return 0;
     /* the model alone: no optimizer state, no data parallelism */
     CostLayout l = {*shard, B, 1, 0, 0};
     double need = (double)cost_memory(cfg, &l).total;

@@ -11,6 +11,7 @@
 #include "base/hash.h"
 #include "base/json.h"
 #include "base/le.h"
+#include "base/sysinfo.h"
 
 /* ---- CRC-32C ---------------------------------------------------------------- */
 
@@ -290,4 +291,33 @@ Test(json, file_sink_streams_the_same_text)
     fclose(f);
     json_free(&mem);
     json_free(&file);
+}
+
+/* ---- sysinfo ------------------------------------------------------------------ */
+
+Test(sysinfo, meminfo_available_not_free)
+{
+    /* 6 GB of clean page cache: MemFree is small, MemAvailable is what counts */
+    const char *text = "MemTotal:       24576000 kB\nMemFree:         1048576 kB\n"
+                       "MemAvailable:   23400000 kB\nBuffers:           12345 kB\n";
+    cr_assert_eq(sys_parse_meminfo_available(text), (size_t)23400000 * 1024);
+    cr_assert_eq(sys_parse_meminfo_available("MemTotal: 5 kB\n"), 0, "absent = unknown");
+}
+
+Test(sysinfo, cgroup_limits)
+{
+    cr_assert_eq(sys_parse_cgroup_limit("max\n"), 0, "v2 no limit");
+    cr_assert_eq(sys_parse_cgroup_limit("9223372036854771712\n"), 0, "v1 no limit");
+    cr_assert_eq(sys_parse_cgroup_limit("4294967296\n"), (size_t)4 << 30);
+    cr_assert_eq(sys_parse_cgroup_limit("garbage"), 0);
+}
+
+Test(sysinfo, this_machine)
+{
+    size_t avail = sys_available_bytes(), total = sys_total_bytes();
+    cr_assert_gt(avail, 0);
+    cr_assert_gt(total, 0);
+    cr_assert_leq(avail, total + ((size_t)1 << 30), "available %zu > total %zu", avail, total);
+    int bound = 0, cpus = sys_usable_cpus(&bound);
+    cr_assert_geq(cpus, 1);
 }

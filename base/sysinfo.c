@@ -1,0 +1,95 @@
+#include "base/sysinfo.h"
+
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* The first line of a small text file (proc, sysfs) into buf; 0 or -1. */
+static int read_small(const char *path, char *buf, size_t n)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    size_t got = fread(buf, 1, n - 1, f);
+    fclose(f);
+    buf[got] = 0;
+    return got ? 0 : -1;
+}
+
+size_t sys_parse_meminfo_available(const char *text)
+{
+    const char *p = text ? strstr(text, "MemAvailable:") : NULL;
+    if (!p) return 0;
+    unsigned long long kb = strtoull(p + strlen("MemAvailable:"), NULL, 10);
+    return (size_t)kb * 1024;
+}
+
+size_t sys_parse_cgroup_limit(const char *text)
+{
+    if (!text || !strncmp(text, "max", 3)) return 0;
+    char *end;
+    unsigned long long v = strtoull(text, &end, 10);
+    if (end == text) return 0;
+    /* cgroup v1 writes "no limit" as a huge page-rounded number */
+    return v >= (1ull << 60) ? 0 : (size_t)v;
+}
+
+/* The cgroup's limit and usage (v2, then v1); 0 when there is no limit. */
+static size_t cgroup_limit(size_t *usage)
+{
+    static const char *const pairs[][2] = {
+        {"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"},
+        {"/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"},
+    };
+    char buf[64];
+    for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
+        if (read_small(pairs[i][0], buf, sizeof buf)) continue;
+        size_t limit = sys_parse_cgroup_limit(buf);
+        if (!limit) return 0;
+        *usage = read_small(pairs[i][1], buf, sizeof buf) ? 0 : strtoull(buf, NULL, 10);
+        return limit;
+    }
+    return 0;
+}
+
+size_t sys_available_bytes(void)
+{
+    char text[8192];
+    size_t avail = read_small("/proc/meminfo", text, sizeof text) ? 0
+                                                                 : sys_parse_meminfo_available(text);
+    if (!avail) {
+        long pages = sysconf(_SC_AVPHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+        avail = pages > 0 && page > 0 ? (size_t)pages * (size_t)page : 0;
+    }
+    size_t usage = 0, limit = cgroup_limit(&usage);
+    if (limit) {
+        size_t room = limit > usage ? limit - usage : 0;
+        if (!avail || room < avail) avail = room;
+    }
+    return avail;
+}
+
+size_t sys_total_bytes(void)
+{
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    size_t total = pages > 0 && page > 0 ? (size_t)pages * (size_t)page : 0;
+    size_t usage = 0, limit = cgroup_limit(&usage);
+    return limit && (!total || limit < total) ? limit : total;
+}
+
+int sys_usable_cpus(int *bound)
+{
+    const char *slurm = getenv("SLURM_CPUS_PER_TASK");
+    int n = slurm ? atoi(slurm) : 0;
+    if (n > 0 && n <= 65536) {
+        *bound = 1;
+        return n;
+    }
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    if (online < 1) online = 1;
+    cpu_set_t set;
+    int mine = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 0;
+    *bound = mine > 0 && mine < online;
+    return *bound ? mine : (int)online;
+}

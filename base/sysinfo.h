@@ -1,0 +1,24 @@
+#ifndef MPITRAIN_SYSINFO_H
+#define MPITRAIN_SYSINFO_H
+/* What this process may use of the machine: memory it can have without
+ * swapping, and the CPUs it may run on. */
+#include <stddef.h>
+
+/* Bytes this process can still allocate: the kernel's MemAvailable (free
+ * memory plus reclaimable page cache, not just MemFree), capped by the
+ * cgroup's limit less its usage when one is set. 0 = unknown. */
+size_t sys_available_bytes(void);
+/* Physical memory, capped by the cgroup's limit. 0 = unknown. */
+size_t sys_total_bytes(void);
+/* CPUs this process may run on: SLURM_CPUS_PER_TASK when SLURM sets it,
+ * else the affinity mask (a launcher that binds ranks narrows it), else
+ * the online CPUs. *bound says whether the count is this process's own
+ * share (so not to be divided among the node's ranks). */
+int sys_usable_cpus(int *bound);
+
+/* Parsers, for tests: a /proc/meminfo text -> MemAvailable bytes (0 if
+ * absent); a cgroup limit file ("max" or bytes) -> bytes (0 = no limit). */
+size_t sys_parse_meminfo_available(const char *text);
+size_t sys_parse_cgroup_limit(const char *text);
+
+#endif
