@@ -29,8 +29,62 @@ static int usage_error(const char *cmd, const char *where, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "mpitrain %s: %s%s (see mpitrain %s --help)\n", cmd, where ? where : "", msg, cmd);
+    /* under a launcher every rank parses the same flags: one says so */
+    if (opts_launcher_rank() <= 0)
+        fprintf(stderr, "mpitrain %s: %s%s (see mpitrain %s --help)\n", cmd, where ? where : "",
+                msg, cmd);
     return EXIT_USAGE;
+}
+
+int opts_launcher_rank(void)
+{
+    static const char *const vars[] = {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK",
+                                       "SLURM_PROCID"};
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+        const char *v = getenv(vars[i]);
+        if (v && *v) return atoi(v);
+    }
+    return -1;
+}
+
+/* Edit distance of two short names (insert, delete, substitute, swap). */
+static int distance(const char *a, const char *b)
+{
+    enum { MAXN = 64 };
+    size_t n = strlen(a), m = strlen(b);
+    if (n >= MAXN || m >= MAXN) return MAXN;
+    int d[MAXN][MAXN];
+    for (size_t i = 0; i <= n; i++) d[i][0] = (int)i;
+    for (size_t j = 0; j <= m; j++) d[0][j] = (int)j;
+    for (size_t i = 1; i <= n; i++)
+        for (size_t j = 1; j <= m; j++) {
+            int best = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+            if (d[i - 1][j] + 1 < best) best = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < best) best = d[i][j - 1] + 1;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+                d[i - 2][j - 2] + 1 < best)
+                best = d[i - 2][j - 2] + 1;
+            d[i][j] = best;
+        }
+    return d[n][m];
+}
+
+/* A typo (a few edits, a third of the name at most), else a name the
+ * given one abbreviates ("--micro" for --micro-batches). */
+const char *opts_nearest(const OptSpec *specs, const char *name)
+{
+    const char *best = NULL, *prefix = NULL;
+    size_t len = strlen(name);
+    int best_d = 1 + (int)len / 3;
+    for (const OptSpec *s = specs; s->name; s++) {
+        int d = distance(name, s->name);
+        if (d < best_d) {
+            best = s->name;
+            best_d = d;
+        }
+        if (!prefix && len >= 3 && !strncmp(s->name, name, len)) prefix = s->name;
+    }
+    return best ? best : prefix;
 }
 
 static int choice_index(const char *choices, const char *value)
@@ -47,8 +101,18 @@ static int choice_index(const char *choices, const char *value)
     return -1;
 }
 
+/* Plain decimal only: strtod would also take " 4", "0x4", "1e1000" or
+ * "nan", none of which a person means as a count. */
+static int is_decimal(const char *v)
+{
+    if (*v == '+' || *v == '-') v++;
+    if (!(*v >= '0' && *v <= '9') && *v != '.') return 0;
+    return v[strspn(v, "0123456789.eE+-")] == 0;
+}
+
 static int parse_number(const OptSpec *s, const char *v, double *out)
 {
+    if (!is_decimal(v)) return -1;
     char *end;
     errno = 0;
     double d = strtod(v, &end);
@@ -64,7 +128,7 @@ static int set_u64(const char *name, const char *value, uint64_t *out, Err *e)
     char *end;
     errno = 0;
     unsigned long long v = strtoull(value, &end, 10);
-    if (!*value || *end || errno || value[0] == '-')
+    if (!*value || value[strspn(value, "0123456789")] || *end || errno)
         return err_set(e, "--%s: '%s' is not an unsigned integer", name, value);
     *out = v;
     return 0;
@@ -93,7 +157,11 @@ static int set_number(const OptSpec *s, char *field, const char *value, Err *e)
 int opts_set_value(const OptSpec *specs, void *target, const char *name, const char *value, Err *e)
 {
     const OptSpec *s = find_spec(specs, name);
-    if (!s) return err_set(e, "unknown option --%s", name);
+    if (!s) {
+        const char *near = opts_nearest(specs, name);
+        return near ? err_set(e, "unknown option --%s (did you mean --%s?)", name, near)
+                    : err_set(e, "unknown option --%s", name);
+    }
     char *field = (char *)target + s->offset;
     if (s->type == OT_FLAG) {
         if (value && strcmp(value, "1") && strcmp(value, "true") && strcmp(value, "0") &&
@@ -311,15 +379,21 @@ static int apply_config_first(const char *cmd, const OptSpec *specs, void *targe
                               char **argv, int first)
 {
     if (!find_spec(specs, "config")) return 0;
+    const char *path = NULL;
     for (int i = first; i < argc; i++) {
-        const char *a = argv[i];
+        const char *a = argv[i], *v = NULL;
         if (!strcmp(a, "--config")) {
             if (i + 1 >= argc) return usage_error(cmd, NULL, "--config needs a value");
-            return opts_load_config(cmd, specs, target, argv[i + 1]);
+            v = argv[++i];
+        } else if (!strncmp(a, "--config=", 9)) {
+            v = a + 9;
         }
-        if (!strncmp(a, "--config=", 9)) return opts_load_config(cmd, specs, target, a + 9);
+        if (v && path)
+            return usage_error(cmd, NULL, "--config given twice (%s, then %s): one settings file "
+                                          "per run; put the rest in flags", path, v);
+        if (v) path = v;
     }
-    return 0;
+    return path ? opts_load_config(cmd, specs, target, path) : 0;
 }
 
 int opts_parse(const char *cmd, const OptSpec *specs, void *target, int argc, char **argv,
@@ -348,7 +422,11 @@ int opts_parse(const char *cmd, const OptSpec *specs, void *target, int argc, ch
         memcpy(name, a + 2, len);
         name[len] = 0;
         const OptSpec *s = find_spec(specs, name);
-        if (!s) return usage_error(cmd, NULL, "unknown option --%s", name);
+        if (!s) {
+            Err why;
+            opts_set_value(specs, target, name, NULL, &why); /* names the nearest option */
+            return usage_error(cmd, NULL, "%s", why.msg);
+        }
         const char *value = eq ? eq + 1 : NULL;
         if (!eq && s->type != OT_FLAG) {
             if (i + 1 >= argc) return usage_error(cmd, NULL, "--%s needs a value", name);
@@ -362,6 +440,7 @@ int opts_parse(const char *cmd, const OptSpec *specs, void *target, int argc, ch
 
 void opts_print_help(FILE *out, const char *usage, const char *summary, const OptSpec *specs)
 {
+    if (opts_launcher_rank() > 0) return; /* every rank was asked: rank 0 answers */
     fprintf(out, "usage: %s\n\n%s\n\noptions:\n", usage, summary);
     for (const OptSpec *s = specs; s->name; s++) {
         char left[64];

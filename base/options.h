@@ -21,6 +21,12 @@ typedef struct OptSpec {
     const char *def;      /* default as it would be typed; NULL = none (zero) */
 } OptSpec;
 
+/* This process's rank as its launcher (mpirun, srun) numbers it, before
+ * MPI starts; -1 when not launched as a rank. Rank 0 alone prints. */
+int opts_launcher_rank(void);
+/* The option name closest to a misspelt one (edit distance), or NULL. */
+const char *opts_nearest(const OptSpec *specs, const char *name);
+
 /* Exit code for usage errors (unknown option, bad value). */
 #define EXIT_USAGE 2
 

@@ -122,6 +122,27 @@ check "config value applied (layers 2 from the file)" "grep -q 'layers 2,' last.
 check "flag overrides config (embd 16 from the flag)" "grep -q 'embd 16,' last.out"
 check "config value applied (step 2 from steps = 2)" "grep -Eq '^step +2 ' last.out"
 
+# ---- hostile flags: plain decimal only, one --config, a regular file ---------
+run train --stpes 3
+expect "a misspelt option suggests the nearest one" 2 "unknown option --stpes" "did you mean --steps?"
+run train --batch 0x4
+expect "--batch 0x4 (hex) is refused" 2 "--batch: '0x4'"
+run train --seed " -1"
+expect "--seed ' -1' is refused" 2 "--seed: ' -1'"
+run train --steps " 5"
+expect "--steps ' 5' (leading blank) is refused" 2 "--steps: ' 5'"
+run train --config /dev/zero
+expect "--config /dev/zero is refused, not read forever" 2 "/dev/zero: not a regular file"
+run train --config .
+expect "--config of a directory is refused" 2 "not a regular file"
+run train --config good.cfg --config good.cfg
+expect "a second --config is refused, not ignored" 2 "--config given twice"
+OMPI_COMM_WORLD_RANK=1 "$BIN" train --stpes 3 > last.out 2> last.err; rc=$?
+check "under a launcher, rank 1 exits 2 on a usage error but leaves the message to rank 0" \
+  "[ $rc -eq 2 ] && [ ! -s last.err ]"
+OMPI_COMM_WORLD_RANK=1 "$BIN" train --help > last.out 2> last.err
+check "and rank 1 prints no help either" "[ ! -s last.out ]"
+
 # ---- config.json: the resolved settings, re-usable with --config ------------
 check "the run wrote config.json, and it is JSON with every setting" \
   "python3 -c 'import json,sys; d=json.load(open(\"cfgrun/config.json\")); sys.exit(not (d[\"layers\"]==2 and d[\"embd\"]==16 and d[\"optimizer\"]==\"adamw\" and len(d)>40))'"
