@@ -290,6 +290,49 @@ static void run_dir_of_checkpoint(const char *step_dir, char *out, size_t n)
     }
 }
 
+/* The checkpoint's settings over the flags' (model, optimizer, batch, seed,
+ * zo), as --resume takes them. */
+static void take_from_checkpoint(TrainConfig *c, const CkptMeta *m)
+{
+    c->model = m->model;
+    c->optim = m->optim;
+    train_config_finish(c);
+    c->global_batch = m->global_batch;
+    c->seed = m->seed;
+    if (m->optim.kind == OPT_ZO) {
+        c->zo_eps = m->zo_eps;
+        c->zo_scale = m->zo_scale;
+        c->zo_samples = m->zo_samples;
+    }
+}
+
+/* A flag set away from its default to something the checkpoint overrides
+ * would be silently dropped: refuse it by name instead. */
+static int check_resume_conflicts(const TrainConfig *cfg, const CkptMeta *m, Err *e)
+{
+    TrainConfig *taken = malloc(sizeof *taken), *def = malloc(sizeof *def);
+    int rc = !taken || !def ? err_set(e, "out of memory") : 0;
+    if (!rc) {
+        *taken = *cfg;
+        take_from_checkpoint(taken, m);
+        train_config_defaults(def);
+    }
+    for (const OptSpec *s = train_config_table(NULL); !rc && s->name; s++) {
+        char given[PATH_BUF], ckpt[PATH_BUF], dflt[PATH_BUF];
+        opts_format(s, cfg, given, sizeof given);
+        opts_format(s, taken, ckpt, sizeof ckpt);
+        opts_format(s, def, dflt, sizeof dflt);
+        if (strcmp(given, ckpt) && strcmp(given, dflt))
+            rc = err_set(e, "--%s %s conflicts with the checkpoint's %s: --resume continues the "
+                            "checkpoint's model, optimizer, batch and seed; drop the flag (or "
+                            "start a new run from its weights with --init-from)",
+                         s->name, given, ckpt);
+    }
+    free(taken);
+    free(def);
+    return rc;
+}
+
 int plan_apply_resume(TrainConfig *cfg, Err *e)
 {
     if (!cfg->resume[0]) return 0;
@@ -299,17 +342,9 @@ int plan_apply_resume(TrainConfig *cfg, Err *e)
         return err_wrap(e, "--resume %s", cfg->resume);
     /* the checkpoint defines the model, optimizer, batch and data; the flags
      * decide how long to go on and on which layout */
-    cfg->model = m.model;
-    cfg->optim = m.optim;
-    train_config_finish(cfg);
-    cfg->global_batch = m.global_batch;
-    cfg->seed = m.seed;
+    if (check_resume_conflicts(cfg, &m, e)) return err_wrap(e, "--resume %s", cfg->resume);
+    take_from_checkpoint(cfg, &m);
     if (!cfg->data[0]) snprintf(cfg->data, sizeof cfg->data, "%s", m.data_path);
-    if (m.optim.kind == OPT_ZO) {
-        cfg->zo_eps = m.zo_eps;
-        cfg->zo_scale = m.zo_scale;
-        cfg->zo_samples = m.zo_samples;
-    }
     if (m.step >= cfg->steps)
         return err_set(e, "--resume %s: checkpoint is at step %lld, nothing to do for --steps %ld",
                        cfg->resume, (long long)m.step, cfg->steps);

@@ -143,6 +143,12 @@ check "under a launcher, rank 1 exits 2 on a usage error but leaves the message 
 OMPI_COMM_WORLD_RANK=1 "$BIN" train --help > last.out 2> last.err
 check "and rank 1 prints no help either" "[ ! -s last.out ]"
 
+# ---- --resume takes the model from the checkpoint: a conflicting flag is named
+run train --resume cfgrun --steps 4 --layers 3 --quiet
+expect "--resume with a conflicting --layers exits 2 naming it" 2 "--layers 3 conflicts with the checkpoint's 2"
+run train --resume cfgrun --steps 3 --layers 2 --quiet
+expect "--resume with the checkpoint's own --layers goes on" 0
+
 # ---- config.json: the resolved settings, re-usable with --config ------------
 check "the run wrote config.json, and it is JSON with every setting" \
   "python3 -c 'import json,sys; d=json.load(open(\"cfgrun/config.json\")); sys.exit(not (d[\"layers\"]==2 and d[\"embd\"]==16 and d[\"optimizer\"]==\"adamw\" and len(d)>40))'"
