@@ -146,7 +146,7 @@ check "and rank 1 prints no help either" "[ ! -s last.out ]"
 # ---- --resume takes the model from the checkpoint: a conflicting flag is named
 run train --resume cfgrun --steps 4 --layers 3 --quiet
 expect "--resume with a conflicting --layers exits 2 naming it" 2 "--layers 3 conflicts with the checkpoint's 2"
-run train --resume cfgrun --steps 3 --layers 2 --quiet
+run train --resume cfgrun --steps 3 --layers 2 --quiet --out cfgresume
 expect "--resume with the checkpoint's own --layers goes on" 0
 
 # ---- config.json: the resolved settings, re-usable with --config ------------
