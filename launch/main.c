@@ -1,3 +1,4 @@
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include "launch/commands.h"
@@ -20,6 +21,9 @@ static void usage(FILE *out)
 
 int main(int argc, char **argv)
 {
+    /* a reader that goes away (`| head`) must not kill a training run: its
+     * progress lines fail quietly and the run and its files go on */
+    signal(SIGPIPE, SIG_IGN);
     if (argc < 2) {
         usage(stderr);
         return EXIT_USAGE;

@@ -149,6 +149,12 @@ expect "--resume with a conflicting --layers exits 2 naming it" 2 "--layers 3 co
 run train --resume cfgrun --steps 3 --layers 2 --quiet --out cfgresume
 expect "--resume with the checkpoint's own --layers goes on" 0
 
+# ---- a closed stdout pipe does not kill the run ----------------------------
+"$BIN" train $TINY --steps 6 --out piped --progress lines | head -1 > /dev/null
+rc=${PIPESTATUS[0]}
+check "train | head -1: the run survives its reader (exit $rc) and writes every step" \
+  "[ $rc -eq 0 ] && [ \$(rows '\"loss\":' piped/metrics.jsonl) -eq 6 ]"
+
 # ---- config.json: the resolved settings, re-usable with --config ------------
 check "the run wrote config.json, and it is JSON with every setting" \
   "python3 -c 'import json,sys; d=json.load(open(\"cfgrun/config.json\")); sys.exit(not (d[\"layers\"]==2 and d[\"embd\"]==16 and d[\"optimizer\"]==\"adamw\" and len(d)>40))'"
