@@ -155,6 +155,11 @@ rc=${PIPESTATUS[0]}
 check "train | head -1: the run survives its reader (exit $rc) and writes every step" \
   "[ $rc -eq 0 ] && [ \$(rows '\"loss\":' piped/metrics.jsonl) -eq 6 ]"
 
+# ---- an offline reshard is bounded before it starts writing ------------------
+run ckpt reshard cfgrun --dp 100000 --out rs100k
+expect "ckpt reshard --dp 100000 is refused up front" 1 "100000 ranks" "more than the"
+check "and writes nothing" "[ ! -e rs100k ]"
+
 # ---- config.json: the resolved settings, re-usable with --config ------------
 check "the run wrote config.json, and it is JSON with every setting" \
   "python3 -c 'import json,sys; d=json.load(open(\"cfgrun/config.json\")); sys.exit(not (d[\"layers\"]==2 and d[\"embd\"]==16 and d[\"optimizer\"]==\"adamw\" and len(d)>40))'"

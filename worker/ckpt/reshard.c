@@ -2,6 +2,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include "models/cost.h"
 #include "models/model.h"
 #include "sharding/partition.h"
 #include "sharding/stages.h"
@@ -35,10 +36,20 @@ int ckpt_reshard(const char *src_path, int dp, int tp, int pp, int zero, const c
     char src[PATH_LEN];
     CkptMeta meta;
     if (ckpt_resolve(src_path, src, sizeof src, e) || ckpt_load_meta(src, &meta, e)) return -1;
-    int n = model_n_blocks(&meta.model), ranks = dp * tp * pp;
+    int n = model_n_blocks(&meta.model);
     if (dp < 1 || tp < 1 || pp < 1 || zero < 0 || zero > 2)
         return err_set(e, "--dp %d --tp %d --pp %d --zero %d: sizes must be >= 1, zero 0..2", dp, tp, pp, zero);
     if (pp > n) return err_set(e, "--pp %d is more stages than the model's %d blocks", pp, n);
+    /* every target rank is one file written (and one full read of the
+     * source): refuse a layout no job would run before starting on it */
+    long all = (long)dp * tp * pp;
+    if (all > RESHARD_MAX_RANKS)
+        return err_set(e, "--dp %d x --tp %d x --pp %d = %ld ranks: more than the %d an offline "
+                          "reshard writes; reshard on the fly with `train --resume` instead",
+                       dp, tp, pp, all, RESHARD_MAX_RANKS);
+    if ((size_t)dp > cost_param_count(&meta.model))
+        return err_set(e, "--dp %d: more data-parallel ranks than the model has parameters", dp);
+    int ranks = (int)all;
     int *first = calloc(pp + 1, sizeof *first);
     double *cost = calloc(n, sizeof *cost);
     uint8_t **recs = calloc(ranks, sizeof *recs);

@@ -3,6 +3,9 @@
 #include <stddef.h>
 #include "base/err.h"
 
+/* ranks one offline reshard writes at most */
+#define RESHARD_MAX_RANKS 4096
+
 /* Rewrites the checkpoint at src as if it had been saved by a job of layout
  * dp x tp x pp with ZeRO stage `zero`: one data file per target rank holding
  * that rank's slice of the parameters and optimizer state. The tensors are
