@@ -240,3 +240,137 @@ int json_finish(JsonOut *j)
     flush(j);
     return j->error ? -1 : 0;
 }
+
+/* ---- reading: one flat object ------------------------------------------------ */
+
+typedef struct {
+    const char *text, *p;
+} JsonIn;
+
+int json_line_of(const char *text, size_t offset)
+{
+    int line = 1;
+    for (size_t i = 0; i < offset && text[i]; i++) line += text[i] == '\n';
+    return line;
+}
+
+static void skip_ws(JsonIn *j)
+{
+    while (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r') j->p++;
+}
+
+static void put_utf8(char **o, unsigned cp)
+{
+    if (cp < 0x80) {
+        *(*o)++ = (char)cp;
+    } else if (cp < 0x800) {
+        *(*o)++ = (char)(0xC0 | cp >> 6);
+        *(*o)++ = (char)(0x80 | (cp & 0x3F));
+    } else {
+        *(*o)++ = (char)(0xE0 | cp >> 12);
+        *(*o)++ = (char)(0x80 | ((cp >> 6) & 0x3F));
+        *(*o)++ = (char)(0x80 | (cp & 0x3F));
+    }
+}
+
+static int hex_digit(char h)
+{
+    return h >= '0' && h <= '9' ? h - '0' : h >= 'a' && h <= 'f' ? h - 'a' + 10
+         : h >= 'A' && h <= 'F' ? h - 'A' + 10 : -1;
+}
+
+/* A JSON string at j->p into out (n bytes); 0, or -1 if malformed. */
+static int string_in(JsonIn *j, char *out, size_t n)
+{
+    if (*j->p != '"') return -1;
+    j->p++;
+    char *o = out, *end = out + n - 4;
+    while (*j->p && *j->p != '"') {
+        if (o >= end) return -1;
+        char c = *j->p++;
+        if ((unsigned char)c < 0x20) return -1;
+        if (c != '\\') {
+            *o++ = c;
+            continue;
+        }
+        c = *j->p++;
+        const char *plain = c ? strchr("\"\\/bfnrt", c) : NULL;
+        if (plain) {
+            *o++ = "\"\\/\b\f\n\r\t"[plain - "\"\\/bfnrt"];
+            continue;
+        }
+        if (c != 'u') return -1;
+        unsigned cp = 0;
+        for (int k = 0; k < 4; k++, j->p++) {
+            int v = hex_digit(*j->p);
+            if (v < 0) return -1;
+            cp = cp * 16 + (unsigned)v;
+        }
+        if (!cp) return -1;
+        put_utf8(&o, cp);
+    }
+    if (*j->p != '"') return -1;
+    j->p++;
+    *o = 0;
+    return 0;
+}
+
+/* A bare value (number, true, false, null) up to the next , } or blank. */
+static int bare_in(JsonIn *j, char *out, size_t n)
+{
+    size_t k = 0;
+    while (*j->p && !strchr(",} \t\r\n", *j->p)) {
+        if (k + 1 >= n || strchr("{[\"", *j->p)) return -1;
+        out[k++] = *j->p++;
+    }
+    out[k] = 0;
+    return k ? 0 : -1;
+}
+
+/* One "key": value pair at j->p, handed to fn. */
+static int read_pair(JsonIn *j, JsonPairFn fn, void *ctx, char *key, size_t kn, char *val,
+                     size_t vn, Err *e)
+{
+    if (string_in(j, key, kn)) return err_set(e, "expected a \"key\"");
+    skip_ws(j);
+    if (*j->p != ':') return err_set(e, "expected ':' after \"%s\"", key);
+    j->p++;
+    skip_ws(j);
+    size_t at = (size_t)(j->p - j->text);
+    int quoted = *j->p == '"';
+    if (quoted ? string_in(j, val, vn) : bare_in(j, val, vn))
+        return err_set(e, "\"%s\": the value must be a string, number or boolean", key);
+    int is_null = !quoted && !strcmp(val, "null");
+    return fn(ctx, key, is_null ? NULL : val, quoted, at);
+}
+
+int json_read_flat(const char *text, JsonPairFn fn, void *ctx, size_t *offset, Err *e)
+{
+    enum { KEY_MAX = 128, VALUE_MAX = 8192 };
+    char key[KEY_MAX], *val = malloc(VALUE_MAX);
+    if (!val) return err_set(e, "out of memory");
+    JsonIn j = {text, text};
+    int rc = 0;
+    skip_ws(&j);
+    if (*j.p != '{') rc = err_set(e, "expected '{'");
+    else j.p++;
+    for (int first = 1; !rc; first = 0) {
+        skip_ws(&j);
+        if (*j.p == '}') break;
+        if (!first && *j.p != ',') {
+            rc = err_set(e, "expected ',' or '}'");
+            break;
+        }
+        if (!first) j.p++;
+        skip_ws(&j);
+        rc = read_pair(&j, fn, ctx, key, sizeof key, val, VALUE_MAX, e);
+    }
+    if (!rc) {
+        j.p++;
+        skip_ws(&j);
+        if (*j.p) rc = err_set(e, "text after the closing '}'");
+    }
+    free(val);
+    *offset = (size_t)(j.p - text);
+    return rc;
+}

@@ -23,6 +23,7 @@
  * do nothing, and json_finish returns -1. */
 #include <stdint.h>
 #include <stdio.h>
+#include "base/err.h"
 
 #define JSON_MAX_DEPTH 32
 
@@ -68,5 +69,18 @@ void json_null(JsonOut *j);
 /* A line break before the next token, after its comma (JSON Lines rows,
  * one trace event per line). Whitespace only: the document means the same. */
 void json_newline(JsonOut *j);
+
+/* ---- reading: one flat object ---------------------------------------------
+ * A config.json, a metrics.jsonl row: {"key": value, ...} with string,
+ * number, true, false or null values and no nesting. fn gets each pair in
+ * order: the value as text (a string unescaped, quoted = 1; a number or
+ * true/false as written, quoted = 0; NULL for null) and its offset in text.
+ * fn returns 0 to go on, or a positive code that stops the read and is
+ * returned. Malformed text: -1, e says what was expected, *offset where. */
+typedef int (*JsonPairFn)(void *ctx, const char *key, const char *value, int quoted,
+                          size_t offset);
+int json_read_flat(const char *text, JsonPairFn fn, void *ctx, size_t *offset, Err *e);
+/* The 1-based line of an offset in text (for "file:line:" messages). */
+int json_line_of(const char *text, size_t offset);
 
 #endif

@@ -1,6 +1,7 @@
 #include "base/options.h"
 
 #include "base/fileio.h"
+#include "base/json.h"
 
 #include <errno.h>
 #include <math.h>
@@ -236,122 +237,36 @@ static int load_key_values(const char *cmd, const OptSpec *specs, void *target, 
 /* ---- a flat JSON object (a run's config.json) -------------------------------- */
 
 typedef struct {
-    const char *text, *p;
-    const char *path;
+    const char *cmd, *path, *text;
+    const OptSpec *specs;
+    void *target;
+} JsonConfig;
+
+static const char *where_at(const JsonConfig *c, size_t offset, char *buf, size_t n)
+{
+    snprintf(buf, n, "%s:%d: ", c->path, json_line_of(c->text, offset));
+    return buf;
+}
+
+static int json_setting(void *ctx, const char *key, const char *value, int quoted, size_t offset)
+{
+    (void)quoted;
+    const JsonConfig *c = ctx;
     char where[PATH_MAX_WHERE];
-} JsonIn;
-
-static void json_skip_ws(JsonIn *j)
-{
-    while (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r') j->p++;
-}
-
-/* "path:line: " of the current position */
-static const char *json_where(JsonIn *j)
-{
-    int line = 1;
-    for (const char *q = j->text; q < j->p; q++) line += *q == '\n';
-    snprintf(j->where, sizeof j->where, "%s:%d: ", j->path, line);
-    return j->where;
-}
-
-static void put_utf8(char **o, unsigned cp)
-{
-    if (cp < 0x80) {
-        *(*o)++ = (char)cp;
-    } else if (cp < 0x800) {
-        *(*o)++ = (char)(0xC0 | cp >> 6);
-        *(*o)++ = (char)(0x80 | (cp & 0x3F));
-    } else {
-        *(*o)++ = (char)(0xE0 | cp >> 12);
-        *(*o)++ = (char)(0x80 | ((cp >> 6) & 0x3F));
-        *(*o)++ = (char)(0x80 | (cp & 0x3F));
-    }
-}
-
-/* A JSON string at j->p into out (n bytes); 0, or -1 if malformed. */
-static int json_string_in(JsonIn *j, char *out, size_t n)
-{
-    if (*j->p != '"') return -1;
-    j->p++;
-    char *o = out, *end = out + n - 4;
-    while (*j->p && *j->p != '"') {
-        if (o >= end) return -1;
-        char c = *j->p++;
-        if ((unsigned char)c < 0x20) return -1;
-        if (c != '\\') {
-            *o++ = c;
-            continue;
-        }
-        c = *j->p++;
-        const char *plain = strchr("\"\\/bfnrt", c);
-        if (c && plain) {
-            *o++ = "\"\\/\b\f\n\r\t"[plain - "\"\\/bfnrt"];
-        } else if (c == 'u') {
-            unsigned cp = 0;
-            for (int k = 0; k < 4; k++, j->p++) {
-                char h = *j->p;
-                int v = h >= '0' && h <= '9' ? h - '0' : h >= 'a' && h <= 'f' ? h - 'a' + 10
-                      : h >= 'A' && h <= 'F' ? h - 'A' + 10 : -1;
-                if (v < 0) return -1;
-                cp = cp * 16 + (unsigned)v;
-            }
-            if (!cp) return -1;
-            put_utf8(&o, cp);
-        } else {
-            return -1;
-        }
-    }
-    if (*j->p != '"') return -1;
-    j->p++;
-    *o = 0;
-    return 0;
-}
-
-/* A bare value (number, true, false, null) up to the next , } or blank. */
-static int json_bare_in(JsonIn *j, char *out, size_t n)
-{
-    size_t k = 0;
-    while (*j->p && !strchr(",} \t\r\n", *j->p)) {
-        if (k + 1 >= n || strchr("{[\"", *j->p)) return -1;
-        out[k++] = *j->p++;
-    }
-    out[k] = 0;
-    return k ? 0 : -1;
+    if (!value) return 0; /* null keeps the default */
+    return apply_key(c->cmd, c->specs, c->target, key, value, where_at(c, offset, where, sizeof where));
 }
 
 static int load_json(const char *cmd, const OptSpec *specs, void *target, const char *path,
                      const char *text)
 {
-    JsonIn j = {text, text, path, ""};
-    char key[128], val[PATH_MAX_WHERE];
-    json_skip_ws(&j);
-    j.p++; /* the '{' the caller saw */
-    for (int first = 1;; first = 0) {
-        json_skip_ws(&j);
-        if (*j.p == '}') break;
-        if (!first) {
-            if (*j.p != ',') return usage_error(cmd, json_where(&j), "expected ',' or '}'");
-            j.p++;
-            json_skip_ws(&j);
-        }
-        if (json_string_in(&j, key, sizeof key))
-            return usage_error(cmd, json_where(&j), "expected a \"key\" (an option name)");
-        json_skip_ws(&j);
-        if (*j.p++ != ':') return usage_error(cmd, json_where(&j), "expected ':' after \"%s\"", key);
-        json_skip_ws(&j);
-        int quoted = *j.p == '"';
-        if (quoted ? json_string_in(&j, val, sizeof val) : json_bare_in(&j, val, sizeof val))
-            return usage_error(cmd, json_where(&j), "\"%s\": the value must be a string, number "
-                                                     "or boolean", key);
-        if (!quoted && !strcmp(val, "null")) continue; /* keeps the default */
-        int rc = apply_key(cmd, specs, target, key, val, json_where(&j));
-        if (rc) return rc;
-    }
-    j.p++;
-    json_skip_ws(&j);
-    if (*j.p) return usage_error(cmd, json_where(&j), "text after the closing '}'");
-    return 0;
+    JsonConfig c = {cmd, path, text, specs, target};
+    size_t offset = 0;
+    Err e;
+    int rc = json_read_flat(text, json_setting, &c, &offset, &e);
+    char where[PATH_MAX_WHERE];
+    if (rc < 0) return usage_error(cmd, where_at(&c, offset, where, sizeof where), "%s", e.msg);
+    return rc;
 }
 
 int opts_load_config(const char *cmd, const OptSpec *specs, void *target, const char *path)

@@ -321,3 +321,54 @@ Test(sysinfo, this_machine)
     int bound = 0, cpus = sys_usable_cpus(&bound);
     cr_assert_geq(cpus, 1);
 }
+
+/* ---- reading one flat JSON object ----------------------------------------------- */
+
+typedef struct {
+    char seen[512];
+} Pairs;
+
+static int collect(void *ctx, const char *key, const char *value, int quoted, size_t offset)
+{
+    (void)offset;
+    Pairs *p = ctx;
+    size_t n = strlen(p->seen);
+    snprintf(p->seen + n, sizeof p->seen - n, "%s=%s%s;", key, quoted ? "'" : "",
+             value ? value : "NULL");
+    return strcmp(key, "stop") ? 0 : 7;
+}
+
+Test(json_read, pairs_in_order_with_types)
+{
+    Pairs p = {""};
+    size_t at;
+    Err e;
+    int rc = json_read_flat(" {\"step\":3, \"loss\":2.5e-1,\"name\":\"a\\\"b\\u00e9\",\n\"v\":null,"
+                            "\"ok\":true}\n", collect, &p, &at, &e);
+    cr_assert_eq(rc, 0, "%s", e.msg);
+    cr_assert_str_eq(p.seen, "step=3;loss=2.5e-1;name='a\"b\xc3\xa9;v=NULL;ok=true;");
+}
+
+Test(json_read, malformed_says_what_and_where)
+{
+    const char *bad[] = {"", "[1]", "{\"a\" 1}", "{\"a\":1,}", "{\"a\":{\"b\":1}}", "{\"a\":1} x",
+                         "{\"a\":\"unterminated}", "{\"a\":1"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        Pairs p = {""};
+        size_t at = 0;
+        Err e = {""};
+        cr_assert_eq(json_read_flat(bad[i], collect, &p, &at, &e), -1, "accepted: %s", bad[i]);
+        cr_assert(e.msg[0], "no message for %s", bad[i]);
+        cr_assert_leq(at, strlen(bad[i]));
+    }
+    cr_assert_eq(json_line_of("a\nb\nc", 4), 3);
+}
+
+Test(json_read, callback_code_stops_the_read)
+{
+    Pairs p = {""};
+    size_t at;
+    Err e;
+    cr_assert_eq(json_read_flat("{\"a\":1,\"stop\":2,\"c\":3}", collect, &p, &at, &e), 7);
+    cr_assert_str_eq(p.seen, "a=1;stop=2;");
+}
