@@ -15,6 +15,7 @@ static void usage(FILE *out)
             "  sample    generate text from a checkpoint\n"
             "  ckpt      inspect and export checkpoints (info, export)\n"
             "  plan      predict step time and memory of every layout of N ranks\n"
+            "  plot      draw runs' loss curves and step-time breakdown into a PNG\n"
             "  version   print the version and how this build was made (also --version)\n\n"
             "`mpitrain <command> --help` describes each command.\n");
 }
@@ -42,6 +43,7 @@ int main(int argc, char **argv)
     if (!strcmp(c, "sample")) return cmd_sample(argc - 1, argv + 1);
     if (!strcmp(c, "ckpt")) return cmd_ckpt(argc - 1, argv + 1);
     if (!strcmp(c, "plan")) return cmd_plan(argc - 1, argv + 1);
+    if (!strcmp(c, "plot")) return cmd_plot(argc - 1, argv + 1);
     fprintf(stderr, "mpitrain: unknown command '%s' (commands: train, prepare, sample, ckpt, plan, version)\n", c);
     return EXIT_USAGE;
 }

@@ -5,7 +5,8 @@
 # and the sample / ckpt / prepare commands on good and broken inputs.
 # usage: cli_test.sh MPITRAIN_BINARY SCRATCH_DIR
 set -u
-. "$(cd "$(dirname "$0")/.." && pwd)/check.sh"
+HERE=$(cd "$(dirname "$0")" && pwd)
+. "$HERE/../check.sh"
 BIN=$1
 DIR=$2
 case "$BIN" in /*) ;; *) BIN=$PWD/$BIN ;; esac
@@ -159,6 +160,18 @@ check "train | head -1: the run survives its reader (exit $rc) and writes every 
 run ckpt reshard cfgrun --dp 100000 --out rs100k
 expect "ckpt reshard --dp 100000 is refused up front" 1 "100000 ranks" "more than the"
 check "and writes nothing" "[ ! -e rs100k ]"
+
+# ---- plot: the PNG decodes (an independent reader) and is not blank --------
+run plot run cfgrun --out curves.png --width 900 --height 700
+expect "plot of two runs exits 0" 0
+check "the picture is a 900x700 PNG with curves on it" "python3 '$HERE/png_check.py' curves.png 900 700 > /dev/null"
+run plot run corpus.txt --out nope.png
+expect "plot of something that is no run exits 1 naming it" 1 "corpus.txt is not a run directory"
+check "and leaves no picture" "[ ! -e nope.png ]"
+run plot run
+expect "plot without --out exits 2" 2 "--out"
+PATH=/nonexistent "$BIN" plot run --out nope.png > last.out 2> last.err; rc=$?
+expect "plot without gnuplot says how to get it" 1 "apt-get install gnuplot-nox"
 
 # ---- config.json: the resolved settings, re-usable with --config ------------
 check "the run wrote config.json, and it is JSON with every setting" \
