@@ -189,7 +189,8 @@ static int train(TrainConfig *c, const mpitrain_config *user, TrainResult *res, 
     Progress prog;
     ApiWatch watch = {progress_observer(&prog), user};
     TrainObserver obs = {&watch, watch_begin, watch_note, watch_initial_eval, watch_step, watch_end};
-    int rc = launch_train(c, &api_world, &obs, res, e);
+    /* the embedding program owns its signals: no stop flag */
+    int rc = launch_train(c, &api_world, &obs, NULL, res, e);
     if (rc) return rc == EXIT_USAGE ? MPITRAIN_ERR_USAGE : MPITRAIN_ERR_RUNTIME;
     /* only rank 0 knows the timings and the checkpoint: give every rank its view */
     coll_bcast(group_world(), res, sizeof *res, 0);

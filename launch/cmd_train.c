@@ -24,7 +24,12 @@ static int parse_train_args(TrainConfig *c, int argc, char **argv, int *done)
         opts_print_help(stdout, "mpitrain train [options]",
                         "Trains a model. Under mpirun/srun every rank runs this command; rank 0 "
                         "coordinates,\nprints progress and writes <out>/metrics.jsonl and "
-                        "<out>/ckpt/.",
+                        "<out>/ckpt/.\n"
+                        "SIGUSR1, SIGTERM or SIGINT stops the run after the current step with a "
+                        "checkpoint of it\n(under mpirun send SIGUSR1 to mpirun: its SIGTERM "
+                        "kills the ranks a second later).\n"
+                        "Exit codes: 0 done; 1 runtime error; 2 usage error; 3 stopped by a "
+                        "signal, checkpoint saved\n(continue with --resume <out>).",
                         table);
         *done = 1;
         return 0;
@@ -41,6 +46,19 @@ static int fail(const CommWorld *w, const char *what, const Err *e, int code)
     return code;
 }
 
+/* Rank 0, after a stop on request: where it stopped and how to go on. The
+ * run's config.json holds every setting it ran with, so resuming with it
+ * continues bit for bit (under the same launcher and number of ranks). */
+static void say_stopped(const TrainConfig *c, const TrainResult *res)
+{
+    char buf[32];
+    const char *sig = launch_signal_name(res->stop_signal, buf, sizeof buf);
+    fflush(stdout);
+    fprintf(stderr, "mpitrain train: stopped at step %ld by %s (checkpoint %s); resume with: "
+                    "mpitrain train --resume %s --config %s/config.json\n",
+            res->last_step, sig, res->last_ckpt, c->out, c->out);
+}
+
 int cmd_train(int argc, char **argv)
 {
     TrainConfig cfg;
@@ -49,12 +67,15 @@ int cmd_train(int argc, char **argv)
     if (rc || done) return rc;
     CommWorld w;
     comm_init(&argc, &argv, &w);
+    /* after MPI is up, so that these handlers are the ones in place */
+    StopFlag *stop = launch_catch_stop_signals();
     Err e = {{0}};
     TrainResult res;
     Progress prog;
     TrainObserver obs = progress_observer(&prog);
-    rc = launch_train(&cfg, &w, &obs, &res, &e);
-    if (rc) return fail(&w, "", &e, rc);
+    rc = launch_train(&cfg, &w, &obs, stop, &res, &e);
+    if (rc && rc != EXIT_STOPPED) return fail(&w, "", &e, rc);
+    if (rc && w.rank == 0) say_stopped(&cfg, &res);
     comm_finalize();
-    return 0;
+    return rc;
 }

@@ -1,6 +1,8 @@
 #include "launch/run_train.h"
 
+#include <signal.h>
 #include <stdio.h>
+#include <string.h>
 #include "base/options.h"
 #include "comm/trace.h"
 #include "coordinator/plan.h"
@@ -19,8 +21,41 @@ static int rank0_defaults(TrainConfig *c, Err *e)
     return bad ? -1 : 0;
 }
 
-int launch_train(TrainConfig *c, const CommWorld *w, const TrainObserver *obs, TrainResult *res,
-                 Err *e)
+static StopFlag stop_requested;
+
+/* Async-signal-safe: one store to a sig_atomic_t, nothing else (no MPI, no
+ * stdio); the loop does the rest at the next step boundary. */
+static void on_stop_signal(int sig)
+{
+    if (!stop_requested) stop_requested = sig;
+}
+
+StopFlag *launch_catch_stop_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    /* SA_RESTART: a checkpoint write or a poll interrupted by the signal
+     * carries on rather than failing with EINTR */
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    const int sigs[] = {SIGUSR1, SIGTERM, SIGINT};
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) sigaction(sigs[i], &sa, NULL);
+    return &stop_requested;
+}
+
+const char *launch_signal_name(int sig, char *buf, size_t n)
+{
+    switch (sig) {
+    case SIGUSR1: return "SIGUSR1";
+    case SIGTERM: return "SIGTERM";
+    case SIGINT: return "SIGINT";
+    default: snprintf(buf, n, "signal %d", sig); return buf;
+    }
+}
+
+int launch_train(TrainConfig *c, const CommWorld *w, const TrainObserver *obs, StopFlag *stop,
+                 TrainResult *res, Err *e)
 {
     Err mine = {{0}};
     train_config_finish(c);
@@ -30,11 +65,12 @@ int launch_train(TrainConfig *c, const CommWorld *w, const TrainObserver *obs, T
         err_wrap(e, "invalid plan");
         return EXIT_USAGE;
     }
-    int failed = train_run(c, w, obs, res, e);
+    int failed = train_run(c, w, obs, stop, res, e);
     if (!failed && c->trace[0]) {
         rc = timeline_write(group_world(), c->trace, &mine);
         failed = comm_agree(group_world(), rc, &mine, e);
     }
     trace_disable();
-    return failed ? 1 : 0;
+    if (failed) return 1;
+    return res->stop_signal ? EXIT_STOPPED : 0;
 }

@@ -7,9 +7,25 @@
 #include "comm/comm.h"
 #include "worker/loop/trainer.h"
 
-/* 0; EXIT_USAGE (2) when the plan is refused; 1 for a runtime failure. The
- * same verdict on every rank, and rank 0's e says why. */
-int launch_train(TrainConfig *c, const CommWorld *w, const TrainObserver *obs, TrainResult *res,
-                 Err *e);
+/* Exit code of a run stopped on request (SIGUSR1, SIGTERM, SIGINT) after it
+ * saved a checkpoint of the step it had finished: not a failure, and
+ * `--resume <out>` continues it bit for bit. */
+#define EXIT_STOPPED 3
+
+/* 0; EXIT_STOPPED when stop was raised (res->stop_signal says by which
+ * signal); EXIT_USAGE (2) when the plan is refused; 1 for a runtime
+ * failure. The same verdict on every rank, and rank 0's e says why. stop
+ * may be NULL (on every rank). */
+int launch_train(TrainConfig *c, const CommWorld *w, const TrainObserver *obs, StopFlag *stop,
+                 TrainResult *res, Err *e);
+
+/* Makes SIGUSR1, SIGTERM and SIGINT ask the run to stop at the next step
+ * boundary instead of killing the process: the handler only records the
+ * first signal's number in the flag returned (later ones change nothing,
+ * so a second signal cannot cut a stop short half-way). A program that
+ * embeds the library keeps its own signals: only the command calls this. */
+StopFlag *launch_catch_stop_signals(void);
+/* "SIGUSR1", "SIGTERM", "SIGINT", or "signal N". */
+const char *launch_signal_name(int sig, char *buf, size_t n);
 
 #endif

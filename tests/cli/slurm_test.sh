@@ -73,4 +73,75 @@ check "metrics.jsonl now has 9 step rows" "[ \"\$(rows run/metrics.jsonl)\" = 9 
 check "ckpt/latest is step 9" "[ \"\$(cat run/ckpt/latest 2>/dev/null)\" = step_00000009 ]"
 [ "$fail" -eq 0 ] || { echo "--- $log2"; cat "$log2"; }
 
+# ---- stop on signal --------------------------------------------------------
+# 40 steps on 2 ranks, never saved but at the end, unless a signal asks
+STOP="--layers 1 --heads 2 --embd 16 --seq-len 16 --batch 4 --data $DIR/corpus.tok --threads 1 --eval-every 0 --save-every 0 --dp 2 --steps 40"
+# until the command succeeds, or the (generous) deadline passes
+within() {  # within SECONDS COMMAND...
+  local deadline=$((SECONDS + $1))
+  shift
+  until "$@" 2>/dev/null; do [ $SECONDS -lt $deadline ] || return 1; sleep 0.1; done
+}
+await() { within "$1" grep -q "$3" "$2"; }  # await SECONDS FILE GREP-PATTERN
+# the requeued $job waits in the queue, and its first attempt's step has
+# finished cleaning up: the next attempt's step has the same job and step
+# ids, and its PMIx socket cannot be bound while the old one exists
+requeued_and_clean() {
+  scontrol show job "$job" | grep -q 'JobState=PENDING' &&
+    [ ! -e "$DIR/slurm/run/spool/stepd.slurm.pmix.$job.0" ] &&
+    [ ! -e "$DIR/slurm/run/tmp/spmix_appdir_0_$job.0" ]
+}
+# a job whose rank 0 waits before step 20 until it has caught a stop signal
+# (MPITRAIN_TEST_WAIT_STOP), so the signal lands at step 20 on any machine;
+# sets $job once its heartbeat shows step 19
+start_held() {  # start_held RUNDIR
+  job=$(MPITRAIN_OUT=$1 MPITRAIN_TEST_WAIT_STOP=0,20 sbatch --parsable -n 2 "$SBATCH_SCRIPT" $STOP)
+  job=${job%%;*}
+  await 90 "$1/heartbeat" '^19$'
+}
+stopped_ok() {  # stopped_ok RUNDIR LOG SIGNAL: saved step 20 and exited 3
+  check "$3: rank 0 says 'stopped at step 20 by $3'" "grep -q 'stopped at step 20 by $3' $2"
+  check "$3: the ranks exited 3 (stopped, checkpoint saved)" "grep -q 'mpitrain exited with status 3' $2"
+  check "$3: checkpoint step_00000020 is the latest" "[ \"\$(cat $1/ckpt/latest 2>/dev/null)\" = step_00000020 ]"
+}
+identical=0
+same_as_ref() {  # same_as_ref RUNDIR WHAT
+  "$BIN" ckpt export "$1" --format safetensors --out "$1.st" > /dev/null 2>&1
+  check "$2: final weights equal the uninterrupted job's, bit for bit" "cmp -s ref.st $1.st"
+  cmp -s ref.st "$1.st" && identical=$((identical + 1))
+}
+
+out=$(MPITRAIN_OUT=$DIR/ref timeout 60 sbatch --wait --parsable -n 2 "$SBATCH_SCRIPT" $STOP)
+check "uninterrupted 40-step job exits 0 (rc $?)" "[ -f ref/ckpt/step_00000040/manifest.pb ]"
+"$BIN" ckpt export ref --format safetensors --out ref.st > /dev/null
+
+# USR1 to the batch script (what the time limit's --signal=B:USR1@120
+# does): the ranks save and stop, the job requeues itself and resumes
+start_held "$DIR/u"; check "USR1 job reaches step 19 and waits" "[ $? -eq 0 ]"
+scancel --signal=USR1 --batch "$job"
+await 60 "mpitrain-$job.out" 'mpitrain exited with status'
+stopped_ok u "mpitrain-$job.out" SIGUSR1
+check "SIGUSR1: the job requeued itself" "grep -q 'requeueing to resume from $DIR/u/ckpt/step_00000020' mpitrain-$job.out"
+# a requeued job is held back about two minutes (its BeginTime): once the
+# first attempt is cleaned up, start it now
+within 60 requeued_and_clean && scontrol update JobId="$job" StartTime=now
+await 240 "mpitrain-$job.out" 'mpitrain exited with status 0'
+check "SIGUSR1: the requeued job resumed from step 20 and finished" \
+  "grep -q 'resuming from $DIR/u/ckpt/step_00000020' mpitrain-$job.out && [ \"\$(cat u/ckpt/latest)\" = step_00000040 ]"
+same_as_ref u "USR1 + requeue"
+
+# scancel --signal=TERM reaches the ranks only: they save and stop, the job
+# ends with 3 (no requeue), and submitting again resumes it
+start_held "$DIR/t"; check "TERM job reaches step 19 and waits" "[ $? -eq 0 ]"
+scancel --signal=TERM "$job"
+await 60 "mpitrain-$job.out" 'mpitrain exited with status'
+stopped_ok t "mpitrain-$job.out" SIGTERM
+check "SIGTERM: no requeue" "! grep -q requeueing mpitrain-$job.out"
+out=$(MPITRAIN_OUT=$DIR/t timeout 60 sbatch --wait --parsable -n 2 "$SBATCH_SCRIPT" $STOP)
+check "SIGTERM: submitting again resumes from step 20 and finishes (rc $?)" \
+  "grep -q 'resuming from $DIR/t/ckpt/step_00000020' mpitrain-${out%%;*}.out && [ \"\$(cat t/ckpt/latest)\" = step_00000040 ]"
+same_as_ref t "TERM + resubmit"
+echo "     $identical of 2 signal stops resumed bit-identically"
+[ "$fail" -eq 0 ] || for f in mpitrain-*.out; do echo "--- $f"; cat "$f"; done
+
 finish

@@ -47,3 +47,66 @@ case_layout() {
     done
   done
 }
+
+# Stop-on-signal cases: a 2-rank run of 40 steps in the background whose
+# rank 0 waits before step 20 until it has caught a stop signal, so the
+# signal lands at a known step however fast (or slow) the machine is.
+# start_held OUT: sets $job (mpirun's pid: mpitrain-local execs it).
+HELD_AT=20
+start_held() {
+  MPITRAIN_TEST_WAIT_STOP=0,$HELD_AT "$LOCAL" -n 2 train $TINY --steps 40 --save-every 0 \
+    --out "$1" > "$1.log" 2>&1 &
+  job=$!
+}
+# until OUT's heartbeat shows step 19 (the run waits there); 1 if the job
+# ended first or the deadline (generous: it only stops a broken test) passed
+wait_held() {
+  local deadline=$((SECONDS + 180))
+  until [ "$(cat "$1/heartbeat" 2>/dev/null)" = $((HELD_AT - 1)) ]; do
+    kill -0 "$job" 2>/dev/null && [ $SECONDS -lt $deadline ] || return 1
+    sleep 0.05
+  done
+}
+# the ranks mpirun started for $job (its children running mpitrain)
+ranks_of_job() { ps -o pid=,comm= --ppid "$job" | awk '$2 == "mpitrain" {printf "%s ", $1}'; }
+# the pid of world rank N of $job (Open MPI puts the rank in its environment)
+rank_pid() {
+  local p
+  for p in $(ranks_of_job); do
+    tr '\0' '\n' < "/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$1" && echo "$p"
+  done
+}
+# none of these pids runs any more (a zombie not yet reaped counts as gone)
+gone() { ! ps -o stat= -p "$(echo $* | tr ' ' ,)" 2>/dev/null | grep -qv '^Z'; }
+# waits for $job; sets $rc. A watchdog TERMs a job that outlives the
+# deadline, so a broken stop fails the test instead of hanging it.
+wait_job() {
+  ( for _ in $(seq 1 1800); do kill -0 "$job" 2>/dev/null || exit 0; sleep 0.1; done
+    kill -TERM "$job" ) > /dev/null 2>&1 &
+  wait "$job"
+  rc=$?
+}
+# the resume command rank 0 printed, run as printed (under mpitrain-local)
+resume_as_told() {
+  local cmd
+  cmd=$(sed -n 's/.*; resume with: mpitrain train //p' "$1.log")
+  [ -n "$cmd" ] || return 1
+  timeout 240 "$LOCAL" -n 2 train $cmd > "$1.resume.log" 2>&1
+}
+# the uninterrupted run the stopped ones must equal, exported
+reference_run() {
+  run 2 ref --steps 40 --save-every 0 && "$BIN" ckpt export ref --format safetensors --out ref.st > /dev/null
+}
+# OUT stopped by SIG at step 20 with exit code 3, saved that step, resumed
+# as told to step 40 with weights and losses equal to the reference's
+check_stopped_and_resumed() {
+  local out=$1 sig=$2 what=$3 step
+  step=$(printf 'step_%08d' $HELD_AT)
+  check "$what: exit code 3 (got $rc)" "[ $rc -eq 3 ]"
+  check "$what: rank 0 says 'stopped at step $HELD_AT by $sig'" "grep -q 'stopped at step $HELD_AT by $sig' $out.log"
+  check "$what: checkpoint $step saved and latest" "[ -f $out/ckpt/$step/manifest.pb ] && [ \"\$(cat $out/ckpt/latest)\" = $step ]"
+  resume_as_told "$out"; check "$what: the printed resume command runs to step 40" "[ $? -eq 0 ] && [ -f $out/ckpt/step_00000040/manifest.pb ]"
+  "$BIN" ckpt export "$out" --format safetensors --out "$out.st" > /dev/null
+  check "$what: final weights equal the uninterrupted run's, bit for bit" "cmp -s ref.st $out.st"
+  check "$what: and so do the 40 losses" "cmp -s <(losses ref/metrics.jsonl) <(losses $out/metrics.jsonl)"
+}

@@ -112,6 +112,40 @@ static int should_save(const Trainer *t, long step)
     return (c->save_every > 0 && step % c->save_every == 0) || step == c->steps;
 }
 
+/* The checkpoint of step n: the strategy's preparation, then the save. */
+static int save_step(Trainer *t, const StepStrategy *s, void *st, long n, TrainResult *res,
+                     Err *e)
+{
+    int rc = s->before_save ? trainer_agree(t, s->before_save(t, st, e), e) : 0;
+    return rc ? rc : save_checkpoint(t, n, res, e);
+}
+
+/* Has a stop been asked for on any rank? One max of one integer over the
+ * world, so that every rank stops after the same step although the signal
+ * reaches each at its own moment. 0, or the (largest) signal number. */
+static int stop_agreed(Trainer *t)
+{
+    if (!t->stop) return 0;
+    int64_t sig = *t->stop;
+    coll_allreduce_max_i64(t->mesh.world, &sig, 1);
+    return (int)sig;
+}
+
+/* After step n on every rank: its checkpoint when due, then the stop check
+ * (before the last step only: after it the run ends anyway); a stop saves
+ * step n unless that was just done, and sets res->stop_signal. */
+static int end_of_step(Trainer *t, const StepStrategy *s, void *st, long n, TrainResult *res,
+                       Err *e)
+{
+    int saved = should_save(t, n);
+    int rc = saved ? save_step(t, s, st, n, res, e) : 0;
+    int sig = !rc && n < t->cfg->steps ? stop_agreed(t) : 0;
+    if (sig && !saved) rc = save_step(t, s, st, n, res, e);
+    if (sig && !rc) res->stop_signal = sig;
+    heartbeat(t, n);
+    return rc;
+}
+
 /* --on-nan: a non-finite loss or gradient norm stops the run with a message,
  * or (skip) drops that step's update on every rank at once. */
 static int nan_policy(Trainer *t, long step, const StepOutcome *o, int *skip, Err *e)
@@ -138,6 +172,7 @@ static int one_step(Trainer *t, const StepStrategy *s, void *st, long step, Step
 {
     testhook("MPITRAIN_TEST_KILL", t->w->rank, step + 1);
     testhook("MPITRAIN_TEST_HANG", t->w->rank, step + 1);
+    testhook_wait_stop(t->stop, t->w->rank, step + 1);
     CommStats before = mesh_stats(&t->mesh);
     double t0 = comm_wtime();
     int skip = 0;
@@ -189,11 +224,8 @@ int loop_run(Trainer *t, const StepStrategy *s, TrainResult *res, Err *e)
         if (trainer_is_rank0(t) && t->obs->step) t->obs->step(t->obs->ctx, &r);
         res->final_loss = o.loss;
         res->last_step = step + 1;
-        if (should_save(t, step + 1)) {
-            if (s->before_save) rc = trainer_agree(t, s->before_save(t, st, e), e);
-            if (!rc) rc = save_checkpoint(t, step + 1, res, e);
-        }
-        heartbeat(t, step + 1);
+        rc = end_of_step(t, s, st, step + 1, res, e);
+        if (res->stop_signal) break;
     }
     if (!rc && timed) {
         res->mean_step_ms = sum_ms / timed;

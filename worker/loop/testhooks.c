@@ -27,13 +27,28 @@ void testhook_flip_bit(float *params, int rank, long step)
     memcpy(&params[0], &bits, 4);
 }
 
-void testhook(const char *name, int rank, long step)
+static void say_fires(const char *name, int rank, long step)
 {
-    if (!fires(name, rank, step)) return;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     fprintf(stderr, "mpitrain: test hook %s fires on rank %d at step %ld (t=%.3f)\n", name, rank,
             step, ts.tv_sec + ts.tv_nsec * 1e-9);
+}
+
+/* Polls the flag rather than pause(): a signal that lands just before the
+ * wait would leave pause() waiting for ever. */
+void testhook_wait_stop(const volatile sig_atomic_t *stop, int rank, long step)
+{
+    if (!stop || !fires("MPITRAIN_TEST_WAIT_STOP", rank, step)) return;
+    say_fires("MPITRAIN_TEST_WAIT_STOP", rank, step);
+    struct timespec tick = {0, 10 * 1000 * 1000};
+    while (!*stop) nanosleep(&tick, NULL);
+}
+
+void testhook(const char *name, int rank, long step)
+{
+    if (!fires(name, rank, step)) return;
+    say_fires(name, rank, step);
     if (!strcmp(name, "MPITRAIN_TEST_HANG"))
         for (;;) pause();
     kill(getpid(), SIGKILL);

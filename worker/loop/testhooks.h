@@ -8,9 +8,14 @@
  *   MPITRAIN_TEST_DIE_IN_SAVE  the rank dies after writing its checkpoint
  *                              shard of that step, before it is published
  *   MPITRAIN_TEST_FLIP_BIT     the rank flips the lowest bit of its first
- *                              weight after that step (desync detection) */
+ *                              weight after that step (desync detection)
+ *   MPITRAIN_TEST_WAIT_STOP    the rank waits before that step until a stop
+ *                              signal has been caught, so a test's signal
+ *                              lands at a known step however fast steps are */
+#include <signal.h>
 #include <stddef.h>
 void testhook(const char *name, int rank, long step);
+void testhook_wait_stop(const volatile sig_atomic_t *stop, int rank, long step);
 void testhook_flip_bit(float *params, int rank, long step);
 
 #endif

@@ -300,7 +300,7 @@ static void announce(Trainer *t)
 static const TrainObserver SILENT = {0};
 
 int train_run(const TrainConfig *cfg, const CommWorld *w, const TrainObserver *obs,
-              TrainResult *res, Err *e)
+              StopFlag *stop, TrainResult *res, Err *e)
 {
     Trainer t;
     memset(&t, 0, sizeof t);
@@ -309,6 +309,7 @@ int train_run(const TrainConfig *cfg, const CommWorld *w, const TrainObserver *o
     t.cfg = cfg;
     t.w = w;
     t.obs = obs && w->rank == 0 ? obs : &SILENT;
+    t.stop = stop;
     ops_set_threads(cfg->threads > 0 ? cfg->threads : comm_default_threads(w));
     int rc = mesh_init(&t.mesh, (MeshDims){cfg->dp, cfg->tp, cfg->pp}, e);
     if (rc) return -1;
@@ -334,9 +335,10 @@ int train_run(const TrainConfig *cfg, const CommWorld *w, const TrainObserver *o
                      cfg->predicted_step_ms, cfg->dp, cfg->tp, cfg->pp, res->mean_step_ms,
                      (cfg->predicted_step_ms / res->mean_step_ms - 1) * 100);
     if (!rc)
-        trainer_note(&t, "done: step %ld, loss %.4f, %.0f tok/s, %.1f GFLOP/s, %.0f ms/step "
+        trainer_note(&t, "%s: step %ld, loss %.4f, %.0f tok/s, %.1f GFLOP/s, %.0f ms/step "
                          "(%.1f ms exposed comm), peak RSS %ld MB, checkpoint %s",
-                     res->last_step, res->final_loss, res->mean_tokens_per_s, res->mean_gflops,
+                     res->stop_signal ? "stopped" : "done", res->last_step, res->final_loss,
+                     res->mean_tokens_per_s, res->mean_gflops,
                      res->mean_step_ms, res->mean_exposed_ms, peak_rss_mb(), res->last_ckpt);
     trainer_free(&t);
     return rc;

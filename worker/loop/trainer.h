@@ -1,5 +1,6 @@
 #ifndef MPITRAIN_TRAINER_H
 #define MPITRAIN_TRAINER_H
+#include <signal.h>
 #include "comm/comm.h"
 #include "worker/config/config.h"
 #include "worker/loop/observer.h"
@@ -12,12 +13,22 @@ typedef struct {
     size_t opt_state_bytes;
     char run_dir[PATH_LEN];
     char last_ckpt[PATH_LEN];
+    int stop_signal; /* non-zero: stopped early on request (that signal's
+                      * number) after saving last_step in last_ckpt */
 } TrainResult;
 
+/* A request to stop early, as a signal handler can make one: 0 until the
+ * launcher's handler stores a signal's number in it. The loop reads it at
+ * every step boundary and all ranks settle on one answer with a single
+ * max over the world, because a signal reaches the ranks at different
+ * moments (or only some of them). */
+typedef volatile sig_atomic_t StopFlag;
+
 /* Runs the training job this rank takes part in; cfg is the coordinator's
- * plan (identical on every rank). obs (rank 0's display) may be NULL. All
- * ranks return the same verdict. */
+ * plan (identical on every rank). obs (rank 0's display) may be NULL. stop
+ * may be NULL (never stop early), but then on every rank. A stop returns 0
+ * with res->stop_signal set. All ranks return the same verdict. */
 int train_run(const TrainConfig *cfg, const CommWorld *w, const TrainObserver *obs,
-              TrainResult *res, Err *e);
+              StopFlag *stop, TrainResult *res, Err *e);
 
 #endif

@@ -15,6 +15,7 @@ typedef struct {
     const TrainConfig *cfg;
     const CommWorld *w;
     const TrainObserver *obs; /* rank 0's display; never NULL (may be all NULLs) */
+    StopFlag *stop;           /* the launcher's stop request; NULL on every rank or none */
     Mesh mesh;
     TokenFile data;
     Loader train, val;
