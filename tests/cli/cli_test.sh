@@ -87,6 +87,42 @@ cp /bin/ls foreign.tok
 run train --data foreign.tok --out foreign --steps 1 --threads 1 --quiet
 expect "foreign file as token data exits 1" 1 "foreign.tok"
 
+# ---- train: tokens at or above the vocabulary (a corrupt file, or one made
+# for another tokenizer) are an error at open, not an out-of-bounds read ----
+# hostile.py KIND OUT: an llm.c file with one token of 60000 (above GPT-2's
+# 50257), or a native file whose header says vocab 100 over byte tokens
+cat > hostile.py <<'PY'
+import struct, sys
+def crc32c(b):
+    c = 0xFFFFFFFF
+    for x in b:
+        c ^= x
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+    return c ^ 0xFFFFFFFF
+kind, out = sys.argv[1], sys.argv[2]
+toks = [(i * 7) % 200 for i in range(400)]
+if kind == "llmc":
+    toks[20] = 60000
+    data = struct.pack("<3i", 20240520, 1, len(toks)).ljust(1024, b"\0")
+    data += struct.pack("<%dH" % len(toks), *toks)
+else:
+    h = b"MPTOKENS" + struct.pack("<IIIIQQ", 1, 1, 100, 64, 360, 40)
+    data = (h + struct.pack("<I", crc32c(h))).ljust(64, b"\0") + bytes(toks)
+open(out, "wb").write(data)
+PY
+python3 hostile.py llmc hostile_llmc.bin
+run train --data hostile_llmc.bin --vocab 50257 --layers 1 --heads 2 --embd 16 --seq-len 16 \
+  --batch 4 --steps 1 --threads 1 --quiet --out hostile_llmc
+expect "llm.c token 60000 under --vocab 50257 exits 1 (not 139) naming file, offset and value" 1 \
+  "hostile_llmc.bin: train token 20 " "is 60000, at or above the vocabulary 50257"
+python3 hostile.py native hostile.tok
+run train --data hostile.tok --layers 1 --heads 2 --embd 16 --seq-len 16 --batch 4 --steps 1 \
+  --threads 1 --quiet --out hostile_native
+expect "byte tokens above a header vocab of 100 exit 1 naming file, offset and value" 1 \
+  "hostile.tok: train token 15 " "is 105, at or above the vocabulary 100 (header)"
+check "the refused runs wrote no metrics" "[ ! -e hostile_llmc/metrics.jsonl ] && [ ! -e hostile_native/metrics.jsonl ]"
+
 # ---- a tiny real run ----------------------------------------------------------
 TINY="--layers 1 --heads 2 --embd 16 --seq-len 16 --batch 4 --data corpus.tok --threads 1"
 run train $TINY --steps 6 --eval-every 3 --save-every 3 --out run --progress lines

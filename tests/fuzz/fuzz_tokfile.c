@@ -8,7 +8,8 @@
  * exactly header + (n_train + n_val) * token_bytes), and then for both splits,
  * several sequence lengths T and data-parallel ranks, loader_init and
  * loader_batch read batches at the first, a middle and the largest global
- * batch index; ASan checks every token read lies in the mapping.
+ * batch index; ASan checks every token read lies in the mapping, and every
+ * token the loader returns must be below the file's vocab (checked at open).
  *
  * Seeds (MPITRAIN_FUZZ_GEN): native files from tokfile_write (1- and 2-byte
  * tokens) and a small llm.c file. */
@@ -82,6 +83,7 @@ static void exercise(void)
         return;
     }
     size_t header = f.format == TOKFMT_NATIVE ? TOKFILE_HEADER_BYTES : LLMC_HEADER_BYTES;
+    if (f.header_bytes != header) fuzz_fail("tokfile: header_bytes %zu, expected %zu", f.header_bytes, header);
     unsigned __int128 need =
         ((unsigned __int128)f.n_train + f.n_val) * (unsigned)f.token_bytes + header;
     if ((f.token_bytes != 1 && f.token_bytes != 2) || f.vocab < 1 || need != f.map_len ||
@@ -100,7 +102,7 @@ static void exercise(void)
                 for (size_t k = 0; k < sizeof ks / sizeof ks[0]; k++) {
                     loader_batch(&l, ks[k], g_in, g_tg);
                     for (int i = 0; i < l.local_batch * T; i++)
-                        if (g_in[i] < 0 || g_tg[i] < 0 || g_in[i] > 65535 || g_tg[i] > 65535) {
+                        if (g_in[i] < 0 || g_tg[i] < 0 || g_in[i] >= f.vocab || g_tg[i] >= f.vocab) {
                             fuzz_fail("tokfile: loader returned token %d", g_in[i]);
                         }
                 }

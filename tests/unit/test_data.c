@@ -463,3 +463,65 @@ Test(data, prepare_errors)
     cr_assert_eq(prepare_text_files(p3, 1, out, 0.2, &e), 0, "%s", e.msg);
     cr_assert_eq(access(out, F_OK), 0);
 }
+
+/* ---- hostile tokens: every token is checked against the vocabulary ---- */
+
+/* The open fails and the message names the file, the split, the token's
+ * offset in it, its value and the vocabulary it broke. */
+static void expect_token_error(const char *path, const char *where, const char *vocab)
+{
+    char want[256];
+    snprintf(want, sizeof want, "%s, at or above the vocabulary %s", where, vocab);
+    expect_open_error(path, want, "corrupt or was made for another tokenizer");
+}
+
+Test(data, one_byte_tokens_above_the_header_vocab_are_refused)
+{
+    const char *path = tmp_path("data_hv1", "corpus.tok");
+    /* token i = i & 0xff under a header vocab of 100: token 100 is the first bad one */
+    write_raw_native(path, 1, 1, 100, 150, 50, 200, 0);
+    expect_token_error(path, "train token 100 (byte 164) is 100", "100 (header)");
+    write_raw_native(path, 1, 1, 100, 90, 110, 200, 0);
+    expect_token_error(path, "val token 10 (byte 164) is 100", "100 (header)");
+    write_raw_native(path, 1, 1, 256, 150, 50, 200, 0);
+    TokenFile f;
+    Err e = { "" };
+    cr_assert_eq(tokfile_open(&f, path, &e), 0, "every byte is below 256: %s", e.msg);
+    tokfile_close(&f);
+}
+
+/* Overwrites token i of a file whose tokens start at byte `header`. */
+static void poke16(const char *path, size_t header, uint64_t i, uint16_t v)
+{
+    size_t len;
+    unsigned char *raw = test_read_file(path, &len);
+    cr_assert_not_null(raw);
+    cr_assert_lt(header + 2 * i + 1, len);
+    raw[header + 2 * i] = (unsigned char)(v & 0xff);
+    raw[header + 2 * i + 1] = (unsigned char)(v >> 8);
+    cr_assert_eq(test_write_file(path, raw, len), 0);
+    free(raw);
+}
+
+Test(data, two_byte_tokens_above_the_header_vocab_are_refused)
+{
+    const char *path = tmp_path("data_hv2", "wide.tok");
+    write_iota(path, 100, 20, 1000);
+    poke16(path, 64, 57, 4660);
+    poke16(path, 64, 110, 1000);
+    expect_token_error(path, "train token 57 (byte 178) is 4660", "1000 (header)");
+    write_iota(path, 100, 20, 1000);
+    poke16(path, 64, 119, 1000); /* the very last token, exactly the vocab */
+    expect_token_error(path, "val token 19 (byte 302) is 1000", "1000 (header)");
+}
+
+Test(data, llmc_tokens_above_gpt2_vocab_are_refused)
+{
+    const char *path = tmp_path("data_hvl", "train.bin");
+    write_llmc(path, 20240520, 1, 1000);
+    poke16(path, 1024, 950, 65535); /* the val split is the last 100 tokens */
+    expect_token_error(path, "val token 50 (byte 2924) is 65535", "50257");
+    write_llmc(path, 20240520, 1, 1000);
+    poke16(path, 1024, 3, 50257);
+    expect_token_error(path, "train token 3 (byte 1030) is 50257", "50257");
+}

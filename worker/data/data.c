@@ -136,6 +136,57 @@ static int parse_header(TokenFile *f, Err *e)
                    f->path, got, TOKFILE_MAGIC, LLMC_MAGIC);
 }
 
+/* ---- the tokens against the vocabulary ---- */
+
+/* The largest of n tokens. Plain loops the compiler vectorizes: every open
+ * reads the whole corpus once, so this runs at memory speed. */
+static uint32_t max_u8(const unsigned char *p, uint64_t n)
+{
+    unsigned char m = 0;
+    for (uint64_t i = 0; i < n; i++) m = p[i] > m ? p[i] : m;
+    return m;
+}
+
+static uint32_t max_u16le(const unsigned char *p, uint64_t n)
+{
+    uint16_t m = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        uint16_t v = (uint16_t)(p[2 * i] | p[2 * i + 1] << 8);
+        m = v > m ? v : m;
+    }
+    return m;
+}
+
+static uint64_t tokfile_count(const TokenFile *f) { return f->n_train + f->n_val; }
+
+static uint32_t max_token(const TokenFile *f)
+{
+    uint64_t n = tokfile_count(f);
+    return f->token_bytes == 1 ? max_u8(f->tokens, n) : max_u16le(f->tokens, n);
+}
+
+int tokfile_check_vocab(const TokenFile *f, int vocab, const char *whose, Err *e)
+{
+    if (vocab < 1) return err_set(e, "%s: vocabulary %d must be at least 1", f->path, vocab);
+    if (f->max_token < (uint32_t)vocab) return 0;
+    /* only a bad file pays for finding the first bad token (there is one:
+     * the maximum is) */
+    uint64_t i = 0, n = tokfile_count(f);
+    while (i < n && tokfile_get(f, i) < (uint32_t)vocab) i++;
+    int val = i >= f->n_train;
+    return err_set(e, "%s: %s token %" PRIu64 " (byte %" PRIu64 ") is %u, at or above the "
+                      "vocabulary %d (%s); the file is corrupt or was made for another tokenizer",
+                   f->path, val ? "val" : "train", val ? i - f->n_train : i,
+                   (uint64_t)f->header_bytes + i * (uint64_t)f->token_bytes, tokfile_get(f, i),
+                   vocab, whose);
+}
+
+/* The vocabulary the file itself declares, for the check at open. */
+static const char *own_vocab_name(const TokenFile *f)
+{
+    return f->format == TOKFMT_LLMC ? "llm.c's GPT-2" : "header";
+}
+
 int tokfile_open(TokenFile *f, const char *path, Err *e)
 {
     memset(f, 0, sizeof *f);
@@ -146,8 +197,13 @@ int tokfile_open(TokenFile *f, const char *path, Err *e)
         tokfile_close(f);
         return -1;
     }
-    size_t header = f->format == TOKFMT_NATIVE ? TOKFILE_HEADER_BYTES : LLMC_HEADER_BYTES;
-    f->tokens = (const unsigned char *)f->map + header;
+    f->header_bytes = f->format == TOKFMT_NATIVE ? TOKFILE_HEADER_BYTES : LLMC_HEADER_BYTES;
+    f->tokens = (const unsigned char *)f->map + f->header_bytes;
+    f->max_token = max_token(f);
+    if (tokfile_check_vocab(f, f->vocab, own_vocab_name(f), e)) {
+        tokfile_close(f);
+        return -1;
+    }
     return 0;
 }
 

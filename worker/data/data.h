@@ -26,15 +26,24 @@ typedef struct {
     uint64_t n_train, n_val;
     int format;           /* TOKFMT_NATIVE or TOKFMT_LLMC */
     void *map; size_t map_len;      /* mmap of whole file */
+    size_t header_bytes;            /* where the tokens start in the file */
     const unsigned char *tokens;    /* first token (train split starts here) */
+    uint32_t max_token;             /* the largest token of the file */
 } TokenFile;
 
 /* mmap `path` read-only and validate its header and size. Native files carry
  * their split; for llm.c files n_val = n_tokens / 10 (the last 10%), which
- * the loader widens to T+1 tokens when that is needed and possible. Tokens
- * are NOT checked against vocab. On error f is left closed (safe to close). */
+ * the loader widens to T+1 tokens when that is needed and possible. Every
+ * token is checked against the vocab (the header's; GPT-2's for llm.c), so a
+ * file that opens never indexes past its vocab. On error f is left closed
+ * (safe to close). */
 int tokfile_open(TokenFile *f, const char *path, Err *e);
 void tokfile_close(TokenFile *f);
+/* Every token of an open file is below `vocab`; else an error naming the
+ * file, the split, the first bad token's offset in it and its value, and
+ * `whose` vocabulary it is ("header", "the model's --vocab"). O(1) when the
+ * file fits (the maximum is taken at open). */
+int tokfile_check_vocab(const TokenFile *f, int vocab, const char *whose, Err *e);
 
 /* Token i over the whole file: train tokens, then val tokens. */
 static inline uint32_t tokfile_get(const TokenFile *f, uint64_t i)

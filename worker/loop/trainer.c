@@ -71,6 +71,9 @@ static int open_data(Trainer *t, Err *e)
     if (t->data.vocab > c->model.vocab)
         return err_set(e, "--data %s has vocabulary %d but the model's --vocab is %d; raise --vocab",
                        c->data, t->data.vocab, c->model.vocab);
+    /* the embedding has c->model.vocab rows: a larger token reads past it */
+    if (tokfile_check_vocab(&t->data, c->model.vocab, "the model's --vocab", e))
+        return err_wrap(e, "--data");
     int r = t->mesh.me.dp, n = t->mesh.dims.dp;
     if (loader_init(&t->train, &t->data, SPLIT_TRAIN, c->model.seq_len, c->global_batch, r, n, e))
         return -1;
