@@ -144,6 +144,44 @@ run train $TINY --steps 6 --out run --quiet
 expect "second run into the same --out without --resume exits 1" 1 "--resume"
 check "the refused run left the metrics alone" "[ \$(rows '\"step\":' $M) -eq 7 ]"
 
+# ---- nanoGPT's raw uint16 train.bin / val.bin (no header), --val-data ------
+python3 -c '
+import struct
+b = open("corpus.txt", "rb").read()
+cut = len(b) * 9 // 10
+for name, part in (("ngpt_train.bin", b[:cut]), ("ngpt_val.bin", b[cut:])):
+    open(name, "wb").write(struct.pack("<%dH" % len(part), *part))
+'
+NGPT="--layers 1 --heads 2 --embd 16 --seq-len 16 --batch 4 --threads 1 --quiet"
+run train $NGPT --data ngpt_train.bin --val-data ngpt_val.bin --data-format nanogpt \
+  --steps 4 --eval-every 2 --out ngpt
+expect "a nanoGPT train.bin/val.bin pair trains with --data-format nanogpt" 0
+check "the nanoGPT run evaluated on val.bin: val_loss at steps 0, 2 and 4" \
+  "[ \$(rows '\"val_loss\":' ngpt/metrics.jsonl) -eq 3 ] && [ \$(rows '\"loss\":' ngpt/metrics.jsonl) -eq 4 ]"
+check "config.json records --data-format and --val-data" \
+  "grep -q '\"data-format\": *\"nanogpt\"' ngpt/config.json && grep -q '\"val-data\": *\"ngpt_val.bin\"' ngpt/config.json"
+run train $NGPT --data ngpt_train.bin --steps 1 --out ngpt_auto
+expect "a headerless file is not guessed: auto refuses it and names --data-format nanogpt" 1 \
+  "ngpt_train.bin" "bad magic" "--data-format nanogpt"
+run train $NGPT --data corpus.tok --data-format nanogpt --steps 1 --out ngpt_wrong
+expect "--data-format nanogpt on an MPTOKENS file is a clear error" 1 \
+  "corpus.tok: --data-format nanogpt, but the file is an MPTOKENS file"
+run train $NGPT --data ngpt_train.bin --val-data corpus.tok --data-format nanogpt --steps 1 --out ngpt_wrong2
+expect "--val-data in another format than --data-format names --val-data and the file" 1 \
+  "--val-data: corpus.tok: --data-format nanogpt"
+run train $NGPT --data corpus.tok --data-format llmc --steps 1 --out ngpt_wrong3
+expect "--data-format llmc on an MPTOKENS file is a clear error" 1 "corpus.tok: --data-format llmc, but"
+head -c 301 ngpt_val.bin > ngpt_odd.bin
+run train $NGPT --data ngpt_train.bin --val-data ngpt_odd.bin --data-format nanogpt --steps 1 --out ngpt_odd
+expect "an odd-length raw file is refused naming it" 1 "ngpt_odd.bin: 301 bytes, an odd number"
+run train $NGPT --data ngpt_train.bin --data-format nanogpt --vocab 100 --steps 1 --out ngpt_vocab
+expect "raw tokens are checked against the model's --vocab" 1 \
+  "ngpt_train.bin: train token 1 (byte 2) is 110, at or above the vocabulary 100 (the model's --vocab)"
+run train $NGPT --data corpus.tok --data-format auto --steps 2 --eval-every 1 --out fmt_auto
+expect "--data-format auto reads an MPTOKENS file as before" 0
+check "no metrics for the refused data runs" \
+  "! ls ngpt_auto/metrics.jsonl ngpt_wrong/metrics.jsonl ngpt_odd/metrics.jsonl ngpt_vocab/metrics.jsonl 2>/dev/null | grep -q ."
+
 # ---- a deep model: more tensors than a fixed-size table would hold --------
 run train --layers 400 --embd 8 --heads 1 --seq-len 8 --batch 1 --steps 1 --eval-every 0 \
   --save-every 0 --data corpus.tok --threads 1 --quiet --out deep

@@ -17,6 +17,7 @@ typedef struct {
     const TrainObserver *obs; /* rank 0's display; never NULL (may be all NULLs) */
     Mesh mesh;
     TokenFile data;
+    TokenFile val_data;    /* --val-data (all zero without it) */
     Loader train, val;
     Model model;
     Optimizer opt;
