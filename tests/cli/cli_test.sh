@@ -88,6 +88,42 @@ cp /bin/ls foreign.tok
 run train --data foreign.tok --out foreign --steps 1 --threads 1 --quiet
 expect "foreign file as token data exits 1" 1 "foreign.tok"
 
+# ---- train: tokens at or above the vocabulary (a corrupt file, or one made
+# for another tokenizer) are an error at open, not an out-of-bounds read ----
+# hostile.py KIND OUT: an llm.c file with one token of 60000 (above GPT-2's
+# 50257), or a native file whose header says vocab 100 over byte tokens
+cat > hostile.py <<'PY'
+import struct, sys
+def crc32c(b):
+    c = 0xFFFFFFFF
+    for x in b:
+        c ^= x
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+    return c ^ 0xFFFFFFFF
+kind, out = sys.argv[1], sys.argv[2]
+toks = [(i * 7) % 200 for i in range(400)]
+if kind == "llmc":
+    toks[20] = 60000
+    data = struct.pack("<3i", 20240520, 1, len(toks)).ljust(1024, b"\0")
+    data += struct.pack("<%dH" % len(toks), *toks)
+else:
+    h = b"MPTOKENS" + struct.pack("<IIIIQQ", 1, 1, 100, 64, 360, 40)
+    data = (h + struct.pack("<I", crc32c(h))).ljust(64, b"\0") + bytes(toks)
+open(out, "wb").write(data)
+PY
+python3 hostile.py llmc hostile_llmc.bin
+run train --data hostile_llmc.bin --vocab 50257 --layers 1 --heads 2 --embd 16 --seq-len 16 \
+  --batch 4 --steps 1 --threads 1 --quiet --out hostile_llmc
+expect "llm.c token 60000 under --vocab 50257 exits 1 (not 139) naming file, offset and value" 1 \
+  "hostile_llmc.bin: train token 20 " "is 60000, at or above the vocabulary 50257"
+python3 hostile.py native hostile.tok
+run train --data hostile.tok --layers 1 --heads 2 --embd 16 --seq-len 16 --batch 4 --steps 1 \
+  --threads 1 --quiet --out hostile_native
+expect "byte tokens above a header vocab of 100 exit 1 naming file, offset and value" 1 \
+  "hostile.tok: train token 15 " "is 105, at or above the vocabulary 100 (header)"
+check "the refused runs wrote no metrics" "[ ! -e hostile_llmc/metrics.jsonl ] && [ ! -e hostile_native/metrics.jsonl ]"
+
 # ---- a tiny real run ----------------------------------------------------------
 TINY="--layers 1 --heads 2 --embd 16 --seq-len 16 --batch 4 --data corpus.tok --threads 1"
 run train $TINY --steps 6 --eval-every 3 --save-every 3 --out run --progress lines
@@ -108,6 +144,44 @@ check "checkpoint of step 3 exists" "[ -f run/ckpt/step_00000003/manifest.pb ]"
 run train $TINY --steps 6 --out run --quiet
 expect "second run into the same --out without --resume exits 1" 1 "--resume"
 check "the refused run left the metrics alone" "[ \$(rows '\"step\":' $M) -eq 7 ]"
+
+# ---- nanoGPT's raw uint16 train.bin / val.bin (no header), --val-data ------
+python3 -c '
+import struct
+b = open("corpus.txt", "rb").read()
+cut = len(b) * 9 // 10
+for name, part in (("ngpt_train.bin", b[:cut]), ("ngpt_val.bin", b[cut:])):
+    open(name, "wb").write(struct.pack("<%dH" % len(part), *part))
+'
+NGPT="--layers 1 --heads 2 --embd 16 --seq-len 16 --batch 4 --threads 1 --quiet"
+run train $NGPT --data ngpt_train.bin --val-data ngpt_val.bin --data-format nanogpt \
+  --steps 4 --eval-every 2 --out ngpt
+expect "a nanoGPT train.bin/val.bin pair trains with --data-format nanogpt" 0
+check "the nanoGPT run evaluated on val.bin: val_loss at steps 0, 2 and 4" \
+  "[ \$(rows '\"val_loss\":' ngpt/metrics.jsonl) -eq 3 ] && [ \$(rows '\"loss\":' ngpt/metrics.jsonl) -eq 4 ]"
+check "config.json records --data-format and --val-data" \
+  "grep -q '\"data-format\": *\"nanogpt\"' ngpt/config.json && grep -q '\"val-data\": *\"ngpt_val.bin\"' ngpt/config.json"
+run train $NGPT --data ngpt_train.bin --steps 1 --out ngpt_auto
+expect "a headerless file is not guessed: auto refuses it and names --data-format nanogpt" 1 \
+  "ngpt_train.bin" "bad magic" "--data-format nanogpt"
+run train $NGPT --data corpus.tok --data-format nanogpt --steps 1 --out ngpt_wrong
+expect "--data-format nanogpt on an MPTOKENS file is a clear error" 1 \
+  "corpus.tok: --data-format nanogpt, but the file is an MPTOKENS file"
+run train $NGPT --data ngpt_train.bin --val-data corpus.tok --data-format nanogpt --steps 1 --out ngpt_wrong2
+expect "--val-data in another format than --data-format names --val-data and the file" 1 \
+  "--val-data: corpus.tok: --data-format nanogpt"
+run train $NGPT --data corpus.tok --data-format llmc --steps 1 --out ngpt_wrong3
+expect "--data-format llmc on an MPTOKENS file is a clear error" 1 "corpus.tok: --data-format llmc, but"
+head -c 301 ngpt_val.bin > ngpt_odd.bin
+run train $NGPT --data ngpt_train.bin --val-data ngpt_odd.bin --data-format nanogpt --steps 1 --out ngpt_odd
+expect "an odd-length raw file is refused naming it" 1 "ngpt_odd.bin: 301 bytes, an odd number"
+run train $NGPT --data ngpt_train.bin --data-format nanogpt --vocab 100 --steps 1 --out ngpt_vocab
+expect "raw tokens are checked against the model's --vocab" 1 \
+  "ngpt_train.bin: train token 1 (byte 2) is 110, at or above the vocabulary 100 (the model's --vocab)"
+run train $NGPT --data corpus.tok --data-format auto --steps 2 --eval-every 1 --out fmt_auto
+expect "--data-format auto reads an MPTOKENS file as before" 0
+check "no metrics for the refused data runs" \
+  "! ls ngpt_auto/metrics.jsonl ngpt_wrong/metrics.jsonl ngpt_odd/metrics.jsonl ngpt_vocab/metrics.jsonl 2>/dev/null | grep -q ."
 
 # ---- a deep model: more tensors than a fixed-size table would hold --------
 run train --layers 400 --embd 8 --heads 1 --seq-len 8 --batch 1 --steps 1 --eval-every 0 \

@@ -463,3 +463,208 @@ Test(data, prepare_errors)
     cr_assert_eq(prepare_text_files(p3, 1, out, 0.2, &e), 0, "%s", e.msg);
     cr_assert_eq(access(out, F_OK), 0);
 }
+
+/* ---- hostile tokens: every token is checked against the vocabulary ---- */
+
+/* The open fails and the message names the file, the split, the token's
+ * offset in it, its value and the vocabulary it broke. */
+static void expect_token_error(const char *path, const char *where, const char *vocab)
+{
+    char want[256];
+    snprintf(want, sizeof want, "%s, at or above the vocabulary %s", where, vocab);
+    expect_open_error(path, want, "corrupt or was made for another tokenizer");
+}
+
+Test(data, one_byte_tokens_above_the_header_vocab_are_refused)
+{
+    const char *path = tmp_path("data_hv1", "corpus.tok");
+    /* token i = i & 0xff under a header vocab of 100: token 100 is the first bad one */
+    write_raw_native(path, 1, 1, 100, 150, 50, 200, 0);
+    expect_token_error(path, "train token 100 (byte 164) is 100", "100 (header)");
+    write_raw_native(path, 1, 1, 100, 90, 110, 200, 0);
+    expect_token_error(path, "val token 10 (byte 164) is 100", "100 (header)");
+    write_raw_native(path, 1, 1, 256, 150, 50, 200, 0);
+    TokenFile f;
+    Err e = { "" };
+    cr_assert_eq(tokfile_open(&f, path, &e), 0, "every byte is below 256: %s", e.msg);
+    tokfile_close(&f);
+}
+
+/* Overwrites token i of a file whose tokens start at byte `header`. */
+static void poke16(const char *path, size_t header, uint64_t i, uint16_t v)
+{
+    size_t len;
+    unsigned char *raw = test_read_file(path, &len);
+    cr_assert_not_null(raw);
+    cr_assert_lt(header + 2 * i + 1, len);
+    raw[header + 2 * i] = (unsigned char)(v & 0xff);
+    raw[header + 2 * i + 1] = (unsigned char)(v >> 8);
+    cr_assert_eq(test_write_file(path, raw, len), 0);
+    free(raw);
+}
+
+Test(data, two_byte_tokens_above_the_header_vocab_are_refused)
+{
+    const char *path = tmp_path("data_hv2", "wide.tok");
+    write_iota(path, 100, 20, 1000);
+    poke16(path, 64, 57, 4660);
+    poke16(path, 64, 110, 1000);
+    expect_token_error(path, "train token 57 (byte 178) is 4660", "1000 (header)");
+    write_iota(path, 100, 20, 1000);
+    poke16(path, 64, 119, 1000); /* the very last token, exactly the vocab */
+    expect_token_error(path, "val token 19 (byte 302) is 1000", "1000 (header)");
+}
+
+Test(data, llmc_tokens_above_gpt2_vocab_are_refused)
+{
+    const char *path = tmp_path("data_hvl", "train.bin");
+    write_llmc(path, 20240520, 1, 1000);
+    poke16(path, 1024, 950, 65535); /* the val split is the last 100 tokens */
+    expect_token_error(path, "val token 50 (byte 2924) is 65535", "50257");
+    write_llmc(path, 20240520, 1, 1000);
+    poke16(path, 1024, 3, 50257);
+    expect_token_error(path, "train token 3 (byte 1030) is 50257", "50257");
+}
+
+/* ---- nanoGPT's raw uint16 files, --data-format and a separate val file ---- */
+
+/* n raw little-endian uint16 tokens, token i = (i * 13) % mod. */
+static void write_nanogpt(const char *path, size_t n, unsigned mod)
+{
+    unsigned char *buf = malloc(2 * n + 1);
+    cr_assert_not_null(buf);
+    for (size_t i = 0; i < n; i++) {
+        uint16_t v = (uint16_t)(i * 13 % mod);
+        buf[2 * i] = (unsigned char)(v & 0xff);
+        buf[2 * i + 1] = (unsigned char)(v >> 8);
+    }
+    cr_assert_eq(test_write_file(path, buf, 2 * n), 0);
+    free(buf);
+}
+
+static void expect_open_as_error(const char *path, DataFormat fmt, const char *want1,
+                                 const char *want2)
+{
+    TokenFile f;
+    Err e = { "" };
+    cr_assert_eq(tokfile_open_as(&f, path, fmt, TOKUSE_BOTH, &e), -1, "opened %s", path);
+    cr_assert(strstr(e.msg, path), "message lacks path: %s", e.msg);
+    cr_assert(strstr(e.msg, want1), "message lacks '%s': %s", want1, e.msg);
+    if (want2) cr_assert(strstr(e.msg, want2), "message lacks '%s': %s", want2, e.msg);
+    cr_assert_null(f.map);
+}
+
+Test(data, nanogpt_file_opens_only_when_asked)
+{
+    const char *path = tmp_path("data_ngpt", "train.bin");
+    write_nanogpt(path, 1000, 50257);
+    expect_open_error(path, "bad magic", "--data-format nanogpt");
+    TokenFile f;
+    Err e = { "" };
+    cr_assert_eq(tokfile_open_as(&f, path, DATA_NANOGPT, TOKUSE_BOTH, &e), 0, "%s", e.msg);
+    cr_assert_eq(f.format, TOKFMT_NANOGPT);
+    cr_assert_eq(f.token_bytes, 2);
+    cr_assert_eq(f.vocab, 0, "a raw file declares no vocab");
+    cr_assert_eq(f.header_bytes, 0);
+    cr_assert_eq(f.n_train, 900);
+    cr_assert_eq(f.n_val, 100);
+    for (uint64_t i = 0; i < 1000; i++) cr_assert_eq(tokfile_get(&f, i), (uint32_t)(i * 13 % 50257));
+    Loader l;
+    cr_assert_eq(loader_init(&l, &f, SPLIT_VAL, 16, 2, 0, 1, &e), 0, "%s", e.msg);
+    cr_assert_eq(l.split_start, 900);
+    tokfile_close(&f);
+}
+
+Test(data, nanogpt_tokens_are_checked_against_the_model_vocab)
+{
+    const char *path = tmp_path("data_ngpt_v", "train.bin");
+    write_nanogpt(path, 500, 65536); /* token 20 = 260 is the first at or above 256 */
+    TokenFile f;
+    Err e = { "" };
+    cr_assert_eq(tokfile_open_as(&f, path, DATA_NANOGPT, TOKUSE_BOTH, &e), 0, "%s", e.msg);
+    cr_assert_eq(tokfile_check_vocab(&f, 65536, "the model's --vocab", &e), 0, "%s", e.msg);
+    cr_assert_eq(tokfile_check_vocab(&f, 256, "the model's --vocab", &e), -1);
+    cr_assert(strstr(e.msg, path) && strstr(e.msg, "train token 20 (byte 40) is 260, at or above "
+                                                   "the vocabulary 256 (the model's --vocab)"),
+              "%s", e.msg);
+    tokfile_close(&f);
+}
+
+Test(data, odd_length_nanogpt_file_is_refused)
+{
+    const char *path = tmp_path("data_ngpt_odd", "val.bin");
+    write_nanogpt(path, 100, 50257);
+    size_t len;
+    unsigned char *raw = test_read_file(path, &len);
+    cr_assert_eq(test_write_file(path, raw, len - 1), 0);
+    free(raw);
+    expect_open_as_error(path, DATA_NANOGPT, "199 bytes, an odd number", "uint16");
+}
+
+Test(data, wrong_data_format_is_named)
+{
+    char tok[4200], bin[4200], raw[4200];
+    snprintf(tok, sizeof tok, "%s", tmp_path("data_fmt", "corpus.tok"));
+    snprintf(bin, sizeof bin, "%s", tmp_path(NULL, "gpt2.bin"));
+    snprintf(raw, sizeof raw, "%s", tmp_path(NULL, "raw.bin"));
+    write_iota(tok, 100, 20, 256);
+    expect_open_as_error(tok, DATA_LLMC, "--data-format llmc, but the file is an MPTOKENS file", NULL);
+    expect_open_as_error(tok, DATA_NANOGPT, "--data-format nanogpt, but the file is an MPTOKENS", NULL);
+    write_llmc(bin, 20240520, 1, 100);
+    expect_open_as_error(bin, DATA_MPTOKENS, "--data-format mptokens, but the file is an llm.c", NULL);
+    expect_open_as_error(bin, DATA_NANOGPT, "--data-format nanogpt, but the file is an llm.c", NULL);
+    write_nanogpt(raw, 100, 50257);
+    expect_open_as_error(raw, DATA_MPTOKENS, "--data-format mptokens, but the file has no known header (first bytes 00 00 0d 00",
+                         "needs --data-format nanogpt");
+    TokenFile f;
+    Err e = { "" };
+    cr_assert_eq(tokfile_open_as(&f, tok, DATA_MPTOKENS, TOKUSE_BOTH, &e), 0, "%s", e.msg);
+    tokfile_close(&f);
+    cr_assert_eq(tokfile_open_as(&f, bin, DATA_LLMC, TOKUSE_BOTH, &e), 0, "%s", e.msg);
+    tokfile_close(&f);
+}
+
+Test(data, a_separate_val_file_gives_each_file_one_split)
+{
+    const char *tr = tmp_path("data_use", "train.bin");
+    char va[4200];
+    snprintf(va, sizeof va, "%s", tmp_path(NULL, "val.bin"));
+    write_nanogpt(tr, 50, 50257); /* alone, its last 10% would be val, widened to T+1 */
+    write_nanogpt(va, 20, 50257);
+    TokenFile t, v;
+    Err e = { "" };
+    cr_assert_eq(tokfile_open_as(&t, tr, DATA_NANOGPT, TOKUSE_TRAIN, &e), 0, "%s", e.msg);
+    cr_assert_eq(tokfile_open_as(&v, va, DATA_NANOGPT, TOKUSE_VAL, &e), 0, "%s", e.msg);
+    cr_assert_eq(t.n_train, 50);
+    cr_assert_eq(t.n_val, 0);
+    cr_assert_eq(v.n_train, 0);
+    cr_assert_eq(v.n_val, 20);
+    Loader lt, lv;
+    cr_assert_eq(loader_init(&lt, &t, SPLIT_TRAIN, 8, 1, 0, 1, &e), 0, "%s", e.msg);
+    cr_assert_eq(loader_init(&lv, &v, SPLIT_VAL, 8, 1, 0, 1, &e), 0, "%s", e.msg);
+    cr_assert_eq(lt.split_len, 50, "no tokens of the train file are kept back for val");
+    cr_assert_eq(lv.split_start, 0);
+    cr_assert_eq(lv.split_len, 20);
+    tokfile_close(&t);
+    tokfile_close(&v);
+    /* a native file keeps its header's train split beside a val file; a val file is all val */
+    const char *nat = tmp_path(NULL, "corpus.tok");
+    write_iota(nat, 100, 20, 256);
+    cr_assert_eq(tokfile_open_as(&t, nat, DATA_AUTO, TOKUSE_TRAIN, &e), 0, "%s", e.msg);
+    cr_assert_eq(t.n_train, 100);
+    tokfile_close(&t);
+    cr_assert_eq(tokfile_open_as(&v, nat, DATA_AUTO, TOKUSE_VAL, &e), 0, "%s", e.msg);
+    cr_assert_eq(v.n_val, 120);
+    tokfile_close(&v);
+}
+
+Test(data, val_file_tokens_are_named_as_val)
+{
+    const char *path = tmp_path("data_use_v", "val.bin");
+    write_llmc(path, 20240520, 1, 100);
+    poke16(path, 1024, 7, 50300);
+    TokenFile f;
+    Err e = { "" };
+    cr_assert_eq(tokfile_open_as(&f, path, DATA_LLMC, TOKUSE_VAL, &e), -1);
+    cr_assert(strstr(e.msg, "val token 7 (byte 1038) is 50300"), "%s", e.msg);
+}

@@ -7,6 +7,7 @@
 #include "base/fileio.h"
 #include "base/json.h"
 #include "models/arch.h"
+#include "worker/data/data.h"
 
 #include <stddef.h>
 #include <stdio.h>
@@ -27,6 +28,8 @@
  * are listed in the enums' order. */
 _Static_assert(MODEL_GPT == 0 && MODEL_MLP == 1, "--model choices follow ModelKind");
 _Static_assert(OPT_ADAMW == 0 && OPT_SGD == 1 && OPT_ZO == 2, "--optimizer choices follow OptKind");
+_Static_assert(DATA_AUTO == 0 && DATA_MPTOKENS == 1 && DATA_LLMC == 2 && DATA_NANOGPT == 3,
+               "--data-format choices follow DataFormat");
 _Static_assert(sizeof(ModelKind) == sizeof(int) && sizeof(OptKind) == sizeof(int),
                "choices are stored as int");
 
@@ -53,6 +56,8 @@ static const OptSpec TABLE[] = {
     NUM("seed", OT_U64, seed, "S", "1337", 0, 1.8e19, "run seed: init and sampling"),
     NUM("threads", OT_INT, threads, "K", "0", 0, 4096, "threads per rank; 0 = cores / ranks on the node"),
     STR("data", data, "FILE", "token file (default " DEFAULT_DATA ", made on first use)"),
+    STR("val-data", val_data, "FILE", "validation tokens from this file (llm.c's _val.bin, nanoGPT's val.bin) instead of --data's val split"),
+    CHOICE("data-format", data_format, "auto|mptokens|llmc|nanogpt", "auto", "how --data and --val-data are read; auto: MPTOKENS or llm.c by magic (a headerless nanoGPT .bin needs nanogpt)"),
     STR("out", out, "DIR", "run directory (default runs/<model>-<time>)"),
     STR("resume", resume, "DIR", "continue from a checkpoint (run dir, ckpt dir or step dir)"),
     STR("init-from", init_from, "DIR", "start from a checkpoint's weights, fresh optimizer"),

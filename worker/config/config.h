@@ -23,6 +23,8 @@ typedef struct {
     int threads;               /* 0 = cores / ranks on the node */
     int micro_batches;
     char data[PATH_LEN];
+    char val_data[PATH_LEN];   /* "": the val split is --data's own */
+    int data_format;           /* DataFormat (worker/data/data.h) */
     char out[PATH_LEN];
     char resume[PATH_LEN];
     char init_from[PATH_LEN];

@@ -124,31 +124,177 @@ static int parse_llmc(TokenFile *f, Err *e)
     return check_size(f, LLMC_HEADER_BYTES, e);
 }
 
-static int parse_header(TokenFile *f, Err *e)
+/* nanoGPT's train.bin / val.bin: nothing but little-endian uint16 tokens. */
+static int parse_nanogpt(TokenFile *f, Err *e)
 {
-    const unsigned char *m = f->map;
-    if (f->map_len >= 8 && memcmp(m, TOKFILE_MAGIC, 8) == 0) return parse_native(f, e);
-    if (f->map_len >= 4 && le_get32(m) == LLMC_MAGIC) return parse_llmc(f, e);
-    char got[40] = "";
-    for (size_t i = 0; i < 8 && i < f->map_len; i++)
-        snprintf(got + 3 * i, sizeof got - 3 * i, "%02x ", m[i]);
-    return err_set(e, "%s: bad magic (first bytes %s): not a token file (expected \"%s\" or llm.c magic %d)",
-                   f->path, got, TOKFILE_MAGIC, LLMC_MAGIC);
+    if (f->map_len % 2)
+        return err_set(e, "%s: %zu bytes, an odd number: a nanoGPT file is uint16 tokens (2 bytes "
+                          "each), so this one is truncated or is not one",
+                       f->path, f->map_len);
+    uint64_t n = f->map_len / 2;
+    f->format = TOKFMT_NANOGPT;
+    f->token_bytes = 2;
+    f->vocab = 0;
+    f->n_val = n / 10;
+    f->n_train = n - f->n_val;
+    return 0;
 }
 
-int tokfile_open(TokenFile *f, const char *path, Err *e)
+static int has_native_magic(const TokenFile *f)
+{
+    return f->map_len >= 8 && memcmp(f->map, TOKFILE_MAGIC, 8) == 0;
+}
+
+static int has_llmc_magic(const TokenFile *f)
+{
+    return f->map_len >= 4 && le_get32(f->map) == LLMC_MAGIC;
+}
+
+/* What the first bytes say the file is, for a message: "the file ...". */
+static const char *looks_like(const TokenFile *f, char *buf, size_t n)
+{
+    if (has_native_magic(f)) return "is an MPTOKENS file (it starts with \"" TOKFILE_MAGIC "\")";
+    if (has_llmc_magic(f)) return "is an llm.c file (it starts with the magic 20240520)";
+    int at = snprintf(buf, n, "has no known header (first bytes");
+    for (size_t i = 0; i < 8 && i < f->map_len && at > 0 && (size_t)at < n; i++)
+        at += snprintf(buf + at, n - (size_t)at, " %02x", ((const unsigned char *)f->map)[i]);
+    if (at > 0 && (size_t)at < n) snprintf(buf + at, n - (size_t)at, ")");
+    return buf;
+}
+
+/* --data-format named one format and the file is another. */
+static int wrong_format(const TokenFile *f, const char *asked, Err *e)
+{
+    char buf[64];
+    int known = has_native_magic(f) || has_llmc_magic(f);
+    return err_set(e, "%s: --data-format %s, but the file %s; %s", f->path, asked,
+                   looks_like(f, buf, sizeof buf),
+                   known ? "use --data-format auto"
+                         : "a headerless nanoGPT file needs --data-format nanogpt");
+}
+
+static int parse_auto(TokenFile *f, Err *e)
+{
+    if (has_native_magic(f)) return parse_native(f, e);
+    if (has_llmc_magic(f)) return parse_llmc(f, e);
+    char buf[64];
+    return err_set(e, "%s: bad magic: not a token file: the file %s, expected \"%s\" or llm.c magic %d "
+                      "(a headerless nanoGPT .bin is read only with --data-format nanogpt)",
+                   f->path, looks_like(f, buf, sizeof buf), TOKFILE_MAGIC, LLMC_MAGIC);
+}
+
+static int parse_as(TokenFile *f, DataFormat fmt, Err *e)
+{
+    int native = has_native_magic(f), llmc = has_llmc_magic(f);
+    switch (fmt) {
+    case DATA_AUTO: return parse_auto(f, e);
+    case DATA_MPTOKENS: return native ? parse_native(f, e) : wrong_format(f, "mptokens", e);
+    case DATA_LLMC: return llmc ? parse_llmc(f, e) : wrong_format(f, "llmc", e);
+    case DATA_NANOGPT:
+        /* a header read as tokens would train on garbage */
+        return native || llmc ? wrong_format(f, "nanogpt", e) : parse_nanogpt(f, e);
+    }
+    return err_set(e, "%s: unknown data format %d", f->path, (int)fmt);
+}
+
+static size_t header_size(int format)
+{
+    return format == TOKFMT_NATIVE ? TOKFILE_HEADER_BYTES
+           : format == TOKFMT_LLMC ? LLMC_HEADER_BYTES
+                                   : 0;
+}
+
+/* The splits a file supplies. Native files carry theirs; llm.c and nanoGPT
+ * files carry none, so alone they give mpitrain's (the last 10%), and
+ * beside a separate val file all their tokens serve the one split. */
+static void apply_use(TokenFile *f, TokUse use)
+{
+    uint64_t n = f->n_train + f->n_val;
+    f->derived_split = f->format != TOKFMT_NATIVE && use == TOKUSE_BOTH;
+    if (use == TOKUSE_VAL) {
+        f->n_train = 0;
+        f->n_val = n;
+    } else if (use == TOKUSE_TRAIN && f->format != TOKFMT_NATIVE) {
+        f->n_train = n;
+        f->n_val = 0;
+    }
+}
+
+/* ---- the tokens against the vocabulary ---- */
+
+/* The largest of n tokens. Plain loops the compiler vectorizes: every open
+ * reads the whole corpus once, so this runs at memory speed. */
+static uint32_t max_u8(const unsigned char *p, uint64_t n)
+{
+    unsigned char m = 0;
+    for (uint64_t i = 0; i < n; i++) m = p[i] > m ? p[i] : m;
+    return m;
+}
+
+static uint32_t max_u16le(const unsigned char *p, uint64_t n)
+{
+    uint16_t m = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        uint16_t v = (uint16_t)(p[2 * i] | p[2 * i + 1] << 8);
+        m = v > m ? v : m;
+    }
+    return m;
+}
+
+static uint64_t tokfile_count(const TokenFile *f) { return f->n_train + f->n_val; }
+
+static uint32_t max_token(const TokenFile *f)
+{
+    uint64_t n = tokfile_count(f);
+    return f->token_bytes == 1 ? max_u8(f->tokens, n) : max_u16le(f->tokens, n);
+}
+
+int tokfile_check_vocab(const TokenFile *f, int vocab, const char *whose, Err *e)
+{
+    if (vocab < 1) return err_set(e, "%s: vocabulary %d must be at least 1", f->path, vocab);
+    if (f->max_token < (uint32_t)vocab) return 0;
+    /* only a bad file pays for finding the first bad token (there is one:
+     * the maximum is) */
+    uint64_t i = 0, n = tokfile_count(f);
+    while (i < n && tokfile_get(f, i) < (uint32_t)vocab) i++;
+    int val = i >= f->n_train;
+    return err_set(e, "%s: %s token %" PRIu64 " (byte %" PRIu64 ") is %u, at or above the "
+                      "vocabulary %d (%s); the file is corrupt or was made for another tokenizer",
+                   f->path, val ? "val" : "train", val ? i - f->n_train : i,
+                   (uint64_t)f->header_bytes + i * (uint64_t)f->token_bytes, tokfile_get(f, i),
+                   vocab, whose);
+}
+
+/* The vocabulary the file itself declares, for the check at open. */
+static const char *own_vocab_name(const TokenFile *f)
+{
+    return f->format == TOKFMT_LLMC ? "llm.c's GPT-2" : "header";
+}
+
+int tokfile_open_as(TokenFile *f, const char *path, DataFormat fmt, TokUse use, Err *e)
 {
     memset(f, 0, sizeof *f);
     if (strlen(path) >= sizeof f->path) return err_set(e, "%s: path too long", path);
     snprintf(f->path, sizeof f->path, "%s", path);
     if (map_file(f, e)) return -1;
-    if (parse_header(f, e)) {
+    if (parse_as(f, fmt, e)) {
         tokfile_close(f);
         return -1;
     }
-    size_t header = f->format == TOKFMT_NATIVE ? TOKFILE_HEADER_BYTES : LLMC_HEADER_BYTES;
-    f->tokens = (const unsigned char *)f->map + header;
+    apply_use(f, use);
+    f->header_bytes = header_size(f->format);
+    f->tokens = (const unsigned char *)f->map + f->header_bytes;
+    f->max_token = max_token(f);
+    if (f->vocab && tokfile_check_vocab(f, f->vocab, own_vocab_name(f), e)) {
+        tokfile_close(f);
+        return -1;
+    }
     return 0;
+}
+
+int tokfile_open(TokenFile *f, const char *path, Err *e)
+{
+    return tokfile_open_as(f, path, DATA_AUTO, TOKUSE_BOTH, e);
 }
 
 void tokfile_close(TokenFile *f)
@@ -200,12 +346,13 @@ int tokfile_write(const char *path, const uint16_t *tokens, uint64_t n_train, ui
 
 static const char *split_name(DataSplit s) { return s == SPLIT_TRAIN ? "train" : "val"; }
 
-/* Where a split lives in the token stream. llm.c files: the val split is the
- * last 10%, widened to T+1 tokens if that leaves train T+1 tokens too. */
+/* Where a split lives in the token stream. A split of mpitrain's (llm.c and
+ * nanoGPT files): the val split is the last 10%, widened to T+1 tokens if
+ * that leaves train T+1 tokens too. */
 static void split_range(const TokenFile *f, DataSplit s, int T, uint64_t *start, uint64_t *len)
 {
     uint64_t nv = f->n_val, n = f->n_train + f->n_val, need = (uint64_t)T + 1;
-    if (f->format == TOKFMT_LLMC && nv < need && n >= 2 * need) nv = need;
+    if (f->derived_split && nv < need && n >= 2 * need) nv = need;
     *start = s == SPLIT_TRAIN ? 0 : n - nv;
     *len = s == SPLIT_TRAIN ? n - nv : nv;
 }

@@ -7,7 +7,18 @@
 #include "base/err.h"
 #include "base/fileio.h"
 
-enum { TOKFMT_NATIVE = 0, TOKFMT_LLMC = 1 };
+/* How a file was read (TokenFile.format). */
+enum { TOKFMT_NATIVE = 0, TOKFMT_LLMC = 1, TOKFMT_NANOGPT = 2 };
+
+/* How to read a file (--data-format; choice indexes of the config table).
+ * AUTO tells MPTOKENS and llm.c files apart by their magic. A nanoGPT file
+ * (raw uint16 tokens, no header) has no magic, so it is never guessed: any
+ * file would pass for one. */
+typedef enum { DATA_AUTO = 0, DATA_MPTOKENS = 1, DATA_LLMC = 2, DATA_NANOGPT = 3 } DataFormat;
+
+/* Which splits a file supplies: both (one --data file), or only one (--data
+ * and --val-data). */
+typedef enum { TOKUSE_BOTH = 0, TOKUSE_TRAIN = 1, TOKUSE_VAL = 2 } TokUse;
 
 #define TOKFILE_MAGIC "MPTOKENS"
 #define TOKFILE_VERSION 1
@@ -22,19 +33,35 @@ typedef enum { SPLIT_TRAIN = 0, SPLIT_VAL = 1 } DataSplit;
 typedef struct {
     char path[PATH_LEN];
     int token_bytes;      /* 1 or 2 */
-    int vocab;
+    int vocab;            /* 0 for nanoGPT files: they record none */
     uint64_t n_train, n_val;
-    int format;           /* TOKFMT_NATIVE or TOKFMT_LLMC */
+    int format;           /* TOKFMT_* */
+    int derived_split;    /* the val split is mpitrain's (last 10%), not the file's */
     void *map; size_t map_len;      /* mmap of whole file */
+    size_t header_bytes;            /* where the tokens start in the file */
     const unsigned char *tokens;    /* first token (train split starts here) */
+    uint32_t max_token;             /* the largest token of the file */
 } TokenFile;
 
 /* mmap `path` read-only and validate its header and size. Native files carry
- * their split; for llm.c files n_val = n_tokens / 10 (the last 10%), which
- * the loader widens to T+1 tokens when that is needed and possible. Tokens
- * are NOT checked against vocab. On error f is left closed (safe to close). */
+ * their split; for llm.c and nanoGPT files n_val = n_tokens / 10 (the last
+ * 10%), which the loader widens to T+1 tokens when that is needed and
+ * possible. Every token is checked against the vocab the file declares (the
+ * header's; GPT-2's for llm.c; nanoGPT files declare none, so their caller
+ * checks with tokfile_check_vocab). On error f is left closed (safe to
+ * close). tokfile_open is tokfile_open_as(f, path, DATA_AUTO, TOKUSE_BOTH).
+ *
+ * With TOKUSE_VAL every token is validation (n_train = 0). With TOKUSE_TRAIN
+ * a file without a split of its own (llm.c, nanoGPT) is all training; a
+ * native file keeps its header's split, and its val tokens go unused. */
 int tokfile_open(TokenFile *f, const char *path, Err *e);
+int tokfile_open_as(TokenFile *f, const char *path, DataFormat fmt, TokUse use, Err *e);
 void tokfile_close(TokenFile *f);
+/* Every token of an open file is below `vocab`; else an error naming the
+ * file, the split, the first bad token's offset in it and its value, and
+ * `whose` vocabulary it is ("header", "the model's --vocab"). O(1) when the
+ * file fits (the maximum is taken at open). */
+int tokfile_check_vocab(const TokenFile *f, int vocab, const char *whose, Err *e);
 
 /* Token i over the whole file: train tokens, then val tokens. */
 static inline uint32_t tokfile_get(const TokenFile *f, uint64_t i)

@@ -64,18 +64,35 @@ static int read_resume_point(Trainer *t, Mpitrain__Manifest **mf, Err *e)
     return 0;
 }
 
+/* One token file, read as --data-format says, and every token below the
+ * model's vocab: the embedding has that many rows, and a nanoGPT file
+ * declares no vocab of its own to check against at open. */
+static int open_tokens(TokenFile *f, const char *flag, const char *path, TokUse use,
+                       const TrainConfig *c, Err *e)
+{
+    if (tokfile_open_as(f, path, (DataFormat)c->data_format, use, e)) return err_wrap(e, "%s", flag);
+    if (f->vocab > c->model.vocab)
+        return err_set(e, "%s %s has vocabulary %d but the model's --vocab is %d; raise --vocab",
+                       flag, path, f->vocab, c->model.vocab);
+    if (tokfile_check_vocab(f, c->model.vocab, "the model's --vocab", e))
+        return err_wrap(e, "%s", flag);
+    return 0;
+}
+
 static int open_data(Trainer *t, Err *e)
 {
     const TrainConfig *c = t->cfg;
-    if (tokfile_open(&t->data, c->data, e)) return err_wrap(e, "--data");
-    if (t->data.vocab > c->model.vocab)
-        return err_set(e, "--data %s has vocabulary %d but the model's --vocab is %d; raise --vocab",
-                       c->data, t->data.vocab, c->model.vocab);
+    int own_val = c->val_data[0] != 0;
+    if (open_tokens(&t->data, "--data", c->data, own_val ? TOKUSE_TRAIN : TOKUSE_BOTH, c, e))
+        return -1;
+    if (own_val && open_tokens(&t->val_data, "--val-data", c->val_data, TOKUSE_VAL, c, e))
+        return -1;
+    const TokenFile *val = own_val ? &t->val_data : &t->data;
     int r = t->mesh.me.dp, n = t->mesh.dims.dp;
     if (loader_init(&t->train, &t->data, SPLIT_TRAIN, c->model.seq_len, c->global_batch, r, n, e))
         return -1;
-    if (c->eval_every > 0 && t->data.n_val > 0 &&
-        loader_init(&t->val, &t->data, SPLIT_VAL, c->model.seq_len, c->global_batch, r, n, e))
+    if (c->eval_every > 0 && val->n_val > 0 &&
+        loader_init(&t->val, val, SPLIT_VAL, c->model.seq_len, c->global_batch, r, n, e))
         return -1;
     return 0;
 }
@@ -204,6 +221,7 @@ static void trainer_free(Trainer *t)
     optim_free(&t->opt);
     model_free(&t->model);
     tokfile_close(&t->data);
+    tokfile_close(&t->val_data);
     mesh_free(&t->mesh);
 }
 

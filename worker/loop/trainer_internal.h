@@ -18,6 +18,7 @@ typedef struct {
     StopFlag *stop;           /* the launcher's stop request; NULL on every rank or none */
     Mesh mesh;
     TokenFile data;
+    TokenFile val_data;    /* --val-data (all zero without it) */
     Loader train, val;
     Model model;
     Optimizer opt;
