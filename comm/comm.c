@@ -136,7 +136,7 @@ static void account(Group *g, double bytes, double t0, const char *what)
     g->stats.bytes_sent += bytes;
     g->stats.exposed_s += t1 - t0;
     g->stats.calls++;
-    trace_record(what, TR_COMM, t0, t1);
+    trace_record(what, TR_COMM, t0, t1, bytes);
 }
 
 /* ---- blocking collectives --------------------------------------------- */
@@ -339,7 +339,7 @@ void coll_wait(CommRequest *r)
     double t0 = comm_wtime();
     check(MPI_Wait((MPI_Request *)r->req, MPI_STATUS_IGNORE), "MPI_Wait", r->g);
     double t1 = comm_wtime();
-    trace_record(r->what, r->p2p ? TR_P2P : TR_COMM, t0, t1);
+    trace_record(r->what, r->p2p ? TR_P2P : TR_COMM, t0, t1, r->bytes);
     finish(r, t1 - t0);
 }
 
@@ -382,6 +382,44 @@ static double pingpong(Group *g, char *buf, int bytes, int reps)
         }
     }
     return (comm_wtime() - t0) / reps / 2;
+}
+
+/* Rank 0 pings rank r `reps` times; the round with the shortest round trip
+ * bounds the error best: offset = r's clock - the midpoint of rank 0's. */
+static double ping_offset(Group *g, int r, int reps)
+{
+    double best_rtt = 1e30, best = 0;
+    for (int k = 0; k < reps; k++) {
+        double there, a = comm_wtime();
+        check(MPI_Send(&a, 1, MPI_DOUBLE, r, 78, g->comm), "MPI_Send", g);
+        check(MPI_Recv(&there, 1, MPI_DOUBLE, r, 78, g->comm, MPI_STATUS_IGNORE), "MPI_Recv", g);
+        double b = comm_wtime();
+        if (b - a < best_rtt) {
+            best_rtt = b - a;
+            best = there - 0.5 * (a + b);
+        }
+    }
+    return best;
+}
+
+double comm_clock_offset(Group *g, int reps)
+{
+    double mine = 0;
+    for (int r = 1; r < g->size; r++) {
+        if (g->rank == 0) {
+            double off = ping_offset(g, r, reps);
+            check(MPI_Send(&off, 1, MPI_DOUBLE, r, 79, g->comm), "MPI_Send", g);
+        } else if (g->rank == r) {
+            for (int k = 0; k < reps; k++) {
+                double a, now;
+                check(MPI_Recv(&a, 1, MPI_DOUBLE, 0, 78, g->comm, MPI_STATUS_IGNORE), "MPI_Recv", g);
+                now = comm_wtime();
+                check(MPI_Send(&now, 1, MPI_DOUBLE, 0, 78, g->comm), "MPI_Send", g);
+            }
+            check(MPI_Recv(&mine, 1, MPI_DOUBLE, 0, 79, g->comm, MPI_STATUS_IGNORE), "MPI_Recv", g);
+        }
+    }
+    return mine;
 }
 
 int comm_measure_link(Group *g, double *alpha_s, double *beta_Bps)

@@ -84,6 +84,9 @@ void coll_wait(CommRequest *r);
 /* Latency and bandwidth between ranks 0 and 1 by ping-pong (8 B and 1 MB
  * messages); collective, same result on every rank. 0 if size < 2. */
 int comm_measure_link(Group *g, double *alpha_s, double *beta_Bps);
+/* This rank's clock minus rank 0's (comm_wtime), from the best of `reps`
+ * ping rounds with rank 0 (0 on rank 0). Collective. */
+double comm_clock_offset(Group *g, int reps);
 
 /* Agreement on failure: every rank passes its own rc/message; returns the
  * number of failed ranks (0 = all fine) and, on rank 0, the message of the

@@ -4,7 +4,8 @@
  * Perfetto and chrome://tracing), one process track per rank. */
 #include "comm/trace.h"
 
-/* Collective over world; rank 0 writes path atomically. */
+/* Collective over world: every rank closes its spans, rank 0 merges their
+ * spill files into path (atomically) and removes them. */
 int timeline_write(Group *world, const char *path, Err *e);
 
 #endif

@@ -176,9 +176,11 @@ static int one_step(Trainer *t, const StepStrategy *s, void *st, long step, Step
     CommStats before = mesh_stats(&t->mesh);
     double t0 = comm_wtime();
     int skip = 0;
+    trace_begin_arg(TR_STEP, step + 1, "step %ld", step + 1);
     int rc = s->compute(t, st, step, o, e);
     if (!rc) rc = nan_policy(t, step, o, &skip, e);
     if (!rc) rc = s->apply(t, st, step, skip, e);
+    trace_end();
     testhook_flip_bit(t->model.params, t->w->rank, step + 1);
     rank_report(t, &before, t0, rr);
     return rc;

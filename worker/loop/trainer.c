@@ -45,10 +45,12 @@ static int start_trace(Trainer *t, Err *e)
 {
     const TrainConfig *c = t->cfg;
     if (!c->trace[0]) return 0;
-    /* spans per step: forward + backward per micro-batch, buckets, a few more */
-    size_t per_step = 4 * (size_t)c->micro_batches + 2 * (size_t)c->model.n_layer + 64;
-    size_t cap = per_step * (size_t)c->steps + 4096;
-    return trace_enable(t->mesh.world, cap < (4u << 20) ? cap : (4u << 20), e);
+    if (trace_enable(t->mesh.world, c->trace, e)) return -1;
+    char label[TRACE_LABEL_LEN];
+    snprintf(label, sizeof label, "rank %d: dp %d, tp %d, pp %d", t->w->rank, t->mesh.me.dp,
+             t->mesh.me.tp, t->mesh.me.pp);
+    trace_set_label(label);
+    return 0;
 }
 
 /* --resume: the manifest is read once, here; its weights are loaded from the
@@ -203,11 +205,14 @@ double trainer_eval_loss(Trainer *t)
 {
     const TrainConfig *c = t->cfg;
     double sum = 0;
+    trace_begin("eval", TR_EVAL);
     for (int k = 0; k < c->eval_batches; k++) {
         loader_batch(&t->val, (uint64_t)k, t->inputs, t->targets);
         sum += pipeline_eval(&t->pipe, t->inputs, t->targets);
     }
-    return trainer_loss_sum(t, t->mesh.world, sum) * trainer_per_pred(c) / c->eval_batches;
+    double loss = trainer_loss_sum(t, t->mesh.world, sum) * trainer_per_pred(c) / c->eval_batches;
+    trace_end();
+    return loss;
 }
 
 static void trainer_free(Trainer *t)

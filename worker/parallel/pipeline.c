@@ -60,7 +60,7 @@ static double forward_one(Pipeline *pl, int mb, const int *inputs, const int *ta
                       &pl->recv);
         coll_wait(&pl->recv);
     }
-    trace_begin_fmt(TR_COMPUTE, "forward mb%d", mb);
+    trace_begin_arg(TR_COMPUTE, mb, "forward mb%d", mb);
     double loss = model_forward_slot(pl->m, slot, inputs + off, targets ? targets + off : NULL,
                                      pl->micro_b);
     trace_end();
@@ -81,7 +81,7 @@ static void backward_one(Pipeline *pl, int mb, const int *inputs, const int *tar
         coll_wait(&pl->recv);
         dout = pl->dout;
     }
-    trace_begin_fmt(TR_COMPUTE, "backward mb%d", mb);
+    trace_begin_arg(TR_COMPUTE, mb, "backward mb%d", mb);
     model_backward_slot(pl->m, slot, inputs + off, targets + off, pl->micro_b, scale, dout);
     trace_end();
     if (!is_first(pl)) {
