@@ -276,6 +276,9 @@ static void append_run_figures(JsonOut *j, const Trainer *t, const TrainResult *
     json_int(json_key(j, "first_step"), res->first_step);
     json_int(json_key(j, "last_step"), res->last_step);
     json_double(json_key(j, "final_loss"), res->final_loss);
+    /* null when the run never evaluated */
+    json_double(json_key(j, "final_val_loss"), res->final_val_loss);
+    json_fixed(json_key(j, "wall_s"), comm_wtime() - t->t_start, 3);
     json_fixed(json_key(j, "mean_step_ms"), res->mean_step_ms, 3);
     json_fixed(json_key(j, "mean_exposed_comm_ms"), res->mean_exposed_ms, 3);
     json_fixed(json_key(j, "mean_tokens_per_s"), res->mean_tokens_per_s, 1);
@@ -338,6 +341,7 @@ int train_run(const TrainConfig *cfg, const CommWorld *w, const TrainObserver *o
     res->final_val_loss = NAN;
     t.cfg = cfg;
     t.w = w;
+    t.t_start = comm_wtime();
     t.obs = obs && w->rank == 0 ? obs : &SILENT;
     ops_set_threads(cfg->threads > 0 ? cfg->threads : comm_default_threads(w));
     int rc = mesh_init(&t.mesh, (MeshDims){cfg->dp, cfg->tp, cfg->pp}, e);

@@ -32,6 +32,7 @@ typedef struct {
     char ckpt_root[PATH_BUF];
     float zo_scale;        /* the scale in use (picked by the warm-up when 0) */
     RunLock lock;          /* rank 0: the run directory is this run's */
+    double t_start;        /* comm_wtime() when the run began, for its wall time */
 } Trainer;
 
 int trainer_is_rank0(const Trainer *t);

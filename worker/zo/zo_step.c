@@ -92,6 +92,10 @@ static int scan_journal(Trainer *t, Zo *z, const char *path, uint32_t *machines,
         }
         zo_step_update(&t->model, t->model.params, z->acc, j.h.seed, r.step, r.codes,
                        (int)r.machines, (int)r.samples, r.lr, j.h.scale, j.h.weight_decay);
+        /* metrics.jsonl keeps one row per step: the caught-up ones too */
+        if (trainer_is_rank0(t) && t->obs->replayed &&
+            (rc = t->obs->replayed(t->obs->ctx, (long)r.step + 1, r.lr, e)))
+            break;
         t->start_step++;
         t->data_pos++;
         replayed++;
