@@ -296,5 +296,6 @@ static void obs_end(void *ctx) { progress_close(ctx); }
 TrainObserver progress_observer(Progress *p)
 {
     memset(p, 0, sizeof *p);
-    return (TrainObserver){p, obs_begin, obs_note, obs_initial_eval, obs_step, obs_replayed, obs_end};
+    return (TrainObserver){p,        obs_begin,    obs_note, obs_initial_eval,
+                           obs_step, obs_replayed, obs_end};
 }

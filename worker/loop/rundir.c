@@ -27,7 +27,8 @@ int run_dir_lock(const char *dir, RunLock *l, Err *e)
     if (path_fmt(path, sizeof path, e, "%s/.lock", dir)) return -1;
     /* CLOEXEC: a program this one starts must not keep the run locked */
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0) return err_set(e, "%s: cannot open the run directory's lock: %s", path, strerror(errno));
+    if (fd < 0)
+        return err_set(e, "%s: cannot open the run directory's lock: %s", path, strerror(errno));
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
         int busy = errno == EWOULDBLOCK;
         char pid[32];

@@ -190,7 +190,8 @@ static int setup_run_dir(Trainer *t, Err *e)
     snprintf(path, sizeof path, "%s/config.json", c->out);
     if (train_config_write_json(c, path, e)) return -1;
     if (t->obs->begin && t->obs->begin(t->obs->ctx, c, t->start_step, e)) return -1;
-    if (kept[0]) trainer_note(t, "--overwrite: the old run could not be removed; it lies whole in %s", kept);
+    if (kept[0])
+        trainer_note(t, "--overwrite: the old run could not be removed; it lies whole in %s", kept);
     return 0;
 }
 

@@ -221,7 +221,8 @@ int journal_next(Journal *j, JournalRecord *r, Err *e)
     if (got == 0 && feof(j->f)) return 0;
     if (got != 8) return bad_record(j, off, e, "truncated record header");
     uint32_t type = le_get32(head), len = le_get32(head + 4);
-    if (type != JREC_STEP && type != JREC_ROSTER) return bad_record(j, off, e, "unknown record type");
+    if (type != JREC_STEP && type != JREC_ROSTER)
+        return bad_record(j, off, e, "unknown record type");
     if (len > 20 + JOURNAL_MAX_CODES) return bad_record(j, off, e, "absurd record length");
     if (len + 4 > j->codes_cap) {
         int8_t *c = realloc(j->codes, len + 4);

@@ -25,7 +25,8 @@ static int check_journal_matches(const char *path, const Journal *j, const CkptM
     if (j->h.global_params != m->global_params)
         differs(diff, sizeof diff, "parameters", j->h.global_params, m->global_params);
     if (meta->optim.kind == OPT_ZO && j->h.samples != (uint32_t)meta->zo_samples)
-        differs(diff, sizeof diff, "zo samples", j->h.samples, (unsigned long long)meta->zo_samples);
+        differs(diff, sizeof diff, "zo samples", j->h.samples,
+                (unsigned long long)meta->zo_samples);
     if (!diff[0]) return 0;
     return err_set(e, "%s does not belong to the base checkpoint (%s): replay it onto a "
                       "checkpoint of the run that wrote it", path, diff);
