@@ -1,10 +1,12 @@
 #include "coordinator/progress.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include "base/fileio.h"
 #include "base/json.h"
@@ -31,33 +33,47 @@ void format_duration(char *out, size_t n, double s)
         snprintf(out, n, "%lds", t);
 }
 
-/* Keeps the rows of an existing metrics file up to `step` (inclusive). */
-static int truncate_metrics(const char *path, long step, Err *e)
+/* The step a metrics row describes (-1: not a row). */
+static long row_step(const char *line)
+{
+    const char *s = strstr(line, "\"step\":");
+    return s ? strtol(s + 7, NULL, 10) : -1;
+}
+
+/* Keeps the rows of an existing metrics file up to `step` (inclusive); the
+ * whole rows after it go to *dropped (NUL-terminated, malloc'd). */
+static int truncate_metrics(const char *path, long step, char **dropped, Err *e)
 {
     void *raw;
     size_t len;
-    if (access(path, F_OK) != 0) return 0;
+    struct stat st;
+    *dropped = NULL;
+    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) return 0;
     if (read_file(path, (size_t)1 << 32, &raw, &len, e)) return -1;
-    char *out = malloc(len + 1);
-    if (!out) {
+    char *out = malloc(len + 1), *late = malloc(len + 1);
+    if (!out || !late) {
         free(raw);
+        free(out);
+        free(late);
         return err_set(e, "out of memory");
     }
-    size_t o = 0;
+    size_t o = 0, l = 0;
     for (char *line = raw; line && *line;) {
         char *nl = strchr(line, '\n');
         size_t ll = nl ? (size_t)(nl - line + 1) : strlen(line);
-        const char *s = strstr(line, "\"step\":");
-        long st = s ? strtol(s + 7, NULL, 10) : 0;
-        if (s && st <= step && nl) {
-            memcpy(out + o, line, ll);
-            o += ll;
+        long st_ = row_step(line);
+        if (st_ >= 0 && nl) {
+            memcpy(st_ <= step ? out + o : late + l, line, ll);
+            *(st_ <= step ? &o : &l) += ll;
         }
         line = nl ? nl + 1 : NULL;
     }
+    late[l] = 0;
     int rc = write_file_atomic(path, out, o, e);
     free(out);
     free(raw);
+    if (rc || !l) free(late);
+    else *dropped = late;
     return rc;
 }
 
@@ -74,11 +90,11 @@ int progress_open(Progress *p, const char *run_dir, long total_steps, long resum
                   int mode, int log_every, int quiet, Err *e)
 {
     memset(p, 0, sizeof *p);
-    char path[PATH_BUF];
-    snprintf(path, sizeof path, "%s/metrics.jsonl", run_dir);
-    if (resume_step > 0 && truncate_metrics(path, resume_step, e)) return -1;
+    char *path = p->path;
+    if (path_fmt(path, sizeof p->path, e, "%s/metrics.jsonl", run_dir)) return -1;
+    if (resume_step > 0 && truncate_metrics(path, resume_step, &p->dropped, e)) return -1;
     p->metrics = fopen(path, resume_step > 0 ? "a" : "w");
-    if (!p->metrics) return err_set(e, "%s: cannot open for writing", path);
+    if (!p->metrics) return err_set(e, "%s: cannot open for writing: %s", path, strerror(errno));
     p->bar = mode == 2 || (mode == 0 && stdout_is_terminal());
     p->quiet = quiet;
     p->total_steps = total_steps;
@@ -88,45 +104,97 @@ int progress_open(Progress *p, const char *run_dir, long total_steps, long resum
     return 0;
 }
 
+static double unix_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
 /* A metrics.jsonl row: one JSON object per line, flushed so a crash keeps
- * the rows so far. A failed write is not fatal: the metrics are a record,
- * not the training state. */
+ * the rows so far. */
 static void row_begin(JsonOut *j, FILE *f)
 {
     json_init(j, f);
     json_begin_object(j);
 }
 
-static void row_end(JsonOut *j, FILE *f)
+/* A row that does not reach the file (disk full) is an error: a run whose
+ * record has holes would be trusted as if it had none. */
+static int row_end(Progress *p, JsonOut *j, Err *e)
 {
     json_end_object(j);
     json_newline(j);
-    json_finish(j);
+    int bad = json_finish(j);
+    const char *why = bad ? j->error : NULL;
     json_free(j);
-    fflush(f);
+    errno = 0;
+    if (fflush(p->metrics) != 0 || ferror(p->metrics)) why = strerror(errno ? errno : EIO);
+    if (!why) return 0;
+    return err_set(e, "%s: cannot write a row: %s; the run stops rather than lose its record "
+                      "(make room, then --resume)", p->path, why);
 }
 
 /* Tests read rows with sed: "step" and "loss" stay first, in that order.
  * val_loss only on evaluation rows (its presence marks them); grad_norm is
  * null where the step computes none (NaN, zo). */
-static void write_metrics_row(FILE *f, const StepReport *r)
+static int write_metrics_row(Progress *p, const StepReport *r, Err *e)
 {
     JsonOut j;
-    row_begin(&j, f);
+    row_begin(&j, p->metrics);
     json_int(json_key(&j, "step"), r->step);
     json_double(json_key(&j, "loss"), r->loss);
     if (!isnan(r->val_loss)) json_double(json_key(&j, "val_loss"), r->val_loss);
     json_sig(json_key(&j, "grad_norm"), r->grad_norm, 6);
     json_sig(json_key(&j, "lr"), r->lr, 6);
+    json_fixed(json_key(&j, "tokens"), p->tokens_per_step * r->step, 0);
     json_fixed(json_key(&j, "tokens_per_s"), r->tokens_per_s, 1);
     json_fixed(json_key(&j, "gflops"), r->gflops, 2);
+    if (p->peak_gflops > 0) json_sig(json_key(&j, "mfu"), r->gflops / p->peak_gflops, 4);
     json_fixed(json_key(&j, "comm_bytes"), r->comm_bytes, 0);
     json_fixed(json_key(&j, "time_ms"), r->time_ms, 3);
     json_fixed(json_key(&j, "compute_ms"), r->compute_ms, 3);
     json_fixed(json_key(&j, "exposed_comm_ms"), r->exposed_ms, 3);
     json_fixed(json_key(&j, "overlapped_comm_ms"), r->overlapped_ms, 3);
     json_fixed(json_key(&j, "idle_ms"), r->idle_ms, 3);
-    row_end(&j, f);
+    json_fixed(json_key(&j, "time"), unix_now(), 3);
+    return row_end(p, &j, e);
+}
+
+/* The row the sitting that trained `step` wrote, or NULL; its length. */
+static const char *dropped_row(const Progress *p, long step, size_t *len)
+{
+    for (const char *line = p->dropped; line && *line;) {
+        const char *nl = strchr(line, '\n');
+        if (row_step(line) == step) {
+            *len = (size_t)(nl - line + 1); /* dropped holds whole lines only */
+            return line;
+        }
+        line = nl ? nl + 1 : NULL;
+    }
+    return NULL;
+}
+
+int progress_replayed(Progress *p, long step, double lr, Err *e)
+{
+    if (!p->metrics) return 0;
+    size_t len = 0;
+    const char *old = dropped_row(p, step, &len);
+    if (old) {
+        errno = 0;
+        if (fwrite(old, 1, len, p->metrics) != len || fflush(p->metrics) != 0)
+            return err_set(e, "%s: cannot write a row: %s", p->path, strerror(errno ? errno : EIO));
+        return 0;
+    }
+    JsonOut j;
+    row_begin(&j, p->metrics);
+    json_int(json_key(&j, "step"), step);
+    json_null(json_key(&j, "loss"));
+    json_sig(json_key(&j, "lr"), lr, 6);
+    json_fixed(json_key(&j, "tokens"), p->tokens_per_step * step, 0);
+    json_fixed(json_key(&j, "time"), unix_now(), 3);
+    json_bool(json_key(&j, "replayed"), 1);
+    return row_end(p, &j, e);
 }
 
 static void format_bytes(char *out, size_t n, double b)
@@ -137,11 +205,11 @@ static void format_bytes(char *out, size_t n, double b)
     else snprintf(out, n, "%.0f B", b);
 }
 
-void progress_report(Progress *p, const StepReport *r)
+int progress_report(Progress *p, const StepReport *r, Err *e)
 {
-    if (p->metrics) write_metrics_row(p->metrics, r);
+    if (p->metrics && write_metrics_row(p, r, e)) return -1;
     int is_eval = !isnan(r->val_loss);
-    if (p->quiet || (!is_eval && r->step % p->log_every && r->step != p->total_steps)) return;
+    if (p->quiet || (!is_eval && r->step % p->log_every && r->step != p->total_steps)) return 0;
     double elapsed = now_s() - p->t0;
     long done = r->step - p->first_step + 1;
     double eta = done > 0 ? elapsed / done * (p->total_steps - r->step) : NAN;
@@ -167,6 +235,7 @@ void progress_report(Progress *p, const StepReport *r)
         printf("%s\n", line);
     }
     fflush(stdout);
+    return 0;
 }
 
 void progress_initial_eval(Progress *p, double val_loss)
@@ -176,7 +245,10 @@ void progress_initial_eval(Progress *p, double val_loss)
         row_begin(&j, p->metrics);
         json_int(json_key(&j, "step"), 0);
         json_double(json_key(&j, "val_loss"), val_loss);
-        row_end(&j, p->metrics);
+        json_fixed(json_key(&j, "time"), unix_now(), 3);
+        Err ignored;
+        /* a failed write here is sticky in the stream: step 1's row reports it */
+        row_end(p, &j, &ignored);
     }
     progress_note(p, "step 0 | val %.4f (before training)", val_loss);
 }
@@ -197,22 +269,33 @@ void progress_close(Progress *p)
 {
     if (p->metrics) fclose(p->metrics);
     p->metrics = NULL;
+    free(p->dropped);
+    p->dropped = NULL;
 }
 
 /* ---- the training loop's observer ------------------------------------------ */
 
 static int obs_begin(void *ctx, const TrainConfig *c, long first_step, Err *e)
 {
-    return progress_open(ctx, c->out, c->steps, first_step, c->progress, c->log_every, c->quiet, e);
+    Progress *p = ctx;
+    int rc = progress_open(p, c->out, c->steps, first_step, c->progress, c->log_every, c->quiet, e);
+    p->tokens_per_step = (double)c->global_batch * c->model.seq_len;
+    p->peak_gflops = (double)c->peak_gflops * c->dp * c->tp * c->pp;
+    return rc;
 }
 
 static void obs_note(void *ctx, const char *line) { progress_note(ctx, "%s", line); }
 static void obs_initial_eval(void *ctx, double v) { progress_initial_eval(ctx, v); }
-static void obs_step(void *ctx, const StepReport *r) { progress_report(ctx, r); }
+static int obs_step(void *ctx, const StepReport *r, Err *e) { return progress_report(ctx, r, e); }
+static int obs_replayed(void *ctx, long step, double lr, Err *e)
+{
+    return progress_replayed(ctx, step, lr, e);
+}
 static void obs_end(void *ctx) { progress_close(ctx); }
 
 TrainObserver progress_observer(Progress *p)
 {
     memset(p, 0, sizeof *p);
-    return (TrainObserver){p, obs_begin, obs_note, obs_initial_eval, obs_step, obs_end};
+    return (TrainObserver){p,        obs_begin,    obs_note, obs_initial_eval,
+                           obs_step, obs_replayed, obs_end};
 }

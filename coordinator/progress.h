@@ -3,11 +3,17 @@
 /* Rank 0's view of a run: the progress line on stdout and metrics.jsonl. */
 #include <stdio.h>
 #include "base/err.h"
+#include "base/fileio.h"
 #include "worker/loop/observer.h"
 
 
 typedef struct {
     FILE *metrics;
+    char path[PATH_BUF];  /* metrics.jsonl, for the messages */
+    char *dropped;        /* resuming: the rows past the checkpoint, until
+                           * the journal's catch-up puts them back */
+    double tokens_per_step;
+    double peak_gflops;   /* the whole job's (--peak-gflops x ranks); 0 = no mfu */
     int bar;            /* redraw one line in place (terminal) */
     int quiet;
     long total_steps, first_step;
@@ -16,12 +22,30 @@ typedef struct {
     int log_every;
 } Progress;
 
-/* Opens <run_dir>/metrics.jsonl; when resuming, rows after `resume_step` are
- * dropped so the file describes one consistent trajectory. mode: 0 auto,
- * 1 plain lines, 2 bar. */
+/* metrics.jsonl describes every step once, one JSON object per line:
+ *   {"step","loss", "val_loss" (evaluation rows only), "grad_norm", "lr",
+ *    "tokens" (training tokens consumed through this step: step x batch x
+ *    seq-len), "tokens_per_s", "gflops" (the whole job's model FLOP/s),
+ *    "mfu" (gflops over --peak-gflops x ranks; only when --peak-gflops is
+ *    given: a machine's peak is not something a program can measure
+ *    honestly), "comm_bytes", the timings, "time" (unix seconds at the end
+ *    of the step)}
+ * A ZO run that resumes catches up from its journal the steps past its
+ * checkpoint without computing them; each gets its row back: the row the
+ * sitting that trained it wrote, else (that sitting died before writing
+ * it) {"step","loss":null,"lr","tokens","time","replayed":true}.
+ *
+ * Opens <run_dir>/metrics.jsonl; when resuming, rows after `resume_step`
+ * are taken out (so the file describes one consistent trajectory) and kept
+ * for progress_replayed. A metrics.jsonl that is not a regular file (a
+ * pipe, /dev/null) is appended to as it is. mode: 0 auto, 1 plain lines,
+ * 2 bar. */
 int progress_open(Progress *p, const char *run_dir, long total_steps, long resume_step,
                   int mode, int log_every, int quiet, Err *e);
-void progress_report(Progress *p, const StepReport *r);
+/* 0, or -1 with e naming metrics.jsonl when its row cannot be written. */
+int progress_report(Progress *p, const StepReport *r, Err *e);
+/* The row of a step caught up from the journal (see above). */
+int progress_replayed(Progress *p, long step, double lr, Err *e);
 /* The validation loss before the first step (a metrics row of step 0). */
 void progress_initial_eval(Progress *p, double val_loss);
 void progress_note(Progress *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

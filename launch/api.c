@@ -153,14 +153,21 @@ static void watch_initial_eval(void *ctx, double val_loss)
     if (w->shown.initial_eval) w->shown.initial_eval(w->shown.ctx, val_loss);
 }
 
-static void watch_step(void *ctx, const StepReport *r)
+static int watch_step(void *ctx, const StepReport *r, Err *e)
 {
     ApiWatch *w = ctx;
-    if (w->shown.step) w->shown.step(w->shown.ctx, r);
+    if (w->shown.step && w->shown.step(w->shown.ctx, r, e)) return -1;
     if (w->cfg->on_step) {
         mpitrain_step s = {r->step, r->loss, r->val_loss, r->lr, r->tokens_per_s, r->time_ms};
         w->cfg->on_step(&s, w->cfg->user);
     }
+    return 0;
+}
+
+static int watch_replayed(void *ctx, long step, double lr, Err *e)
+{
+    ApiWatch *w = ctx;
+    return w->shown.replayed ? w->shown.replayed(w->shown.ctx, step, lr, e) : 0;
 }
 
 static void watch_end(void *ctx)
@@ -188,7 +195,8 @@ static int train(TrainConfig *c, const mpitrain_config *user, TrainResult *res, 
 {
     Progress prog;
     ApiWatch watch = {progress_observer(&prog), user};
-    TrainObserver obs = {&watch, watch_begin, watch_note, watch_initial_eval, watch_step, watch_end};
+    TrainObserver obs = {&watch, watch_begin, watch_note, watch_initial_eval, watch_step,
+                         watch_replayed, watch_end};
     /* the embedding program owns its signals: no stop flag */
     int rc = launch_train(c, &api_world, &obs, NULL, res, e);
     if (rc) return rc == EXIT_USAGE ? MPITRAIN_ERR_USAGE : MPITRAIN_ERR_RUNTIME;

@@ -340,8 +340,11 @@ static int ckpt_replay(int argc, char **argv)
     }
     Err e = {{0}};
     long step = 0;
-    char written[PATH_BUF];
-    if (zo_replay(pos[0], pos[1], a.out, &step, written, sizeof written, &e)) {
+    char written[PATH_BUF], warning[PATH_BUF + 128];
+    rc = zo_replay(pos[0], pos[1], a.out, &step, written, sizeof written, warning,
+                   sizeof warning, &e);
+    if (rc == 0 && warning[0]) fprintf(stderr, "mpitrain ckpt replay: warning: %s\n", warning);
+    if (rc) {
         fprintf(stderr, "mpitrain ckpt replay: %s\n", e.msg);
         return 1;
     }

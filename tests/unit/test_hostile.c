@@ -115,8 +115,22 @@ Test(hostile, journal_record_with_absurd_length_is_an_error)
     uint32_t head[2] = {JREC_STEP, 0xFFFFFFF0u};
     fwrite(head, 4, 2, f);
     fclose(f);
+    /* at the very end it is a torn tail: dropped, nothing allocated for it */
     cr_assert_eq(journal_open_read(&j, path, &e), 0);
     JournalRecord r;
+    cr_assert_eq(journal_next(&j, &r, &e), 0, "%s", e.msg);
+    cr_assert_eq(j.torn_bytes, 8);
+    journal_close(&j);
+    /* with an intact record after it, it is damage: an error */
+    uint32_t roster[5] = {JREC_ROSTER, 12, 0, 1, 0};
+    unsigned char rec[24];
+    memcpy(rec, roster, 20);
+    uint32_t crc = crc32c(0, rec, 20);
+    memcpy(rec + 20, &crc, 4);
+    f = fopen(path, "ab");
+    fwrite(rec, 1, sizeof rec, f);
+    fclose(f);
+    cr_assert_eq(journal_open_read(&j, path, &e), 0);
     cr_assert_eq(journal_next(&j, &r, &e), -1);
     cr_assert(strstr(e.msg, "record 1") && strstr(e.msg, "absurd"), "%s", e.msg);
     journal_close(&j);

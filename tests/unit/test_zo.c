@@ -189,11 +189,8 @@ Test(journal, truncated_and_corrupted_name_the_record)
     unsigned char *b = test_read_file(p, &len);
     Err e;
     long n;
-    /* cut into the last record */
-    cr_assert_eq(test_write_file(p, b, len - 3), 0);
-    cr_assert_eq(read_all(p, &e, &n), -1);
-    cr_assert(strstr(e.msg, "record 6") && strstr(e.msg, "truncated"), "%s", e.msg);
-    /* flip a code byte of the third step */
+    /* flip a code byte of the third step: intact records follow, so it is
+     * damage inside the journal, not a torn tail */
     unsigned char *c = malloc(len);
     memcpy(c, b, len);
     size_t rec = 64 + (8 + 12 + 4) + 2 * (8 + 26 + 4) + 8 + 20;
@@ -206,6 +203,126 @@ Test(journal, truncated_and_corrupted_name_the_record)
     cr_assert_eq(read_all(p, &e, &n), -1);
     cr_assert(strstr(e.msg, "header") || strstr(e.msg, "magic"), "%s", e.msg);
     free(b);
+    free(c);
+}
+
+/* Reads p to its end: the records read, the torn bytes dropped. */
+static int read_torn(const char *p, Err *e, long *records, long *torn_off, long *torn_bytes)
+{
+    Journal j;
+    if (journal_open_read(&j, p, e)) return -1;
+    JournalRecord r;
+    int rc;
+    while ((rc = journal_next(&j, &r, e)) == 1) {}
+    *records = j.index;
+    *torn_off = j.torn_off;
+    *torn_bytes = j.torn_bytes;
+    char msg[8192];
+    if (j.torn_bytes) {
+        journal_torn_message(&j, msg, sizeof msg);
+        cr_assert(strstr(msg, "dropped a torn last record") && strstr(msg, "cut short"), "%s", msg);
+    }
+    journal_close(&j);
+    return rc;
+}
+
+/* 64-byte header, a 24-byte roster, then 38-byte steps (3 machines x 2). */
+#define STEP_END(k) (64 + 24 + 38 * (k))
+
+Test(journal, torn_last_record_is_dropped)
+{
+    const char *p = journal_file("jtorn");
+    write_journal(p, 5);
+    size_t len;
+    unsigned char *b = test_read_file(p, &len);
+    cr_assert_eq(len, (size_t)STEP_END(5));
+    Err e;
+    long n, off, bytes;
+    /* cut short: in the payload, inside the header, a lone byte */
+    size_t cuts[] = {3, 30, 35, 37};
+    for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
+        cr_assert_eq(test_write_file(p, b, len - cuts[i]), 0);
+        cr_assert_eq(read_torn(p, &e, &n, &off, &bytes), 0, "cut %zu: %s", cuts[i], e.msg);
+        cr_assert_eq(n, 5, "the roster and four whole steps");
+        cr_assert_eq(off, STEP_END(4));
+        cr_assert_eq(bytes, 38 - (long)cuts[i]);
+    }
+    /* whole length, but the last record's CRC fails (its last bytes never
+     * reached the disk) */
+    unsigned char *c = malloc(len);
+    cr_assert(c);
+    memcpy(c, b, len);
+    c[len - 1] ^= 0xff;
+    cr_assert_eq(test_write_file(p, c, len), 0);
+    cr_assert_eq(read_torn(p, &e, &n, &off, &bytes), 0, "%s", e.msg);
+    cr_assert(n == 5 && off == STEP_END(4) && bytes == 38);
+    /* zeros where a record should be (a power cut extended the file) */
+    memset(c + STEP_END(4), 0, 38);
+    cr_assert_eq(test_write_file(p, c, len), 0);
+    cr_assert_eq(read_torn(p, &e, &n, &off, &bytes), 0, "%s", e.msg);
+    cr_assert(n == 5 && bytes == 38);
+    free(b);
+    free(c);
+}
+
+Test(journal, append_cuts_off_a_torn_tail)
+{
+    const char *p = journal_file("jtornapp");
+    write_journal(p, 5);
+    size_t len;
+    unsigned char *b = test_read_file(p, &len);
+    cr_assert_eq(test_write_file(p, b, len - 10), 0);
+    Journal j;
+    Err e;
+    JournalHeader h = {11, 1e-3f, 0.25f, 0.1f, 2, 1234};
+    cr_assert_eq(journal_open_append(&j, p, &h, &e), 0, "%s", e.msg);
+    cr_assert(j.torn_off == STEP_END(4) && j.torn_bytes == 28);
+    int8_t codes[6] = {4, 1, 2, 3, ZO_SKIP, -5};
+    cr_assert_eq(journal_append_step(&j, 4, 3, 2, 0, 0.5f, codes, &e), 0);
+    journal_close(&j);
+    /* the rewritten step 4 lands where the torn one began: the same file */
+    size_t len2;
+    unsigned char *b2 = test_read_file(p, &len2);
+    cr_assert(len2 == len && !memcmp(b, b2, len), "the journal equals the uninterrupted one");
+    long n, off, bytes;
+    cr_assert_eq(read_torn(p, &e, &n, &off, &bytes), 0, "%s", e.msg);
+    cr_assert(n == 6 && bytes == 0);
+    free(b);
+    free(b2);
+}
+
+Test(journal, damage_before_the_tail_stays_an_error)
+{
+    const char *p = journal_file("jmid");
+    write_journal(p, 5);
+    size_t len;
+    unsigned char *b = test_read_file(p, &len);
+    Err e;
+    long n, off, bytes;
+    /* the second-to-last record cut short by a bad length: the last one is
+     * still intact after it */
+    unsigned char *c = malloc(len);
+    cr_assert(c);
+    memcpy(c, b, len);
+    c[STEP_END(3) + 4] = 0xff;
+    cr_assert_eq(test_write_file(p, c, len), 0);
+    cr_assert_eq(read_torn(p, &e, &n, &off, &bytes), -1);
+    cr_assert(strstr(e.msg, "record 5") && strstr(e.msg, "truncated record"), "%s", e.msg);
+    /* a torn tail does not hide damage before it */
+    memcpy(c, b, len);
+    c[STEP_END(1) + 10] ^= 1;
+    cr_assert_eq(test_write_file(p, c, len - 5), 0);
+    cr_assert_eq(read_torn(p, &e, &n, &off, &bytes), -1);
+    cr_assert(strstr(e.msg, "record 3") && strstr(e.msg, "checksum"), "%s", e.msg);
+    /* and appending refuses it */
+    Journal j;
+    JournalHeader h = {11, 1e-3f, 0.25f, 0.1f, 2, 1234};
+    cr_assert_eq(journal_open_append(&j, p, &h, &e), -1);
+    size_t len2;
+    unsigned char *b2 = test_read_file(p, &len2);
+    cr_assert_eq(len2, len - 5, "a refused journal is left as it was");
+    free(b);
+    free(b2);
     free(c);
 }
 

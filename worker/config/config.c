@@ -83,6 +83,7 @@ static const OptSpec TABLE[] = {
     NUM("log-every", OT_INT, log_every, "N", "1", 1, 1e9, "print a progress line every N steps"),
     STR("trace", trace, "FILE", "write a Chrome trace-event timeline"),
     CHOICE("progress", progress, "auto|lines|bar", "auto", "progress display (auto: bar on a terminal)"),
+    NUM("peak-gflops", OT_FLOAT, peak_gflops, "X", "0", 0, 1e9, "peak GFLOP/s of one rank (its cores' FMA rate), for metrics.jsonl's mfu; 0 = unknown, no mfu"),
     FLAG("quiet", quiet, "no progress output (metrics.jsonl is still written)"),
     FLAG("overwrite", overwrite, "reuse an --out directory that holds a run"),
     {0},

@@ -38,6 +38,7 @@ typedef struct {
     int progress;              /* 0 auto (bar on a terminal), 1 lines, 2 bar */
     int quiet;
     int overwrite;
+    float peak_gflops;         /* one rank's peak GFLOP/s, for mfu; 0 = unknown */
     float bucket_mb;           /* gradient bucket size for the DP all-reduce */
     int overlap;               /* start bucket all-reduces during backward */
     /* --optimizer zo */

@@ -223,7 +223,9 @@ int loop_run(Trainer *t, const StepStrategy *s, TrainResult *res, Err *e)
             timed++;
         }
         if (should_eval(t, step + 1)) r.val_loss = res->final_val_loss = trainer_eval_loss(t);
-        if (trainer_is_rank0(t) && t->obs->step) t->obs->step(t->obs->ctx, &r);
+        /* a record that cannot be written (disk full) stops every rank */
+        if (trainer_is_rank0(t) && t->obs->step) rc = t->obs->step(t->obs->ctx, &r, e);
+        if ((rc = trainer_agree(t, rc, e))) break;
         res->final_loss = o.loss;
         res->last_step = step + 1;
         rc = end_of_step(t, s, st, step + 1, res, e);

@@ -16,7 +16,12 @@ typedef struct TrainObserver {
     void (*note)(void *ctx, const char *line);
     /* the validation loss before the first step */
     void (*initial_eval)(void *ctx, double val_loss);
-    void (*step)(void *ctx, const StepReport *r);
+    /* a step done: 0, or -1 with e (its record cannot be kept: the run
+     * stops rather than go on unrecorded) */
+    int (*step)(void *ctx, const StepReport *r, Err *e);
+    /* a step a resumed run took over from the journal (zo catch-up) rather
+     * than computing it: what is known of it is its number and lr */
+    int (*replayed)(void *ctx, long step, double lr, Err *e);
     void (*end)(void *ctx);
 } TrainObserver;
 

@@ -4,6 +4,7 @@
 #include "worker/loop/trainer_internal.h"
 #include "models/arch.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -166,22 +167,51 @@ static int load_initial_state(Trainer *t, const Mpitrain__Manifest *resume, Err 
     return rc;
 }
 
+/* Whether path lies inside dir (both existing): --overwrite would remove it. */
+static int lies_inside(const char *path, const char *dir)
+{
+    char rp[PATH_MAX], rd[PATH_MAX];
+    if (!path[0] || !realpath(path, rp) || !realpath(dir, rd)) return 0;
+    size_t n = strlen(rd);
+    return !strncmp(rp, rd, n) && (rp[n] == '/' || rp[n] == 0);
+}
+
+/* Rank 0 makes the run directory this run's alone (locked), and with
+ * --overwrite an empty one: the old run's journal and checkpoints would
+ * otherwise be replayed into, or mixed with, the new run's. */
+static int claim_run_dir(Trainer *t, char *kept, size_t kept_len, Err *e)
+{
+    const TrainConfig *c = t->cfg;
+    kept[0] = 0;
+    if (t->start_step || !c->overwrite || access(c->out, F_OK) != 0) {
+        if (mkdir_p(c->out, e)) return -1;
+        return run_dir_lock(c->out, &t->lock, e);
+    }
+    if (lies_inside(c->data, c->out) || lies_inside(c->init_from, c->out))
+        return err_set(e, "--overwrite %s would remove this run's --data or --init-from, which "
+                          "lie inside it; move them out first", c->out);
+    return run_dir_replace(c->out, &t->lock, kept, kept_len, e);
+}
+
 static int setup_run_dir(Trainer *t, Err *e)
 {
     const TrainConfig *c = t->cfg;
     snprintf(t->ckpt_root, sizeof t->ckpt_root, "%s/ckpt", c->out);
     if (!trainer_is_rank0(t)) return 0;
-    char metrics[PATH_BUF];
+    char metrics[PATH_BUF], kept[PATH_BUF];
     snprintf(metrics, sizeof metrics, "%s/metrics.jsonl", c->out);
     if (!t->start_step && !c->overwrite && access(metrics, F_OK) == 0)
         return err_set(e, "--out %s already holds a run; continue it with --resume %s, "
                           "or pass --overwrite, or choose another --out",
                        c->out, c->out);
-    if (mkdir_p(c->out, e)) return -1;
+    if (claim_run_dir(t, kept, sizeof kept, e)) return -1;
     char path[PATH_BUF];
     snprintf(path, sizeof path, "%s/config.json", c->out);
     if (train_config_write_json(c, path, e)) return -1;
-    return t->obs->begin ? t->obs->begin(t->obs->ctx, c, t->start_step, e) : 0;
+    if (t->obs->begin && t->obs->begin(t->obs->ctx, c, t->start_step, e)) return -1;
+    if (kept[0])
+        trainer_note(t, "--overwrite: the old run could not be removed; it lies whole in %s", kept);
+    return 0;
 }
 
 /* ---- figures every strategy shares --------------------------------------- */
@@ -228,6 +258,7 @@ static void trainer_free(Trainer *t)
     tokfile_close(&t->data);
     tokfile_close(&t->val_data);
     mesh_free(&t->mesh);
+    run_dir_unlock(&t->lock);
 }
 
 
@@ -269,6 +300,9 @@ static void append_run_figures(JsonOut *j, const Trainer *t, const TrainResult *
     json_int(json_key(j, "first_step"), res->first_step);
     json_int(json_key(j, "last_step"), res->last_step);
     json_double(json_key(j, "final_loss"), res->final_loss);
+    /* null when the run never evaluated */
+    json_double(json_key(j, "final_val_loss"), res->final_val_loss);
+    json_fixed(json_key(j, "wall_s"), comm_wtime() - t->t_start, 3);
     json_fixed(json_key(j, "mean_step_ms"), res->mean_step_ms, 3);
     json_fixed(json_key(j, "mean_exposed_comm_ms"), res->mean_exposed_ms, 3);
     json_fixed(json_key(j, "mean_tokens_per_s"), res->mean_tokens_per_s, 1);
@@ -331,6 +365,7 @@ int train_run(const TrainConfig *cfg, const CommWorld *w, const TrainObserver *o
     res->final_val_loss = NAN;
     t.cfg = cfg;
     t.w = w;
+    t.t_start = comm_wtime();
     t.obs = obs && w->rank == 0 ? obs : &SILENT;
     t.stop = stop;
     ops_set_threads(cfg->threads > 0 ? cfg->threads : comm_default_threads(w));

@@ -7,6 +7,7 @@
 #include "worker/data/data.h"
 #include "worker/loop/observer.h"
 #include "worker/loop/report.h"
+#include "worker/loop/rundir.h"
 #include "worker/loop/trainer.h"
 #include "worker/parallel/gradsync.h"
 #include "worker/parallel/pipeline.h"
@@ -32,6 +33,8 @@ typedef struct {
     CkptMeta resume_meta;  /* --resume: the checkpoint's manifest, read once */
     char ckpt_root[PATH_BUF];
     float zo_scale;        /* the scale in use (picked by the warm-up when 0) */
+    RunLock lock;          /* rank 0: the run directory is this run's */
+    double t_start;        /* comm_wtime() when the run began, for its wall time */
 } Trainer;
 
 int trainer_is_rank0(const Trainer *t);

@@ -69,28 +69,41 @@ int journal_open_read(Journal *j, const char *path, Err *e)
     return 0;
 }
 
+/* An existing journal read to its end: its header must be h, and a torn
+ * last record is cut off so the next append follows the last intact one. */
+static int prepare_existing(const char *path, const JournalHeader *h, long *torn_off,
+                            long *torn_bytes, Err *e)
+{
+    Journal j;
+    if (journal_open_read(&j, path, e)) return -1;
+    if (!same_header(&j.h, h)) {
+        journal_close(&j);
+        return err_set(e, "%s: journal was written with another seed, eps, scale, samples "
+                          "or model; use a fresh --out", path);
+    }
+    JournalRecord r;
+    int rc;
+    while ((rc = journal_next(&j, &r, e)) == 1) {}
+    *torn_off = j.torn_off;
+    *torn_bytes = j.torn_bytes;
+    journal_close(&j);
+    if (rc < 0) return -1;
+    if (*torn_bytes && truncate(path, *torn_off) != 0)
+        return err_set(e, "%s: cannot cut off the torn last record at byte %ld: %s", path,
+                       *torn_off, strerror(errno));
+    return 0;
+}
+
 int journal_open_append(Journal *j, const char *path, const JournalHeader *h, Err *e)
 {
-    if (access(path, F_OK) == 0) {
-        if (journal_open_read(j, path, e)) return -1;
-        int same = same_header(&j->h, h);
-        fclose(j->f);
-        j->f = NULL;
-        if (!same)
-            return err_set(e, "%s: journal was written with another seed, eps, scale, samples "
-                              "or model; use a fresh --out", path);
-        /* a torn last record from a crash must not be appended to */
-        JournalRecord r;
-        if (journal_open_read(j, path, e)) return -1;
-        int rc;
-        while ((rc = journal_next(j, &r, e)) == 1) {}
-        journal_close(j);
-        if (rc < 0) return -1;
-    }
+    int fresh = access(path, F_OK) != 0;
+    long torn_off = 0, torn_bytes = 0;
+    if (!fresh && prepare_existing(path, h, &torn_off, &torn_bytes, e)) return -1;
     memset(j, 0, sizeof *j);
     snprintf(j->path, sizeof j->path, "%s", path);
     j->h = *h;
-    int fresh = access(path, F_OK) != 0;
+    j->torn_off = torn_off;
+    j->torn_bytes = torn_bytes;
     j->f = fopen(path, "ab");
     if (!j->f) return err_set(e, "%s: cannot open journal for writing: %s", path, strerror(errno));
     if (fresh) {
@@ -154,16 +167,63 @@ static int record_error(Journal *j, long off, Err *e, const char *what)
     return err_set(e, "%s: record %ld (byte %ld): %s", j->path, j->index + 1, off, what);
 }
 
+/* Whether b starts a whole record of a known type whose CRC holds. */
+static int is_intact(const unsigned char *b, size_t n)
+{
+    if (n < 12) return 0;
+    uint32_t type = le_get32(b), len = le_get32(b + 4);
+    if ((type != JREC_STEP && type != JREC_ROSTER) || len > n - 12) return 0;
+    return le_get32(b + 8 + len) == crc32c(crc32c(0, b, 8), b + 8, len);
+}
+
+/* 1 if an intact record starts anywhere after byte off: then a bad record
+ * at off is damage inside the journal, not a write that was cut short. */
+static int intact_record_after(Journal *j, long off, Err *e)
+{
+    if (fseek(j->f, 0, SEEK_END) != 0) return err_set(e, "%s: cannot seek", j->path);
+    long end = ftell(j->f);
+    if (end <= off + 12) return 0;
+    size_t n = (size_t)(end - off - 1);
+    unsigned char *b = malloc(n);
+    if (!b) return err_set(e, "out of memory re-reading %s", j->path);
+    int found = 0;
+    if (fseek(j->f, off + 1, SEEK_SET) != 0 || fread(b, 1, n, j->f) != n)
+        found = err_set(e, "%s: cannot re-read from byte %ld", j->path, off + 1);
+    for (size_t i = 0; !found && i + 12 <= n; i++) found = is_intact(b + i, n - i);
+    free(b);
+    return found;
+}
+
+/* A record at off that cannot be decoded: the torn tail when nothing intact
+ * follows it (dropped: the journal ends before it), else the error. */
+static int bad_record(Journal *j, long off, Err *e, const char *what)
+{
+    int after = intact_record_after(j, off, e);
+    if (after < 0) return -1;
+    if (after) return record_error(j, off, e, what);
+    if (fseek(j->f, 0, SEEK_END) != 0) return err_set(e, "%s: cannot seek", j->path);
+    j->torn_off = off;
+    j->torn_bytes = ftell(j->f) - off;
+    return 0;
+}
+
+void journal_torn_message(const Journal *j, char *out, size_t n)
+{
+    snprintf(out, n, "journal %s: dropped a torn last record at byte %ld (%ld bytes): the write "
+                     "was cut short", j->path, j->torn_off, j->torn_bytes);
+}
+
 int journal_next(Journal *j, JournalRecord *r, Err *e)
 {
     long off = ftell(j->f);
     unsigned char head[8];
     size_t got = fread(head, 1, 8, j->f);
     if (got == 0 && feof(j->f)) return 0;
-    if (got != 8) return record_error(j, off, e, "truncated record header");
+    if (got != 8) return bad_record(j, off, e, "truncated record header");
     uint32_t type = le_get32(head), len = le_get32(head + 4);
-    if (type != JREC_STEP && type != JREC_ROSTER) return record_error(j, off, e, "unknown record type");
-    if (len > 20 + JOURNAL_MAX_CODES) return record_error(j, off, e, "absurd record length");
+    if (type != JREC_STEP && type != JREC_ROSTER)
+        return bad_record(j, off, e, "unknown record type");
+    if (len > 20 + JOURNAL_MAX_CODES) return bad_record(j, off, e, "absurd record length");
     if (len + 4 > j->codes_cap) {
         int8_t *c = realloc(j->codes, len + 4);
         if (!c) return err_set(e, "out of memory");
@@ -171,9 +231,9 @@ int journal_next(Journal *j, JournalRecord *r, Err *e)
         j->codes_cap = len + 4;
     }
     unsigned char *p = (unsigned char *)j->codes;
-    if (fread(p, 1, len + 4, j->f) != len + 4) return record_error(j, off, e, "truncated record");
+    if (fread(p, 1, len + 4, j->f) != len + 4) return bad_record(j, off, e, "truncated record");
     if (le_get32(p + len) != crc32c(crc32c(0, head, 8), p, len))
-        return record_error(j, off, e, "checksum mismatch: the journal is corrupted");
+        return bad_record(j, off, e, "checksum mismatch: the journal is corrupted");
     memset(r, 0, sizeof *r);
     r->type = type;
     if (type == JREC_ROSTER) {

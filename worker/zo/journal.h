@@ -6,7 +6,13 @@
  * STEP   (type 1): u32 step, u32 machines, u32 samples, u32 epoch, f32 lr,
  *                  i8 codes[machines * samples]
  * ROSTER (type 2): u32 epoch, u32 machines, u32 from_step
- * Base checkpoint + journal replays to the exact weights. */
+ * Base checkpoint + journal replays to the exact weights.
+ *
+ * A write cut short (ENOSPC, power loss) leaves a torn LAST record: short,
+ * or failing its CRC, with no intact record after it. Like a write-ahead
+ * log, the reader treats it as the end (and says so in Journal.torn_*),
+ * and opening for appending truncates it away; a bad record that an intact
+ * one follows is corruption and stays an error. */
 #include <stdint.h>
 #include <stdio.h>
 #include "base/err.h"
@@ -38,6 +44,8 @@ typedef struct {
     char path[PATH_LEN];
     JournalHeader h;
     long index;          /* records read so far */
+    long torn_off;       /* a torn last record was dropped at this byte, */
+    long torn_bytes;     /* ... this long (0: none) */
     int8_t *codes;
     size_t codes_cap;
 } Journal;
@@ -52,8 +60,11 @@ int journal_append_roster(Journal *j, uint32_t epoch, uint32_t machines, uint32_
 /* fflush + fsync (before a checkpoint is published). */
 int journal_sync(Journal *j, Err *e);
 int journal_open_read(Journal *j, const char *path, Err *e);
-/* 1 = a record, 0 = clean end, -1 = error naming the record and offset. */
+/* 1 = a record, 0 = the end (clean, or a torn last record dropped: then
+ * torn_bytes > 0), -1 = error naming the record and offset. */
 int journal_next(Journal *j, JournalRecord *r, Err *e);
+/* The warning for a dropped torn record (torn_bytes > 0). */
+void journal_torn_message(const Journal *j, char *out, size_t n);
 void journal_close(Journal *j);
 
 #endif

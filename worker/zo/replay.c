@@ -7,16 +7,29 @@
 #include "worker/zo/journal.h"
 #include "worker/zo/zo.h"
 
+/* Appends "; what: journal X, base Y" to the list of differences. */
+static void differs(char *out, size_t n, const char *what, unsigned long long jv,
+                    unsigned long long bv)
+{
+    size_t used = strlen(out);
+    snprintf(out + used, n - used, "%s%s: journal %llu, base %llu", used ? "; " : "", what, jv, bv);
+}
+
+/* A journal replays only onto the run it was written for: the same seed
+ * (its perturbations), model size and, for a ZO base, samples per step. */
 static int check_journal_matches(const char *path, const Journal *j, const CkptMeta *meta,
                                  const Model *m, Err *e)
 {
-    if (j->h.seed != meta->seed)
-        return err_set(e, "%s: journal seed %llu differs from the base checkpoint's %llu", path,
-                       (unsigned long long)j->h.seed, (unsigned long long)meta->seed);
+    char diff[512] = "";
+    if (j->h.seed != meta->seed) differs(diff, sizeof diff, "seed", j->h.seed, meta->seed);
     if (j->h.global_params != m->global_params)
-        return err_set(e, "%s: journal is for a model of %llu parameters, the base has %zu", path,
-                       (unsigned long long)j->h.global_params, m->global_params);
-    return 0;
+        differs(diff, sizeof diff, "parameters", j->h.global_params, m->global_params);
+    if (meta->optim.kind == OPT_ZO && j->h.samples != (uint32_t)meta->zo_samples)
+        differs(diff, sizeof diff, "zo samples", j->h.samples,
+                (unsigned long long)meta->zo_samples);
+    if (!diff[0]) return 0;
+    return err_set(e, "%s does not belong to the base checkpoint (%s): replay it onto a "
+                      "checkpoint of the run that wrote it", path, diff);
 }
 
 /* Applies the journal's steps >= *step, which must follow on without gaps. */
@@ -37,7 +50,7 @@ static int apply_journal(Journal *j, Model *m, int32_t *acc, long *step, Err *e)
 }
 
 int zo_replay(const char *base, const char *journal, const char *out_root, long *final_step,
-              char *written, size_t written_len, Err *e)
+              char *written, size_t written_len, char *warning, size_t warning_len, Err *e)
 {
     char dir[PATH_LEN];
     CkptMeta meta;
@@ -52,6 +65,8 @@ int zo_replay(const char *base, const char *journal, const char *out_root, long 
     if (!rc) rc = check_journal_matches(journal, &j, &meta, &m, e);
     long step = (long)meta.step;
     if (!rc) rc = apply_journal(&j, &m, acc, &step, e);
+    if (warning_len) warning[0] = 0;
+    if (!rc && j.torn_bytes && warning_len) journal_torn_message(&j, warning, warning_len);
     if (!rc) {
         meta.step = step;
         meta.data_pos = (uint64_t)step;

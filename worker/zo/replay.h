@@ -6,8 +6,9 @@
 /* Rebuilds the weights of a ZO run: the base checkpoint's weights plus every
  * journal step from the base's step on, applied with the same update code as
  * training (so the result is bit-identical). Writes a checkpoint of the
- * final step under out_root (a checkpoint root: out_root/step_N, latest). */
+ * final step under out_root (a checkpoint root: out_root/step_N, latest).
+ * warning: "" or what the reader dropped (a torn last record), for the user. */
 int zo_replay(const char *base, const char *journal, const char *out_root, long *final_step,
-              char *written, size_t written_len, Err *e);
+              char *written, size_t written_len, char *warning, size_t warning_len, Err *e);
 
 #endif

@@ -92,12 +92,19 @@ static int scan_journal(Trainer *t, Zo *z, const char *path, uint32_t *machines,
         }
         zo_step_update(&t->model, t->model.params, z->acc, j.h.seed, r.step, r.codes,
                        (int)r.machines, (int)r.samples, r.lr, j.h.scale, j.h.weight_decay);
+        /* metrics.jsonl keeps one row per step: the caught-up ones too */
+        if (trainer_is_rank0(t) && t->obs->replayed &&
+            (rc = t->obs->replayed(t->obs->ctx, (long)r.step + 1, r.lr, e)))
+            break;
         t->start_step++;
         t->data_pos++;
         replayed++;
     }
+    char torn[PATH_BUF + 128] = "";
+    if (rc == 0 && j.torn_bytes) journal_torn_message(&j, torn, sizeof torn);
     journal_close(&j);
     if (rc < 0) return -1;
+    if (torn[0]) trainer_note(t, "zo: warning: %s", torn);
     if (replayed)
         trainer_note(t, "zo: caught up %d step(s) from the journal, now at step %ld", replayed,
                      t->start_step);
@@ -114,6 +121,9 @@ static int open_journal(Trainer *t, Zo *z, Err *e)
                        (uint32_t)t->cfg->zo_samples, t->model.global_params};
     int fresh = access(path, F_OK) != 0;
     if (journal_open_append(&z->j, path, &h, e)) return -1;
+    if (z->j.torn_bytes)
+        trainer_note(t, "zo: cut the torn last record off %s: appending from byte %ld", path,
+                     z->j.torn_off);
     if (fresh) return journal_append_roster(&z->j, 0, (uint32_t)t->mesh.dims.dp, 0, e);
     return 0;
 }
