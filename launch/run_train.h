@@ -7,7 +7,8 @@
 #include "comm/comm.h"
 #include "worker/loop/trainer.h"
 
-/* 0; EXIT_USAGE (2) when the plan is refused; 1 for a runtime failure. The
+/* 0; EXIT_USAGE (2) when the plan is refused; 1 for a runtime failure
+ * (including a --resume checkpoint that cannot be read). The
  * same verdict on every rank, and rank 0's e says why. */
 int launch_train(TrainConfig *c, const CommWorld *w, const TrainObserver *obs, TrainResult *res,
                  Err *e);
