@@ -338,8 +338,10 @@ int plan_apply_resume(TrainConfig *cfg, Err *e)
     if (!cfg->resume[0]) return 0;
     char dir[PATH_LEN];
     CkptMeta m;
-    if (ckpt_resolve(cfg->resume, dir, sizeof dir, e) || ckpt_load_meta(dir, &m, e))
-        return err_wrap(e, "--resume %s", cfg->resume);
+    if (ckpt_resolve(cfg->resume, dir, sizeof dir, e) || ckpt_load_meta(dir, &m, e)) {
+        err_wrap(e, "--resume %s", cfg->resume);
+        return PLAN_ERR_RESUME;
+    }
     /* the checkpoint defines the model, optimizer, batch and data; the flags
      * decide how long to go on and on which layout */
     if (check_resume_conflicts(cfg, &m, e)) return err_wrap(e, "--resume %s", cfg->resume);
@@ -402,7 +404,11 @@ int plan_distribute(Group *world, TrainConfig *cfg, const CommWorld *w, Err *e)
     }
     if (comm_agree(world, rc, &mine, e)) {
         free(buf);
-        return -1;
+        /* only rank 0 can have failed so far: it tells the others which
+         * kind of failure it was, so every rank returns the same verdict */
+        int32_t resume_failed = w->rank == 0 && rc == PLAN_ERR_RESUME;
+        coll_bcast(world, &resume_failed, sizeof resume_failed, 0);
+        return resume_failed ? PLAN_ERR_RESUME : -1;
     }
     uint64_t header[2] = {len, buf ? plan_hash(buf, len) : 0};
     coll_bcast(world, header, sizeof header, 0);

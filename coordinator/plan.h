@@ -21,8 +21,14 @@ int plan_resolve(TrainConfig *cfg, int world_size, size_t avail_bytes_per_rank, 
  * optimizer state, activations). */
 size_t plan_memory_per_rank(const TrainConfig *cfg);
 
+/* A failure to read the --resume checkpoint (missing, unreadable, corrupt
+ * manifest): a runtime failure (exit 1) the caller may retry from another
+ * checkpoint, not a plan the flags could fix (-1, exit 2). */
+#define PLAN_ERR_RESUME (-2)
+
 /* --resume: resolves the checkpoint and takes the model, optimizer, batch,
- * seed and data from it (the flags keep --steps, layout and run options). */
+ * seed and data from it (the flags keep --steps, layout and run options).
+ * 0, -1 (the flags do not fit the checkpoint) or PLAN_ERR_RESUME. */
 int plan_apply_resume(TrainConfig *cfg, Err *e);
 
 uint64_t plan_hash(const void *buf, size_t len);
@@ -34,7 +40,8 @@ int plan_decode(const uint8_t *buf, size_t len, uint64_t hash, int world_size, T
 
 /* Rank 0: resolve + encode + broadcast; others: receive + decode. cfg is
  * the input on rank 0 and the plan on return everywhere. Every rank returns
- * the same verdict; on failure rank 0's e says why. */
+ * the same verdict (0, -1 or PLAN_ERR_RESUME); on failure rank 0's e says
+ * why. */
 int plan_distribute(Group *world, TrainConfig *cfg, const CommWorld *w, Err *e);
 
 #endif

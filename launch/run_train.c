@@ -61,7 +61,11 @@ int launch_train(TrainConfig *c, const CommWorld *w, const TrainObserver *obs, S
     train_config_finish(c);
     int rc = w->rank == 0 ? rank0_defaults(c, &mine) : 0;
     if (comm_agree(group_world(), rc, &mine, e)) return 1;
-    if (plan_distribute(group_world(), c, w, e)) {
+    rc = plan_distribute(group_world(), c, w, e);
+    /* a checkpoint that cannot be read is a runtime failure (exit 1): the
+     * supervisor retries from an older one; a refused plan is the flags' */
+    if (rc == PLAN_ERR_RESUME) return 1;
+    if (rc) {
         err_wrap(e, "invalid plan");
         return EXIT_USAGE;
     }

@@ -14,7 +14,7 @@
 
 /* 0; EXIT_STOPPED when stop was raised (res->stop_signal says by which
  * signal); EXIT_USAGE (2) when the plan is refused; 1 for a runtime
- * failure. The same verdict on every rank, and rank 0's e says why. stop
+ * failure (including a --resume checkpoint that cannot be read). The same verdict on every rank, and rank 0's e says why. stop
  * may be NULL (on every rank). */
 int launch_train(TrainConfig *c, const CommWorld *w, const TrainObserver *obs, StopFlag *stop,
                  TrainResult *res, Err *e);
