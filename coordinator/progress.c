@@ -7,8 +7,10 @@
 #include <string.h>
 #include <time.h>
 #include <sys/stat.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 #include "base/fileio.h"
+#include "base/options.h"
 #include "base/json.h"
 
 static double now_s(void)
@@ -78,12 +80,34 @@ static int truncate_metrics(const char *path, long step, char **dropped, Err *e)
 }
 
 /* Under mpirun a rank's stdout is a pty even when the user's is a file, so
- * launchers that know better say so in MPITRAIN_TTY. */
+ * launchers that know better say so in MPITRAIN_TTY; a rank of a launcher
+ * that does not say (plain mpirun, srun) prints plain lines: a log then
+ * holds no \r or escape codes. */
 static int stdout_is_terminal(void)
 {
     const char *v = getenv("MPITRAIN_TTY");
     if (v && *v) return atoi(v) != 0;
+    if (opts_launcher_rank() >= 0) return 0;
     return isatty(STDOUT_FILENO);
+}
+
+/* The terminal's width, for the bar (80 when it cannot be asked). */
+static int terminal_columns(void)
+{
+    struct winsize ws;
+    if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col >= 20) return ws.ws_col;
+    const char *c = getenv("COLUMNS");
+    int n = c ? atoi(c) : 0;
+    return n >= 20 && n <= 1000 ? n : 80;
+}
+
+/* "1160 ms", "38.2 ms", "4.71 ms": no exponents on a person's screen. */
+static void format_ms(char *out, size_t n, double ms)
+{
+    if (!(ms >= 0)) snprintf(out, n, "-- ms");
+    else if (ms >= 100) snprintf(out, n, "%.0f ms", ms);
+    else if (ms >= 10) snprintf(out, n, "%.1f ms", ms);
+    else snprintf(out, n, "%.2f ms", ms);
 }
 
 int progress_open(Progress *p, const char *run_dir, long total_steps, long resume_step,
@@ -205,6 +229,29 @@ static void format_bytes(char *out, size_t n, double b)
     else snprintf(out, n, "%.0f B", b);
 }
 
+/* The bar and the line, fitted to the terminal: the bar shrinks first, then
+ * the line is cut. \r + clear-to-end redraws in place; keep = end the line
+ * (evaluation rows and the last step stay on screen). */
+static void draw_bar(Progress *p, const char *line, long step, int keep)
+{
+    int cols = terminal_columns(), len = (int)strlen(line);
+    int cells = cols - len - 4;
+    if (cells > 30) cells = 30;
+    if (cells < 8) cells = 0;
+    char bar[40] = "";
+    if (cells) {
+        int filled = (int)((double)cells * step / (p->total_steps ? p->total_steps : 1));
+        bar[0] = '[';
+        for (int i = 0; i < cells; i++) bar[1 + i] = i < filled ? '#' : '.';
+        bar[cells + 1] = ']';
+        bar[cells + 2] = ' ';
+        bar[cells + 3] = 0;
+    }
+    int room = cols - 1 - (int)strlen(bar);
+    printf("\r\033[K%s%.*s%s", bar, room > 0 ? room : 0, line, keep ? "\n" : "");
+    p->open_line = !keep;
+}
+
 int progress_report(Progress *p, const StepReport *r, Err *e)
 {
     if (p->metrics && write_metrics_row(p, r, e)) return -1;
@@ -219,21 +266,15 @@ int progress_report(Progress *p, const StepReport *r, Err *e)
     if (is_eval) snprintf(val, sizeof val, " | val %.4f", r->val_loss);
     int width = 0;
     for (long t = p->total_steps; t; t /= 10) width++;
-    char line[512];
+    char line[512], ms[32], mfu[32] = "";
+    format_ms(ms, sizeof ms, r->time_ms);
+    if (p->peak_gflops > 0) snprintf(mfu, sizeof mfu, " | MFU %.0f%%", 100 * r->gflops / p->peak_gflops);
     snprintf(line, sizeof line,
-             "step %*ld/%ld | loss %.4f%s | %.0f tok/s | %.1f GFLOP/s | comm %s | %.3g ms | ETA %s",
-             width, r->step, p->total_steps, r->loss, val, r->tokens_per_s, r->gflops, comm,
-             r->time_ms, eta_s);
-    if (p->bar) {
-        int filled = (int)(20.0 * r->step / (p->total_steps ? p->total_steps : 1));
-        char bar[24];
-        for (int i = 0; i < 20; i++) bar[i] = i < filled ? '#' : '.';
-        bar[20] = 0;
-        /* \r + clear-to-end: redraw in place; eval rows stay on screen */
-        printf("\r\033[K[%s] %s%s", bar, line, is_eval || r->step == p->total_steps ? "\n" : "");
-    } else {
-        printf("%s\n", line);
-    }
+             "step %*ld/%ld | loss %.4f%s | lr %.2e | %.0f tok/s | %.1f GFLOP/s%s | comm %s | %s | ETA %s",
+             width, r->step, p->total_steps, r->loss, val, r->lr, r->tokens_per_s, r->gflops, mfu,
+             comm, ms, eta_s);
+    if (p->bar) draw_bar(p, line, r->step, is_eval || r->step == p->total_steps);
+    else printf("%s\n", line);
     fflush(stdout);
     return 0;
 }
@@ -259,6 +300,7 @@ void progress_note(Progress *p, const char *fmt, ...)
     va_list ap;
     va_start(ap, fmt);
     if (p->bar) printf("\r\033[K");
+    p->open_line = 0;
     vprintf(fmt, ap);
     printf("\n");
     va_end(ap);
@@ -267,6 +309,10 @@ void progress_note(Progress *p, const char *fmt, ...)
 
 void progress_close(Progress *p)
 {
+    /* the shell's prompt starts on a line of its own */
+    if (p->open_line && !p->quiet) printf("\n");
+    p->open_line = 0;
+    fflush(stdout);
     if (p->metrics) fclose(p->metrics);
     p->metrics = NULL;
     free(p->dropped);

@@ -15,6 +15,7 @@ typedef struct {
     double tokens_per_step;
     double peak_gflops;   /* the whole job's (--peak-gflops x ranks); 0 = no mfu */
     int bar;            /* redraw one line in place (terminal) */
+    int open_line;      /* the bar's line is not ended yet */
     int quiet;
     long total_steps, first_step;
     double t0;          /* wall clock at the first reported step */

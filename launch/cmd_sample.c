@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "base/utf8.h"
 #include "launch/commands.h"
 #include "base/options.h"
 #include "models/model.h"
@@ -131,6 +132,8 @@ static int run_sample(const SampleArgs *a, Err *e)
         fflush(stdout);
     }
     int last = plen ? (unsigned char)a->prompt[plen - 1] : '\n';
+    Utf8Out out;
+    utf8_init(&out);
     for (int i = 0; !rc && i < a->tokens; i++) {
         const float *logits = model_next_logits(&m, ctx, n);
         if (!logits) {
@@ -144,10 +147,11 @@ static int run_sample(const SampleArgs *a, Err *e)
             n--;
         }
         ctx[n++] = tok;
-        putchar(tok);
+        utf8_put(&out, (unsigned char)tok, stdout); /* valid UTF-8, byte by byte */
         last = tok;
         if (tok == '\n') fflush(stdout);
     }
+    utf8_finish(&out, stdout);
     if (!rc && last != '\n' && isatty(fileno(stdout))) putchar('\n');
     if (fflush(stdout) != 0 && !rc) rc = err_set(e, "writing to stdout failed");
     free(ctx);

@@ -12,6 +12,7 @@
 #include "base/json.h"
 #include "base/le.h"
 #include "base/sysinfo.h"
+#include "base/utf8.h"
 
 /* ---- CRC-32C ---------------------------------------------------------------- */
 
@@ -371,4 +372,40 @@ Test(json_read, callback_code_stops_the_read)
     Err e;
     cr_assert_eq(json_read_flat("{\"a\":1,\"stop\":2,\"c\":3}", collect, &p, &at, &e), 7);
     cr_assert_str_eq(p.seen, "a=1;stop=2;");
+}
+
+/* ---- UTF-8 out ------------------------------------------------------------------ */
+
+static void utf8_of(const char *in, size_t n, char *out, size_t cap)
+{
+    FILE *f = fmemopen(out, cap, "w");
+    cr_assert_not_null(f);
+    Utf8Out u;
+    utf8_init(&u);
+    for (size_t i = 0; i < n; i++) utf8_put(&u, (unsigned char)in[i], f);
+    utf8_finish(&u, f);
+    fclose(f);
+}
+
+Test(utf8, valid_text_passes_ill_formed_becomes_replacement)
+{
+    char out[128];
+    const char ok[] = "a\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80z"; /* a é € 😀 z */
+    utf8_of(ok, sizeof ok - 1, out, sizeof out);
+    cr_assert_str_eq(out, ok);
+    const struct {
+        const char *in, *want;
+        size_t n;
+    } cases[] = {
+        {"\xFF", "\xEF\xBF\xBD", 1},                         /* no character starts so */
+        {"\xC0\xAF", "\xEF\xBF\xBD\xEF\xBF\xBD", 2},         /* overlong '/' */
+        {"\xED\xA0\x80", "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD", 3}, /* a surrogate */
+        {"\xE2\x82" "a", "\xEF\xBF\xBD" "a", 3},              /* cut short, then 'a' */
+        {"x\xE2\x82", "x\xEF\xBF\xBD", 3},                    /* cut short by the end */
+        {"\xF4\x90\x80\x80", "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD", 4}, /* > U+10FFFF */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        utf8_of(cases[i].in, cases[i].n, out, sizeof out);
+        cr_assert_str_eq(out, cases[i].want, "case %zu", i);
+    }
 }
