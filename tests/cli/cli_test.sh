@@ -247,6 +247,12 @@ expect "plot without --out exits 2" 2 "--out"
 PATH=/nonexistent "$BIN" plot run --out nope.png > last.out 2> last.err; rc=$?
 expect "plot without gnuplot says how to get it" 1 "apt-get install gnuplot-nox"
 
+# ---- a failure under mpitrain-local: one line from rank 0, no mpirun boxes --
+MPITRAIN_BIN="$BIN" "$HERE/../../launch/mpitrain-local" -n 2 train --data nonexist.tok --out mq \
+  > last.out 2> last.err; rc=$?
+check "a 2-rank failure exits 1 with one line naming the file and rank 0" \
+  "[ $rc -eq 1 ] && [ \$(wc -l < last.err) -eq 1 ] && grep -q 'rank 0: --data: nonexist.tok' last.err"
+
 # ---- config.json: the resolved settings, re-usable with --config ------------
 check "the run wrote config.json, and it is JSON with every setting" \
   "python3 -c 'import json,sys; d=json.load(open(\"cfgrun/config.json\")); sys.exit(not (d[\"layers\"]==2 and d[\"embd\"]==16 and d[\"optimizer\"]==\"adamw\" and len(d)>40))'"
