@@ -346,7 +346,14 @@ int plan_apply_resume(TrainConfig *cfg, Err *e)
      * decide how long to go on and on which layout */
     if (check_resume_conflicts(cfg, &m, e)) return err_wrap(e, "--resume %s", cfg->resume);
     take_from_checkpoint(cfg, &m);
-    if (!cfg->data[0]) snprintf(cfg->data, sizeof cfg->data, "%s", m.data_path);
+    /* the data as the run read it, unless the flags name other data: a
+     * resume must not quietly evaluate on another split */
+    if (!cfg->data[0]) {
+        snprintf(cfg->data, sizeof cfg->data, "%s", m.data_path);
+        if (!cfg->val_data[0])
+            snprintf(cfg->val_data, sizeof cfg->val_data, "%s", m.val_data_path);
+        if (cfg->data_format == 0) cfg->data_format = m.data_format;
+    }
     if (m.step >= cfg->steps)
         return err_set(e, "--resume %s: checkpoint is at step %lld, nothing to do for --steps %ld",
                        cfg->resume, (long long)m.step, cfg->steps);

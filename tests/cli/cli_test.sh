@@ -161,6 +161,10 @@ check "the nanoGPT run evaluated on val.bin: val_loss at steps 0, 2 and 4" \
   "[ \$(rows '\"val_loss\":' ngpt/metrics.jsonl) -eq 3 ] && [ \$(rows '\"loss\":' ngpt/metrics.jsonl) -eq 4 ]"
 check "config.json records --data-format and --val-data" \
   "grep -q '\"data-format\": *\"nanogpt\"' ngpt/config.json && grep -q '\"val-data\": *\"ngpt_val.bin\"' ngpt/config.json"
+run train --resume ngpt --steps 6 --eval-every 2 --quiet --out ngpt_more
+expect "a nanoGPT run resumes without repeating --data-format and --val-data" 0
+check "and goes on evaluating on val.bin (val_loss at step 6)" \
+  "grep -q '^{\"step\":6,.*\"val_loss\"' ngpt_more/metrics.jsonl && grep -q '\"val-data\": *\"ngpt_val.bin\"' ngpt_more/config.json"
 run train $NGPT --data ngpt_train.bin --steps 1 --out ngpt_auto
 expect "a headerless file is not guessed: auto refuses it and names --data-format nanogpt" 1 \
   "ngpt_train.bin" "bad magic" "--data-format nanogpt"

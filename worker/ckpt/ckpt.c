@@ -39,6 +39,8 @@ void ckpt_meta_to_pb(const CkptMeta *meta, Mpitrain__Manifest *mf, Mpitrain__Mod
     mf->global_batch = meta->global_batch;
     mf->optimizer_step = meta->opt_t;
     mf->data_path = (char *)meta->data_path;
+    mf->val_data_path = (char *)meta->val_data_path;
+    mf->data_format = meta->data_format;
     mf->created_unix = (int64_t)time(NULL);
 }
 
@@ -67,6 +69,9 @@ void ckpt_meta_from_pb(const Mpitrain__Manifest *mf, CkptMeta *meta)
     meta->global_batch = mf->global_batch;
     meta->opt_t = mf->optimizer_step;
     snprintf(meta->data_path, sizeof meta->data_path, "%s", mf->data_path ? mf->data_path : "");
+    snprintf(meta->val_data_path, sizeof meta->val_data_path, "%s",
+             mf->val_data_path ? mf->val_data_path : "");
+    meta->data_format = mf->data_format;
     if (mf->zo) {
         meta->zo_eps = mf->zo->eps;
         meta->zo_scale = mf->zo->scale;

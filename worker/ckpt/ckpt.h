@@ -30,6 +30,8 @@ typedef struct {
     int64_t opt_t;
     int dp, tp, pp, zero;
     char data_path[PATH_LEN];
+    char val_data_path[PATH_LEN]; /* --val-data, "" = none */
+    int data_format;             /* --data-format (DataFormat) */
     float zo_eps, zo_scale;  /* --optimizer zo: the journal's settings */
     int zo_samples;
 } CkptMeta;

@@ -51,6 +51,8 @@ static void fill_meta(const Trainer *t, long step, CkptMeta *meta)
     meta->zo_scale = t->zo_scale;
     meta->zo_samples = t->cfg->zo_samples;
     snprintf(meta->data_path, sizeof meta->data_path, "%s", t->cfg->data);
+    snprintf(meta->val_data_path, sizeof meta->val_data_path, "%s", t->cfg->val_data);
+    meta->data_format = t->cfg->data_format;
 }
 
 /* Every DP rank writes its slice of the flat buffers in parallel; rank 0
