@@ -18,7 +18,7 @@ typedef struct {
     float *ln1, *ln1_mean, *ln1_rstd; /* (N,C) (N) (N) */
     float *qkv;                      /* (N,3C/tp) */
     float *atty;                     /* (N,C/tp) */
-    float *att;                      /* (B,NH/tp,T,T) softmax probabilities */
+    float *lse;                      /* (B,NH/tp,T) attention log-sum-exp */
     float *attproj;                  /* (N,C) */
     float *res2;                     /* (N,C) */
     float *ln2, *ln2_mean, *ln2_rstd;
@@ -40,8 +40,11 @@ typedef struct {
     int i_wte, i_wpe, i_layer0, i_lnf, i_head_wte; /* table indices, -1 = not held */
     int C_tp, NH_tp, F_tp;                         /* local widths */
     SlotActs *slots;
-    /* backward scratch, reused by every layer and slot */
-    float *dres, *dln, *dqkv, *datty, *dfch, *dfch_gelu, *datt_scratch, *dlogits;
+    /* backward scratch, reused by every layer and slot; the head's logits
+     * gradient is taken in place of the logits */
+    float *dres, *dln, *dqkv, *datty, *dfch, *dfch_gelu;
+    float *att_scratch;  /* the attention kernels' per-thread tiles */
+    int att_threads;     /* threads att_scratch is sized for */
     float *act_pool;
 } GptState;
 
@@ -88,7 +91,7 @@ static size_t pad16(size_t n) { return (n + 15) / 16 * 16; }
 static size_t layer_act_floats(size_t N, int B, int T, int C, int C_tp, int NH_tp, int F_tp)
 {
     return pad16(N * C) * 8 + pad16(N) * 4 + pad16(N * 3 * C_tp) + pad16(N * C_tp) +
-           pad16((size_t)B * NH_tp * T * T) + pad16(N * F_tp) * 2;
+           pad16((size_t)B * NH_tp * T) + pad16(N * F_tp) * 2;
 }
 
 typedef struct {
@@ -118,13 +121,16 @@ static size_t slot_floats(const ModelConfig *c, const ModelShard *sh, int B)
     return f;
 }
 
+/* The attention tiles are per thread; sized for the threads the kernels may
+ * use now (they never use more than the tiles allow). */
+static int att_scratch_threads(void) { return ops_get_threads(); }
+
 static size_t scratch_floats(const ModelConfig *c, const ModelShard *sh, int B)
 {
     const int T = c->seq_len, C = c->n_embd, tp = sh->tp_size;
     size_t N = (size_t)B * T;
     return pad16(N * C) * 2 + pad16(N * 3 * C / tp) + pad16(N * C / tp) +
-           pad16(N * 4 * C / tp) * 2 + pad16((size_t)B * (c->n_head / tp) * T * T) +
-           pad16(N * c->vocab);
+           pad16(N * 4 * C / tp) * 2 + pad16(attention_scratch_floats(T, att_scratch_threads()));
 }
 
 static size_t gpt_act_floats(const ModelConfig *c, const ModelShard *sh, int B)
@@ -148,7 +154,7 @@ static void carve_layer(GptState *g, LayerActs *a, float **pool, int B, int T, i
     a->ln1_rstd = carve(pool, N);
     a->qkv = carve(pool, N * 3 * g->C_tp);
     a->atty = carve(pool, N * g->C_tp);
-    a->att = carve(pool, (size_t)B * g->NH_tp * T * T);
+    a->lse = carve(pool, (size_t)B * g->NH_tp * T);
     a->attproj = carve(pool, N * C);
     a->res2 = carve(pool, N * C);
     a->ln2 = carve(pool, N * C);
@@ -195,8 +201,8 @@ static int gpt_alloc_acts(Model *m, Err *e)
     g->datty = carve(&pool, N * g->C_tp);
     g->dfch = carve(&pool, N * g->F_tp);
     g->dfch_gelu = carve(&pool, N * g->F_tp);
-    g->datt_scratch = carve(&pool, (size_t)B * g->NH_tp * T * T);
-    g->dlogits = carve(&pool, N * V);
+    g->att_threads = att_scratch_threads();
+    g->att_scratch = carve(&pool, attention_scratch_floats(T, g->att_threads));
     return 0;
 }
 
@@ -258,7 +264,8 @@ static void layer_forward(Model *m, SlotActs *sa, int l, int B, int T)
     layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, inp, lt(m, p, l, T_LN1W),
                       lt(m, p, l, T_LN1B), N, C);
     matmul_forward(a->qkv, a->ln1, lt(m, p, l, T_QKVW), lt(m, p, l, T_QKVB), N, C, 3 * Ct);
-    attention_forward(a->atty, a->att, a->qkv, B, T, g->NH_tp, C / m->cfg.n_head);
+    attention_forward(a->atty, a->lse, a->qkv, B, T, g->NH_tp, C / m->cfg.n_head,
+                      g->att_scratch, g->att_threads);
     matmul_forward(a->attproj, a->atty, lt(m, p, l, T_PROJW), NULL, N, Ct, C);
     model_tp_allreduce(m, a->attproj, (size_t)N * C);
     bias_forward(a->attproj, lt(m, p, l, T_PROJB), N, C);
@@ -328,8 +335,8 @@ static void layer_backward(Model *m, SlotActs *sa, int l, int B, int T)
     matmul_backward(g->datty, lt(m, gr, l, T_PROJW), lt(m, gr, l, T_PROJB), g->dres, a->atty,
                     lt(m, p, l, T_PROJW), N, Ct, C);
     memset(g->dqkv, 0, (size_t)N * 3 * Ct * sizeof(float));
-    attention_backward(g->dqkv, g->datt_scratch, g->datty, a->qkv, a->att, B, T, g->NH_tp,
-                       C / m->cfg.n_head);
+    attention_backward(g->dqkv, g->datty, a->atty, a->qkv, a->lse, B, T, g->NH_tp,
+                       C / m->cfg.n_head, g->att_scratch, g->att_threads);
     memset(g->dln, 0, NC * sizeof(float));
     matmul_backward(g->dln, lt(m, gr, l, T_QKVW), lt(m, gr, l, T_QKVB), g->dqkv, a->ln1,
                     lt(m, p, l, T_QKVW), N, C, 3 * Ct);
@@ -342,9 +349,10 @@ static void head_backward(Model *m, SlotActs *sa, const int *targets, int B, int
 {
     GptState *g = gst(m);
     const int C = m->cfg.n_embd, V = m->cfg.vocab, N = B * T;
-    softmax_xent(g->dlogits, sa->logits, targets, N, V, scale);
+    float *dlogits = sa->logits; /* in place: the logits are not needed again */
+    softmax_xent(dlogits, sa->logits, targets, N, V, scale);
     memset(g->dln, 0, (size_t)N * C * sizeof(float));
-    matmul_backward(g->dln, tensor_at(m, m->grads, g->i_head_wte), NULL, g->dlogits, sa->lnf,
+    matmul_backward(g->dln, tensor_at(m, m->grads, g->i_head_wte), NULL, dlogits, sa->lnf,
                     tensor_at(m, m->params, g->i_head_wte), N, C, V);
     memset(g->dres, 0, (size_t)N * C * sizeof(float));
     layernorm_backward(g->dres, tensor_at(m, m->grads, g->i_lnf),

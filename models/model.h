@@ -106,7 +106,9 @@ void model_init_weights(Model *m, uint64_t seed);
  * mlp, whose target is the token after each context). Returns the SUM of the
  * per-prediction losses and keeps the activations for backward. */
 double model_forward(Model *m, const int *inputs, const int *targets, int B);
-/* Accumulates d(loss_sum * grad_scale)/dparams into grads. */
+/* Accumulates d(loss_sum * grad_scale)/dparams into grads. It consumes the
+ * activations of the forward before it (a GPT's logits become their
+ * gradient in place): run forward again before another backward. */
 void model_backward(Model *m, const int *inputs, const int *targets, int B, float grad_scale);
 
 /* Pipeline stages. A stage that does not own block 0 reads its input

@@ -216,76 +216,138 @@ void residual_forward(float *out, const float *a, const float *b, size_t n)
 
 /* ---- attention ---------------------------------------------------------- */
 
-/* In-place causal softmax of an (T,T) score matrix; entries above the
- * diagonal become exactly 0. */
-static void causal_softmax_rows(float *s, int T)
+/* Causal attention by blocks of ATT_BQ queries, the way FlashAttention
+ * avoids the (T,T) probability matrix: a block's scores against the keys it
+ * can see (0..i1) live in a per-thread (ATT_BQ, T) tile, so memory is
+ * O(threads * ATT_BQ * T) instead of O(B * NH * T * T), and the masked upper
+ * triangle is never computed (half the FLOPs of a full T x T product).
+ * Unlike FlashAttention a block's whole row fits in the tile, so softmax is
+ * taken exactly (max, sum) with no online rescaling. Backward recomputes the
+ * scores and takes the probabilities from the saved log-sum-exp. */
+enum { ATT_BQ = 64 };
+
+size_t attention_scratch_floats(int T, int threads)
 {
-    for (int i = 0; i < T; i++) {
-        float *row = s + (size_t)i * T;
+    return (size_t)(threads > 0 ? threads : 1) * 2 * ATT_BQ * (size_t)T;
+}
+
+/* Rows i0..i0+nq-1 of the causal softmax of s (nq, ld), whose columns are keys
+ * 0..ld-1; entries past the diagonal become 0. lse[r] = log sum exp. */
+static void causal_softmax_block(float *s, float *lse, int i0, int nq, int ld)
+{
+    for (int r = 0; r < nq; r++) {
+        float *row = s + (size_t)r * ld;
+        int last = i0 + r;
         float mx = row[0];
-        for (int j = 1; j <= i; j++) mx = row[j] > mx ? row[j] : mx;
+        for (int j = 1; j <= last; j++) mx = row[j] > mx ? row[j] : mx;
         float sum = 0.0f;
-        for (int j = 0; j <= i; j++) {
+        for (int j = 0; j <= last; j++) {
             row[j] = exp_approx(row[j] - mx);
             sum += row[j];
         }
         float inv = 1.0f / sum;
-        for (int j = 0; j <= i; j++) row[j] *= inv;
-        for (int j = i + 1; j < T; j++) row[j] = 0.0f;
+        for (int j = 0; j <= last; j++) row[j] *= inv;
+        for (int j = last + 1; j < ld; j++) row[j] = 0.0f;
+        lse[r] = mx + logf(sum);
     }
 }
 
-void attention_forward(float *out, float *att, const float *qkv, int B, int T, int NH, int hs)
+/* One (b, h) pair of one query block. */
+typedef struct {
+    const float *q, *k, *v; /* head h of sequence b, row stride C3 */
+    int C3;
+} HeadView;
+
+static HeadView head_view(const float *qkv, int b, int h, int T, int NH, int hs)
 {
-    const int C = NH * hs, C3 = 3 * C;
+    const int C = NH * hs;
+    HeadView hv;
+    hv.q = qkv + (size_t)b * T * 3 * C + (size_t)h * hs;
+    hv.k = hv.q + C;
+    hv.v = hv.q + 2 * C;
+    hv.C3 = 3 * C;
+    return hv;
+}
+
+static int att_threads(int scratch_threads)
+{
+    int n = omp_get_max_threads();
+    return n < scratch_threads ? n : scratch_threads;
+}
+
+void attention_forward(float *out, float *lse, const float *qkv, int B, int T, int NH, int hs,
+                       float *scratch, int scratch_threads)
+{
+    const int C = NH * hs, nqb = (T + ATT_BQ - 1) / ATT_BQ;
     const float scale = 1.0f / sqrtf((float)hs);
-#pragma omp parallel for schedule(static)
-    for (int bh = 0; bh < B * NH; bh++) {
-        int b = bh / NH, h = bh % NH;
-        const float *q = qkv + (size_t)b * T * C3 + h * hs;
-        const float *k = q + C, *v = q + 2 * C;
-        float *s = att + (size_t)bh * T * T;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, scale, q, C3, k, C3,
-                    0.0f, s, T);
-        causal_softmax_rows(s, T);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, s, T, v, C3,
-                    0.0f, out + (size_t)b * T * C + h * hs, C);
+#pragma omp parallel for schedule(static) num_threads(att_threads(scratch_threads))
+    for (int task = 0; task < B * NH * nqb; task++) {
+        int bh = task / nqb, qb = task % nqb, b = bh / NH, h = bh % NH;
+        int i0 = qb * ATT_BQ, nq = T - i0 < ATT_BQ ? T - i0 : ATT_BQ, nk = i0 + nq;
+        HeadView hv = head_view(qkv, b, h, T, NH, hs);
+        float *s = scratch + (size_t)omp_get_thread_num() * 2 * ATT_BQ * T;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hs, scale,
+                    hv.q + (size_t)i0 * hv.C3, hv.C3, hv.k, hv.C3, 0.0f, s, nk);
+        causal_softmax_block(s, lse + (size_t)bh * T + i0, i0, nq, nk);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hs, nk, 1.0f, s, nk, hv.v,
+                    hv.C3, 0.0f, out + ((size_t)b * T + i0) * C + (size_t)h * hs, C);
     }
 }
 
-void attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv,
-                        const float *att, int B, int T, int NH, int hs)
+/* dS = P * (dP - D) for the block, with P = exp(S - lse) recomputed from the
+ * scores in s (in place: s becomes P), dP in dp (becomes dS), and
+ * D_i = dout_i . out_i (= sum_j P_ij dP_ij). */
+static void softmax_block_backward(float *s, float *dp, const float *lse, const float *dy,
+                                   const float *y, int ldy, int hs, int i0, int nq, int nk)
 {
-    const int C = NH * hs, C3 = 3 * C;
-    const float scale = 1.0f / sqrtf((float)hs);
-#pragma omp parallel for schedule(static)
-    for (int bh = 0; bh < B * NH; bh++) {
-        int b = bh / NH, h = bh % NH;
-        size_t off = (size_t)b * T * C3 + h * hs;
-        const float *q = qkv + off, *k = q + C, *v = q + 2 * C;
-        float *dq = dqkv + off, *dk = dq + C, *dv = dq + 2 * C;
-        const float *p = att + (size_t)bh * T * T;
-        const float *dy = dout + (size_t)b * T * C + h * hs;
-        float *ds = scratch + (size_t)bh * T * T;
-        /* dP = dY V^T, dV += P^T dY */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, 1.0f, dy, C, v, C3,
-                    0.0f, ds, T);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, p, T, dy, C,
-                    1.0f, dv, C3);
-        /* softmax backward: dS = P * (dP - rowsum(P * dP)) */
-        for (int i = 0; i < T; i++) {
-            const float *pr = p + (size_t)i * T;
-            float *dr = ds + (size_t)i * T;
-            float dot = 0.0f;
-            for (int j = 0; j <= i; j++) dot += pr[j] * dr[j];
-            for (int j = 0; j <= i; j++) dr[j] = pr[j] * (dr[j] - dot);
-            for (int j = i + 1; j < T; j++) dr[j] = 0.0f;
+    for (int r = 0; r < nq; r++) {
+        float *pr = s + (size_t)r * nk, *dr = dp + (size_t)r * nk;
+        const float *dyr = dy + (size_t)r * ldy, *yr = y + (size_t)r * ldy;
+        float D = 0.0f;
+        for (int d = 0; d < hs; d++) D += dyr[d] * yr[d];
+        int last = i0 + r;
+        for (int j = 0; j <= last; j++) {
+            pr[j] = exp_approx(pr[j] - lse[r]);
+            dr[j] = pr[j] * (dr[j] - D);
         }
-        /* dQ += scale dS K, dK += scale dS^T Q */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, scale, ds, T, k, C3,
-                    1.0f, dq, C3);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, scale, ds, T, q, C3,
-                    1.0f, dk, C3);
+        for (int j = last + 1; j < nk; j++) pr[j] = dr[j] = 0.0f;
+    }
+}
+
+void attention_backward(float *dqkv, const float *dout, const float *out, const float *qkv,
+                        const float *lse, int B, int T, int NH, int hs, float *scratch,
+                        int scratch_threads)
+{
+    const int C = NH * hs, nqb = (T + ATT_BQ - 1) / ATT_BQ;
+    const float scale = 1.0f / sqrtf((float)hs);
+    /* a (b, h) pair's query blocks all add into its dK and dV: one thread
+     * takes the whole pair, in block order, so sums stay deterministic */
+#pragma omp parallel for schedule(static) num_threads(att_threads(scratch_threads))
+    for (int bh = 0; bh < B * NH; bh++) {
+        int b = bh / NH, h = bh % NH;
+        HeadView hv = head_view(qkv, b, h, T, NH, hs);
+        size_t hoff = (size_t)b * T * 3 * C + (size_t)h * hs;
+        float *dq = dqkv + hoff, *dk = dq + C, *dv = dq + 2 * C;
+        float *s = scratch + (size_t)omp_get_thread_num() * 2 * ATT_BQ * T, *dp = s + ATT_BQ * T;
+        for (int qb = 0; qb < nqb; qb++) {
+            int i0 = qb * ATT_BQ, nq = T - i0 < ATT_BQ ? T - i0 : ATT_BQ, nk = i0 + nq;
+            size_t yoff = ((size_t)b * T + i0) * C + (size_t)h * hs;
+            const float *qi = hv.q + (size_t)i0 * hv.C3, *dy = dout + yoff;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hs, scale, qi, hv.C3,
+                        hv.k, hv.C3, 0.0f, s, nk);
+            /* dP = dY V^T */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hs, 1.0f, dy, C, hv.v,
+                        hv.C3, 0.0f, dp, nk);
+            softmax_block_backward(s, dp, lse + (size_t)bh * T + i0, dy, out + yoff, C, hs, i0,
+                                   nq, nk);
+            /* dV += P^T dY; dQ += scale dS K; dK += scale dS^T Q */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hs, nq, 1.0f, s, nk, dy, C,
+                        1.0f, dv, hv.C3);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hs, nk, scale, dp, nk,
+                        hv.k, hv.C3, 1.0f, dq + (size_t)i0 * hv.C3, hv.C3);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hs, nq, scale, dp, nk, qi,
+                        hv.C3, 1.0f, dk, hv.C3);
+        }
     }
 }
 
@@ -328,11 +390,12 @@ static double xent_row(float *dl, const float *l, int target, int V, float grad_
     double sum = 0.0;
     for (int j = 0; j < V; j++) sum += exp((double)(l[j] - mx));
     double logz = log(sum) + mx;
+    float lt = l[target]; /* read before dl (which may alias l) is written */
     if (dl) {
         for (int j = 0; j < V; j++) dl[j] = (float)exp(l[j] - logz) * grad_scale;
         dl[target] -= grad_scale;
     }
-    return logz - l[target];
+    return logz - lt;
 }
 
 double softmax_xent(float *dlogits, const float *logits, const int *targets, int N, int V,

@@ -35,11 +35,17 @@ void residual_forward(float *out, const float *a, const float *b, size_t n);
 
 /* Causal multi-head self-attention on a packed qkv (B,T,3*C_local) buffer
  * whose last dim is [q heads | k heads | v heads], NH heads of size hs.
- * out (B,T,NH*hs); att (B,NH,T,T) keeps the softmax probabilities. */
-void attention_forward(float *out, float *att, const float *qkv, int B, int T, int NH, int hs);
-/* dqkv += ...; scratch must hold B*NH*T*T floats. */
-void attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv,
-                        const float *att, int B, int T, int NH, int hs);
+ * out (B,T,NH*hs); lse (B,NH,T) keeps each query's log-sum-exp of scaled
+ * scores, from which backward recomputes the probabilities: no (T,T)
+ * matrix is ever stored. scratch holds attention_scratch_floats(T,
+ * scratch_threads) floats; the kernels use at most scratch_threads threads. */
+size_t attention_scratch_floats(int T, int threads);
+void attention_forward(float *out, float *lse, const float *qkv, int B, int T, int NH, int hs,
+                       float *scratch, int scratch_threads);
+/* dqkv += ...; out and lse are the forward's. */
+void attention_backward(float *dqkv, const float *dout, const float *out, const float *qkv,
+                        const float *lse, int B, int T, int NH, int hs, float *scratch,
+                        int scratch_threads);
 
 /* out (B,T,C) = wte[tokens] + wpe[t] */
 void embedding_forward(float *out, const int *tokens, const float *wte, const float *wpe,
@@ -49,7 +55,8 @@ void embedding_backward(float *dwte, float *dwpe, const float *dout, const int *
 
 /* Softmax cross-entropy over logits (N,V). Returns the SUM of per-row losses
  * (callers divide by the global token count). If dlogits is non-NULL it is
- * SET (not accumulated) to (softmax - onehot) * grad_scale. */
+ * SET (not accumulated) to (softmax - onehot) * grad_scale; it may be logits
+ * itself (in place: the head's backward needs no second (N,V) buffer). */
 double softmax_xent(float *dlogits, const float *logits, const int *targets, int N, int V,
                     float grad_scale);
 

@@ -149,9 +149,12 @@ static void check_backward_accumulates(Model *m, void (*bwd)(Model *, void *, fl
     free(once);
 }
 
+/* forward first: a backward consumes its forward's activations (the GPT
+ * head turns the logits into their gradient in place) */
 static void tok_bwd(Model *m, void *p, float s)
 {
     TokCtx *c = p;
+    model_forward(m, c->inputs, c->targets, c->B);
     model_backward(m, c->inputs, c->targets, c->B, s);
 }
 

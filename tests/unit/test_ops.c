@@ -469,9 +469,9 @@ typedef struct {
 } AttCtx;
 
 /* Causal softmax(q k^T / sqrt(hs)) v, per batch and head, qkv rows laid out
- * as [q heads | k heads | v heads]. att (may be NULL) gets the probabilities
- * (B,NH,T,T) with zeros above the diagonal. */
-static void attention_ref(double *out, double *att, const double *qkv, int B, int T, int NH,
+ * as [q heads | k heads | v heads]. lse (may be NULL) gets each query's
+ * log-sum-exp of scaled scores (B,NH,T). */
+static void attention_ref(double *out, double *lse, const double *qkv, int B, int T, int NH,
                           int hs)
 {
     const int C = NH * hs, C3 = 3 * C;
@@ -492,16 +492,13 @@ static void attention_ref(double *out, double *att, const double *qkv, int B, in
                     p[j] = exp(p[j] - mx);
                     z += p[j];
                 }
+                if (lse) lse[((size_t)b * NH + h) * T + i] = mx + log(z);
                 double *o = out + ((size_t)b * T + i) * C + h * hs;
                 for (int d = 0; d < hs; d++) o[d] = 0.0;
                 for (int j = 0; j <= i; j++) {
                     p[j] /= z;
                     const double *v = qkv + ((size_t)b * T + j) * C3 + 2 * C + h * hs;
                     for (int d = 0; d < hs; d++) o[d] += p[j] * v[d];
-                }
-                if (att) {
-                    double *a = att + (((size_t)b * NH + h) * T + i) * T;
-                    for (int j = 0; j < T; j++) a[j] = j <= i ? p[j] : 0.0;
                 }
             }
     free(p);
@@ -514,32 +511,30 @@ static double att_obj(void *p)
     return dot(c->r, c->out, (size_t)c->B * c->T * c->NH * c->hs);
 }
 
-Test(ops, attention_grad)
+/* Forward against the double reference, and the analytic dqkv (q, k and v
+ * parts separately, so one cannot hide behind another) against finite
+ * differences of it. T above the kernel's 64-query block covers several
+ * blocks, a partial last one and keys reaching across blocks. */
+static void check_attention(int B, int T, int NH, int hs, uint64_t seed)
 {
-    const int B = 2, T = 5, NH = 2, hs = 3, C = NH * hs;
-    const size_t nqkv = (size_t)B * T * 3 * C, nout = (size_t)B * T * C,
-                 natt = (size_t)B * NH * T * T;
-    float *qkv = fnew(nqkv), *out = fnew(nout), *att = fnew(natt), *r = fnew(nout);
-    float *dqkv = fnew(nqkv), *scratch = fnew(natt);
-    randn(qkv, nqkv, 61, 1.0f, 0.0f);
-    randn(r, nout, 62, 1.0f, 0.0f);
+    const int C = NH * hs, threads = 2;
+    const size_t nqkv = (size_t)B * T * 3 * C, nout = (size_t)B * T * C, nlse = (size_t)B * NH * T;
+    float *qkv = fnew(nqkv), *out = fnew(nout), *lse = fnew(nlse), *r = fnew(nout);
+    float *dqkv = fnew(nqkv), *scratch = fnew(attention_scratch_floats(T, threads));
+    randn(qkv, nqkv, seed, 1.0f, 0.0f);
+    randn(r, nout, seed + 1, 1.0f, 0.0f);
 
-    attention_forward(out, att, qkv, B, T, NH, hs);
+    attention_forward(out, lse, qkv, B, T, NH, hs, scratch, threads);
     AttCtx c = {B, T, NH, hs, to_double(qkv, nqkv), to_double(r, nout), dnew(nout)};
-    double *att_ref = dnew(natt);
-    attention_ref(c.out, att_ref, c.qkv, B, T, NH, hs);
+    double *lse_ref = dnew(nlse);
+    attention_ref(c.out, lse_ref, c.qkv, B, T, NH, hs);
     check_close("attention out", out, c.out, nout, 1e-5);
-    check_close("attention probabilities", att, att_ref, natt, 1e-5);
-    for (size_t i = 0; i < natt; i++)
-        if (att_ref[i] == 0.0) cr_expect(att[i] == 0.0f, "att[%zu] above the diagonal is %g", i,
-                                         (double)att[i]);
+    check_close("attention log-sum-exp", lse, lse_ref, nlse, 1e-5);
 
-    attention_backward(dqkv, scratch, r, qkv, att, B, T, NH, hs);
+    attention_backward(dqkv, r, out, qkv, lse, B, T, NH, hs, scratch, threads);
     double *g = dnew(nqkv);
     fd_grad(g, c.qkv, nqkv, att_obj, &c);
     check_grad("attention dqkv", dqkv, g, nqkv);
-
-    /* the q, k and v parts separately, so one cannot hide behind another */
     float *an_part = fnew(nqkv);
     double *fd_part = dnew(nqkv);
     const char *names[3] = {"attention dq", "attention dk", "attention dv"};
@@ -554,34 +549,45 @@ Test(ops, attention_grad)
         check_grad(names[part], an_part, fd_part, m);
     }
 
-    /* accumulation; the scratch buffer may hold garbage on entry */
+    /* accumulation, with garbage in the scratch tiles on entry, and one
+     * thread giving the same bits as two */
     float *d2 = fnew(nqkv);
-    for (size_t i = 0; i < natt; i++) scratch[i] = 1e30f;
-    attention_backward(d2, scratch, r, qkv, att, B, T, NH, hs);
-    for (size_t i = 0; i < natt; i++) scratch[i] = -7.0f;
-    attention_backward(d2, scratch, r, qkv, att, B, T, NH, hs);
+    size_t ns = attention_scratch_floats(T, threads);
+    for (size_t i = 0; i < ns; i++) scratch[i] = 1e30f;
+    attention_backward(d2, r, out, qkv, lse, B, T, NH, hs, scratch, 1);
+    for (size_t i = 0; i < ns; i++) scratch[i] = -7.0f;
+    attention_backward(d2, r, out, qkv, lse, B, T, NH, hs, scratch, threads);
     check_twice("attention dqkv", dqkv, d2, nqkv);
+    float *out1 = fnew(nout);
+    attention_forward(out1, lse, qkv, B, T, NH, hs, scratch, 1);
+    cr_expect(memcmp(out, out1, nout * sizeof(float)) == 0,
+              "attention out differs between 1 and %d threads", threads);
 
-    free(an_part); free(fd_part); free(d2);
-    free(g); free(att_ref); free(c.qkv); free(c.r); free(c.out);
-    free(qkv); free(out); free(att); free(r); free(dqkv); free(scratch);
+    free(an_part); free(fd_part); free(d2); free(out1);
+    free(g); free(lse_ref); free(c.qkv); free(c.r); free(c.out);
+    free(qkv); free(out); free(lse); free(r); free(dqkv); free(scratch);
 }
+
+Test(ops, attention_grad) { check_attention(2, 5, 2, 3, 61); }
+
+Test(ops, attention_grad_blocks) { check_attention(1, 150, 2, 4, 71); }
 
 /* Position i must not see positions after it: changing the last position's
  * k and v leaves all earlier outputs bit-identical. */
 Test(ops, attention_is_causal)
 {
-    const int B = 1, T = 6, NH = 2, hs = 4, C = NH * hs;
+    const int B = 1, T = 70, NH = 2, hs = 4, C = NH * hs;
     const size_t nqkv = (size_t)B * T * 3 * C, nout = (size_t)B * T * C;
-    float *qkv = fnew(nqkv), *o1 = fnew(nout), *o2 = fnew(nout), *att = fnew((size_t)NH * T * T);
+    float *qkv = fnew(nqkv), *o1 = fnew(nout), *o2 = fnew(nout), *lse = fnew((size_t)NH * T);
+    float *scratch = fnew(attention_scratch_floats(T, 2));
     randn(qkv, nqkv, 63, 1.0f, 0.0f);
-    attention_forward(o1, att, qkv, B, T, NH, hs);
+    attention_forward(o1, lse, qkv, B, T, NH, hs, scratch, 2);
     for (int i = C; i < 3 * C; i++) qkv[(size_t)(T - 1) * 3 * C + i] += 5.0f;
-    attention_forward(o2, att, qkv, B, T, NH, hs);
+    attention_forward(o2, lse, qkv, B, T, NH, hs, scratch, 2);
     cr_expect(memcmp(o1, o2, (size_t)(T - 1) * C * sizeof(float)) == 0,
               "earlier positions changed when only the last k/v did");
     cr_expect(memcmp(o1 + (T - 1) * C, o2 + (T - 1) * C, C * sizeof(float)) != 0);
-    free(qkv); free(o1); free(o2); free(att);
+    free(qkv); free(o1); free(o2); free(lse); free(scratch);
 }
 
 /* ---- embedding ------------------------------------------------------------- */
@@ -693,6 +699,14 @@ Test(ops, softmax_xent_grad)
     cr_expect(ref > 1.0, "the reference loss is degenerate");
     double loss_null = softmax_xent(NULL, logits, targets, N, V, 0.0f);
     cr_expect(loss_null == loss, "the loss depends on whether dlogits is requested");
+    /* in place (dlogits = logits, as the GPT head does): same loss, same bits */
+    float *inplace = fnew(N * V);
+    memcpy(inplace, logits, (size_t)N * V * sizeof(float));
+    double l_in = softmax_xent(inplace, inplace, targets, N, V, scale);
+    cr_expect(l_in == loss, "in-place loss %.17g != out-of-place %.17g", l_in, loss);
+    cr_expect(memcmp(inplace, dl, (size_t)N * V * sizeof(float)) == 0,
+              "in-place dlogits differ from out-of-place");
+    free(inplace);
 
     double *g = dnew(N * V);
     fd_grad(g, c.logits, N * V, xent_obj, &c);
@@ -712,6 +726,7 @@ Test(ops, softmax_xent_grad)
     cr_expect(isfinite(lbig) && fabs(lbig - rbig) <= 1e-5 * fabs(rbig) + 1e-4,
               "large logits: loss %.10g vs reference %.10g", lbig, rbig);
     for (int i = 0; i < N * V; i++) cr_expect(isfinite(dl[i]), "dlogits[%d] not finite", i);
+
 
     free(big); free(bigd); free(g); free(c.logits); free(logits); free(dl);
 }
