@@ -79,6 +79,8 @@ def main():
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--data", default=None, help="raw bytes text file")
+    p.add_argument("--tokens-u16", default=None,
+                   help="token ids as raw little-endian uint16 (nanoGPT .bin)")
     a = p.parse_args()
 
     torch.set_num_threads(a.threads)
@@ -93,7 +95,10 @@ def main():
         lr=3e-4, betas=(0.9, 0.95), eps=1e-8)
 
     data = None
-    if a.data:
+    if a.tokens_u16:
+        import numpy as np
+        data = torch.from_numpy(np.fromfile(a.tokens_u16, dtype="<u2").astype("int64"))
+    elif a.data:
         with open(a.data, "rb") as f:
             data = torch.frombuffer(bytearray(f.read()), dtype=torch.uint8).long() % a.vocab
 
