@@ -4,7 +4,10 @@
  *   forward  out = inp @ w^T      M=2048 N=OC K=C      ta=N tb=T
  *   backward dinp += dout @ w     M=2048 N=C  K=OC     ta=N tb=N
  *   backward dw += dout^T @ inp   M=OC   N=C  K=2048   ta=T tb=N
- * Usage: bench_sgemm [--threads K]   (default: all cores). Best of 5 reps. */
+ * --gpt2 takes GPT-2 124M's shapes instead (B*T = 1024 rows, C = 768, and
+ * the head with the vocabulary 50257 and padded to 50304, llm.c's padding,
+ * to see whether padding pays).
+ * Usage: bench_sgemm [--threads K] [--gpt2]   (default: all cores). Best of 5 reps. */
 #include <cblas.h>
 #include <omp.h>
 #include <stdio.h>
@@ -61,12 +64,14 @@ static double bench(int M, int N, int K, int ta, int tb, float beta)
 
 int main(int argc, char **argv)
 {
-    int threads = omp_get_num_procs();
+    int threads = omp_get_num_procs(), gpt2 = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
             threads = atoi(argv[++i]);
+        } else if (!strcmp(argv[i], "--gpt2")) {
+            gpt2 = 1;
         } else {
-            fprintf(stderr, "usage: %s [--threads K]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--threads K] [--gpt2]\n", argv[0]);
             return 2;
         }
     }
@@ -76,9 +81,13 @@ int main(int argc, char **argv)
     printf("threads=%d openblas_threads=%d\n", threads, openblas_get_num_threads());
 
     double peak = bench(2048, 2048, 2048, 0, 0, 0.0f);
-    const int M = 2048;                          /* B*T rows */
-    const int lin[][2] = {{256, 768}, {256, 256}, {256, 1024}, {1024, 256}}; /* {C, OC} */
-    for (size_t l = 0; l < sizeof lin / sizeof lin[0]; l++) {
+    const int M = gpt2 ? 1024 : 2048;            /* B*T rows */
+    const int ref[][2] = {{256, 768}, {256, 256}, {256, 1024}, {1024, 256}}; /* {C, OC} */
+    const int g2[][2] = {{768, 2304}, {768, 768}, {768, 3072}, {3072, 768}, {768, 50257},
+                         {768, 50304}};
+    const int(*lin)[2] = gpt2 ? g2 : ref;
+    size_t n_lin = gpt2 ? sizeof g2 / sizeof g2[0] : sizeof ref / sizeof ref[0];
+    for (size_t l = 0; l < n_lin; l++) {
         int C = lin[l][0], OC = lin[l][1];
         bench(M, OC, C, 0, 1, 0.0f);  /* forward: inp @ w^T */
         bench(M, C, OC, 0, 0, 1.0f);  /* dinp += dout @ w */

@@ -214,6 +214,59 @@ void residual_forward(float *out, const float *a, const float *b, size_t n)
     for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
 }
 
+/* ---- row reductions ------------------------------------------------------ */
+
+/* Max and sum of exp over a row by LANES independent partial results, which
+ * the compiler vectorizes without reassociating anything (no -ffast-math),
+ * combined in a fixed order: deterministic, and ~8x a scalar loop. Softmax
+ * cross-entropy over a 50257 vocabulary and attention's causal softmax
+ * both live on these. */
+enum { LANES = 16 };
+
+static float row_max(const float *l, int V)
+{
+    float m[LANES];
+    int j = 0;
+    for (int k = 0; k < LANES; k++) m[k] = l[0];
+    for (; j + LANES <= V; j += LANES)
+        for (int k = 0; k < LANES; k++) m[k] = l[j + k] > m[k] ? l[j + k] : m[k];
+    float mx = m[0];
+    for (int k = 1; k < LANES; k++) mx = m[k] > mx ? m[k] : mx;
+    for (; j < V; j++) mx = l[j] > mx ? l[j] : mx;
+    return mx;
+}
+
+static double row_sum_exp(const float *l, int V, float mx)
+{
+    float acc[LANES] = {0};
+    int j = 0;
+    for (; j + LANES <= V; j += LANES)
+        for (int k = 0; k < LANES; k++) acc[k] += exp_approx(l[j + k] - mx);
+    double sum = 0.0;
+    for (int k = 0; k < LANES; k++) sum += acc[k];
+    for (; j < V; j++) sum += exp_approx(l[j] - mx);
+    return sum;
+}
+
+/* x[j] = exp(x[j] - mx) for j < n; returns the sum (by lanes). */
+static double exp_shift_sum(float *x, int n, float mx)
+{
+    float acc[LANES] = {0};
+    int j = 0;
+    for (; j + LANES <= n; j += LANES)
+        for (int k = 0; k < LANES; k++) {
+            x[j + k] = exp_approx(x[j + k] - mx);
+            acc[k] += x[j + k];
+        }
+    double sum = 0.0;
+    for (int k = 0; k < LANES; k++) sum += acc[k];
+    for (; j < n; j++) {
+        x[j] = exp_approx(x[j] - mx);
+        sum += x[j];
+    }
+    return sum;
+}
+
 /* ---- attention ---------------------------------------------------------- */
 
 /* Causal attention by blocks of ATT_BQ queries, the way FlashAttention
@@ -237,18 +290,13 @@ static void causal_softmax_block(float *s, float *lse, int i0, int nq, int ld)
 {
     for (int r = 0; r < nq; r++) {
         float *row = s + (size_t)r * ld;
-        int last = i0 + r;
-        float mx = row[0];
-        for (int j = 1; j <= last; j++) mx = row[j] > mx ? row[j] : mx;
-        float sum = 0.0f;
-        for (int j = 0; j <= last; j++) {
-            row[j] = exp_approx(row[j] - mx);
-            sum += row[j];
-        }
-        float inv = 1.0f / sum;
-        for (int j = 0; j <= last; j++) row[j] *= inv;
-        for (int j = last + 1; j < ld; j++) row[j] = 0.0f;
-        lse[r] = mx + logf(sum);
+        int n = i0 + r + 1; /* keys this query sees */
+        float mx = row_max(row, n);
+        double sum = exp_shift_sum(row, n, mx);
+        float inv = (float)(1.0 / sum);
+        for (int j = 0; j < n; j++) row[j] *= inv;
+        for (int j = n; j < ld; j++) row[j] = 0.0f;
+        lse[r] = mx + (float)log(sum);
     }
 }
 
@@ -382,38 +430,6 @@ void embedding_backward(float *dwte, float *dwpe, const float *dout, const int *
 }
 
 /* ---- softmax cross-entropy -------------------------------------------- */
-
-/* One row: log-sum-exp by lanes (XENT_LANES independent float partial maxima
- * and sums, which vectorize without reassociating anything, in a fixed
- * order), then the gradient as one more vector pass. Float exp_approx
- * instead of libm's double exp: a vocabulary of 50257 made the double
- * version ~1 s of a GPT-2 step. */
-enum { XENT_LANES = 16 };
-
-static float row_max(const float *l, int V)
-{
-    float m[XENT_LANES];
-    int j = 0;
-    for (int k = 0; k < XENT_LANES; k++) m[k] = l[0];
-    for (; j + XENT_LANES <= V; j += XENT_LANES)
-        for (int k = 0; k < XENT_LANES; k++) m[k] = l[j + k] > m[k] ? l[j + k] : m[k];
-    float mx = m[0];
-    for (int k = 1; k < XENT_LANES; k++) mx = m[k] > mx ? m[k] : mx;
-    for (; j < V; j++) mx = l[j] > mx ? l[j] : mx;
-    return mx;
-}
-
-static double row_sum_exp(const float *l, int V, float mx)
-{
-    float acc[XENT_LANES] = {0};
-    int j = 0;
-    for (; j + XENT_LANES <= V; j += XENT_LANES)
-        for (int k = 0; k < XENT_LANES; k++) acc[k] += exp_approx(l[j + k] - mx);
-    double sum = 0.0;
-    for (int k = 0; k < XENT_LANES; k++) sum += acc[k];
-    for (; j < V; j++) sum += exp_approx(l[j] - mx);
-    return sum;
-}
 
 static double xent_row(float *dl, const float *l, int target, int V, float grad_scale)
 {
