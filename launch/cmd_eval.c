@@ -86,8 +86,9 @@ static int count_windows(const EvalArgs *a, const Loader *l, uint64_t *n, Err *e
 static int print_result(const EvalArgs *a, const char *dir, const EvalResult *r, Err *e)
 {
     if (!a->json) {
-        printf("loss %.4f over %llu windows (%llu tokens)\n", r->mean_loss,
-               (unsigned long long)r->windows, (unsigned long long)r->tokens);
+        printf("loss %.4f over %llu window%s (%llu tokens)\n", r->mean_loss,
+               (unsigned long long)r->windows, r->windows == 1 ? "" : "s",
+               (unsigned long long)r->tokens);
         return 0;
     }
     JsonOut j;

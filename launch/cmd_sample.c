@@ -371,6 +371,7 @@ static int generate(SampleState *s, const SampleArgs *a, size_t n_prompt, Err *e
 {
     double t0 = now_s();
     const float *logits = ctx_start(&s->ctx, s->ids, n_prompt);
+    int read = s->ctx.n; /* the prompt's last T tokens at most */
     double t1 = now_s();
     int last = a->prompt[0] ? (unsigned char)a->prompt[strlen(a->prompt) - 1] : '\n';
     int made = 0, rc = 0, tty = isatty(fileno(stdout));
@@ -391,7 +392,7 @@ static int generate(SampleState *s, const SampleArgs *a, size_t n_prompt, Err *e
     }
     utf8_finish(&out, stdout);
     if (!rc && last != '\n' && tty) putchar('\n');
-    report_speed(a, n_prompt, t1 - t0, made, now_s() - t1);
+    report_speed(a, (size_t)read, t1 - t0, made, now_s() - t1);
     return rc;
 }
 
