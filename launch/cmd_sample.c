@@ -15,6 +15,7 @@
 #include "models/arch.h"
 #include "models/gpt_decode.h"
 #include "models/model.h"
+#include "models/ops.h"
 #include "models/philox.h"
 #include "worker/ckpt/ckpt.h"
 #include "worker/data/bpe.h"
@@ -31,7 +32,7 @@ typedef struct {
     int top_k;
     float top_p;
     uint64_t seed;
-    int ignore_eot, verbose, no_cache;
+    int ignore_eot, verbose, no_cache, threads;
 } SampleArgs;
 
 #define F(field) offsetof(SampleArgs, field)
@@ -53,6 +54,8 @@ static const OptSpec SAMPLE_OPTS[] = {
     {"tokenizer", OT_STR, F(tokenizer), sizeof(((SampleArgs *)0)->tokenizer), "DIR",
      "GPT-2 tokenizer files (vocab.json + merges.txt or encoder.json + vocab.bpe); default: the "
      "checkpoint's " CKPT_TOKENIZER_SUBDIR "/ directory", NULL, 1, 0, NULL},
+    {"threads", OT_INT, F(threads), 0, "K", "threads; 0 = the BLAS/OpenMP default (0)", NULL, 0,
+     4096, NULL},
     {"ignore-eot", OT_FLAG, F(ignore_eot), 0, NULL,
      "go on past the end-of-text token (it is then not printed)", NULL, 0, 0, NULL},
     {"verbose", OT_FLAG, F(verbose), 0, NULL, "print tokens/s of the prompt and of the "
@@ -402,6 +405,7 @@ static int run_sample(const SampleArgs *a, Err *e)
     CkptMeta meta;
     if (ckpt_resolve(a->ckpt, dir, sizeof dir, e) || ckpt_load_meta(dir, &meta, e)) return -1;
     const ModelConfig *c = &meta.model;
+    if (a->threads > 0) ops_set_threads(a->threads);
     if (c->kind != MODEL_GPT)
         return err_set(e, "%s: this is an %s checkpoint; sampling needs a gpt checkpoint", dir,
                        model_kind_name(c->kind));
