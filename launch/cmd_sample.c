@@ -72,6 +72,7 @@ static const OptSpec SAMPLE_OPTS[] = {
 typedef struct {
     float logit;
     int id;
+    double w; /* exp((logit - max) / temperature), when computed */
 } Cand;
 
 /* a before b: higher logit, then lower id (a total order, so ties are stable) */
@@ -80,34 +81,73 @@ static int cand_before(const Cand *a, const Cand *b)
     return a->logit > b->logit || (a->logit == b->logit && a->id < b->id);
 }
 
-static void sift_down(Cand *h, int n, int i)
+static int cand_cmp(const void *a, const void *b)
 {
-    for (;;) {
-        int best = i, l = 2 * i + 1, r = l + 1;
-        if (l < n && cand_before(&h[l], &h[best])) best = l;
-        if (r < n && cand_before(&h[r], &h[best])) best = r;
-        if (best == i) return;
-        Cand t = h[i];
-        h[i] = h[best];
-        h[best] = t;
-        i = best;
+    return cand_before(a, b) ? -1 : cand_before(b, a) ? 1 : 0;
+}
+
+static void cand_swap(Cand *c, int i, int j)
+{
+    Cand t = c[i];
+    c[i] = c[j];
+    c[j] = t;
+}
+
+/* Partitions c[lo..hi) (hi - lo >= 2) around the median of three: returns
+ * mid with c[lo..mid) before c[mid] and c[mid+1..hi) after it. */
+static int partition(Cand *c, int lo, int hi)
+{
+    int a = lo, b = lo + (hi - lo) / 2, z = hi - 1;
+    if (cand_before(&c[b], &c[a])) cand_swap(c, a, b);
+    if (cand_before(&c[z], &c[b])) cand_swap(c, b, z);
+    if (cand_before(&c[b], &c[a])) cand_swap(c, a, b);
+    cand_swap(c, b, z); /* the pivot waits at the end */
+    int mid = lo;
+    for (int i = lo; i < z; i++)
+        if (cand_before(&c[i], &c[z])) cand_swap(c, i, mid++);
+    cand_swap(c, mid, z);
+    return mid;
+}
+
+/* Quickselect: c[0..k) become the k likeliest of c[0..n), in no order. */
+static void select_top_k(Cand *c, int n, int k)
+{
+    int lo = 0, hi = n;
+    while (hi - lo > 1) {
+        int mid = partition(c, lo, hi);
+        if (mid == k || mid + 1 == k) return;
+        if (mid > k) hi = mid;
+        else lo = mid + 1;
     }
 }
 
-/* The likeliest remaining candidate, out of the heap h of *n. */
-static Cand heap_pop(Cand *h, int *n)
+/* The same, for weight: c[0..m) become the fewest likeliest candidates
+ * whose weights add up to at least target; returns m. Expected O(n), where
+ * sorting all 50257 of GPT-2's logits per token would be O(n log n). */
+static int select_mass(Cand *c, int n, double target)
 {
-    Cand top = h[0];
-    h[0] = h[--*n];
-    sift_down(h, *n, 0);
-    return top;
+    int lo = 0, hi = n; /* c[0..lo) taken, weighing acc < target; the answer is in (lo, hi] */
+    double acc = 0;
+    while (hi - lo > 1) {
+        int mid = partition(c, lo, hi);
+        double left = 0;
+        for (int i = lo; i < mid; i++) left += c[i].w;
+        if (acc + left >= target) {
+            hi = mid;
+        } else if (acc + left + c[mid].w >= target) {
+            return mid + 1;
+        } else {
+            acc += left + c[mid].w;
+            lo = mid + 1;
+        }
+    }
+    return hi > 1 ? hi : 1;
 }
 
 typedef struct {
     float temperature, top_p;
     int top_k;
-    Cand *heap, *kept; /* V each */
-    double *prob;      /* V */
+    Cand *cand; /* V */
 } Picker;
 
 static float finite_or_low(float x) { return isfinite(x) ? x : -INFINITY; }
@@ -120,70 +160,63 @@ static int argmax(const float *logits, int V)
     return best;
 }
 
-/* Sum over all V of exp((logit - mx) / temperature); mx is the top logit. */
-static double softmax_mass(const float *logits, int V, float temperature, double mx)
+/* Every candidate with its weight; returns the total weight. */
+static double weigh_all(Picker *p, const float *logits, int V, double mx)
 {
-    double s = 0;
-    for (int i = 0; i < V; i++) s += exp(((double)finite_or_low(logits[i]) - mx) / temperature);
-    return s;
-}
-
-/* The draw r in [0, mass) lands on a token walking the weights in id order. */
-static int draw_all(const float *logits, int V, float temperature, double mx, double r)
-{
-    double acc = 0;
+    double sum = 0;
     for (int i = 0; i < V; i++) {
-        acc += exp(((double)finite_or_low(logits[i]) - mx) / temperature);
-        if (r < acc) return i;
+        float l = finite_or_low(logits[i]);
+        double w = exp(((double)l - mx) / p->temperature);
+        p->cand[i] = (Cand){l, i, w};
+        sum += w;
     }
-    return argmax(logits, V); /* rounding left r at the very top */
+    return sum;
 }
 
-/* Pops candidates, likeliest first, into kept/prob: top_k of them, or (no
- * top_k) until their weight reaches top_p of the whole mass. A heap makes
- * that O(V + n log V) rather than sorting all V. Returns how many. */
-static int likeliest(Picker *p, const float *logits, int V, double mx, double mass)
+/* The draw r in [0, total weight of c[0..n)) walks c in order. */
+static int draw(const Cand *c, int n, double r)
 {
-    int n = 0, left = V, limit = p->top_k > 0 && p->top_k < V ? p->top_k : V;
-    for (int i = 0; i < V; i++) p->heap[i] = (Cand){finite_or_low(logits[i]), i};
-    for (int i = V / 2 - 1; i >= 0; i--) sift_down(p->heap, V, i);
     double acc = 0;
-    while (n < limit) {
-        p->kept[n] = heap_pop(p->heap, &left);
-        p->prob[n] = exp(((double)p->kept[n].logit - mx) / p->temperature);
-        acc += p->prob[n++];
-        if (p->top_k <= 0 && acc >= p->top_p * mass) break;
+    for (int i = 0; i < n; i++) {
+        acc += c[i].w;
+        if (r < acc) return c[i].id;
     }
-    return n;
+    return c[n - 1].id; /* rounding left r at the very top */
+}
+
+/* The kept candidates c[0..n), likeliest first, and a draw among them. */
+static int draw_sorted(Cand *c, int n, double u)
+{
+    qsort(c, (size_t)n, sizeof *c, cand_cmp);
+    double kept = 0;
+    for (int i = 0; i < n; i++) kept += c[i].w;
+    return draw(c, n, u * kept);
 }
 
 /* Picks the next token among ids 0..V-1: argmax at temperature 0, else a
- * draw with the uniform u from softmax(logits / temperature) restricted to
- * the top_k likeliest and then to the nucleus of mass top_p. */
+ * draw with the uniform u from softmax(logits / temperature), restricted
+ * first to the top_k likeliest and then to the nucleus: the fewest
+ * likeliest tokens holding top_p of what is left. Without a restriction
+ * the draw walks the ids in order; with one, likeliest first. */
 static int pick_token(Picker *p, const float *logits, int V, double u)
 {
     if (p->temperature <= 0) return argmax(logits, V);
     double mx = finite_or_low(logits[argmax(logits, V)]);
-    int all = (p->top_k <= 0 || p->top_k >= V) && p->top_p >= 1;
-    if (all) return draw_all(logits, V, p->temperature, mx, u * softmax_mass(logits, V, p->temperature, mx));
-    double mass = p->top_k > 0 ? 0 : softmax_mass(logits, V, p->temperature, mx);
-    int n = likeliest(p, logits, V, mx, mass);
-    double sum = 0;
-    for (int i = 0; i < n; i++) sum += p->prob[i];
-    /* the nucleus of the top-k set: its shortest prefix reaching top_p */
-    if (p->top_k > 0 && p->top_p < 1) {
-        double acc = 0;
-        int m = 0;
-        while (m < n && acc < p->top_p * sum) acc += p->prob[m++];
-        n = m > 0 ? m : 1;
-        sum = acc > 0 ? acc : p->prob[0];
+    int k = p->top_k > 0 && p->top_k < V ? p->top_k : V;
+    if (k == V) {
+        double total = weigh_all(p, logits, V, mx);
+        if (p->top_p >= 1) return draw(p->cand, V, u * total);
+        int n = select_mass(p->cand, V, p->top_p * total);
+        return draw_sorted(p->cand, n, u);
     }
-    double r = u * sum, acc = 0;
-    for (int i = 0; i < n; i++) {
-        acc += p->prob[i];
-        if (r < acc) return p->kept[i].id;
-    }
-    return p->kept[n - 1].id;
+    /* top-k: select on the logits, weigh only the k kept */
+    for (int i = 0; i < V; i++) p->cand[i] = (Cand){finite_or_low(logits[i]), i, 0};
+    select_top_k(p->cand, V, k);
+    double total = 0;
+    for (int i = 0; i < k; i++)
+        total += p->cand[i].w = exp(((double)p->cand[i].logit - mx) / p->temperature);
+    int n = p->top_p < 1 ? select_mass(p->cand, k, p->top_p * total) : k;
+    return draw_sorted(p->cand, n, u);
 }
 
 /* ---- text in and out: bytes, or the GPT-2 tokenizer ---------------------- */
@@ -335,9 +368,7 @@ static void state_free(SampleState *s)
 {
     decoder_free(s->ctx.dec);
     free(s->ctx.hist);
-    free(s->pick.heap);
-    free(s->pick.kept);
-    free(s->pick.prob);
+    free(s->pick.cand);
     free(s->ids);
     bpe_free(s->voc.bpe);
     if (s->model_ok) model_free(&s->m);
@@ -352,9 +383,8 @@ static int load_model(SampleState *s, const SampleArgs *a, const char *dir, cons
     if (ckpt_load(dir, &s->m, NULL, e)) return -1;
     s->ctx = (Context){&s->m, NULL, calloc((size_t)c->seq_len, sizeof(int)), 0, c->seq_len};
     size_t V = (size_t)c->vocab;
-    s->pick = (Picker){a->temperature, a->top_p, a->top_k, calloc(V, sizeof(Cand)),
-                       calloc(V, sizeof(Cand)), calloc(V, sizeof(double))};
-    if (!s->ctx.hist || !s->pick.heap || !s->pick.kept || !s->pick.prob)
+    s->pick = (Picker){a->temperature, a->top_p, a->top_k, calloc(V, sizeof(Cand))};
+    if (!s->ctx.hist || !s->pick.cand)
         return err_set(e, "out of memory");
     if (!a->no_cache && !(s->ctx.dec = decoder_new(&s->m, e))) return err_wrap(e, "%s", dir);
     return 0;
