@@ -120,6 +120,18 @@ elif ORACLE=$(bash "$HERE/../oracle/setup.sh" 2> /dev/null); then
   cp last.out tokgreedy.out
   run sample --ckpt v50257 --prompt "Hello" --tokens 20 --temperature 1 --top-k 1
   check "tokenizer: --top-k 1 equals greedy" "[ $rc -eq 0 ] && cmp -s tokgreedy.out last.out"
+  # a model that learnt "end-of-text follows end-of-text": an empty prompt
+  # starts from end-of-text, and the first token ends the text
+  python3 -c 'import struct; open("eot.bin","wb").write(struct.pack("<2000H", *([50256]*2000)))'
+  run train --layers 1 --heads 1 --embd 8 --seq-len 8 --batch 2 --threads 1 --quiet --vocab 50257 \
+    --data eot.bin --data-format nanogpt --steps 25 --lr 0.1 --eval-every 0 --out veot
+  STEP=$(ls -d veot/ckpt/step_* | tail -1)
+  mkdir -p "$STEP/tokenizer" && cp "$TOKDIR/encoder.json" "$TOKDIR/vocab.bpe" "$STEP/tokenizer/"
+  run sample --ckpt veot --tokens 10 --temperature 0 --verbose
+  check "sampling stops at end-of-text" "[ $rc -eq 0 ] && [ \"\$(generated)\" = 0 ] && [ ! -s last.out ]"
+  run sample --ckpt veot --tokens 10 --temperature 0 --verbose --ignore-eot
+  check "--ignore-eot goes on past it (and prints no end-of-text)" \
+    "[ $rc -eq 0 ] && [ \"\$(generated)\" = 10 ] && [ ! -s last.out ]"
 else
   echo "skip - the npm tokenizer oracle could not be set up: tokenizer sampling not checked"
 fi
@@ -133,6 +145,14 @@ for s in 3 6; do
   check "eval of step $s equals the trainer's val loss there ($want)" \
     "[ $rc -eq 0 ] && grep -qx 'loss $want over 16 windows (256 tokens)' last.out"
 done
+# two data-parallel ranks read the same windows, two sequences each
+MPITRAIN_BIN="$BIN" "$HERE/../../launch/mpitrain-local" -n 2 train $TINY --dp 2 --steps 3 \
+  --eval-every 3 --eval-batches 4 --out dp2 > last.out 2> last.err
+rc=$?
+want=$(printf '%.4f' "$(sed -n 's/.*"step":3,.*"val_loss":\([^,}]*\).*/\1/p' dp2/metrics.jsonl)")
+run eval --ckpt dp2 --data corpus.tok --batch 4 --batches 4 --threads 1
+check "eval equals the val loss of a 2-rank data-parallel run ($want)" \
+  "[ -s dp2/metrics.jsonl ] && grep -qx 'loss $want over 16 windows (256 tokens)' last.out"
 run eval --ckpt run --data corpus.tok --batch 4 --batches 4 --threads 1 --json
 check "eval --json is JSON and matches the trainer to 1e-9" \
   "python3 -c 'import json,sys; d=json.load(open(\"last.out\")); v=float(sys.argv[1]); sys.exit(not (d[\"windows\"]==16 and d[\"tokens\"]==256 and abs(d[\"loss\"]-v) <= 1e-9*abs(v)))' $(val_at 6)"
