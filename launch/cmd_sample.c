@@ -468,7 +468,10 @@ int cmd_sample(int argc, char **argv)
     a->temperature = 0.8f;
     a->top_p = 1.0f;
     a->seed = 1337;
-    a->threads = 1; /* bench/sample_speed.sh: 930 tokens/s on 1 thread, 6 on 2 busy cores */
+    /* bench/sample_speed.sh on 2 cores other jobs used: 1 thread 730-930
+     * tokens/s (3.3M) and 15-21 (124M); 2 threads anywhere from 6 to 1,580
+     * (3.3M) and 2-8 (124M) as the other jobs came and went */
+    a->threads = 1;
     int help = 0;
     int rc = opts_parse("sample", SAMPLE_OPTS, a, argc, argv, 1, NULL, 0, NULL, &help);
     if (!rc && help) {
