@@ -244,7 +244,7 @@ double trainer_eval_loss(Trainer *t)
     const TrainConfig *c = t->cfg;
     trace_begin("eval", TR_EVAL);
     double sum = eval_loss_sum(&t->val, c->eval_batches, pipe_batch_loss, &t->pipe, t->inputs,
-                        t->targets);
+                               t->targets);
     double loss = trainer_loss_sum(t, t->mesh.world, sum) * trainer_per_pred(c) / c->eval_batches;
     trace_end();
     return loss;
