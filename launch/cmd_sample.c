@@ -1,17 +1,24 @@
-/* `mpitrain sample`: generate text from a GPT checkpoint, byte by byte. */
+/* `mpitrain sample`: generate text from a GPT checkpoint with the KV-cache
+ * decoder (models/gpt_decode.h). Byte-level checkpoints (vocabulary <= 256)
+ * read and write bytes; larger vocabularies need the GPT-2 tokenizer, from
+ * the checkpoint's tokenizer/ directory or --tokenizer. */
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
+#include "base/options.h"
 #include "base/utf8.h"
 #include "launch/commands.h"
-#include "base/options.h"
-#include "models/model.h"
 #include "models/arch.h"
+#include "models/gpt_decode.h"
+#include "models/model.h"
+#include "models/ops.h"
 #include "models/philox.h"
 #include "worker/ckpt/ckpt.h"
+#include "worker/data/bpe.h"
 #include "worker/data/data.h"
 
 #define PROMPT_MAX (1 << 16)
@@ -19,72 +26,408 @@
 typedef struct {
     char ckpt[PATH_LEN];
     char prompt[PROMPT_MAX];
+    char tokenizer[PATH_LEN];
     int tokens;
     float temperature;
     int top_k;
+    float top_p;
     uint64_t seed;
+    int ignore_eot, verbose, no_cache, threads;
 } SampleArgs;
 
 #define F(field) offsetof(SampleArgs, field)
 static const OptSpec SAMPLE_OPTS[] = {
     {"ckpt", OT_STR, F(ckpt), sizeof(((SampleArgs *)0)->ckpt), "DIR",
      "checkpoint: run dir, checkpoint root or step dir (required)", NULL, 1, 0, NULL},
-    {"prompt", OT_STR, F(prompt), PROMPT_MAX, "TEXT", "text to continue (default: a newline)", NULL,
-     1, 0, NULL},
-    {"tokens", OT_INT, F(tokens), 0, "N", "tokens (bytes) to generate (200)", NULL, 0, 1e8, NULL},
+    {"prompt", OT_STR, F(prompt), PROMPT_MAX, "TEXT",
+     "text to continue (default: a newline; with a tokenizer: end-of-text)", NULL, 1, 0, NULL},
+    {"tokens", OT_INT, F(tokens), 0, "N", "tokens to generate (200)", NULL, 0, 1e8, NULL},
     {"temperature", OT_FLOAT, F(temperature), 0, "X", "softmax temperature; 0 = greedy (0.8)",
      NULL, 0, 100, NULL},
     {"top-k", OT_INT, F(top_k), 0, "K", "sample among the K likeliest tokens; 0 = all (0)", NULL, 0,
-     65536, NULL},
+     1 << 24, NULL},
+    {"top-p", OT_FLOAT, F(top_p), 0, "P",
+     "nucleus: sample among the likeliest tokens whose probability adds up to P (after --top-k); "
+     "1 = all (1)", NULL, 1e-9, 1, NULL},
     {"seed", OT_U64, F(seed), 0, "S", "sampling seed; the same seed gives the same text (1337)",
      NULL, 0, 1.8e19, NULL},
+    {"tokenizer", OT_STR, F(tokenizer), sizeof(((SampleArgs *)0)->tokenizer), "DIR",
+     "GPT-2 tokenizer files (vocab.json + merges.txt or encoder.json + vocab.bpe); default: the "
+     "checkpoint's " CKPT_TOKENIZER_SUBDIR "/ directory", NULL, 1, 0, NULL},
+    {"threads", OT_INT, F(threads), 0, "K",
+     "threads; 0 = every core. One token is little work: a second thread helps little and, "
+     "on cores other jobs use, costs more than it gives (1)", NULL, 0, 4096, NULL},
+    {"ignore-eot", OT_FLAG, F(ignore_eot), 0, NULL,
+     "go on past the end-of-text token (it is then not printed)", NULL, 0, 0, NULL},
+    {"verbose", OT_FLAG, F(verbose), 0, NULL, "print tokens/s of the prompt and of the "
+     "generation to stderr at the end", NULL, 0, 0, NULL},
+    {"no-cache", OT_FLAG, F(no_cache), 0, NULL, "recompute the whole context for every token "
+     "(no KV cache; slow; for benchmarks)", NULL, 0, 0, NULL},
     {0},
 };
 #undef F
 
+/* ---- choosing the next token ------------------------------------------------ */
+
 typedef struct {
     float logit;
     int id;
+    double w; /* exp((logit - max) / temperature), when computed */
 } Cand;
 
-/* descending logit, then ascending id: a total order, so ties are stable */
-static int cand_cmp(const void *a, const void *b)
+/* a before b: higher logit, then lower id (a total order, so ties are stable) */
+static int cand_before(const Cand *a, const Cand *b)
 {
-    const Cand *x = a, *y = b;
-    if (x->logit != y->logit) return x->logit > y->logit ? -1 : 1;
-    return x->id - y->id;
+    return a->logit > b->logit || (a->logit == b->logit && a->id < b->id);
 }
 
-/* Picks the next token from logits: argmax when temperature is 0, else a
- * draw from softmax(logits / temperature) over the top_k likeliest tokens
- * using the uniform u in [0,1). */
-static int pick_token(const float *logits, int V, float temperature, int top_k, double u,
-                      Cand *cand, double *prob)
+static int cand_cmp(const void *a, const void *b)
 {
-    for (int i = 0; i < V; i++) cand[i] = (Cand){isfinite(logits[i]) ? logits[i] : -INFINITY, i};
-    qsort(cand, V, sizeof *cand, cand_cmp);
-    if (temperature <= 0) return cand[0].id;
-    int k = top_k > 0 && top_k < V ? top_k : V;
-    double sum = 0, mx = cand[0].logit;
-    for (int i = 0; i < k; i++) {
-        prob[i] = exp(((double)cand[i].logit - mx) / temperature);
-        sum += prob[i];
-    }
-    double r = u * sum, acc = 0;
-    for (int i = 0; i < k; i++) {
-        acc += prob[i];
-        if (r < acc) return cand[i].id;
-    }
-    return cand[k - 1].id; /* rounding left r at the very top */
+    return cand_before(a, b) ? -1 : cand_before(b, a) ? 1 : 0;
 }
+
+static void cand_swap(Cand *c, int i, int j)
+{
+    Cand t = c[i];
+    c[i] = c[j];
+    c[j] = t;
+}
+
+/* Partitions c[lo..hi) (hi - lo >= 2) around the median of three: returns
+ * mid with c[lo..mid) before c[mid] and c[mid+1..hi) after it. */
+static int partition(Cand *c, int lo, int hi)
+{
+    int a = lo, b = lo + (hi - lo) / 2, z = hi - 1;
+    if (cand_before(&c[b], &c[a])) cand_swap(c, a, b);
+    if (cand_before(&c[z], &c[b])) cand_swap(c, b, z);
+    if (cand_before(&c[b], &c[a])) cand_swap(c, a, b);
+    cand_swap(c, b, z); /* the pivot waits at the end */
+    int mid = lo;
+    for (int i = lo; i < z; i++)
+        if (cand_before(&c[i], &c[z])) cand_swap(c, i, mid++);
+    cand_swap(c, mid, z);
+    return mid;
+}
+
+/* Quickselect: c[0..k) become the k likeliest of c[0..n), in no order. */
+static void select_top_k(Cand *c, int n, int k)
+{
+    int lo = 0, hi = n;
+    while (hi - lo > 1) {
+        int mid = partition(c, lo, hi);
+        if (mid == k || mid + 1 == k) return;
+        if (mid > k) hi = mid;
+        else lo = mid + 1;
+    }
+}
+
+/* The same, for weight: c[0..m) become the fewest likeliest candidates
+ * whose weights add up to at least target; returns m. Expected O(n), where
+ * sorting all 50257 of GPT-2's logits per token would be O(n log n). */
+static int select_mass(Cand *c, int n, double target)
+{
+    int lo = 0, hi = n; /* c[0..lo) taken, weighing acc < target; the answer is in (lo, hi] */
+    double acc = 0;
+    while (hi - lo > 1) {
+        int mid = partition(c, lo, hi);
+        double left = 0;
+        for (int i = lo; i < mid; i++) left += c[i].w;
+        if (acc + left >= target) {
+            hi = mid;
+        } else if (acc + left + c[mid].w >= target) {
+            return mid + 1;
+        } else {
+            acc += left + c[mid].w;
+            lo = mid + 1;
+        }
+    }
+    return hi > 1 ? hi : 1;
+}
+
+typedef struct {
+    float temperature, top_p;
+    int top_k;
+    Cand *cand; /* V */
+} Picker;
+
+static float finite_or_low(float x) { return isfinite(x) ? x : -INFINITY; }
+
+static int argmax(const float *logits, int V)
+{
+    int best = 0;
+    for (int i = 1; i < V; i++)
+        if (finite_or_low(logits[i]) > finite_or_low(logits[best])) best = i;
+    return best;
+}
+
+/* Every candidate with its weight; returns the total weight. */
+static double weigh_all(Picker *p, const float *logits, int V, double mx)
+{
+    double sum = 0;
+    for (int i = 0; i < V; i++) {
+        float l = finite_or_low(logits[i]);
+        double w = exp(((double)l - mx) / p->temperature);
+        p->cand[i] = (Cand){l, i, w};
+        sum += w;
+    }
+    return sum;
+}
+
+/* The draw r in [0, total weight of c[0..n)) walks c in order. */
+static int draw(const Cand *c, int n, double r)
+{
+    double acc = 0;
+    for (int i = 0; i < n; i++) {
+        acc += c[i].w;
+        if (r < acc) return c[i].id;
+    }
+    return c[n - 1].id; /* rounding left r at the very top */
+}
+
+/* The kept candidates c[0..n), likeliest first, and a draw among them. */
+static int draw_sorted(Cand *c, int n, double u)
+{
+    qsort(c, (size_t)n, sizeof *c, cand_cmp);
+    double kept = 0;
+    for (int i = 0; i < n; i++) kept += c[i].w;
+    return draw(c, n, u * kept);
+}
+
+/* Picks the next token among ids 0..V-1: argmax at temperature 0, else a
+ * draw with the uniform u from softmax(logits / temperature), restricted
+ * first to the top_k likeliest and then to the nucleus: the fewest
+ * likeliest tokens holding top_p of what is left. Without a restriction
+ * the draw walks the ids in order; with one, likeliest first. */
+static int pick_token(Picker *p, const float *logits, int V, double u)
+{
+    if (p->temperature <= 0) return argmax(logits, V);
+    double mx = finite_or_low(logits[argmax(logits, V)]);
+    int k = p->top_k > 0 && p->top_k < V ? p->top_k : V;
+    if (k == V) {
+        double total = weigh_all(p, logits, V, mx);
+        if (p->top_p >= 1) return draw(p->cand, V, u * total);
+        int n = select_mass(p->cand, V, p->top_p * total);
+        return draw_sorted(p->cand, n, u);
+    }
+    /* top-k: select on the logits, weigh only the k kept */
+    for (int i = 0; i < V; i++) p->cand[i] = (Cand){finite_or_low(logits[i]), i, 0};
+    select_top_k(p->cand, V, k);
+    double total = 0;
+    for (int i = 0; i < k; i++)
+        total += p->cand[i].w = exp(((double)p->cand[i].logit - mx) / p->temperature);
+    int n = p->top_p < 1 ? select_mass(p->cand, k, p->top_p * total) : k;
+    return draw_sorted(p->cand, n, u);
+}
+
+/* ---- text in and out: bytes, or the GPT-2 tokenizer ---------------------- */
+
+typedef struct {
+    Bpe *bpe;   /* NULL: byte-level */
+    int n_ids;  /* ids the sampler may pick: the model's vocabulary, capped by the tokenizer's */
+    int eot;    /* end-of-text id, or -1 */
+} Vocab;
+
+/* The checkpoint's tokenizer, or --tokenizer; none for a byte-level model
+ * that names none. */
+static int open_vocab(const SampleArgs *a, const char *dir, int V, Vocab *v, Err *e)
+{
+    char own[PATH_LEN + 32];
+    snprintf(own, sizeof own, "%s/%s", dir, CKPT_TOKENIZER_SUBDIR);
+    const char *tdir = a->tokenizer[0] ? a->tokenizer : bpe_present(own) ? own : NULL;
+    *v = (Vocab){NULL, V, -1};
+    if (!tdir && V > 256)
+        return err_set(e, "%s: vocabulary %d needs a tokenizer and the checkpoint has none (no "
+                          "%s/); pass --tokenizer DIR with GPT-2's vocab.json + merges.txt "
+                          "(or encoder.json + vocab.bpe)",
+                       dir, V, own);
+    if (!tdir) return 0;
+    if (!(v->bpe = bpe_load(tdir, e))) return err_wrap(e, "tokenizer");
+    int tv = bpe_vocab_size(v->bpe);
+    if (tv < v->n_ids) v->n_ids = tv; /* a padded model vocabulary: never pick past the tokenizer's */
+    v->eot = bpe_eot(v->bpe);
+    if (v->eot >= V) v->eot = -1;
+    return 0;
+}
+
+/* The prompt's ids (malloc'd into *ids); an empty prompt starts from
+ * end-of-text (tokenizer) or a newline (bytes). */
+static int encode_prompt(const Vocab *v, const char *text, int V, int **ids, size_t *n, Err *e)
+{
+    size_t len = strlen(text), cap = 0;
+    *ids = NULL;
+    *n = 0;
+    if (v->bpe && len == 0 && v->eot >= 0) {
+        if (!(*ids = malloc(sizeof **ids))) return err_set(e, "out of memory");
+        (*ids)[(*n)++] = v->eot;
+        return 0;
+    }
+    if (!v->bpe && len == 0 && V <= '\n')
+        return err_set(e, "vocabulary %d has no newline to start from; pass --prompt", V);
+    if (len == 0) text = "\n", len = 1;
+    if (v->bpe) {
+        if (bpe_encode(v->bpe, text, len, ids, n, &cap, e)) return err_wrap(e, "--prompt");
+    } else {
+        if (!(*ids = malloc(len * sizeof **ids))) return err_set(e, "out of memory");
+        bytes_to_tokens(text, len, *ids);
+        *n = len;
+    }
+    for (size_t i = 0; i < *n; i++)
+        if (!v->bpe && (*ids)[i] >= V)
+            return err_set(e, "--prompt: byte 0x%02x at position %zu is outside the checkpoint's "
+                              "vocabulary of %d",
+                           (unsigned)(*ids)[i], i, V);
+        else if ((*ids)[i] >= V)
+            return err_set(e, "--prompt: token %d at position %zu is outside the checkpoint's "
+                              "vocabulary of %d",
+                           (*ids)[i], i, V);
+    return 0;
+}
+
+/* Writes token id as valid UTF-8 (a token may hold part of a character). */
+static void put_token(const Vocab *v, Utf8Out *out, int id, int *last)
+{
+    if (!v->bpe) {
+        utf8_put(out, (unsigned char)id, stdout);
+        *last = id;
+        return;
+    }
+    size_t len = 0;
+    const unsigned char *b = bpe_token_bytes(v->bpe, id, &len);
+    for (size_t i = 0; b && i < len; i++) utf8_put(out, b[i], stdout);
+    if (b && len) *last = b[len - 1];
+}
+
+/* ---- the context: KV cache, or the whole-context recompute --------------- */
+
+typedef struct {
+    Model *m;
+    GptDecoder *dec; /* NULL: --no-cache */
+    int *hist;       /* the tokens in the context (T) */
+    int n, T;
+} Context;
+
+/* Starts from the last (at most T) of the n prompt ids. */
+static const float *ctx_start(Context *c, const int *ids, size_t n)
+{
+    size_t keep = n > (size_t)c->T ? (size_t)c->T : n;
+    memmove(c->hist, ids + (n - keep), keep * sizeof *ids); /* ids may be hist itself */
+    c->n = (int)keep;
+    if (!c->dec) return model_next_logits(c->m, c->hist, c->n);
+    decoder_reset(c->dec);
+    return decoder_prefill(c->dec, c->hist, c->n);
+}
+
+/* Appends tok. A full context slides: the cache keeps the last T/2 tokens
+ * (re-read in one pass); the recompute path drops one token at a time. */
+static const float *ctx_push(Context *c, int tok)
+{
+    if (c->n == c->T) {
+        int keep = c->dec ? (c->T / 2 > 0 ? c->T / 2 : 1) : c->T;
+        memmove(c->hist, c->hist + (c->n - keep + 1), (size_t)(keep - 1) * sizeof *c->hist);
+        c->hist[keep - 1] = tok;
+        c->n = keep;
+        if (c->dec) return ctx_start(c, c->hist, (size_t)c->n);
+    } else {
+        c->hist[c->n++] = tok;
+    }
+    return c->dec ? decoder_step(c->dec, tok) : model_next_logits(c->m, c->hist, c->n);
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* ---- the command ------------------------------------------------------------ */
 
 static void sample_usage(FILE *out)
 {
     opts_print_help(out, "mpitrain sample --ckpt DIR [--prompt TEXT] [options]",
-                    "Generates text from a GPT checkpoint (byte-level vocabulary) and prints the "
-                    "prompt followed by\nthe generated bytes. The same checkpoint, prompt and "
-                    "--seed always give the same text.",
+                    "Generates text from a GPT checkpoint and prints the prompt followed by the "
+                    "generated text\n(valid UTF-8). Byte-level checkpoints (vocabulary <= 256) "
+                    "need no tokenizer; larger ones use\nthe GPT-2 tokenizer of the checkpoint or "
+                    "of --tokenizer, and stop at end-of-text. The same\ncheckpoint, prompt and "
+                    "--seed always give the same text. When the context (T tokens) is\nfull, "
+                    "its oldest half is dropped: the last T/2 tokens are read again and "
+                    "generation goes on.",
                     SAMPLE_OPTS);
+}
+
+typedef struct {
+    Model m;
+    int model_ok;
+    Vocab voc;
+    Context ctx;
+    Picker pick;
+    int *ids;
+} SampleState;
+
+static void state_free(SampleState *s)
+{
+    decoder_free(s->ctx.dec);
+    free(s->ctx.hist);
+    free(s->pick.cand);
+    free(s->ids);
+    bpe_free(s->voc.bpe);
+    if (s->model_ok) model_free(&s->m);
+}
+
+static int load_model(SampleState *s, const SampleArgs *a, const char *dir, const CkptMeta *meta,
+                      Err *e)
+{
+    const ModelConfig *c = &meta->model;
+    if (model_init(&s->m, c, 1, meta->seed, e)) return err_wrap(e, "%s", dir);
+    s->model_ok = 1;
+    if (ckpt_load(dir, &s->m, NULL, e)) return -1;
+    s->ctx = (Context){&s->m, NULL, calloc((size_t)c->seq_len, sizeof(int)), 0, c->seq_len};
+    size_t V = (size_t)c->vocab;
+    s->pick = (Picker){a->temperature, a->top_p, a->top_k, calloc(V, sizeof(Cand))};
+    if (!s->ctx.hist || !s->pick.cand)
+        return err_set(e, "out of memory");
+    if (!a->no_cache && !(s->ctx.dec = decoder_new(&s->m, e))) return err_wrap(e, "%s", dir);
+    return 0;
+}
+
+static void report_speed(const SampleArgs *a, size_t n_prompt, double prefill_s, int made,
+                         double gen_s)
+{
+    if (!a->verbose) return;
+    fprintf(stderr, "mpitrain sample: prompt %zu tokens in %.3f s; generated %d tokens in %.3f s "
+                    "(%.1f tokens/s, %s)\n",
+            n_prompt, prefill_s, made, gen_s, gen_s > 0 ? made / gen_s : 0.0,
+            a->no_cache ? "no cache" : "kv cache");
+}
+
+/* Generates a->tokens tokens (fewer at end-of-text) after the prompt. */
+static int generate(SampleState *s, const SampleArgs *a, size_t n_prompt, Err *e)
+{
+    double t0 = now_s();
+    const float *logits = ctx_start(&s->ctx, s->ids, n_prompt);
+    int read = s->ctx.n; /* the prompt's last T tokens at most */
+    double t1 = now_s();
+    int last = a->prompt[0] ? (unsigned char)a->prompt[strlen(a->prompt) - 1] : '\n';
+    int made = 0, rc = 0, tty = isatty(fileno(stdout));
+    Utf8Out out;
+    utf8_init(&out);
+    for (int i = 0; i < a->tokens; i++) {
+        if (!logits) {
+            rc = err_set(e, "out of memory computing logits");
+            break;
+        }
+        double u = philox_uniform(a->seed, RNG_SAMPLE, (uint64_t)i);
+        int tok = pick_token(&s->pick, logits, s->voc.n_ids, u);
+        if (tok == s->voc.eot && !a->ignore_eot) break;
+        made++;
+        if (tok != s->voc.eot) put_token(&s->voc, &out, tok, &last);
+        if (tty || last == '\n') fflush(stdout);
+        if (i + 1 < a->tokens) logits = ctx_push(&s->ctx, tok);
+    }
+    utf8_finish(&out, stdout);
+    if (!rc && last != '\n' && tty) putchar('\n');
+    report_speed(a, (size_t)read, t1 - t0, made, now_s() - t1);
+    return rc;
 }
 
 static int run_sample(const SampleArgs *a, Err *e)
@@ -93,71 +436,24 @@ static int run_sample(const SampleArgs *a, Err *e)
     CkptMeta meta;
     if (ckpt_resolve(a->ckpt, dir, sizeof dir, e) || ckpt_load_meta(dir, &meta, e)) return -1;
     const ModelConfig *c = &meta.model;
+    if (a->threads > 0) ops_set_threads(a->threads);
+    else ops_set_threads((int)sysconf(_SC_NPROCESSORS_ONLN));
     if (c->kind != MODEL_GPT)
         return err_set(e, "%s: this is an %s checkpoint; sampling needs a gpt checkpoint", dir,
                        model_kind_name(c->kind));
-    if (c->vocab > 256)
-        return err_set(e, "%s: vocabulary %d; sampling supports byte-level checkpoints "
-                          "(vocabulary at most 256)",
-                       dir, c->vocab);
-    const int T = c->seq_len, V = c->vocab;
-    size_t plen = strlen(a->prompt);
-    for (size_t i = 0; i < plen; i++)
-        if ((unsigned char)a->prompt[i] >= V)
-            return err_set(e, "--prompt: byte 0x%02x at position %zu is outside the checkpoint's "
-                              "vocabulary of %d",
-                           (unsigned char)a->prompt[i], i, V);
-    if (V <= '\n' && plen == 0)
-        return err_set(e, "%s: vocabulary %d has no newline to start from; pass --prompt", dir, V);
-
-    Model m;
-    if (model_init(&m, c, 1, meta.seed, e)) return err_wrap(e, "%s", dir);
-    int *ctx = calloc((size_t)T, sizeof *ctx);
-    Cand *cand = calloc((size_t)V, sizeof *cand);
-    double *prob = calloc((size_t)V, sizeof *prob);
-    int rc = (ctx && cand && prob) ? 0 : err_set(e, "out of memory");
-    if (!rc) rc = ckpt_load(dir, &m, NULL, e);
-    int n = 0;
+    SampleState s;
+    memset(&s, 0, sizeof s);
+    size_t n_prompt = 0;
+    int rc = open_vocab(a, dir, c->vocab, &s.voc, e);
+    if (!rc) rc = encode_prompt(&s.voc, a->prompt, c->vocab, &s.ids, &n_prompt, e);
+    if (!rc) rc = load_model(&s, a, dir, &meta, e);
     if (!rc) {
-        if (plen == 0) {
-            ctx[n++] = '\n';
-        } else {
-            /* a prompt longer than the context keeps its last T-1 bytes */
-            size_t keep = plen > (size_t)T ? (size_t)T - 1 : plen;
-            if (keep == 0) keep = 1;
-            bytes_to_tokens(a->prompt + (plen - keep), keep, ctx);
-            n = (int)keep;
-        }
-        fwrite(a->prompt, 1, plen, stdout);
+        fwrite(a->prompt, 1, strlen(a->prompt), stdout);
         fflush(stdout);
+        rc = generate(&s, a, n_prompt, e);
     }
-    int last = plen ? (unsigned char)a->prompt[plen - 1] : '\n';
-    Utf8Out out;
-    utf8_init(&out);
-    for (int i = 0; !rc && i < a->tokens; i++) {
-        const float *logits = model_next_logits(&m, ctx, n);
-        if (!logits) {
-            rc = err_set(e, "out of memory computing logits");
-            break;
-        }
-        double u = philox_uniform(a->seed, RNG_SAMPLE, (uint64_t)i);
-        int tok = pick_token(logits, V, a->temperature, a->top_k, u, cand, prob);
-        if (n == T) { /* context full: slide the window by one */
-            memmove(ctx, ctx + 1, (size_t)(T - 1) * sizeof *ctx);
-            n--;
-        }
-        ctx[n++] = tok;
-        utf8_put(&out, (unsigned char)tok, stdout); /* valid UTF-8, byte by byte */
-        last = tok;
-        if (tok == '\n') fflush(stdout);
-    }
-    utf8_finish(&out, stdout);
-    if (!rc && last != '\n' && isatty(fileno(stdout))) putchar('\n');
     if (fflush(stdout) != 0 && !rc) rc = err_set(e, "writing to stdout failed");
-    free(ctx);
-    free(cand);
-    free(prob);
-    model_free(&m);
+    state_free(&s);
     return rc;
 }
 
@@ -170,7 +466,12 @@ int cmd_sample(int argc, char **argv)
     }
     a->tokens = 200;
     a->temperature = 0.8f;
+    a->top_p = 1.0f;
     a->seed = 1337;
+    /* bench/sample_speed.sh on 2 cores other jobs used: 1 thread 730-930
+     * tokens/s (3.3M) and 15-21 (124M); 2 threads anywhere from 6 to 1,580
+     * (3.3M) and 2-8 (124M) as the other jobs came and went */
+    a->threads = 1;
     int help = 0;
     int rc = opts_parse("sample", SAMPLE_OPTS, a, argc, argv, 1, NULL, 0, NULL, &help);
     if (!rc && help) {

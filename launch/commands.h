@@ -6,6 +6,7 @@
 int cmd_train(int argc, char **argv);
 int cmd_prepare(int argc, char **argv);
 int cmd_sample(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
 int cmd_ckpt(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
 int cmd_plot(int argc, char **argv);

@@ -13,6 +13,7 @@ static void usage(FILE *out)
             "  train     train a model (run under mpirun/srun for several ranks)\n"
             "  prepare   turn text files into a token file (default: the King James Bible)\n"
             "  sample    generate text from a checkpoint\n"
+            "  eval      mean loss of a checkpoint over a token file's validation windows\n"
             "  ckpt      inspect and export checkpoints (info, export)\n"
             "  plan      predict step time and memory of every layout of N ranks\n"
             "  plot      draw runs' loss curves and step-time breakdown into a PNG\n"
@@ -41,9 +42,10 @@ int main(int argc, char **argv)
     if (!strcmp(c, "train")) return cmd_train(argc - 1, argv + 1);
     if (!strcmp(c, "prepare")) return cmd_prepare(argc - 1, argv + 1);
     if (!strcmp(c, "sample")) return cmd_sample(argc - 1, argv + 1);
+    if (!strcmp(c, "eval")) return cmd_eval(argc - 1, argv + 1);
     if (!strcmp(c, "ckpt")) return cmd_ckpt(argc - 1, argv + 1);
     if (!strcmp(c, "plan")) return cmd_plan(argc - 1, argv + 1);
     if (!strcmp(c, "plot")) return cmd_plot(argc - 1, argv + 1);
-    fprintf(stderr, "mpitrain: unknown command '%s' (commands: train, prepare, sample, ckpt, plan, version)\n", c);
+    fprintf(stderr, "mpitrain: unknown command '%s' (commands: train, prepare, sample, eval, ckpt, plan, plot, version)\n", c);
     return EXIT_USAGE;
 }

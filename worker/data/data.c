@@ -390,14 +390,11 @@ int loader_init(Loader *l, const TokenFile *f, DataSplit split, int T, int globa
     return 0;
 }
 
-void loader_batch(const Loader *l, uint64_t k, int *inputs, int *targets)
+void loader_windows(const Loader *l, uint64_t w0, int n, int *inputs, int *targets)
 {
-    const uint64_t n = l->n_windows, T = (uint64_t)l->T;
-    const uint64_t first = (uint64_t)l->rank * (uint64_t)l->local_batch;
-    for (int i = 0; i < l->local_batch; i++) {
-        /* (k*global_batch + j) mod n without overflow */
-        unsigned __int128 g = (unsigned __int128)(k % n) * (uint64_t)l->global_batch + first + (uint64_t)i;
-        uint64_t base = l->split_start + (uint64_t)(g % n) * T;
+    const uint64_t T = (uint64_t)l->T;
+    for (int i = 0; i < n; i++) {
+        uint64_t base = l->split_start + ((w0 % l->n_windows + (uint64_t)i) % l->n_windows) * T;
         int *in = inputs + (size_t)i * T, *tg = targets + (size_t)i * T;
         uint32_t cur = tokfile_get(l->file, base);
         for (uint64_t t = 0; t < T; t++) {
@@ -407,6 +404,15 @@ void loader_batch(const Loader *l, uint64_t k, int *inputs, int *targets)
             cur = next;
         }
     }
+}
+
+void loader_batch(const Loader *l, uint64_t k, int *inputs, int *targets)
+{
+    const uint64_t n = l->n_windows;
+    const uint64_t first = (uint64_t)l->rank * (uint64_t)l->local_batch;
+    /* (k*global_batch + first) mod n without overflow */
+    unsigned __int128 g = (unsigned __int128)(k % n) * (uint64_t)l->global_batch + first;
+    loader_windows(l, (uint64_t)(g % n), l->local_batch, inputs, targets);
 }
 
 /* ---- prepare (byte-level) ---- */

@@ -89,6 +89,10 @@ int loader_init(Loader *l, const TokenFile *f, DataSplit split, int T, int globa
                 int rank, int ranks, Err *e);
 /* Fill inputs/targets (local_batch*T ints each) for global batch index k. */
 void loader_batch(const Loader *l, uint64_t k, int *inputs, int *targets);
+/* Fill inputs/targets (n*T ints each) with the n windows w0, w0+1, ...
+ * (mod n_windows) of the split, whatever the rank: loader_batch is this
+ * with w0 = the rank's first sequence of batch k. */
+void loader_windows(const Loader *l, uint64_t w0, int n, int *inputs, int *targets);
 
 /* `mpitrain prepare`: concatenate text files, byte-level tokenize (vocab 256,
  * token = byte value), the last round(val_fraction * total) bytes are the

@@ -17,6 +17,7 @@
 #include "base/json.h"
 #include "comm/trace.h"
 #include "models/ops.h"
+#include "worker/loop/eval.h"
 #include "worker/loop/strategy.h"
 
 int trainer_is_rank0(const Trainer *t) { return t->w->rank == 0; }
@@ -231,15 +232,19 @@ double trainer_loss_sum(Trainer *t, Group *g, double local)
     return sum;
 }
 
+/* this rank's share of one validation batch (0 off the last stage) */
+static double pipe_batch_loss(void *pipe, const int *inputs, const int *targets)
+{
+    return pipeline_eval(pipe, inputs, targets);
+}
+
+/* The same batches as `mpitrain eval --batch <global batch>` (eval.h). */
 double trainer_eval_loss(Trainer *t)
 {
     const TrainConfig *c = t->cfg;
-    double sum = 0;
     trace_begin("eval", TR_EVAL);
-    for (int k = 0; k < c->eval_batches; k++) {
-        loader_batch(&t->val, (uint64_t)k, t->inputs, t->targets);
-        sum += pipeline_eval(&t->pipe, t->inputs, t->targets);
-    }
+    double sum = eval_loss_sum(&t->val, c->eval_batches, pipe_batch_loss, &t->pipe, t->inputs,
+                               t->targets);
     double loss = trainer_loss_sum(t, t->mesh.world, sum) * trainer_per_pred(c) / c->eval_batches;
     trace_end();
     return loss;

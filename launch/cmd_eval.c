@@ -1,0 +1,159 @@
+/* `mpitrain eval`: the mean loss of a checkpoint over a token file's
+ * validation windows, in one process (no MPI), through the same batch loop
+ * as the trainer's periodic evaluation (worker/loop/eval.h). */
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "base/json.h"
+#include "base/options.h"
+#include "launch/commands.h"
+#include "models/arch.h"
+#include "models/model.h"
+#include "models/ops.h"
+#include "worker/ckpt/ckpt.h"
+#include "worker/data/data.h"
+#include "worker/loop/eval.h"
+
+typedef struct {
+    char ckpt[PATH_LEN];
+    char data[PATH_LEN];
+    int batches, batch, data_format, as_val, threads, json;
+} EvalArgs;
+
+#define F(field) offsetof(EvalArgs, field)
+static const OptSpec EVAL_OPTS[] = {
+    {"ckpt", OT_STR, F(ckpt), sizeof(((EvalArgs *)0)->ckpt), "DIR",
+     "checkpoint: run dir, checkpoint root or step dir (required)", NULL, 1, 0, NULL},
+    {"data", OT_STR, F(data), sizeof(((EvalArgs *)0)->data), "FILE",
+     "token file whose validation split is read (required)", NULL, 1, 0, NULL},
+    {"batches", OT_INT, F(batches), 0, "N",
+     "evaluate the first N batches of --batch windows; 0 = every window (0)", NULL, 0, 1e9, NULL},
+    {"batch", OT_INT, F(batch), 0, "B", "sequences per forward pass (4)", NULL, 1, 65536, NULL},
+    {"data-format", OT_CHOICE, F(data_format), 0, NULL,
+     "how --data is read; auto: MPTOKENS or llm.c by magic (auto)", "auto|mptokens|llmc|nanogpt",
+     0, 0, NULL},
+    {"as-val-data", OT_FLAG, F(as_val), 0, NULL,
+     "every token of --data is validation (as train --val-data reads it), not only its split",
+     NULL, 0, 0, NULL},
+    {"threads", OT_INT, F(threads), 0, "K", "threads; 0 = the BLAS default (0)", NULL, 0, 4096,
+     NULL},
+    {"json", OT_FLAG, F(json), 0, NULL, "print one JSON object instead of the line", NULL, 0, 0,
+     NULL},
+    {0},
+};
+#undef F
+
+static void eval_usage(FILE *out)
+{
+    opts_print_help(out, "mpitrain eval --ckpt DIR --data FILE [options]",
+                    "Prints the mean loss of a checkpoint over the validation windows of a token "
+                    "file, taken in\norder from the start of its validation tokens (window w = "
+                    "tokens [w*T, w*T+T]). With\n--batch equal to the run's --batch and --batches "
+                    "its --eval-batches, these are the windows\nthe trainer's val loss covers.",
+                    EVAL_OPTS);
+}
+
+/* The file, read as --data-format says, every token inside the vocabulary. */
+static int open_data(const EvalArgs *a, int vocab, TokenFile *f, Err *e)
+{
+    if (tokfile_open_as(f, a->data, (DataFormat)a->data_format, a->as_val ? TOKUSE_VAL : TOKUSE_BOTH,
+                        e))
+        return err_wrap(e, "--data");
+    if (f->vocab > vocab)
+        return err_set(e, "--data %s has vocabulary %d but the checkpoint's is %d", a->data,
+                       f->vocab, vocab);
+    if (tokfile_check_vocab(f, vocab, "the checkpoint's vocabulary", e))
+        return err_wrap(e, "--data");
+    return 0;
+}
+
+/* How many windows: all, or --batches of --batch (which must be there). */
+static int count_windows(const EvalArgs *a, const Loader *l, uint64_t *n, Err *e)
+{
+    *n = l->n_windows;
+    if (a->batches == 0) return 0;
+    uint64_t want = (uint64_t)a->batches * (uint64_t)a->batch;
+    if (want > l->n_windows)
+        return err_set(e, "--batches %d x --batch %d = %llu windows, but %s's validation split "
+                          "holds %llu of %d+1 tokens; lower --batches",
+                       a->batches, a->batch, (unsigned long long)want, a->data,
+                       (unsigned long long)l->n_windows, l->T);
+    *n = want;
+    return 0;
+}
+
+static int print_result(const EvalArgs *a, const char *dir, const EvalResult *r, Err *e)
+{
+    if (!a->json) {
+        printf("loss %.4f over %llu window%s (%llu tokens)\n", r->mean_loss,
+               (unsigned long long)r->windows, r->windows == 1 ? "" : "s",
+               (unsigned long long)r->tokens);
+        return 0;
+    }
+    JsonOut j;
+    json_init(&j, stdout);
+    json_begin_object(&j);
+    json_double(json_key(&j, "loss"), r->mean_loss);
+    json_uint(json_key(&j, "windows"), r->windows);
+    json_uint(json_key(&j, "tokens"), r->tokens);
+    json_str(json_key(&j, "ckpt"), dir);
+    json_str(json_key(&j, "data"), a->data);
+    json_end_object(&j);
+    json_newline(&j);
+    int rc = json_finish(&j) ? err_set(e, "writing the JSON: %s", j.error) : 0;
+    json_free(&j);
+    return rc;
+}
+
+static int run_eval(const EvalArgs *a, Err *e)
+{
+    char dir[PATH_LEN];
+    CkptMeta meta;
+    if (ckpt_resolve(a->ckpt, dir, sizeof dir, e) || ckpt_load_meta(dir, &meta, e)) return -1;
+    const ModelConfig *c = &meta.model;
+    if (a->threads > 0) ops_set_threads(a->threads);
+    TokenFile f;
+    memset(&f, 0, sizeof f);
+    Loader l;
+    uint64_t n = 0;
+    int rc = open_data(a, c->vocab, &f, e);
+    if (!rc) rc = loader_init(&l, &f, SPLIT_VAL, c->seq_len, a->batch, 0, 1, e);
+    if (!rc) rc = count_windows(a, &l, &n, e);
+    Model m;
+    int have_model = 0;
+    if (!rc) {
+        rc = model_init(&m, c, a->batch, meta.seed, e) ? err_wrap(e, "%s", dir) : 0;
+        have_model = !rc;
+    }
+    if (!rc) rc = ckpt_load(dir, &m, NULL, e);
+    EvalResult r;
+    if (!rc) rc = eval_mean_loss(&m, &l, n, &r, e);
+    if (!rc) rc = print_result(a, dir, &r, e);
+    if (have_model) model_free(&m);
+    tokfile_close(&f);
+    return rc;
+}
+
+int cmd_eval(int argc, char **argv)
+{
+    EvalArgs a;
+    memset(&a, 0, sizeof a);
+    a.batch = 4;
+    int help = 0;
+    int rc = opts_parse("eval", EVAL_OPTS, &a, argc, argv, 1, NULL, 0, NULL, &help);
+    if (!rc && help) {
+        eval_usage(stdout);
+    } else if (!rc && (!a.ckpt[0] || !a.data[0])) {
+        fprintf(stderr, "mpitrain eval: --ckpt DIR and --data FILE are required (see mpitrain "
+                        "eval --help)\n");
+        rc = EXIT_USAGE;
+    } else if (!rc) {
+        Err e = {{0}};
+        if (run_eval(&a, &e)) {
+            fprintf(stderr, "mpitrain eval: %s\n", e.msg);
+            rc = 1;
+        }
+    }
+    return rc;
+}

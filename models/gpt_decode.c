@@ -1,0 +1,282 @@
+/* KV-cache decoding of the GPT of models/gpt.c (see gpt_decode.h).
+ * The math is gpt.c's forward, row by row: the same kernels (ops.h) for
+ * everything but attention, which here is one block of new query rows
+ * against the cached keys and values of every earlier position. The
+ * softmax uses the same exp approximation as the full forward, so the two
+ * agree to float rounding. */
+#include "models/gpt_decode.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "models/ops.h"
+
+typedef struct {
+    const float *ln1w, *ln1b;  /* (C) */
+    const float *qkvw, *qkvb;  /* (3C,C) (3C) */
+    const float *projw, *projb; /* (C,C) (C) */
+    const float *ln2w, *ln2b;  /* (C) */
+    const float *fcw, *fcb;    /* (4C,C) (4C) */
+    const float *fcpw, *fcpb;  /* (C,4C) (C) */
+} LayerW;
+
+struct GptDecoder {
+    int L, NH, C, T, V;
+    int pos;                     /* positions in the cache */
+    const float *wte, *wpe;      /* (V,C) (T,C) */
+    const float *lnfw, *lnfb;    /* (C) */
+    LayerW *lw;                  /* (L) */
+    float *kcache, *vcache;      /* (L,T,C) each */
+    /* scratch for up to T rows at once (a prefill) */
+    float *x, *ln, *tmp, *atty;  /* (T,C) each; x is the residual stream */
+    float *qkv;                  /* (T,3C) */
+    float *fch;                  /* (T,4C) */
+    float *mean, *rstd;          /* (T) */
+    float *scores;               /* (T,T) one head's attention */
+    float *logits;               /* (V) */
+    float *pool;                 /* everything above, one allocation */
+};
+
+/* ---- building ------------------------------------------------------------- */
+
+/* The whole tensor called name, which must hold numel floats. */
+static const float *weight(const Model *m, const char *name, size_t numel, Err *e)
+{
+    const ParamInfo *t = model_find_tensor(m, name);
+    if (!t) {
+        err_set(e, "decoder: the model has no tensor %s", name);
+        return NULL;
+    }
+    if (t->numel != numel) {
+        err_set(e, "decoder: tensor %s holds %zu floats, expected %zu (a sharded model?)", name,
+                t->numel, numel);
+        return NULL;
+    }
+    return m->params + t->offset;
+}
+
+static int layer_weights(const Model *m, int l, LayerW *w, Err *e)
+{
+    const size_t C = (size_t)m->cfg.n_embd;
+    struct { const char *suffix; const float **dst; size_t numel; } tab[] = {
+        {"ln1.w", &w->ln1w, C},         {"ln1.b", &w->ln1b, C},
+        {"attn.qkv.w", &w->qkvw, 3 * C * C}, {"attn.qkv.b", &w->qkvb, 3 * C},
+        {"attn.proj.w", &w->projw, C * C},   {"attn.proj.b", &w->projb, C},
+        {"ln2.w", &w->ln2w, C},         {"ln2.b", &w->ln2b, C},
+        {"mlp.fc.w", &w->fcw, 4 * C * C},    {"mlp.fc.b", &w->fcb, 4 * C},
+        {"mlp.proj.w", &w->fcpw, 4 * C * C}, {"mlp.proj.b", &w->fcpb, C},
+    };
+    for (size_t i = 0; i < sizeof tab / sizeof tab[0]; i++) {
+        char name[MODEL_MAX_NAME];
+        snprintf(name, sizeof name, "h.%d.%s", l, tab[i].suffix);
+        if (!(*tab[i].dst = weight(m, name, tab[i].numel, e))) return -1;
+    }
+    return 0;
+}
+
+static int check_whole_gpt(const Model *m, Err *e)
+{
+    if (m->cfg.kind != MODEL_GPT || !m->params)
+        return err_set(e, "decoder: needs an initialized gpt model");
+    const ModelShard *s = &m->shard;
+    int whole = s->tp_size <= 1 && s->first_block == 0 &&
+                (s->last_block < 0 || s->last_block == m->n_blocks - 1);
+    if (!whole)
+        return err_set(e, "decoder: needs the whole model (tp 1, every block); this one is a "
+                          "shard (tp %d, blocks %d..%d)",
+                       s->tp_size, s->first_block, s->last_block);
+    return 0;
+}
+
+static float *take(float **pool, size_t n)
+{
+    float *p = *pool;
+    *pool += (n + 15) / 16 * 16; /* 64-byte aligned pieces */
+    return p;
+}
+
+static int alloc_buffers(GptDecoder *d, Err *e)
+{
+    const size_t L = d->L, T = d->T, C = d->C;
+    const size_t cache = L * T * C, rows = T * C;
+    size_t total = 0;
+    size_t sizes[] = {cache, cache, rows, rows, rows, rows, 3 * rows, 4 * rows, T, T, T * T,
+                      (size_t)d->V};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) total += (sizes[i] + 15) / 16 * 16;
+    d->pool = model_calloc(total, sizeof(float));
+    d->lw = calloc((size_t)d->L, sizeof *d->lw);
+    if (!d->pool || !d->lw)
+        return err_set(e, "decoder: out of memory (%.1f MB for the cache and scratch)",
+                       total * 4.0 / 1e6);
+    float *p = d->pool;
+    d->kcache = take(&p, cache);
+    d->vcache = take(&p, cache);
+    d->x = take(&p, rows);
+    d->ln = take(&p, rows);
+    d->tmp = take(&p, rows);
+    d->atty = take(&p, rows);
+    d->qkv = take(&p, 3 * rows);
+    d->fch = take(&p, 4 * rows);
+    d->mean = take(&p, T);
+    d->rstd = take(&p, T);
+    d->scores = take(&p, T * T);
+    d->logits = take(&p, (size_t)d->V);
+    return 0;
+}
+
+static int find_weights(GptDecoder *d, const Model *m, Err *e)
+{
+    const size_t C = d->C;
+    if (!(d->wte = weight(m, "wte", (size_t)d->V * C, e))) return -1;
+    if (!(d->wpe = weight(m, "wpe", (size_t)d->T * C, e))) return -1;
+    if (!(d->lnfw = weight(m, "lnf.w", C, e))) return -1;
+    if (!(d->lnfb = weight(m, "lnf.b", C, e))) return -1;
+    for (int l = 0; l < d->L; l++)
+        if (layer_weights(m, l, &d->lw[l], e)) return -1;
+    return 0;
+}
+
+GptDecoder *decoder_new(const Model *m, Err *e)
+{
+    if (check_whole_gpt(m, e)) return NULL;
+    GptDecoder *d = calloc(1, sizeof *d);
+    if (!d) {
+        err_set(e, "decoder: out of memory");
+        return NULL;
+    }
+    d->L = m->cfg.n_layer;
+    d->NH = m->cfg.n_head;
+    d->C = m->cfg.n_embd;
+    d->T = m->cfg.seq_len;
+    d->V = m->cfg.vocab;
+    if (alloc_buffers(d, e) || find_weights(d, m, e)) {
+        decoder_free(d);
+        return NULL;
+    }
+    return d;
+}
+
+void decoder_free(GptDecoder *d)
+{
+    if (!d) return;
+    free(d->pool);
+    free(d->lw);
+    free(d);
+}
+
+void decoder_reset(GptDecoder *d) { d->pos = 0; }
+
+int decoder_pos(const GptDecoder *d) { return d->pos; }
+
+/* ---- running ---------------------------------------------------------------- */
+
+/* Rows 0..N-1 of qkv are positions p0..p0+N-1: their keys and values join
+ * layer l's cache. */
+static void cache_kv(GptDecoder *d, int l, int p0, int N)
+{
+    const size_t C = d->C, base = ((size_t)l * d->T + p0) * C;
+    for (int i = 0; i < N; i++) {
+        const float *row = d->qkv + (size_t)i * 3 * C;
+        memcpy(d->kcache + base + i * C, row + C, C * sizeof(float));
+        memcpy(d->vcache + base + i * C, row + 2 * C, C * sizeof(float));
+    }
+}
+
+/* Row i (position p0+i) sees keys 0..p0+i: softmax over those, 0 after. */
+static void causal_softmax(float *s, int N, int kv, int p0)
+{
+    for (int i = 0; i < N; i++) {
+        float *row = s + (size_t)i * kv;
+        int last = p0 + i;
+        float mx = row[0];
+        for (int j = 1; j <= last; j++) mx = row[j] > mx ? row[j] : mx;
+        float sum = 0.0f;
+        for (int j = 0; j <= last; j++) {
+            row[j] = fast_expf(row[j] - mx);
+            sum += row[j];
+        }
+        float inv = 1.0f / sum;
+        for (int j = 0; j <= last; j++) row[j] *= inv;
+        for (int j = last + 1; j < kv; j++) row[j] = 0.0f;
+    }
+}
+
+/* atty (N,C) = causal attention of the N new query rows over the p0+N
+ * cached positions of layer l, head by head. */
+static void attend(GptDecoder *d, int l, int p0, int N)
+{
+    const int C = d->C, hs = C / d->NH, kv = p0 + N;
+    const float scale = 1.0f / sqrtf((float)hs);
+    const float *K = d->kcache + (size_t)l * d->T * C, *Vc = d->vcache + (size_t)l * d->T * C;
+    for (int h = 0; h < d->NH; h++) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, kv, hs, scale, d->qkv + h * hs,
+                    3 * C, K + h * hs, C, 0.0f, d->scores, kv);
+        causal_softmax(d->scores, N, kv, p0);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, hs, kv, 1.0f, d->scores, kv,
+                    Vc + h * hs, C, 0.0f, d->atty + h * hs, C);
+    }
+}
+
+/* out (N,OC) = inp (N,C) @ w^T + bias, as matmul_forward. A single row is
+ * a matrix-vector product: GEMM packs all of w first, which for one row
+ * costs more than the product (OpenBLAS, 3072x768: sgemm 3 ms, sgemv
+ * 0.2 ms), and decoding is one row per token. */
+static void rows_matmul(float *out, const float *inp, const float *w, const float *bias, int N,
+                        int C, int OC)
+{
+    if (N > 1) {
+        matmul_forward(out, inp, w, bias, N, C, OC);
+        return;
+    }
+    if (bias)
+        memcpy(out, bias, (size_t)OC * sizeof *out);
+    else
+        memset(out, 0, (size_t)OC * sizeof *out);
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, OC, C, 1.0f, w, C, inp, 1, 1.0f, out, 1);
+}
+
+/* One transformer layer over the N rows of x (positions p0..p0+N-1), in place. */
+static void layer_rows(GptDecoder *d, int l, int p0, int N)
+{
+    const LayerW *w = &d->lw[l];
+    const int C = d->C;
+    const size_t NC = (size_t)N * C;
+    layernorm_forward(d->ln, d->mean, d->rstd, d->x, w->ln1w, w->ln1b, N, C);
+    rows_matmul(d->qkv, d->ln, w->qkvw, w->qkvb, N, C, 3 * C);
+    cache_kv(d, l, p0, N);
+    attend(d, l, p0, N);
+    rows_matmul(d->tmp, d->atty, w->projw, w->projb, N, C, C);
+    residual_forward(d->x, d->x, d->tmp, NC);
+    layernorm_forward(d->ln, d->mean, d->rstd, d->x, w->ln2w, w->ln2b, N, C);
+    rows_matmul(d->fch, d->ln, w->fcw, w->fcb, N, C, 4 * C);
+    gelu_forward(d->fch, d->fch, NC * 4); /* element-wise: in place is safe */
+    rows_matmul(d->tmp, d->fch, w->fcpw, w->fcpb, N, 4 * C, C);
+    residual_forward(d->x, d->x, d->tmp, NC);
+}
+
+/* Final norm and the tied head, for the last of the N rows only: sampling
+ * needs nothing else, and the head is the largest matmul. */
+static const float *head_last(GptDecoder *d, int N)
+{
+    const int C = d->C;
+    layernorm_forward(d->ln, d->mean, d->rstd, d->x + (size_t)(N - 1) * C, d->lnfw, d->lnfb, 1, C);
+    rows_matmul(d->logits, d->ln, d->wte, NULL, 1, C, d->V);
+    return d->logits;
+}
+
+const float *decoder_prefill(GptDecoder *d, const int *tokens, int n)
+{
+    if (n < 1 || n > d->T - d->pos) return NULL;
+    for (int i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= d->V) return NULL;
+    const int p0 = d->pos;
+    /* B=1, T=n with wpe shifted to p0: row i gets position p0+i */
+    embedding_forward(d->x, tokens, d->wte, d->wpe + (size_t)p0 * d->C, 1, n, d->C);
+    for (int l = 0; l < d->L; l++) layer_rows(d, l, p0, n);
+    d->pos += n;
+    return head_last(d, n);
+}
+
+const float *decoder_step(GptDecoder *d, int token) { return decoder_prefill(d, &token, 1); }

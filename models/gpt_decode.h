@@ -1,0 +1,33 @@
+#ifndef MPITRAIN_GPT_DECODE_H
+#define MPITRAIN_GPT_DECODE_H
+/* Incremental decoding of a GPT with a key/value cache: each new position
+ * costs one row through every layer plus attention over the cached keys,
+ * instead of a forward over the whole context (model_next_logits).
+ *
+ * The decoder reads the weights of a whole (unsharded, tp=1) GPT through
+ * its tensor table; the model must stay alive (and unchanged) while the
+ * decoder is used. It keeps, per layer, the keys and values of every
+ * position so far (L x T x C each). */
+#include "base/err.h"
+#include "models/model.h"
+
+typedef struct GptDecoder GptDecoder;
+
+/* Builds a decoder on m; refuses (naming why) a model that is not a whole
+ * GPT. */
+GptDecoder *decoder_new(const Model *m, Err *e);
+void decoder_free(GptDecoder *d);
+/* Forgets every position (the cache starts empty again). */
+void decoder_reset(GptDecoder *d);
+/* Positions held so far, 0..seq_len. */
+int decoder_pos(const GptDecoder *d);
+/* Appends token at the next position and returns the logits (vocab floats)
+ * for the token after it; valid until the next call. NULL when the cache is
+ * full (decoder_pos == seq_len) or token is outside the vocabulary. */
+const float *decoder_step(GptDecoder *d, int token);
+/* Appends n tokens at once (one batched pass: n rows per matmul) and returns
+ * the logits after the last one; NULL when n < 1, they do not fit in the
+ * context or one is outside the vocabulary (nothing is appended then). */
+const float *decoder_prefill(GptDecoder *d, const int *tokens, int n);
+
+#endif

@@ -1,0 +1,158 @@
+/* KV-cache decoding (models/gpt_decode.c) against the full-context forward
+ * (model_next_logits): the same logits at every position, whether the
+ * positions come one by one or as a batched prefill. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "models/gpt_decode.h"
+#include "models/model.h"
+#include "models/philox.h"
+
+/* Relative to the largest logit: the two paths sum in different orders
+ * (one row vs the whole context per GEMM), which moves the last bits. */
+#define LOGIT_RTOL 1e-4
+
+static ModelConfig small_gpt(void)
+{
+    return (ModelConfig){.kind = MODEL_GPT, .n_layer = 3, .n_head = 4, .n_embd = 32,
+                         .seq_len = 24, .vocab = 61};
+}
+
+/* A model off its init (biases 0, norms 1), so every term matters. */
+static void make_model(Model *m, const ModelConfig *cfg)
+{
+    Err e = {{0}};
+    cr_assert_eq(model_init(m, cfg, 1, 11, &e), 0, "model_init: %s", e.msg);
+    for (size_t i = 0; i < m->n_params; i++)
+        m->params[i] += 0.3f * philox_normal(12, RNG_SAMPLE, i);
+}
+
+static void random_tokens(int *tok, int n, int V, uint64_t seed)
+{
+    for (int i = 0; i < n; i++) {
+        int v = (int)(philox_uniform(seed, RNG_SAMPLE, (uint64_t)i) * V);
+        tok[i] = v < V ? v : V - 1;
+    }
+}
+
+/* max |a - b| / max |b| over V logits */
+static double rel_diff(const float *a, const float *b, int V)
+{
+    double d = 0, scale = 1e-30;
+    for (int i = 0; i < V; i++) {
+        d = fmax(d, fabs((double)a[i] - b[i]));
+        scale = fmax(scale, fabs((double)b[i]));
+    }
+    return d / scale;
+}
+
+/* Full-context logits after tokens[0..t) (a copy: the model reuses its buffer). */
+static void reference(Model *m, const int *tokens, int t, float *out)
+{
+    const float *l = model_next_logits(m, tokens, t);
+    cr_assert_not_null(l, "model_next_logits(t=%d)", t);
+    memcpy(out, l, (size_t)m->cfg.vocab * sizeof *out);
+}
+
+Test(decode, step_equals_full_forward_at_every_position)
+{
+    ModelConfig cfg = small_gpt();
+    const int T = cfg.seq_len, V = cfg.vocab;
+    Model m;
+    make_model(&m, &cfg);
+    int tok[64];
+    random_tokens(tok, T, V, 5);
+    Err e = {{0}};
+    GptDecoder *d = decoder_new(&m, &e);
+    cr_assert_not_null(d, "decoder_new: %s", e.msg);
+    float *ref = malloc((size_t)V * sizeof *ref);
+    double worst = 0;
+    for (int t = 1; t <= T; t++) {
+        const float *got = decoder_step(d, tok[t - 1]);
+        cr_assert_not_null(got, "decoder_step at position %d", t - 1);
+        reference(&m, tok, t, ref);
+        double r = rel_diff(got, ref, V);
+        worst = fmax(worst, r);
+        cr_expect(r < LOGIT_RTOL, "position %d: logits differ by %.3g of their scale", t - 1, r);
+    }
+    cr_log_info("worst relative logit difference %.3g", worst);
+    cr_expect_eq(decoder_pos(d), T);
+    free(ref);
+    decoder_free(d);
+    model_free(&m);
+}
+
+Test(decode, prefill_then_steps_equals_full_forward)
+{
+    ModelConfig cfg = small_gpt();
+    const int T = cfg.seq_len, V = cfg.vocab;
+    Model m;
+    make_model(&m, &cfg);
+    int tok[64];
+    random_tokens(tok, T, V, 6);
+    Err e = {{0}};
+    GptDecoder *d = decoder_new(&m, &e);
+    cr_assert_not_null(d, "decoder_new: %s", e.msg);
+    float *ref = malloc((size_t)V * sizeof *ref);
+    for (int n = 1; n <= T; n += 7) { /* prompt lengths 1, 8, 15, 22 */
+        decoder_reset(d);
+        const float *got = decoder_prefill(d, tok, n);
+        cr_assert_not_null(got, "prefill of %d", n);
+        reference(&m, tok, n, ref);
+        cr_expect(rel_diff(got, ref, V) < LOGIT_RTOL, "prefill of %d differs", n);
+        for (int t = n + 1; t <= T; t++) {
+            got = decoder_step(d, tok[t - 1]);
+            cr_assert_not_null(got);
+            reference(&m, tok, t, ref);
+            cr_expect(rel_diff(got, ref, V) < LOGIT_RTOL, "prefill %d, position %d differs", n,
+                      t - 1);
+        }
+    }
+    free(ref);
+    decoder_free(d);
+    model_free(&m);
+}
+
+Test(decode, full_cache_and_bad_tokens_are_refused)
+{
+    ModelConfig cfg = small_gpt();
+    const int T = cfg.seq_len;
+    Model m;
+    make_model(&m, &cfg);
+    int tok[64] = {0};
+    Err e = {{0}};
+    GptDecoder *d = decoder_new(&m, &e);
+    cr_assert_not_null(d, "decoder_new: %s", e.msg);
+    cr_expect_null(decoder_step(d, cfg.vocab), "a token = vocab is refused");
+    cr_expect_null(decoder_step(d, -1), "a negative token is refused");
+    cr_expect_null(decoder_prefill(d, tok, 0), "an empty prefill is refused");
+    cr_expect_null(decoder_prefill(d, tok, T + 1), "a prefill past the context is refused");
+    cr_expect_eq(decoder_pos(d), 0, "refusals append nothing");
+    cr_assert_not_null(decoder_prefill(d, tok, T));
+    cr_expect_null(decoder_step(d, 1), "a full cache refuses another position");
+    decoder_reset(d);
+    cr_expect_eq(decoder_pos(d), 0);
+    cr_expect_not_null(decoder_step(d, 1), "after a reset it decodes again");
+    decoder_free(d);
+    model_free(&m);
+}
+
+Test(decode, shards_and_mlps_are_refused)
+{
+    ModelConfig cfg = small_gpt();
+    Err e = {{0}};
+    Model m;
+    ModelShard half = {0, 2, 0, -1, 1, 1};
+    cr_assert_eq(model_init_shard(&m, &cfg, &half, 1, 3, &e), 0, "init shard: %s", e.msg);
+    cr_expect_null(decoder_new(&m, &e));
+    cr_expect(strstr(e.msg, "whole model") != NULL, "message: %s", e.msg);
+    model_free(&m);
+
+    ModelConfig mc = {.kind = MODEL_MLP, .n_layer = 1, .n_embd = 8, .seq_len = 4, .vocab = 16};
+    cr_assert_eq(model_init(&m, &mc, 1, 3, &e), 0, "init mlp: %s", e.msg);
+    cr_expect_null(decoder_new(&m, &e));
+    cr_expect(strstr(e.msg, "gpt") != NULL, "message: %s", e.msg);
+    model_free(&m);
+}
