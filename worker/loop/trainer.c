@@ -18,6 +18,7 @@
 #include "comm/trace.h"
 #include "models/ops.h"
 #include "worker/loop/strategy.h"
+#include "worker/ckpt/gpt2io.h"
 
 int trainer_is_rank0(const Trainer *t) { return t->w->rank == 0; }
 
@@ -150,21 +151,13 @@ static int load_initial_state(Trainer *t, const Mpitrain__Manifest *resume, Err 
         return 0;
     }
     if (!c->init_from[0]) return 0;
-    char dir[PATH_LEN];
-    Mpitrain__Manifest *mf;
-    if (ckpt_resolve(c->init_from, dir, sizeof dir, e) || ckpt_read_manifest(dir, &mf, e))
-        return err_wrap(e, "--init-from %s", c->init_from);
-    CkptMeta meta;
-    ckpt_meta_from_pb(mf, &meta);
-    int rc = 0;
-    if (memcmp(&meta.model, &c->model, sizeof meta.model) != 0)
-        rc = err_set(e, "--init-from %s: the checkpoint's model (%d layers, %d heads, width %d, "
-                        "seq %d, vocab %d) differs from this run's; pass the same model flags",
-                     dir, meta.model.n_layer, meta.model.n_head, meta.model.n_embd,
-                     meta.model.seq_len, meta.model.vocab);
-    if (!rc) rc = ckpt_load_from(dir, mf, &t->model, NULL, e);
-    mpitrain__manifest__free_unpacked(mf, NULL);
-    return rc;
+    /* the plan took the model's shape from the source; the load checks
+     * every tensor against it */
+    Gpt2Source src;
+    int rc = gpt2_source_open(c->init_from, &src, e);
+    if (!rc) rc = gpt2_source_load(&src, &t->model, e);
+    gpt2_source_close(&src);
+    return rc ? err_wrap(e, "--init-from %s", c->init_from) : 0;
 }
 
 /* Whether path lies inside dir (both existing): --overwrite would remove it. */
