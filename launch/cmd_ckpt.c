@@ -103,7 +103,10 @@ static const char *kind_name(int kind)
  * too): names, shapes, sizes and CRC-32C checksums. */
 static int load_verified(const char *dir, const CkptMeta *meta, Model *m, Err *e)
 {
-    if (model_init(m, &meta->model, 1, meta->seed, e)) return err_wrap(e, "checkpoint %s", dir);
+    /* every weight is loaded: no random init */
+    ModelShard whole = {0, 1, 0, -1, 1, 0};
+    if (model_build_shard(m, &meta->model, &whole, 1, e))
+        return err_wrap(e, "checkpoint %s", dir);
     Optimizer o;
     int have_opt = optim_init(&o, &meta->optim, 0, m->n_params, e) == 0;
     int rc = ckpt_load(dir, m, have_opt ? &o : NULL, e);

@@ -524,10 +524,14 @@ int gpt2_source_load(const Gpt2Source *s, Model *m, Err *e)
             break;
         }
         rc = read_slot(s, slot, t->shape[0], full, tmp, e);
-        /* the local elements of this shard, through each one's place in the full tensor */
+        /* the local elements of this shard, through each one's place in the
+         * full tensor (a whole tensor is the full one itself) */
         float *dst = m->params + t->offset;
-        for (size_t i = 0; !rc && i < t->numel; i++)
-            dst[i] = full[model_global_index(m, t, i) - t->global_offset];
+        if (!rc && t->numel == (size_t)t->shape[0] * t->shape[1])
+            memcpy(dst, full, t->numel * sizeof *dst);
+        else
+            for (size_t i = 0; !rc && i < t->numel; i++)
+                dst[i] = full[model_global_index(m, t, i) - t->global_offset];
     }
     free(full);
     free(tmp);
@@ -580,7 +584,7 @@ int gpt2_import(const Gpt2Source *s, const char *root, const CkptMeta *meta, cha
     Model m;
     /* forward-only: no gradient buffer, the weights are only copied */
     ModelShard whole = {0, 1, 0, -1, 1, 1};
-    if (model_init_shard(&m, &mt.model, &whole, 1, mt.seed, e)) return err_wrap(e, "%s", s->path);
+    if (model_build_shard(&m, &mt.model, &whole, 1, e)) return err_wrap(e, "%s", s->path);
     Optimizer o;
     memset(&o, 0, sizeof o);
     int have_opt = 0;

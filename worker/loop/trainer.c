@@ -118,7 +118,11 @@ static int setup_model(Trainer *t, Err *e)
     if (p == 1) sh = (ModelShard){t->mesh.me.tp, t->mesh.dims.tp, 0, -1, 1, 0};
     /* zeroth-order training never computes a gradient */
     sh.forward_only = c->optim.kind == OPT_ZO;
-    if (model_init_shard(&t->model, &c->model, &sh, t->micro_b, c->seed, e)) return -1;
+    /* --resume and --init-from load every weight */
+    int loads = c->resume[0] || c->init_from[0];
+    if (loads ? model_build_shard(&t->model, &c->model, &sh, t->micro_b, e)
+              : model_init_shard(&t->model, &c->model, &sh, t->micro_b, c->seed, e))
+        return -1;
     t->model.tp_allreduce = tp_allreduce;
     t->model.tp_ctx = t->mesh.tp;
     if (pipeline_init(&t->pipe, &t->model, t->mesh.pp, stage, p, c->micro_batches, t->micro_b,
