@@ -7,19 +7,9 @@
 # usage: gpt2_io_test.sh MPITRAIN_BINARY SCRATCH_DIR
 set -u
 . "$(cd "$(dirname "$0")/.." && pwd)/check.sh"
-BIN=$1
-DIR=$2
-REF="/usr/bin/python3 $(cd "$(dirname "$0")/.." && pwd)/ref/gpt2_ref.py"
-LOCAL="$(cd "$(dirname "$0")/../.." && pwd)/launch/mpitrain-local"
-export MPITRAIN_BIN=$BIN
-rm -rf "$DIR" && mkdir -p "$DIR" && cd "$DIR" || exit 1
-/usr/bin/python3 -c "import torch" 2>/dev/null || { echo "ok   - skipped: no python3-torch"; echo "1 passed, 0 failed"; exit 0; }
+. "$(cd "$(dirname "$0")/.." && pwd)/ref/gpt2_lib.sh"
 
-# first step's loss of a 1-step run: computed on the initial weights
 RUN="--batch 2 --steps 1 --data tok.bin --threads 1 --quiet --eval-every 0 --save-every 0"
-first_loss() { losses "$1/metrics.jsonl" | head -1 | cut -d' ' -f2; }
-rel() { awk -v a="$1" -v b="$2" 'BEGIN{d=a-b; if(d<0)d=-d; printf "%.3g", d/(b<0?-b:b)}'; }
-within() { awk -v r="$1" -v t="$2" 'BEGIN{exit !(r <= t)}'; }
 
 $REF make-tokens tok.bin --n 20000 || { echo "FAIL - make tokens"; exit 1; }
 $REF make-hf hf --tokenizer --buffers && $REF make-hf hfp --prefix --lm-head same --order reverse &&
