@@ -29,6 +29,9 @@ check "tokenizer files copied into <step>/tokenizer/" \
 "$BIN" ckpt info --verify imp_hf > info.txt 2> last.err
 check "ckpt info --verify reads the import (shape from config.json)" "grep -q 'layers 2, heads 2, embd 64, seq-len 64, vocab 50257' info.txt && grep -q verified info.txt"
 
+"$BIN" train --resume imp_hf --data tok.bin --steps 2 --threads 1 --quiet --eval-every 0 --out resumed > /dev/null 2> last.err
+check "--resume of an import (zeroed AdamW state) runs its steps" "[ $? -eq 0 ] && [ \$(losses resumed/metrics.jsonl | wc -l) -eq 2 ]"
+
 # ---- loss against the reference ------------------------------------------------
 for src in imp_hf hf hfp/model.safetensors m.bin; do
   out=loss_$(echo "$src" | tr '/.' '__')

@@ -60,7 +60,7 @@ static const OptSpec TABLE[] = {
     CHOICE("data-format", data_format, "auto|mptokens|llmc|nanogpt", "auto", "how --data and --val-data are read; auto: MPTOKENS or llm.c by magic (a headerless nanoGPT .bin needs nanogpt)"),
     STR("out", out, "DIR", "run directory (default runs/<model>-<time>)"),
     STR("resume", resume, "DIR", "continue from a checkpoint (run dir, ckpt dir or step dir)"),
-    STR("init-from", init_from, "DIR", "start from a checkpoint's weights, fresh optimizer"),
+    STR("init-from", init_from, "SRC", "start from these weights, fresh optimizer: a checkpoint, a Hugging Face GPT-2 dir (or its .safetensors) or an llm.c model file; the model's shape comes from SRC (docs/gpt2.md)"),
     STR("config", config, "FILE", "settings file: `key = value` lines or a JSON object (a run's config.json) with these option names; flags override"),
     NUM("dp", OT_INT, dp, "N", "0", 0, 1 << 20, "data-parallel ranks (0 = world size)"),
     NUM("tp", OT_INT, tp, "N", "0", 0, 1 << 20, "tensor-parallel ranks (0 = 1, or the planner's choice)"),
