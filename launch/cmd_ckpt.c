@@ -336,19 +336,20 @@ static int ckpt_export(int argc, char **argv)
 
 /* ---- import -------------------------------------------------------------- */
 
+/* The options of a subcommand whose one option is --out DIR (import, replay). */
 typedef struct {
     char out[PATH_LEN];
-} ImportArgs;
+} OutDirArgs;
 
 static const OptSpec IMPORT_OPTS[] = {
-    {"out", OT_STR, offsetof(ImportArgs, out), sizeof(((ImportArgs *)0)->out), "DIR",
+    {"out", OT_STR, offsetof(OutDirArgs, out), sizeof(((OutDirArgs *)0)->out), "DIR",
      "checkpoint root to write (DIR/step_00000000 and DIR/latest; required)", NULL, 1, 0, NULL},
     {0},
 };
 
 static int ckpt_import(int argc, char **argv)
 {
-    ImportArgs a = {""};
+    OutDirArgs a = {""};
     const char *src = NULL;
     int rc = parse_sub("ckpt import", "mpitrain ckpt import SRC --out DIR",
                        "Makes a step-0 mpitrain checkpoint of GPT-2 weights: SRC is a Hugging Face "
@@ -398,19 +399,15 @@ static int ckpt_import(int argc, char **argv)
 
 /* ---- replay -------------------------------------------------------------- */
 
-typedef struct {
-    char out[PATH_LEN];
-} ReplayArgs;
-
 static const OptSpec REPLAY_OPTS[] = {
-    {"out", OT_STR, offsetof(ReplayArgs, out), sizeof(((ReplayArgs *)0)->out), "DIR",
+    {"out", OT_STR, offsetof(OutDirArgs, out), sizeof(((OutDirArgs *)0)->out), "DIR",
      "checkpoint root to write (DIR/step_N and DIR/latest)", NULL, 1, 0, NULL},
     {0},
 };
 
 static int ckpt_replay(int argc, char **argv)
 {
-    ReplayArgs a = {""};
+    OutDirArgs a = {""};
     const char *pos[3];
     int n_pos = 0, help = 0;
     int rc = opts_parse("ckpt replay", REPLAY_OPTS, &a, argc, argv, 1, pos, 3, &n_pos, &help);

@@ -33,6 +33,11 @@ static const LayerName LAYER[] = {
 };
 enum { N_LAYER_T = sizeof LAYER / sizeof LAYER[0] };
 
+/* The tensors outside the layers, by (mpitrain, HF) name: slots 0, 1 and
+ * the last two. */
+static const char *const TOP[][2] = {
+    {"wte", "wte.weight"}, {"wpe", "wpe.weight"}, {"lnf.w", "ln_f.weight"}, {"lnf.b", "ln_f.bias"}};
+
 #define HF_PREFIX "transformer."
 
 typedef struct {
@@ -48,19 +53,12 @@ static void slot_info(const ModelConfig *c, int slot, SlotInfo *si)
     memset(si, 0, sizeof *si);
     si->ndim = 2;
     si->cols = C;
-    if (slot == 0) {
-        snprintf(si->mp, sizeof si->mp, "wte");
-        snprintf(si->hf, sizeof si->hf, "wte.weight");
-        si->rows = c->vocab;
-    } else if (slot == 1) {
-        snprintf(si->mp, sizeof si->mp, "wpe");
-        snprintf(si->hf, sizeof si->hf, "wpe.weight");
-        si->rows = c->seq_len;
-    } else if (slot >= 2 + N_LAYER_T * L) {
-        int b = slot - 2 - N_LAYER_T * L;
-        snprintf(si->mp, sizeof si->mp, b ? "lnf.b" : "lnf.w");
-        snprintf(si->hf, sizeof si->hf, b ? "ln_f.bias" : "ln_f.weight");
-        si->ndim = 1, si->rows = C, si->cols = 1;
+    if (slot < 2 || slot >= 2 + N_LAYER_T * L) {
+        int i = slot < 2 ? slot : 2 + slot - (2 + N_LAYER_T * L);
+        snprintf(si->mp, sizeof si->mp, "%s", TOP[i][0]);
+        snprintf(si->hf, sizeof si->hf, "%s", TOP[i][1]);
+        si->rows = i == 0 ? c->vocab : i == 1 ? c->seq_len : C;
+        if (i >= 2) si->ndim = 1, si->cols = 1;
     } else {
         int l = (slot - 2) / N_LAYER_T;
         const LayerName *ln = &LAYER[(slot - 2) % N_LAYER_T];
@@ -85,14 +83,19 @@ static int layer_of(const char *name, const char **rest)
     return (int)l;
 }
 
+/* Slot of a top-level name (hf: HF's names), or -1. */
+static int top_slot(const ModelConfig *c, const char *name, int hf)
+{
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(name, TOP[i][hf])) return i < 2 ? i : 2 + N_LAYER_T * c->n_layer + (i - 2);
+    return -1;
+}
+
 /* Slot of an mpitrain tensor name, or -1. */
 static int slot_of_mp(const ModelConfig *c, const char *name)
 {
-    const int end = 2 + N_LAYER_T * c->n_layer;
-    if (!strcmp(name, "wte")) return 0;
-    if (!strcmp(name, "wpe")) return 1;
-    if (!strcmp(name, "lnf.w")) return end;
-    if (!strcmp(name, "lnf.b")) return end + 1;
+    int top = top_slot(c, name, 0);
+    if (top >= 0) return top;
     const char *rest;
     int l = layer_of(name, &rest);
     for (int k = 0; l >= 0 && l < c->n_layer && k < N_LAYER_T; k++)
@@ -105,24 +108,17 @@ enum { HF_UNKNOWN = -1, HF_IGNORED = -2, HF_LM_HEAD = -3, HF_BAD_LAYER = -4 };
 /* Slot of a HF tensor name (prefix already stripped), or a HF_* code. */
 static int slot_of_hf(const ModelConfig *c, const char *name)
 {
-    const int end = 2 + N_LAYER_T * c->n_layer;
-    if (!strcmp(name, "wte.weight")) return 0;
-    if (!strcmp(name, "wpe.weight")) return 1;
-    if (!strcmp(name, "ln_f.weight")) return end;
-    if (!strcmp(name, "ln_f.bias")) return end + 1;
+    int top = top_slot(c, name, 1);
+    if (top >= 0) return top;
     if (!strcmp(name, "lm_head.weight")) return HF_LM_HEAD;
     const char *rest;
     int l = layer_of(name, &rest);
     if (l < 0) return HF_UNKNOWN;
     /* the causal mask and its fill value: buffers, not weights */
-    int known = !strcmp(rest, "attn.bias") || !strcmp(rest, "attn.masked_bias");
-    for (int k = 0; !known && k < N_LAYER_T; k++) known = !strcmp(rest, LAYER[k].hf);
-    if (!known) return HF_UNKNOWN;
-    if (l >= c->n_layer) return HF_BAD_LAYER;
-    if (!strcmp(rest, "attn.bias") || !strcmp(rest, "attn.masked_bias")) return HF_IGNORED;
-    for (int k = 0; k < N_LAYER_T; k++)
-        if (!strcmp(rest, LAYER[k].hf)) return 2 + N_LAYER_T * l + k;
-    return HF_UNKNOWN;
+    int slot = !strcmp(rest, "attn.bias") || !strcmp(rest, "attn.masked_bias") ? HF_IGNORED : HF_UNKNOWN;
+    for (int k = 0; slot == HF_UNKNOWN && k < N_LAYER_T; k++)
+        if (!strcmp(rest, LAYER[k].hf)) slot = 2 + N_LAYER_T * l + k;
+    return slot != HF_UNKNOWN && l >= c->n_layer ? HF_BAD_LAYER : slot;
 }
 
 const char *gpt2_source_kind_name(Gpt2SrcKind k)
@@ -484,13 +480,11 @@ static int read_slot(const Gpt2Source *s, int slot, int rows, float *out, float 
         uint64_t off = LLMC_MODEL_HEADER_BYTES + (uint64_t)llmc_offset(&s->model, s->llmc_vp, slot) * (v5 ? 2 : 4);
         return read_floats_at(s->path, off, n, v5 ? "BF16" : "F32", si.mp, out, e);
     }
-    const StEntry *t = &s->ix.t[s->slot_entry[slot]];
+    if (safetensors_read_f32(s->path, &s->ix.t[s->slot_entry[slot]], tmp, e)) return -1;
     if (!si.transpose) {
-        if (safetensors_read_f32(s->path, t, tmp, e)) return -1;
         memcpy(out, tmp, n * sizeof *out);
         return 0;
     }
-    if (safetensors_read_f32(s->path, t, tmp, e)) return -1;
     /* HF holds (in, out) = (cols, rows); mpitrain (rows, cols) */
     for (size_t r = 0; r < (size_t)si.rows; r++)
         for (size_t c = 0; c < (size_t)si.cols; c++) out[r * si.cols + c] = tmp[c * si.rows + r];
