@@ -83,6 +83,11 @@ want16=$($REF loss hf16 --tokens tok.bin --batch 2)
 r=$(rel "$(first_loss loss16)" "$want16")
 check "BF16 weights give the reference loss of the same BF16 values (rel $r)" "within $r 1e-5"
 
+$REF make-llmc m5.bin --version 5 && "$BIN" train --init-from m5.bin $RUN --out loss_v5 > /dev/null 2> last.err
+want5=$($REF loss m5.bin --tokens tok.bin --batch 2)
+r=$(rel "$(first_loss loss_v5)" "$want5")
+check "llm.c version 5 (bf16) gives the reference loss of the same bf16 values (rel $r)" "within $r 1e-5"
+
 # ---- bad inputs: each a clear message and exit 1 ------------------------------------
 n_bad=0
 bad_import() { # what src expected-message

@@ -153,8 +153,9 @@ def cmd_make_hf(a):
             f.write("#version: 0.2\nĠ t\n")
 
 
-def hf_to_llmc(cfg, w, vp):
-    """llm.c's order and (out, in) layout; wte padded with zero rows to vp."""
+def hf_to_llmc(cfg, w, vp, bf16=False):
+    """llm.c's order and (out, in) layout; wte padded with zero rows to vp;
+    bf16 (version 5): the top 16 bits of each f32."""
     C, L, V = cfg["n_embd"], cfg["n_layer"], cfg["vocab_size"]
     wte = np.zeros((vp, C), np.float32)
     wte[:V] = w["wte.weight"]
@@ -164,6 +165,9 @@ def hf_to_llmc(cfg, w, vp):
             t = w["h.%d.%s" % (l, name)]
             parts.append(t.T if t.ndim == 2 else t)
     parts += [w["ln_f.weight"], w["ln_f.bias"]]
+    if bf16:
+        return b"".join((np.ascontiguousarray(p, dtype=np.float32).view(np.uint32) >> 16)
+                        .astype("<u2").tobytes() for p in parts)
     return b"".join(np.ascontiguousarray(p, dtype=np.float32).tobytes() for p in parts)
 
 
@@ -172,8 +176,8 @@ def cmd_make_llmc(a):
     w = random_weights(cfg, a.seed)
     vp = (a.vocab + 127) // 128 * 128
     header = np.zeros(256, np.int32)
-    header[:8] = [a.magic, 3, a.ctx, a.vocab, a.layers, a.heads, a.embd, vp]
-    data = header.tobytes() + hf_to_llmc(cfg, w, vp)
+    header[:8] = [a.magic, a.version, a.ctx, a.vocab, a.layers, a.heads, a.embd, vp]
+    data = header.tobytes() + hf_to_llmc(cfg, w, vp, bf16=a.version == 5)
     if a.truncate:
         data = data[:-a.truncate]
     with open(a.out, "wb") as f:
@@ -242,10 +246,14 @@ def load_llmc(path):
     with open(path, "rb") as f:
         raw = f.read()
     h = np.frombuffer(raw[:1024], dtype="<i4")
-    assert h[0] == LLMC_MAGIC and h[1] == 3, "not an llm.c v3 file"
+    assert h[0] == LLMC_MAGIC and h[1] in (3, 5), "not an llm.c v3 or v5 file"
     maxT, V, L, NH, C, Vp = (int(x) for x in h[2:8])
     cfg = {"n_layer": L, "n_head": NH, "n_embd": C, "n_positions": maxT, "vocab_size": V}
-    data = np.frombuffer(raw[1024:], dtype="<f4").astype(np.float64)
+    if h[1] == 5:
+        u = np.frombuffer(raw[1024:], dtype="<u2").astype(np.uint32) << 16
+        data = u.view(np.float32).astype(np.float64)
+    else:
+        data = np.frombuffer(raw[1024:], dtype="<f4").astype(np.float64)
     pos = 0
 
     def take(n, shape):
@@ -362,6 +370,7 @@ def main():
     hf.add_argument("--order", choices=["model", "reverse"], default="model")
     lc = sub.choices["make-llmc"]
     lc.add_argument("--magic", type=int, default=LLMC_MAGIC)
+    lc.add_argument("--version", type=int, choices=[3, 5], default=3, help="5: bf16 weights")
     lc.add_argument("--truncate", type=int, default=0, help="drop this many bytes at the end")
     p = sub.add_parser("make-tokens")
     p.add_argument("out")
