@@ -1,5 +1,6 @@
 #include "base/json.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdlib.h>
@@ -327,9 +328,38 @@ static int bare_in(JsonIn *j, char *out, size_t n)
     return k ? 0 : -1;
 }
 
-/* One "key": value pair at j->p, handed to fn. */
+/* A nested object or array at j->p, copied as its raw text (brackets
+ * balanced, strings skipped whole so a bracket inside one does not count). */
+static int raw_in(JsonIn *j, char *out, size_t n)
+{
+    const char *start = j->p;
+    int depth = 0;
+    do {
+        char c = *j->p;
+        if (!c) return -1;
+        if (c == '"') {
+            for (j->p++; *j->p != '"'; j->p++) {
+                if (!*j->p) return -1;
+                if (*j->p == '\\' && !*++j->p) return -1;
+            }
+        } else if (c == '{' || c == '[') {
+            if (++depth > JSON_MAX_DEPTH) return -1;
+        } else if (c == '}' || c == ']') {
+            depth--;
+        }
+        j->p++;
+    } while (depth > 0);
+    size_t len = (size_t)(j->p - start);
+    if (len + 1 > n) return -1;
+    memcpy(out, start, len);
+    out[len] = 0;
+    return 0;
+}
+
+/* One "key": value pair at j->p, handed to fn; nested values as raw text
+ * when `nested`, else refused. */
 static int read_pair(JsonIn *j, JsonPairFn fn, void *ctx, char *key, size_t kn, char *val,
-                     size_t vn, Err *e)
+                     size_t vn, int nested, Err *e)
 {
     if (string_in(j, key, kn)) return err_set(e, "expected a \"key\"");
     skip_ws(j);
@@ -338,16 +368,23 @@ static int read_pair(JsonIn *j, JsonPairFn fn, void *ctx, char *key, size_t kn, 
     skip_ws(j);
     size_t at = (size_t)(j->p - j->text);
     int quoted = *j->p == '"';
+    if (nested && (*j->p == '{' || *j->p == '[')) {
+        if (raw_in(j, val, vn)) return err_set(e, "\"%s\": unterminated object or array", key);
+        return fn(ctx, key, val, JSON_RAW, at);
+    }
     if (quoted ? string_in(j, val, vn) : bare_in(j, val, vn))
         return err_set(e, "\"%s\": the value must be a string, number or boolean", key);
     int is_null = !quoted && !strcmp(val, "null");
     return fn(ctx, key, is_null ? NULL : val, quoted, at);
 }
 
-int json_read_flat(const char *text, JsonPairFn fn, void *ctx, size_t *offset, Err *e)
+static int read_object(const char *text, JsonPairFn fn, void *ctx, size_t *offset, int nested,
+                       Err *e)
 {
-    enum { KEY_MAX = 128, VALUE_MAX = 8192 };
-    char key[KEY_MAX], *val = malloc(VALUE_MAX);
+    enum { KEY_MAX = 256, VALUE_MAX = 8192 };
+    /* a nested value can be as long as the text */
+    size_t vn = nested && strlen(text) + 1 > VALUE_MAX ? strlen(text) + 1 : VALUE_MAX;
+    char key[KEY_MAX], *val = malloc(vn);
     if (!val) return err_set(e, "out of memory");
     JsonIn j = {text, text};
     int rc = 0;
@@ -363,7 +400,7 @@ int json_read_flat(const char *text, JsonPairFn fn, void *ctx, size_t *offset, E
         }
         if (!first) j.p++;
         skip_ws(&j);
-        rc = read_pair(&j, fn, ctx, key, sizeof key, val, VALUE_MAX, e);
+        rc = read_pair(&j, fn, ctx, key, sizeof key, val, vn, nested, e);
     }
     if (!rc) {
         j.p++;
@@ -373,4 +410,45 @@ int json_read_flat(const char *text, JsonPairFn fn, void *ctx, size_t *offset, E
     free(val);
     *offset = (size_t)(j.p - text);
     return rc;
+}
+
+int json_read_flat(const char *text, JsonPairFn fn, void *ctx, size_t *offset, Err *e)
+{
+    return read_object(text, fn, ctx, offset, 0, e);
+}
+
+int json_read_object(const char *text, JsonPairFn fn, void *ctx, size_t *offset, Err *e)
+{
+    return read_object(text, fn, ctx, offset, 1, e);
+}
+
+int json_read_ints(const char *text, long long *out, int max, int *n, Err *e)
+{
+    JsonIn j = {text, text};
+    *n = 0;
+    skip_ws(&j);
+    if (*j.p++ != '[') return err_set(e, "expected '['");
+    skip_ws(&j);
+    if (*j.p == ']') return 0;
+    for (;;) {
+        char *end;
+        skip_ws(&j);
+        if (*j.p == '-' || (*j.p >= '0' && *j.p <= '9')) {
+            errno = 0;
+            long long v = strtoll(j.p, &end, 10);
+            if (errno || *end == '.' || *end == 'e' || *end == 'E')
+                return err_set(e, "element %d is not an integer in range", *n);
+            if (*n >= max) return err_set(e, "more than %d elements", max);
+            out[(*n)++] = v;
+            j.p = end;
+        } else {
+            return err_set(e, "element %d is not an integer", *n);
+        }
+        skip_ws(&j);
+        if (*j.p == ']') break;
+        if (*j.p++ != ',') return err_set(e, "expected ',' or ']' after element %d", *n);
+    }
+    j.p++;
+    skip_ws(&j);
+    return *j.p ? err_set(e, "text after the closing ']'") : 0;
 }

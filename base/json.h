@@ -80,6 +80,14 @@ void json_newline(JsonOut *j);
 typedef int (*JsonPairFn)(void *ctx, const char *key, const char *value, int quoted,
                           size_t offset);
 int json_read_flat(const char *text, JsonPairFn fn, void *ctx, size_t *offset, Err *e);
+/* The same for an object whose values may nest (a safetensors header, a
+ * Hugging Face config.json): an object or array value is handed to fn as
+ * its raw text with quoted = JSON_RAW, to be read in turn with
+ * json_read_object or json_read_ints. */
+#define JSON_RAW 2
+int json_read_object(const char *text, JsonPairFn fn, void *ctx, size_t *offset, Err *e);
+/* An array of integers ("[3, 4]") into out (at most max); *n = count. */
+int json_read_ints(const char *text, long long *out, int max, int *n, Err *e);
 /* The 1-based line of an offset in text (for "file:line:" messages). */
 int json_line_of(const char *text, size_t offset);
 

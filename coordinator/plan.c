@@ -1,5 +1,6 @@
 #include "coordinator/plan.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 #include "sharding/partition.h"
 #include "sharding/stages.h"
 #include "worker/ckpt/ckpt.h"
+#include "worker/ckpt/gpt2io.h"
 #include "worker/ckpt/pbconv.h"
 #include "coordinator/planner.h"
 
@@ -306,30 +308,104 @@ static void take_from_checkpoint(TrainConfig *c, const CkptMeta *m)
     }
 }
 
-/* A flag set away from its default to something the checkpoint overrides
- * would be silently dropped: refuse it by name instead. */
+static int is_model_setting(const OptSpec *s)
+{
+    /* unsigned: an offset before the model wraps to a large number */
+    return s->offset - offsetof(TrainConfig, model) < sizeof(ModelConfig);
+}
+
+/* A flag set to something a checkpoint (or an --init-from source)
+ * overrides would be silently dropped: the first such setting (among the
+ * model's only, if model_only), with its value as given and as taken; NULL
+ * when there is none. A setting counts as set when the parser saw it
+ * (cfg->given) or, failing that knowledge, when it is off its default. */
+static const OptSpec *first_conflict(const TrainConfig *cfg, const TrainConfig *taken,
+                                     int model_only, char *given, char *theirs, size_t n, Err *e)
+{
+    TrainConfig *def = malloc(sizeof *def);
+    if (!def) {
+        err_set(e, "out of memory");
+        return train_config_table(NULL);
+    }
+    train_config_defaults(def);
+    const OptSpec *hit = NULL;
+    for (const OptSpec *s = train_config_table(NULL); !hit && s->name; s++) {
+        if (model_only && !is_model_setting(s)) continue;
+        char dflt[PATH_BUF];
+        opts_format(s, cfg, given, n);
+        opts_format(s, taken, theirs, n);
+        opts_format(s, def, dflt, sizeof dflt);
+        int set = train_config_was_given(cfg, s) || strcmp(given, dflt);
+        if (strcmp(given, theirs) && set) hit = s;
+    }
+    free(def);
+    return hit;
+}
+
 static int check_resume_conflicts(const TrainConfig *cfg, const CkptMeta *m, Err *e)
 {
-    TrainConfig *taken = malloc(sizeof *taken), *def = malloc(sizeof *def);
-    int rc = !taken || !def ? err_set(e, "out of memory") : 0;
-    if (!rc) {
-        *taken = *cfg;
-        take_from_checkpoint(taken, m);
-        train_config_defaults(def);
-    }
-    for (const OptSpec *s = train_config_table(NULL); !rc && s->name; s++) {
-        char given[PATH_BUF], ckpt[PATH_BUF], dflt[PATH_BUF];
-        opts_format(s, cfg, given, sizeof given);
-        opts_format(s, taken, ckpt, sizeof ckpt);
-        opts_format(s, def, dflt, sizeof dflt);
-        if (strcmp(given, ckpt) && strcmp(given, dflt))
-            rc = err_set(e, "--%s %s conflicts with the checkpoint's %s: --resume continues the "
-                            "checkpoint's model, optimizer, batch and seed; drop the flag (or "
-                            "start a new run from its weights with --init-from)",
-                         s->name, given, ckpt);
-    }
+    TrainConfig *taken = malloc(sizeof *taken);
+    if (!taken) return err_set(e, "out of memory");
+    *taken = *cfg;
+    take_from_checkpoint(taken, m);
+    char given[PATH_BUF], ckpt[PATH_BUF];
+    const OptSpec *s = first_conflict(cfg, taken, 0, given, ckpt, sizeof given, e);
     free(taken);
-    free(def);
+    if (!s) return 0;
+    if (!s->name) return -1;
+    return err_set(e, "--%s %s conflicts with the checkpoint's %s: --resume continues the "
+                      "checkpoint's model, optimizer, batch and seed; drop the flag (or start a "
+                      "new run from its weights with --init-from)",
+                   s->name, given, ckpt);
+}
+
+/* How the sources name the model's settings (Hugging Face's config keys). */
+static const char *source_key(const char *flag)
+{
+    static const char *const KEYS[][2] = {{"layers", "n_layer"}, {"heads", "n_head"},
+                                          {"embd", "n_embd"}, {"seq-len", "n_positions"},
+                                          {"vocab", "vocab_size"}, {"in-dim", "in_dim"}};
+    for (size_t i = 0; i < sizeof KEYS / sizeof KEYS[0]; i++)
+        if (!strcmp(KEYS[i][0], flag)) return KEYS[i][1];
+    return flag;
+}
+
+int plan_apply_init_from(TrainConfig *cfg, Err *e)
+{
+    if (!cfg->init_from[0] || cfg->resume[0]) return 0;
+    Gpt2Source src;
+    if (gpt2_source_open(cfg->init_from, &src, e)) {
+        gpt2_source_close(&src);
+        err_wrap(e, "--init-from %s", cfg->init_from);
+        return PLAN_ERR_RESUME;
+    }
+    gpt2_source_close(&src);
+    TrainConfig *taken = malloc(sizeof *taken);
+    if (!taken) return err_set(e, "out of memory");
+    *taken = *cfg;
+    taken->model = src.model;
+    /* a shorter context than a GPT-2 source's positions: the first rows of
+     * its position table (an mpitrain checkpoint keeps its own) */
+    train_config_defaults(taken);
+    int def_seq = taken->model.seq_len;
+    *taken = *cfg;
+    taken->model = src.model;
+    const OptSpec *seq = train_config_table(NULL);
+    while (seq->name && strcmp(seq->name, "seq-len")) seq++;
+    int seq_set = train_config_was_given(cfg, seq) || cfg->model.seq_len != def_seq;
+    if (src.kind != GPT2_SRC_CKPT && seq_set && cfg->model.seq_len <= src.model.seq_len)
+        taken->model.seq_len = cfg->model.seq_len;
+    char given[PATH_BUF], theirs[PATH_BUF];
+    const OptSpec *s = first_conflict(cfg, taken, 1, given, theirs, sizeof given, e);
+    int rc = 0;
+    if (s && !s->name) rc = -1;
+    else if (s)
+        rc = err_set(e, "--%s %s conflicts with the --init-from source's %s %s: the model's shape "
+                        "comes from the source (%s %s); drop the flag",
+                     s->name, given, source_key(s->name), theirs,
+                     gpt2_source_kind_name(src.kind), cfg->init_from);
+    if (!rc) cfg->model = taken->model;
+    free(taken);
     return rc;
 }
 
@@ -402,6 +478,7 @@ int plan_distribute(Group *world, TrainConfig *cfg, const CommWorld *w, Err *e)
     comm_measure_link(world, &mc.alpha_s, &mc.beta_Bps);
     if (w->rank == 0) {
         rc = plan_apply_resume(cfg, &mine);
+        if (!rc) rc = plan_apply_init_from(cfg, &mine);
         if (!rc) {
             mc.gemm_gflops = planner_measure_gemm(&cfg->model, cfg->global_batch * cfg->model.seq_len / w->size);
             choose_layout(cfg, w, &mc);

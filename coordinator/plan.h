@@ -21,8 +21,8 @@ int plan_resolve(TrainConfig *cfg, int world_size, size_t avail_bytes_per_rank, 
  * optimizer state, activations). */
 size_t plan_memory_per_rank(const TrainConfig *cfg);
 
-/* A failure to read the --resume checkpoint (missing, unreadable, corrupt
- * manifest): a runtime failure (exit 1) the caller may retry from another
+/* A failure to read the --resume checkpoint or the --init-from source
+ * (missing, unreadable, corrupt): a runtime failure (exit 1) the caller may retry from another
  * checkpoint, not a plan the flags could fix (-1, exit 2). */
 #define PLAN_ERR_RESUME (-2)
 
@@ -30,6 +30,13 @@ size_t plan_memory_per_rank(const TrainConfig *cfg);
  * seed and data from it (the flags keep --steps, layout and run options).
  * 0, -1 (the flags do not fit the checkpoint) or PLAN_ERR_RESUME. */
 int plan_apply_resume(TrainConfig *cfg, Err *e);
+
+/* --init-from (without --resume): the model's shape from the source (an
+ * mpitrain checkpoint, a Hugging Face GPT-2 directory or an llm.c file);
+ * model flags set to something else are refused by name, except a
+ * --seq-len within a GPT-2 source's positions. 0, -1 or PLAN_ERR_RESUME
+ * (the source cannot be read). */
+int plan_apply_init_from(TrainConfig *cfg, Err *e);
 
 uint64_t plan_hash(const void *buf, size_t len);
 /* Serializes a resolved config; *buf is malloc'd. */

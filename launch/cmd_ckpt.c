@@ -14,6 +14,9 @@
 #include "worker/ckpt/safetensors.h"
 #include "worker/zo/replay.h"
 #include "worker/ckpt/reshard.h"
+#include "worker/ckpt/gpt2io.h"
+#include "worker/config/config.h"
+#include "worker/data/bpe.h"
 
 typedef struct {
     const char *name;
@@ -25,10 +28,12 @@ static int ckpt_info(int argc, char **argv);
 static int ckpt_export(int argc, char **argv);
 static int ckpt_replay(int argc, char **argv);
 static int ckpt_reshard_cmd(int argc, char **argv);
+static int ckpt_import(int argc, char **argv);
 
 static const CkptSubcommand SUBCOMMANDS[] = {
     {"info", ckpt_info, "print a checkpoint's manifest: configs, step, layout, tensors"},
-    {"export", ckpt_export, "write the model weights as a .safetensors file"},
+    {"export", ckpt_export, "write the weights as .safetensors, a Hugging Face GPT-2 dir or an llm.c file"},
+    {"import", ckpt_import, "make a checkpoint from a Hugging Face GPT-2 dir or an llm.c model file"},
     {"replay", ckpt_replay, "rebuild a ZO run's exact weights from a base checkpoint + journal"},
     {"reshard", ckpt_reshard_cmd, "rewrite a checkpoint for another dp x tp x pp / ZeRO layout"},
     {0},
@@ -98,7 +103,10 @@ static const char *kind_name(int kind)
  * too): names, shapes, sizes and CRC-32C checksums. */
 static int load_verified(const char *dir, const CkptMeta *meta, Model *m, Err *e)
 {
-    if (model_init(m, &meta->model, 1, meta->seed, e)) return err_wrap(e, "checkpoint %s", dir);
+    /* every weight is loaded: no random init */
+    ModelShard whole = {0, 1, 0, -1, 1, 0};
+    if (model_build_shard(m, &meta->model, &whole, 1, e))
+        return err_wrap(e, "checkpoint %s", dir);
     Optimizer o;
     int have_opt = optim_init(&o, &meta->optim, 0, m->n_params, e) == 0;
     int rc = ckpt_load(dir, m, have_opt ? &o : NULL, e);
@@ -241,22 +249,24 @@ static int ckpt_info(int argc, char **argv)
 /* ---- export -------------------------------------------------------------- */
 
 typedef struct {
-    int format; /* index into "safetensors" */
+    int format; /* index into EXPORT_FORMATS */
     char out[PATH_LEN];
 } ExportArgs;
 
+enum { EXPORT_SAFETENSORS = 0, EXPORT_HF = 1, EXPORT_LLMC = 2 };
+
 static const OptSpec EXPORT_OPTS[] = {
-    {"format", OT_CHOICE, offsetof(ExportArgs, format), 0, NULL, "output format (safetensors)",
-     "safetensors", 1, 0, NULL},
-    {"out", OT_STR, offsetof(ExportArgs, out), sizeof(((ExportArgs *)0)->out), "FILE",
-     "file to write (required)", NULL, 1, 0, NULL},
+    {"format", OT_CHOICE, offsetof(ExportArgs, format), 0, NULL,
+     "safetensors: mpitrain's names; hf: a Hugging Face GPT-2 directory (config.json + "
+     "model.safetensors); llmc: an llm.c model file (version 3, f32)",
+     "safetensors|hf|llmc", 1, 0, NULL},
+    {"out", OT_STR, offsetof(ExportArgs, out), sizeof(((ExportArgs *)0)->out), "PATH",
+     "file to write (a directory for hf; required)", NULL, 1, 0, NULL},
     {0},
 };
 
-static int export_safetensors(const char *dir, const CkptMeta *meta, const char *out, Err *e)
+static int export_safetensors(const Model *m, const CkptMeta *meta, const char *out, Err *e)
 {
-    Model m;
-    if (load_verified(dir, meta, &m, e)) return -1;
     const ModelConfig *c = &meta->model;
     char v[7][32];
     snprintf(v[0], sizeof v[0], "%d", c->n_layer);
@@ -273,7 +283,23 @@ static int export_safetensors(const char *dir, const CkptMeta *meta, const char 
         "in_dim", v[5], /* last: mlp only */
     };
     int pairs = (int)(sizeof kv / sizeof kv[0] / 2) - (c->kind == MODEL_MLP ? 0 : 1);
-    int rc = safetensors_write(out, &m, kv, pairs, e);
+    return safetensors_write(out, m, kv, pairs, e);
+}
+
+static int export_to(const char *dir, const CkptMeta *meta, int format, const char *out, Err *e)
+{
+    Model m;
+    if (load_verified(dir, meta, &m, e)) return -1;
+    char tok[PATH_BUF];
+    int rc = 0;
+    if (format == EXPORT_SAFETENSORS) {
+        rc = export_safetensors(&m, meta, out, e);
+    } else if (format == EXPORT_HF) {
+        rc = path_fmt(tok, sizeof tok, e, "%s/%s", dir, CKPT_TOKENIZER_SUBDIR);
+        if (!rc) rc = gpt2_export_hf(&m, tok, out, e);
+    } else {
+        rc = gpt2_export_llmc(&m, out, e);
+    }
     if (!rc)
         printf("wrote %s: %d tensors, %zu parameters, step %lld\n", out, m.n_tensors, m.n_params,
                (long long)meta->step);
@@ -285,22 +311,87 @@ static int ckpt_export(int argc, char **argv)
 {
     ExportArgs a = {0, ""};
     const char *path = NULL;
-    int rc = parse_sub("ckpt export", "mpitrain ckpt export DIR --format safetensors --out FILE",
-                       "Writes the model weights of a checkpoint (names as in the model, shapes "
-                       "unsharded, f32) to\nanother format, after checking every checksum. The "
-                       "file appears whole or not at all.",
+    int rc = parse_sub("ckpt export", "mpitrain ckpt export DIR --format safetensors|hf|llmc --out PATH",
+                       "Writes the model weights of a checkpoint (shapes unsharded, f32) to another "
+                       "format, after\nchecking every checksum: safetensors with mpitrain's names, a "
+                       "Hugging Face GPT-2 directory\n(config.json, model.safetensors and the "
+                       "checkpoint's tokenizer files), or an llm.c model file.\nEach file appears "
+                       "whole or not at all.",
                        EXPORT_OPTS, &a, argc, argv, &path);
     if (rc >= 0) return rc;
     if (!a.out[0]) {
-        fprintf(stderr, "mpitrain ckpt export: --out FILE is required (see mpitrain ckpt export --help)\n");
+        fprintf(stderr, "mpitrain ckpt export: --out PATH is required (see mpitrain ckpt export --help)\n");
         return EXIT_USAGE;
     }
     Err e = {{0}};
     char dir[PATH_LEN];
     CkptMeta meta;
     if (ckpt_resolve(path, dir, sizeof dir, &e) || ckpt_load_meta(dir, &meta, &e) ||
-        export_safetensors(dir, &meta, a.out, &e)) {
+        export_to(dir, &meta, a.format, a.out, &e)) {
         fprintf(stderr, "mpitrain ckpt export: %s\n", e.msg);
+        return 1;
+    }
+    return 0;
+}
+
+/* ---- import -------------------------------------------------------------- */
+
+/* The options of a subcommand whose one option is --out DIR (import, replay). */
+typedef struct {
+    char out[PATH_LEN];
+} OutDirArgs;
+
+static const OptSpec IMPORT_OPTS[] = {
+    {"out", OT_STR, offsetof(OutDirArgs, out), sizeof(((OutDirArgs *)0)->out), "DIR",
+     "checkpoint root to write (DIR/step_00000000 and DIR/latest; required)", NULL, 1, 0, NULL},
+    {0},
+};
+
+static int ckpt_import(int argc, char **argv)
+{
+    OutDirArgs a = {""};
+    const char *src = NULL;
+    int rc = parse_sub("ckpt import", "mpitrain ckpt import SRC --out DIR",
+                       "Makes a step-0 mpitrain checkpoint of GPT-2 weights: SRC is a Hugging Face "
+                       "GPT-2 directory\n(config.json + model.safetensors, or that .safetensors "
+                       "file) or an llm.c model file\n(gpt2_124M.bin). The shape comes from the "
+                       "source; anything mpitrain's GPT would not compute\nexactly is refused. "
+                       "Tokenizer files next to config.json go to <step>/tokenizer/.",
+                       IMPORT_OPTS, &a, argc, argv, &src);
+    if (rc >= 0) return rc;
+    if (!a.out[0]) {
+        fprintf(stderr, "mpitrain ckpt import: --out DIR is required (see mpitrain ckpt import --help)\n");
+        return EXIT_USAGE;
+    }
+    Err e = {{0}};
+    Gpt2Source s;
+    TrainConfig *defaults = malloc(sizeof *defaults);
+    if (!defaults) {
+        fprintf(stderr, "mpitrain ckpt import: out of memory\n");
+        return 1;
+    }
+    /* the optimizer, seed and batch a later --resume continues with */
+    train_config_defaults(defaults);
+    CkptMeta meta;
+    memset(&meta, 0, sizeof meta);
+    meta.optim = defaults->optim;
+    meta.seed = defaults->seed;
+    meta.global_batch = defaults->global_batch;
+    free(defaults);
+    char written[PATH_BUF];
+    rc = gpt2_source_open(src, &s, &e);
+    if (!rc && s.kind == GPT2_SRC_CKPT)
+        rc = err_set(&e, "%s is already an mpitrain checkpoint", src);
+    if (!rc) rc = gpt2_import(&s, a.out, &meta, written, sizeof written, &e);
+    if (!rc) {
+        const ModelConfig *c = &s.model;
+        printf("imported %s (%s): %d layers, %d heads, embd %d, seq-len %d, vocab %d -> %s\n", src,
+               gpt2_source_kind_name(s.kind), c->n_layer, c->n_head, c->n_embd, c->seq_len,
+               c->vocab, written);
+    }
+    gpt2_source_close(&s);
+    if (rc) {
+        fprintf(stderr, "mpitrain ckpt import: %s\n", e.msg);
         return 1;
     }
     return 0;
@@ -308,19 +399,15 @@ static int ckpt_export(int argc, char **argv)
 
 /* ---- replay -------------------------------------------------------------- */
 
-typedef struct {
-    char out[PATH_LEN];
-} ReplayArgs;
-
 static const OptSpec REPLAY_OPTS[] = {
-    {"out", OT_STR, offsetof(ReplayArgs, out), sizeof(((ReplayArgs *)0)->out), "DIR",
+    {"out", OT_STR, offsetof(OutDirArgs, out), sizeof(((OutDirArgs *)0)->out), "DIR",
      "checkpoint root to write (DIR/step_N and DIR/latest)", NULL, 1, 0, NULL},
     {0},
 };
 
 static int ckpt_replay(int argc, char **argv)
 {
-    ReplayArgs a = {""};
+    OutDirArgs a = {""};
     const char *pos[3];
     int n_pos = 0, help = 0;
     int rc = opts_parse("ckpt replay", REPLAY_OPTS, &a, argc, argv, 1, pos, 3, &n_pos, &help);

@@ -35,6 +35,7 @@ static int parse_train_args(TrainConfig *c, int argc, char **argv, int *done)
         return 0;
     }
     train_config_finish(c);
+    c->given = train_config_given(argc, argv, 1);
     return 0;
 }
 

@@ -216,6 +216,14 @@ static int build(Model *m, Err *e)
 int model_init_shard(Model *m, const ModelConfig *cfg, const ModelShard *shard, int max_batch,
                      uint64_t seed, Err *e)
 {
+    if (model_build_shard(m, cfg, shard, max_batch, e)) return -1;
+    model_init_weights(m, seed);
+    return 0;
+}
+
+int model_build_shard(Model *m, const ModelConfig *cfg, const ModelShard *shard, int max_batch,
+                      Err *e)
+{
     memset(m, 0, sizeof *m);
     if (model_config_validate(cfg, e) || model_shard_validate(cfg, shard, e)) return -1;
     if (max_batch < 1) return err_set(e, "batch %d: must be at least 1", max_batch);
@@ -231,7 +239,6 @@ int model_init_shard(Model *m, const ModelConfig *cfg, const ModelShard *shard, 
         model_free(m);
         return -1;
     }
-    model_init_weights(m, seed);
     return 0;
 }
 

@@ -91,6 +91,11 @@ int model_init(Model *m, const ModelConfig *cfg, int max_batch, uint64_t seed, E
  * model's (initialization is keyed by each element's global index). */
 int model_init_shard(Model *m, const ModelConfig *cfg, const ModelShard *shard, int max_batch,
                      uint64_t seed, Err *e);
+/* The same with every weight left zero, for a caller that loads them all
+ * (a checkpoint, an --init-from source): the random init of 124M weights
+ * takes seconds. */
+int model_build_shard(Model *m, const ModelConfig *cfg, const ModelShard *shard, int max_batch,
+                      Err *e);
 /* Checks that cfg can be split this way; the message names the fix. */
 int model_shard_validate(const ModelConfig *cfg, const ModelShard *shard, Err *e);
 int model_n_blocks(const ModelConfig *cfg);

@@ -1,7 +1,8 @@
 #!/bin/bash
 # Fuzzes every reader of hostile input with libFuzzer (clang): the checkpoint
-# manifest, the coordinator's plan message, the ZO journal, the --config file
-# and the token file header + batch loader. Targets are tests/fuzz/fuzz_*.c;
+# manifest, the coordinator's plan message, the ZO journal, the --config file,
+# the token file header + batch loader and the GPT-2 weight readers (HF
+# config.json + safetensors, llm.c). Targets are tests/fuzz/fuzz_*.c;
 # each file's comment says what it feeds the reader and what it checks.
 #
 # usage: fuzz_test.sh MPITRAIN_BINARY SCRATCH_DIR
@@ -25,7 +26,7 @@
 #
 # Environment:
 #   FUZZ_SECONDS   seconds per target (default 20)
-#   FUZZ_TARGETS   targets to run (default: manifest plan journal config tokfile)
+#   FUZZ_TARGETS   targets to run (default: manifest plan journal config tokfile gpt2)
 #   FUZZ_JOBS      fuzzers run at once (default: 2, or 1 on a single core)
 #   FUZZ_TIMEOUT   seconds one input may take (default 25)
 #   FUZZ_CC        the clang to use (default: the newest clang found)
@@ -39,7 +40,7 @@ REPO=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=$(cd "$(dirname "$BIN")" && pwd)
 PROTO=$BUILD/proto
 SECS=${FUZZ_SECONDS:-20}
-TARGETS=${FUZZ_TARGETS:-manifest plan journal config tokfile}
+TARGETS=${FUZZ_TARGETS:-manifest plan journal config tokfile gpt2}
 TIMEOUT=${FUZZ_TIMEOUT:-25}
 CORES=$(nproc 2>/dev/null || echo 1)
 JOBS=${FUZZ_JOBS:-$([ "$CORES" -ge 2 ] && echo 2 || echo 1)}

@@ -374,6 +374,36 @@ Test(json_read, callback_code_stops_the_read)
     cr_assert_str_eq(p.seen, "a=1;stop=2;");
 }
 
+Test(json_read, nested_values_come_raw)
+{
+    Pairs p = {""};
+    size_t at;
+    Err e;
+    int rc = json_read_object("{\"t\":{\"shape\":[2, 3],\"s\":\"a]}\\\"\"},\"n\":1,\"a\":[]}",
+                              collect, &p, &at, &e);
+    cr_assert_eq(rc, 0, "%s", e.msg);
+    cr_assert_str_eq(p.seen, "t='{\"shape\":[2, 3],\"s\":\"a]}\\\"\"};n=1;a='[];");
+    const char *bad[] = {"{\"a\":{\"b\":1}", "{\"a\":[1,2}", "{\"a\":{\"b\":\"}"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        cr_assert_eq(json_read_object(bad[i], collect, &p, &at, &e), -1, "accepted: %s", bad[i]);
+    cr_assert_eq(json_read_flat("{\"a\":[1]}", collect, &p, &at, &e), -1, "flat takes no nesting");
+}
+
+Test(json_read, integer_arrays)
+{
+    long long v[4];
+    int n;
+    Err e;
+    cr_assert_eq(json_read_ints(" [ 50257, 768 ,-1] ", v, 4, &n, &e), 0, "%s", e.msg);
+    cr_assert(n == 3 && v[0] == 50257 && v[1] == 768 && v[2] == -1);
+    cr_assert_eq(json_read_ints("[]", v, 4, &n, &e), 0);
+    cr_assert_eq(n, 0);
+    const char *bad[] = {"[1.5]", "[1,]", "[1 2]", "[\"1\"]", "[1,2,3,4,5]", "1", "[1] x",
+                         "[99999999999999999999]"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        cr_assert_eq(json_read_ints(bad[i], v, 4, &n, &e), -1, "accepted: %s", bad[i]);
+}
+
 /* ---- UTF-8 out ------------------------------------------------------------------ */
 
 static void utf8_of(const char *in, size_t n, char *out, size_t cap)

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,17 +15,17 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "safetensors data is l
 
 /* The header object: each tensor's dtype, shape and byte range, then
  * __metadata__ with "format":"pt" first. */
-static void build_header(JsonOut *j, const Model *m, const char *const *meta_kv, int n_meta_pairs)
+static void build_header(JsonOut *j, const StTensor *t, int n, const char *const *meta_kv,
+                         int n_meta_pairs)
 {
     uint64_t off = 0;
     json_begin_object(j);
-    for (int k = 0; k < m->n_tensors; k++) {
-        const ParamInfo *t = &m->tensors[k];
-        uint64_t bytes = (uint64_t)t->numel * sizeof(float);
-        json_begin_object(json_key(j, t->name));
+    for (int k = 0; k < n; k++) {
+        uint64_t bytes = (uint64_t)t[k].shape[0] * (t[k].ndim > 1 ? t[k].shape[1] : 1) * sizeof(float);
+        json_begin_object(json_key(j, t[k].name));
         json_str(json_key(j, "dtype"), "F32");
         json_begin_array(json_key(j, "shape"));
-        for (int d = 0; d < (t->ndim > 1 ? 2 : 1); d++) json_int(j, t->shape[d]);
+        for (int d = 0; d < (t[k].ndim > 1 ? 2 : 1); d++) json_int(j, t[k].shape[d]);
         json_end_array(j);
         json_begin_array(json_key(j, "data_offsets"));
         json_uint(j, off);
@@ -44,14 +45,33 @@ static void build_header(JsonOut *j, const Model *m, const char *const *meta_kv,
     json_end_object(j);
 }
 
-int safetensors_write(const char *path, const Model *m, const char *const *meta_kv,
-                      int n_meta_pairs, Err *e)
+/* One tensor's data, transposed through scratch when asked (a row of the
+ * output at a time: the scratch is one row, not a copy of the matrix). */
+static int write_data(AtomicFile *af, const StTensor *t, float *row, Err *e)
 {
+    size_t rows = (size_t)t->shape[0], cols = t->ndim > 1 ? (size_t)t->shape[1] : 1;
+    if (!t->transpose) return atomic_write(af, t->data, rows * cols * sizeof(float), e);
+    for (size_t r = 0; r < rows; r++) {
+        for (size_t c = 0; c < cols; c++) row[c] = t->data[c * rows + r];
+        if (atomic_write(af, row, cols * sizeof(float), e)) return -1;
+    }
+    return 0;
+}
+
+int safetensors_write_list(const char *path, const StTensor *t, int n, const char *const *meta_kv,
+                           int n_meta_pairs, Err *e)
+{
+    size_t widest = 1;
+    for (int k = 0; k < n; k++)
+        if (t[k].ndim > 1 && (size_t)t[k].shape[1] > widest) widest = (size_t)t[k].shape[1];
+    float *row = malloc(widest * sizeof(float));
+    if (!row) return err_set(e, "%s: out of memory", path);
     JsonOut j;
     json_init(&j, NULL);
-    build_header(&j, m, meta_kv, n_meta_pairs);
+    build_header(&j, t, n, meta_kv, n_meta_pairs);
     if (json_finish(&j)) {
         json_free(&j);
+        free(row);
         return err_set(e, "%s: building the safetensors header: %s", path, j.error);
     }
     /* pad with spaces so the data starts 8-byte aligned */
@@ -64,13 +84,25 @@ int safetensors_write(const char *path, const Model *m, const char *const *meta_
     if (!rc) rc = atomic_write(&af, len8, sizeof len8, e);
     if (!rc) rc = atomic_write(&af, j.buf, j.len, e);
     if (!rc) rc = atomic_write(&af, spaces, pad, e);
-    for (int k = 0; !rc && k < m->n_tensors; k++) {
-        const ParamInfo *t = &m->tensors[k];
-        rc = atomic_write(&af, m->params + t->offset, t->numel * sizeof(float), e);
-    }
+    for (int k = 0; !rc && k < n; k++) rc = write_data(&af, &t[k], row, e);
     /* atomic_write and atomic_commit drop the temporary themselves on failure */
     if (!rc) rc = atomic_commit(&af, e);
     json_free(&j);
+    free(row);
+    return rc;
+}
+
+int safetensors_write(const char *path, const Model *m, const char *const *meta_kv,
+                      int n_meta_pairs, Err *e)
+{
+    StTensor *list = calloc(m->n_tensors ? m->n_tensors : 1, sizeof *list);
+    if (!list) return err_set(e, "%s: out of memory", path);
+    for (int k = 0; k < m->n_tensors; k++) {
+        const ParamInfo *t = &m->tensors[k];
+        list[k] = (StTensor){t->name, t->ndim, {t->shape[0], t->shape[1]}, m->params + t->offset, 0};
+    }
+    int rc = safetensors_write_list(path, list, m->n_tensors, meta_kv, n_meta_pairs, e);
+    free(list);
     return rc;
 }
 
@@ -116,4 +148,219 @@ int safetensors_read_header(const char *path, char **json_out, uint64_t *data_st
     if (rc) free(json);
     else *json_out = json;
     return rc;
+}
+
+/* ---- the index: every tensor's dtype, shape and bytes ---------------------- */
+
+static int dtype_size(const char *dtype)
+{
+    static const struct { const char *name; int size; } SIZES[] = {
+        {"F64", 8}, {"F32", 4}, {"F16", 2}, {"BF16", 2}, {"I64", 8}, {"I32", 4}, {"I16", 2},
+        {"I8", 1}, {"U8", 1}, {"BOOL", 1}, {"U16", 2}, {"U32", 4}, {"U64", 8}};
+    for (size_t i = 0; i < sizeof SIZES / sizeof SIZES[0]; i++)
+        if (!strcmp(SIZES[i].name, dtype)) return SIZES[i].size;
+    return 0;
+}
+
+uint64_t safetensors_numel(const StEntry *t)
+{
+    uint64_t n = 1;
+    for (int d = 0; d < t->ndim; d++) n *= (uint64_t)t->shape[d];
+    return n;
+}
+
+typedef struct {
+    const char *path;
+    StIndex *ix;
+    int cap;
+    StEntry *cur;
+    int have_dtype, have_shape, have_offsets;
+    Err *e;
+} IndexReader;
+
+/* One field of a tensor's entry. */
+static int entry_field(void *ctx, const char *key, const char *value, int quoted, size_t at)
+{
+    (void)at;
+    IndexReader *r = ctx;
+    StEntry *t = r->cur;
+    long long v[ST_MAX_DIMS + 1];
+    int n = 0;
+    Err sub;
+    if (!strcmp(key, "dtype")) {
+        if (quoted != 1 || strlen(value) >= sizeof t->dtype)
+            return err_set(r->e, "%s: tensor '%s': bad dtype", r->path, t->name), 1;
+        snprintf(t->dtype, sizeof t->dtype, "%s", value);
+        r->have_dtype = 1;
+    } else if (!strcmp(key, "shape")) {
+        if (quoted != JSON_RAW || json_read_ints(value, v, ST_MAX_DIMS, &n, &sub))
+            return err_set(r->e, "%s: tensor '%s': bad shape (at most %d dimensions)", r->path,
+                           t->name, ST_MAX_DIMS), 1;
+        for (int d = 0; d < n; d++) {
+            if (v[d] < 0 || v[d] > (1LL << 40))
+                return err_set(r->e, "%s: tensor '%s': dimension %lld out of range", r->path,
+                               t->name, v[d]), 1;
+            t->shape[d] = v[d];
+        }
+        t->ndim = n;
+        r->have_shape = 1;
+    } else if (!strcmp(key, "data_offsets")) {
+        if (quoted != JSON_RAW || json_read_ints(value, v, 2, &n, &sub) || n != 2 || v[0] < 0 ||
+            v[1] < v[0])
+            return err_set(r->e, "%s: tensor '%s': bad data_offsets", r->path, t->name), 1;
+        t->begin = (uint64_t)v[0];
+        t->end = (uint64_t)v[1];
+        r->have_offsets = 1;
+    }
+    return 0;
+}
+
+static int index_pair(void *ctx, const char *key, const char *value, int quoted, size_t at)
+{
+    (void)at;
+    IndexReader *r = ctx;
+    if (!strcmp(key, "__metadata__")) return 0;
+    if (quoted != JSON_RAW || value[0] != '{')
+        return err_set(r->e, "%s: tensor '%s': its entry is not an object", r->path, key), 1;
+    if (strlen(key) >= ST_MAX_NAME)
+        return err_set(r->e, "%s: tensor name '%.40s...' is too long", r->path, key), 1;
+    if (r->ix->n == r->cap) {
+        int cap = r->cap ? 2 * r->cap : 64;
+        StEntry *t = realloc(r->ix->t, (size_t)cap * sizeof *t);
+        if (!t) return err_set(r->e, "%s: out of memory", r->path), 1;
+        r->ix->t = t;
+        r->cap = cap;
+    }
+    r->cur = &r->ix->t[r->ix->n++];
+    memset(r->cur, 0, sizeof *r->cur);
+    snprintf(r->cur->name, sizeof r->cur->name, "%s", key);
+    r->have_dtype = r->have_shape = r->have_offsets = 0;
+    size_t off;
+    Err sub = {{0}};
+    int rc = json_read_object(value, entry_field, r, &off, &sub);
+    if (rc < 0) return err_set(r->e, "%s: tensor '%s': %s", r->path, key, sub.msg), 1;
+    if (rc) return rc;
+    if (!r->have_dtype || !r->have_shape || !r->have_offsets)
+        return err_set(r->e, "%s: tensor '%s': needs dtype, shape and data_offsets", r->path, key), 1;
+    return 0;
+}
+
+/* Sizes and ranges of the parsed entries against the file. */
+static int check_entries(const char *path, const StIndex *ix, uint64_t data_start,
+                         uint64_t file_size, Err *e)
+{
+    uint64_t data_end = 0;
+    for (int i = 0; i < ix->n; i++) {
+        StEntry *t = &ix->t[i];
+        int size = dtype_size(t->dtype);
+        if (!size) return err_set(e, "%s: tensor '%s': unknown dtype '%s'", path, t->name, t->dtype);
+        uint64_t n = safetensors_numel(t);
+        if (t->end - t->begin != n * (uint64_t)size)
+            return err_set(e, "%s: tensor '%s': data_offsets span %llu bytes, its shape and %s "
+                              "need %llu", path, t->name, (unsigned long long)(t->end - t->begin),
+                           t->dtype, (unsigned long long)(n * size));
+        if (t->end > file_size - data_start)
+            return err_set(e, "%s: tensor '%s': data ends at byte %llu but the file holds %llu "
+                              "bytes of data: the file is truncated", path, t->name,
+                           (unsigned long long)t->end, (unsigned long long)(file_size - data_start));
+        if (t->end > data_end) data_end = t->end;
+        t->begin += data_start;
+        t->end += data_start;
+        for (int k = 0; k < i; k++)
+            if (!strcmp(ix->t[k].name, t->name))
+                return err_set(e, "%s: tensor '%s' appears twice", path, t->name);
+    }
+    if (data_start + data_end != file_size)
+        return err_set(e, "%s: %llu bytes after the last tensor's data: not a safetensors file "
+                          "as written (or a different file appended)",
+                       path, (unsigned long long)(file_size - data_start - data_end));
+    return 0;
+}
+
+int safetensors_read_index(const char *path, StIndex *ix, Err *e)
+{
+    memset(ix, 0, sizeof *ix);
+    char *json;
+    uint64_t data_start;
+    struct stat st;
+    if (safetensors_read_header(path, &json, &data_start, e)) return -1;
+    if (stat(path, &st) != 0) {
+        free(json);
+        return err_set(e, "%s: cannot stat: %s", path, strerror(errno));
+    }
+    IndexReader r = {path, ix, 0, NULL, 0, 0, 0, e};
+    size_t off;
+    Err sub = {{0}};
+    int rc = json_read_object(json, index_pair, &r, &off, &sub);
+    if (rc < 0) rc = err_set(e, "%s: header: %s (line %d)", path, sub.msg, json_line_of(json, off));
+    if (!rc) rc = check_entries(path, ix, data_start, (uint64_t)st.st_size, e);
+    free(json);
+    if (rc) safetensors_index_free(ix);
+    return rc ? -1 : 0;
+}
+
+void safetensors_index_free(StIndex *ix)
+{
+    free(ix->t);
+    ix->t = NULL;
+    ix->n = 0;
+}
+
+const StEntry *safetensors_find(const StIndex *ix, const char *name)
+{
+    for (int i = 0; i < ix->n; i++)
+        if (!strcmp(ix->t[i].name, name)) return &ix->t[i];
+    return NULL;
+}
+
+/* IEEE half and bfloat16 to float, exactly (every such value is a float). */
+static float half_to_f32(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h >> 15) << 31, ex = (h >> 10) & 0x1f, man = h & 0x3ff;
+    float v;
+    if (ex == 0x1f) {
+        uint32_t bits = sign | 0x7f800000u | (man << 13);
+        memcpy(&v, &bits, 4);
+        return v;
+    }
+    v = ex ? ldexpf((float)(man | 0x400), (int)ex - 25) : ldexpf((float)man, -24);
+    return sign ? -v : v;
+}
+
+static float bf16_to_f32(uint16_t b)
+{
+    uint32_t bits = (uint32_t)b << 16;
+    float v;
+    memcpy(&v, &bits, 4);
+    return v;
+}
+
+int read_floats_at(const char *path, uint64_t offset, uint64_t n, const char *dtype,
+                   const char *what, float *out, Err *e)
+{
+    int size = !strcmp(dtype, "F32") ? 4 : !strcmp(dtype, "F16") || !strcmp(dtype, "BF16") ? 2 : 0;
+    if (!size)
+        return err_set(e, "%s: %s: dtype %s; F32, F16 or BF16 expected", path, what, dtype);
+    FILE *f = fopen(path, "rb");
+    if (!f) return err_set(e, "%s: cannot open: %s", path, strerror(errno));
+    uint64_t bytes = n * (uint64_t)size;
+    /* F32 lands in place; the 2-byte types are read into out's second half
+     * and widened front to back, which never overwrites an unread value */
+    unsigned char *raw = size == 4 ? (unsigned char *)out : (unsigned char *)out + 2 * n;
+    int rc = 0;
+    if (fseeko(f, (off_t)offset, SEEK_SET) != 0 || fread(raw, 1, bytes, f) != bytes)
+        rc = err_set(e, "%s: %s: short read (truncated file?)", path, what);
+    fclose(f);
+    for (uint64_t i = 0; !rc && size == 2 && i < n; i++) {
+        uint16_t h = le_get16(raw + 2 * i);
+        out[i] = dtype[0] == 'B' ? bf16_to_f32(h) : half_to_f32(h);
+    }
+    return rc;
+}
+
+int safetensors_read_f32(const char *path, const StEntry *t, float *out, Err *e)
+{
+    char what[ST_MAX_NAME + 16];
+    snprintf(what, sizeof what, "tensor '%s'", t->name);
+    return read_floats_at(path, t->begin, safetensors_numel(t), t->dtype, what, out, e);
 }

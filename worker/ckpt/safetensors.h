@@ -10,6 +10,21 @@
 #include "base/err.h"
 #include "models/model.h"
 
+/* One tensor to write: shape[0] x shape[1] (ndim 1: shape[0]) f32 values.
+ * With transpose, data holds the shape[1] x shape[0] matrix and its
+ * transpose is written (a torch Linear's (out,in) as a Conv1D's (in,out)). */
+typedef struct {
+    const char *name;
+    int ndim;
+    int shape[2];
+    const float *data;
+    int transpose;
+} StTensor;
+
+/* Writes n tensors in the given order, atomically; meta_kv as below. */
+int safetensors_write_list(const char *path, const StTensor *t, int n, const char *const *meta_kv,
+                           int n_meta_pairs, Err *e);
+
 /* Writes every tensor of m (in canonical order, names as in the model) as
  * F32, atomically: a failure leaves no file at path (and any old file as it
  * was). meta_kv holds n_meta_pairs key,value string pairs that go into
@@ -21,6 +36,37 @@ int safetensors_write(const char *path, const Model *m, const char *const *meta_
  * NUL-terminated string (caller frees) and the byte offset where the data
  * starts (8 + N). Checks the header length against the file size. */
 int safetensors_read_header(const char *path, char **json_out, uint64_t *data_start, Err *e);
+
+/* The parsed header: one entry per tensor (not __metadata__), every
+ * range checked against the file. */
+#define ST_MAX_DIMS 4
+#define ST_MAX_NAME 128
+typedef struct {
+    char name[ST_MAX_NAME];
+    char dtype[8];        /* "F32", "F16", "BF16", ... as written */
+    int ndim;
+    int64_t shape[ST_MAX_DIMS];
+    uint64_t begin, end;  /* absolute byte offsets in the file */
+} StEntry;
+
+typedef struct {
+    StEntry *t;
+    int n;
+} StIndex;
+
+/* Reads and checks the header: each entry's dtype known, its byte count
+ * numel x dtype size, its range inside the file, and the file exactly as
+ * long as the data (a shorter one is truncated). Errors name the tensor. */
+int safetensors_read_index(const char *path, StIndex *ix, Err *e);
+void safetensors_index_free(StIndex *ix);
+const StEntry *safetensors_find(const StIndex *ix, const char *name);
+uint64_t safetensors_numel(const StEntry *t);
+/* n little-endian values of dtype ("F32", "F16" or "BF16") at byte offset
+ * of path, as f32 (the 2-byte types widened exactly); errors name `what`. */
+int read_floats_at(const char *path, uint64_t offset, uint64_t n, const char *dtype,
+                   const char *what, float *out, Err *e);
+/* The entry's values as f32 (F32 as is; F16 and BF16 widened exactly). */
+int safetensors_read_f32(const char *path, const StEntry *t, float *out, Err *e);
 
 /* Header larger than this is refused (the reference implementation's limit). */
 #define SAFETENSORS_MAX_HEADER (100u << 20)

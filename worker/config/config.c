@@ -60,7 +60,7 @@ static const OptSpec TABLE[] = {
     CHOICE("data-format", data_format, "auto|mptokens|llmc|nanogpt", "auto", "how --data and --val-data are read; auto: MPTOKENS or llm.c by magic (a headerless nanoGPT .bin needs nanogpt)"),
     STR("out", out, "DIR", "run directory (default runs/<model>-<time>)"),
     STR("resume", resume, "DIR", "continue from a checkpoint (run dir, ckpt dir or step dir)"),
-    STR("init-from", init_from, "DIR", "start from a checkpoint's weights, fresh optimizer"),
+    STR("init-from", init_from, "SRC", "start from these weights, fresh optimizer: a checkpoint, a Hugging Face GPT-2 dir (or its .safetensors) or an llm.c model file; the model's shape comes from SRC (docs/gpt2.md)"),
     STR("config", config, "FILE", "settings file: `key = value` lines or a JSON object (a run's config.json) with these option names; flags override"),
     NUM("dp", OT_INT, dp, "N", "0", 0, 1 << 20, "data-parallel ranks (0 = world size)"),
     NUM("tp", OT_INT, tp, "N", "0", 0, 1 << 20, "tensor-parallel ranks (0 = 1, or the planner's choice)"),
@@ -112,6 +112,37 @@ void train_config_finish(TrainConfig *c)
 {
     c->optim.total_steps = c->steps;
     if (c->optim.min_lr > c->optim.lr) c->optim.min_lr = c->optim.lr;
+}
+
+/* Two parses over different fillings of the numeric fields: a field both
+ * leave equal was written by the parse (a given value is written alike into
+ * both, an untouched field keeps its two fillings). */
+uint64_t train_config_given(int argc, char **argv, int first)
+{
+    TrainConfig *a = calloc(1, sizeof *a), *b = calloc(1, sizeof *b);
+    uint64_t given = 0;
+    int help = 0;
+    if (!a || !b) goto out;
+    for (const OptSpec *s = TABLE; s->name; s++)
+        if (s->type != OT_STR) memset((char *)b + s->offset, 0xA5, s->type == OT_LONG || s->type == OT_U64 ? 8 : 4);
+    if (opts_parse("train", TABLE, a, argc, argv, first, NULL, 0, NULL, &help) ||
+        opts_parse("train", TABLE, b, argc, argv, first, NULL, 0, NULL, &help))
+        goto out;
+    for (const OptSpec *s = TABLE; s->name && s - TABLE < 64; s++) {
+        size_t n = s->type == OT_LONG || s->type == OT_U64 ? 8 : 4;
+        if (s->type != OT_STR && !memcmp((char *)a + s->offset, (char *)b + s->offset, n))
+            given |= 1ull << (s - TABLE);
+    }
+out:
+    free(a);
+    free(b);
+    return given;
+}
+
+int train_config_was_given(const TrainConfig *c, const OptSpec *s)
+{
+    ptrdiff_t i = s - TABLE;
+    return i >= 0 && i < 64 && (c->given >> i & 1);
 }
 
 size_t train_config_bucket_bytes(const TrainConfig *c)

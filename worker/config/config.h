@@ -46,6 +46,9 @@ typedef struct {
     int zo_samples, zo_check_every;
     int on_nan;                /* 0 stop with a message, 1 skip the update */
 
+    /* not settings: which were given (a flag or --config), bit i = table
+     * entry i; filled by train_config_given, 0 when unknown */
+    uint64_t given;
     /* derived by the plan, not settings: */
     double predicted_step_ms;  /* the planner's prediction for this layout */
     /* pipeline stage s owns blocks [stage_first[s], stage_first[s+1]) */
@@ -62,6 +65,11 @@ void train_config_defaults(TrainConfig *c);
  * length, a final lr above the peak): called by every path that fills a
  * config (flags, config file, plan, resume). */
 void train_config_finish(TrainConfig *c);
+/* Which settings argv[first..] gives (flags and its --config file): bit i
+ * for table entry i (numbers and choices; i < 64). argv must parse. */
+uint64_t train_config_given(int argc, char **argv, int first);
+/* Was this table entry given (c->given)? */
+int train_config_was_given(const TrainConfig *c, const OptSpec *s);
 /* Cross-field checks after parsing; message names the flag to change. */
 int train_config_validate(const TrainConfig *c, Err *e);
 size_t train_config_bucket_bytes(const TrainConfig *c);

@@ -19,6 +19,7 @@
 #include "models/ops.h"
 #include "worker/loop/eval.h"
 #include "worker/loop/strategy.h"
+#include "worker/ckpt/gpt2io.h"
 
 int trainer_is_rank0(const Trainer *t) { return t->w->rank == 0; }
 
@@ -118,7 +119,11 @@ static int setup_model(Trainer *t, Err *e)
     if (p == 1) sh = (ModelShard){t->mesh.me.tp, t->mesh.dims.tp, 0, -1, 1, 0};
     /* zeroth-order training never computes a gradient */
     sh.forward_only = c->optim.kind == OPT_ZO;
-    if (model_init_shard(&t->model, &c->model, &sh, t->micro_b, c->seed, e)) return -1;
+    /* --resume and --init-from load every weight */
+    int loads = c->resume[0] || c->init_from[0];
+    if (loads ? model_build_shard(&t->model, &c->model, &sh, t->micro_b, e)
+              : model_init_shard(&t->model, &c->model, &sh, t->micro_b, c->seed, e))
+        return -1;
     t->model.tp_allreduce = tp_allreduce;
     t->model.tp_ctx = t->mesh.tp;
     if (pipeline_init(&t->pipe, &t->model, t->mesh.pp, stage, p, c->micro_batches, t->micro_b,
@@ -151,21 +156,13 @@ static int load_initial_state(Trainer *t, const Mpitrain__Manifest *resume, Err 
         return 0;
     }
     if (!c->init_from[0]) return 0;
-    char dir[PATH_LEN];
-    Mpitrain__Manifest *mf;
-    if (ckpt_resolve(c->init_from, dir, sizeof dir, e) || ckpt_read_manifest(dir, &mf, e))
-        return err_wrap(e, "--init-from %s", c->init_from);
-    CkptMeta meta;
-    ckpt_meta_from_pb(mf, &meta);
-    int rc = 0;
-    if (memcmp(&meta.model, &c->model, sizeof meta.model) != 0)
-        rc = err_set(e, "--init-from %s: the checkpoint's model (%d layers, %d heads, width %d, "
-                        "seq %d, vocab %d) differs from this run's; pass the same model flags",
-                     dir, meta.model.n_layer, meta.model.n_head, meta.model.n_embd,
-                     meta.model.seq_len, meta.model.vocab);
-    if (!rc) rc = ckpt_load_from(dir, mf, &t->model, NULL, e);
-    mpitrain__manifest__free_unpacked(mf, NULL);
-    return rc;
+    /* the plan took the model's shape from the source; the load checks
+     * every tensor against it */
+    Gpt2Source src;
+    int rc = gpt2_source_open(c->init_from, &src, e);
+    if (!rc) rc = gpt2_source_load(&src, &t->model, e);
+    gpt2_source_close(&src);
+    return rc ? err_wrap(e, "--init-from %s", c->init_from) : 0;
 }
 
 /* Whether path lies inside dir (both existing): --overwrite would remove it. */

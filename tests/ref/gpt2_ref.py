@@ -1,0 +1,395 @@
+#!/usr/bin/python3
+"""An independent GPT-2 reference for mpitrain's import/export tests.
+
+Written from the math of Hugging Face's GPT-2 (GPT2LMHeadModel) and from the
+file formats, not from mpitrain's code: Conv1D weights stored (in, out),
+pre-LN blocks, layernorm eps 1e-5, gelu_new (tanh GELU), causal attention
+scaled by 1/sqrt(head size), head tied to wte. Computes in float64.
+Run with /usr/bin/python3 (Debian python3-torch); `safetensors` and
+`transformers` are not installable here, so the safetensors format is read
+and written by hand (8-byte header length, JSON header, raw data).
+
+  make-hf DIR    random-weight GPT-2 directory (config.json + model.safetensors)
+  make-llmc F    the same weights as an llm.c model file (version 3, f32)
+  make-tokens F  random tokens in mpitrain's native MPTOKENS format
+  loss SRC       mean cross-entropy of the first batch mpitrain's loader takes
+  compare A B    two HF model.safetensors (or two llm.c files) hold the same
+                 weights, byte for byte, tensor by tensor
+"""
+import argparse
+import json
+import math
+import os
+import struct
+import sys
+
+import numpy as np
+import torch
+
+LAYER_KEYS = [  # name, shape in units of C (HF layout: Conv1D is (in, out))
+    ("ln_1.weight", (1,)), ("ln_1.bias", (1,)),
+    ("attn.c_attn.weight", (1, 3)), ("attn.c_attn.bias", (3,)),
+    ("attn.c_proj.weight", (1, 1)), ("attn.c_proj.bias", (1,)),
+    ("ln_2.weight", (1,)), ("ln_2.bias", (1,)),
+    ("mlp.c_fc.weight", (1, 4)), ("mlp.c_fc.bias", (4,)),
+    ("mlp.c_proj.weight", (4, 1)), ("mlp.c_proj.bias", (1,)),
+]
+LLMC_MAGIC = 20240326
+
+
+def expected_shapes(cfg):
+    """GPT2LMHeadModel's state dict (weights only, no buffers, lm_head tied)."""
+    C, L = cfg["n_embd"], cfg["n_layer"]
+    shapes = {"wte.weight": (cfg["vocab_size"], C), "wpe.weight": (cfg["n_positions"], C)}
+    for l in range(L):
+        for name, units in LAYER_KEYS:
+            shapes["h.%d.%s" % (l, name)] = tuple(u * C for u in units)
+    shapes["ln_f.weight"] = (C,)
+    shapes["ln_f.bias"] = (C,)
+    return shapes
+
+
+# ---- safetensors by hand ------------------------------------------------------
+
+DTYPES = {"F32": np.float32, "F16": np.float16}
+
+
+def st_read(path):
+    with open(path, "rb") as f:
+        raw = f.read()
+    n = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8:8 + n])
+    header.pop("__metadata__", None)
+    out = {}
+    for name, h in header.items():
+        b, e = h["data_offsets"]
+        data = raw[8 + n + b:8 + n + e]
+        if h["dtype"] == "BF16":
+            u = np.frombuffer(data, dtype="<u2").astype(np.uint32) << 16
+            arr = u.view(np.float32)
+        else:
+            arr = np.frombuffer(data, dtype=DTYPES[h["dtype"]])
+        out[name] = (h["dtype"], arr.reshape(h["shape"]), data)
+    return out
+
+
+def st_write(path, tensors, order):
+    """tensors: name -> (dtype, numpy array); order: names in file order."""
+    header, blobs, off = {}, [], 0
+    for name in order:
+        dtype, arr = tensors[name]
+        if dtype == "BF16":
+            a32 = np.ascontiguousarray(arr, dtype=np.float32)
+            data = (a32.view(np.uint32) >> 16).astype("<u2").tobytes()
+        else:
+            data = np.ascontiguousarray(arr, dtype=DTYPES[dtype]).tobytes()
+        header[name] = {"dtype": dtype, "shape": list(arr.shape), "data_offsets": [off, off + len(data)]}
+        blobs.append(data)
+        off += len(data)
+    header["__metadata__"] = {"format": "pt"}
+    text = json.dumps(header).encode()
+    text += b" " * ((8 - len(text) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
+
+
+# ---- random models ------------------------------------------------------------
+
+def random_weights(cfg, seed):
+    g = np.random.default_rng(seed)
+    w = {}
+    for name, shape in expected_shapes(cfg).items():
+        if name.endswith("ln_1.weight") or name.endswith("ln_2.weight") or name == "ln_f.weight":
+            w[name] = (1.0 + 0.1 * g.standard_normal(shape)).astype(np.float32)
+        elif name.endswith("bias"):
+            w[name] = (0.02 * g.standard_normal(shape)).astype(np.float32)
+        else:
+            w[name] = (0.02 * g.standard_normal(shape)).astype(np.float32)
+    # no exact zeros in wte: a zero row would hide a transposition bug less
+    return w
+
+
+def model_cfg(a):
+    return {"n_layer": a.layers, "n_head": a.heads, "n_embd": a.embd, "n_positions": a.ctx,
+            "vocab_size": a.vocab}
+
+
+def cmd_make_hf(a):
+    cfg = model_cfg(a)
+    w = random_weights(cfg, a.seed)
+    os.makedirs(a.out, exist_ok=True)
+    config = dict(cfg, model_type="gpt2", architectures=["GPT2LMHeadModel"], n_ctx=a.ctx,
+                  activation_function=a.activation, layer_norm_epsilon=a.eps, n_inner=None,
+                  resid_pdrop=0.1, embd_pdrop=0.1, attn_pdrop=0.1, scale_attn_weights=True,
+                  scale_attn_by_inverse_layer_idx=False, reorder_and_upcast_attn=False,
+                  bos_token_id=50256, eos_token_id=50256, initializer_range=0.02,
+                  task_specific_params={"text-generation": {"do_sample": True, "max_length": 50}})
+    if a.config_vocab:
+        config["vocab_size"] = a.config_vocab
+    with open(os.path.join(a.out, "config.json"), "w") as f:
+        json.dump(config, f, indent=2)
+    prefix = "transformer." if a.prefix else ""
+    tensors = {prefix + k: (a.dtype, v) for k, v in w.items()}
+    order = [prefix + k for k in w]
+    if a.buffers:  # the causal-mask buffers old transformers versions saved
+        for l in range(a.layers):
+            mask = np.tril(np.ones((a.ctx, a.ctx), dtype=np.float32)).reshape(1, 1, a.ctx, a.ctx)
+            tensors[prefix + "h.%d.attn.bias" % l] = ("F32", mask)
+            tensors[prefix + "h.%d.attn.masked_bias" % l] = ("F32", np.array(-1e4, dtype=np.float32))
+            order += [prefix + "h.%d.attn.bias" % l, prefix + "h.%d.attn.masked_bias" % l]
+    if a.lm_head != "none":
+        head = w["wte.weight"].copy()
+        if a.lm_head == "different":
+            head[0, 0] += 1.0
+        tensors["lm_head.weight"] = (a.dtype, head)
+        order.append("lm_head.weight")
+    if a.order == "reverse":
+        order.reverse()
+    st_write(os.path.join(a.out, "model.safetensors"), tensors, order)
+    if a.tokenizer:
+        with open(os.path.join(a.out, "vocab.json"), "w") as f:
+            json.dump({"!": 0, "\"": 1}, f)
+        with open(os.path.join(a.out, "merges.txt"), "w") as f:
+            f.write("#version: 0.2\nĠ t\n")
+
+
+def hf_to_llmc(cfg, w, vp, bf16=False):
+    """llm.c's order and (out, in) layout; wte padded with zero rows to vp;
+    bf16 (version 5): the top 16 bits of each f32."""
+    C, L, V = cfg["n_embd"], cfg["n_layer"], cfg["vocab_size"]
+    wte = np.zeros((vp, C), np.float32)
+    wte[:V] = w["wte.weight"]
+    parts = [wte, w["wpe.weight"]]
+    for name, units in LAYER_KEYS:
+        for l in range(L):
+            t = w["h.%d.%s" % (l, name)]
+            parts.append(t.T if t.ndim == 2 else t)
+    parts += [w["ln_f.weight"], w["ln_f.bias"]]
+    if bf16:
+        return b"".join((np.ascontiguousarray(p, dtype=np.float32).view(np.uint32) >> 16)
+                        .astype("<u2").tobytes() for p in parts)
+    return b"".join(np.ascontiguousarray(p, dtype=np.float32).tobytes() for p in parts)
+
+
+def cmd_make_llmc(a):
+    cfg = model_cfg(a)
+    w = random_weights(cfg, a.seed)
+    vp = (a.vocab + 127) // 128 * 128
+    header = np.zeros(256, np.int32)
+    header[:8] = [a.magic, a.version, a.ctx, a.vocab, a.layers, a.heads, a.embd, vp]
+    data = header.tobytes() + hf_to_llmc(cfg, w, vp, bf16=a.version == 5)
+    if a.truncate:
+        data = data[:-a.truncate]
+    with open(a.out, "wb") as f:
+        f.write(data)
+
+
+def crc32c(data):
+    crc = 0xFFFFFFFF
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFF
+
+
+def cmd_make_tokens(a):
+    g = np.random.default_rng(a.seed)
+    n_val = max(a.n // 10, 1)
+    toks = g.integers(0, a.vocab, size=a.n + n_val).astype("<u2")
+    head = b"MPTOKENS" + struct.pack("<IIIIQQ", 1, 2, a.vocab, 64, a.n, n_val)
+    head += struct.pack("<I", crc32c(head)) + b"\0" * 20
+    with open(a.out, "wb") as f:
+        f.write(head + toks.tobytes())
+
+
+# ---- loading (strict) and the forward ------------------------------------------
+
+def is_buffer(short):
+    """h.N.attn.bias (the causal mask) and h.N.attn.masked_bias: not weights."""
+    parts = short.split(".", 2)
+    return len(parts) == 3 and parts[0] == "h" and parts[2] in ("attn.bias", "attn.masked_bias")
+
+
+def load_hf(src):
+    """A HF GPT-2 dir (or its .safetensors): config and weights in HF layout.
+    Strict, as GPT2LMHeadModel.load_state_dict(strict=True) after dropping
+    the non-persistent buffers: exactly the expected keys and shapes."""
+    d = src if os.path.isdir(src) else os.path.dirname(src)
+    st = os.path.join(src, "model.safetensors") if os.path.isdir(src) else src
+    with open(os.path.join(d, "config.json")) as f:
+        cfg = json.load(f)
+    assert cfg.get("activation_function", "gelu_new") == "gelu_new", "activation"
+    assert abs(cfg.get("layer_norm_epsilon", 1e-5) - 1e-5) < 1e-12, "eps"
+    assert cfg.get("tie_word_embeddings", True), "untied"
+    raw = st_read(st)
+    w = {}
+    for name, (_, arr, _) in raw.items():
+        short = name[len("transformer."):] if name.startswith("transformer.") else name
+        if is_buffer(short):
+            continue
+        if short == "lm_head.weight":
+            continue
+        assert short not in w, "duplicate " + short
+        w[short] = arr.astype(np.float64)
+    want = expected_shapes(cfg)
+    missing, extra = sorted(set(want) - set(w)), sorted(set(w) - set(want))
+    assert not missing and not extra, "missing %s extra %s" % (missing, extra)
+    for k, shape in want.items():
+        assert tuple(w[k].shape) == shape, "%s: %s != %s" % (k, w[k].shape, shape)
+    if "lm_head.weight" in raw:
+        assert np.array_equal(raw["lm_head.weight"][1], raw[[n for n in raw if n.endswith("wte.weight")][0]][1])
+    return cfg, w
+
+
+def load_llmc(path):
+    with open(path, "rb") as f:
+        raw = f.read()
+    h = np.frombuffer(raw[:1024], dtype="<i4")
+    assert h[0] == LLMC_MAGIC and h[1] in (3, 5), "not an llm.c v3 or v5 file"
+    maxT, V, L, NH, C, Vp = (int(x) for x in h[2:8])
+    cfg = {"n_layer": L, "n_head": NH, "n_embd": C, "n_positions": maxT, "vocab_size": V}
+    if h[1] == 5:
+        u = np.frombuffer(raw[1024:], dtype="<u2").astype(np.uint32) << 16
+        data = u.view(np.float32).astype(np.float64)
+    else:
+        data = np.frombuffer(raw[1024:], dtype="<f4").astype(np.float64)
+    pos = 0
+
+    def take(n, shape):
+        nonlocal pos
+        t = data[pos:pos + n].reshape(shape)
+        pos += n
+        return t
+    w = {"wte.weight": take(Vp * C, (Vp, C))[:V], "wpe.weight": take(maxT * C, (maxT, C))}
+    for name, units in LAYER_KEYS:
+        for l in range(L):
+            shape = tuple(u * C for u in units)
+            if len(shape) == 2:  # llm.c keeps (out, in): the transpose of HF's
+                w["h.%d.%s" % (l, name)] = take(shape[0] * shape[1], (shape[1], shape[0])).T
+            else:
+                w["h.%d.%s" % (l, name)] = take(shape[0], shape)
+    w["ln_f.weight"] = take(C, (C,))
+    w["ln_f.bias"] = take(C, (C,))
+    assert pos == len(data), "size"
+    return cfg, w
+
+
+def layernorm(x, g, b):
+    mu = x.mean(-1, keepdim=True)
+    var = ((x - mu) ** 2).mean(-1, keepdim=True)
+    return (x - mu) / torch.sqrt(var + 1e-5) * g + b
+
+
+def gelu_new(x):
+    return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
+
+
+def forward_loss(cfg, w, inputs, targets):
+    t = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in w.items()}
+    B, T = inputs.shape
+    C, NH = cfg["n_embd"], cfg["n_head"]
+    hs = C // NH
+    x = t["wte.weight"][inputs] + t["wpe.weight"][:T]
+    mask = torch.tril(torch.ones(T, T, dtype=torch.bool))
+    for l in range(cfg["n_layer"]):
+        p = lambda n: t["h.%d.%s" % (l, n)]
+        h = layernorm(x, p("ln_1.weight"), p("ln_1.bias"))
+        qkv = h @ p("attn.c_attn.weight") + p("attn.c_attn.bias")  # Conv1D: x @ W(in,out) + b
+        q, k, v = qkv.split(C, dim=2)
+        q, k, v = (z.view(B, T, NH, hs).transpose(1, 2) for z in (q, k, v))
+        att = (q @ k.transpose(-2, -1)) / math.sqrt(hs)
+        att = att.masked_fill(~mask, float("-inf")).softmax(-1)
+        y = (att @ v).transpose(1, 2).reshape(B, T, C)
+        x = x + y @ p("attn.c_proj.weight") + p("attn.c_proj.bias")
+        h = layernorm(x, p("ln_2.weight"), p("ln_2.bias"))
+        h = gelu_new(h @ p("mlp.c_fc.weight") + p("mlp.c_fc.bias"))
+        x = x + h @ p("mlp.c_proj.weight") + p("mlp.c_proj.bias")
+    x = layernorm(x, t["ln_f.weight"], t["ln_f.bias"])
+    logits = x @ t["wte.weight"].T  # lm_head tied to wte
+    return torch.nn.functional.cross_entropy(logits.reshape(B * T, -1), targets.reshape(-1)).item()
+
+
+def first_batch(path, B, T):
+    """Batch 0 as mpitrain's loader takes it: sequence j reads the train
+    split's tokens [j*T, j*T+T]; inputs the first T, targets the last T."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    assert raw[:8] == b"MPTOKENS"
+    tb, _, _, n_train, _ = struct.unpack("<IIIQQ", raw[12:40])
+    toks = np.frombuffer(raw[64:64 + n_train * tb], dtype="<u2" if tb == 2 else "u1").astype(np.int64)
+    seqs = np.stack([toks[j * T:j * T + T + 1] for j in range(B)])
+    return torch.from_numpy(seqs[:, :-1].copy()), torch.from_numpy(seqs[:, 1:].copy())
+
+
+def cmd_loss(a):
+    torch.set_num_threads(a.threads)
+    cfg, w = load_llmc(a.src) if a.src.endswith(".bin") else load_hf(a.src)
+    T = a.seq or cfg["n_positions"]
+    inputs, targets = first_batch(a.tokens, a.batch, T)
+    print("%.12f" % forward_loss(cfg, w, inputs, targets))
+
+
+def cmd_compare(a):
+    if a.a.endswith(".bin"):
+        same = open(a.a, "rb").read() == open(a.b, "rb").read()
+        print("identical" if same else "DIFFERENT")
+        sys.exit(0 if same else 1)
+    norm = lambda n: n[len("transformer."):] if n.startswith("transformer.") else n
+    skip = lambda n: is_buffer(n) or n == "lm_head.weight"
+    ta = {norm(k): v for k, v in st_read(a.a).items() if not skip(norm(k))}
+    tb = {norm(k): v for k, v in st_read(a.b).items() if not skip(norm(k))}
+    bad = sorted(set(ta) ^ set(tb))
+    bad += [k for k in ta if k in tb and (ta[k][0] != tb[k][0] or list(ta[k][1].shape) != list(tb[k][1].shape)
+                                          or ta[k][2] != tb[k][2])]
+    print("identical (%d tensors)" % len(ta) if not bad else "DIFFERENT: " + ", ".join(bad[:5]))
+    sys.exit(1 if bad else 0)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    for name in ("make-hf", "make-llmc"):
+        p = sub.add_parser(name)
+        p.add_argument("out")
+        p.add_argument("--layers", type=int, default=2)
+        p.add_argument("--heads", type=int, default=2)
+        p.add_argument("--embd", type=int, default=64)
+        p.add_argument("--ctx", type=int, default=64)
+        p.add_argument("--vocab", type=int, default=50257)
+        p.add_argument("--seed", type=int, default=1)
+    hf = sub.choices["make-hf"]
+    hf.add_argument("--prefix", action="store_true", help="transformer.-prefixed names")
+    hf.add_argument("--lm-head", choices=["none", "same", "different"], default="none")
+    hf.add_argument("--dtype", choices=["F32", "F16", "BF16"], default="F32")
+    hf.add_argument("--activation", default="gelu_new")
+    hf.add_argument("--eps", type=float, default=1e-5)
+    hf.add_argument("--config-vocab", type=int, default=0, help="config.json's vocab_size, if not the weights'")
+    hf.add_argument("--buffers", action="store_true", help="also store attn.bias/masked_bias buffers")
+    hf.add_argument("--tokenizer", action="store_true", help="add (toy) vocab.json + merges.txt")
+    hf.add_argument("--order", choices=["model", "reverse"], default="model")
+    lc = sub.choices["make-llmc"]
+    lc.add_argument("--magic", type=int, default=LLMC_MAGIC)
+    lc.add_argument("--version", type=int, choices=[3, 5], default=3, help="5: bf16 weights")
+    lc.add_argument("--truncate", type=int, default=0, help="drop this many bytes at the end")
+    p = sub.add_parser("make-tokens")
+    p.add_argument("out")
+    p.add_argument("--n", type=int, default=20000)
+    p.add_argument("--vocab", type=int, default=50257)
+    p.add_argument("--seed", type=int, default=7)
+    p = sub.add_parser("loss")
+    p.add_argument("src")
+    p.add_argument("--tokens", required=True)
+    p.add_argument("--batch", type=int, default=2)
+    p.add_argument("--seq", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1)
+    p = sub.add_parser("compare")
+    p.add_argument("a")
+    p.add_argument("b")
+    a = ap.parse_args()
+    {"make-hf": cmd_make_hf, "make-llmc": cmd_make_llmc, "make-tokens": cmd_make_tokens,
+     "loss": cmd_loss, "compare": cmd_compare}[a.cmd](a)
+
+
+if __name__ == "__main__":
+    main()
