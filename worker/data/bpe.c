@@ -1,0 +1,311 @@
+/* GPT-2's byte-level BPE, encoding and decoding (loading: bpe_load.c).
+ * Text is cut into pieces by GPT-2's pattern; each piece is one token when
+ * its bytes are one, else its bytes are merged as tiktoken merges them: the
+ * adjacent pair whose concatenation ranks lowest, leftmost first, until no
+ * adjacent pair concatenates to a token. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/hash.h"
+#include "worker/data/bpe_impl.h"
+
+/* The pattern as tiktoken's gpt2 encoding writes it. PCRE2_UCP gives \s,
+ * \p{L}, \p{N} their Unicode meaning. */
+static const char GPT2_PATTERN[] =
+    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
+
+/* ---- tables ----------------------------------------------------------------- */
+
+static uint32_t table_size(size_t items)
+{
+    uint32_t n = 1024;
+    while (n < 2 * items) n <<= 1;
+    return n;
+}
+
+static uint32_t bytes_hash(const unsigned char *p, size_t len)
+{
+    return (uint32_t)fnv1a64(FNV1A64_INIT, p, len);
+}
+
+int bpe_lookup(const Bpe *b, const unsigned char *p, size_t len)
+{
+    for (uint32_t h = bytes_hash(p, len) & b->tok_mask;; h = (h + 1) & b->tok_mask) {
+        int id = b->tok_tab[h];
+        if (id < 0) return -1;
+        if (b->off[id + 1] - b->off[id] == len && !memcmp(b->bytes + b->off[id], p, len)) return id;
+    }
+}
+
+static int build_tokens(Bpe *b, Err *e)
+{
+    uint32_t size = table_size((size_t)b->n);
+    free(b->tok_tab);
+    b->tok_tab = malloc(size * sizeof *b->tok_tab);
+    if (!b->tok_tab) return err_set(e, "out of memory (token table)");
+    memset(b->tok_tab, 0xFF, size * sizeof *b->tok_tab);
+    b->tok_mask = size - 1;
+    for (int id = 0; id < b->n; id++) {
+        const unsigned char *p = b->bytes + b->off[id];
+        size_t len = b->off[id + 1] - b->off[id];
+        int old = bpe_lookup(b, p, len);
+        if (old >= 0)
+            return err_set(e, "tokens %d and %d have the same bytes \"%.*s\"", old, id,
+                           (int)(len > 60 ? 60 : len), (const char *)p);
+        uint32_t h = bytes_hash(p, len) & b->tok_mask;
+        while (b->tok_tab[h] >= 0) h = (h + 1) & b->tok_mask;
+        b->tok_tab[h] = id;
+    }
+    return 0;
+}
+
+static void pair_insert(Bpe *b, int left, int right, int id)
+{
+    uint64_t key = ((uint64_t)(uint32_t)left << 32 | (uint32_t)right) + 1;
+    uint32_t h = bpe_pair_hash(key) & b->pair_mask;
+    while (b->pair_key[h] && b->pair_key[h] != key) h = (h + 1) & b->pair_mask;
+    b->pair_key[h] = key;
+    b->pair_id[h] = id;
+}
+
+/* Every split of every merged token into two ranked tokens: tiktoken merges
+ * any adjacent pair that concatenates to a token, not only the pair of its
+ * merges line. */
+static int build_pairs(Bpe *b, Err *e)
+{
+    size_t splits = 0;
+    for (int id = 0; id < b->n; id++)
+        if (b->rank[id] != BPE_NO_RANK && b->rank[id] != BPE_BYTE_RANK)
+            splits += b->off[id + 1] - b->off[id] - 1;
+    uint32_t size = table_size(splits);
+    free(b->pair_key);
+    free(b->pair_id);
+    b->pair_key = calloc(size, sizeof *b->pair_key);
+    b->pair_id = malloc(size * sizeof *b->pair_id);
+    if (!b->pair_key || !b->pair_id) return err_set(e, "out of memory (pair table)");
+    b->pair_mask = size - 1;
+    for (int id = 0; id < b->n; id++) {
+        if (b->rank[id] == BPE_NO_RANK || b->rank[id] == BPE_BYTE_RANK) continue;
+        const unsigned char *p = b->bytes + b->off[id];
+        size_t len = b->off[id + 1] - b->off[id];
+        for (size_t k = 1; k < len; k++) {
+            int l = bpe_lookup(b, p, k), r = bpe_lookup(b, p + k, len - k);
+            if (l >= 0 && r >= 0 && b->rank[l] != BPE_NO_RANK && b->rank[r] != BPE_NO_RANK)
+                pair_insert(b, l, r, id);
+        }
+    }
+    return 0;
+}
+
+int bpe_build_tables(Bpe *b, Err *e)
+{
+    return build_tokens(b, e) || build_pairs(b, e) ? -1 : 0;
+}
+
+int bpe_compile_pattern(Bpe *b, Err *e)
+{
+    int code;
+    PCRE2_SIZE at;
+    /* MATCH_INVALID_UTF: ill-formed bytes match nothing and are skipped
+     * over, so they fall between pieces (encoded byte by byte) */
+    b->re = pcre2_compile((PCRE2_SPTR)GPT2_PATTERN, PCRE2_ZERO_TERMINATED,
+                          PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF, &code, &at, NULL);
+    if (!b->re) {
+        PCRE2_UCHAR msg[256];
+        pcre2_get_error_message(code, msg, sizeof msg);
+        return err_set(e, "PCRE2 cannot compile GPT-2's pattern at offset %zu: %s", (size_t)at,
+                       (const char *)msg);
+    }
+    /* the interpreter gives the same matches, only slower; MPITRAIN_BPE_NO_JIT
+     * forces it (to test it, or where JIT memory is refused) */
+    const char *no_jit = getenv("MPITRAIN_BPE_NO_JIT");
+    b->jit = !(no_jit && *no_jit && strcmp(no_jit, "0")) &&
+             pcre2_jit_compile(b->re, PCRE2_JIT_COMPLETE) == 0;
+    return 0;
+}
+
+int bpe_vocab_size(const Bpe *b) { return b->n; }
+int bpe_eot(const Bpe *b) { return b->eot; }
+int bpe_uses_jit(const Bpe *b) { return b->jit; }
+
+const unsigned char *bpe_token_bytes(const Bpe *b, int id, size_t *len)
+{
+    if (id < 0 || id >= b->n) return NULL;
+    *len = b->off[id + 1] - b->off[id];
+    return b->bytes + b->off[id];
+}
+
+/* ---- encoding --------------------------------------------------------------- */
+
+/* Pieces already merged in this call: most text repeats its words. */
+#define CACHE_SLOTS (1u << 16)
+#define CACHE_MAX_PIECE 64
+
+typedef struct {
+    const unsigned char *key; /* into the text being encoded */
+    uint32_t len, start, count;
+} CacheSlot;
+
+typedef struct {
+    const Bpe *b;
+    int **ids;
+    size_t *n, *cap;
+    int32_t *rank;        /* scratch: rank of the pair (i, i+1) */
+    size_t rank_cap;
+    CacheSlot *cache;     /* NULL until the first merged piece */
+    int *cached;          /* the ids of cached pieces, back to back */
+    size_t n_cached, cap_cached, n_slots;
+    Err *e;
+} Enc;
+
+static int grow(void **p, size_t *cap, size_t need, size_t size, Err *e)
+{
+    if (need <= *cap) return 0;
+    size_t c = *cap ? *cap : 256;
+    while (c < need) c *= 2;
+    void *q = realloc(*p, c * size);
+    if (!q) return err_set(e, "out of memory (%zu tokens)", c);
+    *p = q;
+    *cap = c;
+    return 0;
+}
+
+static int32_t pair_rank(const Bpe *b, int left, int right)
+{
+    int id = bpe_pair(b, left, right);
+    return id < 0 ? BPE_NO_RANK : b->rank[id];
+}
+
+/* The merges of one piece of len >= 2 bytes into out (room for len ids);
+ * returns the ids written. Quadratic in the piece's tokens, as tiktoken. */
+static size_t merge_piece(const Bpe *b, const unsigned char *p, size_t len, int *out, int32_t *rk)
+{
+    for (size_t i = 0; i < len; i++) out[i] = b->byte_id[p[i]];
+    for (size_t i = 0; i + 1 < len; i++) rk[i] = pair_rank(b, out[i], out[i + 1]);
+    size_t m = len;
+    while (m > 1) {
+        size_t best = 0;
+        for (size_t i = 1; i + 1 < m; i++)
+            if (rk[i] < rk[best]) best = i;
+        if (rk[best] == BPE_NO_RANK) break;
+        out[best] = bpe_pair(b, out[best], out[best + 1]);
+        memmove(out + best + 1, out + best + 2, (m - best - 2) * sizeof *out);
+        memmove(rk + best + 1, rk + best + 2, (m - best - 2) * sizeof *rk);
+        m--;
+        if (best > 0) rk[best - 1] = pair_rank(b, out[best - 1], out[best]);
+        if (best + 1 < m) rk[best] = pair_rank(b, out[best], out[best + 1]);
+    }
+    return m;
+}
+
+static CacheSlot *cache_find(Enc *c, const unsigned char *p, size_t len)
+{
+    for (uint32_t h = bytes_hash(p, len) & (CACHE_SLOTS - 1);; h = (h + 1) & (CACHE_SLOTS - 1)) {
+        CacheSlot *s = &c->cache[h];
+        if (!s->key || (s->len == len && !memcmp(s->key, p, len))) return s;
+    }
+}
+
+/* Remembers a merged piece, while the cache is at most half full. */
+static int cache_put(Enc *c, CacheSlot *s, const unsigned char *p, size_t len, const int *ids,
+                     size_t n)
+{
+    if (c->n_slots >= CACHE_SLOTS / 2) return 0;
+    if (grow((void **)&c->cached, &c->cap_cached, c->n_cached + n, sizeof *c->cached, c->e))
+        return -1;
+    memcpy(c->cached + c->n_cached, ids, n * sizeof *ids);
+    *s = (CacheSlot){p, (uint32_t)len, (uint32_t)c->n_cached, (uint32_t)n};
+    c->n_cached += n;
+    c->n_slots++;
+    return 0;
+}
+
+/* A piece of two or more bytes that is not one token. */
+static int encode_merged(Enc *c, const unsigned char *p, size_t len)
+{
+    int *out = *c->ids + *c->n;
+    CacheSlot *s = NULL;
+    if (len <= CACHE_MAX_PIECE) {
+        if (!c->cache && !(c->cache = calloc(CACHE_SLOTS, sizeof *c->cache)))
+            return err_set(c->e, "out of memory (piece cache)");
+        s = cache_find(c, p, len);
+        if (s->key) {
+            memcpy(out, c->cached + s->start, s->count * sizeof *out);
+            *c->n += s->count;
+            return 0;
+        }
+    }
+    if (grow((void **)&c->rank, &c->rank_cap, len, sizeof *c->rank, c->e)) return -1;
+    size_t m = merge_piece(c->b, p, len, out, c->rank);
+    *c->n += m;
+    return s ? cache_put(c, s, p, len, out, m) : 0;
+}
+
+static int encode_piece(Enc *c, const unsigned char *p, size_t len)
+{
+    if (grow((void **)c->ids, c->cap, *c->n + len, sizeof **c->ids, c->e)) return -1;
+    if (len == 1) {
+        (*c->ids)[(*c->n)++] = c->b->byte_id[p[0]];
+        return 0;
+    }
+    int id = bpe_lookup(c->b, p, len);
+    if (id >= 0 && c->b->rank[id] != BPE_NO_RANK) {
+        (*c->ids)[(*c->n)++] = id;
+        return 0;
+    }
+    return encode_merged(c, p, len);
+}
+
+/* Bytes no piece covers are ill-formed UTF-8: one token per byte. */
+static int encode_gap(Enc *c, const unsigned char *p, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (encode_piece(c, p + i, 1)) return -1;
+    return 0;
+}
+
+static int split_and_encode(Enc *c, const unsigned char *s, size_t n, pcre2_match_data *md,
+                            pcre2_match_context *mc)
+{
+    const Bpe *b = c->b;
+    size_t at = 0;
+    while (at < n) {
+        int rc = b->jit ? pcre2_jit_match(b->re, s, n, at, 0, md, mc)
+                        : pcre2_match(b->re, s, n, at, 0, md, mc);
+        if (rc == PCRE2_ERROR_NOMATCH) return encode_gap(c, s + at, n - at);
+        if (rc < 0) {
+            PCRE2_UCHAR msg[256];
+            pcre2_get_error_message(rc, msg, sizeof msg);
+            return err_set(c->e, "splitting the text at byte %zu: PCRE2: %s", at, (const char *)msg);
+        }
+        const PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
+        size_t end = ov[1] > ov[0] ? ov[1] : ov[0] + 1; /* no pattern branch is empty */
+        if (encode_gap(c, s + at, ov[0] - at) || encode_piece(c, s + ov[0], end - ov[0])) return -1;
+        at = end;
+    }
+    return 0;
+}
+
+int bpe_encode(const Bpe *b, const char *text, size_t n, int **ids, size_t *n_ids, size_t *cap,
+               Err *e)
+{
+    Enc c = {.b = b, .ids = ids, .n = n_ids, .cap = cap, .e = e};
+    pcre2_match_data *md = pcre2_match_data_create_from_pattern(b->re, NULL);
+    pcre2_match_context *mc = pcre2_match_context_create(NULL);
+    /* a long run of one class (say a megabyte of spaces) needs a deep JIT stack */
+    pcre2_jit_stack *js = b->jit ? pcre2_jit_stack_create(32 << 10, 8 << 20, NULL) : NULL;
+    int rc;
+    if (!md || !mc || (b->jit && !js)) {
+        rc = err_set(e, "out of memory (PCRE2 match data)");
+    } else {
+        if (js) pcre2_jit_stack_assign(mc, NULL, js);
+        rc = split_and_encode(&c, (const unsigned char *)text, n, md, mc);
+    }
+    if (js) pcre2_jit_stack_free(js);
+    pcre2_match_context_free(mc);
+    pcre2_match_data_free(md);
+    free(c.rank);
+    free(c.cache);
+    free(c.cached);
+    return rc;
+}
