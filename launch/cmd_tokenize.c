@@ -92,13 +92,34 @@ static int encode(const Bpe *b, const TokenizeArgs *a, const char *text, size_t 
     return rc;
 }
 
-/* Blank-separated ids -> the bytes of their tokens on stdout. */
-static int decode(const Bpe *b, const char *name, const char *text, Err *e)
+typedef struct {
+    char *p;
+    size_t len, cap;
+} Bytes;
+
+static int bytes_add(Bytes *o, const unsigned char *p, size_t n, Err *e)
+{
+    if (o->len + n > o->cap) {
+        size_t cap = o->cap ? o->cap : 1 << 16;
+        while (cap < o->len + n) cap *= 2;
+        char *q = realloc(o->p, cap);
+        if (!q) return err_set(e, "out of memory (%zu bytes)", cap);
+        o->p = q;
+        o->cap = cap;
+    }
+    memcpy(o->p + o->len, p, n);
+    o->len += n;
+    return 0;
+}
+
+/* Blank-separated ids -> the bytes of their tokens; nothing is written
+ * unless every id is good. */
+static int decode_ids(const Bpe *b, const char *name, const char *text, Bytes *out, Err *e)
 {
     const char *p = text;
     for (size_t item = 1;; item++) {
         while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') p++;
-        if (!*p) break;
+        if (!*p) return 0;
         char *end;
         errno = 0;
         long id = strtol(p, &end, 10);
@@ -109,10 +130,19 @@ static int decode(const Bpe *b, const char *name, const char *text, Err *e)
         if (!bytes)
             return err_set(e, "%s: item %zu: token id %ld is outside the vocabulary (0..%d)", name, item,
                            id, bpe_vocab_size(b) - 1);
-        if (fwrite(bytes, 1, len, stdout) != len) return err_set(e, "writing to stdout failed");
+        if (bytes_add(out, bytes, len, e)) return -1;
         p = end;
     }
-    return fflush(stdout) ? err_set(e, "writing to stdout failed") : 0;
+}
+
+static int decode(const Bpe *b, const char *name, const char *text, Err *e)
+{
+    Bytes out = {0};
+    int rc = decode_ids(b, name, text, &out, e);
+    if (!rc && ((out.len && fwrite(out.p, 1, out.len, stdout) != out.len) || fflush(stdout)))
+        rc = err_set(e, "writing to stdout failed");
+    free(out.p);
+    return rc;
 }
 
 static int run(const TokenizeArgs *a, const char *path, Err *e)

@@ -107,10 +107,10 @@ static int line_at(const char *text, const char *p)
 static int vin_fail(VocabIn *v, const char *what, const char *key)
 {
     if (v->p >= v->end)
-        return err_set(v->e, "%s:%d: truncated: the file ends %s%s%s", v->path,
-                       line_at(v->text, v->p), what, key ? " of token " : "", key ? key : "");
-    return err_set(v->e, "%s:%d: %s%s%s", v->path, line_at(v->text, v->p), what,
-                   key ? " (token " : "", key ? key : "");
+        return err_set(v->e, "%s:%d: truncated: the file ends early (%s%s%s)", v->path,
+                       line_at(v->text, v->p), what, key ? ", token " : "", key ? key : "");
+    return err_set(v->e, "%s:%d: %s%s%s%s", v->path, line_at(v->text, v->p), what,
+                   key ? " (token " : "", key ? key : "", key ? ")" : "");
 }
 
 static void vin_ws(VocabIn *v)
