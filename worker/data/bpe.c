@@ -264,23 +264,51 @@ static int encode_gap(Enc *c, const unsigned char *p, size_t len)
     return 0;
 }
 
-static int split_and_encode(Enc *c, const unsigned char *s, size_t n, pcre2_match_data *md,
-                            pcre2_match_context *mc)
+/* The pattern sees a window of the text from the current position on, not
+ * all the rest: PCRE2's interpreter, with MATCH_INVALID_UTF, scans its
+ * subject for the valid stretch it is in on every call, which made long
+ * texts quadratic. The pattern looks behind nothing and ahead at most a
+ * few bytes past a piece (a contraction's letters, (?!\S)), so a piece that
+ * ends WINDOW_MARGIN bytes before the window's end is the piece of the
+ * whole text; else the window doubles and the match is tried again. */
+#define WINDOW_BYTES 512u
+#define WINDOW_MARGIN 16
+
+static int match_at(Enc *c, const unsigned char *s, size_t n, size_t at, pcre2_match_data *md,
+                    pcre2_match_context *mc, size_t *start, size_t *end)
 {
     const Bpe *b = c->b;
-    size_t at = 0;
-    while (at < n) {
-        int rc = b->jit ? pcre2_jit_match(b->re, s, n, at, 0, md, mc)
-                        : pcre2_match(b->re, s, n, at, 0, md, mc);
-        if (rc == PCRE2_ERROR_NOMATCH) return encode_gap(c, s + at, n - at);
-        if (rc < 0) {
+    for (size_t win = WINDOW_BYTES;; win *= 2) {
+        size_t len = n - at > win ? win : n - at;
+        int rc = b->jit ? pcre2_jit_match(b->re, s + at, len, 0, 0, md, mc)
+                        : pcre2_match(b->re, s + at, len, 0, 0, md, mc);
+        const PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
+        int whole = at + len == n;
+        if (rc == PCRE2_ERROR_NOMATCH && whole) {
+            *start = *end = n;
+            return 0;
+        }
+        if (rc < 0 && rc != PCRE2_ERROR_NOMATCH) {
             PCRE2_UCHAR msg[256];
             pcre2_get_error_message(rc, msg, sizeof msg);
             return err_set(c->e, "splitting the text at byte %zu: PCRE2: %s", at, (const char *)msg);
         }
-        const PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
-        size_t end = ov[1] > ov[0] ? ov[1] : ov[0] + 1; /* no pattern branch is empty */
-        if (encode_gap(c, s + at, ov[0] - at) || encode_piece(c, s + ov[0], end - ov[0])) return -1;
+        if (rc > 0 && (whole || ov[1] + WINDOW_MARGIN <= len)) {
+            *start = at + ov[0];
+            *end = at + (ov[1] > ov[0] ? ov[1] : ov[0] + 1); /* no pattern branch is empty */
+            return 0;
+        }
+    }
+}
+
+static int split_and_encode(Enc *c, const unsigned char *s, size_t n, pcre2_match_data *md,
+                            pcre2_match_context *mc)
+{
+    size_t at = 0, start = 0, end = 0;
+    while (at < n) {
+        if (match_at(c, s, n, at, md, mc, &start, &end) || encode_gap(c, s + at, start - at))
+            return -1;
+        if (start < n && encode_piece(c, s + start, end - start)) return -1;
         at = end;
     }
     return 0;
