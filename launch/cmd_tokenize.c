@@ -125,7 +125,8 @@ static int decode_ids(const Bpe *b, const char *name, const char *text, Bytes *o
         long id = strtol(p, &end, 10);
         size_t len;
         if (end == p || errno || !strchr(" \t\r\n", *end))
-            return err_set(e, "%s: item %zu \"%.20s\" is not a token id", name, item, p);
+            return err_set(e, "%s: item %zu \"%.*s\" is not a token id", name, item,
+                           (int)(strcspn(p, " \t\r\n") > 20 ? 20 : strcspn(p, " \t\r\n")), p);
         const unsigned char *bytes = bpe_token_bytes(b, id < 0 || id > 1L << 30 ? -1 : (int)id, &len);
         if (!bytes)
             return err_set(e, "%s: item %zu: token id %ld is outside the vocabulary (0..%d)", name, item,

@@ -119,7 +119,7 @@ check "empty input: exit 0, an empty line" "[ $? -eq 0 ] && [ \"\$(cat empty.ids
 
 # ---- prepare --tokenizer ----------------------------------------------------
 # tokens of a token file as one line of ids: skip the header, uint16 LE
-file_ids() { od -An -v -tu2 -j "$2" "$1" | tr -s ' \n' '  ' | sed 's/^ //; s/ $//'; }
+file_ids() { od -An -v -tu2 -j "$2" "$1" | tr -s ' \n' '  ' | sed 's/^ //; s/ $//'; echo; }
 "$BIN" prepare --tokenizer "$OPENAI" mixed.txt --out mixed.tok --val-fraction 0.1 > last.out 2> last.err
 check "prepare --tokenizer exits 0" "[ $? -eq 0 ] && [ -s mixed.tok ]"
 n=$(wc -w < want.ids)
