@@ -23,18 +23,36 @@ static uint32_t table_size(size_t items)
     return n;
 }
 
+static uint64_t head8(const unsigned char *p, size_t len)
+{
+    uint64_t h = 0;
+    memcpy(&h, p, len < 8 ? len : 8);
+    return h;
+}
+
 static uint32_t bytes_hash(const unsigned char *p, size_t len)
 {
-    return (uint32_t)fnv1a64(FNV1A64_INIT, p, len);
+    uint64_t h = (head8(p, len) ^ (len * 0x9E3779B97F4A7C15ull)) * 0xD6E8FEB86659FD93ull;
+    if (len > 8) h = fnv1a64(h, p + 8, len - 8);
+    return (uint32_t)(h >> 32);
+}
+
+const TokSlot *bpe_find(const Bpe *b, const unsigned char *p, size_t len)
+{
+    uint64_t head = head8(p, len);
+    for (uint32_t h = bytes_hash(p, len) & b->tok_mask;; h = (h + 1) & b->tok_mask) {
+        const TokSlot *s = &b->tok_tab[h];
+        if (s->id < 0) return NULL;
+        if (s->head == head && s->len == len &&
+            (len <= 8 || !memcmp(b->bytes + b->off[s->id] + 8, p + 8, len - 8)))
+            return s;
+    }
 }
 
 int bpe_lookup(const Bpe *b, const unsigned char *p, size_t len)
 {
-    for (uint32_t h = bytes_hash(p, len) & b->tok_mask;; h = (h + 1) & b->tok_mask) {
-        int id = b->tok_tab[h];
-        if (id < 0) return -1;
-        if (b->off[id + 1] - b->off[id] == len && !memcmp(b->bytes + b->off[id], p, len)) return id;
-    }
+    const TokSlot *s = bpe_find(b, p, len);
+    return s ? s->id : -1;
 }
 
 static int build_tokens(Bpe *b, Err *e)
@@ -43,7 +61,7 @@ static int build_tokens(Bpe *b, Err *e)
     free(b->tok_tab);
     b->tok_tab = malloc(size * sizeof *b->tok_tab);
     if (!b->tok_tab) return err_set(e, "out of memory (token table)");
-    memset(b->tok_tab, 0xFF, size * sizeof *b->tok_tab);
+    for (uint32_t i = 0; i < size; i++) b->tok_tab[i] = (TokSlot){0, -1, 0, 0};
     b->tok_mask = size - 1;
     for (int id = 0; id < b->n; id++) {
         const unsigned char *p = b->bytes + b->off[id];
@@ -53,8 +71,8 @@ static int build_tokens(Bpe *b, Err *e)
             return err_set(e, "tokens %d and %d have the same bytes \"%.*s\"", old, id,
                            (int)(len > 60 ? 60 : len), (const char *)p);
         uint32_t h = bytes_hash(p, len) & b->tok_mask;
-        while (b->tok_tab[h] >= 0) h = (h + 1) & b->tok_mask;
-        b->tok_tab[h] = id;
+        while (b->tok_tab[h].id >= 0) h = (h + 1) & b->tok_mask;
+        b->tok_tab[h] = (TokSlot){head8(p, len), id, (uint16_t)len, b->rank[id] != BPE_NO_RANK};
     }
     return 0;
 }
@@ -63,9 +81,8 @@ static void pair_insert(Bpe *b, int left, int right, int id)
 {
     uint64_t key = ((uint64_t)(uint32_t)left << 32 | (uint32_t)right) + 1;
     uint32_t h = bpe_pair_hash(key) & b->pair_mask;
-    while (b->pair_key[h] && b->pair_key[h] != key) h = (h + 1) & b->pair_mask;
-    b->pair_key[h] = key;
-    b->pair_id[h] = id;
+    while (b->pair_tab[h].key && b->pair_tab[h].key != key) h = (h + 1) & b->pair_mask;
+    b->pair_tab[h] = (PairSlot){key, id, b->rank[id]};
 }
 
 /* Every split of every merged token into two ranked tokens: tiktoken merges
@@ -78,11 +95,9 @@ static int build_pairs(Bpe *b, Err *e)
         if (b->rank[id] != BPE_NO_RANK && b->rank[id] != BPE_BYTE_RANK)
             splits += b->off[id + 1] - b->off[id] - 1;
     uint32_t size = table_size(splits);
-    free(b->pair_key);
-    free(b->pair_id);
-    b->pair_key = calloc(size, sizeof *b->pair_key);
-    b->pair_id = malloc(size * sizeof *b->pair_id);
-    if (!b->pair_key || !b->pair_id) return err_set(e, "out of memory (pair table)");
+    free(b->pair_tab);
+    b->pair_tab = calloc(size, sizeof *b->pair_tab);
+    if (!b->pair_tab) return err_set(e, "out of memory (pair table)");
     b->pair_mask = size - 1;
     for (int id = 0; id < b->n; id++) {
         if (b->rank[id] == BPE_NO_RANK || b->rank[id] == BPE_BYTE_RANK) continue;
@@ -172,8 +187,8 @@ static int grow(void **p, size_t *cap, size_t need, size_t size, Err *e)
 
 static int32_t pair_rank(const Bpe *b, int left, int right)
 {
-    int id = bpe_pair(b, left, right);
-    return id < 0 ? BPE_NO_RANK : b->rank[id];
+    const PairSlot *s = bpe_pair(b, left, right);
+    return s ? s->rank : BPE_NO_RANK;
 }
 
 /* The merges of one piece of len >= 2 bytes into out (room for len ids);
@@ -188,7 +203,7 @@ static size_t merge_piece(const Bpe *b, const unsigned char *p, size_t len, int 
         for (size_t i = 1; i + 1 < m; i++)
             if (rk[i] < rk[best]) best = i;
         if (rk[best] == BPE_NO_RANK) break;
-        out[best] = bpe_pair(b, out[best], out[best + 1]);
+        out[best] = bpe_pair(b, out[best], out[best + 1])->id;
         memmove(out + best + 1, out + best + 2, (m - best - 2) * sizeof *out);
         memmove(rk + best + 1, rk + best + 2, (m - best - 2) * sizeof *rk);
         m--;
@@ -248,9 +263,9 @@ static int encode_piece(Enc *c, const unsigned char *p, size_t len)
         (*c->ids)[(*c->n)++] = c->b->byte_id[p[0]];
         return 0;
     }
-    int id = bpe_lookup(c->b, p, len);
-    if (id >= 0 && c->b->rank[id] != BPE_NO_RANK) {
-        (*c->ids)[(*c->n)++] = id;
+    const TokSlot *s = bpe_find(c->b, p, len);
+    if (s && s->ranked) {
+        (*c->ids)[(*c->n)++] = s->id;
         return 0;
     }
     return encode_merged(c, p, len);

@@ -17,6 +17,22 @@
 #define BPE_NO_RANK INT32_MAX
 #define BPE_BYTE_RANK 0
 
+/* A slot of the bytes -> id table. The first 8 bytes of the token are kept
+ * in the slot, so most lookups (GPT-2's tokens are mostly short) touch one
+ * cache line, not the slot, the offsets and the bytes. */
+typedef struct {
+    uint64_t head;  /* bytes 0..7, zero-padded */
+    int32_t id;     /* -1: empty */
+    uint16_t len;
+    uint16_t ranked; /* the id has a rank: merging can make it */
+} TokSlot;
+
+/* A slot of the pair table: (left, right) -> the token they make. */
+typedef struct {
+    uint64_t key;   /* (left << 32 | right) + 1; 0 empty */
+    int32_t id, rank;
+} PairSlot;
+
 struct Bpe {
     int n;                     /* tokens */
     int eot;                   /* <|endoftext|>, or -1 */
@@ -24,10 +40,9 @@ struct Bpe {
     size_t *off;
     int32_t *rank;             /* per token: BPE_BYTE_RANK, 256 + merge line, BPE_NO_RANK */
     int byte_id[256];          /* the token of each single byte */
-    int32_t *tok_tab;          /* bytes -> id, open addressing, -1 empty */
+    TokSlot *tok_tab;          /* open addressing */
     uint32_t tok_mask;
-    uint64_t *pair_key;        /* (left << 32 | right) + 1, 0 empty */
-    int32_t *pair_id;          /* the merged token */
+    PairSlot *pair_tab;
     uint32_t pair_mask;
     pcre2_code *re;
     int jit;                   /* pcre2_jit_compile succeeded */
@@ -35,6 +50,8 @@ struct Bpe {
 
 /* Token id of bytes p[0..len), or -1. */
 int bpe_lookup(const Bpe *b, const unsigned char *p, size_t len);
+/* The table slot of bytes p[0..len), or NULL. */
+const TokSlot *bpe_find(const Bpe *b, const unsigned char *p, size_t len);
 /* Fills the hash tables from b->bytes/off/rank (n set). */
 int bpe_build_tables(Bpe *b, Err *e);
 /* Compiles GPT-2's pre-tokenization pattern into b->re. */
@@ -45,13 +62,14 @@ static inline uint32_t bpe_pair_hash(uint64_t key)
     return (uint32_t)((key * 0x9E3779B97F4A7C15ull) >> 32);
 }
 
-/* The merged token of (left, right), or -1. */
-static inline int bpe_pair(const Bpe *b, int left, int right)
+/* The slot of (left, right), or NULL when they make no token. */
+static inline const PairSlot *bpe_pair(const Bpe *b, int left, int right)
 {
     uint64_t key = ((uint64_t)(uint32_t)left << 32 | (uint32_t)right) + 1;
     for (uint32_t h = bpe_pair_hash(key) & b->pair_mask;; h = (h + 1) & b->pair_mask) {
-        if (b->pair_key[h] == key) return b->pair_id[h];
-        if (!b->pair_key[h]) return -1;
+        const PairSlot *s = &b->pair_tab[h];
+        if (s->key == key) return s;
+        if (!s->key) return NULL;
     }
 }
 

@@ -436,8 +436,7 @@ void bpe_free(Bpe *b)
     free(b->off);
     free(b->rank);
     free(b->tok_tab);
-    free(b->pair_key);
-    free(b->pair_id);
+    free(b->pair_tab);
     if (b->re) pcre2_code_free(b->re);
     free(b);
 }
