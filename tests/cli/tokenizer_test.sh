@@ -12,11 +12,7 @@
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/../check.sh"
-BIN=$1
-DIR=$2
-case "$BIN" in /*) ;; *) BIN=$PWD/$BIN ;; esac
-rm -rf "$DIR" && mkdir -p "$DIR" && cd "$DIR" || { echo "FAIL - cannot create $DIR"; exit 1; }
-export OMP_NUM_THREADS=1
+scratch_dir "$1" "$2"
 
 # ---- the oracles ------------------------------------------------------------
 export ORACLE_DIR=${ORACLE_DIR:-$(dirname "$BIN")/oracle}

@@ -200,38 +200,43 @@ Test(bpe, missing_files)
     load_fails(dir, "merges.txt", "vocab.json");
 }
 
+/* A broken file of a tokenizer dir, and what the error must say. */
+typedef struct {
+    const char *file, *text, *want1, *want2;
+} Broken;
+
+static void each_fails(const char *dir, const Broken *cases, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        write_in(dir, cases[i].file, cases[i].text);
+        load_fails(dir, cases[i].want1, cases[i].want2);
+    }
+}
+
 Test(bpe, corrupt_vocab_json)
 {
-    const char *dir = make_dir("bpe_corrupt", MERGES, 8, 0);
-    write_in(dir, "vocab.json", "{\"a\": 0,\n \"b\": 1,\n \"c\"");
-    load_fails(dir, "vocab.json:3", "truncated");
-    write_in(dir, "vocab.json", "{\"a\": 0,\n \"b\" 1}");
-    load_fails(dir, "vocab.json:2", "expected ':'");
-    write_in(dir, "vocab.json", "{\"a\": 0, \"b\": 0}");
-    load_fails(dir, "vocab.json", "id 0");
-    write_in(dir, "vocab.json", "{\"a\": 0, \"b\": 7}");
-    load_fails(dir, "id 7", "dense");
-    /* a surrogate pair is one character (U+1F600), outside the alphabet */
-    write_in(dir, "vocab.json", "{\"a\": 0,\n\"\\ud83d\\ude00\": 1}");
-    load_fails(dir, "vocab.json:2", "U+1F600");
-    write_in(dir, "vocab.json", "{\"\\ud83d\": 0}");
-    load_fails(dir, "vocab.json:1", "surrogate");
-    write_in(dir, "vocab.json", "{\"a\": 0, \"b\": 1}");
-    load_fails(dir, "no token for byte", "vocab.json");
-    write_in(dir, "vocab.json", "");
-    load_fails(dir, "vocab.json", "truncated");
+    static const Broken cases[] = {
+        {"vocab.json", "{\"a\": 0,\n \"b\": 1,\n \"c\"", "vocab.json:3", "truncated"},
+        {"vocab.json", "{\"a\": 0,\n \"b\" 1}", "vocab.json:2", "expected ':'"},
+        {"vocab.json", "{\"a\": 0, \"b\": 0}", "vocab.json", "id 0"},
+        {"vocab.json", "{\"a\": 0, \"b\": 7}", "id 7", "dense"},
+        /* a surrogate pair is one character (U+1F600), outside the alphabet */
+        {"vocab.json", "{\"a\": 0,\n\"\\ud83d\\ude00\": 1}", "vocab.json:2", "U+1F600"},
+        {"vocab.json", "{\"\\ud83d\": 0}", "vocab.json:1", "surrogate"},
+        {"vocab.json", "{\"a\": 0, \"b\": 1}", "no token for byte", "vocab.json"},
+        {"vocab.json", "", "vocab.json", "truncated"},
+    };
+    each_fails(make_dir("bpe_corrupt", MERGES, 8, 0), cases, sizeof cases / sizeof *cases);
 }
 
 Test(bpe, merges_with_unknown_tokens)
 {
-    static const char *bad[] = {"a b", "x yz"};
-    const char *dir = make_dir("bpe_badmerge", bad, 1, 0);
-    write_in(dir, "merges.txt", "#version: 0.2\na b\nqq r\n");
-    load_fails(dir, "merges.txt:3", "\"qq\" is not in");
-    write_in(dir, "merges.txt", "#version: 0.2\nb a\n");
-    load_fails(dir, "merges.txt:2", "makes a token");
-    write_in(dir, "merges.txt", "#version: 0.2\na b c\n");
-    load_fails(dir, "merges.txt:2", "two tokens");
-    write_in(dir, "merges.txt", "#version: 0.2\n");
-    load_fails(dir, "merges.txt", "no merges");
+    static const char *good[] = {"a b"};
+    static const Broken cases[] = {
+        {"merges.txt", "#version: 0.2\na b\nqq r\n", "merges.txt:3", "\"qq\" is not in"},
+        {"merges.txt", "#version: 0.2\nb a\n", "merges.txt:2", "makes a token"},
+        {"merges.txt", "#version: 0.2\na b c\n", "merges.txt:2", "two tokens"},
+        {"merges.txt", "#version: 0.2\n", "merges.txt", "no merges"},
+    };
+    each_fails(make_dir("bpe_badmerge", good, 1, 0), cases, sizeof cases / sizeof *cases);
 }
