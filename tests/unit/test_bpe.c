@@ -143,6 +143,31 @@ Test(bpe, merges_apply_in_rank_order)
     bpe_free(b);
 }
 
+/* n copies of unit, and of the ids "want" */
+static void repeated(const Bpe *b, const char *unit, int n, const char *want)
+{
+    char text[4096], ids[4096] = "";
+    size_t u = strlen(unit);
+    for (int i = 0; i < n; i++) {
+        memcpy(text + i * u, unit, u);
+        strcat(ids, i ? " " : "");
+        strcat(ids, want);
+    }
+    cr_assert_str_eq(ids_of(b, text, n * u), ids, "%d x '%s'", n, unit);
+}
+
+Test(bpe, long_pieces_merge_as_short_ones)
+{
+    Bpe *b = load_ok(make_dir("bpe_long", MERGES, 8, 0));
+    /* up to 128 bytes a piece is merged by scanning, above by a heap */
+    repeated(b, "abcd", 3, "258 100");
+    repeated(b, "abcd", 200, "258 100");
+    repeated(b, "hello", 2, "262");
+    repeated(b, "hello", 150, "262");
+    repeated(b, "abd", 300, "257 100");
+    bpe_free(b);
+}
+
 Test(bpe, pieces_follow_gpt2s_pattern)
 {
     Bpe *b = load_ok(make_dir("bpe_pattern", MERGES, 8, 0));

@@ -167,6 +167,10 @@ typedef struct {
     size_t *n, *cap;
     int32_t *rank;        /* scratch: rank of the pair (i, i+1) */
     size_t rank_cap;
+    int32_t *link;        /* scratch of merge_long: next and prev per byte */
+    size_t link_cap;
+    uint64_t *heap;       /* scratch of merge_long */
+    size_t heap_cap;
     CacheSlot *cache;     /* NULL until the first merged piece */
     int *cached;          /* the ids of cached pieces, back to back */
     size_t n_cached, cap_cached, n_slots;
@@ -213,6 +217,76 @@ static size_t merge_piece(const Bpe *b, const unsigned char *p, size_t len, int 
     return m;
 }
 
+/* ---- long pieces: the same merges in O(n log n) ------------------------------
+ * A run of a thousand spaces or a base64 blob is one piece; merging it by
+ * scanning for the best pair after each merge would take hours. Here the
+ * parts are a linked list (indexed by their first byte) and the pairs a
+ * binary min-heap of rank << 32 | position: the lowest rank, leftmost first,
+ * exactly merge_piece's order. An entry whose pair has changed since it was
+ * pushed is dropped when it comes up. */
+#define LONG_PIECE 128
+
+typedef struct {
+    uint64_t *a;
+    size_t n;
+} Heap;
+
+static void heap_push(Heap *h, uint64_t v)
+{
+    size_t i = h->n++;
+    for (; i && h->a[(i - 1) / 2] > v; i = (i - 1) / 2) h->a[i] = h->a[(i - 1) / 2];
+    h->a[i] = v;
+}
+
+static uint64_t heap_pop(Heap *h)
+{
+    uint64_t top = h->a[0], last = h->a[--h->n];
+    size_t i = 0;
+    for (size_t k; (k = 2 * i + 1) < h->n; i = k) {
+        if (k + 1 < h->n && h->a[k + 1] < h->a[k]) k++;
+        if (h->a[k] >= last) break;
+        h->a[i] = h->a[k];
+    }
+    if (h->n) h->a[i] = last;
+    return top;
+}
+
+/* Pushes the pair that starts at part i, if it makes a token. */
+static void push_pair(const Bpe *b, Heap *h, const int *out, const int32_t *next, int32_t i)
+{
+    if (i < 0 || next[i] < 0) return;
+    int32_t r = pair_rank(b, out[i], out[next[i]]);
+    if (r != BPE_NO_RANK) heap_push(h, (uint64_t)(uint32_t)r << 32 | (uint32_t)i);
+}
+
+/* merge_piece for len > LONG_PIECE; scratch: link (2*len), heap (3*len). */
+static size_t merge_long(const Bpe *b, const unsigned char *p, size_t len, int *out,
+                         int32_t *link, uint64_t *heap)
+{
+    int32_t *next = link, *prev = link + len;
+    Heap h = {heap, 0};
+    for (size_t i = 0; i < len; i++) {
+        out[i] = b->byte_id[p[i]];
+        next[i] = i + 1 < len ? (int32_t)(i + 1) : -1;
+        prev[i] = (int32_t)i - 1;
+    }
+    for (size_t i = 0; i + 1 < len; i++) push_pair(b, &h, out, next, (int32_t)i);
+    while (h.n) {
+        uint64_t top = heap_pop(&h);
+        int32_t i = (int32_t)(uint32_t)top, r = (int32_t)(top >> 32), j = next[i];
+        if (prev[i] == -2 || j < 0 || pair_rank(b, out[i], out[j]) != r) continue; /* stale */
+        out[i] = bpe_pair(b, out[i], out[j])->id;
+        next[i] = next[j];
+        if (next[j] >= 0) prev[next[j]] = i;
+        prev[j] = -2; /* j is gone */
+        push_pair(b, &h, out, next, prev[i]);
+        push_pair(b, &h, out, next, i);
+    }
+    size_t m = 0;
+    for (int32_t i = 0; i >= 0; i = next[i]) out[m++] = out[i];
+    return m;
+}
+
 static CacheSlot *cache_find(Enc *c, const unsigned char *p, size_t len)
 {
     for (uint32_t h = bytes_hash(p, len) & (CACHE_SLOTS - 1);; h = (h + 1) & (CACHE_SLOTS - 1)) {
@@ -250,8 +324,17 @@ static int encode_merged(Enc *c, const unsigned char *p, size_t len)
             return 0;
         }
     }
-    if (grow((void **)&c->rank, &c->rank_cap, len, sizeof *c->rank, c->e)) return -1;
-    size_t m = merge_piece(c->b, p, len, out, c->rank);
+    size_t m;
+    if (len > INT32_MAX) return err_set(c->e, "a piece of %zu bytes: too long", len);
+    if (len > LONG_PIECE) {
+        if (grow((void **)&c->link, &c->link_cap, 2 * len, sizeof *c->link, c->e) ||
+            grow((void **)&c->heap, &c->heap_cap, 3 * len, sizeof *c->heap, c->e))
+            return -1;
+        m = merge_long(c->b, p, len, out, c->link, c->heap);
+    } else {
+        if (grow((void **)&c->rank, &c->rank_cap, len, sizeof *c->rank, c->e)) return -1;
+        m = merge_piece(c->b, p, len, out, c->rank);
+    }
     *c->n += m;
     return s ? cache_put(c, s, p, len, out, m) : 0;
 }
@@ -348,6 +431,8 @@ int bpe_encode(const Bpe *b, const char *text, size_t n, int **ids, size_t *n_id
     pcre2_match_context_free(mc);
     pcre2_match_data_free(md);
     free(c.rank);
+    free(c.link);
+    free(c.heap);
     free(c.cache);
     free(c.cached);
     return rc;
