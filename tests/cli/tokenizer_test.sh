@@ -59,6 +59,7 @@ EOF
   printf '9%.0s' $(seq 1 100); echo
   # long runs, and contractions where the tokenizer's 512-byte match window ends
   printf '%*sx\n' 3000 ''; printf 'y%.0s' $(seq 1 2500); printf '7%.0s' $(seq 1 1500); echo
+  printf '%*s\n' 20000 ''; seq 1 3000 | sha256sum | head -c 64; seq 1 2000 | base64 -w0; echo
   for k in $(seq 500 516); do printf '%*s'"'"'ll\n' $k ''; printf "%${k}s're \n" '' | tr ' ' q; done
 } > runs.txt
 bible 'gen1:1-rev22:21' > kjv.txt 2> /dev/null || { echo "FAIL - bible (package bible-kjv) gave no text"; exit 1; }
