@@ -250,6 +250,7 @@ Test(bpe, corrupt_vocab_json)
         {"vocab.json", "{\"\\ud83d\": 0}", "vocab.json:1", "surrogate"},
         {"vocab.json", "{\"a\": 0, \"b\": 1}", "no token for byte", "vocab.json"},
         {"vocab.json", "", "vocab.json", "truncated"},
+        {"vocab.json", "{\"a\": 0, \"a\": 1}", "vocab.json", "same bytes"},
     };
     each_fails(make_dir("bpe_corrupt", MERGES, 8, 0), cases, sizeof cases / sizeof *cases);
 }

@@ -76,7 +76,7 @@ static int utf8_next(const char **p, const char *end, unsigned *cp)
     unsigned c = s[0];
     int n = c < 0x80 ? 0 : c >= 0xC2 && c < 0xE0 ? 1 : c >= 0xE0 && c < 0xF0 ? 2
           : c >= 0xF0 && c < 0xF5 ? 3 : -1;
-    if (n < 0 || (const char *)s + n >= end + (n ? 0 : 1)) return -1;
+    if (n < 0 || end - (const char *)s <= n) return -1; /* ill-formed, or cut short */
     unsigned v = n ? c & (0x3F >> n) : c;
     for (int k = 1; k <= n; k++) {
         if ((s[k] & 0xC0) != 0x80) return -1;
@@ -408,9 +408,8 @@ static int load_files(Bpe *b, const char *dir, Err *e)
     b->eot = -1;
     b->pair_mask = 0;
     /* the bytes -> id table first: merges are checked against it */
-    if (bpe_build_tables(b, e) || bytes_ranked(b, vp, e) || load_merges(b, mp, vp, e) ||
-        bpe_build_tables(b, e))
-        return -1;
+    if (bpe_build_tables(b, e)) return err_wrap(e, "%s", vp);
+    if (bytes_ranked(b, vp, e) || load_merges(b, mp, vp, e) || bpe_build_tables(b, e)) return -1;
     b->eot = bpe_lookup(b, (const unsigned char *)"<|endoftext|>", 13);
     return 0;
 }
