@@ -23,28 +23,25 @@ static const FilePair PAIRS[2] = {{"vocab.json", "merges.txt"}, {"encoder.json",
 /* ---- the byte alphabet ------------------------------------------------------ */
 
 /* GPT-2's bytes_to_unicode: printable Latin-1 bytes stand for themselves,
- * the other 68 (controls, space, DEL, NBSP, soft hyphen) for U+0100.. in
- * byte order. */
+ * the other 68 for U+0100.. in byte order: 0x00-0x20 (33 of them), 0x7F-0xA0
+ * (34), 0xAD (the soft hyphen). */
+static int printable(unsigned byte)
+{
+    return (byte >= 0x21 && byte <= 0x7E) || (byte >= 0xA1 && byte <= 0xAC) || byte >= 0xAE;
+}
+
 static unsigned byte_char(unsigned byte)
 {
-    if ((byte >= 33 && byte <= 126) || (byte >= 161 && byte <= 172) || byte >= 174) return byte;
-    unsigned k = 0;
-    for (unsigned c = 0; c < byte; c++)
-        k += !((c >= 33 && c <= 126) || (c >= 161 && c <= 172) || c >= 174);
-    return 256 + k;
+    if (printable(byte)) return byte;
+    return 256 + (byte <= 0x20 ? byte : byte <= 0xA0 ? 33 + (byte - 0x7F) : 67);
 }
 
 /* The byte a character stands for, or -1 outside the alphabet. */
 static int char_byte(unsigned cp)
 {
-    static int inverse[324];
-    static int ready;
-    if (!ready) { /* idempotent: racing threads write the same values */
-        for (unsigned c = 0; c < 324; c++) inverse[c] = -1;
-        for (unsigned b = 0; b < 256; b++) inverse[byte_char(b)] = (int)b;
-        ready = 1;
-    }
-    return cp < 324 ? inverse[cp] : -1;
+    if (cp < 256) return printable(cp) ? (int)cp : -1;
+    unsigned k = cp - 256;
+    return k < 33 ? (int)k : k < 67 ? (int)(0x7F + k - 33) : k == 67 ? 0xAD : -1;
 }
 
 /* ---- growing buffers -------------------------------------------------------- */
