@@ -155,6 +155,7 @@ const unsigned char *bpe_token_bytes(const Bpe *b, int id, size_t *len)
 /* Pieces already merged in this call: most text repeats its words. */
 #define CACHE_SLOTS (1u << 16)
 #define CACHE_MAX_PIECE 64
+#define CACHE_MIN_TEXT 4096 /* a short text (a prompt) would not repay the table */
 
 typedef struct {
     const unsigned char *key; /* into the text being encoded */
@@ -172,6 +173,7 @@ typedef struct {
     uint64_t *heap;       /* scratch of merge_long */
     size_t heap_cap;
     CacheSlot *cache;     /* NULL until the first merged piece */
+    int use_cache;        /* the text is long enough */
     int *cached;          /* the ids of cached pieces, back to back */
     size_t n_cached, cap_cached, n_slots;
     Err *e;
@@ -314,7 +316,7 @@ static int encode_merged(Enc *c, const unsigned char *p, size_t len)
 {
     int *out = *c->ids + *c->n;
     CacheSlot *s = NULL;
-    if (len <= CACHE_MAX_PIECE) {
+    if (c->use_cache && len <= CACHE_MAX_PIECE) {
         if (!c->cache && !(c->cache = calloc(CACHE_SLOTS, sizeof *c->cache)))
             return err_set(c->e, "out of memory (piece cache)");
         s = cache_find(c, p, len);
@@ -415,7 +417,7 @@ static int split_and_encode(Enc *c, const unsigned char *s, size_t n, pcre2_matc
 int bpe_encode(const Bpe *b, const char *text, size_t n, int **ids, size_t *n_ids, size_t *cap,
                Err *e)
 {
-    Enc c = {.b = b, .ids = ids, .n = n_ids, .cap = cap, .e = e};
+    Enc c = {.b = b, .ids = ids, .n = n_ids, .cap = cap, .e = e, .use_cache = n >= CACHE_MIN_TEXT};
     pcre2_match_data *md = pcre2_match_data_create_from_pattern(b->re, NULL);
     pcre2_match_context *mc = pcre2_match_context_create(NULL);
     /* a long run of one class (say a megabyte of spaces) needs a deep JIT stack */
