@@ -197,8 +197,9 @@ static int32_t pair_rank(const Bpe *b, int left, int right)
     return s ? s->rank : BPE_NO_RANK;
 }
 
-/* The merges of one piece of len >= 2 bytes into out (room for len ids);
- * returns the ids written. Quadratic in the piece's tokens, as tiktoken. */
+/* The merges of one piece of 2..LONG_PIECE bytes into out (room for len
+ * ids); returns the ids written. A scan per merge, as tiktoken: quadratic,
+ * and the fastest way for short pieces. */
 static size_t merge_piece(const Bpe *b, const unsigned char *p, size_t len, int *out, int32_t *rk)
 {
     for (size_t i = 0; i < len; i++) out[i] = b->byte_id[p[i]];
