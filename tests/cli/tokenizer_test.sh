@@ -60,6 +60,9 @@ EOF
   # long runs, and contractions where the tokenizer's 512-byte match window ends
   printf '%*sx\n' 3000 ''; printf 'y%.0s' $(seq 1 2500); printf '7%.0s' $(seq 1 1500); echo
   printf '%*s\n' 20000 ''; seq 1 3000 | sha256sum | head -c 64; seq 1 2000 | base64 -w0; echo
+  # blanks the regex flavours disagree on (U+0085, U+180E, U+FEFF), U+200B, U+2028, U+3000
+  printf 'a\xc2\x85b  \xc2\x85 c \xc2\x85\xc2\x85x \xe1\xa0\x8e y \xe1\xa0\x8e\xe1\xa0\x8e z\xef\xbb\xbf '
+  printf '\xef\xbb\xbf\xef\xbb\xbf w \xe2\x80\x8b q\xe2\x80\xa8r \xe3\x80\x80\xe3\x80\x80s\n'
   for k in $(seq 500 516); do printf '%*s'"'"'ll\n' $k ''; printf "%${k}s're \n" '' | tr ' ' q; done
 } > runs.txt
 bible 'gen1:1-rev22:21' > kjv.txt 2> /dev/null || { echo "FAIL - bible (package bible-kjv) gave no text"; exit 1; }
