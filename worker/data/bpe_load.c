@@ -178,11 +178,12 @@ static int token_in(VocabIn *v, char *shown, size_t shown_n)
         unsigned cp;
         if (string_char(v, &cp)) return -1;
         int byte = char_byte(cp);
-        snprintf(shown, shown_n, "%.*s", (int)(v->p - start < 60 ? v->p - start : 60), start);
-        if (byte < 0)
+        if (byte < 0) {
+            snprintf(shown, shown_n, "%.*s", (int)(v->p - start < 60 ? v->p - start : 60), start);
             return err_set(v->e, "%s:%d: token %s\": character U+%04X is not in GPT-2's byte "
                                  "alphabet (not a byte-level BPE vocabulary?)",
                            v->path, line_at(v->text, v->p), shown, cp);
+        }
         unsigned char c = (unsigned char)byte;
         if (vec_push(&v->bytes, &c, 1, v->e)) return -1;
     }
