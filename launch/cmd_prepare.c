@@ -13,13 +13,21 @@
 typedef struct {
     char out[PATH_LEN];
     float val_fraction;
+    char tokenizer[PATH_LEN];
+    int format; /* PrepFormat: the choices below in its order */
 } PrepareArgs;
 
 static const OptSpec PREPARE_OPTS[] = {
     {"out", OT_STR, offsetof(PrepareArgs, out), sizeof(((PrepareArgs *)0)->out), "FILE",
      "token file to write (default " DEFAULT_DATA ")", NULL, 1, 0, NULL},
     {"val-fraction", OT_FLOAT, offsetof(PrepareArgs, val_fraction), 0, "X",
-     "share of the bytes (the end) kept for validation (0.05)", NULL, 1e-6, 0.9, NULL},
+     "share of the tokens (the end) kept for validation (0.05)", NULL, 1e-6, 0.9, NULL},
+    {"tokenizer", OT_STR, offsetof(PrepareArgs, tokenizer), sizeof(((PrepareArgs *)0)->tokenizer),
+     "DIR", "GPT-2 BPE files (vocab.json + merges.txt or encoder.json + vocab.bpe); default: "
+     "byte-level, vocabulary 256", NULL, 1, 0, NULL},
+    {"format", OT_CHOICE, offsetof(PrepareArgs, format), 0, "mptokens|llmc",
+     "file to write: MPTOKENS, or llm.c's token file (needs --tokenizer; no split of its own)",
+     "mptokens|llmc", 1, 0, "mptokens"},
     {0},
 };
 
@@ -59,7 +67,17 @@ static int dump_kjv(const char *txt, char *err, size_t n)
     return rc;
 }
 
-static int prepare_kjv(const char *out, double val_fraction, char *err, size_t n)
+/* Byte-level, or BPE with --tokenizer. */
+static int prepare_texts(const PrepareArgs *a, const char *out, double val_fraction,
+                         const char *const *paths, int n_paths, Err *e)
+{
+    if (!a || !a->tokenizer[0]) return prepare_text_files(paths, n_paths, out, val_fraction, e);
+    PrepareBpe p = {a->tokenizer, out, val_fraction, (PrepFormat)a->format};
+    return prepare_bpe_files(&p, paths, n_paths, e);
+}
+
+static int prepare_kjv(const PrepareArgs *a, const char *out, double val_fraction, char *err,
+                       size_t n)
 {
     char dir[PATH_LEN], txt[PATH_BUF];
     snprintf(dir, sizeof dir, "%s", out);
@@ -73,7 +91,7 @@ static int prepare_kjv(const char *out, double val_fraction, char *err, size_t n
     snprintf(txt, sizeof txt, "%s/kjv.txt", dir);
     if (dump_kjv(txt, err, n)) return -1;
     const char *paths[1] = {txt};
-    if (prepare_text_files(paths, 1, out, val_fraction, &e)) {
+    if (prepare_texts(a, out, val_fraction, paths, 1, &e)) {
         snprintf(err, n, "%s", e.msg);
         return -1;
     }
@@ -84,29 +102,34 @@ int ensure_default_data(char *err, size_t n)
 {
     if (access(DEFAULT_DATA, R_OK) == 0) return 0;
     fprintf(stderr, "mpitrain: making the default dataset %s from the King James Bible\n", DEFAULT_DATA);
-    return prepare_kjv(DEFAULT_DATA, 0.05, err, n);
+    return prepare_kjv(NULL, DEFAULT_DATA, 0.05, err, n);
 }
 
 int cmd_prepare(int argc, char **argv)
 {
-    PrepareArgs a = {DEFAULT_DATA, 0.05f};
+    PrepareArgs a = {DEFAULT_DATA, 0.05f, "", PREP_MPTOKENS};
     const char *inputs[256];
     int n_in = 0, help = 0;
     int rc = opts_parse("prepare", PREPARE_OPTS, &a, argc, argv, 1, inputs, 256, &n_in, &help);
     if (rc) return rc;
     if (help) {
         opts_print_help(stdout, "mpitrain prepare [options] [TEXT_FILE...]",
-                        "Turns text files into a token file (byte-level, vocabulary 256) with a "
-                        "train/validation split.\nWithout files it prepares the King James Bible "
-                        "from Debian's bible-kjv package.",
+                        "Turns text files into a token file (byte-level, vocabulary 256, or GPT-2's "
+                        "BPE with --tokenizer) with a train/validation split.\nWithout files it "
+                        "prepares the King James Bible from Debian's bible-kjv package.",
                         PREPARE_OPTS);
         return 0;
+    }
+    if (a.format == PREP_LLMC && !a.tokenizer[0]) {
+        fprintf(stderr, "mpitrain prepare: --format llmc needs --tokenizer DIR (llm.c files hold "
+                        "GPT-2 tokens)\n");
+        return EXIT_USAGE;
     }
     char err[1024];
     Err e = {{0}};
     if (n_in == 0)
-        rc = prepare_kjv(a.out, a.val_fraction, err, sizeof err);
-    else if ((rc = prepare_text_files(inputs, n_in, a.out, a.val_fraction, &e)))
+        rc = prepare_kjv(&a, a.out, a.val_fraction, err, sizeof err);
+    else if ((rc = prepare_texts(&a, a.out, a.val_fraction, inputs, n_in, &e)))
         snprintf(err, sizeof err, "%s", e.msg);
     if (rc) {
         fprintf(stderr, "mpitrain prepare: %s\n", err);

@@ -10,6 +10,7 @@ int cmd_eval(int argc, char **argv);
 int cmd_ckpt(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
 int cmd_plot(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
 
 #include <stddef.h>
 #include "worker/config/config.h" /* DEFAULT_DATA */

@@ -12,6 +12,7 @@ static void usage(FILE *out)
             "commands:\n"
             "  train     train a model (run under mpirun/srun for several ranks)\n"
             "  prepare   turn text files into a token file (default: the King James Bible)\n"
+            "  tokenize  text -> GPT-2 token ids, and back (--decode)\n"
             "  sample    generate text from a checkpoint\n"
             "  eval      mean loss of a checkpoint over a token file's validation windows\n"
             "  ckpt      inspect and export checkpoints (info, export)\n"
@@ -46,6 +47,7 @@ int main(int argc, char **argv)
     if (!strcmp(c, "ckpt")) return cmd_ckpt(argc - 1, argv + 1);
     if (!strcmp(c, "plan")) return cmd_plan(argc - 1, argv + 1);
     if (!strcmp(c, "plot")) return cmd_plot(argc - 1, argv + 1);
-    fprintf(stderr, "mpitrain: unknown command '%s' (commands: train, prepare, sample, eval, ckpt, plan, plot, version)\n", c);
+    if (!strcmp(c, "tokenize")) return cmd_tokenize(argc - 1, argv + 1);
+    fprintf(stderr, "mpitrain: unknown command '%s' (commands: train, prepare, tokenize, sample, eval, ckpt, plan, plot, version)\n", c);
     return EXIT_USAGE;
 }

@@ -25,3 +25,12 @@ finish() {
   [ "$pass" -gt 0 ] && [ "$fail" -eq 0 ]
   exit
 }
+# scratch_dir BIN DIR: a script test's preamble: $BIN made absolute, DIR
+# emptied and entered (the test runs there), one thread per process; exits
+# on failure.
+scratch_dir() {
+  BIN=$1
+  case "$BIN" in /*) ;; *) BIN=$PWD/$BIN ;; esac
+  rm -rf "$2" && mkdir -p "$2" && cd "$2" || { echo "FAIL - cannot create $2"; exit 1; }
+  export OMP_NUM_THREADS=1
+}

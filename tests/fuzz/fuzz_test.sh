@@ -26,7 +26,7 @@
 #
 # Environment:
 #   FUZZ_SECONDS   seconds per target (default 20)
-#   FUZZ_TARGETS   targets to run (default: manifest plan journal config tokfile gpt2)
+#   FUZZ_TARGETS   targets to run (default: manifest plan journal config tokfile gpt2 bpe)
 #   FUZZ_JOBS      fuzzers run at once (default: 2, or 1 on a single core)
 #   FUZZ_TIMEOUT   seconds one input may take (default 25)
 #   FUZZ_CC        the clang to use (default: the newest clang found)
@@ -40,7 +40,7 @@ REPO=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=$(cd "$(dirname "$BIN")" && pwd)
 PROTO=$BUILD/proto
 SECS=${FUZZ_SECONDS:-20}
-TARGETS=${FUZZ_TARGETS:-manifest plan journal config tokfile gpt2}
+TARGETS=${FUZZ_TARGETS:-manifest plan journal config tokfile gpt2 bpe}
 TIMEOUT=${FUZZ_TIMEOUT:-25}
 CORES=$(nproc 2>/dev/null || echo 1)
 JOBS=${FUZZ_JOBS:-$([ "$CORES" -ge 2 ] && echo 2 || echo 1)}
@@ -89,8 +89,9 @@ fi
 for pc in /usr/lib/*/openblas-openmp/pkgconfig; do
   [ -d "$pc" ] && export PKG_CONFIG_PATH="$pc${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
 done
-PKG_CFLAGS=$(pkg-config --cflags openblas libprotobuf-c) || die "pkg-config cannot find openblas / libprotobuf-c"
-PKG_LIBS=$(pkg-config --libs openblas libprotobuf-c)
+PKG_CFLAGS=$(pkg-config --cflags openblas libprotobuf-c libpcre2-8) ||
+  die "pkg-config cannot find openblas / libprotobuf-c / libpcre2-8"
+PKG_LIBS=$(pkg-config --libs openblas libprotobuf-c libpcre2-8)
 RPATH=""
 for f in $PKG_LIBS; do case "$f" in -L*) RPATH="$RPATH -Wl,-rpath,${f#-L}" ;; esac; done
 

@@ -36,6 +36,9 @@ const unsigned char *bpe_token_bytes(const Bpe *b, int id, size_t *len);
 int bpe_copy_files(const char *src_dir, const char *dst_dir, Err *e);
 /* Whether dir holds a tokenizer file pair (without loading it). */
 int bpe_present(const char *dir);
+/* Whether the pattern runs JIT-compiled (else PCRE2's interpreter: the same
+ * pieces, slower; MPITRAIN_BPE_NO_JIT=1 in the environment forces it). */
+int bpe_uses_jit(const Bpe *b);
 
 /* Where a checkpoint keeps the tokenizer it was trained with: the
  * subdirectory "tokenizer" of its step directory. */

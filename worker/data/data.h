@@ -99,6 +99,23 @@ void loader_windows(const Loader *l, uint64_t w0, int n, int *inputs, int *targe
  * validation split (0 < val_fraction < 1); writes a native file atomically. */
 int prepare_text_files(const char *const *paths, int n_paths, const char *out_path,
                        double val_fraction, Err *e);
+/* `mpitrain prepare --tokenizer DIR`: each text file is encoded with the
+ * BPE tokenizer files of DIR (worker/data/bpe.h), the ids concatenated (no
+ * separator token between files) and written atomically: PREP_MPTOKENS as a
+ * native file (vocabulary = the tokenizer's, uint16 tokens) whose last
+ * round(val_fraction * tokens) tokens are the validation split;
+ * PREP_LLMC as llm.c's file (no split of its own: readers take the last
+ * 10%; val_fraction unused). */
+typedef enum { PREP_MPTOKENS = 0, PREP_LLMC = 1 } PrepFormat;
+typedef struct {
+    const char *tokenizer, *out_path;
+    double val_fraction;
+    PrepFormat format;
+} PrepareBpe;
+int prepare_bpe_files(const PrepareBpe *p, const char *const *paths, int n_paths, Err *e);
+/* Writes llm.c's token file (version 1: 256 int32 header of magic, version,
+ * count; then uint16 tokens) atomically. */
+int llmc_write(const char *path, const uint16_t *tokens, uint64_t n, Err *e);
 /* Byte tokenizer: out[i] = (unsigned char)text[i]. */
 void bytes_to_tokens(const char *text, size_t n, int *out);
 

@@ -1,0 +1,95 @@
+/* `mpitrain prepare --tokenizer DIR`: text files -> GPT-2 tokens, written
+ * as an MPTOKENS file (with a validation split) or as llm.c's token file. */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/fileio.h"
+#include "base/le.h"
+#include "worker/data/bpe.h"
+#include "worker/data/data.h"
+
+#define TEXT_MAX_BYTES ((size_t)1 << 34)
+
+typedef struct {
+    int *ids;
+    size_t n, cap;
+} IdList;
+
+/* Each file is encoded on its own: a file boundary is a piece boundary. */
+static int encode_files(const Bpe *b, const char *const *paths, int n_paths, IdList *out, Err *e)
+{
+    for (int i = 0; i < n_paths; i++) {
+        void *text;
+        size_t len;
+        if (read_file(paths[i], TEXT_MAX_BYTES, &text, &len, e)) return -1;
+        int rc = bpe_encode(b, text, len, &out->ids, &out->n, &out->cap, e);
+        free(text);
+        if (rc) return err_wrap(e, "%s", paths[i]);
+    }
+    if (!out->n)
+        return err_set(e, "prepare: input is empty (%d file(s), first %s): nothing to tokenize",
+                       n_paths, paths[0]);
+    return 0;
+}
+
+int llmc_write(const char *path, const uint16_t *tokens, uint64_t n, Err *e)
+{
+    if (n > INT32_MAX)
+        return err_set(e, "%s: %" PRIu64 " tokens: an llm.c file holds at most %d", path, n, INT32_MAX);
+    unsigned char h[LLMC_HEADER_BYTES] = {0};
+    le_put32(h, LLMC_MAGIC);
+    le_put32(h + 4, LLMC_VERSION);
+    le_put32(h + 8, (uint32_t)n);
+    AtomicFile af;
+    if (atomic_open(&af, path, e) || atomic_write(&af, h, sizeof h, e)) return -1;
+    unsigned char buf[16384];
+    for (uint64_t i = 0; i < n;) {
+        size_t k = 0;
+        for (; i < n && k + 2 <= sizeof buf; i++, k += 2) le_put16(buf + k, tokens[i]);
+        if (atomic_write(&af, buf, k, e)) return -1;
+    }
+    return atomic_commit(&af, e);
+}
+
+/* The split for MPTOKENS: the last round(val_fraction * n) tokens. */
+static int write_tokens(const PrepareBpe *p, const uint16_t *t, uint64_t n, int vocab, Err *e)
+{
+    if (p->format == PREP_LLMC) return llmc_write(p->out_path, t, n, e);
+    uint64_t n_val = (uint64_t)((double)n * p->val_fraction + 0.5);
+    if (n_val == 0 || n_val >= n)
+        return err_set(e, "prepare: val fraction %g of %" PRIu64 " tokens leaves an empty %s split",
+                       p->val_fraction, n, n_val == 0 ? "val" : "train");
+    return tokfile_write(p->out_path, t, n - n_val, n_val, vocab, e);
+}
+
+static int check_vocab(const PrepareBpe *p, int vocab, Err *e)
+{
+    if (p->format == PREP_LLMC && vocab > LLMC_VOCAB)
+        return err_set(e, "%s: the tokenizer has %d tokens; llm.c files hold GPT-2's %d", p->tokenizer,
+                       vocab, LLMC_VOCAB);
+    if (vocab > 65536)
+        return err_set(e, "%s: the tokenizer has %d tokens, more than uint16 tokens hold", p->tokenizer,
+                       vocab);
+    return 0;
+}
+
+int prepare_bpe_files(const PrepareBpe *p, const char *const *paths, int n_paths, Err *e)
+{
+    if (n_paths < 1) return err_set(e, "prepare: no input text files given");
+    if (p->format != PREP_LLMC && !(p->val_fraction > 0.0 && p->val_fraction < 1.0))
+        return err_set(e, "prepare: val fraction %g must be strictly between 0 and 1", p->val_fraction);
+    Bpe *b = bpe_load(p->tokenizer, e);
+    if (!b) return -1;
+    IdList ids = {0};
+    int vocab = bpe_vocab_size(b);
+    int rc = check_vocab(p, vocab, e) || encode_files(b, paths, n_paths, &ids, e) ? -1 : 0;
+    bpe_free(b);
+    uint16_t *t = rc ? NULL : malloc((ids.n ? ids.n : 1) * sizeof *t);
+    if (!rc && !t) rc = err_set(e, "prepare: out of memory (%zu tokens)", ids.n);
+    for (size_t i = 0; !rc && i < ids.n; i++) t[i] = (uint16_t)ids.ids[i];
+    if (!rc) rc = write_tokens(p, t, ids.n, vocab, e);
+    free(t);
+    free(ids.ids);
+    return rc;
+}
