@@ -40,6 +40,19 @@ for src in imp_hf hf hfp/model.safetensors m.bin; do
   r=$(rel "${got:-0}" "$want")
   check "--init-from $src without model flags: loss $got vs reference $want (rel $r <= 1e-5)" "within $r 1e-5"
 done
+# the tokenizer travels with the weights: from the HF dir, from an import,
+# and on through --resume; an llm.c file has none
+tok_of() { ls -d "$1"/ckpt/step_*/tokenizer 2> /dev/null | tail -1; }
+check "a run --init-from a HF dir keeps its tokenizer in its checkpoints" \
+  "cmp -s hf/merges.txt \$(tok_of loss_hf)/merges.txt && cmp -s hf/vocab.json \$(tok_of loss_hf)/vocab.json"
+check "so does a run --init-from an import of it" "cmp -s hf/merges.txt \$(tok_of loss_imp_hf)/merges.txt"
+check "and a --resume of the import" "cmp -s hf/merges.txt \$(tok_of resumed)/merges.txt"
+check "a run --init-from an llm.c file has no tokenizer/" "[ -z \"\$(tok_of loss_m_bin)\" ]"
+"$BIN" train --init-from m.bin $RUN --tokenizer hf --out tok_flag > /dev/null 2> last.err
+check "--tokenizer DIR puts that tokenizer in the checkpoints" "cmp -s hf/merges.txt \$(tok_of tok_flag)/merges.txt"
+"$BIN" train --init-from m.bin $RUN --tokenizer m.bin.nothing --out tok_bad > /dev/null 2> last.err
+check "--tokenizer without tokenizer files is refused by name" \
+  "[ $? -ne 0 ] && grep -q -- '--tokenizer m.bin.nothing: no tokenizer files' last.err"
 "$BIN" train --init-from m.bin $RUN --seq-len 32 --out loss_seq32 > /dev/null 2> last.err
 want32=$($REF loss hf --tokens tok.bin --batch 2 --seq 32)
 r=$(rel "$(first_loss loss_seq32)" "$want32")

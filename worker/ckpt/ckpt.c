@@ -1,4 +1,5 @@
 #include "worker/ckpt/ckpt.h"
+#include "worker/data/bpe.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -282,6 +283,15 @@ int ckpt_begin(const char *root, int64_t step, char *tmp, size_t n, Err *e)
     return mkdir_p(tmp, e);
 }
 
+/* The tokenizer goes in before the manifest: a published step has it. */
+static int copy_tokenizer(const char *tmp, const CkptMeta *meta, Err *e)
+{
+    char dst[PATH_BUF];
+    if (!meta->tokenizer_dir[0]) return 0;
+    if (path_fmt(dst, sizeof dst, e, "%s/%s", tmp, CKPT_TOKENIZER_SUBDIR)) return -1;
+    return bpe_copy_files(meta->tokenizer_dir, dst, e);
+}
+
 int ckpt_finish(const char *root, const char *tmp, const CkptMeta *meta, uint8_t *const *shards,
                 const size_t *lens, int n_shards, char *out_dir, size_t out_len, Err *e)
 {
@@ -300,6 +310,7 @@ int ckpt_finish(const char *root, const char *tmp, const CkptMeta *meta, uint8_t
     char name[64], final[PATH_BUF];
     step_name(name, sizeof name, meta->step);
     snprintf(final, sizeof final, "%s/%s", root, name);
+    if (!rc) rc = copy_tokenizer(tmp, meta, e);
     if (!rc) rc = write_manifest(tmp, meta, all, total, e);
     if (!rc) rc = fsync_dir(tmp, e);
     if (!rc) rc = swap_into_place(tmp, final, root, e);
@@ -411,7 +422,18 @@ int ckpt_load_meta(const char *dir, CkptMeta *meta, Err *e)
     if (ckpt_read_manifest(dir, &mf, e)) return -1;
     ckpt_meta_from_pb(mf, meta);
     mpitrain__manifest__free_unpacked(mf, NULL);
+    ckpt_tokenizer_of(dir, meta->tokenizer_dir, sizeof meta->tokenizer_dir);
     return 0;
+}
+
+int ckpt_tokenizer_of(const char *step_dir, char *out, size_t n)
+{
+    out[0] = 0;
+    if (snprintf(out, n, "%s/%s", step_dir, CKPT_TOKENIZER_SUBDIR) >= (int)n || !bpe_present(out)) {
+        out[0] = 0;
+        return 0;
+    }
+    return 1;
 }
 
 static int check_record(const char *dir, const Mpitrain__TensorRecord *r, const ParamInfo *t,

@@ -34,6 +34,10 @@ typedef struct {
     int data_format;             /* --data-format (DataFormat) */
     float zo_eps, zo_scale;  /* --optimizer zo: the journal's settings */
     int zo_samples;
+    /* A directory of tokenizer files that saving copies into the step's
+     * tokenizer/ ("" = none); loading sets it to the step's own tokenizer/
+     * when there is one, so a checkpoint made from a loaded one keeps it. */
+    char tokenizer_dir[PATH_LEN];
 } CkptMeta;
 
 /* Saves params and optimizer state of one process as a complete checkpoint
@@ -56,6 +60,9 @@ int ckpt_write_manifest_pb(const char *dir, const Mpitrain__Manifest *mf, Err *e
 int ckpt_resolve(const char *path, char *out, size_t n, Err *e);
 int ckpt_read_manifest(const char *dir, Mpitrain__Manifest **out, Err *e);
 int ckpt_load_meta(const char *dir, CkptMeta *meta, Err *e);
+/* <step_dir>/tokenizer into out when it holds tokenizer files (returns 1),
+ * else out = "" (returns 0). */
+int ckpt_tokenizer_of(const char *step_dir, char *out, size_t n);
 /* Loads the tensors into an initialized model (and optimizer, if non-NULL),
  * verifying names, shapes, sizes and checksums. */
 int ckpt_load(const char *dir, Model *m, Optimizer *o, Err *e);

@@ -532,39 +532,14 @@ int gpt2_source_load(const Gpt2Source *s, Model *m, Err *e)
     return rc;
 }
 
-/* ---- tokenizer files -------------------------------------------------------- */
-
-/* Copies whichever complete tokenizer pair src holds into dst (created
- * only when there is one); *copied = files copied. */
-static int copy_tokenizer(const char *src, const char *dst, int *copied, Err *e)
-{
-    static const char *const PAIRS[][2] = {{"vocab.json", "merges.txt"}, {"encoder.json", "vocab.bpe"}};
-    *copied = 0;
-    for (size_t p = 0; p < sizeof PAIRS / sizeof PAIRS[0]; p++) {
-        char a[PATH_BUF], b[PATH_BUF];
-        if (path_fmt(a, sizeof a, e, "%s/%s", src, PAIRS[p][0]) ||
-            path_fmt(b, sizeof b, e, "%s/%s", src, PAIRS[p][1]))
-            return -1;
-        if (!is_file(a) || !is_file(b)) continue;
-        if (mkdir_p(dst, e)) return -1;
-        for (int i = 0; i < 2; i++) {
-            char from[PATH_BUF], to[PATH_BUF];
-            void *buf;
-            size_t len;
-            if (path_fmt(from, sizeof from, e, "%s/%s", src, PAIRS[p][i]) ||
-                path_fmt(to, sizeof to, e, "%s/%s", dst, PAIRS[p][i]) ||
-                read_file(from, 256u << 20, &buf, &len, e))
-                return -1;
-            int rc = write_file_atomic(to, buf, len, e);
-            free(buf);
-            if (rc) return -1;
-            (*copied)++;
-        }
-    }
-    return 0;
-}
-
 /* ---- import ---------------------------------------------------------------- */
+
+void gpt2_source_tokenizer(const Gpt2Source *s, char *out, size_t n)
+{
+    out[0] = 0;
+    if (s->kind == GPT2_SRC_CKPT) ckpt_tokenizer_of(s->path, out, n);
+    else if (s->kind == GPT2_SRC_HF && bpe_present(s->dir)) snprintf(out, n, "%s", s->dir);
+}
 
 int gpt2_import(const Gpt2Source *s, const char *root, const CkptMeta *meta, char *written,
                 size_t n, Err *e)
@@ -585,16 +560,12 @@ int gpt2_import(const Gpt2Source *s, const char *root, const CkptMeta *meta, cha
     int rc = gpt2_source_load(s, &m, e);
     if (!rc) rc = optim_init(&o, &mt.optim, 0, m.n_params, e);
     have_opt = !rc;
-    char tmp[PATH_BUF] = "", tok[PATH_BUF];
+    char tmp[PATH_BUF] = "";
     uint8_t *recs = NULL;
     size_t len = 0;
-    int copied = 0;
+    gpt2_source_tokenizer(s, mt.tokenizer_dir, sizeof mt.tokenizer_dir);
     if (!rc) rc = ckpt_begin(root, 0, tmp, sizeof tmp, e);
     if (!rc) rc = ckpt_write_shard(tmp, 0, &m, &o, (Range){0, m.n_params}, &recs, &len, e);
-    if (!rc && s->kind == GPT2_SRC_HF) {
-        rc = path_fmt(tok, sizeof tok, e, "%s/%s", tmp, CKPT_TOKENIZER_SUBDIR);
-        if (!rc) rc = copy_tokenizer(s->dir, tok, &copied, e);
-    }
     if (!rc) rc = ckpt_finish(root, tmp, &mt, &recs, &len, 1, written, n, e);
     if (rc && tmp[0]) remove_tree(tmp);
     free(recs);
@@ -698,9 +669,8 @@ int gpt2_export_hf(const Model *m, const char *tokenizer_dir, const char *out_di
     if (!rc) rc = json_finish(&j) ? err_set(e, "%s: %s", path, j.error)
                                   : write_file_atomic(path, j.buf, j.len, e);
     json_free(&j);
-    int copied = 0;
-    if (!rc && tokenizer_dir && is_dir(tokenizer_dir))
-        rc = copy_tokenizer(tokenizer_dir, out_dir, &copied, e);
+    if (!rc && tokenizer_dir && bpe_present(tokenizer_dir))
+        rc = bpe_copy_files(tokenizer_dir, out_dir, e);
     return rc;
 }
 

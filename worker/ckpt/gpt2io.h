@@ -44,6 +44,10 @@ const char *gpt2_source_kind_name(Gpt2SrcKind k);
  * takes the first rows of the position table) with the source's weights. */
 int gpt2_source_load(const Gpt2Source *s, Model *m, Err *e);
 
+/* The tokenizer files that come with the source: a checkpoint's
+ * <step>/tokenizer, or a HF directory's own; out = "" when there are none. */
+void gpt2_source_tokenizer(const Gpt2Source *s, char *out, size_t n);
+
 /* `ckpt import`: the source as a step-0 mpitrain checkpoint under root
  * (meta supplies optimizer settings, seed, batch; its model is replaced),
  * with zeroed AdamW state so --resume works too, and the HF directory's

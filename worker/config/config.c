@@ -3,6 +3,7 @@
  * of config.json and of the plan's settings), its type, the field, the
  * metavar, the default as typed, the range, and the help text. */
 #include "worker/config/config.h"
+#include "worker/data/bpe.h"
 
 #include "base/fileio.h"
 #include "base/json.h"
@@ -61,6 +62,7 @@ static const OptSpec TABLE[] = {
     STR("out", out, "DIR", "run directory (default runs/<model>-<time>)"),
     STR("resume", resume, "DIR", "continue from a checkpoint (run dir, ckpt dir or step dir)"),
     STR("init-from", init_from, "SRC", "start from these weights, fresh optimizer: a checkpoint, a Hugging Face GPT-2 dir (or its .safetensors) or an llm.c model file; the model's shape comes from SRC (docs/gpt2.md)"),
+    STR("tokenizer", tokenizer, "DIR", "tokenizer files (vocab.json + merges.txt, or encoder.json + vocab.bpe) kept in every checkpoint, for sample (default: the --resume or --init-from source's, if it has one)"),
     STR("config", config, "FILE", "settings file: `key = value` lines or a JSON object (a run's config.json) with these option names; flags override"),
     NUM("dp", OT_INT, dp, "N", "0", 0, 1 << 20, "data-parallel ranks (0 = world size)"),
     NUM("tp", OT_INT, tp, "N", "0", 0, 1 << 20, "tensor-parallel ranks (0 = 1, or the planner's choice)"),
@@ -168,6 +170,9 @@ int train_config_validate(const TrainConfig *c, Err *e)
                           "positive, scale >= 0 (0 = automatic)", c->zo_eps, c->zo_samples, c->zo_scale);
     if (c->eval_every > 0 && c->eval_batches < 1)
         return err_set(e, "--eval-batches %d: must be at least 1", c->eval_batches);
+    if (c->tokenizer[0] && !bpe_present(c->tokenizer))
+        return err_set(e, "--tokenizer %s: no tokenizer files there (vocab.json + merges.txt, or "
+                          "encoder.json + vocab.bpe)", c->tokenizer);
     return 0;
 }
 

@@ -28,6 +28,7 @@ typedef struct {
     char out[PATH_LEN];
     char resume[PATH_LEN];
     char init_from[PATH_LEN];
+    char tokenizer[PATH_LEN]; /* --tokenizer: kept with the checkpoints */
     char trace[PATH_LEN];
     char config[PATH_LEN];     /* --config: read by the parser, not a setting */
     int save_every, keep_ckpts;

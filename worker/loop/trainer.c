@@ -147,12 +147,17 @@ static int setup_model(Trainer *t, Err *e)
     return 0;
 }
 
+/* The weights to start from, and the tokenizer the checkpoints will keep:
+ * --tokenizer, else the one that came with the resumed checkpoint or the
+ * --init-from source (a GPT-2 import carries GPT-2's). */
 static int load_initial_state(Trainer *t, const Mpitrain__Manifest *resume, Err *e)
 {
     const TrainConfig *c = t->cfg;
+    snprintf(t->tokenizer, sizeof t->tokenizer, "%s", c->tokenizer);
     if (resume) {
         if (ckpt_load_from(c->resume, resume, &t->model, &t->opt, e)) return -1;
         t->opt.t = t->resume_meta.opt_t;
+        if (!t->tokenizer[0]) ckpt_tokenizer_of(c->resume, t->tokenizer, sizeof t->tokenizer);
         return 0;
     }
     if (!c->init_from[0]) return 0;
@@ -161,6 +166,7 @@ static int load_initial_state(Trainer *t, const Mpitrain__Manifest *resume, Err 
     Gpt2Source src;
     int rc = gpt2_source_open(c->init_from, &src, e);
     if (!rc) rc = gpt2_source_load(&src, &t->model, e);
+    if (!rc && !t->tokenizer[0]) gpt2_source_tokenizer(&src, t->tokenizer, sizeof t->tokenizer);
     gpt2_source_close(&src);
     return rc ? err_wrap(e, "--init-from %s", c->init_from) : 0;
 }

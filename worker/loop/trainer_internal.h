@@ -32,6 +32,7 @@ typedef struct {
     uint64_t data_pos;     /* global batch index of the next step */
     CkptMeta resume_meta;  /* --resume: the checkpoint's manifest, read once */
     char ckpt_root[PATH_BUF];
+    char tokenizer[PATH_LEN]; /* tokenizer files every checkpoint keeps ("" = none) */
     float zo_scale;        /* the scale in use (picked by the warm-up when 0) */
     RunLock lock;          /* rank 0: the run directory is this run's */
     double t_start;        /* comm_wtime() when the run began, for its wall time */
