@@ -39,16 +39,16 @@ check "124M loss of one 1024-token sequence equals the float64 PyTorch reference
 # rank on the 2 shared cores, which would not fit the test's budget.
 RUN="--data tok.bin --batch 2 --steps 2 --seq-len 128 --threads 1 --quiet --eval-every 0 --save-every 0"
 want=$($REF loss gpt2 --tokens tok.bin --batch 2 --seq 128)
-timeout 200 "$LOCAL" -n 2 train --init-from gpt2 $RUN --dp 2 --out dp2 > dp2.log 2> last.err
+timeout 600 "$LOCAL" -n 2 train --init-from gpt2 $RUN --dp 2 --out dp2 > dp2.log 2> last.err
 check "2 AdamW steps under dp 2 from the HF dir (only --seq-len given)" "[ $? -eq 0 ] && [ \$(losses dp2/metrics.jsonl | wc -l) -eq 2 ]"
 r=$(rel "$(first_loss dp2)" "$want")
 check "dp 2: first loss is the reference's (rel $r <= 1e-5)" "within $r 1e-5"
-timeout 200 "$LOCAL" -n 2 train --init-from gpt2 $RUN --pp 2 --micro-batches 2 --out pp2 > pp2.log 2> last.err
+timeout 600 "$LOCAL" -n 2 train --init-from gpt2 $RUN --pp 2 --micro-batches 2 --out pp2 > pp2.log 2> last.err
 check "2 AdamW steps under pp 2" "[ $? -eq 0 ] && [ \$(losses pp2/metrics.jsonl | wc -l) -eq 2 ]"
 d=$(losses dp2/metrics.jsonl | tail -1 | cut -d' ' -f2); p=$(losses pp2/metrics.jsonl | tail -1 | cut -d' ' -f2)
 r=$(rel "${p:-0}" "${d:-1}")
 check "pp 2's step-2 loss equals dp 2's (rel $r <= 1e-4)" "within $r 1e-4"
-timeout 200 "$LOCAL" -n 2 train --init-from gpt2 $RUN --optimizer zo --zo-scale 0.01 --lr 1e-4 --dp 2 --out zo > zo.log 2> last.err
+timeout 600 "$LOCAL" -n 2 train --init-from gpt2 $RUN --optimizer zo --zo-scale 0.01 --lr 1e-4 --dp 2 --out zo > zo.log 2> last.err
 check "2 ZO steps on 2 ranks" "[ $? -eq 0 ] && [ \$(losses zo/metrics.jsonl | wc -l) -eq 2 ]"
 
 "$BIN" ckpt export dp2 --format hf --out exp > /dev/null 2> last.err
