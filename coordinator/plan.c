@@ -322,10 +322,11 @@ static int is_model_setting(const OptSpec *s)
 static const OptSpec *first_conflict(const TrainConfig *cfg, const TrainConfig *taken,
                                      int model_only, char *given, char *theirs, size_t n, Err *e)
 {
+    static const OptSpec FAILED = {0}; /* no name: the caller returns -1 with e */
     TrainConfig *def = malloc(sizeof *def);
     if (!def) {
         err_set(e, "out of memory");
-        return train_config_table(NULL);
+        return &FAILED;
     }
     train_config_defaults(def);
     const OptSpec *hit = NULL;

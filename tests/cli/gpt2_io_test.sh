@@ -50,6 +50,24 @@ check "and a --resume of the import" "cmp -s hf/merges.txt \$(tok_of resumed)/me
 check "a run --init-from an llm.c file has no tokenizer/" "[ -z \"\$(tok_of loss_m_bin)\" ]"
 "$BIN" train --init-from m.bin $RUN --tokenizer hf --out tok_flag > /dev/null 2> last.err
 check "--tokenizer DIR puts that tokenizer in the checkpoints" "cmp -s hf/merges.txt \$(tok_of tok_flag)/merges.txt"
+# resuming into the same root prunes the step the tokenizer was copied from:
+# later saves take it from the newest checkpoint instead
+"$BIN" train --resume loss_hf --data tok.bin --steps 4 --save-every 1 --keep-ckpts 1 --threads 1 \
+  --quiet --eval-every 0 > /dev/null 2> last.err
+check "a resumed run that prunes its first checkpoint still saves the tokenizer" \
+  "[ $? -eq 0 ] && cmp -s hf/merges.txt loss_hf/ckpt/step_00000004/tokenizer/merges.txt"
+"$BIN" train --init-from hf --batch 2 --steps 1 --data tok.bin --threads 1 --quiet --eval-every 0 \
+  --tokenizer hf --vocab 50257 --out tok_fit > /dev/null 2> last.err
+check "a tokenizer that fits the model's vocabulary is kept" "[ $? -eq 0 ]"
+$REF make-tokens small.bin --n 4000 --vocab 256 > /dev/null 2>&1 &&
+"$BIN" train --layers 1 --heads 1 --embd 16 --seq-len 16 --vocab 256 --batch 2 --steps 1 --data small.bin \
+  --threads 1 --quiet --eval-every 0 --tokenizer hf --out tok_big > /dev/null 2> last.err
+check "a tokenizer with more tokens than the model's vocabulary is refused" \
+  "[ $? -ne 0 ] && grep -q 'but the model.s vocabulary is 256' last.err"
+rm -rf hf_badtok && cp -r hf hf_badtok && echo '{"!": 0}' > hf_badtok/vocab.json
+"$BIN" train --init-from hf_badtok $RUN --out badtok > badtok.log 2> last.err
+check "a broken tokenizer that came with the source is dropped, with a note; the run goes on" \
+  "[ $? -eq 0 ] && [ -z \"\$(tok_of badtok)\" ]"
 "$BIN" train --init-from m.bin $RUN --tokenizer m.bin.nothing --out tok_bad > /dev/null 2> last.err
 check "--tokenizer without tokenizer files is refused by name" \
   "[ $? -ne 0 ] && grep -q -- '--tokenizer m.bin.nothing: no tokenizer files' last.err"

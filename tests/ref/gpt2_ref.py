@@ -147,10 +147,29 @@ def cmd_make_hf(a):
         order.reverse()
     st_write(os.path.join(a.out, "model.safetensors"), tensors, order)
     if a.tokenizer:
+        # a small but complete byte-level BPE: GPT-2's 256 byte tokens (its
+        # printable byte alphabet), one merge, and end-of-text
+        vocab = {ch: i for i, ch in enumerate(byte_alphabet())}
+        vocab["Ġt"] = 256
+        vocab["<|endoftext|>"] = 257
         with open(os.path.join(a.out, "vocab.json"), "w") as f:
-            json.dump({"!": 0, "\"": 1}, f)
+            json.dump(vocab, f)
         with open(os.path.join(a.out, "merges.txt"), "w") as f:
             f.write("#version: 0.2\nĠ t\n")
+
+
+def byte_alphabet():
+    """GPT-2's byte -> printable character map, in byte order: printable
+    Latin-1 bytes stand for themselves, the rest take U+0100 onwards."""
+    keep = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
+    out, extra = [], 0
+    for b in range(256):
+        if b in keep:
+            out.append(chr(b))
+        else:
+            out.append(chr(256 + extra))
+            extra += 1
+    return out
 
 
 def hf_to_llmc(cfg, w, vp, bf16=False):

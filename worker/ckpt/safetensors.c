@@ -162,10 +162,13 @@ static int dtype_size(const char *dtype)
     return 0;
 }
 
+/* Saturates at UINT64_MAX: a header's shape must not wrap into a size
+ * that passes the data_offsets check. */
 uint64_t safetensors_numel(const StEntry *t)
 {
     uint64_t n = 1;
-    for (int d = 0; d < t->ndim; d++) n *= (uint64_t)t->shape[d];
+    for (int d = 0; d < t->ndim; d++)
+        if (__builtin_mul_overflow(n, (uint64_t)t->shape[d], &n)) return UINT64_MAX;
     return n;
 }
 
@@ -254,8 +257,11 @@ static int check_entries(const char *path, const StIndex *ix, uint64_t data_star
         StEntry *t = &ix->t[i];
         int size = dtype_size(t->dtype);
         if (!size) return err_set(e, "%s: tensor '%s': unknown dtype '%s'", path, t->name, t->dtype);
-        uint64_t n = safetensors_numel(t);
-        if (t->end - t->begin != n * (uint64_t)size)
+        uint64_t n = safetensors_numel(t), bytes;
+        if (__builtin_mul_overflow(n, (uint64_t)size, &bytes))
+            return err_set(e, "%s: tensor '%s': its shape holds more bytes than any file", path,
+                           t->name);
+        if (t->end - t->begin != bytes)
             return err_set(e, "%s: tensor '%s': data_offsets span %llu bytes, its shape and %s "
                               "need %llu", path, t->name, (unsigned long long)(t->end - t->begin),
                            t->dtype, (unsigned long long)(n * size));

@@ -94,6 +94,10 @@ static int save_checkpoint(Trainer *t, long step, TrainResult *res, Err *e)
         fill_meta(t, step, &meta);
         rc = ckpt_finish(t->ckpt_root, tmp, &meta, parts, lens, n, res->last_ckpt,
                          sizeof res->last_ckpt, e);
+        /* the next save copies from this one: the source (a resumed step
+         * in the same root, another run's) may be pruned or removed */
+        if (!rc && t->tokenizer[0])
+            ckpt_tokenizer_of(res->last_ckpt, t->tokenizer, sizeof t->tokenizer);
         if (!rc) rc = ckpt_prune(t->ckpt_root, t->cfg->keep_ckpts, e);
     }
     free(parts);

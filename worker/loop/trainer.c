@@ -3,6 +3,7 @@
  * themselves are the loop's (loop.c). */
 #include "worker/loop/trainer_internal.h"
 #include "models/arch.h"
+#include "worker/data/bpe.h"
 
 #include <limits.h>
 #include <math.h>
@@ -169,6 +170,29 @@ static int load_initial_state(Trainer *t, const Mpitrain__Manifest *resume, Err 
     if (!rc && !t->tokenizer[0]) gpt2_source_tokenizer(&src, t->tokenizer, sizeof t->tokenizer);
     gpt2_source_close(&src);
     return rc ? err_wrap(e, "--init-from %s", c->init_from) : 0;
+}
+
+/* Rank 0: the tokenizer the checkpoints keep must read, and fit the model:
+ * a GPT-2 tokenizer on a byte-level model would make `sample` decode ids
+ * 0..255 as GPT-2 tokens without a word of warning. --tokenizer's is an
+ * error; one that merely came with the source is dropped with a note, so a
+ * broken tokenizer file never stops a fine-tuning run. */
+static int check_tokenizer(Trainer *t, Err *e)
+{
+    if (!t->tokenizer[0] || !trainer_is_rank0(t)) return 0;
+    Err why = {{0}};
+    Bpe *b = bpe_load(t->tokenizer, &why);
+    int loaded = b != NULL, tv = b ? bpe_vocab_size(b) : 0, mv = t->cfg->model.vocab;
+    bpe_free(b);
+    if (loaded && tv > mv)
+        err_set(&why, "tokenizer %s has %d tokens but the model's vocabulary is %d: its ids would "
+                      "not fit; pass --vocab %d (or a tokenizer for this vocabulary)",
+                t->tokenizer, tv, mv, tv);
+    if (!why.msg[0]) return 0;
+    if (t->cfg->tokenizer[0]) return err_set(e, "--tokenizer: %s", why.msg);
+    trainer_note(t, "not keeping the source's tokenizer in the checkpoints: %s", why.msg);
+    t->tokenizer[0] = 0;
+    return 0;
 }
 
 /* Whether path lies inside dir (both existing): --overwrite would remove it. */
@@ -386,6 +410,7 @@ int train_run(const TrainConfig *cfg, const CommWorld *w, const TrainObserver *o
     if (!rc) rc = open_data(&t, e);
     if (!rc) rc = setup_model(&t, e);
     if (!rc) rc = load_initial_state(&t, resume, e);
+    if (!rc) rc = check_tokenizer(&t, e);
     if (resume) mpitrain__manifest__free_unpacked(resume, NULL);
     rc = trainer_agree(&t, rc, e);
     if (!rc) rc = trainer_agree(&t, setup_run_dir(&t, e), e);
