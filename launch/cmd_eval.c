@@ -123,7 +123,9 @@ static int run_eval(const EvalArgs *a, Err *e)
     Model m;
     int have_model = 0;
     if (!rc) {
-        rc = model_init(&m, c, a->batch, meta.seed, e) ? err_wrap(e, "%s", dir) : 0;
+        /* forward only, no random init: the checkpoint supplies every weight */
+        ModelShard whole = {0, 1, 0, -1, 1, 1};
+        rc = model_build_shard(&m, c, &whole, a->batch, e) ? err_wrap(e, "%s", dir) : 0;
         have_model = !rc;
     }
     if (!rc) rc = ckpt_load(dir, &m, NULL, e);

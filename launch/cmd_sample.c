@@ -379,7 +379,10 @@ static int load_model(SampleState *s, const SampleArgs *a, const char *dir, cons
                       Err *e)
 {
     const ModelConfig *c = &meta->model;
-    if (model_init(&s->m, c, 1, meta->seed, e)) return err_wrap(e, "%s", dir);
+    /* forward only, and no random init: every weight is loaded next (a
+     * 124M model's init alone took seconds) */
+    ModelShard whole = {0, 1, 0, -1, 1, 1};
+    if (model_build_shard(&s->m, c, &whole, 1, e)) return err_wrap(e, "%s", dir);
     s->model_ok = 1;
     if (ckpt_load(dir, &s->m, NULL, e)) return -1;
     s->ctx = (Context){&s->m, NULL, calloc((size_t)c->seq_len, sizeof(int)), 0, c->seq_len};
