@@ -184,25 +184,6 @@ static void cache_kv(GptDecoder *d, int l, int p0, int N)
     }
 }
 
-/* Row i (position p0+i) sees keys 0..p0+i: softmax over those, 0 after. */
-static void causal_softmax(float *s, int N, int kv, int p0)
-{
-    for (int i = 0; i < N; i++) {
-        float *row = s + (size_t)i * kv;
-        int last = p0 + i;
-        float mx = row[0];
-        for (int j = 1; j <= last; j++) mx = row[j] > mx ? row[j] : mx;
-        float sum = 0.0f;
-        for (int j = 0; j <= last; j++) {
-            row[j] = fast_expf(row[j] - mx);
-            sum += row[j];
-        }
-        float inv = 1.0f / sum;
-        for (int j = 0; j <= last; j++) row[j] *= inv;
-        for (int j = last + 1; j < kv; j++) row[j] = 0.0f;
-    }
-}
-
 /* atty (N,C) = causal attention of the N new query rows over the p0+N
  * cached positions of layer l, head by head. */
 static void attend(GptDecoder *d, int l, int p0, int N)
@@ -213,7 +194,7 @@ static void attend(GptDecoder *d, int l, int p0, int N)
     for (int h = 0; h < d->NH; h++) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, kv, hs, scale, d->qkv + h * hs,
                     3 * C, K + h * hs, C, 0.0f, d->scores, kv);
-        causal_softmax(d->scores, N, kv, p0);
+        causal_softmax_rows(d->scores, NULL, p0, N, kv);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, hs, kv, 1.0f, d->scores, kv,
                     Vc + h * hs, C, 0.0f, d->atty + h * hs, C);
     }

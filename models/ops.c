@@ -286,7 +286,7 @@ size_t attention_scratch_floats(int T, int threads)
 
 /* Rows i0..i0+nq-1 of the causal softmax of s (nq, ld), whose columns are keys
  * 0..ld-1; entries past the diagonal become 0. lse[r] = log sum exp. */
-static void causal_softmax_block(float *s, float *lse, int i0, int nq, int ld)
+void causal_softmax_rows(float *s, float *lse, int i0, int nq, int ld)
 {
     for (int r = 0; r < nq; r++) {
         float *row = s + (size_t)r * ld;
@@ -296,7 +296,7 @@ static void causal_softmax_block(float *s, float *lse, int i0, int nq, int ld)
         float inv = (float)(1.0 / sum);
         for (int j = 0; j < n; j++) row[j] *= inv;
         for (int j = n; j < ld; j++) row[j] = 0.0f;
-        lse[r] = mx + (float)log(sum);
+        if (lse) lse[r] = mx + (float)log(sum);
     }
 }
 
@@ -336,7 +336,7 @@ void attention_forward(float *out, float *lse, const float *qkv, int B, int T, i
         float *s = scratch + (size_t)omp_get_thread_num() * 2 * ATT_BQ * T;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hs, scale,
                     hv.q + (size_t)i0 * hv.C3, hv.C3, hv.k, hv.C3, 0.0f, s, nk);
-        causal_softmax_block(s, lse + (size_t)bh * T + i0, i0, nq, nk);
+        causal_softmax_rows(s, lse + (size_t)bh * T + i0, i0, nq, nk);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hs, nk, 1.0f, s, nk, hv.v,
                     hv.C3, 0.0f, out + ((size_t)b * T + i0) * C + (size_t)h * hs, C);
     }

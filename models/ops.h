@@ -40,6 +40,11 @@ void residual_forward(float *out, const float *a, const float *b, size_t n);
  * matrix is ever stored. scratch holds attention_scratch_floats(T,
  * scratch_threads) floats; the kernels use at most scratch_threads threads. */
 size_t attention_scratch_floats(int T, int threads);
+/* Causal softmax, in place, of rows i0..i0+nq-1 of a score matrix s (nq, ld)
+ * whose columns are keys 0..ld-1: row r sees keys 0..i0+r, the rest become
+ * 0; lse (may be NULL) gets each row's log-sum-exp. The attention kernels
+ * and the KV-cache decoder share it, so both round alike. */
+void causal_softmax_rows(float *s, float *lse, int i0, int nq, int ld);
 void attention_forward(float *out, float *lse, const float *qkv, int B, int T, int NH, int hs,
                        float *scratch, int scratch_threads);
 /* dqkv += ...; out and lse are the forward's. */
