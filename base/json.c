@@ -267,17 +267,48 @@ static void put_utf8(char **o, unsigned cp)
     } else if (cp < 0x800) {
         *(*o)++ = (char)(0xC0 | cp >> 6);
         *(*o)++ = (char)(0x80 | (cp & 0x3F));
-    } else {
+    } else if (cp < 0x10000) {
         *(*o)++ = (char)(0xE0 | cp >> 12);
+        *(*o)++ = (char)(0x80 | ((cp >> 6) & 0x3F));
+        *(*o)++ = (char)(0x80 | (cp & 0x3F));
+    } else {
+        *(*o)++ = (char)(0xF0 | cp >> 18);
+        *(*o)++ = (char)(0x80 | ((cp >> 12) & 0x3F));
         *(*o)++ = (char)(0x80 | ((cp >> 6) & 0x3F));
         *(*o)++ = (char)(0x80 | (cp & 0x3F));
     }
 }
 
-static int hex_digit(char h)
+static int hex4(const char **p, const char *end, unsigned *out)
 {
-    return h >= '0' && h <= '9' ? h - '0' : h >= 'a' && h <= 'f' ? h - 'a' + 10
-         : h >= 'A' && h <= 'F' ? h - 'A' + 10 : -1;
+    unsigned x = 0;
+    for (int k = 0; k < 4; k++, (*p)++) {
+        char h = *p < end ? **p : 0;
+        int d = h >= '0' && h <= '9' ? h - '0' : h >= 'a' && h <= 'f' ? h - 'a' + 10
+              : h >= 'A' && h <= 'F' ? h - 'A' + 10 : -1;
+        if (d < 0) return -1;
+        x = x * 16 + (unsigned)d;
+    }
+    *out = x;
+    return 0;
+}
+
+const char *json_unicode_escape(const char **p, const char *end, unsigned *cp)
+{
+    unsigned hi, lo;
+    if (hex4(p, end, &hi)) return "bad \\u escape (four hex digits expected)";
+    if (hi >= 0xDC00 && hi < 0xE000) return "lone low surrogate in a \\u escape";
+    if (hi < 0xD800 || hi >= 0xDC00) {
+        *cp = hi;
+        return NULL;
+    }
+    if (end - *p < 2 || (*p)[0] != '\\' || (*p)[1] != 'u')
+        return "high surrogate \\u escape without its low half";
+    *p += 2;
+    if (hex4(p, end, &lo) || lo < 0xDC00 || lo >= 0xE000)
+        return "high surrogate \\u escape not followed by a low surrogate";
+    *cp = 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00);
+    return NULL;
 }
 
 /* A JSON string at j->p into out (n bytes); 0, or -1 if malformed. */
@@ -301,13 +332,9 @@ static int string_in(JsonIn *j, char *out, size_t n)
             continue;
         }
         if (c != 'u') return -1;
-        unsigned cp = 0;
-        for (int k = 0; k < 4; k++, j->p++) {
-            int v = hex_digit(*j->p);
-            if (v < 0) return -1;
-            cp = cp * 16 + (unsigned)v;
-        }
-        if (!cp) return -1;
+        unsigned cp;
+        /* a NUL-terminated text: 10 bytes cover "XXXX\\uXXXX" */
+        if (json_unicode_escape(&j->p, j->p + strnlen(j->p, 10), &cp) || !cp) return -1;
         put_utf8(&o, cp);
     }
     if (*j->p != '"') return -1;

@@ -88,6 +88,12 @@ int json_read_flat(const char *text, JsonPairFn fn, void *ctx, size_t *offset, E
 int json_read_object(const char *text, JsonPairFn fn, void *ctx, size_t *offset, Err *e);
 /* An array of integers ("[3, 4]") into out (at most max); *n = count. */
 int json_read_ints(const char *text, long long *out, int max, int *n, Err *e);
+/* The four hex digits after a "\u" at *p (before end), joined with a
+ * following "\uDCxx" when they are a high surrogate: *cp gets the code
+ * point and *p moves past. Returns NULL, or what is wrong (a lone or
+ * unpaired surrogate, a bad digit). Every JSON reader of the tree decodes
+ * escapes here. */
+const char *json_unicode_escape(const char **p, const char *end, unsigned *cp);
 /* The 1-based line of an offset in text (for "file:line:" messages). */
 int json_line_of(const char *text, size_t offset);
 

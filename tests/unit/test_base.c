@@ -350,6 +350,22 @@ Test(json_read, pairs_in_order_with_types)
     cr_assert_str_eq(p.seen, "step=3;loss=2.5e-1;name='a\"b\xc3\xa9;v=NULL;ok=true;");
 }
 
+/* a surrogate pair is one character (4 bytes of UTF-8); halves alone are refused */
+Test(json_read, surrogate_pairs)
+{
+    Pairs p = {""};
+    size_t at;
+    Err e;
+    cr_assert_eq(json_read_flat("{\"s\":\"x\\ud83d\\ude00y\"}", collect, &p, &at, &e), 0, "%s", e.msg);
+    cr_assert_str_eq(p.seen, "s='x\xf0\x9f\x98\x80y;");
+    const char *bad[] = {"{\"s\":\"\\ud83d\"}", "{\"s\":\"\\ude00\"}", "{\"s\":\"\\ud83dx\"}",
+                         "{\"s\":\"\\ud83d\\u0041\"}", "{\"s\":\"\\ud8\"}"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        Pairs q = {""};
+        cr_expect_eq(json_read_flat(bad[i], collect, &q, &at, &e), -1, "accepted: %s", bad[i]);
+    }
+}
+
 Test(json_read, malformed_says_what_and_where)
 {
     const char *bad[] = {"", "[1]", "{\"a\" 1}", "{\"a\":1,}", "{\"a\":{\"b\":1}}", "{\"a\":1} x",

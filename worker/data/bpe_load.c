@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "base/fileio.h"
+#include "base/json.h"
 #include "base/hash.h"
 #include "worker/data/bpe_impl.h"
 
@@ -115,37 +116,11 @@ static void vin_ws(VocabIn *v)
     while (v->p < v->end && strchr(" \t\r\n", *v->p) && *v->p) v->p++;
 }
 
-static int hex4(VocabIn *v, unsigned *out)
-{
-    unsigned x = 0;
-    for (int k = 0; k < 4; k++, v->p++) {
-        char h = v->p < v->end ? *v->p : 0;
-        int d = h >= '0' && h <= '9' ? h - '0' : h >= 'a' && h <= 'f' ? h - 'a' + 10
-              : h >= 'A' && h <= 'F' ? h - 'A' + 10 : -1;
-        if (d < 0) return -1;
-        x = x * 16 + (unsigned)d;
-    }
-    *out = x;
-    return 0;
-}
-
 /* \uXXXX, with a surrogate pair joined into one character. */
 static int unicode_escape(VocabIn *v, unsigned *cp)
 {
-    unsigned hi, lo;
-    if (hex4(v, &hi)) return vin_fail(v, "bad \\u escape (four hex digits expected)", NULL);
-    if (hi >= 0xDC00 && hi < 0xE000) return vin_fail(v, "lone low surrogate in a \\u escape", NULL);
-    if (hi < 0xD800 || hi >= 0xDC00) {
-        *cp = hi;
-        return 0;
-    }
-    if (v->end - v->p < 2 || v->p[0] != '\\' || v->p[1] != 'u')
-        return vin_fail(v, "high surrogate \\u escape without its low half", NULL);
-    v->p += 2;
-    if (hex4(v, &lo) || lo < 0xDC00 || lo >= 0xE000)
-        return vin_fail(v, "high surrogate \\u escape not followed by a low surrogate", NULL);
-    *cp = 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00);
-    return 0;
+    const char *why = json_unicode_escape(&v->p, v->end, cp);
+    return why ? vin_fail(v, why, NULL) : 0;
 }
 
 /* One character of a JSON string (after the opening quote). */
