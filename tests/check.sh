@@ -34,3 +34,25 @@ scratch_dir() {
   rm -rf "$2" && mkdir -p "$2" && cd "$2" || { echo "FAIL - cannot create $2"; exit 1; }
   export OMP_NUM_THREADS=1
 }
+# run ARGS...: runs $BIN; stdout -> last.out, stderr -> last.err, exit code
+# -> $rc (tests/mpi/lib.sh has its own run, for mpirun jobs)
+run() {
+  "$BIN" "$@" > last.out 2> last.err
+  rc=$?
+}
+# expect NAME CODE [GREP...]: the last run exited CODE and stderr contains each GREP
+expect() {
+  local name=$1 code=$2
+  shift 2
+  if [ "$rc" -ne "$code" ]; then
+    bad "$name: exit $rc, expected $code"
+    return
+  fi
+  for want in "$@"; do
+    if ! grep -qF -- "$want" last.err; then
+      bad "$name: stderr lacks '$want'"
+      return
+    fi
+  done
+  ok "$name"
+}

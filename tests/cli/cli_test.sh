@@ -7,34 +7,7 @@
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/../check.sh"
-BIN=$1
-DIR=$2
-case "$BIN" in /*) ;; *) BIN=$PWD/$BIN ;; esac
-rm -rf "$DIR" && mkdir -p "$DIR" && cd "$DIR" || { echo "FAIL - cannot create $DIR"; exit 1; }
-export OMP_NUM_THREADS=1
-
-
-# run ARGS...: runs the binary; stdout -> last.out, stderr -> last.err, exit code -> $rc
-run() {
-  "$BIN" "$@" > last.out 2> last.err
-  rc=$?
-}
-# expect NAME CODE [GREP...]: the last run exited CODE and stderr contains each GREP
-expect() {
-  local name=$1 code=$2
-  shift 2
-  if [ "$rc" -ne "$code" ]; then
-    bad "$name: exit $rc, expected $code"
-    return
-  fi
-  for want in "$@"; do
-    if ! grep -qF -- "$want" last.err; then
-      bad "$name: stderr lacks '$want'"
-      return
-    fi
-  done
-  ok "$name"
-}
+scratch_dir "$1" "$2"
 one_line_stderr() { [ "$(wc -l < last.err)" -eq 1 ]; }
 # rows PATTERN FILE: lines of FILE containing PATTERN (0 if FILE is missing)
 rows() { local n; n=$(grep -cF -- "$1" "$2" 2>/dev/null); echo "${n:-0}"; }

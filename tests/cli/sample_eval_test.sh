@@ -8,31 +8,7 @@
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/../check.sh"
-BIN=$1
-DIR=$2
-case "$BIN" in /*) ;; *) BIN=$PWD/$BIN ;; esac
-rm -rf "$DIR" && mkdir -p "$DIR" && cd "$DIR" || { echo "FAIL - cannot create $DIR"; exit 1; }
-export OMP_NUM_THREADS=1
-
-run() {
-  "$BIN" "$@" > last.out 2> last.err
-  rc=$?
-}
-expect() {
-  local name=$1 code=$2
-  shift 2
-  if [ "$rc" -ne "$code" ]; then
-    bad "$name: exit $rc, expected $code"
-    return
-  fi
-  for want in "$@"; do
-    if ! grep -qF -- "$want" last.err; then
-      bad "$name: stderr lacks '$want'"
-      return
-    fi
-  done
-  ok "$name"
-}
+scratch_dir "$1" "$2"
 # the number of tokens the last --verbose sample says it generated
 generated() { sed -n 's/.*generated \([0-9]*\) tokens.*/\1/p' last.err; }
 
