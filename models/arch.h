@@ -23,6 +23,7 @@ struct ModelArch {
      * >= 0, slots >= 1) */
     size_t (*shard_params)(const ModelConfig *c, const ModelShard *sh); /* floats held */
     size_t (*act_floats)(const ModelConfig *c, const ModelShard *sh, int B);
+    size_t (*view_floats)(const ModelConfig *c, const ModelShard *sh, int B); /* view scratch */
     double (*fwd_flops_per_token)(const ModelConfig *c); /* whole model, one forward */
     void (*block_costs)(const ModelConfig *c, double *cost); /* stage balancing */
 

@@ -44,6 +44,13 @@ size_t cost_act_floats(const ModelConfig *c, const ModelShard *sh, int B)
     return a ? a->act_floats(c, &s, B) : 0;
 }
 
+size_t cost_view_floats(const ModelConfig *c, const ModelShard *sh, int B)
+{
+    const ModelArch *a = model_arch(c->kind);
+    ModelShard s = normalized(c, sh);
+    return a ? a->view_floats(c, &s, B) : 0;
+}
+
 double cost_fwd_flops_per_token(const ModelConfig *c)
 {
     const ModelArch *a = model_arch(c->kind);
@@ -68,6 +75,8 @@ CostMemory cost_memory(const ModelConfig *c, const CostLayout *l)
     if (!l->shard.forward_only) m.grads = (n + (l->zero == 2 ? part : 0)) * F;
     m.optim = (size_t)l->moments * (l->zero ? part : n) * F;
     m.acts = cost_act_floats(c, &l->shard, B) * F;
-    m.total = m.weights + m.grads + m.optim + m.acts;
+    /* forward-only training (zo) perturbs through a weight view */
+    if (l->shard.forward_only) m.view = cost_view_floats(c, &l->shard, B) * F;
+    m.total = m.weights + m.grads + m.optim + m.acts + m.view;
     return m;
 }

@@ -28,6 +28,10 @@ size_t cost_shard_params(const ModelConfig *c, const ModelShard *sh);
  * pipeline slots (= Model.act_floats). */
 size_t cost_act_floats(const ModelConfig *c, const ModelShard *sh, int B);
 
+/* Floats of the weight view's scratch (model_set_weight_view): the largest
+ * block the shard runs, not the model (= Model.view_floats once installed). */
+size_t cost_view_floats(const ModelConfig *c, const ModelShard *sh, int B);
+
 /* Model FLOPs per token of one forward pass over the whole model (matmuls
  * 2 per weight, plus attention); training = forward + backward = 3 times
  * that (backward computes two products per forward one). The figures the
@@ -46,7 +50,7 @@ typedef struct {
 
 /* Bytes one rank needs; total is the sum of the parts. */
 typedef struct {
-    size_t weights, grads, optim, acts, total;
+    size_t weights, grads, optim, acts, view, total; /* view: forward-only shards */
 } CostMemory;
 
 CostMemory cost_memory(const ModelConfig *c, const CostLayout *l);

@@ -45,6 +45,11 @@ typedef struct {
     float *dres, *dln, *dqkv, *datty, *dfch, *dfch_gelu;
     float *att_scratch;  /* the attention kernels' per-thread tiles */
     int att_threads;     /* threads att_scratch is sized for */
+    LayerActs lean_acts; /* forward only: every layer's buffers (layout_acts) */
+    int vtile;           /* vocabulary rows of one head tile (head_vtile) */
+    float *head_tile;    /* forward only: one tile of logits */
+    XentTiles xt;        /* the tiled loss's per-row state */
+    int *iota;           /* 0..N-1: token ids of rows gathered through a weight view */
     float *act_pool;
 } GptState;
 
@@ -88,12 +93,6 @@ static void add_layer_tensors(Model *m, int l)
 
 static size_t pad16(size_t n) { return (n + 15) / 16 * 16; }
 
-static size_t layer_act_floats(size_t N, int B, int T, int C, int C_tp, int NH_tp, int F_tp)
-{
-    return pad16(N * C) * 8 + pad16(N) * 4 + pad16(N * 3 * C_tp) + pad16(N * C_tp) +
-           pad16((size_t)B * NH_tp * T) + pad16(N * F_tp) * 2;
-}
-
 typedef struct {
     int l0, l1, emb, head;
 } Owned;
@@ -110,100 +109,191 @@ static Owned owned_of(const ModelConfig *c, const ModelShard *sh)
     return o;
 }
 
-static size_t slot_floats(const ModelConfig *c, const ModelShard *sh, int B)
+/* The head's logits are computed HEAD_TILE_FLOATS at a time at most, a
+ * vocabulary tile of every row: a forward-only pass keeps one tile (32 MB)
+ * instead of the (N,V) logits (0.8 GB for 4 x 1024 tokens of GPT-2's 50257
+ * words), and training computes its full logits by the same tiles, so both
+ * round alike. */
+enum { HEAD_TILE_FLOATS = 8 << 20 };
+
+static int head_vtile(const ModelConfig *c, int B)
 {
-    const int T = c->seq_len, C = c->n_embd, tp = sh->tp_size;
-    size_t N = (size_t)B * T;
-    Owned o = owned_of(c, sh);
-    size_t f = pad16(N * C) + (size_t)(o.l1 - o.l0) *
-                                  layer_act_floats(N, B, T, C, C / tp, c->n_head / tp, 4 * C / tp);
-    if (o.head) f += pad16(N * C) + 2 * pad16(N) + pad16(N * c->vocab);
-    return f;
+    size_t N = (size_t)B * c->seq_len;
+    if (N * (size_t)c->vocab <= HEAD_TILE_FLOATS) return c->vocab;
+    size_t vt = HEAD_TILE_FLOATS / N / 64 * 64;
+    return vt < 64 ? 64 : vt > (size_t)c->vocab ? c->vocab : (int)vt;
 }
 
 /* The attention tiles are per thread; sized for the threads the kernels may
  * use now (they never use more than the tiles allow). */
 static int att_scratch_threads(void) { return ops_get_threads(); }
 
-static size_t scratch_floats(const ModelConfig *c, const ModelShard *sh, int B)
+/* Hands out consecutive 64-byte aligned pieces of one pool; without a pool
+ * it only counts, so sizing and allocation are one layout. */
+typedef struct {
+    float *base;
+    size_t used;
+} Carver;
+
+static float *carve(Carver *cv, size_t n)
+{
+    float *p = cv->base ? cv->base + cv->used : NULL;
+    cv->used += pad16(n);
+    return p;
+}
+
+/* A training layer keeps every buffer its backward reads. */
+static void carve_layer(LayerActs *a, Carver *cv, size_t N, int B, int T, int C, int Ct, int NHt,
+                        int Ft)
+{
+    a->ln1 = carve(cv, N * C);
+    a->ln1_mean = carve(cv, N);
+    a->ln1_rstd = carve(cv, N);
+    a->qkv = carve(cv, N * 3 * Ct);
+    a->atty = carve(cv, N * Ct);
+    a->lse = carve(cv, (size_t)B * NHt * T);
+    a->attproj = carve(cv, N * C);
+    a->res2 = carve(cv, N * C);
+    a->ln2 = carve(cv, N * C);
+    a->ln2_mean = carve(cv, N);
+    a->ln2_rstd = carve(cv, N);
+    a->fch = carve(cv, N * Ft);
+    a->fch_gelu = carve(cv, N * Ft);
+    a->fcproj = carve(cv, N * C);
+    a->res3 = carve(cv, N * C);
+}
+
+/* A forward-only pass runs every layer in one set of buffers, and within a
+ * layer a buffer is reused once its value is dead: the second norm takes the
+ * first's, the MLP's hidden units take qkv and the attention output (4C
+ * floats a row, like them), GELU runs in place, and the layer's output is
+ * added into its input, the slot's residual stream (res3 = NULL). */
+static void carve_lean_layer(LayerActs *a, Carver *cv, size_t N, int B, int T, int C, int Ct,
+                             int NHt, int Ft)
+{
+    a->ln1 = a->ln2 = carve(cv, N * C);
+    a->ln1_mean = a->ln2_mean = carve(cv, N);
+    a->ln1_rstd = a->ln2_rstd = carve(cv, N);
+    float *region = carve(cv, N * Ft);
+    a->qkv = a->fch = a->fch_gelu = region;
+    a->atty = region ? region + N * 3 * Ct : NULL;
+    a->lse = carve(cv, (size_t)B * NHt * T);
+    a->attproj = a->fcproj = carve(cv, N * C);
+    a->res2 = carve(cv, N * C);
+    a->res3 = NULL;
+}
+
+static void carve_head(SlotActs *sa, Carver *cv, size_t N, int C)
+{
+    sa->lnf = carve(cv, N * C);
+    sa->lnf_mean = carve(cv, N);
+    sa->lnf_rstd = carve(cv, N);
+}
+
+/* The one layout of a shard's activations: with g NULL it only counts
+ * (gpt_act_floats), else it carves g's pointers out of g->act_pool. */
+static size_t layout_acts(const ModelConfig *c, const ModelShard *sh, int B, GptState *g)
 {
     const int T = c->seq_len, C = c->n_embd, tp = sh->tp_size;
-    size_t N = (size_t)B * T;
-    return pad16(N * C) * 2 + pad16(N * 3 * C / tp) + pad16(N * C / tp) +
-           pad16(N * 4 * C / tp) * 2 + pad16(attention_scratch_floats(T, att_scratch_threads()));
+    const int Ct = C / tp, NHt = c->n_head / tp, Ft = 4 * C / tp;
+    const int S = sh->slots > 0 ? sh->slots : 1, lean = sh->forward_only;
+    const size_t N = (size_t)B * T;
+    Owned o = owned_of(c, sh);
+    Carver cv = {g ? g->act_pool : NULL, 0};
+    SlotActs none_slot = {0};
+    LayerActs none_layer;
+    for (int s = 0; s < S; s++) {
+        SlotActs *sa = g ? &g->slots[s] : &none_slot;
+        sa->encoded = carve(&cv, N * C);
+        if (lean) continue;
+        for (int l = 0; l < o.l1 - o.l0; l++)
+            carve_layer(g ? &sa->layers[l] : &none_layer, &cv, N, B, T, C, Ct, NHt, Ft);
+        if (!o.head) continue;
+        carve_head(sa, &cv, N, C);
+        sa->logits = carve(&cv, N * c->vocab);
+    }
+    if (lean) {
+        carve_lean_layer(g ? &g->lean_acts : &none_layer, &cv, N, B, T, C, Ct, NHt, Ft);
+        if (o.head) {
+            SlotActs shared = {0};
+            carve_head(&shared, &cv, N, C);
+            float *tile = carve(&cv, N * head_vtile(c, B));
+            for (int s = 0; g && s < S; s++) {
+                g->slots[s].lnf = shared.lnf;
+                g->slots[s].lnf_mean = shared.lnf_mean;
+                g->slots[s].lnf_rstd = shared.lnf_rstd;
+            }
+            if (g) g->head_tile = tile;
+        }
+    } else {
+        float *d[6];
+        size_t n[6] = {N * C, N * C, N * 3 * Ct, N * Ct, N * Ft, N * Ft};
+        for (int k = 0; k < 6; k++) d[k] = carve(&cv, n[k]);
+        if (g) {
+            g->dres = d[0], g->dln = d[1], g->dqkv = d[2], g->datty = d[3];
+            g->dfch = d[4], g->dfch_gelu = d[5];
+        }
+    }
+    if (o.head) {
+        float *mx = carve(&cv, N), *tg = carve(&cv, N), *sum = carve(&cv, 2 * N);
+        if (g) g->xt = (XentTiles){mx, tg, (double *)(void *)sum};
+    }
+    float *att = carve(&cv, attention_scratch_floats(T, att_scratch_threads()));
+    if (g) g->att_scratch = att;
+    return cv.used;
 }
 
 static size_t gpt_act_floats(const ModelConfig *c, const ModelShard *sh, int B)
 {
-    int slots = sh->slots > 0 ? sh->slots : 1;
-    return slots * slot_floats(c, sh, B) + scratch_floats(c, sh, B);
-}
-
-static float *carve(float **pool, size_t n)
-{
-    float *p = *pool;
-    *pool += pad16(n);
-    return p;
-}
-
-static void carve_layer(GptState *g, LayerActs *a, float **pool, int B, int T, int C)
-{
-    size_t N = (size_t)B * T;
-    a->ln1 = carve(pool, N * C);
-    a->ln1_mean = carve(pool, N);
-    a->ln1_rstd = carve(pool, N);
-    a->qkv = carve(pool, N * 3 * g->C_tp);
-    a->atty = carve(pool, N * g->C_tp);
-    a->lse = carve(pool, (size_t)B * g->NH_tp * T);
-    a->attproj = carve(pool, N * C);
-    a->res2 = carve(pool, N * C);
-    a->ln2 = carve(pool, N * C);
-    a->ln2_mean = carve(pool, N);
-    a->ln2_rstd = carve(pool, N);
-    a->fch = carve(pool, N * g->F_tp);
-    a->fch_gelu = carve(pool, N * g->F_tp);
-    a->fcproj = carve(pool, N * C);
-    a->res3 = carve(pool, N * C);
+    return layout_acts(c, sh, B, NULL);
 }
 
 static int gpt_alloc_acts(Model *m, Err *e)
 {
     GptState *g = gst(m);
-    const int B = m->max_batch, T = m->cfg.seq_len, C = m->cfg.n_embd, V = m->cfg.vocab;
-    const int S = m->shard.slots, nl = g->l1 - g->l0;
-    size_t N = (size_t)B * T;
+    const int B = m->max_batch, S = m->shard.slots, nl = g->l1 - g->l0;
     size_t total = gpt_act_floats(&m->cfg, &m->shard, B);
     g->act_pool = model_calloc(total, sizeof(float));
     g->slots = calloc(S, sizeof *g->slots);
     LayerActs *layers = calloc((size_t)S * (nl ? nl : 1), sizeof *layers);
-    if (!g->act_pool || !g->slots || !layers) {
+    g->iota = calloc((size_t)B * m->cfg.seq_len, sizeof *g->iota);
+    if (!g->act_pool || !g->slots || !layers || !g->iota) {
         free(layers);
         return err_set(e, "out of memory: activations need %.1f MB for batch %d x seq %d",
-                       total * 4.0 / 1e6, B, T);
+                       total * 4.0 / 1e6, B, m->cfg.seq_len);
     }
+    for (int i = 0; i < B * m->cfg.seq_len; i++) g->iota[i] = i;
+    for (int s = 0; s < S; s++) g->slots[s].layers = layers + (size_t)s * (nl ? nl : 1);
     m->act_floats = total;
-    float *pool = g->act_pool;
-    for (int s = 0; s < S; s++) {
-        SlotActs *sa = &g->slots[s];
-        sa->layers = layers + (size_t)s * (nl ? nl : 1);
-        sa->encoded = carve(&pool, N * C);
-        for (int l = 0; l < nl; l++) carve_layer(g, &sa->layers[l], &pool, B, T, C);
-        if (g->head) {
-            sa->lnf = carve(&pool, N * C);
-            sa->lnf_mean = carve(&pool, N);
-            sa->lnf_rstd = carve(&pool, N);
-            sa->logits = carve(&pool, N * V);
-        }
-    }
-    g->dres = carve(&pool, N * C);
-    g->dln = carve(&pool, N * C);
-    g->dqkv = carve(&pool, N * 3 * g->C_tp);
-    g->datty = carve(&pool, N * g->C_tp);
-    g->dfch = carve(&pool, N * g->F_tp);
-    g->dfch_gelu = carve(&pool, N * g->F_tp);
     g->att_threads = att_scratch_threads();
-    g->att_scratch = carve(&pool, attention_scratch_floats(T, g->att_threads));
+    g->vtile = head_vtile(&m->cfg, B);
+    layout_acts(&m->cfg, &m->shard, B, g);
     return 0;
+}
+
+/* One transformer layer's local parameters: the matrices and the biases
+ * of qkv and fc are split over the tp ranks; the norms and the output
+ * projections' biases are replicated. */
+static size_t layer_params(size_t C, size_t tp)
+{
+    size_t matrices = (3 * C / tp + C / tp + 4 * C / tp + 4 * C / tp) * C;
+    return matrices + 3 * C / tp + 4 * C / tp + 6 * C;
+}
+
+/* The weight view's scratch (model_set_weight_view): the largest of what one
+ * block reads at a time. A layer: its twelve tensors. The embedding: the
+ * position table and the batch's token rows. The head: the final norm and
+ * one vocabulary tile of the tied embedding. */
+static size_t gpt_view_floats(const ModelConfig *c, const ModelShard *sh, int B)
+{
+    const size_t C = c->n_embd, T = c->seq_len, N = (size_t)B * T;
+    Owned o = owned_of(c, sh);
+    size_t most = 0;
+    if (o.l1 > o.l0) most = layer_params(C, sh->tp_size) + T_PER_LAYER * 16;
+    if (o.emb && pad16(T * C) + pad16(N * C) > most) most = pad16(T * C) + pad16(N * C);
+    size_t head = 2 * pad16(C) + pad16((size_t)head_vtile(c, B) * C);
+    if (o.head && head > most) most = head;
+    return most;
 }
 
 /* ---- building ------------------------------------------------------------ */
@@ -241,6 +331,7 @@ static int gpt_declare(Model *m, Err *e)
 static void gpt_free(Model *m)
 {
     GptState *g = gst(m);
+    free(g->iota);
     if (g->slots) free(g->slots[0].layers);
     free(g->slots);
     free(g->act_pool);
@@ -250,48 +341,112 @@ static void gpt_free(Model *m)
 
 /* ---- forward ------------------------------------------------------------- */
 
-static const float *layer_input(const GptState *g, const SlotActs *sa, int l)
+static int lean(const Model *m) { return m->shard.forward_only; }
+
+static const float *layer_input(const Model *m, const SlotActs *sa, int l)
 {
-    return l == g->l0 ? sa->encoded : sa->layers[l - 1 - g->l0].res3;
+    const GptState *g = gst(m);
+    return lean(m) || l == g->l0 ? sa->encoded : sa->layers[l - 1 - g->l0].res3;
+}
+
+static LayerActs *layer_acts(Model *m, SlotActs *sa, int l)
+{
+    return lean(m) ? &gst(m)->lean_acts : &sa->layers[l - gst(m)->l0];
+}
+
+/* Layer l's weights as this pass sees them (through the weight view). */
+static void layer_weights(const Model *m, int l, const float **w)
+{
+    float *scratch = m->view_scratch;
+    int k0 = gst(m)->i_layer0 + (l - gst(m)->l0) * T_PER_LAYER;
+    for (int k = 0; k < T_PER_LAYER; k++)
+        w[k] = model_weights(m, k0 + k, 0, m->tensors[k0 + k].numel, &scratch);
 }
 
 static void layer_forward(Model *m, SlotActs *sa, int l, int B, int T)
 {
     GptState *g = gst(m);
     const int C = m->cfg.n_embd, N = B * T, Ct = g->C_tp, Ft = g->F_tp;
-    LayerActs *a = &sa->layers[l - g->l0];
-    const float *p = m->params, *inp = layer_input(g, sa, l);
-    layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, inp, lt(m, p, l, T_LN1W),
-                      lt(m, p, l, T_LN1B), N, C);
-    matmul_forward(a->qkv, a->ln1, lt(m, p, l, T_QKVW), lt(m, p, l, T_QKVB), N, C, 3 * Ct);
+    LayerActs *a = layer_acts(m, sa, l);
+    const float *inp = layer_input(m, sa, l), *w[T_PER_LAYER];
+    float *out = lean(m) ? sa->encoded : a->res3; /* lean: added into the input */
+    layer_weights(m, l, w);
+    layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, inp, w[T_LN1W], w[T_LN1B], N, C);
+    matmul_forward(a->qkv, a->ln1, w[T_QKVW], w[T_QKVB], N, C, 3 * Ct);
     attention_forward(a->atty, a->lse, a->qkv, B, T, g->NH_tp, C / m->cfg.n_head,
                       g->att_scratch, g->att_threads);
-    matmul_forward(a->attproj, a->atty, lt(m, p, l, T_PROJW), NULL, N, Ct, C);
+    matmul_forward(a->attproj, a->atty, w[T_PROJW], NULL, N, Ct, C);
     model_tp_allreduce(m, a->attproj, (size_t)N * C);
-    bias_forward(a->attproj, lt(m, p, l, T_PROJB), N, C);
+    bias_forward(a->attproj, w[T_PROJB], N, C);
     residual_forward(a->res2, inp, a->attproj, (size_t)N * C);
-    layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, lt(m, p, l, T_LN2W),
-                      lt(m, p, l, T_LN2B), N, C);
-    matmul_forward(a->fch, a->ln2, lt(m, p, l, T_FCW), lt(m, p, l, T_FCB), N, C, Ft);
+    layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, w[T_LN2W], w[T_LN2B], N, C);
+    matmul_forward(a->fch, a->ln2, w[T_FCW], w[T_FCB], N, C, Ft);
     gelu_forward(a->fch_gelu, a->fch, (size_t)N * Ft);
-    matmul_forward(a->fcproj, a->fch_gelu, lt(m, p, l, T_FCPW), NULL, N, Ft, C);
+    matmul_forward(a->fcproj, a->fch_gelu, w[T_FCPW], NULL, N, Ft, C);
     model_tp_allreduce(m, a->fcproj, (size_t)N * C);
-    bias_forward(a->fcproj, lt(m, p, l, T_FCPB), N, C);
-    residual_forward(a->res3, a->res2, a->fcproj, (size_t)N * C);
+    bias_forward(a->fcproj, w[T_FCPB], N, C);
+    residual_forward(out, a->res2, a->fcproj, (size_t)N * C);
 }
 
-static const float *stage_out(const GptState *g, const SlotActs *sa)
+static const float *stage_out(const Model *m, const SlotActs *sa)
 {
-    return g->l1 > g->l0 ? sa->layers[g->l1 - 1 - g->l0].res3 : sa->encoded;
+    const GptState *g = gst(m);
+    return lean(m) || g->l1 == g->l0 ? sa->encoded : sa->layers[g->l1 - 1 - g->l0].res3;
 }
 
-static void head_forward(Model *m, SlotActs *sa, int B, int T)
+/* Token and position embedding. Through a weight view the batch's token
+ * rows are gathered first (the view serves rows, not the whole table), and
+ * the sum is taken over the gathered rows by the same kernel. */
+static void embed_forward(Model *m, SlotActs *sa, const int *inputs, int B, int T)
 {
     GptState *g = gst(m);
-    const int C = m->cfg.n_embd, V = m->cfg.vocab, N = B * T;
-    layernorm_forward(sa->lnf, sa->lnf_mean, sa->lnf_rstd, stage_out(g, sa),
-                      tensor_at(m, m->params, g->i_lnf), tensor_at(m, m->params, g->i_lnf + 1), N, C);
-    matmul_forward(sa->logits, sa->lnf, tensor_at(m, m->params, g->i_head_wte), NULL, N, C, V);
+    const int C = m->cfg.n_embd;
+    if (!m->view) {
+        embedding_forward(sa->encoded, inputs, m->params + m->tensors[g->i_wte].offset,
+                          m->params + m->tensors[g->i_wpe].offset, B, T, C);
+        return;
+    }
+    float *scratch = m->view_scratch;
+    const float *wpe = model_weights(m, g->i_wpe, 0, m->tensors[g->i_wpe].numel, &scratch);
+    float *rows = scratch;
+    for (int n = 0; n < B * T; n++) {
+        float *dst = rows + (size_t)n * C, *at = dst;
+        const float *r = model_weights(m, g->i_wte, (size_t)inputs[n] * C, C, &at);
+        if (r != dst) memcpy(dst, r, (size_t)C * sizeof(float));
+    }
+    embedding_forward(sa->encoded, g->iota, rows, wpe, B, T, C);
+}
+
+static void head_norm(Model *m, SlotActs *sa, int N)
+{
+    GptState *g = gst(m);
+    float *scratch = m->view_scratch;
+    const int C = m->cfg.n_embd;
+    const float *w = model_weights(m, g->i_lnf, 0, C, &scratch);
+    const float *b = model_weights(m, g->i_lnf + 1, 0, C, &scratch);
+    layernorm_forward(sa->lnf, sa->lnf_mean, sa->lnf_rstd, stage_out(m, sa), w, b, N, C);
+}
+
+/* Logits of rows [r0, r0 + nr) a vocabulary tile at a time: into the slot's
+ * (N,V) logits when training (backward needs them), else into the one tile.
+ * With targets, each tile feeds the tiled loss. Returns where row r0's
+ * logits are when there are no targets (sampling: nr = 1, laid out whole). */
+static const float *head_logits(Model *m, SlotActs *sa, const int *targets, int r0, int nr)
+{
+    GptState *g = gst(m);
+    const int C = m->cfg.n_embd, V = m->cfg.vocab;
+    float *row0 = sa->logits ? sa->logits + (size_t)r0 * V : g->head_tile;
+    for (int v0 = 0; v0 < V; v0 += g->vtile) {
+        int vn = V - v0 < g->vtile ? V - v0 : g->vtile;
+        float *scratch = m->view_scratch; /* the norm's weights are done with */
+        const float *w = model_weights(m, g->i_head_wte, (size_t)v0 * C, (size_t)vn * C, &scratch);
+        int tile_only = !sa->logits && targets; /* ld = vn: the tile holds nr rows of vn */
+        float *dst = tile_only ? g->head_tile : row0 + v0;
+        size_t ld = tile_only ? (size_t)vn : (size_t)V;
+        matmul_forward_ld(dst, (int)ld, sa->lnf + (size_t)r0 * C, w, nr, C, vn);
+        if (targets) xent_tiles_update(&g->xt, dst, ld, targets + r0, nr, v0, vn);
+    }
+    return row0;
 }
 
 static double gpt_forward(Model *m, int slot, const int *inputs, const int *targets, int B)
@@ -299,14 +454,12 @@ static double gpt_forward(Model *m, int slot, const int *inputs, const int *targ
     GptState *g = gst(m);
     SlotActs *sa = &g->slots[slot];
     const int T = m->cfg.seq_len;
-    if (g->emb)
-        embedding_forward(sa->encoded, inputs, tensor_at(m, m->params, g->i_wte),
-                          tensor_at(m, m->params, g->i_wpe), B, T, m->cfg.n_embd);
+    if (g->emb) embed_forward(m, sa, inputs, B, T);
     for (int l = g->l0; l < g->l1; l++) layer_forward(m, sa, l, B, T);
-    if (!g->head) return 0.0;
-    head_forward(m, sa, B, T);
-    if (!targets) return 0.0;
-    return softmax_xent(NULL, sa->logits, targets, B * T, m->cfg.vocab, 0.0f);
+    if (!g->head || !targets) return 0.0;
+    head_norm(m, sa, B * T);
+    head_logits(m, sa, targets, 0, B * T);
+    return xent_tiles_loss(&g->xt, B * T);
 }
 
 /* ---- backward ------------------------------------------------------------ */
@@ -317,7 +470,7 @@ static void layer_backward(Model *m, SlotActs *sa, int l, int B, int T)
     GptState *g = gst(m);
     const int C = m->cfg.n_embd, N = B * T, Ct = g->C_tp, Ft = g->F_tp;
     LayerActs *a = &sa->layers[l - g->l0];
-    const float *p = m->params, *gr = m->grads, *inp = layer_input(g, sa, l);
+    const float *p = m->params, *gr = m->grads, *inp = layer_input(m, sa, l);
     size_t NC = (size_t)N * C;
 
     memset(g->dfch_gelu, 0, (size_t)N * Ft * sizeof(float));
@@ -356,7 +509,7 @@ static void head_backward(Model *m, SlotActs *sa, const int *targets, int B, int
                     tensor_at(m, m->params, g->i_head_wte), N, C, V);
     memset(g->dres, 0, (size_t)N * C * sizeof(float));
     layernorm_backward(g->dres, tensor_at(m, m->grads, g->i_lnf),
-                       tensor_at(m, m->grads, g->i_lnf + 1), g->dln, stage_out(g, sa),
+                       tensor_at(m, m->grads, g->i_lnf + 1), g->dln, stage_out(m, sa),
                        tensor_at(m, m->params, g->i_lnf), sa->lnf_mean, sa->lnf_rstd, N, C);
 }
 
@@ -393,7 +546,7 @@ static float *gpt_stage_input(Model *m, int slot) { return gst(m)->slots[slot].e
 
 static const float *gpt_stage_output(const Model *m, int slot)
 {
-    return stage_out(gst(m), &gst(m)->slots[slot]);
+    return stage_out(m, &gst(m)->slots[slot]);
 }
 
 static const float *gpt_stage_dinput(const Model *m) { return gst(m)->dres; }
@@ -402,14 +555,16 @@ static const float *gpt_next_logits(Model *m, const int *tokens, int t)
 {
     /* run the full context length; causal attention means positions after t
      * do not affect position t-1, so pad with token 0 */
+    GptState *g = gst(m);
     const int T = m->cfg.seq_len;
-    if (t < 1 || t > T || !gst(m)->emb || !gst(m)->head) return NULL;
+    if (t < 1 || t > T || !g->emb || !g->head) return NULL;
     int *buf = calloc(T, sizeof(int));
     if (!buf) return NULL;
     memcpy(buf, tokens, (size_t)t * sizeof(int));
     gpt_forward(m, 0, buf, NULL, 1);
     free(buf);
-    return gst(m)->slots[0].logits + (size_t)(t - 1) * m->cfg.vocab;
+    head_norm(m, &g->slots[0], T);
+    return head_logits(m, &g->slots[0], NULL, t - 1, 1);
 }
 
 /* ---- configuration and costs ------------------------------------------------ */
@@ -451,15 +606,6 @@ static void gpt_block_costs(const ModelConfig *c, double *cost)
     cost[n - 1] = 6 * T * C * V + 20 * T * V;
 }
 
-/* One transformer layer's local parameters: the matrices and the biases
- * of qkv and fc are split over the tp ranks; the norms and the output
- * projections' biases are replicated. */
-static size_t layer_params(size_t C, size_t tp)
-{
-    size_t matrices = (3 * C / tp + C / tp + 4 * C / tp + 4 * C / tp) * C;
-    return matrices + 3 * C / tp + 4 * C / tp + 6 * C;
-}
-
 static size_t gpt_shard_params(const ModelConfig *c, const ModelShard *sh)
 {
     size_t C = c->n_embd, V = c->vocab, T = c->seq_len;
@@ -489,6 +635,7 @@ const ModelArch GPT_ARCH = {
     .preds_per_seq = gpt_preds_per_seq,
     .shard_params = gpt_shard_params,
     .act_floats = gpt_act_floats,
+    .view_floats = gpt_view_floats,
     .fwd_flops_per_token = gpt_fwd_flops_per_token,
     .block_costs = gpt_block_costs,
     .declare = gpt_declare,

@@ -51,6 +51,11 @@ static int out_width(const Model *m, int l)
     return m->tensors[2 * l].local_shape[0];
 }
 
+static size_t mlp_in_dim(const ModelConfig *c)
+{
+    return c->in_dim ? (size_t)c->in_dim : (size_t)c->seq_len * c->vocab;
+}
+
 /* State and tensor table; model.c allocates params and grads from it. */
 static int mlp_declare(Model *m, Err *e)
 {
@@ -58,7 +63,7 @@ static int mlp_declare(Model *m, Err *e)
     const int L = c->n_layer, H = c->n_embd, K = c->vocab;
     MlpState *s = m->state = calloc(1, sizeof *s);
     if (!s) return err_set(e, "out of memory");
-    s->in_dim = c->in_dim ? c->in_dim : c->seq_len * c->vocab;
+    s->in_dim = (int)mlp_in_dim(c);
     char n[MODEL_MAX_NAME];
     for (int l = 0; l <= L; l++) {
         int in = l == 0 ? s->in_dim : H, out = l == L ? K : H;
@@ -72,18 +77,22 @@ static int mlp_declare(Model *m, Err *e)
     return 0;
 }
 
+/* Training keeps every layer's pre- and post-activation for backward; a
+ * forward-only pass ping-pongs between one pair (layer l reads the post of
+ * l - 1 and writes the pre, then the post, of l) and has no gradients. */
 static size_t mlp_act_floats(const ModelConfig *c, const ModelShard *sh, int B)
 {
-    (void)sh; /* the whole model, at full width (tp only narrows what is used) */
-    size_t in = c->in_dim ? (size_t)c->in_dim : (size_t)c->seq_len * c->vocab;
-    return (size_t)B * (in + 2 * (size_t)c->n_layer * c->n_embd + 2 * (size_t)c->vocab +
-                        2 * (size_t)c->n_embd) + (size_t)(2 * c->n_layer + 8) * 16;
+    /* the whole model, at full width (tp only narrows what is used) */
+    size_t in = mlp_in_dim(c), H = c->n_embd, K = c->vocab, L = c->n_layer;
+    if (sh->forward_only) return (size_t)B * (in + 2 * H + K) + 4 * 16;
+    return (size_t)B * (in + 2 * L * H + 2 * K + 2 * H) + (2 * L + 8) * 16;
 }
 
 static int mlp_alloc_acts(Model *m, Err *e)
 {
     MlpState *s = mst(m);
     const int L = m->cfg.n_layer, H = m->cfg.n_embd, K = m->cfg.vocab, B = m->max_batch;
+    const int lean = m->shard.forward_only;
     size_t total = mlp_act_floats(&m->cfg, &m->shard, B);
     s->pool = model_calloc(total, sizeof(float));
     s->pre = calloc(L, sizeof(float *));
@@ -97,15 +106,30 @@ static int mlp_alloc_acts(Model *m, Err *e)
 #define CARVE(n) (p += ((n) + 15) / 16 * 16, p - ((n) + 15) / 16 * 16)
     s->x = CARVE((size_t)B * s->in_dim);
     for (int l = 0; l < L; l++) {
-        s->pre[l] = CARVE((size_t)B * H);
-        s->post[l] = CARVE((size_t)B * H);
+        s->pre[l] = lean && l ? s->pre[0] : CARVE((size_t)B * H);
+        s->post[l] = lean && l ? s->post[0] : CARVE((size_t)B * H);
     }
     s->logits = CARVE((size_t)B * K);
-    s->dlogits = CARVE((size_t)B * K);
-    s->dpost = CARVE((size_t)B * H);
-    s->dpre = CARVE((size_t)B * H);
+    if (!lean) {
+        s->dlogits = CARVE((size_t)B * K);
+        s->dpost = CARVE((size_t)B * H);
+        s->dpre = CARVE((size_t)B * H);
+    }
 #undef CARVE
     return 0;
+}
+
+/* The view scratch: the largest layer's weight and bias. */
+static size_t mlp_view_floats(const ModelConfig *c, const ModelShard *sh, int B)
+{
+    (void)B;
+    size_t in = mlp_in_dim(c), H = c->n_embd, K = c->vocab, tp = sh->tp_size;
+    size_t most = (K * H + 15) / 16 * 16 + (K + 15) / 16 * 16;
+    size_t first = (H / tp * in + 15) / 16 * 16 + (H + 15) / 16 * 16;
+    size_t inner = (H * H / tp + 15) / 16 * 16 + (H + 15) / 16 * 16;
+    if (first > most) most = first;
+    if (c->n_layer > 1 && inner > most) most = inner;
+    return most;
 }
 
 static void mlp_free(Model *m)
@@ -125,21 +149,24 @@ double mlp_forward_features(Model *m, const float *x, const int *labels, int B)
     MlpState *s = mst(m);
     const int L = m->cfg.n_layer, K = m->cfg.vocab;
     const float *in = x;
-    for (int l = 0; l < L; l++) {
+    for (int l = 0; l <= L; l++) {
+        float *scratch = m->view_scratch;
         int out = out_width(m, l);
+        size_t nw = (size_t)out * in_width(m, l);
+        const float *w = model_weights(m, 2 * l, 0, nw, &scratch);
+        const float *b = model_weights(m, 2 * l + 1, 0, m->tensors[2 * l + 1].numel, &scratch);
+        float *pre = l == L ? s->logits : s->pre[l];
         if (is_row_parallel(m, l)) {
-            matmul_forward(s->pre[l], in, w_of(m, m->params, l, 0), NULL, B, in_width(m, l), out);
-            model_tp_allreduce(m, s->pre[l], (size_t)B * out);
-            bias_forward(s->pre[l], w_of(m, m->params, l, 1), B, out);
+            matmul_forward(pre, in, w, NULL, B, in_width(m, l), out);
+            model_tp_allreduce(m, pre, (size_t)B * out);
+            bias_forward(pre, b, B, out);
         } else {
-            matmul_forward(s->pre[l], in, w_of(m, m->params, l, 0), w_of(m, m->params, l, 1), B,
-                           in_width(m, l), out);
+            matmul_forward(pre, in, w, b, B, in_width(m, l), out);
         }
-        gelu_forward(s->post[l], s->pre[l], (size_t)B * out);
+        if (l == L) break;
+        gelu_forward(s->post[l], pre, (size_t)B * out);
         in = s->post[l];
     }
-    matmul_forward(s->logits, in, w_of(m, m->params, L, 0), w_of(m, m->params, L, 1), B,
-                   in_width(m, L), K);
     if (!labels) return 0.0;
     return softmax_xent(NULL, s->logits, labels, B, K, 0.0f);
 }
@@ -279,6 +306,7 @@ const ModelArch MLP_ARCH = {
     .preds_per_seq = mlp_preds_per_seq,
     .shard_params = mlp_shard_params,
     .act_floats = mlp_act_floats,
+    .view_floats = mlp_view_floats,
     .fwd_flops_per_token = mlp_fwd_flops_per_token,
     .block_costs = mlp_block_costs,
     .declare = mlp_declare,

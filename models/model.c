@@ -245,6 +245,7 @@ int model_build_shard(Model *m, const ModelConfig *cfg, const ModelShard *shard,
 void model_free(Model *m)
 {
     if (m->arch && m->state) m->arch->free(m);
+    free(m->view_scratch);
     free(m->params);
     free(m->grads);
     free(m->tensors);
@@ -322,6 +323,29 @@ const float *model_stage_dinput(const Model *m)
 const float *model_next_logits(Model *m, const int *tokens, int t)
 {
     return m->arch->next_logits ? m->arch->next_logits(m, tokens, t) : NULL;
+}
+
+int model_set_weight_view(Model *m, WeightViewFn fn, void *ctx, Err *e)
+{
+    if (fn && !m->view_scratch) {
+        size_t n = m->arch->view_floats(&m->cfg, &m->shard, m->max_batch);
+        m->view_scratch = model_calloc(n, sizeof(float));
+        if (!m->view_scratch)
+            return err_set(e, "out of memory for the weight view's scratch (%.1f MB)", n * 4.0 / 1e6);
+        m->view_floats = n;
+    }
+    m->view = fn;
+    m->view_ctx = ctx;
+    return 0;
+}
+
+const float *model_weights(const Model *m, int k, size_t first, size_t n, float **scratch)
+{
+    const float *p = m->params + m->tensors[k].offset + first;
+    if (!m->view) return p;
+    float *dst = *scratch;
+    *scratch += (n + 15) / 16 * 16;
+    return m->view(m->view_ctx, m, k, first, n, dst);
 }
 
 void model_zero_grad(Model *m)

@@ -54,8 +54,17 @@ typedef struct {
 
 /* An architecture's table of functions (models/arch.h). */
 typedef struct ModelArch ModelArch;
+typedef struct Model Model;
 
-typedef struct {
+/* Where a forward pass reads its weights (model_set_weight_view). A view
+ * serves tensor k's local elements [first, first + n) as this pass should
+ * see them: a pointer into params when they are unchanged, or dst (n
+ * floats of the model's view scratch) filled. Zeroth-order training
+ * perturbs this way, block by block, and never writes params. */
+typedef const float *(*WeightViewFn)(void *ctx, const Model *m, int k, size_t first, size_t n,
+                                     float *dst);
+
+struct Model {
     ModelConfig cfg;
     ModelShard shard;
     int n_blocks;           /* of the whole model */
@@ -80,7 +89,13 @@ typedef struct {
      * the tensor-parallel group, in place. Needed when shard.tp_size > 1. */
     void (*tp_allreduce)(void *ctx, float *buf, size_t n);
     void *tp_ctx;
-} Model;
+    /* The weight view in force (NULL: the forward reads params) and the
+     * scratch it fills: one block's worth (view_floats), not a model's. */
+    WeightViewFn view;
+    void *view_ctx;
+    float *view_scratch;
+    size_t view_floats;
+};
 
 /* Checks the configuration; the message names the field and the fix. */
 int model_config_validate(const ModelConfig *cfg, Err *e);
@@ -115,6 +130,14 @@ double model_forward(Model *m, const int *inputs, const int *targets, int B);
  * activations of the forward before it (a GPT's logits become their
  * gradient in place): run forward again before another backward. */
 void model_backward(Model *m, const int *inputs, const int *targets, int B, float grad_scale);
+
+/* Installs a weight view for the forward passes that follow (fn NULL: back
+ * to params). The first install allocates the view scratch, the largest
+ * block's worth (cost_view_floats); it stays until model_free. */
+int model_set_weight_view(Model *m, WeightViewFn fn, void *ctx, Err *e);
+/* Tensor k's local elements [first, first + n) as this forward sees them:
+ * params, or through the view into *scratch, which then moves past them. */
+const float *model_weights(const Model *m, int k, size_t first, size_t n, float **scratch);
 
 /* Pipeline stages. A stage that does not own block 0 reads its input
  * activations (B*T*C floats) from model_stage_input(slot), written there by

@@ -75,9 +75,14 @@ int ops_get_threads(void) { return omp_get_max_threads(); }
 void matmul_forward(float *out, const float *inp, const float *w, const float *bias,
                     int N, int C, int OC)
 {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, w, C,
-                0.0f, out, OC);
+    matmul_forward_ld(out, OC, inp, w, N, C, OC);
     if (bias) bias_forward(out, bias, N, OC);
+}
+
+void matmul_forward_ld(float *out, int ldo, const float *inp, const float *w, int N, int C, int OC)
+{
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, w, C,
+                0.0f, out, ldo);
 }
 
 void bias_forward(float *out, const float *bias, int N, int OC)
@@ -444,12 +449,13 @@ static double xent_row(float *dl, const float *l, int target, int V, float grad_
     return logz - lt;
 }
 
+/* Fixed chunking: partial sums combine in the same order for any number of
+ * threads, so a loss summed over rows is bit-reproducible. */
+enum { CHUNKS = 64 };
+
 double softmax_xent(float *dlogits, const float *logits, const int *targets, int N, int V,
                     float grad_scale)
 {
-    /* Fixed chunking: partial sums combine in the same order for any number
-     * of threads, so the loss is bit-reproducible. */
-    enum { CHUNKS = 64 };
     double part[CHUNKS] = {0};
 #pragma omp parallel for schedule(static)
     for (int c = 0; c < CHUNKS; c++) {
@@ -457,6 +463,46 @@ double softmax_xent(float *dlogits, const float *logits, const int *targets, int
         for (int n = n0; n < n1; n++)
             part[c] += xent_row(dlogits ? dlogits + (size_t)n * V : NULL,
                                 logits + (size_t)n * V, targets[n], V, grad_scale);
+    }
+    double total = 0.0;
+    for (int c = 0; c < CHUNKS; c++) total += part[c];
+    return total;
+}
+
+/* ---- cross-entropy over vocabulary tiles -------------------------------- */
+
+/* Row r's running maximum and sum of exp(logit - maximum) over the tiles
+ * seen so far (the online softmax), and its target's logit once its tile has
+ * come. The first tile sets the pair exactly as softmax_xent's one pass
+ * does, so a vocabulary that fits one tile gives softmax_xent's bits. */
+void xent_tiles_update(XentTiles *x, const float *logits, size_t ld, const int *targets, int N,
+                       int v0, int vn)
+{
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < N; r++) {
+        const float *l = logits + (size_t)r * ld;
+        float mx = row_max(l, vn);
+        double sum = row_sum_exp(l, vn, mx);
+        if (v0 == 0) {
+            x->max[r] = mx;
+            x->sum[r] = sum;
+        } else {
+            float m = x->max[r] > mx ? x->max[r] : mx;
+            x->sum[r] = x->sum[r] * exp((double)x->max[r] - m) + sum * exp((double)mx - m);
+            x->max[r] = m;
+        }
+        int t = targets[r] - v0;
+        if (t >= 0 && t < vn) x->target[r] = l[t];
+    }
+}
+
+double xent_tiles_loss(const XentTiles *x, int N)
+{
+    double part[CHUNKS] = {0};
+#pragma omp parallel for schedule(static)
+    for (int c = 0; c < CHUNKS; c++) {
+        int n0 = (int)((long)N * c / CHUNKS), n1 = (int)((long)N * (c + 1) / CHUNKS);
+        for (int n = n0; n < n1; n++) part[c] += (log(x->sum[n]) + x->max[n]) - x->target[n];
     }
     double total = 0.0;
     for (int c = 0; c < CHUNKS; c++) total += part[c];

@@ -12,6 +12,8 @@
 /* out (N,OC) = inp (N,C) @ w^T (w is (OC,C), as a torch Linear) + bias (OC) */
 void matmul_forward(float *out, const float *inp, const float *w, const float *bias,
                     int N, int C, int OC);
+/* The same without bias into rows ldo floats apart: a column tile of a wider out. */
+void matmul_forward_ld(float *out, int ldo, const float *inp, const float *w, int N, int C, int OC);
 /* out (N,OC) += bias on every row */
 void bias_forward(float *out, const float *bias, int N, int OC);
 /* dinp (N,C) += dout @ w;  dw (OC,C) += dout^T @ inp;  dbias (OC) += sum_rows dout */
@@ -64,6 +66,19 @@ void embedding_backward(float *dwte, float *dwpe, const float *dout, const int *
  * itself (in place: the head's backward needs no second (N,V) buffer). */
 double softmax_xent(float *dlogits, const float *logits, const int *targets, int N, int V,
                     float grad_scale);
+
+/* Softmax cross-entropy whose logits come a vocabulary tile at a time, so
+ * no (N,V) buffer need exist: per row the running max, the sum of
+ * exp(logit - max) (rescaled as the max grows) and the target's logit. Feed
+ * the tiles in order (v0 = 0 first); xent_tiles_loss returns the SUM of the
+ * per-row losses, combined in softmax_xent's fixed order. */
+typedef struct {
+    float *max, *target; /* (N) */
+    double *sum;         /* (N) */
+} XentTiles;
+void xent_tiles_update(XentTiles *x, const float *logits, size_t ld, const int *targets, int N,
+                       int v0, int vn);
+double xent_tiles_loss(const XentTiles *x, int N);
 
 /* Vectorizable elementary functions (also used by tests for accuracy checks). */
 float fast_tanhf(float x);

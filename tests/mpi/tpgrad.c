@@ -1,7 +1,8 @@
 /* Tensor-parallel gradient check, run under mpirun with N ranks = one TP
  * group: every rank builds the whole model and its TP shard, runs forward +
  * backward on the same batch, and checks that each element of the shard's
- * gradient equals the matching element of the whole model's gradient. */
+ * gradient equals the matching element of the whole model's gradient,
+ * and the forward-only plan of the shard gives its loss bit for bit. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,11 +37,26 @@ static int check(const char *what, const ModelConfig *c, int B, double *worst, s
     int *in = calloc((size_t)B * c->seq_len, sizeof(int)), *tg = calloc((size_t)B * c->seq_len, sizeof(int));
     make_batch(c, B, in, tg);
     double lf = model_forward(&full, in, tg, B), lp = model_forward(&part, in, tg, B);
+    /* the forward-only plan (zo, eval) of the same shard: the same loss, bit for bit */
+    Model lean;
+    ModelShard lsh = sh;
+    lsh.forward_only = 1;
+    if (model_init_shard(&lean, c, &lsh, B, 7, &e)) {
+        fprintf(stderr, "%s: %s\n", what, e.msg);
+        return 1;
+    }
+    lean.tp_allreduce = tp_sum;
+    lean.tp_ctx = g;
+    double ll = model_forward(&lean, in, tg, B);
+    int lean_bad = memcmp(&ll, &lp, sizeof ll) != 0;
+    if (lean_bad)
+        fprintf(stderr, "%s: forward-only shard loss %.17g, training shard %.17g\n", what, ll, lp);
+    model_free(&lean);
     model_zero_grad(&full);
     model_zero_grad(&part);
     model_backward(&full, in, tg, B, 1.0f);
     model_backward(&part, in, tg, B, 1.0f);
-    int bad = fabs(lf - lp) > 1e-5 * fabs(lf);
+    int bad = (fabs(lf - lp) > 1e-5 * fabs(lf)) + lean_bad;
     if (bad) fprintf(stderr, "%s: loss %.9g (whole) vs %.9g (shard)\n", what, lf, lp);
     for (int k = 0; k < part.n_tensors; k++) {
         const ParamInfo *t = &part.tensors[k];

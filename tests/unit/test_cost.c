@@ -31,7 +31,9 @@ static void expect_memory_matches(const Model *m, const ModelShard *sh, int B, c
     cr_expect_eq(mem.acts, m->act_floats * F, "%s: activations %zu estimated, %zu built", what,
                  mem.acts, m->act_floats * F);
     cr_expect_eq(mem.optim, 0);
-    cr_expect_eq(mem.total, mem.weights + mem.grads + mem.acts, "%s: total", what);
+    cr_expect_eq(mem.view, sh->forward_only ? cost_view_floats(&m->cfg, sh, B) * F : 0,
+                 "%s: view scratch", what);
+    cr_expect_eq(mem.total, mem.weights + mem.grads + mem.acts + mem.view, "%s: total", what);
 }
 
 static const ModelConfig GPTS[] = {
@@ -103,15 +105,31 @@ Test(cost, mlp_tp_shards_match_the_built_shards)
     }
 }
 
-/* Forward-only (ZO) models hold no gradients, and the estimate says so. */
+static const float *params_view(void *ctx, const Model *m, int k, size_t first, size_t n,
+                                float *dst)
+{
+    (void)ctx;
+    (void)n;
+    (void)dst;
+    return m->params + m->tensors[k].offset + first;
+}
+
+/* Forward-only (ZO) models hold no gradients, and the estimate says so; the
+ * weight view's scratch is what the estimate says too. */
 Test(cost, forward_only_has_no_gradients)
 {
     ModelShard sh = {0, 1, 0, -1, 1, 1};
-    Model m;
-    build(&m, GPTS[0], sh, 2);
-    cr_expect_null(m.grads);
-    expect_memory_matches(&m, &sh, 2, "forward only");
-    model_free(&m);
+    const ModelConfig cs[] = {GPTS[0], GPTS[2], MLPS[1], MLPS[3]};
+    for (int i = 0; i < 4; i++) {
+        Model m;
+        Err e = {{0}};
+        build(&m, cs[i], sh, 2);
+        cr_expect_null(m.grads);
+        expect_memory_matches(&m, &sh, 2, "forward only");
+        cr_assert_eq(model_set_weight_view(&m, params_view, NULL, &e), 0);
+        cr_expect_eq(m.view_floats, cost_view_floats(&m.cfg, &sh, 2));
+        model_free(&m);
+    }
 }
 
 Test(cost, optimizer_moments_match_the_optimizer)

@@ -48,6 +48,17 @@ Test(zo, rademacher_is_balanced_and_reproducible)
     cr_assert(same > 400 && same < 600, "%d of 1000 agree", same);
 }
 
+/* theta + step z of every tensor, through the weight view, into out (a
+ * whole model's worth: this is the test's copy, not the trainer's). */
+static void perturb_all(const Model *m, ZoView *v, float *out)
+{
+    for (int k = 0; k < m->n_tensors; k++) {
+        const ParamInfo *t = &m->tensors[k];
+        const float *r = zo_view_weights(v, m, k, 0, t->numel, out + t->offset);
+        if (r != out + t->offset) memcpy(out + t->offset, r, t->numel * sizeof *out);
+    }
+}
+
 /* z of every tensor-parallel shard equals the matching slice of the whole
  * model's z, and so does the update built from it. */
 static void shard_matches_whole(ModelConfig c, int tp)
@@ -57,13 +68,14 @@ static void shard_matches_whole(ModelConfig c, int tp)
     cr_assert_eq(model_init(&whole, &c, 1, 5, &e), 0, "%s", e.msg);
     float *wz = calloc(whole.n_params, sizeof(float));
     ZoId id = {7, 1, 0};
-    zo_perturb(&whole, 99, id, 1.0f, +1, whole.params, wz);
+    ZoView v = {99, id, 1.0f, NULL};
+    perturb_all(&whole, &v, wz);
     for (int r = 0; r < tp; r++) {
         ModelShard sh = {r, tp, 0, -1, 1, 0};
         Model part;
         cr_assert_eq(model_init_shard(&part, &c, &sh, 1, 5, &e), 0, "%s", e.msg);
         float *pz = calloc(part.n_params, sizeof(float));
-        zo_perturb(&part, 99, id, 1.0f, +1, part.params, pz);
+        perturb_all(&part, &v, pz);
         for (int k = 0; k < part.n_tensors; k++) {
             const ParamInfo *t = &part.tensors[k];
             const ParamInfo *w = model_find_tensor(&whole, t->name);
@@ -100,29 +112,181 @@ Test(zo, codes_round_clamp_and_skip)
     cr_assert_eq(zo_code(1.0 / 0.0, 0.1, 1000), ZO_SKIP);
 }
 
-/* The update is an exact integer sum: the order of machines cannot matter,
- * and skipped codes do nothing. */
-Test(zo, update_is_order_independent_and_skips)
+/* The accumulator definition of the update, element by element from zo_z:
+ * acc_i = sum over the used codes (here in reverse order) of q z_i, then
+ * theta_i - c acc_i - decay theta_i. */
+static void reference_update(const Model *m, float *params, const uint8_t *active, uint64_t seed,
+                             uint32_t step, const int8_t *codes, int machines, int samples,
+                             float lr, float scale, float wd)
 {
-    ModelConfig c = {MODEL_GPT, 1, 2, 8, 4, 16, 0};
+    int used = 0;
+    for (int k = 0; k < machines * samples; k++) used += codes[k] != ZO_SKIP;
+    float c = used ? lr * scale / (float)used : 0.0f;
+    for (int k = 0; k < m->n_tensors; k++) {
+        const ParamInfo *t = &m->tensors[k];
+        if (active && !active[k]) continue;
+        float decay = t->decay ? lr * wd : 0.0f;
+        for (size_t i = 0; i < t->numel; i++) {
+            int32_t acc = 0;
+            for (int j = machines * samples - 1; j >= 0; j--)
+                if (codes[j] != ZO_SKIP)
+                    acc += codes[j] * zo_z(seed, (ZoId){step, (uint32_t)(j / samples),
+                                                        (uint32_t)(j % samples)},
+                                           model_global_index(m, t, i));
+            float *p = params + t->offset + i;
+            *p = *p - c * (float)acc - decay * *p;
+        }
+    }
+}
+
+static void random_codes(int8_t *codes, int n, uint64_t seed)
+{
+    for (int k = 0; k < n; k++) {
+        int v = (int)(philox_uniform(seed, RNG_SAMPLE, (uint64_t)k) * 256) - 128;
+        codes[k] = (int8_t)(v < -128 ? -128 : v > 127 ? 127 : v);
+    }
+}
+
+/* The streaming update (pieces, z regenerated per piece) against the
+ * accumulator definition on random codes, skips included: whole models and
+ * tensor-parallel shards (runs per row and per group), all tensors and a
+ * subset (the others must not move at all). */
+static void streaming_matches_reference(ModelConfig c, ModelShard sh, int use_mask)
+{
     Err e;
     Model a, b;
-    cr_assert_eq(model_init(&a, &c, 1, 1, &e), 0);
-    cr_assert_eq(model_init(&b, &c, 1, 1, &e), 0);
-    int32_t *acc = calloc(a.n_params, sizeof *acc);
-    int8_t codes[6] = {5, -3, ZO_SKIP, 12, 0, -127};
-    int used = zo_step_update(&a, a.params, acc, 9, 4, codes, 3, 2, 0.01f, 0.5f, 0.1f);
-    cr_assert_eq(used, 5);
-    /* the same perturbations accumulated in reverse order */
-    memset(acc, 0, b.n_params * sizeof *acc);
-    for (int k = 5; k >= 0; k--)
-        if (codes[k] != ZO_SKIP && codes[k])
-            zo_accumulate(&b, 9, (ZoId){4, (uint32_t)(k / 2), (uint32_t)(k % 2)}, codes[k], acc);
-    zo_apply(&b, b.params, acc, 0.01f * 0.5f / 5, 0.01f, 0.1f);
-    cr_assert_eq(memcmp(a.params, b.params, a.n_params * sizeof(float)), 0);
-    free(acc);
+    cr_assert_eq(model_init_shard(&a, &c, &sh, 1, 1, &e), 0, "%s", e.msg);
+    cr_assert_eq(model_init_shard(&b, &c, &sh, 1, 1, &e), 0, "%s", e.msg);
+    uint8_t *active = NULL;
+    if (use_mask) {
+        active = calloc(a.n_tensors, 1);
+        for (int k = 0; k < a.n_tensors; k += 2) active[k] = 1;
+    }
+    float *before = malloc(a.n_params * sizeof(float));
+    memcpy(before, a.params, a.n_params * sizeof(float));
+    enum { M = 3, S = 5 };
+    for (uint32_t step = 0; step < 3; step++) {
+        int8_t codes[M * S];
+        random_codes(codes, M * S, 100 + step);
+        codes[4] = ZO_SKIP;
+        int used = zo_step_update(&a, a.params, active, 9, step, codes, M, S, 0.01f, 0.5f, 0.1f);
+        int want = 0;
+        for (int k = 0; k < M * S; k++) want += codes[k] != ZO_SKIP;
+        cr_assert_eq(used, want);
+        reference_update(&b, b.params, active, 9, step, codes, M, S, 0.01f, 0.5f, 0.1f);
+    }
+    cr_assert_eq(memcmp(a.params, b.params, a.n_params * sizeof(float)), 0,
+                 "streaming update differs from the accumulator definition");
+    for (int k = 0; active && k < a.n_tensors; k++) {
+        const ParamInfo *t = &a.tensors[k];
+        int moved = memcmp(a.params + t->offset, before + t->offset, t->numel * sizeof(float));
+        cr_expect(active[k] ? moved != 0 : moved == 0, "%s: %s", t->name,
+                  active[k] ? "active but unchanged" : "inactive but changed");
+    }
+    free(before);
+    free(active);
     model_free(&a);
     model_free(&b);
+}
+
+Test(zo, streaming_update_equals_the_accumulator_definition)
+{
+    /* 4096-element pieces: the 64-wide fc matrix of 256 x 64 has several */
+    ModelConfig gpt = {MODEL_GPT, 1, 2, 64, 4, 40, 0};
+    streaming_matches_reference(gpt, (ModelShard){0, 1, 0, -1, 1, 0}, 0);
+    streaming_matches_reference(gpt, (ModelShard){0, 1, 0, -1, 1, 0}, 1);
+    streaming_matches_reference(gpt, (ModelShard){1, 2, 0, -1, 1, 0}, 0);
+    streaming_matches_reference((ModelConfig){MODEL_MLP, 2, 0, 8, 3, 5, 0},
+                                (ModelShard){1, 2, 0, -1, 1, 0}, 1);
+}
+
+/* ---- the ZO step before and after the memory rework ----------------------- */
+
+/* The definition the trainer used before the rework: theta +- eps z written
+ * into a whole-model copy (from zo_z, element by element), the training
+ * forward (every layer's activations, the (N,V) logits) run on the copy,
+ * and the accumulator update. The trainer now runs a forward-only model
+ * through the weight view and updates piece by piece; both must give the
+ * same losses and the same weight bits. */
+static double reference_loss(Model *m, const float *theta, uint64_t seed, ZoId id, float step,
+                             const int *in, const int *tg, int B, float *copy)
+{
+    for (int k = 0; k < m->n_tensors; k++) {
+        const ParamInfo *t = &m->tensors[k];
+        for (size_t i = 0; i < t->numel; i++)
+            copy[t->offset + i] = theta[t->offset + i] +
+                                  step * (float)zo_z(seed, id, model_global_index(m, t, i));
+    }
+    float *master = m->params;
+    m->params = copy;
+    double l = model_forward(m, in, tg, B);
+    m->params = master;
+    return l;
+}
+
+static double view_loss(Model *m, uint64_t seed, ZoId id, float step, const int *in,
+                        const int *tg, int B)
+{
+    Err e;
+    ZoView v = {seed, id, step, NULL};
+    cr_assert_eq(model_set_weight_view(m, zo_view_weights, &v, &e), 0, "%s", e.msg);
+    double l = model_forward(m, in, tg, B);
+    model_set_weight_view(m, NULL, NULL, &e);
+    return l;
+}
+
+static void same_trajectory(ModelConfig c, int B)
+{
+    enum { MACHINES = 2, SAMPLES = 2, STEPS = 4 };
+    const uint64_t seed = 77;
+    const float eps = 1e-3f, scale = 2e-3f, lr = 3e-3f, wd = 0.01f;
+    Err e;
+    Model old, now;
+    cr_assert_eq(model_init_shard(&old, &c, &(ModelShard){0, 1, 0, -1, 1, 0}, B, 3, &e), 0);
+    cr_assert_eq(model_init_shard(&now, &c, &(ModelShard){0, 1, 0, -1, 1, 1}, B, 3, &e), 0);
+    cr_assert_null(now.grads);
+    float *copy = malloc(old.n_params * sizeof(float));
+    int n = B * c.seq_len;
+    int *in = malloc(sizeof(int) * n), *tg = malloc(sizeof(int) * n);
+    for (uint32_t step = 0; step < STEPS; step++) {
+        int8_t codes_old[MACHINES * SAMPLES], codes_now[MACHINES * SAMPLES];
+        for (int mm = 0; mm < MACHINES; mm++) {
+            for (int i = 0; i < n; i++) { /* each machine its own batch */
+                in[i] = (int)((i * 7 + mm * 13 + step * 3) % (uint32_t)c.vocab);
+                tg[i] = (int)((i * 5 + mm + step) % (uint32_t)c.vocab);
+            }
+            for (int s = 0; s < SAMPLES; s++) {
+                ZoId id = {step, (uint32_t)mm, (uint32_t)s};
+                double lp = reference_loss(&old, old.params, seed, id, eps, in, tg, B, copy);
+                double lm = reference_loss(&old, old.params, seed, id, -eps, in, tg, B, copy);
+                double np = view_loss(&now, seed, id, eps, in, tg, B);
+                double nm = view_loss(&now, seed, id, -eps, in, tg, B);
+                cr_assert(memcmp(&lp, &np, sizeof lp) == 0 && memcmp(&lm, &nm, sizeof lm) == 0,
+                          "step %u machine %d sample %d: losses %.17g/%.17g before, %.17g/%.17g "
+                          "after", step, mm, s, lp, lm, np, nm);
+                codes_old[mm * SAMPLES + s] = zo_code((lp - lm) / (2.0 * eps) / n, scale, 1000);
+                codes_now[mm * SAMPLES + s] = zo_code((np - nm) / (2.0 * eps) / n, scale, 1000);
+            }
+        }
+        reference_update(&old, old.params, NULL, seed, step, codes_old, MACHINES, SAMPLES, lr,
+                         scale, wd);
+        zo_step_update(&now, now.params, NULL, seed, step, codes_now, MACHINES, SAMPLES, lr, scale,
+                       wd);
+    }
+    cr_assert_eq(memcmp(old.params, now.params, old.n_params * sizeof(float)), 0,
+                 "weights differ after %d steps", STEPS);
+    free(copy);
+    free(in);
+    free(tg);
+    model_free(&old);
+    model_free(&now);
+}
+
+Test(zo, trajectory_unchanged_by_the_memory_rework)
+{
+    same_trajectory((ModelConfig){MODEL_GPT, 3, 2, 32, 16, 41, 0}, 2);
+    same_trajectory((ModelConfig){MODEL_GPT, 1, 2, 8, 256, 40000, 0}, 2); /* vocabulary tiles */
+    same_trajectory((ModelConfig){MODEL_MLP, 2, 0, 16, 4, 7, 0}, 3);
 }
 
 static const char *journal_file(const char *name)

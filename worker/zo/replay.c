@@ -33,7 +33,7 @@ static int check_journal_matches(const char *path, const Journal *j, const CkptM
 }
 
 /* Applies the journal's steps >= *step, which must follow on without gaps. */
-static int apply_journal(Journal *j, Model *m, int32_t *acc, long *step, Err *e)
+static int apply_journal(Journal *j, Model *m, long *step, Err *e)
 {
     JournalRecord r;
     int rc;
@@ -42,8 +42,9 @@ static int apply_journal(Journal *j, Model *m, int32_t *acc, long *step, Err *e)
         if ((long)r.step != *step)
             return err_set(e, "%s: record %ld is step %u, but step %ld comes next: the journal "
                               "has a gap", j->path, j->index, r.step, *step);
-        zo_step_update(m, m->params, acc, j->h.seed, r.step, r.codes, (int)r.machines,
-                       (int)r.samples, r.lr, j->h.scale, j->h.weight_decay);
+        if (zo_step_update(m, m->params, NULL, j->h.seed, r.step, r.codes, (int)r.machines,
+                           (int)r.samples, r.lr, j->h.scale, j->h.weight_decay) < 0)
+            return err_set(e, "%s: out of memory for the codes of step %u", j->path, r.step);
         (*step)++;
     }
     return rc;
@@ -55,16 +56,16 @@ int zo_replay(const char *base, const char *journal, const char *out_root, long 
     char dir[PATH_LEN];
     CkptMeta meta;
     if (ckpt_resolve(base, dir, sizeof dir, e) || ckpt_load_meta(dir, &meta, e)) return -1;
+    /* the weights alone: replay runs no forward pass and keeps no optimizer state */
     Model m;
-    if (model_init(&m, &meta.model, 1, meta.seed, e)) return err_wrap(e, "base %s", dir);
+    ModelShard whole = {0, 1, 0, -1, 1, 1};
+    if (model_build_shard(&m, &meta.model, &whole, 1, e)) return err_wrap(e, "base %s", dir);
     Journal j = {0};
-    int32_t *acc = calloc(m.n_params, sizeof *acc);
-    int rc = acc ? 0 : err_set(e, "out of memory");
-    if (!rc) rc = ckpt_load(dir, &m, NULL, e);
+    int rc = ckpt_load(dir, &m, NULL, e);
     if (!rc) rc = journal_open_read(&j, journal, e);
     if (!rc) rc = check_journal_matches(journal, &j, &meta, &m, e);
     long step = (long)meta.step;
-    if (!rc) rc = apply_journal(&j, &m, acc, &step, e);
+    if (!rc) rc = apply_journal(&j, &m, &step, e);
     if (warning_len) warning[0] = 0;
     if (!rc && j.torn_bytes && warning_len) journal_torn_message(&j, warning, warning_len);
     if (!rc) {
@@ -79,7 +80,6 @@ int zo_replay(const char *base, const char *journal, const char *out_root, long 
     }
     *final_step = step;
     journal_close(&j);
-    free(acc);
     model_free(&m);
     return rc;
 }

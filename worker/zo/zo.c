@@ -1,6 +1,7 @@
 #include "worker/zo/zo.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include "base/hash.h"
 #include "models/philox.h"
@@ -20,29 +21,49 @@ int zo_z(uint64_t seed, ZoId id, uint64_t g)
     return (r.v[bit / 32] >> (bit % 32)) & 1u ? 1 : -1;
 }
 
-/* Calls fn for each run of local elements whose global indices are
- * consecutive: [local, local + len) <-> [global, global + len). */
-typedef void (*RunFn)(void *ctx, size_t local, uint64_t global, size_t len);
+/* A tensor's local elements fall into runs whose global indices are
+ * consecutive, all of one length: the whole tensor when it is replicated,
+ * one per packed group (qkv's q, k, v) when split by rows, one per row
+ * when split by columns. Run r starts at local element r * len. */
+typedef struct {
+    size_t runs, len;
+} Runs;
 
-static void for_each_run(const Model *m, const ParamInfo *t, RunFn fn, void *ctx)
+static Runs runs_of(const Model *m, const ParamInfo *t)
 {
     size_t rows = (size_t)t->local_shape[0], cols = (size_t)t->local_shape[1];
-    if (t->split == TP_REPLICATED || m->shard.tp_size == 1) {
-        fn(ctx, t->offset, t->global_offset, t->numel);
-    } else if (t->split == TP_COLUMN) {
-        size_t per_group = rows / t->groups; /* local rows of one group: globally consecutive */
-        for (int g = 0; g < t->groups; g++) {
-            size_t i = (size_t)g * per_group * cols;
-            fn(ctx, t->offset + i, model_global_index(m, t, i), per_group * cols);
-        }
-    } else {
-        for (size_t r = 0; r < rows; r++)
-            fn(ctx, t->offset + r * cols, model_global_index(m, t, r * cols), cols);
-    }
+    if (t->split == TP_REPLICATED || m->shard.tp_size == 1) return (Runs){1, t->numel};
+    if (t->split == TP_COLUMN) return (Runs){(size_t)t->groups, rows / t->groups * cols};
+    return (Runs){rows, cols};
 }
 
-/* Signs of global elements [g, g + len) as +1/-1 floats or ints, a block of
- * 128 per Philox call. */
+/* Work is cut into pieces of at most PIECE elements (a piece's int32
+ * accumulator lives on the stack), none crossing a run. */
+enum { PIECE = 4096 };
+
+typedef struct {
+    size_t lo, hi;   /* local elements of the tensor */
+    uint64_t global; /* of element lo */
+} Piece;
+
+static size_t n_pieces(Runs r) { return r.runs * ((r.len + PIECE - 1) / PIECE); }
+
+/* The piece holding local element i. */
+static size_t piece_of(Runs r, size_t i)
+{
+    return i / r.len * ((r.len + PIECE - 1) / PIECE) + i % r.len / PIECE;
+}
+
+static Piece piece_at(const Model *m, const ParamInfo *t, Runs r, size_t u)
+{
+    size_t per_run = (r.len + PIECE - 1) / PIECE, run = u / per_run, c = u % per_run;
+    size_t start = run * r.len, lo = start + c * PIECE;
+    size_t hi = lo + PIECE < start + r.len ? lo + PIECE : start + r.len;
+    return (Piece){lo, hi, model_global_index(m, t, start) + (lo - start)};
+}
+
+/* Signs of global elements [g, g + len) as +1/-1, a block of 128 per
+ * Philox call; BODY sees z and _k (0..len-1). */
 #define FOR_SIGNS(seed, id, g0, len, BODY)                                          \
     do {                                                                            \
         uint64_t _g = (g0), _end = (g0) + (len);                                    \
@@ -58,56 +79,82 @@ static void for_each_run(const Model *m, const ParamInfo *t, RunFn fn, void *ctx
         }                                                                           \
     } while (0)
 
+static int is_active(const uint8_t *active, int k) { return !active || active[k]; }
+
+const float *zo_view_weights(void *ctx, const Model *m, int k, size_t first, size_t n, float *dst)
+{
+    const ZoView *v = ctx;
+    const ParamInfo *t = &m->tensors[k];
+    const float *src = m->params + t->offset;
+    if (!is_active(v->active, k)) return src + first;
+    if (!n) return dst;
+    Runs r = runs_of(m, t);
+    long u0 = (long)piece_of(r, first), u1 = (long)piece_of(r, first + n - 1) + 1;
+    const float step = v->step;
+#pragma omp parallel for schedule(dynamic, 1) if (u1 - u0 > 1)
+    for (long u = u0; u < u1; u++) {
+        Piece p = piece_at(m, t, r, (size_t)u);
+        size_t lo = p.lo > first ? p.lo : first, hi = p.hi < first + n ? p.hi : first + n;
+        if (lo >= hi) continue;
+        const float *s = src + lo;
+        float *d = dst + (lo - first);
+        FOR_SIGNS(v->seed, v->id, p.global + (lo - p.lo), hi - lo, d[_k] = s[_k] + step * (float)z);
+    }
+    return dst;
+}
+
 typedef struct {
-    uint64_t seed;
     ZoId id;
-    float step;           /* sign * eps */
-    const float *src;
-    float *dst;
     int q;
-    int32_t *acc;
-} RunCtx;
+} Code;
 
-static void perturb_run(void *p, size_t local, uint64_t global, size_t len)
+/* theta_i <- theta_i - c * acc_i - decay * theta_i over one tensor, acc_i =
+ * sum_k q_k z_k,i built piece by piece: exact integers, so the same bits as
+ * any order of accumulating, and no model-sized accumulator. */
+static void update_tensor(const Model *m, const ParamInfo *t, float *params, uint64_t seed,
+                          const Code *codes, int n, float c, float decay)
 {
-    RunCtx *c = p;
-    const float *s = c->src + local;
-    float *d = c->dst + local;
-    FOR_SIGNS(c->seed, c->id, global, len, d[_k] = s[_k] + c->step * (float)z);
+    Runs r = runs_of(m, t);
+    long units = (long)n_pieces(r);
+    float *p0 = params + t->offset;
+#pragma omp parallel for schedule(dynamic, 1) if (units > 1)
+    for (long u = 0; u < units; u++) {
+        Piece pc = piece_at(m, t, r, (size_t)u);
+        int32_t acc[PIECE];
+        size_t len = pc.hi - pc.lo;
+        memset(acc, 0, len * sizeof *acc);
+        for (int j = 0; j < n; j++) {
+            const int q = codes[j].q;
+            FOR_SIGNS(seed, codes[j].id, pc.global, len, acc[_k] += q * z);
+        }
+        float *p = p0 + pc.lo;
+        for (size_t i = 0; i < len; i++) p[i] = p[i] - c * (float)acc[i] - decay * p[i];
+    }
 }
 
-static void accumulate_run(void *p, size_t local, uint64_t global, size_t len)
+int zo_step_update(const Model *m, float *params, const uint8_t *active, uint64_t seed,
+                   uint32_t step, const int8_t *codes, int n_machines, int samples, float lr,
+                   float scale, float wd)
 {
-    RunCtx *c = p;
-    int32_t *a = c->acc + local;
-    FOR_SIGNS(c->seed, c->id, global, len, a[_k] += c->q * z);
-}
-
-void zo_perturb(const Model *m, uint64_t seed, ZoId id, float eps, int sign, const float *src,
-                float *dst)
-{
-    RunCtx c = {seed, id, sign > 0 ? eps : -eps, src, dst, 0, NULL};
-#pragma omp parallel for schedule(dynamic, 1)
-    for (int k = 0; k < m->n_tensors; k++) for_each_run(m, &m->tensors[k], perturb_run, &c);
-}
-
-void zo_accumulate(const Model *m, uint64_t seed, ZoId id, int q, int32_t *acc)
-{
-    RunCtx c = {seed, id, 0, NULL, NULL, q, acc};
-#pragma omp parallel for schedule(dynamic, 1)
-    for (int k = 0; k < m->n_tensors; k++) for_each_run(m, &m->tensors[k], accumulate_run, &c);
-}
-
-void zo_apply(const Model *m, float *params, const int32_t *acc, float c, float lr, float wd)
-{
+    int total = n_machines * samples, used = 0, n = 0;
+    Code *list = malloc((size_t)(total > 0 ? total : 1) * sizeof *list);
+    if (!list) return -1;
+    for (int mm = 0; mm < n_machines; mm++)
+        for (int s = 0; s < samples; s++) {
+            int q = codes[mm * samples + s];
+            if (q == ZO_SKIP) continue;
+            used++;
+            if (q) list[n++] = (Code){{step, (uint32_t)mm, (uint32_t)s}, q};
+        }
+    /* one constant for every rank: the step size per code unit */
+    float c = used ? lr * scale / (float)used : 0.0f;
     for (int k = 0; k < m->n_tensors; k++) {
         const ParamInfo *t = &m->tensors[k];
-        float *p = params + t->offset;
-        const int32_t *a = acc + t->offset;
-        float decay = t->decay ? lr * wd : 0.0f;
-#pragma omp parallel for schedule(static)
-        for (size_t i = 0; i < t->numel; i++) p[i] = p[i] - c * (float)a[i] - decay * p[i];
+        if (is_active(active, k))
+            update_tensor(m, t, params, seed, list, n, c, t->decay ? lr * wd : 0.0f);
     }
+    free(list);
+    return used;
 }
 
 int8_t zo_code(double g, double scale, double outlier)
@@ -119,25 +166,6 @@ int8_t zo_code(double g, double scale, double outlier)
     if (r > 127) r = 127;
     if (r < -127) r = -127;
     return (int8_t)r;
-}
-
-int zo_step_update(const Model *m, float *params, int32_t *acc, uint64_t seed, uint32_t step,
-                   const int8_t *codes, int n_machines, int samples, float lr, float scale,
-                   float wd)
-{
-    memset(acc, 0, m->n_params * sizeof *acc);
-    int used = 0;
-    for (int mm = 0; mm < n_machines; mm++)
-        for (int s = 0; s < samples; s++) {
-            int q = codes[mm * samples + s];
-            if (q == ZO_SKIP) continue;
-            used++;
-            if (q) zo_accumulate(m, seed, (ZoId){step, (uint32_t)mm, (uint32_t)s}, q, acc);
-        }
-    /* one constant for every rank: the step size per code unit */
-    float c = used ? lr * scale / (float)used : 0.0f;
-    zo_apply(m, params, acc, c, lr, wd);
-    return used;
 }
 
 /* The floats' in-memory bytes: only compared between ranks of one job, which

@@ -22,25 +22,33 @@ typedef struct {
     uint32_t step, machine, sample;
 } ZoId;
 
-/* dst = src + sign * eps * z for every local element (dst may not alias src). */
-void zo_perturb(const Model *m, uint64_t seed, ZoId id, float eps, int sign, const float *src,
-                float *dst);
-/* acc += q * z for every local element. */
-void zo_accumulate(const Model *m, uint64_t seed, ZoId id, int q, int32_t *acc);
-/* theta_i = theta_i - c * acc_i - lr * wd * theta_i (decay on matrices). */
-void zo_apply(const Model *m, float *params, const int32_t *acc, float c, float lr, float wd);
+/* The weight view (models/model.h) of one perturbation: the active
+ * tensors' elements come out as theta + step * z (step = +eps or -eps),
+ * computed as the block that reads them runs, into the model's view
+ * scratch; the others, and params themselves, are untouched. */
+typedef struct {
+    uint64_t seed;
+    ZoId id;
+    float step;
+    const uint8_t *active; /* per tensor of the model's table; NULL = all */
+} ZoView;
+const float *zo_view_weights(void *ctx, const Model *m, int k, size_t first, size_t n, float *dst);
 /* The int8 code of a projected gradient; ZO_SKIP for NaN/inf or outliers
  * beyond `outlier` code units. */
 int8_t zo_code(double g, double scale, double outlier);
 /* Element i's z (+1/-1), for tests. */
 int zo_z(uint64_t seed, ZoId id, uint64_t global_index);
-/* The whole update for one step: accumulate every non-skipped code
- * (codes[m * samples + s], n_machines x samples) and apply it. Shared by
- * training and journal replay, so both give the same bits. acc is scratch
- * of n_params int32. Returns how many codes were used. */
-int zo_step_update(const Model *m, float *params, int32_t *acc, uint64_t seed, uint32_t step,
-                   const int8_t *codes, int n_machines, int samples, float lr, float scale,
-                   float wd);
+/* The whole update for one step, shared by training and journal replay so
+ * both give the same bits: for every active tensor's element (active NULL
+ * = all), theta_i -= c * acc_i + lr * wd * theta_i (decay on matrices),
+ * with acc_i = sum of q * z over every non-skipped code (codes[m * samples
+ * + s], n_machines x samples) and c = lr * scale / codes used. acc_i is
+ * built and applied a piece at a time, regenerating each code's z there:
+ * no model-sized accumulator. Returns how many codes were used, or -1 when
+ * there is no memory for the list of codes. */
+int zo_step_update(const Model *m, float *params, const uint8_t *active, uint64_t seed,
+                   uint32_t step, const int8_t *codes, int n_machines, int samples, float lr,
+                   float scale, float wd);
 /* 64-bit hash of raw float bits (consistency check). */
 uint64_t zo_hash(const float *p, size_t n);
 

@@ -14,20 +14,22 @@
 #define WARMUP_STEP 0xFFFFFFFFu /* the scale warm-up's own perturbation stream */
 
 typedef struct {
-    float *scratch;   /* theta +- eps z: the master weights are never touched */
-    int32_t *acc;
+    ZoView view;      /* theta +- eps z, a block at a time: params are never touched */
+    const uint8_t *active; /* the tensors perturbed and updated; NULL = all */
     int8_t *mine, *all;
     Journal j;        /* rank 0 only */
     uint32_t epoch;   /* the roster epoch in force */
 } Zo;
 
-/* Mean loss of this machine's batch at the weights in buf. */
-static double machine_loss(Trainer *t, float *buf)
+/* Mean loss of this machine's batch at theta + step z. The view's scratch
+ * was allocated in setup, so installing it cannot fail here. */
+static double machine_loss(Trainer *t, Zo *z, ZoId id, float step)
 {
-    float *master = t->model.params;
-    t->model.params = buf;
+    Err e;
+    z->view = (ZoView){t->cfg->seed, id, step, z->active};
+    model_set_weight_view(&t->model, zo_view_weights, &z->view, &e);
     double local = pipeline_eval(&t->pipe, t->inputs, t->targets);
-    t->model.params = master;
+    model_set_weight_view(&t->model, NULL, NULL, &e);
     double preds = (double)t->train.local_batch * model_preds_per_seq(&t->cfg->model);
     return trainer_loss_sum(t, t->mesh.mp, local) / preds;
 }
@@ -36,10 +38,8 @@ static double machine_loss(Trainer *t, float *buf)
 static double projected_grad(Trainer *t, Zo *z, ZoId id, double *mean)
 {
     const float eps = t->cfg->zo_eps;
-    zo_perturb(&t->model, t->cfg->seed, id, eps, +1, t->model.params, z->scratch);
-    double lp = machine_loss(t, z->scratch);
-    zo_perturb(&t->model, t->cfg->seed, id, eps, -1, t->model.params, z->scratch);
-    double lm = machine_loss(t, z->scratch);
+    double lp = machine_loss(t, z, id, eps);
+    double lm = machine_loss(t, z, id, -eps);
     *mean = 0.5 * (lp + lm);
     return (lp - lm) / (2.0 * eps);
 }
@@ -90,8 +90,13 @@ static int scan_journal(Trainer *t, Zo *z, const char *path, uint32_t *machines,
                          j.index, r.step, t->start_step);
             break;
         }
-        zo_step_update(&t->model, t->model.params, z->acc, j.h.seed, r.step, r.codes,
-                       (int)r.machines, (int)r.samples, r.lr, j.h.scale, j.h.weight_decay);
+        if (zo_step_update(&t->model, t->model.params, z->active, j.h.seed, r.step, r.codes,
+                           (int)r.machines, (int)r.samples, r.lr, j.h.scale,
+                           j.h.weight_decay) < 0) {
+            rc = err_set(e, "out of memory for the %u codes of step %u", r.machines * r.samples,
+                         r.step);
+            break;
+        }
         /* metrics.jsonl keeps one row per step: the caught-up ones too */
         if (trainer_is_rank0(t) && t->obs->replayed &&
             (rc = t->obs->replayed(t->obs->ctx, (long)r.step + 1, r.lr, e)))
@@ -159,13 +164,13 @@ static int zo_setup(Trainer *t, void **state, Err *e)
     Zo *z = calloc(1, sizeof *z);
     *state = z;
     if (!z) return err_set(e, "out of memory for the zo state");
-    size_t n = t->model.n_params ? t->model.n_params : 1;
-    z->scratch = model_calloc(n, sizeof(float));
-    z->acc = model_calloc(n, sizeof(int32_t));
     z->mine = calloc(t->cfg->zo_samples, 1);
     z->all = calloc((size_t)t->cfg->zo_samples * t->mesh.dims.dp, 1);
-    if (!z->scratch || !z->acc || !z->mine || !z->all)
-        return err_set(e, "out of memory for the zo buffers");
+    if (!z->mine || !z->all) return err_set(e, "out of memory for the zo buffers");
+    /* allocates the view's scratch once: one block's worth */
+    if (model_set_weight_view(&t->model, zo_view_weights, &z->view, e) ||
+        model_set_weight_view(&t->model, NULL, NULL, e))
+        return -1;
     char path[PATH_BUF];
     journal_path(t, path, sizeof path);
     uint32_t last = (uint32_t)t->mesh.dims.dp;
@@ -225,9 +230,10 @@ static int zo_strategy_apply(Trainer *t, void *state, long step, int skip, Err *
     const int S = c->zo_samples, M = t->mesh.dims.dp;
     float lr = lr_at(&c->optim, step);
     trace_begin("zo update", TR_OPT);
-    zo_step_update(&t->model, t->model.params, z->acc, c->seed, (uint32_t)step, z->all, M, S, lr,
-                   t->zo_scale, c->optim.weight_decay);
+    int used = zo_step_update(&t->model, t->model.params, z->active, c->seed, (uint32_t)step,
+                              z->all, M, S, lr, t->zo_scale, c->optim.weight_decay);
     trace_end();
+    if (used < 0) return err_set(e, "step %ld: out of memory for the %d codes", step, M * S);
     if (!trainer_is_rank0(t)) return 0;
     return journal_append_step(&z->j, (uint32_t)step, (uint32_t)M, (uint32_t)S, z->epoch, lr,
                                z->all, e);
@@ -262,8 +268,6 @@ static void zo_free(void *state)
     Zo *z = state;
     if (!z) return;
     if (z->j.f) journal_close(&z->j);
-    free(z->scratch);
-    free(z->acc);
     free(z->mine);
     free(z->all);
     free(z);
