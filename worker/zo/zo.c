@@ -62,22 +62,54 @@ static Piece piece_at(const Model *m, const ParamInfo *t, Runs r, size_t u)
     return (Piece){lo, hi, model_global_index(m, t, start) + (lo - start)};
 }
 
-/* Signs of global elements [g, g + len) as +1/-1, a block of 128 per
- * Philox call; BODY sees z and _k (0..len-1). */
-#define FOR_SIGNS(seed, id, g0, len, BODY)                                          \
-    do {                                                                            \
-        uint64_t _g = (g0), _end = (g0) + (len);                                    \
-        size_t _k = 0;                                                              \
-        while (_g < _end) {                                                         \
-            Philox4 _r = sign_block((seed), (id), _g / 128);                        \
-            unsigned _bit = (unsigned)(_g % 128);                                   \
-            uint64_t _stop = (_g / 128 + 1) * 128 < _end ? (_g / 128 + 1) * 128 : _end; \
-            for (; _g < _stop; _g++, _bit++, _k++) {                                \
-                int z = ((_r.v[_bit >> 5] >> (_bit & 31)) & 1u) ? 1 : -1;           \
-                BODY;                                                               \
-            }                                                                       \
-        }                                                                           \
+/* The signs of global elements [g, g + len), a block of 128 per Philox
+ * call; a whole block is expanded bit by bit in a loop the compiler turns
+ * into vector shifts and blends (no per-element branch), its ends one at a
+ * time. z = +1 gives +v, z = -1 gives -v: exactly v * (float)z. */
+#define SIGN_SPAN(seed, id, g0, len, PER_ELEMENT)                                    \
+    do {                                                                             \
+        uint64_t _g = (g0);                                                          \
+        size_t _k = 0, _len = (len);                                                 \
+        while (_k < _len) {                                                          \
+            Philox4 _r = sign_block((seed), (id), (_g + _k) / 128);                  \
+            unsigned _bit = (unsigned)((_g + _k) % 128);                             \
+            size_t _n = 128 - _bit < _len - _k ? 128 - _bit : _len - _k;             \
+            if (_n == 128) {                                                         \
+                for (int _w = 0; _w < 4; _w++) {                                     \
+                    const uint32_t _bits = _r.v[_w];                                 \
+                    for (unsigned _b = 0; _b < 32; _b++) {                           \
+                        const size_t i = _k + 32 * (size_t)_w + _b;                  \
+                        const int plus = (_bits >> _b) & 1u;                         \
+                        PER_ELEMENT;                                                 \
+                    }                                                                \
+                }                                                                    \
+            } else {                                                                 \
+                for (size_t _j = 0; _j < _n; _j++) {                                 \
+                    const size_t i = _k + _j;                                        \
+                    const unsigned _b = _bit + (unsigned)_j;                         \
+                    const int plus = (_r.v[_b >> 5] >> (_b & 31)) & 1u;              \
+                    PER_ELEMENT;                                                     \
+                }                                                                    \
+            }                                                                        \
+            _k += _n;                                                                \
+        }                                                                            \
     } while (0)
+
+/* d[i] = s[i] + step * z_i */
+static void perturb_span(uint64_t seed, ZoId id, uint64_t g, size_t len, float step,
+                         const float *restrict s, float *restrict d)
+{
+    const float neg = -step;
+    SIGN_SPAN(seed, id, g, len, d[i] = s[i] + (plus ? step : neg));
+}
+
+/* acc[i] += q * z_i */
+static void accumulate_span(uint64_t seed, ZoId id, uint64_t g, size_t len, int32_t q,
+                            int32_t *restrict acc)
+{
+    const int32_t neg = -q;
+    SIGN_SPAN(seed, id, g, len, acc[i] += plus ? q : neg);
+}
 
 static int is_active(const uint8_t *active, int k) { return !active || active[k]; }
 
@@ -96,9 +128,8 @@ const float *zo_view_weights(void *ctx, const Model *m, int k, size_t first, siz
         Piece p = piece_at(m, t, r, (size_t)u);
         size_t lo = p.lo > first ? p.lo : first, hi = p.hi < first + n ? p.hi : first + n;
         if (lo >= hi) continue;
-        const float *s = src + lo;
-        float *d = dst + (lo - first);
-        FOR_SIGNS(v->seed, v->id, p.global + (lo - p.lo), hi - lo, d[_k] = s[_k] + step * (float)z);
+        perturb_span(v->seed, v->id, p.global + (lo - p.lo), hi - lo, step, src + lo,
+                     dst + (lo - first));
     }
     return dst;
 }
@@ -123,10 +154,7 @@ static void update_tensor(const Model *m, const ParamInfo *t, float *params, uin
         int32_t acc[PIECE];
         size_t len = pc.hi - pc.lo;
         memset(acc, 0, len * sizeof *acc);
-        for (int j = 0; j < n; j++) {
-            const int q = codes[j].q;
-            FOR_SIGNS(seed, codes[j].id, pc.global, len, acc[_k] += q * z);
-        }
+        for (int j = 0; j < n; j++) accumulate_span(seed, codes[j].id, pc.global, len, codes[j].q, acc);
         float *p = p0 + pc.lo;
         for (size_t i = 0; i < len; i++) p[i] = p[i] - c * (float)acc[i] - decay * p[i];
     }
