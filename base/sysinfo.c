@@ -1,5 +1,6 @@
 #include "base/sysinfo.h"
 
+#include <malloc.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,4 +93,10 @@ int sys_usable_cpus(int *bound)
     int mine = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 0;
     *bound = mine > 0 && mine < online;
     return *bound ? mine : (int)online;
+}
+
+size_t sys_heap_bytes(void)
+{
+    struct mallinfo2 mi = mallinfo2();
+    return mi.uordblks + mi.hblkhd;
 }

@@ -16,6 +16,12 @@ size_t sys_total_bytes(void);
  * share (so not to be divided among the node's ranks). */
 int sys_usable_cpus(int *bound);
 
+/* Bytes this process holds from malloc now (in use in the arenas plus the
+ * blocks malloc mapped on its own): what its own allocations amount to,
+ * without the libraries' private mappings (OpenBLAS buffers, MPI segments)
+ * that RSS also counts. */
+size_t sys_heap_bytes(void);
+
 /* Parsers, for tests: a /proc/meminfo text -> MemAvailable bytes (0 if
  * absent); a cgroup limit file ("max" or bytes) -> bytes (0 = no limit). */
 size_t sys_parse_meminfo_available(const char *text);

@@ -280,18 +280,21 @@ static size_t layer_params(size_t C, size_t tp)
     return matrices + 3 * C / tp + 4 * C / tp + 6 * C;
 }
 
-/* The weight view's scratch (model_set_weight_view): the largest of what one
- * block reads at a time. A layer: its twelve tensors. The embedding: the
- * position table and the batch's token rows. The head: the final norm and
- * one vocabulary tile of the tied embedding. */
+/* The weight view's scratch (model_set_weight_view): the largest of what a
+ * kernel reads at a time. A layer: one weight and its bias (layer_pair), the
+ * MLP's the largest. The embedding: the position table and the batch's
+ * token rows. The head: one vocabulary tile of the tied embedding. */
 static size_t gpt_view_floats(const ModelConfig *c, const ModelShard *sh, int B)
 {
-    const size_t C = c->n_embd, T = c->seq_len, N = (size_t)B * T;
+    const size_t C = c->n_embd, T = c->seq_len, N = (size_t)B * T, F = 4 * C / sh->tp_size;
     Owned o = owned_of(c, sh);
     size_t most = 0;
-    if (o.l1 > o.l0) most = layer_params(C, sh->tp_size) + T_PER_LAYER * 16;
+    if (o.l1 > o.l0) {
+        size_t fc = pad16(F * C) + pad16(F), proj = pad16(C * F) + pad16(C);
+        most = fc > proj ? fc : proj;
+    }
     if (o.emb && pad16(T * C) + pad16(N * C) > most) most = pad16(T * C) + pad16(N * C);
-    size_t head = 2 * pad16(C) + pad16((size_t)head_vtile(c, B) * C);
+    size_t head = pad16((size_t)head_vtile(c, B) * C);
     if (o.head && head > most) most = head;
     return most;
 }
@@ -354,13 +357,16 @@ static LayerActs *layer_acts(Model *m, SlotActs *sa, int l)
     return lean(m) ? &gst(m)->lean_acts : &sa->layers[l - gst(m)->l0];
 }
 
-/* Layer l's weights as this pass sees them (through the weight view). */
-static void layer_weights(const Model *m, int l, const float **w)
+/* Tensors k and k + 1 of layer l (a weight and its bias, or a norm's pair)
+ * as this pass sees them. Through a weight view they come into the start of
+ * the view scratch, over the pair before them, whose kernel is done: the
+ * scratch holds one pair, not a layer. */
+static void layer_pair(const Model *m, int l, int k, const float **w, const float **b)
 {
     float *scratch = m->view_scratch;
-    int k0 = gst(m)->i_layer0 + (l - gst(m)->l0) * T_PER_LAYER;
-    for (int k = 0; k < T_PER_LAYER; k++)
-        w[k] = model_weights(m, k0 + k, 0, m->tensors[k0 + k].numel, &scratch);
+    int i = gst(m)->i_layer0 + (l - gst(m)->l0) * T_PER_LAYER + k;
+    *w = model_weights(m, i, 0, m->tensors[i].numel, &scratch);
+    *b = model_weights(m, i + 1, 0, m->tensors[i + 1].numel, &scratch);
 }
 
 static void layer_forward(Model *m, SlotActs *sa, int l, int B, int T)
@@ -368,23 +374,28 @@ static void layer_forward(Model *m, SlotActs *sa, int l, int B, int T)
     GptState *g = gst(m);
     const int C = m->cfg.n_embd, N = B * T, Ct = g->C_tp, Ft = g->F_tp;
     LayerActs *a = layer_acts(m, sa, l);
-    const float *inp = layer_input(m, sa, l), *w[T_PER_LAYER];
+    const float *inp = layer_input(m, sa, l), *w, *b;
     float *out = lean(m) ? sa->encoded : a->res3; /* lean: added into the input */
-    layer_weights(m, l, w);
-    layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, inp, w[T_LN1W], w[T_LN1B], N, C);
-    matmul_forward(a->qkv, a->ln1, w[T_QKVW], w[T_QKVB], N, C, 3 * Ct);
+    layer_pair(m, l, T_LN1W, &w, &b);
+    layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, inp, w, b, N, C);
+    layer_pair(m, l, T_QKVW, &w, &b);
+    matmul_forward(a->qkv, a->ln1, w, b, N, C, 3 * Ct);
     attention_forward(a->atty, a->lse, a->qkv, B, T, g->NH_tp, C / m->cfg.n_head,
                       g->att_scratch, g->att_threads);
-    matmul_forward(a->attproj, a->atty, w[T_PROJW], NULL, N, Ct, C);
+    layer_pair(m, l, T_PROJW, &w, &b);
+    matmul_forward(a->attproj, a->atty, w, NULL, N, Ct, C);
     model_tp_allreduce(m, a->attproj, (size_t)N * C);
-    bias_forward(a->attproj, w[T_PROJB], N, C);
+    bias_forward(a->attproj, b, N, C);
     residual_forward(a->res2, inp, a->attproj, (size_t)N * C);
-    layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, w[T_LN2W], w[T_LN2B], N, C);
-    matmul_forward(a->fch, a->ln2, w[T_FCW], w[T_FCB], N, C, Ft);
+    layer_pair(m, l, T_LN2W, &w, &b);
+    layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, w, b, N, C);
+    layer_pair(m, l, T_FCW, &w, &b);
+    matmul_forward(a->fch, a->ln2, w, b, N, C, Ft);
     gelu_forward(a->fch_gelu, a->fch, (size_t)N * Ft);
-    matmul_forward(a->fcproj, a->fch_gelu, w[T_FCPW], NULL, N, Ft, C);
+    layer_pair(m, l, T_FCPW, &w, &b);
+    matmul_forward(a->fcproj, a->fch_gelu, w, NULL, N, Ft, C);
     model_tp_allreduce(m, a->fcproj, (size_t)N * C);
-    bias_forward(a->fcproj, w[T_FCPB], N, C);
+    bias_forward(a->fcproj, b, N, C);
     residual_forward(out, a->res2, a->fcproj, (size_t)N * C);
 }
 

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "base/fileio.h"
+#include "base/sysinfo.h"
 #include "comm/trace.h"
 #include "worker/loop/strategy.h"
 #include "worker/loop/testhooks.h"
@@ -189,6 +190,8 @@ static int one_step(Trainer *t, const StepStrategy *s, void *st, long step, Step
     if (!rc) rc = s->apply(t, st, step, skip, e);
     trace_end();
     testhook_flip_bit(t->model.params, t->w->rank, step + 1);
+    size_t heap = sys_heap_bytes(); /* everything the step needed is still held here */
+    if (heap > t->heap_peak) t->heap_peak = heap;
     rank_report(t, &before, t0, rr);
     return rc;
 }

@@ -301,10 +301,10 @@ static long peak_rss_mb(void)
     return ru.ru_maxrss / 1024;
 }
 
-/* Figures each rank reports for the summary (from the allocators' own
- * accounting, not measured). */
+/* Figures each rank reports for the summary: the allocators' own
+ * accounting, and the malloc heap measured after each step. */
 typedef struct {
-    double opt_bytes, act_bytes, slots;
+    double opt_bytes, act_bytes, slots, weight_bytes, view_bytes, heap_peak;
 } RankMemory;
 
 /* "key":[one figure per rank] */
@@ -347,7 +347,8 @@ static int write_summary(Trainer *t, const TrainResult *res, Err *e)
 {
     int n = t->w->size;
     RankMemory mine = {(double)t->opt.state_bytes, (double)t->model.act_floats * sizeof(float),
-                       (double)t->model.shard.slots};
+                       (double)t->model.shard.slots, (double)t->model.n_params * sizeof(float),
+                       (double)t->model.view_floats * sizeof(float), (double)t->heap_peak};
     RankMemory *all = trainer_is_rank0(t) ? calloc(n, sizeof *all) : NULL;
     /* every rank learns whether rank 0 has room for the gather, so none
      * enters it alone: [0] the peak RSS, [1] rank 0 out of memory */
@@ -363,6 +364,9 @@ static int write_summary(Trainer *t, const TrainResult *res, Err *e)
     append_array(&j, "opt_state_bytes_per_rank", all, n, offsetof(RankMemory, opt_bytes));
     append_array(&j, "act_bytes_per_rank", all, n, offsetof(RankMemory, act_bytes));
     append_array(&j, "act_slots_per_rank", all, n, offsetof(RankMemory, slots));
+    append_array(&j, "weight_bytes_per_rank", all, n, offsetof(RankMemory, weight_bytes));
+    append_array(&j, "view_bytes_per_rank", all, n, offsetof(RankMemory, view_bytes));
+    append_array(&j, "heap_peak_bytes_per_rank", all, n, offsetof(RankMemory, heap_peak));
     json_end_object(&j);
     json_newline(&j);
     free(all);

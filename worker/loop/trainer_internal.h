@@ -36,6 +36,7 @@ typedef struct {
     float zo_scale;        /* the scale in use (picked by the warm-up when 0) */
     RunLock lock;          /* rank 0: the run directory is this run's */
     double t_start;        /* comm_wtime() when the run began, for its wall time */
+    size_t heap_peak;      /* the most sys_heap_bytes() seen after a step */
 } Trainer;
 
 int trainer_is_rank0(const Trainer *t);
