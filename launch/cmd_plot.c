@@ -1,6 +1,7 @@
 /* mpitrain plot RUN [RUN...] --out FILE.png: training and validation loss
- * against steps, tokens and training time (several runs overlaid, each
- * labelled by its directory), and where a step's time goes (compute /
+ * against steps, tokens, training time and bytes sent per rank (several
+ * runs overlaid, each labelled by its directory), and where a step's time
+ * goes (compute /
  * exposed communication / waiting for the slowest rank). The rows come from
  * each run's metrics.jsonl (coordinator/progress.c writes them); the picture
  * is drawn by gnuplot's cairo PNG terminal (Debian's gnuplot-nox). */
@@ -22,20 +23,28 @@
 
 typedef struct {
     char out[PATH_LEN];
+    char title[256];
     int width, height;
+    int loss; /* LOSS_BOTH, LOSS_TRAIN, LOSS_VAL: which curves */
 } PlotArgs;
+
+enum { LOSS_BOTH = 0, LOSS_TRAIN = 1, LOSS_VAL = 2 };
 
 static const OptSpec PLOT_OPTS[] = {
     {"out", OT_STR, offsetof(PlotArgs, out), sizeof(((PlotArgs *)0)->out), "FILE.png",
      "the picture to write", NULL, 1, 0, NULL},
     {"width", OT_INT, offsetof(PlotArgs, width), 0, "PX", "width in pixels", NULL, 320, 8000, "1400"},
-    {"height", OT_INT, offsetof(PlotArgs, height), 0, "PX", "height in pixels", NULL, 240, 8000, "1000"},
+    {"height", OT_INT, offsetof(PlotArgs, height), 0, "PX", "height in pixels", NULL, 240, 8000, "1300"},
+    {"loss", OT_CHOICE, offsetof(PlotArgs, loss), 0, NULL,
+     "which loss curves: training and validation, or one of them", "both|train|val", 1, 0, "both"},
+    {"title", OT_STR, offsetof(PlotArgs, title), sizeof(((PlotArgs *)0)->title), "TEXT",
+     "the picture's title (default: mpitrain: N run(s))", NULL, 1, 0, NULL},
     {0},
 };
 
 /* One metrics row: what the picture needs of it (NAN = absent). */
 typedef struct {
-    double step, loss, val_loss, time_ms, tokens_per_s, compute_ms, exposed_ms, idle_ms;
+    double step, loss, val_loss, time_ms, tokens_per_s, compute_ms, exposed_ms, idle_ms, bytes;
 } Row;
 
 typedef struct {
@@ -52,6 +61,7 @@ static const RowKey ROW_KEYS[] = {
     {"compute_ms", offsetof(Row, compute_ms)},
     {"exposed_comm_ms", offsetof(Row, exposed_ms)},
     {"idle_ms", offsetof(Row, idle_ms)},
+    {"comm_bytes", offsetof(Row, bytes)},
 };
 
 static int row_pair(void *ctx, const char *key, const char *value, int quoted, size_t offset)
@@ -64,17 +74,20 @@ static int row_pair(void *ctx, const char *key, const char *value, int quoted, s
     return 0;
 }
 
-/* The means of a run's step-time breakdown, for the last panel. */
+/* The means of a run's step-time breakdown, for the last panel, and
+ * whether it sent any bytes (the bytes panel is logarithmic when a run
+ * did). */
 typedef struct {
     double compute, exposed, idle;
     int n;
+    double bytes;
 } Breakdown;
 
-/* Writes the gnuplot data of one run: "step tokens seconds loss val"
- * (? = absent), accumulating tokens and time over the steps. */
+/* Writes the gnuplot data of one run: "step tokens seconds loss val bytes"
+ * (? = absent), accumulating tokens, time and bytes sent over the steps. */
 static int write_run_data(const char *run, const char *text, FILE *dat, Breakdown *b, Err *e)
 {
-    double tokens = 0, seconds = 0;
+    double tokens = 0, seconds = 0, bytes = 0;
     int line = 0, rows = 0;
     for (const char *p = text; *p; line++) {
         const char *nl = strchr(p, '\n');
@@ -86,7 +99,7 @@ static int write_run_data(const char *run, const char *text, FILE *dat, Breakdow
             free(one);
             continue;
         }
-        Row r = {NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN};
+        Row r = {NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN};
         size_t at;
         int rc = json_read_flat(one, row_pair, &r, &at, e);
         free(one);
@@ -96,6 +109,7 @@ static int write_run_data(const char *run, const char *text, FILE *dat, Breakdow
             if (isfinite(r.tokens_per_s)) tokens += r.tokens_per_s * r.time_ms / 1e3;
             seconds += r.time_ms / 1e3;
         }
+        if (isfinite(r.bytes)) bytes += r.bytes;
         if (isfinite(r.compute_ms) && r.step > 1) {
             b->compute += r.compute_ms;
             b->exposed += isfinite(r.exposed_ms) ? r.exposed_ms : 0;
@@ -105,9 +119,10 @@ static int write_run_data(const char *run, const char *text, FILE *dat, Breakdow
         char loss[32] = "?", val[32] = "?";
         if (isfinite(r.loss)) snprintf(loss, sizeof loss, "%.9g", r.loss);
         if (isfinite(r.val_loss)) snprintf(val, sizeof val, "%.9g", r.val_loss);
-        fprintf(dat, "%.0f %.9g %.9g %s %s\n", r.step, tokens, seconds, loss, val);
+        fprintf(dat, "%.0f %.9g %.9g %s %s %.17g\n", r.step, tokens, seconds, loss, val, bytes);
         rows++;
     }
+    b->bytes = bytes;
     if (!rows) return err_set(e, "%s/metrics.jsonl: no step rows to plot", run);
     return 0;
 }
@@ -123,20 +138,44 @@ static void quote_label(const char *s, char *out, size_t n)
     out[k] = 0;
 }
 
-/* One panel: loss of every run against data column x. */
+/* One panel: loss of every run against data column x (x_expr: a gnuplot
+ * using-expression for it, NULL = the column itself). */
 static void loss_panel(FILE *f, const char *dir, const char *const *runs, int n, int x,
-                       const char *xlabel)
+                       const char *x_expr, const char *xlabel, int which)
 {
-    fprintf(f, "set xlabel \"%s\"\nset ylabel \"loss\"\nplot ", xlabel);
+    char xs[64];
+    if (x_expr) snprintf(xs, sizeof xs, "(%s)", x_expr);
+    else snprintf(xs, sizeof xs, "%d", x);
+    fprintf(f, "set xlabel \"%s\"\nset ylabel \"%s\"\nplot ", xlabel,
+            which == LOSS_VAL ? "validation loss" : "loss");
     for (int i = 0; i < n; i++) {
         char label[PATH_BUF];
         quote_label(runs[i], label, sizeof label);
-        fprintf(f, "%s\"%s/run%d.dat\" using %d:4 with lines lc %d lw 1.5 title \"%s train\", "
-                   "\"%s/run%d.dat\" using %d:5 with linespoints lc %d pt 7 ps 0.6 dt 2 "
-                   "title \"%s val\"",
-                i ? ", " : "", dir, i, x, i + 1, label, dir, i, x, i + 1, label);
+        const char *sep = i ? ", " : "";
+        if (which != LOSS_VAL) {
+            fprintf(f, "%s\"%s/run%d.dat\" using %s:4 with lines lc %d lw 1.5 title \"%s%s\"", sep,
+                    dir, i, xs, i + 1, label, which == LOSS_BOTH ? " train" : "");
+            sep = ", ";
+        }
+        if (which != LOSS_TRAIN)
+            fprintf(f, "%s\"%s/run%d.dat\" using %s:5 with linespoints lc %d pt 7 ps 0.6 dt %d "
+                       "lw 1.5 title \"%s%s\"",
+                    sep, dir, i, xs, i + 1, which == LOSS_BOTH ? 2 : 1, label,
+                    which == LOSS_BOTH ? " val" : "");
     }
     fprintf(f, "\n");
+}
+
+/* Loss against the bytes a rank sent: logarithmic when any run sent some
+ * (ZO sends bytes where a gradient all-reduce sends megabytes), the rows
+ * before a run's first byte left out. */
+static void bytes_panel(FILE *f, const char *dir, const char *const *runs, int n, int which,
+                        int any_bytes)
+{
+    if (any_bytes) fprintf(f, "set logscale x\nset format x \"1e%%T\"\n");
+    loss_panel(f, dir, runs, n, 6, any_bytes ? "$6 > 0 ? $6 : 1/0" : NULL,
+               "bytes sent per rank (cumulative)", which);
+    if (any_bytes) fprintf(f, "unset logscale x\nset format x \"%% h\"\n");
 }
 
 static void breakdown_panel(FILE *f, const char *dir, int n)
@@ -153,19 +192,22 @@ static void breakdown_panel(FILE *f, const char *dir, int n)
 }
 
 static int write_script(const char *path, const char *dir, const char *png, const PlotArgs *a,
-                        const char *const *runs, int n, Err *e)
+                        const char *const *runs, int n, int any_bytes, Err *e)
 {
     FILE *f = fopen(path, "w");
     if (!f) return err_set(e, "%s: cannot create: %s", path, strerror(errno));
-    char out[PATH_BUF];
+    char out[PATH_BUF], title[PATH_BUF];
     quote_label(png, out, sizeof out);
+    if (a->title[0]) quote_label(a->title, title, sizeof title);
+    else snprintf(title, sizeof title, "mpitrain: %d run(s)", n);
     fprintf(f, "set terminal pngcairo size %d,%d font \"sans,10\" noenhanced\n"
                "set output \"%s\"\nset datafile missing \"?\"\nset grid\nset key top right\n"
-               "set multiplot layout 2,2 title \"mpitrain: %d run(s)\"\n",
-            a->width, a->height, out, n);
-    loss_panel(f, dir, runs, n, 1, "step");
-    loss_panel(f, dir, runs, n, 2, "tokens");
-    loss_panel(f, dir, runs, n, 3, "training time (s, sum of step times)");
+               "set multiplot layout 3,2 title \"%s\"\n",
+            a->width, a->height, out, title);
+    loss_panel(f, dir, runs, n, 1, NULL, "step", a->loss);
+    loss_panel(f, dir, runs, n, 3, NULL, "training time (s, sum of step times)", a->loss);
+    loss_panel(f, dir, runs, n, 2, NULL, "tokens", a->loss);
+    bytes_panel(f, dir, runs, n, a->loss, any_bytes);
     breakdown_panel(f, dir, n);
     fprintf(f, "unset multiplot\n");
     return fclose(f) ? err_set(e, "%s: write failed", path) : 0;
@@ -202,9 +244,11 @@ static int run_gnuplot(const char *script, const char *log, Err *e)
     return 0;
 }
 
-/* Data files of every run and the breakdown table into dir. */
-static int write_data(const char *dir, const char *const *runs, int n, Err *e)
+/* Data files of every run and the breakdown table into dir; *any_bytes:
+ * whether a run sent bytes. */
+static int write_data(const char *dir, const char *const *runs, int n, int *any_bytes, Err *e)
 {
+    *any_bytes = 0;
     char path[PATH_BUF];
     if (path_fmt(path, sizeof path, e, "%s/breakdown.dat", dir)) return -1;
     FILE *bd = fopen(path, "w");
@@ -220,8 +264,9 @@ static int write_data(const char *dir, const char *const *runs, int n, Err *e)
         FILE *dat = NULL;
         if (!rc && !path_fmt(path, sizeof path, e, "%s/run%d.dat", dir, i) && !(dat = fopen(path, "w")))
             rc = err_set(e, "%s: cannot create: %s", path, strerror(errno));
-        Breakdown b = {0, 0, 0, 0};
+        Breakdown b = {0, 0, 0, 0, 0};
         if (!rc && dat) rc = write_run_data(runs[i], text, dat, &b, e);
+        if (b.bytes > 0) *any_bytes = 1;
         if (dat) fclose(dat);
         free(text);
         char label[PATH_BUF];
@@ -240,8 +285,9 @@ static int draw(const PlotArgs *a, const char *const *runs, int n, Err *e)
     int rc = path_fmt(script, sizeof script, e, "%s/plot.gp", dir);
     if (!rc) rc = path_fmt(log, sizeof log, e, "%s/gnuplot.log", dir);
     if (!rc) rc = path_fmt(tmp, sizeof tmp, e, "%s.tmp.%d", a->out, (int)getpid());
-    if (!rc) rc = write_data(dir, runs, n, e);
-    if (!rc) rc = write_script(script, dir, tmp, a, runs, n, e);
+    int any_bytes = 0;
+    if (!rc) rc = write_data(dir, runs, n, &any_bytes, e);
+    if (!rc) rc = write_script(script, dir, tmp, a, runs, n, any_bytes, e);
     if (!rc) rc = run_gnuplot(script, log, e);
     struct stat st;
     if (!rc && (stat(tmp, &st) || st.st_size == 0)) rc = err_set(e, "gnuplot wrote no picture");
@@ -264,8 +310,8 @@ int cmd_plot(int argc, char **argv)
     if (help) {
         opts_print_help(stdout, "mpitrain plot RUN [RUN...] --out FILE.png",
                         "Draws the loss of one or more runs (train and validation) against steps, "
-                        "tokens and training\ntime, and the mean step-time breakdown (compute, "
-                        "exposed communication, idle). Needs gnuplot.",
+                        "training time,\ntokens and bytes sent per rank, and the mean step-time "
+                        "breakdown (compute, exposed\ncommunication, idle). Needs gnuplot.",
                         PLOT_OPTS);
         return 0;
     }

@@ -9,6 +9,7 @@
 #include "base/json.h"
 #include "models/arch.h"
 #include "worker/data/data.h"
+#include "worker/zo/zo_params.h"
 
 #include <stddef.h>
 #include <stdio.h>
@@ -77,6 +78,10 @@ static const OptSpec TABLE[] = {
     NUM("zo-samples", OT_INT, zo_samples, "K", "1", 1, 4096, "zo: perturbations per machine per step"),
     NUM("zo-check-every", OT_INT, zo_check_every, "N", "10", 0, 1e9, "zo: compare weight hashes across machines every N steps, 0 = never"),
     NUM("zo-outlier", OT_FLOAT, zo_outlier, "X", "1000", 1, 1e12, "zo: skip a sample whose code would exceed X units"),
+    {"zo-params", OT_STR, F(zo_params), sizeof(((TrainConfig *)0)->zo_params), "SPEC",
+     "zo: perturb and update only these tensors, the rest stay frozen: comma-separated presets "
+     "all, norms, biases, embeddings, last:K (the last K blocks and lnf) or tensor-name globs "
+     "(h.*.attn.*, lnf.?); see docs/zo.md", NULL, 1, 0, ZO_PARAMS_DEFAULT},
     CHOICE("on-nan", on_nan, "stop|skip", "stop", "non-finite loss or gradient: stop with a message, or skip that update"),
     NUM("save-every", OT_INT, save_every, "N", "100", 0, 1e9, "checkpoint every N steps, 0 = only at the end"),
     NUM("keep-ckpts", OT_INT, keep_ckpts, "K", "3", 0, 1e6, "keep the newest K checkpoints, 0 = all"),
@@ -168,6 +173,12 @@ int train_config_validate(const TrainConfig *c, Err *e)
     if (c->optim.kind == OPT_ZO && (!(c->zo_eps > 0) || c->zo_samples < 1 || c->zo_scale < 0))
         return err_set(e, "--zo-eps %g / --zo-samples %d / --zo-scale %g: eps and samples must be "
                           "positive, scale >= 0 (0 = automatic)", c->zo_eps, c->zo_samples, c->zo_scale);
+    if (zo_params_check_syntax(c->zo_params, e)) return -1;
+    if (c->optim.kind != OPT_ZO && strcmp(c->zo_params, ZO_PARAMS_DEFAULT))
+        return err_set(e, "--zo-params %s: only --optimizer zo trains a subset of the tensors "
+                          "(adamw and sgd train them all); drop --zo-params or use --optimizer zo",
+                       c->zo_params);
+    if (c->optim.kind == OPT_ZO && zo_params_validate(&c->model, c->zo_params, e)) return -1;
     if (c->eval_every > 0 && c->eval_batches < 1)
         return err_set(e, "--eval-batches %d: must be at least 1", c->eval_batches);
     if (c->tokenizer[0] && !bpe_present(c->tokenizer))

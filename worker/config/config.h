@@ -45,6 +45,7 @@ typedef struct {
     /* --optimizer zo */
     float zo_eps, zo_scale, zo_outlier; /* zo_scale 0 = pick from a warm-up */
     int zo_samples, zo_check_every;
+    char zo_params[256];       /* --zo-params: the tensors zo perturbs (worker/zo/zo_params.h) */
     int on_nan;                /* 0 stop with a message, 1 skip the update */
 
     /* not settings: which were given (a flag or --config), bit i = table

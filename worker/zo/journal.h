@@ -19,7 +19,12 @@
 #include "base/fileio.h"
 
 #define JOURNAL_MAGIC "MPZOJNL1"
-#define JOURNAL_VERSION 1
+/* Version 1: bytes 0..47 (seed .. global_params, CRC-32C of 0..43 at 44).
+ * Version 2 adds the --zo-params selection id (worker/zo/zo_params.h) at 48
+ * and a CRC-32C of bytes 0..55 at 56. A journal of every tensor (id 0) is
+ * written as version 1, the bytes older builds read; a version 1 journal
+ * reads as id 0 (every tensor). */
+#define JOURNAL_VERSION 2
 #define JOURNAL_HEADER_BYTES 64
 #define JOURNAL_MAX_CODES (1u << 24)
 
@@ -43,6 +48,7 @@ typedef struct {
     FILE *f;
     char path[PATH_LEN];
     JournalHeader h;
+    uint64_t params_id;  /* the --zo-params selection (0 = every tensor) */
     long index;          /* records read so far */
     long torn_off;       /* a torn last record was dropped at this byte, */
     long torn_bytes;     /* ... this long (0: none) */
@@ -53,12 +59,17 @@ typedef struct {
 /* Creates path with a header, or opens an existing journal for appending
  * after checking its header matches h. */
 int journal_open_append(Journal *j, const char *path, const JournalHeader *h, Err *e);
+/* The same for a run that perturbs only the --zo-params selection with this
+ * id (zo_params_id); an existing journal must carry the same id. */
+int journal_open_append_params(Journal *j, const char *path, const JournalHeader *h,
+                               uint64_t params_id, Err *e);
 int journal_append_step(Journal *j, uint32_t step, uint32_t machines, uint32_t samples,
                         uint32_t epoch, float lr, const int8_t *codes, Err *e);
 int journal_append_roster(Journal *j, uint32_t epoch, uint32_t machines, uint32_t from_step,
                           Err *e);
 /* fflush + fsync (before a checkpoint is published). */
 int journal_sync(Journal *j, Err *e);
+/* Reads the header (j->h, and j->params_id: 0 for a version 1 journal). */
 int journal_open_read(Journal *j, const char *path, Err *e);
 /* 1 = a record, 0 = the end (clean, or a torn last record dropped: then
  * torn_bytes > 0), -1 = error naming the record and offset. */
