@@ -82,7 +82,8 @@ static int zo_check_run(Trainer *t, Err *e)
 {
     char path[PATH_BUF];
     journal_path(t, path, sizeof path);
-    if (access(path, F_OK) != 0) return 0;
+    /* --overwrite throws the old journal away with the rest of the run */
+    if (t->cfg->overwrite || access(path, F_OK) != 0) return 0;
     Journal j;
     if (journal_open_read(&j, path, e)) return -1;
     int rc = journal_matches_run(t, &j, path, e);
