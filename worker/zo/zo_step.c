@@ -229,9 +229,11 @@ static int zo_setup(Trainer *t, void **state, Err *e)
     if (!rc) rc = record_roster(t, z, last, e);
     if (!rc)
         trainer_note(t, "zo: %d machine(s) x %d sample(s), eps %g, scale %g per code unit, "
-                        "%d byte(s) per machine per step",
+                        "%d byte(s) per machine per step; memory: weights %.1f MB, "
+                        "activations %.1f MB, perturbation scratch %.1f MB",
                      t->mesh.dims.dp, t->cfg->zo_samples, t->cfg->zo_eps, t->zo_scale,
-                     t->cfg->zo_samples);
+                     t->cfg->zo_samples, t->model.n_params * 4e-6, t->model.act_floats * 4e-6,
+                     t->model.view_floats * 4e-6);
     return rc;
 }
 
