@@ -360,8 +360,11 @@ int comm_agree(Group *g, int rc, const Err *mine, Err *first)
     if (g->size > 1) MPI_Bcast(msg, sizeof msg, MPI_CHAR, (int)lowest, g->comm);
     if (first) {
         msg[sizeof msg - 1] = 0;
-        if (g->size > 1)
-            err_set(first, "rank %d: %s", (int)lowest, msg);
+        /* an error agreed on before (a setup that agrees inside) is named once */
+        char prefix[32];
+        snprintf(prefix, sizeof prefix, "rank %d: ", (int)lowest);
+        if (g->size > 1 && strncmp(msg, prefix, strlen(prefix)))
+            err_set(first, "%s%s", prefix, msg);
         else
             err_set(first, "%s", msg);
     }

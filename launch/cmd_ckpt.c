@@ -399,15 +399,23 @@ static int ckpt_import(int argc, char **argv)
 
 /* ---- replay -------------------------------------------------------------- */
 
+typedef struct {
+    char out[PATH_LEN];
+    char zo_params[256];
+} ReplayArgs;
+
 static const OptSpec REPLAY_OPTS[] = {
-    {"out", OT_STR, offsetof(OutDirArgs, out), sizeof(((OutDirArgs *)0)->out), "DIR",
+    {"out", OT_STR, offsetof(ReplayArgs, out), sizeof(((ReplayArgs *)0)->out), "DIR",
      "checkpoint root to write (DIR/step_N and DIR/latest)", NULL, 1, 0, NULL},
+    {"zo-params", OT_STR, offsetof(ReplayArgs, zo_params), sizeof(((ReplayArgs *)0)->zo_params),
+     "SPEC", "the run's --zo-params (the journal knows its id and refuses another)", NULL, 1, 0,
+     "all"},
     {0},
 };
 
 static int ckpt_replay(int argc, char **argv)
 {
-    OutDirArgs a = {""};
+    ReplayArgs a = {"", "all"};
     const char *pos[3];
     int n_pos = 0, help = 0;
     int rc = opts_parse("ckpt replay", REPLAY_OPTS, &a, argc, argv, 1, pos, 3, &n_pos, &help);
@@ -428,7 +436,7 @@ static int ckpt_replay(int argc, char **argv)
     Err e = {{0}};
     long step = 0;
     char written[PATH_BUF], warning[PATH_BUF + 128];
-    rc = zo_replay(pos[0], pos[1], a.out, &step, written, sizeof written, warning,
+    rc = zo_replay(pos[0], pos[1], a.zo_params, a.out, &step, written, sizeof written, warning,
                    sizeof warning, &e);
     if (rc == 0 && warning[0]) fprintf(stderr, "mpitrain ckpt replay: warning: %s\n", warning);
     if (rc) {

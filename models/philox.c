@@ -24,6 +24,37 @@ Philox4 philox4x32_10(Philox4 c, uint64_t key)
     return c;
 }
 
+void philox4x32_10_lanes(uint32_t w0, uint32_t w1, uint32_t w2, uint32_t w3, uint64_t key,
+                         uint32_t out[4][PHILOX_LANES])
+{
+    uint32_t x0[PHILOX_LANES], x1[PHILOX_LANES], x2[PHILOX_LANES], x3[PHILOX_LANES];
+    for (int i = 0; i < PHILOX_LANES; i++) {
+        x0[i] = w0 + (uint32_t)i;
+        x1[i] = w1;
+        x2[i] = w2;
+        x3[i] = w3;
+    }
+    uint32_t k0 = (uint32_t)key, k1 = (uint32_t)(key >> 32);
+    for (int r = 0; r < 10; r++) {
+        for (int i = 0; i < PHILOX_LANES; i++) {
+            uint64_t p0 = (uint64_t)0xD2511F53u * x0[i], p1 = (uint64_t)0xCD9E8D57u * x2[i];
+            uint32_t n0 = (uint32_t)(p1 >> 32) ^ x1[i] ^ k0, n2 = (uint32_t)(p0 >> 32) ^ x3[i] ^ k1;
+            x1[i] = (uint32_t)p1;
+            x3[i] = (uint32_t)p0;
+            x0[i] = n0;
+            x2[i] = n2;
+        }
+        k0 += 0x9E3779B9u;
+        k1 += 0xBB67AE85u;
+    }
+    for (int i = 0; i < PHILOX_LANES; i++) {
+        out[0][i] = x0[i];
+        out[1][i] = x1[i];
+        out[2][i] = x2[i];
+        out[3][i] = x3[i];
+    }
+}
+
 static Philox4 block_for(uint64_t key, uint32_t purpose, uint64_t block)
 {
     Philox4 c = {{(uint32_t)block, (uint32_t)(block >> 32), 0, purpose}};

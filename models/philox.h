@@ -9,6 +9,14 @@ typedef struct { uint32_t v[4]; } Philox4;
 
 Philox4 philox4x32_10(Philox4 counter, uint64_t key);
 
+/* PHILOX_LANES consecutive blocks at once: counters (w0 + i, w1, w2, w3) for
+ * i < PHILOX_LANES, out[j][i] = word j of block i, the same words
+ * philox4x32_10 gives one by one. Written lane-wise so the compiler turns
+ * the rounds into vector multiplies (w0 + i must not wrap). */
+enum { PHILOX_LANES = 8 };
+void philox4x32_10_lanes(uint32_t w0, uint32_t w1, uint32_t w2, uint32_t w3, uint64_t key,
+                         uint32_t out[4][PHILOX_LANES]);
+
 /* Stream purposes: the 4th counter word, so streams never overlap. */
 enum { RNG_INIT = 1, RNG_ZO = 2, RNG_SAMPLE = 3 };
 

@@ -165,6 +165,27 @@ expect "a validation split shorter than T+1 is refused" 1 "t16.tok" "fewer than 
 run eval --ckpt run --data corpus.tok --batch 4 --batches 11
 expect "more --batches than the split holds is refused" 1 "44 windows" "lower --batches"
 
+# ---- weights-only loads read no optimizer moments ---------------------------
+# step 6 with its data file cut where the AdamW moments begin (a 1-rank save
+# writes every weight first): eval, sample and train --init-from read the
+# weights alone, so they still work and agree with the whole checkpoint;
+# --resume needs the moments and names the cut
+CUT=cut/step_00000006
+mkdir -p cut && cp -r run/ckpt/step_00000006 cut/
+params=$(sed -n 's/.*"params":\([0-9]*\).*/\1/p' run/summary.json)
+truncate -s $((params * 4)) $CUT/rank_00000.bin
+run eval --ckpt run --data corpus.tok --batch 4 --batches 4 --threads 1; cp last.out whole.out
+run eval --ckpt $CUT --data corpus.tok --batch 4 --batches 4 --threads 1
+check "eval of a checkpoint without its moments gives the whole one's loss" \
+  "[ $rc -eq 0 ] && [ -s whole.out ] && cmp -s whole.out last.out"
+run sample --ckpt $CUT --prompt "And " --tokens 12 --temperature 0
+check "sample of it gives the whole one's greedy text" "[ $rc -eq 0 ] && cmp -s cache.out last.out"
+run train --init-from $CUT --optimizer zo --zo-scale 1e-3 --steps 1 --batch 4 --data corpus.tok \
+  --threads 1 --quiet --eval-every 0 --out zocut
+check "train --optimizer zo --init-from it runs" "[ $rc -eq 0 ] && [ \$(losses zocut/metrics.jsonl | wc -l) -eq 1 ]"
+run train --resume $CUT --steps 7 --threads 1 --quiet --out resumecut
+expect "--resume of it reads the moments and names the cut" 1 "opt_m/" "truncated" "rank_00000.bin"
+
 # ---- eval: bad inputs -------------------------------------------------------
 run eval --ckpt nowhere --data corpus.tok
 expect "eval of a missing checkpoint exits 1 naming it" 1 "mpitrain eval:" "nowhere"

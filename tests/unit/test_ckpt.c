@@ -195,6 +195,67 @@ Test(ckpt, params_only_checkpoint_loads_without_optimizer)
     model_free(&b);
 }
 
+/* Every element of b's tensors (any TP slice) is bit-equal to a's (whole). */
+static void expect_same_weights(const Model *a, const Model *b)
+{
+    for (int k = 0; k < b->n_tensors; k++) {
+        const ParamInfo *t = &b->tensors[k], *w = model_find_tensor(a, t->name);
+        cr_assert_not_null(w, "%s", t->name);
+        for (size_t i = 0; i < t->numel; i++) {
+            size_t g = model_global_index(b, t, i) - t->global_offset;
+            cr_assert_eq(memcmp(&b->params[t->offset + i], &a->params[w->offset + g], 4), 0,
+                         "%s element %zu differs", t->name, i);
+        }
+    }
+}
+
+/* A weights-only load (no optimizer: eval, sample, --init-from) reads the
+ * param/ records alone. The data file is cut where the moments begin, so a
+ * load that so much as read one opt_m/opt_v byte would fail; with the
+ * optimizer the same load names the cut. Both load paths: the saved
+ * slicing (read in place) and a tensor-parallel half (assembled). */
+Test(ckpt, weights_only_load_reads_no_moments)
+{
+    const char *dir = tmp("ckpt_weights_only");
+    Model a, b;
+    Optimizer oa, ob;
+    make_state(&a, &oa, 8, 1);
+    const char *step = save_step(dir, &a, &oa, 2);
+    Mpitrain__Manifest *mf;
+    Err e = {""};
+    cr_assert_eq(ckpt_read_manifest(step, &mf, &e), 0, "%s", e.msg);
+    uint64_t cut = UINT64_MAX, params_end = 0;
+    for (size_t i = 0; i < mf->n_tensors; i++) {
+        const Mpitrain__TensorRecord *r = mf->tensors[i];
+        cr_assert_str_eq(r->file, "rank_00000.bin");
+        if (!strncmp(r->name, "param/", 6)) {
+            if (r->offset + r->nbytes > params_end) params_end = r->offset + r->nbytes;
+        } else if (r->offset < cut) {
+            cut = r->offset;
+        }
+    }
+    mpitrain__manifest__free_unpacked(mf, NULL);
+    cr_assert_eq(cut, params_end, "the moments follow the weights in the data file");
+    truncate_to(path_in(step, "rank_00000.bin"), (size_t)cut);
+
+    make_state(&b, &ob, 8, 2);
+    cr_assert_eq(ckpt_load(step, &b, NULL, &e), 0, "weights-only load: %s", e.msg);
+    expect_same_weights(&a, &b);
+    cr_assert_eq(ckpt_load(step, &b, &ob, &e), -1, "a load with the optimizer read cut-off moments");
+    cr_assert(strstr(e.msg, "opt_m/") && strstr(e.msg, "truncated"), "%s", e.msg);
+    optim_free(&ob);
+    model_free(&b);
+
+    ModelConfig c = tiny_cfg(8);
+    ModelShard half = {1, 2, 0, -1, 1, 1};
+    cr_assert_eq(model_build_shard(&b, &c, &half, 1, &e), 0, "%s", e.msg);
+    cr_assert_eq(ckpt_load(step, &b, NULL, &e), 0, "weights-only load into a TP half: %s", e.msg);
+    expect_same_weights(&a, &b);
+    model_free(&b);
+    optim_free(&oa);
+    model_free(&a);
+}
+
 Test(ckpt, latest_names_the_newest)
 {
     const char *dir = tmp("ckpt_latest");

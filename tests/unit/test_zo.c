@@ -31,6 +31,22 @@ Test(philox, known_answer_vectors)
     }
 }
 
+/* Eight blocks at once are the eight blocks one by one. */
+Test(philox, lanes_equal_single_blocks)
+{
+    const uint32_t starts[] = {0, 1, 12345, 0xFFFFFF00u};
+    for (int s = 0; s < 4; s++) {
+        uint32_t w[4][PHILOX_LANES];
+        uint64_t key = 0x0123456789ABCDEFull * (s + 1);
+        philox4x32_10_lanes(starts[s], 7, 0xDEADBEEFu, 42, key, w);
+        for (int i = 0; i < PHILOX_LANES; i++) {
+            Philox4 r = philox4x32_10((Philox4){{starts[s] + (uint32_t)i, 7, 0xDEADBEEFu, 42}}, key);
+            for (int j = 0; j < 4; j++)
+                cr_assert_eq(w[j][i], r.v[j], "start %u lane %d word %d", starts[s], i, j);
+        }
+    }
+}
+
 Test(zo, rademacher_is_balanced_and_reproducible)
 {
     ZoId id = {3, 1, 2};

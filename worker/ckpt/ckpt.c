@@ -452,32 +452,118 @@ static int check_record(const char *dir, const Mpitrain__TensorRecord *r, const 
     return 0;
 }
 
-static int read_record(const char *dir, const Mpitrain__TensorRecord *r, float *dst, Err *e)
+/* ---- loading -------------------------------------------------------------- */
+
+/* Records are read in chunks of this many floats when only part of one is
+ * wanted or its elements go elsewhere one by one (the CRC covers the whole
+ * record, so every byte is read, but never into a whole-record buffer). */
+#define LOAD_CHUNK ((size_t)1 << 18)
+
+/* A span of local elements [a, b) that record `rec` supplies. */
+typedef struct {
+    size_t a, b;
+    const Mpitrain__TensorRecord *rec;
+} Span;
+
+/* What one load holds besides the model's and optimizer's own buffers: the
+ * data file open now (a file's records come in a row, so one open serves
+ * them), a chunk buffer, the spans of one tensor, and for the resharding
+ * path one full tensor and a bit per element that arrived. Each is
+ * allocated on first need, so a load into the layout it was saved under
+ * (eval, sample, --init-from, --resume) reads straight into the model's
+ * buffers and holds no copy of any tensor. */
+typedef struct {
+    const char *dir;
+    const char *file; /* the record's name of the open file */
+    FILE *f;
+    uint64_t size;
+    float *chunk;
+    Span *spans;
+    float *full;
+    size_t full_cap;
+    unsigned char *have; /* bits */
+    size_t have_cap;
+} Loader;
+
+static void loader_close(Loader *ld)
 {
-    char path[PATH_BUF];
-    snprintf(path, sizeof path, "%s/%s", dir, r->file);
-    FILE *f = fopen(path, "rb");
-    if (!f) return err_set(e, "checkpoint %s: tensor '%s': cannot open %s: %s", dir, r->name,
-                            r->file, strerror(errno));
-    struct stat st;
-    memset(&st, 0, sizeof st);
-    int rc = 0;
-    if (fstat(fileno(f), &st) != 0 || (uint64_t)st.st_size < r->offset ||
-        (uint64_t)st.st_size - r->offset < r->nbytes) {
-        rc = err_set(e, "checkpoint %s: tensor '%s': %s is truncated (needs bytes %llu..%llu, has %lld)",
-                     dir, r->name, r->file, (unsigned long long)r->offset,
-                     (unsigned long long)(r->offset + r->nbytes), (long long)st.st_size);
-    } else if (fseeko(f, (off_t)r->offset, SEEK_SET) != 0 || fread(dst, 1, r->nbytes, f) != r->nbytes) {
-        rc = err_set(e, "checkpoint %s: tensor '%s': read error in %s", dir, r->name, r->file);
-    } else {
-        uint32_t crc = crc32c(0, dst, r->nbytes);
-        if (crc != r->crc32c)
-            rc = err_set(e, "checkpoint %s: tensor '%s': checksum mismatch in %s (stored 0x%08x, "
-                            "computed 0x%08x): the data is corrupted",
-                         dir, r->name, r->file, r->crc32c, crc);
+    if (ld->f) fclose(ld->f);
+    free(ld->chunk);
+    free(ld->spans);
+    free(ld->full);
+    free(ld->have);
+}
+
+static int grow(void **buf, size_t *cap, size_t bytes)
+{
+    if (*cap >= bytes) return 0;
+    free(*buf);
+    *buf = malloc(bytes ? bytes : 1);
+    *cap = *buf ? bytes : 0;
+    return *buf ? 0 : -1;
+}
+
+/* Opens the record's data file (unless it is open) and checks the record
+ * lies inside it. */
+static int open_data_of(Loader *ld, const Mpitrain__TensorRecord *r, Err *e)
+{
+    if (!ld->f || strcmp(ld->file, r->file)) {
+        if (ld->f) fclose(ld->f);
+        char path[PATH_BUF];
+        snprintf(path, sizeof path, "%s/%s", ld->dir, r->file);
+        ld->f = fopen(path, "rb");
+        if (!ld->f)
+            return err_set(e, "checkpoint %s: tensor '%s': cannot open %s: %s", ld->dir, r->name,
+                           r->file, strerror(errno));
+        struct stat st;
+        ld->size = fstat(fileno(ld->f), &st) == 0 ? (uint64_t)st.st_size : 0;
+        ld->file = r->file;
     }
-    fclose(f);
-    return rc;
+    if (ld->size < r->offset || ld->size - r->offset < r->nbytes)
+        return err_set(e, "checkpoint %s: tensor '%s': %s is truncated (needs bytes %llu..%llu, has %lld)",
+                       ld->dir, r->name, r->file, (unsigned long long)r->offset,
+                       (unsigned long long)(r->offset + r->nbytes), (long long)ld->size);
+    if (fseeko(ld->f, (off_t)r->offset, SEEK_SET) != 0)
+        return err_set(e, "checkpoint %s: tensor '%s': read error in %s", ld->dir, r->name, r->file);
+    return 0;
+}
+
+/* Where a record's elements go when they are not read whole: fn gets
+ * elements [k, k + n) of the record. */
+typedef struct {
+    int (*fn)(void *arg, size_t k, const float *v, size_t n, Err *e);
+    void *arg;
+} Sink;
+
+/* Reads record r, whole into `whole` or chunk by chunk into sink, and checks
+ * its CRC-32C. */
+static int read_record(Loader *ld, const Mpitrain__TensorRecord *r, float *whole, const Sink *sink,
+                       Err *e)
+{
+    if (open_data_of(ld, r, e)) return -1;
+    uint32_t crc = 0;
+    if (whole) {
+        if (fread(whole, 1, r->nbytes, ld->f) != r->nbytes)
+            return err_set(e, "checkpoint %s: tensor '%s': read error in %s", ld->dir, r->name, r->file);
+        crc = crc32c(0, whole, r->nbytes);
+    } else {
+        if (!ld->chunk && !(ld->chunk = malloc(LOAD_CHUNK * sizeof(float))))
+            return err_set(e, "out of memory reading tensor '%s'", r->name);
+        for (size_t k = 0; k < r->elem_count;) {
+            size_t n = r->elem_count - k < LOAD_CHUNK ? r->elem_count - k : LOAD_CHUNK;
+            if (fread(ld->chunk, sizeof(float), n, ld->f) != n)
+                return err_set(e, "checkpoint %s: tensor '%s': read error in %s", ld->dir, r->name,
+                               r->file);
+            crc = crc32c(crc, ld->chunk, n * sizeof(float));
+            if (sink->fn(sink->arg, k, ld->chunk, n, e)) return -1;
+            k += n;
+        }
+    }
+    if (crc != r->crc32c)
+        return err_set(e, "checkpoint %s: tensor '%s': checksum mismatch in %s (stored 0x%08x, "
+                          "computed 0x%08x): the data is corrupted",
+                       ld->dir, r->name, r->file, r->crc32c, crc);
+    return 0;
 }
 
 static int split_name(const char *full, char *kind, size_t kn, const char **tensor)
@@ -492,16 +578,7 @@ static int split_name(const char *full, char *kind, size_t kn, const char **tens
 
 /* Loading maps every record, whatever tensor-parallel slice and element
  * range it holds, through the FULL tensor: a checkpoint saved under any
- * (dp, tp, pp, zero) layout loads under any other. One full tensor is
- * assembled at a time, with a map of which elements arrived, so a missing
- * or doubly stored element is an error. */
-typedef struct {
-    const ParamInfo *t; /* the local tensor being filled */
-    size_t full_n;
-    float *full;
-    unsigned char *have;
-} Assembly;
-
+ * (dp, tp, pp, zero) layout loads under any other. */
 static TpSlice record_slice(const Mpitrain__TensorRecord *r, const ParamInfo *t)
 {
     int size = r->tp_size > 0 ? r->tp_size : 1;
@@ -527,41 +604,6 @@ static int check_slice(const char *dir, const Mpitrain__TensorRecord *r, const P
     return 0;
 }
 
-static int assemble_record(const char *dir, const Mpitrain__TensorRecord *r, Assembly *as,
-                           Err *e)
-{
-    float *tmp = malloc(r->nbytes ? r->nbytes : 1);
-    if (!tmp) return err_set(e, "out of memory reading tensor '%s'", r->name);
-    int rc = read_record(dir, r, tmp, e);
-    TpSlice sl = record_slice(r, as->t);
-    for (size_t k = 0; !rc && k < r->elem_count; k++) {
-        size_t g = tp_global_index(&sl, r->elem_begin + k);
-        if (as->have[g])
-            rc = err_set(e, "checkpoint %s: tensor '%s' stores element %zu twice (overlapping "
-                            "records): the manifest is inconsistent", dir, r->name, g);
-        as->have[g] = 1;
-        as->full[g] = tmp[k];
-    }
-    free(tmp);
-    return rc;
-}
-
-/* Copies the local elements [lo, hi) of the assembled tensor into dst. */
-static int scatter_local(const char *dir, const char *kind, const Model *m, const Assembly *as,
-                         size_t lo, size_t hi, float *dst, Err *e)
-{
-    const ParamInfo *t = as->t;
-    for (size_t i = lo; i < hi; i++) {
-        size_t g = model_global_index(m, t, i) - t->global_offset;
-        if (!as->have[g])
-            return err_set(e, "checkpoint %s: tensor '%s/%s' is missing or incomplete (element "
-                              "%zu absent; saved with another model or optimizer?)",
-                           dir, kind, t->name, g);
-        dst[i - lo] = as->full[g];
-    }
-    return 0;
-}
-
 static int is_record_of(const Mpitrain__TensorRecord *r, const char *kind, const ParamInfo *t)
 {
     size_t klen = strlen(kind);
@@ -577,63 +619,130 @@ static int same_slice(const Mpitrain__TensorRecord *r, const ParamInfo *t, const
     return size == 1 || (a.kind == (SplitKind)t->split && a.groups == t->groups && a.rank == m->shard.tp_rank);
 }
 
-/* Fast path (the same slicing as when saved): records copy straight into
- * local elements [lo, hi); as->have tracks local elements. */
-static int load_same_slice(const char *dir, const Mpitrain__Manifest *mf, const char *kind,
-                           const ParamInfo *t, float *dst, size_t lo, size_t hi, Assembly *as,
-                           Err *e)
+static int missing(const char *dir, const char *kind, const ParamInfo *t, size_t elem, Err *e)
 {
-    memset(as->have, 0, t->numel);
+    return err_set(e, "checkpoint %s: tensor '%s/%s' is missing or incomplete (element %zu "
+                      "absent; saved with another model or optimizer?)",
+                   dir, kind, t->name, elem);
+}
+
+/* Part of a record into local elements: record element k lands at
+ * dst[begin + k - lo] when begin + k lies in [lo, hi). */
+typedef struct {
+    float *dst;
+    size_t begin, lo, hi;
+} CopyPart;
+
+static int copy_part(void *arg, size_t k, const float *v, size_t n, Err *e)
+{
+    (void)e;
+    const CopyPart *c = arg;
+    size_t a = c->begin + k > c->lo ? c->begin + k : c->lo;
+    size_t b = c->begin + k + n < c->hi ? c->begin + k + n : c->hi;
+    if (a < b) memcpy(c->dst + (a - c->lo), v + (a - c->begin - k), (b - a) * sizeof *v);
+    return 0;
+}
+
+static int cmp_span(const void *x, const void *y)
+{
+    const Span *a = x, *b = y;
+    return a->a < b->a ? -1 : a->a > b->a;
+}
+
+/* Fast path (the same slicing as when saved): the records' spans must tile
+ * local elements [lo, hi) exactly, which the manifest alone shows; then each
+ * record is read straight into dst (only the part inside [lo, hi) of one
+ * that sticks out). */
+static int load_same_slice(Loader *ld, const Mpitrain__Manifest *mf, const char *kind,
+                           const ParamInfo *t, float *dst, size_t lo, size_t hi, Err *e)
+{
+    size_t n = 0;
     for (size_t i = 0; i < mf->n_tensors; i++) {
         const Mpitrain__TensorRecord *r = mf->tensors[i];
         if (!is_record_of(r, kind, t)) continue;
-        if (check_record(dir, r, t, e) || check_slice(dir, r, t, e)) return -1;
+        if (check_record(ld->dir, r, t, e) || check_slice(ld->dir, r, t, e)) return -1;
         size_t a = r->elem_begin > lo ? r->elem_begin : lo;
         size_t b = r->elem_begin + r->elem_count < hi ? r->elem_begin + r->elem_count : hi;
-        if (a >= b) continue;
-        if (memchr(as->have + a, 1, b - a))
+        if (a < b) ld->spans[n++] = (Span){a, b, r};
+    }
+    qsort(ld->spans, n, sizeof *ld->spans, cmp_span);
+    size_t at = lo;
+    for (size_t j = 0; j < n; j++) {
+        if (ld->spans[j].a < at)
             return err_set(e, "checkpoint %s: tensor '%s' stores elements twice (overlapping "
-                              "records): the manifest is inconsistent", dir, r->name);
-        memset(as->have + a, 1, b - a);
-        if (a == r->elem_begin && b == r->elem_begin + r->elem_count) {
-            if (read_record(dir, r, dst + (a - lo), e)) return -1;
+                              "records): the manifest is inconsistent", ld->dir, ld->spans[j].rec->name);
+        if (ld->spans[j].a > at) return missing(ld->dir, kind, t, at, e);
+        at = ld->spans[j].b;
+    }
+    if (at < hi) return missing(ld->dir, kind, t, at, e);
+    for (size_t j = 0; j < n; j++) {
+        const Mpitrain__TensorRecord *r = ld->spans[j].rec;
+        Span s = ld->spans[j];
+        if (s.a == r->elem_begin && s.b == r->elem_begin + r->elem_count) {
+            if (read_record(ld, r, dst + (s.a - lo), NULL, e)) return -1;
             continue;
         }
-        float *tmp = malloc(r->nbytes ? r->nbytes : 1);
-        if (!tmp) return err_set(e, "out of memory reading tensor '%s'", r->name);
-        int rc = read_record(dir, r, tmp, e);
-        if (!rc) memcpy(dst + (a - lo), tmp + (a - r->elem_begin), (b - a) * sizeof(float));
-        free(tmp);
-        if (rc) return -1;
+        CopyPart c = {dst, r->elem_begin, lo, hi};
+        if (read_record(ld, r, NULL, &(Sink){copy_part, &c}, e)) return -1;
     }
-    const unsigned char *gap = memchr(as->have + lo, 0, hi - lo);
-    if (gap)
-        return err_set(e, "checkpoint %s: tensor '%s/%s' is missing or incomplete (element %zu "
-                          "absent; saved with another model or optimizer?)",
-                       dir, kind, t->name, (size_t)(gap - as->have));
+    return 0;
+}
+
+/* A record of another slicing, element by element into the full tensor
+ * (full[g], g its index in the full tensor), one bit per element arrived. */
+typedef struct {
+    Loader *ld;
+    const Mpitrain__TensorRecord *r;
+    TpSlice sl;
+    float *full;
+} Assemble;
+
+static int assemble_part(void *arg, size_t k, const float *v, size_t n, Err *e)
+{
+    const Assemble *as = arg;
+    unsigned char *have = as->ld->have;
+    for (size_t j = 0; j < n; j++) {
+        size_t g = tp_global_index(&as->sl, as->r->elem_begin + k + j);
+        if (have[g >> 3] & (1u << (g & 7)))
+            return err_set(e, "checkpoint %s: tensor '%s' stores element %zu twice (overlapping "
+                              "records): the manifest is inconsistent", as->ld->dir, as->r->name, g);
+        have[g >> 3] |= (unsigned char)(1u << (g & 7));
+        as->full[g] = v[j];
+    }
     return 0;
 }
 
 /* Fills one kind ("param", "opt_m", "opt_v") of one local tensor. */
-static int load_tensor_kind(const char *dir, const Mpitrain__Manifest *mf, const char *kind,
+static int load_tensor_kind(Loader *ld, const Mpitrain__Manifest *mf, const char *kind,
                             const ParamInfo *t, const Model *m, float *dst, size_t lo, size_t hi,
-                            Assembly *as, Err *e)
+                            Err *e)
 {
     int all_same = 1;
     for (size_t i = 0; all_same && i < mf->n_tensors; i++)
         if (is_record_of(mf->tensors[i], kind, t) && !same_slice(mf->tensors[i], t, m)) all_same = 0;
-    if (all_same) return load_same_slice(dir, mf, kind, t, dst, lo, hi, as, e);
-    as->t = t;
-    as->full_n = (size_t)t->shape[0] * t->shape[1];
-    memset(as->have, 0, as->full_n);
-    int rc = 0;
-    for (size_t i = 0; !rc && i < mf->n_tensors; i++) {
+    if (all_same) return load_same_slice(ld, mf, kind, t, dst, lo, hi, e);
+    /* a whole local tensor is the full one: it is assembled in place */
+    size_t full_n = (size_t)t->shape[0] * t->shape[1];
+    int in_place = lo == 0 && hi == full_n && t->numel == full_n;
+    if (grow((void **)&ld->have, &ld->have_cap, (full_n + 7) / 8) ||
+        (!in_place && grow((void **)&ld->full, &ld->full_cap, full_n * sizeof(float))))
+        return err_set(e, "out of memory loading %s", ld->dir);
+    memset(ld->have, 0, (full_n + 7) / 8);
+    float *full = in_place ? dst : ld->full;
+    for (size_t i = 0; i < mf->n_tensors; i++) {
         const Mpitrain__TensorRecord *r = mf->tensors[i];
         if (!is_record_of(r, kind, t)) continue;
-        if (!(rc = check_record(dir, r, t, e)) && !(rc = check_slice(dir, r, t, e)))
-            rc = assemble_record(dir, r, as, e);
+        if (check_record(ld->dir, r, t, e) || check_slice(ld->dir, r, t, e)) return -1;
+        Assemble as = {ld, r, record_slice(r, t), full};
+        if (read_record(ld, r, NULL, &(Sink){assemble_part, &as}, e)) return -1;
     }
-    return rc ? rc : scatter_local(dir, kind, m, as, lo, hi, dst, e);
+    /* the local elements [lo, hi), each through its place in the full tensor */
+    for (size_t i = lo; i < hi; i++) {
+        size_t g = in_place ? i : model_global_index(m, t, i) - t->global_offset;
+        if (!(ld->have[g >> 3] & (1u << (g & 7)))) return missing(ld->dir, kind, t, g, e);
+        if (!in_place) dst[i - lo] = full[g];
+    }
+    return 0;
 }
 
 static int check_names(const char *dir, const Mpitrain__Manifest *mf, const Model *m, Err *e)
@@ -656,16 +765,6 @@ static int check_names(const char *dir, const Mpitrain__Manifest *mf, const Mode
     return 0;
 }
 
-static size_t largest_tensor(const Model *m)
-{
-    size_t n = 1;
-    for (int k = 0; k < m->n_tensors; k++) {
-        size_t f = (size_t)m->tensors[k].shape[0] * m->tensors[k].shape[1];
-        if (f > n) n = f;
-    }
-    return n;
-}
-
 int ckpt_load(const char *dir, Model *m, Optimizer *o, Err *e)
 {
     Mpitrain__Manifest *mf;
@@ -678,24 +777,23 @@ int ckpt_load(const char *dir, Model *m, Optimizer *o, Err *e)
 int ckpt_load_from(const char *dir, const Mpitrain__Manifest *mf, Model *m, Optimizer *o, Err *e)
 {
     int rc = check_names(dir, mf, m, e);
-    size_t big = largest_tensor(m);
-    Assembly as = {NULL, 0, malloc(big * sizeof(float)), malloc(big)};
-    if (!rc && (!as.full || !as.have)) rc = err_set(e, "out of memory loading %s", dir);
+    Loader ld = {.dir = dir, .spans = malloc((mf->n_tensors ? mf->n_tensors : 1) * sizeof(Span))};
+    if (!rc && !ld.spans) rc = err_set(e, "out of memory loading %s", dir);
     for (int k = 0; !rc && k < m->n_tensors; k++) {
         const ParamInfo *t = &m->tensors[k];
-        rc = load_tensor_kind(dir, mf, "param", t, m, m->params + t->offset, 0, t->numel, &as, e);
-        /* the optimizer state this rank holds inside the tensor */
+        rc = load_tensor_kind(&ld, mf, "param", t, m, m->params + t->offset, 0, t->numel, e);
+        /* the optimizer state this rank holds inside the tensor; without an
+         * optimizer (or one without moments) no opt_* record is read */
         size_t a = t->offset > (o ? o->lo : 0) ? t->offset : (o ? o->lo : 0);
         size_t b = o && t->offset + t->numel > o->hi ? o->hi : t->offset + t->numel;
         for (int j = 0; !rc && o && a < b && j < 2; j++) {
             float *buf = j ? o->v : o->m;
             if (buf)
-                rc = load_tensor_kind(dir, mf, j ? "opt_v" : "opt_m", t, m, buf + (a - o->lo),
-                                      a - t->offset, b - t->offset, &as, e);
+                rc = load_tensor_kind(&ld, mf, j ? "opt_v" : "opt_m", t, m, buf + (a - o->lo),
+                                      a - t->offset, b - t->offset, e);
         }
     }
-    free(as.full);
-    free(as.have);
+    loader_close(&ld);
     return rc;
 }
 

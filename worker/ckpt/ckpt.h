@@ -63,8 +63,13 @@ int ckpt_load_meta(const char *dir, CkptMeta *meta, Err *e);
 /* <step_dir>/tokenizer into out when it holds tokenizer files (returns 1),
  * else out = "" (returns 0). */
 int ckpt_tokenizer_of(const char *step_dir, char *out, size_t n);
-/* Loads the tensors into an initialized model (and optimizer, if non-NULL),
- * verifying names, shapes, sizes and checksums. */
+/* Loads the tensors into a built model (and optimizer, if non-NULL),
+ * verifying names, shapes, sizes and checksums. Records saved in the
+ * model's own slicing are read straight into its parameter (and moment)
+ * buffers; other slicings are assembled one full tensor at a time. With
+ * o == NULL, or an optimizer without moments (zo), only the param/ records
+ * are read: the opt_m/opt_v bytes are never touched, so damaged or cut-off
+ * moments do not matter to eval, sample or --init-from. */
 int ckpt_load(const char *dir, Model *m, Optimizer *o, Err *e);
 /* The same from a manifest the caller has read already. */
 int ckpt_load_from(const char *dir, const Mpitrain__Manifest *mf, Model *m, Optimizer *o, Err *e);

@@ -468,9 +468,27 @@ void gpt2_source_close(Gpt2Source *s)
 
 /* ---- loading into a model (any shard) -------------------------------------- */
 
+/* Scratch floats of a load, grown on first need (NULL: out of memory). */
+typedef struct {
+    float *p;
+    size_t n;
+} Scratch;
+
+static float *scratch(Scratch *s, size_t n)
+{
+    if (s->n < n) {
+        free(s->p);
+        s->n = (s->p = malloc(n * sizeof *s->p)) ? n : 0;
+    }
+    return s->p;
+}
+
 /* The slot's full tensor in mpitrain's layout (rows of `rows`, the first
- * ones when the model keeps fewer positions), into out; tmp is scratch. */
-static int read_slot(const Gpt2Source *s, int slot, int rows, float *out, float *tmp, Err *e)
+ * ones when the model keeps fewer positions), into out. Stored as mpitrain
+ * keeps it (llm.c's files; HF's tensors but the transposed Conv1D weights
+ * and a longer position table), it is read straight into out, 2-byte types
+ * widened in place; else through tmp, the source tensor's size. */
+static int read_slot(const Gpt2Source *s, int slot, int rows, float *out, Scratch *tmp, Err *e)
 {
     SlotInfo si;
     slot_info(&s->model, slot, &si);
@@ -480,23 +498,19 @@ static int read_slot(const Gpt2Source *s, int slot, int rows, float *out, float 
         uint64_t off = LLMC_MODEL_HEADER_BYTES + (uint64_t)llmc_offset(&s->model, s->llmc_vp, slot) * (v5 ? 2 : 4);
         return read_floats_at(s->path, off, n, v5 ? "BF16" : "F32", si.mp, out, e);
     }
-    if (safetensors_read_f32(s->path, &s->ix.t[s->slot_entry[slot]], tmp, e)) return -1;
+    const StEntry *en = &s->ix.t[s->slot_entry[slot]];
+    if (!si.transpose && safetensors_numel(en) == n) return safetensors_read_f32(s->path, en, out, e);
+    float *t = scratch(tmp, (size_t)safetensors_numel(en));
+    if (!t) return err_set(e, "%s: out of memory loading tensor '%s'", s->path, en->name);
+    if (safetensors_read_f32(s->path, en, t, e)) return -1;
     if (!si.transpose) {
-        memcpy(out, tmp, n * sizeof *out);
+        memcpy(out, t, n * sizeof *out);
         return 0;
     }
     /* HF holds (in, out) = (cols, rows); mpitrain (rows, cols) */
     for (size_t r = 0; r < (size_t)si.rows; r++)
-        for (size_t c = 0; c < (size_t)si.cols; c++) out[r * si.cols + c] = tmp[c * si.rows + r];
+        for (size_t c = 0; c < (size_t)si.cols; c++) out[r * si.cols + c] = t[c * si.rows + r];
     return 0;
-}
-
-static size_t largest_slot(const Gpt2Source *s)
-{
-    size_t n = 1;
-    for (int k = 0; k < n_slots(&s->model); k++)
-        if (slot_numel(&s->model, k) > n) n = slot_numel(&s->model, k);
-    return n;
 }
 
 int gpt2_source_load(const Gpt2Source *s, Model *m, Err *e)
@@ -507,9 +521,8 @@ int gpt2_source_load(const Gpt2Source *s, Model *m, Err *e)
         c->n_head != sc->n_head || c->vocab != sc->vocab || c->seq_len > sc->seq_len)
         return err_set(e, "%s: the model built (%d layers, width %d, vocab %d, seq %d) is not "
                           "the source's shape", s->path, c->n_layer, c->n_embd, c->vocab, c->seq_len);
-    size_t big = largest_slot(s);
-    float *full = malloc(big * sizeof *full), *tmp = malloc(big * sizeof *tmp);
-    int rc = !full || !tmp ? err_set(e, "%s: out of memory loading", s->path) : 0;
+    Scratch full = {0}, tmp = {0};
+    int rc = 0;
     for (int k = 0; !rc && k < m->n_tensors; k++) {
         const ParamInfo *t = &m->tensors[k];
         int slot = slot_of_mp(sc, t->name);
@@ -517,18 +530,18 @@ int gpt2_source_load(const Gpt2Source *s, Model *m, Err *e)
             rc = err_set(e, "%s: the model has a tensor '%s' GPT-2 does not", s->path, t->name);
             break;
         }
-        rc = read_slot(s, slot, t->shape[0], full, tmp, e);
-        /* the local elements of this shard, through each one's place in the
-         * full tensor (a whole tensor is the full one itself) */
+        /* a whole tensor is read into the weights; a shard's local elements
+         * come out of the full tensor, each through its place in it */
         float *dst = m->params + t->offset;
-        if (!rc && t->numel == (size_t)t->shape[0] * t->shape[1])
-            memcpy(dst, full, t->numel * sizeof *dst);
-        else
-            for (size_t i = 0; !rc && i < t->numel; i++)
-                dst[i] = full[model_global_index(m, t, i) - t->global_offset];
+        size_t full_n = (size_t)t->shape[0] * t->shape[1];
+        float *into = t->numel == full_n ? dst : scratch(&full, full_n);
+        rc = into ? read_slot(s, slot, t->shape[0], into, &tmp, e)
+                  : err_set(e, "%s: out of memory loading tensor '%s'", s->path, t->name);
+        for (size_t i = 0; !rc && into != dst && i < t->numel; i++)
+            dst[i] = into[model_global_index(m, t, i) - t->global_offset];
     }
-    free(full);
-    free(tmp);
+    free(full.p);
+    free(tmp.p);
     return rc;
 }
 

@@ -14,6 +14,10 @@ typedef struct {
 
 typedef struct StepStrategy {
     const char *name;
+    /* before the run directory is claimed or written, every rank (may be
+     * NULL): refuses what the setup would refuse of an existing run's files,
+     * so a refused resume leaves its config.json and metrics as they were */
+    int (*check_run)(Trainer *t, Err *e);
     /* after the model and its initial weights are in place */
     int (*setup)(Trainer *t, void **state, Err *e);
     /* forward (and backward) on the batch at t->data_pos; no update yet */

@@ -416,6 +416,7 @@ int train_run(const TrainConfig *cfg, const CommWorld *w, const TrainObserver *o
     if (!rc) rc = load_initial_state(&t, resume, e);
     if (!rc) rc = check_tokenizer(&t, e);
     if (resume) mpitrain__manifest__free_unpacked(resume, NULL);
+    if (!rc && strategy->check_run) rc = strategy->check_run(&t, e);
     rc = trainer_agree(&t, rc, e);
     if (!rc) rc = trainer_agree(&t, setup_run_dir(&t, e), e);
     if (!rc) announce(&t);

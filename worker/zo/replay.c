@@ -6,6 +6,7 @@
 #include "worker/ckpt/ckpt.h"
 #include "worker/zo/journal.h"
 #include "worker/zo/zo.h"
+#include "worker/zo/zo_params.h"
 
 /* Appends "; what: journal X, base Y" to the list of differences. */
 static void differs(char *out, size_t n, const char *what, unsigned long long jv,
@@ -33,7 +34,7 @@ static int check_journal_matches(const char *path, const Journal *j, const CkptM
 }
 
 /* Applies the journal's steps >= *step, which must follow on without gaps. */
-static int apply_journal(Journal *j, Model *m, long *step, Err *e)
+static int apply_journal(Journal *j, Model *m, const uint8_t *active, long *step, Err *e)
 {
     JournalRecord r;
     int rc;
@@ -42,7 +43,7 @@ static int apply_journal(Journal *j, Model *m, long *step, Err *e)
         if ((long)r.step != *step)
             return err_set(e, "%s: record %ld is step %u, but step %ld comes next: the journal "
                               "has a gap", j->path, j->index, r.step, *step);
-        if (zo_step_update(m, m->params, NULL, j->h.seed, r.step, r.codes, (int)r.machines,
+        if (zo_step_update(m, m->params, active, j->h.seed, r.step, r.codes, (int)r.machines,
                            (int)r.samples, r.lr, j->h.scale, j->h.weight_decay) < 0)
             return err_set(e, "%s: out of memory for the codes of step %u", j->path, r.step);
         (*step)++;
@@ -50,8 +51,25 @@ static int apply_journal(Journal *j, Model *m, long *step, Err *e)
     return rc;
 }
 
-int zo_replay(const char *base, const char *journal, const char *out_root, long *final_step,
-              char *written, size_t written_len, char *warning, size_t warning_len, Err *e)
+/* The --zo-params mask the journal was written with: spec must be the run's
+ * (its id is in the journal header). NULL = every tensor. */
+static int replay_mask(const Journal *j, const Model *m, const char *spec, uint8_t **active,
+                       Err *e)
+{
+    uint64_t id;
+    *active = NULL;
+    if (zo_params_id(&m->cfg, spec, &id, e) ||
+        zo_params_check_journal(j->path, j->params_id, id, spec, e))
+        return -1;
+    if (id == ZO_PARAMS_ALL_ID) return 0;
+    *active = calloc(m->n_tensors, 1);
+    if (!*active) return err_set(e, "out of memory");
+    return zo_params_select(m, spec, *active, e);
+}
+
+int zo_replay(const char *base, const char *journal, const char *zo_params, const char *out_root,
+              long *final_step, char *written, size_t written_len, char *warning,
+              size_t warning_len, Err *e)
 {
     char dir[PATH_LEN];
     CkptMeta meta;
@@ -64,8 +82,11 @@ int zo_replay(const char *base, const char *journal, const char *out_root, long 
     int rc = ckpt_load(dir, &m, NULL, e);
     if (!rc) rc = journal_open_read(&j, journal, e);
     if (!rc) rc = check_journal_matches(journal, &j, &meta, &m, e);
+    uint8_t *active = NULL;
+    if (!rc) rc = replay_mask(&j, &m, zo_params, &active, e);
     long step = (long)meta.step;
-    if (!rc) rc = apply_journal(&j, &m, &step, e);
+    if (!rc) rc = apply_journal(&j, &m, active, &step, e);
+    free(active);
     if (warning_len) warning[0] = 0;
     if (!rc && j.torn_bytes && warning_len) journal_torn_message(&j, warning, warning_len);
     if (!rc) {

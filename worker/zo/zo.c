@@ -62,31 +62,49 @@ static Piece piece_at(const Model *m, const ParamInfo *t, Runs r, size_t u)
     return (Piece){lo, hi, model_global_index(m, t, start) + (lo - start)};
 }
 
-/* The signs of global elements [g, g + len), a block of 128 per Philox
- * call; a whole block is expanded bit by bit in a loop the compiler turns
- * into vector shifts and blends (no per-element branch), its ends one at a
- * time. z = +1 gives +v, z = -1 gives -v: exactly v * (float)z. */
+/* The signs of global elements [g, g + len): 128 per Philox block, eight
+ * blocks generated at once where the span allows (philox4x32_10_lanes),
+ * each expanded bit by bit in a loop the compiler turns into vector shifts
+ * and blends (no per-element branch); a span's ragged ends one block at a
+ * time. PER_ELEMENT sees i (0..len-1) and plus (z_i = +1); z = +1 gives +v,
+ * z = -1 gives -v: exactly v * (float)z. */
+#define EXPAND_WORD(word, base, PER_ELEMENT)                                         \
+    do {                                                                             \
+        const uint32_t _bits = (word);                                               \
+        for (unsigned _b = 0; _b < 32; _b++) {                                       \
+            const size_t i = (base) + _b;                                            \
+            const int plus = (_bits >> _b) & 1u;                                     \
+            PER_ELEMENT;                                                             \
+        }                                                                            \
+    } while (0)
+
 #define SIGN_SPAN(seed, id, g0, len, PER_ELEMENT)                                    \
     do {                                                                             \
         uint64_t _g = (g0);                                                          \
         size_t _k = 0, _len = (len);                                                 \
         while (_k < _len) {                                                          \
-            Philox4 _r = sign_block((seed), (id), (_g + _k) / 128);                  \
+            uint64_t _blk = (_g + _k) / 128;                                         \
             unsigned _bit = (unsigned)((_g + _k) % 128);                             \
+            if (_bit == 0 && _len - _k >= 128 * PHILOX_LANES) {                      \
+                uint32_t _w[4][PHILOX_LANES];                                        \
+                philox4x32_10_lanes((uint32_t)_blk, (id).sample, (id).machine,       \
+                                    (id).step, (seed) ^ ZO_KEY_SALT, _w);            \
+                for (int _l = 0; _l < PHILOX_LANES; _l++)                            \
+                    for (int _j = 0; _j < 4; _j++)                                   \
+                        EXPAND_WORD(_w[_j][_l], _k + 128 * (size_t)_l + 32 * (size_t)_j, \
+                                    PER_ELEMENT);                                    \
+                _k += 128 * PHILOX_LANES;                                            \
+                continue;                                                            \
+            }                                                                        \
+            Philox4 _r = sign_block((seed), (id), _blk);                             \
             size_t _n = 128 - _bit < _len - _k ? 128 - _bit : _len - _k;             \
             if (_n == 128) {                                                         \
-                for (int _w = 0; _w < 4; _w++) {                                     \
-                    const uint32_t _bits = _r.v[_w];                                 \
-                    for (unsigned _b = 0; _b < 32; _b++) {                           \
-                        const size_t i = _k + 32 * (size_t)_w + _b;                  \
-                        const int plus = (_bits >> _b) & 1u;                         \
-                        PER_ELEMENT;                                                 \
-                    }                                                                \
-                }                                                                    \
+                for (int _j = 0; _j < 4; _j++)                                       \
+                    EXPAND_WORD(_r.v[_j], _k + 32 * (size_t)_j, PER_ELEMENT);        \
             } else {                                                                 \
-                for (size_t _j = 0; _j < _n; _j++) {                                 \
-                    const size_t i = _k + _j;                                        \
-                    const unsigned _b = _bit + (unsigned)_j;                         \
+                for (size_t _e = 0; _e < _n; _e++) {                                 \
+                    const size_t i = _k + _e;                                        \
+                    const unsigned _b = _bit + (unsigned)_e;                         \
                     const int plus = (_r.v[_b >> 5] >> (_b & 31)) & 1u;              \
                     PER_ELEMENT;                                                     \
                 }                                                                    \

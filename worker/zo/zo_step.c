@@ -10,12 +10,14 @@
 #include "worker/loop/strategy.h"
 #include "worker/zo/journal.h"
 #include "worker/zo/zo.h"
+#include "worker/zo/zo_params.h"
 
 #define WARMUP_STEP 0xFFFFFFFFu /* the scale warm-up's own perturbation stream */
 
 typedef struct {
     ZoView view;      /* theta +- eps z, a block at a time: params are never touched */
-    const uint8_t *active; /* the tensors perturbed and updated; NULL = all */
+    uint8_t *active;  /* --zo-params: the tensors perturbed and updated; NULL = all */
+    uint64_t params_id; /* the selection's id in the journal (0 = all) */
     int8_t *mine, *all;
     Journal j;        /* rank 0 only */
     uint32_t epoch;   /* the roster epoch in force */
@@ -63,6 +65,32 @@ static void journal_path(const Trainer *t, char *out, size_t n)
     snprintf(out, n, "%s/zo/journal.bin", t->cfg->out);
 }
 
+/* An existing journal continues only the run that wrote it: the same seed,
+ * samples, model and --zo-params selection. */
+static int journal_matches_run(const Trainer *t, const Journal *j, const char *path, Err *e)
+{
+    if (j->h.seed != t->cfg->seed || j->h.samples != (uint32_t)t->cfg->zo_samples ||
+        j->h.global_params != t->model.global_params)
+        return err_set(e, "%s: the journal belongs to another run (seed, samples or model differ)",
+                       path);
+    uint64_t id;
+    if (zo_params_id(&t->cfg->model, t->cfg->zo_params, &id, e)) return -1;
+    return zo_params_check_journal(path, j->params_id, id, t->cfg->zo_params, e);
+}
+
+static int zo_check_run(Trainer *t, Err *e)
+{
+    char path[PATH_BUF];
+    journal_path(t, path, sizeof path);
+    /* --overwrite throws the old journal away with the rest of the run */
+    if (t->cfg->overwrite || access(path, F_OK) != 0) return 0;
+    Journal j;
+    if (journal_open_read(&j, path, e)) return -1;
+    int rc = journal_matches_run(t, &j, path, e);
+    journal_close(&j);
+    return rc;
+}
+
 /* One pass over an existing journal: its scale, the roster in force, and
  * (resuming) the steps past the checkpoint replayed, so a machine that
  * missed them catches up. *machines: the last roster's machine count. */
@@ -70,10 +98,9 @@ static int scan_journal(Trainer *t, Zo *z, const char *path, uint32_t *machines,
 {
     Journal j;
     if (journal_open_read(&j, path, e)) return -1;
-    if (j.h.seed != t->cfg->seed || j.h.samples != (uint32_t)t->cfg->zo_samples ||
-        j.h.global_params != t->model.global_params) {
+    if (journal_matches_run(t, &j, path, e)) {
         journal_close(&j);
-        return err_set(e, "%s: the journal belongs to another run (seed, samples or model differ)", path);
+        return -1;
     }
     t->zo_scale = j.h.scale;
     JournalRecord r;
@@ -125,7 +152,7 @@ static int open_journal(Trainer *t, Zo *z, Err *e)
     JournalHeader h = {t->cfg->seed, t->cfg->zo_eps, t->zo_scale, t->cfg->optim.weight_decay,
                        (uint32_t)t->cfg->zo_samples, t->model.global_params};
     int fresh = access(path, F_OK) != 0;
-    if (journal_open_append(&z->j, path, &h, e)) return -1;
+    if (journal_open_append_params(&z->j, path, &h, z->params_id, e)) return -1;
     if (z->j.torn_bytes)
         trainer_note(t, "zo: cut the torn last record off %s: appending from byte %ld", path,
                      z->j.torn_off);
@@ -159,11 +186,30 @@ static int check_consistency(Trainer *t, long step, Err *e)
                    (unsigned long long)lo, (unsigned long long)hi);
 }
 
+/* --zo-params: which of this shard's tensors are perturbed and updated
+ * (NULL when all are), the selection's id, and a note of its size. */
+static int select_params(Trainer *t, Zo *z, Err *e)
+{
+    const char *spec = t->cfg->zo_params;
+    if (zo_params_id(&t->cfg->model, spec, &z->params_id, e)) return -1;
+    if (z->params_id == ZO_PARAMS_ALL_ID) return 0;
+    z->active = calloc(t->model.n_tensors ? t->model.n_tensors : 1, 1);
+    if (!z->active) return err_set(e, "out of memory for the --zo-params mask");
+    if (zo_params_select(&t->model, spec, z->active, e)) return -1;
+    int n, of;
+    uint64_t el, of_el;
+    if (zo_params_count(&t->cfg->model, spec, &n, &of, &el, &of_el, e)) return -1;
+    trainer_note(t, "zo: --zo-params %s: perturbing %d of %d tensors, %.4gM of %.4gM parameters",
+                 spec, n, of, el / 1e6, of_el / 1e6);
+    return 0;
+}
+
 static int zo_setup(Trainer *t, void **state, Err *e)
 {
     Zo *z = calloc(1, sizeof *z);
     *state = z;
     if (!z) return err_set(e, "out of memory for the zo state");
+    if (select_params(t, z, e)) return -1;
     z->mine = calloc(t->cfg->zo_samples, 1);
     z->all = calloc((size_t)t->cfg->zo_samples * t->mesh.dims.dp, 1);
     if (!z->mine || !z->all) return err_set(e, "out of memory for the zo buffers");
@@ -268,6 +314,7 @@ static void zo_free(void *state)
     Zo *z = state;
     if (!z) return;
     if (z->j.f) journal_close(&z->j);
+    free(z->active);
     free(z->mine);
     free(z->all);
     free(z);
@@ -275,6 +322,7 @@ static void zo_free(void *state)
 
 const StepStrategy ZO_STRATEGY = {
     .name = "zo",
+    .check_run = zo_check_run,
     .setup = zo_setup,
     .compute = zo_compute,
     .apply = zo_strategy_apply,
