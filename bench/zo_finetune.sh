@@ -41,6 +41,7 @@ die() { echo "zo_finetune: $*" >&2; exit 1; }
 command -v bible > /dev/null || die "the bible command is missing: apt-get install bible-kjv"
 [ -s "$FORTUNES" ] || die "$FORTUNES is missing: apt-get install fortunes"
 case $OUT in /*) ;; *) OUT=$PWD/$OUT ;; esac
+RUNS_FILE=${RUNS_FILE:+$(cd "$(dirname "$RUNS_FILE")" && pwd)/$(basename "$RUNS_FILE")}
 mkdir -p "$WORK/ft" "$WORK/cal"
 cd "$WORK"
 

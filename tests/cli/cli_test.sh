@@ -216,6 +216,13 @@ check "and writes nothing" "[ ! -e rs100k ]"
 run plot run cfgrun --out curves.png --width 900 --height 700
 expect "plot of two runs exits 0" 0
 check "the picture is a 900x700 PNG with curves on it" "python3 '$HERE/png_check.py' curves.png 900 700 > /dev/null"
+# a run that sent bytes (its loss is also drawn against them, on a log axis)
+mkdir -p sent && printf '%s\n' '{"step":0,"val_loss":5.5}' \
+  '{"step":1,"loss":5.4,"comm_bytes":15,"time_ms":100,"tokens_per_s":100}' \
+  '{"step":2,"loss":5.2,"val_loss":5.3,"comm_bytes":15,"time_ms":100,"tokens_per_s":100}' > sent/metrics.jsonl
+run plot run sent --out sent.png --loss val --title "validation only"
+expect "plot --loss val of a run that sent bytes exits 0" 0
+check "and draws it" "python3 '$HERE/png_check.py' sent.png 900 700 > /dev/null"
 run plot run corpus.txt --out nope.png
 expect "plot of something that is no run exits 1 naming it" 1 "corpus.txt is not a run directory"
 check "and leaves no picture" "[ ! -e nope.png ]"
