@@ -6,7 +6,7 @@
 # backprop and with shared-randomness ZO (every tensor, --zo-params subsets,
 # --zo-samples 1 and 4). Validation is the same for every run (--eval-batches,
 # the fortunes val split). By default the 4 machines talk over a simulated
-# 100 Mbit/s network (bench/netcluster: network namespaces, root needed).
+# 100 Mbit/s network (tests/netcluster: network namespaces, root needed).
 #
 # Prints a table (final and best validation loss, steps, training seconds,
 # bytes sent per machine) and draws validation loss against steps, training
@@ -77,24 +77,19 @@ echo "pretrained: $(sed -n 's/.*"final_val_loss":\([0-9.]*\).*/\1/p' pre/summary
 
 # ---- the 4 machines ---------------------------------------------------------------
 nc_up=0
-cleanup() { if [ $nc_up = 1 ]; then NC_PREFIX=mpz "$here/netcluster/down.sh"; fi; }
+cleanup() { if [ $nc_up = 1 ]; then NC_PREFIX=mpz "$repo/tests/netcluster/down.sh"; fi; }
 trap cleanup EXIT
 launch() {
   if [ "$NET" = shm ]; then
     "$repo/launch/mpitrain-local" -n 4 "$@"
     return
   fi
-  local rs=$here/netcluster/nsrsh
-  OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 ip netns exec mpz-h0 \
-    unshare --uts sh -c 'hostname mpz-h0; exec "$@"' sh \
-    mpirun -q --hostfile "$WORK/hosts" -np 4 --mca plm_rsh_agent "$rs" --mca btl tcp,self \
-    --mca btl_tcp_if_include eth0 --mca oob_tcp_if_include eth0 --bind-to none \
-    --mca mpi_yield_when_idle 1 -x OMPI_MCA_mpi_yield_when_idle=1 "$BIN" "$@"
+  NC_PREFIX=mpz "$repo/tests/netcluster/mpirun.sh" "$WORK/hosts" 4 "$BIN" "$@"
 }
 if [ "$NET" != shm ]; then
   [ "$(id -u)" = 0 ] || die "NET=$NET needs root for network namespaces (or NET=shm)"
   if ! ip netns list | grep -q '^mpz-h0'; then
-    NC_PREFIX=mpz "$here/netcluster/up.sh" 4 "$NET" > /dev/null || die "netcluster up failed"
+    NC_PREFIX=mpz "$repo/tests/netcluster/up.sh" 4 "$NET" > /dev/null || die "netcluster up failed"
     nc_up=1
   fi
   for i in 0 1 2 3; do echo "mpz-h$i slots=1"; done > hosts

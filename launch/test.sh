@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 # with Debian's npm package)
 node_pkgs=""
 command -v npm > /dev/null && command -v node > /dev/null || node_pkgs="nodejs npm"
-export MPITRAIN_EXTRA_PACKAGES="python3 python3-torch $node_pkgs fortunes slurm-wlm munge clang-14 libclang-rt-14-dev libomp-14-dev ${MPITRAIN_EXTRA_PACKAGES:-}"
+export MPITRAIN_EXTRA_PACKAGES="python3 python3-torch $node_pkgs fortunes iproute2 slurm-wlm munge clang-14 libclang-rt-14-dev libomp-14-dev ${MPITRAIN_EXTRA_PACKAGES:-}"
 if [ "${SANITIZE:-0}" = 1 ]; then
   export BUILD_DIR=build-asan
   # Open MPI and OpenBLAS keep process-lifetime allocations: leaks are theirs

@@ -2,7 +2,7 @@
 # N simulated hosts as network namespaces ${NC_PREFIX}-h0.. joined by a bridge
 # in ${NC_PREFIX}-sw, each host link rate-limited both ways with tbf (this
 # kernel has tbf, not netem: no added delay). Root needed.
-# usage: bench/netcluster/up.sh N RATE     e.g. up.sh 4 100mbit
+# usage: tests/netcluster/up.sh N RATE     e.g. up.sh 4 100mbit
 # NC_PREFIX (default mpz) and NC_NET (default 10.214.0) keep two clusters on
 # one machine apart. Writes the hostfile to stdout's last line's path.
 set -euo pipefail
