@@ -425,21 +425,37 @@ double comm_clock_offset(Group *g, int reps)
     return mine;
 }
 
-int comm_measure_link(Group *g, double *alpha_s, double *beta_Bps)
+/* Sized to the link: 8-byte round trips for the latency, then 16 KB ones;
+ * only a link faster than FAST_BPS by those also gets the 1 MB ping-pongs
+ * that measure it well. A 10 Mbit/s link costs 64 KB and ~0.1 s, not 20 MB
+ * and 18 s. Rank 0 decides, so ranks 0 and 1 agree on what to send. */
+int comm_measure_link(Group *g, double *alpha_s, double *beta_Bps, double *probe_bytes)
 {
+    *probe_bytes = 0;
     if (g->size < 2) return 0;
-    enum { BIG = 1 << 20 };
+    enum { MID = 16 << 10, BIG = 1 << 20, MID_REPS = 4, BIG_REPS = 10 };
+    const double FAST_BPS = 50e6; /* 400 Mbit/s: a 100 Mbit/s link never gets the 10 MB */
     char *buf = comm_xalloc(BIG);
-    double r[2] = {0, 0};
+    double r[3] = {0, 0, 0}; /* latency, bandwidth, go big */
     coll_barrier(g);
     pingpong(g, buf, 8, 5); /* warm up the connection */
-    double small = pingpong(g, buf, 8, 50);
-    double big = pingpong(g, buf, BIG, 10);
+    double small = pingpong(g, buf, 8, 20);
+    double mid = pingpong(g, buf, MID, MID_REPS);
+    r[1] = mid > small ? MID / (mid - small) : MID / mid;
+    r[2] = r[1] > FAST_BPS;
+    check(MPI_Bcast(&r[2], 1, MPI_DOUBLE, 0, g->comm), "MPI_Bcast", g);
+    double sent = 25 * 8.0 + MID_REPS * (double)MID;
+    if (r[2]) {
+        double big = pingpong(g, buf, BIG, BIG_REPS);
+        r[1] = big > small ? BIG / (big - small) : BIG / big;
+        sent += BIG_REPS * (double)BIG;
+    }
     free(buf);
     r[0] = small;
-    r[1] = big > small ? BIG / (big - small) : BIG / big;
     check(MPI_Bcast(r, 2, MPI_DOUBLE, 0, g->comm), "MPI_Bcast", g);
     *alpha_s = r[0];
     *beta_Bps = r[1];
+    *probe_bytes = g->rank <= 1 ? sent : 0;
+    g->stats.bytes_sent += *probe_bytes; /* counted like any other traffic */
     return 1;
 }

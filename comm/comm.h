@@ -81,9 +81,11 @@ void comm_request_free(CommRequest *r);
 int coll_test(CommRequest *r);
 void coll_wait(CommRequest *r);
 
-/* Latency and bandwidth between ranks 0 and 1 by ping-pong (8 B and 1 MB
- * messages); collective, same result on every rank. 0 if size < 2. */
-int comm_measure_link(Group *g, double *alpha_s, double *beta_Bps);
+/* Latency and bandwidth between ranks 0 and 1 by ping-pong, sized to the
+ * link (8 B, 16 KB, and 1 MB messages only on a fast link); collective,
+ * same result on every rank. *probe_bytes: what this rank sent for it.
+ * 0 if size < 2. */
+int comm_measure_link(Group *g, double *alpha_s, double *beta_Bps, double *probe_bytes);
 /* This rank's clock minus rank 0's (comm_wtime), from the best of `reps`
  * ping rounds with rank 0 (0 on rank 0). Collective. */
 double comm_clock_offset(Group *g, int reps);

@@ -460,11 +460,22 @@ static void choose_layout(TrainConfig *cfg, const CommWorld *w, const Machine *m
             cfg->pp = p[0].pp;
         }
     }
+    /* the planner models backprop steps; a zo step it does not predict */
+    if (cfg->optim.kind == OPT_ZO) return;
     TrainConfig c = *cfg;
     Err ignore;
     if (plan_resolve(&c, w->size, 0, &ignore)) return;
     planner_predict(&c, mc, &p[0]);
     cfg->predicted_step_ms = p[0].step_s * 1e3;
+}
+
+/* The link is probed only for a prediction: the planner's choice of layout,
+ * or the predicted step time of a backprop run; --link-probe off never. The
+ * decision uses the flags every rank parsed alike, so all take part or none. */
+static int link_probe_needed(const TrainConfig *cfg)
+{
+    int auto_layout = !cfg->dp && !cfg->tp && !cfg->pp;
+    return cfg->link_probe == 0 && (auto_layout || cfg->optim.kind != OPT_ZO);
 }
 
 int plan_distribute(Group *world, TrainConfig *cfg, const CommWorld *w, Err *e)
@@ -476,7 +487,8 @@ int plan_distribute(Group *world, TrainConfig *cfg, const CommWorld *w, Err *e)
     Machine mc;
     planner_default_machine(&mc, w->local_size);
     mc.cores = w->cores;
-    comm_measure_link(world, &mc.alpha_s, &mc.beta_Bps);
+    double probe_bytes = 0;
+    if (link_probe_needed(cfg)) comm_measure_link(world, &mc.alpha_s, &mc.beta_Bps, &probe_bytes);
     if (w->rank == 0) {
         rc = plan_apply_resume(cfg, &mine);
         if (!rc) rc = plan_apply_init_from(cfg, &mine);

@@ -38,9 +38,14 @@ local4 zo_shm $Z; check "the same ZO run on shared memory" "[ $? -eq 0 ]"
 check "ZO weights across hosts == on shared memory, byte for byte" "[ -s net.st ] && cmp -s net.st shm.st"
 check "ZO sent a few bytes per step, not a gradient" "[ \$(sed -n 's/.*\"step\":20,.*\"comm_bytes\":\([0-9]*\),.*/\1/p' zo_net/metrics.jsonl) -lt 10000 ]"
 
+startup() { sed -n 's/.*"startup_bytes_per_rank":\[\([0-9]*\),.*/\1/p' "$1/summary.json"; }
+check "ZO probes no link: rank 0 sent $(startup zo_net) B before its first step" "[ \$(startup zo_net) -lt 10000 ]"
+
 D="--optimizer adamw --steps 10"
 hosts dp_net $D; check "DP AdamW on 4 hosts over TCP" "[ $? -eq 0 ]"
 local4 dp_shm $D; check "the same DP run on shared memory" "[ $? -eq 0 ]"
 rel=$(max_rel dp_shm/metrics.jsonl dp_net/metrics.jsonl)
 check "DP over TCP gives the shared-memory losses (max rel diff $rel <= 1e-4)" "same_steps dp_shm/metrics.jsonl dp_net/metrics.jsonl && awk 'BEGIN{exit !($rel <= 1e-4)}'"
+check "the link probe is sized to 100 Mbit/s: $(startup dp_net) B, not the 10 MB a fast link gets" \
+  "[ \$(startup dp_net) -lt 1000000 ]"
 finish

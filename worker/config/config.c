@@ -71,6 +71,7 @@ static const OptSpec TABLE[] = {
     NUM("zero", OT_INT, zero, "0|1|2", "0", 0, 2, "ZeRO optimizer-state sharding stage"),
     NUM("bucket-mb", OT_FLOAT, bucket_mb, "MB", "4", 0.001, 1e6, "gradient all-reduce bucket size"),
     NUM("overlap", OT_INT, overlap, "0|1", "1", 0, 1, "start bucket all-reduces during backward"),
+    CHOICE("link-probe", link_probe, "auto|off", "auto", "measure the link between ranks for the planner (auto: when a prediction needs it, a few KB first, 10 MB only on a fast link); off: assume the default link"),
     NUM("micro-batches", OT_INT, micro_batches, "M", "1", 1, 1 << 20, "micro-batches per step"),
     CHOICE("pp-schedule", pp_schedule, "gpipe|1f1b", "1f1b", "pipeline schedule"),
     NUM("zo-eps", OT_FLOAT, zo_eps, "X", "1e-3", 1e-12, 10, "zo: perturbation size"),

@@ -304,7 +304,7 @@ static long peak_rss_mb(void)
 /* Figures each rank reports for the summary: the allocators' own
  * accounting, and the malloc heap measured after each step. */
 typedef struct {
-    double opt_bytes, act_bytes, slots, weight_bytes, view_bytes, heap_peak;
+    double opt_bytes, act_bytes, slots, weight_bytes, view_bytes, heap_peak, startup_bytes;
 } RankMemory;
 
 /* "key":[one figure per rank] */
@@ -348,7 +348,8 @@ static int write_summary(Trainer *t, const TrainResult *res, Err *e)
     int n = t->w->size;
     RankMemory mine = {(double)t->opt.state_bytes, (double)t->model.act_floats * sizeof(float),
                        (double)t->model.shard.slots, (double)t->model.n_params * sizeof(float),
-                       (double)t->model.view_floats * sizeof(float), (double)t->heap_peak};
+                       (double)t->model.view_floats * sizeof(float), (double)t->heap_peak,
+                       t->startup_bytes};
     RankMemory *all = trainer_is_rank0(t) ? calloc(n, sizeof *all) : NULL;
     /* every rank learns whether rank 0 has room for the gather, so none
      * enters it alone: [0] the peak RSS, [1] rank 0 out of memory */
@@ -367,6 +368,7 @@ static int write_summary(Trainer *t, const TrainResult *res, Err *e)
     append_array(&j, "weight_bytes_per_rank", all, n, offsetof(RankMemory, weight_bytes));
     append_array(&j, "view_bytes_per_rank", all, n, offsetof(RankMemory, view_bytes));
     append_array(&j, "heap_peak_bytes_per_rank", all, n, offsetof(RankMemory, heap_peak));
+    append_array(&j, "startup_bytes_per_rank", all, n, offsetof(RankMemory, startup_bytes));
     json_end_object(&j);
     json_newline(&j);
     free(all);
@@ -402,6 +404,8 @@ int train_run(const TrainConfig *cfg, const CommWorld *w, const TrainObserver *o
     t.cfg = cfg;
     t.w = w;
     t.t_start = comm_wtime();
+    /* what the start sent before training: the link probe and the plan */
+    t.startup_bytes = group_stats(group_world())->bytes_sent;
     t.obs = obs && w->rank == 0 ? obs : &SILENT;
     t.stop = stop;
     ops_set_threads(cfg->threads > 0 ? cfg->threads : comm_default_threads(w));

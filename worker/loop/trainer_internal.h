@@ -37,6 +37,7 @@ typedef struct {
     RunLock lock;          /* rank 0: the run directory is this run's */
     double t_start;        /* comm_wtime() when the run began, for its wall time */
     size_t heap_peak;      /* the most sys_heap_bytes() seen after a step */
+    double startup_bytes;  /* sent before the first step (link probe, plan) */
 } Trainer;
 
 int trainer_is_rank0(const Trainer *t);
