@@ -425,30 +425,30 @@ double comm_clock_offset(Group *g, int reps)
     return mine;
 }
 
-/* Sized to the link: 8-byte round trips for the latency, then 16 KB ones;
- * only a link faster than FAST_BPS by those also gets the 1 MB ping-pongs
- * that measure it well. A 10 Mbit/s link costs 64 KB and ~0.1 s, not 20 MB
- * and 18 s. Rank 0 decides, so ranks 0 and 1 agree on what to send. */
+/* Sized to the link: 8-byte round trips for the latency, then messages of
+ * 16 KB, 256 KB and 1 MB, each size only when the one before showed a link
+ * faster than FAST_BPS. The middle size outlasts a shaper's burst (a token
+ * bucket lets a 16 KB message through at line rate), so a 100 Mbit/s link
+ * stops there: about 0.6 MB and 0.1 s instead of 20 MB and 2 s. Rank 0
+ * decides, so ranks 0 and 1 agree on what to send. */
 int comm_measure_link(Group *g, double *alpha_s, double *beta_Bps, double *probe_bytes)
 {
     *probe_bytes = 0;
     if (g->size < 2) return 0;
-    enum { MID = 16 << 10, BIG = 1 << 20, MID_REPS = 4, BIG_REPS = 10 };
-    const double FAST_BPS = 50e6; /* 400 Mbit/s: a 100 Mbit/s link never gets the 10 MB */
-    char *buf = comm_xalloc(BIG);
-    double r[3] = {0, 0, 0}; /* latency, bandwidth, go big */
+    static const int SIZE[] = {16 << 10, 256 << 10, 1 << 20}, REPS[] = {4, 2, 10};
+    const double FAST_BPS = 50e6; /* 400 Mbit/s */
+    char *buf = comm_xalloc(1 << 20);
+    double r[2] = {0, 0}; /* latency, bandwidth */
     coll_barrier(g);
     pingpong(g, buf, 8, 5); /* warm up the connection */
-    double small = pingpong(g, buf, 8, 20);
-    double mid = pingpong(g, buf, MID, MID_REPS);
-    r[1] = mid > small ? MID / (mid - small) : MID / mid;
-    r[2] = r[1] > FAST_BPS;
-    check(MPI_Bcast(&r[2], 1, MPI_DOUBLE, 0, g->comm), "MPI_Bcast", g);
-    double sent = 25 * 8.0 + MID_REPS * (double)MID;
-    if (r[2]) {
-        double big = pingpong(g, buf, BIG, BIG_REPS);
-        r[1] = big > small ? BIG / (big - small) : BIG / big;
-        sent += BIG_REPS * (double)BIG;
+    double small = pingpong(g, buf, 8, 20), sent = 25 * 8.0;
+    for (int k = 0; k < 3; k++) {
+        double t = pingpong(g, buf, SIZE[k], REPS[k]);
+        sent += (double)REPS[k] * SIZE[k];
+        r[1] = t > small ? SIZE[k] / (t - small) : SIZE[k] / t;
+        double more = k < 2 && r[1] > FAST_BPS;
+        check(MPI_Bcast(&more, 1, MPI_DOUBLE, 0, g->comm), "MPI_Bcast", g);
+        if (!more) break;
     }
     free(buf);
     r[0] = small;

@@ -82,7 +82,7 @@ int coll_test(CommRequest *r);
 void coll_wait(CommRequest *r);
 
 /* Latency and bandwidth between ranks 0 and 1 by ping-pong, sized to the
- * link (8 B, 16 KB, and 1 MB messages only on a fast link); collective,
+ * link (8 B and 16 KB messages; 256 KB and 1 MB ones only on a fast link); collective,
  * same result on every rank. *probe_bytes: what this rank sent for it.
  * 0 if size < 2. */
 int comm_measure_link(Group *g, double *alpha_s, double *beta_Bps, double *probe_bytes);
