@@ -95,12 +95,14 @@ int sys_usable_cpus(int *bound)
     return *bound ? mine : (int)online;
 }
 
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer) /* clang's spelling */
-#define __SANITIZE_ADDRESS__ 1
+#if defined(__SANITIZE_ADDRESS__) /* gcc's spelling */
+#define MPITRAIN_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) /* clang's */
+#define MPITRAIN_ASAN 1
 #endif
 #endif
-#if defined(__SANITIZE_ADDRESS__)
+#ifdef MPITRAIN_ASAN
 /* AddressSanitizer's allocator replaces malloc's (mallinfo2 then says 0);
  * it keeps the same count of what is allocated (declared here: gcc ships
  * no header for it). */

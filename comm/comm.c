@@ -431,9 +431,8 @@ double comm_clock_offset(Group *g, int reps)
  * bucket lets a 16 KB message through at line rate), so a 100 Mbit/s link
  * stops there: about 0.6 MB and 0.1 s instead of 20 MB and 2 s. Rank 0
  * decides, so ranks 0 and 1 agree on what to send. */
-int comm_measure_link(Group *g, double *alpha_s, double *beta_Bps, double *probe_bytes)
+int comm_measure_link(Group *g, double *alpha_s, double *beta_Bps)
 {
-    *probe_bytes = 0;
     if (g->size < 2) return 0;
     static const int SIZE[] = {16 << 10, 256 << 10, 1 << 20}, REPS[] = {4, 2, 10};
     const double FAST_BPS = 50e6; /* 400 Mbit/s */
@@ -455,7 +454,7 @@ int comm_measure_link(Group *g, double *alpha_s, double *beta_Bps, double *probe
     check(MPI_Bcast(r, 2, MPI_DOUBLE, 0, g->comm), "MPI_Bcast", g);
     *alpha_s = r[0];
     *beta_Bps = r[1];
-    *probe_bytes = g->rank <= 1 ? sent : 0;
-    g->stats.bytes_sent += *probe_bytes; /* counted like any other traffic */
+    /* counted like any other traffic (summary.json: startup_bytes_per_rank) */
+    if (g->rank <= 1) g->stats.bytes_sent += sent;
     return 1;
 }

@@ -83,9 +83,9 @@ void coll_wait(CommRequest *r);
 
 /* Latency and bandwidth between ranks 0 and 1 by ping-pong, sized to the
  * link (8 B and 16 KB messages; 256 KB and 1 MB ones only on a fast link); collective,
- * same result on every rank. *probe_bytes: what this rank sent for it.
+ * same result on every rank; what it sends counts in the group's bytes.
  * 0 if size < 2. */
-int comm_measure_link(Group *g, double *alpha_s, double *beta_Bps, double *probe_bytes);
+int comm_measure_link(Group *g, double *alpha_s, double *beta_Bps);
 /* This rank's clock minus rank 0's (comm_wtime), from the best of `reps`
  * ping rounds with rank 0 (0 on rank 0). Collective. */
 double comm_clock_offset(Group *g, int reps);

@@ -487,8 +487,7 @@ int plan_distribute(Group *world, TrainConfig *cfg, const CommWorld *w, Err *e)
     Machine mc;
     planner_default_machine(&mc, w->local_size);
     mc.cores = w->cores;
-    double probe_bytes = 0;
-    if (link_probe_needed(cfg)) comm_measure_link(world, &mc.alpha_s, &mc.beta_Bps, &probe_bytes);
+    if (link_probe_needed(cfg)) comm_measure_link(world, &mc.alpha_s, &mc.beta_Bps);
     if (w->rank == 0) {
         rc = plan_apply_resume(cfg, &mine);
         if (!rc) rc = plan_apply_init_from(cfg, &mine);

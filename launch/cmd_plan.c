@@ -111,8 +111,8 @@ int cmd_plan(int argc, char **argv)
     planner_default_machine(&mc, ranks);
     mc.cores = a.cores ? a.cores : w.cores * (w.size > 1 ? w.size / w.local_size : 1);
     mc.ranks_per_node = ranks;
-    double alpha, beta, probe_bytes;
-    if (comm_measure_link(group_world(), &alpha, &beta, &probe_bytes)) {
+    double alpha, beta;
+    if (comm_measure_link(group_world(), &alpha, &beta)) {
         mc.alpha_s = alpha;
         mc.beta_Bps = beta;
     }

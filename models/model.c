@@ -201,11 +201,33 @@ int model_init(Model *m, const ModelConfig *cfg, int max_batch, uint64_t seed, E
     return model_init_shard(m, cfg, &whole, max_batch, seed, e);
 }
 
-/* The architecture declares its tensors; the buffers they are carved from
- * are the same for every architecture, so they are allocated here. */
+/* The shard's fields and the architecture's tensor table, no buffers. */
+static int declare(Model *m, const ModelConfig *cfg, const ModelShard *shard, Err *e)
+{
+    m->cfg = *cfg;
+    m->arch = arch_of(cfg);
+    m->shard = *shard;
+    m->n_blocks = model_n_blocks(cfg);
+    if (m->shard.last_block < 0) m->shard.last_block = m->n_blocks - 1;
+    if (m->shard.slots < 1) m->shard.slots = 1;
+    return m->arch->declare(m, e) || tensors_ok(m, e) ? -1 : 0;
+}
+
+int model_declare_shard(Model *m, const ModelConfig *cfg, const ModelShard *shard, Err *e)
+{
+    memset(m, 0, sizeof *m);
+    if (model_config_validate(cfg, e) || model_shard_validate(cfg, shard, e)) return -1;
+    if (declare(m, cfg, shard, e)) {
+        model_free(m);
+        return -1;
+    }
+    return 0;
+}
+
+/* The buffers the declared tensors are carved from are the same for every
+ * architecture, so they are allocated here. */
 static int build(Model *m, Err *e)
 {
-    if (m->arch->declare(m, e) || tensors_ok(m, e)) return -1;
     m->params = model_calloc(m->n_params, sizeof(float));
     if (!m->shard.forward_only) m->grads = model_calloc(m->n_params, sizeof(float));
     if (!m->params || (!m->grads && !m->shard.forward_only))
@@ -228,14 +250,8 @@ int model_build_shard(Model *m, const ModelConfig *cfg, const ModelShard *shard,
     if (model_config_validate(cfg, e) || model_shard_validate(cfg, shard, e)) return -1;
     if (max_batch < 1) return err_set(e, "batch %d: must be at least 1", max_batch);
     if (check_fits_in_memory(cfg, shard, max_batch, e)) return -1;
-    m->cfg = *cfg;
-    m->arch = arch_of(cfg);
-    m->shard = *shard;
-    m->n_blocks = model_n_blocks(cfg);
-    if (m->shard.last_block < 0) m->shard.last_block = m->n_blocks - 1;
-    if (m->shard.slots < 1) m->shard.slots = 1;
     m->max_batch = max_batch;
-    if (build(m, e)) {
+    if (declare(m, cfg, shard, e) || build(m, e)) {
         model_free(m);
         return -1;
     }

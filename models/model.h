@@ -111,6 +111,10 @@ int model_init_shard(Model *m, const ModelConfig *cfg, const ModelShard *shard, 
  * takes seconds. */
 int model_build_shard(Model *m, const ModelConfig *cfg, const ModelShard *shard, int max_batch,
                       Err *e);
+/* The tensor table of a shard (names, shapes, offsets, blocks) with no
+ * buffers allocated: for questions about the layout (which tensors a
+ * --zo-params spec selects). model_free releases it. */
+int model_declare_shard(Model *m, const ModelConfig *cfg, const ModelShard *shard, Err *e);
 /* Checks that cfg can be split this way; the message names the fix. */
 int model_shard_validate(const ModelConfig *cfg, const ModelShard *shard, Err *e);
 int model_n_blocks(const ModelConfig *cfg);

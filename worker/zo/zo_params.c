@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "base/hash.h"
-#include "models/arch.h"
+#include "models/arch.h" /* model_kind_name */
 
 #define SEL_MAX 128 /* characters of one selector */
 #define PRESETS "all, norms, biases, embeddings, last:K"
@@ -110,16 +110,8 @@ int zo_params_check_syntax(const char *spec, Err *e)
  * with no weights allocated. */
 static int whole_table(const ModelConfig *cfg, Model *w, Err *e)
 {
-    memset(w, 0, sizeof *w);
-    if (model_config_validate(cfg, e)) return err_wrap(e, "--zo-params");
-    w->cfg = *cfg;
-    w->arch = model_arch(cfg->kind);
-    w->n_blocks = model_n_blocks(cfg);
-    w->shard = (ModelShard){0, 1, 0, w->n_blocks - 1, 1, 1};
-    int rc = w->arch->declare(w, e);
-    if (!rc && w->tensors_failed) rc = err_set(e, "out of memory for the tensor table");
-    if (rc) model_free(w);
-    return rc;
+    ModelShard whole = {0, 1, 0, -1, 1, 1};
+    return model_declare_shard(w, cfg, &whole, e) ? err_wrap(e, "--zo-params") : 0;
 }
 
 /* Is the part of name before its last dot a layernorm's ("ln1", "lnf")? */
