@@ -72,6 +72,10 @@ static const OptSpec TABLE[] = {
     NUM("bucket-mb", OT_FLOAT, bucket_mb, "MB", "4", 0.001, 1e6, "gradient all-reduce bucket size"),
     NUM("overlap", OT_INT, overlap, "0|1", "1", 0, 1, "start bucket all-reduces during backward"),
     CHOICE("link-probe", link_probe, "auto|off", "auto", "measure the link between ranks for the planner (auto: when a prediction needs it, a few KB first, 10 MB only on a fast link); off: assume the default link"),
+    NUM("diloco", OT_INT, diloco, "H", "0", 0, 1e9, "DiLoCo for slow links: each data-parallel replica takes H inner steps on its own data, then the replicas average their pseudo-gradients once and take an outer Nesterov step; 0 = off (gradients all-reduced every step); see docs/diloco.md"),
+    NUM("outer-lr", OT_FLOAT, outer_lr, "X", "0.7", 0, 10, "DiLoCo: outer learning rate"),
+    NUM("outer-momentum", OT_FLOAT, outer_momentum, "X", "0.9", 0, 0.999999, "DiLoCo: outer Nesterov momentum"),
+    NUM("diloco-overlap", OT_INT, diloco_overlap, "0|1", "0", 0, 1, "DiLoCo: 1 = each outer all-reduce runs behind the next H inner steps and is applied one outer step late"),
     NUM("micro-batches", OT_INT, micro_batches, "M", "1", 1, 1 << 20, "micro-batches per step"),
     CHOICE("pp-schedule", pp_schedule, "gpipe|1f1b", "1f1b", "pipeline schedule"),
     NUM("zo-eps", OT_FLOAT, zo_eps, "X", "1e-3", 1e-12, 10, "zo: perturbation size"),
@@ -180,6 +184,15 @@ int train_config_validate(const TrainConfig *c, Err *e)
                           "(adamw and sgd train them all); drop --zo-params or use --optimizer zo",
                        c->zo_params);
     if (c->optim.kind == OPT_ZO && zo_params_validate(&c->model, c->zo_params, e)) return -1;
+    if (c->diloco > 0 && c->optim.kind == OPT_ZO)
+        return err_set(e, "--diloco %d: DiLoCo's inner steps are backprop steps; use --optimizer "
+                          "adamw or sgd, or drop --diloco for zeroth-order training", c->diloco);
+    if (c->diloco > 0 && c->zero)
+        return err_set(e, "--diloco %d with --zero %d: each DiLoCo replica keeps its own inner "
+                          "optimizer state, which ZeRO would shard across the replicas; use --zero 0",
+                       c->diloco, c->zero);
+    if (c->diloco_overlap && c->diloco <= 0)
+        return err_set(e, "--diloco-overlap 1 needs --diloco H (H > 0)");
     if (c->eval_every > 0 && c->eval_batches < 1)
         return err_set(e, "--eval-batches %d: must be at least 1", c->eval_batches);
     if (c->tokenizer[0] && !bpe_present(c->tokenizer))

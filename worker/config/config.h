@@ -42,6 +42,9 @@ typedef struct {
     float peak_gflops;         /* one rank's peak GFLOP/s, for mfu; 0 = unknown */
     float bucket_mb;           /* gradient bucket size for the DP all-reduce */
     int overlap;               /* start bucket all-reduces during backward */
+    /* --diloco: H inner steps per outer step (0 = every step all-reduces) */
+    int diloco, diloco_overlap;
+    float outer_lr, outer_momentum;
     int link_probe;            /* 0 auto, 1 off (--link-probe) */
     /* --optimizer zo */
     float zo_eps, zo_scale, zo_outlier; /* zo_scale 0 = pick from a warm-up */

@@ -107,17 +107,20 @@ static int save_checkpoint(Trainer *t, long step, TrainResult *res, Err *e)
     return trainer_agree(t, rc, e);
 }
 
+/* Is step (1-based) the run's last? */
+static int is_last_step(const Trainer *t, long step) { return step == t->end_step; }
+
 static int should_eval(const Trainer *t, long step)
 {
     const TrainConfig *c = t->cfg;
     if (c->eval_every <= 0 || !t->val.file) return 0;
-    return step % c->eval_every == 0 || step == c->steps;
+    return step % c->eval_every == 0 || is_last_step(t, step);
 }
 
 static int should_save(const Trainer *t, long step)
 {
     const TrainConfig *c = t->cfg;
-    return (c->save_every > 0 && step % c->save_every == 0) || step == c->steps;
+    return (c->save_every > 0 && step % c->save_every == 0) || is_last_step(t, step);
 }
 
 /* The checkpoint of step n: the strategy's preparation, then the save. */
@@ -147,7 +150,7 @@ static int end_of_step(Trainer *t, const StepStrategy *s, void *st, long n, Trai
 {
     int saved = should_save(t, n);
     int rc = saved ? save_step(t, s, st, n, res, e) : 0;
-    int sig = !rc && n < t->cfg->steps ? stop_agreed(t) : 0;
+    int sig = !rc && !is_last_step(t, n) ? stop_agreed(t) : 0;
     if (sig && !saved) rc = save_step(t, s, st, n, res, e);
     if (sig && !rc) res->stop_signal = sig;
     heartbeat(t, n);
@@ -209,7 +212,8 @@ int loop_run(Trainer *t, const StepStrategy *s, TrainResult *res, Err *e)
     ReportContext ctx = {s->flops_per_step(t), (double)c->global_batch * c->model.seq_len};
     double sum_ms = 0, sum_exposed = 0;
     int timed = 0;
-    for (long step = t->start_step; !rc && step < c->steps; step++) {
+    t->end_step = c->steps;
+    for (long step = t->start_step; !rc && step < t->end_step; step++) {
         StepOutcome o = {NAN, NAN};
         RankReport rr = {0};
         rc = one_step(t, s, st, step, &o, &rr, e);

@@ -29,6 +29,9 @@ typedef struct {
     int *inputs, *targets; /* this rank's slice of one global batch */
     int *shard_counts;     /* dp: flat elements each rank owns (ZeRO gather) */
     long start_step;       /* steps already done (resume) */
+    long end_step;         /* the run ends after this step (1-based): --steps, or
+                            * sooner, agreed by every rank before the step
+                            * begins (--time-budget); strategies may read it */
     uint64_t data_pos;     /* global batch index of the next step */
     CkptMeta resume_meta;  /* --resume: the checkpoint's manifest, read once */
     char ckpt_root[PATH_BUF];
