@@ -190,24 +190,69 @@ static int pack_records(RecordList *rl, uint8_t **out, size_t *len, Err *e)
     return *out ? 0 : err_set(e, "out of memory");
 }
 
+struct CkptShardWriter {
+    AtomicFile af;
+    RecordList rl;
+    char file[64];
+    uint64_t off;
+};
+
+int ckpt_shard_open(CkptShardWriter **out, const char *tmp, int index, Err *e)
+{
+    CkptShardWriter *w = *out = calloc(1, sizeof *w);
+    if (!w) return err_set(e, "out of memory");
+    char data[PATH_BUF];
+    snprintf(w->file, sizeof w->file, "rank_%05d.bin", index);
+    snprintf(data, sizeof data, "%s/%s", tmp, w->file);
+    if (!atomic_open(&w->af, data, e)) return 0;
+    free(w);
+    *out = NULL;
+    return -1;
+}
+
+int ckpt_shard_add(CkptShardWriter *w, const Model *m, const CkptPart *p, Err *e)
+{
+    if (!p->buf) return 0;
+    return write_range(&w->af, &w->rl, m, p->kind, p->buf, p->lo, p->want, w->file, &w->off, e);
+}
+
+int ckpt_shard_close(CkptShardWriter *w, int commit, uint8_t **records, size_t *records_len,
+                     Err *e)
+{
+    if (!w) return -1;
+    int rc = commit ? atomic_commit(&w->af, e) : (atomic_abort(&w->af), -1);
+    if (!rc) rc = pack_records(&w->rl, records, records_len, e);
+    free_records(&w->rl);
+    free(w);
+    return rc;
+}
+
+int ckpt_write_parts(const char *tmp, int index, const Model *m, const CkptPart *parts, int n,
+                     uint8_t **records, size_t *records_len, Err *e)
+{
+    CkptShardWriter *w;
+    if (ckpt_shard_open(&w, tmp, index, e)) return -1;
+    int rc = 0;
+    for (int i = 0; !rc && i < n; i++) rc = ckpt_shard_add(w, m, &parts[i], e);
+    Err ignored;
+    return ckpt_shard_close(w, !rc, records, records_len, rc ? &ignored : e) || rc ? -1 : 0;
+}
+
+int ckpt_model_parts(const Model *m, const Optimizer *o, Range r, CkptPart *out)
+{
+    Range os = o ? intersect(r, (Range){o->lo, o->hi}) : (Range){0, 0};
+    out[0] = (CkptPart){"param", m->params, 0, r};
+    out[1] = (CkptPart){"opt_m", o ? o->m : NULL, o ? o->lo : 0, os};
+    out[2] = (CkptPart){"opt_v", o ? o->v : NULL, o ? o->lo : 0, os};
+    return 3;
+}
+
 int ckpt_write_shard(const char *tmp, int index, const Model *m, const Optimizer *o, Range r,
                      uint8_t **records, size_t *records_len, Err *e)
 {
-    char file[64], data[PATH_BUF];
-    snprintf(file, sizeof file, "rank_%05d.bin", index);
-    snprintf(data, sizeof data, "%s/%s", tmp, file);
-    RecordList rl = {0};
-    AtomicFile af;
-    uint64_t off = 0;
-    int rc = atomic_open(&af, data, e);
-    if (!rc) rc = write_range(&af, &rl, m, "param", m->params, 0, r, file, &off, e);
-    Range os = o ? intersect(r, (Range){o->lo, o->hi}) : (Range){0, 0};
-    if (!rc && o && o->m) rc = write_range(&af, &rl, m, "opt_m", o->m, o->lo, os, file, &off, e);
-    if (!rc && o && o->v) rc = write_range(&af, &rl, m, "opt_v", o->v, o->lo, os, file, &off, e);
-    if (!rc) rc = atomic_commit(&af, e);
-    if (!rc) rc = pack_records(&rl, records, records_len, e);
-    free_records(&rl);
-    return rc;
+    CkptPart parts[3];
+    int n = ckpt_model_parts(m, o, r, parts);
+    return ckpt_write_parts(tmp, index, m, parts, n, records, records_len, e);
 }
 
 int ckpt_write_manifest_pb(const char *dir, const Mpitrain__Manifest *mf, Err *e)
@@ -749,7 +794,7 @@ static int check_names(const char *dir, const Mpitrain__Manifest *mf, const Mode
 {
     for (size_t i = 0; i < mf->n_tensors; i++) {
         const Mpitrain__TensorRecord *r = mf->tensors[i];
-        char kind[16];
+        char kind[CKPT_KIND_LEN];
         const char *tname;
         if (!r->name || split_name(r->name, kind, sizeof kind, &tname))
             return err_set(e, "checkpoint %s: record %zu has a malformed name", dir, i);
@@ -774,27 +819,70 @@ int ckpt_load(const char *dir, Model *m, Optimizer *o, Err *e)
     return rc;
 }
 
+/* Flat elements [lo, hi) of one kind into dst (dst[0] is element lo),
+ * tensor by tensor. */
+static int load_kind_range(Loader *ld, const Mpitrain__Manifest *mf, const Model *m,
+                           const char *kind, float *dst, size_t lo, size_t hi, Err *e)
+{
+    for (int k = 0; k < m->n_tensors; k++) {
+        const ParamInfo *t = &m->tensors[k];
+        size_t a = t->offset > lo ? t->offset : lo;
+        size_t b = t->offset + t->numel < hi ? t->offset + t->numel : hi;
+        if (a < b && load_tensor_kind(ld, mf, kind, t, m, dst + (a - lo), a - t->offset,
+                                      b - t->offset, e))
+            return -1;
+    }
+    return 0;
+}
+
 int ckpt_load_from(const char *dir, const Mpitrain__Manifest *mf, Model *m, Optimizer *o, Err *e)
 {
     int rc = check_names(dir, mf, m, e);
     Loader ld = {.dir = dir, .spans = malloc((mf->n_tensors ? mf->n_tensors : 1) * sizeof(Span))};
     if (!rc && !ld.spans) rc = err_set(e, "out of memory loading %s", dir);
-    for (int k = 0; !rc && k < m->n_tensors; k++) {
-        const ParamInfo *t = &m->tensors[k];
-        rc = load_tensor_kind(&ld, mf, "param", t, m, m->params + t->offset, 0, t->numel, e);
-        /* the optimizer state this rank holds inside the tensor; without an
-         * optimizer (or one without moments) no opt_* record is read */
-        size_t a = t->offset > (o ? o->lo : 0) ? t->offset : (o ? o->lo : 0);
-        size_t b = o && t->offset + t->numel > o->hi ? o->hi : t->offset + t->numel;
-        for (int j = 0; !rc && o && a < b && j < 2; j++) {
-            float *buf = j ? o->v : o->m;
-            if (buf)
-                rc = load_tensor_kind(&ld, mf, j ? "opt_v" : "opt_m", t, m, buf + (a - o->lo),
-                                      a - t->offset, b - t->offset, e);
-        }
-    }
+    if (!rc) rc = load_kind_range(&ld, mf, m, "param", m->params, 0, m->n_params, e);
+    /* the optimizer state this rank holds; without an optimizer (or one
+     * without moments) no opt_* record is read */
+    if (!rc && o && o->m) rc = load_kind_range(&ld, mf, m, "opt_m", o->m, o->lo, o->hi, e);
+    if (!rc && o && o->v) rc = load_kind_range(&ld, mf, m, "opt_v", o->v, o->lo, o->hi, e);
     loader_close(&ld);
     return rc;
+}
+
+int ckpt_load_kind(const char *dir, const Mpitrain__Manifest *mf, const Model *m,
+                   const char *kind, float *dst, size_t lo, size_t hi, Err *e)
+{
+    int rc = check_names(dir, mf, m, e);
+    Loader ld = {.dir = dir, .spans = malloc((mf->n_tensors ? mf->n_tensors : 1) * sizeof(Span))};
+    if (!rc && !ld.spans) rc = err_set(e, "out of memory loading %s", dir);
+    if (!rc) rc = load_kind_range(&ld, mf, m, kind, dst, lo, hi, e);
+    loader_close(&ld);
+    return rc;
+}
+
+int ckpt_has_kind(const Mpitrain__Manifest *mf, const char *kind)
+{
+    size_t klen = strlen(kind);
+    for (size_t i = 0; i < mf->n_tensors; i++) {
+        const char *name = mf->tensors[i]->name;
+        if (name && !strncmp(name, kind, klen) && name[klen] == '/') return 1;
+    }
+    return 0;
+}
+
+int ckpt_list_kinds(const Mpitrain__Manifest *mf, char (*kinds)[CKPT_KIND_LEN], int max)
+{
+    int n = 0;
+    for (size_t i = 0; i < mf->n_tensors; i++) {
+        char kind[CKPT_KIND_LEN];
+        const char *tname;
+        if (!mf->tensors[i]->name || split_name(mf->tensors[i]->name, kind, sizeof kind, &tname))
+            continue;
+        int seen = 0;
+        for (int j = 0; j < n && !seen; j++) seen = !strcmp(kinds[j], kind);
+        if (!seen && n < max) memcpy(kinds[n++], kind, sizeof kind);
+    }
+    return n;
 }
 
 static int cmp_str(const void *a, const void *b)

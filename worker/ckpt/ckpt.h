@@ -52,6 +52,29 @@ int ckpt_save(const char *root, const CkptMeta *meta, const Model *m, const Opti
 int ckpt_begin(const char *root, int64_t step, char *tmp, size_t n, Err *e);
 int ckpt_write_shard(const char *tmp, int index, const Model *m, const Optimizer *o, Range r,
                      uint8_t **records, size_t *records_len, Err *e);
+/* One flat buffer of the model's shard saved as one kind of record
+ * ("param", "opt_m", "opt_v", or a strategy's own, e.g. DiLoCo's "outer_g",
+ * "param.r1"): buf holds flat elements [lo, ...); this rank writes those in
+ * want. buf NULL: nothing. */
+#define CKPT_KIND_LEN 32
+typedef struct {
+    const char *kind;
+    const float *buf;
+    size_t lo;
+    Range want;
+} CkptPart;
+/* The weights and the optimizer's moments inside r (o may be NULL): 3 parts. */
+int ckpt_model_parts(const Model *m, const Optimizer *o, Range r, CkptPart *out);
+/* The same one part at a time (a part's buffer may be reused once added):
+ * open, add, close (commit 0: the file is abandoned, -1 returned). */
+typedef struct CkptShardWriter CkptShardWriter;
+int ckpt_shard_open(CkptShardWriter **w, const char *tmp, int index, Err *e);
+int ckpt_shard_add(CkptShardWriter *w, const Model *m, const CkptPart *p, Err *e);
+int ckpt_shard_close(CkptShardWriter *w, int commit, uint8_t **records, size_t *records_len,
+                     Err *e);
+/* ckpt_write_shard with any parts, written in order into one data file. */
+int ckpt_write_parts(const char *tmp, int index, const Model *m, const CkptPart *parts, int n,
+                     uint8_t **records, size_t *records_len, Err *e);
 int ckpt_finish(const char *root, const char *tmp, const CkptMeta *meta, uint8_t *const *shards,
                 const size_t *lens, int n_shards, char *out_dir, size_t out_len, Err *e);
 /* Writes <dir>/manifest.pb: "MPCKPTv1" | u32 length | u32 CRC-32C | mf. */
@@ -73,6 +96,14 @@ int ckpt_tokenizer_of(const char *step_dir, char *out, size_t n);
 int ckpt_load(const char *dir, Model *m, Optimizer *o, Err *e);
 /* The same from a manifest the caller has read already. */
 int ckpt_load_from(const char *dir, const Mpitrain__Manifest *mf, Model *m, Optimizer *o, Err *e);
+/* Flat elements [lo, hi) of the model's shard, of one kind of record, into
+ * dst (dst[0] = element lo), from any layout the checkpoint was saved in. */
+int ckpt_load_kind(const char *dir, const Mpitrain__Manifest *mf, const Model *m,
+                   const char *kind, float *dst, size_t lo, size_t hi, Err *e);
+/* Does the manifest hold records of this kind? */
+int ckpt_has_kind(const Mpitrain__Manifest *mf, const char *kind);
+/* The distinct kinds of its records, in order of first appearance (at most max). */
+int ckpt_list_kinds(const Mpitrain__Manifest *mf, char (*kinds)[CKPT_KIND_LEN], int max);
 /* Keep only the newest `keep` step directories under root (0 = keep all). */
 int ckpt_prune(const char *root, int keep, Err *e);
 

@@ -9,11 +9,42 @@
 #include "worker/ckpt/ckpt.h"
 #include "base/fileio.h"
 
+/* kinds of records besides the weights and moments a checkpoint may hold */
+#define RESHARD_MAX_KINDS 64
+
+static int is_model_kind(const char *k)
+{
+    return !strcmp(k, "param") || !strcmp(k, "opt_m") || !strcmp(k, "opt_v");
+}
+
+/* Every other kind a strategy saved (DiLoCo's outer state, its replicas'
+ * own weights and moments) is a whole flat copy of the shard: each is
+ * carried into the target layout the same way, this rank's `mine` of it,
+ * one kind at a time through one buffer. */
+static int carry_kinds(const char *src, const Mpitrain__Manifest *mf, const Model *m, Range mine,
+                       CkptShardWriter *w, Err *e)
+{
+    char (*kinds)[CKPT_KIND_LEN] = calloc(RESHARD_MAX_KINDS, sizeof *kinds);
+    float *buf = model_calloc(m->n_params ? m->n_params : 1, sizeof(float));
+    int rc = kinds && buf ? 0 : err_set(e, "out of memory resharding %s", src);
+    int nk = rc ? 0 : ckpt_list_kinds(mf, kinds, RESHARD_MAX_KINDS);
+    if (!rc && nk == RESHARD_MAX_KINDS)
+        rc = err_set(e, "checkpoint %s: more than %d kinds of records", src, RESHARD_MAX_KINDS - 1);
+    for (int i = 0; !rc && i < nk; i++) {
+        if (is_model_kind(kinds[i])) continue;
+        rc = ckpt_load_kind(src, mf, m, kinds[i], buf, 0, m->n_params, e);
+        if (!rc) rc = ckpt_shard_add(w, m, &(CkptPart){kinds[i], buf, 0, mine}, e);
+    }
+    free(kinds);
+    free(buf);
+    return rc;
+}
+
 /* One target rank: load its shard from src (the loader maps any layout),
  * write it as that rank's file. */
-static int write_target_rank(const char *src, const CkptMeta *meta, MeshDims d, int rank,
-                             const int *first, int zero, const char *tmp, uint8_t **recs,
-                             size_t *len, Err *e)
+static int write_target_rank(const char *src, const Mpitrain__Manifest *mf, const CkptMeta *meta,
+                             MeshDims d, int rank, const int *first, int zero, const char *tmp,
+                             uint8_t **recs, size_t *len, Err *e)
 {
     MeshCoord c = mesh_coord_of(d, rank);
     ModelShard sh = {c.tp, d.tp, first[c.pp], first[c.pp + 1] - 1, 1, 0};
@@ -22,9 +53,16 @@ static int write_target_rank(const char *src, const CkptMeta *meta, MeshDims d, 
     Range mine = split_even(m.n_params, d.dp, c.dp);
     Range opt_range = zero ? mine : (Range){0, m.n_params};
     Optimizer o;
+    CkptPart parts[3];
+    CkptShardWriter *w = NULL;
     int rc = optim_init(&o, &meta->optim, opt_range.lo, opt_range.hi, e);
-    if (!rc) rc = ckpt_load(src, &m, &o, e);
-    if (!rc) rc = ckpt_write_shard(tmp, rank, &m, &o, mine, recs, len, e);
+    if (!rc) rc = ckpt_load_from(src, mf, &m, &o, e);
+    if (!rc) rc = ckpt_shard_open(&w, tmp, rank, e);
+    int np = rc ? 0 : ckpt_model_parts(&m, &o, mine, parts);
+    for (int i = 0; !rc && i < np; i++) rc = ckpt_shard_add(w, &m, &parts[i], e);
+    if (!rc) rc = carry_kinds(src, mf, &m, mine, w, e);
+    Err ignored;
+    if (w && ckpt_shard_close(w, !rc, recs, len, rc ? &ignored : e)) rc = -1;
     optim_free(&o);
     model_free(&m);
     return rc;
@@ -59,17 +97,20 @@ int ckpt_reshard(const char *src_path, int dp, int tp, int pp, int zero, const c
         model_block_costs(&meta.model, cost);
         rc = balance_stages(cost, n, pp, first) ? err_set(e, "cannot split into %d stages", pp) : 0;
     }
-    char tmp[PATH_BUF];
+    char tmp[PATH_BUF] = "";
+    Mpitrain__Manifest *mf = NULL;
+    if (!rc) rc = ckpt_read_manifest(src, &mf, e);
     if (!rc) rc = ckpt_begin(out_root, meta.step, tmp, sizeof tmp, e);
     for (int r = 0; !rc && r < ranks; r++)
-        rc = write_target_rank(src, &meta, (MeshDims){dp, tp, pp}, r, first, zero, tmp, &recs[r],
-                               &lens[r], e);
+        rc = write_target_rank(src, mf, &meta, (MeshDims){dp, tp, pp}, r, first, zero, tmp,
+                               &recs[r], &lens[r], e);
+    if (mf) mpitrain__manifest__free_unpacked(mf, NULL);
     meta.dp = dp;
     meta.tp = tp;
     meta.pp = pp;
     meta.zero = zero;
     if (!rc) rc = ckpt_finish(out_root, tmp, &meta, recs, lens, ranks, written, written_len, e);
-    else remove_tree(tmp);
+    else if (tmp[0]) remove_tree(tmp);
     for (int r = 0; recs && r < ranks; r++) free(recs[r]);
     free(recs);
     free(lens);

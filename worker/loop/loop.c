@@ -59,7 +59,8 @@ static void fill_meta(const Trainer *t, long step, CkptMeta *meta)
 
 /* Every DP rank writes its slice of the flat buffers in parallel; rank 0
  * writes the manifest last and publishes the step. */
-static int save_checkpoint(Trainer *t, long step, TrainResult *res, Err *e)
+static int save_checkpoint(Trainer *t, const StepStrategy *s, void *st, long step,
+                           TrainResult *res, Err *e)
 {
     Group *w = t->mesh.world;
     char tmp[PATH_BUF];
@@ -69,7 +70,10 @@ static int save_checkpoint(Trainer *t, long step, TrainResult *res, Err *e)
     uint8_t *recs = NULL;
     size_t len = 0;
     Range mine = split_even(t->model.n_params, t->mesh.dims.dp, t->mesh.me.dp);
-    rc = ckpt_write_shard(tmp, t->w->rank, &t->model, &t->opt, mine, &recs, &len, e);
+    CkptPart bufs[STRATEGY_MAX_PARTS];
+    int nb = s->ckpt_parts ? s->ckpt_parts(t, st, mine, bufs)
+                           : ckpt_model_parts(&t->model, &t->opt, mine, bufs);
+    rc = ckpt_write_parts(tmp, t->w->rank, &t->model, bufs, nb, &recs, &len, e);
     testhook("MPITRAIN_TEST_DIE_IN_SAVE", t->w->rank, step);
     if (trainer_agree(t, rc, e)) {
         free(recs);
@@ -128,7 +132,7 @@ static int save_step(Trainer *t, const StepStrategy *s, void *st, long n, TrainR
                      Err *e)
 {
     int rc = s->before_save ? trainer_agree(t, s->before_save(t, st, e), e) : 0;
-    return rc ? rc : save_checkpoint(t, n, res, e);
+    return rc ? rc : save_checkpoint(t, s, st, n, res, e);
 }
 
 /* Has a stop been asked for on any rank? One max of one integer over the

@@ -29,6 +29,10 @@ typedef struct StepStrategy {
     int (*after_step)(Trainer *t, void *state, long step, Err *e);
     /* before a checkpoint is written, every rank (may be NULL) */
     int (*before_save)(Trainer *t, void *state, Err *e);
+    /* the flat buffers a checkpoint saves, this rank's share of them, into
+     * out (at most STRATEGY_MAX_PARTS); returns how many. NULL: the weights
+     * and the optimizer's moments, each data-parallel rank its `mine` */
+    int (*ckpt_parts)(Trainer *t, void *state, Range mine, CkptPart *out);
     /* model FLOPs of one step, all ranks together */
     double (*flops_per_step)(const Trainer *t);
     void (*free)(void *state);
@@ -36,6 +40,8 @@ typedef struct StepStrategy {
 
 extern const StepStrategy BACKPROP_STRATEGY; /* worker/loop/backprop.c */
 extern const StepStrategy ZO_STRATEGY;       /* worker/zo/zo_step.c */
+extern const StepStrategy DILOCO_STRATEGY;   /* worker/loop/backprop.c */
+#define STRATEGY_MAX_PARTS 16
 
 /* The one training loop: steps [t->start_step, cfg->steps). */
 int loop_run(Trainer *t, const StepStrategy *s, TrainResult *res, Err *e);

@@ -130,7 +130,10 @@ static int setup_model(Trainer *t, Err *e)
     if (pipeline_init(&t->pipe, &t->model, t->mesh.pp, stage, p, c->micro_batches, t->micro_b,
                       p == 1 ? SCHED_1F1B : (Schedule)c->pp_schedule, e))
         return -1;
-    if (gradsync_init(&t->sync, &t->model, t->mesh.dp, c->zero, train_config_bucket_bytes(c),
+    /* DiLoCo's inner steps reduce no gradient across replicas */
+    Group *grad_dp = t->mesh.dp;
+    if (c->diloco > 0) grad_dp = t->solo = group_split(t->mesh.dp, group_rank(t->mesh.dp), 0);
+    if (gradsync_init(&t->sync, &t->model, grad_dp, c->zero, train_config_bucket_bytes(c),
                       c->overlap, e))
         return -1;
     Range u = gradsync_update_range(&t->sync);
@@ -289,6 +292,8 @@ static void trainer_free(Trainer *t)
     model_free(&t->model);
     tokfile_close(&t->data);
     tokfile_close(&t->val_data);
+    if (t->solo) group_free(t->solo);
+    if (t->resume_mf) mpitrain__manifest__free_unpacked(t->resume_mf, NULL);
     mesh_free(&t->mesh);
     run_dir_unlock(&t->lock);
 }
@@ -411,15 +416,15 @@ int train_run(const TrainConfig *cfg, const CommWorld *w, const TrainObserver *o
     ops_set_threads(cfg->threads > 0 ? cfg->threads : comm_default_threads(w));
     int rc = mesh_init(&t.mesh, (MeshDims){cfg->dp, cfg->tp, cfg->pp}, e);
     if (rc) return -1;
-    Mpitrain__Manifest *resume = NULL;
-    const StepStrategy *strategy = cfg->optim.kind == OPT_ZO ? &ZO_STRATEGY : &BACKPROP_STRATEGY;
+    const StepStrategy *strategy = cfg->optim.kind == OPT_ZO ? &ZO_STRATEGY
+                                   : cfg->diloco > 0         ? &DILOCO_STRATEGY
+                                                             : &BACKPROP_STRATEGY;
     rc = start_trace(&t, e);
-    if (!rc) rc = read_resume_point(&t, &resume, e);
+    if (!rc) rc = read_resume_point(&t, &t.resume_mf, e);
     if (!rc) rc = open_data(&t, e);
     if (!rc) rc = setup_model(&t, e);
-    if (!rc) rc = load_initial_state(&t, resume, e);
+    if (!rc) rc = load_initial_state(&t, t.resume_mf, e);
     if (!rc) rc = check_tokenizer(&t, e);
-    if (resume) mpitrain__manifest__free_unpacked(resume, NULL);
     if (!rc && strategy->check_run) rc = strategy->check_run(&t, e);
     rc = trainer_agree(&t, rc, e);
     if (!rc) rc = trainer_agree(&t, setup_run_dir(&t, e), e);

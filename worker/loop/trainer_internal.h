@@ -34,6 +34,8 @@ typedef struct {
                             * begins (--time-budget); strategies may read it */
     uint64_t data_pos;     /* global batch index of the next step */
     CkptMeta resume_meta;  /* --resume: the checkpoint's manifest, read once */
+    Mpitrain__Manifest *resume_mf; /* ... and its records, kept for the strategy's setup */
+    Group *solo;           /* --diloco: this rank alone, the inner steps' "data parallel" */
     char ckpt_root[PATH_BUF];
     char tokenizer[PATH_LEN]; /* tokenizer files every checkpoint keeps ("" = none) */
     float zo_scale;        /* the scale in use (picked by the warm-up when 0) */
