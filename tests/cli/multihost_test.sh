@@ -5,6 +5,8 @@
 # bit-identical across hosts (the hash check every 5 steps, and the weights
 # byte for byte against the same run on shared memory), and data-parallel
 # AdamW over TCP gives the shared-memory losses to within 1e-4. Needs root
+# DiLoCo (blocking and delayed) gives the shared-memory weights, bit for bit,
+# with nothing but its outer all-reduces on the wire. Needs root
 # and `ip netns` (veth, bridge, tbf); without them it reports a skip (exit
 # 77), not a pass.
 # usage: multihost_test.sh MPITRAIN_BINARY SCRATCH_DIR
@@ -52,4 +54,19 @@ check "DP over TCP gives the shared-memory losses (max rel diff $rel <= 1e-4)" "
 # most ~15 MB/s, so the 1 MB probe of a fast link never starts
 check "the link probe is sized to 100 Mbit/s: $(startup dp_net) B, not the 10 MB a fast link gets" \
   "[ \$(startup dp_net) -lt 1000000 ]"
+
+# DiLoCo: the inner steps send nothing across hosts, one all-reduce of the
+# weights every H steps (blocking, and behind the next round), the same bits
+# as on shared memory
+L="--optimizer adamw --diloco 5 --steps 10"
+for ov in 0 1; do
+  hosts "dl_net$ov" $L --diloco-overlap $ov; check "DiLoCo H=5 (overlap $ov) on 4 hosts over TCP" "[ $? -eq 0 ]"
+  local4 "dl_shm$ov" $L --diloco-overlap $ov; check "the same DiLoCo run on shared memory" "[ $? -eq 0 ]"
+  "$BIN" ckpt export "dl_net$ov" --format safetensors --out dn.st > /dev/null
+  "$BIN" ckpt export "dl_shm$ov" --format safetensors --out ds.st > /dev/null
+  check "DiLoCo (overlap $ov) weights across hosts == on shared memory, byte for byte" "[ -s dn.st ] && cmp -s dn.st ds.st"
+done
+step_bytes() { sed -n "s/.*\"step\":$2,.*\"comm_bytes\":\([0-9]*\),.*/\1/p" "$1/metrics.jsonl"; }
+check "DiLoCo's inner steps send no weights ($(step_bytes dl_net0 3) B at step 3, $(step_bytes dl_net0 5) B at the outer step 5)" \
+  "[ \$(step_bytes dl_net0 3) -lt 10000 ] && [ \$(step_bytes dl_net0 5) -gt 100000 ]"
 finish
