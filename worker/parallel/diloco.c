@@ -21,6 +21,7 @@ int diloco_init(Diloco *d, Model *m, Group *dp, Group *emb, float lr, float mu, 
         d->base = model_calloc(n, sizeof(float));
         d->pend = model_calloc(n, sizeof(float));
     }
+    if (overlap && paced_init(&d->sum, dp, DILOCO_PIECE, e)) return -1;
     if (!d->global || !d->mom || (overlap && (!d->base || !d->pend)))
         return err_set(e, "out of memory for DiLoCo's outer state (%zu floats, %d copies of the "
                           "weights)", d->n, overlap ? 4 : 2);
@@ -31,8 +32,7 @@ int diloco_init(Diloco *d, Model *m, Group *dp, Group *emb, float lr, float mu, 
 
 void diloco_free(Diloco *d)
 {
-    if (d->pending) coll_wait(&d->req);
-    comm_request_free(&d->req);
+    if (d->sum.g) paced_free(&d->sum);
     free(d->global);
     free(d->mom);
     free(d->base);
@@ -90,10 +90,15 @@ static void blocking_round(Diloco *d)
     reduce_and_step(d, p);
 }
 
+void diloco_progress(Diloco *d)
+{
+    if (d->pending && !d->pend_done) paced_progress(&d->sum);
+}
+
 void diloco_settle(Diloco *d)
 {
     if (!d->pending || d->pend_done) return;
-    coll_wait(&d->req);
+    paced_wait(&d->sum);
     finish_mean(d, d->pend);
     d->pend_done = 1;
 }
@@ -126,7 +131,7 @@ static void start_delayed(Diloco *d)
             d->base[j] = p[j];
         }
     }
-    coll_iallreduce_sum_f32(d->dp, d->pend, d->n, &d->req);
+    paced_start(&d->sum, d->pend, d->n);
     d->pending = 1;
     d->pend_done = 0;
 }
@@ -149,9 +154,4 @@ void diloco_outer_step(Diloco *d, int last)
         for (size_t j = 0; j < d->n; j++) d->pend[j] = d->base[j] - p[j];
     }
     reduce_and_step(d, d->pend);
-}
-
-void diloco_progress(Diloco *d)
-{
-    if (d->pending && !d->pend_done) coll_test(&d->req);
 }
