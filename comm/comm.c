@@ -300,6 +300,22 @@ void p2p_irecv_f32(Group *g, float *buf, size_t n, int src, int tag, CommRequest
                     (MPI_Request *)r->req), "MPI_Irecv", g);
 }
 
+void p2p_isend_bytes(Group *g, const void *buf, size_t n, int dest, int tag, CommRequest *r)
+{
+    if (!r->req) r->req = comm_xalloc(sizeof(MPI_Request));
+    start(r, g, (double)n, "wait send", 1);
+    check(MPI_Isend(buf, count_of(n, "send"), MPI_BYTE, dest, tag, g->comm, (MPI_Request *)r->req),
+          "MPI_Isend", g);
+}
+
+void p2p_irecv_bytes(Group *g, void *buf, size_t n, int src, int tag, CommRequest *r)
+{
+    if (!r->req) r->req = comm_xalloc(sizeof(MPI_Request));
+    start(r, g, 0, "wait recv", 1);
+    check(MPI_Irecv(buf, count_of(n, "receive"), MPI_BYTE, src, tag, g->comm, (MPI_Request *)r->req),
+          "MPI_Irecv", g);
+}
+
 void comm_request_free(CommRequest *r)
 {
     free(r->req);

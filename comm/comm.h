@@ -74,6 +74,8 @@ void coll_ireduce_scatter_f32(Group *g, const float *send, float *recv, const in
 /* Point-to-point on a group (ranks are group ranks). */
 void p2p_isend_f32(Group *g, const float *buf, size_t n, int dest, int tag, CommRequest *r);
 void p2p_irecv_f32(Group *g, float *buf, size_t n, int src, int tag, CommRequest *r);
+void p2p_isend_bytes(Group *g, const void *buf, size_t n, int dest, int tag, CommRequest *r);
+void p2p_irecv_bytes(Group *g, void *buf, size_t n, int src, int tag, CommRequest *r);
 /* Releases the boxed MPI request of a finished CommRequest. */
 void comm_request_free(CommRequest *r);
 

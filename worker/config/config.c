@@ -76,6 +76,7 @@ static const OptSpec TABLE[] = {
     NUM("outer-lr", OT_FLOAT, outer_lr, "X", "0.7", 0, 10, "DiLoCo: outer learning rate"),
     NUM("outer-momentum", OT_FLOAT, outer_momentum, "X", "0.9", 0, 0.999999, "DiLoCo: outer Nesterov momentum"),
     NUM("diloco-overlap", OT_INT, diloco_overlap, "0|1", "0", 0, 1, "DiLoCo: 1 = each outer all-reduce runs behind the next H inner steps and is applied one outer step late"),
+    CHOICE("diloco-wire", diloco_wire, "fp32|bf16", "fp32", "DiLoCo: the pseudo-gradient on the wire: fp32, or bf16 with error feedback (half the bytes)"),
     NUM("micro-batches", OT_INT, micro_batches, "M", "1", 1, 1 << 20, "micro-batches per step"),
     CHOICE("pp-schedule", pp_schedule, "gpipe|1f1b", "1f1b", "pipeline schedule"),
     NUM("zo-eps", OT_FLOAT, zo_eps, "X", "1e-3", 1e-12, 10, "zo: perturbation size"),
@@ -193,6 +194,8 @@ int train_config_validate(const TrainConfig *c, Err *e)
                        c->diloco, c->zero);
     if (c->diloco_overlap && c->diloco <= 0)
         return err_set(e, "--diloco-overlap 1 needs --diloco H (H > 0)");
+    if (c->diloco_wire && c->diloco <= 0)
+        return err_set(e, "--diloco-wire bf16 needs --diloco H (H > 0)");
     if (c->eval_every > 0 && c->eval_batches < 1)
         return err_set(e, "--eval-batches %d: must be at least 1", c->eval_batches);
     if (c->tokenizer[0] && !bpe_present(c->tokenizer))

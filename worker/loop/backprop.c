@@ -41,7 +41,7 @@ static void sync_tied_grads(Trainer *t)
 typedef struct {
     double grad_norm; /* of the step being taken: the clip coefficient's input */
     Diloco outer;     /* --diloco: the outer optimizer (all zero otherwise) */
-    char kinds[4][CKPT_KIND_LEN]; /* --diloco: this replica's record kinds */
+    char kinds[6][CKPT_KIND_LEN]; /* --diloco: this replica's record kinds */
 } Backprop;
 
 static int bp_setup(Trainer *t, void **state, Err *e)
@@ -103,6 +103,8 @@ const StepStrategy BACKPROP_STRATEGY = {
 
 /* ---- DiLoCo: backprop inner steps, an outer step every H ------------------ */
 
+_Static_assert(WIRE_F32 == 0 && WIRE_BF16 == 1, "--diloco-wire choices follow WireFormat");
+
 /* A replica's own record kinds: replica 0's are the plain ones, so eval,
  * sample and export read a trained replica's weights; the others carry
  * ".r<R>". */
@@ -142,6 +144,12 @@ static int diloco_resume(Trainer *t, Diloco *d, Err *e)
     if ((rc = load_if_present(t, "outer_g", d->global, 0, n, e)) < 0) return -1;
     if (!rc) memcpy(d->global, t->model.params, n * sizeof(float));
     if (load_if_present(t, "outer_mom", d->mom, 0, n, e) < 0) return -1;
+    /* bf16's error feedback: what rounding has held back so far (absent:
+     * nothing, as at the start of a run) */
+    if (d->sum.send_err &&
+        (load_if_present(t, replica_kind(k, sizeof k, "outer_err", src), d->sum.send_err, 0, n, e) < 0 ||
+         load_if_present(t, replica_kind(k, sizeof k, "outer_serr", src), d->sum.sum_err, 0, n, e) < 0))
+        return -1;
     int pend = ckpt_has_kind(t->resume_mf, "outer_pend");
     if (pend && !d->overlap)
         return err_set(e, "--resume %s: the checkpoint holds a delayed DiLoCo outer step still to "
@@ -170,7 +178,7 @@ static int dl_setup(Trainer *t, void **state, Err *e)
     Backprop *b = calloc(1, sizeof *b);
     if (!(*state = b)) return err_set(e, "out of memory");
     if (diloco_init(&b->outer, &t->model, t->mesh.dp, t->mesh.emb, c->outer_lr, c->outer_momentum,
-                    c->diloco_overlap, e) ||
+                    c->diloco_overlap, (WireFormat)c->diloco_wire, e) ||
         diloco_resume(t, &b->outer, e))
         return -1;
     if (c->diloco_overlap && !t->model.on_block_grads) {
@@ -178,9 +186,10 @@ static int dl_setup(Trainer *t, void **state, Err *e)
         t->model.hook_ctx = &b->outer;
     }
     trainer_note(t, "DiLoCo: %d replica(s), an outer step every %d inner steps (outer lr %g, "
-                    "Nesterov momentum %g%s); outer state %.1f MB per rank",
+                    "Nesterov momentum %g%s%s); outer state %.1f MB per rank",
                  t->mesh.dims.dp, c->diloco, c->outer_lr, c->outer_momentum,
                  c->diloco_overlap ? ", each all-reduce behind the next round" : "",
+                 c->diloco_wire == WIRE_BF16 ? ", bf16 on the wire with error feedback" : "",
                  diloco_state_bytes(&b->outer) / 1e6);
     return 0;
 }
@@ -224,6 +233,10 @@ static int dl_ckpt_parts(Trainer *t, void *state, Range mine, CkptPart *out)
     if (d->overlap)
         out[n++] = (CkptPart){replica_kind(kinds[3], CKPT_KIND_LEN, "outer_base", r), d->base, 0, all};
     if (d->pending) out[n++] = (CkptPart){"outer_pend", d->pend, 0, mine};
+    if (d->sum.send_err) {
+        out[n++] = (CkptPart){replica_kind(kinds[4], CKPT_KIND_LEN, "outer_err", r), d->sum.send_err, 0, all};
+        out[n++] = (CkptPart){replica_kind(kinds[5], CKPT_KIND_LEN, "outer_serr", r), d->sum.sum_err, 0, all};
+    }
     return n;
 }
 

@@ -4,7 +4,7 @@
 #include <string.h>
 
 int diloco_init(Diloco *d, Model *m, Group *dp, Group *emb, float lr, float mu, int overlap,
-                Err *e)
+                WireFormat wire, Err *e)
 {
     memset(d, 0, sizeof *d);
     d->m = m;
@@ -21,7 +21,7 @@ int diloco_init(Diloco *d, Model *m, Group *dp, Group *emb, float lr, float mu, 
         d->base = model_calloc(n, sizeof(float));
         d->pend = model_calloc(n, sizeof(float));
     }
-    if (overlap && paced_init(&d->sum, dp, DILOCO_PIECE, e)) return -1;
+    if (paced_init(&d->sum, dp, DILOCO_PIECE, wire, d->n, e)) return -1;
     if (!d->global || !d->mom || (overlap && (!d->base || !d->pend)))
         return err_set(e, "out of memory for DiLoCo's outer state (%zu floats, %d copies of the "
                           "weights)", d->n, overlap ? 4 : 2);
@@ -42,7 +42,8 @@ void diloco_free(Diloco *d)
 
 size_t diloco_state_bytes(const Diloco *d)
 {
-    return d->n * sizeof(float) * (d->overlap ? 4 : 2);
+    int copies = (d->overlap ? 4 : 2) + (d->sum.send_err ? 2 : 0);
+    return d->n * sizeof(float) * copies;
 }
 
 /* sum -> mean, and the tied embedding's two copies made one: the two
@@ -76,7 +77,8 @@ static void outer_update(Diloco *d, const float *delta)
  * one outer step, and every replica continues from the new global. */
 static void reduce_and_step(Diloco *d, float *buf)
 {
-    coll_allreduce_sum_f32(d->dp, buf, d->n);
+    paced_start(&d->sum, buf, d->n);
+    paced_wait(&d->sum);
     finish_mean(d, buf);
     outer_update(d, buf);
     memcpy(d->m->params, d->global, d->n * sizeof(float));

@@ -36,22 +36,23 @@ typedef struct {
     float *mom;           /* outer momentum */
     float *base;          /* overlap: this replica's weights at the round's start */
     float *pend;          /* overlap: the pseudo-gradient in flight (its mean once done) */
-    PacedSum sum;         /* overlap: pend's all-reduce, behind the next round */
+    PacedSum sum;         /* every all-reduce of a pseudo-gradient (comm/paced.h) */
     int pending;          /* pend holds a round not yet applied */
     int pend_done;        /* ... and its all-reduce has completed (pend is the mean) */
 } Diloco;
 
 /* The outer state starts at the model's current weights, momentum 0. */
 int diloco_init(Diloco *d, Model *m, Group *dp, Group *emb, float lr, float mu, int overlap,
-                Err *e);
+                WireFormat wire, Err *e);
 void diloco_free(Diloco *d);
 /* The end of an outer round: every rank of the dp group together. last:
  * the run's last step, where a delayed round is flushed as well. */
 void diloco_outer_step(Diloco *d, int last);
-/* Lets the delayed all-reduce progress (called often while computing). It
- * goes out DILOCO_PIECE floats at a time (comm/paced.h): a 1 MB piece puts
- * 256 KB messages on each link at dp = 4, 20 ms at 100 Mbit/s, which is what
- * a step's own messages may wait behind. */
+/* Lets the delayed all-reduce progress (called often while computing).
+ * Pseudo-gradients go out DILOCO_PIECE floats at a time (comm/paced.h): a
+ * 1 MB piece puts 256 KB messages on each link at dp = 4, 20 ms at
+ * 100 Mbit/s, which is what a step's own messages may wait behind; and the
+ * sums are the same bits over shared memory and TCP. */
 #define DILOCO_PIECE (256u * 1024u)
 void diloco_progress(Diloco *d);
 /* Completes the all-reduce in flight, if any (the weights do not change:
