@@ -52,6 +52,7 @@ static void fill_meta(const Trainer *t, long step, CkptMeta *meta)
     meta->zo_eps = t->cfg->zo_eps;
     meta->zo_scale = t->zo_scale;
     meta->zo_samples = t->cfg->zo_samples;
+    meta->budget_used_s = t->budget_used_s; /* a resume continues the budget */
     snprintf(meta->data_path, sizeof meta->data_path, "%s", t->cfg->data);
     snprintf(meta->val_data_path, sizeof meta->val_data_path, "%s", t->cfg->val_data);
     meta->data_format = t->cfg->data_format;

@@ -76,7 +76,7 @@ OptimConfig optim_at_frac(const OptimConfig *c, double frac)
     double cosine = 0.5 * (1.0 + cos(M_PI * frac));
     OptimConfig k = *c;
     /* lr_at's own warm-up, then no decay: a constant lr at the cosine's value */
-    k.lr = k.min_lr = (float)(c->min_lr + (c->lr - c->min_lr) * cosine);
+    k.lr = k.min_lr = (float)(c->min_lr + ((double)c->lr - c->min_lr) * cosine);
     k.total_steps = k.warmup;
     return k;
 }
