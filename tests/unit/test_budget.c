@@ -1,6 +1,7 @@
 /* --time-budget without MPI: the duration parser and its formatting (which
  * config.json and the plan carry), the flag's messages and its effect on
- * --steps, and the lr schedule over the budget's fraction (exact values). */
+ * --steps, the lr schedule over the budget's fraction (exact values), and the
+ * time used as the checkpoint manifest keeps it. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
@@ -9,6 +10,7 @@
 #include <unistd.h>
 
 #include "base/options.h"
+#include "worker/ckpt/ckpt.h"
 #include "worker/config/config.h"
 #include "worker/optim/optim.h"
 
@@ -194,4 +196,33 @@ Test(lr_by_time, the_config_form_gives_the_same_lr_at_every_step)
     /* the run's settings are left alone */
     cr_assert_eq(c.lr, 1.0f);
     cr_assert_eq(c.total_steps, 110);
+}
+
+/* ---- the manifest keeps the time used ------------------------------------- */
+
+Test(time_budget, the_manifest_round_trips_the_time_used)
+{
+    CkptMeta meta, back;
+    memset(&meta, 0, sizeof meta);
+    meta.step = 42;
+    meta.budget_used_s = 1234.5678901234;
+    Mpitrain__Manifest mf;
+    Mpitrain__ModelConfigPB mc;
+    Mpitrain__OptimConfigPB oc;
+    Mpitrain__Layout ly;
+    ckpt_meta_to_pb(&meta, &mf, &mc, &oc, &ly);
+    size_t n = mpitrain__manifest__get_packed_size(&mf);
+    uint8_t *buf = malloc(n);
+    mpitrain__manifest__pack(&mf, buf);
+    Mpitrain__Manifest *got = mpitrain__manifest__unpack(NULL, n, buf);
+    cr_assert_not_null(got);
+    ckpt_meta_from_pb(got, &back);
+    cr_assert_eq(back.step, 42);
+    cr_assert(!memcmp(&back.budget_used_s, &meta.budget_used_s, sizeof(double)));
+    mpitrain__manifest__free_unpacked(got, NULL);
+    free(buf);
+    /* a manifest without the field (an older build's, or no budget): 0 */
+    memset(&meta, 0, sizeof meta);
+    ckpt_meta_to_pb(&meta, &mf, &mc, &oc, &ly);
+    cr_assert_eq(mpitrain__manifest__get_packed_size(&mf) < n, 1);
 }

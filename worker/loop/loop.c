@@ -279,10 +279,15 @@ int loop_run(Trainer *t, const StepStrategy *s, TrainResult *res, Err *e)
 {
     const TrainConfig *given = t->cfg;
     TrainConfig *live = malloc(sizeof *live);
-    if (!live) return trainer_agree(t, err_set(e, "out of memory for the run's settings"), e);
+    /* agreed before anything collective, so no rank is left waiting alone */
+    int rc = live ? 0 : err_set(e, "out of memory for the run's settings");
+    if (trainer_agree(t, rc, e)) {
+        free(live);
+        return -1;
+    }
     *live = *given;
     t->cfg = live;
-    int rc = loop_steps(t, s, res, live, e);
+    rc = loop_steps(t, s, res, live, e);
     t->cfg = given;
     free(live);
     return rc;
