@@ -135,6 +135,72 @@ static int set_u64(const char *name, const char *value, uint64_t *out, Err *e)
     return 0;
 }
 
+/* One plain decimal at *p (digits, at most one '.', at least one digit),
+ * its end in *p; -1 when there is none. */
+static int decimal_at(const char **p, double *out)
+{
+    const char *q = *p;
+    size_t digits = strspn(q, "0123456789");
+    if (q[digits] == '.') digits += 1 + strspn(q + digits + 1, "0123456789");
+    if (digits == 0 || (digits == 1 && *q == '.')) return -1;
+    char buf[64];
+    if (digits >= sizeof buf) return -1;
+    memcpy(buf, q, digits);
+    buf[digits] = 0;
+    *out = strtod(buf, NULL);
+    *p = q + digits;
+    return 0;
+}
+
+int opts_parse_duration(const char *v, double *seconds)
+{
+    static const char units[] = "hms";
+    static const double scale[] = {3600, 60, 1};
+    const char *p = v;
+    double total = 0, d;
+    int next = 0; /* the first unit still allowed: h, m, s in that order */
+    if (decimal_at(&p, &d)) return -1;
+    if (!*p) total = d; /* a bare number: seconds */
+    while (*p) {
+        const char *u = strchr(units + next, *p);
+        if (!u || !*u) return -1;
+        next = (int)(u - units);
+        total += d * scale[next++];
+        p++;
+        if (*p && decimal_at(&p, &d)) return -1;
+        if (*p == 0 && p[-1] >= '0' && p[-1] <= '9') return -1; /* "1h30": a number without unit */
+    }
+    if (!isfinite(total)) return -1;
+    *seconds = total;
+    return 0;
+}
+
+void opts_format_duration(double seconds, char *out, size_t n)
+{
+    /* fixed notation: the parser takes no exponent */
+    for (int decimals = 0; decimals < 17; decimals++) {
+        char buf[64];
+        snprintf(buf, sizeof buf, "%.*f", decimals, seconds);
+        if (strtod(buf, NULL) == seconds) {
+            snprintf(out, n, "%ss", buf);
+            return;
+        }
+    }
+    snprintf(out, n, "%.17fs", seconds);
+}
+
+static int set_duration(const OptSpec *s, double *field, const char *value, Err *e)
+{
+    double d;
+    if (opts_parse_duration(value, &d))
+        return err_set(e, "--%s: '%s' is not a duration (seconds, or e.g. 90s, 15m, 1h30m, 1.5h)",
+                       s->name, value);
+    if (s->min <= s->max && (d < s->min || d > s->max))
+        return err_set(e, "--%s: %s is out of range [%g s, %g s]", s->name, value, s->min, s->max);
+    *field = d;
+    return 0;
+}
+
 static int set_number(const OptSpec *s, char *field, const char *value, Err *e)
 {
     double d;
@@ -184,6 +250,7 @@ int opts_set_value(const OptSpec *specs, void *target, const char *name, const c
         return 0;
     }
     if (s->type == OT_U64) return set_u64(name, value, (uint64_t *)field, e);
+    if (s->type == OT_DURATION) return set_duration(s, (double *)field, value, e);
     return set_number(s, field, value, e);
 }
 
@@ -424,5 +491,6 @@ void opts_format(const OptSpec *s, const void *target, char *out, size_t n)
     case OT_STR: snprintf(out, n, "%s", field); break;
     case OT_FLAG: snprintf(out, n, "%s", *(const int *)field ? "true" : "false"); break;
     case OT_CHOICE: choice_name(s->choices, *(const int *)field, out, n); break;
+    case OT_DURATION: opts_format_duration(*(const double *)field, out, n); break;
     }
 }

@@ -7,7 +7,9 @@
 #include <stdio.h>
 #include "base/err.h"
 
-typedef enum { OT_INT, OT_LONG, OT_U64, OT_FLOAT, OT_STR, OT_FLAG, OT_CHOICE } OptType;
+/* OT_DURATION: a double of seconds, typed as "90", "90s", "15m", "1h30m",
+ * "1.5h" (see opts_parse_duration); min/max bound the seconds. */
+typedef enum { OT_INT, OT_LONG, OT_U64, OT_FLOAT, OT_STR, OT_FLAG, OT_CHOICE, OT_DURATION } OptType;
 
 typedef struct OptSpec {
     const char *name;     /* "layers" for --layers */
@@ -53,6 +55,13 @@ int opts_apply_defaults(const OptSpec *specs, void *target);
  * floats in the fewest digits that read back bit for bit, choices by
  * name, flags true/false). */
 void opts_format(const OptSpec *s, const void *target, char *out, size_t n);
+/* A duration in seconds: a plain number of seconds ("90", "2.5"), or
+ * number-unit groups in the order h, m, s, each unit at most once ("90s",
+ * "15m", "1h30m", "1.5h", "1h0m30s"). Numbers are plain decimals (digits
+ * and at most one '.'): no sign, exponent, nan or spaces. 0 or -1. */
+int opts_parse_duration(const char *v, double *seconds);
+/* Seconds as opts_parse_duration reads them back bit for bit ("5400s"). */
+void opts_format_duration(double seconds, char *out, size_t n);
 /* The fewest significant digits (6..9) whose %g reads back as v exactly. */
 int opts_float_digits(float v);
 

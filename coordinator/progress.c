@@ -237,7 +237,7 @@ static void draw_bar(Progress *p, const char *line, long step, int keep)
     int cols = terminal_columns(), len = (int)strlen(line);
     int cells = cols - len - 4;
     if (cells > 30) cells = 30;
-    if (cells < 8) cells = 0;
+    if (cells < 8 || !p->total_steps) cells = 0; /* no step limit: no bar */
     char bar[40] = "";
     if (cells) {
         int filled = (int)((double)cells * step / (p->total_steps ? p->total_steps : 1));
@@ -259,19 +259,20 @@ int progress_report(Progress *p, const StepReport *r, Err *e)
     if (p->quiet || (!is_eval && r->step % p->log_every && r->step != p->total_steps)) return 0;
     double elapsed = now_s() - p->t0;
     long done = r->step - p->first_step + 1;
-    double eta = done > 0 ? elapsed / done * (p->total_steps - r->step) : NAN;
+    double eta = done > 0 && p->total_steps ? elapsed / done * (p->total_steps - r->step) : NAN;
     char eta_s[32], val[32] = "", comm[32];
     format_duration(eta_s, sizeof eta_s, eta);
     format_bytes(comm, sizeof comm, r->comm_bytes);
     if (is_eval) snprintf(val, sizeof val, " | val %.4f", r->val_loss);
     int width = 0;
     for (long t = p->total_steps; t; t /= 10) width++;
-    char line[512], ms[32], mfu[32] = "";
+    char line[512], ms[32], mfu[32] = "", total[32] = "";
+    if (p->total_steps) snprintf(total, sizeof total, "/%ld", p->total_steps);
     format_ms(ms, sizeof ms, r->time_ms);
     if (p->peak_gflops > 0) snprintf(mfu, sizeof mfu, " | MFU %.0f%%", 100 * r->gflops / p->peak_gflops);
     snprintf(line, sizeof line,
-             "step %*ld/%ld | loss %.4f%s | lr %.2e | %.0f tok/s | %.1f GFLOP/s%s | comm %s | %s | ETA %s",
-             width, r->step, p->total_steps, r->loss, val, r->lr, r->tokens_per_s, r->gflops, mfu,
+             "step %*ld%s | loss %.4f%s | lr %.2e | %.0f tok/s | %.1f GFLOP/s%s | comm %s | %s | ETA %s",
+             width, r->step, total, r->loss, val, r->lr, r->tokens_per_s, r->gflops, mfu,
              comm, ms, eta_s);
     if (p->bar) draw_bar(p, line, r->step, is_eval || r->step == p->total_steps);
     else printf("%s\n", line);
@@ -324,7 +325,9 @@ void progress_close(Progress *p)
 static int obs_begin(void *ctx, const TrainConfig *c, long first_step, Err *e)
 {
     Progress *p = ctx;
-    int rc = progress_open(p, c->out, c->steps, first_step, c->progress, c->log_every, c->quiet, e);
+    /* a --time-budget run without --steps: no total to count down to */
+    long total = c->steps == TRAIN_STEPS_UNLIMITED ? 0 : c->steps;
+    int rc = progress_open(p, c->out, total, first_step, c->progress, c->log_every, c->quiet, e);
     p->tokens_per_step = (double)c->global_batch * c->model.seq_len;
     p->peak_gflops = (double)c->peak_gflops * c->dp * c->tp * c->pp;
     return rc;

@@ -166,6 +166,9 @@ static void print_manifest(const char *dir, const Mpitrain__Manifest *mf)
         printf("optimizer      (none recorded)\n");
     }
     printf("step           %lld (optimizer step %lld)\n", (long long)meta.step, (long long)meta.opt_t);
+    if (meta.budget_used_s > 0)
+        printf("time budget    %.3f s of training used (--time-budget continues from it)\n",
+               meta.budget_used_s);
     printf("seed           %" PRIu64 "\n", meta.seed);
     printf("data           %s, next global batch %" PRIu64 "\n",
            meta.data_path[0] ? meta.data_path : "(unknown)", meta.data_pos);

@@ -42,6 +42,7 @@ void ckpt_meta_to_pb(const CkptMeta *meta, Mpitrain__Manifest *mf, Mpitrain__Mod
     mf->data_path = (char *)meta->data_path;
     mf->val_data_path = (char *)meta->val_data_path;
     mf->data_format = meta->data_format;
+    mf->budget_used_s = meta->budget_used_s;
     mf->created_unix = (int64_t)time(NULL);
 }
 
@@ -73,6 +74,7 @@ void ckpt_meta_from_pb(const Mpitrain__Manifest *mf, CkptMeta *meta)
     snprintf(meta->val_data_path, sizeof meta->val_data_path, "%s",
              mf->val_data_path ? mf->val_data_path : "");
     meta->data_format = mf->data_format;
+    meta->budget_used_s = mf->budget_used_s;
     if (mf->zo) {
         meta->zo_eps = mf->zo->eps;
         meta->zo_scale = mf->zo->scale;

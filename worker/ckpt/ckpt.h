@@ -34,6 +34,7 @@ typedef struct {
     int data_format;             /* --data-format (DataFormat) */
     float zo_eps, zo_scale;  /* --optimizer zo: the journal's settings */
     int zo_samples;
+    double budget_used_s;    /* --time-budget: training seconds used by these steps */
     /* A directory of tokenizer files that saving copies into the step's
      * tokenizer/ ("" = none); loading sets it to the step's own tokenizer/
      * when there is one, so a checkpoint made from a loaded one keeps it. */

@@ -44,7 +44,8 @@ static const OptSpec TABLE[] = {
     NUM("vocab", OT_INT, model.vocab, "V", "256", 2, 65536, "vocabulary size (256: bytes)"),
     NUM("in-dim", OT_INT, model.in_dim, "D", "0", 0, 1 << 26, "mlp: input features; 0 = seq-len x vocab (one-hot tokens)"),
     NUM("batch", OT_INT, global_batch, "B", "8", 1, 1 << 24, "global batch in sequences, all ranks"),
-    NUM("steps", OT_LONG, steps, "N", "300", 1, 1e12, "total optimizer steps"),
+    NUM("steps", OT_LONG, steps, "N", "300", 1, 1e12, "total optimizer steps (with --time-budget and no --steps: no limit)"),
+    NUM("time-budget", OT_DURATION, time_budget_s, "DURATION", "0", 0, 1e9, "end the run with a checkpoint once this much training time is used (90, 90s, 15m, 1h30m, 1.5h; the steps' own time, not start-up, evaluation or checkpoints); the lr's cosine runs over the budget instead of --steps; 0 = none"),
     CHOICE("optimizer", optim.kind, "adamw|sgd|zo", "adamw", "optimizer"),
     NUM("lr", OT_FLOAT, optim.lr, "X", "1e-3", 0, 10, "peak learning rate"),
     NUM("min-lr", OT_FLOAT, optim.min_lr, "X", "1e-4", 0, 10, "final learning rate of the cosine decay"),
@@ -121,8 +122,25 @@ void train_config_defaults(TrainConfig *c)
     train_config_finish(c);
 }
 
+/* Bytes the parse writes for a numeric entry (the two fillings below). */
+static size_t field_bytes(const OptSpec *s)
+{
+    return s->type == OT_LONG || s->type == OT_U64 || s->type == OT_DURATION ? 8 : 4;
+}
+
+static int steps_given(const TrainConfig *c)
+{
+    for (const OptSpec *s = TABLE; s->name; s++)
+        if (!strcmp(s->name, "steps")) return train_config_was_given(c, s);
+    return 0;
+}
+
 void train_config_finish(TrainConfig *c)
 {
+    /* the budget alone ends the run. Only the parsing rank knows what was
+     * given (given != 0: at least --time-budget was); the plan carries the
+     * limit to the other ranks as steps' value, which this leaves alone */
+    if (c->time_budget_s > 0 && c->given && !steps_given(c)) c->steps = TRAIN_STEPS_UNLIMITED;
     c->optim.total_steps = c->steps;
     if (c->optim.min_lr > c->optim.lr) c->optim.min_lr = c->optim.lr;
 }
@@ -137,12 +155,12 @@ uint64_t train_config_given(int argc, char **argv, int first)
     int help = 0;
     if (!a || !b) goto out;
     for (const OptSpec *s = TABLE; s->name; s++)
-        if (s->type != OT_STR) memset((char *)b + s->offset, 0xA5, s->type == OT_LONG || s->type == OT_U64 ? 8 : 4);
+        if (s->type != OT_STR) memset((char *)b + s->offset, 0xA5, field_bytes(s));
     if (opts_parse("train", TABLE, a, argc, argv, first, NULL, 0, NULL, &help) ||
         opts_parse("train", TABLE, b, argc, argv, first, NULL, 0, NULL, &help))
         goto out;
     for (const OptSpec *s = TABLE; s->name && s - TABLE < 64; s++) {
-        size_t n = s->type == OT_LONG || s->type == OT_U64 ? 8 : 4;
+        size_t n = field_bytes(s);
         if (s->type != OT_STR && !memcmp((char *)a + s->offset, (char *)b + s->offset, n))
             given |= 1ull << (s - TABLE);
     }

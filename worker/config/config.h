@@ -19,6 +19,11 @@ typedef struct {
     OptimConfig optim;
     int global_batch;          /* sequences per step, all ranks together */
     long steps;                /* total steps of the run */
+    /* --time-budget: seconds of training (the steps' own time, rank 0's
+     * clock; not start-up, evaluation or checkpoints) after which the run
+     * ends with a checkpoint, the lr's cosine running over it; 0 = none.
+     * Given without --steps, steps is TRAIN_STEPS_UNLIMITED. */
+    double time_budget_s;
     uint64_t seed;
     int threads;               /* 0 = cores / ranks on the node */
     int micro_batches;
@@ -75,6 +80,9 @@ void train_config_finish(TrainConfig *c);
 /* Which settings argv[first..] gives (flags and its --config file): bit i
  * for table entry i (numbers and choices; i < 64). argv must parse. */
 uint64_t train_config_given(int argc, char **argv, int first);
+/* --steps' largest value: a --time-budget run without --steps has no step
+ * limit (its config.json says so, and resuming with it keeps it so). */
+#define TRAIN_STEPS_UNLIMITED 1000000000000L
 /* Was this table entry given (c->given)? */
 int train_config_was_given(const TrainConfig *c, const OptSpec *s);
 /* Cross-field checks after parsing; message names the flag to change. */

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "base/fileio.h"
+#include "base/options.h"
 #include "base/sysinfo.h"
 #include "comm/trace.h"
 #include "worker/loop/strategy.h"
@@ -51,6 +52,7 @@ static void fill_meta(const Trainer *t, long step, CkptMeta *meta)
     meta->zo_eps = t->cfg->zo_eps;
     meta->zo_scale = t->zo_scale;
     meta->zo_samples = t->cfg->zo_samples;
+    meta->budget_used_s = t->budget_used_s; /* a resume continues the budget */
     snprintf(meta->data_path, sizeof meta->data_path, "%s", t->cfg->data);
     snprintf(meta->val_data_path, sizeof meta->val_data_path, "%s", t->cfg->val_data);
     meta->data_format = t->cfg->data_format;
@@ -203,11 +205,106 @@ static int one_step(Trainer *t, const StepStrategy *s, void *st, long step, Step
     return rc;
 }
 
+/* ---- --time-budget ------------------------------------------------------
+ * Time is training time: the steps' own time on rank 0's clock (one clock,
+ * as hosts' clocks differ), from the step's budget check to the end of its
+ * after_step; start-up, evaluation, reports and checkpoints do not count,
+ * so methods compare at equal training time whatever their --eval-every or
+ * --save-every. */
+typedef struct {
+    double budget;        /* seconds; 0 = no budget */
+    OptimConfig base;     /* the run's optimizer settings (saved, reported) */
+    double sum_s, last_s; /* this sitting's timed steps */
+    long n;
+} Budget;
+
+/* One more step's time: the larger of the last step's and the sitting's
+ * mean (a step slower than the mean still stops in time). Both are at most
+ * the time used, so a last step always starts with at least half the budget
+ * used: the lr's cosine is past its middle whatever the machine's speed. */
+static double step_estimate(const Budget *b)
+{
+    if (!b->n) return 0;
+    double mean = b->sum_s / (double)b->n;
+    return mean > b->last_s ? mean : b->last_s;
+}
+
+/* Before step (0-based), on every rank: rank 0's time used and its verdict,
+ * broadcast; they set the step's schedule (the cosine at the fraction used,
+ * in live->optim until the step is reported) and, when this step is the last,
+ * end_step, before any rank computes it (a strategy's apply reads it). */
+static void budget_decide(Trainer *t, const Budget *b, TrainConfig *live, long step)
+{
+    double v[2] = {t->budget_used_s, 0};
+    if (trainer_is_rank0(t)) v[1] = v[0] + step_estimate(b) >= b->budget;
+    coll_bcast(t->mesh.world, v, sizeof v, 0);
+    t->budget_used_s = v[0];
+    live->optim = optim_at_frac(&b->base, v[0] / b->budget);
+    if (v[1] != 0 && step + 1 < t->end_step) t->end_step = step + 1;
+}
+
+/* After the step that began at t0: its time, counted on every rank (rank
+ * 0's figure is the one broadcast and saved in checkpoints). */
+static void budget_account(Trainer *t, Budget *b, double t0)
+{
+    if (b->budget <= 0) return;
+    double s = comm_wtime() - t0;
+    b->sum_s += s;
+    b->last_s = s;
+    b->n++;
+    t->budget_used_s += s;
+}
+
+/* A resumed run continues its checkpoint's budget; one with nothing left
+ * of it is refused (the same verdict on every rank: same manifest). */
+static int budget_start(Trainer *t, Budget *b, TrainConfig *live, Err *e)
+{
+    memset(b, 0, sizeof *b);
+    b->budget = live->time_budget_s;
+    b->base = live->optim;
+    t->budget_used_s = t->resume_meta.budget_used_s;
+    if (b->budget <= 0 || t->budget_used_s < b->budget) return 0;
+    char text[64];
+    opts_format_duration(b->budget, text, sizeof text);
+    return err_set(e, "--time-budget %s: the checkpoint at step %ld has used %.1f s of it "
+                      "already; give a larger --time-budget to train on", text, t->start_step,
+                   t->budget_used_s);
+}
+
+static int loop_steps(Trainer *t, const StepStrategy *s, TrainResult *res, TrainConfig *live,
+                      Err *e);
+
+/* The strategies read the lr through lr_at(&t->cfg->optim, step): the loop
+ * points t->cfg at its own copy, whose optim is, during a budget run's
+ * step, that step's schedule (optim_at_frac), so every caller (backprop,
+ * zo and its journal, the report) uses the lr of the budget without knowing
+ * about budgets; checkpoints, after the step, see the run's own settings. */
 int loop_run(Trainer *t, const StepStrategy *s, TrainResult *res, Err *e)
 {
-    const TrainConfig *c = t->cfg;
+    const TrainConfig *given = t->cfg;
+    TrainConfig *live = malloc(sizeof *live);
+    /* agreed before anything collective, so no rank is left waiting alone */
+    int rc = live ? 0 : err_set(e, "out of memory for the run's settings");
+    if (trainer_agree(t, rc, e)) {
+        free(live);
+        return -1;
+    }
+    *live = *given;
+    t->cfg = live;
+    rc = loop_steps(t, s, res, live, e);
+    t->cfg = given;
+    free(live);
+    return rc;
+}
+
+static int loop_steps(Trainer *t, const StepStrategy *s, TrainResult *res, TrainConfig *live,
+                      Err *e)
+{
+    const TrainConfig *c = live;
     void *st = NULL;
+    Budget budget = {0};
     int rc = trainer_agree(t, s->setup(t, &st, e), e);
+    if (!rc) rc = trainer_agree(t, budget_start(t, &budget, live, e), e);
     if (!rc) heartbeat(t, t->start_step);
     if (!rc && t->start_step == 0 && c->eval_every > 0 && t->val.file) {
         double v = trainer_eval_loss(t);
@@ -220,6 +317,8 @@ int loop_run(Trainer *t, const StepStrategy *s, TrainResult *res, Err *e)
     for (long step = t->start_step; !rc && step < t->end_step; step++) {
         StepOutcome o = {NAN, NAN};
         RankReport rr = {0};
+        double t0 = comm_wtime();
+        if (budget.budget > 0) budget_decide(t, &budget, live, step);
         rc = one_step(t, s, st, step, &o, &rr, e);
         /* after_step may be collective (zo's hash check): every rank takes
          * it, even one whose step failed (rank 0's journal write), so the
@@ -230,12 +329,14 @@ int loop_run(Trainer *t, const StepStrategy *s, TrainResult *res, Err *e)
             if (!rc) rc = rc2;
         }
         if ((rc = trainer_agree(t, rc, e))) break;
+        budget_account(t, &budget, t0);
         StepReport r;
         report_gather(t->mesh.world, &ctx, &rr, step + 1, o.loss, o.grad_norm,
                       lr_at(&c->optim, step), &r);
+        if (budget.budget > 0) live->optim = budget.base; /* for the save and the next step */
         /* the first step of a sitting warms caches and pages: not timed,
          * unless it is the only one */
-        if (step > t->start_step || c->steps - t->start_step == 1) {
+        if (step > t->start_step || t->end_step - t->start_step == 1) {
             sum_ms += r.time_ms;
             sum_exposed += r.exposed_ms;
             timed++;

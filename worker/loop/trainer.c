@@ -322,6 +322,17 @@ static void append_array(JsonOut *j, const char *key, const RankMemory *all, int
     json_end_array(j);
 }
 
+/* --time-budget's figures, and what ended the run: a stop signal, the
+ * budget (it set end_step below --steps) or --steps. */
+static void append_budget(JsonOut *j, const Trainer *t, const TrainResult *res)
+{
+    const char *by = res->stop_signal ? "signal"
+                     : t->end_step < t->cfg->steps ? "time-budget" : "steps";
+    json_str(json_key(j, "ended_by"), by);
+    json_fixed(json_key(j, "time_budget_s"), t->cfg->time_budget_s, 3);
+    json_fixed(json_key(j, "budget_used_s"), t->budget_used_s, 3);
+}
+
 /* The figures of the summary that rank 0 knows itself, in the file's order. */
 static void append_run_figures(JsonOut *j, const Trainer *t, const TrainResult *res, int ranks,
                                int64_t rss)
@@ -345,6 +356,7 @@ static void append_run_figures(JsonOut *j, const Trainer *t, const TrainResult *
     json_fixed(json_key(j, "mean_tokens_per_s"), res->mean_tokens_per_s, 1);
     json_fixed(json_key(j, "mean_gflops"), res->mean_gflops, 2);
     json_int(json_key(j, "peak_rss_mb"), rss);
+    append_budget(j, t, res);
 }
 
 /* <out>/summary.json: the run's figures, for people and for tests. */

@@ -33,6 +33,7 @@ typedef struct {
                             * sooner, agreed by every rank before the step
                             * begins (--time-budget); strategies may read it */
     uint64_t data_pos;     /* global batch index of the next step */
+    double budget_used_s;  /* --time-budget: training seconds used (rank 0's clock) */
     CkptMeta resume_meta;  /* --resume: the checkpoint's manifest, read once */
     Mpitrain__Manifest *resume_mf; /* ... and its records, kept for the strategy's setup */
     Group *solo;           /* --diloco: this rank alone, the inner steps' "data parallel" */

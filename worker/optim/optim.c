@@ -69,6 +69,24 @@ float lr_at(const OptimConfig *c, long step)
     return (float)(c->min_lr + (c->lr - c->min_lr) * cosine);
 }
 
+OptimConfig optim_at_frac(const OptimConfig *c, double frac)
+{
+    if (!(frac > 0)) frac = 0; /* NaN too */
+    if (frac > 1) frac = 1;
+    double cosine = 0.5 * (1.0 + cos(M_PI * frac));
+    OptimConfig k = *c;
+    /* lr_at's own warm-up, then no decay: a constant lr at the cosine's value */
+    k.lr = k.min_lr = (float)(c->min_lr + ((double)c->lr - c->min_lr) * cosine);
+    k.total_steps = k.warmup;
+    return k;
+}
+
+float lr_at_frac(const OptimConfig *c, long step, double frac)
+{
+    OptimConfig k = optim_at_frac(c, frac);
+    return lr_at(&k, step);
+}
+
 double sum_squares(const float *g, size_t n)
 {
     enum { CHUNKS = 64 };

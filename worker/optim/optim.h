@@ -34,6 +34,15 @@ int optim_init(Optimizer *o, const OptimConfig *c, size_t lo, size_t hi, Err *e)
 void optim_free(Optimizer *o);
 /* Learning rate for a 0-based step: linear warm-up, then cosine to min_lr. */
 float lr_at(const OptimConfig *c, long step);
+/* --time-budget's schedule: the cosine from lr to min_lr at frac (the
+ * budget's fraction used before the step, clamped to [0,1]; NaN = 0),
+ * scaled by the linear warm-up (step+1)/warmup in the first warmup steps,
+ * so the lr is continuous whatever share of the budget the warm-up takes. */
+float lr_at_frac(const OptimConfig *c, long step, double frac);
+/* The same as a config: lr_at(&optim_at_frac(c, f), step) == lr_at_frac(c,
+ * step, f) for every step. The loop hands it to the strategies for one step
+ * (they call lr_at); it is never the run's saved config. */
+OptimConfig optim_at_frac(const OptimConfig *c, double frac);
 /* Sum of squares of g[0..n) in double, in a fixed order (any thread count). */
 double sum_squares(const float *g, size_t n);
 /* Scale applied to gradients so their global norm is at most grad_clip. */

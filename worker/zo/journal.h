@@ -6,7 +6,10 @@
  * STEP   (type 1): u32 step, u32 machines, u32 samples, u32 epoch, f32 lr,
  *                  i8 codes[machines * samples]
  * ROSTER (type 2): u32 epoch, u32 machines, u32 from_step
- * Base checkpoint + journal replays to the exact weights.
+ * Base checkpoint + journal replays to the exact weights. A STEP's lr is the
+ * one the step used, bit for bit, and replay and catch-up apply it as read,
+ * never recomputing it from the step: under --time-budget the lr depends on
+ * the time used, which a replay cannot know (docs/zo.md).
  *
  * A write cut short (ENOSPC, power loss) leaves a torn LAST record: short,
  * or failing its CRC, with no intact record after it. Like a write-ahead
