@@ -74,11 +74,12 @@ static int bp_compute(Trainer *t, void *state, long step, StepOutcome *o, Err *e
 static int bp_apply(Trainer *t, void *state, long step, int skip, Err *e)
 {
     (void)e;
+    (void)step; /* the loop set t->lr for it */
     if (skip) return 0;
     const TrainConfig *c = t->cfg;
     trace_begin("optimizer", TR_OPT);
     optim_update(&t->opt, &t->model, t->model.params, gradsync_grads(&t->sync),
-                 lr_at(&c->optim, step), clip_coef(&c->optim, ((Backprop *)state)->grad_norm));
+                 t->lr, clip_coef(&c->optim, ((Backprop *)state)->grad_norm));
     trace_end();
     if (c->zero) coll_allgatherv_inplace_f32(t->mesh.dp, t->model.params, t->shard_counts);
     return 0;

@@ -213,7 +213,6 @@ static int one_step(Trainer *t, const StepStrategy *s, void *st, long step, Step
  * --save-every. */
 typedef struct {
     double budget;        /* seconds; 0 = no budget */
-    OptimConfig base;     /* the run's optimizer settings (saved, reported) */
     double sum_s, last_s; /* this sitting's timed steps */
     long n;
 } Budget;
@@ -230,16 +229,16 @@ static double step_estimate(const Budget *b)
 }
 
 /* Before step (0-based), on every rank: rank 0's time used and its verdict,
- * broadcast; they set the step's schedule (the cosine at the fraction used,
- * in live->optim until the step is reported) and, when this step is the last,
- * end_step, before any rank computes it (a strategy's apply reads it). */
-static void budget_decide(Trainer *t, const Budget *b, TrainConfig *live, long step)
+ * broadcast; they set the step's lr (the cosine at the fraction used) and,
+ * when this step is the last, end_step, before any rank computes it (a
+ * strategy's apply reads both). */
+static void budget_decide(Trainer *t, const Budget *b, long step)
 {
     double v[2] = {t->budget_used_s, 0};
     if (trainer_is_rank0(t)) v[1] = v[0] + step_estimate(b) >= b->budget;
     coll_bcast(t->mesh.world, v, sizeof v, 0);
     t->budget_used_s = v[0];
-    live->optim = optim_at_frac(&b->base, v[0] / b->budget);
+    t->lr = lr_at_frac(&t->cfg->optim, step, v[0] / b->budget);
     if (v[1] != 0 && step + 1 < t->end_step) t->end_step = step + 1;
 }
 
@@ -257,11 +256,10 @@ static void budget_account(Trainer *t, Budget *b, double t0)
 
 /* A resumed run continues its checkpoint's budget; one with nothing left
  * of it is refused (the same verdict on every rank: same manifest). */
-static int budget_start(Trainer *t, Budget *b, TrainConfig *live, Err *e)
+static int budget_start(Trainer *t, Budget *b, Err *e)
 {
     memset(b, 0, sizeof *b);
-    b->budget = live->time_budget_s;
-    b->base = live->optim;
+    b->budget = t->cfg->time_budget_s;
     t->budget_used_s = t->resume_meta.budget_used_s;
     if (b->budget <= 0 || t->budget_used_s < b->budget) return 0;
     char text[64];
@@ -271,40 +269,13 @@ static int budget_start(Trainer *t, Budget *b, TrainConfig *live, Err *e)
                    t->budget_used_s);
 }
 
-static int loop_steps(Trainer *t, const StepStrategy *s, TrainResult *res, TrainConfig *live,
-                      Err *e);
-
-/* The strategies read the lr through lr_at(&t->cfg->optim, step): the loop
- * points t->cfg at its own copy, whose optim is, during a budget run's
- * step, that step's schedule (optim_at_frac), so every caller (backprop,
- * zo and its journal, the report) uses the lr of the budget without knowing
- * about budgets; checkpoints, after the step, see the run's own settings. */
 int loop_run(Trainer *t, const StepStrategy *s, TrainResult *res, Err *e)
 {
-    const TrainConfig *given = t->cfg;
-    TrainConfig *live = malloc(sizeof *live);
-    /* agreed before anything collective, so no rank is left waiting alone */
-    int rc = live ? 0 : err_set(e, "out of memory for the run's settings");
-    if (trainer_agree(t, rc, e)) {
-        free(live);
-        return -1;
-    }
-    *live = *given;
-    t->cfg = live;
-    rc = loop_steps(t, s, res, live, e);
-    t->cfg = given;
-    free(live);
-    return rc;
-}
-
-static int loop_steps(Trainer *t, const StepStrategy *s, TrainResult *res, TrainConfig *live,
-                      Err *e)
-{
-    const TrainConfig *c = live;
+    const TrainConfig *c = t->cfg;
     void *st = NULL;
     Budget budget = {0};
     int rc = trainer_agree(t, s->setup(t, &st, e), e);
-    if (!rc) rc = trainer_agree(t, budget_start(t, &budget, live, e), e);
+    if (!rc) rc = trainer_agree(t, budget_start(t, &budget, e), e);
     if (!rc) heartbeat(t, t->start_step);
     if (!rc && t->start_step == 0 && c->eval_every > 0 && t->val.file) {
         double v = trainer_eval_loss(t);
@@ -318,7 +289,8 @@ static int loop_steps(Trainer *t, const StepStrategy *s, TrainResult *res, Train
         StepOutcome o = {NAN, NAN};
         RankReport rr = {0};
         double t0 = comm_wtime();
-        if (budget.budget > 0) budget_decide(t, &budget, live, step);
+        t->lr = lr_at(&c->optim, step);
+        if (budget.budget > 0) budget_decide(t, &budget, step);
         rc = one_step(t, s, st, step, &o, &rr, e);
         /* after_step may be collective (zo's hash check): every rank takes
          * it, even one whose step failed (rank 0's journal write), so the
@@ -332,8 +304,7 @@ static int loop_steps(Trainer *t, const StepStrategy *s, TrainResult *res, Train
         budget_account(t, &budget, t0);
         StepReport r;
         report_gather(t->mesh.world, &ctx, &rr, step + 1, o.loss, o.grad_norm,
-                      lr_at(&c->optim, step), &r);
-        if (budget.budget > 0) live->optim = budget.base; /* for the save and the next step */
+                      t->lr, &r);
         /* the first step of a sitting warms caches and pages: not timed,
          * unless it is the only one */
         if (step > t->start_step || t->end_step - t->start_step == 1) {

@@ -29,6 +29,9 @@ typedef struct {
     int *inputs, *targets; /* this rank's slice of one global batch */
     int *shard_counts;     /* dp: flat elements each rank owns (ZeRO gather) */
     long start_step;       /* steps already done (resume) */
+    float lr;              /* the step's learning rate, set by the loop before it
+                            * computes: the schedule over steps, or over the
+                            * --time-budget used; strategies read it */
     long end_step;         /* the run ends after this step (1-based): --steps, or
                             * sooner, agreed by every rank before the step
                             * begins (--time-budget); strategies may read it */

@@ -276,7 +276,7 @@ static int zo_strategy_apply(Trainer *t, void *state, long step, int skip, Err *
     Zo *z = state;
     const TrainConfig *c = t->cfg;
     const int S = c->zo_samples, M = t->mesh.dims.dp;
-    float lr = lr_at(&c->optim, step);
+    float lr = t->lr;
     trace_begin("zo update", TR_OPT);
     int used = zo_step_update(&t->model, t->model.params, z->active, c->seed, (uint32_t)step,
                               z->all, M, S, lr, t->zo_scale, c->optim.weight_decay);
