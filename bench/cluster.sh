@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2034,SC2154 # sourced: variables come from and go to the script
 # The simulated cluster of the slow-link benchmarks (sourced after
 # bench/common.sh): 4 hosts of tests/netcluster (network namespaces joined by
 # tbf rate-limited links, mpirun over TCP), or one host on shared memory.
@@ -8,7 +9,8 @@
 #                       tc rate such as 1gbit, 100mbit, 10mbit (4 hosts at that
 #                       rate, rebuilt when the rate changes); torn down on exit
 #   nc_launch ARGS...   run `mpitrain ARGS...` as 4 ranks on the current NET
-#                       (under `timeout $RUN_TIMEOUT`, default 3600 s, as a
+#                       (under `timeout -s $RUN_SIGNAL $RUN_TIMEOUT`, default
+#                       TERM after 3600 s; USR1 makes a clean stop; as a
 #                       bench_job: a signal to the script stops it)
 #   nc_down             remove the hosts (also run on exit and on failure)
 #   rate_bps NET        NET's rate in bit/s (shm: 0)
@@ -49,9 +51,9 @@ nc_net() {
 
 nc_launch() {
   if [ "$nc_cur" = shm ]; then
-    bench_job timeout -k 30 "${RUN_TIMEOUT:-3600}" "$local_launch" -n "$nc_ranks" "$@"
+    bench_job timeout -k 30 -s "${RUN_SIGNAL:-TERM}" "${RUN_TIMEOUT:-3600}" "$local_launch" -n "$nc_ranks" "$@"
   else
-    bench_job timeout -k 30 "${RUN_TIMEOUT:-3600}" "$nc_dir/mpirun.sh" "$work/hosts" "$nc_ranks" "$bin" "$@"
+    bench_job timeout -k 30 -s "${RUN_SIGNAL:-TERM}" "${RUN_TIMEOUT:-3600}" "$nc_dir/mpirun.sh" "$work/hosts" "$nc_ranks" "$bin" "$@"
   fi
 }
 

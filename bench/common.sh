@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2034,SC2154 # sourced: variables come from and go to the script
 # Shared set-up of the benchmark scripts (sourced, not run). Before sourcing,
 # set NAME (used in messages and the temp dir) and `here` (the bench dir).
 # Gives: repo, bin, local_launch, py, data, die, a work dir removed on exit
