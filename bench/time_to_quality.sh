@@ -32,6 +32,8 @@
 #   PRE_STEPS=250         pretraining steps (cached in WORK while unchanged)
 #   EVAL_POINTS=12        validations per run
 #   WORK=/tmp/mpitrain-time_to_quality   corpora, pretrained model, runs (kept)
+#   REUSE=1               keep the runs that finished in an earlier sitting (their
+#                         summary.json is there): resume a measurement, or redo the tables
 #   USE_TIME_BUDGET=0     ignore --time-budget even when train has it
 #   TIME_BUDGET_ARG       the --time-budget value (default "${BUDGET}s")
 #   CAL_STEPS, CAL_SECONDS, MIN_STEPS, FORTUNES: see bench/finetune.sh
@@ -84,10 +86,16 @@ echo "== $NAME ($(nproc) cores; load: $(cut -d' ' -f1-3 /proc/loadavg)): 4 machi
   "($(ft_budget_mode)); links:$nets; runs: $RUNS"
 ft_prepare
 for net in $nets; do
-  nc_net "$net"
   mkdir -p "$work/ft/$net"
-  # shellcheck disable=SC2046
-  for r in $RUNS; do ft_run "$work/ft/$net/$r" $(args_of "$r") || true; done
+  for r in $RUNS; do
+    if [ "${REUSE:-0}" = 1 ] && [ -s "$work/ft/$net/$r/summary.json" ]; then
+      echo "   $r on $net: kept from an earlier sitting (REUSE=1)"
+      continue
+    fi
+    nc_net "$net"
+    # shellcheck disable=SC2046
+    ft_run "$work/ft/$net/$r" $(args_of "$r") || true
+  done
 done
 nc_down
 
@@ -181,10 +189,15 @@ for m in methods:
     xm, ym = sum(p[0] for p in pts) / len(pts), sum(p[1] for p in pts) / len(pts)
     sxx = sum((p[0] - xm) ** 2 for p in pts)
     k = max(0.0, sum((p[0] - xm) * (p[1] - ym) for p in pts) / sxx) if sxx else 0.0
+    # at most 4x the time its bytes take at the link rate (ms = 8000 bytes / b):
+    # timing noise of a method that sends a few bytes (ZO) is no bandwidth cost
+    nbytes = max(res[n][m]["bytes_per_machine"] / max(res[n][m]["steps"], 1) for n in res if m in res[n])
+    k = min(k, 4 * 8000 * nbytes)
     c = max(1e-3, ym - k * xm)
     longest = max((res[n][m] for n in res if m in res[n]), key=lambda v: v["steps"])
     curve = [(s, l) for _, s, l in longest["val"]]
-    fit[m] = {"c_ms": c, "k_ms_bit_per_s": k, "curve_steps": longest["steps"], "curve": curve}
+    fit[m] = {"c_ms": c, "k_ms_bit_per_s": k, "bytes_per_step": nbytes,
+              "curve_steps": longest["steps"], "curve": curve}
 
 def val_steps(m, n):
     curve = fit[m]["curve"]
@@ -201,6 +214,8 @@ if len(fit) >= 2:
             n = budget * 1000 / (fit[m]["c_ms"] + fit[m]["k_ms_bit_per_s"] / b)
             scores[m] = val_steps(m, int(n))
         w = min(scores, key=lambda m: scores[m][0])
+        if all(fit[m]["c_ms"] + fit[m]["k_ms_bit_per_s"] / b > budget * 1000 for m in fit):
+            w, scores[w] = "none (no method takes a step in the budget)", (None, False)
         if cur is None or cur[0] != w:
             cur = [w, b, b, scores[w][1]]
             spans.append(cur)
@@ -209,7 +224,8 @@ if len(fit) >= 2:
     def fmt(b):
         return f"{b / 1e9:g} Gbit/s" if b >= 1e9 else f"{b / 1e6:.3g} Mbit/s" if b >= 1e6 else f"{b / 1e3:.3g} kbit/s"
     print("Where each method wins (estimate: step time fitted as c + k/bandwidth over the links measured, "
-          "validation loss read off the method's longest run at the steps the budget allows; "
+          "k at most 4x its bytes' transfer time; validation loss read off the method's longest run "
+          "at the steps the budget allows; "
           "* = beyond that run's steps, held at its last value):")
     print()
     for w, lo, hi, extra in spans:
