@@ -138,9 +138,9 @@ for rep in $(seq 1 "$REPEAT"); do
 done
 nc_down
 
-"$py" - "$tsv" "$work" "$METHODS" "$nets" "$REPEAT" <<'PY' | tee "$work/slow_links.md"
+"$py" - "$tsv" "$work" "$METHODS" "$nets" "$REPEAT" "$MODEL" <<'PY' | tee "$work/slow_links.md"
 import csv, json, sys
-tsv, work, methods, nets, repeat = sys.argv[1], sys.argv[2], sys.argv[3].split(), sys.argv[4].split(), sys.argv[5]
+tsv, work, methods, nets, repeat, model = sys.argv[1], sys.argv[2], sys.argv[3].split(), sys.argv[4].split(), sys.argv[5], sys.argv[6]
 rows = list(csv.DictReader(open(tsv), delimiter="\t"))
 label = {"dp": "DP AdamW", "zo1": "ZO, 1 sample", "zo4": "ZO, 4 samples", "dl10": "DiLoCo H=10",
          "dl10ov": "DiLoCo H=10, overlap", "dl50": "DiLoCo H=50"}
@@ -194,7 +194,7 @@ for m in methods:
                f"({f['100mbit']['ms_per_step']:.1f} vs {f['shm']['ms_per_step']:.1f} ms)")
 if not targets:
     print("- (needs shm and 100mbit in NETS)")
-json.dump({"methods": fig, "targets": targets, "repeat": int(repeat)},
+json.dump({"methods": fig, "targets": targets, "repeat": int(repeat), "model": model},
           open(work + "/slow_links.json", "w"), indent=1)
 print()
 print(f"raw passes: {tsv}; figures: {work}/slow_links.json")

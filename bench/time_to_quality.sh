@@ -34,6 +34,9 @@
 #   WORK=/tmp/mpitrain-time_to_quality   corpora, pretrained model, runs (kept)
 #   REUSE=1               keep the runs that finished in an earlier sitting (their
 #                         summary.json is there): resume a measurement, or redo the tables
+#   SWEEP=FILE            bench/slow_links.sh's slow_links.json, whose step times join
+#                         the fit (default /tmp/mpitrain-slow_links/slow_links.json
+#                         when it is there and measured the reference GPT; SWEEP= : none)
 #   USE_TIME_BUDGET=0     ignore --time-budget even when train has it
 #   TIME_BUDGET_ARG       the --time-budget value (default "${BUDGET}s")
 #   CAL_STEPS, CAL_SECONDS, MIN_STEPS, FORTUNES: see bench/finetune.sh
@@ -103,10 +106,21 @@ drawn=()
 for net in $nets; do for r in $RUNS; do [ -s "$work/ft/$net/$r/metrics.jsonl" ] && drawn+=("$net/$r"); done; done
 [ ${#drawn[@]} -gt 0 ] || die "no run wrote metrics"
 
-"$py" - "$work" "$BUDGET" "$(ft_budget_mode)" "$nets" "${drawn[@]}" <<'PY' | tee "$work/time_to_quality.md"
+SWEEP=${SWEEP-/tmp/mpitrain-slow_links/slow_links.json}
+[ -z "$SWEEP" ] || [ -s "$SWEEP" ] || SWEEP=""
+"$py" - "$work" "$BUDGET" "$(ft_budget_mode)" "$nets" "$SWEEP" "${drawn[@]}" <<'PY' | tee "$work/time_to_quality.md"
 import json, math, sys
-work, budget, mode, nets = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4].split()
-runs = sys.argv[5:]
+work, budget, mode, nets, sweep_path = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4].split(), sys.argv[5]
+runs = sys.argv[6:]
+# bench/slow_links.sh's step times (same model, batch and machines) join the
+# fit of step time against bandwidth, when it measured the reference GPT
+sweep, sweep_of = {}, {"adamw": "dp", "zo": "zo1", "zo-best": "zo1", "diloco10": "dl10", "diloco50": "dl50"}
+if sweep_path:
+    sw = json.load(open(sweep_path))
+    if sw.get("model"):
+        print(f"(the sweep {sweep_path} measured another model ({sw['model']}): not used)")
+    else:
+        sweep = sw["methods"]
 
 def bps(net):
     if net == "shm":
@@ -184,6 +198,8 @@ fit = {}
 for m in methods:
     pts = [(0.0 if bps(n) == math.inf else 1 / bps(n), res[n][m]["ms_per_step"])
            for n in res if m in res[n] and res[n][m]["ms_per_step"]]
+    pts += [(0.0 if bps(n) == math.inf else 1 / bps(n), f["ms_per_step"])
+            for n, f in sweep.get(sweep_of.get(m, ""), {}).items()]
     if len(pts) < 2:
         continue
     xm, ym = sum(p[0] for p in pts) / len(pts), sum(p[1] for p in pts) / len(pts)
@@ -232,6 +248,8 @@ if len(fit) >= 2:
         print(f"- {fmt(lo)} to {fmt(hi)}: **{w}**{' *' if extra else ''}")
     meas = ", ".join(f"{n}: {winners[n]}" for n in nets if n in winners)
     print()
+    if sweep:
+        print(f"The fit also uses the step times of the sweep {sweep_path} (another sitting).")
     print(f"Measured winners: {meas}. Only the measured links are data; between and beyond them the "
           "boundaries come from the fit (the lr schedule of a run of another length is not modelled).")
     out["win_spans"] = [{"method": w, "from_bps": lo, "to_bps": hi, "extrapolated": bool(e)}
