@@ -90,6 +90,7 @@ ft_step_ms() {
                        t += v; n++ }
          END { if (n) printf "%.3f\n", t / n; else if (first != "") printf "%.3f\n", first }' \
       "$key/metrics.jsonl" > "$key.ms" 2> /dev/null || true
+    rm -rf "$key/ckpt"
     [ -s "$key.ms" ] || die "calibration of $opt on $nc_cur ran no step in ${CAL_SECONDS}s (CAL_SECONDS): $(tail -2 "$key.log")"
   fi
   cat "$key.ms"
