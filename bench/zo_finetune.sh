@@ -14,36 +14,38 @@
 #
 # Environment:
 #   BUDGET=120       seconds of training per run (the sum of step times, so
-#                    evaluation and start-up are not charged): each run's step
+#                    evaluation and start-up are not charged): `--time-budget`
+#                    when `mpitrain train --help` lists it, else each run's step
 #                    count comes from a short timed calibration run of its kind
+#                    (bench/finetune.sh, shared with bench/time_to_quality.sh)
 #   NET=100mbit      the link rate of the simulated hosts; NET=shm: one host,
 #                    shared memory (launch/mpitrain-local)
 #   RUNS="adamw zo"  which rows of the run table below (default: all of them)
 #   RUNS_FILE=FILE   more rows, `name args...` per line (sweeps)
 #   WORK=DIR         kept between runs: corpora, the pretrained checkpoint
 #                    (reused when its command is unchanged), calibrations, runs
+#                    (default /tmp/mpitrain-zo_finetune)
 #   PRE_STEPS=250    pretraining steps;  EVAL_POINTS=12 validations per run
 #   OUT=FILE.png     the picture (default $WORK/zo_finetune.png)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-repo=$(cd "$here/.." && pwd)
-BIN=${MPITRAIN_BIN:-$repo/build/mpitrain}
-BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
-WORK=${WORK:-/tmp/mpitrain-zo_finetune}
-BUDGET=${BUDGET:-120}
+NAME=zo_finetune
+# shellcheck disable=SC2034 # read by common.sh
+work_dir=${WORK:-/tmp/mpitrain-zo_finetune}
+# shellcheck disable=SC2034
+need_kjv=0
+# shellcheck source=bench/common.sh
+. "$here/common.sh"
+# shellcheck source=bench/cluster.sh
+. "$here/cluster.sh"
+# shellcheck source=bench/finetune.sh
+. "$here/finetune.sh"
 NET=${NET:-100mbit}
-PRE_STEPS=${PRE_STEPS:-250}
-EVAL_POINTS=${EVAL_POINTS:-12}
-FORTUNES=${FORTUNES:-/usr/share/games/fortunes/fortunes}
-OUT=${OUT:-$WORK/zo_finetune.png}
-die() { echo "zo_finetune: $*" >&2; exit 1; }
-[ -x "$BIN" ] || die "$BIN not found; build first (launch/setup.sh) or set MPITRAIN_BIN"
-command -v bible > /dev/null || die "the bible command is missing: apt-get install bible-kjv"
-[ -s "$FORTUNES" ] || die "$FORTUNES is missing: apt-get install fortunes"
+OUT=${OUT:-$work/zo_finetune.png}
 case $OUT in /*) ;; *) OUT=$PWD/$OUT ;; esac
 RUNS_FILE=${RUNS_FILE:+$(cd "$(dirname "$RUNS_FILE")" && pwd)/$(basename "$RUNS_FILE")}
-mkdir -p "$WORK/ft" "$WORK/cal"
-cd "$WORK"
+if [ "$NET" != shm ]; then nc_available || die "NET=$NET: $nc_why (or NET=shm)"; fi
+mkdir -p "$work/ft"
 
 # name | arguments (after the shared ones below). ZO's baseline is the
 # issue's best: 1 sample, eps 1e-3, lr 1e-3, constant.
@@ -60,92 +62,29 @@ $(grep -v '^\s*\(#\|$\)' "$RUNS_FILE")"
 RUNS=${RUNS:-$(echo "$TABLE" | awk '{print $1}')}
 args_of() { echo "$TABLE" | awk -v n="$1" '$1 == n {$1 = ""; print; f = 1} END {exit !f}'; }
 
-# ---- corpora -----------------------------------------------------------------
-[ -s kjv.tok ] || { bible 'gen1:1-rev22:21' > kjv.txt && "$BIN" prepare kjv.txt --out kjv.tok > /dev/null; }
-[ -s fort.tok ] || { cp "$FORTUNES" fort.txt && "$BIN" prepare fort.txt --out fort.tok --val-fraction 0.1 > /dev/null; }
-
-# ---- pretraining (backprop, one rank, cached) ----------------------------------
-PRE="train --data kjv.tok --steps $PRE_STEPS --lr 2e-3 --min-lr 2e-4 --warmup 20 --batch 8 --eval-every 50 --eval-batches 4 --save-every 0 --threads 2"
-if [ ! -s pre/summary.json ] || [ "$(cat pre.cmd 2> /dev/null)" != "$PRE" ]; then
-  echo "== pretraining the reference GPT on the KJV ($PRE_STEPS AdamW steps)"
-  rm -rf pre
-  # shellcheck disable=SC2086
-  "$BIN" $PRE --quiet --out pre > pre.log 2>&1 || die "pretraining failed: $(tail -3 pre.log)"
-  echo "$PRE" > pre.cmd
-fi
-echo "pretrained: $(sed -n 's/.*"final_val_loss":\([0-9.]*\).*/\1/p' pre/summary.json) KJV val loss"
-
-# ---- the 4 machines ---------------------------------------------------------------
-nc_up=0
-cleanup() { if [ $nc_up = 1 ]; then NC_PREFIX=mpz "$repo/tests/netcluster/down.sh"; fi; }
-trap cleanup EXIT
-launch() {
-  if [ "$NET" = shm ]; then
-    "$repo/launch/mpitrain-local" -n 4 "$@"
-    return
-  fi
-  NC_PREFIX=mpz "$repo/tests/netcluster/mpirun.sh" "$WORK/hosts" 4 "$BIN" "$@"
-}
-if [ "$NET" != shm ]; then
-  [ "$(id -u)" = 0 ] || die "NET=$NET needs root for network namespaces (or NET=shm)"
-  if ! ip netns list | grep -q '^mpz-h0'; then
-    NC_PREFIX=mpz "$repo/tests/netcluster/up.sh" 4 "$NET" > /dev/null || die "netcluster up failed"
-    nc_up=1
-  fi
-  for i in 0 1 2 3; do echo "mpz-h$i slots=1"; done > hosts
-fi
-SHARED="--init-from $WORK/pre --data $WORK/fort.tok --batch 8 --dp 4 --threads 1 --eval-batches 4 --save-every 0 --quiet --overwrite"
-
-# Step time of a run's kind (optimizer and samples; the ZO subsets train at
-# the speed of two forward passes like ZO of every tensor), from a short
-# run, cached per kind and network.
-step_ms() {
-  local a="$1" opt samples key
-  opt=$(echo "$a" | sed -n 's/.*--optimizer \([a-z]*\).*/\1/p')
-  samples=$(echo "$a" | sed -n 's/.*--zo-samples \([0-9]*\).*/\1/p')
-  key=cal/$opt-s${samples:-1}-$NET
-  if [ ! -s "$key.ms" ]; then
-    # shellcheck disable=SC2086
-    launch train $SHARED $a --steps 8 --eval-every 0 --out "$WORK/$key" > "$key.log" 2>&1 ||
-      die "calibration of $opt failed: $(tail -3 "$key.log")"
-    sed -n 's/.*"mean_step_ms":\([0-9.]*\).*/\1/p' "$WORK/$key/summary.json" > "$key.ms"
-  fi
-  cat "$key.ms"
-}
-
+ft_prepare
+nc_net "$NET"
+echo "== fine-tuning on $NET, ${BUDGET}s of training per run ($(ft_budget_mode))"
 for name in $RUNS; do
   a=$(args_of "$name") || die "no run named $name in the table (or RUNS_FILE)"
-  ms=$(step_ms "$a")
-  steps=$(awk -v b="$BUDGET" -v ms="$ms" 'BEGIN {s = int(b * 1000 / ms); print s < 10 ? 10 : s}')
-  every=$(( steps / EVAL_POINTS > 0 ? steps / EVAL_POINTS : 1 ))
-  echo "== $name: $steps steps (${ms} ms each), $a"
   # shellcheck disable=SC2086
-  launch train $SHARED $a --steps "$steps" --eval-every "$every" --out "$WORK/ft/$name" \
-    > "ft/$name.log" 2>&1 || echo "zo_finetune: $name failed (its rows so far are kept): $(tail -2 "ft/$name.log")" >&2
+  ft_run "$work/ft/$name" $a || true
 done
+nc_down
 drawn=""
-for name in $RUNS; do [ -s "ft/$name/metrics.jsonl" ] && drawn="$drawn $name"; done
+for name in $RUNS; do [ -s "$work/ft/$name/metrics.jsonl" ] && drawn="$drawn $name"; done
+[ -n "$drawn" ] || die "no run wrote metrics"
 
 # ---- the table and the picture ------------------------------------------------------
-row() {
-  awk -v name="$1" '
-    /"val_loss"/ { match($0, /"val_loss":[-0-9.e+]*/); v = substr($0, RSTART + 11, RLENGTH - 11) + 0
-                   last = v; if (best == "" || v < best) best = v }
-    /"time_ms"/  { match($0, /"time_ms":[0-9.]*/); s += substr($0, RSTART + 10, RLENGTH - 10) / 1000
-                   match($0, /"comm_bytes":[0-9.]*/); b += substr($0, RSTART + 13, RLENGTH - 13)
-                   match($0, /"step":[0-9]*/); n = substr($0, RSTART + 7, RLENGTH - 7) }
-    END { printf "| %-10s | %7.3f | %7.3f | %5d | %6.1f | %12.0f |\n", name, last, best, n, s, b }
-  ' "ft/$1/metrics.jsonl"
-}
+cd "$work/ft"
 {
   echo "fine-tuning on fortunes, 4 machines, NET=$NET, budget ${BUDGET}s of training per run"
   echo
-  echo "| run        | val end | val best| steps | train s | bytes/machine |"
-  echo "|---|---|---|---|---|---|"
-  for name in $drawn; do row "$name"; done
+  # shellcheck disable=SC2086
+  ft_table $drawn
   echo
   for name in $drawn; do echo "$name: $(args_of "$name")"; done
-} | tee zo_finetune.md
+} | tee "$work/zo_finetune.md"
 # shellcheck disable=SC2086
-(cd ft && "$BIN" plot $drawn --loss val --out "$OUT" \
-  --title "fine-tuning the KJV-pretrained reference GPT on fortunes: 4 machines, $NET, ${BUDGET} s each")
+"$bin" plot $drawn --loss val --out "$OUT" \
+  --title "fine-tuning the KJV-pretrained reference GPT on fortunes: 4 machines, $NET, ${BUDGET} s each"
