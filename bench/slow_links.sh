@@ -47,7 +47,7 @@ work_dir=${WORK:-/tmp/mpitrain-slow_links}
 # shellcheck source=bench/cluster.sh
 . "$here/cluster.sh"
 NETS=${NETS:-shm 1gbit 100mbit 10mbit}
-METHODS=${METHODS:-dp zo1 zo4 dl10 dl10ov dl50}
+METHODS=${METHODS:-dp zo1 zo4 dl10 dl10ov dl10bf16 dl50}
 STEPS=${STEPS:-12}
 STEPS_SLOW=${STEPS_SLOW:-5}
 ROUNDS=${ROUNDS:-1}
@@ -62,6 +62,7 @@ zo1    --optimizer zo --zo-samples 1
 zo4    --optimizer zo --zo-samples 4
 dl10   $DL --diloco 10
 dl10ov $DL --diloco 10 --diloco-overlap 1
+dl10bf16 $DL --diloco 10 --diloco-wire bf16
 dl50   $DL --diloco 50"
 args_of() { echo "$TABLE" | awk -v n="$1" '$1 == n {$1 = ""; print; f = 1} END {exit !f}'; }
 for m in $METHODS; do args_of "$m" > /dev/null || die "no method $m (known: $(echo "$TABLE" | awk '{printf "%s ", $1}'))"; done
@@ -144,7 +145,7 @@ import csv, json, sys
 tsv, work, methods, nets, repeat, model = sys.argv[1], sys.argv[2], sys.argv[3].split(), sys.argv[4].split(), sys.argv[5], sys.argv[6]
 rows = list(csv.DictReader(open(tsv), delimiter="\t"))
 label = {"dp": "DP AdamW", "zo1": "ZO, 1 sample", "zo4": "ZO, 4 samples", "dl10": "DiLoCo H=10",
-         "dl10ov": "DiLoCo H=10, overlap", "dl50": "DiLoCo H=50"}
+         "dl10ov": "DiLoCo H=10, overlap", "dl10bf16": "DiLoCo H=10, bf16", "dl50": "DiLoCo H=50"}
 best = {}
 for r in rows:
     k = (r["method"], r["net"])

@@ -8,6 +8,8 @@
 #   zo-best   ZO, the issue-12 recipe: --zo-params embeddings,norms,biases, lr 3e-3
 #   zo        ZO of every tensor, lr 1e-3
 #   diloco10  DiLoCo H=10, inner AdamW lr 1e-3, outer lr 0.7, momentum 0.9
+#   diloco10ov  DiLoCo H=10, each all-reduce behind the next round
+#   diloco10bf16  DiLoCo H=10, bf16 pseudo-gradients with error feedback
 #   diloco50  DiLoCo H=50, the same
 # The budget is `--time-budget` when `mpitrain train --help` lists it, else a
 # step count from a short timed calibration run of each kind on each link
@@ -67,6 +69,8 @@ TABLE="adamw    $ADAMW
 zo-best  $ZO --zo-params embeddings,norms,biases --lr 3e-3 --min-lr 3e-3
 zo       $ZO --lr 1e-3 --min-lr 1e-3
 diloco10 $DL --diloco 10
+diloco10ov $DL --diloco 10 --diloco-overlap 1
+diloco10bf16 $DL --diloco 10 --diloco-wire bf16
 diloco50 $DL --diloco 50"
 args_of() { echo "$TABLE" | awk -v n="$1" '$1 == n {$1 = ""; print; f = 1} END {exit !f}'; }
 for r in $RUNS; do args_of "$r" > /dev/null || die "no run $r (known: $(echo "$TABLE" | awk '{printf "%s ", $1}'))"; done
@@ -114,7 +118,7 @@ work, budget, mode, nets, sweep_path = sys.argv[1], float(sys.argv[2]), sys.argv
 runs = sys.argv[6:]
 # bench/slow_links.sh's step times (same model, batch and machines) join the
 # fit of step time against bandwidth, when it measured the reference GPT
-sweep, sweep_of = {}, {"adamw": "dp", "zo": "zo1", "zo-best": "zo1", "diloco10": "dl10", "diloco50": "dl50"}
+sweep, sweep_of = {}, {"adamw": "dp", "zo": "zo1", "zo-best": "zo1", "diloco10": "dl10", "diloco10ov": "dl10ov", "diloco10bf16": "dl10bf16", "diloco50": "dl50"}
 if sweep_path:
     sw = json.load(open(sweep_path))
     if sw.get("model"):
