@@ -242,12 +242,13 @@ static void to_diloco(const TrainConfig *c, const Machine *mc, Prediction *p, do
                       double ar_bytes)
 {
     int H = c->diloco;
-    double inner = p->compute_s + p->tp_comm_s + p->pp_comm_s + p->opt_s;
+    double inner = p->compute_s + p->tp_comm_s + p->pp_comm_s + p->opt_s; /* before the outer step's share */
     double exposed = c->diloco_overlap ? fmax(0, ar_s - H * inner) : ar_s;
     double shard = (double)cost_param_count(&c->model) / (c->tp * c->pp);
     double outer_opt = shard * 16.0 / 10e9 / core_share(mc); /* Nesterov: memory-bound */
-    p->dp_exposed_s = (exposed + outer_opt) / H;
-    p->step_s = inner + p->dp_exposed_s;
+    p->dp_exposed_s = exposed / H;
+    p->opt_s += outer_opt / H;
+    p->step_s = inner + outer_opt / H + p->dp_exposed_s;
     p->bytes += ar_bytes / H;
     p->k = H;
 }
