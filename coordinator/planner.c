@@ -180,7 +180,7 @@ static void predict_backprop(const TrainConfig *c, const Machine *mc, Prediction
     /* DP: gradient all-reduce (reduce-scatter + all-gather with ZeRO),
      * partly hidden behind backward by the buckets */
     double grad_bytes = (double)cost_param_count(&c->model) / (c->tp * c->pp) * sizeof(float);
-    double dp_s = ring_s(mc, c->dp, grad_bytes, 2.0 * (c->dp - 1) / c->dp);
+    double dp_s = ring_s(mc, c->dp, grad_bytes, 2.0 * (c->dp - 1) / c->dp) + (c->dp > 1 ? sched_wait_s(mc) : 0);
     double hidden = c->overlap ? 0.5 * p->compute_s : 0;
     p->dp_exposed_s = dp_s - hidden > 0.2 * dp_s ? dp_s - hidden : 0.2 * dp_s;
     *dp_s_out = dp_s;
@@ -227,7 +227,9 @@ static void to_zo(const TrainConfig *c, const Machine *mc, Prediction *p)
     p->opt_s = 0;
     double shard = (double)cost_param_count(&c->model) / (c->tp * c->pp);
     p->update_s = shard * dp * K / (mc->z_rate * core_share(mc));
-    double gather = dp > 1 ? mc->alpha_s * ceil(log2(dp)) + (double)K * dp / mc->beta_Bps : 0;
+    /* a blocking exchange: on oversubscribed cores it also waits for the
+     * peers the kernel has not scheduled */
+    double gather = dp > 1 ? mc->alpha_s * ceil(log2(dp)) + (double)K * dp / mc->beta_Bps + sched_wait_s(mc) : 0;
     p->dp_exposed_s = gather;
     p->step_s = p->compute_s + p->tp_comm_s + p->pp_comm_s + p->dp_exposed_s + p->update_s;
     p->bytes *= K / 2.0; /* forward halves of the tp and pp traffic, 2K times */
