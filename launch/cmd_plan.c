@@ -139,8 +139,9 @@ static const char *plan_machine(const PlanArgs *a, const CommWorld *w, int ranks
 static int report(const PlanArgs *a, const CommWorld *w, int ranks, const Machine *mc, const char *link_from)
 {
     char bw[32], cores[256];
-    int threads = a->t.threads > 0 ? a->t.threads : (mc->cores / mc->ranks_per_node > 1 ? mc->cores / mc->ranks_per_node : 1);
-    int job = w->size > 1;
+    int job = w->size > 1, share = mc->cores / mc->ranks_per_node;
+    /* --threads 0: what a training run's ranks would take */
+    int threads = a->t.threads > 0 ? a->t.threads : job ? comm_default_threads(w) : share > 1 ? share : 1;
     planner_describe_cores(mc->ranks_per_node, threads, mc->cores, job ? w->machine_hosts : 1,
                            w->first_host, w->last_host, cores, sizeof cores);
     if (!a->json) {
