@@ -95,6 +95,28 @@ int sys_usable_cpus(int *bound)
     return *bound ? mine : (int)online;
 }
 
+void sys_boot_id(char *buf, size_t n)
+{
+    if (!n) return;
+    if (read_small("/proc/sys/kernel/random/boot_id", buf, n)) buf[0] = 0;
+    buf[strcspn(buf, "\r\n")] = 0;
+}
+
+int sys_affinity_bits(unsigned char *bits, int nbits)
+{
+    memset(bits, 0, (size_t)(nbits + 7) / 8);
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) != 0) {
+        long online = sysconf(_SC_NPROCESSORS_ONLN);
+        int n = online > 0 ? (int)online : 1;
+        for (int c = 0; c < n && c < nbits; c++) bits[c / 8] |= (unsigned char)(1u << (c % 8));
+        return n;
+    }
+    for (int c = 0; c < nbits && c < CPU_SETSIZE; c++)
+        if (CPU_ISSET(c, &set)) bits[c / 8] |= (unsigned char)(1u << (c % 8));
+    return CPU_COUNT(&set);
+}
+
 #if defined(__SANITIZE_ADDRESS__) /* gcc's spelling */
 #define MPITRAIN_ASAN 1
 #elif defined(__has_feature)

@@ -16,6 +16,17 @@ size_t sys_total_bytes(void);
  * share (so not to be divided among the node's ranks). */
 int sys_usable_cpus(int *bound);
 
+/* The running kernel's boot id (/proc/sys/kernel/random/boot_id): the
+ * same for every process of one machine, network namespaces included, so
+ * ranks on "different hosts" that share cores can be told apart from real
+ * hosts. Empty string when unknown. */
+void sys_boot_id(char *buf, size_t n);
+/* The CPUs this process may run on (sched_getaffinity) as a bitmap of the
+ * first nbits CPUs, one bit per CPU; returns how many CPUs it may use (all
+ * of them, also those past nbits), or the online count when affinity is
+ * unknown. */
+int sys_affinity_bits(unsigned char *bits, int nbits);
+
 /* Bytes this process holds from malloc now (in use in the arenas plus the
  * blocks malloc mapped on its own): what its own allocations amount to,
  * without the libraries' private mappings (OpenBLAS buffers, MPI segments)

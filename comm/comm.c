@@ -46,6 +46,69 @@ static int count_of(size_t n, const char *what)
 
 static Group world_group;
 
+static void *comm_xalloc(size_t n);
+
+/* What one rank says about where it runs (72 bytes, gathered once). */
+#define CPU_BITS 256
+typedef struct {
+    uint64_t boot;                    /* hash of the kernel's boot id */
+    char host[32];
+    unsigned char cpus[CPU_BITS / 8]; /* its affinity mask */
+} Whereabouts;
+
+static uint64_t fnv1a(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+/* Folds the world's whereabouts into this rank's view of its machine. */
+static void summarize_machine(CommWorld *w, const Whereabouts *all)
+{
+    unsigned char cpus[CPU_BITS / 8] = {0};
+    const Whereabouts *me = &all[w->rank];
+    w->machine_ranks = w->machine_hosts = w->machines = 0;
+    for (int r = 0; r < w->size; r++) {
+        int first_of_kernel = 1;
+        for (int q = 0; q < r && first_of_kernel; q++) first_of_kernel = all[q].boot != all[r].boot;
+        w->machines += first_of_kernel;
+        if (all[r].boot != me->boot) continue;
+        int new_host = 1;
+        for (int q = 0; q < r && new_host; q++)
+            new_host = !(all[q].boot == me->boot && !strcmp(all[q].host, all[r].host));
+        if (!w->machine_ranks) snprintf(w->first_host, sizeof w->first_host, "%s", all[r].host);
+        snprintf(w->last_host, sizeof w->last_host, "%s", all[r].host);
+        w->machine_ranks++;
+        w->machine_hosts += new_host;
+        for (int b = 0; b < CPU_BITS / 8; b++) cpus[b] |= all[r].cpus[b];
+    }
+    int n = 0;
+    for (int c = 0; c < CPU_BITS; c++) n += (cpus[c / 8] >> (c % 8)) & 1;
+    /* a mask past the bitmap's CPUs: trust the counts instead */
+    w->machine_cores = n >= w->cores ? n : w->cores;
+}
+
+/* Which ranks share a kernel, and its cores: one small allgather at
+ * startup, counted like any other traffic. */
+static void gather_machines(CommWorld *w)
+{
+    Whereabouts me;
+    memset(&me, 0, sizeof me);
+    char boot[64];
+    sys_boot_id(boot, sizeof boot);
+    if (!boot[0]) snprintf(boot, sizeof boot, "unknown-%d", w->rank); /* no /proc: assume apart */
+    me.boot = fnv1a(boot);
+    if (gethostname(me.host, sizeof me.host - 1)) snprintf(me.host, sizeof me.host, "?");
+    w->cores = sys_affinity_bits(me.cpus, CPU_BITS);
+    Whereabouts *all = comm_xalloc((size_t)w->size * sizeof *all);
+    check(MPI_Allgather(&me, sizeof me, MPI_BYTE, all, sizeof me, MPI_BYTE, MPI_COMM_WORLD),
+          "MPI_Allgather", &world_group);
+    world_group.stats.bytes_sent += (double)(w->size - 1) * sizeof me;
+    summarize_machine(w, all);
+    free(all);
+}
+
 int comm_init(int *argc, char ***argv, CommWorld *w)
 {
     int provided;
@@ -59,11 +122,10 @@ int comm_init(int *argc, char ***argv, CommWorld *w)
     MPI_Comm_rank(node, &w->local_rank);
     MPI_Comm_size(node, &w->local_size);
     MPI_Comm_free(&node);
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    w->cores = n > 0 ? (int)n : 1;
     world_group.comm = MPI_COMM_WORLD;
     world_group.rank = w->rank;
     world_group.size = w->size;
+    gather_machines(w);
     return 0;
 }
 
@@ -75,7 +137,8 @@ void comm_finalize(void) { MPI_Finalize(); }
 int comm_default_threads(const CommWorld *w)
 {
     int bound = 0, cpus = sys_usable_cpus(&bound);
-    int t = bound ? cpus : cpus / (w->local_size > 0 ? w->local_size : 1);
+    int sharing = w->machine_ranks > w->local_size ? w->machine_ranks : w->local_size;
+    int t = bound ? cpus : cpus / (sharing > 0 ? sharing : 1);
     return t < 1 ? 1 : t;
 }
 

@@ -12,7 +12,14 @@
 typedef struct {
     int rank, size;             /* world */
     int local_rank, local_size; /* ranks sharing this node (MPI_COMM_TYPE_SHARED) */
-    int cores;                  /* online cores of this node */
+    int cores;                  /* CPUs this rank may use (its affinity mask) */
+    /* The machine this rank's kernel runs on (same boot id): simulated
+     * hosts in network namespaces of one box share it, and its cores. */
+    int machine_ranks;          /* ranks on this kernel, this one included */
+    int machine_cores;          /* CPUs those ranks may use together (union of masks) */
+    int machine_hosts;          /* distinct host names among them */
+    int machines;               /* distinct kernels in the world */
+    char first_host[32], last_host[32]; /* host names of this machine's lowest/highest rank */
 } CommWorld;
 
 typedef struct Group Group;
@@ -36,7 +43,10 @@ typedef struct {
 int comm_init(int *argc, char ***argv, CommWorld *w);
 void comm_finalize(void);
 /* Kills the whole job: only the top level calls this. */
-/* cores / ranks on this node, at least 1: a rank's default thread count. */
+/* A rank's default thread count, at least 1: its own CPUs when the
+ * launcher or SLURM bound it, else the machine's cores shared among the
+ * ranks on that kernel (not only MPI's shared-memory node, which sees
+ * simulated hosts as separate machines). */
 int comm_default_threads(const CommWorld *w);
 double comm_wtime(void);
 

@@ -447,8 +447,46 @@ static size_t available_bytes_per_rank(const CommWorld *w)
     return sys_available_bytes() / (size_t)(w->local_size > 0 ? w->local_size : 1);
 }
 
+/* Rank 0's setup note: the prediction for the run's own mode, at which link. */
+static void announce_prediction(const Prediction *p, const Machine *mc, int probed)
+{
+    char bw[32];
+    char k[32] = "";
+    if (p->mode != MODE_DP) snprintf(k, sizeof k, " %s=%d", p->mode == MODE_ZO ? "K" : "H", p->k);
+    printf("mpitrain: planner: %s%s predicted %.1f ms/step (%.1f ms exposed comm, %.0f B/step/rank, "
+           "%.0f tok/s) at %s link %.0f us, %s\n",
+           planner_mode_name(p->mode), k, p->step_s * 1e3, p->comm_s * 1e3, p->bytes,
+           p->tokens_per_s, probed ? "measured" : "default", mc->alpha_s * 1e6,
+           planner_format_bps(mc->beta_Bps, bw, sizeof bw));
+    fflush(stdout);
+}
+
+/* Rank 0's setup note when the ranks' threads oversubscribe their cores. */
+static void announce_cores(const TrainConfig *cfg, const CommWorld *w)
+{
+    int threads = cfg->threads > 0 ? cfg->threads : comm_default_threads(w);
+    int ranks = w->machine_ranks > 0 ? w->machine_ranks : w->local_size;
+    char buf[256];
+    double f = planner_describe_cores(ranks, threads, w->machine_cores, w->machine_hosts,
+                                      w->first_host, w->last_host, buf, sizeof buf);
+    if (f > 1 && !cfg->quiet) {
+        printf("mpitrain: planner: %s\n", buf);
+        fflush(stdout);
+    }
+}
+
+/* The machine the planner models: the ranks sharing this kernel and the
+ * cores they may use; the link measured, else a network's defaults when
+ * the job spans hosts, else shared memory's. */
+static void machine_of_world(Machine *mc, const CommWorld *w)
+{
+    planner_default_machine(mc, w->machine_ranks > 0 ? w->machine_ranks : w->local_size);
+    mc->cores = w->machine_cores > 0 ? w->machine_cores : w->cores;
+    if (w->local_size < w->size) planner_network_link(mc);
+}
+
 /* No --dp/--tp/--pp: the planner's best layout for this job. */
-static void choose_layout(TrainConfig *cfg, const CommWorld *w, const Machine *mc)
+static void choose_layout(TrainConfig *cfg, const CommWorld *w, const Machine *mc, int probed)
 {
     int auto_layout = !cfg->dp && !cfg->tp && !cfg->pp;
     Prediction p[256];
@@ -460,13 +498,14 @@ static void choose_layout(TrainConfig *cfg, const CommWorld *w, const Machine *m
             cfg->pp = p[0].pp;
         }
     }
-    /* the planner models backprop steps; a zo step it does not predict */
-    if (cfg->optim.kind == OPT_ZO) return;
+    /* the prediction of the run's own mode: a zo step, a DiLoCo inner step
+     * with its share of the outer all-reduce, or a DP backprop step */
     TrainConfig c = *cfg;
     Err ignore;
     if (plan_resolve(&c, w->size, 0, &ignore)) return;
     planner_predict(&c, mc, &p[0]);
     cfg->predicted_step_ms = p[0].step_s * 1e3;
+    if (!cfg->quiet) announce_prediction(&p[0], mc, probed);
 }
 
 /* The link is probed only for a prediction: the planner's choice of layout,
@@ -485,15 +524,15 @@ int plan_distribute(Group *world, TrainConfig *cfg, const CommWorld *w, Err *e)
     Err mine = {{0}};
     int rc = 0;
     Machine mc;
-    planner_default_machine(&mc, w->local_size);
-    mc.cores = w->cores;
-    if (link_probe_needed(cfg)) comm_measure_link(world, &mc.alpha_s, &mc.beta_Bps);
+    machine_of_world(&mc, w);
+    int probed = link_probe_needed(cfg) && comm_measure_link(world, &mc.alpha_s, &mc.beta_Bps);
     if (w->rank == 0) {
         rc = plan_apply_resume(cfg, &mine);
         if (!rc) rc = plan_apply_init_from(cfg, &mine);
         if (!rc) {
             mc.gemm_gflops = planner_measure_gemm(&cfg->model, cfg->global_batch * cfg->model.seq_len / w->size);
-            choose_layout(cfg, w, &mc);
+            if (!cfg->quiet) announce_cores(cfg, w);
+            choose_layout(cfg, w, &mc, probed);
         }
         if (!rc) rc = plan_resolve(cfg, w->size, available_bytes_per_rank(w), &mine);
         if (!rc) rc = plan_encode(cfg, w->size, &buf, &len, &mine);

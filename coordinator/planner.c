@@ -1,6 +1,9 @@
 #include "coordinator/planner.h"
 
 #include <cblas.h>
+#include <ctype.h>
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -72,6 +75,26 @@ void planner_default_machine(Machine *mc, int ranks)
     mc->beta_Bps = 4e9;
     mc->cores = 2;
     mc->ranks_per_node = ranks;
+    mc->z_rate = 1.5e9; /* docs/zo.md: ~1.5 G z elements per second and thread */
+}
+
+void planner_network_link(Machine *mc)
+{
+    mc->alpha_s = 100e-6; /* TCP between hosts: 50-200 us a message */
+    mc->beta_Bps = 125e6;
+}
+
+double planner_describe_cores(int ranks, int threads, int cores, int hosts, const char *first_host,
+                              const char *last_host, char *buf, size_t n)
+{
+    if (cores < 1) cores = 1;
+    double f = (double)ranks * threads / cores;
+    int k = snprintf(buf, n, "%d rank%s x %d thread%s on %d core%s of one machine", ranks,
+                     ranks == 1 ? "" : "s", threads, threads == 1 ? "" : "s", cores, cores == 1 ? "" : "s");
+    if (hosts > 1 && k >= 0 && (size_t)k < n)
+        k += snprintf(buf + k, n - k, " (hosts %s..%s share a kernel)", first_host, last_host);
+    if (f > 1 && k >= 0 && (size_t)k < n) snprintf(buf + k, n - k, ": oversubscribed %.3gx", f);
+    return f;
 }
 
 /* Compute rate of one rank running alone: its whole threads (at least one). */
@@ -113,7 +136,10 @@ static void stage_cost(const TrainConfig *c, int s, const double *cost, double *
     }
 }
 
-void planner_predict(const TrainConfig *c, const Machine *mc, Prediction *p)
+/* A backprop step with its data-parallel gradient all-reduce; *dp_s and
+ * *dp_bytes are that all-reduce alone (time unhidden, bytes per rank). */
+static void predict_backprop(const TrainConfig *c, const Machine *mc, Prediction *p, double *dp_s_out,
+                             double *dp_bytes)
 {
     memset(p, 0, sizeof *p);
     p->dp = c->dp;
@@ -154,9 +180,11 @@ void planner_predict(const TrainConfig *c, const Machine *mc, Prediction *p)
     /* DP: gradient all-reduce (reduce-scatter + all-gather with ZeRO),
      * partly hidden behind backward by the buckets */
     double grad_bytes = (double)cost_param_count(&c->model) / (c->tp * c->pp) * sizeof(float);
-    double dp_s = ring_s(mc, c->dp, grad_bytes, 2.0 * (c->dp - 1) / c->dp);
+    double dp_s = ring_s(mc, c->dp, grad_bytes, 2.0 * (c->dp - 1) / c->dp) + (c->dp > 1 ? sched_wait_s(mc) : 0);
     double hidden = c->overlap ? 0.5 * p->compute_s : 0;
     p->dp_exposed_s = dp_s - hidden > 0.2 * dp_s ? dp_s - hidden : 0.2 * dp_s;
+    *dp_s_out = dp_s;
+    *dp_bytes = 2.0 * (c->dp - 1) / c->dp * grad_bytes;
     /* optimizer: memory-bound, ~ 16 bytes touched per parameter */
     double shard = grad_bytes / sizeof(float) / (c->zero ? c->dp : 1);
     p->opt_s = shard * 16.0 / 10e9 * mc->ranks_per_node / (mc->cores < mc->ranks_per_node ? mc->cores : mc->ranks_per_node);
@@ -165,6 +193,79 @@ void planner_predict(const TrainConfig *c, const Machine *mc, Prediction *p)
                (c->pp > 1 ? 2.0 * c->micro_batches * act : 0) +
                2.0 * (c->dp - 1) / c->dp * grad_bytes;
     p->mem = plan_memory_per_rank(c);
+}
+
+PlanMode planner_mode(const TrainConfig *c)
+{
+    if (c->optim.kind == OPT_ZO) return MODE_ZO;
+    return c->diloco > 0 ? MODE_DILOCO : MODE_DP;
+}
+
+const char *planner_mode_name(PlanMode m)
+{
+    return m == MODE_ZO ? "ZO" : m == MODE_DILOCO ? "DiLoCo" : "DP";
+}
+
+/* The share of the machine's cores one rank gets: below 1 when ranks
+ * oversubscribe them. */
+static double core_share(const Machine *mc)
+{
+    double s = (double)mc->cores / (mc->ranks_per_node > 0 ? mc->ranks_per_node : 1);
+    return s >= 1 ? floor(s) : s;
+}
+
+/* ZO: 2K forward passes over the local batch (a third of a backprop
+ * step's FLOPs each, half its TP all-reduces, one of its two pipeline
+ * messages), the update regenerating z for every code of every machine,
+ * and an allgather of K one-byte codes per machine (latency-bound). */
+static void to_zo(const TrainConfig *c, const Machine *mc, Prediction *p)
+{
+    int K = c->zo_samples > 0 ? c->zo_samples : 1, dp = c->dp;
+    p->compute_s *= 2.0 * K / 3.0;
+    p->tp_comm_s *= K;
+    p->pp_comm_s *= K;
+    p->opt_s = 0;
+    double shard = (double)cost_param_count(&c->model) / (c->tp * c->pp);
+    p->update_s = shard * dp * K / (mc->z_rate * core_share(mc));
+    /* a blocking exchange: on oversubscribed cores it also waits for the
+     * peers the kernel has not scheduled */
+    double gather = dp > 1 ? mc->alpha_s * ceil(log2(dp)) + (double)K * dp / mc->beta_Bps + sched_wait_s(mc) : 0;
+    p->dp_exposed_s = gather;
+    p->step_s = p->compute_s + p->tp_comm_s + p->pp_comm_s + p->dp_exposed_s + p->update_s;
+    p->bytes *= K / 2.0; /* forward halves of the tp and pp traffic, 2K times */
+    p->bytes += (double)(dp - 1) * K;
+    p->k = K;
+}
+
+/* DiLoCo: inner steps without the gradient all-reduce; every H steps the
+ * fp32 pseudo-gradient is all-reduced over the replicas (behind the next
+ * H inner steps with --diloco-overlap 1) and the outer step applied. */
+static void to_diloco(const TrainConfig *c, const Machine *mc, Prediction *p, double ar_s,
+                      double ar_bytes)
+{
+    int H = c->diloco;
+    double inner = p->compute_s + p->tp_comm_s + p->pp_comm_s + p->opt_s; /* before the outer step's share */
+    double exposed = c->diloco_overlap ? fmax(0, ar_s - H * inner) : ar_s;
+    double shard = (double)cost_param_count(&c->model) / (c->tp * c->pp);
+    double outer_opt = shard * 16.0 / 10e9 / core_share(mc); /* Nesterov: memory-bound */
+    p->dp_exposed_s = exposed / H;
+    p->opt_s += outer_opt / H;
+    p->step_s = inner + outer_opt / H + p->dp_exposed_s;
+    p->bytes += ar_bytes / H;
+    p->k = H;
+}
+
+void planner_predict(const TrainConfig *c, const Machine *mc, Prediction *p)
+{
+    double dp_s = 0, dp_bytes = 0;
+    predict_backprop(c, mc, p, &dp_s, &dp_bytes);
+    p->mode = planner_mode(c);
+    if (p->mode != MODE_DP) p->bytes -= dp_bytes;
+    if (p->mode == MODE_ZO) to_zo(c, mc, p);
+    if (p->mode == MODE_DILOCO) to_diloco(c, mc, p, dp_s, dp_bytes);
+    p->comm_s = p->tp_comm_s + p->pp_comm_s + p->dp_exposed_s;
+    double tokens = (double)c->global_batch * c->model.seq_len;
+    p->tokens_per_s = p->step_s > 0 ? tokens / p->step_s : 0;
 }
 
 static int cmp_pred(const void *a, const void *b)
@@ -204,4 +305,127 @@ int planner_search(const TrainConfig *cfg, int ranks, const Machine *mc, size_t 
         }
     qsort(out, n, sizeof *out, cmp_pred);
     return n;
+}
+
+/* cfg turned into one mode: zo with K samples, diloco with H, or DP. */
+static TrainConfig as_mode(const TrainConfig *cfg, PlanMode m, int k)
+{
+    TrainConfig c = *cfg;
+    c.diloco = m == MODE_DILOCO ? k : 0;
+    if (m != MODE_DILOCO) c.diloco_overlap = 0;
+    if (m == MODE_ZO) {
+        c.optim.kind = OPT_ZO;
+        c.zo_samples = k;
+        c.zero = 0;
+    } else if (c.optim.kind == OPT_ZO) {
+        c.optim.kind = OPT_ADAMW;
+    }
+    if (m == MODE_DILOCO) c.zero = 0;
+    return c;
+}
+
+static int best_of_mode(const TrainConfig *cfg, PlanMode m, int k, int ranks, const Machine *mc,
+                        Prediction *out)
+{
+    TrainConfig c = as_mode(cfg, m, k);
+    Prediction *all = malloc(256 * sizeof *all);
+    int n = all ? planner_search(&c, ranks, mc, 0, all, 256) : 0;
+    if (n) *out = all[0];
+    free(all);
+    return n > 0;
+}
+
+int planner_compare_modes(const TrainConfig *cfg, int ranks, const Machine *mc, Prediction *out,
+                          int max, int *own)
+{
+    static const struct { PlanMode m; int k; } ROWS[] = {
+        {MODE_DP, 0}, {MODE_ZO, 1}, {MODE_ZO, 4}, {MODE_DILOCO, 10}, {MODE_DILOCO, 50}, {MODE_DILOCO, 500},
+    };
+    PlanMode mine = planner_mode(cfg);
+    int my_k = mine == MODE_ZO ? cfg->zo_samples : mine == MODE_DILOCO ? cfg->diloco : 0;
+    int n = 0;
+    *own = -1;
+    for (size_t i = 0; i < sizeof ROWS / sizeof ROWS[0] && n < max; i++) {
+        if (!best_of_mode(cfg, ROWS[i].m, ROWS[i].k, ranks, mc, &out[n])) continue;
+        if (ROWS[i].m == mine && ROWS[i].k == my_k) *own = n;
+        n++;
+    }
+    if (*own < 0 && n < max && best_of_mode(cfg, mine, my_k, ranks, mc, &out[n])) *own = n++;
+    return n;
+}
+
+/* ---- stated links ------------------------------------------------------ */
+
+static int lower_eq(const char *a, const char *b)
+{
+    for (; *a && *b; a++, b++)
+        if (tolower((unsigned char)*a) != tolower((unsigned char)*b)) return 0;
+    return !*a && !*b;
+}
+
+/* "mbit", "Gbit/s", "kbps" (bits) or "MB/s", "GB" (bytes) -> bytes/s per unit. */
+static double bandwidth_unit(const char *u)
+{
+    double scale = 1;
+    switch (tolower((unsigned char)*u)) {
+    case 'k': scale = 1e3; u++; break;
+    case 'm': scale = 1e6; u++; break;
+    case 'g': scale = 1e9; u++; break;
+    case 't': scale = 1e12; u++; break;
+    }
+    static const char *BITS[] = {"bit", "bit/s", "bits", "bits/s", "bps"};
+    for (size_t i = 0; i < sizeof BITS / sizeof BITS[0]; i++)
+        if (lower_eq(u, BITS[i]) && strcmp(u, "Bps")) return scale / 8;
+    /* bytes only with a capital B: "mb" could be either */
+    if (!strcmp(u, "B") || !strcmp(u, "B/s") || !strcmp(u, "Bps")) return scale;
+    return 0;
+}
+
+static double latency_unit(const char *u)
+{
+    if (lower_eq(u, "us")) return 1e-6;
+    if (lower_eq(u, "ms")) return 1e-3;
+    if (lower_eq(u, "s")) return 1;
+    if (lower_eq(u, "ns")) return 1e-9;
+    return 0;
+}
+
+int planner_parse_link(const char *flag, const char *s, double *beta_Bps, double *alpha_s, Err *e)
+{
+    const char *usage = "say e.g. 10mbit, 1gbit, 100MB/s, optionally ,200us";
+    char bw[64];
+    const char *comma = s ? strchr(s, ',') : NULL;
+    size_t len = s ? (comma ? (size_t)(comma - s) : strlen(s)) : 0;
+    if (!s || !len || len >= sizeof bw) return err_set(e, "%s '%s': no bandwidth (%s)", flag, s ? s : "", usage);
+    memcpy(bw, s, len);
+    bw[len] = 0;
+    char *end;
+    double v = strtod(bw, &end);
+    double unit = end != bw ? bandwidth_unit(end) : 0;
+    if (end == bw || !(v > 0) || !isfinite(v))
+        return err_set(e, "%s '%s': the bandwidth must be a positive number with a unit (%s)", flag, s, usage);
+    if (!(unit > 0))
+        return err_set(e, "%s '%s': unknown or ambiguous unit '%s' (bits: kbit, mbit, gbit; bytes: "
+                          "KB/s, MB/s, GB/s with a capital B)", flag, s, end);
+    double lat = *alpha_s;
+    if (comma) {
+        double l = strtod(comma + 1, &end);
+        double lu = end != comma + 1 ? latency_unit(end) : 0;
+        if (!(lu > 0) || !(l >= 0) || !isfinite(l))
+            return err_set(e, "%s '%s': the latency after the comma must be a number with us, ms "
+                              "or s (e.g. 200us)", flag, s);
+        lat = l * lu;
+    }
+    *beta_Bps = v * unit;
+    *alpha_s = lat;
+    return 0;
+}
+
+const char *planner_format_bps(double beta_Bps, char *buf, size_t n)
+{
+    double bits = beta_Bps * 8;
+    if (bits >= 1e9) snprintf(buf, n, "%.2f Gbit/s", bits / 1e9);
+    else if (bits >= 1e6) snprintf(buf, n, "%.1f Mbit/s", bits / 1e6);
+    else snprintf(buf, n, "%.0f kbit/s", bits / 1e3);
+    return buf;
 }

@@ -5,6 +5,7 @@
  * measured GEMM rate, and link latency/bandwidth; and the search over every
  * layout of N ranks that the plan would accept. */
 #include <stddef.h>
+#include "base/err.h"
 #include "worker/config/config.h"
 
 typedef struct {
@@ -12,9 +13,13 @@ typedef struct {
     double efficiency;      /* achieved model FLOP/s as a share of it (measured: ~0.8) */
     double alpha_s;         /* link latency per message */
     double beta_Bps;        /* link bandwidth, bytes/s */
-    int cores;              /* per node */
-    int ranks_per_node;
+    int cores;              /* CPUs the ranks of one machine may use together */
+    int ranks_per_node;     /* ranks sharing those CPUs (one kernel) */
+    double z_rate;          /* ZO update: z elements one thread regenerates and applies per s */
 } Machine;
+
+/* What kind of step a prediction is for (from cfg: --optimizer zo, --diloco H). */
+typedef enum { MODE_DP = 0, MODE_ZO = 1, MODE_DILOCO = 2 } PlanMode;
 
 typedef struct {
     int dp, tp, pp, M;
@@ -23,12 +28,46 @@ typedef struct {
     double bubble;          /* idle share of the pipeline, (p-1)/(M+p-1) */
     double bytes;           /* bytes a rank sends per step */
     size_t mem;             /* bytes per rank */
+    PlanMode mode;
+    int k;                  /* zo samples, or diloco H */
+    double comm_s;          /* all exposed communication of a step (tp + pp + dp/zo/outer) */
+    double update_s;        /* zo: regenerating and applying every machine's z */
+    double tokens_per_s;    /* global batch tokens over step_s */
 } Prediction;
+
+/* The mode of a config: zo, diloco (H > 0) or plain data-parallel backprop. */
+PlanMode planner_mode(const TrainConfig *cfg);
+const char *planner_mode_name(PlanMode m);
+
+/* One row per mode for a comparison at one machine and link: DP (best
+ * layout), ZO K=1 and K=4, DiLoCo H=10, 50, 500, and the config's own mode
+ * when it is none of those; each the best layout of `ranks` for that mode.
+ * *own is the index of the config's own mode. Returns how many. */
+int planner_compare_modes(const TrainConfig *cfg, int ranks, const Machine *mc, Prediction *out,
+                          int max, int *own);
+
+/* Parses a stated link: a bandwidth like "10mbit", "1gbit", "2.5Gbit/s",
+ * "100MB/s", optionally followed by ",LAT" with LAT like "200us", "1ms",
+ * "0.5s" (the latency keeps *alpha_s when absent). Bits or bytes must be
+ * said: "10m" and "10mb" are refused as ambiguous. 0 or -1 with e naming
+ * the flag. */
+int planner_parse_link(const char *flag, const char *s, double *beta_Bps, double *alpha_s, Err *e);
+/* "10.0 Mbit/s", "1.00 Gbit/s", "800 kbit/s": a bandwidth in bits. */
+const char *planner_format_bps(double beta_Bps, char *buf, size_t n);
 
 /* Measures this process's single-thread GEMM rate at the model's shapes. */
 double planner_measure_gemm(const ModelConfig *m, int tokens);
 /* Defaults for a shared-memory node (overridable by flags / measurement). */
 void planner_default_machine(Machine *mc, int ranks);
+/* No measured link between hosts: a TCP network's latency and bandwidth
+ * (100 us, 1 Gbit/s) instead of the shared-memory defaults. */
+void planner_network_link(Machine *mc);
+/* "4 ranks x 2 threads on 2 cores of one machine (hosts h0..h3 share a
+ * kernel): oversubscribed 4x" (the last part only when threads exceed the
+ * cores; the hosts part only for hosts > 1). Returns the factor
+ * ranks x threads / cores. */
+double planner_describe_cores(int ranks, int threads, int cores, int hosts, const char *first_host,
+                              const char *last_host, char *buf, size_t n);
 /* Predicts one resolved layout (cfg->dp/tp/pp/micro_batches set, stages filled). */
 void planner_predict(const TrainConfig *cfg, const Machine *mc, Prediction *p);
 /* Every valid layout of `ranks` (micro-batches: cfg's, or the best of the

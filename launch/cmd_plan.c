@@ -13,15 +13,17 @@ typedef struct {
     TrainConfig t; /* first: the train options' offsets apply unchanged */
     int ranks, cores, json;
     float link_gbps, link_latency_us, gemm_gflops;
+    char link[64];
 } PlanArgs;
 
 #define P(f) offsetof(PlanArgs, f)
 static const OptSpec PLAN_ONLY[] = {
     {"ranks", OT_INT, P(ranks), 0, "N", "ranks to plan for (default: this job's size, else 8)", NULL, 1, 1 << 20, NULL},
     {"cores", OT_INT, P(cores), 0, "K", "cores per node (default: this machine's)", NULL, 1, 1 << 16, NULL},
-    {"link-gbps", OT_FLOAT, P(link_gbps), 0, "X", "link bandwidth, GB/s (default: measured under mpirun, else 4)", NULL, 1e-6, 1e6, NULL},
+    {"link-gbps", OT_FLOAT, P(link_gbps), 0, "X", "link bandwidth, GB/s (bytes; --link says it in any unit)", NULL, 1e-6, 1e6, NULL},
     {"link-latency-us", OT_FLOAT, P(link_latency_us), 0, "X", "link latency, microseconds (default: measured, else 5)", NULL, 0, 1e7, NULL},
     {"gemm-gflops", OT_FLOAT, P(gemm_gflops), 0, "X", "one thread's sgemm rate (default: measured now)", NULL, 1e-3, 1e6, NULL},
+    {"link", OT_STR, P(link), sizeof(((PlanArgs *)0)->link), "BW[,LAT]", "plan at a stated link instead of measuring one, e.g. 100mbit, 1gbit,200us, 50MB/s (latency default 100us)", NULL, 1, 0, NULL},
     {"json", OT_FLAG, P(json), 0, NULL, "one JSON object per layout instead of a table", NULL, 1, 0, NULL},
 };
 
@@ -39,8 +41,7 @@ static OptSpec *plan_table(void)
 
 static void print_table(const Prediction *p, int n, int ranks, const Machine *mc)
 {
-    printf("layouts of %d ranks (%d cores/node; sgemm %.1f GFLOP/s per thread; link %.1f us, %.2f GB/s)\n\n",
-           ranks, mc->cores, mc->gemm_gflops, mc->alpha_s * 1e6, mc->beta_Bps / 1e9);
+    printf("layouts of %d ranks (sgemm %.1f GFLOP/s per thread)\n\n", ranks, mc->gemm_gflops);
     printf("   dp x tp x pp   M   step ms  compute  tp comm  pp comm  dp exposed  bubble  MB/step/rank  mem/rank MB\n");
     for (int i = 0; i < n; i++)
         printf("%s %3d x %2d x %2d  %2d  %8.1f %8.1f %8.1f %8.1f %11.1f  %5.1f%%  %12.2f %12.1f\n",
@@ -49,6 +50,22 @@ static void print_table(const Prediction *p, int n, int ranks, const Machine *mc
                p[i].dp_exposed_s * 1e3, p[i].bubble * 100, p[i].bytes / 1e6, p[i].mem / 1e6);
     if (n) printf("\nchosen: --dp %d --tp %d --pp %d --micro-batches %d (predicted %.1f ms/step)\n",
                   p[0].dp, p[0].tp, p[0].pp, p[0].M, p[0].step_s * 1e3);
+}
+
+/* The modes side by side at the same machine and link; '<' marks the
+ * configured run's. */
+static void print_modes(const Prediction *p, int n, int own)
+{
+    printf("\nmodes at this link (each at its best layout):\n\n");
+    printf("   mode          dp x tp x pp   ms/step  exposed comm ms  bytes/step/rank       tokens/s\n");
+    for (int i = 0; i < n; i++) {
+        char name[32];
+        if (p[i].mode == MODE_DP) snprintf(name, sizeof name, "DP");
+        else snprintf(name, sizeof name, "%s %s=%d", planner_mode_name(p[i].mode), p[i].mode == MODE_ZO ? "K" : "H", p[i].k);
+        printf(" %s %-12s %3d x %2d x %2d  %8.1f  %15.2f  %15.0f  %13.0f\n", i == own ? "<" : " ", name,
+               p[i].dp, p[i].tp, p[i].pp, p[i].step_s * 1e3, p[i].comm_s * 1e3, p[i].bytes, p[i].tokens_per_s);
+    }
+    if (own >= 0) printf("\n< this config's mode\n");
 }
 
 /* One JSON object per line (JSON Lines), best layout first. */
@@ -70,6 +87,9 @@ static int print_json(const Prediction *p, int n)
         json_fixed(json_key(&j, "bubble"), p[i].bubble, 4);
         json_fixed(json_key(&j, "bytes_per_step"), p[i].bytes, 0);
         json_uint(json_key(&j, "mem_per_rank"), p[i].mem);
+        json_str(json_key(&j, "mode"), planner_mode_name(p[i].mode));
+        json_fixed(json_key(&j, "comm_ms"), p[i].comm_s * 1e3, 3);
+        json_fixed(json_key(&j, "tokens_per_s"), p[i].tokens_per_s, 1);
         json_bool(json_key(&j, "chosen"), i == 0);
         json_end_object(&j);
         json_newline(&j);
@@ -78,6 +98,69 @@ static int print_json(const Prediction *p, int n)
     if (rc) fprintf(stderr, "mpitrain plan: writing JSON: %s\n", j.error);
     json_free(&j);
     return rc;
+}
+
+/* The machine to plan for: ranks sharing a kernel and their cores (from
+ * this job, or --ranks on this machine, or --cores), and the link: stated
+ * (--link, --link-gbps), measured under mpirun unless --link-probe off, or
+ * the defaults. Returns where the link came from; NULL for a bad --link
+ * (every rank parses the same flags, so all return alike). */
+static const char *plan_machine(const PlanArgs *a, const CommWorld *w, int ranks, Machine *mc)
+{
+    int job = w->size > 1;
+    planner_default_machine(mc, job ? w->machine_ranks : ranks);
+    mc->cores = a->cores ? a->cores : job ? w->machine_cores : w->cores;
+    const char *from = "default (shared memory)";
+    if (job && w->local_size < w->size) {
+        planner_network_link(mc);
+        from = "default (TCP between hosts)";
+    }
+    int stated = a->link[0] || a->link_gbps > 0 || a->link_latency_us > 0;
+    double alpha, beta;
+    if (job && !stated && a->t.link_probe == 0 && comm_measure_link(group_world(), &alpha, &beta)) {
+        mc->alpha_s = alpha;
+        mc->beta_Bps = beta;
+        from = "measured between ranks 0 and 1";
+    }
+    if (a->link[0]) {
+        Err e;
+        mc->alpha_s = 100e-6;
+        if (planner_parse_link("--link", a->link, &mc->beta_Bps, &mc->alpha_s, &e)) {
+            if (w->rank == 0) fprintf(stderr, "mpitrain plan: %s\n", e.msg);
+            return NULL;
+        }
+    }
+    if (a->link_gbps > 0) mc->beta_Bps = a->link_gbps * 1e9;
+    if (a->link_latency_us > 0) mc->alpha_s = a->link_latency_us * 1e-6;
+    return stated ? "stated" : from;
+}
+
+/* Rank 0's printout: machine, link, the layouts and the modes. */
+static int report(const PlanArgs *a, const CommWorld *w, int ranks, const Machine *mc, const char *link_from)
+{
+    char bw[32], cores[256];
+    int job = w->size > 1, share = mc->cores / mc->ranks_per_node;
+    /* --threads 0: what a training run's ranks would take */
+    int threads = a->t.threads > 0 ? a->t.threads : job ? comm_default_threads(w) : share > 1 ? share : 1;
+    planner_describe_cores(mc->ranks_per_node, threads, mc->cores, job ? w->machine_hosts : 1,
+                           w->first_host, w->last_host, cores, sizeof cores);
+    if (!a->json) {
+        printf("machine: %s%s\n", cores, job && w->machines > 1 ? " (this rank's machine)" : "");
+        printf("link: %.0f us, %s (%s)\n", mc->alpha_s * 1e6, planner_format_bps(mc->beta_Bps, bw, sizeof bw), link_from);
+    }
+    Prediction *p = malloc(256 * sizeof *p), modes[8];
+    if (!p) return 1;
+    int n = planner_search(&a->t, ranks, mc, 0, p, 256), own = -1;
+    if (!n) fprintf(stderr, "mpitrain plan: no valid layout of %d ranks for this model and batch\n", ranks);
+    int m = planner_compare_modes(&a->t, ranks, mc, modes, 8, &own);
+    int out_rc = 0;
+    if (a->json) out_rc = print_json(p, n);
+    else {
+        print_table(p, n, ranks, mc);
+        print_modes(modes, m, own);
+    }
+    free(p);
+    return n && !out_rc ? 0 : 1;
 }
 
 int cmd_plan(int argc, char **argv)
@@ -108,31 +191,18 @@ int cmd_plan(int argc, char **argv)
     comm_init(&argc, &argv, &w);
     Machine mc;
     int ranks = a.ranks ? a.ranks : (w.size > 1 ? w.size : 8);
-    planner_default_machine(&mc, ranks);
-    mc.cores = a.cores ? a.cores : w.cores * (w.size > 1 ? w.size / w.local_size : 1);
-    mc.ranks_per_node = ranks;
-    double alpha, beta;
-    if (comm_measure_link(group_world(), &alpha, &beta)) {
-        mc.alpha_s = alpha;
-        mc.beta_Bps = beta;
+    const char *link_from = plan_machine(&a, &w, ranks, &mc);
+    if (!link_from) {
+        comm_finalize();
+        return 2;
     }
-    if (a.link_gbps > 0) mc.beta_Bps = a.link_gbps * 1e9;
-    if (a.link_latency_us > 0) mc.alpha_s = a.link_latency_us * 1e-6;
     /* one rank measures while the others wait, so ranks sharing cores do
      * not slow each other's measurement */
     double g = a.gemm_gflops;
     if (!(g > 0) && w.rank == 0) g = planner_measure_gemm(&a.t.model, a.t.global_batch * a.t.model.seq_len / ranks);
     coll_bcast(group_world(), &g, sizeof g, 0);
     mc.gemm_gflops = g;
-    if (w.rank == 0) {
-        Prediction p[256];
-        int n = planner_search(&a.t, ranks, &mc, 0, p, 256);
-        if (!n) fprintf(stderr, "mpitrain plan: no valid layout of %d ranks for this model and batch\n", ranks);
-        int out_rc = 0;
-        if (a.json) out_rc = print_json(p, n);
-        else print_table(p, n, ranks, &mc);
-        rc = n && !out_rc ? 0 : 1;
-    }
+    if (w.rank == 0) rc = report(&a, &w, ranks, &mc, link_from);
     comm_finalize();
     return rc;
 }
