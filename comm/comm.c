@@ -1,4 +1,5 @@
 #include "comm/comm.h"
+#include "base/hash.h"
 #include "comm/trace.h"
 #include "base/sysinfo.h"
 
@@ -56,13 +57,6 @@ typedef struct {
     unsigned char cpus[CPU_BITS / 8]; /* its affinity mask */
 } Whereabouts;
 
-static uint64_t fnv1a(const char *s)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
-}
-
 /* Folds the world's whereabouts into this rank's view of its machine. */
 static void summarize_machine(CommWorld *w, const Whereabouts *all)
 {
@@ -98,7 +92,7 @@ static void gather_machines(CommWorld *w)
     char boot[64];
     sys_boot_id(boot, sizeof boot);
     if (!boot[0]) snprintf(boot, sizeof boot, "unknown-%d", w->rank); /* no /proc: assume apart */
-    me.boot = fnv1a(boot);
+    me.boot = fnv1a64(FNV1A64_INIT, boot, strlen(boot));
     if (gethostname(me.host, sizeof me.host - 1)) snprintf(me.host, sizeof me.host, "?");
     w->cores = sys_affinity_bits(me.cpus, CPU_BITS);
     Whereabouts *all = comm_xalloc((size_t)w->size * sizeof *all);

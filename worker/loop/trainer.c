@@ -447,9 +447,10 @@ int train_run(const TrainConfig *cfg, const CommWorld *w, const TrainObserver *o
     res->opt_state_bytes = t.opt.state_bytes;
     if (!rc) rc = trainer_agree(&t, write_summary(&t, res, e), e);
     if (!rc && cfg->predicted_step_ms > 0)
-        trainer_note(&t, "planner: predicted %.1f ms/step for dp %d x tp %d x pp %d, "
+        trainer_note(&t, "planner: predicted %.1f ms/step for %s at dp %d x tp %d x pp %d, "
                          "measured %.1f ms/step (%+.0f%%)",
-                     cfg->predicted_step_ms, cfg->dp, cfg->tp, cfg->pp, res->mean_step_ms,
+                     cfg->predicted_step_ms, strategy->name, cfg->dp, cfg->tp, cfg->pp,
+                     res->mean_step_ms,
                      (cfg->predicted_step_ms / res->mean_step_ms - 1) * 100);
     if (!rc)
         trainer_note(&t, "%s: step %ld, loss %.4f, %.0f tok/s, %.1f GFLOP/s, %.0f ms/step "
