@@ -112,9 +112,11 @@ ft_run() {
   fi
   local budget=()
   if [ -n "$ft_budget_flag" ]; then
-    # the budget ends the run; the step count only caps it
+    # the budget ends the run; the step count only caps it, loosely: a
+    # DiLoCo calibration pays an outer all-reduce in few steps, and a run
+    # with overlap or bf16 steps several times faster than it
     budget=(--time-budget "${TIME_BUDGET_ARG:-${BUDGET}s}")
-    cap=$((steps * 4 + 10))
+    cap=$((steps * 20 + 100))
     echo "   $(basename "$out") on $nc_cur: --time-budget ${TIME_BUDGET_ARG:-${BUDGET}s} (~$steps steps at $ms ms), $*"
     steps=$cap
   else
