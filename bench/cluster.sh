@@ -57,6 +57,20 @@ nc_launch() {
   fi
 }
 
+# The links of $1 (shm, or tc rates like 100mbit) this machine can build,
+# into $nets; the others are skipped with a message, a malformed one dies.
+usable_nets() {
+  local n
+  nets=""
+  for n in $1; do
+    if [ "$n" != shm ] && ! nc_available; then
+      echo "$NAME: skipping $n: $nc_why" >&2
+      continue
+    fi
+    [ "$n" = shm ] || [ "$(rate_bps "$n")" -gt 0 ] || die "NETS: $n is not shm or a tc rate (e.g. 100mbit)"
+    nets="$nets $n"
+  done
+}
 rate_bps() {
   echo "$1" | awk '{ r = tolower($1); m = 0
     if (r ~ /gbit$/) m = 1e9; else if (r ~ /mbit$/) m = 1e6; else if (r ~ /kbit$/) m = 1e3; else if (r ~ /bit$/) m = 1

@@ -19,6 +19,14 @@ py=/usr/bin/python3
 data=${MPITRAIN_DATA:-$repo/data/kjv.tok}
 
 die() { echo "$NAME: $*" >&2; exit 1; }
+# A script's run table: lines `name args...` in $TABLE. args_of NAME prints
+# a row's arguments (fails for an unknown name); check_names NAMES... dies
+# naming the first unknown one and the known ones.
+args_of() { echo "$TABLE" | awk -v n="$1" '$1 == n {$1 = ""; print; f = 1} END {exit !f}'; }
+check_names() {
+  local n
+  for n in "$@"; do args_of "$n" > /dev/null || die "no run $n (known: $(echo "$TABLE" | awk '{printf "%s ", $1}'))"; done
+}
 [ -x "$bin" ] || die "$bin not found; build first (launch/setup.sh) or set MPITRAIN_BIN"
 
 bench_exit_hooks=()

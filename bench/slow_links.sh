@@ -64,18 +64,10 @@ dl10   $DL --diloco 10
 dl10ov $DL --diloco 10 --diloco-overlap 1
 dl10bf16 $DL --diloco 10 --diloco-wire bf16
 dl50   $DL --diloco 50"
-args_of() { echo "$TABLE" | awk -v n="$1" '$1 == n {$1 = ""; print; f = 1} END {exit !f}'; }
-for m in $METHODS; do args_of "$m" > /dev/null || die "no method $m (known: $(echo "$TABLE" | awk '{printf "%s ", $1}'))"; done
+# shellcheck disable=SC2086
+check_names $METHODS
 
-nets=""
-for n in $NETS; do
-  if [ "$n" != shm ] && ! nc_available; then
-    echo "$NAME: skipping $n: $nc_why" >&2
-    continue
-  fi
-  [ "$n" = shm ] || [ "$(rate_bps "$n")" -gt 0 ] || die "NETS: $n is not shm or a tc rate (e.g. 100mbit)"
-  nets="$nets $n"
-done
+usable_nets "$NETS"
 [ -n "$nets" ] || die "no link left to measure"
 shm_missing=1; for n in $nets; do [ "$n" = shm ] && shm_missing=0; done
 [ $shm_missing = 0 ] || echo "$NAME: no shm in NETS: the relative throughput columns stay empty" >&2

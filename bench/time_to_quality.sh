@@ -72,18 +72,10 @@ diloco10 $DL --diloco 10
 diloco10ov $DL --diloco 10 --diloco-overlap 1
 diloco10bf16 $DL --diloco 10 --diloco-wire bf16
 diloco50 $DL --diloco 50"
-args_of() { echo "$TABLE" | awk -v n="$1" '$1 == n {$1 = ""; print; f = 1} END {exit !f}'; }
-for r in $RUNS; do args_of "$r" > /dev/null || die "no run $r (known: $(echo "$TABLE" | awk '{printf "%s ", $1}'))"; done
+# shellcheck disable=SC2086
+check_names $RUNS
 
-nets=""
-for n in $NETS; do
-  if [ "$n" != shm ] && ! nc_available; then
-    echo "$NAME: skipping $n: $nc_why" >&2
-    continue
-  fi
-  [ "$n" = shm ] || [ "$(rate_bps "$n")" -gt 0 ] || die "NETS: $n is not shm or a tc rate (e.g. 100mbit)"
-  nets="$nets $n"
-done
+usable_nets "$NETS"
 if [ -z "$nets" ]; then
   echo "$NAME: SKIP - no link of NETS=\"$NETS\" can be simulated here (NETS=shm runs on one host)"
   exit 0

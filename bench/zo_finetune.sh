@@ -60,7 +60,6 @@ zo-emb      $ZO --zo-samples 1 --lr 1e-3 --min-lr 1e-3 --zo-params embeddings"
 [ -n "${RUNS_FILE:-}" ] && TABLE="$TABLE
 $(grep -v '^\s*\(#\|$\)' "$RUNS_FILE")"
 RUNS=${RUNS:-$(echo "$TABLE" | awk '{print $1}')}
-args_of() { echo "$TABLE" | awk -v n="$1" '$1 == n {$1 = ""; print; f = 1} END {exit !f}'; }
 
 ft_prepare
 nc_net "$NET"
