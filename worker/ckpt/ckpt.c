@@ -837,11 +837,20 @@ static int load_kind_range(Loader *ld, const Mpitrain__Manifest *mf, const Model
     return 0;
 }
 
+/* A loader for dir's manifest, after its names are checked against m. */
+static int loader_begin(Loader *ld, const char *dir, const Mpitrain__Manifest *mf, const Model *m,
+                        Err *e)
+{
+    *ld = (Loader){.dir = dir, .spans = malloc((mf->n_tensors ? mf->n_tensors : 1) * sizeof(Span))};
+    int rc = check_names(dir, mf, m, e);
+    if (!rc && !ld->spans) rc = err_set(e, "out of memory loading %s", dir);
+    return rc;
+}
+
 int ckpt_load_from(const char *dir, const Mpitrain__Manifest *mf, Model *m, Optimizer *o, Err *e)
 {
-    int rc = check_names(dir, mf, m, e);
-    Loader ld = {.dir = dir, .spans = malloc((mf->n_tensors ? mf->n_tensors : 1) * sizeof(Span))};
-    if (!rc && !ld.spans) rc = err_set(e, "out of memory loading %s", dir);
+    Loader ld;
+    int rc = loader_begin(&ld, dir, mf, m, e);
     if (!rc) rc = load_kind_range(&ld, mf, m, "param", m->params, 0, m->n_params, e);
     /* the optimizer state this rank holds; without an optimizer (or one
      * without moments) no opt_* record is read */
@@ -854,9 +863,8 @@ int ckpt_load_from(const char *dir, const Mpitrain__Manifest *mf, Model *m, Opti
 int ckpt_load_kind(const char *dir, const Mpitrain__Manifest *mf, const Model *m,
                    const char *kind, float *dst, size_t lo, size_t hi, Err *e)
 {
-    int rc = check_names(dir, mf, m, e);
-    Loader ld = {.dir = dir, .spans = malloc((mf->n_tensors ? mf->n_tensors : 1) * sizeof(Span))};
-    if (!rc && !ld.spans) rc = err_set(e, "out of memory loading %s", dir);
+    Loader ld;
+    int rc = loader_begin(&ld, dir, mf, m, e);
     if (!rc) rc = load_kind_range(&ld, mf, m, kind, dst, lo, hi, e);
     loader_close(&ld);
     return rc;
