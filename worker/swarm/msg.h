@@ -94,8 +94,8 @@ typedef struct {
 /* Bytes written to buf (at most cap), or 0 when the message does not fit
  * or a field is beyond its limit (a caller bug: e says which). */
 size_t swarm_msg_encode(const SwarmMsg *m, uint8_t *buf, size_t cap, Err *e);
-/* 0 and *m filled, or -1 with e naming what is wrong ("swarm message of
- * 37 bytes: CODES body ends inside its codes"). Checks magic, version,
+/* 0 and *m filled, or -1 with e naming the type and what is wrong ("swarm
+ * CODES message of 60 bytes: codes: 8 bytes but only 4 are left"). Checks magic, version,
  * type, body length, CRC, every count against its limit and what is left,
  * DECIDE's codes == width x samples, entry kinds and address lengths,
  * strings without NULs, and no bytes left over. */

@@ -1,0 +1,518 @@
+/* The swarm's wire codec (worker/swarm/msg.c): every type round-trips and
+ * re-encodes to the same bytes; corrupt, truncated, oversize and otherwise
+ * hostile messages are refused with a message naming what is wrong. */
+#include <criterion/criterion.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/crc32c.h"
+#include "base/le.h"
+#include "worker/swarm/msg.h"
+
+static uint8_t g_buf[SWARM_MSG_MAX + 64];
+static int8_t g_codes[SWARM_MSG_MAX];
+static uint8_t g_blob[SWARM_BLOB_MAX + 1];
+
+static const SwarmEntry ENTRIES[3] = {
+    {0, SW_MEMBER, "tcp://10.0.0.1:5000"},
+    {7, SW_JOINED, "fi://efa/0x1234abcd"},
+    {SWARM_MAX_SLOTS - 1, SW_MISSED_OUT, ""},
+};
+
+static void fill_payloads(void)
+{
+    for (size_t i = 0; i < sizeof g_codes; i++) g_codes[i] = (int8_t)(i * 37 + 11);
+    for (size_t i = 0; i < sizeof g_blob; i++) g_blob[i] = (uint8_t)(i * 13 + 5);
+}
+
+/* A representative message of each type, every field it carries non-zero. */
+static SwarmMsg sample(int type)
+{
+    fill_payloads();
+    SwarmMsg m = {0};
+    m.type = (uint8_t)type;
+    m.slot = type == SW_HELLO ? SWARM_NO_SLOT : 3;
+    m.term = 17;
+    m.step = 1000 + (uint32_t)type;
+    m.epoch = 4;
+    m.assigned = 9;
+    m.chain = 0x0123456789abcdefull;
+    m.whash = 0xfedcba9876543210ull;
+    m.last = 1;
+    m.ident = (SwarmIdent){1337, 124000000ull, 0xaaaa5555aaaa5555ull, 0x1111222233334444ull,
+                           4, 1e-3f, 0.5f, 0.01f};
+    switch (type) {
+    case SW_CONFIG_REQ:
+    case SW_HELLO: strcpy(m.addr, "tcp://192.168.1.20:40001"); break;
+    case SW_REFUSE:
+    case SW_DROPPED: strcpy(m.text, "ident differs: seed 1337 vs 1338"); break;
+    case SW_STOP: break; /* empty text */
+    case SW_CONFIG:
+    case SW_JOURNAL:
+        m.blob = g_blob;
+        m.blob_len = type == SW_CONFIG ? 300 : 5000;
+        break;
+    case SW_CODES:
+        m.codes = g_codes;
+        m.n_codes = 8;
+        break;
+    case SW_DECIDE:
+        m.width = 3;
+        m.samples = 8;
+        m.lr = 3e-4f;
+        m.codes = g_codes;
+        m.n_codes = 24;
+        m.entries = ENTRIES + 1;
+        m.n_entries = 2;
+        break;
+    case SW_WELCOME:
+        m.entries = ENTRIES;
+        m.n_entries = 3;
+        break;
+    }
+    return m;
+}
+
+static size_t encode_ok(const SwarmMsg *m, uint8_t *buf)
+{
+    Err e = {{0}};
+    size_t n = swarm_msg_encode(m, buf, SWARM_MSG_MAX, &e);
+    cr_assert_gt(n, 0, "encode %s: %s", swarm_type_name(m->type), e.msg);
+    return n;
+}
+
+static void assert_refused(const uint8_t *buf, size_t n, const char *want, const char *what)
+{
+    SwarmMsg m;
+    Err e = {{0}};
+    cr_assert_eq(swarm_msg_decode(buf, n, &m, &e), -1, "%s: accepted", what);
+    cr_assert(e.msg[0], "%s: refused without a message", what);
+    if (want) cr_assert(strstr(e.msg, want), "%s: \"%s\" does not say \"%s\"", what, e.msg, want);
+}
+
+/* After a hand edit: the body length and CRC made right again, so the
+ * checks after them see the edit. */
+static void reseal(uint8_t *buf, size_t n)
+{
+    le_put32(buf + 16, (uint32_t)(n - SWARM_HEADER_BYTES));
+    le_put32(buf + 20, crc32c(crc32c(0, buf, 20), buf + 24, n - 24));
+}
+
+static void assert_same(const SwarmMsg *a, const SwarmMsg *d)
+{
+    cr_assert_eq(d->type, a->type);
+    cr_assert_eq(d->slot, a->slot);
+    cr_assert_eq(d->term, a->term);
+    cr_assert_str_eq(d->addr, a->type == SW_HELLO || a->type == SW_CONFIG_REQ ? a->addr : "");
+    cr_assert_eq(d->n_codes, a->n_codes);
+    if (a->n_codes) cr_assert(!memcmp(d->codes, a->codes, a->n_codes));
+    cr_assert_eq(d->blob_len, a->blob_len);
+    if (a->blob_len) cr_assert(!memcmp(d->blob, a->blob, a->blob_len));
+    cr_assert_eq(d->n_entries, a->n_entries);
+    cr_assert_null(d->entries);
+    for (uint32_t i = 0; i < a->n_entries; i++) {
+        SwarmEntry en;
+        swarm_msg_entry(d, i, &en);
+        cr_assert_eq(en.slot, a->entries[i].slot);
+        cr_assert_eq(en.kind, a->entries[i].kind);
+        cr_assert_str_eq(en.addr, a->entries[i].addr);
+    }
+}
+
+/* decode(encode(m)) carries what m's type carries, zero elsewhere. */
+static void assert_fields(int type, const SwarmMsg *a, const SwarmMsg *d)
+{
+    int has_step = type != SW_CONFIG_REQ && type != SW_REFUSE && type != SW_DROPPED &&
+                   type != SW_STOP;
+    cr_assert_eq(d->step, has_step ? a->step : 0);
+    int has_epoch = type == SW_WELCOME || type == SW_CODES || type == SW_DECIDE;
+    cr_assert_eq(d->epoch, has_epoch ? a->epoch : 0);
+    cr_assert_eq(d->assigned, type == SW_WELCOME ? a->assigned : 0);
+    cr_assert_eq(d->width, a->width);
+    cr_assert_eq(d->samples, a->samples);
+    cr_assert(!memcmp(&d->lr, &a->lr, 4));
+    cr_assert_eq(d->last, type == SW_JOURNAL ? 1 : 0);
+    int has_chain = type == SW_HELLO || type == SW_CODES || type == SW_DECIDE;
+    cr_assert_eq(d->chain, has_chain ? a->chain : 0);
+    cr_assert_eq(d->whash, type == SW_CODES || type == SW_DECIDE ? a->whash : 0);
+    SwarmIdent zero = {0};
+    cr_assert(!memcmp(&d->ident, type == SW_HELLO ? &a->ident : &zero, sizeof zero));
+    cr_assert_str_eq(d->text, a->text);
+}
+
+Test(swarm_msg, round_trip_every_type)
+{
+    for (int t = 1; t < SW_TYPE_END; t++) {
+        SwarmMsg a = sample(t), d;
+        uint8_t *again = malloc(SWARM_MSG_MAX);
+        size_t n = encode_ok(&a, g_buf);
+        Err e = {{0}};
+        cr_assert_eq(swarm_msg_decode(g_buf, n, &d, &e), 0, "%s: %s", swarm_type_name(t), e.msg);
+        assert_same(&a, &d);
+        assert_fields(t, &a, &d);
+        cr_assert_eq(swarm_msg_encode(&a, again, SWARM_MSG_MAX, &e), n);
+        /* the decoded message (entries via swarm_msg_entry) re-encodes the same */
+        SwarmEntry en[SWARM_MAX_SLOTS];
+        for (uint32_t i = 0; i < d.n_entries; i++) swarm_msg_entry(&d, i, &en[i]);
+        d.entries = en;
+        cr_assert_eq(swarm_msg_encode(&d, again, SWARM_MSG_MAX, &e), n, "%s", e.msg);
+        cr_assert(!memcmp(again, g_buf, n), "%s re-encodes differently", swarm_type_name(t));
+        free(again);
+    }
+}
+
+Test(swarm_msg, sizes_are_exact)
+{
+    SwarmMsg m = sample(SW_CODES);
+    cr_assert_eq(encode_ok(&m, g_buf), 24 + 28 + m.n_codes);
+    m = sample(SW_LEAVE);
+    cr_assert_eq(encode_ok(&m, g_buf), 24 + 4);
+    m = sample(SW_WELCOME);
+    cr_assert_eq(encode_ok(&m, g_buf), 24 + 12 + 4 + 3 * SWARM_ENTRY_BYTES);
+    m = sample(SW_HELLO);
+    cr_assert_eq(encode_ok(&m, g_buf), 24 + 4 + 8 + 48 + 1 + strlen(m.addr));
+    m = sample(SW_STOP);
+    cr_assert_eq(encode_ok(&m, g_buf), 24 + 2);
+    cr_assert_eq(le_get32(g_buf), SWARM_MAGIC);
+    cr_assert(!memcmp(g_buf, "MPSW", 4));
+}
+
+Test(swarm_msg, names)
+{
+    cr_assert_str_eq(swarm_type_name(SW_CODES), "CODES");
+    cr_assert_str_eq(swarm_type_name(SW_CONFIG_REQ), "CONFIG_REQ");
+    cr_assert_str_eq(swarm_type_name(0), "?");
+    cr_assert_str_eq(swarm_type_name(SW_TYPE_END), "?");
+    cr_assert_str_eq(swarm_type_name(-1), "?");
+}
+
+Test(swarm_msg, max_size_codes_and_blob)
+{
+    SwarmMsg m = sample(SW_CODES), d;
+    m.n_codes = SWARM_MAX_SAMPLES;
+    size_t n = encode_ok(&m, g_buf);
+    Err e = {{0}};
+    cr_assert_eq(swarm_msg_decode(g_buf, n, &d, &e), 0, "%s", e.msg);
+    cr_assert_eq(d.n_codes, SWARM_MAX_SAMPLES);
+    cr_assert(!memcmp(d.codes, g_codes, SWARM_MAX_SAMPLES));
+
+    /* a DECIDE as wide as a message holds: 15 x 4096 codes and a full roster change */
+    m = sample(SW_DECIDE);
+    m.width = 15;
+    m.samples = SWARM_MAX_SAMPLES;
+    m.n_codes = m.width * m.samples;
+    n = encode_ok(&m, g_buf);
+    cr_assert_eq(swarm_msg_decode(g_buf, n, &d, &e), 0, "%s", e.msg);
+    cr_assert(!memcmp(d.codes, g_codes, m.n_codes));
+    m.width = 16;
+    m.n_codes = m.width * m.samples;
+    cr_assert_eq(swarm_msg_encode(&m, g_buf, SWARM_MSG_MAX, &e), 0);
+    cr_assert(strstr(e.msg, "DECIDE") && strstr(e.msg, "does not fit"), "%s", e.msg);
+
+    m = sample(SW_CONFIG);
+    m.blob_len = SWARM_BLOB_MAX;
+    n = encode_ok(&m, g_buf);
+    cr_assert_eq(swarm_msg_decode(g_buf, n, &d, &e), 0, "%s", e.msg);
+    cr_assert_eq(d.blob_len, SWARM_BLOB_MAX);
+    m.blob_len = SWARM_BLOB_MAX + 1;
+    cr_assert_eq(swarm_msg_encode(&m, g_buf, SWARM_MSG_MAX, &e), 0);
+    cr_assert(strstr(e.msg, "blob"), "%s", e.msg);
+}
+
+Test(swarm_msg, max_roster)
+{
+    static SwarmEntry roster[SWARM_MAX_SLOTS + 1];
+    for (uint32_t i = 0; i <= SWARM_MAX_SLOTS; i++) {
+        roster[i].slot = i;
+        roster[i].kind = SW_MEMBER;
+        memset(roster[i].addr, 'a' + (int)(i % 26), SWARM_ADDR_LEN - 1);
+    }
+    SwarmMsg m = sample(SW_WELCOME), d;
+    m.entries = roster;
+    m.n_entries = SWARM_MAX_SLOTS;
+    size_t n = encode_ok(&m, g_buf);
+    Err e = {{0}};
+    cr_assert_eq(swarm_msg_decode(g_buf, n, &d, &e), 0, "%s", e.msg);
+    assert_same(&m, &d);
+    m.n_entries = SWARM_MAX_SLOTS + 1;
+    cr_assert_eq(swarm_msg_encode(&m, g_buf, SWARM_MSG_MAX, &e), 0);
+    cr_assert(strstr(e.msg, "entries"), "%s", e.msg);
+}
+
+Test(swarm_msg, encode_refuses_what_decode_would)
+{
+    Err e = {{0}};
+    SwarmMsg m = sample(SW_CODES);
+    cr_assert_eq(swarm_msg_encode(&m, g_buf, 24 + 28 + 7, &e), 0, "one byte short");
+    cr_assert(strstr(e.msg, "CODES") && strstr(e.msg, "does not fit"), "%s", e.msg);
+    cr_assert_eq(swarm_msg_encode(&m, g_buf, 10, &e), 0, "shorter than a header");
+    cr_assert_eq(swarm_msg_encode(&m, g_buf, 24 + 28 + 8, &e), 24 + 28 + 8, "exact fit");
+    m.n_codes = 0;
+    cr_assert_eq(swarm_msg_encode(&m, g_buf, SWARM_MSG_MAX, &e), 0);
+    cr_assert(strstr(e.msg, "0 codes"), "%s", e.msg);
+
+    m = sample(SW_DECIDE);
+    m.n_codes = 23;
+    cr_assert_eq(swarm_msg_encode(&m, g_buf, SWARM_MSG_MAX, &e), 0);
+    cr_assert(strstr(e.msg, "23 codes but width 3 x samples 8"), "%s", e.msg);
+
+    m = sample(SW_HELLO);
+    memset(m.addr, 'x', SWARM_ADDR_LEN);
+    cr_assert_eq(swarm_msg_encode(&m, g_buf, SWARM_MSG_MAX, &e), 0);
+    cr_assert(strstr(e.msg, "HELLO") && strstr(e.msg, "addr"), "%s", e.msg);
+
+    m = sample(SW_REFUSE);
+    memset(m.text, 'y', SWARM_TEXT_LEN);
+    cr_assert_eq(swarm_msg_encode(&m, g_buf, SWARM_MSG_MAX, &e), 0);
+    cr_assert(strstr(e.msg, "text"), "%s", e.msg);
+
+    SwarmEntry bad = {1, SW_KIND_END, "x"};
+    m = sample(SW_WELCOME);
+    m.entries = &bad;
+    m.n_entries = 1;
+    cr_assert_eq(swarm_msg_encode(&m, g_buf, SWARM_MSG_MAX, &e), 0);
+    cr_assert(strstr(e.msg, "kind"), "%s", e.msg);
+
+    m.type = SW_TYPE_END;
+    cr_assert_eq(swarm_msg_encode(&m, g_buf, SWARM_MSG_MAX, &e), 0);
+    cr_assert(strstr(e.msg, "unknown type"), "%s", e.msg);
+}
+
+static void every_byte_corrupted(int type)
+{
+    SwarmMsg m = sample(type);
+    size_t n = encode_ok(&m, g_buf);
+    for (size_t i = 0; i < n; i++) {
+        for (int bit = 0; bit < 8; bit += 3) {
+            g_buf[i] ^= (uint8_t)(1u << bit);
+            char what[64];
+            snprintf(what, sizeof what, "%s byte %zu bit %d", swarm_type_name(type), i, bit);
+            /* the header's first 8 and its length are checked before the CRC */
+            int crc_catches = i >= 20 || (i >= 6 && i < 16);
+            assert_refused(g_buf, n, crc_catches ? "CRC" : NULL, what);
+            g_buf[i] ^= (uint8_t)(1u << bit);
+        }
+    }
+}
+
+Test(swarm_msg, every_single_byte_corruption_is_refused)
+{
+    every_byte_corrupted(SW_CODES);
+    every_byte_corrupted(SW_DECIDE);
+}
+
+Test(swarm_msg, every_truncation_is_refused)
+{
+    for (int t = 1; t < SW_TYPE_END; t++) {
+        SwarmMsg m = sample(t);
+        size_t n = encode_ok(&m, g_buf);
+        for (size_t k = 0; k < n; k++) {
+            char what[64];
+            snprintf(what, sizeof what, "%s cut to %zu of %zu", swarm_type_name(t), k, n);
+            assert_refused(g_buf, k, k < 24 ? "header" : "body bytes", what);
+            /* and with the header made to agree: the body itself ends early */
+            if (k >= 24) {
+                static uint8_t cut[SWARM_MSG_MAX];
+                memcpy(cut, g_buf, k);
+                reseal(cut, k);
+                assert_refused(cut, k, NULL, what);
+            }
+        }
+    }
+}
+
+Test(swarm_msg, header_checks)
+{
+    SwarmMsg m = sample(SW_LEAVE);
+    size_t n = encode_ok(&m, g_buf);
+    g_buf[4] = 2;
+    reseal(g_buf, n);
+    assert_refused(g_buf, n, "version 2, this build speaks 1", "version");
+    g_buf[4] = SWARM_VERSION;
+    g_buf[5] = SW_TYPE_END;
+    reseal(g_buf, n);
+    assert_refused(g_buf, n, "unknown type 13", "type");
+    g_buf[5] = 0;
+    reseal(g_buf, n);
+    assert_refused(g_buf, n, "unknown type 0", "type 0");
+    g_buf[5] = SW_LEAVE;
+    le_put16(g_buf + 6, 1);
+    reseal(g_buf, n);
+    assert_refused(g_buf, n, "reserved", "reserved u16");
+    le_put16(g_buf + 6, 0);
+    g_buf[0] = 'X';
+    reseal(g_buf, n);
+    assert_refused(g_buf, n, "magic", "magic");
+}
+
+Test(swarm_msg, trailing_bytes)
+{
+    SwarmMsg m = sample(SW_CODES);
+    size_t n = encode_ok(&m, g_buf);
+    g_buf[n] = 0;
+    reseal(g_buf, n + 1);
+    assert_refused(g_buf, n + 1, "1 bytes left over", "trailing byte");
+    m = sample(SW_FETCH);
+    n = encode_ok(&m, g_buf);
+    assert_refused(g_buf, n + 1, "body bytes", "unsealed trailing byte");
+}
+
+Test(swarm_msg, nul_inside_strings)
+{
+    SwarmMsg m = sample(SW_HELLO);
+    size_t n = encode_ok(&m, g_buf);
+    size_t addr = 24 + 4 + 8 + 48 + 1;
+    g_buf[addr + 3] = 0;
+    reseal(g_buf, n);
+    assert_refused(g_buf, n, "addr: contains a NUL byte", "NUL in addr");
+
+    m = sample(SW_REFUSE);
+    n = encode_ok(&m, g_buf);
+    g_buf[24 + 2] = 0;
+    reseal(g_buf, n);
+    assert_refused(g_buf, n, "REFUSE message", "NUL in text");
+}
+
+/* Each count past its limit, the CRC recomputed so the limit check answers. */
+Test(swarm_msg, oversize_counts)
+{
+    SwarmMsg m = sample(SW_CONFIG_REQ);
+    memset(g_buf, 'a', sizeof g_buf);
+    size_t n = encode_ok(&m, g_buf);
+    g_buf[24] = SWARM_ADDR_LEN;
+    reseal(g_buf, 24 + 1 + SWARM_ADDR_LEN);
+    assert_refused(g_buf, 24 + 1 + SWARM_ADDR_LEN, "addr: 64, more than the limit 63", "addr");
+
+    m = sample(SW_STOP);
+    n = encode_ok(&m, g_buf);
+    le_put16(g_buf + 24, SWARM_TEXT_LEN);
+    memset(g_buf + 26, 't', SWARM_TEXT_LEN);
+    reseal(g_buf, 26 + SWARM_TEXT_LEN);
+    assert_refused(g_buf, 26 + SWARM_TEXT_LEN, "text: 1024, more than the limit 1023", "text");
+
+    m = sample(SW_CODES);
+    n = encode_ok(&m, g_buf);
+    le_put32(g_buf + 48, 9);
+    reseal(g_buf, n);
+    assert_refused(g_buf, n, "codes: 9 bytes but only 8 are left", "codes past the end");
+    le_put32(g_buf + 48, SWARM_MAX_SLOTS * SWARM_MAX_SAMPLES + 1);
+    reseal(g_buf, n);
+    assert_refused(g_buf, n, "more than the limit", "codes over the limit");
+    le_put32(g_buf + 48, 0);
+    reseal(g_buf + 0, 52);
+    assert_refused(g_buf, 52, "0 codes, not in 1..4096", "no codes");
+
+    m = sample(SW_CODES);
+    m.n_codes = SWARM_MAX_SAMPLES;
+    n = encode_ok(&m, g_buf);
+    le_put32(g_buf + 48, SWARM_MAX_SAMPLES + 1);
+    g_buf[n] = 1;
+    reseal(g_buf, n + 1);
+    assert_refused(g_buf, n + 1, "4097 codes", "CODES of 4097");
+
+    m = sample(SW_JOURNAL);
+    n = encode_ok(&m, g_buf);
+    le_put32(g_buf + 24 + 5, SWARM_BLOB_MAX + 1);
+    reseal(g_buf, n);
+    assert_refused(g_buf, n, "blob: 65281, more than the limit", "blob");
+    le_put32(g_buf + 24 + 5, 5001);
+    reseal(g_buf, n);
+    assert_refused(g_buf, n, "blob: 5001 bytes but only 5000", "blob past the end");
+
+    m = sample(SW_WELCOME);
+    n = encode_ok(&m, g_buf);
+    le_put32(g_buf + 36, SWARM_MAX_SLOTS + 1);
+    reseal(g_buf, n);
+    assert_refused(g_buf, n, "entries: 257, more than the limit 256", "entries");
+    le_put32(g_buf + 36, 4);
+    reseal(g_buf, n);
+    assert_refused(g_buf, n, "entries: 4 (288 bytes) but only 216", "entries past the end");
+}
+
+Test(swarm_msg, decide_consistency)
+{
+    SwarmMsg m = sample(SW_DECIDE);
+    size_t n = encode_ok(&m, g_buf);
+    uint8_t orig[SWARM_MSG_MAX];
+    memcpy(orig, g_buf, n);
+    le_put32(g_buf + 32, 4); /* width 4 x 8 samples: 32 codes, there are 24 */
+    reseal(g_buf, n);
+    assert_refused(g_buf, n, "DECIDE message of", "width");
+    assert_refused(g_buf, n, "24 codes but width 4 x samples 8", "width");
+    le_put32(g_buf + 32, SWARM_MAX_SLOTS + 1);
+    reseal(g_buf, n);
+    assert_refused(g_buf, n, "width 257", "wide");
+    le_put32(g_buf + 32, 24);
+    le_put32(g_buf + 36, 1);
+    reseal(g_buf, n);
+    cr_assert_eq(swarm_msg_decode(g_buf, n, &m, &(Err){{0}}), 0, "width 24 x samples 1");
+    le_put32(g_buf + 32, 0);
+    le_put32(g_buf + 36, 0);
+    reseal(g_buf, n);
+    assert_refused(g_buf, n, "samples 0", "no samples");
+    le_put32(g_buf + 36, SWARM_MAX_SAMPLES + 1);
+    reseal(g_buf, n);
+    assert_refused(g_buf, n, "samples 4097", "samples");
+    /* width 2^16 x samples 2^16 wraps to 0 in u32: compared in u64 */
+    memcpy(g_buf, orig, n);
+    le_put32(g_buf + 32, 65536);
+    le_put32(g_buf + 36, 65536);
+    reseal(g_buf, n);
+    assert_refused(g_buf, n, "width", "wrap");
+}
+
+Test(swarm_msg, entry_checks)
+{
+    SwarmMsg m = sample(SW_WELCOME);
+    size_t n = encode_ok(&m, g_buf);
+    uint8_t orig[SWARM_MSG_MAX];
+    memcpy(orig, g_buf, n);
+    const size_t e1 = 40 + SWARM_ENTRY_BYTES; /* entry 1 */
+    struct {
+        size_t off;
+        uint8_t val;
+        const char *want;
+    } cases[] = {
+        {e1 + 4, 0, "entry 1 has kind 0"},
+        {e1 + 4, SW_KIND_END, "entry 1 has kind 5"},
+        {e1 + 5, SWARM_ADDR_LEN, "entry 1's addr is 64 bytes"},
+        {e1 + 6, 1, "entry 1's reserved"},
+        {e1 + 7, 0x80, "entry 1's reserved"},
+        {e1 + 8 + 2, 0, "entry 1's addr contains a NUL"},
+        {e1 + 8 + 40, 'z', "entry 1 has bytes past its 19-byte addr"},
+        {e1 + 8 + 63, 'z', "bytes past"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        memcpy(g_buf, orig, n);
+        g_buf[cases[i].off] = cases[i].val;
+        reseal(g_buf, n);
+        assert_refused(g_buf, n, cases[i].want, cases[i].want);
+        assert_refused(g_buf, n, "swarm WELCOME message of 256 bytes: entries: ", "prefix");
+    }
+    /* an address of 63 bytes (the most) is accepted */
+    memcpy(g_buf, orig, n);
+    g_buf[e1 + 5] = SWARM_ADDR_LEN - 1;
+    memset(g_buf + e1 + 8, 'q', SWARM_ADDR_LEN - 1);
+    reseal(g_buf, n);
+    SwarmMsg d;
+    Err e = {{0}};
+    cr_assert_eq(swarm_msg_decode(g_buf, n, &d, &e), 0, "%s", e.msg);
+    SwarmEntry en;
+    swarm_msg_entry(&d, 1, &en);
+    cr_assert_eq(strlen(en.addr), SWARM_ADDR_LEN - 1);
+}
+
+Test(swarm_msg, refused_message_is_zeroed)
+{
+    SwarmMsg m = sample(SW_DECIDE), d;
+    size_t n = encode_ok(&m, g_buf);
+    g_buf[n] = 0;
+    reseal(g_buf, n + 1);
+    Err e = {{0}};
+    cr_assert_eq(swarm_msg_decode(g_buf, n + 1, &d, &e), -1);
+    cr_assert_null(d.codes);
+    cr_assert_null(d.entries_raw);
+    cr_assert_eq(d.step, 0);
+}
