@@ -1,9 +1,10 @@
 #!/bin/bash
 # Fuzzes every reader of hostile input with libFuzzer (clang): the checkpoint
 # manifest, the coordinator's plan message, the ZO journal, the --config file,
-# the token file header + batch loader and the GPT-2 weight readers (HF
-# config.json + safetensors, llm.c). Targets are tests/fuzz/fuzz_*.c;
-# each file's comment says what it feeds the reader and what it checks.
+# the token file header + batch loader, the GPT-2 weight readers (HF
+# config.json + safetensors, llm.c) and the swarm's wire messages. Targets
+# are tests/fuzz/fuzz_*.c; each file's comment says what it feeds the reader
+# and what it checks.
 #
 # usage: fuzz_test.sh MPITRAIN_BINARY SCRATCH_DIR
 #
@@ -26,7 +27,7 @@
 #
 # Environment:
 #   FUZZ_SECONDS   seconds per target (default 20)
-#   FUZZ_TARGETS   targets to run (default: manifest plan journal config tokfile gpt2 bpe)
+#   FUZZ_TARGETS   targets to run (default: manifest plan journal config tokfile gpt2 bpe swarm_msg)
 #   FUZZ_JOBS      fuzzers run at once (default: 2, or 1 on a single core)
 #   FUZZ_TIMEOUT   seconds one input may take (default 25)
 #   FUZZ_CC        the clang to use (default: the newest clang found)
@@ -40,7 +41,7 @@ REPO=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=$(cd "$(dirname "$BIN")" && pwd)
 PROTO=$BUILD/proto
 SECS=${FUZZ_SECONDS:-20}
-TARGETS=${FUZZ_TARGETS:-manifest plan journal config tokfile gpt2 bpe}
+TARGETS=${FUZZ_TARGETS:-manifest plan journal config tokfile gpt2 bpe swarm_msg}
 TIMEOUT=${FUZZ_TIMEOUT:-25}
 CORES=$(nproc 2>/dev/null || echo 1)
 JOBS=${FUZZ_JOBS:-$([ "$CORES" -ge 2 ] && echo 2 || echo 1)}

@@ -347,6 +347,29 @@ Test(swarm_msg, header_checks)
     assert_refused(g_buf, n, "magic", "magic");
 }
 
+Test(swarm_msg, at_most_one_fabric_message)
+{
+    SwarmMsg m = sample(SW_CONFIG);
+    m.blob_len = SWARM_BLOB_MAX;
+    size_t n = encode_ok(&m, g_buf);
+    /* a hand-made CONFIG one byte over SWARM_MSG_MAX, CRC and all */
+    size_t over = SWARM_MSG_MAX + 1;
+    memset(g_buf + n, 0, over - n);
+    le_put32(g_buf + 28, (uint32_t)(over - 32));
+    reseal(g_buf, over);
+    assert_refused(g_buf, over, "longer than the 65536 bytes", "oversize message");
+    /* encode does not write one either, whatever cap it is given */
+    m = sample(SW_DECIDE);
+    m.width = 16;
+    m.samples = SWARM_MAX_SAMPLES;
+    m.n_codes = m.width * m.samples;
+    uint8_t *big = malloc(2 * SWARM_MSG_MAX);
+    Err e = {{0}};
+    cr_assert_eq(swarm_msg_encode(&m, big, 2 * SWARM_MSG_MAX, &e), 0);
+    cr_assert(strstr(e.msg, "does not fit in 65536 bytes"), "%s", e.msg);
+    free(big);
+}
+
 Test(swarm_msg, trailing_bytes)
 {
     SwarmMsg m = sample(SW_CODES);

@@ -237,7 +237,8 @@ size_t swarm_msg_encode(const SwarmMsg *m, uint8_t *buf, size_t cap, Err *e)
         err_set(e, "swarm %s message: does not fit in %zu bytes", LAYOUT[m->type].name, cap);
         return 0;
     }
-    Writer w = {buf, SWARM_HEADER_BYTES, cap};
+    /* never more than one fabric message, so decode can refuse longer ones */
+    Writer w = {buf, SWARM_HEADER_BYTES, cap < SWARM_MSG_MAX ? cap : SWARM_MSG_MAX};
     size_t n = encode_body(m, &w, e);
     if (!n) {
         err_wrap(e, "swarm %s message", LAYOUT[m->type].name);
@@ -390,6 +391,8 @@ static int check_header(const uint8_t *buf, size_t len, Err *e)
 {
     if (len < SWARM_HEADER_BYTES)
         return err_set(e, "shorter than the %d-byte header", SWARM_HEADER_BYTES);
+    if (len > SWARM_MSG_MAX) /* one fabric message: encode never writes more */
+        return err_set(e, "longer than the %d bytes of a fabric message", SWARM_MSG_MAX);
     if (le_get32(buf) != SWARM_MAGIC)
         return err_set(e, "bad magic 0x%08x (not a swarm message)", le_get32(buf));
     if (buf[4] != SWARM_VERSION)

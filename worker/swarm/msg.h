@@ -95,7 +95,8 @@ typedef struct {
  * or a field is beyond its limit (a caller bug: e says which). */
 size_t swarm_msg_encode(const SwarmMsg *m, uint8_t *buf, size_t cap, Err *e);
 /* 0 and *m filled, or -1 with e naming the type and what is wrong ("swarm
- * CODES message of 60 bytes: codes: 8 bytes but only 4 are left"). Checks magic, version,
+ * CODES message of 60 bytes: codes: 8 bytes but only 4 are left"). Checks the
+ * length (a header, at most SWARM_MSG_MAX: encode never writes more), magic, version,
  * type, body length, CRC, every count against its limit and what is left,
  * DECIDE's codes == width x samples, entry kinds and address lengths,
  * strings without NULs, and no bytes left over. */
