@@ -285,14 +285,15 @@ static void every_byte_corrupted(int type)
     SwarmMsg m = sample(type);
     size_t n = encode_ok(&m, g_buf);
     for (size_t i = 0; i < n; i++) {
-        for (int bit = 0; bit < 8; bit += 3) {
-            g_buf[i] ^= (uint8_t)(1u << bit);
+        /* every other value of the byte: a CRC catches any error of one byte */
+        for (int x = 1; x < 256; x++) {
+            g_buf[i] ^= (uint8_t)x;
             char what[64];
-            snprintf(what, sizeof what, "%s byte %zu bit %d", swarm_type_name(type), i, bit);
-            /* the header's first 8 and its length are checked before the CRC */
+            snprintf(what, sizeof what, "%s byte %zu ^ 0x%02x", swarm_type_name(type), i, x);
+            /* magic, version, type and the body length are checked before the CRC */
             int crc_catches = i >= 20 || (i >= 6 && i < 16);
             assert_refused(g_buf, n, crc_catches ? "CRC" : NULL, what);
-            g_buf[i] ^= (uint8_t)(1u << bit);
+            g_buf[i] ^= (uint8_t)x;
         }
     }
 }
