@@ -1,6 +1,7 @@
 #include "launch/run_train.h"
 
 #include <signal.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include "base/options.h"
@@ -8,6 +9,8 @@
 #include "coordinator/plan.h"
 #include "coordinator/timeline.h"
 #include "launch/commands.h"
+#include "worker/swarm/swarm.h"
+#include "worker/swarm/swarm_config.h"
 
 /* Rank 0: the King James Bible and runs/<model>-<time> unless told. */
 static int rank0_defaults(TrainConfig *c, Err *e)
@@ -19,6 +22,22 @@ static int rank0_defaults(TrainConfig *c, Err *e)
     }
     if (!c->resume[0]) train_config_default_out(c);
     return bad ? -1 : 0;
+}
+
+/* --swarm-join: the run's settings come from its keeper; this machine's
+ * own flags must agree with them (its data, out dir and the like are its
+ * own). */
+static int adopt_swarm_settings(TrainConfig *c, Err *e)
+{
+    if (!c->swarm_join[0]) return 0;
+    char *text;
+    size_t len;
+    uint32_t step;
+    const char *provider = c->swarm_provider ? "shm" : "tcp";
+    if (swarm_fetch_config(provider, c->swarm_join, &text, &len, &step, e)) return -1;
+    int rc = swarm_config_adopt(c, text, len, c->swarm_join, e);
+    free(text);
+    return rc;
 }
 
 static StopFlag stop_requested;
@@ -60,6 +79,7 @@ int launch_train(TrainConfig *c, const CommWorld *w, const TrainObserver *obs, S
     Err mine = {{0}};
     train_config_finish(c);
     int rc = w->rank == 0 ? rank0_defaults(c, &mine) : 0;
+    if (!rc && w->rank == 0) rc = adopt_swarm_settings(c, &mine);
     if (comm_agree(group_world(), rc, &mine, e)) return 1;
     rc = plan_distribute(group_world(), c, w, e);
     /* a checkpoint that cannot be read is a runtime failure (exit 1): the

@@ -89,6 +89,12 @@ static const OptSpec TABLE[] = {
      "zo: perturb and update only these tensors, the rest stay frozen: comma-separated presets "
      "all, norms, biases, embeddings, last:K (the last K blocks and lnf) or tensor-name globs "
      "(h.*.attn.*, lnf.?); see docs/zo.md", NULL, 1, 0, ZO_PARAMS_DEFAULT},
+    STR("swarm-listen", swarm_listen, "ADDR", "zo: start a swarm run whose machines join and leave live over libfabric: listen on ADDR (HOST:PORT for tcp); with --swarm-join: this machine's own address (default: the host's address on the route to the keeper, any free port); see docs/swarm.md"),
+    STR("swarm-join", swarm_join, "ADDR", "zo: join the swarm run listening at ADDR: its configuration, then its journal (catch-up), then contribute from the next step"),
+    CHOICE("swarm-provider", swarm_provider, "tcp|shm", "tcp", "zo swarm: libfabric provider (tcp across hosts, shm on one host)"),
+    NUM("swarm-deadline", OT_FLOAT, swarm_deadline, "SECONDS", "10", 0.01, 1e6, "zo swarm: how long the keeper waits for a step's codes once its own are ready; a machine that misses it is left out of that step"),
+    NUM("swarm-misses", OT_INT, swarm_misses, "N", "3", 1, 1e6, "zo swarm: deadlines missed in a row that drop a machine from the roster (it can rejoin by catch-up)"),
+    NUM("swarm-wait", OT_INT, swarm_wait, "N", "1", 1, 256, "zo swarm keeper: wait for N machines (itself included) before deciding the first step"),
     CHOICE("on-nan", on_nan, "stop|skip", "stop", "non-finite loss or gradient: stop with a message, or skip that update"),
     NUM("save-every", OT_INT, save_every, "N", "100", 0, 1e9, "checkpoint every N steps, 0 = only at the end"),
     NUM("keep-ckpts", OT_INT, keep_ckpts, "K", "3", 0, 1e6, "keep the newest K checkpoints, 0 = all"),
@@ -102,6 +108,9 @@ static const OptSpec TABLE[] = {
     FLAG("overwrite", overwrite, "reuse an --out directory that holds a run"),
     {0},
 };
+
+_Static_assert(sizeof TABLE / sizeof TABLE[0] - 1 <= TRAIN_CONFIG_MAX_ENTRIES,
+               "TrainGiven has a bit for every settings entry");
 
 const OptSpec *train_config_table(size_t *n)
 {
@@ -128,6 +137,13 @@ static size_t field_bytes(const OptSpec *s)
     return s->type == OT_LONG || s->type == OT_U64 || s->type == OT_DURATION ? 8 : 4;
 }
 
+static int any_given(const TrainConfig *c)
+{
+    for (size_t i = 0; i < sizeof c->given.words / sizeof c->given.words[0]; i++)
+        if (c->given.words[i]) return 1;
+    return 0;
+}
+
 static int steps_given(const TrainConfig *c)
 {
     for (const OptSpec *s = TABLE; s->name; s++)
@@ -140,7 +156,7 @@ void train_config_finish(TrainConfig *c)
     /* the budget alone ends the run. Only the parsing rank knows what was
      * given (given != 0: at least --time-budget was); the plan carries the
      * limit to the other ranks as steps' value, which this leaves alone */
-    if (c->time_budget_s > 0 && c->given && !steps_given(c)) c->steps = TRAIN_STEPS_UNLIMITED;
+    if (c->time_budget_s > 0 && any_given(c) && !steps_given(c)) c->steps = TRAIN_STEPS_UNLIMITED;
     c->optim.total_steps = c->steps;
     if (c->optim.min_lr > c->optim.lr) c->optim.min_lr = c->optim.lr;
 }
@@ -148,10 +164,10 @@ void train_config_finish(TrainConfig *c)
 /* Two parses over different fillings of the numeric fields: a field both
  * leave equal was written by the parse (a given value is written alike into
  * both, an untouched field keeps its two fillings). */
-uint64_t train_config_given(int argc, char **argv, int first)
+TrainGiven train_config_given(int argc, char **argv, int first)
 {
     TrainConfig *a = calloc(1, sizeof *a), *b = calloc(1, sizeof *b);
-    uint64_t given = 0;
+    TrainGiven given = {{0}};
     int help = 0;
     if (!a || !b) goto out;
     for (const OptSpec *s = TABLE; s->name; s++)
@@ -159,10 +175,10 @@ uint64_t train_config_given(int argc, char **argv, int first)
     if (opts_parse("train", TABLE, a, argc, argv, first, NULL, 0, NULL, &help) ||
         opts_parse("train", TABLE, b, argc, argv, first, NULL, 0, NULL, &help))
         goto out;
-    for (const OptSpec *s = TABLE; s->name && s - TABLE < 64; s++) {
-        size_t n = field_bytes(s);
+    for (const OptSpec *s = TABLE; s->name; s++) {
+        size_t n = field_bytes(s), i = (size_t)(s - TABLE);
         if (s->type != OT_STR && !memcmp((char *)a + s->offset, (char *)b + s->offset, n))
-            given |= 1ull << (s - TABLE);
+            given.words[i / 64] |= 1ull << (i % 64);
     }
 out:
     free(a);
@@ -173,12 +189,32 @@ out:
 int train_config_was_given(const TrainConfig *c, const OptSpec *s)
 {
     ptrdiff_t i = s - TABLE;
-    return i >= 0 && i < 64 && (c->given >> i & 1);
+    return i >= 0 && i < TRAIN_CONFIG_MAX_ENTRIES && (c->given.words[i / 64] >> (i % 64) & 1);
 }
 
 size_t train_config_bucket_bytes(const TrainConfig *c)
 {
     return (size_t)(c->bucket_mb * 1048576.0);
+}
+
+/* A swarm is a ZO run of machines that are one replica each (their own
+ * tp/pp inside, no dp: the swarm is the data parallelism) and one role. */
+static int swarm_config_validate(const TrainConfig *c, Err *e)
+{
+    const int listen = c->swarm_listen[0] != 0, join = c->swarm_join[0] != 0;
+    if (!listen && !join) return 0;
+    const char *flag = join ? "--swarm-join" : "--swarm-listen";
+    if (c->optim.kind != OPT_ZO)
+        return err_set(e, "%s: a swarm exchanges shared-randomness codes; it needs --optimizer zo",
+                       flag);
+    if (c->time_budget_s > 0)
+        return err_set(e, "%s with --time-budget: not built yet (each machine would end by its "
+                          "own clock); give --steps", flag);
+    if (c->dp > 1)
+        return err_set(e, "%s with --dp %d: each swarm machine is one replica (use --tp/--pp "
+                          "inside it); the swarm's machines are its data parallelism",
+                       flag, c->dp);
+    return 0;
 }
 
 int train_config_validate(const TrainConfig *c, Err *e)
@@ -214,6 +250,7 @@ int train_config_validate(const TrainConfig *c, Err *e)
         return err_set(e, "--diloco-overlap 1 needs --diloco H (H > 0)");
     if (c->diloco_wire && c->diloco <= 0)
         return err_set(e, "--diloco-wire bf16 needs --diloco H (H > 0)");
+    if (swarm_config_validate(c, e)) return -1;
     if (c->eval_every > 0 && c->eval_batches < 1)
         return err_set(e, "--eval-batches %d: must be at least 1", c->eval_batches);
     if (c->tokenizer[0] && !bpe_present(c->tokenizer))

@@ -14,6 +14,11 @@
 /* The default dataset: the King James Bible (Debian package bible-kjv). */
 #define DEFAULT_DATA "data/kjv.tok"
 
+#define TRAIN_CONFIG_MAX_ENTRIES 128
+typedef struct {
+    uint64_t words[TRAIN_CONFIG_MAX_ENTRIES / 64];
+} TrainGiven;
+
 typedef struct {
     ModelConfig model;
     OptimConfig optim;
@@ -57,10 +62,18 @@ typedef struct {
     int zo_samples, zo_check_every;
     char zo_params[256];       /* --zo-params: the tensors zo perturbs (worker/zo/zo_params.h) */
     int on_nan;                /* 0 stop with a message, 1 skip the update */
+    /* --swarm-listen / --swarm-join: a ZO run whose machines meet over
+     * libfabric and may come and go (worker/swarm, docs/swarm.md) */
+    char swarm_listen[128], swarm_join[128];
+    int swarm_provider;        /* 0 tcp, 1 shm */
+    float swarm_deadline;      /* seconds the keeper waits for a step's codes */
+    int swarm_misses;          /* missed deadlines in a row that drop a machine */
+    int swarm_wait;            /* the keeper's first step waits for this many machines */
 
     /* not settings: which were given (a flag or --config), bit i = table
-     * entry i; filled by train_config_given, 0 when unknown */
-    uint64_t given;
+     * entry i of words[i / 64]; filled by train_config_given, all 0 when
+     * unknown */
+    TrainGiven given;
     /* derived by the plan, not settings: */
     double predicted_step_ms;  /* the planner's prediction for this layout */
     /* pipeline stage s owns blocks [stage_first[s], stage_first[s+1]) */
@@ -78,8 +91,8 @@ void train_config_defaults(TrainConfig *c);
  * config (flags, config file, plan, resume). */
 void train_config_finish(TrainConfig *c);
 /* Which settings argv[first..] gives (flags and its --config file): bit i
- * for table entry i (numbers and choices; i < 64). argv must parse. */
-uint64_t train_config_given(int argc, char **argv, int first);
+ * for table entry i (numbers and choices). argv must parse. */
+TrainGiven train_config_given(int argc, char **argv, int first);
 /* --steps' largest value: a --time-budget run without --steps has no step
  * limit (its config.json says so, and resuming with it keeps it so). */
 #define TRAIN_STEPS_UNLIMITED 1000000000000L

@@ -26,13 +26,14 @@ static void heartbeat(Trainer *t, long step)
     fclose(f);
 }
 
-static void rank_report(Trainer *t, const CommStats *before, double t0, RankReport *rr)
+static void rank_report(Trainer *t, const CommStats *before, double fabric_before, double t0,
+                        RankReport *rr)
 {
     CommStats after = mesh_stats(&t->mesh);
     rr->step_s = comm_wtime() - t0;
     rr->exposed_s = after.exposed_s - before->exposed_s;
     rr->overlapped_s = after.overlapped_s - before->overlapped_s;
-    rr->bytes = after.bytes_sent - before->bytes_sent;
+    rr->bytes = after.bytes_sent - before->bytes_sent + (t->fabric_bytes - fabric_before);
 }
 
 static void fill_meta(const Trainer *t, long step, CkptMeta *meta)
@@ -169,6 +170,7 @@ static int nan_policy(Trainer *t, long step, const StepOutcome *o, int *skip, Er
 {
     int has_norm = !isnan(o->grad_norm);
     *skip = 0;
+    if (o->no_loss) return 0;
     if (isfinite(o->loss) && (!has_norm || isfinite(o->grad_norm))) return 0;
     if (t->cfg->on_nan == 0 && has_norm)
         return err_set(e, "step %ld: loss is %g and gradient norm %g: training diverged; "
@@ -189,8 +191,10 @@ static int one_step(Trainer *t, const StepStrategy *s, void *st, long step, Step
 {
     testhook("MPITRAIN_TEST_KILL", t->w->rank, step + 1);
     testhook("MPITRAIN_TEST_HANG", t->w->rank, step + 1);
+    testhook("MPITRAIN_TEST_SIGSTOP", t->w->rank, step + 1);
     testhook_wait_stop(t->stop, t->w->rank, step + 1);
     CommStats before = mesh_stats(&t->mesh);
+    double fabric_before = t->fabric_bytes;
     double t0 = comm_wtime();
     int skip = 0;
     trace_begin_arg(TR_STEP, step + 1, "step %ld", step + 1);
@@ -201,7 +205,7 @@ static int one_step(Trainer *t, const StepStrategy *s, void *st, long step, Step
     testhook_flip_bit(t->model.params, t->w->rank, step + 1);
     size_t heap = sys_heap_bytes(); /* everything the step needed is still held here */
     if (heap > t->heap_peak) t->heap_peak = heap;
-    rank_report(t, &before, t0, rr);
+    rank_report(t, &before, fabric_before, t0, rr);
     return rc;
 }
 
@@ -286,7 +290,7 @@ int loop_run(Trainer *t, const StepStrategy *s, TrainResult *res, Err *e)
     int timed = 0;
     t->end_step = c->steps;
     for (long step = t->start_step; !rc && step < t->end_step; step++) {
-        StepOutcome o = {NAN, NAN};
+        StepOutcome o = {NAN, NAN, 0};
         RankReport rr = {0};
         double t0 = comm_wtime();
         t->lr = lr_at(&c->optim, step);

@@ -10,6 +10,9 @@
 typedef struct {
     double loss;       /* mean loss of the global batch */
     double grad_norm;  /* NaN when the strategy has no gradient */
+    int no_loss;       /* the step was taken as others decided it (a swarm
+                        * machine catching up): nothing measured, the NaN
+                        * policy does not apply */
 } StepOutcome;
 
 typedef struct StepStrategy {

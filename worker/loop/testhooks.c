@@ -51,5 +51,10 @@ void testhook(const char *name, int rank, long step)
     say_fires(name, rank, step);
     if (!strcmp(name, "MPITRAIN_TEST_HANG"))
         for (;;) pause();
+    /* frozen as by `kill -STOP`, until someone sends SIGCONT */
+    if (!strcmp(name, "MPITRAIN_TEST_SIGSTOP")) {
+        raise(SIGSTOP);
+        return;
+    }
     kill(getpid(), SIGKILL);
 }

@@ -5,6 +5,8 @@
  * (MPITRAIN_RESTART_COUNT unset or 0) so a restarted job runs clean:
  *   MPITRAIN_TEST_KILL         the rank SIGKILLs itself before that step
  *   MPITRAIN_TEST_HANG         the rank sleeps forever before that step
+ *   MPITRAIN_TEST_SIGSTOP      the rank stops itself (SIGSTOP) before that step,
+ *                              until a SIGCONT from outside
  *   MPITRAIN_TEST_DIE_IN_SAVE  the rank dies after writing its checkpoint
  *                              shard of that step, before it is published
  *   MPITRAIN_TEST_FLIP_BIT     the rank flips the lowest bit of its first

@@ -47,6 +47,8 @@ typedef struct {
     double t_start;        /* comm_wtime() when the run began, for its wall time */
     size_t heap_peak;      /* the most sys_heap_bytes() seen after a step */
     double startup_bytes;  /* sent before the first step (link probe, plan) */
+    double fabric_bytes;   /* sent over the swarm's fabric so far (not MPI: the
+                            * strategy counts them) */
 } Trainer;
 
 int trainer_is_rank0(const Trainer *t);

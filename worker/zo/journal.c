@@ -136,16 +136,46 @@ int journal_open_append_params(Journal *j, const char *path, const JournalHeader
     return 0;
 }
 
-static int write_record(Journal *j, uint32_t type, const unsigned char *payload, uint32_t len,
-                        Err *e)
+/* type | length | payload | CRC-32C of the 8 + length bytes before it */
+static size_t frame_record(uint8_t *out, uint32_t type, uint32_t len)
 {
-    unsigned char head[8];
-    le_put32(head, type);
-    le_put32(head + 4, len);
-    unsigned char crc[4];
-    le_put32(crc, crc32c(crc32c(0, head, 8), payload, len));
-    if (fwrite(head, 1, 8, j->f) != 8 || fwrite(payload, 1, len, j->f) != len ||
-        fwrite(crc, 1, 4, j->f) != 4 || fflush(j->f) != 0)
+    le_put32(out, type);
+    le_put32(out + 4, len);
+    le_put32(out + 8 + len, crc32c(0, out, 8 + (size_t)len));
+    return 12 + (size_t)len;
+}
+
+size_t journal_step_record_bytes(uint32_t machines, uint32_t samples)
+{
+    return 12 + 20 + (size_t)machines * samples;
+}
+
+size_t journal_encode_step(uint8_t *out, uint32_t step, uint32_t machines, uint32_t samples,
+                           uint32_t epoch, float lr, const int8_t *codes)
+{
+    uint32_t n = machines * samples;
+    uint8_t *p = out + 8;
+    le_put32(p, step);
+    le_put32(p + 4, machines);
+    le_put32(p + 8, samples);
+    le_put32(p + 12, epoch);
+    le_put_f32(p + 16, lr);
+    memcpy(p + 20, codes, n);
+    return frame_record(out, JREC_STEP, 20 + n);
+}
+
+size_t journal_encode_roster(uint8_t *out, uint32_t epoch, uint32_t machines, uint32_t from_step)
+{
+    uint8_t *p = out + 8;
+    le_put32(p, epoch);
+    le_put32(p + 4, machines);
+    le_put32(p + 8, from_step);
+    return frame_record(out, JREC_ROSTER, 12);
+}
+
+int journal_append_record(Journal *j, const uint8_t *rec, size_t n, Err *e)
+{
+    if (fwrite(rec, 1, n, j->f) != n || fflush(j->f) != 0)
         return err_set(e, "%s: journal write failed: %s", j->path, strerror(errno));
     return 0;
 }
@@ -153,16 +183,10 @@ static int write_record(Journal *j, uint32_t type, const unsigned char *payload,
 int journal_append_step(Journal *j, uint32_t step, uint32_t machines, uint32_t samples,
                         uint32_t epoch, float lr, const int8_t *codes, Err *e)
 {
-    uint32_t n = machines * samples;
-    unsigned char *p = malloc(20 + (size_t)n);
+    uint8_t *p = malloc(journal_step_record_bytes(machines, samples));
     if (!p) return err_set(e, "out of memory");
-    le_put32(p, step);
-    le_put32(p + 4, machines);
-    le_put32(p + 8, samples);
-    le_put32(p + 12, epoch);
-    le_put_f32(p + 16, lr);
-    memcpy(p + 20, codes, n);
-    int rc = write_record(j, JREC_STEP, p, 20 + n, e);
+    size_t n = journal_encode_step(p, step, machines, samples, epoch, lr, codes);
+    int rc = journal_append_record(j, p, n, e);
     free(p);
     return rc;
 }
@@ -170,17 +194,56 @@ int journal_append_step(Journal *j, uint32_t step, uint32_t machines, uint32_t s
 int journal_append_roster(Journal *j, uint32_t epoch, uint32_t machines, uint32_t from_step,
                           Err *e)
 {
-    unsigned char p[12];
-    le_put32(p, epoch);
-    le_put32(p + 4, machines);
-    le_put32(p + 8, from_step);
-    return write_record(j, JREC_ROSTER, p, 12, e);
+    uint8_t p[JOURNAL_ROSTER_RECORD_BYTES];
+    return journal_append_record(j, p, journal_encode_roster(p, epoch, machines, from_step), e);
 }
 
 int journal_sync(Journal *j, Err *e)
 {
     if (fflush(j->f) != 0 || fsync(fileno(j->f)) != 0)
         return err_set(e, "%s: journal sync failed: %s", j->path, strerror(errno));
+    return 0;
+}
+
+/* The fields of a record whose frame and CRC were checked; NULL, or what
+ * is wrong with them. STEP codes point into p. */
+static const char *decode_payload(uint32_t type, const uint8_t *p, uint32_t len, uint32_t samples,
+                                  JournalRecord *r)
+{
+    memset(r, 0, sizeof *r);
+    r->type = type;
+    if (type == JREC_ROSTER) {
+        if (len != 12) return "bad roster record length";
+        r->epoch = le_get32(p);
+        r->machines = le_get32(p + 4);
+        r->step = le_get32(p + 8);
+        return NULL;
+    }
+    if (len < 20) return "bad step record length";
+    r->step = le_get32(p);
+    r->machines = le_get32(p + 4);
+    r->samples = le_get32(p + 8);
+    r->epoch = le_get32(p + 12);
+    r->lr = le_get_f32(p + 16);
+    if ((uint64_t)r->machines * r->samples != len - 20 || r->samples != samples)
+        return "code count does not match machines x samples";
+    r->codes = (int8_t *)(p + 20);
+    return NULL;
+}
+
+int journal_parse_record(const uint8_t *b, size_t n, uint32_t samples, JournalRecord *r,
+                         size_t *used, Err *e)
+{
+    if (n < 12) return err_set(e, "journal record cut short: %zu bytes", n);
+    uint32_t type = le_get32(b), len = le_get32(b + 4);
+    if (type != JREC_STEP && type != JREC_ROSTER)
+        return err_set(e, "journal record of unknown type %u", type);
+    if (len > n - 12) return err_set(e, "journal record of %u bytes cut short at %zu", len, n);
+    if (le_get32(b + 8 + len) != crc32c(0, b, 8 + (size_t)len))
+        return err_set(e, "journal record checksum mismatch: corrupted");
+    const char *why = decode_payload(type, b + 8, len, samples, r);
+    if (why) return err_set(e, "journal record: %s", why);
+    *used = 12 + (size_t)len;
     return 0;
 }
 
@@ -256,24 +319,8 @@ int journal_next(Journal *j, JournalRecord *r, Err *e)
     if (fread(p, 1, len + 4, j->f) != len + 4) return bad_record(j, off, e, "truncated record");
     if (le_get32(p + len) != crc32c(crc32c(0, head, 8), p, len))
         return bad_record(j, off, e, "checksum mismatch: the journal is corrupted");
-    memset(r, 0, sizeof *r);
-    r->type = type;
-    if (type == JREC_ROSTER) {
-        if (len != 12) return record_error(j, off, e, "bad roster record length");
-        r->epoch = le_get32(p);
-        r->machines = le_get32(p + 4);
-        r->step = le_get32(p + 8);
-    } else {
-        if (len < 20) return record_error(j, off, e, "bad step record length");
-        r->step = le_get32(p);
-        r->machines = le_get32(p + 4);
-        r->samples = le_get32(p + 8);
-        r->epoch = le_get32(p + 12);
-        r->lr = le_get_f32(p + 16);
-        if ((uint64_t)r->machines * r->samples != len - 20 || r->samples != j->h.samples)
-            return record_error(j, off, e, "code count does not match machines x samples");
-        r->codes = (int8_t *)(p + 20);
-    }
+    const char *why = decode_payload(type, p, len, j->h.samples, r);
+    if (why) return record_error(j, off, e, why);
     j->index++;
     return 1;
 }

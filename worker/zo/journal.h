@@ -70,6 +70,21 @@ int journal_append_step(Journal *j, uint32_t step, uint32_t machines, uint32_t s
                         uint32_t epoch, float lr, const int8_t *codes, Err *e);
 int journal_append_roster(Journal *j, uint32_t epoch, uint32_t machines, uint32_t from_step,
                           Err *e);
+/* The bytes of one record as the journal stores them (type, length,
+ * payload, CRC): a swarm machine builds a step's records once, writes them
+ * to its file and sends them to joiners (worker/swarm). out must hold
+ * journal_step_record_bytes / JOURNAL_ROSTER_RECORD_BYTES. */
+#define JOURNAL_ROSTER_RECORD_BYTES 24
+size_t journal_step_record_bytes(uint32_t machines, uint32_t samples);
+size_t journal_encode_step(uint8_t *out, uint32_t step, uint32_t machines, uint32_t samples,
+                           uint32_t epoch, float lr, const int8_t *codes);
+size_t journal_encode_roster(uint8_t *out, uint32_t epoch, uint32_t machines, uint32_t from_step);
+/* Appends whole records (bytes as encoded above) as they are. */
+int journal_append_record(Journal *j, const uint8_t *rec, size_t n, Err *e);
+/* The record at b (n bytes there): 0 with *r (STEP codes point into b)
+ * and *used, or -1 when it is cut short, corrupt or not a journal record. */
+int journal_parse_record(const uint8_t *b, size_t n, uint32_t samples, JournalRecord *r,
+                         size_t *used, Err *e);
 /* fflush + fsync (before a checkpoint is published). */
 int journal_sync(Journal *j, Err *e);
 /* Reads the header (j->h, and j->params_id: 0 for a version 1 journal). */

@@ -84,7 +84,9 @@ int zo_replay(const char *base, const char *journal, const char *zo_params, cons
     if (!rc) rc = check_journal_matches(journal, &j, &meta, &m, e);
     uint8_t *active = NULL;
     if (!rc) rc = replay_mask(&j, &m, zo_params, &active, e);
-    long step = (long)meta.step;
+    /* a ZO checkpoint continues its own run at its step; any other is the
+     * weights a ZO run started from (--init-from): its journal from step 0 */
+    long step = meta.optim.kind == OPT_ZO ? (long)meta.step : 0;
     if (!rc) rc = apply_journal(&j, &m, active, &step, e);
     free(active);
     if (warning_len) warning[0] = 0;
@@ -92,6 +94,7 @@ int zo_replay(const char *base, const char *journal, const char *zo_params, cons
     if (!rc) {
         meta.step = step;
         meta.data_pos = (uint64_t)step;
+        meta.optim.kind = OPT_ZO; /* an --init-from base becomes the ZO run it started */
         meta.zo_eps = j.h.eps;
         meta.zo_scale = j.h.scale;
         meta.zo_samples = (int)j.h.samples;

@@ -8,6 +8,8 @@
 #include "base/fileio.h"
 #include "comm/trace.h"
 #include "worker/loop/strategy.h"
+#include "worker/swarm/swarm.h"
+#include "worker/swarm/swarm_config.h"
 #include "worker/zo/journal.h"
 #include "worker/zo/zo.h"
 #include "worker/zo/zo_params.h"
@@ -21,7 +23,14 @@ typedef struct {
     int8_t *mine, *all;
     Journal j;        /* rank 0 only */
     uint32_t epoch;   /* the roster epoch in force */
+    Swarm *sw;        /* --swarm-listen / --swarm-join: the machines' fabric */
+    SwarmDecision dec; /* the step's agreed set (swarm) */
+    long applied;     /* steps applied, for the swarm's goodbye */
+    long end_step;    /* the run's last step + 1 */
 } Zo;
+
+/* Machines of a swarm reading one file take it from different places. */
+#define SWARM_DATA_STRIDE 7919
 
 /* Mean loss of this machine's batch at theta + step z. The view's scratch
  * was allocated in setup, so installing it cannot fail here. */
@@ -156,14 +165,16 @@ static int open_journal(Trainer *t, Zo *z, Err *e)
     if (z->j.torn_bytes)
         trainer_note(t, "zo: cut the torn last record off %s: appending from byte %ld", path,
                      z->j.torn_off);
-    if (fresh) return journal_append_roster(&z->j, 0, (uint32_t)t->mesh.dims.dp, 0, e);
+    /* a joiner's journal starts as the keeper's: its records come from there */
+    if (fresh && !t->cfg->swarm_join[0])
+        return journal_append_roster(&z->j, 0, (uint32_t)t->mesh.dims.dp, 0, e);
     return 0;
 }
 
 /* A resumed run with another number of machines starts a new roster epoch. */
 static int record_roster(Trainer *t, Zo *z, uint32_t last_machines, Err *e)
 {
-    if (!trainer_is_rank0(t) || last_machines == (uint32_t)t->mesh.dims.dp) return 0;
+    if (z->sw || !trainer_is_rank0(t) || last_machines == (uint32_t)t->mesh.dims.dp) return 0;
     z->epoch++;
     trainer_note(t, "zo: roster epoch %u: %d machine(s) from step %ld (was %u)", z->epoch,
                  t->mesh.dims.dp, t->start_step, last_machines);
@@ -204,6 +215,52 @@ static int select_params(Trainer *t, Zo *z, Err *e)
     return 0;
 }
 
+static int in_swarm(const TrainConfig *c) { return c->swarm_listen[0] || c->swarm_join[0]; }
+
+static void swarm_notes(Trainer *t, Zo *z)
+{
+    for (const char *ev; (ev = swarm_next_event(z->sw));) trainer_note(t, "swarm: %s", ev);
+}
+
+/* This machine's endpoint, with the journal it holds and the run's
+ * identity (a joiner's must match the keeper's). */
+static int open_swarm(Trainer *t, Zo *z, Err *e)
+{
+    const TrainConfig *c = t->cfg;
+    if (t->w->size > 1)
+        return err_set(e, "--swarm-%s: a swarm machine is one process for now (this one has %d "
+                          "ranks); tp/pp inside a swarm machine is not built yet",
+                       c->swarm_join[0] ? "join" : "listen", t->w->size);
+    char path[PATH_BUF], text[4096];
+    journal_path(t, path, sizeof path);
+    if (journal_sync(&z->j, e)) return -1;
+    void *bytes = NULL;
+    size_t len = 0;
+    if (read_file(path, (size_t)1 << 34, &bytes, &len, e)) return -1;
+    int rc = swarm_config_text(c, t->zo_scale, text, sizeof text, e);
+    SwarmOptions o = {
+        .provider = c->swarm_provider ? "shm" : "tcp",
+        .listen = c->swarm_listen,
+        .join = c->swarm_join,
+        .deadline_s = c->swarm_deadline,
+        .misses = c->swarm_misses,
+        .wait_for = c->swarm_wait,
+        .check_every = c->zo_check_every,
+        .ident = {c->seed, t->model.global_params, z->params_id,
+                  t->start_step == 0 ? zo_hash(t->model.params, t->model.n_params) : 0,
+                  (uint32_t)c->zo_samples, c->zo_eps, t->zo_scale, c->optim.weight_decay},
+        .config_text = text,
+        .records = (const uint8_t *)bytes + JOURNAL_HEADER_BYTES,
+        .records_len = len > JOURNAL_HEADER_BYTES ? len - JOURNAL_HEADER_BYTES : 0,
+        .end_step = (uint32_t)c->steps,
+    };
+    if (!rc) rc = swarm_open(&z->sw, &o, e);
+    free(bytes);
+    if (rc) return -1;
+    swarm_notes(t, z);
+    return 0;
+}
+
 static int zo_setup(Trainer *t, void **state, Err *e)
 {
     Zo *z = calloc(1, sizeof *z);
@@ -226,6 +283,8 @@ static int zo_setup(Trainer *t, void **state, Err *e)
     if (trainer_agree(t, rc, e)) return -1;
     if (!have_journal && !(t->zo_scale > 0)) t->zo_scale = pick_scale(t, z);
     rc = trainer_is_rank0(t) ? open_journal(t, z, e) : 0;
+    z->end_step = t->cfg->steps;
+    if (!rc && in_swarm(t->cfg)) rc = open_swarm(t, z, e);
     if (!rc) rc = record_roster(t, z, last, e);
     if (!rc)
         trainer_note(t, "zo: %d machine(s) x %d sample(s), eps %g, scale %g per code unit, "
@@ -240,17 +299,13 @@ static int zo_setup(Trainer *t, void **state, Err *e)
 /* The machine's samples, their codes exchanged: one byte per (machine,
  * sample) on the wire. The loss is the mean over samples whose two losses
  * were finite (a non-finite sample is already skipped by its code). */
-static int zo_compute(Trainer *t, void *state, long step, StepOutcome *o, Err *e)
+/* The machine's codes for the step; *mean: the loss over its samples. */
+static void machine_codes(Trainer *t, Zo *z, long step, uint32_t machine, double sums[2])
 {
-    (void)e;
-    Zo *z = state;
     const TrainConfig *c = t->cfg;
-    loader_batch(&t->train, t->data_pos, t->inputs, t->targets);
-    t->data_pos++;
-    double sums[2] = {0, 0}; /* loss sum, samples counted */
     for (int s = 0; s < c->zo_samples; s++) {
         double mean;
-        ZoId id = {(uint32_t)step, (uint32_t)t->mesh.me.dp, (uint32_t)s};
+        ZoId id = {(uint32_t)step, machine, (uint32_t)s};
         trace_begin_fmt(TR_COMPUTE, "zo sample %d", s);
         double g = projected_grad(t, z, id, &mean);
         trace_end();
@@ -260,11 +315,66 @@ static int zo_compute(Trainer *t, void *state, long step, StepOutcome *o, Err *e
             sums[1] += 1;
         }
     }
+}
+
+/* A swarm step: the codes (unless the decision is already here: a machine
+ * catching up computes nothing), then the keeper's agreed set. */
+static int swarm_compute(Trainer *t, Zo *z, long step, StepOutcome *o, Err *e)
+{
+    int known = swarm_known(z->sw, (uint32_t)step, e);
+    if (known < 0) return -1;
+    double sums[2] = {0, 0};
+    uint32_t slot = swarm_slot(z->sw);
+    if (!known) {
+        uint64_t pos = t->data_pos + (uint64_t)(slot == SWARM_NO_SLOT ? 0 : slot) * SWARM_DATA_STRIDE;
+        loader_batch(&t->train, pos, t->inputs, t->targets);
+        machine_codes(t, z, step, slot, sums);
+    }
+    t->data_pos++;
+    int every = t->cfg->zo_check_every;
+    uint64_t whash = every > 0 && step % every == 0 ? zo_hash(t->model.params, t->model.n_params) : 0;
+    int rc = swarm_step(z->sw, (uint32_t)step, z->mine, t->lr, whash, &z->dec, e);
+    SwarmStats st;
+    swarm_stats(z->sw, &st);
+    t->fabric_bytes = (double)st.bytes_sent;
+    swarm_notes(t, z);
+    if (rc) return -1;
+    o->no_loss = known || z->dec.caught_up;
+    o->loss = sums[1] > 0 ? sums[0] / sums[1] : NAN;
+    o->grad_norm = NAN;
+    return 0;
+}
+
+static int zo_compute(Trainer *t, void *state, long step, StepOutcome *o, Err *e)
+{
+    Zo *z = state;
+    const TrainConfig *c = t->cfg;
+    if (z->sw) return swarm_compute(t, z, step, o, e);
+    loader_batch(&t->train, t->data_pos, t->inputs, t->targets);
+    t->data_pos++;
+    double sums[2] = {0, 0}; /* loss sum, samples counted */
+    machine_codes(t, z, step, (uint32_t)t->mesh.me.dp, sums);
     coll_allgather_bytes(t->mesh.dp, z->mine, z->all, (size_t)c->zo_samples);
     coll_allreduce_sum_f64(t->mesh.dp, sums, 2);
     o->loss = sums[1] > 0 ? sums[0] / sums[1] : NAN;
     o->grad_norm = NAN; /* zeroth order: no gradient, so no norm */
     return 0;
+}
+
+/* The keeper's set, applied and journaled as it came: the same records on
+ * every machine. */
+static int swarm_apply(Trainer *t, Zo *z, long step, Err *e)
+{
+    const TrainConfig *c = t->cfg;
+    const SwarmDecision *d = &z->dec;
+    trace_begin("zo update", TR_OPT);
+    int used = zo_step_update(&t->model, t->model.params, z->active, c->seed, d->step, d->codes,
+                              (int)d->width, (int)d->samples, d->lr, t->zo_scale,
+                              c->optim.weight_decay);
+    trace_end();
+    if (used < 0) return err_set(e, "step %ld: out of memory for the codes", step + 1);
+    z->applied = step + 1;
+    return journal_append_record(&z->j, d->records, d->records_len, e);
 }
 
 /* skip needs nothing here: a step whose every sample was non-finite has
@@ -277,6 +387,7 @@ static int zo_strategy_apply(Trainer *t, void *state, long step, int skip, Err *
     const TrainConfig *c = t->cfg;
     const int S = c->zo_samples, M = t->mesh.dims.dp;
     float lr = t->lr;
+    if (z->sw) return swarm_apply(t, z, step, e);
     trace_begin("zo update", TR_OPT);
     int used = zo_step_update(&t->model, t->model.params, z->active, c->seed, (uint32_t)step,
                               z->all, M, S, lr, t->zo_scale, c->optim.weight_decay);
@@ -315,6 +426,7 @@ static void zo_free(void *state)
 {
     Zo *z = state;
     if (!z) return;
+    if (z->sw) swarm_close(z->sw, z->applied >= z->end_step);
     if (z->j.f) journal_close(&z->j);
     free(z->active);
     free(z->mine);

@@ -1,0 +1,104 @@
+#include "worker/swarm/swarm_config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "base/options.h"
+
+/* The run-defining settings, by option name. init-from is taken when not
+ * given but never compared: a path differs from host to host, and the
+ * HELLO's base id compares the weights themselves. */
+static const char *const RUN_SETTINGS[] = {
+    "model", "layers", "heads", "embd", "seq-len", "vocab", "in-dim", "steps", "optimizer", "lr",
+    "min-lr", "warmup", "weight-decay", "seed", "zo-eps", "zo-scale", "zo-samples",
+    "zo-check-every", "zo-outlier", "zo-params", "init-from", NULL};
+
+static const OptSpec *spec_named(const char *name)
+{
+    for (const OptSpec *s = train_config_table(NULL); s->name; s++)
+        if (!strcmp(s->name, name)) return s;
+    return NULL;
+}
+
+int swarm_config_text(const TrainConfig *c, float scale, char *out, size_t n, Err *e)
+{
+    TrainConfig run = *c;
+    run.zo_scale = scale;
+    size_t used = 0;
+    out[0] = 0;
+    for (int i = 0; RUN_SETTINGS[i]; i++) {
+        const OptSpec *s = spec_named(RUN_SETTINGS[i]);
+        char v[PATH_BUF];
+        opts_format(s, &run, v, sizeof v);
+        int w = snprintf(out + used, n - used, "%s=%s\n", s->name, v);
+        if (w < 0 || (size_t)w >= n - used)
+            return err_set(e, "the run's settings do not fit in %zu bytes", n);
+        used += (size_t)w;
+    }
+    return 0;
+}
+
+/* Was this setting given on this machine: a flag or --config for numbers
+ * and choices; a string counts when it is not its default. */
+static int given_here(const TrainConfig *c, const TrainConfig *def, const OptSpec *s)
+{
+    if (s->type != OT_STR) return train_config_was_given(c, s);
+    char a[PATH_BUF], b[PATH_BUF];
+    opts_format(s, c, a, sizeof a);
+    opts_format(s, def, b, sizeof b);
+    return strcmp(a, b) != 0;
+}
+
+/* One `name=value` line of the run's: taken, or compared with the flag. */
+static int adopt_one(TrainConfig *c, const TrainConfig *def, const char *name, const char *value,
+                     const char *from, Err *e)
+{
+    const OptSpec *s = spec_named(name);
+    if (!s) return err_set(e, "the swarm at %s sent setting %s, which this build does not know: "
+                              "run the same mpitrain version on every machine", from, name);
+    if (given_here(c, def, s) && strcmp(name, "init-from")) {
+        char mine[PATH_BUF];
+        opts_format(s, c, mine, sizeof mine);
+        if (strcmp(mine, value))
+            return err_set(e, "--%s %s: the swarm run at %s has %s %s; drop the flag (a joiner "
+                              "takes the run's settings) or join a run with this %s",
+                           name, mine, from, name, value, name);
+        return 0;
+    }
+    if (given_here(c, def, s)) return 0; /* this machine's own path to the base */
+    Err why;
+    if (opts_set_value(train_config_table(NULL), c, name, value, &why))
+        return err_set(e, "the swarm at %s sent %s=%s: %s", from, name, value, why.msg);
+    return 0;
+}
+
+int swarm_config_adopt(TrainConfig *c, const char *text, size_t len, const char *from, Err *e)
+{
+    char *buf = malloc(len + 1);
+    TrainConfig *def = malloc(sizeof *def);
+    int rc = 0;
+    if (!buf || !def) rc = err_set(e, "out of memory");
+    if (!rc) {
+        memcpy(buf, text, len);
+        buf[len] = 0;
+        train_config_defaults(def);
+    }
+    int seen = 0;
+    for (char *line = buf, *next; !rc && line && *line; line = next) {
+        next = strchr(line, '\n');
+        if (next) *next++ = 0;
+        char *eq = strchr(line, '=');
+        if (!eq) {
+            rc = err_set(e, "the swarm at %s sent a settings line without '=': %.60s", from, line);
+            break;
+        }
+        *eq = 0;
+        rc = adopt_one(c, def, line, eq + 1, from, e);
+        seen++;
+    }
+    if (!rc && !seen) rc = err_set(e, "the swarm at %s sent no settings", from);
+    if (!rc) train_config_finish(c);
+    free(buf);
+    free(def);
+    return rc;
+}
