@@ -28,8 +28,9 @@ typedef struct {
     FabricAddr fa;
     int have_fa;
     int misses;
-    int leaving;
-    int suspect;  /* a member's verdict on a keeper that went silent */
+    int leaving;  /* it said LEAVE: no longer counted, removed at the next decision */
+    int suspect;  /* a keeper that went silent: still counted (it may be
+                   * cut off, not gone) until a decision removes it */
 } Peer;
 
 /* Codes of one step from the machines that sent them. */
@@ -539,6 +540,7 @@ static uint32_t roster_changes(Swarm *sw, SwarmEntry *ch)
         int kind = 0;
         if (p->state == FOLLOWER && sw->cur.got[s]) kind = SW_JOINED;
         else if (p->state == MEMBER && (uint32_t)s != sw->slot && p->leaving) kind = SW_LEFT;
+        else if (p->state == MEMBER && (uint32_t)s != sw->slot && p->suspect) kind = SW_MISSED_OUT;
         else if (p->state == MEMBER && (uint32_t)s != sw->slot && !sw->cur.got[s] &&
                  ++p->misses >= sw->o.misses)
             kind = SW_MISSED_OUT;
@@ -612,12 +614,14 @@ static int keeper_decide(Swarm *sw, float lr, uint64_t whash, SwarmDecision *d, 
     return 0;
 }
 
+/* Codes in from the roster, and the roster's size for the majority rule: a
+ * machine that said it leaves no longer counts; a silent one does. */
 static int contributors(const Swarm *sw, int *roster)
 {
     int n = 0;
     *roster = 0;
     for (int s = 0; s < SWARM_MAX_SLOTS; s++) {
-        if (sw->peers[s].state != MEMBER) continue;
+        if (sw->peers[s].state != MEMBER || sw->peers[s].leaving) continue;
         (*roster)++;
         n += sw->cur.got[s];
     }
@@ -628,7 +632,7 @@ static int all_members_in(const Swarm *sw)
 {
     for (int s = 0; s < SWARM_MAX_SLOTS; s++) {
         const Peer *p = &sw->peers[s];
-        if (p->state == MEMBER && !p->leaving && !sw->cur.got[s]) return 0;
+        if (p->state == MEMBER && !p->leaving && !p->suspect && !sw->cur.got[s]) return 0;
     }
     return 1;
 }
@@ -685,6 +689,14 @@ static int keeper_step(Swarm *sw, uint32_t step, const int8_t *mine, float lr, u
     const double t0 = now_s(), D = sw->o.deadline_s;
     const double patience = first ? D * (sw->o.misses + 1) : D;
     int fetched = 0;
+    /* what has arrived first: a keeper alone must still hear newcomers */
+    for (;;) {
+        SwarmMsg m;
+        int r = next_msg(sw, &m, 0, e);
+        if (r < 0) return -1;
+        if (!r) break;
+        if (keeper_handle(sw, &m, d, &fetched, e)) return -1;
+    }
     for (;;) {
         int roster, got = contributors(sw, &roster);
         int majority = 2 * got > roster;
@@ -724,7 +736,8 @@ static int keeper_step(Swarm *sw, uint32_t step, const int8_t *mine, float lr, u
 static uint32_t next_keeper(const Swarm *sw)
 {
     for (int s = 0; s < SWARM_MAX_SLOTS; s++)
-        if (sw->peers[s].state == MEMBER && !sw->peers[s].suspect) return (uint32_t)s;
+        if (sw->peers[s].state == MEMBER && !sw->peers[s].suspect && !sw->peers[s].leaving)
+            return (uint32_t)s;
     return sw->slot;
 }
 
@@ -953,8 +966,7 @@ static void take_over(Swarm *sw, uint32_t step)
     sw->keeper = sw->slot;
     sw->term++;
     sw->term_start = step;
-    for (int s = 0; s < SWARM_MAX_SLOTS; s++)
-        if (sw->peers[s].suspect) sw->peers[s].leaving = 1;
+
     event(sw, "took over as keeper at step %u (term %u)", step + 1, sw->term);
 }
 
@@ -972,8 +984,10 @@ static int member_step(Swarm *sw, uint32_t step, const int8_t *mine, uint64_t wh
     const double timeout = sw->o.deadline_s * (sw->o.misses + 1) + 2 * sw->step_interval + 1;
     for (;;) {
         if (now_s() - t0 > timeout) {
-            sw->peers[sw->keeper].suspect = 1;
-            event(sw, "the keeper (machine %u) went silent at step %u", sw->keeper, step + 1);
+            Peer *k = &sw->peers[sw->keeper];
+            if (!k->leaving) k->suspect = 1;
+            event(sw, "the keeper (machine %u) %s at step %u", sw->keeper,
+                  k->leaving ? "handed over" : "went silent", step + 1);
             sw->keeper = next_keeper(sw);
             if (sw->keeper == sw->slot) {
                 take_over(sw, step);
@@ -1003,7 +1017,10 @@ static int member_step(Swarm *sw, uint32_t step, const int8_t *mine, uint64_t wh
             return 1;
         case SW_FETCH: if (send_decided(sw, m.slot, m.step, e)) return -1; break;
         case SW_LEAVE:
-            if (m.slot == sw->keeper) t0 = -1e300; /* the keeper handed over: now */
+            if (m.slot == sw->keeper && m.slot < SWARM_MAX_SLOTS) {
+                sw->peers[m.slot].leaving = 1; /* it handed over: no wait, not counted */
+                t0 = -1e300;
+            }
             break;
         case SW_CODES: stash_codes(sw, &m, step); break;
         default: break;
