@@ -205,6 +205,11 @@ static int get_info(const char *provider, const char *node, const char *service,
     hints->fabric_attr->prov_name = strdup(provider);
     if (strcmp(provider, "tcp") == 0) hints->addr_format = FI_SOCKADDR_IN;
     hints->domain_attr->mr_mode = FI_MR_VIRT_ADDR | FI_MR_ALLOCATED | FI_MR_PROV_KEY;
+    /* messages between two endpoints arrive in the order sent: the swarm
+     * sends a joiner its journal and then its welcome, and RDM promises no
+     * order unless asked (rxm's large messages can be overtaken) */
+    hints->tx_attr->msg_order = FI_ORDER_SAS;
+    hints->rx_attr->msg_order = FI_ORDER_SAS;
     uint64_t flags = node[0] ? FI_SOURCE : 0;
     const char *n = node[0] ? node : NULL, *s = service[0] ? service : NULL;
     int rc = fi_getinfo(FI_VERSION(1, 17), n, s, flags, hints, out);

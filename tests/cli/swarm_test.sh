@@ -99,7 +99,7 @@ check "the journal records every roster epoch: 5 machines at the most, 3 at the 
 
 # ---- 2. refused at join ----
 K="127.0.0.1:$((PORT + 1))"
-Z2="--optimizer zo --zo-samples 2 --steps 100000 --init-from $PWD/base"
+Z2="--optimizer zo --zo-samples 2 --zo-scale 0.1 --steps 100000 --init-from $PWD/base"
 "$BIN" train $M $Z2 --data "$PWD/corpus.tok" --swarm-listen "$K" $S --out k > k.log 2>&1 & pk=$!
 join() { run train $M --data "$PWD/corpus.tok" --swarm-join "$K" $S "$@"; }
 join --seed 7 --out r1
@@ -110,7 +110,7 @@ expect "... another --zo-samples" 1 "--zo-samples 3: the swarm run at $K has zo-
 join --init-from "$PWD/base5" --out r3
 expect "... other starting weights" 1 "refused: this machine has other starting weights"
 # a journal of another run with the same settings (another keeper, other data)
-"$BIN" train $M --optimizer zo --zo-samples 2 --steps 5 --init-from "$PWD/base" --data "$PWD/other.tok" \
+"$BIN" train $M --optimizer zo --zo-samples 2 --zo-scale 0.1 --steps 5 --init-from "$PWD/base" --data "$PWD/other.tok" \
   --swarm-listen "127.0.0.1:$((PORT + 2))" --out foreign > foreign.log 2>&1
 join --resume foreign --out foreign
 expect "... a foreign journal" 1 "refused: this machine's journal (5 steps) is not this run's"

@@ -14,10 +14,15 @@
 #include "worker/zo/zo.h"
 
 #define ROUND_BYTES (1u << 20) /* journal bytes per catch-up round */
+/* journal bytes per JOURNAL message: under the tcp provider's eager size
+ * (rxm's 16 KB), where a message travels whole in the order sent; a larger
+ * one was seen to arrive after the WELCOME sent behind it */
+#define CHUNK_BYTES (12u << 10)
 #define CONFIG_TIMEOUT_S 5.0   /* a newcomer's wait for the keeper, per try */
 #define EVENTS 32
 #define PENDING 64
-#define FOLLOWER_PATIENCE 64 /* steps a welcomed machine may take to contribute */
+/* seconds a welcomed machine may take to catch up and send its first codes */
+#define FOLLOWER_PATIENCE_S 120.0
 
 enum { FREE = 0, MEMBER, FOLLOWER };
 enum { JOINING = 0, WELCOMED, KEEPING }; /* this machine's standing */
@@ -29,6 +34,8 @@ typedef struct {
     int have_fa;
     int misses;
     int leaving;  /* it said LEAVE: no longer counted, removed at the next decision */
+    int ready;    /* a follower whose codes came (late): it is current, wait for it */
+    double heard; /* a follower's last sign of life (monotonic seconds) */
     int suspect;  /* a keeper that went silent: still counted (it may be
                    * cut off, not gone) until a decision removes it */
 } Peer;
@@ -390,7 +397,7 @@ static uint32_t send_round(Swarm *sw, FabricAddr to, uint32_t from, int fresh, E
     do {
         size_t a = fresh && s == 0 ? 0 : step_start(sw, s), b = a == 0 ? sw->prefix_len : a;
         uint32_t k = s;
-        while (k < sw->next_step && sw->step_end[k] - a <= SWARM_BLOB_MAX - 64) b = sw->step_end[k++];
+        while (k < sw->next_step && sw->step_end[k] - a <= CHUNK_BYTES) b = sw->step_end[k++];
         if (k == s && s < sw->next_step) {
             *rc = err_set(e, "swarm: step %u's records do not fit in one message", s + 1);
             return s;
@@ -414,6 +421,7 @@ static int welcome(Swarm *sw, FabricAddr to, const SwarmMsg *hello, Err *e)
     Peer *p = &sw->peers[slot];
     memset(p, 0, sizeof *p);
     p->state = FOLLOWER;
+    p->heard = now_s();
     snprintf(p->addr, sizeof p->addr, "%s", hello->addr);
     p->fa = to;
     p->have_fa = 1;
@@ -469,7 +477,15 @@ static int keeper_codes(Swarm *sw, const SwarmMsg *m, Err *e)
      * dropped it (sent to it too); its later codes are not counted */
     if (s >= SWARM_MAX_SLOTS || sw->peers[s].state == FREE) return 0;
     if (m->n_codes != sw->samples) return 0;
-    if (m->step + 1 == sw->next_step) return send_decided(sw, s, m->step, e);
+    Peer *p = &sw->peers[s];
+    if (p->state == FOLLOWER) {
+        /* a joiner that computes again has caught up: from now on the
+         * keeper waits for it as for a member, so its codes can count */
+        p->ready = 1;
+        p->heard = now_s();
+    }
+    if (m->step + 1 == sw->next_step)
+        return p->state == FOLLOWER ? 0 : send_decided(sw, s, m->step, e);
     Collect *c = m->step == sw->cur.step ? &sw->cur : m->step == sw->ahead.step ? &sw->ahead : NULL;
     if (!c) return 0; /* late: the step was decided without it */
     if (c == &sw->cur && m->chain != chain_before(sw, m->step)) {
@@ -547,7 +563,8 @@ static uint32_t roster_changes(Swarm *sw, SwarmEntry *ch)
         if (p->state == MEMBER && sw->cur.got[s]) p->misses = 0;
         /* a follower that never contributes (it died catching up) is let
          * go quietly: it was never in the journal's roster */
-        if (p->state == FOLLOWER && !sw->cur.got[s] && ++p->misses >= FOLLOWER_PATIENCE) {
+        if (p->state == FOLLOWER && !sw->cur.got[s] &&
+            (p->ready ? ++p->misses >= sw->o.misses : now_s() - p->heard > FOLLOWER_PATIENCE_S)) {
             event(sw, "machine %s never contributed: forgotten", p->addr);
             memset(p, 0, sizeof *p);
         }
@@ -633,6 +650,7 @@ static int all_members_in(const Swarm *sw)
     for (int s = 0; s < SWARM_MAX_SLOTS; s++) {
         const Peer *p = &sw->peers[s];
         if (p->state == MEMBER && !p->leaving && !p->suspect && !sw->cur.got[s]) return 0;
+        if (p->state == FOLLOWER && p->ready && !sw->cur.got[s]) return 0;
     }
     return 1;
 }
