@@ -69,12 +69,26 @@ static const OptSpec *budget_spec(void)
     return NULL;
 }
 
-Test(time_budget, the_table_stays_under_64_entries)
+/* TrainGiven has a bit for every entry: one past the first 64 (the swarm's)
+ * is seen as given, and one not given is not */
+Test(time_budget, settings_past_the_64th_are_known_as_given)
 {
     size_t n;
-    train_config_table(&n);
-    cr_assert_lt(n, 64, "the given mask has 64 bits; the table has %zu entries", n);
+    const OptSpec *t = train_config_table(&n);
+    cr_assert_leq(n, TRAIN_CONFIG_MAX_ENTRIES);
     cr_assert_not_null(budget_spec());
+    const OptSpec *late = NULL, *other = NULL;
+    for (size_t i = 64; i < n; i++) {
+        if (!strcmp(t[i].name, "swarm-misses")) late = &t[i];
+        if (!strcmp(t[i].name, "swarm-wait")) other = &t[i];
+    }
+    cr_assert(late && other, "the swarm's settings sit past entry 64 (table of %zu)", n);
+    char *argv[] = {"--swarm-misses", "5"};
+    TrainConfig *c = calloc(1, sizeof *c);
+    c->given = train_config_given(2, argv, 0);
+    cr_assert(train_config_was_given(c, late));
+    cr_assert_not(train_config_was_given(c, other));
+    free(c);
 }
 
 Test(time_budget, a_bad_value_is_refused_naming_the_flag)

@@ -89,12 +89,6 @@ static const OptSpec TABLE[] = {
      "zo: perturb and update only these tensors, the rest stay frozen: comma-separated presets "
      "all, norms, biases, embeddings, last:K (the last K blocks and lnf) or tensor-name globs "
      "(h.*.attn.*, lnf.?); see docs/zo.md", NULL, 1, 0, ZO_PARAMS_DEFAULT},
-    STR("swarm-listen", swarm_listen, "ADDR", "zo: start a swarm run whose machines join and leave live over libfabric: listen on ADDR (HOST:PORT for tcp); with --swarm-join: this machine's own address (default: the host's address on the route to the keeper, any free port); see docs/swarm.md"),
-    STR("swarm-join", swarm_join, "ADDR", "zo: join the swarm run listening at ADDR: its configuration, then its journal (catch-up), then contribute from the next step"),
-    CHOICE("swarm-provider", swarm_provider, "tcp|shm", "tcp", "zo swarm: libfabric provider (tcp across hosts, shm on one host)"),
-    NUM("swarm-deadline", OT_FLOAT, swarm_deadline, "SECONDS", "10", 0.01, 1e6, "zo swarm: how long the keeper waits for a step's codes once its own are ready; a machine that misses it is left out of that step"),
-    NUM("swarm-misses", OT_INT, swarm_misses, "N", "3", 1, 1e6, "zo swarm: deadlines missed in a row that drop a machine from the roster (it can rejoin by catch-up)"),
-    NUM("swarm-wait", OT_INT, swarm_wait, "N", "1", 1, 256, "zo swarm keeper: wait for N machines (itself included) before deciding the first step"),
     CHOICE("on-nan", on_nan, "stop|skip", "stop", "non-finite loss or gradient: stop with a message, or skip that update"),
     NUM("save-every", OT_INT, save_every, "N", "100", 0, 1e9, "checkpoint every N steps, 0 = only at the end"),
     NUM("keep-ckpts", OT_INT, keep_ckpts, "K", "3", 0, 1e6, "keep the newest K checkpoints, 0 = all"),
@@ -106,6 +100,12 @@ static const OptSpec TABLE[] = {
     NUM("peak-gflops", OT_FLOAT, peak_gflops, "X", "0", 0, 1e9, "peak GFLOP/s of one rank (its cores' FMA rate), for metrics.jsonl's mfu; 0 = unknown, no mfu"),
     FLAG("quiet", quiet, "no progress output (metrics.jsonl is still written)"),
     FLAG("overwrite", overwrite, "reuse an --out directory that holds a run"),
+    STR("swarm-listen", swarm_listen, "ADDR", "zo: start a swarm run whose machines join and leave live over libfabric: listen on ADDR (HOST:PORT for tcp); with --swarm-join: this machine's own address (default: the host's address on the route to the keeper, any free port); see docs/swarm.md"),
+    STR("swarm-join", swarm_join, "ADDR", "zo: join the swarm run listening at ADDR: its configuration, then its journal (catch-up), then contribute from the next step"),
+    CHOICE("swarm-provider", swarm_provider, "tcp|shm", "tcp", "zo swarm: libfabric provider (tcp across hosts, shm on one host)"),
+    NUM("swarm-deadline", OT_FLOAT, swarm_deadline, "SECONDS", "10", 0.01, 1e6, "zo swarm: how long the keeper waits for a step's codes once its own are ready; a machine that misses it is left out of that step"),
+    NUM("swarm-misses", OT_INT, swarm_misses, "N", "3", 1, 1e6, "zo swarm: deadlines missed in a row that drop a machine from the roster (it can rejoin by catch-up)"),
+    NUM("swarm-wait", OT_INT, swarm_wait, "N", "1", 1, 256, "zo swarm keeper: wait for N machines (itself included) before deciding the first step"),
     {0},
 };
 
