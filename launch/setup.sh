@@ -4,9 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PACKAGES=(build-essential cmake pkg-config openmpi-bin libopenmpi-dev
-          libopenblas-openmp-dev libprotobuf-c-dev protobuf-c-compiler
-          libcriterion-dev libfabric-dev libpcre2-dev bible-kjv gnuplot-nox)
+source launch/packages.sh
+PACKAGES=("${BUILD_PACKAGES[@]}")
+# launch/test.sh asks for its own as well
+[ "${MPITRAIN_TEST_PACKAGES:-0}" = 1 ] && PACKAGES+=("${TEST_PACKAGES[@]}")
 PACKAGES+=(${MPITRAIN_EXTRA_PACKAGES:-})
 
 missing=()

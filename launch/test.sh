@@ -4,13 +4,11 @@
 # Arguments go to ctest (e.g. -R mpi_).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# tests check that PyTorch reads our exports and parse JSON; node + npm fetch
-# the tokenizer oracles (tests/oracle): Debian's nodejs and npm unless a node
-# with its npm is there already (NodeSource's nodejs bundles npm and conflicts
-# with Debian's npm package)
-node_pkgs=""
-command -v npm > /dev/null && command -v node > /dev/null || node_pkgs="nodejs npm"
-export MPITRAIN_EXTRA_PACKAGES="python3 python3-torch $node_pkgs fortunes iproute2 slurm-wlm munge clang-14 libclang-rt-14-dev libomp-14-dev ${MPITRAIN_EXTRA_PACKAGES:-}"
+# FRESH_PATH=1: run the tests on a PATH of only what a fresh minimal Debian 12
+# has plus the packages of launch/packages.sh (tests/fresh_path.py), so a
+# tool no script installs fails here as it would on a new machine.
+# setup.sh installs the test packages of launch/packages.sh too
+export MPITRAIN_TEST_PACKAGES=1
 if [ "${SANITIZE:-0}" = 1 ]; then
   export BUILD_DIR=build-asan
   # Open MPI and OpenBLAS keep process-lifetime allocations: leaks are theirs
@@ -19,6 +17,11 @@ if [ "${SANITIZE:-0}" = 1 ]; then
 else
   export BUILD_DIR=build
   launch/setup.sh
+fi
+if [ "${FRESH_PATH:-0}" = 1 ]; then
+  fresh=$BUILD_DIR/fresh-path
+  /usr/bin/python3 tests/fresh_path.py "$fresh"
+  export PATH=$PWD/$fresh
 fi
 cd "$BUILD_DIR"
 ctest --output-on-failure --timeout 600 "$@"
