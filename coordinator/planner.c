@@ -311,10 +311,11 @@ double planner_step_worth(PlanMode m, int k)
     /* docs/planner.md, "Ranking the modes": at equal time on the project's
      * fine-tuning task, 1194 ZO steps of 1 sample ended above 21 AdamW
      * steps (2.492 vs 2.406 from 3.42), and 39 steps of 4 samples matched
-     * 121 of 1 sample; DiLoCo H=10 and 50 needed about 3 inner steps for
-     * one AdamW step's progress */
+     * 121 of 1 sample; DiLoCo H=10 and 50 needed 2-6 inner steps (about
+     * 3) for one AdamW step's progress; a longer H was not measured: the
+     * low end of that range */
     if (m == MODE_ZO) return k > 0 ? fmin(1.0, k / 60.0) : 1.0 / 60;
-    if (m == MODE_DILOCO) return 1.0 / 3;
+    if (m == MODE_DILOCO) return k <= 50 ? 1.0 / 3 : 1.0 / 6;
     return 1.0;
 }
 

@@ -47,7 +47,8 @@ const char *planner_mode_name(PlanMode m);
 
 /* What one step of a mode teaches, in backprop steps of the same global
  * batch, from the project's own time-to-quality measurements
- * (docs/planner.md): DP 1, ZO with K samples K/60 (at most 1), DiLoCo 1/3.
+ * (docs/planner.md): DP 1, ZO with K samples K/60 (at most 1), DiLoCo 1/3 up
+ * to H=50 (measured), 1/6 beyond.
  * A ZO step's tokens do not learn like a backprop step's, so tokens/s
  * alone would rank ZO first whenever its step is faster. */
 double planner_step_worth(PlanMode m, int k);

@@ -70,8 +70,9 @@ static void print_modes(const Prediction *p, int n, int own)
                p[i].dp_equiv_tokens_per_s);
     }
     printf("\n* recommended: most DP-equivalent tokens/s, i.e. tokens/s x step worth, the part of a\n"
-           "  backprop step one step of the mode teaches (ZO K samples: K/60; DiLoCo: 1/3), from\n"
-           "  this project's time-to-quality runs (docs/planner.md); bytes matter too on a slow link\n");
+           "  backprop step one step of the mode teaches (ZO K samples: K/60; DiLoCo: 1/3, 1/6 past\n"
+           "  H=50), from this project's time-to-quality runs (docs/planner.md); bytes matter too\n"
+           "  on a slow link\n");
     if (own >= 0) printf("< this config's mode\n");
 }
 

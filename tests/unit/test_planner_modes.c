@@ -184,6 +184,7 @@ Test(planner_modes, modes_ranked_by_what_a_step_teaches_not_tokens_per_s)
     cr_assert_float_eq(planner_step_worth(MODE_ZO, 4), 4.0 / 60, 1e-12);
     cr_assert_float_eq(planner_step_worth(MODE_ZO, 600), 1.0, 1e-12);
     cr_assert_float_eq(planner_step_worth(MODE_DILOCO, 50), 1.0 / 3, 1e-12);
+    cr_assert_float_eq(planner_step_worth(MODE_DILOCO, 500), 1.0 / 6, 1e-12);
     cr_assert_float_eq(planner_step_worth(MODE_DP, 0), 1.0, 1e-12);
 }
 
