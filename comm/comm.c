@@ -445,10 +445,18 @@ int comm_agree(Group *g, int rc, const Err *mine, Err *first)
 }
 
 /* Half the round trip of `reps` ping-pongs of `bytes` between ranks 0 and 1. */
+/* The shortest of `reps` round trips of `bytes`, halved: the link as an
+ * idle machine has it. A mean is the scheduler's as much as the link's
+ * when other work shares the cores: one round trip in which rank 1 was not
+ * scheduled (a 2-core machine at load 15 measured 5.7 ms and 346 Mbit/s
+ * where idle gives 5-20 us and several Gbit/s) made every predicted
+ * message that slow. A shaper's token bucket refills during each return
+ * leg alike, so the shortest is no more inside its burst than the mean. */
 static double pingpong(Group *g, char *buf, int bytes, int reps)
 {
-    double t0 = comm_wtime();
+    double best = 1e30;
     for (int i = 0; i < reps; i++) {
+        double t0 = comm_wtime();
         if (g->rank == 0) {
             check(MPI_Send(buf, bytes, MPI_BYTE, 1, 77, g->comm), "MPI_Send", g);
             check(MPI_Recv(buf, bytes, MPI_BYTE, 1, 77, g->comm, MPI_STATUS_IGNORE), "MPI_Recv", g);
@@ -456,20 +464,7 @@ static double pingpong(Group *g, char *buf, int bytes, int reps)
             check(MPI_Recv(buf, bytes, MPI_BYTE, 0, 77, g->comm, MPI_STATUS_IGNORE), "MPI_Recv", g);
             check(MPI_Send(buf, bytes, MPI_BYTE, 0, 77, g->comm), "MPI_Send", g);
         }
-    }
-    return (comm_wtime() - t0) / reps / 2;
-}
-
-/* The shortest of `reps` round trips of 8 bytes, halved: the link's latency
- * as an idle machine has it. The mean is the scheduler's as much as the
- * link's when other work shares the cores: one round trip in which rank 1
- * was not scheduled (a 2-core machine at load 15 measured 5.7 ms where
- * idle gives 5-20 us) made every predicted message that slow. */
-static double best_round_trip(Group *g, char *buf, int reps)
-{
-    double best = 1e30;
-    for (int i = 0; i < reps; i++) {
-        double t = pingpong(g, buf, 8, 1);
+        double t = (comm_wtime() - t0) / 2;
         if (t < best) best = t;
     }
     return best;
@@ -529,7 +524,7 @@ int comm_measure_link(Group *g, double *alpha_s, double *beta_Bps)
     double r[2] = {0, 0}; /* latency, bandwidth */
     coll_barrier(g);
     pingpong(g, buf, 8, 5); /* warm up the connection */
-    double small = best_round_trip(g, buf, 20), sent = 25 * 8.0;
+    double small = pingpong(g, buf, 8, 20), sent = 25 * 8.0;
     for (int k = 0; k < 3; k++) {
         double t = pingpong(g, buf, SIZE[k], REPS[k]);
         sent += (double)REPS[k] * SIZE[k];
