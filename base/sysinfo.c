@@ -1,5 +1,6 @@
 #include "base/sysinfo.h"
 
+#include <dirent.h>
 #include <malloc.h>
 #include <sched.h>
 #include <stdio.h>
@@ -137,3 +138,45 @@ size_t sys_heap_bytes(void)
     return mi.uordblks + mi.hblkhd;
 }
 #endif
+
+int sys_parse_schedstat(const char *text, double *run_s, double *wait_s)
+{
+    unsigned long long run, wait;
+    if (!text || sscanf(text, "%llu %llu", &run, &wait) != 2) return -1;
+    *run_s = run * 1e-9;
+    *wait_s = wait * 1e-9;
+    return 0;
+}
+
+int sys_sched_times(double *run_s, double *wait_s)
+{
+    *run_s = *wait_s = 0;
+    DIR *d = opendir("/proc/self/task");
+    if (!d) return -1;
+    int found = 0;
+    for (struct dirent *de; (de = readdir(d));) {
+        if (de->d_name[0] < '0' || de->d_name[0] > '9') continue;
+        char path[64], line[128];
+        snprintf(path, sizeof path, "/proc/self/task/%.20s/schedstat", de->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f) continue; /* the thread has ended since the listing */
+        double run, wait;
+        if (fgets(line, sizeof line, f) && !sys_parse_schedstat(line, &run, &wait)) {
+            *run_s += run;
+            *wait_s += wait;
+            found = 1;
+        }
+        fclose(f);
+    }
+    closedir(d);
+    return found ? 0 : -1;
+}
+
+double sys_loadavg(void)
+{
+    FILE *f = fopen("/proc/loadavg", "r");
+    double l = -1;
+    if (f && fscanf(f, "%lf", &l) != 1) l = -1;
+    if (f) fclose(f);
+    return l;
+}

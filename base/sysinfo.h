@@ -33,9 +33,21 @@ int sys_affinity_bits(unsigned char *bits, int nbits);
  * that RSS also counts. */
 size_t sys_heap_bytes(void);
 
+/* How much of the CPU this process's threads got: the seconds they ran and
+ * the seconds they waited, runnable, for a CPU another process held
+ * (summed over /proc/self/task/N/schedstat). A thread asleep in a wait
+ * counts in neither, so run / (run + wait) is the share of the cores it
+ * wanted that the machine gave it: 1 on an idle machine, 0.45 when other
+ * work held them for the rest. 0, or -1 when the kernel does not say. */
+int sys_sched_times(double *run_s, double *wait_s);
+/* The 1-minute load average (/proc/loadavg); -1 when unknown. */
+double sys_loadavg(void);
+
 /* Parsers, for tests: a /proc/meminfo text -> MemAvailable bytes (0 if
  * absent); a cgroup limit file ("max" or bytes) -> bytes (0 = no limit). */
 size_t sys_parse_meminfo_available(const char *text);
 size_t sys_parse_cgroup_limit(const char *text);
+/* A schedstat line "RUN_NS WAIT_NS SLICES" -> seconds; -1 if malformed. */
+int sys_parse_schedstat(const char *text, double *run_s, double *wait_s);
 
 #endif

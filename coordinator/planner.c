@@ -13,27 +13,31 @@
 #include "models/ops.h"
 #include "sharding/stages.h"
 
-static double now_s(void)
+/* This thread's CPU seconds: the sgemm rate it measures is the machine's
+ * when idle, whatever else shares the cores (on a loaded 2-core machine
+ * the wall clock gave a third of it, and a different third every call). */
+static double cpu_s(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* Best single-thread rate of C(M,N) = A(M,K) B(N,K)^T over a few runs. */
+/* Best single-thread rate of C(M,N) = A(M,K) B(N,K)^T over a few runs
+ * (one thread: the calling one, whose CPU time is measured). */
 static double gemm_rate(int M, int N, int K)
 {
     float *a = model_calloc((size_t)M * K, sizeof(float)), *b = model_calloc((size_t)N * K, sizeof(float));
     float *c = model_calloc((size_t)M * N, sizeof(float));
     double best = 0;
     for (int rep = 0; a && b && c && rep < 3; rep++) {
-        double t0 = now_s();
+        double t0 = cpu_s();
         int calls = 0;
         do {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, a, K, b, K, 0.0f, c, N);
             calls++;
-        } while (now_s() - t0 < 0.005);
-        double rate = 2.0 * M * N * K * calls / (now_s() - t0) / 1e9;
+        } while (cpu_s() - t0 < 0.005);
+        double rate = 2.0 * M * N * K * calls / (cpu_s() - t0) / 1e9;
         if (rate > best) best = rate;
     }
     free(a);
@@ -113,6 +117,29 @@ static double sched_wait_s(const Machine *mc)
     return 4e-3 * (1.0 - (double)mc->cores / mc->ranks_per_node);
 }
 
+/* The per-parameter passes of a step, in one thread's CPU time, measured
+ * by bench/bench_step (AMD EPYC, 2026-12-05; 0.12 M to 25.4 M parameters):
+ * zeroing the gradients 0.05-0.25 ns a parameter, the gradient norm's sum
+ * of squares 0.57-0.63, AdamW 0.49-0.73 (SGD: momentum only, about half).
+ * Memory-bound: they do not follow the GEMM rate. */
+#define ZERO_GRAD_S 0.15e-9
+#define NORM_S 0.6e-9
+#define ADAMW_S 0.7e-9
+#define SGD_S 0.35e-9
+
+/* Ranks time-sharing fewer cores take turns at memory-bound passes. */
+static double memory_slowdown(const Machine *mc)
+{
+    return mc->ranks_per_node > mc->cores ? (double)mc->ranks_per_node / mc->cores : 1.0;
+}
+
+/* One scalar all-reduce over p ranks (the loss, the gradient norm): a few
+ * latencies, and on oversubscribed cores a wait for an unscheduled peer. */
+static double scalar_allreduce_s(const Machine *mc, int p)
+{
+    return p > 1 ? mc->alpha_s * ceil(log2(p)) + sched_wait_s(mc) : 0;
+}
+
 /* One message of `bytes` and a ring collective over p ranks moving `bytes`. */
 static double msg_s(const Machine *mc, double bytes) { return mc->alpha_s + bytes / mc->beta_Bps; }
 
@@ -185,10 +212,14 @@ static void predict_backprop(const TrainConfig *c, const Machine *mc, Prediction
     p->dp_exposed_s = dp_s - hidden > 0.2 * dp_s ? dp_s - hidden : 0.2 * dp_s;
     *dp_s_out = dp_s;
     *dp_bytes = 2.0 * (c->dp - 1) / c->dp * grad_bytes;
-    /* optimizer: memory-bound, ~ 16 bytes touched per parameter */
-    double shard = grad_bytes / sizeof(float) / (c->zero ? c->dp : 1);
-    p->opt_s = shard * 16.0 / 10e9 * mc->ranks_per_node / (mc->cores < mc->ranks_per_node ? mc->cores : mc->ranks_per_node);
-    p->step_s = p->compute_s + p->tp_comm_s + p->pp_comm_s + p->dp_exposed_s + p->opt_s;
+    /* the per-parameter passes: the optimizer over the update range (a
+     * ZeRO shard), zeroing every gradient, the norm's sum of squares over
+     * the update range; then the loss and the norm all-reduces */
+    double params = grad_bytes / sizeof(float), update = params / (c->zero ? c->dp : 1);
+    double slow = memory_slowdown(mc);
+    p->opt_s = update * (c->optim.kind == OPT_SGD ? SGD_S : ADAMW_S) * slow;
+    p->fixed_s = (params * ZERO_GRAD_S + update * NORM_S) * slow + 2.0 * scalar_allreduce_s(mc, c->dp * c->tp * c->pp);
+    p->step_s = p->compute_s + p->tp_comm_s + p->pp_comm_s + p->dp_exposed_s + p->opt_s + p->fixed_s;
     p->bytes = 4.0 * worst_layers * c->micro_batches * 2.0 * (c->tp - 1) / c->tp * act +
                (c->pp > 1 ? 2.0 * c->micro_batches * act : 0) +
                2.0 * (c->dp - 1) / c->dp * grad_bytes;
@@ -227,11 +258,16 @@ static void to_zo(const TrainConfig *c, const Machine *mc, Prediction *p)
     p->opt_s = 0;
     double shard = (double)cost_param_count(&c->model) / (c->tp * c->pp);
     p->update_s = shard * dp * K / (mc->z_rate * core_share(mc));
+    /* each forward writes theta +- eps z into the view, block by block
+     * (bench_zo: the step is 1.03-1.10x its two forwards), and the K
+     * losses are all-reduced; no gradient to zero, no norm */
+    p->fixed_s = 2.0 * K * shard / (mc->z_rate * core_share(mc)) +
+                 K * scalar_allreduce_s(mc, c->dp * c->tp * c->pp);
     /* a blocking exchange: on oversubscribed cores it also waits for the
      * peers the kernel has not scheduled */
     double gather = dp > 1 ? mc->alpha_s * ceil(log2(dp)) + (double)K * dp / mc->beta_Bps + sched_wait_s(mc) : 0;
     p->dp_exposed_s = gather;
-    p->step_s = p->compute_s + p->tp_comm_s + p->pp_comm_s + p->dp_exposed_s + p->update_s;
+    p->step_s = p->compute_s + p->tp_comm_s + p->pp_comm_s + p->dp_exposed_s + p->update_s + p->fixed_s;
     p->bytes *= K / 2.0; /* forward halves of the tp and pp traffic, 2K times */
     p->bytes += (double)(dp - 1) * K;
     p->k = K;
@@ -244,10 +280,10 @@ static void to_diloco(const TrainConfig *c, const Machine *mc, Prediction *p, do
                       double ar_bytes)
 {
     int H = c->diloco;
-    double inner = p->compute_s + p->tp_comm_s + p->pp_comm_s + p->opt_s; /* before the outer step's share */
+    double inner = p->compute_s + p->tp_comm_s + p->pp_comm_s + p->opt_s + p->fixed_s; /* before the outer step's share */
     double exposed = c->diloco_overlap ? fmax(0, ar_s - H * inner) : ar_s;
     double shard = (double)cost_param_count(&c->model) / (c->tp * c->pp);
-    double outer_opt = shard * 16.0 / 10e9 / core_share(mc); /* Nesterov: memory-bound */
+    double outer_opt = shard * ADAMW_S * memory_slowdown(mc); /* Nesterov: memory-bound, like AdamW */
     p->dp_exposed_s = exposed / H;
     p->opt_s += outer_opt / H;
     p->step_s = inner + outer_opt / H + p->dp_exposed_s;
@@ -266,11 +302,38 @@ void planner_predict(const TrainConfig *c, const Machine *mc, Prediction *p)
     p->comm_s = p->tp_comm_s + p->pp_comm_s + p->dp_exposed_s;
     double tokens = (double)c->global_batch * c->model.seq_len;
     p->tokens_per_s = p->step_s > 0 ? tokens / p->step_s : 0;
+    p->worth = planner_step_worth(p->mode, p->k);
+    p->dp_equiv_tokens_per_s = p->tokens_per_s * p->worth;
+}
+
+double planner_step_worth(PlanMode m, int k)
+{
+    /* docs/planner.md, "Ranking the modes": at equal time on the project's
+     * fine-tuning task, 1194 ZO steps of 1 sample ended above 21 AdamW
+     * steps (2.492 vs 2.406 from 3.42), and 39 steps of 4 samples matched
+     * 121 of 1 sample; DiLoCo H=10 and 50 needed 2-6 inner steps (about
+     * 3) for one AdamW step's progress; a longer H was not measured: the
+     * low end of that range */
+    if (m == MODE_ZO) return k > 0 ? fmin(1.0, k / 60.0) : 1.0 / 60;
+    if (m == MODE_DILOCO) return k <= 50 ? 1.0 / 3 : 1.0 / 6;
+    return 1.0;
+}
+
+/* ZO's point is its exchange of one byte per sample and machine: a layout
+ * that splits a machine with tp or pp sends activations across ranks
+ * (1,048,577 bytes a step where dp 4 sends 3, at the reference shape on 4
+ * ranks) for a predicted gain well within the model's error. ZO takes such
+ * a layout only when no data-parallel one fits in memory (the search
+ * drops those that do not). */
+static int zo_moves_activations(const Prediction *p)
+{
+    return p->mode == MODE_ZO && (p->tp > 1 || p->pp > 1);
 }
 
 static int cmp_pred(const void *a, const void *b)
 {
     const Prediction *x = a, *y = b;
+    if (zo_moves_activations(x) != zo_moves_activations(y)) return zo_moves_activations(x) ? 1 : -1;
     if (x->step_s != y->step_s) return x->step_s < y->step_s ? -1 : 1;
     return x->bytes < y->bytes ? -1 : x->bytes > y->bytes;
 }
@@ -335,6 +398,20 @@ static int best_of_mode(const TrainConfig *cfg, PlanMode m, int k, int ranks, co
     return n > 0;
 }
 
+/* Best first by backprop-equivalent tokens/s (a stable insertion sort:
+ * the rows are few), keeping *own on the config's row. */
+static void sort_by_learning(Prediction *p, int n, int *own)
+{
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && p[j].dp_equiv_tokens_per_s > p[j - 1].dp_equiv_tokens_per_s; j--) {
+            Prediction t = p[j];
+            p[j] = p[j - 1];
+            p[j - 1] = t;
+            if (*own == j) *own = j - 1;
+            else if (*own == j - 1) *own = j;
+        }
+}
+
 int planner_compare_modes(const TrainConfig *cfg, int ranks, const Machine *mc, Prediction *out,
                           int max, int *own)
 {
@@ -351,7 +428,32 @@ int planner_compare_modes(const TrainConfig *cfg, int ranks, const Machine *mc, 
         n++;
     }
     if (*own < 0 && n < max && best_of_mode(cfg, mine, my_k, ranks, mc, &out[n])) *own = n++;
+    sort_by_learning(out, n, own);
     return n;
+}
+
+int planner_verdict(const RunTiming *r, char *buf, size_t n)
+{
+    double got = r->fair_share > 0 ? r->cpu_share / r->fair_share : r->cpu_share;
+    int busy = r->cpu_share >= 0 && got < PLANNER_BUSY_SHARE;
+    char where[64];
+    snprintf(where, sizeof where, "%s at dp %d x tp %d x pp %d", r->strategy, r->dp, r->tp, r->pp);
+    if (!busy) {
+        snprintf(buf, n, "planner: predicted %.1f ms/step for %s, measured %.1f ms/step (%+.0f%%)",
+                 r->predicted_ms, where, r->measured_ms, (r->predicted_ms / r->measured_ms - 1) * 100);
+        return 0;
+    }
+    /* the step's work took 1/got as long as with the cores to itself */
+    double idle_ms = r->measured_ms * got;
+    char load[64] = "", own[96] = "";
+    if (r->load >= 0) snprintf(load, sizeof load, "; load %.1f on %d core%s", r->load, r->cores, r->cores == 1 ? "" : "s");
+    if (r->fair_share < 1) snprintf(own, sizeof own, " (this job's own ranks leave them %.0f%%)", r->fair_share * 100);
+    snprintf(buf, n, "planner: the machine was busy: the ranks ran %.0f%% of the time they were ready to%s "
+                     "(other processes held the cores%s); measured %.1f ms/step, about %.1f on an idle "
+                     "machine; prediction for an idle machine: %.1f ms/step for %s (%+.0f%%)",
+             r->cpu_share * 100, own, load, r->measured_ms, idle_ms, r->predicted_ms, where,
+             (r->predicted_ms / idle_ms - 1) * 100);
+    return 1;
 }
 
 /* ---- stated links ------------------------------------------------------ */

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include "base/err.h"
 #include "worker/config/config.h"
+#include "worker/loop/observer.h"
 
 typedef struct {
     double gemm_gflops;     /* cblas_sgemm rate of one thread at the model's shapes */
@@ -33,16 +34,30 @@ typedef struct {
     double comm_s;          /* all exposed communication of a step (tp + pp + dp/zo/outer) */
     double update_s;        /* zo: regenerating and applying every machine's z */
     double tokens_per_s;    /* global batch tokens over step_s */
+    double fixed_s;         /* per-step costs besides FLOPs and traffic: zeroing the
+                             * gradients, their norm, the loss and norm all-reduces;
+                             * zo: perturbing the weights for each forward */
+    double worth;           /* planner_step_worth(mode, k) */
+    double dp_equiv_tokens_per_s; /* tokens_per_s x worth: what the modes are ranked by */
 } Prediction;
 
 /* The mode of a config: zo, diloco (H > 0) or plain data-parallel backprop. */
 PlanMode planner_mode(const TrainConfig *cfg);
 const char *planner_mode_name(PlanMode m);
 
+/* What one step of a mode teaches, in backprop steps of the same global
+ * batch, from the project's own time-to-quality measurements
+ * (docs/planner.md): DP 1, ZO with K samples K/60 (at most 1), DiLoCo 1/3 up
+ * to H=50 (measured), 1/6 beyond.
+ * A ZO step's tokens do not learn like a backprop step's, so tokens/s
+ * alone would rank ZO first whenever its step is faster. */
+double planner_step_worth(PlanMode m, int k);
+
 /* One row per mode for a comparison at one machine and link: DP (best
  * layout), ZO K=1 and K=4, DiLoCo H=10, 50, 500, and the config's own mode
  * when it is none of those; each the best layout of `ranks` for that mode.
- * *own is the index of the config's own mode. Returns how many. */
+ * Sorted by dp_equiv_tokens_per_s, best first (the recommendation). *own
+ * is the index of the config's own mode. Returns how many. */
 int planner_compare_modes(const TrainConfig *cfg, int ranks, const Machine *mc, Prediction *out,
                           int max, int *own);
 
@@ -75,5 +90,16 @@ void planner_predict(const TrainConfig *cfg, const Machine *mc, Prediction *p);
  * predicted step time. Returns how many (<= max). */
 int planner_search(const TrainConfig *cfg, int ranks, const Machine *mc, size_t avail_per_rank,
                    Prediction *out, int max);
+
+/* A measured CPU share below this part of the fair one means other work
+ * held the cores (an idle machine measures 0.95-1.0 of it). */
+#define PLANNER_BUSY_SHARE 0.85
+
+/* The end-of-run line: the prediction against the measured step time. When
+ * the ranks got clearly less CPU than the job's own layout leaves them
+ * (other processes held the cores), it says so and scales the measured
+ * time to an idle machine's, the prediction's premise, instead of printing
+ * the bare difference. Returns 1 when it judged the machine busy. */
+int planner_verdict(const RunTiming *r, char *buf, size_t n);
 
 #endif

@@ -12,6 +12,7 @@
 #include "base/fileio.h"
 #include "base/options.h"
 #include "base/json.h"
+#include "coordinator/planner.h"
 
 static double now_s(void)
 {
@@ -341,10 +342,16 @@ static int obs_replayed(void *ctx, long step, double lr, Err *e)
     return progress_replayed(ctx, step, lr, e);
 }
 static void obs_end(void *ctx) { progress_close(ctx); }
+static void obs_timing(void *ctx, const RunTiming *t)
+{
+    char line[512];
+    planner_verdict(t, line, sizeof line);
+    progress_note(ctx, "%s", line);
+}
 
 TrainObserver progress_observer(Progress *p)
 {
     memset(p, 0, sizeof *p);
     return (TrainObserver){p,        obs_begin,    obs_note, obs_initial_eval,
-                           obs_step, obs_replayed, obs_end};
+                           obs_step, obs_replayed, obs_end,  obs_timing};
 }

@@ -176,6 +176,12 @@ static void watch_end(void *ctx)
     if (w->shown.end) w->shown.end(w->shown.ctx);
 }
 
+static void watch_timing(void *ctx, const RunTiming *t)
+{
+    ApiWatch *w = ctx;
+    if (w->shown.timing) w->shown.timing(w->shown.ctx, t);
+}
+
 static void fill_result(mpitrain_result *out, const TrainResult *r)
 {
     out->final_loss = r->final_loss;
@@ -196,7 +202,7 @@ static int train(TrainConfig *c, const mpitrain_config *user, TrainResult *res, 
     Progress prog;
     ApiWatch watch = {progress_observer(&prog), user};
     TrainObserver obs = {&watch, watch_begin, watch_note, watch_initial_eval, watch_step,
-                         watch_replayed, watch_end};
+                         watch_replayed, watch_end, watch_timing};
     /* the embedding program owns its signals: no stop flag */
     int rc = launch_train(c, &api_world, &obs, NULL, res, e);
     if (rc) return rc == EXIT_USAGE ? MPITRAIN_ERR_USAGE : MPITRAIN_ERR_RUNTIME;

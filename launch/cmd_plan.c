@@ -52,20 +52,28 @@ static void print_table(const Prediction *p, int n, int ranks, const Machine *mc
                   p[0].dp, p[0].tp, p[0].pp, p[0].M, p[0].step_s * 1e3);
 }
 
-/* The modes side by side at the same machine and link; '<' marks the
+/* The modes side by side at the same machine and link, ranked by what a
+ * step teaches (planner_step_worth): '*' marks the first, '<' the
  * configured run's. */
 static void print_modes(const Prediction *p, int n, int own)
 {
-    printf("\nmodes at this link (each at its best layout):\n\n");
-    printf("   mode          dp x tp x pp   ms/step  exposed comm ms  bytes/step/rank       tokens/s\n");
+    printf("\nmodes at this link (each at its best layout), ranked by DP-equivalent tokens/s:\n\n");
+    printf("   mode          dp x tp x pp   ms/step  exposed comm ms  bytes/step/rank       tokens/s"
+           "  step worth  DP-equiv tok/s\n");
     for (int i = 0; i < n; i++) {
         char name[32];
         if (p[i].mode == MODE_DP) snprintf(name, sizeof name, "DP");
         else snprintf(name, sizeof name, "%s %s=%d", planner_mode_name(p[i].mode), p[i].mode == MODE_ZO ? "K" : "H", p[i].k);
-        printf(" %s %-12s %3d x %2d x %2d  %8.1f  %15.2f  %15.0f  %13.0f\n", i == own ? "<" : " ", name,
-               p[i].dp, p[i].tp, p[i].pp, p[i].step_s * 1e3, p[i].comm_s * 1e3, p[i].bytes, p[i].tokens_per_s);
+        printf("%c%c %-12s %3d x %2d x %2d  %8.1f  %15.2f  %15.0f  %13.0f  %10.3f  %14.0f\n",
+               i == 0 ? '*' : ' ', i == own ? '<' : ' ', name, p[i].dp, p[i].tp, p[i].pp,
+               p[i].step_s * 1e3, p[i].comm_s * 1e3, p[i].bytes, p[i].tokens_per_s, p[i].worth,
+               p[i].dp_equiv_tokens_per_s);
     }
-    if (own >= 0) printf("\n< this config's mode\n");
+    printf("\n* recommended: most DP-equivalent tokens/s, i.e. tokens/s x step worth, the part of a\n"
+           "  backprop step one step of the mode teaches (ZO K samples: K/60; DiLoCo: 1/3, 1/6 past\n"
+           "  H=50), from this project's time-to-quality runs (docs/planner.md); bytes matter too\n"
+           "  on a slow link\n");
+    if (own >= 0) printf("< this config's mode\n");
 }
 
 /* One JSON object per line (JSON Lines), best layout first. */
@@ -84,6 +92,7 @@ static int print_json(const Prediction *p, int n)
         json_fixed(json_key(&j, "tp_comm_ms"), p[i].tp_comm_s * 1e3, 3);
         json_fixed(json_key(&j, "pp_comm_ms"), p[i].pp_comm_s * 1e3, 3);
         json_fixed(json_key(&j, "dp_exposed_ms"), p[i].dp_exposed_s * 1e3, 3);
+        json_fixed(json_key(&j, "fixed_ms"), p[i].fixed_s * 1e3, 3);
         json_fixed(json_key(&j, "bubble"), p[i].bubble, 4);
         json_fixed(json_key(&j, "bytes_per_step"), p[i].bytes, 0);
         json_uint(json_key(&j, "mem_per_rank"), p[i].mem);

@@ -296,6 +296,18 @@ Test(json, file_sink_streams_the_same_text)
 
 /* ---- sysinfo ------------------------------------------------------------------ */
 
+Test(sysinfo, schedstat_gives_run_and_wait_seconds)
+{
+    double run = -1, wait = -1;
+    cr_assert_eq(sys_parse_schedstat("4048453 85451170 2\n", &run, &wait), 0);
+    cr_assert_float_eq(run, 0.004048453, 1e-15);
+    cr_assert_float_eq(wait, 0.08545117, 1e-15);
+    cr_assert_eq(sys_parse_schedstat("garbage", &run, &wait), -1);
+    cr_assert_eq(sys_parse_schedstat("12", &run, &wait), -1);
+    /* this process: it has run, and the kernel says so (or does not at all) */
+    if (sys_sched_times(&run, &wait) == 0) cr_assert(run > 0 && wait >= 0);
+}
+
 Test(sysinfo, meminfo_available_not_free)
 {
     /* 6 GB of clean page cache: MemFree is small, MemAvailable is what counts */

@@ -75,6 +75,10 @@ Test(planner_modes, zo_costs_grow_with_samples)
     Prediction k4 = predict(&c, 125e6, 100e-6);
     cr_assert_float_eq(k4.compute_s, 4 * k1.compute_s, 1e-12);
     cr_assert_float_eq(k4.update_s, 4 * k1.update_s, 1e-12);
+    /* the view's perturbation for each of 2K forwards, K loss all-reduces */
+    cr_assert_float_eq(k4.fixed_s, 4 * k1.fixed_s, 1e-12);
+    cr_assert_float_eq(k4.step_s, k4.compute_s + k4.tp_comm_s + k4.pp_comm_s + k4.dp_exposed_s + k4.update_s + k4.fixed_s,
+                       1e-12);
 }
 
 Test(planner_modes, dp_exposed_comm_grows_as_bandwidth_falls)
@@ -129,6 +133,14 @@ Test(planner_modes, diloco_overlap_hides_the_allreduce_behind_h_inner_steps)
     cr_assert(slow_hidden.dp_exposed_s > 0 && slow_hidden.dp_exposed_s < slow_plain.dp_exposed_s);
 }
 
+/* The row of a mode in a comparison, or -1. */
+static int row_of(const Prediction *p, int n, PlanMode m, int k)
+{
+    for (int i = 0; i < n; i++)
+        if (p[i].mode == m && (m == MODE_DP || p[i].k == k)) return i;
+    return -1;
+}
+
 Test(planner_modes, compare_marks_the_configs_own_mode)
 {
     TrainConfig c;
@@ -139,15 +151,134 @@ Test(planner_modes, compare_marks_the_configs_own_mode)
     Prediction p[8];
     int own = -1, n = planner_compare_modes(&c, 4, &mc, p, 8, &own);
     cr_assert_eq(n, 6);
-    cr_assert_eq(own, 0);
-    cr_assert_eq(p[1].mode, MODE_ZO);
-    cr_assert_eq(p[5].mode, MODE_DILOCO);
-    cr_assert_eq(p[5].k, 500);
+    cr_assert_eq(p[own].mode, MODE_DP);
+    cr_assert(row_of(p, n, MODE_ZO, 1) >= 0 && row_of(p, n, MODE_ZO, 4) >= 0);
+    cr_assert(row_of(p, n, MODE_DILOCO, 500) >= 0);
     c.diloco = 7;
     n = planner_compare_modes(&c, 4, &mc, p, 8, &own);
     cr_assert_eq(n, 7);
-    cr_assert_eq(own, 6);
+    cr_assert_eq(p[own].mode, MODE_DILOCO);
     cr_assert_eq(p[own].k, 7);
+}
+
+Test(planner_modes, modes_ranked_by_what_a_step_teaches_not_tokens_per_s)
+{
+    TrainConfig c;
+    cfg4(&c);
+    c.dp = c.tp = c.pp = 0;
+    c.micro_batches = 0;
+    Machine mc = machine(4e9, 5e-6); /* shared memory: DP's all-reduce is cheap */
+    Prediction p[8];
+    int own = -1, n = planner_compare_modes(&c, 4, &mc, p, 8, &own);
+    int zo1 = row_of(p, n, MODE_ZO, 1), dp = row_of(p, n, MODE_DP, 0);
+    /* ZO K=1's step is the fastest (two forwards against a backprop step)... */
+    cr_assert(p[zo1].tokens_per_s > p[dp].tokens_per_s, "zo %g dp %g tok/s", p[zo1].tokens_per_s,
+              p[dp].tokens_per_s);
+    /* ...but a ZO step teaches a 60th of a backprop step: DP ranks first */
+    cr_assert_eq(dp, 0);
+    cr_assert_float_eq(p[zo1].worth, 1.0 / 60, 1e-12);
+    for (int i = 0; i < n; i++) {
+        cr_assert_float_eq(p[i].dp_equiv_tokens_per_s, p[i].tokens_per_s * p[i].worth, 1e-9 * p[i].tokens_per_s);
+        if (i) cr_assert(p[i - 1].dp_equiv_tokens_per_s >= p[i].dp_equiv_tokens_per_s, "row %d", i);
+    }
+    cr_assert_float_eq(planner_step_worth(MODE_ZO, 4), 4.0 / 60, 1e-12);
+    cr_assert_float_eq(planner_step_worth(MODE_ZO, 600), 1.0, 1e-12);
+    cr_assert_float_eq(planner_step_worth(MODE_DILOCO, 50), 1.0 / 3, 1e-12);
+    cr_assert_float_eq(planner_step_worth(MODE_DILOCO, 500), 1.0 / 6, 1e-12);
+    cr_assert_float_eq(planner_step_worth(MODE_DP, 0), 1.0, 1e-12);
+}
+
+/* The reference GPT (4 x 256, T=256, batch 8) on 4 ranks sharing 2 cores. */
+static void ref4(TrainConfig *c, Machine *mc)
+{
+    train_config_defaults(c);
+    c->micro_batches = 0;
+    snprintf(c->data, sizeof c->data, "x.tok");
+    snprintf(c->out, sizeof c->out, "runs/x");
+    planner_default_machine(mc, 4);
+    mc->cores = 2;
+    mc->gemm_gflops = 50;
+}
+
+Test(planner_modes, zo_keeps_one_byte_per_sample_rather_than_split_a_machine)
+{
+    TrainConfig c;
+    Machine mc;
+    ref4(&c, &mc);
+    c.optim.kind = OPT_ZO;
+    c.zo_samples = 1;
+    Prediction p[64];
+    int n = planner_search(&c, 4, &mc, 0, p, 64);
+    cr_assert(n > 1);
+    /* tp or pp would send activations across ranks: dp 2 x pp 2 moved
+     * 1,048,577 bytes a step here for a predicted 0.1% */
+    cr_assert_eq(p[0].dp, 4, "chose %d x %d x %d", p[0].dp, p[0].tp, p[0].pp);
+    cr_assert_eq(p[0].tp * p[0].pp, 1);
+    cr_assert_float_eq(p[0].bytes, 3.0, 1e-9); /* one code to each of 3 peers */
+    /* a backprop run still takes the fastest layout, whatever it sends */
+    c.optim.kind = OPT_ADAMW;
+    n = planner_search(&c, 4, &mc, 0, p, 64);
+    for (int i = 1; i < n; i++) cr_assert(p[i - 1].step_s <= p[i].step_s);
+}
+
+Test(planner_modes, fixed_costs_are_part_of_the_step)
+{
+    TrainConfig c;
+    cfg4(&c);
+    Prediction p = predict(&c, 4e9, 5e-6);
+    /* zeroing the gradients, their norm, the loss and norm all-reduces */
+    cr_assert(p.fixed_s > 0 && p.opt_s > 0);
+    cr_assert_float_eq(p.step_s, p.compute_s + p.tp_comm_s + p.pp_comm_s + p.dp_exposed_s + p.opt_s + p.fixed_s,
+                       1e-12);
+    /* ZeRO shards the optimizer and the norm, not the zeroing */
+    c.zero = 1;
+    Prediction z = predict(&c, 4e9, 5e-6);
+    cr_assert_float_eq(z.opt_s, p.opt_s / 4, 1e-15);
+    cr_assert(z.fixed_s < p.fixed_s);
+}
+
+static RunTiming timing(double cpu_share, double fair_share)
+{
+    return (RunTiming){"backprop", 2, 1, 1, 215.6, 516.4, cpu_share, fair_share, 13.3, 2};
+}
+
+Test(planner_verdict, a_busy_machine_is_named_not_counted_as_model_error)
+{
+    char buf[512];
+    RunTiming r = timing(0.45, 1.0);
+    cr_assert_eq(planner_verdict(&r, buf, sizeof buf), 1);
+    cr_assert(strstr(buf, "the machine was busy: the ranks ran 45% of the time they were ready to"), "%s", buf);
+    cr_assert(strstr(buf, "load 13.3 on 2 cores"), "%s", buf);
+    /* 516.4 ms at 45% of the CPU: about 232.4 on an idle machine */
+    cr_assert(strstr(buf, "about 232.4 on an idle machine"), "%s", buf);
+    cr_assert(strstr(buf, "prediction for an idle machine: 215.6 ms/step for backprop at dp 2 x tp 1 x pp 1 (-7%)"),
+              "%s", buf);
+    cr_assert(!strstr(buf, "-58%"), "%s", buf);
+}
+
+Test(planner_verdict, an_idle_machine_gets_the_plain_comparison)
+{
+    char buf[512];
+    RunTiming r = timing(0.97, 1.0);
+    cr_assert_eq(planner_verdict(&r, buf, sizeof buf), 0);
+    cr_assert_str_eq(buf, "planner: predicted 215.6 ms/step for backprop at dp 2 x tp 1 x pp 1, "
+                          "measured 516.4 ms/step (-58%)");
+    /* unknown share (no schedstat): no claim about the machine */
+    r = timing(-1, 1.0);
+    cr_assert_eq(planner_verdict(&r, buf, sizeof buf), 0);
+}
+
+Test(planner_verdict, the_jobs_own_oversubscription_is_not_other_work)
+{
+    char buf[512];
+    /* 4 ranks x 1 thread on 2 cores leave each half a core: 48% is all of it */
+    RunTiming r = timing(0.48, 0.5);
+    cr_assert_eq(planner_verdict(&r, buf, sizeof buf), 0, "%s", buf);
+    /* 20% of a possible 50%: other processes held the rest */
+    r = timing(0.20, 0.5);
+    cr_assert_eq(planner_verdict(&r, buf, sizeof buf), 1);
+    cr_assert(strstr(buf, "(this job's own ranks leave them 50%)"), "%s", buf);
+    cr_assert(strstr(buf, "about 206.6 on an idle machine"), "%s", buf);
 }
 
 Test(planner_link, parses_bits_and_bytes)

@@ -9,6 +9,7 @@
 #include "base/options.h"
 #include "base/sysinfo.h"
 #include "comm/trace.h"
+#include "models/ops.h"
 #include "worker/loop/strategy.h"
 #include "worker/loop/testhooks.h"
 
@@ -273,6 +274,30 @@ static int budget_start(Trainer *t, Budget *b, Err *e)
                    t->budget_used_s);
 }
 
+/* The CPU the ranks got while they trained (sys_sched_times), summed over
+ * the world: {run s, wait s, ranks that could not tell}. */
+static void sched_mark(double v[3])
+{
+    if (sys_sched_times(&v[0], &v[1])) v[0] = v[1] = 0, v[2] = 1;
+    else v[2] = 0;
+}
+
+/* res->cpu_share from the marks before and after the steps (collective),
+ * and the share this job's own layout leaves a rank: the planner's
+ * prediction assumes that one, so a lower measured share is other work. */
+static void cpu_shares(Trainer *t, const double before[3], TrainResult *res)
+{
+    double after[3];
+    sched_mark(after);
+    double v[3] = {after[0] - before[0], after[1] - before[1], after[2] + before[2]};
+    coll_allreduce_sum_f64(t->mesh.world, v, 3);
+    res->cpu_share = v[2] == 0 && v[0] + v[1] > 0 ? v[0] / (v[0] + v[1]) : -1;
+    int ranks = t->w->machine_ranks > 0 ? t->w->machine_ranks : 1;
+    int cores = t->w->machine_cores > 0 ? t->w->machine_cores : t->w->cores;
+    double want = (double)ranks * ops_get_threads();
+    res->fair_share = cores > 0 && want > cores ? cores / want : 1;
+}
+
 int loop_run(Trainer *t, const StepStrategy *s, TrainResult *res, Err *e)
 {
     const TrainConfig *c = t->cfg;
@@ -288,6 +313,8 @@ int loop_run(Trainer *t, const StepStrategy *s, TrainResult *res, Err *e)
     ReportContext ctx = {s->flops_per_step(t), (double)c->global_batch * c->model.seq_len};
     double sum_ms = 0, sum_exposed = 0;
     int timed = 0;
+    double sched[3];
+    sched_mark(sched);
     t->end_step = c->steps;
     for (long step = t->start_step; !rc && step < t->end_step; step++) {
         StepOutcome o = {NAN, NAN, 0};
@@ -330,6 +357,7 @@ int loop_run(Trainer *t, const StepStrategy *s, TrainResult *res, Err *e)
         res->mean_exposed_ms = sum_exposed / timed;
         res->mean_tokens_per_s = ctx.tokens_per_step / (res->mean_step_ms / 1e3);
         res->mean_gflops = ctx.flops_per_step / (res->mean_step_ms / 1e3) / 1e9;
+        cpu_shares(t, sched, res);
     }
     if (s->free) s->free(st);
     return rc ? -1 : 0;

@@ -8,6 +8,19 @@
 #include "worker/config/config.h"
 #include "worker/loop/report.h"
 
+/* A run's step time at its end beside the planner's prediction, and how
+ * much of the CPU the ranks got while they trained (TrainResult's). */
+typedef struct {
+    const char *strategy;   /* "backprop", "zo", "diloco" */
+    int dp, tp, pp;
+    double predicted_ms;    /* the planner's, for an idle machine */
+    double measured_ms;     /* mean step time (first step excluded) */
+    double cpu_share;       /* share of their runnable time the ranks ran; -1 = unknown */
+    double fair_share;      /* what the job's own ranks x threads leave each (<= 1) */
+    double load;            /* 1-minute load average at the end; -1 = unknown */
+    int cores;              /* the cores the ranks of rank 0's machine share */
+} RunTiming;
+
 typedef struct TrainObserver {
     void *ctx;
     /* the run directory exists; first_step > 0 when resuming */
@@ -23,6 +36,8 @@ typedef struct TrainObserver {
      * than computing it: what is known of it is its number and lr */
     int (*replayed)(void *ctx, long step, double lr, Err *e);
     void (*end)(void *ctx);
+    /* the run is done: its step time against the planner's prediction */
+    void (*timing)(void *ctx, const RunTiming *t);
 } TrainObserver;
 
 #endif

@@ -16,6 +16,7 @@
 #include <unistd.h>
 #include "base/fileio.h"
 #include "base/json.h"
+#include "base/sysinfo.h"
 #include "comm/trace.h"
 #include "models/ops.h"
 #include "worker/loop/eval.h"
@@ -355,6 +356,10 @@ static void append_run_figures(JsonOut *j, const Trainer *t, const TrainResult *
     json_fixed(json_key(j, "mean_exposed_comm_ms"), res->mean_exposed_ms, 3);
     json_fixed(json_key(j, "mean_tokens_per_s"), res->mean_tokens_per_s, 1);
     json_fixed(json_key(j, "mean_gflops"), res->mean_gflops, 2);
+    /* the planner's verdict's inputs: null when the kernel does not say */
+    json_sig(json_key(j, "cpu_share"), res->cpu_share >= 0 ? res->cpu_share : NAN, 4);
+    json_sig(json_key(j, "fair_cpu_share"), res->fair_share, 4);
+    json_fixed(json_key(j, "predicted_step_ms"), t->cfg->predicted_step_ms, 3);
     json_int(json_key(j, "peak_rss_mb"), rss);
     append_budget(j, t, res);
 }
@@ -418,6 +423,7 @@ int train_run(const TrainConfig *cfg, const CommWorld *w, const TrainObserver *o
     memset(&t, 0, sizeof t);
     memset(res, 0, sizeof *res);
     res->final_val_loss = NAN;
+    res->cpu_share = -1;
     t.cfg = cfg;
     t.w = w;
     t.t_start = comm_wtime();
@@ -446,12 +452,12 @@ int train_run(const TrainConfig *cfg, const CommWorld *w, const TrainObserver *o
     if (!rc) rc = loop_run(&t, strategy, res, e);
     res->opt_state_bytes = t.opt.state_bytes;
     if (!rc) rc = trainer_agree(&t, write_summary(&t, res, e), e);
-    if (!rc && cfg->predicted_step_ms > 0)
-        trainer_note(&t, "planner: predicted %.1f ms/step for %s at dp %d x tp %d x pp %d, "
-                         "measured %.1f ms/step (%+.0f%%)",
-                     cfg->predicted_step_ms, strategy->name, cfg->dp, cfg->tp, cfg->pp,
-                     res->mean_step_ms,
-                     (cfg->predicted_step_ms / res->mean_step_ms - 1) * 100);
+    if (!rc && cfg->predicted_step_ms > 0 && res->mean_step_ms > 0 && t.obs->timing) {
+        RunTiming rt = {strategy->name, cfg->dp, cfg->tp, cfg->pp, cfg->predicted_step_ms,
+                        res->mean_step_ms, res->cpu_share, res->fair_share, sys_loadavg(),
+                        w->machine_cores > 0 ? w->machine_cores : w->cores};
+        t.obs->timing(t.obs->ctx, &rt);
+    }
     if (!rc)
         trainer_note(&t, "%s: step %ld, loss %.4f, %.0f tok/s, %.1f GFLOP/s, %.0f ms/step "
                          "(%.1f ms exposed comm), peak RSS %ld MB, checkpoint %s",

@@ -10,6 +10,11 @@ typedef struct {
     long first_step, last_step;
     double final_loss, final_val_loss;
     double mean_tokens_per_s, mean_gflops, mean_step_ms, mean_exposed_ms;
+    /* Of the time the ranks' threads were ready to run during the steps,
+     * the share they ran (the rest other processes held the cores; -1 =
+     * unknown), and the share the job's own ranks x threads on its cores
+     * leave each (1, or below when they oversubscribe the cores). */
+    double cpu_share, fair_share;
     size_t opt_state_bytes;
     char run_dir[PATH_LEN];
     char last_ckpt[PATH_LEN];
