@@ -61,6 +61,21 @@ void run_dir_unlock(RunLock *l)
     l->held = 0;
 }
 
+/* given without its trailing slashes: "lnk/" would name the directory lnk
+ * points to, and "runs/a/"'s siblings are runs/a.* */
+static int trimmed(char *dir, size_t n, const char *given, Err *e)
+{
+    if (path_fmt(dir, n, e, "%s", given)) return -1;
+    for (size_t len = strlen(dir); len > 1 && dir[len - 1] == '/'; len--) dir[len - 1] = 0;
+    return 0;
+}
+
+/* Where --overwrite moves dir whole before removing it. */
+static int aside_name(char *aside, size_t n, const char *dir, Err *e)
+{
+    return path_fmt(aside, n, e, "%s.overwritten-%ld-%ld", dir, (long)time(NULL), (long)getpid());
+}
+
 /* A file name, or one of its temporaries (name.tmp.<pid>, as the atomic
  * writes of base/fileio.c leave them when killed). */
 static int is_or_tmp_of(const char *entry, const char *name)
@@ -120,9 +135,7 @@ static int holds_only(const char *dir, OwnEntry own, const char *what, Err *e)
 static int check_replaceable(const char *given, OwnEntry own, const char *what, Err *e)
 {
     char dir[PATH_BUF];
-    if (path_fmt(dir, sizeof dir, e, "%s", given)) return -1;
-    /* "lnk/" would be the directory lnk points to */
-    for (size_t n = strlen(dir); n > 1 && dir[n - 1] == '/'; n--) dir[n - 1] = 0;
+    if (trimmed(dir, sizeof dir, given, e)) return -1;
     struct stat st;
     if (lstat(dir, &st) != 0) return err_set(e, "--overwrite %s: %s", dir, strerror(errno));
     if (S_ISLNK(st.st_mode))
@@ -172,13 +185,10 @@ int run_dir_replace(const char *given, RunLock *l, char *kept, size_t kept_len, 
     RunLock old = {0};
     char dir[PATH_BUF], fresh[PATH_BUF], aside[PATH_BUF];
     kept[0] = 0;
-    /* "runs/a/" names the same directory, but its siblings are runs/a.* */
-    if (path_fmt(dir, sizeof dir, e, "%s", given)) return -1;
-    for (size_t n = strlen(dir); n > 1 && dir[n - 1] == '/'; n--) dir[n - 1] = 0;
-    if (run_dir_check_replaceable(dir, e) || run_dir_lock(dir, &old, e)) return -1;
-    if (path_fmt(aside, sizeof aside, e, "%s.overwritten-%ld-%ld", dir, (long)time(NULL),
-                 (long)getpid()) ||
-        make_fresh(dir, fresh, sizeof fresh, l, e)) {
+    if (trimmed(dir, sizeof dir, given, e) || run_dir_check_replaceable(dir, e) ||
+        run_dir_lock(dir, &old, e))
+        return -1;
+    if (aside_name(aside, sizeof aside, dir, e) || make_fresh(dir, fresh, sizeof fresh, l, e)) {
         run_dir_unlock(&old);
         return -1;
     }
@@ -235,10 +245,7 @@ int ckpt_root_claim(const char *root, int overwrite, const char *source, char *a
         return err_set(e, "--overwrite %s: it overlaps %s, which this command reads; write to "
                           "another --out", root, source);
     char dir[PATH_BUF];
-    if (path_fmt(dir, sizeof dir, e, "%s", root)) return -1;
-    for (size_t len = strlen(dir); len > 1 && dir[len - 1] == '/'; len--) dir[len - 1] = 0;
-    if (path_fmt(aside, n, e, "%s.overwritten-%ld-%ld", dir, (long)time(NULL), (long)getpid()))
-        return -1;
+    if (trimmed(dir, sizeof dir, root, e) || aside_name(aside, n, dir, e)) return -1;
     if (rename(dir, aside) != 0) {
         int err = errno;
         aside[0] = 0;
