@@ -29,8 +29,9 @@ static int parse_train_args(TrainConfig *c, int argc, char **argv, int *done)
                         "SIGUSR1, SIGTERM or SIGINT stops the run after the current step with a "
                         "checkpoint of it\n(under mpirun send SIGUSR1 to mpirun: its SIGTERM "
                         "kills the ranks a second later).\n"
-                        "Exit codes: 0 done; 1 runtime error; 2 usage error; 3 stopped by a "
-                        "signal, checkpoint saved\n(continue with --resume <out>).",
+                        "Exit codes: 0 done (or a --resume already at --steps); 1 runtime error; "
+                        "2 usage error;\n3 stopped by a signal, checkpoint saved (continue with "
+                        "the command it prints).",
                         table);
         *done = 1;
         return 0;
