@@ -142,6 +142,9 @@ int read_file(const char *path, size_t max_len, void **out, size_t *len, Err *e)
 
 int remove_tree(const char *dir)
 {
+    /* a symbolic link goes, never what it points to */
+    struct stat lst;
+    if (lstat(dir, &lst) == 0 && !S_ISDIR(lst.st_mode)) return unlink(dir);
     DIR *d = opendir(dir);
     if (!d) return unlink(dir);
     struct dirent *ent;

@@ -337,7 +337,7 @@ static const OptSpec *first_conflict(const TrainConfig *cfg, const TrainConfig *
         opts_format(s, taken, theirs, n);
         opts_format(s, def, dflt, sizeof dflt);
         int set = train_config_was_given(cfg, s) || strcmp(given, dflt);
-        if (strcmp(given, theirs) && set) hit = s;
+        if (strcmp(given, theirs) && set && !train_config_leaves_choice(cfg, s)) hit = s;
     }
     free(def);
     return hit;
@@ -431,12 +431,17 @@ int plan_apply_resume(TrainConfig *cfg, Err *e)
             snprintf(cfg->val_data, sizeof cfg->val_data, "%s", m.val_data_path);
         if (cfg->data_format == 0) cfg->data_format = m.data_format;
     }
-    if (m.step >= cfg->steps)
-        return err_set(e, "--resume %s: checkpoint is at step %lld, nothing to do for --steps %ld",
+    if (m.step > cfg->steps)
+        return err_set(e, "--resume %s: checkpoint is at step %lld, past --steps %ld",
                        cfg->resume, (long long)m.step, cfg->steps);
     if (!cfg->out[0]) run_dir_of_checkpoint(dir, cfg->out, sizeof cfg->out);
     snprintf(cfg->resume, sizeof cfg->resume, "%s", dir);
-    return 0;
+    /* a run that saved its last step and then lost a rank (or is resumed
+     * twice) is finished, not refused: its supervisor must see success */
+    if (m.step < cfg->steps) return 0;
+    err_set(e, "the run is complete: checkpoint %s is at step %lld of --steps %ld, nothing to "
+               "train (a larger --steps goes on)", dir, (long long)m.step, cfg->steps);
+    return PLAN_COMPLETE;
 }
 
 /* ---- distribution ---------------------------------------------------------- */
@@ -541,9 +546,9 @@ int plan_distribute(Group *world, TrainConfig *cfg, const CommWorld *w, Err *e)
         free(buf);
         /* only rank 0 can have failed so far: it tells the others which
          * kind of failure it was, so every rank returns the same verdict */
-        int32_t resume_failed = w->rank == 0 && rc == PLAN_ERR_RESUME;
-        coll_bcast(world, &resume_failed, sizeof resume_failed, 0);
-        return resume_failed ? PLAN_ERR_RESUME : -1;
+        int32_t verdict = w->rank == 0 ? rc : 0;
+        coll_bcast(world, &verdict, sizeof verdict, 0);
+        return verdict == PLAN_ERR_RESUME || verdict == PLAN_COMPLETE ? verdict : -1;
     }
     uint64_t header[2] = {len, buf ? plan_hash(buf, len) : 0};
     coll_bcast(world, header, sizeof header, 0);

@@ -25,10 +25,14 @@ size_t plan_memory_per_rank(const TrainConfig *cfg);
  * (missing, unreadable, corrupt): a runtime failure (exit 1) the caller may retry from another
  * checkpoint, not a plan the flags could fix (-1, exit 2). */
 #define PLAN_ERR_RESUME (-2)
+/* --resume of a checkpoint already at --steps: the run is complete and
+ * there is nothing to train (e says so); a success, not a failure. */
+#define PLAN_COMPLETE (-3)
 
 /* --resume: resolves the checkpoint and takes the model, optimizer, batch,
  * seed and data from it (the flags keep --steps, layout and run options).
- * 0, -1 (the flags do not fit the checkpoint) or PLAN_ERR_RESUME. */
+ * 0, -1 (the flags do not fit the checkpoint), PLAN_ERR_RESUME or
+ * PLAN_COMPLETE. */
 int plan_apply_resume(TrainConfig *cfg, Err *e);
 
 /* --init-from (without --resume): the model's shape from the source (an
@@ -47,7 +51,7 @@ int plan_decode(const uint8_t *buf, size_t len, uint64_t hash, int world_size, T
 
 /* Rank 0: resolve + encode + broadcast; others: receive + decode. cfg is
  * the input on rank 0 and the plan on return everywhere. Every rank returns
- * the same verdict (0, -1 or PLAN_ERR_RESUME); on failure rank 0's e says
+ * the same verdict (0, -1, PLAN_ERR_RESUME or PLAN_COMPLETE); then rank 0's e says
  * why. */
 int plan_distribute(Group *world, TrainConfig *cfg, const CommWorld *w, Err *e);
 

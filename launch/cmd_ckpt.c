@@ -17,6 +17,7 @@
 #include "worker/ckpt/gpt2io.h"
 #include "worker/config/config.h"
 #include "worker/data/bpe.h"
+#include "worker/loop/rundir.h"
 
 typedef struct {
     const char *name;
@@ -342,17 +343,20 @@ static int ckpt_export(int argc, char **argv)
 /* The options of a subcommand whose one option is --out DIR (import, replay). */
 typedef struct {
     char out[PATH_LEN];
+    int overwrite;
 } OutDirArgs;
 
 static const OptSpec IMPORT_OPTS[] = {
     {"out", OT_STR, offsetof(OutDirArgs, out), sizeof(((OutDirArgs *)0)->out), "DIR",
      "checkpoint root to write (DIR/step_00000000 and DIR/latest; required)", NULL, 1, 0, NULL},
+    {"overwrite", OT_FLAG, offsetof(OutDirArgs, overwrite), 0, NULL,
+     "replace --out when it exists (only a checkpoint root, never through a link)", NULL, 1, 0, NULL},
     {0},
 };
 
 static int ckpt_import(int argc, char **argv)
 {
-    OutDirArgs a = {""};
+    OutDirArgs a = {"", 0};
     const char *src = NULL;
     int rc = parse_sub("ckpt import", "mpitrain ckpt import SRC --out DIR",
                        "Makes a step-0 mpitrain checkpoint of GPT-2 weights: SRC is a Hugging Face "
@@ -381,11 +385,14 @@ static int ckpt_import(int argc, char **argv)
     meta.seed = defaults->seed;
     meta.global_batch = defaults->global_batch;
     free(defaults);
-    char written[PATH_BUF];
+    char written[PATH_BUF], aside[PATH_BUF];
     rc = gpt2_source_open(src, &s, &e);
     if (!rc && s.kind == GPT2_SRC_CKPT)
         rc = err_set(&e, "%s is already an mpitrain checkpoint", src);
+    int claimed = !rc && !ckpt_root_claim(a.out, a.overwrite, src, aside, sizeof aside, &e);
+    if (!rc && !claimed) rc = EXIT_USAGE;
     if (!rc) rc = gpt2_import(&s, a.out, &meta, written, sizeof written, &e);
+    if (claimed) ckpt_root_settle(a.out, aside, rc);
     if (!rc) {
         const ModelConfig *c = &s.model;
         printf("imported %s (%s): %d layers, %d heads, embd %d, seq-len %d, vocab %d -> %s\n", src,
@@ -395,7 +402,7 @@ static int ckpt_import(int argc, char **argv)
     gpt2_source_close(&s);
     if (rc) {
         fprintf(stderr, "mpitrain ckpt import: %s\n", e.msg);
-        return 1;
+        return rc == EXIT_USAGE ? EXIT_USAGE : 1;
     }
     return 0;
 }
@@ -405,6 +412,7 @@ static int ckpt_import(int argc, char **argv)
 typedef struct {
     char out[PATH_LEN];
     char zo_params[256];
+    int overwrite;
 } ReplayArgs;
 
 static const OptSpec REPLAY_OPTS[] = {
@@ -413,12 +421,14 @@ static const OptSpec REPLAY_OPTS[] = {
     {"zo-params", OT_STR, offsetof(ReplayArgs, zo_params), sizeof(((ReplayArgs *)0)->zo_params),
      "SPEC", "the run's --zo-params (the journal knows its id and refuses another)", NULL, 1, 0,
      "all"},
+    {"overwrite", OT_FLAG, offsetof(ReplayArgs, overwrite), 0, NULL,
+     "replace --out when it exists (only a checkpoint root, never through a link)", NULL, 1, 0, NULL},
     {0},
 };
 
 static int ckpt_replay(int argc, char **argv)
 {
-    ReplayArgs a = {"", "all"};
+    ReplayArgs a = {"", "all", 0};
     const char *pos[3];
     int n_pos = 0, help = 0;
     int rc = opts_parse("ckpt replay", REPLAY_OPTS, &a, argc, argv, 1, pos, 3, &n_pos, &help);
@@ -438,9 +448,16 @@ static int ckpt_replay(int argc, char **argv)
     }
     Err e = {{0}};
     long step = 0;
-    char written[PATH_BUF], warning[PATH_BUF + 128];
+    char written[PATH_BUF], warning[PATH_BUF + 128], aside[PATH_BUF];
+    /* the journal (a run's zo/journal.bin) cannot lie in a root that holds
+     * only checkpoints; the base can */
+    if (ckpt_root_claim(a.out, a.overwrite, pos[0], aside, sizeof aside, &e)) {
+        fprintf(stderr, "mpitrain ckpt replay: %s\n", e.msg);
+        return EXIT_USAGE;
+    }
     rc = zo_replay(pos[0], pos[1], a.zo_params, a.out, &step, written, sizeof written, warning,
                    sizeof warning, &e);
+    ckpt_root_settle(a.out, aside, rc);
     if (rc == 0 && warning[0]) fprintf(stderr, "mpitrain ckpt replay: warning: %s\n", warning);
     if (rc) {
         fprintf(stderr, "mpitrain ckpt replay: %s\n", e.msg);
@@ -455,6 +472,7 @@ static int ckpt_replay(int argc, char **argv)
 typedef struct {
     int dp, tp, pp, zero;
     char out[PATH_LEN];
+    int overwrite;
 } ReshardArgs;
 
 static const OptSpec RESHARD_OPTS[] = {
@@ -464,12 +482,14 @@ static const OptSpec RESHARD_OPTS[] = {
     {"zero", OT_INT, offsetof(ReshardArgs, zero), 0, "0|1|2", "ZeRO stage of the target (0)", NULL, 0, 2, NULL},
     {"out", OT_STR, offsetof(ReshardArgs, out), sizeof(((ReshardArgs *)0)->out), "DIR",
      "checkpoint root to write (DIR/step_N and DIR/latest)", NULL, 1, 0, NULL},
+    {"overwrite", OT_FLAG, offsetof(ReshardArgs, overwrite), 0, NULL,
+     "replace --out when it exists (only a checkpoint root, never through a link)", NULL, 1, 0, NULL},
     {0},
 };
 
 static int ckpt_reshard_cmd(int argc, char **argv)
 {
-    ReshardArgs a = {1, 1, 1, 0, ""};
+    ReshardArgs a = {1, 1, 1, 0, "", 0};
     const char *dir = NULL;
     int rc = parse_sub("ckpt reshard", "mpitrain ckpt reshard DIR --dp N --tp N --pp N [--zero Z] --out DIR2",
                        "Rewrites a checkpoint (any layout) as one saved by a dp x tp x pp job with "
@@ -482,8 +502,14 @@ static int ckpt_reshard_cmd(int argc, char **argv)
         return EXIT_USAGE;
     }
     Err e = {{0}};
-    char written[PATH_BUF];
-    if (ckpt_reshard(dir, a.dp, a.tp, a.pp, a.zero, a.out, written, sizeof written, &e)) {
+    char written[PATH_BUF], aside[PATH_BUF];
+    if (ckpt_root_claim(a.out, a.overwrite, dir, aside, sizeof aside, &e)) {
+        fprintf(stderr, "mpitrain ckpt reshard: %s\n", e.msg);
+        return EXIT_USAGE;
+    }
+    rc = ckpt_reshard(dir, a.dp, a.tp, a.pp, a.zero, a.out, written, sizeof written, &e);
+    ckpt_root_settle(a.out, aside, rc);
+    if (rc) {
         fprintf(stderr, "mpitrain ckpt reshard: %s\n", e.msg);
         return 1;
     }

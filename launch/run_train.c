@@ -1,14 +1,17 @@
 #include "launch/run_train.h"
 
+#include <math.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include "base/options.h"
 #include "comm/trace.h"
 #include "coordinator/plan.h"
 #include "coordinator/timeline.h"
 #include "launch/commands.h"
+#include "worker/loop/rundir.h"
 #include "worker/swarm/swarm.h"
 #include "worker/swarm/swarm_config.h"
 
@@ -73,6 +76,28 @@ const char *launch_signal_name(int sig, char *buf, size_t n)
     }
 }
 
+/* --resume of a finished run: its final checkpoint is the result (rank 0
+ * knows it; the others learn the verdict). */
+static int already_complete(const TrainConfig *c, TrainResult *res)
+{
+    memset(res, 0, sizeof *res);
+    res->final_loss = res->final_val_loss = NAN;
+    res->first_step = res->last_step = c->steps;
+    snprintf(res->run_dir, sizeof res->run_dir, "%s", c->out);
+    snprintf(res->last_ckpt, sizeof res->last_ckpt, "%s", c->resume);
+    res->complete = 1;
+    return 0;
+}
+
+/* --overwrite of a directory that is not a run's (someone's files, a link
+ * to elsewhere) is refused before anything is touched. */
+static int check_overwrite(const TrainConfig *c, Err *e)
+{
+    struct stat st;
+    if (!c->overwrite || c->resume[0] || lstat(c->out, &st) != 0) return 0;
+    return run_dir_check_replaceable(c->out, e);
+}
+
 int launch_train(TrainConfig *c, const CommWorld *w, const TrainObserver *obs, StopFlag *stop,
                  TrainResult *res, Err *e)
 {
@@ -81,10 +106,13 @@ int launch_train(TrainConfig *c, const CommWorld *w, const TrainObserver *obs, S
     int rc = w->rank == 0 ? rank0_defaults(c, &mine) : 0;
     if (!rc && w->rank == 0) rc = adopt_swarm_settings(c, &mine);
     if (comm_agree(group_world(), rc, &mine, e)) return 1;
+    rc = w->rank == 0 ? check_overwrite(c, &mine) : 0;
+    if (comm_agree(group_world(), rc, &mine, e)) return EXIT_USAGE;
     rc = plan_distribute(group_world(), c, w, e);
     /* a checkpoint that cannot be read is a runtime failure (exit 1): the
      * supervisor retries from an older one; a refused plan is the flags' */
     if (rc == PLAN_ERR_RESUME) return 1;
+    if (rc == PLAN_COMPLETE) return already_complete(c, res);
     if (rc) {
         err_wrap(e, "invalid plan");
         return EXIT_USAGE;

@@ -12,7 +12,8 @@
  * `--resume <out>` continues it bit for bit. */
 #define EXIT_STOPPED 3
 
-/* 0; EXIT_STOPPED when stop was raised (res->stop_signal says by which
+/* 0 (res->complete: a --resume of a run already at its --steps, which
+ * trains nothing; rank 0's e says so); EXIT_STOPPED when stop was raised (res->stop_signal says by which
  * signal); EXIT_USAGE (2) when the plan is refused; 1 for a runtime
  * failure (including a --resume checkpoint that cannot be read). The same verdict on every rank, and rank 0's e says why. stop
  * may be NULL (on every rank). */

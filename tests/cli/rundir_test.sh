@@ -1,6 +1,7 @@
 #!/bin/bash
-# The run directory: --overwrite starts from an empty one, one run at a time
-# holds it, metrics.jsonl describes every step once (ZO catch-up included)
+# The run directory: --overwrite starts from an empty one (and replaces
+# only a run's, never through a link), a finished run resumed is complete,
+# one run at a time holds it, metrics.jsonl describes every step once (ZO catch-up included)
 # and a row that cannot be written stops the run.
 # usage: rundir_test.sh MPITRAIN_BINARY SCRATCH_DIR
 set -u
@@ -27,6 +28,33 @@ check "no steps caught up from the old journal" "! grep -q 'caught up' o2.log"
 check "only the new run's checkpoints" "[ \"\$(ls o/ckpt | tr '\n' ' ')\" = 'latest step_00000005 step_00000006 ' ]"
 check "the old directory is gone, not left beside" "[ -z \"\$(ls -d o.* 2> /dev/null)\" ]"
 check "metrics.jsonl holds the new run's 6 steps" "steps_once o/metrics.jsonl 6"
+
+# --overwrite replaces only what a run wrote, and never through a link
+mkdir -p d/Documents && echo x > d/Documents/thesis.txt
+"$BIN" train $TINY --steps 2 --out d --overwrite > d.log 2>&1
+check "--overwrite of a folder that holds no run is refused (exit 2)" "[ $? -eq 2 ]"
+check "naming what is not the run's" "grep -q 'overwrite would remove d/Documents, which is not a run' d.log"
+check "and nothing in it is touched" "[ \"\$(cat d/Documents/thesis.txt)\" = x ] && [ \"\$(ls -A d)\" = Documents ]"
+mkdir real && echo y > real/keep && ln -s real lnk
+for out in lnk lnk/; do
+  "$BIN" train $TINY --steps 2 --out $out --overwrite > lnk.log 2>&1
+  check "--overwrite --out $out (a link to real/) is refused (exit 2)" "[ $? -eq 2 ] && grep -q 'lnk: it is a symbolic link' lnk.log"
+  check "real/ and the link are untouched" "[ -L lnk ] && [ \"\$(ls -A real)\" = keep ]"
+done
+cp -r o o2 && echo mine > o2/notes.txt
+"$BIN" train $TINY --steps 2 --out o2 --overwrite > o2.log 2>&1
+check "a run directory holding someone's file is refused too" "[ $? -eq 2 ] && grep -q 'o2/notes.txt' o2.log && [ -f o2/notes.txt ]"
+rm o2/notes.txt && ln -s "$PWD/real" o2/ckpt/step_00000009
+"$BIN" train $TINY --steps 2 --out o2 --overwrite > o2.log 2>&1
+check "so is one whose ckpt/ holds a link" "[ $? -eq 2 ] && grep -q 'o2/ckpt/step_00000009' o2.log && [ -f real/keep ]"
+
+# a run resumed at its --steps is complete: nothing to train, exit 0
+"$BIN" train --resume o --steps 6 --threads 1 > done.log 2>&1
+check "--resume of a finished run exits 0" "[ $? -eq 0 ]"
+check "saying the run is complete" "grep -q 'the run is complete: checkpoint o/ckpt/step_00000006 is at step 6 of --steps 6' done.log"
+check "and trains nothing" "steps_once o/metrics.jsonl 6"
+"$BIN" train --resume o --steps 5 --threads 1 > past.log 2>&1
+check "--steps below the checkpoint's is refused (exit 2)" "[ $? -eq 2 ] && grep -q 'at step 6, past --steps 5' past.log"
 
 # rows: wall-clock time, tokens so far; mfu only with --peak-gflops
 check "rows carry time and tokens" "grep -q '^{\"step\":6,.*\"tokens\":768,.*\"time\":[0-9]*\\.[0-9]*}' o/metrics.jsonl"

@@ -86,12 +86,14 @@ wait_job() {
   wait "$job"
   rc=$?
 }
-# the resume command rank 0 printed, run as printed (under mpitrain-local)
+# the resume command rank 0 printed in log $1, run exactly as printed (a
+# shell command line: the launcher, the program, quoted arguments)
+told_command() { sed -n 's/.*; resume with: //p' "$1"; }
 resume_as_told() {
   local cmd
-  cmd=$(sed -n 's/.*; resume with: mpitrain train //p' "$1.log")
+  cmd=$(told_command "$1.log")
   [ -n "$cmd" ] || return 1
-  timeout 240 "$LOCAL" -n 2 train $cmd > "$1.resume.log" 2>&1
+  timeout 240 bash -c "$cmd" > "$1.resume.log" 2>&1
 }
 # the uninterrupted run the stopped ones must equal, exported
 reference_run() {

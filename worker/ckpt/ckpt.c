@@ -320,6 +320,21 @@ static void step_name(char *out, size_t n, int64_t step)
     snprintf(out, n, "step_%08lld", (long long)step);
 }
 
+/* digits, then the end or one of the suffixes the writers leave */
+static int is_step_name(const char *name)
+{
+    if (strncmp(name, "step_", 5)) return 0;
+    size_t digits = strspn(name + 5, "0123456789");
+    const char *rest = name + 5 + digits;
+    return digits > 0 && (!*rest || !strncmp(rest, ".old.", 5));
+}
+
+int ckpt_root_entry(const char *name, int is_dir)
+{
+    if (!is_dir) return !strcmp(name, "latest") || !strncmp(name, "latest.tmp.", 11);
+    return is_step_name(name) || (!strncmp(name, ".tmp.", 5) && is_step_name(name + 5));
+}
+
 int ckpt_begin(const char *root, int64_t step, char *tmp, size_t n, Err *e)
 {
     char name[64];

@@ -51,6 +51,10 @@ int ckpt_save(const char *root, const CkptMeta *meta, const Model *m, const Opti
  * it holds inside r) with ckpt_write_shard, and the one process collects the
  * shards' packed records and calls ckpt_finish (manifest, rename, latest). */
 int ckpt_begin(const char *root, int64_t step, char *tmp, size_t n, Err *e);
+/* Is this entry of a checkpoint root one that the writers above make (a
+ * step directory, its temporary or set-aside copy, latest and its
+ * temporary)? What --overwrite may replace. */
+int ckpt_root_entry(const char *name, int is_dir);
 int ckpt_write_shard(const char *tmp, int index, const Model *m, const Optimizer *o, Range r,
                      uint8_t **records, size_t *records_len, Err *e);
 /* One flat buffer of the model's shard saved as one kind of record

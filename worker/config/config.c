@@ -192,6 +192,17 @@ int train_config_was_given(const TrainConfig *c, const OptSpec *s)
     return i >= 0 && i < TRAIN_CONFIG_MAX_ENTRIES && (c->given.words[i / 64] >> (i % 64) & 1);
 }
 
+int train_config_leaves_choice(const TrainConfig *c, const OptSpec *s)
+{
+    /* the settings a checkpoint or a swarm takes over whose value 0 means
+     * "choose for me"; --in-dim 0 is not one: seq-len x vocab is a rule,
+     * and a checkpoint keeps the 0 */
+    static const char *const CHOOSE[] = {"zo-scale"};
+    for (size_t i = 0; i < sizeof CHOOSE / sizeof CHOOSE[0]; i++)
+        if (!strcmp(s->name, CHOOSE[i])) return *(const float *)((const char *)c + s->offset) == 0;
+    return 0;
+}
+
 size_t train_config_bucket_bytes(const TrainConfig *c)
 {
     return (size_t)(c->bucket_mb * 1048576.0);

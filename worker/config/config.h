@@ -98,6 +98,10 @@ TrainGiven train_config_given(int argc, char **argv, int first);
 #define TRAIN_STEPS_UNLIMITED 1000000000000L
 /* Was this table entry given (c->given)? */
 int train_config_was_given(const TrainConfig *c, const OptSpec *s);
+/* Does this entry hold the value that asks the run to choose (--zo-scale 0:
+ * from a warm-up)? Then the value a checkpoint or a swarm's keeper chose
+ * is what it asked for, not a conflict with it. */
+int train_config_leaves_choice(const TrainConfig *c, const OptSpec *s);
 /* Cross-field checks after parsing; message names the flag to change. */
 int train_config_validate(const TrainConfig *c, Err *e);
 size_t train_config_bucket_bytes(const TrainConfig *c);

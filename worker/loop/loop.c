@@ -112,7 +112,10 @@ static int save_checkpoint(Trainer *t, const StepStrategy *s, void *st, long ste
     free(parts);
     free(all);
     free(lens);
-    return trainer_agree(t, rc, e);
+    rc = trainer_agree(t, rc, e);
+    /* a rank lost once the step is published (the job is not over yet) */
+    if (!rc) testhook("MPITRAIN_TEST_DIE_AFTER_SAVE", t->w->rank, step);
+    return rc;
 }
 
 /* Is step (1-based) the run's last? */

@@ -21,5 +21,23 @@ void run_dir_unlock(RunLock *l);
  * removed, so it is never half deleted: when removing fails, kept names
  * where it still lies ("" when it is gone). */
 int run_dir_replace(const char *dir, RunLock *l, char *kept, size_t kept_len, Err *e);
+/* What --overwrite may replace: a directory itself (never through a
+ * symbolic link) that holds only what a run writes (metrics.jsonl,
+ * config.json, ckpt/ of checkpoints, zo/journal.bin, ...), or only what a
+ * checkpoint root holds (step_N/, latest): anything else is someone's data,
+ * named in e, and refused. run_dir_replace checks it first. */
+int run_dir_check_replaceable(const char *dir, Err *e);
+int ckpt_root_check_replaceable(const char *dir, Err *e);
+/* Whether path lies inside dir (both existing, links resolved). */
+int path_lies_inside(const char *path, const char *dir);
+/* The --out of a command that writes a checkpoint root (ckpt import,
+ * reshard, replay): a new or empty directory goes ahead; an existing one
+ * is refused unless overwrite, and then only when it holds nothing but
+ * checkpoints and neither holds nor lies in the source the command reads; it is moved aside (its
+ * name in aside, "" when nothing was) until ckpt_root_settle: removed once
+ * the new root is written, put back when writing failed. */
+int ckpt_root_claim(const char *root, int overwrite, const char *source, char *aside, size_t n,
+                    Err *e);
+void ckpt_root_settle(const char *root, const char *aside, int failed);
 
 #endif

@@ -9,6 +9,8 @@
  *                              until a SIGCONT from outside
  *   MPITRAIN_TEST_DIE_IN_SAVE  the rank dies after writing its checkpoint
  *                              shard of that step, before it is published
+ *   MPITRAIN_TEST_DIE_AFTER_SAVE  the rank dies once the checkpoint of that
+ *                              step is published (the final one: a finished run)
  *   MPITRAIN_TEST_FLIP_BIT     the rank flips the lowest bit of its first
  *                              weight after that step (desync detection)
  *   MPITRAIN_TEST_WAIT_STOP    the rank waits before that step until a stop

@@ -199,15 +199,6 @@ static int check_tokenizer(Trainer *t, Err *e)
     return 0;
 }
 
-/* Whether path lies inside dir (both existing): --overwrite would remove it. */
-static int lies_inside(const char *path, const char *dir)
-{
-    char rp[PATH_MAX], rd[PATH_MAX];
-    if (!path[0] || !realpath(path, rp) || !realpath(dir, rd)) return 0;
-    size_t n = strlen(rd);
-    return !strncmp(rp, rd, n) && (rp[n] == '/' || rp[n] == 0);
-}
-
 /* Rank 0 makes the run directory this run's alone (locked), and with
  * --overwrite an empty one: the old run's journal and checkpoints would
  * otherwise be replayed into, or mixed with, the new run's. */
@@ -219,7 +210,7 @@ static int claim_run_dir(Trainer *t, char *kept, size_t kept_len, Err *e)
         if (mkdir_p(c->out, e)) return -1;
         return run_dir_lock(c->out, &t->lock, e);
     }
-    if (lies_inside(c->data, c->out) || lies_inside(c->init_from, c->out))
+    if (path_lies_inside(c->data, c->out) || path_lies_inside(c->init_from, c->out))
         return err_set(e, "--overwrite %s would remove this run's --data or --init-from, which "
                           "lie inside it; move them out first", c->out);
     return run_dir_replace(c->out, &t->lock, kept, kept_len, e);

@@ -20,6 +20,8 @@ typedef struct {
     char last_ckpt[PATH_LEN];
     int stop_signal; /* non-zero: stopped early on request (that signal's
                       * number) after saving last_step in last_ckpt */
+    int complete;    /* --resume of a run already at its --steps: nothing
+                      * trained, last_ckpt is the run's final checkpoint */
 } TrainResult;
 
 /* A request to stop early, as a signal handler can make one: 0 until the

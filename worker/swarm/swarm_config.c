@@ -56,7 +56,9 @@ static int adopt_one(TrainConfig *c, const TrainConfig *def, const char *name, c
     const OptSpec *s = spec_named(name);
     if (!s) return err_set(e, "the swarm at %s sent setting %s, which this build does not know: "
                               "run the same mpitrain version on every machine", from, name);
-    if (given_here(c, def, s) && strcmp(name, "init-from")) {
+    /* --zo-scale 0 asks for a scale: the one the keeper's warm-up chose */
+    const int given = given_here(c, def, s) && !train_config_leaves_choice(c, s);
+    if (given && strcmp(name, "init-from")) {
         char mine[PATH_BUF];
         opts_format(s, c, mine, sizeof mine);
         if (strcmp(mine, value))
@@ -65,7 +67,7 @@ static int adopt_one(TrainConfig *c, const TrainConfig *def, const char *name, c
                            name, mine, from, name, value, name);
         return 0;
     }
-    if (given_here(c, def, s)) return 0; /* this machine's own path to the base */
+    if (given) return 0; /* this machine's own path to the base */
     Err why;
     if (opts_set_value(train_config_table(NULL), c, name, value, &why))
         return err_set(e, "the swarm at %s sent %s=%s: %s", from, name, value, why.msg);
