@@ -112,9 +112,9 @@ static void shard_matches_whole(ModelConfig c, int tp)
 
 Test(zo, tp_shard_z_is_the_slice_of_the_whole)
 {
-    shard_matches_whole((ModelConfig){MODEL_GPT, 2, 4, 16, 8, 32, 0}, 2);
-    shard_matches_whole((ModelConfig){MODEL_GPT, 1, 4, 16, 8, 32, 0}, 4);
-    shard_matches_whole((ModelConfig){MODEL_MLP, 2, 0, 8, 3, 5, 0}, 2);
+    shard_matches_whole((ModelConfig){MODEL_GPT, 2, 4, 16, 8, 32, 0, 0}, 2);
+    shard_matches_whole((ModelConfig){MODEL_GPT, 1, 4, 16, 8, 32, 0, 0}, 4);
+    shard_matches_whole((ModelConfig){MODEL_MLP, 2, 0, 8, 3, 5, 0, 0}, 2);
 }
 
 Test(zo, codes_round_clamp_and_skip)
@@ -208,11 +208,11 @@ static void streaming_matches_reference(ModelConfig c, ModelShard sh, int use_ma
 Test(zo, streaming_update_equals_the_accumulator_definition)
 {
     /* 4096-element pieces: the 64-wide fc matrix of 256 x 64 has several */
-    ModelConfig gpt = {MODEL_GPT, 1, 2, 64, 4, 40, 0};
+    ModelConfig gpt = {MODEL_GPT, 1, 2, 64, 4, 40, 0, 0};
     streaming_matches_reference(gpt, (ModelShard){0, 1, 0, -1, 1, 0}, 0);
     streaming_matches_reference(gpt, (ModelShard){0, 1, 0, -1, 1, 0}, 1);
     streaming_matches_reference(gpt, (ModelShard){1, 2, 0, -1, 1, 0}, 0);
-    streaming_matches_reference((ModelConfig){MODEL_MLP, 2, 0, 8, 3, 5, 0},
+    streaming_matches_reference((ModelConfig){MODEL_MLP, 2, 0, 8, 3, 5, 0, 0},
                                 (ModelShard){1, 2, 0, -1, 1, 0}, 1);
 }
 
@@ -300,9 +300,9 @@ static void same_trajectory(ModelConfig c, int B)
 
 Test(zo, trajectory_unchanged_by_the_memory_rework)
 {
-    same_trajectory((ModelConfig){MODEL_GPT, 3, 2, 32, 16, 41, 0}, 2);
-    same_trajectory((ModelConfig){MODEL_GPT, 1, 2, 8, 256, 40000, 0}, 2); /* vocabulary tiles */
-    same_trajectory((ModelConfig){MODEL_MLP, 2, 0, 16, 4, 7, 0}, 3);
+    same_trajectory((ModelConfig){MODEL_GPT, 3, 2, 32, 16, 41, 0, 0}, 2);
+    same_trajectory((ModelConfig){MODEL_GPT, 1, 2, 8, 256, 40000, 0, 0}, 2); /* vocabulary tiles */
+    same_trajectory((ModelConfig){MODEL_MLP, 2, 0, 16, 4, 7, 0, 0}, 3);
 }
 
 static const char *journal_file(const char *name)
