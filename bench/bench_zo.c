@@ -49,10 +49,10 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--shape")) shape = argv[i + 1];
     }
     ops_set_threads(threads);
-    ModelConfig c = {MODEL_GPT, 4, 4, 256, 256, 256, 0};
+    ModelConfig c = {MODEL_GPT, 4, 4, 256, 256, 256, 0, 0};
     int B = 8;
-    if (!strcmp(shape, "25m")) c = (ModelConfig){MODEL_GPT, 8, 8, 512, 128, 256, 0};
-    if (!strcmp(shape, "gpt2")) c = (ModelConfig){MODEL_GPT, 12, 12, 768, 1024, 50257, 0}, B = 1;
+    if (!strcmp(shape, "25m")) c = (ModelConfig){MODEL_GPT, 8, 8, 512, 128, 256, 0, 0};
+    if (!strcmp(shape, "gpt2")) c = (ModelConfig){MODEL_GPT, 12, 12, 768, 1024, 50257, 0, 0}, B = 1;
     const int T = c.seq_len;
     ModelShard lean = {0, 1, 0, -1, 1, 1};
     Model m;

@@ -3,6 +3,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include "base/half.h"
 #include "sharding/partition.h"
 
 enum { TAG_SCATTER = 71, TAG_GATHER = 72 };
@@ -45,23 +46,6 @@ void paced_free(PacedSum *s)
 
 /* ---- the wire format ---------------------------------------------------- */
 
-static uint16_t to_bf16(float x)
-{
-    uint32_t u;
-    memcpy(&u, &x, 4);
-    if ((u & 0x7f800000u) == 0x7f800000u && (u & 0x7fffffu)) return (uint16_t)((u >> 16) | 0x40);
-    u += 0x7fffu + ((u >> 16) & 1u); /* round to nearest, ties to even */
-    return (uint16_t)(u >> 16);
-}
-
-static float from_bf16(uint16_t h)
-{
-    uint32_t u = (uint32_t)h << 16;
-    float x;
-    memcpy(&x, &u, 4);
-    return x;
-}
-
 /* v (+ its carried error) into wire slot j of w; returns what the others
  * will read, and keeps what rounding dropped in *err */
 static float encode(WireFormat wire, unsigned char *w, size_t j, float v, float *err)
@@ -71,9 +55,9 @@ static float encode(WireFormat wire, unsigned char *w, size_t j, float v, float 
         return v;
     }
     float x = v + *err;
-    uint16_t h = to_bf16(x);
+    uint16_t h = f32_to_bf16(x);
     memcpy(w + 2 * j, &h, 2);
-    float sent = from_bf16(h);
+    float sent = bf16_to_f32(h);
     *err = x - sent;
     return sent;
 }
@@ -87,7 +71,7 @@ static float decode(WireFormat wire, const unsigned char *w, size_t j)
     }
     uint16_t h;
     memcpy(&h, w + 2 * j, 2);
-    return from_bf16(h);
+    return bf16_to_f32(h);
 }
 
 /* ---- the exchange ---------------------------------------------------------- */

@@ -365,6 +365,7 @@ static const char *source_key(const char *flag)
 {
     static const char *const KEYS[][2] = {{"layers", "n_layer"}, {"heads", "n_head"},
                                           {"embd", "n_embd"}, {"seq-len", "n_positions"},
+                                          {"positions", "n_positions"},
                                           {"vocab", "vocab_size"}, {"in-dim", "in_dim"}};
     for (size_t i = 0; i < sizeof KEYS / sizeof KEYS[0]; i++)
         if (!strcmp(KEYS[i][0], flag)) return KEYS[i][1];
@@ -385,17 +386,17 @@ int plan_apply_init_from(TrainConfig *cfg, Err *e)
     if (!taken) return err_set(e, "out of memory");
     *taken = *cfg;
     taken->model = src.model;
-    /* a shorter context than a GPT-2 source's positions: the first rows of
-     * its position table (an mpitrain checkpoint keeps its own) */
+    /* a shorter context than the source's positions trains on the first
+     * rows of its position table and keeps them all */
     train_config_defaults(taken);
     int def_seq = taken->model.seq_len;
     *taken = *cfg;
     taken->model = src.model;
+    taken->model.positions = model_positions(&src.model);
     const OptSpec *seq = train_config_table(NULL);
     while (seq->name && strcmp(seq->name, "seq-len")) seq++;
     int seq_set = train_config_was_given(cfg, seq) || cfg->model.seq_len != def_seq;
-    if (src.kind != GPT2_SRC_CKPT && seq_set && cfg->model.seq_len <= src.model.seq_len)
-        taken->model.seq_len = cfg->model.seq_len;
+    if (seq_set && cfg->model.seq_len <= taken->model.positions) taken->model.seq_len = cfg->model.seq_len;
     char given[PATH_BUF], theirs[PATH_BUF];
     const OptSpec *s = first_conflict(cfg, taken, 1, given, theirs, sizeof given, e);
     int rc = 0;

@@ -108,10 +108,15 @@ static int load_verified(const char *dir, const CkptMeta *meta, Model *m, Err *e
     ModelShard whole = {0, 1, 0, -1, 1, 0};
     if (model_build_shard(m, &meta->model, &whole, 1, e))
         return err_wrap(e, "checkpoint %s", dir);
+    /* the moments only when saved: a weights-only checkpoint (an import)
+     * needs no room for them */
+    Mpitrain__Manifest *mf = NULL;
     Optimizer o;
-    int have_opt = optim_init(&o, &meta->optim, 0, m->n_params, e) == 0;
-    int rc = ckpt_load(dir, m, have_opt ? &o : NULL, e);
+    int rc = ckpt_read_manifest(dir, &mf, e);
+    int have_opt = !rc && ckpt_has_kind(mf, "opt_m") && optim_init(&o, &meta->optim, 0, m->n_params, e) == 0;
+    if (!rc) rc = ckpt_load_from(dir, mf, m, have_opt ? &o : NULL, e);
     if (have_opt) optim_free(&o);
+    if (mf) mpitrain__manifest__free_unpacked(mf, NULL);
     if (rc) model_free(m);
     return rc;
 }
@@ -153,6 +158,7 @@ static void print_manifest(const char *dir, const Mpitrain__Manifest *mf)
     printf("model          %s: layers %d, heads %d, embd %d, seq-len %d, vocab %d", kind_name(c->kind),
            c->n_layer, c->n_head, c->n_embd, c->seq_len, c->vocab);
     if (c->kind == MODEL_MLP) printf(", in-dim %d", c->in_dim);
+    if (c->kind == MODEL_GPT && model_positions(c) != c->seq_len) printf(", positions %d", model_positions(c));
     printf("\n");
     if (mf->optim) {
         const OptimConfig *o = &meta.optim;
@@ -255,7 +261,11 @@ static int ckpt_info(int argc, char **argv)
 typedef struct {
     int format; /* index into EXPORT_FORMATS */
     char out[PATH_LEN];
+    int dtype;  /* index into EXPORT_DTYPES; -1 = the one the model came in */
 } ExportArgs;
+
+/* --dtype's choices, as safetensors names them */
+static const char *const EXPORT_DTYPES[] = {"F32", "F16", "BF16"};
 
 enum { EXPORT_SAFETENSORS = 0, EXPORT_HF = 1, EXPORT_LLMC = 2 };
 
@@ -266,6 +276,9 @@ static const OptSpec EXPORT_OPTS[] = {
      "safetensors|hf|llmc", 1, 0, NULL},
     {"out", OT_STR, offsetof(ExportArgs, out), sizeof(((ExportArgs *)0)->out), "PATH",
      "file to write (a directory for hf; required)", NULL, 1, 0, NULL},
+    {"dtype", OT_CHOICE, offsetof(ExportArgs, dtype), 0, NULL,
+     "hf: the weights' dtype (default: the one the model came in at import, f32 for a model "
+     "trained from scratch)", "f32|f16|bf16", 1, 0, NULL},
     {0},
 };
 
@@ -290,8 +303,12 @@ static int export_safetensors(const Model *m, const CkptMeta *meta, const char *
     return safetensors_write(out, m, kv, pairs, e);
 }
 
-static int export_to(const char *dir, const CkptMeta *meta, int format, const char *out, Err *e)
+static int export_to(const char *dir, const CkptMeta *meta, const ExportArgs *a, Err *e)
 {
+    int format = a->format;
+    const char *out = a->out;
+    const char *dtype = a->dtype >= 0 ? EXPORT_DTYPES[a->dtype]
+                        : meta->source_dtype[0] ? meta->source_dtype : "F32";
     Model m;
     if (load_verified(dir, meta, &m, e)) return -1;
     char tok[PATH_BUF];
@@ -300,7 +317,7 @@ static int export_to(const char *dir, const CkptMeta *meta, int format, const ch
         rc = export_safetensors(&m, meta, out, e);
     } else if (format == EXPORT_HF) {
         rc = path_fmt(tok, sizeof tok, e, "%s/%s", dir, CKPT_TOKENIZER_SUBDIR);
-        if (!rc) rc = gpt2_export_hf(&m, tok, out, e);
+        if (!rc) rc = gpt2_export_hf(&m, tok, dtype, out, e);
     } else {
         rc = gpt2_export_llmc(&m, out, e);
     }
@@ -313,25 +330,31 @@ static int export_to(const char *dir, const CkptMeta *meta, int format, const ch
 
 static int ckpt_export(int argc, char **argv)
 {
-    ExportArgs a = {0, ""};
+    ExportArgs a = {0, "", -1};
     const char *path = NULL;
-    int rc = parse_sub("ckpt export", "mpitrain ckpt export DIR --format safetensors|hf|llmc --out PATH",
-                       "Writes the model weights of a checkpoint (shapes unsharded, f32) to another "
-                       "format, after\nchecking every checksum: safetensors with mpitrain's names, a "
-                       "Hugging Face GPT-2 directory\n(config.json, model.safetensors and the "
-                       "checkpoint's tokenizer files), or an llm.c model file.\nEach file appears "
-                       "whole or not at all.",
+    int rc = parse_sub("ckpt export", "mpitrain ckpt export DIR --format safetensors|hf|llmc --out PATH [--dtype f32|f16|bf16]",
+                       "Writes the model weights of a checkpoint (shapes unsharded) to another "
+                       "format, after\nchecking every checksum: safetensors with mpitrain's names "
+                       "(f32), a Hugging Face GPT-2 directory\n(config.json, generation_config.json, "
+                       "model.safetensors and, with the checkpoint's tokenizer,\nvocab.json, "
+                       "merges.txt and tokenizer_config.json), or an llm.c model file (f32).\nEach "
+                       "file appears whole or not at all.",
                        EXPORT_OPTS, &a, argc, argv, &path);
     if (rc >= 0) return rc;
     if (!a.out[0]) {
         fprintf(stderr, "mpitrain ckpt export: --out PATH is required (see mpitrain ckpt export --help)\n");
         return EXIT_USAGE;
     }
+    if (a.dtype >= 0 && a.format != EXPORT_HF) {
+        fprintf(stderr, "mpitrain ckpt export: --dtype applies to --format hf only (the other "
+                        "formats are f32)\n");
+        return EXIT_USAGE;
+    }
     Err e = {{0}};
     char dir[PATH_LEN];
     CkptMeta meta;
     if (ckpt_resolve(path, dir, sizeof dir, &e) || ckpt_load_meta(dir, &meta, &e) ||
-        export_to(dir, &meta, a.format, a.out, &e)) {
+        export_to(dir, &meta, &a, &e)) {
         fprintf(stderr, "mpitrain ckpt export: %s\n", e.msg);
         return 1;
     }

@@ -378,7 +378,11 @@ static void state_free(SampleState *s)
 static int load_model(SampleState *s, const SampleArgs *a, const char *dir, const CkptMeta *meta,
                       Err *e)
 {
-    const ModelConfig *c = &meta->model;
+    /* the context may use every position the model keeps, also past the
+     * shorter one it was last trained at */
+    ModelConfig full = meta->model;
+    if (full.kind == MODEL_GPT) full.seq_len = model_positions(&meta->model);
+    const ModelConfig *c = &full;
     /* forward only, and no random init: every weight is loaded next (a
      * 124M model's init alone took seconds) */
     ModelShard whole = {0, 1, 0, -1, 1, 1};

@@ -317,7 +317,9 @@ static int gpt_declare(Model *m, Err *e)
     g->F_tp = 4 * c->n_embd / m->shard.tp_size;
     size_t wte_global = m->global_params;
     g->i_wte = model_add_tensor(m, "wte", 2, c->vocab, c->n_embd, 0, 1, TP_REPLICATED, 1, 0.02f);
-    g->i_wpe = model_add_tensor(m, "wpe", 2, c->seq_len, c->n_embd, 0, 1, TP_REPLICATED, 1, 0.01f);
+    /* all the positions are kept; a context of seq_len reads the first rows */
+    g->i_wpe = model_add_tensor(m, "wpe", 2, model_positions(c), c->n_embd, 0, 1, TP_REPLICATED, 1, 0.01f);
+    if (g->i_wpe >= 0) m->tensors[g->i_wpe].live = (size_t)c->seq_len * c->n_embd;
     g->i_layer0 = m->n_tensors;
     for (int l = 0; l < c->n_layer; l++) add_layer_tensors(m, l);
     g->i_lnf = model_add_tensor(m, "lnf.w", 1, c->n_embd, 0, c->n_layer + 1, 0, TP_REPLICATED, 1, -1);
@@ -418,7 +420,7 @@ static void embed_forward(Model *m, SlotActs *sa, const int *inputs, int B, int 
         return;
     }
     float *scratch = m->view_scratch;
-    const float *wpe = model_weights(m, g->i_wpe, 0, m->tensors[g->i_wpe].numel, &scratch);
+    const float *wpe = model_weights(m, g->i_wpe, 0, m->tensors[g->i_wpe].live, &scratch);
     float *rows = scratch;
     for (int n = 0; n < B * T; n++) {
         float *dst = rows + (size_t)n * C, *at = dst;
@@ -619,7 +621,7 @@ static void gpt_block_costs(const ModelConfig *c, double *cost)
 
 static size_t gpt_shard_params(const ModelConfig *c, const ModelShard *sh)
 {
-    size_t C = c->n_embd, V = c->vocab, T = c->seq_len;
+    size_t C = c->n_embd, V = c->vocab, T = model_positions(c);
     Owned o = owned_of(c, sh);
     size_t n = (size_t)(o.l1 - o.l0) * layer_params(C, sh->tp_size);
     if (o.emb) n += V * C + T * C;              /* wte, wpe */

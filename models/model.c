@@ -34,8 +34,13 @@ int model_config_validate(const ModelConfig *c, Err *e)
     if (c->vocab < 2 || c->vocab > 65536)
         return err_set(e, "--vocab %d: must be between 2 and 65536", c->vocab);
     if (c->in_dim < 0) return err_set(e, "mlp input dimension %d is negative", c->in_dim);
+    if (c->positions && (c->positions < c->seq_len || c->positions > 65536))
+        return err_set(e, "--positions %d: must be between --seq-len %d and 65536 (0 = --seq-len)",
+                       c->positions, c->seq_len);
     return a->validate(c, e);
 }
+
+int model_positions(const ModelConfig *c) { return c->positions > 0 ? c->positions : c->seq_len; }
 
 void *model_calloc(size_t n, size_t size)
 {
@@ -92,6 +97,7 @@ static int append_tensor(Model *m, const char *name, int ndim, int d0, int d1, i
     t->local_shape[0] = tp_local_rows(&sl);
     t->local_shape[1] = tp_local_cols(&sl);
     t->numel = (size_t)t->local_shape[0] * t->local_shape[1];
+    t->live = t->numel;
     t->offset = m->n_params;
     t->global_offset = global;
     t->block = block;

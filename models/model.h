@@ -20,7 +20,13 @@ typedef struct {
     int seq_len;  /* gpt: context T; mlp: context tokens fed as one-hot */
     int vocab;    /* gpt: vocabulary; mlp: classes (and token alphabet) */
     int in_dim;   /* mlp: input features; 0 = seq_len*vocab (one-hot tokens) */
+    int positions; /* gpt: rows of the position table (wpe), >= seq_len: a model
+                      fine-tuned at a shorter context keeps its source's
+                      positions; 0 = seq_len */
 } ModelConfig;
+
+/* The rows of a GPT's position table: positions, or seq_len when unset. */
+int model_positions(const ModelConfig *c);
 
 typedef enum { TP_REPLICATED = 0, TP_COLUMN = 1, TP_ROW = 2 } TpSplit;
 
@@ -42,6 +48,9 @@ typedef struct {
     int local_shape[2];  /* this process's tensor-parallel slice */
     size_t offset;       /* in floats, into this process's params/grads */
     size_t numel;        /* local elements */
+    size_t live;         /* the leading local elements a forward reads: numel, but
+                            for wpe only its first seq_len rows (the others get no
+                            gradient and no zeroth-order step) */
     size_t global_offset; /* where the FULL tensor starts in the canonical flat order */
     int block;           /* owning block, 0..n_blocks-1 */
     int decay;           /* AdamW weight decay applies (matrices, not biases/norms) */

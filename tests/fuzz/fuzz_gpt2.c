@@ -53,7 +53,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     fuzz_join(g_bin, w, "model.bin");
     snprintf(g_st, sizeof g_st, "%s/model.safetensors", g_dir);
     snprintf(g_cfg, sizeof g_cfg, "%s/config.json", g_dir);
-    ModelConfig c = {MODEL_GPT, 1, 2, 4, 4, 8, 0};
+    ModelConfig c = {MODEL_GPT, 1, 2, 4, 4, 8, 0, 0};
     Model m;
     Err e = {{0}};
     if (model_init(&m, &c, 1, 7, &e) || gpt2_export_hf(&m, NULL, g_dir, &e) ||

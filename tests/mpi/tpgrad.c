@@ -85,8 +85,8 @@ int main(int argc, char **argv)
     CommWorld w;
     comm_init(&argc, &argv, &w);
     ops_set_threads(1);
-    ModelConfig gpt = {MODEL_GPT, 2, 4, 16, 8, 32, 0};
-    ModelConfig mlp = {MODEL_MLP, 2, 0, 8, 3, 5, 0};
+    ModelConfig gpt = {MODEL_GPT, 2, 4, 16, 8, 32, 0, 0};
+    ModelConfig mlp = {MODEL_MLP, 2, 0, 8, 3, 5, 0, 0};
     double worst = 0;
     size_t compared = 0;
     int bad = check("gpt", &gpt, 3, &worst, &compared) + check("mlp", &mlp, 4, &worst, &compared);

@@ -365,6 +365,78 @@ def cmd_compare(a):
     sys.exit(1 if bad else 0)
 
 
+def cmd_rows(a):
+    """Whether rows [lo, hi) of one tensor hold the same values in two
+    .safetensors files (any dtypes; HF's prefix ignored)."""
+    norm = lambda n: n[len("transformer."):] if n.startswith("transformer.") else n
+    ta = {norm(k): v for k, v in st_read(a.a).items()}
+    tb = {norm(k): v for k, v in st_read(a.b).items()}
+    x, y = ta[a.tensor][1][a.lo:a.hi], tb[a.tensor][1][a.lo:a.hi]
+    same = x.shape == y.shape and x.shape[0] == a.hi - a.lo and np.array_equal(x.astype(np.float32), y.astype(np.float32))
+    print("same" if same else "DIFFERENT")
+    sys.exit(0 if same else 1)
+
+
+def cmd_check_hf(a):
+    """An exported HF GPT-2 directory as transformers reads it: the json
+    files and their keys, the tokenizer under HF's names (merges.txt as
+    GPT2Tokenizer parses it: lines[1:-1]), every tensor in --dtype, and,
+    with --source, each tensor equal to the source's values converted by
+    torch (round to nearest even) to that dtype. Prints what is wrong."""
+    d, bad = a.dir, []
+    load = lambda n: json.load(open(os.path.join(d, n)))
+    cfg, gen = load("config.json"), load("generation_config.json")
+    tdt = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}[a.dtype]
+    if cfg.get("torch_dtype") != str(tdt).replace("torch.", ""):
+        bad.append("config torch_dtype %s" % cfg.get("torch_dtype"))
+    eot = None
+    if os.path.exists(os.path.join(d, "vocab.json")) or a.tokenizer:
+        for n in ("encoder.json", "vocab.bpe"):
+            if os.path.exists(os.path.join(d, n)):
+                bad.append("OpenAI's %s instead of HF's names" % n)
+        vocab = load("vocab.json")
+        eot = vocab.get("<|endoftext|>")
+        tc = load("tokenizer_config.json")
+        want = {"tokenizer_class": "GPT2Tokenizer", "bos_token": "<|endoftext|>",
+                "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>",
+                "model_max_length": cfg["n_positions"]}
+        bad += ["tokenizer_config %s=%r" % (k, tc.get(k)) for k, v in want.items() if tc.get(k) != v]
+        text = open(os.path.join(d, "merges.txt"), encoding="utf-8").read()
+        merges = [tuple(l.split()) for l in text.split("\n")[1:-1]]
+        if not text.startswith("#version") or any(len(m) != 2 for m in merges):
+            bad.append("merges.txt as GPT2Tokenizer reads it")
+        if a.merges and merges != [tuple(l.split()) for l in open(a.merges, encoding="utf-8").read().split("\n")
+                                   if l.strip() and not l.startswith("#version")]:
+            bad.append("merges.txt differs from %s" % a.merges)
+    elif cfg["vocab_size"] == 50257:
+        eot = 50256
+    if os.path.exists(os.path.join(d, "vocab.json")) != os.path.exists(os.path.join(d, "tokenizer_config.json")):
+        bad.append("tokenizer_config.json without the tokenizer or the other way round")
+    for where, obj in (("config", cfg), ("generation_config", gen)):
+        if obj.get("bos_token_id") != eot or obj.get("eos_token_id") != eot:
+            bad.append("%s bos/eos %s/%s, not %s" % (where, obj.get("bos_token_id"), obj.get("eos_token_id"), eot))
+    raw = open(os.path.join(d, "model.safetensors"), "rb").read()
+    n = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8:8 + n])
+    header.pop("__metadata__", None)
+    norm = lambda k: k[len("transformer."):] if k.startswith("transformer.") else k
+    src = {norm(k): v[1] for k, v in st_read(a.source).items()} if a.source else {}
+    for name, h in header.items():
+        if h["dtype"] != a.dtype:
+            bad.append("%s dtype %s" % (name, h["dtype"]))
+            continue
+        b, e = h["data_offsets"]
+        t = torch.frombuffer(bytearray(raw[8 + n + b:8 + n + e]), dtype=tdt).reshape(h["shape"])
+        if src:
+            want = torch.from_numpy(np.array(src[norm(name)], dtype=np.float32)).to(tdt)
+            same = want.shape == t.shape and torch.equal(want.view(torch.int16 if a.dtype != "F32" else torch.int32),
+                                                        t.view(torch.int16 if a.dtype != "F32" else torch.int32))
+            if not same:
+                bad.append("%s values" % name)
+    print("ok" if not bad else "WRONG: " + "; ".join(bad[:6]))
+    sys.exit(1 if bad else 0)
+
+
 def main():
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -402,12 +474,24 @@ def main():
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--seq", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
+    p = sub.add_parser("check-hf")
+    p.add_argument("dir")
+    p.add_argument("--dtype", choices=["F32", "F16", "BF16"], default="F32")
+    p.add_argument("--source", help="the .safetensors the values came from")
+    p.add_argument("--tokenizer", action="store_true", help="a tokenizer must be there")
+    p.add_argument("--merges", help="the merges file the exported merges.txt must hold")
+    p = sub.add_parser("rows")
+    p.add_argument("a")
+    p.add_argument("b")
+    p.add_argument("--tensor", default="wpe.weight")
+    p.add_argument("--lo", type=int, default=0)
+    p.add_argument("--hi", type=int, required=True)
     p = sub.add_parser("compare")
     p.add_argument("a")
     p.add_argument("b")
     a = ap.parse_args()
     {"make-hf": cmd_make_hf, "make-llmc": cmd_make_llmc, "make-tokens": cmd_make_tokens,
-     "loss": cmd_loss, "compare": cmd_compare}[a.cmd](a)
+     "loss": cmd_loss, "compare": cmd_compare, "rows": cmd_rows, "check-hf": cmd_check_hf}[a.cmd](a)
 
 
 if __name__ == "__main__":

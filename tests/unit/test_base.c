@@ -1,5 +1,5 @@
 /* The ground floor's helpers: CRC-32C (both paths), FNV-1a, little-endian
- * fields, and (below) the JSON writer. */
+ * fields, the 2-byte floats, and (below) the JSON writer. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdint.h>
@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "base/crc32c.h"
+#include "base/half.h"
 #include "base/hash.h"
 #include "base/json.h"
 #include "base/le.h"
@@ -466,4 +467,58 @@ Test(utf8, valid_text_passes_ill_formed_becomes_replacement)
         utf8_of(cases[i].in, cases[i].n, out, sizeof out);
         cr_assert_str_eq(out, cases[i].want, "case %zu", i);
     }
+}
+
+/* ---- the 2-byte floats ----------------------------------------------------------- */
+
+static float from_bits(uint32_t u)
+{
+    float x;
+    memcpy(&x, &u, 4);
+    return x;
+}
+
+Test(half, bf16_rounds_to_nearest_even)
+{
+    const struct { uint32_t in; uint16_t want; } cases[] = {
+        {0x3f800000u, 0x3f80}, /* 1: exact */
+        {0x3f808000u, 0x3f80}, /* half-way, the even (lower) one */
+        {0x3f818000u, 0x3f82}, /* half-way, the even (upper) one */
+        {0x3f808001u, 0x3f81}, /* past half-way: up */
+        {0x3f807fffu, 0x3f80}, /* below half-way: down */
+        {0x7f7fffffu, 0x7f80}, /* the largest float rounds to infinity */
+        {0x80000001u, 0x8000}, /* -tiny to -0 */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        cr_assert_eq(f32_to_bf16(from_bits(cases[i].in)), cases[i].want, "case %zu", i);
+    cr_assert(isnan(bf16_to_f32(f32_to_bf16(NAN))));
+    cr_assert_eq(bf16_to_f32(0x3f80), 1.0f);
+}
+
+Test(half, f16_rounds_to_nearest_even)
+{
+    const struct { float in; uint16_t want; } cases[] = {
+        {1.0f, 0x3c00},
+        {1.0f + 0x1p-11f, 0x3c00},           /* half-way between 1 and 1 + 2^-10: even */
+        {1.0f + 3 * 0x1p-11f, 0x3c02},       /* half-way, the even one above */
+        {1.0f + 0x1p-11f + 0x1p-20f, 0x3c01}, /* past half-way */
+        {65504.0f, 0x7bff},                  /* the largest half */
+        {65519.0f, 0x7bff},                  /* still rounds down to it */
+        {65520.0f, 0x7c00},                  /* half-way to 65536: infinity */
+        {-1e6f, 0xfc00},
+        {0x1p-14f, 0x0400},                  /* the smallest normal */
+        {0x1p-24f, 0x0001},                  /* the smallest subnormal */
+        {0x1p-25f, 0x0000},                  /* half of it: to even, zero */
+        {3 * 0x1p-25f, 0x0002},              /* 1.5 of it: to even, 2 */
+        {0x1p-14f - 0x1p-25f, 0x0400},       /* rounds up into the normals */
+        {-0.0f, 0x8000},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        cr_assert_eq(f32_to_f16(cases[i].in), cases[i].want, "case %zu: %a -> 0x%04x", i,
+                     cases[i].in, f32_to_f16(cases[i].in));
+    cr_assert(isnan(f16_to_f32(f32_to_f16(NAN))));
+    cr_assert(isinf(f16_to_f32(f32_to_f16(INFINITY))));
+    /* every finite half widens and narrows back to itself */
+    for (uint32_t h = 0; h < 0x10000; h++)
+        if ((h & 0x7c00) != 0x7c00) cr_assert_eq(f32_to_f16(f16_to_f32((uint16_t)h)), h, "0x%04x", h);
 }

@@ -38,7 +38,7 @@ static const char *path_in(const char *dir, const char *rel)
 
 static ModelConfig tiny_cfg(int n_embd)
 {
-    return (ModelConfig){MODEL_GPT, 2, 2, n_embd, 8, 32, 0};
+    return (ModelConfig){MODEL_GPT, 2, 2, n_embd, 8, 32, 0, 0};
 }
 
 static OptimConfig adamw_cfg(void)

@@ -37,17 +37,17 @@ static void expect_memory_matches(const Model *m, const ModelShard *sh, int B, c
 }
 
 static const ModelConfig GPTS[] = {
-    {MODEL_GPT, 2, 2, 8, 5, 11, 0},
-    {MODEL_GPT, 1, 1, 4, 3, 2, 0},
-    {MODEL_GPT, 3, 4, 16, 8, 32, 0},
-    {MODEL_GPT, 4, 2, 12, 7, 50, 0},
+    {MODEL_GPT, 2, 2, 8, 5, 11, 0, 0},
+    {MODEL_GPT, 1, 1, 4, 3, 2, 0, 0},
+    {MODEL_GPT, 3, 4, 16, 8, 32, 0, 0},
+    {MODEL_GPT, 4, 2, 12, 7, 50, 0, 0},
 };
 
 static const ModelConfig MLPS[] = {
-    {MODEL_MLP, 1, 0, 2, 1, 2, 2},   /* float features */
-    {MODEL_MLP, 2, 0, 8, 3, 5, 0},   /* one-hot tokens */
-    {MODEL_MLP, 3, 0, 6, 4, 7, 0},
-    {MODEL_MLP, 4, 0, 10, 2, 9, 13},
+    {MODEL_MLP, 1, 0, 2, 1, 2, 2, 0},   /* float features */
+    {MODEL_MLP, 2, 0, 8, 3, 5, 0, 0},   /* one-hot tokens */
+    {MODEL_MLP, 3, 0, 6, 4, 7, 0, 0},
+    {MODEL_MLP, 4, 0, 10, 2, 9, 13, 0},
 };
 
 #define N_OF(a) (sizeof(a) / sizeof((a)[0]))

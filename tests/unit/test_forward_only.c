@@ -89,20 +89,20 @@ static void expect_lean_equals_training(ModelConfig c, int B, const char *what)
 
 Test(forward_only, gpt_loss_is_the_training_loss_bit_for_bit)
 {
-    expect_lean_equals_training((ModelConfig){MODEL_GPT, 3, 2, 16, 12, 37, 0}, 3, "gpt");
-    expect_lean_equals_training((ModelConfig){MODEL_GPT, 1, 1, 8, 4, 5, 0}, 1, "gpt 1 layer");
+    expect_lean_equals_training((ModelConfig){MODEL_GPT, 3, 2, 16, 12, 37, 0, 0}, 3, "gpt");
+    expect_lean_equals_training((ModelConfig){MODEL_GPT, 1, 1, 8, 4, 5, 0, 0}, 1, "gpt 1 layer");
 }
 
 /* 2 x 256 rows x 40000 words is 20 M logits: several vocabulary tiles. */
 Test(forward_only, gpt_with_vocabulary_tiles)
 {
-    expect_lean_equals_training((ModelConfig){MODEL_GPT, 1, 2, 8, 256, 40000, 0}, 2, "gpt tiles");
+    expect_lean_equals_training((ModelConfig){MODEL_GPT, 1, 2, 8, 256, 40000, 0, 0}, 2, "gpt tiles");
 }
 
 Test(forward_only, mlp_loss_is_the_training_loss_bit_for_bit)
 {
-    expect_lean_equals_training((ModelConfig){MODEL_MLP, 3, 0, 12, 4, 9, 0}, 5, "mlp");
-    expect_lean_equals_training((ModelConfig){MODEL_MLP, 2, 0, 8, 3, 5, 0}, 2, "mlp 2");
+    expect_lean_equals_training((ModelConfig){MODEL_MLP, 3, 0, 12, 4, 9, 0, 0}, 5, "mlp");
+    expect_lean_equals_training((ModelConfig){MODEL_MLP, 2, 0, 8, 3, 5, 0, 0}, 2, "mlp 2");
 }
 
 /* A pipeline of forward-only stages hands its residual stream on; the last
@@ -110,7 +110,7 @@ Test(forward_only, mlp_loss_is_the_training_loss_bit_for_bit)
  * stage holding two micro-batch slots. */
 Test(forward_only, gpt_pipeline_stages)
 {
-    const ModelConfig c = {MODEL_GPT, 4, 2, 16, 8, 23, 0};
+    const ModelConfig c = {MODEL_GPT, 4, 2, 16, 8, 23, 0, 0};
     const int B = 2, N = B * c.seq_len;
     Model whole;
     build(&whole, c, (ModelShard){0, 1, 0, -1, 1, 0}, B);
@@ -142,7 +142,7 @@ Test(forward_only, gpt_pipeline_stages)
 /* Sampling's full recompute gives the same logits row either way. */
 Test(forward_only, next_logits_match)
 {
-    const ModelConfig c = {MODEL_GPT, 2, 2, 16, 10, 29, 0};
+    const ModelConfig c = {MODEL_GPT, 2, 2, 16, 10, 29, 0, 0};
     Model train, lean;
     build(&train, c, (ModelShard){0, 1, 0, -1, 1, 0}, 1);
     build(&lean, c, (ModelShard){0, 1, 0, -1, 1, 1}, 1);
@@ -163,7 +163,7 @@ Test(forward_only, next_logits_match)
  * set of layer buffers, and a view scratch of one block, not a model. */
 Test(forward_only, memory_does_not_grow_with_layers)
 {
-    ModelConfig c = {MODEL_GPT, 1, 4, 32, 16, 64, 0};
+    ModelConfig c = {MODEL_GPT, 1, 4, 32, 16, 64, 0, 0};
     ModelShard lean = {0, 1, 0, -1, 1, 1}, train = {0, 1, 0, -1, 1, 0};
     size_t one = cost_act_floats(&c, &lean, 4), view1 = cost_view_floats(&c, &lean, 4);
     size_t train1 = cost_act_floats(&c, &train, 4);
@@ -191,7 +191,7 @@ Test(forward_only, memory_does_not_grow_with_layers)
  * pass are one tile of at most 32 MB, not the 206 MB (N,V) buffer. */
 Test(forward_only, gpt2_logits_are_tiled)
 {
-    const ModelConfig c = {MODEL_GPT, 12, 12, 768, 1024, 50257, 0};
+    const ModelConfig c = {MODEL_GPT, 12, 12, 768, 1024, 50257, 0, 0};
     ModelShard lean = {0, 1, 0, -1, 1, 1}, train = {0, 1, 0, -1, 1, 0};
     size_t full = (size_t)1024 * 50257;
     cr_expect_gt(cost_act_floats(&c, &train, 1), full);

@@ -32,12 +32,12 @@ static void write_manifest(const char *dir, ModelConfig mc, Mpitrain__TensorReco
     cr_assert_eq(ckpt_write_manifest_pb(dir, &mf, &e), 0, "%s", e.msg);
 }
 
-static const ModelConfig TINY = {MODEL_GPT, 1, 2, 8, 4, 16, 0};
+static const ModelConfig TINY = {MODEL_GPT, 1, 2, 8, 4, 16, 0, 0};
 
 Test(hostile, manifest_with_an_absurd_model_is_refused_before_allocating)
 {
     const char *dir = test_tmpdir("absurd_model");
-    ModelConfig huge = {MODEL_GPT, 1024, 64, 65536, 65536, 65536, 0};
+    ModelConfig huge = {MODEL_GPT, 1024, 64, 65536, 65536, 65536, 0, 0};
     write_manifest(dir, huge, NULL, 0, CKPT_FORMAT_VERSION);
     CkptMeta meta;
     Err e;

@@ -470,7 +470,7 @@ Test(models, arch_is_chosen_by_kind)
 
 static void build_tiny_mlp(Model *m)
 {
-    ModelConfig c = {MODEL_MLP, 2, 0, 4, 2, 3, 0};
+    ModelConfig c = {MODEL_MLP, 2, 0, 4, 2, 3, 0, 0};
     Err e = {{0}};
     cr_assert_eq(model_init(m, &c, 1, 1, &e), 0, "%s", e.msg);
 }
@@ -527,7 +527,7 @@ Test(models, mlp_features_on_gpt_refused, .signal = SIGABRT)
  * overran). Every tensor must be in place and the model must run. */
 Test(models, deep_gpt_tensor_table_grows)
 {
-    ModelConfig cfg = {MODEL_GPT, 401, 1, 8, 4, 16, 0};
+    ModelConfig cfg = {MODEL_GPT, 401, 1, 8, 4, 16, 0, 0};
     Model m;
     Err e = {{0}};
     cr_assert_eq(model_init(&m, &cfg, 1, 3, &e), 0, "model_init: %s", e.msg);

@@ -15,7 +15,7 @@
 static void small_cfg(TrainConfig *c)
 {
     train_config_defaults(c);
-    c->model = (ModelConfig){MODEL_GPT, 2, 2, 32, 16, 64, 0};
+    c->model = (ModelConfig){MODEL_GPT, 2, 2, 32, 16, 64, 0, 0};
     snprintf(c->data, sizeof c->data, "x.tok");
     snprintf(c->out, sizeof c->out, "runs/x");
 }

@@ -16,7 +16,7 @@
 static void cfg4(TrainConfig *c)
 {
     train_config_defaults(c);
-    c->model = (ModelConfig){MODEL_GPT, 2, 4, 64, 64, 256, 0};
+    c->model = (ModelConfig){MODEL_GPT, 2, 4, 64, 64, 256, 0, 0};
     c->global_batch = 8;
     c->dp = 4;
     c->tp = 1;

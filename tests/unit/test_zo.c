@@ -112,9 +112,9 @@ static void shard_matches_whole(ModelConfig c, int tp)
 
 Test(zo, tp_shard_z_is_the_slice_of_the_whole)
 {
-    shard_matches_whole((ModelConfig){MODEL_GPT, 2, 4, 16, 8, 32, 0}, 2);
-    shard_matches_whole((ModelConfig){MODEL_GPT, 1, 4, 16, 8, 32, 0}, 4);
-    shard_matches_whole((ModelConfig){MODEL_MLP, 2, 0, 8, 3, 5, 0}, 2);
+    shard_matches_whole((ModelConfig){MODEL_GPT, 2, 4, 16, 8, 32, 0, 0}, 2);
+    shard_matches_whole((ModelConfig){MODEL_GPT, 1, 4, 16, 8, 32, 0, 0}, 4);
+    shard_matches_whole((ModelConfig){MODEL_MLP, 2, 0, 8, 3, 5, 0, 0}, 2);
 }
 
 Test(zo, codes_round_clamp_and_skip)
@@ -130,7 +130,8 @@ Test(zo, codes_round_clamp_and_skip)
 
 /* The accumulator definition of the update, element by element from zo_z:
  * acc_i = sum over the used codes (here in reverse order) of q z_i, then
- * theta_i - c acc_i - decay theta_i. */
+ * theta_i - c acc_i - decay theta_i; an element no forward reads (wpe's
+ * rows past the context) has no gradient: acc_i = 0. */
 static void reference_update(const Model *m, float *params, const uint8_t *active, uint64_t seed,
                              uint32_t step, const int8_t *codes, int machines, int samples,
                              float lr, float scale, float wd)
@@ -144,7 +145,7 @@ static void reference_update(const Model *m, float *params, const uint8_t *activ
         float decay = t->decay ? lr * wd : 0.0f;
         for (size_t i = 0; i < t->numel; i++) {
             int32_t acc = 0;
-            for (int j = machines * samples - 1; j >= 0; j--)
+            for (int j = machines * samples - 1; i < t->live && j >= 0; j--)
                 if (codes[j] != ZO_SKIP)
                     acc += codes[j] * zo_z(seed, (ZoId){step, (uint32_t)(j / samples),
                                                         (uint32_t)(j % samples)},
@@ -208,12 +209,37 @@ static void streaming_matches_reference(ModelConfig c, ModelShard sh, int use_ma
 Test(zo, streaming_update_equals_the_accumulator_definition)
 {
     /* 4096-element pieces: the 64-wide fc matrix of 256 x 64 has several */
-    ModelConfig gpt = {MODEL_GPT, 1, 2, 64, 4, 40, 0};
+    ModelConfig gpt = {MODEL_GPT, 1, 2, 64, 4, 40, 0, 0};
     streaming_matches_reference(gpt, (ModelShard){0, 1, 0, -1, 1, 0}, 0);
     streaming_matches_reference(gpt, (ModelShard){0, 1, 0, -1, 1, 0}, 1);
     streaming_matches_reference(gpt, (ModelShard){1, 2, 0, -1, 1, 0}, 0);
-    streaming_matches_reference((ModelConfig){MODEL_MLP, 2, 0, 8, 3, 5, 0},
+    streaming_matches_reference((ModelConfig){MODEL_MLP, 2, 0, 8, 3, 5, 0, 0},
                                 (ModelShard){1, 2, 0, -1, 1, 0}, 1);
+    /* 300 positions, a context of 4: wpe's rows 4..299 take the decay alone
+     * (its 4800 elements: a piece partly read, then one not read at all) */
+    ModelConfig longer = {MODEL_GPT, 1, 2, 16, 4, 40, 0, 300};
+    streaming_matches_reference(longer, (ModelShard){0, 1, 0, -1, 1, 0}, 0);
+    streaming_matches_reference(longer, (ModelShard){1, 2, 0, -1, 1, 0}, 0);
+}
+
+Test(zo, rows_past_the_context_get_no_step)
+{
+    Err e;
+    Model m;
+    ModelConfig c = {MODEL_GPT, 1, 2, 16, 4, 40, 0, 8};
+    cr_assert_eq(model_init_shard(&m, &c, &(ModelShard){0, 1, 0, -1, 1, 0}, 1, 1, &e), 0, "%s", e.msg);
+    const ParamInfo *wpe = model_find_tensor(&m, "wpe");
+    cr_assert(wpe && wpe->shape[0] == 8 && wpe->live == 4 * 16);
+    float *before = malloc(m.n_params * sizeof(float));
+    memcpy(before, m.params, m.n_params * sizeof(float));
+    int8_t codes[4] = {100, -50, 7, 120};
+    zo_step_update(&m, m.params, NULL, 9, 0, codes, 2, 2, 0.01f, 0.5f, 0.0f);
+    const float *now = m.params + wpe->offset, *was = before + wpe->offset;
+    cr_expect(memcmp(now, was, wpe->live * sizeof(float)) != 0, "the context's rows moved");
+    cr_expect(memcmp(now + wpe->live, was + wpe->live, (wpe->numel - wpe->live) * sizeof(float)) == 0,
+              "rows past the context must not move (no weight decay here)");
+    free(before);
+    model_free(&m);
 }
 
 /* ---- the ZO step before and after the memory rework ----------------------- */
@@ -300,9 +326,9 @@ static void same_trajectory(ModelConfig c, int B)
 
 Test(zo, trajectory_unchanged_by_the_memory_rework)
 {
-    same_trajectory((ModelConfig){MODEL_GPT, 3, 2, 32, 16, 41, 0}, 2);
-    same_trajectory((ModelConfig){MODEL_GPT, 1, 2, 8, 256, 40000, 0}, 2); /* vocabulary tiles */
-    same_trajectory((ModelConfig){MODEL_MLP, 2, 0, 16, 4, 7, 0}, 3);
+    same_trajectory((ModelConfig){MODEL_GPT, 3, 2, 32, 16, 41, 0, 0}, 2);
+    same_trajectory((ModelConfig){MODEL_GPT, 1, 2, 8, 256, 40000, 0, 0}, 2); /* vocabulary tiles */
+    same_trajectory((ModelConfig){MODEL_MLP, 2, 0, 16, 4, 7, 0, 0}, 3);
 }
 
 static const char *journal_file(const char *name)

@@ -19,6 +19,11 @@ _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "checkpoint data is li
 
 /* ---- meta <-> protobuf -------------------------------------------------- */
 
+int ckpt_dtype_valid(const char *dtype)
+{
+    return !strcmp(dtype, "F32") || !strcmp(dtype, "F16") || !strcmp(dtype, "BF16");
+}
+
 void ckpt_meta_to_pb(const CkptMeta *meta, Mpitrain__Manifest *mf, Mpitrain__ModelConfigPB *mc,
                      Mpitrain__OptimConfigPB *oc, Mpitrain__Layout *ly)
 {
@@ -43,6 +48,7 @@ void ckpt_meta_to_pb(const CkptMeta *meta, Mpitrain__Manifest *mf, Mpitrain__Mod
     mf->val_data_path = (char *)meta->val_data_path;
     mf->data_format = meta->data_format;
     mf->budget_used_s = meta->budget_used_s;
+    mf->source_dtype = (char *)meta->source_dtype;
     mf->created_unix = (int64_t)time(NULL);
 }
 
@@ -75,6 +81,8 @@ void ckpt_meta_from_pb(const Mpitrain__Manifest *mf, CkptMeta *meta)
              mf->val_data_path ? mf->val_data_path : "");
     meta->data_format = mf->data_format;
     meta->budget_used_s = mf->budget_used_s;
+    snprintf(meta->source_dtype, sizeof meta->source_dtype, "%s",
+             mf->source_dtype && ckpt_dtype_valid(mf->source_dtype) ? mf->source_dtype : "");
     if (mf->zo) {
         meta->zo_eps = mf->zo->eps;
         meta->zo_scale = mf->zo->scale;
@@ -868,9 +876,12 @@ int ckpt_load_from(const char *dir, const Mpitrain__Manifest *mf, Model *m, Opti
     int rc = loader_begin(&ld, dir, mf, m, e);
     if (!rc) rc = load_kind_range(&ld, mf, m, "param", m->params, 0, m->n_params, e);
     /* the optimizer state this rank holds; without an optimizer (or one
-     * without moments) no opt_* record is read */
-    if (!rc && o && o->m) rc = load_kind_range(&ld, mf, m, "opt_m", o->m, o->lo, o->hi, e);
-    if (!rc && o && o->v) rc = load_kind_range(&ld, mf, m, "opt_v", o->v, o->lo, o->hi, e);
+     * without moments) no opt_* record is read, and a weights-only
+     * checkpoint (an import) leaves the fresh state as it was created */
+    if (!rc && o && o->m && ckpt_has_kind(mf, "opt_m"))
+        rc = load_kind_range(&ld, mf, m, "opt_m", o->m, o->lo, o->hi, e);
+    if (!rc && o && o->v && ckpt_has_kind(mf, "opt_v"))
+        rc = load_kind_range(&ld, mf, m, "opt_v", o->v, o->lo, o->hi, e);
     loader_close(&ld);
     return rc;
 }

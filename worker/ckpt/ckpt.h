@@ -39,7 +39,13 @@ typedef struct {
      * tokenizer/ ("" = none); loading sets it to the step's own tokenizer/
      * when there is one, so a checkpoint made from a loaded one keeps it. */
     char tokenizer_dir[PATH_LEN];
+    /* The dtype the weights came in ("F32", "F16", "BF16"; "" = F32): kept
+     * from an import through training, the default of an HF export. */
+    char source_dtype[8];
 } CkptMeta;
+
+/* Whether dtype is one a model comes in and goes out as: F32, F16, BF16. */
+int ckpt_dtype_valid(const char *dtype);
 
 /* Saves params and optimizer state of one process as a complete checkpoint
  * under root; returns the step directory in out_dir. */

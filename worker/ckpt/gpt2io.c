@@ -13,7 +13,6 @@
 #include "base/json.h"
 #include "base/le.h"
 #include "worker/data/bpe.h"
-#include "worker/optim/optim.h"
 
 /* One transformer layer's tensors: mpitrain's name, HF's name, the
  * mpitrain shape in units of the width C (cols 0 = a vector), and whether
@@ -57,7 +56,7 @@ static void slot_info(const ModelConfig *c, int slot, SlotInfo *si)
         int i = slot < 2 ? slot : 2 + slot - (2 + N_LAYER_T * L);
         snprintf(si->mp, sizeof si->mp, "%s", TOP[i][0]);
         snprintf(si->hf, sizeof si->hf, "%s", TOP[i][1]);
-        si->rows = i == 0 ? c->vocab : i == 1 ? c->seq_len : C;
+        si->rows = i == 0 ? c->vocab : i == 1 ? model_positions(c) : C;
         if (i >= 2) si->ndim = 1, si->cols = 1;
     } else {
         int l = (slot - 2) / N_LAYER_T;
@@ -239,7 +238,7 @@ static int read_hf_config(const char *dir, ModelConfig *mc, Err *e)
         return err_set(e, "%s: n_inner %lld: mpitrain's MLP is 4 x n_embd = %lld wide; mpitrain's "
                           "GPT would not compute this model exactly", path, h.n_inner, 4 * h.n_embd);
     *mc = (ModelConfig){MODEL_GPT, (int)h.n_layer, (int)h.n_head, (int)h.n_embd,
-                        (int)h.n_positions, (int)h.vocab, 0};
+                        (int)h.n_positions, (int)h.vocab, 0, (int)h.n_positions};
     return 0;
 }
 
@@ -300,7 +299,7 @@ static int check_hf_shapes(const Gpt2Source *s, Err *e)
             shape_text(t, got, sizeof got);
             return err_set(e, "%s: tensor '%s' has shape %s; config.json (n_embd %d, vocab_size %d, "
                               "n_positions %d) needs %lld%s%lld", s->path, t->name, got, c->n_embd,
-                           c->vocab, c->seq_len, (long long)want[0], si.ndim > 1 ? " x " : "",
+                           c->vocab, model_positions(c), (long long)want[0], si.ndim > 1 ? " x " : "",
                            si.ndim > 1 ? (long long)want[1] : 0LL);
         }
         if (strcmp(t->dtype, "F32") && strcmp(t->dtype, "F16") && strcmp(t->dtype, "BF16"))
@@ -351,6 +350,7 @@ static int open_hf(const char *path, Gpt2Source *s, Err *e)
     if (!s->slot_entry) return err_set(e, "%s: out of memory", s->path);
     int lm;
     if (map_hf_entries(s, &lm, e) || check_hf_shapes(s, e)) return -1;
+    snprintf(s->dtype, sizeof s->dtype, "%s", s->ix.t[s->slot_entry[0]].dtype);
     return check_lm_head(s, lm, e);
 }
 
@@ -371,7 +371,7 @@ static size_t llmc_offset(const ModelConfig *c, int vp, int slot)
     if (slot == 0) return 0;
     size_t off = (size_t)vp * C;
     if (slot == 1) return off;
-    off += (size_t)c->seq_len * C;
+    off += (size_t)model_positions(c) * C;
     int lin = slot - 2, kind = lin % N_LAYER_T, layer = lin / N_LAYER_T;
     if (layer >= c->n_layer) kind = N_LAYER_T, layer = 0;
     for (int k = 0; k < kind; k++) off += L * slot_numel(c, 2 + k);
@@ -417,8 +417,9 @@ static int open_llmc(const char *path, Gpt2Source *s, Err *e)
     if (h[6] % h[5])
         return err_set(e, "%s: num_heads %d does not divide channels %d", path, h[5], h[6]);
     s->llmc_version = h[1];
+    snprintf(s->dtype, sizeof s->dtype, "%s", h[1] == 5 ? "BF16" : "F32");
     s->llmc_vp = h[7];
-    s->model = (ModelConfig){MODEL_GPT, h[4], h[5], h[6], h[2], h[3], 0};
+    s->model = (ModelConfig){MODEL_GPT, h[4], h[5], h[6], h[2], h[3], 0, h[2]};
     uint64_t want = LLMC_MODEL_HEADER_BYTES + (uint64_t)llmc_total(&s->model, h[7]) * (h[1] == 3 ? 4 : 2);
     if ((uint64_t)st.st_size != want)
         return err_set(e, "%s: %lld bytes, but its header (L %d, C %d, maxT %d, Vp %d, version %d) "
@@ -451,6 +452,7 @@ int gpt2_source_open(const char *path, Gpt2Source *s, Err *e)
                 return err_set(e, "%s: %s; nor a Hugging Face GPT-2 directory (config.json + "
                                   "model.safetensors)", path, sub.msg);
             s->model = meta.model;
+            snprintf(s->dtype, sizeof s->dtype, "%s", meta.source_dtype);
             return 0;
         }
         return open_hf(path, s, e);
@@ -518,9 +520,10 @@ int gpt2_source_load(const Gpt2Source *s, Model *m, Err *e)
     if (s->kind == GPT2_SRC_CKPT) return ckpt_load(s->path, m, NULL, e);
     const ModelConfig *c = &m->cfg, *sc = &s->model;
     if (c->kind != MODEL_GPT || c->n_layer != sc->n_layer || c->n_embd != sc->n_embd ||
-        c->n_head != sc->n_head || c->vocab != sc->vocab || c->seq_len > sc->seq_len)
-        return err_set(e, "%s: the model built (%d layers, width %d, vocab %d, seq %d) is not "
-                          "the source's shape", s->path, c->n_layer, c->n_embd, c->vocab, c->seq_len);
+        c->n_head != sc->n_head || c->vocab != sc->vocab || model_positions(c) > model_positions(sc))
+        return err_set(e, "%s: the model built (%d layers, width %d, vocab %d, positions %d) is not "
+                          "the source's shape", s->path, c->n_layer, c->n_embd, c->vocab,
+                       model_positions(c));
     Scratch full = {0}, tmp = {0};
     int rc = 0;
     for (int k = 0; !rc && k < m->n_tensors; k++) {
@@ -567,22 +570,19 @@ int gpt2_import(const Gpt2Source *s, const char *root, const CkptMeta *meta, cha
     /* forward-only: no gradient buffer, the weights are only copied */
     ModelShard whole = {0, 1, 0, -1, 1, 1};
     if (model_build_shard(&m, &mt.model, &whole, 1, e)) return err_wrap(e, "%s", s->path);
-    Optimizer o;
-    memset(&o, 0, sizeof o);
-    int have_opt = 0;
     int rc = gpt2_source_load(s, &m, e);
-    if (!rc) rc = optim_init(&o, &mt.optim, 0, m.n_params, e);
-    have_opt = !rc;
     char tmp[PATH_BUF] = "";
     uint8_t *recs = NULL;
     size_t len = 0;
     gpt2_source_tokenizer(s, mt.tokenizer_dir, sizeof mt.tokenizer_dir);
+    snprintf(mt.source_dtype, sizeof mt.source_dtype, "%s", s->dtype);
+    /* weights only: a training run creates its optimizer state (zeroed
+     * moments would triple the checkpoint for nothing) */
     if (!rc) rc = ckpt_begin(root, 0, tmp, sizeof tmp, e);
-    if (!rc) rc = ckpt_write_shard(tmp, 0, &m, &o, (Range){0, m.n_params}, &recs, &len, e);
+    if (!rc) rc = ckpt_write_shard(tmp, 0, &m, NULL, (Range){0, m.n_params}, &recs, &len, e);
     if (!rc) rc = ckpt_finish(root, tmp, &mt, &recs, &len, 1, written, n, e);
     if (rc && tmp[0]) remove_tree(tmp);
     free(recs);
-    if (have_opt) optim_free(&o);
     model_free(&m);
     return rc;
 }
@@ -610,8 +610,30 @@ static int check_whole_gpt(const Model *m, Err *e)
     return 0;
 }
 
-static void write_config(JsonOut *j, const ModelConfig *c)
+/* What an HF export writes besides the weights: the dtype and the
+ * end-of-text id (GPT-2 uses it as bos and eos; -1 = none known). */
+typedef struct {
+    const ModelConfig *c;
+    const char *dtype;
+    int eot;
+} HfOut;
+
+static const char *torch_dtype(const char *dtype)
 {
+    return !strcmp(dtype, "F16") ? "float16" : !strcmp(dtype, "BF16") ? "bfloat16" : "float32";
+}
+
+static void write_token_ids(JsonOut *j, int eot)
+{
+    if (eot < 0) return;
+    json_int(json_key(j, "bos_token_id"), eot);
+    json_int(json_key(j, "eos_token_id"), eot);
+    json_newline(j);
+}
+
+static void write_config(JsonOut *j, const HfOut *h)
+{
+    const ModelConfig *c = h->c;
     json_begin_object(j);
     json_newline(j);
     json_str(json_key(j, "model_type"), "gpt2");
@@ -622,8 +644,9 @@ static void write_config(JsonOut *j, const ModelConfig *c)
     json_int(json_key(j, "n_layer"), c->n_layer);
     json_int(json_key(j, "n_head"), c->n_head);
     json_int(json_key(j, "n_embd"), c->n_embd);
-    json_int(json_key(j, "n_positions"), c->seq_len);
-    json_int(json_key(j, "n_ctx"), c->seq_len);
+    /* every position kept, not just the context the model last trained at */
+    json_int(json_key(j, "n_positions"), model_positions(c));
+    json_int(json_key(j, "n_ctx"), model_positions(c));
     json_int(json_key(j, "vocab_size"), c->vocab);
     json_newline(j);
     json_null(json_key(j, "n_inner"));
@@ -641,20 +664,74 @@ static void write_config(JsonOut *j, const ModelConfig *c)
     json_bool(json_key(j, "reorder_and_upcast_attn"), 0);
     json_bool(json_key(j, "tie_word_embeddings"), 1);
     json_bool(json_key(j, "use_cache"), 1);
-    json_str(json_key(j, "torch_dtype"), "float32");
+    json_str(json_key(j, "torch_dtype"), torch_dtype(h->dtype));
     json_newline(j);
-    if (c->vocab == 50257) { /* GPT-2's <|endoftext|> */
-        json_int(json_key(j, "bos_token_id"), 50256);
-        json_int(json_key(j, "eos_token_id"), 50256);
-        json_newline(j);
-    }
+    write_token_ids(j, h->eot);
     json_end_object(j);
     json_newline(j);
 }
 
-int gpt2_export_hf(const Model *m, const char *tokenizer_dir, const char *out_dir, Err *e)
+/* GPT2Tokenizer's settings: GPT-2 has one special token, <|endoftext|>,
+ * that begins, ends and stands for anything unknown. */
+static void write_tokenizer_config(JsonOut *j, const HfOut *h)
 {
-    if (check_whole_gpt(m, e) || mkdir_p(out_dir, e)) return -1;
+    json_begin_object(j);
+    json_newline(j);
+    json_str(json_key(j, "tokenizer_class"), "GPT2Tokenizer");
+    json_str(json_key(j, "bos_token"), "<|endoftext|>");
+    json_str(json_key(j, "eos_token"), "<|endoftext|>");
+    json_str(json_key(j, "unk_token"), "<|endoftext|>");
+    json_newline(j);
+    json_int(json_key(j, "model_max_length"), model_positions(h->c));
+    json_bool(json_key(j, "add_prefix_space"), 0);
+    json_bool(json_key(j, "add_bos_token"), 0);
+    json_str(json_key(j, "errors"), "replace");
+    json_newline(j);
+    json_end_object(j);
+    json_newline(j);
+}
+
+static void write_generation_config(JsonOut *j, const HfOut *h)
+{
+    json_begin_object(j);
+    json_newline(j);
+    json_bool(json_key(j, "_from_model_config"), 1);
+    json_newline(j);
+    write_token_ids(j, h->eot);
+    json_end_object(j);
+    json_newline(j);
+}
+
+static int write_json(const char *out_dir, const char *name,
+                      void (*fill)(JsonOut *, const HfOut *), const HfOut *h, Err *e)
+{
+    char path[PATH_BUF];
+    if (path_fmt(path, sizeof path, e, "%s/%s", out_dir, name)) return -1;
+    JsonOut j;
+    json_init(&j, NULL);
+    fill(&j, h);
+    int rc = json_finish(&j) ? err_set(e, "%s: %s", path, j.error)
+                             : write_file_atomic(path, j.buf, j.len, e);
+    json_free(&j);
+    return rc;
+}
+
+/* The end-of-text id: the tokenizer's, else GPT-2's 50256 at its
+ * vocabulary size; -1 when neither says. */
+static int end_of_text(const ModelConfig *c, const char *tokenizer_dir)
+{
+    if (tokenizer_dir) {
+        Err ignored;
+        Bpe *b = bpe_load(tokenizer_dir, &ignored);
+        int eot = b ? bpe_eot(b) : -1;
+        bpe_free(b);
+        if (eot >= 0 && eot < c->vocab) return eot;
+    }
+    return c->vocab == 50257 ? 50256 : -1;
+}
+
+static int write_weights_hf(const Model *m, const char *dtype, const char *out_dir, Err *e)
+{
     const ModelConfig *c = &m->cfg;
     int n = n_slots(c);
     StTensor *list = calloc((size_t)n, sizeof *list);
@@ -672,18 +749,25 @@ int gpt2_export_hf(const Model *m, const char *tokenizer_dir, const char *out_di
     char path[PATH_BUF];
     const char *meta[] = {"exported_by", "mpitrain"};
     if (!rc) rc = path_fmt(path, sizeof path, e, "%s/model.safetensors", out_dir);
-    if (!rc) rc = safetensors_write_list(path, list, n, meta, 1, e);
+    if (!rc) rc = safetensors_write_list(path, list, n, dtype, meta, 1, e);
     free(list);
     free(names);
-    JsonOut j;
-    json_init(&j, NULL);
-    write_config(&j, c);
-    if (!rc) rc = path_fmt(path, sizeof path, e, "%s/config.json", out_dir);
-    if (!rc) rc = json_finish(&j) ? err_set(e, "%s: %s", path, j.error)
-                                  : write_file_atomic(path, j.buf, j.len, e);
-    json_free(&j);
-    if (!rc && tokenizer_dir && bpe_present(tokenizer_dir))
-        rc = bpe_copy_files(tokenizer_dir, out_dir, e);
+    return rc;
+}
+
+int gpt2_export_hf(const Model *m, const char *tokenizer_dir, const char *dtype,
+                   const char *out_dir, Err *e)
+{
+    if (check_whole_gpt(m, e) || mkdir_p(out_dir, e)) return -1;
+    if (tokenizer_dir && !bpe_present(tokenizer_dir)) tokenizer_dir = NULL;
+    HfOut h = {&m->cfg, dtype, end_of_text(&m->cfg, tokenizer_dir)};
+    int rc = write_weights_hf(m, dtype, out_dir, e);
+    if (!rc) rc = write_json(out_dir, "config.json", write_config, &h, e);
+    if (!rc) rc = write_json(out_dir, "generation_config.json", write_generation_config, &h, e);
+    /* under HF's names, whichever pair the checkpoint keeps */
+    if (!rc && tokenizer_dir) rc = bpe_export_hf(tokenizer_dir, out_dir, e);
+    if (!rc && tokenizer_dir)
+        rc = write_json(out_dir, "tokenizer_config.json", write_tokenizer_config, &h, e);
     return rc;
 }
 
@@ -693,7 +777,7 @@ int gpt2_export_llmc(const Model *m, const char *path, Err *e)
     const ModelConfig *c = &m->cfg;
     const int vp = (c->vocab + 127) / 128 * 128;
     unsigned char hb[LLMC_MODEL_HEADER_BYTES] = {0};
-    const int h[8] = {LLMC_MODEL_MAGIC, 3, c->seq_len, c->vocab, c->n_layer, c->n_head, c->n_embd, vp};
+    const int h[8] = {LLMC_MODEL_MAGIC, 3, model_positions(c), c->vocab, c->n_layer, c->n_head, c->n_embd, vp};
     for (int i = 0; i < 8; i++) le_put32(hb + 4 * i, (uint32_t)h[i]);
     float *zeros = calloc((size_t)(vp - c->vocab) * c->n_embd + 1, sizeof *zeros);
     if (!zeros) return err_set(e, "out of memory");

@@ -24,10 +24,13 @@ typedef struct {
     Gpt2SrcKind kind;
     char path[PATH_LEN]; /* ckpt: the step directory; hf: the .safetensors; llmc: the .bin */
     char dir[PATH_LEN];  /* hf: the directory of config.json (and tokenizer files) */
-    ModelConfig model;   /* the shape the source holds; seq_len = its positions */
+    ModelConfig model;   /* the shape the source holds; seq_len = positions = its positions
+                            (a checkpoint: its own seq_len and positions) */
     StIndex ix;          /* hf: the header */
     int *slot_entry;     /* hf: index entry of each GPT-2 tensor (canonical slot order) */
     int llmc_version, llmc_vp;
+    char dtype[8];       /* the weights' dtype: F32, F16 or BF16 (hf: wte's; ckpt: as recorded,
+                            "" = F32) */
 } Gpt2Source;
 
 /* Recognizes path (a checkpoint, a HF directory or its .safetensors, an
@@ -40,8 +43,8 @@ int gpt2_source_open(const char *path, Gpt2Source *s, Err *e);
 void gpt2_source_close(Gpt2Source *s);
 const char *gpt2_source_kind_name(Gpt2SrcKind k);
 
-/* Fills m (any shard of a GPT of the source's shape; a smaller seq_len
- * takes the first rows of the position table) with the source's weights. */
+/* Fills m (any shard of a GPT of the source's shape, with the source's
+ * positions whatever its seq_len) with the source's weights. */
 int gpt2_source_load(const Gpt2Source *s, Model *m, Err *e);
 
 /* The tokenizer files that come with the source: a checkpoint's
@@ -50,16 +53,19 @@ void gpt2_source_tokenizer(const Gpt2Source *s, char *out, size_t n);
 
 /* `ckpt import`: the source as a step-0 mpitrain checkpoint under root
  * (meta supplies optimizer settings, seed, batch; its model is replaced),
- * with zeroed AdamW state so --resume works too, and the HF directory's
- * tokenizer files in <step>/tokenizer/. */
+ * weights only (--resume or --init-from creates the optimizer state), and
+ * the HF directory's tokenizer files in <step>/tokenizer/. */
 int gpt2_import(const Gpt2Source *s, const char *root, const CkptMeta *meta, char *written,
                 size_t n, Err *e);
 
-/* Exports of a whole GPT: a HF directory (config.json, model.safetensors
- * and tokenizer_dir's tokenizer files if any; tokenizer_dir may be NULL),
- * or an llm.c version-3 file (vocab padded to a multiple of 128 with zero
- * rows). Both written atomically per file. */
-int gpt2_export_hf(const Model *m, const char *tokenizer_dir, const char *out_dir, Err *e);
+/* Exports of a whole GPT: a HF directory (config.json,
+ * generation_config.json, model.safetensors in dtype "F32", "F16" or
+ * "BF16", and when tokenizer_dir holds tokenizer files (it may be NULL)
+ * vocab.json, merges.txt and tokenizer_config.json), or an llm.c version-3
+ * file (vocab padded to a multiple of 128 with zero rows). Both written
+ * atomically per file. */
+int gpt2_export_hf(const Model *m, const char *tokenizer_dir, const char *dtype,
+                   const char *out_dir, Err *e);
 int gpt2_export_llmc(const Model *m, const char *path, Err *e);
 
 #endif

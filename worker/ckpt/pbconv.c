@@ -12,12 +12,13 @@ void model_config_to_pb(const ModelConfig *c, Mpitrain__ModelConfigPB *m)
     m->seq_len = c->seq_len;
     m->vocab = c->vocab;
     m->in_dim = c->in_dim;
+    m->positions = c->positions;
 }
 
 ModelConfig model_config_from_pb(const Mpitrain__ModelConfigPB *m)
 {
     return (ModelConfig){(ModelKind)m->kind, m->n_layer, m->n_head, m->n_embd,
-                         m->seq_len, m->vocab, m->in_dim};
+                         m->seq_len, m->vocab, m->in_dim, m->positions};
 }
 
 void optim_config_to_pb(const OptimConfig *o, Mpitrain__OptimConfigPB *p)

@@ -58,7 +58,8 @@ static int write_target_rank(const char *src, const Mpitrain__Manifest *mf, cons
     int rc = optim_init(&o, &meta->optim, opt_range.lo, opt_range.hi, e);
     if (!rc) rc = ckpt_load_from(src, mf, &m, &o, e);
     if (!rc) rc = ckpt_shard_open(&w, tmp, rank, e);
-    int np = rc ? 0 : ckpt_model_parts(&m, &o, mine, parts);
+    /* a weights-only source (an import) stays weights-only */
+    int np = rc ? 0 : ckpt_model_parts(&m, ckpt_has_kind(mf, "opt_m") ? &o : NULL, mine, parts);
     for (int i = 0; !rc && i < np; i++) rc = ckpt_shard_add(w, &m, &parts[i], e);
     if (!rc) rc = carry_kinds(src, mf, &m, mine, w, e);
     Err ignored;

@@ -8,22 +8,26 @@
 #include <string.h>
 #include <sys/stat.h>
 #include "base/fileio.h"
+#include "base/half.h"
 #include "base/json.h"
 #include "base/le.h"
 
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "safetensors data is little-endian");
 
+/* Bytes per value of a dtype written: F32, or the 2-byte F16 and BF16. */
+static size_t out_size(const char *dtype) { return strcmp(dtype, "F32") ? 2 : 4; }
+
 /* The header object: each tensor's dtype, shape and byte range, then
  * __metadata__ with "format":"pt" first. */
-static void build_header(JsonOut *j, const StTensor *t, int n, const char *const *meta_kv,
-                         int n_meta_pairs)
+static void build_header(JsonOut *j, const StTensor *t, int n, const char *dtype,
+                         const char *const *meta_kv, int n_meta_pairs)
 {
     uint64_t off = 0;
     json_begin_object(j);
     for (int k = 0; k < n; k++) {
-        uint64_t bytes = (uint64_t)t[k].shape[0] * (t[k].ndim > 1 ? t[k].shape[1] : 1) * sizeof(float);
+        uint64_t bytes = (uint64_t)t[k].shape[0] * (t[k].ndim > 1 ? t[k].shape[1] : 1) * out_size(dtype);
         json_begin_object(json_key(j, t[k].name));
-        json_str(json_key(j, "dtype"), "F32");
+        json_str(json_key(j, "dtype"), dtype);
         json_begin_array(json_key(j, "shape"));
         for (int d = 0; d < (t[k].ndim > 1 ? 2 : 1); d++) json_int(j, t[k].shape[d]);
         json_end_array(j);
@@ -45,33 +49,60 @@ static void build_header(JsonOut *j, const StTensor *t, int n, const char *const
     json_end_object(j);
 }
 
-/* One tensor's data, transposed through scratch when asked (a row of the
- * output at a time: the scratch is one row, not a copy of the matrix). */
-static int write_data(AtomicFile *af, const StTensor *t, float *row, Err *e)
+/* n values of one row in dtype: F32 as is, else narrowed into half (room
+ * for n 2-byte values). */
+static int write_row(AtomicFile *af, const float *v, size_t n, const char *dtype, uint16_t *half,
+                     Err *e)
 {
-    size_t rows = (size_t)t->shape[0], cols = t->ndim > 1 ? (size_t)t->shape[1] : 1;
-    if (!t->transpose) return atomic_write(af, t->data, rows * cols * sizeof(float), e);
+    if (!strcmp(dtype, "F32")) return atomic_write(af, v, n * sizeof *v, e);
+    int bf = !strcmp(dtype, "BF16");
+    for (size_t i = 0; i < n; i++) half[i] = bf ? f32_to_bf16(v[i]) : f32_to_f16(v[i]);
+    return atomic_write(af, half, n * sizeof *half, e);
+}
+
+/* One tensor's data a row of the output at a time, transposed through
+ * scratch when asked (the scratch is one row, not a copy of the matrix). */
+static int write_data(AtomicFile *af, const StTensor *t, const char *dtype, float *row,
+                      uint16_t *half, Err *e)
+{
+    size_t rows = t->ndim > 1 ? (size_t)t->shape[0] : 1;
+    size_t cols = t->ndim > 1 ? (size_t)t->shape[1] : (size_t)t->shape[0];
+    if (!t->transpose && !strcmp(dtype, "F32")) return atomic_write(af, t->data, rows * cols * sizeof(float), e);
     for (size_t r = 0; r < rows; r++) {
-        for (size_t c = 0; c < cols; c++) row[c] = t->data[c * rows + r];
-        if (atomic_write(af, row, cols * sizeof(float), e)) return -1;
+        const float *src = t->data + r * cols;
+        if (t->transpose) {
+            for (size_t c = 0; c < cols; c++) row[c] = t->data[c * rows + r];
+            src = row;
+        }
+        if (write_row(af, src, cols, dtype, half, e)) return -1;
     }
     return 0;
 }
 
-int safetensors_write_list(const char *path, const StTensor *t, int n, const char *const *meta_kv,
-                           int n_meta_pairs, Err *e)
+int safetensors_write_list(const char *path, const StTensor *t, int n, const char *dtype,
+                           const char *const *meta_kv, int n_meta_pairs, Err *e)
 {
+    if (strcmp(dtype, "F32") && strcmp(dtype, "F16") && strcmp(dtype, "BF16"))
+        return err_set(e, "%s: dtype %s: F32, F16 or BF16 expected", path, dtype);
     size_t widest = 1;
-    for (int k = 0; k < n; k++)
-        if (t[k].ndim > 1 && (size_t)t[k].shape[1] > widest) widest = (size_t)t[k].shape[1];
+    for (int k = 0; k < n; k++) {
+        size_t w = (size_t)t[k].shape[t[k].ndim > 1 ? 1 : 0];
+        if (w > widest) widest = w;
+    }
     float *row = malloc(widest * sizeof(float));
-    if (!row) return err_set(e, "%s: out of memory", path);
+    uint16_t *half = malloc(widest * sizeof(uint16_t));
+    if (!row || !half) {
+        free(row);
+        free(half);
+        return err_set(e, "%s: out of memory", path);
+    }
     JsonOut j;
     json_init(&j, NULL);
-    build_header(&j, t, n, meta_kv, n_meta_pairs);
+    build_header(&j, t, n, dtype, meta_kv, n_meta_pairs);
     if (json_finish(&j)) {
         json_free(&j);
         free(row);
+        free(half);
         return err_set(e, "%s: building the safetensors header: %s", path, j.error);
     }
     /* pad with spaces so the data starts 8-byte aligned */
@@ -84,11 +115,12 @@ int safetensors_write_list(const char *path, const StTensor *t, int n, const cha
     if (!rc) rc = atomic_write(&af, len8, sizeof len8, e);
     if (!rc) rc = atomic_write(&af, j.buf, j.len, e);
     if (!rc) rc = atomic_write(&af, spaces, pad, e);
-    for (int k = 0; !rc && k < n; k++) rc = write_data(&af, &t[k], row, e);
+    for (int k = 0; !rc && k < n; k++) rc = write_data(&af, &t[k], dtype, row, half, e);
     /* atomic_write and atomic_commit drop the temporary themselves on failure */
     if (!rc) rc = atomic_commit(&af, e);
     json_free(&j);
     free(row);
+    free(half);
     return rc;
 }
 
@@ -101,7 +133,7 @@ int safetensors_write(const char *path, const Model *m, const char *const *meta_
         const ParamInfo *t = &m->tensors[k];
         list[k] = (StTensor){t->name, t->ndim, {t->shape[0], t->shape[1]}, m->params + t->offset, 0};
     }
-    int rc = safetensors_write_list(path, list, m->n_tensors, meta_kv, n_meta_pairs, e);
+    int rc = safetensors_write_list(path, list, m->n_tensors, "F32", meta_kv, n_meta_pairs, e);
     free(list);
     return rc;
 }
@@ -319,28 +351,6 @@ const StEntry *safetensors_find(const StIndex *ix, const char *name)
     return NULL;
 }
 
-/* IEEE half and bfloat16 to float, exactly (every such value is a float). */
-static float half_to_f32(uint16_t h)
-{
-    uint32_t sign = (uint32_t)(h >> 15) << 31, ex = (h >> 10) & 0x1f, man = h & 0x3ff;
-    float v;
-    if (ex == 0x1f) {
-        uint32_t bits = sign | 0x7f800000u | (man << 13);
-        memcpy(&v, &bits, 4);
-        return v;
-    }
-    v = ex ? ldexpf((float)(man | 0x400), (int)ex - 25) : ldexpf((float)man, -24);
-    return sign ? -v : v;
-}
-
-static float bf16_to_f32(uint16_t b)
-{
-    uint32_t bits = (uint32_t)b << 16;
-    float v;
-    memcpy(&v, &bits, 4);
-    return v;
-}
-
 int read_floats_at(const char *path, uint64_t offset, uint64_t n, const char *dtype,
                    const char *what, float *out, Err *e)
 {
@@ -359,7 +369,7 @@ int read_floats_at(const char *path, uint64_t offset, uint64_t n, const char *dt
     fclose(f);
     for (uint64_t i = 0; !rc && size == 2 && i < n; i++) {
         uint16_t h = le_get16(raw + 2 * i);
-        out[i] = dtype[0] == 'B' ? bf16_to_f32(h) : half_to_f32(h);
+        out[i] = dtype[0] == 'B' ? bf16_to_f32(h) : f16_to_f32(h);
     }
     return rc;
 }

@@ -21,9 +21,10 @@ typedef struct {
     int transpose;
 } StTensor;
 
-/* Writes n tensors in the given order, atomically; meta_kv as below. */
-int safetensors_write_list(const char *path, const StTensor *t, int n, const char *const *meta_kv,
-                           int n_meta_pairs, Err *e);
+/* Writes n tensors in the given order as dtype "F32", "F16" or "BF16"
+ * (narrowed with round to nearest even), atomically; meta_kv as below. */
+int safetensors_write_list(const char *path, const StTensor *t, int n, const char *dtype,
+                           const char *const *meta_kv, int n_meta_pairs, Err *e);
 
 /* Writes every tensor of m (in canonical order, names as in the model) as
  * F32, atomically: a failure leaves no file at path (and any old file as it

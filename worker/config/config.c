@@ -42,6 +42,7 @@ static const OptSpec TABLE[] = {
     NUM("embd", OT_INT, model.n_embd, "C", "256", 1, 65536, "model width / MLP hidden width"),
     NUM("seq-len", OT_INT, model.seq_len, "T", "256", 1, 65536, "context length in tokens"),
     NUM("vocab", OT_INT, model.vocab, "V", "256", 2, 65536, "vocabulary size (256: bytes)"),
+    NUM("positions", OT_INT, model.positions, "N", "0", 0, 65536, "gpt: rows of the position table, >= --seq-len: training uses the first --seq-len, sample may use all; 0 = --seq-len (with --init-from: the source's)"),
     NUM("in-dim", OT_INT, model.in_dim, "D", "0", 0, 1 << 26, "mlp: input features; 0 = seq-len x vocab (one-hot tokens)"),
     NUM("batch", OT_INT, global_batch, "B", "8", 1, 1 << 24, "global batch in sequences, all ranks"),
     NUM("steps", OT_LONG, steps, "N", "300", 1, 1e12, "total optimizer steps (with --time-budget and no --steps: no limit)"),

@@ -34,6 +34,9 @@ const unsigned char *bpe_token_bytes(const Bpe *b, int id, size_t *len);
 /* Copies the tokenizer files of src_dir (whichever pair is there) into
  * dst_dir (created), atomically per file. */
 int bpe_copy_files(const char *src_dir, const char *dst_dir, Err *e);
+/* The same under Hugging Face's names (vocab.json + merges.txt, whichever
+ * pair src_dir holds), merges.txt as HF's GPT2Tokenizer reads it. */
+int bpe_export_hf(const char *src_dir, const char *dst_dir, Err *e);
 /* Whether dir holds a tokenizer file pair (without loading it). */
 int bpe_present(const char *dir);
 /* Whether the pattern runs JIT-compiled (else PCRE2's interpreter: the same

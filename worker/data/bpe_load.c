@@ -415,15 +415,35 @@ void bpe_free(Bpe *b)
 
 /* ---- copying the files ------------------------------------------------------ */
 
-static int copy_one(const char *src_dir, const char *dst_dir, const char *name, Err *e)
+/* src_dir/name as dst_dir/dst_name; as_merges: with the "#version" first
+ * line and the final newline HF's GPT2Tokenizer expects of merges.txt (it
+ * drops the first and the last line unread). */
+static int copy_one(const char *src_dir, const char *dst_dir, const char *name,
+                    const char *dst_name, int as_merges, Err *e)
 {
     char s[PATH_BUF], d[PATH_BUF];
     void *data;
     size_t len;
     if (path_fmt(s, sizeof s, e, "%s/%s", src_dir, name) ||
-        path_fmt(d, sizeof d, e, "%s/%s", dst_dir, name) || read_file(s, VOCAB_MAX_BYTES, &data, &len, e))
+        path_fmt(d, sizeof d, e, "%s/%s", dst_dir, dst_name) || read_file(s, VOCAB_MAX_BYTES, &data, &len, e))
         return -1;
-    int rc = write_file_atomic(d, data, len, e);
+    static const char version[] = "#version: 0.2\n";
+    int head = as_merges && (len < 8 || memcmp(data, "#version", 8));
+    int tail = as_merges && len && ((char *)data)[len - 1] != '\n';
+    char *out = head || tail ? malloc(len + sizeof version) : data;
+    if (!out) {
+        free(data);
+        return err_set(e, "%s: out of memory", s);
+    }
+    if (out != data) {
+        size_t at = head ? sizeof version - 1 : 0;
+        memcpy(out, version, at);
+        memcpy(out + at, data, len);
+        if (tail) out[at + len++] = '\n';
+        len += at;
+    }
+    int rc = write_file_atomic(d, out, len, e);
+    if (out != data) free(out);
     free(data);
     return rc;
 }
@@ -432,7 +452,18 @@ int bpe_copy_files(const char *src_dir, const char *dst_dir, Err *e)
 {
     int k;
     if (find_pair(src_dir, &k, e) || mkdir_p(dst_dir, e)) return -1;
-    if (copy_one(src_dir, dst_dir, PAIRS[k].vocab, e) || copy_one(src_dir, dst_dir, PAIRS[k].merges, e))
+    if (copy_one(src_dir, dst_dir, PAIRS[k].vocab, PAIRS[k].vocab, 0, e) ||
+        copy_one(src_dir, dst_dir, PAIRS[k].merges, PAIRS[k].merges, 0, e))
         return err_wrap(e, "copying the tokenizer to %s", dst_dir);
+    return 0;
+}
+
+int bpe_export_hf(const char *src_dir, const char *dst_dir, Err *e)
+{
+    int k;
+    if (find_pair(src_dir, &k, e) || mkdir_p(dst_dir, e)) return -1;
+    if (copy_one(src_dir, dst_dir, PAIRS[k].vocab, PAIRS[0].vocab, 0, e) ||
+        copy_one(src_dir, dst_dir, PAIRS[k].merges, PAIRS[0].merges, 1, e))
+        return err_wrap(e, "writing the tokenizer to %s", dst_dir);
     return 0;
 }

@@ -59,6 +59,7 @@ static void fill_meta(const Trainer *t, long step, CkptMeta *meta)
     snprintf(meta->val_data_path, sizeof meta->val_data_path, "%s", t->cfg->val_data);
     meta->data_format = t->cfg->data_format;
     snprintf(meta->tokenizer_dir, sizeof meta->tokenizer_dir, "%s", t->tokenizer);
+    snprintf(meta->source_dtype, sizeof meta->source_dtype, "%s", t->source_dtype);
 }
 
 /* Every DP rank writes its slice of the flat buffers in parallel; rank 0

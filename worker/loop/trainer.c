@@ -162,6 +162,7 @@ static int load_initial_state(Trainer *t, const Mpitrain__Manifest *resume, Err 
     if (resume) {
         if (ckpt_load_from(c->resume, resume, &t->model, &t->opt, e)) return -1;
         t->opt.t = t->resume_meta.opt_t;
+        snprintf(t->source_dtype, sizeof t->source_dtype, "%s", t->resume_meta.source_dtype);
         if (!t->tokenizer[0]) ckpt_tokenizer_of(c->resume, t->tokenizer, sizeof t->tokenizer);
         return 0;
     }
@@ -172,6 +173,7 @@ static int load_initial_state(Trainer *t, const Mpitrain__Manifest *resume, Err 
     int rc = gpt2_source_open(c->init_from, &src, e);
     if (!rc) rc = gpt2_source_load(&src, &t->model, e);
     if (!rc && !t->tokenizer[0]) gpt2_source_tokenizer(&src, t->tokenizer, sizeof t->tokenizer);
+    if (!rc) snprintf(t->source_dtype, sizeof t->source_dtype, "%s", src.dtype);
     gpt2_source_close(&src);
     return rc ? err_wrap(e, "--init-from %s", c->init_from) : 0;
 }

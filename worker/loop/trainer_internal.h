@@ -42,6 +42,7 @@ typedef struct {
     Group *solo;           /* --diloco: this rank alone, the inner steps' "data parallel" */
     char ckpt_root[PATH_BUF];
     char tokenizer[PATH_LEN]; /* tokenizer files every checkpoint keeps ("" = none) */
+    char source_dtype[8];     /* the dtype the starting weights came in (CkptMeta) */
     float zo_scale;        /* the scale in use (picked by the warm-up when 0) */
     RunLock lock;          /* rank 0: the run directory is this run's */
     double t_start;        /* comm_wtime() when the run began, for its wall time */

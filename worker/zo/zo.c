@@ -159,7 +159,9 @@ typedef struct {
 
 /* theta_i <- theta_i - c * acc_i - decay * theta_i over one tensor, acc_i =
  * sum_k q_k z_k,i built piece by piece: exact integers, so the same bits as
- * any order of accumulating, and no model-sized accumulator. */
+ * any order of accumulating, and no model-sized accumulator. Elements no
+ * forward reads (wpe's rows past the context) have no gradient: acc_i = 0,
+ * the decay alone, as for every other element of their tensor. */
 static void update_tensor(const Model *m, const ParamInfo *t, float *params, uint64_t seed,
                           const Code *codes, int n, float c, float decay)
 {
@@ -171,8 +173,9 @@ static void update_tensor(const Model *m, const ParamInfo *t, float *params, uin
         Piece pc = piece_at(m, t, r, (size_t)u);
         int32_t acc[PIECE];
         size_t len = pc.hi - pc.lo;
+        size_t live = pc.lo >= t->live ? 0 : pc.hi <= t->live ? len : t->live - pc.lo;
         memset(acc, 0, len * sizeof *acc);
-        for (int j = 0; j < n; j++) accumulate_span(seed, codes[j].id, pc.global, len, codes[j].q, acc);
+        for (int j = 0; live && j < n; j++) accumulate_span(seed, codes[j].id, pc.global, live, codes[j].q, acc);
         float *p = p0 + pc.lo;
         for (size_t i = 0; i < len; i++) p[i] = p[i] - c * (float)acc[i] - decay * p[i];
     }
