@@ -48,10 +48,10 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--shape")) shape = argv[i + 1];
     }
     ops_set_threads(1);
-    ModelConfig c = {MODEL_GPT, 4, 4, 256, 256, 256, 0};
-    if (!strcmp(shape, "small")) c = (ModelConfig){MODEL_GPT, 4, 4, 128, 128, 256, 0};
-    if (!strcmp(shape, "tiny")) c = (ModelConfig){MODEL_GPT, 2, 4, 64, 64, 256, 0};
-    if (!strcmp(shape, "25m")) c = (ModelConfig){MODEL_GPT, 8, 8, 512, 128, 256, 0};
+    ModelConfig c = {.kind = MODEL_GPT, .n_layer = 4, .n_head = 4, .n_embd = 256, .seq_len = 256, .vocab = 256};
+    if (!strcmp(shape, "small")) c = (ModelConfig){.kind = MODEL_GPT, .n_layer = 4, .n_head = 4, .n_embd = 128, .seq_len = 128, .vocab = 256};
+    if (!strcmp(shape, "tiny")) c = (ModelConfig){.kind = MODEL_GPT, .n_layer = 2, .n_head = 4, .n_embd = 64, .seq_len = 64, .vocab = 256};
+    if (!strcmp(shape, "25m")) c = (ModelConfig){.kind = MODEL_GPT, .n_layer = 8, .n_head = 8, .n_embd = 512, .seq_len = 128, .vocab = 256};
     const int T = c.seq_len;
     Model m;
     Err e;
