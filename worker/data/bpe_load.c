@@ -4,7 +4,9 @@
  * character, so a token's key decodes to its raw bytes. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <errno.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "base/fileio.h"
@@ -415,24 +417,68 @@ void bpe_free(Bpe *b)
 
 /* ---- copying the files ------------------------------------------------------ */
 
-static int copy_one(const char *src_dir, const char *dst_dir, const char *name, Err *e)
+/* The file a tokenizer name of src_dir stands for, into real (malloc'd): a
+ * symbolic link may point within src_dir, never out of it. A copy ships
+ * beside the model, so `vocab.json -> ~/.ssh/id_rsa` must not carry the key
+ * along (nor have it parsed, and quoted in an error, as a vocabulary). */
+static int inside_source(const char *src_dir, const char *name, char **real, Err *e)
 {
-    char s[PATH_BUF], d[PATH_BUF];
-    void *data;
+    char path[PATH_BUF], *dir = NULL;
+    *real = NULL;
+    if (path_fmt(path, sizeof path, e, "%s/%s", src_dir, name)) return -1;
+    if (!(dir = realpath(src_dir, NULL)) || !(*real = realpath(path, NULL))) {
+        int rc = err_set(e, "%s: cannot resolve: %s", dir ? path : src_dir, strerror(errno));
+        free(dir);
+        return rc;
+    }
+    size_t n = strlen(dir);
+    int rc = 0;
+    if (strncmp(*real, dir, n) || (*real)[n == 1 ? 0 : n] != '/')
+        rc = err_set(e, "%s: a symbolic link to %s, outside %s: refusing to copy it (put the file "
+                        "itself in the directory)", path, *real, src_dir);
+    free(dir);
+    if (rc) {
+        free(*real);
+        *real = NULL;
+    }
+    return rc;
+}
+
+/* Copies file src (resolved) to dst_dir/name, its permission bits kept
+ * (never widened: a 0600 file stays 0600). */
+static int copy_one(const char *src, const char *dst_dir, const char *name, Err *e)
+{
+    char d[PATH_BUF];
+    void *data = NULL;
     size_t len;
-    if (path_fmt(s, sizeof s, e, "%s/%s", src_dir, name) ||
-        path_fmt(d, sizeof d, e, "%s/%s", dst_dir, name) || read_file(s, VOCAB_MAX_BYTES, &data, &len, e))
+    struct stat st;
+    if (path_fmt(d, sizeof d, e, "%s/%s", dst_dir, name) || read_file(src, VOCAB_MAX_BYTES, &data, &len, e))
         return -1;
-    int rc = write_file_atomic(d, data, len, e);
+    AtomicFile af;
+    int rc = stat(src, &st) != 0 ? err_set(e, "%s: cannot stat: %s", src, strerror(errno)) : 0;
+    if (!rc) rc = atomic_open(&af, d, e);
+    if (!rc) rc = atomic_narrow_mode(&af, st.st_mode, e);
+    if (!rc) rc = atomic_write(&af, data, len, e);
+    if (!rc) rc = atomic_commit(&af, e);
     free(data);
     return rc;
 }
 
+/* Only a tokenizer that loads is copied: a checkpoint or an export ships
+ * it as the model's, and `sample` would fail on it much later. */
 int bpe_copy_files(const char *src_dir, const char *dst_dir, Err *e)
 {
     int k;
-    if (find_pair(src_dir, &k, e) || mkdir_p(dst_dir, e)) return -1;
-    if (copy_one(src_dir, dst_dir, PAIRS[k].vocab, e) || copy_one(src_dir, dst_dir, PAIRS[k].merges, e))
-        return err_wrap(e, "copying the tokenizer to %s", dst_dir);
-    return 0;
+    char *vocab = NULL, *merges = NULL;
+    Bpe *b = NULL;
+    int rc = find_pair(src_dir, &k, e) || inside_source(src_dir, PAIRS[k].vocab, &vocab, e) ||
+             inside_source(src_dir, PAIRS[k].merges, &merges, e) ? -1 : 0;
+    if (!rc && !(b = bpe_load(src_dir, e))) rc = err_wrap(e, "not copying the tokenizer of %s", src_dir);
+    bpe_free(b);
+    if (!rc && (mkdir_p(dst_dir, e) || copy_one(vocab, dst_dir, PAIRS[k].vocab, e) ||
+                copy_one(merges, dst_dir, PAIRS[k].merges, e)))
+        rc = err_wrap(e, "copying the tokenizer to %s", dst_dir);
+    free(vocab);
+    free(merges);
+    return rc;
 }
