@@ -54,6 +54,12 @@ check "... and the key is nowhere in what it wrote, nor in the message" \
 mk hf_out && mkdir -p elsewhere && cp hf/vocab.json elsewhere/ && ln -sf "$PWD/elsewhere/vocab.json" hf_out/vocab.json
 run ckpt import hf_out --out imp_out
 check "a valid vocab.json, but a link out of the directory: refused" "[ $rc -ne 0 ] && grep -q 'outside hf_out' last.err"
+run train --init-from hf_out --batch 4 --threads 1 --quiet --eval-every 0 --data corpus.tok --steps 1 --out out_run
+check "train --init-from it: trains, with a note, and its checkpoints keep no tokenizer" \
+  "[ $rc -eq 0 ] && grep -q 'not keeping the source.s tokenizer.*outside hf_out' last.out && ! ls -d out_run/ckpt/step_*/tokenizer 2> /dev/null"
+run train $TINY --data corpus.tok --steps 1 --tokenizer hf_out --out out_flag
+check "--tokenizer with such a link: refused before training" \
+  "[ $rc -eq 1 ] && grep -q -- '--tokenizer: hf_out/vocab.json: a symbolic link' last.err && [ ! -e out_flag/metrics.jsonl ]"
 mk hf_in && mv hf_in/vocab.json hf_in/real.json && ln -s real.json hf_in/vocab.json
 run ckpt import hf_in --out imp_in
 check "a link within the directory is fine, and the copy is a plain file" \

@@ -464,6 +464,29 @@ static int copy_one(const char *src, const char *dst_dir, const char *name, Err 
     return rc;
 }
 
+/* dir's file pair (PAIRS[*k]), each resolved and within dir. */
+static int pair_within(const char *dir, int *k, char **vocab, char **merges, Err *e)
+{
+    *vocab = *merges = NULL;
+    if (find_pair(dir, k, e) || inside_source(dir, PAIRS[*k].vocab, vocab, e) ||
+        inside_source(dir, PAIRS[*k].merges, merges, e)) {
+        free(*vocab);
+        *vocab = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+Bpe *bpe_load_copyable(const char *dir, Err *e)
+{
+    int k;
+    char *vocab, *merges;
+    if (pair_within(dir, &k, &vocab, &merges, e)) return NULL;
+    free(vocab);
+    free(merges);
+    return bpe_load(dir, e);
+}
+
 /* Only a tokenizer that loads is copied: a checkpoint or an export ships
  * it as the model's, and `sample` would fail on it much later. */
 int bpe_copy_files(const char *src_dir, const char *dst_dir, Err *e)
@@ -471,8 +494,7 @@ int bpe_copy_files(const char *src_dir, const char *dst_dir, Err *e)
     int k;
     char *vocab = NULL, *merges = NULL;
     Bpe *b = NULL;
-    int rc = find_pair(src_dir, &k, e) || inside_source(src_dir, PAIRS[k].vocab, &vocab, e) ||
-             inside_source(src_dir, PAIRS[k].merges, &merges, e) ? -1 : 0;
+    int rc = pair_within(src_dir, &k, &vocab, &merges, e);
     if (!rc && !(b = bpe_load(src_dir, e))) rc = err_wrap(e, "not copying the tokenizer of %s", src_dir);
     bpe_free(b);
     if (!rc && (mkdir_p(dst_dir, e) || copy_one(vocab, dst_dir, PAIRS[k].vocab, e) ||
