@@ -32,6 +32,17 @@ int atomic_write(AtomicFile *af, const void *data, size_t len, Err *e)
     return 0;
 }
 
+int atomic_narrow_mode(AtomicFile *af, unsigned mode, Err *e)
+{
+    struct stat st;
+    if (fstat(fileno(af->f), &st) != 0 || fchmod(fileno(af->f), st.st_mode & mode & 07777) != 0) {
+        int saved = errno;
+        atomic_abort(af);
+        return err_set(e, "%s: cannot set its mode: %s", af->path, strerror(saved));
+    }
+    return 0;
+}
+
 void atomic_abort(AtomicFile *af)
 {
     if (af->f) fclose(af->f);
@@ -107,22 +118,64 @@ int mkdir_p(const char *dir, Err *e)
     return 0;
 }
 
+static const char *file_kind(mode_t m)
+{
+    return S_ISFIFO(m) ? "a named pipe" : S_ISDIR(m) ? "a directory"
+         : S_ISCHR(m) ? "a character device" : S_ISBLK(m) ? "a block device"
+         : S_ISSOCK(m) ? "a socket" : "of another kind";
+}
+
+int open_input(const char *path, uint64_t *size, Err *e)
+{
+    /* O_NONBLOCK: opening a FIFO returns at once instead of waiting for a
+     * writer; fstat then tells what the name is */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return err_set(e, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int saved = errno;
+        close(fd);
+        return err_set(e, "%s: cannot stat: %s", path, strerror(saved));
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return err_set(e, "%s: not a regular file (%s): refusing to read it", path,
+                       file_kind(st.st_mode));
+    }
+    if (size) *size = (uint64_t)st.st_size;
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0) {
+        int saved = errno;
+        close(fd);
+        return err_set(e, "%s: fcntl: %s", path, strerror(saved));
+    }
+    return fd;
+}
+
+FILE *fopen_input(const char *path, uint64_t *size, Err *e)
+{
+    int fd = open_input(path, size, e);
+    if (fd < 0) return NULL;
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        err_set(e, "%s: cannot open: %s", path, strerror(errno));
+        close(fd);
+    }
+    return f;
+}
+
 int read_file(const char *path, size_t max_len, void **out, size_t *len, Err *e)
 {
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return err_set(e, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+    uint64_t size;
+    FILE *f = fopen_input(path, &size, e);
+    if (!f) return -1;
+    if (size > max_len) {
         fclose(f);
-        return err_set(e, "%s: not a regular file", path);
+        return err_set(e, "%s: file is %llu bytes, more than the %zu allowed", path,
+                       (unsigned long long)size, max_len);
     }
-    if ((unsigned long long)st.st_size > max_len) {
-        fclose(f);
-        return err_set(e, "%s: file is %lld bytes, more than the %zu allowed", path,
-                       (long long)st.st_size, max_len);
-    }
-    size_t n = (size_t)st.st_size;
+    size_t n = (size_t)size;
     char *buf = malloc(n + 1);
     if (!buf) {
         fclose(f);

@@ -53,8 +53,8 @@ static int copy_rank(JsonOut *j, const char *prefix, int r, Err *e)
 {
     char path[PATH_BUF];
     trace_spill_path(prefix, r, path, sizeof path);
-    FILE *f = fopen(path, "rb");
-    if (!f) return err_set(e, "--trace: %s: cannot open rank %d's spans", path, r);
+    FILE *f = fopen_input(path, NULL, e);
+    if (!f) return err_wrap(e, "--trace: rank %d's spans", r);
     TraceSpillHeader h;
     int rc = 0;
     if (fread(&h, sizeof h, 1, f) != 1 || memcmp(h.magic, TRACE_SPILL_MAGIC, 8) ||

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include "launch/commands.h"
 #include "base/options.h"
 #include "models/model.h"
@@ -129,7 +130,7 @@ typedef struct {
 
 static const OptSpec INFO_OPTS[] = {
     {"verify", OT_FLAG, offsetof(InfoArgs, verify), 0, NULL,
-     "also read every tensor and check its CRC-32C checksum", NULL, 1, 0, NULL},
+     "also read every tensor and check its CRC-32C checksum and that it is finite, and load the tokenizer", NULL, 1, 0, NULL},
     {0},
 };
 
@@ -220,6 +221,24 @@ static void print_manifest(const char *dir, const Mpitrain__Manifest *mf)
     printf("total bytes    %" PRIu64 " (%.2f MiB)\n", total, (double)total / (1024.0 * 1024.0));
 }
 
+/* --verify also loads the tokenizer the checkpoint keeps, if it has a
+ * tokenizer/ at all: `sample` and `ckpt export` rely on it. */
+static int verify_tokenizer(const char *dir, int vocab, int *n_tokens, Err *e)
+{
+    char tok[PATH_BUF];
+    *n_tokens = 0;
+    if (path_fmt(tok, sizeof tok, e, "%s/%s", dir, CKPT_TOKENIZER_SUBDIR)) return -1;
+    if (access(tok, F_OK) != 0) return 0;
+    Bpe *b = bpe_load(tok, e);
+    if (!b) return -1;
+    *n_tokens = bpe_vocab_size(b);
+    bpe_free(b);
+    if (*n_tokens > vocab)
+        return err_set(e, "%s: the tokenizer has %d tokens but the model's vocabulary is %d", tok,
+                       *n_tokens, vocab);
+    return 0;
+}
+
 static int ckpt_info(int argc, char **argv)
 {
     InfoArgs a = {0};
@@ -243,13 +262,14 @@ static int ckpt_info(int argc, char **argv)
         Model m;
         ckpt_meta_from_pb(mf, &meta);
         fflush(stdout);
-        if (load_verified(dir, &meta, &m, &e)) {
+        int n_tokens = 0, loaded = load_verified(dir, &meta, &m, &e) == 0;
+        if (loaded) model_free(&m);
+        if (!loaded || verify_tokenizer(dir, meta.model.vocab, &n_tokens, &e)) {
             fprintf(stderr, "mpitrain ckpt info: %s\n", e.msg);
             rc = 1;
         } else {
-            printf("verified       all %zu records read back with matching checksums\n",
-                   mf->n_tensors);
-            model_free(&m);
+            printf("verified       all %zu records read back with matching checksums%s\n",
+                   mf->n_tensors, n_tokens ? "; the tokenizer loads" : "");
         }
     }
     mpitrain__manifest__free_unpacked(mf, NULL);

@@ -388,6 +388,16 @@ const ParamInfo *model_find_tensor(const Model *m, const char *name)
     return NULL;
 }
 
+size_t floats_first_nonfinite(const float *v, size_t n)
+{
+    /* the exponent bits, all ones: what isfinite tests, but exact under any
+     * floating-point flags */
+    const uint32_t *bits = (const uint32_t *)(const void *)v;
+    for (size_t i = 0; i < n; i++)
+        if ((bits[i] & 0x7f800000u) == 0x7f800000u) return i;
+    return n;
+}
+
 const char *model_kind_name(ModelKind kind)
 {
     const ModelArch *a = model_arch(kind);

@@ -175,6 +175,9 @@ int model_preds_per_seq(const ModelConfig *cfg);
  * when t is outside 1..seq_len or the model is not a GPT. */
 const float *model_next_logits(Model *m, const int *tokens, int t);
 const ParamInfo *model_find_tensor(const Model *m, const char *name);
+/* Index of the first NaN or infinity in v[0..n), n when every value is
+ * finite: loaders refuse such weights (every output would be NaN). */
+size_t floats_first_nonfinite(const float *v, size_t n);
 /* Flat offset of the first parameter of each block; block_lo[n_blocks] =
  * n_params (the array has n_blocks + 1 entries). */
 void model_block_offsets(const Model *m, size_t *block_lo);

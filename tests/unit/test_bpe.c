@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "tests/unit/testutil.h"
 #include "worker/data/bpe.h"
@@ -265,4 +267,77 @@ Test(bpe, merges_with_unknown_tokens)
         {"merges.txt", "#version: 0.2\n", "merges.txt", "no merges"},
     };
     each_fails(make_dir("bpe_badmerge", good, 1, 0), cases, sizeof cases / sizeof *cases);
+}
+
+/* ---- copying: what a checkpoint or an export ships beside the model --------- */
+
+static void copy_fails(const char *src, const char *dst, const char *want1, const char *want2)
+{
+    Err e = {{0}};
+    cr_assert_eq(bpe_copy_files(src, dst, &e), -1, "copied %s to %s", src, dst);
+    cr_assert(strstr(e.msg, want1), "message '%s' lacks '%s'", e.msg, want1);
+    if (want2) cr_assert(strstr(e.msg, want2), "message '%s' lacks '%s'", e.msg, want2);
+    cr_assert(access(dst, F_OK) != 0, "%s was created", dst);
+}
+
+Test(bpe, copy_follows_no_link_out_of_the_source)
+{
+    char src[4100], outside[4100], dst[4200], p[4300], q[4300];
+    snprintf(outside, sizeof outside, "%s", make_dir("bpe_outside", MERGES, 8, 0));
+    snprintf(src, sizeof src, "%s", make_dir("bpe_linked", MERGES, 8, 0));
+    snprintf(dst, sizeof dst, "%s/out", src);
+    /* a vocabulary that loads, but lives outside the source directory */
+    snprintf(p, sizeof p, "%s/vocab.json", src);
+    snprintf(q, sizeof q, "%s/vocab.json", outside);
+    cr_assert_eq(unlink(p), 0);
+    cr_assert_eq(symlink(q, p), 0);
+    copy_fails(src, dst, "symbolic link", "vocab.json");
+    /* a link within the directory is just another name of its file */
+    snprintf(q, sizeof q, "%s/real_vocab.json", src);
+    cr_assert_eq(unlink(p), 0);
+    snprintf(p, sizeof p, "%s/vocab.json", outside);
+    size_t len;
+    void *text = test_read_file(p, &len);
+    cr_assert_not_null(text);
+    cr_assert_eq(test_write_file(q, text, len), 0);
+    free(text);
+    snprintf(p, sizeof p, "%s/vocab.json", src);
+    cr_assert_eq(symlink("real_vocab.json", p), 0);
+    Err e = {{0}};
+    cr_assert_eq(bpe_copy_files(src, dst, &e), 0, "%s", e.msg);
+    struct stat st;
+    snprintf(p, sizeof p, "%s/vocab.json", dst);
+    cr_assert(lstat(p, &st) == 0 && S_ISREG(st.st_mode), "the copy is not a plain file");
+}
+
+Test(bpe, copy_keeps_each_files_mode)
+{
+    const char *src = make_dir("bpe_modes", MERGES, 8, 0);
+    char dst[4200], p[4300];
+    snprintf(dst, sizeof dst, "%s/out", src);
+    snprintf(p, sizeof p, "%s/vocab.json", src);
+    cr_assert_eq(chmod(p, 0600), 0);
+    snprintf(p, sizeof p, "%s/merges.txt", src);
+    cr_assert_eq(chmod(p, 0640), 0);
+    mode_t old = umask(022);
+    Err e = {{0}};
+    int rc = bpe_copy_files(src, dst, &e);
+    umask(old);
+    cr_assert_eq(rc, 0, "%s", e.msg);
+    struct stat st;
+    snprintf(p, sizeof p, "%s/vocab.json", dst);
+    cr_assert(stat(p, &st) == 0 && (st.st_mode & 0777) == 0600, "vocab.json is %o, not 600",
+              st.st_mode & 0777);
+    snprintf(p, sizeof p, "%s/merges.txt", dst);
+    cr_assert(stat(p, &st) == 0 && (st.st_mode & 0777) == 0640, "merges.txt is %o, not 640",
+              st.st_mode & 0777);
+}
+
+Test(bpe, copy_refuses_files_that_do_not_load)
+{
+    const char *src = make_dir("bpe_garbage", MERGES, 8, 0);
+    char dst[4200];
+    snprintf(dst, sizeof dst, "%s/out", src);
+    write_in(src, "vocab.json", "-----BEGIN OPENSSH PRIVATE KEY-----\n");
+    copy_fails(src, dst, "vocab.json", "not copying the tokenizer");
 }

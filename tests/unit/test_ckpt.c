@@ -62,8 +62,9 @@ static void make_state(Model *m, Optimizer *o, int n_embd, uint64_t seed)
     o->t = 7;
     m->params[0] = -0.0f;
     m->params[1] = 1e-40f; /* subnormal */
-    uint32_t nan_bits = 0x7fc01234u;
-    memcpy(&m->params[2], &nan_bits, 4);
+    /* the largest float (a NaN would be refused at load: non-finite) */
+    uint32_t max_bits = 0x7f7fffffu;
+    memcpy(&m->params[2], &max_bits, 4);
 }
 
 static CkptMeta make_meta(const Model *m, int64_t step)

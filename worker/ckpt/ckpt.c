@@ -420,7 +420,8 @@ static int follow_latest(const char *root, char *out, size_t n, Err *e)
 {
     char p[PATH_BUF], line[256] = {0};
     snprintf(p, sizeof p, "%s/latest", root);
-    FILE *f = fopen(p, "r");
+    if (!file_exists(p)) return -1;
+    FILE *f = fopen_input(p, NULL, e);
     if (!f) return -1;
     if (!fgets(line, sizeof line, f)) line[0] = 0;
     fclose(f);
@@ -581,12 +582,10 @@ static int open_data_of(Loader *ld, const Mpitrain__TensorRecord *r, Err *e)
         if (ld->f) fclose(ld->f);
         char path[PATH_BUF];
         snprintf(path, sizeof path, "%s/%s", ld->dir, r->file);
-        ld->f = fopen(path, "rb");
+        Err why;
+        ld->f = fopen_input(path, &ld->size, &why);
         if (!ld->f)
-            return err_set(e, "checkpoint %s: tensor '%s': cannot open %s: %s", ld->dir, r->name,
-                           r->file, strerror(errno));
-        struct stat st;
-        ld->size = fstat(fileno(ld->f), &st) == 0 ? (uint64_t)st.st_size : 0;
+            return err_set(e, "checkpoint %s: tensor '%s': %s", ld->dir, r->name, why.msg);
         ld->file = r->file;
     }
     if (ld->size < r->offset || ld->size - r->offset < r->nbytes)
@@ -605,8 +604,20 @@ typedef struct {
     void *arg;
 } Sink;
 
+/* Elements [k, k + n) of record r, at v: a NaN or infinity is refused by
+ * name (the checksum cannot tell: a diverged run saves them faithfully). */
+static int check_finite(const Loader *ld, const Mpitrain__TensorRecord *r, size_t k, const float *v,
+                        size_t n, Err *e)
+{
+    size_t bad = floats_first_nonfinite(v, n);
+    if (bad == n) return 0;
+    return err_set(e, "checkpoint %s: tensor '%s': element %llu is %g: non-finite values cannot be "
+                      "trained, evaluated or sampled", ld->dir, r->name,
+                   (unsigned long long)(r->elem_begin + k + bad), (double)v[bad]);
+}
+
 /* Reads record r, whole into `whole` or chunk by chunk into sink, and checks
- * its CRC-32C. */
+ * its CRC-32C and that every value is finite. */
 static int read_record(Loader *ld, const Mpitrain__TensorRecord *r, float *whole, const Sink *sink,
                        Err *e)
 {
@@ -616,6 +627,7 @@ static int read_record(Loader *ld, const Mpitrain__TensorRecord *r, float *whole
         if (fread(whole, 1, r->nbytes, ld->f) != r->nbytes)
             return err_set(e, "checkpoint %s: tensor '%s': read error in %s", ld->dir, r->name, r->file);
         crc = crc32c(0, whole, r->nbytes);
+        if (check_finite(ld, r, 0, whole, r->elem_count, e)) return -1;
     } else {
         if (!ld->chunk && !(ld->chunk = malloc(LOAD_CHUNK * sizeof(float))))
             return err_set(e, "out of memory reading tensor '%s'", r->name);
@@ -625,6 +637,7 @@ static int read_record(Loader *ld, const Mpitrain__TensorRecord *r, float *whole
                 return err_set(e, "checkpoint %s: tensor '%s': read error in %s", ld->dir, r->name,
                                r->file);
             crc = crc32c(crc, ld->chunk, n * sizeof(float));
+            if (check_finite(ld, r, k, ld->chunk, n, e)) return -1;
             if (sink->fn(sink->arg, k, ld->chunk, n, e)) return -1;
             k += n;
         }

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include "base/json.h"
 #include "base/le.h"
 #include "worker/data/bpe.h"
@@ -123,12 +124,6 @@ static int slot_of_hf(const ModelConfig *c, const char *name)
 const char *gpt2_source_kind_name(Gpt2SrcKind k)
 {
     return k == GPT2_SRC_HF ? "Hugging Face GPT-2" : k == GPT2_SRC_LLMC ? "llm.c" : "mpitrain checkpoint";
-}
-
-static int is_file(const char *p)
-{
-    struct stat st;
-    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
 }
 
 static int is_dir(const char *p)
@@ -388,18 +383,17 @@ static int open_llmc(const char *path, Gpt2Source *s, Err *e)
 {
     s->kind = GPT2_SRC_LLMC;
     snprintf(s->path, sizeof s->path, "%s", path);
-    FILE *f = fopen(path, "rb");
-    if (!f) return err_set(e, "%s: cannot open: %s", path, strerror(errno));
+    uint64_t size;
+    FILE *f = fopen_input(path, &size, e);
+    if (!f) return -1;
     unsigned char hb[LLMC_MODEL_HEADER_BYTES];
-    struct stat st;
     size_t got = fread(hb, 1, sizeof hb, f);
-    int st_ok = fstat(fileno(f), &st) == 0;
     fclose(f);
     if (got < 4 || (int32_t)le_get32(hb) != LLMC_MODEL_MAGIC)
         return err_set(e, "%s: neither an llm.c GPT-2 model file (magic %d expected, found %d) nor "
                           "a .safetensors file nor a checkpoint directory", path, LLMC_MODEL_MAGIC,
                        got >= 4 ? (int)le_get32(hb) : -1);
-    if (got < sizeof hb || !st_ok)
+    if (got < sizeof hb)
         return err_set(e, "%s: truncated: %zu bytes, the llm.c header alone is %d", path, got,
                        LLMC_MODEL_HEADER_BYTES);
     int h[8];
@@ -421,11 +415,10 @@ static int open_llmc(const char *path, Gpt2Source *s, Err *e)
     s->llmc_vp = h[7];
     s->model = (ModelConfig){MODEL_GPT, h[4], h[5], h[6], h[2], h[3], 0, h[2]};
     uint64_t want = LLMC_MODEL_HEADER_BYTES + (uint64_t)llmc_total(&s->model, h[7]) * (h[1] == 3 ? 4 : 2);
-    if ((uint64_t)st.st_size != want)
-        return err_set(e, "%s: %lld bytes, but its header (L %d, C %d, maxT %d, Vp %d, version %d) "
-                          "needs exactly %llu: %s", path, (long long)st.st_size, h[4], h[6], h[2],
-                       h[7], h[1], (unsigned long long)want,
-                       (uint64_t)st.st_size < want ? "truncated" : "trailing bytes");
+    if (size != want)
+        return err_set(e, "%s: %llu bytes, but its header (L %d, C %d, maxT %d, Vp %d, version %d) "
+                          "needs exactly %llu: %s", path, (unsigned long long)size, h[4], h[6], h[2],
+                       h[7], h[1], (unsigned long long)want, size < want ? "truncated" : "trailing bytes");
     return 0;
 }
 
@@ -444,7 +437,7 @@ int gpt2_source_open(const char *path, Gpt2Source *s, Err *e)
     if (is_dir(path)) {
         Err sub = {{0}};
         if (path_fmt(st, sizeof st, e, "%s/model.safetensors", path)) return -1;
-        if (!is_file(st)) {
+        if (access(st, F_OK) != 0) {
             CkptMeta meta;
             s->kind = GPT2_SRC_CKPT;
             if (ckpt_resolve(path, s->path, sizeof s->path, &sub) ||
@@ -457,7 +450,9 @@ int gpt2_source_open(const char *path, Gpt2Source *s, Err *e)
         }
         return open_hf(path, s, e);
     }
-    if (!is_file(path)) return err_set(e, "%s: no such file or directory", path);
+    /* what is there but no regular file (a named pipe) is refused by name
+     * when it is opened */
+    if (access(path, F_OK) != 0) return err_set(e, "%s: no such file or directory", path);
     return has_suffix(path, ".safetensors") ? open_hf(path, s, e) : open_llmc(path, s, e);
 }
 

@@ -141,20 +141,18 @@ int safetensors_write(const char *path, const Model *m, const char *const *meta_
 int safetensors_read_header(const char *path, char **json_out, uint64_t *data_start, Err *e)
 {
     *json_out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return err_set(e, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
+    uint64_t size;
+    FILE *f = fopen_input(path, &size, e);
+    if (!f) return -1;
     unsigned char len8[8];
     int rc = 0;
     char *json = NULL;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        rc = err_set(e, "%s: not a regular file", path);
-    } else if (st.st_size < 8 || fread(len8, 1, 8, f) != 8) {
-        rc = err_set(e, "%s: too short for a safetensors file (%lld bytes)", path,
-                     (long long)st.st_size);
+    if (size < 8 || fread(len8, 1, 8, f) != 8) {
+        rc = err_set(e, "%s: too short for a safetensors file (%llu bytes)", path,
+                     (unsigned long long)size);
     } else {
         uint64_t n = le_get64(len8);
-        uint64_t room = (uint64_t)st.st_size - 8;
+        uint64_t room = size - 8;
         if (n > room)
             rc = err_set(e, "%s: header length %" PRIu64 " exceeds the %" PRIu64
                             " bytes after the length field: truncated or not safetensors",
@@ -280,11 +278,55 @@ static int index_pair(void *ctx, const char *key, const char *value, int quoted,
     return 0;
 }
 
+static int by_range(const void *a, const void *b)
+{
+    const StEntry *x = *(const StEntry *const *)a, *y = *(const StEntry *const *)b;
+    return x->begin != y->begin ? (x->begin > y->begin) - (x->begin < y->begin)
+                                : (x->end > y->end) - (x->end < y->end);
+}
+
+/* The format's rule: the tensors' byte ranges, in order, tile the data
+ * section exactly. Overlapping ranges would let one tensor be read as
+ * another (ln_2 holding ln_1's bytes); a gap is bytes nobody accounts for.
+ * Offsets are relative to the data section here. */
+static int check_tiling(const char *path, const StIndex *ix, uint64_t data_len, Err *e)
+{
+    size_t n = ix->n > 0 ? (size_t)ix->n : 0;
+    const StEntry **order = calloc(n ? n : 1, sizeof *order);
+    if (!order) return err_set(e, "%s: out of memory", path);
+    for (size_t i = 0; i < n; i++) order[i] = &ix->t[i];
+    qsort(order, n, sizeof *order, by_range);
+    uint64_t at = 0;
+    int rc = 0;
+    for (size_t i = 0; !rc && i < n; i++) {
+        const StEntry *t = order[i], *prev = i ? order[i - 1] : NULL;
+        if (t->begin < at)
+            rc = err_set(e, "%s: tensors '%s' and '%s' overlap: '%s' starts at data byte %llu, "
+                            "inside '%s' (bytes %llu..%llu)", path, prev->name, t->name, t->name,
+                         (unsigned long long)t->begin, prev->name,
+                         (unsigned long long)prev->begin, (unsigned long long)prev->end);
+        else if (t->begin > at && !prev)
+            rc = err_set(e, "%s: data bytes 0..%llu, before the first tensor '%s', belong to no "
+                            "tensor: the tensors must cover the data section without gaps", path,
+                         (unsigned long long)t->begin, t->name);
+        else if (t->begin > at)
+            rc = err_set(e, "%s: data bytes %llu..%llu, between tensors '%s' and '%s', belong to no "
+                            "tensor: the tensors must cover the data section without gaps", path,
+                         (unsigned long long)at, (unsigned long long)t->begin, prev->name, t->name);
+        at = t->end;
+    }
+    free(order);
+    if (!rc && at != data_len)
+        rc = err_set(e, "%s: %llu bytes after the last tensor's data: not a safetensors file "
+                        "as written (or a different file appended)",
+                     path, (unsigned long long)(data_len - at));
+    return rc;
+}
+
 /* Sizes and ranges of the parsed entries against the file. */
 static int check_entries(const char *path, const StIndex *ix, uint64_t data_start,
                          uint64_t file_size, Err *e)
 {
-    uint64_t data_end = 0;
     for (int i = 0; i < ix->n; i++) {
         StEntry *t = &ix->t[i];
         int size = dtype_size(t->dtype);
@@ -301,17 +343,15 @@ static int check_entries(const char *path, const StIndex *ix, uint64_t data_star
             return err_set(e, "%s: tensor '%s': data ends at byte %llu but the file holds %llu "
                               "bytes of data: the file is truncated", path, t->name,
                            (unsigned long long)t->end, (unsigned long long)(file_size - data_start));
-        if (t->end > data_end) data_end = t->end;
-        t->begin += data_start;
-        t->end += data_start;
         for (int k = 0; k < i; k++)
             if (!strcmp(ix->t[k].name, t->name))
                 return err_set(e, "%s: tensor '%s' appears twice", path, t->name);
     }
-    if (data_start + data_end != file_size)
-        return err_set(e, "%s: %llu bytes after the last tensor's data: not a safetensors file "
-                          "as written (or a different file appended)",
-                       path, (unsigned long long)(file_size - data_start - data_end));
+    if (check_tiling(path, ix, file_size - data_start, e)) return -1;
+    for (int i = 0; i < ix->n; i++) {
+        ix->t[i].begin += data_start;
+        ix->t[i].end += data_start;
+    }
     return 0;
 }
 
@@ -357,8 +397,8 @@ int read_floats_at(const char *path, uint64_t offset, uint64_t n, const char *dt
     int size = !strcmp(dtype, "F32") ? 4 : !strcmp(dtype, "F16") || !strcmp(dtype, "BF16") ? 2 : 0;
     if (!size)
         return err_set(e, "%s: %s: dtype %s; F32, F16 or BF16 expected", path, what, dtype);
-    FILE *f = fopen(path, "rb");
-    if (!f) return err_set(e, "%s: cannot open: %s", path, strerror(errno));
+    FILE *f = fopen_input(path, NULL, e);
+    if (!f) return -1;
     uint64_t bytes = n * (uint64_t)size;
     /* F32 lands in place; the 2-byte types are read into out's second half
      * and widened front to back, which never overwrites an unread value */
@@ -371,6 +411,10 @@ int read_floats_at(const char *path, uint64_t offset, uint64_t n, const char *dt
         uint16_t h = le_get16(raw + 2 * i);
         out[i] = dtype[0] == 'B' ? bf16_to_f32(h) : f16_to_f32(h);
     }
+    size_t bad = rc ? n : floats_first_nonfinite(out, n);
+    if (bad < n)
+        rc = err_set(e, "%s: %s: element %zu is %g: non-finite weights cannot be trained, "
+                        "evaluated or sampled", path, what, bad, (double)out[bad]);
     return rc;
 }
 

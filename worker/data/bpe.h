@@ -31,8 +31,12 @@ int bpe_encode(const Bpe *b, const char *text, size_t n, int **ids, size_t *n_id
 /* The raw bytes of token id (not NUL-terminated; may be part of a UTF-8
  * character); NULL when id is outside the vocabulary. */
 const unsigned char *bpe_token_bytes(const Bpe *b, int id, size_t *len);
+/* bpe_load, but only if the files may be copied beside a model: neither
+ * is a symbolic link that leads out of dir. */
+Bpe *bpe_load_copyable(const char *dir, Err *e);
 /* Copies the tokenizer files of src_dir (whichever pair is there) into
- * dst_dir (created), atomically per file. */
+ * dst_dir (created), atomically per file, each keeping its mode (never
+ * wider), if they load (bpe_load_copyable); errors name the file. */
 int bpe_copy_files(const char *src_dir, const char *dst_dir, Err *e);
 /* The same under Hugging Face's names (vocab.json + merges.txt, whichever
  * pair src_dir holds), merges.txt as HF's GPT2Tokenizer reads it. */

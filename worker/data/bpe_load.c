@@ -4,7 +4,9 @@
  * character, so a token's key decodes to its raw bytes. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <errno.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "base/fileio.h"
@@ -415,55 +417,126 @@ void bpe_free(Bpe *b)
 
 /* ---- copying the files ------------------------------------------------------ */
 
-/* src_dir/name as dst_dir/dst_name; as_merges: with the "#version" first
- * line and the final newline HF's GPT2Tokenizer expects of merges.txt (it
- * drops the first and the last line unread). */
-static int copy_one(const char *src_dir, const char *dst_dir, const char *name,
-                    const char *dst_name, int as_merges, Err *e)
+/* The file a tokenizer name of src_dir stands for, into real (malloc'd): a
+ * symbolic link may point within src_dir, never out of it. A copy ships
+ * beside the model, so `vocab.json -> ~/.ssh/id_rsa` must not carry the key
+ * along (nor have it parsed, and quoted in an error, as a vocabulary). */
+static int inside_source(const char *src_dir, const char *name, char **real, Err *e)
 {
-    char s[PATH_BUF], d[PATH_BUF];
-    void *data;
-    size_t len;
-    if (path_fmt(s, sizeof s, e, "%s/%s", src_dir, name) ||
-        path_fmt(d, sizeof d, e, "%s/%s", dst_dir, dst_name) || read_file(s, VOCAB_MAX_BYTES, &data, &len, e))
-        return -1;
+    char path[PATH_BUF], *dir = NULL;
+    *real = NULL;
+    if (path_fmt(path, sizeof path, e, "%s/%s", src_dir, name)) return -1;
+    if (!(dir = realpath(src_dir, NULL)) || !(*real = realpath(path, NULL))) {
+        int rc = err_set(e, "%s: cannot resolve: %s", dir ? path : src_dir, strerror(errno));
+        free(dir);
+        return rc;
+    }
+    size_t n = strlen(dir);
+    int rc = 0;
+    if (strncmp(*real, dir, n) || (*real)[n == 1 ? 0 : n] != '/')
+        rc = err_set(e, "%s: a symbolic link to %s, outside %s: refusing to copy it (put the file "
+                        "itself in the directory)", path, *real, src_dir);
+    free(dir);
+    if (rc) {
+        free(*real);
+        *real = NULL;
+    }
+    return rc;
+}
+
+/* data with the "#version" first line and the final newline HF's
+ * GPT2Tokenizer expects of merges.txt (it drops the first and the last line
+ * unread); *len grows to match. Returns data itself when nothing is missing. */
+static char *as_hf_merges(char *data, size_t *len)
+{
     static const char version[] = "#version: 0.2\n";
-    int head = as_merges && (len < 8 || memcmp(data, "#version", 8));
-    int tail = as_merges && len && ((char *)data)[len - 1] != '\n';
-    char *out = head || tail ? malloc(len + sizeof version) : data;
-    if (!out) {
-        free(data);
-        return err_set(e, "%s: out of memory", s);
-    }
-    if (out != data) {
-        size_t at = head ? sizeof version - 1 : 0;
-        memcpy(out, version, at);
-        memcpy(out + at, data, len);
-        if (tail) out[at + len++] = '\n';
-        len += at;
-    }
-    int rc = write_file_atomic(d, out, len, e);
+    int head = *len < 8 || memcmp(data, "#version", 8);
+    int tail = *len && data[*len - 1] != '\n';
+    if (!head && !tail) return data;
+    char *out = malloc(*len + sizeof version);
+    if (!out) return NULL;
+    size_t at = head ? sizeof version - 1 : 0;
+    memcpy(out, version, at);
+    memcpy(out + at, data, *len);
+    *len += at;
+    if (tail) out[(*len)++] = '\n';
+    return out;
+}
+
+/* Copies file src (resolved) to dst_dir/name, its permission bits kept
+ * (never widened: a 0600 file stays 0600); as_merges: in HF's merges.txt
+ * form. */
+static int copy_one(const char *src, const char *dst_dir, const char *name, int as_merges, Err *e)
+{
+    char d[PATH_BUF];
+    void *data = NULL;
+    size_t len;
+    struct stat st;
+    if (path_fmt(d, sizeof d, e, "%s/%s", dst_dir, name) || read_file(src, VOCAB_MAX_BYTES, &data, &len, e))
+        return -1;
+    char *out = as_merges ? as_hf_merges(data, &len) : data;
+    AtomicFile af;
+    int rc = !out ? err_set(e, "%s: out of memory", src) : 0;
+    if (!rc && stat(src, &st) != 0) rc = err_set(e, "%s: cannot stat: %s", src, strerror(errno));
+    if (!rc) rc = atomic_open(&af, d, e);
+    if (!rc) rc = atomic_narrow_mode(&af, st.st_mode, e);
+    if (!rc) rc = atomic_write(&af, out, len, e);
+    if (!rc) rc = atomic_commit(&af, e);
     if (out != data) free(out);
     free(data);
     return rc;
 }
 
+/* dir's file pair (PAIRS[*k]), each resolved and within dir. */
+static int pair_within(const char *dir, int *k, char **vocab, char **merges, Err *e)
+{
+    *vocab = *merges = NULL;
+    if (find_pair(dir, k, e) || inside_source(dir, PAIRS[*k].vocab, vocab, e) ||
+        inside_source(dir, PAIRS[*k].merges, merges, e)) {
+        free(*vocab);
+        *vocab = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+Bpe *bpe_load_copyable(const char *dir, Err *e)
+{
+    int k;
+    char *vocab, *merges;
+    if (pair_within(dir, &k, &vocab, &merges, e)) return NULL;
+    free(vocab);
+    free(merges);
+    return bpe_load(dir, e);
+}
+
+/* Only a tokenizer that loads is copied: a checkpoint or an export ships
+ * it as the model's, and `sample` would fail on it much later. */
 int bpe_copy_files(const char *src_dir, const char *dst_dir, Err *e)
 {
     int k;
-    if (find_pair(src_dir, &k, e) || mkdir_p(dst_dir, e)) return -1;
-    if (copy_one(src_dir, dst_dir, PAIRS[k].vocab, PAIRS[k].vocab, 0, e) ||
-        copy_one(src_dir, dst_dir, PAIRS[k].merges, PAIRS[k].merges, 0, e))
-        return err_wrap(e, "copying the tokenizer to %s", dst_dir);
-    return 0;
+    char *vocab = NULL, *merges = NULL;
+    Bpe *b = NULL;
+    int rc = pair_within(src_dir, &k, &vocab, &merges, e);
+    if (!rc && !(b = bpe_load(src_dir, e))) rc = err_wrap(e, "not copying the tokenizer of %s", src_dir);
+    bpe_free(b);
+    if (!rc && (mkdir_p(dst_dir, e) || copy_one(vocab, dst_dir, PAIRS[k].vocab, 0, e) ||
+                copy_one(merges, dst_dir, PAIRS[k].merges, 0, e)))
+        rc = err_wrap(e, "copying the tokenizer to %s", dst_dir);
+    free(vocab);
+    free(merges);
+    return rc;
 }
 
 int bpe_export_hf(const char *src_dir, const char *dst_dir, Err *e)
 {
     int k;
-    if (find_pair(src_dir, &k, e) || mkdir_p(dst_dir, e)) return -1;
-    if (copy_one(src_dir, dst_dir, PAIRS[k].vocab, PAIRS[0].vocab, 0, e) ||
-        copy_one(src_dir, dst_dir, PAIRS[k].merges, PAIRS[0].merges, 1, e))
-        return err_wrap(e, "writing the tokenizer to %s", dst_dir);
-    return 0;
+    char *vocab = NULL, *merges = NULL;
+    int rc = pair_within(src_dir, &k, &vocab, &merges, e);
+    if (!rc && (mkdir_p(dst_dir, e) || copy_one(vocab, dst_dir, PAIRS[0].vocab, 0, e) ||
+                copy_one(merges, dst_dir, PAIRS[0].merges, 1, e)))
+        rc = err_wrap(e, "writing the tokenizer to %s", dst_dir);
+    free(vocab);
+    free(merges);
+    return rc;
 }

@@ -31,25 +31,21 @@ static void encode_header(unsigned char h[TOKFILE_HEADER_BYTES], int token_bytes
 
 static int map_file(TokenFile *f, Err *e)
 {
-    int fd = open(f->path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return err_set(e, "%s: cannot open token file: %s", f->path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return err_set(e, "%s: not a regular file", f->path);
-    }
-    if (st.st_size == 0) {
+    uint64_t size;
+    int fd = open_input(f->path, &size, e);
+    if (fd < 0) return -1;
+    if (size == 0) {
         close(fd);
         return err_set(e, "%s: empty file (0 bytes), not a token file", f->path);
     }
-    void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    void *m = mmap(NULL, (size_t)size, PROT_READ, MAP_PRIVATE, fd, 0);
     int saved = errno;
     close(fd);
     if (m == MAP_FAILED)
-        return err_set(e, "%s: mmap of %lld bytes failed: %s", f->path, (long long)st.st_size,
+        return err_set(e, "%s: mmap of %llu bytes failed: %s", f->path, (unsigned long long)size,
                        strerror(saved));
     f->map = m;
-    f->map_len = (size_t)st.st_size;
+    f->map_len = (size_t)size;
     return 0;
 }
 
@@ -424,11 +420,9 @@ void bytes_to_tokens(const char *text, size_t n, int *out)
 
 static int input_size(const char *path, uint64_t *size, Err *e)
 {
-    struct stat st;
-    if (stat(path, &st) != 0)
-        return err_set(e, "%s: cannot read input text file: %s", path, strerror(errno));
-    if (!S_ISREG(st.st_mode)) return err_set(e, "%s: input is not a regular file", path);
-    *size = (uint64_t)st.st_size;
+    int fd = open_input(path, size, e);
+    if (fd < 0) return -1;
+    close(fd);
     return 0;
 }
 
@@ -436,10 +430,10 @@ static int input_size(const char *path, uint64_t *size, Err *e)
  * section is exactly the bytes. On error the temporary is dropped. */
 static int copy_input(AtomicFile *af, const char *path, uint64_t *count, Err *e)
 {
-    FILE *in = fopen(path, "rb");
+    FILE *in = fopen_input(path, NULL, e);
     if (!in) {
         atomic_abort(af);
-        return err_set(e, "%s: cannot open input text file: %s", path, strerror(errno));
+        return -1;
     }
     unsigned char buf[16384];
     size_t got;

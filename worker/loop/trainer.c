@@ -187,7 +187,7 @@ static int check_tokenizer(Trainer *t, Err *e)
 {
     if (!t->tokenizer[0] || !trainer_is_rank0(t)) return 0;
     Err why = {{0}};
-    Bpe *b = bpe_load(t->tokenizer, &why);
+    Bpe *b = bpe_load_copyable(t->tokenizer, &why); /* as each checkpoint will copy it */
     int loaded = b != NULL, tv = b ? bpe_vocab_size(b) : 0, mv = t->cfg->model.vocab;
     bpe_free(b);
     if (loaded && tv > mv)

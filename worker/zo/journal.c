@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "base/crc32c.h"
+#include "base/fileio.h"
 #include "base/le.h"
 
 /* Every field little-endian via base/le.h: the same bytes the memcpy-based
@@ -63,8 +64,8 @@ int journal_open_read(Journal *j, const char *path, Err *e)
 {
     memset(j, 0, sizeof *j);
     snprintf(j->path, sizeof j->path, "%s", path);
-    j->f = fopen(path, "rb");
-    if (!j->f) return err_set(e, "%s: cannot open journal: %s", path, strerror(errno));
+    j->f = fopen_input(path, NULL, e);
+    if (!j->f) return err_wrap(e, "journal");
     unsigned char b[JOURNAL_HEADER_BYTES];
     if (fread(b, 1, sizeof b, j->f) != sizeof b) {
         journal_close(j);
