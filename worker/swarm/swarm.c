@@ -841,6 +841,7 @@ static int send_hello(Swarm *sw, Err *e)
 
 static int queue_add(Swarm *sw, const uint8_t *b, size_t n, Err *e)
 {
+    if (!n) return 0; /* an empty chunk (a machine current already): b may be NULL */
     if (sw->q_head == sw->q_len) sw->q_head = sw->q_len = 0;
     uint8_t *q = realloc(sw->queue, sw->q_len + n);
     if (!q && n) return err_set(e, "out of memory for the journal being caught up");
