@@ -694,9 +694,9 @@ void fabric_stats(const Fabric *f, FabricStats *s) { *s = f->stats; }
 
 /* ---- closing ---------------------------------------------------------------- */
 
-static void linger(Fabric *f, double linger_s)
+void fabric_flush(Fabric *f, double cap_s)
 {
-    double until = now_s() + linger_s;
+    double until = now_s() + cap_s;
     while (f->nfree < SEND_SLOTS && now_s() < until)
         if (reap(f) == 0) nap_us(200);
 }
@@ -709,7 +709,7 @@ static void close_fid(struct fid *fid)
 void fabric_close(Fabric *f, double linger_s)
 {
     if (!f) return;
-    if (f->ep && linger_s > 0) linger(f, linger_s);
+    if (f->ep && linger_s > 0) fabric_flush(f, linger_s);
     close_fid(f->ep ? &f->ep->fid : NULL);
     close_fid(f->mr ? &f->mr->fid : NULL);
     close_fid(f->av ? &f->av->fid : NULL);

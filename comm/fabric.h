@@ -43,6 +43,9 @@ int fabric_send(Fabric *f, FabricAddr to, const void *buf, size_t len, Err *e);
 int fabric_recv(Fabric *f, void *buf, size_t cap, size_t *len, double timeout_s, Err *e);
 /* Drives sends and completions without taking a message (call while busy). */
 void fabric_progress(Fabric *f);
+/* Drives the queued sends until all have completed (or failed), at most
+ * cap_s seconds: what was said goes out before the caller turns away. */
+void fabric_flush(Fabric *f, double cap_s);
 
 typedef struct {
     uint64_t bytes_sent, bytes_recv; /* message payload bytes */

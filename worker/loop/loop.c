@@ -163,6 +163,7 @@ static int end_of_step(Trainer *t, const StepStrategy *s, void *st, long n, Trai
     int saved = should_save(t, n);
     int rc = saved ? save_step(t, s, st, n, res, e) : 0;
     int sig = !rc && !is_last_step(t, n) ? stop_agreed(t) : 0;
+    if (sig && s->on_stop) s->on_stop(t, st);
     if (sig && !saved) rc = save_step(t, s, st, n, res, e);
     if (sig && !rc) res->stop_signal = sig;
     heartbeat(t, n);

@@ -32,6 +32,10 @@ typedef struct StepStrategy {
     int (*after_step)(Trainer *t, void *state, long step, Err *e);
     /* before a checkpoint is written, every rank (may be NULL) */
     int (*before_save)(Trainer *t, void *state, Err *e);
+    /* a stop (signal) is agreed, before its checkpoint, every rank (may be
+     * NULL): a swarm machine says goodbye here, so the others need not wait
+     * out the checkpoint's write */
+    void (*on_stop)(Trainer *t, void *state);
     /* the flat buffers a checkpoint saves, this rank's share of them, into
      * out (at most STRATEGY_MAX_PARTS); returns how many. NULL: the weights
      * and the optimizer's moments, each data-parallel rank its `mine` */

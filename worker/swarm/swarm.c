@@ -77,9 +77,15 @@ struct Swarm {
     Collect cur, ahead;
     uint8_t in[SWARM_MSG_MAX], out[SWARM_MSG_MAX];
     int8_t *dec_codes;
-    double last_step_at, step_interval;
+    /* this machine's own work per step (its codes, the update, its logs)
+     * between two calls, a decaying maximum: the estimate of how long a
+     * keeper computes before it can decide. Its waits are not in it (a
+     * keeper that waited long for machines must not stretch the members'
+     * patience, machine by machine differently) */
+    double returned_at, step_work;
     SwarmStats st;
     uint64_t sent_mark, recv_mark;
+    int left; /* its LEAVE is sent */
     char events[EVENTS][160];
     int ev_head, ev_tail;
 };
@@ -693,6 +699,30 @@ static void stash_codes(Swarm *sw, const SwarmMsg *m, uint32_t step)
     c->got[m->slot] = 1;
 }
 
+/* The keeper waits for machines before it decides: --swarm-wait at the
+ * first step, a test's hold (capped) at its step. */
+static int waiting_for_machines(const Swarm *sw, uint32_t step, int got, double el)
+{
+    int in = got + followers_in(sw);
+    if (step == 0 && in < sw->o.wait_for) return 1;
+    return sw->o.hold_for > 0 && step + 1 == sw->o.hold_step && in < sw->o.hold_for &&
+           el < FOLLOWER_PATIENCE_S;
+}
+
+/* While the keeper waits for machines (or, new, for the members to find
+ * it), its last decision again to every machine, every deadline: a sign of
+ * life, so that none takes it for dead. */
+static int still_here(Swarm *sw, uint32_t step, double *last, Err *e)
+{
+    if (step == 0 || now_s() - *last < sw->o.deadline_s) return 0;
+    *last = now_s();
+    for (int s = 0; s < SWARM_MAX_SLOTS; s++)
+        if (sw->peers[s].state != FREE && (uint32_t)s != sw->slot &&
+            send_decided(sw, (uint32_t)s, step - 1, e))
+            return -1;
+    return 0;
+}
+
 /* The keeper's step: its codes in, the others' until all are in or the
  * deadline (with a majority); then the decision. first: the first step of
  * this keeper's term, whose deadline is longer (the members find the new
@@ -707,6 +737,7 @@ static int keeper_step(Swarm *sw, uint32_t step, const int8_t *mine, float lr, u
     const double t0 = now_s(), D = sw->o.deadline_s;
     const double patience = first ? D * (sw->o.misses + 1) : D;
     int fetched = 0;
+    double alive_sent = t0 - D; /* the first sign of life at once */
     /* what has arrived first: a keeper alone must still hear newcomers */
     for (;;) {
         SwarmMsg m;
@@ -718,8 +749,10 @@ static int keeper_step(Swarm *sw, uint32_t step, const int8_t *mine, float lr, u
     for (;;) {
         int roster, got = contributors(sw, &roster);
         int majority = 2 * got > roster;
-        int waiting = step == 0 && got + followers_in(sw) < sw->o.wait_for;
         double el = now_s() - t0;
+        int waiting = waiting_for_machines(sw, step, got, el);
+        /* a new keeper, too: the members that switched to it wait on */
+        if ((waiting || first) && still_here(sw, step, &alive_sent, e)) return -1;
         if (fetched) break;
         if (!waiting && all_members_in(sw) && majority) break;
         if (!waiting && el >= patience && majority) break;
@@ -808,6 +841,7 @@ static int send_hello(Swarm *sw, Err *e)
 
 static int queue_add(Swarm *sw, const uint8_t *b, size_t n, Err *e)
 {
+    if (!n) return 0; /* an empty chunk (a machine current already): b may be NULL */
     if (sw->q_head == sw->q_len) sw->q_head = sw->q_len = 0;
     uint8_t *q = realloc(sw->queue, sw->q_len + n);
     if (!q && n) return err_set(e, "out of memory for the journal being caught up");
@@ -998,9 +1032,21 @@ static int member_step(Swarm *sw, uint32_t step, const int8_t *mine, uint64_t wh
                   .n_codes = sw->samples};
     *took_over = 0;
     if (send && send_to(sw, sw->keeper, &c, e)) return -1;
-    double t0 = now_s();
-    const double timeout = sw->o.deadline_s * (sw->o.misses + 1) + 2 * sw->step_interval + 1;
+    const double start = now_s();
+    double t0 = start;
+    double timeout = sw->o.deadline_s * (sw->o.misses + 1) + 2 * sw->step_work + 1;
     for (;;) {
+        if (now_s() - t0 > timeout && !sw->peers[sw->keeper].leaving &&
+            sw->peers[sw->slot].state != MEMBER) {
+            /* not in the roster yet (its codes never counted): it could not
+             * keep the run, so it does not judge the keeper (which may be
+             * waiting for machines to start); it waits, as a joiner does */
+            if (now_s() - start > FOLLOWER_PATIENCE_S)
+                return err_set(e, "swarm: no decision of step %u from the keeper (machine %u) in "
+                                  "%.0f s, and this machine is not in the roster yet, so it cannot "
+                                  "take over: stopping", step + 1, sw->keeper, FOLLOWER_PATIENCE_S);
+            t0 = now_s();
+        }
         if (now_s() - t0 > timeout) {
             Peer *k = &sw->peers[sw->keeper];
             if (!k->leaving) k->suspect = 1;
@@ -1015,6 +1061,10 @@ static int member_step(Swarm *sw, uint32_t step, const int8_t *mine, uint64_t wh
             sw->term++;
             if (send_to(sw, sw->keeper, &c, e)) return -1;
             t0 = now_s();
+            /* the next keeper finds the silence by its own clock (its step
+             * time may be longer than this machine's): wait twice as long;
+             * once it has taken over, its signs of life keep this wait on */
+            timeout *= 2;
         }
         SwarmMsg m;
         int r = next_msg(sw, &m, 0.05, e);
@@ -1022,6 +1072,9 @@ static int member_step(Swarm *sw, uint32_t step, const int8_t *mine, uint64_t wh
         if (r == 0) continue;
         switch (m.type) {
         case SW_DECIDE:
+            /* the last decision again: the keeper waits for machines, alive */
+            if (m.step + 1 == step && m.slot == sw->keeper && !sw->peers[m.slot].leaving)
+                t0 = now_s();
             if (m.step != step || (m.term < sw->term && m.slot != sw->keeper)) break;
             if (member_apply_decide(sw, &m, whash, d, e)) return -1;
             d->mine_counted = d->width > sw->slot &&
@@ -1049,9 +1102,7 @@ static int member_step(Swarm *sw, uint32_t step, const int8_t *mine, uint64_t wh
 int swarm_step(Swarm *sw, uint32_t step, const int8_t *mine, float lr, uint64_t whash,
                SwarmDecision *d, Err *e)
 {
-    double t = now_s();
-    if (sw->last_step_at > 0) sw->step_interval = t - sw->last_step_at;
-    sw->last_step_at = t;
+    if (sw->returned_at > 0) sw->step_work = fmax(now_s() - sw->returned_at, 0.9 * sw->step_work);
     uint64_t s0 = sw->st.bytes_sent, r0 = sw->st.bytes_recv;
     if (step != sw->next_step)
         return err_set(e, "swarm: step %u asked for, but this machine is at step %u", step + 1,
@@ -1079,6 +1130,7 @@ int swarm_step(Swarm *sw, uint32_t step, const int8_t *mine, float lr, uint64_t 
     }
     sw->st.step_bytes_sent = sw->st.bytes_sent - s0;
     sw->st.step_bytes_recv = sw->st.bytes_recv - r0;
+    sw->returned_at = now_s();
     return rc;
 }
 
@@ -1124,20 +1176,27 @@ int swarm_open(Swarm **out, const SwarmOptions *o, Err *e)
     return 0;
 }
 
+void swarm_leave(Swarm *sw)
+{
+    if (!sw || !sw->fab || sw->left || sw->standing == JOINING) return;
+    sw->left = 1;
+    Err e;
+    SwarmMsg m = {.type = SW_LEAVE, .step = sw->next_step};
+    if (sw->standing == KEEPING) {
+        for (int s = 0; s < SWARM_MAX_SLOTS; s++)
+            if (sw->peers[s].state != FREE && (uint32_t)s != sw->slot)
+                send_to(sw, (uint32_t)s, &m, &e);
+    } else {
+        send_to(sw, sw->keeper, &m, &e);
+    }
+    /* out before the checkpoint's write, while nothing else drives the fabric */
+    fabric_flush(sw->fab, 1.0);
+}
+
 void swarm_close(Swarm *sw, int done)
 {
     if (!sw) return;
-    Err e;
-    if (sw->fab && !done && sw->standing != JOINING) {
-        SwarmMsg m = {.type = SW_LEAVE, .step = sw->next_step};
-        if (sw->standing == KEEPING) {
-            for (int s = 0; s < SWARM_MAX_SLOTS; s++)
-                if (sw->peers[s].state != FREE && (uint32_t)s != sw->slot)
-                    send_to(sw, (uint32_t)s, &m, &e);
-        } else {
-            send_to(sw, sw->keeper, &m, &e);
-        }
-    }
+    if (!done) swarm_leave(sw);
     fabric_close(sw->fab, sw->standing == KEEPING ? 2.0 : 0.5);
     free(sw->config_text);
     free(sw->led);

@@ -39,6 +39,11 @@ typedef struct {
     double deadline_s;
     int misses;
     int wait_for;            /* keeper: machines in all before the first step it decides */
+    /* tests only (MPITRAIN_TEST_SWARM_HOLD=STEP,N): the keeper decides step
+     * hold_step (1-based) only once N machines' codes are in, so a test can
+     * order a death after joins however loaded the machine is; 0 = never */
+    uint32_t hold_step;
+    int hold_for;
     int check_every;         /* weight hashes compared every N steps; 0 = never */
     SwarmIdent ident;
     const char *config_text; /* what CONFIG sends a newcomer (swarm_config_text) */
@@ -81,8 +86,13 @@ int swarm_known(Swarm *sw, uint32_t step, Err *e);
  * diverged chain or weight hash: the message says which and what to do. */
 int swarm_step(Swarm *sw, uint32_t step, const int8_t *mine, float lr, uint64_t whash,
                SwarmDecision *d, Err *e);
-/* Leaves politely (a member's LEAVE, or a keeper handing over), then
- * closes. done: the run reached its last step (nothing to say). */
+/* Says goodbye now (a member's LEAVE, or a keeper handing over to the
+ * next by the rule), before this machine's last checkpoint: the others go
+ * on at once instead of waiting out the write. Once; swarm_close does it
+ * if it was not done. */
+void swarm_leave(Swarm *sw);
+/* Leaves politely (swarm_leave) unless done (the run reached its last
+ * step: nothing to say), then closes. */
 void swarm_close(Swarm *sw, int done);
 void swarm_stats(const Swarm *sw, SwarmStats *s);
 uint32_t swarm_slot(const Swarm *sw);

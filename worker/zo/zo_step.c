@@ -254,6 +254,8 @@ static int open_swarm(Trainer *t, Zo *z, Err *e)
         .records_len = len > JOURNAL_HEADER_BYTES ? len - JOURNAL_HEADER_BYTES : 0,
         .end_step = (uint32_t)c->steps,
     };
+    const char *hold = getenv("MPITRAIN_TEST_SWARM_HOLD");
+    if (hold && sscanf(hold, "%u,%d", &o.hold_step, &o.hold_for) != 2) o.hold_for = 0;
     if (!rc) rc = swarm_open(&z->sw, &o, e);
     free(bytes);
     if (rc) return -1;
@@ -398,6 +400,14 @@ static int zo_strategy_apply(Trainer *t, void *state, long step, int skip, Err *
                                z->all, e);
 }
 
+/* A stopped swarm machine says goodbye before its checkpoint is written. */
+static void zo_on_stop(Trainer *t, void *state)
+{
+    (void)t;
+    Zo *z = state;
+    if (z->sw) swarm_leave(z->sw);
+}
+
 static int zo_after_step(Trainer *t, void *state, long step, Err *e)
 {
     (void)state;
@@ -442,6 +452,7 @@ const StepStrategy ZO_STRATEGY = {
     .apply = zo_strategy_apply,
     .after_step = zo_after_step,
     .before_save = zo_before_save,
+    .on_stop = zo_on_stop,
     .flops_per_step = zo_flops,
     .free = zo_free,
 };
