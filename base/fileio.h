@@ -39,6 +39,8 @@ int write_file_atomic(const char *path, const void *data, size_t len, Err *e);
 int fsync_dir(const char *dir, Err *e);
 /* mkdir -p; existing directories are fine. */
 int mkdir_p(const char *dir, Err *e);
+/* mkdir -p of the folder a file path goes into (nothing for a bare name). */
+int mkdir_parent(const char *file, Err *e);
 /* Read a whole file (at most max_len bytes, else an error). */
 int read_file(const char *path, size_t max_len, void **out, size_t *len, Err *e);
 /* rm -rf of a directory tree we created (used to drop failed temporaries). */
