@@ -100,6 +100,19 @@ check "every progress line fits 80 columns and ends with its ETA" \
   "[ \$(wc -l < bar.lines) -eq 4 ] && awk 'length(\$0) > 79 || !/ETA [^|]*\$/ {bad = 1} END {exit bad}' bar.lines"
 check "  ... and has a bar" "[ \$(grep -c '^\[[#.]*\] step' bar.lines) -eq 4 ]"
 
+# ---- the ZO recipes say what they are for; GPT-2's leaves the embedding alone
+DOCS=$HERE/../../docs
+check "docs/zo-finetune.conf says it is for small vocabularies, and where GPT-2's recipe is" \
+  "grep -q '^# .*small vocabularies' '$DOCS/zo-finetune.conf' && grep -q 'docs/zo-finetune-gpt2.conf' '$DOCS/zo-finetune.conf'"
+python3 -c 'import struct, random; random.seed(1); open("g2.bin","wb").write(struct.pack("<4000H", *[random.randrange(50257) for _ in range(4000)]))'
+run train --layers 2 --heads 2 --embd 16 --seq-len 16 --batch 4 --threads 1 --vocab 50257 \
+  --data g2.bin --data-format nanogpt --steps 2 --eval-every 0 --quiet --out g2pre
+run train --config "$DOCS/zo-finetune-gpt2.conf" --init-from g2pre --data g2.bin --data-format nanogpt \
+  --batch 4 --threads 1 --steps 2 --eval-every 0 --progress lines --out g2zo
+share=$(sed -n 's/.*perturbing [0-9]* of [0-9]* tensors, \([0-9.]*\)M of \([0-9.]*\)M parameters.*/\1 \2/p' last.out)
+check "the GPT-2 recipe trains a GPT-2-vocabulary model, perturbing the blocks: under 10% of it ($share)" \
+  "[ $rc -eq 0 ] && [ -n '$share' ] && awk -v s='$share' 'BEGIN {split(s, a, \" \"); exit !(a[1] < 0.1 * a[2])}'"
+
 # ---- plan --help lists what plan uses; --link in --link-gbps's range --------
 run plan --help
 check "plan --help lists the model, the batch and the layout flags" \
