@@ -233,8 +233,8 @@ static void format_bytes(char *out, size_t n, double b)
 }
 
 /* The progress line's fields, most important first: step, loss (and val)
- * and ETA always; the rest in the order they give way to a narrow terminal
- * (the last listed goes first). */
+ * and ETA always; a narrow terminal drops the rest from the last listed
+ * (GFLOP/s first, tok/s last). */
 enum { FIELD_STEP, FIELD_LOSS, FIELD_ETA, FIELD_TOKS, FIELD_MS, FIELD_LR, FIELD_COMM, FIELD_FLOPS,
        N_FIELDS, N_KEPT = FIELD_TOKS };
 
@@ -267,8 +267,9 @@ static void fit_line(const LineFields *l, int room, char *out, size_t size)
     while (room > 0 && (int)strlen(out) > room && n > N_KEPT) join_fields(l, --n, out, size);
 }
 
-/* The bar and the line, fitted to the terminal: the bar shrinks first, then
- * fields of the line give way. \r + clear-to-end redraws in place; keep =
+/* The bar and the line, fitted to the terminal: fields of the line give way
+ * to a bar of at least 8 cells, which takes up to 30 of what is left. \r +
+ * clear-to-end redraws in place; keep =
  * end the line (evaluation rows and the last step stay on screen). */
 static void draw_bar(Progress *p, const LineFields *l, long step, int keep)
 {
