@@ -46,6 +46,11 @@ check "eval --windows 48 gives that val_loss too ($want)" \
 run eval --ckpt cyc --data corpus.tok --windows 8 --batches 2
 expect "--windows with --batches is refused" 1 "give one of them"
 
+# ---- --out and --trace make their folders (plot, export, prepare: cli_test)
+run train $TINY --steps 1 --eval-every 0 --quiet --trace traces/a/t.json --out traced
+check "train --trace into folders that do not exist yet makes them" \
+  "[ $rc -eq 0 ] && [ -s traces/a/t.json ]"
+
 # ---- an empty validation split is said once, at the start --------------------
 # corpus.tok with every token moved into the training part (n_val = 0)
 python3 - corpus.tok noval.tok <<'EOF'

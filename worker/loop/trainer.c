@@ -49,7 +49,9 @@ static int start_trace(Trainer *t, Err *e)
 {
     const TrainConfig *c = t->cfg;
     if (!c->trace[0]) return 0;
-    if (trace_enable(t->mesh.world, c->trace, e)) return -1;
+    /* its folders now, on every rank (each writes its part there), not a
+     * "cannot create" once the run is over */
+    if (mkdir_parent(c->trace, e) || trace_enable(t->mesh.world, c->trace, e)) return -1;
     char label[TRACE_LABEL_LEN];
     snprintf(label, sizeof label, "rank %d: dp %d, tp %d, pp %d", t->w->rank, t->mesh.me.dp,
              t->mesh.me.tp, t->mesh.me.pp);
