@@ -164,6 +164,19 @@ FILE *fopen_input(const char *path, uint64_t *size, Err *e)
     return f;
 }
 
+int mkdir_parent(const char *file, Err *e)
+{
+    char dir[PATH_LEN];
+    if (strlen(file) >= sizeof dir) return err_set(e, "%s: path too long", file);
+    snprintf(dir, sizeof dir, "%s", file);
+    char *slash = strrchr(dir, '/');
+    if (!slash) return 0;
+    while (slash > dir && slash[-1] == '/') slash--;
+    if (slash == dir) return 0; /* the root */
+    *slash = 0;
+    return mkdir_p(dir, e);
+}
+
 int read_file(const char *path, size_t max_len, void **out, size_t *len, Err *e)
 {
     *out = NULL;

@@ -54,6 +54,8 @@ int open_input(const char *path, uint64_t *size, Err *e);
 /* The same as a stdio stream ("rb"); NULL with e on failure. size (may be
  * NULL) gets the file's size. */
 FILE *fopen_input(const char *path, uint64_t *size, Err *e);
+/* mkdir -p of the folder a file path goes into (nothing for a bare name). */
+int mkdir_parent(const char *file, Err *e);
 /* Read a whole file (at most max_len bytes, else an error). */
 int read_file(const char *path, size_t max_len, void **out, size_t *len, Err *e);
 /* rm -rf of a directory tree we created (used to drop failed temporaries). */

@@ -492,6 +492,10 @@ static double latency_unit(const char *u)
     return 0;
 }
 
+#define LINK_MIN_BPS 1e3
+#define LINK_MAX_BPS 1e15
+#define LINK_MAX_LATENCY_S 10.0
+
 int planner_parse_link(const char *flag, const char *s, double *beta_Bps, double *alpha_s, Err *e)
 {
     const char *usage = "say e.g. 10mbit, 1gbit, 100MB/s, optionally ,200us";
@@ -518,6 +522,14 @@ int planner_parse_link(const char *flag, const char *s, double *beta_Bps, double
                               "or s (e.g. 200us)", flag, s);
         lat = l * lu;
     }
+    /* the ranges of --link-gbps (1e-06 .. 1e+06 GB/s) and --link-latency-us
+     * (at most 1e7 us): no infinite bandwidth, no 300-digit step time */
+    if (!(v * unit >= LINK_MIN_BPS && v * unit <= LINK_MAX_BPS))
+        return err_set(e, "%s '%s': the bandwidth must be from 8 kbit/s to 8000 Tbit/s "
+                          "(--link-gbps 1e-06 to 1e+06)", flag, s);
+    if (!(lat <= LINK_MAX_LATENCY_S))
+        return err_set(e, "%s '%s': the latency must be at most 10 s (--link-latency-us 1e7)",
+                       flag, s);
     *beta_Bps = v * unit;
     *alpha_s = lat;
     return 0;

@@ -169,7 +169,10 @@ static int write_metrics_row(Progress *p, const StepReport *r, Err *e)
     row_begin(&j, p->metrics);
     json_int(json_key(&j, "step"), r->step);
     json_double(json_key(&j, "loss"), r->loss);
-    if (!isnan(r->val_loss)) json_double(json_key(&j, "val_loss"), r->val_loss);
+    if (!isnan(r->val_loss)) {
+        json_double(json_key(&j, "val_loss"), r->val_loss);
+        json_int(json_key(&j, "val_windows"), p->val_windows);
+    }
     json_sig(json_key(&j, "grad_norm"), r->grad_norm, 6);
     json_sig(json_key(&j, "lr"), r->lr, 6);
     json_fixed(json_key(&j, "tokens"), p->tokens_per_step * r->step, 0);
@@ -230,13 +233,52 @@ static void format_bytes(char *out, size_t n, double b)
     else snprintf(out, n, "%.0f B", b);
 }
 
-/* The bar and the line, fitted to the terminal: the bar shrinks first, then
- * the line is cut. \r + clear-to-end redraws in place; keep = end the line
- * (evaluation rows and the last step stay on screen). */
-static void draw_bar(Progress *p, const char *line, long step, int keep)
+/* The progress line's fields, most important first: step, loss (and val)
+ * and ETA always; a narrow terminal drops the rest from the last listed
+ * (GFLOP/s first, tok/s last). */
+enum { FIELD_STEP, FIELD_LOSS, FIELD_ETA, FIELD_TOKS, FIELD_MS, FIELD_LR, FIELD_COMM, FIELD_FLOPS,
+       N_FIELDS, N_KEPT = FIELD_TOKS };
+
+typedef struct {
+    char f[N_FIELDS][96];
+} LineFields;
+
+/* The fields [0, n) joined in reading order: step | loss | lr | tok/s |
+ * GFLOP/s | comm | ms | ETA. */
+static void join_fields(const LineFields *l, int n, char *out, size_t size)
 {
-    int cols = terminal_columns(), len = (int)strlen(line);
-    int cells = cols - len - 4;
+    static const int order[] = {FIELD_STEP, FIELD_LOSS, FIELD_LR,  FIELD_TOKS,
+                                FIELD_FLOPS, FIELD_COMM, FIELD_MS, FIELD_ETA};
+    size_t k = 0;
+    out[0] = 0;
+    for (int i = 0; i < N_FIELDS; i++) {
+        if (order[i] >= n || !l->f[order[i]][0]) continue;
+        int w = snprintf(out + k, size - k, "%s%s", k ? " | " : "", l->f[order[i]]);
+        if (w < 0 || (size_t)w >= size - k) return;
+        k += (size_t)w;
+    }
+}
+
+/* The line for `room` columns (0: no limit): fields give way from the
+ * least important, so a narrow terminal still shows the ETA. */
+static void fit_line(const LineFields *l, int room, char *out, size_t size)
+{
+    int n = N_FIELDS;
+    join_fields(l, n, out, size);
+    while (room > 0 && (int)strlen(out) > room && n > N_KEPT) join_fields(l, --n, out, size);
+}
+
+/* The bar and the line, fitted to the terminal: fields of the line give way
+ * to a bar of at least 8 cells, which takes up to 30 of what is left. \r +
+ * clear-to-end redraws in place; keep =
+ * end the line (evaluation rows and the last step stay on screen). */
+static void draw_bar(Progress *p, const LineFields *l, long step, int keep)
+{
+    char line[1024];
+    int cols = terminal_columns();
+    /* room for a bar of 8 cells, "[" "]" and a blank, when there is a total */
+    fit_line(l, cols - 1 - (p->total_steps ? 11 : 0), line, sizeof line);
+    int len = (int)strlen(line), cells = cols - len - 4;
     if (cells > 30) cells = 30;
     if (cells < 8 || !p->total_steps) cells = 0; /* no step limit: no bar */
     char bar[40] = "";
@@ -261,22 +303,31 @@ int progress_report(Progress *p, const StepReport *r, Err *e)
     double elapsed = now_s() - p->t0;
     long done = r->step - p->first_step + 1;
     double eta = done > 0 && p->total_steps ? elapsed / done * (p->total_steps - r->step) : NAN;
-    char eta_s[32], val[32] = "", comm[32];
+    char eta_s[32], val[48] = "", comm[32], ms[32], mfu[32] = "", total[32] = "";
     format_duration(eta_s, sizeof eta_s, eta);
     format_bytes(comm, sizeof comm, r->comm_bytes);
     if (is_eval) snprintf(val, sizeof val, " | val %.4f", r->val_loss);
     int width = 0;
     for (long t = p->total_steps; t; t /= 10) width++;
-    char line[512], ms[32], mfu[32] = "", total[32] = "";
     if (p->total_steps) snprintf(total, sizeof total, "/%ld", p->total_steps);
     format_ms(ms, sizeof ms, r->time_ms);
     if (p->peak_gflops > 0) snprintf(mfu, sizeof mfu, " | MFU %.0f%%", 100 * r->gflops / p->peak_gflops);
-    snprintf(line, sizeof line,
-             "step %*ld%s | loss %.4f%s | lr %.2e | %.0f tok/s | %.1f GFLOP/s%s | comm %s | %s | ETA %s",
-             width, r->step, total, r->loss, val, r->lr, r->tokens_per_s, r->gflops, mfu,
-             comm, ms, eta_s);
-    if (p->bar) draw_bar(p, line, r->step, is_eval || r->step == p->total_steps);
-    else printf("%s\n", line);
+    LineFields l;
+    snprintf(l.f[FIELD_STEP], sizeof l.f[0], "step %*ld%s", width, r->step, total);
+    snprintf(l.f[FIELD_LOSS], sizeof l.f[0], "loss %.4f%s", r->loss, val);
+    snprintf(l.f[FIELD_LR], sizeof l.f[0], "lr %.2e", r->lr);
+    snprintf(l.f[FIELD_TOKS], sizeof l.f[0], "%.0f tok/s", r->tokens_per_s);
+    snprintf(l.f[FIELD_FLOPS], sizeof l.f[0], "%.1f GFLOP/s%s", r->gflops, mfu);
+    snprintf(l.f[FIELD_COMM], sizeof l.f[0], "comm %s", comm);
+    snprintf(l.f[FIELD_MS], sizeof l.f[0], "%s", ms);
+    snprintf(l.f[FIELD_ETA], sizeof l.f[0], "ETA %s", eta_s);
+    if (p->bar) {
+        draw_bar(p, &l, r->step, is_eval || r->step == p->total_steps);
+    } else {
+        char line[1024];
+        fit_line(&l, 0, line, sizeof line);
+        printf("%s\n", line);
+    }
     fflush(stdout);
     return 0;
 }
@@ -288,6 +339,7 @@ void progress_initial_eval(Progress *p, double val_loss)
         row_begin(&j, p->metrics);
         json_int(json_key(&j, "step"), 0);
         json_double(json_key(&j, "val_loss"), val_loss);
+        json_int(json_key(&j, "val_windows"), p->val_windows);
         json_fixed(json_key(&j, "time"), unix_now(), 3);
         Err ignored;
         /* a failed write here is sticky in the stream: step 1's row reports it */
@@ -330,6 +382,7 @@ static int obs_begin(void *ctx, const TrainConfig *c, long first_step, Err *e)
     long total = c->steps == TRAIN_STEPS_UNLIMITED ? 0 : c->steps;
     int rc = progress_open(p, c->out, total, first_step, c->progress, c->log_every, c->quiet, e);
     p->tokens_per_step = (double)c->global_batch * c->model.seq_len;
+    p->val_windows = (long)c->eval_batches * c->global_batch;
     p->peak_gflops = (double)c->peak_gflops * c->dp * c->tp * c->pp;
     return rc;
 }

@@ -18,13 +18,16 @@ typedef struct {
     int open_line;      /* the bar's line is not ended yet */
     int quiet;
     long total_steps, first_step;
+    long val_windows;   /* windows one validation averages over (eval rows say it) */
     double t0;          /* wall clock at the first reported step */
     double ema_ms;
     int log_every;
 } Progress;
 
 /* metrics.jsonl describes every step once, one JSON object per line:
- *   {"step","loss", "val_loss" (evaluation rows only), "grad_norm", "lr",
+ *   {"step","loss", "val_loss" and "val_windows" (evaluation rows only: the
+ *    mean loss over the first val_windows windows of the validation split,
+ *    which `mpitrain eval --windows N` reproduces), "grad_norm", "lr",
  *    "tokens" (training tokens consumed through this step: step x batch x
  *    seq-len), "tokens_per_s", "gflops" (the whole job's model FLOP/s),
  *    "mfu" (gflops over --peak-gflops x ranks; only when --peak-gflops is

@@ -333,7 +333,10 @@ static int export_to(const char *dir, const CkptMeta *meta, const ExportArgs *a,
     if (load_verified(dir, meta, &m, e)) return -1;
     char tok[PATH_BUF];
     int rc = 0;
-    if (format == EXPORT_SAFETENSORS) {
+    /* --out's folders are made (hf makes its own directory) */
+    if (format != EXPORT_HF && mkdir_parent(out, e)) {
+        rc = -1;
+    } else if (format == EXPORT_SAFETENSORS) {
         rc = export_safetensors(&m, meta, out, e);
     } else if (format == EXPORT_HF) {
         rc = path_fmt(tok, sizeof tok, e, "%s/%s", dir, CKPT_TOKENIZER_SUBDIR);

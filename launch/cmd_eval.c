@@ -19,6 +19,7 @@ typedef struct {
     char ckpt[PATH_LEN];
     char data[PATH_LEN];
     int batches, batch, data_format, as_val, threads, json;
+    long windows;
 } EvalArgs;
 
 #define F(field) offsetof(EvalArgs, field)
@@ -29,6 +30,10 @@ static const OptSpec EVAL_OPTS[] = {
      "token file whose validation split is read (required)", NULL, 1, 0, NULL},
     {"batches", OT_INT, F(batches), 0, "N",
      "evaluate the first N batches of --batch windows; 0 = every window (0)", NULL, 0, 1e9, NULL},
+    {"windows", OT_LONG, F(windows), 0, "N",
+     "evaluate the first N windows, taken round again past the split's end as the trainer does; "
+     "a run's val_loss is over its first eval-batches x batch (its val_windows); 0 = every "
+     "window (0)", NULL, 0, 1e12, NULL},
     {"batch", OT_INT, F(batch), 0, "B", "sequences per forward pass (4)", NULL, 1, 65536, NULL},
     {"data-format", OT_CHOICE, F(data_format), 0, NULL,
      "how --data is read; auto: MPTOKENS or llm.c by magic (auto)", "auto|mptokens|llmc|nanogpt",
@@ -49,8 +54,9 @@ static void eval_usage(FILE *out)
     opts_print_help(out, "mpitrain eval --ckpt DIR --data FILE [options]",
                     "Prints the mean loss of a checkpoint over the validation windows of a token "
                     "file, taken in\norder from the start of its validation tokens (window w = "
-                    "tokens [w*T, w*T+T]). With\n--batch equal to the run's --batch and --batches "
-                    "its --eval-batches, these are the windows\nthe trainer's val loss covers.",
+                    "tokens [w*T, w*T+T]). By default every window: a run's val_loss is the mean "
+                    "over its\nfirst --eval-batches x --batch windows only (metrics.jsonl's "
+                    "val_windows); --windows N gives that loss.",
                     EVAL_OPTS);
 }
 
@@ -68,10 +74,15 @@ static int open_data(const EvalArgs *a, int vocab, TokenFile *f, Err *e)
     return 0;
 }
 
-/* How many windows: all, or --batches of --batch (which must be there). */
+/* How many windows: all, --windows N (cycling, as the trainer), or
+ * --batches of --batch (which must be there). */
 static int count_windows(const EvalArgs *a, const Loader *l, uint64_t *n, Err *e)
 {
     *n = l->n_windows;
+    if (a->windows > 0 && a->batches > 0)
+        return err_set(e, "--windows %ld and --batches %d: give one of them", a->windows,
+                       a->batches);
+    if (a->windows > 0) *n = (uint64_t)a->windows;
     if (a->batches == 0) return 0;
     uint64_t want = (uint64_t)a->batches * (uint64_t)a->batch;
     if (want > l->n_windows)
@@ -83,12 +94,65 @@ static int count_windows(const EvalArgs *a, const Loader *l, uint64_t *n, Err *e
     return 0;
 }
 
-static int print_result(const EvalArgs *a, const char *dir, const EvalResult *r, Err *e)
+typedef struct {
+    long eval_batches, batch;
+} RunEvalSettings;
+
+static int run_setting(void *ctx, const char *key, const char *value, int quoted, size_t offset)
+{
+    RunEvalSettings *s = ctx;
+    (void)offset;
+    if (value && !quoted && !strcmp(key, "eval-batches")) s->eval_batches = strtol(value, NULL, 10);
+    if (value && !quoted && !strcmp(key, "batch")) s->batch = strtol(value, NULL, 10);
+    return 0;
+}
+
+/* The windows the run's own val_loss covers, from the config.json of the
+ * run the checkpoint is in (<run>/ckpt/step_N); 0 when it cannot be told. */
+static long run_val_windows(const char *step_dir)
+{
+    char path[PATH_BUF];
+    snprintf(path, sizeof path, "%s", step_dir);
+    for (int up = 0; up < 2; up++) {
+        char *slash = strrchr(path, '/');
+        if (!slash) return 0;
+        *slash = 0;
+    }
+    size_t len = strlen(path);
+    if (len + sizeof "/config.json" > sizeof path) return 0;
+    memcpy(path + len, "/config.json", sizeof "/config.json");
+    void *text;
+    Err ignored;
+    RunEvalSettings s = {0, 0};
+    size_t at;
+    if (read_file(path, (size_t)1 << 20, &text, &len, &ignored)) return 0;
+    int bad = json_read_flat(text, run_setting, &s, &at, &ignored);
+    free(text);
+    return bad || s.eval_batches < 1 || s.batch < 1 ? 0 : s.eval_batches * s.batch;
+}
+
+/* Every window by default: the line says so, and how the run's own
+ * val_loss (fewer windows) is had, so the two are not compared. */
+static void print_line(const EvalArgs *a, const char *dir, const EvalResult *r)
+{
+    printf("loss %.4f over %llu window%s (%llu tokens)", r->mean_loss,
+           (unsigned long long)r->windows, r->windows == 1 ? "" : "s",
+           (unsigned long long)r->tokens);
+    if (a->windows > 0 || a->batches > 0) {
+        printf("\n");
+        return;
+    }
+    long run = run_val_windows(dir);
+    printf(": all of %s's validation split; ", a->data);
+    if (run > 0) printf("the run's val_loss is over its first %ld (--windows %ld)\n", run, run);
+    else printf("a run's val_loss is over its first eval-batches x batch (--windows N)\n");
+}
+
+static int print_result(const EvalArgs *a, const char *dir, const Loader *l, const EvalResult *r,
+                        Err *e)
 {
     if (!a->json) {
-        printf("loss %.4f over %llu window%s (%llu tokens)\n", r->mean_loss,
-               (unsigned long long)r->windows, r->windows == 1 ? "" : "s",
-               (unsigned long long)r->tokens);
+        print_line(a, dir, r);
         return 0;
     }
     JsonOut j;
@@ -97,6 +161,7 @@ static int print_result(const EvalArgs *a, const char *dir, const EvalResult *r,
     json_double(json_key(&j, "loss"), r->mean_loss);
     json_uint(json_key(&j, "windows"), r->windows);
     json_uint(json_key(&j, "tokens"), r->tokens);
+    json_uint(json_key(&j, "split_windows"), l->n_windows);
     json_str(json_key(&j, "ckpt"), dir);
     json_str(json_key(&j, "data"), a->data);
     json_end_object(&j);
@@ -131,7 +196,7 @@ static int run_eval(const EvalArgs *a, Err *e)
     if (!rc) rc = ckpt_load(dir, &m, NULL, e);
     EvalResult r;
     if (!rc) rc = eval_mean_loss(&m, &l, n, &r, e);
-    if (!rc) rc = print_result(a, dir, &r, e);
+    if (!rc) rc = print_result(a, dir, &l, &r, e);
     if (have_model) model_free(&m);
     tokfile_close(&f);
     return rc;

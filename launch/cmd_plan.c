@@ -39,6 +39,40 @@ static OptSpec *plan_table(void)
     return all;
 }
 
+/* The train settings a plan depends on: --help lists these with plan's
+ * own. Every train flag is still accepted (and the rest ignored), so a
+ * train command line can be planned as it is. */
+static const char *const PLAN_USES[] = {
+    "config", "model", "layers", "heads", "embd", "seq-len", "vocab", "in-dim", "batch",
+    "optimizer", "zo-samples", "diloco", "diloco-overlap", "dp", "tp", "pp", "zero",
+    "micro-batches", "pp-schedule", "overlap", "threads", "link-probe", NULL,
+};
+
+static int plan_uses(const OptSpec *s, size_t i, size_t n_train)
+{
+    if (i >= n_train) return 1;
+    for (const char *const *u = PLAN_USES; *u; u++)
+        if (!strcmp(*u, s->name)) return 1;
+    return 0;
+}
+
+static void plan_usage(const OptSpec *table)
+{
+    size_t n_train, k = 0;
+    train_config_table(&n_train);
+    OptSpec shown[TRAIN_CONFIG_MAX_ENTRIES + sizeof PLAN_ONLY / sizeof PLAN_ONLY[0] + 1];
+    for (size_t i = 0; table[i].name && k + 1 < sizeof shown / sizeof shown[0]; i++)
+        if (plan_uses(&table[i], i, n_train)) shown[k++] = table[i];
+    memset(&shown[k], 0, sizeof shown[k]);
+    opts_print_help(stdout, "mpitrain plan [--ranks N] [model and batch options]",
+                    "Prints every valid dp x tp x pp layout of N ranks with its predicted "
+                    "step time, memory per rank,\npipeline bubble and bytes per step, "
+                    "best first. Under mpirun it measures the link between ranks.\n"
+                    "It takes a train command line as it is: the train flags it does not "
+                    "list here are accepted and ignored.",
+                    shown);
+}
+
 static void print_table(const Prediction *p, int n, int ranks, const Machine *mc)
 {
     printf("layouts of %d ranks (sgemm %.1f GFLOP/s per thread)\n\n", ranks, mc->gemm_gflops);
@@ -183,12 +217,7 @@ int cmd_plan(int argc, char **argv)
     int help = 0;
     int rc = opts_parse("plan", table, &a, argc, argv, 1, NULL, 0, NULL, &help);
     if (rc || help) {
-        if (help)
-            opts_print_help(stdout, "mpitrain plan [--ranks N] [model and batch options]",
-                            "Prints every valid dp x tp x pp layout of N ranks with its predicted "
-                            "step time, memory per rank,\npipeline bubble and bytes per step, "
-                            "best first. Under mpirun it measures the link between ranks.",
-                            table);
+        if (help) plan_usage(table);
         free(table);
         return rc;
     }

@@ -138,9 +138,34 @@ static void quote_label(const char *s, char *out, size_t n)
     out[k] = 0;
 }
 
+/* A run's name in the legend: its folder's last component, or the whole
+ * path where two runs share that name. */
+typedef char Label[PATH_BUF];
+
+static const char *last_component(const char *path, char *out, size_t n)
+{
+    snprintf(out, n, "%s", path);
+    size_t len = strlen(out);
+    while (len > 1 && out[len - 1] == '/') out[--len] = 0;
+    const char *slash = strrchr(out, '/');
+    return slash && slash[1] ? slash + 1 : out;
+}
+
+static void run_labels(const char *const *runs, int n, Label *labels)
+{
+    for (int i = 0; i < n; i++) {
+        char mine[PATH_BUF], other[PATH_BUF];
+        const char *name = last_component(runs[i], mine, sizeof mine);
+        int shared = 0;
+        for (int j = 0; j < n && !shared; j++)
+            shared = j != i && !strcmp(name, last_component(runs[j], other, sizeof other));
+        quote_label(shared ? runs[i] : name, labels[i], sizeof labels[i]);
+    }
+}
+
 /* One panel: loss of every run against data column x (x_expr: a gnuplot
  * using-expression for it, NULL = the column itself). */
-static void loss_panel(FILE *f, const char *dir, const char *const *runs, int n, int x,
+static void loss_panel(FILE *f, const char *dir, const Label *labels, int n, int x,
                        const char *x_expr, const char *xlabel, int which)
 {
     char xs[64];
@@ -149,8 +174,7 @@ static void loss_panel(FILE *f, const char *dir, const char *const *runs, int n,
     fprintf(f, "set xlabel \"%s\"\nset ylabel \"%s\"\nplot ", xlabel,
             which == LOSS_VAL ? "validation loss" : "loss");
     for (int i = 0; i < n; i++) {
-        char label[PATH_BUF];
-        quote_label(runs[i], label, sizeof label);
+        const char *label = labels[i];
         const char *sep = i ? ", " : "";
         if (which != LOSS_VAL) {
             fprintf(f, "%s\"%s/run%d.dat\" using %s:4 with lines lc %d lw 1.5 title \"%s%s\"", sep,
@@ -169,11 +193,11 @@ static void loss_panel(FILE *f, const char *dir, const char *const *runs, int n,
 /* Loss against the bytes a rank sent: logarithmic when any run sent some
  * (ZO sends bytes where a gradient all-reduce sends megabytes), the rows
  * before a run's first byte left out. */
-static void bytes_panel(FILE *f, const char *dir, const char *const *runs, int n, int which,
+static void bytes_panel(FILE *f, const char *dir, const Label *labels, int n, int which,
                         int any_bytes)
 {
     if (any_bytes) fprintf(f, "set logscale x\nset format x \"1e%%T\"\n");
-    loss_panel(f, dir, runs, n, 6, any_bytes ? "$6 > 0 ? $6 : 1/0" : NULL,
+    loss_panel(f, dir, labels, n, 6, any_bytes ? "$6 > 0 ? $6 : 1/0" : NULL,
                "bytes sent per rank (cumulative)", which);
     if (any_bytes) fprintf(f, "unset logscale x\nset format x \"%% h\"\n");
 }
@@ -192,7 +216,7 @@ static void breakdown_panel(FILE *f, const char *dir, int n)
 }
 
 static int write_script(const char *path, const char *dir, const char *png, const PlotArgs *a,
-                        const char *const *runs, int n, int any_bytes, Err *e)
+                        const Label *labels, int n, int any_bytes, Err *e)
 {
     FILE *f = fopen(path, "w");
     if (!f) return err_set(e, "%s: cannot create: %s", path, strerror(errno));
@@ -200,14 +224,16 @@ static int write_script(const char *path, const char *dir, const char *png, cons
     quote_label(png, out, sizeof out);
     if (a->title[0]) quote_label(a->title, title, sizeof title);
     else snprintf(title, sizeof title, "mpitrain: %d run(s)", n);
+    /* the legend goes under each panel: inside, it hid the curves' ends */
     fprintf(f, "set terminal pngcairo size %d,%d font \"sans,10\" noenhanced\n"
-               "set output \"%s\"\nset datafile missing \"?\"\nset grid\nset key top right\n"
+               "set output \"%s\"\nset datafile missing \"?\"\nset grid\n"
+               "set key outside bottom center horizontal\n"
                "set multiplot layout 3,2 title \"%s\"\n",
             a->width, a->height, out, title);
-    loss_panel(f, dir, runs, n, 1, NULL, "step", a->loss);
-    loss_panel(f, dir, runs, n, 3, NULL, "training time (s, sum of step times)", a->loss);
-    loss_panel(f, dir, runs, n, 2, NULL, "tokens", a->loss);
-    bytes_panel(f, dir, runs, n, a->loss, any_bytes);
+    loss_panel(f, dir, labels, n, 1, NULL, "step", a->loss);
+    loss_panel(f, dir, labels, n, 3, NULL, "training time (s, sum of step times)", a->loss);
+    loss_panel(f, dir, labels, n, 2, NULL, "tokens", a->loss);
+    bytes_panel(f, dir, labels, n, a->loss, any_bytes);
     breakdown_panel(f, dir, n);
     fprintf(f, "unset multiplot\n");
     return fclose(f) ? err_set(e, "%s: write failed", path) : 0;
@@ -246,7 +272,8 @@ static int run_gnuplot(const char *script, const char *log, Err *e)
 
 /* Data files of every run and the breakdown table into dir; *any_bytes:
  * whether a run sent bytes. */
-static int write_data(const char *dir, const char *const *runs, int n, int *any_bytes, Err *e)
+static int write_data(const char *dir, const char *const *runs, const Label *labels, int n,
+                      int *any_bytes, Err *e)
 {
     *any_bytes = 0;
     char path[PATH_BUF];
@@ -269,13 +296,24 @@ static int write_data(const char *dir, const char *const *runs, int n, int *any_
         if (b.bytes > 0) *any_bytes = 1;
         if (dat) fclose(dat);
         free(text);
-        char label[PATH_BUF];
-        quote_label(runs[i], label, sizeof label);
         int k = b.n ? b.n : 1;
-        fprintf(bd, "\"%s\" %.6g %.6g %.6g\n", label, b.compute / k, b.exposed / k, b.idle / k);
+        fprintf(bd, "\"%s\" %.6g %.6g %.6g\n", labels[i], b.compute / k, b.exposed / k, b.idle / k);
     }
     if (fclose(bd) && !rc) rc = err_set(e, "%s: write failed", path);
     return rc;
+}
+
+/* MPITRAIN_TEST_PLOT_SCRIPT=FILE: a copy of the gnuplot script, for the
+ * tests of what it draws (legend place, labels). */
+static void keep_script_for_tests(const char *script)
+{
+    const char *to = getenv("MPITRAIN_TEST_PLOT_SCRIPT");
+    void *text;
+    size_t len;
+    Err ignored;
+    if (!to || !*to || read_file(script, (size_t)1 << 24, &text, &len, &ignored)) return;
+    write_file_atomic(to, text, len, &ignored);
+    free(text);
 }
 
 static int draw(const PlotArgs *a, const char *const *runs, int n, Err *e)
@@ -286,9 +324,13 @@ static int draw(const PlotArgs *a, const char *const *runs, int n, Err *e)
     if (!rc) rc = path_fmt(log, sizeof log, e, "%s/gnuplot.log", dir);
     if (!rc) rc = path_fmt(tmp, sizeof tmp, e, "%s.tmp.%d", a->out, (int)getpid());
     int any_bytes = 0;
-    if (!rc) rc = write_data(dir, runs, n, &any_bytes, e);
-    if (!rc) rc = write_script(script, dir, tmp, a, runs, n, any_bytes, e);
+    Label labels[MAX_RUNS];
+    run_labels(runs, n, labels);
+    if (!rc) rc = write_data(dir, runs, labels, n, &any_bytes, e);
+    if (!rc) rc = mkdir_parent(a->out, e);
+    if (!rc) rc = write_script(script, dir, tmp, a, labels, n, any_bytes, e);
     if (!rc) rc = run_gnuplot(script, log, e);
+    keep_script_for_tests(script);
     struct stat st;
     if (!rc && (stat(tmp, &st) || st.st_size == 0)) rc = err_set(e, "gnuplot wrote no picture");
     /* the picture appears whole or not at all */

@@ -84,7 +84,7 @@ static int prepare_kjv(const PrepareArgs *a, const char *out, double val_fractio
     char *slash = strrchr(dir, '/');
     if (slash) *slash = 0; else snprintf(dir, sizeof dir, ".");
     Err e = {{0}};
-    if (mkdir_p(dir, &e)) {
+    if (mkdir_parent(out, &e)) {
         snprintf(err, n, "%s", e.msg);
         return -1;
     }
@@ -129,7 +129,7 @@ int cmd_prepare(int argc, char **argv)
     Err e = {{0}};
     if (n_in == 0)
         rc = prepare_kjv(&a, a.out, a.val_fraction, err, sizeof err);
-    else if ((rc = prepare_texts(&a, a.out, a.val_fraction, inputs, n_in, &e)))
+    else if ((rc = mkdir_parent(a.out, &e) || prepare_texts(&a, a.out, a.val_fraction, inputs, n_in, &e)))
         snprintf(err, sizeof err, "%s", e.msg);
     if (rc) {
         fprintf(stderr, "mpitrain prepare: %s\n", err);

@@ -33,7 +33,7 @@ typedef struct {
     int top_k;
     float top_p;
     uint64_t seed;
-    int ignore_eot, verbose, no_cache, threads;
+    int ignore_eot, verbose, no_cache, threads, raw;
 } SampleArgs;
 
 #define F(field) offsetof(SampleArgs, field)
@@ -64,6 +64,8 @@ static const OptSpec SAMPLE_OPTS[] = {
      "generation to stderr at the end", NULL, 0, 0, NULL},
     {"no-cache", OT_FLAG, F(no_cache), 0, NULL, "recompute the whole context for every token "
      "(no KV cache; slow; for benchmarks)", NULL, 0, 0, NULL},
+    {"raw", OT_FLAG, F(raw), 0, NULL, "print the prompt and the generated text only, without "
+     "the newline that otherwise ends a text not ending in one", NULL, 0, 0, NULL},
     {0},
 };
 #undef F
@@ -433,7 +435,8 @@ static int generate(SampleState *s, const SampleArgs *a, size_t n_prompt, Err *e
         if (i + 1 < a->tokens) logits = ctx_push(&s->ctx, tok);
     }
     utf8_finish(&out, stdout);
-    if (!rc && last != '\n' && tty) putchar('\n');
+    /* the shell's prompt (or the next line of a file) starts on a line of its own */
+    if (!rc && last != '\n' && !a->raw) putchar('\n');
     report_speed(a, (size_t)read, t1 - t0, made, now_s() - t1);
     return rc;
 }

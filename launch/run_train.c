@@ -15,16 +15,21 @@
 #include "worker/swarm/swarm.h"
 #include "worker/swarm/swarm_config.h"
 
-/* Rank 0: the King James Bible and runs/<model>-<time> unless told. */
+/* Rank 0: the King James Bible and runs/<model>-<time> unless told. The
+ * dataset is made only for flags that pass validation, so a refused command
+ * leaves nothing behind (EXIT_USAGE: refused; 1: the dataset failed). */
 static int rank0_defaults(TrainConfig *c, Err *e)
 {
-    int bad = 0;
-    if (!c->data[0] && !c->resume[0]) {
-        bad = ensure_default_data(e->msg, sizeof e->msg);
-        snprintf(c->data, sizeof c->data, "%s", DEFAULT_DATA);
-    }
+    int make_data = !c->data[0] && !c->resume[0];
+    if (make_data) snprintf(c->data, sizeof c->data, "%s", DEFAULT_DATA);
     if (!c->resume[0]) train_config_default_out(c);
-    return bad ? -1 : 0;
+    if (!make_data) return 0;
+    /* with --init-from or --swarm-join the model's shape comes later */
+    if (!c->init_from[0] && !c->swarm_join[0] && train_config_validate(c, e)) {
+        err_wrap(e, "invalid plan");
+        return EXIT_USAGE;
+    }
+    return ensure_default_data(e->msg, sizeof e->msg) ? 1 : 0;
 }
 
 /* --swarm-join: the run's settings come from its keeper; this machine's
@@ -105,7 +110,7 @@ int launch_train(TrainConfig *c, const CommWorld *w, const TrainObserver *obs, S
     train_config_finish(c);
     int rc = w->rank == 0 ? rank0_defaults(c, &mine) : 0;
     if (!rc && w->rank == 0) rc = adopt_swarm_settings(c, &mine);
-    if (comm_agree(group_world(), rc, &mine, e)) return 1;
+    if (comm_agree(group_world(), rc, &mine, e)) return rc == EXIT_USAGE ? EXIT_USAGE : 1;
     rc = w->rank == 0 ? check_overwrite(c, &mine) : 0;
     if (comm_agree(group_world(), rc, &mine, e)) return EXIT_USAGE;
     rc = plan_distribute(group_world(), c, w, e);

@@ -216,6 +216,15 @@ check "and writes nothing" "[ ! -e rs100k ]"
 run plot run cfgrun --out curves.png --width 900 --height 700
 expect "plot of two runs exits 0" 0
 check "the picture is a 900x700 PNG with curves on it" "python3 '$HERE/png_check.py' curves.png 900 700 > /dev/null"
+MPITRAIN_TEST_PLOT_SCRIPT=plot.gp "$BIN" plot "$PWD/run/" cfgrun --out labels.png > last.out 2> last.err
+check "plot's legend names a run by its folder, not its whole path" \
+  "grep -q 'title \"run train\"' plot.gp && grep -q 'title \"cfgrun train\"' plot.gp && ! grep -q 'title \"/' plot.gp"
+check "plot's legend sits outside the panels (it hid the curves' ends)" \
+  "grep -q '^set key outside bottom' plot.gp && ! grep -q '^set key top right' plot.gp"
+mkdir -p other && cp -r run other/run
+MPITRAIN_TEST_PLOT_SCRIPT=plot.gp "$BIN" plot run other/run --out labels.png > last.out 2> last.err
+check "two runs of the same folder name keep their paths apart" \
+  "grep -q 'title \"run train\"' plot.gp && grep -q 'title \"other/run train\"' plot.gp"
 # a run that sent bytes (its loss is also drawn against them, on a log axis)
 mkdir -p sent && printf '%s\n' '{"step":0,"val_loss":5.5}' \
   '{"step":1,"loss":5.4,"comm_bytes":15,"time_ms":100,"tokens_per_s":100}' \
@@ -228,6 +237,12 @@ expect "plot of something that is no run exits 1 naming it" 1 "corpus.txt is not
 check "and leaves no picture" "[ ! -e nope.png ]"
 run plot run
 expect "plot without --out exits 2" 2 "--out"
+run plot run --out plots/deep/ft.png --width 400 --height 300
+check "plot --out into folders that do not exist yet makes them" \
+  "[ $rc -eq 0 ] && python3 '$HERE/png_check.py' plots/deep/ft.png 400 300 > /dev/null"
+touch plotfile
+run plot run --out plotfile/ft.png
+expect "plot --out under a file is refused in one line" 1 "plotfile: exists and is not a directory"
 PATH=/nonexistent "$BIN" plot run --out nope.png > last.out 2> last.err; rc=$?
 expect "plot without gnuplot says how to get it" 1 "apt-get install gnuplot-nox"
 
@@ -259,8 +274,12 @@ check "sample prints the prompt and 20 more bytes" \
 cp last.out sample1.out
 run sample --ckpt run --prompt "And " --tokens 20
 check "sample with the same seed is reproducible" "cmp -s sample1.out last.out"
+run sample --ckpt run/ckpt/step_00000003 --prompt "" --tokens 5 --temperature 0 --raw
+check "greedy sample from a step dir with an empty prompt (--raw: the 5 bytes only)" "[ $rc -eq 0 ] && [ \$(wc -c < last.out) -eq 5 ]"
+cp last.out raw.out
 run sample --ckpt run/ckpt/step_00000003 --prompt "" --tokens 5 --temperature 0
-check "greedy sample from a step dir with an empty prompt" "[ $rc -eq 0 ] && [ \$(wc -c < last.out) -eq 5 ]"
+check "without --raw the same text ends with a newline" \
+  "[ $rc -eq 0 ] && [ \"\$(tail -c 1 last.out | od -An -c | tr -d ' ')\" = '\\n' ] && [ \"\$(cat raw.out)\" = \"\$(cat last.out)\" ]"
 run sample --ckpt run --prompt "$(head -c 100 corpus.txt)" --tokens 10 --top-k 5
 check "sample with a prompt longer than the context" \
   "[ $rc -eq 0 ] && cmp -s <(head -c 100 corpus.txt) <(head -c 100 last.out) && [ \$(wc -c < last.out) -ge 110 ]"
@@ -300,6 +319,9 @@ expect "ckpt export --format onnx exits 2" 2 "onnx"
 check "no file for the refused format" "[ ! -e model.onnx ]"
 run ckpt export run --format safetensors
 expect "ckpt export without --out exits 2" 2 "--out"
+run ckpt export run --format safetensors --out a/b/m.safetensors
+check "ckpt export --out into folders that do not exist yet makes them" \
+  "[ $rc -eq 0 ] && cmp -s model.safetensors a/b/m.safetensors"
 
 # ---- corruption ------------------------------------------------------------------
 cp -r run corrupt
@@ -320,6 +342,8 @@ expect "ckpt info --verify of a corrupted checkpoint exits 1" 1 "checksum"
 run prepare missing.txt --out missing.tok
 expect "prepare of a missing file exits 1" 1 "missing.txt"
 check "prepare of a missing file leaves no output" "[ -z \"\$(ls | grep missing.tok)\" ]"
+run prepare corpus.txt --out tok/dir/c.tok
+check "prepare --out into folders that do not exist yet makes them" "[ $rc -eq 0 ] && [ -s tok/dir/c.tok ]"
 
 # ---- version -------------------------------------------------------------------
 # the VERSION file at the top of the tree is the one version (OLDPWD: where

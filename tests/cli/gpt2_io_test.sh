@@ -174,6 +174,11 @@ mk inv && sed -i 's/"scale_attn_by_inverse_layer_idx": false/"scale_attn_by_inve
 bad_import "scale_attn_by_inverse_layer_idx true" inv "scale_attn_by_inverse_layer_idx true"
 mk inner && sed -i 's/"n_inner": null/"n_inner": 128/' inner/config.json
 bad_import "n_inner 128 (not 4 x 64)" inner "n_inner 128"
+mk big && sed -i 's/"n_embd": 64/"n_embd": 1099511627776/' big/config.json
+bad_import "n_embd 2^40: too large, with the limit" big "n_embd 1099511627776 is too large: at most 1073741824"
+mk quoted && sed -i 's/"n_layer": 2/"n_layer": "2"/' quoted/config.json
+bad_import "n_layer as a string" quoted 'n_layer must be a non-negative integer, not the string'
+check "  ... and shows it with its quotes" "grep -qF 'not the string \"2\"' last.err"
 bad_import "not a model at all" tok.bin "neither an llm.c GPT-2 model file"
 "$BIN" train --init-from relu $RUN --out bad_train > /dev/null 2> last.err
 check "--init-from a refused source: exit 1 with the reason" "[ $? -eq 1 ] && grep -q 'activation_function relu' last.err"

@@ -122,17 +122,22 @@ check "empty input: exit 0, an empty line" "[ $? -eq 0 ] && [ \"\$(cat empty.ids
 file_ids() { od -An -v -tu2 -j "$2" "$1" | tr -s ' \n' '  ' | sed 's/^ //; s/ $//'; echo; }
 "$BIN" prepare --tokenizer "$OPENAI" mixed.txt --out mixed.tok --val-fraction 0.1 > last.out 2> last.err
 check "prepare --tokenizer exits 0" "[ $? -eq 0 ] && [ -s mixed.tok ]"
-n=$(wc -w < want.ids)
+# a document is <|endoftext|> (50256) and then its tokens, as nanoGPT and llm.c write them
+{ printf '50256 '; cat want.ids; } > want_doc.ids
+n=$(wc -w < want_doc.ids)
 nval=$(( (n + 5) / 10 ))
 check "prepare reports vocabulary 50257 and a 10% token split" \
   "grep -q '$((n - nval)) train + $nval validation tokens, vocabulary 50257' last.out"
-check "prepare's tokens == js-tiktoken's ids" "file_ids mixed.tok 64 | cmp -s - want.ids"
+check "prepare's tokens == <|endoftext|> + js-tiktoken's ids" "file_ids mixed.tok 64 | cmp -s - want_doc.ids"
+"$BIN" prepare --tokenizer "$OPENAI" unicode.txt runs.txt --out two.tok > last.out 2> last.err
+{ printf '50256 '; tiktoken unicode.txt | tr -d '\n'; printf ' 50256 '; tiktoken runs.txt; } > want_two.ids
+check "prepare of two files: <|endoftext|> before each document" "file_ids two.tok 64 | cmp -s - want_two.ids"
 
 "$BIN" prepare --tokenizer hf --format llmc mixed.txt --out mixed.bin > last.out 2> last.err
 check "prepare --format llmc exits 0" "[ $? -eq 0 ] && [ -s mixed.bin ]"
 check "llm.c header: magic 20240520, version 1, the token count" \
   "[ \"\$(od -An -td4 -N12 mixed.bin | tr -s ' ')\" = ' 20240520 1 $n' ]"
-check "llm.c tokens == js-tiktoken's ids" "file_ids mixed.bin 1024 | cmp -s - want.ids"
+check "llm.c tokens == <|endoftext|> + js-tiktoken's ids" "file_ids mixed.bin 1024 | cmp -s - want_doc.ids"
 "$BIN" train --data mixed.bin --data-format llmc --vocab 50257 --layers 1 --heads 1 --embd 16 \
   --seq-len 16 --batch 2 --steps 1 --eval-every 0 --threads 1 --quiet --out llmc_run > last.out 2> last.err
 check "the llm.c file trains a step (--data-format llmc --vocab 50257)" \

@@ -2,6 +2,7 @@
 #include "worker/data/bpe.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -339,7 +340,14 @@ static int is_step_name(const char *name)
 
 int ckpt_root_entry(const char *name, int is_dir)
 {
-    if (!is_dir) return !strcmp(name, "latest") || !strncmp(name, "latest.tmp.", 11);
+    static const char *const POINTERS[] = {"latest", "best"}; /* and their temporaries */
+    if (!is_dir) {
+        for (size_t i = 0; i < sizeof POINTERS / sizeof *POINTERS; i++) {
+            size_t n = strlen(POINTERS[i]);
+            if (!strncmp(name, POINTERS[i], n) && (!name[n] || !strncmp(name + n, ".tmp.", 5))) return 1;
+        }
+        return 0;
+    }
     return is_step_name(name) || (!strncmp(name, ".tmp.", 5) && is_step_name(name + 5));
 }
 
@@ -416,10 +424,11 @@ static int file_exists(const char *p)
     return stat(p, &st) == 0;
 }
 
-static int follow_latest(const char *root, char *out, size_t n, Err *e)
+/* <root>/<pointer> (latest, best): its first line names a step directory. */
+static int follow_pointer(const char *root, const char *pointer, char *out, size_t n, Err *e)
 {
     char p[PATH_BUF], line[256] = {0};
-    snprintf(p, sizeof p, "%s/latest", root);
+    snprintf(p, sizeof p, "%s/%s", root, pointer);
     if (!file_exists(p)) return -1;
     FILE *f = fopen_input(p, NULL, e);
     if (!f) return -1;
@@ -430,6 +439,48 @@ static int follow_latest(const char *root, char *out, size_t n, Err *e)
         return err_set(e, "%s: does not name a checkpoint directory", p);
     snprintf(out, n, "%s/%s", root, line);
     return 0;
+}
+
+static int follow_latest(const char *root, char *out, size_t n, Err *e)
+{
+    return follow_pointer(root, "latest", out, n, e);
+}
+
+/* A pointer given by its own path (<root>/best, <root>/latest); -1 when
+ * path is no pointer to a checkpoint (the caller says what was looked for). */
+static int follow_pointer_file(const char *path, char *out, size_t n)
+{
+    struct stat st;
+    char root[PATH_BUF], manifest[PATH_BUF];
+    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > 4096) return -1;
+    snprintf(root, sizeof root, "%s", path);
+    char *slash = strrchr(root, '/');
+    if (slash) *slash = 0;
+    if (follow_pointer(slash ? root : ".", slash ? slash + 1 : path, out, n, NULL)) return -1;
+    snprintf(manifest, sizeof manifest, "%s/manifest.pb", out);
+    return file_exists(manifest) ? 0 : -1;
+}
+
+int ckpt_set_best(const char *root, const char *step_dir, double val_loss, Err *e)
+{
+    const char *name = strrchr(step_dir, '/');
+    char path[PATH_BUF], text[320];
+    snprintf(path, sizeof path, "%s/best", root);
+    int n = snprintf(text, sizeof text, "%s\nval_loss %.9g\n", name ? name + 1 : step_dir, val_loss);
+    return write_file_atomic(path, text, (size_t)n, e);
+}
+
+double ckpt_best_val_loss(const char *root)
+{
+    char path[PATH_BUF], line[256];
+    double v = NAN;
+    snprintf(path, sizeof path, "%s/best", root);
+    FILE *f = fopen(path, "r");
+    if (!f) return NAN;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "val_loss %lf", &v) == 1) break;
+    fclose(f);
+    return v;
 }
 
 int ckpt_resolve(const char *path, char *out, size_t n, Err *e)
@@ -446,6 +497,7 @@ int ckpt_resolve(const char *path, char *out, size_t n, Err *e)
     snprintf(p, sizeof p, "%s/ckpt", path);
     if (follow_latest(p, out, n, &sub) == 0) return 0;
     if (sub.msg[0]) return err_set(e, "%s", sub.msg);
+    if (follow_pointer_file(path, out, n) == 0) return 0;
     return err_set(e, "%s: no checkpoint here (looked for manifest.pb, latest and ckpt/latest)", path);
 }
 
@@ -962,13 +1014,15 @@ int ckpt_prune(const char *root, int keep, Err *e)
     }
     closedir(d);
     qsort(names, n, sizeof *names, cmp_str);
-    /* `latest` may name an older step (a resumed run); it always stays */
-    char latest[PATH_BUF] = "";
+    /* `latest` may name an older step (a resumed run); it always stays, and
+     * so does the step `best` names (--keep-best) */
+    char latest[PATH_BUF] = "", best[PATH_BUF] = "";
     follow_latest(root, latest, sizeof latest, NULL);
+    follow_pointer(root, "best", best, sizeof best, NULL);
     for (int i = 0; i < n - keep; i++) {
         char path[PATH_BUF];
         snprintf(path, sizeof path, "%s/%s", root, names[i]);
-        if (strcmp(path, latest) != 0) remove_tree(path);
+        if (strcmp(path, latest) != 0 && strcmp(path, best) != 0) remove_tree(path);
     }
     for (int i = 0; i < n; i++) free(names[i]);
     free(names);

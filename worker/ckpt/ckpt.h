@@ -115,7 +115,13 @@ int ckpt_load_kind(const char *dir, const Mpitrain__Manifest *mf, const Model *m
 int ckpt_has_kind(const Mpitrain__Manifest *mf, const char *kind);
 /* The distinct kinds of its records, in order of first appearance (at most max). */
 int ckpt_list_kinds(const Mpitrain__Manifest *mf, char (*kinds)[CKPT_KIND_LEN], int max);
-/* Keep only the newest `keep` step directories under root (0 = keep all). */
+/* <root>/best: names the step directory step_dir (a path under root) and
+ * the validation loss it had, written atomically like latest. */
+int ckpt_set_best(const char *root, const char *step_dir, double val_loss, Err *e);
+/* The validation loss <root>/best records; NAN when there is none. */
+double ckpt_best_val_loss(const char *root);
+/* Keep only the newest `keep` step directories under root (0 = keep all);
+ * the steps that latest and best name always stay. */
 int ckpt_prune(const char *root, int keep, Err *e);
 
 void ckpt_meta_to_pb(const CkptMeta *meta, Mpitrain__Manifest *mf, Mpitrain__ModelConfigPB *mc,

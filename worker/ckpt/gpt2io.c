@@ -150,13 +150,27 @@ static int refuse_key(HfConfig *h, const char *key, const char *value, const cha
     return 1;
 }
 
+#define HF_INT_MAX (1 << 30)
+
+/* A size of the model: a JSON number, whole, from 0 to HF_INT_MAX; the
+ * message shows a string as a string and says when a number is too large. */
 static int config_int(HfConfig *h, const char *key, const char *v, int quoted, long long *out)
 {
     char *end = NULL;
     errno = 0;
     long long x = v && !quoted ? strtoll(v, &end, 10) : 0;
-    if (!v || quoted || !end || *end || errno || x < 0 || x > 1 << 30) {
-        err_set(h->e, "%s: %s must be a non-negative integer, not %s", h->path, key, v ? v : "null");
+    int whole = v && !quoted && end && end != v && !*end;
+    if (whole && (x > HF_INT_MAX || errno == ERANGE) && v[0] != '-') {
+        err_set(h->e, "%s: %s %s is too large: at most %d", h->path, key, v, HF_INT_MAX);
+        return 1;
+    }
+    if (!whole || errno || x < 0) {
+        if (quoted)
+            err_set(h->e, "%s: %s must be a non-negative integer, not the string \"%s\"", h->path,
+                    key, v);
+        else
+            err_set(h->e, "%s: %s must be a non-negative integer, not %s", h->path, key,
+                    v ? v : "null");
         return 1;
     }
     *out = x;

@@ -93,6 +93,7 @@ static const OptSpec TABLE[] = {
     CHOICE("on-nan", on_nan, "stop|skip", "stop", "non-finite loss or gradient: stop with a message, or skip that update"),
     NUM("save-every", OT_INT, save_every, "N", "100", 0, 1e9, "checkpoint every N steps, 0 = only at the end"),
     NUM("keep-ckpts", OT_INT, keep_ckpts, "K", "3", 0, 1e6, "keep the newest K checkpoints, 0 = all"),
+    FLAG("keep-best", keep_best, "also keep the checkpoint of the lowest validation loss: a step whose evaluation is the lowest so far is saved, <out>/ckpt/best names it (a pointer like latest) and rotation never deletes it; needs --eval-every"),
     NUM("eval-every", OT_INT, eval_every, "N", "50", 0, 1e9, "validation loss every N steps, 0 = never"),
     NUM("eval-batches", OT_INT, eval_batches, "N", "4", 1, 1e6, "global batches per validation"),
     NUM("log-every", OT_INT, log_every, "N", "1", 1, 1e9, "print a progress line every N steps"),
@@ -263,6 +264,9 @@ int train_config_validate(const TrainConfig *c, Err *e)
     if (c->diloco_wire && c->diloco <= 0)
         return err_set(e, "--diloco-wire bf16 needs --diloco H (H > 0)");
     if (swarm_config_validate(c, e)) return -1;
+    if (c->keep_best && c->eval_every <= 0)
+        return err_set(e, "--keep-best picks checkpoints by validation loss: it needs --eval-every "
+                          "N (N > 0)");
     if (c->eval_every > 0 && c->eval_batches < 1)
         return err_set(e, "--eval-batches %d: must be at least 1", c->eval_batches);
     if (c->tokenizer[0] && !bpe_present(c->tokenizer))

@@ -42,6 +42,7 @@ typedef struct {
     char trace[PATH_LEN];
     char config[PATH_LEN];     /* --config: read by the parser, not a setting */
     int save_every, keep_ckpts;
+    int keep_best;             /* --keep-best: <ckpt>/best names the lowest val loss */
     int eval_every, eval_batches;
     int log_every;
     int dp, tp, pp, zero;

@@ -16,18 +16,40 @@ typedef struct {
     size_t n, cap;
 } IdList;
 
-/* Each file is encoded on its own: a file boundary is a piece boundary. */
+static int append_id(IdList *l, int id, Err *e)
+{
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 4096;
+        int *ids = realloc(l->ids, cap * sizeof *ids);
+        if (!ids) return err_set(e, "prepare: out of memory (%zu tokens)", l->n);
+        l->ids = ids;
+        l->cap = cap;
+    }
+    l->ids[l->n++] = id;
+    return 0;
+}
+
+/* Each file is a document, encoded on its own (a file boundary is a piece
+ * boundary) and preceded by <|endoftext|>, as nanoGPT and llm.c prepare
+ * theirs: the model sees where one text ends and the next begins. */
 static int encode_files(const Bpe *b, const char *const *paths, int n_paths, IdList *out, Err *e)
 {
+    size_t text_ids = 0;
     for (int i = 0; i < n_paths; i++) {
         void *text;
         size_t len;
         if (read_file(paths[i], TEXT_MAX_BYTES, &text, &len, e)) return -1;
+        if (bpe_eot(b) >= 0 && append_id(out, bpe_eot(b), e)) {
+            free(text);
+            return -1;
+        }
+        size_t before = out->n;
         int rc = bpe_encode(b, text, len, &out->ids, &out->n, &out->cap, e);
         free(text);
         if (rc) return err_wrap(e, "%s", paths[i]);
+        text_ids += out->n - before;
     }
-    if (!out->n)
+    if (!text_ids)
         return err_set(e, "prepare: input is empty (%d file(s), first %s): nothing to tokenize",
                        n_paths, paths[0]);
     return 0;

@@ -31,11 +31,12 @@ int eval_mean_loss(Model *m, const Loader *val, uint64_t n_windows, EvalResult *
         return err_set(e, "eval: the loader must give one process batches of at most %d "
                           "sequences (it gives %d of %d)",
                        m->max_batch, val->local_batch, B);
-    if (n_windows < 1 || n_windows > val->n_windows)
-        return err_set(e, "%s: %llu windows asked for, the validation split has %llu of %d+1 "
-                          "tokens",
-                       val->file->path, (unsigned long long)n_windows,
-                       (unsigned long long)val->n_windows, T);
+    /* past the split's end the windows are taken round again, as the
+     * trainer's validation does (loader_windows) */
+    if (n_windows < 1)
+        return err_set(e, "%s: no windows asked for (the validation split has %llu of %d+1 "
+                          "tokens)",
+                       val->file->path, (unsigned long long)val->n_windows, T);
     if (n_windows / (uint64_t)B > (uint64_t)INT32_MAX)
         return err_set(e, "eval: %llu windows is too many batches", (unsigned long long)n_windows);
     int *in = malloc((size_t)B * T * sizeof *in), *tg = malloc((size_t)B * T * sizeof *tg);

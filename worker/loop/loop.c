@@ -108,6 +108,7 @@ static int save_checkpoint(Trainer *t, const StepStrategy *s, void *st, long ste
          * in the same root, another run's) may be pruned or removed */
         if (!rc && t->tokenizer[0])
             ckpt_tokenizer_of(res->last_ckpt, t->tokenizer, sizeof t->tokenizer);
+        if (!rc && t->best_due) rc = ckpt_set_best(t->ckpt_root, res->last_ckpt, t->best_val_loss, e);
         if (!rc) rc = ckpt_prune(t->ckpt_root, t->cfg->keep_ckpts, e);
     }
     free(parts);
@@ -160,8 +161,9 @@ static int stop_agreed(Trainer *t)
 static int end_of_step(Trainer *t, const StepStrategy *s, void *st, long n, TrainResult *res,
                        Err *e)
 {
-    int saved = should_save(t, n);
+    int saved = should_save(t, n) || t->best_due;
     int rc = saved ? save_step(t, s, st, n, res, e) : 0;
+    t->best_due = 0;
     int sig = !rc && !is_last_step(t, n) ? stop_agreed(t) : 0;
     if (sig && s->on_stop) s->on_stop(t, st);
     if (sig && !saved) rc = save_step(t, s, st, n, res, e);
@@ -303,11 +305,24 @@ static void cpu_shares(Trainer *t, const double before[3], TrainResult *res)
     res->fair_share = cores > 0 && want > cores ? cores / want : 1;
 }
 
+/* --keep-best: is val the lowest validation loss of the run so far? Rank 0
+ * decides (it keeps the record), every rank learns it: the save that
+ * follows is collective. */
+static int is_new_best(Trainer *t, double val)
+{
+    int64_t due = trainer_is_rank0(t) && isfinite(val) && !(val >= t->best_val_loss);
+    coll_allreduce_max_i64(t->mesh.world, &due, 1);
+    if (due) t->best_val_loss = val;
+    return (int)due;
+}
+
 int loop_run(Trainer *t, const StepStrategy *s, TrainResult *res, Err *e)
 {
     const TrainConfig *c = t->cfg;
     void *st = NULL;
     Budget budget = {0};
+    /* a resumed run goes on from its best so far */
+    t->best_val_loss = t->start_step > 0 ? ckpt_best_val_loss(t->ckpt_root) : NAN;
     int rc = trainer_agree(t, s->setup(t, &st, e), e);
     if (!rc) rc = trainer_agree(t, budget_start(t, &budget, e), e);
     if (!rc) heartbeat(t, t->start_step);
@@ -348,7 +363,10 @@ int loop_run(Trainer *t, const StepStrategy *s, TrainResult *res, Err *e)
             sum_exposed += r.exposed_ms;
             timed++;
         }
-        if (should_eval(t, step + 1)) r.val_loss = res->final_val_loss = trainer_eval_loss(t);
+        if (should_eval(t, step + 1)) {
+            r.val_loss = res->final_val_loss = trainer_eval_loss(t);
+            if (c->keep_best) t->best_due = is_new_best(t, r.val_loss);
+        }
         /* a record that cannot be written (disk full) stops every rank */
         if (trainer_is_rank0(t) && t->obs->step) rc = t->obs->step(t->obs->ctx, &r, e);
         if ((rc = trainer_agree(t, rc, e))) break;

@@ -50,7 +50,9 @@ static int start_trace(Trainer *t, Err *e)
 {
     const TrainConfig *c = t->cfg;
     if (!c->trace[0]) return 0;
-    if (trace_enable(t->mesh.world, c->trace, e)) return -1;
+    /* its folders now, on every rank (each writes its part there), not a
+     * "cannot create" once the run is over */
+    if (mkdir_parent(c->trace, e) || trace_enable(t->mesh.world, c->trace, e)) return -1;
     char label[TRACE_LABEL_LEN];
     snprintf(label, sizeof label, "rank %d: dp %d, tp %d, pp %d", t->w->rank, t->mesh.me.dp,
              t->mesh.me.tp, t->mesh.me.pp);
@@ -344,6 +346,8 @@ static void append_run_figures(JsonOut *j, const Trainer *t, const TrainResult *
     json_double(json_key(j, "final_loss"), res->final_loss);
     /* null when the run never evaluated */
     json_double(json_key(j, "final_val_loss"), res->final_val_loss);
+    /* what it is a mean over: not `mpitrain eval`'s every window by default */
+    json_int(json_key(j, "val_windows"), t->val.file ? trainer_val_windows(t->cfg) : 0);
     json_fixed(json_key(j, "wall_s"), comm_wtime() - t->t_start, 3);
     json_fixed(json_key(j, "mean_step_ms"), res->mean_step_ms, 3);
     json_fixed(json_key(j, "mean_exposed_comm_ms"), res->mean_exposed_ms, 3);
@@ -407,6 +411,32 @@ static void announce(Trainer *t)
                  optim_name(c->optim.kind), t->start_step ? " (resumed)" : "");
 }
 
+long trainer_val_windows(const TrainConfig *c)
+{
+    return (long)c->eval_batches * c->global_batch;
+}
+
+/* Once at the start: what val_loss will be (a mean over how many windows,
+ * how to reproduce it), or that there will be none although asked for. */
+static void announce_validation(const Trainer *t)
+{
+    const TrainConfig *c = t->cfg;
+    if (c->eval_every <= 0) return;
+    const char *file = c->val_data[0] ? c->val_data : c->data;
+    if (!t->val.file) {
+        trainer_note(t, "validation: %s has no validation tokens, so --eval-every %d computes no "
+                        "val_loss; give --val-data FILE, or prepare the file with a --val-fraction",
+                     file, c->eval_every);
+        return;
+    }
+    long w = trainer_val_windows(c);
+    unsigned long long have = (unsigned long long)t->val.n_windows;
+    trainer_note(t, "validation: val_loss is the mean loss over the first %ld of the %llu windows "
+                    "of %s's validation tokens%s (mpitrain eval --windows %ld%s gives the same)",
+                 w, have, file, (unsigned long long)w > have ? ", taken round again" : "", w,
+                 c->val_data[0] ? " --as-val-data" : "");
+}
+
 static const TrainObserver SILENT = {0};
 
 int train_run(const TrainConfig *cfg, const CommWorld *w, const TrainObserver *obs,
@@ -440,6 +470,7 @@ int train_run(const TrainConfig *cfg, const CommWorld *w, const TrainObserver *o
     rc = trainer_agree(&t, rc, e);
     if (!rc) rc = trainer_agree(&t, setup_run_dir(&t, e), e);
     if (!rc) announce(&t);
+    if (!rc) announce_validation(&t);
     res->first_step = t.start_step;
     snprintf(res->run_dir, sizeof res->run_dir, "%s", cfg->out);
     if (!rc) rc = loop_run(&t, strategy, res, e);

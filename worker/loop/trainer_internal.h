@@ -41,6 +41,8 @@ typedef struct {
     Mpitrain__Manifest *resume_mf; /* ... and its records, kept for the strategy's setup */
     Group *solo;           /* --diloco: this rank alone, the inner steps' "data parallel" */
     char ckpt_root[PATH_BUF];
+    double best_val_loss;  /* --keep-best, rank 0: the lowest val loss saved (NaN: none) */
+    int best_due;          /* --keep-best: this step's evaluation is the best so far */
     char tokenizer[PATH_LEN]; /* tokenizer files every checkpoint keeps ("" = none) */
     char source_dtype[8];     /* the dtype the starting weights came in (CkptMeta) */
     float zo_scale;        /* the scale in use (picked by the warm-up when 0) */
@@ -62,5 +64,7 @@ double trainer_per_pred(const TrainConfig *c);
  * Summed over g (the world: all machines; a machine's group: its own). */
 double trainer_loss_sum(Trainer *t, Group *g, double local);
 double trainer_eval_loss(Trainer *t);
+/* Windows one validation averages over: --eval-batches x --batch. */
+long trainer_val_windows(const TrainConfig *c);
 
 #endif
