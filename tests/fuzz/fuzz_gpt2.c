@@ -56,7 +56,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     ModelConfig c = {MODEL_GPT, 1, 2, 4, 4, 8, 0, 0};
     Model m;
     Err e = {{0}};
-    if (model_init(&m, &c, 1, 7, &e) || gpt2_export_hf(&m, NULL, g_dir, &e) ||
+    if (model_init(&m, &c, 1, 7, &e) || gpt2_export_hf(&m, NULL, "F32", g_dir, &e) ||
         gpt2_export_llmc(&m, g_bin, &e))
         fuzz_die("tiny GPT export: %s", e.msg);
     model_free(&m);
