@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include "coordinator/planner.h"
+#include "coordinator/plan/planner.h"
 #include "models/cost.h"
 #include "models/model.h"
 #include "models/ops.h"

@@ -13,7 +13,7 @@
 #include <time.h>
 #include "models/model.h"
 #include "models/ops.h"
-#include "worker/zo/zo.h"
+#include "worker/method/zo/zo.h"
 
 /* CLOCK_PROCESS_CPUTIME_ID with --cpu-time: on a machine other jobs share,
  * one thread's CPU seconds are the honest figure (wall time is theirs too) */

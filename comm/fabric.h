@@ -1,7 +1,7 @@
 #ifndef MPITRAIN_FABRIC_H
 #define MPITRAIN_FABRIC_H
 /* libfabric reliable-datagram endpoints (FI_EP_RDM) between machines of a
- * swarm (worker/swarm): one endpoint per machine, messages of at most
+ * swarm (worker/method/swarm): one endpoint per machine, messages of at most
  * FABRIC_MSG_MAX bytes, no shared communicator, so a peer that dies, hangs
  * or is cut off never blocks or ends this process. Only comm/ calls
  * libfabric; the swarm sees names, addresses and messages.

@@ -14,8 +14,8 @@
 #include <time.h>
 #include "base/options.h"
 #include "comm/comm.h"
-#include "coordinator/plan.h"
-#include "coordinator/progress.h"
+#include "coordinator/plan/plan.h"
+#include "coordinator/display/progress.h"
 #include "launch/commands.h"
 #include "launch/run_train.h"
 #include "worker/loop/trainer.h"

@@ -13,7 +13,7 @@
 #include "worker/ckpt/ckpt.h"
 #include "worker/optim/optim.h"
 #include "worker/ckpt/safetensors.h"
-#include "worker/zo/replay.h"
+#include "worker/method/zo/replay.h"
 #include "worker/ckpt/reshard.h"
 #include "worker/ckpt/gpt2io.h"
 #include "worker/config/config.h"

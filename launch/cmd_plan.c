@@ -4,7 +4,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "comm/comm.h"
-#include "coordinator/planner.h"
+#include "coordinator/plan/planner.h"
 #include "launch/commands.h"
 #include "base/json.h"
 #include "base/options.h"

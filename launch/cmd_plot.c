@@ -3,7 +3,7 @@
  * runs overlaid, each labelled by its directory), and where a step's time
  * goes (compute /
  * exposed communication / waiting for the slowest rank). The rows come from
- * each run's metrics.jsonl (coordinator/progress.c writes them); the picture
+ * each run's metrics.jsonl (coordinator/display/progress.c writes them); the picture
  * is drawn by gnuplot's cairo PNG terminal (Debian's gnuplot-nox). */
 #include <errno.h>
 #include <math.h>

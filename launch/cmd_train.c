@@ -6,7 +6,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "comm/comm.h"
-#include "coordinator/progress.h"
+#include "coordinator/display/progress.h"
 #include "launch/commands.h"
 #include "launch/run_train.h"
 #include "base/options.h"

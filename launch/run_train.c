@@ -8,12 +8,12 @@
 #include <sys/stat.h>
 #include "base/options.h"
 #include "comm/trace.h"
-#include "coordinator/plan.h"
-#include "coordinator/timeline.h"
+#include "coordinator/plan/plan.h"
+#include "coordinator/display/timeline.h"
 #include "launch/commands.h"
 #include "worker/loop/rundir.h"
-#include "worker/swarm/swarm.h"
-#include "worker/swarm/swarm_config.h"
+#include "worker/method/swarm/swarm.h"
+#include "worker/method/swarm/swarm_config.h"
 
 /* Rank 0: the King James Bible and runs/<model>-<time> unless told. The
  * dataset is made only for flags that pass validation, so a refused command

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "comm/fabric.h"
-#include "worker/swarm/msg.h"
+#include "worker/method/swarm/msg.h"
 
 static uint64_t rng;
 static uint32_t next_rand(void)

@@ -18,7 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "coordinator/plan.h"
+#include "coordinator/plan/plan.h"
 #include "base/options.h"
 #include "tests/fuzz/fuzz_util.h"
 #include "worker/config/config.h"

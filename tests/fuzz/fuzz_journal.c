@@ -21,7 +21,7 @@
 #include <string.h>
 #include "tests/fuzz/fuzz_util.h"
 #include "base/crc32c.h"
-#include "worker/zo/journal.h"
+#include "worker/method/zo/journal.h"
 
 static char g_path[FUZZ_PATH];
 static unsigned char *g_buf;

@@ -1,4 +1,4 @@
-/* Fuzz target: the coordinator's plan message (coordinator/plan.c).
+/* Fuzz target: the coordinator's plan message (coordinator/plan/plan.c).
  *
  * The input is the serialized Plan protobuf. The harness recomputes the
  * FNV-1a hash a real broadcast would carry, so every input reaches the
@@ -16,7 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "coordinator/plan.h"
+#include "coordinator/plan/plan.h"
 #include "mpitrain.pb-c.h"
 #include "tests/fuzz/fuzz_util.h"
 

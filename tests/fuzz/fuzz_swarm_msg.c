@@ -1,4 +1,4 @@
-/* Fuzz target: the swarm's message decoder (worker/swarm/msg.c).
+/* Fuzz target: the swarm's message decoder (worker/method/swarm/msg.c).
  *
  * Each input is decoded twice with swarm_msg_decode:
  *   1. as is, so the magic, version, type, body length and CRC see hostile
@@ -20,7 +20,7 @@
 #include "tests/fuzz/fuzz_util.h"
 #include "base/crc32c.h"
 #include "base/le.h"
-#include "worker/swarm/msg.h"
+#include "worker/method/swarm/msg.h"
 
 static uint8_t g_fixed[SWARM_MSG_MAX];
 static uint8_t g_again[SWARM_MSG_MAX];

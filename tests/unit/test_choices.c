@@ -9,7 +9,7 @@
 
 #include "base/options.h"
 #include "worker/config/config.h"
-#include "worker/swarm/swarm_config.h"
+#include "worker/method/swarm/swarm_config.h"
 
 /* cmd_train's order: parse, finish, given */
 static TrainConfig *parsed(int argc, char **argv)

@@ -2,7 +2,7 @@
  * pseudo-gradient as its gradient; the plumbing around it (all-reduce,
  * delayed rounds, checkpoints) is tested by tests/mpi/diloco.sh. */
 #include <criterion/criterion.h>
-#include "worker/parallel/diloco.h"
+#include "worker/method/diloco/diloco.h"
 
 /* torch.optim.SGD's documented update, in double: b = mu b + g (g itself at
  * the first step: b starts at 0, which gives the same), g' = g + mu b,

@@ -15,7 +15,7 @@
 #include "base/fileio.h"
 #include "base/crc32c.h"
 #include "worker/data/data.h"
-#include "worker/zo/journal.h"
+#include "worker/method/zo/journal.h"
 
 /* Writes dir/manifest.pb for the given model config and records. */
 static void write_manifest(const char *dir, ModelConfig mc, Mpitrain__TensorRecord **recs, size_t n,

@@ -1,4 +1,4 @@
-/* coordinator/plan.c without MPI: plan_resolve's checks and messages, the
+/* coordinator/plan/plan.c without MPI: plan_resolve's checks and messages, the
  * memory estimate, and the encode/decode round trip with its hash and its
  * re-validation of a plan that was corrupted or tampered with. */
 #include <criterion/criterion.h>
@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "coordinator/plan.h"
+#include "coordinator/plan/plan.h"
 #include "mpitrain.pb-c.h"
 #include "sharding/partition.h"
 #include "worker/config/config.h"
@@ -702,7 +702,7 @@ Test(plan_garbage, mutated_plans_are_refused_or_valid, .timeout = 60)
 
 /* ---- layouts and plans that must be refused without crashing or hanging ------ */
 
-/* regression in coordinator/plan.c (resolve_mesh: tp*pp int overflow -> world % 0 -> SIGFPE): guarded since the fix. */
+/* regression in coordinator/plan/plan.c (resolve_mesh: tp*pp int overflow -> world % 0 -> SIGFPE): guarded since the fix. */
 Test(plan_resolve, huge_tp_times_pp_is_refused_not_a_crash, .timeout = 10)
 {
     /* the CLI accepts --tp and --pp up to 1<<20 each; their int product
@@ -716,7 +716,7 @@ Test(plan_resolve, huge_tp_times_pp_is_refused_not_a_crash, .timeout = 10)
     cr_assert(e.msg[0]);
 }
 
-/* regression in coordinator/plan.c (resolve_mesh accepts negative dp/tp/pp): guarded since the fix. */
+/* regression in coordinator/plan/plan.c (resolve_mesh accepts negative dp/tp/pp): guarded since the fix. */
 Test(plan_resolve, negative_layout_is_refused)
 {
     /* not reachable from the CLI (its minimum is 0) but reachable from a plan */
@@ -772,7 +772,7 @@ static void t_optname(Mpitrain__Plan *p, void *s)
     put(p, "optimizer", "adamw2");
 }
 
-/* regression in coordinator/plan.c (check_derived counted the parameters, now cost_param_count, before validating the model): guarded since the fix. */
+/* regression in coordinator/plan/plan.c (check_derived counted the parameters, now cost_param_count, before validating the model): guarded since the fix. */
 Test(plan_tamper, mlp_with_negative_layers_does_not_hang, .timeout = 10)
 {
     TrainConfig c, d;
@@ -798,7 +798,7 @@ static int decode_small_tampered(Tamper fn, Tamper undo, TrainConfig *d, Err *e)
     return rc;
 }
 
-/* regression in coordinator/plan.c (resolve_mesh accepts negative tp; check_derived accepts dp 0): guarded since the fix. */
+/* regression in coordinator/plan/plan.c (resolve_mesh accepts negative tp; check_derived accepts dp 0): guarded since the fix. */
 Test(plan_tamper, dp0_negative_tp_is_refused, .timeout = 10)
 {
     TrainConfig d;
@@ -807,7 +807,7 @@ Test(plan_tamper, dp0_negative_tp_is_refused, .timeout = 10)
     cr_assert_eq(rc, -1, "dp 0 tp -1 accepted as dp %d tp %d pp %d", d.dp, d.tp, d.pp);
 }
 
-/* regression in coordinator/plan.c (resolve_mesh: tp*pp overflow -> SIGFPE): guarded since the fix. */
+/* regression in coordinator/plan/plan.c (resolve_mesh: tp*pp overflow -> SIGFPE): guarded since the fix. */
 Test(plan_tamper, dp0_huge_tp_pp_is_refused_not_a_crash, .timeout = 10)
 {
     TrainConfig d;
@@ -815,7 +815,7 @@ Test(plan_tamper, dp0_huge_tp_pp_is_refused_not_a_crash, .timeout = 10)
     cr_assert_eq(decode_small_tampered(t_dp0_tp_huge, u_dp0, &d, &e), -1);
 }
 
-/* regression in coordinator/plan.c (check_derived accepts dp 0 with no slices/shards): guarded since the fix. */
+/* regression in coordinator/plan/plan.c (check_derived accepts dp 0 with no slices/shards): guarded since the fix. */
 Test(plan_tamper, dp0_without_derived_ranges_is_refused, .timeout = 10)
 {
     TrainConfig d;
@@ -824,7 +824,7 @@ Test(plan_tamper, dp0_without_derived_ranges_is_refused, .timeout = 10)
     cr_assert_eq(rc, -1, "a plan with --dp 0 and no shard ranges was accepted (as dp %d)", d.dp);
 }
 
-/* regression in coordinator/plan.c (plan_to_config maps an unknown optimizer name to adamw): guarded since the fix. */
+/* regression in coordinator/plan/plan.c (plan_to_config maps an unknown optimizer name to adamw): guarded since the fix. */
 Test(plan_tamper, unknown_optimizer_name_is_refused)
 {
     TrainConfig c, d;

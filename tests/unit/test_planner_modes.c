@@ -1,4 +1,4 @@
-/* coordinator/planner.c's mode predictions as a model should behave (no
+/* coordinator/plan/planner.c's mode predictions as a model should behave (no
  * timing of real runs): ZO barely notices the link, DP's exposed
  * communication grows as bandwidth falls, DiLoCo's per-step share of the
  * outer all-reduce falls with H and overlap hides it; plus the link parser
@@ -8,8 +8,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "coordinator/plan.h"
-#include "coordinator/planner.h"
+#include "coordinator/plan/plan.h"
+#include "coordinator/plan/planner.h"
 #include "worker/config/config.h"
 
 /* A small GPT on 4 data-parallel ranks, one per core of a 4-core machine. */

@@ -1,4 +1,4 @@
-/* The swarm's wire codec (worker/swarm/msg.c): every type round-trips and
+/* The swarm's wire codec (worker/method/swarm/msg.c): every type round-trips and
  * re-encodes to the same bytes; corrupt, truncated, oversize and otherwise
  * hostile messages are refused with a message naming what is wrong. */
 #include <criterion/criterion.h>
@@ -9,7 +9,7 @@
 
 #include "base/crc32c.h"
 #include "base/le.h"
-#include "worker/swarm/msg.h"
+#include "worker/method/swarm/msg.h"
 
 static uint8_t g_buf[SWARM_MSG_MAX + 64];
 static int8_t g_codes[SWARM_MSG_MAX];

@@ -8,8 +8,8 @@
 #include "models/model.h"
 #include "models/philox.h"
 #include "tests/unit/testutil.h"
-#include "worker/zo/journal.h"
-#include "worker/zo/zo.h"
+#include "worker/method/zo/journal.h"
+#include "worker/method/zo/zo.h"
 
 /* Random123's kat_vectors for philox4x32_10 */
 Test(philox, known_answer_vectors)

@@ -9,8 +9,8 @@
 #include "models/model.h"
 #include "tests/unit/testutil.h"
 #include "worker/config/config.h"
-#include "worker/zo/journal.h"
-#include "worker/zo/zo_params.h"
+#include "worker/method/zo/journal.h"
+#include "worker/method/zo/zo_params.h"
 
 static const ModelConfig GPT4 = {.kind = MODEL_GPT, .n_layer = 4, .n_head = 4, .n_embd = 16,
                                  .seq_len = 8, .vocab = 32};

@@ -9,7 +9,7 @@
 #include "base/json.h"
 #include "models/arch.h"
 #include "worker/data/data.h"
-#include "worker/zo/zo_params.h"
+#include "worker/method/zo/zo_params.h"
 
 #include <stddef.h>
 #include <stdio.h>

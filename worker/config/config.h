@@ -61,10 +61,10 @@ typedef struct {
     /* --optimizer zo */
     float zo_eps, zo_scale, zo_outlier; /* zo_scale 0 = pick from a warm-up */
     int zo_samples, zo_check_every;
-    char zo_params[256];       /* --zo-params: the tensors zo perturbs (worker/zo/zo_params.h) */
+    char zo_params[256];       /* --zo-params: the tensors zo perturbs (worker/method/zo/zo_params.h) */
     int on_nan;                /* 0 stop with a message, 1 skip the update */
     /* --swarm-listen / --swarm-join: a ZO run whose machines meet over
-     * libfabric and may come and go (worker/swarm, docs/swarm.md) */
+     * libfabric and may come and go (worker/method/swarm, docs/swarm.md) */
     char swarm_listen[128], swarm_join[128];
     int swarm_provider;        /* 0 tcp, 1 shm */
     float swarm_deadline;      /* seconds the keeper waits for a step's codes */

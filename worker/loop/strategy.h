@@ -45,9 +45,9 @@ typedef struct StepStrategy {
     void (*free)(void *state);
 } StepStrategy;
 
-extern const StepStrategy BACKPROP_STRATEGY; /* worker/loop/backprop.c */
-extern const StepStrategy ZO_STRATEGY;       /* worker/zo/zo_step.c */
-extern const StepStrategy DILOCO_STRATEGY;   /* worker/loop/backprop.c */
+extern const StepStrategy BACKPROP_STRATEGY; /* worker/method/backprop/backprop.c */
+extern const StepStrategy ZO_STRATEGY;       /* worker/method/zo/zo_step.c */
+extern const StepStrategy DILOCO_STRATEGY;   /* worker/method/backprop/backprop.c */
 #define STRATEGY_MAX_PARTS 16
 
 /* The one training loop: steps [t->start_step, cfg->steps). */

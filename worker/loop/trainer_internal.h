@@ -1,7 +1,7 @@
 #ifndef MPITRAIN_TRAINER_INTERNAL_H
 #define MPITRAIN_TRAINER_INTERNAL_H
 /* The trainer's state, shared by the loop (loop.c), its set-up (trainer.c)
- * and the step strategies (backprop.c, worker/zo/zo_step.c). */
+ * and the step strategies (backprop.c, worker/method/zo/zo_step.c). */
 #include "comm/mesh.h"
 #include "worker/ckpt/ckpt.h"
 #include "worker/data/data.h"

@@ -1,9 +1,9 @@
-/* --zo-params: the selection language of worker/zo/zo_params.h. A selection
+/* --zo-params: the selection language of worker/method/zo/zo_params.h. A selection
  * is decided on the WHOLE model's tensor table (declared, never allocated),
  * so every rank, stage and tensor-parallel slice agrees on it; a shard's
  * tensors take the flag of the whole-model tensor at the same global
  * offset, which is also how a tied copy of wte follows wte. */
-#include "worker/zo/zo_params.h"
+#include "worker/method/zo/zo_params.h"
 
 #include <fnmatch.h>
 #include <stdio.h>

@@ -28,7 +28,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "base/err.h"
-#include "worker/swarm/msg.h"
+#include "worker/method/swarm/msg.h"
 
 typedef struct Swarm Swarm;
 

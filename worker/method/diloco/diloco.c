@@ -1,4 +1,4 @@
-#include "worker/parallel/diloco.h"
+#include "worker/method/diloco/diloco.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,4 +1,4 @@
-#include "coordinator/timeline.h"
+#include "coordinator/display/timeline.h"
 
 #include <stdio.h>
 #include <stdlib.h>

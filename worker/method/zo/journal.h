@@ -23,7 +23,7 @@
 
 #define JOURNAL_MAGIC "MPZOJNL1"
 /* Version 1: bytes 0..47 (seed .. global_params, CRC-32C of 0..43 at 44).
- * Version 2 adds the --zo-params selection id (worker/zo/zo_params.h) at 48
+ * Version 2 adds the --zo-params selection id (worker/method/zo/zo_params.h) at 48
  * and a CRC-32C of bytes 0..55 at 56. A journal of every tensor (id 0) is
  * written as version 1, the bytes older builds read; a version 1 journal
  * reads as id 0 (every tensor). */
@@ -72,7 +72,7 @@ int journal_append_roster(Journal *j, uint32_t epoch, uint32_t machines, uint32_
                           Err *e);
 /* The bytes of one record as the journal stores them (type, length,
  * payload, CRC): a swarm machine builds a step's records once, writes them
- * to its file and sends them to joiners (worker/swarm). out must hold
+ * to its file and sends them to joiners (worker/method/swarm). out must hold
  * journal_step_record_bytes / JOURNAL_ROSTER_RECORD_BYTES. */
 #define JOURNAL_ROSTER_RECORD_BYTES 24
 size_t journal_step_record_bytes(uint32_t machines, uint32_t samples);

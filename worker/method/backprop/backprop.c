@@ -7,7 +7,7 @@
 #include <string.h>
 #include "comm/trace.h"
 #include "worker/loop/strategy.h"
-#include "worker/parallel/diloco.h"
+#include "worker/method/diloco/diloco.h"
 
 /* Global gradient norm: every element of the model counted once, however
  * it is replicated (DP replicas, TP-replicated norms and biases, the tied

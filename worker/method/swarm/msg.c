@@ -1,4 +1,4 @@
-#include "worker/swarm/msg.h"
+#include "worker/method/swarm/msg.h"
 
 #include <string.h>
 #include "base/crc32c.h"

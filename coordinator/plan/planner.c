@@ -1,4 +1,4 @@
-#include "coordinator/planner.h"
+#include "coordinator/plan/planner.h"
 
 #include <cblas.h>
 #include <ctype.h>
@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include "coordinator/plan.h"
+#include "coordinator/plan/plan.h"
 #include "models/cost.h"
 #include "models/model.h"
 #include "models/ops.h"

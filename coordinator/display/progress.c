@@ -1,4 +1,4 @@
-#include "coordinator/progress.h"
+#include "coordinator/display/progress.h"
 
 #include <errno.h>
 #include <math.h>
@@ -12,7 +12,7 @@
 #include "base/fileio.h"
 #include "base/options.h"
 #include "base/json.h"
-#include "coordinator/planner.h"
+#include "coordinator/plan/planner.h"
 
 static double now_s(void)
 {

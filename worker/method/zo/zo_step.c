@@ -1,5 +1,5 @@
-/* The shared-randomness step strategy (--optimizer zo): see worker/zo/zo.h
- * for the protocol and worker/zo/journal.h for the history it writes. */
+/* The shared-randomness step strategy (--optimizer zo): see worker/method/zo/zo.h
+ * for the protocol and worker/method/zo/journal.h for the history it writes. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,11 +8,11 @@
 #include "base/fileio.h"
 #include "comm/trace.h"
 #include "worker/loop/strategy.h"
-#include "worker/swarm/swarm.h"
-#include "worker/swarm/swarm_config.h"
-#include "worker/zo/journal.h"
-#include "worker/zo/zo.h"
-#include "worker/zo/zo_params.h"
+#include "worker/method/swarm/swarm.h"
+#include "worker/method/swarm/swarm_config.h"
+#include "worker/method/zo/journal.h"
+#include "worker/method/zo/zo.h"
+#include "worker/method/zo/zo_params.h"
 
 #define WARMUP_STEP 0xFFFFFFFFu /* the scale warm-up's own perturbation stream */
 

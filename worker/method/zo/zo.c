@@ -1,4 +1,4 @@
-#include "worker/zo/zo.h"
+#include "worker/method/zo/zo.h"
 
 #include <math.h>
 #include <stdlib.h>

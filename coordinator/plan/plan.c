@@ -1,4 +1,4 @@
-#include "coordinator/plan.h"
+#include "coordinator/plan/plan.h"
 
 #include <stddef.h>
 #include <stdio.h>
@@ -14,7 +14,7 @@
 #include "worker/ckpt/ckpt.h"
 #include "worker/ckpt/gpt2io.h"
 #include "worker/ckpt/pbconv.h"
-#include "coordinator/planner.h"
+#include "coordinator/plan/planner.h"
 
 /* ---- validation ------------------------------------------------------------ */
 

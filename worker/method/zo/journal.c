@@ -1,4 +1,4 @@
-#include "worker/zo/journal.h"
+#include "worker/method/zo/journal.h"
 
 #include <errno.h>
 #include <stdlib.h>

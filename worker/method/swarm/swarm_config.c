@@ -1,4 +1,4 @@
-#include "worker/swarm/swarm_config.h"
+#include "worker/method/swarm/swarm_config.h"
 
 #include <stdio.h>
 #include <stdlib.h>

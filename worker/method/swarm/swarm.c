@@ -1,6 +1,6 @@
-/* The swarm protocol (worker/swarm/swarm.h, docs/swarm.md): one keeper
+/* The swarm protocol (worker/method/swarm/swarm.h, docs/swarm.md): one keeper
  * decides, every machine applies the same journal records. */
-#include "worker/swarm/swarm.h"
+#include "worker/method/swarm/swarm.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -10,8 +10,8 @@
 #include <time.h>
 #include "base/hash.h"
 #include "comm/fabric.h"
-#include "worker/zo/journal.h"
-#include "worker/zo/zo.h"
+#include "worker/method/zo/journal.h"
+#include "worker/method/zo/zo.h"
 
 #define ROUND_BYTES (1u << 20) /* journal bytes per catch-up round */
 /* journal bytes per JOURNAL message: under the tcp provider's eager size

@@ -1,12 +1,12 @@
-#include "worker/zo/replay.h"
+#include "worker/method/zo/replay.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include "models/model.h"
 #include "worker/ckpt/ckpt.h"
-#include "worker/zo/journal.h"
-#include "worker/zo/zo.h"
-#include "worker/zo/zo_params.h"
+#include "worker/method/zo/journal.h"
+#include "worker/method/zo/zo.h"
+#include "worker/method/zo/zo_params.h"
 
 /* Appends "; what: journal X, base Y" to the list of differences. */
 static void differs(char *out, size_t n, const char *what, unsigned long long jv,
