@@ -7,7 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include "base/options.h"
-#include "comm/trace.h"
+#include "comm/trace/trace.h"
 #include "coordinator/plan/plan.h"
 #include "coordinator/display/timeline.h"
 #include "launch/commands.h"

@@ -7,7 +7,7 @@
  * train exactly the same plan. */
 #include <stddef.h>
 #include <stdint.h>
-#include "comm/comm.h"
+#include "comm/mpi/comm.h"
 #include "worker/config/config.h"
 
 #define PLAN_VERSION 1
