@@ -6,15 +6,17 @@
  * that come and go); comm/trace/ records spans over them. A transport
  *  - is the only code that calls its library (MPI_*, fi_*);
  *  - opens and closes itself (comm_init/comm_finalize,
- *    fabric_open/fabric_close), and fails with an Err that names the peer:
- *    fabric the provider and the peer's name; MPI the call and the rank,
- *    then it stops the job, since a communicator that lost a rank cannot go
- *    on (Open MPI 4.1 has no ULFM);
+ *    fabric_open/fabric_close);
+ *  - names the peer when it fails: fabric returns an Err with the provider
+ *    and the peer's name; MPI prints the call and the rank and stops the
+ *    job, since a communicator that lost a rank cannot go on (Open MPI 4.1
+ *    has no ULFM), and comm_agree carries the ranks' own errors as Errs;
  *  - stamps times with comm_wtime, the one clock of comm/ and the trace;
  *  - counts this process's traffic in a CommStats (per MPI group, per
  *    fabric endpoint);
- *  - reports each operation it blocked in through comm_account or
- *    comm_span, which the trace hooks into (comm/ knows nothing of it). */
+ *  - reports the operations it blocked in as spans through comm_account or
+ *    comm_span (MPI: every collective and wait; fabric: none yet), which
+ *    the trace hooks into (comm/ knows nothing of it). */
 #include <stddef.h>
 
 /* Monotonic seconds, usable before any transport is open (tests drive the
@@ -22,10 +24,10 @@
 double comm_wtime(void);
 
 typedef struct {
-    double bytes_sent;   /* model bytes this rank put on the wire */
+    double bytes_sent;   /* payload bytes this process put on the wire */
     double exposed_s;    /* time blocked in collectives / waits */
     double overlapped_s; /* time non-blocking ops ran while we computed */
-    long calls;
+    long calls;          /* operations: collectives and requests, or messages */
 } CommStats;
 
 /* Where finished operations go as spans (what, p2p: a point-to-point wait

@@ -2,13 +2,13 @@
 #define MPITRAIN_COMM_H
 /* The MPI transport (comm/transport.h), the only code that calls MPI
  * (comm.c; the paced sum and the mesh build on it). Groups are opaque
- * handles over communicators; every collective and wait counts, in its
+ * handles over communicators; every collective and request counts, in its
  * group's CommStats, the bytes this rank sends (as a ring / recursive
  * algorithm would: allreduce 2(p-1)/p n, reduce-scatter and allgather
  * (p-1)/p n; a broadcast at the root, a gather at the others) and the time
  * it spends waiting (exposed) versus the time a non-blocking operation ran
- * behind compute (overlapped), and reports itself as a span. An MPI error
- * names the call and the rank and stops the job. */
+ * behind compute (overlapped); each blocking collective and each wait is a
+ * span. An MPI error names the call and the rank and stops the job. */
 #include <stddef.h>
 #include <stdint.h>
 #include "base/err.h"
