@@ -25,7 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "comm/comm.h"
+#include "comm/mpi/comm.h"
 
 static int cmp_double(const void *a, const void *b)
 {

@@ -13,7 +13,7 @@
 #include <string.h>
 #include <time.h>
 #include "base/options.h"
-#include "comm/comm.h"
+#include "comm/mpi/comm.h"
 #include "coordinator/plan/plan.h"
 #include "coordinator/display/progress.h"
 #include "launch/commands.h"

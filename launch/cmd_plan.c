@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include "comm/comm.h"
+#include "comm/mpi/comm.h"
 #include "coordinator/plan/planner.h"
 #include "launch/commands.h"
 #include "base/json.h"

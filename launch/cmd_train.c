@@ -5,7 +5,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-#include "comm/comm.h"
+#include "comm/mpi/comm.h"
 #include "coordinator/display/progress.h"
 #include "launch/commands.h"
 #include "launch/run_train.h"

@@ -7,8 +7,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include "base/options.h"
-#include "comm/trace.h"
-#include "coordinator/plan/plan.h"
+#include "comm/trace/trace.h"
+#include "coordinator/plan/distribute.h"
 #include "coordinator/display/timeline.h"
 #include "launch/commands.h"
 #include "worker/loop/rundir.h"

@@ -4,7 +4,7 @@
  * `mpitrain train` and the library's mpitrain_train: rank 0 makes the
  * default dataset and run directory when none is given, the plan is
  * distributed, the run trains under obs, and the trace is written. */
-#include "comm/comm.h"
+#include "comm/mpi/comm.h"
 #include "worker/loop/trainer.h"
 
 /* Exit code of a run stopped on request (SIGUSR1, SIGTERM, SIGINT) after it

@@ -2,12 +2,12 @@
 #define MPITRAIN_PLAN_H
 /* The coordinator's plan: rank 0 resolves the run's configuration (defaults,
  * checkpoint to resume, mesh shape), validates it against the world it was
- * launched into, and sends the serialized protobuf to every rank with a
- * 64-bit hash; every rank decodes it and re-checks the hash, so all ranks
- * train exactly the same plan. */
+ * launched into, and serializes it as a protobuf with a 64-bit hash; every
+ * rank decodes it and re-checks the hash, so all ranks train exactly the
+ * same plan. The planner (planner.h) searches layouts with this module's
+ * validation; sending the plan to every rank is distribute.h's. */
 #include <stddef.h>
 #include <stdint.h>
-#include "comm/comm.h"
 #include "worker/config/config.h"
 
 #define PLAN_VERSION 1
@@ -48,11 +48,5 @@ int plan_encode(const TrainConfig *cfg, int world_size, uint8_t **buf, size_t *l
 /* Verifies the hash, decodes and re-validates a plan. */
 int plan_decode(const uint8_t *buf, size_t len, uint64_t hash, int world_size, TrainConfig *cfg,
                 Err *e);
-
-/* Rank 0: resolve + encode + broadcast; others: receive + decode. cfg is
- * the input on rank 0 and the plan on return everywhere. Every rank returns
- * the same verdict (0, -1, PLAN_ERR_RESUME or PLAN_COMPLETE); then rank 0's e says
- * why. */
-int plan_distribute(Group *world, TrainConfig *cfg, const CommWorld *w, Err *e);
 
 #endif

@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "comm/fabric.h"
+#include "comm/fabric/fabric.h"
 #include "worker/method/swarm/msg.h"
 
 static uint64_t rng;

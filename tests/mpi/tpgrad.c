@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "comm/comm.h"
+#include "comm/mpi/comm.h"
 #include "models/model.h"
 #include "models/ops.h"
 

@@ -11,7 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "comm/fabric.h"
+#include "comm/fabric/fabric.h"
 
 static double now_s(void)
 {
@@ -176,7 +176,7 @@ static void echo_round_trips(const char *provider)
     send_ok(f, peer, "bye", 3);
     FabricStats s;
     fabric_stats(f, &s);
-    cr_assert_eq(s.msgs_sent, 103);
+    cr_assert_eq(s.traffic.calls, 103);
     cr_assert_eq(s.msgs_recv, 102);
     cr_assert_eq(s.bytes_recv, 5 + sizeof big + 100 * sizeof(int));
     cr_assert_eq(s.send_errors, 0);

@@ -8,7 +8,7 @@
 #include "base/fileio.h"
 #include "base/options.h"
 #include "base/sysinfo.h"
-#include "comm/trace.h"
+#include "comm/trace/trace.h"
 #include "models/ops.h"
 #include "worker/loop/strategy.h"
 #include "worker/loop/testhooks.h"

@@ -2,7 +2,7 @@
 #define MPITRAIN_REPORT_H
 /* Per-step reports: every rank sends its timings and bytes, rank 0 turns
  * them into the progress line / metrics row. */
-#include "comm/comm.h"
+#include "comm/mpi/comm.h"
 
 typedef struct {
     long step;          /* 1-based step just completed */

@@ -17,7 +17,7 @@
 #include "base/fileio.h"
 #include "base/json.h"
 #include "base/sysinfo.h"
-#include "comm/trace.h"
+#include "comm/trace/trace.h"
 #include "models/ops.h"
 #include "worker/loop/eval.h"
 #include "worker/loop/strategy.h"

@@ -1,7 +1,7 @@
 #ifndef MPITRAIN_TRAINER_H
 #define MPITRAIN_TRAINER_H
 #include <signal.h>
-#include "comm/comm.h"
+#include "comm/mpi/comm.h"
 #include "worker/config/config.h"
 #include "worker/loop/observer.h"
 

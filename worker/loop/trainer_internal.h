@@ -2,7 +2,7 @@
 #define MPITRAIN_TRAINER_INTERNAL_H
 /* The trainer's state, shared by the loop (loop.c), its set-up (trainer.c)
  * and the step strategies (backprop.c, worker/method/zo/zo_step.c). */
-#include "comm/mesh.h"
+#include "comm/mpi/mesh.h"
 #include "worker/ckpt/ckpt.h"
 #include "worker/data/data.h"
 #include "worker/loop/observer.h"

@@ -5,7 +5,7 @@
  * on_block_grads hook launches each bucket's non-blocking all-reduce (ZeRO 0
  * and 1) or reduce-scatter into this rank's shard (ZeRO 2) as soon as its
  * last block is done, and tests outstanding requests to drive progress. */
-#include "comm/comm.h"
+#include "comm/mpi/comm.h"
 #include "models/model.h"
 #include "sharding/partition.h"
 

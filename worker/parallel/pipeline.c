@@ -2,7 +2,7 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include "comm/trace.h"
+#include "comm/trace/trace.h"
 
 int pipeline_init(Pipeline *pl, Model *m, Group *pp, int stage, int p, int M, int micro_b,
                   Schedule sched, Err *e)

@@ -6,7 +6,7 @@
  * its data is needed, so no stage can wait on another in a cycle: any
  * p >= 1 and M >= 1 completes. With p = 1 it is plain gradient
  * accumulation over M micro-batches. */
-#include "comm/comm.h"
+#include "comm/mpi/comm.h"
 #include "models/model.h"
 #include "sharding/stages.h"
 #include "worker/parallel/gradsync.h"

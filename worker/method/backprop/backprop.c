@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
-#include "comm/trace.h"
+#include "comm/trace/trace.h"
 #include "worker/loop/strategy.h"
 #include "worker/method/diloco/diloco.h"
 

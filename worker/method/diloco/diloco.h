@@ -21,8 +21,8 @@
  *
  * Every buffer is a flat copy of this rank's model shard: replicas are the
  * ranks of one (tp, pp) coordinate across dp. */
-#include "comm/comm.h"
-#include "comm/paced.h"
+#include "comm/mpi/comm.h"
+#include "comm/mpi/paced.h"
 #include "models/model.h"
 
 typedef struct {
@@ -36,7 +36,7 @@ typedef struct {
     float *mom;           /* outer momentum */
     float *base;          /* overlap: this replica's weights at the round's start */
     float *pend;          /* overlap: the pseudo-gradient in flight (its mean once done) */
-    PacedSum sum;         /* every all-reduce of a pseudo-gradient (comm/paced.h) */
+    PacedSum sum;         /* every all-reduce of a pseudo-gradient (comm/mpi/paced.h) */
     int pending;          /* pend holds a round not yet applied */
     int pend_done;        /* ... and its all-reduce has completed (pend is the mean) */
 } Diloco;
@@ -49,7 +49,7 @@ void diloco_free(Diloco *d);
  * the run's last step, where a delayed round is flushed as well. */
 void diloco_outer_step(Diloco *d, int last);
 /* Lets the delayed all-reduce progress (called often while computing).
- * Pseudo-gradients go out DILOCO_PIECE floats at a time (comm/paced.h): a
+ * Pseudo-gradients go out DILOCO_PIECE floats at a time (comm/mpi/paced.h): a
  * 1 MB piece puts 256 KB messages on each link at dp = 4, 20 ms at
  * 100 Mbit/s, which is what a step's own messages may wait behind; and the
  * sums are the same bits over shared memory and TCP. */

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <time.h>
 #include "base/hash.h"
-#include "comm/fabric.h"
+#include "comm/fabric/fabric.h"
 #include "worker/method/zo/journal.h"
 #include "worker/method/zo/zo.h"
 

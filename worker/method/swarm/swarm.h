@@ -1,7 +1,7 @@
 #ifndef MPITRAIN_SWARM_H
 #define MPITRAIN_SWARM_H
 /* A ZO run whose machines come and go (docs/swarm.md). Each machine is one
- * mpitrain process with its own libfabric endpoint (comm/fabric.h); one of
+ * mpitrain process with its own libfabric endpoint (comm/fabric/fabric.h); one of
  * them, the keeper, decides every step's code set and sends it to all, so
  * every machine applies the same set and holds the same bits.
  *

@@ -6,7 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "base/fileio.h"
-#include "comm/trace.h"
+#include "comm/trace/trace.h"
 #include "worker/loop/strategy.h"
 #include "worker/method/swarm/swarm.h"
 #include "worker/method/swarm/swarm_config.h"

@@ -31,7 +31,8 @@
  * Provider "shm": names are FI_ADDR_STR strings "fi_shm://PID:0:0"; an
  * endpoint opened before a fork() breaks the child's shm (its open or its
  * traffic hangs): fork first, then open. */
-#include "comm/fabric.h"
+#include "comm/fabric/fabric.h"
+#include "comm/transport.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -113,13 +114,6 @@ struct Fabric {
 };
 
 /* ---- small helpers ---------------------------------------------------------- */
-
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 static void nap_us(long us)
 {
@@ -438,7 +432,7 @@ static void release_slot(Fabric *f, int k)
 static void send_finished(Fabric *f, int k, int ok)
 {
     PeerName *p = &f->peers[f->slot[k].peer];
-    if (ok) p->last_moved = now_s();
+    if (ok) p->last_moved = comm_wtime();
     else f->stats.send_errors++;
     release_slot(f, k);
 }
@@ -468,7 +462,7 @@ static int post_send(Fabric *f, int k)
 static void retry_pending(Fabric *f)
 {
     unsigned pass = ++f->pass;
-    double now = now_s();
+    double now = comm_wtime();
     int prev = -1;
     for (int k = f->pending_head; k >= 0;) {
         SendSlot *s = &f->slot[k];
@@ -574,10 +568,10 @@ static PeerName *peer_of(Fabric *f, FabricAddr to)
  * completion; 1 if cond still holds then. */
 static int wait_while_full(Fabric *f, const PeerName *p)
 {
-    double give_up = now_s() + 1.0;
+    double give_up = comm_wtime() + 1.0;
     while (f->nfree == 0 || (p && p->queued >= PEER_QUEUE_MAX)) {
-        if (reap(f) > 0) give_up = now_s() + 1.0;
-        else if (now_s() > give_up) return 1;
+        if (reap(f) > 0) give_up = comm_wtime() + 1.0;
+        else if (comm_wtime() > give_up) return 1;
         else nap_us(100);
     }
     return 0;
@@ -592,7 +586,7 @@ static int fill_slot(Fabric *f, int k, size_t peer, const void *buf, size_t len)
     memcpy(s->buf, buf, len);
     s->len = len;
     s->peer = peer;
-    s->queued_at = now_s();
+    s->queued_at = comm_wtime();
     f->peers[peer].queued++;
     if (!f->mr_local) return 0;
     return fi_mr_reg(f->domain, s->buf, len ? len : 1, FI_SEND, 0, 0, 0, &s->mr, NULL);
@@ -600,7 +594,7 @@ static int fill_slot(Fabric *f, int k, size_t peer, const void *buf, size_t len)
 
 static int peer_is_stuck(const PeerName *p)
 {
-    return p->queued >= PEER_QUEUE_MAX && now_s() - p->last_moved > STUCK_S;
+    return p->queued >= PEER_QUEUE_MAX && comm_wtime() - p->last_moved > STUCK_S;
 }
 
 int fabric_send(Fabric *f, FabricAddr to, const void *buf, size_t len, Err *e)
@@ -619,7 +613,7 @@ int fabric_send(Fabric *f, FabricAddr to, const void *buf, size_t len, Err *e)
     if (k < 0)
         return err_set(e, "libfabric %s: no send slot came free in 1 s (%d sends queued)",
                        f->provider, SEND_SLOTS);
-    if (p->queued == 0) p->last_moved = now_s();
+    if (p->queued == 0) p->last_moved = comm_wtime();
     int rc = fill_slot(f, k, (size_t)(p - f->peers), buf, len);
     int behind = p->pending > 0; /* after earlier messages that wait */
     if (rc == 0) rc = behind ? -FI_EAGAIN : post_send(f, k);
@@ -628,8 +622,8 @@ int fabric_send(Fabric *f, FabricAddr to, const void *buf, size_t len, Err *e)
         release_slot(f, k);
         return err_set(e, "libfabric %s: sending to %s: %s", f->provider, p->name, fi_err(rc));
     }
-    f->stats.msgs_sent++;
-    f->stats.bytes_sent += len;
+    f->stats.traffic.calls++;
+    f->stats.traffic.bytes_sent += len;
     return 0;
 }
 
@@ -665,7 +659,7 @@ static int take_ready(Fabric *f, void *buf, size_t cap, size_t *len)
  * cores are busy computing while one process waits). */
 static void wait_a_little(Fabric *f, double deadline, long *nap)
 {
-    double left = deadline - now_s();
+    double left = deadline - comm_wtime();
     if (left <= 0) return;
     if (f->cq_waits) {
         struct fi_cq_msg_entry c[CQ_BATCH];
@@ -680,14 +674,16 @@ static void wait_a_little(Fabric *f, double deadline, long *nap)
 int fabric_recv(Fabric *f, void *buf, size_t cap, size_t *len, double timeout_s, Err *e)
 {
     (void)e;
-    double deadline = now_s() + (timeout_s > 0 ? timeout_s : 0);
+    double t0 = comm_wtime(), deadline = t0 + (timeout_s > 0 ? timeout_s : 0);
     long nap = 50;
+    int got = 0;
     for (;;) {
         reap(f);
-        if (take_ready(f, buf, cap, len)) return 1;
-        if (now_s() >= deadline) return 0;
+        if ((got = take_ready(f, buf, cap, len)) || comm_wtime() >= deadline) break;
         wait_a_little(f, deadline, &nap);
     }
+    f->stats.traffic.exposed_s += comm_wtime() - t0;
+    return got;
 }
 
 void fabric_stats(const Fabric *f, FabricStats *s) { *s = f->stats; }
@@ -696,8 +692,8 @@ void fabric_stats(const Fabric *f, FabricStats *s) { *s = f->stats; }
 
 void fabric_flush(Fabric *f, double cap_s)
 {
-    double until = now_s() + cap_s;
-    while (f->nfree < SEND_SLOTS && now_s() < until)
+    double until = comm_wtime() + cap_s;
+    while (f->nfree < SEND_SLOTS && comm_wtime() < until)
         if (reap(f) == 0) nap_us(200);
 }
 

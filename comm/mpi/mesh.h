@@ -2,7 +2,7 @@
 #define MPITRAIN_MESH_H
 /* The 3-D rank grid and its groups, all derived from the grid arithmetic in
  * sharding/partition.h by MPI_Comm_split, never listed by hand. */
-#include "comm/comm.h"
+#include "comm/mpi/comm.h"
 #include "sharding/partition.h"
 
 typedef struct {

@@ -16,7 +16,7 @@
  * sum of a segment it owns, is added to the same element of the next sum
  * (Seide et al. 2014; Karimireddy et al. 2019), so over many sums nothing is
  * lost, only late. */
-#include "comm/comm.h"
+#include "comm/mpi/comm.h"
 
 typedef enum { WIRE_F32 = 0, WIRE_BF16 = 1 } WireFormat;
 

@@ -1,6 +1,5 @@
-#include "comm/comm.h"
+#include "comm/mpi/comm.h"
 #include "base/hash.h"
-#include "comm/trace.h"
 #include "base/sysinfo.h"
 
 #include <mpi.h>
@@ -8,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 struct Group {
@@ -127,21 +125,14 @@ void comm_finalize(void) { MPI_Finalize(); }
 
 
 /* The CPUs a rank may use: its own share when the launcher or SLURM bound
- * it, else an even share of the node's cores among the node's ranks. */
+ * it, else an even share of the machine's cores among the ranks on its
+ * kernel (or on MPI's shared-memory node, if that counts more). */
 int comm_default_threads(const CommWorld *w)
 {
     int bound = 0, cpus = sys_usable_cpus(&bound);
     int sharing = w->machine_ranks > w->local_size ? w->machine_ranks : w->local_size;
     int t = bound ? cpus : cpus / (sharing > 0 ? sharing : 1);
     return t < 1 ? 1 : t;
-}
-
-double comm_wtime(void)
-{
-    /* monotonic, and usable before MPI_Init (tests drive the trainer without MPI) */
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 /* Bookkeeping inside a collective (counts, displacements, a request) is
@@ -189,11 +180,7 @@ static double ring_share(const Group *g) { return (double)(g->size - 1) / g->siz
 
 static void account(Group *g, double bytes, double t0, const char *what)
 {
-    double t1 = comm_wtime();
-    g->stats.bytes_sent += bytes;
-    g->stats.exposed_s += t1 - t0;
-    g->stats.calls++;
-    trace_record(what, TR_COMM, t0, t1, bytes);
+    comm_account(&g->stats, bytes, t0, what);
 }
 
 /* ---- blocking collectives --------------------------------------------- */
@@ -412,7 +399,7 @@ void coll_wait(CommRequest *r)
     double t0 = comm_wtime();
     check(MPI_Wait((MPI_Request *)r->req, MPI_STATUS_IGNORE), "MPI_Wait", r->g);
     double t1 = comm_wtime();
-    trace_record(r->what, r->p2p ? TR_P2P : TR_COMM, t0, t1, r->bytes);
+    comm_span(r->what, r->p2p, t0, t1, r->bytes);
     finish(r, t1 - t0);
 }
 
@@ -444,7 +431,6 @@ int comm_agree(Group *g, int rc, const Err *mine, Err *first)
     return (int)failed;
 }
 
-/* Half the round trip of `reps` ping-pongs of `bytes` between ranks 0 and 1. */
 /* The shortest of `reps` round trips of `bytes`, halved: the link as an
  * idle machine has it. A mean is the scheduler's as much as the link's
  * when other work shares the cores: one round trip in which rank 1 was not

@@ -1,8 +1,9 @@
 #ifndef MPITRAIN_TRACE_H
 #define MPITRAIN_TRACE_H
 /* Trace spans for the timeline: (name, category, start, end, an argument)
- * recorded by the comm layer (every collective and p2p wait, with its
- * bytes) and by the worker (steps, forward/backward per micro-batch,
+ * recorded from the transports (every collective and p2p wait, with its
+ * bytes, through comm/transport.h's span hook, which trace_enable installs)
+ * and by the worker (steps, forward/backward per micro-batch,
  * optimizer, evaluation). Each rank buffers spans and spills the buffer to
  * its own file (<trace>.rank-NNNNN.part, beside the trace: a shared file
  * system, as for checkpoints) whenever it fills, so none is dropped however
@@ -10,7 +11,7 @@
  * rounds. Off (and free) unless enabled. */
 #include <stddef.h>
 #include <stdint.h>
-#include "comm/comm.h"
+#include "comm/mpi/comm.h"
 
 typedef enum {
     TR_COMPUTE = 0, TR_COMM = 1, TR_P2P = 2, TR_OPT = 3, TR_IO = 4, TR_STEP = 5, TR_EVAL = 6
@@ -40,7 +41,8 @@ void trace_begin_arg(TraceCat cat, int64_t arg, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void trace_end(void);
 /* A finished span with absolute comm_wtime() stamps and the bytes sent
- * (the comm layer's collectives and waits; bytes < 0 = none). */
+ * (bytes < 0 = none); the transports' operations arrive here through the
+ * span hook. */
 void trace_record(const char *name, TraceCat cat, double t0, double t1, double bytes);
 /* Closes open spans and writes the rest of the buffer to this rank's spill
  * file. Every rank calls it (the caller agrees on the verdict) before rank

@@ -1,4 +1,4 @@
-#include "comm/trace.h"
+#include "comm/trace/trace.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -6,15 +6,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include "base/fileio.h"
+#include "comm/transport.h"
 #define MAX_DEPTH 16
 /* spans kept in memory before a spill: 64K x 88 B = 5.5 MB per rank;
  * MPITRAIN_TEST_TRACE_BUFFER=N makes tests spill every N spans */
 #define BUFFER_SPANS (1u << 16)
 typedef TraceSpan Span;
 
-/* The one piece of process state besides MPI: a tracer is a property of the
- * process (like the MPI world), and threading it through every kernel call
- * would put a parameter on every function for a debugging aid. */
+/* The one piece of process state besides MPI (and the transports' span
+ * hook that points here): a tracer is a property of the process (like the
+ * MPI world), and threading it through every kernel call would put a
+ * parameter on every function for a debugging aid. */
 static struct {
     Span *spans;
     size_t n, cap, flushed; /* in the buffer, its size; already in the spill file */
@@ -29,6 +31,12 @@ static struct {
 void trace_spill_path(const char *prefix, int rank, char *out, size_t n)
 {
     snprintf(out, n, "%s.rank-%05d.part", prefix, rank);
+}
+
+/* The transports' finished operations (comm/transport.h's span hook). */
+static void transport_span(const char *what, int p2p, double t0, double t1, double bytes)
+{
+    trace_record(what, p2p ? TR_P2P : TR_COMM, t0, t1, bytes);
 }
 
 int trace_enable(Group *world, const char *spill_prefix, Err *e)
@@ -55,6 +63,7 @@ int trace_enable(Group *world, const char *spill_prefix, Err *e)
         trace_disable();
         return err_set(e, "--trace: out of memory or cannot write %s", tr.spill_path);
     }
+    comm_set_span_hook(transport_span);
     return 0;
 }
 
@@ -71,6 +80,7 @@ void trace_set_label(const char *label)
 
 void trace_disable(void)
 {
+    comm_set_span_hook(NULL);
     if (tr.spill) {
         fclose(tr.spill);
         remove(tr.spill_path);
@@ -134,26 +144,29 @@ void trace_begin(const char *name, TraceCat cat)
     if (tr.spans) begin(name, cat, -1);
 }
 
+static void begin_v(TraceCat cat, int64_t arg, const char *fmt, va_list ap)
+{
+    char name[TRACE_NAME_LEN];
+    vsnprintf(name, sizeof name, fmt, ap);
+    begin(name, cat, arg);
+}
+
 void trace_begin_fmt(TraceCat cat, const char *fmt, ...)
 {
     if (!tr.spans) return;
-    char name[TRACE_NAME_LEN];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(name, sizeof name, fmt, ap);
+    begin_v(cat, -1, fmt, ap);
     va_end(ap);
-    begin(name, cat, -1);
 }
 
 void trace_begin_arg(TraceCat cat, int64_t arg, const char *fmt, ...)
 {
     if (!tr.spans) return;
-    char name[TRACE_NAME_LEN];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(name, sizeof name, fmt, ap);
+    begin_v(cat, arg, fmt, ap);
     va_end(ap);
-    begin(name, cat, arg);
 }
 
 void trace_end(void)
@@ -180,6 +193,7 @@ void trace_record(const char *name, TraceCat cat, double t0, double t1, double b
 int trace_close(Err *e)
 {
     if (!tr.spill) return 0;
+    comm_set_span_hook(NULL);
     while (tr.depth > 0) trace_end(); /* close what is still open */
     tr.failed |= fwrite(tr.spans, sizeof *tr.spans, tr.n, tr.spill) != tr.n;
     tr.failed |= fclose(tr.spill) != 0;

@@ -1,9 +1,10 @@
 #ifndef MPITRAIN_FABRIC_H
 #define MPITRAIN_FABRIC_H
-/* libfabric reliable-datagram endpoints (FI_EP_RDM) between machines of a
- * swarm (worker/method/swarm): one endpoint per machine, messages of at most
- * FABRIC_MSG_MAX bytes, no shared communicator, so a peer that dies, hangs
- * or is cut off never blocks or ends this process. Only comm/ calls
+/* The libfabric transport (comm/transport.h): reliable-datagram endpoints
+ * (FI_EP_RDM) between machines of a swarm (worker/method/swarm): one
+ * endpoint per machine, messages of at most FABRIC_MSG_MAX bytes, no shared
+ * communicator, so a peer that dies, hangs or is cut off never blocks or
+ * ends this process. Only comm/ calls
  * libfabric; the swarm sees names, addresses and messages.
  *
  * Providers: "tcp" across hosts (names are "IP:PORT"), "shm" on one host
@@ -12,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "base/err.h"
+#include "comm/transport.h"
 
 #define FABRIC_MSG_MAX 65536
 #define FABRIC_NAME_LEN 64
@@ -48,8 +50,13 @@ void fabric_progress(Fabric *f);
 void fabric_flush(Fabric *f, double cap_s);
 
 typedef struct {
-    uint64_t bytes_sent, bytes_recv; /* message payload bytes */
-    uint64_t msgs_sent, msgs_recv;
+    /* what every transport counts (comm/transport.h): bytes_sent = message
+     * payload bytes queued, calls = messages queued, exposed_s = time
+     * fabric_recv waited; overlapped_s stays 0 (sends always go out behind
+     * the caller, unmeasured) */
+    CommStats traffic;
+    uint64_t bytes_recv;  /* message payload bytes */
+    uint64_t msgs_recv;
     uint64_t send_errors; /* sends that failed after queueing (peer gone) */
     uint64_t dropped;     /* received messages too long for the caller's buffer */
 } FabricStats;

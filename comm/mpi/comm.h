@@ -1,13 +1,18 @@
 #ifndef MPITRAIN_COMM_H
 #define MPITRAIN_COMM_H
-/* The only module that calls MPI. Groups are opaque handles over
- * communicators; every collective counts the bytes this rank sends (as a
- * ring / recursive algorithm would: allreduce 2(p-1)/p n, reduce-scatter and
- * allgather (p-1)/p n) and the time it spends waiting (exposed) versus the
- * time a non-blocking operation ran behind compute (overlapped). */
+/* The MPI transport (comm/transport.h), the only code that calls MPI
+ * (comm.c; the paced sum and the mesh build on it). Groups are opaque
+ * handles over communicators; every collective and request counts, in its
+ * group's CommStats, the bytes this rank sends (as a ring / recursive
+ * algorithm would: allreduce 2(p-1)/p n, reduce-scatter and allgather
+ * (p-1)/p n; a broadcast at the root, a gather at the others) and the time
+ * it spends waiting (exposed) versus the time a non-blocking operation ran
+ * behind compute (overlapped); each blocking collective and each wait is a
+ * span. An MPI error names the call and the rank and stops the job. */
 #include <stddef.h>
 #include <stdint.h>
 #include "base/err.h"
+#include "comm/transport.h"
 
 typedef struct {
     int rank, size;             /* world */
@@ -24,13 +29,8 @@ typedef struct {
 
 typedef struct Group Group;
 
-typedef struct {
-    double bytes_sent;   /* model bytes this rank put on the wire */
-    double exposed_s;    /* time blocked in collectives / waits */
-    double overlapped_s; /* time non-blocking ops ran while we computed */
-    long calls;
-} CommStats;
-
+/* A non-blocking operation. Zero it once; a finished one can be started
+ * again (its box is reused) until comm_request_free. */
 typedef struct {
     void *req;           /* MPI_Request, boxed */
     Group *g;
@@ -40,15 +40,15 @@ typedef struct {
     int p2p;
 } CommRequest;
 
+/* MPI_Init (funneled threads; errors return to comm.c, which names them)
+ * and what the world looks like from this rank: one small all-gather. */
 int comm_init(int *argc, char ***argv, CommWorld *w);
 void comm_finalize(void);
-/* Kills the whole job: only the top level calls this. */
 /* A rank's default thread count, at least 1: its own CPUs when the
  * launcher or SLURM bound it, else the machine's cores shared among the
  * ranks on that kernel (not only MPI's shared-memory node, which sees
  * simulated hosts as separate machines). */
 int comm_default_threads(const CommWorld *w);
-double comm_wtime(void);
 
 /* Groups: the world, or split by color (ranks with one color form a group,
  * ordered by key). */
@@ -66,7 +66,8 @@ void coll_allreduce_sum_f64(Group *g, double *buf, size_t n);
 void coll_allreduce_max_i64(Group *g, int64_t *buf, size_t n);
 void coll_allreduce_max_f64(Group *g, double *buf, size_t n);
 void coll_allreduce_min_i64(Group *g, int64_t *buf, size_t n);
-/* recv gets this rank's block: counts[rank] floats of the sum of send. */
+/* out (every rank's, or the root's) receives bytes_each from each rank, in
+ * rank order. */
 void coll_allgather_bytes(Group *g, const void *mine, void *out, size_t bytes_each);
 void coll_gather_bytes(Group *g, const void *mine, void *out, size_t bytes_each, int root);
 
@@ -79,6 +80,7 @@ void coll_allgatherv_inplace_f32(Group *g, float *buf, const int *counts);
 
 /* Non-blocking: start, then test (drives progress) or wait. */
 void coll_iallreduce_sum_f32(Group *g, float *buf, size_t n, CommRequest *r);
+/* recv gets this rank's block: counts[rank] floats of the sum of send. */
 void coll_ireduce_scatter_f32(Group *g, const float *send, float *recv, const int *counts,
                               CommRequest *r);
 /* Point-to-point on a group (ranks are group ranks). */
@@ -86,17 +88,19 @@ void p2p_isend_f32(Group *g, const float *buf, size_t n, int dest, int tag, Comm
 void p2p_irecv_f32(Group *g, float *buf, size_t n, int src, int tag, CommRequest *r);
 void p2p_isend_bytes(Group *g, const void *buf, size_t n, int dest, int tag, CommRequest *r);
 void p2p_irecv_bytes(Group *g, void *buf, size_t n, int src, int tag, CommRequest *r);
-/* Releases the boxed MPI request of a finished CommRequest. */
+/* Frees the box of a finished (or never started) CommRequest. */
 void comm_request_free(CommRequest *r);
 
-/* 1 when done (and the request is released). */
+/* 1 when done (or not started): the operation is counted, MPI has released
+ * its request, the box stays for the next start. */
 int coll_test(CommRequest *r);
+/* Blocks until done; the wait is exposed time and a span. */
 void coll_wait(CommRequest *r);
 
 /* Latency and bandwidth between ranks 0 and 1 by ping-pong, sized to the
- * link (8 B and 16 KB messages; 256 KB and 1 MB ones only on a fast link); collective,
- * same result on every rank; what it sends counts in the group's bytes.
- * 0 if size < 2. */
+ * link (8 B and 16 KB messages; 256 KB and 1 MB ones only on a fast link or
+ * after a stage too short to trust); collective, same result on every rank;
+ * what it sends counts in the group's bytes. 0 if size < 2. */
 int comm_measure_link(Group *g, double *alpha_s, double *beta_Bps);
 /* This rank's clock minus rank 0's (comm_wtime), from the best of `reps`
  * ping rounds with rank 0 (0 on rank 0). Collective. */

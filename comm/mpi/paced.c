@@ -1,4 +1,4 @@
-#include "comm/paced.h"
+#include "comm/mpi/paced.h"
 
 #include <stdint.h>
 #include <stdlib.h>

@@ -1,4 +1,4 @@
-#include "comm/mesh.h"
+#include "comm/mpi/mesh.h"
 
 #include <string.h>
 
