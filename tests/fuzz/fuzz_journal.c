@@ -31,7 +31,8 @@ static void make_seed(const char *name, int with_records)
 {
     char path[FUZZ_PATH];
     fuzz_join(path, fuzz_workdir("journal"), name);
-    ZoIdentity h = {.seed = 1337, .eps = 1e-3f, .scale = 0.01f, .weight_decay = 0.1f, .samples = 2, .global_params = 12345};
+    ZoIdentity h = {.seed = 1337, .eps = 1e-3f, .scale = 0.01f, .weight_decay = 0.1f,
+                    .samples = 2, .global_params = 12345};
     Journal j;
     Err e = {{0}};
     if (journal_open_append(&j, path, &h, &e)) fuzz_die("%s", e.msg);

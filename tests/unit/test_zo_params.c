@@ -288,7 +288,8 @@ Test(zo_params, journal_header_carries_the_id)
     uint64_t id;
     Err e;
     cr_assert_eq(zo_params_id(&GPT4, "norms,biases", &id, &e), 0, "%s", e.msg);
-    ZoIdentity h = {.seed = 11, .eps = 1e-3f, .scale = 0.25f, .weight_decay = 0.1f, .samples = 2, .global_params = 1234, .params_id = id};
+    ZoIdentity h = {.seed = 11, .eps = 1e-3f, .scale = 0.25f, .weight_decay = 0.1f,
+                    .samples = 2, .global_params = 1234, .params_id = id};
     const char *p = jpath("zoparams_jnl");
     Journal j;
     cr_assert_eq(journal_open_append(&j, p, &h, &e), 0, "%s", e.msg);
@@ -332,7 +333,8 @@ Test(zo_params, journal_header_carries_the_id)
  * version 1 journal, read as every tensor (id 0). */
 Test(zo_params, version_1_is_every_tensor)
 {
-    ZoIdentity h = {.seed = 11, .eps = 1e-3f, .scale = 0.25f, .weight_decay = 0.1f, .samples = 2, .global_params = 1234};
+    ZoIdentity h = {.seed = 11, .eps = 1e-3f, .scale = 0.25f, .weight_decay = 0.1f,
+                    .samples = 2, .global_params = 1234};
     const char *p = jpath("zoparams_v1");
     Journal j;
     Err e;

@@ -358,8 +358,9 @@ static int send_decided(Swarm *sw, uint32_t slot, uint32_t step, Err *e)
 
 /* ---- the keeper ------------------------------------------------------- */
 
-/* What the joiner's identity a has that the run's b has not, for the
- * refusal ("seed 7, the run's 1337"); NULL when a may join. */
+/* The first field in which the joiner's identity a differs from the run's
+ * b, worded for the refusal ("seed 7, the run's 1337"); NULL when a may
+ * join. */
 static const char *ident_difference(const ZoIdentity *a, const ZoIdentity *b, char *buf, size_t n)
 {
     switch (zo_identity_first(zo_identity_diff(a, b, ZO_ID_ALL))) {
