@@ -31,7 +31,8 @@ static void make_seed(const char *name, int with_records)
 {
     char path[FUZZ_PATH];
     fuzz_join(path, fuzz_workdir("journal"), name);
-    JournalHeader h = {1337, 1e-3f, 0.01f, 0.1f, 2, 12345};
+    ZoIdentity h = {.seed = 1337, .eps = 1e-3f, .scale = 0.01f, .weight_decay = 0.1f,
+                    .samples = 2, .global_params = 12345};
     Journal j;
     Err e = {{0}};
     if (journal_open_append(&j, path, &h, &e)) fuzz_die("%s", e.msg);
@@ -61,7 +62,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 }
 
 /* 1 = clean end, 0 = an error (open or record). */
-static int read_journal(JournalHeader *h)
+static int read_journal(ZoIdentity *h)
 {
     Journal j;
     JournalRecord r;
@@ -120,7 +121,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size) memcpy(g_buf, data, size);
     repair(g_buf, size);
     fuzz_write_file(g_path, g_buf, size);
-    JournalHeader h;
+    ZoIdentity h;
     if (!read_journal(&h)) return 0;
 
     /* a journal that reads cleanly can be appended to and still reads cleanly.

@@ -113,7 +113,8 @@ Test(hostile, journal_record_with_absurd_length_is_an_error)
     snprintf(path, sizeof path, "%s/j.bin", dir);
     Journal j;
     Err e;
-    JournalHeader h = {1, 1e-3f, 0.1f, 0, 1, 100};
+    ZoIdentity h = {.seed = 1, .eps = 1e-3f, .scale = 0.1f, .weight_decay = 0,
+                    .samples = 1, .global_params = 100};
     cr_assert_eq(journal_open_append(&j, path, &h, &e), 0, "%s", e.msg);
     journal_close(&j);
     FILE *f = fopen(path, "ab");

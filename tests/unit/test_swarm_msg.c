@@ -41,7 +41,7 @@ static SwarmMsg sample(int type)
     m.chain = 0x0123456789abcdefull;
     m.whash = 0xfedcba9876543210ull;
     m.last = 1;
-    m.ident = (SwarmIdent){1337, 124000000ull, 0xaaaa5555aaaa5555ull, 0x1111222233334444ull,
+    m.ident = (ZoIdentity){1337, 124000000ull, 0xaaaa5555aaaa5555ull, 0x1111222233334444ull,
                            4, 1e-3f, 0.5f, 0.01f};
     switch (type) {
     case SW_CONFIG_REQ:
@@ -137,7 +137,7 @@ static void assert_fields(int type, const SwarmMsg *a, const SwarmMsg *d)
     int has_chain = type == SW_HELLO || type == SW_CODES || type == SW_DECIDE;
     cr_assert_eq(d->chain, has_chain ? a->chain : 0);
     cr_assert_eq(d->whash, type == SW_CODES || type == SW_DECIDE ? a->whash : 0);
-    SwarmIdent zero = {0};
+    ZoIdentity zero = {0};
     cr_assert(!memcmp(&d->ident, type == SW_HELLO ? &a->ident : &zero, sizeof zero));
     cr_assert_str_eq(d->text, a->text);
 }

@@ -8,6 +8,7 @@
 #include "models/model.h"
 #include "models/philox.h"
 #include "tests/unit/testutil.h"
+#include "worker/method/zo/identity.h"
 #include "worker/method/zo/journal.h"
 #include "worker/method/zo/zo.h"
 
@@ -342,7 +343,8 @@ static void write_journal(const char *path, int steps)
 {
     Journal j;
     Err e;
-    JournalHeader h = {11, 1e-3f, 0.25f, 0.1f, 2, 1234};
+    ZoIdentity h = {.seed = 11, .eps = 1e-3f, .scale = 0.25f, .weight_decay = 0.1f,
+                    .samples = 2, .global_params = 1234};
     cr_assert_eq(journal_open_append(&j, path, &h, &e), 0, "%s", e.msg);
     cr_assert_eq(journal_append_roster(&j, 0, 3, 0, &e), 0);
     for (int s = 0; s < steps; s++) {
@@ -480,7 +482,8 @@ Test(journal, append_cuts_off_a_torn_tail)
     cr_assert_eq(test_write_file(p, b, len - 10), 0);
     Journal j;
     Err e;
-    JournalHeader h = {11, 1e-3f, 0.25f, 0.1f, 2, 1234};
+    ZoIdentity h = {.seed = 11, .eps = 1e-3f, .scale = 0.25f, .weight_decay = 0.1f,
+                    .samples = 2, .global_params = 1234};
     cr_assert_eq(journal_open_append(&j, p, &h, &e), 0, "%s", e.msg);
     cr_assert(j.torn_off == STEP_END(4) && j.torn_bytes == 28);
     int8_t codes[6] = {4, 1, 2, 3, ZO_SKIP, -5};
@@ -522,7 +525,8 @@ Test(journal, damage_before_the_tail_stays_an_error)
     cr_assert(strstr(e.msg, "record 3") && strstr(e.msg, "checksum"), "%s", e.msg);
     /* and appending refuses it */
     Journal j;
-    JournalHeader h = {11, 1e-3f, 0.25f, 0.1f, 2, 1234};
+    ZoIdentity h = {.seed = 11, .eps = 1e-3f, .scale = 0.25f, .weight_decay = 0.1f,
+                    .samples = 2, .global_params = 1234};
     cr_assert_eq(journal_open_append(&j, p, &h, &e), -1);
     size_t len2;
     unsigned char *b2 = test_read_file(p, &len2);
@@ -538,7 +542,30 @@ Test(journal, append_refuses_another_runs_journal)
     write_journal(p, 2);
     Journal j;
     Err e;
-    JournalHeader other = {12, 1e-3f, 0.25f, 0.1f, 2, 1234};
+    ZoIdentity other = {.seed = 12, .eps = 1e-3f, .scale = 0.25f, .weight_decay = 0.1f,
+                        .samples = 2, .global_params = 1234};
     cr_assert_eq(journal_open_append(&j, p, &other, &e), -1);
     cr_assert(strstr(e.msg, "another seed"), "%s", e.msg);
+}
+
+/* One comparison of run identities: floats by their bits (a NaN equals
+ * itself), the base only when both sides know it, the first difference
+ * the lowest bit. */
+Test(zo, identity_diff)
+{
+    ZoIdentity a = {.seed = 1, .global_params = 100, .samples = 2, .eps = 1e-3f,
+                    .scale = __builtin_nanf(""), .weight_decay = 0.1f};
+    ZoIdentity b = a;
+    cr_assert_eq(zo_identity_diff(&a, &b, ZO_ID_ALL), 0u);
+    b.base_id = 7; /* a does not know its base */
+    cr_assert_eq(zo_identity_diff(&a, &b, ZO_ID_ALL), 0u);
+    a.base_id = 8;
+    cr_assert_eq(zo_identity_diff(&a, &b, ZO_ID_ALL), (unsigned)ZO_ID_BASE);
+    b.samples = 3;
+    b.weight_decay = 0.2f;
+    const unsigned d = zo_identity_diff(&a, &b, ZO_ID_ALL);
+    cr_assert_eq(d, (unsigned)(ZO_ID_SAMPLES | ZO_ID_DECAY | ZO_ID_BASE));
+    cr_assert_eq(zo_identity_first(d), (unsigned)ZO_ID_SAMPLES);
+    cr_assert_eq(zo_identity_diff(&a, &b, ZO_ID_SEED | ZO_ID_DECAY), (unsigned)ZO_ID_DECAY);
+    cr_assert_eq(zo_identity_first(0), 0u);
 }

@@ -288,10 +288,11 @@ Test(zo_params, journal_header_carries_the_id)
     uint64_t id;
     Err e;
     cr_assert_eq(zo_params_id(&GPT4, "norms,biases", &id, &e), 0, "%s", e.msg);
-    JournalHeader h = {11, 1e-3f, 0.25f, 0.1f, 2, 1234};
+    ZoIdentity h = {.seed = 11, .eps = 1e-3f, .scale = 0.25f, .weight_decay = 0.1f,
+                    .samples = 2, .global_params = 1234, .params_id = id};
     const char *p = jpath("zoparams_jnl");
     Journal j;
-    cr_assert_eq(journal_open_append_params(&j, p, &h, id, &e), 0, "%s", e.msg);
+    cr_assert_eq(journal_open_append(&j, p, &h, &e), 0, "%s", e.msg);
     int8_t codes[2] = {3, -4};
     cr_assert_eq(journal_append_step(&j, 0, 1, 2, 0, 0.5f, codes, &e), 0, "%s", e.msg);
     journal_close(&j);
@@ -301,18 +302,21 @@ Test(zo_params, journal_header_carries_the_id)
     cr_assert_eq(b[8], 2, "a subset writes version 2");
     free(b);
     cr_assert_eq(journal_open_read(&j, p, &e), 0, "%s", e.msg);
-    cr_assert_eq(j.params_id, id);
+    cr_assert_eq(j.h.params_id, id);
     cr_assert_eq(j.h.seed, 11);
     JournalRecord r;
     cr_assert_eq(journal_next(&j, &r, &e), 1, "%s", e.msg);
     cr_assert_eq(r.codes[1], -4);
     journal_close(&j);
     /* the same selection appends; another one, or every tensor, is refused */
-    cr_assert_eq(journal_open_append_params(&j, p, &h, id, &e), 0, "%s", e.msg);
+    cr_assert_eq(journal_open_append(&j, p, &h, &e), 0, "%s", e.msg);
     journal_close(&j);
-    cr_assert_eq(journal_open_append_params(&j, p, &h, id ^ 1, &e), -1);
+    ZoIdentity other = h;
+    other.params_id = id ^ 1;
+    cr_assert_eq(journal_open_append(&j, p, &other, &e), -1);
     cr_assert(strstr(e.msg, "another --zo-params selection"), "%s", e.msg);
-    cr_assert_eq(journal_open_append(&j, p, &h, &e), -1);
+    other.params_id = ZO_PARAMS_ALL_ID;
+    cr_assert_eq(journal_open_append(&j, p, &other, &e), -1);
     cr_assert_eq(zo_params_check_journal(p, id, id, "norms,biases", &e), 0);
     cr_assert_eq(zo_params_check_journal(p, id, 0, "all", &e), -1);
     cr_assert(strstr(e.msg, "'all': every tensor") && strstr(e.msg, "fresh --out"), "%s", e.msg);
@@ -329,7 +333,8 @@ Test(zo_params, journal_header_carries_the_id)
  * version 1 journal, read as every tensor (id 0). */
 Test(zo_params, version_1_is_every_tensor)
 {
-    JournalHeader h = {11, 1e-3f, 0.25f, 0.1f, 2, 1234};
+    ZoIdentity h = {.seed = 11, .eps = 1e-3f, .scale = 0.25f, .weight_decay = 0.1f,
+                    .samples = 2, .global_params = 1234};
     const char *p = jpath("zoparams_v1");
     Journal j;
     Err e;
@@ -342,9 +347,10 @@ Test(zo_params, version_1_is_every_tensor)
     for (size_t i = 48; i < JOURNAL_HEADER_BYTES; i++) cr_assert_eq(b[i], 0, "byte %zu", i);
     free(b);
     cr_assert_eq(journal_open_read(&j, p, &e), 0, "%s", e.msg);
-    cr_assert_eq(j.params_id, ZO_PARAMS_ALL_ID);
+    cr_assert_eq(j.h.params_id, ZO_PARAMS_ALL_ID);
     journal_close(&j);
-    cr_assert_eq(journal_open_append_params(&j, p, &h, ZO_PARAMS_ALL_ID, &e), 0, "%s", e.msg);
+    cr_assert_eq(journal_open_append(&j, p, &h, &e), 0, "%s", e.msg);
     journal_close(&j);
-    cr_assert_eq(journal_open_append_params(&j, p, &h, 77, &e), -1);
+    h.params_id = 77;
+    cr_assert_eq(journal_open_append(&j, p, &h, &e), -1);
 }

@@ -457,7 +457,9 @@ int train_run(const TrainConfig *cfg, const CommWorld *w, const TrainObserver *o
     ops_set_threads(cfg->threads > 0 ? cfg->threads : comm_default_threads(w));
     int rc = mesh_init(&t.mesh, (MeshDims){cfg->dp, cfg->tp, cfg->pp}, e);
     if (rc) return -1;
-    const StepStrategy *strategy = cfg->optim.kind == OPT_ZO ? &ZO_STRATEGY
+    extern const StepStrategy SWARM_STRATEGY; /* worker/method/swarm/swarm_step.c */
+    const int swarm = cfg->swarm_listen[0] || cfg->swarm_join[0];
+    const StepStrategy *strategy = cfg->optim.kind == OPT_ZO ? (swarm ? &SWARM_STRATEGY : &ZO_STRATEGY)
                                    : cfg->diloco > 0         ? &DILOCO_STRATEGY
                                                              : &BACKPROP_STRATEGY;
     rc = start_trace(&t, e);

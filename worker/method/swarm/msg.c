@@ -108,7 +108,7 @@ static long bounded_len(const char *s, size_t max)
     return nul ? (long)(nul - s) : -1;
 }
 
-static void put_ident(uint8_t *b, const SwarmIdent *id)
+static void put_ident(uint8_t *b, const ZoIdentity *id)
 {
     le_put64(b, id->seed);
     le_put64(b + 8, id->global_params);
@@ -273,7 +273,7 @@ static const uint8_t *r_take(Reader *r, size_t n)
     return at;
 }
 
-static void get_ident(const uint8_t *b, SwarmIdent *id)
+static void get_ident(const uint8_t *b, ZoIdentity *id)
 {
     id->seed = le_get64(b);
     id->global_params = le_get64(b + 8);

@@ -25,6 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "base/err.h"
+#include "worker/method/zo/identity.h"
 
 #define SWARM_MAGIC 0x5753504Du /* "MPSW" as little-endian bytes */
 #define SWARM_VERSION 1
@@ -63,13 +64,6 @@ typedef struct {
     char addr[SWARM_ADDR_LEN];
 } SwarmEntry;
 
-/* What makes a run a run: a joiner must match every field. */
-typedef struct {
-    uint64_t seed, global_params, params_id, base_id;
-    uint32_t samples;
-    float eps, scale, weight_decay;
-} SwarmIdent;
-
 typedef struct {
     uint8_t type;
     uint32_t slot, term;
@@ -77,7 +71,7 @@ typedef struct {
     float lr;
     uint8_t last;
     uint64_t chain, whash;
-    SwarmIdent ident;
+    ZoIdentity ident; /* HELLO: the joiner's run; it must match the keeper's */
     char addr[SWARM_ADDR_LEN];
     char text[SWARM_TEXT_LEN];
     const int8_t *codes;

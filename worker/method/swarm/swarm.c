@@ -10,6 +10,7 @@
 #include <time.h>
 #include "base/hash.h"
 #include "comm/fabric/fabric.h"
+#include "worker/method/zo/identity.h"
 #include "worker/method/zo/journal.h"
 #include "worker/method/zo/zo.h"
 
@@ -357,30 +358,38 @@ static int send_decided(Swarm *sw, uint32_t slot, uint32_t step, Err *e)
 
 /* ---- the keeper ------------------------------------------------------- */
 
-static const char *ident_difference(const SwarmIdent *a, const SwarmIdent *b, char *buf, size_t n)
+/* The first field in which the joiner's identity a differs from the run's
+ * b, worded for the refusal ("seed 7, the run's 1337"); NULL when a may
+ * join. */
+static const char *ident_difference(const ZoIdentity *a, const ZoIdentity *b, char *buf, size_t n)
 {
-    if (a->seed != b->seed)
+    switch (zo_identity_first(zo_identity_diff(a, b, ZO_ID_ALL))) {
+    case ZO_ID_SEED:
         snprintf(buf, n, "seed %llu, the run's %llu", (unsigned long long)a->seed,
                  (unsigned long long)b->seed);
-    else if (a->global_params != b->global_params)
+        break;
+    case ZO_ID_MODEL:
         snprintf(buf, n, "a model of %llu parameters, the run's %llu",
                  (unsigned long long)a->global_params, (unsigned long long)b->global_params);
-    else if (a->samples != b->samples)
-        snprintf(buf, n, "--zo-samples %u, the run's %u", a->samples, b->samples);
-    else if (a->params_id != b->params_id)
+        break;
+    case ZO_ID_SAMPLES: snprintf(buf, n, "--zo-samples %u, the run's %u", a->samples, b->samples); break;
+    case ZO_ID_SELECTION:
         snprintf(buf, n, "another --zo-params selection (id %016llx, the run's %016llx)",
                  (unsigned long long)a->params_id, (unsigned long long)b->params_id);
-    else if (memcmp(&a->eps, &b->eps, 4) || memcmp(&a->weight_decay, &b->weight_decay, 4))
+        break;
+    case ZO_ID_EPS:
+    case ZO_ID_DECAY:
         snprintf(buf, n, "--zo-eps %g / --weight-decay %g, the run's %g / %g", a->eps,
                  a->weight_decay, b->eps, b->weight_decay);
-    else if (memcmp(&a->scale, &b->scale, 4))
-        snprintf(buf, n, "--zo-scale %g, the run's %g", a->scale, b->scale);
-    else if (a->base_id && b->base_id && a->base_id != b->base_id)
+        break;
+    case ZO_ID_SCALE: snprintf(buf, n, "--zo-scale %g, the run's %g", a->scale, b->scale); break;
+    case ZO_ID_BASE:
         snprintf(buf, n, "other starting weights (base %016llx, the run's %016llx: another "
                  "--init-from or seed)", (unsigned long long)a->base_id,
                  (unsigned long long)b->base_id);
-    else
-        return NULL;
+        break;
+    default: return NULL;
+    }
     return buf;
 }
 

@@ -45,7 +45,7 @@ typedef struct {
     uint32_t hold_step;
     int hold_for;
     int check_every;         /* weight hashes compared every N steps; 0 = never */
-    SwarmIdent ident;
+    ZoIdentity ident;        /* the run's; a joiner's must match the keeper's */
     const char *config_text; /* what CONFIG sends a newcomer (swarm_config_text) */
     /* the journal this machine holds: its records (the bytes after the
      * header) and how many steps they make */

@@ -11,11 +11,11 @@
 /* Every field little-endian via base/le.h: the same bytes the memcpy-based
  * writer produced on the x86 hosts that wrote the existing journals. */
 
-static void encode_header(const JournalHeader *h, uint64_t params_id, unsigned char *b)
+static void encode_header(const ZoIdentity *h, unsigned char *b)
 {
     memset(b, 0, JOURNAL_HEADER_BYTES);
     memcpy(b, JOURNAL_MAGIC, 8);
-    le_put32(b + 8, params_id ? 2 : 1);
+    le_put32(b + 8, h->params_id ? 2 : 1);
     le_put64(b + 12, h->seed);
     le_put_f32(b + 20, h->eps);
     le_put_f32(b + 24, h->scale);
@@ -23,14 +23,13 @@ static void encode_header(const JournalHeader *h, uint64_t params_id, unsigned c
     le_put32(b + 32, h->samples);
     le_put64(b + 36, h->global_params);
     le_put32(b + 44, crc32c(0, b, 44));
-    if (params_id) {
-        le_put64(b + 48, params_id);
+    if (h->params_id) {
+        le_put64(b + 48, h->params_id);
         le_put32(b + 56, crc32c(0, b, 56));
     }
 }
 
-static int decode_header(const char *path, const unsigned char *b, JournalHeader *h,
-                         uint64_t *params_id, Err *e)
+static int decode_header(const char *path, const unsigned char *b, ZoIdentity *h, Err *e)
 {
     if (memcmp(b, JOURNAL_MAGIC, 8))
         return err_set(e, "%s: not an mpitrain ZO journal (bad magic)", path);
@@ -41,7 +40,8 @@ static int decode_header(const char *path, const unsigned char *b, JournalHeader
     if (le_get32(b + 44) != crc32c(0, b, 44) ||
         (version >= 2 && le_get32(b + 56) != crc32c(0, b, 56)))
         return err_set(e, "%s: journal header checksum mismatch: corrupted", path);
-    *params_id = version >= 2 ? le_get64(b + 48) : 0;
+    memset(h, 0, sizeof *h);
+    h->params_id = version >= 2 ? le_get64(b + 48) : 0;
     h->seed = le_get64(b + 12);
     h->eps = le_get_f32(b + 20);
     h->scale = le_get_f32(b + 24);
@@ -49,15 +49,6 @@ static int decode_header(const char *path, const unsigned char *b, JournalHeader
     h->samples = le_get32(b + 32);
     h->global_params = le_get64(b + 36);
     return 0;
-}
-
-/* Bit patterns, not float ==: a NaN in a header must still equal itself. */
-static int same_header(const JournalHeader *a, const JournalHeader *b)
-{
-    return a->seed == b->seed && !memcmp(&a->eps, &b->eps, sizeof a->eps) &&
-           !memcmp(&a->scale, &b->scale, sizeof a->scale) &&
-           !memcmp(&a->weight_decay, &b->weight_decay, sizeof a->weight_decay) &&
-           a->samples == b->samples && a->global_params == b->global_params;
 }
 
 int journal_open_read(Journal *j, const char *path, Err *e)
@@ -71,31 +62,35 @@ int journal_open_read(Journal *j, const char *path, Err *e)
         journal_close(j);
         return err_set(e, "%s: truncated journal header", path);
     }
-    if (decode_header(path, b, &j->h, &j->params_id, e)) {
+    if (decode_header(path, b, &j->h, e)) {
         journal_close(j);
         return -1;
     }
     return 0;
 }
 
+/* What a journal header holds of a run's identity. */
+#define HEADER_FIELDS (ZO_ID_ALL & ~ZO_ID_BASE)
+
 /* An existing journal read to its end: its header must be h, and a torn
  * last record is cut off so the next append follows the last intact one. */
-static int prepare_existing(const char *path, const JournalHeader *h, uint64_t params_id,
-                            long *torn_off, long *torn_bytes, Err *e)
+static int prepare_existing(const char *path, const ZoIdentity *h, long *torn_off,
+                            long *torn_bytes, Err *e)
 {
     Journal j;
     if (journal_open_read(&j, path, e)) return -1;
-    if (!same_header(&j.h, h)) {
+    const unsigned diff = zo_identity_diff(&j.h, h, HEADER_FIELDS);
+    if (diff & ~ZO_ID_SELECTION) {
         journal_close(&j);
         return err_set(e, "%s: journal was written with another seed, eps, scale, samples "
                           "or model; use a fresh --out", path);
     }
-    if (j.params_id != params_id) {
+    if (diff) {
         journal_close(&j);
         return err_set(e, "%s: journal was written for another --zo-params selection (id "
                           "%016llx, this run's %016llx; 0 = every tensor); use the run's own "
                           "--zo-params or a fresh --out", path,
-                       (unsigned long long)j.params_id, (unsigned long long)params_id);
+                       (unsigned long long)j.h.params_id, (unsigned long long)h->params_id);
     }
     JournalRecord r;
     int rc;
@@ -110,28 +105,22 @@ static int prepare_existing(const char *path, const JournalHeader *h, uint64_t p
     return 0;
 }
 
-int journal_open_append(Journal *j, const char *path, const JournalHeader *h, Err *e)
-{
-    return journal_open_append_params(j, path, h, 0, e);
-}
-
-int journal_open_append_params(Journal *j, const char *path, const JournalHeader *h,
-                               uint64_t params_id, Err *e)
+int journal_open_append(Journal *j, const char *path, const ZoIdentity *h, Err *e)
 {
     int fresh = access(path, F_OK) != 0;
     long torn_off = 0, torn_bytes = 0;
-    if (!fresh && prepare_existing(path, h, params_id, &torn_off, &torn_bytes, e)) return -1;
+    if (!fresh && prepare_existing(path, h, &torn_off, &torn_bytes, e)) return -1;
     memset(j, 0, sizeof *j);
     snprintf(j->path, sizeof j->path, "%s", path);
     j->h = *h;
-    j->params_id = params_id;
+    j->h.base_id = 0;
     j->torn_off = torn_off;
     j->torn_bytes = torn_bytes;
     j->f = fopen(path, "ab");
     if (!j->f) return err_set(e, "%s: cannot open journal for writing: %s", path, strerror(errno));
     if (fresh) {
         unsigned char b[JOURNAL_HEADER_BYTES];
-        encode_header(h, params_id, b);
+        encode_header(h, b);
         if (fwrite(b, 1, sizeof b, j->f) != sizeof b) return err_set(e, "%s: write failed", path);
     }
     return 0;

@@ -20,25 +20,20 @@
 #include <stdio.h>
 #include "base/err.h"
 #include "base/fileio.h"
+#include "worker/method/zo/identity.h"
 
 #define JOURNAL_MAGIC "MPZOJNL1"
-/* Version 1: bytes 0..47 (seed .. global_params, CRC-32C of 0..43 at 44).
- * Version 2 adds the --zo-params selection id (worker/method/zo/zo_params.h) at 48
- * and a CRC-32C of bytes 0..55 at 56. A journal of every tensor (id 0) is
- * written as version 1, the bytes older builds read; a version 1 journal
- * reads as id 0 (every tensor). */
+/* The header holds the run's identity (worker/method/zo/identity.h) but its
+ * base_id. Version 1: bytes 0..47 (seed .. global_params, CRC-32C of 0..43
+ * at 44). Version 2 adds the --zo-params selection id
+ * (worker/method/zo/zo_params.h) at 48 and a CRC-32C of bytes 0..55 at 56. A
+ * journal of every tensor (id 0) is written as version 1, the bytes older
+ * builds read; a version 1 journal reads as id 0 (every tensor). */
 #define JOURNAL_VERSION 2
 #define JOURNAL_HEADER_BYTES 64
 #define JOURNAL_MAX_CODES (1u << 24)
 
 enum { JREC_STEP = 1, JREC_ROSTER = 2 };
-
-typedef struct {
-    uint64_t seed;
-    float eps, scale, weight_decay;
-    uint32_t samples;
-    uint64_t global_params;
-} JournalHeader;
 
 typedef struct {
     uint32_t type;
@@ -50,8 +45,7 @@ typedef struct {
 typedef struct {
     FILE *f;
     char path[PATH_LEN];
-    JournalHeader h;
-    uint64_t params_id;  /* the --zo-params selection (0 = every tensor) */
+    ZoIdentity h;        /* the header: the run it belongs to (base_id 0: not held) */
     long index;          /* records read so far */
     long torn_off;       /* a torn last record was dropped at this byte, */
     long torn_bytes;     /* ... this long (0: none) */
@@ -59,13 +53,10 @@ typedef struct {
     size_t codes_cap;
 } Journal;
 
-/* Creates path with a header, or opens an existing journal for appending
- * after checking its header matches h. */
-int journal_open_append(Journal *j, const char *path, const JournalHeader *h, Err *e);
-/* The same for a run that perturbs only the --zo-params selection with this
- * id (zo_params_id); an existing journal must carry the same id. */
-int journal_open_append_params(Journal *j, const char *path, const JournalHeader *h,
-                               uint64_t params_id, Err *e);
+/* Creates path with the header of run h, or opens an existing journal for
+ * appending after checking its header is h's (base_id aside): the same
+ * settings and the same --zo-params selection (h->params_id). */
+int journal_open_append(Journal *j, const char *path, const ZoIdentity *h, Err *e);
 int journal_append_step(Journal *j, uint32_t step, uint32_t machines, uint32_t samples,
                         uint32_t epoch, float lr, const int8_t *codes, Err *e);
 int journal_append_roster(Journal *j, uint32_t epoch, uint32_t machines, uint32_t from_step,
@@ -87,7 +78,7 @@ int journal_parse_record(const uint8_t *b, size_t n, uint32_t samples, JournalRe
                          size_t *used, Err *e);
 /* fflush + fsync (before a checkpoint is published). */
 int journal_sync(Journal *j, Err *e);
-/* Reads the header (j->h, and j->params_id: 0 for a version 1 journal). */
+/* Reads the header (j->h; its params_id is 0 for a version 1 journal). */
 int journal_open_read(Journal *j, const char *path, Err *e);
 /* 1 = a record, 0 = the end (clean, or a torn last record dropped: then
  * torn_bytes > 0), -1 = error naming the record and offset. */

@@ -4,6 +4,7 @@
 #include <string.h>
 #include "models/model.h"
 #include "worker/ckpt/ckpt.h"
+#include "worker/method/zo/identity.h"
 #include "worker/method/zo/journal.h"
 #include "worker/method/zo/zo.h"
 #include "worker/method/zo/zo_params.h"
@@ -17,36 +18,54 @@ static void differs(char *out, size_t n, const char *what, unsigned long long jv
 }
 
 /* A journal replays only onto the run it was written for: the same seed
- * (its perturbations), model size and, for a ZO base, samples per step. */
+ * (its perturbations), model size and, for a ZO base, samples per step.
+ * The message names every field that differs. */
 static int check_journal_matches(const char *path, const Journal *j, const CkptMeta *meta,
                                  const Model *m, Err *e)
 {
+    const ZoIdentity base = {.seed = meta->seed, .global_params = m->global_params,
+                             .samples = (uint32_t)meta->zo_samples};
+    const unsigned fields =
+        ZO_ID_SEED | ZO_ID_MODEL | (meta->optim.kind == OPT_ZO ? ZO_ID_SAMPLES : 0u);
+    const unsigned d = zo_identity_diff(&j->h, &base, fields);
+    if (!d) return 0;
     char diff[512] = "";
-    if (j->h.seed != meta->seed) differs(diff, sizeof diff, "seed", j->h.seed, meta->seed);
-    if (j->h.global_params != m->global_params)
-        differs(diff, sizeof diff, "parameters", j->h.global_params, m->global_params);
-    if (meta->optim.kind == OPT_ZO && j->h.samples != (uint32_t)meta->zo_samples)
+    if (d & ZO_ID_SEED) differs(diff, sizeof diff, "seed", j->h.seed, base.seed);
+    if (d & ZO_ID_MODEL)
+        differs(diff, sizeof diff, "parameters", j->h.global_params, base.global_params);
+    if (d & ZO_ID_SAMPLES)
         differs(diff, sizeof diff, "zo samples", j->h.samples,
                 (unsigned long long)meta->zo_samples);
-    if (!diff[0]) return 0;
     return err_set(e, "%s does not belong to the base checkpoint (%s): replay it onto a "
                       "checkpoint of the run that wrote it", path, diff);
 }
 
-/* Applies the journal's steps >= *step, which must follow on without gaps. */
-static int apply_journal(Journal *j, Model *m, const uint8_t *active, long *step, Err *e)
+/* A STEP record: applied when it is step r->next; earlier steps are passed
+ * over, a later one is a gap. */
+static int replay_step(const Journal *j, JournalReplay *r, const JournalRecord *rec, Err *e)
 {
-    JournalRecord r;
+    if ((long)rec->step < r->next) return 0;
+    if ((long)rec->step != r->next)
+        return err_set(e, "%s: record %ld is step %u, but step %ld comes next: the journal "
+                          "has a gap", j->path, j->index, rec->step, r->next);
+    if (zo_step_update(r->model, r->model->params, r->active, j->h.seed, rec->step, rec->codes,
+                       (int)rec->machines, (int)rec->samples, rec->lr, j->h.scale,
+                       j->h.weight_decay) < 0)
+        return err_set(e, "%s: out of memory for the codes of step %u", j->path, rec->step);
+    r->next++;
+    return r->applied ? r->applied(r->ctx, rec, e) : 0;
+}
+
+int journal_replay(Journal *j, JournalReplay *r, Err *e)
+{
+    JournalRecord rec;
     int rc;
-    while ((rc = journal_next(j, &r, e)) == 1) {
-        if (r.type != JREC_STEP || (long)r.step < *step) continue;
-        if ((long)r.step != *step)
-            return err_set(e, "%s: record %ld is step %u, but step %ld comes next: the journal "
-                              "has a gap", j->path, j->index, r.step, *step);
-        if (zo_step_update(m, m->params, active, j->h.seed, r.step, r.codes, (int)r.machines,
-                           (int)r.samples, r.lr, j->h.scale, j->h.weight_decay) < 0)
-            return err_set(e, "%s: out of memory for the codes of step %u", j->path, r.step);
-        (*step)++;
+    while ((rc = journal_next(j, &rec, e)) == 1) {
+        if (rec.type == JREC_ROSTER) {
+            if (r->roster) r->roster(r->ctx, &rec);
+        } else if (r->model && replay_step(j, r, &rec, e)) {
+            return -1;
+        }
     }
     return rc;
 }
@@ -59,7 +78,7 @@ static int replay_mask(const Journal *j, const Model *m, const char *spec, uint8
     uint64_t id;
     *active = NULL;
     if (zo_params_id(&m->cfg, spec, &id, e) ||
-        zo_params_check_journal(j->path, j->params_id, id, spec, e))
+        zo_params_check_journal(j->path, j->h.params_id, id, spec, e))
         return -1;
     if (id == ZO_PARAMS_ALL_ID) return 0;
     *active = calloc(m->n_tensors, 1);
@@ -86,8 +105,10 @@ int zo_replay(const char *base, const char *journal, const char *zo_params, cons
     if (!rc) rc = replay_mask(&j, &m, zo_params, &active, e);
     /* a ZO checkpoint continues its own run at its step; any other is the
      * weights a ZO run started from (--init-from): its journal from step 0 */
-    long step = meta.optim.kind == OPT_ZO ? (long)meta.step : 0;
-    if (!rc) rc = apply_journal(&j, &m, active, &step, e);
+    JournalReplay r = {.model = &m, .active = active,
+                       .next = meta.optim.kind == OPT_ZO ? (long)meta.step : 0};
+    if (!rc) rc = journal_replay(&j, &r, e);
+    const long step = r.next;
     free(active);
     if (warning_len) warning[0] = 0;
     if (!rc && j.torn_bytes && warning_len) journal_torn_message(&j, warning, warning_len);

@@ -9,8 +9,8 @@
 
 static Philox4 sign_block(uint64_t seed, ZoId id, uint64_t block)
 {
+    /* the block index fits the counter's 32 bits: models stay below 2^39 elements */
     Philox4 c = {{(uint32_t)block, id.sample, id.machine, id.step}};
-    (void)(block >> 32); /* models stay below 2^39 elements */
     return philox4x32_10(c, seed ^ ZO_KEY_SALT);
 }
 

@@ -1,5 +1,8 @@
-/* The shared-randomness step strategy (--optimizer zo): see worker/method/zo/zo.h
- * for the protocol and worker/method/zo/journal.h for the history it writes. */
+/* The shared-randomness step strategy (--optimizer zo), whose machines are
+ * the data-parallel ranks of one MPI job, and the pieces of a step it
+ * shares with the swarm's (worker/method/zo/zo_step.h). */
+#include "worker/method/zo/zo_step.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,30 +10,10 @@
 #include <unistd.h>
 #include "base/fileio.h"
 #include "comm/trace/trace.h"
-#include "worker/loop/strategy.h"
-#include "worker/method/swarm/swarm.h"
-#include "worker/method/swarm/swarm_config.h"
-#include "worker/method/zo/journal.h"
-#include "worker/method/zo/zo.h"
+#include "worker/method/zo/replay.h"
 #include "worker/method/zo/zo_params.h"
 
 #define WARMUP_STEP 0xFFFFFFFFu /* the scale warm-up's own perturbation stream */
-
-typedef struct {
-    ZoView view;      /* theta +- eps z, a block at a time: params are never touched */
-    uint8_t *active;  /* --zo-params: the tensors perturbed and updated; NULL = all */
-    uint64_t params_id; /* the selection's id in the journal (0 = all) */
-    int8_t *mine, *all;
-    Journal j;        /* rank 0 only */
-    uint32_t epoch;   /* the roster epoch in force */
-    Swarm *sw;        /* --swarm-listen / --swarm-join: the machines' fabric */
-    SwarmDecision dec; /* the step's agreed set (swarm) */
-    long applied;     /* steps applied, for the swarm's goodbye */
-    long end_step;    /* the run's last step + 1 */
-} Zo;
-
-/* Machines of a swarm reading one file take it from different places. */
-#define SWARM_DATA_STRIDE 7919
 
 /* Mean loss of this machine's batch at theta + step z. The view's scratch
  * was allocated in setup, so installing it cannot fail here. */
@@ -69,28 +52,37 @@ static float pick_scale(Trainer *t, Zo *z)
     return big > 0 ? (float)(2.0 * big / 127.0) : 1e-3f;
 }
 
-static void journal_path(const Trainer *t, char *out, size_t n)
+void zo_journal_path(const Trainer *t, char *out, size_t n)
 {
     snprintf(out, n, "%s/zo/journal.bin", t->cfg->out);
+}
+
+/* The run's identity as its settings and model give it: the scale in use,
+ * no --zo-params selection yet, the base unknown. */
+static ZoIdentity run_settings(const Trainer *t)
+{
+    const TrainConfig *c = t->cfg;
+    return (ZoIdentity){.seed = c->seed, .global_params = t->model.global_params,
+                        .samples = (uint32_t)c->zo_samples, .eps = c->zo_eps,
+                        .scale = t->zo_scale, .weight_decay = c->optim.weight_decay};
 }
 
 /* An existing journal continues only the run that wrote it: the same seed,
  * samples, model and --zo-params selection. */
 static int journal_matches_run(const Trainer *t, const Journal *j, const char *path, Err *e)
 {
-    if (j->h.seed != t->cfg->seed || j->h.samples != (uint32_t)t->cfg->zo_samples ||
-        j->h.global_params != t->model.global_params)
+    ZoIdentity run = run_settings(t);
+    if (zo_identity_diff(&j->h, &run, ZO_ID_SEED | ZO_ID_SAMPLES | ZO_ID_MODEL))
         return err_set(e, "%s: the journal belongs to another run (seed, samples or model differ)",
                        path);
-    uint64_t id;
-    if (zo_params_id(&t->cfg->model, t->cfg->zo_params, &id, e)) return -1;
-    return zo_params_check_journal(path, j->params_id, id, t->cfg->zo_params, e);
+    if (zo_params_id(&t->cfg->model, t->cfg->zo_params, &run.params_id, e)) return -1;
+    return zo_params_check_journal(path, j->h.params_id, run.params_id, t->cfg->zo_params, e);
 }
 
-static int zo_check_run(Trainer *t, Err *e)
+int zo_check_run(Trainer *t, Err *e)
 {
     char path[PATH_BUF];
-    journal_path(t, path, sizeof path);
+    zo_journal_path(t, path, sizeof path);
     /* --overwrite throws the old journal away with the rest of the run */
     if (t->cfg->overwrite || access(path, F_OK) != 0) return 0;
     Journal j;
@@ -98,6 +90,32 @@ static int zo_check_run(Trainer *t, Err *e)
     int rc = journal_matches_run(t, &j, path, e);
     journal_close(&j);
     return rc;
+}
+
+/* What the scan of an existing journal keeps track of. */
+typedef struct {
+    Trainer *t;
+    Zo *z;
+    uint32_t *machines;
+} Scan;
+
+static void scan_roster(void *ctx, const JournalRecord *r)
+{
+    Scan *s = ctx;
+    s->z->epoch = r->epoch;
+    *s->machines = r->machines;
+}
+
+/* A step caught up: metrics.jsonl keeps one row per step (the caught-up
+ * ones too), and the data moves on past its batch. */
+static int scan_caught_up(void *ctx, const JournalRecord *r, Err *e)
+{
+    Trainer *t = ((Scan *)ctx)->t;
+    if (trainer_is_rank0(t) && t->obs->replayed &&
+        t->obs->replayed(t->obs->ctx, (long)r->step + 1, r->lr, e))
+        return -1;
+    t->data_pos++;
+    return 0;
 }
 
 /* One pass over an existing journal: its scale, the roster in force, and
@@ -112,35 +130,14 @@ static int scan_journal(Trainer *t, Zo *z, const char *path, uint32_t *machines,
         return -1;
     }
     t->zo_scale = j.h.scale;
-    JournalRecord r;
-    int rc, replayed = 0;
-    while ((rc = journal_next(&j, &r, e)) == 1) {
-        if (r.type == JREC_ROSTER) {
-            z->epoch = r.epoch;
-            *machines = r.machines;
-            continue;
-        }
-        if (!t->start_step || (long)r.step < t->start_step) continue;
-        if ((long)r.step != t->start_step) {
-            rc = err_set(e, "%s: record %ld is step %u but step %ld was expected next", path,
-                         j.index, r.step, t->start_step);
-            break;
-        }
-        if (zo_step_update(&t->model, t->model.params, z->active, j.h.seed, r.step, r.codes,
-                           (int)r.machines, (int)r.samples, r.lr, j.h.scale,
-                           j.h.weight_decay) < 0) {
-            rc = err_set(e, "out of memory for the %u codes of step %u", r.machines * r.samples,
-                         r.step);
-            break;
-        }
-        /* metrics.jsonl keeps one row per step: the caught-up ones too */
-        if (trainer_is_rank0(t) && t->obs->replayed &&
-            (rc = t->obs->replayed(t->obs->ctx, (long)r.step + 1, r.lr, e)))
-            break;
-        t->start_step++;
-        t->data_pos++;
-        replayed++;
-    }
+    Scan s = {t, z, machines};
+    /* a run starting at step 0 (no checkpoint) applies none of its steps */
+    JournalReplay r = {.model = t->start_step ? &t->model : NULL, .active = z->active,
+                       .next = t->start_step, .ctx = &s, .roster = scan_roster,
+                       .applied = scan_caught_up};
+    int rc = journal_replay(&j, &r, e);
+    const int replayed = (int)(r.next - t->start_step);
+    t->start_step = r.next;
     char torn[PATH_BUF + 128] = "";
     if (rc == 0 && j.torn_bytes) journal_torn_message(&j, torn, sizeof torn);
     journal_close(&j);
@@ -152,34 +149,18 @@ static int scan_journal(Trainer *t, Zo *z, const char *path, uint32_t *machines,
     return 0;
 }
 
-static int open_journal(Trainer *t, Zo *z, Err *e)
+int zo_open_journal(Trainer *t, Zo *z, int *fresh, Err *e)
 {
     char path[PATH_BUF], dir[PATH_BUF];
-    journal_path(t, path, sizeof path);
+    zo_journal_path(t, path, sizeof path);
     snprintf(dir, sizeof dir, "%s/zo", t->cfg->out);
     if (mkdir_p(dir, e)) return -1;
-    JournalHeader h = {t->cfg->seed, t->cfg->zo_eps, t->zo_scale, t->cfg->optim.weight_decay,
-                       (uint32_t)t->cfg->zo_samples, t->model.global_params};
-    int fresh = access(path, F_OK) != 0;
-    if (journal_open_append_params(&z->j, path, &h, z->params_id, e)) return -1;
+    *fresh = access(path, F_OK) != 0;
+    if (journal_open_append(&z->j, path, &z->id, e)) return -1;
     if (z->j.torn_bytes)
         trainer_note(t, "zo: cut the torn last record off %s: appending from byte %ld", path,
                      z->j.torn_off);
-    /* a joiner's journal starts as the keeper's: its records come from there */
-    if (fresh && !t->cfg->swarm_join[0])
-        return journal_append_roster(&z->j, 0, (uint32_t)t->mesh.dims.dp, 0, e);
     return 0;
-}
-
-/* A resumed run with another number of machines starts a new roster epoch. */
-static int record_roster(Trainer *t, Zo *z, uint32_t last_machines, Err *e)
-{
-    if (z->sw || !trainer_is_rank0(t) || last_machines == (uint32_t)t->mesh.dims.dp) return 0;
-    z->epoch++;
-    trainer_note(t, "zo: roster epoch %u: %d machine(s) from step %ld (was %u)", z->epoch,
-                 t->mesh.dims.dp, t->start_step, last_machines);
-    return journal_append_roster(&z->j, z->epoch, (uint32_t)t->mesh.dims.dp,
-                                 (uint32_t)t->start_step, e);
 }
 
 /* Every K steps each (tp, pp) shard's weight bits must agree across machines. */
@@ -202,8 +183,8 @@ static int check_consistency(Trainer *t, long step, Err *e)
 static int select_params(Trainer *t, Zo *z, Err *e)
 {
     const char *spec = t->cfg->zo_params;
-    if (zo_params_id(&t->cfg->model, spec, &z->params_id, e)) return -1;
-    if (z->params_id == ZO_PARAMS_ALL_ID) return 0;
+    if (zo_params_id(&t->cfg->model, spec, &z->id.params_id, e)) return -1;
+    if (z->id.params_id == ZO_PARAMS_ALL_ID) return 0;
     z->active = calloc(t->model.n_tensors ? t->model.n_tensors : 1, 1);
     if (!z->active) return err_set(e, "out of memory for the --zo-params mask");
     if (zo_params_select(&t->model, spec, z->active, e)) return -1;
@@ -215,59 +196,10 @@ static int select_params(Trainer *t, Zo *z, Err *e)
     return 0;
 }
 
-static int in_swarm(const TrainConfig *c) { return c->swarm_listen[0] || c->swarm_join[0]; }
-
-static void swarm_notes(Trainer *t, Zo *z)
+int zo_prepare(Trainer *t, Zo *z, uint32_t *last_machines, Err *e)
 {
-    for (const char *ev; (ev = swarm_next_event(z->sw));) trainer_note(t, "swarm: %s", ev);
-}
-
-/* This machine's endpoint, with the journal it holds and the run's
- * identity (a joiner's must match the keeper's). */
-static int open_swarm(Trainer *t, Zo *z, Err *e)
-{
-    const TrainConfig *c = t->cfg;
-    if (t->w->size > 1)
-        return err_set(e, "--swarm-%s: a swarm machine is one process for now (this one has %d "
-                          "ranks); tp/pp inside a swarm machine is not built yet",
-                       c->swarm_join[0] ? "join" : "listen", t->w->size);
-    char path[PATH_BUF], text[4096];
-    journal_path(t, path, sizeof path);
-    if (journal_sync(&z->j, e)) return -1;
-    void *bytes = NULL;
-    size_t len = 0;
-    if (read_file(path, (size_t)1 << 34, &bytes, &len, e)) return -1;
-    int rc = swarm_config_text(c, t->zo_scale, text, sizeof text, e);
-    SwarmOptions o = {
-        .provider = c->swarm_provider ? "shm" : "tcp",
-        .listen = c->swarm_listen,
-        .join = c->swarm_join,
-        .deadline_s = c->swarm_deadline,
-        .misses = c->swarm_misses,
-        .wait_for = c->swarm_wait,
-        .check_every = c->zo_check_every,
-        .ident = {c->seed, t->model.global_params, z->params_id,
-                  t->start_step == 0 ? zo_hash(t->model.params, t->model.n_params) : 0,
-                  (uint32_t)c->zo_samples, c->zo_eps, t->zo_scale, c->optim.weight_decay},
-        .config_text = text,
-        .records = (const uint8_t *)bytes + JOURNAL_HEADER_BYTES,
-        .records_len = len > JOURNAL_HEADER_BYTES ? len - JOURNAL_HEADER_BYTES : 0,
-        .end_step = (uint32_t)c->steps,
-    };
-    const char *hold = getenv("MPITRAIN_TEST_SWARM_HOLD");
-    if (hold && sscanf(hold, "%u,%d", &o.hold_step, &o.hold_for) != 2) o.hold_for = 0;
-    if (!rc) rc = swarm_open(&z->sw, &o, e);
-    free(bytes);
-    if (rc) return -1;
-    swarm_notes(t, z);
-    return 0;
-}
-
-static int zo_setup(Trainer *t, void **state, Err *e)
-{
-    Zo *z = calloc(1, sizeof *z);
-    *state = z;
-    if (!z) return err_set(e, "out of memory for the zo state");
+    t->zo_scale = t->cfg->zo_scale;
+    z->id = run_settings(t);
     if (select_params(t, z, e)) return -1;
     z->mine = calloc(t->cfg->zo_samples, 1);
     z->all = calloc((size_t)t->cfg->zo_samples * t->mesh.dims.dp, 1);
@@ -277,32 +209,59 @@ static int zo_setup(Trainer *t, void **state, Err *e)
         model_set_weight_view(&t->model, NULL, NULL, e))
         return -1;
     char path[PATH_BUF];
-    journal_path(t, path, sizeof path);
-    uint32_t last = (uint32_t)t->mesh.dims.dp;
-    t->zo_scale = t->cfg->zo_scale;
+    zo_journal_path(t, path, sizeof path);
+    *last_machines = (uint32_t)t->mesh.dims.dp;
     int have_journal = access(path, F_OK) == 0;
-    int rc = have_journal ? scan_journal(t, z, path, &last, e) : 0;
+    int rc = have_journal ? scan_journal(t, z, path, last_machines, e) : 0;
     if (trainer_agree(t, rc, e)) return -1;
     if (!have_journal && !(t->zo_scale > 0)) t->zo_scale = pick_scale(t, z);
-    rc = trainer_is_rank0(t) ? open_journal(t, z, e) : 0;
-    z->end_step = t->cfg->steps;
-    if (!rc && in_swarm(t->cfg)) rc = open_swarm(t, z, e);
+    z->id.scale = t->zo_scale;
+    return 0;
+}
+
+void zo_note_setup(Trainer *t)
+{
+    trainer_note(t, "zo: %d machine(s) x %d sample(s), eps %g, scale %g per code unit, "
+                    "%d byte(s) per machine per step; memory: weights %.1f MB, "
+                    "activations %.1f MB, perturbation scratch %.1f MB",
+                 t->mesh.dims.dp, t->cfg->zo_samples, t->cfg->zo_eps, t->zo_scale,
+                 t->cfg->zo_samples, t->model.n_params * 4e-6, t->model.act_floats * 4e-6,
+                 t->model.view_floats * 4e-6);
+}
+
+/* Rank 0's journal; a new one starts with the roster of epoch 0. */
+static int start_journal(Trainer *t, Zo *z, Err *e)
+{
+    int fresh;
+    if (zo_open_journal(t, z, &fresh, e)) return -1;
+    return fresh ? journal_append_roster(&z->j, 0, (uint32_t)t->mesh.dims.dp, 0, e) : 0;
+}
+
+/* A resumed run with another number of machines starts a new roster epoch. */
+static int record_roster(Trainer *t, Zo *z, uint32_t last_machines, Err *e)
+{
+    if (!trainer_is_rank0(t) || last_machines == (uint32_t)t->mesh.dims.dp) return 0;
+    z->epoch++;
+    trainer_note(t, "zo: roster epoch %u: %d machine(s) from step %ld (was %u)", z->epoch,
+                 t->mesh.dims.dp, t->start_step, last_machines);
+    return journal_append_roster(&z->j, z->epoch, (uint32_t)t->mesh.dims.dp,
+                                 (uint32_t)t->start_step, e);
+}
+
+static int zo_setup(Trainer *t, void **state, Err *e)
+{
+    Zo *z = calloc(1, sizeof *z);
+    *state = z;
+    if (!z) return err_set(e, "out of memory for the zo state");
+    uint32_t last;
+    if (zo_prepare(t, z, &last, e)) return -1;
+    int rc = trainer_is_rank0(t) ? start_journal(t, z, e) : 0;
     if (!rc) rc = record_roster(t, z, last, e);
-    if (!rc)
-        trainer_note(t, "zo: %d machine(s) x %d sample(s), eps %g, scale %g per code unit, "
-                        "%d byte(s) per machine per step; memory: weights %.1f MB, "
-                        "activations %.1f MB, perturbation scratch %.1f MB",
-                     t->mesh.dims.dp, t->cfg->zo_samples, t->cfg->zo_eps, t->zo_scale,
-                     t->cfg->zo_samples, t->model.n_params * 4e-6, t->model.act_floats * 4e-6,
-                     t->model.view_floats * 4e-6);
+    if (!rc) zo_note_setup(t);
     return rc;
 }
 
-/* The machine's samples, their codes exchanged: one byte per (machine,
- * sample) on the wire. The loss is the mean over samples whose two losses
- * were finite (a non-finite sample is already skipped by its code). */
-/* The machine's codes for the step; *mean: the loss over its samples. */
-static void machine_codes(Trainer *t, Zo *z, long step, uint32_t machine, double sums[2])
+void zo_machine_codes(Trainer *t, Zo *z, long step, uint32_t machine, double sums[2])
 {
     const TrainConfig *c = t->cfg;
     for (int s = 0; s < c->zo_samples; s++) {
@@ -319,64 +278,22 @@ static void machine_codes(Trainer *t, Zo *z, long step, uint32_t machine, double
     }
 }
 
-/* A swarm step: the codes (unless the decision is already here: a machine
- * catching up computes nothing), then the keeper's agreed set. */
-static int swarm_compute(Trainer *t, Zo *z, long step, StepOutcome *o, Err *e)
-{
-    int known = swarm_known(z->sw, (uint32_t)step, e);
-    if (known < 0) return -1;
-    double sums[2] = {0, 0};
-    uint32_t slot = swarm_slot(z->sw);
-    if (!known) {
-        uint64_t pos = t->data_pos + (uint64_t)(slot == SWARM_NO_SLOT ? 0 : slot) * SWARM_DATA_STRIDE;
-        loader_batch(&t->train, pos, t->inputs, t->targets);
-        machine_codes(t, z, step, slot, sums);
-    }
-    t->data_pos++;
-    int every = t->cfg->zo_check_every;
-    uint64_t whash = every > 0 && step % every == 0 ? zo_hash(t->model.params, t->model.n_params) : 0;
-    int rc = swarm_step(z->sw, (uint32_t)step, z->mine, t->lr, whash, &z->dec, e);
-    SwarmStats st;
-    swarm_stats(z->sw, &st);
-    t->fabric_bytes = (double)st.bytes_sent;
-    swarm_notes(t, z);
-    if (rc) return -1;
-    o->no_loss = known || z->dec.caught_up;
-    o->loss = sums[1] > 0 ? sums[0] / sums[1] : NAN;
-    o->grad_norm = NAN;
-    return 0;
-}
-
+/* The machine's samples, their codes exchanged: one byte per (machine,
+ * sample) on the wire. The loss is the mean over the samples counted. */
 static int zo_compute(Trainer *t, void *state, long step, StepOutcome *o, Err *e)
 {
+    (void)e;
     Zo *z = state;
     const TrainConfig *c = t->cfg;
-    if (z->sw) return swarm_compute(t, z, step, o, e);
     loader_batch(&t->train, t->data_pos, t->inputs, t->targets);
     t->data_pos++;
     double sums[2] = {0, 0}; /* loss sum, samples counted */
-    machine_codes(t, z, step, (uint32_t)t->mesh.me.dp, sums);
+    zo_machine_codes(t, z, step, (uint32_t)t->mesh.me.dp, sums);
     coll_allgather_bytes(t->mesh.dp, z->mine, z->all, (size_t)c->zo_samples);
     coll_allreduce_sum_f64(t->mesh.dp, sums, 2);
     o->loss = sums[1] > 0 ? sums[0] / sums[1] : NAN;
     o->grad_norm = NAN; /* zeroth order: no gradient, so no norm */
     return 0;
-}
-
-/* The keeper's set, applied and journaled as it came: the same records on
- * every machine. */
-static int swarm_apply(Trainer *t, Zo *z, long step, Err *e)
-{
-    const TrainConfig *c = t->cfg;
-    const SwarmDecision *d = &z->dec;
-    trace_begin("zo update", TR_OPT);
-    int used = zo_step_update(&t->model, t->model.params, z->active, c->seed, d->step, d->codes,
-                              (int)d->width, (int)d->samples, d->lr, t->zo_scale,
-                              c->optim.weight_decay);
-    trace_end();
-    if (used < 0) return err_set(e, "step %ld: out of memory for the codes", step + 1);
-    z->applied = step + 1;
-    return journal_append_record(&z->j, d->records, d->records_len, e);
 }
 
 /* skip needs nothing here: a step whose every sample was non-finite has
@@ -389,7 +306,6 @@ static int zo_strategy_apply(Trainer *t, void *state, long step, int skip, Err *
     const TrainConfig *c = t->cfg;
     const int S = c->zo_samples, M = t->mesh.dims.dp;
     float lr = t->lr;
-    if (z->sw) return swarm_apply(t, z, step, e);
     trace_begin("zo update", TR_OPT);
     int used = zo_step_update(&t->model, t->model.params, z->active, c->seed, (uint32_t)step,
                               z->all, M, S, lr, t->zo_scale, c->optim.weight_decay);
@@ -400,47 +316,46 @@ static int zo_strategy_apply(Trainer *t, void *state, long step, int skip, Err *
                                z->all, e);
 }
 
-/* A stopped swarm machine says goodbye before its checkpoint is written. */
-static void zo_on_stop(Trainer *t, void *state)
-{
-    (void)t;
-    Zo *z = state;
-    if (z->sw) swarm_leave(z->sw);
-}
-
-static int zo_after_step(Trainer *t, void *state, long step, Err *e)
+int zo_after_step(Trainer *t, void *state, long step, Err *e)
 {
     (void)state;
     int every = t->cfg->zo_check_every;
     return every > 0 && (step + 1) % every == 0 ? check_consistency(t, step + 1, e) : 0;
 }
 
-/* The journal is durable before a checkpoint that counts on it is published. */
-static int zo_before_save(Trainer *t, void *state, Err *e)
+int zo_sync_journal(Trainer *t, Zo *z, Err *e)
 {
-    Zo *z = state;
     return trainer_is_rank0(t) ? journal_sync(&z->j, e) : 0;
 }
 
-/* two forward passes per sample */
+/* The journal is durable before a checkpoint that counts on it is published. */
+static int zo_before_save(Trainer *t, void *state, Err *e)
+{
+    return zo_sync_journal(t, state, e);
+}
+
 /* Two forward passes (+eps and -eps) per sample over the global batch; no
  * backward. */
-static double zo_flops(const Trainer *t)
+double zo_flops(const Trainer *t)
 {
     const ModelConfig *c = &t->cfg->model;
     return cost_fwd_flops_per_token(c) * 2.0 * t->cfg->zo_samples * t->cfg->global_batch *
            c->seq_len;
 }
 
-static void zo_free(void *state)
+void zo_release(Zo *z)
 {
-    Zo *z = state;
-    if (!z) return;
-    if (z->sw) swarm_close(z->sw, z->applied >= z->end_step);
     if (z->j.f) journal_close(&z->j);
     free(z->active);
     free(z->mine);
     free(z->all);
+}
+
+static void zo_free(void *state)
+{
+    Zo *z = state;
+    if (!z) return;
+    zo_release(z);
     free(z);
 }
 
@@ -452,7 +367,6 @@ const StepStrategy ZO_STRATEGY = {
     .apply = zo_strategy_apply,
     .after_step = zo_after_step,
     .before_save = zo_before_save,
-    .on_stop = zo_on_stop,
     .flops_per_step = zo_flops,
     .free = zo_free,
 };
