@@ -12,6 +12,7 @@
 #include "worker/method/swarm/swarm_config.h"
 #include "worker/method/zo/journal.h"
 #include "worker/method/zo/zo.h"
+#include "worker/method/zo/zo_config.h"
 #include "worker/method/zo/zo_params.h"
 
 #define WARMUP_STEP 0xFFFFFFFFu /* the scale warm-up's own perturbation stream */
@@ -446,6 +447,8 @@ static void zo_free(void *state)
 
 const StepStrategy ZO_STRATEGY = {
     .name = "zo",
+    .forward_only = 1, /* zeroth-order training never computes a gradient */
+    .validate = zo_config_validate,
     .check_run = zo_check_run,
     .setup = zo_setup,
     .compute = zo_compute,
