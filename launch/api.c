@@ -18,7 +18,7 @@
 #include "coordinator/display/progress.h"
 #include "launch/commands.h"
 #include "launch/run_train.h"
-#include "worker/loop/trainer.h"
+#include "worker/run/train.h"
 
 struct mpitrain_config {
     TrainConfig c;

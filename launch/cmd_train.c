@@ -10,7 +10,7 @@
 #include "launch/commands.h"
 #include "launch/run_train.h"
 #include "base/options.h"
-#include "worker/loop/trainer.h"
+#include "worker/run/train.h"
 
 /* Parses flags; returns 0 to go on, or an exit code. */
 static int parse_train_args(TrainConfig *c, int argc, char **argv, int *done)

@@ -12,6 +12,7 @@
 #include "coordinator/display/timeline.h"
 #include "launch/commands.h"
 #include "worker/loop/rundir.h"
+#include "worker/method/methods.h"
 #include "worker/method/swarm/swarm.h"
 #include "worker/method/swarm/swarm_config.h"
 
@@ -25,7 +26,7 @@ static int rank0_defaults(TrainConfig *c, Err *e)
     if (!c->resume[0]) train_config_default_out(c);
     if (!make_data) return 0;
     /* with --init-from or --swarm-join the model's shape comes later */
-    if (!c->init_from[0] && !c->swarm_join[0] && train_config_validate(c, e)) {
+    if (!c->init_from[0] && !c->swarm_join[0] && method_resolve(c, e)) {
         err_wrap(e, "invalid plan");
         return EXIT_USAGE;
     }

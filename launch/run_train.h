@@ -5,7 +5,7 @@
  * default dataset and run directory when none is given, the plan is
  * distributed, the run trains under obs, and the trace is written. */
 #include "comm/mpi/comm.h"
-#include "worker/loop/trainer.h"
+#include "worker/run/train.h"
 
 /* Exit code of a run stopped on request (SIGUSR1, SIGTERM, SIGINT) after it
  * saved a checkpoint of the step it had finished: not a failure, and

@@ -2,16 +2,6 @@
 
 #include "models/arch.h"
 
-int cost_optim_moments(OptKind kind)
-{
-    switch (kind) {
-    case OPT_ADAMW: return 2;
-    case OPT_SGD: return 1;
-    case OPT_ZO: return 0;
-    }
-    return 0;
-}
-
 /* A shard as the builder sees it: a negative last block means through the
  * end, at least one slot and one tensor-parallel rank. */
 static ModelShard normalized(const ModelConfig *c, const ModelShard *sh)

@@ -11,13 +11,6 @@
 #include <stddef.h>
 #include "models/model.h"
 
-/* The optimizers, here because their state is part of a rank's memory. */
-typedef enum { OPT_ADAMW = 0, OPT_SGD = 1, OPT_ZO = 2 } OptKind;
-
-/* Optimizer state buffers per parameter: AdamW m and v, SGD momentum, none
- * for ZO (it keeps a journal of seeds instead). */
-int cost_optim_moments(OptKind kind);
-
 /* Parameters of the whole model, a tied tensor counted once
  * (= Model.global_params). 0 for an unknown kind. */
 size_t cost_param_count(const ModelConfig *c);
@@ -45,7 +38,7 @@ typedef struct {
     int micro_batch;  /* sequences per forward */
     int dp;           /* data-parallel ranks; ZeRO shards over them */
     int zero;         /* 0; 1 = optimizer state sharded; 2 = also a gradient shard */
-    int moments;      /* cost_optim_moments() of the optimizer */
+    int moments;      /* the optimizer's state buffers per parameter */
 } CostLayout;
 
 /* Bytes one rank needs; total is the sum of the parts. */

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include "base/sysinfo.h"
 #include "coordinator/plan/planner.h"
+#include "worker/method/methods.h"
 
 static size_t available_bytes_per_rank(const CommWorld *w)
 {
@@ -73,12 +74,14 @@ static void choose_layout(TrainConfig *cfg, const CommWorld *w, const Machine *m
 }
 
 /* The link is probed only for a prediction: the planner's choice of layout,
- * or the predicted step time of a backprop run; --link-probe off never. The
- * decision uses the flags every rank parsed alike, so all take part or none. */
+ * or the predicted step time of a method with gradients (backprop, DiLoCo);
+ * --link-probe off never. The decision uses the flags every rank parsed
+ * alike (the plan has not resolved the method yet), so all take part or
+ * none. */
 static int link_probe_needed(const TrainConfig *cfg)
 {
     int auto_layout = !cfg->dp && !cfg->tp && !cfg->pp;
-    return cfg->link_probe == 0 && (auto_layout || cfg->optim.kind != OPT_ZO);
+    return cfg->link_probe == 0 && (auto_layout || !method_of(cfg)->forward_only);
 }
 
 int plan_distribute(Group *world, TrainConfig *cfg, const CommWorld *w, Err *e)

@@ -13,6 +13,7 @@
 #include "worker/ckpt/ckpt.h"
 #include "worker/ckpt/gpt2io.h"
 #include "worker/ckpt/pbconv.h"
+#include "worker/method/methods.h"
 
 /* ---- validation ------------------------------------------------------------ */
 
@@ -67,15 +68,16 @@ static int check_shards(const TrainConfig *c, Err *e)
 }
 
 /* One stage's rank, as the cost model's numbers: the trainer builds the
- * same shard (ZO forward-only, a pipeline stage with its schedule's slots). */
+ * same shard (forward-only for a method without gradients, a pipeline stage
+ * with its schedule's slots). */
 static CostLayout stage_layout(const TrainConfig *c, int s, int dp, int tp, int pp)
 {
     int M = c->micro_batches > 0 ? c->micro_batches : 1, micro = c->global_batch / dp / M;
     int b0 = pp > 1 ? c->stage_first[s] : 0;
     int b1 = pp > 1 ? c->stage_first[s + 1] - 1 : model_n_blocks(&c->model) - 1;
     int slots = pp > 1 ? pipeline_slots((Schedule)c->pp_schedule, s, pp, M) : 1;
-    CostLayout l = {{0, tp, b0, b1, slots, c->optim.kind == OPT_ZO}, micro, dp, c->zero,
-                    cost_optim_moments(c->optim.kind)};
+    CostLayout l = {{0, tp, b0, b1, slots, method_of(c)->forward_only}, micro, dp, c->zero,
+                    optim_moments(c->optim.kind)};
     return l;
 }
 
@@ -94,7 +96,7 @@ size_t plan_memory_per_rank(const TrainConfig *c)
 int plan_resolve(TrainConfig *c, int world, size_t avail, Err *e)
 {
     if (resolve_mesh(c, world, e)) return -1;
-    if (train_config_validate(c, e)) return -1;
+    if (method_resolve(c, e)) return -1;
     if (resolve_stages(c, e) || check_shards(c, e)) return -1;
     if (c->global_batch % c->dp)
         return err_set(e, "--dp %d does not divide global batch %d; use a --batch that is a "

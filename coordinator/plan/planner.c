@@ -12,6 +12,7 @@
 #include "models/model.h"
 #include "models/ops.h"
 #include "sharding/stages.h"
+#include "worker/method/methods.h"
 
 /* This thread's CPU seconds: the sgemm rate it measures is the machine's
  * when idle, whatever else shares the cores (on a loaded 2-core machine
@@ -226,10 +227,14 @@ static void predict_backprop(const TrainConfig *c, const Machine *mc, Prediction
     p->mem = plan_memory_per_rank(c);
 }
 
+/* The method's cost shape: forward passes only (zo), replicas on their own
+ * gradients with an outer all-reduce (DiLoCo), or data-parallel backprop.
+ * method_of, not c->method: the planner tries configs of other modes. */
 PlanMode planner_mode(const TrainConfig *c)
 {
-    if (c->optim.kind == OPT_ZO) return MODE_ZO;
-    return c->diloco > 0 ? MODE_DILOCO : MODE_DP;
+    const StepStrategy *m = method_of(c);
+    if (m->forward_only) return MODE_ZO;
+    return m->replica_grads ? MODE_DILOCO : MODE_DP;
 }
 
 const char *planner_mode_name(PlanMode m)

@@ -134,9 +134,9 @@ Test(cost, forward_only_has_no_gradients)
 
 Test(cost, optimizer_moments_match_the_optimizer)
 {
-    cr_expect_eq(cost_optim_moments(OPT_ADAMW), 2);
-    cr_expect_eq(cost_optim_moments(OPT_SGD), 1);
-    cr_expect_eq(cost_optim_moments(OPT_ZO), 0);
+    cr_expect_eq(optim_moments(OPT_ADAMW), 2);
+    cr_expect_eq(optim_moments(OPT_SGD), 1);
+    cr_expect_eq(optim_moments(OPT_ZO), 0);
     const ModelConfig c = GPTS[0];
     const size_t n = cost_param_count(&c);
     OptKind kinds[] = {OPT_ADAMW, OPT_SGD, OPT_ZO};
@@ -145,7 +145,7 @@ Test(cost, optimizer_moments_match_the_optimizer)
         Optimizer o;
         Err e = {{0}};
         cr_assert_eq(optim_init(&o, &oc, 0, n, &e), 0, "%s", e.msg);
-        CostLayout l = {{0, 1, 0, -1, 1, kinds[k] == OPT_ZO}, 1, 1, 0, cost_optim_moments(kinds[k])};
+        CostLayout l = {{0, 1, 0, -1, 1, kinds[k] == OPT_ZO}, 1, 1, 0, optim_moments(kinds[k])};
         cr_expect_eq(cost_memory(&c, &l).optim, o.state_bytes, "%s", optim_name(kinds[k]));
         optim_free(&o);
     }

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "coordinator/plan/plan.h"
+#include "models/cost.h"
 #include "mpitrain.pb-c.h"
 #include "sharding/partition.h"
 #include "worker/config/config.h"

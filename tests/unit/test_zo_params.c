@@ -9,6 +9,7 @@
 #include "models/model.h"
 #include "tests/unit/testutil.h"
 #include "worker/config/config.h"
+#include "worker/method/methods.h"
 #include "worker/method/zo/journal.h"
 #include "worker/method/zo/zo_params.h"
 
@@ -225,18 +226,18 @@ Test(zo_params, config_option)
     snprintf(c->out, sizeof c->out, "runs/x");
     snprintf(c->data, sizeof c->data, "x.tok");
     Err e;
-    cr_assert_eq(train_config_validate(c, &e), 0, "%s", e.msg);
+    cr_assert_eq(method_resolve(c, &e), 0, "%s", e.msg);
     snprintf(c->zo_params, sizeof c->zo_params, "norms");
-    cr_assert_eq(train_config_validate(c, &e), -1, "a subset with adamw");
+    cr_assert_eq(method_resolve(c, &e), -1, "a subset with adamw");
     cr_assert(strstr(e.msg, "only --optimizer zo"), "%s", e.msg);
     c->optim.kind = OPT_ZO;
-    cr_assert_eq(train_config_validate(c, &e), 0, "%s", e.msg);
+    cr_assert_eq(method_resolve(c, &e), 0, "%s", e.msg);
     snprintf(c->zo_params, sizeof c->zo_params, "last:%d", c->model.n_layer + 1);
-    cr_assert_eq(train_config_validate(c, &e), -1);
+    cr_assert_eq(method_resolve(c, &e), -1);
     cr_assert(strstr(e.msg, "between 1 and"), "%s", e.msg);
     snprintf(c->zo_params, sizeof c->zo_params, "last:x");
     c->optim.kind = OPT_ADAMW;
-    cr_assert_eq(train_config_validate(c, &e), -1, "bad syntax is refused for any optimizer");
+    cr_assert_eq(method_resolve(c, &e), -1, "bad syntax is refused for any optimizer");
     cr_assert(strstr(e.msg, "last:K"), "%s", e.msg);
     size_t n;
     const OptSpec *t = train_config_table(&n);

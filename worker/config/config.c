@@ -9,7 +9,6 @@
 #include "base/json.h"
 #include "models/arch.h"
 #include "worker/data/data.h"
-#include "worker/method/zo/zo_params.h"
 
 #include <stddef.h>
 #include <stdio.h>
@@ -89,7 +88,7 @@ static const OptSpec TABLE[] = {
     {"zo-params", OT_STR, F(zo_params), sizeof(((TrainConfig *)0)->zo_params), "SPEC",
      "zo: perturb and update only these tensors, the rest stay frozen: comma-separated presets "
      "all, norms, biases, embeddings, last:K (the last K blocks and lnf) or tensor-name globs "
-     "(h.*.attn.*, lnf.?); see docs/zo.md", NULL, 1, 0, ZO_PARAMS_DEFAULT},
+     "(h.*.attn.*, lnf.?); see docs/zo.md", NULL, 1, 0, "all"},
     CHOICE("on-nan", on_nan, "stop|skip", "stop", "non-finite loss or gradient: stop with a message, or skip that update"),
     NUM("save-every", OT_INT, save_every, "N", "100", 0, 1e9, "checkpoint every N steps, 0 = only at the end"),
     NUM("keep-ckpts", OT_INT, keep_ckpts, "K", "3", 0, 1e6, "keep the newest K checkpoints, 0 = all"),
@@ -210,26 +209,6 @@ size_t train_config_bucket_bytes(const TrainConfig *c)
     return (size_t)(c->bucket_mb * 1048576.0);
 }
 
-/* A swarm is a ZO run of machines that are one replica each (their own
- * tp/pp inside, no dp: the swarm is the data parallelism) and one role. */
-static int swarm_config_validate(const TrainConfig *c, Err *e)
-{
-    const int listen = c->swarm_listen[0] != 0, join = c->swarm_join[0] != 0;
-    if (!listen && !join) return 0;
-    const char *flag = join ? "--swarm-join" : "--swarm-listen";
-    if (c->optim.kind != OPT_ZO)
-        return err_set(e, "%s: a swarm exchanges shared-randomness codes; it needs --optimizer zo",
-                       flag);
-    if (c->time_budget_s > 0)
-        return err_set(e, "%s with --time-budget: not built yet (each machine would end by its "
-                          "own clock); give --steps", flag);
-    if (c->dp > 1)
-        return err_set(e, "%s with --dp %d: each swarm machine is one replica (use --tp/--pp "
-                          "inside it); the swarm's machines are its data parallelism",
-                       flag, c->dp);
-    return 0;
-}
-
 int train_config_validate(const TrainConfig *c, Err *e)
 {
     if (model_config_validate(&c->model, e)) return -1;
@@ -243,27 +222,6 @@ int train_config_validate(const TrainConfig *c, Err *e)
                        c->global_batch);
     if (!c->out[0]) return err_set(e, "--out: a run directory is required");
     if (!c->data[0]) return err_set(e, "--data: a token file is required");
-    if (c->optim.kind == OPT_ZO && (!(c->zo_eps > 0) || c->zo_samples < 1 || c->zo_scale < 0))
-        return err_set(e, "--zo-eps %g / --zo-samples %d / --zo-scale %g: eps and samples must be "
-                          "positive, scale >= 0 (0 = automatic)", c->zo_eps, c->zo_samples, c->zo_scale);
-    if (zo_params_check_syntax(c->zo_params, e)) return -1;
-    if (c->optim.kind != OPT_ZO && strcmp(c->zo_params, ZO_PARAMS_DEFAULT))
-        return err_set(e, "--zo-params %s: only --optimizer zo trains a subset of the tensors "
-                          "(adamw and sgd train them all); drop --zo-params or use --optimizer zo",
-                       c->zo_params);
-    if (c->optim.kind == OPT_ZO && zo_params_validate(&c->model, c->zo_params, e)) return -1;
-    if (c->diloco > 0 && c->optim.kind == OPT_ZO)
-        return err_set(e, "--diloco %d: DiLoCo's inner steps are backprop steps; use --optimizer "
-                          "adamw or sgd, or drop --diloco for zeroth-order training", c->diloco);
-    if (c->diloco > 0 && c->zero)
-        return err_set(e, "--diloco %d with --zero %d: each DiLoCo replica keeps its own inner "
-                          "optimizer state, which ZeRO would shard across the replicas; use --zero 0",
-                       c->diloco, c->zero);
-    if (c->diloco_overlap && c->diloco <= 0)
-        return err_set(e, "--diloco-overlap 1 needs --diloco H (H > 0)");
-    if (c->diloco_wire && c->diloco <= 0)
-        return err_set(e, "--diloco-wire bf16 needs --diloco H (H > 0)");
-    if (swarm_config_validate(c, e)) return -1;
     if (c->keep_best && c->eval_every <= 0)
         return err_set(e, "--keep-best picks checkpoints by validation loss: it needs --eval-every "
                           "N (N > 0)");

@@ -76,6 +76,9 @@ typedef struct {
      * unknown */
     TrainGiven given;
     /* derived by the plan, not settings: */
+    /* the training method's step strategy (worker/method/methods.h),
+     * resolved once from the settings by method_resolve */
+    const struct StepStrategy *method;
     double predicted_step_ms;  /* the planner's prediction for this layout */
     /* pipeline stage s owns blocks [stage_first[s], stage_first[s+1]) */
 #define MAX_STAGES 1040
@@ -103,7 +106,9 @@ int train_config_was_given(const TrainConfig *c, const OptSpec *s);
  * from a warm-up)? Then the value a checkpoint or a swarm's keeper chose
  * is what it asked for, not a conflict with it. */
 int train_config_leaves_choice(const TrainConfig *c, const OptSpec *s);
-/* Cross-field checks after parsing; message names the flag to change. */
+/* Cross-field checks after parsing; message names the flag to change. The
+ * methods' own settings are their rooms' to check: method_resolve
+ * (worker/method/methods.h) calls this, then them. */
 int train_config_validate(const TrainConfig *c, Err *e);
 size_t train_config_bucket_bytes(const TrainConfig *c);
 /* No --out: runs/<model>-<date>-<time>. */

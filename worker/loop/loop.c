@@ -10,7 +10,7 @@
 #include "base/sysinfo.h"
 #include "comm/trace/trace.h"
 #include "models/ops.h"
-#include "worker/loop/strategy.h"
+#include "worker/loop/loop.h"
 #include "worker/loop/testhooks.h"
 
 /* <out>/heartbeat: the supervisor's watchdog restarts the job when it stops

@@ -5,7 +5,8 @@
  * reports, evaluation, checkpoints, heartbeat and summary. A strategy
  * computes a step's loss (and gradient norm, where there is one), then
  * applies the update unless the loop's NaN policy skips it. */
-#include "worker/loop/trainer_internal.h"
+#include "models/cost.h" /* what flops_per_step counts with */
+#include "worker/loop/trainer.h"
 
 typedef struct {
     double loss;       /* mean loss of the global batch */
@@ -17,6 +18,22 @@ typedef struct {
 
 typedef struct StepStrategy {
     const char *name;
+    /* do the settings ask for this method? The registry
+     * (worker/method/methods.c) asks the methods in its order and takes the
+     * first that says yes, once per run (c->method); NULL: every run (the
+     * registry's last, backprop) */
+    int (*chosen)(const TrainConfig *c);
+    /* properties the set-up reads before setup (worker/run/train.c): */
+    int forward_only;  /* never a gradient: the model is built without one
+                        * (zo); the plan's memory check counts the same */
+    int replica_grads; /* each data-parallel replica steps on its own
+                        * gradient: none is reduced across replicas (DiLoCo's
+                        * inner steps); the gradient buckets reduce over
+                        * t->solo */
+    /* the settings this method owns, checked for every run whichever method
+     * it chose (c->method, resolved before): its own rules when chosen, and
+     * its settings refused when given to another method (may be NULL) */
+    int (*validate)(const TrainConfig *c, Err *e);
     /* before the run directory is claimed or written, every rank (may be
      * NULL): refuses what the setup would refuse of an existing run's files,
      * so a refused resume leaves its config.json and metrics as they were */
@@ -45,12 +62,8 @@ typedef struct StepStrategy {
     void (*free)(void *state);
 } StepStrategy;
 
-extern const StepStrategy BACKPROP_STRATEGY; /* worker/method/backprop/backprop.c */
-extern const StepStrategy ZO_STRATEGY;       /* worker/method/zo/zo_step.c */
-extern const StepStrategy DILOCO_STRATEGY;   /* worker/method/backprop/backprop.c */
+/* The strategies themselves live in their rooms (worker/method/<name>/)
+ * and are listed once, in worker/method/methods.c. */
 #define STRATEGY_MAX_PARTS 16
-
-/* The one training loop: steps [t->start_step, cfg->steps). */
-int loop_run(Trainer *t, const StepStrategy *s, TrainResult *res, Err *e);
 
 #endif

@@ -9,6 +9,16 @@ const char *optim_name(OptKind k)
     return k == OPT_ADAMW ? "adamw" : k == OPT_SGD ? "sgd" : "zo";
 }
 
+int optim_moments(OptKind kind)
+{
+    switch (kind) {
+    case OPT_ADAMW: return 2;
+    case OPT_SGD: return 1;
+    case OPT_ZO: return 0;
+    }
+    return 0;
+}
+
 int optim_parse_kind(const char *s, OptKind *k)
 {
     if (!strcmp(s, "adamw")) *k = OPT_ADAMW;
@@ -40,7 +50,7 @@ int optim_init(Optimizer *o, const OptimConfig *c, size_t lo, size_t hi, Err *e)
     o->lo = lo;
     o->hi = hi;
     size_t n = hi - lo;
-    int moments = cost_optim_moments(c->kind); /* the plan's memory check counts the same */
+    int moments = optim_moments(c->kind); /* the plan's memory check counts the same */
     if (moments >= 1 && !(o->m = model_calloc(n, sizeof(float))))
         return err_set(e, "out of memory for optimizer state (%zu floats)", n);
     if (moments >= 2 && !(o->v = model_calloc(n, sizeof(float)))) {

@@ -3,8 +3,14 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "base/err.h"
-#include "models/cost.h" /* OptKind, with the state each optimizer keeps */
 #include "models/model.h"
+
+typedef enum { OPT_ADAMW = 0, OPT_SGD = 1, OPT_ZO = 2 } OptKind;
+
+/* Optimizer state buffers per parameter: AdamW m and v, SGD momentum, none
+ * for ZO (it keeps a journal of seeds instead). The plan's memory check
+ * hands it to the cost model (CostLayout.moments). */
+int optim_moments(OptKind kind);
 
 typedef struct {
     OptKind kind;

@@ -104,3 +104,28 @@ int swarm_config_adopt(TrainConfig *c, const char *text, size_t len, const char 
     free(def);
     return rc;
 }
+
+int swarm_config_chosen(const TrainConfig *c)
+{
+    return c->optim.kind == OPT_ZO && (c->swarm_listen[0] || c->swarm_join[0]);
+}
+
+/* A swarm is a ZO run of machines that are one replica each (their own
+ * tp/pp inside, no dp: the swarm is the data parallelism) and one role. */
+int swarm_config_validate(const TrainConfig *c, Err *e)
+{
+    const int listen = c->swarm_listen[0] != 0, join = c->swarm_join[0] != 0;
+    if (!listen && !join) return 0;
+    const char *flag = join ? "--swarm-join" : "--swarm-listen";
+    if (c->optim.kind != OPT_ZO)
+        return err_set(e, "%s: a swarm exchanges shared-randomness codes; it needs --optimizer zo",
+                       flag);
+    if (c->time_budget_s > 0)
+        return err_set(e, "%s with --time-budget: not built yet (each machine would end by its "
+                          "own clock); give --steps", flag);
+    if (c->dp > 1)
+        return err_set(e, "%s with --dp %d: each swarm machine is one replica (use --tp/--pp "
+                          "inside it); the swarm's machines are its data parallelism",
+                       flag, c->dp);
+    return 0;
+}

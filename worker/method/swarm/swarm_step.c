@@ -10,6 +10,7 @@
 #include "worker/loop/strategy.h"
 #include "worker/method/swarm/swarm.h"
 #include "worker/method/swarm/swarm_config.h"
+#include "worker/method/swarm/swarm_step.h"
 #include "worker/method/zo/zo_step.h"
 
 /* Machines of a swarm reading one file take it from different places. */
@@ -167,8 +168,12 @@ static void swarm_free(void *state)
 
 /* A swarm is a ZO run: it reports under ZO's name (the planner's verdict
  * names the method it predicted). */
+/* Named "zo": the planner predicts and reports it as the ZO run it is. */
 const StepStrategy SWARM_STRATEGY = {
     .name = "zo",
+    .chosen = swarm_config_chosen,
+    .validate = swarm_config_validate,
+    .forward_only = 1,
     .check_run = zo_check_run,
     .setup = swarm_setup,
     .compute = swarm_compute,

@@ -11,6 +11,7 @@
 #include "base/fileio.h"
 #include "comm/trace/trace.h"
 #include "worker/method/zo/replay.h"
+#include "worker/method/zo/zo_config.h"
 #include "worker/method/zo/zo_params.h"
 
 #define WARMUP_STEP 0xFFFFFFFFu /* the scale warm-up's own perturbation stream */
@@ -361,6 +362,9 @@ static void zo_free(void *state)
 
 const StepStrategy ZO_STRATEGY = {
     .name = "zo",
+    .chosen = zo_config_chosen,
+    .forward_only = 1, /* zeroth-order training never computes a gradient */
+    .validate = zo_config_validate,
     .check_run = zo_check_run,
     .setup = zo_setup,
     .compute = zo_compute,
