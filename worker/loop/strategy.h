@@ -40,6 +40,10 @@ typedef struct StepStrategy {
      * out (at most STRATEGY_MAX_PARTS); returns how many. NULL: the weights
      * and the optimizer's moments, each data-parallel rank its `mine` */
     int (*ckpt_parts)(Trainer *t, void *state, Range mine, CkptPart *out);
+    /* the settings a checkpoint records, as the run uses them (may be
+     * NULL): a value that asked the strategy to choose becomes its choice
+     * (train_config_leaves_choice), so a resume continues with it */
+    void (*chosen_settings)(const Trainer *t, const void *state, TrainConfig *c);
     /* model FLOPs of one step, all ranks together */
     double (*flops_per_step)(const Trainer *t);
     void (*free)(void *state);

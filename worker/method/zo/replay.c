@@ -22,12 +22,12 @@ static int check_journal_matches(const char *path, const Journal *j, const CkptM
                                  const Model *m, Err *e)
 {
     char diff[512] = "";
-    if (j->h.seed != meta->seed) differs(diff, sizeof diff, "seed", j->h.seed, meta->seed);
+    if (j->h.seed != meta->cfg.seed) differs(diff, sizeof diff, "seed", j->h.seed, meta->cfg.seed);
     if (j->h.global_params != m->global_params)
         differs(diff, sizeof diff, "parameters", j->h.global_params, m->global_params);
-    if (meta->optim.kind == OPT_ZO && j->h.samples != (uint32_t)meta->zo_samples)
+    if (meta->cfg.optim.kind == OPT_ZO && j->h.samples != (uint32_t)meta->cfg.zo_samples)
         differs(diff, sizeof diff, "zo samples", j->h.samples,
-                (unsigned long long)meta->zo_samples);
+                (unsigned long long)meta->cfg.zo_samples);
     if (!diff[0]) return 0;
     return err_set(e, "%s does not belong to the base checkpoint (%s): replay it onto a "
                       "checkpoint of the run that wrote it", path, diff);
@@ -77,7 +77,7 @@ int zo_replay(const char *base, const char *journal, const char *zo_params, cons
     /* the weights alone: replay runs no forward pass and keeps no optimizer state */
     Model m;
     ModelShard whole = {0, 1, 0, -1, 1, 1};
-    if (model_build_shard(&m, &meta.model, &whole, 1, e)) return err_wrap(e, "base %s", dir);
+    if (model_build_shard(&m, &meta.cfg.model, &whole, 1, e)) return err_wrap(e, "base %s", dir);
     Journal j = {0};
     int rc = ckpt_load(dir, &m, NULL, e);
     if (!rc) rc = journal_open_read(&j, journal, e);
@@ -86,7 +86,7 @@ int zo_replay(const char *base, const char *journal, const char *zo_params, cons
     if (!rc) rc = replay_mask(&j, &m, zo_params, &active, e);
     /* a ZO checkpoint continues its own run at its step; any other is the
      * weights a ZO run started from (--init-from): its journal from step 0 */
-    long step = meta.optim.kind == OPT_ZO ? (long)meta.step : 0;
+    long step = meta.cfg.optim.kind == OPT_ZO ? (long)meta.step : 0;
     if (!rc) rc = apply_journal(&j, &m, active, &step, e);
     free(active);
     if (warning_len) warning[0] = 0;
@@ -94,10 +94,10 @@ int zo_replay(const char *base, const char *journal, const char *zo_params, cons
     if (!rc) {
         meta.step = step;
         meta.data_pos = (uint64_t)step;
-        meta.optim.kind = OPT_ZO; /* an --init-from base becomes the ZO run it started */
-        meta.zo_eps = j.h.eps;
-        meta.zo_scale = j.h.scale;
-        meta.zo_samples = (int)j.h.samples;
+        meta.cfg.optim.kind = OPT_ZO; /* an --init-from base becomes the ZO run it started */
+        meta.cfg.zo_eps = j.h.eps;
+        meta.cfg.zo_scale = j.h.scale;
+        meta.cfg.zo_samples = (int)j.h.samples;
         meta.dp = meta.tp = meta.pp = 1;
         meta.zero = 0;
         rc = ckpt_save(out_root, &meta, &m, NULL, written, written_len, e);

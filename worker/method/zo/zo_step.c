@@ -444,6 +444,13 @@ static void zo_free(void *state)
     free(z);
 }
 
+/* the scale in use: --zo-scale 0 asked the warm-up to pick it */
+static void zo_chosen_settings(const Trainer *t, const void *state, TrainConfig *c)
+{
+    (void)state;
+    c->zo_scale = t->zo_scale;
+}
+
 const StepStrategy ZO_STRATEGY = {
     .name = "zo",
     .check_run = zo_check_run,
@@ -453,6 +460,7 @@ const StepStrategy ZO_STRATEGY = {
     .after_step = zo_after_step,
     .before_save = zo_before_save,
     .on_stop = zo_on_stop,
+    .chosen_settings = zo_chosen_settings,
     .flops_per_step = zo_flops,
     .free = zo_free,
 };
