@@ -180,6 +180,41 @@ Test(ckpt, roundtrip_bit_exact)
     model_free(&b);
 }
 
+/* The manifest carries every setting by name: each reads back bit for bit
+ * (floats, paths, durations, choices), and a bad value is named. */
+Test(ckpt, manifest_settings_round_trip_by_name)
+{
+    static CkptMeta meta, back;
+    ckpt_meta_init(&meta);
+    meta.cfg.optim.kind = OPT_ZO;
+    meta.cfg.optim.lr = 3.0000001e-4f;
+    meta.cfg.zo_scale = 0.012345679f; /* the scale a warm-up chose */
+    meta.cfg.time_budget_s = 5400.25;
+    meta.cfg.seed = 18446744073709551615ull;
+    meta.cfg.model.positions = 1024;
+    snprintf(meta.cfg.data, sizeof meta.cfg.data, "data/a b.tok");
+    meta.step = 9;
+    CkptManifestPB pb;
+    Err e = {""};
+    cr_assert_eq(ckpt_meta_to_pb(&meta, &pb, &e), 0, "%s", e.msg);
+    cr_assert_gt(pb.mf.n_settings, 40);
+    cr_assert_null(pb.mf.model, "no settings fields one by one any more");
+    cr_assert_eq(ckpt_meta_from_pb(&pb.mf, &back, &e), 0, "%s", e.msg);
+    for (const OptSpec *s = train_config_table(NULL); s->name; s++) {
+        char a[PATH_BUF], b[PATH_BUF];
+        opts_format(s, &meta.cfg, a, sizeof a);
+        opts_format(s, &back.cfg, b, sizeof b);
+        cr_assert_str_eq(a, b, "setting %s", s->name);
+    }
+    cr_assert_eq(back.cfg.optim.total_steps, back.cfg.steps);
+    cr_assert_eq(back.step, 9);
+    for (size_t i = 0; i < pb.mf.n_settings; i++)
+        if (!strcmp(pb.mf.settings[i]->key, "layers")) pb.mf.settings[i]->value = "0";
+    cr_assert_eq(ckpt_meta_from_pb(&pb.mf, &back, &e), -1);
+    cr_assert(strstr(e.msg, "setting layers"), "%s", e.msg);
+    ckpt_manifest_pb_free(&pb);
+}
+
 Test(ckpt, params_only_checkpoint_loads_without_optimizer)
 {
     const char *dir = tmp("ckpt_params_only");

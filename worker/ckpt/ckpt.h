@@ -59,7 +59,8 @@ int ckpt_save(const char *root, const CkptMeta *meta, const Model *m, const Opti
  * one process calls ckpt_begin (makes <root>/.tmp.step_N), every rank
  * writes its shard of the flat parameter range r (and the optimizer state
  * it holds inside r) with ckpt_write_shard, and the one process collects the
- * shards' packed records and calls ckpt_finish (manifest, rename, latest). */
+ * shards' packed records and calls ckpt_finish (manifest, rename, latest).
+ * ckpt_save_group (ckpt_save.h) runs these steps over the ranks of a group. */
 int ckpt_begin(const char *root, int64_t step, char *tmp, size_t n, Err *e);
 /* Is this entry of a checkpoint root one that the writers above make (a
  * step directory, its temporary or set-aside copy, latest and its
