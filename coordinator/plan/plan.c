@@ -136,7 +136,8 @@ int plan_encode(const TrainConfig *c, int world, uint8_t **buf, size_t *len, Err
     Mpitrain__DpSlice **slp = calloc(c->dp, sizeof *slp);
     Mpitrain__ShardRange *sh = calloc(c->dp, sizeof *sh);
     Mpitrain__ShardRange **shp = calloc(c->dp, sizeof *shp);
-    int rc = settings_encode(c, &sets, e);
+    /* (settings_encode fails only out of memory) */
+    int rc = settings_encode(c, &sets, e) ? err_set(e, "out of memory encoding the plan") : 0;
     p.n_settings = rc ? 0 : sets.n;
     p.settings = rc ? NULL : sets.ptrs;
     if (!rc && (!sl || !slp || !sh || !shp)) rc = err_set(e, "out of memory encoding the plan");
