@@ -38,11 +38,10 @@ int main(int argc, char **argv)
     }
     for (size_t i = 0; i < m.n_params; i++) o.m[i] = o.v[i] = m.params[i];
     CkptMeta meta;
-    memset(&meta, 0, sizeof meta);
-    meta.model = c;
-    meta.optim = oc;
+    ckpt_meta_init(&meta);
+    meta.cfg.model = c;
+    meta.cfg.optim = oc;
     meta.step = 1;
-    meta.dp = meta.tp = meta.pp = 1;
     double mb = 3.0 * m.n_params * sizeof(float) / 1e6;
     char out[4400];
     double t0 = now_s();

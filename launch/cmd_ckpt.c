@@ -107,14 +107,14 @@ static int load_verified(const char *dir, const CkptMeta *meta, Model *m, Err *e
 {
     /* every weight is loaded: no random init */
     ModelShard whole = {0, 1, 0, -1, 1, 0};
-    if (model_build_shard(m, &meta->model, &whole, 1, e))
+    if (model_build_shard(m, &meta->cfg.model, &whole, 1, e))
         return err_wrap(e, "checkpoint %s", dir);
     /* the moments only when saved: a weights-only checkpoint (an import)
      * needs no room for them */
     Mpitrain__Manifest *mf = NULL;
     Optimizer o;
     int rc = ckpt_read_manifest(dir, &mf, e);
-    int have_opt = !rc && ckpt_has_kind(mf, "opt_m") && optim_init(&o, &meta->optim, 0, m->n_params, e) == 0;
+    int have_opt = !rc && ckpt_has_kind(mf, "opt_m") && optim_init(&o, &meta->cfg.optim, 0, m->n_params, e) == 0;
     if (!rc) rc = ckpt_load_from(dir, mf, m, have_opt ? &o : NULL, e);
     if (have_opt) optim_free(&o);
     if (mf) mpitrain__manifest__free_unpacked(mf, NULL);
@@ -142,11 +142,9 @@ static void shape_str(const Mpitrain__TensorRecord *r, char *out, size_t n)
     if (!r->n_shape) snprintf(out, n, "scalar");
 }
 
-static void print_manifest(const char *dir, const Mpitrain__Manifest *mf)
+static void print_manifest(const char *dir, const Mpitrain__Manifest *mf, const CkptMeta *meta)
 {
-    CkptMeta meta;
-    ckpt_meta_from_pb(mf, &meta);
-    const ModelConfig *c = &meta.model;
+    const ModelConfig *c = &meta->cfg.model;
     printf("checkpoint     %s\n", dir);
     printf("format         %u\n", mf->format_version);
     if (mf->created_unix) {
@@ -161,11 +159,12 @@ static void print_manifest(const char *dir, const Mpitrain__Manifest *mf)
     if (c->kind == MODEL_MLP) printf(", in-dim %d", c->in_dim);
     if (c->kind == MODEL_GPT && model_positions(c) != c->seq_len) printf(", positions %d", model_positions(c));
     printf("\n");
-    if (mf->optim) {
-        const OptimConfig *o = &meta.optim;
+    if (mf->optim || mf->n_settings) {
+        const OptimConfig *o = &meta->cfg.optim;
+        const char *name = !mf->optim ? optim_name(o->kind) : mf->optim->name ? mf->optim->name : "?";
         printf("optimizer      %s: lr %g, min-lr %g, warmup %d, total-steps %ld, weight-decay %g, "
                "grad-clip %g",
-               mf->optim->name ? mf->optim->name : "?", o->lr, o->min_lr, o->warmup, o->total_steps,
+               name, o->lr, o->min_lr, o->warmup, o->total_steps,
                o->weight_decay, o->grad_clip);
         if (o->kind == OPT_ADAMW) printf(", beta1 %g, beta2 %g, eps %g", o->beta1, o->beta2, o->eps);
         if (o->kind == OPT_SGD) printf(", momentum %g", o->momentum);
@@ -173,16 +172,16 @@ static void print_manifest(const char *dir, const Mpitrain__Manifest *mf)
     } else {
         printf("optimizer      (none recorded)\n");
     }
-    printf("step           %lld (optimizer step %lld)\n", (long long)meta.step, (long long)meta.opt_t);
-    if (meta.budget_used_s > 0)
+    printf("step           %lld (optimizer step %lld)\n", (long long)meta->step, (long long)meta->opt_t);
+    if (meta->budget_used_s > 0)
         printf("time budget    %.3f s of training used (--time-budget continues from it)\n",
-               meta.budget_used_s);
-    printf("seed           %" PRIu64 "\n", meta.seed);
+               meta->budget_used_s);
+    printf("seed           %" PRIu64 "\n", meta->cfg.seed);
     printf("data           %s, next global batch %" PRIu64 "\n",
-           meta.data_path[0] ? meta.data_path : "(unknown)", meta.data_pos);
-    printf("global batch   %d\n", meta.global_batch);
+           meta->cfg.data[0] ? meta->cfg.data : "(unknown)", meta->data_pos);
+    printf("global batch   %d\n", meta->cfg.global_batch);
     if (mf->layout)
-        printf("layout         dp %d, tp %d, pp %d, zero %d\n", meta.dp, meta.tp, meta.pp, meta.zero);
+        printf("layout         dp %d, tp %d, pp %d, zero %d\n", meta->dp, meta->tp, meta->pp, meta->zero);
     else
         printf("layout         (none recorded)\n");
 
@@ -255,16 +254,20 @@ static int ckpt_info(int argc, char **argv)
         fprintf(stderr, "mpitrain ckpt info: %s\n", e.msg);
         return 1;
     }
-    print_manifest(dir, mf);
+    CkptMeta meta;
+    if (ckpt_meta_from_pb(mf, &meta, &e)) {
+        fprintf(stderr, "mpitrain ckpt info: checkpoint %s: %s\n", dir, e.msg);
+        mpitrain__manifest__free_unpacked(mf, NULL);
+        return 1;
+    }
+    print_manifest(dir, mf, &meta);
     rc = 0;
     if (a.verify) {
-        CkptMeta meta;
         Model m;
-        ckpt_meta_from_pb(mf, &meta);
         fflush(stdout);
         int n_tokens = 0, loaded = load_verified(dir, &meta, &m, &e) == 0;
         if (loaded) model_free(&m);
-        if (!loaded || verify_tokenizer(dir, meta.model.vocab, &n_tokens, &e)) {
+        if (!loaded || verify_tokenizer(dir, meta.cfg.model.vocab, &n_tokens, &e)) {
             fprintf(stderr, "mpitrain ckpt info: %s\n", e.msg);
             rc = 1;
         } else {
@@ -304,7 +307,7 @@ static const OptSpec EXPORT_OPTS[] = {
 
 static int export_safetensors(const Model *m, const CkptMeta *meta, const char *out, Err *e)
 {
-    const ModelConfig *c = &meta->model;
+    const ModelConfig *c = &meta->cfg.model;
     char v[7][32];
     snprintf(v[0], sizeof v[0], "%d", c->n_layer);
     snprintf(v[1], sizeof v[1], "%d", c->n_head);
@@ -418,19 +421,10 @@ static int ckpt_import(int argc, char **argv)
     }
     Err e = {{0}};
     Gpt2Source s;
-    TrainConfig *defaults = malloc(sizeof *defaults);
-    if (!defaults) {
-        fprintf(stderr, "mpitrain ckpt import: out of memory\n");
-        return 1;
-    }
-    /* the optimizer, seed and batch a later --resume continues with */
-    train_config_defaults(defaults);
+    /* the default settings: the optimizer, seed and batch a later --resume
+     * continues with */
     CkptMeta meta;
-    memset(&meta, 0, sizeof meta);
-    meta.optim = defaults->optim;
-    meta.seed = defaults->seed;
-    meta.global_batch = defaults->global_batch;
-    free(defaults);
+    ckpt_meta_init(&meta);
     char written[PATH_BUF], aside[PATH_BUF];
     rc = gpt2_source_open(src, &s, &e);
     if (!rc && s.kind == GPT2_SRC_CKPT)

@@ -176,7 +176,7 @@ static int run_eval(const EvalArgs *a, Err *e)
     char dir[PATH_LEN];
     CkptMeta meta;
     if (ckpt_resolve(a->ckpt, dir, sizeof dir, e) || ckpt_load_meta(dir, &meta, e)) return -1;
-    const ModelConfig *c = &meta.model;
+    const ModelConfig *c = &meta.cfg.model;
     if (a->threads > 0) ops_set_threads(a->threads);
     TokenFile f;
     memset(&f, 0, sizeof f);

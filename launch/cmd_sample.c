@@ -382,8 +382,8 @@ static int load_model(SampleState *s, const SampleArgs *a, const char *dir, cons
 {
     /* the context may use every position the model keeps, also past the
      * shorter one it was last trained at */
-    ModelConfig full = meta->model;
-    if (full.kind == MODEL_GPT) full.seq_len = model_positions(&meta->model);
+    ModelConfig full = meta->cfg.model;
+    if (full.kind == MODEL_GPT) full.seq_len = model_positions(&meta->cfg.model);
     const ModelConfig *c = &full;
     /* forward only, and no random init: every weight is loaded next (a
      * 124M model's init alone took seconds) */
@@ -446,7 +446,7 @@ static int run_sample(const SampleArgs *a, Err *e)
     char dir[PATH_LEN];
     CkptMeta meta;
     if (ckpt_resolve(a->ckpt, dir, sizeof dir, e) || ckpt_load_meta(dir, &meta, e)) return -1;
-    const ModelConfig *c = &meta.model;
+    const ModelConfig *c = &meta.cfg.model;
     if (a->threads > 0) ops_set_threads(a->threads);
     else {
         int bound;

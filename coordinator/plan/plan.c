@@ -12,7 +12,7 @@
 #include "sharding/stages.h"
 #include "worker/ckpt/ckpt.h"
 #include "worker/ckpt/gpt2io.h"
-#include "worker/ckpt/pbconv.h"
+#include "worker/config/settings.h"
 #include "worker/method/methods.h"
 
 /* ---- validation ------------------------------------------------------------ */
@@ -120,30 +120,6 @@ int plan_resolve(TrainConfig *c, int world, size_t avail, Err *e)
 
 uint64_t plan_hash(const void *buf, size_t len) { return fnv1a64(FNV1A64_INIT, buf, len); }
 
-/* The settings of c as (key, value) pairs, one per table entry; the
- * strings live in *text, the pairs in *sets (both malloc'd). */
-static int encode_settings(const TrainConfig *c, Mpitrain__Setting **sets, char **text,
-                           size_t *n_out, Err *e)
-{
-    size_t n;
-    const OptSpec *table = train_config_table(&n);
-    enum { VALUE_MAX = PATH_BUF };
-    *sets = calloc(n, sizeof **sets);
-    *text = malloc(n * VALUE_MAX);
-    if (!*sets || !*text) return err_set(e, "out of memory encoding the plan");
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!train_config_is_setting(&table[i])) continue;
-        mpitrain__setting__init(&(*sets)[k]);
-        (*sets)[k].key = (char *)table[i].name;
-        (*sets)[k].value = *text + i * VALUE_MAX;
-        opts_format(&table[i], c, (*sets)[k].value, VALUE_MAX);
-        k++;
-    }
-    *n_out = k;
-    return 0;
-}
-
 int plan_encode(const TrainConfig *c, int world, uint8_t **buf, size_t *len, Err *e)
 {
     Mpitrain__Plan p;
@@ -155,18 +131,15 @@ int plan_encode(const TrainConfig *c, int world, uint8_t **buf, size_t *len, Err
     p.predicted_step_ms = c->predicted_step_ms;
     p.n_stage_first_block = (size_t)c->pp + 1;
     p.stage_first_block = (int32_t *)c->stage_first;
-    Mpitrain__Setting *sets = NULL;
-    char *text = NULL;
+    SettingsPB sets;
     Mpitrain__DpSlice *sl = calloc(c->dp, sizeof *sl);
     Mpitrain__DpSlice **slp = calloc(c->dp, sizeof *slp);
     Mpitrain__ShardRange *sh = calloc(c->dp, sizeof *sh);
     Mpitrain__ShardRange **shp = calloc(c->dp, sizeof *shp);
-    Mpitrain__Setting **setp = NULL;
-    int rc = encode_settings(c, &sets, &text, &p.n_settings, e);
-    if (!rc && !(setp = calloc(p.n_settings, sizeof *setp)))
-        rc = err_set(e, "out of memory encoding the plan");
-    for (size_t i = 0; !rc && i < p.n_settings; i++) setp[i] = &sets[i];
-    p.settings = setp;
+    /* (settings_encode fails only out of memory) */
+    int rc = settings_encode(c, &sets, e) ? err_set(e, "out of memory encoding the plan") : 0;
+    p.n_settings = rc ? 0 : sets.n;
+    p.settings = rc ? NULL : sets.ptrs;
     if (!rc && (!sl || !slp || !sh || !shp)) rc = err_set(e, "out of memory encoding the plan");
     for (int r = 0; !rc && r < c->dp; r++) {
         Range b = dp_batch_slice(c->global_batch, c->dp, r);
@@ -191,9 +164,7 @@ int plan_encode(const TrainConfig *c, int world, uint8_t **buf, size_t *len, Err
         if (!*buf) rc = err_set(e, "out of memory encoding the plan");
         else mpitrain__plan__pack(&p, *buf);
     }
-    free(sets);
-    free(setp);
-    free(text);
+    if (p.settings) settings_pb_free(&sets);
     free(sl);
     free(slp);
     free(sh);
@@ -206,14 +177,7 @@ int plan_encode(const TrainConfig *c, int world, uint8_t **buf, size_t *len, Err
 static int plan_to_config(const Mpitrain__Plan *p, TrainConfig *c, Err *e)
 {
     train_config_defaults(c);
-    const OptSpec *table = train_config_table(NULL);
-    for (size_t i = 0; i < p->n_settings; i++) {
-        const Mpitrain__Setting *s = p->settings[i];
-        if (!s->key || !s->value || !strcmp(s->key, "config"))
-            return err_set(e, "plan: setting %zu has no key or value", i);
-        if (opts_set_value(table, c, s->key, s->value, e))
-            return err_wrap(e, "plan: setting %s", s->key);
-    }
+    if (settings_apply(c, p->settings, p->n_settings, "plan", e)) return -1;
     train_config_finish(c);
     c->predicted_step_ms = p->predicted_step_ms;
     for (size_t i = 0; i < p->n_stage_first_block && i <= MAX_STAGES; i++)
@@ -292,26 +256,42 @@ static void run_dir_of_checkpoint(const char *step_dir, char *out, size_t n)
     }
 }
 
-/* The checkpoint's settings over the flags' (model, optimizer, batch, seed,
- * zo), as --resume takes them. */
-static void take_from_checkpoint(TrainConfig *c, const CkptMeta *m)
-{
-    c->model = m->model;
-    c->optim = m->optim;
-    train_config_finish(c);
-    c->global_batch = m->global_batch;
-    c->seed = m->seed;
-    if (m->optim.kind == OPT_ZO) {
-        c->zo_eps = m->zo_eps;
-        c->zo_scale = m->zo_scale;
-        c->zo_samples = m->zo_samples;
-    }
-}
-
 static int is_model_setting(const OptSpec *s)
 {
     /* unsigned: an offset before the model wraps to a large number */
     return s->offset - offsetof(TrainConfig, model) < sizeof(ModelConfig);
+}
+
+static int is_optim_setting(const OptSpec *s)
+{
+    return s->offset - offsetof(TrainConfig, optim) < sizeof(OptimConfig);
+}
+
+static int is_named(const OptSpec *s, const char *const *names, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(s->name, names[i])) return 1;
+    return 0;
+}
+
+/* The settings --resume continues with from the checkpoint: what its
+ * weights and optimizer state mean (the model, the optimizer, the batch,
+ * the seed) and, of a zo run, its journal's (eps, scale, samples). */
+static int resume_keeps(const OptSpec *s, const TrainConfig *saved)
+{
+    static const char *const RUN[] = {"batch", "seed"};
+    static const char *const ZO[] = {"zo-eps", "zo-scale", "zo-samples"};
+    if (is_model_setting(s) || is_optim_setting(s) || is_named(s, RUN, 2)) return 1;
+    return saved->optim.kind == OPT_ZO && is_named(s, ZO, 3);
+}
+
+/* The checkpoint's settings over the flags', as --resume takes them: by
+ * name, through the settings table. */
+static void take_from_checkpoint(TrainConfig *c, const TrainConfig *saved)
+{
+    for (const OptSpec *s = train_config_table(NULL); s->name; s++)
+        if (resume_keeps(s, saved)) settings_copy(c, saved, s);
+    train_config_finish(c);
 }
 
 /* A flag set to something a checkpoint (or an --init-from source)
@@ -343,12 +323,12 @@ static const OptSpec *first_conflict(const TrainConfig *cfg, const TrainConfig *
     return hit;
 }
 
-static int check_resume_conflicts(const TrainConfig *cfg, const CkptMeta *m, Err *e)
+static int check_resume_conflicts(const TrainConfig *cfg, const TrainConfig *saved, Err *e)
 {
     TrainConfig *taken = malloc(sizeof *taken);
     if (!taken) return err_set(e, "out of memory");
     *taken = *cfg;
-    take_from_checkpoint(taken, m);
+    take_from_checkpoint(taken, saved);
     char given[PATH_BUF], ckpt[PATH_BUF];
     const OptSpec *s = first_conflict(cfg, taken, 0, given, ckpt, sizeof given, e);
     free(taken);
@@ -422,15 +402,15 @@ int plan_apply_resume(TrainConfig *cfg, Err *e)
     }
     /* the checkpoint defines the model, optimizer, batch and data; the flags
      * decide how long to go on and on which layout */
-    if (check_resume_conflicts(cfg, &m, e)) return err_wrap(e, "--resume %s", cfg->resume);
-    take_from_checkpoint(cfg, &m);
+    if (check_resume_conflicts(cfg, &m.cfg, e)) return err_wrap(e, "--resume %s", cfg->resume);
+    take_from_checkpoint(cfg, &m.cfg);
     /* the data as the run read it, unless the flags name other data: a
      * resume must not quietly evaluate on another split */
     if (!cfg->data[0]) {
-        snprintf(cfg->data, sizeof cfg->data, "%s", m.data_path);
+        snprintf(cfg->data, sizeof cfg->data, "%s", m.cfg.data);
         if (!cfg->val_data[0])
-            snprintf(cfg->val_data, sizeof cfg->val_data, "%s", m.val_data_path);
-        if (cfg->data_format == 0) cfg->data_format = m.data_format;
+            snprintf(cfg->val_data, sizeof cfg->val_data, "%s", m.cfg.val_data);
+        if (cfg->data_format == 0) cfg->data_format = m.cfg.data_format;
     }
     if (m.step > cfg->steps)
         return err_set(e, "--resume %s: checkpoint is at step %lld, past --steps %ld",

@@ -110,19 +110,17 @@ static void make_checkpoint(const ModelConfig *cfg, const OptimConfig *oc, int t
         optim_free(&o);
         model_free(&m);
     }
-    CkptMeta meta;
-    memset(&meta, 0, sizeof meta);
-    meta.model = *cfg;
-    meta.optim = *oc;
+    static CkptMeta meta;
+    ckpt_meta_init(&meta);
+    meta.cfg.model = *cfg;
+    meta.cfg.optim = *oc;
     meta.step = 7;
-    meta.seed = 99;
+    meta.cfg.seed = 99;
     meta.data_pos = 3;
-    meta.global_batch = 2;
+    meta.cfg.global_batch = 2;
     meta.opt_t = 7;
-    meta.dp = 1;
     meta.tp = tp_size;
-    meta.pp = 1;
-    snprintf(meta.data_path, sizeof meta.data_path, "data.tok");
+    snprintf(meta.cfg.data, sizeof meta.cfg.data, "data.tok");
     if (ckpt_finish(root, tmp, &meta, recs, lens, tp_size, out, sizeof out, &e))
         fuzz_die("%s", e.msg);
     for (int r = 0; r < tp_size; r++) free(recs[r]);
@@ -145,10 +143,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     OptimConfig oc = {OPT_ADAMW, 1e-3f, 1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.9f, 1.0f, 0, 10};
     const char *real = getenv("MPITRAIN_FUZZ_CKPT");
     if (real && *real) {
-        CkptMeta meta;
+        static CkptMeta meta;
         if (ckpt_load_meta(real, &meta, &e)) fuzz_die("MPITRAIN_FUZZ_CKPT: %s", e.msg);
-        cfg = meta.model;
-        oc = meta.optim;
+        cfg = meta.cfg.model;
+        oc = meta.cfg.optim;
         if (oc.kind != OPT_ADAMW) oc.kind = OPT_ADAMW; /* load moments when present */
         copy_data_files(real);
         seed_manifest(real, "run");
@@ -177,8 +175,9 @@ static void read_all(void)
     int rc = ckpt_read_manifest(g_dir, &mf, &e);
     fuzz_verbose("ckpt_read_manifest", rc, &e);
     if (rc == 0) {
-        CkptMeta meta;
-        ckpt_meta_from_pb(mf, &meta);
+        static CkptMeta meta;
+        rc = ckpt_meta_from_pb(mf, &meta, &e);
+        fuzz_verbose("ckpt_meta_from_pb", rc, &e);
         fuzz_touch(&meta, sizeof meta);
         mpitrain__manifest__free_unpacked(mf, NULL);
     } else {

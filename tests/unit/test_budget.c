@@ -216,27 +216,27 @@ Test(lr_by_time, the_config_form_gives_the_same_lr_at_every_step)
 
 Test(time_budget, the_manifest_round_trips_the_time_used)
 {
-    CkptMeta meta, back;
-    memset(&meta, 0, sizeof meta);
+    static CkptMeta meta, back;
+    ckpt_meta_init(&meta);
     meta.step = 42;
     meta.budget_used_s = 1234.5678901234;
-    Mpitrain__Manifest mf;
-    Mpitrain__ModelConfigPB mc;
-    Mpitrain__OptimConfigPB oc;
-    Mpitrain__Layout ly;
-    ckpt_meta_to_pb(&meta, &mf, &mc, &oc, &ly);
-    size_t n = mpitrain__manifest__get_packed_size(&mf);
+    CkptManifestPB pb;
+    Err e;
+    cr_assert_eq(ckpt_meta_to_pb(&meta, &pb, &e), 0, "%s", e.msg);
+    size_t n = mpitrain__manifest__get_packed_size(&pb.mf);
     uint8_t *buf = malloc(n);
-    mpitrain__manifest__pack(&mf, buf);
+    mpitrain__manifest__pack(&pb.mf, buf);
+    ckpt_manifest_pb_free(&pb);
     Mpitrain__Manifest *got = mpitrain__manifest__unpack(NULL, n, buf);
     cr_assert_not_null(got);
-    ckpt_meta_from_pb(got, &back);
+    cr_assert_eq(ckpt_meta_from_pb(got, &back, &e), 0, "%s", e.msg);
     cr_assert_eq(back.step, 42);
     cr_assert(!memcmp(&back.budget_used_s, &meta.budget_used_s, sizeof(double)));
     mpitrain__manifest__free_unpacked(got, NULL);
     free(buf);
     /* a manifest without the field (an older build's, or no budget): 0 */
-    memset(&meta, 0, sizeof meta);
-    ckpt_meta_to_pb(&meta, &mf, &mc, &oc, &ly);
-    cr_assert_eq(mpitrain__manifest__get_packed_size(&mf) < n, 1);
+    ckpt_meta_init(&meta);
+    cr_assert_eq(ckpt_meta_to_pb(&meta, &pb, &e), 0, "%s", e.msg);
+    cr_assert_eq(mpitrain__manifest__get_packed_size(&pb.mf) < n, 1);
+    ckpt_manifest_pb_free(&pb);
 }

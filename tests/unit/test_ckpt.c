@@ -70,16 +70,16 @@ static void make_state(Model *m, Optimizer *o, int n_embd, uint64_t seed)
 static CkptMeta make_meta(const Model *m, int64_t step)
 {
     CkptMeta meta;
-    memset(&meta, 0, sizeof meta);
-    meta.model = m->cfg;
-    meta.optim = adamw_cfg();
+    ckpt_meta_init(&meta);
+    meta.cfg.model = m->cfg;
+    meta.cfg.optim = adamw_cfg();
+    meta.cfg.steps = meta.cfg.optim.total_steps;
     meta.step = step;
-    meta.seed = 1234567890123ull;
+    meta.cfg.seed = 1234567890123ull;
     meta.data_pos = (uint64_t)step * 3;
-    meta.global_batch = 4;
+    meta.cfg.global_batch = 4;
     meta.opt_t = 7;
-    meta.dp = meta.tp = meta.pp = 1;
-    snprintf(meta.data_path, sizeof meta.data_path, "data/x.tok");
+    snprintf(meta.cfg.data, sizeof meta.cfg.data, "data/x.tok");
     return meta;
 }
 
@@ -156,27 +156,63 @@ Test(ckpt, roundtrip_bit_exact)
     cr_assert_eq(memcmp(oa.m, ob.m, a.n_params * sizeof(float)), 0, "adam m differs");
     cr_assert_eq(memcmp(oa.v, ob.v, a.n_params * sizeof(float)), 0, "adam v differs");
 
-    CkptMeta want = make_meta(&a, 42), got;
+    static CkptMeta want, got;
+    want = make_meta(&a, 42);
     cr_assert_eq(ckpt_load_meta(step, &got, &e), 0, "%s", e.msg);
-    cr_assert_eq(memcmp(&got.model, &want.model, sizeof got.model), 0);
-    cr_assert_eq(got.optim.kind, OPT_ADAMW);
-    cr_assert_eq(got.optim.lr, want.optim.lr);
-    cr_assert_eq(got.optim.beta2, want.optim.beta2);
-    cr_assert_eq(got.optim.warmup, want.optim.warmup);
-    cr_assert_eq(got.optim.total_steps, want.optim.total_steps);
+    cr_assert_eq(memcmp(&got.cfg.model, &want.cfg.model, sizeof got.cfg.model), 0);
+    cr_assert_eq(got.cfg.optim.kind, OPT_ADAMW);
+    cr_assert_eq(got.cfg.optim.lr, want.cfg.optim.lr);
+    cr_assert_eq(got.cfg.optim.beta2, want.cfg.optim.beta2);
+    cr_assert_eq(got.cfg.optim.warmup, want.cfg.optim.warmup);
+    cr_assert_eq(got.cfg.optim.total_steps, want.cfg.optim.total_steps);
     cr_assert_eq(got.step, 42);
-    cr_assert_eq(got.seed, want.seed);
+    cr_assert_eq(got.cfg.seed, want.cfg.seed);
     cr_assert_eq(got.data_pos, want.data_pos);
-    cr_assert_eq(got.global_batch, 4);
+    cr_assert_eq(got.cfg.global_batch, 4);
     cr_assert_eq(got.opt_t, 7);
     cr_assert_eq(got.dp, 1);
     cr_assert_eq(got.tp, 1);
     cr_assert_eq(got.pp, 1);
-    cr_assert_str_eq(got.data_path, "data/x.tok");
+    cr_assert_str_eq(got.cfg.data, "data/x.tok");
     optim_free(&oa);
     optim_free(&ob);
     model_free(&a);
     model_free(&b);
+}
+
+/* The manifest carries every setting by name: each reads back bit for bit
+ * (floats, paths, durations, choices), and a bad value is named. */
+Test(ckpt, manifest_settings_round_trip_by_name)
+{
+    static CkptMeta meta, back;
+    ckpt_meta_init(&meta);
+    meta.cfg.optim.kind = OPT_ZO;
+    meta.cfg.optim.lr = 3.0000001e-4f;
+    meta.cfg.zo_scale = 0.012345679f; /* the scale a warm-up chose */
+    meta.cfg.time_budget_s = 5400.25;
+    meta.cfg.seed = 18446744073709551615ull;
+    meta.cfg.model.positions = 1024;
+    snprintf(meta.cfg.data, sizeof meta.cfg.data, "data/a b.tok");
+    meta.step = 9;
+    CkptManifestPB pb;
+    Err e = {""};
+    cr_assert_eq(ckpt_meta_to_pb(&meta, &pb, &e), 0, "%s", e.msg);
+    cr_assert_gt(pb.mf.n_settings, 40);
+    cr_assert_null(pb.mf.model, "no settings fields one by one any more");
+    cr_assert_eq(ckpt_meta_from_pb(&pb.mf, &back, &e), 0, "%s", e.msg);
+    for (const OptSpec *s = train_config_table(NULL); s->name; s++) {
+        char a[PATH_BUF], b[PATH_BUF];
+        opts_format(s, &meta.cfg, a, sizeof a);
+        opts_format(s, &back.cfg, b, sizeof b);
+        cr_assert_str_eq(a, b, "setting %s", s->name);
+    }
+    cr_assert_eq(back.cfg.optim.total_steps, back.cfg.steps);
+    cr_assert_eq(back.step, 9);
+    for (size_t i = 0; i < pb.mf.n_settings; i++)
+        if (!strcmp(pb.mf.settings[i]->key, "layers")) pb.mf.settings[i]->value = "0";
+    cr_assert_eq(ckpt_meta_from_pb(&pb.mf, &back, &e), -1);
+    cr_assert(strstr(e.msg, "setting layers"), "%s", e.msg);
+    ckpt_manifest_pb_free(&pb);
 }
 
 Test(ckpt, params_only_checkpoint_loads_without_optimizer)

@@ -21,20 +21,17 @@
 static void write_manifest(const char *dir, ModelConfig mc, Mpitrain__TensorRecord **recs, size_t n,
                            uint32_t version)
 {
-    CkptMeta meta;
-    memset(&meta, 0, sizeof meta);
-    meta.model = mc;
-    meta.optim.kind = OPT_ADAMW;
-    Mpitrain__Manifest mf;
-    Mpitrain__ModelConfigPB m;
-    Mpitrain__OptimConfigPB o;
-    Mpitrain__Layout ly;
-    ckpt_meta_to_pb(&meta, &mf, &m, &o, &ly);
-    mf.format_version = version;
-    mf.n_tensors = n;
-    mf.tensors = recs;
+    static CkptMeta meta;
+    ckpt_meta_init(&meta);
+    meta.cfg.model = mc;
+    CkptManifestPB pb;
     Err e;
-    cr_assert_eq(ckpt_write_manifest_pb(dir, &mf, &e), 0, "%s", e.msg);
+    cr_assert_eq(ckpt_meta_to_pb(&meta, &pb, &e), 0, "%s", e.msg);
+    pb.mf.format_version = version;
+    pb.mf.n_tensors = n;
+    pb.mf.tensors = recs;
+    cr_assert_eq(ckpt_write_manifest_pb(dir, &pb.mf, &e), 0, "%s", e.msg);
+    ckpt_manifest_pb_free(&pb);
 }
 
 static const ModelConfig TINY = {MODEL_GPT, 1, 2, 8, 4, 16, 0, 0};
@@ -48,7 +45,7 @@ Test(hostile, manifest_with_an_absurd_model_is_refused_before_allocating)
     Err e;
     cr_assert_eq(ckpt_load_meta(dir, &meta, &e), 0, "%s", e.msg);
     Model m;
-    cr_assert_eq(model_init(&m, &meta.model, 1, 1, &e), -1);
+    cr_assert_eq(model_init(&m, &meta.cfg.model, 1, 1, &e), -1);
     cr_assert(strstr(e.msg, "GB") && strstr(e.msg, "memory"), "%s", e.msg);
 }
 
@@ -185,10 +182,8 @@ Test(hostile, a_fifo_data_file_in_a_checkpoint_is_refused, .timeout = 60)
     Err e = {{0}};
     cr_assert_eq(model_init(&m, &TINY, 1, 1, &e), 0, "%s", e.msg);
     CkptMeta meta;
-    memset(&meta, 0, sizeof meta);
-    meta.model = TINY;
-    meta.optim.kind = OPT_ADAMW;
-    meta.dp = meta.tp = meta.pp = 1;
+    ckpt_meta_init(&meta);
+    meta.cfg.model = TINY;
     char step[4400], root[4400];
     snprintf(root, sizeof root, "%s/ckpt", dir);
     cr_assert_eq(ckpt_save(root, &meta, &m, NULL, step, sizeof step, &e), 0, "%s", e.msg);
@@ -215,10 +210,8 @@ Test(hostile, a_checkpoint_with_a_nan_weight_does_not_load)
     cr_assert_not_null(t);
     m.params[t->offset + 3] = NAN;
     CkptMeta meta;
-    memset(&meta, 0, sizeof meta);
-    meta.model = TINY;
-    meta.optim.kind = OPT_ADAMW;
-    meta.dp = meta.tp = meta.pp = 1;
+    ckpt_meta_init(&meta);
+    meta.cfg.model = TINY;
     char step[4400];
     char root[4400];
     snprintf(root, sizeof root, "%s/ckpt", dir);

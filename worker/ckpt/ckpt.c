@@ -7,88 +7,18 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 #include <dirent.h>
 #include "base/crc32c.h"
 #include "base/fileio.h"
 #include "base/le.h"
-#include "worker/ckpt/pbconv.h"
 #include "sharding/tpsplit.h"
 
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "checkpoint data is little-endian");
 
-/* ---- meta <-> protobuf -------------------------------------------------- */
-
 int ckpt_dtype_valid(const char *dtype)
 {
     return !strcmp(dtype, "F32") || !strcmp(dtype, "F16") || !strcmp(dtype, "BF16");
-}
-
-void ckpt_meta_to_pb(const CkptMeta *meta, Mpitrain__Manifest *mf, Mpitrain__ModelConfigPB *mc,
-                     Mpitrain__OptimConfigPB *oc, Mpitrain__Layout *ly)
-{
-    mpitrain__manifest__init(mf);
-    mpitrain__layout__init(ly);
-    model_config_to_pb(&meta->model, mc);
-    optim_config_to_pb(&meta->optim, oc);
-    ly->dp = meta->dp;
-    ly->tp = meta->tp;
-    ly->pp = meta->pp;
-    ly->zero = meta->zero;
-    mf->format_version = CKPT_FORMAT_VERSION;
-    mf->model = mc;
-    mf->optim = oc;
-    mf->layout = ly;
-    mf->step = meta->step;
-    mf->seed = meta->seed;
-    mf->data_position = meta->data_pos;
-    mf->global_batch = meta->global_batch;
-    mf->optimizer_step = meta->opt_t;
-    mf->data_path = (char *)meta->data_path;
-    mf->val_data_path = (char *)meta->val_data_path;
-    mf->data_format = meta->data_format;
-    mf->budget_used_s = meta->budget_used_s;
-    mf->source_dtype = (char *)meta->source_dtype;
-    mf->created_unix = (int64_t)time(NULL);
-}
-
-/* zo settings travel in a message with static storage per call site */
-static void attach_zo(const CkptMeta *meta, Mpitrain__Manifest *mf, Mpitrain__ZoConfig *z)
-{
-    if (meta->optim.kind != OPT_ZO) return;
-    zo_config_to_pb(meta->zo_eps, meta->zo_scale, meta->zo_samples, 0, 0, z);
-    mf->zo = z;
-}
-
-void ckpt_meta_from_pb(const Mpitrain__Manifest *mf, CkptMeta *meta)
-{
-    memset(meta, 0, sizeof *meta);
-    if (mf->model) meta->model = model_config_from_pb(mf->model);
-    if (mf->optim) optim_config_from_pb(mf->optim, &meta->optim);
-    if (mf->layout) {
-        meta->dp = mf->layout->dp;
-        meta->tp = mf->layout->tp;
-        meta->pp = mf->layout->pp;
-        meta->zero = mf->layout->zero;
-    }
-    meta->step = mf->step;
-    meta->seed = mf->seed;
-    meta->data_pos = mf->data_position;
-    meta->global_batch = mf->global_batch;
-    meta->opt_t = mf->optimizer_step;
-    snprintf(meta->data_path, sizeof meta->data_path, "%s", mf->data_path ? mf->data_path : "");
-    snprintf(meta->val_data_path, sizeof meta->val_data_path, "%s",
-             mf->val_data_path ? mf->val_data_path : "");
-    meta->data_format = mf->data_format;
-    meta->budget_used_s = mf->budget_used_s;
-    snprintf(meta->source_dtype, sizeof meta->source_dtype, "%s",
-             mf->source_dtype && ckpt_dtype_valid(mf->source_dtype) ? mf->source_dtype : "");
-    if (mf->zo) {
-        meta->zo_eps = mf->zo->eps;
-        meta->zo_scale = mf->zo->scale;
-        meta->zo_samples = mf->zo->samples;
-    }
 }
 
 /* ---- writing ------------------------------------------------------------ */
@@ -285,16 +215,13 @@ int ckpt_write_manifest_pb(const char *dir, const Mpitrain__Manifest *mf, Err *e
 static int write_manifest(const char *dir, const CkptMeta *meta, Mpitrain__TensorRecord **recs,
                           size_t n, Err *e)
 {
-    Mpitrain__Manifest mf;
-    Mpitrain__ModelConfigPB mc;
-    Mpitrain__OptimConfigPB oc;
-    Mpitrain__Layout ly;
-    Mpitrain__ZoConfig zo;
-    ckpt_meta_to_pb(meta, &mf, &mc, &oc, &ly);
-    attach_zo(meta, &mf, &zo);
-    mf.n_tensors = n;
-    mf.tensors = recs;
-    return ckpt_write_manifest_pb(dir, &mf, e);
+    CkptManifestPB pb;
+    if (ckpt_meta_to_pb(meta, &pb, e)) return -1;
+    pb.mf.n_tensors = n;
+    pb.mf.tensors = recs;
+    int rc = ckpt_write_manifest_pb(dir, &pb.mf, e);
+    ckpt_manifest_pb_free(&pb);
+    return rc;
 }
 
 static int swap_into_place(const char *tmp, const char *final, const char *root, Err *e)
@@ -530,7 +457,7 @@ int ckpt_read_manifest(const char *dir, Mpitrain__Manifest **out, Err *e)
             rc = err_set(e, "%s: format_version %u, this build reads version %d", path,
                          (*out)->format_version, CKPT_FORMAT_VERSION);
             mpitrain__manifest__free_unpacked(*out, NULL);
-        } else if (!(*out)->model) {
+        } else if (!(*out)->model && !(*out)->n_settings) {
             rc = err_set(e, "%s: manifest has no model config", path);
             mpitrain__manifest__free_unpacked(*out, NULL);
         }
@@ -543,8 +470,9 @@ int ckpt_load_meta(const char *dir, CkptMeta *meta, Err *e)
 {
     Mpitrain__Manifest *mf;
     if (ckpt_read_manifest(dir, &mf, e)) return -1;
-    ckpt_meta_from_pb(mf, meta);
+    int rc = ckpt_meta_from_pb(mf, meta, e);
     mpitrain__manifest__free_unpacked(mf, NULL);
+    if (rc) return err_wrap(e, "checkpoint %s", dir);
     ckpt_tokenizer_of(dir, meta->tokenizer_dir, sizeof meta->tokenizer_dir);
     return 0;
 }

@@ -11,8 +11,10 @@
 #include "base/err.h"
 #include "base/fileio.h"
 #include "models/model.h"
+#include "worker/config/config.h"
 #include "worker/optim/optim.h"
 #include "mpitrain.pb-c.h"
+#include "worker/config/settings.h"
 #include "sharding/partition.h"
 
 #define CKPT_MAGIC "MPCKPTv1"
@@ -20,21 +22,19 @@
 /* a manifest larger than this is not one of ours */
 #define CKPT_MAX_MANIFEST (64u << 20)
 
+/* What a checkpoint says about its run: the settings (in the manifest by
+ * name, through the settings table, as the plan carries them) and the
+ * run's state that no setting holds. */
 typedef struct {
-    ModelConfig model;
-    OptimConfig optim;
+    /* Every setting of the run; one that asked the run to choose holds the
+     * value chosen (train_config_leaves_choice: --zo-scale 0). The parts
+     * that are not settings (given, stage_first, predicted_step_ms) are 0. */
+    TrainConfig cfg;
     int64_t step;          /* steps completed */
-    uint64_t seed;
     uint64_t data_pos;     /* next global batch index */
-    int global_batch;
-    int64_t opt_t;
-    int dp, tp, pp, zero;
-    char data_path[PATH_LEN];
-    char val_data_path[PATH_LEN]; /* --val-data, "" = none */
-    int data_format;             /* --data-format (DataFormat) */
-    float zo_eps, zo_scale;  /* --optimizer zo: the journal's settings */
-    int zo_samples;
-    double budget_used_s;    /* --time-budget: training seconds used by these steps */
+    int64_t opt_t;         /* the optimizer's update count */
+    int dp, tp, pp, zero;  /* the layout it was saved with */
+    double budget_used_s;  /* --time-budget: training seconds used by these steps */
     /* A directory of tokenizer files that saving copies into the step's
      * tokenizer/ ("" = none); loading sets it to the step's own tokenizer/
      * when there is one, so a checkpoint made from a loaded one keeps it. */
@@ -43,6 +43,10 @@ typedef struct {
      * from an import through training, the default of an HF export. */
     char source_dtype[8];
 } CkptMeta;
+
+/* A CkptMeta of the default settings and no state (step 0, layout 1x1x1):
+ * what a checkpoint not made by a training run starts from. */
+void ckpt_meta_init(CkptMeta *meta);
 
 /* Whether dtype is one a model comes in and goes out as: F32, F16, BF16. */
 int ckpt_dtype_valid(const char *dtype);
@@ -55,7 +59,8 @@ int ckpt_save(const char *root, const CkptMeta *meta, const Model *m, const Opti
  * one process calls ckpt_begin (makes <root>/.tmp.step_N), every rank
  * writes its shard of the flat parameter range r (and the optimizer state
  * it holds inside r) with ckpt_write_shard, and the one process collects the
- * shards' packed records and calls ckpt_finish (manifest, rename, latest). */
+ * shards' packed records and calls ckpt_finish (manifest, rename, latest).
+ * ckpt_save_group (ckpt_save.h) runs these steps over the ranks of a group. */
 int ckpt_begin(const char *root, int64_t step, char *tmp, size_t n, Err *e);
 /* Is this entry of a checkpoint root one that the writers above make (a
  * step directory, its temporary or set-aside copy, latest and its
@@ -124,8 +129,19 @@ double ckpt_best_val_loss(const char *root);
  * the steps that latest and best name always stay. */
 int ckpt_prune(const char *root, int keep, Err *e);
 
-void ckpt_meta_to_pb(const CkptMeta *meta, Mpitrain__Manifest *mf, Mpitrain__ModelConfigPB *mc,
-                     Mpitrain__OptimConfigPB *oc, Mpitrain__Layout *ly);
-void ckpt_meta_from_pb(const Mpitrain__Manifest *mf, CkptMeta *meta);
+/* The manifest's header (everything but the records) for meta: the
+ * settings by name and the state. Its strings and sub-messages live in
+ * *pb until ckpt_manifest_pb_free. */
+typedef struct {
+    Mpitrain__Manifest mf;
+    Mpitrain__Layout layout;
+    SettingsPB settings;
+} CkptManifestPB;
+int ckpt_meta_to_pb(const CkptMeta *meta, CkptManifestPB *pb, Err *e);
+void ckpt_manifest_pb_free(CkptManifestPB *pb);
+/* A manifest's meta: its settings by name over the defaults, or, in a
+ * checkpoint written before there were settings in the manifest, its
+ * settings fields; -1 when a setting does not read (e names it). */
+int ckpt_meta_from_pb(const Mpitrain__Manifest *mf, CkptMeta *meta, Err *e);
 
 #endif

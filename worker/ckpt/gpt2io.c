@@ -458,7 +458,7 @@ int gpt2_source_open(const char *path, Gpt2Source *s, Err *e)
                 ckpt_load_meta(s->path, &meta, &sub))
                 return err_set(e, "%s: %s; nor a Hugging Face GPT-2 directory (config.json + "
                                   "model.safetensors)", path, sub.msg);
-            s->model = meta.model;
+            s->model = meta.cfg.model;
             snprintf(s->dtype, sizeof s->dtype, "%s", meta.source_dtype);
             return 0;
         }
@@ -570,7 +570,7 @@ int gpt2_import(const Gpt2Source *s, const char *root, const CkptMeta *meta, cha
                 size_t n, Err *e)
 {
     CkptMeta mt = *meta;
-    mt.model = s->model;
+    mt.cfg.model = s->model;
     mt.step = mt.opt_t = 0;
     mt.data_pos = 0;
     mt.dp = mt.tp = mt.pp = 1;
@@ -578,7 +578,7 @@ int gpt2_import(const Gpt2Source *s, const char *root, const CkptMeta *meta, cha
     Model m;
     /* forward-only: no gradient buffer, the weights are only copied */
     ModelShard whole = {0, 1, 0, -1, 1, 1};
-    if (model_build_shard(&m, &mt.model, &whole, 1, e)) return err_wrap(e, "%s", s->path);
+    if (model_build_shard(&m, &mt.cfg.model, &whole, 1, e)) return err_wrap(e, "%s", s->path);
     int rc = gpt2_source_load(s, &m, e);
     char tmp[PATH_BUF] = "";
     uint8_t *recs = NULL;

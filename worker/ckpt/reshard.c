@@ -49,13 +49,13 @@ static int write_target_rank(const char *src, const Mpitrain__Manifest *mf, cons
     MeshCoord c = mesh_coord_of(d, rank);
     ModelShard sh = {c.tp, d.tp, first[c.pp], first[c.pp + 1] - 1, 1, 0};
     Model m;
-    if (model_init_shard(&m, &meta->model, &sh, 1, meta->seed, e)) return -1;
+    if (model_init_shard(&m, &meta->cfg.model, &sh, 1, meta->cfg.seed, e)) return -1;
     Range mine = split_even(m.n_params, d.dp, c.dp);
     Range opt_range = zero ? mine : (Range){0, m.n_params};
     Optimizer o;
     CkptPart parts[3];
     CkptShardWriter *w = NULL;
-    int rc = optim_init(&o, &meta->optim, opt_range.lo, opt_range.hi, e);
+    int rc = optim_init(&o, &meta->cfg.optim, opt_range.lo, opt_range.hi, e);
     if (!rc) rc = ckpt_load_from(src, mf, &m, &o, e);
     if (!rc) rc = ckpt_shard_open(&w, tmp, rank, e);
     /* a weights-only source (an import) stays weights-only */
@@ -75,7 +75,7 @@ int ckpt_reshard(const char *src_path, int dp, int tp, int pp, int zero, const c
     char src[PATH_LEN];
     CkptMeta meta;
     if (ckpt_resolve(src_path, src, sizeof src, e) || ckpt_load_meta(src, &meta, e)) return -1;
-    int n = model_n_blocks(&meta.model);
+    int n = model_n_blocks(&meta.cfg.model);
     if (dp < 1 || tp < 1 || pp < 1 || zero < 0 || zero > 2)
         return err_set(e, "--dp %d --tp %d --pp %d --zero %d: sizes must be >= 1, zero 0..2", dp, tp, pp, zero);
     if (pp > n) return err_set(e, "--pp %d is more stages than the model's %d blocks", pp, n);
@@ -86,7 +86,7 @@ int ckpt_reshard(const char *src_path, int dp, int tp, int pp, int zero, const c
         return err_set(e, "--dp %d x --tp %d x --pp %d = %ld ranks: more than the %d an offline "
                           "reshard writes; reshard on the fly with `train --resume` instead",
                        dp, tp, pp, all, RESHARD_MAX_RANKS);
-    if ((size_t)dp > cost_param_count(&meta.model))
+    if ((size_t)dp > cost_param_count(&meta.cfg.model))
         return err_set(e, "--dp %d: more data-parallel ranks than the model has parameters", dp);
     int ranks = (int)all;
     int *first = calloc(pp + 1, sizeof *first);
@@ -95,7 +95,7 @@ int ckpt_reshard(const char *src_path, int dp, int tp, int pp, int zero, const c
     size_t *lens = calloc(ranks, sizeof *lens);
     int rc = first && cost && recs && lens ? 0 : err_set(e, "out of memory");
     if (!rc) {
-        model_block_costs(&meta.model, cost);
+        model_block_costs(&meta.cfg.model, cost);
         rc = balance_stages(cost, n, pp, first) ? err_set(e, "cannot split into %d stages", pp) : 0;
     }
     char tmp[PATH_BUF] = "";

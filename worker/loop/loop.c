@@ -11,6 +11,7 @@
 #include "comm/trace/trace.h"
 #include "models/ops.h"
 #include "worker/loop/loop.h"
+#include "worker/ckpt/ckpt_save.h"
 #include "worker/loop/testhooks.h"
 
 /* <out>/heartbeat: the supervisor's watchdog restarts the job when it stops
@@ -37,86 +38,45 @@ static void rank_report(Trainer *t, const CommStats *before, double fabric_befor
     rr->bytes = after.bytes_sent - before->bytes_sent + (t->fabric_bytes - fabric_before);
 }
 
-static void fill_meta(const Trainer *t, long step, CkptMeta *meta)
+/* What the checkpoint of step records: the run's settings as it uses them
+ * (a strategy fills in what it chose) and its state. */
+static void fill_meta(const Trainer *t, const StepStrategy *s, const void *st, long step,
+                      CkptMeta *meta)
 {
     memset(meta, 0, sizeof *meta);
-    meta->model = t->cfg->model;
-    meta->optim = t->cfg->optim;
+    meta->cfg = *t->cfg;
+    if (s->chosen_settings) s->chosen_settings(t, st, &meta->cfg);
     meta->step = step;
-    meta->seed = t->cfg->seed;
     meta->data_pos = t->data_pos;
-    meta->global_batch = t->cfg->global_batch;
     meta->opt_t = t->opt.t;
     meta->dp = t->mesh.dims.dp;
     meta->tp = t->mesh.dims.tp;
     meta->pp = t->mesh.dims.pp;
     meta->zero = t->cfg->zero;
-    meta->zo_eps = t->cfg->zo_eps;
-    meta->zo_scale = t->zo_scale;
-    meta->zo_samples = t->cfg->zo_samples;
     meta->budget_used_s = t->budget_used_s; /* a resume continues the budget */
-    snprintf(meta->data_path, sizeof meta->data_path, "%s", t->cfg->data);
-    snprintf(meta->val_data_path, sizeof meta->val_data_path, "%s", t->cfg->val_data);
-    meta->data_format = t->cfg->data_format;
     snprintf(meta->tokenizer_dir, sizeof meta->tokenizer_dir, "%s", t->tokenizer);
     snprintf(meta->source_dtype, sizeof meta->source_dtype, "%s", t->source_dtype);
 }
 
-/* Every DP rank writes its slice of the flat buffers in parallel; rank 0
- * writes the manifest last and publishes the step. */
+/* Every DP rank writes its slice of the flat buffers (the strategy's parts)
+ * in parallel; rank 0 writes the manifest last and publishes the step. */
 static int save_checkpoint(Trainer *t, const StepStrategy *s, void *st, long step,
                            TrainResult *res, Err *e)
 {
-    Group *w = t->mesh.world;
-    char tmp[PATH_BUF];
-    int rc = path_fmt(tmp, sizeof tmp, e, "%s/.tmp.step_%08ld", t->ckpt_root, step);
-    if (!rc && trainer_is_rank0(t)) rc = ckpt_begin(t->ckpt_root, step, tmp, sizeof tmp, e);
-    if (trainer_agree(t, rc, e)) return -1;
-    uint8_t *recs = NULL;
-    size_t len = 0;
     Range mine = split_even(t->model.n_params, t->mesh.dims.dp, t->mesh.me.dp);
-    CkptPart bufs[STRATEGY_MAX_PARTS];
-    int nb = s->ckpt_parts ? s->ckpt_parts(t, st, mine, bufs)
-                           : ckpt_model_parts(&t->model, &t->opt, mine, bufs);
-    rc = ckpt_write_parts(tmp, t->w->rank, &t->model, bufs, nb, &recs, &len, e);
-    testhook("MPITRAIN_TEST_DIE_IN_SAVE", t->w->rank, step);
-    if (trainer_agree(t, rc, e)) {
-        free(recs);
-        return -1;
-    }
-    void *all = NULL;
-    size_t *lens = trainer_is_rank0(t) ? calloc(group_size(w), sizeof *lens) : NULL;
-    uint8_t **parts = trainer_is_rank0(t) ? calloc(group_size(w), sizeof *parts) : NULL;
-    rc = trainer_is_rank0(t) && (!lens || !parts) ? err_set(e, "out of memory for the manifest") : 0;
-    if (trainer_agree(t, rc, e)) {
-        free(recs);
-        free(lens);
-        free(parts);
-        return -1;
-    }
-    coll_gatherv_bytes(w, recs, len, &all, lens, 0);
-    free(recs);
-    if (trainer_is_rank0(t)) {
-        int n = group_size(w);
-        size_t off = 0;
-        for (int i = 0; i < n; i++, off += lens[i - 1]) parts[i] = (uint8_t *)all + off;
-        CkptMeta meta;
-        fill_meta(t, step, &meta);
-        rc = ckpt_finish(t->ckpt_root, tmp, &meta, parts, lens, n, res->last_ckpt,
-                         sizeof res->last_ckpt, e);
-        /* the next save copies from this one: the source (a resumed step
-         * in the same root, another run's) may be pruned or removed */
-        if (!rc && t->tokenizer[0])
-            ckpt_tokenizer_of(res->last_ckpt, t->tokenizer, sizeof t->tokenizer);
-        if (!rc && t->best_due) rc = ckpt_set_best(t->ckpt_root, res->last_ckpt, t->best_val_loss, e);
-        if (!rc) rc = ckpt_prune(t->ckpt_root, t->cfg->keep_ckpts, e);
-    }
-    free(parts);
-    free(all);
-    free(lens);
-    rc = trainer_agree(t, rc, e);
-    /* a rank lost once the step is published (the job is not over yet) */
-    if (!rc) testhook("MPITRAIN_TEST_DIE_AFTER_SAVE", t->w->rank, step);
+    CkptPart parts[STRATEGY_MAX_PARTS];
+    int n = s->ckpt_parts ? s->ckpt_parts(t, st, mine, parts)
+                          : ckpt_model_parts(&t->model, &t->opt, mine, parts);
+    CkptMeta meta;
+    fill_meta(t, s, st, step, &meta);
+    CkptSaveTo to = {t->ckpt_root, t->cfg->keep_ckpts, t->best_due, t->best_val_loss,
+                     testhooks_ckpt_save()};
+    int rc = ckpt_save_group(t->mesh.world, &to, &t->model, parts, n, &meta, res->last_ckpt,
+                             sizeof res->last_ckpt, e);
+    /* the next save copies from this one: the source (a resumed step in
+     * the same root, another run's) may be pruned or removed */
+    if (!rc && trainer_is_rank0(t) && t->tokenizer[0])
+        ckpt_tokenizer_of(res->last_ckpt, t->tokenizer, sizeof t->tokenizer);
     return rc;
 }
 

@@ -22,7 +22,7 @@ typedef struct StepStrategy {
      * (worker/method/methods.c) asks the methods in its order and takes the
      * first that says yes, once per run (c->method); NULL: every run (the
      * registry's last, backprop) */
-    int (*chosen)(const TrainConfig *c);
+    int (*selected_by)(const TrainConfig *c);
     /* properties the set-up reads before setup (worker/run/train.c): */
     int forward_only;  /* never a gradient: the model is built without one
                         * (zo); the plan's memory check counts the same */
@@ -57,6 +57,10 @@ typedef struct StepStrategy {
      * out (at most STRATEGY_MAX_PARTS); returns how many. NULL: the weights
      * and the optimizer's moments, each data-parallel rank its `mine` */
     int (*ckpt_parts)(Trainer *t, void *state, Range mine, CkptPart *out);
+    /* the settings a checkpoint records, as the run uses them (may be
+     * NULL): a value that asked the strategy to choose becomes its choice
+     * (train_config_leaves_choice), so a resume continues with it */
+    void (*chosen_settings)(const Trainer *t, const void *state, TrainConfig *c);
     /* model FLOPs of one step, all ranks together */
     double (*flops_per_step)(const Trainer *t);
     void (*free)(void *state);

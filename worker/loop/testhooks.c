@@ -58,3 +58,16 @@ void testhook(const char *name, int rank, long step)
     }
     kill(getpid(), SIGKILL);
 }
+
+static void die_in_save(int rank, long step) { testhook("MPITRAIN_TEST_DIE_IN_SAVE", rank, step); }
+
+static void die_after_save(int rank, long step)
+{
+    testhook("MPITRAIN_TEST_DIE_AFTER_SAVE", rank, step);
+}
+
+const CkptSaveHooks *testhooks_ckpt_save(void)
+{
+    static const CkptSaveHooks HOOKS = {die_in_save, die_after_save};
+    return &HOOKS;
+}

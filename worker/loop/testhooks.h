@@ -18,8 +18,12 @@
  *                              lands at a known step however fast steps are */
 #include <signal.h>
 #include <stddef.h>
+#include "worker/ckpt/ckpt_save.h"
 void testhook(const char *name, int rank, long step);
 void testhook_wait_stop(const volatile sig_atomic_t *stop, int rank, long step);
 void testhook_flip_bit(float *params, int rank, long step);
+/* The save's observers that fire MPITRAIN_TEST_DIE_IN_SAVE and
+ * MPITRAIN_TEST_DIE_AFTER_SAVE (the save itself names no hook). */
+const CkptSaveHooks *testhooks_ckpt_save(void);
 
 #endif

@@ -8,7 +8,7 @@
 #include "worker/method/zo/zo_config.h"
 
 /* Every method, once, the more particular before the more general: the
- * first whose `chosen` says yes is the run's (the swarm is a ZO run whose
+ * first whose `selected_by` says yes is the run's (the swarm is a ZO run whose
  * machines meet over libfabric; backprop takes what no other claims). The
  * validate hooks run in this order too. */
 static const StepStrategy *const METHODS[] = {
@@ -22,7 +22,7 @@ static const StepStrategy *const METHODS[] = {
 const StepStrategy *method_of(const TrainConfig *c)
 {
     for (size_t i = 0; i < N_METHODS; i++)
-        if (!METHODS[i]->chosen || METHODS[i]->chosen(c)) return METHODS[i];
+        if (!METHODS[i]->selected_by || METHODS[i]->selected_by(c)) return METHODS[i];
     return NULL; /* unreachable: the last method claims every run */
 }
 

@@ -45,7 +45,7 @@ static int read_resume_point(Trainer *t, Mpitrain__Manifest **mf, Err *e)
     *mf = NULL;
     if (!t->cfg->resume[0]) return 0;
     if (ckpt_read_manifest(t->cfg->resume, mf, e)) return -1;
-    ckpt_meta_from_pb(*mf, &t->resume_meta);
+    if (ckpt_meta_from_pb(*mf, &t->resume_meta, e)) return err_wrap(e, "--resume %s", t->cfg->resume);
     t->start_step = t->resume_meta.step;
     t->data_pos = t->resume_meta.data_pos;
     return 0;

@@ -166,7 +166,7 @@ static void dl_free(void *state)
  * its settings refused without it. */
 /* --diloco H: ZO (before it in the registry) claims a run with --optimizer
  * zo, which dl_validate then refuses */
-static int dl_chosen(const TrainConfig *c) { return c->diloco > 0; }
+static int dl_selected(const TrainConfig *c) { return c->diloco > 0; }
 
 static int dl_validate(const TrainConfig *c, Err *e)
 {
@@ -187,7 +187,7 @@ static int dl_validate(const TrainConfig *c, Err *e)
 
 const StepStrategy DILOCO_STRATEGY = {
     .name = "diloco",
-    .chosen = dl_chosen,
+    .selected_by = dl_selected,
     .replica_grads = 1,
     .validate = dl_validate,
     .setup = dl_setup,

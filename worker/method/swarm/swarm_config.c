@@ -105,7 +105,7 @@ int swarm_config_adopt(TrainConfig *c, const char *text, size_t len, const char 
     return rc;
 }
 
-int swarm_config_chosen(const TrainConfig *c)
+int swarm_config_selected(const TrainConfig *c)
 {
     return c->optim.kind == OPT_ZO && (c->swarm_listen[0] || c->swarm_join[0]);
 }

@@ -171,7 +171,7 @@ static void swarm_free(void *state)
 /* Named "zo": the planner predicts and reports it as the ZO run it is. */
 const StepStrategy SWARM_STRATEGY = {
     .name = "zo",
-    .chosen = swarm_config_chosen,
+    .selected_by = swarm_config_selected,
     .validate = swarm_config_validate,
     .forward_only = 1,
     .check_run = zo_check_run,
@@ -181,6 +181,7 @@ const StepStrategy SWARM_STRATEGY = {
     .after_step = zo_after_step,
     .before_save = swarm_before_save,
     .on_stop = swarm_on_stop,
+    .chosen_settings = zo_chosen_settings,
     .flops_per_step = zo_flops,
     .free = swarm_free,
 };

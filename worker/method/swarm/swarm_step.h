@@ -9,8 +9,8 @@ extern const StepStrategy SWARM_STRATEGY;
 /* StepStrategy.validate of the swarm: a swarm is a ZO run of machines that
  * are one replica each and one role (swarm_config.c). */
 int swarm_config_validate(const TrainConfig *c, Err *e);
-/* StepStrategy.chosen of the swarm: --optimizer zo with --swarm-listen or
+/* StepStrategy.selected_by of the swarm: --optimizer zo with --swarm-listen or
  * --swarm-join */
-int swarm_config_chosen(const TrainConfig *c);
+int swarm_config_selected(const TrainConfig *c);
 
 #endif

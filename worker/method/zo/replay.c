@@ -23,10 +23,10 @@ static void differs(char *out, size_t n, const char *what, unsigned long long jv
 static int check_journal_matches(const char *path, const Journal *j, const CkptMeta *meta,
                                  const Model *m, Err *e)
 {
-    const ZoIdentity base = {.seed = meta->seed, .global_params = m->global_params,
-                             .samples = (uint32_t)meta->zo_samples};
+    const ZoIdentity base = {.seed = meta->cfg.seed, .global_params = m->global_params,
+                             .samples = (uint32_t)meta->cfg.zo_samples};
     const unsigned fields =
-        ZO_ID_SEED | ZO_ID_MODEL | (meta->optim.kind == OPT_ZO ? ZO_ID_SAMPLES : 0u);
+        ZO_ID_SEED | ZO_ID_MODEL | (meta->cfg.optim.kind == OPT_ZO ? ZO_ID_SAMPLES : 0u);
     const unsigned d = zo_identity_diff(&j->h, &base, fields);
     if (!d) return 0;
     char diff[512] = "";
@@ -35,7 +35,7 @@ static int check_journal_matches(const char *path, const Journal *j, const CkptM
         differs(diff, sizeof diff, "parameters", j->h.global_params, base.global_params);
     if (d & ZO_ID_SAMPLES)
         differs(diff, sizeof diff, "zo samples", j->h.samples,
-                (unsigned long long)meta->zo_samples);
+                (unsigned long long)meta->cfg.zo_samples);
     return err_set(e, "%s does not belong to the base checkpoint (%s): replay it onto a "
                       "checkpoint of the run that wrote it", path, diff);
 }
@@ -96,7 +96,7 @@ int zo_replay(const char *base, const char *journal, const char *zo_params, cons
     /* the weights alone: replay runs no forward pass and keeps no optimizer state */
     Model m;
     ModelShard whole = {0, 1, 0, -1, 1, 1};
-    if (model_build_shard(&m, &meta.model, &whole, 1, e)) return err_wrap(e, "base %s", dir);
+    if (model_build_shard(&m, &meta.cfg.model, &whole, 1, e)) return err_wrap(e, "base %s", dir);
     Journal j = {0};
     int rc = ckpt_load(dir, &m, NULL, e);
     if (!rc) rc = journal_open_read(&j, journal, e);
@@ -106,7 +106,7 @@ int zo_replay(const char *base, const char *journal, const char *zo_params, cons
     /* a ZO checkpoint continues its own run at its step; any other is the
      * weights a ZO run started from (--init-from): its journal from step 0 */
     JournalReplay r = {.model = &m, .active = active,
-                       .next = meta.optim.kind == OPT_ZO ? (long)meta.step : 0};
+                       .next = meta.cfg.optim.kind == OPT_ZO ? (long)meta.step : 0};
     if (!rc) rc = journal_replay(&j, &r, e);
     const long step = r.next;
     free(active);
@@ -115,10 +115,10 @@ int zo_replay(const char *base, const char *journal, const char *zo_params, cons
     if (!rc) {
         meta.step = step;
         meta.data_pos = (uint64_t)step;
-        meta.optim.kind = OPT_ZO; /* an --init-from base becomes the ZO run it started */
-        meta.zo_eps = j.h.eps;
-        meta.zo_scale = j.h.scale;
-        meta.zo_samples = (int)j.h.samples;
+        meta.cfg.optim.kind = OPT_ZO; /* an --init-from base becomes the ZO run it started */
+        meta.cfg.zo_eps = j.h.eps;
+        meta.cfg.zo_scale = j.h.scale;
+        meta.cfg.zo_samples = (int)j.h.samples;
         meta.dp = meta.tp = meta.pp = 1;
         meta.zero = 0;
         rc = ckpt_save(out_root, &meta, &m, NULL, written, written_len, e);

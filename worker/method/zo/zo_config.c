@@ -20,4 +20,4 @@ int zo_config_validate(const TrainConfig *c, Err *e)
     return 0;
 }
 
-int zo_config_chosen(const TrainConfig *c) { return c->optim.kind == OPT_ZO; }
+int zo_config_selected(const TrainConfig *c) { return c->optim.kind == OPT_ZO; }

@@ -10,7 +10,7 @@ extern const StepStrategy ZO_STRATEGY;
 /* StepStrategy.validate of zo: --zo-* when zo is the method, --zo-params
  * refused without it. */
 int zo_config_validate(const TrainConfig *c, Err *e);
-/* StepStrategy.chosen of zo: --optimizer zo */
-int zo_config_chosen(const TrainConfig *c);
+/* StepStrategy.selected_by of zo: --optimizer zo */
+int zo_config_selected(const TrainConfig *c);
 
 #endif

@@ -360,9 +360,16 @@ static void zo_free(void *state)
     free(z);
 }
 
+/* the scale in use: --zo-scale 0 asked the warm-up to pick it */
+void zo_chosen_settings(const Trainer *t, const void *state, TrainConfig *c)
+{
+    (void)state;
+    c->zo_scale = t->zo_scale;
+}
+
 const StepStrategy ZO_STRATEGY = {
     .name = "zo",
-    .chosen = zo_config_chosen,
+    .selected_by = zo_config_selected,
     .forward_only = 1, /* zeroth-order training never computes a gradient */
     .validate = zo_config_validate,
     .check_run = zo_check_run,
@@ -371,6 +378,7 @@ const StepStrategy ZO_STRATEGY = {
     .apply = zo_strategy_apply,
     .after_step = zo_after_step,
     .before_save = zo_before_save,
+    .chosen_settings = zo_chosen_settings,
     .flops_per_step = zo_flops,
     .free = zo_free,
 };

@@ -48,4 +48,8 @@ int zo_check_run(Trainer *t, Err *e);
 int zo_after_step(Trainer *t, void *state, long step, Err *e);
 double zo_flops(const Trainer *t);
 
+/* StepStrategy.chosen_settings of zo and the swarm: the scale in use, as
+ * the --zo-scale setting a checkpoint records */
+void zo_chosen_settings(const Trainer *t, const void *state, TrainConfig *c);
+
 #endif
