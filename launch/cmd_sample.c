@@ -19,6 +19,7 @@
 #include "models/ops.h"
 #include "models/philox.h"
 #include "worker/ckpt/ckpt.h"
+#include "worker/ckpt/whole.h"
 #include "worker/data/bpe.h"
 #include "worker/data/data.h"
 
@@ -385,12 +386,9 @@ static int load_model(SampleState *s, const SampleArgs *a, const char *dir, cons
     ModelConfig full = meta->model;
     if (full.kind == MODEL_GPT) full.seq_len = model_positions(&meta->model);
     const ModelConfig *c = &full;
-    /* forward only, and no random init: every weight is loaded next (a
-     * 124M model's init alone took seconds) */
-    ModelShard whole = {0, 1, 0, -1, 1, 1};
-    if (model_build_shard(&s->m, c, &whole, 1, e)) return err_wrap(e, "%s", dir);
+    CkptWhole how = {.max_batch = 1, .forward_only = 1};
+    if (ckpt_load_whole(dir, c, &how, &s->m, e)) return -1;
     s->model_ok = 1;
-    if (ckpt_load(dir, &s->m, NULL, e)) return -1;
     s->ctx = (Context){&s->m, NULL, calloc((size_t)c->seq_len, sizeof(int)), 0, c->seq_len};
     size_t V = (size_t)c->vocab;
     s->pick = (Picker){a->temperature, a->top_p, a->top_k, calloc(V, sizeof(Cand))};
