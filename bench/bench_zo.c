@@ -54,7 +54,7 @@ int main(int argc, char **argv)
     if (!strcmp(shape, "25m")) c = (ModelConfig){MODEL_GPT, 8, 8, 512, 128, 256, 0, 0};
     if (!strcmp(shape, "gpt2")) c = (ModelConfig){MODEL_GPT, 12, 12, 768, 1024, 50257, 0, 0}, B = 1;
     const int T = c.seq_len;
-    ModelShard lean = {0, 1, 0, -1, 1, 1};
+    ModelShard lean = model_shard_whole(1);
     Model m;
     Err e;
     if (model_init_shard(&m, &c, &lean, B, 1337, &e) ||

@@ -11,6 +11,7 @@
 #include "models/model.h"
 #include "models/arch.h"
 #include "worker/ckpt/ckpt.h"
+#include "worker/ckpt/whole.h"
 #include "worker/optim/optim.h"
 #include "worker/ckpt/safetensors.h"
 #include "worker/method/zo/replay.h"
@@ -105,21 +106,8 @@ static const char *kind_name(int kind)
  * too): names, shapes, sizes and CRC-32C checksums. */
 static int load_verified(const char *dir, const CkptMeta *meta, Model *m, Err *e)
 {
-    /* every weight is loaded: no random init */
-    ModelShard whole = {0, 1, 0, -1, 1, 0};
-    if (model_build_shard(m, &meta->cfg.model, &whole, 1, e))
-        return err_wrap(e, "checkpoint %s", dir);
-    /* the moments only when saved: a weights-only checkpoint (an import)
-     * needs no room for them */
-    Mpitrain__Manifest *mf = NULL;
-    Optimizer o;
-    int rc = ckpt_read_manifest(dir, &mf, e);
-    int have_opt = !rc && ckpt_has_kind(mf, "opt_m") && optim_init(&o, &meta->cfg.optim, 0, m->n_params, e) == 0;
-    if (!rc) rc = ckpt_load_from(dir, mf, m, have_opt ? &o : NULL, e);
-    if (have_opt) optim_free(&o);
-    if (mf) mpitrain__manifest__free_unpacked(mf, NULL);
-    if (rc) model_free(m);
-    return rc;
+    CkptWhole how = {.max_batch = 1, .dir_as = "checkpoint", .verify_optim = &meta->cfg.optim};
+    return ckpt_load_whole(dir, &meta->cfg.model, &how, m, e);
 }
 
 /* ---- info ---------------------------------------------------------------- */

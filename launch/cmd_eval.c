@@ -12,6 +12,7 @@
 #include "models/model.h"
 #include "models/ops.h"
 #include "worker/ckpt/ckpt.h"
+#include "worker/ckpt/whole.h"
 #include "worker/data/data.h"
 #include "worker/loop/eval.h"
 
@@ -188,12 +189,10 @@ static int run_eval(const EvalArgs *a, Err *e)
     Model m;
     int have_model = 0;
     if (!rc) {
-        /* forward only, no random init: the checkpoint supplies every weight */
-        ModelShard whole = {0, 1, 0, -1, 1, 1};
-        rc = model_build_shard(&m, c, &whole, a->batch, e) ? err_wrap(e, "%s", dir) : 0;
+        CkptWhole how = {.max_batch = a->batch, .forward_only = 1};
+        rc = ckpt_load_whole(dir, c, &how, &m, e);
         have_model = !rc;
     }
-    if (!rc) rc = ckpt_load(dir, &m, NULL, e);
     EvalResult r;
     if (!rc) rc = eval_mean_loss(&m, &l, n, &r, e);
     if (!rc) rc = print_result(a, dir, &l, &r, e);

@@ -1,8 +1,8 @@
 /* `mpitrain sample`: generate text from a GPT checkpoint with the KV-cache
- * decoder (models/gpt_decode.h). Byte-level checkpoints (vocabulary <= 256)
- * read and write bytes; larger vocabularies need the GPT-2 tokenizer, from
- * the checkpoint's tokenizer/ directory or --tokenizer. */
-#include <math.h>
+ * decoder (models/gpt_decode.h) and the token picker (models/sample.h).
+ * Byte-level checkpoints (vocabulary <= 256) read and write bytes; larger
+ * vocabularies need the GPT-2 tokenizer, from the checkpoint's tokenizer/
+ * directory or --tokenizer. */
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,7 +18,9 @@
 #include "models/model.h"
 #include "models/ops.h"
 #include "models/philox.h"
+#include "models/sample.h"
 #include "worker/ckpt/ckpt.h"
+#include "worker/ckpt/whole.h"
 #include "worker/data/bpe.h"
 #include "worker/data/data.h"
 
@@ -69,158 +71,6 @@ static const OptSpec SAMPLE_OPTS[] = {
     {0},
 };
 #undef F
-
-/* ---- choosing the next token ------------------------------------------------ */
-
-typedef struct {
-    float logit;
-    int id;
-    double w; /* exp((logit - max) / temperature), when computed */
-} Cand;
-
-/* a before b: higher logit, then lower id (a total order, so ties are stable) */
-static int cand_before(const Cand *a, const Cand *b)
-{
-    return a->logit > b->logit || (a->logit == b->logit && a->id < b->id);
-}
-
-static int cand_cmp(const void *a, const void *b)
-{
-    return cand_before(a, b) ? -1 : cand_before(b, a) ? 1 : 0;
-}
-
-static void cand_swap(Cand *c, int i, int j)
-{
-    Cand t = c[i];
-    c[i] = c[j];
-    c[j] = t;
-}
-
-/* Partitions c[lo..hi) (hi - lo >= 2) around the median of three: returns
- * mid with c[lo..mid) before c[mid] and c[mid+1..hi) after it. */
-static int partition(Cand *c, int lo, int hi)
-{
-    int a = lo, b = lo + (hi - lo) / 2, z = hi - 1;
-    if (cand_before(&c[b], &c[a])) cand_swap(c, a, b);
-    if (cand_before(&c[z], &c[b])) cand_swap(c, b, z);
-    if (cand_before(&c[b], &c[a])) cand_swap(c, a, b);
-    cand_swap(c, b, z); /* the pivot waits at the end */
-    int mid = lo;
-    for (int i = lo; i < z; i++)
-        if (cand_before(&c[i], &c[z])) cand_swap(c, i, mid++);
-    cand_swap(c, mid, z);
-    return mid;
-}
-
-/* Quickselect: c[0..k) become the k likeliest of c[0..n), in no order. */
-static void select_top_k(Cand *c, int n, int k)
-{
-    int lo = 0, hi = n;
-    while (hi - lo > 1) {
-        int mid = partition(c, lo, hi);
-        if (mid == k || mid + 1 == k) return;
-        if (mid > k) hi = mid;
-        else lo = mid + 1;
-    }
-}
-
-/* The same, for weight: c[0..m) become the fewest likeliest candidates
- * whose weights add up to at least target; returns m. Expected O(n), where
- * sorting all 50257 of GPT-2's logits per token would be O(n log n). */
-static int select_mass(Cand *c, int n, double target)
-{
-    int lo = 0, hi = n; /* c[0..lo) taken, weighing acc < target; the answer is in (lo, hi] */
-    double acc = 0;
-    while (hi - lo > 1) {
-        int mid = partition(c, lo, hi);
-        double left = 0;
-        for (int i = lo; i < mid; i++) left += c[i].w;
-        if (acc + left >= target) {
-            hi = mid;
-        } else if (acc + left + c[mid].w >= target) {
-            return mid + 1;
-        } else {
-            acc += left + c[mid].w;
-            lo = mid + 1;
-        }
-    }
-    return hi > 1 ? hi : 1;
-}
-
-typedef struct {
-    float temperature, top_p;
-    int top_k;
-    Cand *cand; /* V */
-} Picker;
-
-static float finite_or_low(float x) { return isfinite(x) ? x : -INFINITY; }
-
-static int argmax(const float *logits, int V)
-{
-    int best = 0;
-    for (int i = 1; i < V; i++)
-        if (finite_or_low(logits[i]) > finite_or_low(logits[best])) best = i;
-    return best;
-}
-
-/* Every candidate with its weight; returns the total weight. */
-static double weigh_all(Picker *p, const float *logits, int V, double mx)
-{
-    double sum = 0;
-    for (int i = 0; i < V; i++) {
-        float l = finite_or_low(logits[i]);
-        double w = exp(((double)l - mx) / p->temperature);
-        p->cand[i] = (Cand){l, i, w};
-        sum += w;
-    }
-    return sum;
-}
-
-/* The draw r in [0, total weight of c[0..n)) walks c in order. */
-static int draw(const Cand *c, int n, double r)
-{
-    double acc = 0;
-    for (int i = 0; i < n; i++) {
-        acc += c[i].w;
-        if (r < acc) return c[i].id;
-    }
-    return c[n - 1].id; /* rounding left r at the very top */
-}
-
-/* The kept candidates c[0..n), likeliest first, and a draw among them. */
-static int draw_sorted(Cand *c, int n, double u)
-{
-    qsort(c, (size_t)n, sizeof *c, cand_cmp);
-    double kept = 0;
-    for (int i = 0; i < n; i++) kept += c[i].w;
-    return draw(c, n, u * kept);
-}
-
-/* Picks the next token among ids 0..V-1: argmax at temperature 0, else a
- * draw with the uniform u from softmax(logits / temperature), restricted
- * first to the top_k likeliest and then to the nucleus: the fewest
- * likeliest tokens holding top_p of what is left. Without a restriction
- * the draw walks the ids in order; with one, likeliest first. */
-static int pick_token(Picker *p, const float *logits, int V, double u)
-{
-    if (p->temperature <= 0) return argmax(logits, V);
-    double mx = finite_or_low(logits[argmax(logits, V)]);
-    int k = p->top_k > 0 && p->top_k < V ? p->top_k : V;
-    if (k == V) {
-        double total = weigh_all(p, logits, V, mx);
-        if (p->top_p >= 1) return draw(p->cand, V, u * total);
-        int n = select_mass(p->cand, V, p->top_p * total);
-        return draw_sorted(p->cand, n, u);
-    }
-    /* top-k: select on the logits, weigh only the k kept */
-    for (int i = 0; i < V; i++) p->cand[i] = (Cand){finite_or_low(logits[i]), i, 0};
-    select_top_k(p->cand, V, k);
-    double total = 0;
-    for (int i = 0; i < k; i++)
-        total += p->cand[i].w = exp(((double)p->cand[i].logit - mx) / p->temperature);
-    int n = p->top_p < 1 ? select_mass(p->cand, k, p->top_p * total) : k;
-    return draw_sorted(p->cand, n, u);
-}
 
 /* ---- text in and out: bytes, or the GPT-2 tokenizer ---------------------- */
 
@@ -363,7 +213,7 @@ typedef struct {
     int model_ok;
     Vocab voc;
     Context ctx;
-    Picker pick;
+    TokenPicker pick;
     int *ids;
 } SampleState;
 
@@ -371,7 +221,7 @@ static void state_free(SampleState *s)
 {
     decoder_free(s->ctx.dec);
     free(s->ctx.hist);
-    free(s->pick.cand);
+    picker_free(&s->pick);
     free(s->ids);
     bpe_free(s->voc.bpe);
     if (s->model_ok) model_free(&s->m);
@@ -385,16 +235,12 @@ static int load_model(SampleState *s, const SampleArgs *a, const char *dir, cons
     ModelConfig full = meta->cfg.model;
     if (full.kind == MODEL_GPT) full.seq_len = model_positions(&meta->cfg.model);
     const ModelConfig *c = &full;
-    /* forward only, and no random init: every weight is loaded next (a
-     * 124M model's init alone took seconds) */
-    ModelShard whole = {0, 1, 0, -1, 1, 1};
-    if (model_build_shard(&s->m, c, &whole, 1, e)) return err_wrap(e, "%s", dir);
+    CkptWhole how = {.max_batch = 1, .forward_only = 1};
+    if (ckpt_load_whole(dir, c, &how, &s->m, e)) return -1;
     s->model_ok = 1;
-    if (ckpt_load(dir, &s->m, NULL, e)) return -1;
     s->ctx = (Context){&s->m, NULL, calloc((size_t)c->seq_len, sizeof(int)), 0, c->seq_len};
-    size_t V = (size_t)c->vocab;
-    s->pick = (Picker){a->temperature, a->top_p, a->top_k, calloc(V, sizeof(Cand))};
-    if (!s->ctx.hist || !s->pick.cand)
+    int no_picker = picker_init(&s->pick, a->temperature, a->top_k, a->top_p, c->vocab);
+    if (!s->ctx.hist || no_picker)
         return err_set(e, "out of memory");
     if (!a->no_cache && !(s->ctx.dec = decoder_new(&s->m, e))) return err_wrap(e, "%s", dir);
     return 0;
@@ -427,7 +273,7 @@ static int generate(SampleState *s, const SampleArgs *a, size_t n_prompt, Err *e
             break;
         }
         double u = philox_uniform(a->seed, RNG_SAMPLE, (uint64_t)i);
-        int tok = pick_token(&s->pick, logits, s->voc.n_ids, u);
+        int tok = picker_pick(&s->pick, logits, s->voc.n_ids, u);
         if (tok == s->voc.eot && !a->ignore_eot) break;
         made++;
         if (tok != s->voc.eot) put_token(&s->voc, &out, tok, &last);

@@ -16,7 +16,7 @@ static ModelShard normalized(const ModelConfig *c, const ModelShard *sh)
 size_t cost_param_count(const ModelConfig *c)
 {
     /* the whole model on one rank holds each tensor once */
-    ModelShard whole = {0, 1, 0, -1, 1, 0};
+    ModelShard whole = model_shard_whole(0);
     return cost_shard_params(c, &whole);
 }
 

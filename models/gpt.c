@@ -635,7 +635,7 @@ static size_t gpt_shard_params(const ModelConfig *c, const ModelShard *sh)
  * Kaplan/PaLM count (training, 3x: 6 N + 12 L C T). */
 static double gpt_fwd_flops_per_token(const ModelConfig *c)
 {
-    ModelShard whole = {0, 1, 0, c->n_layer + 1, 1, 0};
+    ModelShard whole = {.tp_size = 1, .last_block = c->n_layer + 1, .slots = 1};
     double N = (double)gpt_shard_params(c, &whole);
     return 2.0 * N + 4.0 * c->n_layer * c->n_embd * c->seq_len;
 }

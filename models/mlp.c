@@ -293,7 +293,7 @@ static size_t mlp_shard_params(const ModelConfig *c, const ModelShard *sh)
  * gives the whole model's count (training, 3x: 6 N per sample). */
 static double mlp_fwd_flops_per_token(const ModelConfig *c)
 {
-    ModelShard whole = {0, 1, 0, c->n_layer, 1, 0};
+    ModelShard whole = {.tp_size = 1, .last_block = c->n_layer, .slots = 1};
     return 2.0 * (double)mlp_shard_params(c, &whole) / c->seq_len;
 }
 

@@ -203,7 +203,7 @@ static int check_fits_in_memory(const ModelConfig *cfg, const ModelShard *shard,
 
 int model_init(Model *m, const ModelConfig *cfg, int max_batch, uint64_t seed, Err *e)
 {
-    ModelShard whole = {0, 1, 0, -1, 1, 0};
+    ModelShard whole = model_shard_whole(0);
     return model_init_shard(m, cfg, &whole, max_batch, seed, e);
 }
 

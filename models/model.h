@@ -40,6 +40,14 @@ typedef struct {
     int forward_only;            /* no gradient buffer (zeroth-order training) */
 } ModelShard;
 
+/* The whole model in one process: every block, no tensor-parallel split,
+ * one set of activations. (Other shards: designated initializers, so a new
+ * field defaults to 0 everywhere.) */
+static inline ModelShard model_shard_whole(int forward_only)
+{
+    return (ModelShard){.tp_size = 1, .last_block = -1, .slots = 1, .forward_only = forward_only};
+}
+
 #define MODEL_MAX_NAME 48
 typedef struct {
     char name[MODEL_MAX_NAME];

@@ -7,8 +7,6 @@
 
 /* ---- elementary functions -------------------------------------------- */
 
-/* Rational minimax approximation of tanh on [-7.9, 7.9] (|err| < 1e-6);
- * branch-free so the loops that call it vectorize. */
 static inline float clampf(float x, float lo, float hi)
 {
     /* written as two selects so loops that call it if-convert and vectorize */
@@ -16,6 +14,8 @@ static inline float clampf(float x, float lo, float hi)
     return x > lo ? x : lo;
 }
 
+/* Rational minimax approximation of tanh on [-7.9, 7.9] (|err| < 1e-6);
+ * branch-free so the loops that call it vectorize. */
 static inline float tanh_approx(float x)
 {
     x = clampf(x, -7.90531110763549805f, 7.90531110763549805f);
@@ -276,9 +276,11 @@ static double exp_shift_sum(float *x, int n, float mx)
 
 /* Causal attention by blocks of ATT_BQ queries, the way FlashAttention
  * avoids the (T,T) probability matrix: a block's scores against the keys it
- * can see (0..i1) live in a per-thread (ATT_BQ, T) tile, so memory is
- * O(threads * ATT_BQ * T) instead of O(B * NH * T * T), and the masked upper
- * triangle is never computed (half the FLOPs of a full T x T product).
+ * can see (0..i0+nq-1) live in a per-thread (ATT_BQ, T) tile (backward uses
+ * a second one for dP), so memory is O(threads * ATT_BQ * T) instead of
+ * O(B * NH * T * T), and of the masked upper triangle only the part inside
+ * the diagonal blocks is computed (for T well past ATT_BQ, about half the
+ * FLOPs of a full T x T product).
  * Unlike FlashAttention a block's whole row fits in the tile, so softmax is
  * taken exactly (max, sum) with no online rescaling. Backward recomputes the
  * scores and takes the probabilities from the saved log-sum-exp. */

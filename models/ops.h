@@ -3,7 +3,8 @@
 /* Kernels: free functions over row-major float buffers. N = B*T rows.
  * Backward functions ACCUMULATE into their gradient outputs (+=), so a
  * tensor used twice (tied embedding) just receives both contributions.
- * Any gradient output may be NULL when it is not needed.
+ * The gradient outputs of matmul, layernorm and embedding backward may be
+ * NULL when not needed; GELU's and attention's must be there.
  * All kernels are deterministic for a given thread count; the ones whose
  * reductions run in a fixed order (everything but the GEMMs) are
  * deterministic for any thread count. */
@@ -33,7 +34,12 @@ void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n);
 
 /* out = a + b */
 void residual_forward(float *out, const float *a, const float *b, size_t n);
-/* dst += src */
+
+/* Causal softmax, in place, of rows i0..i0+nq-1 of a score matrix s (nq, ld)
+ * whose columns are keys 0..ld-1: row r sees keys 0..i0+r, the rest become
+ * 0; lse (may be NULL) gets each row's log-sum-exp. The attention kernels
+ * and the KV-cache decoder share it, so both round alike. */
+void causal_softmax_rows(float *s, float *lse, int i0, int nq, int ld);
 
 /* Causal multi-head self-attention on a packed qkv (B,T,3*C_local) buffer
  * whose last dim is [q heads | k heads | v heads], NH heads of size hs.
@@ -42,11 +48,6 @@ void residual_forward(float *out, const float *a, const float *b, size_t n);
  * matrix is ever stored. scratch holds attention_scratch_floats(T,
  * scratch_threads) floats; the kernels use at most scratch_threads threads. */
 size_t attention_scratch_floats(int T, int threads);
-/* Causal softmax, in place, of rows i0..i0+nq-1 of a score matrix s (nq, ld)
- * whose columns are keys 0..ld-1: row r sees keys 0..i0+r, the rest become
- * 0; lse (may be NULL) gets each row's log-sum-exp. The attention kernels
- * and the KV-cache decoder share it, so both round alike. */
-void causal_softmax_rows(float *s, float *lse, int i0, int nq, int ld);
 void attention_forward(float *out, float *lse, const float *qkv, int B, int T, int NH, int hs,
                        float *scratch, int scratch_threads);
 /* dqkv += ...; out and lse are the forward's. */
@@ -80,7 +81,8 @@ void xent_tiles_update(XentTiles *x, const float *logits, size_t ld, const int *
                        int v0, int vn);
 double xent_tiles_loss(const XentTiles *x, int N);
 
-/* Vectorizable elementary functions (also used by tests for accuracy checks). */
+/* The kernels' branch-free tanh and exp approximations (their loops
+ * vectorize), exported for the tests' accuracy checks. */
 float fast_tanhf(float x);
 float fast_expf(float x);
 

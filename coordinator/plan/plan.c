@@ -58,7 +58,8 @@ static int resolve_stages(TrainConfig *c, Err *e)
 static int check_shards(const TrainConfig *c, Err *e)
 {
     for (int s = 0; s < c->pp; s++) {
-        ModelShard sh = {0, c->tp, c->stage_first[s], c->stage_first[s + 1] - 1, 1, 0};
+        ModelShard sh = {.tp_size = c->tp, .first_block = c->stage_first[s],
+                          .last_block = c->stage_first[s + 1] - 1, .slots = 1};
         if (model_shard_validate(&c->model, &sh, e)) return -1;
     }
     if (c->pp > 1 && c->zero == 2 && c->model.kind == MODEL_GPT)

@@ -100,7 +100,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         /* a shape the file's size allows is small; load it */
         if (cost_param_count(&s.model) < (1u << 20)) {
             Model m;
-            ModelShard whole = {0, 1, 0, -1, 1, 1};
+            ModelShard whole = model_shard_whole(1);
             if (model_build_shard(&m, &s.model, &whole, 1, &e))
                 fuzz_fail("an accepted source's model does not build: %s", e.msg);
             rc = gpt2_source_load(&s, &m, &e);

@@ -96,7 +96,7 @@ static void make_checkpoint(const ModelConfig *cfg, const OptimConfig *oc, int t
     for (int r = 0; r < tp_size; r++) {
         Model m;
         Optimizer o;
-        ModelShard sh = {r, tp_size, 0, -1, 1, 0};
+        ModelShard sh = {.tp_rank = r, .tp_size = tp_size, .last_block = -1, .slots = 1};
         if (model_init_shard(&m, cfg, &sh, 1, 99, &e)) {
             fuzz_say("fuzz_manifest: no %s seed: %s", name, e.msg);
             return;
@@ -157,13 +157,13 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     if (model_init(&g_whole, &cfg, 1, 5, &e) ||
         optim_init(&g_whole_opt, &oc, 0, g_whole.n_params, &e))
         fuzz_die("%s", e.msg);
-    ModelShard tp1 = {1, 2, 0, -1, 1, 0};
+    ModelShard tp1 = {.tp_rank = 1, .tp_size = 2, .last_block = -1, .slots = 1};
     if (!model_init_shard(&g_tp1, &cfg, &tp1, 1, 5, &e)) {
         g_have_tp1 = 1;
         if (optim_init(&g_tp1_opt, &oc, g_tp1.n_params / 3, g_tp1.n_params, &e))
             fuzz_die("%s", e.msg);
     }
-    ModelShard stage = {0, 1, 1, -1, 1, 0};
+    ModelShard stage = {.tp_size = 1, .first_block = 1, .last_block = -1, .slots = 1};
     if (!model_init_shard(&g_stage, &cfg, &stage, 1, 5, &e)) g_have_stage = 1;
     return 0;
 }

@@ -27,7 +27,8 @@ static int check(const char *what, const ModelConfig *c, int B, double *worst, s
     Group *g = group_world();
     Err e;
     Model full, part;
-    ModelShard sh = {group_rank(g), group_size(g), 0, -1, 1, 0};
+    ModelShard sh = {.tp_rank = group_rank(g), .tp_size = group_size(g), .last_block = -1,
+                     .slots = 1};
     if (model_init(&full, c, B, 7, &e) || model_init_shard(&part, c, &sh, B, 7, &e)) {
         fprintf(stderr, "%s: %s\n", what, e.msg);
         return 1;

@@ -284,7 +284,7 @@ Test(ckpt, weights_only_load_reads_no_moments)
     model_free(&b);
 
     ModelConfig c = tiny_cfg(8);
-    ModelShard half = {1, 2, 0, -1, 1, 1};
+    ModelShard half = {.tp_rank = 1, .tp_size = 2, .last_block = -1, .slots = 1, .forward_only = 1};
     cr_assert_eq(model_build_shard(&b, &c, &half, 1, &e), 0, "%s", e.msg);
     cr_assert_eq(ckpt_load(step, &b, NULL, &e), 0, "weights-only load into a TP half: %s", e.msg);
     expect_same_weights(&a, &b);

@@ -56,7 +56,7 @@ Test(cost, whole_model_param_count_is_the_built_count)
 {
     for (size_t i = 0; i < N_OF(GPTS) + N_OF(MLPS); i++) {
         ModelConfig c = i < N_OF(GPTS) ? GPTS[i] : MLPS[i - N_OF(GPTS)];
-        ModelShard whole = {0, 1, 0, -1, 1, 0};
+        ModelShard whole = model_shard_whole(0);
         Model m;
         build(&m, c, whole, 2);
         /* the tied head adds nothing on one rank: wte is held once */
@@ -79,7 +79,8 @@ Test(cost, gpt_shards_match_the_built_shards)
     for (int tp = 1; tp <= 4; tp *= 2)
         for (int b0 = 0; b0 < n; b0++)
             for (int b1 = b0; b1 < n; b1++) {
-                ModelShard sh = {tp - 1, tp, b0, b1, 1 + b0 % 3, 0};
+                ModelShard sh = {.tp_rank = tp - 1, .tp_size = tp, .first_block = b0,
+                                 .last_block = b1, .slots = 1 + b0 % 3};
                 Model m;
                 build(&m, c, sh, 3);
                 snprintf(what, sizeof what, "tp %d blocks %d..%d", tp, b0, b1);
@@ -96,7 +97,7 @@ Test(cost, mlp_tp_shards_match_the_built_shards)
         ModelConfig c = MLPS[i];
         if (c.n_layer % 2) continue; /* tp needs column/row pairs */
         for (int r = 0; r < 2; r++) {
-            ModelShard sh = {r, 2, 0, -1, 1, 0};
+            ModelShard sh = {.tp_rank = r, .tp_size = 2, .last_block = -1, .slots = 1};
             Model m;
             build(&m, c, sh, 4);
             expect_memory_matches(&m, &sh, 4, "mlp tp 2");
@@ -118,7 +119,7 @@ static const float *params_view(void *ctx, const Model *m, int k, size_t first, 
  * weight view's scratch is what the estimate says too. */
 Test(cost, forward_only_has_no_gradients)
 {
-    ModelShard sh = {0, 1, 0, -1, 1, 1};
+    ModelShard sh = model_shard_whole(1);
     const ModelConfig cs[] = {GPTS[0], GPTS[2], MLPS[1], MLPS[3]};
     for (int i = 0; i < 4; i++) {
         Model m;
@@ -205,7 +206,7 @@ Test(cost, unknown_kind_costs_nothing)
 {
     ModelConfig c = GPTS[0];
     c.kind = (ModelKind)9;
-    ModelShard sh = {0, 1, 0, -1, 1, 0};
+    ModelShard sh = model_shard_whole(0);
     cr_expect_eq(cost_param_count(&c), 0);
     cr_expect_eq(cost_act_floats(&c, &sh, 1), 0);
     cr_expect_eq(cost_fwd_flops_per_token(&c), 0.0);

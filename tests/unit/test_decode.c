@@ -144,7 +144,7 @@ Test(decode, shards_and_mlps_are_refused)
     ModelConfig cfg = small_gpt();
     Err e = {{0}};
     Model m;
-    ModelShard half = {0, 2, 0, -1, 1, 1};
+    ModelShard half = {.tp_size = 2, .last_block = -1, .slots = 1, .forward_only = 1};
     cr_assert_eq(model_init_shard(&m, &cfg, &half, 1, 3, &e), 0, "init shard: %s", e.msg);
     cr_expect_null(decoder_new(&m, &e));
     cr_expect(strstr(e.msg, "whole model") != NULL, "message: %s", e.msg);

@@ -61,8 +61,8 @@ static double loss_of(Model *m, const int *in, const int *tg, int B)
 static void expect_lean_equals_training(ModelConfig c, int B, const char *what)
 {
     Model train, lean;
-    build(&train, c, (ModelShard){0, 1, 0, -1, 1, 0}, B);
-    build(&lean, c, (ModelShard){0, 1, 0, -1, 1, 1}, B);
+    build(&train, c, model_shard_whole(0), B);
+    build(&lean, c, model_shard_whole(1), B);
     nudge(&train);
     nudge(&lean);
     int *in = malloc(sizeof(int) * B * c.seq_len), *tg = malloc(sizeof(int) * B * c.seq_len);
@@ -113,7 +113,7 @@ Test(forward_only, gpt_pipeline_stages)
     const ModelConfig c = {MODEL_GPT, 4, 2, 16, 8, 23, 0, 0};
     const int B = 2, N = B * c.seq_len;
     Model whole;
-    build(&whole, c, (ModelShard){0, 1, 0, -1, 1, 0}, B);
+    build(&whole, c, model_shard_whole(0), B);
     nudge(&whole);
     int in[2 * 8], tg[2 * 8];
     tokens(&c, B, in, tg, 8);
@@ -122,7 +122,9 @@ Test(forward_only, gpt_pipeline_stages)
     const int cuts[][2] = {{0, 1}, {2, 3}, {4, 5}};
     Model st[3];
     for (int s = 0; s < 3; s++) {
-        build(&st[s], c, (ModelShard){0, 1, cuts[s][0], cuts[s][1], 2, 1}, B);
+        ModelShard stage = {.tp_size = 1, .first_block = cuts[s][0], .last_block = cuts[s][1],
+                            .slots = 2, .forward_only = 1};
+        build(&st[s], c, stage, B);
         nudge(&st[s]);
     }
     for (int slot = 0; slot < 2; slot++) {
@@ -144,8 +146,8 @@ Test(forward_only, next_logits_match)
 {
     const ModelConfig c = {MODEL_GPT, 2, 2, 16, 10, 29, 0, 0};
     Model train, lean;
-    build(&train, c, (ModelShard){0, 1, 0, -1, 1, 0}, 1);
-    build(&lean, c, (ModelShard){0, 1, 0, -1, 1, 1}, 1);
+    build(&train, c, model_shard_whole(0), 1);
+    build(&lean, c, model_shard_whole(1), 1);
     nudge(&train);
     nudge(&lean);
     int tok[10] = {1, 4, 9, 16, 25, 7, 3, 2, 0, 28};
@@ -164,7 +166,7 @@ Test(forward_only, next_logits_match)
 Test(forward_only, memory_does_not_grow_with_layers)
 {
     ModelConfig c = {MODEL_GPT, 1, 4, 32, 16, 64, 0, 0};
-    ModelShard lean = {0, 1, 0, -1, 1, 1}, train = {0, 1, 0, -1, 1, 0};
+    ModelShard lean = model_shard_whole(1), train = model_shard_whole(0);
     size_t one = cost_act_floats(&c, &lean, 4), view1 = cost_view_floats(&c, &lean, 4);
     size_t train1 = cost_act_floats(&c, &train, 4);
     for (int L = 2; L <= 16; L *= 2) {
@@ -192,7 +194,7 @@ Test(forward_only, memory_does_not_grow_with_layers)
 Test(forward_only, gpt2_logits_are_tiled)
 {
     const ModelConfig c = {MODEL_GPT, 12, 12, 768, 1024, 50257, 0, 0};
-    ModelShard lean = {0, 1, 0, -1, 1, 1}, train = {0, 1, 0, -1, 1, 0};
+    ModelShard lean = model_shard_whole(1), train = model_shard_whole(0);
     size_t full = (size_t)1024 * 50257;
     cr_expect_gt(cost_act_floats(&c, &train, 1), full);
     size_t acts = cost_act_floats(&c, &lean, 1);

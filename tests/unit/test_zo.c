@@ -88,7 +88,7 @@ static void shard_matches_whole(ModelConfig c, int tp)
     ZoView v = {99, id, 1.0f, NULL};
     perturb_all(&whole, &v, wz);
     for (int r = 0; r < tp; r++) {
-        ModelShard sh = {r, tp, 0, -1, 1, 0};
+        ModelShard sh = {.tp_rank = r, .tp_size = tp, .last_block = -1, .slots = 1};
         Model part;
         cr_assert_eq(model_init_shard(&part, &c, &sh, 1, 5, &e), 0, "%s", e.msg);
         float *pz = calloc(part.n_params, sizeof(float));
@@ -211,16 +211,17 @@ Test(zo, streaming_update_equals_the_accumulator_definition)
 {
     /* 4096-element pieces: the 64-wide fc matrix of 256 x 64 has several */
     ModelConfig gpt = {MODEL_GPT, 1, 2, 64, 4, 40, 0, 0};
-    streaming_matches_reference(gpt, (ModelShard){0, 1, 0, -1, 1, 0}, 0);
-    streaming_matches_reference(gpt, (ModelShard){0, 1, 0, -1, 1, 0}, 1);
-    streaming_matches_reference(gpt, (ModelShard){1, 2, 0, -1, 1, 0}, 0);
+    const ModelShard half = {.tp_rank = 1, .tp_size = 2, .last_block = -1, .slots = 1};
+    streaming_matches_reference(gpt, model_shard_whole(0), 0);
+    streaming_matches_reference(gpt, model_shard_whole(0), 1);
+    streaming_matches_reference(gpt, half, 0);
     streaming_matches_reference((ModelConfig){MODEL_MLP, 2, 0, 8, 3, 5, 0, 0},
-                                (ModelShard){1, 2, 0, -1, 1, 0}, 1);
+                                half, 1);
     /* 300 positions, a context of 4: wpe's rows 4..299 take the decay alone
      * (its 4800 elements: a piece partly read, then one not read at all) */
     ModelConfig longer = {MODEL_GPT, 1, 2, 16, 4, 40, 0, 300};
-    streaming_matches_reference(longer, (ModelShard){0, 1, 0, -1, 1, 0}, 0);
-    streaming_matches_reference(longer, (ModelShard){1, 2, 0, -1, 1, 0}, 0);
+    streaming_matches_reference(longer, model_shard_whole(0), 0);
+    streaming_matches_reference(longer, half, 0);
 }
 
 Test(zo, rows_past_the_context_get_no_step)
@@ -228,7 +229,8 @@ Test(zo, rows_past_the_context_get_no_step)
     Err e;
     Model m;
     ModelConfig c = {MODEL_GPT, 1, 2, 16, 4, 40, 0, 8};
-    cr_assert_eq(model_init_shard(&m, &c, &(ModelShard){0, 1, 0, -1, 1, 0}, 1, 1, &e), 0, "%s", e.msg);
+    ModelShard whole = model_shard_whole(0);
+    cr_assert_eq(model_init_shard(&m, &c, &whole, 1, 1, &e), 0, "%s", e.msg);
     const ParamInfo *wpe = model_find_tensor(&m, "wpe");
     cr_assert(wpe && wpe->shape[0] == 8 && wpe->live == 4 * 16);
     float *before = malloc(m.n_params * sizeof(float));
@@ -285,8 +287,9 @@ static void same_trajectory(ModelConfig c, int B)
     const float eps = 1e-3f, scale = 2e-3f, lr = 3e-3f, wd = 0.01f;
     Err e;
     Model old, now;
-    cr_assert_eq(model_init_shard(&old, &c, &(ModelShard){0, 1, 0, -1, 1, 0}, B, 3, &e), 0);
-    cr_assert_eq(model_init_shard(&now, &c, &(ModelShard){0, 1, 0, -1, 1, 1}, B, 3, &e), 0);
+    ModelShard train = model_shard_whole(0), lean = model_shard_whole(1);
+    cr_assert_eq(model_init_shard(&old, &c, &train, B, 3, &e), 0);
+    cr_assert_eq(model_init_shard(&now, &c, &lean, B, 3, &e), 0);
     cr_assert_null(now.grads);
     float *copy = malloc(old.n_params * sizeof(float));
     int n = B * c.seq_len;

@@ -20,7 +20,8 @@ static const ModelConfig MLP3 = {.kind = MODEL_MLP, .n_layer = 3, .n_embd = 8, .
 
 static void build(Model *m, const ModelConfig *c, int tp_rank, int tp, int first, int last)
 {
-    ModelShard sh = {tp_rank, tp, first, last, 1, 1};
+    ModelShard sh = {.tp_rank = tp_rank, .tp_size = tp, .first_block = first, .last_block = last,
+                     .slots = 1, .forward_only = 1};
     Err e;
     cr_assert_eq(model_build_shard(m, c, &sh, 1, &e), 0, "%s", e.msg);
 }

@@ -577,7 +577,7 @@ int gpt2_import(const Gpt2Source *s, const char *root, const CkptMeta *meta, cha
     mt.zero = 0;
     Model m;
     /* forward-only: no gradient buffer, the weights are only copied */
-    ModelShard whole = {0, 1, 0, -1, 1, 1};
+    ModelShard whole = model_shard_whole(1);
     if (model_build_shard(&m, &mt.cfg.model, &whole, 1, e)) return err_wrap(e, "%s", s->path);
     int rc = gpt2_source_load(s, &m, e);
     char tmp[PATH_BUF] = "";

@@ -47,7 +47,8 @@ static int write_target_rank(const char *src, const Mpitrain__Manifest *mf, cons
                              uint8_t **recs, size_t *len, Err *e)
 {
     MeshCoord c = mesh_coord_of(d, rank);
-    ModelShard sh = {c.tp, d.tp, first[c.pp], first[c.pp + 1] - 1, 1, 0};
+    ModelShard sh = {.tp_rank = c.tp, .tp_size = d.tp, .first_block = first[c.pp],
+                      .last_block = first[c.pp + 1] - 1, .slots = 1};
     Model m;
     if (model_init_shard(&m, &meta->cfg.model, &sh, 1, meta->cfg.seed, e)) return -1;
     Range mine = split_even(m.n_params, d.dp, c.dp);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "base/hash.h"
+#include "worker/data/bpe.h"
 #include "worker/data/bpe_impl.h"
 
 /* The pattern as tiktoken's gpt2 encoding writes it. PCRE2_UCP gives \s,

@@ -1,11 +1,12 @@
 #ifndef MPITRAIN_BPE_IMPL_H
 #define MPITRAIN_BPE_IMPL_H
 /* The inside of a Bpe, shared by bpe_load.c (files -> tables) and bpe.c
- * (text -> ids). Not part of the API. */
+ * (text -> ids). Not part of the API. It says `struct Bpe` rather than
+ * include bpe.h for its typedef: bpe.c includes this file, and no two
+ * modules include each other. */
 #include <stddef.h>
 #include <stdint.h>
 #include "base/err.h"
-#include "worker/data/bpe.h"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
@@ -49,13 +50,13 @@ struct Bpe {
 };
 
 /* Token id of bytes p[0..len), or -1. */
-int bpe_lookup(const Bpe *b, const unsigned char *p, size_t len);
+int bpe_lookup(const struct Bpe *b, const unsigned char *p, size_t len);
 /* The table slot of bytes p[0..len), or NULL. */
-const TokSlot *bpe_find(const Bpe *b, const unsigned char *p, size_t len);
+const TokSlot *bpe_find(const struct Bpe *b, const unsigned char *p, size_t len);
 /* Fills the hash tables from b->bytes/off/rank (n set). */
-int bpe_build_tables(Bpe *b, Err *e);
+int bpe_build_tables(struct Bpe *b, Err *e);
 /* Compiles GPT-2's pre-tokenization pattern into b->re. */
-int bpe_compile_pattern(Bpe *b, Err *e);
+int bpe_compile_pattern(struct Bpe *b, Err *e);
 
 static inline uint32_t bpe_pair_hash(uint64_t key)
 {
@@ -63,7 +64,7 @@ static inline uint32_t bpe_pair_hash(uint64_t key)
 }
 
 /* The slot of (left, right), or NULL when they make no token. */
-static inline const PairSlot *bpe_pair(const Bpe *b, int left, int right)
+static inline const PairSlot *bpe_pair(const struct Bpe *b, int left, int right)
 {
     uint64_t key = ((uint64_t)(uint32_t)left << 32 | (uint32_t)right) + 1;
     for (uint32_t h = bpe_pair_hash(key) & b->pair_mask;; h = (h + 1) & b->pair_mask) {

@@ -12,6 +12,7 @@
 #include "base/fileio.h"
 #include "base/json.h"
 #include "base/hash.h"
+#include "worker/data/bpe.h"
 #include "worker/data/bpe_impl.h"
 
 #define VOCAB_MAX_BYTES (64u << 20)

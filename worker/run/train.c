@@ -95,10 +95,13 @@ static int setup_model(Trainer *t, const StepStrategy *s, Err *e)
     int local = t->train.local_batch, dp = t->mesh.dims.dp;
     int stage = t->mesh.me.pp, p = t->mesh.dims.pp;
     t->micro_b = local / c->micro_batches;
-    ModelShard sh = {t->mesh.me.tp, t->mesh.dims.tp, c->stage_first[stage],
-                     c->stage_first[stage + 1] - 1,
-                     pipeline_slots((Schedule)c->pp_schedule, stage, p, c->micro_batches), 0};
-    if (p == 1) sh = (ModelShard){t->mesh.me.tp, t->mesh.dims.tp, 0, -1, 1, 0};
+    ModelShard sh = {.tp_rank = t->mesh.me.tp, .tp_size = t->mesh.dims.tp,
+                     .first_block = c->stage_first[stage],
+                     .last_block = c->stage_first[stage + 1] - 1,
+                     .slots = pipeline_slots((Schedule)c->pp_schedule, stage, p, c->micro_batches)};
+    if (p == 1)
+        sh = (ModelShard){.tp_rank = t->mesh.me.tp, .tp_size = t->mesh.dims.tp, .last_block = -1,
+                          .slots = 1};
     sh.forward_only = s->forward_only;
     /* --resume and --init-from load every weight */
     int loads = c->resume[0] || c->init_from[0];

@@ -5,6 +5,7 @@
 #include "models/model.h"
 #include "worker/ckpt/ckpt.h"
 #include "worker/method/zo/identity.h"
+#include "worker/ckpt/whole.h"
 #include "worker/method/zo/journal.h"
 #include "worker/method/zo/zo.h"
 #include "worker/method/zo/zo_params.h"
@@ -95,11 +96,10 @@ int zo_replay(const char *base, const char *journal, const char *zo_params, cons
     if (ckpt_resolve(base, dir, sizeof dir, e) || ckpt_load_meta(dir, &meta, e)) return -1;
     /* the weights alone: replay runs no forward pass and keeps no optimizer state */
     Model m;
-    ModelShard whole = {0, 1, 0, -1, 1, 1};
-    if (model_build_shard(&m, &meta.cfg.model, &whole, 1, e)) return err_wrap(e, "base %s", dir);
+    CkptWhole how = {.max_batch = 1, .forward_only = 1, .dir_as = "base"};
+    if (ckpt_load_whole(dir, &meta.cfg.model, &how, &m, e)) return -1;
     Journal j = {0};
-    int rc = ckpt_load(dir, &m, NULL, e);
-    if (!rc) rc = journal_open_read(&j, journal, e);
+    int rc = journal_open_read(&j, journal, e);
     if (!rc) rc = check_journal_matches(journal, &j, &meta, &m, e);
     uint8_t *active = NULL;
     if (!rc) rc = replay_mask(&j, &m, zo_params, &active, e);

@@ -110,7 +110,7 @@ int zo_params_check_syntax(const char *spec, Err *e)
  * with no weights allocated. */
 static int whole_table(const ModelConfig *cfg, Model *w, Err *e)
 {
-    ModelShard whole = {0, 1, 0, -1, 1, 1};
+    ModelShard whole = model_shard_whole(1);
     return model_declare_shard(w, cfg, &whole, e) ? err_wrap(e, "--zo-params") : 0;
 }
 
