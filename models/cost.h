@@ -9,7 +9,7 @@
  * reached through its ModelArch table; this file composes them. The layout
  * comes in as plain numbers: no MPI down here. */
 #include <stddef.h>
-#include "models/model.h"
+#include "models/arch.h"
 
 /* The optimizers, here because their state is part of a rank's memory. */
 typedef enum { OPT_ADAMW = 0, OPT_SGD = 1, OPT_ZO = 2 } OptKind;

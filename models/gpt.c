@@ -1,5 +1,7 @@
-/* GPT-2 style decoder: token + position embedding, L pre-LN transformer
- * blocks, final layernorm, head tied to the token embedding.
+/* The transformer families' decoder (models/arch.h describes them; GPT-2's
+ * is the one with kernels): token + position embedding, L pre-LN
+ * transformer blocks, final layernorm, head tied to the token embedding.
+ * The widths come from the configuration's TransformerShape.
  * Blocks: 0 = embedding, 1..L = transformer layers, L+1 = final norm + head.
  * A shard holds a block range (a pipeline stage) as a tensor-parallel slice:
  * attention heads and the MLP's hidden units are split over TP ranks
@@ -8,7 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "models/arch.h"
+#include "models/model.h"
 #include "models/ops.h"
 
 enum { T_LN1W, T_LN1B, T_QKVW, T_QKVB, T_PROJW, T_PROJB, T_LN2W, T_LN2B, T_FCW, T_FCB,
@@ -38,7 +40,8 @@ typedef struct {
     int l0, l1;          /* owned transformer layers [l0, l1) */
     int emb, head;       /* owns block 0 / block L+1 */
     int i_wte, i_wpe, i_layer0, i_lnf, i_head_wte; /* table indices, -1 = not held */
-    int C_tp, NH_tp, F_tp;                         /* local widths */
+    int C_tp, NH_tp, F_tp, QKV_tp;                 /* local widths */
+    int head_dim;
     SlotActs *slots;
     /* backward scratch, reused by every layer and slot; the head's logits
      * gradient is taken in place of the logits */
@@ -69,6 +72,8 @@ static float *lt(const Model *m, const float *buf, int l, int k)
 static void add_layer_tensors(Model *m, int l)
 {
     const int C = m->cfg.n_embd, L = m->cfg.n_layer;
+    const TransformerShape ts = transformer_shape(&m->cfg);
+    const int Q = ts.qkv_rows, F = ts.mlp_hidden;
     const float std = 0.02f, proj_std = 0.02f / sqrtf(2.0f * L);
     char n[MODEL_MAX_NAME];
 #define ADD(suffix, nd, d0, d1, decay, split, groups, s)                       \
@@ -76,15 +81,15 @@ static void add_layer_tensors(Model *m, int l)
     model_add_tensor(m, n, nd, d0, d1, l + 1, decay, split, groups, s)
     ADD("ln1.w", 1, C, 0, 0, TP_REPLICATED, 1, -1);
     ADD("ln1.b", 1, C, 0, 0, TP_REPLICATED, 1, 0);
-    ADD("attn.qkv.w", 2, 3 * C, C, 1, TP_COLUMN, 3, std);
-    ADD("attn.qkv.b", 1, 3 * C, 0, 0, TP_COLUMN, 3, 0);
+    ADD("attn.qkv.w", 2, Q, C, 1, TP_COLUMN, 3, std);
+    ADD("attn.qkv.b", 1, Q, 0, 0, TP_COLUMN, 3, 0);
     ADD("attn.proj.w", 2, C, C, 1, TP_ROW, 1, proj_std);
     ADD("attn.proj.b", 1, C, 0, 0, TP_REPLICATED, 1, 0);
     ADD("ln2.w", 1, C, 0, 0, TP_REPLICATED, 1, -1);
     ADD("ln2.b", 1, C, 0, 0, TP_REPLICATED, 1, 0);
-    ADD("mlp.fc.w", 2, 4 * C, C, 1, TP_COLUMN, 1, std);
-    ADD("mlp.fc.b", 1, 4 * C, 0, 0, TP_COLUMN, 1, 0);
-    ADD("mlp.proj.w", 2, C, 4 * C, 1, TP_ROW, 1, proj_std);
+    ADD("mlp.fc.w", 2, F, C, 1, TP_COLUMN, 1, std);
+    ADD("mlp.fc.b", 1, F, 0, 0, TP_COLUMN, 1, 0);
+    ADD("mlp.proj.w", 2, C, F, 1, TP_ROW, 1, proj_std);
     ADD("mlp.proj.b", 1, C, 0, 0, TP_REPLICATED, 1, 0);
 #undef ADD
 }
@@ -124,6 +129,13 @@ static int head_vtile(const ModelConfig *c, int B)
     return vt < 64 ? 64 : vt > (size_t)c->vocab ? c->vocab : (int)vt;
 }
 
+/* The packed q, k, v columns one tensor-parallel rank holds: its heads'
+ * queries, keys and values. */
+static int qkv_local(const TransformerShape *ts, int C, int tp)
+{
+    return C / tp + 2 * (ts->kv_width / tp);
+}
+
 /* The attention tiles are per thread; sized for the threads the kernels may
  * use now (they never use more than the tiles allow). */
 static int att_scratch_threads(void) { return ops_get_threads(); }
@@ -143,13 +155,13 @@ static float *carve(Carver *cv, size_t n)
 }
 
 /* A training layer keeps every buffer its backward reads. */
-static void carve_layer(LayerActs *a, Carver *cv, size_t N, int B, int T, int C, int Ct, int NHt,
-                        int Ft)
+static void carve_layer(LayerActs *a, Carver *cv, size_t N, int B, int T, int C, int Qt, int Ct,
+                        int NHt, int Ft)
 {
     a->ln1 = carve(cv, N * C);
     a->ln1_mean = carve(cv, N);
     a->ln1_rstd = carve(cv, N);
-    a->qkv = carve(cv, N * 3 * Ct);
+    a->qkv = carve(cv, N * Qt);
     a->atty = carve(cv, N * Ct);
     a->lse = carve(cv, (size_t)B * NHt * T);
     a->attproj = carve(cv, N * C);
@@ -165,18 +177,19 @@ static void carve_layer(LayerActs *a, Carver *cv, size_t N, int B, int T, int C,
 
 /* A forward-only pass runs every layer in one set of buffers, and within a
  * layer a buffer is reused once its value is dead: the second norm takes the
- * first's, the MLP's hidden units take qkv and the attention output (4C
- * floats a row, like them), GELU runs in place, and the layer's output is
+ * first's, the MLP's hidden units take qkv and the attention output (GPT-2:
+ * 4C floats a row, like them), GELU runs in place, and the layer's output is
  * added into its input, the slot's residual stream (res3 = NULL). */
-static void carve_lean_layer(LayerActs *a, Carver *cv, size_t N, int B, int T, int C, int Ct,
-                             int NHt, int Ft)
+static void carve_lean_layer(LayerActs *a, Carver *cv, size_t N, int B, int T, int C, int Qt,
+                             int Ct, int NHt, int Ft)
 {
     a->ln1 = a->ln2 = carve(cv, N * C);
     a->ln1_mean = a->ln2_mean = carve(cv, N);
     a->ln1_rstd = a->ln2_rstd = carve(cv, N);
-    float *region = carve(cv, N * Ft);
+    int row = Ft > Qt + Ct ? Ft : Qt + Ct;
+    float *region = carve(cv, N * row);
     a->qkv = a->fch = a->fch_gelu = region;
-    a->atty = region ? region + N * 3 * Ct : NULL;
+    a->atty = region ? region + N * Qt : NULL;
     a->lse = carve(cv, (size_t)B * NHt * T);
     a->attproj = a->fcproj = carve(cv, N * C);
     a->res2 = carve(cv, N * C);
@@ -195,7 +208,8 @@ static void carve_head(SlotActs *sa, Carver *cv, size_t N, int C)
 static size_t layout_acts(const ModelConfig *c, const ModelShard *sh, int B, GptState *g)
 {
     const int T = c->seq_len, C = c->n_embd, tp = sh->tp_size;
-    const int Ct = C / tp, NHt = c->n_head / tp, Ft = 4 * C / tp;
+    const TransformerShape ts = transformer_shape(c);
+    const int Ct = C / tp, NHt = ts.n_head / tp, Ft = ts.mlp_hidden / tp, Qt = qkv_local(&ts, C, tp);
     const int S = sh->slots > 0 ? sh->slots : 1, lean = sh->forward_only;
     const size_t N = (size_t)B * T;
     Owned o = owned_of(c, sh);
@@ -207,13 +221,13 @@ static size_t layout_acts(const ModelConfig *c, const ModelShard *sh, int B, Gpt
         sa->encoded = carve(&cv, N * C);
         if (lean) continue;
         for (int l = 0; l < o.l1 - o.l0; l++)
-            carve_layer(g ? &sa->layers[l] : &none_layer, &cv, N, B, T, C, Ct, NHt, Ft);
+            carve_layer(g ? &sa->layers[l] : &none_layer, &cv, N, B, T, C, Qt, Ct, NHt, Ft);
         if (!o.head) continue;
         carve_head(sa, &cv, N, C);
         sa->logits = carve(&cv, N * c->vocab);
     }
     if (lean) {
-        carve_lean_layer(g ? &g->lean_acts : &none_layer, &cv, N, B, T, C, Ct, NHt, Ft);
+        carve_lean_layer(g ? &g->lean_acts : &none_layer, &cv, N, B, T, C, Qt, Ct, NHt, Ft);
         if (o.head) {
             SlotActs shared = {0};
             carve_head(&shared, &cv, N, C);
@@ -227,7 +241,7 @@ static size_t layout_acts(const ModelConfig *c, const ModelShard *sh, int B, Gpt
         }
     } else {
         float *d[6];
-        size_t n[6] = {N * C, N * C, N * 3 * Ct, N * Ct, N * Ft, N * Ft};
+        size_t n[6] = {N * C, N * C, N * Qt, N * Ct, N * Ft, N * Ft};
         for (int k = 0; k < 6; k++) d[k] = carve(&cv, n[k]);
         if (g) {
             g->dres = d[0], g->dln = d[1], g->dqkv = d[2], g->datty = d[3];
@@ -274,10 +288,12 @@ static int gpt_alloc_acts(Model *m, Err *e)
 /* One transformer layer's local parameters: the matrices and the biases
  * of qkv and fc are split over the tp ranks; the norms and the output
  * projections' biases are replicated. */
-static size_t layer_params(size_t C, size_t tp)
+static size_t layer_params(const ModelConfig *c, size_t tp)
 {
-    size_t matrices = (3 * C / tp + C / tp + 4 * C / tp + 4 * C / tp) * C;
-    return matrices + 3 * C / tp + 4 * C / tp + 6 * C;
+    const TransformerShape ts = transformer_shape(c);
+    size_t C = c->n_embd, Q = ts.qkv_rows, F = ts.mlp_hidden;
+    size_t matrices = (Q / tp + C / tp + F / tp + F / tp) * C;
+    return matrices + Q / tp + F / tp + 6 * C;
 }
 
 /* The weight view's scratch (model_set_weight_view): the largest of what a
@@ -286,7 +302,8 @@ static size_t layer_params(size_t C, size_t tp)
  * token rows. The head: one vocabulary tile of the tied embedding. */
 static size_t gpt_view_floats(const ModelConfig *c, const ModelShard *sh, int B)
 {
-    const size_t C = c->n_embd, T = c->seq_len, N = (size_t)B * T, F = 4 * C / sh->tp_size;
+    const size_t C = c->n_embd, T = c->seq_len, N = (size_t)B * T;
+    const size_t F = (size_t)transformer_shape(c).mlp_hidden / sh->tp_size;
     Owned o = owned_of(c, sh);
     size_t most = 0;
     if (o.l1 > o.l0) {
@@ -312,9 +329,12 @@ static int gpt_declare(Model *m, Err *e)
     g->l1 = o.l1;
     g->emb = o.emb;
     g->head = o.head;
+    const TransformerShape ts = transformer_shape(c);
     g->C_tp = c->n_embd / m->shard.tp_size;
-    g->NH_tp = c->n_head / m->shard.tp_size;
-    g->F_tp = 4 * c->n_embd / m->shard.tp_size;
+    g->NH_tp = ts.n_head / m->shard.tp_size;
+    g->F_tp = ts.mlp_hidden / m->shard.tp_size;
+    g->QKV_tp = qkv_local(&ts, c->n_embd, m->shard.tp_size);
+    g->head_dim = ts.head_dim;
     size_t wte_global = m->global_params;
     g->i_wte = model_add_tensor(m, "wte", 2, c->vocab, c->n_embd, 0, 1, TP_REPLICATED, 1, 0.02f);
     /* all the positions are kept; a context of seq_len reads the first rows */
@@ -324,10 +344,11 @@ static int gpt_declare(Model *m, Err *e)
     for (int l = 0; l < c->n_layer; l++) add_layer_tensors(m, l);
     g->i_lnf = model_add_tensor(m, "lnf.w", 1, c->n_embd, 0, c->n_layer + 1, 0, TP_REPLICATED, 1, -1);
     model_add_tensor(m, "lnf.b", 1, c->n_embd, 0, c->n_layer + 1, 0, TP_REPLICATED, 1, 0);
-    /* the head is tied to wte: a stage holding the head but not the
-     * embedding keeps its own copy, kept equal by summing the two gradients */
+    /* the head is tied to wte (transformer_check refuses an untied one): a
+     * stage holding the head but not the embedding keeps its own copy, kept
+     * equal by summing the two gradients */
     g->i_head_wte = g->i_wte;
-    if (g->head && !g->emb)
+    if (m->arch->transformer->tied_head && g->head && !g->emb)
         g->i_head_wte = model_add_tied_copy(m, "wte", 2, c->vocab, c->n_embd, c->n_layer + 1, 1,
                                             0.02f, wte_global);
     return 0;
@@ -381,9 +402,9 @@ static void layer_forward(Model *m, SlotActs *sa, int l, int B, int T)
     layer_pair(m, l, T_LN1W, &w, &b);
     layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, inp, w, b, N, C);
     layer_pair(m, l, T_QKVW, &w, &b);
-    matmul_forward(a->qkv, a->ln1, w, b, N, C, 3 * Ct);
-    attention_forward(a->atty, a->lse, a->qkv, B, T, g->NH_tp, C / m->cfg.n_head,
-                      g->att_scratch, g->att_threads);
+    matmul_forward(a->qkv, a->ln1, w, b, N, C, g->QKV_tp);
+    attention_forward(a->atty, a->lse, a->qkv, B, T, g->NH_tp, g->head_dim, g->att_scratch,
+                      g->att_threads);
     layer_pair(m, l, T_PROJW, &w, &b);
     matmul_forward(a->attproj, a->atty, w, NULL, N, Ct, C);
     model_tp_allreduce(m, a->attproj, (size_t)N * C);
@@ -500,12 +521,12 @@ static void layer_backward(Model *m, SlotActs *sa, int l, int B, int T)
     memset(g->datty, 0, (size_t)N * Ct * sizeof(float));
     matmul_backward(g->datty, lt(m, gr, l, T_PROJW), lt(m, gr, l, T_PROJB), g->dres, a->atty,
                     lt(m, p, l, T_PROJW), N, Ct, C);
-    memset(g->dqkv, 0, (size_t)N * 3 * Ct * sizeof(float));
-    attention_backward(g->dqkv, g->datty, a->atty, a->qkv, a->lse, B, T, g->NH_tp,
-                       C / m->cfg.n_head, g->att_scratch, g->att_threads);
+    memset(g->dqkv, 0, (size_t)N * g->QKV_tp * sizeof(float));
+    attention_backward(g->dqkv, g->datty, a->atty, a->qkv, a->lse, B, T, g->NH_tp, g->head_dim,
+                       g->att_scratch, g->att_threads);
     memset(g->dln, 0, NC * sizeof(float));
     matmul_backward(g->dln, lt(m, gr, l, T_QKVW), lt(m, gr, l, T_QKVB), g->dqkv, a->ln1,
-                    lt(m, p, l, T_QKVW), N, C, 3 * Ct);
+                    lt(m, p, l, T_QKVW), N, C, g->QKV_tp);
     model_tp_allreduce(m, g->dln, NC);
     layernorm_backward(g->dres, lt(m, gr, l, T_LN1W), lt(m, gr, l, T_LN1B), g->dln, inp,
                        lt(m, p, l, T_LN1W), a->ln1_mean, a->ln1_rstd, N, C);
@@ -597,9 +618,10 @@ static int gpt_validate_shard(const ModelConfig *c, const ModelShard *sh, Err *e
         return err_set(e, "--tp %d does not divide --heads %d: attention heads are split "
                           "across tensor-parallel ranks; pick a --tp that divides %d",
                        sh->tp_size, c->n_head, c->n_head);
-    if ((4 * c->n_embd) % sh->tp_size)
-        return err_set(e, "--tp %d does not divide the MLP width 4 x --embd = %d", sh->tp_size,
-                       4 * c->n_embd);
+    const TransformerShape ts = transformer_shape(c);
+    if (ts.mlp_hidden % sh->tp_size)
+        return err_set(e, "--tp %d does not divide the MLP width %d x --embd = %d", sh->tp_size,
+                       model_transformer(c)->mlp_mult, ts.mlp_hidden);
     return 0;
 }
 
@@ -611,11 +633,15 @@ static int gpt_preds_per_seq(const ModelConfig *c) { return c->seq_len; }
 static void gpt_block_costs(const ModelConfig *c, double *cost)
 {
     int n = gpt_n_blocks(c);
+    const TransformerShape ts = transformer_shape(c);
     double C = c->n_embd, T = c->seq_len, V = c->vocab;
+    /* a layer's matmul weights per unit of width: qkv, proj, the MLP's two
+     * (GPT-2: 3C + C + 4C + 4C = 12C) */
+    double W = c->n_embd > 0 ? (double)(ts.qkv_rows + c->n_embd + 2 * ts.mlp_hidden) / c->n_embd : 0;
     /* forward+backward FLOPs per sequence; element-wise work is counted as
      * a few FLOPs per element, which matters for the embedding block */
     cost[0] = 10 * T * C;
-    for (int b = 1; b <= c->n_layer; b++) cost[b] = 6 * T * 12 * C * C + 12 * T * T * C + 60 * T * C;
+    for (int b = 1; b <= c->n_layer; b++) cost[b] = 6 * T * W * C * C + 12 * T * T * C + 60 * T * C;
     cost[n - 1] = 6 * T * C * V + 20 * T * V;
 }
 
@@ -623,7 +649,7 @@ static size_t gpt_shard_params(const ModelConfig *c, const ModelShard *sh)
 {
     size_t C = c->n_embd, V = c->vocab, T = model_positions(c);
     Owned o = owned_of(c, sh);
-    size_t n = (size_t)(o.l1 - o.l0) * layer_params(C, sh->tp_size);
+    size_t n = (size_t)(o.l1 - o.l0) * layer_params(c, sh->tp_size);
     if (o.emb) n += V * C + T * C;              /* wte, wpe */
     if (o.head) n += 2 * C + (o.emb ? 0 : V * C); /* lnf, and the tied wte's copy */
     return n;
@@ -640,25 +666,27 @@ static double gpt_fwd_flops_per_token(const ModelConfig *c)
     return 2.0 * N + 4.0 * c->n_layer * c->n_embd * c->seq_len;
 }
 
-const ModelArch GPT_ARCH = {
-    .name = "gpt",
-    .validate = gpt_validate,
-    .validate_shard = gpt_validate_shard,
-    .n_blocks = gpt_n_blocks,
-    .preds_per_seq = gpt_preds_per_seq,
-    .shard_params = gpt_shard_params,
-    .act_floats = gpt_act_floats,
-    .view_floats = gpt_view_floats,
-    .fwd_flops_per_token = gpt_fwd_flops_per_token,
-    .block_costs = gpt_block_costs,
+static const ModelOps GPT_OPS = {
     .declare = gpt_declare,
     .alloc_acts = gpt_alloc_acts,
     .free = gpt_free,
     .forward = gpt_forward,
     .backward = gpt_backward,
-    .boundary_floats = gpt_boundary_floats,
     .stage_input = gpt_stage_input,
     .stage_output = gpt_stage_output,
     .stage_dinput = gpt_stage_dinput,
     .next_logits = gpt_next_logits,
 };
+
+/* A transformer family: its name and description, these functions. */
+#define TRANSFORMER_ARCH(name_, desc_)                                                     \
+    {                                                                                      \
+        .name = name_, .transformer = desc_, .validate = gpt_validate,                     \
+        .validate_shard = gpt_validate_shard, .n_blocks = gpt_n_blocks,                    \
+        .preds_per_seq = gpt_preds_per_seq, .shard_params = gpt_shard_params,              \
+        .act_floats = gpt_act_floats, .view_floats = gpt_view_floats,                      \
+        .fwd_flops_per_token = gpt_fwd_flops_per_token, .block_costs = gpt_block_costs,    \
+        .boundary_floats = gpt_boundary_floats, .ops = &GPT_OPS,                           \
+    }
+
+const ModelArch GPT_ARCH = TRANSFORMER_ARCH("gpt", &GPT2_TRANSFORMER);
