@@ -383,7 +383,7 @@ static int load_model(SampleState *s, const SampleArgs *a, const char *dir, cons
     /* the context may use every position the model keeps, also past the
      * shorter one it was last trained at */
     ModelConfig full = meta->model;
-    if (full.kind == MODEL_GPT) full.seq_len = model_positions(&meta->model);
+    if (model_transformer(&full)) full.seq_len = model_positions(&meta->model);
     const ModelConfig *c = &full;
     /* forward only, and no random init: every weight is loaded next (a
      * 124M model's init alone took seconds) */
@@ -452,7 +452,7 @@ static int run_sample(const SampleArgs *a, Err *e)
         int bound;
         ops_set_threads(sys_usable_cpus(&bound));
     }
-    if (c->kind != MODEL_GPT)
+    if (!model_transformer(c))
         return err_set(e, "%s: this is an %s checkpoint; sampling needs a gpt checkpoint", dir,
                        model_kind_name(c->kind));
     SampleState s;

@@ -12,9 +12,59 @@
 #include <string.h>
 #include "models/model.h"
 #include "models/ops.h"
+#include "sharding/tpsplit.h"
 
 enum { T_LN1W, T_LN1B, T_QKVW, T_QKVB, T_PROJW, T_PROJB, T_LN2W, T_LN2B, T_FCW, T_FCB,
        T_FCPW, T_FCPB, T_PER_LAYER };
+
+/* The tensors of one transformer layer, in canonical order (their names,
+ * offsets and init draws follow it), as the family's description shapes
+ * them: widths from its TransformerShape, a bias only where its biases
+ * have the bit. Each weight is followed by its bias (layer_pair reads
+ * them together). */
+typedef enum { W_NONE, W_C, W_QKV, W_MLP } Width;
+typedef enum { INIT_ONES, INIT_ZEROS, INIT_STD, INIT_PROJ } Init;
+static const struct {
+    const char *suffix;
+    Width rows, cols;  /* cols W_NONE: a vector */
+    int decay;
+    TpSplit split;
+    int groups;
+    Init init;
+    unsigned bias;     /* the BIAS_* bit that keeps it; 0: always there */
+} LAYER_TENSORS[T_PER_LAYER] = {
+    [T_LN1W] = {"ln1.w", W_C, W_NONE, 0, TP_REPLICATED, 1, INIT_ONES, 0},
+    [T_LN1B] = {"ln1.b", W_C, W_NONE, 0, TP_REPLICATED, 1, INIT_ZEROS, BIAS_NORM},
+    [T_QKVW] = {"attn.qkv.w", W_QKV, W_C, 1, TP_COLUMN, 3, INIT_STD, 0},
+    [T_QKVB] = {"attn.qkv.b", W_QKV, W_NONE, 0, TP_COLUMN, 3, INIT_ZEROS, BIAS_QKV},
+    [T_PROJW] = {"attn.proj.w", W_C, W_C, 1, TP_ROW, 1, INIT_PROJ, 0},
+    [T_PROJB] = {"attn.proj.b", W_C, W_NONE, 0, TP_REPLICATED, 1, INIT_ZEROS, BIAS_ATTN_PROJ},
+    [T_LN2W] = {"ln2.w", W_C, W_NONE, 0, TP_REPLICATED, 1, INIT_ONES, 0},
+    [T_LN2B] = {"ln2.b", W_C, W_NONE, 0, TP_REPLICATED, 1, INIT_ZEROS, BIAS_NORM},
+    [T_FCW] = {"mlp.fc.w", W_MLP, W_C, 1, TP_COLUMN, 1, INIT_STD, 0},
+    [T_FCB] = {"mlp.fc.b", W_MLP, W_NONE, 0, TP_COLUMN, 1, INIT_ZEROS, BIAS_MLP_IN},
+    [T_FCPW] = {"mlp.proj.w", W_C, W_MLP, 1, TP_ROW, 1, INIT_PROJ, 0},
+    [T_FCPB] = {"mlp.proj.b", W_C, W_NONE, 0, TP_REPLICATED, 1, INIT_ZEROS, BIAS_MLP_OUT},
+};
+
+static int layer_has(const TransformerDesc *d, int k)
+{
+    return !LAYER_TENSORS[k].bias || (d->biases & LAYER_TENSORS[k].bias);
+}
+
+/* slot[k]: where tensor k sits among its layer's declared tensors (-1: the
+ * family has none); returns how many a layer declares. */
+static int layer_slots(const TransformerDesc *d, int *slot)
+{
+    int n = 0;
+    for (int k = 0; k < T_PER_LAYER; k++) slot[k] = layer_has(d, k) ? n++ : -1;
+    return n;
+}
+
+static int width_of(const ModelConfig *c, const TransformerShape *ts, Width w)
+{
+    return w == W_C ? c->n_embd : w == W_QKV ? ts->qkv_rows : w == W_MLP ? ts->mlp_hidden : 0;
+}
 
 typedef struct {
     float *ln1, *ln1_mean, *ln1_rstd; /* (N,C) (N) (N) */
@@ -40,6 +90,7 @@ typedef struct {
     int l0, l1;          /* owned transformer layers [l0, l1) */
     int emb, head;       /* owns block 0 / block L+1 */
     int i_wte, i_wpe, i_layer0, i_lnf, i_head_wte; /* table indices, -1 = not held */
+    int per_layer, slot[T_PER_LAYER];              /* layer_slots */
     int C_tp, NH_tp, F_tp, QKV_tp;                 /* local widths */
     int head_dim;
     SlotActs *slots;
@@ -63,35 +114,36 @@ static float *tensor_at(const Model *m, const float *buf, int k)
     return (float *)buf + m->tensors[k].offset;
 }
 
-/* tensor k of owned layer l in buf (params or grads) */
+/* Table index of tensor k of owned layer l, -1 when the family has none. */
+static int layer_tensor(const Model *m, int l, int k)
+{
+    const GptState *g = gst(m);
+    return g->slot[k] < 0 ? -1 : g->i_layer0 + (l - g->l0) * g->per_layer + g->slot[k];
+}
+
+/* tensor k of owned layer l in buf (params or grads); NULL: no such bias */
 static float *lt(const Model *m, const float *buf, int l, int k)
 {
-    return tensor_at(m, buf, gst(m)->i_layer0 + (l - gst(m)->l0) * T_PER_LAYER + k);
+    int i = layer_tensor(m, l, k);
+    return i < 0 ? NULL : tensor_at(m, buf, i);
 }
 
 static void add_layer_tensors(Model *m, int l)
 {
-    const int C = m->cfg.n_embd, L = m->cfg.n_layer;
-    const TransformerShape ts = transformer_shape(&m->cfg);
-    const int Q = ts.qkv_rows, F = ts.mlp_hidden;
-    const float std = 0.02f, proj_std = 0.02f / sqrtf(2.0f * L);
+    const ModelConfig *c = &m->cfg;
+    const TransformerShape ts = transformer_shape(c);
+    const float std = 0.02f, proj_std = 0.02f / sqrtf(2.0f * c->n_layer);
+    const float init[] = {[INIT_ONES] = -1, [INIT_ZEROS] = 0, [INIT_STD] = std,
+                          [INIT_PROJ] = proj_std};
     char n[MODEL_MAX_NAME];
-#define ADD(suffix, nd, d0, d1, decay, split, groups, s)                       \
-    snprintf(n, sizeof n, "h.%d." suffix, l);                                  \
-    model_add_tensor(m, n, nd, d0, d1, l + 1, decay, split, groups, s)
-    ADD("ln1.w", 1, C, 0, 0, TP_REPLICATED, 1, -1);
-    ADD("ln1.b", 1, C, 0, 0, TP_REPLICATED, 1, 0);
-    ADD("attn.qkv.w", 2, Q, C, 1, TP_COLUMN, 3, std);
-    ADD("attn.qkv.b", 1, Q, 0, 0, TP_COLUMN, 3, 0);
-    ADD("attn.proj.w", 2, C, C, 1, TP_ROW, 1, proj_std);
-    ADD("attn.proj.b", 1, C, 0, 0, TP_REPLICATED, 1, 0);
-    ADD("ln2.w", 1, C, 0, 0, TP_REPLICATED, 1, -1);
-    ADD("ln2.b", 1, C, 0, 0, TP_REPLICATED, 1, 0);
-    ADD("mlp.fc.w", 2, F, C, 1, TP_COLUMN, 1, std);
-    ADD("mlp.fc.b", 1, F, 0, 0, TP_COLUMN, 1, 0);
-    ADD("mlp.proj.w", 2, C, F, 1, TP_ROW, 1, proj_std);
-    ADD("mlp.proj.b", 1, C, 0, 0, TP_REPLICATED, 1, 0);
-#undef ADD
+    for (int k = 0; k < T_PER_LAYER; k++) {
+        if (!layer_has(m->arch->transformer, k)) continue;
+        int d0 = width_of(c, &ts, LAYER_TENSORS[k].rows), d1 = width_of(c, &ts, LAYER_TENSORS[k].cols);
+        snprintf(n, sizeof n, "h.%d.%s", l, LAYER_TENSORS[k].suffix);
+        model_add_tensor(m, n, d1 ? 2 : 1, d0, d1, l + 1, LAYER_TENSORS[k].decay,
+                         LAYER_TENSORS[k].split, LAYER_TENSORS[k].groups,
+                         init[LAYER_TENSORS[k].init]);
+    }
 }
 
 /* ---- activation memory ----------------------------------------------------- */
@@ -285,15 +337,20 @@ static int gpt_alloc_acts(Model *m, Err *e)
     return 0;
 }
 
-/* One transformer layer's local parameters: the matrices and the biases
- * of qkv and fc are split over the tp ranks; the norms and the output
- * projections' biases are replicated. */
-static size_t layer_params(const ModelConfig *c, size_t tp)
+/* One transformer layer's local parameters: its tensors (LAYER_TENSORS)
+ * as add_layer_tensors declares them, each its tensor-parallel slice. */
+static size_t layer_params(const ModelConfig *c, int tp)
 {
     const TransformerShape ts = transformer_shape(c);
-    size_t C = c->n_embd, Q = ts.qkv_rows, F = ts.mlp_hidden;
-    size_t matrices = (Q / tp + C / tp + F / tp + F / tp) * C;
-    return matrices + Q / tp + F / tp + 6 * C;
+    size_t n = 0;
+    for (int k = 0; k < T_PER_LAYER; k++) {
+        if (!layer_has(model_transformer(c), k)) continue;
+        int d1 = width_of(c, &ts, LAYER_TENSORS[k].cols);
+        TpSlice sl = {(SplitKind)LAYER_TENSORS[k].split, LAYER_TENSORS[k].groups,
+                      width_of(c, &ts, LAYER_TENSORS[k].rows), d1 ? d1 : 1, 0, tp};
+        n += (size_t)tp_local_rows(&sl) * tp_local_cols(&sl);
+    }
+    return n;
 }
 
 /* The weight view's scratch (model_set_weight_view): the largest of what a
@@ -340,6 +397,7 @@ static int gpt_declare(Model *m, Err *e)
     /* all the positions are kept; a context of seq_len reads the first rows */
     g->i_wpe = model_add_tensor(m, "wpe", 2, model_positions(c), c->n_embd, 0, 1, TP_REPLICATED, 1, 0.01f);
     if (g->i_wpe >= 0) m->tensors[g->i_wpe].live = (size_t)c->seq_len * c->n_embd;
+    g->per_layer = layer_slots(m->arch->transformer, g->slot);
     g->i_layer0 = m->n_tensors;
     for (int l = 0; l < c->n_layer; l++) add_layer_tensors(m, l);
     g->i_lnf = model_add_tensor(m, "lnf.w", 1, c->n_embd, 0, c->n_layer + 1, 0, TP_REPLICATED, 1, -1);
@@ -387,9 +445,9 @@ static LayerActs *layer_acts(Model *m, SlotActs *sa, int l)
 static void layer_pair(const Model *m, int l, int k, const float **w, const float **b)
 {
     float *scratch = m->view_scratch;
-    int i = gst(m)->i_layer0 + (l - gst(m)->l0) * T_PER_LAYER + k;
+    int i = layer_tensor(m, l, k), j = layer_tensor(m, l, k + 1);
     *w = model_weights(m, i, 0, m->tensors[i].numel, &scratch);
-    *b = model_weights(m, i + 1, 0, m->tensors[i + 1].numel, &scratch);
+    *b = j < 0 ? NULL : model_weights(m, j, 0, m->tensors[j].numel, &scratch);
 }
 
 static void layer_forward(Model *m, SlotActs *sa, int l, int B, int T)
@@ -408,7 +466,7 @@ static void layer_forward(Model *m, SlotActs *sa, int l, int B, int T)
     layer_pair(m, l, T_PROJW, &w, &b);
     matmul_forward(a->attproj, a->atty, w, NULL, N, Ct, C);
     model_tp_allreduce(m, a->attproj, (size_t)N * C);
-    bias_forward(a->attproj, b, N, C);
+    if (b) bias_forward(a->attproj, b, N, C);
     residual_forward(a->res2, inp, a->attproj, (size_t)N * C);
     layer_pair(m, l, T_LN2W, &w, &b);
     layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, w, b, N, C);
@@ -418,7 +476,7 @@ static void layer_forward(Model *m, SlotActs *sa, int l, int B, int T)
     layer_pair(m, l, T_FCPW, &w, &b);
     matmul_forward(a->fcproj, a->fch_gelu, w, NULL, N, Ft, C);
     model_tp_allreduce(m, a->fcproj, (size_t)N * C);
-    bias_forward(a->fcproj, b, N, C);
+    if (b) bias_forward(a->fcproj, b, N, C);
     residual_forward(out, a->res2, a->fcproj, (size_t)N * C);
 }
 
