@@ -2,42 +2,48 @@
 #define MPITRAIN_ARCH_H
 /* What a model is, as data: its kind and size (ModelConfig), the part of it
  * one process holds (ModelShard), and its family's description, ModelArch:
- * what a transformer is made of (TransformerDesc) and the counts that follow
- * from it, answered without building anything. The lowest room of models/: it knows
- * nothing of a built Model. cost.c composes these counts into memory and
- * FLOPs; model.h builds on them (a family's building and running functions,
- * ModelOps, are there, reached through ModelArch.ops).
+ * what a transformer is made of (TransformerDesc), the numbers that gives a
+ * configuration (TransformerShape), and the counts that follow (blocks,
+ * parameters, activations, FLOPs), all answered without building anything.
+ * The lowest room of models/: it includes nothing of a built Model.
+ * models/cost.c composes these counts into memory and FLOPs; models/model.h
+ * builds and runs a model through the family's ModelOps (ModelArch.ops).
  *
- * The transformer families share one implementation (models/gpt.c forward,
- * backward, weight view; models/gpt_decode.c the KV-cache decoder), which
- * reads the family's TransformerDesc and the TransformerShape of a
- * configuration instead of asking the kind. A description whose kernels
- * are not written yet is refused by transformer_check (model_config_validate
- * calls it), naming the missing piece.
+ * The transformer families share one implementation: models/gpt.c (tensor
+ * list LAYER_TENSORS, forward, backward, weight view, costs) and
+ * models/gpt_decode.c (the KV-cache decoder) read the family's
+ * TransformerDesc and TransformerShape, not its kind. model_config_validate
+ * refuses, through transformer_check, a description whose kernels are not
+ * written yet, naming the missing piece.
  *
- * Adding a transformer family (e.g. Llama: RMSNorm, rotary positions,
- * grouped kv heads, SwiGLU, no biases, untied head):
- *   1. ModelKind: a new value (worker/config/config.c's --model choices
- *      follow it); model_arch: its line; gpt.c: its ModelArch, one
- *      TRANSFORMER_ARCH line with its TransformerDesc (arch.c's table of blocks).
- *   2. New sizes (kv heads, the MLP's intermediate size): their
- *      ModelConfig fields (with the plan, manifest and pbconv fields that
- *      carry them) and their line in transformer_shape.
- *   3. Kernels: in models/ops.c (rmsnorm, rope, swiglu, forward and
- *      backward); in gpt.c the layer's tensor list (add_layer_tensors:
- *      names, bias tensors by TransformerDesc.biases, TP split kinds), the calls in
- *      layer_forward/layer_backward, the head's declaration for an untied
- *      head, and the same in gpt_decode.c; then lift that refusal in
- *      transformer_check. Import (worker/ckpt/gpt2io.c, safetensors names)
- *      maps the family's tensor names.
+ * Adding a transformer family (Llama, Qwen, Mistral: RMSNorm, rotary
+ * positions, grouped kv heads, SwiGLU, q/k/v biases only, untied head):
+ *   1. The entry: a ModelKind value (worker/config/config.c's --model
+ *      choices follow the enum), its TransformerDesc next to
+ *      GPT2_TRANSFORMER (arch.c), its ModelArch in gpt.c (one
+ *      TRANSFORMER_ARCH line) and its line in model_arch (arch.c).
+ *   2. Sizes the config must carry (kv heads, the MLP's intermediate size,
+ *      norm epsilon, rope theta): ModelConfig fields, carried by the plan
+ *      and the checkpoint manifest; transformer_shape reads them.
+ *   3. Kernels: models/ops.c (rmsnorm, rope, swiglu; forward and backward);
+ *      gpt.c: LAYER_TENSORS rows (gate/up/down, their TP splits), the calls
+ *      in layer_forward/layer_backward and the lean activation layout, the
+ *      head's own tensor when untied, the FLOP and block costs; the same in
+ *      gpt_decode.c (its cache already has the kv width); then lift the
+ *      refusal in transformer_check. Outside models/: the tied-embedding
+ *      gradient sum (worker/method/backprop, diloco) looks for "wte" on the
+ *      last stage, the planner's GEMM probe (planner_measure_gemm) assumes
+ *      4C, and import/export (worker/ckpt/gpt2io.c, safetensors names) maps
+ *      GPT-2's names only.
  *   4. Tests: tests/unit/test_ops.c (each kernel against finite
  *      differences), test_models.c (tensor table, gradients against finite
  *      differences, TP and PP shards equal the whole), test_cost.c (the
- *      counts equal what the build allocates), test_decode.c (the decoder
- *      equals the full forward), test_forward_only.c (the weight view), and
- *      an import test for the family's published weights.
- * A family that is not a transformer (like mlp) is its own ModelArch with
- * block = NULL and its own functions (models/mlp.c). */
+ *      counts equal what the build allocates), test_forward_only.c (the
+ *      weight view equals training's forward), test_decode.c (the decoder
+ *      equals the full forward), tests/mpi/tpgrad (TP gradients), and an
+ *      import test against the family's published weights.
+ * A family that is not a transformer (mlp) is its own ModelArch with
+ * transformer = NULL and its own functions (models/mlp.c). */
 #include <stddef.h>
 #include "base/err.h"
 
@@ -68,9 +74,11 @@ typedef struct {
 
 /* ---- what a transformer is made of -------------------------------------------- */
 
-typedef enum { NORM_LAYER = 0, NORM_RMS = 1 } NormKind; /* layernorm (mean, scale, shift) or RMSNorm */
-typedef enum { POS_LEARNED = 0, POS_ROPE = 1 } PosKind; /* a position table (wpe) or rotary q, k */
-typedef enum { MLP_GELU = 0, MLP_SWIGLU = 1 } MlpKind;  /* fc, GELU, proj; or gate x up, down */
+/* layernorm (mean, scale, shift) or RMSNorm; a position table (wpe) or
+ * rotary q and k; fc, GELU, proj or gate x up, down */
+typedef enum { NORM_LAYER = 0, NORM_RMS = 1 } NormKind;
+typedef enum { POS_LEARNED = 0, POS_ROPE = 1 } PosKind;
+typedef enum { MLP_GELU = 0, MLP_SWIGLU = 1 } MlpKind;
 
 /* The linears (and norms) that carry a bias. */
 enum {

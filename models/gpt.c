@@ -138,7 +138,8 @@ static void add_layer_tensors(Model *m, int l)
     char n[MODEL_MAX_NAME];
     for (int k = 0; k < T_PER_LAYER; k++) {
         if (!layer_has(m->arch->transformer, k)) continue;
-        int d0 = width_of(c, &ts, LAYER_TENSORS[k].rows), d1 = width_of(c, &ts, LAYER_TENSORS[k].cols);
+        int d0 = width_of(c, &ts, LAYER_TENSORS[k].rows);
+        int d1 = width_of(c, &ts, LAYER_TENSORS[k].cols);
         snprintf(n, sizeof n, "h.%d.%s", l, LAYER_TENSORS[k].suffix);
         model_add_tensor(m, n, d1 ? 2 : 1, d0, d1, l + 1, LAYER_TENSORS[k].decay,
                          LAYER_TENSORS[k].split, LAYER_TENSORS[k].groups,
@@ -261,7 +262,8 @@ static size_t layout_acts(const ModelConfig *c, const ModelShard *sh, int B, Gpt
 {
     const int T = c->seq_len, C = c->n_embd, tp = sh->tp_size;
     const TransformerShape ts = transformer_shape(c);
-    const int Ct = C / tp, NHt = ts.n_head / tp, Ft = ts.mlp_hidden / tp, Qt = qkv_local(&ts, C, tp);
+    const int Ct = C / tp, NHt = ts.n_head / tp, Ft = ts.mlp_hidden / tp;
+    const int Qt = qkv_local(&ts, C, tp);
     const int S = sh->slots > 0 ? sh->slots : 1, lean = sh->forward_only;
     const size_t N = (size_t)B * T;
     Owned o = owned_of(c, sh);
@@ -438,8 +440,8 @@ static LayerActs *layer_acts(Model *m, SlotActs *sa, int l)
     return lean(m) ? &gst(m)->lean_acts : &sa->layers[l - gst(m)->l0];
 }
 
-/* Tensors k and k + 1 of layer l (a weight and its bias, or a norm's pair)
- * as this pass sees them. Through a weight view they come into the start of
+/* Tensors k and k + 1 of layer l (a weight and its bias, or a norm's pair;
+ * b NULL when the family has no such bias) as this pass sees them. Through a weight view they come into the start of
  * the view scratch, over the pair before them, whose kernel is done: the
  * scratch holds one pair, not a layer. */
 static void layer_pair(const Model *m, int l, int k, const float **w, const float **b)
@@ -695,7 +697,8 @@ static void gpt_block_costs(const ModelConfig *c, double *cost)
     double C = c->n_embd, T = c->seq_len, V = c->vocab;
     /* a layer's matmul weights per unit of width: qkv, proj, the MLP's two
      * (GPT-2: 3C + C + 4C + 4C = 12C) */
-    double W = c->n_embd > 0 ? (double)(ts.qkv_rows + c->n_embd + 2 * ts.mlp_hidden) / c->n_embd : 0;
+    int widths = ts.qkv_rows + c->n_embd + 2 * ts.mlp_hidden;
+    double W = c->n_embd > 0 ? (double)widths / c->n_embd : 0;
     /* forward+backward FLOPs per sequence; element-wise work is counted as
      * a few FLOPs per element, which matters for the embedding block */
     cost[0] = 10 * T * C;

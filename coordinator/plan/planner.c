@@ -159,7 +159,8 @@ static void stage_cost(const TrainConfig *c, int s, const double *cost, double *
     *layers = 0;
     for (int b = b0; b < b1; b++) {
         /* a transformer's layers are blocks 1..L (0 is the embedding), an mlp's 0..L-1 */
-        int is_layer = model_transformer(&c->model) ? (b >= 1 && b <= c->model.n_layer) : b < c->model.n_layer;
+        int is_layer = model_transformer(&c->model) ? (b >= 1 && b <= c->model.n_layer)
+                                                    : b < c->model.n_layer;
         *flops += is_layer ? cost[b] / c->tp : cost[b]; /* embedding and head are replicated */
         *layers += is_layer;
     }
