@@ -145,7 +145,9 @@ static void print_manifest(const char *dir, const Mpitrain__Manifest *mf, const 
     printf("model          %s: layers %d, heads %d, embd %d, seq-len %d, vocab %d", kind_name(c->kind),
            c->n_layer, c->n_head, c->n_embd, c->seq_len, c->vocab);
     if (c->kind == MODEL_MLP) printf(", in-dim %d", c->in_dim);
-    if (c->kind == MODEL_GPT && model_positions(c) != c->seq_len) printf(", positions %d", model_positions(c));
+    const TransformerDesc *d = model_transformer(c);
+    if (d && d->pos == POS_LEARNED && model_positions(c) != c->seq_len)
+        printf(", positions %d", model_positions(c));
     printf("\n");
     if (mf->optim || mf->n_settings) {
         const OptimConfig *o = &meta->cfg.optim;

@@ -233,7 +233,7 @@ static int load_model(SampleState *s, const SampleArgs *a, const char *dir, cons
     /* the context may use every position the model keeps, also past the
      * shorter one it was last trained at */
     ModelConfig full = meta->cfg.model;
-    if (full.kind == MODEL_GPT) full.seq_len = model_positions(&meta->cfg.model);
+    if (model_transformer(&full)) full.seq_len = model_positions(&meta->cfg.model);
     const ModelConfig *c = &full;
     CkptWhole how = {.max_batch = 1, .forward_only = 1};
     if (ckpt_load_whole(dir, c, &how, &s->m, e)) return -1;
@@ -298,7 +298,7 @@ static int run_sample(const SampleArgs *a, Err *e)
         int bound;
         ops_set_threads(sys_usable_cpus(&bound));
     }
-    if (c->kind != MODEL_GPT)
+    if (!model_transformer(c))
         return err_set(e, "%s: this is an %s checkpoint; sampling needs a gpt checkpoint", dir,
                        model_kind_name(c->kind));
     SampleState s;

@@ -1,16 +1,147 @@
 #ifndef MPITRAIN_ARCH_H
 #define MPITRAIN_ARCH_H
-/* An architecture is one table of functions (models/gpt.c, models/mlp.c).
- * models/model.c picks the table once from cfg->kind and never asks the
- * kind again, so adding an architecture is one new table plus its line in
- * model_arch(). Optional entries are NULL; the generic wrappers in
- * model.c turn a missing one into a clear refusal instead of a crash. */
-#include "models/model.h"
+/* What a model is, as data: its kind and size (ModelConfig), the part of it
+ * one process holds (ModelShard), and its family's description, ModelArch:
+ * what a transformer is made of (TransformerDesc), the numbers that gives a
+ * configuration (TransformerShape), and the counts that follow (blocks,
+ * parameters, activations, FLOPs), all answered without building anything.
+ * The lowest room of models/: it includes nothing of a built Model.
+ * models/cost.c composes these counts into memory and FLOPs; models/model.h
+ * builds and runs a model through the family's ModelOps (ModelArch.ops).
+ *
+ * The transformer families share one implementation: models/gpt.c (tensor
+ * list LAYER_TENSORS, forward, backward, weight view, costs) and
+ * models/gpt_decode.c (the KV-cache decoder) read the family's
+ * TransformerDesc and TransformerShape, not its kind. model_config_validate
+ * refuses, through transformer_check, a description whose kernels are not
+ * written yet, naming the missing piece.
+ *
+ * Adding a transformer family (Llama, Qwen, Mistral: RMSNorm, rotary
+ * positions, grouped kv heads, SwiGLU, q/k/v biases only, untied head):
+ *   1. The entry: a ModelKind value (worker/config/config.c's --model
+ *      choices follow the enum), its TransformerDesc next to
+ *      GPT2_TRANSFORMER (arch.c), its ModelArch in gpt.c (one
+ *      TRANSFORMER_ARCH line) and its line in model_arch (arch.c).
+ *   2. Sizes the config must carry (kv heads, the MLP's intermediate size,
+ *      norm epsilon, rope theta): ModelConfig fields, carried by the plan
+ *      and the checkpoint manifest; transformer_shape reads them.
+ *   3. Kernels: models/ops.c (rmsnorm, rope, swiglu; forward and backward);
+ *      gpt.c: LAYER_TENSORS rows (gate/up/down, their TP splits), the calls
+ *      in layer_forward/layer_backward and the lean activation layout, the
+ *      head's own tensor when untied, the FLOP and block costs; the same in
+ *      gpt_decode.c (its cache already has the kv width); then lift the
+ *      refusal in transformer_check. Outside models/: the tied-embedding
+ *      gradient sum (worker/method/backprop, diloco) looks for "wte" on the
+ *      last stage, the planner's GEMM probe (planner_measure_gemm) assumes
+ *      4C, and import/export (worker/ckpt/gpt2io.c, safetensors names) maps
+ *      GPT-2's names only.
+ *   4. Tests: tests/unit/test_ops.c (each kernel against finite
+ *      differences), test_models.c (tensor table, gradients against finite
+ *      differences, TP and PP shards equal the whole), test_cost.c (the
+ *      counts equal what the build allocates), test_forward_only.c (the
+ *      weight view equals training's forward), test_decode.c (the decoder
+ *      equals the full forward), tests/mpi/tpgrad (TP gradients), and an
+ *      import test against the family's published weights.
+ * A family that is not a transformer (mlp) is its own ModelArch with
+ * transformer = NULL and its own functions (models/mlp.c). */
+#include <stddef.h>
+#include "base/err.h"
 
-struct ModelArch {
-    const char *name; /* as in --model */
+typedef enum { MODEL_GPT = 0, MODEL_MLP = 1 } ModelKind;
 
-    /* ---- configuration (architecture-specific checks only; model.c does
+typedef struct {
+    ModelKind kind;
+    int n_layer;  /* gpt: transformer blocks; mlp: hidden layers */
+    int n_head;   /* gpt only */
+    int n_embd;   /* gpt: width C; mlp: hidden width */
+    int seq_len;  /* gpt: context T; mlp: context tokens fed as one-hot */
+    int vocab;    /* gpt: vocabulary; mlp: classes (and token alphabet) */
+    int in_dim;   /* mlp: input features; 0 = seq_len*vocab (one-hot tokens) */
+    int positions; /* gpt: rows of the position table (wpe), >= seq_len: a model
+                      fine-tuned at a shorter context keeps its source's
+                      positions; 0 = seq_len */
+} ModelConfig;
+
+/* Which part of the model this process holds: a tensor-parallel slice of
+ * the blocks [first_block, last_block], with `slots` sets of activations
+ * (micro-batches in flight in a pipeline). */
+typedef struct {
+    int tp_rank, tp_size;
+    int first_block, last_block; /* inclusive; last_block < 0 = through the end */
+    int slots;
+    int forward_only;            /* no gradient buffer (zeroth-order training) */
+} ModelShard;
+
+/* The whole model in one process: every block, no tensor-parallel split,
+ * one set of activations. (Other shards: designated initializers, so a new
+ * field defaults to 0 everywhere.) */
+static inline ModelShard model_shard_whole(int forward_only)
+{
+    return (ModelShard){.tp_size = 1, .last_block = -1, .slots = 1, .forward_only = forward_only};
+}
+
+/* ---- what a transformer is made of -------------------------------------------- */
+
+/* layernorm (mean, scale, shift) or RMSNorm; a position table (wpe) or
+ * rotary q and k; fc, GELU, proj or gate x up, down */
+typedef enum { NORM_LAYER = 0, NORM_RMS = 1 } NormKind;
+typedef enum { POS_LEARNED = 0, POS_ROPE = 1 } PosKind;
+typedef enum { MLP_GELU = 0, MLP_SWIGLU = 1 } MlpKind;
+
+/* The linears (and norms) that carry a bias. */
+enum {
+    BIAS_QKV = 1 << 0,       /* attention's q, k, v */
+    BIAS_ATTN_PROJ = 1 << 1, /* attention's output projection */
+    BIAS_MLP_IN = 1 << 2,    /* the MLP's first linear(s) */
+    BIAS_MLP_OUT = 1 << 3,   /* the MLP's output projection */
+    BIAS_NORM = 1 << 4,      /* the norms' shift (layernorm's b) */
+    BIAS_ALL = (1 << 5) - 1
+};
+
+/* One transformer family: its layer (norm, attention, MLP, biases) and
+ * what surrounds the layers (positions, head), the same for every size. */
+typedef struct {
+    NormKind norm;
+    PosKind pos;
+    MlpKind mlp;
+    int mlp_mult;     /* a GELU MLP's hidden units per unit of width (GPT-2: 4) */
+    int grouped_kv;   /* 0: every attention head has its own keys and values
+                         (kv heads = heads); 1: heads share them in groups */
+    unsigned biases;  /* BIAS_* of the linears that have one */
+    int tied_head;    /* the head's weights are the token embedding's */
+} TransformerDesc;
+
+/* GPT-2: layernorm, a learned position table, multi-head attention, a GELU
+ * MLP 4C wide, biases everywhere, the head tied to the token embedding. */
+extern const TransformerDesc GPT2_TRANSFORMER;
+
+/* A configuration's transformer layer in numbers. */
+typedef struct {
+    int n_head, n_kv_head, head_dim;
+    int kv_width;    /* the keys' (and the values') width: kv heads x head_dim */
+    int qkv_rows;    /* rows of the packed q, k, v weight: n_embd + 2 kv_width */
+    int mlp_hidden;  /* the MLP's hidden units */
+} TransformerShape;
+
+/* The layer shape of c (a transformer family's configuration). */
+TransformerShape transformer_shape(const ModelConfig *c);
+/* 0 when every kernel d needs exists; else -1 with a message naming the
+ * family and the missing piece. */
+int transformer_check(const TransformerDesc *d, const char *family, Err *e);
+
+/* ---- a family: its description and counts ------------------------------------ */
+
+typedef struct ModelOps ModelOps; /* building and running: models/model.h */
+
+/* An architecture is one table (models/gpt.c, models/mlp.c), picked once
+ * from cfg->kind by model_arch; nothing asks the kind again. Optional
+ * entries are NULL; the generic wrappers turn a missing one into a clear
+ * refusal instead of a crash. */
+typedef struct ModelArch {
+    const char *name;          /* as in --model */
+    const TransformerDesc *transformer; /* NULL: not a transformer (mlp) */
+
+    /* ---- configuration (architecture-specific checks only; arch.c does
      * the shared ranges first) */
     int (*validate)(const ModelConfig *c, Err *e);
     int (*validate_shard)(const ModelConfig *c, const ModelShard *sh, Err *e);
@@ -26,28 +157,11 @@ struct ModelArch {
     size_t (*view_floats)(const ModelConfig *c, const ModelShard *sh, int B); /* view scratch */
     double (*fwd_flops_per_token)(const ModelConfig *c); /* whole model, one forward */
     void (*block_costs)(const ModelConfig *c, double *cost); /* stage balancing */
-
-    /* ---- building: declare allocates the state and declares every tensor
-     * (model.c then allocates params and grads from the table); alloc_acts
-     * sizes the activations; free releases the state */
-    int (*declare)(Model *m, Err *e);
-    int (*alloc_acts)(Model *m, Err *e);
-    void (*free)(Model *m);
-
-    /* ---- running */
-    double (*forward)(Model *m, int slot, const int *inputs, const int *targets, int B);
-    void (*backward)(Model *m, int slot, const int *inputs, const int *targets, int B,
-                     float grad_scale, const float *dout);
-
-    /* ---- pipeline stage boundary (NULL: the architecture has no stages) */
+    /* floats crossing a pipeline stage boundary (NULL: no stages) */
     size_t (*boundary_floats)(const ModelConfig *c, int B);
-    float *(*stage_input)(Model *m, int slot);
-    const float *(*stage_output)(const Model *m, int slot);
-    const float *(*stage_dinput)(const Model *m);
 
-    /* ---- sampling (NULL: cannot sample) */
-    const float *(*next_logits)(Model *m, const int *tokens, int t);
-};
+    const ModelOps *ops;
+} ModelArch;
 
 extern const ModelArch GPT_ARCH;
 extern const ModelArch MLP_ARCH;
@@ -56,5 +170,27 @@ extern const ModelArch MLP_ARCH;
 const ModelArch *model_arch(ModelKind kind);
 /* "gpt", "mlp", or "unknown" for a kind no table has (a corrupt manifest). */
 const char *model_kind_name(ModelKind kind);
+/* The description of c's transformer family; NULL for a kind that is not
+ * one (mlp, or an unknown kind). */
+const TransformerDesc *model_transformer(const ModelConfig *c);
+
+/* The sizing questions below may be asked of an unchecked configuration
+ * (a checkpoint's manifest before it is validated): an unknown kind then
+ * answers "nothing" (0 blocks, no costs) instead of crashing. */
+
+/* Checks the configuration; the message names the field and the fix. */
+int model_config_validate(const ModelConfig *cfg, Err *e);
+/* Checks that cfg can be split this way; the message names the fix. */
+int model_shard_validate(const ModelConfig *cfg, const ModelShard *shard, Err *e);
+/* The rows of a GPT's position table: positions, or seq_len when unset. */
+int model_positions(const ModelConfig *c);
+int model_n_blocks(const ModelConfig *cfg);
+/* Estimated training compute of each block per sequence, element-wise work
+ * included (for balancing pipeline stages and the planner's time). */
+void model_block_costs(const ModelConfig *cfg, double *cost);
+/* Predictions per sequence that contribute to the loss (T for gpt, 1 for mlp). */
+int model_preds_per_seq(const ModelConfig *cfg);
+/* Floats of activations crossing a stage boundary for B sequences. */
+size_t model_boundary_floats(const ModelConfig *cfg, int B);
 
 #endif

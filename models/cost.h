@@ -9,7 +9,7 @@
  * reached through its ModelArch table; this file composes them. The layout
  * comes in as plain numbers: no MPI down here. */
 #include <stddef.h>
-#include "models/model.h"
+#include "models/arch.h"
 
 /* Parameters of the whole model, a tied tensor counted once
  * (= Model.global_params). 0 for an unknown kind. */

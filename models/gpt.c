@@ -1,5 +1,7 @@
-/* GPT-2 style decoder: token + position embedding, L pre-LN transformer
- * blocks, final layernorm, head tied to the token embedding.
+/* The transformer families' decoder (models/arch.h describes them; GPT-2's
+ * is the one with kernels): token + position embedding, L pre-LN
+ * transformer blocks, final layernorm, head tied to the token embedding.
+ * The widths come from the configuration's TransformerShape.
  * Blocks: 0 = embedding, 1..L = transformer layers, L+1 = final norm + head.
  * A shard holds a block range (a pipeline stage) as a tensor-parallel slice:
  * attention heads and the MLP's hidden units are split over TP ranks
@@ -8,11 +10,61 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "models/arch.h"
+#include "models/model.h"
 #include "models/ops.h"
+#include "sharding/tpsplit.h"
 
 enum { T_LN1W, T_LN1B, T_QKVW, T_QKVB, T_PROJW, T_PROJB, T_LN2W, T_LN2B, T_FCW, T_FCB,
        T_FCPW, T_FCPB, T_PER_LAYER };
+
+/* The tensors of one transformer layer, in canonical order (their names,
+ * offsets and init draws follow it), as the family's description shapes
+ * them: widths from its TransformerShape, a bias only where its biases
+ * have the bit. Each weight is followed by its bias (layer_pair reads
+ * them together). */
+typedef enum { W_NONE, W_C, W_QKV, W_MLP } Width;
+typedef enum { INIT_ONES, INIT_ZEROS, INIT_STD, INIT_PROJ } Init;
+static const struct {
+    const char *suffix;
+    Width rows, cols;  /* cols W_NONE: a vector */
+    int decay;
+    TpSplit split;
+    int groups;
+    Init init;
+    unsigned bias;     /* the BIAS_* bit that keeps it; 0: always there */
+} LAYER_TENSORS[T_PER_LAYER] = {
+    [T_LN1W] = {"ln1.w", W_C, W_NONE, 0, TP_REPLICATED, 1, INIT_ONES, 0},
+    [T_LN1B] = {"ln1.b", W_C, W_NONE, 0, TP_REPLICATED, 1, INIT_ZEROS, BIAS_NORM},
+    [T_QKVW] = {"attn.qkv.w", W_QKV, W_C, 1, TP_COLUMN, 3, INIT_STD, 0},
+    [T_QKVB] = {"attn.qkv.b", W_QKV, W_NONE, 0, TP_COLUMN, 3, INIT_ZEROS, BIAS_QKV},
+    [T_PROJW] = {"attn.proj.w", W_C, W_C, 1, TP_ROW, 1, INIT_PROJ, 0},
+    [T_PROJB] = {"attn.proj.b", W_C, W_NONE, 0, TP_REPLICATED, 1, INIT_ZEROS, BIAS_ATTN_PROJ},
+    [T_LN2W] = {"ln2.w", W_C, W_NONE, 0, TP_REPLICATED, 1, INIT_ONES, 0},
+    [T_LN2B] = {"ln2.b", W_C, W_NONE, 0, TP_REPLICATED, 1, INIT_ZEROS, BIAS_NORM},
+    [T_FCW] = {"mlp.fc.w", W_MLP, W_C, 1, TP_COLUMN, 1, INIT_STD, 0},
+    [T_FCB] = {"mlp.fc.b", W_MLP, W_NONE, 0, TP_COLUMN, 1, INIT_ZEROS, BIAS_MLP_IN},
+    [T_FCPW] = {"mlp.proj.w", W_C, W_MLP, 1, TP_ROW, 1, INIT_PROJ, 0},
+    [T_FCPB] = {"mlp.proj.b", W_C, W_NONE, 0, TP_REPLICATED, 1, INIT_ZEROS, BIAS_MLP_OUT},
+};
+
+static int layer_has(const TransformerDesc *d, int k)
+{
+    return !LAYER_TENSORS[k].bias || (d->biases & LAYER_TENSORS[k].bias);
+}
+
+/* slot[k]: where tensor k sits among its layer's declared tensors (-1: the
+ * family has none); returns how many a layer declares. */
+static int layer_slots(const TransformerDesc *d, int *slot)
+{
+    int n = 0;
+    for (int k = 0; k < T_PER_LAYER; k++) slot[k] = layer_has(d, k) ? n++ : -1;
+    return n;
+}
+
+static int width_of(const ModelConfig *c, const TransformerShape *ts, Width w)
+{
+    return w == W_C ? c->n_embd : w == W_QKV ? ts->qkv_rows : w == W_MLP ? ts->mlp_hidden : 0;
+}
 
 typedef struct {
     float *ln1, *ln1_mean, *ln1_rstd; /* (N,C) (N) (N) */
@@ -38,7 +90,9 @@ typedef struct {
     int l0, l1;          /* owned transformer layers [l0, l1) */
     int emb, head;       /* owns block 0 / block L+1 */
     int i_wte, i_wpe, i_layer0, i_lnf, i_head_wte; /* table indices, -1 = not held */
-    int C_tp, NH_tp, F_tp;                         /* local widths */
+    int per_layer, slot[T_PER_LAYER];              /* layer_slots */
+    int C_tp, NH_tp, F_tp, QKV_tp;                 /* local widths */
+    int head_dim;
     SlotActs *slots;
     /* backward scratch, reused by every layer and slot; the head's logits
      * gradient is taken in place of the logits */
@@ -60,33 +114,37 @@ static float *tensor_at(const Model *m, const float *buf, int k)
     return (float *)buf + m->tensors[k].offset;
 }
 
-/* tensor k of owned layer l in buf (params or grads) */
+/* Table index of tensor k of owned layer l, -1 when the family has none. */
+static int layer_tensor(const Model *m, int l, int k)
+{
+    const GptState *g = gst(m);
+    return g->slot[k] < 0 ? -1 : g->i_layer0 + (l - g->l0) * g->per_layer + g->slot[k];
+}
+
+/* tensor k of owned layer l in buf (params or grads); NULL: no such bias */
 static float *lt(const Model *m, const float *buf, int l, int k)
 {
-    return tensor_at(m, buf, gst(m)->i_layer0 + (l - gst(m)->l0) * T_PER_LAYER + k);
+    int i = layer_tensor(m, l, k);
+    return i < 0 ? NULL : tensor_at(m, buf, i);
 }
 
 static void add_layer_tensors(Model *m, int l)
 {
-    const int C = m->cfg.n_embd, L = m->cfg.n_layer;
-    const float std = 0.02f, proj_std = 0.02f / sqrtf(2.0f * L);
+    const ModelConfig *c = &m->cfg;
+    const TransformerShape ts = transformer_shape(c);
+    const float std = 0.02f, proj_std = 0.02f / sqrtf(2.0f * c->n_layer);
+    const float init[] = {[INIT_ONES] = -1, [INIT_ZEROS] = 0, [INIT_STD] = std,
+                          [INIT_PROJ] = proj_std};
     char n[MODEL_MAX_NAME];
-#define ADD(suffix, nd, d0, d1, decay, split, groups, s)                       \
-    snprintf(n, sizeof n, "h.%d." suffix, l);                                  \
-    model_add_tensor(m, n, nd, d0, d1, l + 1, decay, split, groups, s)
-    ADD("ln1.w", 1, C, 0, 0, TP_REPLICATED, 1, -1);
-    ADD("ln1.b", 1, C, 0, 0, TP_REPLICATED, 1, 0);
-    ADD("attn.qkv.w", 2, 3 * C, C, 1, TP_COLUMN, 3, std);
-    ADD("attn.qkv.b", 1, 3 * C, 0, 0, TP_COLUMN, 3, 0);
-    ADD("attn.proj.w", 2, C, C, 1, TP_ROW, 1, proj_std);
-    ADD("attn.proj.b", 1, C, 0, 0, TP_REPLICATED, 1, 0);
-    ADD("ln2.w", 1, C, 0, 0, TP_REPLICATED, 1, -1);
-    ADD("ln2.b", 1, C, 0, 0, TP_REPLICATED, 1, 0);
-    ADD("mlp.fc.w", 2, 4 * C, C, 1, TP_COLUMN, 1, std);
-    ADD("mlp.fc.b", 1, 4 * C, 0, 0, TP_COLUMN, 1, 0);
-    ADD("mlp.proj.w", 2, C, 4 * C, 1, TP_ROW, 1, proj_std);
-    ADD("mlp.proj.b", 1, C, 0, 0, TP_REPLICATED, 1, 0);
-#undef ADD
+    for (int k = 0; k < T_PER_LAYER; k++) {
+        if (!layer_has(m->arch->transformer, k)) continue;
+        int d0 = width_of(c, &ts, LAYER_TENSORS[k].rows);
+        int d1 = width_of(c, &ts, LAYER_TENSORS[k].cols);
+        snprintf(n, sizeof n, "h.%d.%s", l, LAYER_TENSORS[k].suffix);
+        model_add_tensor(m, n, d1 ? 2 : 1, d0, d1, l + 1, LAYER_TENSORS[k].decay,
+                         LAYER_TENSORS[k].split, LAYER_TENSORS[k].groups,
+                         init[LAYER_TENSORS[k].init]);
+    }
 }
 
 /* ---- activation memory ----------------------------------------------------- */
@@ -124,6 +182,13 @@ static int head_vtile(const ModelConfig *c, int B)
     return vt < 64 ? 64 : vt > (size_t)c->vocab ? c->vocab : (int)vt;
 }
 
+/* The packed q, k, v columns one tensor-parallel rank holds: its heads'
+ * queries, keys and values. */
+static int qkv_local(const TransformerShape *ts, int C, int tp)
+{
+    return C / tp + 2 * (ts->kv_width / tp);
+}
+
 /* The attention tiles are per thread; sized for the threads the kernels may
  * use now (they never use more than the tiles allow). */
 static int att_scratch_threads(void) { return ops_get_threads(); }
@@ -143,13 +208,13 @@ static float *carve(Carver *cv, size_t n)
 }
 
 /* A training layer keeps every buffer its backward reads. */
-static void carve_layer(LayerActs *a, Carver *cv, size_t N, int B, int T, int C, int Ct, int NHt,
-                        int Ft)
+static void carve_layer(LayerActs *a, Carver *cv, size_t N, int B, int T, int C, int Qt, int Ct,
+                        int NHt, int Ft)
 {
     a->ln1 = carve(cv, N * C);
     a->ln1_mean = carve(cv, N);
     a->ln1_rstd = carve(cv, N);
-    a->qkv = carve(cv, N * 3 * Ct);
+    a->qkv = carve(cv, N * Qt);
     a->atty = carve(cv, N * Ct);
     a->lse = carve(cv, (size_t)B * NHt * T);
     a->attproj = carve(cv, N * C);
@@ -165,18 +230,19 @@ static void carve_layer(LayerActs *a, Carver *cv, size_t N, int B, int T, int C,
 
 /* A forward-only pass runs every layer in one set of buffers, and within a
  * layer a buffer is reused once its value is dead: the second norm takes the
- * first's, the MLP's hidden units take qkv and the attention output (4C
- * floats a row, like them), GELU runs in place, and the layer's output is
+ * first's, the MLP's hidden units take qkv and the attention output (GPT-2:
+ * 4C floats a row, like them), GELU runs in place, and the layer's output is
  * added into its input, the slot's residual stream (res3 = NULL). */
-static void carve_lean_layer(LayerActs *a, Carver *cv, size_t N, int B, int T, int C, int Ct,
-                             int NHt, int Ft)
+static void carve_lean_layer(LayerActs *a, Carver *cv, size_t N, int B, int T, int C, int Qt,
+                             int Ct, int NHt, int Ft)
 {
     a->ln1 = a->ln2 = carve(cv, N * C);
     a->ln1_mean = a->ln2_mean = carve(cv, N);
     a->ln1_rstd = a->ln2_rstd = carve(cv, N);
-    float *region = carve(cv, N * Ft);
+    int row = Ft > Qt + Ct ? Ft : Qt + Ct;
+    float *region = carve(cv, N * row);
     a->qkv = a->fch = a->fch_gelu = region;
-    a->atty = region ? region + N * 3 * Ct : NULL;
+    a->atty = region ? region + N * Qt : NULL;
     a->lse = carve(cv, (size_t)B * NHt * T);
     a->attproj = a->fcproj = carve(cv, N * C);
     a->res2 = carve(cv, N * C);
@@ -195,7 +261,9 @@ static void carve_head(SlotActs *sa, Carver *cv, size_t N, int C)
 static size_t layout_acts(const ModelConfig *c, const ModelShard *sh, int B, GptState *g)
 {
     const int T = c->seq_len, C = c->n_embd, tp = sh->tp_size;
-    const int Ct = C / tp, NHt = c->n_head / tp, Ft = 4 * C / tp;
+    const TransformerShape ts = transformer_shape(c);
+    const int Ct = C / tp, NHt = ts.n_head / tp, Ft = ts.mlp_hidden / tp;
+    const int Qt = qkv_local(&ts, C, tp);
     const int S = sh->slots > 0 ? sh->slots : 1, lean = sh->forward_only;
     const size_t N = (size_t)B * T;
     Owned o = owned_of(c, sh);
@@ -207,13 +275,13 @@ static size_t layout_acts(const ModelConfig *c, const ModelShard *sh, int B, Gpt
         sa->encoded = carve(&cv, N * C);
         if (lean) continue;
         for (int l = 0; l < o.l1 - o.l0; l++)
-            carve_layer(g ? &sa->layers[l] : &none_layer, &cv, N, B, T, C, Ct, NHt, Ft);
+            carve_layer(g ? &sa->layers[l] : &none_layer, &cv, N, B, T, C, Qt, Ct, NHt, Ft);
         if (!o.head) continue;
         carve_head(sa, &cv, N, C);
         sa->logits = carve(&cv, N * c->vocab);
     }
     if (lean) {
-        carve_lean_layer(g ? &g->lean_acts : &none_layer, &cv, N, B, T, C, Ct, NHt, Ft);
+        carve_lean_layer(g ? &g->lean_acts : &none_layer, &cv, N, B, T, C, Qt, Ct, NHt, Ft);
         if (o.head) {
             SlotActs shared = {0};
             carve_head(&shared, &cv, N, C);
@@ -227,7 +295,7 @@ static size_t layout_acts(const ModelConfig *c, const ModelShard *sh, int B, Gpt
         }
     } else {
         float *d[6];
-        size_t n[6] = {N * C, N * C, N * 3 * Ct, N * Ct, N * Ft, N * Ft};
+        size_t n[6] = {N * C, N * C, N * Qt, N * Ct, N * Ft, N * Ft};
         for (int k = 0; k < 6; k++) d[k] = carve(&cv, n[k]);
         if (g) {
             g->dres = d[0], g->dln = d[1], g->dqkv = d[2], g->datty = d[3];
@@ -271,13 +339,20 @@ static int gpt_alloc_acts(Model *m, Err *e)
     return 0;
 }
 
-/* One transformer layer's local parameters: the matrices and the biases
- * of qkv and fc are split over the tp ranks; the norms and the output
- * projections' biases are replicated. */
-static size_t layer_params(size_t C, size_t tp)
+/* One transformer layer's local parameters: its tensors (LAYER_TENSORS)
+ * as add_layer_tensors declares them, each its tensor-parallel slice. */
+static size_t layer_params(const ModelConfig *c, int tp)
 {
-    size_t matrices = (3 * C / tp + C / tp + 4 * C / tp + 4 * C / tp) * C;
-    return matrices + 3 * C / tp + 4 * C / tp + 6 * C;
+    const TransformerShape ts = transformer_shape(c);
+    size_t n = 0;
+    for (int k = 0; k < T_PER_LAYER; k++) {
+        if (!layer_has(model_transformer(c), k)) continue;
+        int d1 = width_of(c, &ts, LAYER_TENSORS[k].cols);
+        TpSlice sl = {(SplitKind)LAYER_TENSORS[k].split, LAYER_TENSORS[k].groups,
+                      width_of(c, &ts, LAYER_TENSORS[k].rows), d1 ? d1 : 1, 0, tp};
+        n += (size_t)tp_local_rows(&sl) * tp_local_cols(&sl);
+    }
+    return n;
 }
 
 /* The weight view's scratch (model_set_weight_view): the largest of what a
@@ -286,7 +361,8 @@ static size_t layer_params(size_t C, size_t tp)
  * token rows. The head: one vocabulary tile of the tied embedding. */
 static size_t gpt_view_floats(const ModelConfig *c, const ModelShard *sh, int B)
 {
-    const size_t C = c->n_embd, T = c->seq_len, N = (size_t)B * T, F = 4 * C / sh->tp_size;
+    const size_t C = c->n_embd, T = c->seq_len, N = (size_t)B * T;
+    const size_t F = (size_t)transformer_shape(c).mlp_hidden / sh->tp_size;
     Owned o = owned_of(c, sh);
     size_t most = 0;
     if (o.l1 > o.l0) {
@@ -312,22 +388,27 @@ static int gpt_declare(Model *m, Err *e)
     g->l1 = o.l1;
     g->emb = o.emb;
     g->head = o.head;
+    const TransformerShape ts = transformer_shape(c);
     g->C_tp = c->n_embd / m->shard.tp_size;
-    g->NH_tp = c->n_head / m->shard.tp_size;
-    g->F_tp = 4 * c->n_embd / m->shard.tp_size;
+    g->NH_tp = ts.n_head / m->shard.tp_size;
+    g->F_tp = ts.mlp_hidden / m->shard.tp_size;
+    g->QKV_tp = qkv_local(&ts, c->n_embd, m->shard.tp_size);
+    g->head_dim = ts.head_dim;
     size_t wte_global = m->global_params;
     g->i_wte = model_add_tensor(m, "wte", 2, c->vocab, c->n_embd, 0, 1, TP_REPLICATED, 1, 0.02f);
     /* all the positions are kept; a context of seq_len reads the first rows */
     g->i_wpe = model_add_tensor(m, "wpe", 2, model_positions(c), c->n_embd, 0, 1, TP_REPLICATED, 1, 0.01f);
     if (g->i_wpe >= 0) m->tensors[g->i_wpe].live = (size_t)c->seq_len * c->n_embd;
+    g->per_layer = layer_slots(m->arch->transformer, g->slot);
     g->i_layer0 = m->n_tensors;
     for (int l = 0; l < c->n_layer; l++) add_layer_tensors(m, l);
     g->i_lnf = model_add_tensor(m, "lnf.w", 1, c->n_embd, 0, c->n_layer + 1, 0, TP_REPLICATED, 1, -1);
     model_add_tensor(m, "lnf.b", 1, c->n_embd, 0, c->n_layer + 1, 0, TP_REPLICATED, 1, 0);
-    /* the head is tied to wte: a stage holding the head but not the
-     * embedding keeps its own copy, kept equal by summing the two gradients */
+    /* the head is tied to wte (transformer_check refuses an untied one): a
+     * stage holding the head but not the embedding keeps its own copy, kept
+     * equal by summing the two gradients */
     g->i_head_wte = g->i_wte;
-    if (g->head && !g->emb)
+    if (m->arch->transformer->tied_head && g->head && !g->emb)
         g->i_head_wte = model_add_tied_copy(m, "wte", 2, c->vocab, c->n_embd, c->n_layer + 1, 1,
                                             0.02f, wte_global);
     return 0;
@@ -359,16 +440,16 @@ static LayerActs *layer_acts(Model *m, SlotActs *sa, int l)
     return lean(m) ? &gst(m)->lean_acts : &sa->layers[l - gst(m)->l0];
 }
 
-/* Tensors k and k + 1 of layer l (a weight and its bias, or a norm's pair)
- * as this pass sees them. Through a weight view they come into the start of
+/* Tensors k and k + 1 of layer l (a weight and its bias, or a norm's pair;
+ * b NULL when the family has no such bias) as this pass sees them. Through a weight view they come into the start of
  * the view scratch, over the pair before them, whose kernel is done: the
  * scratch holds one pair, not a layer. */
 static void layer_pair(const Model *m, int l, int k, const float **w, const float **b)
 {
     float *scratch = m->view_scratch;
-    int i = gst(m)->i_layer0 + (l - gst(m)->l0) * T_PER_LAYER + k;
+    int i = layer_tensor(m, l, k), j = layer_tensor(m, l, k + 1);
     *w = model_weights(m, i, 0, m->tensors[i].numel, &scratch);
-    *b = model_weights(m, i + 1, 0, m->tensors[i + 1].numel, &scratch);
+    *b = j < 0 ? NULL : model_weights(m, j, 0, m->tensors[j].numel, &scratch);
 }
 
 static void layer_forward(Model *m, SlotActs *sa, int l, int B, int T)
@@ -381,13 +462,13 @@ static void layer_forward(Model *m, SlotActs *sa, int l, int B, int T)
     layer_pair(m, l, T_LN1W, &w, &b);
     layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, inp, w, b, N, C);
     layer_pair(m, l, T_QKVW, &w, &b);
-    matmul_forward(a->qkv, a->ln1, w, b, N, C, 3 * Ct);
-    attention_forward(a->atty, a->lse, a->qkv, B, T, g->NH_tp, C / m->cfg.n_head,
-                      g->att_scratch, g->att_threads);
+    matmul_forward(a->qkv, a->ln1, w, b, N, C, g->QKV_tp);
+    attention_forward(a->atty, a->lse, a->qkv, B, T, g->NH_tp, g->head_dim, g->att_scratch,
+                      g->att_threads);
     layer_pair(m, l, T_PROJW, &w, &b);
     matmul_forward(a->attproj, a->atty, w, NULL, N, Ct, C);
     model_tp_allreduce(m, a->attproj, (size_t)N * C);
-    bias_forward(a->attproj, b, N, C);
+    if (b) bias_forward(a->attproj, b, N, C);
     residual_forward(a->res2, inp, a->attproj, (size_t)N * C);
     layer_pair(m, l, T_LN2W, &w, &b);
     layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, w, b, N, C);
@@ -397,7 +478,7 @@ static void layer_forward(Model *m, SlotActs *sa, int l, int B, int T)
     layer_pair(m, l, T_FCPW, &w, &b);
     matmul_forward(a->fcproj, a->fch_gelu, w, NULL, N, Ft, C);
     model_tp_allreduce(m, a->fcproj, (size_t)N * C);
-    bias_forward(a->fcproj, b, N, C);
+    if (b) bias_forward(a->fcproj, b, N, C);
     residual_forward(out, a->res2, a->fcproj, (size_t)N * C);
 }
 
@@ -500,12 +581,12 @@ static void layer_backward(Model *m, SlotActs *sa, int l, int B, int T)
     memset(g->datty, 0, (size_t)N * Ct * sizeof(float));
     matmul_backward(g->datty, lt(m, gr, l, T_PROJW), lt(m, gr, l, T_PROJB), g->dres, a->atty,
                     lt(m, p, l, T_PROJW), N, Ct, C);
-    memset(g->dqkv, 0, (size_t)N * 3 * Ct * sizeof(float));
-    attention_backward(g->dqkv, g->datty, a->atty, a->qkv, a->lse, B, T, g->NH_tp,
-                       C / m->cfg.n_head, g->att_scratch, g->att_threads);
+    memset(g->dqkv, 0, (size_t)N * g->QKV_tp * sizeof(float));
+    attention_backward(g->dqkv, g->datty, a->atty, a->qkv, a->lse, B, T, g->NH_tp, g->head_dim,
+                       g->att_scratch, g->att_threads);
     memset(g->dln, 0, NC * sizeof(float));
     matmul_backward(g->dln, lt(m, gr, l, T_QKVW), lt(m, gr, l, T_QKVB), g->dqkv, a->ln1,
-                    lt(m, p, l, T_QKVW), N, C, 3 * Ct);
+                    lt(m, p, l, T_QKVW), N, C, g->QKV_tp);
     model_tp_allreduce(m, g->dln, NC);
     layernorm_backward(g->dres, lt(m, gr, l, T_LN1W), lt(m, gr, l, T_LN1B), g->dln, inp,
                        lt(m, p, l, T_LN1W), a->ln1_mean, a->ln1_rstd, N, C);
@@ -597,9 +678,10 @@ static int gpt_validate_shard(const ModelConfig *c, const ModelShard *sh, Err *e
         return err_set(e, "--tp %d does not divide --heads %d: attention heads are split "
                           "across tensor-parallel ranks; pick a --tp that divides %d",
                        sh->tp_size, c->n_head, c->n_head);
-    if ((4 * c->n_embd) % sh->tp_size)
-        return err_set(e, "--tp %d does not divide the MLP width 4 x --embd = %d", sh->tp_size,
-                       4 * c->n_embd);
+    const TransformerShape ts = transformer_shape(c);
+    if (ts.mlp_hidden % sh->tp_size)
+        return err_set(e, "--tp %d does not divide the MLP width %d x --embd = %d", sh->tp_size,
+                       model_transformer(c)->mlp_mult, ts.mlp_hidden);
     return 0;
 }
 
@@ -611,11 +693,16 @@ static int gpt_preds_per_seq(const ModelConfig *c) { return c->seq_len; }
 static void gpt_block_costs(const ModelConfig *c, double *cost)
 {
     int n = gpt_n_blocks(c);
+    const TransformerShape ts = transformer_shape(c);
     double C = c->n_embd, T = c->seq_len, V = c->vocab;
+    /* a layer's matmul weights per unit of width: qkv, proj, the MLP's two
+     * (GPT-2: 3C + C + 4C + 4C = 12C) */
+    int widths = ts.qkv_rows + c->n_embd + 2 * ts.mlp_hidden;
+    double W = c->n_embd > 0 ? (double)widths / c->n_embd : 0;
     /* forward+backward FLOPs per sequence; element-wise work is counted as
      * a few FLOPs per element, which matters for the embedding block */
     cost[0] = 10 * T * C;
-    for (int b = 1; b <= c->n_layer; b++) cost[b] = 6 * T * 12 * C * C + 12 * T * T * C + 60 * T * C;
+    for (int b = 1; b <= c->n_layer; b++) cost[b] = 6 * T * W * C * C + 12 * T * T * C + 60 * T * C;
     cost[n - 1] = 6 * T * C * V + 20 * T * V;
 }
 
@@ -623,7 +710,7 @@ static size_t gpt_shard_params(const ModelConfig *c, const ModelShard *sh)
 {
     size_t C = c->n_embd, V = c->vocab, T = model_positions(c);
     Owned o = owned_of(c, sh);
-    size_t n = (size_t)(o.l1 - o.l0) * layer_params(C, sh->tp_size);
+    size_t n = (size_t)(o.l1 - o.l0) * layer_params(c, sh->tp_size);
     if (o.emb) n += V * C + T * C;              /* wte, wpe */
     if (o.head) n += 2 * C + (o.emb ? 0 : V * C); /* lnf, and the tied wte's copy */
     return n;
@@ -640,25 +727,27 @@ static double gpt_fwd_flops_per_token(const ModelConfig *c)
     return 2.0 * N + 4.0 * c->n_layer * c->n_embd * c->seq_len;
 }
 
-const ModelArch GPT_ARCH = {
-    .name = "gpt",
-    .validate = gpt_validate,
-    .validate_shard = gpt_validate_shard,
-    .n_blocks = gpt_n_blocks,
-    .preds_per_seq = gpt_preds_per_seq,
-    .shard_params = gpt_shard_params,
-    .act_floats = gpt_act_floats,
-    .view_floats = gpt_view_floats,
-    .fwd_flops_per_token = gpt_fwd_flops_per_token,
-    .block_costs = gpt_block_costs,
+static const ModelOps GPT_OPS = {
     .declare = gpt_declare,
     .alloc_acts = gpt_alloc_acts,
     .free = gpt_free,
     .forward = gpt_forward,
     .backward = gpt_backward,
-    .boundary_floats = gpt_boundary_floats,
     .stage_input = gpt_stage_input,
     .stage_output = gpt_stage_output,
     .stage_dinput = gpt_stage_dinput,
     .next_logits = gpt_next_logits,
 };
+
+/* A transformer family: its name and description, these functions. */
+#define TRANSFORMER_ARCH(name_, desc_)                                                     \
+    {                                                                                      \
+        .name = name_, .transformer = desc_, .validate = gpt_validate,                     \
+        .validate_shard = gpt_validate_shard, .n_blocks = gpt_n_blocks,                    \
+        .preds_per_seq = gpt_preds_per_seq, .shard_params = gpt_shard_params,              \
+        .act_floats = gpt_act_floats, .view_floats = gpt_view_floats,                      \
+        .fwd_flops_per_token = gpt_fwd_flops_per_token, .block_costs = gpt_block_costs,    \
+        .boundary_floats = gpt_boundary_floats, .ops = &GPT_OPS,                           \
+    }
+
+const ModelArch GPT_ARCH = TRANSFORMER_ARCH("gpt", &GPT2_TRANSFORMER);

@@ -1,4 +1,6 @@
-/* KV-cache decoding of the GPT of models/gpt.c (see gpt_decode.h).
+/* KV-cache decoding of the transformer of models/gpt.c (see gpt_decode.h),
+ * with the widths of its TransformerShape (GPT-2's kernels: what
+ * transformer_check lets a model be built with).
  * The math is gpt.c's forward, row by row: the same kernels (ops.h) for
  * everything but attention, which here is one block of new query rows
  * against the cached keys and values of every earlier position. The
@@ -24,15 +26,17 @@ typedef struct {
 
 struct GptDecoder {
     int L, NH, C, T, V;
+    int NKV, hs, KV, Q, F;       /* kv heads, head width, keys' width, packed q/k/v rows,
+                                    MLP hidden units */
     int pos;                     /* positions in the cache */
     const float *wte, *wpe;      /* (V,C) (T,C) */
     const float *lnfw, *lnfb;    /* (C) */
     LayerW *lw;                  /* (L) */
-    float *kcache, *vcache;      /* (L,T,C) each */
+    float *kcache, *vcache;      /* (L,T,KV) each */
     /* scratch for up to T rows at once (a prefill) */
     float *x, *ln, *tmp, *atty;  /* (T,C) each; x is the residual stream */
-    float *qkv;                  /* (T,3C) */
-    float *fch;                  /* (T,4C) */
+    float *qkv;                  /* (T,Q) */
+    float *fch;                  /* (T,F) */
     float *mean, *rstd;          /* (T) */
     float *scores;               /* (T,T) one head's attention */
     float *logits;               /* (V) */
@@ -58,18 +62,21 @@ static const float *weight(const Model *m, const char *name, size_t numel, Err *
     return m->params + t->offset;
 }
 
-static int layer_weights(const Model *m, int l, LayerW *w, Err *e)
+static int layer_weights(const GptDecoder *d, const Model *m, int l, LayerW *w, Err *e)
 {
-    const size_t C = (size_t)m->cfg.n_embd;
-    struct { const char *suffix; const float **dst; size_t numel; } tab[] = {
-        {"ln1.w", &w->ln1w, C},         {"ln1.b", &w->ln1b, C},
-        {"attn.qkv.w", &w->qkvw, 3 * C * C}, {"attn.qkv.b", &w->qkvb, 3 * C},
-        {"attn.proj.w", &w->projw, C * C},   {"attn.proj.b", &w->projb, C},
-        {"ln2.w", &w->ln2w, C},         {"ln2.b", &w->ln2b, C},
-        {"mlp.fc.w", &w->fcw, 4 * C * C},    {"mlp.fc.b", &w->fcb, 4 * C},
-        {"mlp.proj.w", &w->fcpw, 4 * C * C}, {"mlp.proj.b", &w->fcpb, C},
+    const size_t C = (size_t)d->C, Q = (size_t)d->Q, F = (size_t)d->F;
+    /* bias: the BIAS_* bit without which the family has no such tensor (NULL) */
+    struct { const char *suffix; const float **dst; size_t numel; unsigned bias; } tab[] = {
+        {"ln1.w", &w->ln1w, C, 0},               {"ln1.b", &w->ln1b, C, BIAS_NORM},
+        {"attn.qkv.w", &w->qkvw, Q * C, 0},      {"attn.qkv.b", &w->qkvb, Q, BIAS_QKV},
+        {"attn.proj.w", &w->projw, C * C, 0},    {"attn.proj.b", &w->projb, C, BIAS_ATTN_PROJ},
+        {"ln2.w", &w->ln2w, C, 0},               {"ln2.b", &w->ln2b, C, BIAS_NORM},
+        {"mlp.fc.w", &w->fcw, F * C, 0},         {"mlp.fc.b", &w->fcb, F, BIAS_MLP_IN},
+        {"mlp.proj.w", &w->fcpw, C * F, 0},      {"mlp.proj.b", &w->fcpb, C, BIAS_MLP_OUT},
     };
+    const unsigned biases = m->arch->transformer->biases;
     for (size_t i = 0; i < sizeof tab / sizeof tab[0]; i++) {
+        if (tab[i].bias && !(biases & tab[i].bias)) continue;
         char name[MODEL_MAX_NAME];
         snprintf(name, sizeof name, "h.%d.%s", l, tab[i].suffix);
         if (!(*tab[i].dst = weight(m, name, tab[i].numel, e))) return -1;
@@ -79,7 +86,7 @@ static int layer_weights(const Model *m, int l, LayerW *w, Err *e)
 
 static int check_whole_gpt(const Model *m, Err *e)
 {
-    if (m->cfg.kind != MODEL_GPT || !m->params)
+    if (!m->arch || !m->arch->transformer || !m->params)
         return err_set(e, "decoder: needs an initialized gpt model");
     const ModelShard *s = &m->shard;
     int whole = s->tp_size <= 1 && s->first_block == 0 &&
@@ -101,10 +108,10 @@ static float *take(float **pool, size_t n)
 static int alloc_buffers(GptDecoder *d, Err *e)
 {
     const size_t L = d->L, T = d->T, C = d->C;
-    const size_t cache = L * T * C, rows = T * C;
+    const size_t cache = L * T * d->KV, rows = T * C;
     size_t total = 0;
-    size_t sizes[] = {cache, cache, rows, rows, rows, rows, 3 * rows, 4 * rows, T, T, T * T,
-                      (size_t)d->V};
+    const size_t qkv = T * d->Q, fch = T * d->F;
+    size_t sizes[] = {cache, cache, rows, rows, rows, rows, qkv, fch, T, T, T * T, (size_t)d->V};
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) total += (sizes[i] + 15) / 16 * 16;
     d->pool = model_calloc(total, sizeof(float));
     d->lw = calloc((size_t)d->L, sizeof *d->lw);
@@ -118,8 +125,8 @@ static int alloc_buffers(GptDecoder *d, Err *e)
     d->ln = take(&p, rows);
     d->tmp = take(&p, rows);
     d->atty = take(&p, rows);
-    d->qkv = take(&p, 3 * rows);
-    d->fch = take(&p, 4 * rows);
+    d->qkv = take(&p, qkv);
+    d->fch = take(&p, fch);
     d->mean = take(&p, T);
     d->rstd = take(&p, T);
     d->scores = take(&p, T * T);
@@ -135,7 +142,7 @@ static int find_weights(GptDecoder *d, const Model *m, Err *e)
     if (!(d->lnfw = weight(m, "lnf.w", C, e))) return -1;
     if (!(d->lnfb = weight(m, "lnf.b", C, e))) return -1;
     for (int l = 0; l < d->L; l++)
-        if (layer_weights(m, l, &d->lw[l], e)) return -1;
+        if (layer_weights(d, m, l, &d->lw[l], e)) return -1;
     return 0;
 }
 
@@ -152,6 +159,12 @@ GptDecoder *decoder_new(const Model *m, Err *e)
     d->C = m->cfg.n_embd;
     d->T = m->cfg.seq_len;
     d->V = m->cfg.vocab;
+    const TransformerShape ts = transformer_shape(&m->cfg);
+    d->NKV = ts.n_kv_head;
+    d->hs = ts.head_dim;
+    d->KV = ts.kv_width;
+    d->Q = ts.qkv_rows;
+    d->F = ts.mlp_hidden;
     if (alloc_buffers(d, e) || find_weights(d, m, e)) {
         decoder_free(d);
         return NULL;
@@ -177,27 +190,29 @@ int decoder_pos(const GptDecoder *d) { return d->pos; }
  * layer l's cache. */
 static void cache_kv(GptDecoder *d, int l, int p0, int N)
 {
-    const size_t C = d->C, base = ((size_t)l * d->T + p0) * C;
+    const size_t C = d->C, KV = d->KV, base = ((size_t)l * d->T + p0) * KV;
     for (int i = 0; i < N; i++) {
-        const float *row = d->qkv + (size_t)i * 3 * C;
-        memcpy(d->kcache + base + i * C, row + C, C * sizeof(float));
-        memcpy(d->vcache + base + i * C, row + 2 * C, C * sizeof(float));
+        const float *row = d->qkv + (size_t)i * d->Q;
+        memcpy(d->kcache + base + i * KV, row + C, KV * sizeof(float));
+        memcpy(d->vcache + base + i * KV, row + C + KV, KV * sizeof(float));
     }
 }
 
 /* atty (N,C) = causal attention of the N new query rows over the p0+N
- * cached positions of layer l, head by head. */
+ * cached positions of layer l, head by head; a query head reads the keys
+ * and values of its group's kv head (its own: kv heads = heads). */
 static void attend(GptDecoder *d, int l, int p0, int N)
 {
-    const int C = d->C, hs = C / d->NH, kv = p0 + N;
+    const int C = d->C, KV = d->KV, hs = d->hs, kv = p0 + N, per_kv = d->NH / d->NKV;
     const float scale = 1.0f / sqrtf((float)hs);
-    const float *K = d->kcache + (size_t)l * d->T * C, *Vc = d->vcache + (size_t)l * d->T * C;
+    const float *K = d->kcache + (size_t)l * d->T * KV, *Vc = d->vcache + (size_t)l * d->T * KV;
     for (int h = 0; h < d->NH; h++) {
+        const int kh = h / per_kv;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, kv, hs, scale, d->qkv + h * hs,
-                    3 * C, K + h * hs, C, 0.0f, d->scores, kv);
+                    d->Q, K + kh * hs, KV, 0.0f, d->scores, kv);
         causal_softmax_rows(d->scores, NULL, p0, N, kv);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, hs, kv, 1.0f, d->scores, kv,
-                    Vc + h * hs, C, 0.0f, d->atty + h * hs, C);
+                    Vc + kh * hs, KV, 0.0f, d->atty + h * hs, C);
     }
 }
 
@@ -226,15 +241,15 @@ static void layer_rows(GptDecoder *d, int l, int p0, int N)
     const int C = d->C;
     const size_t NC = (size_t)N * C;
     layernorm_forward(d->ln, d->mean, d->rstd, d->x, w->ln1w, w->ln1b, N, C);
-    rows_matmul(d->qkv, d->ln, w->qkvw, w->qkvb, N, C, 3 * C);
+    rows_matmul(d->qkv, d->ln, w->qkvw, w->qkvb, N, C, d->Q);
     cache_kv(d, l, p0, N);
     attend(d, l, p0, N);
     rows_matmul(d->tmp, d->atty, w->projw, w->projb, N, C, C);
     residual_forward(d->x, d->x, d->tmp, NC);
     layernorm_forward(d->ln, d->mean, d->rstd, d->x, w->ln2w, w->ln2b, N, C);
-    rows_matmul(d->fch, d->ln, w->fcw, w->fcb, N, C, 4 * C);
-    gelu_forward(d->fch, d->fch, NC * 4); /* element-wise: in place is safe */
-    rows_matmul(d->tmp, d->fch, w->fcpw, w->fcpb, N, 4 * C, C);
+    rows_matmul(d->fch, d->ln, w->fcw, w->fcb, N, C, d->F);
+    gelu_forward(d->fch, d->fch, (size_t)N * d->F); /* element-wise: in place is safe */
+    rows_matmul(d->tmp, d->fch, w->fcpw, w->fcpb, N, d->F, C);
     residual_forward(d->x, d->x, d->tmp, NC);
 }
 

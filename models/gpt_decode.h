@@ -7,7 +7,8 @@
  * The decoder reads the weights of a whole (unsharded, tp=1) GPT through
  * its tensor table; the model must stay alive (and unchanged) while the
  * decoder is used. It keeps, per layer, the keys and values of every
- * position so far (L x T x C each). */
+ * position so far (L x T x the keys' width each: C when every head has its
+ * own). */
 #include "base/err.h"
 #include "models/model.h"
 

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
-#include "models/arch.h"
+#include "models/model.h"
 #include "models/ops.h"
 
 typedef struct {
@@ -298,6 +298,14 @@ static double mlp_fwd_flops_per_token(const ModelConfig *c)
 }
 
 /* No stage boundary entries: model.c refuses stage I/O for this table. */
+static const ModelOps MLP_OPS = {
+    .declare = mlp_declare,
+    .alloc_acts = mlp_alloc_acts,
+    .free = mlp_free,
+    .forward = mlp_forward_tokens,
+    .backward = mlp_backward_tokens,
+};
+
 const ModelArch MLP_ARCH = {
     .name = "mlp",
     .validate = mlp_validate,
@@ -309,9 +317,5 @@ const ModelArch MLP_ARCH = {
     .view_floats = mlp_view_floats,
     .fwd_flops_per_token = mlp_fwd_flops_per_token,
     .block_costs = mlp_block_costs,
-    .declare = mlp_declare,
-    .alloc_acts = mlp_alloc_acts,
-    .free = mlp_free,
-    .forward = mlp_forward_tokens,
-    .backward = mlp_backward_tokens,
+    .ops = &MLP_OPS,
 };

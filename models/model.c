@@ -1,6 +1,5 @@
 #include "models/model.h"
 
-#include "models/arch.h"
 #include "models/cost.h"
 #include <limits.h>
 #include <stdio.h>
@@ -10,37 +9,6 @@
 #include "base/sysinfo.h"
 #include "models/philox.h"
 #include "sharding/tpsplit.h"
-
-const ModelArch *model_arch(ModelKind kind)
-{
-    /* the one place a kind becomes an architecture */
-    switch (kind) {
-    case MODEL_GPT: return &GPT_ARCH;
-    case MODEL_MLP: return &MLP_ARCH;
-    }
-    return NULL;
-}
-
-int model_config_validate(const ModelConfig *c, Err *e)
-{
-    const ModelArch *a = model_arch(c->kind);
-    if (!a) return err_set(e, "model kind %d is not gpt or mlp", (int)c->kind);
-    if (c->n_layer < 1 || c->n_layer > 1024)
-        return err_set(e, "--layers %d: must be between 1 and 1024", c->n_layer);
-    if (c->n_embd < 1 || c->n_embd > 65536)
-        return err_set(e, "--embd %d: must be between 1 and 65536", c->n_embd);
-    if (c->seq_len < 1 || c->seq_len > 65536)
-        return err_set(e, "--seq-len %d: must be between 1 and 65536", c->seq_len);
-    if (c->vocab < 2 || c->vocab > 65536)
-        return err_set(e, "--vocab %d: must be between 2 and 65536", c->vocab);
-    if (c->in_dim < 0) return err_set(e, "mlp input dimension %d is negative", c->in_dim);
-    if (c->positions && (c->positions < c->seq_len || c->positions > 65536))
-        return err_set(e, "--positions %d: must be between --seq-len %d and 65536 (0 = --seq-len)",
-                       c->positions, c->seq_len);
-    return a->validate(c, e);
-}
-
-int model_positions(const ModelConfig *c) { return c->positions > 0 ? c->positions : c->seq_len; }
 
 void *model_calloc(size_t n, size_t size)
 {
@@ -155,36 +123,6 @@ void model_tp_allreduce(Model *m, float *buf, size_t n)
     if (m->shard.tp_size > 1) m->tp_allreduce(m->tp_ctx, buf, n);
 }
 
-/* The sizing questions below may be asked of an unchecked configuration
- * (a checkpoint's manifest before it is validated): an unknown kind then
- * answers "nothing" (0 blocks, no costs) instead of crashing. */
-static const ModelArch *arch_of(const ModelConfig *c) { return model_arch(c->kind); }
-
-int model_n_blocks(const ModelConfig *c)
-{
-    const ModelArch *a = arch_of(c);
-    return a ? a->n_blocks(c) : 0;
-}
-
-void model_block_costs(const ModelConfig *c, double *cost)
-{
-    const ModelArch *a = arch_of(c);
-    if (a) a->block_costs(c, cost);
-}
-
-int model_shard_validate(const ModelConfig *c, const ModelShard *sh, Err *e)
-{
-    if (!arch_of(c)) return model_config_validate(c, e); /* names the bad kind */
-    int n = model_n_blocks(c);
-    if (sh->tp_size < 1 || sh->tp_rank < 0 || sh->tp_rank >= sh->tp_size)
-        return err_set(e, "tensor-parallel rank %d of %d is invalid", sh->tp_rank, sh->tp_size);
-    if (sh->first_block < 0 || sh->first_block >= n ||
-        (sh->last_block >= 0 && (sh->last_block < sh->first_block || sh->last_block >= n)))
-        return err_set(e, "blocks %d..%d are outside the model's 0..%d", sh->first_block,
-                       sh->last_block, n - 1);
-    return arch_of(c)->validate_shard(c, sh, e);
-}
-
 /* A configuration (from flags or a manifest) that cannot fit in this
  * machine's memory is an error before anything is allocated. */
 static int check_fits_in_memory(const ModelConfig *cfg, const ModelShard *shard, int B, Err *e)
@@ -211,12 +149,12 @@ int model_init(Model *m, const ModelConfig *cfg, int max_batch, uint64_t seed, E
 static int declare(Model *m, const ModelConfig *cfg, const ModelShard *shard, Err *e)
 {
     m->cfg = *cfg;
-    m->arch = arch_of(cfg);
+    m->arch = model_arch(cfg->kind);
     m->shard = *shard;
     m->n_blocks = model_n_blocks(cfg);
     if (m->shard.last_block < 0) m->shard.last_block = m->n_blocks - 1;
     if (m->shard.slots < 1) m->shard.slots = 1;
-    return m->arch->declare(m, e) || tensors_ok(m, e) ? -1 : 0;
+    return m->arch->ops->declare(m, e) || tensors_ok(m, e) ? -1 : 0;
 }
 
 int model_declare_shard(Model *m, const ModelConfig *cfg, const ModelShard *shard, Err *e)
@@ -238,7 +176,7 @@ static int build(Model *m, Err *e)
     if (!m->shard.forward_only) m->grads = model_calloc(m->n_params, sizeof(float));
     if (!m->params || (!m->grads && !m->shard.forward_only))
         return err_set(e, "out of memory: %zu parameters", m->n_params);
-    return m->arch->alloc_acts(m, e);
+    return m->arch->ops->alloc_acts(m, e);
 }
 
 int model_init_shard(Model *m, const ModelConfig *cfg, const ModelShard *shard, int max_batch,
@@ -266,7 +204,7 @@ int model_build_shard(Model *m, const ModelConfig *cfg, const ModelShard *shard,
 
 void model_free(Model *m)
 {
-    if (m->arch && m->state) m->arch->free(m);
+    if (m->arch && m->state) m->arch->ops->free(m);
     free(m->view_scratch);
     free(m->params);
     free(m->grads);
@@ -287,14 +225,14 @@ static void check_batch(const Model *m, int B)
 double model_forward_slot(Model *m, int slot, const int *inputs, const int *targets, int B)
 {
     check_batch(m, B);
-    return m->arch->forward(m, slot, inputs, targets, B);
+    return m->arch->ops->forward(m, slot, inputs, targets, B);
 }
 
 void model_backward_slot(Model *m, int slot, const int *inputs, const int *targets, int B,
                          float grad_scale, const float *dout)
 {
     check_batch(m, B);
-    m->arch->backward(m, slot, inputs, targets, B, grad_scale, dout);
+    m->arch->ops->backward(m, slot, inputs, targets, B, grad_scale, dout);
 }
 
 double model_forward(Model *m, const int *inputs, const int *targets, int B)
@@ -318,33 +256,27 @@ static void no_stages(const Model *m, const char *what)
     abort();
 }
 
-size_t model_boundary_floats(const ModelConfig *c, int B)
-{
-    const ModelArch *a = arch_of(c);
-    return a && a->boundary_floats ? a->boundary_floats(c, B) : 0;
-}
-
 float *model_stage_input(Model *m, int slot)
 {
-    if (!m->arch->stage_input) no_stages(m, "model_stage_input");
-    return m->arch->stage_input(m, slot);
+    if (!m->arch->ops->stage_input) no_stages(m, "model_stage_input");
+    return m->arch->ops->stage_input(m, slot);
 }
 
 const float *model_stage_output(const Model *m, int slot)
 {
-    if (!m->arch->stage_output) no_stages(m, "model_stage_output");
-    return m->arch->stage_output(m, slot);
+    if (!m->arch->ops->stage_output) no_stages(m, "model_stage_output");
+    return m->arch->ops->stage_output(m, slot);
 }
 
 const float *model_stage_dinput(const Model *m)
 {
-    if (!m->arch->stage_dinput) no_stages(m, "model_stage_dinput");
-    return m->arch->stage_dinput(m);
+    if (!m->arch->ops->stage_dinput) no_stages(m, "model_stage_dinput");
+    return m->arch->ops->stage_dinput(m);
 }
 
 const float *model_next_logits(Model *m, const int *tokens, int t)
 {
-    return m->arch->next_logits ? m->arch->next_logits(m, tokens, t) : NULL;
+    return m->arch->ops->next_logits ? m->arch->ops->next_logits(m, tokens, t) : NULL;
 }
 
 int model_set_weight_view(Model *m, WeightViewFn fn, void *ctx, Err *e)
@@ -375,12 +307,6 @@ void model_zero_grad(Model *m)
     if (m->grads) memset(m->grads, 0, m->n_params * sizeof(float));
 }
 
-int model_preds_per_seq(const ModelConfig *cfg)
-{
-    const ModelArch *a = arch_of(cfg);
-    return a ? a->preds_per_seq(cfg) : 1;
-}
-
 const ParamInfo *model_find_tensor(const Model *m, const char *name)
 {
     for (int k = 0; k < m->n_tensors; k++)
@@ -396,12 +322,6 @@ size_t floats_first_nonfinite(const float *v, size_t n)
     for (size_t i = 0; i < n; i++)
         if ((bits[i] & 0x7f800000u) == 0x7f800000u) return i;
     return n;
-}
-
-const char *model_kind_name(ModelKind kind)
-{
-    const ModelArch *a = model_arch(kind);
-    return a ? a->name : "unknown";
 }
 
 void model_block_offsets(const Model *m, size_t *block_lo)

@@ -5,48 +5,15 @@
  * canonical order block by block: block 0 = embedding (GPT) / input layer
  * (MLP), blocks 1..L = layers, block L+1 = final norm + head. A pipeline
  * stage owns a contiguous block range; each tensor records its full shape
- * and how tensor parallelism would split it. */
+ * and how tensor parallelism would split it. What a model is before it is
+ * built (its configuration, shards, family description and counts) is
+ * models/arch.h; this file builds and runs it. */
 #include <stddef.h>
 #include <stdint.h>
 #include "base/err.h"
-
-typedef enum { MODEL_GPT = 0, MODEL_MLP = 1 } ModelKind;
-
-typedef struct {
-    ModelKind kind;
-    int n_layer;  /* gpt: transformer blocks; mlp: hidden layers */
-    int n_head;   /* gpt only */
-    int n_embd;   /* gpt: width C; mlp: hidden width */
-    int seq_len;  /* gpt: context T; mlp: context tokens fed as one-hot */
-    int vocab;    /* gpt: vocabulary; mlp: classes (and token alphabet) */
-    int in_dim;   /* mlp: input features; 0 = seq_len*vocab (one-hot tokens) */
-    int positions; /* gpt: rows of the position table (wpe), >= seq_len: a model
-                      fine-tuned at a shorter context keeps its source's
-                      positions; 0 = seq_len */
-} ModelConfig;
-
-/* The rows of a GPT's position table: positions, or seq_len when unset. */
-int model_positions(const ModelConfig *c);
+#include "models/arch.h"
 
 typedef enum { TP_REPLICATED = 0, TP_COLUMN = 1, TP_ROW = 2 } TpSplit;
-
-/* Which part of the model this process holds: a tensor-parallel slice of
- * the blocks [first_block, last_block], with `slots` sets of activations
- * (micro-batches in flight in a pipeline). */
-typedef struct {
-    int tp_rank, tp_size;
-    int first_block, last_block; /* inclusive; last_block < 0 = through the end */
-    int slots;
-    int forward_only;            /* no gradient buffer (zeroth-order training) */
-} ModelShard;
-
-/* The whole model in one process: every block, no tensor-parallel split,
- * one set of activations. (Other shards: designated initializers, so a new
- * field defaults to 0 everywhere.) */
-static inline ModelShard model_shard_whole(int forward_only)
-{
-    return (ModelShard){.tp_size = 1, .last_block = -1, .slots = 1, .forward_only = forward_only};
-}
 
 #define MODEL_MAX_NAME 48
 typedef struct {
@@ -69,8 +36,6 @@ typedef struct {
     float init_std;      /* > 0: normal(0, std); 0: zeros; < 0: ones */
 } ParamInfo;
 
-/* An architecture's table of functions (models/arch.h). */
-typedef struct ModelArch ModelArch;
 typedef struct Model Model;
 
 /* Where a forward pass reads its weights (model_set_weight_view). A view
@@ -95,7 +60,7 @@ struct Model {
     float *grads;
     int max_batch;          /* activations are sized for this many sequences */
     size_t act_floats;      /* activation memory, for accounting */
-    const ModelArch *arch;  /* chosen once from cfg.kind */
+    const ModelArch *arch;  /* chosen once from cfg.kind; its ops build and run it */
     void *state;            /* the architecture's own (activations, indices) */
     /* Called by backward as soon as every gradient of `block` is final
      * (blocks finish in descending order), so a caller can start reducing
@@ -114,8 +79,28 @@ struct Model {
     size_t view_floats;
 };
 
-/* Checks the configuration; the message names the field and the fix. */
-int model_config_validate(const ModelConfig *cfg, Err *e);
+/* A family's building and running functions (ModelArch.ops). */
+struct ModelOps {
+    /* declare allocates the state and declares every tensor (model.c then
+     * allocates params and grads from the table); alloc_acts sizes the
+     * activations; free releases the state */
+    int (*declare)(Model *m, Err *e);
+    int (*alloc_acts)(Model *m, Err *e);
+    void (*free)(Model *m);
+
+    double (*forward)(Model *m, int slot, const int *inputs, const int *targets, int B);
+    void (*backward)(Model *m, int slot, const int *inputs, const int *targets, int B,
+                     float grad_scale, const float *dout);
+
+    /* pipeline stage boundary (NULL: the architecture has no stages) */
+    float *(*stage_input)(Model *m, int slot);
+    const float *(*stage_output)(const Model *m, int slot);
+    const float *(*stage_dinput)(const Model *m);
+
+    /* sampling (NULL: cannot sample) */
+    const float *(*next_logits)(Model *m, const int *tokens, int t);
+};
+
 /* Allocates params, grads and activations for max_batch sequences and
  * initializes the weights deterministically from seed (the whole model). */
 int model_init(Model *m, const ModelConfig *cfg, int max_batch, uint64_t seed, Err *e);
@@ -132,12 +117,6 @@ int model_build_shard(Model *m, const ModelConfig *cfg, const ModelShard *shard,
  * buffers allocated: for questions about the layout (which tensors a
  * --zo-params spec selects). model_free releases it. */
 int model_declare_shard(Model *m, const ModelConfig *cfg, const ModelShard *shard, Err *e);
-/* Checks that cfg can be split this way; the message names the fix. */
-int model_shard_validate(const ModelConfig *cfg, const ModelShard *shard, Err *e);
-int model_n_blocks(const ModelConfig *cfg);
-/* Estimated training compute of each block per sequence, element-wise work
- * included (for balancing pipeline stages and the planner's time). */
-void model_block_costs(const ModelConfig *cfg, double *cost);
 /* Canonical (global) flat index of local element i of tensor t. */
 size_t model_global_index(const Model *m, const ParamInfo *t, size_t i);
 void model_free(Model *m);
@@ -173,11 +152,7 @@ void model_backward_slot(Model *m, int slot, const int *inputs, const int *targe
 float *model_stage_input(Model *m, int slot);
 const float *model_stage_output(const Model *m, int slot);
 const float *model_stage_dinput(const Model *m);
-/* Floats of activations crossing a stage boundary for B sequences. */
-size_t model_boundary_floats(const ModelConfig *cfg, int B);
 void model_zero_grad(Model *m);
-/* Predictions per sequence that contribute to the loss (T for gpt, 1 for mlp). */
-int model_preds_per_seq(const ModelConfig *cfg);
 /* Logits at the last position of a single sequence of length t (gpt) for
  * sampling; returns a pointer into the activations (vocab floats), or NULL
  * when t is outside 1..seq_len or the model is not a GPT. */

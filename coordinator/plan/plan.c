@@ -62,7 +62,8 @@ static int check_shards(const TrainConfig *c, Err *e)
                           .last_block = c->stage_first[s + 1] - 1, .slots = 1};
         if (model_shard_validate(&c->model, &sh, e)) return -1;
     }
-    if (c->pp > 1 && c->zero == 2 && c->model.kind == MODEL_GPT)
+    const TransformerDesc *d = model_transformer(&c->model);
+    if (c->pp > 1 && c->zero == 2 && d && d->tied_head)
         return err_set(e, "--zero 2 with --pp %d: the tied embedding's two copies need whole "
                           "gradients; use --zero 1", c->pp);
     return 0;

@@ -54,10 +54,11 @@ double planner_measure_gemm(const ModelConfig *m, int tokens)
     /* the layer's own GEMMs (qkv, projection, the two MLP linears, and the
      * two per-head attention products), combined by their share of FLOPs */
     int N = clampi(tokens, 16, 4096), C = clampi(m->n_embd, 8, 4096), T = clampi(m->seq_len, 8, 2048);
-    int hs = m->kind == MODEL_GPT ? clampi(m->n_embd / m->n_head, 4, 1024) : C;
+    int attn = model_transformer(m) != NULL;
+    int hs = attn ? clampi(transformer_shape(m).head_dim, 4, 1024) : C;
     struct { int M, N, K; double weight; } g[] = {
         {N, 3 * C, C, 3}, {N, C, C, 1}, {N, 4 * C, C, 4}, {N, C, 4 * C, 4},
-        {T, T, hs, m->kind == MODEL_GPT ? 2.0 * T / C : 0},
+        {T, T, hs, attn ? 2.0 * T / C : 0},
     };
     int saved = ops_get_threads();
     ops_set_threads(1);
@@ -158,7 +159,9 @@ static void stage_cost(const TrainConfig *c, int s, const double *cost, double *
     *flops = 0;
     *layers = 0;
     for (int b = b0; b < b1; b++) {
-        int is_layer = c->model.kind == MODEL_GPT ? (b >= 1 && b <= c->model.n_layer) : b < c->model.n_layer;
+        /* a transformer's layers are blocks 1..L (0 is the embedding), an mlp's 0..L-1 */
+        int is_layer = model_transformer(&c->model) ? (b >= 1 && b <= c->model.n_layer)
+                                                    : b < c->model.n_layer;
         *flops += is_layer ? cost[b] / c->tp : cost[b]; /* embedding and head are replicated */
         *layers += is_layer;
     }

@@ -468,6 +468,39 @@ Test(models, arch_is_chosen_by_kind)
     model_free(&m);
 }
 
+/* The description: GPT-2's values, the shape they give, and a family whose
+ * kernels are not written yet refused by name. */
+Test(models, transformer_description)
+{
+    ModelConfig g = tiny_gpt();
+    cr_expect_eq(model_transformer(&g), &GPT2_TRANSFORMER);
+    cr_expect_eq(GPT_ARCH.transformer, &GPT2_TRANSFORMER);
+    cr_expect_null(MLP_ARCH.transformer, "the mlp is not a transformer");
+    TransformerShape ts = transformer_shape(&g);
+    cr_expect_eq(ts.n_head, 2);
+    cr_expect_eq(ts.n_kv_head, 2);
+    cr_expect_eq(ts.head_dim, 4);
+    cr_expect_eq(ts.kv_width, 8);
+    cr_expect_eq(ts.qkv_rows, 24);
+    cr_expect_eq(ts.mlp_hidden, 32);
+    Err e = {{0}};
+    cr_expect_eq(transformer_check(&GPT2_TRANSFORMER, "gpt", &e), 0, "%s", e.msg);
+    /* each piece of Llama/Qwen/Mistral on its own, refused by name */
+    TransformerDesc d[6];
+    for (int i = 0; i < 6; i++) d[i] = GPT2_TRANSFORMER;
+    d[0].norm = NORM_RMS;
+    d[1].pos = POS_ROPE;
+    d[2].mlp = MLP_SWIGLU;
+    d[3].grouped_kv = 1;
+    d[4].biases = BIAS_QKV;
+    d[5].tied_head = 0;
+    const char *word[6] = {"RMSNorm", "rotary", "SwiGLU", "grouped", "biases", "untied"};
+    for (int i = 0; i < 6; i++) {
+        cr_expect_neq(transformer_check(&d[i], "llama", &e), 0, "%s", word[i]);
+        cr_expect(strstr(e.msg, "llama") && strstr(e.msg, word[i]), "%s", e.msg);
+    }
+}
+
 static void build_tiny_mlp(Model *m)
 {
     ModelConfig c = {MODEL_MLP, 2, 0, 4, 2, 3, 0, 0};

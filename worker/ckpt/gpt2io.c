@@ -528,8 +528,9 @@ int gpt2_source_load(const Gpt2Source *s, Model *m, Err *e)
 {
     if (s->kind == GPT2_SRC_CKPT) return ckpt_load(s->path, m, NULL, e);
     const ModelConfig *c = &m->cfg, *sc = &s->model;
-    if (c->kind != MODEL_GPT || c->n_layer != sc->n_layer || c->n_embd != sc->n_embd ||
-        c->n_head != sc->n_head || c->vocab != sc->vocab || model_positions(c) > model_positions(sc))
+    if (model_transformer(c) != &GPT2_TRANSFORMER || c->n_layer != sc->n_layer ||
+        c->n_embd != sc->n_embd || c->n_head != sc->n_head || c->vocab != sc->vocab ||
+        model_positions(c) > model_positions(sc))
         return err_set(e, "%s: the model built (%d layers, width %d, vocab %d, positions %d) is not "
                           "the source's shape", s->path, c->n_layer, c->n_embd, c->vocab,
                        model_positions(c));
@@ -606,7 +607,7 @@ static const float *param(const Model *m, const char *name)
 
 static int check_whole_gpt(const Model *m, Err *e)
 {
-    if (m->cfg.kind != MODEL_GPT)
+    if (model_transformer(&m->cfg) != &GPT2_TRANSFORMER)
         return err_set(e, "the checkpoint holds a %s, not a GPT: only a GPT has GPT-2's layout",
                        m->cfg.kind == MODEL_MLP ? "mlp" : "model of another kind");
     for (int slot = 0; slot < n_slots(&m->cfg); slot++) {
