@@ -28,14 +28,14 @@ static void heartbeat(Trainer *t, long step)
     fclose(f);
 }
 
-static void rank_report(Trainer *t, const CommStats *before, double fabric_before, double t0,
+static void rank_report(Trainer *t, const CommStats *before, double strategy_before, double t0,
                         RankReport *rr)
 {
     CommStats after = mesh_stats(&t->mesh);
     rr->step_s = comm_wtime() - t0;
     rr->exposed_s = after.exposed_s - before->exposed_s;
     rr->overlapped_s = after.overlapped_s - before->overlapped_s;
-    rr->bytes = after.bytes_sent - before->bytes_sent + (t->fabric_bytes - fabric_before);
+    rr->bytes = after.bytes_sent - before->bytes_sent + (t->strategy_bytes - strategy_before);
 }
 
 /* What the checkpoint of step records: the run's settings as it uses them
@@ -162,7 +162,7 @@ static int one_step(Trainer *t, const StepStrategy *s, void *st, long step, Step
     testhook("MPITRAIN_TEST_SIGSTOP", t->w->rank, step + 1);
     testhook_wait_stop(t->stop, t->w->rank, step + 1);
     CommStats before = mesh_stats(&t->mesh);
-    double fabric_before = t->fabric_bytes;
+    double strategy_before = t->strategy_bytes;
     double t0 = comm_wtime();
     int skip = 0;
     trace_begin_arg(TR_STEP, step + 1, "step %ld", step + 1);
@@ -173,7 +173,7 @@ static int one_step(Trainer *t, const StepStrategy *s, void *st, long step, Step
     testhook_flip_bit(t->model.params, t->w->rank, step + 1);
     size_t heap = sys_heap_bytes(); /* everything the step needed is still held here */
     if (heap > t->heap_peak) t->heap_peak = heap;
-    rank_report(t, &before, fabric_before, t0, rr);
+    rank_report(t, &before, strategy_before, t0, rr);
     return rc;
 }
 

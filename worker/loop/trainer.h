@@ -77,13 +77,12 @@ typedef struct {
     int best_due;          /* --keep-best: this step's evaluation is the best so far */
     char tokenizer[PATH_LEN]; /* tokenizer files every checkpoint keeps ("" = none) */
     char source_dtype[8];     /* the dtype the starting weights came in (CkptMeta) */
-    float zo_scale;        /* the scale in use (picked by the warm-up when 0) */
     RunLock lock;          /* rank 0: the run directory is this run's */
     double t_start;        /* comm_wtime() when the run began, for its wall time */
     size_t heap_peak;      /* the most sys_heap_bytes() seen after a step */
     double startup_bytes;  /* sent before the first step (link probe, plan) */
-    double fabric_bytes;   /* sent over the swarm's fabric so far (not MPI: the
-                            * strategy counts them) */
+    double strategy_bytes; /* sent so far by the strategy outside the mesh's MPI
+                            * groups (the swarm's fabric): it counts them */
 } Trainer;
 
 int trainer_is_rank0(const Trainer *t);

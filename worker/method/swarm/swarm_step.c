@@ -44,7 +44,7 @@ static int open_swarm(Trainer *t, SwarmRun *s, Err *e)
     void *bytes = NULL;
     size_t len = 0;
     if (read_file(path, (size_t)1 << 34, &bytes, &len, e)) return -1;
-    int rc = swarm_config_text(c, t->zo_scale, text, sizeof text, e);
+    int rc = swarm_config_text(c, s->zo.id.scale, text, sizeof text, e);
     SwarmOptions o = {
         .provider = c->swarm_provider ? "shm" : "tcp",
         .listen = c->swarm_listen,
@@ -91,7 +91,7 @@ static int swarm_setup(Trainer *t, void **state, Err *e)
     int rc = trainer_is_rank0(t) ? start_journal(t, s, e) : 0;
     s->end_step = t->cfg->steps;
     if (!rc) rc = open_swarm(t, s, e);
-    if (!rc) zo_note_setup(t);
+    if (!rc) zo_note_setup(t, &s->zo);
     return rc;
 }
 
@@ -115,7 +115,7 @@ static int swarm_compute(Trainer *t, void *state, long step, StepOutcome *o, Err
     int rc = swarm_step(s->sw, (uint32_t)step, s->zo.mine, t->lr, whash, &s->dec, e);
     SwarmStats st;
     swarm_stats(s->sw, &st);
-    t->fabric_bytes = (double)st.bytes_sent;
+    t->strategy_bytes = (double)st.bytes_sent;
     swarm_notes(t, s);
     if (rc) return -1;
     o->no_loss = known || s->dec.caught_up;
@@ -135,7 +135,7 @@ static int swarm_apply(Trainer *t, void *state, long step, int skip, Err *e)
     const SwarmDecision *d = &s->dec;
     trace_begin("zo update", TR_OPT);
     int used = zo_step_update(&t->model, t->model.params, s->zo.active, c->seed, d->step, d->codes,
-                              (int)d->width, (int)d->samples, d->lr, t->zo_scale,
+                              (int)d->width, (int)d->samples, d->lr, s->zo.id.scale,
                               c->optim.weight_decay);
     trace_end();
     if (used < 0) return err_set(e, "step %ld: out of memory for the codes", step + 1);
@@ -168,6 +168,12 @@ static void swarm_free(void *state)
 
 /* A swarm is a ZO run: it reports under ZO's name (the planner's verdict
  * names the method it predicted). */
+/* the scale in use, as the --zo-scale setting a checkpoint records */
+static void swarm_chosen_settings(const Trainer *t, const void *state, TrainConfig *c)
+{
+    zo_chosen_settings(t, &((const SwarmRun *)state)->zo, c);
+}
+
 /* Named "zo": the planner predicts and reports it as the ZO run it is. */
 const StepStrategy SWARM_STRATEGY = {
     .name = "zo",
@@ -181,7 +187,7 @@ const StepStrategy SWARM_STRATEGY = {
     .after_step = zo_after_step,
     .before_save = swarm_before_save,
     .on_stop = swarm_on_stop,
-    .chosen_settings = zo_chosen_settings,
+    .chosen_settings = swarm_chosen_settings,
     .flops_per_step = zo_flops,
     .free = swarm_free,
 };

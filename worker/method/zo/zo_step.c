@@ -58,14 +58,15 @@ void zo_journal_path(const Trainer *t, char *out, size_t n)
     snprintf(out, n, "%s/zo/journal.bin", t->cfg->out);
 }
 
-/* The run's identity as its settings and model give it: the scale in use,
- * no --zo-params selection yet, the base unknown. */
+/* The run's identity as its settings and model give it: --zo-scale (0:
+ * the warm-up picks it later), no --zo-params selection yet, the base
+ * unknown. */
 static ZoIdentity run_settings(const Trainer *t)
 {
     const TrainConfig *c = t->cfg;
     return (ZoIdentity){.seed = c->seed, .global_params = t->model.global_params,
                         .samples = (uint32_t)c->zo_samples, .eps = c->zo_eps,
-                        .scale = t->zo_scale, .weight_decay = c->optim.weight_decay};
+                        .scale = c->zo_scale, .weight_decay = c->optim.weight_decay};
 }
 
 /* An existing journal continues only the run that wrote it: the same seed,
@@ -130,7 +131,7 @@ static int scan_journal(Trainer *t, Zo *z, const char *path, uint32_t *machines,
         journal_close(&j);
         return -1;
     }
-    t->zo_scale = j.h.scale;
+    z->id.scale = j.h.scale;
     Scan s = {t, z, machines};
     /* a run starting at step 0 (no checkpoint) applies none of its steps */
     JournalReplay r = {.model = t->start_step ? &t->model : NULL, .active = z->active,
@@ -199,7 +200,6 @@ static int select_params(Trainer *t, Zo *z, Err *e)
 
 int zo_prepare(Trainer *t, Zo *z, uint32_t *last_machines, Err *e)
 {
-    t->zo_scale = t->cfg->zo_scale;
     z->id = run_settings(t);
     if (select_params(t, z, e)) return -1;
     z->mine = calloc(t->cfg->zo_samples, 1);
@@ -215,17 +215,16 @@ int zo_prepare(Trainer *t, Zo *z, uint32_t *last_machines, Err *e)
     int have_journal = access(path, F_OK) == 0;
     int rc = have_journal ? scan_journal(t, z, path, last_machines, e) : 0;
     if (trainer_agree(t, rc, e)) return -1;
-    if (!have_journal && !(t->zo_scale > 0)) t->zo_scale = pick_scale(t, z);
-    z->id.scale = t->zo_scale;
+    if (!have_journal && !(z->id.scale > 0)) z->id.scale = pick_scale(t, z);
     return 0;
 }
 
-void zo_note_setup(Trainer *t)
+void zo_note_setup(Trainer *t, const Zo *z)
 {
     trainer_note(t, "zo: %d machine(s) x %d sample(s), eps %g, scale %g per code unit, "
                     "%d byte(s) per machine per step; memory: weights %.1f MB, "
                     "activations %.1f MB, perturbation scratch %.1f MB",
-                 t->mesh.dims.dp, t->cfg->zo_samples, t->cfg->zo_eps, t->zo_scale,
+                 t->mesh.dims.dp, t->cfg->zo_samples, t->cfg->zo_eps, z->id.scale,
                  t->cfg->zo_samples, t->model.n_params * 4e-6, t->model.act_floats * 4e-6,
                  t->model.view_floats * 4e-6);
 }
@@ -258,7 +257,7 @@ static int zo_setup(Trainer *t, void **state, Err *e)
     if (zo_prepare(t, z, &last, e)) return -1;
     int rc = trainer_is_rank0(t) ? start_journal(t, z, e) : 0;
     if (!rc) rc = record_roster(t, z, last, e);
-    if (!rc) zo_note_setup(t);
+    if (!rc) zo_note_setup(t, z);
     return rc;
 }
 
@@ -271,7 +270,7 @@ void zo_machine_codes(Trainer *t, Zo *z, long step, uint32_t machine, double sum
         trace_begin_fmt(TR_COMPUTE, "zo sample %d", s);
         double g = projected_grad(t, z, id, &mean);
         trace_end();
-        z->mine[s] = zo_code(g, t->zo_scale, c->zo_outlier);
+        z->mine[s] = zo_code(g, z->id.scale, c->zo_outlier);
         if (isfinite(mean)) {
             sums[0] += mean;
             sums[1] += 1;
@@ -309,7 +308,7 @@ static int zo_strategy_apply(Trainer *t, void *state, long step, int skip, Err *
     float lr = t->lr;
     trace_begin("zo update", TR_OPT);
     int used = zo_step_update(&t->model, t->model.params, z->active, c->seed, (uint32_t)step,
-                              z->all, M, S, lr, t->zo_scale, c->optim.weight_decay);
+                              z->all, M, S, lr, z->id.scale, c->optim.weight_decay);
     trace_end();
     if (used < 0) return err_set(e, "step %ld: out of memory for the %d codes", step, M * S);
     if (!trainer_is_rank0(t)) return 0;
@@ -363,8 +362,8 @@ static void zo_free(void *state)
 /* the scale in use: --zo-scale 0 asked the warm-up to pick it */
 void zo_chosen_settings(const Trainer *t, const void *state, TrainConfig *c)
 {
-    (void)state;
-    c->zo_scale = t->zo_scale;
+    (void)t;
+    c->zo_scale = ((const Zo *)state)->id.scale;
 }
 
 const StepStrategy ZO_STRATEGY = {

@@ -33,7 +33,7 @@ int zo_prepare(Trainer *t, Zo *z, uint32_t *last_machines, Err *e);
  * first record, a roster, is the caller's to write). */
 int zo_open_journal(Trainer *t, Zo *z, int *fresh, Err *e);
 /* The setup's line for the log: machines, samples, scale, memory. */
-void zo_note_setup(Trainer *t);
+void zo_note_setup(Trainer *t, const Zo *z);
 /* This machine's codes for the step into z->mine, from the batch at hand;
  * sums[0] += the loss of each sample whose two losses were finite, sums[1]
  * += how many (a non-finite sample is already skipped by its code). */
@@ -48,7 +48,7 @@ int zo_check_run(Trainer *t, Err *e);
 int zo_after_step(Trainer *t, void *state, long step, Err *e);
 double zo_flops(const Trainer *t);
 
-/* StepStrategy.chosen_settings of zo and the swarm: the scale in use, as
+/* StepStrategy.chosen_settings of zo (state: its Zo): the scale in use, as
  * the --zo-scale setting a checkpoint records */
 void zo_chosen_settings(const Trainer *t, const void *state, TrainConfig *c);
 
