@@ -8,7 +8,8 @@
 #include "worker/ckpt/ckpt.h"
 
 /* Optional observers of a save, each called on every rank with its rank in
- * the group and the step (fault injection: worker/loop/testhooks.c). */
+ * the group and the step (fault injection: worker/run/testhooks.c, through
+ * the loop's StepHooks). */
 typedef struct {
     /* the rank's parts are written, the step is not published yet */
     void (*parts_written)(int rank, long step);

@@ -12,7 +12,6 @@
 #include "models/ops.h"
 #include "worker/loop/loop.h"
 #include "worker/ckpt/ckpt_save.h"
-#include "worker/loop/testhooks.h"
 
 /* <out>/heartbeat: the supervisor's watchdog restarts the job when it stops
  * changing (a rank stuck in a collective stalls every rank). */
@@ -70,7 +69,7 @@ static int save_checkpoint(Trainer *t, const StepStrategy *s, void *st, long ste
     CkptMeta meta;
     fill_meta(t, s, st, step, &meta);
     CkptSaveTo to = {t->ckpt_root, t->cfg->keep_ckpts, t->best_due, t->best_val_loss,
-                     testhooks_ckpt_save()};
+                     t->hooks ? t->hooks->save : NULL};
     int rc = ckpt_save_group(t->mesh.world, &to, &t->model, parts, n, &meta, res->last_ckpt,
                              sizeof res->last_ckpt, e);
     /* the next save copies from this one: the source (a resumed step in
@@ -157,10 +156,7 @@ static int nan_policy(Trainer *t, long step, const StepOutcome *o, int *skip, Er
 static int one_step(Trainer *t, const StepStrategy *s, void *st, long step, StepOutcome *o,
                     RankReport *rr, Err *e)
 {
-    testhook("MPITRAIN_TEST_KILL", t->w->rank, step + 1);
-    testhook("MPITRAIN_TEST_HANG", t->w->rank, step + 1);
-    testhook("MPITRAIN_TEST_SIGSTOP", t->w->rank, step + 1);
-    testhook_wait_stop(t->stop, t->w->rank, step + 1);
+    if (t->hooks && t->hooks->before_step) t->hooks->before_step(t->w->rank, step + 1, t->stop);
     CommStats before = mesh_stats(&t->mesh);
     double strategy_before = t->strategy_bytes;
     double t0 = comm_wtime();
@@ -170,7 +166,8 @@ static int one_step(Trainer *t, const StepStrategy *s, void *st, long step, Step
     if (!rc) rc = nan_policy(t, step, o, &skip, e);
     if (!rc) rc = s->apply(t, st, step, skip, e);
     trace_end();
-    testhook_flip_bit(t->model.params, t->w->rank, step + 1);
+    if (t->hooks && t->hooks->after_update)
+        t->hooks->after_update(t->w->rank, step + 1, t->model.params);
     size_t heap = sys_heap_bytes(); /* everything the step needed is still held here */
     if (heap > t->heap_peak) t->heap_peak = heap;
     rank_report(t, &before, strategy_before, t0, rr);

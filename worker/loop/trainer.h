@@ -8,6 +8,7 @@
 #include "comm/mpi/comm.h"
 #include "comm/mpi/mesh.h"
 #include "worker/ckpt/ckpt.h"
+#include "worker/ckpt/ckpt_save.h"
 #include "worker/config/config.h"
 #include "worker/data/data.h"
 #include "worker/loop/observer.h"
@@ -42,11 +43,25 @@ typedef struct {
  * moments (or only some of them). */
 typedef volatile sig_atomic_t StopFlag;
 
+/* What the fault-injection tests do around a step (worker/run/testhooks.c
+ * installs them when a test asks, by environment variable): the loop calls
+ * them where a real failure would strike and names no test itself. Any
+ * member may be NULL. step is 1-based. */
+typedef struct StepHooks {
+    /* before the step: a rank killed, hung, frozen, or waiting for a signal */
+    void (*before_step)(int rank, long step, const volatile sig_atomic_t *stop);
+    /* after the update: a weight's bit flipped (desync detection) */
+    void (*after_update)(int rank, long step, float *params);
+    /* around a checkpoint's save (worker/ckpt/ckpt_save.h) */
+    const CkptSaveHooks *save;
+} StepHooks;
+
 typedef struct {
     const TrainConfig *cfg;
     const CommWorld *w;
     const TrainObserver *obs; /* rank 0's display; never NULL (may be all NULLs) */
     StopFlag *stop;           /* the launcher's stop request; NULL on every rank or none */
+    const StepHooks *hooks;   /* fault injection for the tests; NULL in a real run */
     Mesh mesh;
     TokenFile data;
     TokenFile val_data;    /* --val-data (all zero without it) */

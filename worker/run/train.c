@@ -3,6 +3,7 @@
  * plan resolved it (TrainConfig.method); the run's summary. The steps
  * themselves are the loop's (worker/loop/loop.c). */
 #include "worker/run/train.h"
+#include "worker/run/testhooks.h"
 
 #include <limits.h>
 #include <math.h>
@@ -396,6 +397,7 @@ int train_run(const TrainConfig *cfg, const CommWorld *w, const TrainObserver *o
     t.startup_bytes = group_stats(group_world())->bytes_sent;
     t.obs = obs && w->rank == 0 ? obs : &SILENT;
     t.stop = stop;
+    t.hooks = testhooks_from_env();
     ops_set_threads(cfg->threads > 0 ? cfg->threads : comm_default_threads(w));
     int rc = mesh_init(&t.mesh, (MeshDims){cfg->dp, cfg->tp, cfg->pp}, e);
     if (rc) return -1;

@@ -16,14 +16,10 @@
  *   MPITRAIN_TEST_WAIT_STOP    the rank waits before that step until a stop
  *                              signal has been caught, so a test's signal
  *                              lands at a known step however fast steps are */
-#include <signal.h>
-#include <stddef.h>
-#include "worker/ckpt/ckpt_save.h"
-void testhook(const char *name, int rank, long step);
-void testhook_wait_stop(const volatile sig_atomic_t *stop, int rank, long step);
-void testhook_flip_bit(float *params, int rank, long step);
-/* The save's observers that fire MPITRAIN_TEST_DIE_IN_SAVE and
- * MPITRAIN_TEST_DIE_AFTER_SAVE (the save itself names no hook). */
-const CkptSaveHooks *testhooks_ckpt_save(void);
+#include "worker/loop/trainer.h"
+
+/* The loop's StepHooks that fire them, when the environment names one of
+ * them; NULL in a real run (the loop then calls nothing). */
+const StepHooks *testhooks_from_env(void);
 
 #endif

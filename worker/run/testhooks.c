@@ -1,4 +1,4 @@
-#include "worker/loop/testhooks.h"
+#include "worker/run/testhooks.h"
 
 #include <signal.h>
 #include <stdint.h>
@@ -18,7 +18,7 @@ static int fires(const char *name, int rank, long step)
     return r == rank && s == step;
 }
 
-void testhook_flip_bit(float *params, int rank, long step)
+static void flip_bit(int rank, long step, float *params)
 {
     if (!fires("MPITRAIN_TEST_FLIP_BIT", rank, step)) return;
     uint32_t bits;
@@ -37,7 +37,7 @@ static void say_fires(const char *name, int rank, long step)
 
 /* Polls the flag rather than pause(): a signal that lands just before the
  * wait would leave pause() waiting for ever. */
-void testhook_wait_stop(const volatile sig_atomic_t *stop, int rank, long step)
+static void wait_stop(const volatile sig_atomic_t *stop, int rank, long step)
 {
     if (!stop || !fires("MPITRAIN_TEST_WAIT_STOP", rank, step)) return;
     say_fires("MPITRAIN_TEST_WAIT_STOP", rank, step);
@@ -45,7 +45,7 @@ void testhook_wait_stop(const volatile sig_atomic_t *stop, int rank, long step)
     while (!*stop) nanosleep(&tick, NULL);
 }
 
-void testhook(const char *name, int rank, long step)
+static void testhook(const char *name, int rank, long step)
 {
     if (!fires(name, rank, step)) return;
     say_fires(name, rank, step);
@@ -66,8 +66,27 @@ static void die_after_save(int rank, long step)
     testhook("MPITRAIN_TEST_DIE_AFTER_SAVE", rank, step);
 }
 
-const CkptSaveHooks *testhooks_ckpt_save(void)
+/* The order a step's faults are tried in: only one fires per rank and step
+ * in any test, so the order is the one the tests were written against. */
+static void before_step(int rank, long step, const volatile sig_atomic_t *stop)
 {
-    static const CkptSaveHooks HOOKS = {die_in_save, die_after_save};
-    return &HOOKS;
+    testhook("MPITRAIN_TEST_KILL", rank, step);
+    testhook("MPITRAIN_TEST_HANG", rank, step);
+    testhook("MPITRAIN_TEST_SIGSTOP", rank, step);
+    wait_stop(stop, rank, step);
+}
+
+static const char *const NAMES[] = {
+    "MPITRAIN_TEST_KILL",          "MPITRAIN_TEST_HANG",      "MPITRAIN_TEST_SIGSTOP",
+    "MPITRAIN_TEST_WAIT_STOP",     "MPITRAIN_TEST_FLIP_BIT",  "MPITRAIN_TEST_DIE_IN_SAVE",
+    "MPITRAIN_TEST_DIE_AFTER_SAVE",
+};
+
+const StepHooks *testhooks_from_env(void)
+{
+    static const CkptSaveHooks SAVE = {die_in_save, die_after_save};
+    static const StepHooks HOOKS = {before_step, flip_bit, &SAVE};
+    for (size_t i = 0; i < sizeof NAMES / sizeof NAMES[0]; i++)
+        if (getenv(NAMES[i])) return &HOOKS;
+    return NULL;
 }
