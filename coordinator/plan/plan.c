@@ -269,22 +269,23 @@ static int is_optim_setting(const OptSpec *s)
     return s->offset - offsetof(TrainConfig, optim) < sizeof(OptimConfig);
 }
 
-static int is_named(const OptSpec *s, const char *const *names, size_t n)
+/* Is s one of names (NULL-terminated; NULL: none)? */
+static int is_named(const OptSpec *s, const char *const *names)
 {
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; names && names[i]; i++)
         if (!strcmp(s->name, names[i])) return 1;
     return 0;
 }
 
 /* The settings --resume continues with from the checkpoint: what its
  * weights and optimizer state mean (the model, the optimizer, the batch,
- * the seed) and, of a zo run, its journal's (eps, scale, samples). */
+ * the seed) and what the saved run's method says its state means (zo's
+ * journal: eps, scale, samples). */
 static int resume_keeps(const OptSpec *s, const TrainConfig *saved)
 {
-    static const char *const RUN[] = {"batch", "seed"};
-    static const char *const ZO[] = {"zo-eps", "zo-scale", "zo-samples"};
-    if (is_model_setting(s) || is_optim_setting(s) || is_named(s, RUN, 2)) return 1;
-    return saved->optim.kind == OPT_ZO && is_named(s, ZO, 3);
+    static const char *const RUN[] = {"batch", "seed", NULL};
+    if (is_model_setting(s) || is_optim_setting(s) || is_named(s, RUN)) return 1;
+    return is_named(s, method_of(saved)->resume_keeps);
 }
 
 /* The checkpoint's settings over the flags', as --resume takes them: by

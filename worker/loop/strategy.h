@@ -30,6 +30,10 @@ typedef struct StepStrategy {
                         * gradient: none is reduced across replicas (DiLoCo's
                         * inner steps); the gradient buckets reduce over
                         * t->solo */
+    /* the settings (table names, NULL-terminated; NULL: none) a --resume
+     * of this method's checkpoint keeps from it, beyond the model, the
+     * optimizer, the batch and the seed: what its saved state means */
+    const char *const *resume_keeps;
     /* the settings this method owns, checked for every run whichever method
      * it chose (c->method, resolved before): its own rules when chosen, and
      * its settings refused when given to another method (may be NULL) */

@@ -11,6 +11,7 @@
 #include "worker/method/swarm/swarm.h"
 #include "worker/method/swarm/swarm_config.h"
 #include "worker/method/swarm/swarm_step.h"
+#include "worker/method/zo/zo_config.h"
 #include "worker/method/zo/zo_step.h"
 
 /* Machines of a swarm reading one file take it from different places. */
@@ -179,6 +180,7 @@ const StepStrategy SWARM_STRATEGY = {
     .name = "zo",
     .selected_by = swarm_config_selected,
     .validate = swarm_config_validate,
+    .resume_keeps = ZO_RESUME_KEEPS,
     .forward_only = 1,
     .check_run = zo_check_run,
     .setup = swarm_setup,

@@ -21,3 +21,5 @@ int zo_config_validate(const TrainConfig *c, Err *e)
 }
 
 int zo_config_selected(const TrainConfig *c) { return c->optim.kind == OPT_ZO; }
+
+const char *const ZO_RESUME_KEEPS[] = {"zo-eps", "zo-scale", "zo-samples", NULL};

@@ -369,6 +369,7 @@ void zo_chosen_settings(const Trainer *t, const void *state, TrainConfig *c)
 const StepStrategy ZO_STRATEGY = {
     .name = "zo",
     .selected_by = zo_config_selected,
+    .resume_keeps = ZO_RESUME_KEEPS,
     .forward_only = 1, /* zeroth-order training never computes a gradient */
     .validate = zo_config_validate,
     .check_run = zo_check_run,
