@@ -27,7 +27,8 @@ int main(int argc, char **argv)
         if (!strcmp(argv[i], "--layers")) layers = atoi(argv[i + 1]);
         if (!strcmp(argv[i], "--embd")) embd = atoi(argv[i + 1]);
     }
-    ModelConfig c = {MODEL_GPT, layers, 8, embd, 256, 256, 0, 0};
+    ModelConfig c = {.kind = MODEL_GPT, .n_layer = layers, .n_head = 8, .n_embd = embd,
+                     .seq_len = 256, .vocab = 256};
     Model m;
     Optimizer o;
     Err e;

@@ -49,10 +49,14 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--shape")) shape = argv[i + 1];
     }
     ops_set_threads(threads);
-    ModelConfig c = {MODEL_GPT, 4, 4, 256, 256, 256, 0, 0};
+    ModelConfig c = {.kind = MODEL_GPT, .n_layer = 4, .n_head = 4, .n_embd = 256, .seq_len = 256,
+                     .vocab = 256};
     int B = 8;
-    if (!strcmp(shape, "25m")) c = (ModelConfig){MODEL_GPT, 8, 8, 512, 128, 256, 0, 0};
-    if (!strcmp(shape, "gpt2")) c = (ModelConfig){MODEL_GPT, 12, 12, 768, 1024, 50257, 0, 0}, B = 1;
+    if (!strcmp(shape, "25m")) c = (ModelConfig){.kind = MODEL_GPT, .n_layer = 8, .n_head = 8,
+                                                 .n_embd = 512, .seq_len = 128, .vocab = 256};
+    if (!strcmp(shape, "gpt2")) c = (ModelConfig){.kind = MODEL_GPT, .n_layer = 12, .n_head = 12,
+                                                  .n_embd = 768, .seq_len = 1024,
+                                                  .vocab = 50257}, B = 1;
     const int T = c.seq_len;
     ModelShard lean = model_shard_whole(1);
     Model m;

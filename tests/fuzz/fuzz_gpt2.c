@@ -53,7 +53,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     fuzz_join(g_bin, w, "model.bin");
     snprintf(g_st, sizeof g_st, "%s/model.safetensors", g_dir);
     snprintf(g_cfg, sizeof g_cfg, "%s/config.json", g_dir);
-    ModelConfig c = {MODEL_GPT, 1, 2, 4, 4, 8, 0, 0};
+    ModelConfig c = {.kind = MODEL_GPT, .n_layer = 1, .n_head = 2, .n_embd = 4, .seq_len = 4,
+                     .vocab = 8};
     Model m;
     Err e = {{0}};
     if (model_init(&m, &c, 1, 7, &e) || gpt2_export_hf(&m, NULL, "F32", g_dir, &e) ||

@@ -139,7 +139,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     fuzz_join(g_manifest, g_dir, "manifest.pb");
 
     /* the tiny GPT of tests/fuzz/fuzz_test.sh's seed run */
-    ModelConfig cfg = {MODEL_GPT, 1, 2, 8, 8, 256, 0, 0};
+    ModelConfig cfg = {.kind = MODEL_GPT, .n_layer = 1, .n_head = 2, .n_embd = 8, .seq_len = 8,
+                       .vocab = 256};
     OptimConfig oc = {OPT_ADAMW, 1e-3f, 1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.9f, 1.0f, 0, 10};
     const char *real = getenv("MPITRAIN_FUZZ_CKPT");
     if (real && *real) {

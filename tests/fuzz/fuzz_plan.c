@@ -45,8 +45,9 @@ static void make_seeds(void)
         const PlanSeed *s = &SEEDS[i];
         TrainConfig c;
         train_config_defaults(&c);
-        c.model = (ModelConfig){(ModelKind)s->kind, s->layers, s->heads, s->embd, s->seq,
-                                s->vocab, 0};
+        c.model = (ModelConfig){.kind = (ModelKind)s->kind, .n_layer = s->layers,
+                                .n_head = s->heads, .n_embd = s->embd, .seq_len = s->seq,
+                                .vocab = s->vocab};
         c.optim.kind = (OptKind)s->optimizer;
         c.optim.total_steps = c.steps = 10;
         c.dp = s->dp;

@@ -86,8 +86,9 @@ int main(int argc, char **argv)
     CommWorld w;
     comm_init(&argc, &argv, &w);
     ops_set_threads(1);
-    ModelConfig gpt = {MODEL_GPT, 2, 4, 16, 8, 32, 0, 0};
-    ModelConfig mlp = {MODEL_MLP, 2, 0, 8, 3, 5, 0, 0};
+    ModelConfig gpt = {.kind = MODEL_GPT, .n_layer = 2, .n_head = 4, .n_embd = 16, .seq_len = 8,
+                       .vocab = 32};
+    ModelConfig mlp = {.kind = MODEL_MLP, .n_layer = 2, .n_embd = 8, .seq_len = 3, .vocab = 5};
     double worst = 0;
     size_t compared = 0;
     int bad = check("gpt", &gpt, 3, &worst, &compared) + check("mlp", &mlp, 4, &worst, &compared);

@@ -38,7 +38,8 @@ static const char *path_in(const char *dir, const char *rel)
 
 static ModelConfig tiny_cfg(int n_embd)
 {
-    return (ModelConfig){MODEL_GPT, 2, 2, n_embd, 8, 32, 0, 0};
+    return (ModelConfig){.kind = MODEL_GPT, .n_layer = 2, .n_head = 2, .n_embd = n_embd,
+                         .seq_len = 8, .vocab = 32};
 }
 
 static OptimConfig adamw_cfg(void)

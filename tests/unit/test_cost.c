@@ -37,17 +37,18 @@ static void expect_memory_matches(const Model *m, const ModelShard *sh, int B, c
 }
 
 static const ModelConfig GPTS[] = {
-    {MODEL_GPT, 2, 2, 8, 5, 11, 0, 0},
-    {MODEL_GPT, 1, 1, 4, 3, 2, 0, 0},
-    {MODEL_GPT, 3, 4, 16, 8, 32, 0, 0},
-    {MODEL_GPT, 4, 2, 12, 7, 50, 0, 0},
+    {.kind = MODEL_GPT, .n_layer = 2, .n_head = 2, .n_embd = 8, .seq_len = 5, .vocab = 11},
+    {.kind = MODEL_GPT, .n_layer = 1, .n_head = 1, .n_embd = 4, .seq_len = 3, .vocab = 2},
+    {.kind = MODEL_GPT, .n_layer = 3, .n_head = 4, .n_embd = 16, .seq_len = 8, .vocab = 32},
+    {.kind = MODEL_GPT, .n_layer = 4, .n_head = 2, .n_embd = 12, .seq_len = 7, .vocab = 50},
 };
 
 static const ModelConfig MLPS[] = {
-    {MODEL_MLP, 1, 0, 2, 1, 2, 2, 0},   /* float features */
-    {MODEL_MLP, 2, 0, 8, 3, 5, 0, 0},   /* one-hot tokens */
-    {MODEL_MLP, 3, 0, 6, 4, 7, 0, 0},
-    {MODEL_MLP, 4, 0, 10, 2, 9, 13, 0},
+    /* float features */
+    {.kind = MODEL_MLP, .n_layer = 1, .n_embd = 2, .seq_len = 1, .vocab = 2, .in_dim = 2},
+    {.kind = MODEL_MLP, .n_layer = 2, .n_embd = 8, .seq_len = 3, .vocab = 5}, /* one-hot tokens */
+    {.kind = MODEL_MLP, .n_layer = 3, .n_embd = 6, .seq_len = 4, .vocab = 7},
+    {.kind = MODEL_MLP, .n_layer = 4, .n_embd = 10, .seq_len = 2, .vocab = 9, .in_dim = 13},
 };
 
 #define N_OF(a) (sizeof(a) / sizeof((a)[0]))

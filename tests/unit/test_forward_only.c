@@ -89,20 +89,27 @@ static void expect_lean_equals_training(ModelConfig c, int B, const char *what)
 
 Test(forward_only, gpt_loss_is_the_training_loss_bit_for_bit)
 {
-    expect_lean_equals_training((ModelConfig){MODEL_GPT, 3, 2, 16, 12, 37, 0, 0}, 3, "gpt");
-    expect_lean_equals_training((ModelConfig){MODEL_GPT, 1, 1, 8, 4, 5, 0, 0}, 1, "gpt 1 layer");
+    expect_lean_equals_training((ModelConfig){.kind = MODEL_GPT, .n_layer = 3, .n_head = 2,
+                                              .n_embd = 16, .seq_len = 12, .vocab = 37}, 3, "gpt");
+    expect_lean_equals_training((ModelConfig){.kind = MODEL_GPT, .n_layer = 1, .n_head = 1,
+                                              .n_embd = 8, .seq_len = 4,
+                                              .vocab = 5}, 1, "gpt 1 layer");
 }
 
 /* 2 x 256 rows x 40000 words is 20 M logits: several vocabulary tiles. */
 Test(forward_only, gpt_with_vocabulary_tiles)
 {
-    expect_lean_equals_training((ModelConfig){MODEL_GPT, 1, 2, 8, 256, 40000, 0, 0}, 2, "gpt tiles");
+    expect_lean_equals_training((ModelConfig){.kind = MODEL_GPT, .n_layer = 1, .n_head = 2,
+                                              .n_embd = 8, .seq_len = 256,
+                                              .vocab = 40000}, 2, "gpt tiles");
 }
 
 Test(forward_only, mlp_loss_is_the_training_loss_bit_for_bit)
 {
-    expect_lean_equals_training((ModelConfig){MODEL_MLP, 3, 0, 12, 4, 9, 0, 0}, 5, "mlp");
-    expect_lean_equals_training((ModelConfig){MODEL_MLP, 2, 0, 8, 3, 5, 0, 0}, 2, "mlp 2");
+    expect_lean_equals_training((ModelConfig){.kind = MODEL_MLP, .n_layer = 3, .n_embd = 12,
+                                              .seq_len = 4, .vocab = 9}, 5, "mlp");
+    expect_lean_equals_training((ModelConfig){.kind = MODEL_MLP, .n_layer = 2, .n_embd = 8,
+                                              .seq_len = 3, .vocab = 5}, 2, "mlp 2");
 }
 
 /* A pipeline of forward-only stages hands its residual stream on; the last
@@ -110,7 +117,8 @@ Test(forward_only, mlp_loss_is_the_training_loss_bit_for_bit)
  * stage holding two micro-batch slots. */
 Test(forward_only, gpt_pipeline_stages)
 {
-    const ModelConfig c = {MODEL_GPT, 4, 2, 16, 8, 23, 0, 0};
+    const ModelConfig c = {.kind = MODEL_GPT, .n_layer = 4, .n_head = 2, .n_embd = 16,
+                           .seq_len = 8, .vocab = 23};
     const int B = 2, N = B * c.seq_len;
     Model whole;
     build(&whole, c, model_shard_whole(0), B);
@@ -144,7 +152,8 @@ Test(forward_only, gpt_pipeline_stages)
 /* Sampling's full recompute gives the same logits row either way. */
 Test(forward_only, next_logits_match)
 {
-    const ModelConfig c = {MODEL_GPT, 2, 2, 16, 10, 29, 0, 0};
+    const ModelConfig c = {.kind = MODEL_GPT, .n_layer = 2, .n_head = 2, .n_embd = 16,
+                           .seq_len = 10, .vocab = 29};
     Model train, lean;
     build(&train, c, model_shard_whole(0), 1);
     build(&lean, c, model_shard_whole(1), 1);
@@ -165,7 +174,8 @@ Test(forward_only, next_logits_match)
  * set of layer buffers, and a view scratch of one block, not a model. */
 Test(forward_only, memory_does_not_grow_with_layers)
 {
-    ModelConfig c = {MODEL_GPT, 1, 4, 32, 16, 64, 0, 0};
+    ModelConfig c = {.kind = MODEL_GPT, .n_layer = 1, .n_head = 4, .n_embd = 32, .seq_len = 16,
+                     .vocab = 64};
     ModelShard lean = model_shard_whole(1), train = model_shard_whole(0);
     size_t one = cost_act_floats(&c, &lean, 4), view1 = cost_view_floats(&c, &lean, 4);
     size_t train1 = cost_act_floats(&c, &train, 4);
@@ -193,7 +203,8 @@ Test(forward_only, memory_does_not_grow_with_layers)
  * pass are one tile of at most 32 MB, not the 206 MB (N,V) buffer. */
 Test(forward_only, gpt2_logits_are_tiled)
 {
-    const ModelConfig c = {MODEL_GPT, 12, 12, 768, 1024, 50257, 0, 0};
+    const ModelConfig c = {.kind = MODEL_GPT, .n_layer = 12, .n_head = 12, .n_embd = 768,
+                           .seq_len = 1024, .vocab = 50257};
     ModelShard lean = model_shard_whole(1), train = model_shard_whole(0);
     size_t full = (size_t)1024 * 50257;
     cr_expect_gt(cost_act_floats(&c, &train, 1), full);

@@ -34,12 +34,14 @@ static void write_manifest(const char *dir, ModelConfig mc, Mpitrain__TensorReco
     ckpt_manifest_pb_free(&pb);
 }
 
-static const ModelConfig TINY = {MODEL_GPT, 1, 2, 8, 4, 16, 0, 0};
+static const ModelConfig TINY = {.kind = MODEL_GPT, .n_layer = 1, .n_head = 2, .n_embd = 8,
+                                 .seq_len = 4, .vocab = 16};
 
 Test(hostile, manifest_with_an_absurd_model_is_refused_before_allocating)
 {
     const char *dir = test_tmpdir("absurd_model");
-    ModelConfig huge = {MODEL_GPT, 1024, 64, 65536, 65536, 65536, 0, 0};
+    ModelConfig huge = {.kind = MODEL_GPT, .n_layer = 1024, .n_head = 64, .n_embd = 65536,
+                        .seq_len = 65536, .vocab = 65536};
     write_manifest(dir, huge, NULL, 0, CKPT_FORMAT_VERSION);
     CkptMeta meta;
     Err e;

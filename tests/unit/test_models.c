@@ -503,7 +503,7 @@ Test(models, transformer_description)
 
 static void build_tiny_mlp(Model *m)
 {
-    ModelConfig c = {MODEL_MLP, 2, 0, 4, 2, 3, 0, 0};
+    ModelConfig c = {.kind = MODEL_MLP, .n_layer = 2, .n_embd = 4, .seq_len = 2, .vocab = 3};
     Err e = {{0}};
     cr_assert_eq(model_init(m, &c, 1, 1, &e), 0, "%s", e.msg);
 }
@@ -560,7 +560,8 @@ Test(models, mlp_features_on_gpt_refused, .signal = SIGABRT)
  * overran). Every tensor must be in place and the model must run. */
 Test(models, deep_gpt_tensor_table_grows)
 {
-    ModelConfig cfg = {MODEL_GPT, 401, 1, 8, 4, 16, 0, 0};
+    ModelConfig cfg = {.kind = MODEL_GPT, .n_layer = 401, .n_head = 1, .n_embd = 8, .seq_len = 4,
+                       .vocab = 16};
     Model m;
     Err e = {{0}};
     cr_assert_eq(model_init(&m, &cfg, 1, 3, &e), 0, "model_init: %s", e.msg);

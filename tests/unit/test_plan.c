@@ -16,7 +16,8 @@
 static void small_cfg(TrainConfig *c)
 {
     train_config_defaults(c);
-    c->model = (ModelConfig){MODEL_GPT, 2, 2, 32, 16, 64, 0, 0};
+    c->model = (ModelConfig){.kind = MODEL_GPT, .n_layer = 2, .n_head = 2, .n_embd = 32,
+                             .seq_len = 16, .vocab = 64};
     snprintf(c->data, sizeof c->data, "x.tok");
     snprintf(c->out, sizeof c->out, "runs/x");
 }

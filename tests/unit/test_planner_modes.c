@@ -16,7 +16,8 @@
 static void cfg4(TrainConfig *c)
 {
     train_config_defaults(c);
-    c->model = (ModelConfig){MODEL_GPT, 2, 4, 64, 64, 256, 0, 0};
+    c->model = (ModelConfig){.kind = MODEL_GPT, .n_layer = 2, .n_head = 4, .n_embd = 64,
+                             .seq_len = 64, .vocab = 256};
     c->global_batch = 8;
     c->dp = 4;
     c->tp = 1;

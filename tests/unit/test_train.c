@@ -14,7 +14,8 @@ static const char TEXT[] =
     "light. And God saw the light, that it was good: and God divided the light from the "
     "darkness. And God called the light Day, and the darkness he called Night.";
 
-static const ModelConfig TINY = {MODEL_GPT, 2, 2, 32, 32, 256, 0, 0};
+static const ModelConfig TINY = {.kind = MODEL_GPT, .n_layer = 2, .n_head = 2, .n_embd = 32,
+                                 .seq_len = 32, .vocab = 256};
 
 /* Batch k: B windows of T+1 bytes at fixed offsets of the text. */
 static void text_batch(int k, int B, int T, int *in, int *tg)
@@ -95,7 +96,8 @@ Test(optim, clip_scales_to_the_limit)
 /* One AdamW step against the formula, and no decay on 1-D tensors. */
 Test(optim, adamw_matches_formula_and_skips_decay_on_norms)
 {
-    ModelConfig mc = {MODEL_MLP, 1, 0, 2, 1, 2, 2, 0};
+    ModelConfig mc = {.kind = MODEL_MLP, .n_layer = 1, .n_embd = 2, .seq_len = 1, .vocab = 2,
+                      .in_dim = 2};
     Model m;
     Err e;
     cr_assert_eq(model_init(&m, &mc, 1, 1, &e), 0, "%s", e.msg);
@@ -118,7 +120,8 @@ Test(optim, adamw_matches_formula_and_skips_decay_on_norms)
 
 Test(optim, sgd_momentum_accumulates)
 {
-    ModelConfig mc = {MODEL_MLP, 1, 0, 2, 1, 2, 2, 0};
+    ModelConfig mc = {.kind = MODEL_MLP, .n_layer = 1, .n_embd = 2, .seq_len = 1, .vocab = 2,
+                      .in_dim = 2};
     Model m;
     Err e;
     cr_assert_eq(model_init(&m, &mc, 1, 1, &e), 0);

@@ -113,9 +113,12 @@ static void shard_matches_whole(ModelConfig c, int tp)
 
 Test(zo, tp_shard_z_is_the_slice_of_the_whole)
 {
-    shard_matches_whole((ModelConfig){MODEL_GPT, 2, 4, 16, 8, 32, 0, 0}, 2);
-    shard_matches_whole((ModelConfig){MODEL_GPT, 1, 4, 16, 8, 32, 0, 0}, 4);
-    shard_matches_whole((ModelConfig){MODEL_MLP, 2, 0, 8, 3, 5, 0, 0}, 2);
+    shard_matches_whole((ModelConfig){.kind = MODEL_GPT, .n_layer = 2, .n_head = 4, .n_embd = 16,
+                                      .seq_len = 8, .vocab = 32}, 2);
+    shard_matches_whole((ModelConfig){.kind = MODEL_GPT, .n_layer = 1, .n_head = 4, .n_embd = 16,
+                                      .seq_len = 8, .vocab = 32}, 4);
+    shard_matches_whole((ModelConfig){.kind = MODEL_MLP, .n_layer = 2, .n_embd = 8, .seq_len = 3,
+                                      .vocab = 5}, 2);
 }
 
 Test(zo, codes_round_clamp_and_skip)
@@ -210,16 +213,19 @@ static void streaming_matches_reference(ModelConfig c, ModelShard sh, int use_ma
 Test(zo, streaming_update_equals_the_accumulator_definition)
 {
     /* 4096-element pieces: the 64-wide fc matrix of 256 x 64 has several */
-    ModelConfig gpt = {MODEL_GPT, 1, 2, 64, 4, 40, 0, 0};
+    ModelConfig gpt = {.kind = MODEL_GPT, .n_layer = 1, .n_head = 2, .n_embd = 64, .seq_len = 4,
+                       .vocab = 40};
     const ModelShard half = {.tp_rank = 1, .tp_size = 2, .last_block = -1, .slots = 1};
     streaming_matches_reference(gpt, model_shard_whole(0), 0);
     streaming_matches_reference(gpt, model_shard_whole(0), 1);
     streaming_matches_reference(gpt, half, 0);
-    streaming_matches_reference((ModelConfig){MODEL_MLP, 2, 0, 8, 3, 5, 0, 0},
+    streaming_matches_reference((ModelConfig){.kind = MODEL_MLP, .n_layer = 2, .n_embd = 8,
+                                              .seq_len = 3, .vocab = 5},
                                 half, 1);
     /* 300 positions, a context of 4: wpe's rows 4..299 take the decay alone
      * (its 4800 elements: a piece partly read, then one not read at all) */
-    ModelConfig longer = {MODEL_GPT, 1, 2, 16, 4, 40, 0, 300};
+    ModelConfig longer = {.kind = MODEL_GPT, .n_layer = 1, .n_head = 2, .n_embd = 16, .seq_len = 4,
+                          .vocab = 40, .positions = 300};
     streaming_matches_reference(longer, model_shard_whole(0), 0);
     streaming_matches_reference(longer, half, 0);
 }
@@ -228,7 +234,8 @@ Test(zo, rows_past_the_context_get_no_step)
 {
     Err e;
     Model m;
-    ModelConfig c = {MODEL_GPT, 1, 2, 16, 4, 40, 0, 8};
+    ModelConfig c = {.kind = MODEL_GPT, .n_layer = 1, .n_head = 2, .n_embd = 16, .seq_len = 4,
+                     .vocab = 40, .positions = 8};
     ModelShard whole = model_shard_whole(0);
     cr_assert_eq(model_init_shard(&m, &c, &whole, 1, 1, &e), 0, "%s", e.msg);
     const ParamInfo *wpe = model_find_tensor(&m, "wpe");
@@ -330,9 +337,12 @@ static void same_trajectory(ModelConfig c, int B)
 
 Test(zo, trajectory_unchanged_by_the_memory_rework)
 {
-    same_trajectory((ModelConfig){MODEL_GPT, 3, 2, 32, 16, 41, 0, 0}, 2);
-    same_trajectory((ModelConfig){MODEL_GPT, 1, 2, 8, 256, 40000, 0, 0}, 2); /* vocabulary tiles */
-    same_trajectory((ModelConfig){MODEL_MLP, 2, 0, 16, 4, 7, 0, 0}, 3);
+    same_trajectory((ModelConfig){.kind = MODEL_GPT, .n_layer = 3, .n_head = 2, .n_embd = 32,
+                                  .seq_len = 16, .vocab = 41}, 2);
+    same_trajectory((ModelConfig){.kind = MODEL_GPT, .n_layer = 1, .n_head = 2, .n_embd = 8,
+                                  .seq_len = 256, .vocab = 40000}, 2); /* vocabulary tiles */
+    same_trajectory((ModelConfig){.kind = MODEL_MLP, .n_layer = 2, .n_embd = 16, .seq_len = 4,
+                                  .vocab = 7}, 3);
 }
 
 static const char *journal_file(const char *name)

@@ -246,8 +246,9 @@ static int read_hf_config(const char *dir, ModelConfig *mc, Err *e)
     if (h.n_inner >= 0 && h.n_inner != 4 * h.n_embd)
         return err_set(e, "%s: n_inner %lld: mpitrain's MLP is 4 x n_embd = %lld wide; mpitrain's "
                           "GPT would not compute this model exactly", path, h.n_inner, 4 * h.n_embd);
-    *mc = (ModelConfig){MODEL_GPT, (int)h.n_layer, (int)h.n_head, (int)h.n_embd,
-                        (int)h.n_positions, (int)h.vocab, 0, (int)h.n_positions};
+    *mc = (ModelConfig){.kind = MODEL_GPT, .n_layer = (int)h.n_layer, .n_head = (int)h.n_head,
+                        .n_embd = (int)h.n_embd, .seq_len = (int)h.n_positions,
+                        .vocab = (int)h.vocab, .positions = (int)h.n_positions};
     return 0;
 }
 
@@ -427,7 +428,8 @@ static int open_llmc(const char *path, Gpt2Source *s, Err *e)
     s->llmc_version = h[1];
     snprintf(s->dtype, sizeof s->dtype, "%s", h[1] == 5 ? "BF16" : "F32");
     s->llmc_vp = h[7];
-    s->model = (ModelConfig){MODEL_GPT, h[4], h[5], h[6], h[2], h[3], 0, h[2]};
+    s->model = (ModelConfig){.kind = MODEL_GPT, .n_layer = h[4], .n_head = h[5], .n_embd = h[6],
+                             .seq_len = h[2], .vocab = h[3], .positions = h[2]};
     uint64_t want = LLMC_MODEL_HEADER_BYTES + (uint64_t)llmc_total(&s->model, h[7]) * (h[1] == 3 ? 4 : 2);
     if (size != want)
         return err_set(e, "%s: %llu bytes, but its header (L %d, C %d, maxT %d, Vp %d, version %d) "

@@ -42,8 +42,9 @@ void ckpt_manifest_pb_free(CkptManifestPB *pb) { settings_pb_free(&pb->settings)
 
 static ModelConfig model_config_from_pb(const Mpitrain__ModelConfigPB *m)
 {
-    return (ModelConfig){(ModelKind)m->kind, m->n_layer, m->n_head, m->n_embd,
-                         m->seq_len, m->vocab, m->in_dim, m->positions};
+    return (ModelConfig){.kind = (ModelKind)m->kind, .n_layer = m->n_layer, .n_head = m->n_head,
+                         .n_embd = m->n_embd, .seq_len = m->seq_len, .vocab = m->vocab,
+                         .in_dim = m->in_dim, .positions = m->positions};
 }
 
 /* An unknown optimizer name reads as adamw, as it always did. */
