@@ -6,7 +6,10 @@
  *                 it runs), then the streaming update from K codes
  *                 (K = machines x samples whose z every rank regenerates).
  * Also the Rademacher generation rate. Prints figures, asserts nothing.
- * usage: bench_zo [--threads T] [--codes K] [--reps N] [--shape ref|25m|gpt2] [--cpu-time] */
+ * Shapes: ref (the reference GPT), 25m, gpt2 (GPT-2 124M, T=1024, B=1), and
+ * the llama family's smol (SmolLM2-135M) and qwen05b (Qwen2.5-0.5B), T=1024,
+ * B=1, random weights.
+ * usage: bench_zo [--threads T] [--codes K] [--reps N] [--shape ref|25m|gpt2|smol|qwen05b] [--cpu-time] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +60,14 @@ int main(int argc, char **argv)
     if (!strcmp(shape, "gpt2")) c = (ModelConfig){.kind = MODEL_GPT, .n_layer = 12, .n_head = 12,
                                                   .n_embd = 768, .seq_len = 1024,
                                                   .vocab = 50257}, B = 1;
+    if (!strcmp(shape, "smol")) c = (ModelConfig){.kind = MODEL_LLAMA, .n_layer = 30, .n_head = 9,
+                                                  .n_kv_head = 3, .n_embd = 576,
+                                                  .mlp_hidden = 1536, .seq_len = 1024,
+                                                  .vocab = 49152}, B = 1;
+    if (!strcmp(shape, "qwen05b")) c = (ModelConfig){.kind = MODEL_LLAMA, .n_layer = 24,
+                                                     .n_head = 14, .n_kv_head = 2, .n_embd = 896,
+                                                     .mlp_hidden = 4864, .seq_len = 1024,
+                                                     .vocab = 151936, .qkv_bias = 1}, B = 1;
     const int T = c.seq_len;
     ModelShard lean = model_shard_whole(1);
     Model m;

@@ -2,7 +2,7 @@
 # shellcheck disable=SC2034,SC2154 # sourced: variables come from and go to the script
 # Shared set-up of the benchmark scripts (sourced, not run). Before sourcing,
 # set NAME (used in messages and the temp dir) and `here` (the bench dir).
-# Gives: repo, bin, local_launch, py, data, die, a work dir removed on exit
+# Gives: repo, bin, local_launch, py, data, die, timed, wall_s, a work dir removed on exit
 # unless KEEP=1, and the default KJV token file made if missing.
 # Optional, set before sourcing:
 #   work_dir=DIR    work in DIR (made if missing, never removed) instead of a
@@ -26,6 +26,21 @@ args_of() { echo "$TABLE" | awk -v n="$1" '$1 == n {$1 = ""; print; f = 1} END {
 check_names() {
   local n
   for n in "$@"; do args_of "$n" > /dev/null || die "no run $n (known: $(echo "$TABLE" | awk '{printf "%s ", $1}'))"; done
+}
+# timed OUT CMD...: peak RSS in MB (/usr/bin/time -v's maximum resident set)
+# of CMD, its output in OUT.log and /usr/bin/time's in OUT.time; dies with
+# the last lines on a failure. wall_s OUT: that run's elapsed seconds.
+timed() {
+  local out=$1
+  shift
+  if ! /usr/bin/time -v -o "$out.time" "$@" > "$out.log" 2>&1; then
+    tail -5 "$out.log" >&2
+    die "failed: $*"
+  fi
+  awk -F': ' '/Maximum resident set size/ { printf "%.0f", $2 / 1024 }' "$out.time"
+}
+wall_s() {
+  awk -F': ' '/Elapsed \(wall clock\)/ { n = split($2, p, ":"); for (i = 1; i <= n; i++) w = w * 60 + p[i]; printf "%.1f", w }' "$1.time"
 }
 [ -x "$bin" ] || die "$bin not found; build first (launch/setup.sh) or set MPITRAIN_BIN"
 

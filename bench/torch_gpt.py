@@ -7,11 +7,12 @@ Prints the first and last step loss, then one summary line:
 """
 import argparse
 import math
-import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from torch_common import adamw, batcher, read_u16, train
 
 
 class Block(nn.Module):
@@ -88,42 +89,14 @@ def main():
     B, T = a.batch, a.seq_len
     model = GPT(a.vocab, T, a.embd, a.layers, a.heads)
     params = sum(t.numel() for t in model.parameters())
-    decay = [t for t in model.parameters() if t.dim() >= 2]
-    no_decay = [t for t in model.parameters() if t.dim() < 2]
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=3e-4, betas=(0.9, 0.95), eps=1e-8)
-
+    opt = adamw(model)
     data = None
     if a.tokens_u16:
-        import numpy as np
-        data = torch.from_numpy(np.fromfile(a.tokens_u16, dtype="<u2").astype("int64"))
+        data = read_u16(a.tokens_u16)
     elif a.data:
         with open(a.data, "rb") as f:
             data = torch.frombuffer(bytearray(f.read()), dtype=torch.uint8).long() % a.vocab
-
-    def batch():
-        if data is None:
-            x = torch.randint(a.vocab, (B, T + 1))
-        else:
-            starts = torch.randint(len(data) - T - 1, (B,))
-            x = torch.stack([data[s:s + T + 1] for s in starts.tolist()])
-        return x[:, :-1].contiguous(), x[:, 1:].contiguous()
-
-    losses, t0 = [], None
-    for step in range(a.steps):
-        if step == a.warmup:
-            t0 = time.perf_counter()
-        x, y = batch()
-        loss = model(x, y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    timed = a.steps - a.warmup
-    if t0 is None or timed <= 0:
-        raise SystemExit("need --steps > --warmup")
-    dt = (time.perf_counter() - t0) / timed
+    losses, dt = train(model, opt, batcher(data, a.vocab, B, T), a.steps, a.warmup)
     print(f"first_loss={losses[0]:.4f}")
     print(f"last_loss={losses[-1]:.4f}")
     print(f"torch: tokens_per_s={B * T / dt:.1f} ms_per_step={dt * 1e3:.1f} "

@@ -26,6 +26,13 @@
 # a run fails.
 # env: SHAPE (ref), ROUNDS (2), MPI_STEPS (25; gpt2 6), TORCH_STEPS (20;
 # gpt2 6), TORCH_THREADS ("1 2"), KEEP=1 keeps the run dirs.
+#
+# CPU_TIME=1 measures instead what a machine other jobs share can still
+# tell: the CPU seconds of one step of each peer on ONE thread (mpitrain
+# --threads 1; torch with 1 torch thread and OPENBLAS_NUM_THREADS=1), from
+# two runs of each that differ by CPU_STEPS steps (8; gpt2 2), so start-up,
+# imports and the final checkpoint cancel; best of ROUNDS, alternating. It
+# says how the engines compare, not how two threads scale.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 NAME=train_vs_torch
@@ -133,6 +140,40 @@ run_torch() {
   echo "$tps $ms $(cat "$work/torch-$tag.rss") $th" > "$work/torch-$tag.txt"
   printf '   run %d torch (%d threads): %8.1f tok/s  %7.1f ms/step  rss %s MB\n' "$i" "$th" "$tps" "$ms" "$(cat "$work/torch-$tag.rss")"
 }
+
+# user + system CPU seconds of "$@"
+cpu_s() {
+  /usr/bin/time -f "%U %S" -o "$work/cpu.txt" "$@" > "$work/cpu.log" 2>&1 \
+    || { tail -5 "$work/cpu.log" >&2; die "failed: $*"; }
+  awk '{ print $1 + $2 }' "$work/cpu.txt"
+}
+
+if [ "${CPU_TIME:-0}" = 1 ]; then
+  k=${CPU_STEPS:-$([ "$shape" = gpt2 ] && echo 2 || echo 8)}
+  [ -x /usr/bin/time ] || die "/usr/bin/time not found (package time)"
+  best_m=1e9 best_t=1e9
+  for i in $(seq 1 "$rounds"); do
+    mpi() {
+      cpu_s "$bin" train --threads 1 --steps "$1" --eval-every 0 --save-every 0 --quiet \
+        "${model[@]}" "${data_args[@]}" --out "$work/cpu-mpitrain-$1-$i"
+    }
+    tor() {
+      OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 cpu_s "$py" "$here/torch_gpt.py" --threads 1 \
+        --steps "$1" --warmup 1 "${torch_model[@]}" "${torch_data[@]}"
+    }
+    m1=$(mpi 2) m2=$(mpi $((2 + k))) t1=$(tor 2) t2=$(tor $((2 + k)))
+    read -r m t < <(awk -v a="$m1" -v b="$m2" -v c="$t1" -v d="$t2" -v k="$k" \
+      'BEGIN { printf "%.4f %.4f\n", (b - a) / k, (d - c) / k }')
+    printf '   round %d: CPU s/step on 1 thread: mpitrain %.3f  torch %.3f  (ratio %.2f)\n' \
+      "$i" "$m" "$t" "$(awk -v m="$m" -v t="$t" 'BEGIN { print t / m }')"
+    best_m=$(awk -v a="$best_m" -v b="$m" 'BEGIN { print (b < a ? b : a) }')
+    best_t=$(awk -v a="$best_t" -v b="$t" 'BEGIN { print (b < a ? b : a) }')
+  done
+  awk -v m="$best_m" -v t="$best_t" -v d="$describe" 'BEGIN {
+    printf "train_vs_torch: cpu_time=1 shape=%s mpitrain_cpu_s_per_step=%.3f torch_cpu_s_per_step=%.3f ratio=%.2f\n",
+      d, m, t, t / m }'
+  exit 0
+fi
 
 for i in $(seq 1 "$rounds"); do
   run_mpitrain "$i"

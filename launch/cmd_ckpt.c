@@ -1,4 +1,5 @@
 /* `mpitrain ckpt <subcommand>`: inspect and convert checkpoints. */
+#include <ctype.h>
 #include <inttypes.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -16,7 +17,8 @@
 #include "worker/ckpt/safetensors.h"
 #include "worker/method/zo/replay.h"
 #include "worker/ckpt/reshard.h"
-#include "worker/ckpt/gpt2io.h"
+#include "worker/ckpt/hfio.h"
+#include "worker/ckpt/llamaio.h"
 #include "worker/config/config.h"
 #include "worker/data/bpe.h"
 #include "worker/loop/rundir.h"
@@ -35,8 +37,8 @@ static int ckpt_import(int argc, char **argv);
 
 static const CkptSubcommand SUBCOMMANDS[] = {
     {"info", ckpt_info, "print a checkpoint's manifest: configs, step, layout, tensors"},
-    {"export", ckpt_export, "write the weights as .safetensors, a Hugging Face GPT-2 dir or an llm.c file"},
-    {"import", ckpt_import, "make a checkpoint from a Hugging Face GPT-2 dir or an llm.c model file"},
+    {"export", ckpt_export, "write the weights as .safetensors, a Hugging Face dir or an llm.c file"},
+    {"import", ckpt_import, "make a checkpoint from a Hugging Face dir (GPT-2, Llama, Qwen2/3, Mistral) or an llm.c file"},
     {"replay", ckpt_replay, "rebuild a ZO run's exact weights from a base checkpoint + journal"},
     {"reshard", ckpt_reshard_cmd, "rewrite a checkpoint for another dp x tp x pp / ZeRO layout"},
     {0},
@@ -148,7 +150,16 @@ static void print_manifest(const char *dir, const Mpitrain__Manifest *mf, const 
     const TransformerDesc *d = model_transformer(c);
     if (d && d->pos == POS_LEARNED && model_positions(c) != c->seq_len)
         printf(", positions %d", model_positions(c));
+    if (d == &LLAMA_TRANSFORMER) {
+        TransformerShape ts = transformer_shape(c);
+        printf(", kv-heads %d, head-dim %d, mlp %d%s%s", ts.n_kv_head, ts.head_dim, ts.mlp_hidden,
+               ts.qk_norm ? ", qk-norm" : "", ts.tied_head ? "" : ", untied head");
+    }
     printf("\n");
+    /* what an HF export writes back (an import of a llama-family class) */
+    if (meta->source_arch[0])
+        printf("source         %s, %s\n", meta->source_arch,
+               meta->source_dtype[0] ? meta->source_dtype : "F32");
     if (mf->optim || mf->n_settings) {
         const OptimConfig *o = &meta->cfg.optim;
         const char *name = !mf->optim ? optim_name(o->kind) : mf->optim->name ? mf->optim->name : "?";
@@ -275,6 +286,7 @@ typedef struct {
     int format; /* index into EXPORT_FORMATS */
     char out[PATH_LEN];
     int dtype;  /* index into EXPORT_DTYPES; -1 = the one the model came in */
+    char max_shard[32]; /* hf: --max-shard-size as typed */
 } ExportArgs;
 
 /* --dtype's choices, as safetensors names them */
@@ -292,6 +304,10 @@ static const OptSpec EXPORT_OPTS[] = {
     {"dtype", OT_CHOICE, offsetof(ExportArgs, dtype), 0, NULL,
      "hf: the weights' dtype (default: the one the model came in at import, f32 for a model "
      "trained from scratch)", "f32|f16|bf16", 1, 0, NULL},
+    {"max-shard-size", OT_STR, offsetof(ExportArgs, max_shard), sizeof(((ExportArgs *)0)->max_shard),
+     "SIZE", "hf, llama family: larger weights go into shards of at most SIZE with "
+     "model.safetensors.index.json, as transformers' max_shard_size (5GB = 5*10^9 bytes, 5GiB = "
+     "5*2^30; a plain number is bytes)", NULL, 1, 0, "5GB"},
     {0},
 };
 
@@ -316,6 +332,35 @@ static int export_safetensors(const Model *m, const CkptMeta *meta, const char *
     return safetensors_write(out, m, kv, pairs, e);
 }
 
+/* transformers' size strings: "5GB" (10^9), "500MB", "2GiB" (2^30), "123"
+ * (bytes); 0 when it does not parse or is below 1 byte. */
+static uint64_t parse_shard_size(const char *s)
+{
+    static const struct { const char *unit; double mult; } UNITS[] = {
+        {"", 1}, {"B", 1}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12},
+        {"KIB", 1024.0}, {"MIB", 1048576.0}, {"GIB", 1073741824.0}, {"TIB", 1099511627776.0}};
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || !(v > 0)) return 0;
+    char unit[8];
+    if (strlen(end) >= sizeof unit) return 0;
+    snprintf(unit, sizeof unit, "%s", end);
+    for (char *p = unit; *p; p++) *p = (char)toupper((unsigned char)*p);
+    for (size_t i = 0; i < sizeof UNITS / sizeof UNITS[0]; i++)
+        if (!strcmp(unit, UNITS[i].unit))
+            return v * UNITS[i].mult >= 1 && v * UNITS[i].mult < 1.8e19 ? (uint64_t)(v * UNITS[i].mult) : 0;
+    return 0;
+}
+
+/* The HF directory of the model's family. */
+static int export_hf(const Model *m, const CkptMeta *meta, const ExportArgs *a, const char *tok,
+                     const char *dtype, Err *e)
+{
+    if (model_transformer(&m->cfg) != &LLAMA_TRANSFORMER) return gpt2_export_hf(m, tok, dtype, a->out, e);
+    LlamaExport x = {dtype, meta->source_arch, tok, parse_shard_size(a->max_shard)};
+    return llama_export_hf(m, &x, a->out, e);
+}
+
 static int export_to(const char *dir, const CkptMeta *meta, const ExportArgs *a, Err *e)
 {
     int format = a->format;
@@ -333,7 +378,7 @@ static int export_to(const char *dir, const CkptMeta *meta, const ExportArgs *a,
         rc = export_safetensors(&m, meta, out, e);
     } else if (format == EXPORT_HF) {
         rc = path_fmt(tok, sizeof tok, e, "%s/%s", dir, CKPT_TOKENIZER_SUBDIR);
-        if (!rc) rc = gpt2_export_hf(&m, tok, dtype, out, e);
+        if (!rc) rc = export_hf(&m, meta, a, tok, dtype, e);
     } else {
         rc = gpt2_export_llmc(&m, out, e);
     }
@@ -346,19 +391,26 @@ static int export_to(const char *dir, const CkptMeta *meta, const ExportArgs *a,
 
 static int ckpt_export(int argc, char **argv)
 {
-    ExportArgs a = {0, "", -1};
+    ExportArgs a = {0, "", -1, "5GB"};
     const char *path = NULL;
-    int rc = parse_sub("ckpt export", "mpitrain ckpt export DIR --format safetensors|hf|llmc --out PATH [--dtype f32|f16|bf16]",
+    int rc = parse_sub("ckpt export", "mpitrain ckpt export DIR --format safetensors|hf|llmc --out PATH [--dtype f32|f16|bf16] [--max-shard-size 5GB]",
                        "Writes the model weights of a checkpoint (shapes unsharded) to another "
                        "format, after\nchecking every checksum: safetensors with mpitrain's names "
-                       "(f32), a Hugging Face GPT-2 directory\n(config.json, generation_config.json, "
-                       "model.safetensors and, with the checkpoint's tokenizer,\nvocab.json, "
-                       "merges.txt and tokenizer_config.json), or an llm.c model file (f32).\nEach "
-                       "file appears whole or not at all.",
+                       "(f32), a Hugging Face directory\n(config.json, generation_config.json, "
+                       "model.safetensors or its shards and index and, with the\ncheckpoint's "
+                       "tokenizer, its files) of GPT2LMHeadModel or the class a llama-family model\n"
+                       "came as (LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, "
+                       "MistralForCausalLM), or an llm.c\nGPT-2 file (f32). Each file appears whole "
+                       "or not at all.",
                        EXPORT_OPTS, &a, argc, argv, &path);
     if (rc >= 0) return rc;
     if (!a.out[0]) {
         fprintf(stderr, "mpitrain ckpt export: --out PATH is required (see mpitrain ckpt export --help)\n");
+        return EXIT_USAGE;
+    }
+    if (a.format == EXPORT_HF && !parse_shard_size(a.max_shard)) {
+        fprintf(stderr, "mpitrain ckpt export: --max-shard-size %s: a size such as 5GB, 500MB, "
+                        "2GiB or a number of bytes\n", a.max_shard);
         return EXIT_USAGE;
     }
     if (a.dtype >= 0 && a.format != EXPORT_HF) {
@@ -398,10 +450,11 @@ static int ckpt_import(int argc, char **argv)
     OutDirArgs a = {"", 0};
     const char *src = NULL;
     int rc = parse_sub("ckpt import", "mpitrain ckpt import SRC --out DIR",
-                       "Makes a step-0 mpitrain checkpoint of GPT-2 weights: SRC is a Hugging Face "
-                       "GPT-2 directory\n(config.json + model.safetensors, or that .safetensors "
-                       "file) or an llm.c model file\n(gpt2_124M.bin). The shape comes from the "
-                       "source; anything mpitrain's GPT would not compute\nexactly is refused. "
+                       "Makes a step-0 mpitrain checkpoint: SRC is a Hugging Face directory "
+                       "(config.json +\nmodel.safetensors or model.safetensors.index.json and its "
+                       "shards, or that one .safetensors\nfile) of GPT-2, Llama, Qwen2, Qwen3 or "
+                       "Mistral, or an llm.c model file (gpt2_124M.bin).\nThe shape comes from the "
+                       "source; anything mpitrain would not compute exactly is refused\nby name. "
                        "Tokenizer files next to config.json go to <step>/tokenizer/.",
                        IMPORT_OPTS, &a, argc, argv, &src);
     if (rc >= 0) return rc;
@@ -410,26 +463,32 @@ static int ckpt_import(int argc, char **argv)
         return EXIT_USAGE;
     }
     Err e = {{0}};
-    Gpt2Source s;
+    WeightSource s;
     /* the default settings: the optimizer, seed and batch a later --resume
      * continues with */
     CkptMeta meta;
     ckpt_meta_init(&meta);
     char written[PATH_BUF], aside[PATH_BUF];
-    rc = gpt2_source_open(src, &s, &e);
-    if (!rc && s.kind == GPT2_SRC_CKPT)
+    rc = wsource_open(src, &s, &e);
+    if (!rc && s.kind == WSRC_CKPT)
         rc = err_set(&e, "%s is already an mpitrain checkpoint", src);
     int claimed = !rc && !ckpt_root_claim(a.out, a.overwrite, src, aside, sizeof aside, &e);
     if (!rc && !claimed) rc = EXIT_USAGE;
-    if (!rc) rc = gpt2_import(&s, a.out, &meta, written, sizeof written, &e);
+    if (!rc) rc = wsource_import(&s, a.out, &meta, written, sizeof written, &e);
     if (claimed) ckpt_root_settle(a.out, aside, rc);
     if (!rc) {
         const ModelConfig *c = &s.model;
-        printf("imported %s (%s): %d layers, %d heads, embd %d, seq-len %d, vocab %d -> %s\n", src,
-               gpt2_source_kind_name(s.kind), c->n_layer, c->n_head, c->n_embd, c->seq_len,
-               c->vocab, written);
+        if (s.kind == WSRC_HF_LLAMA)
+            printf("imported %s (Hugging Face %s, %s): %d layers, %d heads, %d kv-heads, embd %d, "
+                   "mlp %d, seq-len %d, vocab %d%s -> %s\n", src, s.arch, s.dtype, c->n_layer,
+                   c->n_head, c->n_kv_head, c->n_embd, c->mlp_hidden, c->seq_len, c->vocab,
+                   c->untied_head ? ", untied head" : "", written);
+        else
+            printf("imported %s (%s): %d layers, %d heads, embd %d, seq-len %d, vocab %d -> %s\n", src,
+                   wsource_kind_name(s.kind), c->n_layer, c->n_head, c->n_embd, c->seq_len,
+                   c->vocab, written);
     }
-    gpt2_source_close(&s);
+    wsource_close(&s);
     if (rc) {
         fprintf(stderr, "mpitrain ckpt import: %s\n", e.msg);
         return rc == EXIT_USAGE ? EXIT_USAGE : 1;

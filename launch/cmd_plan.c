@@ -39,18 +39,17 @@ static OptSpec *plan_table(void)
     return all;
 }
 
-/* The train settings a plan depends on: --help lists these with plan's
- * own. Every train flag is still accepted (and the rest ignored), so a
- * train command line can be planned as it is. */
+/* The train settings a plan depends on, besides the model's: --help lists
+ * these with plan's own. Every train flag is still accepted (and the rest
+ * ignored), so a train command line can be planned as it is. */
 static const char *const PLAN_USES[] = {
-    "config", "model", "layers", "heads", "embd", "seq-len", "vocab", "in-dim", "batch",
-    "optimizer", "zo-samples", "diloco", "diloco-overlap", "dp", "tp", "pp", "zero",
+    "config", "batch", "optimizer", "zo-samples", "diloco", "diloco-overlap", "dp", "tp", "pp", "zero",
     "micro-batches", "pp-schedule", "overlap", "threads", "link-probe", NULL,
 };
 
 static int plan_uses(const OptSpec *s, size_t i, size_t n_train)
 {
-    if (i >= n_train) return 1;
+    if (i >= n_train || train_config_is_model_setting(s)) return 1;
     for (const char *const *u = PLAN_USES; *u; u++)
         if (!strcmp(*u, s->name)) return 1;
     return 0;

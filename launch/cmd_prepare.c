@@ -23,8 +23,9 @@ static const OptSpec PREPARE_OPTS[] = {
     {"val-fraction", OT_FLOAT, offsetof(PrepareArgs, val_fraction), 0, "X",
      "share of the tokens (the end) kept for validation (0.05)", NULL, 1e-6, 0.9, NULL},
     {"tokenizer", OT_STR, offsetof(PrepareArgs, tokenizer), sizeof(((PrepareArgs *)0)->tokenizer),
-     "DIR", "GPT-2 BPE files (vocab.json + merges.txt or encoder.json + vocab.bpe); default: "
-     "byte-level, vocabulary 256", NULL, 1, 0, NULL},
+     "DIR", "tokenizer files (tokenizer.json + tokenizer_config.json, or GPT-2's vocab.json + "
+     "merges.txt or encoder.json + vocab.bpe); default: byte-level, vocabulary 256", NULL, 1, 0,
+     NULL},
     {"format", OT_CHOICE, offsetof(PrepareArgs, format), 0, "mptokens|llmc",
      "file to write: MPTOKENS, or llm.c's token file (needs --tokenizer; no split of its own)",
      "mptokens|llmc", 1, 0, "mptokens"},
@@ -114,8 +115,8 @@ int cmd_prepare(int argc, char **argv)
     if (rc) return rc;
     if (help) {
         opts_print_help(stdout, "mpitrain prepare [options] [TEXT_FILE...]",
-                        "Turns text files into a token file (byte-level, vocabulary 256, or GPT-2's "
-                        "BPE with --tokenizer) with a train/validation split.\nWithout files it "
+                        "Turns text files into a token file (byte-level, vocabulary 256, or the BPE "
+                        "of --tokenizer) with a train/validation split.\nWithout files it "
                         "prepares the King James Bible from Debian's bible-kjv package.",
                         PREPARE_OPTS);
         return 0;

@@ -90,8 +90,8 @@ static int open_vocab(const SampleArgs *a, const char *dir, int V, Vocab *v, Err
     *v = (Vocab){NULL, V, -1};
     if (!tdir && V > 256)
         return err_set(e, "%s: vocabulary %d needs a tokenizer and the checkpoint has none (no "
-                          "%s/); pass --tokenizer DIR with GPT-2's vocab.json + merges.txt "
-                          "(or encoder.json + vocab.bpe)",
+                          "%s/); pass --tokenizer DIR with tokenizer.json, or GPT-2's "
+                          "vocab.json + merges.txt (or encoder.json + vocab.bpe)",
                        dir, V, own);
     if (!tdir) return 0;
     if (!(v->bpe = bpe_load(tdir, e))) return err_wrap(e, "tokenizer");
@@ -102,13 +102,16 @@ static int open_vocab(const SampleArgs *a, const char *dir, int V, Vocab *v, Err
     return 0;
 }
 
-/* The prompt's ids (malloc'd into *ids); an empty prompt starts from
+/* The prompt's ids (malloc'd into *ids), with the special tokens a text
+ * gets (Llama's BOS); an empty prompt starts from those, else from
  * end-of-text (tokenizer) or a newline (bytes). */
 static int encode_prompt(const Vocab *v, const char *text, int V, int **ids, size_t *n, Err *e)
 {
     size_t len = strlen(text), cap = 0;
     *ids = NULL;
     *n = 0;
+    if (v->bpe && len == 0 && bpe_encode_doc(v->bpe, "", 0, ids, n, &cap, e)) return -1;
+    if (*n) return 0;
     if (v->bpe && len == 0 && v->eot >= 0) {
         if (!(*ids = malloc(sizeof **ids))) return err_set(e, "out of memory");
         (*ids)[(*n)++] = v->eot;
@@ -118,7 +121,7 @@ static int encode_prompt(const Vocab *v, const char *text, int V, int **ids, siz
         return err_set(e, "vocabulary %d has no newline to start from; pass --prompt", V);
     if (len == 0) text = "\n", len = 1;
     if (v->bpe) {
-        if (bpe_encode(v->bpe, text, len, ids, n, &cap, e)) return err_wrap(e, "--prompt");
+        if (bpe_encode_doc(v->bpe, text, len, ids, n, &cap, e)) return err_wrap(e, "--prompt");
     } else {
         if (!(*ids = malloc(len * sizeof **ids))) return err_set(e, "out of memory");
         bytes_to_tokens(text, len, *ids);
@@ -227,13 +230,25 @@ static void state_free(SampleState *s)
     if (s->model_ok) model_free(&s->m);
 }
 
-static int load_model(SampleState *s, const SampleArgs *a, const char *dir, const CkptMeta *meta,
-                      Err *e)
+/* The context a sample builds: every position a position table keeps,
+ * also past the shorter context the model was last trained at; under
+ * rotary positions (no table, up to 2^30 of them) what the prompt and the
+ * new tokens need, at most the model's positions: a context of all of
+ * Llama 3.2's 131072 would cost the decoder a (T,T) score block. */
+static int sample_context(const ModelConfig *c, size_t need)
 {
-    /* the context may use every position the model keeps, also past the
-     * shorter one it was last trained at */
+    int positions = model_positions(c);
+    if (model_transformer(c)->pos == POS_LEARNED) return positions;
+    size_t ctx = need < 1 ? 1 : need;
+    if (ctx > (size_t)positions) ctx = (size_t)positions;
+    return ctx > MODEL_MAX_SEQ_LEN ? MODEL_MAX_SEQ_LEN : (int)ctx;
+}
+
+static int load_model(SampleState *s, const SampleArgs *a, const char *dir, const CkptMeta *meta,
+                      size_t n_prompt, Err *e)
+{
     ModelConfig full = meta->cfg.model;
-    if (model_transformer(&full)) full.seq_len = model_positions(&meta->cfg.model);
+    full.seq_len = sample_context(&full, n_prompt + (size_t)a->tokens);
     const ModelConfig *c = &full;
     CkptWhole how = {.max_batch = 1, .forward_only = 1};
     if (ckpt_load_whole(dir, c, &how, &s->m, e)) return -1;
@@ -306,7 +321,7 @@ static int run_sample(const SampleArgs *a, Err *e)
     size_t n_prompt = 0;
     int rc = open_vocab(a, dir, c->vocab, &s.voc, e);
     if (!rc) rc = encode_prompt(&s.voc, a->prompt, c->vocab, &s.ids, &n_prompt, e);
-    if (!rc) rc = load_model(&s, a, dir, &meta, e);
+    if (!rc) rc = load_model(&s, a, dir, &meta, n_prompt, e);
     if (!rc) {
         fwrite(a->prompt, 1, strlen(a->prompt), stdout);
         fflush(stdout);

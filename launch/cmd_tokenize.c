@@ -1,5 +1,6 @@
-/* `mpitrain tokenize`: text -> GPT-2 token ids (or, with --decode, ids ->
- * the bytes of the text) with the BPE files of a tokenizer directory. */
+/* `mpitrain tokenize`: text -> token ids (or, with --decode, ids -> the
+ * bytes of the text) with the tokenizer of a directory (worker/data/bpe.h:
+ * tokenizer.json, or GPT-2's file pairs). */
 #include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -13,13 +14,17 @@
 
 typedef struct {
     char tokenizer[PATH_LEN];
-    int decode, bench;
+    int decode, bench, no_special;
 } TokenizeArgs;
 
 #define F(field) offsetof(TokenizeArgs, field)
 static const OptSpec TOKENIZE_OPTS[] = {
     {"tokenizer", OT_STR, F(tokenizer), sizeof(((TokenizeArgs *)0)->tokenizer), "DIR",
-     "directory with vocab.json + merges.txt or encoder.json + vocab.bpe (required)", NULL, 1, 0, NULL},
+     "directory with tokenizer.json (+ tokenizer_config.json), or vocab.json + merges.txt, or "
+     "encoder.json + vocab.bpe (required)", NULL, 1, 0, NULL},
+    {"no-special", OT_FLAG, F(no_special), 0, NULL,
+     "leave out the special tokens a text gets (tokenizer.json's template, such as Llama's "
+     "BOS; add_special_tokens=False)", NULL, 1, 0, NULL},
     {"decode", OT_FLAG, F(decode), 0, NULL,
      "read token ids (separated by blanks) and write the bytes they stand for", NULL, 1, 0, NULL},
     {"bench", OT_FLAG, F(bench), 0, NULL,
@@ -94,7 +99,8 @@ static int encode(const Bpe *b, const TokenizeArgs *a, const char *text, size_t 
     int *ids = NULL;
     size_t n = 0, cap = 0;
     double t0 = now_s();
-    int rc = bpe_encode(b, text, len, &ids, &n, &cap, e);
+    int rc = a->no_special ? bpe_encode(b, text, len, &ids, &n, &cap, e)
+                           : bpe_encode_doc(b, text, len, &ids, &n, &cap, e);
     double dt = now_s() - t0;
     if (!rc && a->bench)
         fprintf(stderr, "tokenize: %zu bytes -> %zu tokens in %.3f s: %.2f MB/s (PCRE2 %s)\n", len,
@@ -104,57 +110,38 @@ static int encode(const Bpe *b, const TokenizeArgs *a, const char *text, size_t 
     return rc;
 }
 
-typedef struct {
-    char *p;
-    size_t len, cap;
-} Bytes;
-
-static int bytes_add(Bytes *o, const unsigned char *p, size_t n, Err *e)
-{
-    if (o->len + n > o->cap) {
-        size_t cap = o->cap ? o->cap : 1 << 16;
-        while (cap < o->len + n) cap *= 2;
-        char *q = realloc(o->p, cap);
-        if (!q) return err_set(e, "out of memory (%zu bytes)", cap);
-        o->p = q;
-        o->cap = cap;
-    }
-    memcpy(o->p + o->len, p, n);
-    o->len += n;
-    return 0;
-}
-
-/* Blank-separated ids -> the bytes of their tokens; nothing is written
+/* Blank-separated ids -> the text they stand for; nothing is written
  * unless every id is good. */
-static int decode_ids(const Bpe *b, const char *name, const char *text, Bytes *out, Err *e)
+static int decode(const Bpe *b, const char *name, const char *text, Err *e)
 {
-    const char *p = text;
-    for (size_t item = 1;; item++) {
+    int *ids = NULL;
+    size_t n = 0, cap = 0;
+    int rc = 0;
+    for (const char *p = text; !rc;) {
         while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') p++;
-        if (!*p) return 0;
+        if (!*p) break;
         char *end;
         errno = 0;
         long id = strtol(p, &end, 10);
-        size_t len;
+        size_t at = n + 1;
         if (end == p || errno || !strchr(" \t\r\n", *end))
-            return err_set(e, "%s: item %zu \"%.*s\" is not a token id", name, item,
-                           (int)(strcspn(p, " \t\r\n") > 20 ? 20 : strcspn(p, " \t\r\n")), p);
-        const unsigned char *bytes = bpe_token_bytes(b, id < 0 || id > 1L << 30 ? -1 : (int)id, &len);
-        if (!bytes)
-            return err_set(e, "%s: item %zu: token id %ld is outside the vocabulary (0..%d)", name, item,
-                           id, bpe_vocab_size(b) - 1);
-        if (bytes_add(out, bytes, len, e)) return -1;
+            rc = err_set(e, "%s: item %zu \"%.*s\" is not a token id", name, at,
+                         (int)(strcspn(p, " \t\r\n") > 20 ? 20 : strcspn(p, " \t\r\n")), p);
+        else if (!bpe_token_bytes(b, id < 0 || id > 1L << 30 ? -1 : (int)id, &(size_t){0}))
+            rc = err_set(e, "%s: item %zu: token id %ld is outside the vocabulary (0..%d)", name, at,
+                         id, bpe_vocab_size(b) - 1);
+        else if (n == cap && !(ids = realloc(ids, (cap = cap ? 2 * cap : 4096) * sizeof *ids)))
+            rc = err_set(e, "out of memory (%zu ids)", cap);
+        else ids[n++] = (int)id;
         p = end;
     }
-}
-
-static int decode(const Bpe *b, const char *name, const char *text, Err *e)
-{
-    Bytes out = {0};
-    int rc = decode_ids(b, name, text, &out, e);
-    if (!rc && ((out.len && fwrite(out.p, 1, out.len, stdout) != out.len) || fflush(stdout)))
+    unsigned char *out = NULL;
+    size_t len = 0;
+    if (!rc) rc = bpe_decode(b, ids, n, &out, &len, e);
+    if (!rc && ((len && fwrite(out, 1, len, stdout) != len) || fflush(stdout)))
         rc = err_set(e, "writing to stdout failed");
-    free(out.p);
+    free(out);
+    free(ids);
     return rc;
 }
 
@@ -180,16 +167,18 @@ static int run(const TokenizeArgs *a, const char *path, Err *e)
 
 int cmd_tokenize(int argc, char **argv)
 {
-    TokenizeArgs a = {{0}, 0, 0};
+    TokenizeArgs a = {{0}, 0, 0, 0};
     const char *inputs[2];
     int n_in = 0, help = 0;
     int rc = opts_parse("tokenize", TOKENIZE_OPTS, &a, argc, argv, 1, inputs, 2, &n_in, &help);
     if (rc) return rc;
     if (help) {
         opts_print_help(stdout, "mpitrain tokenize --tokenizer DIR [--decode] [FILE]",
-                        "Prints the GPT-2 token ids of FILE (or stdin) on one line, space-separated; "
-                        "the same ids as tiktoken's gpt2 encoding\n(<|endoftext|> in the text is "
-                        "ordinary text). --decode turns ids back into the text's bytes.",
+                        "Prints the token ids of FILE (or stdin) on one line, space-separated: "
+                        "tokenizer.json's as Hugging Face tokenizers'\nencode (special tokens in the "
+                        "text are matched; the template's, such as BOS, added unless --no-special); "
+                        "GPT-2's\nfile pairs' as tiktoken's gpt2 encoding (<|endoftext|> in the text "
+                        "is ordinary text). --decode turns ids back\ninto the text's bytes.",
                         TOKENIZE_OPTS);
         return 0;
     }

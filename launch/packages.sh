@@ -5,11 +5,12 @@
 # of these packages alone).
 
 # to build and run (launch/run.sh): compiler, MPI, BLAS, protobuf-c,
-# Criterion, libfabric, PCRE2 (the GPT-2 tokenizer's pattern), the default
-# text (bible-kjv) and gnuplot for `mpitrain plot`
+# Criterion, libfabric, PCRE2 (the tokenizers' patterns), utf8proc
+# (tokenizer.json's NFC), the default text (bible-kjv) and gnuplot for
+# `mpitrain plot`
 BUILD_PACKAGES=(build-essential cmake pkg-config openmpi-bin libopenmpi-dev
                 libopenblas-openmp-dev libprotobuf-c-dev protobuf-c-compiler
-                libcriterion-dev libfabric-dev libpcre2-dev bible-kjv
+                libcriterion-dev libfabric-dev libpcre2-dev libutf8proc-dev bible-kjv
                 gnuplot-nox)
 
 # to test (launch/test.sh) besides: PyTorch reads the exports and checks the

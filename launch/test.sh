@@ -24,4 +24,6 @@ if [ "${FRESH_PATH:-0}" = 1 ]; then
   export PATH=$PWD/$fresh
 fi
 cd "$BUILD_DIR"
-ctest --output-on-failure --timeout 600 "$@"
+# two tests at a time: many are one process waiting on mpirun, python or
+# node, and every test passes on a loaded machine
+ctest --output-on-failure --timeout 600 -j "${CTEST_JOBS:-2}" "$@"

@@ -10,41 +10,54 @@ const TransformerDesc GPT2_TRANSFORMER = {
     .grouped_kv = 0,
     .biases = BIAS_ALL,
     .tied_head = 1,
+    .scaled_proj_init = 1,
 };
+
+const TransformerDesc LLAMA_TRANSFORMER = {
+    .norm = NORM_RMS,
+    .pos = POS_ROPE,
+    .mlp = MLP_SWIGLU,
+    .mlp_mult = 0, /* the configuration's mlp_hidden */
+    .grouped_kv = 1,
+    .biases = 0,
+    .tied_head = 1,
+};
+
+/* The biases a configuration adds to its family's. */
+static unsigned config_biases(const ModelConfig *c)
+{
+    return (c->qkv_bias ? BIAS_QKV : 0u) | (c->attn_out_bias ? BIAS_ATTN_PROJ : 0u) |
+           (c->mlp_bias ? BIAS_MLP_IN | BIAS_MLP_OUT : 0u);
+}
 
 TransformerShape transformer_shape(const ModelConfig *c)
 {
     const TransformerDesc *d = model_transformer(c);
-    TransformerShape s;
+    TransformerShape s = {0};
     s.n_head = c->n_head;
-    s.head_dim = c->n_head > 0 ? c->n_embd / c->n_head : 0;
-    /* every head its own keys and values; grouped ones will come from the
-     * config */
-    s.n_kv_head = c->n_head;
-    s.kv_width = c->n_embd;
-    s.qkv_rows = c->n_embd + 2 * s.kv_width;
-    s.mlp_hidden = (d ? d->mlp_mult : 4) * c->n_embd;
+    s.head_dim = c->head_dim > 0 ? c->head_dim : c->n_head > 0 ? c->n_embd / c->n_head : 0;
+    s.n_kv_head = c->n_kv_head > 0 ? c->n_kv_head : c->n_head;
+    s.q_width = s.n_head * s.head_dim;
+    s.kv_width = s.n_kv_head * s.head_dim;
+    s.qkv_rows = s.q_width + 2 * s.kv_width;
+    s.mlp_hidden = c->mlp_hidden > 0 ? c->mlp_hidden : (d && d->mlp_mult ? d->mlp_mult : 4) * c->n_embd;
+    s.biases = (d ? d->biases : 0u) | config_biases(c);
+    s.tied_head = d ? d->tied_head && !c->untied_head : 1;
+    s.qk_norm = c->qk_norm;
+    s.norm_eps = c->norm_eps > 0 ? c->norm_eps : 1e-5f;
+    s.rope_theta = c->rope_theta > 0 ? c->rope_theta : 10000.0;
+    s.rope_factor = c->rope_factor;
+    s.rope_low_freq = c->rope_low_freq;
+    s.rope_high_freq = c->rope_high_freq;
+    s.rope_orig_ctx = c->rope_orig_ctx;
     return s;
 }
 
 int transformer_check(const TransformerDesc *d, const char *family, Err *e)
 {
-    /* the kernels models/gpt.c and models/gpt_decode.c have today */
-    if (d->norm != NORM_LAYER)
-        return err_set(e, "--model %s: RMSNorm blocks have no kernel yet", family);
-    if (d->pos != POS_LEARNED)
-        return err_set(e, "--model %s: rotary positions have no kernel yet", family);
-    if (d->mlp != MLP_GELU)
-        return err_set(e, "--model %s: the SwiGLU MLP has no kernel yet", family);
-    if (d->mlp_mult != 4)
-        return err_set(e, "--model %s: a GELU MLP %d x --embd wide is not built yet (4 x)",
-                       family, d->mlp_mult);
-    if (d->grouped_kv)
-        return err_set(e, "--model %s: grouped key/value heads have no kernel yet", family);
-    if (d->biases != BIAS_ALL)
-        return err_set(e, "--model %s: linears without biases are not built yet", family);
-    if (!d->tied_head)
-        return err_set(e, "--model %s: an untied head is not built yet", family);
+    /* models/gpt.c builds any mix of the pieces but this one */
+    if (d->norm == NORM_RMS && (d->biases & BIAS_NORM))
+        return err_set(e, "--model %s: RMSNorm has no shift (a norm bias)", family);
     return 0;
 }
 
@@ -56,6 +69,7 @@ const ModelArch *model_arch(ModelKind kind)
     switch (kind) {
     case MODEL_GPT: return &GPT_ARCH;
     case MODEL_MLP: return &MLP_ARCH;
+    case MODEL_LLAMA: return &LLAMA_ARCH;
     }
     return NULL;
 }
@@ -76,23 +90,61 @@ const TransformerDesc *model_transformer(const ModelConfig *c)
 
 /* ---- configuration ------------------------------------------------------------ */
 
+/* The llama family's options: set on another transformer they are refused
+ * by name rather than ignored, and their ranges are checked here. */
+static int family_options_check(const ModelConfig *c, const ModelArch *a, Err *e)
+{
+    if (a->transformer != &LLAMA_TRANSFORMER) {
+        const struct { const char *flag; int set; } only[] = {
+            {"kv-heads", c->n_kv_head != 0}, {"head-dim", c->head_dim != 0},
+            {"mlp-hidden", c->mlp_hidden != 0}, {"norm-eps", c->norm_eps != 0},
+            {"rope-theta", c->rope_theta != 0}, {"rope-factor", c->rope_factor != 0},
+            {"rope-low-freq", c->rope_low_freq != 0}, {"rope-high-freq", c->rope_high_freq != 0},
+            {"rope-original-ctx", c->rope_orig_ctx != 0}, {"qkv-bias", c->qkv_bias != 0},
+            {"attn-out-bias", c->attn_out_bias != 0}, {"mlp-bias", c->mlp_bias != 0},
+            {"qk-norm", c->qk_norm != 0}, {"untied-head", c->untied_head != 0}};
+        for (size_t i = 0; i < sizeof only / sizeof only[0]; i++)
+            if (only[i].set)
+                return err_set(e, "--%s applies to --model llama, not --model %s", only[i].flag,
+                               a->name);
+        return 0;
+    }
+    if (c->n_kv_head < 0 || (c->n_kv_head && c->n_head % c->n_kv_head))
+        return err_set(e, "--kv-heads %d does not divide --heads %d: each key/value head serves "
+                          "a group of query heads", c->n_kv_head, c->n_head);
+    if (c->head_dim < 0 || c->head_dim % 2 || (!c->head_dim && c->n_head > 0 && (c->n_embd / c->n_head) % 2))
+        return err_set(e, "--head-dim %d: rotary positions need an even head size (0 = --embd / "
+                          "--heads = %d)", c->head_dim, c->n_head > 0 ? c->n_embd / c->n_head : 0);
+    if (c->mlp_hidden < 1)
+        return err_set(e, "--model llama needs --mlp-hidden (the SwiGLU MLP's hidden units, "
+                          "intermediate_size in a Hugging Face config)");
+    if (c->rope_factor < 0 || (c->rope_factor > 0 && (c->rope_orig_ctx < 1 || c->rope_low_freq <= 0 ||
+                                                      c->rope_high_freq <= c->rope_low_freq)))
+        return err_set(e, "--rope-factor %g needs --rope-original-ctx >= 1 and 0 < --rope-low-freq "
+                          "< --rope-high-freq (llama3 scaling); 0 = no scaling", c->rope_factor);
+    return 0;
+}
+
 int model_config_validate(const ModelConfig *c, Err *e)
 {
     const ModelArch *a = arch_of(c);
-    if (!a) return err_set(e, "model kind %d is not gpt or mlp", (int)c->kind);
+    if (!a) return err_set(e, "model kind %d is not gpt, mlp or llama", (int)c->kind);
     if (c->n_layer < 1 || c->n_layer > 1024)
         return err_set(e, "--layers %d: must be between 1 and 1024", c->n_layer);
     if (c->n_embd < 1 || c->n_embd > 65536)
         return err_set(e, "--embd %d: must be between 1 and 65536", c->n_embd);
-    if (c->seq_len < 1 || c->seq_len > 65536)
-        return err_set(e, "--seq-len %d: must be between 1 and 65536", c->seq_len);
-    if (c->vocab < 2 || c->vocab > 65536)
-        return err_set(e, "--vocab %d: must be between 2 and 65536", c->vocab);
+    if (c->seq_len < 1 || c->seq_len > MODEL_MAX_SEQ_LEN)
+        return err_set(e, "--seq-len %d: must be between 1 and %d", c->seq_len, MODEL_MAX_SEQ_LEN);
+    if (c->vocab < 2 || c->vocab > MODEL_MAX_VOCAB)
+        return err_set(e, "--vocab %d: must be between 2 and %d", c->vocab, MODEL_MAX_VOCAB);
     if (c->in_dim < 0) return err_set(e, "mlp input dimension %d is negative", c->in_dim);
-    if (c->positions && (c->positions < c->seq_len || c->positions > 65536))
-        return err_set(e, "--positions %d: must be between --seq-len %d and 65536 (0 = --seq-len)",
-                       c->positions, c->seq_len);
+    int most = a->transformer && a->transformer->pos == POS_ROPE ? MODEL_MAX_ROPE_POSITIONS
+                                                                 : MODEL_MAX_SEQ_LEN;
+    if (c->positions && (c->positions < c->seq_len || c->positions > most))
+        return err_set(e, "--positions %d: must be between --seq-len %d and %d (0 = --seq-len)",
+                       c->positions, c->seq_len, most);
     if (a->transformer && transformer_check(a->transformer, a->name, e)) return -1;
+    if (a->transformer && family_options_check(c, a, e)) return -1;
     return a->validate(c, e);
 }
 

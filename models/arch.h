@@ -12,12 +12,12 @@
  * The transformer families share one implementation: models/gpt.c (tensor
  * list LAYER_TENSORS, forward, backward, weight view, costs) and
  * models/gpt_decode.c (the KV-cache decoder) read the family's
- * TransformerDesc and TransformerShape, not its kind. model_config_validate
- * refuses, through transformer_check, a description whose kernels are not
- * written yet, naming the missing piece.
+ * TransformerDesc and TransformerShape, not its kind. Every piece below has
+ * its kernel (models/ops.c) and any mix of them builds; transformer_check
+ * refuses only what cannot be (an RMSNorm with a shift).
  *
- * Adding a transformer family (Llama, Qwen, Mistral: RMSNorm, rotary
- * positions, grouped kv heads, SwiGLU, q/k/v biases only, untied head):
+ * Adding a transformer family (what llama did; a family that only mixes
+ * the pieces gpt.c has needs steps 1, 2 and 4):
  *   1. The entry: a ModelKind value (worker/config/config.c's --model
  *      choices follow the enum), its TransformerDesc next to
  *      GPT2_TRANSFORMER (arch.c), its ModelArch in gpt.c (one
@@ -25,29 +25,38 @@
  *   2. Sizes the config must carry (kv heads, the MLP's intermediate size,
  *      norm epsilon, rope theta): ModelConfig fields, carried by the plan
  *      and the checkpoint manifest; transformer_shape reads them.
- *   3. Kernels: models/ops.c (rmsnorm, rope, swiglu; forward and backward);
- *      gpt.c: LAYER_TENSORS rows (gate/up/down, their TP splits), the calls
- *      in layer_forward/layer_backward and the lean activation layout, the
- *      head's own tensor when untied, the FLOP and block costs; the same in
- *      gpt_decode.c (its cache already has the kv width); then lift the
- *      refusal in transformer_check. Outside models/: the tied-embedding
- *      gradient sum (worker/method/backprop, diloco) looks for "wte" on the
- *      last stage, the planner's GEMM probe (planner_measure_gemm) assumes
- *      4C, and import/export (worker/ckpt/gpt2io.c, safetensors names) maps
- *      GPT-2's names only.
+ *   3. A new piece: its kernels in models/ops.c (forward and backward);
+ *      in gpt.c its LAYER_TENSORS rows (need: the NEED_* bit that selects
+ *      them; kv: split or replicated over tp; tp_sum: a gradient summed
+ *      over tp), the calls in layer_forward/layer_backward, its buffers in
+ *      carve_layer and carve_lean_layer (the lean layout), the FLOP and
+ *      block costs; the same in gpt_decode.c; a TransformerDesc field for
+ *      it. Outside models/: import/export (worker/ckpt, the safetensors
+ *      names) maps each family's names; the planner's GEMM probe
+ *      (planner_layer_gemms) times each family's products.
  *   4. Tests: tests/unit/test_ops.c (each kernel against finite
  *      differences), test_models.c (tensor table, gradients against finite
- *      differences, TP and PP shards equal the whole), test_cost.c (the
- *      counts equal what the build allocates), test_forward_only.c (the
- *      weight view equals training's forward), test_decode.c (the decoder
- *      equals the full forward), tests/mpi/tpgrad (TP gradients), and an
- *      import test against the family's published weights.
+ *      differences), test_cost.c (the counts equal what the build
+ *      allocates), test_forward_only.c (the weight view and pipeline
+ *      stages equal training's forward), test_decode.c (the decoder equals
+ *      the full forward), tests/mpi/tpgrad (TP gradients), a layouts case
+ *      (tests/mpi/llama_layouts.sh), and an import test against the
+ *      family's published weights.
  * A family that is not a transformer (mlp) is its own ModelArch with
  * transformer = NULL and its own functions (models/mlp.c). */
 #include <stddef.h>
 #include "base/err.h"
 
-typedef enum { MODEL_GPT = 0, MODEL_MLP = 1 } ModelKind;
+typedef enum { MODEL_GPT = 0, MODEL_MLP = 1, MODEL_LLAMA = 2 } ModelKind;
+
+/* The largest vocabulary: token ids are ints, token files hold 4 bytes. */
+#define MODEL_MAX_VOCAB 2147483647
+/* The longest context a model is built for, and the most positions a
+ * position table (GPT-2's wpe) keeps; rotary positions keep no table, so a
+ * llama model may declare up to MODEL_MAX_ROPE_POSITIONS (Llama 3.2:
+ * 131072) and train or sample at a context up to MODEL_MAX_SEQ_LEN. */
+#define MODEL_MAX_SEQ_LEN 65536
+#define MODEL_MAX_ROPE_POSITIONS (1 << 30)
 
 typedef struct {
     ModelKind kind;
@@ -57,9 +66,27 @@ typedef struct {
     int seq_len;  /* gpt: context T; mlp: context tokens fed as one-hot */
     int vocab;    /* gpt: vocabulary; mlp: classes (and token alphabet) */
     int in_dim;   /* mlp: input features; 0 = seq_len*vocab (one-hot tokens) */
-    int positions; /* gpt: rows of the position table (wpe), >= seq_len: a model
+    int positions; /* rows of the position table (wpe), >= seq_len: a model
                       fine-tuned at a shorter context keeps its source's
-                      positions; 0 = seq_len */
+                      positions; 0 = seq_len. Under rotary positions (no
+                      table) the context the model was made for
+                      (max_position_embeddings) */
+    /* ---- the llama family's sizes and options (0: the default named; the
+     * gpt family refuses them set, the mlp ignores them) */
+    int n_kv_head;        /* key/value heads, dividing n_head; 0 = n_head */
+    int head_dim;         /* 0 = n_embd / n_head */
+    int mlp_hidden;       /* the MLP's hidden units; 0 = the family's (gpt: 4 n_embd) */
+    float norm_eps;       /* the norms' epsilon; 0 = 1e-5 */
+    float rope_theta;     /* rotary base; 0 = 10000 */
+    float rope_factor;    /* llama3 rotary scaling: factor (0 = no scaling), */
+    float rope_low_freq;  /*   low_freq_factor, */
+    float rope_high_freq; /*   high_freq_factor, */
+    int rope_orig_ctx;    /*   original_max_position_embeddings */
+    int qkv_bias;         /* q, k, v projections carry a bias (Qwen2) */
+    int attn_out_bias;    /* the attention's output projection carries one */
+    int mlp_bias;         /* gate, up and down carry biases */
+    int qk_norm;          /* RMSNorm of each q and k head before rotation (Qwen3) */
+    int untied_head;      /* the head has its own weights, not the embedding's */
 } ModelConfig;
 
 /* Which part of the model this process holds: a tensor-parallel slice of
@@ -106,21 +133,36 @@ typedef struct {
     MlpKind mlp;
     int mlp_mult;     /* a GELU MLP's hidden units per unit of width (GPT-2: 4) */
     int grouped_kv;   /* 0: every attention head has its own keys and values
-                         (kv heads = heads); 1: heads share them in groups */
+                         (kv heads = heads: one packed qkv tensor); 1: heads
+                         share them in groups (q, k, v separate tensors) */
     unsigned biases;  /* BIAS_* of the linears that have one */
     int tied_head;    /* the head's weights are the token embedding's */
+    int scaled_proj_init; /* the output projections start at 0.02 / sqrt(2 layers)
+                             (GPT-2), not 0.02 like every other matrix */
 } TransformerDesc;
 
 /* GPT-2: layernorm, a learned position table, multi-head attention, a GELU
  * MLP 4C wide, biases everywhere, the head tied to the token embedding. */
 extern const TransformerDesc GPT2_TRANSFORMER;
+/* Llama (and Qwen2/3, Mistral, SmolLM): RMSNorm, rotary positions, grouped
+ * key/value heads, a SwiGLU MLP, no biases and a tied head unless the
+ * configuration adds them (ModelConfig's qkv_bias ... untied_head). */
+extern const TransformerDesc LLAMA_TRANSFORMER;
 
-/* A configuration's transformer layer in numbers. */
+/* A configuration's transformer layer in numbers, and the options its
+ * configuration adds to the family's description. */
 typedef struct {
     int n_head, n_kv_head, head_dim;
+    int q_width;     /* the queries' width: heads x head_dim (not always n_embd: Qwen3) */
     int kv_width;    /* the keys' (and the values') width: kv heads x head_dim */
-    int qkv_rows;    /* rows of the packed q, k, v weight: n_embd + 2 kv_width */
+    int qkv_rows;    /* q_width + 2 kv_width */
     int mlp_hidden;  /* the MLP's hidden units */
+    unsigned biases; /* BIAS_* of the linears that have one: the family's and the config's */
+    int tied_head;   /* the head's weights are the token embedding's */
+    int qk_norm;     /* q and k heads are RMS-normalized before rotation */
+    float norm_eps;
+    double rope_theta, rope_factor, rope_low_freq, rope_high_freq; /* factor 0: no scaling */
+    int rope_orig_ctx;
 } TransformerShape;
 
 /* The layer shape of c (a transformer family's configuration). */
@@ -165,10 +207,11 @@ typedef struct ModelArch {
 
 extern const ModelArch GPT_ARCH;
 extern const ModelArch MLP_ARCH;
+extern const ModelArch LLAMA_ARCH;
 
 /* The table of an architecture, or NULL when kind names none. */
 const ModelArch *model_arch(ModelKind kind);
-/* "gpt", "mlp", or "unknown" for a kind no table has (a corrupt manifest). */
+/* "gpt", "mlp", "llama", or "unknown" for a kind no table has (a corrupt manifest). */
 const char *model_kind_name(ModelKind kind);
 /* The description of c's transformer family; NULL for a kind that is not
  * one (mlp, or an unknown kind). */

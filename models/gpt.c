@@ -1,11 +1,14 @@
-/* The transformer families' decoder (models/arch.h describes them; GPT-2's
- * is the one with kernels): token + position embedding, L pre-LN
- * transformer blocks, final layernorm, head tied to the token embedding.
- * The widths come from the configuration's TransformerShape.
+/* The transformer families' decoder (models/arch.h describes them: GPT-2,
+ * llama): token embedding (+ a position table, or rotary q and k), L
+ * pre-norm transformer blocks (layernorm or RMSNorm; attention with one kv
+ * head per head or per group of heads, the qk-norm; a GELU or SwiGLU MLP),
+ * final norm, head tied to the token embedding or its own. The widths come
+ * from the configuration's TransformerShape.
  * Blocks: 0 = embedding, 1..L = transformer layers, L+1 = final norm + head.
  * A shard holds a block range (a pipeline stage) as a tensor-parallel slice:
  * attention heads and the MLP's hidden units are split over TP ranks
- * (qkv and fc column-parallel, the two output projections row-parallel). */
+ * (q|k|v, fc, gate and up column-parallel, the two output projections
+ * row-parallel; kv heads that tp does not divide are held whole by each). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,16 +17,28 @@
 #include "models/ops.h"
 #include "sharding/tpsplit.h"
 
-enum { T_LN1W, T_LN1B, T_QKVW, T_QKVB, T_PROJW, T_PROJB, T_LN2W, T_LN2B, T_FCW, T_FCB,
-       T_FCPW, T_FCPB, T_PER_LAYER };
+enum { T_LN1W, T_LN1B, T_QKVW, T_QKVB, T_QW, T_KW, T_VW, T_QB, T_KB, T_VB, T_QNORM, T_KNORM,
+       T_PROJW, T_PROJB, T_LN2W, T_LN2B, T_FCW, T_FCB, T_GATEW, T_GATEB, T_UPW, T_UPB, T_FCPW,
+       T_FCPB, T_PER_LAYER };
 
 /* The tensors of one transformer layer, in canonical order (their names,
  * offsets and init draws follow it), as the family's description shapes
- * them: widths from its TransformerShape, a bias only where its biases
- * have the bit. Each weight is followed by its bias (layer_pair reads
- * them together). */
-typedef enum { W_NONE, W_C, W_QKV, W_MLP } Width;
+ * them: widths from its TransformerShape, a row only where the family has
+ * it (need) and a bias only where its biases have the bit. A weight is
+ * followed by its bias (layer_group reads them together), but separate q,
+ * k and v (grouped kv heads) come as three weights, then their three
+ * biases: each run is one contiguous (q + 2 kv rows, C) matrix in params
+ * and grads, so the packed [q | k | v] activations take one GEMM forward
+ * and one backward, as GPT-2's single qkv tensor does. */
+typedef enum { W_NONE, W_C, W_QKV, W_Q, W_KV, W_HD, W_MLP } Width;
 typedef enum { INIT_ONES, INIT_ZEROS, INIT_STD, INIT_PROJ } Init;
+enum {
+    NEED_PACKED_QKV = 1 << 0, /* one qkv tensor: every head has its own keys (GPT-2) */
+    NEED_SPLIT_QKV = 1 << 1,  /* q, k, v of their own widths: grouped kv heads */
+    NEED_QK_NORM = 1 << 2,    /* the configuration's qk_norm */
+    NEED_GELU = 1 << 3,
+    NEED_SWIGLU = 1 << 4,
+};
 static const struct {
     const char *suffix;
     Width rows, cols;  /* cols W_NONE: a vector */
@@ -32,49 +47,104 @@ static const struct {
     int groups;
     Init init;
     unsigned bias;     /* the BIAS_* bit that keeps it; 0: always there */
+    unsigned need;     /* NEED_* the family must have; 0: every family */
+    int kv;            /* key/value rows: split as above when tp divides the kv
+                          heads, else replicated on every tp rank */
+    int tp_sum;        /* its gradient is summed over the tp group (the qk
+                          norms, whose heads are split; replicated kv rows too) */
 } LAYER_TENSORS[T_PER_LAYER] = {
     [T_LN1W] = {"ln1.w", W_C, W_NONE, 0, TP_REPLICATED, 1, INIT_ONES, 0},
     [T_LN1B] = {"ln1.b", W_C, W_NONE, 0, TP_REPLICATED, 1, INIT_ZEROS, BIAS_NORM},
-    [T_QKVW] = {"attn.qkv.w", W_QKV, W_C, 1, TP_COLUMN, 3, INIT_STD, 0},
-    [T_QKVB] = {"attn.qkv.b", W_QKV, W_NONE, 0, TP_COLUMN, 3, INIT_ZEROS, BIAS_QKV},
-    [T_PROJW] = {"attn.proj.w", W_C, W_C, 1, TP_ROW, 1, INIT_PROJ, 0},
+    [T_QKVW] = {"attn.qkv.w", W_QKV, W_C, 1, TP_COLUMN, 3, INIT_STD, 0, NEED_PACKED_QKV},
+    [T_QKVB] = {"attn.qkv.b", W_QKV, W_NONE, 0, TP_COLUMN, 3, INIT_ZEROS, BIAS_QKV,
+                NEED_PACKED_QKV},
+    [T_QW] = {"attn.q.w", W_Q, W_C, 1, TP_COLUMN, 1, INIT_STD, 0, NEED_SPLIT_QKV},
+    [T_KW] = {"attn.k.w", W_KV, W_C, 1, TP_COLUMN, 1, INIT_STD, 0, NEED_SPLIT_QKV, 1},
+    [T_VW] = {"attn.v.w", W_KV, W_C, 1, TP_COLUMN, 1, INIT_STD, 0, NEED_SPLIT_QKV, 1},
+    [T_QB] = {"attn.q.b", W_Q, W_NONE, 0, TP_COLUMN, 1, INIT_ZEROS, BIAS_QKV, NEED_SPLIT_QKV},
+    [T_KB] = {"attn.k.b", W_KV, W_NONE, 0, TP_COLUMN, 1, INIT_ZEROS, BIAS_QKV, NEED_SPLIT_QKV, 1},
+    [T_VB] = {"attn.v.b", W_KV, W_NONE, 0, TP_COLUMN, 1, INIT_ZEROS, BIAS_QKV, NEED_SPLIT_QKV, 1},
+    [T_QNORM] = {"attn.q_norm.w", W_HD, W_NONE, 0, TP_REPLICATED, 1, INIT_ONES, 0, NEED_QK_NORM,
+                 0, 1},
+    [T_KNORM] = {"attn.k_norm.w", W_HD, W_NONE, 0, TP_REPLICATED, 1, INIT_ONES, 0, NEED_QK_NORM,
+                 0, 1},
+    [T_PROJW] = {"attn.proj.w", W_C, W_Q, 1, TP_ROW, 1, INIT_PROJ, 0},
     [T_PROJB] = {"attn.proj.b", W_C, W_NONE, 0, TP_REPLICATED, 1, INIT_ZEROS, BIAS_ATTN_PROJ},
     [T_LN2W] = {"ln2.w", W_C, W_NONE, 0, TP_REPLICATED, 1, INIT_ONES, 0},
     [T_LN2B] = {"ln2.b", W_C, W_NONE, 0, TP_REPLICATED, 1, INIT_ZEROS, BIAS_NORM},
-    [T_FCW] = {"mlp.fc.w", W_MLP, W_C, 1, TP_COLUMN, 1, INIT_STD, 0},
-    [T_FCB] = {"mlp.fc.b", W_MLP, W_NONE, 0, TP_COLUMN, 1, INIT_ZEROS, BIAS_MLP_IN},
+    [T_FCW] = {"mlp.fc.w", W_MLP, W_C, 1, TP_COLUMN, 1, INIT_STD, 0, NEED_GELU},
+    [T_FCB] = {"mlp.fc.b", W_MLP, W_NONE, 0, TP_COLUMN, 1, INIT_ZEROS, BIAS_MLP_IN, NEED_GELU},
+    [T_GATEW] = {"mlp.gate.w", W_MLP, W_C, 1, TP_COLUMN, 1, INIT_STD, 0, NEED_SWIGLU},
+    [T_GATEB] = {"mlp.gate.b", W_MLP, W_NONE, 0, TP_COLUMN, 1, INIT_ZEROS, BIAS_MLP_IN,
+                 NEED_SWIGLU},
+    [T_UPW] = {"mlp.up.w", W_MLP, W_C, 1, TP_COLUMN, 1, INIT_STD, 0, NEED_SWIGLU},
+    [T_UPB] = {"mlp.up.b", W_MLP, W_NONE, 0, TP_COLUMN, 1, INIT_ZEROS, BIAS_MLP_IN, NEED_SWIGLU},
     [T_FCPW] = {"mlp.proj.w", W_C, W_MLP, 1, TP_ROW, 1, INIT_PROJ, 0},
     [T_FCPB] = {"mlp.proj.b", W_C, W_NONE, 0, TP_REPLICATED, 1, INIT_ZEROS, BIAS_MLP_OUT},
 };
 
-static int layer_has(const TransformerDesc *d, int k)
+/* The NEED_* a configuration's family has. */
+static unsigned family_has(const TransformerDesc *d, const TransformerShape *ts)
 {
-    return !LAYER_TENSORS[k].bias || (d->biases & LAYER_TENSORS[k].bias);
+    return (d->grouped_kv ? NEED_SPLIT_QKV : NEED_PACKED_QKV) | (ts->qk_norm ? NEED_QK_NORM : 0u) |
+           (d->mlp == MLP_SWIGLU ? NEED_SWIGLU : NEED_GELU);
+}
+
+static int layer_has(const TransformerDesc *d, const TransformerShape *ts, int k)
+{
+    return (!LAYER_TENSORS[k].bias || (ts->biases & LAYER_TENSORS[k].bias)) &&
+           (LAYER_TENSORS[k].need & ~family_has(d, ts)) == 0;
+}
+
+/* Whether tp ranks split the key/value heads (else each holds them all). */
+static int kv_split(const TransformerShape *ts, int tp) { return ts->n_kv_head % tp == 0; }
+
+static TpSplit row_split(int k, const TransformerShape *ts, int tp)
+{
+    return LAYER_TENSORS[k].kv && !kv_split(ts, tp) ? TP_REPLICATED : LAYER_TENSORS[k].split;
+}
+
+/* The rows whose gradient each tp rank holds only a part of. */
+static int row_tp_summed(int k, const TransformerShape *ts, int tp)
+{
+    return tp > 1 && (LAYER_TENSORS[k].tp_sum || (LAYER_TENSORS[k].kv && !kv_split(ts, tp)));
 }
 
 /* slot[k]: where tensor k sits among its layer's declared tensors (-1: the
  * family has none); returns how many a layer declares. */
-static int layer_slots(const TransformerDesc *d, int *slot)
+static int layer_slots(const TransformerDesc *d, const TransformerShape *ts, int *slot)
 {
     int n = 0;
-    for (int k = 0; k < T_PER_LAYER; k++) slot[k] = layer_has(d, k) ? n++ : -1;
+    for (int k = 0; k < T_PER_LAYER; k++) slot[k] = layer_has(d, ts, k) ? n++ : -1;
     return n;
 }
 
 static int width_of(const ModelConfig *c, const TransformerShape *ts, Width w)
 {
-    return w == W_C ? c->n_embd : w == W_QKV ? ts->qkv_rows : w == W_MLP ? ts->mlp_hidden : 0;
+    switch (w) {
+    case W_C: return c->n_embd;
+    case W_QKV: return ts->qkv_rows;
+    case W_Q: return ts->q_width;
+    case W_KV: return ts->kv_width;
+    case W_HD: return ts->head_dim;
+    case W_MLP: return ts->mlp_hidden;
+    case W_NONE: break;
+    }
+    return 0;
 }
 
 typedef struct {
-    float *ln1, *ln1_mean, *ln1_rstd; /* (N,C) (N) (N) */
-    float *qkv;                      /* (N,3C/tp) */
-    float *atty;                     /* (N,C/tp) */
+    float *ln1, *ln1_mean, *ln1_rstd; /* (N,C) (N) (N); no mean for RMSNorm */
+    float *qkv;                      /* (N,QKVt) [q | k | v] as attention reads them */
+    float *qkv_pre;                  /* qk-norm: the projections before it; else qkv */
+    float *qk_rstd;                  /* qk-norm: (NHt + NKVt, N) each head's rstd */
+    float *atty;                     /* (N,Qt) */
     float *lse;                      /* (B,NH/tp,T) attention log-sum-exp */
     float *attproj;                  /* (N,C) */
     float *res2;                     /* (N,C) */
     float *ln2, *ln2_mean, *ln2_rstd;
-    float *fch, *fch_gelu;           /* (N,4C/tp) */
+    float *fch, *fch_gelu;           /* (N,F/tp): fc (SwiGLU: gate) and its activation */
+    float *up;                       /* SwiGLU: (N,F/tp) the up projection */
     float *fcproj;                   /* (N,C) */
     float *res3;                     /* (N,C) = input of the next layer */
 } LayerActs;
@@ -89,14 +159,22 @@ typedef struct {
 typedef struct {
     int l0, l1;          /* owned transformer layers [l0, l1) */
     int emb, head;       /* owns block 0 / block L+1 */
-    int i_wte, i_wpe, i_layer0, i_lnf, i_head_wte; /* table indices, -1 = not held */
-    int per_layer, slot[T_PER_LAYER];              /* layer_slots */
-    int C_tp, NH_tp, F_tp, QKV_tp;                 /* local widths */
-    int head_dim;
+    int i_wte, i_wpe, i_layer0, i_lnf, i_lnfb, i_head; /* table indices, -1 = not held;
+                                                          i_head: wte when tied */
+    int per_layer, slot[T_PER_LAYER];                  /* layer_slots */
+    int F_tp, QKV_tp, Q_tp;                            /* local widths */
+    AttnHeads heads;     /* this rank's q and kv heads */
+    int rms, swiglu, qk_norm; /* the family's norm and MLP, the configuration's qk-norm */
+    float eps;           /* RMSNorm's */
+    TransformerShape ts;
+    RopeTable rope;      /* rotary positions (cos NULL: none): seq_len positions */
     SlotActs *slots;
     /* backward scratch, reused by every layer and slot; the head's logits
      * gradient is taken in place of the logits */
     float *dres, *dln, *dqkv, *datty, *dfch, *dfch_gelu;
+    float *dup;          /* SwiGLU: the up projection's gradient */
+    float *dqkv_pre;     /* qk-norm: the gradient before the norm */
+    float *tp_saved;     /* tp > 1: the gradients a layer sums over tp, kept aside */
     float *att_scratch;  /* the attention kernels' per-thread tiles */
     int att_threads;     /* threads att_scratch is sized for */
     LayerActs lean_acts; /* forward only: every layer's buffers (layout_acts) */
@@ -131,18 +209,19 @@ static float *lt(const Model *m, const float *buf, int l, int k)
 static void add_layer_tensors(Model *m, int l)
 {
     const ModelConfig *c = &m->cfg;
+    const TransformerDesc *d = m->arch->transformer;
     const TransformerShape ts = transformer_shape(c);
-    const float std = 0.02f, proj_std = 0.02f / sqrtf(2.0f * c->n_layer);
+    const float std = 0.02f, proj_std = d->scaled_proj_init ? 0.02f / sqrtf(2.0f * c->n_layer) : std;
     const float init[] = {[INIT_ONES] = -1, [INIT_ZEROS] = 0, [INIT_STD] = std,
                           [INIT_PROJ] = proj_std};
     char n[MODEL_MAX_NAME];
     for (int k = 0; k < T_PER_LAYER; k++) {
-        if (!layer_has(m->arch->transformer, k)) continue;
+        if (!layer_has(d, &ts, k)) continue;
         int d0 = width_of(c, &ts, LAYER_TENSORS[k].rows);
         int d1 = width_of(c, &ts, LAYER_TENSORS[k].cols);
         snprintf(n, sizeof n, "h.%d.%s", l, LAYER_TENSORS[k].suffix);
         model_add_tensor(m, n, d1 ? 2 : 1, d0, d1, l + 1, LAYER_TENSORS[k].decay,
-                         LAYER_TENSORS[k].split, LAYER_TENSORS[k].groups,
+                         row_split(k, &ts, m->shard.tp_size), LAYER_TENSORS[k].groups,
                          init[LAYER_TENSORS[k].init]);
     }
 }
@@ -182,11 +261,36 @@ static int head_vtile(const ModelConfig *c, int B)
     return vt < 64 ? 64 : vt > (size_t)c->vocab ? c->vocab : (int)vt;
 }
 
-/* The packed q, k, v columns one tensor-parallel rank holds: its heads'
- * queries, keys and values. */
-static int qkv_local(const TransformerShape *ts, int C, int tp)
+/* The widths one tensor-parallel rank holds: its q heads, its kv heads (all
+ * of them when tp does not divide them), its MLP hidden units. */
+typedef struct {
+    int NHt, NKVt, Qt, KVt, QKVt, Ft;
+} LocalWidths;
+
+static LocalWidths local_widths(const TransformerShape *ts, int tp)
 {
-    return C / tp + 2 * (ts->kv_width / tp);
+    LocalWidths w;
+    w.NHt = ts->n_head / tp;
+    w.NKVt = kv_split(ts, tp) ? ts->n_kv_head / tp : ts->n_kv_head;
+    w.Qt = ts->q_width / tp;
+    w.KVt = w.NKVt * ts->head_dim;
+    w.QKVt = w.Qt + 2 * w.KVt;
+    w.Ft = ts->mlp_hidden / tp;
+    return w;
+}
+
+/* Floats of one layer's gradients that a tp rank sums with the others'
+ * (row_tp_summed): set aside during its backward (tp_sum_begin). */
+static size_t layer_tp_summed(const ModelConfig *c, int tp)
+{
+    const TransformerShape ts = transformer_shape(c);
+    size_t n = 0;
+    for (int k = 0; k < T_PER_LAYER; k++) {
+        if (!layer_has(model_transformer(c), &ts, k) || !row_tp_summed(k, &ts, tp)) continue;
+        int d1 = width_of(c, &ts, LAYER_TENSORS[k].cols);
+        n += (size_t)width_of(c, &ts, LAYER_TENSORS[k].rows) * (d1 ? d1 : 1);
+    }
+    return n;
 }
 
 /* The attention tiles are per thread; sized for the threads the kernels may
@@ -207,23 +311,34 @@ static float *carve(Carver *cv, size_t n)
     return p;
 }
 
+/* What a layer's buffers are sized by. */
+typedef struct {
+    size_t N;
+    int B, T, C;
+    LocalWidths w;
+    int rms, swiglu, qk_norm;
+} LayerDims;
+
 /* A training layer keeps every buffer its backward reads. */
-static void carve_layer(LayerActs *a, Carver *cv, size_t N, int B, int T, int C, int Qt, int Ct,
-                        int NHt, int Ft)
+static void carve_layer(LayerActs *a, Carver *cv, const LayerDims *d)
 {
+    const size_t N = d->N, C = d->C;
     a->ln1 = carve(cv, N * C);
-    a->ln1_mean = carve(cv, N);
+    a->ln1_mean = d->rms ? NULL : carve(cv, N);
     a->ln1_rstd = carve(cv, N);
-    a->qkv = carve(cv, N * Qt);
-    a->atty = carve(cv, N * Ct);
-    a->lse = carve(cv, (size_t)B * NHt * T);
+    a->qkv = carve(cv, N * d->w.QKVt);
+    a->qkv_pre = d->qk_norm ? carve(cv, N * d->w.QKVt) : a->qkv;
+    a->qk_rstd = d->qk_norm ? carve(cv, N * (d->w.NHt + d->w.NKVt)) : NULL;
+    a->atty = carve(cv, N * d->w.Qt);
+    a->lse = carve(cv, (size_t)d->B * d->w.NHt * d->T);
     a->attproj = carve(cv, N * C);
     a->res2 = carve(cv, N * C);
     a->ln2 = carve(cv, N * C);
-    a->ln2_mean = carve(cv, N);
+    a->ln2_mean = d->rms ? NULL : carve(cv, N);
     a->ln2_rstd = carve(cv, N);
-    a->fch = carve(cv, N * Ft);
-    a->fch_gelu = carve(cv, N * Ft);
+    a->fch = carve(cv, N * d->w.Ft);
+    a->up = d->swiglu ? carve(cv, N * d->w.Ft) : NULL;
+    a->fch_gelu = carve(cv, N * d->w.Ft);
     a->fcproj = carve(cv, N * C);
     a->res3 = carve(cv, N * C);
 }
@@ -231,28 +346,32 @@ static void carve_layer(LayerActs *a, Carver *cv, size_t N, int B, int T, int C,
 /* A forward-only pass runs every layer in one set of buffers, and within a
  * layer a buffer is reused once its value is dead: the second norm takes the
  * first's, the MLP's hidden units take qkv and the attention output (GPT-2:
- * 4C floats a row, like them), GELU runs in place, and the layer's output is
- * added into its input, the slot's residual stream (res3 = NULL). */
-static void carve_lean_layer(LayerActs *a, Carver *cv, size_t N, int B, int T, int C, int Qt,
-                             int Ct, int NHt, int Ft)
+ * 4C floats a row, like them), the qk-norm, GELU and SwiGLU run in place
+ * (SwiGLU into the gate), and the layer's output is added into its input,
+ * the slot's residual stream (res3 = NULL). */
+static void carve_lean_layer(LayerActs *a, Carver *cv, const LayerDims *d)
 {
+    const size_t N = d->N, C = d->C;
+    const int Ft = d->w.Ft, Qt = d->w.QKVt, Ct = d->w.Qt, mlp = d->swiglu ? 2 * Ft : Ft;
     a->ln1 = a->ln2 = carve(cv, N * C);
-    a->ln1_mean = a->ln2_mean = carve(cv, N);
+    a->ln1_mean = a->ln2_mean = d->rms ? NULL : carve(cv, N);
     a->ln1_rstd = a->ln2_rstd = carve(cv, N);
-    int row = Ft > Qt + Ct ? Ft : Qt + Ct;
+    int row = mlp > Qt + Ct ? mlp : Qt + Ct;
     float *region = carve(cv, N * row);
-    a->qkv = a->fch = a->fch_gelu = region;
+    a->qkv = a->qkv_pre = a->fch = a->fch_gelu = region;
+    a->qk_rstd = NULL;
     a->atty = region ? region + N * Qt : NULL;
-    a->lse = carve(cv, (size_t)B * NHt * T);
+    a->up = region && d->swiglu ? region + N * Ft : NULL;
+    a->lse = carve(cv, (size_t)d->B * d->w.NHt * d->T);
     a->attproj = a->fcproj = carve(cv, N * C);
     a->res2 = carve(cv, N * C);
     a->res3 = NULL;
 }
 
-static void carve_head(SlotActs *sa, Carver *cv, size_t N, int C)
+static void carve_head(SlotActs *sa, Carver *cv, size_t N, int C, int rms)
 {
     sa->lnf = carve(cv, N * C);
-    sa->lnf_mean = carve(cv, N);
+    sa->lnf_mean = rms ? NULL : carve(cv, N);
     sa->lnf_rstd = carve(cv, N);
 }
 
@@ -261,11 +380,13 @@ static void carve_head(SlotActs *sa, Carver *cv, size_t N, int C)
 static size_t layout_acts(const ModelConfig *c, const ModelShard *sh, int B, GptState *g)
 {
     const int T = c->seq_len, C = c->n_embd, tp = sh->tp_size;
+    const TransformerDesc *desc = model_transformer(c);
     const TransformerShape ts = transformer_shape(c);
-    const int Ct = C / tp, NHt = ts.n_head / tp, Ft = ts.mlp_hidden / tp;
-    const int Qt = qkv_local(&ts, C, tp);
+    const LayerDims ld = {(size_t)B * T, B, T, C, local_widths(&ts, tp), desc->norm == NORM_RMS,
+                          desc->mlp == MLP_SWIGLU, ts.qk_norm};
+    const LocalWidths w = ld.w;
     const int S = sh->slots > 0 ? sh->slots : 1, lean = sh->forward_only;
-    const size_t N = (size_t)B * T;
+    const size_t N = ld.N;
     Owned o = owned_of(c, sh);
     Carver cv = {g ? g->act_pool : NULL, 0};
     SlotActs none_slot = {0};
@@ -275,16 +396,16 @@ static size_t layout_acts(const ModelConfig *c, const ModelShard *sh, int B, Gpt
         sa->encoded = carve(&cv, N * C);
         if (lean) continue;
         for (int l = 0; l < o.l1 - o.l0; l++)
-            carve_layer(g ? &sa->layers[l] : &none_layer, &cv, N, B, T, C, Qt, Ct, NHt, Ft);
+            carve_layer(g ? &sa->layers[l] : &none_layer, &cv, &ld);
         if (!o.head) continue;
-        carve_head(sa, &cv, N, C);
+        carve_head(sa, &cv, N, C, ld.rms);
         sa->logits = carve(&cv, N * c->vocab);
     }
     if (lean) {
-        carve_lean_layer(g ? &g->lean_acts : &none_layer, &cv, N, B, T, C, Qt, Ct, NHt, Ft);
+        carve_lean_layer(g ? &g->lean_acts : &none_layer, &cv, &ld);
         if (o.head) {
             SlotActs shared = {0};
-            carve_head(&shared, &cv, N, C);
+            carve_head(&shared, &cv, N, C, ld.rms);
             float *tile = carve(&cv, N * head_vtile(c, B));
             for (int s = 0; g && s < S; s++) {
                 g->slots[s].lnf = shared.lnf;
@@ -295,11 +416,16 @@ static size_t layout_acts(const ModelConfig *c, const ModelShard *sh, int B, Gpt
         }
     } else {
         float *d[6];
-        size_t n[6] = {N * C, N * C, N * Qt, N * Ct, N * Ft, N * Ft};
+        size_t n[6] = {N * C, N * C, N * w.QKVt, N * w.Qt, N * w.Ft, N * w.Ft};
         for (int k = 0; k < 6; k++) d[k] = carve(&cv, n[k]);
+        float *dup = ld.swiglu ? carve(&cv, N * w.Ft) : NULL;
+        float *dpre = ld.qk_norm ? carve(&cv, N * w.QKVt) : NULL;
+        size_t summed = o.l1 > o.l0 ? layer_tp_summed(c, tp) : 0;
+        float *saved = summed ? carve(&cv, summed) : NULL;
         if (g) {
             g->dres = d[0], g->dln = d[1], g->dqkv = d[2], g->datty = d[3];
             g->dfch = d[4], g->dfch_gelu = d[5];
+            g->dup = dup, g->dqkv_pre = dpre, g->tp_saved = saved;
         }
     }
     if (o.head) {
@@ -336,6 +462,12 @@ static int gpt_alloc_acts(Model *m, Err *e)
     g->att_threads = att_scratch_threads();
     g->vtile = head_vtile(&m->cfg, B);
     layout_acts(&m->cfg, &m->shard, B, g);
+    const TransformerShape *ts = &g->ts;
+    if (m->arch->transformer->pos == POS_ROPE && g->l1 > g->l0 &&
+        rope_table_init(&g->rope, m->cfg.seq_len, ts->head_dim, ts->rope_theta, ts->rope_factor,
+                        ts->rope_low_freq, ts->rope_high_freq, ts->rope_orig_ctx))
+        return err_set(e, "out of memory for the rotary table (%d positions x %d)",
+                       m->cfg.seq_len, ts->head_dim);
     return 0;
 }
 
@@ -346,30 +478,38 @@ static size_t layer_params(const ModelConfig *c, int tp)
     const TransformerShape ts = transformer_shape(c);
     size_t n = 0;
     for (int k = 0; k < T_PER_LAYER; k++) {
-        if (!layer_has(model_transformer(c), k)) continue;
+        if (!layer_has(model_transformer(c), &ts, k)) continue;
         int d1 = width_of(c, &ts, LAYER_TENSORS[k].cols);
-        TpSlice sl = {(SplitKind)LAYER_TENSORS[k].split, LAYER_TENSORS[k].groups,
+        TpSlice sl = {(SplitKind)row_split(k, &ts, tp), LAYER_TENSORS[k].groups,
                       width_of(c, &ts, LAYER_TENSORS[k].rows), d1 ? d1 : 1, 0, tp};
         n += (size_t)tp_local_rows(&sl) * tp_local_cols(&sl);
     }
     return n;
 }
 
+static size_t most_of(size_t a, size_t b) { return a > b ? a : b; }
+
 /* The weight view's scratch (model_set_weight_view): the largest of what a
- * kernel reads at a time. A layer: one weight and its bias (layer_pair), the
- * MLP's the largest. The embedding: the position table and the batch's
- * token rows. The head: one vocabulary tile of the tied embedding. */
+ * kernel reads at a time. A layer: one weight and its bias (layer_group;
+ * separate q, k, v as one), the MLP's the largest for GPT-2. The embedding:
+ * the position table and the batch's token rows (rotary positions: the rows
+ * go straight into the residual stream). The head: one vocabulary tile of
+ * its weights. */
 static size_t gpt_view_floats(const ModelConfig *c, const ModelShard *sh, int B)
 {
     const size_t C = c->n_embd, T = c->seq_len, N = (size_t)B * T;
-    const size_t F = (size_t)transformer_shape(c).mlp_hidden / sh->tp_size;
+    const TransformerShape ts = transformer_shape(c);
+    const LocalWidths w = local_widths(&ts, sh->tp_size);
+    const size_t F = w.Ft, Q = w.QKVt, A = w.Qt;
     Owned o = owned_of(c, sh);
     size_t most = 0;
     if (o.l1 > o.l0) {
         size_t fc = pad16(F * C) + pad16(F), proj = pad16(C * F) + pad16(C);
-        most = fc > proj ? fc : proj;
+        most = most_of(most_of(fc, proj), pad16(Q * C) + pad16(Q));
+        most = most_of(most, pad16(C * A) + pad16(C));
     }
-    if (o.emb && pad16(T * C) + pad16(N * C) > most) most = pad16(T * C) + pad16(N * C);
+    size_t emb = model_transformer(c)->pos == POS_LEARNED ? pad16(T * C) + pad16(N * C) : 0;
+    if (o.emb) most = most_of(most, emb);
     size_t head = pad16((size_t)head_vtile(c, B) * C);
     if (o.head && head > most) most = head;
     return most;
@@ -377,10 +517,32 @@ static size_t gpt_view_floats(const ModelConfig *c, const ModelShard *sh, int B)
 
 /* ---- building ------------------------------------------------------------ */
 
+/* The widths and heads this shard computes. */
+static void shard_widths(GptState *g, const Model *m)
+{
+    const TransformerDesc *d = m->arch->transformer;
+    const TransformerShape ts = transformer_shape(&m->cfg);
+    const int tp = m->shard.tp_size, r = m->shard.tp_rank;
+    const LocalWidths w = local_widths(&ts, tp);
+    g->F_tp = w.Ft;
+    g->QKV_tp = w.QKVt;
+    g->Q_tp = w.Qt;
+    g->heads = (AttnHeads){.NH = w.NHt, .NKV = w.NKVt, .hs = ts.head_dim,
+                           .group = ts.n_head / ts.n_kv_head, .h0 = r * w.NHt,
+                           .kv0 = kv_split(&ts, tp) ? r * w.NKVt : 0};
+    g->rms = d->norm == NORM_RMS;
+    g->swiglu = d->mlp == MLP_SWIGLU;
+    g->qk_norm = ts.qk_norm;
+    g->eps = ts.norm_eps;
+    g->ts = ts;
+}
+
 /* State and tensor table; model.c allocates params and grads from it. */
 static int gpt_declare(Model *m, Err *e)
 {
     const ModelConfig *c = &m->cfg;
+    const TransformerDesc *d = m->arch->transformer;
+    const TransformerShape ts = transformer_shape(c);
     GptState *g = m->state = calloc(1, sizeof *g);
     if (!g) return err_set(e, "out of memory");
     Owned o = owned_of(c, &m->shard);
@@ -388,35 +550,40 @@ static int gpt_declare(Model *m, Err *e)
     g->l1 = o.l1;
     g->emb = o.emb;
     g->head = o.head;
-    const TransformerShape ts = transformer_shape(c);
-    g->C_tp = c->n_embd / m->shard.tp_size;
-    g->NH_tp = ts.n_head / m->shard.tp_size;
-    g->F_tp = ts.mlp_hidden / m->shard.tp_size;
-    g->QKV_tp = qkv_local(&ts, c->n_embd, m->shard.tp_size);
-    g->head_dim = ts.head_dim;
+    shard_widths(g, m);
     size_t wte_global = m->global_params;
     g->i_wte = model_add_tensor(m, "wte", 2, c->vocab, c->n_embd, 0, 1, TP_REPLICATED, 1, 0.02f);
     /* all the positions are kept; a context of seq_len reads the first rows */
-    g->i_wpe = model_add_tensor(m, "wpe", 2, model_positions(c), c->n_embd, 0, 1, TP_REPLICATED, 1, 0.01f);
+    g->i_wpe = -1;
+    if (d->pos == POS_LEARNED)
+        g->i_wpe = model_add_tensor(m, "wpe", 2, model_positions(c), c->n_embd, 0, 1,
+                                    TP_REPLICATED, 1, 0.01f);
     if (g->i_wpe >= 0) m->tensors[g->i_wpe].live = (size_t)c->seq_len * c->n_embd;
-    g->per_layer = layer_slots(m->arch->transformer, g->slot);
+    g->per_layer = layer_slots(d, &ts, g->slot);
     g->i_layer0 = m->n_tensors;
     for (int l = 0; l < c->n_layer; l++) add_layer_tensors(m, l);
     g->i_lnf = model_add_tensor(m, "lnf.w", 1, c->n_embd, 0, c->n_layer + 1, 0, TP_REPLICATED, 1, -1);
-    model_add_tensor(m, "lnf.b", 1, c->n_embd, 0, c->n_layer + 1, 0, TP_REPLICATED, 1, 0);
-    /* the head is tied to wte (transformer_check refuses an untied one): a
-     * stage holding the head but not the embedding keeps its own copy, kept
-     * equal by summing the two gradients */
-    g->i_head_wte = g->i_wte;
-    if (m->arch->transformer->tied_head && g->head && !g->emb)
-        g->i_head_wte = model_add_tied_copy(m, "wte", 2, c->vocab, c->n_embd, c->n_layer + 1, 1,
-                                            0.02f, wte_global);
+    g->i_lnfb = -1;
+    if (ts.biases & BIAS_NORM)
+        g->i_lnfb = model_add_tensor(m, "lnf.b", 1, c->n_embd, 0, c->n_layer + 1, 0,
+                                     TP_REPLICATED, 1, 0);
+    /* a tied head reads wte: a stage holding the head but not the embedding
+     * keeps its own copy, kept equal by summing the two gradients; an
+     * untied one has its own weights */
+    g->i_head = g->i_wte;
+    if (!ts.tied_head)
+        g->i_head = model_add_tensor(m, "head.w", 2, c->vocab, c->n_embd, c->n_layer + 1, 1,
+                                     TP_REPLICATED, 1, 0.02f);
+    else if (g->head && !g->emb)
+        g->i_head = model_add_tied_copy(m, "wte", 2, c->vocab, c->n_embd, c->n_layer + 1, 1,
+                                        0.02f, wte_global);
     return 0;
 }
 
 static void gpt_free(Model *m)
 {
     GptState *g = gst(m);
+    rope_table_free(&g->rope);
     free(g->iota);
     if (g->slots) free(g->slots[0].layers);
     free(g->slots);
@@ -440,42 +607,142 @@ static LayerActs *layer_acts(Model *m, SlotActs *sa, int l)
     return lean(m) ? &gst(m)->lean_acts : &sa->layers[l - gst(m)->l0];
 }
 
-/* Tensors k and k + 1 of layer l (a weight and its bias, or a norm's pair;
- * b NULL when the family has no such bias) as this pass sees them. Through a weight view they come into the start of
- * the view scratch, over the pair before them, whose kernel is done: the
- * scratch holds one pair, not a layer. */
-static void layer_pair(const Model *m, int l, int k, const float **w, const float **b)
+/* Tensors [k, k + n) of layer l, consecutive in the table and so in params,
+ * as one array (NULL: the family has none): a pointer into params, or
+ * through a weight view each tensor into the scratch after the one before. */
+static const float *layer_run(const Model *m, int l, int k, int n, float **scratch)
+{
+    int i = layer_tensor(m, l, k);
+    if (i < 0) return NULL;
+    if (n == 1 || !m->view) return model_weights(m, i, 0, m->tensors[i].numel, scratch);
+    float *dst = *scratch;
+    size_t off = 0;
+    for (int j = i; j < i + n; j++) {
+        float *at = dst + off;
+        const float *r = model_weights(m, j, 0, m->tensors[j].numel, &at);
+        if (r != dst + off) memcpy(dst + off, r, m->tensors[j].numel * sizeof(float));
+        off += m->tensors[j].numel;
+    }
+    *scratch = dst + pad16(off);
+    return dst;
+}
+
+/* Tensors [k, k + n) of layer l and the n after them (weights and their
+ * biases, or a norm's pair; b NULL when the family has no such bias) as
+ * this pass sees them. Through a weight view they come into the start of
+ * the view scratch, over the group before them, whose kernel is done: the
+ * scratch holds one group, not a layer. */
+static void layer_group(const Model *m, int l, int k, int n, const float **w, const float **b)
 {
     float *scratch = m->view_scratch;
-    int i = layer_tensor(m, l, k), j = layer_tensor(m, l, k + 1);
-    *w = model_weights(m, i, 0, m->tensors[i].numel, &scratch);
-    *b = j < 0 ? NULL : model_weights(m, j, 0, m->tensors[j].numel, &scratch);
+    *w = layer_run(m, l, k, n, &scratch);
+    *b = layer_run(m, l, k + n, n, &scratch);
+}
+
+/* The first of the layer's q, k, v weights and how many there are: GPT-2's
+ * one packed tensor, or q, k and v (their biases follow as many). */
+static int qkv_first(const GptState *g, int *n)
+{
+    *n = g->slot[T_QKVW] >= 0 ? 1 : 3;
+    return g->slot[T_QKVW] >= 0 ? T_QKVW : T_QW;
+}
+
+static void norm_forward(const GptState *g, float *out, float *mean, float *rstd,
+                         const float *inp, const float *w, const float *b, int N, int C)
+{
+    if (g->rms)
+        rmsnorm_forward(out, rstd, inp, w, N, C, C, g->eps);
+    else
+        layernorm_forward(out, mean, rstd, inp, w, b, N, C);
+}
+
+static void norm_backward(const GptState *g, float *dinp, float *dw, float *db, const float *dout,
+                          const float *inp, const float *w, const float *mean, const float *rstd,
+                          int N, int C)
+{
+    if (g->rms)
+        rmsnorm_backward(dinp, dw, dout, inp, w, rstd, N, C, C);
+    else
+        layernorm_backward(dinp, dw, db, dout, inp, w, mean, rstd, N, C);
+}
+
+/* Columns [c0, c0 + n) of N rows ld floats apart, from src to dst. */
+static void copy_cols(float *dst, const float *src, int N, int ld, int c0, int n)
+{
+    for (int r = 0; r < N; r++)
+        memcpy(dst + (size_t)r * ld + c0, src + (size_t)r * ld + c0, (size_t)n * sizeof(float));
+}
+
+/* The q and k heads of qkv_pre RMS-normalized into qkv (in place when they
+ * are one buffer), q's by q_norm's weights, k's by k_norm's; v copied. */
+static void qk_norm_forward(Model *m, LayerActs *a, int l, int N)
+{
+    GptState *g = gst(m);
+    const int hd = g->heads.hs, ld = g->QKV_tp, nq = g->heads.NH, nh = nq + g->heads.NKV;
+    float *scratch = m->view_scratch; /* the projections' weights are done with */
+    const float *wq = model_weights(m, layer_tensor(m, l, T_QNORM), 0, hd, &scratch);
+    const float *wk = model_weights(m, layer_tensor(m, l, T_KNORM), 0, hd, &scratch);
+    for (int h = 0; h < nh; h++)
+        rmsnorm_forward(a->qkv + h * hd, a->qk_rstd ? a->qk_rstd + (size_t)h * N : NULL,
+                        a->qkv_pre + h * hd, h < nq ? wq : wk, N, hd, ld, g->eps);
+    if (a->qkv != a->qkv_pre) copy_cols(a->qkv, a->qkv_pre, N, ld, nh * hd, ld - nh * hd);
+}
+
+/* The packed [q | k | v] of this rank's heads, qk-normalized and rotated
+ * as the family has it, then causal attention into atty. */
+static void attention_forward_block(Model *m, LayerActs *a, int l, int B, int T)
+{
+    GptState *g = gst(m);
+    const int C = m->cfg.n_embd, N = B * T;
+    const float *w, *b;
+    int n, k = qkv_first(g, &n);
+    layer_group(m, l, k, n, &w, &b);
+    matmul_forward(a->qkv_pre, a->ln1, w, b, N, C, g->QKV_tp);
+    if (g->qk_norm) qk_norm_forward(m, a, l, N);
+    if (g->rope.cos)
+        rope_forward(a->qkv, &g->rope, B, T, g->QKV_tp, 0, g->heads.NH + g->heads.NKV, g->heads.hs, 0);
+    attention_forward_gqa(a->atty, a->lse, a->qkv, B, T, &g->heads, g->att_scratch,
+                          g->att_threads);
+}
+
+/* The MLP's hidden units: GELU(fc) or SwiGLU(gate, up) into fch_gelu. */
+static void mlp_hidden_forward(Model *m, LayerActs *a, int l, int N)
+{
+    GptState *g = gst(m);
+    const int C = m->cfg.n_embd, Ft = g->F_tp;
+    const float *w, *b;
+    if (!g->swiglu) {
+        layer_group(m, l, T_FCW, 1, &w, &b);
+        matmul_forward(a->fch, a->ln2, w, b, N, C, Ft);
+        gelu_forward(a->fch_gelu, a->fch, (size_t)N * Ft);
+        return;
+    }
+    layer_group(m, l, T_GATEW, 1, &w, &b);
+    matmul_forward(a->fch, a->ln2, w, b, N, C, Ft);
+    layer_group(m, l, T_UPW, 1, &w, &b);
+    matmul_forward(a->up, a->ln2, w, b, N, C, Ft);
+    swiglu_forward(a->fch_gelu, a->fch, a->up, (size_t)N * Ft);
 }
 
 static void layer_forward(Model *m, SlotActs *sa, int l, int B, int T)
 {
     GptState *g = gst(m);
-    const int C = m->cfg.n_embd, N = B * T, Ct = g->C_tp, Ft = g->F_tp;
+    const int C = m->cfg.n_embd, N = B * T, Ct = g->Q_tp, Ft = g->F_tp;
     LayerActs *a = layer_acts(m, sa, l);
     const float *inp = layer_input(m, sa, l), *w, *b;
     float *out = lean(m) ? sa->encoded : a->res3; /* lean: added into the input */
-    layer_pair(m, l, T_LN1W, &w, &b);
-    layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, inp, w, b, N, C);
-    layer_pair(m, l, T_QKVW, &w, &b);
-    matmul_forward(a->qkv, a->ln1, w, b, N, C, g->QKV_tp);
-    attention_forward(a->atty, a->lse, a->qkv, B, T, g->NH_tp, g->head_dim, g->att_scratch,
-                      g->att_threads);
-    layer_pair(m, l, T_PROJW, &w, &b);
+    layer_group(m, l, T_LN1W, 1, &w, &b);
+    norm_forward(g, a->ln1, a->ln1_mean, a->ln1_rstd, inp, w, b, N, C);
+    attention_forward_block(m, a, l, B, T);
+    layer_group(m, l, T_PROJW, 1, &w, &b);
     matmul_forward(a->attproj, a->atty, w, NULL, N, Ct, C);
     model_tp_allreduce(m, a->attproj, (size_t)N * C);
     if (b) bias_forward(a->attproj, b, N, C);
     residual_forward(a->res2, inp, a->attproj, (size_t)N * C);
-    layer_pair(m, l, T_LN2W, &w, &b);
-    layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, w, b, N, C);
-    layer_pair(m, l, T_FCW, &w, &b);
-    matmul_forward(a->fch, a->ln2, w, b, N, C, Ft);
-    gelu_forward(a->fch_gelu, a->fch, (size_t)N * Ft);
-    layer_pair(m, l, T_FCPW, &w, &b);
+    layer_group(m, l, T_LN2W, 1, &w, &b);
+    norm_forward(g, a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, w, b, N, C);
+    mlp_hidden_forward(m, a, l, N);
+    layer_group(m, l, T_FCPW, 1, &w, &b);
     matmul_forward(a->fcproj, a->fch_gelu, w, NULL, N, Ft, C);
     model_tp_allreduce(m, a->fcproj, (size_t)N * C);
     if (b) bias_forward(a->fcproj, b, N, C);
@@ -488,13 +755,30 @@ static const float *stage_out(const Model *m, const SlotActs *sa)
     return lean(m) || g->l1 == g->l0 ? sa->encoded : sa->layers[g->l1 - 1 - g->l0].res3;
 }
 
-/* Token and position embedding. Through a weight view the batch's token
- * rows are gathered first (the view serves rows, not the whole table), and
- * the sum is taken over the gathered rows by the same kernel. */
+/* The token rows of wte for N tokens into dst (N,C), each read through the
+ * weight view when there is one (it serves rows, not the whole table). */
+static void gather_tokens(const Model *m, float *dst, const int *tokens, int N)
+{
+    const int C = m->cfg.n_embd, i = gst(m)->i_wte;
+    for (int n = 0; n < N; n++) {
+        float *row = dst + (size_t)n * C, *at = row;
+        const float *r = model_weights(m, i, (size_t)tokens[n] * C, C, &at);
+        if (r != row) memcpy(row, r, (size_t)C * sizeof(float));
+    }
+}
+
+/* Token (and position) embedding. Through a weight view the batch's token
+ * rows are gathered first, and the sum is taken over the gathered rows by
+ * the same kernel; rotary positions have no table: the rows are the
+ * embedding. */
 static void embed_forward(Model *m, SlotActs *sa, const int *inputs, int B, int T)
 {
     GptState *g = gst(m);
     const int C = m->cfg.n_embd;
+    if (g->i_wpe < 0) {
+        gather_tokens(m, sa->encoded, inputs, B * T);
+        return;
+    }
     if (!m->view) {
         embedding_forward(sa->encoded, inputs, m->params + m->tensors[g->i_wte].offset,
                           m->params + m->tensors[g->i_wpe].offset, B, T, C);
@@ -502,13 +786,8 @@ static void embed_forward(Model *m, SlotActs *sa, const int *inputs, int B, int 
     }
     float *scratch = m->view_scratch;
     const float *wpe = model_weights(m, g->i_wpe, 0, m->tensors[g->i_wpe].live, &scratch);
-    float *rows = scratch;
-    for (int n = 0; n < B * T; n++) {
-        float *dst = rows + (size_t)n * C, *at = dst;
-        const float *r = model_weights(m, g->i_wte, (size_t)inputs[n] * C, C, &at);
-        if (r != dst) memcpy(dst, r, (size_t)C * sizeof(float));
-    }
-    embedding_forward(sa->encoded, g->iota, rows, wpe, B, T, C);
+    gather_tokens(m, scratch, inputs, B * T);
+    embedding_forward(sa->encoded, g->iota, scratch, wpe, B, T, C);
 }
 
 static void head_norm(Model *m, SlotActs *sa, int N)
@@ -517,8 +796,8 @@ static void head_norm(Model *m, SlotActs *sa, int N)
     float *scratch = m->view_scratch;
     const int C = m->cfg.n_embd;
     const float *w = model_weights(m, g->i_lnf, 0, C, &scratch);
-    const float *b = model_weights(m, g->i_lnf + 1, 0, C, &scratch);
-    layernorm_forward(sa->lnf, sa->lnf_mean, sa->lnf_rstd, stage_out(m, sa), w, b, N, C);
+    const float *b = g->i_lnfb < 0 ? NULL : model_weights(m, g->i_lnfb, 0, C, &scratch);
+    norm_forward(g, sa->lnf, sa->lnf_mean, sa->lnf_rstd, stage_out(m, sa), w, b, N, C);
 }
 
 /* Logits of rows [r0, r0 + nr) a vocabulary tile at a time: into the slot's
@@ -533,7 +812,7 @@ static const float *head_logits(Model *m, SlotActs *sa, const int *targets, int 
     for (int v0 = 0; v0 < V; v0 += g->vtile) {
         int vn = V - v0 < g->vtile ? V - v0 : g->vtile;
         float *scratch = m->view_scratch; /* the norm's weights are done with */
-        const float *w = model_weights(m, g->i_head_wte, (size_t)v0 * C, (size_t)vn * C, &scratch);
+        const float *w = model_weights(m, g->i_head, (size_t)v0 * C, (size_t)vn * C, &scratch);
         int tile_only = !sa->logits && targets; /* ld = vn: the tile holds nr rows of vn */
         float *dst = tile_only ? g->head_tile : row0 + v0;
         size_t ld = tile_only ? (size_t)vn : (size_t)V;
@@ -558,38 +837,121 @@ static double gpt_forward(Model *m, int slot, const int *inputs, const int *targ
 
 /* ---- backward ------------------------------------------------------------ */
 
+/* Gradients that each tp rank holds only a part of (row_tp_summed: the qk
+ * norms, replicated k and v): before the layer's backward (end 0) what
+ * earlier backwards accumulated is set aside and the gradient zeroed; after
+ * it (end 1) this backward's part is summed over the tp group and the rest
+ * added back, so micro-batches are not summed twice. */
+static void tp_sum_layer(Model *m, int l, int end)
+{
+    GptState *g = gst(m);
+    if (m->shard.tp_size <= 1) return;
+    float *saved = g->tp_saved;
+    for (int k = 0; k < T_PER_LAYER; k++) {
+        int i = layer_tensor(m, l, k);
+        if (i < 0 || !row_tp_summed(k, &g->ts, m->shard.tp_size)) continue;
+        float *gk = tensor_at(m, m->grads, i);
+        const size_t n = m->tensors[i].numel;
+        if (!end) {
+            memcpy(saved, gk, n * sizeof(float));
+            memset(gk, 0, n * sizeof(float));
+        } else {
+            model_tp_allreduce(m, gk, n);
+            for (size_t j = 0; j < n; j++) gk[j] += saved[j];
+        }
+        saved += n;
+    }
+}
+
+/* From the gradient of the MLP's hidden units (dfch_gelu) to that of its
+ * input, partial over tp, into dln. */
+static void mlp_hidden_backward(Model *m, LayerActs *a, int l, int N)
+{
+    GptState *g = gst(m);
+    const int C = m->cfg.n_embd, Ft = g->F_tp;
+    const float *p = m->params, *gr = m->grads;
+    const size_t NF = (size_t)N * Ft;
+    memset(g->dfch, 0, NF * sizeof(float));
+    if (g->swiglu) {
+        memset(g->dup, 0, NF * sizeof(float));
+        swiglu_backward(g->dfch, g->dup, a->fch, a->up, g->dfch_gelu, NF);
+    } else {
+        gelu_backward(g->dfch, a->fch, g->dfch_gelu, NF);
+    }
+    memset(g->dln, 0, (size_t)N * C * sizeof(float));
+    int k = g->swiglu ? T_GATEW : T_FCW;
+    matmul_backward(g->dln, lt(m, gr, l, k), lt(m, gr, l, k + 1), g->dfch, a->ln2, lt(m, p, l, k),
+                    N, C, Ft);
+    if (g->swiglu)
+        matmul_backward(g->dln, lt(m, gr, l, T_UPW), lt(m, gr, l, T_UPB), g->dup, a->ln2,
+                        lt(m, p, l, T_UPW), N, C, Ft);
+}
+
+/* The qk-norm's backward: dqkv (after the norm) into dqkv_pre (before it),
+ * v's columns as they are; the norms' weights get their gradient. */
+static void qk_norm_backward(Model *m, LayerActs *a, int l, int N)
+{
+    GptState *g = gst(m);
+    const int hd = g->heads.hs, ld = g->QKV_tp, nq = g->heads.NH, nh = nq + g->heads.NKV;
+    const float *p = m->params, *gr = m->grads;
+    memset(g->dqkv_pre, 0, (size_t)N * ld * sizeof(float));
+    for (int h = 0; h < nh; h++) {
+        int k = h < nq ? T_QNORM : T_KNORM;
+        rmsnorm_backward(g->dqkv_pre + h * hd, lt(m, gr, l, k), g->dqkv + h * hd,
+                         a->qkv_pre + h * hd, lt(m, p, l, k), a->qk_rstd + (size_t)h * N, N, hd,
+                         ld);
+    }
+    copy_cols(g->dqkv_pre, g->dqkv, N, ld, nh * hd, ld - nh * hd);
+}
+
+/* From the gradient of atty (datty) to that of the attention's input,
+ * partial over tp, into dln. */
+static void attention_backward_block(Model *m, LayerActs *a, int l, int B, int T)
+{
+    GptState *g = gst(m);
+    const int C = m->cfg.n_embd, N = B * T;
+    const float *p = m->params, *gr = m->grads;
+    memset(g->dqkv, 0, (size_t)N * g->QKV_tp * sizeof(float));
+    attention_backward_gqa(g->dqkv, g->datty, a->atty, a->qkv, a->lse, B, T, &g->heads,
+                           g->att_scratch, g->att_threads);
+    if (g->rope.cos)
+        rope_backward(g->dqkv, &g->rope, B, T, g->QKV_tp, 0, g->heads.NH + g->heads.NKV, g->heads.hs, 0);
+    const float *dpre = g->dqkv;
+    if (g->qk_norm) {
+        qk_norm_backward(m, a, l, N);
+        dpre = g->dqkv_pre;
+    }
+    memset(g->dln, 0, (size_t)N * C * sizeof(float));
+    int n, k = qkv_first(g, &n);
+    matmul_backward(g->dln, lt(m, gr, l, k), lt(m, gr, l, k + n), dpre, a->ln1, lt(m, p, l, k), N,
+                    C, g->QKV_tp);
+}
+
 /* dres holds d(res3) on entry and d(input) on exit */
 static void layer_backward(Model *m, SlotActs *sa, int l, int B, int T)
 {
     GptState *g = gst(m);
-    const int C = m->cfg.n_embd, N = B * T, Ct = g->C_tp, Ft = g->F_tp;
+    const int C = m->cfg.n_embd, N = B * T, Ct = g->Q_tp, Ft = g->F_tp;
     LayerActs *a = &sa->layers[l - g->l0];
     const float *p = m->params, *gr = m->grads, *inp = layer_input(m, sa, l);
     size_t NC = (size_t)N * C;
 
+    tp_sum_layer(m, l, 0);
     memset(g->dfch_gelu, 0, (size_t)N * Ft * sizeof(float));
     matmul_backward(g->dfch_gelu, lt(m, gr, l, T_FCPW), lt(m, gr, l, T_FCPB), g->dres,
                     a->fch_gelu, lt(m, p, l, T_FCPW), N, Ft, C);
-    memset(g->dfch, 0, (size_t)N * Ft * sizeof(float));
-    gelu_backward(g->dfch, a->fch, g->dfch_gelu, (size_t)N * Ft);
-    memset(g->dln, 0, NC * sizeof(float));
-    matmul_backward(g->dln, lt(m, gr, l, T_FCW), lt(m, gr, l, T_FCB), g->dfch, a->ln2,
-                    lt(m, p, l, T_FCW), N, C, Ft);
+    mlp_hidden_backward(m, a, l, N);
     model_tp_allreduce(m, g->dln, NC);
-    layernorm_backward(g->dres, lt(m, gr, l, T_LN2W), lt(m, gr, l, T_LN2B), g->dln, a->res2,
-                       lt(m, p, l, T_LN2W), a->ln2_mean, a->ln2_rstd, N, C);
+    norm_backward(g, g->dres, lt(m, gr, l, T_LN2W), lt(m, gr, l, T_LN2B), g->dln, a->res2,
+                  lt(m, p, l, T_LN2W), a->ln2_mean, a->ln2_rstd, N, C);
     memset(g->datty, 0, (size_t)N * Ct * sizeof(float));
     matmul_backward(g->datty, lt(m, gr, l, T_PROJW), lt(m, gr, l, T_PROJB), g->dres, a->atty,
                     lt(m, p, l, T_PROJW), N, Ct, C);
-    memset(g->dqkv, 0, (size_t)N * g->QKV_tp * sizeof(float));
-    attention_backward(g->dqkv, g->datty, a->atty, a->qkv, a->lse, B, T, g->NH_tp, g->head_dim,
-                       g->att_scratch, g->att_threads);
-    memset(g->dln, 0, NC * sizeof(float));
-    matmul_backward(g->dln, lt(m, gr, l, T_QKVW), lt(m, gr, l, T_QKVB), g->dqkv, a->ln1,
-                    lt(m, p, l, T_QKVW), N, C, g->QKV_tp);
+    attention_backward_block(m, a, l, B, T);
     model_tp_allreduce(m, g->dln, NC);
-    layernorm_backward(g->dres, lt(m, gr, l, T_LN1W), lt(m, gr, l, T_LN1B), g->dln, inp,
-                       lt(m, p, l, T_LN1W), a->ln1_mean, a->ln1_rstd, N, C);
+    norm_backward(g, g->dres, lt(m, gr, l, T_LN1W), lt(m, gr, l, T_LN1B), g->dln, inp,
+                  lt(m, p, l, T_LN1W), a->ln1_mean, a->ln1_rstd, N, C);
+    tp_sum_layer(m, l, 1);
 }
 
 static void head_backward(Model *m, SlotActs *sa, const int *targets, int B, int T, float scale)
@@ -599,12 +961,13 @@ static void head_backward(Model *m, SlotActs *sa, const int *targets, int B, int
     float *dlogits = sa->logits; /* in place: the logits are not needed again */
     softmax_xent(dlogits, sa->logits, targets, N, V, scale);
     memset(g->dln, 0, (size_t)N * C * sizeof(float));
-    matmul_backward(g->dln, tensor_at(m, m->grads, g->i_head_wte), NULL, dlogits, sa->lnf,
-                    tensor_at(m, m->params, g->i_head_wte), N, C, V);
+    matmul_backward(g->dln, tensor_at(m, m->grads, g->i_head), NULL, dlogits, sa->lnf,
+                    tensor_at(m, m->params, g->i_head), N, C, V);
     memset(g->dres, 0, (size_t)N * C * sizeof(float));
-    layernorm_backward(g->dres, tensor_at(m, m->grads, g->i_lnf),
-                       tensor_at(m, m->grads, g->i_lnf + 1), g->dln, stage_out(m, sa),
-                       tensor_at(m, m->params, g->i_lnf), sa->lnf_mean, sa->lnf_rstd, N, C);
+    norm_backward(g, g->dres, tensor_at(m, m->grads, g->i_lnf),
+                  g->i_lnfb < 0 ? NULL : tensor_at(m, m->grads, g->i_lnfb), g->dln,
+                  stage_out(m, sa), tensor_at(m, m->params, g->i_lnf), sa->lnf_mean,
+                  sa->lnf_rstd, N, C);
 }
 
 static void gpt_backward(Model *m, int slot, const int *inputs, const int *targets, int B,
@@ -624,8 +987,9 @@ static void gpt_backward(Model *m, int slot, const int *inputs, const int *targe
         model_block_done(m, l + 1);
     }
     if (!g->emb) return;
-    embedding_backward(tensor_at(m, m->grads, g->i_wte), tensor_at(m, m->grads, g->i_wpe),
-                       g->dres, inputs, B, T, C);
+    embedding_backward(tensor_at(m, m->grads, g->i_wte),
+                       g->i_wpe < 0 ? NULL : tensor_at(m, m->grads, g->i_wpe), g->dres, inputs,
+                       B, T, C);
     model_block_done(m, 0);
 }
 
@@ -665,12 +1029,15 @@ static const float *gpt_next_logits(Model *m, const int *tokens, int t)
 
 static int gpt_validate(const ModelConfig *c, Err *e)
 {
-    if (c->n_head < 1 || c->n_embd % c->n_head != 0)
+    /* an explicit head size frees the width from the heads (Qwen3) */
+    if (c->n_head < 1 || (!c->head_dim && c->n_embd % c->n_head != 0))
         return err_set(e, "--heads %d does not divide --embd %d; pick heads that divide the width",
                        c->n_head, c->n_embd);
     return 0;
 }
 
+/* Heads and the MLP's hidden units are split over tp ranks; key/value
+ * heads too when tp divides them, else every rank holds them all. */
 static int gpt_validate_shard(const ModelConfig *c, const ModelShard *sh, Err *e)
 {
     if (sh->tp_size <= 1) return 0;
@@ -679,10 +1046,12 @@ static int gpt_validate_shard(const ModelConfig *c, const ModelShard *sh, Err *e
                           "across tensor-parallel ranks; pick a --tp that divides %d",
                        sh->tp_size, c->n_head, c->n_head);
     const TransformerShape ts = transformer_shape(c);
-    if (ts.mlp_hidden % sh->tp_size)
-        return err_set(e, "--tp %d does not divide the MLP width %d x --embd = %d", sh->tp_size,
-                       model_transformer(c)->mlp_mult, ts.mlp_hidden);
-    return 0;
+    if (ts.mlp_hidden % sh->tp_size == 0) return 0;
+    if (c->mlp_hidden)
+        return err_set(e, "--tp %d does not divide --mlp-hidden %d: the MLP's hidden units are "
+                          "split across tensor-parallel ranks", sh->tp_size, ts.mlp_hidden);
+    return err_set(e, "--tp %d does not divide the MLP width %d x --embd = %d", sh->tp_size,
+                   model_transformer(c)->mlp_mult, ts.mlp_hidden);
 }
 
 /* embedding, the layers, final norm + head */
@@ -694,37 +1063,44 @@ static void gpt_block_costs(const ModelConfig *c, double *cost)
 {
     int n = gpt_n_blocks(c);
     const TransformerShape ts = transformer_shape(c);
-    double C = c->n_embd, T = c->seq_len, V = c->vocab;
+    double C = c->n_embd, T = c->seq_len, V = c->vocab, Qw = ts.q_width;
     /* a layer's matmul weights per unit of width: qkv, proj, the MLP's two
-     * (GPT-2: 3C + C + 4C + 4C = 12C) */
-    int widths = ts.qkv_rows + c->n_embd + 2 * ts.mlp_hidden;
+     * (GPT-2: 3C + C + 4C + 4C = 12C) or three (SwiGLU) */
+    int mlps = model_transformer(c)->mlp == MLP_SWIGLU ? 3 : 2;
+    int widths = ts.qkv_rows + ts.q_width + mlps * ts.mlp_hidden;
     double W = c->n_embd > 0 ? (double)widths / c->n_embd : 0;
     /* forward+backward FLOPs per sequence; element-wise work is counted as
      * a few FLOPs per element, which matters for the embedding block */
     cost[0] = 10 * T * C;
-    for (int b = 1; b <= c->n_layer; b++) cost[b] = 6 * T * W * C * C + 12 * T * T * C + 60 * T * C;
+    for (int b = 1; b <= c->n_layer; b++) cost[b] = 6 * T * W * C * C + 12 * T * T * Qw + 60 * T * C;
     cost[n - 1] = 6 * T * C * V + 20 * T * V;
 }
 
 static size_t gpt_shard_params(const ModelConfig *c, const ModelShard *sh)
 {
+    const TransformerShape ts = transformer_shape(c);
     size_t C = c->n_embd, V = c->vocab, T = model_positions(c);
+    int learned = model_transformer(c)->pos == POS_LEARNED;
     Owned o = owned_of(c, sh);
     size_t n = (size_t)(o.l1 - o.l0) * layer_params(c, sh->tp_size);
-    if (o.emb) n += V * C + T * C;              /* wte, wpe */
-    if (o.head) n += 2 * C + (o.emb ? 0 : V * C); /* lnf, and the tied wte's copy */
+    if (o.emb) n += V * C + (learned ? T * C : 0); /* wte, wpe */
+    /* lnf (and its bias), the head: its own weights, or the tied wte's copy */
+    if (o.head) n += (ts.biases & BIAS_NORM ? 2 : 1) * C + (!ts.tied_head || !o.emb ? V * C : 0);
     return n;
 }
 
-/* 2 FLOPs per weight of every matmul (the head reuses wte; the position
- * table is a lookup, counted anyway as it is small) plus attention's two
- * T x T products, 2 T C each per layer: 2 N + 4 L C T, the usual
- * Kaplan/PaLM count (training, 3x: 6 N + 12 L C T). */
+/* 2 FLOPs per weight of every matmul (a tied head reuses wte; the position
+ * table is a lookup, counted anyway as it is small; an untied head's
+ * embedding is a lookup not counted) plus attention's two T x T products,
+ * 2 T q_width each per layer: 2 N + 4 L C T, the usual Kaplan/PaLM count
+ * (training, 3x: 6 N + 12 L C T). */
 static double gpt_fwd_flops_per_token(const ModelConfig *c)
 {
+    const TransformerShape ts = transformer_shape(c);
     ModelShard whole = {.tp_size = 1, .last_block = c->n_layer + 1, .slots = 1};
     double N = (double)gpt_shard_params(c, &whole);
-    return 2.0 * N + 4.0 * c->n_layer * c->n_embd * c->seq_len;
+    if (!ts.tied_head) N -= (double)c->vocab * c->n_embd;
+    return 2.0 * N + 4.0 * c->n_layer * ts.q_width * c->seq_len;
 }
 
 static const ModelOps GPT_OPS = {
@@ -751,3 +1127,4 @@ static const ModelOps GPT_OPS = {
     }
 
 const ModelArch GPT_ARCH = TRANSFORMER_ARCH("gpt", &GPT2_TRANSFORMER);
+const ModelArch LLAMA_ARCH = TRANSFORMER_ARCH("llama", &LLAMA_TRANSFORMER);

@@ -1,6 +1,8 @@
 /* KV-cache decoding of the transformer of models/gpt.c (see gpt_decode.h),
- * with the widths of its TransformerShape (GPT-2's kernels: what
- * transformer_check lets a model be built with).
+ * with the widths and pieces of its TransformerDesc and TransformerShape:
+ * layernorm or RMSNorm, a position table or rotary positions (at each
+ * row's cache position), one kv head per group of q heads, the qk-norm,
+ * GELU or SwiGLU, a tied or untied head.
  * The math is gpt.c's forward, row by row: the same kernels (ops.h) for
  * everything but attention, which here is one block of new query rows
  * against the cached keys and values of every earlier position. The
@@ -16,27 +18,34 @@
 #include "models/ops.h"
 
 typedef struct {
-    const float *ln1w, *ln1b;  /* (C) */
-    const float *qkvw, *qkvb;  /* (3C,C) (3C) */
-    const float *projw, *projb; /* (C,C) (C) */
+    const float *ln1w, *ln1b;  /* (C); no bias for RMSNorm */
+    const float *qkvw, *qkvb;  /* (Q,C) (Q): packed, or q, k, v one after the other */
+    const float *qnw, *knw;    /* qk-norm: (hs) each */
+    const float *projw, *projb; /* (C,Qw) (C) */
     const float *ln2w, *ln2b;  /* (C) */
-    const float *fcw, *fcb;    /* (4C,C) (4C) */
-    const float *fcpw, *fcpb;  /* (C,4C) (C) */
+    const float *fcw, *fcb;    /* (F,C) (F): GELU's fc or SwiGLU's gate */
+    const float *upw, *upb;    /* SwiGLU: (F,C) (F) */
+    const float *fcpw, *fcpb;  /* (C,F) (C) */
 } LayerW;
 
 struct GptDecoder {
     int L, NH, C, T, V;
-    int NKV, hs, KV, Q, F;       /* kv heads, head width, keys' width, packed q/k/v rows,
-                                    MLP hidden units */
+    int NKV, hs, KV, Q, F, Qw;   /* kv heads, head width, keys' width, packed q/k/v rows,
+                                    MLP hidden units, queries' width */
+    int rms, swiglu;             /* RMSNorm, a SwiGLU MLP (else layernorm, GELU) */
+    float eps;
+    RopeTable rope;              /* rotary positions (cos NULL: a position table) */
     int pos;                     /* positions in the cache */
-    const float *wte, *wpe;      /* (V,C) (T,C) */
+    const float *wte, *wpe;      /* (V,C) (T,C); wpe NULL under rotary positions */
+    const float *head;           /* (V,C): wte when tied */
     const float *lnfw, *lnfb;    /* (C) */
     LayerW *lw;                  /* (L) */
     float *kcache, *vcache;      /* (L,T,KV) each */
     /* scratch for up to T rows at once (a prefill) */
-    float *x, *ln, *tmp, *atty;  /* (T,C) each; x is the residual stream */
+    float *x, *ln, *tmp;         /* (T,C) each; x is the residual stream */
+    float *atty;                 /* (T,Qw) */
     float *qkv;                  /* (T,Q) */
-    float *fch;                  /* (T,F) */
+    float *fch, *up;             /* (T,F) each */
     float *mean, *rstd;          /* (T) */
     float *scores;               /* (T,T) one head's attention */
     float *logits;               /* (V) */
@@ -62,25 +71,64 @@ static const float *weight(const Model *m, const char *name, size_t numel, Err *
     return m->params + t->offset;
 }
 
+/* The layer's q, k and v (weights or biases, per row `per` floats): one
+ * packed tensor, or three the table lays out one after the other, so that
+ * one product gives the packed [q | k | v] rows either way. */
+static const float *qkv_run(const GptDecoder *d, const Model *m, int l, const char *kind,
+                            size_t per, Err *e)
+{
+    char name[MODEL_MAX_NAME];
+    snprintf(name, sizeof name, "h.%d.attn.qkv.%s", l, kind);
+    if (model_find_tensor(m, name)) return weight(m, name, (size_t)d->Q * per, e);
+    const char *part[3] = {"q", "k", "v"};
+    const size_t rows[3] = {(size_t)d->Qw, (size_t)d->KV, (size_t)d->KV};
+    const float *first = NULL, *next = NULL;
+    for (int i = 0; i < 3; i++) {
+        snprintf(name, sizeof name, "h.%d.attn.%s.%s", l, part[i], kind);
+        const float *p = weight(m, name, rows[i] * per, e);
+        if (!p) return NULL;
+        if (next && p != next) {
+            err_set(e, "decoder: %s does not follow the tensor before it", name);
+            return NULL;
+        }
+        if (!first) first = p;
+        next = p + rows[i] * per;
+    }
+    return first;
+}
+
 static int layer_weights(const GptDecoder *d, const Model *m, int l, LayerW *w, Err *e)
 {
-    const size_t C = (size_t)d->C, Q = (size_t)d->Q, F = (size_t)d->F;
-    /* bias: the BIAS_* bit without which the family has no such tensor (NULL) */
-    struct { const char *suffix; const float **dst; size_t numel; unsigned bias; } tab[] = {
-        {"ln1.w", &w->ln1w, C, 0},               {"ln1.b", &w->ln1b, C, BIAS_NORM},
-        {"attn.qkv.w", &w->qkvw, Q * C, 0},      {"attn.qkv.b", &w->qkvb, Q, BIAS_QKV},
-        {"attn.proj.w", &w->projw, C * C, 0},    {"attn.proj.b", &w->projb, C, BIAS_ATTN_PROJ},
-        {"ln2.w", &w->ln2w, C, 0},               {"ln2.b", &w->ln2b, C, BIAS_NORM},
-        {"mlp.fc.w", &w->fcw, F * C, 0},         {"mlp.fc.b", &w->fcb, F, BIAS_MLP_IN},
-        {"mlp.proj.w", &w->fcpw, C * F, 0},      {"mlp.proj.b", &w->fcpb, C, BIAS_MLP_OUT},
+    const size_t C = (size_t)d->C, F = (size_t)d->F, Qw = (size_t)d->Qw, hs = (size_t)d->hs;
+    const TransformerShape ts = transformer_shape(&m->cfg);
+    const int gelu = !d->swiglu, swi = d->swiglu;
+    /* when: whether the family has the tensor (else NULL) */
+    struct { const char *suffix; const float **dst; size_t numel; int when; } tab[] = {
+        {"ln1.w", &w->ln1w, C, 1},
+        {"ln1.b", &w->ln1b, C, !!(ts.biases & BIAS_NORM)},
+        {"attn.q_norm.w", &w->qnw, hs, ts.qk_norm},
+        {"attn.k_norm.w", &w->knw, hs, ts.qk_norm},
+        {"attn.proj.w", &w->projw, C * Qw, 1},
+        {"attn.proj.b", &w->projb, C, !!(ts.biases & BIAS_ATTN_PROJ)},
+        {"ln2.w", &w->ln2w, C, 1},
+        {"ln2.b", &w->ln2b, C, !!(ts.biases & BIAS_NORM)},
+        {"mlp.fc.w", &w->fcw, F * C, gelu},
+        {"mlp.fc.b", &w->fcb, F, gelu && (ts.biases & BIAS_MLP_IN)},
+        {"mlp.gate.w", &w->fcw, F * C, swi},
+        {"mlp.gate.b", &w->fcb, F, swi && (ts.biases & BIAS_MLP_IN)},
+        {"mlp.up.w", &w->upw, F * C, swi},
+        {"mlp.up.b", &w->upb, F, swi && (ts.biases & BIAS_MLP_IN)},
+        {"mlp.proj.w", &w->fcpw, C * F, 1},
+        {"mlp.proj.b", &w->fcpb, C, !!(ts.biases & BIAS_MLP_OUT)},
     };
-    const unsigned biases = m->arch->transformer->biases;
     for (size_t i = 0; i < sizeof tab / sizeof tab[0]; i++) {
-        if (tab[i].bias && !(biases & tab[i].bias)) continue;
+        if (!tab[i].when) continue;
         char name[MODEL_MAX_NAME];
         snprintf(name, sizeof name, "h.%d.%s", l, tab[i].suffix);
         if (!(*tab[i].dst = weight(m, name, tab[i].numel, e))) return -1;
     }
+    if (!(w->qkvw = qkv_run(d, m, l, "w", C, e))) return -1;
+    if ((ts.biases & BIAS_QKV) && !(w->qkvb = qkv_run(d, m, l, "b", 1, e))) return -1;
     return 0;
 }
 
@@ -108,10 +156,10 @@ static float *take(float **pool, size_t n)
 static int alloc_buffers(GptDecoder *d, Err *e)
 {
     const size_t L = d->L, T = d->T, C = d->C;
-    const size_t cache = L * T * d->KV, rows = T * C;
+    const size_t cache = L * T * d->KV, rows = T * C, atty = T * d->Qw;
     size_t total = 0;
-    const size_t qkv = T * d->Q, fch = T * d->F;
-    size_t sizes[] = {cache, cache, rows, rows, rows, rows, qkv, fch, T, T, T * T, (size_t)d->V};
+    const size_t qkv = T * d->Q, fch = T * d->F, up = d->swiglu ? fch : 0;
+    size_t sizes[] = {cache, cache, rows, rows, rows, atty, qkv, fch, up, T, T, T * T, (size_t)d->V};
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) total += (sizes[i] + 15) / 16 * 16;
     d->pool = model_calloc(total, sizeof(float));
     d->lw = calloc((size_t)d->L, sizeof *d->lw);
@@ -124,9 +172,10 @@ static int alloc_buffers(GptDecoder *d, Err *e)
     d->x = take(&p, rows);
     d->ln = take(&p, rows);
     d->tmp = take(&p, rows);
-    d->atty = take(&p, rows);
+    d->atty = take(&p, atty);
     d->qkv = take(&p, qkv);
     d->fch = take(&p, fch);
+    d->up = d->swiglu ? take(&p, up) : NULL;
     d->mean = take(&p, T);
     d->rstd = take(&p, T);
     d->scores = take(&p, T * T);
@@ -137,10 +186,13 @@ static int alloc_buffers(GptDecoder *d, Err *e)
 static int find_weights(GptDecoder *d, const Model *m, Err *e)
 {
     const size_t C = d->C;
+    const TransformerShape ts = transformer_shape(&m->cfg);
     if (!(d->wte = weight(m, "wte", (size_t)d->V * C, e))) return -1;
-    if (!(d->wpe = weight(m, "wpe", (size_t)d->T * C, e))) return -1;
+    if (!d->rope.cos && !(d->wpe = weight(m, "wpe", (size_t)d->T * C, e))) return -1;
+    d->head = ts.tied_head ? d->wte : weight(m, "head.w", (size_t)d->V * C, e);
+    if (!d->head) return -1;
     if (!(d->lnfw = weight(m, "lnf.w", C, e))) return -1;
-    if (!(d->lnfb = weight(m, "lnf.b", C, e))) return -1;
+    if ((ts.biases & BIAS_NORM) && !(d->lnfb = weight(m, "lnf.b", C, e))) return -1;
     for (int l = 0; l < d->L; l++)
         if (layer_weights(d, m, l, &d->lw[l], e)) return -1;
     return 0;
@@ -165,6 +217,18 @@ GptDecoder *decoder_new(const Model *m, Err *e)
     d->KV = ts.kv_width;
     d->Q = ts.qkv_rows;
     d->F = ts.mlp_hidden;
+    d->Qw = ts.q_width;
+    const TransformerDesc *desc = m->arch->transformer;
+    d->rms = desc->norm == NORM_RMS;
+    d->swiglu = desc->mlp == MLP_SWIGLU;
+    d->eps = ts.norm_eps;
+    if (desc->pos == POS_ROPE &&
+        rope_table_init(&d->rope, d->T, d->hs, ts.rope_theta, ts.rope_factor, ts.rope_low_freq,
+                        ts.rope_high_freq, ts.rope_orig_ctx)) {
+        err_set(e, "decoder: out of memory for the rotary table");
+        decoder_free(d);
+        return NULL;
+    }
     if (alloc_buffers(d, e) || find_weights(d, m, e)) {
         decoder_free(d);
         return NULL;
@@ -175,6 +239,7 @@ GptDecoder *decoder_new(const Model *m, Err *e)
 void decoder_free(GptDecoder *d)
 {
     if (!d) return;
+    rope_table_free(&d->rope);
     free(d->pool);
     free(d->lw);
     free(d);
@@ -190,20 +255,20 @@ int decoder_pos(const GptDecoder *d) { return d->pos; }
  * layer l's cache. */
 static void cache_kv(GptDecoder *d, int l, int p0, int N)
 {
-    const size_t C = d->C, KV = d->KV, base = ((size_t)l * d->T + p0) * KV;
+    const size_t Qw = d->Qw, KV = d->KV, base = ((size_t)l * d->T + p0) * KV;
     for (int i = 0; i < N; i++) {
         const float *row = d->qkv + (size_t)i * d->Q;
-        memcpy(d->kcache + base + i * KV, row + C, KV * sizeof(float));
-        memcpy(d->vcache + base + i * KV, row + C + KV, KV * sizeof(float));
+        memcpy(d->kcache + base + i * KV, row + Qw, KV * sizeof(float));
+        memcpy(d->vcache + base + i * KV, row + Qw + KV, KV * sizeof(float));
     }
 }
 
-/* atty (N,C) = causal attention of the N new query rows over the p0+N
+/* atty (N,Qw) = causal attention of the N new query rows over the p0+N
  * cached positions of layer l, head by head; a query head reads the keys
  * and values of its group's kv head (its own: kv heads = heads). */
 static void attend(GptDecoder *d, int l, int p0, int N)
 {
-    const int C = d->C, KV = d->KV, hs = d->hs, kv = p0 + N, per_kv = d->NH / d->NKV;
+    const int Qw = d->Qw, KV = d->KV, hs = d->hs, kv = p0 + N, per_kv = d->NH / d->NKV;
     const float scale = 1.0f / sqrtf((float)hs);
     const float *K = d->kcache + (size_t)l * d->T * KV, *Vc = d->vcache + (size_t)l * d->T * KV;
     for (int h = 0; h < d->NH; h++) {
@@ -212,7 +277,7 @@ static void attend(GptDecoder *d, int l, int p0, int N)
                     d->Q, K + kh * hs, KV, 0.0f, d->scores, kv);
         causal_softmax_rows(d->scores, NULL, p0, N, kv);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, hs, kv, 1.0f, d->scores, kv,
-                    Vc + kh * hs, KV, 0.0f, d->atty + h * hs, C);
+                    Vc + kh * hs, KV, 0.0f, d->atty + h * hs, Qw);
     }
 }
 
@@ -234,32 +299,59 @@ static void rows_matmul(float *out, const float *inp, const float *w, const floa
     cblas_sgemv(CblasRowMajor, CblasNoTrans, OC, C, 1.0f, w, C, inp, 1, 1.0f, out, 1);
 }
 
+/* The family's norm over the N rows of inp. */
+static void norm_rows(GptDecoder *d, const float *inp, const float *w, const float *b, int N)
+{
+    if (d->rms)
+        rmsnorm_forward(d->ln, d->rstd, inp, w, N, d->C, d->C, d->eps);
+    else
+        layernorm_forward(d->ln, d->mean, d->rstd, inp, w, b, N, d->C);
+}
+
+/* The new rows' q and k as attention reads them: each head RMS-normalized
+ * (the qk-norm, in place) and rotated to its position. */
+static void shape_qk(GptDecoder *d, const LayerW *w, int p0, int N)
+{
+    const int nh = d->NH + d->NKV;
+    for (int h = 0; w->qnw && h < nh; h++)
+        rmsnorm_forward(d->qkv + h * d->hs, NULL, d->qkv + h * d->hs, h < d->NH ? w->qnw : w->knw,
+                        N, d->hs, d->Q, d->eps);
+    if (d->rope.cos) rope_forward(d->qkv, &d->rope, 1, N, d->Q, 0, nh, d->hs, p0);
+}
+
 /* One transformer layer over the N rows of x (positions p0..p0+N-1), in place. */
 static void layer_rows(GptDecoder *d, int l, int p0, int N)
 {
     const LayerW *w = &d->lw[l];
     const int C = d->C;
-    const size_t NC = (size_t)N * C;
-    layernorm_forward(d->ln, d->mean, d->rstd, d->x, w->ln1w, w->ln1b, N, C);
+    const size_t NC = (size_t)N * C, NF = (size_t)N * d->F;
+    norm_rows(d, d->x, w->ln1w, w->ln1b, N);
     rows_matmul(d->qkv, d->ln, w->qkvw, w->qkvb, N, C, d->Q);
+    shape_qk(d, w, p0, N);
     cache_kv(d, l, p0, N);
     attend(d, l, p0, N);
-    rows_matmul(d->tmp, d->atty, w->projw, w->projb, N, C, C);
+    rows_matmul(d->tmp, d->atty, w->projw, w->projb, N, d->Qw, C);
     residual_forward(d->x, d->x, d->tmp, NC);
-    layernorm_forward(d->ln, d->mean, d->rstd, d->x, w->ln2w, w->ln2b, N, C);
+    norm_rows(d, d->x, w->ln2w, w->ln2b, N);
     rows_matmul(d->fch, d->ln, w->fcw, w->fcb, N, C, d->F);
-    gelu_forward(d->fch, d->fch, (size_t)N * d->F); /* element-wise: in place is safe */
+    /* element-wise: in place is safe */
+    if (d->swiglu) {
+        rows_matmul(d->up, d->ln, w->upw, w->upb, N, C, d->F);
+        swiglu_forward(d->fch, d->fch, d->up, NF);
+    } else {
+        gelu_forward(d->fch, d->fch, NF);
+    }
     rows_matmul(d->tmp, d->fch, w->fcpw, w->fcpb, N, d->F, C);
     residual_forward(d->x, d->x, d->tmp, NC);
 }
 
-/* Final norm and the tied head, for the last of the N rows only: sampling
+/* Final norm and the head, for the last of the N rows only: sampling
  * needs nothing else, and the head is the largest matmul. */
 static const float *head_last(GptDecoder *d, int N)
 {
     const int C = d->C;
-    layernorm_forward(d->ln, d->mean, d->rstd, d->x + (size_t)(N - 1) * C, d->lnfw, d->lnfb, 1, C);
-    rows_matmul(d->logits, d->ln, d->wte, NULL, 1, C, d->V);
+    norm_rows(d, d->x + (size_t)(N - 1) * C, d->lnfw, d->lnfb, 1);
+    rows_matmul(d->logits, d->ln, d->head, NULL, 1, C, d->V);
     return d->logits;
 }
 
@@ -269,8 +361,14 @@ const float *decoder_prefill(GptDecoder *d, const int *tokens, int n)
     for (int i = 0; i < n; i++)
         if (tokens[i] < 0 || tokens[i] >= d->V) return NULL;
     const int p0 = d->pos;
-    /* B=1, T=n with wpe shifted to p0: row i gets position p0+i */
-    embedding_forward(d->x, tokens, d->wte, d->wpe + (size_t)p0 * d->C, 1, n, d->C);
+    /* B=1, T=n with wpe shifted to p0: row i gets position p0+i (rotary
+     * positions turn q and k instead) */
+    if (d->wpe)
+        embedding_forward(d->x, tokens, d->wte, d->wpe + (size_t)p0 * d->C, 1, n, d->C);
+    else
+        for (int i = 0; i < n; i++)
+            memcpy(d->x + (size_t)i * d->C, d->wte + (size_t)tokens[i] * d->C,
+                   (size_t)d->C * sizeof(float));
     for (int l = 0; l < d->L; l++) layer_rows(d, l, p0, n);
     d->pos += n;
     return head_last(d, n);

@@ -1,21 +1,22 @@
 #ifndef MPITRAIN_GPT_DECODE_H
 #define MPITRAIN_GPT_DECODE_H
-/* Incremental decoding of a GPT with a key/value cache: each new position
- * costs one row through every layer plus attention over the cached keys,
- * instead of a forward over the whole context (model_next_logits).
+/* Incremental decoding of a transformer (gpt, llama) with a key/value
+ * cache: each new position costs one row through every layer plus
+ * attention over the cached keys, instead of a forward over the whole
+ * context (model_next_logits).
  *
- * The decoder reads the weights of a whole (unsharded, tp=1) GPT through
+ * The decoder reads the weights of a whole (unsharded, tp=1) model through
  * its tensor table; the model must stay alive (and unchanged) while the
  * decoder is used. It keeps, per layer, the keys and values of every
  * position so far (L x T x the keys' width each: C when every head has its
- * own). */
+ * own, kv heads x head_dim when heads share them). */
 #include "base/err.h"
 #include "models/model.h"
 
 typedef struct GptDecoder GptDecoder;
 
 /* Builds a decoder on m; refuses (naming why) a model that is not a whole
- * GPT. */
+ * transformer. */
 GptDecoder *decoder_new(const Model *m, Err *e);
 void decoder_free(GptDecoder *d);
 /* Forgets every position (the cache starts empty again). */

@@ -3,6 +3,7 @@
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* ---- elementary functions -------------------------------------------- */
@@ -123,6 +124,29 @@ void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout,
 
 /* ---- layernorm ------------------------------------------------------------ */
 
+/* dw += sum over rows of dout (x - mean) rstd, db += sum of dout, for
+ * layernorm and (mean NULL: 0) RMSNorm; rows ld floats apart. Column
+ * blocks, rows in order: the same sums for any thread count. */
+static void norm_param_grads(float *dw, float *db, const float *dout, const float *inp,
+                             const float *mean, const float *rstd, int N, int C, int ld)
+{
+    if (!dw && !db) return;
+    enum { BLK = 32 };
+    int nblk = (C + BLK - 1) / BLK;
+#pragma omp parallel for schedule(static)
+    for (int bk = 0; bk < nblk; bk++) {
+        int j0 = bk * BLK, j1 = j0 + BLK < C ? j0 + BLK : C;
+        for (int n = 0; n < N; n++) {
+            const float *x = inp + (size_t)n * ld, *dy = dout + (size_t)n * ld;
+            float m = mean ? mean[n] : 0.0f, r = rstd[n];
+            for (int i = j0; i < j1; i++) {
+                if (dw) dw[i] += dy[i] * (x[i] - m) * r;
+                if (db) db[i] += dy[i];
+            }
+        }
+    }
+}
+
 void layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
                        const float *w, const float *b, int N, int C)
 {
@@ -169,21 +193,74 @@ void layernorm_backward(float *dinp, float *dw, float *db, const float *dout,
             }
         }
     }
-    if (!dw && !db) return;
-    enum { BLK = 32 };
-    int nblk = (C + BLK - 1) / BLK;
+    norm_param_grads(dw, db, dout, inp, mean, rstd, N, C, C);
+}
+
+/* ---- RMSNorm ---------------------------------------------------------------- */
+
+/* RMSNorm's row reductions run in double, by DLANES independent partial
+ * sums (they vectorize without reassociation and combine in a fixed order):
+ * the reference is float64 PyTorch, and a float sum of C squares drifts by
+ * ~sqrt(C) ulps while the square of a float is exact in double, so the mean
+ * square is the exact one to ~1e-16. The kernel is memory-bound: the wider
+ * arithmetic costs nothing measurable. */
+enum { DLANES = 8 };
+
+static double dot_lanes(const float *a, const float *b, int n)
+{
+    double acc[DLANES] = {0};
+    int j = 0;
+    for (; j + DLANES <= n; j += DLANES)
+        for (int k = 0; k < DLANES; k++) acc[k] += (double)a[j + k] * b[j + k];
+    double s = 0.0;
+    for (int k = 0; k < DLANES; k++) s += acc[k];
+    for (; j < n; j++) s += (double)a[j] * b[j];
+    return s;
+}
+
+/* sum_j a_j b_j c_j, each product in double */
+static double dot3_lanes(const float *a, const float *b, const float *c, int n)
+{
+    double acc[DLANES] = {0};
+    int j = 0;
+    for (; j + DLANES <= n; j += DLANES)
+        for (int k = 0; k < DLANES; k++) acc[k] += (double)a[j + k] * b[j + k] * c[j + k];
+    double s = 0.0;
+    for (int k = 0; k < DLANES; k++) s += acc[k];
+    for (; j < n; j++) s += (double)a[j] * b[j] * c[j];
+    return s;
+}
+
+void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, int N, int C,
+                     int ld, float eps)
+{
 #pragma omp parallel for schedule(static)
-    for (int bk = 0; bk < nblk; bk++) {
-        int j0 = bk * BLK, j1 = j0 + BLK < C ? j0 + BLK : C;
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * ld;
+        float r = (float)(1.0 / sqrt(dot_lanes(x, x, C) / C + eps));
+        float *o = out + (size_t)n * ld;
+        /* (x r) w: HF's order, weight * (x * rsqrt(var + eps)) */
+        for (int i = 0; i < C; i++) o[i] = x[i] * r * w[i];
+        if (rstd) rstd[n] = r;
+    }
+}
+
+/* With g = dout w: dx_j = r g_j - x_j r^3 (sum_i g_i x_i) / C;
+ * dw_i = sum over rows of dout_i x_i r (x - 0 is x: layernorm's sum). */
+void rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *inp,
+                      const float *w, const float *rstd, int N, int C, int ld)
+{
+    if (dinp) {
+#pragma omp parallel for schedule(static)
         for (int n = 0; n < N; n++) {
-            const float *x = inp + (size_t)n * C, *dy = dout + (size_t)n * C;
-            float m = mean[n], r = rstd[n];
-            for (int i = j0; i < j1; i++) {
-                if (dw) dw[i] += dy[i] * (x[i] - m) * r;
-                if (db) db[i] += dy[i];
-            }
+            const float *x = inp + (size_t)n * ld, *dy = dout + (size_t)n * ld;
+            double r = rstd[n];
+            float k = (float)(r * r * r * dot3_lanes(dy, w, x, C) / C), rf = rstd[n];
+            float *dx = dinp + (size_t)n * ld;
+            for (int i = 0; i < C; i++) dx[i] += rf * (dy[i] * w[i]) - x[i] * k;
         }
     }
+    norm_param_grads(dw, NULL, dout, inp, NULL, rstd, N, C, ld);
 }
 
 /* ---- GELU (tanh approximation) ------------------------------------------ */
@@ -209,6 +286,121 @@ void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n)
         float dt = (1.0f - t * t) * GELU_K * (1.0f + 3.0f * 0.044715f * x * x);
         dinp[i] += dout[i] * (0.5f * (1.0f + t) + 0.5f * x * dt);
     }
+}
+
+/* ---- SwiGLU --------------------------------------------------------------- */
+
+/* 1 / (1 + e^-x) from e = e^-|x| in (0, 1]: for x < 0 it is e / (1 + e),
+ * accurate relative to the (tiny) result; and this form runs ~3x faster
+ * here than 1 / (1 + e^-x), whose division stalled the vectorized loop
+ * (measured; the divisor range is the one difference). */
+static inline float sigmoid_approx(float x)
+{
+    float e = exp_approx(-fabsf(x));
+    return (x >= 0.0f ? 1.0f : e) / (1.0f + e);
+}
+
+void swiglu_forward(float *out, const float *gate, const float *up, size_t n)
+{
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float g = gate[i];
+        out[i] = g * sigmoid_approx(g) * up[i];
+    }
+}
+
+/* silu'(g) = s (1 + g (1 - s)), s = sigmoid(g) */
+void swiglu_backward(float *dgate, float *dup, const float *gate, const float *up,
+                     const float *dout, size_t n)
+{
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float g = gate[i], sg = sigmoid_approx(g), d = dout[i];
+        dgate[i] += d * up[i] * (sg * (1.0f + g * (1.0f - sg)));
+        dup[i] += d * (g * sg);
+    }
+}
+
+/* ---- rotary position embedding ------------------------------------------- */
+
+/* llama3's frequency scaling of one inverse frequency (see ops.h) */
+static double llama3_inv_freq(double inv_freq, double factor, double low, double high, int orig)
+{
+    const double wavelen = 2.0 * M_PI / inv_freq;
+    if (wavelen < orig / high) return inv_freq;
+    if (wavelen > orig / low) return inv_freq / factor;
+    double smooth = (orig / wavelen - low) / (high - low);
+    return (1.0 - smooth) * inv_freq / factor + smooth * inv_freq;
+}
+
+int rope_table_init(RopeTable *r, int T, int hd, double theta, double factor, double low_freq,
+                    double high_freq, int orig_ctx)
+{
+    memset(r, 0, sizeof *r);
+    if (T < 1 || hd < 2 || hd % 2 || !(theta > 0.0)) return -1;
+    if (factor > 0.0 && (!(low_freq > 0.0) || !(high_freq > low_freq) || orig_ctx < 1)) return -1;
+    const int half = hd / 2;
+    size_t n = (size_t)T * half;
+    r->cos = malloc(n * sizeof(float));
+    r->sin = malloc(n * sizeof(float));
+    if (!r->cos || !r->sin) {
+        rope_table_free(r);
+        return -1;
+    }
+    r->T = T;
+    r->half = half;
+    for (int i = 0; i < half; i++) {
+        double f = pow(theta, -2.0 * i / hd);
+        if (factor > 0.0) f = llama3_inv_freq(f, factor, low_freq, high_freq, orig_ctx);
+        for (int t = 0; t < T; t++) {
+            double a = (double)t * f;
+            r->cos[(size_t)t * half + i] = (float)cos(a);
+            r->sin[(size_t)t * half + i] = (float)sin(a);
+        }
+    }
+    return 0;
+}
+
+void rope_table_free(RopeTable *r)
+{
+    free(r->cos);
+    free(r->sin);
+    memset(r, 0, sizeof *r);
+}
+
+/* (x1, x2) <- (x1 cos - x2 sin', x2 cos + x1 sin') with sin' = sign * sin:
+ * sign -1 is the inverse rotation, and its negation is exact, so forward
+ * and backward are one loop. */
+static void rope_rotate(float *x, const RopeTable *r, int B, int T, int ld, int col0,
+                        int n_heads, int hd, int pos0, float sign)
+{
+    const int half = hd / 2;
+#pragma omp parallel for schedule(static)
+    for (int bt = 0; bt < B * T; bt++) {
+        const float *restrict c = r->cos + (size_t)(bt % T + pos0) * half;
+        const float *restrict sn = r->sin + (size_t)(bt % T + pos0) * half;
+        float *row = x + (size_t)bt * ld + col0;
+        for (int h = 0; h < n_heads; h++) {
+            float *restrict x1 = row + (size_t)h * hd, *restrict x2 = x1 + half;
+            for (int i = 0; i < half; i++) {
+                float a = x1[i], b = x2[i], s = sign * sn[i];
+                x1[i] = a * c[i] - b * s;
+                x2[i] = b * c[i] + a * s;
+            }
+        }
+    }
+}
+
+void rope_forward(float *x, const RopeTable *r, int B, int T, int ld, int col0, int n_heads,
+                  int hd, int pos0)
+{
+    rope_rotate(x, r, B, T, ld, col0, n_heads, hd, pos0, 1.0f);
+}
+
+void rope_backward(float *dx, const RopeTable *r, int B, int T, int ld, int col0, int n_heads,
+                   int hd, int pos0)
+{
+    rope_rotate(dx, r, B, T, ld, col0, n_heads, hd, pos0, -1.0f);
 }
 
 /* ---- residual --------------------------------------------------------------- */
@@ -307,20 +499,25 @@ void causal_softmax_rows(float *s, float *lse, int i0, int nq, int ld)
     }
 }
 
-/* One (b, h) pair of one query block. */
+/* Query head h of sequence b and the key/value head it reads. */
 typedef struct {
-    const float *q, *k, *v; /* head h of sequence b, row stride C3 */
-    int C3;
+    const float *q, *k, *v; /* rows ld floats apart */
+    int ld;
 } HeadView;
 
-static HeadView head_view(const float *qkv, int b, int h, int T, int NH, int hs)
+static int kv_of(const AttnHeads *ah, int h) { return (ah->h0 + h) / ah->group - ah->kv0; }
+
+static size_t qkv_ld(const AttnHeads *ah) { return (size_t)(ah->NH + 2 * ah->NKV) * ah->hs; }
+
+static HeadView head_view(const float *qkv, int b, int h, int T, const AttnHeads *ah)
 {
-    const int C = NH * hs;
+    const size_t ld = qkv_ld(ah), hs = ah->hs;
+    const float *row0 = qkv + (size_t)b * T * ld;
     HeadView hv;
-    hv.q = qkv + (size_t)b * T * 3 * C + (size_t)h * hs;
-    hv.k = hv.q + C;
-    hv.v = hv.q + 2 * C;
-    hv.C3 = 3 * C;
+    hv.q = row0 + (size_t)h * hs;
+    hv.k = row0 + (size_t)(ah->NH + kv_of(ah, h)) * hs;
+    hv.v = row0 + (size_t)(ah->NH + ah->NKV + kv_of(ah, h)) * hs;
+    hv.ld = (int)ld;
     return hv;
 }
 
@@ -330,23 +527,34 @@ static int att_threads(int scratch_threads)
     return n < scratch_threads ? n : scratch_threads;
 }
 
+void attention_forward_gqa(float *out, float *lse, const float *qkv, int B, int T,
+                           const AttnHeads *ah, float *scratch, int scratch_threads)
+{
+    const int NH = ah->NH, hs = ah->hs, C = NH * hs, nqb = (T + ATT_BQ - 1) / ATT_BQ;
+    const float scale = 1.0f / sqrtf((float)hs);
+    /* tasks are independent (each writes its own rows of out and lse), so
+     * any schedule gives the same bits: a head's query blocks are handed
+     * out together (its keys and values stay in cache), costliest first
+     * (the last blocks see the most keys), so the threads end together */
+#pragma omp parallel for schedule(dynamic, 1) num_threads(att_threads(scratch_threads))
+    for (int task = 0; task < B * NH * nqb; task++) {
+        int bh = task / nqb, qb = nqb - 1 - task % nqb, b = bh / NH, h = bh % NH;
+        int i0 = qb * ATT_BQ, nq = T - i0 < ATT_BQ ? T - i0 : ATT_BQ, nk = i0 + nq;
+        HeadView hv = head_view(qkv, b, h, T, ah);
+        float *s = scratch + (size_t)omp_get_thread_num() * 2 * ATT_BQ * T;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hs, scale,
+                    hv.q + (size_t)i0 * hv.ld, hv.ld, hv.k, hv.ld, 0.0f, s, nk);
+        causal_softmax_rows(s, lse + (size_t)bh * T + i0, i0, nq, nk);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hs, nk, 1.0f, s, nk, hv.v,
+                    hv.ld, 0.0f, out + ((size_t)b * T + i0) * C + (size_t)h * hs, C);
+    }
+}
+
 void attention_forward(float *out, float *lse, const float *qkv, int B, int T, int NH, int hs,
                        float *scratch, int scratch_threads)
 {
-    const int C = NH * hs, nqb = (T + ATT_BQ - 1) / ATT_BQ;
-    const float scale = 1.0f / sqrtf((float)hs);
-#pragma omp parallel for schedule(static) num_threads(att_threads(scratch_threads))
-    for (int task = 0; task < B * NH * nqb; task++) {
-        int bh = task / nqb, qb = task % nqb, b = bh / NH, h = bh % NH;
-        int i0 = qb * ATT_BQ, nq = T - i0 < ATT_BQ ? T - i0 : ATT_BQ, nk = i0 + nq;
-        HeadView hv = head_view(qkv, b, h, T, NH, hs);
-        float *s = scratch + (size_t)omp_get_thread_num() * 2 * ATT_BQ * T;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hs, scale,
-                    hv.q + (size_t)i0 * hv.C3, hv.C3, hv.k, hv.C3, 0.0f, s, nk);
-        causal_softmax_rows(s, lse + (size_t)bh * T + i0, i0, nq, nk);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hs, nk, 1.0f, s, nk, hv.v,
-                    hv.C3, 0.0f, out + ((size_t)b * T + i0) * C + (size_t)h * hs, C);
-    }
+    const AttnHeads ah = {.NH = NH, .NKV = NH, .hs = hs, .group = 1};
+    attention_forward_gqa(out, lse, qkv, B, T, &ah, scratch, scratch_threads);
 }
 
 /* dS = P * (dP - D) for the block, with P = exp(S - lse) recomputed from the
@@ -369,41 +577,67 @@ static void softmax_block_backward(float *s, float *dp, const float *lse, const 
     }
 }
 
+/* One (b, h) pair, its query blocks in order: dq of head h, and dk, dv of
+ * the kv head it reads, += . s and dp are the thread's two tiles. */
+static void head_backward(float *dqkv, const float *dout, const float *out, const float *qkv,
+                          const float *lse, int b, int h, int T, const AttnHeads *ah, float *s,
+                          float *dp)
+{
+    const int NH = ah->NH, hs = ah->hs, C = NH * hs, nqb = (T + ATT_BQ - 1) / ATT_BQ;
+    const float scale = 1.0f / sqrtf((float)hs);
+    HeadView hv = head_view(qkv, b, h, T, ah);
+    float *dq = dqkv + (hv.q - qkv), *dk = dqkv + (hv.k - qkv), *dv = dqkv + (hv.v - qkv);
+    const float *lse_bh = lse + ((size_t)b * NH + h) * T;
+    for (int qb = 0; qb < nqb; qb++) {
+        int i0 = qb * ATT_BQ, nq = T - i0 < ATT_BQ ? T - i0 : ATT_BQ, nk = i0 + nq;
+        size_t yoff = ((size_t)b * T + i0) * C + (size_t)h * hs;
+        const float *qi = hv.q + (size_t)i0 * hv.ld, *dy = dout + yoff;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hs, scale, qi, hv.ld, hv.k,
+                    hv.ld, 0.0f, s, nk);
+        /* dP = dY V^T */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hs, 1.0f, dy, C, hv.v,
+                    hv.ld, 0.0f, dp, nk);
+        softmax_block_backward(s, dp, lse_bh + i0, dy, out + yoff, C, hs, i0, nq, nk);
+        /* dV += P^T dY; dQ += scale dS K; dK += scale dS^T Q */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hs, nq, 1.0f, s, nk, dy, C,
+                    1.0f, dv, hv.ld);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hs, nk, scale, dp, nk, hv.k,
+                    hv.ld, 1.0f, dq + (size_t)i0 * hv.ld, hv.ld);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hs, nq, scale, dp, nk, qi,
+                    hv.ld, 1.0f, dk, hv.ld);
+    }
+}
+
+/* One task per (b, h) pair. The q heads of a group all add into their kv
+ * head's dK and dV: the task dependence on that kv head runs them one after
+ * another in head order (the order they are created in), so the sums are
+ * the same for any thread count, while the other kv heads' chains run
+ * alongside; a thread whose chain waits takes another's next head. */
+void attention_backward_gqa(float *dqkv, const float *dout, const float *out, const float *qkv,
+                            const float *lse, int B, int T, const AttnHeads *ah, float *scratch,
+                            int scratch_threads)
+{
+#pragma omp parallel num_threads(att_threads(scratch_threads))
+#pragma omp single
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < ah->NH; h++) {
+            /* the kv head's first dK element stands for the kv head */
+            float *dk = dqkv + (head_view(qkv, b, h, T, ah).k - qkv);
+            (void)dk; /* gcc counts no use in a depend clause */
+#pragma omp task depend(inout : dk[0])
+            {
+                float *s = scratch + (size_t)omp_get_thread_num() * 2 * ATT_BQ * T;
+                head_backward(dqkv, dout, out, qkv, lse, b, h, T, ah, s, s + ATT_BQ * T);
+            }
+        }
+}
+
 void attention_backward(float *dqkv, const float *dout, const float *out, const float *qkv,
                         const float *lse, int B, int T, int NH, int hs, float *scratch,
                         int scratch_threads)
 {
-    const int C = NH * hs, nqb = (T + ATT_BQ - 1) / ATT_BQ;
-    const float scale = 1.0f / sqrtf((float)hs);
-    /* a (b, h) pair's query blocks all add into its dK and dV: one thread
-     * takes the whole pair, in block order, so sums stay deterministic */
-#pragma omp parallel for schedule(static) num_threads(att_threads(scratch_threads))
-    for (int bh = 0; bh < B * NH; bh++) {
-        int b = bh / NH, h = bh % NH;
-        HeadView hv = head_view(qkv, b, h, T, NH, hs);
-        size_t hoff = (size_t)b * T * 3 * C + (size_t)h * hs;
-        float *dq = dqkv + hoff, *dk = dq + C, *dv = dq + 2 * C;
-        float *s = scratch + (size_t)omp_get_thread_num() * 2 * ATT_BQ * T, *dp = s + ATT_BQ * T;
-        for (int qb = 0; qb < nqb; qb++) {
-            int i0 = qb * ATT_BQ, nq = T - i0 < ATT_BQ ? T - i0 : ATT_BQ, nk = i0 + nq;
-            size_t yoff = ((size_t)b * T + i0) * C + (size_t)h * hs;
-            const float *qi = hv.q + (size_t)i0 * hv.C3, *dy = dout + yoff;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hs, scale, qi, hv.C3,
-                        hv.k, hv.C3, 0.0f, s, nk);
-            /* dP = dY V^T */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hs, 1.0f, dy, C, hv.v,
-                        hv.C3, 0.0f, dp, nk);
-            softmax_block_backward(s, dp, lse + (size_t)bh * T + i0, dy, out + yoff, C, hs, i0,
-                                   nq, nk);
-            /* dV += P^T dY; dQ += scale dS K; dK += scale dS^T Q */
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hs, nq, 1.0f, s, nk, dy, C,
-                        1.0f, dv, hv.C3);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hs, nk, scale, dp, nk,
-                        hv.k, hv.C3, 1.0f, dq + (size_t)i0 * hv.C3, hv.C3);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hs, nq, scale, dp, nk, qi,
-                        hv.C3, 1.0f, dk, hv.C3);
-        }
-    }
+    const AttnHeads ah = {.NH = NH, .NKV = NH, .hs = hs, .group = 1};
+    attention_backward_gqa(dqkv, dout, out, qkv, lse, B, T, &ah, scratch, scratch_threads);
 }
 
 /* ---- embedding --------------------------------------------------------- */

@@ -3,8 +3,9 @@
 /* Kernels: free functions over row-major float buffers. N = B*T rows.
  * Backward functions ACCUMULATE into their gradient outputs (+=), so a
  * tensor used twice (tied embedding) just receives both contributions.
- * The gradient outputs of matmul, layernorm and embedding backward may be
- * NULL when not needed; GELU's and attention's must be there.
+ * The gradient outputs of matmul, layernorm, RMSNorm and embedding backward
+ * may be NULL when not needed; GELU's, SwiGLU's and attention's must be
+ * there.
  * All kernels are deterministic for a given thread count; the ones whose
  * reductions run in a fixed order (everything but the GEMMs) are
  * deterministic for any thread count. */
@@ -28,6 +29,50 @@ void layernorm_backward(float *dinp, float *dw, float *db, const float *dout,
                         const float *inp, const float *w, const float *mean,
                         const float *rstd, int N, int C);
 
+/* RMSNorm (Llama): out = inp * rstd * w per row of C, rstd = 1/sqrt(mean(inp^2)
+ * + eps); rows are ld floats apart in inp and out (and dinp, dout), ld = C for
+ * a dense (N,C). rstd (N) is kept for backward (may be NULL in forward-only
+ * use). out may be inp (in place). In backward dinp or dw may be NULL. */
+void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, int N, int C,
+                     int ld, float eps);
+void rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *inp,
+                      const float *w, const float *rstd, int N, int C, int ld);
+
+/* Rotary position embedding, HF's rotate-half layout: within each head of hd
+ * floats, pairs (i, i + hd/2) turn by the angle pos * inv_freq[i]. A table
+ * holds cos/sin (T, half) for positions [0, T) and half = hd/2 frequencies. */
+typedef struct {
+    int T, half;
+    float *cos, *sin;
+} RopeTable;
+/* inv_freq_i = theta^(-2i/hd), then, when factor > 0, llama3's scaling (HF's
+ * _compute_llama3_parameters): wavelen = 2 pi / inv_freq; wavelen <
+ * orig/high: kept; wavelen > orig/low: inv_freq / factor; between: smooth =
+ * (orig/wavelen - low)/(high - low), inv_freq = (1 - smooth) inv_freq/factor
+ * + smooth inv_freq. Angles are computed in double, stored as float.
+ * Returns 0, or -1 when out of memory or the arguments are unusable (T < 1,
+ * hd odd or < 2, theta <= 0; with factor > 0: low <= 0, high <= low or
+ * orig_ctx < 1). rope_table_free frees (and zeroes) it; a zeroed table may be
+ * freed. */
+int rope_table_init(RopeTable *r, int T, int hd, double theta, double factor, double low_freq,
+                    double high_freq, int orig_ctx);
+void rope_table_free(RopeTable *r);
+/* In place on x (B, T, rows ld floats apart): the n_heads consecutive heads of
+ * hd floats from column col0 of each row. Row (b,t) is at position t + pos0,
+ * which must be < r->T; hd must be 2 r->half. */
+void rope_forward(float *x, const RopeTable *r, int B, int T, int ld, int col0, int n_heads,
+                  int hd, int pos0);
+/* dx in place: the inverse rotation (its transpose), same arguments. Not an
+ * accumulation: it maps the gradient after rope to the gradient before. */
+void rope_backward(float *dx, const RopeTable *r, int B, int T, int ld, int col0, int n_heads,
+                   int hd, int pos0);
+
+/* SwiGLU: out = silu(gate) * up elementwise over n, silu(g) = g / (1 + e^-g),
+ * through the kernels' exp approximation (fast_expf: relative error < 2e-6). */
+void swiglu_forward(float *out, const float *gate, const float *up, size_t n);
+void swiglu_backward(float *dgate, float *dup, const float *gate, const float *up,
+                     const float *dout, size_t n);
+
 /* GELU, tanh approximation (GPT-2) */
 void gelu_forward(float *out, const float *inp, size_t n);
 void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n);
@@ -46,7 +91,8 @@ void causal_softmax_rows(float *s, float *lse, int i0, int nq, int ld);
  * out (B,T,NH*hs); lse (B,NH,T) keeps each query's log-sum-exp of scaled
  * scores, from which backward recomputes the probabilities: no (T,T)
  * matrix is ever stored. scratch holds attention_scratch_floats(T,
- * scratch_threads) floats; the kernels use at most scratch_threads threads. */
+ * scratch_threads) floats; the kernels use at most scratch_threads threads.
+ * attention_forward/backward are the _gqa kernels with NKV = NH. */
 size_t attention_scratch_floats(int T, int threads);
 void attention_forward(float *out, float *lse, const float *qkv, int B, int T, int NH, int hs,
                        float *scratch, int scratch_threads);
@@ -54,6 +100,24 @@ void attention_forward(float *out, float *lse, const float *qkv, int B, int T, i
 void attention_backward(float *dqkv, const float *dout, const float *out, const float *qkv,
                         const float *lse, int B, int T, int NH, int hs, float *scratch,
                         int scratch_threads);
+
+/* Grouped-query causal attention. qkv rows (B,T,ldqkv) hold [q: NH heads |
+ * k: NKV heads | v: NKV heads] of hs floats each, ldqkv = (NH + 2 NKV) hs;
+ * out (B,T,NH*hs), lse (B,NH,T). Local q head h reads local kv head
+ * kv_of(h) = (h0 + h) / group - kv0, where h0 is the global index of the
+ * first local q head, kv0 that of the first local kv head and group the q
+ * heads per kv head (global): a tensor-parallel slice of the heads computes
+ * exactly what the whole computes for them. Backward sums a kv head's dk and
+ * dv over its group's q heads in head order, whatever the thread count.
+ * Scratch as for attention_forward. */
+typedef struct {
+    int NH, NKV, hs, group, h0, kv0;
+} AttnHeads;
+void attention_forward_gqa(float *out, float *lse, const float *qkv, int B, int T,
+                           const AttnHeads *ah, float *scratch, int scratch_threads);
+void attention_backward_gqa(float *dqkv, const float *dout, const float *out, const float *qkv,
+                            const float *lse, int B, int T, const AttnHeads *ah, float *scratch,
+                            int scratch_threads);
 
 /* out (B,T,C) = wte[tokens] + wpe[t] */
 void embedding_forward(float *out, const int *tokens, const float *wte, const float *wpe,

@@ -18,6 +18,9 @@ losses() { sed -n 's/.*"step":\([0-9]*\),"loss":\([^,]*\),.*/\1 \2/p' "$1"; }
 # max relative difference of the losses of two runs, step by step
 max_rel() { join <(losses "$1") <(losses "$2") | awk '{d=$2-$3; if(d<0)d=-d; r=d/($2<0?-$2:$2); if(r>m)m=r} END{printf "%.3g", m+0}'; }
 same_steps() { [ "$(losses "$1" | wc -l)" -eq "$(losses "$2" | wc -l)" ] && [ "$(losses "$1" | wc -l)" -gt 0 ]; }
+# is_sanitized: $BIN is an ASan/UBSan build (several times slower: big
+# tests shrink or skip)
+is_sanitized() { nm -D "$BIN" 2>/dev/null | grep -q __asan_init || ldd "$BIN" 2>/dev/null | grep -q libasan; }
 # The closing line, and the verdict: a test that checked nothing is broken,
 # not passed. Exits.
 finish() {

@@ -11,7 +11,7 @@
 #include "sharding/partition.h"
 #include "sharding/stages.h"
 #include "worker/ckpt/ckpt.h"
-#include "worker/ckpt/gpt2io.h"
+#include "worker/ckpt/hfio.h"
 #include "worker/config/settings.h"
 #include "worker/method/methods.h"
 
@@ -62,8 +62,8 @@ static int check_shards(const TrainConfig *c, Err *e)
                           .last_block = c->stage_first[s + 1] - 1, .slots = 1};
         if (model_shard_validate(&c->model, &sh, e)) return -1;
     }
-    const TransformerDesc *d = model_transformer(&c->model);
-    if (c->pp > 1 && c->zero == 2 && d && d->tied_head)
+    if (c->pp > 1 && c->zero == 2 && model_transformer(&c->model) &&
+        transformer_shape(&c->model).tied_head)
         return err_set(e, "--zero 2 with --pp %d: the tied embedding's two copies need whole "
                           "gradients; use --zero 1", c->pp);
     return 0;
@@ -343,28 +343,41 @@ static int check_resume_conflicts(const TrainConfig *cfg, const TrainConfig *sav
                    s->name, given, ckpt);
 }
 
-/* How the sources name the model's settings (Hugging Face's config keys). */
-static const char *source_key(const char *flag)
+/* How the sources name the model's settings (Hugging Face's config keys:
+ * GPT-2's, then the llama family's). */
+static const char *source_key(const char *flag, const ModelConfig *src)
 {
-    static const char *const KEYS[][2] = {{"layers", "n_layer"}, {"heads", "n_head"},
-                                          {"embd", "n_embd"}, {"seq-len", "n_positions"},
-                                          {"positions", "n_positions"},
-                                          {"vocab", "vocab_size"}, {"in-dim", "in_dim"}};
+    static const char *const KEYS[][3] = {
+        {"model", "", "model_type"},
+        {"layers", "n_layer", "num_hidden_layers"}, {"heads", "n_head", "num_attention_heads"},
+        {"embd", "n_embd", "hidden_size"}, {"seq-len", "n_positions", "max_position_embeddings"},
+        {"positions", "n_positions", "max_position_embeddings"},
+        {"vocab", "vocab_size", "vocab_size"}, {"in-dim", "in_dim", "in_dim"},
+        {"kv-heads", "", "num_key_value_heads"}, {"head-dim", "", "head_dim"},
+        {"mlp-hidden", "", "intermediate_size"}, {"norm-eps", "", "rms_norm_eps"},
+        {"rope-theta", "", "rope_theta"}, {"rope-factor", "", "rope_scaling.factor"},
+        {"rope-low-freq", "", "rope_scaling.low_freq_factor"},
+        {"rope-high-freq", "", "rope_scaling.high_freq_factor"},
+        {"rope-original-ctx", "", "rope_scaling.original_max_position_embeddings"},
+        {"qkv-bias", "", "attention_bias (Qwen2: always)"},
+        {"attn-out-bias", "", "attention_bias"}, {"mlp-bias", "", "mlp_bias"},
+        {"qk-norm", "", "model_type qwen3"}, {"untied-head", "", "tie_word_embeddings (negated)"}};
+    int col = src->kind == MODEL_LLAMA ? 2 : 1;
     for (size_t i = 0; i < sizeof KEYS / sizeof KEYS[0]; i++)
-        if (!strcmp(KEYS[i][0], flag)) return KEYS[i][1];
+        if (!strcmp(KEYS[i][0], flag) && KEYS[i][col][0]) return KEYS[i][col];
     return flag;
 }
 
 int plan_apply_init_from(TrainConfig *cfg, Err *e)
 {
     if (!cfg->init_from[0] || cfg->resume[0]) return 0;
-    Gpt2Source src;
-    if (gpt2_source_open(cfg->init_from, &src, e)) {
-        gpt2_source_close(&src);
+    WeightSource src;
+    if (wsource_open(cfg->init_from, &src, e)) {
+        wsource_close(&src);
         err_wrap(e, "--init-from %s", cfg->init_from);
         return PLAN_ERR_RESUME;
     }
-    gpt2_source_close(&src);
+    wsource_close(&src);
     TrainConfig *taken = malloc(sizeof *taken);
     if (!taken) return err_set(e, "out of memory");
     *taken = *cfg;
@@ -387,8 +400,8 @@ int plan_apply_init_from(TrainConfig *cfg, Err *e)
     else if (s)
         rc = err_set(e, "--%s %s conflicts with the --init-from source's %s %s: the model's shape "
                         "comes from the source (%s %s); drop the flag",
-                     s->name, given, source_key(s->name), theirs,
-                     gpt2_source_kind_name(src.kind), cfg->init_from);
+                     s->name, given, source_key(s->name, &src.model), theirs,
+                     wsource_kind_name(src.kind), cfg->init_from);
     if (!rc) cfg->model = taken->model;
     free(taken);
     return rc;

@@ -49,22 +49,33 @@ static double gemm_rate(int M, int N, int K)
 
 static int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
 
+int planner_layer_gemms(const ModelConfig *c, int N, LayerGemm *g)
+{
+    const TransformerDesc *d = model_transformer(c);
+    TransformerShape s = transformer_shape(c);
+    int C = clampi(c->n_embd, 8, 4096), T = clampi(c->seq_len, 8, 2048);
+    int q = d ? clampi(s.q_width, 8, 4096) : C, kv = d ? clampi(s.kv_width, 8, 4096) : C;
+    int F = clampi(s.mlp_hidden, 8, 16384), hs = d ? clampi(s.head_dim, 4, 1024) : C;
+    double cc = (double)C * C;
+    int n = 0;
+    g[n++] = (LayerGemm){N, q + 2 * kv, C, (q + 2 * kv) * (double)C / cc};
+    g[n++] = (LayerGemm){N, C, q, C * (double)q / cc};
+    int mlp_in = d && d->mlp == MLP_SWIGLU ? 2 : 1;
+    for (int k = 0; k < mlp_in; k++) g[n++] = (LayerGemm){N, F, C, F * (double)C / cc};
+    g[n++] = (LayerGemm){N, C, F, C * (double)F / cc};
+    if (d) g[n++] = (LayerGemm){T, T, hs, 2.0 * T / C * ((double)q / C)};
+    return n;
+}
+
 double planner_measure_gemm(const ModelConfig *m, int tokens)
 {
-    /* the layer's own GEMMs (qkv, projection, the two MLP linears, and the
-     * two per-head attention products), combined by their share of FLOPs */
-    int N = clampi(tokens, 16, 4096), C = clampi(m->n_embd, 8, 4096), T = clampi(m->seq_len, 8, 2048);
-    int attn = model_transformer(m) != NULL;
-    int hs = attn ? clampi(transformer_shape(m).head_dim, 4, 1024) : C;
-    struct { int M, N, K; double weight; } g[] = {
-        {N, 3 * C, C, 3}, {N, C, C, 1}, {N, 4 * C, C, 4}, {N, C, 4 * C, 4},
-        {T, T, hs, attn ? 2.0 * T / C : 0},
-    };
+    /* the layer's own GEMMs, combined by their share of FLOPs */
+    LayerGemm g[PLANNER_MAX_GEMMS];
+    int n = planner_layer_gemms(m, clampi(tokens, 16, 4096), g);
     int saved = ops_get_threads();
     ops_set_threads(1);
     double flops = 0, secs = 0;
-    for (size_t i = 0; i < sizeof g / sizeof g[0]; i++) {
-        if (g[i].weight <= 0) continue;
+    for (int i = 0; i < n; i++) {
         double r = gemm_rate(g[i].M, g[i].N, g[i].K);
         flops += g[i].weight;
         secs += g[i].weight / r;

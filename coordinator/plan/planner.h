@@ -70,7 +70,23 @@ int planner_parse_link(const char *flag, const char *s, double *beta_Bps, double
 /* "10.0 Mbit/s", "1.00 Gbit/s", "800 kbit/s": a bandwidth in bits. */
 const char *planner_format_bps(double beta_Bps, char *buf, size_t n);
 
-/* Measures this process's single-thread GEMM rate at the model's shapes. */
+/* One GEMM of a layer, C(M, N) = A(M, K) B(N, K)^T, and its share of the
+ * layer's FLOPs (in units of n_embd^2 per token). */
+typedef struct {
+    int M, N, K;
+    double weight;
+} LayerGemm;
+#define PLANNER_MAX_GEMMS 6
+/* The GEMMs of one transformer layer of c over N tokens, forward shapes:
+ * the attention's q|k|v (one GEMM in models/gpt.c, GPT-2's and the llama
+ * family's alike: kv_width keys and values), its output projection, the
+ * MLP's linears (GELU: fc, proj; SwiGLU: gate, up, down) and the per-head
+ * attention products (T x T x head_dim). A model that is not a transformer
+ * (mlp) gets GPT-2's linears at its width. Sizes are clamped to what a probe
+ * can time quickly. Fills g (PLANNER_MAX_GEMMS entries), returns how many. */
+int planner_layer_gemms(const ModelConfig *c, int N, LayerGemm *g);
+/* Measures this process's single-thread GEMM rate at the model's layer
+ * GEMMs (planner_layer_gemms), combined by their share of FLOPs. */
 double planner_measure_gemm(const ModelConfig *m, int tokens);
 /* Defaults for a shared-memory node (overridable by flags / measurement). */
 void planner_default_machine(Machine *mc, int ranks);

@@ -8,13 +8,7 @@
 set -u
 . "$(cd "$(dirname "$0")/.." && pwd)/check.sh"
 . "$(cd "$(dirname "$0")/.." && pwd)/ref/gpt2_lib.sh"
-# ASan/UBSan builds are several times slower: the 124M steps would not fit
-# ctest's 300 s; gpt2_io_test covers the same code paths at a small size
-if nm -D "$BIN" 2>/dev/null | grep -q __asan_init || ldd "$BIN" 2>/dev/null | grep -q libasan; then
-  echo "ok   - skipped: sanitizer build (too slow for 124M; gpt2_io_test covers the code)"
-  echo "1 passed, 0 failed"
-  exit 0
-fi
+skip_if_sanitized "too slow for 124M; gpt2_io_test covers the code"
 t0=$(date +%s)
 
 $REF make-hf gpt2 --layers 12 --heads 12 --embd 768 --ctx 1024 --vocab 50257 --seed 124 &&
@@ -23,16 +17,7 @@ $REF make-hf gpt2 --layers 12 --heads 12 --embd 768 --ctx 1024 --vocab 50257 --s
 check "import the 124M HF dir" "[ $? -eq 0 ] && grep -q '12 layers, 12 heads, embd 768, seq-len 1024, vocab 50257' imp.log"
 
 # one sequence of the full 1024 tokens, before any update
-# (the reference runs on the other core meanwhile)
-$REF loss gpt2 --tokens tok.bin --batch 1 > want1.txt &
-ONE="--data tok.bin --batch 1 --steps 1 --threads 1 --quiet --eval-every 0 --save-every 0"
-/usr/bin/time -f "%M" -o rss.txt "$BIN" train --init-from imp $ONE --out one > one.log 2> last.err
-wait
-want=$(cat want1.txt)
-got=$(first_loss one)
-r=$(rel "${got:-0}" "$want")
-echo "     124M loss at seq 1024: mpitrain $got, reference $want, rel $r; peak RSS $(( $(cat rss.txt) / 1024 )) MB"
-check "124M loss of one 1024-token sequence equals the float64 PyTorch reference (rel $r <= 1e-5)" "within $r 1e-5"
+one_sequence_loss 124M gpt2 imp 1024
 
 # The training steps use --seq-len 128 (the first 128 rows of wpe): every
 # one of the 124M weights takes part, but a 1024-token step costs ~30 s per

@@ -1,4 +1,4 @@
-/* Fuzz target: the GPT-2 weight readers (worker/ckpt/gpt2io.c): a Hugging
+/* Fuzz target: the GPT-2 weight readers (worker/ckpt/hfio.c): a Hugging
  * Face directory's config.json and model.safetensors header, and an llm.c
  * model file.
  *
@@ -6,19 +6,20 @@
  *   0  model.safetensors, beside a valid config.json of a tiny GPT;
  *   1  config.json, beside that tiny GPT's valid model.safetensors;
  *   2  an llm.c model file.
- * gpt2_source_open must refuse or accept without a sanitizer report; a
+ * wsource_open must refuse or accept without a sanitizer report; a
  * source it accepts must have a buildable shape, and (when small) must load
  * into a model of that shape: every range it checked is then read.
  *
  * Seeds (MPITRAIN_FUZZ_GEN): the tiny GPT's own HF export (both files) and
- * llm.c export, from mpitrain's writers. */
+ * llm.c export, from mpitrain's writers, and a Qwen2 config.json (its
+ * model_type takes the llama family's reader: worker/ckpt/llamaio.c). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "models/cost.h"
 #include "tests/fuzz/fuzz_util.h"
-#include "worker/ckpt/gpt2io.h"
+#include "worker/ckpt/hfio.h"
 
 static char g_dir[FUZZ_PATH], g_st[FUZZ_PATH], g_cfg[FUZZ_PATH], g_bin[FUZZ_PATH];
 static void *g_good_st, *g_good_cfg;
@@ -69,6 +70,15 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         seed_mode("hf_safetensors", 0, g_good_st, g_good_st_len);
         seed_mode("hf_config", 1, g_good_cfg, g_good_cfg_len);
         seed_mode("llmc_bin", 2, bin, n);
+        static const char QWEN2[] =
+            "{\"architectures\":[\"Qwen2ForCausalLM\"],\"model_type\":\"qwen2\",\"num_hidden_layers\":1,"
+            "\"num_attention_heads\":2,\"num_key_value_heads\":1,\"hidden_size\":4,\"intermediate_size\":6,"
+            "\"max_position_embeddings\":4,\"vocab_size\":8,\"rms_norm_eps\":1e-06,\"rope_theta\":10000.0,"
+            "\"rope_scaling\":{\"rope_type\":\"llama3\",\"factor\":8.0,\"low_freq_factor\":1.0,"
+            "\"high_freq_factor\":4.0,\"original_max_position_embeddings\":2},\"use_sliding_window\":false,"
+            "\"sliding_window\":4096,\"max_window_layers\":1,\"tie_word_embeddings\":false,"
+            "\"hidden_act\":\"silu\",\"attention_dropout\":0.0}";
+        seed_mode("hf_config_qwen2", 1, QWEN2, sizeof QWEN2 - 1);
         free(bin);
     }
     return 0;
@@ -91,10 +101,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fuzz_write_file(g_bin, rest, n);
         src = g_bin;
     }
-    Gpt2Source s;
+    WeightSource s;
     Err e = {{0}};
-    int rc = gpt2_source_open(src, &s, &e);
-    fuzz_verbose("gpt2_source_open", rc, &e);
+    int rc = wsource_open(src, &s, &e);
+    fuzz_verbose("wsource_open", rc, &e);
     if (!rc) {
         if (model_config_validate(&s.model, &e))
             fuzz_fail("an accepted source has an unbuildable shape: %s", e.msg);
@@ -104,12 +114,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             ModelShard whole = model_shard_whole(1);
             if (model_build_shard(&m, &s.model, &whole, 1, &e))
                 fuzz_fail("an accepted source's model does not build: %s", e.msg);
-            rc = gpt2_source_load(&s, &m, &e);
-            fuzz_verbose("gpt2_source_load", rc, &e);
+            rc = wsource_load(&s, &m, &e);
+            fuzz_verbose("wsource_load", rc, &e);
             if (!rc) fuzz_touch(m.params, m.n_params * sizeof(float));
             model_free(&m);
         }
     }
-    gpt2_source_close(&s);
+    wsource_close(&s);
     return 0;
 }

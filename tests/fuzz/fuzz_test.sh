@@ -90,9 +90,9 @@ fi
 for pc in /usr/lib/*/openblas-openmp/pkgconfig; do
   [ -d "$pc" ] && export PKG_CONFIG_PATH="$pc${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
 done
-PKG_CFLAGS=$(pkg-config --cflags openblas libprotobuf-c libpcre2-8) ||
-  die "pkg-config cannot find openblas / libprotobuf-c / libpcre2-8"
-PKG_LIBS=$(pkg-config --libs openblas libprotobuf-c libpcre2-8)
+PKG_CFLAGS=$(pkg-config --cflags openblas libprotobuf-c libpcre2-8 libutf8proc) ||
+  die "pkg-config cannot find openblas / libprotobuf-c / libpcre2-8 / libutf8proc"
+PKG_LIBS=$(pkg-config --libs openblas libprotobuf-c libpcre2-8 libutf8proc)
 RPATH=""
 for f in $PKG_LIBS; do case "$f" in -L*) RPATH="$RPATH -Wl,-rpath,${f#-L}" ;; esac; done
 

@@ -1,7 +1,8 @@
 /* Tensor-parallel gradient check, run under mpirun with N ranks = one TP
  * group: every rank builds the whole model and its TP shard, runs forward +
- * backward on the same batch, and checks that each element of the shard's
- * gradient equals the matching element of the whole model's gradient,
+ * backward on the same batch (twice: gradients accumulate), and checks that
+ * each element of the shard's gradient equals the matching element of the
+ * whole model's gradient,
  * and the forward-only plan of the shard gives its loss bit for bit. */
 #include <math.h>
 #include <stdio.h>
@@ -57,6 +58,12 @@ static int check(const char *what, const ModelConfig *c, int B, double *worst, s
     model_zero_grad(&part);
     model_backward(&full, in, tg, B, 1.0f);
     model_backward(&part, in, tg, B, 1.0f);
+    /* a second micro-batch accumulates: what a rank sums over tp (replicated
+     * k/v, qk norms) must not sum the first one's share again */
+    model_forward(&full, in, tg, B);
+    model_forward(&part, in, tg, B);
+    model_backward(&full, in, tg, B, 0.5f);
+    model_backward(&part, in, tg, B, 0.5f);
     int bad = (fabs(lf - lp) > 1e-5 * fabs(lf)) + lean_bad;
     if (bad) fprintf(stderr, "%s: loss %.9g (whole) vs %.9g (shard)\n", what, lf, lp);
     for (int k = 0; k < part.n_tensors; k++) {
@@ -89,9 +96,18 @@ int main(int argc, char **argv)
     ModelConfig gpt = {.kind = MODEL_GPT, .n_layer = 2, .n_head = 4, .n_embd = 16, .seq_len = 8,
                        .vocab = 32};
     ModelConfig mlp = {.kind = MODEL_MLP, .n_layer = 2, .n_embd = 8, .seq_len = 3, .vocab = 5};
+    /* 2 kv heads: split by tp 2, replicated on every rank by tp 4 */
+    ModelConfig llama = {.kind = MODEL_LLAMA, .n_layer = 2, .n_head = 4, .n_kv_head = 2,
+                         .n_embd = 16, .seq_len = 8, .vocab = 32, .mlp_hidden = 24};
+    /* heads x head_dim != width, biases, the qk-norm, an untied head */
+    ModelConfig qwen = llama;
+    qwen.head_dim = 6;
+    qwen.qkv_bias = qwen.attn_out_bias = qwen.mlp_bias = qwen.qk_norm = qwen.untied_head = 1;
     double worst = 0;
     size_t compared = 0;
-    int bad = check("gpt", &gpt, 3, &worst, &compared) + check("mlp", &mlp, 4, &worst, &compared);
+    int bad = check("gpt", &gpt, 3, &worst, &compared) + check("mlp", &mlp, 4, &worst, &compared) +
+              check("llama", &llama, 3, &worst, &compared) +
+              check("llama options", &qwen, 3, &worst, &compared);
     int64_t any = bad;
     coll_allreduce_max_i64(group_world(), &any, 1);
     if (w.rank == 0)

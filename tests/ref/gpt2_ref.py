@@ -7,7 +7,7 @@ pre-LN blocks, layernorm eps 1e-5, gelu_new (tanh GELU), causal attention
 scaled by 1/sqrt(head size), head tied to wte. Computes in float64.
 Run with /usr/bin/python3 (Debian python3-torch); `safetensors` and
 `transformers` are not installable here, so the safetensors format is read
-and written by hand (8-byte header length, JSON header, raw data).
+and written by hand (ref_common.py, shared with llama_ref.py).
 
   make-hf DIR    random-weight GPT-2 directory (config.json + model.safetensors)
   make-llmc F    the same weights as an llm.c model file (version 3, f32)
@@ -20,11 +20,12 @@ import argparse
 import json
 import math
 import os
-import struct
 import sys
 
 import numpy as np
 import torch
+
+from ref_common import byte_alphabet, first_batch, make_tokens, st_header, st_read, st_write
 
 LAYER_KEYS = [  # name, shape in units of C (HF layout: Conv1D is (in, out))
     ("ln_1.weight", (1,)), ("ln_1.bias", (1,)),
@@ -47,50 +48,6 @@ def expected_shapes(cfg):
     shapes["ln_f.weight"] = (C,)
     shapes["ln_f.bias"] = (C,)
     return shapes
-
-
-# ---- safetensors by hand ------------------------------------------------------
-
-DTYPES = {"F32": np.float32, "F16": np.float16}
-
-
-def st_read(path):
-    with open(path, "rb") as f:
-        raw = f.read()
-    n = struct.unpack("<Q", raw[:8])[0]
-    header = json.loads(raw[8:8 + n])
-    header.pop("__metadata__", None)
-    out = {}
-    for name, h in header.items():
-        b, e = h["data_offsets"]
-        data = raw[8 + n + b:8 + n + e]
-        if h["dtype"] == "BF16":
-            u = np.frombuffer(data, dtype="<u2").astype(np.uint32) << 16
-            arr = u.view(np.float32)
-        else:
-            arr = np.frombuffer(data, dtype=DTYPES[h["dtype"]])
-        out[name] = (h["dtype"], arr.reshape(h["shape"]), data)
-    return out
-
-
-def st_write(path, tensors, order):
-    """tensors: name -> (dtype, numpy array); order: names in file order."""
-    header, blobs, off = {}, [], 0
-    for name in order:
-        dtype, arr = tensors[name]
-        if dtype == "BF16":
-            a32 = np.ascontiguousarray(arr, dtype=np.float32)
-            data = (a32.view(np.uint32) >> 16).astype("<u2").tobytes()
-        else:
-            data = np.ascontiguousarray(arr, dtype=DTYPES[dtype]).tobytes()
-        header[name] = {"dtype": dtype, "shape": list(arr.shape), "data_offsets": [off, off + len(data)]}
-        blobs.append(data)
-        off += len(data)
-    header["__metadata__"] = {"format": "pt"}
-    text = json.dumps(header).encode()
-    text += b" " * ((8 - len(text) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
 
 
 # ---- random models ------------------------------------------------------------
@@ -158,20 +115,6 @@ def cmd_make_hf(a):
             f.write("#version: 0.2\nĠ t\n")
 
 
-def byte_alphabet():
-    """GPT-2's byte -> printable character map, in byte order: printable
-    Latin-1 bytes stand for themselves, the rest take U+0100 onwards."""
-    keep = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
-    out, extra = [], 0
-    for b in range(256):
-        if b in keep:
-            out.append(chr(b))
-        else:
-            out.append(chr(256 + extra))
-            extra += 1
-    return out
-
-
 def hf_to_llmc(cfg, w, vp, bf16=False):
     """llm.c's order and (out, in) layout; wte padded with zero rows to vp;
     bf16 (version 5): the top 16 bits of each f32."""
@@ -203,23 +146,8 @@ def cmd_make_llmc(a):
         f.write(data)
 
 
-def crc32c(data):
-    crc = 0xFFFFFFFF
-    for b in data:
-        crc ^= b
-        for _ in range(8):
-            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
-    return crc ^ 0xFFFFFFFF
-
-
 def cmd_make_tokens(a):
-    g = np.random.default_rng(a.seed)
-    n_val = max(a.n // 10, 1)
-    toks = g.integers(0, a.vocab, size=a.n + n_val).astype("<u2")
-    head = b"MPTOKENS" + struct.pack("<IIIIQQ", 1, 2, a.vocab, 64, a.n, n_val)
-    head += struct.pack("<I", crc32c(head)) + b"\0" * 20
-    with open(a.out, "wb") as f:
-        f.write(head + toks.tobytes())
+    make_tokens(a.out, a.n, a.vocab, a.seed)
 
 
 # ---- loading (strict) and the forward ------------------------------------------
@@ -329,18 +257,6 @@ def forward_loss(cfg, w, inputs, targets):
     return torch.nn.functional.cross_entropy(logits.reshape(B * T, -1), targets.reshape(-1)).item()
 
 
-def first_batch(path, B, T):
-    """Batch 0 as mpitrain's loader takes it: sequence j reads the train
-    split's tokens [j*T, j*T+T]; inputs the first T, targets the last T."""
-    with open(path, "rb") as f:
-        raw = f.read()
-    assert raw[:8] == b"MPTOKENS"
-    tb, _, _, n_train, _ = struct.unpack("<IIIQQ", raw[12:40])
-    toks = np.frombuffer(raw[64:64 + n_train * tb], dtype="<u2" if tb == 2 else "u1").astype(np.int64)
-    seqs = np.stack([toks[j * T:j * T + T + 1] for j in range(B)])
-    return torch.from_numpy(seqs[:, :-1].copy()), torch.from_numpy(seqs[:, 1:].copy())
-
-
 def cmd_loss(a):
     torch.set_num_threads(a.threads)
     cfg, w = load_llmc(a.src) if a.src.endswith(".bin") else load_hf(a.src)
@@ -416,9 +332,7 @@ def cmd_check_hf(a):
         if obj.get("bos_token_id") != eot or obj.get("eos_token_id") != eot:
             bad.append("%s bos/eos %s/%s, not %s" % (where, obj.get("bos_token_id"), obj.get("eos_token_id"), eot))
     raw = open(os.path.join(d, "model.safetensors"), "rb").read()
-    n = struct.unpack("<Q", raw[:8])[0]
-    header = json.loads(raw[8:8 + n])
-    header.pop("__metadata__", None)
+    header, base = st_header(raw)
     norm = lambda k: k[len("transformer."):] if k.startswith("transformer.") else k
     src = {norm(k): v[1] for k, v in st_read(a.source).items()} if a.source else {}
     for name, h in header.items():
@@ -426,7 +340,7 @@ def cmd_check_hf(a):
             bad.append("%s dtype %s" % (name, h["dtype"]))
             continue
         b, e = h["data_offsets"]
-        t = torch.frombuffer(bytearray(raw[8 + n + b:8 + n + e]), dtype=tdt).reshape(h["shape"])
+        t = torch.frombuffer(bytearray(raw[base + b:base + e]), dtype=tdt).reshape(h["shape"])
         if src:
             want = torch.from_numpy(np.array(src[norm(name)], dtype=np.float32)).to(tdt)
             same = want.shape == t.shape and torch.equal(want.view(torch.int16 if a.dtype != "F32" else torch.int32),

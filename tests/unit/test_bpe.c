@@ -341,3 +341,90 @@ Test(bpe, copy_refuses_files_that_do_not_load)
     write_in(src, "vocab.json", "-----BEGIN OPENSSH PRIVATE KEY-----\n");
     copy_fails(src, dst, "vocab.json", "not copying the tokenizer");
 }
+
+/* ---- tokenizer.json ----------------------------------------------------------
+ * A SentencePiece-style vocabulary: <unk>, the 256 <0xXX> byte tokens, and a
+ * few pieces; Metaspace splits and marks words, byte_fallback covers the
+ * rest, merges come as pairs and as strings. */
+static const char *make_hf_dir(const char *name, const char *extra_pre)
+{
+    const char *dir = test_tmpdir(name);
+    char *json = malloc(1 << 16), *o = json, path[512];
+    o += sprintf(o, "{\"version\": \"1.0\", \"truncation\": null, \"added_tokens\": [{\"id\": 0, "
+                    "\"content\": \"<unk>\", \"special\": true, \"lstrip\": false, \"rstrip\": false, "
+                    "\"single_word\": false, \"normalized\": false}, {\"id\": 262, \"content\": "
+                    "\"<s>\", \"special\": true}], \"normalizer\": null, \"pre_tokenizer\": "
+                    "{\"type\": \"Sequence\", \"pretokenizers\": [%s{\"type\": \"Metaspace\", "
+                    "\"replacement\": \"\\u2581\", \"prepend_scheme\": \"always\", \"split\": true}]}, "
+                    "\"post_processor\": {\"type\": \"TemplateProcessing\", \"single\": [{\"SpecialToken\": "
+                    "{\"id\": \"<s>\", \"type_id\": 0}}, {\"Sequence\": {\"id\": \"A\", \"type_id\": 0}}], "
+                    "\"special_tokens\": {\"<s>\": {\"id\": \"<s>\", \"ids\": [262]}}}, \"decoder\": "
+                    "{\"type\": \"Sequence\", \"decoders\": [{\"type\": \"Metaspace\", \"replacement\": "
+                    "\"\\u2581\", \"prepend_scheme\": \"always\"}, {\"type\": \"ByteFallback\"}, "
+                    "{\"type\": \"Fuse\"}]}, \"model\": {\"type\": \"BPE\", \"unk_token\": \"<unk>\", "
+                    "\"byte_fallback\": true, \"fuse_unk\": true, \"vocab\": {\"<unk>\": 0",
+                extra_pre);
+    for (int b = 0; b < 256; b++) o += sprintf(o, ", \"<0x%02X>\": %d", b, b + 1);
+    o += sprintf(o, ", \"\\u2581\": 257, \"h\": 258, \"i\": 259, \"\\u2581h\": 260, \"\\u2581hi\": 261}, "
+                    "\"merges\": [[\"\\u2581\", \"h\"], \"\\u2581h i\"]}}");
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    cr_assert_eq(test_write_file(path, json, (size_t)(o - json)), 0);
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+    const char *cfg = "{\"bos_token\": \"<s>\", \"eos_token\": {\"content\": \"<unk>\"}}";
+    cr_assert_eq(test_write_file(path, cfg, strlen(cfg)), 0);
+    free(json);
+    return dir;
+}
+
+Test(bpe, tokenizer_json_pieces_fallback_template_decode)
+{
+    char dir[512]; /* test_tmpdir's buffer is reused */
+    snprintf(dir, sizeof dir, "%s", make_hf_dir("hf_small", ""));
+    cr_assert(bpe_present(dir));
+    Bpe *b = load_ok(dir);
+    cr_assert(bpe_is_hf(b));
+    cr_assert_eq(bpe_vocab_size(b), 263);
+    cr_assert_eq(bpe_eot(b), 0, "eos_token from tokenizer_config.json");
+    /* ▁hi ▁hi, then "\n" by its byte, "é" by its two bytes, <s> as the added token */
+    cr_assert_str_eq(ids_of(b, "hi hi\n\xc3\xa9<s>", 11), "261 261 11 196 170 262");
+    int *ids = NULL;
+    size_t n = 0, cap = 0;
+    Err e = {""};
+    cr_assert_eq(bpe_encode_doc(b, "hi", 2, &ids, &n, &cap, &e), 0, "%s", e.msg);
+    cr_assert_eq(n, 2);
+    cr_assert_eq(ids[0], 262, "the template's <s> first");
+    unsigned char *text;
+    size_t len;
+    int back[] = {261, 257, 260, 11, 196, 170, 0, 0};
+    cr_assert_eq(bpe_decode(b, back, 8, &text, &len, &e), 0, "%s", e.msg);
+    /* the first token loses its ▁, the byte tokens join into é */
+    cr_assert_eq(len, 18);
+    cr_assert_eq(memcmp(text, "hi  h\n\xc3\xa9<unk><unk>", 18), 0, "%.*s", (int)len, text);
+    free(text);
+    int lone[] = {196, 257, 261};
+    cr_assert_eq(bpe_decode(b, lone, 3, &text, &len, &e), 0, "%s", e.msg);
+    cr_assert_eq(len, 7);
+    cr_assert_eq(memcmp(text, "\xef\xbf\xbd  hi", 7), 0, "a lone lead byte decodes to U+FFFD");
+    free(text);
+    free(ids);
+
+    const char *dst = test_tmpdir("hf_small_copy");
+    cr_assert_eq(bpe_copy_files(dir, dst, &e), 0, "%s", e.msg);
+    char path[512];
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", dst);
+    cr_assert_eq(access(path, F_OK), 0, "the config is copied too");
+    bpe_free(load_ok(dst));
+    const char *exp = test_tmpdir("hf_small_export");
+    cr_assert_eq(bpe_export_hf(dir, exp, &e), 0, "%s", e.msg);
+    snprintf(path, sizeof path, "%s/tokenizer.json", exp);
+    cr_assert_eq(access(path, F_OK), 0, "export writes tokenizer.json");
+    bpe_free(b);
+}
+
+Test(bpe, tokenizer_json_refusals_name_the_component)
+{
+    Err e = {""};
+    Bpe *b = bpe_load(make_hf_dir("hf_punct", "{\"type\": \"Punctuation\", \"behavior\": \"Isolated\"}, "), &e);
+    cr_assert_null(b);
+    cr_assert(strstr(e.msg, "tokenizer.json: pre_tokenizer type Punctuation is not supported"), "%s", e.msg);
+}

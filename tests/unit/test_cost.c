@@ -12,6 +12,9 @@
 #include "sharding/partition.h"
 #include "worker/optim/optim.h"
 
+static const float *params_view(void *ctx, const Model *m, int k, size_t first, size_t n,
+                                float *dst);
+
 static void build(Model *m, ModelConfig c, ModelShard sh, int B)
 {
     Err e = {{0}};
@@ -43,6 +46,16 @@ static const ModelConfig GPTS[] = {
     {.kind = MODEL_GPT, .n_layer = 4, .n_head = 2, .n_embd = 12, .seq_len = 7, .vocab = 50},
 };
 
+/* The llama family: grouped kv heads (split by tp 2, replicated by tp 4),
+ * an explicit head size, biases, qk-norm, an untied head. */
+static const ModelConfig LLAMAS[] = {
+    {.kind = MODEL_LLAMA, .n_layer = 3, .n_head = 4, .n_kv_head = 2, .n_embd = 16, .seq_len = 8,
+     .vocab = 32, .mlp_hidden = 24},
+    {.kind = MODEL_LLAMA, .n_layer = 2, .n_head = 4, .n_kv_head = 1, .head_dim = 6, .n_embd = 12,
+     .seq_len = 5, .vocab = 19, .mlp_hidden = 20, .qkv_bias = 1, .attn_out_bias = 1,
+     .mlp_bias = 1, .qk_norm = 1, .untied_head = 1},
+};
+
 static const ModelConfig MLPS[] = {
     /* float features */
     {.kind = MODEL_MLP, .n_layer = 1, .n_embd = 2, .seq_len = 1, .vocab = 2, .in_dim = 2},
@@ -55,8 +68,10 @@ static const ModelConfig MLPS[] = {
 
 Test(cost, whole_model_param_count_is_the_built_count)
 {
-    for (size_t i = 0; i < N_OF(GPTS) + N_OF(MLPS); i++) {
-        ModelConfig c = i < N_OF(GPTS) ? GPTS[i] : MLPS[i - N_OF(GPTS)];
+    for (size_t i = 0; i < N_OF(GPTS) + N_OF(MLPS) + N_OF(LLAMAS); i++) {
+        ModelConfig c = i < N_OF(GPTS)                ? GPTS[i]
+                        : i < N_OF(GPTS) + N_OF(MLPS) ? MLPS[i - N_OF(GPTS)]
+                                                      : LLAMAS[i - N_OF(GPTS) - N_OF(MLPS)];
         ModelShard whole = model_shard_whole(0);
         Model m;
         build(&m, c, whole, 2);
@@ -90,6 +105,41 @@ Test(cost, gpt_shards_match_the_built_shards)
                 cr_expect_eq(tied, b1 == n - 1 && b0 > 0, "%s: tied copy", what);
                 model_free(&m);
             }
+}
+
+/* The same for the llama family, training and forward-only: tp 2 splits
+ * the kv heads of the first, tp 4 replicates them; the second's untied
+ * head has no copy of wte on a later stage. */
+Test(cost, llama_shards_match_the_built_shards)
+{
+    char what[96];
+    for (size_t i = 0; i < N_OF(LLAMAS); i++) {
+        const ModelConfig c = LLAMAS[i];
+        const int n = c.n_layer + 2;
+        for (int tp = 1; tp <= 4; tp *= 2)
+            for (int b0 = 0; b0 < n; b0++)
+                for (int b1 = b0; b1 < n; b1++)
+                    for (int fo = 0; fo < 2; fo++) {
+                        ModelShard sh = {.tp_rank = tp - 1, .tp_size = tp, .first_block = b0,
+                                         .last_block = b1, .slots = 1 + b0 % 3, .forward_only = fo};
+                        Model m;
+                        build(&m, c, sh, 3);
+                        snprintf(what, sizeof what, "llama %zu tp %d blocks %d..%d%s", i, tp, b0,
+                                 b1, fo ? " forward only" : "");
+                        expect_memory_matches(&m, &sh, 3, what);
+                        int tied = model_find_tensor(&m, "wte") && b0 > 0;
+                        cr_expect_eq(tied, !c.untied_head && b1 == n - 1 && b0 > 0, "%s: tied copy",
+                                     what);
+                        cr_expect_eq(model_find_tensor(&m, "head.w") != NULL,
+                                     c.untied_head && b1 == n - 1, "%s: head.w", what);
+                        Err e = {{0}};
+                        if (fo) {
+                            cr_assert_eq(model_set_weight_view(&m, params_view, NULL, &e), 0);
+                            cr_expect_eq(m.view_floats, cost_view_floats(&m.cfg, &sh, 3), "%s", what);
+                        }
+                        model_free(&m);
+                    }
+    }
 }
 
 Test(cost, mlp_tp_shards_match_the_built_shards)
@@ -192,6 +242,20 @@ Test(cost, gpt_flops_are_the_hand_formula)
 }
 
 /* The MLP's sample costs 2 N forward, spread over its seq_len tokens. */
+/* Llama: separate q, k, v of their widths, qk norms, a SwiGLU MLP of
+ * three matrices, no wpe; the untied head's embedding is a lookup (not
+ * counted as FLOPs) and attention spans q_width = heads x head_dim. */
+Test(cost, llama_flops_are_the_hand_formula)
+{
+    const ModelConfig c = LLAMAS[1]; /* L 2, C 12, q 4 x 6, kv 1 x 6, F 20, T 5, V 19 */
+    const double layer = 12 + (24 + 6 + 6) * 12 + (24 + 6 + 6) + 2 * 6 + 12 * 24 + 12 + 12 +
+                         2 * (20 * 12 + 20) + 12 * 20 + 12;
+    cr_assert_eq(layer, 1576.0);
+    const double N = 19 * 12 + 2 * layer + 12 + 19 * 12;
+    cr_expect_eq((double)cost_param_count(&c), N);
+    cr_expect_eq(cost_fwd_flops_per_token(&c), 2 * (N - 19 * 12) + 4 * 2 * 24 * 5);
+}
+
 Test(cost, mlp_flops_per_sample)
 {
     const ModelConfig c = MLPS[1];

@@ -124,6 +124,54 @@ Test(data, roundtrip_two_byte_tokens)
     free(t);
 }
 
+/* Vocabularies above 65536 (Llama 3's 128256, Qwen's 151936): 4-byte
+ * tokens in a version 2 file; smaller ones stay version 1. */
+Test(data, roundtrip_four_byte_tokens)
+{
+    const char *path = tmp_path("data_rt4", "tok.bin");
+    const uint64_t ntr = 90, nva = 10;
+    const int vocab = 151936;
+    uint32_t t[100];
+    for (uint64_t i = 0; i < ntr + nva; i++) t[i] = (uint32_t)((i * 104729u) % (uint32_t)vocab);
+    t[7] = (uint32_t)vocab - 1;
+    Err e = { "" };
+    cr_assert_eq(tokfile_write32(path, t, ntr, nva, vocab, &e), 0, "%s", e.msg);
+    size_t len;
+    unsigned char *raw = test_read_file(path, &len);
+    cr_assert_eq(len, 64 + 4 * (ntr + nva));
+    cr_assert_eq(raw[8], 2, "version 2");
+    cr_assert_eq(raw[12], 4, "token_bytes 4");
+    free(raw);
+    TokenFile f;
+    cr_assert_eq(tokfile_open(&f, path, &e), 0, "%s", e.msg);
+    cr_assert_eq(f.token_bytes, 4);
+    cr_assert_eq(f.vocab, vocab);
+    for (uint64_t i = 0; i < ntr + nva; i++) cr_assert_eq(tokfile_get(&f, i), t[i]);
+    cr_assert_eq(tokfile_check_vocab(&f, vocab - 1, "the model's --vocab", &e), -1);
+    cr_assert(strstr(e.msg, "train token 7 (byte 92) is 151935"), "%s", e.msg);
+    tokfile_close(&f);
+
+    t[3] = (uint32_t)vocab;
+    cr_assert_eq(tokfile_write32(path, t, ntr, nva, vocab, &e), -1, "a token above the vocabulary");
+    for (int i = 0; i < 4; i++) t[i] = (uint32_t)(i * 99);
+    cr_assert_eq(tokfile_write32(path, t, 4, 0, 300, &e), 0, "%s", e.msg);
+    raw = test_read_file(path, &len);
+    cr_assert_eq(raw[8], 1, "2-byte tokens stay version 1");
+    free(raw);
+}
+
+/* token_bytes 4 in a version 1 header is refused; a corrupt token of a
+ * 4-byte file is found at open. */
+Test(data, four_byte_tokens_need_version_2)
+{
+    const char *path = tmp_path("data_v1w4", "tok.bin");
+    write_raw_native(path, 1, 4, 100000, 1, 1, 8, 0);
+    expect_open_error(path, "token_bytes is 4", "needs version 2");
+    /* token 0 is bytes 00 01 02 03: 0x03020100 */
+    write_raw_native(path, 2, 4, 100000, 1, 1, 8, 0);
+    expect_open_error(path, "train token 0", "is 50462976, at or above the vocabulary 100000");
+}
+
 Test(data, roundtrip_one_byte_tokens)
 {
     const char *path = tmp_path("data_rt1", "tok.bin");

@@ -1,6 +1,7 @@
 /* KV-cache decoding (models/gpt_decode.c) against the full-context forward
  * (model_next_logits): the same logits at every position, whether the
- * positions come one by one or as a batched prefill. */
+ * positions come one by one or as a batched prefill, for GPT-2 and the
+ * llama family. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdlib.h>
@@ -56,9 +57,31 @@ static void reference(Model *m, const int *tokens, int t, float *out)
     memcpy(out, l, (size_t)m->cfg.vocab * sizeof *out);
 }
 
-Test(decode, step_equals_full_forward_at_every_position)
+/* Llama: grouped kv heads (a cache of 2 of them for 4 q heads), rotary
+ * positions at each row's cache position, RMSNorm, SwiGLU, tied. */
+static ModelConfig small_llama(void)
 {
-    ModelConfig cfg = small_gpt();
+    return (ModelConfig){.kind = MODEL_LLAMA, .n_layer = 3, .n_head = 4, .n_kv_head = 2,
+                         .n_embd = 32, .seq_len = 24, .vocab = 61, .mlp_hidden = 40};
+}
+
+/* Qwen3-like: the qk-norm, heads x head_dim != width, one kv head, biases,
+ * an untied head, llama3 rope scaling. */
+static ModelConfig small_qwen(void)
+{
+    ModelConfig c = small_llama();
+    c.n_kv_head = 1;
+    c.head_dim = 10;
+    c.qk_norm = c.qkv_bias = c.attn_out_bias = c.mlp_bias = c.untied_head = 1;
+    c.rope_factor = 8;
+    c.rope_low_freq = 1;
+    c.rope_high_freq = 4;
+    c.rope_orig_ctx = 16;
+    return c;
+}
+
+static void expect_steps_equal_full_forward(ModelConfig cfg)
+{
     const int T = cfg.seq_len, V = cfg.vocab;
     Model m;
     make_model(&m, &cfg);
@@ -84,9 +107,15 @@ Test(decode, step_equals_full_forward_at_every_position)
     model_free(&m);
 }
 
-Test(decode, prefill_then_steps_equals_full_forward)
+Test(decode, step_equals_full_forward_at_every_position)
 {
-    ModelConfig cfg = small_gpt();
+    expect_steps_equal_full_forward(small_gpt());
+    expect_steps_equal_full_forward(small_llama());
+    expect_steps_equal_full_forward(small_qwen());
+}
+
+static void expect_prefill_equals_full_forward(ModelConfig cfg)
+{
     const int T = cfg.seq_len, V = cfg.vocab;
     Model m;
     make_model(&m, &cfg);
@@ -113,6 +142,13 @@ Test(decode, prefill_then_steps_equals_full_forward)
     free(ref);
     decoder_free(d);
     model_free(&m);
+}
+
+Test(decode, prefill_then_steps_equals_full_forward)
+{
+    expect_prefill_equals_full_forward(small_gpt());
+    expect_prefill_equals_full_forward(small_llama());
+    expect_prefill_equals_full_forward(small_qwen());
 }
 
 Test(decode, full_cache_and_bad_tokens_are_refused)

@@ -1,7 +1,7 @@
 /* The forward-only memory plan (ModelShard.forward_only): one layer's
  * buffers reused by every layer, the loss over vocabulary tiles with no
  * (N,V) logits, the weights read through a weight view. Its loss must be
- * the training forward's loss bit for bit (GPT and MLP, whole models and
+ * the training forward's loss bit for bit (GPT, llama and MLP, whole models and
  * pipeline stages; tensor parallelism is tests/mpi/tpgrad.c), and what it
  * allocates must not grow with the number of layers. */
 #include <criterion/criterion.h>
@@ -104,6 +104,26 @@ Test(forward_only, gpt_with_vocabulary_tiles)
                                               .vocab = 40000}, 2, "gpt tiles");
 }
 
+static const ModelConfig LLAMA = {.kind = MODEL_LLAMA, .n_layer = 3, .n_head = 4, .n_kv_head = 2,
+                                  .n_embd = 16, .seq_len = 12, .vocab = 37, .mlp_hidden = 40};
+
+/* The llama family: grouped kv heads, rotary positions, SwiGLU; then every
+ * option (the qk-norm, in place when forward-only, biases, an untied head,
+ * heads x head_dim != width, llama3 rope scaling). */
+Test(forward_only, llama_loss_is_the_training_loss_bit_for_bit)
+{
+    expect_lean_equals_training(LLAMA, 3, "llama");
+    ModelConfig q = LLAMA;
+    q.n_kv_head = 1;
+    q.head_dim = 6;
+    q.qkv_bias = q.attn_out_bias = q.mlp_bias = q.qk_norm = q.untied_head = 1;
+    q.rope_factor = 8;
+    q.rope_low_freq = 1;
+    q.rope_high_freq = 4;
+    q.rope_orig_ctx = 8;
+    expect_lean_equals_training(q, 2, "llama options");
+}
+
 Test(forward_only, mlp_loss_is_the_training_loss_bit_for_bit)
 {
     expect_lean_equals_training((ModelConfig){.kind = MODEL_MLP, .n_layer = 3, .n_embd = 12,
@@ -115,15 +135,14 @@ Test(forward_only, mlp_loss_is_the_training_loss_bit_for_bit)
 /* A pipeline of forward-only stages hands its residual stream on; the last
  * stage's loss is the whole training model's, bit for bit, with every
  * stage holding two micro-batch slots. */
-Test(forward_only, gpt_pipeline_stages)
+static void expect_stages_equal_whole(const ModelConfig c)
 {
-    const ModelConfig c = {.kind = MODEL_GPT, .n_layer = 4, .n_head = 2, .n_embd = 16,
-                           .seq_len = 8, .vocab = 23};
-    const int B = 2, N = B * c.seq_len;
+    enum { B = 2 };
+    const int N = B * c.seq_len;
     Model whole;
     build(&whole, c, model_shard_whole(0), B);
     nudge(&whole);
-    int in[2 * 8], tg[2 * 8];
+    int *in = malloc(sizeof(int) * N), *tg = malloc(sizeof(int) * N);
     tokens(&c, B, in, tg, 8);
     double want = loss_of(&whole, in, tg, B);
     /* blocks: 0 embedding, 1..4 layers, 5 head */
@@ -147,6 +166,25 @@ Test(forward_only, gpt_pipeline_stages)
     }
     for (int s = 0; s < 3; s++) model_free(&st[s]);
     model_free(&whole);
+    free(in);
+    free(tg);
+}
+
+Test(forward_only, gpt_pipeline_stages)
+{
+    expect_stages_equal_whole((ModelConfig){.kind = MODEL_GPT, .n_layer = 4, .n_head = 2,
+                                            .n_embd = 16, .seq_len = 8, .vocab = 23});
+}
+
+/* tied (the last stage's copy of wte) and untied (head.w) */
+Test(forward_only, llama_pipeline_stages)
+{
+    ModelConfig c = LLAMA;
+    c.n_layer = 4;
+    expect_stages_equal_whole(c);
+    c.untied_head = 1;
+    c.qk_norm = 1;
+    expect_stages_equal_whole(c);
 }
 
 /* Sampling's full recompute gives the same logits row either way. */
@@ -172,10 +210,8 @@ Test(forward_only, next_logits_match)
 
 /* What a forward-only pass allocates does not grow with the layers: one
  * set of layer buffers, and a view scratch of one block, not a model. */
-Test(forward_only, memory_does_not_grow_with_layers)
+static void expect_memory_flat_in_layers(ModelConfig c)
 {
-    ModelConfig c = {.kind = MODEL_GPT, .n_layer = 1, .n_head = 4, .n_embd = 32, .seq_len = 16,
-                     .vocab = 64};
     ModelShard lean = model_shard_whole(1), train = model_shard_whole(0);
     size_t one = cost_act_floats(&c, &lean, 4), view1 = cost_view_floats(&c, &lean, 4);
     size_t train1 = cost_act_floats(&c, &train, 4);
@@ -197,6 +233,16 @@ Test(forward_only, memory_does_not_grow_with_layers)
                          "a block's, not the model's %zu", L, m.view_floats, m.n_params);
         model_free(&m);
     }
+}
+
+Test(forward_only, memory_does_not_grow_with_layers)
+{
+    expect_memory_flat_in_layers((ModelConfig){.kind = MODEL_GPT, .n_layer = 1, .n_head = 4,
+                                               .n_embd = 32, .seq_len = 16, .vocab = 64});
+    expect_memory_flat_in_layers((ModelConfig){.kind = MODEL_LLAMA, .n_layer = 1, .n_head = 4,
+                                               .n_kv_head = 2, .n_embd = 32, .seq_len = 16,
+                                               .vocab = 64, .mlp_hidden = 80, .qk_norm = 1,
+                                               .untied_head = 1});
 }
 
 /* GPT-2 124M's shape at 1 x 1024 tokens: the logits of a forward-only

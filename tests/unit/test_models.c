@@ -71,7 +71,7 @@ static double feat_loss(Model *m, void *p)
 /* The analytic gradient must already be in m->grads. Every element of
  * every tensor (the models are tiny) is checked against the 4-point central
  * difference of the loss. Returns the worst error ratio seen. */
-static double check_model_grads(const char *what, Model *m, LossFn loss, void *ctx)
+static double check_model_grads_h(const char *what, Model *m, LossFn loss, void *ctx, float h)
 {
     double worst = 0.0;
     int n_checked = 0, n_nonzero = 0, n_bad = 0;
@@ -82,13 +82,13 @@ static double check_model_grads(const char *what, Model *m, LossFn loss, void *c
             size_t gi = t->offset + i;
             float p0 = m->params[gi];
             double f[4];
-            const float step[4] = {FD_H, -FD_H, 2 * FD_H, -2 * FD_H};
+            const float step[4] = {h, -h, 2 * h, -2 * h};
             for (int s = 0; s < 4; s++) {
                 m->params[gi] = p0 + step[s];
                 f[s] = loss(m, ctx);
             }
             m->params[gi] = p0;
-            double fd = (8.0 * (f[0] - f[1]) - (f[2] - f[3])) / (12.0 * FD_H);
+            double fd = (8.0 * (f[0] - f[1]) - (f[2] - f[3])) / (12.0 * h);
             double an = m->grads[gi];
             double ratio = fabs(an - fd) / fmax(fmax(fabs(fd), fabs(an)), FD_FLOOR);
             if (ratio > tworst) tworst = ratio;
@@ -109,6 +109,11 @@ static double check_model_grads(const char *what, Model *m, LossFn loss, void *c
     cr_expect(n_nonzero > n_checked / 2, "%s: only %d of %d gradients are nonzero", what,
               n_nonzero, n_checked);
     return worst;
+}
+
+static double check_model_grads(const char *what, Model *m, LossFn loss, void *ctx)
+{
+    return check_model_grads_h(what, m, loss, ctx, FD_H);
 }
 
 /* grads of backward twice == 2 * grads of backward once (accumulation), and
@@ -195,21 +200,22 @@ static ModelConfig tiny_gpt(void)
     return c;
 }
 
-Test(models, gpt_gradcheck)
+/* Every gradient of a tiny transformer against finite differences, then
+ * the backward's accumulation; returns nothing, expects. */
+static void transformer_gradcheck(const char *what, ModelConfig cfg, size_t expect_params, float h)
 {
-    ModelConfig cfg = tiny_gpt();
-    const int B = 2, T = cfg.seq_len, V = cfg.vocab, C = cfg.n_embd, L = cfg.n_layer;
+    const int B = 2, T = cfg.seq_len, V = cfg.vocab;
     Model m;
     Err e = {{0}};
     cr_assert_eq(model_init(&m, &cfg, B, 1234, &e), 0, "model_init: %s", e.msg);
     check_table(&m);
-    size_t expect = (size_t)V * C + (size_t)T * C + 2 * C
-                    + (size_t)L * (2 * C + 3 * C * C + 3 * C + C * C + C + 2 * C + 4 * C * C + 4 * C
-                                   + 4 * C * C + C);
-    cr_expect_eq(m.n_params, expect, "gpt has %zu params, expected %zu", m.n_params, expect);
+    if (expect_params)
+        cr_expect_eq(m.n_params, expect_params, "%s has %zu params, expected %zu", what,
+                     m.n_params, expect_params);
     perturb_params(&m, 99, 0.2f);
 
-    int inputs[10], targets[10];
+    int inputs[16], targets[16];
+    cr_assert(B * T <= 16);
     for (int i = 0; i < B * T; i++) {
         inputs[i] = rand_int(5, i, V);
         targets[i] = rand_int(6, i, V);
@@ -222,7 +228,7 @@ Test(models, gpt_gradcheck)
     double loss = model_forward(&m, inputs, targets, B);
     cr_expect(isfinite(loss) && loss > 0.0, "loss %g", loss);
     model_backward(&m, inputs, targets, B, 1.0f);
-    check_model_grads("gpt", &m, tok_loss, &ctx);
+    check_model_grads_h(what, &m, tok_loss, &ctx, h);
 
     /* the forward at the unperturbed parameters still gives the same loss
      * (the difference loop restored every element) */
@@ -231,6 +237,16 @@ Test(models, gpt_gradcheck)
     model_forward(&m, inputs, targets, B);
     check_backward_accumulates(&m, tok_bwd, &ctx);
     model_free(&m);
+}
+
+Test(models, gpt_gradcheck)
+{
+    ModelConfig cfg = tiny_gpt();
+    const size_t T = cfg.seq_len, V = cfg.vocab, C = cfg.n_embd, L = cfg.n_layer;
+    size_t expect = V * C + T * C + 2 * C
+                    + L * (2 * C + 3 * C * C + 3 * C + C * C + C + 2 * C + 4 * C * C + 4 * C
+                           + 4 * C * C + C);
+    transformer_gradcheck("gpt", cfg, expect, FD_H);
 }
 
 /* Batch rows are independent: the loss of a batch of 2 is the sum of the
@@ -485,20 +501,161 @@ Test(models, transformer_description)
     cr_expect_eq(ts.mlp_hidden, 32);
     Err e = {{0}};
     cr_expect_eq(transformer_check(&GPT2_TRANSFORMER, "gpt", &e), 0, "%s", e.msg);
-    /* each piece of Llama/Qwen/Mistral on its own, refused by name */
+    cr_expect_eq(transformer_check(&LLAMA_TRANSFORMER, "llama", &e), 0, "%s", e.msg);
+    /* each piece of Llama/Qwen/Mistral has its kernel, mixed with GPT-2's too */
     TransformerDesc d[6];
     for (int i = 0; i < 6; i++) d[i] = GPT2_TRANSFORMER;
     d[0].norm = NORM_RMS;
+    d[0].biases &= ~(unsigned)BIAS_NORM;
     d[1].pos = POS_ROPE;
     d[2].mlp = MLP_SWIGLU;
     d[3].grouped_kv = 1;
     d[4].biases = BIAS_QKV;
     d[5].tied_head = 0;
-    const char *word[6] = {"RMSNorm", "rotary", "SwiGLU", "grouped", "biases", "untied"};
-    for (int i = 0; i < 6; i++) {
-        cr_expect_neq(transformer_check(&d[i], "llama", &e), 0, "%s", word[i]);
-        cr_expect(strstr(e.msg, "llama") && strstr(e.msg, word[i]), "%s", e.msg);
+    for (int i = 0; i < 6; i++) cr_expect_eq(transformer_check(&d[i], "x", &e), 0, "%d: %s", i, e.msg);
+    /* but RMSNorm has no shift */
+    d[0].biases |= BIAS_NORM;
+    cr_expect_neq(transformer_check(&d[0], "llama", &e), 0);
+    cr_expect(strstr(e.msg, "llama") && strstr(e.msg, "RMSNorm"), "%s", e.msg);
+}
+
+/* ---- the llama family ----------------------------------------------------------- */
+
+static ModelConfig tiny_llama(void)
+{
+    return (ModelConfig){.kind = MODEL_LLAMA, .n_layer = 2, .n_head = 4, .n_kv_head = 2,
+                         .n_embd = 8, .seq_len = 5, .vocab = 11, .mlp_hidden = 12};
+}
+
+/* Names, shapes, TP splits and init of the table: expect[] lists layer 1's
+ * tensors after the embedding and layer 0, then the end. */
+static void expect_names(const Model *m, const char *const *names, size_t n)
+{
+    cr_expect_eq((size_t)m->n_tensors, n, "%d tensors, expected %zu", m->n_tensors, n);
+    for (size_t i = 0; i < n && i < (size_t)m->n_tensors; i++)
+        cr_expect_str_eq(m->tensors[i].name, names[i], "tensor %zu", i);
+}
+
+/* Grouped kv heads (2 q heads per kv head), RMSNorm, rotary positions,
+ * SwiGLU, the tied head. */
+Test(models, llama_gradcheck)
+{
+    ModelConfig c = tiny_llama();
+    const size_t C = 8, V = 11, F = 12, L = 2;
+    const size_t layer = C + (8 + 4 + 4) * C + C * 8 + C + 3 * F * C;
+    transformer_gradcheck("llama", c, V * C + L * layer + C, FD_H);
+}
+
+/* Every option at once: an explicit head size (heads x head_dim != width),
+ * one kv head for all, q/k/v, o_proj and MLP biases, the qk-norm, an
+ * untied head and llama3's rope scaling (a small theta and original
+ * context put the frequencies in all three of its bands). Rows 6 wide
+ * RMS-normalized (the embedding, heads of 6) curve more than FD_H's
+ * stencil allows: at h = 3e-2, 3 of 1482 elements were off by 6-16%
+ * (wte, v.w); at h = 1e-2 the worst is 1.1%. */
+Test(models, llama_options_gradcheck)
+{
+    ModelConfig c = tiny_llama();
+    c.n_layer = 1; /* the layers are alike: one checks the options in half the time */
+    c.n_kv_head = 1;
+    c.head_dim = 6;
+    c.n_embd = 6;
+    c.qkv_bias = c.attn_out_bias = c.mlp_bias = c.qk_norm = c.untied_head = 1;
+    c.rope_theta = 50;
+    c.rope_factor = 4;
+    c.rope_low_freq = 1;
+    c.rope_high_freq = 4;
+    c.rope_orig_ctx = 32; /* wavelengths 6.3 (kept), 23 (smoothed), 85 (scaled) */
+    c.norm_eps = 1e-3f;
+    transformer_gradcheck("llama options", c, 0, 1e-2f);
+    /* two kv heads, q/k/v biases only, tied */
+    c.n_kv_head = 2;
+    c.qk_norm = 0;
+    c.attn_out_bias = c.mlp_bias = 0;
+    c.untied_head = 0;
+    transformer_gradcheck("llama kv 2", c, 0, 1e-2f);
+}
+
+Test(models, llama_tensor_table)
+{
+    ModelConfig c = tiny_llama();
+    Model m;
+    Err e = {{0}};
+    cr_assert_eq(model_init(&m, &c, 1, 5, &e), 0, "%s", e.msg);
+    check_table(&m);
+    static const char *const plain[] = {
+        "wte", "h.0.ln1.w", "h.0.attn.q.w", "h.0.attn.k.w", "h.0.attn.v.w", "h.0.attn.proj.w",
+        "h.0.ln2.w", "h.0.mlp.gate.w", "h.0.mlp.up.w", "h.0.mlp.proj.w", "h.1.ln1.w",
+        "h.1.attn.q.w", "h.1.attn.k.w", "h.1.attn.v.w", "h.1.attn.proj.w", "h.1.ln2.w",
+        "h.1.mlp.gate.w", "h.1.mlp.up.w", "h.1.mlp.proj.w", "lnf.w"};
+    expect_names(&m, plain, sizeof plain / sizeof plain[0]);
+    const struct { const char *name; int d0, d1; float std; } shapes[] = {
+        {"wte", 11, 8, 0.02f}, {"h.0.attn.q.w", 8, 8, 0.02f}, {"h.0.attn.k.w", 4, 8, 0.02f},
+        {"h.1.attn.proj.w", 8, 8, 0.02f}, {"h.1.mlp.gate.w", 12, 8, 0.02f},
+        {"h.1.mlp.proj.w", 8, 12, 0.02f}, {"lnf.w", 8, 1, -1}, {"h.0.ln2.w", 8, 1, -1}};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        const ParamInfo *t = model_find_tensor(&m, shapes[i].name);
+        cr_assert_not_null(t, "%s", shapes[i].name);
+        cr_expect(t->shape[0] == shapes[i].d0 && t->shape[1] == shapes[i].d1, "%s: %d x %d",
+                  t->name, t->shape[0], t->shape[1]);
+        cr_expect_eq(t->init_std, shapes[i].std, "%s: init %g", t->name, (double)t->init_std);
     }
+    model_free(&m);
+
+    /* every option: biases, qk norms, an explicit head size, an untied head */
+    c.head_dim = 6;
+    c.qkv_bias = c.attn_out_bias = c.mlp_bias = c.qk_norm = c.untied_head = 1;
+    c.n_layer = 1;
+    cr_assert_eq(model_init(&m, &c, 1, 5, &e), 0, "%s", e.msg);
+    check_table(&m);
+    static const char *const all[] = {
+        "wte", "h.0.ln1.w", "h.0.attn.q.w", "h.0.attn.k.w", "h.0.attn.v.w", "h.0.attn.q.b",
+        "h.0.attn.k.b", "h.0.attn.v.b", "h.0.attn.q_norm.w", "h.0.attn.k_norm.w",
+        "h.0.attn.proj.w", "h.0.attn.proj.b", "h.0.ln2.w", "h.0.mlp.gate.w", "h.0.mlp.gate.b",
+        "h.0.mlp.up.w", "h.0.mlp.up.b", "h.0.mlp.proj.w", "h.0.mlp.proj.b", "lnf.w", "head.w"};
+    expect_names(&m, all, sizeof all / sizeof all[0]);
+    cr_expect_eq(model_find_tensor(&m, "h.0.attn.q.w")->shape[0], 24);
+    cr_expect_eq(model_find_tensor(&m, "h.0.attn.v.b")->shape[0], 12);
+    cr_expect_eq(model_find_tensor(&m, "h.0.attn.q_norm.w")->shape[0], 6);
+    cr_expect_eq(model_find_tensor(&m, "h.0.attn.proj.w")->shape[1], 24);
+    cr_expect_eq(model_find_tensor(&m, "head.w")->block, 2);
+    model_free(&m);
+}
+
+/* TP: q, gate, up by rows, o_proj and down by columns; k and v by rows when
+ * tp divides the kv heads, else whole on every rank; norms whole. */
+Test(models, llama_tp_splits)
+{
+    ModelConfig c = tiny_llama(); /* 4 heads, 2 kv heads of 2 */
+    c.qk_norm = 1;
+    for (int tp = 2; tp <= 4; tp *= 2) {
+        ModelShard sh = {.tp_rank = 1, .tp_size = tp, .last_block = -1, .slots = 1};
+        Model m;
+        Err e = {{0}};
+        cr_assert_eq(model_init_shard(&m, &c, &sh, 1, 5, &e), 0, "%s", e.msg);
+        const ParamInfo *q = model_find_tensor(&m, "h.0.attn.q.w"),
+                        *k = model_find_tensor(&m, "h.0.attn.k.w"),
+                        *o = model_find_tensor(&m, "h.0.attn.proj.w"),
+                        *up = model_find_tensor(&m, "h.0.mlp.up.w"),
+                        *dn = model_find_tensor(&m, "h.0.mlp.proj.w"),
+                        *qn = model_find_tensor(&m, "h.0.attn.q_norm.w");
+        cr_expect_eq(q->local_shape[0], 8 / tp);
+        cr_expect_eq(k->split, tp == 2 ? TP_COLUMN : TP_REPLICATED, "tp %d", tp);
+        cr_expect_eq(k->local_shape[0], tp == 2 ? 2 : 4, "tp %d", tp);
+        cr_expect_eq(o->local_shape[1], 8 / tp);
+        cr_expect_eq(up->local_shape[0], 12 / tp);
+        cr_expect_eq(dn->local_shape[1], 12 / tp);
+        cr_expect_eq(qn->split, TP_REPLICATED);
+        model_free(&m);
+    }
+    /* tp must divide the heads and the MLP */
+    ModelShard bad = {.tp_rank = 0, .tp_size = 8, .last_block = -1, .slots = 1};
+    Err e = {{0}};
+    cr_expect_neq(model_shard_validate(&c, &bad, &e), 0);
+    c.mlp_hidden = 10;
+    bad.tp_size = 4;
+    cr_expect_neq(model_shard_validate(&c, &bad, &e), 0);
+    cr_expect(strstr(e.msg, "--mlp-hidden"), "%s", e.msg);
 }
 
 static void build_tiny_mlp(Model *m)

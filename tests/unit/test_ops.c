@@ -463,26 +463,40 @@ Test(ops, gelu_grad)
 
 /* ---- attention ---------------------------------------------------------- */
 
+static AttnHeads mha(int NH, int hs) { return (AttnHeads){.NH = NH, .NKV = NH, .hs = hs, .group = 1}; }
+
+static int is_mha(const AttnHeads *ah)
+{
+    return ah->NKV == ah->NH && ah->group == 1 && ah->h0 == 0 && ah->kv0 == 0;
+}
+
+static size_t att_ld(const AttnHeads *ah) { return (size_t)(ah->NH + 2 * ah->NKV) * ah->hs; }
+
 typedef struct {
-    int B, T, NH, hs;
+    int B, T;
+    AttnHeads ah;
     double *qkv, *r, *out;
 } AttCtx;
 
-/* Causal softmax(q k^T / sqrt(hs)) v, per batch and head, qkv rows laid out
- * as [q heads | k heads | v heads]. lse (may be NULL) gets each query's
- * log-sum-exp of scaled scores (B,NH,T). */
-static void attention_ref(double *out, double *lse, const double *qkv, int B, int T, int NH,
-                          int hs)
+/* Causal softmax(q k^T / sqrt(hs)) v per batch and q head, qkv rows laid
+ * out as [q heads | k heads | v heads], q head h reading kv head
+ * (h0 + h) / group - kv0. lse (may be NULL) gets each query's log-sum-exp
+ * of scaled scores (B,NH,T). */
+static void attention_ref(double *out, double *lse, const double *qkv, int B, int T,
+                          const AttnHeads *ah)
 {
-    const int C = NH * hs, C3 = 3 * C;
+    const int NH = ah->NH, hs = ah->hs, C = NH * hs;
+    const size_t ld = att_ld(ah);
     double *p = malloc((size_t)T * sizeof(double));
     for (int b = 0; b < B; b++)
-        for (int h = 0; h < NH; h++)
+        for (int h = 0; h < NH; h++) {
+            const int g = (ah->h0 + h) / ah->group - ah->kv0;
+            const size_t ko = (size_t)(NH + g) * hs, vo = (size_t)(NH + ah->NKV + g) * hs;
             for (int i = 0; i < T; i++) {
-                const double *q = qkv + ((size_t)b * T + i) * C3 + h * hs;
+                const double *q = qkv + ((size_t)b * T + i) * ld + h * hs;
                 double mx = -INFINITY, z = 0.0;
                 for (int j = 0; j <= i; j++) {
-                    const double *k = qkv + ((size_t)b * T + j) * C3 + C + h * hs;
+                    const double *k = qkv + ((size_t)b * T + j) * ld + ko;
                     double s = 0.0;
                     for (int d = 0; d < hs; d++) s += q[d] * k[d];
                     p[j] = s / sqrt((double)hs);
@@ -497,52 +511,56 @@ static void attention_ref(double *out, double *lse, const double *qkv, int B, in
                 for (int d = 0; d < hs; d++) o[d] = 0.0;
                 for (int j = 0; j <= i; j++) {
                     p[j] /= z;
-                    const double *v = qkv + ((size_t)b * T + j) * C3 + 2 * C + h * hs;
+                    const double *v = qkv + ((size_t)b * T + j) * ld + vo;
                     for (int d = 0; d < hs; d++) o[d] += p[j] * v[d];
                 }
             }
+        }
     free(p);
 }
 
 static double att_obj(void *p)
 {
     AttCtx *c = p;
-    attention_ref(c->out, NULL, c->qkv, c->B, c->T, c->NH, c->hs);
-    return dot(c->r, c->out, (size_t)c->B * c->T * c->NH * c->hs);
+    attention_ref(c->out, NULL, c->qkv, c->B, c->T, &c->ah);
+    return dot(c->r, c->out, (size_t)c->B * c->T * c->ah.NH * c->ah.hs);
 }
 
 /* Forward against the double reference, and the analytic dqkv (q, k and v
  * parts separately, so one cannot hide behind another) against finite
  * differences of it. T above the kernel's 64-query block covers several
- * blocks, a partial last one and keys reaching across blocks. */
-static void check_attention(int B, int T, int NH, int hs, uint64_t seed)
+ * blocks, a partial last one and keys reaching across blocks. With NKV = NH
+ * the MHA entry points must give the _gqa kernels' bits. */
+static void check_attention(int B, int T, AttnHeads ah, uint64_t seed)
 {
-    const int C = NH * hs, threads = 2;
-    const size_t nqkv = (size_t)B * T * 3 * C, nout = (size_t)B * T * C, nlse = (size_t)B * NH * T;
+    const int NH = ah.NH, hs = ah.hs, C = NH * hs, threads = 2;
+    const size_t ld = att_ld(&ah), kvw = (size_t)ah.NKV * hs;
+    const size_t nqkv = (size_t)B * T * ld, nout = (size_t)B * T * C, nlse = (size_t)B * NH * T;
     float *qkv = fnew(nqkv), *out = fnew(nout), *lse = fnew(nlse), *r = fnew(nout);
     float *dqkv = fnew(nqkv), *scratch = fnew(attention_scratch_floats(T, threads));
     randn(qkv, nqkv, seed, 1.0f, 0.0f);
     randn(r, nout, seed + 1, 1.0f, 0.0f);
 
-    attention_forward(out, lse, qkv, B, T, NH, hs, scratch, threads);
-    AttCtx c = {B, T, NH, hs, to_double(qkv, nqkv), to_double(r, nout), dnew(nout)};
+    attention_forward_gqa(out, lse, qkv, B, T, &ah, scratch, threads);
+    AttCtx c = {B, T, ah, to_double(qkv, nqkv), to_double(r, nout), dnew(nout)};
     double *lse_ref = dnew(nlse);
-    attention_ref(c.out, lse_ref, c.qkv, B, T, NH, hs);
+    attention_ref(c.out, lse_ref, c.qkv, B, T, &ah);
     check_close("attention out", out, c.out, nout, 1e-5);
     check_close("attention log-sum-exp", lse, lse_ref, nlse, 1e-5);
 
-    attention_backward(dqkv, r, out, qkv, lse, B, T, NH, hs, scratch, threads);
+    attention_backward_gqa(dqkv, r, out, qkv, lse, B, T, &ah, scratch, threads);
     double *g = dnew(nqkv);
     fd_grad(g, c.qkv, nqkv, att_obj, &c);
     check_grad("attention dqkv", dqkv, g, nqkv);
     float *an_part = fnew(nqkv);
     double *fd_part = dnew(nqkv);
     const char *names[3] = {"attention dq", "attention dk", "attention dv"};
+    const size_t off[3] = {0, (size_t)C, C + kvw}, width[3] = {(size_t)C, kvw, kvw};
     for (int part = 0; part < 3; part++) {
         size_t m = 0;
         for (int bt = 0; bt < B * T; bt++)
-            for (int i = 0; i < C; i++) {
-                size_t idx = (size_t)bt * 3 * C + part * C + i;
+            for (size_t i = 0; i < width[part]; i++) {
+                size_t idx = (size_t)bt * ld + off[part] + i;
                 an_part[m] = dqkv[idx];
                 fd_part[m++] = g[idx];
             }
@@ -554,23 +572,52 @@ static void check_attention(int B, int T, int NH, int hs, uint64_t seed)
     float *d2 = fnew(nqkv);
     size_t ns = attention_scratch_floats(T, threads);
     for (size_t i = 0; i < ns; i++) scratch[i] = 1e30f;
-    attention_backward(d2, r, out, qkv, lse, B, T, NH, hs, scratch, 1);
+    attention_backward_gqa(d2, r, out, qkv, lse, B, T, &ah, scratch, 1);
     for (size_t i = 0; i < ns; i++) scratch[i] = -7.0f;
-    attention_backward(d2, r, out, qkv, lse, B, T, NH, hs, scratch, threads);
+    attention_backward_gqa(d2, r, out, qkv, lse, B, T, &ah, scratch, threads);
     check_twice("attention dqkv", dqkv, d2, nqkv);
     float *out1 = fnew(nout);
-    attention_forward(out1, lse, qkv, B, T, NH, hs, scratch, 1);
+    attention_forward_gqa(out1, lse, qkv, B, T, &ah, scratch, 1);
     cr_expect(memcmp(out, out1, nout * sizeof(float)) == 0,
               "attention out differs between 1 and %d threads", threads);
+    if (is_mha(&ah)) {
+        float *lse1 = fnew(nlse), *d3 = fnew(nqkv);
+        attention_forward(out1, lse1, qkv, B, T, NH, hs, scratch, threads);
+        cr_expect(memcmp(out, out1, nout * sizeof(float)) == 0,
+                  "attention_forward differs from attention_forward_gqa with NKV = NH");
+        cr_expect(memcmp(lse, lse1, nlse * sizeof(float)) == 0);
+        attention_backward(d3, r, out, qkv, lse, B, T, NH, hs, scratch, threads);
+        cr_expect(memcmp(dqkv, d3, nqkv * sizeof(float)) == 0,
+                  "attention_backward differs from attention_backward_gqa with NKV = NH");
+        free(lse1);
+        free(d3);
+    }
 
     free(an_part); free(fd_part); free(d2); free(out1);
     free(g); free(lse_ref); free(c.qkv); free(c.r); free(c.out);
     free(qkv); free(out); free(lse); free(r); free(dqkv); free(scratch);
 }
 
-Test(ops, attention_grad) { check_attention(2, 5, 2, 3, 61); }
+Test(ops, attention_grad) { check_attention(2, 5, mha(2, 3), 61); }
 
-Test(ops, attention_grad_blocks) { check_attention(1, 150, 2, 4, 71); }
+Test(ops, attention_grad_blocks) { check_attention(1, 150, mha(2, 4), 71); }
+
+Test(ops, attention_gqa_grad)
+{
+    check_attention(2, 5, (AttnHeads){.NH = 4, .NKV = 2, .hs = 3, .group = 2}, 65);
+}
+
+Test(ops, attention_gqa_grad_blocks)
+{
+    check_attention(1, 80, (AttnHeads){.NH = 6, .NKV = 2, .hs = 4, .group = 3}, 67);
+}
+
+/* a tensor-parallel slice whose kv heads are replicated: q heads 3..5 of 6,
+ * all 3 kv heads, group 2 */
+Test(ops, attention_gqa_grad_offsets)
+{
+    check_attention(1, 70, (AttnHeads){.NH = 3, .NKV = 3, .hs = 4, .group = 2, .h0 = 3}, 69);
+}
 
 /* Position i must not see positions after it: changing the last position's
  * k and v leaves all earlier outputs bit-identical. */
@@ -588,6 +635,423 @@ Test(ops, attention_is_causal)
               "earlier positions changed when only the last k/v did");
     cr_expect(memcmp(o1 + (T - 1) * C, o2 + (T - 1) * C, C * sizeof(float)) != 0);
     free(qkv); free(o1); free(o2); free(lse); free(scratch);
+}
+
+/* GQA is MHA over kv heads repeated: expand each kv head to the q heads of
+ * its group (HF's repeat_kv), run attention_forward/backward, and sum the
+ * expanded heads' dk, dv over each group. */
+static void check_gqa_vs_repeated(int B, int T, int NH, int NKV, int hs, uint64_t seed)
+{
+    const int group = NH / NKV, C = NH * hs, threads = 2;
+    const AttnHeads ah = {.NH = NH, .NKV = NKV, .hs = hs, .group = group};
+    const size_t ld = att_ld(&ah), nqkv = (size_t)B * T * ld, nout = (size_t)B * T * C;
+    const size_t nfull = (size_t)B * T * 3 * C, nlse = (size_t)B * NH * T;
+    float *qkv = fnew(nqkv), *full = fnew(nfull), *r = fnew(nout);
+    float *out = fnew(nout), *out_f = fnew(nout), *lse = fnew(nlse), *lse_f = fnew(nlse);
+    float *dqkv = fnew(nqkv), *dfull = fnew(nfull), *dsum = fnew(nqkv);
+    float *scratch = fnew(attention_scratch_floats(T, threads));
+    randn(qkv, nqkv, seed, 1.0f, 0.0f);
+    randn(r, nout, seed + 1, 1.0f, 0.0f);
+    for (int bt = 0; bt < B * T; bt++) {
+        const float *src = qkv + (size_t)bt * ld;
+        float *dst = full + (size_t)bt * 3 * C;
+        memcpy(dst, src, (size_t)C * sizeof(float));
+        for (int h = 0; h < NH; h++) {
+            memcpy(dst + C + h * hs, src + C + (h / group) * hs, hs * sizeof(float));
+            memcpy(dst + 2 * C + h * hs, src + C + (NKV + h / group) * hs, hs * sizeof(float));
+        }
+    }
+    attention_forward_gqa(out, lse, qkv, B, T, &ah, scratch, threads);
+    attention_forward(out_f, lse_f, full, B, T, NH, hs, scratch, threads);
+    double *ref = to_double(out_f, nout), *lref = to_double(lse_f, nlse);
+    check_close("gqa out vs repeated kv", out, ref, nout, 1e-6);
+    check_close("gqa lse vs repeated kv", lse, lref, nlse, 1e-6);
+
+    attention_backward_gqa(dqkv, r, out, qkv, lse, B, T, &ah, scratch, threads);
+    attention_backward(dfull, r, out_f, full, lse_f, B, T, NH, hs, scratch, threads);
+    for (int bt = 0; bt < B * T; bt++) {
+        const float *src = dfull + (size_t)bt * 3 * C;
+        float *dst = dsum + (size_t)bt * ld;
+        memcpy(dst, src, (size_t)C * sizeof(float));
+        for (int h = 0; h < NH; h++)
+            for (int d = 0; d < hs; d++) {
+                dst[C + (h / group) * hs + d] += src[C + h * hs + d];
+                dst[C + (NKV + h / group) * hs + d] += src[2 * C + h * hs + d];
+            }
+    }
+    double *dref = to_double(dsum, nqkv);
+    check_close("gqa dqkv vs repeated kv", dqkv, dref, nqkv, 1e-5);
+    free(ref); free(lref); free(dref);
+    free(qkv); free(full); free(r); free(out); free(out_f); free(lse); free(lse_f);
+    free(dqkv); free(dfull); free(dsum); free(scratch);
+}
+
+Test(ops, attention_gqa_group2_vs_repeated_kv) { check_gqa_vs_repeated(2, 70, 4, 2, 8, 101); }
+
+Test(ops, attention_gqa_group3_vs_repeated_kv) { check_gqa_vs_repeated(1, 130, 6, 2, 8, 103); }
+
+/* Tensor parallelism over heads: rank k of tp holds q heads [k NH/tp, (k+1)
+ * NH/tp) and, when tp divides NKV, its share of the kv heads (else all of
+ * them). Each rank's slice must compute the whole's out, lse and dq for its
+ * heads, and the dk, dv of the whole once summed over the ranks that hold
+ * a kv head. */
+static void check_gqa_tp_slices(int NH, int NKV, int tp, uint64_t seed)
+{
+    const int B = 2, T = 70, hs = 4, group = NH / NKV, C = NH * hs, threads = 2;
+    const int split = NKV % tp == 0, nh = NH / tp, nkv = split ? NKV / tp : NKV;
+    const AttnHeads whole = {.NH = NH, .NKV = NKV, .hs = hs, .group = group};
+    const size_t ld = att_ld(&whole), nqkv = (size_t)B * T * ld, nout = (size_t)B * T * C;
+    float *qkv = fnew(nqkv), *out = fnew(nout), *lse = fnew((size_t)B * NH * T), *r = fnew(nout);
+    float *dqkv = fnew(nqkv), *dsum = fnew(nqkv);
+    float *scratch = fnew(attention_scratch_floats(T, threads));
+    randn(qkv, nqkv, seed, 1.0f, 0.0f);
+    randn(r, nout, seed + 1, 1.0f, 0.0f);
+    attention_forward_gqa(out, lse, qkv, B, T, &whole, scratch, threads);
+    attention_backward_gqa(dqkv, r, out, qkv, lse, B, T, &whole, scratch, threads);
+
+    for (int k = 0; k < tp; k++) {
+        const AttnHeads ah = {.NH = nh, .NKV = nkv, .hs = hs, .group = group, .h0 = k * nh,
+                              .kv0 = split ? k * nkv : 0};
+        const size_t lld = att_ld(&ah), lc = (size_t)nh * hs, n = (size_t)B * T;
+        float *lq = fnew(n * lld), *lo = fnew(n * lc), *ll = fnew((size_t)B * nh * T);
+        float *lr = fnew(n * lc), *lg = fnew(n * lld);
+        /* the rank's columns: its q heads, then its kv heads' k and v */
+        for (size_t bt = 0; bt < n; bt++) {
+            const float *src = qkv + bt * ld;
+            memcpy(lq + bt * lld, src + (size_t)k * nh * hs, lc * sizeof(float));
+            memcpy(lq + bt * lld + lc, src + C + (size_t)ah.kv0 * hs, (size_t)nkv * hs * sizeof(float));
+            memcpy(lq + bt * lld + lc + (size_t)nkv * hs, src + C + (size_t)(NKV + ah.kv0) * hs,
+                   (size_t)nkv * hs * sizeof(float));
+            memcpy(lr + bt * lc, r + bt * C + (size_t)k * nh * hs, lc * sizeof(float));
+        }
+        attention_forward_gqa(lo, ll, lq, B, T, &ah, scratch, threads);
+        attention_backward_gqa(lg, lr, lo, lq, ll, B, T, &ah, scratch, threads);
+        for (size_t bt = 0; bt < n; bt++) {
+            double *ref = to_double(out + bt * C + (size_t)k * nh * hs, lc);
+            check_close("tp slice out", lo + bt * lc, ref, lc, 1e-6);
+            free(ref);
+            ref = to_double(dqkv + bt * ld + (size_t)k * nh * hs, lc);
+            check_close("tp slice dq", lg + bt * lld, ref, lc, 1e-6);
+            free(ref);
+            float *dst = dsum + bt * ld;
+            for (size_t i = 0; i < (size_t)nkv * hs; i++) {
+                dst[C + (size_t)ah.kv0 * hs + i] += lg[bt * lld + lc + i];
+                dst[C + (size_t)(NKV + ah.kv0) * hs + i] += lg[bt * lld + lc + nkv * hs + i];
+            }
+        }
+        for (int b = 0; b < B; b++) {
+            double *ref = to_double(lse + ((size_t)b * NH + (size_t)k * nh) * T, (size_t)nh * T);
+            check_close("tp slice lse", ll + (size_t)b * nh * T, ref, (size_t)nh * T, 1e-6);
+            free(ref);
+        }
+        free(lq); free(lo); free(ll); free(lr); free(lg);
+    }
+    /* dk, dv of the whole = their sum over the ranks */
+    float *kv_an = fnew((size_t)B * T * 2 * NKV * hs);
+    double *kv_ref = dnew((size_t)B * T * 2 * NKV * hs);
+    for (size_t bt = 0, m = 0; bt < (size_t)B * T; bt++)
+        for (size_t i = C; i < ld; i++, m++) {
+            kv_an[m] = dsum[bt * ld + i];
+            kv_ref[m] = dqkv[bt * ld + i];
+        }
+    check_close("tp slices' dk, dv summed", kv_an, kv_ref, (size_t)B * T * 2 * NKV * hs, 1e-5);
+    free(kv_an); free(kv_ref);
+    free(qkv); free(out); free(lse); free(r); free(dqkv); free(dsum); free(scratch);
+}
+
+/* kv heads split over tp (tp divides them) */
+Test(ops, attention_gqa_tp_split) { check_gqa_tp_slices(6, 2, 2, 111); }
+
+/* kv heads replicated (tp does not divide them): NH 6, NKV 3, tp 2 */
+Test(ops, attention_gqa_tp_replicated) { check_gqa_tp_slices(6, 3, 2, 113); }
+
+/* ---- RMSNorm ---------------------------------------------------------------- */
+
+typedef struct {
+    int N, C, ld;
+    double *inp, *w, *r, *out;
+} RmsCtx;
+
+static void rmsnorm_ref(double *out, double *rstd, const double *inp, const double *w, int N,
+                        int C, int ld, double eps)
+{
+    for (int n = 0; n < N; n++) {
+        const double *x = inp + (size_t)n * ld;
+        double ms = 0.0;
+        for (int i = 0; i < C; i++) ms += x[i] * x[i];
+        double rs = 1.0 / sqrt(ms / C + eps);
+        if (rstd) rstd[n] = rs;
+        for (int i = 0; i < C; i++) out[(size_t)n * ld + i] = x[i] * rs * w[i];
+    }
+}
+
+#define RMS_EPS 1e-5f
+
+static double rms_obj(void *p)
+{
+    RmsCtx *c = p;
+    rmsnorm_ref(c->out, NULL, c->inp, c->w, c->N, c->C, c->ld, RMS_EPS);
+    return dot(c->r, c->out, (size_t)c->N * c->ld);
+}
+
+/* rows ld > C apart: the columns between rows are neither read nor written */
+Test(ops, rmsnorm_grad)
+{
+    const int N = 5, C = 19, ld = 23;
+    const size_t n = (size_t)N * ld;
+    float *inp = fnew(n), *w = fnew(C), *r = fnew(n), *out = fnew(n), *rstd = fnew(N);
+    float *dinp = fnew(n), *dw = fnew(C);
+    randn(inp, n, 121, 1.5f, 0.4f);
+    randn(w, C, 122, 0.5f, 1.0f);
+    randn(r, n, 123, 1.0f, 0.0f);
+    for (int k = 0; k < N; k++)
+        for (int i = C; i < ld; i++) {
+            r[(size_t)k * ld + i] = 0.0f; /* the objective ignores the gaps */
+            out[(size_t)k * ld + i] = 42.0f;
+            dinp[(size_t)k * ld + i] = 42.0f;
+        }
+
+    rmsnorm_forward(out, rstd, inp, w, N, C, ld, RMS_EPS);
+    RmsCtx c = {N, C, ld, to_double(inp, n), to_double(w, C), to_double(r, n), dnew(n)};
+    double *rs_ref = dnew(N);
+    rmsnorm_ref(c.out, rs_ref, c.inp, c.w, N, C, ld, RMS_EPS);
+    for (int k = 0; k < N; k++)
+        for (int i = C; i < ld; i++) c.out[(size_t)k * ld + i] = 42.0;
+    check_close("rmsnorm out", out, c.out, n, 1e-6);
+    check_close("rmsnorm rstd", rstd, rs_ref, N, 1e-6);
+
+    rmsnorm_backward(dinp, dw, r, inp, w, rstd, N, C, ld);
+    double *g = dnew(n);
+    fd_grad(g, c.inp, n, rms_obj, &c);
+    for (int k = 0; k < N; k++)
+        for (int i = C; i < ld; i++) {
+            cr_expect(dinp[(size_t)k * ld + i] == 42.0f, "rmsnorm_backward wrote a gap");
+            dinp[(size_t)k * ld + i] = 0.0f;
+        }
+    check_grad("rmsnorm dinp", dinp, g, n);
+    fd_grad(g, c.w, C, rms_obj, &c);
+    check_grad("rmsnorm dw", dw, g, C);
+
+    /* accumulation; NULL outputs skipped */
+    float *di2 = fnew(n), *dw2 = fnew(C), *dw3 = fnew(C);
+    rmsnorm_backward(di2, dw2, r, inp, w, rstd, N, C, ld);
+    rmsnorm_backward(di2, dw2, r, inp, w, rstd, N, C, ld);
+    check_twice("rmsnorm dinp", dinp, di2, n);
+    check_twice("rmsnorm dw", dw, dw2, C);
+    rmsnorm_backward(NULL, dw3, r, inp, w, rstd, N, C, ld);
+    cr_expect(memcmp(dw3, dw, C * sizeof(float)) == 0, "dw alone differs");
+    /* in place, without rstd: the same output */
+    float *io = fnew(n);
+    memcpy(io, inp, n * sizeof(float));
+    rmsnorm_forward(io, NULL, io, w, N, C, ld, RMS_EPS);
+    for (int k = 0; k < N; k++)
+        cr_expect(memcmp(io + (size_t)k * ld, out + (size_t)k * ld, C * sizeof(float)) == 0,
+                  "in-place rmsnorm row %d differs", k);
+
+    free(io); free(di2); free(dw2); free(dw3); free(g); free(rs_ref);
+    free(c.inp); free(c.w); free(c.r); free(c.out);
+    free(inp); free(w); free(r); free(out); free(rstd); free(dinp); free(dw);
+}
+
+/* ---- SwiGLU ----------------------------------------------------------------- */
+
+static double silu_ref(double x) { return x / (1.0 + exp(-x)); }
+
+typedef struct {
+    size_t n;
+    double *gate, *up, *r;
+} SwigluCtx;
+
+static double swiglu_obj(void *p)
+{
+    SwigluCtx *c = p;
+    double s = 0.0;
+    for (size_t i = 0; i < c->n; i++) s += c->r[i] * silu_ref(c->gate[i]) * c->up[i];
+    return s;
+}
+
+Test(ops, swiglu_grad)
+{
+    enum { NR = 40 };
+    const float special[] = {0.0f, 1e-3f, -1e-3f, 0.5f, -1.278f, 3.0f, -3.0f, 10.0f, -10.0f,
+                             30.0f, -30.0f, 90.0f, -90.0f};
+    const size_t ns = sizeof special / sizeof *special, n = NR + ns;
+    float *gate = fnew(n), *up = fnew(n), *out = fnew(n), *r = fnew(n);
+    float *dg = fnew(n), *du = fnew(n);
+    randn(gate, NR, 131, 2.0f, 0.0f);
+    memcpy(gate + NR, special, sizeof special);
+    randn(up, n, 132, 1.0f, 0.0f);
+    randn(r, n, 133, 1.0f, 0.0f);
+
+    swiglu_forward(out, gate, up, n);
+    double *ref = dnew(n);
+    for (size_t i = 0; i < n; i++) ref[i] = silu_ref(gate[i]) * up[i];
+    check_close("swiglu out", out, ref, n, 1e-6);
+    for (size_t i = 0; i < n; i++) cr_expect(isfinite(out[i]), "swiglu out[%zu] not finite", i);
+
+    swiglu_backward(dg, du, gate, up, r, n);
+    SwigluCtx c = {n, to_double(gate, n), to_double(up, n), to_double(r, n)};
+    double *g = dnew(n);
+    fd_grad(g, c.gate, n, swiglu_obj, &c);
+    check_grad("swiglu dgate", dg, g, n);
+    fd_grad(g, c.up, n, swiglu_obj, &c);
+    check_grad("swiglu dup", du, g, n);
+
+    float *dg2 = fnew(n), *du2 = fnew(n);
+    swiglu_backward(dg2, du2, gate, up, r, n);
+    swiglu_backward(dg2, du2, gate, up, r, n);
+    check_twice("swiglu dgate", dg, dg2, n);
+    check_twice("swiglu dup", du, du2, n);
+    free(dg2); free(du2); free(g); free(ref); free(c.gate); free(c.up); free(c.r);
+    free(gate); free(up); free(out); free(r); free(dg); free(du);
+}
+
+/* ---- rotary position embedding ------------------------------------------- */
+
+/* Llama 3.2's rope: theta 500000, llama3 scaling factor 32, low 1, high 4,
+ * original context 8192; head_dim 64 */
+#define L3_THETA 500000.0
+#define L3_FACTOR 32.0
+#define L3_LOW 1.0
+#define L3_HIGH 4.0
+#define L3_ORIG 8192
+
+/* HF's inverse frequencies written out directly, in double */
+static double rope_inv_freq_ref(int i, int hd, double theta, double factor)
+{
+    double f = 1.0 / pow(theta, 2.0 * i / hd);
+    if (factor <= 0.0) return f;
+    double wl = 2.0 * M_PI / f, lo_wl = L3_ORIG / L3_LOW, hi_wl = L3_ORIG / L3_HIGH;
+    if (wl < hi_wl) return f;
+    if (wl > lo_wl) return f / factor;
+    double sm = ((double)L3_ORIG / wl - L3_LOW) / (L3_HIGH - L3_LOW);
+    return (1.0 - sm) * f / factor + sm * f;
+}
+
+typedef struct {
+    int B, T, ld, col0, nh, hd, pos0;
+    double theta, factor;
+    double *x, *r, *out;
+} RopeCtx;
+
+static void rope_ref(double *out, const double *x, const RopeCtx *c)
+{
+    const int half = c->hd / 2;
+    memcpy(out, x, (size_t)c->B * c->T * c->ld * sizeof(double));
+    for (int bt = 0; bt < c->B * c->T; bt++)
+        for (int h = 0; h < c->nh; h++)
+            for (int i = 0; i < half; i++) {
+                double a = (bt % c->T + c->pos0) * rope_inv_freq_ref(i, c->hd, c->theta, c->factor);
+                size_t j = (size_t)bt * c->ld + c->col0 + (size_t)h * c->hd + i;
+                out[j] = x[j] * cos(a) - x[j + half] * sin(a);
+                out[j + half] = x[j + half] * cos(a) + x[j] * sin(a);
+            }
+}
+
+static double rope_obj(void *p)
+{
+    RopeCtx *c = p;
+    rope_ref(c->out, c->x, c);
+    return dot(c->r, c->out, (size_t)c->B * c->T * c->ld);
+}
+
+/* The table's angles against hand-computed llama3 frequencies (python, in
+ * double: the high band kept, the low band divided by 32, one in the smooth
+ * band), recovered as atan2(sin, cos) at position 1. */
+Test(ops, rope_table_llama3)
+{
+    RopeTable rt;
+    cr_assert_eq(rope_table_init(&rt, 4, 64, L3_THETA, L3_FACTOR, L3_LOW, L3_HIGH, L3_ORIG), 0);
+    cr_expect_eq(rt.T, 4);
+    cr_expect_eq(rt.half, 32);
+    const struct { int i; double f; } want[] = {
+        {0, 1.0},                     /* wavelen 2 pi < 8192/4: kept */
+        {10, 0.016560440080994446},   /* 500000^(-20/64), wavelen 379: kept */
+        {15, 0.001290547928209264},   /* wavelen 2948: smooth 0.592849 */
+        {16, 0.00042955679655936815}, /* wavelen 4443: smooth 0.281283 */
+        {18, 1.9461638184831125e-05}, /* wavelen 10089 > 8192: / 32 */
+        {31, 9.418306725434909e-08},  /* 500000^(-62/64) / 32 */
+    };
+    for (size_t k = 0; k < sizeof want / sizeof *want; k++) {
+        int i = want[k].i;
+        double got = atan2(rt.sin[rt.half + i], rt.cos[rt.half + i]);
+        cr_expect(fabs(got - want[k].f) <= 1e-6 * want[k].f,
+                  "llama3 inv_freq[%d] = %.10g, want %.10g", i, got, want[k].f);
+        cr_expect(fabs(rope_inv_freq_ref(i, 64, L3_THETA, L3_FACTOR) - want[k].f) <= 1e-12 * want[k].f,
+                  "the test's own formula disagrees with the hand value at %d", i);
+    }
+    for (int t = 0; t < 4; t++)
+        for (int i = 0; i < 32; i++) {
+            double a = t * rope_inv_freq_ref(i, 64, L3_THETA, L3_FACTOR);
+            cr_expect(fabs(rt.cos[t * 32 + i] - cos(a)) < 1e-7 && fabs(rt.sin[t * 32 + i] - sin(a)) < 1e-7,
+                      "table at t %d, i %d", t, i);
+        }
+    rope_table_free(&rt);
+    cr_expect(rt.cos == NULL && rt.sin == NULL);
+    rope_table_free(&rt); /* a zeroed table may be freed again */
+    cr_expect_eq(rope_table_init(&rt, 4, 63, 1e4, 0, 0, 0, 0), -1, "odd head_dim accepted");
+    cr_expect_eq(rope_table_init(&rt, 4, 64, 1e4, 8, 4, 1, 8192), -1, "high <= low accepted");
+}
+
+/* Forward against the direct formula, with heads in the middle of wider
+ * rows (col0, ld) and positions from pos0; backward against finite
+ * differences; the columns outside the heads untouched. */
+static void check_rope(double factor, uint64_t seed)
+{
+    const int B = 2, T = 5, hd = 8, nh = 3, col0 = 4, ld = 32, pos0 = 3;
+    const double theta = factor > 0 ? L3_THETA : 10000.0;
+    const size_t n = (size_t)B * T * ld;
+    RopeTable rt;
+    cr_assert_eq(rope_table_init(&rt, T + pos0, hd, theta, factor, L3_LOW, L3_HIGH, L3_ORIG), 0);
+    float *x = fnew(n), *r = fnew(n), *y = fnew(n), *dx = fnew(n);
+    randn(x, n, seed, 1.0f, 0.0f);
+    randn(r, n, seed + 1, 1.0f, 0.0f);
+    memcpy(y, x, n * sizeof(float));
+    rope_forward(y, &rt, B, T, ld, col0, nh, hd, pos0);
+    RopeCtx c = {B, T, ld, col0, nh, hd, pos0, theta, factor, to_double(x, n), to_double(r, n),
+                 dnew(n)};
+    rope_ref(c.out, c.x, &c);
+    check_close("rope out", y, c.out, n, 1e-6);
+    for (size_t j = 0; j < n; j++) {
+        size_t col = j % ld;
+        if (col < (size_t)col0 || col >= (size_t)(col0 + nh * hd))
+            cr_expect(y[j] == x[j], "rope changed column %zu outside the heads", col);
+    }
+    /* backward: the gradient of r . rope(x) is rope_backward(r) */
+    memcpy(dx, r, n * sizeof(float));
+    rope_backward(dx, &rt, B, T, ld, col0, nh, hd, pos0);
+    double *g = dnew(n);
+    fd_grad(g, c.x, n, rope_obj, &c);
+    check_grad("rope dx", dx, g, n);
+    free(g); free(c.x); free(c.r); free(c.out);
+    free(x); free(r); free(y); free(dx);
+    rope_table_free(&rt);
+}
+
+Test(ops, rope_vs_formula) { check_rope(0.0, 141); }
+
+Test(ops, rope_llama3_vs_formula) { check_rope(L3_FACTOR, 143); }
+
+/* position 0 turns nothing (bit for bit); backward undoes forward */
+Test(ops, rope_identity_and_inverse)
+{
+    const int B = 2, T = 300, hd = 64, nh = 3, ld = 3 * 64 + 16;
+    const size_t n = (size_t)B * T * ld;
+    RopeTable rt;
+    cr_assert_eq(rope_table_init(&rt, T, hd, 1e6, 0, 0, 0, 0), 0);
+    float *x = fnew(n), *y = fnew(n);
+    randn(x, n, 151, 1.0f, 0.0f);
+    memcpy(y, x, n * sizeof(float));
+    rope_forward(y, &rt, B, 1, ld, 16, nh, hd, 0); /* the first rows of both sequences */
+    cr_expect(memcmp(x, y, n * sizeof(float)) == 0, "rope at position 0 is not the identity");
+    rope_forward(y, &rt, B, T, ld, 16, nh, hd, 0);
+    cr_expect(memcmp(x, y, (size_t)ld * sizeof(float)) == 0, "row 0 moved");
+    cr_expect(memcmp(x + ld, y + ld, (size_t)ld * sizeof(float)) != 0, "row 1 did not turn");
+    rope_backward(y, &rt, B, T, ld, 16, nh, hd, 0);
+    double *xd = to_double(x, n);
+    check_close("rope_backward(rope_forward(x))", y, xd, n, 1e-6);
+    free(xd); free(x); free(y);
+    rope_table_free(&rt);
 }
 
 /* ---- embedding ------------------------------------------------------------- */
@@ -768,4 +1232,58 @@ Test(ops, thread_count_invariance)
         free(dw[k]);
         free(gl[k]);
     }
+}
+
+/* The llama family's kernels, 1 thread vs 2, bit for bit: RMSNorm's row and
+ * column reductions, SwiGLU, rope, and grouped-query attention, whose
+ * backward sums a kv head's dk, dv over its group in head order. */
+Test(ops, thread_count_invariance_llama)
+{
+    const int N = 37, C = 70, T = 130, NH = 6, NKV = 2, hs = 8;
+    const AttnHeads ah = {.NH = NH, .NKV = NKV, .hs = hs, .group = NH / NKV};
+    const size_t nqkv = (size_t)T * att_ld(&ah), nout = (size_t)T * NH * hs, nc = (size_t)N * C;
+    float *inp = fnew(nc), *w = fnew(C), *r = fnew(nc), *qkv = fnew(nqkv), *dy = fnew(nout);
+    float *scratch = fnew(attention_scratch_floats(T, 2));
+    randn(inp, nc, 161, 1.0f, 0.2f);
+    randn(w, C, 162, 0.5f, 1.0f);
+    randn(r, nc, 163, 1.0f, 0.0f);
+    randn(qkv, nqkv, 164, 1.0f, 0.0f);
+    randn(dy, nout, 165, 1.0f, 0.0f);
+    RopeTable rt;
+    cr_assert_eq(rope_table_init(&rt, T, hs, 1e4, 0, 0, 0, 0), 0);
+    float *out[2], *rs[2], *di[2], *dw[2], *sw[2], *dg[2], *du[2], *rq[2], *ao[2], *lse[2], *dq[2];
+    int saved = ops_get_threads();
+    for (int k = 0; k < 2; k++) {
+        out[k] = fnew(nc); rs[k] = fnew(N); di[k] = fnew(nc); dw[k] = fnew(C);
+        sw[k] = fnew(nc); dg[k] = fnew(nc); du[k] = fnew(nc);
+        rq[k] = fnew(nqkv); ao[k] = fnew(nout); lse[k] = fnew((size_t)NH * T); dq[k] = fnew(nqkv);
+        ops_set_threads(k + 1);
+        rmsnorm_forward(out[k], rs[k], inp, w, N, C, C, 1e-6f);
+        rmsnorm_backward(di[k], dw[k], r, inp, w, rs[k], N, C, C);
+        swiglu_forward(sw[k], inp, r, nc);
+        swiglu_backward(dg[k], du[k], inp, r, out[k], nc);
+        memcpy(rq[k], qkv, nqkv * sizeof(float));
+        rope_forward(rq[k], &rt, 1, T, (int)att_ld(&ah), 0, NH + NKV, hs, 0);
+        attention_forward_gqa(ao[k], lse[k], rq[k], 1, T, &ah, scratch, 2);
+        attention_backward_gqa(dq[k], dy, ao[k], rq[k], lse[k], 1, T, &ah, scratch, 2);
+        rope_backward(dq[k], &rt, 1, T, (int)att_ld(&ah), 0, NH + NKV, hs, 0);
+    }
+    ops_set_threads(saved);
+    cr_expect(memcmp(out[0], out[1], nc * sizeof(float)) == 0, "rmsnorm out");
+    cr_expect(memcmp(rs[0], rs[1], N * sizeof(float)) == 0, "rmsnorm rstd");
+    cr_expect(memcmp(di[0], di[1], nc * sizeof(float)) == 0, "rmsnorm dinp");
+    cr_expect(memcmp(dw[0], dw[1], C * sizeof(float)) == 0, "rmsnorm dw");
+    cr_expect(memcmp(sw[0], sw[1], nc * sizeof(float)) == 0, "swiglu out");
+    cr_expect(memcmp(dg[0], dg[1], nc * sizeof(float)) == 0, "swiglu dgate");
+    cr_expect(memcmp(du[0], du[1], nc * sizeof(float)) == 0, "swiglu dup");
+    cr_expect(memcmp(rq[0], rq[1], nqkv * sizeof(float)) == 0, "rope");
+    cr_expect(memcmp(ao[0], ao[1], nout * sizeof(float)) == 0, "gqa out");
+    cr_expect(memcmp(lse[0], lse[1], (size_t)NH * T * sizeof(float)) == 0, "gqa lse");
+    cr_expect(memcmp(dq[0], dq[1], nqkv * sizeof(float)) == 0, "gqa dqkv");
+    for (int k = 0; k < 2; k++) {
+        free(out[k]); free(rs[k]); free(di[k]); free(dw[k]); free(sw[k]); free(dg[k]);
+        free(du[k]); free(rq[k]); free(ao[k]); free(lse[k]); free(dq[k]);
+    }
+    rope_table_free(&rt);
+    free(inp); free(w); free(r); free(qkv); free(dy); free(scratch);
 }

@@ -331,3 +331,45 @@ Test(planner_cores, says_when_ranks_oversubscribe)
     cr_assert_float_eq(f, 1.0, 1e-12);
     cr_assert_str_eq(buf, "2 ranks x 1 thread on 2 cores of one machine");
 }
+
+/* The GEMM probe times the configuration's own layer: GPT-2's fused q|k|v,
+ * projection and 4C MLP (the shapes it always measured), the llama
+ * family's q|k|v (one GEMM, keys and values kv_width wide), o, gate, up and
+ * down at its MLP width. */
+static void assert_gemm(const LayerGemm *g, int M, int N, int K, double w, const char *what)
+{
+    cr_assert(g->M == M && g->N == N && g->K == K, "%s: (%d, %d, %d), not (%d, %d, %d)", what,
+              g->M, g->N, g->K, M, N, K);
+    cr_assert_float_eq(g->weight, w, 1e-12, "%s: weight %g, not %g", what, g->weight, w);
+}
+
+Test(planner_gemm, measures_the_configurations_own_layer)
+{
+    LayerGemm g[PLANNER_MAX_GEMMS];
+    ModelConfig gpt2 = {.kind = MODEL_GPT, .n_layer = 12, .n_head = 12, .n_embd = 768,
+                        .seq_len = 1024, .vocab = 50257};
+    cr_assert_eq(planner_layer_gemms(&gpt2, 1024, g), 5);
+    assert_gemm(&g[0], 1024, 3 * 768, 768, 3, "gpt2 qkv");
+    assert_gemm(&g[1], 1024, 768, 768, 1, "gpt2 attn.proj");
+    assert_gemm(&g[2], 1024, 4 * 768, 768, 4, "gpt2 fc");
+    assert_gemm(&g[3], 1024, 768, 4 * 768, 4, "gpt2 mlp.proj");
+    assert_gemm(&g[4], 1024, 1024, 64, 2.0 * 1024 / 768, "gpt2 attention");
+    /* SmolLM2-135M: 9 heads of 64, 3 kv heads, MLP 1536 */
+    ModelConfig smol = {.kind = MODEL_LLAMA, .n_layer = 30, .n_head = 9, .n_kv_head = 3,
+                        .n_embd = 576, .mlp_hidden = 1536, .seq_len = 1024, .vocab = 49152};
+    double cc = 576.0 * 576.0;
+    cr_assert_eq(planner_layer_gemms(&smol, 1024, g), 6);
+    assert_gemm(&g[0], 1024, 576 + 2 * 192, 576, (576 + 2 * 192) * 576 / cc, "q|k|v");
+    assert_gemm(&g[1], 1024, 576, 576, 1, "o");
+    assert_gemm(&g[2], 1024, 1536, 576, 1536 * 576 / cc, "gate");
+    assert_gemm(&g[3], 1024, 1536, 576, 1536 * 576 / cc, "up");
+    assert_gemm(&g[4], 1024, 576, 1536, 1536 * 576 / cc, "down");
+    assert_gemm(&g[5], 1024, 1024, 64, 2.0 * 1024 / 576, "attention");
+    /* a query width that is not the model's (Qwen3: heads x head_dim) */
+    ModelConfig wide = smol;
+    wide.head_dim = 128;
+    cr_assert_eq(planner_layer_gemms(&wide, 1024, g), 6);
+    assert_gemm(&g[0], 1024, 9 * 128 + 2 * 3 * 128, 576, (9 + 6) * 128 * 576 / cc, "q|k|v of 128");
+    assert_gemm(&g[1], 1024, 576, 9 * 128, 9 * 128 * 576 / cc, "o of 9 x 128");
+    assert_gemm(&g[5], 1024, 1024, 128, 2.0 * 1024 * 9 * 128 / cc, "attention of 9 x 128");
+}

@@ -5,6 +5,7 @@
 #include <string.h>
 #include "models/model.h"
 #include "models/ops.h"
+#include "worker/method/backprop/backprop.h"
 #include "worker/optim/optim.h"
 
 static const char TEXT[] =
@@ -72,6 +73,47 @@ Test(train, same_seed_is_bit_identical)
     train_tiny(12, a, 1);
     train_tiny(12, b, 1);
     cr_assert(memcmp(a, b, sizeof a) == 0, "two runs with one seed differ");
+}
+
+/* The embedding whose two copies the first and the last pipeline stage keep
+ * equal (backprop sums their gradients, DiLoCo their outer steps): "wte" on
+ * both stages of a tied head, none for an untied head or an mlp. */
+Test(train, tied_embedding_only_for_a_tied_head)
+{
+    Err e;
+    int n = TINY.n_layer + 2;
+    ModelShard first = {.tp_size = 1, .first_block = 0, .last_block = n / 2 - 1, .slots = 1};
+    ModelShard last = {.tp_size = 1, .first_block = n / 2, .last_block = n - 1, .slots = 1};
+    const ModelShard *stages[] = {&first, &last};
+    for (int k = 0; k < 2; k++) {
+        Model m;
+        cr_assert_eq(model_declare_shard(&m, &TINY, stages[k], &e), 0, "%s", e.msg);
+        const ParamInfo *w = backprop_tied_embedding(&m);
+        cr_assert(w && !strcmp(w->name, "wte"), "stage %d: no tied embedding", k);
+        cr_assert_eq(w->tied_copy, k == 1, "stage %d: the copy is the head stage's", k);
+        model_free(&m);
+    }
+    /* an untied head (the llama family's --untied-head 1): the head stage
+     * holds head.w and no copy, the first stage wte, which nothing ties */
+    ModelConfig untied = {.kind = MODEL_LLAMA, .n_layer = 2, .n_head = 2, .n_embd = 32,
+                          .seq_len = 32, .vocab = 256, .mlp_hidden = 64, .untied_head = 1};
+    for (int k = 0; k < 2; k++) {
+        Model m;
+        cr_assert_eq(model_declare_shard(&m, &untied, stages[k], &e), 0, "%s", e.msg);
+        cr_assert_null(backprop_tied_embedding(&m), "untied, stage %d: a tied embedding", k);
+        cr_assert_eq(model_find_tensor(&m, "head.w") != NULL, k == 1);
+        model_free(&m);
+    }
+    untied.untied_head = 0;
+    Model tied;
+    cr_assert_eq(model_declare_shard(&tied, &untied, &last, &e), 0, "%s", e.msg);
+    const ParamInfo *w = backprop_tied_embedding(&tied);
+    cr_assert(w && w->tied_copy, "a tied llama's head stage holds the copy");
+    model_free(&tied);
+    ParamInfo wte = {.name = "wte", .ndim = 2, .shape = {256, 32}};
+    Model mlp = {.cfg = {.kind = MODEL_MLP, .n_layer = 1, .n_embd = 2, .seq_len = 1, .vocab = 2},
+                 .n_tensors = 1, .tensors = &wte};
+    cr_assert_null(backprop_tied_embedding(&mlp));
 }
 
 Test(optim, lr_schedule_warmup_then_cosine)

@@ -42,6 +42,9 @@ typedef struct {
     /* The dtype the weights came in ("F32", "F16", "BF16"; "" = F32): kept
      * from an import through training, the default of an HF export. */
     char source_dtype[8];
+    /* The Hugging Face class the weights came as ("" = none known): kept the
+     * same way, the class an HF export writes back. */
+    char source_arch[48];
 } CkptMeta;
 
 /* A CkptMeta of the default settings and no state (step 0, layout 1x1x1):

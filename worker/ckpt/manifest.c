@@ -32,6 +32,7 @@ int ckpt_meta_to_pb(const CkptMeta *meta, CkptManifestPB *pb, Err *e)
     mf->optimizer_step = meta->opt_t;
     mf->budget_used_s = meta->budget_used_s;
     mf->source_dtype = (char *)meta->source_dtype;
+    mf->source_arch = (char *)meta->source_arch;
     mf->created_unix = (int64_t)time(NULL);
     return 0;
 }
@@ -108,5 +109,7 @@ int ckpt_meta_from_pb(const Mpitrain__Manifest *mf, CkptMeta *meta, Err *e)
     meta->budget_used_s = mf->budget_used_s;
     snprintf(meta->source_dtype, sizeof meta->source_dtype, "%s",
              mf->source_dtype && ckpt_dtype_valid(mf->source_dtype) ? mf->source_dtype : "");
+    snprintf(meta->source_arch, sizeof meta->source_arch, "%s",
+             mf->source_arch && strlen(mf->source_arch) < sizeof meta->source_arch ? mf->source_arch : "");
     return 0;
 }

@@ -15,7 +15,7 @@
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "safetensors data is little-endian");
 
 /* Bytes per value of a dtype written: F32, or the 2-byte F16 and BF16. */
-static size_t out_size(const char *dtype) { return strcmp(dtype, "F32") ? 2 : 4; }
+size_t safetensors_dtype_bytes(const char *dtype) { return strcmp(dtype, "F32") ? 2 : 4; }
 
 /* The header object: each tensor's dtype, shape and byte range, then
  * __metadata__ with "format":"pt" first. */
@@ -25,7 +25,7 @@ static void build_header(JsonOut *j, const StTensor *t, int n, const char *dtype
     uint64_t off = 0;
     json_begin_object(j);
     for (int k = 0; k < n; k++) {
-        uint64_t bytes = (uint64_t)t[k].shape[0] * (t[k].ndim > 1 ? t[k].shape[1] : 1) * out_size(dtype);
+        uint64_t bytes = (uint64_t)t[k].shape[0] * (t[k].ndim > 1 ? t[k].shape[1] : 1) * safetensors_dtype_bytes(dtype);
         json_begin_object(json_key(j, t[k].name));
         json_str(json_key(j, "dtype"), dtype);
         json_begin_array(json_key(j, "shape"));
@@ -372,6 +372,12 @@ int safetensors_read_index(const char *path, StIndex *ix, Err *e)
     int rc = json_read_object(json, index_pair, &r, &off, &sub);
     if (rc < 0) rc = err_set(e, "%s: header: %s (line %d)", path, sub.msg, json_line_of(json, off));
     if (!rc) rc = check_entries(path, ix, data_start, (uint64_t)st.st_size, e);
+    if (!rc && !(ix->files = malloc(sizeof *ix->files)))
+        rc = err_set(e, "%s: out of memory", path);
+    if (!rc) {
+        ix->n_files = 1;
+        snprintf(ix->files[0], sizeof ix->files[0], "%s", path);
+    }
     free(json);
     if (rc) safetensors_index_free(ix);
     return rc ? -1 : 0;
@@ -380,8 +386,13 @@ int safetensors_read_index(const char *path, StIndex *ix, Err *e)
 void safetensors_index_free(StIndex *ix)
 {
     free(ix->t);
-    ix->t = NULL;
-    ix->n = 0;
+    free(ix->files);
+    memset(ix, 0, sizeof *ix);
+}
+
+const char *safetensors_file_of(const StIndex *ix, const StEntry *t)
+{
+    return t->file >= 0 && t->file < ix->n_files ? ix->files[t->file] : "";
 }
 
 const StEntry *safetensors_find(const StIndex *ix, const char *name)
@@ -423,4 +434,9 @@ int safetensors_read_f32(const char *path, const StEntry *t, float *out, Err *e)
     char what[ST_MAX_NAME + 16];
     snprintf(what, sizeof what, "tensor '%s'", t->name);
     return read_floats_at(path, t->begin, safetensors_numel(t), t->dtype, what, out, e);
+}
+
+int safetensors_entry_f32(const StIndex *ix, const StEntry *t, float *out, Err *e)
+{
+    return safetensors_read_f32(safetensors_file_of(ix, t), t, out, e);
 }

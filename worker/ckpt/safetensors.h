@@ -8,6 +8,8 @@
  * data; offsets are relative to the first byte after the header. */
 #include <stdint.h>
 #include "base/err.h"
+#include "base/fileio.h"
+#include "base/json.h"
 #include "models/model.h"
 
 /* One tensor to write: shape[0] x shape[1] (ndim 1: shape[0]) f32 values.
@@ -48,11 +50,15 @@ typedef struct {
     int ndim;
     int64_t shape[ST_MAX_DIMS];
     uint64_t begin, end;  /* absolute byte offsets in the file */
+    int file;             /* which of the index's files holds it */
 } StEntry;
 
+/* The tensors of one file, or of a sharded model's files. */
 typedef struct {
     StEntry *t;
     int n;
+    char (*files)[PATH_BUF]; /* the files' paths */
+    int n_files;
 } StIndex;
 
 /* Reads and checks the header: each entry's dtype known, its byte count
@@ -60,6 +66,30 @@ typedef struct {
  * long as the data (a shorter one is truncated). Errors name the tensor. */
 int safetensors_read_index(const char *path, StIndex *ix, Err *e);
 void safetensors_index_free(StIndex *ix);
+
+/* A model's weights in dir: its model.safetensors, or else the shards its
+ * model.safetensors.index.json names ({"metadata":{"total_size":N},
+ * "weight_map":{"<tensor>":"<shard file>",...}}), each read as above; every
+ * tensor the map names must be in the shard it names, every tensor of a
+ * shard in the map, none twice. Errors name the file and the tensor. */
+int safetensors_open_model(const char *dir, StIndex *ix, Err *e);
+#define ST_SINGLE_NAME "model.safetensors"
+#define ST_INDEX_NAME "model.safetensors.index.json"
+/* A Hugging Face JSON file's text (config.json, the index), NUL-terminated,
+ * at most max bytes; a NUL inside is refused. Caller frees. */
+int hf_json_file(const char *path, size_t max, char **out, Err *e);
+/* Writes dir/name atomically: the JSON fill(j, ctx) builds. */
+int hf_write_json(const char *dir, const char *name, void (*fill)(JsonOut *, const void *),
+                  const void *ctx, Err *e);
+/* config.json's torch_dtype of a safetensors dtype: float32, float16, bfloat16. */
+const char *hf_torch_dtype(const char *dtype);
+/* "2 x 3" ("scalar" for none) */
+void safetensors_shape_text(const StEntry *t, char *out, size_t n);
+/* 1 when tensors a and b of ix hold the same shape and values, 0 when not,
+ * -1 on a read error. */
+int safetensors_same_values(const StIndex *ix, const StEntry *a, const StEntry *b, Err *e);
+/* The path of the file that holds t. */
+const char *safetensors_file_of(const StIndex *ix, const StEntry *t);
 const StEntry *safetensors_find(const StIndex *ix, const char *name);
 uint64_t safetensors_numel(const StEntry *t);
 /* n little-endian values of dtype ("F32", "F16" or "BF16") at byte offset
@@ -68,6 +98,22 @@ int read_floats_at(const char *path, uint64_t offset, uint64_t n, const char *dt
                    const char *what, float *out, Err *e);
 /* The entry's values as f32 (F32 as is; F16 and BF16 widened exactly). */
 int safetensors_read_f32(const char *path, const StEntry *t, float *out, Err *e);
+/* The same from whichever of the index's files holds t. */
+int safetensors_entry_f32(const StIndex *ix, const StEntry *t, float *out, Err *e);
+
+/* Bytes per value of a dtype the writers take (F32, F16, BF16). */
+size_t safetensors_dtype_bytes(const char *dtype);
+/* Writes the tensors into dir as HF's save_pretrained does: one
+ * model.safetensors when they fit max_shard_bytes, else
+ * model-0000k-of-0000N.safetensors, each at most max_shard_bytes unless one
+ * tensor alone is larger, in the given order, with model.safetensors.index.json
+ * (total_size: the tensors' bytes; the weight_map sorted by name). Each file
+ * atomically; the index after the shards; what an earlier export left of
+ * another form (a single file, an index, shards of another count) is
+ * removed. */
+int safetensors_write_model(const char *dir, const StTensor *t, int n, const char *dtype,
+                            const char *const *meta_kv, int n_meta_pairs,
+                            uint64_t max_shard_bytes, Err *e);
 
 /* Header larger than this is refused (the reference implementation's limit). */
 #define SAFETENSORS_MAX_HEADER (100u << 20)

@@ -27,7 +27,7 @@
 
 /* The model and optimizer kinds are stored by choice index: the choices
  * are listed in the enums' order. */
-_Static_assert(MODEL_GPT == 0 && MODEL_MLP == 1, "--model choices follow ModelKind");
+_Static_assert(MODEL_GPT == 0 && MODEL_MLP == 1 && MODEL_LLAMA == 2, "--model choices follow ModelKind");
 _Static_assert(OPT_ADAMW == 0 && OPT_SGD == 1 && OPT_ZO == 2, "--optimizer choices follow OptKind");
 _Static_assert(DATA_AUTO == 0 && DATA_MPTOKENS == 1 && DATA_LLMC == 2 && DATA_NANOGPT == 3,
                "--data-format choices follow DataFormat");
@@ -35,13 +35,27 @@ _Static_assert(sizeof(ModelKind) == sizeof(int) && sizeof(OptKind) == sizeof(int
                "choices are stored as int");
 
 static const OptSpec TABLE[] = {
-    CHOICE("model", model.kind, "gpt|mlp", "gpt", "architecture"),
+    CHOICE("model", model.kind, "gpt|mlp|llama", "gpt", "architecture: gpt (GPT-2's blocks), mlp, llama (Llama, Qwen2/3, Mistral, SmolLM: RMSNorm, rotary positions, grouped kv heads, SwiGLU; see docs/llama.md)"),
     NUM("layers", OT_INT, model.n_layer, "L", "4", 1, 1024, "transformer blocks / MLP hidden layers"),
     NUM("heads", OT_INT, model.n_head, "H", "4", 1, 1024, "attention heads"),
     NUM("embd", OT_INT, model.n_embd, "C", "256", 1, 65536, "model width / MLP hidden width"),
     NUM("seq-len", OT_INT, model.seq_len, "T", "256", 1, 65536, "context length in tokens"),
-    NUM("vocab", OT_INT, model.vocab, "V", "256", 2, 65536, "vocabulary size (256: bytes)"),
-    NUM("positions", OT_INT, model.positions, "N", "0", 0, 65536, "gpt: rows of the position table, >= --seq-len: training uses the first --seq-len, sample may use all; 0 = --seq-len (with --init-from: the source's)"),
+    NUM("vocab", OT_INT, model.vocab, "V", "256", 2, MODEL_MAX_VOCAB, "vocabulary size (256: bytes)"),
+    NUM("positions", OT_INT, model.positions, "N", "0", 0, MODEL_MAX_ROPE_POSITIONS, "gpt: rows of the position table (at most 65536), >= --seq-len: training uses the first --seq-len, sample may use all; llama: the context the model was made for (max_position_embeddings); 0 = --seq-len (with --init-from: the source's)"),
+    NUM("kv-heads", OT_INT, model.n_kv_head, "H", "0", 0, 1024, "llama: key/value heads, dividing --heads (grouped-query attention); 0 = --heads"),
+    NUM("head-dim", OT_INT, model.head_dim, "D", "0", 0, 65536, "llama: size of one attention head; 0 = --embd / --heads"),
+    NUM("mlp-hidden", OT_INT, model.mlp_hidden, "F", "0", 0, 1 << 20, "llama: the SwiGLU MLP's hidden units (intermediate_size)"),
+    NUM("norm-eps", OT_FLOAT, model.norm_eps, "X", "0", 0, 1, "llama: RMSNorm epsilon; 0 = 1e-5"),
+    NUM("rope-theta", OT_FLOAT, model.rope_theta, "X", "0", 0, 1e12, "llama: rotary base frequency; 0 = 10000"),
+    NUM("rope-factor", OT_FLOAT, model.rope_factor, "X", "0", 0, 1e6, "llama: llama3 rotary scaling factor; 0 = no scaling"),
+    NUM("rope-low-freq", OT_FLOAT, model.rope_low_freq, "X", "0", 0, 1e6, "llama: llama3 scaling's low_freq_factor"),
+    NUM("rope-high-freq", OT_FLOAT, model.rope_high_freq, "X", "0", 0, 1e6, "llama: llama3 scaling's high_freq_factor"),
+    NUM("rope-original-ctx", OT_INT, model.rope_orig_ctx, "N", "0", 0, 1 << 24, "llama: llama3 scaling's original_max_position_embeddings"),
+    NUM("qkv-bias", OT_INT, model.qkv_bias, "0|1", "0", 0, 1, "llama: the q, k, v projections carry biases (Qwen2)"),
+    NUM("attn-out-bias", OT_INT, model.attn_out_bias, "0|1", "0", 0, 1, "llama: the attention's output projection carries a bias"),
+    NUM("mlp-bias", OT_INT, model.mlp_bias, "0|1", "0", 0, 1, "llama: the MLP's gate, up and down projections carry biases"),
+    NUM("qk-norm", OT_INT, model.qk_norm, "0|1", "0", 0, 1, "llama: RMSNorm of every q and k head before rotation (Qwen3)"),
+    NUM("untied-head", OT_INT, model.untied_head, "0|1", "0", 0, 1, "llama: the head has its own weights instead of the token embedding's"),
     NUM("in-dim", OT_INT, model.in_dim, "D", "0", 0, 1 << 26, "mlp: input features; 0 = seq-len x vocab (one-hot tokens)"),
     NUM("batch", OT_INT, global_batch, "B", "8", 1, 1 << 24, "global batch in sequences, all ranks"),
     NUM("steps", OT_LONG, steps, "N", "300", 1, 1e12, "total optimizer steps (with --time-budget and no --steps: no limit)"),
@@ -63,8 +77,8 @@ static const OptSpec TABLE[] = {
     CHOICE("data-format", data_format, "auto|mptokens|llmc|nanogpt", "auto", "how --data and --val-data are read; auto: MPTOKENS or llm.c by magic (a headerless nanoGPT .bin needs nanogpt)"),
     STR("out", out, "DIR", "run directory (default runs/<model>-<time>)"),
     STR("resume", resume, "DIR", "continue from a checkpoint (run dir, ckpt dir or step dir)"),
-    STR("init-from", init_from, "SRC", "start from these weights, fresh optimizer: a checkpoint, a Hugging Face GPT-2 dir (or its .safetensors) or an llm.c model file; the model's shape comes from SRC (docs/gpt2.md)"),
-    STR("tokenizer", tokenizer, "DIR", "tokenizer files (vocab.json + merges.txt, or encoder.json + vocab.bpe) kept in every checkpoint, for sample (default: the --resume or --init-from source's, if it has one)"),
+    STR("init-from", init_from, "SRC", "start from these weights, fresh optimizer: a checkpoint, a Hugging Face dir (GPT-2, Llama, Qwen2/3, Mistral; or a GPT-2 .safetensors) or an llm.c model file; the model's shape comes from SRC (docs/gpt2.md, docs/llama.md)"),
+    STR("tokenizer", tokenizer, "DIR", "tokenizer files (tokenizer.json + tokenizer_config.json, vocab.json + merges.txt, or encoder.json + vocab.bpe) kept in every checkpoint, for sample (default: the --resume or --init-from source's, if it has one)"),
     STR("config", config, "FILE", "settings file: `key = value` lines or a JSON object (a run's config.json) with these option names; flags override"),
     NUM("dp", OT_INT, dp, "N", "0", 0, 1 << 20, "data-parallel ranks (0 = world size)"),
     NUM("tp", OT_INT, tp, "N", "0", 0, 1 << 20, "tensor-parallel ranks (0 = 1, or the planner's choice)"),
@@ -120,6 +134,12 @@ const OptSpec *train_config_table(size_t *n)
 }
 
 int train_config_is_setting(const OptSpec *s) { return strcmp(s->name, "config") != 0; }
+
+int train_config_is_model_setting(const OptSpec *s)
+{
+    /* unsigned: an offset below the model's wraps past the end */
+    return s->offset - F(model) < sizeof(ModelConfig);
+}
 
 void train_config_defaults(TrainConfig *c)
 {
@@ -228,8 +248,8 @@ int train_config_validate(const TrainConfig *c, Err *e)
     if (c->eval_every > 0 && c->eval_batches < 1)
         return err_set(e, "--eval-batches %d: must be at least 1", c->eval_batches);
     if (c->tokenizer[0] && !bpe_present(c->tokenizer))
-        return err_set(e, "--tokenizer %s: no tokenizer files there (vocab.json + merges.txt, or "
-                          "encoder.json + vocab.bpe)", c->tokenizer);
+        return err_set(e, "--tokenizer %s: no tokenizer files there (tokenizer.json, vocab.json + "
+                          "merges.txt, or encoder.json + vocab.bpe)", c->tokenizer);
     return 0;
 }
 

@@ -89,6 +89,10 @@ typedef struct {
 const OptSpec *train_config_table(size_t *n);
 /* Is this table entry a setting of the run (everything but --config)? */
 int train_config_is_setting(const OptSpec *s);
+/* Is it one of the model's (a field of TrainConfig.model: its kind, shape
+ * and family options)? The lists of settings that define a run (the
+ * plan's, the swarm's) take these from here. */
+int train_config_is_model_setting(const OptSpec *s);
 void train_config_defaults(TrainConfig *c);
 /* What follows from the settings once they are all read (the cosine's
  * length, a final lr above the peak): called by every path that fills a

@@ -34,14 +34,14 @@ static int printable(unsigned byte)
     return (byte >= 0x21 && byte <= 0x7E) || (byte >= 0xA1 && byte <= 0xAC) || byte >= 0xAE;
 }
 
-static unsigned byte_char(unsigned byte)
+unsigned bpe_byte_char(unsigned byte)
 {
     if (printable(byte)) return byte;
     return 256 + (byte <= 0x20 ? byte : byte <= 0xA0 ? 33 + (byte - 0x7F) : 67);
 }
 
 /* The byte a character stands for, or -1 outside the alphabet. */
-static int char_byte(unsigned cp)
+int bpe_char_byte(unsigned cp)
 {
     if (cp < 256) return printable(cp) ? (int)cp : -1;
     unsigned k = cp - 256;
@@ -155,7 +155,7 @@ static int token_in(VocabIn *v, char *shown, size_t shown_n)
     while (v->p < v->end && *v->p != '"') {
         unsigned cp;
         if (string_char(v, &cp)) return -1;
-        int byte = char_byte(cp);
+        int byte = bpe_char_byte(cp);
         if (byte < 0) {
             snprintf(shown, shown_n, "%.*s", (int)(v->p - start < 60 ? v->p - start : 60), start);
             return err_set(v->e, "%s:%d: token %s\": character U+%04X is not in GPT-2's byte "
@@ -270,8 +270,8 @@ static int merge_token(const char *s, const char *end, unsigned char *out, size_
     *n = 0;
     while (s < end) {
         unsigned cp;
-        if (utf8_next(&s, end, &cp) || char_byte(cp) < 0 || *n >= MAX_TOKEN_BYTES) return -1;
-        out[(*n)++] = (unsigned char)char_byte(cp);
+        if (utf8_next(&s, end, &cp) || bpe_char_byte(cp) < 0 || *n >= MAX_TOKEN_BYTES) return -1;
+        out[(*n)++] = (unsigned char)bpe_char_byte(cp);
     }
     return *n ? 0 : -1;
 }
@@ -336,7 +336,7 @@ static int bytes_ranked(Bpe *b, const char *vocab_path, Err *e)
         int id = bpe_lookup(b, &byte, 1);
         if (id < 0)
             return err_set(e, "%s: no token for byte 0x%02x (character U+%04X): not a byte-level "
-                              "vocabulary", vocab_path, c, byte_char(c));
+                              "vocabulary", vocab_path, c, bpe_byte_char(c));
         b->byte_id[c] = id;
         b->rank[id] = BPE_BYTE_RANK;
     }
@@ -360,15 +360,37 @@ static int find_pair(const char *dir, int *which, Err *e)
         }
     }
     if (access(dir, F_OK) != 0) return err_set(e, "%s: tokenizer directory not found", dir);
-    return err_set(e, "%s: no tokenizer files (expected vocab.json + merges.txt, or "
-                      "encoder.json + vocab.bpe)", dir);
+    return err_set(e, "%s: no tokenizer files (expected tokenizer.json, vocab.json + merges.txt, "
+                      "or encoder.json + vocab.bpe)", dir);
+}
+
+/* Whether dir has tokenizer.json (which then wins over a pair). */
+static int has_hf(const char *dir)
+{
+    char p[PATH_BUF];
+    Err e;
+    return path_fmt(p, sizeof p, &e, "%s/%s", dir, HF_TOKENIZER_FILE) == 0 && access(p, F_OK) == 0;
+}
+
+/* Which files of dir bpe_load reads: tokenizer.json, unless dir has a
+ * file pair too and tokenizer.json says no more than the pair (GPT-2's
+ * pipeline: ByteLevel with GPT-2's pattern, no normalizer, plain BPE), as
+ * a GPT-2 directory from the Hub does: then the pair, tiktoken-exact as
+ * mpitrain always read it. */
+static int uses_hf(const char *dir)
+{
+    int k;
+    Err e;
+    if (!has_hf(dir)) return 0;
+    if (find_pair(dir, &k, &e)) return 1;
+    return !hf_is_gpt2(dir);
 }
 
 int bpe_present(const char *dir)
 {
     int which;
     Err e;
-    return find_pair(dir, &which, &e) == 0;
+    return has_hf(dir) || find_pair(dir, &which, &e) == 0;
 }
 
 static int load_files(Bpe *b, const char *dir, Err *e)
@@ -382,6 +404,7 @@ static int load_files(Bpe *b, const char *dir, Err *e)
     if (!b->rank) return err_set(e, "%s: out of memory", vp);
     for (int i = 0; i < b->n; i++) b->rank[i] = BPE_NO_RANK;
     b->eot = -1;
+    b->bos = -1;
     b->pair_mask = 0;
     /* the bytes -> id table first: merges are checked against it */
     if (bpe_build_tables(b, e)) return err_wrap(e, "%s", vp);
@@ -397,7 +420,7 @@ Bpe *bpe_load(const char *dir, Err *e)
         err_set(e, "%s: out of memory", dir);
         return NULL;
     }
-    if (load_files(b, dir, e) || bpe_compile_pattern(b, e)) {
+    if (uses_hf(dir) ? hf_load(b, dir, e) : load_files(b, dir, e) || bpe_compile_pattern(b, e)) {
         bpe_free(b);
         return NULL;
     }
@@ -413,6 +436,7 @@ void bpe_free(Bpe *b)
     free(b->tok_tab);
     free(b->pair_tab);
     if (b->re) pcre2_code_free(b->re);
+    hf_free(b);
     free(b);
 }
 
@@ -488,56 +512,88 @@ static int copy_one(const char *src, const char *dst_dir, const char *name, int 
     return rc;
 }
 
-/* dir's file pair (PAIRS[*k]), each resolved and within dir. */
-static int pair_within(const char *dir, int *k, char **vocab, char **merges, Err *e)
+/* The files a copy takes from dir, each resolved and within dir, with the
+ * name it gets in the copy (export: HF's names): tokenizer.json and
+ * tokenizer_config.json (when there), else the pair. */
+typedef struct {
+    char *real[2];
+    const char *name[2];
+    int n, hf_merges; /* hf_merges: real[1] is a merges file to put in HF's form */
+} Sources;
+
+static void sources_free(Sources *s)
 {
-    *vocab = *merges = NULL;
-    if (find_pair(dir, k, e) || inside_source(dir, PAIRS[*k].vocab, vocab, e) ||
-        inside_source(dir, PAIRS[*k].merges, merges, e)) {
-        free(*vocab);
-        *vocab = NULL;
-        return -1;
+    for (int i = 0; i < 2; i++) free(s->real[i]);
+    memset(s, 0, sizeof *s);
+}
+
+static int sources_of(const char *dir, int export, Sources *s, Err *e)
+{
+    int k;
+    memset(s, 0, sizeof *s);
+    if (uses_hf(dir)) {
+        char cfg[PATH_BUF];
+        s->name[0] = HF_TOKENIZER_FILE;
+        s->name[1] = HF_CONFIG_FILE;
+        s->n = path_fmt(cfg, sizeof cfg, e, "%s/%s", dir, HF_CONFIG_FILE) ? 0
+               : access(cfg, F_OK) == 0                                   ? 2
+                                                                          : 1;
+    } else {
+        if (find_pair(dir, &k, e)) return -1;
+        s->name[0] = PAIRS[export ? 0 : k].vocab;
+        s->name[1] = PAIRS[export ? 0 : k].merges;
+        s->n = 2;
+        s->hf_merges = export;
+        if (inside_source(dir, PAIRS[k].vocab, &s->real[0], e) ||
+            inside_source(dir, PAIRS[k].merges, &s->real[1], e)) {
+            sources_free(s);
+            return -1;
+        }
+        return 0;
     }
-    return 0;
+    for (int i = 0; i < s->n; i++)
+        if (inside_source(dir, s->name[i], &s->real[i], e)) {
+            sources_free(s);
+            return -1;
+        }
+    return s->n ? 0 : -1;
 }
 
 Bpe *bpe_load_copyable(const char *dir, Err *e)
 {
-    int k;
-    char *vocab, *merges;
-    if (pair_within(dir, &k, &vocab, &merges, e)) return NULL;
-    free(vocab);
-    free(merges);
+    Sources s;
+    if (sources_of(dir, 0, &s, e)) return NULL;
+    sources_free(&s);
     return bpe_load(dir, e);
+}
+
+static int copy_sources(const Sources *s, const char *dst_dir, Err *e)
+{
+    if (mkdir_p(dst_dir, e)) return -1;
+    for (int i = 0; i < s->n; i++)
+        if (copy_one(s->real[i], dst_dir, s->name[i], i == 1 && s->hf_merges, e)) return -1;
+    return 0;
 }
 
 /* Only a tokenizer that loads is copied: a checkpoint or an export ships
  * it as the model's, and `sample` would fail on it much later. */
 int bpe_copy_files(const char *src_dir, const char *dst_dir, Err *e)
 {
-    int k;
-    char *vocab = NULL, *merges = NULL;
+    Sources s;
     Bpe *b = NULL;
-    int rc = pair_within(src_dir, &k, &vocab, &merges, e);
+    int rc = sources_of(src_dir, 0, &s, e);
     if (!rc && !(b = bpe_load(src_dir, e))) rc = err_wrap(e, "not copying the tokenizer of %s", src_dir);
     bpe_free(b);
-    if (!rc && (mkdir_p(dst_dir, e) || copy_one(vocab, dst_dir, PAIRS[k].vocab, 0, e) ||
-                copy_one(merges, dst_dir, PAIRS[k].merges, 0, e)))
-        rc = err_wrap(e, "copying the tokenizer to %s", dst_dir);
-    free(vocab);
-    free(merges);
+    if (!rc && copy_sources(&s, dst_dir, e)) rc = err_wrap(e, "copying the tokenizer to %s", dst_dir);
+    sources_free(&s);
     return rc;
 }
 
 int bpe_export_hf(const char *src_dir, const char *dst_dir, Err *e)
 {
-    int k;
-    char *vocab = NULL, *merges = NULL;
-    int rc = pair_within(src_dir, &k, &vocab, &merges, e);
-    if (!rc && (mkdir_p(dst_dir, e) || copy_one(vocab, dst_dir, PAIRS[0].vocab, 0, e) ||
-                copy_one(merges, dst_dir, PAIRS[0].merges, 1, e)))
-        rc = err_wrap(e, "writing the tokenizer to %s", dst_dir);
-    free(vocab);
-    free(merges);
+    Sources s;
+    int rc = sources_of(src_dir, 1, &s, e);
+    if (!rc && copy_sources(&s, dst_dir, e)) rc = err_wrap(e, "writing the tokenizer to %s", dst_dir);
+    sources_free(&s);
     return rc;
 }

@@ -18,7 +18,8 @@ static void encode_header(unsigned char h[TOKFILE_HEADER_BYTES], int token_bytes
 {
     memset(h, 0, TOKFILE_HEADER_BYTES);
     memcpy(h, TOKFILE_MAGIC, 8);
-    le_put32(h + 8, TOKFILE_VERSION);
+    /* version 1 where it suffices: such files stay readable by older builds */
+    le_put32(h + 8, token_bytes == 4 ? TOKFILE_VERSION_WIDE : TOKFILE_VERSION);
     le_put32(h + 12, (uint32_t)token_bytes);
     le_put32(h + 16, (uint32_t)vocab);
     le_put32(h + 20, TOKFILE_HEADER_BYTES);
@@ -65,16 +66,21 @@ static int check_size(const TokenFile *f, uint64_t header, Err *e)
     return 0;
 }
 
-static int native_fields(TokenFile *f, const unsigned char *m, Err *e)
+/* The largest vocabulary a token width holds: ids are int in memory, so 4
+ * bytes hold up to 2^31-1 tokens. */
+static uint32_t width_vocab(uint32_t tb) { return tb == 4 ? INT32_MAX : 1u << (8 * tb); }
+
+static int native_fields(TokenFile *f, const unsigned char *m, uint32_t ver, Err *e)
 {
     uint32_t tb = le_get32(m + 12), vocab = le_get32(m + 16), hb = le_get32(m + 20);
     if (hb != TOKFILE_HEADER_BYTES)
         return err_set(e, "%s: header_bytes is %u, expected %d", f->path, hb, TOKFILE_HEADER_BYTES);
-    if (tb != 1 && tb != 2)
-        return err_set(e, "%s: token_bytes is %u, must be 1 or 2", f->path, tb);
-    if (vocab == 0 || vocab > (1u << (8 * tb)))
+    if (tb != 1 && tb != 2 && !(tb == 4 && ver == TOKFILE_VERSION_WIDE))
+        return err_set(e, "%s: token_bytes is %u, must be 1 or 2%s", f->path, tb,
+                       ver == TOKFILE_VERSION_WIDE ? " or 4" : " (4 needs version 2)");
+    if (vocab == 0 || vocab > width_vocab(tb))
         return err_set(e, "%s: vocab is %u, must be 1..%u for token_bytes %u", f->path, vocab,
-                       1u << (8 * tb), tb);
+                       width_vocab(tb), tb);
     f->format = TOKFMT_NATIVE;
     f->token_bytes = (int)tb;
     f->vocab = (int)vocab;
@@ -90,14 +96,14 @@ static int parse_native(TokenFile *f, Err *e)
         return err_set(e, "%s: truncated: file has %zu bytes, less than the %d-byte header",
                        f->path, f->map_len, TOKFILE_HEADER_BYTES);
     uint32_t ver = le_get32(m + 8);
-    if (ver != TOKFILE_VERSION)
-        return err_set(e, "%s: header version is %u, this build reads version %d", f->path, ver,
-                       TOKFILE_VERSION);
+    if (ver != TOKFILE_VERSION && ver != TOKFILE_VERSION_WIDE)
+        return err_set(e, "%s: header version is %u, this build reads versions %d and %d", f->path,
+                       ver, TOKFILE_VERSION, TOKFILE_VERSION_WIDE);
     uint32_t stored = le_get32(m + 40), want = crc32c(0, m, 40);
     if (stored != want)
         return err_set(e, "%s: header crc mismatch: stored 0x%08x, computed 0x%08x (corrupt header)",
                        f->path, stored, want);
-    return native_fields(f, m, e);
+    return native_fields(f, m, ver, e);
 }
 
 static int parse_llmc(TokenFile *f, Err *e)
@@ -237,12 +243,24 @@ static uint32_t max_u16le(const unsigned char *p, uint64_t n)
     return m;
 }
 
+static uint32_t max_u32le(const unsigned char *p, uint64_t n)
+{
+    uint32_t m = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        uint32_t v = le_get32(p + 4 * i);
+        m = v > m ? v : m;
+    }
+    return m;
+}
+
 static uint64_t tokfile_count(const TokenFile *f) { return f->n_train + f->n_val; }
 
 static uint32_t max_token(const TokenFile *f)
 {
     uint64_t n = tokfile_count(f);
-    return f->token_bytes == 1 ? max_u8(f->tokens, n) : max_u16le(f->tokens, n);
+    return f->token_bytes == 1 ? max_u8(f->tokens, n)
+           : f->token_bytes == 2 ? max_u16le(f->tokens, n)
+                                 : max_u32le(f->tokens, n);
 }
 
 int tokfile_check_vocab(const TokenFile *f, int vocab, const char *whose, Err *e)
@@ -301,15 +319,25 @@ void tokfile_close(TokenFile *f)
 
 /* ---- writing ---- */
 
-static int write_tokens(AtomicFile *af, const uint16_t *t, uint64_t n, int tb, Err *e)
+/* Tokens of either width in memory (uint16_t t16, or uint32_t t32). */
+typedef struct {
+    const uint16_t *t16;
+    const uint32_t *t32;
+} Tokens;
+
+static uint32_t token_at(Tokens t, uint64_t i) { return t.t16 ? t.t16[i] : t.t32[i]; }
+
+static int write_tokens(AtomicFile *af, Tokens t, uint64_t n, int tb, Err *e)
 {
     unsigned char buf[16384];
     size_t fill = 0;
     for (uint64_t i = 0; i < n; i++) {
-        if (tb == 2) le_put16(buf + fill, t[i]);
-        else buf[fill] = (unsigned char)t[i];
+        uint32_t v = token_at(t, i);
+        if (tb == 4) le_put32(buf + fill, v);
+        else if (tb == 2) le_put16(buf + fill, (uint16_t)v);
+        else buf[fill] = (unsigned char)v;
         fill += (size_t)tb;
-        if (fill + 2 > sizeof buf) {
+        if (fill + 4 > sizeof buf) {
             if (atomic_write(af, buf, fill, e)) return -1;
             fill = 0;
         }
@@ -317,25 +345,37 @@ static int write_tokens(AtomicFile *af, const uint16_t *t, uint64_t n, int tb, E
     return atomic_write(af, buf, fill, e);
 }
 
-int tokfile_write(const char *path, const uint16_t *tokens, uint64_t n_train, uint64_t n_val,
-                  int vocab, Err *e)
+static int write_file(const char *path, Tokens tokens, uint64_t n_train, uint64_t n_val, int vocab,
+                      int max_vocab, Err *e)
 {
-    if (vocab < 1 || vocab > 65536)
-        return err_set(e, "%s: vocab %d out of range 1..65536", path, vocab);
+    if (vocab < 1 || vocab > max_vocab)
+        return err_set(e, "%s: vocab %d out of range 1..%d", path, vocab, max_vocab);
     uint64_t n;
     if (__builtin_add_overflow(n_train, n_val, &n))
         return err_set(e, "%s: n_train + n_val overflows", path);
     for (uint64_t i = 0; i < n; i++)
-        if (tokens[i] >= vocab)
+        if (token_at(tokens, i) >= (uint32_t)vocab)
             return err_set(e, "%s: token %" PRIu64 " is %u, not below vocab %d", path, i,
-                           (unsigned)tokens[i], vocab);
-    int tb = vocab <= 256 ? 1 : 2;
+                           (unsigned)token_at(tokens, i), vocab);
+    int tb = vocab <= 256 ? 1 : vocab <= 65536 ? 2 : 4;
     unsigned char h[TOKFILE_HEADER_BYTES];
     encode_header(h, tb, vocab, n_train, n_val);
     AtomicFile af;
     if (atomic_open(&af, path, e) || atomic_write(&af, h, sizeof h, e)) return -1;
     if (write_tokens(&af, tokens, n, tb, e)) return -1;
     return atomic_commit(&af, e);
+}
+
+int tokfile_write(const char *path, const uint16_t *tokens, uint64_t n_train, uint64_t n_val,
+                  int vocab, Err *e)
+{
+    return write_file(path, (Tokens){tokens, NULL}, n_train, n_val, vocab, 65536, e);
+}
+
+int tokfile_write32(const char *path, const uint32_t *tokens, uint64_t n_train, uint64_t n_val,
+                    int vocab, Err *e)
+{
+    return write_file(path, (Tokens){NULL, tokens}, n_train, n_val, vocab, INT32_MAX, e);
 }
 
 /* ---- loader ---- */

@@ -1,7 +1,14 @@
 #ifndef MPITRAIN_DATA_H
 #define MPITRAIN_DATA_H
 /* Token data: the binary token file (see docs/token-format.md), the
- * per-rank batch loader, and `mpitrain prepare` (byte-level tokenization). */
+ * per-rank batch loader, and `mpitrain prepare` (byte-level tokenization).
+ *
+ * MPTOKENS files: a 64-byte header (magic, version, token_bytes, vocab,
+ * header_bytes, n_train, n_val, CRC-32C), then little-endian tokens.
+ * Version 1 holds 1- or 2-byte tokens (vocab <= 65536); version 2 adds
+ * 4-byte tokens for larger vocabularies (Llama 3's 128256, Qwen's 151936;
+ * ids up to 2^31-1, int in memory). Writers write version 1 whenever it
+ * suffices, so GPT-2's files are unchanged; readers take both. */
 #include <stddef.h>
 #include <stdint.h>
 #include "base/err.h"
@@ -21,7 +28,8 @@ typedef enum { DATA_AUTO = 0, DATA_MPTOKENS = 1, DATA_LLMC = 2, DATA_NANOGPT = 3
 typedef enum { TOKUSE_BOTH = 0, TOKUSE_TRAIN = 1, TOKUSE_VAL = 2 } TokUse;
 
 #define TOKFILE_MAGIC "MPTOKENS"
-#define TOKFILE_VERSION 1
+#define TOKFILE_VERSION 1      /* token_bytes 1 or 2 */
+#define TOKFILE_VERSION_WIDE 2 /* token_bytes 4 too: vocabularies above 65536 (Llama 3, Qwen) */
 #define TOKFILE_HEADER_BYTES 64
 #define LLMC_MAGIC 20240520
 #define LLMC_VERSION 1
@@ -32,7 +40,7 @@ typedef enum { SPLIT_TRAIN = 0, SPLIT_VAL = 1 } DataSplit;
 
 typedef struct {
     char path[PATH_LEN];
-    int token_bytes;      /* 1 or 2 */
+    int token_bytes;      /* 1, 2 or 4 */
     int vocab;            /* 0 for nanoGPT files: they record none */
     uint64_t n_train, n_val;
     int format;           /* TOKFMT_* */
@@ -67,13 +75,19 @@ int tokfile_check_vocab(const TokenFile *f, int vocab, const char *whose, Err *e
 static inline uint32_t tokfile_get(const TokenFile *f, uint64_t i)
 {
     const unsigned char *p = f->tokens + i * (uint64_t)f->token_bytes;
+    if (f->token_bytes == 4)
+        return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
     return f->token_bytes == 1 ? p[0] : (uint32_t)p[0] | ((uint32_t)p[1] << 8);
 }
 
 /* Write a native token file atomically (temp + fsync + rename). token_bytes
- * is 1 if vocab <= 256 else 2; every token must be < vocab (1..65536). */
+ * is 1 if vocab <= 256, 2 if vocab <= 65536 (both version 1), else 4
+ * (version 2); every token must be < vocab (1..65536 for tokfile_write,
+ * 1..2^31-1 for tokfile_write32). */
 int tokfile_write(const char *path, const uint16_t *tokens, uint64_t n_train,
                   uint64_t n_val, int vocab, Err *e);
+int tokfile_write32(const char *path, const uint32_t *tokens, uint64_t n_train,
+                    uint64_t n_val, int vocab, Err *e);
 
 /* Batch loader. A global batch is `global_batch` sequences of T tokens; rank
  * r of `ranks` gets sequences [r*B/ranks, (r+1)*B/ranks). Sequence j of global
@@ -99,10 +113,12 @@ void loader_windows(const Loader *l, uint64_t w0, int n, int *inputs, int *targe
  * validation split (0 < val_fraction < 1); writes a native file atomically. */
 int prepare_text_files(const char *const *paths, int n_paths, const char *out_path,
                        double val_fraction, Err *e);
-/* `mpitrain prepare --tokenizer DIR`: each text file is encoded with the
- * BPE tokenizer files of DIR (worker/data/bpe.h), the ids concatenated (no
- * separator token between files) and written atomically: PREP_MPTOKENS as a
- * native file (vocabulary = the tokenizer's, uint16 tokens) whose last
+/* `mpitrain prepare --tokenizer DIR`: each text file is a document,
+ * encoded with the tokenizer of DIR (worker/data/bpe.h): GPT-2's pairs put
+ * <|endoftext|> before each; tokenizer.json's documents get the template's
+ * tokens (BOS) and end with eos_token. The ids are written atomically:
+ * PREP_MPTOKENS as a native file (vocabulary = the tokenizer's; 1, 2 or
+ * 4-byte tokens as it needs) whose last
  * round(val_fraction * tokens) tokens are the validation split;
  * PREP_LLMC as llm.c's file (no split of its own: readers take the last
  * 10%; val_fraction unused). */
@@ -115,7 +131,7 @@ typedef struct {
 int prepare_bpe_files(const PrepareBpe *p, const char *const *paths, int n_paths, Err *e);
 /* Writes llm.c's token file (version 1: 256 int32 header of magic, version,
  * count; then uint16 tokens) atomically. */
-int llmc_write(const char *path, const uint16_t *tokens, uint64_t n, Err *e);
+int llmc_write(const char *path, const uint32_t *tokens, uint64_t n, Err *e);
 /* Byte tokenizer: out[i] = (unsigned char)text[i]. */
 void bytes_to_tokens(const char *text, size_t n, int *out);
 

@@ -1,5 +1,6 @@
-/* `mpitrain prepare --tokenizer DIR`: text files -> GPT-2 tokens, written
- * as an MPTOKENS file (with a validation split) or as llm.c's token file. */
+/* `mpitrain prepare --tokenizer DIR`: text files -> tokens (worker/data/bpe.h),
+ * written as an MPTOKENS file (with a validation split) or as llm.c's token
+ * file. */
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,24 +31,31 @@ static int append_id(IdList *l, int id, Err *e)
 }
 
 /* Each file is a document, encoded on its own (a file boundary is a piece
- * boundary) and preceded by <|endoftext|>, as nanoGPT and llm.c prepare
- * theirs: the model sees where one text ends and the next begins. */
-static int encode_files(const Bpe *b, const char *const *paths, int n_paths, IdList *out, Err *e)
+ * boundary), so the model sees where one text ends and the next begins:
+ * GPT-2's pairs put <|endoftext|> before it, as nanoGPT and llm.c prepare
+ * theirs; tokenizer.json's documents are as its encode makes them (Llama's
+ * BOS first) and end with eos_token, as the model learnt to stop. */
+static int encode_files(const Bpe *b, int hf, const char *const *paths, int n_paths, IdList *out,
+                        Err *e)
 {
     size_t text_ids = 0;
     for (int i = 0; i < n_paths; i++) {
         void *text;
         size_t len;
         if (read_file(paths[i], TEXT_MAX_BYTES, &text, &len, e)) return -1;
-        if (bpe_eot(b) >= 0 && append_id(out, bpe_eot(b), e)) {
+        if (!hf && bpe_eot(b) >= 0 && append_id(out, bpe_eot(b), e)) {
             free(text);
             return -1;
         }
         size_t before = out->n;
-        int rc = bpe_encode(b, text, len, &out->ids, &out->n, &out->cap, e);
+        int rc = hf ? bpe_encode_doc(b, text, len, &out->ids, &out->n, &out->cap, e)
+                    : bpe_encode(b, text, len, &out->ids, &out->n, &out->cap, e);
         free(text);
         if (rc) return err_wrap(e, "%s", paths[i]);
         text_ids += out->n - before;
+        if (hf && bpe_eot(b) >= 0 && (out->n == before || out->ids[out->n - 1] != bpe_eot(b)) &&
+            append_id(out, bpe_eot(b), e))
+            return -1;
     }
     if (!text_ids)
         return err_set(e, "prepare: input is empty (%d file(s), first %s): nothing to tokenize",
@@ -55,7 +63,7 @@ static int encode_files(const Bpe *b, const char *const *paths, int n_paths, IdL
     return 0;
 }
 
-int llmc_write(const char *path, const uint16_t *tokens, uint64_t n, Err *e)
+int llmc_write(const char *path, const uint32_t *tokens, uint64_t n, Err *e)
 {
     if (n > INT32_MAX)
         return err_set(e, "%s: %" PRIu64 " tokens: an llm.c file holds at most %d", path, n, INT32_MAX);
@@ -68,21 +76,21 @@ int llmc_write(const char *path, const uint16_t *tokens, uint64_t n, Err *e)
     unsigned char buf[16384];
     for (uint64_t i = 0; i < n;) {
         size_t k = 0;
-        for (; i < n && k + 2 <= sizeof buf; i++, k += 2) le_put16(buf + k, tokens[i]);
+        for (; i < n && k + 2 <= sizeof buf; i++, k += 2) le_put16(buf + k, (uint16_t)tokens[i]);
         if (atomic_write(&af, buf, k, e)) return -1;
     }
     return atomic_commit(&af, e);
 }
 
 /* The split for MPTOKENS: the last round(val_fraction * n) tokens. */
-static int write_tokens(const PrepareBpe *p, const uint16_t *t, uint64_t n, int vocab, Err *e)
+static int write_tokens(const PrepareBpe *p, const uint32_t *t, uint64_t n, int vocab, Err *e)
 {
     if (p->format == PREP_LLMC) return llmc_write(p->out_path, t, n, e);
     uint64_t n_val = (uint64_t)((double)n * p->val_fraction + 0.5);
     if (n_val == 0 || n_val >= n)
         return err_set(e, "prepare: val fraction %g of %" PRIu64 " tokens leaves an empty %s split",
                        p->val_fraction, n, n_val == 0 ? "val" : "train");
-    return tokfile_write(p->out_path, t, n - n_val, n_val, vocab, e);
+    return tokfile_write32(p->out_path, t, n - n_val, n_val, vocab, e);
 }
 
 static int check_vocab(const PrepareBpe *p, int vocab, Err *e)
@@ -90,9 +98,6 @@ static int check_vocab(const PrepareBpe *p, int vocab, Err *e)
     if (p->format == PREP_LLMC && vocab > LLMC_VOCAB)
         return err_set(e, "%s: the tokenizer has %d tokens; llm.c files hold GPT-2's %d", p->tokenizer,
                        vocab, LLMC_VOCAB);
-    if (vocab > 65536)
-        return err_set(e, "%s: the tokenizer has %d tokens, more than uint16 tokens hold", p->tokenizer,
-                       vocab);
     return 0;
 }
 
@@ -105,13 +110,12 @@ int prepare_bpe_files(const PrepareBpe *p, const char *const *paths, int n_paths
     if (!b) return -1;
     IdList ids = {0};
     int vocab = bpe_vocab_size(b);
-    int rc = check_vocab(p, vocab, e) || encode_files(b, paths, n_paths, &ids, e) ? -1 : 0;
+    int rc = check_vocab(p, vocab, e) || encode_files(b, bpe_is_hf(b), paths, n_paths, &ids, e)
+                 ? -1
+                 : 0;
     bpe_free(b);
-    uint16_t *t = rc ? NULL : malloc((ids.n ? ids.n : 1) * sizeof *t);
-    if (!rc && !t) rc = err_set(e, "prepare: out of memory (%zu tokens)", ids.n);
-    for (size_t i = 0; !rc && i < ids.n; i++) t[i] = (uint16_t)ids.ids[i];
-    if (!rc) rc = write_tokens(p, t, ids.n, vocab, e);
-    free(t);
+    /* ids are int (>= 0) and as wide as uint32_t: the same array, read unsigned */
+    if (!rc) rc = write_tokens(p, (const uint32_t *)(const void *)ids.ids, ids.n, vocab, e);
     free(ids.ids);
     return rc;
 }

@@ -55,6 +55,7 @@ static void fill_meta(const Trainer *t, const StepStrategy *s, const void *st, l
     meta->budget_used_s = t->budget_used_s; /* a resume continues the budget */
     snprintf(meta->tokenizer_dir, sizeof meta->tokenizer_dir, "%s", t->tokenizer);
     snprintf(meta->source_dtype, sizeof meta->source_dtype, "%s", t->source_dtype);
+    snprintf(meta->source_arch, sizeof meta->source_arch, "%s", t->source_arch);
 }
 
 /* Every DP rank writes its slice of the flat buffers (the strategy's parts)

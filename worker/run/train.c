@@ -19,7 +19,7 @@
 #include "comm/trace/trace.h"
 #include "models/arch.h"
 #include "models/ops.h"
-#include "worker/ckpt/gpt2io.h"
+#include "worker/ckpt/hfio.h"
 #include "worker/data/bpe.h"
 #include "worker/loop/loop.h"
 
@@ -146,18 +146,20 @@ static int load_initial_state(Trainer *t, const Mpitrain__Manifest *resume, Err 
         if (ckpt_load_from(c->resume, resume, &t->model, &t->opt, e)) return -1;
         t->opt.t = t->resume_meta.opt_t;
         snprintf(t->source_dtype, sizeof t->source_dtype, "%s", t->resume_meta.source_dtype);
+        snprintf(t->source_arch, sizeof t->source_arch, "%s", t->resume_meta.source_arch);
         if (!t->tokenizer[0]) ckpt_tokenizer_of(c->resume, t->tokenizer, sizeof t->tokenizer);
         return 0;
     }
     if (!c->init_from[0]) return 0;
     /* the plan took the model's shape from the source; the load checks
      * every tensor against it */
-    Gpt2Source src;
-    int rc = gpt2_source_open(c->init_from, &src, e);
-    if (!rc) rc = gpt2_source_load(&src, &t->model, e);
-    if (!rc && !t->tokenizer[0]) gpt2_source_tokenizer(&src, t->tokenizer, sizeof t->tokenizer);
+    WeightSource src;
+    int rc = wsource_open(c->init_from, &src, e);
+    if (!rc) rc = wsource_load(&src, &t->model, e);
+    if (!rc && !t->tokenizer[0]) wsource_tokenizer(&src, t->tokenizer, sizeof t->tokenizer);
     if (!rc) snprintf(t->source_dtype, sizeof t->source_dtype, "%s", src.dtype);
-    gpt2_source_close(&src);
+    if (!rc) snprintf(t->source_arch, sizeof t->source_arch, "%s", src.arch);
+    wsource_close(&src);
     return rc ? err_wrap(e, "--init-from %s", c->init_from) : 0;
 }
 

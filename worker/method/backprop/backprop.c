@@ -27,12 +27,18 @@ static double grad_norm(Trainer *t, const Backprop *b, const float *g, Range u)
     return sqrt(ss);
 }
 
+const ParamInfo *backprop_tied_embedding(const Model *m)
+{
+    if (!model_transformer(&m->cfg) || !transformer_shape(&m->cfg).tied_head) return NULL;
+    return model_find_tensor(m, "wte");
+}
+
 /* The head's copy of the tied embedding and the embedding itself each got
  * half of the gradient: sum them so both copies take the same step. */
 static void sync_tied_grads(Trainer *t)
 {
-    if (!t->mesh.emb) return;
-    const ParamInfo *w = model_find_tensor(&t->model, "wte");
+    const ParamInfo *w = backprop_tied_embedding(&t->model);
+    if (!t->mesh.emb || !w) return;
     coll_allreduce_sum_f32(t->mesh.emb, t->model.grads + w->offset, w->numel);
 }
 

@@ -30,4 +30,11 @@ int backprop_compute(Trainer *t, void *state, long step, StepOutcome *o, Err *e)
 int backprop_apply(Trainer *t, void *state, long step, int skip, Err *e);
 double backprop_flops(const Trainer *t);
 
+/* The token embedding whose copy the head's pipeline stage holds when the
+ * head's weights are the embedding's ("wte"): its two stages keep the
+ * copies equal. NULL when the head has its own weights (an untied head) or
+ * the model has no such embedding (mlp). The configuration answers, so the
+ * first and the last stage answer alike. */
+const ParamInfo *backprop_tied_embedding(const Model *m);
+
 #endif

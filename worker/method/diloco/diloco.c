@@ -2,6 +2,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include "worker/method/backprop/backprop.h"
 
 int diloco_init(Diloco *d, Model *m, Group *dp, Group *emb, float lr, float mu, int overlap,
                 WireFormat wire, Err *e)
@@ -54,9 +55,8 @@ static void finish_mean(Diloco *d, float *sum)
 {
     float p = (float)group_size(d->dp);
     for (size_t j = 0; j < d->n; j++) sum[j] /= p;
-    if (!d->emb) return;
-    const ParamInfo *w = model_find_tensor(d->m, "wte");
-    if (w) coll_bcast(d->emb, sum + w->offset, w->numel * sizeof(float), 0);
+    const ParamInfo *w = backprop_tied_embedding(d->m);
+    if (d->emb && w) coll_bcast(d->emb, sum + w->offset, w->numel * sizeof(float), 0);
 }
 
 void diloco_nesterov(float *global, float *mom, const float *delta, size_t n, float lr, float mu)

@@ -5,13 +5,13 @@
 #include <string.h>
 #include "base/options.h"
 
-/* The run-defining settings, by option name. init-from is taken when not
- * given but never compared: a path differs from host to host, and the
- * HELLO's base id compares the weights themselves. */
+/* The run-defining settings: the model's (train_config_is_model_setting)
+ * and these, by option name. init-from is taken when not given but never
+ * compared: a path differs from host to host, and the HELLO's base id
+ * compares the weights themselves. */
 static const char *const RUN_SETTINGS[] = {
-    "model", "layers", "heads", "embd", "seq-len", "vocab", "in-dim", "steps", "optimizer", "lr",
-    "min-lr", "warmup", "weight-decay", "seed", "zo-eps", "zo-scale", "zo-samples",
-    "zo-check-every", "zo-outlier", "zo-params", "init-from", NULL};
+    "steps", "optimizer", "lr", "min-lr", "warmup", "weight-decay", "seed", "zo-eps", "zo-scale",
+    "zo-samples", "zo-check-every", "zo-outlier", "zo-params", "init-from", NULL};
 
 static const OptSpec *spec_named(const char *name)
 {
@@ -20,21 +20,29 @@ static const OptSpec *spec_named(const char *name)
     return NULL;
 }
 
+/* Appends `name=value\n` of setting s to out (n bytes, used so far). */
+static int append_setting(const OptSpec *s, const TrainConfig *run, char *out, size_t n,
+                          size_t *used, Err *e)
+{
+    char v[PATH_BUF];
+    opts_format(s, run, v, sizeof v);
+    int w = snprintf(out + *used, n - *used, "%s=%s\n", s->name, v);
+    if (w < 0 || (size_t)w >= n - *used)
+        return err_set(e, "the run's settings do not fit in %zu bytes", n);
+    *used += (size_t)w;
+    return 0;
+}
+
 int swarm_config_text(const TrainConfig *c, float scale, char *out, size_t n, Err *e)
 {
     TrainConfig run = *c;
     run.zo_scale = scale;
     size_t used = 0;
     out[0] = 0;
-    for (int i = 0; RUN_SETTINGS[i]; i++) {
-        const OptSpec *s = spec_named(RUN_SETTINGS[i]);
-        char v[PATH_BUF];
-        opts_format(s, &run, v, sizeof v);
-        int w = snprintf(out + used, n - used, "%s=%s\n", s->name, v);
-        if (w < 0 || (size_t)w >= n - used)
-            return err_set(e, "the run's settings do not fit in %zu bytes", n);
-        used += (size_t)w;
-    }
+    for (const OptSpec *s = train_config_table(NULL); s->name; s++)
+        if (train_config_is_model_setting(s) && append_setting(s, &run, out, n, &used, e)) return -1;
+    for (int i = 0; RUN_SETTINGS[i]; i++)
+        if (append_setting(spec_named(RUN_SETTINGS[i]), &run, out, n, &used, e)) return -1;
     return 0;
 }
 

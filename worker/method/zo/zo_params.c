@@ -131,7 +131,10 @@ static int matches(const Selector *s, const Model *w, const ParamInfo *t)
     case SEL_ALL: return 1;
     case SEL_NORMS: return is_norm(t->name);
     case SEL_BIASES: return dot && !strcmp(dot, ".b");
-    case SEL_EMBEDDINGS: return !strcmp(t->name, "wte") || !strcmp(t->name, "wpe");
+    /* the token embedding, the position table and an untied head (the
+     * output embedding) */
+    case SEL_EMBEDDINGS:
+        return !strcmp(t->name, "wte") || !strcmp(t->name, "wpe") || !strcmp(t->name, "head.w");
     /* the last K layer blocks and the final block (the last of all) */
     case SEL_LAST: return t->block >= w->n_blocks - 1 - s->k;
     case SEL_GLOB: return fnmatch(s->text, t->name, 0) == 0;
@@ -165,7 +168,7 @@ static int mark(void *ctx, const Selector *s, Err *e)
                       "(models/%s.c), the presets " PRESETS, where(k->spec, s->text, at, sizeof at),
                    model_kind_name(w->cfg.kind), w->tensors[0].name,
                    w->n_tensors > 2 ? w->tensors[2].name : w->tensors[0].name, last->name,
-                   model_kind_name(w->cfg.kind));
+                   model_transformer(&w->cfg) ? "gpt" : model_kind_name(w->cfg.kind));
 }
 
 /* The whole model's table and its selection flags (sel: w->n_tensors). */

@@ -1,8 +1,9 @@
-/* GPT-2 weights from and to Hugging Face and llm.c layouts (gpt2io.h).
+/* The weight sources (hfio.h); GPT-2's weights from and to Hugging Face
+ * and llm.c layouts (the llama family's: llamaio.c).
  * Every tensor of the GPT has a "slot" in mpitrain's canonical order:
  * wte, wpe, then per layer the 12 tensors of LAYER[] (which is also llm.c's
  * order of its per-kind arrays), then lnf.w, lnf.b. */
-#include "worker/ckpt/gpt2io.h"
+#include "worker/ckpt/hfio.h"
 
 #include <errno.h>
 #include <math.h>
@@ -13,6 +14,7 @@
 #include <unistd.h>
 #include "base/json.h"
 #include "base/le.h"
+#include "worker/ckpt/llamaio.h"
 #include "worker/data/bpe.h"
 
 /* One transformer layer's tensors: mpitrain's name, HF's name, the
@@ -121,9 +123,10 @@ static int slot_of_hf(const ModelConfig *c, const char *name)
     return slot != HF_UNKNOWN && l >= c->n_layer ? HF_BAD_LAYER : slot;
 }
 
-const char *gpt2_source_kind_name(Gpt2SrcKind k)
+const char *wsource_kind_name(WeightSrcKind k)
 {
-    return k == GPT2_SRC_HF ? "Hugging Face GPT-2" : k == GPT2_SRC_LLMC ? "llm.c" : "mpitrain checkpoint";
+    return k == WSRC_HF ? "Hugging Face GPT-2" : k == WSRC_LLMC ? "llm.c"
+           : k == WSRC_HF_LLAMA ? "Hugging Face Llama/Qwen/Mistral" : "mpitrain checkpoint";
 }
 
 static int is_dir(const char *p)
@@ -189,7 +192,7 @@ static int config_pair(void *ctx, const char *key, const char *v, int quoted, si
     if (!strcmp(key, "vocab_size")) return config_int(h, key, v, quoted, &h->vocab);
     if (!strcmp(key, "n_inner")) return v ? config_int(h, key, v, quoted, &h->n_inner) : 0;
     if (!strcmp(key, "model_type") && (!v || strcmp(v, "gpt2")))
-        return refuse_key(h, key, v, "only model_type gpt2 is GPT-2");
+        return refuse_key(h, key, v, "mpitrain reads model_type gpt2, llama, qwen2, qwen3 or mistral");
     if (!strcmp(key, "activation_function") && (!v || strcmp(v, "gelu_new")))
         return refuse_key(h, key, v, "mpitrain's MLP uses gelu_new (GELU, tanh approximation)");
     if (!strcmp(key, "layer_norm_epsilon") && (!v || quoted || fabs(strtod(v, NULL) - 1e-5) > 1e-12))
@@ -207,27 +210,22 @@ static int config_pair(void *ctx, const char *key, const char *v, int quoted, si
     return 0; /* dropout rates, token ids, task settings: nothing the forward computes */
 }
 
-static int read_hf_config(const char *dir, ModelConfig *mc, Err *e)
+/* config.json's model_type ("" when absent or not a string). */
+static int type_pair(void *ctx, const char *key, const char *v, int quoted, size_t at)
 {
-    char path[PATH_BUF];
-    if (path_fmt(path, sizeof path, e, "%s/config.json", dir)) return -1;
-    void *raw;
-    size_t len;
-    if (read_file(path, 16u << 20, &raw, &len, e)) return -1;
-    char *text = realloc(raw, len + 1);
-    if (!text) {
-        free(raw);
-        return err_set(e, "%s: out of memory", path);
-    }
-    text[len] = 0;
+    (void)at;
+    if (!strcmp(key, "model_type") && v && quoted == 1) snprintf(ctx, 32, "%s", v);
+    return 0;
+}
+
+static int read_hf_config(const char *path, const char *text, ModelConfig *mc, Err *e)
+{
     HfConfig h = {path, -1, -1, -1, -1, -1, -1, -1, e};
     size_t off;
     Err sub = {{0}};
-    int rc = strlen(text) != len ? err_set(e, "%s: holds a NUL byte: not JSON", path)
-                                 : json_read_object(text, config_pair, &h, &off, &sub);
+    int rc = json_read_object(text, config_pair, &h, &off, &sub);
     if (rc < 0 && sub.msg[0])
         err_set(e, "%s:%d: %s", path, json_line_of(text, off), sub.msg);
-    free(text);
     if (rc) return -1;
     if (h.n_positions < 0) h.n_positions = h.n_ctx;
     const struct { const char *key; long long v, lo, hi; } need[] = {
@@ -260,7 +258,7 @@ static const char *hf_short(const char *name)
 }
 
 /* Assigns every header entry to its slot; refuses unknown and doubled ones. */
-static int map_hf_entries(Gpt2Source *s, int *lm_head, Err *e)
+static int map_hf_entries(WeightSource *s, int *lm_head, Err *e)
 {
     const ModelConfig *c = &s->model;
     *lm_head = -1;
@@ -284,16 +282,8 @@ static int map_hf_entries(Gpt2Source *s, int *lm_head, Err *e)
     return 0;
 }
 
-static void shape_text(const StEntry *t, char *out, size_t n)
-{
-    out[0] = 0;
-    for (int d = 0; d < t->ndim; d++)
-        snprintf(out + strlen(out), n - strlen(out), "%s%lld", d ? " x " : "", (long long)t->shape[d]);
-    if (!t->ndim) snprintf(out, n, "scalar");
-}
-
 /* Each slot present, with HF's shape of it and a float dtype. */
-static int check_hf_shapes(const Gpt2Source *s, Err *e)
+static int check_hf_shapes(const WeightSource *s, Err *e)
 {
     const ModelConfig *c = &s->model;
     for (int slot = 0; slot < n_slots(c); slot++) {
@@ -306,7 +296,7 @@ static int check_hf_shapes(const Gpt2Source *s, Err *e)
         int64_t want[2] = {si.transpose ? si.cols : si.rows, si.transpose ? si.rows : si.cols};
         if (t->ndim != si.ndim || t->shape[0] != want[0] || (si.ndim > 1 && t->shape[1] != want[1])) {
             char got[64];
-            shape_text(t, got, sizeof got);
+            safetensors_shape_text(t, got, sizeof got);
             return err_set(e, "%s: tensor '%s' has shape %s; config.json (n_embd %d, vocab_size %d, "
                               "n_positions %d) needs %lld%s%lld", s->path, t->name, got, c->n_embd,
                            c->vocab, model_positions(c), (long long)want[0], si.ndim > 1 ? " x " : "",
@@ -320,33 +310,43 @@ static int check_hf_shapes(const Gpt2Source *s, Err *e)
 }
 
 /* A stored lm_head must be wte itself: mpitrain's head is tied. */
-static int check_lm_head(const Gpt2Source *s, int lm, Err *e)
+static int check_lm_head(const WeightSource *s, int lm, Err *e)
 {
     if (lm < 0) return 0;
     const StEntry *h = &s->ix.t[lm], *w = &s->ix.t[s->slot_entry[0]];
     if (h->ndim != 2 || h->shape[0] != w->shape[0] || h->shape[1] != w->shape[1])
         return err_set(e, "%s: lm_head.weight's shape differs from wte's: mpitrain's head is tied "
                           "to wte", s->path);
-    size_t n = safetensors_numel(w);
-    float *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b);
-    int rc = !a || !b ? err_set(e, "%s: out of memory comparing lm_head with wte", s->path) : 0;
-    if (!rc) rc = safetensors_read_f32(s->path, w, a, e);
-    if (!rc) rc = safetensors_read_f32(s->path, h, b, e);
-    if (!rc && memcmp(a, b, n * sizeof *a))
-        rc = err_set(e, "%s: lm_head.weight differs from wte.weight: mpitrain's head is tied to "
-                        "the token embedding, so this untied model cannot be imported exactly",
-                     s->path);
-    free(a);
-    free(b);
-    return rc;
+    int same = safetensors_same_values(&s->ix, w, h, e);
+    if (same < 0) return -1;
+    if (!same)
+        return err_set(e, "%s: lm_head.weight differs from wte.weight: mpitrain's head is tied to "
+                          "the token embedding, so this untied model cannot be imported exactly",
+                       s->path);
+    return 0;
 }
 
-static int open_hf(const char *path, Gpt2Source *s, Err *e)
+static int open_gpt2(WeightSource *s, const char *cfg, const char *text, Err *e)
 {
-    s->kind = GPT2_SRC_HF;
+    if (read_hf_config(cfg, text, &s->model, e)) return -1;
+    if (s->path[0] ? safetensors_read_index(s->path, &s->ix, e) : safetensors_open_model(s->dir, &s->ix, e))
+        return -1;
+    if (!s->path[0]) snprintf(s->path, sizeof s->path, "%s", s->ix.n_files > 1 ? s->dir : s->ix.files[0]);
+    s->slot_entry = malloc((size_t)n_slots(&s->model) * sizeof *s->slot_entry);
+    if (!s->slot_entry) return err_set(e, "%s: out of memory", s->path);
+    int lm;
+    if (map_hf_entries(s, &lm, e) || check_hf_shapes(s, e)) return -1;
+    snprintf(s->dtype, sizeof s->dtype, "%s", s->ix.t[s->slot_entry[0]].dtype);
+    return check_lm_head(s, lm, e);
+}
+
+/* A Hugging Face directory (or one .safetensors in it): config.json's
+ * model_type picks the family's reader. */
+static int open_hf(const char *path, WeightSource *s, Err *e)
+{
+    s->kind = WSRC_HF;
     if (is_dir(path)) {
         snprintf(s->dir, sizeof s->dir, "%s", path);
-        if (path_fmt(s->path, sizeof s->path, e, "%s/model.safetensors", path)) return -1;
     } else {
         snprintf(s->path, sizeof s->path, "%s", path);
         snprintf(s->dir, sizeof s->dir, "%s", path);
@@ -354,14 +354,16 @@ static int open_hf(const char *path, Gpt2Source *s, Err *e)
         if (slash) *slash = 0;
         else snprintf(s->dir, sizeof s->dir, ".");
     }
-    if (read_hf_config(s->dir, &s->model, e)) return -1;
-    if (safetensors_read_index(s->path, &s->ix, e)) return -1;
-    s->slot_entry = malloc((size_t)n_slots(&s->model) * sizeof *s->slot_entry);
-    if (!s->slot_entry) return err_set(e, "%s: out of memory", s->path);
-    int lm;
-    if (map_hf_entries(s, &lm, e) || check_hf_shapes(s, e)) return -1;
-    snprintf(s->dtype, sizeof s->dtype, "%s", s->ix.t[s->slot_entry[0]].dtype);
-    return check_lm_head(s, lm, e);
+    char cfg[PATH_BUF], type[32] = "";
+    char *text = NULL;
+    if (path_fmt(cfg, sizeof cfg, e, "%s/config.json", s->dir) || hf_json_file(cfg, 16u << 20, &text, e))
+        return -1;
+    size_t off;
+    Err sub = {{0}};
+    (void)json_read_object(text, type_pair, type, &off, &sub); /* a malformed file: its reader says */
+    int rc = llama_model_type(type) ? llama_source_open(s, cfg, text, type, e) : open_gpt2(s, cfg, text, e);
+    free(text);
+    return rc;
 }
 
 /* ---- llm.c model files ----------------------------------------------------- */
@@ -394,9 +396,9 @@ static size_t llmc_total(const ModelConfig *c, int vp)
     return llmc_offset(c, vp, n_slots(c) - 1) + c->n_embd;
 }
 
-static int open_llmc(const char *path, Gpt2Source *s, Err *e)
+static int open_llmc(const char *path, WeightSource *s, Err *e)
 {
-    s->kind = GPT2_SRC_LLMC;
+    s->kind = WSRC_LLMC;
     snprintf(s->path, sizeof s->path, "%s", path);
     uint64_t size;
     FILE *f = fopen_input(path, &size, e);
@@ -446,22 +448,26 @@ static int has_suffix(const char *s, const char *suffix)
     return a >= b && !strcmp(s + a - b, suffix);
 }
 
-int gpt2_source_open(const char *path, Gpt2Source *s, Err *e)
+int wsource_open(const char *path, WeightSource *s, Err *e)
 {
     memset(s, 0, sizeof *s);
     char st[PATH_BUF];
     if (is_dir(path)) {
         Err sub = {{0}};
-        if (path_fmt(st, sizeof st, e, "%s/model.safetensors", path)) return -1;
-        if (access(st, F_OK) != 0) {
+        char ix[PATH_BUF];
+        if (path_fmt(st, sizeof st, e, "%s/" ST_SINGLE_NAME, path) ||
+            path_fmt(ix, sizeof ix, e, "%s/" ST_INDEX_NAME, path))
+            return -1;
+        if (access(st, F_OK) != 0 && access(ix, F_OK) != 0) {
             CkptMeta meta;
-            s->kind = GPT2_SRC_CKPT;
+            s->kind = WSRC_CKPT;
             if (ckpt_resolve(path, s->path, sizeof s->path, &sub) ||
                 ckpt_load_meta(s->path, &meta, &sub))
                 return err_set(e, "%s: %s; nor a Hugging Face GPT-2 directory (config.json + "
                                   "model.safetensors)", path, sub.msg);
             s->model = meta.cfg.model;
             snprintf(s->dtype, sizeof s->dtype, "%s", meta.source_dtype);
+            snprintf(s->arch, sizeof s->arch, "%s", meta.source_arch);
             return 0;
         }
         return open_hf(path, s, e);
@@ -472,11 +478,13 @@ int gpt2_source_open(const char *path, Gpt2Source *s, Err *e)
     return has_suffix(path, ".safetensors") ? open_hf(path, s, e) : open_llmc(path, s, e);
 }
 
-void gpt2_source_close(Gpt2Source *s)
+void wsource_close(WeightSource *s)
 {
     safetensors_index_free(&s->ix);
     free(s->slot_entry);
+    free(s->slots);
     s->slot_entry = NULL;
+    s->slots = NULL;
 }
 
 /* ---- loading into a model (any shard) -------------------------------------- */
@@ -501,21 +509,21 @@ static float *scratch(Scratch *s, size_t n)
  * keeps it (llm.c's files; HF's tensors but the transposed Conv1D weights
  * and a longer position table), it is read straight into out, 2-byte types
  * widened in place; else through tmp, the source tensor's size. */
-static int read_slot(const Gpt2Source *s, int slot, int rows, float *out, Scratch *tmp, Err *e)
+static int read_slot(const WeightSource *s, int slot, int rows, float *out, Scratch *tmp, Err *e)
 {
     SlotInfo si;
     slot_info(&s->model, slot, &si);
     size_t n = (size_t)rows * si.cols;
-    if (s->kind == GPT2_SRC_LLMC) {
+    if (s->kind == WSRC_LLMC) {
         int v5 = s->llmc_version == 5;
         uint64_t off = LLMC_MODEL_HEADER_BYTES + (uint64_t)llmc_offset(&s->model, s->llmc_vp, slot) * (v5 ? 2 : 4);
         return read_floats_at(s->path, off, n, v5 ? "BF16" : "F32", si.mp, out, e);
     }
     const StEntry *en = &s->ix.t[s->slot_entry[slot]];
-    if (!si.transpose && safetensors_numel(en) == n) return safetensors_read_f32(s->path, en, out, e);
+    if (!si.transpose && safetensors_numel(en) == n) return safetensors_entry_f32(&s->ix, en, out, e);
     float *t = scratch(tmp, (size_t)safetensors_numel(en));
     if (!t) return err_set(e, "%s: out of memory loading tensor '%s'", s->path, en->name);
-    if (safetensors_read_f32(s->path, en, t, e)) return -1;
+    if (safetensors_entry_f32(&s->ix, en, t, e)) return -1;
     if (!si.transpose) {
         memcpy(out, t, n * sizeof *out);
         return 0;
@@ -526,13 +534,37 @@ static int read_slot(const Gpt2Source *s, int slot, int rows, float *out, Scratc
     return 0;
 }
 
-int gpt2_source_load(const Gpt2Source *s, Model *m, Err *e)
+/* Whether the model built has the tensors of the source's shape (a
+ * shorter context than the source's positions is the same model). */
+static int built_as_source(const ModelConfig *c, const ModelConfig *sc)
 {
-    if (s->kind == GPT2_SRC_CKPT) return ckpt_load(s->path, m, NULL, e);
+    if (c->n_layer != sc->n_layer || c->n_embd != sc->n_embd || c->n_head != sc->n_head ||
+        c->vocab != sc->vocab || model_positions(c) > model_positions(sc))
+        return 0;
+    if (sc->kind != MODEL_LLAMA) return model_transformer(c) == &GPT2_TRANSFORMER;
+    if (c->kind != MODEL_LLAMA) return 0;
+    TransformerShape a = transformer_shape(c), b = transformer_shape(sc);
+    return a.q_width == b.q_width && a.kv_width == b.kv_width && a.head_dim == b.head_dim &&
+           a.mlp_hidden == b.mlp_hidden && a.biases == b.biases && a.tied_head == b.tied_head &&
+           a.qk_norm == b.qk_norm;
+}
+
+/* The source's slot of a model tensor, or -1. */
+static int source_slot(const WeightSource *s, const char *name)
+{
+    return s->kind == WSRC_HF_LLAMA ? llama_slot_of(s, name) : slot_of_mp(&s->model, name);
+}
+
+static int source_read(const WeightSource *s, int slot, int rows, float *out, Scratch *tmp, Err *e)
+{
+    return s->kind == WSRC_HF_LLAMA ? llama_read_slot(s, slot, out, e) : read_slot(s, slot, rows, out, tmp, e);
+}
+
+int wsource_load(const WeightSource *s, Model *m, Err *e)
+{
+    if (s->kind == WSRC_CKPT) return ckpt_load(s->path, m, NULL, e);
     const ModelConfig *c = &m->cfg, *sc = &s->model;
-    if (model_transformer(c) != &GPT2_TRANSFORMER || c->n_layer != sc->n_layer ||
-        c->n_embd != sc->n_embd || c->n_head != sc->n_head || c->vocab != sc->vocab ||
-        model_positions(c) > model_positions(sc))
+    if (!built_as_source(c, sc))
         return err_set(e, "%s: the model built (%d layers, width %d, vocab %d, positions %d) is not "
                           "the source's shape", s->path, c->n_layer, c->n_embd, c->vocab,
                        model_positions(c));
@@ -540,9 +572,10 @@ int gpt2_source_load(const Gpt2Source *s, Model *m, Err *e)
     int rc = 0;
     for (int k = 0; !rc && k < m->n_tensors; k++) {
         const ParamInfo *t = &m->tensors[k];
-        int slot = slot_of_mp(sc, t->name);
+        int slot = source_slot(s, t->name);
         if (slot < 0) {
-            rc = err_set(e, "%s: the model has a tensor '%s' GPT-2 does not", s->path, t->name);
+            rc = err_set(e, "%s: the model has a tensor '%s' %s does not", s->path, t->name,
+                         s->kind == WSRC_HF_LLAMA ? s->arch : "GPT-2");
             break;
         }
         /* a whole tensor is read into the weights; a shard's local elements
@@ -550,7 +583,7 @@ int gpt2_source_load(const Gpt2Source *s, Model *m, Err *e)
         float *dst = m->params + t->offset;
         size_t full_n = (size_t)t->shape[0] * t->shape[1];
         float *into = t->numel == full_n ? dst : scratch(&full, full_n);
-        rc = into ? read_slot(s, slot, t->shape[0], into, &tmp, e)
+        rc = into ? source_read(s, slot, t->shape[0], into, &tmp, e)
                   : err_set(e, "%s: out of memory loading tensor '%s'", s->path, t->name);
         for (size_t i = 0; !rc && into != dst && i < t->numel; i++)
             dst[i] = into[model_global_index(m, t, i) - t->global_offset];
@@ -562,15 +595,15 @@ int gpt2_source_load(const Gpt2Source *s, Model *m, Err *e)
 
 /* ---- import ---------------------------------------------------------------- */
 
-void gpt2_source_tokenizer(const Gpt2Source *s, char *out, size_t n)
+void wsource_tokenizer(const WeightSource *s, char *out, size_t n)
 {
     out[0] = 0;
-    if (s->kind == GPT2_SRC_CKPT) ckpt_tokenizer_of(s->path, out, n);
-    else if (s->kind == GPT2_SRC_HF && bpe_present(s->dir)) snprintf(out, n, "%s", s->dir);
+    if (s->kind == WSRC_CKPT) ckpt_tokenizer_of(s->path, out, n);
+    else if (s->kind != WSRC_LLMC && bpe_present(s->dir)) snprintf(out, n, "%s", s->dir);
 }
 
-int gpt2_import(const Gpt2Source *s, const char *root, const CkptMeta *meta, char *written,
-                size_t n, Err *e)
+int wsource_import(const WeightSource *s, const char *root, const CkptMeta *meta, char *written,
+                   size_t n, Err *e)
 {
     CkptMeta mt = *meta;
     mt.cfg.model = s->model;
@@ -582,12 +615,13 @@ int gpt2_import(const Gpt2Source *s, const char *root, const CkptMeta *meta, cha
     /* forward-only: no gradient buffer, the weights are only copied */
     ModelShard whole = model_shard_whole(1);
     if (model_build_shard(&m, &mt.cfg.model, &whole, 1, e)) return err_wrap(e, "%s", s->path);
-    int rc = gpt2_source_load(s, &m, e);
+    int rc = wsource_load(s, &m, e);
     char tmp[PATH_BUF] = "";
     uint8_t *recs = NULL;
     size_t len = 0;
-    gpt2_source_tokenizer(s, mt.tokenizer_dir, sizeof mt.tokenizer_dir);
+    wsource_tokenizer(s, mt.tokenizer_dir, sizeof mt.tokenizer_dir);
     snprintf(mt.source_dtype, sizeof mt.source_dtype, "%s", s->dtype);
+    snprintf(mt.source_arch, sizeof mt.source_arch, "%s", s->arch);
     /* weights only: a training run creates its optimizer state (zeroed
      * moments would triple the checkpoint for nothing) */
     if (!rc) rc = ckpt_begin(root, 0, tmp, sizeof tmp, e);
@@ -630,11 +664,6 @@ typedef struct {
     int eot;
 } HfOut;
 
-static const char *torch_dtype(const char *dtype)
-{
-    return !strcmp(dtype, "F16") ? "float16" : !strcmp(dtype, "BF16") ? "bfloat16" : "float32";
-}
-
 static void write_token_ids(JsonOut *j, int eot)
 {
     if (eot < 0) return;
@@ -643,8 +672,9 @@ static void write_token_ids(JsonOut *j, int eot)
     json_newline(j);
 }
 
-static void write_config(JsonOut *j, const HfOut *h)
+static void write_config(JsonOut *j, const void *ctx)
 {
+    const HfOut *h = ctx;
     const ModelConfig *c = h->c;
     json_begin_object(j);
     json_newline(j);
@@ -676,7 +706,7 @@ static void write_config(JsonOut *j, const HfOut *h)
     json_bool(json_key(j, "reorder_and_upcast_attn"), 0);
     json_bool(json_key(j, "tie_word_embeddings"), 1);
     json_bool(json_key(j, "use_cache"), 1);
-    json_str(json_key(j, "torch_dtype"), torch_dtype(h->dtype));
+    json_str(json_key(j, "torch_dtype"), hf_torch_dtype(h->dtype));
     json_newline(j);
     write_token_ids(j, h->eot);
     json_end_object(j);
@@ -685,8 +715,9 @@ static void write_config(JsonOut *j, const HfOut *h)
 
 /* GPT2Tokenizer's settings: GPT-2 has one special token, <|endoftext|>,
  * that begins, ends and stands for anything unknown. */
-static void write_tokenizer_config(JsonOut *j, const HfOut *h)
+static void write_tokenizer_config(JsonOut *j, const void *ctx)
 {
+    const HfOut *h = ctx;
     json_begin_object(j);
     json_newline(j);
     json_str(json_key(j, "tokenizer_class"), "GPT2Tokenizer");
@@ -703,8 +734,9 @@ static void write_tokenizer_config(JsonOut *j, const HfOut *h)
     json_newline(j);
 }
 
-static void write_generation_config(JsonOut *j, const HfOut *h)
+static void write_generation_config(JsonOut *j, const void *ctx)
 {
+    const HfOut *h = ctx;
     json_begin_object(j);
     json_newline(j);
     json_bool(json_key(j, "_from_model_config"), 1);
@@ -712,20 +744,6 @@ static void write_generation_config(JsonOut *j, const HfOut *h)
     write_token_ids(j, h->eot);
     json_end_object(j);
     json_newline(j);
-}
-
-static int write_json(const char *out_dir, const char *name,
-                      void (*fill)(JsonOut *, const HfOut *), const HfOut *h, Err *e)
-{
-    char path[PATH_BUF];
-    if (path_fmt(path, sizeof path, e, "%s/%s", out_dir, name)) return -1;
-    JsonOut j;
-    json_init(&j, NULL);
-    fill(&j, h);
-    int rc = json_finish(&j) ? err_set(e, "%s: %s", path, j.error)
-                             : write_file_atomic(path, j.buf, j.len, e);
-    json_free(&j);
-    return rc;
 }
 
 /* The end-of-text id: the tokenizer's, else GPT-2's 50256 at its
@@ -774,12 +792,12 @@ int gpt2_export_hf(const Model *m, const char *tokenizer_dir, const char *dtype,
     if (tokenizer_dir && !bpe_present(tokenizer_dir)) tokenizer_dir = NULL;
     HfOut h = {&m->cfg, dtype, end_of_text(&m->cfg, tokenizer_dir)};
     int rc = write_weights_hf(m, dtype, out_dir, e);
-    if (!rc) rc = write_json(out_dir, "config.json", write_config, &h, e);
-    if (!rc) rc = write_json(out_dir, "generation_config.json", write_generation_config, &h, e);
+    if (!rc) rc = hf_write_json(out_dir, "config.json", write_config, &h, e);
+    if (!rc) rc = hf_write_json(out_dir, "generation_config.json", write_generation_config, &h, e);
     /* under HF's names, whichever pair the checkpoint keeps */
     if (!rc && tokenizer_dir) rc = bpe_export_hf(tokenizer_dir, out_dir, e);
     if (!rc && tokenizer_dir)
-        rc = write_json(out_dir, "tokenizer_config.json", write_tokenizer_config, &h, e);
+        rc = hf_write_json(out_dir, "tokenizer_config.json", write_tokenizer_config, &h, e);
     return rc;
 }
 
