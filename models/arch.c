@@ -1,5 +1,8 @@
 #include "models/arch.h"
 
+#include <stdio.h>
+#include <string.h>
+
 /* ---- the transformers ---------------------------------------------------------------- */
 
 const TransformerDesc GPT2_TRANSFORMER = {
@@ -50,7 +53,92 @@ TransformerShape transformer_shape(const ModelConfig *c)
     s.rope_low_freq = c->rope_low_freq;
     s.rope_high_freq = c->rope_high_freq;
     s.rope_orig_ctx = c->rope_orig_ctx;
+    if (c->lora_rank > 0 && lora_target_mask(c, &s.lora, NULL) == 0) {
+        s.lora_rank = c->lora_rank;
+        s.lora_scale = (c->lora_alpha > 0 ? c->lora_alpha : 8.0f) / (float)c->lora_rank;
+        s.lora_dropout = c->lora_dropout;
+    } else {
+        s.lora = 0;
+    }
     return s;
+}
+
+/* ---- LoRA targets ------------------------------------------------------------- */
+
+/* Each family's linears by their Hugging Face module names (PEFT's
+ * target_modules), and PEFT's default targets when none are given. */
+typedef struct {
+    const char *name;
+    unsigned bits;
+} LinearName;
+static const LinearName LLAMA_LINEARS[] = {
+    {"q_proj", LORA_Q}, {"k_proj", LORA_K}, {"v_proj", LORA_V}, {"o_proj", LORA_ATTN_OUT},
+    {"gate_proj", LORA_GATE}, {"up_proj", LORA_UP}, {"down_proj", LORA_MLP_OUT}, {NULL, 0}};
+static const LinearName GPT2_LINEARS[] = {
+    {"c_attn", LORA_QKV}, {"c_proj", LORA_ATTN_OUT | LORA_MLP_OUT}, {"c_fc", LORA_FC},
+    {NULL, 0}};
+
+static const LinearName *linears_of(const ModelConfig *c)
+{
+    const TransformerDesc *d = model_transformer(c);
+    return d && d->grouped_kv ? LLAMA_LINEARS : GPT2_LINEARS;
+}
+
+const char *lora_target_name(const ModelConfig *c, unsigned bit)
+{
+    for (const LinearName *t = linears_of(c); t->name; t++)
+        if (t->bits & bit) return t->name;
+    return "?";
+}
+
+int lora_target_mask(const ModelConfig *c, unsigned *mask, Err *e)
+{
+    const LinearName *table = linears_of(c);
+    const char *spec = c->lora_targets[0]        ? c->lora_targets
+                       : table == LLAMA_LINEARS ? "q_proj,v_proj"
+                                                : "c_attn";
+    *mask = 0;
+    char buf[sizeof c->lora_targets];
+    snprintf(buf, sizeof buf, "%s", spec);
+    for (char *save = NULL, *name = strtok_r(buf, ", ", &save); name; name = strtok_r(NULL, ", ", &save)) {
+        unsigned bits = 0;
+        for (const LinearName *t = table; t->name; t++)
+            if (!strcmp(name, "all-linear") || !strcmp(name, t->name)) bits |= t->bits;
+        if (!bits) {
+            char known[128] = "";
+            for (const LinearName *t = table; t->name; t++)
+                snprintf(known + strlen(known), sizeof known - strlen(known), "%s%s",
+                         known[0] ? ", " : "", t->name);
+            return e ? err_set(e, "--lora-targets: --model %s has no linear named '%s' (it has %s, "
+                                  "or all-linear)", model_kind_name(c->kind), name, known)
+                     : -1;
+        }
+        *mask |= bits;
+    }
+    return 0;
+}
+
+/* LoRA's settings: a rank on a transformer, targets it has, a dropout
+ * below 1. */
+static int lora_check(const ModelConfig *c, const ModelArch *a, Err *e)
+{
+    if (c->lora_rank < 0) return err_set(e, "--lora-rank %d: must be >= 0 (0 = off)", c->lora_rank);
+    if (!c->lora_rank) {
+        if (c->lora_targets[0] || c->lora_dropout != 0)
+            return err_set(e, "--lora-targets and --lora-dropout need --lora-rank R > 0");
+        return 0;
+    }
+    if (!a->transformer)
+        return err_set(e, "--lora-rank applies to the transformer families (gpt, llama), not "
+                          "--model %s", a->name);
+    if (c->lora_alpha < 0) return err_set(e, "--lora-alpha %g: must be > 0", c->lora_alpha);
+    if (c->lora_dropout < 0 || c->lora_dropout >= 1)
+        return err_set(e, "--lora-dropout %g: must be in [0, 1)", c->lora_dropout);
+    if (c->lora_dropout > 0)
+        return err_set(e, "--lora-dropout %g: dropout on the adapters' input is not built yet; "
+                          "train with --lora-dropout 0", c->lora_dropout);
+    unsigned mask;
+    return lora_target_mask(c, &mask, e);
 }
 
 int transformer_check(const TransformerDesc *d, const char *family, Err *e)
@@ -145,6 +233,7 @@ int model_config_validate(const ModelConfig *c, Err *e)
                        c->positions, c->seq_len, most);
     if (a->transformer && transformer_check(a->transformer, a->name, e)) return -1;
     if (a->transformer && family_options_check(c, a, e)) return -1;
+    if (lora_check(c, a, e)) return -1;
     return a->validate(c, e);
 }
 

@@ -87,7 +87,30 @@ typedef struct {
     int mlp_bias;         /* gate, up and down carry biases */
     int qk_norm;          /* RMSNorm of each q and k head before rotation (Qwen3) */
     int untied_head;      /* the head has its own weights, not the embedding's */
+    /* ---- LoRA adapters (transformers; lora_rank 0 = off: every weight
+     * trains). On: each target linear W (out x in) gains A (r x in) and B
+     * (out x r), y = x W^T + (alpha / r) (x A^T) B^T, and only A and B
+     * train; the base weights are frozen (Model.base). */
+    int lora_rank;
+    float lora_alpha;       /* 0 = 8, PEFT's default */
+    float lora_dropout;     /* dropout on the adapters' input; 0 = none */
+    char lora_targets[128]; /* Hugging Face module names, comma-separated
+                               (q_proj,...,down_proj; c_attn,c_proj,c_fc) or
+                               all-linear; "" = PEFT's default for the family */
 } ModelConfig;
+
+/* The linears of a transformer layer LoRA can target (LoraTarget bits). */
+enum {
+    LORA_QKV = 1 << 0,      /* GPT-2's packed q|k|v (c_attn) */
+    LORA_Q = 1 << 1,        /* q_proj */
+    LORA_K = 1 << 2,        /* k_proj */
+    LORA_V = 1 << 3,        /* v_proj */
+    LORA_ATTN_OUT = 1 << 4, /* o_proj; GPT-2's attn.c_proj */
+    LORA_FC = 1 << 5,       /* GPT-2's c_fc */
+    LORA_GATE = 1 << 6,     /* gate_proj */
+    LORA_UP = 1 << 7,       /* up_proj */
+    LORA_MLP_OUT = 1 << 8,  /* down_proj; GPT-2's mlp.c_proj */
+};
 
 /* Which part of the model this process holds: a tensor-parallel slice of
  * the blocks [first_block, last_block], with `slots` sets of activations
@@ -163,7 +186,19 @@ typedef struct {
     float norm_eps;
     double rope_theta, rope_factor, rope_low_freq, rope_high_freq; /* factor 0: no scaling */
     int rope_orig_ctx;
+    unsigned lora;      /* LORA_* of the linears with adapters; 0 = no LoRA */
+    int lora_rank;
+    float lora_scale;   /* alpha / rank */
+    float lora_dropout;
 } TransformerShape;
+
+/* The LORA_* bits c->lora_targets names for c's family (PEFT's default
+ * when empty): 0, or -1 with a message naming a module the family does
+ * not have. */
+int lora_target_mask(const ModelConfig *c, unsigned *mask, Err *e);
+/* Hugging Face's module name of a LORA_* bit in c's family ("q_proj",
+ * "c_attn"; GPT-2's two c_proj both answer "c_proj"). */
+const char *lora_target_name(const ModelConfig *c, unsigned bit);
 
 /* The layer shape of c (a transformer family's configuration). */
 TransformerShape transformer_shape(const ModelConfig *c);
@@ -194,7 +229,9 @@ typedef struct ModelArch {
      * into the memory and FLOP estimates; each sits next to the builder
      * whose allocations it must match; shards come normalized: last_block
      * >= 0, slots >= 1) */
-    size_t (*shard_params)(const ModelConfig *c, const ModelShard *sh); /* floats held */
+    size_t (*shard_params)(const ModelConfig *c, const ModelShard *sh); /* floats trained */
+    /* floats of frozen weights held (LoRA's base); NULL: none */
+    size_t (*shard_base_params)(const ModelConfig *c, const ModelShard *sh);
     size_t (*act_floats)(const ModelConfig *c, const ModelShard *sh, int B);
     size_t (*view_floats)(const ModelConfig *c, const ModelShard *sh, int B); /* view scratch */
     double (*fwd_flops_per_token)(const ModelConfig *c); /* whole model, one forward */

@@ -27,6 +27,13 @@ size_t cost_shard_params(const ModelConfig *c, const ModelShard *sh)
     return a ? a->shard_params(c, &s) : 0;
 }
 
+size_t cost_shard_base_params(const ModelConfig *c, const ModelShard *sh)
+{
+    const ModelArch *a = model_arch(c->kind);
+    ModelShard s = normalized(c, sh);
+    return a && a->shard_base_params ? a->shard_base_params(c, &s) : 0;
+}
+
 size_t cost_act_floats(const ModelConfig *c, const ModelShard *sh, int B)
 {
     const ModelArch *a = model_arch(c->kind);
@@ -59,7 +66,8 @@ CostMemory cost_memory(const ModelConfig *c, const CostLayout *l)
     int dp = l->dp > 0 ? l->dp : 1, B = l->micro_batch > 0 ? l->micro_batch : 1;
     size_t n = cost_shard_params(c, &l->shard), part = (n + dp - 1) / dp;
     CostMemory m = {0};
-    m.weights = n * F;
+    /* a frozen base (LoRA) is weights only: no gradient, no optimizer state */
+    m.weights = (n + cost_shard_base_params(c, &l->shard)) * F;
     /* ZeRO-2 in this build keeps the whole gradient buffer (backward fills
      * it) plus the reduce-scattered shard the optimizer reads */
     if (!l->shard.forward_only) m.grads = (n + (l->zero == 2 ? part : 0)) * F;

@@ -11,12 +11,16 @@
 #include <stddef.h>
 #include "models/arch.h"
 
-/* Parameters of the whole model, a tied tensor counted once
- * (= Model.global_params). 0 for an unknown kind. */
+/* Trained parameters of the whole model, a tied tensor counted once
+ * (= Model.global_params: under LoRA the adapters). 0 for an unknown kind. */
 size_t cost_param_count(const ModelConfig *c);
-/* Floats of parameters one shard holds (= Model.n_params), including a
- * tied copy it keeps for itself (the GPT head on a later pipeline stage). */
+/* Floats of parameters one shard trains (= Model.n_params), including a
+ * tied copy it keeps for itself (the GPT head on a later pipeline stage):
+ * every weight, or under LoRA the adapters. */
 size_t cost_shard_params(const ModelConfig *c, const ModelShard *sh);
+/* Floats of frozen weights one shard holds (= Model.base.n_params): LoRA's
+ * base, else 0. */
+size_t cost_shard_base_params(const ModelConfig *c, const ModelShard *sh);
 /* Activation floats of one shard for micro-batches of B sequences, all its
  * pipeline slots (= Model.act_floats). */
 size_t cost_act_floats(const ModelConfig *c, const ModelShard *sh, int B);

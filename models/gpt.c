@@ -52,15 +52,17 @@ static const struct {
                           heads, else replicated on every tp rank */
     int tp_sum;        /* its gradient is summed over the tp group (the qk
                           norms, whose heads are split; replicated kv rows too) */
+    unsigned lora;     /* the LORA_* bit that gives this weight adapters */
 } LAYER_TENSORS[T_PER_LAYER] = {
     [T_LN1W] = {"ln1.w", W_C, W_NONE, 0, TP_REPLICATED, 1, INIT_ONES, 0},
     [T_LN1B] = {"ln1.b", W_C, W_NONE, 0, TP_REPLICATED, 1, INIT_ZEROS, BIAS_NORM},
-    [T_QKVW] = {"attn.qkv.w", W_QKV, W_C, 1, TP_COLUMN, 3, INIT_STD, 0, NEED_PACKED_QKV},
+    [T_QKVW] = {"attn.qkv.w", W_QKV, W_C, 1, TP_COLUMN, 3, INIT_STD, 0, NEED_PACKED_QKV, 0, 0,
+                LORA_QKV},
     [T_QKVB] = {"attn.qkv.b", W_QKV, W_NONE, 0, TP_COLUMN, 3, INIT_ZEROS, BIAS_QKV,
                 NEED_PACKED_QKV},
-    [T_QW] = {"attn.q.w", W_Q, W_C, 1, TP_COLUMN, 1, INIT_STD, 0, NEED_SPLIT_QKV},
-    [T_KW] = {"attn.k.w", W_KV, W_C, 1, TP_COLUMN, 1, INIT_STD, 0, NEED_SPLIT_QKV, 1},
-    [T_VW] = {"attn.v.w", W_KV, W_C, 1, TP_COLUMN, 1, INIT_STD, 0, NEED_SPLIT_QKV, 1},
+    [T_QW] = {"attn.q.w", W_Q, W_C, 1, TP_COLUMN, 1, INIT_STD, 0, NEED_SPLIT_QKV, 0, 0, LORA_Q},
+    [T_KW] = {"attn.k.w", W_KV, W_C, 1, TP_COLUMN, 1, INIT_STD, 0, NEED_SPLIT_QKV, 1, 0, LORA_K},
+    [T_VW] = {"attn.v.w", W_KV, W_C, 1, TP_COLUMN, 1, INIT_STD, 0, NEED_SPLIT_QKV, 1, 0, LORA_V},
     [T_QB] = {"attn.q.b", W_Q, W_NONE, 0, TP_COLUMN, 1, INIT_ZEROS, BIAS_QKV, NEED_SPLIT_QKV},
     [T_KB] = {"attn.k.b", W_KV, W_NONE, 0, TP_COLUMN, 1, INIT_ZEROS, BIAS_QKV, NEED_SPLIT_QKV, 1},
     [T_VB] = {"attn.v.b", W_KV, W_NONE, 0, TP_COLUMN, 1, INIT_ZEROS, BIAS_QKV, NEED_SPLIT_QKV, 1},
@@ -68,18 +70,19 @@ static const struct {
                  0, 1},
     [T_KNORM] = {"attn.k_norm.w", W_HD, W_NONE, 0, TP_REPLICATED, 1, INIT_ONES, 0, NEED_QK_NORM,
                  0, 1},
-    [T_PROJW] = {"attn.proj.w", W_C, W_Q, 1, TP_ROW, 1, INIT_PROJ, 0},
+    [T_PROJW] = {"attn.proj.w", W_C, W_Q, 1, TP_ROW, 1, INIT_PROJ, 0, 0, 0, 0, LORA_ATTN_OUT},
     [T_PROJB] = {"attn.proj.b", W_C, W_NONE, 0, TP_REPLICATED, 1, INIT_ZEROS, BIAS_ATTN_PROJ},
     [T_LN2W] = {"ln2.w", W_C, W_NONE, 0, TP_REPLICATED, 1, INIT_ONES, 0},
     [T_LN2B] = {"ln2.b", W_C, W_NONE, 0, TP_REPLICATED, 1, INIT_ZEROS, BIAS_NORM},
-    [T_FCW] = {"mlp.fc.w", W_MLP, W_C, 1, TP_COLUMN, 1, INIT_STD, 0, NEED_GELU},
+    [T_FCW] = {"mlp.fc.w", W_MLP, W_C, 1, TP_COLUMN, 1, INIT_STD, 0, NEED_GELU, 0, 0, LORA_FC},
     [T_FCB] = {"mlp.fc.b", W_MLP, W_NONE, 0, TP_COLUMN, 1, INIT_ZEROS, BIAS_MLP_IN, NEED_GELU},
-    [T_GATEW] = {"mlp.gate.w", W_MLP, W_C, 1, TP_COLUMN, 1, INIT_STD, 0, NEED_SWIGLU},
+    [T_GATEW] = {"mlp.gate.w", W_MLP, W_C, 1, TP_COLUMN, 1, INIT_STD, 0, NEED_SWIGLU, 0, 0,
+                 LORA_GATE},
     [T_GATEB] = {"mlp.gate.b", W_MLP, W_NONE, 0, TP_COLUMN, 1, INIT_ZEROS, BIAS_MLP_IN,
                  NEED_SWIGLU},
-    [T_UPW] = {"mlp.up.w", W_MLP, W_C, 1, TP_COLUMN, 1, INIT_STD, 0, NEED_SWIGLU},
+    [T_UPW] = {"mlp.up.w", W_MLP, W_C, 1, TP_COLUMN, 1, INIT_STD, 0, NEED_SWIGLU, 0, 0, LORA_UP},
     [T_UPB] = {"mlp.up.b", W_MLP, W_NONE, 0, TP_COLUMN, 1, INIT_ZEROS, BIAS_MLP_IN, NEED_SWIGLU},
-    [T_FCPW] = {"mlp.proj.w", W_C, W_MLP, 1, TP_ROW, 1, INIT_PROJ, 0},
+    [T_FCPW] = {"mlp.proj.w", W_C, W_MLP, 1, TP_ROW, 1, INIT_PROJ, 0, 0, 0, 0, LORA_MLP_OUT},
     [T_FCPB] = {"mlp.proj.b", W_C, W_NONE, 0, TP_REPLICATED, 1, INIT_ZEROS, BIAS_MLP_OUT},
 };
 
@@ -133,6 +136,56 @@ static int width_of(const ModelConfig *c, const TransformerShape *ts, Width w)
     return 0;
 }
 
+/* ---- LoRA's adapters ------------------------------------------------------- */
+
+/* Whether weight k of this configuration carries adapters (then every
+ * weight of the model is frozen, in Model.base). */
+static int lora_on(const TransformerDesc *d, const TransformerShape *ts, int k)
+{
+    return (ts->lora & LAYER_TENSORS[k].lora) && layer_has(d, ts, k);
+}
+
+/* How weight k's adapters A (r x in) and B (out x r) split over tp, so
+ * that the weight's own all-reduce carries theirs and no other is needed:
+ * a column-parallel weight's A is whole on every rank (u = x A^T is the
+ * same everywhere; its gradient comes from the summed dU) and its B is
+ * split like the weight's rows; a row-parallel weight's A is split like
+ * its columns (u is partial and summed with the weight's output) and its B
+ * whole. */
+static TpSplit lora_a_split(int k)
+{
+    return LAYER_TENSORS[k].split == TP_ROW ? TP_ROW : TP_REPLICATED;
+}
+
+static TpSplit lora_b_split(int k, const TransformerShape *ts, int tp)
+{
+    return LAYER_TENSORS[k].split == TP_ROW ? TP_REPLICATED : row_split(k, ts, tp);
+}
+
+/* One layer's adapter floats on a tp rank. */
+static size_t layer_lora_params(const ModelConfig *c, int tp)
+{
+    const TransformerShape ts = transformer_shape(c);
+    const int r = ts.lora_rank;
+    size_t n = 0;
+    for (int k = 0; k < T_PER_LAYER; k++) {
+        if (!lora_on(model_transformer(c), &ts, k)) continue;
+        int out = width_of(c, &ts, LAYER_TENSORS[k].rows), in = width_of(c, &ts, LAYER_TENSORS[k].cols);
+        TpSlice a = {(SplitKind)lora_a_split(k), 1, r, in, 0, tp};
+        TpSlice b = {(SplitKind)lora_b_split(k, &ts, tp), LAYER_TENSORS[k].groups, out, r, 0, tp};
+        n += (size_t)tp_local_rows(&a) * tp_local_cols(&a) + (size_t)tp_local_rows(&b) * tp_local_cols(&b);
+    }
+    return n;
+}
+
+/* An adapter on a linear that reads the attention's input (GPT-2's packed
+ * qkv, or q, k and v) or the MLP's (fc, or gate and up): weight k, the
+ * columns of the packed output it adds into, and whether that output is
+ * the MLP's up projection (else qkv, or fc/gate). */
+typedef struct {
+    int k, col, width, up;
+} LoraCol;
+
 typedef struct {
     float *ln1, *ln1_mean, *ln1_rstd; /* (N,C) (N) (N); no mean for RMSNorm */
     float *qkv;                      /* (N,QKVt) [q | k | v] as attention reads them */
@@ -147,6 +200,9 @@ typedef struct {
     float *up;                       /* SwiGLU: (N,F/tp) the up projection */
     float *fcproj;                   /* (N,C) */
     float *res3;                     /* (N,C) = input of the next layer */
+    float *lora_u;                   /* LoRA: (N,r) x A^T of each input-side adapter (the
+                                        attention's lora_cols, then the MLP's); an output
+                                        projection's follows attproj's or fcproj's N*C */
 } LayerActs;
 
 typedef struct {
@@ -159,9 +215,13 @@ typedef struct {
 typedef struct {
     int l0, l1;          /* owned transformer layers [l0, l1) */
     int emb, head;       /* owns block 0 / block L+1 */
-    int i_wte, i_wpe, i_layer0, i_lnf, i_lnfb, i_head; /* table indices, -1 = not held;
-                                                          i_head: wte when tied */
-    int per_layer, slot[T_PER_LAYER];                  /* layer_slots */
+    int i_wte, i_wpe, i_lnf, i_lnfb, i_head; /* tensor ids, -1 = not held; i_head: wte
+                                                when tied */
+    int slot[T_PER_LAYER];                   /* layer_slots */
+    int *lid;            /* (owned layers, T_PER_LAYER): each layer's tensor ids, -1 = none */
+    int *lora_a, *lora_b; /* the same for the adapters of each weight, -1 = none */
+    LoraCol cols[2][3];  /* the adapters on the attention's and the MLP's input linears */
+    int ncols[2];
     int F_tp, QKV_tp, Q_tp;                            /* local widths */
     AttnHeads heads;     /* this rank's q and kv heads */
     int rms, swiglu, qk_norm; /* the family's norm and MLP, the configuration's qk-norm */
@@ -175,6 +235,7 @@ typedef struct {
     float *dup;          /* SwiGLU: the up projection's gradient */
     float *dqkv_pre;     /* qk-norm: the gradient before the norm */
     float *tp_saved;     /* tp > 1: the gradients a layer sums over tp, kept aside */
+    float *lora_du;      /* LoRA: (N,r) an output projection adapter's dU */
     float *att_scratch;  /* the attention kernels' per-thread tiles */
     int att_threads;     /* threads att_scratch is sized for */
     LayerActs lean_acts; /* forward only: every layer's buffers (layout_acts) */
@@ -187,23 +248,58 @@ typedef struct {
 
 static GptState *gst(const Model *m) { return m->state; }
 
-static float *tensor_at(const Model *m, const float *buf, int k)
+static size_t layer_at(const GptState *g, int l, int k)
 {
-    return (float *)buf + m->tensors[k].offset;
+    return (size_t)(l - g->l0) * T_PER_LAYER + k;
 }
 
-/* Table index of tensor k of owned layer l, -1 when the family has none. */
-static int layer_tensor(const Model *m, int l, int k)
-{
-    const GptState *g = gst(m);
-    return g->slot[k] < 0 ? -1 : g->i_layer0 + (l - g->l0) * g->per_layer + g->slot[k];
-}
+/* Tensor id of tensor k of owned layer l, -1 when the family has none. */
+static int layer_tensor(const Model *m, int l, int k) { return gst(m)->lid[layer_at(gst(m), l, k)]; }
 
-/* tensor k of owned layer l in buf (params or grads); NULL: no such bias */
-static float *lt(const Model *m, const float *buf, int l, int k)
+/* Tensor k of owned layer l: its weights, and its gradient (NULL: no such
+ * tensor, or frozen) */
+static const float *lw(const Model *m, int l, int k)
 {
     int i = layer_tensor(m, l, k);
-    return i < 0 ? NULL : tensor_at(m, buf, i);
+    return i < 0 ? NULL : model_tensor_data(m, i);
+}
+
+static float *lg(const Model *m, int l, int k)
+{
+    int i = layer_tensor(m, l, k);
+    return i < 0 ? NULL : model_tensor_grad(m, i);
+}
+
+static const float *data_of(const Model *m, int id) { return id < 0 ? NULL : model_tensor_data(m, id); }
+static float *grad_of(const Model *m, int id) { return id < 0 ? NULL : model_tensor_grad(m, id); }
+
+/* Layer l's adapters, after its weights (A then B for each target, in
+ * LAYER_TENSORS order): the trained tensors, while the weights went to the
+ * frozen base. A starts Kaiming-uniform (PEFT's bound 1/sqrt(in)), B at
+ * zero, so the adapted model starts as the base. */
+static void add_layer_adapters(Model *m, int l, const TransformerShape *ts)
+{
+    const ModelConfig *c = &m->cfg;
+    const TransformerDesc *d = m->arch->transformer;
+    GptState *g = gst(m);
+    const int owned = l >= g->l0 && l < g->l1, tp = m->shard.tp_size, r = ts->lora_rank;
+    const int was_base = m->declaring_base;
+    char n[MODEL_MAX_NAME];
+    m->declaring_base = 0;
+    for (int k = 0; k < T_PER_LAYER; k++) {
+        if (!lora_on(d, ts, k)) continue;
+        int out = width_of(c, ts, LAYER_TENSORS[k].rows), in = width_of(c, ts, LAYER_TENSORS[k].cols);
+        /* "attn.q.w" -> "attn.q.lora_A" */
+        int stem = (int)strlen(LAYER_TENSORS[k].suffix) - 2;
+        snprintf(n, sizeof n, "h.%d.%.*s.lora_A", l, stem, LAYER_TENSORS[k].suffix);
+        int a = model_add_tensor(m, n, 2, r, in, l + 1, 1, lora_a_split(k), 1, 0);
+        if (a >= 0) m->tensors[a].init_bound = 1.0f / sqrtf((float)in);
+        snprintf(n, sizeof n, "h.%d.%.*s.lora_B", l, stem, LAYER_TENSORS[k].suffix);
+        int b = model_add_tensor(m, n, 2, out, r, l + 1, 1, lora_b_split(k, ts, tp),
+                                 LAYER_TENSORS[k].groups, 0);
+        if (owned) g->lora_a[layer_at(g, l, k)] = a, g->lora_b[layer_at(g, l, k)] = b;
+    }
+    m->declaring_base = was_base;
 }
 
 static void add_layer_tensors(Model *m, int l)
@@ -214,16 +310,20 @@ static void add_layer_tensors(Model *m, int l)
     const float std = 0.02f, proj_std = d->scaled_proj_init ? 0.02f / sqrtf(2.0f * c->n_layer) : std;
     const float init[] = {[INIT_ONES] = -1, [INIT_ZEROS] = 0, [INIT_STD] = std,
                           [INIT_PROJ] = proj_std};
+    GptState *g = gst(m);
+    const int owned = l >= g->l0 && l < g->l1, tp = m->shard.tp_size;
     char n[MODEL_MAX_NAME];
     for (int k = 0; k < T_PER_LAYER; k++) {
         if (!layer_has(d, &ts, k)) continue;
         int d0 = width_of(c, &ts, LAYER_TENSORS[k].rows);
         int d1 = width_of(c, &ts, LAYER_TENSORS[k].cols);
         snprintf(n, sizeof n, "h.%d.%s", l, LAYER_TENSORS[k].suffix);
-        model_add_tensor(m, n, d1 ? 2 : 1, d0, d1, l + 1, LAYER_TENSORS[k].decay,
-                         row_split(k, &ts, m->shard.tp_size), LAYER_TENSORS[k].groups,
-                         init[LAYER_TENSORS[k].init]);
+        int id = model_add_tensor(m, n, d1 ? 2 : 1, d0, d1, l + 1, LAYER_TENSORS[k].decay,
+                                  row_split(k, &ts, tp), LAYER_TENSORS[k].groups,
+                                  init[LAYER_TENSORS[k].init]);
+        if (owned) g->lid[layer_at(g, l, k)] = id;
     }
+    add_layer_adapters(m, l, &ts);
 }
 
 /* ---- activation memory ----------------------------------------------------- */
@@ -279,16 +379,34 @@ static LocalWidths local_widths(const TransformerShape *ts, int tp)
     return w;
 }
 
+/* The adapters on the attention's (mlp 0) or the MLP's (mlp 1) input
+ * linears, in LAYER_TENSORS order; returns how many. */
+static int lora_cols(const TransformerDesc *d, const TransformerShape *ts, const LocalWidths *w,
+                     int mlp, LoraCol *out)
+{
+    const LoraCol all[2][3] = {
+        {{d->grouped_kv ? T_QW : T_QKVW, 0, d->grouped_kv ? w->Qt : w->QKVt, 0},
+         {T_KW, w->Qt, w->KVt, 0}, {T_VW, w->Qt + w->KVt, w->KVt, 0}},
+        {{d->mlp == MLP_SWIGLU ? T_GATEW : T_FCW, 0, w->Ft, 0}, {T_UPW, 0, w->Ft, 1}, {-1, 0, 0, 0}}};
+    int n = 0;
+    for (int i = 0; i < 3; i++)
+        if (all[mlp][i].k >= 0 && lora_on(d, ts, all[mlp][i].k)) out[n++] = all[mlp][i];
+    return n;
+}
+
 /* Floats of one layer's gradients that a tp rank sums with the others'
- * (row_tp_summed): set aside during its backward (tp_sum_begin). */
+ * (row_tp_summed; under LoRA the weights have none, but the B of a
+ * replicated k or v does): set aside during its backward (tp_sum_layer). */
 static size_t layer_tp_summed(const ModelConfig *c, int tp)
 {
+    const TransformerDesc *d = model_transformer(c);
     const TransformerShape ts = transformer_shape(c);
     size_t n = 0;
     for (int k = 0; k < T_PER_LAYER; k++) {
-        if (!layer_has(model_transformer(c), &ts, k) || !row_tp_summed(k, &ts, tp)) continue;
-        int d1 = width_of(c, &ts, LAYER_TENSORS[k].cols);
-        n += (size_t)width_of(c, &ts, LAYER_TENSORS[k].rows) * (d1 ? d1 : 1);
+        if (!layer_has(d, &ts, k) || !row_tp_summed(k, &ts, tp)) continue;
+        int d0 = width_of(c, &ts, LAYER_TENSORS[k].rows), d1 = width_of(c, &ts, LAYER_TENSORS[k].cols);
+        if (!ts.lora) n += (size_t)d0 * (d1 ? d1 : 1);
+        if (lora_on(d, &ts, k)) n += (size_t)d0 * ts.lora_rank;
     }
     return n;
 }
@@ -317,6 +435,8 @@ typedef struct {
     int B, T, C;
     LocalWidths w;
     int rms, swiglu, qk_norm;
+    int r, lora_in, lora_attn_out, lora_mlp_out; /* LoRA: rank, input-side adapters (both
+                                                  inputs'), the output projections' */
 } LayerDims;
 
 /* A training layer keeps every buffer its backward reads. */
@@ -331,7 +451,7 @@ static void carve_layer(LayerActs *a, Carver *cv, const LayerDims *d)
     a->qk_rstd = d->qk_norm ? carve(cv, N * (d->w.NHt + d->w.NKVt)) : NULL;
     a->atty = carve(cv, N * d->w.Qt);
     a->lse = carve(cv, (size_t)d->B * d->w.NHt * d->T);
-    a->attproj = carve(cv, N * C);
+    a->attproj = carve(cv, N * C + N * d->r * d->lora_attn_out);
     a->res2 = carve(cv, N * C);
     a->ln2 = carve(cv, N * C);
     a->ln2_mean = d->rms ? NULL : carve(cv, N);
@@ -339,8 +459,9 @@ static void carve_layer(LayerActs *a, Carver *cv, const LayerDims *d)
     a->fch = carve(cv, N * d->w.Ft);
     a->up = d->swiglu ? carve(cv, N * d->w.Ft) : NULL;
     a->fch_gelu = carve(cv, N * d->w.Ft);
-    a->fcproj = carve(cv, N * C);
+    a->fcproj = carve(cv, N * C + N * d->r * d->lora_mlp_out);
     a->res3 = carve(cv, N * C);
+    a->lora_u = carve(cv, N * d->r * d->lora_in);
 }
 
 /* A forward-only pass runs every layer in one set of buffers, and within a
@@ -363,9 +484,11 @@ static void carve_lean_layer(LayerActs *a, Carver *cv, const LayerDims *d)
     a->atty = region ? region + N * Qt : NULL;
     a->up = region && d->swiglu ? region + N * Ft : NULL;
     a->lse = carve(cv, (size_t)d->B * d->w.NHt * d->T);
-    a->attproj = a->fcproj = carve(cv, N * C);
+    int out_adapters = d->lora_attn_out || d->lora_mlp_out;
+    a->attproj = a->fcproj = carve(cv, N * C + N * d->r * out_adapters);
     a->res2 = carve(cv, N * C);
     a->res3 = NULL;
+    a->lora_u = carve(cv, N * d->r * d->lora_in);
 }
 
 static void carve_head(SlotActs *sa, Carver *cv, size_t N, int C, int rms)
@@ -382,9 +505,12 @@ static size_t layout_acts(const ModelConfig *c, const ModelShard *sh, int B, Gpt
     const int T = c->seq_len, C = c->n_embd, tp = sh->tp_size;
     const TransformerDesc *desc = model_transformer(c);
     const TransformerShape ts = transformer_shape(c);
-    const LayerDims ld = {(size_t)B * T, B, T, C, local_widths(&ts, tp), desc->norm == NORM_RMS,
-                          desc->mlp == MLP_SWIGLU, ts.qk_norm};
-    const LocalWidths w = ld.w;
+    const LocalWidths w = local_widths(&ts, tp);
+    LoraCol cols[3];
+    const int in_attn = lora_cols(desc, &ts, &w, 0, cols), in_mlp = lora_cols(desc, &ts, &w, 1, cols);
+    const LayerDims ld = {(size_t)B * T, B, T, C, w, desc->norm == NORM_RMS,
+                          desc->mlp == MLP_SWIGLU, ts.qk_norm, ts.lora_rank, in_attn + in_mlp,
+                          lora_on(desc, &ts, T_PROJW), lora_on(desc, &ts, T_FCPW)};
     const int S = sh->slots > 0 ? sh->slots : 1, lean = sh->forward_only;
     const size_t N = ld.N;
     Owned o = owned_of(c, sh);
@@ -415,17 +541,20 @@ static size_t layout_acts(const ModelConfig *c, const ModelShard *sh, int B, Gpt
             if (g) g->head_tile = tile;
         }
     } else {
+        /* dln is followed by the input-side adapters' dU, summed over tp with it */
         float *d[6];
-        size_t n[6] = {N * C, N * C, N * w.QKVt, N * w.Qt, N * w.Ft, N * w.Ft};
+        size_t du = N * ld.r * (in_attn > in_mlp ? in_attn : in_mlp);
+        size_t n[6] = {N * C, N * C + du, N * w.QKVt, N * w.Qt, N * w.Ft, N * w.Ft};
         for (int k = 0; k < 6; k++) d[k] = carve(&cv, n[k]);
         float *dup = ld.swiglu ? carve(&cv, N * w.Ft) : NULL;
         float *dpre = ld.qk_norm ? carve(&cv, N * w.QKVt) : NULL;
         size_t summed = o.l1 > o.l0 ? layer_tp_summed(c, tp) : 0;
         float *saved = summed ? carve(&cv, summed) : NULL;
+        float *lora_du = ld.lora_attn_out || ld.lora_mlp_out ? carve(&cv, N * ld.r) : NULL;
         if (g) {
             g->dres = d[0], g->dln = d[1], g->dqkv = d[2], g->datty = d[3];
             g->dfch = d[4], g->dfch_gelu = d[5];
-            g->dup = dup, g->dqkv_pre = dpre, g->tp_saved = saved;
+            g->dup = dup, g->dqkv_pre = dpre, g->tp_saved = saved, g->lora_du = lora_du;
         }
     }
     if (o.head) {
@@ -507,6 +636,10 @@ static size_t gpt_view_floats(const ModelConfig *c, const ModelShard *sh, int B)
         size_t fc = pad16(F * C) + pad16(F), proj = pad16(C * F) + pad16(C);
         most = most_of(most_of(fc, proj), pad16(Q * C) + pad16(Q));
         most = most_of(most, pad16(C * A) + pad16(C));
+        /* under LoRA the weights are frozen (never in the view) and an
+         * adapter's A and B come in alone */
+        if (ts.lora) most = most_of(most, pad16((size_t)ts.lora_rank * (Q > F ? Q : F)) * 2 +
+                                              pad16((size_t)ts.lora_rank * C) * 2);
     }
     size_t emb = model_transformer(c)->pos == POS_LEARNED ? pad16(T * C) + pad16(N * C) : 0;
     if (o.emb) most = most_of(most, emb);
@@ -535,6 +668,8 @@ static void shard_widths(GptState *g, const Model *m)
     g->qk_norm = ts.qk_norm;
     g->eps = ts.norm_eps;
     g->ts = ts;
+    g->ncols[0] = lora_cols(d, &ts, &w, 0, g->cols[0]);
+    g->ncols[1] = lora_cols(d, &ts, &w, 1, g->cols[1]);
 }
 
 /* State and tensor table; model.c allocates params and grads from it. */
@@ -551,16 +686,23 @@ static int gpt_declare(Model *m, Err *e)
     g->emb = o.emb;
     g->head = o.head;
     shard_widths(g, m);
-    size_t wte_global = m->global_params;
+    const size_t nl = (size_t)(o.l1 - o.l0) * T_PER_LAYER;
+    g->lid = malloc((nl ? nl : 1) * sizeof *g->lid);
+    g->lora_a = malloc((nl ? nl : 1) * sizeof *g->lora_a);
+    g->lora_b = malloc((nl ? nl : 1) * sizeof *g->lora_b);
+    if (!g->lid || !g->lora_a || !g->lora_b) return err_set(e, "out of memory");
+    for (size_t i = 0; i < nl; i++) g->lid[i] = g->lora_a[i] = g->lora_b[i] = -1;
+    /* under LoRA every weight is frozen: the adapters are what trains */
+    m->declaring_base = ts.lora != 0;
+    size_t wte_global = m->declaring_base ? m->base.global_params : m->global_params;
     g->i_wte = model_add_tensor(m, "wte", 2, c->vocab, c->n_embd, 0, 1, TP_REPLICATED, 1, 0.02f);
     /* all the positions are kept; a context of seq_len reads the first rows */
     g->i_wpe = -1;
     if (d->pos == POS_LEARNED)
         g->i_wpe = model_add_tensor(m, "wpe", 2, model_positions(c), c->n_embd, 0, 1,
                                     TP_REPLICATED, 1, 0.01f);
-    if (g->i_wpe >= 0) m->tensors[g->i_wpe].live = (size_t)c->seq_len * c->n_embd;
-    g->per_layer = layer_slots(d, &ts, g->slot);
-    g->i_layer0 = m->n_tensors;
+    if (g->i_wpe >= 0) ((ParamInfo *)model_tensor(m, g->i_wpe))->live = (size_t)c->seq_len * c->n_embd;
+    layer_slots(d, &ts, g->slot);
     for (int l = 0; l < c->n_layer; l++) add_layer_tensors(m, l);
     g->i_lnf = model_add_tensor(m, "lnf.w", 1, c->n_embd, 0, c->n_layer + 1, 0, TP_REPLICATED, 1, -1);
     g->i_lnfb = -1;
@@ -577,6 +719,7 @@ static int gpt_declare(Model *m, Err *e)
     else if (g->head && !g->emb)
         g->i_head = model_add_tied_copy(m, "wte", 2, c->vocab, c->n_embd, c->n_layer + 1, 1,
                                         0.02f, wte_global);
+    m->declaring_base = 0;
     return 0;
 }
 
@@ -584,6 +727,9 @@ static void gpt_free(Model *m)
 {
     GptState *g = gst(m);
     rope_table_free(&g->rope);
+    free(g->lid);
+    free(g->lora_a);
+    free(g->lora_b);
     free(g->iota);
     if (g->slots) free(g->slots[0].layers);
     free(g->slots);
@@ -614,14 +760,17 @@ static const float *layer_run(const Model *m, int l, int k, int n, float **scrat
 {
     int i = layer_tensor(m, l, k);
     if (i < 0) return NULL;
-    if (n == 1 || !m->view) return model_weights(m, i, 0, m->tensors[i].numel, scratch);
+    /* frozen weights never go through the view */
+    if (n == 1 || !m->view || model_is_base(i))
+        return model_weights(m, i, 0, model_tensor(m, i)->numel, scratch);
     float *dst = *scratch;
     size_t off = 0;
     for (int j = i; j < i + n; j++) {
         float *at = dst + off;
-        const float *r = model_weights(m, j, 0, m->tensors[j].numel, &at);
-        if (r != dst + off) memcpy(dst + off, r, m->tensors[j].numel * sizeof(float));
-        off += m->tensors[j].numel;
+        size_t numel = model_tensor(m, j)->numel;
+        const float *r = model_weights(m, j, 0, numel, &at);
+        if (r != dst + off) memcpy(dst + off, r, numel * sizeof(float));
+        off += numel;
     }
     *scratch = dst + pad16(off);
     return dst;
@@ -688,6 +837,55 @@ static void qk_norm_forward(Model *m, LayerActs *a, int l, int N)
     if (a->qkv != a->qkv_pre) copy_cols(a->qkv, a->qkv_pre, N, ld, nh * hd, ld - nh * hd);
 }
 
+/* Weight k's adapters in layer l as this pass sees them (through a weight
+ * view: into the start of the scratch, the frozen weight being read in
+ * place). */
+static void lora_ab(const Model *m, int l, int k, const float **A, const float **B)
+{
+    const GptState *g = gst(m);
+    int a = g->lora_a[layer_at(g, l, k)], b = g->lora_b[layer_at(g, l, k)];
+    float *scratch = m->view_scratch;
+    *A = model_weights(m, a, 0, model_tensor(m, a)->numel, &scratch);
+    *B = model_weights(m, b, 0, model_tensor(m, b)->numel, &scratch);
+}
+
+/* The input-side adapters (lora_cols of the attention, mlp 0, or the MLP)
+ * of layer l: u = x A^T kept in a->lora_u, s u B^T added into their columns
+ * of out (qkv, or fc/gate) or up, rows ld floats apart. */
+static void lora_cols_forward(Model *m, LayerActs *a, int l, int mlp, const float *x, float *out,
+                              float *up, int ld, int N)
+{
+    const GptState *g = gst(m);
+    const int r = g->ts.lora_rank, C = m->cfg.n_embd;
+    float *u = a->lora_u + (mlp ? (size_t)g->ncols[0] * N * r : 0);
+    for (int i = 0; i < g->ncols[mlp]; i++, u += (size_t)N * r) {
+        const LoraCol *lc = &g->cols[mlp][i];
+        const float *A, *B;
+        lora_ab(m, l, lc->k, &A, &B);
+        matmul_forward_ld(u, r, x, A, N, C, r);
+        lora_up((lc->up ? up : out) + lc->col, ld, u, B, N, r, lc->width, g->ts.lora_scale);
+    }
+}
+
+/* An output projection's product y (N,C) = x W^T, partial over tp, made
+ * whole: with an adapter on weight k its u = x A^T (partial too) is kept
+ * after y and summed in the same all-reduce, then s u B^T is added. */
+static void output_projection_sum(Model *m, int l, int k, const float *x, int in, float *y, int N)
+{
+    const GptState *g = gst(m);
+    const size_t n = (size_t)N * m->cfg.n_embd;
+    if (g->lora_a[layer_at(g, l, k)] < 0) {
+        model_tp_allreduce(m, y, n);
+        return;
+    }
+    const int r = g->ts.lora_rank, C = m->cfg.n_embd;
+    const float *A, *B;
+    lora_ab(m, l, k, &A, &B);
+    matmul_forward_ld(y + n, r, x, A, N, in, r);
+    model_tp_allreduce(m, y, n + (size_t)N * r);
+    lora_up(y, C, y + n, B, N, r, C, g->ts.lora_scale);
+}
+
 /* The packed [q | k | v] of this rank's heads, qk-normalized and rotated
  * as the family has it, then causal attention into atty. */
 static void attention_forward_block(Model *m, LayerActs *a, int l, int B, int T)
@@ -698,6 +896,7 @@ static void attention_forward_block(Model *m, LayerActs *a, int l, int B, int T)
     int n, k = qkv_first(g, &n);
     layer_group(m, l, k, n, &w, &b);
     matmul_forward(a->qkv_pre, a->ln1, w, b, N, C, g->QKV_tp);
+    lora_cols_forward(m, a, l, 0, a->ln1, a->qkv_pre, NULL, g->QKV_tp, N);
     if (g->qk_norm) qk_norm_forward(m, a, l, N);
     if (g->rope.cos)
         rope_forward(a->qkv, &g->rope, B, T, g->QKV_tp, 0, g->heads.NH + g->heads.NKV, g->heads.hs, 0);
@@ -714,6 +913,7 @@ static void mlp_hidden_forward(Model *m, LayerActs *a, int l, int N)
     if (!g->swiglu) {
         layer_group(m, l, T_FCW, 1, &w, &b);
         matmul_forward(a->fch, a->ln2, w, b, N, C, Ft);
+        lora_cols_forward(m, a, l, 1, a->ln2, a->fch, NULL, Ft, N);
         gelu_forward(a->fch_gelu, a->fch, (size_t)N * Ft);
         return;
     }
@@ -721,6 +921,7 @@ static void mlp_hidden_forward(Model *m, LayerActs *a, int l, int N)
     matmul_forward(a->fch, a->ln2, w, b, N, C, Ft);
     layer_group(m, l, T_UPW, 1, &w, &b);
     matmul_forward(a->up, a->ln2, w, b, N, C, Ft);
+    lora_cols_forward(m, a, l, 1, a->ln2, a->fch, a->up, Ft, N);
     swiglu_forward(a->fch_gelu, a->fch, a->up, (size_t)N * Ft);
 }
 
@@ -736,7 +937,7 @@ static void layer_forward(Model *m, SlotActs *sa, int l, int B, int T)
     attention_forward_block(m, a, l, B, T);
     layer_group(m, l, T_PROJW, 1, &w, &b);
     matmul_forward(a->attproj, a->atty, w, NULL, N, Ct, C);
-    model_tp_allreduce(m, a->attproj, (size_t)N * C);
+    output_projection_sum(m, l, T_PROJW, a->atty, Ct, a->attproj, N);
     if (b) bias_forward(a->attproj, b, N, C);
     residual_forward(a->res2, inp, a->attproj, (size_t)N * C);
     layer_group(m, l, T_LN2W, 1, &w, &b);
@@ -744,7 +945,7 @@ static void layer_forward(Model *m, SlotActs *sa, int l, int B, int T)
     mlp_hidden_forward(m, a, l, N);
     layer_group(m, l, T_FCPW, 1, &w, &b);
     matmul_forward(a->fcproj, a->fch_gelu, w, NULL, N, Ft, C);
-    model_tp_allreduce(m, a->fcproj, (size_t)N * C);
+    output_projection_sum(m, l, T_FCPW, a->fch_gelu, Ft, a->fcproj, N);
     if (b) bias_forward(a->fcproj, b, N, C);
     residual_forward(out, a->res2, a->fcproj, (size_t)N * C);
 }
@@ -780,12 +981,12 @@ static void embed_forward(Model *m, SlotActs *sa, const int *inputs, int B, int 
         return;
     }
     if (!m->view) {
-        embedding_forward(sa->encoded, inputs, m->params + m->tensors[g->i_wte].offset,
-                          m->params + m->tensors[g->i_wpe].offset, B, T, C);
+        embedding_forward(sa->encoded, inputs, model_tensor_data(m, g->i_wte),
+                          model_tensor_data(m, g->i_wpe), B, T, C);
         return;
     }
     float *scratch = m->view_scratch;
-    const float *wpe = model_weights(m, g->i_wpe, 0, m->tensors[g->i_wpe].live, &scratch);
+    const float *wpe = model_weights(m, g->i_wpe, 0, model_tensor(m, g->i_wpe)->live, &scratch);
     gather_tokens(m, scratch, inputs, B * T);
     embedding_forward(sa->encoded, g->iota, scratch, wpe, B, T, C);
 }
@@ -848,19 +1049,82 @@ static void tp_sum_layer(Model *m, int l, int end)
     if (m->shard.tp_size <= 1) return;
     float *saved = g->tp_saved;
     for (int k = 0; k < T_PER_LAYER; k++) {
-        int i = layer_tensor(m, l, k);
-        if (i < 0 || !row_tp_summed(k, &g->ts, m->shard.tp_size)) continue;
-        float *gk = tensor_at(m, m->grads, i);
-        const size_t n = m->tensors[i].numel;
-        if (!end) {
-            memcpy(saved, gk, n * sizeof(float));
-            memset(gk, 0, n * sizeof(float));
-        } else {
-            model_tp_allreduce(m, gk, n);
-            for (size_t j = 0; j < n; j++) gk[j] += saved[j];
+        if (!row_tp_summed(k, &g->ts, m->shard.tp_size)) continue;
+        /* the weight's gradient (none when frozen) and its adapter B's */
+        const int ids[2] = {layer_tensor(m, l, k), g->lora_b[layer_at(g, l, k)]};
+        for (int j = 0; j < 2; j++) {
+            float *gk = grad_of(m, ids[j]);
+            if (!gk) continue;
+            const size_t n = model_tensor(m, ids[j])->numel;
+            if (!end) {
+                memcpy(saved, gk, n * sizeof(float));
+                memset(gk, 0, n * sizeof(float));
+            } else {
+                model_tp_allreduce(m, gk, n);
+                for (size_t i = 0; i < n; i++) gk[i] += saved[i];
+            }
+            saved += n;
         }
-        saved += n;
     }
+}
+
+/* The input-side adapters' backward, in two halves around the all-reduce
+ * of the input's gradient: first each dU = s dy B (partial over tp, as
+ * dy's columns are this rank's) after dln's N*C, and dB += s dy^T u; then,
+ * dU summed, dln += dU A and dA += dU^T x (A whole on every rank, so its
+ * gradient is too). dy: the gradient of qkv (or fc/gate), dup that of up,
+ * rows ld apart. Returns the floats after dln's that the all-reduce sums. */
+static size_t lora_cols_backward_up(Model *m, LayerActs *a, int l, int mlp, const float *dy,
+                                    const float *dup, int ld, int N)
+{
+    GptState *g = gst(m);
+    const int r = g->ts.lora_rank;
+    const float *u = a->lora_u + (mlp ? (size_t)g->ncols[0] * N * r : 0);
+    float *du = g->dln + (size_t)N * m->cfg.n_embd;
+    for (int i = 0; i < g->ncols[mlp]; i++, u += (size_t)N * r, du += (size_t)N * r) {
+        const LoraCol *lc = &g->cols[mlp][i];
+        int b = g->lora_b[layer_at(g, l, lc->k)];
+        lora_up_backward(du, grad_of(m, b), (lc->up ? dup : dy) + lc->col, ld, u, data_of(m, b), N,
+                         r, lc->width, g->ts.lora_scale);
+    }
+    return (size_t)g->ncols[mlp] * N * r;
+}
+
+static void lora_cols_backward_down(Model *m, int l, int mlp, const float *x, int N)
+{
+    GptState *g = gst(m);
+    const int r = g->ts.lora_rank, C = m->cfg.n_embd;
+    const float *du = g->dln + (size_t)N * C;
+    for (int i = 0; i < g->ncols[mlp]; i++, du += (size_t)N * r) {
+        int a = g->lora_a[layer_at(g, l, g->cols[mlp][i].k)];
+        matmul_backward(g->dln, grad_of(m, a), NULL, du, x, data_of(m, a), N, C, r);
+    }
+}
+
+/* The gradient of an input-side group's input, made whole: dln's part and
+ * the adapters' dU summed over tp in one all-reduce, then the adapters'
+ * share added. */
+static void input_grad_sum(Model *m, LayerActs *a, int l, int mlp, const float *dy,
+                           const float *dup, int ld, const float *x, int N)
+{
+    size_t extra = lora_cols_backward_up(m, a, l, mlp, dy, dup, ld, N);
+    model_tp_allreduce(m, gst(m)->dln, (size_t)N * m->cfg.n_embd + extra);
+    lora_cols_backward_down(m, l, mlp, x, N);
+}
+
+/* An output projection adapter's backward (weight k, reading x of width
+ * in, its u after y's N*C): dB += s dy^T u, dU = s dy B, dA += dU^T x,
+ * dx += dU A. dy is whole on every rank: no all-reduce. */
+static void output_projection_backward(Model *m, int l, int k, const float *y, const float *x,
+                                       int in, float *dx, int N)
+{
+    GptState *g = gst(m);
+    int a = g->lora_a[layer_at(g, l, k)], b = g->lora_b[layer_at(g, l, k)];
+    if (a < 0) return;
+    const int r = g->ts.lora_rank, C = m->cfg.n_embd;
+    lora_up_backward(g->lora_du, grad_of(m, b), g->dres, C, y + (size_t)N * C, data_of(m, b), N, r,
+                     C, g->ts.lora_scale);
+    matmul_backward(dx, grad_of(m, a), NULL, g->lora_du, x, data_of(m, a), N, in, r);
 }
 
 /* From the gradient of the MLP's hidden units (dfch_gelu) to that of its
@@ -869,7 +1133,6 @@ static void mlp_hidden_backward(Model *m, LayerActs *a, int l, int N)
 {
     GptState *g = gst(m);
     const int C = m->cfg.n_embd, Ft = g->F_tp;
-    const float *p = m->params, *gr = m->grads;
     const size_t NF = (size_t)N * Ft;
     memset(g->dfch, 0, NF * sizeof(float));
     if (g->swiglu) {
@@ -880,11 +1143,10 @@ static void mlp_hidden_backward(Model *m, LayerActs *a, int l, int N)
     }
     memset(g->dln, 0, (size_t)N * C * sizeof(float));
     int k = g->swiglu ? T_GATEW : T_FCW;
-    matmul_backward(g->dln, lt(m, gr, l, k), lt(m, gr, l, k + 1), g->dfch, a->ln2, lt(m, p, l, k),
-                    N, C, Ft);
+    matmul_backward(g->dln, lg(m, l, k), lg(m, l, k + 1), g->dfch, a->ln2, lw(m, l, k), N, C, Ft);
     if (g->swiglu)
-        matmul_backward(g->dln, lt(m, gr, l, T_UPW), lt(m, gr, l, T_UPB), g->dup, a->ln2,
-                        lt(m, p, l, T_UPW), N, C, Ft);
+        matmul_backward(g->dln, lg(m, l, T_UPW), lg(m, l, T_UPB), g->dup, a->ln2, lw(m, l, T_UPW),
+                        N, C, Ft);
 }
 
 /* The qk-norm's backward: dqkv (after the norm) into dqkv_pre (before it),
@@ -893,24 +1155,21 @@ static void qk_norm_backward(Model *m, LayerActs *a, int l, int N)
 {
     GptState *g = gst(m);
     const int hd = g->heads.hs, ld = g->QKV_tp, nq = g->heads.NH, nh = nq + g->heads.NKV;
-    const float *p = m->params, *gr = m->grads;
     memset(g->dqkv_pre, 0, (size_t)N * ld * sizeof(float));
     for (int h = 0; h < nh; h++) {
         int k = h < nq ? T_QNORM : T_KNORM;
-        rmsnorm_backward(g->dqkv_pre + h * hd, lt(m, gr, l, k), g->dqkv + h * hd,
-                         a->qkv_pre + h * hd, lt(m, p, l, k), a->qk_rstd + (size_t)h * N, N, hd,
-                         ld);
+        rmsnorm_backward(g->dqkv_pre + h * hd, lg(m, l, k), g->dqkv + h * hd, a->qkv_pre + h * hd,
+                         lw(m, l, k), a->qk_rstd + (size_t)h * N, N, hd, ld);
     }
     copy_cols(g->dqkv_pre, g->dqkv, N, ld, nh * hd, ld - nh * hd);
 }
 
 /* From the gradient of atty (datty) to that of the attention's input,
- * partial over tp, into dln. */
+ * whole, into dln. */
 static void attention_backward_block(Model *m, LayerActs *a, int l, int B, int T)
 {
     GptState *g = gst(m);
     const int C = m->cfg.n_embd, N = B * T;
-    const float *p = m->params, *gr = m->grads;
     memset(g->dqkv, 0, (size_t)N * g->QKV_tp * sizeof(float));
     attention_backward_gqa(g->dqkv, g->datty, a->atty, a->qkv, a->lse, B, T, &g->heads,
                            g->att_scratch, g->att_threads);
@@ -923,8 +1182,9 @@ static void attention_backward_block(Model *m, LayerActs *a, int l, int B, int T
     }
     memset(g->dln, 0, (size_t)N * C * sizeof(float));
     int n, k = qkv_first(g, &n);
-    matmul_backward(g->dln, lt(m, gr, l, k), lt(m, gr, l, k + n), dpre, a->ln1, lt(m, p, l, k), N,
-                    C, g->QKV_tp);
+    matmul_backward(g->dln, lg(m, l, k), lg(m, l, k + n), dpre, a->ln1, lw(m, l, k), N, C,
+                    g->QKV_tp);
+    input_grad_sum(m, a, l, 0, dpre, NULL, g->QKV_tp, a->ln1, N);
 }
 
 /* dres holds d(res3) on entry and d(input) on exit */
@@ -933,24 +1193,24 @@ static void layer_backward(Model *m, SlotActs *sa, int l, int B, int T)
     GptState *g = gst(m);
     const int C = m->cfg.n_embd, N = B * T, Ct = g->Q_tp, Ft = g->F_tp;
     LayerActs *a = &sa->layers[l - g->l0];
-    const float *p = m->params, *gr = m->grads, *inp = layer_input(m, sa, l);
-    size_t NC = (size_t)N * C;
+    const float *inp = layer_input(m, sa, l);
 
     tp_sum_layer(m, l, 0);
     memset(g->dfch_gelu, 0, (size_t)N * Ft * sizeof(float));
-    matmul_backward(g->dfch_gelu, lt(m, gr, l, T_FCPW), lt(m, gr, l, T_FCPB), g->dres,
-                    a->fch_gelu, lt(m, p, l, T_FCPW), N, Ft, C);
+    matmul_backward(g->dfch_gelu, lg(m, l, T_FCPW), lg(m, l, T_FCPB), g->dres, a->fch_gelu,
+                    lw(m, l, T_FCPW), N, Ft, C);
+    output_projection_backward(m, l, T_FCPW, a->fcproj, a->fch_gelu, Ft, g->dfch_gelu, N);
     mlp_hidden_backward(m, a, l, N);
-    model_tp_allreduce(m, g->dln, NC);
-    norm_backward(g, g->dres, lt(m, gr, l, T_LN2W), lt(m, gr, l, T_LN2B), g->dln, a->res2,
-                  lt(m, p, l, T_LN2W), a->ln2_mean, a->ln2_rstd, N, C);
+    input_grad_sum(m, a, l, 1, g->dfch, g->dup, Ft, a->ln2, N);
+    norm_backward(g, g->dres, lg(m, l, T_LN2W), lg(m, l, T_LN2B), g->dln, a->res2, lw(m, l, T_LN2W),
+                  a->ln2_mean, a->ln2_rstd, N, C);
     memset(g->datty, 0, (size_t)N * Ct * sizeof(float));
-    matmul_backward(g->datty, lt(m, gr, l, T_PROJW), lt(m, gr, l, T_PROJB), g->dres, a->atty,
-                    lt(m, p, l, T_PROJW), N, Ct, C);
+    matmul_backward(g->datty, lg(m, l, T_PROJW), lg(m, l, T_PROJB), g->dres, a->atty,
+                    lw(m, l, T_PROJW), N, Ct, C);
+    output_projection_backward(m, l, T_PROJW, a->attproj, a->atty, Ct, g->datty, N);
     attention_backward_block(m, a, l, B, T);
-    model_tp_allreduce(m, g->dln, NC);
-    norm_backward(g, g->dres, lt(m, gr, l, T_LN1W), lt(m, gr, l, T_LN1B), g->dln, inp,
-                  lt(m, p, l, T_LN1W), a->ln1_mean, a->ln1_rstd, N, C);
+    norm_backward(g, g->dres, lg(m, l, T_LN1W), lg(m, l, T_LN1B), g->dln, inp, lw(m, l, T_LN1W),
+                  a->ln1_mean, a->ln1_rstd, N, C);
     tp_sum_layer(m, l, 1);
 }
 
@@ -961,13 +1221,11 @@ static void head_backward(Model *m, SlotActs *sa, const int *targets, int B, int
     float *dlogits = sa->logits; /* in place: the logits are not needed again */
     softmax_xent(dlogits, sa->logits, targets, N, V, scale);
     memset(g->dln, 0, (size_t)N * C * sizeof(float));
-    matmul_backward(g->dln, tensor_at(m, m->grads, g->i_head), NULL, dlogits, sa->lnf,
-                    tensor_at(m, m->params, g->i_head), N, C, V);
+    matmul_backward(g->dln, grad_of(m, g->i_head), NULL, dlogits, sa->lnf, data_of(m, g->i_head), N,
+                    C, V);
     memset(g->dres, 0, (size_t)N * C * sizeof(float));
-    norm_backward(g, g->dres, tensor_at(m, m->grads, g->i_lnf),
-                  g->i_lnfb < 0 ? NULL : tensor_at(m, m->grads, g->i_lnfb), g->dln,
-                  stage_out(m, sa), tensor_at(m, m->params, g->i_lnf), sa->lnf_mean,
-                  sa->lnf_rstd, N, C);
+    norm_backward(g, g->dres, grad_of(m, g->i_lnf), grad_of(m, g->i_lnfb), g->dln, stage_out(m, sa),
+                  data_of(m, g->i_lnf), sa->lnf_mean, sa->lnf_rstd, N, C);
 }
 
 static void gpt_backward(Model *m, int slot, const int *inputs, const int *targets, int B,
@@ -987,9 +1245,8 @@ static void gpt_backward(Model *m, int slot, const int *inputs, const int *targe
         model_block_done(m, l + 1);
     }
     if (!g->emb) return;
-    embedding_backward(tensor_at(m, m->grads, g->i_wte),
-                       g->i_wpe < 0 ? NULL : tensor_at(m, m->grads, g->i_wpe), g->dres, inputs,
-                       B, T, C);
+    float *dwte = grad_of(m, g->i_wte), *dwpe = grad_of(m, g->i_wpe);
+    if (dwte || dwpe) embedding_backward(dwte, dwpe, g->dres, inputs, B, T, C);
     model_block_done(m, 0);
 }
 
@@ -1023,6 +1280,25 @@ static const float *gpt_next_logits(Model *m, const int *tokens, int t)
     free(buf);
     head_norm(m, &g->slots[0], T);
     return head_logits(m, &g->slots[0], NULL, t - 1, 1);
+}
+
+/* W += s B A for every adapter of every layer, then B = 0 (a whole model:
+ * the weights and adapters are unsplit). */
+static void gpt_merge_adapters(Model *m)
+{
+    GptState *g = gst(m);
+    const int r = g->ts.lora_rank;
+    for (int l = g->l0; l < g->l1; l++)
+        for (int k = 0; k < T_PER_LAYER; k++) {
+            int a = g->lora_a[layer_at(g, l, k)], b = g->lora_b[layer_at(g, l, k)];
+            if (a < 0) continue;
+            const ParamInfo *w = model_tensor(m, layer_tensor(m, l, k));
+            int out = w->local_shape[0], in = w->local_shape[1];
+            float *B = model_tensor_data(m, b);
+            lora_merge(model_tensor_data(m, layer_tensor(m, l, k)), data_of(m, a), B, out, in, r,
+                       g->ts.lora_scale);
+            memset(B, 0, (size_t)out * r * sizeof(float));
+        }
 }
 
 /* ---- configuration and costs ------------------------------------------------ */
@@ -1076,7 +1352,8 @@ static void gpt_block_costs(const ModelConfig *c, double *cost)
     cost[n - 1] = 6 * T * C * V + 20 * T * V;
 }
 
-static size_t gpt_shard_params(const ModelConfig *c, const ModelShard *sh)
+/* The floats of the model's own weights a shard holds (no adapters). */
+static size_t gpt_weight_params(const ModelConfig *c, const ModelShard *sh)
 {
     const TransformerShape ts = transformer_shape(c);
     size_t C = c->n_embd, V = c->vocab, T = model_positions(c);
@@ -1089,6 +1366,20 @@ static size_t gpt_shard_params(const ModelConfig *c, const ModelShard *sh)
     return n;
 }
 
+/* What trains: the adapters under LoRA, else every weight. */
+static size_t gpt_shard_params(const ModelConfig *c, const ModelShard *sh)
+{
+    if (!transformer_shape(c).lora) return gpt_weight_params(c, sh);
+    Owned o = owned_of(c, sh);
+    return (size_t)(o.l1 - o.l0) * layer_lora_params(c, sh->tp_size);
+}
+
+/* The frozen base: every weight under LoRA, else none. */
+static size_t gpt_shard_base_params(const ModelConfig *c, const ModelShard *sh)
+{
+    return transformer_shape(c).lora ? gpt_weight_params(c, sh) : 0;
+}
+
 /* 2 FLOPs per weight of every matmul (a tied head reuses wte; the position
  * table is a lookup, counted anyway as it is small; an untied head's
  * embedding is a lookup not counted) plus attention's two T x T products,
@@ -1098,7 +1389,7 @@ static double gpt_fwd_flops_per_token(const ModelConfig *c)
 {
     const TransformerShape ts = transformer_shape(c);
     ModelShard whole = {.tp_size = 1, .last_block = c->n_layer + 1, .slots = 1};
-    double N = (double)gpt_shard_params(c, &whole);
+    double N = (double)gpt_weight_params(c, &whole);
     if (!ts.tied_head) N -= (double)c->vocab * c->n_embd;
     return 2.0 * N + 4.0 * c->n_layer * ts.q_width * c->seq_len;
 }
@@ -1113,6 +1404,7 @@ static const ModelOps GPT_OPS = {
     .stage_output = gpt_stage_output,
     .stage_dinput = gpt_stage_dinput,
     .next_logits = gpt_next_logits,
+    .merge_adapters = gpt_merge_adapters,
 };
 
 /* A transformer family: its name and description, these functions. */
@@ -1121,6 +1413,7 @@ static const ModelOps GPT_OPS = {
         .name = name_, .transformer = desc_, .validate = gpt_validate,                     \
         .validate_shard = gpt_validate_shard, .n_blocks = gpt_n_blocks,                    \
         .preds_per_seq = gpt_preds_per_seq, .shard_params = gpt_shard_params,              \
+        .shard_base_params = gpt_shard_base_params,                                        \
         .act_floats = gpt_act_floats, .view_floats = gpt_view_floats,                      \
         .fwd_flops_per_token = gpt_fwd_flops_per_token, .block_costs = gpt_block_costs,    \
         .boundary_floats = gpt_boundary_floats, .ops = &GPT_OPS,                           \

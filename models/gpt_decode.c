@@ -57,7 +57,8 @@ struct GptDecoder {
 /* The whole tensor called name, which must hold numel floats. */
 static const float *weight(const Model *m, const char *name, size_t numel, Err *e)
 {
-    const ParamInfo *t = model_find_tensor(m, name);
+    int id = model_find_id(m, name);
+    const ParamInfo *t = id < 0 ? NULL : model_tensor(m, id);
     if (!t) {
         err_set(e, "decoder: the model has no tensor %s", name);
         return NULL;
@@ -68,7 +69,7 @@ static const float *weight(const Model *m, const char *name, size_t numel, Err *
                 t->live, numel);
         return NULL;
     }
-    return m->params + t->offset;
+    return model_tensor_data(m, id);
 }
 
 /* The layer's q, k and v (weights or biases, per row `per` floats): one
@@ -79,7 +80,7 @@ static const float *qkv_run(const GptDecoder *d, const Model *m, int l, const ch
 {
     char name[MODEL_MAX_NAME];
     snprintf(name, sizeof name, "h.%d.attn.qkv.%s", l, kind);
-    if (model_find_tensor(m, name)) return weight(m, name, (size_t)d->Q * per, e);
+    if (model_find_id(m, name) >= 0) return weight(m, name, (size_t)d->Q * per, e);
     const char *part[3] = {"q", "k", "v"};
     const size_t rows[3] = {(size_t)d->Qw, (size_t)d->KV, (size_t)d->KV};
     const float *first = NULL, *next = NULL;
@@ -143,6 +144,10 @@ static int check_whole_gpt(const Model *m, Err *e)
         return err_set(e, "decoder: needs the whole model (tp 1, every block); this one is a "
                           "shard (tp %d, blocks %d..%d)",
                        s->tp_size, s->first_block, s->last_block);
+    /* it reads the weights alone */
+    if (m->base.n_tensors && !m->adapters_merged)
+        return err_set(e, "decoder: the model's LoRA adapters are not merged into its weights "
+                          "(model_merge_adapters)");
     return 0;
 }
 

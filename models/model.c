@@ -26,35 +26,55 @@ static int holds_block(const Model *m, int block)
 }
 
 
+/* One of the model's two tensor tables: the trained one (tensors, params)
+ * or the frozen base's. */
+typedef struct {
+    ParamInfo **tensors;
+    int *n, *cap;
+    size_t *n_params, *global_params;
+} TableRef;
+
+static TableRef table_ref(Model *m, int base)
+{
+    if (base)
+        return (TableRef){&m->base.tensors, &m->base.n_tensors, &m->base.cap, &m->base.n_params,
+                          &m->base.global_params};
+    return (TableRef){&m->tensors, &m->n_tensors, &m->tensors_cap, &m->n_params, &m->global_params};
+}
+
 /* Room for one more tensor: the table doubles as the builder declares
  * tensors, so any accepted --layers fits. A failure is remembered (the
  * build checks tensors_ok once after the declarations). */
-static int reserve_tensor(Model *m)
+static int reserve_tensor(Model *m, TableRef t)
 {
     if (m->tensors_failed) return -1;
-    if (m->n_tensors < m->tensors_cap) return 0;
-    int cap = m->tensors_cap ? 2 * (m->tensors_cap < INT_MAX / 2 ? m->tensors_cap : 0) : 64;
-    ParamInfo *t = cap ? realloc(m->tensors, (size_t)cap * sizeof *t) : NULL;
-    if (!t) {
+    if (*t.n < *t.cap) return 0;
+    int cap = *t.cap ? 2 * (*t.cap < INT_MAX / 2 ? *t.cap : 0) : 64;
+    ParamInfo *p = cap ? realloc(*t.tensors, (size_t)cap * sizeof *p) : NULL;
+    if (!p) {
         m->tensors_failed = 1;
         return -1;
     }
-    m->tensors = t;
-    m->tensors_cap = cap;
+    *t.tensors = p;
+    *t.cap = cap;
     return 0;
 }
 
 static int tensors_ok(const Model *m, Err *e)
 {
     if (!m->tensors_failed) return 0;
-    return err_set(e, "out of memory for the tensor table (%d tensors declared)", m->n_tensors);
+    return err_set(e, "out of memory for the tensor table (%d tensors declared)",
+                   m->n_tensors + m->base.n_tensors);
 }
 
+/* Appends to the table the builder declares into (m->declaring_base);
+ * returns the tensor's id. */
 static int append_tensor(Model *m, const char *name, int ndim, int d0, int d1, int block,
                          int decay, TpSplit split, int groups, float init_std, size_t global)
 {
-    if (reserve_tensor(m)) return -1;
-    ParamInfo *t = &m->tensors[m->n_tensors];
+    TableRef tab = table_ref(m, m->declaring_base);
+    if (reserve_tensor(m, tab)) return -1;
+    ParamInfo *t = &(*tab.tensors)[*tab.n];
     memset(t, 0, sizeof *t);
     snprintf(t->name, sizeof t->name, "%s", name);
     t->ndim = ndim;
@@ -66,22 +86,23 @@ static int append_tensor(Model *m, const char *name, int ndim, int d0, int d1, i
     t->local_shape[1] = tp_local_cols(&sl);
     t->numel = (size_t)t->local_shape[0] * t->local_shape[1];
     t->live = t->numel;
-    t->offset = m->n_params;
+    t->offset = *tab.n_params;
     t->global_offset = global;
     t->block = block;
     t->decay = decay;
     t->split = split;
     t->groups = groups;
     t->init_std = init_std;
-    m->n_params += t->numel;
-    return m->n_tensors++;
+    *tab.n_params += t->numel;
+    return (m->declaring_base ? MODEL_BASE_ID : 0) + (*tab.n)++;
 }
 
 int model_add_tensor(Model *m, const char *name, int ndim, int d0, int d1, int block,
                      int decay, TpSplit split, int groups, float init_std)
 {
-    size_t global = m->global_params;
-    m->global_params += (size_t)d0 * (ndim > 1 ? (size_t)d1 : 1);
+    TableRef tab = table_ref(m, m->declaring_base);
+    size_t global = *tab.global_params;
+    *tab.global_params += (size_t)d0 * (ndim > 1 ? (size_t)d1 : 1);
     if (!holds_block(m, block)) return -1;
     return append_tensor(m, name, ndim, d0, d1, block, decay, split, groups, init_std, global);
 }
@@ -92,8 +113,30 @@ int model_add_tied_copy(Model *m, const char *name, int ndim, int d0, int d1, in
     if (!holds_block(m, block)) return -1;
     int k = append_tensor(m, name, ndim, d0, d1, block, decay, TP_REPLICATED, 1, init_std,
                           global_offset);
-    if (k >= 0) m->tensors[k].tied_copy = 1;
+    if (k >= 0) ((ParamInfo *)model_tensor(m, k))->tied_copy = 1;
     return k;
+}
+
+const ParamInfo *model_tensor(const Model *m, int id)
+{
+    return model_is_base(id) ? &m->base.tensors[id - MODEL_BASE_ID] : &m->tensors[id];
+}
+
+float *model_tensor_data(const Model *m, int id)
+{
+    return (model_is_base(id) ? m->base.params : m->params) + model_tensor(m, id)->offset;
+}
+
+float *model_tensor_grad(const Model *m, int id)
+{
+    return model_is_base(id) || !m->grads ? NULL : m->grads + m->tensors[id].offset;
+}
+
+WeightTable model_weight_table(const Model *m)
+{
+    if (m->base.n_tensors)
+        return (WeightTable){m->base.tensors, m->base.n_tensors, m->base.params, m->base.n_params, 1};
+    return (WeightTable){m->tensors, m->n_tensors, m->params, m->n_params, 0};
 }
 
 size_t model_global_index(const Model *m, const ParamInfo *t, size_t i)
@@ -103,19 +146,33 @@ size_t model_global_index(const Model *m, const ParamInfo *t, size_t i)
     return t->global_offset + tp_global_index(&sl, i);
 }
 
+/* Tensor t's local elements into p from seed, keyed by each element's
+ * GLOBAL index: a shard generates its slice of the whole model's. */
+static void init_tensor(const Model *m, const ParamInfo *t, float *p, uint64_t seed)
+{
+    for (size_t i = 0; i < t->numel; i++) {
+        uint64_t g = model_global_index(m, t, i);
+        if (t->init_bound > 0)
+            p[i] = t->init_bound * (float)(2.0 * philox_uniform(seed, RNG_LORA_INIT, g) - 1.0);
+        else if (t->init_std > 0)
+            p[i] = t->init_std * philox_normal(seed, RNG_INIT, g);
+        else
+            p[i] = t->init_std < 0 ? 1.0f : 0.0f;
+    }
+}
+
+void model_init_trainable(Model *m, uint64_t seed)
+{
+    for (int k = 0; k < m->n_tensors; k++)
+        init_tensor(m, &m->tensors[k], m->params + m->tensors[k].offset, seed);
+}
+
 void model_init_weights(Model *m, uint64_t seed)
 {
-    for (int k = 0; k < m->n_tensors; k++) {
-        const ParamInfo *t = &m->tensors[k];
-        float *p = m->params + t->offset;
-        /* keyed by the GLOBAL element index: a shard generates its slice */
-        for (size_t i = 0; i < t->numel; i++) {
-            if (t->init_std > 0)
-                p[i] = t->init_std * philox_normal(seed, RNG_INIT, model_global_index(m, t, i));
-            else
-                p[i] = t->init_std < 0 ? 1.0f : 0.0f;
-        }
-    }
+    /* the base draws what the same model without adapters would */
+    for (int k = 0; k < m->base.n_tensors; k++)
+        init_tensor(m, &m->base.tensors[k], m->base.params + m->base.tensors[k].offset, seed);
+    model_init_trainable(m, seed);
 }
 
 void model_tp_allreduce(Model *m, float *buf, size_t n)
@@ -174,8 +231,10 @@ static int build(Model *m, Err *e)
 {
     m->params = model_calloc(m->n_params, sizeof(float));
     if (!m->shard.forward_only) m->grads = model_calloc(m->n_params, sizeof(float));
-    if (!m->params || (!m->grads && !m->shard.forward_only))
-        return err_set(e, "out of memory: %zu parameters", m->n_params);
+    if (m->base.n_tensors) m->base.params = model_calloc(m->base.n_params, sizeof(float));
+    if (!m->params || (!m->grads && !m->shard.forward_only) ||
+        (m->base.n_tensors && !m->base.params))
+        return err_set(e, "out of memory: %zu parameters", m->n_params + m->base.n_params);
     return m->arch->ops->alloc_acts(m, e);
 }
 
@@ -209,6 +268,8 @@ void model_free(Model *m)
     free(m->params);
     free(m->grads);
     free(m->tensors);
+    free(m->base.params);
+    free(m->base.tensors);
     memset(m, 0, sizeof *m);
 }
 
@@ -295,8 +356,8 @@ int model_set_weight_view(Model *m, WeightViewFn fn, void *ctx, Err *e)
 
 const float *model_weights(const Model *m, int k, size_t first, size_t n, float **scratch)
 {
-    const float *p = m->params + m->tensors[k].offset + first;
-    if (!m->view) return p;
+    const float *p = model_tensor_data(m, k) + first;
+    if (!m->view || model_is_base(k)) return p; /* a view changes what trains */
     float *dst = *scratch;
     *scratch += (n + 15) / 16 * 16;
     return m->view(m->view_ctx, m, k, first, n, dst);
@@ -312,6 +373,28 @@ const ParamInfo *model_find_tensor(const Model *m, const char *name)
     for (int k = 0; k < m->n_tensors; k++)
         if (!strcmp(m->tensors[k].name, name)) return &m->tensors[k];
     return NULL;
+}
+
+int model_find_id(const Model *m, const char *name)
+{
+    for (int k = 0; k < m->n_tensors; k++)
+        if (!strcmp(m->tensors[k].name, name)) return k;
+    for (int k = 0; k < m->base.n_tensors; k++)
+        if (!strcmp(m->base.tensors[k].name, name)) return MODEL_BASE_ID + k;
+    return -1;
+}
+
+int model_merge_adapters(Model *m, Err *e)
+{
+    if (!m->base.n_tensors) return 0;
+    const ModelShard *s = &m->shard;
+    if (s->tp_size > 1 || s->first_block != 0 || s->last_block != m->n_blocks - 1)
+        return err_set(e, "merging LoRA adapters needs the whole model, not a tp or pp shard");
+    if (!m->arch->ops->merge_adapters)
+        return err_set(e, "--model %s has no adapters to merge", m->arch->name);
+    m->arch->ops->merge_adapters(m);
+    m->adapters_merged = 1;
+    return 0;
 }
 
 size_t floats_first_nonfinite(const float *v, size_t n)

@@ -34,7 +34,12 @@ typedef struct {
     int tied_copy;       /* a second copy of a tied tensor (the head's wte on the
                             last pipeline stage): not counted twice, not saved twice */
     float init_std;      /* > 0: normal(0, std); 0: zeros; < 0: ones */
+    float init_bound;    /* > 0: uniform(-bound, bound) instead (LoRA's A, as PEFT's
+                            Kaiming-uniform), from its own stream */
 } ParamInfo;
+
+/* Tensor ids at and above this are the frozen base's (Model.base). */
+#define MODEL_BASE_ID (1 << 28)
 
 typedef struct Model Model;
 
@@ -58,6 +63,21 @@ struct Model {
     size_t global_params;   /* of the whole, unsharded model */
     float *params;
     float *grads;
+    /* LoRA (cfg.lora_rank > 0): the frozen base weights, in a table and a
+     * buffer of their own, reached through tensor ids MODEL_BASE_ID + k
+     * (model_tensor). The table above (tensors, params, grads) then holds
+     * only the adapters, so every optimizer, method, reduction and
+     * checkpoint sees what trains and nothing else: none can update,
+     * perturb, reduce or store the base by mistake. Empty (n_tensors 0)
+     * when every weight trains. */
+    struct {
+        ParamInfo *tensors;
+        int n_tensors, cap;
+        size_t n_params, global_params;
+        float *params;
+    } base;
+    int declaring_base;     /* the builder's next tensors go to base */
+    int adapters_merged;    /* model_merge_adapters ran: the base holds them */
     int max_batch;          /* activations are sized for this many sequences */
     size_t act_floats;      /* activation memory, for accounting */
     const ModelArch *arch;  /* chosen once from cfg.kind; its ops build and run it */
@@ -99,6 +119,8 @@ struct ModelOps {
 
     /* sampling (NULL: cannot sample) */
     const float *(*next_logits)(Model *m, const int *tokens, int t);
+    /* LoRA: model_merge_adapters (NULL: the family has no adapters) */
+    void (*merge_adapters)(Model *m);
 };
 
 /* Allocates params, grads and activations for max_batch sequences and
@@ -117,10 +139,30 @@ int model_build_shard(Model *m, const ModelConfig *cfg, const ModelShard *shard,
  * buffers allocated: for questions about the layout (which tensors a
  * --zo-params spec selects). model_free releases it. */
 int model_declare_shard(Model *m, const ModelConfig *cfg, const ModelShard *shard, Err *e);
+/* Tensor id's entry (an index into tensors, or MODEL_BASE_ID + k for the
+ * base's), its weights (params or the base's) and its gradient (NULL for
+ * a frozen base tensor, or without a gradient buffer). */
+const ParamInfo *model_tensor(const Model *m, int id);
+float *model_tensor_data(const Model *m, int id);
+float *model_tensor_grad(const Model *m, int id);
+static inline int model_is_base(int id) { return id >= MODEL_BASE_ID; }
+/* The weights a pretrained source holds (what --init-from loads and an
+ * export writes): the base's table under LoRA, else the trained one. */
+typedef struct {
+    ParamInfo *tensors;
+    int n_tensors;
+    float *params;
+    size_t n_params;
+    int base;            /* ids are MODEL_BASE_ID + index */
+} WeightTable;
+WeightTable model_weight_table(const Model *m);
 /* Canonical (global) flat index of local element i of tensor t. */
 size_t model_global_index(const Model *m, const ParamInfo *t, size_t i);
 void model_free(Model *m);
+/* Every weight from seed (the base's too); model_init_trainable: only the
+ * trained tensors (LoRA's adapters after a base is loaded). */
 void model_init_weights(Model *m, uint64_t seed);
+void model_init_trainable(Model *m, uint64_t seed);
 
 /* Forward over B sequences (inputs/targets: B*T ints for gpt; B*seq_len for
  * mlp, whose target is the token after each context). Returns the SUM of the
@@ -157,7 +199,17 @@ void model_zero_grad(Model *m);
  * sampling; returns a pointer into the activations (vocab floats), or NULL
  * when t is outside 1..seq_len or the model is not a GPT. */
 const float *model_next_logits(Model *m, const int *tokens, int t);
+/* The trained tensor called name (NULL: none; a frozen base tensor is not
+ * one: model_find_id finds both). */
 const ParamInfo *model_find_tensor(const Model *m, const char *name);
+/* The id of the tensor called name, trained or base; -1 when none. */
+int model_find_id(const Model *m, const char *name);
+/* LoRA: adds each adapter into its frozen weight, W += (alpha / r) B A, and
+ * zeroes B, so the model computes the same with its adapters out of the
+ * way (the KV-cache decoder and a merged export read the weights alone).
+ * A whole model only (no tp or pp split); -1 with a message otherwise. A
+ * model without adapters is left as it is. */
+int model_merge_adapters(Model *m, Err *e);
 /* Index of the first NaN or infinity in v[0..n), n when every value is
  * finite: loaders refuse such weights (every output would be NaN). */
 size_t floats_first_nonfinite(const float *v, size_t n);

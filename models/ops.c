@@ -122,6 +122,28 @@ void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout,
     if (dbias) sum_rows_into(dbias, dout, N, OC);
 }
 
+void lora_up(float *y, int ldy, const float *u, const float *B, int N, int r, int out, float scale)
+{
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, out, r, scale, u, r, B, r, 1.0f, y,
+                ldy);
+}
+
+void lora_up_backward(float *du, float *dB, const float *dy, int ldy, const float *u,
+                      const float *B, int N, int r, int out, float scale)
+{
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, r, out, scale, dy, ldy, B, r, 0.0f,
+                du, r);
+    if (dB)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, r, N, scale, dy, ldy, u, r, 1.0f,
+                    dB, r);
+}
+
+void lora_merge(float *W, const float *A, const float *B, int out, int in, int r, float scale)
+{
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, out, in, r, scale, B, r, A, in, 1.0f, W,
+                in);
+}
+
 /* ---- layernorm ------------------------------------------------------------ */
 
 /* dw += sum over rows of dout (x - mean) rstd, db += sum of dout, for

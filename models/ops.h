@@ -22,6 +22,18 @@ void bias_forward(float *out, const float *bias, int N, int OC);
 void matmul_backward(float *dinp, float *dw, float *dbias, const float *dout,
                      const float *inp, const float *w, int N, int C, int OC);
 
+/* LoRA's up projection: y (N,out; rows ldy apart) += scale * u (N,r) @ B^T
+ * (B is (out,r)); the down projection u = x A^T is matmul_forward_ld and
+ * its backward matmul_backward. */
+void lora_up(float *y, int ldy, const float *u, const float *B, int N, int r, int out, float scale);
+/* Its backward: du (N,r) = scale * dy @ B (overwritten); dB (out,r) +=
+ * scale * dy^T @ u (dB may be NULL). */
+void lora_up_backward(float *du, float *dB, const float *dy, int ldy, const float *u,
+                      const float *B, int N, int r, int out, float scale);
+
+/* An adapter merged into its weight: W (out,in) += scale * B (out,r) @ A (r,in). */
+void lora_merge(float *W, const float *A, const float *B, int out, int in, int r, float scale);
+
 /* out (N,C), mean (N), rstd (N) */
 void layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
                        const float *w, const float *b, int N, int C);

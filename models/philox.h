@@ -18,7 +18,7 @@ void philox4x32_10_lanes(uint32_t w0, uint32_t w1, uint32_t w2, uint32_t w3, uin
                          uint32_t out[4][PHILOX_LANES]);
 
 /* Stream purposes: the 4th counter word, so streams never overlap. */
-enum { RNG_INIT = 1, RNG_ZO = 2, RNG_SAMPLE = 3 };
+enum { RNG_INIT = 1, RNG_ZO = 2, RNG_SAMPLE = 3, RNG_LORA_INIT = 4, RNG_LORA_DROPOUT = 5 };
 
 /* A standard normal for element `index` of stream `purpose` under `key`:
  * the same number whoever asks, in any order. */

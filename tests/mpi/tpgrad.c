@@ -11,6 +11,7 @@
 #include "comm/mpi/comm.h"
 #include "models/model.h"
 #include "models/ops.h"
+#include "models/philox.h"
 
 static void tp_sum(void *ctx, float *buf, size_t n) { coll_allreduce_sum_f32((Group *)ctx, buf, n); }
 
@@ -19,6 +20,17 @@ static void make_batch(const ModelConfig *c, int B, int *in, int *tg)
     for (int i = 0; i < B * c->seq_len; i++) {
         in[i] = (i * 7 + 3) % c->vocab;
         tg[i] = (i * 5 + 1) % c->vocab;
+    }
+}
+
+/* LoRA's B starts at zero, which leaves A's gradient zero: both models move
+ * their adapters alike (keyed by the whole model's index). */
+static void perturb_adapters(Model *m)
+{
+    for (int k = 0; k < m->n_tensors; k++) {
+        const ParamInfo *t = &m->tensors[k];
+        for (size_t i = 0; i < t->numel; i++)
+            m->params[t->offset + i] += 0.1f * philox_normal(3, RNG_SAMPLE, model_global_index(m, t, i));
     }
 }
 
@@ -36,6 +48,7 @@ static int check(const char *what, const ModelConfig *c, int B, double *worst, s
     }
     part.tp_allreduce = tp_sum;
     part.tp_ctx = g;
+    if (c->lora_rank) perturb_adapters(&full), perturb_adapters(&part);
     int *in = calloc((size_t)B * c->seq_len, sizeof(int)), *tg = calloc((size_t)B * c->seq_len, sizeof(int));
     make_batch(c, B, in, tg);
     double lf = model_forward(&full, in, tg, B), lp = model_forward(&part, in, tg, B);
@@ -49,6 +62,7 @@ static int check(const char *what, const ModelConfig *c, int B, double *worst, s
     }
     lean.tp_allreduce = tp_sum;
     lean.tp_ctx = g;
+    if (c->lora_rank) perturb_adapters(&lean);
     double ll = model_forward(&lean, in, tg, B);
     int lean_bad = memcmp(&ll, &lp, sizeof ll) != 0;
     if (lean_bad)
@@ -103,11 +117,20 @@ int main(int argc, char **argv)
     ModelConfig qwen = llama;
     qwen.head_dim = 6;
     qwen.qkv_bias = qwen.attn_out_bias = qwen.mlp_bias = qwen.qk_norm = qwen.untied_head = 1;
+    /* LoRA on every linear: A and B split as the weights' all-reduces allow */
+    ModelConfig gpt_lora = gpt, llama_lora = llama, qwen_lora = qwen;
+    gpt_lora.lora_rank = llama_lora.lora_rank = qwen_lora.lora_rank = 3;
+    snprintf(gpt_lora.lora_targets, sizeof gpt_lora.lora_targets, "all-linear");
+    snprintf(llama_lora.lora_targets, sizeof llama_lora.lora_targets, "all-linear");
+    snprintf(qwen_lora.lora_targets, sizeof qwen_lora.lora_targets, "all-linear");
     double worst = 0;
     size_t compared = 0;
     int bad = check("gpt", &gpt, 3, &worst, &compared) + check("mlp", &mlp, 4, &worst, &compared) +
               check("llama", &llama, 3, &worst, &compared) +
-              check("llama options", &qwen, 3, &worst, &compared);
+              check("llama options", &qwen, 3, &worst, &compared) +
+              check("gpt lora", &gpt_lora, 3, &worst, &compared) +
+              check("llama lora", &llama_lora, 3, &worst, &compared) +
+              check("llama options lora", &qwen_lora, 3, &worst, &compared);
     int64_t any = bad;
     coll_allreduce_max_i64(group_world(), &any, 1);
     if (w.rank == 0)

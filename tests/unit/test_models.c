@@ -576,6 +576,88 @@ Test(models, llama_options_gradcheck)
     transformer_gradcheck("llama kv 2", c, 0, 1e-2f);
 }
 
+/* ---- LoRA ---------------------------------------------------------------------- */
+
+/* Adapters on every linear of GPT-2 and of llama (biases and a qk-norm
+ * too): their gradients against finite differences, the base frozen. */
+Test(models, lora_gradcheck)
+{
+    ModelConfig c = tiny_gpt();
+    c.lora_rank = 2;
+    c.lora_alpha = 1;
+    snprintf(c.lora_targets, sizeof c.lora_targets, "all-linear");
+    const size_t C = c.n_embd, r = 2;
+    /* c_attn (C -> 3C), attn c_proj (C -> C), c_fc (C -> 4C), mlp c_proj (4C -> C) */
+    transformer_gradcheck("gpt lora", c, c.n_layer * r * 16 * C, FD_H);
+    ModelConfig l = tiny_llama();
+    l.lora_rank = 3;
+    l.lora_alpha = 1.5f;
+    l.qkv_bias = l.qk_norm = 1;
+    l.n_head = 2; /* heads of 4: the qk-norm of heads of 2 curves too much for a stencil */
+    l.n_kv_head = 1;
+    snprintf(l.lora_targets, sizeof l.lora_targets, "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj");
+    /* RMS-normalized heads curve: the smaller step, as llama_options_gradcheck */
+    transformer_gradcheck("llama lora", l, 0, 1e-2f);
+}
+
+/* A LoRA model is its base plus adapters: the base draws what the model
+ * without adapters draws (same names, same values), B starts at zero so
+ * the first loss is the base's, nothing of the base is trained, and
+ * merging the trained adapters into the base keeps the loss. */
+Test(models, lora_base_and_merge)
+{
+    ModelConfig c = tiny_llama(), lc = c;
+    lc.lora_rank = 2;
+    snprintf(lc.lora_targets, sizeof lc.lora_targets, "all-linear");
+    Model full, lora;
+    Err e = {{0}};
+    cr_assert_eq(model_init(&full, &c, 2, 77, &e), 0, "%s", e.msg);
+    cr_assert_eq(model_init(&lora, &lc, 2, 77, &e), 0, "%s", e.msg);
+    cr_expect_eq(lora.base.n_tensors, full.n_tensors);
+    cr_expect_eq(lora.base.n_params, full.n_params);
+    for (int k = 0; k < full.n_tensors && k < lora.base.n_tensors; k++)
+        cr_expect_str_eq(lora.base.tensors[k].name, full.tensors[k].name);
+    cr_expect(!memcmp(lora.base.params, full.params, full.n_params * sizeof(float)),
+              "the base's init differs from the plain model's");
+    for (int k = 0; k < lora.n_tensors; k++)
+        cr_expect(strstr(lora.tensors[k].name, ".lora_"), "trained tensor %s is not an adapter",
+                  lora.tensors[k].name);
+    cr_expect_eq(model_weight_table(&lora).n_params, full.n_params);
+    cr_expect(lora.grads && !model_tensor_grad(&lora, MODEL_BASE_ID), "only the adapters have gradients");
+    int in[10], tg[10];
+    for (int i = 0; i < 10; i++) in[i] = rand_int(1, i, c.vocab), tg[i] = rand_int(2, i, c.vocab);
+    double l0 = model_forward(&full, in, tg, 2), l1 = model_forward(&lora, in, tg, 2);
+    cr_expect(l0 == l1, "B = 0: the adapted model's loss %.9g is the base's %.9g", l1, l0);
+    perturb_params(&lora, 5, 0.3f);
+    double adapted = model_forward(&lora, in, tg, 2);
+    cr_expect(fabs(adapted - l0) > 1e-4, "perturbed adapters change the loss");
+    cr_assert_eq(model_merge_adapters(&lora, &e), 0, "%s", e.msg);
+    double merged = model_forward(&lora, in, tg, 2);
+    cr_expect(fabs(merged - adapted) < 1e-5 * fabs(adapted), "merged %.9g vs adapted %.9g", merged,
+              adapted);
+    model_free(&full);
+    model_free(&lora);
+}
+
+/* Refusals by name. */
+Test(models, lora_config_refusals)
+{
+    Err e = {{0}};
+    ModelConfig c = tiny_llama();
+    c.lora_rank = 2;
+    snprintf(c.lora_targets, sizeof c.lora_targets, "q_proj,c_attn");
+    cr_expect_neq(model_config_validate(&c, &e), 0);
+    cr_expect(strstr(e.msg, "'c_attn'"), "%s", e.msg);
+    c.lora_targets[0] = 0;
+    c.lora_dropout = 1.0f;
+    cr_expect_neq(model_config_validate(&c, &e), 0);
+    cr_expect(strstr(e.msg, "--lora-dropout"), "%s", e.msg);
+    ModelConfig g = tiny_gpt();
+    snprintf(g.lora_targets, sizeof g.lora_targets, "c_attn");
+    cr_expect_neq(model_config_validate(&g, &e), 0);
+    cr_expect(strstr(e.msg, "--lora-rank"), "%s", e.msg);
+}
+
 Test(models, llama_tensor_table)
 {
     ModelConfig c = tiny_llama();
