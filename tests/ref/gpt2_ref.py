@@ -15,6 +15,12 @@ and written by hand (ref_common.py, shared with llama_ref.py).
   loss SRC       mean cross-entropy of the first batch mpitrain's loader takes
   compare A B    two HF model.safetensors (or two llm.c files) hold the same
                  weights, byte for byte, tensor by tensor
+  make-peft SRC OUT  a random LoRA adapter for SRC in PEFT's format (--r, --alpha,
+                 --targets: c_attn, c_proj, c_fc or all-linear); loss takes
+                 --adapter DIR: the model with it (PEFT's LoRA on a Conv1D:
+                 x @ W + b + alpha / r * (x @ A.T) @ B.T)
+  grad-check SRC ADAPTER STEPPED  mpitrain's adapter gradient, (ADAPTER -
+                 STEPPED) / lr after one plain SGD step, against ours
 """
 import argparse
 import json
@@ -25,7 +31,8 @@ import sys
 import numpy as np
 import torch
 
-from ref_common import byte_alphabet, first_batch, make_tokens, st_header, st_read, st_write
+from ref_common import (byte_alphabet, first_batch, grad_errors, make_tokens, peft_random, peft_read, peft_write,
+                        st_header, st_read, st_write)
 
 LAYER_KEYS = [  # name, shape in units of C (HF layout: Conv1D is (in, out))
     ("ln_1.weight", (1,)), ("ln_1.bias", (1,)),
@@ -232,7 +239,19 @@ def gelu_new(x):
     return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
 
 
-def forward_loss(cfg, w, inputs, targets):
+def conv1d(x, t, name, ad):
+    """HF's Conv1D, x @ W (in, out) + b, and its LoRA adapter if ad has one
+    (ad: short module name -> (A, B) tensors, "scale")."""
+    y = x @ t[name + ".weight"] + t[name + ".bias"]
+    if name not in ad:
+        return y
+    a, b = ad[name]
+    return y + ad["scale"] * ((x @ a.T) @ b.T)
+
+
+def forward_loss(cfg, w, inputs, targets, ad=None):
+    """The mean cross-entropy (a torch scalar); ad: adapters as conv1d takes them."""
+    ad = ad or {}
     t = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in w.items()}
     B, T = inputs.shape
     C, NH = cfg["n_embd"], cfg["n_head"]
@@ -242,19 +261,60 @@ def forward_loss(cfg, w, inputs, targets):
     for l in range(cfg["n_layer"]):
         p = lambda n: t["h.%d.%s" % (l, n)]
         h = layernorm(x, p("ln_1.weight"), p("ln_1.bias"))
-        qkv = h @ p("attn.c_attn.weight") + p("attn.c_attn.bias")  # Conv1D: x @ W(in,out) + b
+        name = lambda n: "h.%d.%s" % (l, n)
+        qkv = conv1d(h, t, name("attn.c_attn"), ad)
         q, k, v = qkv.split(C, dim=2)
         q, k, v = (z.view(B, T, NH, hs).transpose(1, 2) for z in (q, k, v))
         att = (q @ k.transpose(-2, -1)) / math.sqrt(hs)
         att = att.masked_fill(~mask, float("-inf")).softmax(-1)
         y = (att @ v).transpose(1, 2).reshape(B, T, C)
-        x = x + y @ p("attn.c_proj.weight") + p("attn.c_proj.bias")
+        x = x + conv1d(y, t, name("attn.c_proj"), ad)
         h = layernorm(x, p("ln_2.weight"), p("ln_2.bias"))
-        h = gelu_new(h @ p("mlp.c_fc.weight") + p("mlp.c_fc.bias"))
-        x = x + h @ p("mlp.c_proj.weight") + p("mlp.c_proj.bias")
+        h = gelu_new(conv1d(h, t, name("mlp.c_fc"), ad))
+        x = x + conv1d(h, t, name("mlp.c_proj"), ad)
     x = layernorm(x, t["ln_f.weight"], t["ln_f.bias"])
     logits = x @ t["wte.weight"].T  # lm_head tied to wte
-    return torch.nn.functional.cross_entropy(logits.reshape(B * T, -1), targets.reshape(-1)).item()
+    return torch.nn.functional.cross_entropy(logits.reshape(B * T, -1), targets.reshape(-1))
+
+
+# ---- LoRA (PEFT) ------------------------------------------------------------------
+
+LORA_MODULES = {"c_attn": ["attn.c_attn"], "c_proj": ["attn.c_proj", "mlp.c_proj"], "c_fc": ["mlp.c_fc"]}
+
+
+def lora_modules(cfg, targets):
+    """PEFT's module path -> (out, in) of every module the targets name
+    (GPT-2's c_proj is both the attention's and the MLP's)."""
+    names = list(LORA_MODULES) if targets == ["all-linear"] else targets
+    shapes = expected_shapes(cfg)
+    out = {}
+    for n in names:
+        assert n in LORA_MODULES, "no linear named " + n
+        for l in range(cfg["n_layer"]):
+            for m in LORA_MODULES[n]:
+                i, o = shapes["h.%d.%s.weight" % (l, m)]  # Conv1D: (in, out)
+                out["transformer.h.%d.%s" % (l, m)] = (o, i)
+    return out
+
+
+def adapters_of(cfg, d, grad=False):
+    """The adapters of PEFT directory d as forward_loss takes them."""
+    scale, ad = peft_read(d)
+    shapes = lora_modules(cfg, ["all-linear"])
+    out = {"scale": scale}
+    for mod, (a, b) in ad.items():
+        assert mod in shapes, "%s: adapter for %s, which GPT-2 has not" % (d, mod)
+        o, i = shapes[mod]
+        assert a.shape[1] == i and b.shape[0] == o and a.shape[0] == b.shape[1], "%s: shapes" % mod
+        out[mod[len("transformer."):]] = tuple(torch.tensor(x, dtype=torch.float64, requires_grad=grad) for x in (a, b))
+    return out
+
+
+def cmd_make_peft(a):
+    cfg, _ = load_hf(a.src)
+    mods = lora_modules(cfg, a.targets.split(","))
+    names = sorted({m.rsplit(".", 1)[1] for m in mods})
+    peft_write(a.out, peft_random(mods, a.r, a.seed), a.r, a.alpha, names, True, os.path.abspath(a.src))
 
 
 def cmd_loss(a):
@@ -262,7 +322,28 @@ def cmd_loss(a):
     cfg, w = load_llmc(a.src) if a.src.endswith(".bin") else load_hf(a.src)
     T = a.seq or cfg["n_positions"]
     inputs, targets = first_batch(a.tokens, a.batch, T)
-    print("%.12f" % forward_loss(cfg, w, inputs, targets))
+    ad = adapters_of(cfg, a.adapter) if a.adapter else None
+    print("%.12f" % forward_loss(cfg, w, inputs, targets, ad).item())
+
+
+def cmd_grad_check(a):
+    """mpitrain's adapter gradient from one SGD step (STEPPED, the adapter
+    it exported) against the float64 one; fails above --tol."""
+    torch.set_num_threads(a.threads)
+    cfg, w = load_hf(a.src)
+    inputs, targets = first_batch(a.tokens, a.batch, a.seq or cfg["n_positions"])
+    ad = adapters_of(cfg, a.adapter, grad=True)
+    forward_loss(cfg, w, inputs, targets, ad).backward()
+    flat = lambda d: {"%s.lora_%s" % (m, x): ab[i].detach().double().numpy()
+                      for m, ab in d.items() if m != "scale" for i, x in enumerate("AB")}
+    g = {"%s.lora_%s" % (m, x): ab[i].grad.double().numpy() for m, ab in ad.items() if m != "scale"
+         for i, x in enumerate("AB")}
+    w0, w1 = flat(ad), flat(adapters_of(cfg, a.stepped))
+    assert set(w0) == set(w1), "the stepped adapter's tensors differ from the adapter's"
+    err = grad_errors(w0, w1, g, a.lr)
+    worst = max(err, key=err.get)
+    print("max gradient error %.3g of the tensor's largest entry (%s); tolerance %.3g" % (err[worst], worst, a.tol))
+    sys.exit(0 if err[worst] <= a.tol else 1)
 
 
 def cmd_compare(a):
@@ -382,12 +463,27 @@ def main():
     p.add_argument("--n", type=int, default=20000)
     p.add_argument("--vocab", type=int, default=50257)
     p.add_argument("--seed", type=int, default=7)
-    p = sub.add_parser("loss")
+    for name in ("loss", "grad-check"):
+        p = sub.add_parser(name)
+        p.add_argument("src")
+        if name == "grad-check":
+            p.add_argument("adapter")
+            p.add_argument("stepped")
+            p.add_argument("--lr", type=float, default=1.0)
+            p.add_argument("--tol", type=float, default=1e-4)
+        else:
+            p.add_argument("--adapter", help="a PEFT LoRA adapter directory for SRC")
+        p.add_argument("--tokens", required=True)
+        p.add_argument("--batch", type=int, default=2)
+        p.add_argument("--seq", type=int, default=0)
+        p.add_argument("--threads", type=int, default=1)
+    p = sub.add_parser("make-peft")
     p.add_argument("src")
-    p.add_argument("--tokens", required=True)
-    p.add_argument("--batch", type=int, default=2)
-    p.add_argument("--seq", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("out")
+    p.add_argument("--r", type=int, default=4)
+    p.add_argument("--alpha", type=float, default=8)
+    p.add_argument("--targets", default="c_attn")
+    p.add_argument("--seed", type=int, default=11)
     p = sub.add_parser("check-hf")
     p.add_argument("dir")
     p.add_argument("--dtype", choices=["F32", "F16", "BF16"], default="F32")
@@ -405,7 +501,8 @@ def main():
     p.add_argument("b")
     a = ap.parse_args()
     {"make-hf": cmd_make_hf, "make-llmc": cmd_make_llmc, "make-tokens": cmd_make_tokens,
-     "loss": cmd_loss, "compare": cmd_compare, "rows": cmd_rows, "check-hf": cmd_check_hf}[a.cmd](a)
+     "loss": cmd_loss, "compare": cmd_compare, "rows": cmd_rows, "check-hf": cmd_check_hf,
+     "make-peft": cmd_make_peft, "grad-check": cmd_grad_check}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -42,6 +42,11 @@ Run with /usr/bin/python3 (Debian python3-torch); safetensors by hand
   check-hf DIR      a directory transformers would load (config, names, dtypes,
                     shapes, index, generation_config; --source: values)
   selftest          the reference against itself (see cmd_selftest)
+  make-peft SRC OUT a random LoRA adapter for SRC in PEFT's format (--r, --alpha,
+                    --targets: HF module names or all-linear); loss and grad-check
+                    take --adapter DIR: the model with it (PEFT's LoRA: a target
+                    module computes base(x) + alpha / r * (x @ A.T) @ B.T), and
+                    grad-check then reads STEPPED as the adapter after the step
 """
 import argparse
 import json
@@ -51,8 +56,8 @@ import sys
 
 import numpy as np
 
-from ref_common import (INDEX, TORCH_DTYPE_NAMES, byte_alphabet, first_batch, make_tokens, round_to, shard_name, st_header,
-                        st_read_all, st_write_dir)
+from ref_common import (INDEX, TORCH_DTYPE_NAMES, byte_alphabet, first_batch, grad_errors, make_tokens, peft_random,
+                        peft_read, peft_write, round_to, shard_name, st_header, st_read_all, st_write_dir)
 
 
 class LazyTorch:
@@ -271,7 +276,9 @@ def apply_rope(x, cos, sin, ablate=()):
 def linear(x, t, name, ablate=()):
     y = x @ t[name + ".weight"].T
     b = t.get(name + ".bias")
-    return y if b is None or "bias" in ablate else y + b
+    y = y if b is None or "bias" in ablate else y + b
+    a = t.get(name + ".lora_A")
+    return y if a is None else y + t["lora.scale"] * ((x @ a.T) @ t[name + ".lora_B"].T)
 
 
 def attention(h, t, p, x, cos, sin, ablate=()):
@@ -325,14 +332,53 @@ def loss_of(h, t, inputs, targets, ablate=()):
 
 def tensors(w, dtype=None, grad=False):
     dtype = dtype or torch.float64
-    return {k: torch.tensor(v, dtype=dtype, requires_grad=grad) for k, v in w.items()}
+    return {k: torch.tensor(v, dtype=dtype, requires_grad=grad and k != "lora.scale") for k, v in w.items()}
 
 
 def loss_and_grads(h, w, inputs, targets, dtype=None):
     t = tensors(w, dtype, grad=True)
     loss = loss_of(h, t, inputs, targets)
     loss.backward()
-    return loss.item(), {k: v.grad.double().numpy() for k, v in t.items()}
+    return loss.item(), {k: v.grad.double().numpy() for k, v in t.items() if v.grad is not None}
+
+
+# ---- LoRA (PEFT) ------------------------------------------------------------------
+
+LORA_MODULES = {"q_proj": "self_attn.", "k_proj": "self_attn.", "v_proj": "self_attn.", "o_proj": "self_attn.",
+                "gate_proj": "mlp.", "up_proj": "mlp.", "down_proj": "mlp."}
+
+
+def lora_modules(h, targets):
+    """HF module path -> (out, in) of every module the targets name."""
+    names = list(LORA_MODULES) if targets == ["all-linear"] else targets
+    for n in names:
+        need(n in LORA_MODULES, "no linear named %s" % n)
+    shapes = expected_shapes(h)
+    return {"model.layers.%d.%s%s" % (l, LORA_MODULES[n], n): shapes["model.layers.%d.%s%s.weight" % (l, LORA_MODULES[n], n)]
+            for l in range(h["L"]) for n in names}
+
+
+def with_adapter(h, w, d):
+    """w with the adapter of directory d: "<module>.lora_A"/".lora_B" and
+    "lora.scale"; every adapted module must exist with matching shapes."""
+    scale, ad = peft_read(d)
+    shapes = expected_shapes(h)
+    w = dict(w)
+    for mod, (a, b) in ad.items():
+        out, inp = shapes.get(mod + ".weight", (None, None))
+        need(out is not None, "%s: adapter for %s, which the model has not" % (d, mod))
+        need(a.shape[1] == inp and b.shape[0] == out and a.shape[0] == b.shape[1],
+             "%s: %s: A %s, B %s do not fit the weight (%d, %d)" % (d, mod, a.shape, b.shape, out, inp))
+        w[mod + ".lora_A"], w[mod + ".lora_B"] = a, b
+    w["lora.scale"] = np.float64(scale)
+    return w
+
+
+def cmd_make_peft(a):
+    cfg, h, _ = load_hf(a.src)
+    mods = lora_modules(h, a.targets.split(","))
+    peft_write(a.out, peft_random(mods, a.r, a.seed), a.r, a.alpha, sorted({m.rsplit(".", 1)[1] for m in mods}),
+               False, os.path.abspath(a.src))
 
 
 # ---- random models --------------------------------------------------------------
@@ -480,6 +526,8 @@ def batch_of(a, h):
 def cmd_loss(a):
     torch.set_num_threads(a.threads)
     cfg, h, w = load_hf(a.src, a.seq)
+    if a.adapter:
+        w = with_adapter(h, w, a.adapter)
     inputs, targets = batch_of(a, h)
     print("%.12f" % loss_of(h, tensors(w), inputs, targets).item())
 
@@ -494,34 +542,22 @@ def cmd_sgd_step(a):
     write_model(a.out, dict(cfg, torch_dtype="float32"), stepped, "F32", 1)
 
 
-def ulp32(x):
-    return np.spacing(np.abs(x).astype(np.float32)).astype(np.float64)
-
-
-def grad_errors(w0, w1, g_ref, lr):
-    """Per tensor: the largest error of the gradient (w0 - w1) / lr beyond
-    what reading it back through a float32 step can cost, over the tensor's
-    largest reference gradient. One step p1 = fl(p0 - fl(lr * g)) loses at
-    most half an ulp of p1 and of lr * g: that much is forgiven per element."""
-    out = {}
-    for k, g in g_ref.items():
-        got = (w0[k] - w1[k]) / lr
-        slack = (0.5 * ulp32(w1[k]) + 0.5 * ulp32(lr * got)) / lr
-        excess = np.maximum(np.abs(got - g) - slack, 0.0)
-        out[k] = excess.max() / max(np.abs(g).max(), 1e-300)
-    return out
-
-
 def cmd_grad_check(a):
     """mpitrain's gradient from one SGD step (STEPPED, exported as F32)
     against the float64 one; prints the worst tensor and fails above --tol."""
     torch.set_num_threads(a.threads)
     cfg, h, w0 = load_hf(a.src, a.seq)
-    _, h1, w1 = load_hf(a.stepped, a.seq)
-    diff = hparams_differ(h1, h, skip=("ctx",))
-    need(not diff, "%s is not a model of %s's shape (%s)" % (a.stepped, a.src, ", ".join(diff)))
     inputs, targets = batch_of(a, h)
-    _, g = loss_and_grads(h, w0, inputs, targets)
+    if a.adapter:  # the adapters train, the model is frozen: STEPPED is an adapter
+        base = w0
+        w0, w1 = with_adapter(h, base, a.adapter), with_adapter(h, base, a.stepped)
+        _, g = loss_and_grads(h, w0, inputs, targets)
+        g = {k: v for k, v in g.items() if ".lora_" in k}
+    else:
+        _, h1, w1 = load_hf(a.stepped, a.seq)
+        diff = hparams_differ(h1, h, skip=("ctx",))
+        need(not diff, "%s is not a model of %s's shape (%s)" % (a.stepped, a.src, ", ".join(diff)))
+        _, g = loss_and_grads(h, w0, inputs, targets)
     err = grad_errors(w0, w1, g, a.lr)
     worst = max(err, key=err.get)
     print("max gradient error %.3g of the tensor's largest entry (%s); tolerance %.3g" % (err[worst], worst, a.tol))
@@ -931,6 +967,8 @@ def main():
             p.add_argument("--tol", type=float, default=1e-4)
             p.add_argument("--verbose", action="store_true")
         p.add_argument("--tokens", required=True)
+        if name in ("loss", "grad-check"):
+            p.add_argument("--adapter", help="a PEFT LoRA adapter directory for SRC")
         p.add_argument("--batch", type=int, default=2)
         p.add_argument("--seq", type=int, default=0, help="0: max_position_embeddings")
         p.add_argument("--threads", type=int, default=1)
@@ -938,6 +976,13 @@ def main():
             p.add_argument("--lr", type=float, required=name != "rounding", default=1.0)
         if name == "sgd-step":
             p.add_argument("--out", required=True)
+    p = sub.add_parser("make-peft")
+    p.add_argument("src")
+    p.add_argument("out")
+    p.add_argument("--r", type=int, default=4)
+    p.add_argument("--alpha", type=float, default=8)
+    p.add_argument("--targets", default="q_proj,v_proj")
+    p.add_argument("--seed", type=int, default=11)
     p = sub.add_parser("compare")
     p.add_argument("a")
     p.add_argument("b")
@@ -952,7 +997,7 @@ def main():
     try:
         {"make-hf": cmd_make_hf, "make-tokens": cmd_make_tokens, "make-tokenizer": cmd_make_tokenizer,
          "loss": cmd_loss, "sgd-step": cmd_sgd_step, "grad-check": cmd_grad_check, "compare": cmd_compare, "check-hf": cmd_check_hf,
-         "selftest": cmd_selftest, "rounding": cmd_rounding}[a.cmd](a)
+         "selftest": cmd_selftest, "rounding": cmd_rounding, "make-peft": cmd_make_peft}[a.cmd](a)
     except Refused as e:
         print("llama_ref %s: %s" % (a.cmd, e), file=sys.stderr)
         sys.exit(1)

@@ -12,6 +12,11 @@ formats, not any model's math.
   first_batch   the first batch mpitrain's loader takes from such a file
   byte_alphabet GPT-2's byte -> character map, the alphabet of byte-level BPE
                 tokenizers (vocab.json, tokenizer.json)
+  PEFT          a LoRA adapter directory as PEFT saves it: adapter_config.json
+                (LoraConfig's keys) and adapter_model.safetensors, whose names
+                are "base_model.model." + the HF module path + ".lora_A.weight"
+                (r, in) or ".lora_B.weight" (out, r); the adapted module
+                computes base(x) + lora_alpha / r * (x @ A.T) @ B.T
 """
 import json
 import os
@@ -151,6 +156,84 @@ def st_read_all(src):
         for name, v in st_read(path).items():
             assert name not in out, "%s: tensor %s twice" % (path, name)
             out[name] = v
+    return out
+
+
+# ---- LoRA adapters in PEFT's format ----------------------------------------------
+
+PEFT_PREFIX = "base_model.model."
+
+
+def peft_write(d, adapters, r, alpha, targets, fan_in_fan_out, base):
+    """adapters: HF module path -> (A (r, in), B (out, r)), written as F32."""
+    os.makedirs(d, exist_ok=True)
+    cfg = {"peft_type": "LORA", "task_type": "CAUSAL_LM", "r": r, "lora_alpha": alpha,
+           "lora_dropout": 0.0, "target_modules": sorted(targets), "bias": "none",
+           "fan_in_fan_out": fan_in_fan_out, "base_model_name_or_path": base,
+           "inference_mode": True, "modules_to_save": None, "use_rslora": False, "use_dora": False,
+           "init_lora_weights": True, "layers_to_transform": None, "rank_pattern": {},
+           "alpha_pattern": {}, "revision": None}
+    with open(os.path.join(d, "adapter_config.json"), "w") as f:
+        json.dump(cfg, f, indent=2)
+    tensors = {}
+    for mod, (a, b) in adapters.items():
+        tensors[PEFT_PREFIX + mod + ".lora_A.weight"] = ("F32", a)
+        tensors[PEFT_PREFIX + mod + ".lora_B.weight"] = ("F32", b)
+    st_write(os.path.join(d, "adapter_model.safetensors"), tensors, sorted(tensors))
+
+
+def peft_read(d):
+    """(lora_alpha / r, HF module path -> (A, B) as float64) of an adapter
+    directory; what this reference does not compute is an error."""
+    with open(os.path.join(d, "adapter_config.json")) as f:
+        cfg = json.load(f)
+    for key, ok in (("peft_type", cfg.get("peft_type") == "LORA"), ("use_rslora", not cfg.get("use_rslora")),
+                    ("use_dora", not cfg.get("use_dora")), ("bias", cfg.get("bias", "none") == "none")):
+        if not ok:
+            raise ValueError("%s: adapter_config.json %s=%r: not a plain LoRA" % (d, key, cfg.get(key)))
+    pairs = {}
+    for name, (_, arr, _) in st_read(os.path.join(d, "adapter_model.safetensors")).items():
+        if not name.startswith(PEFT_PREFIX) or not name.endswith((".lora_A.weight", ".lora_B.weight")):
+            raise ValueError("%s: tensor %s is not a PEFT LoRA name" % (d, name))
+        mod, which = name[len(PEFT_PREFIX):-len(".weight")].rsplit(".lora_", 1)
+        pairs.setdefault(mod, {})[which] = arr.astype(np.float64)
+    for mod, ab in pairs.items():
+        if set(ab) != {"A", "B"}:
+            raise ValueError("%s: %s has lora_%s only" % (d, mod, "".join(ab)))
+    return cfg["lora_alpha"] / cfg["r"], {m: (ab["A"], ab["B"]) for m, ab in pairs.items()}
+
+
+def peft_random(modules, r, seed):
+    """Adapters for modules (path -> (out, in)) that change the model: A as
+    PEFT initialises it (uniform, bound 1/sqrt(in)), B random instead of
+    zero (std 1/sqrt(r)), so both have gradients."""
+    g = np.random.default_rng(seed)
+    out = {}
+    for mod in sorted(modules):
+        o, i = modules[mod]
+        a = g.uniform(-1.0, 1.0, (r, i)) / np.sqrt(i)
+        b = g.standard_normal((o, r)) / np.sqrt(r)
+        out[mod] = (a.astype(np.float32), b.astype(np.float32))
+    return out
+
+
+# ---- mpitrain's gradient from one SGD step ---------------------------------------
+
+def ulp32(x):
+    return np.spacing(np.abs(x).astype(np.float32)).astype(np.float64)
+
+
+def grad_errors(w0, w1, g_ref, lr):
+    """Per tensor: the largest error of the gradient (w0 - w1) / lr beyond
+    what reading it back through a float32 step can cost, over the tensor's
+    largest reference gradient. One step p1 = fl(p0 - fl(lr * g)) loses at
+    most half an ulp of p1 and of lr * g: that much is forgiven per element."""
+    out = {}
+    for k, g in g_ref.items():
+        got = (w0[k] - w1[k]) / lr
+        slack = (0.5 * ulp32(w1[k]) + 0.5 * ulp32(lr * got)) / lr
+        excess = np.maximum(np.abs(got - g) - slack, 0.0)
+        out[k] = excess.max() / max(np.abs(g).max(), 1e-300)
     return out
 
 
