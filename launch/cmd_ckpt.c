@@ -19,6 +19,7 @@
 #include "worker/ckpt/reshard.h"
 #include "worker/ckpt/hfio.h"
 #include "worker/ckpt/llamaio.h"
+#include "worker/ckpt/peft.h"
 #include "worker/config/config.h"
 #include "worker/data/bpe.h"
 #include "worker/loop/rundir.h"
@@ -132,6 +133,24 @@ static void shape_str(const Mpitrain__TensorRecord *r, char *out, size_t n)
     if (!r->n_shape) snprintf(out, n, "scalar");
 }
 
+/* A LoRA run's settings and the base its adapters apply to. */
+static void print_lora(const Mpitrain__Manifest *mf, const CkptMeta *meta)
+{
+    const ModelConfig *c = &meta->cfg.model;
+    if (c->lora_rank <= 0) return;
+    printf("lora           rank %d, alpha %g, targets %s, dropout %g\n", c->lora_rank,
+           (double)(c->lora_alpha > 0 ? c->lora_alpha : 8.0f),
+           c->lora_targets[0] ? c->lora_targets : "(PEFT's default)", (double)c->lora_dropout);
+    if (ckpt_has_kind(mf, CKPT_BASE_KIND))
+        printf("lora base      saved in this checkpoint (base/ records)%s%s\n",
+               meta->base.path[0] ? "; made from " : "", meta->base.path);
+    else if (meta->base.path[0])
+        printf("lora base      %s (content hash 0x%016llx)\n", meta->base.path,
+               (unsigned long long)meta->base.hash);
+    else
+        printf("lora base      random, from the seed (the run had no --init-from)\n");
+}
+
 static void print_manifest(const char *dir, const Mpitrain__Manifest *mf, const CkptMeta *meta)
 {
     const ModelConfig *c = &meta->cfg.model;
@@ -173,6 +192,7 @@ static void print_manifest(const char *dir, const Mpitrain__Manifest *mf, const 
     } else {
         printf("optimizer      (none recorded)\n");
     }
+    print_lora(mf, meta);
     printf("step           %lld (optimizer step %lld)\n", (long long)meta->step, (long long)meta->opt_t);
     if (meta->budget_used_s > 0)
         printf("time budget    %.3f s of training used (--time-budget continues from it)\n",
@@ -200,7 +220,7 @@ static void print_manifest(const char *dir, const Mpitrain__Manifest *mf, const 
     printf("\ntensors (%zu records)\n", mf->n_tensors);
     printf("  %-*s  %-*s  %-*s  %12s  %12s  %s\n", wname, "name", wshape, "shape", wfile, "file",
            "offset", "bytes", "crc32c");
-    uint64_t n_params = 0, total = 0;
+    uint64_t n_params = 0, n_base = 0, total = 0;
     for (size_t i = 0; i < mf->n_tensors; i++) {
         const Mpitrain__TensorRecord *r = mf->tensors[i];
         shape_str(r, shape, sizeof shape);
@@ -215,9 +235,13 @@ static void print_manifest(const char *dir, const Mpitrain__Manifest *mf, const 
                    r->elem_begin + r->elem_count);
         printf("\n");
         if (r->name && !strncmp(r->name, "param/", 6)) n_params += r->elem_count;
+        if (r->name && !strncmp(r->name, CKPT_BASE_KIND "/", strlen(CKPT_BASE_KIND) + 1))
+            n_base += r->elem_count;
         total += r->nbytes;
     }
-    printf("\nparameters     %" PRIu64 "\n", n_params);
+    printf("\nparameters     %" PRIu64 "%s\n", n_params,
+           meta->cfg.model.lora_rank > 0 ? " (the adapters)" : "");
+    if (n_base) printf("base params    %" PRIu64 "\n", n_base);
     printf("total bytes    %" PRIu64 " (%.2f MiB)\n", total, (double)total / (1024.0 * 1024.0));
 }
 
@@ -287,23 +311,28 @@ typedef struct {
     char out[PATH_LEN];
     int dtype;  /* index into EXPORT_DTYPES; -1 = the one the model came in */
     char max_shard[32]; /* hf: --max-shard-size as typed */
+    int merge_lora;     /* --merge-lora: a LoRA run's adapters added into the base first */
 } ExportArgs;
 
 /* --dtype's choices, as safetensors names them */
 static const char *const EXPORT_DTYPES[] = {"F32", "F16", "BF16"};
 
-enum { EXPORT_SAFETENSORS = 0, EXPORT_HF = 1, EXPORT_LLMC = 2 };
+enum { EXPORT_SAFETENSORS = 0, EXPORT_HF = 1, EXPORT_LLMC = 2, EXPORT_PEFT = 3 };
 
 static const OptSpec EXPORT_OPTS[] = {
     {"format", OT_CHOICE, offsetof(ExportArgs, format), 0, NULL,
      "safetensors: mpitrain's names; hf: a Hugging Face GPT-2 directory (config.json + "
-     "model.safetensors); llmc: an llm.c model file (version 3, f32)",
-     "safetensors|hf|llmc", 1, 0, NULL},
+     "model.safetensors); llmc: an llm.c model file (version 3, f32); peft: a LoRA run's "
+     "adapters as a PEFT directory (adapter_config.json + adapter_model.safetensors)",
+     "safetensors|hf|llmc|peft", 1, 0, NULL},
     {"out", OT_STR, offsetof(ExportArgs, out), sizeof(((ExportArgs *)0)->out), "PATH",
      "file to write (a directory for hf; required)", NULL, 1, 0, NULL},
     {"dtype", OT_CHOICE, offsetof(ExportArgs, dtype), 0, NULL,
      "hf: the weights' dtype (default: the one the model came in at import, f32 for a model "
-     "trained from scratch)", "f32|f16|bf16", 1, 0, NULL},
+     "trained from scratch); peft: the adapters' (default f32)", "f32|f16|bf16", 1, 0, NULL},
+    {"merge-lora", OT_FLAG, offsetof(ExportArgs, merge_lora), 0, NULL,
+     "hf, llmc: a LoRA run's adapters added into its base weights (W += alpha/r B A), the "
+     "merged model written", NULL, 1, 0, NULL},
     {"max-shard-size", OT_STR, offsetof(ExportArgs, max_shard), sizeof(((ExportArgs *)0)->max_shard),
      "SIZE", "hf, llama family: larger weights go into shards of at most SIZE with "
      "model.safetensors.index.json, as transformers' max_shard_size (5GB = 5*10^9 bytes, 5GiB = "
@@ -361,19 +390,51 @@ static int export_hf(const Model *m, const CkptMeta *meta, const ExportArgs *a, 
     return llama_export_hf(m, &x, a->out, e);
 }
 
+/* What a LoRA run's checkpoint exports as, and what a plain one does not:
+ * its adapters (peft) or its merged model (--merge-lora), never its base
+ * alone. */
+static int check_lora_export(const char *dir, const CkptMeta *meta, const ExportArgs *a, Err *e)
+{
+    int lora = meta->cfg.model.lora_rank > 0;
+    if (a->format == EXPORT_PEFT && !lora)
+        return err_set(e, "--format peft: checkpoint %s is not a LoRA run's (--lora-rank 0: every "
+                          "weight trained, there are no adapters); export it with --format hf",
+                       dir);
+    if (a->format == EXPORT_PEFT && a->merge_lora)
+        return err_set(e, "--merge-lora with --format peft: PEFT's format holds the adapters "
+                          "themselves; drop --merge-lora, or write the merged model with --format hf");
+    if (a->merge_lora && !lora)
+        return err_set(e, "--merge-lora: checkpoint %s is not a LoRA run's (--lora-rank 0): "
+                          "there are no adapters to merge; drop the flag", dir);
+    if (a->merge_lora && a->format == EXPORT_SAFETENSORS)
+        return err_set(e, "--merge-lora applies to --format hf and llmc");
+    if (lora && a->format != EXPORT_PEFT && !a->merge_lora)
+        return err_set(e, "checkpoint %s is a LoRA run's (rank %d adapters on a frozen base): "
+                          "--format %s would leave the adapters out; pass --merge-lora to write "
+                          "the merged model, or --format peft for the adapters alone", dir,
+                       meta->cfg.model.lora_rank,
+                       a->format == EXPORT_HF ? "hf" : a->format == EXPORT_LLMC ? "llmc" : "safetensors");
+    return 0;
+}
+
 static int export_to(const char *dir, const CkptMeta *meta, const ExportArgs *a, Err *e)
 {
     int format = a->format;
     const char *out = a->out;
     const char *dtype = a->dtype >= 0 ? EXPORT_DTYPES[a->dtype]
-                        : meta->source_dtype[0] ? meta->source_dtype : "F32";
+                        : meta->source_dtype[0] && format != EXPORT_PEFT ? meta->source_dtype : "F32";
     Model m;
     if (load_verified(dir, meta, &m, e)) return -1;
     char tok[PATH_BUF];
     int rc = 0;
-    /* --out's folders are made (hf makes its own directory) */
-    if (format != EXPORT_HF && mkdir_parent(out, e)) {
+    if (a->merge_lora) rc = model_merge_adapters(&m, e);
+    WeightTable w = model_weight_table(&m);
+    /* --out's folders are made (hf and peft make their own directory) */
+    if (rc || (format != EXPORT_HF && format != EXPORT_PEFT && mkdir_parent(out, e))) {
         rc = -1;
+    } else if (format == EXPORT_PEFT) {
+        rc = peft_export(&m, meta->base.path, dtype, out, e);
+        w = (WeightTable){m.tensors, m.n_tensors, m.params, m.n_params, 0};
     } else if (format == EXPORT_SAFETENSORS) {
         rc = export_safetensors(&m, meta, out, e);
     } else if (format == EXPORT_HF) {
@@ -383,17 +444,17 @@ static int export_to(const char *dir, const CkptMeta *meta, const ExportArgs *a,
         rc = gpt2_export_llmc(&m, out, e);
     }
     if (!rc)
-        printf("wrote %s: %d tensors, %zu parameters, step %lld\n", out, m.n_tensors, m.n_params,
-               (long long)meta->step);
+        printf("wrote %s: %d tensors, %zu parameters, step %lld%s\n", out, w.n_tensors, w.n_params,
+               (long long)meta->step, a->merge_lora ? " (adapters merged)" : "");
     model_free(&m);
     return rc;
 }
 
 static int ckpt_export(int argc, char **argv)
 {
-    ExportArgs a = {0, "", -1, "5GB"};
+    ExportArgs a = {0, "", -1, "5GB", 0};
     const char *path = NULL;
-    int rc = parse_sub("ckpt export", "mpitrain ckpt export DIR --format safetensors|hf|llmc --out PATH [--dtype f32|f16|bf16] [--max-shard-size 5GB]",
+    int rc = parse_sub("ckpt export", "mpitrain ckpt export DIR --format safetensors|hf|llmc|peft --out PATH [--dtype f32|f16|bf16] [--max-shard-size 5GB] [--merge-lora]",
                        "Writes the model weights of a checkpoint (shapes unsharded) to another "
                        "format, after\nchecking every checksum: safetensors with mpitrain's names "
                        "(f32), a Hugging Face directory\n(config.json, generation_config.json, "
@@ -401,7 +462,8 @@ static int ckpt_export(int argc, char **argv)
                        "tokenizer, its files) of GPT2LMHeadModel or the class a llama-family model\n"
                        "came as (LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, "
                        "MistralForCausalLM), or an llm.c\nGPT-2 file (f32). Each file appears whole "
-                       "or not at all.",
+                       "or not at all. A LoRA run's checkpoint exports its adapters\n(--format "
+                       "peft) or, with --merge-lora, the merged model (docs/lora.md).",
                        EXPORT_OPTS, &a, argc, argv, &path);
     if (rc >= 0) return rc;
     if (!a.out[0]) {
@@ -413,20 +475,19 @@ static int ckpt_export(int argc, char **argv)
                         "2GiB or a number of bytes\n", a.max_shard);
         return EXIT_USAGE;
     }
-    if (a.dtype >= 0 && a.format != EXPORT_HF) {
-        fprintf(stderr, "mpitrain ckpt export: --dtype applies to --format hf only (the other "
-                        "formats are f32)\n");
+    if (a.dtype >= 0 && a.format != EXPORT_HF && a.format != EXPORT_PEFT) {
+        fprintf(stderr, "mpitrain ckpt export: --dtype applies to --format hf and peft only (the "
+                        "other formats are f32)\n");
         return EXIT_USAGE;
     }
     Err e = {{0}};
     char dir[PATH_LEN];
     CkptMeta meta;
-    if (ckpt_resolve(path, dir, sizeof dir, &e) || ckpt_load_meta(dir, &meta, &e) ||
-        export_to(dir, &meta, &a, &e)) {
-        fprintf(stderr, "mpitrain ckpt export: %s\n", e.msg);
-        return 1;
-    }
-    return 0;
+    rc = ckpt_resolve(path, dir, sizeof dir, &e) || ckpt_load_meta(dir, &meta, &e) ? 1 : 0;
+    if (!rc && check_lora_export(dir, &meta, &a, &e)) rc = EXIT_USAGE;
+    if (!rc && export_to(dir, &meta, &a, &e)) rc = 1;
+    if (rc) fprintf(stderr, "mpitrain ckpt export: %s\n", e.msg);
+    return rc;
 }
 
 /* ---- import -------------------------------------------------------------- */

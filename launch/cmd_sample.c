@@ -253,6 +253,9 @@ static int load_model(SampleState *s, const SampleArgs *a, const char *dir, cons
     CkptWhole how = {.max_batch = 1, .forward_only = 1};
     if (ckpt_load_whole(dir, c, &how, &s->m, e)) return -1;
     s->model_ok = 1;
+    /* a LoRA run's adapters go into the weights once: the KV-cache
+     * decoder reads the weights alone */
+    if (model_merge_adapters(&s->m, e)) return err_wrap(e, "%s", dir);
     s->ctx = (Context){&s->m, NULL, calloc((size_t)c->seq_len, sizeof(int)), 0, c->seq_len};
     int no_picker = picker_init(&s->pick, a->temperature, a->top_k, a->top_p, c->vocab);
     if (!s->ctx.hist || no_picker)

@@ -12,6 +12,7 @@
 #include "sharding/stages.h"
 #include "worker/ckpt/ckpt.h"
 #include "worker/ckpt/hfio.h"
+#include "worker/ckpt/peft.h"
 #include "worker/config/settings.h"
 #include "worker/method/methods.h"
 
@@ -369,8 +370,33 @@ static const char *source_key(const char *flag, const ModelConfig *src)
     return flag;
 }
 
+/* LoRA's settings are the run's own (its flags, or --lora-from's
+ * adapters), never the source's: a plain base gets adapters. */
+static void keep_lora_settings(ModelConfig *to, const ModelConfig *flags)
+{
+    to->lora_rank = flags->lora_rank;
+    to->lora_alpha = flags->lora_alpha;
+    to->lora_dropout = flags->lora_dropout;
+    memcpy(to->lora_targets, flags->lora_targets, sizeof to->lora_targets);
+}
+
+/* --lora-from: adapters to continue need the base they apply to, and a
+ * resumed run has its own. */
+static int check_lora_from(const TrainConfig *cfg, Err *e)
+{
+    if (!cfg->lora_from[0]) return 0;
+    if (cfg->resume[0])
+        return err_set(e, "--lora-from with --resume: the checkpoint holds its own adapters; "
+                          "drop --lora-from");
+    if (!cfg->init_from[0])
+        return err_set(e, "--lora-from %s needs --init-from BASE: the model the adapters apply "
+                          "to", cfg->lora_from);
+    return 0;
+}
+
 int plan_apply_init_from(TrainConfig *cfg, Err *e)
 {
+    if (check_lora_from(cfg, e)) return -1;
     if (!cfg->init_from[0] || cfg->resume[0]) return 0;
     WeightSource src;
     if (wsource_open(cfg->init_from, &src, e)) {
@@ -389,6 +415,7 @@ int plan_apply_init_from(TrainConfig *cfg, Err *e)
     int def_seq = taken->model.seq_len;
     *taken = *cfg;
     taken->model = src.model;
+    keep_lora_settings(&taken->model, &cfg->model);
     taken->model.positions = model_positions(&src.model);
     const OptSpec *seq = train_config_table(NULL);
     while (seq->name && strcmp(seq->name, "seq-len")) seq++;
@@ -405,6 +432,8 @@ int plan_apply_init_from(TrainConfig *cfg, Err *e)
                      wsource_kind_name(src.kind), cfg->init_from);
     if (!rc) cfg->model = taken->model;
     free(taken);
+    /* the adapters' settings, once the model's family is the source's */
+    if (!rc && cfg->lora_from[0]) rc = peft_apply_config(cfg, e);
     return rc;
 }
 

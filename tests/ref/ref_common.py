@@ -91,9 +91,10 @@ def st_bytes(dtype, arr):
     return np.ascontiguousarray(arr, dtype=DTYPES[dtype]).tobytes()
 
 
-def st_write(path, tensors, order):
-    """tensors: name -> (dtype, numpy array); order: names in file order.
-    Returns the bytes of tensor data written."""
+def st_write(path, tensors, order, compact=False):
+    """tensors: name -> (dtype, numpy array); order: names in file order;
+    compact: the header without spaces, as the safetensors library (and
+    mpitrain) write it. Returns the bytes of tensor data written."""
     header, blobs, off = {}, [], 0
     for name in order:
         dtype, arr = tensors[name]
@@ -102,7 +103,7 @@ def st_write(path, tensors, order):
         blobs.append(data)
         off += len(data)
     header["__metadata__"] = {"format": "pt"}
-    text = json.dumps(header).encode()
+    text = json.dumps(header, separators=(",", ":") if compact else None).encode()
     text += b" " * ((8 - len(text) % 8) % 8)
     with open(path, "wb") as f:
         f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
@@ -179,7 +180,7 @@ def peft_write(d, adapters, r, alpha, targets, fan_in_fan_out, base):
     for mod, (a, b) in adapters.items():
         tensors[PEFT_PREFIX + mod + ".lora_A.weight"] = ("F32", a)
         tensors[PEFT_PREFIX + mod + ".lora_B.weight"] = ("F32", b)
-    st_write(os.path.join(d, "adapter_model.safetensors"), tensors, sorted(tensors))
+    st_write(os.path.join(d, "adapter_model.safetensors"), tensors, sorted(tensors), compact=True)
 
 
 def peft_read(d):

@@ -14,6 +14,9 @@
 #include "base/fileio.h"
 #include "worker/optim/optim.h"
 #include "worker/ckpt/safetensors.h"
+#include "worker/ckpt/hfio.h"
+#include "worker/ckpt/lorabase.h"
+#include "worker/ckpt/peft.h"
 
 #define PYTHON "/usr/bin/python3"
 
@@ -694,4 +697,149 @@ Test(safetensors, torch_frombuffer_matches)
     cr_assert_eq(run_python(dir, "torch_check.py", PY_TORCH, args), 0,
                  "torch.frombuffer check failed (is python3-torch installed?)");
     model_free(&m);
+}
+
+/* ---- issue 24: a LoRA run's checkpoints and PEFT's format ------------------ */
+
+static ModelConfig lora_cfg(void)
+{
+    ModelConfig c = tiny_cfg(8);
+    c.lora_rank = 2;
+    c.lora_alpha = 6;
+    snprintf(c.lora_targets, sizeof c.lora_targets, "all-linear");
+    return c;
+}
+
+/* A whole LoRA model, no init; its adapters (A and B) set to distinct values. */
+static void build_lora(Model *m, uint64_t seed)
+{
+    Err e = {""};
+    ModelConfig c = lora_cfg();
+    ModelShard whole = model_shard_whole(0);
+    cr_assert_eq(model_build_shard(m, &c, &whole, 1, &e), 0, "%s", e.msg);
+    for (size_t i = 0; i < m->n_params; i++) m->params[i] = (float)((double)(i % 53) - 26) * 1e-3f * (float)seed;
+}
+
+static int same_table(const WeightTable *a, const Model *plain)
+{
+    for (int k = 0; k < a->n_tensors; k++) {
+        const ParamInfo *t = &a->tensors[k], *p = model_find_tensor(plain, t->name);
+        if (!p || p->numel != t->numel ||
+            memcmp(a->params + t->offset, plain->params + p->offset, t->numel * sizeof(float)))
+            return 0;
+    }
+    return 1;
+}
+
+Test(ckpt_lora, a_plain_checkpoint_fills_the_base_and_a_lora_one_holds_only_adapters)
+{
+    const char *dir = tmp("ckpt_lora_records");
+    Model plain, l, back;
+    Optimizer o;
+    make_state(&plain, &o, 8, 3);
+    const char *base = save_step(dir, &plain, NULL, 0);
+    char base_dir[4400];
+    snprintf(base_dir, sizeof base_dir, "%s", base);
+    build_lora(&l, 1);
+    Err e = {""};
+    Mpitrain__Manifest *mf;
+    cr_assert_eq(ckpt_read_manifest(base_dir, &mf, &e), 0, "%s", e.msg);
+    cr_assert_eq(ckpt_load_weights_as(base_dir, mf, "param", &l, &e), 0, "%s", e.msg);
+    mpitrain__manifest__free_unpacked(mf, NULL);
+    WeightTable w = model_weight_table(&l);
+    cr_assert(w.base && same_table(&w, &plain), "the base is the plain checkpoint's weights");
+
+    /* saved by reference: the records are the adapters' alone */
+    CkptMeta meta = make_meta(&l, 4);
+    cr_assert_lt(strlen(base_dir), sizeof meta.base.path);
+    memcpy(meta.base.path, base_dir, strlen(base_dir) + 1);
+    char out[4400];
+    cr_assert_eq(ckpt_save(path_in(dir, "lora"), &meta, &l, NULL, out, sizeof out, &e), 0, "%s", e.msg);
+    cr_assert_eq(ckpt_read_manifest(out, &mf, &e), 0, "%s", e.msg);
+    cr_assert_eq(mf->n_tensors, (size_t)l.n_tensors);
+    for (size_t i = 0; i < mf->n_tensors; i++)
+        cr_assert(strstr(mf->tensors[i]->name, ".lora_"), "record %s is no adapter", mf->tensors[i]->name);
+    cr_assert_str_eq(mf->lora_base_path, base_dir);
+    mpitrain__manifest__free_unpacked(mf, NULL);
+
+    /* --lora-save-base: the base goes along and loads back with the adapters */
+    meta.base.share = (Range){0, l.base.n_params};
+    cr_assert_eq(ckpt_save(path_in(dir, "alone"), &meta, &l, NULL, out, sizeof out, &e), 0, "%s", e.msg);
+    cr_assert_eq(ckpt_read_manifest(out, &mf, &e), 0, "%s", e.msg);
+    cr_assert(ckpt_has_kind(mf, CKPT_BASE_KIND));
+    build_lora(&back, 2);
+    CkptMeta got;
+    cr_assert_eq(ckpt_meta_from_pb(mf, &got, &e), 0, "%s", e.msg);
+    cr_assert_eq(lorabase_load(out, mf, &got, &back, 1, &e), 0, "%s", e.msg);
+    cr_assert_eq(ckpt_load_from(out, mf, &back, NULL, &e), 0, "%s", e.msg);
+    mpitrain__manifest__free_unpacked(mf, NULL);
+    cr_assert_eq(memcmp(back.base.params, l.base.params, l.base.n_params * sizeof(float)), 0);
+    cr_assert_eq(memcmp(back.params, l.params, l.n_params * sizeof(float)), 0);
+    model_free(&back);
+    model_free(&l);
+    model_free(&plain);
+    optim_free(&o);
+}
+
+Test(ckpt_lora, a_referenced_base_that_changed_is_refused_with_both_hashes)
+{
+    const char *dir = tmp("ckpt_lora_hash");
+    Model plain, l;
+    Optimizer o;
+    make_state(&plain, &o, 8, 3);
+    char base_dir[4400], out[4400];
+    snprintf(base_dir, sizeof base_dir, "%s", save_step(dir, &plain, NULL, 0));
+    Err e = {""};
+    WeightSource src;
+    cr_assert_eq(wsource_open(base_dir, &src, &e), 0, "%s", e.msg);
+    CkptMeta meta;
+    build_lora(&l, 1);
+    meta = make_meta(&l, 1);
+    cr_assert_eq(lorabase_ref(base_dir, &src, &meta.base, &e), 0, "%s", e.msg);
+    wsource_close(&src);
+    cr_assert_eq(ckpt_save(path_in(dir, "lora"), &meta, &l, NULL, out, sizeof out, &e), 0, "%s", e.msg);
+    Mpitrain__Manifest *mf;
+    cr_assert_eq(ckpt_read_manifest(out, &mf, &e), 0, "%s", e.msg);
+    CkptMeta got;
+    cr_assert_eq(ckpt_meta_from_pb(mf, &got, &e), 0, "%s", e.msg);
+    cr_assert_eq(lorabase_load(out, mf, &got, &l, 1, &e), 0, "unchanged: %s", e.msg);
+    /* the base is overwritten by other weights at the same path */
+    plain.params[5] += 1.0f;
+    save_step(dir, &plain, NULL, 0);
+    cr_assert_eq(lorabase_load(out, mf, &got, &l, 1, &e), -1);
+    char want[64];
+    snprintf(want, sizeof want, "0x%016llx", (unsigned long long)got.base.hash);
+    cr_assert(strstr(e.msg, "has changed") && strstr(e.msg, want) && strstr(e.msg, got.base.path), "%s", e.msg);
+    mpitrain__manifest__free_unpacked(mf, NULL);
+    model_free(&l);
+    model_free(&plain);
+    optim_free(&o);
+}
+
+Test(ckpt_lora, peft_export_and_load_round_trip_byte_for_byte)
+{
+    const char *dir = tmp("ckpt_lora_peft");
+    Model a, b;
+    build_lora(&a, 1);
+    build_lora(&b, 2);
+    Err e = {""};
+    char one[4096], two[4096];
+    snprintf(one, sizeof one, "%s", path_in(dir, "one"));
+    snprintf(two, sizeof two, "%s", path_in(dir, "two"));
+    cr_assert_eq(peft_export(&a, "/base", "F32", one, &e), 0, "%s", e.msg);
+    cr_assert_eq(peft_load_adapters(one, &b, &e), 0, "%s", e.msg);
+    cr_assert_eq(memcmp(a.params, b.params, a.n_params * sizeof(float)), 0);
+    cr_assert_eq(peft_export(&b, "/base", "F32", two, &e), 0, "%s", e.msg);
+    size_t n1, n2;
+    unsigned char *f1 = test_read_file(path_in(one, PEFT_WEIGHTS_NAME), &n1);
+    unsigned char *f2 = test_read_file(path_in(two, PEFT_WEIGHTS_NAME), &n2);
+    cr_assert(f1 && f2 && n1 == n2 && !memcmp(f1, f2, n1), "the two exports differ");
+    const char *name = "\"base_model.model.transformer.h.1.mlp.c_proj.lora_B.weight\"";
+    int found = 0;
+    for (size_t i = 0; !found && i + strlen(name) <= n1; i++) found = !memcmp(f1 + i, name, strlen(name));
+    cr_assert(found, "PEFT's name of GPT-2's mlp.c_proj B");
+    free(f1);
+    free(f2);
+    model_free(&a);
+    model_free(&b);
 }

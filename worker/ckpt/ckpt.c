@@ -81,12 +81,12 @@ static void free_records(RecordList *rl)
 
 /* Writes, tensor by tensor, the elements of [want.lo, want.hi) that `buf`
  * holds (buf holds flat elements [buf_lo, ...)), one record each. */
-static int write_range(AtomicFile *af, RecordList *rl, const Model *m, const char *prefix,
-                       const float *buf, size_t buf_lo, Range want, const char *file,
-                       uint64_t *offset, Err *e)
+static int write_range(AtomicFile *af, RecordList *rl, const Model *m, const WeightTable *tab,
+                       const char *prefix, const float *buf, size_t buf_lo, Range want,
+                       const char *file, uint64_t *offset, Err *e)
 {
-    for (int k = 0; k < m->n_tensors; k++) {
-        const ParamInfo *t = &m->tensors[k];
+    for (int k = 0; k < tab->n_tensors; k++) {
+        const ParamInfo *t = &tab->tensors[k];
         /* one copy of everything: TP rank 0 speaks for replicated tensors,
          * the embedding stage for the tied head copy */
         if (t->tied_copy || (t->split == TP_REPLICATED && m->shard.tp_rank > 0)) continue;
@@ -151,10 +151,18 @@ int ckpt_shard_open(CkptShardWriter **out, const char *tmp, int index, Err *e)
     return -1;
 }
 
+/* The table a kind of record belongs to: the frozen base's, or the trained one. */
+static WeightTable table_of(const Model *m, int base)
+{
+    if (base) return (WeightTable){m->base.tensors, m->base.n_tensors, m->base.params, m->base.n_params, 1};
+    return (WeightTable){m->tensors, m->n_tensors, m->params, m->n_params, 0};
+}
+
 int ckpt_shard_add(CkptShardWriter *w, const Model *m, const CkptPart *p, Err *e)
 {
     if (!p->buf) return 0;
-    return write_range(&w->af, &w->rl, m, p->kind, p->buf, p->lo, p->want, w->file, &w->off, e);
+    WeightTable tab = table_of(m, !strcmp(p->kind, CKPT_BASE_KIND));
+    return write_range(&w->af, &w->rl, m, &tab, p->kind, p->buf, p->lo, p->want, w->file, &w->off, e);
 }
 
 int ckpt_shard_close(CkptShardWriter *w, int commit, uint8_t **records, size_t *records_len,
@@ -335,8 +343,13 @@ int ckpt_save(const char *root, const CkptMeta *meta, const Model *m, const Opti
     char tmp[PATH_BUF];
     uint8_t *recs = NULL;
     size_t len = 0;
+    CkptPart parts[4];
+    int n = ckpt_model_parts(m, o, (Range){0, m->n_params}, parts);
+    /* a LoRA model's base with it when asked (meta->base.share) */
+    if (meta->base.share.hi > meta->base.share.lo)
+        parts[n++] = (CkptPart){CKPT_BASE_KIND, m->base.params, 0, meta->base.share};
     int rc = ckpt_begin(root, meta->step, tmp, sizeof tmp, e);
-    if (!rc) rc = ckpt_write_shard(tmp, 0, m, o, (Range){0, m->n_params}, &recs, &len, e);
+    if (!rc) rc = ckpt_write_parts(tmp, 0, m, parts, n, &recs, &len, e);
     if (!rc) rc = ckpt_finish(root, tmp, meta, &recs, &len, 1, out_dir, out_len, e);
     free(recs);
     if (rc) remove_tree(tmp);
@@ -525,6 +538,11 @@ typedef struct {
  * buffers and holds no copy of any tensor. */
 typedef struct {
     const char *dir;
+    /* Records of this kind go into the frozen base's table (CKPT_BASE_KIND;
+     * "param" when a checkpoint is a LoRA model's base source); with
+     * only_base set no other record is read or checked. */
+    const char *base_kind;
+    int only_base;
     const char *file; /* the record's name of the open file */
     FILE *f;
     uint64_t size;
@@ -808,15 +826,32 @@ static int load_tensor_kind(Loader *ld, const Mpitrain__Manifest *mf, const char
     return 0;
 }
 
-static int check_names(const char *dir, const Mpitrain__Manifest *mf, const Model *m, Err *e)
+/* The table of a kind of record: the base's for the loader's base kind
+ * (when the model has a base), else the trained one. */
+static WeightTable kind_table(const Loader *ld, const Model *m, const char *kind)
 {
+    return table_of(m, m->base.n_tensors && !strcmp(kind, ld->base_kind));
+}
+
+static const ParamInfo *find_in(const WeightTable *tab, const char *name)
+{
+    for (int k = 0; k < tab->n_tensors; k++)
+        if (!strcmp(tab->tensors[k].name, name)) return &tab->tensors[k];
+    return NULL;
+}
+
+static int check_names(const Loader *ld, const Mpitrain__Manifest *mf, const Model *m, Err *e)
+{
+    const char *dir = ld->dir;
     for (size_t i = 0; i < mf->n_tensors; i++) {
         const Mpitrain__TensorRecord *r = mf->tensors[i];
         char kind[CKPT_KIND_LEN];
         const char *tname;
         if (!r->name || split_name(r->name, kind, sizeof kind, &tname))
             return err_set(e, "checkpoint %s: record %zu has a malformed name", dir, i);
-        const ParamInfo *t = model_find_tensor(m, tname);
+        if (ld->only_base && strcmp(kind, ld->base_kind)) continue;
+        WeightTable tab = kind_table(ld, m, kind);
+        const ParamInfo *t = find_in(&tab, tname);
         if (!t && m->shard.first_block == 0 && m->shard.last_block == m->n_blocks - 1)
             return err_set(e, "checkpoint %s: tensor '%s' is not part of this model (%s)", dir,
                            r->name, "was the checkpoint made with other --layers/--embd?");
@@ -842,8 +877,9 @@ int ckpt_load(const char *dir, Model *m, Optimizer *o, Err *e)
 static int load_kind_range(Loader *ld, const Mpitrain__Manifest *mf, const Model *m,
                            const char *kind, float *dst, size_t lo, size_t hi, Err *e)
 {
-    for (int k = 0; k < m->n_tensors; k++) {
-        const ParamInfo *t = &m->tensors[k];
+    WeightTable tab = kind_table(ld, m, kind);
+    for (int k = 0; k < tab.n_tensors; k++) {
+        const ParamInfo *t = &tab.tensors[k];
         size_t a = t->offset > lo ? t->offset : lo;
         size_t b = t->offset + t->numel < hi ? t->offset + t->numel : hi;
         if (a < b && load_tensor_kind(ld, mf, kind, t, m, dst + (a - lo), a - t->offset,
@@ -855,10 +891,11 @@ static int load_kind_range(Loader *ld, const Mpitrain__Manifest *mf, const Model
 
 /* A loader for dir's manifest, after its names are checked against m. */
 static int loader_begin(Loader *ld, const char *dir, const Mpitrain__Manifest *mf, const Model *m,
-                        Err *e)
+                        const char *base_kind, int only_base, Err *e)
 {
-    *ld = (Loader){.dir = dir, .spans = malloc((mf->n_tensors ? mf->n_tensors : 1) * sizeof(Span))};
-    int rc = check_names(dir, mf, m, e);
+    *ld = (Loader){.dir = dir, .base_kind = base_kind, .only_base = only_base,
+                   .spans = malloc((mf->n_tensors ? mf->n_tensors : 1) * sizeof(Span))};
+    int rc = check_names(ld, mf, m, e);
     if (!rc && !ld->spans) rc = err_set(e, "out of memory loading %s", dir);
     return rc;
 }
@@ -866,7 +903,7 @@ static int loader_begin(Loader *ld, const char *dir, const Mpitrain__Manifest *m
 int ckpt_load_from(const char *dir, const Mpitrain__Manifest *mf, Model *m, Optimizer *o, Err *e)
 {
     Loader ld;
-    int rc = loader_begin(&ld, dir, mf, m, e);
+    int rc = loader_begin(&ld, dir, mf, m, CKPT_BASE_KIND, 0, e);
     if (!rc) rc = load_kind_range(&ld, mf, m, "param", m->params, 0, m->n_params, e);
     /* the optimizer state this rank holds; without an optimizer (or one
      * without moments) no opt_* record is read, and a weights-only
@@ -883,8 +920,19 @@ int ckpt_load_kind(const char *dir, const Mpitrain__Manifest *mf, const Model *m
                    const char *kind, float *dst, size_t lo, size_t hi, Err *e)
 {
     Loader ld;
-    int rc = loader_begin(&ld, dir, mf, m, e);
+    int rc = loader_begin(&ld, dir, mf, m, CKPT_BASE_KIND, 0, e);
     if (!rc) rc = load_kind_range(&ld, mf, m, kind, dst, lo, hi, e);
+    loader_close(&ld);
+    return rc;
+}
+
+int ckpt_load_weights_as(const char *dir, const Mpitrain__Manifest *mf, const char *kind,
+                         Model *m, Err *e)
+{
+    Loader ld;
+    WeightTable w = model_weight_table(m);
+    int rc = loader_begin(&ld, dir, mf, m, kind, 1, e);
+    if (!rc) rc = load_kind_range(&ld, mf, m, kind, w.params, 0, w.n_params, e);
     loader_close(&ld);
     return rc;
 }

@@ -22,6 +22,16 @@
 /* a manifest larger than this is not one of ours */
 #define CKPT_MAX_MANIFEST (64u << 20)
 
+/* A LoRA run's frozen base, as its checkpoints refer to it (the manifest's
+ * lora_base_path and lora_base_hash; worker/ckpt/lorabase.h). */
+typedef struct {
+    char path[PATH_LEN]; /* the weight source, absolute; "" = none (the seed's random base) */
+    uint64_t hash;       /* lorabase_hash of that source */
+    /* --lora-save-base: the flat elements of this process's base buffer
+     * it writes as base/ records (its dp rank's share); empty: none */
+    Range share;
+} CkptBaseRef;
+
 /* What a checkpoint says about its run: the settings (in the manifest by
  * name, through the settings table, as the plan carries them) and the
  * run's state that no setting holds. */
@@ -45,6 +55,7 @@ typedef struct {
     /* The Hugging Face class the weights came as ("" = none known): kept the
      * same way, the class an HF export writes back. */
     char source_arch[48];
+    CkptBaseRef base;      /* LoRA: the base the adapters apply to */
 } CkptMeta;
 
 /* A CkptMeta of the default settings and no state (step 0, layout 1x1x1):
@@ -82,6 +93,9 @@ typedef struct {
     size_t lo;
     Range want;
 } CkptPart;
+/* The record kind of a LoRA run's frozen base saved with its checkpoint: a
+ * part of this kind holds the base's buffer (m->base.params) and ranges. */
+#define CKPT_BASE_KIND "base"
 /* The weights and the optimizer's moments inside r (o may be NULL): 3 parts. */
 int ckpt_model_parts(const Model *m, const Optimizer *o, Range r, CkptPart *out);
 /* The same one part at a time (a part's buffer may be reused once added):
@@ -115,6 +129,12 @@ int ckpt_tokenizer_of(const char *step_dir, char *out, size_t n);
 int ckpt_load(const char *dir, Model *m, Optimizer *o, Err *e);
 /* The same from a manifest the caller has read already. */
 int ckpt_load_from(const char *dir, const Mpitrain__Manifest *mf, Model *m, Optimizer *o, Err *e);
+/* The weights a source holds (model_weight_table: a LoRA model's frozen
+ * base, else every weight) from the records of one kind alone ("param" of a
+ * checkpoint used as a source, CKPT_BASE_KIND of a LoRA checkpoint's own
+ * copy): no other record is read or checked. */
+int ckpt_load_weights_as(const char *dir, const Mpitrain__Manifest *mf, const char *kind,
+                         Model *m, Err *e);
 /* Flat elements [lo, hi) of the model's shard, of one kind of record, into
  * dst (dst[0] = element lo), from any layout the checkpoint was saved in. */
 int ckpt_load_kind(const char *dir, const Mpitrain__Manifest *mf, const Model *m,

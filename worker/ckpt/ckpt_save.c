@@ -27,6 +27,23 @@ static int finish_on_root(Group *g, const CkptSaveTo *to, const char *tmp, const
     return rc;
 }
 
+/* The parts, and with --lora-save-base this rank's share of the frozen
+ * base as base/ records after them. */
+static int write_with_base(const char *tmp, int rank, const Model *m, const CkptPart *parts,
+                           int n_parts, const CkptBaseRef *base, uint8_t **recs, size_t *len,
+                           Err *e)
+{
+    if (base->share.hi <= base->share.lo)
+        return ckpt_write_parts(tmp, rank, m, parts, n_parts, recs, len, e);
+    CkptPart *all = malloc((size_t)(n_parts + 1) * sizeof *all);
+    if (!all) return err_set(e, "out of memory");
+    for (int i = 0; i < n_parts; i++) all[i] = parts[i];
+    all[n_parts] = (CkptPart){CKPT_BASE_KIND, m->base.params, 0, base->share};
+    int rc = ckpt_write_parts(tmp, rank, m, all, n_parts + 1, recs, len, e);
+    free(all);
+    return rc;
+}
+
 int ckpt_save_group(Group *g, const CkptSaveTo *to, const Model *m, const CkptPart *parts,
                     int n_parts, const CkptMeta *meta, char *out_dir, size_t out_len, Err *e)
 {
@@ -37,7 +54,7 @@ int ckpt_save_group(Group *g, const CkptSaveTo *to, const Model *m, const CkptPa
     if (agree(g, rc, e)) return -1;
     uint8_t *recs = NULL;
     size_t len = 0;
-    rc = ckpt_write_parts(tmp, rank, m, parts, n_parts, &recs, &len, e);
+    rc = write_with_base(tmp, rank, m, parts, n_parts, &meta->base, &recs, &len, e);
     if (to->hooks && to->hooks->parts_written) to->hooks->parts_written(rank, (long)meta->step);
     if (agree(g, rc, e)) {
         free(recs);

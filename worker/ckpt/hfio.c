@@ -465,6 +465,10 @@ int wsource_open(const char *path, WeightSource *s, Err *e)
                 ckpt_load_meta(s->path, &meta, &sub))
                 return err_set(e, "%s: %s; nor a Hugging Face GPT-2 directory (config.json + "
                                   "model.safetensors)", path, sub.msg);
+            if (meta.cfg.model.lora_rank > 0)
+                return err_set(e, "%s is a LoRA run's checkpoint (adapters on a base): continue it "
+                                  "with --resume, or export the merged model (mpitrain ckpt export "
+                                  "--format hf --merge-lora) and start from that", path);
             s->model = meta.cfg.model;
             snprintf(s->dtype, sizeof s->dtype, "%s", meta.source_dtype);
             snprintf(s->arch, sizeof s->arch, "%s", meta.source_arch);
@@ -560,9 +564,20 @@ static int source_read(const WeightSource *s, int slot, int rows, float *out, Sc
     return s->kind == WSRC_HF_LLAMA ? llama_read_slot(s, slot, out, e) : read_slot(s, slot, rows, out, tmp, e);
 }
 
+/* A checkpoint's weights (its param/ records) into the weights a source
+ * fills: a LoRA model's frozen base, else every weight. */
+static int load_checkpoint(const WeightSource *s, Model *m, Err *e)
+{
+    Mpitrain__Manifest *mf;
+    if (ckpt_read_manifest(s->path, &mf, e)) return -1;
+    int rc = ckpt_load_weights_as(s->path, mf, "param", m, e);
+    mpitrain__manifest__free_unpacked(mf, NULL);
+    return rc;
+}
+
 int wsource_load(const WeightSource *s, Model *m, Err *e)
 {
-    if (s->kind == WSRC_CKPT) return ckpt_load(s->path, m, NULL, e);
+    if (s->kind == WSRC_CKPT) return load_checkpoint(s, m, e);
     const ModelConfig *c = &m->cfg, *sc = &s->model;
     if (!built_as_source(c, sc))
         return err_set(e, "%s: the model built (%d layers, width %d, vocab %d, positions %d) is not "
@@ -570,8 +585,9 @@ int wsource_load(const WeightSource *s, Model *m, Err *e)
                        model_positions(c));
     Scratch full = {0}, tmp = {0};
     int rc = 0;
-    for (int k = 0; !rc && k < m->n_tensors; k++) {
-        const ParamInfo *t = &m->tensors[k];
+    WeightTable w = model_weight_table(m);
+    for (int k = 0; !rc && k < w.n_tensors; k++) {
+        const ParamInfo *t = &w.tensors[k];
         int slot = source_slot(s, t->name);
         if (slot < 0) {
             rc = err_set(e, "%s: the model has a tensor '%s' %s does not", s->path, t->name,
@@ -580,7 +596,7 @@ int wsource_load(const WeightSource *s, Model *m, Err *e)
         }
         /* a whole tensor is read into the weights; a shard's local elements
          * come out of the full tensor, each through its place in it */
-        float *dst = m->params + t->offset;
+        float *dst = w.params + t->offset;
         size_t full_n = (size_t)t->shape[0] * t->shape[1];
         float *into = t->numel == full_n ? dst : scratch(&full, full_n);
         rc = into ? source_read(s, slot, t->shape[0], into, &tmp, e)
@@ -637,8 +653,9 @@ int wsource_import(const WeightSource *s, const char *root, const CkptMeta *meta
 
 static const float *param(const Model *m, const char *name)
 {
-    const ParamInfo *t = model_find_tensor(m, name);
-    return t ? m->params + t->offset : NULL;
+    /* a merged LoRA model's weights are its base's */
+    int id = model_find_id(m, name);
+    return id < 0 ? NULL : model_tensor_data(m, id);
 }
 
 static int check_whole_gpt(const Model *m, Err *e)
@@ -649,7 +666,8 @@ static int check_whole_gpt(const Model *m, Err *e)
     for (int slot = 0; slot < n_slots(&m->cfg); slot++) {
         SlotInfo si;
         slot_info(&m->cfg, slot, &si);
-        const ParamInfo *t = model_find_tensor(m, si.mp);
+        int id = model_find_id(m, si.mp);
+        const ParamInfo *t = id < 0 ? NULL : model_tensor(m, id);
         if (!t || t->numel != (size_t)si.rows * si.cols)
             return err_set(e, "internal: tensor '%s' is not the whole GPT-2 tensor", si.mp);
     }

@@ -739,11 +739,13 @@ static void write_generation_config(JsonOut *j, const void *ctx)
 static int weights_list(const Model *m, LlamaSlot *slots, int n, StTensor *list, Err *e)
 {
     for (int k = 0; k < n; k++) {
-        const ParamInfo *t = model_find_tensor(m, slots[k].mp);
+        /* a merged LoRA model's weights are its base's */
+        int id = model_find_id(m, slots[k].mp);
+        const ParamInfo *t = id < 0 ? NULL : model_tensor(m, id);
         if (!t || t->numel != (size_t)slots[k].rows * slots[k].cols)
             return err_set(e, "internal: tensor '%s' is not the whole %s tensor", slots[k].mp, slots[k].hf);
         list[k] = (StTensor){slots[k].hf, slots[k].ndim, {slots[k].rows, slots[k].cols},
-                             m->params + t->offset, 0};
+                             model_tensor_data(m, id), 0};
     }
     return 0;
 }

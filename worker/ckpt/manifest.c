@@ -33,6 +33,8 @@ int ckpt_meta_to_pb(const CkptMeta *meta, CkptManifestPB *pb, Err *e)
     mf->budget_used_s = meta->budget_used_s;
     mf->source_dtype = (char *)meta->source_dtype;
     mf->source_arch = (char *)meta->source_arch;
+    mf->lora_base_path = (char *)meta->base.path;
+    mf->lora_base_hash = meta->base.hash;
     mf->created_unix = (int64_t)time(NULL);
     return 0;
 }
@@ -111,5 +113,9 @@ int ckpt_meta_from_pb(const Mpitrain__Manifest *mf, CkptMeta *meta, Err *e)
              mf->source_dtype && ckpt_dtype_valid(mf->source_dtype) ? mf->source_dtype : "");
     snprintf(meta->source_arch, sizeof meta->source_arch, "%s",
              mf->source_arch && strlen(mf->source_arch) < sizeof meta->source_arch ? mf->source_arch : "");
+    if (mf->lora_base_path && strlen(mf->lora_base_path) >= sizeof meta->base.path)
+        return err_set(e, "lora_base_path is longer than %zu bytes", sizeof meta->base.path - 1);
+    snprintf(meta->base.path, sizeof meta->base.path, "%s", mf->lora_base_path ? mf->lora_base_path : "");
+    meta->base.hash = mf->lora_base_hash;
     return 0;
 }

@@ -14,7 +14,19 @@
 
 static int is_model_kind(const char *k)
 {
-    return !strcmp(k, "param") || !strcmp(k, "opt_m") || !strcmp(k, "opt_v");
+    return !strcmp(k, "param") || !strcmp(k, "opt_m") || !strcmp(k, "opt_v") ||
+           !strcmp(k, CKPT_BASE_KIND);
+}
+
+/* A LoRA checkpoint that holds its frozen base keeps holding it: this
+ * rank's dp share of its slice, as the trained weights are split. */
+static int carry_base(const char *src, const Mpitrain__Manifest *mf, Model *m, MeshDims d,
+                      MeshCoord c, CkptShardWriter *w, Err *e)
+{
+    if (!ckpt_has_kind(mf, CKPT_BASE_KIND) || !m->base.n_tensors) return 0;
+    if (ckpt_load_weights_as(src, mf, CKPT_BASE_KIND, m, e)) return -1;
+    CkptPart p = {CKPT_BASE_KIND, m->base.params, 0, split_even(m->base.n_params, d.dp, c.dp)};
+    return ckpt_shard_add(w, m, &p, e);
 }
 
 /* Every other kind a strategy saved (DiLoCo's outer state, its replicas'
@@ -63,6 +75,7 @@ static int write_target_rank(const char *src, const Mpitrain__Manifest *mf, cons
     int np = rc ? 0 : ckpt_model_parts(&m, ckpt_has_kind(mf, "opt_m") ? &o : NULL, mine, parts);
     for (int i = 0; !rc && i < np; i++) rc = ckpt_shard_add(w, &m, &parts[i], e);
     if (!rc) rc = carry_kinds(src, mf, &m, mine, w, e);
+    if (!rc) rc = carry_base(src, mf, &m, d, c, w, e);
     Err ignored;
     if (w && ckpt_shard_close(w, !rc, recs, len, rc ? &ignored : e)) rc = -1;
     optim_free(&o);

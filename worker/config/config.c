@@ -60,6 +60,8 @@ static const OptSpec TABLE[] = {
     NUM("lora-alpha", OT_FLOAT, model.lora_alpha, "A", "8", 0, 1e6, "LoRA: the adapters' scale is A / R (PEFT's lora_alpha); 0 = 8"),
     NUM("lora-dropout", OT_FLOAT, model.lora_dropout, "P", "0", 0, 0.999, "LoRA: dropout on the adapters' input (PEFT's lora_dropout)"),
     STR("lora-targets", model.lora_targets, "NAMES", "LoRA: the linears that get adapters, by Hugging Face module name, comma-separated: llama q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj; gpt c_attn,c_proj,c_fc; or all-linear (every one but the head); default PEFT's: q_proj,v_proj / c_attn"),
+    STR("lora-from", lora_from, "DIR", "LoRA: continue from a PEFT adapter directory (adapter_config.json + adapter_model.safetensors) on the --init-from base; --lora-rank, --lora-alpha and --lora-targets come from it (docs/lora.md)"),
+    FLAG("lora-save-base", lora_save_base, "LoRA: copy the frozen base into every checkpoint (base/ records), so it stands alone; without it a checkpoint refers to the --init-from source by path and content hash"),
     NUM("in-dim", OT_INT, model.in_dim, "D", "0", 0, 1 << 26, "mlp: input features; 0 = seq-len x vocab (one-hot tokens)"),
     NUM("batch", OT_INT, global_batch, "B", "8", 1, 1 << 24, "global batch in sequences, all ranks"),
     NUM("steps", OT_LONG, steps, "N", "300", 1, 1e12, "total optimizer steps (with --time-budget and no --steps: no limit)"),

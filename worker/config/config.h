@@ -38,6 +38,8 @@ typedef struct {
     char out[PATH_LEN];
     char resume[PATH_LEN];
     char init_from[PATH_LEN];
+    char lora_from[PATH_LEN];  /* --lora-from: a PEFT adapter directory */
+    int lora_save_base;        /* --lora-save-base: checkpoints hold the frozen base */
     char tokenizer[PATH_LEN]; /* --tokenizer: kept with the checkpoints */
     char trace[PATH_LEN];
     char config[PATH_LEN];     /* --config: read by the parser, not a setting */

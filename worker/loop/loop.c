@@ -56,6 +56,7 @@ static void fill_meta(const Trainer *t, const StepStrategy *s, const void *st, l
     snprintf(meta->tokenizer_dir, sizeof meta->tokenizer_dir, "%s", t->tokenizer);
     snprintf(meta->source_dtype, sizeof meta->source_dtype, "%s", t->source_dtype);
     snprintf(meta->source_arch, sizeof meta->source_arch, "%s", t->source_arch);
+    meta->base = t->base_ref;
 }
 
 /* Every DP rank writes its slice of the flat buffers (the strategy's parts)

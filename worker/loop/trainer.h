@@ -92,7 +92,8 @@ typedef struct {
     int best_due;          /* --keep-best: this step's evaluation is the best so far */
     char tokenizer[PATH_LEN]; /* tokenizer files every checkpoint keeps ("" = none) */
     char source_dtype[8];
-    char source_arch[48];     /* the class they came as (CkptMeta) */     /* the dtype the starting weights came in (CkptMeta) */
+    char source_arch[48];     /* the class they came as (CkptMeta) */
+    CkptBaseRef base_ref;     /* LoRA: the frozen base the checkpoints refer to (CkptMeta) */     /* the dtype the starting weights came in (CkptMeta) */
     RunLock lock;          /* rank 0: the run directory is this run's */
     double t_start;        /* comm_wtime() when the run began, for its wall time */
     size_t heap_peak;      /* the most sys_heap_bytes() seen after a step */

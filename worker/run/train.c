@@ -20,6 +20,8 @@
 #include "models/arch.h"
 #include "models/ops.h"
 #include "worker/ckpt/hfio.h"
+#include "worker/ckpt/lorabase.h"
+#include "worker/ckpt/peft.h"
 #include "worker/data/bpe.h"
 #include "worker/loop/loop.h"
 
@@ -135,6 +137,62 @@ static int setup_model(Trainer *t, const StepStrategy *s, Err *e)
     return 0;
 }
 
+/* LoRA: which share of this process's frozen base its checkpoints write
+ * (--lora-save-base, or a resumed checkpoint that holds its base: it keeps
+ * standing alone): its dp rank's slice, as the trained weights are split. */
+static void base_share(Trainer *t, const Mpitrain__Manifest *resume)
+{
+    int saves = t->cfg->lora_save_base || (resume && ckpt_has_kind(resume, CKPT_BASE_KIND));
+    if (saves && t->model.base.n_tensors)
+        t->base_ref.share = split_even(t->model.base.n_params, t->mesh.dims.dp, t->mesh.me.dp);
+}
+
+static int load_resumed(Trainer *t, const Mpitrain__Manifest *resume, Err *e)
+{
+    const TrainConfig *c = t->cfg;
+    /* a LoRA run's base first (rank 0 checks that a referenced one is
+     * unchanged), the adapters and their optimizer state over it */
+    if (lorabase_load(c->resume, resume, &t->resume_meta, &t->model, trainer_is_rank0(t), e))
+        return err_wrap(e, "--resume");
+    if (ckpt_load_from(c->resume, resume, &t->model, &t->opt, e)) return -1;
+    t->opt.t = t->resume_meta.opt_t;
+    t->base_ref = t->resume_meta.base;
+    snprintf(t->source_dtype, sizeof t->source_dtype, "%s", t->resume_meta.source_dtype);
+    snprintf(t->source_arch, sizeof t->source_arch, "%s", t->resume_meta.source_arch);
+    if (!t->tokenizer[0]) ckpt_tokenizer_of(c->resume, t->tokenizer, sizeof t->tokenizer);
+    return 0;
+}
+
+/* LoRA after --init-from filled the base: the adapters from --lora-from,
+ * else from the run seed (A Kaiming-uniform, B zero: a fresh start that
+ * learns); rank 0 records the base the checkpoints refer to. */
+static int start_adapters(Trainer *t, const WeightSource *src, Err *e)
+{
+    const TrainConfig *c = t->cfg;
+    if (!t->model.base.n_tensors) return 0;
+    if (c->lora_from[0]) {
+        if (peft_load_adapters(c->lora_from, &t->model, e)) return err_wrap(e, "--lora-from");
+    } else {
+        model_init_trainable(&t->model, c->seed);
+    }
+    return trainer_is_rank0(t) ? lorabase_ref(c->init_from, src, &t->base_ref, e) : 0;
+}
+
+/* --init-from: the source's weights (a LoRA model's frozen base), with the
+ * tokenizer, dtype and class they came with. */
+static int load_init_from(Trainer *t, WeightSource *src, Err *e)
+{
+    const TrainConfig *c = t->cfg;
+    /* the plan took the model's shape from the source; the load checks
+     * every tensor against it */
+    int rc = wsource_open(c->init_from, src, e);
+    if (!rc) rc = wsource_load(src, &t->model, e);
+    if (!rc && !t->tokenizer[0]) wsource_tokenizer(src, t->tokenizer, sizeof t->tokenizer);
+    if (!rc) snprintf(t->source_dtype, sizeof t->source_dtype, "%s", src->dtype);
+    if (!rc) snprintf(t->source_arch, sizeof t->source_arch, "%s", src->arch);
+    return rc ? err_wrap(e, "--init-from %s", c->init_from) : 0;
+}
+
 /* The weights to start from, and the tokenizer the checkpoints will keep:
  * --tokenizer, else the one that came with the resumed checkpoint or the
  * --init-from source (a GPT-2 import carries GPT-2's). */
@@ -142,25 +200,17 @@ static int load_initial_state(Trainer *t, const Mpitrain__Manifest *resume, Err 
 {
     const TrainConfig *c = t->cfg;
     snprintf(t->tokenizer, sizeof t->tokenizer, "%s", c->tokenizer);
+    int rc = 0;
     if (resume) {
-        if (ckpt_load_from(c->resume, resume, &t->model, &t->opt, e)) return -1;
-        t->opt.t = t->resume_meta.opt_t;
-        snprintf(t->source_dtype, sizeof t->source_dtype, "%s", t->resume_meta.source_dtype);
-        snprintf(t->source_arch, sizeof t->source_arch, "%s", t->resume_meta.source_arch);
-        if (!t->tokenizer[0]) ckpt_tokenizer_of(c->resume, t->tokenizer, sizeof t->tokenizer);
-        return 0;
+        rc = load_resumed(t, resume, e);
+    } else if (c->init_from[0]) {
+        WeightSource src;
+        rc = load_init_from(t, &src, e);
+        if (!rc) rc = start_adapters(t, &src, e);
+        wsource_close(&src);
     }
-    if (!c->init_from[0]) return 0;
-    /* the plan took the model's shape from the source; the load checks
-     * every tensor against it */
-    WeightSource src;
-    int rc = wsource_open(c->init_from, &src, e);
-    if (!rc) rc = wsource_load(&src, &t->model, e);
-    if (!rc && !t->tokenizer[0]) wsource_tokenizer(&src, t->tokenizer, sizeof t->tokenizer);
-    if (!rc) snprintf(t->source_dtype, sizeof t->source_dtype, "%s", src.dtype);
-    if (!rc) snprintf(t->source_arch, sizeof t->source_arch, "%s", src.arch);
-    wsource_close(&src);
-    return rc ? err_wrap(e, "--init-from %s", c->init_from) : 0;
+    base_share(t, resume);
+    return rc;
 }
 
 /* Rank 0: the tokenizer the checkpoints keep must read, and fit the model:
