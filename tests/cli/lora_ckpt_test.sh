@@ -117,6 +117,8 @@ expect "a LoRA checkpoint as --init-from is refused" 1 "is a LoRA run's checkpoi
 # ---- --lora-from refusals ---------------------------------------------------------------
 run train $T --lora-from p1 --steps 1 --out x5
 expect "--lora-from without --init-from" 2 "needs --init-from BASE"
+run train $T --lora-save-base --steps 1 --out x7
+expect "--lora-save-base without adapters" 2 "--lora-save-base needs a LoRA run"
 run train $T --init-from gpt_hf --lora-from p1 --lora-rank 2 --steps 1 --out x6
 expect "--lora-rank disagreeing with the adapters' r" 2 "--lora-rank 2 disagrees with" "r 4"
 # bad NAME EDIT GREP...: p1 with adapter_config.json edited (python: cfg[...] = ...) is refused
