@@ -63,8 +63,9 @@ static int check_shards(const TrainConfig *c, Err *e)
                           .last_block = c->stage_first[s + 1] - 1, .slots = 1};
         if (model_shard_validate(&c->model, &sh, e)) return -1;
     }
+    /* under LoRA the tied embedding is frozen: no gradient to make whole */
     if (c->pp > 1 && c->zero == 2 && model_transformer(&c->model) &&
-        transformer_shape(&c->model).tied_head)
+        transformer_shape(&c->model).tied_head && !c->model.lora_rank)
         return err_set(e, "--zero 2 with --pp %d: the tied embedding's two copies need whole "
                           "gradients; use --zero 1", c->pp);
     return 0;

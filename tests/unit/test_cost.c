@@ -29,7 +29,9 @@ static void expect_memory_matches(const Model *m, const ModelShard *sh, int B, c
     const size_t F = sizeof(float);
     cr_expect_eq(cost_shard_params(&m->cfg, sh), m->n_params, "%s: %zu params estimated, %zu built",
                  what, cost_shard_params(&m->cfg, sh), m->n_params);
-    cr_expect_eq(mem.weights, m->n_params * F, "%s: weights", what);
+    cr_expect_eq(cost_shard_base_params(&m->cfg, sh), m->base.n_params, "%s: %zu frozen estimated, "
+                 "%zu built", what, cost_shard_base_params(&m->cfg, sh), m->base.n_params);
+    cr_expect_eq(mem.weights, (m->n_params + m->base.n_params) * F, "%s: weights", what);
     cr_expect_eq(mem.grads, m->grads ? m->n_params * F : 0, "%s: grads", what);
     cr_expect_eq(mem.acts, m->act_floats * F, "%s: activations %zu estimated, %zu built", what,
                  mem.acts, m->act_floats * F);
@@ -132,6 +134,38 @@ Test(cost, llama_shards_match_the_built_shards)
                                      what);
                         cr_expect_eq(model_find_tensor(&m, "head.w") != NULL,
                                      c.untied_head && b1 == n - 1, "%s: head.w", what);
+                        Err e = {{0}};
+                        if (fo) {
+                            cr_assert_eq(model_set_weight_view(&m, params_view, NULL, &e), 0);
+                            cr_expect_eq(m.view_floats, cost_view_floats(&m.cfg, &sh, 3), "%s", what);
+                        }
+                        model_free(&m);
+                    }
+    }
+}
+
+/* LoRA on every linear: the adapters are what trains (their gradients),
+ * the base is weights only, for every tp slice and block range. */
+Test(cost, lora_shards_match_the_built_shards)
+{
+    char what[96];
+    ModelConfig cs[] = {GPTS[2], LLAMAS[0], LLAMAS[1]};
+    for (size_t i = 0; i < N_OF(cs); i++) {
+        ModelConfig c = cs[i];
+        c.lora_rank = 3;
+        snprintf(c.lora_targets, sizeof c.lora_targets, "all-linear");
+        const int n = c.n_layer + 2;
+        for (int tp = 1; tp <= 4; tp *= 2)
+            for (int b0 = 0; b0 < n; b0++)
+                for (int b1 = b0; b1 < n; b1++)
+                    for (int fo = 0; fo < 2; fo++) {
+                        ModelShard sh = {.tp_rank = tp - 1, .tp_size = tp, .first_block = b0,
+                                         .last_block = b1, .slots = 1 + b0 % 3, .forward_only = fo};
+                        Model m;
+                        build(&m, c, sh, 3);
+                        snprintf(what, sizeof what, "lora %zu tp %d blocks %d..%d%s", i, tp, b0, b1,
+                                 fo ? " forward only" : "");
+                        expect_memory_matches(&m, &sh, 3, what);
                         Err e = {{0}};
                         if (fo) {
                             cr_assert_eq(model_set_weight_view(&m, params_view, NULL, &e), 0);

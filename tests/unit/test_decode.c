@@ -4,6 +4,7 @@
  * llama family. */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -112,6 +113,37 @@ Test(decode, step_equals_full_forward_at_every_position)
     expect_steps_equal_full_forward(small_gpt());
     expect_steps_equal_full_forward(small_llama());
     expect_steps_equal_full_forward(small_qwen());
+}
+
+/* LoRA: the decoder reads the weights alone, so it refuses a model whose
+ * adapters are not merged; merged, it gives the adapted model's logits. */
+Test(decode, lora_adapters_are_merged_first)
+{
+    ModelConfig c = small_qwen();
+    c.lora_rank = 4;
+    snprintf(c.lora_targets, sizeof c.lora_targets, "all-linear");
+    const int T = c.seq_len, V = c.vocab;
+    Model m;
+    make_model(&m, &c); /* the adapters move off B = 0 */
+    int tok[64];
+    random_tokens(tok, T, V, 7);
+    float *ref = malloc((size_t)V * T * sizeof *ref);
+    for (int t = 1; t <= T; t++) reference(&m, tok, t, ref + (size_t)(t - 1) * V);
+    Err e = {{0}};
+    cr_expect_null(decoder_new(&m, &e), "an unmerged LoRA model is refused");
+    cr_expect(strstr(e.msg, "not merged"), "%s", e.msg);
+    cr_assert_eq(model_merge_adapters(&m, &e), 0, "%s", e.msg);
+    GptDecoder *d = decoder_new(&m, &e);
+    cr_assert_not_null(d, "decoder_new: %s", e.msg);
+    for (int t = 1; t <= T; t++) {
+        const float *got = decoder_step(d, tok[t - 1]);
+        cr_assert_not_null(got);
+        double r = rel_diff(got, ref + (size_t)(t - 1) * V, V);
+        cr_expect(r < LOGIT_RTOL, "position %d: merged decoder vs adapted forward %.3g", t - 1, r);
+    }
+    free(ref);
+    decoder_free(d);
+    model_free(&m);
 }
 
 static void expect_prefill_equals_full_forward(ModelConfig cfg)

@@ -187,6 +187,28 @@ Test(forward_only, llama_pipeline_stages)
     expect_stages_equal_whole(c);
 }
 
+/* LoRA on every linear: the adapters read through the view (the frozen
+ * weights in place), the output projections' u kept after their output in
+ * the lean layout's shared buffer; and pipeline stages of adapters. */
+Test(forward_only, lora_loss_is_the_training_loss_bit_for_bit)
+{
+    ModelConfig g = {.kind = MODEL_GPT, .n_layer = 3, .n_head = 2, .n_embd = 16, .seq_len = 12,
+                     .vocab = 37, .lora_rank = 3};
+    snprintf(g.lora_targets, sizeof g.lora_targets, "all-linear");
+    expect_lean_equals_training(g, 3, "gpt lora");
+    ModelConfig q = LLAMA;
+    q.n_kv_head = 1;
+    q.head_dim = 6;
+    q.qkv_bias = q.qk_norm = q.untied_head = 1;
+    q.lora_rank = 2;
+    snprintf(q.lora_targets, sizeof q.lora_targets, "all-linear");
+    expect_lean_equals_training(q, 2, "llama lora");
+    snprintf(q.lora_targets, sizeof q.lora_targets, "k_proj,down_proj");
+    expect_lean_equals_training(q, 2, "llama lora k, down");
+    q.n_layer = 4;
+    expect_stages_equal_whole(q);
+}
+
 /* Sampling's full recompute gives the same logits row either way. */
 Test(forward_only, next_logits_match)
 {

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include "base/fileio.h"
+#include "base/hash.h"
 #include "comm/trace/trace.h"
 #include "worker/loop/strategy.h"
 #include "worker/method/swarm/swarm.h"
@@ -23,7 +24,23 @@ typedef struct {
     SwarmDecision dec; /* the step's agreed set */
     long applied;      /* steps applied, for the goodbye */
     long end_step;     /* the run's last step + 1 */
+    uint64_t frozen;   /* the hash every weight hash starts from (weights_hash) */
 } SwarmRun;
+
+/* Under LoRA the machines compute with a frozen base that params does not
+ * hold: every weight hash starts from the base's, so a machine whose base
+ * differs is refused at its HELLO (a fresh joiner's base id) or fails the
+ * first weight check (a resumed one). Without LoRA the start is FNV's own
+ * and the hash is zo_hash's. */
+static uint64_t frozen_hash(const Model *m)
+{
+    return fnv1a64(FNV1A64_INIT, m->base.params, m->base.n_params * sizeof(float));
+}
+
+static uint64_t weights_hash(const SwarmRun *s, const Model *m)
+{
+    return fnv1a64(s->frozen, m->params, m->n_params * sizeof(float));
+}
 
 static void swarm_notes(Trainer *t, SwarmRun *s)
 {
@@ -61,7 +78,7 @@ static int open_swarm(Trainer *t, SwarmRun *s, Err *e)
         .end_step = (uint32_t)c->steps,
     };
     /* the weights a fresh run starts from; a resumed one's are past them */
-    o.ident.base_id = t->start_step == 0 ? zo_hash(t->model.params, t->model.n_params) : 0;
+    o.ident.base_id = t->start_step == 0 ? weights_hash(s, &t->model) : 0;
     const char *hold = getenv("MPITRAIN_TEST_SWARM_HOLD");
     if (hold && sscanf(hold, "%u,%d", &o.hold_step, &o.hold_for) != 2) o.hold_for = 0;
     if (!rc) rc = swarm_open(&s->sw, &o, e);
@@ -91,6 +108,7 @@ static int swarm_setup(Trainer *t, void **state, Err *e)
     if (zo_prepare(t, &s->zo, &last, e)) return -1;
     int rc = trainer_is_rank0(t) ? start_journal(t, s, e) : 0;
     s->end_step = t->cfg->steps;
+    s->frozen = frozen_hash(&t->model);
     if (!rc) rc = open_swarm(t, s, e);
     if (!rc) zo_note_setup(t, &s->zo);
     return rc;
@@ -112,7 +130,7 @@ static int swarm_compute(Trainer *t, void *state, long step, StepOutcome *o, Err
     }
     t->data_pos++;
     int every = t->cfg->zo_check_every;
-    uint64_t whash = every > 0 && step % every == 0 ? zo_hash(t->model.params, t->model.n_params) : 0;
+    uint64_t whash = every > 0 && step % every == 0 ? weights_hash(s, &t->model) : 0;
     int rc = swarm_step(s->sw, (uint32_t)step, s->zo.mine, t->lr, whash, &s->dec, e);
     SwarmStats st;
     swarm_stats(s->sw, &st);

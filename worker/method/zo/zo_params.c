@@ -148,6 +148,20 @@ typedef struct {
     const char *spec;
 } Marking;
 
+/* Under LoRA the table holds only the adapters: a selector of frozen
+ * weights (norms, embeddings, a base tensor's name) has nothing to move. */
+static int lora_selects_none(const Marking *k, const Selector *s, Err *e)
+{
+    const Model *w = k->w;
+    char at[2 * SEL_MAX + 64];
+    return err_set(e, "%s selects none of the LoRA adapters: under --lora-rank %d only the "
+                      "adapters train (%d tensors named like %s .. %s; the base weights are "
+                      "frozen); select among them with 'all', 'last:K' or a glob such as "
+                      "'h.*.lora_B'", where(k->spec, s->text, at, sizeof at), w->cfg.lora_rank,
+                   w->n_tensors, w->n_tensors ? w->tensors[0].name : "-",
+                   w->n_tensors ? w->tensors[w->n_tensors - 1].name : "-");
+}
+
 static int mark(void *ctx, const Selector *s, Err *e)
 {
     Marking *k = ctx;
@@ -163,6 +177,7 @@ static int mark(void *ctx, const Selector *s, Err *e)
             hits++;
         }
     if (hits) return 0;
+    if (w->base.n_tensors) return lora_selects_none(k, s, e);
     const ParamInfo *last = &w->tensors[w->n_tensors - 1];
     return err_set(e, "%s selects no tensor of this %s model; the names are like %s, %s .. %s "
                       "(models/%s.c), the presets " PRESETS, where(k->spec, s->text, at, sizeof at),

@@ -18,7 +18,11 @@
  * second copy of wte (on a later pipeline stage) is selected exactly when
  * wte is. Every selector must match at least one tensor of the WHOLE model
  * (a typo is an error, not a silent no-op); a pipeline stage that holds
- * none of the selected tensors simply gets an all-zero mask. */
+ * none of the selected tensors simply gets an all-zero mask.
+ * Under LoRA (--lora-rank R) the tensors are the adapters only (the base
+ * is frozen): `all` is every adapter, `last:K` and globs ("h.*.lora_B")
+ * choose among them, and a selector of none of them (norms, embeddings,
+ * biases, a base weight's name) is refused saying so. */
 #include <stdint.h>
 #include "base/err.h"
 #include "models/model.h"

@@ -221,12 +221,18 @@ int zo_prepare(Trainer *t, Zo *z, uint32_t *last_machines, Err *e)
 
 void zo_note_setup(Trainer *t, const Zo *z)
 {
+    /* under LoRA the perturbed weights are the adapters; the base is held
+     * as it is */
+    char frozen[64] = "";
+    if (t->model.base.n_tensors)
+        snprintf(frozen, sizeof frozen, " of LoRA adapters (+ %.1f MB frozen base)",
+                 t->model.base.n_params * 4e-6);
     trainer_note(t, "zo: %d machine(s) x %d sample(s), eps %g, scale %g per code unit, "
-                    "%d byte(s) per machine per step; memory: weights %.1f MB, "
+                    "%d byte(s) per machine per step; memory: weights %.1f MB%s, "
                     "activations %.1f MB, perturbation scratch %.1f MB",
                  t->mesh.dims.dp, t->cfg->zo_samples, t->cfg->zo_eps, z->id.scale,
-                 t->cfg->zo_samples, t->model.n_params * 4e-6, t->model.act_floats * 4e-6,
-                 t->model.view_floats * 4e-6);
+                 t->cfg->zo_samples, t->model.n_params * 4e-6, frozen,
+                 t->model.act_floats * 4e-6, t->model.view_floats * 4e-6);
 }
 
 /* Rank 0's journal; a new one starts with the roster of epoch 0. */
