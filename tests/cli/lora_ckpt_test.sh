@@ -94,6 +94,10 @@ check "PEFT -> --lora-from -> PEFT: adapter_model.safetensors byte-identical" \
 check "... and the LoRA settings came from adapter_config.json" \
   "grep -Eq '\"lora-rank\": ?4' g2/config.json && cmp -s p1/adapter_config.json p2/adapter_config.json"
 
+run ckpt export g1 --format peft --dtype bf16 --out pbf &&
+  run train $T --init-from gpt_hf --lora-from pbf --steps 1 --out g3
+check "a BF16 adapter loads (--lora-from)" "[ $rc -eq 0 ] && grep -q '\"dtype\":\"BF16\"' pbf/adapter_model.safetensors"
+
 # ---- merged: the same loss as the adapters; plain export refused ------------------------
 E="--data corpus.tok --batch 4 --batches 4 --threads 1 --json"
 run eval --ckpt g1 $E; adapted=$(sed -n 's/.*"loss":\([^,]*\),.*/\1/p' last.out)
@@ -163,6 +167,10 @@ run ckpt export l1 --format peft --out lp
 /usr/bin/python3 check_peft.py lp llama > last.err 2>&1
 check "the llama adapter directory has PEFT's names and shapes" "[ $? -eq 0 ]"
 mv l0 l0.away
+run eval --ckpt l1 $E; whole=$(sed -n 's/.*"loss":\([^,]*\),.*/\1/p' last.out)
+run ckpt reshard l1 --tp 2 --dp 2 --out l1r && run eval --ckpt l1r $E
+check "ckpt reshard carries the saved base: the same eval loss" \
+  "[ -n \"$whole\" ] && [ \"\$(sed -n 's/.*\"loss\":\\([^,]*\\),.*/\\1/p' last.out)\" = \"$whole\" ]"
 run ckpt info l1
 check "ckpt info: the base is saved in the checkpoint" "grep -q 'saved in this checkpoint' last.out"
 run eval --ckpt l1 $E
