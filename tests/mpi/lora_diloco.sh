@@ -2,7 +2,8 @@
 # Issue 24: DiLoCo on LoRA adapters: pseudo-gradients and outer state of
 # the adapters only. H=1 with outer lr 1 and no momenta is data-parallel
 # SGD of the adapters; with H=5 the replicas agree after the last outer
-# step, fp32 and bf16 (error feedback) on the wire.
+# step, fp32 and bf16 (error feedback) on the wire; a resume in the middle
+# of a delayed bf16 round is bit-identical.
 . "$(dirname "$0")/lib.sh"
 L="--lora-rank 4 --lora-alpha 32 --lora-targets c_attn,c_fc"
 SGD="$L --optimizer sgd --momentum 0 --grad-clip 0 --lr 0.05"
@@ -28,4 +29,10 @@ for wire in fp32 bf16; do
     "cmp -s <(crcs $f param | cut -d' ' -f1) <(crcs $f outer_g | cut -d' ' -f1) && [ \$(crcs $f outer_mom | wc -l) -eq 8 ]"
 done
 check "bf16: the error feedback is kept for the adapters" "[ \$(crcs h5bf16/ckpt/step_00000020 outer_err | wc -l) -eq 8 ]"
+# resumed from the middle of a round, a delayed bf16 all-reduce in flight
+R="$L --lr 1e-2 --diloco 5 --diloco-wire bf16 --diloco-overlap 1 --save-every 7 --keep-ckpts 0"
+run 2 ov --dp 2 $R
+timeout 240 "$LOCAL" -n 2 train $TINY $R --dp 2 --resume ov/ckpt/step_00000007 --out ovc > ovc.log 2>&1
+check "delayed bf16 rounds: resumed from step 7, steps 8..20 are bit-identical" \
+  "[ \$(losses ovc/metrics.jsonl | wc -l) -eq 13 ] && cmp -s <(losses ov/metrics.jsonl | tail -13) <(losses ovc/metrics.jsonl)"
 finish

@@ -13,10 +13,16 @@ COMMON="--seq-len 32 --batch 16 --data corpus.tok --threads 1 --quiet --eval-eve
 LL="--model llama --layers 2 --heads 4 --kv-heads 2 --embd 32 --mlp-hidden 48 $COMMON --lora-targets all-linear"
 GP="--layers 2 --heads 4 --embd 32 $COMMON --lora-targets c_attn,c_fc"
 SGD="--optimizer sgd --momentum 0.9 --lr 1"
+# "step grad_norm" pairs: the adapters' norm, the clip's input
+norms() { sed -n 's/.*"step":\([0-9]*\),.*"grad_norm":\([^,}]*\).*/\1 \2/p' "$1"; }
 same_as() { # BASE OUT WHAT
   rel=$(max_rel "$1/metrics.jsonl" "$2/metrics.jsonl")
   check "$3 matches the single rank (max rel $rel <= 1e-4)" \
     "same_steps $1/metrics.jsonl $2/metrics.jsonl && awk 'BEGIN{exit !($rel <= 1e-4)}'"
+  grel=$(join <(norms "$1/metrics.jsonl") <(norms "$2/metrics.jsonl") |
+    awk '{d=$2-$3; if(d<0)d=-d; r=d/$2; if(r>m)m=r; n++} END{printf "%.3g", n == 20 ? m : 1}')
+  check "... and so do its gradient norms over the adapters (max rel $grel <= 1e-4)" \
+    "awk 'BEGIN{exit !($grel <= 1e-4)}'"
 }
 baseline() { # NAME OPTS...
   local name=$1
@@ -27,6 +33,8 @@ baseline() { # NAME OPTS...
   last=$(losses "$name/metrics.jsonl" | tail -1 | cut -d' ' -f2)
   check "$name: the adapters learn (loss $first at step 1, $last at step 20)" \
     "awk 'BEGIN{exit !($last < $first - 0.15)}'"
+  check "$name: the clip at 0.05 acts at every step" \
+    "[ \$(norms $name/metrics.jsonl | awk '\$2 > 0.05' | wc -l) -eq 20 ]"
 }
 layouts() { # BASE "OPTS" "d t p [FLAGS]"...
   local base=$1 opts=$2

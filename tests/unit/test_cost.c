@@ -86,93 +86,71 @@ Test(cost, whole_model_param_count_is_the_built_count)
     }
 }
 
-/* Every (tp rank, stage) shard of a GPT: tp 1 and 2, stages that start
- * and end anywhere, including a head stage without the embedding, which
- * keeps its own copy of the tied wte. */
-Test(cost, gpt_shards_match_the_built_shards)
+/* Every (tp rank, stage) shard of c, tp 1, 2 and 4, stages that start and
+ * end anywhere, training and forward-only: its counts equal what the build
+ * allocates (and the view scratch the estimate), then also() checks the
+ * family's own (NULL: nothing more). */
+typedef void (*ShardCheck)(const Model *m, const ModelConfig *c, const ModelShard *sh,
+                           const char *what);
+
+static void expect_every_shard(ModelConfig c, const char *label, ShardCheck also)
 {
-    const ModelConfig c = GPTS[2]; /* 3 layers, heads 4: tp 1, 2, 4 */
     const int n = c.n_layer + 2;
-    char what[64];
+    char what[96];
     for (int tp = 1; tp <= 4; tp *= 2)
         for (int b0 = 0; b0 < n; b0++)
-            for (int b1 = b0; b1 < n; b1++) {
-                ModelShard sh = {.tp_rank = tp - 1, .tp_size = tp, .first_block = b0,
-                                 .last_block = b1, .slots = 1 + b0 % 3};
-                Model m;
-                build(&m, c, sh, 3);
-                snprintf(what, sizeof what, "tp %d blocks %d..%d", tp, b0, b1);
-                expect_memory_matches(&m, &sh, 3, what);
-                int tied = model_find_tensor(&m, "wte") && b0 > 0;
-                cr_expect_eq(tied, b1 == n - 1 && b0 > 0, "%s: tied copy", what);
-                model_free(&m);
-            }
+            for (int b1 = b0; b1 < n; b1++)
+                for (int fo = 0; fo < 2; fo++) {
+                    ModelShard sh = {.tp_rank = tp - 1, .tp_size = tp, .first_block = b0,
+                                     .last_block = b1, .slots = 1 + b0 % 3, .forward_only = fo};
+                    Model m;
+                    build(&m, c, sh, 3);
+                    snprintf(what, sizeof what, "%s tp %d blocks %d..%d%s", label, tp, b0, b1,
+                             fo ? " forward only" : "");
+                    expect_memory_matches(&m, &sh, 3, what);
+                    if (also) also(&m, &c, &sh, what);
+                    Err e = {{0}};
+                    if (fo) {
+                        cr_assert_eq(model_set_weight_view(&m, params_view, NULL, &e), 0);
+                        cr_expect_eq(m.view_floats, cost_view_floats(&m.cfg, &sh, 3), "%s", what);
+                    }
+                    model_free(&m);
+                }
 }
 
-/* The same for the llama family, training and forward-only: tp 2 splits
- * the kv heads of the first, tp 4 replicates them; the second's untied
- * head has no copy of wte on a later stage. */
+/* A head stage without the embedding keeps its own copy of the tied wte;
+ * an untied head has head.w instead. */
+static void expect_head_copy(const Model *m, const ModelConfig *c, const ModelShard *sh,
+                             const char *what)
+{
+    const int last = c->n_layer + 1, b0 = sh->first_block, b1 = sh->last_block;
+    int tied = model_find_tensor(m, "wte") && b0 > 0;
+    cr_expect_eq(tied, !c->untied_head && b1 == last && b0 > 0, "%s: tied copy", what);
+    cr_expect_eq(model_find_tensor(m, "head.w") != NULL, c->untied_head && b1 == last,
+                 "%s: head.w", what);
+}
+
+Test(cost, gpt_shards_match_the_built_shards)
+{
+    expect_every_shard(GPTS[2], "gpt", expect_head_copy); /* 3 layers, heads 4 */
+}
+
+/* The llama family: tp 2 splits the kv heads of the first, tp 4 replicates
+ * them; the second's untied head has no copy of wte on a later stage. */
 Test(cost, llama_shards_match_the_built_shards)
 {
-    char what[96];
-    for (size_t i = 0; i < N_OF(LLAMAS); i++) {
-        const ModelConfig c = LLAMAS[i];
-        const int n = c.n_layer + 2;
-        for (int tp = 1; tp <= 4; tp *= 2)
-            for (int b0 = 0; b0 < n; b0++)
-                for (int b1 = b0; b1 < n; b1++)
-                    for (int fo = 0; fo < 2; fo++) {
-                        ModelShard sh = {.tp_rank = tp - 1, .tp_size = tp, .first_block = b0,
-                                         .last_block = b1, .slots = 1 + b0 % 3, .forward_only = fo};
-                        Model m;
-                        build(&m, c, sh, 3);
-                        snprintf(what, sizeof what, "llama %zu tp %d blocks %d..%d%s", i, tp, b0,
-                                 b1, fo ? " forward only" : "");
-                        expect_memory_matches(&m, &sh, 3, what);
-                        int tied = model_find_tensor(&m, "wte") && b0 > 0;
-                        cr_expect_eq(tied, !c.untied_head && b1 == n - 1 && b0 > 0, "%s: tied copy",
-                                     what);
-                        cr_expect_eq(model_find_tensor(&m, "head.w") != NULL,
-                                     c.untied_head && b1 == n - 1, "%s: head.w", what);
-                        Err e = {{0}};
-                        if (fo) {
-                            cr_assert_eq(model_set_weight_view(&m, params_view, NULL, &e), 0);
-                            cr_expect_eq(m.view_floats, cost_view_floats(&m.cfg, &sh, 3), "%s", what);
-                        }
-                        model_free(&m);
-                    }
-    }
+    for (size_t i = 0; i < N_OF(LLAMAS); i++) expect_every_shard(LLAMAS[i], "llama", expect_head_copy);
 }
 
 /* LoRA on every linear: the adapters are what trains (their gradients),
- * the base is weights only, for every tp slice and block range. */
+ * the base is weights only. */
 Test(cost, lora_shards_match_the_built_shards)
 {
-    char what[96];
     ModelConfig cs[] = {GPTS[2], LLAMAS[0], LLAMAS[1]};
     for (size_t i = 0; i < N_OF(cs); i++) {
-        ModelConfig c = cs[i];
-        c.lora_rank = 3;
-        snprintf(c.lora_targets, sizeof c.lora_targets, "all-linear");
-        const int n = c.n_layer + 2;
-        for (int tp = 1; tp <= 4; tp *= 2)
-            for (int b0 = 0; b0 < n; b0++)
-                for (int b1 = b0; b1 < n; b1++)
-                    for (int fo = 0; fo < 2; fo++) {
-                        ModelShard sh = {.tp_rank = tp - 1, .tp_size = tp, .first_block = b0,
-                                         .last_block = b1, .slots = 1 + b0 % 3, .forward_only = fo};
-                        Model m;
-                        build(&m, c, sh, 3);
-                        snprintf(what, sizeof what, "lora %zu tp %d blocks %d..%d%s", i, tp, b0, b1,
-                                 fo ? " forward only" : "");
-                        expect_memory_matches(&m, &sh, 3, what);
-                        Err e = {{0}};
-                        if (fo) {
-                            cr_assert_eq(model_set_weight_view(&m, params_view, NULL, &e), 0);
-                            cr_expect_eq(m.view_floats, cost_view_floats(&m.cfg, &sh, 3), "%s", what);
-                        }
-                        model_free(&m);
-                    }
+        cs[i].lora_rank = 3;
+        snprintf(cs[i].lora_targets, sizeof cs[i].lora_targets, "all-linear");
+        expect_every_shard(cs[i], "lora", NULL);
     }
 }
 
