@@ -476,8 +476,8 @@ static int ckpt_export(int argc, char **argv)
         return EXIT_USAGE;
     }
     if (a.dtype >= 0 && a.format != EXPORT_HF && a.format != EXPORT_PEFT) {
-        fprintf(stderr, "mpitrain ckpt export: --dtype applies to --format hf and peft only (the "
-                        "other formats are f32)\n");
+        fprintf(stderr, "mpitrain ckpt export: --dtype applies to --format hf only, and to peft "
+                        "(the other formats are f32)\n");
         return EXIT_USAGE;
     }
     Err e = {{0}};
