@@ -138,9 +138,6 @@ static int lora_check(const ModelConfig *c, const ModelArch *a, Err *e)
     if (c->lora_alpha < 0) return err_set(e, "--lora-alpha %g: must be > 0", c->lora_alpha);
     if (c->lora_dropout < 0 || c->lora_dropout >= 1)
         return err_set(e, "--lora-dropout %g: must be in [0, 1)", c->lora_dropout);
-    if (c->lora_dropout > 0)
-        return err_set(e, "--lora-dropout %g: dropout on the adapters' input is not built yet; "
-                          "train with --lora-dropout 0", c->lora_dropout);
     unsigned mask;
     return lora_target_mask(c, &mask, e);
 }

@@ -210,6 +210,7 @@ typedef struct {
     LayerActs *layers;   /* owned layers */
     float *lnf, *lnf_mean, *lnf_rstd;
     float *logits;       /* (N,V) */
+    uint64_t drop_key, drop_row0; /* LoRA dropout: the forward's mask (key 0: none) */
 } SlotActs;
 
 typedef struct {
@@ -236,6 +237,9 @@ typedef struct {
     float *dqkv_pre;     /* qk-norm: the gradient before the norm */
     float *tp_saved;     /* tp > 1: the gradients a layer sums over tp, kept aside */
     float *lora_du;      /* LoRA: (N,r) an output projection adapter's dU */
+    float *lora_drop;    /* LoRA dropout: scales, dropped input, a gradient: 3 x drop_floats */
+    size_t drop_floats;  /* N x the widest input an adapter reads */
+    uint64_t drop_key, drop_row0; /* the pass running: its slot's mask */
     float *att_scratch;  /* the attention kernels' per-thread tiles */
     int att_threads;     /* threads att_scratch is sized for */
     LayerActs lean_acts; /* forward only: every layer's buffers (layout_acts) */
@@ -563,6 +567,12 @@ static size_t layout_acts(const ModelConfig *c, const ModelShard *sh, int B, Gpt
     }
     float *att = carve(&cv, attention_scratch_floats(T, att_scratch_threads()));
     if (g) g->att_scratch = att;
+    if (ts.lora && ts.lora_dropout > 0) {
+        int widest = w.Qt > C ? w.Qt : C;
+        size_t n = N * (size_t)(w.Ft > widest ? w.Ft : widest);
+        float *drop = carve(&cv, 3 * n);
+        if (g) g->lora_drop = drop, g->drop_floats = n;
+    }
     return cv.used;
 }
 
@@ -849,6 +859,42 @@ static void lora_ab(const Model *m, int l, int k, const float **A, const float *
     *B = model_weights(m, b, 0, model_tensor(m, b)->numel, &scratch);
 }
 
+/* What weight k's adapter in layer l reads of its input x (N rows of `in`
+ * columns, the first being the whole input's column col0): x, or under
+ * LoRA dropout x with the pass's mask applied (the scales and the dropped
+ * input go to the dropout scratch, where a backward finds them). */
+static const float *lora_dropped(Model *m, int l, int k, const float *x, int N, int in, int col0)
+{
+    GptState *g = gst(m);
+    if (!g->drop_key) return x;
+    float *s = g->lora_drop, *xd = s + g->drop_floats;
+    dropout_scales(s, N, in, g->drop_key, g->drop_row0, (uint32_t)(l * T_PER_LAYER + k),
+                   (uint64_t)col0, g->ts.lora_dropout);
+    scale_rows(xd, x, s, (size_t)N * in);
+    return xd;
+}
+
+/* The down projection's backward for weight k's adapter: dA += dU^T x' and
+ * dx += dU A, x' being what the forward read (lora_dropped), so that a
+ * dropped input gets no gradient and a kept one its scale. */
+static void lora_down_backward(Model *m, int l, int k, float *dx, const float *du, const float *x,
+                               int N, int in, int col0)
+{
+    GptState *g = gst(m);
+    int a = g->lora_a[layer_at(g, l, k)];
+    const int r = g->ts.lora_rank;
+    const float *xa = lora_dropped(m, l, k, x, N, in, col0);
+    if (xa == x) {
+        matmul_backward(dx, grad_of(m, a), NULL, du, x, data_of(m, a), N, in, r);
+        return;
+    }
+    const float *s = g->lora_drop;
+    float *dxa = g->lora_drop + 2 * g->drop_floats;
+    memset(dxa, 0, (size_t)N * in * sizeof(float));
+    matmul_backward(dxa, grad_of(m, a), NULL, du, xa, data_of(m, a), N, in, r);
+    scale_add(dx, dxa, s, (size_t)N * in);
+}
+
 /* The input-side adapters (lora_cols of the attention, mlp 0, or the MLP)
  * of layer l: u = x A^T kept in a->lora_u, s u B^T added into their columns
  * of out (qkv, or fc/gate) or up, rows ld floats apart. */
@@ -862,7 +908,7 @@ static void lora_cols_forward(Model *m, LayerActs *a, int l, int mlp, const floa
         const LoraCol *lc = &g->cols[mlp][i];
         const float *A, *B;
         lora_ab(m, l, lc->k, &A, &B);
-        matmul_forward_ld(u, r, x, A, N, C, r);
+        matmul_forward_ld(u, r, lora_dropped(m, l, lc->k, x, N, C, 0), A, N, C, r);
         lora_up((lc->up ? up : out) + lc->col, ld, u, B, N, r, lc->width, g->ts.lora_scale);
     }
 }
@@ -881,7 +927,7 @@ static void output_projection_sum(Model *m, int l, int k, const float *x, int in
     const int r = g->ts.lora_rank, C = m->cfg.n_embd;
     const float *A, *B;
     lora_ab(m, l, k, &A, &B);
-    matmul_forward_ld(y + n, r, x, A, N, in, r);
+    matmul_forward_ld(y + n, r, lora_dropped(m, l, k, x, N, in, m->shard.tp_rank * in), A, N, in, r);
     model_tp_allreduce(m, y, n + (size_t)N * r);
     lora_up(y, C, y + n, B, N, r, C, g->ts.lora_scale);
 }
@@ -1028,6 +1074,12 @@ static double gpt_forward(Model *m, int slot, const int *inputs, const int *targ
     GptState *g = gst(m);
     SlotActs *sa = &g->slots[slot];
     const int T = m->cfg.seq_len;
+    /* the pass's dropout mask, kept with the slot for its backward */
+    sa->drop_key = g->lora_drop ? m->dropout_key : 0;
+    sa->drop_row0 = m->dropout_row0;
+    m->dropout_key = 0;
+    g->drop_key = sa->drop_key;
+    g->drop_row0 = sa->drop_row0;
     if (g->emb) embed_forward(m, sa, inputs, B, T);
     for (int l = g->l0; l < g->l1; l++) layer_forward(m, sa, l, B, T);
     if (!g->head || !targets) return 0.0;
@@ -1095,10 +1147,8 @@ static void lora_cols_backward_down(Model *m, int l, int mlp, const float *x, in
     GptState *g = gst(m);
     const int r = g->ts.lora_rank, C = m->cfg.n_embd;
     const float *du = g->dln + (size_t)N * C;
-    for (int i = 0; i < g->ncols[mlp]; i++, du += (size_t)N * r) {
-        int a = g->lora_a[layer_at(g, l, g->cols[mlp][i].k)];
-        matmul_backward(g->dln, grad_of(m, a), NULL, du, x, data_of(m, a), N, C, r);
-    }
+    for (int i = 0; i < g->ncols[mlp]; i++, du += (size_t)N * r)
+        lora_down_backward(m, l, g->cols[mlp][i].k, g->dln, du, x, N, C, 0);
 }
 
 /* The gradient of an input-side group's input, made whole: dln's part and
@@ -1124,7 +1174,7 @@ static void output_projection_backward(Model *m, int l, int k, const float *y, c
     const int r = g->ts.lora_rank, C = m->cfg.n_embd;
     lora_up_backward(g->lora_du, grad_of(m, b), g->dres, C, y + (size_t)N * C, data_of(m, b), N, r,
                      C, g->ts.lora_scale);
-    matmul_backward(dx, grad_of(m, a), NULL, g->lora_du, x, data_of(m, a), N, in, r);
+    lora_down_backward(m, l, k, dx, g->lora_du, x, N, in, m->shard.tp_rank * in);
 }
 
 /* From the gradient of the MLP's hidden units (dfch_gelu) to that of its
@@ -1234,6 +1284,8 @@ static void gpt_backward(Model *m, int slot, const int *inputs, const int *targe
     GptState *g = gst(m);
     SlotActs *sa = &g->slots[slot];
     const int T = m->cfg.seq_len, C = m->cfg.n_embd;
+    g->drop_key = sa->drop_key;
+    g->drop_row0 = sa->drop_row0;
     if (g->head) {
         head_backward(m, sa, targets, B, T, grad_scale);
         model_block_done(m, m->cfg.n_layer + 1);

@@ -78,6 +78,15 @@ struct Model {
     } base;
     int declaring_base;     /* the builder's next tensors go to base */
     int adapters_merged;    /* model_merge_adapters ran: the base holds them */
+    /* LoRA dropout (cfg.lora_dropout > 0): the next forward drops the
+     * adapters' input elements by a mask drawn from dropout_key and each
+     * element's global token row (dropout_row0 + its row in the batch),
+     * column, layer and linear: every layout draws the single rank's mask,
+     * and the backward (or zeroth-order training's second forward, given
+     * the same key) draws it again. A forward consumes the key (sets it to
+     * 0), so a forward nobody keyed (evaluation, sampling) drops nothing. */
+    uint64_t dropout_key;
+    uint64_t dropout_row0;
     int max_batch;          /* activations are sized for this many sequences */
     size_t act_floats;      /* activation memory, for accounting */
     const ModelArch *arch;  /* chosen once from cfg.kind; its ops build and run it */

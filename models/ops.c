@@ -1,10 +1,13 @@
 #include "models/ops.h"
 
 #include <cblas.h>
+#include <stdint.h>
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "models/philox.h"
 
 /* ---- elementary functions -------------------------------------------- */
 
@@ -136,6 +139,42 @@ void lora_up_backward(float *du, float *dB, const float *dy, int ldy, const floa
     if (dB)
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, r, N, scale, dy, ldy, u, r, 1.0f,
                     dB, r);
+}
+
+void dropout_scales(float *s, int N, int cols, uint64_t key, uint64_t row0, uint32_t stream,
+                    uint64_t col0, float p)
+{
+    /* keep when the word is at or above p * 2^32 */
+    const uint32_t cut = (uint32_t)fmin((double)p * 4294967296.0, 4294967295.0);
+    const float keep = 1.0f / (1.0f - p);
+    const uint64_t b0 = col0 / 4, b1 = (col0 + (uint64_t)cols + 3) / 4; /* blocks [b0, b1) */
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        uint32_t w[4][PHILOX_LANES];
+        float *row = s + (size_t)n * cols;
+        for (uint64_t b = b0; b < b1; b += PHILOX_LANES) {
+            philox4x32_10_lanes((uint32_t)b, (uint32_t)(row0 + (uint64_t)n), stream, RNG_LORA_DROPOUT,
+                                key, w);
+            for (int i = 0; i < PHILOX_LANES && b + i < b1; i++)
+                for (int word = 0; word < 4; word++) {
+                    uint64_t c = 4 * (b + i) + word; /* the global column */
+                    if (c >= col0 && c < col0 + (uint64_t)cols)
+                        row[c - col0] = w[word][i] >= cut ? keep : 0.0f;
+                }
+        }
+    }
+}
+
+void scale_rows(float *out, const float *x, const float *s, size_t n)
+{
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) out[i] = x[i] * s[i];
+}
+
+void scale_add(float *dx, const float *g, const float *s, size_t n)
+{
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) dx[i] += g[i] * s[i];
 }
 
 void lora_merge(float *W, const float *A, const float *B, int out, int in, int r, float scale)

@@ -10,6 +10,7 @@
  * reductions run in a fixed order (everything but the GEMMs) are
  * deterministic for any thread count. */
 #include <stddef.h>
+#include <stdint.h>
 
 /* out (N,OC) = inp (N,C) @ w^T (w is (OC,C), as a torch Linear) + bias (OC) */
 void matmul_forward(float *out, const float *inp, const float *w, const float *bias,
@@ -30,6 +31,18 @@ void lora_up(float *y, int ldy, const float *u, const float *B, int N, int r, in
  * scale * dy^T @ u (dB may be NULL). */
 void lora_up_backward(float *du, float *dB, const float *dy, int ldy, const float *u,
                       const float *B, int N, int r, int out, float scale);
+
+/* Inverted dropout's scales for N rows of cols columns: s[n * cols + j] is
+ * 0 with probability p, else 1 / (1 - p), drawn from Philox under key at
+ * counter (global column / 4, row0 + n, stream, RNG_LORA_DROPOUT), word
+ * column % 4, the column being col0 + j: any slice of rows and columns
+ * draws the whole matrix's values there. */
+void dropout_scales(float *s, int N, int cols, uint64_t key, uint64_t row0, uint32_t stream,
+                    uint64_t col0, float p);
+/* The same applied: out (N,cols) = x (N,cols) * s, and dx (N,cols) += s *
+ * g: a dropped input's gradient. */
+void scale_rows(float *out, const float *x, const float *s, size_t n);
+void scale_add(float *dx, const float *g, const float *s, size_t n);
 
 /* An adapter merged into its weight: W (out,in) += scale * B (out,r) @ A (r,in). */
 void lora_merge(float *W, const float *A, const float *B, int out, int in, int r, float scale);

@@ -143,7 +143,15 @@ bad_config save 'cfg["modules_to_save"] = ["lm_head"]' "modules_to_save"
 bad_config bias 'cfg["bias"] = "all"' "bias"
 bad_config regex 'cfg["target_modules"] = ".*c_attn"' "target_modules" "regular expression"
 bad_config type 'cfg["peft_type"] = "PREFIX_TUNING"' "peft_type"
-bad_config dropout 'cfg["lora_dropout"] = 0.1' "lora_dropout 0.1" "--lora-dropout"
+# an adapter trained with dropout goes on with it, unless the run says otherwise
+rm -rf drop && cp -r p1 drop
+/usr/bin/python3 -c "import json; p='drop/adapter_config.json'; cfg=json.load(open(p)); cfg['lora_dropout'] = 0.1; json.dump(cfg, open(p, 'w'))"
+run train $T --init-from gpt_hf --lora-from drop --steps 1 --out x_drop
+check "--lora-from takes the adapter's lora_dropout 0.1" \
+  "[ \$rc -eq 0 ] && \"\$BIN\" ckpt info x_drop | grep -q 'dropout 0.1'"
+run train $T --init-from gpt_hf --lora-from drop --lora-dropout 0 --steps 1 --out x_drop0
+check "... and --lora-dropout 0 overrides it" \
+  "[ \$rc -eq 0 ] && \"\$BIN\" ckpt info x_drop0 | grep -q 'dropout 0\$'"
 # bad_tensors NAME PYTHON GREP: p1's tensors edited (python over ref_common's st_read/st_write)
 bad_tensors() {
   local n=$1 edit=$2 want=$3

@@ -5,7 +5,8 @@
 # its head tied to a frozen wte) under dp (ZeRO 0/1/2), tp, pp (GPipe and
 # 1F1B, stages that own no adapter: the embedding's and the head's blocks
 # alone), dp x tp and dp x pp (ZeRO 2, allowed under LoRA: the tied wte is
-# frozen), AdamW and SGD, weight decay and an active gradient clip.
+# frozen), AdamW and SGD, weight decay and an active gradient clip; and
+# --lora-dropout under dp, tp and pp.
 . "$(dirname "$0")/lib.sh"
 # alpha 32 / rank 4 and lr 1e-2: the adapters move the loss within 20 steps
 LORA="--lora-rank 4 --lora-alpha 32 --lr 1e-2 --grad-clip 0.05 --weight-decay 0.1"
@@ -62,4 +63,9 @@ layouts llama_sgd "$LL $SGD" "2 1 1 --zero 2"
 baseline gpt $GP
 layouts gpt "$GP" "2 1 1 --zero 2" "1 2 1" "1 1 2 --pp-schedule 1f1b --micro-batches 2" \
   "2 1 2 --zero 2"
+# LoRA dropout: each token row's mask is drawn from its global row, so a
+# data-parallel half, a tp slice of a row-parallel input and a micro-batch
+# draw what the single rank draws
+baseline llama_drop $LL --lora-dropout 0.1
+layouts llama_drop "$LL --lora-dropout 0.1" "2 1 1" "1 2 1" "1 1 2 --micro-batches 2"
 finish

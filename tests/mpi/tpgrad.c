@@ -34,6 +34,13 @@ static void perturb_adapters(Model *m)
     }
 }
 
+/* A forward with LoRA dropout keyed alike on every model (and rank). */
+static double keyed_forward(Model *m, const ModelConfig *c, const int *in, const int *tg, int B)
+{
+    if (c->lora_dropout > 0) m->dropout_key = 0xD40F, m->dropout_row0 = 7;
+    return model_forward(m, in, tg, B);
+}
+
 /* Returns the number of mismatching elements; *worst = max relative error. */
 static int check(const char *what, const ModelConfig *c, int B, double *worst, size_t *compared)
 {
@@ -51,7 +58,7 @@ static int check(const char *what, const ModelConfig *c, int B, double *worst, s
     if (c->lora_rank) perturb_adapters(&full), perturb_adapters(&part);
     int *in = calloc((size_t)B * c->seq_len, sizeof(int)), *tg = calloc((size_t)B * c->seq_len, sizeof(int));
     make_batch(c, B, in, tg);
-    double lf = model_forward(&full, in, tg, B), lp = model_forward(&part, in, tg, B);
+    double lf = keyed_forward(&full, c, in, tg, B), lp = keyed_forward(&part, c, in, tg, B);
     /* the forward-only plan (zo, eval) of the same shard: the same loss, bit for bit */
     Model lean;
     ModelShard lsh = sh;
@@ -63,7 +70,7 @@ static int check(const char *what, const ModelConfig *c, int B, double *worst, s
     lean.tp_allreduce = tp_sum;
     lean.tp_ctx = g;
     if (c->lora_rank) perturb_adapters(&lean);
-    double ll = model_forward(&lean, in, tg, B);
+    double ll = keyed_forward(&lean, c, in, tg, B);
     int lean_bad = memcmp(&ll, &lp, sizeof ll) != 0;
     if (lean_bad)
         fprintf(stderr, "%s: forward-only shard loss %.17g, training shard %.17g\n", what, ll, lp);
@@ -74,8 +81,8 @@ static int check(const char *what, const ModelConfig *c, int B, double *worst, s
     model_backward(&part, in, tg, B, 1.0f);
     /* a second micro-batch accumulates: what a rank sums over tp (replicated
      * k/v, qk norms) must not sum the first one's share again */
-    model_forward(&full, in, tg, B);
-    model_forward(&part, in, tg, B);
+    keyed_forward(&full, c, in, tg, B);
+    keyed_forward(&part, c, in, tg, B);
     model_backward(&full, in, tg, B, 0.5f);
     model_backward(&part, in, tg, B, 0.5f);
     int bad = (fabs(lf - lp) > 1e-5 * fabs(lf)) + lean_bad;
@@ -123,6 +130,7 @@ int main(int argc, char **argv)
     snprintf(gpt_lora.lora_targets, sizeof gpt_lora.lora_targets, "all-linear");
     snprintf(llama_lora.lora_targets, sizeof llama_lora.lora_targets, "all-linear");
     snprintf(qwen_lora.lora_targets, sizeof qwen_lora.lora_targets, "all-linear");
+    qwen_lora.lora_dropout = 0.25f; /* each rank draws its slice of the whole's mask */
     double worst = 0;
     size_t compared = 0;
     int bad = check("gpt", &gpt, 3, &worst, &compared) + check("mlp", &mlp, 4, &worst, &compared) +

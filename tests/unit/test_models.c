@@ -639,6 +639,65 @@ Test(models, lora_base_and_merge)
     model_free(&lora);
 }
 
+/* LoRA dropout: a keyed forward (the key is consumed) drops the adapters'
+ * inputs by a mask the backward draws again: gradients against finite
+ * differences of the same keyed loss; an unkeyed forward drops nothing;
+ * the mask of a token row depends on its global row, not on the batch it
+ * came in (so the data-parallel split of a batch draws the whole's). */
+typedef struct {
+    TokCtx tok;
+    uint64_t key, row0;
+} KeyedCtx;
+
+static double keyed_loss(Model *m, void *p)
+{
+    KeyedCtx *k = p;
+    m->dropout_key = k->key;
+    m->dropout_row0 = k->row0;
+    return model_forward(m, k->tok.inputs, k->tok.targets, k->tok.B);
+}
+
+Test(models, lora_dropout)
+{
+    ModelConfig c = tiny_llama();
+    c.lora_rank = 2;
+    c.lora_alpha = 2;
+    c.lora_dropout = 0.3f;
+    snprintf(c.lora_targets, sizeof c.lora_targets, "all-linear");
+    const int B = 2, T = c.seq_len;
+    Model m, plain;
+    Err e = {{0}};
+    cr_assert_eq(model_init(&m, &c, B, 3, &e), 0, "%s", e.msg);
+    ModelConfig c0 = c;
+    c0.lora_dropout = 0;
+    cr_assert_eq(model_init(&plain, &c0, B, 3, &e), 0, "%s", e.msg);
+    perturb_params(&m, 8, 0.3f);
+    perturb_params(&plain, 8, 0.3f);
+    int in[10], tg[10];
+    for (int i = 0; i < B * T; i++) in[i] = rand_int(3, i, c.vocab), tg[i] = rand_int(4, i, c.vocab);
+    KeyedCtx k = {{in, tg, B}, 0x1234567, 40};
+    double none = model_forward(&m, in, tg, B), base = model_forward(&plain, in, tg, B);
+    cr_expect(none == base, "unkeyed: no dropout (%.9g vs %.9g)", none, base);
+    double dropped = keyed_loss(&m, &k);
+    cr_expect(dropped != none, "keyed: the mask changes the loss");
+    cr_expect(keyed_loss(&m, &k) == dropped, "the same key, the same mask");
+    cr_expect(model_forward(&m, in, tg, B) == none, "the key was consumed");
+    /* row by row: sequence b with row0 + b T alone gives its share */
+    double rows = 0;
+    for (int b = 0; b < B; b++) {
+        KeyedCtx one = {{in + b * T, tg + b * T, 1}, k.key, k.row0 + (uint64_t)b * T};
+        rows += keyed_loss(&m, &one);
+    }
+    cr_expect(fabs(rows - dropped) < 1e-5 * fabs(dropped), "split rows %.9g vs batch %.9g", rows,
+              dropped);
+    model_zero_grad(&m);
+    keyed_loss(&m, &k);
+    model_backward(&m, in, tg, B, 1.0f);
+    check_model_grads_h("llama lora dropout", &m, keyed_loss, &k, 1e-2f);
+    model_free(&m);
+    model_free(&plain);
+}
+
 /* Refusals by name. */
 Test(models, lora_config_refusals)
 {
@@ -649,7 +708,7 @@ Test(models, lora_config_refusals)
     cr_expect_neq(model_config_validate(&c, &e), 0);
     cr_expect(strstr(e.msg, "'c_attn'"), "%s", e.msg);
     c.lora_targets[0] = 0;
-    c.lora_dropout = 1.0f;
+    c.lora_dropout = 1.0f; /* keeps nothing */
     cr_expect_neq(model_config_validate(&c, &e), 0);
     cr_expect(strstr(e.msg, "--lora-dropout"), "%s", e.msg);
     ModelConfig g = tiny_gpt();

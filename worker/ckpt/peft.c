@@ -312,11 +312,9 @@ int peft_apply_config(TrainConfig *cfg, Err *e)
     if (path_fmt(path, sizeof path, e, "%s/" PEFT_CONFIG_NAME, cfg->lora_from) ||
         read_settings(cfg->lora_from, &p, e))
         return err_wrap(e, "--lora-from");
-    /* the dropout is the run's to choose, but never silently dropped */
-    if (p.dropout > 0 && !was_given(cfg, "lora-dropout") && cfg->model.lora_dropout == 0)
-        return err_set(e, "--lora-from: %s: lora_dropout %g: give --lora-dropout P to say which "
-                          "dropout this run trains with (--lora-dropout 0: none; the adapters "
-                          "load either way)", path, (double)p.dropout);
+    /* the adapter's dropout goes on, unless the run gives its own (a
+     * training choice, not part of the adapters' shape) */
+    if (!was_given(cfg, "lora-dropout")) cfg->model.lora_dropout = p.dropout;
     return take_settings(cfg, &p, path, e) ? err_wrap(e, "--lora-from") : 0;
 }
 

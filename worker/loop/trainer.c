@@ -36,6 +36,19 @@ double trainer_per_pred(const TrainConfig *c)
     return 1.0 / ((double)c->global_batch * model_preds_per_seq(&c->model));
 }
 
+void trainer_key_dropout(Trainer *t, uint64_t what)
+{
+    const TrainConfig *c = t->cfg;
+    if (c->model.lora_dropout <= 0) return;
+    /* splitmix64's finalizer of the seed and what: a key per batch */
+    uint64_t x = c->seed ^ ((what + 1) * 0x9E3779B97F4A7C15ull);
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    x ^= x >> 31;
+    uint64_t row0 = (uint64_t)t->train.rank * (uint64_t)t->train.local_batch * c->model.seq_len;
+    pipeline_set_dropout(&t->pipe, x ? x : 1, row0);
+}
+
 /* The loss lives on the last stage; one TP rank of it speaks for its
  * group. Returns the global batch's loss sum on every rank. */
 double trainer_loss_sum(Trainer *t, Group *g, double local)

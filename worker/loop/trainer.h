@@ -111,6 +111,12 @@ double trainer_per_pred(const TrainConfig *c);
 /* The loss lives on the last stage; one TP rank speaks for its group.
  * Summed over g (the world: all machines; a machine's group: its own). */
 double trainer_loss_sum(Trainer *t, Group *g, double local);
+/* LoRA dropout (--lora-dropout) for the next training pass: its mask keyed
+ * by the run seed and `what` (the batch, or a zeroth-order sample: equal
+ * for the two forwards of one perturbation), and this rank's first global
+ * token row, so every layout draws the single rank's mask. Nothing without
+ * --lora-dropout; evaluation is never keyed. */
+void trainer_key_dropout(Trainer *t, uint64_t what);
 double trainer_eval_loss(Trainer *t);
 /* Windows one validation averages over: --eval-batches x --batch. */
 long trainer_val_windows(const TrainConfig *c);

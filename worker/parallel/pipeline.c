@@ -61,6 +61,8 @@ static double forward_one(Pipeline *pl, int mb, const int *inputs, const int *ta
         coll_wait(&pl->recv);
     }
     trace_begin_arg(TR_COMPUTE, mb, "forward mb%d", mb);
+    pl->m->dropout_key = pl->drop_key;
+    pl->m->dropout_row0 = pl->drop_row0 + (uint64_t)mb * pl->micro_b * pl->T;
     double loss = model_forward_slot(pl->m, slot, inputs + off, targets ? targets + off : NULL,
                                      pl->micro_b);
     trace_end();
@@ -115,7 +117,14 @@ double pipeline_train(Pipeline *pl, const int *inputs, const int *targets, float
         backward_one(pl, op.mb, inputs, targets, grad_scale);
     }
     drain_sends(pl);
+    pl->drop_key = 0;
     return loss;
+}
+
+void pipeline_set_dropout(Pipeline *pl, uint64_t key, uint64_t row0)
+{
+    pl->drop_key = key;
+    pl->drop_row0 = row0;
 }
 
 double pipeline_eval(Pipeline *pl, const int *inputs, const int *targets)
@@ -123,5 +132,6 @@ double pipeline_eval(Pipeline *pl, const int *inputs, const int *targets)
     double loss = 0;
     for (int mb = 0; mb < pl->M; mb++) loss += forward_one(pl, mb, inputs, targets);
     drain_sends(pl);
+    pl->drop_key = 0;
     return loss;
 }

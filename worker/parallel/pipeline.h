@@ -6,6 +6,7 @@
  * its data is needed, so no stage can wait on another in a cycle: any
  * p >= 1 and M >= 1 completes. With p = 1 it is plain gradient
  * accumulation over M micro-batches. */
+#include <stdint.h>
 #include "comm/mpi/comm.h"
 #include "models/model.h"
 #include "sharding/stages.h"
@@ -22,6 +23,8 @@ typedef struct {
     float *dout;           /* act_n: output gradient just received */
     CommRequest *fwd_send, *bwd_send, recv;
     PipeOp *ops;
+    uint64_t drop_key;     /* LoRA dropout of the next train/eval (0: none) */
+    uint64_t drop_row0;    /* the global token row of its first micro-batch */
 } Pipeline;
 
 int pipeline_init(Pipeline *pl, Model *m, Group *pp, int stage, int p, int M, int micro_b,
@@ -32,7 +35,11 @@ void pipeline_free(Pipeline *pl);
  * Returns the loss sum on the last stage, 0 elsewhere. */
 double pipeline_train(Pipeline *pl, const int *inputs, const int *targets, float grad_scale,
                       GradSync *sync);
-/* Forward only (evaluation). */
+/* Forward only (evaluation, and zeroth-order training's losses). */
 double pipeline_eval(Pipeline *pl, const int *inputs, const int *targets);
+/* The next pipeline_train or pipeline_eval (only that one) applies LoRA
+ * dropout: each micro-batch's forward is keyed with key and its first
+ * token's global row (row0, the rank's first, plus the rows before it). */
+void pipeline_set_dropout(Pipeline *pl, uint64_t key, uint64_t row0);
 
 #endif

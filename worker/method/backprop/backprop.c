@@ -67,6 +67,7 @@ int backprop_compute(Trainer *t, void *state, long step, StepOutcome *o, Err *e)
     Backprop *b = state;
     const TrainConfig *c = t->cfg;
     loader_batch(&t->train, t->data_pos, t->inputs, t->targets);
+    trainer_key_dropout(t, t->data_pos);
     t->data_pos++;
     model_zero_grad(&t->model);
     double local = pipeline_train(&t->pipe, t->inputs, t->targets, (float)b->grad_scale, &t->sync);

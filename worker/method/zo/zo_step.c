@@ -23,6 +23,8 @@ static double machine_loss(Trainer *t, Zo *z, ZoId id, float step)
     Err e;
     z->view = (ZoView){t->cfg->seed, id, step, z->active};
     model_set_weight_view(&t->model, zo_view_weights, &z->view, &e);
+    /* the two forwards of one perturbation drop the same inputs */
+    trainer_key_dropout(t, (uint64_t)id.step << 32 ^ (uint64_t)id.machine << 16 ^ id.sample);
     double local = pipeline_eval(&t->pipe, t->inputs, t->targets);
     model_set_weight_view(&t->model, NULL, NULL, &e);
     double preds = (double)t->train.local_batch * model_preds_per_seq(&t->cfg->model);
