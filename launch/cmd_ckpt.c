@@ -140,7 +140,7 @@ static void print_lora(const Mpitrain__Manifest *mf, const CkptMeta *meta)
     if (c->lora_rank <= 0) return;
     printf("lora           rank %d, alpha %g, targets %s, dropout %g\n", c->lora_rank,
            (double)(c->lora_alpha > 0 ? c->lora_alpha : 8.0f),
-           c->lora_targets[0] ? c->lora_targets : "(PEFT's default)", (double)c->lora_dropout);
+           lora_targets_spec(c), (double)c->lora_dropout);
     if (ckpt_has_kind(mf, CKPT_BASE_KIND))
         printf("lora base      saved in this checkpoint (base/ records)%s%s\n",
                meta->base.path[0] ? "; made from " : "", meta->base.path);
@@ -476,8 +476,8 @@ static int ckpt_export(int argc, char **argv)
         return EXIT_USAGE;
     }
     if (a.dtype >= 0 && a.format != EXPORT_HF && a.format != EXPORT_PEFT) {
-        fprintf(stderr, "mpitrain ckpt export: --dtype applies to --format hf and peft only (the "
-                        "other formats are f32)\n");
+        fprintf(stderr, "mpitrain ckpt export: --dtype applies to --format hf only, and to peft "
+                        "(the other formats are f32)\n");
         return EXIT_USAGE;
     }
     Err e = {{0}};

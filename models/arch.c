@@ -91,12 +91,16 @@ const char *lora_target_name(const ModelConfig *c, unsigned bit)
     return "?";
 }
 
+const char *lora_targets_spec(const ModelConfig *c)
+{
+    if (c->lora_targets[0]) return c->lora_targets;
+    return linears_of(c) == LLAMA_LINEARS ? "q_proj,v_proj" : "c_attn";
+}
+
 int lora_target_mask(const ModelConfig *c, unsigned *mask, Err *e)
 {
     const LinearName *table = linears_of(c);
-    const char *spec = c->lora_targets[0]        ? c->lora_targets
-                       : table == LLAMA_LINEARS ? "q_proj,v_proj"
-                                                : "c_attn";
+    const char *spec = lora_targets_spec(c);
     *mask = 0;
     char buf[sizeof c->lora_targets];
     snprintf(buf, sizeof buf, "%s", spec);

@@ -196,6 +196,8 @@ typedef struct {
  * when empty): 0, or -1 with a message naming a module the family does
  * not have. */
 int lora_target_mask(const ModelConfig *c, unsigned *mask, Err *e);
+/* c->lora_targets, or PEFT's default for c's family when it is empty. */
+const char *lora_targets_spec(const ModelConfig *c);
 /* Hugging Face's module name of a LORA_* bit in c's family ("q_proj",
  * "c_attn"; GPT-2's two c_proj both answer "c_proj"). */
 const char *lora_target_name(const ModelConfig *c, unsigned bit);

@@ -381,9 +381,13 @@ static void keep_lora_settings(ModelConfig *to, const ModelConfig *flags)
 }
 
 /* --lora-from: adapters to continue need the base they apply to, and a
- * resumed run has its own. */
+ * resumed run has its own; --lora-save-base needs a base to save. */
 static int check_lora_from(const TrainConfig *cfg, Err *e)
 {
+    /* (a resumed run's rank is the checkpoint's by now) */
+    if (cfg->lora_save_base && cfg->model.lora_rank <= 0 && !cfg->lora_from[0])
+        return err_set(e, "--lora-save-base needs a LoRA run (--lora-rank R, or --lora-from): "
+                          "without adapters every weight is in the checkpoint already");
     if (!cfg->lora_from[0]) return 0;
     if (cfg->resume[0])
         return err_set(e, "--lora-from with --resume: the checkpoint holds its own adapters; "

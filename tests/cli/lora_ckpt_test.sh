@@ -94,6 +94,10 @@ check "PEFT -> --lora-from -> PEFT: adapter_model.safetensors byte-identical" \
 check "... and the LoRA settings came from adapter_config.json" \
   "grep -Eq '\"lora-rank\": ?4' g2/config.json && cmp -s p1/adapter_config.json p2/adapter_config.json"
 
+run ckpt export g1 --format peft --dtype bf16 --out pbf &&
+  run train $T --init-from gpt_hf --lora-from pbf --steps 1 --out g3
+check "a BF16 adapter loads (--lora-from)" "[ $rc -eq 0 ] && grep -q '\"dtype\":\"BF16\"' pbf/adapter_model.safetensors"
+
 # ---- merged: the same loss as the adapters; plain export refused ------------------------
 E="--data corpus.tok --batch 4 --batches 4 --threads 1 --json"
 run eval --ckpt g1 $E; adapted=$(sed -n 's/.*"loss":\([^,]*\),.*/\1/p' last.out)
@@ -117,6 +121,8 @@ expect "a LoRA checkpoint as --init-from is refused" 1 "is a LoRA run's checkpoi
 # ---- --lora-from refusals ---------------------------------------------------------------
 run train $T --lora-from p1 --steps 1 --out x5
 expect "--lora-from without --init-from" 2 "needs --init-from BASE"
+run train $T --lora-save-base --steps 1 --out x7
+expect "--lora-save-base without adapters" 2 "--lora-save-base needs a LoRA run"
 run train $T --init-from gpt_hf --lora-from p1 --lora-rank 2 --steps 1 --out x6
 expect "--lora-rank disagreeing with the adapters' r" 2 "--lora-rank 2 disagrees with" "r 4"
 # bad NAME EDIT GREP...: p1 with adapter_config.json edited (python: cfg[...] = ...) is refused
@@ -161,6 +167,10 @@ run ckpt export l1 --format peft --out lp
 /usr/bin/python3 check_peft.py lp llama > last.err 2>&1
 check "the llama adapter directory has PEFT's names and shapes" "[ $? -eq 0 ]"
 mv l0 l0.away
+run eval --ckpt l1 $E; whole=$(sed -n 's/.*"loss":\([^,]*\),.*/\1/p' last.out)
+run ckpt reshard l1 --tp 2 --dp 2 --out l1r && run eval --ckpt l1r $E
+check "ckpt reshard carries the saved base: the same eval loss" \
+  "[ -n \"$whole\" ] && [ \"\$(sed -n 's/.*\"loss\":\\([^,]*\\),.*/\\1/p' last.out)\" = \"$whole\" ]"
 run ckpt info l1
 check "ckpt info: the base is saved in the checkpoint" "grep -q 'saved in this checkpoint' last.out"
 run eval --ckpt l1 $E

@@ -358,7 +358,7 @@ static int check_entries(const char *path, const StIndex *ix, const ModelConfig 
         if (!used[i])
             rc = err_set(e, "%s: tensor '%s' is no adapter of this model (r %d on %s)", path,
                          ix->t[i].name, c->lora_rank,
-                         c->lora_targets[0] ? c->lora_targets : "PEFT's default targets");
+                         lora_targets_spec(c));
     free(used);
     model_free(&whole);
     return rc;

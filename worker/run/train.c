@@ -400,13 +400,21 @@ static int write_summary(Trainer *t, const TrainResult *res, Err *e)
 static void announce(Trainer *t)
 {
     const TrainConfig *c = t->cfg;
+    const Model *m = &t->model;
+    char params[256];
+    if (m->base.n_tensors)
+        snprintf(params, sizeof params, "%.2fM params frozen, LoRA rank %d on %s: %.3fM trained",
+                 m->base.n_params / 1e6, c->model.lora_rank, lora_targets_spec(&c->model),
+                 m->n_params / 1e6);
+    else
+        snprintf(params, sizeof params, "%.2fM params", m->n_params / 1e6);
     trainer_note(t,
-                 "mpitrain: %s %d layers x %d wide, %.2fM params | %d rank(s): dp %d x tp %d x "
+                 "mpitrain: %s %d layers x %d wide, %s | %d rank(s): dp %d x tp %d x "
                  "pp %d, zero %d | batch %d x %d, %d micro-batch(es) | %d thread(s)/rank | %s%s",
-                 model_kind_name(c->model.kind), c->model.n_layer, c->model.n_embd,
-                 t->model.n_params / 1e6, t->w->size, c->dp, c->tp, c->pp, c->zero,
-                 c->global_batch, c->model.seq_len, c->micro_batches, ops_get_threads(),
-                 optim_name(c->optim.kind), t->start_step ? " (resumed)" : "");
+                 model_kind_name(c->model.kind), c->model.n_layer, c->model.n_embd, params,
+                 t->w->size, c->dp, c->tp, c->pp, c->zero, c->global_batch, c->model.seq_len,
+                 c->micro_batches, ops_get_threads(), optim_name(c->optim.kind),
+                 t->start_step ? " (resumed)" : "");
 }
 
 /* Once at the start: what val_loss will be (a mean over how many windows,
