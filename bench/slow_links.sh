@@ -188,7 +188,7 @@ flags_json=$(for mod in $MODELS; do printf '%s\t%s\n' "$mod" "$(model_flags "$mo
 import csv, json, sys
 tsv, work, methods, nets, repeat = sys.argv[1], sys.argv[2], sys.argv[3].split(), sys.argv[4].split(), sys.argv[5]
 models, rank = sys.argv[6].split(), sys.argv[8]
-flags = dict(l.split("\t", 1) if "\t" in l else (l, "") for l in sys.argv[7].splitlines())
+flags = {k: v.strip() for k, v in (l.split("\t", 1) if "\t" in l else (l, "") for l in sys.argv[7].splitlines())}
 rows = list(csv.DictReader(open(tsv), delimiter="\t"))
 label0 = {"dp": "DP AdamW", "zo1": "ZO, 1 sample", "zo4": "ZO, 4 samples", "dl10": "DiLoCo H=10",
           "dl10ov": "DiLoCo H=10, overlap", "dl10bf16": "DiLoCo H=10, bf16", "dl50": "DiLoCo H=50"}

@@ -58,7 +58,8 @@
 #                         summary.json is there): resume a measurement, or redo the tables
 #   SWEEP=FILE            bench/slow_links.sh's slow_links.json, whose step times join
 #                         the fit (default /tmp/mpitrain-slow_links/slow_links.json
-#                         when it is there and measured the reference GPT; SWEEP= : none)
+#                         when it is there and measured the reference GPT; LORA=1:
+#                         /tmp/mpitrain-slow_links-lora/slow_links.json; SWEEP= : none)
 #   USE_TIME_BUDGET=0     ignore --time-budget even when train has it
 #   TIME_BUDGET_ARG       the --time-budget value (default "${BUDGET}s")
 #   CAL_STEPS, CAL_SECONDS, MIN_STEPS, FORTUNES: see bench/finetune.sh
@@ -136,6 +137,7 @@ drawn=()
 for net in $nets; do for r in $RUNS; do [ -s "$work/ft/$net/$r/metrics.jsonl" ] && drawn+=("$net/$r"); done; done
 [ ${#drawn[@]} -gt 0 ] || die "no run wrote metrics"
 
+if [ "$LORA" = 1 ]; then SWEEP=${SWEEP-/tmp/mpitrain-slow_links-lora/slow_links.json}; fi
 SWEEP=${SWEEP-/tmp/mpitrain-slow_links/slow_links.json}
 [ -z "$SWEEP" ] || [ -s "$SWEEP" ] || SWEEP=""
 "$py" - "$work" "$BUDGET" "$(ft_budget_mode)" "$nets" "$SWEEP" "${drawn[@]}" <<'PY' | tee "$work/time_to_quality.md"
