@@ -64,17 +64,18 @@ ft_flag() {
   echo " $* " | sed -n "s/.* $f \([^ ]*\) .*/\1/p"
 }
 
-# Step time of a run's kind (optimizer, samples, DiLoCo H and overlap: the
+# Step time of a run's kind (optimizer, samples, DiLoCo H and overlap, LoRA rank: the
 # ZO subsets train at the speed of two forward passes like ZO of every
 # tensor), mean over steps 2.. of a short run, cached per kind and net.
 ft_step_ms() {
-  local opt samples h ov key steps rc=0
+  local opt samples h ov rank key steps rc=0
   opt=$(ft_flag --optimizer "$@")
   samples=$(ft_flag --zo-samples "$@")
   h=$(ft_flag --diloco "$@")
   ov=$(ft_flag --diloco-overlap "$@")
+  rank=$(ft_flag --lora-rank "$@")   # LoRA's adapters step (and send) another amount
   # and per binary: a rebuilt one (DiLoCo landing, say) calibrates afresh
-  key=$work/cal/$ft_bin_id/$opt-s${samples:-1}-h${h:-0}-o${ov:-0}-$nc_cur
+  key=$work/cal/$ft_bin_id/$opt-s${samples:-1}-h${h:-0}-o${ov:-0}${rank:+-r$rank}-$nc_cur
   steps=$CAL_STEPS
   [ "${h:-0}" -gt 0 ] && steps=$((h + 1))
   mkdir -p "$work/cal/$ft_bin_id"

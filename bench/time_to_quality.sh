@@ -11,6 +11,23 @@
 #   diloco10ov  DiLoCo H=10, each all-reduce behind the next round
 #   diloco10bf16  DiLoCo H=10, bf16 pseudo-gradients with error feedback
 #   diloco50  DiLoCo H=50, the same
+# and with LoRA (issue 24: rank 8 on attention and MLP, --lora-targets
+# c_attn,c_proj,c_fc, the base frozen; alpha 8, PEFT's default):
+#   adamw-lora     data-parallel AdamW of the adapters, lr 2e-3 (cosine to 2e-4)
+#   diloco10-lora  DiLoCo H=10 of the adapters, inner AdamW lr 2e-3, outer as above
+#   zo-lora        ZO of the adapters, 1 sample, lr 3e-3 (the ZO recipe's,
+#                  docs/zo-finetune.conf), constant
+# The LoRA learning rates are a FIRST GUESS, not swept (the usual AdamW-LoRA
+# range is 1e-3..3e-3; ZO's recipe lr for ZO-LoRA, which barely moved the
+# loss in a 20-step smoke run: ZO of ~0.1M adapter values may take a larger
+# lr, try 1e-2 and 3e-2): sweep them (LORA_LR, ZO_LORA_LR) on an idle machine
+# before reading much into a LoRA row.
+# LORA=1 sets the issue-24 comparison's defaults: the six runs
+# RUNS="adamw adamw-lora diloco10 diloco10-lora zo zo-lora" (full = every
+# weight trains) at NETS="shm 100mbit 10mbit", WORK=/tmp/mpitrain-time_to_quality-lora,
+# and prints the issue's target: the best LoRA run at 10 Mbit/s reaches
+# full AdamW at shm's validation loss of the same budget within 0.05
+# (PASS/MISS; printed whenever those runs are there).
 # The budget is `--time-budget` when `mpitrain train --help` lists it, else a
 # step count from a short timed calibration run of each kind on each link
 # (bench/finetune.sh). Validation is the same for every run (the fortunes
@@ -28,9 +45,12 @@
 # (one link) with `mpitrain plot --loss val`.
 #
 # Environment:
+#   LORA=0                1: the issue-24 defaults above (each knob below still wins)
 #   BUDGET=120            seconds of training per run
+#   LORA_LR=2e-3          AdamW-LoRA's and DiLoCo-LoRA's inner lr (cosine to a tenth)
+#   ZO_LORA_LR=3e-3       ZO-LoRA's lr (constant)
 #   NETS="100mbit 10mbit" links (tc rates; shm = one host, shared memory)
-#   RUNS="adamw zo-best zo diloco10 diloco50"
+#   RUNS="adamw zo-best zo diloco10 diloco50"   (any rows of the table above)
 #   PRE_STEPS=250         pretraining steps (cached in WORK while unchanged)
 #   EVAL_POINTS=12        validations per run
 #   WORK=/tmp/mpitrain-time_to_quality   corpora, pretrained model, runs (kept)
@@ -38,7 +58,8 @@
 #                         summary.json is there): resume a measurement, or redo the tables
 #   SWEEP=FILE            bench/slow_links.sh's slow_links.json, whose step times join
 #                         the fit (default /tmp/mpitrain-slow_links/slow_links.json
-#                         when it is there and measured the reference GPT; SWEEP= : none)
+#                         when it is there and measured the reference GPT; LORA=1:
+#                         /tmp/mpitrain-slow_links-lora/slow_links.json; SWEEP= : none)
 #   USE_TIME_BUDGET=0     ignore --time-budget even when train has it
 #   TIME_BUDGET_ARG       the --time-budget value (default "${BUDGET}s")
 #   CAL_STEPS, CAL_SECONDS, MIN_STEPS, FORTUNES: see bench/finetune.sh
@@ -48,8 +69,15 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 NAME=time_to_quality
+LORA=${LORA:-0}
 # shellcheck disable=SC2034 # read by common.sh
-work_dir=${WORK:-/tmp/mpitrain-time_to_quality}
+if [ "$LORA" = 1 ]; then
+  work_dir=${WORK:-/tmp/mpitrain-time_to_quality-lora}
+  NETS=${NETS:-shm 100mbit 10mbit}
+  RUNS=${RUNS:-adamw adamw-lora diloco10 diloco10-lora zo zo-lora}
+else
+  work_dir=${WORK:-/tmp/mpitrain-time_to_quality}
+fi
 # shellcheck disable=SC2034
 need_kjv=0
 # shellcheck source=bench/common.sh
@@ -65,13 +93,20 @@ RUNS=${RUNS:-adamw zo-best zo diloco10 diloco50}
 ZO="--optimizer zo --zo-eps 1e-3 --weight-decay 0 --warmup 0 --zo-samples 1"
 ADAMW="--optimizer adamw --lr 1e-3 --min-lr 1e-4 --warmup 5"
 DL="$ADAMW --outer-lr 0.7 --outer-momentum 0.9"
+LORA_LR=${LORA_LR:-2e-3}
+ZO_LORA_LR=${ZO_LORA_LR:-3e-3}
+LORA_ARGS="--lora-rank 8 --lora-targets c_attn,c_proj,c_fc"
+ADAMW_LORA="--optimizer adamw --lr $LORA_LR --min-lr $(awk -v l="$LORA_LR" 'BEGIN {print l / 10}') --warmup 5 $LORA_ARGS"
 TABLE="adamw    $ADAMW
 zo-best  $ZO --zo-params embeddings,norms,biases --lr 3e-3 --min-lr 3e-3
 zo       $ZO --lr 1e-3 --min-lr 1e-3
 diloco10 $DL --diloco 10
 diloco10ov $DL --diloco 10 --diloco-overlap 1
 diloco10bf16 $DL --diloco 10 --diloco-wire bf16
-diloco50 $DL --diloco 50"
+diloco50 $DL --diloco 50
+adamw-lora $ADAMW_LORA
+diloco10-lora $ADAMW_LORA --outer-lr 0.7 --outer-momentum 0.9 --diloco 10
+zo-lora  $ZO --lr $ZO_LORA_LR --min-lr $ZO_LORA_LR $LORA_ARGS"
 # shellcheck disable=SC2086
 check_names $RUNS
 
@@ -102,6 +137,7 @@ drawn=()
 for net in $nets; do for r in $RUNS; do [ -s "$work/ft/$net/$r/metrics.jsonl" ] && drawn+=("$net/$r"); done; done
 [ ${#drawn[@]} -gt 0 ] || die "no run wrote metrics"
 
+if [ "$LORA" = 1 ]; then SWEEP=${SWEEP-/tmp/mpitrain-slow_links-lora/slow_links.json}; fi
 SWEEP=${SWEEP-/tmp/mpitrain-slow_links/slow_links.json}
 [ -z "$SWEEP" ] || [ -s "$SWEEP" ] || SWEEP=""
 "$py" - "$work" "$BUDGET" "$(ft_budget_mode)" "$nets" "$SWEEP" "${drawn[@]}" <<'PY' | tee "$work/time_to_quality.md"
@@ -110,7 +146,8 @@ work, budget, mode, nets, sweep_path = sys.argv[1], float(sys.argv[2]), sys.argv
 runs = sys.argv[6:]
 # bench/slow_links.sh's step times (same model, batch and machines) join the
 # fit of step time against bandwidth, when it measured the reference GPT
-sweep, sweep_of = {}, {"adamw": "dp", "zo": "zo1", "zo-best": "zo1", "diloco10": "dl10", "diloco10ov": "dl10ov", "diloco10bf16": "dl10bf16", "diloco50": "dl50"}
+sweep, sweep_of = {}, {"adamw": "dp", "zo": "zo1", "zo-best": "zo1", "diloco10": "dl10", "diloco10ov": "dl10ov", "diloco10bf16": "dl10bf16", "diloco50": "dl50",
+                       "adamw-lora": "dp-lora", "zo-lora": "zo1-lora", "diloco10-lora": "dl10-lora"}
 if sweep_path:
     sw = json.load(open(sweep_path))
     if sw.get("model"):
@@ -184,6 +221,27 @@ for net in nets:
         print(f"lowest validation loss at {budget:g} s on {net}: **{best[0]}** ({best[1]:.3f})")
     out["links"][net] = res[net]
 out["winners"] = winners
+
+# issue 24: the best LoRA run at 10 Mbit/s against full AdamW at shm, each
+# by its last validation (--time-budget ends a run with one, after the step
+# that used up the budget)
+def val_end(v):
+    return (v["val"][-1][2], v["val"][-1][0]) if v and v["val"] else (None, None)
+full, full_t = val_end(res.get("shm", {}).get("adamw"))
+lora = [val_end(v) + (name,) for name, v in res.get("10mbit", {}).items()
+        if name.endswith("-lora") and val_end(v)[0] is not None]
+if any(name.endswith("-lora") for net in res for name in res[net]):
+    print()
+    print("Target (issue 24): the best LoRA run at 10mbit within 0.05 of full AdamW at shm's "
+          f"validation loss after {budget:g} s:")
+    if full is None or not lora:
+        print("- (needs adamw at shm and a -lora run at 10mbit in NETS and RUNS, each with a validation)")
+    else:
+        val, t, name = min(lora)
+        ok = val <= full + 0.05
+        print(f"- {'PASS' if ok else 'MISS'}: {name} at 10mbit {val:.3f} vs adamw at shm {full:.3f} "
+              f"({val - full:+.3f}; the runs' last validations, after {t:.1f} s and {full_t:.1f} s of training)")
+        out["target_issue24"] = {"pass": ok, "lora_run": name, "lora_val": val, "adamw_shm_val": full}
 
 # Where each method wins, estimated: its step time t(b) = c + k/b fitted over
 # the links (least squares in 1/b), the steps it takes in the budget at b,
