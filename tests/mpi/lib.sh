@@ -17,6 +17,19 @@ for i in $(seq 1 80); do echo "Line $i: and the evening and the morning were the
 "$BIN" prepare corpus.txt --out corpus.tok --val-fraction 0.1 > /dev/null || { echo "FAIL - prepare"; exit 1; }
 TINY="--layers 2 --heads 2 --embd 32 --seq-len 32 --batch 12 --data corpus.tok --threads 1 --quiet --eval-every 0 --steps 20"
 run() { local n=$1 out=$2; shift 2; timeout 240 "$LOCAL" -n "$n" train $TINY --out "$out" "$@" > "$out.log" 2>&1; }
+# run_layout PREFIX "OPTS" D T P [FLAGS...]: trains OPTS under dp D x tp T
+# x pp P (and FLAGS) into $o, a directory named from PREFIX and the layout,
+# and checks that it ran; $what names the run for the checks that follow
+run_layout() {
+  local prefix=$1 opts=$2 d=$3 t=$4 p=$5 rc
+  shift 5
+  o="$prefix$d$t$p$(echo "$*" | tr -d ' -')"
+  timeout 240 "$LOCAL" -n $((d * t * p)) train $opts --dp "$d" --tp "$t" --pp "$p" "$@" --out "$o" \
+    > "$o.log" 2>&1
+  rc=$?
+  what="$prefix ($d,$t,$p)${*:+ $*}"
+  check "$what runs" "[ $rc -eq 0 ]"
+}
 
 
 # dp<N>: N data-parallel ranks give the single rank's losses

@@ -23,15 +23,7 @@ for model in llama qwen; do
     "awk 'BEGIN{exit !($last < $first - 0.5)}'"
   for lay in "2 1 1 --zero 1" "1 2 1" "1 4 1" "1 1 2 --pp-schedule 1f1b --micro-batches 2" \
              "2 2 1 --zero 2 --micro-batches 2" "2 1 2 --zero 1"; do
-    set -- $lay
-    d=$1 t=$2 p=$3
-    shift 3
-    o="$model$d$t$p${1:+_${1#--}$2}"
-    timeout 240 "$LOCAL" -n $((d * t * p)) train $opts --dp "$d" --tp "$t" --pp "$p" "$@" --out "$o" \
-      > "$o.log" 2>&1
-    rc=$?
-    what="$model ($d,$t,$p)${*:+ $*}"
-    check "$what runs" "[ $rc -eq 0 ]"
+    run_layout "$model" "$opts" $lay
     same_as_base "$model" "$o" "$what"
   done
 done

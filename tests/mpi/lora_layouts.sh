@@ -41,15 +41,7 @@ layouts() { # BASE "OPTS" "d t p [FLAGS]"...
   local base=$1 opts=$2
   shift 2
   for lay in "$@"; do
-    set -- $lay
-    d=$1 t=$2 p=$3
-    shift 3
-    o="$base$d$t$p$(echo "$*" | tr -d ' -')"
-    timeout 240 "$LOCAL" -n $((d * t * p)) train $opts --dp "$d" --tp "$t" --pp "$p" "$@" --out "$o" \
-      > "$o.log" 2>&1
-    rc=$?
-    what="$base ($d,$t,$p)${*:+ $*}"
-    check "$what runs" "[ $rc -eq 0 ]"
+    run_layout "$base" "$opts" $lay
     same_as "$base" "$o" "$what"
   done
 }

@@ -31,8 +31,8 @@ import sys
 import numpy as np
 import torch
 
-from ref_common import (byte_alphabet, first_batch, grad_errors, make_tokens, peft_random, peft_read, peft_write,
-                        st_header, st_read, st_write)
+from ref_common import (add_make_peft, byte_alphabet, first_batch, grad_errors, make_tokens, peft_random, peft_read,
+                        peft_write, st_header, st_read, st_write)
 
 LAYER_KEYS = [  # name, shape in units of C (HF layout: Conv1D is (in, out))
     ("ln_1.weight", (1,)), ("ln_1.bias", (1,)),
@@ -477,13 +477,7 @@ def main():
         p.add_argument("--batch", type=int, default=2)
         p.add_argument("--seq", type=int, default=0)
         p.add_argument("--threads", type=int, default=1)
-    p = sub.add_parser("make-peft")
-    p.add_argument("src")
-    p.add_argument("out")
-    p.add_argument("--r", type=int, default=4)
-    p.add_argument("--alpha", type=float, default=8)
-    p.add_argument("--targets", default="c_attn")
-    p.add_argument("--seed", type=int, default=11)
+    add_make_peft(sub, "c_attn")
     p = sub.add_parser("check-hf")
     p.add_argument("dir")
     p.add_argument("--dtype", choices=["F32", "F16", "BF16"], default="F32")

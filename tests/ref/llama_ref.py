@@ -56,8 +56,9 @@ import sys
 
 import numpy as np
 
-from ref_common import (INDEX, TORCH_DTYPE_NAMES, byte_alphabet, first_batch, grad_errors, make_tokens, peft_random,
-                        peft_read, peft_write, round_to, shard_name, st_header, st_read_all, st_write_dir)
+from ref_common import (INDEX, TORCH_DTYPE_NAMES, add_make_peft, byte_alphabet, first_batch, grad_errors, make_tokens,
+                        peft_random, peft_read, peft_write, round_to, shard_name, st_header, st_read_all,
+                        st_write_dir)
 
 
 class LazyTorch:
@@ -976,13 +977,7 @@ def main():
             p.add_argument("--lr", type=float, required=name != "rounding", default=1.0)
         if name == "sgd-step":
             p.add_argument("--out", required=True)
-    p = sub.add_parser("make-peft")
-    p.add_argument("src")
-    p.add_argument("out")
-    p.add_argument("--r", type=int, default=4)
-    p.add_argument("--alpha", type=float, default=8)
-    p.add_argument("--targets", default="q_proj,v_proj")
-    p.add_argument("--seed", type=int, default=11)
+    add_make_peft(sub, "q_proj,v_proj")
     p = sub.add_parser("compare")
     p.add_argument("a")
     p.add_argument("b")

@@ -204,6 +204,18 @@ def peft_read(d):
     return cfg["lora_alpha"] / cfg["r"], {m: (ab["A"], ab["B"]) for m, ab in pairs.items()}
 
 
+def add_make_peft(sub, default_targets):
+    """The make-peft command both references take: SRC, OUT and the adapter's shape."""
+    p = sub.add_parser("make-peft")
+    p.add_argument("src")
+    p.add_argument("out")
+    p.add_argument("--r", type=int, default=4)
+    p.add_argument("--alpha", type=float, default=8)
+    p.add_argument("--targets", default=default_targets)
+    p.add_argument("--seed", type=int, default=11)
+    return p
+
+
 def peft_random(modules, r, seed):
     """Adapters for modules (path -> (out, in)) that change the model: A as
     PEFT initialises it (uniform, bound 1/sqrt(in)), B random instead of
