@@ -4,11 +4,22 @@
 #include <stdlib.h>
 #include <string.h>
 #include "base/half.h"
+#include "base/quant.h"
 #include "sharding/partition.h"
 
 enum { TAG_SCATTER = 71, TAG_GATHER = 72 };
 
-static size_t wire_bytes(WireFormat w) { return w == WIRE_BF16 ? 2 : 4; }
+/* Bytes of len values on the wire (one segment: the quantized formats'
+ * blocks start at each segment's first value). */
+static size_t seg_bytes(WireFormat w, size_t len)
+{
+    switch (w) {
+    case WIRE_BF16: return 2 * len;
+    case WIRE_INT8: return quant_bytes(8, len);
+    case WIRE_INT4: return quant_bytes(4, len);
+    default: return 4 * len;
+    }
+}
 
 int paced_init(PacedSum *s, Group *g, size_t piece, WireFormat wire, size_t cap, Err *e)
 {
@@ -18,12 +29,14 @@ int paced_init(PacedSum *s, Group *g, size_t piece, WireFormat wire, size_t cap,
     s->piece = piece ? piece : 1;
     int p = group_size(g);
     s->seg_max = (s->piece + p - 1) / p;
-    size_t wb = wire_bytes(wire);
-    s->stage = malloc(s->piece * wb);
-    s->tmp = malloc(((size_t)(p - 1) * s->seg_max + 1) * wb);
+    size_t sb = seg_bytes(wire, s->seg_max);
+    s->stage = malloc((size_t)p * sb);
+    s->tmp = malloc((size_t)(p - 1) * sb + 1);
+    s->x = malloc(s->piece * sizeof(float));
+    s->acc = malloc(2 * s->seg_max * sizeof(float));
     s->req = calloc(2 * (size_t)p, sizeof *s->req);
-    int ok = s->stage && s->tmp && s->req;
-    if (ok && wire == WIRE_BF16) {
+    int ok = s->stage && s->tmp && s->x && s->acc && s->req;
+    if (ok && wire != WIRE_F32) {
         s->cap = cap;
         s->send_err = calloc(cap ? cap : 1, sizeof(float));
         s->sum_err = calloc(cap ? cap : 1, sizeof(float));
@@ -39,6 +52,8 @@ void paced_free(PacedSum *s)
     free(s->req);
     free(s->tmp);
     free(s->stage);
+    free(s->x);
+    free(s->acc);
     free(s->send_err);
     free(s->sum_err);
     memset(s, 0, sizeof *s);
@@ -46,32 +61,42 @@ void paced_free(PacedSum *s)
 
 /* ---- the wire format ---------------------------------------------------- */
 
-/* v (+ its carried error) into wire slot j of w; returns what the others
- * will read, and keeps what rounding dropped in *err */
-static float encode(WireFormat wire, unsigned char *w, size_t j, float v, float *err)
+/* v[0..len) (plus the error it carries, when err) onto the wire at out; v
+ * becomes what the others will read, err what the format dropped. */
+static void encode(PacedSum *s, float *v, size_t len, unsigned char *out, float *err)
 {
-    if (wire == WIRE_F32) {
-        memcpy(w + 4 * j, &v, 4);
-        return v;
+    float *x = s->x;
+    for (size_t i = 0; i < len; i++) x[i] = err ? v[i] + err[i] : v[i];
+    switch (s->wire) {
+    case WIRE_F32: memcpy(out, x, 4 * len); break;
+    case WIRE_BF16:
+        for (size_t i = 0; i < len; i++) {
+            uint16_t h = f32_to_bf16(x[i]);
+            memcpy(out + 2 * i, &h, 2);
+            v[i] = bf16_to_f32(h);
+        }
+        break;
+    case WIRE_INT8: quant_encode(8, x, len, out, v); break;
+    case WIRE_INT4: quant_encode(4, x, len, out, v); break;
     }
-    float x = v + *err;
-    uint16_t h = f32_to_bf16(x);
-    memcpy(w + 2 * j, &h, 2);
-    float sent = bf16_to_f32(h);
-    *err = x - sent;
-    return sent;
+    if (err)
+        for (size_t i = 0; i < len; i++) err[i] = x[i] - v[i];
 }
 
-static float decode(WireFormat wire, const unsigned char *w, size_t j)
+static void decode(WireFormat wire, const unsigned char *in, size_t len, float *out)
 {
-    if (wire == WIRE_F32) {
-        float v;
-        memcpy(&v, w + 4 * j, 4);
-        return v;
+    switch (wire) {
+    case WIRE_F32: memcpy(out, in, 4 * len); break;
+    case WIRE_BF16:
+        for (size_t i = 0; i < len; i++) {
+            uint16_t h;
+            memcpy(&h, in + 2 * i, 2);
+            out[i] = bf16_to_f32(h);
+        }
+        break;
+    case WIRE_INT8: quant_decode(8, in, len, out); break;
+    case WIRE_INT4: quant_decode(4, in, len, out); break;
     }
-    uint16_t h;
-    memcpy(&h, w + 2 * j, 2);
-    return bf16_to_f32(h);
 }
 
 /* ---- the exchange ---------------------------------------------------------- */
@@ -87,37 +112,55 @@ static Range segment(const PacedSum *s, int rank)
     return split_even(piece_len(s), group_size(s->g), rank);
 }
 
+/* where rank q's segment of the piece starts in stage: after the segments
+ * of the ranks before it, each in wire format */
+static size_t seg_off(const PacedSum *s, int q)
+{
+    size_t off = 0;
+    for (int r = 0; r < q; r++) {
+        Range x = segment(s, r);
+        off += seg_bytes(s->wire, x.hi - x.lo);
+    }
+    return off;
+}
+
 /* the slot in tmp of a peer's part: peers in rank order, this rank skipped */
 static unsigned char *slot(PacedSum *s, int peer)
 {
     int me = group_rank(s->g);
-    return s->tmp + (size_t)(peer < me ? peer : peer - 1) * s->seg_max * wire_bytes(s->wire);
+    return s->tmp + (size_t)(peer < me ? peer : peer - 1) * seg_bytes(s->wire, s->seg_max);
 }
 
-/* the error-feedback slot of element i (NULL without error feedback: f32) */
+/* the error-feedback slots from element i (NULL without error feedback: f32) */
 static float *err_at(float *err, size_t i) { return err ? err + i : NULL; }
 
-/* The piece in wire format; this rank's own values become what it sent, so
- * its part of the sum is the one the others would have read. */
+/* The piece in wire format, segment by segment; this rank's own values
+ * become what it sent, so its part of the sum is the one the others would
+ * have read. */
 static void stage_piece(PacedSum *s)
 {
-    size_t len = piece_len(s);
-    for (size_t j = 0; j < len; j++)
-        s->buf[s->at + j] = encode(s->wire, s->stage, j, s->buf[s->at + j], err_at(s->send_err, s->at + j));
+    int p = group_size(s->g);
+    unsigned char *out = s->stage;
+    for (int q = 0; q < p; q++) {
+        Range r = segment(s, q);
+        size_t at = s->at + r.lo, len = r.hi - r.lo;
+        encode(s, s->buf + at, len, out, err_at(s->send_err, at));
+        out += seg_bytes(s->wire, len);
+    }
 }
 
 static void post_scatter(PacedSum *s)
 {
     int p = group_size(s->g), me = group_rank(s->g), k = 0;
-    size_t wb = wire_bytes(s->wire);
     stage_piece(s);
     Range mine = segment(s, me);
     for (int q = 0; q < p; q++) {
         if (q == me) continue;
         Range theirs = segment(s, q);
-        p2p_irecv_bytes(s->g, slot(s, q), (mine.hi - mine.lo) * wb, q, TAG_SCATTER, &s->req[k++]);
-        p2p_isend_bytes(s->g, s->stage + theirs.lo * wb, (theirs.hi - theirs.lo) * wb, q,
-                        TAG_SCATTER, &s->req[k++]);
+        p2p_irecv_bytes(s->g, slot(s, q), seg_bytes(s->wire, mine.hi - mine.lo), q, TAG_SCATTER,
+                        &s->req[k++]);
+        p2p_isend_bytes(s->g, s->stage + seg_off(s, q), seg_bytes(s->wire, theirs.hi - theirs.lo),
+                        q, TAG_SCATTER, &s->req[k++]);
     }
     s->phase = 1;
 }
@@ -128,26 +171,32 @@ static void reduce_mine(PacedSum *s)
 {
     int p = group_size(s->g), me = group_rank(s->g);
     Range mine = segment(s, me);
-    for (size_t j = mine.lo; j < mine.hi; j++) {
-        float acc = 0;
-        for (int r = 0; r < p; r++)
-            acc += r == me ? s->buf[s->at + j] : decode(s->wire, slot(s, r), j - mine.lo);
-        s->buf[s->at + j] = encode(s->wire, s->stage, j, acc, err_at(s->sum_err, s->at + j));
+    size_t len = mine.hi - mine.lo;
+    float *acc = s->acc, *part = s->acc + s->seg_max, *own = s->buf + s->at + mine.lo;
+    memset(acc, 0, len * sizeof *acc);
+    for (int r = 0; r < p; r++) {
+        const float *v = own;
+        if (r != me) {
+            decode(s->wire, slot(s, r), len, part);
+            v = part;
+        }
+        for (size_t j = 0; j < len; j++) acc[j] += v[j];
     }
+    memcpy(own, acc, len * sizeof *acc);
+    encode(s, own, len, s->stage + seg_off(s, me), err_at(s->sum_err, s->at + mine.lo));
 }
 
 static void post_gather(PacedSum *s)
 {
     int p = group_size(s->g), me = group_rank(s->g), k = 0;
-    size_t wb = wire_bytes(s->wire);
     Range mine = segment(s, me);
+    size_t my_off = seg_off(s, me), my_bytes = seg_bytes(s->wire, mine.hi - mine.lo);
     for (int q = 0; q < p; q++) {
         if (q == me) continue;
         Range theirs = segment(s, q);
-        p2p_irecv_bytes(s->g, s->stage + theirs.lo * wb, (theirs.hi - theirs.lo) * wb, q,
-                        TAG_GATHER, &s->req[k++]);
-        p2p_isend_bytes(s->g, s->stage + mine.lo * wb, (mine.hi - mine.lo) * wb, q, TAG_GATHER,
-                        &s->req[k++]);
+        p2p_irecv_bytes(s->g, s->stage + seg_off(s, q), seg_bytes(s->wire, theirs.hi - theirs.lo),
+                        q, TAG_GATHER, &s->req[k++]);
+        p2p_isend_bytes(s->g, s->stage + my_off, my_bytes, q, TAG_GATHER, &s->req[k++]);
     }
     s->phase = 2;
 }
@@ -159,13 +208,13 @@ static void unstage_sums(PacedSum *s)
     for (int q = 0; q < p; q++) {
         if (q == me) continue;
         Range r = segment(s, q);
-        for (size_t j = r.lo; j < r.hi; j++) s->buf[s->at + j] = decode(s->wire, s->stage, j);
+        decode(s->wire, s->stage + seg_off(s, q), r.hi - r.lo, s->buf + s->at + r.lo);
     }
 }
 
 void paced_start(PacedSum *s, float *buf, size_t n)
 {
-    if (s->wire == WIRE_BF16 && n > s->cap) abort(); /* a caller's bug: no feedback slots */
+    if (s->wire != WIRE_F32 && n > s->cap) abort(); /* a caller's bug: no feedback slots */
     s->buf = buf;
     s->n = n;
     s->at = 0;

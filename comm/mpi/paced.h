@@ -11,14 +11,15 @@
  * wire, two progress calls finish a piece, and each element is summed in
  * rank order by the rank that owns it: the same bits on any link.
  *
- * On the wire the values are f32, or bf16 (round to nearest even) with
- * error feedback: what rounding drops from a rank's values, and from the
+ * On the wire the values are f32, or bf16 (round to nearest even), int8 or
+ * int4 (block-wise absmax codes, base/quant.h; each segment its own blocks)
+ * with error feedback: what rounding drops from a rank's values, and from the
  * sum of a segment it owns, is added to the same element of the next sum
  * (Seide et al. 2014; Karimireddy et al. 2019), so over many sums nothing is
  * lost, only late. */
 #include "comm/mpi/comm.h"
 
-typedef enum { WIRE_F32 = 0, WIRE_BF16 = 1 } WireFormat;
+typedef enum { WIRE_F32 = 0, WIRE_BF16 = 1, WIRE_INT8 = 2, WIRE_INT4 = 3 } WireFormat;
 
 typedef struct {
     Group *g;
@@ -27,11 +28,13 @@ typedef struct {
     float *buf;
     size_t n, at;         /* the buffer; the current piece starts at `at` */
     int phase;            /* 0 nothing in flight, 1 scatter, 2 gather */
-    unsigned char *stage; /* this rank's piece as sent (wire format) */
+    unsigned char *stage; /* this rank's piece as sent (wire format, segment by segment) */
     unsigned char *tmp;   /* the others' parts of this rank's segment */
+    float *x;             /* a piece's values as they go out (error feedback added) */
+    float *acc;           /* this rank's segment: the sum, and one peer's part decoded */
     size_t seg_max;
     CommRequest *req;     /* 2 (p - 1) */
-    /* bf16: the error feedback, one float per element of a buffer of up to
+    /* bf16, int8, int4: the error feedback, one float per element of a buffer of up to
      * cap floats: what rounding left of this rank's values, and of the sums
      * of the segments it owns (other elements of sum_err stay 0) */
     size_t cap;

@@ -12,6 +12,7 @@
 #include "base/hash.h"
 #include "base/json.h"
 #include "base/le.h"
+#include "base/quant.h"
 #include "base/sysinfo.h"
 #include "base/utf8.h"
 
@@ -521,4 +522,115 @@ Test(half, f16_rounds_to_nearest_even)
     /* every finite half widens and narrows back to itself */
     for (uint32_t h = 0; h < 0x10000; h++)
         if ((h & 0x7c00) != 0x7c00) cr_assert_eq(f32_to_f16(f16_to_f32((uint16_t)h)), h, "0x%04x", h);
+}
+
+/* ---- block-wise absmax codes (base/quant.h) ------------------------------ */
+
+Test(quant, sizes_count_a_scale_per_block)
+{
+    cr_assert_eq(quant_bytes(8, 0), 0);
+    cr_assert_eq(quant_bytes(8, 64), 68);
+    cr_assert_eq(quant_bytes(4, 64), 36);
+    cr_assert_eq(quant_bytes(8, 65), 68 + 5);
+    cr_assert_eq(quant_bytes(4, 65), 36 + 5);
+    cr_assert_eq(quant_bytes(4, 3), 4 + 2);
+}
+
+Test(quant, known_codes_round_half_to_even)
+{
+    /* scales of exactly 1, so the half-way cases are exact */
+    const float x8[4] = {127.0f, -63.5f, 31.75f, 0.0f}, x4[4] = {7.0f, -3.5f, 1.75f, 0.0f};
+    unsigned char w[8];
+    float sent[4];
+    quant_encode(8, x8, 4, w, sent);
+    cr_assert_eq(le_get_f32(w), 1.0f);
+    /* 127, round(-63.5) = -64, round(31.75) = 32, 0 */
+    cr_assert_eq((signed char)w[4], 127);
+    cr_assert_eq((signed char)w[5], -64);
+    cr_assert_eq((signed char)w[6], 32);
+    cr_assert_eq((signed char)w[7], 0);
+    cr_assert_eq(sent[1], -64.0f);
+    quant_encode(4, x4, 4, w, sent);
+    cr_assert_eq(le_get_f32(w), 1.0f);
+    /* 7, round(-3.5) = -4, round(1.75) = 2, 0; lower nibble first */
+    cr_assert_eq(w[4], 0xC7);
+    cr_assert_eq(w[5], 0x02);
+    cr_assert_eq(sent[1], -4.0f);
+}
+
+/* every value within half a step of its block's scale, and the sender's
+ * `sent` the very bits the receiver decodes */
+static void check_bound(int bits, const float *x, size_t n)
+{
+    size_t nb = quant_bytes(bits, n);
+    unsigned char *w = malloc(nb);
+    float *sent = malloc(n * sizeof *sent), *back = malloc(n * sizeof *back);
+    quant_encode(bits, x, n, w, sent);
+    quant_decode(bits, w, n, back);
+    float q = bits == 8 ? 127 : 7;
+    for (size_t b = 0; b < n; b += QUANT_BLOCK) {
+        size_t len = n - b < QUANT_BLOCK ? n - b : QUANT_BLOCK;
+        float amax = 0;
+        for (size_t i = b; i < b + len; i++) amax = fmaxf(amax, fabsf(x[i]));
+        float step = amax / q;
+        for (size_t i = b; i < b + len; i++) {
+            cr_assert_eq(memcmp(&sent[i], &back[i], 4), 0, "int%d: value %zu", bits, i);
+            cr_assert_leq(fabsf(back[i] - x[i]), 0.5f * step * (1 + 1e-5f) + 1e-30f,
+                          "int%d: value %zu: %g came back as %g (step %g)", bits, i, x[i], back[i], step);
+        }
+    }
+    free(w);
+    free(sent);
+    free(back);
+}
+
+Test(quant, error_within_half_a_step)
+{
+    enum { N = 1000 }; /* not a whole number of blocks */
+    float x[N];
+    uint32_t r = 12345;
+    for (size_t i = 0; i < N; i++) {
+        r = r * 1664525u + 1013904223u;
+        float u = (float)(r >> 8) / (float)(1u << 24) - 0.5f;
+        x[i] = u * powf(10.0f, (float)((int)(i / QUANT_BLOCK) % 7 - 4)); /* blocks of 1e-4..1e2 */
+    }
+    check_bound(8, x, N);
+    check_bound(4, x, N);
+}
+
+Test(quant, zeros_and_non_finite_blocks)
+{
+    float x[2 * QUANT_BLOCK] = {0}, back[2 * QUANT_BLOCK];
+    unsigned char w[2 * 68];
+    x[QUANT_BLOCK + 3] = NAN;
+    x[QUANT_BLOCK + 4] = 1.0f;
+    for (int bits = 4; bits <= 8; bits += 4) {
+        quant_encode(bits, x, 2 * QUANT_BLOCK, w, back);
+        quant_decode(bits, w, 2 * QUANT_BLOCK, back);
+        for (int i = 0; i < QUANT_BLOCK; i++) cr_assert_eq(back[i], 0.0f, "int%d: a zero block", bits);
+        /* a NaN spoils its own block, visibly, and no other */
+        for (int i = QUANT_BLOCK; i < 2 * QUANT_BLOCK; i++) cr_assert(isnan(back[i]), "int%d: %d", bits, i);
+    }
+}
+
+/* What error feedback is for: sending the same value again and again with
+ * the rounding error carried, the mean of what arrives converges on it, at
+ * a rate of one step per round. */
+Test(quant, error_feedback_mean_converges)
+{
+    float x[QUANT_BLOCK], v[QUANT_BLOCK], err[QUANT_BLOCK] = {0}, total[QUANT_BLOCK] = {0};
+    for (int i = 0; i < QUANT_BLOCK; i++) x[i] = (i == 0) ? 1.0f : 0.3f + 0.01f * (float)i;
+    unsigned char w[68];
+    enum { ROUNDS = 200 };
+    for (int k = 0; k < ROUNDS; k++) {
+        for (int i = 0; i < QUANT_BLOCK; i++) v[i] = x[i] + err[i];
+        float sent[QUANT_BLOCK];
+        quant_encode(4, v, QUANT_BLOCK, w, sent);
+        for (int i = 0; i < QUANT_BLOCK; i++) {
+            err[i] = v[i] - sent[i];
+            total[i] += sent[i];
+        }
+    }
+    for (int i = 0; i < QUANT_BLOCK; i++)
+        cr_assert_leq(fabsf(total[i] / ROUNDS - x[i]), 2.0f / 7 / ROUNDS, "value %d", i);
 }

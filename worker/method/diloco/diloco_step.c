@@ -10,7 +10,15 @@
 #include "worker/method/diloco/diloco.h"
 #include "worker/method/diloco/diloco_step.h"
 
-_Static_assert(WIRE_F32 == 0 && WIRE_BF16 == 1, "--diloco-wire choices follow WireFormat");
+_Static_assert(WIRE_F32 == 0 && WIRE_BF16 == 1 && WIRE_INT8 == 2 && WIRE_INT4 == 3,
+               "--diloco-wire choices follow WireFormat");
+
+/* --diloco-wire's name of a WireFormat */
+static const char *wire_name(int w)
+{
+    static const char *names[] = {"fp32", "bf16", "int8", "int4"};
+    return w >= 0 && w < 4 ? names[w] : "?";
+}
 
 /* A replica's own record kinds: replica 0's are the plain ones, so eval,
  * sample and export read a trained replica's weights; the others carry
@@ -96,6 +104,9 @@ static int dl_setup(Trainer *t, void **state, Err *e)
                     c->diloco_overlap, (WireFormat)c->diloco_wire, e) ||
         diloco_resume(t, &b->outer, e))
         return -1;
+    char wire[64] = "";
+    if (c->diloco_wire)
+        snprintf(wire, sizeof wire, ", %s on the wire with error feedback", wire_name(c->diloco_wire));
     if (c->diloco_overlap && !t->model.on_block_grads) {
         t->model.on_block_grads = drive_outer;
         t->model.hook_ctx = &b->outer;
@@ -104,8 +115,7 @@ static int dl_setup(Trainer *t, void **state, Err *e)
                     "Nesterov momentum %g%s%s); outer state %.1f MB per rank",
                  t->mesh.dims.dp, c->diloco, c->outer_lr, c->outer_momentum,
                  c->diloco_overlap ? ", each all-reduce behind the next round" : "",
-                 c->diloco_wire == WIRE_BF16 ? ", bf16 on the wire with error feedback" : "",
-                 diloco_state_bytes(&b->outer) / 1e6);
+                 wire, diloco_state_bytes(&b->outer) / 1e6);
     return 0;
 }
 
@@ -181,7 +191,7 @@ static int dl_validate(const TrainConfig *c, Err *e)
     if (c->diloco_overlap && c->diloco <= 0)
         return err_set(e, "--diloco-overlap 1 needs --diloco H (H > 0)");
     if (c->diloco_wire && c->diloco <= 0)
-        return err_set(e, "--diloco-wire bf16 needs --diloco H (H > 0)");
+        return err_set(e, "--diloco-wire %s needs --diloco H (H > 0)", wire_name(c->diloco_wire));
     return 0;
 }
 
