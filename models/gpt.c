@@ -1238,6 +1238,14 @@ static void attention_backward_block(Model *m, LayerActs *a, int l, int B, int T
 }
 
 /* dres holds d(res3) on entry and d(input) on exit */
+/* Mid-layer: every gradient of the blocks above layer l's (l + 2 and up) is
+ * final, as it was at the end of layer l + 1. Telling the caller again lets
+ * its all-reduces of those blocks move on while this layer computes (MPI
+ * moves a non-blocking collective only inside its calls): with one call per
+ * layer a small bucket (LoRA's) had only a few progress calls before
+ * backward ended. */
+static void progress_point(Model *m, int l) { model_block_done(m, l + 2); }
+
 static void layer_backward(Model *m, SlotActs *sa, int l, int B, int T)
 {
     GptState *g = gst(m);
@@ -1250,14 +1258,17 @@ static void layer_backward(Model *m, SlotActs *sa, int l, int B, int T)
     matmul_backward(g->dfch_gelu, lg(m, l, T_FCPW), lg(m, l, T_FCPB), g->dres, a->fch_gelu,
                     lw(m, l, T_FCPW), N, Ft, C);
     output_projection_backward(m, l, T_FCPW, a->fcproj, a->fch_gelu, Ft, g->dfch_gelu, N);
+    progress_point(m, l);
     mlp_hidden_backward(m, a, l, N);
     input_grad_sum(m, a, l, 1, g->dfch, g->dup, Ft, a->ln2, N);
     norm_backward(g, g->dres, lg(m, l, T_LN2W), lg(m, l, T_LN2B), g->dln, a->res2, lw(m, l, T_LN2W),
                   a->ln2_mean, a->ln2_rstd, N, C);
+    progress_point(m, l);
     memset(g->datty, 0, (size_t)N * Ct * sizeof(float));
     matmul_backward(g->datty, lg(m, l, T_PROJW), lg(m, l, T_PROJB), g->dres, a->atty,
                     lw(m, l, T_PROJW), N, Ct, C);
     output_projection_backward(m, l, T_PROJW, a->attproj, a->atty, Ct, g->datty, N);
+    progress_point(m, l);
     attention_backward_block(m, a, l, B, T);
     norm_backward(g, g->dres, lg(m, l, T_LN1W), lg(m, l, T_LN1B), g->dln, inp, lw(m, l, T_LN1W),
                   a->ln1_mean, a->ln1_rstd, N, C);

@@ -51,7 +51,11 @@ int gradsync_init(GradSync *s, Model *m, Group *dp, int zero, size_t bucket_byte
         return err_set(e, "out of memory for gradient buckets");
     }
     model_block_offsets(m, block_lo);
-    size_t floats = bucket_bytes / sizeof(float);
+    /* A bucket holds at most a quarter of the gradient: a small one (LoRA's
+     * adapters, a few hundred kB) would otherwise be a single bucket,
+     * started only when backward has ended, with nothing left to overlap. */
+    size_t floats = bucket_bytes / sizeof(float), quarter = m->n_params / 4;
+    if (quarter > 0 && quarter < floats) floats = quarter;
     s->nb = make_buckets(block_lo, m->n_blocks, floats ? floats : 1, s->bucket, s->first_block);
     free(block_lo);
     for (int i = 0; i < s->nb; i++)
