@@ -392,8 +392,10 @@ int opts_parse(const char *cmd, const OptSpec *specs, void *target, int argc, ch
             return 0;
         }
         if (strncmp(a, "--", 2) != 0 || a[2] == 0) {
-            if (!pos || !n_pos || *n_pos >= max_pos)
+            if (!pos || !n_pos || max_pos == 0)
                 return usage_error(cmd, NULL, "unexpected argument '%s'", a);
+            if (*n_pos >= max_pos)
+                return usage_error(cmd, NULL, "too many arguments at '%s': at most %d", a, max_pos);
             pos[(*n_pos)++] = a;
             continue;
         }

@@ -19,7 +19,7 @@
 #include "base/options.h"
 #include "launch/commands.h"
 
-#define MAX_RUNS 16
+#define MAX_RUNS 32
 
 typedef struct {
     char out[PATH_LEN];

@@ -90,7 +90,7 @@ static const OptSpec TABLE[] = {
     NUM("tp", OT_INT, tp, "N", "0", 0, 1 << 20, "tensor-parallel ranks (0 = 1, or the planner's choice)"),
     NUM("pp", OT_INT, pp, "N", "0", 0, 1 << 20, "pipeline stages (0 = 1, or the planner's choice)"),
     NUM("zero", OT_INT, zero, "0|1|2", "0", 0, 2, "ZeRO optimizer-state sharding stage"),
-    NUM("bucket-mb", OT_FLOAT, bucket_mb, "MB", "4", 0.001, 1e6, "gradient all-reduce bucket size (at most a quarter of the gradient, so that a small one overlaps backward too)"),
+    NUM("bucket-mb", OT_FLOAT, bucket_mb, "MB", "4", 0.001, 1e6, "gradient all-reduce bucket size (at most an eighth of the gradient, so that a small one overlaps backward too)"),
     NUM("overlap", OT_INT, overlap, "0|1", "1", 0, 1, "start bucket all-reduces during backward"),
     CHOICE("link-probe", link_probe, "auto|off", "auto", "measure the link between ranks for the planner (auto: when a prediction needs it, a few KB first, 10 MB only on a fast link); off: assume the default link"),
     NUM("diloco", OT_INT, diloco, "H", "0", 0, 1e9, "DiLoCo for slow links: each data-parallel replica takes H inner steps on its own data, then the replicas average their pseudo-gradients once and take an outer Nesterov step; 0 = off (gradients all-reduced every step); see docs/diloco.md"),

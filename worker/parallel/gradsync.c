@@ -51,11 +51,12 @@ int gradsync_init(GradSync *s, Model *m, Group *dp, int zero, size_t bucket_byte
         return err_set(e, "out of memory for gradient buckets");
     }
     model_block_offsets(m, block_lo);
-    /* A bucket holds at most a quarter of the gradient: a small one (LoRA's
-     * adapters, a few hundred kB) would otherwise be a single bucket,
-     * started only when backward has ended, with nothing left to overlap. */
-    size_t floats = bucket_bytes / sizeof(float), quarter = m->n_params / 4;
-    if (quarter > 0 && quarter < floats) floats = quarter;
+    /* A bucket holds at most an eighth of the gradient: a small one (LoRA's
+     * adapters, a few hundred kB to a few MB) would otherwise be one bucket
+     * or a few, and the last, which starts only when backward has ended,
+     * is all exposed. */
+    size_t floats = bucket_bytes / sizeof(float), eighth = m->n_params / 8;
+    if (eighth > 0 && eighth < floats) floats = eighth;
     s->nb = make_buckets(block_lo, m->n_blocks, floats ? floats : 1, s->bucket, s->first_block);
     free(block_lo);
     for (int i = 0; i < s->nb; i++)
