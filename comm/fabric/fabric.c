@@ -597,6 +597,15 @@ static int peer_is_stuck(const PeerName *p)
     return p->queued >= PEER_QUEUE_MAX && comm_wtime() - p->last_moved > STUCK_S;
 }
 
+int fabric_room(Fabric *f, FabricAddr to)
+{
+    reap(f);
+    PeerName *p = peer_of(f, to);
+    if (p && peer_is_stuck(p)) return SEND_SLOTS; /* what goes to it is dropped at once */
+    int peer = p ? PEER_QUEUE_MAX - p->queued : 0;
+    return peer < f->nfree ? peer : f->nfree;
+}
+
 int fabric_send(Fabric *f, FabricAddr to, const void *buf, size_t len, Err *e)
 {
     if (len > FABRIC_MSG_MAX)

@@ -43,6 +43,9 @@ int fabric_send(Fabric *f, FabricAddr to, const void *buf, size_t len, Err *e);
  * 1 = a message of *len bytes is in buf; 0 = none arrived; -1 = a local
  * error. A message longer than cap is dropped (counted) and not returned. */
 int fabric_recv(Fabric *f, void *buf, size_t cap, size_t *len, double timeout_s, Err *e);
+/* How many more messages to `to` fabric_send would queue now without
+ * waiting for a slot: a sender of bulk data sends that many, then receives. */
+int fabric_room(Fabric *f, FabricAddr to);
 /* Drives sends and completions without taking a message (call while busy). */
 void fabric_progress(Fabric *f);
 /* Drives the queued sends until all have completed (or failed), at most

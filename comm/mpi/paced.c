@@ -3,23 +3,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include "base/half.h"
-#include "base/quant.h"
 #include "sharding/partition.h"
 
 enum { TAG_SCATTER = 71, TAG_GATHER = 72 };
-
-/* Bytes of len values on the wire (one segment: the quantized formats'
- * blocks start at each segment's first value). */
-static size_t seg_bytes(WireFormat w, size_t len)
-{
-    switch (w) {
-    case WIRE_BF16: return 2 * len;
-    case WIRE_INT8: return quant_bytes(8, len);
-    case WIRE_INT4: return quant_bytes(4, len);
-    default: return 4 * len;
-    }
-}
 
 int paced_init(PacedSum *s, Group *g, size_t piece, WireFormat wire, size_t cap, Err *e)
 {
@@ -29,7 +15,7 @@ int paced_init(PacedSum *s, Group *g, size_t piece, WireFormat wire, size_t cap,
     s->piece = piece ? piece : 1;
     int p = group_size(g);
     s->seg_max = (s->piece + p - 1) / p;
-    size_t sb = seg_bytes(wire, s->seg_max);
+    size_t sb = wire_bytes(wire, s->seg_max);
     s->stage = malloc((size_t)p * sb);
     s->tmp = malloc((size_t)(p - 1) * sb + 1);
     s->x = malloc(s->piece * sizeof(float));
@@ -61,46 +47,6 @@ void paced_free(PacedSum *s)
 
 /* ---- the wire format ---------------------------------------------------- */
 
-/* v[0..len) (plus the error it carries, when err) onto the wire at out; v
- * becomes what the others will read, err what the format dropped. */
-static void encode(PacedSum *s, float *v, size_t len, unsigned char *out, float *err)
-{
-    float *x = s->x;
-    for (size_t i = 0; i < len; i++) x[i] = err ? v[i] + err[i] : v[i];
-    switch (s->wire) {
-    case WIRE_F32: memcpy(out, x, 4 * len); break;
-    case WIRE_BF16:
-        for (size_t i = 0; i < len; i++) {
-            uint16_t h = f32_to_bf16(x[i]);
-            memcpy(out + 2 * i, &h, 2);
-            v[i] = bf16_to_f32(h);
-        }
-        break;
-    case WIRE_INT8: quant_encode(8, x, len, out, v); break;
-    case WIRE_INT4: quant_encode(4, x, len, out, v); break;
-    }
-    if (err)
-        for (size_t i = 0; i < len; i++) err[i] = x[i] - v[i];
-}
-
-static void decode(WireFormat wire, const unsigned char *in, size_t len, float *out)
-{
-    switch (wire) {
-    case WIRE_F32: memcpy(out, in, 4 * len); break;
-    case WIRE_BF16:
-        for (size_t i = 0; i < len; i++) {
-            uint16_t h;
-            memcpy(&h, in + 2 * i, 2);
-            out[i] = bf16_to_f32(h);
-        }
-        break;
-    case WIRE_INT8: quant_decode(8, in, len, out); break;
-    case WIRE_INT4: quant_decode(4, in, len, out); break;
-    }
-}
-
-/* ---- the exchange ---------------------------------------------------------- */
-
 static size_t piece_len(const PacedSum *s)
 {
     return s->n - s->at < s->piece ? s->n - s->at : s->piece;
@@ -119,7 +65,7 @@ static size_t seg_off(const PacedSum *s, int q)
     size_t off = 0;
     for (int r = 0; r < q; r++) {
         Range x = segment(s, r);
-        off += seg_bytes(s->wire, x.hi - x.lo);
+        off += wire_bytes(s->wire, x.hi - x.lo);
     }
     return off;
 }
@@ -128,7 +74,7 @@ static size_t seg_off(const PacedSum *s, int q)
 static unsigned char *slot(PacedSum *s, int peer)
 {
     int me = group_rank(s->g);
-    return s->tmp + (size_t)(peer < me ? peer : peer - 1) * seg_bytes(s->wire, s->seg_max);
+    return s->tmp + (size_t)(peer < me ? peer : peer - 1) * wire_bytes(s->wire, s->seg_max);
 }
 
 /* the error-feedback slots from element i (NULL without error feedback: f32) */
@@ -144,8 +90,8 @@ static void stage_piece(PacedSum *s)
     for (int q = 0; q < p; q++) {
         Range r = segment(s, q);
         size_t at = s->at + r.lo, len = r.hi - r.lo;
-        encode(s, s->buf + at, len, out, err_at(s->send_err, at));
-        out += seg_bytes(s->wire, len);
+        wire_encode(s->wire, s->buf + at, len, out, err_at(s->send_err, at), s->x);
+        out += wire_bytes(s->wire, len);
     }
 }
 
@@ -157,9 +103,9 @@ static void post_scatter(PacedSum *s)
     for (int q = 0; q < p; q++) {
         if (q == me) continue;
         Range theirs = segment(s, q);
-        p2p_irecv_bytes(s->g, slot(s, q), seg_bytes(s->wire, mine.hi - mine.lo), q, TAG_SCATTER,
+        p2p_irecv_bytes(s->g, slot(s, q), wire_bytes(s->wire, mine.hi - mine.lo), q, TAG_SCATTER,
                         &s->req[k++]);
-        p2p_isend_bytes(s->g, s->stage + seg_off(s, q), seg_bytes(s->wire, theirs.hi - theirs.lo),
+        p2p_isend_bytes(s->g, s->stage + seg_off(s, q), wire_bytes(s->wire, theirs.hi - theirs.lo),
                         q, TAG_SCATTER, &s->req[k++]);
     }
     s->phase = 1;
@@ -177,24 +123,24 @@ static void reduce_mine(PacedSum *s)
     for (int r = 0; r < p; r++) {
         const float *v = own;
         if (r != me) {
-            decode(s->wire, slot(s, r), len, part);
+            wire_decode(s->wire, slot(s, r), len, part);
             v = part;
         }
         for (size_t j = 0; j < len; j++) acc[j] += v[j];
     }
     memcpy(own, acc, len * sizeof *acc);
-    encode(s, own, len, s->stage + seg_off(s, me), err_at(s->sum_err, s->at + mine.lo));
+    wire_encode(s->wire, own, len, s->stage + seg_off(s, me), err_at(s->sum_err, s->at + mine.lo), s->x);
 }
 
 static void post_gather(PacedSum *s)
 {
     int p = group_size(s->g), me = group_rank(s->g), k = 0;
     Range mine = segment(s, me);
-    size_t my_off = seg_off(s, me), my_bytes = seg_bytes(s->wire, mine.hi - mine.lo);
+    size_t my_off = seg_off(s, me), my_bytes = wire_bytes(s->wire, mine.hi - mine.lo);
     for (int q = 0; q < p; q++) {
         if (q == me) continue;
         Range theirs = segment(s, q);
-        p2p_irecv_bytes(s->g, s->stage + seg_off(s, q), seg_bytes(s->wire, theirs.hi - theirs.lo),
+        p2p_irecv_bytes(s->g, s->stage + seg_off(s, q), wire_bytes(s->wire, theirs.hi - theirs.lo),
                         q, TAG_GATHER, &s->req[k++]);
         p2p_isend_bytes(s->g, s->stage + my_off, my_bytes, q, TAG_GATHER, &s->req[k++]);
     }
@@ -208,7 +154,7 @@ static void unstage_sums(PacedSum *s)
     for (int q = 0; q < p; q++) {
         if (q == me) continue;
         Range r = segment(s, q);
-        decode(s->wire, s->stage + seg_off(s, q), r.hi - r.lo, s->buf + s->at + r.lo);
+        wire_decode(s->wire, s->stage + seg_off(s, q), r.hi - r.lo, s->buf + s->at + r.lo);
     }
 }
 

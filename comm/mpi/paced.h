@@ -17,9 +17,9 @@
  * sum of a segment it owns, is added to the same element of the next sum
  * (Seide et al. 2014; Karimireddy et al. 2019), so over many sums nothing is
  * lost, only late. */
+#include "base/wire.h"
 #include "comm/mpi/comm.h"
 
-typedef enum { WIRE_F32 = 0, WIRE_BF16 = 1, WIRE_INT8 = 2, WIRE_INT4 = 3 } WireFormat;
 
 typedef struct {
     Group *g;

@@ -2,6 +2,7 @@
  * re-encodes to the same bytes; corrupt, truncated, oversize and otherwise
  * hostile messages are refused with a message naming what is wrong. */
 #include <criterion/criterion.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 static uint8_t g_buf[SWARM_MSG_MAX + 64];
 static int8_t g_codes[SWARM_MSG_MAX];
 static uint8_t g_blob[SWARM_BLOB_MAX + 1];
+static uint8_t g_rows[2 * 8]; /* ROUND's blob: u32 slot + u32 weight per contributor */
 
 static const SwarmEntry ENTRIES[3] = {
     {0, SW_MEMBER, "tcp://10.0.0.1:5000"},
@@ -21,13 +23,83 @@ static const SwarmEntry ENTRIES[3] = {
     {SWARM_MAX_SLOTS - 1, SW_MISSED_OUT, ""},
 };
 
+/* A ROUND's roster: the two contributors, and a machine welcomed after the
+ * round began that follows it without counting. */
+static const SwarmEntry ROSTER[3] = {
+    {2, SW_MEMBER, "tcp://10.0.0.2:5000"},
+    {3, SW_MEMBER, "tcp://10.0.0.3:5000"},
+    {5, SW_FOLLOWER, "fi://efa/0x5555"},
+};
+
+/* The body fields in msg.h's wire order. */
+typedef enum {
+    F_STEP, F_EPOCH, F_ASSIGNED, F_WIDTH, F_SAMPLES, F_LR, F_LAST, F_CHAIN, F_WHASH, F_IDENT,
+    F_ADDR, F_TEXT, F_CODES, F_BLOB, F_ENTRIES, F_END
+} Field;
+
+#define B(f) (1u << (f))
+
+/* Which fields each type carries, written out again from msg.h's comments
+ * rather than read from msg.c, so a wrong LAYOUT row fails the round trip. */
+static const uint32_t CARRIES[SW_TYPE_END] = {
+    [SW_CONFIG_REQ] = B(F_ADDR),
+    [SW_CONFIG] = B(F_STEP) | B(F_BLOB),
+    [SW_HELLO] = B(F_STEP) | B(F_CHAIN) | B(F_IDENT) | B(F_ADDR),
+    [SW_REFUSE] = B(F_TEXT),
+    [SW_WELCOME] = B(F_STEP) | B(F_EPOCH) | B(F_ASSIGNED) | B(F_ENTRIES),
+    [SW_JOURNAL] = B(F_STEP) | B(F_LAST) | B(F_BLOB),
+    [SW_CODES] = B(F_STEP) | B(F_EPOCH) | B(F_CHAIN) | B(F_WHASH) | B(F_CODES),
+    [SW_DECIDE] = B(F_STEP) | B(F_EPOCH) | B(F_WIDTH) | B(F_SAMPLES) | B(F_LR) | B(F_CHAIN) |
+                  B(F_WHASH) | B(F_CODES) | B(F_ENTRIES),
+    [SW_LEAVE] = B(F_STEP),
+    [SW_DROPPED] = B(F_TEXT),
+    [SW_FETCH] = B(F_STEP),
+    [SW_STOP] = B(F_TEXT),
+    [SW_READY] = B(F_STEP) | B(F_ASSIGNED) | B(F_CHAIN) | B(F_WHASH),
+    [SW_ROUND] = B(F_STEP) | B(F_EPOCH) | B(F_CHAIN) | B(F_WHASH) | B(F_BLOB) | B(F_ENTRIES),
+    [SW_PIECE] = B(F_STEP) | B(F_ASSIGNED) | B(F_SAMPLES) | B(F_BLOB),
+    [SW_MEAN] = B(F_STEP) | B(F_ASSIGNED) | B(F_SAMPLES) | B(F_BLOB),
+    [SW_HAVE] = B(F_STEP),
+    [SW_COMMIT] = B(F_STEP) | B(F_LAST) | B(F_CHAIN),
+    [SW_STATE] = B(F_STEP) | B(F_ASSIGNED) | B(F_LAST) | B(F_WHASH) | B(F_BLOB),
+};
+
+/* Where each field lives in a SwarmMsg (the counted ones: their count), so
+ * one loop compares them all as bytes. */
+#define AT(member) offsetof(SwarmMsg, member), sizeof(((SwarmMsg *)0)->member)
+static const struct {
+    const char *name;
+    size_t off, size;
+} FIELD[F_END] = {
+    [F_STEP] = {"step", AT(step)},
+    [F_EPOCH] = {"epoch", AT(epoch)},
+    [F_ASSIGNED] = {"assigned", AT(assigned)},
+    [F_WIDTH] = {"width", AT(width)},
+    [F_SAMPLES] = {"samples", AT(samples)},
+    [F_LR] = {"lr", AT(lr)},
+    [F_LAST] = {"last", AT(last)},
+    [F_CHAIN] = {"chain", AT(chain)},
+    [F_WHASH] = {"whash", AT(whash)},
+    [F_IDENT] = {"ident", AT(ident)},
+    [F_ADDR] = {"addr", AT(addr)},
+    [F_TEXT] = {"text", AT(text)},
+    [F_CODES] = {"codes", AT(n_codes)},
+    [F_BLOB] = {"blob", AT(blob_len)},
+    [F_ENTRIES] = {"entries", AT(n_entries)},
+};
+
 static void fill_payloads(void)
 {
     for (size_t i = 0; i < sizeof g_codes; i++) g_codes[i] = (int8_t)(i * 37 + 11);
     for (size_t i = 0; i < sizeof g_blob; i++) g_blob[i] = (uint8_t)(i * 13 + 5);
+    le_put32(g_rows, ROSTER[0].slot);
+    le_put32(g_rows + 4, 500); /* its inner steps this round */
+    le_put32(g_rows + 8, ROSTER[1].slot);
+    le_put32(g_rows + 12, 480);
 }
 
-/* A representative message of each type, every field it carries non-zero. */
+/* A representative message of each type. Every field is non-zero, also the
+ * ones the type does not carry, so a round trip shows those are dropped. */
 static SwarmMsg sample(int type)
 {
     fill_payloads();
@@ -38,38 +110,47 @@ static SwarmMsg sample(int type)
     m.step = 1000 + (uint32_t)type;
     m.epoch = 4;
     m.assigned = 9;
+    m.width = 5;
+    m.samples = 6;
+    m.lr = 3e-4f;
     m.chain = 0x0123456789abcdefull;
     m.whash = 0xfedcba9876543210ull;
     m.last = 1;
     m.ident = (ZoIdentity){1337, 124000000ull, 0xaaaa5555aaaa5555ull, 0x1111222233334444ull,
                            4, 1e-3f, 0.5f, 0.01f};
+    strcpy(m.addr, "tcp://192.168.1.20:40001");
+    strcpy(m.text, "ident differs: seed 1337 vs 1338");
+    m.codes = g_codes;
+    m.n_codes = 8;
+    m.blob = g_blob;
+    m.blob_len = 300;
+    m.entries = ENTRIES;
+    m.n_entries = 3;
     switch (type) {
-    case SW_CONFIG_REQ:
-    case SW_HELLO: strcpy(m.addr, "tcp://192.168.1.20:40001"); break;
-    case SW_REFUSE:
-    case SW_DROPPED: strcpy(m.text, "ident differs: seed 1337 vs 1338"); break;
-    case SW_STOP: break; /* empty text */
-    case SW_CONFIG:
-    case SW_JOURNAL:
-        m.blob = g_blob;
-        m.blob_len = type == SW_CONFIG ? 300 : 5000;
-        break;
-    case SW_CODES:
-        m.codes = g_codes;
-        m.n_codes = 8;
-        break;
+    case SW_STOP: memset(m.text, 0, sizeof m.text); break; /* an empty text */
+    case SW_JOURNAL: m.blob_len = 5000; break;
     case SW_DECIDE:
         m.width = 3;
         m.samples = 8;
-        m.lr = 3e-4f;
-        m.codes = g_codes;
         m.n_codes = 24;
         m.entries = ENTRIES + 1;
         m.n_entries = 2;
         break;
-    case SW_WELCOME:
-        m.entries = ENTRIES;
+    case SW_ROUND:
+        m.blob = g_rows;
+        m.blob_len = sizeof g_rows;
+        m.entries = ROSTER;
         m.n_entries = 3;
+        break;
+    case SW_PIECE:
+    case SW_MEAN: /* values 4096.. of the model, as f32 on the wire */
+        m.assigned = 4096;
+        m.samples = 250;
+        m.blob_len = 4 * 250;
+        break;
+    case SW_STATE: /* the last chunk of the state, from float 2048 */
+        m.assigned = 2048;
+        m.blob_len = 4 * 700;
         break;
     }
     return m;
@@ -100,19 +181,26 @@ static void reseal(uint8_t *buf, size_t n)
     le_put32(buf + 20, crc32c(crc32c(0, buf, 20), buf + 24, n - 24));
 }
 
-static void assert_same(const SwarmMsg *a, const SwarmMsg *d)
+static int carries(int type, Field f) { return (CARRIES[type] & B(f)) != 0; }
+
+/* What a counted field points at: the same bytes when carried; NULL when
+ * not, since decode points only into the message. */
+static void assert_payload(Field f, const SwarmMsg *a, const SwarmMsg *d)
 {
-    cr_assert_eq(d->type, a->type);
-    cr_assert_eq(d->slot, a->slot);
-    cr_assert_eq(d->term, a->term);
-    cr_assert_str_eq(d->addr, a->type == SW_HELLO || a->type == SW_CONFIG_REQ ? a->addr : "");
-    cr_assert_eq(d->n_codes, a->n_codes);
-    if (a->n_codes) cr_assert(!memcmp(d->codes, a->codes, a->n_codes));
-    cr_assert_eq(d->blob_len, a->blob_len);
-    if (a->blob_len) cr_assert(!memcmp(d->blob, a->blob, a->blob_len));
-    cr_assert_eq(d->n_entries, a->n_entries);
+    const void *pa = f == F_CODES ? (const void *)a->codes : a->blob;
+    const void *pd = f == F_CODES ? (const void *)d->codes : d->blob;
+    uint32_t n = f == F_CODES ? a->n_codes : a->blob_len;
+    const char *type = swarm_type_name(a->type);
+    if (!carries(a->type, f)) cr_assert_null(pd, "%s: %s not dropped", type, FIELD[f].name);
+    else if (n) cr_assert(!memcmp(pd, pa, n), "%s: %s differs", type, FIELD[f].name);
+}
+
+/* Entries come back only through swarm_msg_entry, each as it went. */
+static void assert_entries(const SwarmMsg *a, const SwarmMsg *d)
+{
     cr_assert_null(d->entries);
-    for (uint32_t i = 0; i < a->n_entries; i++) {
+    if (!carries(a->type, F_ENTRIES)) cr_assert_null(d->entries_raw);
+    for (uint32_t i = 0; i < d->n_entries; i++) {
         SwarmEntry en;
         swarm_msg_entry(d, i, &en);
         cr_assert_eq(en.slot, a->entries[i].slot);
@@ -121,37 +209,46 @@ static void assert_same(const SwarmMsg *a, const SwarmMsg *d)
     }
 }
 
-/* decode(encode(m)) carries what m's type carries, zero elsewhere. */
-static void assert_fields(int type, const SwarmMsg *a, const SwarmMsg *d)
+/* decode(encode(a)) carries each field a's type carries, as it went, and
+ * leaves every other one zero. Strings compare up to their NUL: the bytes
+ * after it never go on the wire. */
+static void assert_fields(const SwarmMsg *a, const SwarmMsg *d)
 {
-    int has_step = type != SW_CONFIG_REQ && type != SW_REFUSE && type != SW_DROPPED &&
-                   type != SW_STOP;
-    cr_assert_eq(d->step, has_step ? a->step : 0);
-    int has_epoch = type == SW_WELCOME || type == SW_CODES || type == SW_DECIDE;
-    cr_assert_eq(d->epoch, has_epoch ? a->epoch : 0);
-    cr_assert_eq(d->assigned, type == SW_WELCOME ? a->assigned : 0);
-    cr_assert_eq(d->width, a->width);
-    cr_assert_eq(d->samples, a->samples);
-    cr_assert(!memcmp(&d->lr, &a->lr, 4));
-    cr_assert_eq(d->last, type == SW_JOURNAL ? 1 : 0);
-    int has_chain = type == SW_HELLO || type == SW_CODES || type == SW_DECIDE;
-    cr_assert_eq(d->chain, has_chain ? a->chain : 0);
-    cr_assert_eq(d->whash, type == SW_CODES || type == SW_DECIDE ? a->whash : 0);
-    ZoIdentity zero = {0};
-    cr_assert(!memcmp(&d->ident, type == SW_HELLO ? &a->ident : &zero, sizeof zero));
-    cr_assert_str_eq(d->text, a->text);
+    static const uint8_t zero[sizeof(ZoIdentity)];
+    const char *type = swarm_type_name(a->type);
+    for (Field f = 0; f < F_END; f++) {
+        const char *va = (const char *)a + FIELD[f].off, *vd = (const char *)d + FIELD[f].off;
+        int has = carries(a->type, f);
+        if (f == F_ADDR || f == F_TEXT)
+            cr_assert_str_eq(vd, has ? va : "", "%s: %s", type, FIELD[f].name);
+        else if (has)
+            cr_assert(!memcmp(vd, va, FIELD[f].size), "%s: %s not carried", type, FIELD[f].name);
+        else
+            cr_assert(!memcmp(vd, zero, FIELD[f].size), "%s: %s not dropped", type, FIELD[f].name);
+    }
+    assert_payload(F_CODES, a, d);
+    assert_payload(F_BLOB, a, d);
+    assert_entries(a, d);
+}
+
+static void assert_same(const SwarmMsg *a, const SwarmMsg *d)
+{
+    cr_assert_eq(d->type, a->type);
+    cr_assert_eq(d->slot, a->slot);
+    cr_assert_eq(d->term, a->term);
+    assert_fields(a, d);
 }
 
 Test(swarm_msg, round_trip_every_type)
 {
     for (int t = 1; t < SW_TYPE_END; t++) {
+        cr_assert(CARRIES[t], "%s: no row in CARRIES", swarm_type_name(t));
         SwarmMsg a = sample(t), d;
         uint8_t *again = malloc(SWARM_MSG_MAX);
         size_t n = encode_ok(&a, g_buf);
         Err e = {{0}};
         cr_assert_eq(swarm_msg_decode(g_buf, n, &d, &e), 0, "%s: %s", swarm_type_name(t), e.msg);
         assert_same(&a, &d);
-        assert_fields(t, &a, &d);
         cr_assert_eq(swarm_msg_encode(&a, again, SWARM_MSG_MAX, &e), n);
         /* the decoded message (entries via swarm_msg_entry) re-encodes the same */
         SwarmEntry en[SWARM_MAX_SLOTS];
@@ -175,6 +272,10 @@ Test(swarm_msg, sizes_are_exact)
     cr_assert_eq(encode_ok(&m, g_buf), 24 + 4 + 8 + 48 + 1 + strlen(m.addr));
     m = sample(SW_STOP);
     cr_assert_eq(encode_ok(&m, g_buf), 24 + 2);
+    m = sample(SW_ROUND);
+    cr_assert_eq(encode_ok(&m, g_buf), 24 + 4 + 4 + 8 + 8 + 4 + 2 * 8 + 4 + 3 * SWARM_ENTRY_BYTES);
+    m = sample(SW_STATE);
+    cr_assert_eq(encode_ok(&m, g_buf), 24 + 4 + 4 + 1 + 8 + 4 + m.blob_len);
     cr_assert_eq(le_get32(g_buf), SWARM_MAGIC);
     cr_assert(!memcmp(g_buf, "MPSW", 4));
 }
@@ -300,8 +401,7 @@ static void every_byte_corrupted(int type)
 
 Test(swarm_msg, every_single_byte_corruption_is_refused)
 {
-    every_byte_corrupted(SW_CODES);
-    every_byte_corrupted(SW_DECIDE);
+    for (int t = 1; t < SW_TYPE_END; t++) every_byte_corrupted(t);
 }
 
 Test(swarm_msg, every_truncation_is_refused)
@@ -334,7 +434,9 @@ Test(swarm_msg, header_checks)
     g_buf[4] = SWARM_VERSION;
     g_buf[5] = SW_TYPE_END;
     reseal(g_buf, n);
-    assert_refused(g_buf, n, "unknown type 13", "type");
+    char unknown[32];
+    snprintf(unknown, sizeof unknown, "unknown type %d", SW_TYPE_END);
+    assert_refused(g_buf, n, unknown, "type");
     g_buf[5] = 0;
     reseal(g_buf, n);
     assert_refused(g_buf, n, "unknown type 0", "type 0");
@@ -494,13 +596,16 @@ Test(swarm_msg, entry_checks)
     uint8_t orig[SWARM_MSG_MAX];
     memcpy(orig, g_buf, n);
     const size_t e1 = 40 + SWARM_ENTRY_BYTES; /* entry 1 */
+    char kind_end[64];
+    snprintf(kind_end, sizeof kind_end, "entry 1 has kind %d, not in %d..%d", SW_KIND_END,
+             SW_MEMBER, SW_KIND_END - 1);
     struct {
         size_t off;
         uint8_t val;
         const char *want;
     } cases[] = {
         {e1 + 4, 0, "entry 1 has kind 0"},
-        {e1 + 4, SW_KIND_END, "entry 1 has kind 5"},
+        {e1 + 4, SW_KIND_END, kind_end},
         {e1 + 5, SWARM_ADDR_LEN, "entry 1's addr is 64 bytes"},
         {e1 + 6, 1, "entry 1's reserved"},
         {e1 + 7, 0x80, "entry 1's reserved"},
@@ -526,6 +631,23 @@ Test(swarm_msg, entry_checks)
     SwarmEntry en;
     swarm_msg_entry(&d, 1, &en);
     cr_assert_eq(strlen(en.addr), SWARM_ADDR_LEN - 1);
+}
+
+/* Every kind an entry may have goes in a roster and comes back: a ROUND's
+ * followers as much as its members; one past the last is refused both ways
+ * (encode_refuses_what_decode_would, entry_checks). */
+Test(swarm_msg, every_entry_kind_round_trips)
+{
+    for (uint8_t kind = SW_MEMBER; kind < SW_KIND_END; kind++) {
+        SwarmEntry one = {11, kind, "tcp://10.0.0.11:5000"};
+        SwarmMsg m = sample(SW_ROUND), d;
+        m.entries = &one;
+        m.n_entries = 1;
+        size_t n = encode_ok(&m, g_buf);
+        Err e = {{0}};
+        cr_assert_eq(swarm_msg_decode(g_buf, n, &d, &e), 0, "kind %u: %s", kind, e.msg);
+        assert_same(&m, &d);
+    }
 }
 
 Test(swarm_msg, refused_message_is_zeroed)

@@ -4,15 +4,18 @@
 
 #include "worker/method/backprop/backprop.h"
 #include "worker/method/diloco/diloco_step.h"
+#include "worker/method/elastic/elastic_step.h"
 #include "worker/method/swarm/swarm_step.h"
 #include "worker/method/zo/zo_config.h"
 
 /* Every method, once, the more particular before the more general: the
  * first whose `selected_by` says yes is the run's (the swarm is a ZO run whose
- * machines meet over libfabric; backprop takes what no other claims). The
- * validate hooks run in this order too. */
+ * machines meet over libfabric, elastic DiLoCo a DiLoCo run whose machines
+ * do; backprop takes what no other claims). The validate hooks run in this
+ * order too. */
 static const StepStrategy *const METHODS[] = {
     &SWARM_STRATEGY,
+    &ELASTIC_STRATEGY,
     &ZO_STRATEGY,
     &DILOCO_STRATEGY,
     &BACKPROP_STRATEGY,

@@ -13,13 +13,6 @@
 _Static_assert(WIRE_F32 == 0 && WIRE_BF16 == 1 && WIRE_INT8 == 2 && WIRE_INT4 == 3,
                "--diloco-wire choices follow WireFormat");
 
-/* --diloco-wire's name of a WireFormat */
-static const char *wire_name(int w)
-{
-    static const char *names[] = {"fp32", "bf16", "int8", "int4"};
-    return w >= 0 && w < 4 ? names[w] : "?";
-}
-
 /* A replica's own record kinds: replica 0's are the plain ones, so eval,
  * sample and export read a trained replica's weights; the others carry
  * ".r<R>". */
@@ -180,7 +173,8 @@ static int dl_selected(const TrainConfig *c) { return c->diloco > 0; }
 
 static int dl_validate(const TrainConfig *c, Err *e)
 {
-    int mine = c->method == &DILOCO_STRATEGY;
+    /* elastic DiLoCo (worker/method/elastic/) is DiLoCo too */
+    int mine = c->method && !strcmp(c->method->name, DILOCO_STRATEGY.name);
     if (c->diloco > 0 && !mine)
         return err_set(e, "--diloco %d: DiLoCo's inner steps are backprop steps; use --optimizer "
                           "adamw or sgd, or drop --diloco for zeroth-order training", c->diloco);

@@ -50,6 +50,14 @@ static const struct {
     [SW_DROPPED] = {"DROPPED", B(F_TEXT)},
     [SW_FETCH] = {"FETCH", B(F_STEP)},
     [SW_STOP] = {"STOP", B(F_TEXT)},
+    [SW_READY] = {"READY", B(F_STEP) | B(F_ASSIGNED) | B(F_CHAIN) | B(F_WHASH)},
+    [SW_ROUND] = {"ROUND", B(F_STEP) | B(F_EPOCH) | B(F_CHAIN) | B(F_WHASH) | B(F_BLOB) |
+                               B(F_ENTRIES)},
+    [SW_PIECE] = {"PIECE", B(F_STEP) | B(F_ASSIGNED) | B(F_SAMPLES) | B(F_BLOB)},
+    [SW_MEAN] = {"MEAN", B(F_STEP) | B(F_ASSIGNED) | B(F_SAMPLES) | B(F_BLOB)},
+    [SW_HAVE] = {"HAVE", B(F_STEP)},
+    [SW_COMMIT] = {"COMMIT", B(F_STEP) | B(F_LAST) | B(F_CHAIN)},
+    [SW_STATE] = {"STATE", B(F_STEP) | B(F_ASSIGNED) | B(F_LAST) | B(F_WHASH) | B(F_BLOB)},
 };
 
 #define IDENT_BYTES 48

@@ -52,11 +52,20 @@ typedef enum {
     SW_DROPPED = 10,   /* keeper -> machine: text (why; rejoin to catch up) */
     SW_FETCH = 11,     /* new keeper -> member: step (send the DECIDE of this step) */
     SW_STOP = 12,      /* keeper -> all: text (the run stops) */
+    /* elastic DiLoCo (worker/method/elastic/): one outer round at a time */
+    SW_READY = 13,     /* member -> keeper: step (the round), assigned (its inner steps), chain, whash (the round's start) */
+    SW_ROUND = 14,     /* keeper -> roster: step, epoch, chain (after the decision), whash, blob (u32 slot + u32 weight per contributor), entries (the roster: SW_MEMBER or SW_FOLLOWER) */
+    SW_PIECE = 15,     /* contributor -> owner: step, assigned (first value), samples (values), blob (them on the wire) */
+    SW_MEAN = 16,      /* owner -> roster: step, assigned, samples, blob (the segment's weighted mean) */
+    SW_HAVE = 17,      /* contributor -> keeper: step (it holds the whole mean) */
+    SW_COMMIT = 18,    /* keeper -> roster: step, last (1 = apply the mean, 0 = void: keep the progress), chain */
+    SW_STATE = 19,     /* keeper -> joiner: step (the round it starts), assigned (first float), last, whash (of the whole state), blob */
     SW_TYPE_END
 } SwarmType;
 
-/* An entry's kind: a roster member (WELCOME), or a change a DECIDE makes. */
-enum { SW_MEMBER = 1, SW_JOINED = 2, SW_LEFT = 3, SW_MISSED_OUT = 4, SW_KIND_END };
+/* An entry's kind: a roster member (WELCOME, ROUND), a machine welcomed but
+ * not yet counted (ROUND), or a change a DECIDE makes. */
+enum { SW_MEMBER = 1, SW_JOINED = 2, SW_LEFT = 3, SW_MISSED_OUT = 4, SW_FOLLOWER = 5, SW_KIND_END };
 
 typedef struct {
     uint32_t slot;

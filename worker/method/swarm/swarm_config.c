@@ -11,7 +11,8 @@
  * compares the weights themselves. */
 static const char *const RUN_SETTINGS[] = {
     "steps", "optimizer", "lr", "min-lr", "warmup", "weight-decay", "seed", "zo-eps", "zo-scale",
-    "zo-samples", "zo-check-every", "zo-outlier", "zo-params", "init-from", NULL};
+    "zo-samples", "zo-check-every", "zo-outlier", "zo-params", "init-from", "diloco", "outer-lr",
+    "outer-momentum", "diloco-wire", "grad-clip", NULL};
 
 static const OptSpec *spec_named(const char *name)
 {
@@ -125,9 +126,9 @@ int swarm_config_validate(const TrainConfig *c, Err *e)
     const int listen = c->swarm_listen[0] != 0, join = c->swarm_join[0] != 0;
     if (!listen && !join) return 0;
     const char *flag = join ? "--swarm-join" : "--swarm-listen";
-    if (c->optim.kind != OPT_ZO)
-        return err_set(e, "%s: a swarm exchanges shared-randomness codes; it needs --optimizer zo",
-                       flag);
+    if (c->optim.kind != OPT_ZO && c->diloco <= 0)
+        return err_set(e, "%s: a swarm trains with shared-randomness codes (--optimizer zo) or "
+                          "with DiLoCo's outer rounds (--diloco H)", flag);
     if (c->time_budget_s > 0)
         return err_set(e, "%s with --time-budget: not built yet (each machine would end by its "
                           "own clock); give --steps", flag);

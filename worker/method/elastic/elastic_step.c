@@ -1,0 +1,296 @@
+/* Elastic DiLoCo's step strategy (--diloco H with --swarm-listen or
+ * --swarm-join): backprop inner steps on this machine's own data
+ * (worker/method/backprop/), and at every H-th step an outer round among
+ * the machines present (elastic.c), then the outer Nesterov step
+ * (worker/method/diloco/diloco.h) with the round's mean. docs/elastic.md. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "base/hash.h"
+#include "base/json.h"
+#include "comm/trace/trace.h"
+#include "base/fileio.h"
+#include "worker/method/backprop/backprop.h"
+#include "worker/method/diloco/diloco.h"
+#include "worker/method/elastic/elastic.h"
+#include "worker/method/elastic/elastic_step.h"
+#include "worker/method/swarm/swarm_config.h"
+
+/* Machines reading one file take it from different places (as the swarm's). */
+#define ELASTIC_DATA_STRIDE 7919
+
+typedef struct {
+    Backprop inner;     /* first: backprop_compute and _apply take the whole */
+    Elastic *el;
+    float *global, *mom, *delta;
+    uint32_t round;     /* the round this machine is in */
+    long round_start;   /* its first step */
+    uint32_t inner_done;/* steps computed in this round */
+    int skipping;       /* the round was decided without this machine: skip to its end */
+    int computed;       /* this step was computed (not skipped) */
+    long applied, end_step;
+    FILE *log;          /* OUT/elastic/rounds.jsonl */
+} ElasticRun;
+
+static void notes(Trainer *t, ElasticRun *s)
+{
+    for (const char *ev; (ev = elastic_next_event(s->el));) trainer_note(t, "elastic: %s", ev);
+}
+
+static int load_if_present(Trainer *t, const char *kind, float *dst, Err *e)
+{
+    const Mpitrain__Manifest *mf = t->resume_mf;
+    if (!mf || !dst || !ckpt_has_kind(mf, kind)) return 0;
+    return ckpt_load_kind(t->cfg->resume, mf, &t->model, kind, dst, 0, t->model.n_params, e) ? -1 : 1;
+}
+
+/* A resumed keeper continues its outer state; a fresh run starts it at the
+ * weights, momentum 0 (a joiner's comes from the run). */
+static int resume_outer(Trainer *t, ElasticRun *s, Err *e)
+{
+    int rc = load_if_present(t, "outer_g", s->global, e);
+    if (rc < 0) return -1;
+    if (!rc) memcpy(s->global, t->model.params, t->model.n_params * sizeof(float));
+    if (load_if_present(t, "outer_mom", s->mom, e) < 0 ||
+        load_if_present(t, "outer_err", elastic_send_err(s->el), e) < 0 ||
+        load_if_present(t, "outer_serr", elastic_sum_err(s->el), e) < 0)
+        return -1;
+    return 0;
+}
+
+static int open_log(Trainer *t, ElasticRun *s, Err *e)
+{
+    char path[PATH_BUF + 32];
+    snprintf(path, sizeof path, "%s/elastic/rounds.jsonl", t->cfg->out);
+    if (mkdir_parent(path, e)) return -1;
+    s->log = fopen(path, t->start_step ? "a" : "w");
+    return s->log ? 0 : err_set(e, "%s: cannot open for writing", path);
+}
+
+static int open_elastic(Trainer *t, ElasticRun *s, Err *e)
+{
+    const TrainConfig *c = t->cfg;
+    if (t->w->size > 1)
+        return err_set(e, "--swarm-%s with --diloco: an elastic machine is one process for now "
+                          "(this one has %d ranks)", c->swarm_join[0] ? "join" : "listen",
+                       t->w->size);
+    char text[4096];
+    if (swarm_config_text(c, 0.0f, text, sizeof text, e)) return -1;
+    size_t n = t->model.n_params;
+    ElasticOptions o = {
+        .provider = c->swarm_provider ? "shm" : "tcp",
+        .listen = c->swarm_listen,
+        .join = c->swarm_join,
+        .deadline_s = c->swarm_deadline,
+        .misses = c->swarm_misses,
+        .wait_for = c->swarm_wait,
+        .config_text = text,
+        .wire = (WireFormat)c->diloco_wire,
+        .n = n,
+    };
+    o.ident.seed = c->seed;
+    o.ident.global_params = n;
+    o.ident.base_id = fnv1a64(FNV1A64_INIT, t->model.base.params,
+                              t->model.base.n_params * sizeof(float));
+    const char *hold = getenv("MPITRAIN_TEST_SWARM_HOLD");
+    if (hold && sscanf(hold, "%u,%d", &o.hold_round, &o.hold_for) != 2) o.hold_for = 0;
+    uint32_t round = (uint32_t)(t->start_step / c->diloco);
+    if (!c->swarm_join[0]) memcpy(s->global, t->model.params, n * sizeof(float));
+    int rc = elastic_open(&s->el, &o, s->global, s->mom, &round, e);
+    if (!rc && !c->swarm_join[0]) rc = resume_outer(t, s, e);
+    if (rc) return -1;
+    s->round = round;
+    s->round_start = (long)round * c->diloco;
+    /* a joiner trains from the run's weights */
+    memcpy(t->model.params, s->global, n * sizeof(float));
+    notes(t, s);
+    return 0;
+}
+
+static int el_setup(Trainer *t, void **state, Err *e)
+{
+    const TrainConfig *c = t->cfg;
+    ElasticRun *s = calloc(1, sizeof *s);
+    *state = s;
+    if (!s) return err_set(e, "out of memory");
+    size_t n = t->model.n_params ? t->model.n_params : 1;
+    s->global = malloc(n * sizeof(float));
+    s->mom = calloc(n, sizeof(float));
+    s->delta = malloc(n * sizeof(float));
+    if (!s->global || !s->mom || !s->delta) return err_set(e, "out of memory for the outer state");
+    backprop_init_replica(&s->inner, t);
+    s->end_step = c->steps;
+    if (open_log(t, s, e) || open_elastic(t, s, e)) return -1;
+    trainer_note(t, "elastic DiLoCo: machine %u, an outer round every %d inner steps (outer lr %g, "
+                    "Nesterov momentum %g, %s on the wire), from round %u",
+                 elastic_slot(s->el), c->diloco, c->outer_lr, c->outer_momentum,
+                 wire_name(c->diloco_wire), s->round + 1);
+    return 0;
+}
+
+/* Steps before this machine's first round (a joiner), and the rest of a
+ * round decided without it, are skipped: the others' mean replaces them. */
+static int el_compute(Trainer *t, void *state, long step, StepOutcome *o, Err *e)
+{
+    ElasticRun *s = state;
+    s->computed = 0;
+    int late = step < s->round_start ? 1 : elastic_poll(s->el, e);
+    notes(t, s);
+    if (late < 0) return -1;
+    if (late || s->skipping) {
+        s->skipping = step >= s->round_start;
+        t->data_pos++;
+        o->no_loss = 1;
+        o->loss = o->grad_norm = NAN;
+        return 0;
+    }
+    /* each machine its own place in the data */
+    uint64_t shift = (uint64_t)elastic_slot(s->el) * ELASTIC_DATA_STRIDE;
+    t->data_pos += shift;
+    int rc = backprop_compute(t, state, step, o, e);
+    t->data_pos -= shift;
+    s->computed = !rc;
+    return rc;
+}
+
+static void log_round(ElasticRun *s, const ElasticRound *r, const ElasticStats *st)
+{
+    JsonOut j;
+    json_init(&j, s->log);
+    json_begin_object(&j);
+    json_uint(json_key(&j, "round"), r->round + 1);
+    json_bool(json_key(&j, "committed"), r->committed);
+    json_bool(json_key(&j, "mine"), r->mine_counted);
+    json_uint(json_key(&j, "machines"), r->machines);
+    json_begin_array(json_key(&j, "contributors"));
+    for (uint32_t i = 0; i < r->contributors; i++) json_uint(&j, r->slots[i]);
+    json_end_array(&j);
+    json_begin_array(json_key(&j, "weights"));
+    for (uint32_t i = 0; i < r->contributors; i++) json_uint(&j, r->weights[i]);
+    json_end_array(&j);
+    char chain[24];
+    snprintf(chain, sizeof chain, "%016llx", (unsigned long long)r->chain);
+    json_str(json_key(&j, "chain"), chain);
+    json_uint(json_key(&j, "bytes_sent"), st->round_bytes_sent);
+    json_fixed(json_key(&j, "exchange_s"), st->round_exchange_s, 3);
+    json_end_object(&j);
+    json_newline(&j);
+    json_finish(&j);
+    json_free(&j);
+    fflush(s->log);
+}
+
+/* The round's end: this machine's pseudo-gradient into the exchange, then
+ * the outer step with the mean (every machine the same bits), or, for a
+ * void round, nothing: the progress stays in the weights for the next. */
+static int outer_round(Trainer *t, ElasticRun *s, int last, Err *e)
+{
+    const TrainConfig *c = t->cfg;
+    size_t n = t->model.n_params;
+    float *p = t->model.params;
+    for (size_t i = 0; i < n; i++) s->delta[i] = s->global[i] - p[i];
+    ElasticRound r;
+    trace_begin("outer round", TR_OPT);
+    int rc = elastic_outer(s->el, s->delta, s->inner_done, &r, e);
+    trace_end();
+    notes(t, s);
+    if (rc) return -1;
+    if (r.committed) {
+        diloco_nesterov(s->global, s->mom, r.mean, n, c->outer_lr, c->outer_momentum);
+        memcpy(p, s->global, n * sizeof(float));
+    } else if (last) {
+        memcpy(p, s->global, n * sizeof(float)); /* every machine ends on the same weights */
+    }
+    ElasticStats st;
+    elastic_stats(s->el, &st);
+    t->strategy_bytes = (double)st.bytes_sent;
+    log_round(s, &r, &st);
+    s->round++;
+    s->inner_done = 0;
+    s->skipping = 0;
+    return 0;
+}
+
+static int el_apply(Trainer *t, void *state, long step, int skip, Err *e)
+{
+    ElasticRun *s = state;
+    if (s->computed) {
+        if (backprop_apply(t, state, step, skip, e)) return -1;
+        s->inner_done++;
+    }
+    s->applied = step + 1;
+    int last = step + 1 == t->end_step;
+    if (step < s->round_start || ((step + 1) % t->cfg->diloco != 0 && !last)) return 0;
+    return outer_round(t, s, last, e);
+}
+
+static void el_on_stop(Trainer *t, void *state)
+{
+    (void)t;
+    elastic_leave(((ElasticRun *)state)->el);
+}
+
+/* This machine's weights and moments, the outer state, its error feedback. */
+static int el_ckpt_parts(Trainer *t, void *state, Range mine, CkptPart *out)
+{
+    (void)mine;
+    ElasticRun *s = state;
+    Range all = {0, t->model.n_params};
+    int n = 0;
+    out[n++] = (CkptPart){"param", t->model.params, 0, all};
+    out[n++] = (CkptPart){"opt_m", t->opt.m, 0, all};
+    out[n++] = (CkptPart){"opt_v", t->opt.v, 0, all};
+    out[n++] = (CkptPart){"outer_g", s->global, 0, all};
+    out[n++] = (CkptPart){"outer_mom", s->mom, 0, all};
+    if (elastic_send_err(s->el)) {
+        out[n++] = (CkptPart){"outer_err", elastic_send_err(s->el), 0, all};
+        out[n++] = (CkptPart){"outer_serr", elastic_sum_err(s->el), 0, all};
+    }
+    return n;
+}
+
+static void el_free(void *state)
+{
+    ElasticRun *s = state;
+    if (!s) return;
+    if (s->el) elastic_close(s->el, s->applied >= s->end_step);
+    if (s->log) fclose(s->log);
+    free(s->global);
+    free(s->mom);
+    free(s->delta);
+    free(s);
+}
+
+static int el_selected(const TrainConfig *c)
+{
+    return c->diloco > 0 && c->optim.kind != OPT_ZO && (c->swarm_listen[0] || c->swarm_join[0]);
+}
+
+static int el_validate(const TrainConfig *c, Err *e)
+{
+    if (!el_selected(c)) return 0;
+    const char *flag = c->swarm_join[0] ? "--swarm-join" : "--swarm-listen";
+    if (c->diloco_overlap)
+        return err_set(e, "%s with --diloco-overlap 1: delayed outer rounds over the fabric are "
+                          "not built yet; use --diloco-overlap 0", flag);
+    if (c->zero)
+        return err_set(e, "%s with --zero %d: each machine keeps its own inner optimizer state",
+                       flag, c->zero);
+    return 0;
+}
+
+/* Named "diloco": the planner predicts and reports it as the DiLoCo run it is. */
+const StepStrategy ELASTIC_STRATEGY = {
+    .name = "diloco",
+    .selected_by = el_selected,
+    .replica_grads = 1,
+    .validate = el_validate,
+    .setup = el_setup,
+    .compute = el_compute,
+    .apply = el_apply,
+    .on_stop = el_on_stop,
+    .ckpt_parts = el_ckpt_parts,
+    .flops_per_step = backprop_flops,
+    .free = el_free,
+};
