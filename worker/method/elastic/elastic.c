@@ -87,10 +87,13 @@ struct Elastic {
     uint8_t **stash;
     size_t *stash_len, n_stash, cap_stash, stash_bytes;
     int stash_due; /* replay the stash at the next call */
+    int dropped;   /* the keeper dropped this machine: it rejoins */
+    char drop_why[SWARM_TEXT_LEN];
     double longest_exchange_s, round_work_s, returned_at;
     uint8_t in[SWARM_MSG_MAX], out[SWARM_MSG_MAX];
     ElasticStats st;
     uint64_t sent_mark;
+    int rejoins;
     uint32_t last_slots[MAX_SLOTS], last_weights[MAX_SLOTS]; /* the last round's, for the caller */
     char events[EVENTS][200];
     int ev_head, ev_tail;
@@ -529,21 +532,18 @@ static int keeper_hello(Elastic *el, const SwarmMsg *m, Err *e)
     return stream_state(el, to, e);
 }
 
-static int keeper_ready(Elastic *el, const SwarmMsg *m, Err *e)
+static int keeper_ready(Elastic *el, const SwarmMsg *m)
 {
     if (m->slot >= MAX_SLOTS) return 0;
     Peer *p = &el->peers[m->slot];
     if (p->state == FREE || p->leaving) return 0;
     if (m->whash != state_hash(el)) {
-        char why[300];
-        snprintf(why, sizeof why, "dropped: this machine's outer state at round %u (hash %016llx) "
-                 "differs from the keeper's (%016llx); rejoin with a fresh --out",
-                 el->r.k + 1, (unsigned long long)m->whash, (unsigned long long)state_hash(el));
-        event(el, "machine %u (%s) has another outer state: dropped", m->slot, p->addr);
-        SwarmMsg d = {.type = SW_DROPPED};
-        snprintf(d.text, sizeof d.text, "%s", why);
-        send_to(el, m->slot, &d, e);
-        p->state = FREE;
+        /* not counted: a machine that diverged misses its deadlines, is
+         * dropped and rejoins with the run's state; a forged READY drops
+         * nobody */
+        event(el, "machine %u (%s) is ready for round %u from another outer state (hash "
+              "%016llx, this keeper's %016llx): not counted", m->slot, p->addr, el->r.k + 1,
+              (unsigned long long)m->whash, (unsigned long long)state_hash(el));
         return 0;
     }
     p->ready = 1;
@@ -571,8 +571,9 @@ static int time_to_decide(const Elastic *el)
     ready_counts(el, &members, &ready_m, &ready_all);
     double waited = now_s() - el->r.t_ready;
     uint32_t k = el->r.k;
-    if (k == 0 && ready_all < el->o.wait_for) return 0;
-    if (el->o.hold_for > 0 && k + 1 == el->o.hold_round && ready_all < el->o.hold_for &&
+    int stopping = el->o.stop && *el->o.stop;
+    if (k == 0 && ready_all < el->o.wait_for && !stopping) return 0;
+    if (el->o.hold_for > 0 && !stopping && k + 1 == el->o.hold_round && ready_all < el->o.hold_for &&
         waited < 120.0)
         return 0;
     if (ready_m == members) return 1;
@@ -619,10 +620,12 @@ static int keeper_decide(Elastic *el, Err *e)
             r->slots[r->np] = s;
             r->weights[r->np++] = p->weight;
             r->wsum += p->weight;
-        } else if (p->state == MEMBER && ++p->misses >= el->o.misses) {
+        } else if (++p->misses >= el->o.misses + (p->state == FOLLOWER)) {
+            /* a follower's first round may be late (it joined during it):
+             * one miss more */
             char why[300];
-            snprintf(why, sizeof why, "dropped from the roster in round %u: missed %d deadlines "
-                     "in a row; rejoin with --swarm-join", r->k + 1, p->misses);
+            snprintf(why, sizeof why, "round %u: missed %d deadlines in a row", r->k + 1,
+                     p->misses);
             event(el, "machine %u (%s) was dropped: missed its deadlines %d times", s, p->addr,
                   p->misses);
             SwarmMsg d = {.type = SW_DROPPED};
@@ -742,9 +745,12 @@ static int take_round(Elastic *el, const SwarmMsg *m, Err *e)
         take_roster_entry(el, en.slot, en.kind == SW_MEMBER ? MEMBER : FOLLOWER, en.addr);
         in |= en.slot == el->slot;
     }
-    if (!in)
-        return err_set(e, "elastic: round %u was decided without this machine in the roster "
-                          "(dropped); rejoin with --swarm-join", r->k + 1);
+    if (!in) {
+        el->dropped = 1;
+        snprintf(el->drop_why, sizeof el->drop_why, "round %u was decided without this machine "
+                 "in the roster", r->k + 1);
+        return 0;
+    }
     el->epoch = m->epoch;
     el->chain = m->chain;
     r->np = m->blob_len / 8;
@@ -847,7 +853,7 @@ static int handle(Elastic *el, const uint8_t *b, size_t n, Err *e)
             if (m.step > r->k) stash_add(el, b, n);
             return 0;
         }
-        return keeper_ready(el, &m, e);
+        return keeper_ready(el, &m);
     case SW_ROUND:
         if (el->keeping || m.step < r->k || m.slot != el->keeper) return 0;
         if (m.step > r->k) {
@@ -887,7 +893,11 @@ static int handle(Elastic *el, const uint8_t *b, size_t n, Err *e)
             event(el, "machine %u (%s) is leaving", m.slot, el->peers[m.slot].addr);
         }
         return 0;
-    case SW_DROPPED: return err_set(e, "elastic: %s", m.text);
+    case SW_DROPPED:
+        if (m.slot != el->keeper || el->keeping) return 0;
+        el->dropped = 1;
+        snprintf(el->drop_why, sizeof el->drop_why, "%s", m.text);
+        return 0;
     case SW_STOP: return err_set(e, "elastic: the keeper stopped this machine: %s", m.text);
     default: return 0;
     }
@@ -952,6 +962,23 @@ static int catch_up(Elastic *el, Err *e)
     return replay_stash(el, e);
 }
 
+static int join_run(Elastic *el, uint32_t *round, Err *e);
+
+/* Dropped (it froze, or its link did): say HELLO again to the keeper and
+ * take the run's state as a newcomer does; the round is the run's. */
+static int rejoin(Elastic *el, Err *e)
+{
+    event(el, "dropped from the roster (%s): rejoining through the keeper at %s", el->drop_why,
+          el->peers[el->keeper].addr);
+    snprintf(el->join, sizeof el->join, "%s", el->peers[el->keeper].addr);
+    for (size_t i = 0; i < el->n_stash; i++) free(el->stash[i]);
+    el->n_stash = el->stash_bytes = 0;
+    el->dropped = el->joined = el->stash_due = 0;
+    el->rejoins++;
+    uint32_t round;
+    return join_run(el, &round, e);
+}
+
 int elastic_poll(Elastic *el, Err *e)
 {
     double t = now_s();
@@ -959,10 +986,17 @@ int elastic_poll(Elastic *el, Err *e)
     int rc = catch_up(el, e);
     if (!rc) rc = pump(el, 0, e);
     if (!rc) rc = drive(el, e);
+    if (!rc && el->dropped) {
+        rc = rejoin(el, e);
+        el->returned_at = now_s();
+        return rc ? -1 : 2;
+    }
     el->returned_at = now_s();
     if (rc) return -1;
     return el->r.decided && el->r.me < 0;
 }
+
+uint32_t elastic_round(const Elastic *el) { return el->r.k; }
 
 static void fill_result(Elastic *el, ElasticRound *out)
 {
@@ -1007,10 +1041,21 @@ int elastic_outer(Elastic *el, const float *delta, uint32_t inner_steps, Elastic
     }
     while (!round_done(el)) {
         if (drive(el, e) || pump(el, POLL_S, e)) return -1;
+        if (el->dropped) {
+            memset(out, 0, sizeof *out);
+            out->round = r->k;
+            out->rejoined = 1;
+            if (rejoin(el, e)) return -1;
+            el->returned_at = now_s();
+            return 0;
+        }
         if (r->closed == 1 && r->me < 0 && r->means_left > 0 &&
-            now_s() - t0 > exchange_patience(el))
-            return err_set(e, "elastic: round %u was committed but %zu pieces of its mean never "
-                              "came; rejoin with --swarm-join", r->k + 1, r->means_left);
+            now_s() - t0 > exchange_patience(el) && !el->dropped) {
+            /* its link dropped them (it froze, say): the run's state again */
+            el->dropped = 1;
+            snprintf(el->drop_why, sizeof el->drop_why, "%zu pieces of round %u's mean never came",
+                     r->means_left, r->k + 1);
+        }
         if (!el->keeping && !r->closed && now_s() - t0 > keeper_patience(el) +
             (r->decided ? exchange_patience(el) : 0))
             return err_set(e, "elastic: no word from the keeper (machine %u, %s) for %.0f s in "

@@ -26,6 +26,7 @@
  * momentum) in pieces with its hash, and counts from the first round its
  * READY reaches the keeper in time. A keeper that leaves (SIGTERM) hands
  * over to the next lowest slot at once. */
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "base/err.h"
@@ -47,6 +48,9 @@ typedef struct {
     const char *config_text; /* what CONFIG sends a newcomer (swarm_config_text) */
     WireFormat wire;
     size_t n;                /* floats of the outer state's weights */
+    /* a stop was asked (SIGTERM): the keeper waits no longer for
+     * --swarm-wait machines or a test's hold (may be NULL) */
+    const volatile sig_atomic_t *stop;
 } ElasticOptions;
 
 /* A round as it ended on this machine. Points into the Elastic; valid
@@ -59,6 +63,8 @@ typedef struct {
     const uint32_t *slots, *weights; /* the contributors, by slot */
     const float *mean;
     uint64_t chain;    /* the run's history after this round */
+    int rejoined;      /* this machine was dropped and has rejoined: the outer
+                        * state is the run's, the round elastic_round's */
 } ElasticRound;
 
 typedef struct {
@@ -77,8 +83,11 @@ int elastic_open(Elastic **out, const ElasticOptions *o, float *global, float *m
                  uint32_t *round, Err *e);
 /* Between inner steps: answers newcomers, takes what arrived. 1 = the
  * current round was decided without this machine (it is late): skip to the
- * round's end; 0 = go on; -1 = an error (dropped, stopped, refused). */
+ * round's end; 2 = it was dropped and has rejoined (see ElasticRound's
+ * rejoined); 0 = go on; -1 = an error (stopped, refused, diverged). */
 int elastic_poll(Elastic *el, Err *e);
+/* The round this machine is in (0-based). */
+uint32_t elastic_round(const Elastic *el);
 /* The end of this machine's round: delta = global - params (o->n floats,
  * sent as this machine's pseudo-gradient when it is a contributor),
  * inner_steps its weight. Returns when the round is committed or void. */

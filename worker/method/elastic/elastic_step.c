@@ -88,6 +88,7 @@ static int open_elastic(Trainer *t, ElasticRun *s, Err *e)
         .config_text = text,
         .wire = (WireFormat)c->diloco_wire,
         .n = n,
+        .stop = t->stop,
     };
     o.ident.seed = c->seed;
     o.ident.global_params = n;
@@ -131,6 +132,19 @@ static int el_setup(Trainer *t, void **state, Err *e)
 
 /* Steps before this machine's first round (a joiner), and the rest of a
  * round decided without it, are skipped: the others' mean replaces them. */
+/* Back in the run after a drop: its weights and round, this machine's
+ * work since the last round it shared given up. */
+static void rejoined(Trainer *t, ElasticRun *s)
+{
+    s->round = elastic_round(s->el);
+    s->round_start = (long)s->round * t->cfg->diloco;
+    s->inner_done = 0;
+    s->skipping = 0;
+    memcpy(t->model.params, s->global, t->model.n_params * sizeof(float));
+    trainer_note(t, "elastic: back in the run at round %u (step %ld)", s->round + 1,
+                 s->round_start + 1);
+}
+
 static int el_compute(Trainer *t, void *state, long step, StepOutcome *o, Err *e)
 {
     ElasticRun *s = state;
@@ -138,6 +152,10 @@ static int el_compute(Trainer *t, void *state, long step, StepOutcome *o, Err *e
     int late = step < s->round_start ? 1 : elastic_poll(s->el, e);
     notes(t, s);
     if (late < 0) return -1;
+    if (late == 2) {
+        rejoined(t, s);
+        late = step < s->round_start;
+    }
     if (late || s->skipping) {
         s->skipping = step >= s->round_start;
         t->data_pos++;
@@ -196,6 +214,10 @@ static int outer_round(Trainer *t, ElasticRun *s, int last, Err *e)
     trace_end();
     notes(t, s);
     if (rc) return -1;
+    if (r.rejoined) {
+        rejoined(t, s);
+        return 0;
+    }
     if (r.committed) {
         diloco_nesterov(s->global, s->mom, r.mean, n, c->outer_lr, c->outer_momentum);
         memcpy(p, s->global, n * sizeof(float));
