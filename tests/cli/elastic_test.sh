@@ -11,7 +11,9 @@
 #  2. int8 on the wire, a machine that freezes (SIGSTOP) past its deadlines
 #     is dropped and, resumed, rejoins by itself; 3000 hostile messages at
 #     the keeper change nothing; the three end with identical weights;
-#  3. a joiner with another seed is refused by name.
+#  3. a joiner with another seed is refused by name;
+#  4. the keeper dies (SIGKILL) right after deciding a round: the lowest
+#     member takes over and voids the round in flight, the run goes on.
 # Every ordering is waited for, not timed: the keeper decides round 3 only
 # with 5 machines ready (MPITRAIN_TEST_SWARM_HOLD, a test hook capped at
 # 120 s), so the 5th machine counts from round 3 however loaded the host.
@@ -138,4 +140,22 @@ check "a joiner with another --seed is refused by name (exit $rc)" \
   "[ $rc -eq 1 ] && grep -q -- '--seed 7: the swarm run at $K3 has seed 1337' r1.log"
 kill -TERM $pr
 wait $pr
+
+# ---- 4. the keeper dies mid-exchange ----
+K4="$(host 0):$((PORT + 4))"
+D4="--optimizer adamw --lr 1e-3 --diloco 5 --steps 40 --swarm-deadline 1 --swarm-misses 2"
+# it sends round 5's decision, then dies (SIGKILL) before any of its pieces
+MPITRAIN_TEST_ELASTIC_DIE=5 on 0 "$BIN" train $M $D4 --data "$PWD/corpus.tok" --swarm-listen "$K4" --swarm-wait 4 \
+  --out d0 > d0.log 2>&1 & d0=$!
+for i in 1 2 3; do
+  on $i "$BIN" train $M --data "$PWD/corpus.tok" --swarm-join "$K4" --out d$i > d$i.log 2>&1 & eval "d$i=\$!"
+  until_said d$i.log "welcomed into the run as machine $i"
+done
+for d in d0 d1 d2 d3; do wait ${!d}; eval "rc_$d=$?"; done
+check "the keeper died mid-exchange (exit $rc_d0) and the other three finished (exit $rc_d1 $rc_d2 $rc_d3)" \
+  "[ $rc_d0 -eq 137 ] && [ $rc_d1 -eq 0 ] && [ $rc_d2 -eq 0 ] && [ $rc_d3 -eq 0 ]"
+check "the lowest member took over and voided the round in flight; the next committed without the dead keeper" \
+  "grep -q 'the keeper (machine 0) went silent; machine 1 keeps the run from round 5' d1.log && grep -q '\"round\":5,\"committed\":false' d1/elastic/rounds.jsonl && grep -q '\"round\":6,\"committed\":true,.*\"contributors\":\[1,2,3\]' d1/elastic/rounds.jsonl"
+for m in d1 d2 d3; do export_st $m; done
+check "the three hold bit-identical weights" "[ -s d1.st ] && cmp -s d1.st d2.st && cmp -s d1.st d3.st"
 finish

@@ -62,6 +62,7 @@ static const uint32_t CARRIES[SW_TYPE_END] = {
     [SW_HAVE] = B(F_STEP),
     [SW_COMMIT] = B(F_STEP) | B(F_LAST) | B(F_CHAIN),
     [SW_STATE] = B(F_STEP) | B(F_ASSIGNED) | B(F_LAST) | B(F_WHASH) | B(F_BLOB),
+    [SW_KEEPER] = B(F_STEP) | B(F_ASSIGNED),
 };
 
 /* Where each field lives in a SwarmMsg (the counted ones: their count), so

@@ -4,6 +4,7 @@
 #include "worker/method/elastic/elastic.h"
 
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +41,7 @@ typedef struct {
 /* The round in flight on this machine. */
 typedef struct {
     uint32_t k;
+    uint32_t term;    /* of the keeper that decided it */
     int decided;
     int closed;       /* 1 committed, 2 void */
     int me;           /* this machine's contributor index, -1: not one */
@@ -64,6 +66,7 @@ typedef struct {
     size_t m_chunk;
     uint32_t m_to;
     double t_ready, t_decided;
+    double t_wait;    /* a member: since when it waits for this keeper */
     int ready_sent;
 } Round;
 
@@ -73,7 +76,9 @@ struct Elastic {
     char *config_text;
     Fabric *fab;
     uint32_t slot, keeper, epoch;
+    uint32_t term;  /* the keeper's term: one more at each take-over */
     int keeping, joined, left;
+    int counted;    /* this machine has contributed to a round: a member */
     Peer peers[MAX_SLOTS];
     float *global, *mom;
     float *mean, *parts, *x;
@@ -93,7 +98,7 @@ struct Elastic {
     uint8_t in[SWARM_MSG_MAX], out[SWARM_MSG_MAX];
     ElasticStats st;
     uint64_t sent_mark;
-    int rejoins;
+    int rejoins, takeovers;
     uint32_t last_slots[MAX_SLOTS], last_weights[MAX_SLOTS]; /* the last round's, for the caller */
     char events[EVENTS][200];
     int ev_head, ev_tail;
@@ -141,7 +146,9 @@ static int peer_addr(Elastic *el, uint32_t slot, FabricAddr *fa, Err *e)
 static int send_to_addr(Elastic *el, FabricAddr to, SwarmMsg *m, Err *e)
 {
     m->slot = el->joined ? el->slot : SWARM_NO_SLOT;
-    m->term = el->epoch;
+    /* a round's data carries the term of the keeper that decided it, which
+     * a new keeper settling that round does not change */
+    m->term = m->type == SW_PIECE || m->type == SW_MEAN ? el->r.term : el->term;
     size_t n = swarm_msg_encode(m, el->out, sizeof el->out, e);
     if (!n) return err_wrap(e, "internal error encoding an elastic %s", swarm_type_name(m->type));
     if (fabric_send(el->fab, to, el->out, n, e)) return -1;
@@ -657,6 +664,11 @@ static int keeper_decide(Elastic *el, Err *e)
     for (uint32_t i = 0; i < n; i++)
         if (list[i].slot != el->slot && send_to(el, list[i].slot, &m, e)) return -1;
     r->decided = 1;
+    r->term = el->term;
+    if (el->o.die_round && r->k + 1 == el->o.die_round) {
+        fprintf(stderr, "mpitrain: test hook MPITRAIN_TEST_ELASTIC_DIE fires in round %u\n", r->k + 1);
+        raise(SIGKILL);
+    }
     return start_exchange(el, e);
 }
 
@@ -664,11 +676,23 @@ static double exchange_patience(const Elastic *el)
 {
     double bytes = 2.0 * (double)wire_bytes(el->o.wire, el->o.n);
     double first = 60.0 + bytes / 1.0e6; /* a round's exchange is slower than 1 MB/s: a link of 8 Mbit/s */
-    double p = el->longest_exchange_s > 0 ? 20.0 + 5.0 * el->longest_exchange_s : first;
+    double p = el->longest_exchange_s > 0 ? 10.0 + 5.0 * el->longest_exchange_s : first;
     return el->o.deadline_s + p;
 }
 
 static int close_round(Elastic *el, int committed, Err *e);
+
+/* Every contributor still in the roster holds the whole mean. A keeper
+ * that died after its commit reached some machines has committed only
+ * when all did, so a new keeper that finds the same commits too; one that
+ * finds a contributor without the mean voids (nobody can have committed). */
+static int all_alive_have(const Elastic *el)
+{
+    const Round *r = &el->r;
+    for (uint32_t i = 0; i < r->np; i++)
+        if (!r->have[i] && el->peers[r->slots[i]].state != FREE) return 0;
+    return 1;
+}
 
 static int keeper_tick(Elastic *el, Err *e)
 {
@@ -687,7 +711,7 @@ static int keeper_tick(Elastic *el, Err *e)
         return t ? keeper_decide(el, e) : 0;
     }
     if (r->closed) return 0;
-    if (r->haves == (int)r->np) return close_round(el, 1, e);
+    if (all_alive_have(el)) return close_round(el, 1, e);
     if (now_s() - r->t_decided > exchange_patience(el)) {
         event(el, "round %u is void: %d of %u contributors hold the whole mean after %.0f s",
               r->k + 1, r->haves, r->np, now_s() - r->t_decided);
@@ -763,11 +787,17 @@ static int take_round(Elastic *el, const SwarmMsg *m, Err *e)
                            r->k + 1);
         r->wsum += r->weights[i];
     }
-    if (m->whash != state_hash(el))
-        return err_set(e, "elastic: this machine's outer state at round %u (hash %016llx) differs "
-                          "from the keeper's (%016llx): a diverged history; rejoin with a fresh --out",
-                       r->k + 1, (unsigned long long)state_hash(el), (unsigned long long)m->whash);
+    if (m->whash != state_hash(el)) {
+        el->dropped = 1;
+        snprintf(el->drop_why, sizeof el->drop_why, "its outer state at round %u (hash %016llx) "
+                 "is not the keeper's (%016llx)", r->k + 1, (unsigned long long)state_hash(el),
+                 (unsigned long long)m->whash);
+        return 0;
+    }
     r->decided = 1;
+    r->term = m->term;
+    if (m->term > el->term) el->term = m->term;
+    if (contributor_index(r, el->slot) >= 0) el->counted = 1;
     return start_exchange(el, e);
 }
 
@@ -789,36 +819,98 @@ static int take_commit(Elastic *el, const SwarmMsg *m, Err *e)
     Round *r = &el->r;
     if (!r->decided) return 0;
     uint64_t chain = chain_round(el->chain, r, m->last);
-    if (chain != m->chain)
-        return err_set(e, "elastic: round %u's history differs from the keeper's (chain %016llx, "
-                          "the keeper's %016llx): a diverged history; rejoin with a fresh --out",
-                       r->k + 1, (unsigned long long)chain, (unsigned long long)m->chain);
+    if (chain != m->chain) {
+        (void)e;
+        el->dropped = 1;
+        snprintf(el->drop_why, sizeof el->drop_why, "round %u's history here (chain %016llx) is "
+                 "not the keeper's (%016llx)", r->k + 1, (unsigned long long)chain,
+                 (unsigned long long)m->chain);
+        return 0;
+    }
     r->closed = m->last ? 1 : 2;
     return 0;
 }
 
-/* The keeper left: the next lowest member keeps the run from here. */
-static int keeper_left(Elastic *el, uint32_t who, Err *e)
+/* What a member resends to a new keeper: its READY while the round is
+ * undecided, its HAVE once it holds the whole mean. */
+static int tell_keeper(Elastic *el, Err *e)
 {
-    el->peers[who].state = FREE;
-    el->keeper = lowest_member(el);
-    event(el, "the keeper (machine %u) left; machine %u keeps the run from round %u", who,
-          el->keeper, el->r.k + 1);
-    if (el->keeper == el->slot) {
-        el->keeping = 1;
-        for (int s = 0; s < MAX_SLOTS; s++) el->peers[s].ready = 0;
-        if (el->r.ready_sent) {
-            el->peers[el->slot].ready = 1;
-            el->r.t_ready = now_s();
-        }
-        return 0;
-    }
-    if (el->r.ready_sent && !el->r.decided) {
-        SwarmMsg m = {.type = SW_READY, .step = el->r.k, .assigned = el->peers[el->slot].weight,
+    Round *r = &el->r;
+    r->t_wait = now_s();
+    if (r->ready_sent && !r->decided) {
+        SwarmMsg m = {.type = SW_READY, .step = r->k, .assigned = el->peers[el->slot].weight,
                       .chain = el->chain, .whash = state_hash(el)};
         return send_to(el, el->keeper, &m, e);
     }
+    if (r->decided && !r->closed && r->have_sent)
+        return send_to(el, el->keeper, &(SwarmMsg){.type = SW_HAVE, .step = r->k}, e);
     return 0;
+}
+
+/* This machine keeps the run from here, in a new term: it tells the roster,
+ * then settles the round in flight as any keeper would (its own READY and
+ * HAVE stand; the others resend theirs). */
+static int become_keeper(Elastic *el, uint32_t gone, Err *e)
+{
+    Round *r = &el->r;
+    el->keeping = 1;
+    el->keeper = el->slot;
+    el->term++;
+    for (int s = 0; s < MAX_SLOTS; s++) el->peers[s].ready = 0;
+    el->peers[el->slot].ready = r->ready_sent;
+    r->t_ready = now_s();
+    memset(r->have, 0, sizeof r->have);
+    r->haves = 0;
+    if (r->decided && r->me >= 0 && r->have_sent) {
+        r->have[r->me] = 1;
+        r->haves = 1;
+    }
+    SwarmMsg m = {.type = SW_KEEPER, .step = r->k, .assigned = gone};
+    for (uint32_t s = 0; s < MAX_SLOTS; s++)
+        if (el->peers[s].state != FREE && s != el->slot && send_to(el, s, &m, e)) return -1;
+    /* a contributor without the whole mean never said HAVE, so the round
+     * was not committed anywhere: void it now rather than wait */
+    if (r->decided && !r->closed && r->me >= 0 && !r->have_sent) {
+        event(el, "round %u is void: its keeper went silent before this machine had the whole "
+              "mean", r->k + 1);
+        return close_round(el, 0, e);
+    }
+    return 0;
+}
+
+/* The keeper is gone (it left, or went silent): the lowest member left
+ * keeps the run, this machine or another. */
+static int next_keeper(Elastic *el, uint32_t gone, const char *how, Err *e)
+{
+    if (gone < MAX_SLOTS) el->peers[gone].state = FREE;
+    el->keeper = lowest_member(el);
+    event(el, "the keeper (machine %u) %s; machine %u keeps the run from round %u", gone, how,
+          el->keeper, el->r.k + 1);
+    if (el->keeper == el->slot) return become_keeper(el, gone, e);
+    return tell_keeper(el, e);
+}
+
+/* A new keeper announced itself (KEEPER of a higher term). */
+static int follow_keeper(Elastic *el, const SwarmMsg *m, Err *e)
+{
+    if (m->slot >= MAX_SLOTS || m->term <= el->term) return 0;
+    el->term = m->term;
+    if (el->keeping || m->assigned == el->slot) {
+        /* superseded: the others followed a new keeper while this one was
+         * silent; back in as a newcomer */
+        el->keeping = 0;
+        el->dropped = 1;
+        snprintf(el->drop_why, sizeof el->drop_why, "machine %u took over as keeper in term %u",
+                 m->slot, m->term);
+        el->keeper = m->slot;
+        return 0;
+    }
+    if (m->assigned < MAX_SLOTS && m->assigned != m->slot) el->peers[m->assigned].state = FREE;
+    el->keeper = m->slot;
+    if (el->peers[m->slot].state == FREE) el->peers[m->slot].state = MEMBER;
+    event(el, "machine %u took over as keeper in round %u (term %u)", m->slot, el->r.k + 1,
+          m->term);
+    return tell_keeper(el, e);
 }
 
 static int reply_config(Elastic *el, const SwarmMsg *m, Err *e)
@@ -855,7 +947,7 @@ static int handle(Elastic *el, const uint8_t *b, size_t n, Err *e)
         }
         return keeper_ready(el, &m);
     case SW_ROUND:
-        if (el->keeping || m.step < r->k || m.slot != el->keeper) return 0;
+        if (el->keeping || m.step < r->k || m.slot != el->keeper || m.term < el->term) return 0;
         if (m.step > r->k) {
             stash_add(el, b, n);
             return 0;
@@ -868,6 +960,7 @@ static int handle(Elastic *el, const uint8_t *b, size_t n, Err *e)
             stash_add(el, b, n);
             return 0;
         }
+        if (m.term != r->term) return 0; /* another keeper's decision */
         return m.type == SW_PIECE ? take_piece(el, &m) : take_mean(el, &m);
     case SW_HAVE: {
         if (!el->keeping || m.step != r->k || !r->decided) return 0;
@@ -879,7 +972,7 @@ static int handle(Elastic *el, const uint8_t *b, size_t n, Err *e)
         return 0;
     }
     case SW_COMMIT:
-        if (el->keeping || m.slot != el->keeper || m.step < r->k) return 0;
+        if (el->keeping || m.slot != el->keeper || m.step < r->k || m.term < r->term) return 0;
         if (m.step > r->k || !r->decided) {
             stash_add(el, b, n);
             return 0;
@@ -887,12 +980,13 @@ static int handle(Elastic *el, const uint8_t *b, size_t n, Err *e)
         return take_commit(el, &m, e);
     case SW_LEAVE:
         if (m.slot >= MAX_SLOTS || el->peers[m.slot].state == FREE) return 0;
-        if (m.slot == el->keeper && !el->keeping) return keeper_left(el, m.slot, e);
+        if (m.slot == el->keeper && !el->keeping) return next_keeper(el, m.slot, "left", e);
         if (el->keeping) {
             el->peers[m.slot].leaving = 1;
             event(el, "machine %u (%s) is leaving", m.slot, el->peers[m.slot].addr);
         }
         return 0;
+    case SW_KEEPER: return follow_keeper(el, &m, e);
     case SW_DROPPED:
         if (m.slot != el->keeper || el->keeping) return 0;
         el->dropped = 1;
@@ -1017,7 +1111,9 @@ static void fill_result(Elastic *el, ElasticRound *out)
 static double keeper_patience(const Elastic *el)
 {
     double p = el->o.deadline_s * (el->o.misses + 1) + 2.0 * el->round_work_s + 5.0;
-    return el->r.k == 0 || p < JOIN_TIMEOUT_S ? JOIN_TIMEOUT_S : p;
+    /* a machine not yet counted does not judge the keeper: it may be
+     * waiting for --swarm-wait machines, or streaming the state to others */
+    return !el->counted && p < JOIN_TIMEOUT_S ? JOIN_TIMEOUT_S : p;
 }
 
 int elastic_outer(Elastic *el, const float *delta, uint32_t inner_steps, ElasticRound *out, Err *e)
@@ -1027,6 +1123,7 @@ int elastic_outer(Elastic *el, const float *delta, uint32_t inner_steps, Elastic
     if (el->returned_at > 0) el->round_work_s = t0 - el->returned_at + el->round_work_s;
     if (catch_up(el, e)) return -1;
     r->delta = delta;
+    r->t_wait = t0;
     if (!r->decided) {
         r->ready_sent = 1;
         r->t_ready = t0;
@@ -1056,11 +1153,14 @@ int elastic_outer(Elastic *el, const float *delta, uint32_t inner_steps, Elastic
             snprintf(el->drop_why, sizeof el->drop_why, "%zu pieces of round %u's mean never came",
                      r->means_left, r->k + 1);
         }
-        if (!el->keeping && !r->closed && now_s() - t0 > keeper_patience(el) +
-            (r->decided ? exchange_patience(el) : 0))
-            return err_set(e, "elastic: no word from the keeper (machine %u, %s) for %.0f s in "
-                              "round %u; taking over from a keeper that died is not built yet",
-                           el->keeper, el->peers[el->keeper].addr, now_s() - t0, r->k + 1);
+        /* past its own HAVE, only the commit is missing */
+        int data_due = r->decided && !r->have_sent;
+        if (!el->keeping && !r->closed &&
+            now_s() - r->t_wait > keeper_patience(el) + (data_due ? exchange_patience(el) : 0)) {
+            if (++el->takeovers > MAX_SLOTS)
+                return err_set(e, "elastic: no keeper answers in round %u", r->k + 1);
+            if (next_keeper(el, el->keeper, "went silent", e)) return -1;
+        }
     }
     double took = now_s() - (r->t_decided > 0 ? r->t_decided : t0);
     if (r->closed == 1 && took > el->longest_exchange_s) el->longest_exchange_s = took;

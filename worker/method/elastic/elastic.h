@@ -44,6 +44,7 @@ typedef struct {
     int wait_for;            /* keeper: machines ready before it decides round 0 */
     uint32_t hold_round;     /* tests: the keeper decides this round (1-based) only */
     int hold_for;            /* ... once this many machines are ready; 0 = never */
+    uint32_t die_round;      /* tests: the keeper dies (SIGKILL) right after deciding this round */
     ZoIdentity ident;        /* seed, global_params, base_id (the frozen base): a joiner's must match */
     const char *config_text; /* what CONFIG sends a newcomer (swarm_config_text) */
     WireFormat wire;

@@ -96,6 +96,8 @@ static int open_elastic(Trainer *t, ElasticRun *s, Err *e)
                               t->model.base.n_params * sizeof(float));
     const char *hold = getenv("MPITRAIN_TEST_SWARM_HOLD");
     if (hold && sscanf(hold, "%u,%d", &o.hold_round, &o.hold_for) != 2) o.hold_for = 0;
+    const char *die = getenv("MPITRAIN_TEST_ELASTIC_DIE"); /* mid-exchange, as a keeper */
+    if (die) o.die_round = (uint32_t)strtoul(die, NULL, 10);
     uint32_t round = (uint32_t)(t->start_step / c->diloco);
     if (!c->swarm_join[0]) memcpy(s->global, t->model.params, n * sizeof(float));
     int rc = elastic_open(&s->el, &o, s->global, s->mom, &round, e);

@@ -57,6 +57,7 @@ static const struct {
     [SW_MEAN] = {"MEAN", B(F_STEP) | B(F_ASSIGNED) | B(F_SAMPLES) | B(F_BLOB)},
     [SW_HAVE] = {"HAVE", B(F_STEP)},
     [SW_COMMIT] = {"COMMIT", B(F_STEP) | B(F_LAST) | B(F_CHAIN)},
+    [SW_KEEPER] = {"KEEPER", B(F_STEP) | B(F_ASSIGNED)},
     [SW_STATE] = {"STATE", B(F_STEP) | B(F_ASSIGNED) | B(F_LAST) | B(F_WHASH) | B(F_BLOB)},
 };
 

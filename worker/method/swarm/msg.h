@@ -60,6 +60,7 @@ typedef enum {
     SW_HAVE = 17,      /* contributor -> keeper: step (it holds the whole mean) */
     SW_COMMIT = 18,    /* keeper -> roster: step, last (1 = apply the mean, 0 = void: keep the progress), chain */
     SW_STATE = 19,     /* keeper -> joiner: step (the round it starts), assigned (first float), last, whash (of the whole state), blob */
+    SW_KEEPER = 20,    /* new keeper -> roster: step (the round), assigned (the keeper it replaces); the header's term is the new one */
     SW_TYPE_END
 } SwarmType;
 

@@ -6,13 +6,15 @@
 #include "base/options.h"
 
 /* The run-defining settings: the model's (train_config_is_model_setting)
- * and these, by option name. init-from is taken when not given but never
+ * and these, by option name: the schedule, the seed, ZO's and DiLoCo's
+ * constants, and the roster's rules (every machine judges a silent keeper
+ * by the deadline and the misses). init-from is taken when not given but never
  * compared: a path differs from host to host, and the HELLO's base id
  * compares the weights themselves. */
 static const char *const RUN_SETTINGS[] = {
     "steps", "optimizer", "lr", "min-lr", "warmup", "weight-decay", "seed", "zo-eps", "zo-scale",
     "zo-samples", "zo-check-every", "zo-outlier", "zo-params", "init-from", "diloco", "outer-lr",
-    "outer-momentum", "diloco-wire", "grad-clip", NULL};
+    "outer-momentum", "diloco-wire", "grad-clip", "swarm-deadline", "swarm-misses", NULL};
 
 static const OptSpec *spec_named(const char *name)
 {

@@ -1,9 +1,10 @@
 #ifndef MPITRAIN_SWARM_CONFIG_H
 #define MPITRAIN_SWARM_CONFIG_H
 /* The settings that make a swarm run one run (the model, the schedule, the
- * seed and the ZO protocol's constants): the keeper sends them to a
- * newcomer as `name=value` lines, and the newcomer takes each one it did
- * not give itself; one it gave with another value is refused by name.
+ * seed, the ZO protocol's or DiLoCo's constants, the roster's rules): the
+ * keeper sends them to a newcomer as `name=value` lines, and the newcomer
+ * takes each one it did not give itself; one it gave with another value is
+ * refused by name.
  * Everything else (--data, --out, --threads, --batch, checkpoints, logs)
  * is the machine's own. */
 #include <stddef.h>
