@@ -174,7 +174,7 @@ static int el_compute(Trainer *t, void *state, long step, StepOutcome *o, Err *e
     return rc;
 }
 
-static void log_round(ElasticRun *s, const ElasticRound *r, const ElasticStats *st)
+static void log_round(ElasticRun *s, const ElasticRound *r, const ElasticStats *st, double round_s)
 {
     JsonOut j;
     json_init(&j, s->log);
@@ -194,6 +194,8 @@ static void log_round(ElasticRun *s, const ElasticRound *r, const ElasticStats *
     json_str(json_key(&j, "chain"), chain);
     json_uint(json_key(&j, "bytes_sent"), st->round_bytes_sent);
     json_fixed(json_key(&j, "exchange_s"), st->round_exchange_s, 3);
+    /* READY to the outer step's end: what the inner steps waited */
+    json_fixed(json_key(&j, "round_s"), round_s, 3);
     json_end_object(&j);
     json_newline(&j);
     json_finish(&j);
@@ -212,6 +214,7 @@ static int outer_round(Trainer *t, ElasticRun *s, int last, Err *e)
     for (size_t i = 0; i < n; i++) s->delta[i] = s->global[i] - p[i];
     ElasticRound r;
     trace_begin("outer round", TR_OPT);
+    double t0 = comm_wtime();
     int rc = elastic_outer(s->el, s->delta, s->inner_done, &r, e);
     trace_end();
     notes(t, s);
@@ -229,7 +232,7 @@ static int outer_round(Trainer *t, ElasticRun *s, int last, Err *e)
     ElasticStats st;
     elastic_stats(s->el, &st);
     t->strategy_bytes = (double)st.bytes_sent;
-    log_round(s, &r, &st);
+    log_round(s, &r, &st, comm_wtime() - t0);
     s->round++;
     s->inner_done = 0;
     s->skipping = 0;
