@@ -92,6 +92,7 @@ struct Elastic {
     uint8_t **stash;
     size_t *stash_len, n_stash, cap_stash, stash_bytes;
     int stash_due; /* replay the stash at the next call */
+    double alive_sent; /* the keeper's last sign of life */
     int dropped;   /* the keeper dropped this machine: it rejoins */
     char drop_why[SWARM_TEXT_LEN];
     double longest_exchange_s, round_work_s, returned_at;
@@ -694,9 +695,24 @@ static int all_alive_have(const Elastic *el)
     return 1;
 }
 
+/* While the keeper waits (for machines, or for a slow exchange), a KEEPER
+ * of its own term every deadline: a sign of life that keeps the members
+ * from taking over (follow_keeper ignores a term it already has). */
+static int sign_of_life(Elastic *el, Err *e)
+{
+    double t = now_s(), every = el->o.deadline_s < 1.0 ? 1.0 : el->o.deadline_s;
+    if (t - el->alive_sent < every) return 0;
+    el->alive_sent = t;
+    SwarmMsg m = {.type = SW_KEEPER, .step = el->r.k, .assigned = el->slot};
+    for (uint32_t s = 0; s < MAX_SLOTS; s++)
+        if (el->peers[s].state != FREE && s != el->slot && send_to(el, s, &m, e)) return -1;
+    return 0;
+}
+
 static int keeper_tick(Elastic *el, Err *e)
 {
     Round *r = &el->r;
+    if (r->ready_sent && !r->closed && sign_of_life(el, e)) return -1;
     if (!r->decided) {
         if (!r->ready_sent) return 0;
         int t = time_to_decide(el);
@@ -930,6 +946,7 @@ static int handle(Elastic *el, const uint8_t *b, size_t n, Err *e)
     Err bad;
     if (swarm_msg_decode(b, n, &m, &bad)) return 0; /* garbage: dropped */
     Round *r = &el->r;
+    if (!el->keeping && el->joined && m.slot == el->keeper) r->t_wait = now_s(); /* alive */
     int exchanging = r->decided && !r->closed;
     switch (m.type) {
     case SW_CONFIG_REQ: return reply_config(el, &m, e);
@@ -1157,6 +1174,11 @@ int elastic_outer(Elastic *el, const float *delta, uint32_t inner_steps, Elastic
         int data_due = r->decided && !r->have_sent;
         if (!el->keeping && !r->closed &&
             now_s() - r->t_wait > keeper_patience(el) + (data_due ? exchange_patience(el) : 0)) {
+            if (!el->counted)
+                return err_set(e, "elastic: no word from the keeper (machine %u, %s) for %.0f s, "
+                                  "before this machine's first round counted: it could not keep "
+                                  "the run; stopping", el->keeper, el->peers[el->keeper].addr,
+                               now_s() - r->t_wait);
             if (++el->takeovers > MAX_SLOTS)
                 return err_set(e, "elastic: no keeper answers in round %u", r->k + 1);
             if (next_keeper(el, el->keeper, "went silent", e)) return -1;
