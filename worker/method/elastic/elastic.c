@@ -35,6 +35,7 @@ typedef struct {
     int misses;
     int leaving;     /* said LEAVE: not waited for, removed at the next decision */
     int ready;       /* keeper: its READY of the current round is in */
+    uint32_t since;  /* keeper: the round it was welcomed in */
     uint32_t weight; /* ... with this many inner steps */
 } Peer;
 
@@ -520,6 +521,7 @@ static int keeper_hello(Elastic *el, const SwarmMsg *m, Err *e)
     Peer *p = &el->peers[slot];
     memset(p, 0, sizeof *p);
     p->state = FOLLOWER;
+    p->since = el->r.k;
     snprintf(p->addr, sizeof p->addr, "%s", m->addr);
     p->fa = to;
     p->have_fa = 1;
@@ -560,14 +562,22 @@ static int keeper_ready(Elastic *el, const SwarmMsg *m)
 }
 
 /* Ready machines by kind, this keeper included. */
-static void ready_counts(const Elastic *el, int *members, int *ready_members, int *ready_all)
+/* Ready machines, this keeper included: of the members (the majority
+ * counts them), of those it waits for (the members and the followers
+ * welcomed before this round: a newcomer whose first whole round this is
+ * would otherwise stay a step behind for good), and of all. */
+static void ready_counts(const Elastic *el, int *members, int *ready_members, int *expected,
+                         int *ready_expected, int *ready_all)
 {
-    *members = *ready_members = *ready_all = 0;
+    *members = *ready_members = *expected = *ready_expected = *ready_all = 0;
     for (int s = 0; s < MAX_SLOTS; s++) {
         const Peer *p = &el->peers[s];
         if (p->state == FREE || p->leaving) continue;
+        int waited_for = p->state == MEMBER || p->since < el->r.k;
         *members += p->state == MEMBER;
         *ready_members += p->state == MEMBER && p->ready;
+        *expected += waited_for;
+        *ready_expected += waited_for && p->ready;
         *ready_all += p->ready;
     }
 }
@@ -575,8 +585,8 @@ static void ready_counts(const Elastic *el, int *members, int *ready_members, in
 /* Decide now? 1 yes, 0 not yet, -1 no majority for too long. */
 static int time_to_decide(const Elastic *el)
 {
-    int members, ready_m, ready_all;
-    ready_counts(el, &members, &ready_m, &ready_all);
+    int members, ready_m, expected, ready_e, ready_all;
+    ready_counts(el, &members, &ready_m, &expected, &ready_e, &ready_all);
     double waited = now_s() - el->r.t_ready;
     uint32_t k = el->r.k;
     int stopping = el->o.stop && *el->o.stop;
@@ -584,7 +594,7 @@ static int time_to_decide(const Elastic *el)
     if (el->o.hold_for > 0 && !stopping && k + 1 == el->o.hold_round && ready_all < el->o.hold_for &&
         waited < 120.0)
         return 0;
-    if (ready_m == members) return 1;
+    if (ready_e == expected) return 1;
     if (waited < el->o.deadline_s) return 0;
     if (2 * ready_m > members) return 1;
     return waited > el->o.deadline_s * (el->o.misses + 1) ? -1 : 0;
@@ -717,8 +727,8 @@ static int keeper_tick(Elastic *el, Err *e)
         if (!r->ready_sent) return 0;
         int t = time_to_decide(el);
         if (t < 0) {
-            int members, ready_m, ready_all;
-            ready_counts(el, &members, &ready_m, &ready_all);
+            int members, ready_m, expected, ready_e, ready_all;
+            ready_counts(el, &members, &ready_m, &expected, &ready_e, &ready_all);
             return err_set(e, "elastic: lost contact with the majority of the roster in round %u "
                               "(%d of %d machines ready at this keeper, slot %u): stopping here so "
                               "that the run keeps one history",
