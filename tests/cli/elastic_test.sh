@@ -20,7 +20,7 @@
 # usage: elastic_test.sh MPITRAIN_BINARY SCRATCH_DIR
 set -u
 . "$(cd "$(dirname "$0")/.." && pwd)/check.sh"
-NC=$(cd "$(dirname "$0")/../netcluster" && pwd)
+. "$(cd "$(dirname "$0")/../netcluster" && pwd)/hosts.sh"
 GARBAGE=$(cd "$(dirname "$1")" && pwd)/swarm_garbage
 scratch_dir "$1" "$2"
 PORT=$((21000 + ($$ * 7) % 20000))
@@ -32,20 +32,7 @@ for i in $(seq 1 80); do echo "Verse $i: in the beginning was the word, and the 
 M="--layers 2 --heads 2 --embd 32 --seq-len 32 --batch 4 --threads 1 --eval-every 0 --save-every 0 --progress lines"
 
 # ---- where the machines live: five namespaces, or loopback ----
-MODE=loopback
-if [ "$(id -u)" -eq 0 ] && ip netns add "elt$$-probe" 2> /dev/null; then
-  ip netns del "elt$$-probe"
-  export NC_PREFIX=el$$ NC_NET=10.215.$(($$ % 200))
-  trap '"$NC/down.sh" > /dev/null 2>&1' EXIT
-  if "$NC/up.sh" 5 100mbit > up.log 2>&1; then MODE=netns; else "$NC/down.sh" > /dev/null 2>&1; fi
-fi
-if [ $MODE = netns ]; then
-  host() { echo "$NC_NET.$(($1 + 1))"; }
-  on() { local h=$1; shift; exec ip netns exec "$NC_PREFIX-h$h" "$@"; }
-else
-  host() { echo 127.0.0.1; }
-  on() { shift; exec "$@"; }
-fi
+netcluster_hosts el 10.215.$(($$ % 200)) 5 100mbit
 echo "# the machines run on $MODE"
 # until_said LOG REGEX: waits (up to 2 minutes) for a line of LOG to match
 until_said() { for _ in $(seq 2400); do grep -qE "$2" "$1" 2> /dev/null && return 0; sleep 0.05; done; return 1; }

@@ -16,7 +16,7 @@
 # usage: swarm_test.sh MPITRAIN_BINARY SCRATCH_DIR
 set -u
 . "$(cd "$(dirname "$0")/.." && pwd)/check.sh"
-NC=$(cd "$(dirname "$0")/../netcluster" && pwd)
+. "$(cd "$(dirname "$0")/../netcluster" && pwd)/hosts.sh"
 GARBAGE=$(cd "$(dirname "$1")" && pwd)/swarm_garbage
 scratch_dir "$1" "$2"
 PORT=$((21000 + $$ % 20000))
@@ -32,20 +32,7 @@ S="--swarm-deadline 1 --swarm-misses 2"
   { echo "FAIL - the base checkpoint"; exit 1; }
 
 # ---- where the machines live: five namespaces, or loopback ----
-MODE=loopback
-if [ "$(id -u)" -eq 0 ] && ip netns add "swt$$-probe" 2> /dev/null; then
-  ip netns del "swt$$-probe"
-  export NC_PREFIX=sw$$ NC_NET=10.216.$(($$ % 200))
-  trap '"$NC/down.sh" > /dev/null 2>&1' EXIT
-  if "$NC/up.sh" 5 100mbit > up.log 2>&1; then MODE=netns; else "$NC/down.sh" > /dev/null 2>&1; fi
-fi
-if [ $MODE = netns ]; then
-  host() { echo "$NC_NET.$(($1 + 1))"; }
-  on() { local h=$1; shift; exec ip netns exec "$NC_PREFIX-h$h" "$@"; }
-else
-  host() { echo 127.0.0.1; }
-  on() { shift; exec "$@"; }
-fi
+netcluster_hosts sw 10.216.$(($$ % 200)) 5 100mbit
 echo "# the scenario runs on $MODE"
 KEEP="$(host 0):$PORT"
 steps() { local n; n=$(grep -c '"step"' "$1/metrics.jsonl" 2> /dev/null); echo "${n:-0}"; }

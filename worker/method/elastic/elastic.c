@@ -9,18 +9,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include "base/hash.h"
 #include "base/le.h"
 #include "base/quant.h"
 #include "comm/fabric/fabric.h"
+#include "worker/method/swarm/events.h"
 
 /* payload bytes per data message: under the tcp provider's eager size
  * (rxm's 16 KB), as the swarm's journal chunks */
 #define CHUNK_BYTES (12u << 10)
 #define STATE_FLOATS (CHUNK_BYTES / 4)
 #define MAX_SLOTS SWARM_MAX_SLOTS
-#define EVENTS 32
 #define STASH_BYTES ((size_t)256 << 20)
 #define JOIN_TIMEOUT_S 120.0
 #define POLL_S 0.02
@@ -102,34 +101,21 @@ struct Elastic {
     uint64_t sent_mark;
     int rejoins, takeovers;
     uint32_t last_slots[MAX_SLOTS], last_weights[MAX_SLOTS]; /* the last round's, for the caller */
-    char events[EVENTS][200];
-    int ev_head, ev_tail;
+    EventRing events;
 };
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static void event(Elastic *el, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void event(Elastic *el, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(el->events[el->ev_tail], sizeof el->events[0], fmt, ap);
+    events_vadd(&el->events, fmt, ap);
     va_end(ap);
-    el->ev_tail = (el->ev_tail + 1) % EVENTS;
-    if (el->ev_tail == el->ev_head) el->ev_head = (el->ev_head + 1) % EVENTS;
 }
 
 const char *elastic_next_event(Elastic *el)
 {
-    if (el->ev_head == el->ev_tail) return NULL;
-    const char *s = el->events[el->ev_head];
-    el->ev_head = (el->ev_head + 1) % EVENTS;
-    return s;
+    return events_next(&el->events);
 }
 
 /* ---- sending ---------------------------------------------------------- */
@@ -587,7 +573,7 @@ static int time_to_decide(const Elastic *el)
 {
     int members, ready_m, expected, ready_e, ready_all;
     ready_counts(el, &members, &ready_m, &expected, &ready_e, &ready_all);
-    double waited = now_s() - el->r.t_ready;
+    double waited = comm_wtime() - el->r.t_ready;
     uint32_t k = el->r.k;
     int stopping = el->o.stop && *el->o.stop;
     if (k == 0 && ready_all < el->o.wait_for && !stopping) return 0;
@@ -710,7 +696,7 @@ static int all_alive_have(const Elastic *el)
  * from taking over (follow_keeper ignores a term it already has). */
 static int sign_of_life(Elastic *el, Err *e)
 {
-    double t = now_s(), every = el->o.deadline_s < 1.0 ? 1.0 : el->o.deadline_s;
+    double t = comm_wtime(), every = el->o.deadline_s < 1.0 ? 1.0 : el->o.deadline_s;
     if (t - el->alive_sent < every) return 0;
     el->alive_sent = t;
     SwarmMsg m = {.type = SW_KEEPER, .step = el->r.k, .assigned = el->slot};
@@ -738,9 +724,9 @@ static int keeper_tick(Elastic *el, Err *e)
     }
     if (r->closed) return 0;
     if (all_alive_have(el)) return close_round(el, 1, e);
-    if (now_s() - r->t_decided > exchange_patience(el)) {
+    if (comm_wtime() - r->t_decided > exchange_patience(el)) {
         event(el, "round %u is void: %d of %u contributors hold the whole mean after %.0f s",
-              r->k + 1, r->haves, r->np, now_s() - r->t_decided);
+              r->k + 1, r->haves, r->np, comm_wtime() - r->t_decided);
         for (uint32_t i = 0; i < r->np; i++)
             if (!r->have[i] && r->slots[i] != el->slot) el->peers[r->slots[i]].misses++;
         return close_round(el, 0, e);
@@ -753,7 +739,7 @@ static int keeper_tick(Elastic *el, Err *e)
 static int start_exchange(Elastic *el, Err *e)
 {
     Round *r = &el->r;
-    r->t_decided = now_s();
+    r->t_decided = comm_wtime();
     r->me = contributor_index(r, el->slot);
     r->nr = 0;
     for (uint32_t s = 0; s < MAX_SLOTS; s++)
@@ -862,7 +848,7 @@ static int take_commit(Elastic *el, const SwarmMsg *m, Err *e)
 static int tell_keeper(Elastic *el, Err *e)
 {
     Round *r = &el->r;
-    r->t_wait = now_s();
+    r->t_wait = comm_wtime();
     if (r->ready_sent && !r->decided) {
         SwarmMsg m = {.type = SW_READY, .step = r->k, .assigned = el->peers[el->slot].weight,
                       .chain = el->chain, .whash = state_hash(el)};
@@ -884,7 +870,7 @@ static int become_keeper(Elastic *el, uint32_t gone, Err *e)
     el->term++;
     for (int s = 0; s < MAX_SLOTS; s++) el->peers[s].ready = 0;
     el->peers[el->slot].ready = r->ready_sent;
-    r->t_ready = now_s();
+    r->t_ready = comm_wtime();
     memset(r->have, 0, sizeof r->have);
     r->haves = 0;
     if (r->decided && r->me >= 0 && r->have_sent) {
@@ -956,7 +942,7 @@ static int handle(Elastic *el, const uint8_t *b, size_t n, Err *e)
     Err bad;
     if (swarm_msg_decode(b, n, &m, &bad)) return 0; /* garbage: dropped */
     Round *r = &el->r;
-    if (!el->keeping && el->joined && m.slot == el->keeper) r->t_wait = now_s(); /* alive */
+    if (!el->keeping && el->joined && m.slot == el->keeper) r->t_wait = comm_wtime(); /* alive */
     int exchanging = r->decided && !r->closed;
     switch (m.type) {
     case SW_CONFIG_REQ: return reply_config(el, &m, e);
@@ -1102,17 +1088,17 @@ static int rejoin(Elastic *el, Err *e)
 
 int elastic_poll(Elastic *el, Err *e)
 {
-    double t = now_s();
+    double t = comm_wtime();
     if (el->returned_at > 0) el->round_work_s += t - el->returned_at;
     int rc = catch_up(el, e);
     if (!rc) rc = pump(el, 0, e);
     if (!rc) rc = drive(el, e);
     if (!rc && el->dropped) {
         rc = rejoin(el, e);
-        el->returned_at = now_s();
+        el->returned_at = comm_wtime();
         return rc ? -1 : 2;
     }
-    el->returned_at = now_s();
+    el->returned_at = comm_wtime();
     if (rc) return -1;
     return el->r.decided && el->r.me < 0;
 }
@@ -1146,7 +1132,7 @@ static double keeper_patience(const Elastic *el)
 int elastic_outer(Elastic *el, const float *delta, uint32_t inner_steps, ElasticRound *out, Err *e)
 {
     Round *r = &el->r;
-    double t0 = now_s();
+    double t0 = comm_wtime();
     if (el->returned_at > 0) el->round_work_s = t0 - el->returned_at + el->round_work_s;
     if (catch_up(el, e)) return -1;
     r->delta = delta;
@@ -1170,11 +1156,11 @@ int elastic_outer(Elastic *el, const float *delta, uint32_t inner_steps, Elastic
             out->round = r->k;
             out->rejoined = 1;
             if (rejoin(el, e)) return -1;
-            el->returned_at = now_s();
+            el->returned_at = comm_wtime();
             return 0;
         }
         if (r->closed == 1 && r->me < 0 && r->means_left > 0 &&
-            now_s() - t0 > exchange_patience(el) && !el->dropped) {
+            comm_wtime() - t0 > exchange_patience(el) && !el->dropped) {
             /* its link dropped them (it froze, say): the run's state again */
             el->dropped = 1;
             snprintf(el->drop_why, sizeof el->drop_why, "%zu pieces of round %u's mean never came",
@@ -1183,18 +1169,18 @@ int elastic_outer(Elastic *el, const float *delta, uint32_t inner_steps, Elastic
         /* past its own HAVE, only the commit is missing */
         int data_due = r->decided && !r->have_sent;
         if (!el->keeping && !r->closed &&
-            now_s() - r->t_wait > keeper_patience(el) + (data_due ? exchange_patience(el) : 0)) {
+            comm_wtime() - r->t_wait > keeper_patience(el) + (data_due ? exchange_patience(el) : 0)) {
             if (!el->counted)
                 return err_set(e, "elastic: no word from the keeper (machine %u, %s) for %.0f s, "
                                   "before this machine's first round counted: it could not keep "
                                   "the run; stopping", el->keeper, el->peers[el->keeper].addr,
-                               now_s() - r->t_wait);
+                               comm_wtime() - r->t_wait);
             if (++el->takeovers > MAX_SLOTS)
                 return err_set(e, "elastic: no keeper answers in round %u", r->k + 1);
             if (next_keeper(el, el->keeper, "went silent", e)) return -1;
         }
     }
-    double took = now_s() - (r->t_decided > 0 ? r->t_decided : t0);
+    double took = comm_wtime() - (r->t_decided > 0 ? r->t_decided : t0);
     if (r->closed == 1 && took > el->longest_exchange_s) el->longest_exchange_s = took;
     el->st.round_exchange_s = took;
     el->st.round_bytes_sent = el->st.bytes_sent - el->sent_mark;
@@ -1214,7 +1200,7 @@ int elastic_outer(Elastic *el, const float *delta, uint32_t inner_steps, Elastic
     out->weights = el->last_weights;
     round_reset(el, r->k + 1);
     el->round_work_s = 0;
-    el->returned_at = now_s();
+    el->returned_at = comm_wtime();
     /* what came early waits until the caller has taken the outer step: a
      * READY's hash and a newcomer's state are the next round's start */
     el->stash_due = 1;
@@ -1250,13 +1236,13 @@ static int join_run(Elastic *el, uint32_t *round, Err *e)
     if (fabric_peer(el->fab, el->join, &keeper, e)) return -1;
     SwarmMsg h = {.type = SW_HELLO, .ident = el->o.ident};
     snprintf(h.addr, sizeof h.addr, "%s", fabric_name(el->fab));
-    double t0 = now_s();
+    double t0 = comm_wtime();
     if (send_to_addr(el, keeper, &h, e)) return -1;
     size_t total = 2 * el->o.n, got = 0;
     uint64_t whash = 0;
     int welcomed = 0, last = 0;
     while (!last) {
-        if (now_s() - t0 > JOIN_TIMEOUT_S)
+        if (comm_wtime() - t0 > JOIN_TIMEOUT_S)
             return err_set(e, "elastic: the keeper at %s did not %s within %.0f s", el->join,
                            welcomed ? "send the whole outer state" : "answer the HELLO",
                            JOIN_TIMEOUT_S);
@@ -1294,7 +1280,7 @@ static int join_run(Elastic *el, uint32_t *round, Err *e)
         return err_set(e, "elastic: the outer state from %s does not check (%zu of %zu floats, "
                           "hash %016llx, the keeper's %016llx)", el->join, got, total,
                        (unsigned long long)state_hash(el), (unsigned long long)whash);
-    el->st.join_s = now_s() - t0;
+    el->st.join_s = comm_wtime() - t0;
     *round = el->r.k;
     event(el, "welcomed into the run as machine %u at round %u: %.1f MB of outer state in %.2f s",
           el->slot, el->r.k + 1, el->st.join_bytes / 1e6, el->st.join_s);

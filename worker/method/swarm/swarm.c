@@ -7,9 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include "base/hash.h"
 #include "comm/fabric/fabric.h"
+#include "worker/method/swarm/events.h"
 #include "worker/method/zo/identity.h"
 #include "worker/method/zo/journal.h"
 #include "worker/method/zo/zo.h"
@@ -20,7 +20,6 @@
  * one was seen to arrive after the WELCOME sent behind it */
 #define CHUNK_BYTES (12u << 10)
 #define CONFIG_TIMEOUT_S 5.0   /* a newcomer's wait for the keeper, per try */
-#define EVENTS 32
 #define PENDING 64
 /* seconds a welcomed machine may take to catch up and send its first codes */
 #define FOLLOWER_PATIENCE_S 120.0
@@ -87,36 +86,23 @@ struct Swarm {
     SwarmStats st;
     uint64_t sent_mark, recv_mark;
     int left; /* its LEAVE is sent */
-    char events[EVENTS][160];
-    int ev_head, ev_tail;
+    EventRing events;
 };
 
 /* ---- small things ---------------------------------------------------- */
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static void event(Swarm *sw, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void event(Swarm *sw, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(sw->events[sw->ev_tail], sizeof sw->events[0], fmt, ap);
+    events_vadd(&sw->events, fmt, ap);
     va_end(ap);
-    sw->ev_tail = (sw->ev_tail + 1) % EVENTS;
-    if (sw->ev_tail == sw->ev_head) sw->ev_head = (sw->ev_head + 1) % EVENTS;
 }
 
 const char *swarm_next_event(Swarm *sw)
 {
-    if (sw->ev_head == sw->ev_tail) return NULL;
-    const char *s = sw->events[sw->ev_head];
-    sw->ev_head = (sw->ev_head + 1) % EVENTS;
-    return s;
+    return events_next(&sw->events);
 }
 
 static int peer_addr(Swarm *sw, uint32_t slot, FabricAddr *fa, Err *e)
@@ -436,7 +422,7 @@ static int welcome(Swarm *sw, FabricAddr to, const SwarmMsg *hello, Err *e)
     Peer *p = &sw->peers[slot];
     memset(p, 0, sizeof *p);
     p->state = FOLLOWER;
-    p->heard = now_s();
+    p->heard = comm_wtime();
     snprintf(p->addr, sizeof p->addr, "%s", hello->addr);
     p->fa = to;
     p->have_fa = 1;
@@ -497,7 +483,7 @@ static int keeper_codes(Swarm *sw, const SwarmMsg *m, Err *e)
         /* a joiner that computes again has caught up: from now on the
          * keeper waits for it as for a member, so its codes can count */
         p->ready = 1;
-        p->heard = now_s();
+        p->heard = comm_wtime();
     }
     if (m->step + 1 == sw->next_step)
         return p->state == FOLLOWER ? 0 : send_decided(sw, s, m->step, e);
@@ -579,7 +565,7 @@ static uint32_t roster_changes(Swarm *sw, SwarmEntry *ch)
         /* a follower that never contributes (it died catching up) is let
          * go quietly: it was never in the journal's roster */
         if (p->state == FOLLOWER && !sw->cur.got[s] &&
-            (p->ready ? ++p->misses >= sw->o.misses : now_s() - p->heard > FOLLOWER_PATIENCE_S)) {
+            (p->ready ? ++p->misses >= sw->o.misses : comm_wtime() - p->heard > FOLLOWER_PATIENCE_S)) {
             event(sw, "machine %s never contributed: forgotten", p->addr);
             memset(p, 0, sizeof *p);
         }
@@ -723,8 +709,8 @@ static int waiting_for_machines(const Swarm *sw, uint32_t step, int got, double 
  * life, so that none takes it for dead. */
 static int still_here(Swarm *sw, uint32_t step, double *last, Err *e)
 {
-    if (step == 0 || now_s() - *last < sw->o.deadline_s) return 0;
-    *last = now_s();
+    if (step == 0 || comm_wtime() - *last < sw->o.deadline_s) return 0;
+    *last = comm_wtime();
     for (int s = 0; s < SWARM_MAX_SLOTS; s++)
         if (sw->peers[s].state != FREE && (uint32_t)s != sw->slot &&
             send_decided(sw, (uint32_t)s, step - 1, e))
@@ -743,7 +729,7 @@ static int keeper_step(Swarm *sw, uint32_t step, const int8_t *mine, float lr, u
     collect_start(sw, step);
     memcpy(sw->cur.codes + (size_t)sw->slot * sw->samples, mine, sw->samples);
     sw->cur.got[sw->slot] = 1;
-    const double t0 = now_s(), D = sw->o.deadline_s;
+    const double t0 = comm_wtime(), D = sw->o.deadline_s;
     const double patience = first ? D * (sw->o.misses + 1) : D;
     int fetched = 0;
     double alive_sent = t0 - D; /* the first sign of life at once */
@@ -758,7 +744,7 @@ static int keeper_step(Swarm *sw, uint32_t step, const int8_t *mine, float lr, u
     for (;;) {
         int roster, got = contributors(sw, &roster);
         int majority = 2 * got > roster;
-        double el = now_s() - t0;
+        double el = comm_wtime() - t0;
         int waiting = waiting_for_machines(sw, step, got, el);
         /* a new keeper, too: the members that switched to it wait on */
         if ((waiting || first) && still_here(sw, step, &alive_sent, e)) return -1;
@@ -963,8 +949,8 @@ static int joiner_round(Swarm *sw, Err *e)
     const double limit = CONFIG_TIMEOUT_S + sw->o.deadline_s * 2;
     for (int tries = 0; tries < 6; tries++) {
         if (send_hello(sw, e)) return -1;
-        double t0 = now_s();
-        while (sw->round_open && now_s() - t0 < limit) {
+        double t0 = comm_wtime();
+        while (sw->round_open && comm_wtime() - t0 < limit) {
             SwarmMsg m;
             int r = next_msg(sw, &m, 0.2, e);
             if (r < 0) return -1;
@@ -1041,22 +1027,22 @@ static int member_step(Swarm *sw, uint32_t step, const int8_t *mine, uint64_t wh
                   .n_codes = sw->samples};
     *took_over = 0;
     if (send && send_to(sw, sw->keeper, &c, e)) return -1;
-    const double start = now_s();
+    const double start = comm_wtime();
     double t0 = start;
     double timeout = sw->o.deadline_s * (sw->o.misses + 1) + 2 * sw->step_work + 1;
     for (;;) {
-        if (now_s() - t0 > timeout && !sw->peers[sw->keeper].leaving &&
+        if (comm_wtime() - t0 > timeout && !sw->peers[sw->keeper].leaving &&
             sw->peers[sw->slot].state != MEMBER) {
             /* not in the roster yet (its codes never counted): it could not
              * keep the run, so it does not judge the keeper (which may be
              * waiting for machines to start); it waits, as a joiner does */
-            if (now_s() - start > FOLLOWER_PATIENCE_S)
+            if (comm_wtime() - start > FOLLOWER_PATIENCE_S)
                 return err_set(e, "swarm: no decision of step %u from the keeper (machine %u) in "
                                   "%.0f s, and this machine is not in the roster yet, so it cannot "
                                   "take over: stopping", step + 1, sw->keeper, FOLLOWER_PATIENCE_S);
-            t0 = now_s();
+            t0 = comm_wtime();
         }
-        if (now_s() - t0 > timeout) {
+        if (comm_wtime() - t0 > timeout) {
             Peer *k = &sw->peers[sw->keeper];
             if (!k->leaving) k->suspect = 1;
             event(sw, "the keeper (machine %u) %s at step %u", sw->keeper,
@@ -1069,7 +1055,7 @@ static int member_step(Swarm *sw, uint32_t step, const int8_t *mine, uint64_t wh
             }
             sw->term++;
             if (send_to(sw, sw->keeper, &c, e)) return -1;
-            t0 = now_s();
+            t0 = comm_wtime();
             /* the next keeper finds the silence by its own clock (its step
              * time may be longer than this machine's): wait twice as long;
              * once it has taken over, its signs of life keep this wait on */
@@ -1083,7 +1069,7 @@ static int member_step(Swarm *sw, uint32_t step, const int8_t *mine, uint64_t wh
         case SW_DECIDE:
             /* the last decision again: the keeper waits for machines, alive */
             if (m.step + 1 == step && m.slot == sw->keeper && !sw->peers[m.slot].leaving)
-                t0 = now_s();
+                t0 = comm_wtime();
             if (m.step != step || (m.term < sw->term && m.slot != sw->keeper)) break;
             if (member_apply_decide(sw, &m, whash, d, e)) return -1;
             d->mine_counted = d->width > sw->slot &&
@@ -1111,7 +1097,7 @@ static int member_step(Swarm *sw, uint32_t step, const int8_t *mine, uint64_t wh
 int swarm_step(Swarm *sw, uint32_t step, const int8_t *mine, float lr, uint64_t whash,
                SwarmDecision *d, Err *e)
 {
-    if (sw->returned_at > 0) sw->step_work = fmax(now_s() - sw->returned_at, 0.9 * sw->step_work);
+    if (sw->returned_at > 0) sw->step_work = fmax(comm_wtime() - sw->returned_at, 0.9 * sw->step_work);
     uint64_t s0 = sw->st.bytes_sent, r0 = sw->st.bytes_recv;
     if (step != sw->next_step)
         return err_set(e, "swarm: step %u asked for, but this machine is at step %u", step + 1,
@@ -1139,7 +1125,7 @@ int swarm_step(Swarm *sw, uint32_t step, const int8_t *mine, float lr, uint64_t 
     }
     sw->st.step_bytes_sent = sw->st.bytes_sent - s0;
     sw->st.step_bytes_recv = sw->st.bytes_recv - r0;
-    sw->returned_at = now_s();
+    sw->returned_at = comm_wtime();
     return rc;
 }
 
@@ -1245,8 +1231,8 @@ int swarm_fetch_config(const char *provider, const char *keeper, char **text, si
             rc = -1;
             break;
         }
-        double t0 = now_s();
-        while (!got && now_s() - t0 < CONFIG_TIMEOUT_S) {
+        double t0 = comm_wtime();
+        while (!got && comm_wtime() - t0 < CONFIG_TIMEOUT_S) {
             size_t mlen;
             int r = fabric_recv(f, buf, SWARM_MSG_MAX, &mlen, 0.2, e);
             if (r < 0) rc = -1;
