@@ -36,6 +36,7 @@
 #   JOIN_AT="50 400 1600"   keeper steps at which a joiner starts (2)
 #   STEPS8=40        steps of the 8-machine run (4)
 #   KEEP=1           keep the run dirs (printed at the end)
+RELAYS=2 # RELAY_FANOUT of worker/method/swarm/swarm.c
 # shellcheck disable=SC2086 # $M, $Z, $S: flag lists, split on purpose
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -276,8 +277,14 @@ grep -h "dropped\|missed" "$work/death.m0.log" | sed 's/^/    keeper: /' | head 
 echo
 echo "4. bytes sent per machine per step (median comm_bytes of steps $((SKIP + 1))..)"
 echo
-echo "| machines | keeper | member |"
-echo "|---|---|---|"
-echo "| 4 | $(median "$work/sw4.p1.m0/metrics.jsonl" comm_bytes $((SKIP + 1))) | $(median "$work/sw4.p1.m1/metrics.jsonl" comm_bytes $((SKIP + 1))) |"
-echo "| 8 | $(median "$work/sw8.m0/metrics.jsonl" comm_bytes $((SKIP + 1))) | $(median "$work/sw8.m1/metrics.jsonl" comm_bytes $((SKIP + 1))) |"
-echo "| 4, MPI rank 0 | $(median "$work/mpi4.p1/metrics.jsonl" comm_bytes $((SKIP + 1))) | |"
+echo "   (the keeper sends the DECIDE to $RELAYS machines, the relay tree the rest: a member that relays sends"
+echo "   its codes and up to $RELAYS DECIDEs, a leaf its codes only)"
+echo
+echo "| machines | keeper | busiest member | least busy member |"
+echo "|---|---|---|---|"
+for n in 4 8; do
+  run=sw8; [ $n = 4 ] && run=sw4.p1
+  per=$(for i in $(seq 1 $((n - 1))); do median "$work/$run.m$i/metrics.jsonl" comm_bytes $((SKIP + 1)); done | sort -g)
+  echo "| $n | $(median "$work/$run.m0/metrics.jsonl" comm_bytes $((SKIP + 1))) | $(echo "$per" | tail -1) | $(echo "$per" | head -1) |"
+done
+echo "| 4, MPI rank 0 | $(median "$work/mpi4.p1/metrics.jsonl" comm_bytes $((SKIP + 1))) | | |"

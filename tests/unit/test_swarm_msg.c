@@ -50,7 +50,7 @@ static const uint32_t CARRIES[SW_TYPE_END] = {
     [SW_JOURNAL] = B(F_STEP) | B(F_LAST) | B(F_BLOB),
     [SW_CODES] = B(F_STEP) | B(F_EPOCH) | B(F_CHAIN) | B(F_WHASH) | B(F_CODES),
     [SW_DECIDE] = B(F_STEP) | B(F_EPOCH) | B(F_WIDTH) | B(F_SAMPLES) | B(F_LR) | B(F_CHAIN) |
-                  B(F_WHASH) | B(F_CODES) | B(F_ENTRIES),
+                  B(F_WHASH) | B(F_CODES) | B(F_BLOB) | B(F_ENTRIES),
     [SW_LEAVE] = B(F_STEP),
     [SW_DROPPED] = B(F_TEXT),
     [SW_FETCH] = B(F_STEP),
@@ -99,6 +99,8 @@ static void fill_payloads(void)
     le_put32(g_rows + 12, 480);
 }
 
+static const uint8_t RELAY_TREE[] = {4, 1, 7, 2, 0};
+
 /* A representative message of each type. Every field is non-zero, also the
  * ones the type does not carry, so a round trip shows those are dropped. */
 static SwarmMsg sample(int type)
@@ -134,6 +136,8 @@ static SwarmMsg sample(int type)
         m.width = 3;
         m.samples = 8;
         m.n_codes = 24;
+        m.blob = RELAY_TREE; /* the relay tree: slots, each once */
+        m.blob_len = sizeof RELAY_TREE;
         m.entries = ENTRIES + 1;
         m.n_entries = 2;
         break;
@@ -429,9 +433,9 @@ Test(swarm_msg, header_checks)
 {
     SwarmMsg m = sample(SW_LEAVE);
     size_t n = encode_ok(&m, g_buf);
-    g_buf[4] = 2;
+    g_buf[4] = 1; /* version 1's DECIDE had no relay tree */
     reseal(g_buf, n);
-    assert_refused(g_buf, n, "version 2, this build speaks 1", "version");
+    assert_refused(g_buf, n, "version 1, this build speaks 2", "version");
     g_buf[4] = SWARM_VERSION;
     g_buf[5] = SW_TYPE_END;
     reseal(g_buf, n);
@@ -588,6 +592,34 @@ Test(swarm_msg, decide_consistency)
     le_put32(g_buf + 36, 65536);
     reseal(g_buf, n);
     assert_refused(g_buf, n, "width", "wrap");
+}
+
+Test(swarm_msg, decide_relay_tree)
+{
+    /* every slot once: the widest tree there can be */
+    static uint8_t tree[SWARM_MAX_SLOTS + 1];
+    for (int i = 0; i < SWARM_MAX_SLOTS; i++) tree[i] = (uint8_t)(SWARM_MAX_SLOTS - 1 - i);
+    SwarmMsg m = sample(SW_DECIDE), d;
+    m.blob = tree;
+    m.blob_len = SWARM_MAX_SLOTS;
+    size_t n = encode_ok(&m, g_buf);
+    Err e = {{0}};
+    cr_assert_eq(swarm_msg_decode(g_buf, n, &d, &e), 0, "%s", e.msg);
+    cr_assert_eq(d.blob_len, SWARM_MAX_SLOTS);
+    cr_assert(!memcmp(d.blob, tree, SWARM_MAX_SLOTS));
+    /* a slot twice would pass the decision round in a loop: refused both ways */
+    tree[200] = tree[3];
+    cr_assert_eq(swarm_msg_encode(&m, g_buf, SWARM_MSG_MAX, &e), 0);
+    cr_assert(strstr(e.msg, "relay tree names slot 252 twice"), "%s", e.msg);
+    m.blob_len = 201;
+    tree[200] = tree[0];
+    n = swarm_msg_encode(&m, g_buf, SWARM_MSG_MAX, &e);
+    cr_assert_eq(n, 0, "a repeat at the end");
+    m = sample(SW_DECIDE);
+    n = encode_ok(&m, g_buf);
+    g_buf[n - 2 * SWARM_ENTRY_BYTES - 4 - 1] = 4; /* the tree's last slot (0) made the first's */
+    reseal(g_buf, n);
+    assert_refused(g_buf, n, "relay tree names slot 4 twice", "tree");
 }
 
 Test(swarm_msg, entry_checks)

@@ -45,7 +45,8 @@ static const struct {
     [SW_JOURNAL] = {"JOURNAL", B(F_STEP) | B(F_LAST) | B(F_BLOB)},
     [SW_CODES] = {"CODES", B(F_STEP) | B(F_EPOCH) | B(F_CHAIN) | B(F_WHASH) | B(F_CODES)},
     [SW_DECIDE] = {"DECIDE", B(F_STEP) | B(F_EPOCH) | B(F_WIDTH) | B(F_SAMPLES) | B(F_LR) |
-                                 B(F_CHAIN) | B(F_WHASH) | B(F_CODES) | B(F_ENTRIES)},
+                                 B(F_CHAIN) | B(F_WHASH) | B(F_CODES) | B(F_BLOB) |
+                                 B(F_ENTRIES)},
     [SW_LEAVE] = {"LEAVE", B(F_STEP)},
     [SW_DROPPED] = {"DROPPED", B(F_TEXT)},
     [SW_FETCH] = {"FETCH", B(F_STEP)},
@@ -88,6 +89,11 @@ static int check_counts(const SwarmMsg *m, Err *e)
         if ((uint64_t)m->width * m->samples != m->n_codes)
             return err_set(e, "%u codes but width %u x samples %u", m->n_codes, m->width,
                            m->samples);
+        /* a slot twice in the tree would pass the message round in a loop */
+        uint8_t seen[SWARM_MAX_SLOTS] = {0};
+        for (uint32_t i = 0; i < m->blob_len; i++)
+            if (seen[m->blob[i]]++)
+                return err_set(e, "relay tree names slot %u twice", m->blob[i]);
     }
     if (m->type == SW_CODES && (m->n_codes < 1 || m->n_codes > SWARM_MAX_SAMPLES))
         return err_set(e, "%u codes, not in 1..%d", m->n_codes, SWARM_MAX_SAMPLES);

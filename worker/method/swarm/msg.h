@@ -28,7 +28,7 @@
 #include "worker/method/zo/identity.h"
 
 #define SWARM_MAGIC 0x5753504Du /* "MPSW" as little-endian bytes */
-#define SWARM_VERSION 1
+#define SWARM_VERSION 2 /* 2: DECIDE carries its relay tree */
 #define SWARM_HEADER_BYTES 24
 #define SWARM_MSG_MAX 65536      /* == FABRIC_MSG_MAX */
 #define SWARM_ADDR_LEN 64        /* with its NUL */
@@ -47,7 +47,7 @@ typedef enum {
     SW_WELCOME = 5,    /* keeper -> joiner: step (its journal continues here), epoch, assigned (its slot), entries (the roster: kind SW_MEMBER) */
     SW_JOURNAL = 6,    /* keeper -> joiner: step (of the chunk's first record), last, blob (journal records) */
     SW_CODES = 7,      /* member -> keeper: step, epoch, chain (before the step), whash (0 = none), codes (samples) */
-    SW_DECIDE = 8,     /* keeper -> all: step, epoch, width, samples, lr, chain (after the step), whash, codes (width x samples), entries (roster changes) */
+    SW_DECIDE = 8,     /* keeper -> all: step, epoch, width, samples, lr, chain (after the step), whash, codes (width x samples), blob (the relay tree: receivers' slots, one byte each, each once; empty = sent direct), entries (roster changes) */
     SW_LEAVE = 9,      /* member -> keeper: step (its last applied step + 1) */
     SW_DROPPED = 10,   /* keeper -> machine: text (why; rejoin to catch up) */
     SW_FETCH = 11,     /* new keeper -> member: step (send the DECIDE of this step) */
@@ -102,7 +102,7 @@ size_t swarm_msg_encode(const SwarmMsg *m, uint8_t *buf, size_t cap, Err *e);
  * CODES message of 60 bytes: codes: 8 bytes but only 4 are left"). Checks the
  * length (a header, at most SWARM_MSG_MAX: encode never writes more), magic, version,
  * type, body length, CRC, every count against its limit and what is left,
- * DECIDE's codes == width x samples, entry kinds and address lengths,
+ * DECIDE's codes == width x samples, its relay tree naming no slot twice, entry kinds and address lengths,
  * strings without NULs, and no bytes left over. */
 int swarm_msg_decode(const uint8_t *buf, size_t len, SwarmMsg *m, Err *e);
 /* Entry i of a decoded message (i < m->n_entries). */

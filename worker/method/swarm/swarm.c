@@ -23,6 +23,10 @@
 #define PENDING 64
 /* seconds a welcomed machine may take to catch up and send its first codes */
 #define FOLLOWER_PATIENCE_S 120.0
+/* machines each relay of a DECIDE passes it on to: the keeper sends 2
+ * DECIDEs a step however many machines there are, and a decision is
+ * log2(N) hops from the last of them */
+#define RELAY_FANOUT 2
 
 enum { FREE = 0, MEMBER, FOLLOWER };
 enum { JOINING = 0, WELCOMED, KEEPING }; /* this machine's standing */
@@ -86,6 +90,10 @@ struct Swarm {
     SwarmStats st;
     uint64_t sent_mark, recv_mark;
     int left; /* its LEAVE is sent */
+    /* the last DECIDE passed on down the relay tree: a copy sent again (a
+     * keeper's, a hostile one's) is not passed on twice */
+    uint32_t relayed_step, relayed_term, relayed_from;
+    int relayed;
     EventRing events;
 };
 
@@ -142,6 +150,36 @@ static int send_text(Swarm *sw, FabricAddr to, int type, const char *text, Err *
     SwarmMsg m = {.type = (uint8_t)type};
     snprintf(m.text, sizeof m.text, "%s", text);
     return send_to_addr(sw, to, &m, e);
+}
+
+/* Passes a DECIDE on down its relay tree (docs/swarm.md "Relay tree"):
+ * the blob lists the receivers' slots in tree order; the one at index i
+ * sends the keeper's bytes, as they came, to those at RELAY_FANOUT*i +
+ * RELAY_FANOUT .. (the keeper sends to 0 .. RELAY_FANOUT-1). Called as a
+ * message arrives, not when its step is this machine's, so a relay behind
+ * the others does not hold its subtree back. */
+static int relay_on(Swarm *sw, const SwarmMsg *m, const uint8_t *raw, size_t len, Err *e)
+{
+    if (m->type != SW_DECIDE || !m->blob_len || m->step < sw->next_step ||
+        m->step + 1 == sw->o.no_relay_step)
+        return 0;
+    if (sw->relayed && m->step == sw->relayed_step && m->term == sw->relayed_term &&
+        m->slot == sw->relayed_from)
+        return 0;
+    uint32_t at = 0;
+    while (at < m->blob_len && m->blob[at] != sw->slot) at++;
+    if (at == m->blob_len) return 0;
+    sw->relayed = 1;
+    sw->relayed_step = m->step, sw->relayed_term = m->term, sw->relayed_from = m->slot;
+    for (uint32_t c = RELAY_FANOUT * (at + 1); c < RELAY_FANOUT * (at + 2) && c < m->blob_len; c++) {
+        FabricAddr fa;
+        Err unreachable; /* a child not in this machine's roster asks the keeper itself */
+        if (peer_addr(sw, m->blob[c], &fa, &unreachable)) continue;
+        if (fabric_send(sw->fab, fa, raw, len, e)) return -1;
+        sw->st.bytes_sent += len;
+        sw->st.relayed++;
+    }
+    return 0;
 }
 
 static int members(const Swarm *sw)
@@ -485,7 +523,9 @@ static int keeper_codes(Swarm *sw, const SwarmMsg *m, Err *e)
         p->ready = 1;
         p->heard = comm_wtime();
     }
-    if (m->step + 1 == sw->next_step)
+    /* codes of a step decided: the machine lacks its decision (late, or
+     * its relay died; by then this keeper may be a step further on) */
+    if (m->step < sw->next_step)
         return p->state == FOLLOWER ? 0 : send_decided(sw, s, m->step, e);
     Collect *c = m->step == sw->cur.step ? &sw->cur : m->step == sw->ahead.step ? &sw->ahead : NULL;
     if (!c) return 0; /* late: the step was decided without it */
@@ -597,6 +637,31 @@ static void apply_change(Swarm *sw, const SwarmEntry *c, uint32_t step)
 }
 
 /* Builds, journals (in the ledger) and sends the decision of the step. */
+/* The machines a decision goes to, in relay tree order: the members whose
+ * codes are in first (they are waiting for it, and alive), then the other
+ * members (a dead one is a leaf there and cuts no one off), then the
+ * followers, which only the keeper knows: it sends to them itself. The
+ * machines a change removes hear of it too: that is how they know.
+ * Returns how many; tree[i] is slot i's, to[i] its address, and
+ * *n_members how many of them are members (the tree the DECIDE names). */
+static int relay_tree(Swarm *sw, uint8_t *tree, FabricAddr *to, int *n_members)
+{
+    int n = 0;
+    Err unreachable;
+    for (int pass = 0; pass < 3; pass++) {
+        for (int s = 0; s < SWARM_MAX_SLOTS; s++) {
+            const Peer *p = &sw->peers[s];
+            int in = pass == 0   ? p->state == MEMBER && sw->cur.got[s]
+                     : pass == 1 ? p->state == MEMBER && !sw->cur.got[s]
+                                 : p->state == FOLLOWER;
+            if (in && (uint32_t)s != sw->slot && !peer_addr(sw, (uint32_t)s, &to[n], &unreachable))
+                tree[n++] = (uint8_t)s;
+        }
+        if (pass == 1) *n_members = n;
+    }
+    return n;
+}
+
 static int keeper_decide(Swarm *sw, float lr, uint64_t whash, SwarmDecision *d, Err *e)
 {
     SwarmEntry ch[SWARM_MAX_SLOTS];
@@ -607,19 +672,15 @@ static int keeper_decide(Swarm *sw, float lr, uint64_t whash, SwarmDecision *d, 
     const uint32_t S = sw->samples;
     for (uint32_t s = 0; s < width; s++)
         if (!sw->cur.got[s]) memset(sw->cur.codes + (size_t)s * S, (uint8_t)ZO_SKIP, S);
-    /* the machines a change removes hear of it too: that is how they know */
+    uint8_t tree[SWARM_MAX_SLOTS];
     FabricAddr to[SWARM_MAX_SLOTS];
-    int n_to = 0;
-    Err unreachable;
-    for (int s = 0; s < SWARM_MAX_SLOTS; s++)
-        if (sw->peers[s].state != FREE && (uint32_t)s != sw->slot &&
-            !peer_addr(sw, (uint32_t)s, &to[n_to], &unreachable))
-            n_to++;
+    int n_tree = 0, n_to = relay_tree(sw, tree, to, &n_tree);
     for (uint32_t i = 0; i < n_ch; i++) apply_change(sw, &ch[i], sw->cur.step);
     keep_changes(sw, sw->cur.step, ch, n_ch);
     SwarmMsg m = {.type = SW_DECIDE, .step = sw->cur.step, .epoch = sw->epoch + (n_ch > 0),
                   .width = width, .samples = S, .lr = lr, .whash = whash, .codes = sw->cur.codes,
-                  .n_codes = width * S, .entries = ch, .n_entries = n_ch};
+                  .n_codes = width * S, .blob = tree, .blob_len = (uint32_t)n_tree,
+                  .entries = ch, .n_entries = n_ch};
     uint8_t *rec = malloc(JOURNAL_ROSTER_RECORD_BYTES + journal_step_record_bytes(width, S));
     if (!rec) return err_set(e, "out of memory for step %u's records", sw->cur.step);
     int rc = ledger_take(sw, rec, decide_records(sw, &m, rec), d, e);
@@ -627,7 +688,8 @@ static int keeper_decide(Swarm *sw, float lr, uint64_t whash, SwarmDecision *d, 
     if (rc) return -1;
     m.chain = sw->chain[d->step];
     for (int i = 0; i < n_to; i++)
-        if (send_to_addr(sw, to[i], &m, e)) return -1;
+        if ((i < RELAY_FANOUT || i >= n_tree) && send_to_addr(sw, to[i], &m, e))
+            return -1;
     sw->st.steps_decided++;
     return 0;
 }
@@ -904,6 +966,9 @@ static int next_msg(Swarm *sw, SwarmMsg *m, double timeout_s, Err *e)
             int r = fabric_recv(sw->fab, sw->in, sizeof sw->in, &len, timeout_s, e);
             if (r <= 0) return r;
             sw->st.bytes_recv += len;
+            Err bad;
+            if (swarm_msg_decode(sw->in, len, m, &bad)) continue;
+            return relay_on(sw, m, sw->in, len, e) ? -1 : 1;
         }
         Err bad;
         if (!swarm_msg_decode(sw->in, len, m, &bad)) return 1;
@@ -922,6 +987,9 @@ static int drain(Swarm *sw, Err *e)
         int r = fabric_recv(sw->fab, sw->in, sizeof sw->in, &len, 0, e);
         if (r <= 0) return r;
         sw->st.bytes_recv += len;
+        SwarmMsg m;
+        Err bad;
+        if (!swarm_msg_decode(sw->in, len, &m, &bad) && relay_on(sw, &m, sw->in, len, e)) return -1;
         sw->pending[n] = malloc(len);
         if (!sw->pending[n]) return err_set(e, "out of memory for a swarm message");
         memcpy(sw->pending[n], sw->in, len);
@@ -1030,7 +1098,18 @@ static int member_step(Swarm *sw, uint32_t step, const int8_t *mine, uint64_t wh
     const double start = comm_wtime();
     double t0 = start;
     double timeout = sw->o.deadline_s * (sw->o.misses + 1) + 2 * sw->step_work + 1;
+    /* a relay that died on the way leaves its subtree without the
+     * decision: past a deadline and the keeper's work, the codes go again,
+     * and a keeper that has decided answers them with the decision itself */
+    const double ask_after = sw->o.deadline_s + 2 * sw->step_work + 1;
+    int asked = !send;
     for (;;) {
+        if (!asked && comm_wtime() - start > ask_after && sw->peers[sw->slot].state == MEMBER) {
+            asked = 1;
+            event(sw, "no decision of step %u yet: asking the keeper (machine %u) for it", step + 1,
+                  sw->keeper);
+            if (send_to(sw, sw->keeper, &c, e)) return -1;
+        }
         if (comm_wtime() - t0 > timeout && !sw->peers[sw->keeper].leaving &&
             sw->peers[sw->slot].state != MEMBER) {
             /* not in the roster yet (its codes never counted): it could not

@@ -44,6 +44,10 @@ typedef struct {
      * order a death after joins however loaded the machine is; 0 = never */
     uint32_t hold_step;
     int hold_for;
+    /* tests only (MPITRAIN_TEST_SWARM_NORELAY=STEP): this machine does not
+     * pass step STEP's DECIDE (1-based) on, as a relay that died between
+     * its codes and the decision; 0 = it always does */
+    uint32_t no_relay_step;
     int check_every;         /* weight hashes compared every N steps; 0 = never */
     ZoIdentity ident;        /* the run's; a joiner's must match the keeper's */
     const char *config_text; /* what CONFIG sends a newcomer (swarm_config_text) */
@@ -70,6 +74,7 @@ typedef struct {
 typedef struct {
     uint64_t bytes_sent, bytes_recv;   /* all swarm messages so far */
     uint64_t steps_decided;            /* as keeper */
+    uint64_t relayed;                  /* DECIDEs passed on down the relay tree */
     uint64_t step_bytes_sent, step_bytes_recv; /* the last step's */
 } SwarmStats;
 

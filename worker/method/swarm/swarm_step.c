@@ -81,6 +81,8 @@ static int open_swarm(Trainer *t, SwarmRun *s, Err *e)
     o.ident.base_id = t->start_step == 0 ? weights_hash(s, &t->model) : 0;
     const char *hold = getenv("MPITRAIN_TEST_SWARM_HOLD");
     if (hold && sscanf(hold, "%u,%d", &o.hold_step, &o.hold_for) != 2) o.hold_for = 0;
+    const char *norelay = getenv("MPITRAIN_TEST_SWARM_NORELAY");
+    if (norelay && sscanf(norelay, "%u", &o.no_relay_step) != 1) o.no_relay_step = 0;
     if (!rc) rc = swarm_open(&s->sw, &o, e);
     free(bytes);
     if (rc) return -1;
