@@ -12,8 +12,10 @@
 #     is dropped and, resumed, rejoins by itself; 3000 hostile messages at
 #     the keeper change nothing; the three end with identical weights;
 #  3. a joiner with another seed is refused by name;
-#  4. the keeper dies (SIGKILL) right after deciding a round: the lowest
-#     member takes over and voids the round in flight, the run goes on.
+#  4. streaming fragments (--diloco 10 --diloco-fragments 2: a half of the
+#     weights every 5 steps) while the keeper dies (SIGKILL) right after
+#     deciding a round: the lowest member takes over and voids the round in
+#     flight, the run goes on, and its end synchronises both halves.
 # Every ordering is waited for, not timed: the keeper decides round 3 only
 # with 5 machines ready (MPITRAIN_TEST_SWARM_HOLD, a test hook capped at
 # 120 s), so the 5th machine counts from round 3 however loaded the host.
@@ -128,9 +130,9 @@ check "a joiner with another --seed is refused by name (exit $rc)" \
 kill -TERM $pr
 wait $pr
 
-# ---- 4. the keeper dies mid-exchange ----
+# ---- 4. fragments; the keeper dies mid-exchange ----
 K4="$(host 0):$((PORT + 4))"
-D4="--optimizer adamw --lr 1e-3 --diloco 5 --steps 40 --swarm-deadline 1 --swarm-misses 2"
+D4="--optimizer adamw --lr 1e-3 --diloco 10 --diloco-fragments 2 --steps 40 --swarm-deadline 1 --swarm-misses 2"
 # it sends round 5's decision, then dies (SIGKILL) before any of its pieces
 MPITRAIN_TEST_ELASTIC_DIE=5 on 0 "$BIN" train $M $D4 --data "$PWD/corpus.tok" --swarm-listen "$K4" --swarm-wait 4 \
   --out d0 > d0.log 2>&1 & d0=$!
@@ -143,6 +145,14 @@ check "the keeper died mid-exchange (exit $rc_d0) and the other three finished (
   "[ $rc_d0 -eq 137 ] && [ $rc_d1 -eq 0 ] && [ $rc_d2 -eq 0 ] && [ $rc_d3 -eq 0 ]"
 check "the lowest member took over and voided the round in flight; the next committed without the dead keeper" \
   "grep -q 'the keeper (machine 0) went silent; machine 1 keeps the run from round 5' d1.log && grep -q '\"round\":5,\"committed\":false' d1/elastic/rounds.jsonl && grep -q '\"round\":6,\"committed\":true,.*\"contributors\":\[1,2,3\]' d1/elastic/rounds.jsonl"
+# fragment and values of each round: 8 rounds of 5 steps, then the end's second half
+frags() { sed 's/.*"fragment":\([0-9]*\),"values":\([0-9]*\).*/\1 \2/' "$1/elastic/rounds.jsonl" | tr '\n' ' '; }
+echo "# d1's rounds (fragment values): $(frags d1)"
+check "a round every 5 steps, the two halves in turn, and the end synchronises the other half too" \
+  "[ \"\$(frags d1 | awk '{ for (i = 1; i < NF; i += 2) printf \"%s\", \$i }')\" = 121212121 ]"
+check "... each half of the weights, to within a block of 64 values" \
+  "frags d1 | awk '{ d = \$2 - \$4; exit !(\$2 > 1000 && d <= 64 && d >= -64) }'"
+check "... the same rounds on every survivor" "[ \"\$(frags d1)\" = \"\$(frags d2)\" ] && [ \"\$(frags d1)\" = \"\$(frags d3)\" ]"
 for m in d1 d2 d3; do export_st $m; done
 check "the three hold bit-identical weights" "[ -s d1.st ] && cmp -s d1.st d2.st && cmp -s d1.st d3.st"
 finish

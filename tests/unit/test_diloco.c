@@ -2,7 +2,9 @@
  * pseudo-gradient as its gradient; the plumbing around it (all-reduce,
  * delayed rounds, checkpoints) is tested by tests/mpi/diloco.sh. */
 #include <criterion/criterion.h>
+#include "base/quant.h"
 #include "worker/method/diloco/diloco.h"
+#include "worker/method/elastic/elastic.h"
 
 /* torch.optim.SGD's documented update, in double: b = mu b + g (g itself at
  * the first step: b starts at 0, which gives the same), g' = g + mu b,
@@ -43,4 +45,37 @@ Test(diloco, first_step_by_hand)
     float q = 2, mq = 0, dq = 0.25f;
     diloco_nesterov(&q, &mq, &dq, 1, 1.0f, 0.0f);
     cr_assert_eq(q, 1.75f);
+}
+
+/* Streaming DiLoCo's fragments (elastic DiLoCo, --diloco-fragments F):
+ * round k synchronises fragment k % F; the F fragments tile the weights
+ * exactly, in order, each a whole number of quantization blocks but the
+ * last, and of sizes within a block of each other. */
+Test(diloco, fragments_tile_the_weights)
+{
+    static const size_t NS[] = {1, 63, 64, 65, 1000, 124439808, 4097};
+    static const uint32_t FS[] = {1, 2, 3, 4, 7, 64};
+    for (size_t a = 0; a < sizeof NS / sizeof NS[0]; a++)
+        for (size_t b = 0; b < sizeof FS / sizeof FS[0]; b++) {
+            size_t n = NS[a], at = 0, small = (size_t)-1, big = 0;
+            uint32_t F = FS[b];
+            for (uint32_t k = 0; k < F; k++) {
+                size_t lo, hi, lo2, hi2;
+                elastic_fragment(n, F, k, &lo, &hi);
+                elastic_fragment(n, F, k + 5 * F, &lo2, &hi2);
+                cr_assert(lo == lo2 && hi == hi2, "round k and k + 5F: the same fragment");
+                cr_assert_eq(lo, at, "n %zu, F %u: fragment %u starts at %zu, not %zu", n, F, k, lo, at);
+                cr_assert_leq(lo, hi);
+                cr_assert(lo % QUANT_BLOCK == 0 && (hi % QUANT_BLOCK == 0 || hi == n),
+                          "n %zu, F %u: fragment %u [%zu, %zu) is not whole blocks", n, F, k, lo, hi);
+                if (hi - lo < small) small = hi - lo;
+                if (hi - lo > big) big = hi - lo;
+                at = hi;
+            }
+            cr_assert_eq(at, n, "n %zu, F %u: the fragments end at %zu", n, F, at);
+            cr_assert_leq(big - small, QUANT_BLOCK, "n %zu, F %u: sizes %zu..%zu", n, F, small, big);
+        }
+    size_t lo, hi;
+    elastic_fragment(1000, 0, 3, &lo, &hi); /* 0 fragments is read as 1 */
+    cr_assert(lo == 0 && hi == 1000);
 }

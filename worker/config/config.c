@@ -97,6 +97,7 @@ static const OptSpec TABLE[] = {
     NUM("outer-lr", OT_FLOAT, outer_lr, "X", "0.7", 0, 10, "DiLoCo: outer learning rate"),
     NUM("outer-momentum", OT_FLOAT, outer_momentum, "X", "0.9", 0, 0.999999, "DiLoCo: outer Nesterov momentum"),
     NUM("diloco-overlap", OT_INT, diloco_overlap, "0|1", "0", 0, 1, "DiLoCo: 1 = each outer all-reduce runs behind the next H inner steps and is applied one outer step late"),
+    NUM("diloco-fragments", OT_INT, diloco_fragments, "F", "1", 1, 4096, "elastic DiLoCo: Streaming DiLoCo's fragments: the weights are synchronised a fragment (1/F of them) every H/F inner steps, so each is every H steps and a round sends 1/F of the bytes; H must be a multiple of F"),
     CHOICE("diloco-wire", diloco_wire, "fp32|bf16|int8|int4", "fp32", "DiLoCo: the pseudo-gradient on the wire: fp32, or with error feedback bf16 (1/2 the bytes), int8 or int4 (block-wise absmax codes, 64 values per f32 scale: 0.27 and 0.14 of the bytes)"),
     NUM("micro-batches", OT_INT, micro_batches, "M", "1", 1, 1 << 20, "micro-batches per step"),
     CHOICE("pp-schedule", pp_schedule, "gpipe|1f1b", "1f1b", "pipeline schedule"),

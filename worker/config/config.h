@@ -56,7 +56,7 @@ typedef struct {
     float bucket_mb;           /* gradient bucket size for the DP all-reduce */
     int overlap;               /* start bucket all-reduces during backward */
     /* --diloco: H inner steps per outer step (0 = every step all-reduces) */
-    int diloco, diloco_overlap;
+    int diloco, diloco_overlap, diloco_fragments;
     int diloco_wire;           /* WireFormat (base/wire.h): 0 fp32, 1 bf16, 2 int8, 3 int4 */
     float outer_lr, outer_momentum;
     int link_probe;            /* 0 auto, 1 off (--link-probe) */

@@ -184,6 +184,13 @@ static int dl_validate(const TrainConfig *c, Err *e)
                        c->diloco, c->zero);
     if (c->diloco_overlap && c->diloco <= 0)
         return err_set(e, "--diloco-overlap 1 needs --diloco H (H > 0)");
+    if (c->diloco_fragments > 1 && (c->diloco <= 0 || c->diloco % c->diloco_fragments))
+        return err_set(e, "--diloco-fragments %d needs --diloco H with H a multiple of %d (a "
+                          "fragment every H/F inner steps)", c->diloco_fragments, c->diloco_fragments);
+    if (c->diloco_fragments > 1 && !c->swarm_listen[0] && !c->swarm_join[0])
+        return err_set(e, "--diloco-fragments %d: streaming fragments are built for elastic "
+                          "DiLoCo (--swarm-listen / --swarm-join), not over MPI yet; use "
+                          "--diloco-fragments 1", c->diloco_fragments);
     if (c->diloco_wire && c->diloco <= 0)
         return err_set(e, "--diloco-wire %s needs --diloco H (H > 0)", wire_name(c->diloco_wire));
     return 0;

@@ -41,6 +41,7 @@ typedef struct {
 /* The round in flight on this machine. */
 typedef struct {
     uint32_t k;
+    size_t from, to;  /* the values it synchronises (elastic_fragment) */
     uint32_t term;    /* of the keeper that decided it */
     int decided;
     int closed;       /* 1 committed, 2 void */
@@ -274,14 +275,30 @@ static size_t chunk_values(WireFormat w)
 
 static size_t chunks_of(const Elastic *el, size_t len) { return (len + el->chunk - 1) / el->chunk; }
 
-/* Segment bounds for np contributors: whole blocks of QUANT_BLOCK values. */
+/* [lo, hi) of n split into parts whole blocks of QUANT_BLOCK values: part j. */
+static void split_blocks(size_t n, uint32_t parts, uint32_t j, size_t *lo, size_t *hi)
+{
+    size_t blocks = (n + QUANT_BLOCK - 1) / QUANT_BLOCK;
+    size_t a = blocks * j / parts * QUANT_BLOCK, b = blocks * (j + 1) / parts * QUANT_BLOCK;
+    *lo = a < n ? a : n;
+    *hi = b < n ? b : n;
+}
+
+void elastic_fragment(size_t n, uint32_t fragments, uint32_t k, size_t *lo, size_t *hi)
+{
+    uint32_t f = fragments > 1 ? fragments : 1;
+    split_blocks(n, f, k % f, lo, hi);
+}
+
+/* Segment bounds for np contributors within the round's fragment. */
 static void plan_segments(Elastic *el, Round *r)
 {
-    size_t n = el->o.n, blocks = (n + QUANT_BLOCK - 1) / QUANT_BLOCK;
     r->cbase[0] = 0;
-    for (uint32_t j = 0; j <= r->np; j++) {
-        size_t lo = blocks * j / r->np * QUANT_BLOCK;
-        r->lo[j] = lo < n ? lo : n;
+    for (uint32_t j = 0; j < r->np; j++) {
+        size_t a, b;
+        split_blocks(r->to - r->from, r->np, j, &a, &b);
+        r->lo[j] = r->from + a;
+        r->lo[j + 1] = r->from + b;
     }
     for (uint32_t j = 0; j < r->np; j++)
         r->cbase[j + 1] = r->cbase[j] + chunks_of(el, r->lo[j + 1] - r->lo[j]);
@@ -311,6 +328,7 @@ static void round_reset(Elastic *el, uint32_t k)
     memset(r, 0, sizeof *r);
     r->k = k;
     r->me = -1;
+    elastic_fragment(el->o.n, el->o.fragments, k, &r->from, &r->to);
 }
 
 /* ---- the exchange ------------------------------------------------------ */
@@ -671,7 +689,7 @@ static int keeper_decide(Elastic *el, Err *e)
 
 static double exchange_patience(const Elastic *el)
 {
-    double bytes = 2.0 * (double)wire_bytes(el->o.wire, el->o.n);
+    double bytes = 2.0 * (double)wire_bytes(el->o.wire, el->r.to - el->r.from);
     double first = 60.0 + bytes / 1.0e6; /* a round's exchange is slower than 1 MB/s: a link of 8 Mbit/s */
     double p = el->longest_exchange_s > 0 ? 10.0 + 5.0 * el->longest_exchange_s : first;
     return el->o.deadline_s + p;
@@ -1118,6 +1136,8 @@ static void fill_result(Elastic *el, ElasticRound *out)
     out->slots = r->slots;
     out->weights = r->weights;
     out->mean = el->mean;
+    out->from = r->from;
+    out->to = r->to;
 }
 
 /* How long a member waits for the keeper's decision, then its commit. */
@@ -1187,8 +1207,9 @@ int elastic_outer(Elastic *el, const float *delta, uint32_t inner_steps, Elastic
     if (r->closed == 2 && el->send_err) {
         /* a void round: nothing of it reached the weights, so what rounding
          * held back of it must not be sent again */
-        memset(el->send_err, 0, el->o.n * sizeof(float));
-        memset(el->sum_err, 0, el->o.n * sizeof(float));
+        size_t len = (r->to - r->from) * sizeof(float);
+        memset(el->send_err + r->from, 0, len);
+        memset(el->sum_err + r->from, 0, len);
     }
     el->chain = chain_round(el->chain, r, r->closed == 1);
     fill_result(el, out);

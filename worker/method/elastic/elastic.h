@@ -49,6 +49,7 @@ typedef struct {
     const char *config_text; /* what CONFIG sends a newcomer (swarm_config_text) */
     WireFormat wire;
     size_t n;                /* floats of the outer state's weights */
+    uint32_t fragments;      /* Streaming DiLoCo: round k sends fragment k % fragments (elastic_fragment) */
     /* a stop was asked (SIGTERM): the keeper waits no longer for
      * --swarm-wait machines or a test's hold (may be NULL) */
     const volatile sig_atomic_t *stop;
@@ -62,7 +63,8 @@ typedef struct {
     int mine_counted;  /* this machine's pseudo-gradient is in it */
     uint32_t contributors, machines, epoch;
     const uint32_t *slots, *weights; /* the contributors, by slot */
-    const float *mean;
+    const float *mean; /* of the values [from, to): the round's fragment */
+    size_t from, to;
     uint64_t chain;    /* the run's history after this round */
     int rejoined;      /* this machine was dropped and has rejoined: the outer
                         * state is the run's, the round elastic_round's */
@@ -75,6 +77,11 @@ typedef struct {
     double join_s;              /* a joiner: HELLO to the whole state */
     uint64_t join_bytes;        /* ... the state's bytes received */
 } ElasticStats;
+
+/* The values round k synchronises, [*lo, *hi) of n: fragment k % fragments,
+ * whole blocks of QUANT_BLOCK values (so int8/int4 blocks fall where a
+ * whole-model encoding puts them), contiguous in the model's flat order. */
+void elastic_fragment(size_t n, uint32_t fragments, uint32_t k, size_t *lo, size_t *hi);
 
 /* Opens the endpoint. global and mom (o->n floats each) are the outer
  * state, which the caller owns and updates at each committed round. The
@@ -90,8 +97,8 @@ int elastic_poll(Elastic *el, Err *e);
 /* The round this machine is in (0-based). */
 uint32_t elastic_round(const Elastic *el);
 /* The end of this machine's round: delta = global - params (o->n floats,
- * sent as this machine's pseudo-gradient when it is a contributor),
- * inner_steps its weight. Returns when the round is committed or void. */
+ * of which the round's fragment is sent as this machine's pseudo-gradient
+ * when it is a contributor), inner_steps its weight. Returns when the round is committed or void. */
 int elastic_outer(Elastic *el, const float *delta, uint32_t inner_steps, ElasticRound *r, Err *e);
 /* Says goodbye now (a member's LEAVE, a keeper's hand-over), before this
  * machine's last checkpoint. Once; elastic_close does it unless done. */

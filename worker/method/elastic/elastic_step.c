@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "base/hash.h"
+#include "base/quant.h"
 #include "base/json.h"
 #include "comm/trace/trace.h"
 #include "base/fileio.h"
@@ -25,8 +26,12 @@ typedef struct {
     Elastic *el;
     float *global, *mom, *delta;
     uint32_t round;     /* the round this machine is in */
+    long period;        /* inner steps per round: H / --diloco-fragments */
+    uint32_t fragments;
     long round_start;   /* its first step */
-    uint32_t inner_done;/* steps computed in this round */
+    /* inner steps computed since each fragment last took the run's weights:
+     * its weight in that fragment's round */
+    uint32_t *frag_steps;
     int skipping;       /* the round was decided without this machine: skip to its end */
     int computed;       /* this step was computed (not skipped) */
     long applied, end_step;
@@ -68,6 +73,18 @@ static int open_log(Trainer *t, ElasticRun *s, Err *e)
     return s->log ? 0 : err_set(e, "%s: cannot open for writing", path);
 }
 
+/* A resumed machine's weights per fragment: the steps since the fragment's
+ * last round before step (each fragment every `fragments` rounds). */
+static void steps_since_sync(ElasticRun *s, long step)
+{
+    long k = step / s->period; /* the round step is in */
+    for (uint32_t f = 0; f < s->fragments; f++) {
+        long last = k - 1 - ((k - 1 - (long)f) % (long)s->fragments + (long)s->fragments) %
+                                (long)s->fragments; /* the last round < k of fragment f */
+        s->frag_steps[f] = (uint32_t)(last < 0 ? step : step - (last + 1) * s->period);
+    }
+}
+
 static int open_elastic(Trainer *t, ElasticRun *s, Err *e)
 {
     const TrainConfig *c = t->cfg;
@@ -92,19 +109,21 @@ static int open_elastic(Trainer *t, ElasticRun *s, Err *e)
     };
     o.ident.seed = c->seed;
     o.ident.global_params = n;
+    o.fragments = s->fragments;
     o.ident.base_id = fnv1a64(FNV1A64_INIT, t->model.base.params,
                               t->model.base.n_params * sizeof(float));
     const char *hold = getenv("MPITRAIN_TEST_SWARM_HOLD");
     if (hold && sscanf(hold, "%u,%d", &o.hold_round, &o.hold_for) != 2) o.hold_for = 0;
     const char *die = getenv("MPITRAIN_TEST_ELASTIC_DIE"); /* mid-exchange, as a keeper */
     if (die) o.die_round = (uint32_t)strtoul(die, NULL, 10);
-    uint32_t round = (uint32_t)(t->start_step / c->diloco);
+    uint32_t round = (uint32_t)(t->start_step / s->period);
     if (!c->swarm_join[0]) memcpy(s->global, t->model.params, n * sizeof(float));
     int rc = elastic_open(&s->el, &o, s->global, s->mom, &round, e);
     if (!rc && !c->swarm_join[0]) rc = resume_outer(t, s, e);
     if (rc) return -1;
     s->round = round;
-    s->round_start = (long)round * c->diloco;
+    s->round_start = (long)round * s->period;
+    if (!c->swarm_join[0]) steps_since_sync(s, t->start_step);
     /* a joiner trains from the run's weights */
     memcpy(t->model.params, s->global, n * sizeof(float));
     notes(t, s);
@@ -121,14 +140,27 @@ static int el_setup(Trainer *t, void **state, Err *e)
     s->global = malloc(n * sizeof(float));
     s->mom = calloc(n, sizeof(float));
     s->delta = malloc(n * sizeof(float));
-    if (!s->global || !s->mom || !s->delta) return err_set(e, "out of memory for the outer state");
+    s->fragments = (uint32_t)(c->diloco_fragments > 1 ? c->diloco_fragments : 1);
+    s->period = c->diloco / (long)s->fragments;
+    s->frag_steps = calloc(s->fragments, sizeof *s->frag_steps);
+    if (!s->global || !s->mom || !s->delta || !s->frag_steps)
+        return err_set(e, "out of memory for the outer state");
+    if (t->model.n_params < (size_t)s->fragments * QUANT_BLOCK)
+        return err_set(e, "--diloco-fragments %u: this model's %zu weights make fragments under "
+                          "one block of %d values; use fewer", s->fragments, t->model.n_params,
+                       QUANT_BLOCK);
     backprop_init_replica(&s->inner, t);
     s->end_step = c->steps;
     if (open_log(t, s, e) || open_elastic(t, s, e)) return -1;
-    trainer_note(t, "elastic DiLoCo: machine %u, an outer round every %d inner steps (outer lr %g, "
-                    "Nesterov momentum %g, %s on the wire), from round %u",
-                 elastic_slot(s->el), c->diloco, c->outer_lr, c->outer_momentum,
-                 wire_name(c->diloco_wire), s->round + 1);
+    trainer_note(t, "elastic DiLoCo: machine %u, an outer round every %ld inner steps%s (outer "
+                    "lr %g, Nesterov momentum %g, %s on the wire), from round %u",
+                 elastic_slot(s->el), s->period,
+                 s->fragments > 1 ? ", each for a fragment of the weights" : "", c->outer_lr,
+                 c->outer_momentum, wire_name(c->diloco_wire), s->round + 1);
+    if (s->fragments > 1)
+        trainer_note(t, "elastic DiLoCo: %u fragments of about %.2f M values, each synchronised "
+                        "every %d inner steps", s->fragments,
+                     (double)t->model.n_params / s->fragments / 1e6, c->diloco);
     return 0;
 }
 
@@ -139,8 +171,8 @@ static int el_setup(Trainer *t, void **state, Err *e)
 static void rejoined(Trainer *t, ElasticRun *s)
 {
     s->round = elastic_round(s->el);
-    s->round_start = (long)s->round * t->cfg->diloco;
-    s->inner_done = 0;
+    s->round_start = (long)s->round * s->period;
+    memset(s->frag_steps, 0, s->fragments * sizeof *s->frag_steps);
     s->skipping = 0;
     memcpy(t->model.params, s->global, t->model.n_params * sizeof(float));
     trainer_note(t, "elastic: back in the run at round %u (step %ld)", s->round + 1,
@@ -189,6 +221,8 @@ static void log_round(ElasticRun *s, const ElasticRound *r, const ElasticStats *
     json_begin_array(json_key(&j, "weights"));
     for (uint32_t i = 0; i < r->contributors; i++) json_uint(&j, r->weights[i]);
     json_end_array(&j);
+    json_uint(json_key(&j, "fragment"), r->round % s->fragments + 1);
+    json_uint(json_key(&j, "values"), r->to - r->from);
     char chain[24];
     snprintf(chain, sizeof chain, "%016llx", (unsigned long long)r->chain);
     json_str(json_key(&j, "chain"), chain);
@@ -203,39 +237,54 @@ static void log_round(ElasticRun *s, const ElasticRound *r, const ElasticStats *
     fflush(s->log);
 }
 
-/* The round's end: this machine's pseudo-gradient into the exchange, then
- * the outer step with the mean (every machine the same bits), or, for a
- * void round, nothing: the progress stays in the weights for the next. */
-static int outer_round(Trainer *t, ElasticRun *s, int last, Err *e)
+/* One round: this machine's pseudo-gradient of the round's fragment into
+ * the exchange, then the outer step with the mean (every machine the same
+ * bits), or, for a void round, nothing: the progress stays in the weights
+ * for the next. 1 = this machine rejoined instead. */
+static int one_round(Trainer *t, ElasticRun *s, int last, Err *e)
 {
     const TrainConfig *c = t->cfg;
-    size_t n = t->model.n_params;
     float *p = t->model.params;
-    for (size_t i = 0; i < n; i++) s->delta[i] = s->global[i] - p[i];
+    uint32_t f = s->round % s->fragments;
+    size_t lo, hi;
+    elastic_fragment(t->model.n_params, s->fragments, s->round, &lo, &hi);
+    for (size_t i = lo; i < hi; i++) s->delta[i] = s->global[i] - p[i];
     ElasticRound r;
     trace_begin("outer round", TR_OPT);
     double t0 = comm_wtime();
-    int rc = elastic_outer(s->el, s->delta, s->inner_done, &r, e);
+    int rc = elastic_outer(s->el, s->delta, s->frag_steps[f], &r, e);
     trace_end();
     notes(t, s);
     if (rc) return -1;
     if (r.rejoined) {
         rejoined(t, s);
-        return 0;
+        return 1;
     }
+    size_t len = r.to - r.from;
     if (r.committed) {
-        diloco_nesterov(s->global, s->mom, r.mean, n, c->outer_lr, c->outer_momentum);
-        memcpy(p, s->global, n * sizeof(float));
-    } else if (last) {
-        memcpy(p, s->global, n * sizeof(float)); /* every machine ends on the same weights */
+        diloco_nesterov(s->global + r.from, s->mom + r.from, r.mean + r.from, len, c->outer_lr,
+                        c->outer_momentum);
+        s->frag_steps[f] = 0;
     }
+    /* every machine ends on the same weights, also after a void round */
+    if (r.committed || last) memcpy(p + r.from, s->global + r.from, len * sizeof(float));
     ElasticStats st;
     elastic_stats(s->el, &st);
     t->strategy_bytes = (double)st.bytes_sent;
     log_round(s, &r, &st, comm_wtime() - t0);
     s->round++;
-    s->inner_done = 0;
     s->skipping = 0;
+    return 0;
+}
+
+/* The end of a round; at the run's last step every fragment's, so that
+ * no machine ends on weights of its own. */
+static int outer_round(Trainer *t, ElasticRun *s, int last, Err *e)
+{
+    for (uint32_t i = 0; i < (last ? s->fragments : 1); i++) {
+        int rc = one_round(t, s, last, e);
+        if (rc) return rc < 0 ? -1 : 0;
+    }
     return 0;
 }
 
@@ -244,11 +293,11 @@ static int el_apply(Trainer *t, void *state, long step, int skip, Err *e)
     ElasticRun *s = state;
     if (s->computed) {
         if (backprop_apply(t, state, step, skip, e)) return -1;
-        s->inner_done++;
+        for (uint32_t f = 0; f < s->fragments; f++) s->frag_steps[f]++;
     }
     s->applied = step + 1;
     int last = step + 1 == t->end_step;
-    if (step < s->round_start || ((step + 1) % t->cfg->diloco != 0 && !last)) return 0;
+    if (step < s->round_start || ((step + 1) % s->period != 0 && !last)) return 0;
     return outer_round(t, s, last, e);
 }
 
@@ -286,6 +335,7 @@ static void el_free(void *state)
     free(s->global);
     free(s->mom);
     free(s->delta);
+    free(s->frag_steps);
     free(s);
 }
 
