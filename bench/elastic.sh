@@ -18,14 +18,24 @@
 #      joining every 5 (offset); the keeper's validation loss at the end vs
 #      no churn (target: within 0.03);
 #   4. int8 vs fp32 at equal steps: the same 4-machine run (one host, tcp over
-#      loopback), the keeper's final validation loss (target: within 0.02).
+#      loopback), the keeper's final validation loss (target: within 0.02);
+#   5. streaming fragments: 4 machines at 10 Mbit/s, --diloco-fragments F
+#      for F in FRAGS (H a multiple of each): the largest bytes a machine
+#      sends in one round and the longest exchange (the peak bandwidth a
+#      round asks of a link: 1/F of F = 1's), and the utilisation.
+# SHAPE=smol runs parts 1, 2 and 5 on SmolLM2-135M's shape (30 x 576, 9
+# heads, 3 kv heads, MLP 1536, vocab 49152) at T 128 with LoRA adapters
+# (rank 8, every linear) instead: what is exchanged is the adapters, and an
+# inner step is ~100x the reference's work.
 # Machines are processes on this one box: with fewer cores than machines,
 # inner steps include CPU contention, which also stretches them against a
 # round's exchange (utilisation reads higher than on a core per machine).
 #
 # usage: bash bench/elastic.sh [BINARY]        (default build/mpitrain)
 # Environment:
-#   PARTS="1 2 3 4"     which parts to run
+#   PARTS="1 2 3 4 5"   which parts to run
+#   SHAPE=ref           ref (the reference GPT) or smol (above)
+#   FRAGS="1 5"         fragments of part 5
 #   NS="4 8"            machines of part 1
 #   RATES="100mbit 10mbit"  links of part 1
 #   H=50                inner steps per round (parts 1, 3, 4)
@@ -41,21 +51,33 @@ NAME=elastic
 . "$here/common.sh"
 # shellcheck source=bench/cluster.sh
 . "$here/cluster.sh"
-PARTS=${PARTS:-1 2 3 4}
+PARTS=${PARTS:-1 2 3 4 5}
+SHAPE=${SHAPE:-ref}
 NS=${NS:-4 8}
 RATES=${RATES:-100mbit 10mbit}
-H=${H:-50}
-ROUNDS=${ROUNDS:-4}
 ROUNDS3=${ROUNDS3:-20}
 H3=${H3:-10}
-BATCH=${BATCH:-8}
+FRAGS=${FRAGS:-1 5}
+case $SHAPE in
+  ref)
+    SHAPE_FLAGS="" SHAPE_NAME="reference GPT (4 x 256, T 256)"
+    JOIN_SHAPES=("--embd 256" "--embd 512") JOIN_NAMES=("4 x 256" "4 x 512")
+    H=${H:-50} ROUNDS=${ROUNDS:-4} BATCH=${BATCH:-8} ;;
+  smol)
+    SHAPE_FLAGS="--model llama --layers 30 --embd 576 --heads 9 --kv-heads 3 --mlp-hidden 1536 --vocab 49152
+      --seq-len 128 --lora-rank 8 --lora-targets all-linear"
+    SHAPE_NAME="SmolLM2-135M's shape, T 128, LoRA r 8 on every linear"
+    JOIN_SHAPES=("") JOIN_NAMES=("SmolLM2-135M, LoRA r 8")
+    H=${H:-10} ROUNDS=${ROUNDS:-3} BATCH=${BATCH:-1} ;;
+  *) die "SHAPE=$SHAPE: ref or smol" ;;
+esac
 [ -x "$py" ] || die "$py not found"
 nc_available || die "$nc_why"
 PORT=$((22000 + $$ % 20000))
 next_port() { PORT=$((PORT + 1)); }
 addr() { echo "$NC_NET.$(($1 + 1)):$PORT"; }
 
-M="--threads 1 --batch $BATCH --data $data --eval-every 0 --save-every 0 --progress lines --overwrite"
+M="--threads 1 --batch $BATCH --data $data --eval-every 0 --save-every 0 --progress lines --overwrite $SHAPE_FLAGS"
 pids=()
 kill_machines() {
   local p
@@ -95,9 +117,10 @@ run_n() {
   for p in "${mine[@]}"; do wait "$p" || die "$name: a machine failed: $(tail -2 "$work/$name".m*.log | tail -4)"; done
   pids=()
 }
-# util DIR: 1 - sum(round_s) / sum(time_ms) over rounds 2.. and their steps
+# util DIR [PERIOD]: 1 - sum(round_s) / sum(time_ms) over rounds 2.. and
+# their steps (PERIOD steps a round, default H)
 util() {
-  "$py" - "$1" "$H" <<'PY'
+  "$py" - "$1" "${2:-$H}" <<'PY'
 import json, sys
 d, h = sys.argv[1], int(sys.argv[2])
 rounds = [json.loads(l) for l in open(d + "/elastic/rounds.jsonl")]
@@ -124,7 +147,7 @@ say() { echo "$@" | tee -a "$out_md"; }
 # ---- 1. utilisation and bytes, no churn ----
 if [[ " $PARTS " == *" 1 "* ]]; then
   say
-  say "1. compute utilisation, reference GPT, int8 on the wire, H = $H, $ROUNDS rounds, batch $BATCH per machine"
+  say "1. compute utilisation, $SHAPE_NAME, int8 on the wire, H = $H, $ROUNDS rounds, batch $BATCH per machine"
   say
   say "| machines | link | utilisation (mean) | each machine | largest bytes in a round: keeper / a member |"
   say "|---|---|---|---|---|"
@@ -159,10 +182,11 @@ if [[ " $PARTS " == *" 2 "* ]]; then
   say
   say "| model | outer state | seconds | MB/s |"
   say "|---|---|---|---|"
-  for w in 256 512; do
+  for j in "${!JOIN_SHAPES[@]}"; do
+    w=$j
     next_port
     keep=$(addr 0)
-    machine 0 "$work/j$w.m0" --embd "$w" --steps 1000000 --optimizer adamw --diloco 20 --swarm-listen "$keep" \
+    machine 0 "$work/j$w.m0" ${JOIN_SHAPES[$j]} --steps 1000000 --optimizer adamw --diloco 20 --swarm-listen "$keep" \
       --swarm-wait 4
     kp=$!
     for i in 1 2 3; do machine "$i" "$work/j$w.m$i" --swarm-join "$keep"; done
@@ -172,7 +196,7 @@ if [[ " $PARTS " == *" 2 "* ]]; then
     line=$(grep -h "welcomed into the run" "$work/j$w.m4.log" | head -1)
     mb=$(echo "$line" | sed -n 's/.*: \([0-9.]*\) MB of outer state in \([0-9.]*\) s.*/\1/p')
     s=$(echo "$line" | sed -n 's/.*: \([0-9.]*\) MB of outer state in \([0-9.]*\) s.*/\2/p')
-    say "| 4 x $w | $mb MB | $s | $(awk -v a="$mb" -v b="$s" 'BEGIN{printf "%.1f", a / b}') |"
+    say "| ${JOIN_NAMES[$j]} | $mb MB | $s | $(awk -v a="$mb" -v b="$s" 'BEGIN{printf "%.1f", a / b}') |"
     kill_machines
   done
   nc_down
@@ -245,6 +269,27 @@ if [[ " $PARTS " == *" 4 "* ]]; then
     say "| $w | $v | $(awk -v a="$v" -v b="$f" 'BEGIN{d = a - b; printf "%+.4f", d}') |"
   done
   say "(target for int8: within 0.02 of fp32)"
+fi
+# ---- 5. streaming fragments ----
+if [[ " $PARTS " == *" 5 "* ]]; then
+  nc_ranks=4
+  nc_net 10mbit
+  say
+  say "5. streaming fragments: 4 machines at 10 Mbit/s, $SHAPE_NAME, int8, H = $H, $ROUNDS x H steps"
+  say
+  say "| fragments | rounds | largest bytes a member sends in a round | longest exchange (s) | utilisation (mean) |"
+  say "|---|---|---|---|---|"
+  for f in $FRAGS; do
+    [ $((H % f)) = 0 ] || die "H=$H is not a multiple of $f"
+    run_n "frag$f" 4 $((H * ROUNDS)) --optimizer adamw --lr 3e-4 --diloco "$H" --diloco-wire int8 \
+      --diloco-fragments "$f" --swarm-deadline 30
+    sum=0
+    for i in 0 1 2 3; do sum=$(awk -v a="$sum" -v b="$(util "$work/frag$f.m$i" $((H / f)) | cut -d' ' -f1)" 'BEGIN{print a + b}'); done
+    longest=$("$py" -c 'import json, sys
+print(max(json.loads(l)["exchange_s"] for l in open(sys.argv[1] + "/elastic/rounds.jsonl") if json.loads(l)["round"] >= 2))' "$work/frag$f.m1")
+    say "| $f | $(rounds_of "$work/frag$f.m1") | $(maxbytes "$work/frag$f.m1") | $longest | $(awk -v a="$sum" 'BEGIN{printf "%.3f", a / 4}') |"
+  done
+  nc_down
 fi
 echo
 echo "tables: $out_md"
