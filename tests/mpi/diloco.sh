@@ -92,7 +92,8 @@ check "... and resuming it gives the same losses as resharding on the fly" \
   "cmp -s <(losses to_pp/metrics.jsonl) <(losses from_off/metrics.jsonl) && [ \$(losses from_off/metrics.jsonl | wc -l) -eq 6 ]"
 
 # bad flags: a clear message naming the flag, non-zero exit
-for bad in "--diloco 5 --optimizer zo" "--diloco 5 --zero 1" "--diloco-overlap 1" "--diloco-wire bf16" "--diloco-wire int4" "--diloco-wire int2"; do
+for bad in "--diloco 5 --optimizer zo" "--diloco 5 --zero 1" "--diloco-overlap 1" "--diloco-wire bf16" "--diloco-wire int4" "--diloco-wire int2" \
+  "--diloco 10 --diloco-fragments 3" "--diloco 10 --diloco-fragments 2"; do
   timeout 60 "$LOCAL" -n 2 train $TINY --dp 2 $bad --out badrun > bad.log 2>&1
   rc=$?
   flag=$(echo "$bad" | awk '{print $(NF-1)}')

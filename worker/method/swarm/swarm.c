@@ -27,6 +27,10 @@
  * DECIDEs a step however many machines there are, and a decision is
  * log2(N) hops from the last of them */
 #define RELAY_FANOUT 2
+/* decisions a machine can send again: a member whose relay died asks once
+ * a deadline, and a keeper may decide a few steps meanwhile (it waits a
+ * deadline at most for each) */
+#define KEPT_DECISIONS 8
 
 enum { FREE = 0, MEMBER, FOLLOWER };
 enum { JOINING = 0, WELCOMED, KEEPING }; /* this machine's standing */
@@ -75,9 +79,9 @@ struct Swarm {
     uint8_t *pending[PENDING];
     size_t pending_len[PENDING];
     uint32_t term_start; /* the first step this machine decides as keeper */
-    /* the roster changes of the last two steps, to resend a decision */
-    SwarmEntry changes[2][SWARM_MAX_SLOTS];
-    uint32_t n_changes[2], changes_step[2];
+    /* the roster changes of the last KEPT_DECISIONS steps, to resend a decision */
+    SwarmEntry changes[KEPT_DECISIONS][SWARM_MAX_SLOTS];
+    uint32_t n_changes[KEPT_DECISIONS], changes_step[KEPT_DECISIONS];
     Collect cur, ahead;
     uint8_t in[SWARM_MSG_MAX], out[SWARM_MSG_MAX];
     int8_t *dec_codes;
@@ -351,7 +355,7 @@ static size_t decide_records(const Swarm *sw, const SwarmMsg *m, uint8_t *out)
 
 static void keep_changes(Swarm *sw, uint32_t step, const SwarmEntry *ch, uint32_t n)
 {
-    int k = step & 1;
+    int k = step % KEPT_DECISIONS;
     memcpy(sw->changes[k], ch, n * sizeof *ch);
     sw->n_changes[k] = n;
     sw->changes_step[k] = step;
@@ -359,11 +363,11 @@ static void keep_changes(Swarm *sw, uint32_t step, const SwarmEntry *ch, uint32_
 
 /* The DECIDE of a step this machine holds, rebuilt from the ledger, for a
  * machine that lacks it (a new keeper that asked, a member one behind).
- * Only the last two steps' roster changes are kept: older ones are
+ * Only the last KEPT_DECISIONS steps' roster changes are kept: older ones are
  * caught up through the journal instead. */
 static int send_decided(Swarm *sw, uint32_t slot, uint32_t step, Err *e)
 {
-    int k = step & 1;
+    int k = step % KEPT_DECISIONS;
     if (step >= sw->next_step || sw->changes_step[k] != step) return 0;
     size_t a = step_start(sw, step), used;
     SwarmDecision d;
@@ -1099,15 +1103,17 @@ static int member_step(Swarm *sw, uint32_t step, const int8_t *mine, uint64_t wh
     double t0 = start;
     double timeout = sw->o.deadline_s * (sw->o.misses + 1) + 2 * sw->step_work + 1;
     /* a relay that died on the way leaves its subtree without the
-     * decision: past a deadline and the keeper's work, the codes go again,
-     * and a keeper that has decided answers them with the decision itself */
-    const double ask_after = sw->o.deadline_s + 2 * sw->step_work + 1;
-    int asked = !send;
+     * decision: every deadline the codes go again, and a keeper that has
+     * decided answers them with the decision itself (one that has not
+     * takes the same codes again) */
+    double asked = start;
+    int asks = 0;
     for (;;) {
-        if (!asked && comm_wtime() - start > ask_after && sw->peers[sw->slot].state == MEMBER) {
-            asked = 1;
-            event(sw, "no decision of step %u yet: asking the keeper (machine %u) for it", step + 1,
-                  sw->keeper);
+        if (send && comm_wtime() - asked > sw->o.deadline_s && sw->peers[sw->slot].state == MEMBER) {
+            asked = comm_wtime();
+            if (!asks++)
+                event(sw, "no decision of step %u yet: asking the keeper (machine %u) for it",
+                      step + 1, sw->keeper);
             if (send_to(sw, sw->keeper, &c, e)) return -1;
         }
         if (comm_wtime() - t0 > timeout && !sw->peers[sw->keeper].leaving &&
