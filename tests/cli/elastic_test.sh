@@ -8,9 +8,11 @@
 #     SIGTERMed in round 10 and hands over. The survivors end with
 #     bit-identical weights and identical round logs (who contributed to
 #     which round), and the second run gives the same bits as the first;
-#  2. int8 on the wire, a machine that freezes (SIGSTOP) past its deadlines
-#     is dropped and, resumed, rejoins by itself; 3000 hostile messages at
-#     the keeper change nothing; the three end with identical weights;
+#  2. int8 on the wire and overlap (each round's exchange behind the next
+#     round's inner steps), a machine that freezes (SIGSTOP) past its
+#     deadlines is dropped and, resumed, rejoins by itself; 3000 hostile
+#     messages at the keeper change nothing; the three end with identical
+#     weights;
 #  3. a joiner with another seed is refused by name;
 #  4. streaming fragments (--diloco 10 --diloco-fragments 2: a half of the
 #     weights every 5 steps) while the keeper dies (SIGKILL) right after
@@ -91,9 +93,9 @@ cd ..
 scenario run2 "$((PORT + 1))"
 check "the same schedule of events gives the same bits" "[ -s run2/m1.st ] && cmp -s run1/m1.st run2/m1.st && cmp -s <(history run1/m1) <(history run2/m1)"
 
-# ---- 2. int8, a frozen machine that rejoins, hostile messages ----
+# ---- 2. int8 and overlap, a frozen machine that rejoins, hostile messages ----
 K="$(host 0):$((PORT + 2))"
-D2="--optimizer adamw --lr 1e-3 --diloco 5 --steps 60 --swarm-deadline 1 --swarm-misses 2 --diloco-wire int8"
+D2="--optimizer adamw --lr 1e-3 --diloco 5 --steps 60 --swarm-deadline 1 --swarm-misses 2 --diloco-wire int8 --diloco-overlap 1"
 # the keeper decides round 8 only with 3 machines ready: the frozen one,
 # dropped by then, is back in the run for it
 MPITRAIN_TEST_SWARM_HOLD=8,3 on 0 "$BIN" train $M $D2 --data "$PWD/corpus.tok" --swarm-listen "$K" --swarm-wait 3 \

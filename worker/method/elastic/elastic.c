@@ -69,6 +69,7 @@ typedef struct {
     double t_ready, t_decided;
     double t_wait;    /* a member: since when it waits for this keeper */
     int ready_sent;
+    int begun;        /* elastic_begin was called: its delta is in */
 } Round;
 
 struct Elastic {
@@ -1118,7 +1119,8 @@ int elastic_poll(Elastic *el, Err *e)
     }
     el->returned_at = comm_wtime();
     if (rc) return -1;
-    return el->r.decided && el->r.me < 0;
+    /* a round this machine has begun goes on behind its steps (overlap) */
+    return el->r.decided && el->r.me < 0 && !el->r.begun;
 }
 
 uint32_t elastic_round(const Elastic *el) { return el->r.k; }
@@ -1149,7 +1151,7 @@ static double keeper_patience(const Elastic *el)
     return !el->counted && p < JOIN_TIMEOUT_S ? JOIN_TIMEOUT_S : p;
 }
 
-int elastic_outer(Elastic *el, const float *delta, uint32_t inner_steps, ElasticRound *out, Err *e)
+int elastic_begin(Elastic *el, const float *delta, uint32_t inner_steps, Err *e)
 {
     Round *r = &el->r;
     double t0 = comm_wtime();
@@ -1157,6 +1159,7 @@ int elastic_outer(Elastic *el, const float *delta, uint32_t inner_steps, Elastic
     if (catch_up(el, e)) return -1;
     r->delta = delta;
     r->t_wait = t0;
+    r->begun = 1;
     if (!r->decided) {
         r->ready_sent = 1;
         r->t_ready = t0;
@@ -1169,6 +1172,26 @@ int elastic_outer(Elastic *el, const float *delta, uint32_t inner_steps, Elastic
             if (send_to(el, el->keeper, &m, e)) return -1;
         }
     }
+    el->returned_at = comm_wtime();
+    return 0;
+}
+
+int elastic_in_flight(const Elastic *el) { return el->r.begun; }
+
+int elastic_outer(Elastic *el, const float *delta, uint32_t inner_steps, ElasticRound *out, Err *e)
+{
+    return elastic_begin(el, delta, inner_steps, e) ? -1 : elastic_end(el, out, e);
+}
+
+int elastic_end(Elastic *el, ElasticRound *out, Err *e)
+{
+    Round *r = &el->r;
+    double t0 = comm_wtime();
+    if (!r->begun) return err_set(e, "elastic: round %u ended before it began", r->k + 1);
+    if (el->returned_at > 0) el->round_work_s = t0 - el->returned_at + el->round_work_s;
+    /* the keeper is judged from now: this machine may have computed since
+     * its READY (overlap), answering nobody meanwhile but between steps */
+    r->t_wait = t0;
     while (!round_done(el)) {
         if (drive(el, e) || pump(el, POLL_S, e)) return -1;
         if (el->dropped) {

@@ -100,6 +100,14 @@ uint32_t elastic_round(const Elastic *el);
  * of which the round's fragment is sent as this machine's pseudo-gradient
  * when it is a contributor), inner_steps its weight. Returns when the round is committed or void. */
 int elastic_outer(Elastic *el, const float *delta, uint32_t inner_steps, ElasticRound *r, Err *e);
+/* The same in two halves, for --diloco-overlap 1: begin sends READY and
+ * returns; the exchange then goes on inside elastic_poll between the next
+ * round's inner steps; end waits for what is left of it. delta must stay
+ * as it is until end returns. */
+int elastic_begin(Elastic *el, const float *delta, uint32_t inner_steps, Err *e);
+int elastic_end(Elastic *el, ElasticRound *r, Err *e);
+/* A round begun and not ended. */
+int elastic_in_flight(const Elastic *el);
 /* Says goodbye now (a member's LEAVE, a keeper's hand-over), before this
  * machine's last checkpoint. Once; elastic_close does it unless done. */
 void elastic_leave(Elastic *el);

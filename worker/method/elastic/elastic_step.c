@@ -32,6 +32,7 @@ typedef struct {
     /* inner steps computed since each fragment last took the run's weights:
      * its weight in that fragment's round */
     uint32_t *frag_steps;
+    uint32_t sent_steps; /* the round in flight's weight: frag_steps when it began */
     int skipping;       /* the round was decided without this machine: skip to its end */
     int computed;       /* this step was computed (not skipped) */
     long applied, end_step;
@@ -237,22 +238,50 @@ static void log_round(ElasticRun *s, const ElasticRound *r, const ElasticStats *
     fflush(s->log);
 }
 
-/* One round: this machine's pseudo-gradient of the round's fragment into
- * the exchange, then the outer step with the mean (every machine the same
- * bits), or, for a void round, nothing: the progress stays in the weights
- * for the next. 1 = this machine rejoined instead. */
-static int one_round(Trainer *t, ElasticRun *s, int last, Err *e)
+/* This machine's pseudo-gradient of its round's fragment, global - params,
+ * into the exchange (READY). */
+static int begin_round(Trainer *t, ElasticRun *s, Err *e)
 {
-    const TrainConfig *c = t->cfg;
-    float *p = t->model.params;
+    const float *p = t->model.params;
     uint32_t f = s->round % s->fragments;
     size_t lo, hi;
     elastic_fragment(t->model.n_params, s->fragments, s->round, &lo, &hi);
     for (size_t i = lo; i < hi; i++) s->delta[i] = s->global[i] - p[i];
+    s->sent_steps = s->frag_steps[f];
+    s->round++;
+    return elastic_begin(s->el, s->delta, s->sent_steps, e);
+}
+
+/* The outer step with a committed round's mean (every machine the same
+ * bits), on its fragment. Blocking: the weights become the new global.
+ * Delayed (overlap): the progress made since the round began stays on top
+ * of it, params = global' + (params - global + delta) (docs/elastic.md). */
+static void outer_step(Trainer *t, ElasticRun *s, const ElasticRound *r, int delayed)
+{
+    const TrainConfig *c = t->cfg;
+    float *p = t->model.params, *g = s->global;
+    size_t a = r->from, len = r->to - r->from;
+    if (delayed)
+        for (size_t i = a; i < r->to; i++) p[i] += s->delta[i] - g[i];
+    diloco_nesterov(g + a, s->mom + a, r->mean + a, len, c->outer_lr, c->outer_momentum);
+    if (delayed)
+        for (size_t i = a; i < r->to; i++) p[i] += g[i];
+    else
+        memcpy(p + a, g + a, len * sizeof(float));
+    /* what the mean took in is no longer this machine's own */
+    uint32_t *steps = &s->frag_steps[r->round % s->fragments];
+    *steps = *steps > s->sent_steps ? *steps - s->sent_steps : 0;
+}
+
+/* The round begun: what is left of its exchange, then the outer step, or,
+ * for a void round, nothing: the progress stays in the weights for the
+ * next. 1 = this machine rejoined instead. */
+static int end_round(Trainer *t, ElasticRun *s, int delayed, int last, Err *e)
+{
     ElasticRound r;
     trace_begin("outer round", TR_OPT);
     double t0 = comm_wtime();
-    int rc = elastic_outer(s->el, s->delta, s->frag_steps[f], &r, e);
+    int rc = elastic_end(s->el, &r, e);
     trace_end();
     notes(t, s);
     if (rc) return -1;
@@ -260,29 +289,33 @@ static int one_round(Trainer *t, ElasticRun *s, int last, Err *e)
         rejoined(t, s);
         return 1;
     }
-    size_t len = r.to - r.from;
-    if (r.committed) {
-        diloco_nesterov(s->global + r.from, s->mom + r.from, r.mean + r.from, len, c->outer_lr,
-                        c->outer_momentum);
-        s->frag_steps[f] = 0;
-    }
+    if (r.committed) outer_step(t, s, &r, delayed);
     /* every machine ends on the same weights, also after a void round */
-    if (r.committed || last) memcpy(p + r.from, s->global + r.from, len * sizeof(float));
+    if (!r.committed && last)
+        memcpy(t->model.params + r.from, s->global + r.from, (r.to - r.from) * sizeof(float));
     ElasticStats st;
     elastic_stats(s->el, &st);
     t->strategy_bytes = (double)st.bytes_sent;
     log_round(s, &r, &st, comm_wtime() - t0);
-    s->round++;
     s->skipping = 0;
     return 0;
 }
 
-/* The end of a round; at the run's last step every fragment's, so that
- * no machine ends on weights of its own. */
+/* The end of a round's inner steps. Blocking: the round, whole. Overlap:
+ * the round in flight ends and this one begins, its exchange behind the
+ * next round's steps. At the run's last step, the round in flight, then
+ * every fragment's round blocking, so that no machine ends on weights of
+ * its own. */
 static int outer_round(Trainer *t, ElasticRun *s, int last, Err *e)
 {
+    if (elastic_in_flight(s->el)) {
+        int rc = end_round(t, s, 1, 0, e);
+        if (rc) return rc < 0 ? -1 : 0;
+    }
+    if (t->cfg->diloco_overlap && !last) return begin_round(t, s, e);
     for (uint32_t i = 0; i < (last ? s->fragments : 1); i++) {
-        int rc = one_round(t, s, last, e);
+        if (begin_round(t, s, e)) return -1;
+        int rc = end_round(t, s, 0, last, e);
         if (rc) return rc < 0 ? -1 : 0;
     }
     return 0;
@@ -348,9 +381,6 @@ static int el_validate(const TrainConfig *c, Err *e)
 {
     if (!el_selected(c)) return 0;
     const char *flag = c->swarm_join[0] ? "--swarm-join" : "--swarm-listen";
-    if (c->diloco_overlap)
-        return err_set(e, "%s with --diloco-overlap 1: delayed outer rounds over the fabric are "
-                          "not built yet; use --diloco-overlap 0", flag);
     if (c->zero)
         return err_set(e, "%s with --zero %d: each machine keeps its own inner optimizer state",
                        flag, c->zero);
