@@ -8,7 +8,7 @@
 #      its rounds took, READY to outer step: round_s of rounds.jsonl) / (its
 #      wall time over the same steps: time_ms of metrics.jsonl), from round 2
 #      on (round 1 holds the joins); the mean over the machines, at N
-#      machines x RATES, int8 on the wire; and the largest bytes one machine
+#      machines x RATES x OVERLAPS, int8 on the wire; and the largest bytes one machine
 #      sent in a round (the keeper's and a member's), 4 vs 8 machines;
 #   2. join latency and bytes vs model size: a machine joins a running run
 #      of 4 at 100 Mbit/s; its own log's "welcomed ... X MB of outer state
@@ -36,6 +36,7 @@
 #   PARTS="1 2 3 4 5"   which parts to run
 #   SHAPE=ref           ref (the reference GPT) or smol (above)
 #   FRAGS="1 5"         fragments of part 5
+#   OVERLAPS="0 1"      --diloco-overlap of part 1 (part 5 runs the last)
 #   NS="4 8"            machines of part 1
 #   RATES="100mbit 10mbit"  links of part 1
 #   H=50                inner steps per round (parts 1, 3, 4)
@@ -58,6 +59,7 @@ RATES=${RATES:-100mbit 10mbit}
 ROUNDS3=${ROUNDS3:-20}
 H3=${H3:-10}
 FRAGS=${FRAGS:-1 5}
+OVERLAPS=${OVERLAPS:-0 1}
 case $SHAPE in
   ref)
     SHAPE_FLAGS="" SHAPE_NAME="reference GPT (4 x 256, T 256)"
@@ -149,25 +151,28 @@ if [[ " $PARTS " == *" 1 "* ]]; then
   say
   say "1. compute utilisation, $SHAPE_NAME, int8 on the wire, H = $H, $ROUNDS rounds, batch $BATCH per machine"
   say
-  say "| machines | link | utilisation (mean) | each machine | largest bytes in a round: keeper / a member |"
-  say "|---|---|---|---|---|"
+  say "| machines | link | overlap | utilisation (mean) | each machine | largest bytes in a round: keeper / a member |"
+  say "|---|---|---|---|---|---|"
   for n in $NS; do
     nc_down
     nc_ranks=$n
     for rate in $RATES; do
       nc_net "$rate"
-      t0=$(date +%s)
-      run_n "u$n.$rate" "$n" $((H * ROUNDS)) --optimizer adamw --lr 3e-4 --diloco "$H" --diloco-wire int8 \
-        --swarm-deadline 30
-      each="" sum=0
-      for i in $(seq 0 $((n - 1))); do
-        u=$(util "$work/u$n.$rate.m$i" | cut -d' ' -f1)
-        each="$each $u"
-        sum=$(awk -v a="$sum" -v b="$u" 'BEGIN{print a + b}')
+      for ov in $OVERLAPS; do
+        t0=$(date +%s)
+        u="u$n.$rate.o$ov"
+        run_n "$u" "$n" $((H * ROUNDS)) --optimizer adamw --lr 3e-4 --diloco "$H" --diloco-wire int8 \
+          --diloco-overlap "$ov" --swarm-deadline 30
+        each="" sum=0
+        for i in $(seq 0 $((n - 1))); do
+          v=$(util "$work/$u.m$i" | cut -d' ' -f1)
+          each="$each $v"
+          sum=$(awk -v a="$sum" -v b="$v" 'BEGIN{print a + b}')
+        done
+        mean=$(awk -v a="$sum" -v n="$n" 'BEGIN{printf "%.3f", a / n}')
+        say "| $n | $rate | $ov | $mean | $each | $(maxbytes "$work/$u.m0") / $(maxbytes "$work/$u.m1") |"
+        echo "   ($n machines at $rate, overlap $ov: $(($(date +%s) - t0)) s)" >&2
       done
-      mean=$(awk -v a="$sum" -v n="$n" 'BEGIN{printf "%.3f", a / n}')
-      say "| $n | $rate | $mean | $each | $(maxbytes "$work/u$n.$rate.m0") / $(maxbytes "$work/u$n.$rate.m1") |"
-      echo "   ($n machines at $rate: $(($(date +%s) - t0)) s)" >&2
     done
   done
   nc_down
@@ -275,14 +280,14 @@ if [[ " $PARTS " == *" 5 "* ]]; then
   nc_ranks=4
   nc_net 10mbit
   say
-  say "5. streaming fragments: 4 machines at 10 Mbit/s, $SHAPE_NAME, int8, H = $H, $ROUNDS x H steps"
+  say "5. streaming fragments: 4 machines at 10 Mbit/s, $SHAPE_NAME, int8, overlap ${OVERLAPS##* }, H = $H, $ROUNDS x H steps"
   say
   say "| fragments | rounds | largest bytes a member sends in a round | longest exchange (s) | utilisation (mean) |"
   say "|---|---|---|---|---|"
   for f in $FRAGS; do
     [ $((H % f)) = 0 ] || die "H=$H is not a multiple of $f"
     run_n "frag$f" 4 $((H * ROUNDS)) --optimizer adamw --lr 3e-4 --diloco "$H" --diloco-wire int8 \
-      --diloco-fragments "$f" --swarm-deadline 30
+      --diloco-fragments "$f" --diloco-overlap "${OVERLAPS##* }" --swarm-deadline 30
     sum=0
     for i in 0 1 2 3; do sum=$(awk -v a="$sum" -v b="$(util "$work/frag$f.m$i" $((H / f)) | cut -d' ' -f1)" 'BEGIN{print a + b}'); done
     longest=$("$py" -c 'import json, sys

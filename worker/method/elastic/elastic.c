@@ -70,6 +70,7 @@ typedef struct {
     double t_wait;    /* a member: since when it waits for this keeper */
     int ready_sent;
     int begun;        /* elastic_begin was called: its delta is in */
+    double t_done;    /* overlap: when the exchange was seen done between steps */
 } Round;
 
 struct Elastic {
@@ -98,6 +99,8 @@ struct Elastic {
     int dropped;   /* the keeper dropped this machine: it rejoins */
     char drop_why[SWARM_TEXT_LEN];
     double longest_exchange_s, round_work_s, returned_at;
+    int progress_failed; /* elastic_progress met an error: progress_err, for elastic_poll */
+    Err progress_err;
     uint8_t in[SWARM_MSG_MAX], out[SWARM_MSG_MAX];
     ElasticStats st;
     uint64_t sent_mark;
@@ -1105,8 +1108,18 @@ static int rejoin(Elastic *el, Err *e)
     return join_run(el, &round, e);
 }
 
+void elastic_progress(Elastic *el)
+{
+    if (!el->r.begun || el->progress_failed) return;
+    if (pump(el, 0, &el->progress_err) || drive(el, &el->progress_err)) el->progress_failed = 1;
+}
+
 int elastic_poll(Elastic *el, Err *e)
 {
+    if (el->progress_failed) {
+        *e = el->progress_err;
+        return -1;
+    }
     double t = comm_wtime();
     if (el->returned_at > 0) el->round_work_s += t - el->returned_at;
     int rc = catch_up(el, e);
@@ -1120,6 +1133,7 @@ int elastic_poll(Elastic *el, Err *e)
     el->returned_at = comm_wtime();
     if (rc) return -1;
     /* a round this machine has begun goes on behind its steps (overlap) */
+    if (el->r.begun && !el->r.t_done && round_done(el)) el->r.t_done = el->returned_at;
     return el->r.decided && el->r.me < 0 && !el->r.begun;
 }
 
@@ -1183,47 +1197,39 @@ int elastic_outer(Elastic *el, const float *delta, uint32_t inner_steps, Elastic
     return elastic_begin(el, delta, inner_steps, e) ? -1 : elastic_end(el, out, e);
 }
 
-int elastic_end(Elastic *el, ElasticRound *out, Err *e)
+/* A member's watch over the round while it waits: a mean that never
+ * comes (its link dropped it) sends it back to rejoin, a keeper silent
+ * past its patience is replaced. */
+static int watch_round(Elastic *el, double t0, Err *e)
 {
     Round *r = &el->r;
-    double t0 = comm_wtime();
-    if (!r->begun) return err_set(e, "elastic: round %u ended before it began", r->k + 1);
-    if (el->returned_at > 0) el->round_work_s = t0 - el->returned_at + el->round_work_s;
-    /* the keeper is judged from now: this machine may have computed since
-     * its READY (overlap), answering nobody meanwhile but between steps */
-    r->t_wait = t0;
-    while (!round_done(el)) {
-        if (drive(el, e) || pump(el, POLL_S, e)) return -1;
-        if (el->dropped) {
-            memset(out, 0, sizeof *out);
-            out->round = r->k;
-            out->rejoined = 1;
-            if (rejoin(el, e)) return -1;
-            el->returned_at = comm_wtime();
-            return 0;
-        }
-        if (r->closed == 1 && r->me < 0 && r->means_left > 0 &&
-            comm_wtime() - t0 > exchange_patience(el) && !el->dropped) {
-            /* its link dropped them (it froze, say): the run's state again */
-            el->dropped = 1;
-            snprintf(el->drop_why, sizeof el->drop_why, "%zu pieces of round %u's mean never came",
-                     r->means_left, r->k + 1);
-        }
-        /* past its own HAVE, only the commit is missing */
-        int data_due = r->decided && !r->have_sent;
-        if (!el->keeping && !r->closed &&
-            comm_wtime() - r->t_wait > keeper_patience(el) + (data_due ? exchange_patience(el) : 0)) {
-            if (!el->counted)
-                return err_set(e, "elastic: no word from the keeper (machine %u, %s) for %.0f s, "
-                                  "before this machine's first round counted: it could not keep "
-                                  "the run; stopping", el->keeper, el->peers[el->keeper].addr,
-                               comm_wtime() - r->t_wait);
-            if (++el->takeovers > MAX_SLOTS)
-                return err_set(e, "elastic: no keeper answers in round %u", r->k + 1);
-            if (next_keeper(el, el->keeper, "went silent", e)) return -1;
-        }
+    if (r->closed == 1 && r->me < 0 && r->means_left > 0 &&
+        comm_wtime() - t0 > exchange_patience(el) && !el->dropped) {
+        /* its link dropped them (it froze, say): the run's state again */
+        el->dropped = 1;
+        snprintf(el->drop_why, sizeof el->drop_why, "%zu pieces of round %u's mean never came",
+                 r->means_left, r->k + 1);
     }
-    double took = comm_wtime() - (r->t_decided > 0 ? r->t_decided : t0);
+    /* past its own HAVE, only the commit is missing */
+    int data_due = r->decided && !r->have_sent;
+    if (el->keeping || r->closed ||
+        comm_wtime() - r->t_wait <= keeper_patience(el) + (data_due ? exchange_patience(el) : 0))
+        return 0;
+    if (!el->counted)
+        return err_set(e, "elastic: no word from the keeper (machine %u, %s) for %.0f s, before "
+                          "this machine's first round counted: it could not keep the run; stopping",
+                       el->keeper, el->peers[el->keeper].addr, comm_wtime() - r->t_wait);
+    if (++el->takeovers > MAX_SLOTS)
+        return err_set(e, "elastic: no keeper answers in round %u", r->k + 1);
+    return next_keeper(el, el->keeper, "went silent", e);
+}
+
+/* The round as it ended, into out and the run's chain; the next round starts. */
+static void finish_round(Elastic *el, double t0, ElasticRound *out)
+{
+    Round *r = &el->r;
+    double end = r->t_done > 0 ? r->t_done : comm_wtime();
+    double took = end - (r->t_decided > 0 ? r->t_decided : t0);
     if (r->closed == 1 && took > el->longest_exchange_s) el->longest_exchange_s = took;
     el->st.round_exchange_s = took;
     el->st.round_bytes_sent = el->st.bytes_sent - el->sent_mark;
@@ -1248,6 +1254,30 @@ int elastic_end(Elastic *el, ElasticRound *out, Err *e)
     /* what came early waits until the caller has taken the outer step: a
      * READY's hash and a newcomer's state are the next round's start */
     el->stash_due = 1;
+}
+
+int elastic_end(Elastic *el, ElasticRound *out, Err *e)
+{
+    Round *r = &el->r;
+    double t0 = comm_wtime();
+    if (!r->begun) return err_set(e, "elastic: round %u ended before it began", r->k + 1);
+    if (el->returned_at > 0) el->round_work_s = t0 - el->returned_at + el->round_work_s;
+    /* the keeper is judged from now: this machine may have computed since
+     * its READY (overlap), answering nobody meanwhile but between steps */
+    r->t_wait = t0;
+    while (!round_done(el)) {
+        if (drive(el, e) || pump(el, POLL_S, e)) return -1;
+        if (el->dropped) {
+            memset(out, 0, sizeof *out);
+            out->round = r->k;
+            out->rejoined = 1;
+            if (rejoin(el, e)) return -1;
+            el->returned_at = comm_wtime();
+            return 0;
+        }
+        if (watch_round(el, t0, e)) return -1;
+    }
+    finish_round(el, t0, out);
     return 0;
 }
 

@@ -108,6 +108,11 @@ int elastic_begin(Elastic *el, const float *delta, uint32_t inner_steps, Err *e)
 int elastic_end(Elastic *el, ElasticRound *r, Err *e);
 /* A round begun and not ended. */
 int elastic_in_flight(const Elastic *el);
+/* Moves a round in flight on without waiting: what has arrived, what the
+ * fabric has room for. For the inner step's own hooks (the tcp provider
+ * moves bytes only inside fabric calls, so a round polled once per step
+ * would use a fraction of a slow link). An error waits for elastic_poll. */
+void elastic_progress(Elastic *el);
 /* Says goodbye now (a member's LEAVE, a keeper's hand-over), before this
  * machine's last checkpoint. Once; elastic_close does it unless done. */
 void elastic_leave(Elastic *el);

@@ -131,6 +131,14 @@ static int open_elastic(Trainer *t, ElasticRun *s, Err *e)
     return 0;
 }
 
+/* The model's backward hook with --diloco-overlap 1: the round in flight
+ * moves on while the inner step computes. */
+static void progress_hook(void *ctx, int block)
+{
+    (void)block;
+    elastic_progress(((ElasticRun *)ctx)->el);
+}
+
 static int el_setup(Trainer *t, void **state, Err *e)
 {
     const TrainConfig *c = t->cfg;
@@ -153,10 +161,15 @@ static int el_setup(Trainer *t, void **state, Err *e)
     backprop_init_replica(&s->inner, t);
     s->end_step = c->steps;
     if (open_log(t, s, e) || open_elastic(t, s, e)) return -1;
-    trainer_note(t, "elastic DiLoCo: machine %u, an outer round every %ld inner steps%s (outer "
+    if (c->diloco_overlap && !t->model.on_block_grads) {
+        t->model.on_block_grads = progress_hook;
+        t->model.hook_ctx = s;
+    }
+    trainer_note(t, "elastic DiLoCo: machine %u, an outer round every %ld inner steps%s%s (outer "
                     "lr %g, Nesterov momentum %g, %s on the wire), from round %u",
                  elastic_slot(s->el), s->period,
-                 s->fragments > 1 ? ", each for a fragment of the weights" : "", c->outer_lr,
+                 s->fragments > 1 ? ", each for a fragment of the weights" : "",
+                 c->diloco_overlap ? ", each exchange behind the next round" : "", c->outer_lr,
                  c->outer_momentum, wire_name(c->diloco_wire), s->round + 1);
     if (s->fragments > 1)
         trainer_note(t, "elastic DiLoCo: %u fragments of about %.2f M values, each synchronised "

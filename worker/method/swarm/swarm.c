@@ -1089,6 +1089,21 @@ static void take_over(Swarm *sw, uint32_t step)
     event(sw, "took over as keeper at step %u (term %u)", step + 1, sw->term);
 }
 
+/* A relay that died on the way leaves its subtree without the decision:
+ * every deadline a member's codes go again, and a keeper that has decided
+ * answers them with the decision itself (one that has not takes the same
+ * codes again). */
+static int ask_again(Swarm *sw, const SwarmMsg *codes, double *asked, int *asks, Err *e)
+{
+    if (comm_wtime() - *asked <= sw->o.deadline_s || sw->peers[sw->slot].state != MEMBER) return 0;
+    *asked = comm_wtime();
+    if (!(*asks)++)
+        event(sw, "no decision of step %u yet: asking the keeper (machine %u) for it",
+              codes->step + 1, sw->keeper);
+    SwarmMsg c = *codes;
+    return send_to(sw, sw->keeper, &c, e);
+}
+
 /* The member's step: codes to the keeper, its decision back; a silent
  * keeper is replaced by rule. */
 static int member_step(Swarm *sw, uint32_t step, const int8_t *mine, uint64_t whash, int send,
@@ -1102,20 +1117,10 @@ static int member_step(Swarm *sw, uint32_t step, const int8_t *mine, uint64_t wh
     const double start = comm_wtime();
     double t0 = start;
     double timeout = sw->o.deadline_s * (sw->o.misses + 1) + 2 * sw->step_work + 1;
-    /* a relay that died on the way leaves its subtree without the
-     * decision: every deadline the codes go again, and a keeper that has
-     * decided answers them with the decision itself (one that has not
-     * takes the same codes again) */
     double asked = start;
     int asks = 0;
     for (;;) {
-        if (send && comm_wtime() - asked > sw->o.deadline_s && sw->peers[sw->slot].state == MEMBER) {
-            asked = comm_wtime();
-            if (!asks++)
-                event(sw, "no decision of step %u yet: asking the keeper (machine %u) for it",
-                      step + 1, sw->keeper);
-            if (send_to(sw, sw->keeper, &c, e)) return -1;
-        }
+        if (send && ask_again(sw, &c, &asked, &asks, e)) return -1;
         if (comm_wtime() - t0 > timeout && !sw->peers[sw->keeper].leaving &&
             sw->peers[sw->slot].state != MEMBER) {
             /* not in the roster yet (its codes never counted): it could not

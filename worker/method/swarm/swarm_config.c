@@ -14,7 +14,7 @@
 static const char *const RUN_SETTINGS[] = {
     "steps", "optimizer", "lr", "min-lr", "warmup", "weight-decay", "seed", "zo-eps", "zo-scale",
     "zo-samples", "zo-check-every", "zo-outlier", "zo-params", "init-from", "diloco", "outer-lr",
-    "outer-momentum", "diloco-wire", "diloco-fragments", "grad-clip", "swarm-deadline", "swarm-misses", NULL};
+    "outer-momentum", "diloco-wire", "diloco-fragments", "diloco-overlap", "grad-clip", "swarm-deadline", "swarm-misses", NULL};
 
 static const OptSpec *spec_named(const char *name)
 {
