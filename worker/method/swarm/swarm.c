@@ -1090,12 +1090,14 @@ static void take_over(Swarm *sw, uint32_t step)
 }
 
 /* A relay that died on the way leaves its subtree without the decision:
- * every deadline a member's codes go again, and a keeper that has decided
- * answers them with the decision itself (one that has not takes the same
- * codes again). */
+ * every half deadline a member's codes go again, and a keeper that has
+ * decided answers them with the decision itself (one that has not takes
+ * the same codes again). Half: the keeper waits a deadline for the next
+ * step's codes, and this machine's must make it. */
 static int ask_again(Swarm *sw, const SwarmMsg *codes, double *asked, int *asks, Err *e)
 {
-    if (comm_wtime() - *asked <= sw->o.deadline_s || sw->peers[sw->slot].state != MEMBER) return 0;
+    if (comm_wtime() - *asked <= 0.5 * sw->o.deadline_s || sw->peers[sw->slot].state != MEMBER)
+        return 0;
     *asked = comm_wtime();
     if (!(*asks)++)
         event(sw, "no decision of step %u yet: asking the keeper (machine %u) for it",
