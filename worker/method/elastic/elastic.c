@@ -524,6 +524,10 @@ static int keeper_hello(Elastic *el, const SwarmMsg *m, Err *e)
         event(el, "refused %s: %s", m->addr, why + 9);
         return refuse(el, to, why, e);
     }
+    for (int s = 0; s < MAX_SLOTS; s++)
+        if (el->peers[s].state == FOLLOWER && el->peers[s].since == el->r.k &&
+            !strcmp(el->peers[s].addr, m->addr))
+            return 0; /* said again while it waited: welcomed this round already */
     int slot = lowest_free_slot(el);
     if (slot < 0) return refuse(el, to, "refused: the run is full", e);
     Peer *p = &el->peers[slot];
@@ -957,6 +961,26 @@ static int reply_config(Elastic *el, const SwarmMsg *m, Err *e)
     return send_to_addr(el, to, &r, e);
 }
 
+/* A HELLO that must wait for the round's end: kept once per address (a
+ * joiner says it again while it waits), and the joiner told that the
+ * keeper is alive (a KEEPER message), so that it waits on. */
+static int hold_hello(Elastic *el, const SwarmMsg *m, const uint8_t *b, size_t n, Err *e)
+{
+    int held = 0;
+    for (size_t i = 0; i < el->n_stash && !held; i++) {
+        SwarmMsg h;
+        Err bad;
+        held = !swarm_msg_decode(el->stash[i], el->stash_len[i], &h, &bad) && h.type == SW_HELLO &&
+               !strcmp(h.addr, m->addr);
+    }
+    if (!held) stash_add(el, b, n);
+    FabricAddr to;
+    Err bad;
+    if (fabric_peer(el->fab, m->addr, &to, &bad)) return 0;
+    SwarmMsg w = {.type = SW_KEEPER, .step = el->r.k, .assigned = el->slot};
+    return send_to_addr(el, to, &w, e);
+}
+
 /* One message, whatever this machine is doing. */
 static int handle(Elastic *el, const uint8_t *b, size_t n, Err *e)
 {
@@ -969,10 +993,9 @@ static int handle(Elastic *el, const uint8_t *b, size_t n, Err *e)
     switch (m.type) {
     case SW_CONFIG_REQ: return reply_config(el, &m, e);
     case SW_HELLO:
-        if (exchanging && el->keeping) {
-            stash_add(el, b, n); /* the state it needs is the next round's start */
-            return 0;
-        }
+        /* the state it needs is the next round's start; with overlap a
+         * round begun is in flight until this machine's next round ends */
+        if ((exchanging || r->begun) && el->keeping) return hold_hello(el, &m, b, n, e);
         return keeper_hello(el, &m, e);
     case SW_READY:
         if (!el->keeping || m.step < r->k) return 0;
@@ -1310,13 +1333,19 @@ static int join_run(Elastic *el, uint32_t *round, Err *e)
     if (fabric_peer(el->fab, el->join, &keeper, e)) return -1;
     SwarmMsg h = {.type = SW_HELLO, .ident = el->o.ident};
     snprintf(h.addr, sizeof h.addr, "%s", fabric_name(el->fab));
-    double t0 = comm_wtime();
+    double t0 = comm_wtime(), heard = t0, said = t0;
     if (send_to_addr(el, keeper, &h, e)) return -1;
     size_t total = 2 * el->o.n, got = 0;
     uint64_t whash = 0;
     int welcomed = 0, last = 0;
     while (!last) {
-        if (comm_wtime() - t0 > JOIN_TIMEOUT_S)
+        /* a keeper in the middle of a round said to wait: say HELLO again
+         * now and then, and wait as long as it answers */
+        if (!welcomed && heard > t0 && comm_wtime() - said > JOIN_TIMEOUT_S / 4) {
+            said = comm_wtime();
+            if (send_to_addr(el, keeper, &h, e)) return -1;
+        }
+        if (comm_wtime() - heard > JOIN_TIMEOUT_S)
             return err_set(e, "elastic: the keeper at %s did not %s within %.0f s", el->join,
                            welcomed ? "send the whole outer state" : "answer the HELLO",
                            JOIN_TIMEOUT_S);
@@ -1329,8 +1358,13 @@ static int join_run(Elastic *el, uint32_t *round, Err *e)
         Err bad;
         if (swarm_msg_decode(el->in, len, &m, &bad)) continue;
         if (m.type == SW_REFUSE) return err_set(e, "elastic: the run at %s %s", el->join, m.text);
+        if (m.type == SW_KEEPER && !welcomed) {
+            heard = comm_wtime(); /* alive: the welcome comes at its round's end */
+            continue;
+        }
         if (m.type == SW_WELCOME && !welcomed) {
             welcomed = take_welcome(el, &m);
+            heard = comm_wtime();
             continue;
         }
         if (m.type != SW_STATE || !welcomed) {
@@ -1347,6 +1381,7 @@ static int join_run(Elastic *el, uint32_t *round, Err *e)
             else el->mom[got - el->o.n] = v;
         }
         el->st.join_bytes += len;
+        heard = comm_wtime();
         whash = m.whash;
         last = m.last;
     }
