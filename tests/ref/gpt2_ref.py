@@ -29,10 +29,13 @@ import os
 import sys
 
 import numpy as np
-import torch
 
-from ref_common import (add_make_peft, byte_alphabet, first_batch, grad_errors, make_tokens, peft_random, peft_read,
-                        peft_write, st_header, st_read, st_write)
+from ref_common import (LazyTorch, add_make_peft, byte_alphabet, first_batch, grad_errors, make_tokens, peft_random,
+                        peft_read, peft_write, st_header, st_read, st_write)
+
+# only the forwards and check-hf need torch (seconds to import): make-hf,
+# make-llmc, make-tokens, make-peft and compare run on numpy alone
+torch = LazyTorch(globals())
 
 LAYER_KEYS = [  # name, shape in units of C (HF layout: Conv1D is (in, out))
     ("ln_1.weight", (1,)), ("ln_1.bias", (1,)),

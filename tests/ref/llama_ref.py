@@ -56,22 +56,13 @@ import sys
 
 import numpy as np
 
-from ref_common import (INDEX, TORCH_DTYPE_NAMES, add_make_peft, byte_alphabet, first_batch, grad_errors, make_tokens,
-                        peft_random, peft_read, peft_write, round_to, shard_name, st_header, st_read_all,
+from ref_common import (INDEX, TORCH_DTYPE_NAMES, LazyTorch, add_make_peft, byte_alphabet, first_batch, grad_errors,
+                        make_tokens, peft_random, peft_read, peft_write, round_to, shard_name, st_header, st_read_all,
                         st_write_dir)
 
-
-class LazyTorch:
-    """torch, imported on first use: the import takes seconds on a loaded
-    machine, and making, comparing and checking models needs only numpy."""
-
-    def __getattr__(self, name):
-        import torch as real
-        globals()["torch"] = real
-        return getattr(real, name)
-
-
-torch = LazyTorch()
+# torch only where a forward runs: making, comparing and checking models
+# needs numpy alone
+torch = LazyTorch(globals())
 
 ARCH_CLASS = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM",
               "mistral": "MistralForCausalLM"}

@@ -278,6 +278,21 @@ def make_tokens(out, n, vocab, seed, token_bytes=0):
         f.write(head + toks.tobytes())
 
 
+class LazyTorch:
+    """torch, imported on first use: the import takes seconds on a loaded
+    machine, and making, comparing and checking models needs only numpy.
+    A reference binds `torch = LazyTorch(globals())`; the first attribute
+    read imports torch and rebinds that module's name to the real one."""
+
+    def __init__(self, module_globals):
+        self._globals = module_globals
+
+    def __getattr__(self, name):
+        import torch as real
+        self._globals["torch"] = real
+        return getattr(real, name)
+
+
 def first_batch(path, B, T):
     """Batch 0 as mpitrain's loader takes it: sequence j reads the train
     split's tokens [j*T, j*T+T]; inputs the first T, targets the last T."""
