@@ -13,9 +13,17 @@ RUN="--batch 2 --steps 1 --data tok.bin --threads 1 --quiet --eval-every 0 --sav
 
 $REF make-tokens tok.bin --n 20000 || { echo "FAIL - make tokens"; exit 1; }
 $REF make-hf hf --tokenizer --buffers && $REF make-hf hfp --prefix --lm-head same --order reverse &&
-  $REF make-llmc m.bin || { echo "FAIL - reference models"; exit 1; }
-want=$($REF loss hf --tokens tok.bin --batch 2)
-check "reference: the llm.c file holds the same model (loss $want)" "[ \"\$($REF loss m.bin --tokens tok.bin --batch 2)\" = $want ]"
+  $REF make-llmc m.bin && $REF make-hf hf16 --dtype BF16 && $REF make-llmc m5.bin --version 5 ||
+  { echo "FAIL - reference models"; exit 1; }
+# every reference loss of the sources in one process (refq: one torch import)
+refq want.txt loss hf --tokens tok.bin --batch 2
+refq want_llmc.txt loss m.bin --tokens tok.bin --batch 2
+refq want32.txt loss hf --tokens tok.bin --batch 2 --seq 32
+refq want16.txt loss hf16 --tokens tok.bin --batch 2
+refq want5.txt loss m5.bin --tokens tok.bin --batch 2
+ref_run
+want=$(cat want.txt)
+check "reference: the llm.c file holds the same model (loss $want)" "[ \"\$(cat want_llmc.txt)\" = $want ]"
 
 # ---- import ----------------------------------------------------------------
 "$BIN" ckpt import hf --out imp_hf > /dev/null 2> last.err; check "import HF dir (no prefix, no lm_head) exits 0" "[ $? -eq 0 ]"
@@ -72,7 +80,7 @@ check "a broken tokenizer that came with the source is dropped, with a note; the
 check "--tokenizer without tokenizer files is refused by name" \
   "[ $? -ne 0 ] && grep -q -- '--tokenizer m.bin.nothing: no tokenizer files' last.err"
 "$BIN" train --init-from m.bin $RUN --seq-len 32 --out loss_seq32 > /dev/null 2> last.err
-want32=$($REF loss hf --tokens tok.bin --batch 2 --seq 32)
+want32=$(cat want32.txt)
 r=$(rel "$(first_loss loss_seq32)" "$want32")
 check "--seq-len 32 within the source's 64 positions: loss matches the reference (rel $r)" "within $r 1e-5"
 timeout 240 "$LOCAL" -n 2 train --init-from hf $RUN --dp 2 --out loss_dp2 > /dev/null 2> last.err
@@ -109,15 +117,15 @@ check "llm.c export is padded to Vp = 50304" "[ $(stat -c %s exp.bin) -eq $(stat
 check "export --format safetensors (mpitrain names) still works" "[ $? -eq 0 ] && grep -aq '\"h.0.attn.qkv.w\"' plain.safetensors"
 
 # the half-precision sources convert exactly
-$REF make-hf hf16 --dtype BF16 && "$BIN" ckpt import hf16 --out imp16 > /dev/null 2> last.err
+"$BIN" ckpt import hf16 --out imp16 > /dev/null 2> last.err
 check "BF16 safetensors import" "[ $? -eq 0 ]"
 "$BIN" train --init-from imp16 $RUN --out loss16 > /dev/null 2> last.err
-want16=$($REF loss hf16 --tokens tok.bin --batch 2)
+want16=$(cat want16.txt)
 r=$(rel "$(first_loss loss16)" "$want16")
 check "BF16 weights give the reference loss of the same BF16 values (rel $r)" "within $r 1e-5"
 
-$REF make-llmc m5.bin --version 5 && "$BIN" train --init-from m5.bin $RUN --out loss_v5 > /dev/null 2> last.err
-want5=$($REF loss m5.bin --tokens tok.bin --batch 2)
+"$BIN" train --init-from m5.bin $RUN --out loss_v5 > /dev/null 2> last.err
+want5=$(cat want5.txt)
 r=$(rel "$(first_loss loss_v5)" "$want5")
 check "llm.c version 5 (bf16) gives the reference loss of the same bf16 values (rel $r)" "within $r 1e-5"
 

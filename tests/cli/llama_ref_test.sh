@@ -25,37 +25,65 @@ make_variants || { echo "FAIL - reference models"; exit 1; }
 LR=1
 SGD="--optimizer sgd --momentum 0 --weight-decay 0 --grad-clip 0 --warmup 0 --lr $LR"
 RUN="--batch 4 --seq-len 64 --steps 1 --threads 1 --quiet --eval-every 0 --save-every 0 --dp 1 --tp 1 --pp 1"
+# mpitrain's runs, imports and exports of every variant first (their exit
+# codes kept), then the reference's commands on them in one process (refq:
+# the torch import once, not 15 times), then the checks in their order
+declare -A rc_run rc_imp rc_exp rc_exp_d
+for v in "${VARIANTS[@]}"; do
+  n=$(variant_name "$v")
+  "$BIN" train --init-from $n --data $n.tok $RUN $SGD --out run_$n > /dev/null 2> err_run_$n
+  "$BIN" ckpt export run_$n --format hf --dtype f32 --out step_$n > /dev/null 2> err_step_$n
+  "$BIN" ckpt import $n --out imp_$n > /dev/null 2> err_imp_$n
+  rc_imp[$n]=$?
+  "$BIN" ckpt export imp_$n --format hf --out exp_$n > /dev/null 2> err_exp_$n
+  rc_exp[$n]=$?
+  for d in f32 bf16 f16; do
+    "$BIN" ckpt export imp_$n --format hf --dtype $d --out exp_${n}_$d > /dev/null 2> err_exp_${n}_$d
+    rc_exp_d[$n.$d]=$?
+  done
+  refq want_$n loss $n --tokens $n.tok --batch 4 --seq 64
+  refq grad_$n grad-check $n step_$n --tokens $n.tok --batch 4 --seq 64 --lr $LR --tol 1e-4
+  refq cmp_$n compare $n exp_$n
+  refq chk_$n check-hf exp_$n --dtype $([[ $v == *BF16* ]] && echo BF16 || echo F32) --source $n
+  for d in f32 bf16 f16; do
+    refq chk_${n}_$d check-hf exp_${n}_$d --dtype $(tr a-z A-Z <<< $d) --source $n
+  done
+  refq cmp_${n}_f32 compare $n exp_${n}_f32
+  refq got_$n loss exp_${n}_f32 --tokens $n.tok --batch 4 --seq 64
+done
+ref_run
 for v in "${VARIANTS[@]}"; do
   n=$(variant_name "$v")
   dt=F32
   case "$v" in *BF16*) dt=BF16 ;; esac
   # ---- the first loss and the gradient -----------------------------------------
-  want=$($REF loss $n --tokens $n.tok --batch 4 --seq 64)
-  "$BIN" train --init-from $n --data $n.tok $RUN $SGD --out run_$n > /dev/null 2> last.err
+  want=$(cat want_$n)
+  cp err_run_$n last.err
   got=$(first_loss run_$n 2> /dev/null)
-  r=$(rel "${got:-0}" "$want")
+  r=$(rel "${got:-0}" "${want:-1}")
   check "$n: first loss $got vs the reference's $want (rel $r <= 1e-5)" "[ -n \"$got\" ] && within $r 1e-5"
-  "$BIN" ckpt export run_$n --format hf --dtype f32 --out step_$n > /dev/null 2> last.err
-  g=$($REF grad-check $n step_$n --tokens $n.tok --batch 4 --seq 64 --lr $LR --tol 1e-4 2>&1)
-  check "$n: one SGD step (lr $LR) gives the float64 gradient: $g" "[ $? -eq 0 ]"
+  cat err_step_$n grad_$n.err > last.err
+  g=$(cat grad_$n grad_$n.err)
+  check "$n: one SGD step (lr $LR) gives the float64 gradient: $g" "ref_ok grad_$n"
 
   # ---- import, export, round trips ------------------------------------------------
-  "$BIN" ckpt import $n --out imp_$n > /dev/null 2> last.err
-  check "$n: ckpt import" "[ $? -eq 0 ]"
-  "$BIN" ckpt export imp_$n --format hf --out exp_$n > /dev/null 2> last.err
+  cp err_imp_$n last.err
+  check "$n: ckpt import" "[ ${rc_imp[$n]} -eq 0 ]"
+  cp err_exp_$n last.err
   check "$n: export in the source's dtype ($dt): every tensor byte-identical to the source's" \
-    "[ $? -eq 0 ] && $REF compare $n exp_$n > /dev/null"
-  check "$n: ... a directory transformers loads ($dt)" "$REF check-hf exp_$n --dtype $dt --source $n > /dev/null"
+    "[ ${rc_exp[$n]} -eq 0 ] && ref_ok cmp_$n"
+  check "$n: ... a directory transformers loads ($dt)" "ref_ok chk_$n"
   for d in f32 bf16 f16; do
     D=$(tr a-z A-Z <<< $d)
-    "$BIN" ckpt export imp_$n --format hf --dtype $d --out exp_${n}_$d > /dev/null 2> last.err
+    cp err_exp_${n}_$d last.err
     check "$n: export --dtype $d: what transformers loads, each value torch's $D of the source's" \
-      "[ $? -eq 0 ] && $REF check-hf exp_${n}_$d --dtype $D --source $n > /dev/null"
+      "[ ${rc_exp_d[$n.$d]} -eq 0 ] && ref_ok chk_${n}_$d"
   done
   if [ $dt = F32 ]; then
-    check "$n: F32 -> mpitrain -> --dtype f32 is bit-exact" "$REF compare $n exp_${n}_f32 > /dev/null"
+    check "$n: F32 -> mpitrain -> --dtype f32 is bit-exact" "ref_ok cmp_${n}_f32"
   fi
-  got=$($REF loss exp_${n}_f32 --tokens $n.tok --batch 4 --seq 64 2> last.err)
+  got=$(cat got_$n)
+  cp got_$n.err last.err
   check "$n: the f32 export loads strictly in the reference, same loss" "[ \"$got\" = \"$want\" ]"
 done
 

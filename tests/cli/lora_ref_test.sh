@@ -25,30 +25,44 @@ LR=1
 SGD="--optimizer sgd --momentum 0 --weight-decay 0 --grad-clip 0 --warmup 0 --lr $LR --min-lr $LR"
 RUN="--batch 4 --seq-len 32 --steps 1 --threads 1 --quiet --eval-every 0 --save-every 0 --dp 1 --tp 1 --pp 1"
 
-# check_family NAME REF BASE ADAPTER TOKENS
+# check_family NAME REF BASE ADAPTER TOKENS: mpitrain's run and exports
+# first, then the reference's four commands on them in one process (refq:
+# one torch import, not four), then the checks
 check_family() {
-  local n=$1 ref=$2 base=$3 ad=$4 tok=$5 want got r g
-  want=$($ref loss "$base" --adapter "$ad" --tokens "$tok" --batch 4 --seq 32)
-  "$BIN" train --init-from "$base" --lora-from "$ad" --data "$tok" $RUN $SGD --out run_$n > /dev/null 2> last.err
-  check "$n: train --init-from --lora-from runs" "[ $? -eq 0 ]"
+  local n=$1 ref=$2 base=$3 ad=$4 tok=$5 want got r g rc_run rc_peft rc_merge
+  "$BIN" train --init-from "$base" --lora-from "$ad" --data "$tok" $RUN $SGD --out run_$n > /dev/null 2> err_run_$n
+  rc_run=$?
+  "$BIN" ckpt export run_$n --format peft --out step_$n > /dev/null 2> err_peft_$n
+  rc_peft=$?
+  "$BIN" ckpt export run_$n --format hf --merge-lora --dtype f32 --out merged_$n > /dev/null 2> err_merge_$n
+  rc_merge=$?
+  refq want_$n loss "$base" --adapter "$ad" --tokens "$tok" --batch 4 --seq 32
+  if [ "$ref" = "$GREF" ]; then
+    refq grad_$n grad-check "$base" "$ad" step_$n --tokens "$tok" --batch 4 --seq 32 --lr $LR --tol 1e-4
+  else
+    refq grad_$n grad-check "$base" step_$n --adapter "$ad" --tokens "$tok" --batch 4 --seq 32 --lr $LR --tol 1e-4
+  fi
+  refq adapted_$n loss "$base" --adapter step_$n --tokens "$tok" --batch 4 --seq 32
+  refq loss_merged_$n loss merged_$n --tokens "$tok" --batch 4 --seq 32
+  REF=$ref ref_run
+  want=$(cat want_$n)
+  cp err_run_$n last.err
+  check "$n: train --init-from --lora-from runs" "[ $rc_run -eq 0 ]"
   got=$(first_loss run_$n 2> /dev/null)
-  r=$(rel "${got:-0}" "$want")
+  r=$(rel "${got:-0}" "${want:-1}")
   check "$n: first loss $got vs the reference's $want with the adapter (rel $r <= 1e-5)" \
     "[ -n \"$got\" ] && within $r 1e-5"
-  "$BIN" ckpt export run_$n --format peft --out step_$n > /dev/null 2> last.err
-  check "$n: export --format peft" "[ $? -eq 0 ]"
-  if [ "$ref" = "$GREF" ]; then
-    g=$($ref grad-check "$base" "$ad" step_$n --tokens "$tok" --batch 4 --seq 32 --lr $LR --tol 1e-4 2>&1)
-  else
-    g=$($ref grad-check "$base" step_$n --adapter "$ad" --tokens "$tok" --batch 4 --seq 32 --lr $LR --tol 1e-4 2>&1)
-  fi
-  check "$n: one SGD step (lr $LR) moves the adapters by the float64 gradient: $g" "[ $? -eq 0 ]"
-  "$BIN" ckpt export run_$n --format hf --merge-lora --dtype f32 --out merged_$n > /dev/null 2> last.err
-  check "$n: export --format hf --merge-lora" "[ $? -eq 0 ]"
+  cp err_peft_$n last.err
+  check "$n: export --format peft" "[ $rc_peft -eq 0 ]"
+  g=$(cat grad_$n grad_$n.err)
+  cp grad_$n.err last.err
+  check "$n: one SGD step (lr $LR) moves the adapters by the float64 gradient: $g" "ref_ok grad_$n"
+  cp err_merge_$n last.err
+  check "$n: export --format hf --merge-lora" "[ $rc_merge -eq 0 ]"
   local adapted merged
-  adapted=$($ref loss "$base" --adapter step_$n --tokens "$tok" --batch 4 --seq 32)
-  merged=$($ref loss merged_$n --tokens "$tok" --batch 4 --seq 32)
-  r=$(rel "${merged:-0}" "$adapted")
+  adapted=$(cat adapted_$n)
+  merged=$(cat loss_merged_$n)
+  r=$(rel "${merged:-0}" "${adapted:-1}")
   check "$n: the merged model's loss $merged is the adapted one's $adapted (rel $r <= 1e-6)" \
     "[ -n \"$merged\" ] && within $r 1e-6"
 }

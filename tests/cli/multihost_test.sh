@@ -32,7 +32,9 @@ for i in $(seq 1 80); do echo "Line $i: and the evening and the morning were the
 "$BIN" prepare corpus.txt --out corpus.tok --val-fraction 0.1 > /dev/null || { echo "FAIL - prepare"; exit 1; }
 M="--layers 2 --heads 2 --embd 32 --seq-len 32 --batch 8 --data $PWD/corpus.tok --threads 1 --quiet --eval-every 0 --dp 4"
 hosts() { timeout 300 "$NC/mpirun.sh" hosts 4 "$BIN" train $M --out "$PWD/$1" "${@:2}" > "$1.log" 2>&1; }
-local4() { timeout 300 "$LOCAL" -n 4 train $M --out "$1" "${@:2}" > "$1.log" 2>&1; }
+# the binary under test on shared memory too: without MPITRAIN_BIN the
+# launcher runs <repo>/build/mpitrain (another build, or none)
+local4() { MPITRAIN_BIN=$BIN timeout 300 "$LOCAL" -n 4 train $M --out "$1" "${@:2}" > "$1.log" 2>&1; }
 
 Z="--optimizer zo --zo-samples 2 --zo-check-every 5 --steps 20"
 hosts zo_net $Z; check "ZO on 4 hosts over 100 Mbit/s TCP, hash check every 5 steps" "[ $? -eq 0 ]"

@@ -13,6 +13,7 @@ and written by hand (ref_common.py, shared with llama_ref.py).
   make-llmc F    the same weights as an llm.c model file (version 3, f32)
   make-tokens F  random tokens in mpitrain's native MPTOKENS format
   loss SRC       mean cross-entropy of the first batch mpitrain's loader takes
+                 (--also BxT: and of other batches, a line each)
   compare A B    two HF model.safetensors (or two llm.c files) hold the same
                  weights, byte for byte, tensor by tensor
   make-peft SRC OUT  a random LoRA adapter for SRC in PEFT's format (--r, --alpha,
@@ -21,6 +22,8 @@ and written by hand (ref_common.py, shared with llama_ref.py).
                  x @ W + b + alpha / r * (x @ A.T) @ B.T)
   grad-check SRC ADAPTER STEPPED  mpitrain's adapter gradient, (ADAPTER -
                  STEPPED) / lr after one plain SGD step, against ours
+  batch FILE     the commands of FILE in one process, each's output to a file
+                 of its own (ref_common.run_batch; tests queue them with refq)
 """
 import argparse
 import json
@@ -29,10 +32,13 @@ import os
 import sys
 
 import numpy as np
-import torch
 
-from ref_common import (add_make_peft, byte_alphabet, first_batch, grad_errors, make_tokens, peft_random, peft_read,
-                        peft_write, st_header, st_read, st_write)
+from ref_common import (LazyTorch, add_batch, add_make_peft, batch_shape, byte_alphabet, first_batch, grad_errors,
+                        make_tokens, peft_random, peft_read, peft_write, run_batch, st_header, st_read, st_write)
+
+# only the forwards and check-hf need torch (seconds to import): make-hf,
+# make-llmc, make-tokens, make-peft and compare run on numpy alone
+torch = LazyTorch(globals())
 
 LAYER_KEYS = [  # name, shape in units of C (HF layout: Conv1D is (in, out))
     ("ln_1.weight", (1,)), ("ln_1.bias", (1,)),
@@ -318,12 +324,14 @@ def cmd_make_peft(a):
 
 
 def cmd_loss(a):
+    """The loss of the first batch; with --also BxT, then of each such batch
+    on a line of its own (the model loaded once: seconds at 124M)."""
     torch.set_num_threads(a.threads)
     cfg, w = load_llmc(a.src) if a.src.endswith(".bin") else load_hf(a.src)
-    T = a.seq or cfg["n_positions"]
-    inputs, targets = first_batch(a.tokens, a.batch, T)
     ad = adapters_of(cfg, a.adapter) if a.adapter else None
-    print("%.12f" % forward_loss(cfg, w, inputs, targets, ad).item())
+    for B, T in [(a.batch, a.seq)] + a.also:
+        inputs, targets = first_batch(a.tokens, B, T or cfg["n_positions"])
+        print("%.12f" % forward_loss(cfg, w, inputs, targets, ad).item())
 
 
 def cmd_grad_check(a):
@@ -432,7 +440,7 @@ def cmd_check_hf(a):
     sys.exit(1 if bad else 0)
 
 
-def main():
+def main(argv=None):
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd", required=True)
     for name in ("make-hf", "make-llmc"):
@@ -473,6 +481,8 @@ def main():
             p.add_argument("--tol", type=float, default=1e-4)
         else:
             p.add_argument("--adapter", help="a PEFT LoRA adapter directory for SRC")
+            p.add_argument("--also", type=batch_shape, action="append", default=[], metavar="BxT",
+                           help="also the loss of the first B sequences of T tokens (repeatable)")
         p.add_argument("--tokens", required=True)
         p.add_argument("--batch", type=int, default=2)
         p.add_argument("--seq", type=int, default=0)
@@ -493,7 +503,10 @@ def main():
     p = sub.add_parser("compare")
     p.add_argument("a")
     p.add_argument("b")
-    a = ap.parse_args()
+    add_batch(sub)
+    a = ap.parse_args(argv)
+    if a.cmd == "batch":
+        return run_batch(main, a.file)
     {"make-hf": cmd_make_hf, "make-llmc": cmd_make_llmc, "make-tokens": cmd_make_tokens,
      "loss": cmd_loss, "compare": cmd_compare, "rows": cmd_rows, "check-hf": cmd_check_hf,
      "make-peft": cmd_make_peft, "grad-check": cmd_grad_check}[a.cmd](a)

@@ -35,6 +35,7 @@ Run with /usr/bin/python3 (Debian python3-torch); safetensors by hand
   make-tokens F     random tokens in MPTOKENS format (4-byte ids above vocab 65536)
   make-tokenizer DIR  a random byte-level BPE tokenizer.json of --vocab ids (SmolLM2's layout)
   loss SRC          mean cross-entropy of the first batch mpitrain's loader takes
+                    (--also BxT: and of other batches, a line each)
   sgd-step SRC      the weights after one plain SGD step (lr) on that batch, as F32
   grad-check SRC STEPPED   mpitrain's gradient, (SRC - STEPPED) / lr, against ours
   compare A B       the same tensors, byte for byte (any shard layouts; --mpitrain-names:
@@ -47,6 +48,8 @@ Run with /usr/bin/python3 (Debian python3-torch); safetensors by hand
                     take --adapter DIR: the model with it (PEFT's LoRA: a target
                     module computes base(x) + alpha / r * (x @ A.T) @ B.T), and
                     grad-check then reads STEPPED as the adapter after the step
+  batch FILE        the commands of FILE in one process, each's output to a file of
+                    its own (ref_common.run_batch; tests queue them with refq)
 """
 import argparse
 import json
@@ -56,22 +59,13 @@ import sys
 
 import numpy as np
 
-from ref_common import (INDEX, TORCH_DTYPE_NAMES, add_make_peft, byte_alphabet, first_batch, grad_errors, make_tokens,
-                        peft_random, peft_read, peft_write, round_to, shard_name, st_header, st_read_all,
-                        st_write_dir)
+from ref_common import (INDEX, TORCH_DTYPE_NAMES, LazyTorch, add_batch, add_make_peft, batch_shape, byte_alphabet,
+                        first_batch, grad_errors, make_tokens, peft_random, peft_read, peft_write, round_to, run_batch,
+                        shard_name, st_header, st_read_all, st_write_dir)
 
-
-class LazyTorch:
-    """torch, imported on first use: the import takes seconds on a loaded
-    machine, and making, comparing and checking models needs only numpy."""
-
-    def __getattr__(self, name):
-        import torch as real
-        globals()["torch"] = real
-        return getattr(real, name)
-
-
-torch = LazyTorch()
+# torch only where a forward runs: making, comparing and checking models
+# needs numpy alone
+torch = LazyTorch(globals())
 
 ARCH_CLASS = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM",
               "mistral": "MistralForCausalLM"}
@@ -525,12 +519,19 @@ def batch_of(a, h):
 
 
 def cmd_loss(a):
+    """The loss of the first batch; with --also BxT, then of each such batch
+    on a line of its own (the model loaded once: seconds at 135M)."""
     torch.set_num_threads(a.threads)
     cfg, h, w = load_hf(a.src, a.seq)
     if a.adapter:
         w = with_adapter(h, w, a.adapter)
+    t = tensors(w)
     inputs, targets = batch_of(a, h)
-    print("%.12f" % loss_of(h, tensors(w), inputs, targets).item())
+    print("%.12f" % loss_of(h, t, inputs, targets).item())
+    for B, T in a.also:
+        hparams(cfg, T)  # what load_hf refuses at --seq, refused at T too
+        inputs, targets = first_batch(a.tokens, B, T)
+        print("%.12f" % loss_of(h, t, inputs, targets).item())
 
 
 def cmd_sgd_step(a):
@@ -921,7 +922,7 @@ def cmd_rounding(a):
     print("a float32 SGD step at lr %g, read back: max err %.3g (%s)" % (a.lr, err[worst], worst))
 
 
-def main():
+def main(argv=None):
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("make-hf")
@@ -970,6 +971,9 @@ def main():
         p.add_argument("--tokens", required=True)
         if name in ("loss", "grad-check"):
             p.add_argument("--adapter", help="a PEFT LoRA adapter directory for SRC")
+        if name == "loss":
+            p.add_argument("--also", type=batch_shape, action="append", default=[], metavar="BxT",
+                           help="also the loss of the first B sequences of T tokens (repeatable)")
         p.add_argument("--batch", type=int, default=2)
         p.add_argument("--seq", type=int, default=0, help="0: max_position_embeddings")
         p.add_argument("--threads", type=int, default=1)
@@ -988,7 +992,10 @@ def main():
     p.add_argument("--dtype", choices=["F32", "F16", "BF16"], default="F32")
     p.add_argument("--source", help="the HF dir the values came from")
     sub.add_parser("selftest")
-    a = ap.parse_args()
+    add_batch(sub)
+    a = ap.parse_args(argv)
+    if a.cmd == "batch":
+        return run_batch(main, a.file)
     try:
         {"make-hf": cmd_make_hf, "make-tokens": cmd_make_tokens, "make-tokenizer": cmd_make_tokenizer,
          "loss": cmd_loss, "sgd-step": cmd_sgd_step, "grad-check": cmd_grad_check, "compare": cmd_compare, "check-hf": cmd_check_hf,

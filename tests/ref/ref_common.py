@@ -18,9 +18,12 @@ formats, not any model's math.
                 (r, in) or ".lora_B.weight" (out, r); the adapted module
                 computes base(x) + lora_alpha / r * (x @ A.T) @ B.T
 """
+import contextlib
 import json
 import os
 import struct
+import sys
+import traceback
 
 import numpy as np
 
@@ -276,6 +279,64 @@ def make_tokens(out, n, vocab, seed, token_bytes=0):
     head += struct.pack("<I", crc32c(head)) + b"\0" * 20
     with open(out, "wb") as f:
         f.write(head + toks.tobytes())
+
+
+class LazyTorch:
+    """torch, imported on first use: the import takes seconds on a loaded
+    machine, and making, comparing and checking models needs only numpy.
+    A reference binds `torch = LazyTorch(globals())`; the first attribute
+    read imports torch and rebinds that module's name to the real one."""
+
+    def __init__(self, module_globals):
+        self._globals = module_globals
+
+    def __getattr__(self, name):
+        import torch as real
+        self._globals["torch"] = real
+        return getattr(real, name)
+
+
+def batch_shape(s):
+    """BxT (a --also argument): B sequences of T tokens, both positive."""
+    b, x, t = s.partition("x")
+    if not (x and b.isdigit() and t.isdigit() and int(b) > 0 and int(t) > 0):
+        raise ValueError("not BxT: %r" % s)
+    return int(b), int(t)
+
+
+def add_batch(sub):
+    """The `batch FILE` command of a reference (run_batch)."""
+    p = sub.add_parser("batch", help="the commands of FILE in this one process (see ref_common.run_batch)")
+    p.add_argument("file")
+
+
+def run_batch(main, path):
+    """`batch FILE`: each line of FILE is OUT and a command's arguments,
+    tab-separated (tests/ref/ref_lib.sh refq writes them). The commands run
+    in order in this one process, so python starts and torch is imported
+    once instead of once a command (seconds each on a loaded machine):
+    each one's stdout goes to OUT, its stderr to OUT.err and its exit
+    status, as it would have exited alone, to OUT.rc."""
+    with open(path, encoding="utf-8") as f:
+        lines = [l.rstrip("\n") for l in f if l.strip()]
+    for line in lines:
+        out, *args = line.split("\t")
+        with open(out, "w") as o, open(out + ".err", "w") as e:
+            with contextlib.redirect_stdout(o), contextlib.redirect_stderr(e):
+                try:
+                    main(args)
+                    code = 0
+                except SystemExit as x:
+                    if x.code is None or isinstance(x.code, int):
+                        code = x.code or 0
+                    else:  # sys.exit("message"): printed, status 1
+                        print(x.code, file=sys.stderr)
+                        code = 1
+                except Exception:  # an uncaught error: the traceback and status 1, as python gives
+                    traceback.print_exc()
+                    code = 1
+        with open(out + ".rc", "w") as r:
+            r.write("%d\n" % code)
 
 
 def first_batch(path, B, T):
