@@ -993,9 +993,10 @@ static int handle(Elastic *el, const uint8_t *b, size_t n, Err *e)
     switch (m.type) {
     case SW_CONFIG_REQ: return reply_config(el, &m, e);
     case SW_HELLO:
-        /* the state it needs is the next round's start; with overlap a
-         * round begun is in flight until this machine's next round ends */
-        if ((exchanging || r->begun) && el->keeping) return hold_hello(el, &m, b, n, e);
+        /* the state it needs is the next round's start: a round decided
+         * holds it until the round has ended here (with overlap, at the
+         * end of this machine's next round) */
+        if (r->decided && (exchanging || r->begun) && el->keeping) return hold_hello(el, &m, b, n, e);
         return keeper_hello(el, &m, e);
     case SW_READY:
         if (!el->keeping || m.step < r->k) return 0;
