@@ -100,6 +100,7 @@ struct Elastic {
     char drop_why[SWARM_TEXT_LEN];
     double longest_exchange_s, round_work_s, returned_at;
     int progress_failed; /* elastic_progress met an error: progress_err, for elastic_poll */
+    int late;            /* overlap: the round after the one in flight was decided without it */
     Err progress_err;
     uint8_t in[SWARM_MSG_MAX], out[SWARM_MSG_MAX];
     ElasticStats st;
@@ -981,6 +982,14 @@ static int hold_hello(Elastic *el, const SwarmMsg *m, const uint8_t *b, size_t n
     return send_to_addr(el, to, &w, e);
 }
 
+/* A ROUND's contributor table (u32 slot, u32 weight each) names slot. */
+static int names_slot(const SwarmMsg *m, uint32_t slot)
+{
+    for (uint32_t i = 0; i + 8 <= m->blob_len; i += 8)
+        if (le_get32(m->blob + i) == slot) return 1;
+    return 0;
+}
+
 /* One message, whatever this machine is doing. */
 static int handle(Elastic *el, const uint8_t *b, size_t n, Err *e)
 {
@@ -1008,6 +1017,9 @@ static int handle(Elastic *el, const uint8_t *b, size_t n, Err *e)
     case SW_ROUND:
         if (el->keeping || m.step < r->k || m.slot != el->keeper || m.term < el->term) return 0;
         if (m.step > r->k) {
+            /* with overlap, the next round decided while this machine still
+             * computes it: without it, it skips to that round's end */
+            if (m.step == r->k + 1 && r->begun && !names_slot(&m, el->slot)) el->late = 1;
             stash_add(el, b, n);
             return 0;
         }
@@ -1158,7 +1170,7 @@ int elastic_poll(Elastic *el, Err *e)
     if (rc) return -1;
     /* a round this machine has begun goes on behind its steps (overlap) */
     if (el->r.begun && !el->r.t_done && round_done(el)) el->r.t_done = el->returned_at;
-    return el->r.decided && el->r.me < 0 && !el->r.begun;
+    return el->late || (el->r.decided && el->r.me < 0 && !el->r.begun);
 }
 
 uint32_t elastic_round(const Elastic *el) { return el->r.k; }
@@ -1273,6 +1285,7 @@ static void finish_round(Elastic *el, double t0, ElasticRound *out)
     out->slots = el->last_slots;
     out->weights = el->last_weights;
     round_reset(el, r->k + 1);
+    el->late = 0;
     el->round_work_s = 0;
     el->returned_at = comm_wtime();
     /* what came early waits until the caller has taken the outer step: a
