@@ -17,7 +17,9 @@
 #  4. streaming fragments (--diloco 10 --diloco-fragments 2: a half of the
 #     weights every 5 steps) while the keeper dies (SIGKILL) right after
 #     deciding a round: the lowest member takes over and voids the round in
-#     flight, the run goes on, and its end synchronises both halves.
+#     flight, the run goes on, and its end synchronises both halves;
+#  5. a machine dropped (frozen) and resumed only after the run has ended
+#     learns that it ended from the keeper's last word and ends cleanly.
 # Every ordering is waited for, not timed: the keeper decides round 3 only
 # with 5 machines ready (MPITRAIN_TEST_SWARM_HOLD, a test hook capped at
 # 120 s), so the 5th machine counts from round 3 however loaded the host.
@@ -157,4 +159,20 @@ check "... each half of the weights, to within a block of 64 values" \
 check "... the same rounds on every survivor" "[ \"\$(frags d1)\" = \"\$(frags d2)\" ] && [ \"\$(frags d1)\" = \"\$(frags d3)\" ]"
 for m in d1 d2 d3; do export_st $m; done
 check "the three hold bit-identical weights" "[ -s d1.st ] && cmp -s d1.st d2.st && cmp -s d1.st d3.st"
+
+# ---- 5. dropped, and back only after the run has ended ----
+K5="$(host 0):$((PORT + 5))"
+D5="--optimizer adamw --lr 1e-3 --diloco 5 --steps 30 --swarm-deadline 1 --swarm-misses 2"
+on 0 "$BIN" train $M $D5 --data "$PWD/corpus.tok" --swarm-listen "$K5" --swarm-wait 3 --out e0 > e0.log 2>&1 & e0=$!
+on 1 "$BIN" train $M --data "$PWD/corpus.tok" --swarm-join "$K5" --out e1 > e1.log 2>&1 & e1=$!
+until_said e1.log "welcomed into the run as machine 1"
+MPITRAIN_TEST_SIGSTOP=0,7 on 2 "$BIN" train $M --data "$PWD/corpus.tok" --swarm-join "$K5" --out e2 > e2.log 2>&1 & e2=$!
+wait $e0; rc_e0=$?
+wait $e1; rc_e1=$?
+check "the keeper dropped the frozen machine and the other two finished (exit $rc_e0 $rc_e1)" \
+  "[ $rc_e0 -eq 0 ] && [ $rc_e1 -eq 0 ] && grep -q 'machine 2 (.*) was dropped' e0.log"
+kill -CONT $e2
+wait $e2; rc_e2=$?
+check "resumed after the run's end, it learns that the run ended and ends too (exit $rc_e2)" \
+  "[ $rc_e2 -eq 0 ] && grep -q 'the run ended (the run ended at round 6) before this machine could rejoin' e2.log && ! grep -q 'did not answer' e2.log"
 finish

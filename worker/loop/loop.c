@@ -329,7 +329,7 @@ int loop_run(Trainer *t, const StepStrategy *s, TrainResult *res, Err *e)
         /* a record that cannot be written (disk full) stops every rank */
         if (trainer_is_rank0(t) && t->obs->step) rc = t->obs->step(t->obs->ctx, &r, e);
         if ((rc = trainer_agree(t, rc, e))) break;
-        res->final_loss = o.loss;
+        if (!o.no_loss) res->final_loss = o.loss;
         res->last_step = step + 1;
         rc = end_of_step(t, s, st, step + 1, res, e);
         if (res->stop_signal) break;

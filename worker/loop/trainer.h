@@ -79,7 +79,10 @@ typedef struct {
                             * --time-budget used; strategies read it */
     long end_step;         /* the run ends after this step (1-based): --steps, or
                             * sooner, agreed by every rank before the step
-                            * begins (--time-budget); strategies may read it */
+                            * begins (--time-budget); strategies may read it,
+                            * and a one-rank strategy end the run at its
+                            * current step, naming why in ended_by */
+    const char *ended_by;  /* ... (summary.json's ended_by), or NULL */
     uint64_t data_pos;     /* global batch index of the next step */
     double budget_used_s;  /* --time-budget: training seconds used (rank 0's clock) */
     CkptMeta resume_meta;  /* --resume: the checkpoint's manifest, read once */

@@ -321,6 +321,7 @@ static void append_array(JsonOut *j, const char *key, const RankMemory *all, int
 static void append_budget(JsonOut *j, const Trainer *t, const TrainResult *res)
 {
     const char *by = res->stop_signal ? "signal"
+                     : t->ended_by                 ? t->ended_by
                      : t->end_step < t->cfg->steps ? "time-budget" : "steps";
     json_str(json_key(j, "ended_by"), by);
     json_fixed(json_key(j, "time_budget_s"), t->cfg->time_budget_s, 3);

@@ -98,6 +98,10 @@ struct Elastic {
     double alive_sent; /* the keeper's last sign of life */
     int dropped;   /* the keeper dropped this machine: it rejoins */
     char drop_why[SWARM_TEXT_LEN];
+    int ended;     /* dropped, it learnt that the run ended without it */
+    /* keeper: the addresses it dropped, told at the run's end that it ended */
+    char gone[MAX_SLOTS][SWARM_ADDR_LEN];
+    uint32_t n_gone;
     double longest_exchange_s, round_work_s, returned_at;
     int progress_failed; /* elastic_progress met an error: progress_err, for elastic_poll */
     int late;            /* overlap: the round after the one in flight was decided without it */
@@ -662,6 +666,7 @@ static int keeper_decide(Elastic *el, Err *e)
             SwarmMsg d = {.type = SW_DROPPED};
             snprintf(d.text, sizeof d.text, "%s", why);
             send_to(el, s, &d, e);
+            snprintf(el->gone[el->n_gone++ % MAX_SLOTS], SWARM_ADDR_LEN, "%s", p->addr);
             p->state = FREE;
             changed = 1;
         }
@@ -990,6 +995,15 @@ static int names_slot(const SwarmMsg *m, uint32_t slot)
     return 0;
 }
 
+/* A dropped machine told by the keeper that the run ended (SW_STOP): it
+ * ends too, with the run's weights as it last had them. */
+static void run_ended(Elastic *el, const SwarmMsg *m)
+{
+    el->ended = 1;
+    event(el, "the run ended (%s) before this machine could rejoin: it ends with the run's "
+              "weights of round %u", m->text, el->r.k);
+}
+
 /* One message, whatever this machine is doing. */
 static int handle(Elastic *el, const uint8_t *b, size_t n, Err *e)
 {
@@ -1063,7 +1077,12 @@ static int handle(Elastic *el, const uint8_t *b, size_t n, Err *e)
         el->dropped = 1;
         snprintf(el->drop_why, sizeof el->drop_why, "%s", m.text);
         return 0;
-    case SW_STOP: return err_set(e, "elastic: the keeper stopped this machine: %s", m.text);
+    case SW_STOP:
+        /* the keeper sends it only at the run's end, to the machines it
+         * dropped and those waiting to join */
+        if (!el->dropped) return err_set(e, "elastic: the keeper stopped this machine: %s", m.text);
+        run_ended(el, &m);
+        return 0;
     default: return 0;
     }
 }
@@ -1156,15 +1175,16 @@ int elastic_poll(Elastic *el, Err *e)
         *e = el->progress_err;
         return -1;
     }
+    if (el->ended) return 3;
     double t = comm_wtime();
     if (el->returned_at > 0) el->round_work_s += t - el->returned_at;
     int rc = catch_up(el, e);
     if (!rc) rc = pump(el, 0, e);
     if (!rc) rc = drive(el, e);
-    if (!rc && el->dropped) {
-        rc = rejoin(el, e);
+    if (!rc && el->dropped && !el->ended) rc = rejoin(el, e) ? -1 : 2;
+    if (rc > 0 || (!rc && el->ended)) {
         el->returned_at = comm_wtime();
-        return rc ? -1 : 2;
+        return el->ended ? 3 : 2;
     }
     el->returned_at = comm_wtime();
     if (rc) return -1;
@@ -1308,7 +1328,8 @@ int elastic_end(Elastic *el, ElasticRound *out, Err *e)
             memset(out, 0, sizeof *out);
             out->round = r->k;
             out->rejoined = 1;
-            if (rejoin(el, e)) return -1;
+            if (!el->ended && rejoin(el, e)) return -1;
+            out->ended = el->ended;
             el->returned_at = comm_wtime();
             return 0;
         }
@@ -1372,6 +1393,12 @@ static int join_run(Elastic *el, uint32_t *round, Err *e)
         Err bad;
         if (swarm_msg_decode(el->in, len, &m, &bad)) continue;
         if (m.type == SW_REFUSE) return err_set(e, "elastic: the run at %s %s", el->join, m.text);
+        if (m.type == SW_STOP && !el->rejoins)
+            return err_set(e, "elastic: the run at %s has nothing to join: %s", el->join, m.text);
+        if (m.type == SW_STOP) {
+            run_ended(el, &m);
+            return 0;
+        }
         if (m.type == SW_KEEPER && !welcomed) {
             heard = comm_wtime(); /* alive: the welcome comes at its round's end */
             continue;
@@ -1467,10 +1494,39 @@ void elastic_leave(Elastic *el)
     fabric_flush(el->fab, 1.0);
 }
 
+/* The run's end, from the keeper: the machines it dropped (unless they are
+ * back) and those still waiting for a welcome are told, so that they end
+ * too instead of waiting out JOIN_TIMEOUT_S for an answer. */
+static void tell_run_ended(Elastic *el)
+{
+    char why[SWARM_TEXT_LEN];
+    snprintf(why, sizeof why, "the run ended at round %u", el->r.k);
+    char to[2 * MAX_SLOTS][SWARM_ADDR_LEN];
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < el->n_gone && i < MAX_SLOTS; i++)
+        snprintf(to[n++], SWARM_ADDR_LEN, "%s", el->gone[i]);
+    for (size_t i = 0; i < el->n_stash && n < 2 * MAX_SLOTS; i++) {
+        SwarmMsg h;
+        Err bad;
+        if (!swarm_msg_decode(el->stash[i], el->stash_len[i], &h, &bad) && h.type == SW_HELLO)
+            snprintf(to[n++], SWARM_ADDR_LEN, "%s", h.addr);
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        int back = 0;
+        for (uint32_t s = 0; s < MAX_SLOTS; s++)
+            back |= el->peers[s].state != FREE && !strcmp(el->peers[s].addr, to[i]);
+        FabricAddr fa;
+        Err ignored;
+        if (!back && !fabric_peer(el->fab, to[i], &fa, &ignored))
+            send_text(el, fa, SW_STOP, why, &ignored);
+    }
+}
+
 void elastic_close(Elastic *el, int done)
 {
     if (!el) return;
     if (!done) elastic_leave(el);
+    if (done && el->keeping && el->joined) tell_run_ended(el);
     fabric_close(el->fab, el->keeping ? 2.0 : 0.5);
     for (size_t i = 0; i < el->n_stash; i++) free(el->stash[i]);
     free(el->stash);

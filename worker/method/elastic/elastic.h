@@ -68,6 +68,8 @@ typedef struct {
     uint64_t chain;    /* the run's history after this round */
     int rejoined;      /* this machine was dropped and has rejoined: the outer
                         * state is the run's, the round elastic_round's */
+    int ended;         /* ... or, dropped, learnt that the run has ended: it
+                        * ends too, on the outer state it had */
 } ElasticRound;
 
 typedef struct {
@@ -92,7 +94,9 @@ int elastic_open(Elastic **out, const ElasticOptions *o, float *global, float *m
 /* Between inner steps: answers newcomers, takes what arrived. 1 = the
  * current round was decided without this machine (it is late): skip to the
  * round's end; 2 = it was dropped and has rejoined (see ElasticRound's
- * rejoined); 0 = go on; -1 = an error (stopped, refused, diverged). */
+ * rejoined); 3 = it was dropped and the run has ended without it (the
+ * keeper said so): skip to the end; 0 = go on; -1 = an error (stopped,
+ * refused, diverged). */
 int elastic_poll(Elastic *el, Err *e);
 /* The round this machine is in (0-based). */
 uint32_t elastic_round(const Elastic *el);

@@ -35,6 +35,7 @@ typedef struct {
     uint32_t sent_steps; /* the round in flight's weight: frag_steps when it began */
     int skipping;       /* the round was decided without this machine: skip to its end */
     int computed;       /* this step was computed (not skipped) */
+    int ended;          /* dropped, it learnt the run ended without it */
     long applied, end_step;
     FILE *log;          /* OUT/elastic/rounds.jsonl */
 } ElasticRun;
@@ -193,18 +194,32 @@ static void rejoined(Trainer *t, ElasticRun *s)
                  s->round_start + 1);
 }
 
+/* The run ended while this machine was out of it (the keeper said so): it
+ * ends at this step, on the run's weights as it last had them. */
+static void run_ended(Trainer *t, ElasticRun *s, long step)
+{
+    if (s->ended) return;
+    s->ended = 1;
+    memcpy(t->model.params, s->global, t->model.n_params * sizeof(float));
+    t->end_step = step + 1;
+    t->ended_by = "elastic-run-ended";
+    trainer_note(t, "elastic: the run has ended without this machine: it ends at step %ld",
+                 step + 1);
+}
+
 static int el_compute(Trainer *t, void *state, long step, StepOutcome *o, Err *e)
 {
     ElasticRun *s = state;
     s->computed = 0;
-    int late = step < s->round_start ? 1 : elastic_poll(s->el, e);
+    int late = step < s->round_start || s->ended ? 1 : elastic_poll(s->el, e);
     notes(t, s);
     if (late < 0) return -1;
+    if (late == 3) run_ended(t, s, step);
     if (late == 2) {
         rejoined(t, s);
         late = step < s->round_start;
     }
-    if (late || s->skipping) {
+    if (late || s->skipping || s->ended) {
         s->skipping = step >= s->round_start;
         t->data_pos++;
         o->no_loss = 1;
@@ -298,10 +313,9 @@ static int end_round(Trainer *t, ElasticRun *s, int delayed, int last, Err *e)
     trace_end();
     notes(t, s);
     if (rc) return -1;
-    if (r.rejoined) {
-        rejoined(t, s);
-        return 1;
-    }
+    if (r.ended) run_ended(t, s, s->applied - 1);
+    if (r.rejoined && !r.ended) rejoined(t, s);
+    if (r.rejoined) return 1;
     if (r.committed) outer_step(t, s, &r, delayed);
     /* every machine ends on the same weights, also after a void round */
     if (!r.committed && last)
@@ -342,6 +356,7 @@ static int el_apply(Trainer *t, void *state, long step, int skip, Err *e)
         for (uint32_t f = 0; f < s->fragments; f++) s->frag_steps[f]++;
     }
     s->applied = step + 1;
+    if (s->ended) return 0;
     int last = step + 1 == t->end_step;
     if (step < s->round_start || ((step + 1) % s->period != 0 && !last)) return 0;
     return outer_round(t, s, last, e);
