@@ -7,6 +7,7 @@
 #include <unistd.h>
 #include "launch/commands.h"
 #include "base/options.h"
+#include "worker/data/chat.h"
 #include "worker/data/data.h"
 #include "base/fileio.h"
 
@@ -14,8 +15,13 @@ typedef struct {
     char out[PATH_LEN];
     float val_fraction;
     char tokenizer[PATH_LEN];
-    int format; /* PrepFormat: the choices below in its order */
+    int format; /* PrepFormat, then PREPARE_JSONL: the choices below in their order */
+    char template_name[32];
+    char system[1024];
+    char date[32];
 } PrepareArgs;
+
+enum { PREPARE_JSONL = PREP_LLMC + 1 };
 
 static const OptSpec PREPARE_OPTS[] = {
     {"out", OT_STR, offsetof(PrepareArgs, out), sizeof(((PrepareArgs *)0)->out), "FILE",
@@ -26,9 +32,22 @@ static const OptSpec PREPARE_OPTS[] = {
      "DIR", "tokenizer files (tokenizer.json + tokenizer_config.json, or GPT-2's vocab.json + "
      "merges.txt or encoder.json + vocab.bpe); default: byte-level, vocabulary 256", NULL, 1, 0,
      NULL},
-    {"format", OT_CHOICE, offsetof(PrepareArgs, format), 0, "mptokens|llmc",
-     "file to write: MPTOKENS, or llm.c's token file (needs --tokenizer; no split of its own)",
-     "mptokens|llmc", 1, 0, "mptokens"},
+    {"format", OT_CHOICE, offsetof(PrepareArgs, format), 0, "mptokens|llmc|jsonl",
+     "mptokens: text files into MPTOKENS; llmc: into llm.c's token file (needs --tokenizer; no "
+     "split of its own); jsonl: instruction examples, one JSON object a line ({\"prompt\", "
+     "\"completion\"} or {\"messages\": [{\"role\", \"content\"}, ...]}), rendered by "
+     "--template, into MPTOKENS with a loss mask (the answers alone count; docs/instruct.md)",
+     "mptokens|llmc|jsonl", 1, 0, "mptokens"},
+    {"template", OT_STR, offsetof(PrepareArgs, template_name),
+     sizeof(((PrepareArgs *)0)->template_name), "NAME",
+     "--format jsonl: the chat template, plain|llama3|llama3.2|chatml|smollm2|qwen3, or auto "
+     "(the one tokenizer_config.json's chat_template is; plain without one)", NULL, 1, 0, NULL},
+    {"system", OT_STR, offsetof(PrepareArgs, system), sizeof(((PrepareArgs *)0)->system), "TEXT",
+     "--format jsonl: a system turn for the examples that have none", NULL, 1, 0, NULL},
+    {"template-date", OT_STR, offsetof(PrepareArgs, date), sizeof(((PrepareArgs *)0)->date),
+     "\"DD Mon YYYY\"", "--template llama3.2: the system turn's \"Today Date\" (default: today, "
+     "UTC, as transformers renders it; fix it for a file that is the same every day)", NULL, 1, 0,
+     NULL},
     {0},
 };
 
@@ -68,10 +87,14 @@ static int dump_kjv(const char *txt, char *err, size_t n)
     return rc;
 }
 
-/* Byte-level, or BPE with --tokenizer. */
+/* Byte-level, or BPE with --tokenizer; instruction examples with --format jsonl. */
 static int prepare_texts(const PrepareArgs *a, const char *out, double val_fraction,
                          const char *const *paths, int n_paths, Err *e)
 {
+    if (a && a->format == PREPARE_JSONL) {
+        PrepareChat c = {a->tokenizer, out, val_fraction, a->template_name, a->system, a->date};
+        return prepare_jsonl_files(&c, paths, n_paths, e);
+    }
     if (!a || !a->tokenizer[0]) return prepare_text_files(paths, n_paths, out, val_fraction, e);
     PrepareBpe p = {a->tokenizer, out, val_fraction, (PrepFormat)a->format};
     return prepare_bpe_files(&p, paths, n_paths, e);
@@ -108,7 +131,7 @@ int ensure_default_data(char *err, size_t n)
 
 int cmd_prepare(int argc, char **argv)
 {
-    PrepareArgs a = {DEFAULT_DATA, 0.05f, "", PREP_MPTOKENS};
+    PrepareArgs a = {DEFAULT_DATA, 0.05f, "", PREP_MPTOKENS, "auto", "", ""};
     const char *inputs[256];
     int n_in = 0, help = 0;
     int rc = opts_parse("prepare", PREPARE_OPTS, &a, argc, argv, 1, inputs, 256, &n_in, &help);
@@ -126,6 +149,15 @@ int cmd_prepare(int argc, char **argv)
                         "GPT-2 tokens)\n");
         return EXIT_USAGE;
     }
+    if (a.format == PREPARE_JSONL && n_in == 0) {
+        fprintf(stderr, "mpitrain prepare: --format jsonl needs the .jsonl files to read\n");
+        return EXIT_USAGE;
+    }
+    if (a.format != PREPARE_JSONL && (strcmp(a.template_name, "auto") || a.system[0] || a.date[0])) {
+        fprintf(stderr, "mpitrain prepare: --template, --system and --template-date go with "
+                        "--format jsonl\n");
+        return EXIT_USAGE;
+    }
     char err[1024];
     Err e = {{0}};
     if (n_in == 0)
@@ -138,8 +170,12 @@ int cmd_prepare(int argc, char **argv)
     }
     TokenFile f;
     if (tokfile_open(&f, a.out, &e) == 0) {
-        printf("wrote %s: %llu train + %llu validation tokens, vocabulary %d\n", a.out,
+        printf("wrote %s: %llu train + %llu validation tokens, vocabulary %d", a.out,
                (unsigned long long)f.n_train, (unsigned long long)f.n_val, f.vocab);
+        uint64_t counted = 0;
+        for (uint64_t i = 0; f.mask && i < f.n_train + f.n_val; i++) counted += f.mask[i] & TOKMASK_COUNTS;
+        if (f.mask) printf(", %llu of them counted by the loss", (unsigned long long)counted);
+        printf("\n");
         tokfile_close(&f);
     }
     return 0;

@@ -1085,7 +1085,7 @@ static double gpt_forward(Model *m, int slot, const int *inputs, const int *targ
     if (!g->head || !targets) return 0.0;
     head_norm(m, sa, B * T);
     head_logits(m, sa, targets, 0, B * T);
-    return xent_tiles_loss(&g->xt, B * T);
+    return xent_tiles_loss(&g->xt, targets, B * T);
 }
 
 /* ---- backward ------------------------------------------------------------ */

@@ -735,6 +735,10 @@ void embedding_backward(float *dwte, float *dwpe, const float *dout, const int *
 
 static double xent_row(float *dl, const float *l, int target, int V, float grad_scale)
 {
+    if (target < 0) { /* not counted (a loss mask): no loss, no gradient */
+        if (dl) memset(dl, 0, (size_t)V * sizeof *dl);
+        return 0.0;
+    }
     float mx = row_max(l, V);
     double logz = log(row_sum_exp(l, V, mx)) + mx;
     float lt = l[target]; /* read before dl (which may alias l) is written */
@@ -793,13 +797,14 @@ void xent_tiles_update(XentTiles *x, const float *logits, size_t ld, const int *
     }
 }
 
-double xent_tiles_loss(const XentTiles *x, int N)
+double xent_tiles_loss(const XentTiles *x, const int *targets, int N)
 {
     double part[CHUNKS] = {0};
 #pragma omp parallel for schedule(static)
     for (int c = 0; c < CHUNKS; c++) {
         int n0 = (int)((long)N * c / CHUNKS), n1 = (int)((long)N * (c + 1) / CHUNKS);
-        for (int n = n0; n < n1; n++) part[c] += (log(x->sum[n]) + x->max[n]) - x->target[n];
+        for (int n = n0; n < n1; n++)
+            if (targets[n] >= 0) part[c] += (log(x->sum[n]) + x->max[n]) - x->target[n];
     }
     double total = 0.0;
     for (int c = 0; c < CHUNKS; c++) total += part[c];

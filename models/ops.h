@@ -161,14 +161,17 @@ double softmax_xent(float *dlogits, const float *logits, const int *targets, int
  * no (N,V) buffer need exist: per row the running max, the sum of
  * exp(logit - max) (rescaled as the max grows) and the target's logit. Feed
  * the tiles in order (v0 = 0 first); xent_tiles_loss returns the SUM of the
- * per-row losses, combined in softmax_xent's fixed order. */
+ * per-row losses, combined in softmax_xent's fixed order. A target below 0
+ * (TARGET_IGNORED: a loss mask's uncounted position) adds no loss here and
+ * no gradient in softmax_xent. */
+#define TARGET_IGNORED (-1)
 typedef struct {
     float *max, *target; /* (N) */
     double *sum;         /* (N) */
 } XentTiles;
 void xent_tiles_update(XentTiles *x, const float *logits, size_t ld, const int *targets, int N,
                        int v0, int vn);
-double xent_tiles_loss(const XentTiles *x, int N);
+double xent_tiles_loss(const XentTiles *x, const int *targets, int N);
 
 /* The kernels' branch-free tanh and exp approximations (their loops
  * vectorize), exported for the tests' accuracy checks. */

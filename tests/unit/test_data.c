@@ -716,3 +716,57 @@ Test(data, val_file_tokens_are_named_as_val)
     cr_assert_eq(tokfile_open_as(&f, path, DATA_LLMC, TOKUSE_VAL, &e), -1);
     cr_assert(strstr(e.msg, "val token 7 (byte 1038) is 50300"), "%s", e.msg);
 }
+
+/* Version 3: a loss mask after the tokens. The loader gives -1 for a target
+ * the mask does not count, and counts the rest; a mask byte with bits
+ * beyond the two defined ones, and a file torn in its mask, are refused. */
+Test(data, masked_file_roundtrip_and_loader_targets)
+{
+    const char *path = tmp_path("data_mask", "tok.bin");
+    const uint64_t ntr = 40, nva = 10;
+    uint32_t t[50];
+    uint8_t m[50];
+    for (uint64_t i = 0; i < ntr + nva; i++) {
+        t[i] = (uint32_t)(i % 7);
+        m[i] = (uint8_t)((i % 3 == 0 ? TOKMASK_COUNTS : 0) | (i % 10 == 0 ? TOKMASK_START : 0));
+    }
+    Err e = { "" };
+    cr_assert_eq(tokfile_write_masked(path, t, m, ntr, nva, 7, &e), 0, "%s", e.msg);
+    size_t len;
+    unsigned char *raw = test_read_file(path, &len);
+    cr_assert_eq(len, 64 + 2 * (ntr + nva), "one byte per token, then one mask byte each");
+    cr_assert_eq(raw[8], 3, "version 3");
+    cr_assert_eq(raw[64 + 50 + 9], m[9]);
+    TokenFile f;
+    cr_assert_eq(tokfile_open(&f, path, &e), 0, "%s", e.msg);
+    cr_assert_not_null(f.mask);
+    Loader l;
+    const int T = 4;
+    cr_assert_eq(loader_init(&l, &f, SPLIT_TRAIN, T, 2, 0, 1, &e), 0, "%s", e.msg);
+    int in[8], tg[8];
+    loader_batch(&l, 1, in, tg); /* windows 2 and 3: tokens 8..16 */
+    uint64_t counted = 0;
+    for (int i = 0; i < 8; i++) {
+        uint64_t pos = 8 + (uint64_t)i + 1; /* the target's place in the file */
+        int want = pos % 3 == 0 ? (int)(pos % 7) : -1;
+        cr_expect_eq(tg[i], want, "target %d (token %llu): %d, expected %d", i,
+                     (unsigned long long)pos, tg[i], want);
+        cr_expect_eq(in[i], (int)((pos - 1) % 7));
+        counted += want >= 0;
+    }
+    cr_expect_eq(loader_batch_counted(&l, 1, 1), counted);
+    cr_expect_eq(loader_counted(&l, 2, 2), counted);
+    tokfile_close(&f);
+
+    raw[64 + 50 + 4] = 0x80; /* an undefined bit */
+    FILE *fp = fopen(path, "wb");
+    cr_assert_not_null(fp);
+    fwrite(raw, 1, len, fp);
+    fclose(fp);
+    expect_open_error(path, "mask byte of token 4", "0x80");
+    fp = fopen(path, "wb"); /* torn: half the mask */
+    fwrite(raw, 1, len - 25, fp);
+    fclose(fp);
+    expect_open_error(path, "truncated", "50 tokens");
+    free(raw);
+}

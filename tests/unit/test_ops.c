@@ -1191,6 +1191,15 @@ Test(ops, softmax_xent_grad)
               "large logits: loss %.10g vs reference %.10g", lbig, rbig);
     for (int i = 0; i < N * V; i++) cr_expect(isfinite(dl[i]), "dlogits[%d] not finite", i);
 
+    /* an ignored target (a loss mask's): the row adds no loss and gets no
+     * gradient; the others are as before */
+    int masked[6];
+    memcpy(masked, targets, sizeof masked);
+    masked[2] = TARGET_IGNORED;
+    double row2 = xent_ref(c.logits + 2 * V, targets + 2, 1, V);
+    double lm = softmax_xent(dl, logits, masked, N, V, scale);
+    cr_expect(fabs(lm - (ref - row2)) <= 1e-6 * fabs(ref), "masked loss %.10g vs %.10g", lm, ref - row2);
+    for (int j = 0; j < V; j++) cr_expect(dl[2 * V + j] == 0.0f, "an ignored row's gradient is %g", dl[2 * V + j]);
 
     free(big); free(bigd); free(g); free(c.logits); free(logits); free(dl);
 }

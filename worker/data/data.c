@@ -14,12 +14,13 @@
 #include "base/le.h"
 
 static void encode_header(unsigned char h[TOKFILE_HEADER_BYTES], int token_bytes, int vocab,
-                          uint64_t n_train, uint64_t n_val)
+                          uint64_t n_train, uint64_t n_val, int masked)
 {
     memset(h, 0, TOKFILE_HEADER_BYTES);
     memcpy(h, TOKFILE_MAGIC, 8);
     /* version 1 where it suffices: such files stay readable by older builds */
-    le_put32(h + 8, token_bytes == 4 ? TOKFILE_VERSION_WIDE : TOKFILE_VERSION);
+    le_put32(h + 8, masked ? TOKFILE_VERSION_MASKED
+                    : token_bytes == 4 ? TOKFILE_VERSION_WIDE : TOKFILE_VERSION);
     le_put32(h + 12, (uint32_t)token_bytes);
     le_put32(h + 16, (uint32_t)vocab);
     le_put32(h + 20, TOKFILE_HEADER_BYTES);
@@ -50,12 +51,13 @@ static int map_file(TokenFile *f, Err *e)
     return 0;
 }
 
-/* File size must be exactly header + (n_train + n_val) * token_bytes. */
-static int check_size(const TokenFile *f, uint64_t header, Err *e)
+/* File size must be exactly header + (n_train + n_val) * token_bytes (+ one
+ * mask byte per token in version 3). */
+static int check_size(const TokenFile *f, uint64_t header, int masked, Err *e)
 {
     uint64_t n, bytes;
     if (__builtin_add_overflow(f->n_train, f->n_val, &n) ||
-        __builtin_mul_overflow(n, (uint64_t)f->token_bytes, &bytes) ||
+        __builtin_mul_overflow(n, (uint64_t)f->token_bytes + (masked != 0), &bytes) ||
         __builtin_add_overflow(bytes, header, &bytes))
         return err_set(e, "%s: header token counts n_train=%" PRIu64 " n_val=%" PRIu64 " overflow",
                        f->path, f->n_train, f->n_val);
@@ -75,9 +77,10 @@ static int native_fields(TokenFile *f, const unsigned char *m, uint32_t ver, Err
     uint32_t tb = le_get32(m + 12), vocab = le_get32(m + 16), hb = le_get32(m + 20);
     if (hb != TOKFILE_HEADER_BYTES)
         return err_set(e, "%s: header_bytes is %u, expected %d", f->path, hb, TOKFILE_HEADER_BYTES);
-    if (tb != 1 && tb != 2 && !(tb == 4 && ver == TOKFILE_VERSION_WIDE))
+    int wide = ver != TOKFILE_VERSION;
+    if (tb != 1 && tb != 2 && !(tb == 4 && wide))
         return err_set(e, "%s: token_bytes is %u, must be 1 or 2%s", f->path, tb,
-                       ver == TOKFILE_VERSION_WIDE ? " or 4" : " (4 needs version 2)");
+                       wide ? " or 4" : " (4 needs version 2)");
     if (vocab == 0 || vocab > width_vocab(tb))
         return err_set(e, "%s: vocab is %u, must be 1..%u for token_bytes %u", f->path, vocab,
                        width_vocab(tb), tb);
@@ -86,7 +89,7 @@ static int native_fields(TokenFile *f, const unsigned char *m, uint32_t ver, Err
     f->vocab = (int)vocab;
     f->n_train = le_get64(m + 24);
     f->n_val = le_get64(m + 32);
-    return check_size(f, TOKFILE_HEADER_BYTES, e);
+    return check_size(f, TOKFILE_HEADER_BYTES, ver == TOKFILE_VERSION_MASKED, e);
 }
 
 static int parse_native(TokenFile *f, Err *e)
@@ -96,9 +99,9 @@ static int parse_native(TokenFile *f, Err *e)
         return err_set(e, "%s: truncated: file has %zu bytes, less than the %d-byte header",
                        f->path, f->map_len, TOKFILE_HEADER_BYTES);
     uint32_t ver = le_get32(m + 8);
-    if (ver != TOKFILE_VERSION && ver != TOKFILE_VERSION_WIDE)
-        return err_set(e, "%s: header version is %u, this build reads versions %d and %d", f->path,
-                       ver, TOKFILE_VERSION, TOKFILE_VERSION_WIDE);
+    if (ver != TOKFILE_VERSION && ver != TOKFILE_VERSION_WIDE && ver != TOKFILE_VERSION_MASKED)
+        return err_set(e, "%s: header version is %u, this build reads versions %d to %d", f->path,
+                       ver, TOKFILE_VERSION, TOKFILE_VERSION_MASKED);
     uint32_t stored = le_get32(m + 40), want = crc32c(0, m, 40);
     if (stored != want)
         return err_set(e, "%s: header crc mismatch: stored 0x%08x, computed 0x%08x (corrupt header)",
@@ -123,7 +126,7 @@ static int parse_llmc(TokenFile *f, Err *e)
     f->vocab = LLMC_VOCAB;
     f->n_val = (uint64_t)ntok / 10;
     f->n_train = (uint64_t)ntok - f->n_val;
-    return check_size(f, LLMC_HEADER_BYTES, e);
+    return check_size(f, LLMC_HEADER_BYTES, 0, e);
 }
 
 /* nanoGPT's train.bin / val.bin: nothing but little-endian uint16 tokens. */
@@ -279,6 +282,20 @@ int tokfile_check_vocab(const TokenFile *f, int vocab, const char *whose, Err *e
                    vocab, whose);
 }
 
+/* A mask byte holds only the TOKMASK_* bits. */
+static int check_mask(const TokenFile *f, Err *e)
+{
+    uint64_t n = tokfile_count(f), i = 0;
+    unsigned bad = 0;
+    for (uint64_t j = 0; j < n; j++) bad |= f->mask[j];
+    if (!(bad & ~(TOKMASK_COUNTS | TOKMASK_START))) return 0;
+    while ((f->mask[i] & ~(TOKMASK_COUNTS | TOKMASK_START)) == 0) i++;
+    return err_set(e, "%s: mask byte of token %" PRIu64 " (byte %" PRIu64 ") is 0x%02x: only "
+                      "bits 0 (counts) and 1 (starts an example) are defined; the file is corrupt",
+                   f->path, i, (uint64_t)f->header_bytes + n * (uint64_t)f->token_bytes + i,
+                   f->mask[i]);
+}
+
 /* The vocabulary the file itself declares, for the check at open. */
 static const char *own_vocab_name(const TokenFile *f)
 {
@@ -298,7 +315,13 @@ int tokfile_open_as(TokenFile *f, const char *path, DataFormat fmt, TokUse use, 
     apply_use(f, use);
     f->header_bytes = header_size(f->format);
     f->tokens = (const unsigned char *)f->map + f->header_bytes;
+    if (f->format == TOKFMT_NATIVE && le_get32((const unsigned char *)f->map + 8) == TOKFILE_VERSION_MASKED)
+        f->mask = f->tokens + tokfile_count(f) * (uint64_t)f->token_bytes;
     f->max_token = max_token(f);
+    if (f->mask && check_mask(f, e)) {
+        tokfile_close(f);
+        return -1;
+    }
     if (f->vocab && tokfile_check_vocab(f, f->vocab, own_vocab_name(f), e)) {
         tokfile_close(f);
         return -1;
@@ -345,8 +368,8 @@ static int write_tokens(AtomicFile *af, Tokens t, uint64_t n, int tb, Err *e)
     return atomic_write(af, buf, fill, e);
 }
 
-static int write_file(const char *path, Tokens tokens, uint64_t n_train, uint64_t n_val, int vocab,
-                      int max_vocab, Err *e)
+static int write_file(const char *path, Tokens tokens, const uint8_t *mask, uint64_t n_train,
+                      uint64_t n_val, int vocab, int max_vocab, Err *e)
 {
     if (vocab < 1 || vocab > max_vocab)
         return err_set(e, "%s: vocab %d out of range 1..%d", path, vocab, max_vocab);
@@ -359,23 +382,30 @@ static int write_file(const char *path, Tokens tokens, uint64_t n_train, uint64_
                            (unsigned)token_at(tokens, i), vocab);
     int tb = vocab <= 256 ? 1 : vocab <= 65536 ? 2 : 4;
     unsigned char h[TOKFILE_HEADER_BYTES];
-    encode_header(h, tb, vocab, n_train, n_val);
+    encode_header(h, tb, vocab, n_train, n_val, mask != NULL);
     AtomicFile af;
     if (atomic_open(&af, path, e) || atomic_write(&af, h, sizeof h, e)) return -1;
     if (write_tokens(&af, tokens, n, tb, e)) return -1;
+    if (mask && atomic_write(&af, mask, (size_t)n, e)) return -1;
     return atomic_commit(&af, e);
 }
 
 int tokfile_write(const char *path, const uint16_t *tokens, uint64_t n_train, uint64_t n_val,
                   int vocab, Err *e)
 {
-    return write_file(path, (Tokens){tokens, NULL}, n_train, n_val, vocab, 65536, e);
+    return write_file(path, (Tokens){tokens, NULL}, NULL, n_train, n_val, vocab, 65536, e);
 }
 
 int tokfile_write32(const char *path, const uint32_t *tokens, uint64_t n_train, uint64_t n_val,
                     int vocab, Err *e)
 {
-    return write_file(path, (Tokens){NULL, tokens}, n_train, n_val, vocab, INT32_MAX, e);
+    return write_file(path, (Tokens){NULL, tokens}, NULL, n_train, n_val, vocab, INT32_MAX, e);
+}
+
+int tokfile_write_masked(const char *path, const uint32_t *tokens, const uint8_t *mask,
+                         uint64_t n_train, uint64_t n_val, int vocab, Err *e)
+{
+    return write_file(path, (Tokens){NULL, tokens}, mask, n_train, n_val, vocab, INT32_MAX, e);
 }
 
 /* ---- loader ---- */
@@ -439,16 +469,45 @@ void loader_windows(const Loader *l, uint64_t w0, int n, int *inputs, int *targe
             tg[t] = (int)next;
             cur = next;
         }
+        const uint8_t *mask = l->file->mask;
+        if (mask)
+            for (uint64_t t = 0; t < T; t++)
+                if (!(mask[base + t + 1] & TOKMASK_COUNTS)) tg[t] = -1; /* TARGET_IGNORED */
     }
+}
+
+uint64_t loader_counted(const Loader *l, uint64_t w0, uint64_t n)
+{
+    const uint64_t T = (uint64_t)l->T;
+    if (!l->file->mask) return n * T;
+    uint64_t count = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t base = l->split_start + ((w0 % l->n_windows + i) % l->n_windows) * T;
+        for (uint64_t t = 1; t <= T; t++) count += l->file->mask[base + t] & TOKMASK_COUNTS;
+    }
+    return count;
+}
+
+/* Window index of sequence `first` of global batch k: (k*global_batch +
+ * first) mod n without overflow. */
+static uint64_t batch_window(const Loader *l, uint64_t k, uint64_t first)
+{
+    const uint64_t n = l->n_windows;
+    unsigned __int128 g = (unsigned __int128)(k % n) * (uint64_t)l->global_batch + first;
+    return (uint64_t)(g % n);
+}
+
+uint64_t loader_batch_counted(const Loader *l, uint64_t k, int whole)
+{
+    return whole ? loader_counted(l, batch_window(l, k, 0), l->global_batch)
+                 : loader_counted(l, batch_window(l, k, (uint64_t)l->rank * l->local_batch),
+                                  l->local_batch);
 }
 
 void loader_batch(const Loader *l, uint64_t k, int *inputs, int *targets)
 {
-    const uint64_t n = l->n_windows;
-    const uint64_t first = (uint64_t)l->rank * (uint64_t)l->local_batch;
-    /* (k*global_batch + first) mod n without overflow */
-    unsigned __int128 g = (unsigned __int128)(k % n) * (uint64_t)l->global_batch + first;
-    loader_windows(l, (uint64_t)(g % n), l->local_batch, inputs, targets);
+    loader_windows(l, batch_window(l, k, (uint64_t)l->rank * (uint64_t)l->local_batch),
+                   l->local_batch, inputs, targets);
 }
 
 /* ---- prepare (byte-level) ---- */
@@ -520,7 +579,7 @@ int prepare_text_files(const char *const *paths, int n_paths, const char *out_pa
         return err_set(e, "prepare: val fraction %g of %" PRIu64 " bytes leaves an empty %s split",
                        val_fraction, total, n_val == 0 ? "val" : "train");
     unsigned char h[TOKFILE_HEADER_BYTES];
-    encode_header(h, 1, 256, total - n_val, n_val);
+    encode_header(h, 1, 256, total - n_val, n_val, 0);
     AtomicFile af;
     if (atomic_open(&af, out_path, e) || atomic_write(&af, h, sizeof h, e)) return -1;
     for (int i = 0; i < n_paths; i++)

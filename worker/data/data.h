@@ -30,6 +30,10 @@ typedef enum { TOKUSE_BOTH = 0, TOKUSE_TRAIN = 1, TOKUSE_VAL = 2 } TokUse;
 #define TOKFILE_MAGIC "MPTOKENS"
 #define TOKFILE_VERSION 1      /* token_bytes 1 or 2 */
 #define TOKFILE_VERSION_WIDE 2 /* token_bytes 4 too: vocabularies above 65536 (Llama 3, Qwen) */
+#define TOKFILE_VERSION_MASKED 3 /* version 2 + a loss mask: one byte per token after them */
+/* A mask byte's bits (docs/token-format.md): */
+#define TOKMASK_COUNTS 1u /* the token is a target the loss counts (a response's) */
+#define TOKMASK_START 2u  /* the token begins an example (packing's boundaries) */
 #define TOKFILE_HEADER_BYTES 64
 #define LLMC_MAGIC 20240520
 #define LLMC_VERSION 1
@@ -48,6 +52,7 @@ typedef struct {
     void *map; size_t map_len;      /* mmap of whole file */
     size_t header_bytes;            /* where the tokens start in the file */
     const unsigned char *tokens;    /* first token (train split starts here) */
+    const uint8_t *mask;            /* version 3: a byte per token (TOKMASK_*), else NULL */
     uint32_t max_token;             /* the largest token of the file */
 } TokenFile;
 
@@ -88,6 +93,9 @@ int tokfile_write(const char *path, const uint16_t *tokens, uint64_t n_train,
                   uint64_t n_val, int vocab, Err *e);
 int tokfile_write32(const char *path, const uint32_t *tokens, uint64_t n_train,
                     uint64_t n_val, int vocab, Err *e);
+/* ... with a loss mask, n_train + n_val bytes (TOKMASK_*): version 3 */
+int tokfile_write_masked(const char *path, const uint32_t *tokens, const uint8_t *mask,
+                         uint64_t n_train, uint64_t n_val, int vocab, Err *e);
 
 /* Batch loader. A global batch is `global_batch` sequences of T tokens; rank
  * r of `ranks` gets sequences [r*B/ranks, (r+1)*B/ranks). Sequence j of global
@@ -107,6 +115,12 @@ void loader_batch(const Loader *l, uint64_t k, int *inputs, int *targets);
  * (mod n_windows) of the split, whatever the rank: loader_batch is this
  * with w0 = the rank's first sequence of batch k. */
 void loader_windows(const Loader *l, uint64_t w0, int n, int *inputs, int *targets);
+/* A masked file (version 3): a target whose mask byte lacks TOKMASK_COUNTS
+ * is -1 (models' TARGET_IGNORED: no loss, no gradient). The targets the
+ * loss counts in n windows from w0: n*T for a file without a mask. */
+uint64_t loader_counted(const Loader *l, uint64_t w0, uint64_t n);
+/* ... of global batch k: the whole batch, or this rank's share of it */
+uint64_t loader_batch_counted(const Loader *l, uint64_t k, int whole);
 
 /* `mpitrain prepare`: concatenate text files, byte-level tokenize (vocab 256,
  * token = byte value), the last round(val_fraction * total) bytes are the

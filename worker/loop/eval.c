@@ -55,7 +55,10 @@ int eval_mean_loss(Model *m, const Loader *val, uint64_t n_windows, EvalResult *
     free(in);
     free(tg);
     r->windows = n_windows;
-    r->tokens = n_windows * (uint64_t)T;
-    r->mean_loss = sum / ((double)n_windows * model_preds_per_seq(&m->cfg));
+    r->tokens = val->file->mask ? loader_counted(val, 0, n_windows) : n_windows * (uint64_t)T;
+    /* a masked file: the mean over the targets its mask counts */
+    double preds = val->file->mask ? (double)loader_counted(val, 0, n_windows)
+                                   : (double)n_windows * model_preds_per_seq(&m->cfg);
+    r->mean_loss = sum / preds;
     return 0;
 }

