@@ -14,11 +14,16 @@
 #include "worker/ckpt/ckpt.h"
 #include "worker/ckpt/whole.h"
 #include "worker/data/data.h"
+#include "base/fileio.h"
+#include "worker/data/bpe.h"
+#include "worker/data/task.h"
 #include "worker/loop/eval.h"
+#include "worker/loop/task_eval.h"
 
 typedef struct {
     char ckpt[PATH_LEN];
     char data[PATH_LEN];
+    char task[PATH_LEN], tokenizer[PATH_LEN], scores[PATH_LEN];
     int batches, batch, data_format, as_val, threads, json;
     long windows;
 } EvalArgs;
@@ -45,6 +50,17 @@ static const OptSpec EVAL_OPTS[] = {
     {"threads", OT_INT, F(threads), 0, "K", "threads; 0 = the BLAS default (0)", NULL, 0, 4096,
      NULL},
     {"json", OT_FLAG, F(json), 0, NULL, "print one JSON object instead of the line", NULL, 0, 0,
+     NULL},
+    {"task", OT_STR, F(task), sizeof(((EvalArgs *)0)->task), "FILE",
+     "a multiple-choice task instead of --data: JSONL items {\"context\", \"choices\": [...], "
+     "\"answer\"}, each choice scored by its log-likelihood after the context; prints the "
+     "accuracy (sum) and accuracy_norm (per character) with their standard errors (docs/task.md)",
+     NULL, 1, 0, NULL},
+    {"tokenizer", OT_STR, F(tokenizer), sizeof(((EvalArgs *)0)->tokenizer), "DIR",
+     "--task: the tokenizer (default: the checkpoint's; none for a byte-level model)", NULL, 1, 0,
+     NULL},
+    {"scores", OT_STR, F(scores), sizeof(((EvalArgs *)0)->scores), "FILE",
+     "--task: also write each item's choices' log-likelihoods, a JSON line per item", NULL, 1, 0,
      NULL},
     {0},
 };
@@ -172,6 +188,92 @@ static int print_result(const EvalArgs *a, const char *dir, const Loader *l, con
     return rc;
 }
 
+/* --scores: {"item", "answer", "logliks": [...], "chars": [...]} a line */
+static int write_scores(const char *path, const Task *t, const double *ll, Err *e)
+{
+    AtomicFile af;
+    if (atomic_open(&af, path, e)) return -1;
+    JsonOut j;
+    json_init(&j, NULL);
+    for (size_t i = 0; i < t->n_items; i++) {
+        json_begin_object(&j);
+        json_uint(json_key(&j, "item"), i);
+        json_uint(json_key(&j, "answer"), t->answer[i]);
+        json_begin_array(json_key(&j, "logliks"));
+        for (size_t r = t->first[i]; r < t->first[i + 1]; r++) json_double(&j, ll[r]);
+        json_end_array(&j);
+        json_begin_array(json_key(&j, "chars"));
+        for (size_t r = t->first[i]; r < t->first[i + 1]; r++) json_uint(&j, t->chars[r]);
+        json_end_array(&j);
+        json_end_object(&j);
+        json_newline(&j);
+    }
+    int rc = json_finish(&j) ? err_set(e, "%s: %s", path, j.error)
+                             : atomic_write(&af, j.buf, j.len, e);
+    json_free(&j);
+    if (rc) {
+        atomic_abort(&af);
+        return -1;
+    }
+    return atomic_commit(&af, e);
+}
+
+static int print_task(const EvalArgs *a, const char *dir, const TaskScore *s, Err *e)
+{
+    if (!a->json) {
+        printf("accuracy %.4f +- %.4f, accuracy_norm %.4f +- %.4f over %zu items of %s\n",
+               s->accuracy, s->stderr_acc, s->accuracy_norm, s->stderr_norm, s->items, a->task);
+        return 0;
+    }
+    JsonOut j;
+    json_init(&j, stdout);
+    json_begin_object(&j);
+    json_double(json_key(&j, "accuracy"), s->accuracy);
+    json_double(json_key(&j, "accuracy_norm"), s->accuracy_norm);
+    json_double(json_key(&j, "stderr"), s->stderr_acc);
+    json_double(json_key(&j, "stderr_norm"), s->stderr_norm);
+    json_uint(json_key(&j, "items"), s->items);
+    json_str(json_key(&j, "ckpt"), dir);
+    json_str(json_key(&j, "task"), a->task);
+    json_end_object(&j);
+    json_newline(&j);
+    int rc = json_finish(&j) ? err_set(e, "writing the JSON: %s", j.error) : 0;
+    json_free(&j);
+    return rc;
+}
+
+static int run_task(const EvalArgs *a, const char *dir, const CkptMeta *meta, Err *e)
+{
+    const ModelConfig *c = &meta->cfg.model;
+    Bpe *b = NULL;
+    Task t;
+    memset(&t, 0, sizeof t);
+    if (bpe_for_ckpt(dir, a->tokenizer, c->vocab, &b, e) || task_read(a->task, b, &t, e)) {
+        bpe_free(b);
+        return -1;
+    }
+    bpe_free(b);
+    if (task_check(&t, a->task, c->vocab, c->seq_len, e)) {
+        task_free(&t);
+        return -1;
+    }
+    Model m;
+    CkptWhole how = {.max_batch = 1, .forward_only = 1};
+    double *ll = malloc(t.n_req * sizeof *ll);
+    int rc = ll ? ckpt_load_whole(dir, c, &how, &m, e) : err_set(e, "out of memory");
+    if (!rc) {
+        rc = task_logliks(&m, &t, 0, t.n_req, 1, ll, e);
+        model_free(&m);
+    }
+    TaskScore s;
+    if (!rc) task_score(&t, ll, &s);
+    if (!rc && a->scores[0]) rc = write_scores(a->scores, &t, ll, e);
+    if (!rc) rc = print_task(a, dir, &s, e);
+    free(ll);
+    task_free(&t);
+    return rc;
+}
+
 static int run_eval(const EvalArgs *a, Err *e)
 {
     char dir[PATH_LEN];
@@ -179,6 +281,7 @@ static int run_eval(const EvalArgs *a, Err *e)
     if (ckpt_resolve(a->ckpt, dir, sizeof dir, e) || ckpt_load_meta(dir, &meta, e)) return -1;
     const ModelConfig *c = &meta.cfg.model;
     if (a->threads > 0) ops_set_threads(a->threads);
+    if (a->task[0]) return run_task(a, dir, &meta, e);
     TokenFile f;
     memset(&f, 0, sizeof f);
     Loader l;
@@ -210,9 +313,12 @@ int cmd_eval(int argc, char **argv)
     int rc = opts_parse("eval", EVAL_OPTS, &a, argc, argv, 1, NULL, 0, NULL, &help);
     if (!rc && help) {
         eval_usage(stdout);
-    } else if (!rc && (!a.ckpt[0] || !a.data[0])) {
-        fprintf(stderr, "mpitrain eval: --ckpt DIR and --data FILE are required (see mpitrain "
-                        "eval --help)\n");
+    } else if (!rc && (!a.ckpt[0] || !a.data[0] == !a.task[0])) {
+        fprintf(stderr, "mpitrain eval: --ckpt DIR and one of --data FILE or --task FILE are "
+                        "required (see mpitrain eval --help)\n");
+        rc = EXIT_USAGE;
+    } else if (!rc && !a.task[0] && (a.tokenizer[0] || a.scores[0])) {
+        fprintf(stderr, "mpitrain eval: --tokenizer and --scores go with --task\n");
         rc = EXIT_USAGE;
     } else if (!rc) {
         Err e = {{0}};

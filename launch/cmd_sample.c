@@ -84,17 +84,9 @@ typedef struct {
  * that names none. */
 static int open_vocab(const SampleArgs *a, const char *dir, int V, Vocab *v, Err *e)
 {
-    char own[PATH_LEN + 32];
-    snprintf(own, sizeof own, "%s/%s", dir, CKPT_TOKENIZER_SUBDIR);
-    const char *tdir = a->tokenizer[0] ? a->tokenizer : bpe_present(own) ? own : NULL;
     *v = (Vocab){NULL, V, -1};
-    if (!tdir && V > 256)
-        return err_set(e, "%s: vocabulary %d needs a tokenizer and the checkpoint has none (no "
-                          "%s/); pass --tokenizer DIR with tokenizer.json, or GPT-2's "
-                          "vocab.json + merges.txt (or encoder.json + vocab.bpe)",
-                       dir, V, own);
-    if (!tdir) return 0;
-    if (!(v->bpe = bpe_load(tdir, e))) return err_wrap(e, "tokenizer");
+    if (bpe_for_ckpt(dir, a->tokenizer, V, &v->bpe, e)) return -1;
+    if (!v->bpe) return 0;
     int tv = bpe_vocab_size(v->bpe);
     if (tv < v->n_ids) v->n_ids = tv; /* a padded model vocabulary: never pick past the tokenizer's */
     v->eot = bpe_eot(v->bpe);

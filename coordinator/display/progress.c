@@ -173,6 +173,10 @@ static int write_metrics_row(Progress *p, const StepReport *r, Err *e)
         json_double(json_key(&j, "val_loss"), r->val_loss);
         json_int(json_key(&j, "val_windows"), p->val_windows);
     }
+    if (!isnan(r->task_acc)) {
+        json_double(json_key(&j, "task_accuracy"), r->task_acc);
+        json_double(json_key(&j, "task_accuracy_norm"), r->task_acc_norm);
+    }
     json_sig(json_key(&j, "grad_norm"), r->grad_norm, 6);
     json_sig(json_key(&j, "lr"), r->lr, 6);
     json_fixed(json_key(&j, "tokens"), p->tokens_per_step * r->step, 0);
@@ -298,15 +302,18 @@ static void draw_bar(Progress *p, const LineFields *l, long step, int keep)
 int progress_report(Progress *p, const StepReport *r, Err *e)
 {
     if (p->metrics && write_metrics_row(p, r, e)) return -1;
-    int is_eval = !isnan(r->val_loss);
+    int is_eval = !isnan(r->val_loss) || !isnan(r->task_acc);
     if (p->quiet || (!is_eval && r->step % p->log_every && r->step != p->total_steps)) return 0;
     double elapsed = now_s() - p->t0;
     long done = r->step - p->first_step + 1;
     double eta = done > 0 && p->total_steps ? elapsed / done * (p->total_steps - r->step) : NAN;
-    char eta_s[32], val[48] = "", comm[32], ms[32], mfu[32] = "", total[32] = "";
+    char eta_s[32], val[96] = "", comm[32], ms[32], mfu[32] = "", total[32] = "";
     format_duration(eta_s, sizeof eta_s, eta);
     format_bytes(comm, sizeof comm, r->comm_bytes);
-    if (is_eval) snprintf(val, sizeof val, " | val %.4f", r->val_loss);
+    int at = !isnan(r->val_loss) ? snprintf(val, sizeof val, " | val %.4f", r->val_loss) : 0;
+    if (!isnan(r->task_acc))
+        snprintf(val + at, sizeof val - (size_t)at, " | task acc %.3f (norm %.3f)", r->task_acc,
+                 r->task_acc_norm);
     int width = 0;
     for (long t = p->total_steps; t; t /= 10) width++;
     if (p->total_steps) snprintf(total, sizeof total, "/%ld", p->total_steps);

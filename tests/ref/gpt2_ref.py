@@ -22,6 +22,8 @@ and written by hand (ref_common.py, shared with llama_ref.py).
                  x @ W + b + alpha / r * (x @ A.T) @ B.T)
   grad-check SRC ADAPTER STEPPED  mpitrain's adapter gradient, (ADAPTER -
                  STEPPED) / lr after one plain SGD step, against ours
+  task SRC ITEMS a multiple-choice task (byte level) scored as the harness
+                 does: each item's choices' log-likelihoods, then the accuracies
   batch FILE     the commands of FILE in one process, each's output to a file
                  of its own (ref_common.run_batch; tests queue them with refq)
 """
@@ -257,6 +259,13 @@ def conv1d(x, t, name, ad):
 
 def forward_loss(cfg, w, inputs, targets, ad=None):
     """The mean cross-entropy (a torch scalar); ad: adapters as conv1d takes them."""
+    B, T = inputs.shape
+    logits = forward_logits(cfg, w, inputs, ad)
+    return torch.nn.functional.cross_entropy(logits.reshape(B * T, -1), targets.reshape(-1))
+
+
+def forward_logits(cfg, w, inputs, ad=None):
+    """The logits (B, T, V), float64."""
     ad = ad or {}
     t = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in w.items()}
     B, T = inputs.shape
@@ -279,8 +288,7 @@ def forward_loss(cfg, w, inputs, targets, ad=None):
         h = gelu_new(conv1d(h, t, name("mlp.c_fc"), ad))
         x = x + conv1d(h, t, name("mlp.c_proj"), ad)
     x = layernorm(x, t["ln_f.weight"], t["ln_f.bias"])
-    logits = x @ t["wte.weight"].T  # lm_head tied to wte
-    return torch.nn.functional.cross_entropy(logits.reshape(B * T, -1), targets.reshape(-1))
+    return x @ t["wte.weight"].T  # lm_head tied to wte
 
 
 # ---- LoRA (PEFT) ------------------------------------------------------------------
@@ -332,6 +340,40 @@ def cmd_loss(a):
     for B, T in [(a.batch, a.seq)] + a.also:
         inputs, targets = first_batch(a.tokens, B, T or cfg["n_positions"])
         print("%.12f" % forward_loss(cfg, w, inputs, targets, ad).item())
+
+
+def cmd_task(a):
+    """A multiple-choice task at byte level, scored as lm-evaluation-harness
+    scores it: the context's trailing blanks go to the choice, the choice's
+    tokens are those of context + choice past the (stripped) context's, the
+    last n_positions + 1 tokens at most; the sum of their log-probabilities
+    (acc), and per character of the choice (acc_norm). Prints one JSON line
+    per item (logliks), then the accuracies."""
+    torch.set_num_threads(a.threads)
+    cfg, w = load_hf(a.src)
+    T = cfg["n_positions"]
+    right = right_norm = n = 0
+    for line in open(a.items, encoding="utf-8"):
+        if not line.strip():
+            continue
+        it = json.loads(line)
+        ctx, choices, ans = it["context"], it["choices"], it["answer"]
+        ans = choices.index(ans) if isinstance(ans, str) else ans
+        ctx_enc = list(ctx.rstrip().encode("utf-8"))
+        lls = []
+        for c in choices:
+            whole = list((ctx + c).encode("utf-8"))
+            cont = len(whole) - len(ctx_enc)
+            seq = whole[-(T + 1):]
+            x = torch.tensor([seq[:-1]])
+            logp = torch.log_softmax(forward_logits(cfg, w, x), -1)[0]
+            L = len(seq) - 1
+            lls.append(sum(logp[i, seq[i + 1]].item() for i in range(L - cont, L)))
+        print(json.dumps({"logliks": lls}))
+        n += 1
+        right += int(np.argmax(lls)) == ans
+        right_norm += int(np.argmax([l / len(c) for l, c in zip(lls, choices)])) == ans
+    print(json.dumps({"accuracy": right / n, "accuracy_norm": right_norm / n, "items": n}))
 
 
 def cmd_grad_check(a):
@@ -503,13 +545,17 @@ def main(argv=None):
     p = sub.add_parser("compare")
     p.add_argument("a")
     p.add_argument("b")
+    p = sub.add_parser("task")
+    p.add_argument("src")
+    p.add_argument("items")
+    p.add_argument("--threads", type=int, default=1)
     add_batch(sub)
     a = ap.parse_args(argv)
     if a.cmd == "batch":
         return run_batch(main, a.file)
     {"make-hf": cmd_make_hf, "make-llmc": cmd_make_llmc, "make-tokens": cmd_make_tokens,
      "loss": cmd_loss, "compare": cmd_compare, "rows": cmd_rows, "check-hf": cmd_check_hf,
-     "make-peft": cmd_make_peft, "grad-check": cmd_grad_check}[a.cmd](a)
+     "make-peft": cmd_make_peft, "grad-check": cmd_grad_check, "task": cmd_task}[a.cmd](a)
 
 
 if __name__ == "__main__":

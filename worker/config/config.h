@@ -46,6 +46,7 @@ typedef struct {
     int save_every, keep_ckpts;
     int keep_best;             /* --keep-best: <ckpt>/best names the lowest val loss */
     int eval_every, eval_batches;
+    char eval_task[PATH_LEN];  /* --eval-task: a multiple-choice task, scored at each evaluation */
     int log_every;
     int dp, tp, pp, zero;
     int pp_schedule;           /* 0 gpipe, 1 1f1b */

@@ -87,5 +87,10 @@ int bpe_uses_jit(const Bpe *b);
 /* Where a checkpoint keeps the tokenizer it was trained with: the
  * subdirectory "tokenizer" of its step directory. */
 #define CKPT_TOKENIZER_SUBDIR "tokenizer"
+/* The tokenizer a checkpoint's text goes through: override's when given,
+ * else the step directory's own (CKPT_TOKENIZER_SUBDIR); *b NULL for a
+ * byte-level model (vocab <= 256) that has none. A larger vocabulary
+ * without one is an error that says what to pass. */
+int bpe_for_ckpt(const char *step_dir, const char *override, int vocab, Bpe **b, Err *e);
 
 #endif

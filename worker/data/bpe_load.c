@@ -597,3 +597,18 @@ int bpe_export_hf(const char *src_dir, const char *dst_dir, Err *e)
     sources_free(&s);
     return rc;
 }
+
+int bpe_for_ckpt(const char *step_dir, const char *override, int vocab, Bpe **b, Err *e)
+{
+    char own[PATH_BUF];
+    snprintf(own, sizeof own, "%s/%s", step_dir, CKPT_TOKENIZER_SUBDIR);
+    const char *dir = override && override[0] ? override : bpe_present(own) ? own : NULL;
+    *b = NULL;
+    if (!dir && vocab > 256)
+        return err_set(e, "%s: vocabulary %d needs a tokenizer and the checkpoint has none (no "
+                          "%s/); pass --tokenizer DIR with tokenizer.json, or GPT-2's "
+                          "vocab.json + merges.txt (or encoder.json + vocab.bpe)",
+                       step_dir, vocab, own);
+    if (dir && !(*b = bpe_load(dir, e))) return err_wrap(e, "tokenizer");
+    return 0;
+}

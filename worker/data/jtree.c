@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/fileio.h"
 #include "base/json.h"
 #include "worker/data/jtree.h"
 
@@ -307,3 +308,34 @@ int jt_is(const Jt *v, const char *s)
 }
 
 int jt_line(const JtDoc *d, const Jt *v) { return json_line_of(d->text, v->at); }
+
+int jt_each_line(const char *path, size_t max_bytes, JtLineFn fn, void *ctx, Err *e)
+{
+    void *data;
+    size_t len;
+    if (read_file(path, max_bytes, &data, &len, e)) return -1;
+    char *text = data;
+    int line = 0, rc = 0;
+    for (size_t at = 0; !rc && at < len;) {
+        char *nl = memchr(text + at, '\n', len - at);
+        size_t end = nl ? (size_t)(nl - text) : len;
+        line++;
+        size_t a = at;
+        while (a < end && (text[a] == ' ' || text[a] == '\t' || text[a] == '\r')) a++;
+        if (a < end) {
+            JtDoc *d = jt_parse(path, text + a, end - a, e);
+            if (!d) { /* the parser saw the line alone: "path:1: why" */
+                char why[sizeof e->msg];
+                const char *rest = strstr(e->msg + strlen(path), ": ");
+                snprintf(why, sizeof why, "%s", rest ? rest + 2 : e->msg);
+                rc = err_set(e, "%s:%d: not JSON: %s", path, line, why);
+            } else {
+                rc = fn(ctx, jt_root(d), line, e);
+                jt_free(d);
+            }
+        }
+        at = end + 1;
+    }
+    free(data);
+    return rc ? -1 : 0;
+}

@@ -43,4 +43,10 @@ int jt_is(const Jt *v, const char *s);
 /* 1-based line of a node, for messages. */
 int jt_line(const JtDoc *d, const Jt *v);
 
+/* JSON Lines: fn for each line of the file that is not blank, with its tree
+ * (freed when fn returns) and its 1-based line number; a line that is not
+ * JSON is "path:LINE: not JSON: why". Stops at fn's first non-zero. */
+typedef int (*JtLineFn)(void *ctx, const Jt *root, int line, Err *e);
+int jt_each_line(const char *path, size_t max_bytes, JtLineFn fn, void *ctx, Err *e);
+
 #endif

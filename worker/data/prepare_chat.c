@@ -219,41 +219,24 @@ static int add_example(Job *j, ChatMsg *m, int n, Where w, Err *e)
     return 0;
 }
 
-/* The parser's "path:1: why" (it saw the line alone) as "path:LINE: not JSON: why". */
-static void not_json(Err *e, Where w)
+typedef struct {
+    Job *j;
+    const char *path;
+} Lines;
+
+static int example_line(void *ctx, const Jt *root, int line, Err *e)
 {
-    char why[sizeof e->msg];
-    const char *rest = strstr(e->msg + strlen(w.path), ": ");
-    snprintf(why, sizeof why, "%s", rest ? rest + 2 : e->msg);
-    err_set(e, "%s:%d: not JSON: %s", w.path, w.line, why);
+    Lines *l = ctx;
+    Where w = {l->path, line};
+    ChatMsg m[MAX_TURNS];
+    int n = 0;
+    return read_example(root, m, &n, w, e) || add_example(l->j, m, n, w, e) ? -1 : 0;
 }
 
 static int read_jsonl(Job *j, const char *path, Err *e)
 {
-    void *data;
-    size_t len;
-    if (read_file(path, JSONL_MAX_BYTES, &data, &len, e)) return -1;
-    char *text = data;
-    Where w = {path, 0};
-    int rc = 0;
-    for (size_t at = 0; !rc && at < len;) {
-        char *nl = memchr(text + at, '\n', len - at);
-        size_t end = nl ? (size_t)(nl - text) : len;
-        w.line++;
-        size_t a = at;
-        while (a < end && (text[a] == ' ' || text[a] == '\t' || text[a] == '\r')) a++;
-        if (a < end) {
-            JtDoc *d = jt_parse(path, text + a, end - a, e);
-            ChatMsg m[MAX_TURNS];
-            int n = 0;
-            if (!d) not_json(e, w);
-            rc = !d || read_example(jt_root(d), m, &n, w, e) || add_example(j, m, n, w, e);
-            jt_free(d);
-        }
-        at = end + 1;
-    }
-    free(data);
-    return rc ? -1 : 0;
+    Lines l = {j, path};
+    return jt_each_line(path, JSONL_MAX_BYTES, example_line, &l, e);
 }
 
 /* The validation split: the last round(val_fraction * examples) examples. */

@@ -14,6 +14,7 @@ void report_gather(Group *g, const ReportContext *ctx, const RankReport *mine, l
     out->step = step;
     out->loss = loss;
     out->val_loss = NAN;
+    out->task_acc = out->task_acc_norm = NAN;
     out->grad_norm = grad_norm;
     out->lr = lr;
     if (!all) return;

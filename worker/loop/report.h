@@ -8,6 +8,7 @@ typedef struct {
     long step;          /* 1-based step just completed */
     double loss;        /* mean train loss of the global batch */
     double val_loss;    /* NaN when not evaluated this step */
+    double task_acc, task_acc_norm; /* --eval-task's, NaN when not evaluated */
     double lr;
     double grad_norm;   /* NaN when the step computes no gradient (zo) */
     double tokens_per_s, gflops;

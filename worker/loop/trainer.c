@@ -6,8 +6,10 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 #include "comm/trace/trace.h"
 #include "worker/loop/eval.h"
+#include "worker/loop/task_eval.h"
 
 int trainer_is_rank0(const Trainer *t) { return t->w->rank == 0; }
 
@@ -106,4 +108,20 @@ double trainer_eval_loss(Trainer *t)
 long trainer_val_windows(const TrainConfig *c)
 {
     return (long)c->eval_batches * c->global_batch;
+}
+
+void trainer_task_accuracy(Trainer *t, double *acc, double *acc_norm)
+{
+    const Task *task = t->task;
+    Err e;
+    memset(t->task_ll, 0, task->n_req * sizeof *t->task_ll);
+    trace_begin("task eval", TR_EVAL);
+    /* a request too long for the window was refused at load: no error here */
+    task_logliks(&t->model, task, (size_t)t->w->rank, task->n_req, (size_t)t->w->size, t->task_ll, &e);
+    coll_allreduce_sum_f64(t->mesh.world, t->task_ll, task->n_req);
+    trace_end();
+    TaskScore s;
+    task_score(task, t->task_ll, &s);
+    *acc = s.accuracy;
+    *acc_norm = s.accuracy_norm;
 }

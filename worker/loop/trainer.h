@@ -92,6 +92,8 @@ typedef struct {
                             * this rank alone, their "data parallel" */
     char ckpt_root[PATH_BUF];
     double best_val_loss;  /* --keep-best, rank 0: the lowest val loss saved (NaN: none) */
+    struct Task *task;     /* --eval-task's requests (worker/data/task.h), or NULL */
+    double *task_ll;       /* ... each request's log-likelihood */
     int best_due;          /* --keep-best: this step's evaluation is the best so far */
     char tokenizer[PATH_LEN]; /* tokenizer files every checkpoint keeps ("" = none) */
     char source_dtype[8];
@@ -129,6 +131,9 @@ double trainer_loss_sum(Trainer *t, Group *g, double local);
  * --lora-dropout; evaluation is never keyed. */
 void trainer_key_dropout(Trainer *t, uint64_t what);
 double trainer_eval_loss(Trainer *t);
+/* --eval-task's accuracies with the weights as they are: the requests
+ * shared out over the world's ranks (each its whole model), summed. */
+void trainer_task_accuracy(Trainer *t, double *acc, double *acc_norm);
 /* Windows one validation averages over: --eval-batches x --batch. */
 long trainer_val_windows(const TrainConfig *c);
 

@@ -23,6 +23,7 @@
 #include "worker/ckpt/lorabase.h"
 #include "worker/ckpt/peft.h"
 #include "worker/data/bpe.h"
+#include "worker/data/task.h"
 #include "worker/loop/loop.h"
 
 /* ---- set-up ---------------------------------------------------------------- */
@@ -274,6 +275,33 @@ static int setup_run_dir(Trainer *t, Err *e)
     return 0;
 }
 
+/* --eval-task: its requests, through the tokenizer the checkpoints keep (or
+ * bytes), on every rank; each scores its share at an evaluation. A model
+ * split over tp or pp ranks is not scored (each rank its share of it). */
+static int load_task(Trainer *t, Err *e)
+{
+    const TrainConfig *c = t->cfg;
+    if (!c->eval_task[0]) return 0;
+    if (c->tp * c->pp > 1)
+        return err_set(e, "--eval-task with --tp %d --pp %d: a task is scored on whole models "
+                          "(tp = pp = 1) for now", c->tp, c->pp);
+    if (c->eval_every <= 0)
+        return err_set(e, "--eval-task is scored at every --eval-every: give one above 0");
+    if (!t->tokenizer[0] && c->model.vocab > 256)
+        return err_set(e, "--eval-task %s: vocabulary %d needs a tokenizer (--tokenizer DIR, or a "
+                          "--init-from source that has one)", c->eval_task, c->model.vocab);
+    Bpe *b = NULL;
+    if (t->tokenizer[0] && !(b = bpe_load(t->tokenizer, e))) return err_wrap(e, "--eval-task");
+    t->task = calloc(1, sizeof *t->task);
+    int rc = t->task ? task_read(c->eval_task, b, t->task, e) : err_set(e, "out of memory");
+    bpe_free(b);
+    if (!rc) rc = task_check(t->task, c->eval_task, c->model.vocab, c->model.seq_len, e);
+    if (!rc && !(t->task_ll = malloc(t->task->n_req * sizeof *t->task_ll)))
+        rc = err_set(e, "out of memory for --eval-task's %zu requests", t->task->n_req);
+    if (rc) return err_wrap(e, "--eval-task");
+    return 0;
+}
+
 static void trainer_free(Trainer *t)
 {
     if (trainer_is_rank0(t) && t->obs->end) t->obs->end(t->obs->ctx);
@@ -288,6 +316,9 @@ static void trainer_free(Trainer *t)
     tokfile_close(&t->val_data);
     if (t->solo) group_free(t->solo);
     if (t->resume_mf) mpitrain__manifest__free_unpacked(t->resume_mf, NULL);
+    if (t->task) task_free(t->task);
+    free(t->task);
+    free(t->task_ll);
     mesh_free(&t->mesh);
     run_dir_unlock(&t->lock);
 }
@@ -468,6 +499,7 @@ int train_run(const TrainConfig *cfg, const CommWorld *w, const TrainObserver *o
     if (!rc) rc = setup_model(&t, strategy, e);
     if (!rc) rc = load_initial_state(&t, t.resume_mf, e);
     if (!rc) rc = check_tokenizer(&t, e);
+    if (!rc) rc = load_task(&t, e);
     if (!rc && strategy->check_run) rc = strategy->check_run(&t, e);
     rc = trainer_agree(&t, rc, e);
     if (!rc) rc = trainer_agree(&t, setup_run_dir(&t, e), e);
