@@ -1,0 +1,34 @@
+#!/bin/bash
+# The fortune topic task and its pretrained start (docs/task.md), made
+# reproducibly into WORK (default /tmp/mpitrain-task):
+#   WORK/task/   bench/task/fortune_task.py's splits (seed 2026)
+#   WORK/pre/    the reference GPT (4 x 256, T 256, bytes) pretrained with
+#                AdamW for PRE_STEPS steps (seed 1, one thread) on the King
+#                James Bible (Debian's bible-kjv) and every fortune outside the
+#                task's categories: it knows some English, never the task
+#   WORK/task/train.tok  the task's training examples, the loss on the label
+# and prints the pretrained start's task accuracy (validation, test). Reused
+# when WORK/pre's command line is the same.
+# usage: bash bench/task/pretrain.sh [BINARY]   (default build/mpitrain)
+# Environment: WORK, PRE_STEPS=1500
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+BIN=${1:-$here/../../build/mpitrain}
+WORK=${WORK:-/tmp/mpitrain-task}
+PRE_STEPS=${PRE_STEPS:-1500}
+mkdir -p "$WORK"
+/usr/bin/python3 "$here/fortune_task.py" "$WORK/task"
+bible 'gen1:1-rev22:21' > "$WORK/task/kjv.txt" 2> /dev/null ||
+  { echo "pretrain: \`bible\` failed: apt-get install bible-kjv" >&2; exit 1; }
+"$BIN" prepare "$WORK/task/kjv.txt" "$WORK/task/pretrain_extra.txt" --out "$WORK/task/pre.tok" --val-fraction 0.02 > /dev/null
+"$BIN" prepare --format jsonl "$WORK/task/train.jsonl" --out "$WORK/task/train.tok" --val-fraction 0.1
+cmd="$BIN train --data $WORK/task/pre.tok --steps $PRE_STEPS --seed 1 --threads 1 --lr 1e-3 --min-lr 1e-4 --warmup 50 --eval-every 500 --save-every $PRE_STEPS --keep-ckpts 1 --progress lines --out $WORK/pre"
+if [ "$(cat "$WORK/pre.cmd" 2> /dev/null)" != "$cmd" ] || [ ! -d "$WORK/pre/ckpt" ]; then
+  echo "pretraining: $cmd"
+  $cmd --overwrite > "$WORK/pre.log" 2>&1 || { tail -5 "$WORK/pre.log" >&2; exit 1; }
+  echo "$cmd" > "$WORK/pre.cmd"
+fi
+tail -1 "$WORK/pre.log"
+for s in val test; do
+  echo "pretrained start, $s: $("$BIN" eval --ckpt "$WORK/pre" --task "$WORK/task/$s.jsonl")"
+done
