@@ -244,7 +244,7 @@ enum { FIELD_STEP, FIELD_LOSS, FIELD_ETA, FIELD_TOKS, FIELD_MS, FIELD_LR, FIELD_
        N_FIELDS, N_KEPT = FIELD_TOKS };
 
 typedef struct {
-    char f[N_FIELDS][96];
+    char f[N_FIELDS][128];
 } LineFields;
 
 /* The fields [0, n) joined in reading order: step | loss | lr | tok/s |
@@ -307,7 +307,7 @@ int progress_report(Progress *p, const StepReport *r, Err *e)
     double elapsed = now_s() - p->t0;
     long done = r->step - p->first_step + 1;
     double eta = done > 0 && p->total_steps ? elapsed / done * (p->total_steps - r->step) : NAN;
-    char eta_s[32], val[96] = "", comm[32], ms[32], mfu[32] = "", total[32] = "";
+    char eta_s[32], val[80] = "", comm[32], ms[32], mfu[32] = "", total[32] = "";
     format_duration(eta_s, sizeof eta_s, eta);
     format_bytes(comm, sizeof comm, r->comm_bytes);
     int at = !isnan(r->val_loss) ? snprintf(val, sizeof val, " | val %.4f", r->val_loss) : 0;
