@@ -14,4 +14,12 @@
   check "replay from step 20 reaches step 50" "grep -q 'replayed to step 50' replay.log"
   "$BIN" ckpt export replay --format safetensors --out replay.st > /dev/null
   check "replayed weights == live weights, bit for bit" "cmp -s a.st replay.st"
+  # one-sided differences (K+1 forwards): other codes, the same wire and replay
+  run 4 o --dp 4 $Z --zo-one-sided --steps 40
+  "$BIN" ckpt export o --format safetensors --out o.st > /dev/null
+  "$BIN" ckpt replay o/ckpt/step_00000020 o/zo/journal.bin --out oreplay > oreplay.log 2>&1
+  "$BIN" ckpt export oreplay --format safetensors --out oreplay.st > /dev/null
+  check "--zo-one-sided: the journal's size as above, replay == live bit for bit" \
+    "[ \$(stat -c %s o/zo/journal.bin) -eq \$((64 + 24 + 40 * 40)) ] && [ -s o.st ] && cmp -s o.st oreplay.st"
+  check "... and other codes than central differences'" "! cmp -s <(head -c 500 o/zo/journal.bin) <(head -c 500 a/zo/journal.bin)"
 finish

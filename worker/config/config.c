@@ -106,6 +106,7 @@ static const OptSpec TABLE[] = {
     NUM("zo-samples", OT_INT, zo_samples, "K", "1", 1, 4096, "zo: perturbations per machine per step"),
     NUM("zo-check-every", OT_INT, zo_check_every, "N", "10", 0, 1e9, "zo: compare weight hashes across machines every N steps, 0 = never"),
     NUM("zo-outlier", OT_FLOAT, zo_outlier, "X", "1000", 1, 1e12, "zo: skip a sample whose code would exceed X units"),
+    FLAG("zo-one-sided", zo_one_sided, "zo: one-sided differences, (L(theta + eps z) - L(theta)) / eps: K+1 forward passes a step for --zo-samples K instead of 2K; the codes, the wire and the replay are unchanged (docs/zo.md)"),
     {"zo-params", OT_STR, F(zo_params), sizeof(((TrainConfig *)0)->zo_params), "SPEC",
      "zo: perturb and update only these tensors, the rest stay frozen: comma-separated presets "
      "all, norms, biases, embeddings, last:K (the last K blocks and lnf) or tensor-name globs "

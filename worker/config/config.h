@@ -63,6 +63,7 @@ typedef struct {
     int link_probe;            /* 0 auto, 1 off (--link-probe) */
     /* --optimizer zo */
     float zo_eps, zo_scale, zo_outlier; /* zo_scale 0 = pick from a warm-up */
+    int zo_one_sided;          /* --zo-one-sided: (L(theta + eps z) - L(theta)) / eps, K+1 forwards */
     int zo_samples, zo_check_every;
     char zo_params[256];       /* --zo-params: the tensors zo perturbs (worker/method/zo/zo_params.h) */
     int on_nan;                /* 0 stop with a message, 1 skip the update */

@@ -13,7 +13,7 @@
  * compares the weights themselves. */
 static const char *const RUN_SETTINGS[] = {
     "steps", "optimizer", "lr", "min-lr", "warmup", "weight-decay", "seed", "zo-eps", "zo-scale",
-    "zo-samples", "zo-check-every", "zo-outlier", "zo-params", "init-from", "diloco", "outer-lr",
+    "zo-samples", "zo-check-every", "zo-outlier", "zo-one-sided", "zo-params", "init-from", "diloco", "outer-lr",
     "outer-momentum", "diloco-wire", "diloco-fragments", "diloco-overlap", "grad-clip", "swarm-deadline", "swarm-misses", NULL};
 
 static const OptSpec *spec_named(const char *name)

@@ -16,6 +16,8 @@ int zo_config_validate(const TrainConfig *c, Err *e)
         return err_set(e, "--zo-params %s: only --optimizer zo trains a subset of the tensors "
                           "(adamw and sgd train them all); drop --zo-params or use --optimizer zo",
                        c->zo_params);
+    if (!zo && c->zo_one_sided)
+        return err_set(e, "--zo-one-sided: a zeroth-order estimator; it goes with --optimizer zo");
     if (zo && zo_params_validate(&c->model, c->zo_params, e)) return -1;
     return 0;
 }

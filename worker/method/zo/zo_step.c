@@ -268,14 +268,31 @@ static int zo_setup(Trainer *t, void **state, Err *e)
     return rc;
 }
 
+/* --zo-one-sided: the loss at theta itself, once a step, for every sample's
+ * (L(theta + eps z) - L(theta)) / eps (the dropout key of sample 0's). */
+static double loss_at_theta(Trainer *t, long step, uint32_t machine)
+{
+    trainer_key_dropout(t, (uint64_t)(uint32_t)step << 32 ^ (uint64_t)machine << 16);
+    double local = pipeline_eval(&t->pipe, t->inputs, t->targets);
+    return trainer_loss_sum(t, t->mesh.mp, local) * trainer_loaded_scale(t);
+}
+
 void zo_machine_codes(Trainer *t, Zo *z, long step, uint32_t machine, double sums[2])
 {
     const TrainConfig *c = t->cfg;
+    double l0 = c->zo_one_sided ? loss_at_theta(t, step, machine) : NAN;
     for (int s = 0; s < c->zo_samples; s++) {
         double mean;
         ZoId id = {(uint32_t)step, machine, (uint32_t)s};
         trace_begin_fmt(TR_COMPUTE, "zo sample %d", s);
-        double g = projected_grad(t, z, id, &mean);
+        double g;
+        if (c->zo_one_sided) {
+            double lp = machine_loss(t, z, id, c->zo_eps);
+            g = (lp - l0) / c->zo_eps;
+            mean = l0;
+        } else {
+            g = projected_grad(t, z, id, &mean);
+        }
         trace_end();
         z->mine[s] = zo_code(g, z->id.scale, c->zo_outlier);
         if (isfinite(mean)) {
