@@ -45,10 +45,10 @@ ft_shared="--init-from $WORK/pre --data $WORK/task/train.tok --batch 8 --dp 4 --
 ZO="--optimizer zo --zo-eps 1e-3 --weight-decay 0 --warmup 0"
 TABLE="adamw       --optimizer adamw --lr 3e-4 --min-lr 3e-5 --warmup 5 --weight-decay 0
 diloco      --optimizer adamw --lr 3e-4 --min-lr 3e-5 --warmup 5 --weight-decay 0 --diloco 10 --diloco-wire int8 --outer-lr 0.7
-zo          $ZO --zo-samples 1 --lr 1e-4 --min-lr 1e-4
-zo-s4       $ZO --zo-samples 4 --lr 1e-4 --min-lr 1e-4
-zo-1s4      $ZO --zo-samples 4 --zo-one-sided --lr 1e-4 --min-lr 1e-4
-zo-last1    $ZO --zo-samples 1 --lr 1e-4 --min-lr 1e-4 --zo-params last:1
+zo          $ZO --zo-samples 1 --lr 1e-3 --min-lr 1e-3
+zo-s4       $ZO --zo-samples 4 --lr 1e-3 --min-lr 1e-3
+zo-1s4      $ZO --zo-samples 4 --zo-one-sided --lr 1e-3 --min-lr 1e-3
+zo-last1    $ZO --zo-samples 1 --lr 1e-3 --min-lr 1e-3 --zo-params last:1
 zo-lora     $ZO --zo-samples 1 --lr 1e-3 --min-lr 1e-3 --lora-rank 8 --lora-targets all-linear
 adamw-lora  --optimizer adamw --lr 1e-3 --min-lr 1e-4 --warmup 5 --weight-decay 0 --lora-rank 8 --lora-targets all-linear"
 RUNS=${RUNS:-$(echo "$TABLE" | awk '{print $1}')}

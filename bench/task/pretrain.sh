@@ -8,7 +8,7 @@
 #                task's categories: it knows some English, never the task
 #   WORK/task/train.tok  the task's training examples, the loss on the label
 # and prints the pretrained start's task accuracy (validation, test). Reused
-# when WORK/pre's command line is the same.
+# when WORK/pre's command line is the same (whichever binary).
 # usage: bash bench/task/pretrain.sh [BINARY]   (default build/mpitrain)
 # Environment: WORK, PRE_STEPS=1500
 set -euo pipefail
@@ -22,10 +22,11 @@ bible 'gen1:1-rev22:21' > "$WORK/task/kjv.txt" 2> /dev/null ||
   { echo "pretrain: \`bible\` failed: apt-get install bible-kjv" >&2; exit 1; }
 "$BIN" prepare "$WORK/task/kjv.txt" "$WORK/task/pretrain_extra.txt" --out "$WORK/task/pre.tok" --val-fraction 0.02 > /dev/null
 "$BIN" prepare --format jsonl "$WORK/task/train.jsonl" --out "$WORK/task/train.tok" --val-fraction 0.1
-cmd="$BIN train --data $WORK/task/pre.tok --steps $PRE_STEPS --seed 1 --threads 1 --lr 1e-3 --min-lr 1e-4 --warmup 50 --eval-every 500 --save-every $PRE_STEPS --keep-ckpts 1 --progress lines --out $WORK/pre"
+cmd="train --data $WORK/task/pre.tok --steps $PRE_STEPS --seed 1 --threads 1 --lr 1e-3 --min-lr 1e-4 --warmup 50 --eval-every 500 --save-every $PRE_STEPS --keep-ckpts 1 --progress lines --out $WORK/pre"
 if [ "$(cat "$WORK/pre.cmd" 2> /dev/null)" != "$cmd" ] || [ ! -d "$WORK/pre/ckpt" ]; then
-  echo "pretraining: $cmd"
-  $cmd --overwrite > "$WORK/pre.log" 2>&1 || { tail -5 "$WORK/pre.log" >&2; exit 1; }
+  echo "pretraining: $BIN $cmd"
+  # shellcheck disable=SC2086 # cmd: a flag list
+  "$BIN" $cmd --overwrite > "$WORK/pre.log" 2>&1 || { tail -5 "$WORK/pre.log" >&2; exit 1; }
   echo "$cmd" > "$WORK/pre.cmd"
 fi
 tail -1 "$WORK/pre.log"

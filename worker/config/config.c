@@ -117,7 +117,7 @@ static const OptSpec TABLE[] = {
     FLAG("keep-best", keep_best, "also keep the checkpoint of the lowest validation loss: a step whose evaluation is the lowest so far is saved, <out>/ckpt/best names it (a pointer like latest) and rotation never deletes it; needs --eval-every"),
     NUM("eval-every", OT_INT, eval_every, "N", "50", 0, 1e9, "validation loss every N steps, 0 = never"),
     NUM("eval-batches", OT_INT, eval_batches, "N", "4", 1, 1e6, "global batches per validation"),
-    STR("eval-task", eval_task, "FILE", "a multiple-choice task (JSONL {\"context\", \"choices\", \"answer\"}, docs/task.md) scored at every --eval-every: its accuracy and accuracy_norm in the progress line and metrics.jsonl (task_accuracy, task_accuracy_norm)"),
+    STR("eval-task", eval_task, "FILE", "a multiple-choice task (JSONL {\"context\", \"choices\", \"answer\"}, docs/task.md) scored at every --eval-every and at the last step: its accuracy and accuracy_norm in the progress line and metrics.jsonl (task_accuracy, task_accuracy_norm)"),
     NUM("log-every", OT_INT, log_every, "N", "1", 1, 1e9, "print a progress line every N steps"),
     STR("trace", trace, "FILE", "write a Chrome trace-event timeline"),
     CHOICE("progress", progress, "auto|lines|bar", "auto", "progress display (auto: bar on a terminal)"),

@@ -326,7 +326,7 @@ int loop_run(Trainer *t, const StepStrategy *s, TrainResult *res, Err *e)
             r.val_loss = res->final_val_loss = trainer_eval_loss(t);
             if (c->keep_best) t->best_due = is_new_best(t, r.val_loss);
         }
-        if (t->task && c->eval_every > 0 && ((step + 1) % c->eval_every == 0 || is_last_step(t, step + 1)))
+        if (t->task && ((c->eval_every > 0 && (step + 1) % c->eval_every == 0) || is_last_step(t, step + 1)))
             trainer_task_accuracy(t, &r.task_acc, &r.task_acc_norm);
         /* a record that cannot be written (disk full) stops every rank */
         if (trainer_is_rank0(t) && t->obs->step) rc = t->obs->step(t->obs->ctx, &r, e);

@@ -285,8 +285,6 @@ static int load_task(Trainer *t, Err *e)
     if (c->tp * c->pp > 1)
         return err_set(e, "--eval-task with --tp %d --pp %d: a task is scored on whole models "
                           "(tp = pp = 1) for now", c->tp, c->pp);
-    if (c->eval_every <= 0)
-        return err_set(e, "--eval-task is scored at every --eval-every: give one above 0");
     if (!t->tokenizer[0] && c->model.vocab > 256)
         return err_set(e, "--eval-task %s: vocabulary %d needs a tokenizer (--tokenizer DIR, or a "
                           "--init-from source that has one)", c->eval_task, c->model.vocab);
