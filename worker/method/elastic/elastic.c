@@ -1040,7 +1040,12 @@ static int handle(Elastic *el, const uint8_t *b, size_t n, Err *e)
         return r->decided ? 0 : take_round(el, &m, e);
     case SW_PIECE:
     case SW_MEAN:
-        if (m.step < r->k || (m.step == r->k && r->closed)) return 0;
+        /* the COMMIT waits only for the contributors' HAVE: a machine that
+         * is not one (late for the round) may read it before the last of
+         * the mean, which it still takes */
+        if (m.step < r->k ||
+            (m.step == r->k && r->closed && !(m.type == SW_MEAN && r->closed == 1 && r->means_left)))
+            return 0;
         if (m.step > r->k || !r->decided) {
             stash_add(el, b, n);
             return 0;
