@@ -45,6 +45,7 @@ static const OptSpec PLOT_OPTS[] = {
 /* One metrics row: what the picture needs of it (NAN = absent). */
 typedef struct {
     double step, loss, val_loss, time_ms, tokens_per_s, compute_ms, exposed_ms, idle_ms, bytes;
+    double task_acc;
 } Row;
 
 typedef struct {
@@ -62,6 +63,7 @@ static const RowKey ROW_KEYS[] = {
     {"exposed_comm_ms", offsetof(Row, exposed_ms)},
     {"idle_ms", offsetof(Row, idle_ms)},
     {"comm_bytes", offsetof(Row, bytes)},
+    {"task_accuracy", offsetof(Row, task_acc)},
 };
 
 static int row_pair(void *ctx, const char *key, const char *value, int quoted, size_t offset)
@@ -81,10 +83,12 @@ typedef struct {
     double compute, exposed, idle;
     int n;
     double bytes;
+    int task_rows; /* rows with --eval-task's accuracy */
 } Breakdown;
 
-/* Writes the gnuplot data of one run: "step tokens seconds loss val bytes"
- * (? = absent), accumulating tokens, time and bytes sent over the steps. */
+/* Writes the gnuplot data of one run: "step tokens seconds loss val bytes
+ * task_accuracy" (? = absent), accumulating tokens, time and bytes sent
+ * over the steps. */
 static int write_run_data(const char *run, const char *text, FILE *dat, Breakdown *b, Err *e)
 {
     double tokens = 0, seconds = 0, bytes = 0;
@@ -99,7 +103,7 @@ static int write_run_data(const char *run, const char *text, FILE *dat, Breakdow
             free(one);
             continue;
         }
-        Row r = {NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN};
+        Row r = {NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN};
         size_t at;
         int rc = json_read_flat(one, row_pair, &r, &at, e);
         free(one);
@@ -116,10 +120,15 @@ static int write_run_data(const char *run, const char *text, FILE *dat, Breakdow
             b->idle += isfinite(r.idle_ms) ? r.idle_ms : 0;
             b->n++;
         }
-        char loss[32] = "?", val[32] = "?";
+        char loss[32] = "?", val[32] = "?", acc[32] = "?";
         if (isfinite(r.loss)) snprintf(loss, sizeof loss, "%.9g", r.loss);
         if (isfinite(r.val_loss)) snprintf(val, sizeof val, "%.9g", r.val_loss);
-        fprintf(dat, "%.0f %.9g %.9g %s %s %.17g\n", r.step, tokens, seconds, loss, val, bytes);
+        if (isfinite(r.task_acc)) {
+            snprintf(acc, sizeof acc, "%.9g", r.task_acc);
+            b->task_rows++;
+        }
+        fprintf(dat, "%.0f %.9g %.9g %s %s %.17g %s\n", r.step, tokens, seconds, loss, val, bytes,
+                acc);
         rows++;
     }
     b->bytes = bytes;
@@ -215,8 +224,20 @@ static void breakdown_panel(FILE *f, const char *dir, int n)
     (void)n;
 }
 
+/* --eval-task's accuracy against training time, for the runs that report it. */
+static void task_panel(FILE *f, const char *dir, const Label *labels, int n)
+{
+    fprintf(f, "set xlabel \"training time (s, sum of step times)\"\n"
+               "set ylabel \"task accuracy (--eval-task)\"\nset key outside bottom center horizontal\n"
+               "unset style\nset xtics norotate\nplot ");
+    for (int i = 0; i < n; i++)
+        fprintf(f, "%s\"%s/run%d.dat\" using 3:7 with linespoints lc %d pt 7 ps 0.6 lw 1.5 "
+                   "title \"%s\"", i ? ", " : "", dir, i, i + 1, labels[i]);
+    fprintf(f, "\n");
+}
+
 static int write_script(const char *path, const char *dir, const char *png, const PlotArgs *a,
-                        const Label *labels, int n, int any_bytes, Err *e)
+                        const Label *labels, int n, int any_bytes, int any_task, Err *e)
 {
     FILE *f = fopen(path, "w");
     if (!f) return err_set(e, "%s: cannot create: %s", path, strerror(errno));
@@ -235,6 +256,7 @@ static int write_script(const char *path, const char *dir, const char *png, cons
     loss_panel(f, dir, labels, n, 2, NULL, "tokens", a->loss);
     bytes_panel(f, dir, labels, n, a->loss, any_bytes);
     breakdown_panel(f, dir, n);
+    if (any_task) task_panel(f, dir, labels, n);
     fprintf(f, "unset multiplot\n");
     return fclose(f) ? err_set(e, "%s: write failed", path) : 0;
 }
@@ -271,11 +293,11 @@ static int run_gnuplot(const char *script, const char *log, Err *e)
 }
 
 /* Data files of every run and the breakdown table into dir; *any_bytes:
- * whether a run sent bytes. */
+ * whether a run sent bytes, *any_task: whether one reported --eval-task. */
 static int write_data(const char *dir, const char *const *runs, const Label *labels, int n,
-                      int *any_bytes, Err *e)
+                      int *any_bytes, int *any_task, Err *e)
 {
-    *any_bytes = 0;
+    *any_bytes = *any_task = 0;
     char path[PATH_BUF];
     if (path_fmt(path, sizeof path, e, "%s/breakdown.dat", dir)) return -1;
     FILE *bd = fopen(path, "w");
@@ -291,9 +313,10 @@ static int write_data(const char *dir, const char *const *runs, const Label *lab
         FILE *dat = NULL;
         if (!rc && !path_fmt(path, sizeof path, e, "%s/run%d.dat", dir, i) && !(dat = fopen(path, "w")))
             rc = err_set(e, "%s: cannot create: %s", path, strerror(errno));
-        Breakdown b = {0, 0, 0, 0, 0};
+        Breakdown b = {0, 0, 0, 0, 0, 0};
         if (!rc && dat) rc = write_run_data(runs[i], text, dat, &b, e);
         if (b.bytes > 0) *any_bytes = 1;
+        if (b.task_rows) *any_task = 1;
         if (dat) fclose(dat);
         free(text);
         int k = b.n ? b.n : 1;
@@ -323,12 +346,12 @@ static int draw(const PlotArgs *a, const char *const *runs, int n, Err *e)
     int rc = path_fmt(script, sizeof script, e, "%s/plot.gp", dir);
     if (!rc) rc = path_fmt(log, sizeof log, e, "%s/gnuplot.log", dir);
     if (!rc) rc = path_fmt(tmp, sizeof tmp, e, "%s.tmp.%d", a->out, (int)getpid());
-    int any_bytes = 0;
+    int any_bytes = 0, any_task = 0;
     Label labels[MAX_RUNS];
     run_labels(runs, n, labels);
-    if (!rc) rc = write_data(dir, runs, labels, n, &any_bytes, e);
+    if (!rc) rc = write_data(dir, runs, labels, n, &any_bytes, &any_task, e);
     if (!rc) rc = mkdir_parent(a->out, e);
-    if (!rc) rc = write_script(script, dir, tmp, a, labels, n, any_bytes, e);
+    if (!rc) rc = write_script(script, dir, tmp, a, labels, n, any_bytes, any_task, e);
     if (!rc) rc = run_gnuplot(script, log, e);
     keep_script_for_tests(script);
     struct stat st;

@@ -6,7 +6,7 @@
 #     harness's split of context and choice, the window's left truncation),
 #     and so do accuracy and accuracy_norm;
 #  2. train --eval-task reports them at each evaluation and the last step
-#     (progress line, metrics.jsonl), the last equal to `eval --task` of the
+#     (progress line, metrics.jsonl, plot's sixth panel), the last equal to `eval --task` of the
 #     final checkpoint, and a 2-rank data-parallel run reports the same;
 #  3. bad items are refused by file, line and field.
 # usage: task_test.sh MPITRAIN_BINARY SCRATCH_DIR
@@ -60,6 +60,10 @@ check "the standard error is sqrt(p (1 - p) / (n - 1))" \
   "python3 -c \"import json, math; a = json.load(open('eval.json')); p = a['accuracy']; exit(abs(a['stderr'] - math.sqrt(p * (1 - p) / 5)) > 1e-12)\""
 "$BIN" eval --ckpt run --task task.jsonl > line.txt 2>&1
 check "the line says the accuracies and the items" "grep -qE '^accuracy [0-9.]+ \\+- [0-9.]+, accuracy_norm [0-9.]+ \\+- [0-9.]+ over 6 items' line.txt"
+
+MPITRAIN_TEST_PLOT_SCRIPT=plot.gp "$BIN" plot run --out run.png > plot.log 2>&1
+check "plot draws the task accuracy against training time (a sixth panel)" \
+  "[ -s run.png ] && grep -q 'task accuracy (--eval-task)' plot.gp && grep -q 'using 3:7' plot.gp"
 
 # ---- 2. data parallel: each rank scores a share ----
 if command -v mpirun > /dev/null; then
