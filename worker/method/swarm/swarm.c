@@ -1119,6 +1119,10 @@ static int member_step(Swarm *sw, uint32_t step, const int8_t *mine, uint64_t wh
     const double start = comm_wtime();
     double t0 = start;
     double timeout = sw->o.deadline_s * (sw->o.misses + 1) + 2 * sw->step_work + 1;
+    /* away since its last step for longer than a keeper waits (frozen,
+     * suspended): the roster went on without it, and what was sent to it
+     * meanwhile may be lost, so its silence proves nothing of the keeper */
+    int away = sw->returned_at > 0 && start - sw->returned_at > timeout;
     double asked = start;
     int asks = 0;
     for (;;) {
@@ -1133,6 +1137,13 @@ static int member_step(Swarm *sw, uint32_t step, const int8_t *mine, uint64_t wh
                                   "%.0f s, and this machine is not in the roster yet, so it cannot "
                                   "take over: stopping", step + 1, sw->keeper, FOLLOWER_PATIENCE_S);
             t0 = comm_wtime();
+        }
+        if (comm_wtime() - t0 > timeout && away && sw->peers[sw->slot].state == MEMBER) {
+            event(sw, "this machine was away %.0f s, longer than the keeper waits, and has no "
+                      "decision of step %u: rejoining through the keeper (machine %u)",
+                  start - sw->returned_at, step + 1, sw->keeper);
+            sw->standing = JOINING;
+            return 1;
         }
         if (comm_wtime() - t0 > timeout) {
             Peer *k = &sw->peers[sw->keeper];
