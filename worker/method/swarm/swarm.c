@@ -57,6 +57,10 @@ typedef struct {
 
 struct Swarm {
     SwarmOptions o;
+    /* the address each slot's last machine had when it was dropped: its
+     * later codes are answered with DROPPED (it missed the DECIDE that
+     * dropped it: sent while it was frozen) */
+    char gone[SWARM_MAX_SLOTS][SWARM_ADDR_LEN];
     char provider[16], listen[SWARM_ADDR_LEN], join[SWARM_ADDR_LEN];
     char *config_text;
     Fabric *fab;
@@ -513,11 +517,22 @@ static int member_apply_decide(Swarm *sw, const SwarmMsg *m, uint64_t whash, Swa
                                Err *e);
 static int next_msg(Swarm *sw, SwarmMsg *m, double timeout_s, Err *e);
 
+static int tell_dropped(Swarm *sw, uint32_t s, Err *e)
+{
+    FabricAddr to;
+    Err bad;
+    if (fabric_peer(sw->fab, sw->gone[s], &to, &bad)) return 0;
+    return send_text(sw, to, SW_DROPPED, "missed its deadlines; rejoin to catch up", e);
+}
+
 static int keeper_codes(Swarm *sw, const SwarmMsg *m, Err *e)
 {
     uint32_t s = m->slot;
     /* a machine dropped from the roster learns it from the DECIDE that
-     * dropped it (sent to it too); its later codes are not counted */
+     * dropped it (sent to it too); its later codes are not counted, and
+     * answered with DROPPED, in case that DECIDE was lost while it was
+     * frozen */
+    if (s < SWARM_MAX_SLOTS && sw->peers[s].state == FREE && sw->gone[s][0]) return tell_dropped(sw, s, e);
     if (s >= SWARM_MAX_SLOTS || sw->peers[s].state == FREE) return 0;
     if (m->n_codes != sw->samples) return 0;
     Peer *p = &sw->peers[s];
@@ -636,6 +651,7 @@ static void apply_change(Swarm *sw, const SwarmEntry *c, uint32_t step)
     } else {
         event(sw, "machine %u (%s) %s at step %u", c->slot, c->addr,
               c->kind == SW_LEFT ? "left" : "was dropped: missed its deadlines", step + 1);
+        snprintf(sw->gone[c->slot], SWARM_ADDR_LEN, "%s", c->kind == SW_LEFT ? "" : c->addr);
         memset(p, 0, sizeof *p);
     }
 }
