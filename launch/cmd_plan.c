@@ -4,6 +4,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "comm/mpi/comm.h"
+#include "coordinator/plan/calibrate.h"
 #include "coordinator/plan/planner.h"
 #include "launch/commands.h"
 #include "base/json.h"
@@ -14,9 +15,12 @@ typedef struct {
     int ranks, cores, json;
     float link_gbps, link_latency_us, gemm_gflops;
     char link[64];
+    char calibration[4096];
+    float target_accuracy, target_loss;
 } PlanArgs;
 
 #define P(f) offsetof(PlanArgs, f)
+#define PLAN_MAX_CALIBRATIONS 16
 static const OptSpec PLAN_ONLY[] = {
     {"ranks", OT_INT, P(ranks), 0, "N", "ranks to plan for (default: this job's size, else 8)", NULL, 1, 1 << 20, NULL},
     {"cores", OT_INT, P(cores), 0, "K", "cores per node (default: this machine's)", NULL, 1, 1 << 16, NULL},
@@ -25,6 +29,9 @@ static const OptSpec PLAN_ONLY[] = {
     {"gemm-gflops", OT_FLOAT, P(gemm_gflops), 0, "X", "one thread's sgemm rate (default: measured now)", NULL, 1e-3, 1e6, NULL},
     {"link", OT_STR, P(link), sizeof(((PlanArgs *)0)->link), "BW[,LAT]", "plan at a stated link instead of measuring one, e.g. 100mbit, 1gbit,200us, 50MB/s (latency default 100us)", NULL, 1, 0, NULL},
     {"json", OT_FLAG, P(json), 0, NULL, "one JSON object per layout instead of a table", NULL, 1, 0, NULL},
+    {"calibration", OT_STR, P(calibration), sizeof(((PlanArgs *)0)->calibration), "RUN,...", "short training runs of the task, one per mode, from the same start: rank their modes by predicted time to --target-accuracy or --target-loss at this machine and link (docs/planner.md)", NULL, 1, 0, NULL},
+    {"target-accuracy", OT_FLOAT, P(target_accuracy), 0, "A", "with --calibration: the task accuracy to reach (the runs' --eval-task rows)", NULL, 1e-6, 1, NULL},
+    {"target-loss", OT_FLOAT, P(target_loss), 0, "L", "with --calibration: the validation loss to reach (the runs' val_loss rows)", NULL, 1e-6, 1e6, NULL},
 };
 
 static OptSpec *plan_table(void)
@@ -68,7 +75,9 @@ static void plan_usage(const OptSpec *table)
                     "step time, memory per rank,\npipeline bubble and bytes per step, "
                     "best first. Under mpirun it measures the link between ranks.\n"
                     "It takes a train command line as it is: the train flags it does not "
-                    "list here are accepted and ignored.",
+                    "list here are accepted and ignored.\nWith --calibration (short runs of "
+                    "a task, one per mode) it also ranks those modes by predicted time to a "
+                    "target accuracy or loss.",
                     shown);
 }
 
@@ -109,8 +118,100 @@ static void print_modes(const Prediction *p, int n, int own)
     if (own >= 0) printf("< this config's mode\n");
 }
 
-/* One JSON object per line (JSON Lines), best layout first. */
-static int print_json(const Prediction *p, int n)
+/* A calibration run's mode as the modes table names it, with LoRA's rank. */
+static void mode_label(const Prediction *p, const TrainConfig *c, char *out, size_t n)
+{
+    char lora[24] = "";
+    if (c->model.lora_rank) snprintf(lora, sizeof lora, " LoRA r%d", c->model.lora_rank);
+    if (p->mode == MODE_DP) snprintf(out, n, "DP%s", lora);
+    else snprintf(out, n, "%s %s=%d%s", planner_mode_name(p->mode), p->mode == MODE_ZO ? "K" : "H", p->k, lora);
+}
+
+typedef struct {
+    const Calibration *cal;
+    Prediction p;
+    double steps, seconds; /* to the target; < 0: not reached */
+    int measured;
+} TimedMode;
+
+static int cmp_time(const void *a, const void *b)
+{
+    const TimedMode *x = a, *y = b;
+    if ((x->seconds < 0) != (y->seconds < 0)) return x->seconds < 0 ? 1 : -1;
+    return x->seconds < y->seconds ? -1 : x->seconds > y->seconds;
+}
+
+/* Each calibration run's mode at this machine and link: its best layout's
+ * step time times its steps to the target. */
+static int time_modes(const PlanArgs *a, const Calibration *cals, int n, int ranks, const Machine *mc,
+                      TimedMode *out)
+{
+    CalMetric metric = a->target_loss > 0 ? METRIC_LOSS : METRIC_ACCURACY;
+    double target = metric == METRIC_LOSS ? a->target_loss : a->target_accuracy;
+    for (int i = 0; i < n; i++) {
+        TimedMode *t = &out[i];
+        t->cal = &cals[i];
+        if (!planner_best_layout(&cals[i].cfg, ranks, mc, &t->p)) {
+            fprintf(stderr, "mpitrain plan: --calibration %s: no valid layout of %d ranks for its "
+                            "settings\n", cals[i].dir, ranks);
+            return -1;
+        }
+        t->steps = calibration_steps_to(&cals[i], metric, target, &t->measured);
+        t->seconds = t->steps >= 0 ? t->steps * t->p.step_s : -1;
+    }
+    qsort(out, n, sizeof *out, cmp_time);
+    return 0;
+}
+
+static void print_timed(const PlanArgs *a, const TimedMode *t, int n)
+{
+    int loss = a->target_loss > 0;
+    printf("\nmodes by predicted time to %s %g (steps from --calibration, time at this link):\n\n",
+           loss ? "validation loss" : "task accuracy", loss ? a->target_loss : a->target_accuracy);
+    printf("   run              mode               dp x tp x pp   ms/step  per 1k steps  steps to target"
+           "   predicted time\n");
+    for (int i = 0; i < n; i++) {
+        char mode[48], steps[48], when[32];
+        mode_label(&t[i].p, &t[i].cal->cfg, mode, sizeof mode);
+        if (t[i].steps < 0) snprintf(steps, sizeof steps, "never (no gain)");
+        else snprintf(steps, sizeof steps, "%.0f %s", t[i].steps, t[i].measured ? "measured" : "by the line");
+        if (t[i].seconds < 0) snprintf(when, sizeof when, "-");
+        else snprintf(when, sizeof when, "%.1f s", t[i].seconds);
+        printf("%c  %-16s %-18s %3d x %2d x %2d  %8.1f  %+12.4f  %-17s %14s\n", i == 0 && t[i].seconds >= 0 ? '*' : ' ',
+               t[i].cal->name, mode, t[i].p.dp, t[i].p.tp, t[i].p.pp, t[i].p.step_s * 1e3,
+               t[i].cal->slope * 1e3, steps, when);
+    }
+    printf("\n* fastest to the target. per 1k steps: the calibration's least-squares slope; steps:\n"
+           "  the first evaluation at the target (measured) or where that line reaches it\n");
+}
+
+static void json_timed(JsonOut *j, const TimedMode *t, int n)
+{
+    for (int i = 0; i < n; i++) {
+        char mode[48];
+        mode_label(&t[i].p, &t[i].cal->cfg, mode, sizeof mode);
+        json_begin_object(j);
+        json_str(json_key(j, "calibration"), t[i].cal->dir);
+        json_str(json_key(j, "mode"), mode);
+        json_int(json_key(j, "dp"), t[i].p.dp);
+        json_int(json_key(j, "tp"), t[i].p.tp);
+        json_int(json_key(j, "pp"), t[i].p.pp);
+        json_fixed(json_key(j, "step_ms"), t[i].p.step_s * 1e3, 3);
+        json_sig(json_key(j, "slope_per_step"), t[i].cal->slope, 6);
+        if (t[i].steps < 0) json_null(json_key(j, "steps_to_target"));
+        else json_fixed(json_key(j, "steps_to_target"), t[i].steps, 1);
+        json_bool(json_key(j, "measured"), t[i].measured);
+        if (t[i].seconds < 0) json_null(json_key(j, "seconds_to_target"));
+        else json_fixed(json_key(j, "seconds_to_target"), t[i].seconds, 3);
+        json_bool(json_key(j, "fastest"), i == 0 && t[i].seconds >= 0);
+        json_end_object(j);
+        json_newline(j);
+    }
+}
+
+/* One JSON object per line (JSON Lines), best layout first; then the
+ * calibration's modes, fastest to the target first. */
+static int print_json(const Prediction *p, int n, const TimedMode *t, int n_timed)
 {
     JsonOut j;
     json_init(&j, stdout);
@@ -136,6 +237,7 @@ static int print_json(const Prediction *p, int n)
         json_end_object(&j);
         json_newline(&j);
     }
+    json_timed(&j, t, n_timed);
     int rc = json_finish(&j);
     if (rc) fprintf(stderr, "mpitrain plan: writing JSON: %s\n", j.error);
     json_free(&j);
@@ -177,6 +279,36 @@ static const char *plan_machine(const PlanArgs *a, const CommWorld *w, int ranks
     return stated ? "stated" : from;
 }
 
+/* --calibration's runs, read: how many (0 without the flag), -1 after
+ * saying what is wrong with one. */
+static int load_calibrations(const PlanArgs *a, Calibration **out)
+{
+    *out = NULL;
+    if (!a->calibration[0]) return 0;
+    Calibration *c = calloc(PLAN_MAX_CALIBRATIONS, sizeof *c);
+    if (!c) return -1;
+    CalMetric metric = a->target_loss > 0 ? METRIC_LOSS : METRIC_ACCURACY;
+    char list[sizeof a->calibration];
+    snprintf(list, sizeof list, "%s", a->calibration);
+    int n = 0;
+    for (char *save = NULL, *dir = strtok_r(list, ",", &save); dir; dir = strtok_r(NULL, ",", &save)) {
+        Err e;
+        if (n == PLAN_MAX_CALIBRATIONS) {
+            fprintf(stderr, "mpitrain plan: --calibration: at most %d runs\n", PLAN_MAX_CALIBRATIONS);
+            free(c);
+            return -1;
+        }
+        if (calibration_load(dir, metric, &c[n], &e)) {
+            fprintf(stderr, "mpitrain plan: %s\n", e.msg);
+            free(c);
+            return -1;
+        }
+        n++;
+    }
+    *out = c;
+    return n;
+}
+
 /* Rank 0's printout: machine, link, the layouts and the modes. */
 static int report(const PlanArgs *a, const CommWorld *w, int ranks, const Machine *mc, const char *link_from)
 {
@@ -191,18 +323,41 @@ static int report(const PlanArgs *a, const CommWorld *w, int ranks, const Machin
         printf("link: %.0f us, %s (%s)\n", mc->alpha_s * 1e6, planner_format_bps(mc->beta_Bps, bw, sizeof bw), link_from);
     }
     Prediction *p = malloc(256 * sizeof *p), modes[8];
-    if (!p) return 1;
+    Calibration *cals = NULL;
+    TimedMode timed[PLAN_MAX_CALIBRATIONS];
+    int n_cal = load_calibrations(a, &cals);
+    if (!p || n_cal < 0 || (n_cal && time_modes(a, cals, n_cal, ranks, mc, timed))) {
+        free(p);
+        free(cals);
+        return n_cal < 0 ? EXIT_USAGE : 1;
+    }
     int n = planner_search(&a->t, ranks, mc, 0, p, 256), own = -1;
     if (!n) fprintf(stderr, "mpitrain plan: no valid layout of %d ranks for this model and batch\n", ranks);
     int m = planner_compare_modes(&a->t, ranks, mc, modes, 8, &own);
     int out_rc = 0;
-    if (a->json) out_rc = print_json(p, n);
+    if (a->json) out_rc = print_json(p, n, timed, n_cal);
     else {
         print_table(p, n, ranks, mc);
         print_modes(modes, m, own);
+        if (n_cal) print_timed(a, timed, n_cal);
     }
     free(p);
+    free(cals);
     return n && !out_rc ? 0 : 1;
+}
+
+/* --calibration goes with exactly one target, and a target with it. */
+static int check_calibration_flags(const PlanArgs *a)
+{
+    int targets = (a->target_accuracy > 0) + (a->target_loss > 0);
+    const char *why = NULL;
+    if (a->calibration[0] && targets == 0)
+        why = "--calibration needs a target: --target-accuracy A (the runs' task accuracy) or --target-loss L";
+    else if (targets == 2) why = "--target-accuracy and --target-loss: give one";
+    else if (!a->calibration[0] && targets)
+        why = "--target-accuracy/--target-loss rank calibrated modes: give --calibration RUN,... (short runs of the task, one per mode)";
+    if (why && opts_launcher_rank() <= 0) fprintf(stderr, "mpitrain plan: %s\n", why);
+    return why != NULL;
 }
 
 int cmd_plan(int argc, char **argv)
@@ -221,6 +376,7 @@ int cmd_plan(int argc, char **argv)
         return rc;
     }
     free(table);
+    if (check_calibration_flags(&a)) return EXIT_USAGE;
     train_config_finish(&a.t);
     snprintf(a.t.data, sizeof a.t.data, "-");
     snprintf(a.t.out, sizeof a.t.out, "-");

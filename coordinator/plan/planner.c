@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 #include "coordinator/plan/plan.h"
+#include "base/wire.h"
 #include "models/cost.h"
 #include "models/model.h"
 #include "models/ops.h"
@@ -178,10 +179,9 @@ static void stage_cost(const TrainConfig *c, int s, const double *cost, double *
     }
 }
 
-/* A backprop step with its data-parallel gradient all-reduce; *dp_s and
- * *dp_bytes are that all-reduce alone (time unhidden, bytes per rank). */
-static void predict_backprop(const TrainConfig *c, const Machine *mc, Prediction *p, double *dp_s_out,
-                             double *dp_bytes)
+/* A backprop step with its data-parallel gradient all-reduce; *dp_bytes
+ * is that all-reduce's bytes per rank alone. */
+static void predict_backprop(const TrainConfig *c, const Machine *mc, Prediction *p, double *dp_bytes)
 {
     memset(p, 0, sizeof *p);
     p->dp = c->dp;
@@ -225,7 +225,6 @@ static void predict_backprop(const TrainConfig *c, const Machine *mc, Prediction
     double dp_s = ring_s(mc, c->dp, grad_bytes, 2.0 * (c->dp - 1) / c->dp) + (c->dp > 1 ? sched_wait_s(mc) : 0);
     double hidden = c->overlap ? 0.5 * p->compute_s : 0;
     p->dp_exposed_s = dp_s - hidden > 0.2 * dp_s ? dp_s - hidden : 0.2 * dp_s;
-    *dp_s_out = dp_s;
     *dp_bytes = 2.0 * (c->dp - 1) / c->dp * grad_bytes;
     /* the per-parameter passes: the optimizer over the update range (a
      * ZeRO shard), zeroing every gradient, the norm's sum of squares over
@@ -293,15 +292,20 @@ static void to_zo(const TrainConfig *c, const Machine *mc, Prediction *p)
 }
 
 /* DiLoCo: inner steps without the gradient all-reduce; every H steps the
- * fp32 pseudo-gradient is all-reduced over the replicas (behind the next
- * H inner steps with --diloco-overlap 1) and the outer step applied. */
-static void to_diloco(const TrainConfig *c, const Machine *mc, Prediction *p, double ar_s,
-                      double ar_bytes)
+ * pseudo-gradient is all-reduced over the replicas in --diloco-wire's
+ * format (a reduce-scatter and an all-gather of its codes,
+ * comm/mpi/paced.c; behind the next H inner steps with --diloco-overlap
+ * 1) and the outer step applied. */
+static void to_diloco(const TrainConfig *c, const Machine *mc, Prediction *p)
 {
     int H = c->diloco;
     double inner = p->compute_s + p->tp_comm_s + p->pp_comm_s + p->opt_s + p->fixed_s; /* before the outer step's share */
-    double exposed = c->diloco_overlap ? fmax(0, ar_s - H * inner) : ar_s;
     double shard = (double)cost_param_count(&c->model) / (c->tp * c->pp);
+    double wire = (double)wire_bytes((WireFormat)c->diloco_wire, (size_t)shard);
+    double share = 2.0 * (c->dp - 1) / c->dp;
+    double ar_s = ring_s(mc, c->dp, wire, share) + (c->dp > 1 ? sched_wait_s(mc) : 0);
+    double ar_bytes = share * wire;
+    double exposed = c->diloco_overlap ? fmax(0, ar_s - H * inner) : ar_s;
     double outer_opt = shard * ADAMW_S * memory_slowdown(mc); /* Nesterov: memory-bound, like AdamW */
     p->dp_exposed_s = exposed / H;
     p->opt_s += outer_opt / H;
@@ -312,12 +316,12 @@ static void to_diloco(const TrainConfig *c, const Machine *mc, Prediction *p, do
 
 void planner_predict(const TrainConfig *c, const Machine *mc, Prediction *p)
 {
-    double dp_s = 0, dp_bytes = 0;
-    predict_backprop(c, mc, p, &dp_s, &dp_bytes);
+    double dp_bytes = 0;
+    predict_backprop(c, mc, p, &dp_bytes);
     p->mode = planner_mode(c);
     if (p->mode != MODE_DP) p->bytes -= dp_bytes;
     if (p->mode == MODE_ZO) to_zo(c, mc, p);
-    if (p->mode == MODE_DILOCO) to_diloco(c, mc, p, dp_s, dp_bytes);
+    if (p->mode == MODE_DILOCO) to_diloco(c, mc, p);
     p->comm_s = p->tp_comm_s + p->pp_comm_s + p->dp_exposed_s;
     double tokens = (double)c->global_batch * c->model.seq_len;
     p->tokens_per_s = p->step_s > 0 ? tokens / p->step_s : 0;
@@ -415,6 +419,13 @@ static int best_of_mode(const TrainConfig *cfg, PlanMode m, int k, int ranks, co
     if (n) *out = all[0];
     free(all);
     return n > 0;
+}
+
+int planner_best_layout(const TrainConfig *cfg, int ranks, const Machine *mc, Prediction *out)
+{
+    PlanMode m = planner_mode(cfg);
+    return best_of_mode(cfg, m, m == MODE_ZO ? cfg->zo_samples : m == MODE_DILOCO ? cfg->diloco : 0,
+                        ranks, mc, out);
 }
 
 /* Best first by backprop-equivalent tokens/s (a stable insertion sort:

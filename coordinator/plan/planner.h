@@ -61,6 +61,10 @@ double planner_step_worth(PlanMode m, int k);
 int planner_compare_modes(const TrainConfig *cfg, int ranks, const Machine *mc, Prediction *out,
                           int max, int *own);
 
+/* The best layout of `ranks` for cfg's own mode (as a row of
+ * planner_compare_modes); 0 when none is valid. */
+int planner_best_layout(const TrainConfig *cfg, int ranks, const Machine *mc, Prediction *out);
+
 /* Parses a stated link: a bandwidth like "10mbit", "1gbit", "2.5Gbit/s",
  * "100MB/s", optionally followed by ",LAT" with LAT like "200us", "1ms",
  * "0.5s" (the latency keeps *alpha_s when absent). Bits or bytes must be

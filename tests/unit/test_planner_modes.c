@@ -373,3 +373,18 @@ Test(planner_gemm, measures_the_configurations_own_layer)
     assert_gemm(&g[1], 1024, 576, 9 * 128, 9 * 128 * 576 / cc, "o of 9 x 128");
     assert_gemm(&g[5], 1024, 1024, 128, 2.0 * 1024 * 9 * 128 / cc, "attention of 9 x 128");
 }
+
+/* --diloco-wire: the outer all-reduce moves the format's bytes (int8: 64
+ * one-byte codes and a float scale per block, 0.27 of fp32's) */
+Test(planner_modes, diloco_wire_shrinks_the_outer_all_reduce)
+{
+    TrainConfig c;
+    cfg4(&c);
+    c.diloco = 10;
+    Prediction f32 = predict(&c, 1.25e6, 100e-6);
+    c.diloco_wire = 2; /* int8 */
+    Prediction i8 = predict(&c, 1.25e6, 100e-6);
+    double ratio = i8.bytes / f32.bytes;
+    cr_assert(ratio > 0.26 && ratio < 0.28, "int8/fp32 bytes %g", ratio);
+    cr_assert(i8.dp_exposed_s < 0.3 * f32.dp_exposed_s, "%g vs %g s", i8.dp_exposed_s, f32.dp_exposed_s);
+}
