@@ -89,7 +89,7 @@ int main(int argc, char **argv)
         model_forward(&m, in, tg, B);
         model_forward(&m, in, tg, B);
         double t1 = now_s();
-        ZoView plus = {1337, {(uint32_t)r, 0, 0}, 1e-3f, NULL}, minus = plus;
+        ZoView plus = {1337, {(uint32_t)r, 0, 0}, 1e-3f, NULL, NULL}, minus = plus;
         minus.step = -1e-3f;
         view_forward(&m, &plus, in, tg, B);
         view_forward(&m, &minus, in, tg, B);

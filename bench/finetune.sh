@@ -103,7 +103,12 @@ ft_step_ms() {
 ft_run() {
   local out=$1 ms steps every h cap
   shift
-  ms=$(ft_step_ms "$@")
+  # a calibration that failed (or ran no step in CAL_SECONDS: full AdamW at
+  # 1 Mbit/s, a 20 MB all-reduce a step) has said why; the run is skipped
+  ms=$(ft_step_ms "$@") || true
+  case $ms in
+    '' | *[!0-9.]*) echo "   skipping $(basename "$out") on $nc_cur: no step time" >&2; return 1 ;;
+  esac
   steps=$(awk -v b="$BUDGET" -v ms="$ms" -v m="$MIN_STEPS" 'BEGIN {s = int(b * 1000 / ms); print s < m ? m : s}')
   every=$((steps / EVAL_POINTS > 0 ? steps / EVAL_POINTS : 1))
   h=$(ft_flag --diloco "$@")

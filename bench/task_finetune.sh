@@ -12,7 +12,11 @@
 # Prints a markdown table per link: test accuracy and accuracy_norm (with
 # their standard error), the best validation accuracy during the run, steps,
 # training seconds, bytes sent per machine; and draws the validation accuracy
-# against training time (gnuplot) into $WORK/task_finetune.png.
+# against training time (gnuplot) into $WORK/task_finetune.png. Then, per
+# link, the seconds each run took to a validation accuracy of TARGET beside
+# the planner's prediction from the shared-memory runs
+# (bench/task/time_to_target.sh, `mpitrain plan --calibration`), and the
+# winner by each.
 #
 # Environment:
 #   BUDGET=120          seconds of training per run (--time-budget)
@@ -21,6 +25,7 @@
 #   WORK=DIR            kept: the task, the pretrained start, the runs
 #                       (default /tmp/mpitrain-task, as bench/task/pretrain.sh)
 #   EVAL_POINTS=8       validations per run
+#   TARGET=0.30         the validation accuracy the methods race to
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 NAME=task_finetune
@@ -48,6 +53,8 @@ diloco      --optimizer adamw --lr 3e-4 --min-lr 3e-5 --warmup 5 --weight-decay 
 zo          $ZO --zo-samples 1 --lr 1e-3 --min-lr 1e-3
 zo-s4       $ZO --zo-samples 4 --lr 1e-3 --min-lr 1e-3
 zo-1s4      $ZO --zo-samples 4 --zo-one-sided --lr 1e-3 --min-lr 1e-3
+zo-sparse   $ZO --zo-samples 4 --zo-one-sided --lr 1e-3 --min-lr 1e-3 --zo-sparse 0.2
+zo-sparse5  $ZO --zo-samples 4 --zo-one-sided --lr 1e-3 --min-lr 1e-3 --zo-sparse 0.5
 zo-last1    $ZO --zo-samples 1 --lr 1e-3 --min-lr 1e-3 --zo-params last:1
 zo-lora     $ZO --zo-samples 1 --lr 1e-3 --min-lr 1e-3 --lora-rank 8 --lora-targets all-linear
 adamw-lora  --optimizer adamw --lr 1e-3 --min-lr 1e-4 --warmup 5 --weight-decay 0 --lora-rank 8 --lora-targets all-linear"
@@ -112,5 +119,8 @@ if command -v gnuplot > /dev/null; then
   done
   gnuplot -e "set terminal pngcairo size 1200,800; set output '$WORK/task_finetune.png'; set key outside; set xlabel 'training seconds'; set ylabel 'validation accuracy (6 topics, chance 0.167)'; set grid; plot $plots" &&
     echo "picture: $WORK/task_finetune.png"
+fi
+if [ -d "$WORK/ft/shm" ]; then
+  WORK=$WORK NETS="$nets" bash "$here/task/time_to_target.sh" "$bin" | tee -a "$WORK/task_finetune.md"
 fi
 echo "tables: $WORK/task_finetune.md"

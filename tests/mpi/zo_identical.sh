@@ -14,12 +14,27 @@
   check "replay from step 20 reaches step 50" "grep -q 'replayed to step 50' replay.log"
   "$BIN" ckpt export replay --format safetensors --out replay.st > /dev/null
   check "replayed weights == live weights, bit for bit" "cmp -s a.st replay.st"
+  # replayed RUN: RUN's weights and those of its journal replayed from step
+  # 20 onto that checkpoint, exported (RUN.st, RUNreplay.st)
+  replayed() {
+    "$BIN" ckpt export "$1" --format safetensors --out "$1.st" > /dev/null
+    "$BIN" ckpt replay "$1/ckpt/step_00000020" "$1/zo/journal.bin" --out "$1replay" > "$1replay.log" 2>&1
+    "$BIN" ckpt export "$1replay" --format safetensors --out "$1replay.st" > /dev/null
+  }
   # one-sided differences (K+1 forwards): other codes, the same wire and replay
   run 4 o --dp 4 $Z --zo-one-sided --steps 40
-  "$BIN" ckpt export o --format safetensors --out o.st > /dev/null
-  "$BIN" ckpt replay o/ckpt/step_00000020 o/zo/journal.bin --out oreplay > oreplay.log 2>&1
-  "$BIN" ckpt export oreplay --format safetensors --out oreplay.st > /dev/null
+  replayed o
   check "--zo-one-sided: the journal's size as above, replay == live bit for bit" \
     "[ \$(stat -c %s o/zo/journal.bin) -eq \$((64 + 24 + 40 * 40)) ] && [ -s o.st ] && cmp -s o.st oreplay.st"
   check "... and other codes than central differences'" "! cmp -s <(head -c 500 o/zo/journal.bin) <(head -c 500 a/zo/journal.bin)"
+  # --zo-sparse: the mask from the weights at each step, the same on every
+  # machine (the hash checks) and in the replay (the journal's version 3
+  # header holds the fraction)
+  run 4 s --dp 4 $Z --zo-sparse 0.3 --steps 40; check "--zo-sparse 0.3: 4 machines x 40 steps with hash checks" "[ $? -eq 0 ]"
+  replayed s
+  check "--zo-sparse: replay == live bit for bit, and other weights than the dense run's" \
+    "[ -s s.st ] && cmp -s s.st sreplay.st && ! cmp -s s.st o.st"
+  check "--zo-sparse: the journal says so (version 3)" "[ \$(od -An -tu4 -j8 -N4 s/zo/journal.bin) -eq 3 ]"
+  run 1 sx --zo-sparse 0.3 --optimizer adamw --steps 1; rc=$?
+  check "--zo-sparse without --optimizer zo is refused, saying why" "[ $rc -ne 0 ] && grep -q 'it goes with --optimizer zo' sx.log"
 finish

@@ -120,7 +120,7 @@ static SwarmMsg sample(int type)
     m.whash = 0xfedcba9876543210ull;
     m.last = 1;
     m.ident = (ZoIdentity){1337, 124000000ull, 0xaaaa5555aaaa5555ull, 0x1111222233334444ull,
-                           4, 1e-3f, 0.5f, 0.01f};
+                           4, 1e-3f, 0.5f, 0.01f, 0.0f};
     strcpy(m.addr, "tcp://192.168.1.20:40001");
     strcpy(m.text, "ident differs: seed 1337 vs 1338");
     m.codes = g_codes;

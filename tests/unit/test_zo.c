@@ -2,6 +2,7 @@
  * published known-answer vectors, Rademacher z of a shard equal to the
  * slice of the whole model's z, int8 codes, the update, the journal. */
 #include <criterion/criterion.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,7 +86,7 @@ static void shard_matches_whole(ModelConfig c, int tp)
     cr_assert_eq(model_init(&whole, &c, 1, 5, &e), 0, "%s", e.msg);
     float *wz = calloc(whole.n_params, sizeof(float));
     ZoId id = {7, 1, 0};
-    ZoView v = {99, id, 1.0f, NULL};
+    ZoView v = {99, id, 1.0f, NULL, NULL};
     perturb_all(&whole, &v, wz);
     for (int r = 0; r < tp; r++) {
         ModelShard sh = {.tp_rank = r, .tp_size = tp, .last_block = -1, .slots = 1};
@@ -252,6 +253,59 @@ Test(zo, rows_past_the_context_get_no_step)
     model_free(&m);
 }
 
+/* --zo-sparse: each tensor's threshold keeps the fraction asked for, the
+ * update moves only those weights (a zero-initialised tensor, LoRA's B, all
+ * of it), and the view perturbs exactly the weights the update moves. */
+Test(zo, sparse_mask_moves_the_smallest_weights_only)
+{
+    Err e;
+    Model m;
+    ModelConfig c = {.kind = MODEL_GPT, .n_layer = 1, .n_head = 2, .n_embd = 16, .seq_len = 4,
+                     .vocab = 40};
+    ModelShard whole = model_shard_whole(0);
+    cr_assert_eq(model_init_shard(&m, &c, &whole, 1, 1, &e), 0, "%s", e.msg);
+    float *tau = malloc(m.n_tensors * sizeof *tau), *before = malloc(m.n_params * sizeof(float));
+    cr_assert_eq(zo_thresholds(&m, m.params, NULL, 0.25f, tau), 0);
+    for (int k = 0; k < m.n_tensors; k++) {
+        const ParamInfo *t = &m.tensors[k];
+        size_t in = 0;
+        for (size_t i = 0; i < t->live; i++) in += fabsf(m.params[t->offset + i]) <= tau[k];
+        /* the quarter, plus ties (a LayerNorm gain of ones is all ties) */
+        cr_expect(in >= t->live / 4 && (in <= t->live / 4 + 1 || tau[k] == 0 || tau[k] == 1),
+                  "%s: %zu of %zu under tau %g", t->name, in, t->live, tau[k]);
+    }
+    memcpy(before, m.params, m.n_params * sizeof(float));
+    int8_t codes[2] = {100, -70};
+    cr_assert_eq(zo_step_update_sparse(&m, m.params, NULL, 9, 0, codes, 1, 2, 0.01f, 0.5f, 0.0f, 0.25f), 2);
+    size_t moved = 0, masked = 0;
+    for (int k = 0; k < m.n_tensors; k++) {
+        const ParamInfo *t = &m.tensors[k];
+        for (size_t i = 0; i < t->live; i++) {
+            size_t j = t->offset + i;
+            int in = fabsf(before[j]) <= tau[k];
+            masked += in;
+            moved += m.params[j] != before[j];
+            if (!in) cr_assert_eq(m.params[j], before[j], "%s[%zu] above tau moved", t->name, i);
+        }
+    }
+    cr_expect(moved > masked / 2, "%zu of %zu masked weights moved", moved, masked);
+    /* the view of theta + eps z perturbs the same weights */
+    ZoView v = {9, {0, 0, 0}, 1e-2f, NULL, tau};
+    memcpy(m.params, before, m.n_params * sizeof(float));
+    for (int k = 0; k < m.n_tensors; k++) {
+        const ParamInfo *t = &m.tensors[k];
+        float *d = malloc(t->live * sizeof *d);
+        const float *w = zo_view_weights(&v, &m, k, 0, t->live, d);
+        for (size_t i = 0; i < t->live; i++)
+            cr_assert_eq(w[i] != before[t->offset + i], fabsf(before[t->offset + i]) <= tau[k],
+                         "%s[%zu]: perturbed where the update would not move it, or not", t->name, i);
+        free(d);
+    }
+    free(tau);
+    free(before);
+    model_free(&m);
+}
+
 /* ---- the ZO step before and after the memory rework ----------------------- */
 
 /* The definition the trainer used before the rework: theta +- eps z written
@@ -280,7 +334,7 @@ static double view_loss(Model *m, uint64_t seed, ZoId id, float step, const int 
                         const int *tg, int B)
 {
     Err e;
-    ZoView v = {seed, id, step, NULL};
+    ZoView v = {seed, id, step, NULL, NULL};
     cr_assert_eq(model_set_weight_view(m, zo_view_weights, &v, &e), 0, "%s", e.msg);
     double l = model_forward(m, in, tg, B);
     model_set_weight_view(m, NULL, NULL, &e);
@@ -377,6 +431,28 @@ static int read_all(const char *path, Err *e, long *records)
     *records = j.index;
     journal_close(&j);
     return rc;
+}
+
+/* --zo-sparse's fraction lives in a version 3 header, under its checksum */
+Test(journal, sparse_header_round_trips_under_its_checksum)
+{
+    const char *p = journal_file("jsparse");
+    Journal j;
+    Err e;
+    ZoIdentity h = {.seed = 11, .eps = 1e-3f, .scale = 0.25f, .samples = 2, .global_params = 1234,
+                    .sparse = 0.3f};
+    cr_assert_eq(journal_open_append(&j, p, &h, &e), 0, "%s", e.msg);
+    journal_close(&j);
+    cr_assert_eq(journal_open_read(&j, p, &e), 0, "%s", e.msg);
+    cr_assert_eq(j.h.sparse, 0.3f);
+    cr_assert_eq(zo_identity_diff(&j.h, &h, ZO_ID_ALL & ~ZO_ID_BASE), 0u);
+    journal_close(&j);
+    FILE *f = fopen(p, "r+b");
+    fseek(f, 60, SEEK_SET);
+    fputc(0x7f, f); /* the fraction's low byte */
+    fclose(f);
+    cr_assert_neq(journal_open_read(&j, p, &e), 0);
+    cr_assert(strstr(e.msg, "checksum mismatch"), "%s", e.msg);
 }
 
 Test(journal, round_trip)

@@ -103,6 +103,7 @@ static const OptSpec TABLE[] = {
     CHOICE("pp-schedule", pp_schedule, "gpipe|1f1b", "1f1b", "pipeline schedule"),
     NUM("zo-eps", OT_FLOAT, zo_eps, "X", "1e-3", 1e-12, 10, "zo: perturbation size"),
     NUM("zo-scale", OT_FLOAT, zo_scale, "X", "0", 0, 1e12, "zo: projected gradient per int8 code unit; 0 = from a warm-up"),
+    NUM("zo-sparse", OT_FLOAT, zo_sparse, "F", "0", 0, 1, "zo: perturb and update only the fraction F of each tensor's weights smallest in magnitude at the step (Sparse MeZO's mask; 0 = every weight; docs/zo.md)"),
     NUM("zo-samples", OT_INT, zo_samples, "K", "1", 1, 4096, "zo: perturbations per machine per step"),
     NUM("zo-check-every", OT_INT, zo_check_every, "N", "10", 0, 1e9, "zo: compare weight hashes across machines every N steps, 0 = never"),
     NUM("zo-outlier", OT_FLOAT, zo_outlier, "X", "1000", 1, 1e12, "zo: skip a sample whose code would exceed X units"),

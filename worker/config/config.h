@@ -63,6 +63,7 @@ typedef struct {
     int link_probe;            /* 0 auto, 1 off (--link-probe) */
     /* --optimizer zo */
     float zo_eps, zo_scale, zo_outlier; /* zo_scale 0 = pick from a warm-up */
+    float zo_sparse;           /* --zo-sparse F: the smallest-magnitude fraction perturbed; 0 = all */
     int zo_one_sided;          /* --zo-one-sided: (L(theta + eps z) - L(theta)) / eps, K+1 forwards */
     int zo_samples, zo_check_every;
     char zo_params[256];       /* --zo-params: the tensors zo perturbs (worker/method/zo/zo_params.h) */

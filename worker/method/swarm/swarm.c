@@ -415,6 +415,7 @@ static const char *ident_difference(const ZoIdentity *a, const ZoIdentity *b, ch
                  a->weight_decay, b->eps, b->weight_decay);
         break;
     case ZO_ID_SCALE: snprintf(buf, n, "--zo-scale %g, the run's %g", a->scale, b->scale); break;
+    case ZO_ID_SPARSE: snprintf(buf, n, "--zo-sparse %g, the run's %g", a->sparse, b->sparse); break;
     case ZO_ID_BASE:
         snprintf(buf, n, "other starting weights (base %016llx, the run's %016llx: another "
                  "--init-from or seed)", (unsigned long long)a->base_id,

@@ -134,6 +134,9 @@ int swarm_config_validate(const TrainConfig *c, Err *e)
     if (c->time_budget_s > 0)
         return err_set(e, "%s with --time-budget: not built yet (each machine would end by its "
                           "own clock); give --steps", flag);
+    if (c->zo_sparse > 0)
+        return err_set(e, "%s with --zo-sparse: not built yet (the swarm's update and its HELLO "
+                          "know no magnitude mask); it runs under --optimizer zo alone", flag);
     if (c->dp > 1)
         return err_set(e, "%s with --dp %d: each swarm machine is one replica (use --tp/--pp "
                           "inside it); the swarm's machines are its data parallelism",

@@ -15,6 +15,7 @@ unsigned zo_identity_diff(const ZoIdentity *a, const ZoIdentity *b, unsigned fie
     if (!same_bits(a->weight_decay, b->weight_decay)) d |= ZO_ID_DECAY;
     if (!same_bits(a->scale, b->scale)) d |= ZO_ID_SCALE;
     if (a->base_id && b->base_id && a->base_id != b->base_id) d |= ZO_ID_BASE;
+    if (!same_bits(a->sparse, b->sparse)) d |= ZO_ID_SPARSE;
     return d & fields;
 }
 

@@ -16,6 +16,7 @@ typedef struct {
                              * does not hold it) */
     uint32_t samples;       /* --zo-samples */
     float eps, scale, weight_decay;
+    float sparse;           /* --zo-sparse: the magnitude mask's fraction; 0 = every weight */
 } ZoIdentity;
 
 /* The fields as bits, in the order a difference is named: the lowest bit
@@ -29,7 +30,8 @@ enum {
     ZO_ID_DECAY = 1u << 5,     /* weight_decay */
     ZO_ID_SCALE = 1u << 6,
     ZO_ID_BASE = 1u << 7,      /* base_id, compared only when both know it */
-    ZO_ID_ALL = (1u << 8) - 1
+    ZO_ID_SPARSE = 1u << 8,
+    ZO_ID_ALL = (1u << 9) - 1
 };
 
 /* The fields among `fields` in which a and b differ (0: none). Floats are

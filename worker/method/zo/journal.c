@@ -11,11 +11,20 @@
 /* Every field little-endian via base/le.h: the same bytes the memcpy-based
  * writer produced on the x86 hosts that wrote the existing journals. */
 
+/* The CRC-32C of the fields past the first 48 bytes' own check: bytes
+ * 0..55, and in version 3 the mask's fraction at 60..63 after them. */
+static uint32_t extended_crc(const unsigned char *b, uint32_t version)
+{
+    uint32_t c = crc32c(0, b, 56);
+    return version >= 3 ? crc32c(c, b + 60, 4) : c;
+}
+
 static void encode_header(const ZoIdentity *h, unsigned char *b)
 {
     memset(b, 0, JOURNAL_HEADER_BYTES);
     memcpy(b, JOURNAL_MAGIC, 8);
-    le_put32(b + 8, h->params_id ? 2 : 1);
+    /* version 1: no --zo-params selection; 2: one; 3: a --zo-sparse mask */
+    le_put32(b + 8, h->sparse > 0 ? 3 : h->params_id ? 2 : 1);
     le_put64(b + 12, h->seed);
     le_put_f32(b + 20, h->eps);
     le_put_f32(b + 24, h->scale);
@@ -23,9 +32,10 @@ static void encode_header(const ZoIdentity *h, unsigned char *b)
     le_put32(b + 32, h->samples);
     le_put64(b + 36, h->global_params);
     le_put32(b + 44, crc32c(0, b, 44));
-    if (h->params_id) {
+    if (h->params_id || h->sparse > 0) {
         le_put64(b + 48, h->params_id);
-        le_put32(b + 56, crc32c(0, b, 56));
+        if (h->sparse > 0) le_put_f32(b + 60, h->sparse);
+        le_put32(b + 56, extended_crc(b, h->sparse > 0 ? 3 : 2));
     }
 }
 
@@ -38,7 +48,7 @@ static int decode_header(const char *path, const unsigned char *b, ZoIdentity *h
         return err_set(e, "%s: journal version %u, this build reads 1 to %d", path, version,
                        JOURNAL_VERSION);
     if (le_get32(b + 44) != crc32c(0, b, 44) ||
-        (version >= 2 && le_get32(b + 56) != crc32c(0, b, 56)))
+        (version >= 2 && le_get32(b + 56) != extended_crc(b, version)))
         return err_set(e, "%s: journal header checksum mismatch: corrupted", path);
     memset(h, 0, sizeof *h);
     h->params_id = version >= 2 ? le_get64(b + 48) : 0;
@@ -48,6 +58,7 @@ static int decode_header(const char *path, const unsigned char *b, ZoIdentity *h
     h->weight_decay = le_get_f32(b + 28);
     h->samples = le_get32(b + 32);
     h->global_params = le_get64(b + 36);
+    h->sparse = version >= 3 ? le_get_f32(b + 60) : 0;
     return 0;
 }
 
@@ -82,8 +93,8 @@ static int prepare_existing(const char *path, const ZoIdentity *h, long *torn_of
     const unsigned diff = zo_identity_diff(&j.h, h, HEADER_FIELDS);
     if (diff & ~ZO_ID_SELECTION) {
         journal_close(&j);
-        return err_set(e, "%s: journal was written with another seed, eps, scale, samples "
-                          "or model; use a fresh --out", path);
+        return err_set(e, "%s: journal was written with another seed, eps, scale, samples, "
+                          "model or --zo-sparse; use a fresh --out", path);
     }
     if (diff) {
         journal_close(&j);

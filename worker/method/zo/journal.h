@@ -29,7 +29,7 @@
  * (worker/method/zo/zo_params.h) at 48 and a CRC-32C of bytes 0..55 at 56. A
  * journal of every tensor (id 0) is written as version 1, the bytes older
  * builds read; a version 1 journal reads as id 0 (every tensor). */
-#define JOURNAL_VERSION 2
+#define JOURNAL_VERSION 3
 #define JOURNAL_HEADER_BYTES 64
 #define JOURNAL_MAX_CODES (1u << 24)
 

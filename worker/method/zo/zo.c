@@ -113,6 +113,14 @@ static Piece piece_at(const Model *m, const ParamInfo *t, Runs r, size_t u)
         }                                                                            \
     } while (0)
 
+/* --zo-sparse: d[i] = s[i] + step * z_i where |s[i]| <= tau, else s[i] */
+static void perturb_span_masked(uint64_t seed, ZoId id, uint64_t g, size_t len, float step,
+                                float tau, const float *restrict s, float *restrict d)
+{
+    const float neg = -step;
+    SIGN_SPAN(seed, id, g, len, d[i] = s[i] + (fabsf(s[i]) <= tau ? (plus ? step : neg) : 0.0f));
+}
+
 /* d[i] = s[i] + step * z_i */
 static void perturb_span(uint64_t seed, ZoId id, uint64_t g, size_t len, float step,
                          const float *restrict s, float *restrict d)
@@ -146,8 +154,12 @@ const float *zo_view_weights(void *ctx, const Model *m, int k, size_t first, siz
         Piece p = piece_at(m, t, r, (size_t)u);
         size_t lo = p.lo > first ? p.lo : first, hi = p.hi < first + n ? p.hi : first + n;
         if (lo >= hi) continue;
-        perturb_span(v->seed, v->id, p.global + (lo - p.lo), hi - lo, step, src + lo,
-                     dst + (lo - first));
+        if (v->tau)
+            perturb_span_masked(v->seed, v->id, p.global + (lo - p.lo), hi - lo, step, v->tau[k],
+                                src + lo, dst + (lo - first));
+        else
+            perturb_span(v->seed, v->id, p.global + (lo - p.lo), hi - lo, step, src + lo,
+                         dst + (lo - first));
     }
     return dst;
 }
@@ -163,7 +175,7 @@ typedef struct {
  * forward reads (wpe's rows past the context) have no gradient: acc_i = 0,
  * the decay alone, as for every other element of their tensor. */
 static void update_tensor(const Model *m, const ParamInfo *t, float *params, uint64_t seed,
-                          const Code *codes, int n, float c, float decay)
+                          const Code *codes, int n, float c, float decay, float tau)
 {
     Runs r = runs_of(m, t);
     long units = (long)n_pieces(r);
@@ -177,17 +189,86 @@ static void update_tensor(const Model *m, const ParamInfo *t, float *params, uin
         memset(acc, 0, len * sizeof *acc);
         for (int j = 0; live && j < n; j++) accumulate_span(seed, codes[j].id, pc.global, live, codes[j].q, acc);
         float *p = p0 + pc.lo;
-        for (size_t i = 0; i < len; i++) p[i] = p[i] - c * (float)acc[i] - decay * p[i];
+        if (isinf(tau))
+            for (size_t i = 0; i < len; i++) p[i] = p[i] - c * (float)acc[i] - decay * p[i];
+        else /* --zo-sparse: the step where the view perturbed, the decay everywhere */
+            for (size_t i = 0; i < len; i++)
+                p[i] = p[i] - (fabsf(p[i]) <= tau ? c * (float)acc[i] : 0.0f) - decay * p[i];
     }
+}
+
+/* The k-th smallest of v[0..n) (k < n), reordering v: Hoare's selection
+ * with a median-of-three pivot (no NaN in v); the answer is one value
+ * whatever the order it is found in. */
+static float select_kth(float *v, long n, long k)
+{
+    long lo = 0, hi = n - 1;
+    while (hi > lo) {
+        float a = v[lo], b = v[lo + (hi - lo) / 2], c = v[hi];
+        float pivot = a < b ? (b < c ? b : a < c ? c : a) : (a < c ? a : b < c ? c : b);
+        long i = lo, j = hi;
+        while (i <= j) {
+            while (v[i] < pivot) i++;
+            while (v[j] > pivot) j--;
+            if (i <= j) {
+                float t = v[i];
+                v[i++] = v[j];
+                v[j--] = t;
+            }
+        }
+        /* v[lo..j] <= pivot <= v[i..hi]; between them, the pivot's value */
+        if (k <= j) hi = j;
+        else if (k >= i) lo = i;
+        else return v[k];
+    }
+    return v[k];
+}
+
+int zo_thresholds(const Model *m, const float *params, const uint8_t *active, float frac, float *tau)
+{
+    size_t most = 0;
+    for (int k = 0; k < m->n_tensors; k++)
+        if (m->tensors[k].live > most) most = m->tensors[k].live;
+    float *scratch = malloc((most ? most : 1) * sizeof *scratch);
+    if (!scratch) return -1;
+    for (int k = 0; k < m->n_tensors; k++) {
+        const ParamInfo *t = &m->tensors[k];
+        tau[k] = INFINITY;
+        if (!is_active(active, k) || !t->live) continue;
+        const float *p = params + t->offset;
+        for (size_t i = 0; i < t->live; i++) {
+            float a = fabsf(p[i]);
+            scratch[i] = a == a ? a : INFINITY; /* a NaN weight is never the smallest */
+        }
+        /* |theta| <= tau for the F smallest (and their ties: LoRA's B
+         * starts all zeros, and all of it is perturbed) */
+        size_t n = (size_t)((double)frac * (double)t->live);
+        tau[k] = select_kth(scratch, (long)t->live, (long)(n > 0 ? n - 1 : 0));
+    }
+    free(scratch);
+    return 0;
 }
 
 int zo_step_update(const Model *m, float *params, const uint8_t *active, uint64_t seed,
                    uint32_t step, const int8_t *codes, int n_machines, int samples, float lr,
                    float scale, float wd)
 {
+    return zo_step_update_sparse(m, params, active, seed, step, codes, n_machines, samples, lr,
+                                 scale, wd, 0.0f);
+}
+
+int zo_step_update_sparse(const Model *m, float *params, const uint8_t *active, uint64_t seed,
+                          uint32_t step, const int8_t *codes, int n_machines, int samples, float lr,
+                          float scale, float wd, float frac)
+{
     int total = n_machines * samples, used = 0, n = 0;
     Code *list = malloc((size_t)(total > 0 ? total : 1) * sizeof *list);
-    if (!list) return -1;
+    float *tau = frac > 0 ? malloc((size_t)(m->n_tensors ? m->n_tensors : 1) * sizeof *tau) : NULL;
+    if (!list || (frac > 0 && (!tau || zo_thresholds(m, params, active, frac, tau)))) {
+        free(list);
+        free(tau);
+        return -1;
+    }
     for (int mm = 0; mm < n_machines; mm++)
         for (int s = 0; s < samples; s++) {
             int q = codes[mm * samples + s];
@@ -200,9 +281,11 @@ int zo_step_update(const Model *m, float *params, const uint8_t *active, uint64_
     for (int k = 0; k < m->n_tensors; k++) {
         const ParamInfo *t = &m->tensors[k];
         if (is_active(active, k))
-            update_tensor(m, t, params, seed, list, n, c, t->decay ? lr * wd : 0.0f);
+            update_tensor(m, t, params, seed, list, n, c, t->decay ? lr * wd : 0.0f,
+                          tau ? tau[k] : INFINITY);
     }
     free(list);
+    free(tau);
     return used;
 }
 

@@ -31,6 +31,7 @@ typedef struct {
     ZoId id;
     float step;
     const uint8_t *active; /* per tensor of the model's table; NULL = all */
+    const float *tau;      /* --zo-sparse: per tensor, only |theta| < tau is perturbed; NULL = all */
 } ZoView;
 const float *zo_view_weights(void *ctx, const Model *m, int k, size_t first, size_t n, float *dst);
 /* The int8 code of a projected gradient; ZO_SKIP for NaN/inf or outliers
@@ -49,6 +50,18 @@ int zo_z(uint64_t seed, ZoId id, uint64_t global_index);
 int zo_step_update(const Model *m, float *params, const uint8_t *active, uint64_t seed,
                    uint32_t step, const int8_t *codes, int n_machines, int samples, float lr,
                    float scale, float wd);
+/* --zo-sparse F: per active tensor k of params, tau[k] such that the
+ * fraction F of its live elements have |theta| <= tau[k] (the smallest
+ * in magnitude: Sparse MeZO's mask, computed from the weights at the
+ * step, so every machine and a replay get the same one); inactive
+ * tensors INFINITY. -1 when out of memory. */
+int zo_thresholds(const Model *m, const float *params, const uint8_t *active, float frac, float *tau);
+/* zo_step_update with --zo-sparse's mask: the codes' step applied only
+ * where |theta| <= tau (zo_thresholds of params before the step); frac 0
+ * is zo_step_update. */
+int zo_step_update_sparse(const Model *m, float *params, const uint8_t *active, uint64_t seed,
+                          uint32_t step, const int8_t *codes, int n_machines, int samples, float lr,
+                          float scale, float wd, float frac);
 /* 64-bit hash of raw float bits (consistency check). */
 uint64_t zo_hash(const float *p, size_t n);
 

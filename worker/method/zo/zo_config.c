@@ -18,6 +18,15 @@ int zo_config_validate(const TrainConfig *c, Err *e)
                        c->zo_params);
     if (!zo && c->zo_one_sided)
         return err_set(e, "--zo-one-sided: a zeroth-order estimator; it goes with --optimizer zo");
+    if (!zo && c->zo_sparse > 0)
+        return err_set(e, "--zo-sparse %g: a zeroth-order estimator's mask; it goes with --optimizer zo",
+                       c->zo_sparse);
+    if (c->zo_sparse >= 1)
+        return err_set(e, "--zo-sparse %g: the fraction of each tensor perturbed is below 1 (0 = every weight)",
+                       c->zo_sparse);
+    if (c->zo_sparse > 0 && c->tp > 1)
+        return err_set(e, "--zo-sparse with --tp %d: the magnitude threshold is a quantile of the whole "
+                          "tensor, which a tensor-parallel shard does not hold", c->tp);
     if (zo && zo_params_validate(&c->model, c->zo_params, e)) return -1;
     return 0;
 }

@@ -21,7 +21,7 @@
 static double machine_loss(Trainer *t, Zo *z, ZoId id, float step)
 {
     Err e;
-    z->view = (ZoView){t->cfg->seed, id, step, z->active};
+    z->view = (ZoView){t->cfg->seed, id, step, z->active, z->tau};
     model_set_weight_view(&t->model, zo_view_weights, &z->view, &e);
     /* the two forwards of one perturbation drop the same inputs */
     trainer_key_dropout(t, (uint64_t)id.step << 32 ^ (uint64_t)id.machine << 16 ^ id.sample);
@@ -40,11 +40,23 @@ static double projected_grad(Trainer *t, Zo *z, ZoId id, double *mean)
     return (lp - lm) / (2.0 * eps);
 }
 
+/* --zo-sparse: the step's mask, from the weights as they are now (the
+ * update recomputes it from the same weights: zo_step_update_sparse) */
+static void update_mask(Trainer *t, Zo *z)
+{
+    if (z->tau && zo_thresholds(&t->model, t->model.params, z->active, t->cfg->zo_sparse, z->tau)) {
+        /* no memory for the scratch: every weight is perturbed this step,
+         * and the update (which needs the same scratch) will fail loudly */
+        for (int k = 0; k < t->model.n_tensors; k++) z->tau[k] = INFINITY;
+    }
+}
+
 /* --zo-scale 0: twice the largest |g| of a few warm-up perturbations maps to
  * code 127, agreed over all machines. */
 static float pick_scale(Trainer *t, Zo *z)
 {
     loader_batch(&t->train, t->data_pos, t->inputs, t->targets);
+    update_mask(t, z);
     double big = 0, mean;
     for (int s = 0; s < t->cfg->zo_samples || s < 4; s++) {
         double g = projected_grad(t, z, (ZoId){WARMUP_STEP, (uint32_t)t->mesh.me.dp, (uint32_t)s}, &mean);
@@ -67,7 +79,8 @@ static ZoIdentity run_settings(const Trainer *t)
     const TrainConfig *c = t->cfg;
     return (ZoIdentity){.seed = c->seed, .global_params = t->model.global_params,
                         .samples = (uint32_t)c->zo_samples, .eps = c->zo_eps,
-                        .scale = c->zo_scale, .weight_decay = c->optim.weight_decay};
+                        .scale = c->zo_scale, .weight_decay = c->optim.weight_decay,
+                        .sparse = c->zo_sparse};
 }
 
 /* An existing journal continues only the run that wrote it: the same seed,
@@ -75,9 +88,9 @@ static ZoIdentity run_settings(const Trainer *t)
 static int journal_matches_run(const Trainer *t, const Journal *j, const char *path, Err *e)
 {
     ZoIdentity run = run_settings(t);
-    if (zo_identity_diff(&j->h, &run, ZO_ID_SEED | ZO_ID_SAMPLES | ZO_ID_MODEL))
-        return err_set(e, "%s: the journal belongs to another run (seed, samples or model differ)",
-                       path);
+    if (zo_identity_diff(&j->h, &run, ZO_ID_SEED | ZO_ID_SAMPLES | ZO_ID_MODEL | ZO_ID_SPARSE))
+        return err_set(e, "%s: the journal belongs to another run (seed, samples, model or "
+                          "--zo-sparse differ)", path);
     if (zo_params_id(&t->cfg->model, t->cfg->zo_params, &run.params_id, e)) return -1;
     return zo_params_check_journal(path, j->h.params_id, run.params_id, t->cfg->zo_params, e);
 }
@@ -203,6 +216,8 @@ int zo_prepare(Trainer *t, Zo *z, uint32_t *last_machines, Err *e)
 {
     z->id = run_settings(t);
     if (select_params(t, z, e)) return -1;
+    if (t->cfg->zo_sparse > 0 && !(z->tau = calloc(t->model.n_tensors ? t->model.n_tensors : 1, sizeof *z->tau)))
+        return err_set(e, "out of memory for the --zo-sparse thresholds");
     z->mine = calloc(t->cfg->zo_samples, 1);
     z->all = calloc((size_t)t->cfg->zo_samples * t->mesh.dims.dp, 1);
     if (!z->mine || !z->all) return err_set(e, "out of memory for the zo buffers");
@@ -228,10 +243,14 @@ void zo_note_setup(Trainer *t, const Zo *z)
     if (t->model.base.n_tensors)
         snprintf(frozen, sizeof frozen, " of LoRA adapters (+ %.1f MB frozen base)",
                  t->model.base.n_params * 4e-6);
-    trainer_note(t, "zo: %d machine(s) x %d sample(s), eps %g, scale %g per code unit, "
+    char mask[96] = "";
+    if (z->tau)
+        snprintf(mask, sizeof mask, ", perturbing the %g of each tensor smallest in magnitude "
+                                    "(--zo-sparse)", t->cfg->zo_sparse);
+    trainer_note(t, "zo: %d machine(s) x %d sample(s), eps %g, scale %g per code unit%s, "
                     "%d byte(s) per machine per step; memory: weights %.1f MB%s, "
                     "activations %.1f MB, perturbation scratch %.1f MB",
-                 t->mesh.dims.dp, t->cfg->zo_samples, t->cfg->zo_eps, z->id.scale,
+                 t->mesh.dims.dp, t->cfg->zo_samples, t->cfg->zo_eps, z->id.scale, mask,
                  t->cfg->zo_samples, t->model.n_params * 4e-6, frozen,
                  t->model.act_floats * 4e-6, t->model.view_floats * 4e-6);
 }
@@ -280,6 +299,7 @@ static double loss_at_theta(Trainer *t, long step, uint32_t machine)
 void zo_machine_codes(Trainer *t, Zo *z, long step, uint32_t machine, double sums[2])
 {
     const TrainConfig *c = t->cfg;
+    update_mask(t, z);
     double l0 = c->zo_one_sided ? loss_at_theta(t, step, machine) : NAN;
     for (int s = 0; s < c->zo_samples; s++) {
         double mean;
@@ -331,8 +351,8 @@ static int zo_strategy_apply(Trainer *t, void *state, long step, int skip, Err *
     const int S = c->zo_samples, M = t->mesh.dims.dp;
     float lr = t->lr;
     trace_begin("zo update", TR_OPT);
-    int used = zo_step_update(&t->model, t->model.params, z->active, c->seed, (uint32_t)step,
-                              z->all, M, S, lr, z->id.scale, c->optim.weight_decay);
+    int used = zo_step_update_sparse(&t->model, t->model.params, z->active, c->seed, (uint32_t)step,
+                                     z->all, M, S, lr, z->id.scale, c->optim.weight_decay, c->zo_sparse);
     trace_end();
     if (used < 0) return err_set(e, "step %ld: out of memory for the %d codes", step, M * S);
     if (!trainer_is_rank0(t)) return 0;
@@ -371,6 +391,7 @@ void zo_release(Zo *z)
 {
     if (z->j.f) journal_close(&z->j);
     free(z->active);
+    free(z->tau);
     free(z->mine);
     free(z->all);
 }

@@ -19,6 +19,7 @@ typedef struct {
     int8_t *mine, *all; /* this machine's codes for the step; every machine's */
     Journal j;          /* rank 0 only */
     uint32_t epoch;     /* the roster epoch in force */
+    float *tau;         /* --zo-sparse: each tensor's magnitude threshold at the step; NULL = off */
 } Zo;
 
 /* <out>/zo/journal.bin */
