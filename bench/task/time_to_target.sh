@@ -38,7 +38,7 @@ for line in open(os.path.join(work, "plan-%s.jsonl" % net)):
         predicted[os.path.basename(r["calibration"])] = r
 def measured(run):
     """Training seconds to the first validation at or past the target (None: never), best accuracy."""
-    secs, best = 0.0, None
+    secs, best, reached = 0.0, None, None
     for line in open(os.path.join(run, "metrics.jsonl")):
         r = json.loads(line)
         secs += r.get("time_ms", 0) / 1e3
@@ -46,9 +46,9 @@ def measured(run):
         if a is None:
             continue
         best = a if best is None else max(best, a)
-        if a >= target:
-            return secs, best
-    return None, best
+        if a >= target and reached is None:
+            reached = secs
+    return reached, best
 rows = []
 for name in sorted(os.listdir(os.path.join(work, "ft", net))):
     run = os.path.join(work, "ft", net, name)
