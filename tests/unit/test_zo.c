@@ -276,7 +276,7 @@ Test(zo, sparse_mask_moves_the_smallest_weights_only)
     }
     memcpy(before, m.params, m.n_params * sizeof(float));
     int8_t codes[2] = {100, -70};
-    cr_assert_eq(zo_step_update_sparse(&m, m.params, NULL, 9, 0, codes, 1, 2, 0.01f, 0.5f, 0.0f, 0.25f), 2);
+    cr_assert_eq(zo_step_update_sparse(&m, m.params, NULL, 9, 0, codes, 1, 2, 0.01f, 0.5f, 0.0f, 0.25f, NULL), 2);
     size_t moved = 0, masked = 0;
     for (int k = 0; k < m.n_tensors; k++) {
         const ParamInfo *t = &m.tensors[k];

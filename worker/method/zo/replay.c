@@ -51,7 +51,7 @@ static int replay_step(const Journal *j, JournalReplay *r, const JournalRecord *
                           "has a gap", j->path, j->index, rec->step, r->next);
     if (zo_step_update_sparse(r->model, r->model->params, r->active, j->h.seed, rec->step,
                               rec->codes, (int)rec->machines, (int)rec->samples, rec->lr,
-                              j->h.scale, j->h.weight_decay, j->h.sparse) < 0)
+                              j->h.scale, j->h.weight_decay, j->h.sparse, NULL) < 0)
         return err_set(e, "%s: out of memory for the codes of step %u", j->path, rec->step);
     r->next++;
     return r->applied ? r->applied(r->ctx, rec, e) : 0;

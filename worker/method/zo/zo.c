@@ -254,21 +254,23 @@ int zo_step_update(const Model *m, float *params, const uint8_t *active, uint64_
                    float scale, float wd)
 {
     return zo_step_update_sparse(m, params, active, seed, step, codes, n_machines, samples, lr,
-                                 scale, wd, 0.0f);
+                                 scale, wd, 0.0f, NULL);
 }
 
 int zo_step_update_sparse(const Model *m, float *params, const uint8_t *active, uint64_t seed,
                           uint32_t step, const int8_t *codes, int n_machines, int samples, float lr,
-                          float scale, float wd, float frac)
+                          float scale, float wd, float frac, const float *given)
 {
     int total = n_machines * samples, used = 0, n = 0;
     Code *list = malloc((size_t)(total > 0 ? total : 1) * sizeof *list);
-    float *tau = frac > 0 ? malloc((size_t)(m->n_tensors ? m->n_tensors : 1) * sizeof *tau) : NULL;
-    if (!list || (frac > 0 && (!tau || zo_thresholds(m, params, active, frac, tau)))) {
+    int own = frac > 0 && !given;
+    float *mine = own ? malloc((size_t)(m->n_tensors ? m->n_tensors : 1) * sizeof *mine) : NULL;
+    if (!list || (own && (!mine || zo_thresholds(m, params, active, frac, mine)))) {
         free(list);
-        free(tau);
+        free(mine);
         return -1;
     }
+    const float *tau = frac > 0 ? (own ? mine : given) : NULL;
     for (int mm = 0; mm < n_machines; mm++)
         for (int s = 0; s < samples; s++) {
             int q = codes[mm * samples + s];
@@ -285,7 +287,7 @@ int zo_step_update_sparse(const Model *m, float *params, const uint8_t *active, 
                           tau ? tau[k] : INFINITY);
     }
     free(list);
-    free(tau);
+    free(mine);
     return used;
 }
 

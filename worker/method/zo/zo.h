@@ -57,11 +57,12 @@ int zo_step_update(const Model *m, float *params, const uint8_t *active, uint64_
  * tensors INFINITY. -1 when out of memory. */
 int zo_thresholds(const Model *m, const float *params, const uint8_t *active, float frac, float *tau);
 /* zo_step_update with --zo-sparse's mask: the codes' step applied only
- * where |theta| <= tau (zo_thresholds of params before the step); frac 0
- * is zo_step_update. */
+ * where |theta| <= tau, zo_thresholds of params before the step: `tau`
+ * when the caller has them from these weights (the step's forwards used
+ * them), else computed here (a replay); frac 0 is zo_step_update. */
 int zo_step_update_sparse(const Model *m, float *params, const uint8_t *active, uint64_t seed,
                           uint32_t step, const int8_t *codes, int n_machines, int samples, float lr,
-                          float scale, float wd, float frac);
+                          float scale, float wd, float frac, const float *tau);
 /* 64-bit hash of raw float bits (consistency check). */
 uint64_t zo_hash(const float *p, size_t n);
 

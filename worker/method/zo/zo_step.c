@@ -44,10 +44,13 @@ static double projected_grad(Trainer *t, Zo *z, ZoId id, double *mean)
  * update recomputes it from the same weights: zo_step_update_sparse) */
 static void update_mask(Trainer *t, Zo *z)
 {
+    z->tau_stale = 0;
     if (z->tau && zo_thresholds(&t->model, t->model.params, z->active, t->cfg->zo_sparse, z->tau)) {
-        /* no memory for the scratch: every weight is perturbed this step,
-         * and the update (which needs the same scratch) will fail loudly */
+        /* no memory for the scratch: this machine perturbs every weight
+         * this step (its codes are worse, the run stays in step), and the
+         * update computes the mask itself, or fails saying so */
         for (int k = 0; k < t->model.n_tensors; k++) z->tau[k] = INFINITY;
+        z->tau_stale = 1;
     }
 }
 
@@ -352,7 +355,8 @@ static int zo_strategy_apply(Trainer *t, void *state, long step, int skip, Err *
     float lr = t->lr;
     trace_begin("zo update", TR_OPT);
     int used = zo_step_update_sparse(&t->model, t->model.params, z->active, c->seed, (uint32_t)step,
-                                     z->all, M, S, lr, z->id.scale, c->optim.weight_decay, c->zo_sparse);
+                                     z->all, M, S, lr, z->id.scale, c->optim.weight_decay,
+                                     c->zo_sparse, z->tau_stale ? NULL : z->tau);
     trace_end();
     if (used < 0) return err_set(e, "step %ld: out of memory for the %d codes", step, M * S);
     if (!trainer_is_rank0(t)) return 0;

@@ -20,6 +20,7 @@ typedef struct {
     Journal j;          /* rank 0 only */
     uint32_t epoch;     /* the roster epoch in force */
     float *tau;         /* --zo-sparse: each tensor's magnitude threshold at the step; NULL = off */
+    int tau_stale;      /* the step's thresholds could not be computed (no memory) */
 } Zo;
 
 /* <out>/zo/journal.bin */
