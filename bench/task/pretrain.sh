@@ -23,11 +23,13 @@ bible 'gen1:1-rev22:21' > "$WORK/task/kjv.txt" 2> /dev/null ||
 "$BIN" prepare "$WORK/task/kjv.txt" "$WORK/task/pretrain_extra.txt" --out "$WORK/task/pre.tok" --val-fraction 0.02 > /dev/null
 "$BIN" prepare --format jsonl "$WORK/task/train.jsonl" --out "$WORK/task/train.tok" --val-fraction 0.1
 cmd="train --data $WORK/task/pre.tok --steps $PRE_STEPS --seed 1 --threads 1 --lr 1e-3 --min-lr 1e-4 --warmup 50 --eval-every 500 --save-every $PRE_STEPS --keep-ckpts 1 --progress lines --out $WORK/pre"
-if [ "$(cat "$WORK/pre.cmd" 2> /dev/null)" != "$cmd" ] || [ ! -d "$WORK/pre/ckpt" ]; then
+# kept with WORK's path as a name, so that a moved or copied WORK is reused
+key=${cmd//$WORK/WORK}
+if [ "$(cat "$WORK/pre.cmd" 2> /dev/null)" != "$key" ] || [ ! -d "$WORK/pre/ckpt" ]; then
   echo "pretraining: $BIN $cmd"
   # shellcheck disable=SC2086 # cmd: a flag list
   "$BIN" $cmd --overwrite > "$WORK/pre.log" 2>&1 || { tail -5 "$WORK/pre.log" >&2; exit 1; }
-  echo "$cmd" > "$WORK/pre.cmd"
+  echo "$key" > "$WORK/pre.cmd"
 fi
 tail -1 "$WORK/pre.log"
 for s in val test; do
