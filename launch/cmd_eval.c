@@ -262,7 +262,7 @@ static int run_task(const EvalArgs *a, const char *dir, const CkptMeta *meta, Er
     double *ll = malloc(t.n_req * sizeof *ll);
     int rc = ll ? ckpt_load_whole(dir, c, &how, &m, e) : err_set(e, "out of memory");
     if (!rc) {
-        rc = task_logliks(&m, &t, 0, t.n_req, 1, ll, e);
+        rc = task_logliks(&m, &t, 0, t.n_items, 1, ll, e);
         model_free(&m);
     }
     TaskScore s;

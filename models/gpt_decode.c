@@ -360,11 +360,14 @@ static const float *head_last(GptDecoder *d, int N)
     return d->logits;
 }
 
-const float *decoder_prefill(GptDecoder *d, const int *tokens, int n)
+/* The n tokens through every layer at the next positions (x holds their
+ * rows after); 0, or -1 with nothing appended when they do not fit or one
+ * is outside the vocabulary. */
+static int append_rows(GptDecoder *d, const int *tokens, int n)
 {
-    if (n < 1 || n > d->T - d->pos) return NULL;
+    if (n < 1 || n > d->T - d->pos) return -1;
     for (int i = 0; i < n; i++)
-        if (tokens[i] < 0 || tokens[i] >= d->V) return NULL;
+        if (tokens[i] < 0 || tokens[i] >= d->V) return -1;
     const int p0 = d->pos;
     /* B=1, T=n with wpe shifted to p0: row i gets position p0+i (rotary
      * positions turn q and k instead) */
@@ -376,7 +379,41 @@ const float *decoder_prefill(GptDecoder *d, const int *tokens, int n)
                    (size_t)d->C * sizeof(float));
     for (int l = 0; l < d->L; l++) layer_rows(d, l, p0, n);
     d->pos += n;
-    return head_last(d, n);
+    return 0;
+}
+
+const float *decoder_prefill(GptDecoder *d, const int *tokens, int n)
+{
+    return append_rows(d, tokens, n) ? NULL : head_last(d, n);
+}
+
+void decoder_truncate(GptDecoder *d, int pos)
+{
+    if (pos >= 0 && pos < d->pos) d->pos = pos;
+}
+
+/* log softmax(logits)[k], in double: the sum of exponentials of V floats */
+static double log_softmax_at(const float *logits, int V, int k)
+{
+    float mx = logits[0];
+    for (int v = 1; v < V; v++) mx = logits[v] > mx ? logits[v] : mx;
+    double sum = 0;
+    for (int v = 0; v < V; v++) sum += exp((double)logits[v] - mx);
+    return (double)logits[k] - mx - log(sum);
+}
+
+int decoder_append_logprob(GptDecoder *d, const int *tokens, int n, const int *next,
+                           double *logprob)
+{
+    for (int i = 0; i < n; i++)
+        if (next[i] >= d->V) return -1;
+    if (append_rows(d, tokens, n)) return -1;
+    /* the head row by row, for the rows scored only (a choice's few) */
+    for (int i = 0; i < n; i++) {
+        if (next[i] < 0) continue;
+        *logprob += log_softmax_at(head_last(d, i + 1), d->V, next[i]);
+    }
+    return 0;
 }
 
 const float *decoder_step(GptDecoder *d, int token) { return decoder_prefill(d, &token, 1); }

@@ -27,6 +27,15 @@ int decoder_pos(const GptDecoder *d);
  * for the token after it; valid until the next call. NULL when the cache is
  * full (decoder_pos == seq_len) or token is outside the vocabulary. */
 const float *decoder_step(GptDecoder *d, int token);
+/* Forgets the positions from pos on (0 <= pos <= decoder_pos), so another
+ * continuation of the first pos can follow. */
+void decoder_truncate(GptDecoder *d, int pos);
+/* Scoring: appends n tokens (one batched pass) and adds to *logprob, for
+ * each row i with next[i] >= 0, log p(next[i] | every token up to i), the
+ * softmax taken in double. -1 (nothing appended) when n < 1, they do not
+ * fit or a token is outside the vocabulary. */
+int decoder_append_logprob(GptDecoder *d, const int *tokens, int n, const int *next,
+                           double *logprob);
 /* Appends n tokens at once (one batched pass: n rows per matmul) and returns
  * the logits after the last one; NULL when n < 1, they do not fit in the
  * context or one is outside the vocabulary (nothing is appended then). */

@@ -10,6 +10,7 @@
 
 #include "models/gpt_decode.h"
 #include "models/model.h"
+#include "models/ops.h"
 #include "models/philox.h"
 
 /* Relative to the largest logit: the two paths sum in different orders
@@ -223,4 +224,57 @@ Test(decode, shards_and_mlps_are_refused)
     cr_expect_null(decoder_new(&m, &e));
     cr_expect(strstr(e.msg, "gpt") != NULL, "message: %s", e.msg);
     model_free(&m);
+}
+
+/* Scoring (task evaluation): a shared prefix, then two continuations, the
+ * second after truncating the first away; each continuation's summed
+ * log-probabilities are the full forward's loss on those positions. */
+static double forward_loglik(Model *m, const int *tok, int n, int from)
+{
+    const int T = m->cfg.seq_len;
+    int in[64], tg[64];
+    for (int i = 0; i < T; i++) {
+        in[i] = i < n - 1 ? tok[i] : 0;
+        tg[i] = i < n - 1 && i + 1 >= from ? tok[i + 1] : TARGET_IGNORED;
+    }
+    return -model_forward(m, in, tg, 1);
+}
+
+static void expect_truncated_scores_equal_forward(ModelConfig cfg)
+{
+    const int T = cfg.seq_len, V = cfg.vocab, P = 9, n = 15;
+    Model m;
+    Err e = {{0}};
+    cr_assert_eq(model_init(&m, &cfg, 1, 11, &e), 0, "model_init: %s", e.msg);
+    for (size_t i = 0; i < m.n_params; i++) m.params[i] += 0.3f * philox_normal(12, RNG_SAMPLE, i);
+    int a[64], b[64], next[64];
+    random_tokens(a, T, V, 7);
+    memcpy(b, a, P * sizeof *b);
+    random_tokens(b + P, T - P, V, 8); /* the same first P tokens, then others */
+    GptDecoder *d = decoder_new(&m, &e);
+    cr_assert_not_null(d, "decoder_new: %s", e.msg);
+    for (int i = 0; i < n - 1; i++) next[i] = i + 1 >= P ? a[i + 1] : -1;
+    double got_a = 0;
+    cr_assert_eq(decoder_append_logprob(d, a, n - 1, next, &got_a), 0);
+    /* b keeps a's first P-1 positions: position P-1 predicts b's first own token */
+    decoder_truncate(d, P - 1);
+    cr_expect_eq(decoder_pos(d), P - 1);
+    for (int i = P - 1; i < n - 1; i++) next[i - (P - 1)] = b[i + 1];
+    double got_b = 0;
+    cr_assert_eq(decoder_append_logprob(d, b + P - 1, n - P, next, &got_b), 0);
+    double want_a = forward_loglik(&m, a, n, P), want_b = forward_loglik(&m, b, n, P);
+    cr_expect(fabs(got_a - want_a) < 1e-5 * fabs(want_a), "a: %.9g, forward %.9g", got_a, want_a);
+    cr_expect(fabs(got_b - want_b) < 1e-5 * fabs(want_b), "b: %.9g, forward %.9g", got_b, want_b);
+    int bad = V;
+    cr_expect_eq(decoder_append_logprob(d, a, 1, &bad, &got_a), -1, "a next token = vocab is refused");
+    cr_expect_eq(decoder_pos(d), n - 1, "a refusal appends nothing");
+    decoder_free(d);
+    model_free(&m);
+}
+
+Test(decode, truncated_continuations_score_as_the_full_forward)
+{
+    expect_truncated_scores_equal_forward(small_gpt());
+    expect_truncated_scores_equal_forward(small_llama());
+    expect_truncated_scores_equal_forward(small_qwen());
 }

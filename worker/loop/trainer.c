@@ -117,7 +117,7 @@ void trainer_task_accuracy(Trainer *t, double *acc, double *acc_norm)
     memset(t->task_ll, 0, task->n_req * sizeof *t->task_ll);
     trace_begin("task eval", TR_EVAL);
     /* a request too long for the window was refused at load: no error here */
-    task_logliks(&t->model, task, (size_t)t->w->rank, task->n_req, (size_t)t->w->size, t->task_ll, &e);
+    task_logliks(&t->model, task, (size_t)t->w->rank, task->n_items, (size_t)t->w->size, t->task_ll, &e);
     coll_allreduce_sum_f64(t->mesh.world, t->task_ll, task->n_req);
     trace_end();
     TaskScore s;
