@@ -12,9 +12,15 @@ Writes into OUT_DIR:
                     multiple-choice items {"context", "choices", "answer"}
                     (mpitrain eval --task, train --eval-task)
   pretrain_extra.txt  the fortunes of every other category, for a
-                    pretraining corpus that never saw the task's fortunes
+                    pretraining corpus that never saw the task's fortunes;
+                    with --topic-pretraining those of the categories in
+                    OTHER_TOPICS in the task's prompt format with their own
+                    topic word ("Fortune: ...\nTopic: law"), so the start
+                    knows the format and the habit of naming a topic, never
+                    the task's topics (MeZO's regime: a prompt the start
+                    already answers somewhat)
 The same files whatever the machine (sorted inputs, Python's seeded
-random). usage: fortune_task.py OUT_DIR [--fortunes DIR] [--seed N]
+random). usage: fortune_task.py OUT_DIR [--fortunes DIR] [--seed N] [--topic-pretraining]
 """
 import argparse
 import json
@@ -25,6 +31,12 @@ import sys
 
 TOPICS = [("computers", " computers"), ("love", " love"), ("science", " science"),
           ("startrek", " Star Trek"), ("food", " food"), ("politics", " politics")]
+# the other categories that name a topic, and its word
+OTHER_TOPICS = {"art": " art", "debian": " Debian", "drugs": " drugs", "education": " education",
+                "kids": " kids", "law": " law", "linux": " Linux", "literature": " literature",
+                "magic": " magic", "medicine": " medicine", "men-women": " men and women",
+                "news": " news", "people": " people", "perl": " Perl", "pets": " pets",
+                "riddles": " riddles", "songs-poems": " songs", "sports": " sports", "work": " work"}
 MAX_BYTES = 180
 PER_CLASS = 120
 SPLIT = (80, 20, 20)
@@ -49,6 +61,7 @@ def main():
     ap.add_argument("out")
     ap.add_argument("--fortunes", default="/usr/share/games/fortunes")
     ap.add_argument("--seed", type=int, default=2026)
+    ap.add_argument("--topic-pretraining", action="store_true")
     a = ap.parse_args()
     rng = random.Random(a.seed)
     labels = [w for _, w in TOPICS]
@@ -88,7 +101,10 @@ def main():
                 if any(t in text for t in task_texts):
                     skipped += 1
                     continue
-                f.write(text + "\n\n")
+                if a.topic_pretraining and cat in OTHER_TOPICS:
+                    f.write(context(text) + OTHER_TOPICS[cat] + "\n\n")
+                else:
+                    f.write(text + "\n\n")
     print("%s: %d train, %d validation, %d test items; %d topics (chance %.3f); pretraining text "
           "leaves out %d fortunes holding a task's" % (a.out, len(splits["train"]), len(splits["val"]),
                                                      len(splits["test"]), len(TOPICS), 1 / len(TOPICS), skipped))

@@ -10,21 +10,25 @@
 # and prints the pretrained start's task accuracy (validation, test). Reused
 # when WORK/pre's command line is the same (whichever binary).
 # usage: bash bench/task/pretrain.sh [BINARY]   (default build/mpitrain)
-# Environment: WORK, PRE_STEPS=1500
+# Environment: WORK, PRE_STEPS=1500, TOPIC_PRE=0 (1: fortune_task.py's
+# --topic-pretraining, the start that knows the prompt format)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 BIN=${1:-$here/../../build/mpitrain}
 WORK=${WORK:-/tmp/mpitrain-task}
 PRE_STEPS=${PRE_STEPS:-1500}
+TOPIC_PRE=${TOPIC_PRE:-0}
+topic=()
+[ "$TOPIC_PRE" = 1 ] && topic=(--topic-pretraining)
 mkdir -p "$WORK"
-/usr/bin/python3 "$here/fortune_task.py" "$WORK/task"
+/usr/bin/python3 "$here/fortune_task.py" "$WORK/task" "${topic[@]}"
 bible 'gen1:1-rev22:21' > "$WORK/task/kjv.txt" 2> /dev/null ||
   { echo "pretrain: \`bible\` failed: apt-get install bible-kjv" >&2; exit 1; }
 "$BIN" prepare "$WORK/task/kjv.txt" "$WORK/task/pretrain_extra.txt" --out "$WORK/task/pre.tok" --val-fraction 0.02 > /dev/null
 "$BIN" prepare --format jsonl "$WORK/task/train.jsonl" --out "$WORK/task/train.tok" --val-fraction 0.1
 cmd="train --data $WORK/task/pre.tok --steps $PRE_STEPS --seed 1 --threads 1 --lr 1e-3 --min-lr 1e-4 --warmup 50 --eval-every 500 --save-every $PRE_STEPS --keep-ckpts 1 --progress lines --out $WORK/pre"
 # kept with WORK's path as a name, so that a moved or copied WORK is reused
-key=${cmd//$WORK/WORK}
+key="${cmd//$WORK/WORK}${topic[*]:+ (corpus ${topic[*]})}"
 if [ "$(cat "$WORK/pre.cmd" 2> /dev/null)" != "$key" ] || [ ! -d "$WORK/pre/ckpt" ]; then
   echo "pretraining: $BIN $cmd"
   # shellcheck disable=SC2086 # cmd: a flag list

@@ -33,6 +33,22 @@ ex = [json.loads(l) for l in open(d + '/train.jsonl')]
 items = [json.loads(l) for l in open(d + '/train_task.jsonl')]
 assert [(e['prompt'], e['completion']) for e in ex] == [(i['context'], i['choices'][i['answer']]) for i in items]
 EOF"
+$MAKE c --topic-pretraining > c.log 2>&1
+check "--topic-pretraining: other topics in the prompt format, never the task's topics or fortunes" "python3 - a c <<'EOF'
+import json, re, sys
+a, c = sys.argv[1:3]
+plain, topical = open(a + '/pretrain_extra.txt').read(), open(c + '/pretrain_extra.txt').read()
+topics = re.findall(r'\nTopic:( [^\n]*)\n', topical)
+assert len(topics) > 1000, len(topics)
+labels = set(json.loads(open(a + '/test.jsonl').readline())['choices'])
+assert not labels & set(topics), labels & set(topics)
+assert 'Topic:' not in plain
+for s in ('train_task', 'val', 'test'):
+    for l in open('%s/%s.jsonl' % (a, s)):
+        assert json.loads(l)['context'] not in topical
+for f in ('train.jsonl', 'val.jsonl', 'test.jsonl'):
+    assert open('%s/%s' % (a, f)).read() == open('%s/%s' % (c, f)).read(), f
+EOF"
 "$BIN" prepare --format jsonl a/train.jsonl --out train.tok --val-fraction 0.1 > prep.log 2>&1
 check "prepare --format jsonl reads the examples (the loss on the label alone)" "grep -q 'counted by the loss' prep.log"
 M="--layers 1 --heads 2 --embd 32 --seq-len 256 --batch 2 --threads 1 --progress lines --eval-every 0"
