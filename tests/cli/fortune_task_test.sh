@@ -49,6 +49,20 @@ for s in ('train_task', 'val', 'test'):
 for f in ('train.jsonl', 'val.jsonl', 'test.jsonl'):
     assert open('%s/%s' % (a, f)).read() == open('%s/%s' % (c, f)).read(), f
 EOF"
+python3 -c "print(''.join('Genesis %d\n\n  1 In the beginning %d.\n  2 And the earth.\n\n' % (c, c) for c in range(1, 201)) + 'Zz the end.')" > kjv.txt
+/usr/bin/python3 "$HERE/../../bench/task/mix_corpus.py" mixed.txt kjv.txt a/pretrain_extra.txt > mix.log 2>&1
+check "mix_corpus.py: every document once, headings kept with their chapter, both texts in the first tenth" "python3 - mixed.txt a/pretrain_extra.txt <<'EOF'
+import sys
+mixed = open(sys.argv[1]).read()
+for c in range(1, 201):
+    assert mixed.count('Genesis %d\n\n  1 In the beginning %d.\n' % (c, c)) == 1, c
+assert mixed.count('Zz the end.') == 1
+docs = mixed.strip().split('\n\n')
+fortunes = [d.strip() for d in open(sys.argv[2]).read().split('\n\n') if d.strip()]
+assert sorted(d for d in docs if not d.startswith(('Genesis', '  1', 'Zz the end.'))) == sorted(fortunes)
+head = mixed[:len(mixed) // 10]
+assert 'Genesis' in head and head.count('\n\n') > 100
+EOF"
 "$BIN" prepare --format jsonl a/train.jsonl --out train.tok --val-fraction 0.1 > prep.log 2>&1
 check "prepare --format jsonl reads the examples (the loss on the label alone)" "grep -q 'counted by the loss' prep.log"
 M="--layers 1 --heads 2 --embd 32 --seq-len 256 --batch 2 --threads 1 --progress lines --eval-every 0"
