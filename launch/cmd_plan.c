@@ -143,11 +143,20 @@ static int cmp_time(const void *a, const void *b)
 
 /* Each calibration run's mode at this machine and link: its best layout's
  * step time times its steps to the target. */
+/* The target as the user typed it: the option is a float, and 0.3f is
+ * 0.30000001, which an accuracy of exactly 0.3 (36 of 120) would miss. */
+static double as_typed(float f)
+{
+    char buf[32];
+    snprintf(buf, sizeof buf, "%.7g", (double)f);
+    return strtod(buf, NULL);
+}
+
 static int time_modes(const PlanArgs *a, const Calibration *cals, int n, int ranks, const Machine *mc,
                       TimedMode *out)
 {
     CalMetric metric = a->target_loss > 0 ? METRIC_LOSS : METRIC_ACCURACY;
-    double target = metric == METRIC_LOSS ? a->target_loss : a->target_accuracy;
+    double target = as_typed(metric == METRIC_LOSS ? a->target_loss : a->target_accuracy);
     for (int i = 0; i < n; i++) {
         TimedMode *t = &out[i];
         t->cal = &cals[i];

@@ -81,6 +81,9 @@ assert rows[0]['fastest'] and rows[0]['measured'] and rows[0]['steps_to_target']
 assert abs(rows[1]['seconds_to_target'] - 700 * rows[1]['step_ms'] / 1e3) < 1e-2, rows[1]
 assert rows[2]['steps_to_target'] is None and rows[2]['seconds_to_target'] is None
 PY"
+run plan $M --link 10mbit $CAL --target-accuracy 0.3
+check "a run at exactly the target has reached it (AdamW's 0.3 at step 20; the flag is a float)" \
+  "grep -qE '^.  adamw +DP .* 20 measured ' last.out"
 run plan $M $CAL
 expect "--calibration without a target is a usage error" 2 "--calibration needs a target"
 run plan $M --target-accuracy 0.3
