@@ -26,6 +26,8 @@
 #                       (default /tmp/mpitrain-task, as bench/task/pretrain.sh)
 #   EVAL_POINTS=8       validations per run
 #   TARGET=0.30         the validation accuracy the methods race to
+#   TOPIC_PRE=0         1: the start that knows the prompt format (other
+#                       topics written as the task is; bench/task/pretrain.sh)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 NAME=task_finetune
