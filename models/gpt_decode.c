@@ -50,6 +50,7 @@ struct GptDecoder {
     float *scores;               /* (T,T) one head's attention */
     float *logits;               /* (V) */
     float *pool;                 /* everything above, one allocation */
+    float *own_params, *own_base; /* decoder_new_adapted: its merged copy of the weights */
 };
 
 /* ---- building ------------------------------------------------------------- */
@@ -241,9 +242,43 @@ GptDecoder *decoder_new(const Model *m, Err *e)
     return d;
 }
 
+/* A copy of n floats (NULL when there is no memory for it). */
+static float *copy_floats(const float *src, size_t n)
+{
+    float *p = malloc((n ? n : 1) * sizeof *p);
+    if (p && n) memcpy(p, src, n * sizeof *p);
+    return p;
+}
+
+GptDecoder *decoder_new_adapted(const Model *m, Err *e)
+{
+    if (!m->base.n_tensors || m->adapters_merged) return decoder_new(m, e);
+    /* the model as it is, but with weights of its own to merge into: the
+     * tensor tables are shared, read alone */
+    Model merged = *m;
+    merged.params = copy_floats(m->params, m->n_params);
+    merged.base.params = copy_floats(m->base.params, m->base.n_params);
+    GptDecoder *d = NULL;
+    if (!merged.params || !merged.base.params)
+        err_set(e, "decoder: out of memory for a merged copy of the weights (%.1f MB)",
+                (m->n_params + m->base.n_params) * 4e-6);
+    else if (!model_merge_adapters(&merged, e))
+        d = decoder_new(&merged, e);
+    if (!d) {
+        free(merged.params);
+        free(merged.base.params);
+        return NULL;
+    }
+    d->own_params = merged.params;
+    d->own_base = merged.base.params;
+    return d;
+}
+
 void decoder_free(GptDecoder *d)
 {
     if (!d) return;
+    free(d->own_params);
+    free(d->own_base);
     rope_table_free(&d->rope);
     free(d->pool);
     free(d->lw);

@@ -117,7 +117,8 @@ Test(decode, step_equals_full_forward_at_every_position)
 }
 
 /* LoRA: the decoder reads the weights alone, so it refuses a model whose
- * adapters are not merged; merged, it gives the adapted model's logits. */
+ * adapters are not merged; merged (in place, or into the decoder's own
+ * copy), it gives the adapted model's logits. */
 Test(decode, lora_adapters_are_merged_first)
 {
     ModelConfig c = small_qwen();
@@ -133,6 +134,25 @@ Test(decode, lora_adapters_are_merged_first)
     Err e = {{0}};
     cr_expect_null(decoder_new(&m, &e), "an unmerged LoRA model is refused");
     cr_expect(strstr(e.msg, "not merged"), "%s", e.msg);
+    /* decoder_new_adapted merges into a copy of its own: the same logits,
+     * the model untouched (task evaluation during a LoRA run) */
+    float *params = malloc(m.n_params * sizeof *params), *base = malloc(m.base.n_params * sizeof *base);
+    memcpy(params, m.params, m.n_params * sizeof *params);
+    memcpy(base, m.base.params, m.base.n_params * sizeof *base);
+    GptDecoder *own = decoder_new_adapted(&m, &e);
+    cr_assert_not_null(own, "decoder_new_adapted: %s", e.msg);
+    for (int t = 1; t <= T; t++) {
+        const float *got = decoder_step(own, tok[t - 1]);
+        cr_assert_not_null(got);
+        double r = rel_diff(got, ref + (size_t)(t - 1) * V, V);
+        cr_expect(r < LOGIT_RTOL, "position %d: adapted decoder vs adapted forward %.3g", t - 1, r);
+    }
+    decoder_free(own);
+    cr_expect(!m.adapters_merged && !memcmp(params, m.params, m.n_params * sizeof *params) &&
+                  !memcmp(base, m.base.params, m.base.n_params * sizeof *base),
+              "decoder_new_adapted left the model's weights and adapters as they were");
+    free(params);
+    free(base);
     cr_assert_eq(model_merge_adapters(&m, &e), 0, "%s", e.msg);
     GptDecoder *d = decoder_new(&m, &e);
     cr_assert_not_null(d, "decoder_new: %s", e.msg);

@@ -18,8 +18,9 @@ typedef struct {
 /* The log-likelihoods of the requests of items lo, lo + stride, ... below
  * hi into ll[r] (the others untouched). A transformer whose weights are its
  * own scores them through a key/value cache: an item's context once, then
- * each choice's tokens; any other model (an MLP, LoRA adapters unmerged),
- * and a request longer than the window, by a forward of m over a window of
+ * each choice's tokens (LoRA adapters merged into a copy of the weights);
+ * any other model (an MLP, a split one, no memory for the copy), and a
+ * request longer than the window, by a forward of m over a window of
  * T: its last T+1 tokens (the context cut from the left, as the harness
  * does), the loss on the choice's tokens alone (m needs a batch of 1). */
 int task_logliks(Model *m, const Task *t, size_t lo, size_t hi, size_t stride, double *ll, Err *e);
