@@ -116,6 +116,18 @@ Test(decode, step_equals_full_forward_at_every_position)
     expect_steps_equal_full_forward(small_qwen());
 }
 
+/* Each of T steps of d gives the logits ref holds for that position (T x V). */
+static void expect_steps_match(GptDecoder *d, const int *tok, const float *ref, int T, int V,
+                               const char *what)
+{
+    for (int t = 1; t <= T; t++) {
+        const float *got = decoder_step(d, tok[t - 1]);
+        cr_assert_not_null(got);
+        double r = rel_diff(got, ref + (size_t)(t - 1) * V, V);
+        cr_expect(r < LOGIT_RTOL, "position %d: %s vs the adapted forward %.3g", t - 1, what, r);
+    }
+}
+
 /* LoRA: the decoder reads the weights alone, so it refuses a model whose
  * adapters are not merged; merged (in place, or into the decoder's own
  * copy), it gives the adapted model's logits. */
@@ -141,12 +153,7 @@ Test(decode, lora_adapters_are_merged_first)
     memcpy(base, m.base.params, m.base.n_params * sizeof *base);
     GptDecoder *own = decoder_new_adapted(&m, &e);
     cr_assert_not_null(own, "decoder_new_adapted: %s", e.msg);
-    for (int t = 1; t <= T; t++) {
-        const float *got = decoder_step(own, tok[t - 1]);
-        cr_assert_not_null(got);
-        double r = rel_diff(got, ref + (size_t)(t - 1) * V, V);
-        cr_expect(r < LOGIT_RTOL, "position %d: adapted decoder vs adapted forward %.3g", t - 1, r);
-    }
+    expect_steps_match(own, tok, ref, T, V, "the decoder's own merged copy");
     decoder_free(own);
     cr_expect(!m.adapters_merged && !memcmp(params, m.params, m.n_params * sizeof *params) &&
                   !memcmp(base, m.base.params, m.base.n_params * sizeof *base),
@@ -156,12 +163,7 @@ Test(decode, lora_adapters_are_merged_first)
     cr_assert_eq(model_merge_adapters(&m, &e), 0, "%s", e.msg);
     GptDecoder *d = decoder_new(&m, &e);
     cr_assert_not_null(d, "decoder_new: %s", e.msg);
-    for (int t = 1; t <= T; t++) {
-        const float *got = decoder_step(d, tok[t - 1]);
-        cr_assert_not_null(got);
-        double r = rel_diff(got, ref + (size_t)(t - 1) * V, V);
-        cr_expect(r < LOGIT_RTOL, "position %d: merged decoder vs adapted forward %.3g", t - 1, r);
-    }
+    expect_steps_match(d, tok, ref, T, V, "merged in place");
     free(ref);
     decoder_free(d);
     model_free(&m);
