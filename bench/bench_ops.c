@@ -5,7 +5,9 @@
  * causal FLOPs: 4 hs per (query, key) pair forward, 10 backward, which
  * recomputes the scores), next to plain attention of as many kv heads as q
  * heads, and RMSNorm, SwiGLU and rope in GB/s (the bytes each must move
- * at least once). Usage: bench_ops [--threads K] [--batch B] [--qwen] [--cpu-time].
+ * at least once); grouped attention again over packed documents of
+ * --doc-len tokens (256; 0 = not). Usage: bench_ops [--threads K]
+ * [--batch B] [--qwen] [--cpu-time] [--doc-len L].
  * Best of 5 reps. */
 #include <omp.h>
 #include <stdint.h>
@@ -49,6 +51,7 @@ typedef struct {
     float *x, *y, *w, *rstd, *dx, *dw;
     float *gate, *up, *act, *dgate, *dup;
     RopeTable rope;
+    int *pos;            /* doc positions (--doc-attention), or NULL: causal rows */
 } Bench;
 
 typedef void (*KernelFn)(Bench *b);
@@ -73,11 +76,11 @@ static double best_time(KernelFn fn, Bench *b)
 
 static void att_fwd(Bench *b)
 {
-    attention_forward_gqa(b->out, b->lse, b->qkv, b->B, b->T, &b->ah, b->scratch, b->threads);
+    attention_forward_gqa(b->out, b->lse, b->qkv, b->pos, b->B, b->T, &b->ah, b->scratch, b->threads);
 }
 static void att_bwd(Bench *b)
 {
-    attention_backward_gqa(b->dqkv, b->dout, b->out, b->qkv, b->lse, b->B, b->T, &b->ah,
+    attention_backward_gqa(b->dqkv, b->dout, b->out, b->qkv, b->lse, b->pos, b->B, b->T, &b->ah,
                            b->scratch, b->threads);
 }
 static void rms_fwd(Bench *b)
@@ -95,12 +98,15 @@ static void swi_bwd(Bench *b)
 }
 static void rope_fwd(Bench *b)
 {
-    rope_forward(b->qkv, &b->rope, b->B, b->T, (b->NH + 2 * b->NKV) * b->hs, 0, b->NH + b->NKV,
+    rope_forward(b->qkv, &b->rope, NULL, b->B, b->T, (b->NH + 2 * b->NKV) * b->hs, 0, b->NH + b->NKV,
                  b->hs, 0);
 }
 
-/* attention of NKV kv heads: forward and backward GFLOP/s */
-static void bench_attention(Bench *b, int NKV)
+/* attention of NKV kv heads: forward and backward GFLOP/s; then, packed
+ * documents of doc_len tokens (--doc-attention's positions), the time
+ * against the whole row's and the fraction of its (query, key) pairs they
+ * need */
+static void bench_attention(Bench *b, int NKV, int doc_len)
 {
     b->ah = (AttnHeads){.NH = b->NH, .NKV = NKV, .hs = b->hs, .group = b->NH / NKV};
     size_t rows = (size_t)b->B * b->T, ld = (size_t)(b->NH + 2 * NKV) * b->hs;
@@ -112,6 +118,20 @@ static void bench_attention(Bench *b, int NKV)
            "ms %.1f GFLOP/s\n",
            b->NH, NKV, b->hs, b->T, b->B, tf * 1e3, 4.0 * b->hs * pairs / tf * 1e-9, tb * 1e3,
            10.0 * b->hs * pairs / tb * 1e-9);
+    if (doc_len > 0) {
+        b->pos = malloc(rows * sizeof *b->pos);
+        double doc_pairs = 0;
+        for (size_t i = 0; i < rows; i++) {
+            b->pos[i] = (int)(i % (size_t)b->T % (size_t)doc_len);
+            doc_pairs += b->pos[i] + 1;
+        }
+        double df = best_time(att_fwd, b), db = best_time(att_bwd, b);
+        printf("  documents of %d tokens: forward %.2f ms (%.2f of the row's), backward %.2f ms "
+               "(%.2f); they need %.2f of its pairs\n",
+               doc_len, df * 1e3, df / tf, db * 1e3, db / tb, doc_pairs * b->NH / pairs);
+        free(b->pos);
+        b->pos = NULL;
+    }
     free(b->qkv);
     free(b->dqkv);
 }
@@ -126,6 +146,7 @@ int main(int argc, char **argv)
 {
     Bench b = {.B = 1, .T = 1024, .C = 576, .NH = 9, .NKV = 3, .hs = 64, .F = 1536};
     b.threads = omp_get_num_procs();
+    int doc_len = 256;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
             b.threads = atoi(argv[++i]);
@@ -135,8 +156,11 @@ int main(int argc, char **argv)
             clock_id = CLOCK_PROCESS_CPUTIME_ID;
         } else if (!strcmp(argv[i], "--qwen")) {
             b.C = 896, b.NH = 14, b.NKV = 2, b.F = 4864;
+        } else if (!strcmp(argv[i], "--doc-len") && i + 1 < argc) {
+            doc_len = atoi(argv[++i]);
         } else {
-            fprintf(stderr, "usage: %s [--threads K] [--batch B] [--qwen] [--cpu-time]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--threads K] [--batch B] [--qwen] [--cpu-time] "
+                            "[--doc-len L]\n", argv[0]);
             return 2;
         }
     }
@@ -149,8 +173,8 @@ int main(int argc, char **argv)
     b.out = buf(rows * b.NH * b.hs, 4);
     b.dout = buf(rows * b.NH * b.hs, 5);
     b.lse = buf((size_t)b.B * b.NH * b.T, 6);
-    bench_attention(&b, b.NKV);
-    bench_attention(&b, b.NH);
+    bench_attention(&b, b.NKV, doc_len);
+    bench_attention(&b, b.NH, 0);
 
     b.x = buf(nc, 7), b.y = buf(nc, 8), b.dx = buf(nc, 9), b.w = buf(b.C, 10);
     b.dw = buf(b.C, 11), b.rstd = buf(rows, 12);

@@ -297,7 +297,7 @@ static int run_eval(const EvalArgs *a, Err *e)
         have_model = !rc;
     }
     EvalResult r;
-    if (!rc) rc = eval_mean_loss(&m, &l, n, &r, e);
+    if (!rc) rc = eval_mean_loss(&m, &l, n, meta.cfg.doc_attention, &r, e);
     if (!rc) rc = print_result(a, dir, &l, &r, e);
     if (have_model) model_free(&m);
     tokfile_close(&f);

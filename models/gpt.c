@@ -211,6 +211,8 @@ typedef struct {
     float *lnf, *lnf_mean, *lnf_rstd;
     float *logits;       /* (N,V) */
     uint64_t drop_key, drop_row0; /* LoRA dropout: the forward's mask (key 0: none) */
+    int *pos;            /* (N) the forward's doc positions, kept for its backward */
+    int has_pos;         /* pos holds them (else one document per row) */
 } SlotActs;
 
 typedef struct {
@@ -247,6 +249,7 @@ typedef struct {
     float *head_tile;    /* forward only: one tile of logits */
     XentTiles xt;        /* the tiled loss's per-row state */
     int *iota;           /* 0..N-1: token ids of rows gathered through a weight view */
+    int *pos_pool;       /* the slots' pos */
     float *act_pool;
 } GptState;
 
@@ -590,13 +593,17 @@ static int gpt_alloc_acts(Model *m, Err *e)
     g->slots = calloc(S, sizeof *g->slots);
     LayerActs *layers = calloc((size_t)S * (nl ? nl : 1), sizeof *layers);
     g->iota = calloc((size_t)B * m->cfg.seq_len, sizeof *g->iota);
-    if (!g->act_pool || !g->slots || !layers || !g->iota) {
+    g->pos_pool = calloc((size_t)S * B * m->cfg.seq_len, sizeof *g->pos_pool);
+    if (!g->act_pool || !g->slots || !layers || !g->iota || !g->pos_pool) {
         free(layers);
         return err_set(e, "out of memory: activations need %.1f MB for batch %d x seq %d",
                        total * 4.0 / 1e6, B, m->cfg.seq_len);
     }
     for (int i = 0; i < B * m->cfg.seq_len; i++) g->iota[i] = i;
-    for (int s = 0; s < S; s++) g->slots[s].layers = layers + (size_t)s * (nl ? nl : 1);
+    for (int s = 0; s < S; s++) {
+        g->slots[s].layers = layers + (size_t)s * (nl ? nl : 1);
+        g->slots[s].pos = g->pos_pool + (size_t)s * B * m->cfg.seq_len;
+    }
     m->act_floats = total;
     g->att_threads = att_scratch_threads();
     g->vtile = head_vtile(&m->cfg, B);
@@ -741,6 +748,7 @@ static void gpt_free(Model *m)
     free(g->lora_a);
     free(g->lora_b);
     free(g->iota);
+    free(g->pos_pool);
     if (g->slots) free(g->slots[0].layers);
     free(g->slots);
     free(g->act_pool);
@@ -751,6 +759,16 @@ static void gpt_free(Model *m)
 /* ---- forward ------------------------------------------------------------- */
 
 static int lean(const Model *m) { return m->shard.forward_only; }
+
+static const int *slot_pos(const SlotActs *sa) { return sa->has_pos ? sa->pos : NULL; }
+
+/* The caller's doc positions for this forward (Model.positions), into the
+ * slot for its backward. */
+static void keep_positions(Model *m, SlotActs *sa, int N)
+{
+    sa->has_pos = m->positions != NULL;
+    if (sa->has_pos) memcpy(sa->pos, m->positions, (size_t)N * sizeof *sa->pos);
+}
 
 static const float *layer_input(const Model *m, const SlotActs *sa, int l)
 {
@@ -933,8 +951,9 @@ static void output_projection_sum(Model *m, int l, int k, const float *x, int in
 }
 
 /* The packed [q | k | v] of this rank's heads, qk-normalized and rotated
- * as the family has it, then causal attention into atty. */
-static void attention_forward_block(Model *m, LayerActs *a, int l, int B, int T)
+ * as the family has it, then causal attention (within documents, given
+ * pos) into atty. */
+static void attention_forward_block(Model *m, LayerActs *a, const int *pos, int l, int B, int T)
 {
     GptState *g = gst(m);
     const int C = m->cfg.n_embd, N = B * T;
@@ -945,8 +964,9 @@ static void attention_forward_block(Model *m, LayerActs *a, int l, int B, int T)
     lora_cols_forward(m, a, l, 0, a->ln1, a->qkv_pre, NULL, g->QKV_tp, N);
     if (g->qk_norm) qk_norm_forward(m, a, l, N);
     if (g->rope.cos)
-        rope_forward(a->qkv, &g->rope, B, T, g->QKV_tp, 0, g->heads.NH + g->heads.NKV, g->heads.hs, 0);
-    attention_forward_gqa(a->atty, a->lse, a->qkv, B, T, &g->heads, g->att_scratch,
+        rope_forward(a->qkv, &g->rope, pos, B, T, g->QKV_tp, 0, g->heads.NH + g->heads.NKV,
+                     g->heads.hs, 0);
+    attention_forward_gqa(a->atty, a->lse, a->qkv, pos, B, T, &g->heads, g->att_scratch,
                           g->att_threads);
 }
 
@@ -980,7 +1000,7 @@ static void layer_forward(Model *m, SlotActs *sa, int l, int B, int T)
     float *out = lean(m) ? sa->encoded : a->res3; /* lean: added into the input */
     layer_group(m, l, T_LN1W, 1, &w, &b);
     norm_forward(g, a->ln1, a->ln1_mean, a->ln1_rstd, inp, w, b, N, C);
-    attention_forward_block(m, a, l, B, T);
+    attention_forward_block(m, a, slot_pos(sa), l, B, T);
     layer_group(m, l, T_PROJW, 1, &w, &b);
     matmul_forward(a->attproj, a->atty, w, NULL, N, Ct, C);
     output_projection_sum(m, l, T_PROJW, a->atty, Ct, a->attproj, N);
@@ -1027,14 +1047,14 @@ static void embed_forward(Model *m, SlotActs *sa, const int *inputs, int B, int 
         return;
     }
     if (!m->view) {
-        embedding_forward(sa->encoded, inputs, model_tensor_data(m, g->i_wte),
+        embedding_forward(sa->encoded, inputs, slot_pos(sa), model_tensor_data(m, g->i_wte),
                           model_tensor_data(m, g->i_wpe), B, T, C);
         return;
     }
     float *scratch = m->view_scratch;
     const float *wpe = model_weights(m, g->i_wpe, 0, model_tensor(m, g->i_wpe)->live, &scratch);
     gather_tokens(m, scratch, inputs, B * T);
-    embedding_forward(sa->encoded, g->iota, scratch, wpe, B, T, C);
+    embedding_forward(sa->encoded, g->iota, slot_pos(sa), scratch, wpe, B, T, C);
 }
 
 static void head_norm(Model *m, SlotActs *sa, int N)
@@ -1080,6 +1100,7 @@ static double gpt_forward(Model *m, int slot, const int *inputs, const int *targ
     m->dropout_key = 0;
     g->drop_key = sa->drop_key;
     g->drop_row0 = sa->drop_row0;
+    keep_positions(m, sa, B * T);
     if (g->emb) embed_forward(m, sa, inputs, B, T);
     for (int l = g->l0; l < g->l1; l++) layer_forward(m, sa, l, B, T);
     if (!g->head || !targets) return 0.0;
@@ -1216,15 +1237,16 @@ static void qk_norm_backward(Model *m, LayerActs *a, int l, int N)
 
 /* From the gradient of atty (datty) to that of the attention's input,
  * whole, into dln. */
-static void attention_backward_block(Model *m, LayerActs *a, int l, int B, int T)
+static void attention_backward_block(Model *m, LayerActs *a, const int *pos, int l, int B, int T)
 {
     GptState *g = gst(m);
     const int C = m->cfg.n_embd, N = B * T;
     memset(g->dqkv, 0, (size_t)N * g->QKV_tp * sizeof(float));
-    attention_backward_gqa(g->dqkv, g->datty, a->atty, a->qkv, a->lse, B, T, &g->heads,
+    attention_backward_gqa(g->dqkv, g->datty, a->atty, a->qkv, a->lse, pos, B, T, &g->heads,
                            g->att_scratch, g->att_threads);
     if (g->rope.cos)
-        rope_backward(g->dqkv, &g->rope, B, T, g->QKV_tp, 0, g->heads.NH + g->heads.NKV, g->heads.hs, 0);
+        rope_backward(g->dqkv, &g->rope, pos, B, T, g->QKV_tp, 0, g->heads.NH + g->heads.NKV,
+                      g->heads.hs, 0);
     const float *dpre = g->dqkv;
     if (g->qk_norm) {
         qk_norm_backward(m, a, l, N);
@@ -1269,7 +1291,7 @@ static void layer_backward(Model *m, SlotActs *sa, int l, int B, int T)
                     lw(m, l, T_PROJW), N, Ct, C);
     output_projection_backward(m, l, T_PROJW, a->attproj, a->atty, Ct, g->datty, N);
     progress_point(m, l);
-    attention_backward_block(m, a, l, B, T);
+    attention_backward_block(m, a, slot_pos(sa), l, B, T);
     norm_backward(g, g->dres, lg(m, l, T_LN1W), lg(m, l, T_LN1B), g->dln, inp, lw(m, l, T_LN1W),
                   a->ln1_mean, a->ln1_rstd, N, C);
     tp_sum_layer(m, l, 1);
@@ -1309,7 +1331,7 @@ static void gpt_backward(Model *m, int slot, const int *inputs, const int *targe
     }
     if (!g->emb) return;
     float *dwte = grad_of(m, g->i_wte), *dwpe = grad_of(m, g->i_wpe);
-    if (dwte || dwpe) embedding_backward(dwte, dwpe, g->dres, inputs, B, T, C);
+    if (dwte || dwpe) embedding_backward(dwte, dwpe, g->dres, inputs, slot_pos(sa), B, T, C);
     model_block_done(m, 0);
 }
 

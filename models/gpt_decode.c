@@ -315,7 +315,7 @@ static void attend(GptDecoder *d, int l, int p0, int N)
         const int kh = h / per_kv;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, kv, hs, scale, d->qkv + h * hs,
                     d->Q, K + kh * hs, KV, 0.0f, d->scores, kv);
-        causal_softmax_rows(d->scores, NULL, p0, N, kv);
+        causal_softmax_rows(d->scores, NULL, NULL, p0, N, kv);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, hs, kv, 1.0f, d->scores, kv,
                     Vc + kh * hs, KV, 0.0f, d->atty + h * hs, Qw);
     }
@@ -356,7 +356,7 @@ static void shape_qk(GptDecoder *d, const LayerW *w, int p0, int N)
     for (int h = 0; w->qnw && h < nh; h++)
         rmsnorm_forward(d->qkv + h * d->hs, NULL, d->qkv + h * d->hs, h < d->NH ? w->qnw : w->knw,
                         N, d->hs, d->Q, d->eps);
-    if (d->rope.cos) rope_forward(d->qkv, &d->rope, 1, N, d->Q, 0, nh, d->hs, p0);
+    if (d->rope.cos) rope_forward(d->qkv, &d->rope, NULL, 1, N, d->Q, 0, nh, d->hs, p0);
 }
 
 /* One transformer layer over the N rows of x (positions p0..p0+N-1), in place. */
@@ -407,7 +407,7 @@ static int append_rows(GptDecoder *d, const int *tokens, int n)
     /* B=1, T=n with wpe shifted to p0: row i gets position p0+i (rotary
      * positions turn q and k instead) */
     if (d->wpe)
-        embedding_forward(d->x, tokens, d->wte, d->wpe + (size_t)p0 * d->C, 1, n, d->C);
+        embedding_forward(d->x, tokens, NULL, d->wte, d->wpe + (size_t)p0 * d->C, 1, n, d->C);
     else
         for (int i = 0; i < n; i++)
             memcpy(d->x + (size_t)i * d->C, d->wte + (size_t)tokens[i] * d->C,

@@ -286,7 +286,9 @@ static void check_batch(const Model *m, int B)
 double model_forward_slot(Model *m, int slot, const int *inputs, const int *targets, int B)
 {
     check_batch(m, B);
-    return m->arch->ops->forward(m, slot, inputs, targets, B);
+    double loss = m->arch->ops->forward(m, slot, inputs, targets, B);
+    m->positions = NULL;
+    return loss;
 }
 
 void model_backward_slot(Model *m, int slot, const int *inputs, const int *targets, int B,

@@ -87,6 +87,12 @@ struct Model {
      * 0), so a forward nobody keyed (evaluation, sampling) drops nothing. */
     uint64_t dropout_key;
     uint64_t dropout_row0;
+    /* Documents packed in a row (ops.h DOC POSITIONS): the next forward's
+     * tokens' positions in their documents, B*T ints. The forward keeps a
+     * copy for its backward and consumes the pointer (sets it to NULL), as
+     * it does dropout_key: a forward given none (a task's scoring, sampling)
+     * attends across its whole row. An mlp has no positions to reset. */
+    const int *positions;
     int max_batch;          /* activations are sized for this many sequences */
     size_t act_floats;      /* activation memory, for accounting */
     const ModelArch *arch;  /* chosen once from cfg.kind; its ops build and run it */

@@ -432,14 +432,14 @@ void rope_table_free(RopeTable *r)
 /* (x1, x2) <- (x1 cos - x2 sin', x2 cos + x1 sin') with sin' = sign * sin:
  * sign -1 is the inverse rotation, and its negation is exact, so forward
  * and backward are one loop. */
-static void rope_rotate(float *x, const RopeTable *r, int B, int T, int ld, int col0,
-                        int n_heads, int hd, int pos0, float sign)
+static void rope_rotate(float *x, const RopeTable *r, const int *pos, int B, int T, int ld,
+                        int col0, int n_heads, int hd, int pos0, float sign)
 {
     const int half = hd / 2;
 #pragma omp parallel for schedule(static)
     for (int bt = 0; bt < B * T; bt++) {
-        const float *restrict c = r->cos + (size_t)(bt % T + pos0) * half;
-        const float *restrict sn = r->sin + (size_t)(bt % T + pos0) * half;
+        size_t at = (size_t)((pos ? pos[bt] : bt % T) + pos0) * half;
+        const float *restrict c = r->cos + at, *restrict sn = r->sin + at;
         float *row = x + (size_t)bt * ld + col0;
         for (int h = 0; h < n_heads; h++) {
             float *restrict x1 = row + (size_t)h * hd, *restrict x2 = x1 + half;
@@ -452,16 +452,16 @@ static void rope_rotate(float *x, const RopeTable *r, int B, int T, int ld, int 
     }
 }
 
-void rope_forward(float *x, const RopeTable *r, int B, int T, int ld, int col0, int n_heads,
-                  int hd, int pos0)
+void rope_forward(float *x, const RopeTable *r, const int *pos, int B, int T, int ld, int col0,
+                  int n_heads, int hd, int pos0)
 {
-    rope_rotate(x, r, B, T, ld, col0, n_heads, hd, pos0, 1.0f);
+    rope_rotate(x, r, pos, B, T, ld, col0, n_heads, hd, pos0, 1.0f);
 }
 
-void rope_backward(float *dx, const RopeTable *r, int B, int T, int ld, int col0, int n_heads,
-                   int hd, int pos0)
+void rope_backward(float *dx, const RopeTable *r, const int *pos, int B, int T, int ld, int col0,
+                   int n_heads, int hd, int pos0)
 {
-    rope_rotate(dx, r, B, T, ld, col0, n_heads, hd, pos0, -1.0f);
+    rope_rotate(dx, r, pos, B, T, ld, col0, n_heads, hd, pos0, -1.0f);
 }
 
 /* ---- residual --------------------------------------------------------------- */
@@ -545,17 +545,19 @@ size_t attention_scratch_floats(int T, int threads)
 }
 
 /* Rows i0..i0+nq-1 of the causal softmax of s (nq, ld), whose columns are keys
- * 0..ld-1; entries past the diagonal become 0. lse[r] = log sum exp. */
-void causal_softmax_rows(float *s, float *lse, int i0, int nq, int ld)
+ * 0..ld-1; entries outside a row's keys become 0. lse[r] = log sum exp. */
+void causal_softmax_rows(float *s, float *lse, const int *pos, int i0, int nq, int ld)
 {
     for (int r = 0; r < nq; r++) {
         float *row = s + (size_t)r * ld;
-        int n = i0 + r + 1; /* keys this query sees */
-        float mx = row_max(row, n);
-        double sum = exp_shift_sum(row, n, mx);
+        int last = i0 + r, first = pos ? last - pos[r] : 0; /* the keys this query sees */
+        int n = last + 1 - first;
+        float mx = row_max(row + first, n);
+        double sum = exp_shift_sum(row + first, n, mx);
         float inv = (float)(1.0 / sum);
-        for (int j = 0; j < n; j++) row[j] *= inv;
-        for (int j = n; j < ld; j++) row[j] = 0.0f;
+        for (int j = 0; j < first; j++) row[j] = 0.0f;
+        for (int j = first; j <= last; j++) row[j] *= inv;
+        for (int j = last + 1; j < ld; j++) row[j] = 0.0f;
         if (lse) lse[r] = mx + (float)log(sum);
     }
 }
@@ -588,8 +590,28 @@ static int att_threads(int scratch_threads)
     return n < scratch_threads ? n : scratch_threads;
 }
 
-void attention_forward_gqa(float *out, float *lse, const float *qkv, int B, int T,
-                           const AttnHeads *ah, float *scratch, int scratch_threads)
+/* A query block i0..i0+nq-1 of one row: the keys k0..k0+nk-1 it multiplies
+ * against (the first its first query's document reaches: documents only
+ * start later down the block), and its queries' doc positions (NULL: causal
+ * over the row, k0 = 0). */
+typedef struct {
+    int i0, nq, k0, nk;
+    const int *pos;
+} QueryBlock;
+
+static QueryBlock query_block(const int *pos, int b, int qb, int T)
+{
+    QueryBlock q;
+    q.i0 = qb * ATT_BQ;
+    q.nq = T - q.i0 < ATT_BQ ? T - q.i0 : ATT_BQ;
+    q.pos = pos ? pos + (size_t)b * T + q.i0 : NULL;
+    q.k0 = q.pos ? q.i0 - q.pos[0] : 0;
+    q.nk = q.i0 + q.nq - q.k0;
+    return q;
+}
+
+void attention_forward_gqa(float *out, float *lse, const float *qkv, const int *pos, int B,
+                           int T, const AttnHeads *ah, float *scratch, int scratch_threads)
 {
     const int NH = ah->NH, hs = ah->hs, C = NH * hs, nqb = (T + ATT_BQ - 1) / ATT_BQ;
     const float scale = 1.0f / sqrtf((float)hs);
@@ -599,15 +621,17 @@ void attention_forward_gqa(float *out, float *lse, const float *qkv, int B, int 
      * (the last blocks see the most keys), so the threads end together */
 #pragma omp parallel for schedule(dynamic, 1) num_threads(att_threads(scratch_threads))
     for (int task = 0; task < B * NH * nqb; task++) {
-        int bh = task / nqb, qb = nqb - 1 - task % nqb, b = bh / NH, h = bh % NH;
-        int i0 = qb * ATT_BQ, nq = T - i0 < ATT_BQ ? T - i0 : ATT_BQ, nk = i0 + nq;
+        int bh = task / nqb, b = bh / NH, h = bh % NH;
+        QueryBlock qb = query_block(pos, b, nqb - 1 - task % nqb, T);
         HeadView hv = head_view(qkv, b, h, T, ah);
         float *s = scratch + (size_t)omp_get_thread_num() * 2 * ATT_BQ * T;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hs, scale,
-                    hv.q + (size_t)i0 * hv.ld, hv.ld, hv.k, hv.ld, 0.0f, s, nk);
-        causal_softmax_rows(s, lse + (size_t)bh * T + i0, i0, nq, nk);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hs, nk, 1.0f, s, nk, hv.v,
-                    hv.ld, 0.0f, out + ((size_t)b * T + i0) * C + (size_t)h * hs, C);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, qb.nq, qb.nk, hs, scale,
+                    hv.q + (size_t)qb.i0 * hv.ld, hv.ld, hv.k + (size_t)qb.k0 * hv.ld, hv.ld,
+                    0.0f, s, qb.nk);
+        causal_softmax_rows(s, lse + (size_t)bh * T + qb.i0, qb.pos, qb.i0 - qb.k0, qb.nq, qb.nk);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, qb.nq, hs, qb.nk, 1.0f, s, qb.nk,
+                    hv.v + (size_t)qb.k0 * hv.ld, hv.ld, 0.0f,
+                    out + ((size_t)b * T + qb.i0) * C + (size_t)h * hs, C);
     }
 }
 
@@ -615,22 +639,25 @@ void attention_forward(float *out, float *lse, const float *qkv, int B, int T, i
                        float *scratch, int scratch_threads)
 {
     const AttnHeads ah = {.NH = NH, .NKV = NH, .hs = hs, .group = 1};
-    attention_forward_gqa(out, lse, qkv, B, T, &ah, scratch, scratch_threads);
+    attention_forward_gqa(out, lse, qkv, NULL, B, T, &ah, scratch, scratch_threads);
 }
 
 /* dS = P * (dP - D) for the block, with P = exp(S - lse) recomputed from the
  * scores in s (in place: s becomes P), dP in dp (becomes dS), and
- * D_i = dout_i . out_i (= sum_j P_ij dP_ij). */
+ * D_i = dout_i . out_i (= sum_j P_ij dP_ij). Row r's keys are columns
+ * c0+r-pos[r]..c0+r (pos NULL: 0..c0+r) of the nk. */
 static void softmax_block_backward(float *s, float *dp, const float *lse, const float *dy,
-                                   const float *y, int ldy, int hs, int i0, int nq, int nk)
+                                   const float *y, int ldy, int hs, const int *pos, int c0,
+                                   int nq, int nk)
 {
     for (int r = 0; r < nq; r++) {
         float *pr = s + (size_t)r * nk, *dr = dp + (size_t)r * nk;
         const float *dyr = dy + (size_t)r * ldy, *yr = y + (size_t)r * ldy;
         float D = 0.0f;
         for (int d = 0; d < hs; d++) D += dyr[d] * yr[d];
-        int last = i0 + r;
-        for (int j = 0; j <= last; j++) {
+        int last = c0 + r, first = pos ? last - pos[r] : 0;
+        for (int j = 0; j < first; j++) pr[j] = dr[j] = 0.0f;
+        for (int j = first; j <= last; j++) {
             pr[j] = exp_approx(pr[j] - lse[r]);
             dr[j] = pr[j] * (dr[j] - D);
         }
@@ -641,31 +668,34 @@ static void softmax_block_backward(float *s, float *dp, const float *lse, const 
 /* One (b, h) pair, its query blocks in order: dq of head h, and dk, dv of
  * the kv head it reads, += . s and dp are the thread's two tiles. */
 static void head_backward(float *dqkv, const float *dout, const float *out, const float *qkv,
-                          const float *lse, int b, int h, int T, const AttnHeads *ah, float *s,
-                          float *dp)
+                          const float *lse, const int *pos, int b, int h, int T,
+                          const AttnHeads *ah, float *s, float *dp)
 {
     const int NH = ah->NH, hs = ah->hs, C = NH * hs, nqb = (T + ATT_BQ - 1) / ATT_BQ;
     const float scale = 1.0f / sqrtf((float)hs);
     HeadView hv = head_view(qkv, b, h, T, ah);
     float *dq = dqkv + (hv.q - qkv), *dk = dqkv + (hv.k - qkv), *dv = dqkv + (hv.v - qkv);
     const float *lse_bh = lse + ((size_t)b * NH + h) * T;
-    for (int qb = 0; qb < nqb; qb++) {
-        int i0 = qb * ATT_BQ, nq = T - i0 < ATT_BQ ? T - i0 : ATT_BQ, nk = i0 + nq;
-        size_t yoff = ((size_t)b * T + i0) * C + (size_t)h * hs;
-        const float *qi = hv.q + (size_t)i0 * hv.ld, *dy = dout + yoff;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hs, scale, qi, hv.ld, hv.k,
-                    hv.ld, 0.0f, s, nk);
+    for (int i = 0; i < nqb; i++) {
+        QueryBlock qb = query_block(pos, b, i, T);
+        const int nq = qb.nq, nk = qb.nk;
+        const size_t yoff = ((size_t)b * T + qb.i0) * C + (size_t)h * hs;
+        const size_t kof = (size_t)qb.k0 * hv.ld;
+        const float *qi = hv.q + (size_t)qb.i0 * hv.ld, *dy = dout + yoff;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hs, scale, qi, hv.ld,
+                    hv.k + kof, hv.ld, 0.0f, s, nk);
         /* dP = dY V^T */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hs, 1.0f, dy, C, hv.v,
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hs, 1.0f, dy, C, hv.v + kof,
                     hv.ld, 0.0f, dp, nk);
-        softmax_block_backward(s, dp, lse_bh + i0, dy, out + yoff, C, hs, i0, nq, nk);
+        softmax_block_backward(s, dp, lse_bh + qb.i0, dy, out + yoff, C, hs, qb.pos,
+                               qb.i0 - qb.k0, nq, nk);
         /* dV += P^T dY; dQ += scale dS K; dK += scale dS^T Q */
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hs, nq, 1.0f, s, nk, dy, C,
-                    1.0f, dv, hv.ld);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hs, nk, scale, dp, nk, hv.k,
-                    hv.ld, 1.0f, dq + (size_t)i0 * hv.ld, hv.ld);
+                    1.0f, dv + kof, hv.ld);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hs, nk, scale, dp, nk,
+                    hv.k + kof, hv.ld, 1.0f, dq + (size_t)qb.i0 * hv.ld, hv.ld);
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hs, nq, scale, dp, nk, qi,
-                    hv.ld, 1.0f, dk, hv.ld);
+                    hv.ld, 1.0f, dk + kof, hv.ld);
     }
 }
 
@@ -675,8 +705,8 @@ static void head_backward(float *dqkv, const float *dout, const float *out, cons
  * the same for any thread count, while the other kv heads' chains run
  * alongside; a thread whose chain waits takes another's next head. */
 void attention_backward_gqa(float *dqkv, const float *dout, const float *out, const float *qkv,
-                            const float *lse, int B, int T, const AttnHeads *ah, float *scratch,
-                            int scratch_threads)
+                            const float *lse, const int *pos, int B, int T, const AttnHeads *ah,
+                            float *scratch, int scratch_threads)
 {
 #pragma omp parallel num_threads(att_threads(scratch_threads))
 #pragma omp single
@@ -688,7 +718,7 @@ void attention_backward_gqa(float *dqkv, const float *dout, const float *out, co
 #pragma omp task depend(inout : dk[0])
             {
                 float *s = scratch + (size_t)omp_get_thread_num() * 2 * ATT_BQ * T;
-                head_backward(dqkv, dout, out, qkv, lse, b, h, T, ah, s, s + ATT_BQ * T);
+                head_backward(dqkv, dout, out, qkv, lse, pos, b, h, T, ah, s, s + ATT_BQ * T);
             }
         }
 }
@@ -698,24 +728,25 @@ void attention_backward(float *dqkv, const float *dout, const float *out, const 
                         int scratch_threads)
 {
     const AttnHeads ah = {.NH = NH, .NKV = NH, .hs = hs, .group = 1};
-    attention_backward_gqa(dqkv, dout, out, qkv, lse, B, T, &ah, scratch, scratch_threads);
+    attention_backward_gqa(dqkv, dout, out, qkv, lse, NULL, B, T, &ah, scratch, scratch_threads);
 }
 
 /* ---- embedding --------------------------------------------------------- */
 
-void embedding_forward(float *out, const int *tokens, const float *wte, const float *wpe,
-                       int B, int T, int C)
+void embedding_forward(float *out, const int *tokens, const int *pos, const float *wte,
+                       const float *wpe, int B, int T, int C)
 {
 #pragma omp parallel for schedule(static)
     for (int bt = 0; bt < B * T; bt++) {
-        const float *e = wte + (size_t)tokens[bt] * C, *p = wpe + (size_t)(bt % T) * C;
+        const float *e = wte + (size_t)tokens[bt] * C;
+        const float *p = wpe + (size_t)(pos ? pos[bt] : bt % T) * C;
         float *o = out + (size_t)bt * C;
         for (int i = 0; i < C; i++) o[i] = e[i] + p[i];
     }
 }
 
 void embedding_backward(float *dwte, float *dwpe, const float *dout, const int *tokens,
-                        int B, int T, int C)
+                        const int *pos, int B, int T, int C)
 {
     /* scatter-add in token order: serial, so the sum order is fixed */
     for (int bt = 0; bt < B * T; bt++) {
@@ -725,7 +756,7 @@ void embedding_backward(float *dwte, float *dwpe, const float *dout, const int *
             for (int i = 0; i < C; i++) g[i] += d[i];
         }
         if (dwpe) {
-            float *g = dwpe + (size_t)(bt % T) * C;
+            float *g = dwpe + (size_t)(pos ? pos[bt] : bt % T) * C;
             for (int i = 0; i < C; i++) g[i] += d[i];
         }
     }

@@ -84,13 +84,14 @@ int rope_table_init(RopeTable *r, int T, int hd, double theta, double factor, do
 void rope_table_free(RopeTable *r);
 /* In place on x (B, T, rows ld floats apart): the n_heads consecutive heads of
  * hd floats from column col0 of each row. Row (b,t) is at position t + pos0,
- * which must be < r->T; hd must be 2 r->half. */
-void rope_forward(float *x, const RopeTable *r, int B, int T, int ld, int col0, int n_heads,
-                  int hd, int pos0);
+ * or pos[b*T + t] + pos0 when pos is given (documents packed in a row, see
+ * DOC POSITIONS below), which must be < r->T; hd must be 2 r->half. */
+void rope_forward(float *x, const RopeTable *r, const int *pos, int B, int T, int ld, int col0,
+                  int n_heads, int hd, int pos0);
 /* dx in place: the inverse rotation (its transpose), same arguments. Not an
  * accumulation: it maps the gradient after rope to the gradient before. */
-void rope_backward(float *dx, const RopeTable *r, int B, int T, int ld, int col0, int n_heads,
-                   int hd, int pos0);
+void rope_backward(float *dx, const RopeTable *r, const int *pos, int B, int T, int ld, int col0,
+                   int n_heads, int hd, int pos0);
 
 /* SwiGLU: out = silu(gate) * up elementwise over n, silu(g) = g / (1 + e^-g),
  * through the kernels' exp approximation (fast_expf: relative error < 2e-6). */
@@ -105,11 +106,21 @@ void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n);
 /* out = a + b */
 void residual_forward(float *out, const float *a, const float *b, size_t n);
 
+/* DOC POSITIONS. Documents packed into one row (train --doc-attention) are
+ * described by pos (B*T ints): each token's position in its document, 0 at
+ * a document's first token, else the previous token's + 1 (so a row starts
+ * at 0). Query t then attends to keys t - pos[t] .. t only, and position
+ * encodings (wpe rows, rotary angles) take pos[t] where they took t: each
+ * document computes what it would alone at the start of a row (Megatron's
+ * --reset-attention-mask with --reset-position-ids). pos NULL: one document
+ * per row, pos[t] = t. */
+
 /* Causal softmax, in place, of rows i0..i0+nq-1 of a score matrix s (nq, ld)
  * whose columns are keys 0..ld-1: row r sees keys 0..i0+r, the rest become
  * 0; lse (may be NULL) gets each row's log-sum-exp. The attention kernels
- * and the KV-cache decoder share it, so both round alike. */
-void causal_softmax_rows(float *s, float *lse, int i0, int nq, int ld);
+ * and the KV-cache decoder share it, so both round alike. With pos (the nq
+ * rows' doc positions) row r sees keys i0+r-pos[r]..i0+r only. */
+void causal_softmax_rows(float *s, float *lse, const int *pos, int i0, int nq, int ld);
 
 /* Causal multi-head self-attention on a packed qkv (B,T,3*C_local) buffer
  * whose last dim is [q heads | k heads | v heads], NH heads of size hs.
@@ -138,17 +149,19 @@ void attention_backward(float *dqkv, const float *dout, const float *out, const 
 typedef struct {
     int NH, NKV, hs, group, h0, kv0;
 } AttnHeads;
-void attention_forward_gqa(float *out, float *lse, const float *qkv, int B, int T,
-                           const AttnHeads *ah, float *scratch, int scratch_threads);
+/* pos: DOC POSITIONS (NULL: causal over the whole row); a query block
+ * multiplies only against the keys its documents reach. */
+void attention_forward_gqa(float *out, float *lse, const float *qkv, const int *pos, int B,
+                           int T, const AttnHeads *ah, float *scratch, int scratch_threads);
 void attention_backward_gqa(float *dqkv, const float *dout, const float *out, const float *qkv,
-                            const float *lse, int B, int T, const AttnHeads *ah, float *scratch,
-                            int scratch_threads);
+                            const float *lse, const int *pos, int B, int T, const AttnHeads *ah,
+                            float *scratch, int scratch_threads);
 
-/* out (B,T,C) = wte[tokens] + wpe[t] */
-void embedding_forward(float *out, const int *tokens, const float *wte, const float *wpe,
-                       int B, int T, int C);
+/* out (B,T,C) = wte[tokens] + wpe[t], or wpe[pos[b*T + t]] (DOC POSITIONS) */
+void embedding_forward(float *out, const int *tokens, const int *pos, const float *wte,
+                       const float *wpe, int B, int T, int C);
 void embedding_backward(float *dwte, float *dwpe, const float *dout, const int *tokens,
-                        int B, int T, int C);
+                        const int *pos, int B, int T, int C);
 
 /* Softmax cross-entropy over logits (N,V). Returns the SUM of per-row losses
  * (callers divide by the global token count). If dlogits is non-NULL it is

@@ -189,4 +189,34 @@ for k in w0:
 print('# largest step %.3g, largest difference %.3g (a half alone: %.3g)' % (scale, worst, apart))
 sys.exit(not (scale > 1e-4 and worst < 1e-4 * scale + 1e-7 and apart > 1e-2 * scale))
 EOF"
+# ---- 5. --doc-attention: packing is invisible to an example ----
+# The same 40 examples packed several to a window, and each alone in a
+# window of its own (filler after it, never counted): one SGD step on the
+# whole of each file gives the same loss and the same weight change when
+# the packed file trains with --doc-attention, and not without.
+python3 - > pk.jsonl <<'EOF'
+import json, random
+r = random.Random(7)
+for i in range(40):
+    a, b = r.randrange(1000), r.randrange(1000)
+    print(json.dumps({"prompt": "%d+%d=" % (a, b), "completion": "%d" % (a + b)}))
+EOF
+"$BIN" prepare --format jsonl pk.jsonl --out pk.tok --val-fraction 0.1 > /dev/null 2>&1
+/usr/bin/python3 "$HERE/../ref/pack_windows.py" pk.tok 32 alone.tok packed.tok > packed.windows
+P="--layers 2 --heads 2 --embd 32 --seq-len 32 --threads 1 --eval-every 0 --progress lines --steps 1 --optimizer sgd --lr 0.5 --momentum 0 --weight-decay 0 --grad-clip 0 --warmup 0 --init-from base --save-every 1"
+pk_step() { # OUT FILE BATCH [FLAGS]
+  local out=$1 f=$2 b=$3; shift 3
+  "$BIN" train $P --data "$f" --batch "$b" "$@" --out "$out" > "$out.log" 2>&1 &&
+    "$BIN" ckpt export "$out" --format safetensors --out "$out.st" > /dev/null 2>&1
+}
+pk_step pk_alone alone.tok 40
+pk_step pk_doc packed.tok "$(cat packed.windows)" --doc-attention
+pk_step pk_across packed.tok "$(cat packed.windows)"
+step1() { losses "$1/metrics.jsonl" | head -1 | cut -d' ' -f2; }
+la=$(step1 pk_alone) ld=$(step1 pk_doc) lx=$(step1 pk_across)
+echo "# 40 examples in $(cat packed.windows) windows packed, 40 alone"
+check "packed with --doc-attention: the examples' loss as alone ($ld, alone $la; across examples $lx)" \
+  "[ -n '$la' ] && [ -n '$ld' ] && [ -n '$lx' ] && awk 'BEGIN{d = $ld - $la; e = $lx - $la; exit !((d < 0 ? -d : d) <= 1e-5 * $la && (e < 0 ? -e : e) > 1e-3 * $la)}'"
+check "packed with --doc-attention: one SGD step changes every weight as alone, and not without it" \
+  "/usr/bin/python3 '$HERE/../ref/st_step_match.py' base.st pk_alone.st pk_doc.st pk_across.st"
 finish

@@ -30,6 +30,12 @@ run_layout() {
   what="$prefix ($d,$t,$p)${*:+ $*}"
   check "$what runs" "[ $rc -eq 0 ]"
 }
+# same_as_base BASE OUT WHAT: run OUT's losses are BASE's, step for step
+same_as_base() { # BASE OUT WHAT
+  rel=$(max_rel "$1/metrics.jsonl" "$2/metrics.jsonl")
+  check "$3 matches the single rank (max rel $rel <= 1e-4)" \
+    "same_steps $1/metrics.jsonl $2/metrics.jsonl && awk 'BEGIN{exit !($rel <= 1e-4)}'"
+}
 
 
 # dp<N>: N data-parallel ranks give the single rank's losses

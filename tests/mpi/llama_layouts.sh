@@ -7,11 +7,6 @@
 . "$(dirname "$0")/lib.sh"
 LL="--model llama --layers 2 --heads 4 --kv-heads 2 --embd 32 --mlp-hidden 48 --seq-len 32 --batch 16 --data corpus.tok --threads 1 --quiet --eval-every 0 --steps 20"
 QW="--head-dim 6 --qk-norm 1 --qkv-bias 1 --attn-out-bias 1 --mlp-bias 1 --untied-head 1"
-same_as_base() { # BASE OUT WHAT
-  rel=$(max_rel "$1/metrics.jsonl" "$2/metrics.jsonl")
-  check "$3 matches the single rank (max rel $rel <= 1e-4)" \
-    "same_steps $1/metrics.jsonl $2/metrics.jsonl && awk 'BEGIN{exit !($rel <= 1e-4)}'"
-}
 for model in llama qwen; do
   opts=$LL
   [ $model = qwen ] && opts="$LL $QW"

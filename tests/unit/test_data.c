@@ -756,6 +756,17 @@ Test(data, masked_file_roundtrip_and_loader_targets)
     }
     cr_expect_eq(loader_batch_counted(&l, 1, 1), counted);
     cr_expect_eq(loader_counted(&l, 2, 2), counted);
+    /* doc positions: 0 at each window's start and at token 10 (a start),
+     * then counting up: windows 2 and 3 hold tokens 8..11 and 12..15 */
+    int pos[8], want_pos[8] = {0, 1, 0, 1, 0, 1, 2, 3};
+    loader_batch_positions(&l, 1, pos);
+    for (int i = 0; i < 8; i++)
+        cr_expect_eq(pos[i], want_pos[i], "position %d: %d, expected %d", i, pos[i], want_pos[i]);
+    /* rank 1 of 2 gets window 3 of batch 1 */
+    Loader l1;
+    cr_assert_eq(loader_init(&l1, &f, SPLIT_TRAIN, T, 2, 1, 2, &e), 0, "%s", e.msg);
+    loader_batch_positions(&l1, 1, pos);
+    cr_expect(!memcmp(pos, want_pos + 4, 4 * sizeof *pos), "rank 1's share");
     tokfile_close(&f);
 
     raw[64 + 50 + 4] = 0x80; /* an undefined bit */

@@ -77,7 +77,7 @@ Test(eval, mean_loss_is_the_mean_over_windows_for_any_batch)
         Loader l;
         cr_assert_eq(loader_init(&l, &f, SPLIT_VAL, T, B, 0, 1, &e), 0, "%s", e.msg);
         EvalResult r;
-        cr_assert_eq(eval_mean_loss(&m, &l, 7, &r, &e), 0, "B=%d: %s", B, e.msg);
+        cr_assert_eq(eval_mean_loss(&m, &l, 7, 0, &r, &e), 0, "B=%d: %s", B, e.msg);
         cr_expect_eq(r.windows, 7);
         cr_expect_eq(r.tokens, 7 * T);
         cr_expect(fabs(r.mean_loss - want) < 1e-6 * want, "B=%d: %.9g vs %.9g", B, r.mean_loss,
@@ -94,10 +94,10 @@ Test(eval, mean_loss_is_the_mean_over_windows_for_any_batch)
         extra += model_forward(&m, in, tg, 1);
     }
     double want9 = (sum + extra) / (9.0 * T);
-    cr_assert_eq(eval_mean_loss(&m, &l, 9, &r, &e), 0, "%s", e.msg);
+    cr_assert_eq(eval_mean_loss(&m, &l, 9, 0, &r, &e), 0, "%s", e.msg);
     cr_expect(fabs(r.mean_loss - want9) < 1e-6 * want9, "9 windows: %.9g vs %.9g", r.mean_loss,
               want9);
-    cr_expect_eq(eval_mean_loss(&m, &l, 0, &r, &e), -1, "no windows");
+    cr_expect_eq(eval_mean_loss(&m, &l, 0, 0, &r, &e), -1, "no windows");
     cr_expect(strstr(e.msg, "7 of 8+1") != NULL, "message: %s", e.msg);
     model_free(&m);
     tokfile_close(&f);

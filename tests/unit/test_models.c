@@ -939,3 +939,105 @@ Test(models, mlp_learns_blobs)
     free(y);
     model_free(&m);
 }
+
+/* ---- documents packed in a row (ops.h DOC POSITIONS) ------------------------ */
+
+/* Lengths of the documents packed into one row of PACK_T tokens: they cross
+ * the attention kernels' 64-query blocks, and one is a single token. */
+enum { PACK_T = 160, PACK_DOCS = 4 };
+static const int PACK_LEN[PACK_DOCS] = {70, 1, 45, 44};
+
+typedef struct {
+    int in[PACK_T], tg[PACK_T], pos[PACK_T];              /* the packed row */
+    int ain[PACK_DOCS * PACK_T], atg[PACK_DOCS * PACK_T]; /* each document alone */
+} Packed;
+
+/* Random documents packed into one row, and each alone at the start of a
+ * row of its own followed by filler nobody counts. A document's last token
+ * would predict the next one's first: no target there, packed or alone. */
+static void pack_documents(Packed *p, int V)
+{
+    int at = 0;
+    for (int d = 0; d < PACK_DOCS; d++) {
+        int *ain = p->ain + d * PACK_T, *atg = p->atg + d * PACK_T;
+        for (int t = 0; t < PACK_T; t++) {
+            ain[t] = rand_int(31, (uint64_t)d * PACK_T + t, V); /* filler past the document */
+            atg[t] = -1;
+        }
+        for (int t = 0; t < PACK_LEN[d]; t++, at++) {
+            p->in[at] = ain[t] = rand_int(32, at, V);
+            int last = t == PACK_LEN[d] - 1 && d < PACK_DOCS - 1;
+            p->tg[at] = atg[t] = last ? -1 : rand_int(33, at, V);
+            p->pos[at] = t;
+        }
+    }
+    cr_assert_eq(at, PACK_T);
+}
+
+/* The packed row with its doc positions computes what each document does
+ * alone: the same loss, the same gradient of every weight (rows of wpe and
+ * rotary angles restart, attention stops at each document's start). Without
+ * the positions the later documents see the earlier: the loss differs. The
+ * forward-only plan (zeroth-order training) gives the training loss. */
+static void expect_packed_as_alone(const char *what, ModelConfig c)
+{
+    c.seq_len = PACK_T;
+    Model m, lean;
+    Err e = {{0}};
+    cr_assert_eq(model_init(&m, &c, PACK_DOCS, 5, &e), 0, "%s: %s", what, e.msg);
+    perturb_params(&m, 6, 0.6f); /* sharp enough attention that crossing shows */
+    Packed *p = malloc(sizeof *p);
+    pack_documents(p, c.vocab);
+    size_t n = m.n_params;
+    float *g_alone = malloc(n * sizeof(float));
+
+    model_zero_grad(&m);
+    double alone = model_forward(&m, p->ain, p->atg, PACK_DOCS);
+    model_backward(&m, p->ain, p->atg, PACK_DOCS, 1.0f);
+    memcpy(g_alone, m.grads, n * sizeof(float));
+
+    model_zero_grad(&m);
+    m.positions = p->pos;
+    double packed = model_forward(&m, p->in, p->tg, 1);
+    cr_expect_null(m.positions, "%s: the forward consumes the positions", what);
+    /* a forward in between (evaluation, sampling) must not change what the
+     * backward uses: the slot kept them */
+    model_backward(&m, p->in, p->tg, 1, 1.0f);
+    cr_expect(fabs(packed - alone) <= 1e-5 * fabs(alone), "%s: packed loss %.9g, alone %.9g",
+              what, packed, alone);
+    double gmax = 0, worst = 0;
+    size_t at = 0;
+    for (size_t i = 0; i < n; i++) gmax = fmax(gmax, fabs(g_alone[i]));
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)m.grads[i] - g_alone[i]);
+        if (d > worst) worst = d, at = i;
+    }
+    cr_expect(gmax > 0 && worst <= 1e-5 * gmax, "%s: gradient element %zu: packed %.9g, alone %.9g "
+              "(largest |g| %.3g)", what, at, m.grads[at], g_alone[at], gmax);
+
+    double crossing = model_forward(&m, p->in, p->tg, 1);
+    cr_expect(fabs(crossing - alone) > 1e-3 * fabs(alone),
+              "%s: without positions the documents see each other, yet the loss is the same "
+              "(%.9g, alone %.9g)", what, crossing, alone);
+
+    ModelShard sh = model_shard_whole(1);
+    cr_assert_eq(model_init_shard(&lean, &c, &sh, 1, 5, &e), 0, "%s: %s", what, e.msg);
+    memcpy(lean.params, m.params, n * sizeof(float));
+    m.positions = lean.positions = p->pos;
+    double a = model_forward(&m, p->in, p->tg, 1), b = model_forward(&lean, p->in, p->tg, 1);
+    cr_expect(a == b, "%s: forward-only packed loss %.17g, training %.17g", what, b, a);
+    model_free(&lean);
+    model_free(&m);
+    free(g_alone);
+    free(p);
+}
+
+Test(models, packed_documents_compute_as_alone)
+{
+    expect_packed_as_alone("gpt", tiny_gpt());
+    expect_packed_as_alone("llama", tiny_llama());
+    ModelConfig q = tiny_llama();
+    q.n_kv_head = 1; /* every q head on one kv head */
+    q.qk_norm = 1;
+    expect_packed_as_alone("llama, one kv head, qk-norm", q);
+}

@@ -541,14 +541,14 @@ static void check_attention(int B, int T, AttnHeads ah, uint64_t seed)
     randn(qkv, nqkv, seed, 1.0f, 0.0f);
     randn(r, nout, seed + 1, 1.0f, 0.0f);
 
-    attention_forward_gqa(out, lse, qkv, B, T, &ah, scratch, threads);
+    attention_forward_gqa(out, lse, qkv, NULL, B, T, &ah, scratch, threads);
     AttCtx c = {B, T, ah, to_double(qkv, nqkv), to_double(r, nout), dnew(nout)};
     double *lse_ref = dnew(nlse);
     attention_ref(c.out, lse_ref, c.qkv, B, T, &ah);
     check_close("attention out", out, c.out, nout, 1e-5);
     check_close("attention log-sum-exp", lse, lse_ref, nlse, 1e-5);
 
-    attention_backward_gqa(dqkv, r, out, qkv, lse, B, T, &ah, scratch, threads);
+    attention_backward_gqa(dqkv, r, out, qkv, lse, NULL, B, T, &ah, scratch, threads);
     double *g = dnew(nqkv);
     fd_grad(g, c.qkv, nqkv, att_obj, &c);
     check_grad("attention dqkv", dqkv, g, nqkv);
@@ -572,12 +572,12 @@ static void check_attention(int B, int T, AttnHeads ah, uint64_t seed)
     float *d2 = fnew(nqkv);
     size_t ns = attention_scratch_floats(T, threads);
     for (size_t i = 0; i < ns; i++) scratch[i] = 1e30f;
-    attention_backward_gqa(d2, r, out, qkv, lse, B, T, &ah, scratch, 1);
+    attention_backward_gqa(d2, r, out, qkv, lse, NULL, B, T, &ah, scratch, 1);
     for (size_t i = 0; i < ns; i++) scratch[i] = -7.0f;
-    attention_backward_gqa(d2, r, out, qkv, lse, B, T, &ah, scratch, threads);
+    attention_backward_gqa(d2, r, out, qkv, lse, NULL, B, T, &ah, scratch, threads);
     check_twice("attention dqkv", dqkv, d2, nqkv);
     float *out1 = fnew(nout);
-    attention_forward_gqa(out1, lse, qkv, B, T, &ah, scratch, 1);
+    attention_forward_gqa(out1, lse, qkv, NULL, B, T, &ah, scratch, 1);
     cr_expect(memcmp(out, out1, nout * sizeof(float)) == 0,
               "attention out differs between 1 and %d threads", threads);
     if (is_mha(&ah)) {
@@ -661,13 +661,13 @@ static void check_gqa_vs_repeated(int B, int T, int NH, int NKV, int hs, uint64_
             memcpy(dst + 2 * C + h * hs, src + C + (NKV + h / group) * hs, hs * sizeof(float));
         }
     }
-    attention_forward_gqa(out, lse, qkv, B, T, &ah, scratch, threads);
+    attention_forward_gqa(out, lse, qkv, NULL, B, T, &ah, scratch, threads);
     attention_forward(out_f, lse_f, full, B, T, NH, hs, scratch, threads);
     double *ref = to_double(out_f, nout), *lref = to_double(lse_f, nlse);
     check_close("gqa out vs repeated kv", out, ref, nout, 1e-6);
     check_close("gqa lse vs repeated kv", lse, lref, nlse, 1e-6);
 
-    attention_backward_gqa(dqkv, r, out, qkv, lse, B, T, &ah, scratch, threads);
+    attention_backward_gqa(dqkv, r, out, qkv, lse, NULL, B, T, &ah, scratch, threads);
     attention_backward(dfull, r, out_f, full, lse_f, B, T, NH, hs, scratch, threads);
     for (int bt = 0; bt < B * T; bt++) {
         const float *src = dfull + (size_t)bt * 3 * C;
@@ -706,8 +706,8 @@ static void check_gqa_tp_slices(int NH, int NKV, int tp, uint64_t seed)
     float *scratch = fnew(attention_scratch_floats(T, threads));
     randn(qkv, nqkv, seed, 1.0f, 0.0f);
     randn(r, nout, seed + 1, 1.0f, 0.0f);
-    attention_forward_gqa(out, lse, qkv, B, T, &whole, scratch, threads);
-    attention_backward_gqa(dqkv, r, out, qkv, lse, B, T, &whole, scratch, threads);
+    attention_forward_gqa(out, lse, qkv, NULL, B, T, &whole, scratch, threads);
+    attention_backward_gqa(dqkv, r, out, qkv, lse, NULL, B, T, &whole, scratch, threads);
 
     for (int k = 0; k < tp; k++) {
         const AttnHeads ah = {.NH = nh, .NKV = nkv, .hs = hs, .group = group, .h0 = k * nh,
@@ -724,8 +724,8 @@ static void check_gqa_tp_slices(int NH, int NKV, int tp, uint64_t seed)
                    (size_t)nkv * hs * sizeof(float));
             memcpy(lr + bt * lc, r + bt * C + (size_t)k * nh * hs, lc * sizeof(float));
         }
-        attention_forward_gqa(lo, ll, lq, B, T, &ah, scratch, threads);
-        attention_backward_gqa(lg, lr, lo, lq, ll, B, T, &ah, scratch, threads);
+        attention_forward_gqa(lo, ll, lq, NULL, B, T, &ah, scratch, threads);
+        attention_backward_gqa(lg, lr, lo, lq, ll, NULL, B, T, &ah, scratch, threads);
         for (size_t bt = 0; bt < n; bt++) {
             double *ref = to_double(out + bt * C + (size_t)k * nh * hs, lc);
             check_close("tp slice out", lo + bt * lc, ref, lc, 1e-6);
@@ -1007,7 +1007,7 @@ static void check_rope(double factor, uint64_t seed)
     randn(x, n, seed, 1.0f, 0.0f);
     randn(r, n, seed + 1, 1.0f, 0.0f);
     memcpy(y, x, n * sizeof(float));
-    rope_forward(y, &rt, B, T, ld, col0, nh, hd, pos0);
+    rope_forward(y, &rt, NULL, B, T, ld, col0, nh, hd, pos0);
     RopeCtx c = {B, T, ld, col0, nh, hd, pos0, theta, factor, to_double(x, n), to_double(r, n),
                  dnew(n)};
     rope_ref(c.out, c.x, &c);
@@ -1019,7 +1019,7 @@ static void check_rope(double factor, uint64_t seed)
     }
     /* backward: the gradient of r . rope(x) is rope_backward(r) */
     memcpy(dx, r, n * sizeof(float));
-    rope_backward(dx, &rt, B, T, ld, col0, nh, hd, pos0);
+    rope_backward(dx, &rt, NULL, B, T, ld, col0, nh, hd, pos0);
     double *g = dnew(n);
     fd_grad(g, c.x, n, rope_obj, &c);
     check_grad("rope dx", dx, g, n);
@@ -1042,12 +1042,12 @@ Test(ops, rope_identity_and_inverse)
     float *x = fnew(n), *y = fnew(n);
     randn(x, n, 151, 1.0f, 0.0f);
     memcpy(y, x, n * sizeof(float));
-    rope_forward(y, &rt, B, 1, ld, 16, nh, hd, 0); /* the first rows of both sequences */
+    rope_forward(y, &rt, NULL, B, 1, ld, 16, nh, hd, 0); /* the first rows of both sequences */
     cr_expect(memcmp(x, y, n * sizeof(float)) == 0, "rope at position 0 is not the identity");
-    rope_forward(y, &rt, B, T, ld, 16, nh, hd, 0);
+    rope_forward(y, &rt, NULL, B, T, ld, 16, nh, hd, 0);
     cr_expect(memcmp(x, y, (size_t)ld * sizeof(float)) == 0, "row 0 moved");
     cr_expect(memcmp(x + ld, y + ld, (size_t)ld * sizeof(float)) != 0, "row 1 did not turn");
-    rope_backward(y, &rt, B, T, ld, 16, nh, hd, 0);
+    rope_backward(y, &rt, NULL, B, T, ld, 16, nh, hd, 0);
     double *xd = to_double(x, n);
     check_close("rope_backward(rope_forward(x))", y, xd, n, 1e-6);
     free(xd); free(x); free(y);
@@ -1091,13 +1091,13 @@ Test(ops, embedding_grad)
     randn(wpe, T * C, 72, 1.0f, 0.0f);
     randn(r, nout, 73, 1.0f, 0.0f);
 
-    embedding_forward(out, tokens, wte, wpe, B, T, C);
+    embedding_forward(out, tokens, NULL, wte, wpe, B, T, C);
     EmbCtx c = {B, T, C, tokens, to_double(wte, V * C), to_double(wpe, T * C), to_double(r, nout),
                 dnew(nout)};
     embedding_ref(c.out, tokens, c.wte, c.wpe, B, T, C);
     check_close("embedding out", out, c.out, nout, 1e-6);
 
-    embedding_backward(dwte, dwpe, r, tokens, B, T, C);
+    embedding_backward(dwte, dwpe, r, tokens, NULL, B, T, C);
     double *g = dnew(V * C);
     fd_grad(g, c.wte, V * C, emb_obj, &c);
     check_grad("embedding dwte", dwte, g, V * C);
@@ -1107,8 +1107,8 @@ Test(ops, embedding_grad)
     check_grad("embedding dwpe", dwpe, g, T * C);
 
     float *e2 = fnew(V * C), *p2 = fnew(T * C);
-    embedding_backward(e2, p2, r, tokens, B, T, C);
-    embedding_backward(e2, p2, r, tokens, B, T, C);
+    embedding_backward(e2, p2, r, tokens, NULL, B, T, C);
+    embedding_backward(e2, p2, r, tokens, NULL, B, T, C);
     check_twice("embedding dwte", dwte, e2, V * C);
     check_twice("embedding dwpe", dwpe, p2, T * C);
 
@@ -1272,10 +1272,10 @@ Test(ops, thread_count_invariance_llama)
         swiglu_forward(sw[k], inp, r, nc);
         swiglu_backward(dg[k], du[k], inp, r, out[k], nc);
         memcpy(rq[k], qkv, nqkv * sizeof(float));
-        rope_forward(rq[k], &rt, 1, T, (int)att_ld(&ah), 0, NH + NKV, hs, 0);
-        attention_forward_gqa(ao[k], lse[k], rq[k], 1, T, &ah, scratch, 2);
-        attention_backward_gqa(dq[k], dy, ao[k], rq[k], lse[k], 1, T, &ah, scratch, 2);
-        rope_backward(dq[k], &rt, 1, T, (int)att_ld(&ah), 0, NH + NKV, hs, 0);
+        rope_forward(rq[k], &rt, NULL, 1, T, (int)att_ld(&ah), 0, NH + NKV, hs, 0);
+        attention_forward_gqa(ao[k], lse[k], rq[k], NULL, 1, T, &ah, scratch, 2);
+        attention_backward_gqa(dq[k], dy, ao[k], rq[k], lse[k], NULL, 1, T, &ah, scratch, 2);
+        rope_backward(dq[k], &rt, NULL, 1, T, (int)att_ld(&ah), 0, NH + NKV, hs, 0);
     }
     ops_set_threads(saved);
     cr_expect(memcmp(out[0], out[1], nc * sizeof(float)) == 0, "rmsnorm out");

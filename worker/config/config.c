@@ -81,6 +81,7 @@ static const OptSpec TABLE[] = {
     STR("data", data, "FILE", "token file (default " DEFAULT_DATA ", made on first use)"),
     STR("val-data", val_data, "FILE", "validation tokens from this file (llm.c's _val.bin, nanoGPT's val.bin) instead of --data's val split"),
     CHOICE("data-format", data_format, "auto|mptokens|llmc|nanogpt", "auto", "how --data and --val-data are read; auto: MPTOKENS or llm.c by magic (a headerless nanoGPT .bin needs nanogpt)"),
+    FLAG("doc-attention", doc_attention, "packed examples stay apart: attention and positions (wpe rows, rotary angles) restart at each example's first token, which a masked file from prepare --format jsonl marks, so each example computes what it would alone (Megatron's --reset-attention-mask with --reset-position-ids); training, validation and zo alike; transformers only (docs/task.md)"),
     STR("out", out, "DIR", "run directory (default runs/<model>-<time>)"),
     STR("resume", resume, "DIR", "continue from a checkpoint (run dir, ckpt dir or step dir)"),
     STR("init-from", init_from, "SRC", "start from these weights, fresh optimizer: a checkpoint, a Hugging Face dir (GPT-2, Llama, Qwen2/3, Mistral; or a GPT-2 .safetensors) or an llm.c model file; the model's shape comes from SRC (docs/gpt2.md, docs/llama.md)"),
@@ -257,6 +258,9 @@ int train_config_validate(const TrainConfig *c, Err *e)
                           "N (N > 0)");
     if (c->eval_every > 0 && c->eval_batches < 1)
         return err_set(e, "--eval-batches %d: must be at least 1", c->eval_batches);
+    if (c->doc_attention && !model_transformer(&c->model))
+        return err_set(e, "--doc-attention: an mlp has no attention or positions to keep "
+                          "examples apart in; it needs --model gpt or llama");
     if (c->tokenizer[0] && !bpe_present(c->tokenizer))
         return err_set(e, "--tokenizer %s: no tokenizer files there (tokenizer.json, vocab.json + "
                           "merges.txt, or encoder.json + vocab.bpe)", c->tokenizer);

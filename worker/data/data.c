@@ -456,11 +456,17 @@ int loader_init(Loader *l, const TokenFile *f, DataSplit split, int T, int globa
     return 0;
 }
 
+/* Where the i-th window from w0 starts in the file (mod n_windows). */
+static uint64_t window_base(const Loader *l, uint64_t w0, uint64_t i)
+{
+    return l->split_start + ((w0 % l->n_windows + i) % l->n_windows) * (uint64_t)l->T;
+}
+
 void loader_windows(const Loader *l, uint64_t w0, int n, int *inputs, int *targets)
 {
     const uint64_t T = (uint64_t)l->T;
     for (int i = 0; i < n; i++) {
-        uint64_t base = l->split_start + ((w0 % l->n_windows + (uint64_t)i) % l->n_windows) * T;
+        uint64_t base = window_base(l, w0, (uint64_t)i);
         int *in = inputs + (size_t)i * T, *tg = targets + (size_t)i * T;
         uint32_t cur = tokfile_get(l->file, base);
         for (uint64_t t = 0; t < T; t++) {
@@ -482,10 +488,22 @@ uint64_t loader_counted(const Loader *l, uint64_t w0, uint64_t n)
     if (!l->file->mask) return n * T;
     uint64_t count = 0;
     for (uint64_t i = 0; i < n; i++) {
-        uint64_t base = l->split_start + ((w0 % l->n_windows + i) % l->n_windows) * T;
+        uint64_t base = window_base(l, w0, i);
         for (uint64_t t = 1; t <= T; t++) count += l->file->mask[base + t] & TOKMASK_COUNTS;
     }
     return count;
+}
+
+void loader_positions(const Loader *l, uint64_t w0, int n, int *pos)
+{
+    const int T = l->T;
+    const uint8_t *mask = l->file->mask;
+    for (int i = 0; i < n; i++) {
+        const uint8_t *m = mask ? mask + window_base(l, w0, (uint64_t)i) : NULL;
+        int *p = pos + (size_t)i * T;
+        p[0] = 0;
+        for (int t = 1; t < T; t++) p[t] = m && (m[t] & TOKMASK_START) ? 0 : p[t - 1] + 1;
+    }
 }
 
 /* Window index of sequence `first` of global batch k: (k*global_batch +
@@ -497,17 +515,26 @@ static uint64_t batch_window(const Loader *l, uint64_t k, uint64_t first)
     return (uint64_t)(g % n);
 }
 
+/* Window index of this rank's first sequence of global batch k. */
+static uint64_t rank_window(const Loader *l, uint64_t k)
+{
+    return batch_window(l, k, (uint64_t)l->rank * (uint64_t)l->local_batch);
+}
+
 uint64_t loader_batch_counted(const Loader *l, uint64_t k, int whole)
 {
     return whole ? loader_counted(l, batch_window(l, k, 0), l->global_batch)
-                 : loader_counted(l, batch_window(l, k, (uint64_t)l->rank * l->local_batch),
-                                  l->local_batch);
+                 : loader_counted(l, rank_window(l, k), l->local_batch);
 }
 
 void loader_batch(const Loader *l, uint64_t k, int *inputs, int *targets)
 {
-    loader_windows(l, batch_window(l, k, (uint64_t)l->rank * (uint64_t)l->local_batch),
-                   l->local_batch, inputs, targets);
+    loader_windows(l, rank_window(l, k), l->local_batch, inputs, targets);
+}
+
+void loader_batch_positions(const Loader *l, uint64_t k, int *pos)
+{
+    loader_positions(l, rank_window(l, k), l->local_batch, pos);
 }
 
 /* ---- prepare (byte-level) ---- */

@@ -115,6 +115,14 @@ void loader_batch(const Loader *l, uint64_t k, int *inputs, int *targets);
  * (mod n_windows) of the split, whatever the rank: loader_batch is this
  * with w0 = the rank's first sequence of batch k. */
 void loader_windows(const Loader *l, uint64_t w0, int n, int *inputs, int *targets);
+/* Each input token's position in its example (models/ops.h DOC POSITIONS)
+ * in the n windows from w0, for loader_windows' inputs: 0 at a window's
+ * first token and at each token a masked file marks TOKMASK_START (an
+ * example's first), else the previous token's + 1. A file without a mask
+ * marks no examples: pos = t. loader_batch_positions: global batch k's, as
+ * loader_batch loads it. */
+void loader_positions(const Loader *l, uint64_t w0, int n, int *pos);
+void loader_batch_positions(const Loader *l, uint64_t k, int *pos);
 /* A masked file (version 3): a target whose mask byte lacks TOKMASK_COUNTS
  * is -1 (models' TARGET_IGNORED: no loss, no gradient). The targets the
  * loss counts in n windows from w0: n*T for a file without a mask. */

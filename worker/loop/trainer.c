@@ -82,6 +82,12 @@ double trainer_loss_sum(Trainer *t, Group *g, double local)
     return sum;
 }
 
+void trainer_load_batch(Trainer *t, const Loader *l, uint64_t k)
+{
+    loader_batch(l, k, t->inputs, t->targets);
+    if (t->pos) loader_batch_positions(l, k, t->pos);
+}
+
 /* this rank's share of one validation batch (0 off the last stage) */
 static double pipe_batch_loss(void *pipe, const int *inputs, const int *targets)
 {
@@ -93,8 +99,8 @@ double trainer_eval_loss(Trainer *t)
 {
     const TrainConfig *c = t->cfg;
     trace_begin("eval", TR_EVAL);
-    double sum = eval_loss_sum(&t->val, c->eval_batches, pipe_batch_loss, &t->pipe, t->inputs,
-                               t->targets);
+    EvalBuffers buf = {t->inputs, t->targets, t->pos};
+    double sum = eval_loss_sum(&t->val, c->eval_batches, pipe_batch_loss, &t->pipe, &buf);
     double scale = trainer_per_pred(c) / c->eval_batches;
     if (t->val.file->mask) { /* the mean over the targets the mask counts */
         uint64_t n = loader_counted(&t->val, 0, (uint64_t)c->eval_batches * c->global_batch);

@@ -72,6 +72,8 @@ typedef struct {
     Pipeline pipe;
     int micro_b;           /* sequences per micro-batch on this rank */
     int *inputs, *targets; /* this rank's slice of one global batch */
+    int *pos;              /* --doc-attention: its doc positions (the pipeline reads
+                            * them), else NULL */
     int *shard_counts;     /* dp: flat elements each rank owns (ZeRO gather) */
     long start_step;       /* steps already done (resume) */
     float lr;              /* the step's learning rate, set by the loop before it
@@ -124,6 +126,9 @@ double trainer_loaded_scale(const Trainer *t);
 /* The loss lives on the last stage; one TP rank speaks for its group.
  * Summed over g (the world: all machines; a machine's group: its own). */
 double trainer_loss_sum(Trainer *t, Group *g, double local);
+/* This rank's share of global batch k of l into inputs and targets, and
+ * with --doc-attention its doc positions into pos. */
+void trainer_load_batch(Trainer *t, const Loader *l, uint64_t k);
 /* LoRA dropout (--lora-dropout) for the next training pass: its mask keyed
  * by the run seed and `what` (the batch, or a zeroth-order sample: equal
  * for the two forwards of one perturbation), and this rank's first global

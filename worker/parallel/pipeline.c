@@ -63,6 +63,7 @@ static double forward_one(Pipeline *pl, int mb, const int *inputs, const int *ta
     trace_begin_arg(TR_COMPUTE, mb, "forward mb%d", mb);
     pl->m->dropout_key = pl->drop_key;
     pl->m->dropout_row0 = pl->drop_row0 + (uint64_t)mb * pl->micro_b * pl->T;
+    pl->m->positions = pl->pos ? pl->pos + off : NULL;
     double loss = model_forward_slot(pl->m, slot, inputs + off, targets ? targets + off : NULL,
                                      pl->micro_b);
     trace_end();
@@ -126,6 +127,8 @@ void pipeline_set_dropout(Pipeline *pl, uint64_t key, uint64_t row0)
     pl->drop_key = key;
     pl->drop_row0 = row0;
 }
+
+void pipeline_set_positions(Pipeline *pl, const int *pos) { pl->pos = pos; }
 
 double pipeline_eval(Pipeline *pl, const int *inputs, const int *targets)
 {

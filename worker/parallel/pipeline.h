@@ -25,6 +25,7 @@ typedef struct {
     PipeOp *ops;
     uint64_t drop_key;     /* LoRA dropout of the next train/eval (0: none) */
     uint64_t drop_row0;    /* the global token row of its first micro-batch */
+    const int *pos;        /* doc positions beside every train/eval's inputs, or NULL */
 } Pipeline;
 
 int pipeline_init(Pipeline *pl, Model *m, Group *pp, int stage, int p, int M, int micro_b,
@@ -41,5 +42,9 @@ double pipeline_eval(Pipeline *pl, const int *inputs, const int *targets);
  * dropout: each micro-batch's forward is keyed with key and its first
  * token's global row (row0, the rank's first, plus the rows before it). */
 void pipeline_set_dropout(Pipeline *pl, uint64_t key, uint64_t row0);
+/* Every pipeline_train and pipeline_eval from now on reads the inputs' doc
+ * positions (models/ops.h DOC POSITIONS) from pos, laid out as the inputs
+ * (the caller refills it with each batch); NULL: none. */
+void pipeline_set_positions(Pipeline *pl, const int *pos);
 
 #endif

@@ -78,6 +78,10 @@ static int open_data(Trainer *t, Err *e)
         return -1;
     if (own_val && open_tokens(&t->val_data, "--val-data", c->val_data, TOKUSE_VAL, c, e))
         return -1;
+    if (c->doc_attention && !t->data.mask)
+        return err_set(e, "--doc-attention: --data %s marks no examples to keep apart (a file "
+                          "from mpitrain prepare --format jsonl marks each one's first token)",
+                       c->data);
     const TokenFile *val = own_val ? &t->val_data : &t->data;
     int r = t->mesh.me.dp, n = t->mesh.dims.dp;
     if (loader_init(&t->train, &t->data, SPLIT_TRAIN, c->model.seq_len, c->global_batch, r, n, e))
@@ -129,8 +133,10 @@ static int setup_model(Trainer *t, const StepStrategy *s, Err *e)
     t->inputs = calloc(n, sizeof(int));
     t->targets = calloc(n, sizeof(int));
     t->shard_counts = calloc(dp, sizeof(int));
-    if (!t->inputs || !t->targets || !t->shard_counts)
+    if (c->doc_attention) t->pos = calloc(n, sizeof(int));
+    if (!t->inputs || !t->targets || !t->shard_counts || (c->doc_attention && !t->pos))
         return err_set(e, "out of memory for the batch");
+    pipeline_set_positions(&t->pipe, t->pos);
     for (int r = 0; r < dp; r++) {
         Range s = split_even(t->model.n_params, dp, r);
         t->shard_counts[r] = (int)(s.hi - s.lo);
@@ -305,6 +311,7 @@ static void trainer_free(Trainer *t)
     if (trainer_is_rank0(t) && t->obs->end) t->obs->end(t->obs->ctx);
     free(t->inputs);
     free(t->targets);
+    free(t->pos);
     free(t->shard_counts);
     pipeline_free(&t->pipe);
     gradsync_free(&t->sync);

@@ -66,7 +66,7 @@ int backprop_compute(Trainer *t, void *state, long step, StepOutcome *o, Err *e)
     (void)e;
     Backprop *b = state;
     uint64_t k = t->data_pos;
-    loader_batch(&t->train, k, t->inputs, t->targets);
+    trainer_load_batch(t, &t->train, k);
     trainer_key_dropout(t, k);
     t->data_pos++;
     /* a masked file's mean is over the targets each batch counts */

@@ -127,7 +127,7 @@ static int swarm_compute(Trainer *t, void *state, long step, StepOutcome *o, Err
     uint32_t slot = swarm_slot(s->sw);
     if (!known) {
         uint64_t pos = t->data_pos + (uint64_t)(slot == SWARM_NO_SLOT ? 0 : slot) * SWARM_DATA_STRIDE;
-        loader_batch(&t->train, pos, t->inputs, t->targets);
+        trainer_load_batch(t, &t->train, pos);
         zo_machine_codes(t, &s->zo, step, slot, sums);
     }
     t->data_pos++;

@@ -58,7 +58,7 @@ static void update_mask(Trainer *t, Zo *z)
  * code 127, agreed over all machines. */
 static float pick_scale(Trainer *t, Zo *z)
 {
-    loader_batch(&t->train, t->data_pos, t->inputs, t->targets);
+    trainer_load_batch(t, &t->train, t->data_pos);
     update_mask(t, z);
     double big = 0, mean;
     for (int s = 0; s < t->cfg->zo_samples || s < 4; s++) {
@@ -332,7 +332,7 @@ static int zo_compute(Trainer *t, void *state, long step, StepOutcome *o, Err *e
     (void)e;
     Zo *z = state;
     const TrainConfig *c = t->cfg;
-    loader_batch(&t->train, t->data_pos, t->inputs, t->targets);
+    trainer_load_batch(t, &t->train, t->data_pos);
     t->data_pos++;
     double sums[2] = {0, 0}; /* loss sum, samples counted */
     zo_machine_codes(t, z, step, (uint32_t)t->mesh.me.dp, sums);
