@@ -161,14 +161,15 @@ static int row_end(Progress *p, JsonOut *j, Err *e)
 }
 
 /* Tests read rows with sed: "step" and "loss" stay first, in that order.
- * val_loss only on evaluation rows (its presence marks them); grad_norm is
- * null where the step computes none (NaN, zo). */
+ * val_loss only on evaluation rows (its presence marks them); loss is null
+ * where nothing was measured (no_loss), grad_norm where the step computes
+ * none (NaN, zo). */
 static int write_metrics_row(Progress *p, const StepReport *r, Err *e)
 {
     JsonOut j;
     row_begin(&j, p->metrics);
     json_int(json_key(&j, "step"), r->step);
-    json_double(json_key(&j, "loss"), r->loss);
+    json_double(json_key(&j, "loss"), r->no_loss ? NAN : r->loss);
     if (!isnan(r->val_loss)) {
         json_double(json_key(&j, "val_loss"), r->val_loss);
         json_int(json_key(&j, "val_windows"), p->val_windows);
@@ -321,7 +322,12 @@ int progress_report(Progress *p, const StepReport *r, Err *e)
     if (p->peak_gflops > 0) snprintf(mfu, sizeof mfu, " | MFU %.0f%%", 100 * r->gflops / p->peak_gflops);
     LineFields l;
     snprintf(l.f[FIELD_STEP], sizeof l.f[0], "step %*ld%s", width, r->step, total);
-    snprintf(l.f[FIELD_LOSS], sizeof l.f[0], "loss %.4f%s", r->loss, val);
+    /* a step others decided (a late elastic machine, a swarm machine
+     * catching up) or a batch whose mask counts nothing: no loss to show */
+    if (r->no_loss)
+        snprintf(l.f[FIELD_LOSS], sizeof l.f[0], "loss n/a%s", val);
+    else
+        snprintf(l.f[FIELD_LOSS], sizeof l.f[0], "loss %.4f%s", r->loss, val);
     snprintf(l.f[FIELD_LR], sizeof l.f[0], "lr %.2e", r->lr);
     snprintf(l.f[FIELD_TOKS], sizeof l.f[0], "%.0f tok/s", r->tokens_per_s);
     snprintf(l.f[FIELD_FLOPS], sizeof l.f[0], "%.1f GFLOP/s%s", r->gflops, mfu);

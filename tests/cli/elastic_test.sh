@@ -82,6 +82,8 @@ check "machines 1, 3 and 4 (joined in round 3) finished (exit $(ex p1) $(ex p3) 
   "[ '$(ex p1) $(ex p3) $(ex p4)' = '0 0 0' ]"
 check "the 5th machine received the outer state and counted from round 3" \
   "grep -q 'welcomed into the run as machine 4 at round 3' m4.log && grep -q '\"round\":3,.*\"contributors\":\[0,1,2,3,4\]' m1/elastic/rounds.jsonl"
+check "the 5th machine's steps before its first round say they have no loss (not nan)" \
+  "grep -q '| loss n/a |' m4.log && ! grep -q 'loss nan' m4.log && grep -q '\"step\":1,\"loss\":null' m4/metrics.jsonl"
 check "the killed machine was left out of rounds 6 and 7, then dropped" \
   "grep -q '\"round\":6,.*\"contributors\":\[0,1,3,4\]' m1/elastic/rounds.jsonl && grep -q 'machine 2 (.*) was dropped' m0.log"
 check "the keeper handed over: machine 1 keeps the run from round 10" \

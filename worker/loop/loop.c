@@ -315,6 +315,7 @@ int loop_run(Trainer *t, const StepStrategy *s, TrainResult *res, Err *e)
         StepReport r;
         report_gather(t->mesh.world, &ctx, &rr, step + 1, o.loss, o.grad_norm,
                       t->lr, &r);
+        r.no_loss = o.no_loss;
         /* the first step of a sitting warms caches and pages: not timed,
          * unless it is the only one */
         if (step > t->start_step || t->end_step - t->start_step == 1) {

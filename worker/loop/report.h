@@ -7,6 +7,7 @@
 typedef struct {
     long step;          /* 1-based step just completed */
     double loss;        /* mean train loss of the global batch */
+    int no_loss;        /* nothing measured (StepOutcome.no_loss): the line says so */
     double val_loss;    /* NaN when not evaluated this step */
     double task_acc, task_acc_norm; /* --eval-task's, NaN when not evaluated */
     double lr;
