@@ -80,6 +80,44 @@ Test(hash, fnv1a64_known_answers_and_chaining)
     cr_assert_eq(fnv1a64(fnv1a64(FNV1A64_INIT, "foo", 3), "bar", 3), 0x85944171f73967e8ull);
 }
 
+/* splitmix64's finalizer: known answers (the generator's first outputs from
+ * state 0 are mix64 of the golden-ratio increments) */
+Test(hash, mix64_known_answers)
+{
+    cr_assert_eq(mix64(0x9E3779B97F4A7C15ull), 0xE220A8397B1DCDAFull);
+    cr_assert_eq(mix64(0x9E3779B97F4A7C15ull * 2), 0x6E789E6AA1B965F4ull);
+    cr_assert_eq(mix64(0), 0);
+}
+
+/* permute_index is a bijection of [0, n) for any n (odd and even bit
+ * counts, powers of two and one past them), its order depends on the key,
+ * and a large n stays in range */
+Test(hash, permute_index_is_a_keyed_bijection)
+{
+    const uint64_t ns[] = {1, 2, 3, 5, 64, 65, 1000, 4097};
+    for (size_t k = 0; k < sizeof ns / sizeof *ns; k++) {
+        uint64_t n = ns[k];
+        unsigned char *seen = calloc(n, 1);
+        for (uint64_t i = 0; i < n; i++) {
+            uint64_t p = permute_index(i, n, 42);
+            cr_assert(p < n, "n %llu: %llu -> %llu", (unsigned long long)n, (unsigned long long)i,
+                      (unsigned long long)p);
+            cr_assert(!seen[p], "n %llu: %llu reached twice", (unsigned long long)n,
+                      (unsigned long long)p);
+            seen[p] = 1;
+        }
+        free(seen);
+    }
+    int moved = 0, differs = 0;
+    for (uint64_t i = 0; i < 1000; i++) {
+        moved += permute_index(i, 1000, 42) != i;
+        differs += permute_index(i, 1000, 42) != permute_index(i, 1000, 43);
+    }
+    cr_expect(moved > 900 && differs > 900, "%d of 1000 moved, %d differ by key", moved, differs);
+    uint64_t big = (1ull << 63) + 12345;
+    for (uint64_t i = big - 5; i < big; i++) cr_expect(permute_index(i, big, 7) < big);
+}
+
 /* ---- little-endian fields ------------------------------------------------------ */
 
 Test(le, byte_order_and_round_trip)

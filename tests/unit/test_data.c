@@ -264,6 +264,60 @@ Test(data, loader_windows_and_shifted_targets)
     tokfile_close(&f);
 }
 
+/* --shuffle: each pass over the split reads every window once, a pass in
+ * an order of its own, one that crosses a batch boundary mid-batch
+ * included (B does not divide n_windows); ranks read the single rank's
+ * batch; the same seed, the same order; windows stay whole (targets the
+ * inputs shifted). */
+Test(data, shuffled_loader_reads_each_window_once_a_pass)
+{
+    const char *path = tmp_path("data_shuf", "tok.bin");
+    write_iota(path, 8 * 37 + 1, 40, 65536); /* 37 windows of 8 */
+    TokenFile f;
+    Err e = { "" };
+    cr_assert_eq(tokfile_open(&f, path, &e), 0, "%s", e.msg);
+    enum { T = 8, B = 4, PASSES = 3, N = 37 };
+    int order[PASSES * N + B], in[B * T], tg[B * T], in1[B * T], tg1[B * T];
+    int n = 0;
+    for (uint64_t k = 0; n < PASSES * N; k++) {
+        Loader l;
+        cr_assert_eq(loader_init(&l, &f, SPLIT_TRAIN, T, B, 0, 1, &e), 0, "%s", e.msg);
+        loader_shuffle(&l, 5);
+        loader_batch(&l, k, in1, tg1);
+        for (int j = 0; j < B; j++, n++) {
+            order[n] = in1[j * T] / T;
+            cr_assert_eq(in1[j * T] % T, 0, "a whole window");
+            for (int t = 0; t < T; t++) cr_assert_eq(tg1[j * T + t], in1[j * T + t] + 1);
+        }
+        for (int r = 0; r < 2; r++) { /* two ranks: halves of the same batch */
+            Loader lr;
+            cr_assert_eq(loader_init(&lr, &f, SPLIT_TRAIN, T, B, r, 2, &e), 0, "%s", e.msg);
+            loader_shuffle(&lr, 5);
+            loader_batch(&lr, k, in + r * (B / 2) * T, tg + r * (B / 2) * T);
+        }
+        cr_assert_arr_eq(in, in1, sizeof in, "batch %d: 2 ranks read the single rank's", (int)k);
+    }
+    for (int p = 0; p < PASSES; p++) {
+        int seen[N] = {0}, in_order = 0;
+        for (int i = 0; i < N; i++) {
+            cr_assert(order[p * N + i] >= 0 && order[p * N + i] < N);
+            cr_assert_eq(seen[order[p * N + i]]++, 0, "pass %d: window %d twice", p, order[p * N + i]);
+            in_order += order[p * N + i] == i;
+        }
+        cr_expect(in_order < N / 4, "pass %d: %d of %d windows in file order", p, in_order, N);
+    }
+    cr_expect(memcmp(order, order + N, N * sizeof *order), "pass 2 repeats pass 1's order");
+    Loader l, l2;
+    cr_assert_eq(loader_init(&l, &f, SPLIT_TRAIN, T, B, 0, 1, &e), 0, "%s", e.msg);
+    cr_assert_eq(loader_init(&l2, &f, SPLIT_TRAIN, T, B, 0, 1, &e), 0, "%s", e.msg);
+    loader_shuffle(&l, 5);
+    loader_shuffle(&l2, 6);
+    loader_batch(&l, 9, in, tg);
+    loader_batch(&l2, 9, in1, tg1);
+    cr_expect(memcmp(in, in1, sizeof in), "another seed, another order");
+    tokfile_close(&f);
+}
+
 Test(data, loader_wraps_around)
 {
     const char *path = tmp_path("data_wrap", "tok.bin");

@@ -81,6 +81,7 @@ static const OptSpec TABLE[] = {
     STR("data", data, "FILE", "token file (default " DEFAULT_DATA ", made on first use)"),
     STR("val-data", val_data, "FILE", "validation tokens from this file (llm.c's _val.bin, nanoGPT's val.bin) instead of --data's val split"),
     CHOICE("data-format", data_format, "auto|mptokens|llmc|nanogpt", "auto", "how --data and --val-data are read; auto: MPTOKENS or llm.c by magic (a headerless nanoGPT .bin needs nanogpt)"),
+    FLAG("shuffle", shuffle, "read the training windows in a random order drawn from --seed, a new order each pass over the split (every window once a pass), instead of file order as llm.c does; every layout reads the single rank's order; validation stays in file order"),
     FLAG("doc-attention", doc_attention, "packed examples stay apart: attention and positions (wpe rows, rotary angles) restart at each example's first token, which a masked file from prepare --format jsonl marks, so each example computes what it would alone (Megatron's --reset-attention-mask with --reset-position-ids); training, validation and zo alike; transformers only (docs/task.md)"),
     STR("out", out, "DIR", "run directory (default runs/<model>-<time>)"),
     STR("resume", resume, "DIR", "continue from a checkpoint (run dir, ckpt dir or step dir)"),

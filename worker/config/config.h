@@ -35,6 +35,7 @@ typedef struct {
     char data[PATH_LEN];
     char val_data[PATH_LEN];   /* "": the val split is --data's own */
     int data_format;           /* DataFormat (worker/data/data.h) */
+    int shuffle;               /* --shuffle: training windows in a seeded order per pass */
     int doc_attention;         /* --doc-attention: examples packed in a window stay apart
                                 * (models/ops.h DOC POSITIONS) */
     char out[PATH_LEN];

@@ -1,4 +1,5 @@
 #include "worker/data/data.h"
+#include "base/hash.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -456,10 +457,24 @@ int loader_init(Loader *l, const TokenFile *f, DataSplit split, int T, int globa
     return 0;
 }
 
-/* Where the i-th window from w0 starts in the file (mod n_windows). */
+void loader_shuffle(Loader *l, uint64_t seed)
+{
+    uint64_t key = mix64(seed ^ 0x53485546464C45ull); /* "SHUFFLE" */
+    l->shuffle_key = key ? key : 1;
+}
+
+/* Where the i-th window from w0 starts in the file (mod n_windows; each
+ * pass over the split in its own order when shuffled). */
 static uint64_t window_base(const Loader *l, uint64_t w0, uint64_t i)
 {
-    return l->split_start + ((w0 % l->n_windows + i) % l->n_windows) * (uint64_t)l->T;
+    const uint64_t n = l->n_windows;
+    uint64_t w = (w0 % n + i) % n;
+    if (l->shuffle_key) {
+        /* the pass: w0's, and one more if i carried past the split's end */
+        uint64_t pass = w0 / n + (w0 % n + i) / n;
+        w = permute_index(w, n, mix64(l->shuffle_key + pass));
+    }
+    return l->split_start + w * (uint64_t)l->T;
 }
 
 void loader_windows(const Loader *l, uint64_t w0, int n, int *inputs, int *targets)
@@ -506,13 +521,16 @@ void loader_positions(const Loader *l, uint64_t w0, int n, int *pos)
     }
 }
 
-/* Window index of sequence `first` of global batch k: (k*global_batch +
- * first) mod n without overflow. */
+/* Window index of sequence `first` of global batch k: k*global_batch +
+ * first, kept below 2^64 as a multiple of n plus the place mod n, whose
+ * pass counts on (a shuffled loader orders each pass its own way) until
+ * 2^64 / n passes: no run reads that many. */
 static uint64_t batch_window(const Loader *l, uint64_t k, uint64_t first)
 {
     const uint64_t n = l->n_windows;
-    unsigned __int128 g = (unsigned __int128)(k % n) * (uint64_t)l->global_batch + first;
-    return (uint64_t)(g % n);
+    unsigned __int128 g = (unsigned __int128)k * (uint64_t)l->global_batch + first;
+    unsigned __int128 passes = (unsigned __int128)(UINT64_MAX / n);
+    return (uint64_t)((g / n % passes) * n + g % n);
 }
 
 /* Window index of this rank's first sequence of global batch k. */

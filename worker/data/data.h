@@ -101,14 +101,22 @@ int tokfile_write_masked(const char *path, const uint32_t *tokens, const uint8_t
  * r of `ranks` gets sequences [r*B/ranks, (r+1)*B/ranks). Sequence j of global
  * batch k reads window w = (k*global_batch + j) mod n_windows, n_windows =
  * (split_len - 1) / T; window w is split tokens [w*T, w*T+T]: inputs are the
- * first T, targets the last T. The global batch does not depend on ranks. */
+ * first T, targets the last T (shuffled: see loader_shuffle). The global
+ * batch does not depend on ranks. */
 typedef struct {
     const TokenFile *file; DataSplit split; int T, global_batch, rank, ranks, local_batch;
     uint64_t split_start, split_len, n_windows;
+    uint64_t shuffle_key;  /* 0: windows in file order; else loader_shuffle's */
 } Loader;
 
 int loader_init(Loader *l, const TokenFile *f, DataSplit split, int T, int global_batch,
                 int rank, int ranks, Err *e);
+/* From now on window w (of the n_windows) is read from place
+ * permute_index(w mod n, n, key of the pass w / n) (base/hash.h): a random
+ * order drawn from seed, a new one each pass over the split, every window
+ * once a pass. It depends only on w, so every layout reads the single
+ * rank's order. */
+void loader_shuffle(Loader *l, uint64_t seed);
 /* Fill inputs/targets (local_batch*T ints each) for global batch index k. */
 void loader_batch(const Loader *l, uint64_t k, int *inputs, int *targets);
 /* Fill inputs/targets (n*T ints each) with the n windows w0, w0+1, ...

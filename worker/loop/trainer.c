@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include "base/hash.h"
 #include "comm/trace/trace.h"
 #include "worker/loop/eval.h"
 #include "worker/loop/task_eval.h"
@@ -64,10 +65,7 @@ void trainer_key_dropout(Trainer *t, uint64_t what)
     const TrainConfig *c = t->cfg;
     if (c->model.lora_dropout <= 0) return;
     /* splitmix64's finalizer of the seed and what: a key per batch */
-    uint64_t x = c->seed ^ ((what + 1) * 0x9E3779B97F4A7C15ull);
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-    x ^= x >> 31;
+    uint64_t x = mix64(c->seed ^ ((what + 1) * 0x9E3779B97F4A7C15ull));
     uint64_t row0 = (uint64_t)t->train.rank * (uint64_t)t->train.local_batch * c->model.seq_len;
     pipeline_set_dropout(&t->pipe, x ? x : 1, row0);
 }

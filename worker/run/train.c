@@ -86,6 +86,7 @@ static int open_data(Trainer *t, Err *e)
     int r = t->mesh.me.dp, n = t->mesh.dims.dp;
     if (loader_init(&t->train, &t->data, SPLIT_TRAIN, c->model.seq_len, c->global_batch, r, n, e))
         return -1;
+    if (c->shuffle) loader_shuffle(&t->train, c->seed);
     if (c->eval_every > 0 && val->n_val > 0 &&
         loader_init(&t->val, val, SPLIT_VAL, c->model.seq_len, c->global_batch, r, n, e))
         return -1;
