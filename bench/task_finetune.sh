@@ -59,7 +59,8 @@ zo-sparse   $ZO --zo-samples 4 --zo-one-sided --lr 1e-3 --min-lr 1e-3 --zo-spars
 zo-sparse5  $ZO --zo-samples 4 --zo-one-sided --lr 1e-3 --min-lr 1e-3 --zo-sparse 0.5
 zo-last1    $ZO --zo-samples 1 --lr 1e-3 --min-lr 1e-3 --zo-params last:1
 zo-lora     $ZO --zo-samples 1 --lr 1e-3 --min-lr 1e-3 --lora-rank 8 --lora-targets all-linear
-adamw-lora  --optimizer adamw --lr 1e-3 --min-lr 1e-4 --warmup 5 --weight-decay 0 --lora-rank 8 --lora-targets all-linear"
+adamw-lora  --optimizer adamw --lr 1e-3 --min-lr 1e-4 --warmup 5 --weight-decay 0 --lora-rank 8 --lora-targets all-linear
+adamw-doc   --optimizer adamw --lr 3e-4 --min-lr 3e-5 --warmup 5 --weight-decay 0 --doc-attention"
 RUNS=${RUNS:-$(echo "$TABLE" | awk '{print $1}')}
 check_names $RUNS
 usable_nets "$NETS"

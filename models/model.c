@@ -283,9 +283,24 @@ static void check_batch(const Model *m, int B)
     }
 }
 
+/* Doc positions the kernels can trust (ops.h DOC POSITIONS): each row
+ * starts at 0 and every later one is 0 or the previous + 1, so no query
+ * reaches before its row. Anything else is a caller's bug. */
+static void check_positions(const Model *m, int B)
+{
+    const int T = m->cfg.seq_len, *p = m->positions;
+    for (int i = 0; p && i < B * T; i++)
+        if (p[i] != 0 && (i % T == 0 || p[i] != p[i - 1] + 1)) {
+            fprintf(stderr, "mpitrain: internal error: doc position %d at row %d, token %d\n",
+                    p[i], i / T, i % T);
+            abort();
+        }
+}
+
 double model_forward_slot(Model *m, int slot, const int *inputs, const int *targets, int B)
 {
     check_batch(m, B);
+    check_positions(m, B);
     double loss = m->arch->ops->forward(m, slot, inputs, targets, B);
     m->positions = NULL;
     return loss;

@@ -1041,3 +1041,15 @@ Test(models, packed_documents_compute_as_alone)
     q.qk_norm = 1;
     expect_packed_as_alone("llama, one kv head, qk-norm", q);
 }
+
+/* Positions that would let a query reach before its row are refused. */
+Test(models, bad_doc_positions_refused, .signal = SIGABRT)
+{
+    ModelConfig c = tiny_gpt();
+    Model m;
+    Err e = {{0}};
+    cr_assert_eq(model_init(&m, &c, 1, 5, &e), 0, "%s", e.msg);
+    int in[5] = {1, 2, 3, 4, 5}, tg[5] = {2, 3, 4, 5, 6}, pos[5] = {0, 1, 0, 3, 4};
+    m.positions = pos;
+    model_forward(&m, in, tg, 1);
+}
