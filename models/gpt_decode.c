@@ -17,6 +17,19 @@
 #include <string.h>
 #include "models/ops.h"
 
+/* A LoRA adapter on one of a layer's linears: columns [col, col + width)
+ * of its output get scale (x A^T) B^T, as the training forward adds them. */
+typedef struct {
+    const float *A, *B; /* (r, in) (width, r); A NULL: no adapter */
+    int col, width;
+} Adapter;
+
+/* A linear's adapters: packed q | k | v has up to three, the others one */
+typedef struct {
+    Adapter a[3];
+    int n;
+} Adapters;
+
 typedef struct {
     const float *ln1w, *ln1b;  /* (C); no bias for RMSNorm */
     const float *qkvw, *qkvb;  /* (Q,C) (Q): packed, or q, k, v one after the other */
@@ -26,6 +39,7 @@ typedef struct {
     const float *fcw, *fcb;    /* (F,C) (F): GELU's fc or SwiGLU's gate */
     const float *upw, *upb;    /* SwiGLU: (F,C) (F) */
     const float *fcpw, *fcpb;  /* (C,F) (C) */
+    Adapters qkv_ad, proj_ad, fc_ad, up_ad, fcp_ad; /* LoRA not merged: applied as it runs */
 } LayerW;
 
 struct GptDecoder {
@@ -50,7 +64,9 @@ struct GptDecoder {
     float *scores;               /* (T,T) one head's attention */
     float *logits;               /* (V) */
     float *pool;                 /* everything above, one allocation */
-    float *own_params, *own_base; /* decoder_new_adapted: its merged copy of the weights */
+    int lora_r;                  /* unmerged LoRA adapters' rank (0: none) */
+    float lora_scale;            /* ... and their alpha / rank */
+    float *u;                    /* (T, lora_r): x A^T of one adapter */
 };
 
 /* ---- building ------------------------------------------------------------- */
@@ -99,6 +115,41 @@ static const float *qkv_run(const GptDecoder *d, const Model *m, int l, const ch
     return first;
 }
 
+/* Layer l's adapter on the linear called stem ("attn.q", "mlp.up"), if it
+ * has one, appended to ad: it reads `in` columns and adds into the output
+ * columns [col, col + width). */
+static int add_adapter(const GptDecoder *d, const Model *m, int l, const char *stem, int in,
+                       int col, int width, Adapters *ad, Err *e)
+{
+    char a[MODEL_MAX_NAME], b[MODEL_MAX_NAME];
+    snprintf(a, sizeof a, "h.%d.%s.lora_A", l, stem);
+    snprintf(b, sizeof b, "h.%d.%s.lora_B", l, stem);
+    if (model_find_id(m, a) < 0) return 0;
+    const size_t r = (size_t)d->lora_r;
+    Adapter *x = &ad->a[ad->n];
+    *x = (Adapter){weight(m, a, r * in, e), weight(m, b, (size_t)width * r, e), col, width};
+    if (!x->A || !x->B) return -1;
+    ad->n++;
+    return 0;
+}
+
+/* Every adapter of layer l, on the linears the model has. */
+static int layer_adapters(const GptDecoder *d, const Model *m, int l, LayerW *w, Err *e)
+{
+    char packed[MODEL_MAX_NAME];
+    snprintf(packed, sizeof packed, "h.%d.attn.qkv.w", l);
+    const int C = d->C, F = d->F, Qw = d->Qw, KV = d->KV;
+    int rc = model_find_id(m, packed) >= 0
+                 ? add_adapter(d, m, l, "attn.qkv", C, 0, d->Q, &w->qkv_ad, e)
+                 : add_adapter(d, m, l, "attn.q", C, 0, Qw, &w->qkv_ad, e) ||
+                       add_adapter(d, m, l, "attn.k", C, Qw, KV, &w->qkv_ad, e) ||
+                       add_adapter(d, m, l, "attn.v", C, Qw + KV, KV, &w->qkv_ad, e);
+    return rc || add_adapter(d, m, l, "attn.proj", Qw, 0, C, &w->proj_ad, e) ||
+           add_adapter(d, m, l, d->swiglu ? "mlp.gate" : "mlp.fc", C, 0, F, &w->fc_ad, e) ||
+           (d->swiglu && add_adapter(d, m, l, "mlp.up", C, 0, F, &w->up_ad, e)) ||
+           add_adapter(d, m, l, "mlp.proj", F, 0, C, &w->fcp_ad, e);
+}
+
 static int layer_weights(const GptDecoder *d, const Model *m, int l, LayerW *w, Err *e)
 {
     const size_t C = (size_t)d->C, F = (size_t)d->F, Qw = (size_t)d->Qw, hs = (size_t)d->hs;
@@ -131,7 +182,7 @@ static int layer_weights(const GptDecoder *d, const Model *m, int l, LayerW *w, 
     }
     if (!(w->qkvw = qkv_run(d, m, l, "w", C, e))) return -1;
     if ((ts.biases & BIAS_QKV) && !(w->qkvb = qkv_run(d, m, l, "b", 1, e))) return -1;
-    return 0;
+    return d->lora_r ? layer_adapters(d, m, l, w, e) : 0;
 }
 
 static int check_whole_gpt(const Model *m, Err *e)
@@ -145,10 +196,6 @@ static int check_whole_gpt(const Model *m, Err *e)
         return err_set(e, "decoder: needs the whole model (tp 1, every block); this one is a "
                           "shard (tp %d, blocks %d..%d)",
                        s->tp_size, s->first_block, s->last_block);
-    /* it reads the weights alone */
-    if (m->base.n_tensors && !m->adapters_merged)
-        return err_set(e, "decoder: the model's LoRA adapters are not merged into its weights "
-                          "(model_merge_adapters)");
     return 0;
 }
 
@@ -165,7 +212,8 @@ static int alloc_buffers(GptDecoder *d, Err *e)
     const size_t cache = L * T * d->KV, rows = T * C, atty = T * d->Qw;
     size_t total = 0;
     const size_t qkv = T * d->Q, fch = T * d->F, up = d->swiglu ? fch : 0;
-    size_t sizes[] = {cache, cache, rows, rows, rows, atty, qkv, fch, up, T, T, T * T, (size_t)d->V};
+    const size_t u = T * (size_t)d->lora_r;
+    size_t sizes[] = {cache, cache, rows, rows, rows, atty, qkv, fch, up, T, T, T * T, (size_t)d->V, u};
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) total += (sizes[i] + 15) / 16 * 16;
     d->pool = model_calloc(total, sizeof(float));
     d->lw = calloc((size_t)d->L, sizeof *d->lw);
@@ -186,6 +234,7 @@ static int alloc_buffers(GptDecoder *d, Err *e)
     d->rstd = take(&p, T);
     d->scores = take(&p, T * T);
     d->logits = take(&p, (size_t)d->V);
+    d->u = take(&p, u);
     return 0;
 }
 
@@ -228,6 +277,11 @@ GptDecoder *decoder_new(const Model *m, Err *e)
     d->rms = desc->norm == NORM_RMS;
     d->swiglu = desc->mlp == MLP_SWIGLU;
     d->eps = ts.norm_eps;
+    /* adapters not merged into the weights are applied as they are */
+    if (m->base.n_tensors && !m->adapters_merged) {
+        d->lora_r = ts.lora_rank;
+        d->lora_scale = ts.lora_scale;
+    }
     if (desc->pos == POS_ROPE &&
         rope_table_init(&d->rope, d->T, d->hs, ts.rope_theta, ts.rope_factor, ts.rope_low_freq,
                         ts.rope_high_freq, ts.rope_orig_ctx)) {
@@ -242,43 +296,9 @@ GptDecoder *decoder_new(const Model *m, Err *e)
     return d;
 }
 
-/* A copy of n floats (NULL when there is no memory for it). */
-static float *copy_floats(const float *src, size_t n)
-{
-    float *p = malloc((n ? n : 1) * sizeof *p);
-    if (p && n) memcpy(p, src, n * sizeof *p);
-    return p;
-}
-
-GptDecoder *decoder_new_adapted(const Model *m, Err *e)
-{
-    if (!m->base.n_tensors || m->adapters_merged) return decoder_new(m, e);
-    /* the model as it is, but with weights of its own to merge into: the
-     * tensor tables are shared, read alone */
-    Model merged = *m;
-    merged.params = copy_floats(m->params, m->n_params);
-    merged.base.params = copy_floats(m->base.params, m->base.n_params);
-    GptDecoder *d = NULL;
-    if (!merged.params || !merged.base.params)
-        err_set(e, "decoder: out of memory for a merged copy of the weights (%.1f MB)",
-                (m->n_params + m->base.n_params) * 4e-6);
-    else if (!model_merge_adapters(&merged, e))
-        d = decoder_new(&merged, e);
-    if (!d) {
-        free(merged.params);
-        free(merged.base.params);
-        return NULL;
-    }
-    d->own_params = merged.params;
-    d->own_base = merged.base.params;
-    return d;
-}
-
 void decoder_free(GptDecoder *d)
 {
     if (!d) return;
-    free(d->own_params);
-    free(d->own_base);
     rope_table_free(&d->rope);
     free(d->pool);
     free(d->lw);
@@ -339,6 +359,19 @@ static void rows_matmul(float *out, const float *inp, const float *w, const floa
     cblas_sgemv(CblasRowMajor, CblasNoTrans, OC, C, 1.0f, w, C, inp, 1, 1.0f, out, 1);
 }
 
+/* A linear over N rows: rows_matmul, then its adapters' s (x A^T) B^T
+ * into their columns of out (OC wide). */
+static void linear_rows(GptDecoder *d, float *out, const float *inp, const float *w,
+                        const float *bias, const Adapters *ad, int N, int C, int OC)
+{
+    rows_matmul(out, inp, w, bias, N, C, OC);
+    for (int i = 0; i < ad->n; i++) {
+        const Adapter *a = &ad->a[i];
+        matmul_forward_ld(d->u, d->lora_r, inp, a->A, N, C, d->lora_r);
+        lora_up(out + a->col, OC, d->u, a->B, N, d->lora_r, a->width, d->lora_scale);
+    }
+}
+
 /* The family's norm over the N rows of inp. */
 static void norm_rows(GptDecoder *d, const float *inp, const float *w, const float *b, int N)
 {
@@ -366,22 +399,22 @@ static void layer_rows(GptDecoder *d, int l, int p0, int N)
     const int C = d->C;
     const size_t NC = (size_t)N * C, NF = (size_t)N * d->F;
     norm_rows(d, d->x, w->ln1w, w->ln1b, N);
-    rows_matmul(d->qkv, d->ln, w->qkvw, w->qkvb, N, C, d->Q);
+    linear_rows(d, d->qkv, d->ln, w->qkvw, w->qkvb, &w->qkv_ad, N, C, d->Q);
     shape_qk(d, w, p0, N);
     cache_kv(d, l, p0, N);
     attend(d, l, p0, N);
-    rows_matmul(d->tmp, d->atty, w->projw, w->projb, N, d->Qw, C);
+    linear_rows(d, d->tmp, d->atty, w->projw, w->projb, &w->proj_ad, N, d->Qw, C);
     residual_forward(d->x, d->x, d->tmp, NC);
     norm_rows(d, d->x, w->ln2w, w->ln2b, N);
-    rows_matmul(d->fch, d->ln, w->fcw, w->fcb, N, C, d->F);
+    linear_rows(d, d->fch, d->ln, w->fcw, w->fcb, &w->fc_ad, N, C, d->F);
     /* element-wise: in place is safe */
     if (d->swiglu) {
-        rows_matmul(d->up, d->ln, w->upw, w->upb, N, C, d->F);
+        linear_rows(d, d->up, d->ln, w->upw, w->upb, &w->up_ad, N, C, d->F);
         swiglu_forward(d->fch, d->fch, d->up, NF);
     } else {
         gelu_forward(d->fch, d->fch, NF);
     }
-    rows_matmul(d->tmp, d->fch, w->fcpw, w->fcpb, N, d->F, C);
+    linear_rows(d, d->tmp, d->fch, w->fcpw, w->fcpb, &w->fcp_ad, N, d->F, C);
     residual_forward(d->x, d->x, d->tmp, NC);
 }
 

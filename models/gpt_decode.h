@@ -16,12 +16,10 @@
 typedef struct GptDecoder GptDecoder;
 
 /* Builds a decoder on m; refuses (naming why) a model that is not a whole
- * transformer. */
+ * transformer. LoRA adapters not merged into the weights (a run's model)
+ * are applied as it runs, s (x A^T) B^T beside each product as the
+ * training forward adds them: no copy of the weights, m untouched. */
 GptDecoder *decoder_new(const Model *m, Err *e);
-/* The same for a model whose LoRA adapters are not merged (m stays as it
- * is): the decoder merges them into a copy of the weights of its own, the
- * size of the model's; NULL (naming why) when there is no memory for it. */
-GptDecoder *decoder_new_adapted(const Model *m, Err *e);
 void decoder_free(GptDecoder *d);
 /* Forgets every position (the cache starts empty again). */
 void decoder_reset(GptDecoder *d);

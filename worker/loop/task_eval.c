@@ -45,13 +45,13 @@ static int cached_loglik(GptDecoder *d, const Task *t, size_t r, int *held, int 
     return decoder_append_logprob(d, seq + keep, n - 1 - keep, next, ll);
 }
 
-/* The cache fits a whole transformer (LoRA adapters merged into a copy of
- * its weights): NULL otherwise (a split model, an MLP, no memory for the
- * copy), and every request takes a window. */
+/* The cache fits a whole transformer (its LoRA adapters applied as it
+ * runs): NULL otherwise (a split model, an MLP, no memory for the cache),
+ * and every request takes a window. */
 static GptDecoder *scoring_decoder(const Model *m)
 {
     Err ignored;
-    return decoder_new_adapted(m, &ignored);
+    return decoder_new(m, &ignored);
 }
 
 int task_logliks(Model *m, const Task *t, size_t lo, size_t hi, size_t stride, double *ll, Err *e)
