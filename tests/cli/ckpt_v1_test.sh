@@ -7,7 +7,8 @@
 # them. On them this build's `ckpt info` prints the same, eval, sample and
 # export give the same bytes, --resume takes the settings from the old
 # fields (a conflicting flag is named) and goes on to the losses the
-# uninterrupted run had, bit for bit.
+# uninterrupted run had (bit for bit on the machine that made them; to
+# float rounding on another CPU, whose BLAS kernels differ).
 # usage: ckpt_v1_test.sh MPITRAIN_BINARY SCRATCH_DIR
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -33,8 +34,13 @@ for k in adamw zo; do
   expect "$k: --resume with a conflicting --layers names the checkpoint's" 2 \
     "--layers 2 conflicts with the checkpoint's 1"
   run train --resume "$step" --steps 4 --threads 1 --quiet --out "${k}_resumed"
-  check "$k: --resume goes on to the uninterrupted run's losses, bit for bit" \
-    "[ $rc -eq 0 ] && cmp -s <(losses ${k}_resumed/metrics.jsonl) $FIX/$k/losses_3_4.txt"
+  # the fixture's losses came from another machine: OpenBLAS's kernels for
+  # another CPU round differently (2.5e-10 apart on a Xeon), while a resume
+  # that lost the optimizer state or the schedule is 1e-4 or more apart
+  rel=$(join <(losses "${k}_resumed/metrics.jsonl") "$FIX/$k/losses_3_4.txt" |
+    awk '{d = $2 - $3; if (d < 0) d = -d; r = d / $3; if (r > m) m = r; n++} END {printf "%.3g %d", m, n}')
+  check "$k: --resume goes on to the uninterrupted run's losses (max rel ${rel% *} <= 1e-7)" \
+    "[ $rc -eq 0 ] && [ '${rel#* }' = 2 ] && awk 'BEGIN{exit !(${rel% *} <= 1e-7)}'"
   run ckpt info "${k}_resumed"
   check "$k: the resumed run's own checkpoint (settings by name) reads" \
     "[ $rc -eq 0 ] && diff <(grep -v '^created\|^checkpoint\|^step\|^data \|^ \|^tensors\|^$' last.out) \
