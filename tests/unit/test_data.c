@@ -524,7 +524,7 @@ Test(data, prepare_two_text_files)
     cr_assert_eq(test_write_file(pb, tb, 7), 0);
     const char *paths[2] = { pa, pb };
     Err e = { "" };
-    cr_assert_eq(prepare_text_files(paths, 2, out, 0.25, &e), 0, "%s", e.msg); /* 3.5 -> 4 */
+    cr_assert_eq(prepare_text_files(paths, 2, out, 0.25, 0, &e), 0, "%s", e.msg); /* 3.5 -> 4 */
     TokenFile f;
     cr_assert_eq(tokfile_open(&f, out, &e), 0, "%s", e.msg);
     cr_assert_eq(f.vocab, 256);
@@ -551,18 +551,18 @@ Test(data, prepare_errors)
     cr_assert_eq(test_write_file(empty, "", 0), 0);
     Err e = { "" };
     const char *p1[2] = { pa, missing };
-    cr_assert_eq(prepare_text_files(p1, 2, out, 0.1, &e), -1);
+    cr_assert_eq(prepare_text_files(p1, 2, out, 0.1, 0, &e), -1);
     cr_assert(strstr(e.msg, missing), "%s", e.msg);
     cr_assert_neq(access(out, F_OK), 0);
     const char *p2[1] = { empty };
-    cr_assert_eq(prepare_text_files(p2, 1, out, 0.1, &e), -1);
+    cr_assert_eq(prepare_text_files(p2, 1, out, 0.1, 0, &e), -1);
     cr_assert(strstr(e.msg, "empty"), "%s", e.msg);
     const char *p3[1] = { pa };
-    cr_assert_eq(prepare_text_files(p3, 1, out, 0.0, &e), -1);
+    cr_assert_eq(prepare_text_files(p3, 1, out, 0.0, 0, &e), -1);
     cr_assert(strstr(e.msg, "0"), "%s", e.msg);
-    cr_assert_eq(prepare_text_files(p3, 1, out, 1.0, &e), -1);
+    cr_assert_eq(prepare_text_files(p3, 1, out, 1.0, 0, &e), -1);
     cr_assert_neq(access(out, F_OK), 0);
-    cr_assert_eq(prepare_text_files(p3, 1, out, 0.2, &e), 0, "%s", e.msg);
+    cr_assert_eq(prepare_text_files(p3, 1, out, 0.2, 0, &e), 0, "%s", e.msg);
     cr_assert_eq(access(out, F_OK), 0);
 }
 

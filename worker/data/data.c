@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -597,13 +598,13 @@ static int copy_input(AtomicFile *af, const char *path, uint64_t *count, Err *e)
     return 0;
 }
 
-static int prepare_sizes(const char *const *paths, int n_paths, uint64_t *total, Err *e)
+static int prepare_sizes(const char *const *paths, int n_paths, uint64_t *sizes, uint64_t *total,
+                         Err *e)
 {
     *total = 0;
     for (int i = 0; i < n_paths; i++) {
-        uint64_t sz = 0;
-        if (input_size(paths[i], &sz, e)) return -1;
-        *total += sz;
+        if (input_size(paths[i], &sizes[i], e)) return -1;
+        *total += sizes[i];
     }
     if (*total == 0)
         return err_set(e, "prepare: input is empty (%d file(s), first %s): nothing to tokenize",
@@ -611,20 +612,33 @@ static int prepare_sizes(const char *const *paths, int n_paths, uint64_t *total,
     return 0;
 }
 
-int prepare_text_files(const char *const *paths, int n_paths, const char *out_path,
-                       double val_fraction, Err *e)
+/* The mask of --mark-documents after the tokens: every byte counted, each
+ * file's first byte an example's start. */
+static int write_document_mask(AtomicFile *af, const uint64_t *sizes, int n_paths, Err *e)
 {
-    if (n_paths < 1) return err_set(e, "prepare: no input text files given");
-    if (!(val_fraction > 0.0 && val_fraction < 1.0))
-        return err_set(e, "prepare: val fraction %g must be strictly between 0 and 1", val_fraction);
+    unsigned char buf[16384];
+    memset(buf, TOKMASK_COUNTS, sizeof buf);
+    for (int i = 0; i < n_paths; i++)
+        for (uint64_t done = 0; done < sizes[i];) {
+            size_t k = sizes[i] - done < sizeof buf ? (size_t)(sizes[i] - done) : sizeof buf;
+            buf[0] = (unsigned char)(TOKMASK_COUNTS | (done == 0 ? TOKMASK_START : 0));
+            if (atomic_write(af, buf, k, e)) return -1;
+            done += k;
+        }
+    return 0;
+}
+
+static int write_text_files(const char *const *paths, int n_paths, const char *out_path,
+                            double val_fraction, int mark_docs, uint64_t *sizes, Err *e)
+{
     uint64_t total, done = 0;
-    if (prepare_sizes(paths, n_paths, &total, e)) return -1;
+    if (prepare_sizes(paths, n_paths, sizes, &total, e)) return -1;
     uint64_t n_val = (uint64_t)((double)total * val_fraction + 0.5);
     if (n_val == 0 || n_val >= total)
         return err_set(e, "prepare: val fraction %g of %" PRIu64 " bytes leaves an empty %s split",
                        val_fraction, total, n_val == 0 ? "val" : "train");
     unsigned char h[TOKFILE_HEADER_BYTES];
-    encode_header(h, 1, 256, total - n_val, n_val, 0);
+    encode_header(h, 1, 256, total - n_val, n_val, mark_docs);
     AtomicFile af;
     if (atomic_open(&af, out_path, e) || atomic_write(&af, h, sizeof h, e)) return -1;
     for (int i = 0; i < n_paths; i++)
@@ -634,5 +648,19 @@ int prepare_text_files(const char *const *paths, int n_paths, const char *out_pa
         return err_set(e, "%s: inputs changed size while preparing (%" PRIu64 " bytes, then %" PRIu64 ")",
                        out_path, total, done);
     }
+    if (mark_docs && write_document_mask(&af, sizes, n_paths, e)) return -1;
     return atomic_commit(&af, e);
+}
+
+int prepare_text_files(const char *const *paths, int n_paths, const char *out_path,
+                       double val_fraction, int mark_docs, Err *e)
+{
+    if (n_paths < 1) return err_set(e, "prepare: no input text files given");
+    if (!(val_fraction > 0.0 && val_fraction < 1.0))
+        return err_set(e, "prepare: val fraction %g must be strictly between 0 and 1", val_fraction);
+    uint64_t *sizes = malloc((size_t)n_paths * sizeof *sizes);
+    if (!sizes) return err_set(e, "prepare: out of memory for %d file sizes", n_paths);
+    int rc = write_text_files(paths, n_paths, out_path, val_fraction, mark_docs, sizes, e);
+    free(sizes);
+    return rc;
 }

@@ -140,9 +140,11 @@ uint64_t loader_batch_counted(const Loader *l, uint64_t k, int whole);
 
 /* `mpitrain prepare`: concatenate text files, byte-level tokenize (vocab 256,
  * token = byte value), the last round(val_fraction * total) bytes are the
- * validation split (0 < val_fraction < 1); writes a native file atomically. */
+ * validation split (0 < val_fraction < 1); writes a native file atomically.
+ * mark_docs: a masked file (version 3) whose mask counts every token and
+ * marks each file's first byte TOKMASK_START (a document: --doc-attention). */
 int prepare_text_files(const char *const *paths, int n_paths, const char *out_path,
-                       double val_fraction, Err *e);
+                       double val_fraction, int mark_docs, Err *e);
 /* `mpitrain prepare --tokenizer DIR`: each text file is a document,
  * encoded with the tokenizer of DIR (worker/data/bpe.h): GPT-2's pairs put
  * <|endoftext|> before each; tokenizer.json's documents get the template's
@@ -157,6 +159,8 @@ typedef struct {
     const char *tokenizer, *out_path;
     double val_fraction;
     PrepFormat format;
+    int mark_docs;      /* PREP_MPTOKENS: a mask marking each document's first token
+                           (GPT-2's <|endoftext|> before it, or its BOS), counting all */
 } PrepareBpe;
 int prepare_bpe_files(const PrepareBpe *p, const char *const *paths, int n_paths, Err *e);
 /* Writes llm.c's token file (version 1: 256 int32 header of magic, version,

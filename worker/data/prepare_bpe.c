@@ -36,13 +36,14 @@ static int append_id(IdList *l, int id, Err *e)
  * theirs; tokenizer.json's documents are as its encode makes them (Llama's
  * BOS first) and end with eos_token, as the model learnt to stop. */
 static int encode_files(const Bpe *b, int hf, const char *const *paths, int n_paths, IdList *out,
-                        Err *e)
+                        size_t *starts, Err *e)
 {
     size_t text_ids = 0;
     for (int i = 0; i < n_paths; i++) {
         void *text;
         size_t len;
         if (read_file(paths[i], TEXT_MAX_BYTES, &text, &len, e)) return -1;
+        starts[i] = out->n; /* the document's first token: GPT-2's <|endoftext|>, or its BOS */
         if (!hf && bpe_eot(b) >= 0 && append_id(out, bpe_eot(b), e)) {
             free(text);
             return -1;
@@ -82,15 +83,33 @@ int llmc_write(const char *path, const uint32_t *tokens, uint64_t n, Err *e)
     return atomic_commit(&af, e);
 }
 
+/* --mark-documents' mask: every token counted, each document's first one
+ * (starts[0..n_docs)) an example's start. NULL when out of memory. */
+static uint8_t *document_mask(uint64_t n, const size_t *starts, int n_docs)
+{
+    uint8_t *mask = malloc(n ? n : 1);
+    if (!mask) return NULL;
+    memset(mask, TOKMASK_COUNTS, n);
+    for (int i = 0; i < n_docs; i++)
+        if (starts[i] < n) mask[starts[i]] |= TOKMASK_START;
+    return mask;
+}
+
 /* The split for MPTOKENS: the last round(val_fraction * n) tokens. */
-static int write_tokens(const PrepareBpe *p, const uint32_t *t, uint64_t n, int vocab, Err *e)
+static int write_tokens(const PrepareBpe *p, const uint32_t *t, uint64_t n, int vocab,
+                        const size_t *starts, int n_docs, Err *e)
 {
     if (p->format == PREP_LLMC) return llmc_write(p->out_path, t, n, e);
     uint64_t n_val = (uint64_t)((double)n * p->val_fraction + 0.5);
     if (n_val == 0 || n_val >= n)
         return err_set(e, "prepare: val fraction %g of %" PRIu64 " tokens leaves an empty %s split",
                        p->val_fraction, n, n_val == 0 ? "val" : "train");
-    return tokfile_write32(p->out_path, t, n - n_val, n_val, vocab, e);
+    if (!p->mark_docs) return tokfile_write32(p->out_path, t, n - n_val, n_val, vocab, e);
+    uint8_t *mask = document_mask(n, starts, n_docs);
+    if (!mask) return err_set(e, "prepare: out of memory for the mask of %" PRIu64 " tokens", n);
+    int rc = tokfile_write_masked(p->out_path, t, mask, n - n_val, n_val, vocab, e);
+    free(mask);
+    return rc;
 }
 
 static int check_vocab(const PrepareBpe *p, int vocab, Err *e)
@@ -110,12 +129,17 @@ int prepare_bpe_files(const PrepareBpe *p, const char *const *paths, int n_paths
     if (!b) return -1;
     IdList ids = {0};
     int vocab = bpe_vocab_size(b);
-    int rc = check_vocab(p, vocab, e) || encode_files(b, bpe_is_hf(b), paths, n_paths, &ids, e)
+    size_t *starts = malloc((size_t)n_paths * sizeof *starts);
+    int rc = !starts ? err_set(e, "prepare: out of memory")
+             : check_vocab(p, vocab, e) ||
+                     encode_files(b, bpe_is_hf(b), paths, n_paths, &ids, starts, e)
                  ? -1
                  : 0;
     bpe_free(b);
     /* ids are int (>= 0) and as wide as uint32_t: the same array, read unsigned */
-    if (!rc) rc = write_tokens(p, (const uint32_t *)(const void *)ids.ids, ids.n, vocab, e);
+    if (!rc)
+        rc = write_tokens(p, (const uint32_t *)(const void *)ids.ids, ids.n, vocab, starts, n_paths, e);
     free(ids.ids);
+    free(starts);
     return rc;
 }

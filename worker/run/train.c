@@ -79,8 +79,9 @@ static int open_data(Trainer *t, Err *e)
     if (own_val && open_tokens(&t->val_data, "--val-data", c->val_data, TOKUSE_VAL, c, e))
         return -1;
     if (c->doc_attention && !t->data.mask)
-        return err_set(e, "--doc-attention: --data %s marks no examples to keep apart (a file "
-                          "from mpitrain prepare --format jsonl marks each one's first token)",
+        return err_set(e, "--doc-attention: --data %s marks no examples to keep apart (mpitrain "
+                          "prepare --format jsonl marks each example's first token, prepare "
+                          "--mark-documents each text file's)",
                        c->data);
     const TokenFile *val = own_val ? &t->val_data : &t->data;
     int r = t->mesh.me.dp, n = t->mesh.dims.dp;
