@@ -120,6 +120,10 @@ static void bench_attention(Bench *b, int NKV, int doc_len)
            10.0 * b->hs * pairs / tb * 1e-9);
     if (doc_len > 0) {
         b->pos = malloc(rows * sizeof *b->pos);
+        if (!b->pos) {
+            fprintf(stderr, "bench_ops: out of memory\n");
+            exit(1);
+        }
         double doc_pairs = 0;
         for (size_t i = 0; i < rows; i++) {
             b->pos[i] = (int)(i % (size_t)b->T % (size_t)doc_len);

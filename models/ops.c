@@ -617,8 +617,9 @@ void attention_forward_gqa(float *out, float *lse, const float *qkv, const int *
     const float scale = 1.0f / sqrtf((float)hs);
     /* tasks are independent (each writes its own rows of out and lse), so
      * any schedule gives the same bits: a head's query blocks are handed
-     * out together (its keys and values stay in cache), costliest first
-     * (the last blocks see the most keys), so the threads end together */
+     * out together (its keys and values stay in cache), last first (without
+     * doc positions the last blocks see the most keys, so the threads end
+     * together) */
 #pragma omp parallel for schedule(dynamic, 1) num_threads(att_threads(scratch_threads))
     for (int task = 0; task < B * NH * nqb; task++) {
         int bh = task / nqb, b = bh / NH, h = bh % NH;

@@ -7,8 +7,8 @@
 # them. On them this build's `ckpt info` prints the same, eval, sample and
 # export give the same bytes, --resume takes the settings from the old
 # fields (a conflicting flag is named) and goes on to the losses the
-# uninterrupted run had (bit for bit on the machine that made them; to
-# float rounding on another CPU, whose BLAS kernels differ).
+# uninterrupted run had, to 1e-7: they were recorded on another machine,
+# and another CPU's BLAS kernels round differently.
 # usage: ckpt_v1_test.sh MPITRAIN_BINARY SCRATCH_DIR
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)

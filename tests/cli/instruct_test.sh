@@ -123,9 +123,17 @@ half = [rng.randrange(2) for _ in range(n)]
 write("all.tok", [1] * n)
 write("a.tok", half)
 write("b.tok", [1 - m for m in half])
+# the first batch (4 windows of 32 and the target after them) counts nothing
+write("none.tok", [0] * (4 * 32 + 1) + [1] * (n - 4 * 32 - 1))
 EOF
 M="--layers 2 --heads 2 --embd 32 --seq-len 32 --batch 4 --threads 1 --eval-every 0 --progress lines"
 "$BIN" train $M --data u.tok --steps 3 --out base > base.log 2>&1
+# a batch that counts no target has no loss: every method says n/a, not 0
+for opt in adamw zo; do
+  "$BIN" train $M --data none.tok --steps 2 --optimizer $opt --out none_$opt > none_$opt.log 2>&1
+  check "$opt: a batch that counts nothing says 'loss n/a', null in metrics.jsonl; the next one has a loss" \
+    "grep -q '^step 1/2 | loss n/a |' none_$opt.log && grep -q '\"step\":1,\"loss\":null' none_$opt/metrics.jsonl && grep -q '\"step\":2,\"loss\":[0-9]' none_$opt/metrics.jsonl"
+done
 ev() { "$BIN" eval --ckpt base --data "$1" --windows 16 --batch 4 --threads 1 --json 2> /dev/null; }
 for f in u all a b; do ev $f.tok > ev_$f.json; done
 # counted targets of the first 16 windows of the validation split (targets w*T+1..w*T+T)

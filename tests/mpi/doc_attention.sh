@@ -5,8 +5,9 @@
 # GPT-2's learned positions and for llama's rotary ones with grouped kv
 # heads; the flag changes the losses (so it is in force); `mpitrain eval`
 # of the checkpoint keeps examples apart as training did (its validation
-# loss is the run's own); zeroth-order training keeps them apart in every
-# layout too; and the flag refuses what it cannot do, by name.
+# loss is the run's own); zeroth-order training with pipeline stages gives
+# the weights it gives without them, bit for bit; and the flag refuses
+# what it cannot do, by name.
 . "$(dirname "$0")/lib.sh"
 python3 - > ex.jsonl <<'EOF'
 import json, random

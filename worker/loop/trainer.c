@@ -97,6 +97,8 @@ double trainer_eval_loss(Trainer *t)
 {
     const TrainConfig *c = t->cfg;
     trace_begin("eval", TR_EVAL);
+    /* the pipeline reads the positions from t->pos (pipeline_set_positions),
+     * where eval_loss_sum loads them */
     EvalBuffers buf = {t->inputs, t->targets, t->pos};
     double sum = eval_loss_sum(&t->val, c->eval_batches, pipe_batch_loss, &t->pipe, &buf);
     double scale = trainer_per_pred(c) / c->eval_batches;

@@ -123,7 +123,7 @@ static int swarm_compute(Trainer *t, void *state, long step, StepOutcome *o, Err
     SwarmRun *s = state;
     int known = swarm_known(s->sw, (uint32_t)step, e);
     if (known < 0) return -1;
-    double sums[2] = {0, 0};
+    double sums[3] = {0, 0, 0}; /* zo_machine_codes' */
     uint32_t slot = swarm_slot(s->sw);
     if (!known) {
         uint64_t pos = t->data_pos + (uint64_t)(slot == SWARM_NO_SLOT ? 0 : slot) * SWARM_DATA_STRIDE;
@@ -139,7 +139,7 @@ static int swarm_compute(Trainer *t, void *state, long step, StepOutcome *o, Err
     t->strategy_bytes = (double)st.bytes_sent;
     swarm_notes(t, s);
     if (rc) return -1;
-    o->no_loss = known || s->dec.caught_up;
+    o->no_loss = known || s->dec.caught_up || (sums[1] == 0 && sums[2] > 0);
     o->loss = sums[1] > 0 ? sums[0] / sums[1] : NAN;
     o->grad_norm = NAN;
     return 0;

@@ -299,9 +299,12 @@ static double loss_at_theta(Trainer *t, long step, uint32_t machine)
     return trainer_loss_sum(t, t->mesh.mp, local) * trainer_loaded_scale(t);
 }
 
-void zo_machine_codes(Trainer *t, Zo *z, long step, uint32_t machine, double sums[2])
+void zo_machine_codes(Trainer *t, Zo *z, long step, uint32_t machine, double sums[3])
 {
     const TrainConfig *c = t->cfg;
+    /* a masked batch that counts no target: every loss is 0, its codes 0;
+     * no loss to report (not a 0 dragging the mean down) */
+    const int counts = trainer_loaded_scale(t) > 0;
     update_mask(t, z);
     double l0 = c->zo_one_sided ? loss_at_theta(t, step, machine) : NAN;
     for (int s = 0; s < c->zo_samples; s++) {
@@ -318,7 +321,9 @@ void zo_machine_codes(Trainer *t, Zo *z, long step, uint32_t machine, double sum
         }
         trace_end();
         z->mine[s] = zo_code(g, z->id.scale, c->zo_outlier);
-        if (isfinite(mean)) {
+        if (!counts) {
+            sums[2] += 1;
+        } else if (isfinite(mean)) {
             sums[0] += mean;
             sums[1] += 1;
         }
@@ -334,11 +339,12 @@ static int zo_compute(Trainer *t, void *state, long step, StepOutcome *o, Err *e
     const TrainConfig *c = t->cfg;
     trainer_load_batch(t, &t->train, t->data_pos);
     t->data_pos++;
-    double sums[2] = {0, 0}; /* loss sum, samples counted */
+    double sums[3] = {0, 0, 0}; /* zo_machine_codes' */
     zo_machine_codes(t, z, step, (uint32_t)t->mesh.me.dp, sums);
     coll_allgather_bytes(t->mesh.dp, z->mine, z->all, (size_t)c->zo_samples);
-    coll_allreduce_sum_f64(t->mesh.dp, sums, 2);
+    coll_allreduce_sum_f64(t->mesh.dp, sums, 3);
     o->loss = sums[1] > 0 ? sums[0] / sums[1] : NAN;
+    o->no_loss = sums[1] == 0 && sums[2] > 0; /* no machine's batch counted a target */
     o->grad_norm = NAN; /* zeroth order: no gradient, so no norm */
     return 0;
 }

@@ -38,8 +38,10 @@ int zo_open_journal(Trainer *t, Zo *z, int *fresh, Err *e);
 void zo_note_setup(Trainer *t, const Zo *z);
 /* This machine's codes for the step into z->mine, from the batch at hand;
  * sums[0] += the loss of each sample whose two losses were finite, sums[1]
- * += how many (a non-finite sample is already skipped by its code). */
-void zo_machine_codes(Trainer *t, Zo *z, long step, uint32_t machine, double sums[2]);
+ * += how many (a non-finite sample is already skipped by its code), and
+ * sums[2] += the samples of a masked batch that counts no target (no loss,
+ * codes 0). */
+void zo_machine_codes(Trainer *t, Zo *z, long step, uint32_t machine, double sums[3]);
 /* The journal durable (rank 0) before a checkpoint that counts on it. */
 int zo_sync_journal(Trainer *t, Zo *z, Err *e);
 /* Frees what z holds (not z). */
