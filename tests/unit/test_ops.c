@@ -619,6 +619,66 @@ Test(ops, attention_gqa_grad_offsets)
     check_attention(1, 70, (AttnHeads){.NH = 3, .NKV = 3, .hs = 4, .group = 2, .h0 = 3}, 69);
 }
 
+/* Doc positions (ops.h DOC POSITIONS): B rows of documents whose lengths
+ * len[b][...] (0-ended) fill T. The kernels with pos against each document
+ * alone: the forward against the double reference run on the document's
+ * rows (out and log-sum-exp), the backward against the kernel's own
+ * backward of the document alone (pos NULL), dq, dk and dv, their rows
+ * only; and 1 thread gives 2 threads' bits. */
+static void check_doc_attention(int B, int T, const int len[][5], AttnHeads ah, uint64_t seed)
+{
+    const int NH = ah.NH, C = NH * ah.hs, threads = 2;
+    const size_t ld = att_ld(&ah), nqkv = (size_t)B * T * ld, nout = (size_t)B * T * C;
+    float *qkv = fnew(nqkv), *out = fnew(nout), *lse = fnew((size_t)B * NH * T), *r = fnew(nout);
+    float *dqkv = fnew(nqkv), *scratch = fnew(attention_scratch_floats(T, threads));
+    int *pos = malloc((size_t)B * T * sizeof *pos);
+    randn(qkv, nqkv, seed, 1.0f, 0.0f);
+    randn(r, nout, seed + 1, 1.0f, 0.0f);
+    for (int b = 0; b < B; b++)
+        for (int d = 0, t = 0; len[b][d]; d++)
+            for (int i = 0; i < len[b][d]; i++, t++) pos[b * T + t] = i;
+    attention_forward_gqa(out, lse, qkv, pos, B, T, &ah, scratch, threads);
+    attention_backward_gqa(dqkv, r, out, qkv, lse, pos, B, T, &ah, scratch, threads);
+    for (int b = 0; b < B; b++)
+        for (int d = 0, t0 = 0; len[b][d]; t0 += len[b][d], d++) {
+            const int n = len[b][d];
+            const size_t rows = (size_t)b * T + t0;
+            double *dq = to_double(qkv + rows * ld, (size_t)n * ld), *dout = dnew((size_t)n * C);
+            double *dlse = dnew((size_t)NH * n);
+            attention_ref(dout, dlse, dq, 1, n, &ah);
+            check_close("doc attention out", out + rows * C, dout, (size_t)n * C, 1e-5);
+            for (int h = 0; h < NH; h++)
+                check_close("doc attention log-sum-exp", lse + ((size_t)b * NH + h) * T + t0,
+                            dlse + (size_t)h * n, (size_t)n, 1e-5);
+            /* the document alone through the kernels: its forward, backward */
+            float *o1 = fnew((size_t)n * C), *l1 = fnew((size_t)NH * n), *g1 = fnew((size_t)n * ld);
+            attention_forward_gqa(o1, l1, qkv + rows * ld, NULL, 1, n, &ah, scratch, threads);
+            attention_backward_gqa(g1, r + rows * C, o1, qkv + rows * ld, l1, NULL, 1, n, &ah,
+                                   scratch, threads);
+            double *g1d = to_double(g1, (size_t)n * ld);
+            check_close("doc attention dqkv", dqkv + rows * ld, g1d, (size_t)n * ld, 1e-5);
+            free(dq); free(dout); free(dlse); free(o1); free(l1); free(g1); free(g1d);
+        }
+    float *out1 = fnew(nout), *d1 = fnew(nqkv);
+    attention_forward_gqa(out1, lse, qkv, pos, B, T, &ah, scratch, 1);
+    attention_backward_gqa(d1, r, out1, qkv, lse, pos, B, T, &ah, scratch, 1);
+    cr_expect(!memcmp(out, out1, nout * sizeof(float)) && !memcmp(dqkv, d1, nqkv * sizeof(float)),
+              "doc attention: 1 thread differs from %d", threads);
+    free(out1); free(d1); free(pos);
+    free(qkv); free(out); free(lse); free(r); free(dqkv); free(scratch);
+}
+
+/* Two rows across the 64-query blocks: a single-token document, a
+ * document ending on a block boundary, one that fills its row; grouped kv
+ * heads, and all heads on one kv head. */
+Test(ops, attention_doc_positions)
+{
+    static const int len[2][5] = {{70, 1, 45, 34, 0}, {64, 64, 22, 0, 0}};
+    check_doc_attention(2, 150, len, (AttnHeads){.NH = 4, .NKV = 2, .hs = 8, .group = 2}, 81);
+    static const int whole[1][5] = {{150, 0, 0, 0, 0}};
+    check_doc_attention(1, 150, whole, (AttnHeads){.NH = 3, .NKV = 1, .hs = 8, .group = 3}, 83);
+}
+
 /* Position i must not see positions after it: changing the last position's
  * k and v leaves all earlier outputs bit-identical. */
 Test(ops, attention_is_causal)
